@@ -1,0 +1,98 @@
+// A consecutive run of GPT-2 layers (the first chunk adds the embedding, the last the final
+// LayerNorm, tied head and loss) with forward, input-grad (B) and weight-grad (W) as
+// separate calls on one microbatch, and that microbatch's saved activations.
+// Not a scheduler: which microbatch runs when is decided in runtime/.
+#ifndef STAGEHAND_MODELS_GPT_CHUNK_H_
+#define STAGEHAND_MODELS_GPT_CHUNK_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "models/gpt_config.h"
+#include "models/parameters.h"
+
+namespace stagehand::models {
+
+// Layers [first_layer, end_layer) of the model; the embedding and/or the head.
+struct ChunkSpec {
+  int first_layer = 0;
+  int end_layer = 0;
+  bool has_embedding = false;
+  bool has_head = false;
+};
+
+// Cuts `num_layers` into `num_chunks` consecutive, non-empty chunks of balanced size (the
+// first num_layers % num_chunks chunks get one more). Error if a cut cannot be made.
+absl::StatusOr<std::vector<ChunkSpec>> CutLayers(int num_layers, int num_chunks);
+
+// Cuts with explicit sizes: layers_per_chunk must be positive and sum to num_layers.
+absl::StatusOr<std::vector<ChunkSpec>> CutLayersAs(int num_layers,
+                                                   const std::vector<int>& layers_per_chunk);
+
+struct ChunkOptions {
+  int micro_batch_size = 4;  // B
+  int seq_len = 64;          // T
+  int num_microbatches = 1;  // M: the loss of a step is the mean over M microbatches
+};
+
+template <typename Real>
+class GptChunk {
+ public:
+  // Validates the config, spec and options; allocates and initialises the parameters.
+  static absl::StatusOr<std::unique_ptr<GptChunk>> Create(const GptConfig& config,
+                                                          const ChunkSpec& spec,
+                                                          const ChunkOptions& options);
+  ~GptChunk();
+
+  // F on microbatch mb. tokens (B, T) for the first chunk (else null); input (B, T, C) for
+  // the others (else null); targets (B, T) for the last chunk (else null).
+  absl::Status Forward(int mb, const int32_t* tokens, const Real* input, const int32_t* targets);
+  // (B, T, C) output of F(mb) for a chunk without the head; valid until mb is released.
+  const Real* output(int mb) const;
+  // Mean token loss of F(mb), last chunk only.
+  double loss(int mb) const;
+
+  // B on microbatch mb: dout (B, T, C) is the gradient of the chunk's output (null for the
+  // last chunk, whose gradient starts at the loss). Keeps what W needs.
+  absl::Status BackwardInput(int mb, const Real* dout);
+  // (B, T, C) gradient w.r.t. the chunk's input, after B(mb); not for the first chunk.
+  const Real* input_grad(int mb) const;
+  // W on microbatch mb: accumulates weight gradients, then releases mb's activations.
+  absl::Status BackwardWeights(int mb);
+  // B then W.
+  absl::Status Backward(int mb, const Real* dout);
+  // Drops mb's activations without a backward (evaluation).
+  void Release(int mb);
+
+  ParameterSet<Real>& params() { return params_; }
+  const ParameterSet<Real>& params() const { return params_; }
+  const ChunkSpec& spec() const { return spec_; }
+  const GptConfig& config() const { return config_; }
+  const ChunkOptions& options() const { return options_; }
+  // Microbatches whose activations are held.
+  int inflight() const { return static_cast<int>(states_.size()); }
+  // Floats one microbatch holds between F and W (activations + saved gradients).
+  int64_t activation_floats_per_microbatch() const;
+
+ private:
+  struct LayerState;
+  struct MicrobatchState;
+  GptChunk(const GptConfig& config, const ChunkSpec& spec, const ChunkOptions& options);
+  std::unique_ptr<MicrobatchState> NewState() const;
+  absl::StatusOr<MicrobatchState*> Find(int mb, const char* what) const;
+
+  GptConfig config_;
+  ChunkSpec spec_;
+  ChunkOptions options_;
+  ParameterSet<Real> params_;
+  std::map<int, std::unique_ptr<MicrobatchState>> states_;
+  std::vector<std::unique_ptr<MicrobatchState>> free_states_;
+};
+
+}  // namespace stagehand::models
+
+#endif  // STAGEHAND_MODELS_GPT_CHUNK_H_

@@ -1,0 +1,210 @@
+// Tests for GptChunk: whole-model gradients against float64 finite differences, chunked ==
+// unchunked, B+W == fused, and clear errors for misuse and impossible cuts.
+#include "models/gpt_chunk.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace stagehand::models {
+namespace {
+
+constexpr int kB = 2, kT = 5;
+
+GptConfig SmallConfig(bool heterogeneous) {
+  GptConfig c = UniformGpt(3, 8, 2, 11, 8, 42);
+  if (heterogeneous) {
+    c.layers[1].attention = AttentionKind::kNone;
+    c.layers[2].mlp = MlpKind::kNone;
+  }
+  return c;
+}
+
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+};
+
+Batch RandomBatch(int vocab, int seed) {
+  std::mt19937 rng(seed);
+  Batch b;
+  for (int i = 0; i < kB * kT; ++i) {
+    b.tokens.push_back(rng() % vocab);
+    b.targets.push_back(rng() % vocab);
+  }
+  return b;
+}
+
+// Runs F then (optionally) B+W through consecutive chunks; returns the loss.
+double RunChunks(std::vector<std::unique_ptr<GptChunk<double>>>& chunks, const Batch& batch,
+                 bool backward, int mb = 0) {
+  const double* x = nullptr;
+  for (auto& c : chunks) {
+    EXPECT_TRUE(c->Forward(mb, batch.tokens.data(), x, batch.targets.data()).ok());
+    x = c->output(mb);
+  }
+  double loss = chunks.back()->loss(mb);
+  if (!backward) {
+    for (auto& c : chunks) c->Release(mb);
+    return loss;
+  }
+  std::vector<double> dout;
+  for (int i = static_cast<int>(chunks.size()) - 1; i >= 0; --i) {
+    EXPECT_TRUE(chunks[i]->BackwardInput(mb, i + 1 == (int)chunks.size() ? nullptr : dout.data()).ok());
+    if (i > 0) {
+      const double* g = chunks[i]->input_grad(mb);
+      dout.assign(g, g + kB * kT * chunks[i]->config().d_model);
+    }
+    EXPECT_TRUE(chunks[i]->BackwardWeights(mb).ok());
+  }
+  return loss;
+}
+
+std::vector<std::unique_ptr<GptChunk<double>>> MakeChunks(const GptConfig& config,
+                                                          std::vector<int> sizes) {
+  auto specs = CutLayersAs(static_cast<int>(config.layers.size()), sizes);
+  EXPECT_TRUE(specs.ok()) << specs.status();
+  std::vector<std::unique_ptr<GptChunk<double>>> chunks;
+  for (const ChunkSpec& spec : *specs) {
+    auto chunk = GptChunk<double>::Create(config, spec, ChunkOptions{kB, kT, 1});
+    EXPECT_TRUE(chunk.ok()) << chunk.status();
+    chunks.push_back(std::move(*chunk));
+  }
+  return chunks;
+}
+
+void CheckWholeModelGradients(bool heterogeneous) {
+  GptConfig config = SmallConfig(heterogeneous);
+  auto chunks = MakeChunks(config, {3});
+  Batch batch = RandomBatch(config.vocab_size, 7);
+  RunChunks(chunks, batch, /*backward=*/true);
+  ParameterSet<double>& p = chunks[0]->params();
+  std::mt19937 rng(3);
+  int checked = 0;
+  for (const ParamInfo& info : p.infos()) {
+    for (int k = 0; k < 4; ++k) {
+      int64_t i = info.offset + rng() % info.size;
+      double saved = p.values()[i], h = 1e-5;
+      p.values()[i] = saved + h;
+      double plus = RunChunks(chunks, batch, false);
+      p.values()[i] = saved - h;
+      double minus = RunChunks(chunks, batch, false);
+      p.values()[i] = saved;
+      double numeric = (plus - minus) / (2 * h), analytic = p.grads()[i];
+      EXPECT_NEAR(analytic, numeric, 1e-7 + 1e-5 * std::abs(numeric))
+          << info.name << "[" << i - info.offset << "]";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 40);
+}
+
+TEST(GptChunkTest, WholeModelGradientsMatchFiniteDifferences) { CheckWholeModelGradients(false); }
+
+TEST(GptChunkTest, HeterogeneousModelGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(true);
+}
+
+TEST(GptChunkTest, ChunkedModelMatchesWholeModel) {
+  GptConfig config = SmallConfig(true);
+  auto whole = MakeChunks(config, {3});
+  auto parts = MakeChunks(config, {1, 1, 1});
+  Batch batch = RandomBatch(config.vocab_size, 11);
+  double loss_whole = RunChunks(whole, batch, true);
+  double loss_parts = RunChunks(parts, batch, true);
+  EXPECT_NEAR(loss_whole, loss_parts, 1e-13);
+  for (const ParamInfo& info : whole[0]->params().infos()) {
+    std::vector<double> sum(info.size, 0.0);
+    int holders = 0;
+    for (auto& c : parts) {
+      if (!c->params().contains(info.name)) continue;
+      ++holders;
+      const double* v = c->params().value(info.name);
+      double* g = c->params().grad(info.name);
+      for (int64_t i = 0; i < info.size; ++i) {
+        EXPECT_EQ(v[i], whole[0]->params().value(info.name)[i]) << info.name;
+        sum[i] += g[i];
+      }
+    }
+    ASSERT_EQ(holders, info.name == "wte" ? 2 : 1) << info.name;
+    for (int64_t i = 0; i < info.size; ++i) {
+      EXPECT_NEAR(sum[i], whole[0]->params().grads()[info.offset + i], 1e-12) << info.name;
+    }
+  }
+  EXPECT_TRUE(parts.back()->params().infos()[0].tied_copy);
+}
+
+TEST(GptChunkTest, SplitBackwardEqualsFusedBitwise) {
+  GptConfig config = SmallConfig(false);
+  auto split = MakeChunks(config, {3});
+  auto fused = MakeChunks(config, {3});
+  Batch batch = RandomBatch(config.vocab_size, 5);
+  for (auto* set : {&split, &fused}) {
+    ASSERT_TRUE((*set)[0]->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  }
+  ASSERT_TRUE(split[0]->BackwardInput(0, nullptr).ok());
+  ASSERT_TRUE(split[0]->BackwardWeights(0).ok());
+  ASSERT_TRUE(fused[0]->Backward(0, nullptr).ok());
+  for (int64_t i = 0; i < split[0]->params().size(); ++i) {
+    ASSERT_EQ(split[0]->params().grads()[i], fused[0]->params().grads()[i]);
+  }
+}
+
+TEST(GptChunkTest, ManyMicrobatchesInFlightAreIndependent) {
+  GptConfig config = SmallConfig(false);
+  auto a = MakeChunks(config, {3});
+  auto b = MakeChunks(config, {3});
+  Batch b0 = RandomBatch(config.vocab_size, 1), b1 = RandomBatch(config.vocab_size, 2);
+  // a: F0 F1 B1 B0 (interleaved, like a pipeline); b: F0 B0 F1 B1 (sequential).
+  ASSERT_TRUE(a[0]->Forward(0, b0.tokens.data(), nullptr, b0.targets.data()).ok());
+  ASSERT_TRUE(a[0]->Forward(1, b1.tokens.data(), nullptr, b1.targets.data()).ok());
+  EXPECT_EQ(a[0]->inflight(), 2);
+  ASSERT_TRUE(a[0]->Backward(1, nullptr).ok());
+  ASSERT_TRUE(a[0]->Backward(0, nullptr).ok());
+  EXPECT_EQ(a[0]->inflight(), 0);
+  RunChunks(b, b0, true, 0);
+  RunChunks(b, b1, true, 1);
+  for (int64_t i = 0; i < a[0]->params().size(); ++i) {
+    ASSERT_NEAR(a[0]->params().grads()[i], b[0]->params().grads()[i], 1e-15);
+  }
+}
+
+TEST(GptChunkTest, MisuseIsAnErrorNotACrash) {
+  GptConfig config = SmallConfig(false);
+  auto chunks = MakeChunks(config, {3});
+  GptChunk<double>& c = *chunks[0];
+  Batch batch = RandomBatch(config.vocab_size, 1);
+  EXPECT_EQ(c.BackwardInput(0, nullptr).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(c.Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  EXPECT_EQ(c.Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.BackwardWeights(0).code(), absl::StatusCode::kFailedPrecondition);
+  batch.tokens[3] = config.vocab_size;
+  absl::Status bad = c.Forward(1, batch.tokens.data(), nullptr, batch.targets.data());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("token id 11"), std::string::npos) << bad;
+}
+
+TEST(GptChunkTest, ImpossibleCutsAreErrors) {
+  EXPECT_FALSE(CutLayers(2, 4).ok());
+  EXPECT_FALSE(CutLayers(4, 0).ok());
+  EXPECT_FALSE(CutLayersAs(4, {2, 1}).ok());
+  EXPECT_FALSE(CutLayersAs(4, {4, 0}).ok());
+  auto cuts = CutLayers(7, 3);
+  ASSERT_TRUE(cuts.ok());
+  // 3 + 2 + 2, consecutive, no layer dropped or duplicated.
+  EXPECT_EQ((*cuts)[0].end_layer, 3);
+  EXPECT_EQ((*cuts)[1].first_layer, 3);
+  EXPECT_EQ((*cuts)[2].end_layer, 7);
+  EXPECT_TRUE((*cuts)[0].has_embedding && !(*cuts)[0].has_head);
+  EXPECT_TRUE((*cuts)[2].has_head && !(*cuts)[2].has_embedding);
+}
+
+TEST(GptChunkTest, SeqLenLongerThanContextIsAnError) {
+  auto chunk = GptChunk<float>::Create(SmallConfig(false), ChunkSpec{0, 3, true, true},
+                                       ChunkOptions{2, 9, 1});
+  EXPECT_EQ(chunk.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace stagehand::models

@@ -1,0 +1,115 @@
+// Byte-level corpus loading and deterministic window sampling.
+#include "runtime/data/text_corpus.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+
+namespace stagehand::runtime {
+namespace fs = std::filesystem;
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+bool LooksBinary(const std::string& bytes) {
+  size_t n = std::min<size_t>(bytes.size(), 4096);
+  return std::find(bytes.begin(), bytes.begin() + n, '\0') != bytes.begin() + n;
+}
+
+uint64_t Mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadTextPath(const std::string& path) {
+  std::error_code ec;
+  fs::file_status status = fs::status(path, ec);
+  if (ec || !fs::exists(status)) {
+    return absl::NotFoundError(absl::StrCat("data path ", path, " does not exist"));
+  }
+  std::string text;
+  if (fs::is_regular_file(status)) {
+    absl::StatusOr<std::string> bytes = ReadFile(path);
+    if (!bytes.ok()) return bytes.status();
+    text = std::move(*bytes);
+  } else if (fs::is_directory(status)) {
+    std::vector<fs::path> files;
+    for (fs::recursive_directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec)) {
+      if (it->is_symlink() || !it->is_regular_file()) continue;
+      files.push_back(it->path());
+    }
+    if (ec) return absl::InternalError(absl::StrCat("cannot list ", path, ": ", ec.message()));
+    std::sort(files.begin(), files.end());
+    for (const fs::path& f : files) {
+      absl::StatusOr<std::string> bytes = ReadFile(f);
+      if (!bytes.ok()) return bytes.status();
+      if (LooksBinary(*bytes)) continue;
+      text += *bytes;
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("data path ", path,
+                                                   " is neither a file nor a folder"));
+  }
+  if (text.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("data path ", path, " holds no text (empty corpus)"));
+  }
+  return text;
+}
+
+absl::StatusOr<Corpus> LoadByteCorpus(const std::string& path, double validation_fraction,
+                                      int64_t min_tokens) {
+  if (!(validation_fraction > 0.0 && validation_fraction < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validation fraction ", validation_fraction, " must be in (0, 1)"));
+  }
+  absl::StatusOr<std::string> text = ReadTextPath(path);
+  if (!text.ok()) return text.status();
+  const int64_t n = static_cast<int64_t>(text->size());
+  const int64_t n_val = static_cast<int64_t>(n * validation_fraction);
+  Corpus corpus;
+  corpus.train.reserve(n - n_val);
+  corpus.validation.reserve(n_val);
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t token = static_cast<unsigned char>((*text)[i]);
+    (i < n - n_val ? corpus.train : corpus.validation).push_back(token);
+  }
+  if (static_cast<int64_t>(corpus.validation.size()) < min_tokens ||
+      static_cast<int64_t>(corpus.train.size()) < min_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "corpus at ", path, " has ", n, " bytes: too small for windows of ", min_tokens,
+        " tokens in both the training part and the held-out ", validation_fraction * 100,
+        "% (use a larger corpus or a smaller --seq_len)"));
+  }
+  return corpus;
+}
+
+WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int micro_batch_size,
+                             int seq_len, uint64_t seed)
+    : data_(tokens), B_(micro_batch_size), T_(seq_len), seed_(seed) {}
+
+void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
+  const uint64_t range = data_->size() - static_cast<uint64_t>(T_);  // start in [0, n-T-1]
+  for (int b = 0; b < B_; ++b) {
+    uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(step) * 1000003u + microbatch) ^
+                       Mix(static_cast<uint64_t>(b) + 0x51ED27ull));
+    uint64_t start = key % range;
+    for (int t = 0; t < T_; ++t) {
+      tokens[b * T_ + t] = (*data_)[start + t];
+      targets[b * T_ + t] = (*data_)[start + t + 1];
+    }
+  }
+}
+
+}  // namespace stagehand::runtime

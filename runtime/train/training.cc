@@ -1,0 +1,136 @@
+// Training-step building blocks shared by the sequential and pipelined runs.
+#include "runtime/train/training.h"
+
+#include <cmath>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace stagehand::runtime {
+
+absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
+    const models::GptConfig& config, int num_chunks, const models::ChunkOptions& options) {
+  if (absl::Status s = models::ValidateGptConfig(config); !s.ok()) return s;
+  absl::StatusOr<std::vector<models::ChunkSpec>> specs =
+      models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+  if (!specs.ok()) return specs.status();
+  std::vector<std::unique_ptr<Chunk>> chunks;
+  for (const models::ChunkSpec& spec : *specs) {
+    absl::StatusOr<std::unique_ptr<Chunk>> chunk = Chunk::Create(config, spec, options);
+    if (!chunk.ok()) return chunk.status();
+    chunks.push_back(std::move(*chunk));
+  }
+  return chunks;
+}
+
+double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerState>& states,
+                     const OptimizerConfig& config, int step) {
+  // 1. Tied copies: both hold owner + copy (the same sum, so the same update).
+  absl::flat_hash_map<std::string, float*> owners;
+  for (Chunk* c : chunks) {
+    for (const models::ParamInfo& info : c->params().infos()) {
+      if (!info.tied_copy) owners[info.name] = c->params().grads() + info.offset;
+    }
+  }
+  for (Chunk* c : chunks) {
+    for (const models::ParamInfo& info : c->params().infos()) {
+      if (!info.tied_copy) continue;
+      float* owner = owners.at(info.name);
+      float* copy = c->params().grads() + info.offset;
+      for (int64_t i = 0; i < info.size; ++i) owner[i] = copy[i] = owner[i] + copy[i];
+    }
+  }
+  // 2. Global norm, each tied weight once, in chunk and declaration order.
+  double sum_squares = 0.0;
+  for (Chunk* c : chunks) {
+    for (const models::ParamInfo& info : c->params().infos()) {
+      if (!info.tied_copy) sum_squares += ops::SumOfSquares(c->params().grads() + info.offset, info.size);
+    }
+  }
+  const double norm = std::sqrt(sum_squares);
+  const double scale = ops::ClipScale(norm, config.grad_clip);
+  // 3. AdamW per tensor (weight decay on matrices only).
+  states.resize(chunks.size());
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    models::ParameterSet<float>& p = chunks[k]->params();
+    OptimizerState& st = states[k];
+    if (static_cast<int64_t>(st.m.size()) != p.size()) {
+      st.m.assign(p.size(), 0.f);
+      st.v.assign(p.size(), 0.f);
+    }
+    for (const models::ParamInfo& info : p.infos()) {
+      ops::AdamWOptions options = config.adamw;
+      if (!info.weight_decay) options.weight_decay = 0.0;
+      ops::AdamWUpdate(p.values() + info.offset, p.grads() + info.offset, st.m.data() + info.offset,
+                       st.v.data() + info.offset, info.size, options, step, scale);
+    }
+    p.ZeroGrads();
+  }
+  return norm;
+}
+
+absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chunks,
+                                                 const WindowSampler& sampler, int64_t step,
+                                                 int num_microbatches) {
+  const models::ChunkOptions& o = chunks.front()->options();
+  const int N = o.micro_batch_size * o.seq_len;
+  std::vector<int32_t> tokens(N), targets(N);
+  double loss = 0.0;
+  for (int mb = 0; mb < num_microbatches; ++mb) {
+    sampler.Sample(step, mb, tokens.data(), targets.data());
+    const float* x = nullptr;
+    for (Chunk* c : chunks) {
+      if (absl::Status s = c->Forward(mb, tokens.data(), x, targets.data()); !s.ok()) return s;
+      x = c->output(mb);
+    }
+    loss += chunks.back()->loss(mb);
+    // B of chunk k copies dout (chunk k+1's input gradient), so W of chunk k+1, which
+    // releases that gradient, runs after it.
+    const float* dout = nullptr;
+    for (int k = static_cast<int>(chunks.size()) - 1; k >= 0; --k) {
+      if (absl::Status s = chunks[k]->BackwardInput(mb, dout); !s.ok()) return s;
+      if (k + 1 < static_cast<int>(chunks.size())) {
+        if (absl::Status s = chunks[k + 1]->BackwardWeights(mb); !s.ok()) return s;
+      }
+      dout = chunks[k]->input_grad(mb);
+    }
+    if (absl::Status s = chunks.front()->BackwardWeights(mb); !s.ok()) return s;
+  }
+  return loss / num_microbatches;
+}
+
+absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowSampler& sampler,
+                                int num_batches) {
+  const models::ChunkOptions& o = chunks.front()->options();
+  const int N = o.micro_batch_size * o.seq_len;
+  std::vector<int32_t> tokens(N), targets(N);
+  double loss = 0.0;
+  constexpr int kEvalMicrobatch = -1;  // never used by training
+  for (int b = 0; b < num_batches; ++b) {
+    sampler.Sample(b, 0, tokens.data(), targets.data());
+    const float* x = nullptr;
+    for (Chunk* c : chunks) {
+      if (absl::Status s = c->Forward(kEvalMicrobatch, tokens.data(), x, targets.data()); !s.ok()) {
+        return s;
+      }
+      x = c->output(kEvalMicrobatch);
+    }
+    loss += chunks.back()->loss(kEvalMicrobatch);
+    for (Chunk* c : chunks) c->Release(kEvalMicrobatch);
+  }
+  return loss / num_batches;
+}
+
+std::vector<NamedTensor> CollectParameters(const std::vector<Chunk*>& chunks) {
+  std::vector<NamedTensor> out;
+  for (Chunk* c : chunks) {
+    for (const models::ParamInfo& info : c->params().infos()) {
+      if (info.tied_copy) continue;
+      const float* v = c->params().values() + info.offset;
+      out.push_back(NamedTensor{info.name, info.shape, std::vector<float>(v, v + info.size)});
+    }
+  }
+  return out;
+}
+
+}  // namespace stagehand::runtime

@@ -1,0 +1,60 @@
+// The pieces of a training step shared by every execution mode: building the chunks, the
+// optimizer step over all chunks (tied-gradient sum, global-norm clip, AdamW), the
+// sequential reference step and evaluation. Not a scheduler: pipelined execution is in
+// actors/, driven by runtime/ planners.
+#ifndef STAGEHAND_RUNTIME_TRAIN_TRAINING_H_
+#define STAGEHAND_RUNTIME_TRAIN_TRAINING_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/gpt_chunk.h"
+#include "models/gpt_config.h"
+#include "ops/cpu/adamw.h"
+#include "runtime/data/text_corpus.h"
+#include "runtime/io/safetensors.h"
+
+namespace stagehand::runtime {
+
+using Chunk = models::GptChunk<float>;
+
+struct OptimizerConfig {
+  ops::AdamWOptions adamw;  // weight_decay applies to matrices only
+  double grad_clip = 1.0;   // global-norm clip; <= 0 disables
+};
+
+// AdamW moments of one chunk's parameters.
+struct OptimizerState {
+  std::vector<float> m, v;
+};
+
+// The model cut into `num_chunks` consecutive chunks (balanced).
+absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(const models::GptConfig& config,
+                                                                int num_chunks,
+                                                                const models::ChunkOptions& options);
+
+// The optimizer step over all chunks of the model, in chunk order: sums the gradients of
+// tied copies (wte in the first and last chunk) into both, computes the global gradient
+// norm (each tied weight counted once), clips, applies AdamW, zeroes the gradients.
+// `states` is resized on first use. Returns the global norm before clipping.
+double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerState>& states,
+                     const OptimizerConfig& config, int step);
+
+// One training step run sequentially: for each microbatch, forward through every chunk
+// and backward through every chunk. Returns the step's mean loss. Gradients accumulate;
+// call OptimizerStep after.
+absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chunks,
+                                                 const WindowSampler& sampler, int64_t step,
+                                                 int num_microbatches);
+
+// Mean loss over `num_batches` windows of `sampler` (forward only).
+absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowSampler& sampler,
+                                int num_batches);
+
+// Every parameter by name (tied copies once), float32, for safetensors.
+std::vector<NamedTensor> CollectParameters(const std::vector<Chunk*>& chunks);
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_TRAIN_TRAINING_H_
