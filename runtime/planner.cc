@@ -1,0 +1,132 @@
+// Planner events, the planner registry and OrderedPlanner.
+// Not any particular schedule: those live one per file in runtime/planners/.
+#include "runtime/planner.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace stagehand::runtime {
+
+std::string PlannerEventToString(const PlannerEvent& event) {
+  const char* kind = "finished";
+  if (event.kind == PlannerEvent::Kind::kInputArrived) kind = "input";
+  if (event.kind == PlannerEvent::Kind::kMemoryFreed) kind = "freed";
+  return absl::StrCat(kind, " ", ActionToString(event.action));
+}
+
+std::vector<PlannerEvent> EventsOnFinished(const StepSpec& spec, const Action& finished) {
+  std::vector<PlannerEvent> events;
+  events.push_back(PlannerEvent{PlannerEvent::Kind::kActionFinished, finished});
+  int consumer = -1;
+  ActionKind recv = ActionKind::kRecvForward;
+  if (finished.kind == ActionKind::kForward) {
+    consumer = finished.chunk + 1;
+  } else if (finished.kind == ActionKind::kBackwardInput ||
+             finished.kind == ActionKind::kBackward) {
+    consumer = finished.chunk - 1;
+    recv = ActionKind::kRecvBackward;
+  }
+  if (consumer >= 0 && consumer < spec.num_chunks &&
+      consumer < static_cast<int>(spec.chunk_to_stage.size()) &&
+      spec.chunk_to_stage[consumer] == finished.stage) {
+    events.push_back(PlannerEvent{PlannerEvent::Kind::kInputArrived,
+                                  Action{finished.stage, recv, consumer, finished.microbatch}});
+  }
+  if (finished.kind == ActionKind::kBackwardWeight || finished.kind == ActionKind::kBackward) {
+    events.push_back(PlannerEvent{PlannerEvent::Kind::kMemoryFreed, finished});
+  }
+  return events;
+}
+
+PlannerEvent EventOnArrival(const Transfer& transfer) {
+  return PlannerEvent{PlannerEvent::Kind::kInputArrived, RecvAction(transfer)};
+}
+
+Planner::~Planner() = default;
+PlannerDefinition::~PlannerDefinition() = default;
+
+absl::Status ValidatePlannerOptions(const PlannerOptions& options) {
+  if (options.num_stages < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PlannerOptions.num_stages = ", options.num_stages, ", must be >= 1"));
+  }
+  if (options.num_microbatches < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PlannerOptions.num_microbatches = ", options.num_microbatches, ", must be >= 1"));
+  }
+  if (options.max_inflight < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("PlannerOptions.max_inflight = ",
+                                                   options.max_inflight,
+                                                   ", must be >= 0 (0 = unlimited)"));
+  }
+  return absl::OkStatus();
+}
+
+PlannerRegistry& PlannerRegistry::Default() {
+  static PlannerRegistry* const registry = new PlannerRegistry();
+  return *registry;
+}
+
+void PlannerRegistry::Register(std::unique_ptr<PlannerDefinition> definition) {
+  if (definition == nullptr || definition->name().empty()) {
+    std::fprintf(stderr, "PlannerRegistry::Register: %s\n",
+                 definition == nullptr ? "null definition" : "definition with an empty name");
+    std::abort();
+  }
+  std::string name = definition->name();
+  if (definitions_.count(name) > 0) {
+    ++extra_registrations_[name];
+    return;
+  }
+  definitions_.emplace(std::move(name), std::move(definition));
+}
+
+const PlannerDefinition* PlannerRegistry::Find(absl::string_view name) const {
+  const auto it = definitions_.find(name);
+  return it == definitions_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> PlannerRegistry::Names() const {
+  std::vector<std::string> names;
+  for (const auto& entry : definitions_) names.push_back(entry.first);
+  return names;  // std::map keeps them sorted
+}
+
+absl::StatusOr<const PlannerDefinition*> PlannerRegistry::Get(absl::string_view name) const {
+  const PlannerDefinition* definition = Find(name);
+  if (definition == nullptr) {
+    const std::vector<std::string> names = Names();
+    return absl::NotFoundError(absl::StrCat(
+        "no planner named \"", name, "\"; known planners: ",
+        names.empty() ? "(none: link //runtime/planners:all_planners or your planner's target)"
+                      : absl::StrJoin(names, ", ")));
+  }
+  if (const auto it = extra_registrations_.find(name); it != extra_registrations_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "planner \"", name, "\" is registered ", it->second + 1,
+        " times; two linked targets define it (kept: ", definition->description(), ")"));
+  }
+  return definition;
+}
+
+PlannerRegistration::PlannerRegistration(std::unique_ptr<PlannerDefinition> definition) {
+  PlannerRegistry::Default().Register(std::move(definition));
+}
+
+OrderedPlanner::OrderedPlanner(std::vector<Action> order) : order_(std::move(order)) {}
+
+std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,
+                                           const StageState& state) {
+  while (next_ < order_.size() && state.HasStarted(order_[next_])) ++next_;
+  if (next_ == order_.size()) return std::nullopt;
+  const Action& head = order_[next_];
+  if (std::find(ready.begin(), ready.end(), head) == ready.end()) return std::nullopt;
+  return head;
+}
+
+}  // namespace stagehand::runtime

@@ -1,0 +1,137 @@
+// Planner: the event-driven interface that picks a stage's next compute action, the
+// definitions that build planners by name, their registry, and OrderedPlanner (a fixed
+// per-stage list). Not an executor: a planner never blocks, never touches tensors, never
+// sends; communication follows from the step graph (stage_state.h).
+#ifndef STAGEHAND_RUNTIME_PLANNER_H_
+#define STAGEHAND_RUNTIME_PLANNER_H_
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/action.h"
+#include "runtime/stage_state.h"
+#include "runtime/step_spec.h"
+
+namespace stagehand::runtime {
+
+struct PlannerEvent {
+  enum class Kind {
+    kInputArrived,    // action: the input as RECV_F / RECV_B on this stage (remote or local)
+    kActionFinished,  // action: the compute action that finished on this stage
+    kMemoryFreed,     // action: the W / BW whose finish released an activation
+  };
+  Kind kind = Kind::kActionFinished;
+  Action action;
+};
+
+// "finished s1 F c1 mb0", "input s1 RECV_F c1 mb0", "freed s1 BW c1 mb0".
+std::string PlannerEventToString(const PlannerEvent& event);
+// What the planner of `finished.stage` is told when `finished` completes there, in order:
+// kActionFinished; kInputArrived if the output feeds a chunk on the same stage;
+// kMemoryFreed if it was a W or BW. The actor runtime and the simulator both use this.
+std::vector<PlannerEvent> EventsOnFinished(const StepSpec& spec, const Action& finished);
+// What the receiving planner is told when `transfer` arrives: kInputArrived, RecvAction.
+PlannerEvent EventOnArrival(const Transfer& transfer);
+
+// One instance per stage per step.
+class Planner {
+ public:
+  virtual ~Planner();
+  virtual void OnEvent(const PlannerEvent& event) {}
+  // The next compute action among `ready` (StageState::Ready() of this stage), or nullopt
+  // to wait for the next event. Called only while the stage's compute lane is idle.
+  virtual std::optional<Action> Next(const std::vector<Action>& ready,
+                                     const StageState& state) = 0;
+};
+
+// What a user asks for; a PlannerDefinition turns it into the StepSpec it plans.
+struct PlannerOptions {
+  int num_stages = 0;        // P >= 1
+  int num_microbatches = 0;  // M >= 1
+  int max_inflight = 0;      // activations per stage, 0 = unlimited
+};
+
+// OK, or InvalidArgument naming the bad field.
+absl::Status ValidatePlannerOptions(const PlannerOptions& options);
+
+class PlannerDefinition {
+ public:
+  virtual ~PlannerDefinition();
+  virtual std::string name() const = 0;         // registry key, e.g. "1f1b"
+  virtual std::string description() const = 0;  // one line for --help lists
+  // The step this planner plans for `options` (chunks, placement, split or fused
+  // backward); InvalidArgument if the planner cannot honour them.
+  virtual absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const = 0;
+  // The planner of `stage` for `spec`, which came from MakeSpec.
+  virtual std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const = 0;
+};
+
+// Planner definitions by name. Default() is filled at static-initialization time by
+// STAGEHAND_REGISTER_PLANNER; a registry can also be built and filled by hand (tests).
+class PlannerRegistry {
+ public:
+  PlannerRegistry() = default;
+  PlannerRegistry(const PlannerRegistry&) = delete;
+  PlannerRegistry& operator=(const PlannerRegistry&) = delete;
+
+  // The process-wide registry that STAGEHAND_REGISTER_PLANNER fills; never destroyed.
+  static PlannerRegistry& Default();
+
+  // Adds `definition` under definition->name(). A second definition of the same name is
+  // dropped and remembered: Get() of that name then answers FailedPrecondition. A null
+  // definition or an empty name is a programming error and aborts with a message.
+  void Register(std::unique_ptr<PlannerDefinition> definition);
+  // The definition registered first under `name`, or nullptr.
+  const PlannerDefinition* Find(absl::string_view name) const;
+  std::vector<std::string> Names() const;  // sorted
+  // NotFound listing the known names; FailedPrecondition if `name` was registered twice.
+  absl::StatusOr<const PlannerDefinition*> Get(absl::string_view name) const;
+
+ private:
+  std::map<std::string, std::unique_ptr<PlannerDefinition>, std::less<>> definitions_;
+  std::map<std::string, int, std::less<>> extra_registrations_;  // name -> count dropped
+};
+
+// Registers one definition in PlannerRegistry::Default() when constructed; used through
+// STAGEHAND_REGISTER_PLANNER.
+class PlannerRegistration {
+ public:
+  explicit PlannerRegistration(std::unique_ptr<PlannerDefinition> definition);
+};
+
+// At namespace scope in a .cc file of a cc_library with alwayslink = 1:
+//   STAGEHAND_REGISTER_PLANNER(MyPlannerDefinition);
+// where MyPlannerDefinition is a default-constructible PlannerDefinition.
+#define STAGEHAND_REGISTER_PLANNER(ClassName) \
+  STAGEHAND_REGISTER_PLANNER_WITH_ID_(ClassName, __COUNTER__)
+#define STAGEHAND_REGISTER_PLANNER_WITH_ID_(ClassName, id) \
+  STAGEHAND_REGISTER_PLANNER_WITH_ID2_(ClassName, id)
+#define STAGEHAND_REGISTER_PLANNER_WITH_ID2_(ClassName, id)                    \
+  static const ::stagehand::runtime::PlannerRegistration                       \
+      stagehand_planner_registration_##id(std::unique_ptr<ClassName>(new ClassName()))
+
+// Walks a fixed list of this stage's compute actions: Next returns the first action of the
+// list not yet started, iff it is in `ready`. The list is the whole plan of the stage.
+class OrderedPlanner : public Planner {
+ public:
+  explicit OrderedPlanner(std::vector<Action> order);
+  std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
+
+  const std::vector<Action>& order() const { return order_; }
+
+ private:
+  std::vector<Action> order_;
+  std::size_t next_ = 0;  // order_[0, next_) have started
+};
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_PLANNER_H_

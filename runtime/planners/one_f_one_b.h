@@ -1,0 +1,33 @@
+// 1F1B (PipeDream-Flush): a warm-up of forwards, then one forward / one fused backward,
+// then the remaining backwards; one chunk per stage. Not interleaved, not split-backward.
+#ifndef STAGEHAND_RUNTIME_PLANNERS_ONE_F_ONE_B_H_
+#define STAGEHAND_RUNTIME_PLANNERS_ONE_F_ONE_B_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/action.h"
+#include "runtime/planner.h"
+#include "runtime/step_spec.h"
+
+namespace stagehand::runtime {
+
+// Registered as "1f1b".
+class OneFOneBDefinition : public PlannerDefinition {
+ public:
+  std::string name() const override { return "1f1b"; }
+  std::string description() const override;
+  // P chunks, chunk s on stage s, fused backward; InvalidArgument if
+  // 0 < max_inflight < min(P, M), the activations stage 0 holds.
+  absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override;
+  std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
+};
+
+// The compute actions of `stage`, in 1F1B order, for a spec from OneFOneBDefinition::MakeSpec.
+std::vector<Action> OneFOneBOrder(const StepSpec& spec, int stage);
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_PLANNERS_ONE_F_ONE_B_H_

@@ -1,0 +1,114 @@
+// Tests of the 1F1B planner: its phases, its simulated bubble and memory, its golden plan.
+// Not tests of the simulator's mechanics (runtime/simulator_test.cc).
+#include "runtime/planners/one_f_one_b.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/simulator.h"
+
+namespace stagehand::runtime {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReadGolden(const std::string& name) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const std::string path =
+      std::string(srcdir == nullptr ? "." : srcdir) + "/stagehand/tests/golden/" + name;
+  std::ifstream file(path, std::ios::binary);
+  EXPECT_TRUE(file.good()) << "cannot read " << path;
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+std::string OrderText(const StepSpec& spec, int stage) {
+  std::string text;
+  for (const Action& action : OneFOneBOrder(spec, stage)) {
+    if (!text.empty()) text += " | ";
+    text += ActionToStringWithoutStage(action);
+  }
+  return text;
+}
+
+TEST(OneFOneBTest, IsRegistered) {
+  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  EXPECT_EQ((*definition)->name(), "1f1b");
+}
+
+TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
+  absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({3, 4, 0});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  // Stage 0: warm-up 2, steady 2 pairs, cool-down 2.
+  EXPECT_EQ(OrderText(*spec, 0),
+            "F c0 mb0 | F c0 mb1 | F c0 mb2 | BW c0 mb0 | F c0 mb3 | BW c0 mb1 | BW c0 mb2 | "
+            "BW c0 mb3");
+  // The last stage has no warm-up: strict alternation.
+  EXPECT_EQ(OrderText(*spec, 2),
+            "F c2 mb0 | BW c2 mb0 | F c2 mb1 | BW c2 mb1 | F c2 mb2 | BW c2 mb2 | F c2 mb3 | "
+            "BW c2 mb3");
+}
+
+TEST(OneFOneBTest, FewerMicrobatchesThanStagesIsAllWarmUp) {
+  absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({4, 2, 0});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(OrderText(*spec, 0), "F c0 mb0 | F c0 mb1 | BW c0 mb0 | BW c0 mb1");
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 2, 0});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->peak_inflight, (std::vector<int>{2, 2, 2, 1}));
+}
+
+TEST(OneFOneBTest, BubbleIsPMinusOneOverMPlusPMinusOne) {
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->step_time, 33);  // (M + P - 1) * (F + BW)
+  EXPECT_DOUBLE_EQ(result->bubble_fraction, 3.0 / 11.0);
+}
+
+TEST(OneFOneBTest, FirstBackwardReachesStageZeroAfterOneFullPipelinePass) {
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
+  ASSERT_TRUE(result.ok()) << result.status();
+  // s0: F mb0..mb3 at t = 0..4, then BW c0 mb0 once mb0's forward crossed P stages and its
+  // backward came back through P-1: t = P*F + (P-1)*BW = 4 + 6.
+  const TimedAction& first_backward = result->per_stage[0][4];
+  EXPECT_EQ(ActionToString(first_backward.action), "s0 BW c0 mb0");
+  EXPECT_EQ(first_backward.start, 10);
+  // The last stage never idles between its first forward (t = 3) and its last backward.
+  const std::vector<TimedAction>& last = result->per_stage[3];
+  EXPECT_EQ(last.front().start, 3);
+  EXPECT_EQ(last.back().end, 3 + 8 * 3);
+}
+
+TEST(OneFOneBTest, StageSHoldsPMinusSActivations) {
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->peak_inflight, (std::vector<int>{4, 3, 2, 1}));
+}
+
+TEST(OneFOneBTest, RunsWithinItsOwnMemoryBound) {
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 4});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->peak_inflight[0], 4);
+  const absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({4, 8, 3});
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(spec.status().message(),
+              HasSubstr("1f1b holds min(num_stages, num_microbatches) = 4 activations"));
+}
+
+TEST(OneFOneBTest, UnitCostPlanMatchesGolden) {
+  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(FormatPlan(*result), ReadGolden("1f1b_p4_m8.txt"))
+      << "tests/golden/1f1b_p4_m8.txt should be:\n"
+      << FormatPlan(*result);
+}
+
+}  // namespace
+}  // namespace stagehand::runtime

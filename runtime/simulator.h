@@ -1,0 +1,75 @@
+// Simulator: runs any PlannerDefinition over StageState in virtual time with a cost model,
+// one compute lane per stage and one transfer lane per directed stage pair. Not a
+// performance model of real hardware: costs are per action kind, constant, given.
+#ifndef STAGEHAND_RUNTIME_SIMULATOR_H_
+#define STAGEHAND_RUNTIME_SIMULATOR_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/action.h"
+#include "runtime/planner.h"
+#include "runtime/stage_state.h"
+#include "runtime/step_spec.h"
+
+namespace stagehand::runtime {
+
+// Virtual-time cost of each action kind.
+struct CostModel {
+  double forward = 1;          // F
+  double backward_input = 1;   // B
+  double backward_weight = 1;  // W
+  double backward = 2;         // BW, fused
+  double transfer = 0;         // one SEND -> RECV, on the pair's transfer lane
+};
+
+// OK, or InvalidArgument naming a negative or non-finite cost.
+absl::Status ValidateCostModel(const CostModel& cost);
+// The cost of one compute action of `kind` (0 for non-compute kinds).
+double ComputeCost(const CostModel& cost, ActionKind kind);
+
+struct TimedAction {
+  Action action;
+  double start = 0;
+  double end = 0;
+};
+
+struct TimedTransfer {
+  Transfer transfer;
+  double start = 0;  // when its lane took it (>= the producing action's end)
+  double end = 0;    // when it arrived
+};
+
+struct SimResult {
+  std::vector<std::vector<TimedAction>> per_stage;  // (P, executed order)
+  double step_time = 0;                             // end of the last action
+  std::vector<int> peak_inflight;                   // (P)
+  double bubble_fraction = 0;  // idle stage-time / (P * step_time); 0 if step_time is 0
+  std::vector<TimedTransfer> transfers;  // in the order their producing actions finished
+};
+
+// Event-driven: a stage's planner is consulted whenever its compute lane is idle and it saw
+// an event (step start, one of its actions finished, an input arrived) since it was last
+// consulted. Errors, each prefixed with the planner's name:
+//   FailedPrecondition  the step stalled (no stage can progress, work remains); names,
+//                       per stage, what it waits for (StageState::DescribeWaiting), or a
+//                       planner picked an action that is not ready;
+//   ResourceExhausted   a planner picked an F beyond max_inflight (nothing is exceeded);
+//   InvalidArgument     a bad spec, options or cost model, or a planner picked an action
+//                       that is not a compute action of its stage.
+absl::StatusOr<SimResult> Simulate(const PlannerDefinition& definition,
+                                   const PlannerOptions& options,
+                                   const CostModel& cost = CostModel());
+// The same for a given spec (the definition's MakeSpec is not called).
+absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, const StepSpec& spec,
+                                       const CostModel& cost = CostModel());
+
+// One line per stage, actions in executed order:
+//   "s0: F c0 mb0 | F c0 mb1 | ... | BW c0 mb7\n"
+std::string FormatPlan(const SimResult& result);
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_SIMULATOR_H_
