@@ -165,6 +165,7 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
   // The head's copy of the tied embedding is the second copy when the embedding lives in
   // another chunk: its gradient is summed into the owner's before the optimizer step.
   if (spec.has_head && !spec.has_embedding) p.MarkTiedCopy("wte");
+  if (spec.has_head && spec.has_embedding) chunk->head_wte_grad_.assign(V * C, Real(0));
   return chunk;
 }
 
@@ -446,8 +447,8 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
   const int N = B * T;
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
-    ops::LinearBackwardWeights<Real>(p.grad("wte"), nullptr, st.probs.data(), st.lnf.data(), N, C,
-                                     V);
+    Real* dwte = head_wte_grad_.empty() ? p.grad("wte") : head_wte_grad_.data();
+    ops::LinearBackwardWeights<Real>(dwte, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
     ops::LayerNormBackwardWeights(p.grad("ln_f.weight"), p.grad("ln_f.bias"), st.d_lnf.data(),
                                   st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(),
                                   N, C);
@@ -487,6 +488,14 @@ template <typename Real>
 absl::Status GptChunk<Real>::Backward(int mb, const Real* dout) {
   if (absl::Status s = BackwardInput(mb, dout); !s.ok()) return s;
   return BackwardWeights(mb);
+}
+
+template <typename Real>
+void GptChunk<Real>::FoldTiedGradients() {
+  if (head_wte_grad_.empty()) return;
+  Real* g = params_.grad("wte");
+  for (size_t i = 0; i < head_wte_grad_.size(); ++i) g[i] += head_wte_grad_[i];
+  std::memset(head_wte_grad_.data(), 0, head_wte_grad_.size() * sizeof(Real));
 }
 
 template <typename Real>

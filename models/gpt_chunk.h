@@ -67,6 +67,11 @@ class GptChunk {
   absl::Status Backward(int mb, const Real* dout);
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);
+  // When this chunk holds both uses of the tied embedding (wte as embedding and as head),
+  // the head's gradient accumulates apart and this adds it after the embedding's:
+  // embedding + head, the order used when the two uses live in different chunks, so results
+  // do not depend on the cut. Call before reading wte's gradient.
+  void FoldTiedGradients();
 
   ParameterSet<Real>& params() { return params_; }
   const ParameterSet<Real>& params() const { return params_; }
@@ -91,6 +96,7 @@ class GptChunk {
   ParameterSet<Real> params_;
   std::map<int, std::unique_ptr<MicrobatchState>> states_;
   std::vector<std::unique_ptr<MicrobatchState>> free_states_;
+  std::vector<Real> head_wte_grad_;  // (V, C) when this chunk holds embedding and head
 };
 
 }  // namespace stagehand::models

@@ -26,6 +26,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
 double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerState>& states,
                      const OptimizerConfig& config, int step) {
   // 1. Tied copies: both hold owner + copy (the same sum, so the same update).
+  for (Chunk* c : chunks) c->FoldTiedGradients();
   absl::flat_hash_map<std::string, float*> owners;
   for (Chunk* c : chunks) {
     for (const models::ParamInfo& info : c->params().infos()) {

@@ -1,0 +1,34 @@
+// CommActor behaviour.
+#include "actors/comm_actor.h"
+
+#include <algorithm>
+
+#include "actors/messages.h"
+
+namespace stagehand::actors {
+
+caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link) {
+  self->state.link = link;
+  self->state.lane_free_at = std::chrono::steady_clock::now();
+  return {
+      [=](const std::vector<caf::actor>& stages) { self->state.stages = stages; },
+      [=](TensorMessage& msg) {
+        auto& st = self->state;
+        const caf::actor& dest = st.stages.at(msg.to_stage);
+        if (st.link.latency_us <= 0 && st.link.gbps <= 0) {
+          self->send(dest, std::move(msg));
+          return;
+        }
+        using namespace std::chrono;
+        auto now = steady_clock::now();
+        double wire_us = st.link.gbps > 0 ? msg.payload.size() * 32.0 / (st.link.gbps * 1e3) : 0;
+        st.lane_free_at = std::max(now, st.lane_free_at) +
+                          duration_cast<steady_clock::duration>(duration<double, std::micro>(wire_us));
+        auto arrive = st.lane_free_at + duration_cast<steady_clock::duration>(
+                                            duration<double, std::micro>(st.link.latency_us));
+        self->delayed_send(dest, duration_cast<microseconds>(arrive - now), std::move(msg));
+      },
+  };
+}
+
+}  // namespace stagehand::actors

@@ -1,0 +1,30 @@
+// CommActor: a stage's outgoing transfer lane. Delivers TensorMessages to the destination
+// stage, after an optional injected link latency and bandwidth (transfers on one lane are
+// serialised by bandwidth, latency overlaps). Not a network transport: in-process only;
+// UCX and NCCL lanes come with the cluster launcher.
+#ifndef STAGEHAND_ACTORS_COMM_ACTOR_H_
+#define STAGEHAND_ACTORS_COMM_ACTOR_H_
+
+#include <chrono>
+#include <vector>
+
+#include "caf/all.hpp"
+
+namespace stagehand::actors {
+
+struct LinkModel {
+  double latency_us = 0.0;  // added to every transfer
+  double gbps = 0.0;        // link bandwidth in gigabits per second; 0 = unlimited
+};
+
+struct CommActorState {
+  std::vector<caf::actor> stages;  // destination stage actors by stage index
+  LinkModel link;
+  std::chrono::steady_clock::time_point lane_free_at;
+};
+
+caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link);
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_COMM_ACTOR_H_

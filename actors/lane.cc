@@ -1,0 +1,46 @@
+// Lane: one worker thread draining a FIFO of jobs.
+#include "actors/lane.h"
+
+namespace stagehand::actors {
+
+Lane::Lane(Mode mode) : mode_(mode) {
+  if (mode_ == Mode::kThread) thread_ = std::thread([this] { Loop(); });
+}
+
+Lane::~Lane() {
+  if (mode_ != Mode::kThread) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void Lane::Post(std::function<void()> job) {
+  if (mode_ == Mode::kInline) {
+    job();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void Lane::Loop() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+}  // namespace stagehand::actors

@@ -1,0 +1,77 @@
+// MicrobatchActor behaviour.
+#include "actors/microbatch_actor.h"
+
+#include <utility>
+
+#include "actors/messages.h"
+#include "runtime/action.h"
+
+namespace stagehand::actors {
+
+using runtime::ActionKind;
+
+caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
+                              MicrobatchActorInit init) {
+  self->state.init = std::move(init);
+  return {
+      // An input for this (chunk, microbatch), routed by the stage.
+      [=](TensorMessage& msg) {
+        auto& st = self->state;
+        if (static_cast<ActionKind>(msg.kind) == ActionKind::kForward) {
+          st.activation_in = std::move(msg.payload);
+        } else {
+          st.gradient_in = std::move(msg.payload);
+        }
+      },
+      // The stage's planner picked an action of ours: run it on the lane.
+      [=](run_atom, int kind) {
+        auto& st = self->state;
+        const MicrobatchActorInit& in = st.init;
+        // Inputs move into the job: the chunk copies them, so they are not needed after.
+        auto job = [me = caf::actor_cast<caf::actor>(self), work = in.work,
+                    chunk = in.chunk, mb = in.microbatch, kind,
+                    activation = std::move(st.activation_in),
+                    gradient = std::move(st.gradient_in)]() mutable {
+          ComputeDone done{kind, chunk, mb, 0.0, ""};
+          std::vector<float> output;
+          absl::Status s;
+          const std::vector<float>* grad = gradient.empty() ? nullptr : &gradient;
+          switch (static_cast<ActionKind>(kind)) {
+            case ActionKind::kForward:
+              s = work->Forward(chunk, mb, activation.empty() ? nullptr : &activation, &output,
+                                &done.loss);
+              break;
+            case ActionKind::kBackwardInput:
+              s = work->BackwardInput(chunk, mb, grad, &output);
+              break;
+            case ActionKind::kBackwardWeight:
+              s = work->BackwardWeights(chunk, mb);
+              break;
+            case ActionKind::kBackward:
+              s = work->Backward(chunk, mb, grad, &output);
+              break;
+            default:
+              s = absl::InternalError("not a compute action");
+          }
+          if (!s.ok()) done.error = std::string(s.message());
+          caf::anon_send(me, std::move(done), std::move(output));
+        };
+        in.lane->Post(std::move(job));
+      },
+      // The lane finished: keep the output, tell the stage.
+      [=](ComputeDone& done, std::vector<float>& output) {
+        if (!output.empty()) self->state.output = std::move(output);
+        self->send(self->state.init.stage_actor, std::move(done));
+      },
+      // Hand the output on: to a chunk on our own stage, or over the transfer lane.
+      [=](ship_atom, const ShipOrder& order) {
+        auto& st = self->state;
+        TensorMessage msg{order.kind, st.init.stage, order.to_stage, order.dest_chunk,
+                          st.init.microbatch, order.local, std::move(st.output)};
+        st.output.clear();
+        self->send(order.local ? st.init.stage_actor : st.init.comm, std::move(msg));
+      },
+  };
+}
+
+}  // namespace stagehand::actors

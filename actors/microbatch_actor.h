@@ -1,0 +1,36 @@
+// MicrobatchActor: one per (chunk, microbatch) held by a stage. It holds the inputs that
+// arrived for its microbatch on its chunk, runs the compute its stage's planner picked on
+// the stage's lane, and ships its outputs on. Not a decision maker: its stage decides.
+#ifndef STAGEHAND_ACTORS_MICROBATCH_ACTOR_H_
+#define STAGEHAND_ACTORS_MICROBATCH_ACTOR_H_
+
+#include <vector>
+
+#include "actors/lane.h"
+#include "caf/all.hpp"
+#include "runtime/train/stage_work.h"
+
+namespace stagehand::actors {
+
+struct MicrobatchActorInit {
+  int stage = 0;
+  int chunk = 0;
+  int microbatch = 0;
+  caf::actor stage_actor;  // where inputs come from and ComputeDone goes
+  caf::actor comm;         // the stage's outgoing transfer lane
+  Lane* lane = nullptr;
+  runtime::StageWork* work = nullptr;
+};
+
+struct MicrobatchActorState {
+  MicrobatchActorInit init;
+  std::vector<float> activation_in, gradient_in;  // inputs of F and B
+  std::vector<float> output;                      // the latest output, until shipped
+};
+
+caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
+                              MicrobatchActorInit init);
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_MICROBATCH_ACTOR_H_

@@ -1,0 +1,50 @@
+// BuildModelPipeline: chunks placed on stages by the planner's StepSpec.
+#include "actors/model_pipeline.h"
+
+#include <map>
+
+#include "runtime/train/stage_work.h"
+
+namespace stagehand::actors {
+
+std::vector<runtime::Chunk*> ModelPipeline::chunk_pointers() const {
+  std::vector<runtime::Chunk*> out;
+  for (const auto& c : chunks) out.push_back(c.get());
+  return out;
+}
+
+absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
+                                                 const runtime::WindowSampler* sampler) {
+  if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
+  if (absl::Status s = runtime::ValidatePlannerOptions(options.planner_options); !s.ok()) return s;
+  absl::StatusOr<runtime::StepSpec> spec = options.planner->MakeSpec(options.planner_options);
+  if (!spec.ok()) return spec.status();
+  models::ChunkOptions chunk_options = options.chunk;
+  chunk_options.num_microbatches = spec->num_microbatches;
+  ModelPipeline out;
+  absl::StatusOr<std::vector<std::unique_ptr<runtime::Chunk>>> chunks =
+      runtime::BuildChunks(options.model, spec->num_chunks, chunk_options);
+  if (!chunks.ok()) return chunks.status();
+  out.chunks = std::move(*chunks);
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  for (int s = 0; s < spec->num_stages; ++s) {
+    std::map<int, runtime::Chunk*> held;
+    for (int c = 0; c < spec->num_chunks; ++c) {
+      if (spec->chunk_to_stage[c] == s) held[c] = out.chunks[c].get();
+    }
+    works.push_back(std::make_unique<runtime::ModelStageWork>(
+        held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer));
+  }
+  PipelineOptions po;
+  po.planner = options.planner;
+  po.spec = *spec;
+  po.link = options.link;
+  po.grad_clip = options.optimizer.grad_clip;
+  po.deterministic = options.deterministic;
+  absl::StatusOr<std::unique_ptr<Pipeline>> pipeline = Pipeline::Create(po, std::move(works));
+  if (!pipeline.ok()) return pipeline.status();
+  out.pipeline = std::move(*pipeline);
+  return out;
+}
+
+}  // namespace stagehand::actors

@@ -1,0 +1,41 @@
+// ModelPipeline: the GPT model cut for a planner's step (chunks placed on stages as the
+// planner says) and the actor Pipeline that trains it. Not a launcher: flags and printing
+// stay in tools/launch.
+#ifndef STAGEHAND_ACTORS_MODEL_PIPELINE_H_
+#define STAGEHAND_ACTORS_MODEL_PIPELINE_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/pipeline.h"
+#include "models/gpt_config.h"
+#include "runtime/planner.h"
+#include "runtime/train/training.h"
+
+namespace stagehand::actors {
+
+struct ModelPipelineOptions {
+  models::GptConfig model;
+  models::ChunkOptions chunk;                  // num_microbatches = the planner's M
+  const runtime::PlannerDefinition* planner = nullptr;
+  runtime::PlannerOptions planner_options;     // P, M, max_inflight
+  runtime::OptimizerConfig optimizer;
+  LinkModel link;
+  bool deterministic = false;
+};
+
+struct ModelPipeline {
+  std::vector<std::unique_ptr<runtime::Chunk>> chunks;  // every chunk, in model order
+  std::unique_ptr<Pipeline> pipeline;
+  std::vector<runtime::Chunk*> chunk_pointers() const;
+};
+
+// Builds the chunks of `options.planner`'s step and the pipeline over them. `sampler`
+// must outlive the result.
+absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
+                                                 const runtime::WindowSampler* sampler);
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_MODEL_PIPELINE_H_

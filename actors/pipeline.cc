@@ -1,0 +1,79 @@
+// Pipeline: spawning and tearing down the actors of one process.
+#include "actors/pipeline.h"
+
+#include "absl/strings/str_cat.h"
+#include "actors/stage_actor.h"
+#include "actors/step_driver.h"
+
+namespace stagehand::actors {
+
+Pipeline::Pipeline(const PipelineOptions& options,
+                   std::vector<std::unique_ptr<runtime::StageWork>> works)
+    : options_(options), works_(std::move(works)) {}
+
+absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
+    const PipelineOptions& options, std::vector<std::unique_ptr<runtime::StageWork>> works) {
+  if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
+  if (absl::Status s = runtime::ValidateStepSpec(options.spec); !s.ok()) return s;
+  const int P = options.spec.num_stages;
+  if (static_cast<int>(works.size()) != P) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline of ", P, " stages given ", works.size(), " stage works"));
+  }
+  if (options.link.latency_us < 0 || options.link.gbps < 0) {
+    return absl::InvalidArgumentError("link latency and bandwidth must not be negative");
+  }
+  std::unique_ptr<Pipeline> p(new Pipeline(options, std::move(works)));
+  p->config_ = std::make_unique<caf::actor_system_config>();
+  RegisterMessageTypes(*p->config_);
+  if (options.deterministic) {
+    p->config_->set("scheduler.policy", caf::atom("testing"));
+  } else {
+    p->config_->set("scheduler.max-threads", static_cast<size_t>(options.scheduler_threads));
+  }
+  p->system_ = std::make_unique<caf::actor_system>(*p->config_);
+  caf::actor_system& sys = *p->system_;
+  const Lane::Mode mode = options.deterministic ? Lane::Mode::kInline : Lane::Mode::kThread;
+  p->driver_ = sys.spawn(StepDriver, options.spec, options.grad_clip);
+  for (int s = 0; s < P; ++s) {
+    p->lanes_.push_back(std::make_unique<Lane>(mode));
+    p->comms_.push_back(sys.spawn(CommActor, options.link));
+    StageActorInit init{s, options.spec, options.planner, p->lanes_[s].get(), p->works_[s].get(),
+                        p->driver_, p->comms_[s]};
+    p->stages_.push_back(sys.spawn(StageActor, init));
+  }
+  for (const caf::actor& comm : p->comms_) caf::anon_send(comm, p->stages_);
+  caf::anon_send(p->driver_, p->stages_);
+  return p;
+}
+
+Pipeline::~Pipeline() {
+  if (system_ == nullptr) return;
+  for (const caf::actor& a : stages_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (const caf::actor& a : comms_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(driver_, caf::exit_reason::user_shutdown);
+  stages_.clear();
+  comms_.clear();
+  driver_ = nullptr;
+  if (!options_.deterministic) system_->await_all_actors_done();
+  lanes_.clear();  // drains queued jobs: the stage works are still alive
+}
+
+absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
+  if (options_.deterministic) {
+    return absl::FailedPreconditionError("RunStep is not available in deterministic mode");
+  }
+  if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
+  StepOutcome outcome;
+  caf::scoped_actor self{*system_};
+  self->request(driver_, caf::infinite, step_atom::value, step)
+      .receive([&](StepOutcome& out) { outcome = std::move(out); },
+               [&](caf::error& e) { outcome.error = system_->render(e); });
+  if (!outcome.error.empty()) {
+    broken_ = true;
+    return absl::AbortedError(outcome.error);
+  }
+  return outcome;
+}
+
+}  // namespace stagehand::actors

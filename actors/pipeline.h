@@ -1,0 +1,63 @@
+// Pipeline: the actor runtime of one process. Spawns a StepDriver, one StageActor (with
+// its lane, transfer lane and microbatch actors) per stage, and runs training steps on
+// them. Not a trainer: data, model and optimizer live in the StageWork it is given.
+#ifndef STAGEHAND_ACTORS_PIPELINE_H_
+#define STAGEHAND_ACTORS_PIPELINE_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "actors/comm_actor.h"
+#include "actors/lane.h"
+#include "actors/messages.h"
+#include "caf/all.hpp"
+#include "runtime/planner.h"
+#include "runtime/step_spec.h"
+#include "runtime/train/stage_work.h"
+
+namespace stagehand::actors {
+
+struct PipelineOptions {
+  const runtime::PlannerDefinition* planner = nullptr;
+  runtime::StepSpec spec;  // from planner->MakeSpec
+  LinkModel link;
+  double grad_clip = 1.0;
+  // Deterministic mode for tests: CAF's test coordinator runs messages one at a time when
+  // the test says so, and lanes run jobs inline. RunStep is not available then.
+  bool deterministic = false;
+  int scheduler_threads = 2;
+};
+
+class Pipeline {
+ public:
+  // One StageWork per stage, in stage order.
+  static absl::StatusOr<std::unique_ptr<Pipeline>> Create(
+      const PipelineOptions& options, std::vector<std::unique_ptr<runtime::StageWork>> works);
+  ~Pipeline();
+
+  // Runs step `step` (1-based) to completion: every compute action, then the optimizer.
+  // An error (a stall, a failed action, a planner breaking the memory cap) names the
+  // stage and what it waits for; the pipeline cannot run further steps after one.
+  absl::StatusOr<StepOutcome> RunStep(int64_t step);
+
+  caf::actor_system& system() { return *system_; }
+  const caf::actor& driver() const { return driver_; }
+  const runtime::StepSpec& spec() const { return options_.spec; }
+
+ private:
+  Pipeline(const PipelineOptions& options, std::vector<std::unique_ptr<runtime::StageWork>> works);
+  PipelineOptions options_;
+  std::vector<std::unique_ptr<runtime::StageWork>> works_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::unique_ptr<caf::actor_system_config> config_;
+  std::unique_ptr<caf::actor_system> system_;
+  caf::actor driver_;
+  std::vector<caf::actor> stages_;
+  std::vector<caf::actor> comms_;
+  bool broken_ = false;
+};
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_PIPELINE_H_

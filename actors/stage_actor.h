@@ -1,0 +1,48 @@
+// StageActor: one per pipeline stage. Owns the stage's step bookkeeping (StageState), its
+// planner, its compute lane and its microbatch actors; on every event it asks the planner
+// for the next compute action and hands it to that microbatch's actor. Thin: what runs
+// next is the planner's decision, what follows from it is StageState's.
+#ifndef STAGEHAND_ACTORS_STAGE_ACTOR_H_
+#define STAGEHAND_ACTORS_STAGE_ACTOR_H_
+
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "actors/lane.h"
+#include "caf/all.hpp"
+#include "runtime/planner.h"
+#include "runtime/stage_state.h"
+#include "runtime/step_spec.h"
+#include "runtime/train/stage_work.h"
+
+namespace stagehand::actors {
+
+struct StageActorInit {
+  int stage = 0;
+  runtime::StepSpec spec;
+  const runtime::PlannerDefinition* planner = nullptr;
+  Lane* lane = nullptr;
+  runtime::StageWork* work = nullptr;
+  caf::actor driver;
+  caf::actor comm;
+};
+
+struct StageActorState {
+  StageActorInit init;
+  std::map<std::pair<int, int>, caf::actor> microbatches;  // (chunk, mb) -> actor
+  std::unique_ptr<runtime::StageState> graph;
+  std::unique_ptr<runtime::Planner> planner;
+  int64_t step = 0;
+  bool lane_busy = false;
+  bool failed = false;
+  int64_t sent = 0, received = 0;
+  std::vector<double> losses;
+};
+
+caf::behavior StageActor(caf::stateful_actor<StageActorState>* self, StageActorInit init);
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_STAGE_ACTOR_H_

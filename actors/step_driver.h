@@ -1,0 +1,42 @@
+// StepDriver: starts a step on every stage, notices when the step is done, stalled or
+// failed, and runs the optimizer step's phases (tied-gradient sum, global-norm clip,
+// AdamW) across the stages. Not a scheduler: it never picks compute actions.
+#ifndef STAGEHAND_ACTORS_STEP_DRIVER_H_
+#define STAGEHAND_ACTORS_STEP_DRIVER_H_
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/messages.h"
+#include "caf/all.hpp"
+#include "runtime/step_spec.h"
+
+namespace stagehand::actors {
+
+struct StepDriverState {
+  runtime::StepSpec spec;
+  double grad_clip = 1.0;
+  std::vector<caf::actor> stages;
+  caf::typed_response_promise<StepOutcome> promise;
+  int64_t step = 0;
+  bool active = false;
+  std::map<int, StageStatus> latest;   // last status of every stage this step
+  int wave = 0;                        // the current stall probe
+  std::map<int, StageStatus> snapshot; // statuses that triggered the probe
+  std::map<int, StageStatus> replies;
+  std::set<int> done;
+  std::vector<double> losses;
+  std::map<int, std::map<int, std::map<std::string, std::vector<float>>>> tied;  // stage -> ...
+  std::map<int, std::vector<double>> norms;  // chunk -> per-tensor squared norms
+  int optimizer_done = 0;
+  double grad_norm = 0.0;
+};
+
+caf::behavior StepDriver(caf::stateful_actor<StepDriverState>* self, runtime::StepSpec spec,
+                         double grad_clip);
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_STEP_DRIVER_H_

@@ -1,0 +1,109 @@
+// StageWork: the compute a stage's lane runs for its chunks (F, B, W, fused BW, and the
+// optimizer step's phases), behind one interface so the actor runtime can drive the real
+// model, or synthetic work of known duration (tests, overhead benchmarks).
+// Not thread-safe and not an executor: exactly one lane thread calls a StageWork.
+#ifndef STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_
+#define STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "runtime/data/text_corpus.h"
+#include "runtime/train/training.h"
+
+namespace stagehand::runtime {
+
+// A tensor handed between stages: an activation (after F) or a gradient (after B).
+using Payload = std::vector<float>;
+
+class StageWork {
+ public:
+  virtual ~StageWork() = default;
+  // Called before a step's first action.
+  virtual void BeginStep(int64_t step) = 0;
+  // F(chunk, mb): `input` is null for the first chunk. Fills `output` for a chunk that
+  // feeds another chunk, or `loss` for the last chunk.
+  virtual absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
+                               double* loss) = 0;
+  // B(chunk, mb): `grad` is null for the last chunk; fills `input_grad` unless chunk 0.
+  virtual absl::Status BackwardInput(int chunk, int mb, const Payload* grad,
+                                     Payload* input_grad) = 0;
+  virtual absl::Status BackwardWeights(int chunk, int mb) = 0;
+  // Fused B then W.
+  virtual absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) = 0;
+
+  // Optimizer phases, in order: tied gradients are gathered and summed across chunks,
+  // then per-tensor squared norms (tied copies skipped) are combined in global order into
+  // the clip scale, then the update runs.
+  // Gradients of tied tensors held here: chunk -> name -> gradient.
+  virtual std::map<int, std::map<std::string, Payload>> TiedGradients() = 0;
+  virtual void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>& sums) = 0;
+  // Squared norms of this stage's gradients per chunk, tensor by tensor: chunk -> values.
+  virtual std::map<int, std::vector<double>> SquaredNorms() = 0;
+  virtual void ApplyOptimizer(double clip_scale, int step) = 0;
+};
+
+// The real model: the chunks this stage holds (global chunk index -> chunk), the training
+// windows and the optimizer configuration.
+class ModelStageWork : public StageWork {
+ public:
+  ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
+                 int num_microbatches, OptimizerConfig optimizer);
+  void BeginStep(int64_t step) override { step_ = step; }
+  absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
+                       double* loss) override;
+  absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
+  absl::Status BackwardWeights(int chunk, int mb) override;
+  absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
+  std::map<int, std::map<std::string, Payload>> TiedGradients() override;
+  void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>& sums) override;
+  std::map<int, std::vector<double>> SquaredNorms() override;
+  void ApplyOptimizer(double clip_scale, int step) override;
+
+ private:
+  absl::StatusOr<Chunk*> Get(int chunk) const;
+  std::map<int, Chunk*> chunks_;
+  int num_chunks_;
+  const WindowSampler* sampler_;
+  int num_microbatches_;
+  OptimizerConfig optimizer_;
+  std::map<int, OptimizerState> states_;
+  int64_t step_ = 0;
+};
+
+// Work of known duration (sleeps; or nothing at all when every duration is 0), with
+// payloads of `payload_floats` floats: for overlap tests and runtime-overhead benchmarks.
+struct SyntheticDurations {
+  double forward_us = 0, backward_input_us = 0, backward_weight_us = 0;
+  int payload_floats = 1;
+};
+
+class SyntheticStageWork : public StageWork {
+ public:
+  SyntheticStageWork(SyntheticDurations durations, int num_chunks);
+  void BeginStep(int64_t) override {}
+  absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
+                       double* loss) override;
+  absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
+  absl::Status BackwardWeights(int chunk, int mb) override;
+  absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
+  std::map<int, std::map<std::string, Payload>> TiedGradients() override { return {}; }
+  void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>&) override {}
+  std::map<int, std::vector<double>> SquaredNorms() override { return {}; }
+  void ApplyOptimizer(double, int) override {}
+
+ private:
+  SyntheticDurations d_;
+  int num_chunks_;
+};
+
+// Combines per-chunk squared norms (chunk order, then tensor order) into the clip scale.
+double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms,
+                                 double grad_clip, double* global_norm);
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_
