@@ -44,8 +44,9 @@ struct ComputeDone {
   int kind = 0;  // runtime::ActionKind
   int chunk = 0;
   int microbatch = 0;
-  double loss = 0.0;   // F of the last chunk
-  std::string error;   // empty when it succeeded
+  double loss = 0.0;     // F of the last chunk
+  double seconds = 0.0;  // time on the lane
+  std::string error;     // empty when it succeeded
 };
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
@@ -71,6 +72,7 @@ struct StageStatus {
 struct StageDone {
   int stage = 0;
   std::vector<double> losses;  // per microbatch, stages holding the last chunk
+  double busy_seconds = 0.0;   // compute time on the lane this step
   std::string error;           // empty when it succeeded
 };
 
@@ -91,6 +93,8 @@ struct OptimizerDone {
 struct StepOutcome {
   double loss = 0.0;
   double grad_norm = 0.0;
+  std::vector<double> busy_seconds;  // per stage: compute time on its lane
+  double seconds = 0.0;              // wall time of the step (set by Pipeline::RunStep)
   std::string error;
 };
 
@@ -101,7 +105,8 @@ typename Inspector::result_type inspect(Inspector& f, TensorMessage& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
-  return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss, x.error);
+  return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss,
+           x.seconds, x.error);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {
@@ -114,7 +119,7 @@ typename Inspector::result_type inspect(Inspector& f, StageStatus& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageDone& x) {
-  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.error);
+  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
@@ -130,7 +135,8 @@ typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
-  return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.error);
+  return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
+           x.seconds, x.error);
 }
 
 // Registers every message type above with `config`.

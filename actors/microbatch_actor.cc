@@ -1,6 +1,7 @@
 // MicrobatchActor behaviour.
 #include "actors/microbatch_actor.h"
 
+#include <chrono>
 #include <utility>
 
 #include "actors/messages.h"
@@ -32,7 +33,8 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
                     chunk = in.chunk, mb = in.microbatch, kind,
                     activation = std::move(st.activation_in),
                     gradient = std::move(st.gradient_in)]() mutable {
-          ComputeDone done{kind, chunk, mb, 0.0, ""};
+          ComputeDone done{kind, chunk, mb, 0.0, 0.0, ""};
+          const auto start = std::chrono::steady_clock::now();
           std::vector<float> output;
           absl::Status s;
           const std::vector<float>* grad = gradient.empty() ? nullptr : &gradient;
@@ -53,6 +55,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
             default:
               s = absl::InternalError("not a compute action");
           }
+          done.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           if (!s.ok()) done.error = std::string(s.message());
           caf::anon_send(me, std::move(done), std::move(output));
         };

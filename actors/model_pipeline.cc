@@ -47,4 +47,23 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   return out;
 }
 
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
+    const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
+    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic) {
+  if (planner == nullptr) return absl::InvalidArgumentError("no planner given");
+  if (absl::Status s = runtime::ValidatePlannerOptions(planner_options); !s.ok()) return s;
+  absl::StatusOr<runtime::StepSpec> spec = planner->MakeSpec(planner_options);
+  if (!spec.ok()) return spec.status();
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  for (int s = 0; s < spec->num_stages; ++s) {
+    works.push_back(std::make_unique<runtime::SyntheticStageWork>(durations, spec->num_chunks));
+  }
+  PipelineOptions po;
+  po.planner = planner;
+  po.spec = *spec;
+  po.link = link;
+  po.deterministic = deterministic;
+  return Pipeline::Create(po, std::move(works));
+}
+
 }  // namespace stagehand::actors

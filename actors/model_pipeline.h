@@ -11,6 +11,7 @@
 #include "actors/pipeline.h"
 #include "models/gpt_config.h"
 #include "runtime/planner.h"
+#include "runtime/train/stage_work.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::actors {
@@ -35,6 +36,12 @@ struct ModelPipeline {
 // must outlive the result.
 absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
                                                  const runtime::WindowSampler* sampler);
+
+// A pipeline whose stages run SyntheticStageWork (known durations, no model): for overlap
+// tests and runtime-overhead benchmarks.
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
+    const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
+    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic);
 
 }  // namespace stagehand::actors
 

@@ -1,7 +1,10 @@
 // Pipeline: spawning and tearing down the actors of one process.
 #include "actors/pipeline.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "caf/scheduler/test_coordinator.hpp"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 
@@ -55,7 +58,11 @@ Pipeline::~Pipeline() {
   stages_.clear();
   comms_.clear();
   driver_ = nullptr;
-  if (!options_.deterministic) system_->await_all_actors_done();
+  if (options_.deterministic) {
+    dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler()).run();
+  } else {
+    system_->await_all_actors_done();
+  }
   lanes_.clear();  // drains queued jobs: the stage works are still alive
 }
 
@@ -65,6 +72,7 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
   }
   if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
   StepOutcome outcome;
+  const auto start = std::chrono::steady_clock::now();
   caf::scoped_actor self{*system_};
   self->request(driver_, caf::infinite, step_atom::value, step)
       .receive([&](StepOutcome& out) { outcome = std::move(out); },
@@ -73,6 +81,7 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
     broken_ = true;
     return absl::AbortedError(outcome.error);
   }
+  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return outcome;
 }
 

@@ -43,6 +43,7 @@ class Pipeline {
 
   caf::actor_system& system() { return *system_; }
   const caf::actor& driver() const { return driver_; }
+  const std::vector<caf::actor>& stages() const { return stages_; }
   const runtime::StepSpec& spec() const { return options_.spec; }
 
  private:

@@ -19,7 +19,7 @@ void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
   if (st.failed) return;
   st.failed = true;
-  self->send(st.init.driver, StageDone{st.init.stage, {}, absl::StrCat("stage ", st.init.stage, ": ", error)});
+  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds, absl::StrCat("stage ", st.init.stage, ": ", error)});
 }
 
 StageStatus Status(Self* self, int wave) {
@@ -56,6 +56,7 @@ void Dispatch(Self* self) {
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.lane_busy = false;
+  st.busy_seconds += done.seconds;
   Action action{st.init.stage, static_cast<ActionKind>(done.kind), done.chunk, done.microbatch};
   if (!done.error.empty()) {
     Fail(self, absl::StrCat(runtime::ActionToString(action), " failed: ", done.error));
@@ -91,7 +92,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   }
   if (st.graph->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    self->send(st.init.driver, StageDone{st.init.stage, st.losses, ""});
+    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
     return;
   }
   Dispatch(self);
@@ -142,6 +143,7 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         st.failed = false;
         st.lane_busy = false;
         st.sent = st.received = 0;
+        st.busy_seconds = 0.0;
         st.losses.assign(st.init.spec.num_microbatches, 0.0);
         st.graph = std::make_unique<runtime::StageState>(st.init.spec, st.init.stage);
         st.planner = st.init.planner->MakePlanner(st.init.spec, st.init.stage);

@@ -39,6 +39,7 @@ struct StageActorState {
   bool failed = false;
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
+  double busy_seconds = 0.0;
 };
 
 caf::behavior StageActor(caf::stateful_actor<StageActorState>* self, StageActorInit init);

@@ -56,17 +56,22 @@ void OnStatus(Self* self, const StageStatus& status) {
   for (const auto& [stage, s] : st.replies) {
     if (!s.done) absl::StrAppend(&report, "\n  ", s.waiting);
   }
-  Finish(self, StepOutcome{0, 0, report});
+  StepOutcome stalled;
+  stalled.error = report;
+  Finish(self, std::move(stalled));
 }
 
 void OnStageDone(Self* self, const StageDone& done) {
   auto& st = self->state;
   if (!st.active) return;
   if (!done.error.empty()) {
-    Finish(self, StepOutcome{0, 0, done.error});
+    StepOutcome failed;
+    failed.error = done.error;
+    Finish(self, std::move(failed));
     return;
   }
   st.done.insert(done.stage);
+  st.busy_seconds[done.stage] = done.busy_seconds;
   if (done.stage == st.spec.chunk_to_stage.back()) st.losses = done.losses;
   if (static_cast<int>(st.done.size()) == static_cast<int>(st.stages.size())) {
     for (const caf::actor& stage : st.stages) self->send(stage, tied_atom::value);
@@ -118,7 +123,11 @@ void OnOptimizerDone(Self* self) {
   if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
   double loss = 0.0;
   for (double l : st.losses) loss += l;
-  Finish(self, StepOutcome{loss / st.losses.size(), st.grad_norm, ""});
+  StepOutcome outcome;
+  outcome.loss = loss / st.losses.size();
+  outcome.grad_norm = st.grad_norm;
+  outcome.busy_seconds = st.busy_seconds;
+  Finish(self, std::move(outcome));
 }
 
 }  // namespace
@@ -138,6 +147,7 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
         st.replies.clear();
         st.done.clear();
         st.losses.clear();
+        st.busy_seconds.assign(st.stages.size(), 0.0);
         st.tied.clear();
         st.norms.clear();
         st.optimizer_done = 0;

@@ -28,6 +28,7 @@ struct StepDriverState {
   std::map<int, StageStatus> replies;
   std::set<int> done;
   std::vector<double> losses;
+  std::vector<double> busy_seconds;  // per stage
   std::map<int, std::map<int, std::map<std::string, std::vector<float>>>> tied;  // stage -> ...
   std::map<int, std::vector<double>> norms;  // chunk -> per-tensor squared norms
   int optimizer_done = 0;
