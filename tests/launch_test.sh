@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end: tools/launch trains the default model on the default corpus (the loss falls
+# well below ln 256), runs are bitwise repeatable, and bad input gets a one-line error.
+set -uo pipefail
+LAUNCH="$TEST_SRCDIR/stagehand/tools/launch"
+OUT="${TEST_TMPDIR:-$(mktemp -d)}"
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# 1. 300 steps of the default model (fewer tokens per step than the default, to stay fast).
+"$LAUNCH" --steps=300 --stages=1 --microbatches=2 --micro_batch_size=4 > "$OUT/train.log" 2>&1 \
+  || fail "training exited non-zero: $(tail -3 "$OUT/train.log")"
+grep -q '^step 300 loss ' "$OUT/train.log" || fail "no per-step line for step 300"
+after=$(sed -n 's/^held-out loss after 300 steps \([0-9.]*\) (from \([0-9.]*\))$/\1/p' "$OUT/train.log")
+before=$(sed -n 's/^held-out loss after 300 steps \([0-9.]*\) (from \([0-9.]*\))$/\2/p' "$OUT/train.log")
+if [[ -z "$after" ]]; then
+  fail "no held-out loss line"
+else
+  echo "held-out loss $before -> $after"
+  awk -v a="$after" -v b="$before" 'BEGIN { exit !(b > 5.3 && a < 3.0) }' \
+    || fail "held-out loss $before -> $after: expected a start near ln 256 = 5.55 and an end below 3.0"
+fi
+
+# 2. Same seed, same parameters, bit for bit (pipelined: 4 stages, 1F1B).
+for run in a b; do
+  "$LAUNCH" --steps=5 --seed=7 --save_params="$OUT/$run.safetensors" > "$OUT/$run.log" 2>&1 \
+    || fail "run $run exited non-zero: $(tail -3 "$OUT/$run.log")"
+done
+cmp -s "$OUT/a.safetensors" "$OUT/b.safetensors" || fail "two runs with the same seed differ"
+"$LAUNCH" --steps=5 --seed=8 --save_params="$OUT/c.safetensors" > /dev/null 2>&1
+cmp -s "$OUT/a.safetensors" "$OUT/c.safetensors" && fail "a different seed gave the same parameters"
+
+# 3. Bad input: a one-line error naming the problem and a non-zero exit, never a crash.
+expect_error() {  # expected-text args...
+  local want="$1"; shift
+  "$LAUNCH" "$@" > "$OUT/err.out" 2> "$OUT/err.log"
+  local rc=$?
+  if (( rc == 0 || rc > 2 )); then fail "$* exited $rc (want 1 or 2)"; fi
+  grep -q -- "$want" "$OUT/err.log" || fail "$*: error does not mention '$want': $(cat "$OUT/err.log")"
+  (( $(wc -l < "$OUT/err.log") == 1 )) || fail "$*: error is not one line: $(cat "$OUT/err.log")"
+}
+expect_error "Unknown command line flag 'bogus'" --bogus=1
+expect_error "d_model=30 is not divisible by heads=4" --d_model=30
+expect_error "data path /no/such/corpus does not exist" --data=/no/such/corpus
+mkdir -p "$OUT/empty"
+expect_error "empty corpus" --data="$OUT/empty"
+expect_error "no planner named \"nope\"; known planners: " --planner=nope
+expect_error "cannot cut 2 layers into 4 chunks" --layers=2
+expect_error "--steps=0 must be positive" --steps=0
+
+if (( failures )); then echo "$failures check(s) failed"; exit 1; fi
+echo "all launch checks passed"
