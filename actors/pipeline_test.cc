@@ -1,6 +1,7 @@
 // Tests of the actor runtime's behaviour on synthetic work: stalls are reported with what
 // each stage waits for, the memory cap is enforced, and overlap of transfers emerges.
 #include <chrono>
+#include <cstdio>
 
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
@@ -47,6 +48,7 @@ TEST(PipelineTest, StallIsReportedWithWhatEachStageWaitsFor) {
   auto outcome = (*pipeline)->RunStep(1);
   ASSERT_FALSE(outcome.ok());
   const std::string message(outcome.status().message());
+  std::printf("%s\n", message.c_str());
   EXPECT_NE(message.find("stalled"), std::string::npos) << message;
   EXPECT_NE(message.find("s1"), std::string::npos) << message;
   EXPECT_NE(message.find("s2 F c2 mb0 waits for activation from s1"), std::string::npos) << message;
