@@ -64,6 +64,11 @@ absl::Status ValidatePlannerOptions(const PlannerOptions& options) {
                                                    options.max_inflight,
                                                    ", must be >= 0 (0 = unlimited)"));
   }
+  if (options.chunks_per_stage < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("PlannerOptions.chunks_per_stage = ",
+                                                   options.chunks_per_stage,
+                                                   ", must be >= 0 (0 = the planner's default)"));
+  }
   return absl::OkStatus();
 }
 

@@ -57,6 +57,9 @@ struct PlannerOptions {
   int num_stages = 0;        // P >= 1
   int num_microbatches = 0;  // M >= 1
   int max_inflight = 0;      // activations per stage, 0 = unlimited
+  // v for planners with several chunks per stage (interleaved, looped_bfs); 0 = the
+  // planner's default. Planners with a fixed shape (1f1b, zb_v ...) ignore it.
+  int chunks_per_stage = 0;
 };
 
 // OK, or InvalidArgument naming the bad field.

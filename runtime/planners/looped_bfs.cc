@@ -1,0 +1,65 @@
+// Looped BFS as an OrderedPlanner: two phases, all forwards chunk by chunk, then all
+// backwards chunk by chunk in reverse. Not 1F1B: no forward waits for a backward.
+#include "runtime/planners/looped_bfs.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace stagehand::runtime {
+namespace {
+
+constexpr int kDefaultChunksPerStage = 2;
+
+}  // namespace
+
+std::string LoopedBfsDefinition::description() const {
+  return "looped BFS: v chunks per stage (chunks_per_stage, default 2); all forwards chunk by "
+         "chunk, then all backwards; holds v*M activations per stage";
+}
+
+absl::StatusOr<StepSpec> LoopedBfsDefinition::MakeSpec(const PlannerOptions& options) const {
+  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  const int v = options.chunks_per_stage > 0 ? options.chunks_per_stage : kDefaultChunksPerStage;
+  const int held = v * options.num_microbatches;
+  if (options.max_inflight > 0 && options.max_inflight < held) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "looped_bfs holds v * num_microbatches = ", held,
+        " activations (microbatch-chunks) per stage, above max_inflight = ", options.max_inflight,
+        "; use interleaved, which holds fewer"));
+  }
+  StepSpec spec;
+  spec.num_stages = options.num_stages;
+  spec.num_microbatches = options.num_microbatches;
+  spec.num_chunks = options.num_stages * v;
+  spec.chunk_to_stage = StandardPlacement(options.num_stages, v);
+  spec.split_backward = false;
+  spec.max_inflight = options.max_inflight;
+  return spec;
+}
+
+std::vector<Action> LoopedBfsOrder(const StepSpec& spec, int stage) {
+  // M = num_microbatches; the stage's chunks ascending: chunk k*P + s for k in [0, v).
+  const std::vector<int> chunks = ChunksOnStage(spec, stage);
+  std::vector<Action> order;
+  // 1. forwards: for each chunk ascending, F(mb) for mb in [0, M).
+  for (int chunk : chunks) {
+    for (int mb = 0; mb < spec.num_microbatches; ++mb) {
+      order.push_back(Action{stage, ActionKind::kForward, chunk, mb});
+    }
+  }
+  // 2. backwards: for each chunk descending, BW(mb) for mb in [0, M) (ascending, so that
+  //    gradients accumulate in the order of the sequential run).
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) {
+    for (int mb = 0; mb < spec.num_microbatches; ++mb) {
+      order.push_back(Action{stage, ActionKind::kBackward, *it, mb});
+    }
+  }
+  return order;
+}
+
+std::unique_ptr<Planner> LoopedBfsDefinition::MakePlanner(const StepSpec& spec, int stage) const {
+  return std::make_unique<OrderedPlanner>(LoopedBfsOrder(spec, stage));
+}
+
+STAGEHAND_REGISTER_PLANNER(LoopedBfsDefinition);
+
+}  // namespace stagehand::runtime

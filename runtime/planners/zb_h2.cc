@@ -1,0 +1,50 @@
+// ZB-H2: the zero-bubble policy on the standard placement with a 2P budget, frozen.
+// Not hand-laid: the greedy policy finds the parallelogram; the tests pin its shape.
+#include "runtime/planners/zb_h2.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/planners/zero_bubble_policy.h"
+
+namespace stagehand::runtime {
+
+std::string ZbH2Definition::description() const {
+  return "ZB-H2: B and W split, up to 2P activations per stage (max_inflight if set) so that "
+         "forwards fill the warm-up and W's the tail; greedy B > F > W, frozen at unit cost";
+}
+
+int ZbH2Budget(const StepSpec& spec) {
+  return spec.max_inflight > 0 ? spec.max_inflight : 2 * spec.num_stages;
+}
+
+absl::StatusOr<StepSpec> ZbH2Definition::MakeSpec(const PlannerOptions& options) const {
+  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  StepSpec spec;
+  spec.num_stages = options.num_stages;
+  spec.num_microbatches = options.num_microbatches;
+  spec.num_chunks = options.num_stages;
+  spec.chunk_to_stage = StandardPlacement(options.num_stages, 1);
+  spec.split_backward = true;
+  spec.max_inflight = options.max_inflight;
+  if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
+          ZeroBubbleOrders(spec, ZbH2Budget(spec));
+      !orders.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("zb_h2 cannot plan within max_inflight = ",
+                                                   options.max_inflight, ": ",
+                                                   orders.status().message()));
+  }
+  return spec;
+}
+
+std::unique_ptr<Planner> ZbH2Definition::MakePlanner(const StepSpec& spec, int stage) const {
+  absl::StatusOr<std::vector<std::vector<Action>>> orders = ZeroBubbleOrders(spec, ZbH2Budget(spec));
+  if (!orders.ok() || stage < 0 || stage >= static_cast<int>(orders->size())) {
+    return std::make_unique<ZeroBubblePolicy>(ZbH2Budget(spec));  // MakeSpec reported it
+  }
+  return std::make_unique<OrderedPlanner>((*orders)[stage]);
+}
+
+STAGEHAND_REGISTER_PLANNER(ZbH2Definition);
+
+}  // namespace stagehand::runtime

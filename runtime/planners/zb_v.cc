@@ -1,0 +1,50 @@
+// ZB-V: the zero-bubble policy on the V placement with 1F1B's memory, frozen.
+// Not DualPipeV: no forward is paired with a backward; see dualpipe_v.cc.
+#include "runtime/planners/zb_v.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/planners/zero_bubble_policy.h"
+
+namespace stagehand::runtime {
+
+std::string ZbVDefinition::description() const {
+  return "ZB-V: two chunks per stage in a V (s and 2P-1-s), B and W split, 2P chunk "
+         "activations per stage (max_inflight if set); greedy B > F > W, frozen at unit cost";
+}
+
+int ZbVBudget(const StepSpec& spec) {
+  return spec.max_inflight > 0 ? spec.max_inflight : 2 * spec.num_stages;
+}
+
+absl::StatusOr<StepSpec> ZbVDefinition::MakeSpec(const PlannerOptions& options) const {
+  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  StepSpec spec;
+  spec.num_stages = options.num_stages;
+  spec.num_microbatches = options.num_microbatches;
+  spec.num_chunks = 2 * options.num_stages;
+  spec.chunk_to_stage = VPlacement(options.num_stages);
+  spec.split_backward = true;
+  spec.max_inflight = options.max_inflight;
+  if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
+          ZeroBubbleOrders(spec, ZbVBudget(spec));
+      !orders.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("zb_v cannot plan within max_inflight = ",
+                                                   options.max_inflight, ": ",
+                                                   orders.status().message()));
+  }
+  return spec;
+}
+
+std::unique_ptr<Planner> ZbVDefinition::MakePlanner(const StepSpec& spec, int stage) const {
+  absl::StatusOr<std::vector<std::vector<Action>>> orders = ZeroBubbleOrders(spec, ZbVBudget(spec));
+  if (!orders.ok() || stage < 0 || stage >= static_cast<int>(orders->size())) {
+    return std::make_unique<ZeroBubblePolicy>(ZbVBudget(spec));  // MakeSpec reported it
+  }
+  return std::make_unique<OrderedPlanner>((*orders)[stage]);
+}
+
+STAGEHAND_REGISTER_PLANNER(ZbVDefinition);
+
+}  // namespace stagehand::runtime

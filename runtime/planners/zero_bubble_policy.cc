@@ -1,0 +1,77 @@
+// ZeroBubblePolicy and its frozen unit-cost plan.
+// Not a search: one greedy pass, no lookahead (the ZB paper's ILP is out of scope).
+#include "runtime/planners/zero_bubble_policy.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "runtime/simulator.h"
+
+namespace stagehand::runtime {
+namespace {
+
+// Runs the policy on every stage of a given spec: the simulator's view of it.
+class PolicyDefinition : public PlannerDefinition {
+ public:
+  explicit PolicyDefinition(int budget) : budget_(budget) {}
+  std::string name() const override { return "zero_bubble_policy"; }
+  std::string description() const override { return "greedy B > F (within budget) > W"; }
+  absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions&) const override {
+    return absl::UnimplementedError("PolicyDefinition plans a given spec");
+  }
+  std::unique_ptr<Planner> MakePlanner(const StepSpec&, int) const override {
+    return std::make_unique<ZeroBubblePolicy>(budget_);
+  }
+
+ private:
+  int budget_;
+};
+
+}  // namespace
+
+std::optional<Action> ZeroBubblePolicy::Next(const std::vector<Action>& ready,
+                                             const StageState& state) {
+  const Action* best = nullptr;
+  const auto prefer = [&](const Action& candidate, auto key) {
+    if (best == nullptr || key(candidate) < key(*best)) best = &candidate;
+  };
+  // 1. B: oldest microbatch, then later chunk.
+  for (const Action& action : ready) {
+    if (action.kind != ActionKind::kBackwardInput) continue;
+    prefer(action, [](const Action& a) { return std::make_tuple(a.microbatch, -a.chunk); });
+  }
+  if (best != nullptr) return *best;
+  // 2. F within the budget: later chunk, then oldest microbatch.
+  if (state.inflight() < budget_) {
+    for (const Action& action : ready) {
+      if (action.kind != ActionKind::kForward) continue;
+      prefer(action, [](const Action& a) { return std::make_tuple(-a.chunk, a.microbatch); });
+    }
+    if (best != nullptr) return *best;
+  }
+  // 3. W: oldest microbatch, then earlier chunk.
+  for (const Action& action : ready) {
+    if (action.kind != ActionKind::kBackwardWeight) continue;
+    prefer(action, [](const Action& a) { return std::make_tuple(a.microbatch, a.chunk); });
+  }
+  if (best != nullptr) return *best;
+  return std::nullopt;
+}
+
+absl::StatusOr<std::vector<std::vector<Action>>> ZeroBubbleOrders(const StepSpec& spec,
+                                                                  int budget) {
+  CostModel unit;
+  unit.forward = unit.backward_input = unit.backward_weight = 1;
+  absl::StatusOr<SimResult> result = SimulateSpec(PolicyDefinition(budget), spec, unit);
+  if (!result.ok()) return result.status();
+  std::vector<std::vector<Action>> orders(result->per_stage.size());
+  for (std::size_t s = 0; s < result->per_stage.size(); ++s) {
+    for (const TimedAction& timed : result->per_stage[s]) orders[s].push_back(timed.action);
+  }
+  return orders;
+}
+
+}  // namespace stagehand::runtime
