@@ -1,4 +1,4 @@
-// Byte-level corpus loading and deterministic window sampling.
+// Text corpus loading and deterministic window sampling (random offsets or packed + shuffled).
 #include "runtime/data/text_corpus.h"
 
 #include <algorithm>
@@ -33,17 +33,18 @@ uint64_t Mix(uint64_t z) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadTextPath(const std::string& path) {
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
+    const std::string& path) {
   std::error_code ec;
   fs::file_status status = fs::status(path, ec);
   if (ec || !fs::exists(status)) {
     return absl::NotFoundError(absl::StrCat("data path ", path, " does not exist"));
   }
-  std::string text;
+  std::vector<std::pair<std::string, std::string>> out;
   if (fs::is_regular_file(status)) {
     absl::StatusOr<std::string> bytes = ReadFile(path);
     if (!bytes.ok()) return bytes.status();
-    text = std::move(*bytes);
+    out.emplace_back(path, std::move(*bytes));
   } else if (fs::is_directory(status)) {
     std::vector<fs::path> files;
     for (fs::recursive_directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec)) {
@@ -55,16 +56,24 @@ absl::StatusOr<std::string> ReadTextPath(const std::string& path) {
     for (const fs::path& f : files) {
       absl::StatusOr<std::string> bytes = ReadFile(f);
       if (!bytes.ok()) return bytes.status();
-      if (LooksBinary(*bytes)) continue;
-      text += *bytes;
+      if (LooksBinary(*bytes) || bytes->empty()) continue;
+      out.emplace_back(f.string(), std::move(*bytes));
     }
   } else {
     return absl::InvalidArgumentError(absl::StrCat("data path ", path,
                                                    " is neither a file nor a folder"));
   }
-  if (text.empty()) {
+  if (out.empty() || (out.size() == 1 && out[0].second.empty())) {
     return absl::InvalidArgumentError(absl::StrCat("data path ", path, " holds no text (empty corpus)"));
   }
+  return out;
+}
+
+absl::StatusOr<std::string> ReadTextPath(const std::string& path) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> files = ReadTextFiles(path);
+  if (!files.ok()) return files.status();
+  std::string text;
+  for (const auto& [name, bytes] : *files) text += bytes;
   return text;
 }
 
@@ -99,7 +108,55 @@ WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int micro_batch
                              int seq_len, uint64_t seed)
     : data_(tokens), B_(micro_batch_size), T_(seq_len), seed_(seed) {}
 
+WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, const std::vector<int64_t>* starts,
+                             int micro_batch_size, int seq_len, int num_microbatches, uint64_t seed)
+    : data_(tokens),
+      starts_(starts),
+      B_(micro_batch_size),
+      T_(seq_len),
+      M_(num_microbatches),
+      seed_(seed) {}
+
+uint64_t ShufflePosition(uint64_t position, uint64_t n, uint64_t key) {
+  // Balanced Feistel network on 2 * half bits (a bijection of [0, 4^half) with 4^half < 4n),
+  // applied again while the result is >= n: a bijection of [0, n).
+  int half = 1;
+  while ((uint64_t{1} << (2 * half)) < n) ++half;
+  const uint64_t mask = (uint64_t{1} << half) - 1;
+  uint64_t x = position;
+  do {
+    uint64_t left = x >> half, right = x & mask;
+    for (uint64_t round = 0; round < 4; ++round) {
+      const uint64_t next = left ^ (Mix(key ^ Mix(right + (round << 56))) & mask);
+      left = right;
+      right = next;
+    }
+    x = (left << half) | right;
+  } while (x >= n);
+  return x;
+}
+
+double WindowSampler::Epochs(int64_t step) const {
+  if (starts_ == nullptr || starts_->empty()) return 0.0;
+  return double(step) * M_ * B_ / double(starts_->size());
+}
+
 void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
+  if (starts_ != nullptr) {
+    const int64_t n = static_cast<int64_t>(starts_->size());
+    for (int b = 0; b < B_; ++b) {
+      const int64_t index = ((step - 1) * M_ + microbatch) * int64_t{B_} + b;
+      const int64_t epoch = index >= 0 ? index / n : -1 - (-index - 1) / n;  // floor
+      const uint64_t position = static_cast<uint64_t>(index - epoch * n);
+      const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(epoch) + 0xE90C5ull));
+      const int64_t start = (*starts_)[ShufflePosition(position, n, key)];
+      for (int t = 0; t < T_; ++t) {
+        tokens[b * T_ + t] = (*data_)[start + t];
+        targets[b * T_ + t] = (*data_)[start + t + 1];
+      }
+    }
+    return;
+  }
   const uint64_t range = data_->size() - static_cast<uint64_t>(T_);  // start in [0, n-T-1]
   for (int b = 0; b < B_; ++b) {
     uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(step) * 1000003u + microbatch) ^

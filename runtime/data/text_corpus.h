@@ -1,11 +1,12 @@
-// Byte-level text corpus: reads a text file or a folder of text files into byte tokens,
-// splits off a held-out tail, and samples (tokens, targets) windows deterministically.
-// Not a tokenizer zoo or a streaming loader: the whole corpus is held in memory.
+// Text corpora (a file or a folder of text files) as bytes, and deterministic sampling of
+// (tokens, targets) windows: random offsets, or packed sequences in a seeded shuffled order.
+// Not a tokenizer (tokenizer.h) or a streaming loader: the whole corpus is held in memory.
 #ifndef STAGEHAND_RUNTIME_DATA_TEXT_CORPUS_H_
 #define STAGEHAND_RUNTIME_DATA_TEXT_CORPUS_H_
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +28,10 @@ struct Corpus {
 // concatenated. NotFound for a missing path, InvalidArgument for an empty corpus.
 absl::StatusOr<std::string> ReadTextPath(const std::string& path);
 
+// The same files one by one: (path, contents), in the order ReadTextPath concatenates them.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
+    const std::string& path);
+
 // Byte tokens of `path`, the last `validation_fraction` held out. Both parts must hold at
 // least `min_tokens` tokens (a window of seq_len + 1), else InvalidArgument.
 absl::StatusOr<Corpus> LoadByteCorpus(const std::string& path, double validation_fraction,
@@ -36,16 +41,31 @@ absl::StatusOr<Corpus> LoadByteCorpus(const std::string& path, double validation
 // stage, process or resumed run draws the same batch.
 class WindowSampler {
  public:
+  // Windows at independent random offsets of `tokens` (sampling with replacement).
   WindowSampler(const std::vector<int32_t>* tokens, int micro_batch_size, int seq_len,
                 uint64_t seed);
+  // Packed sequences: sequence i is tokens[starts[i], starts[i] + seq_len] (each start at
+  // most tokens.size() - seq_len - 1), visited once per epoch in an order shuffled by
+  // (seed, epoch). Row b of (step, microbatch) is position
+  // ((step - 1) * num_microbatches + microbatch) * micro_batch_size + b of that sequence of
+  // epochs, so steps 1, 2, ... walk the epochs in order and step 0 (evaluation) is valid too.
+  WindowSampler(const std::vector<int32_t>* tokens, const std::vector<int64_t>* starts,
+                int micro_batch_size, int seq_len, int num_microbatches, uint64_t seed);
   // tokens (B, T) and targets (B, T) = the same windows shifted by one.
   void Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const;
+  // Epochs completed by the end of `step` (packed sequences only; 0 otherwise).
+  double Epochs(int64_t step) const;
 
  private:
   const std::vector<int32_t>* data_;
+  const std::vector<int64_t>* starts_ = nullptr;  // null: random offsets
   int B_, T_;
+  int M_ = 1;
   uint64_t seed_;
 };
+
+// A seeded bijection of [0, n) (a Feistel network with cycle walking): position -> index.
+uint64_t ShufflePosition(uint64_t position, uint64_t n, uint64_t key);
 
 }  // namespace stagehand::runtime
 

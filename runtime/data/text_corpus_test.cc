@@ -76,5 +76,51 @@ TEST(TextCorpusTest, WindowsAreDeterministicAndShiftedByOne) {
   for (int i = 0; i < 15; ++i) EXPECT_EQ(ya[i], ta[i + 1]);
 }
 
+TEST(ShufflePositionTest, IsABijectionForEverySize) {
+  for (uint64_t n : {1, 2, 3, 5, 16, 17, 100, 1000}) {
+    std::vector<bool> hit(n, false);
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t j = ShufflePosition(i, n, 42);
+      ASSERT_LT(j, n);
+      EXPECT_FALSE(hit[j]) << "n " << n << " position " << i;
+      hit[j] = true;
+    }
+  }
+}
+
+TEST(PackedSamplerTest, VisitsEverySequenceOncePerEpochInASeededOrder) {
+  std::vector<int32_t> data(1000);
+  for (int i = 0; i < 1000; ++i) data[i] = i;
+  std::vector<int64_t> starts;
+  for (int64_t s = 0; s + 10 < 1000; s += 10) starts.push_back(s);  // 99 sequences
+  const int B = 3, T = 10, M = 3;                                   // 9 per step: 11 steps an epoch
+  WindowSampler a(&data, &starts, B, T, M, 7), b(&data, &starts, B, T, M, 8);
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  std::vector<int> seen(1000, 0);
+  std::vector<int32_t> first_a, first_b;
+  for (int step = 1; step <= 11; ++step) {
+    for (int mb = 0; mb < M; ++mb) {
+      a.Sample(step, mb, tokens.data(), targets.data());
+      for (int r = 0; r < B; ++r) {
+        EXPECT_EQ(tokens[r * T] % 10, 0);
+        for (int t = 0; t < T; ++t) EXPECT_EQ(targets[r * T + t], tokens[r * T + t] + 1);
+        ++seen[tokens[r * T]];
+        if (step == 1) first_a.push_back(tokens[r * T]);
+      }
+      b.Sample(step, mb, tokens.data(), targets.data());
+      if (step == 1) first_b.push_back(tokens[0]);
+    }
+  }
+  for (int64_t s : starts) EXPECT_EQ(seen[s], 1) << "sequence at " << s;
+  EXPECT_DOUBLE_EQ(a.Epochs(11), 1.0);
+  EXPECT_NE(first_a, first_b);
+  // Step 0 (evaluation) and later epochs are valid, and a fixed (step, mb) is stable.
+  a.Sample(0, 0, tokens.data(), targets.data());
+  std::vector<int32_t> again(B * T);
+  a.Sample(0, 0, again.data(), targets.data());
+  EXPECT_EQ(tokens, again);
+  a.Sample(30, 2, tokens.data(), targets.data());
+}
+
 }  // namespace
 }  // namespace stagehand::runtime
