@@ -10,6 +10,7 @@
 #include "ops/cpu/blas.h"
 #include "ops/cpu/lane_sum.h"
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/vector_math.h"
 
 namespace stagehand::ops {
 namespace {
@@ -27,7 +28,7 @@ constexpr int kRowBlock = 64;
 template <typename Real>
 void CausalSoftmaxRow(Real* row, int visible, int length) {
   const Real max_score = internal::MaxOf(row, visible);
-  for (int i = 0; i < visible; ++i) row[i] = std::exp(row[i] - max_score);
+  for (int i = 0; i < visible; ++i) row[i] = internal::Exp(row[i] - max_score);
   const double sum = internal::LaneSum(visible, [&](int64_t i) { return row[i]; });
   const Real inverse_sum = static_cast<Real>(1.0 / sum);
   for (int i = 0; i < visible; ++i) row[i] *= inverse_sum;

@@ -7,6 +7,7 @@
 
 #include "ops/cpu/lane_sum.h"
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/vector_math.h"
 
 namespace stagehand::ops {
 
@@ -23,7 +24,7 @@ void SoftmaxCrossEntropyForward(Real* losses, Real* probs, const Real* logits,
     Real* p = probs + offset;                 // (V), may be x itself
     const Real target_logit = x[targets[n]];  // read before p overwrites x
     const Real max_logit = internal::MaxOf(x, V);
-    for (int v = 0; v < V; ++v) p[v] = std::exp(x[v] - max_logit);
+    for (int v = 0; v < V; ++v) p[v] = internal::Exp(x[v] - max_logit);
     const double sum = internal::LaneSum(V, [&](int64_t v) { return p[v]; });
     const Real inverse_sum = static_cast<Real>(1.0 / sum);
     for (int v = 0; v < V; ++v) p[v] *= inverse_sum;

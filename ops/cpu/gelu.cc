@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/vector_math.h"
 
 namespace stagehand::ops {
 namespace {
@@ -22,7 +23,7 @@ void GeluForward(Real* out, const Real* inp, int64_t n) {
 #pragma omp parallel for schedule(static) if (n >= internal::kMinParallelWork)
   for (int64_t i = 0; i < n; ++i) {
     const Real x = inp[i];
-    out[i] = Real{0.5} * x * (Real{1} + std::tanh(scale * (x + cubic * x * x * x)));
+    out[i] = Real{0.5} * x * (Real{1} + internal::Tanh(scale * (x + cubic * x * x * x)));
   }
 }
 
@@ -33,7 +34,7 @@ void GeluBackwardInput(Real* dinp, const Real* inp, const Real* dout, int64_t n)
 #pragma omp parallel for schedule(static) if (n >= internal::kMinParallelWork)
   for (int64_t i = 0; i < n; ++i) {
     const Real x = inp[i];
-    const Real tanh_out = std::tanh(scale * (x + cubic * x * x * x));
+    const Real tanh_out = internal::Tanh(scale * (x + cubic * x * x * x));
     const Real sech_squared = Real{1} - tanh_out * tanh_out;
     const Real local_grad =
         Real{0.5} * (Real{1} + tanh_out) +
