@@ -1,6 +1,7 @@
 // StageActor behaviour.
 #include "actors/stage_actor.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +29,7 @@ StageStatus Status(Self* self, int wave) {
   status.stage = st.init.stage;
   status.wave = wave;
   status.done = st.graph && st.graph->Done();
-  status.blocked = !st.failed && !st.lane_busy && !status.done;
+  status.blocked = !st.failed && !st.lane_busy && !status.done && st.local_in_flight.empty();
   status.sent = st.sent;
   status.received = st.received;
   if (st.graph) status.waiting = st.graph->DescribeWaiting();
@@ -39,7 +40,17 @@ StageStatus Status(Self* self, int wave) {
 void Dispatch(Self* self) {
   auto& st = self->state;
   if (st.failed || st.lane_busy || !st.graph || st.graph->Done()) return;
-  std::optional<Action> next = st.planner->Next(st.graph->Ready(), *st.graph);
+  std::vector<Action> ready = st.graph->Ready();
+  ready.erase(std::remove_if(ready.begin(), ready.end(),
+                             [&](const Action& a) {
+                               const int input = a.kind == ActionKind::kForward
+                                                     ? static_cast<int>(ActionKind::kForward)
+                                                     : static_cast<int>(ActionKind::kBackwardInput);
+                               return a.kind != ActionKind::kBackwardWeight &&
+                                      st.local_in_flight.count({input, a.chunk, a.microbatch}) > 0;
+                             }),
+              ready.end());
+  std::optional<Action> next = st.planner->Next(ready, *st.graph);
   if (!next) {
     self->send(st.init.driver, Status(self, 0));  // blocked: the driver checks for stalls
     return;
@@ -88,6 +99,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
       spec.chunk_to_stage[neighbour] == st.init.stage) {
     int consumer = forward ? static_cast<int>(ActionKind::kForward)
                            : static_cast<int>(ActionKind::kBackwardInput);
+    st.local_in_flight.insert({consumer, neighbour, action.microbatch});
     self->send(producer, ship_atom::value, ShipOrder{consumer, st.init.stage, neighbour, true});
   }
   if (st.graph->Done()) {
@@ -118,8 +130,10 @@ void OnInput(Self* self, TensorMessage& msg) {
       return;
     }
     st.planner->OnEvent(runtime::EventOnArrival(t));
+  } else {
+    st.local_in_flight.erase({msg.kind, msg.chunk, msg.microbatch});
   }
-  self->send(it->second, std::move(msg));
+  self->send(it->second, std::move(msg));  // before any run order for it: CAF keeps order
   Dispatch(self);
 }
 
@@ -145,6 +159,7 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         st.sent = st.received = 0;
         st.busy_seconds = 0.0;
         st.losses.assign(st.init.spec.num_microbatches, 0.0);
+        st.local_in_flight.clear();
         st.graph = std::make_unique<runtime::StageState>(st.init.spec, st.init.stage);
         st.planner = st.init.planner->MakePlanner(st.init.spec, st.init.stage);
         runtime::StageWork* work = st.init.work;

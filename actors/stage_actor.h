@@ -7,6 +7,8 @@
 
 #include <map>
 #include <memory>
+#include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -40,6 +42,10 @@ struct StageActorState {
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
   double busy_seconds = 0.0;
+  // Inputs that StageState already counts as arrived, because a neighbour chunk on this
+  // stage produced them, but whose payload is still on its way to the consumer's microbatch
+  // actor: (consumer kind F or B, chunk, microbatch). Not ready to run until it lands.
+  std::set<std::tuple<int, int, int>> local_in_flight;
 };
 
 caf::behavior StageActor(caf::stateful_actor<StageActorState>* self, StageActorInit init);
