@@ -346,6 +346,13 @@ double GptChunk<Real>::loss(int mb) const {
 }
 
 template <typename Real>
+const Real* GptChunk<Real>::probabilities(int mb) const {
+  auto it = states_.find(mb);
+  if (!spec_.has_head || it == states_.end() || it->second->backward_input_done) return nullptr;
+  return it->second->probs.data();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   absl::StatusOr<MicrobatchState*> found = Find(mb, "input-gradient backward");
   if (!found.ok()) return found.status();

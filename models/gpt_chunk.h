@@ -55,6 +55,9 @@ class GptChunk {
   const Real* output(int mb) const;
   // Mean token loss of F(mb), last chunk only.
   double loss(int mb) const;
+  // (B, T, V) next-token probabilities of F(mb), last chunk only (else null); valid until
+  // B(mb) (which turns them into logit gradients) or until mb is released.
+  const Real* probabilities(int mb) const;
 
   // B on microbatch mb: dout (B, T, C) is the gradient of the chunk's output (null for the
   // last chunk, whose gradient starts at the loss). Keeps what W needs.

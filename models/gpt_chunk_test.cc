@@ -173,6 +173,28 @@ TEST(GptChunkTest, ManyMicrobatchesInFlightAreIndependent) {
   }
 }
 
+TEST(GptChunkTest, ProbabilitiesAreTheSoftmaxBehindTheLoss) {
+  GptConfig config = SmallConfig(false);
+  auto chunk = GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, ChunkOptions{kB, kT, 1});
+  ASSERT_TRUE(chunk.ok());
+  Batch batch = RandomBatch(config.vocab_size, 3);
+  ASSERT_TRUE((*chunk)->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  const double* p = (*chunk)->probabilities(0);
+  ASSERT_NE(p, nullptr);
+  const int V = config.vocab_size;
+  double loss = 0;
+  for (int n = 0; n < kB * kT; ++n) {
+    double sum = 0;
+    for (int v = 0; v < V; ++v) sum += p[n * V + v];
+    EXPECT_NEAR(sum, 1.0, 1e-12);
+    loss -= std::log(p[n * V + batch.targets[n]]);
+  }
+  EXPECT_NEAR(loss / (kB * kT), (*chunk)->loss(0), 1e-12);
+  ASSERT_TRUE((*chunk)->BackwardInput(0, nullptr).ok());
+  EXPECT_EQ((*chunk)->probabilities(0), nullptr);
+  EXPECT_EQ((*chunk)->probabilities(1), nullptr);
+}
+
 TEST(GptChunkTest, MisuseIsAnErrorNotACrash) {
   GptConfig config = SmallConfig(false);
   auto chunks = MakeChunks(config, {3});

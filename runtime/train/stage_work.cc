@@ -17,7 +17,11 @@ ModelStageWork::ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks,
       num_chunks_(num_chunks),
       sampler_(sampler),
       num_microbatches_(num_microbatches),
-      optimizer_(optimizer) {}
+      optimizer_(optimizer) {
+  if (optimizer_.states != nullptr && static_cast<int>(optimizer_.states->size()) < num_chunks) {
+    optimizer_.states->resize(num_chunks);
+  }
+}
 
 absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
   auto it = chunks_.find(chunk);
@@ -116,13 +120,14 @@ std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
 void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {
   for (auto& [index, chunk] : chunks_) {
     models::ParameterSet<float>& p = chunk->params();
-    OptimizerState& st = states_[index];
+    OptimizerState& st = optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
     if (static_cast<int64_t>(st.m.size()) != p.size()) {
       st.m.assign(p.size(), 0.f);
       st.v.assign(p.size(), 0.f);
     }
     for (const models::ParamInfo& info : p.infos()) {
       ops::AdamWOptions options = optimizer_.adamw;
+      options.learning_rate = LearningRateAt(optimizer_, step);
       if (!info.weight_decay) options.weight_decay = 0.0;
       ops::AdamWUpdate(p.values() + info.offset, p.grads() + info.offset, st.m.data() + info.offset,
                        st.v.data() + info.offset, info.size, options, step, clip_scale);

@@ -1,10 +1,13 @@
 // Training-step building blocks shared by the sequential and pipelined runs.
 #include "runtime/train/training.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace stagehand::runtime {
 
@@ -21,6 +24,17 @@ absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
     chunks.push_back(std::move(*chunk));
   }
   return chunks;
+}
+
+double LearningRateAt(const OptimizerConfig& config, int64_t step) {
+  const double peak = config.adamw.learning_rate;
+  const LearningRateSchedule& s = config.schedule;
+  if (s.warmup_steps > 0 && step <= s.warmup_steps) return peak * double(step) / double(s.warmup_steps);
+  if (s.total_steps <= s.warmup_steps) return peak;
+  const double progress =
+      std::min(1.0, double(step - s.warmup_steps) / double(s.total_steps - s.warmup_steps));
+  const double floor = peak * s.min_lr_fraction;
+  return floor + 0.5 * (1.0 + std::cos(M_PI * progress)) * (peak - floor);
 }
 
 double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerState>& states,
@@ -61,6 +75,7 @@ double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerSta
     }
     for (const models::ParamInfo& info : p.infos()) {
       ops::AdamWOptions options = config.adamw;
+      options.learning_rate = LearningRateAt(config, step);
       if (!info.weight_decay) options.weight_decay = 0.0;
       ops::AdamWUpdate(p.values() + info.offset, p.grads() + info.offset, st.m.data() + info.offset,
                        st.v.data() + info.offset, info.size, options, step, scale);
@@ -132,6 +147,32 @@ std::vector<NamedTensor> CollectParameters(const std::vector<Chunk*>& chunks) {
     }
   }
   return out;
+}
+
+absl::Status AssignParameters(const std::vector<Chunk*>& chunks,
+                              const std::map<std::string, NamedTensor>& tensors) {
+  absl::flat_hash_map<std::string, bool> used;
+  for (Chunk* c : chunks) {
+    for (const models::ParamInfo& info : c->params().infos()) {
+      auto it = tensors.find(info.name);
+      if (it == tensors.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("no tensor for parameter ", info.name));
+      }
+      if (it->second.shape != info.shape) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor ", info.name, " has shape [", absl::StrJoin(it->second.shape, ", "),
+            "] but the model's parameter has [", absl::StrJoin(info.shape, ", "), "]"));
+      }
+      std::copy(it->second.data.begin(), it->second.data.end(), c->params().values() + info.offset);
+      used[info.name] = true;
+    }
+  }
+  for (const auto& [name, tensor] : tensors) {
+    if (!used.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " matches no parameter of the model"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace stagehand::runtime

@@ -5,7 +5,9 @@
 #ifndef STAGEHAND_RUNTIME_TRAIN_TRAINING_H_
 #define STAGEHAND_RUNTIME_TRAIN_TRAINING_H_
 
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -19,15 +21,34 @@ namespace stagehand::runtime {
 
 using Chunk = models::GptChunk<float>;
 
-struct OptimizerConfig {
-  ops::AdamWOptions adamw;  // weight_decay applies to matrices only
-  double grad_clip = 1.0;   // global-norm clip; <= 0 disables
-};
-
 // AdamW moments of one chunk's parameters.
 struct OptimizerState {
   std::vector<float> m, v;
 };
+
+// The learning rate of step s (1-based) for peak rate lr: lr * s / warmup_steps during the
+// warm-up, then a cosine from lr down to lr * min_lr_fraction at total_steps (held after).
+// total_steps = 0 keeps lr after the warm-up. total_steps is the run's whole length, never
+// where a run stopped, so an interrupted and resumed run follows the same rates.
+struct LearningRateSchedule {
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;
+  double min_lr_fraction = 0.1;
+};
+
+struct OptimizerConfig {
+  ops::AdamWOptions adamw;  // weight_decay applies to matrices only; learning_rate is the peak
+  double grad_clip = 1.0;   // global-norm clip; <= 0 disables
+  LearningRateSchedule schedule;
+  // Not owned, may be null: where the AdamW moments live, indexed by global chunk index, for
+  // callers that save and restore them (checkpoints). Stage works size it to the number of
+  // chunks when they are built, before any step; each then touches only its own chunks'
+  // entries. Null: each stage work keeps its own moments.
+  std::vector<OptimizerState>* states = nullptr;
+};
+
+// The learning rate `config.schedule` gives step `step`.
+double LearningRateAt(const OptimizerConfig& config, int64_t step);
 
 // The model cut into `num_chunks` consecutive chunks (balanced).
 absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(const models::GptConfig& config,
@@ -54,6 +75,11 @@ absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowS
 
 // Every parameter by name (tied copies once), float32, for safetensors.
 std::vector<NamedTensor> CollectParameters(const std::vector<Chunk*>& chunks);
+
+// Sets every parameter (tied copies included) from the tensor of its name. InvalidArgument
+// naming the tensor when one is missing, has another shape, or matches no parameter.
+absl::Status AssignParameters(const std::vector<Chunk*>& chunks,
+                              const std::map<std::string, NamedTensor>& tensors);
 
 }  // namespace stagehand::runtime
 

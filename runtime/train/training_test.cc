@@ -3,6 +3,7 @@
 #include "runtime/train/training.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "gtest/gtest.h"
 
@@ -71,6 +72,49 @@ TEST(TrainingTest, LossGoesDown) {
   TrainedModel run = Train(1, 30);
   EXPECT_NEAR(run.losses.front(), std::log(256.0), 0.3);
   EXPECT_LT(run.losses.back(), run.losses.front() - 1.5);
+}
+
+TEST(LearningRateTest, WarmsUpLinearlyThenDecaysByCosineToTheFloor) {
+  OptimizerConfig c;
+  c.adamw.learning_rate = 1.0;
+  EXPECT_EQ(LearningRateAt(c, 1), 1.0);  // no schedule: constant
+  EXPECT_EQ(LearningRateAt(c, 1000), 1.0);
+  c.schedule = LearningRateSchedule{10, 110, 0.1};
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 1), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 5), 0.5);
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 10), 1.0);
+  EXPECT_NEAR(LearningRateAt(c, 60), 0.55, 1e-12);  // halfway: the mean of peak and floor
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 110), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRateAt(c, 500), 0.1);
+  for (int s = 11; s <= 110; ++s) EXPECT_LE(LearningRateAt(c, s), LearningRateAt(c, s - 1));
+}
+
+TEST(AssignParametersTest, SetsEveryCopyAndNamesMismatches) {
+  models::GptConfig config = models::UniformGpt(2, 8, 2, 256, 8, 3);
+  auto a = BuildChunks(config, 2, models::ChunkOptions{1, 8, 1});
+  config.seed = 4;
+  auto b = BuildChunks(config, 1, models::ChunkOptions{1, 8, 1});
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::vector<Chunk*> from = {(*a)[0].get(), (*a)[1].get()}, to = {(*b)[0].get()};
+  std::map<std::string, NamedTensor> tensors;
+  for (NamedTensor& t : CollectParameters(from)) tensors[t.name] = std::move(t);
+  ASSERT_TRUE(AssignParameters(to, tensors).ok());
+  for (const NamedTensor& t : CollectParameters(to)) EXPECT_EQ(t.data, tensors.at(t.name).data) << t.name;
+  // The other way round: the head's tied copy of wte is set too.
+  ASSERT_TRUE(AssignParameters(from, tensors).ok());
+  EXPECT_EQ(0, std::memcmp((*a)[1]->params().value("wte"), (*a)[0]->params().value("wte"),
+                           sizeof(float) * 256 * 8));
+  auto extra = tensors;
+  extra["h.9.ln_1.weight"] = NamedTensor{"h.9.ln_1.weight", {8}, std::vector<float>(8)};
+  EXPECT_NE(AssignParameters(to, extra).message().find("h.9.ln_1.weight matches no parameter"),
+            std::string::npos);
+  auto reshaped = tensors;
+  reshaped["wpe"].shape = {4, 16};
+  EXPECT_NE(AssignParameters(to, reshaped).message().find("tensor wpe has shape [4, 16]"),
+            std::string::npos);
+  tensors.erase("ln_f.bias");
+  EXPECT_NE(AssignParameters(to, tensors).message().find("no tensor for parameter ln_f.bias"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,213 @@
+// Tests for checkpoints: CRC-32, config JSON, bitwise-identical resumed training, loading
+// under another cut, corruption fallback, pruning and model mismatches.
+#include "runtime/checkpoint/checkpoint.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+
+namespace stagehand::runtime {
+namespace {
+namespace fs = std::filesystem;
+
+std::string TempRoot(const std::string& name) {
+  const std::string root = testing::TempDir() + "/" + name;
+  fs::remove_all(root);
+  return root;
+}
+
+const std::vector<int32_t>& Data() {
+  static const std::vector<int32_t> data = [] {
+    std::string s;
+    for (int i = 0; i < 100; ++i) s += "a stitch in time saves nine; ";
+    return std::vector<int32_t>(s.begin(), s.end());
+  }();
+  return data;
+}
+
+models::GptConfig Config(uint64_t seed = 11) { return models::UniformGpt(3, 16, 2, 256, 16, seed); }
+
+struct TrainingRun {
+  std::vector<std::unique_ptr<Chunk>> owned;
+  std::vector<Chunk*> chunks;
+  std::vector<OptimizerState> states;
+  std::vector<double> losses;
+};
+
+TrainingRun Build(int num_chunks, uint64_t seed = 11) {
+  TrainingRun r;
+  auto built = BuildChunks(Config(seed), num_chunks, models::ChunkOptions{2, 16, 2});
+  EXPECT_TRUE(built.ok()) << built.status();
+  r.owned = std::move(*built);
+  for (auto& c : r.owned) r.chunks.push_back(c.get());
+  r.states.resize(num_chunks);
+  return r;
+}
+
+void TrainSteps(TrainingRun& r, int64_t first, int64_t last) {
+  WindowSampler sampler(&Data(), 2, 16, 5);
+  OptimizerConfig opt;
+  opt.adamw.learning_rate = 3e-3;
+  opt.adamw.weight_decay = 0.1;
+  opt.schedule = LearningRateSchedule{2, 6, 0.1};
+  for (int64_t step = first; step <= last; ++step) {
+    absl::StatusOr<double> loss = SequentialForwardBackward(r.chunks, sampler, step, 2);
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    r.losses.push_back(*loss);
+    OptimizerStep(r.chunks, r.states, opt, static_cast<int>(step));
+  }
+}
+
+// Chunk k of `r` on stage stage_of[k].
+std::vector<ChunkState> States(TrainingRun& r, const std::vector<int>& stage_of) {
+  std::vector<ChunkState> out;
+  for (size_t k = 0; k < r.chunks.size(); ++k) out.push_back({r.chunks[k], &r.states[k], stage_of[k]});
+  return out;
+}
+
+CheckpointMeta Meta(int64_t step) {
+  CheckpointMeta m;
+  m.step = step;
+  m.model = Config();
+  m.run = {{"note", "test"}};
+  return m;
+}
+
+// name -> m values, over every chunk (tied copies once).
+std::map<std::string, std::vector<float>> Moments(TrainingRun& r) {
+  std::map<std::string, std::vector<float>> out;
+  for (size_t k = 0; k < r.chunks.size(); ++k) {
+    for (const models::ParamInfo& info : r.chunks[k]->params().infos()) {
+      if (info.tied_copy) continue;
+      const float* m = r.states[k].m.data() + info.offset;
+      out[info.name].assign(m, m + info.size);
+    }
+  }
+  return out;
+}
+
+TEST(Crc32Test, MatchesTheStandardCheckValue) {
+  EXPECT_EQ(Crc32("123456789"), 0xCBF43926u);
+  EXPECT_EQ(Crc32("56789", Crc32("1234")), 0xCBF43926u);
+  EXPECT_EQ(Crc32(""), 0u);
+}
+
+TEST(GptConfigJsonTest, RoundTripsHeterogeneousLayers) {
+  models::GptConfig c = Config(1ull << 60);
+  c.layers[1].attention = models::AttentionKind::kNone;
+  c.layers[2].mlp = models::MlpKind::kNone;
+  absl::StatusOr<models::GptConfig> back = GptConfigFromJson(GptConfigToJson(c));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(GptConfigToJson(*back), GptConfigToJson(c));
+  nlohmann::json broken = GptConfigToJson(c);
+  broken.erase("d_model");
+  EXPECT_NE(GptConfigFromJson(broken).status().message().find("d_model"), std::string::npos);
+}
+
+TEST(CheckpointTest, ResumedTrainingIsBitwiseIdenticalToAnUninterruptedRun) {
+  TrainingRun whole = Build(3);
+  TrainSteps(whole, 1, 6);
+  const std::string root = TempRoot("resume");
+  TrainingRun first = Build(3);
+  TrainSteps(first, 1, 3);
+  ASSERT_TRUE(WriteCheckpoint(root, Meta(3), States(first, {0, 0, 1})).ok());
+  TrainingRun resumed = Build(3, /*seed=*/999);  // other initial weights: everything must come from the checkpoint
+  std::vector<std::string> skipped;
+  absl::StatusOr<CheckpointInfo> info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->meta.step, 3);
+  EXPECT_EQ(info->meta.run["note"], "test");
+  EXPECT_EQ(info->shards.size(), 2u);
+  ASSERT_TRUE(RestoreCheckpoint(*info, States(resumed, {0, 1, 2}), /*with_optimizer=*/true).ok());
+  TrainSteps(resumed, 4, 6);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(resumed.losses[i], whole.losses[3 + i]) << "step " << 4 + i;
+  std::vector<NamedTensor> a = CollectParameters(whole.chunks), b = CollectParameters(resumed.chunks);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(0, std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * sizeof(float))) << a[i].name;
+  }
+  EXPECT_EQ(Moments(whole), Moments(resumed));
+}
+
+TEST(CheckpointTest, LoadsUnderADifferentNumberOfChunksAndStages) {
+  TrainingRun trained = Build(3);
+  TrainSteps(trained, 1, 2);
+  const std::string root = TempRoot("recut");
+  absl::StatusOr<std::string> dir = WriteCheckpoint(root, Meta(2), States(trained, {0, 1, 2}));
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(*dir);
+  ASSERT_TRUE(info.ok()) << info.status();
+  for (int chunks : {1, 2}) {
+    TrainingRun other = Build(chunks, 77);
+    std::vector<int> stages(chunks, 0);
+    ASSERT_TRUE(RestoreCheckpoint(*info, States(other, stages), true).ok());
+    std::vector<NamedTensor> a = CollectParameters(trained.chunks), b = CollectParameters(other.chunks);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].data, b[i].data) << a[i].name;
+    EXPECT_EQ(Moments(trained), Moments(other));
+  }
+}
+
+TEST(CheckpointTest, CorruptedOrTruncatedNewestFallsBackToThePreviousOne) {
+  TrainingRun r = Build(2);
+  const std::string root = TempRoot("corrupt");
+  for (int64_t step : {2, 4, 6}) {
+    TrainSteps(r, step - 1, step);
+    ASSERT_TRUE(WriteCheckpoint(root, Meta(step), States(r, {0, 1})).ok());
+  }
+  fs::create_directories(root + "/.step_00000008.tmp");  // a crash mid-write leaves this
+  const std::string shard6 = root + "/step_00000006/stage_1.safetensors";
+  {
+    std::fstream f(shard6, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(shard6) / 2));
+    f.put('\x5A');
+  }
+  fs::resize_file(root + "/step_00000004/stage_0.safetensors",
+                  fs::file_size(root + "/step_00000004/stage_0.safetensors") - 100);
+  std::vector<std::string> skipped;
+  absl::StatusOr<CheckpointInfo> info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->meta.step, 2);
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_NE(skipped[0].find("step_00000006: "), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[0].find("CRC-32"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[1].find("step_00000004: "), std::string::npos) << skipped[1];
+  EXPECT_NE(skipped[1].find("truncated"), std::string::npos) << skipped[1];
+  std::ofstream(root + "/step_00000002/manifest.json") << "{\"format\": \"stagehand-chec";
+  skipped.clear();
+  absl::Status none = FindLatestCheckpoint(root, &skipped).status();
+  EXPECT_EQ(none.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(none.message().find("not a JSON object"), std::string::npos) << none;
+}
+
+TEST(CheckpointTest, KeepsTheNewestAndReplacesASameStepFolder) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("keep");
+  for (int64_t step : {1, 2, 3, 3}) ASSERT_TRUE(WriteCheckpoint(root, Meta(step), States(r, {0}), 2).ok());
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"step_00000002", "step_00000003"}));
+}
+
+TEST(CheckpointTest, RestoringIntoAnotherModelNamesTheTensor) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("mismatch");
+  absl::StatusOr<std::string> dir = WriteCheckpoint(root, Meta(1), States(r, {0}));
+  ASSERT_TRUE(dir.ok());
+  auto wider = BuildChunks(models::UniformGpt(3, 32, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
+  ASSERT_TRUE(wider.ok());
+  OptimizerState st;
+  absl::Status s = RestoreCheckpoint(*VerifyCheckpoint(*dir), {{(*wider)[0].get(), &st, 0}}, true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("has shape"), std::string::npos) << s;
+  auto deeper = BuildChunks(models::UniformGpt(4, 16, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
+  s = RestoreCheckpoint(*VerifyCheckpoint(*dir), {{(*deeper)[0].get(), nullptr, 0}}, false);
+  EXPECT_NE(s.message().find("no tensor h.3."), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace stagehand::runtime
