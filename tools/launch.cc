@@ -22,6 +22,7 @@
 #include "runtime/io/safetensors.h"
 #include "runtime/planner.h"
 #include "runtime/train/training.h"
+#include "tools/cluster/launcher.h"
 
 ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
@@ -206,6 +207,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h).
+  if (stagehand::tools::ClusterRequested()) return stagehand::tools::LaunchClusterFromFlags(argv[0]);
   absl::StatusOr<stagehand::LaunchConfig> config = stagehand::ConfigFromFlags();
   if (!config.ok()) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());

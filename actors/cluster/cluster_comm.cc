@@ -1,0 +1,169 @@
+// ClusterComm behaviour.
+#include "actors/cluster/cluster_comm.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "actors/messages.h"
+#include "runtime/action.h"
+
+namespace stagehand::actors::cluster {
+namespace {
+
+using Self = caf::stateful_actor<ClusterCommState>;
+using runtime::ActionKind;
+using sent_atom = caf::atom_constant<caf::atom("sent")>;
+using received_atom = caf::atom_constant<caf::atom("received")>;
+
+void Abort(Self* self, const std::string& why) {
+  const auto& in = self->state.init;
+  self->send(in.supervisor, ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage, ": ", why)});
+}
+
+std::string Describe(const TransferNotice& n) {
+  const bool forward = static_cast<ActionKind>(n.kind) == ActionKind::kForward;
+  return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch,
+                      " s", n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ",
+                      n.tag, ", step ", n.step, ")");
+}
+
+// Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
+std::string Check(Self* self, const TransferNotice& n) {
+  const auto& st = self->state;
+  const runtime::StepSpec& spec = st.init.spec;
+  const int P = spec.num_stages;
+  if (n.from_stage < 0 || n.from_stage >= P) return absl::StrCat("source stage ", n.from_stage, " out of range");
+  if (static_cast<int>(st.peers.stage_rank.size()) != P) return "notice before the peer table";
+  if (st.peers.stage_rank[n.from_stage] != n.from_rank) {
+    return absl::StrCat("stage ", n.from_stage, " lives on rank ", st.peers.stage_rank[n.from_stage],
+                        ", not rank ", n.from_rank);
+  }
+  if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st.peers.stage_comms[n.from_stage])) {
+    return absl::StrCat("the sender is not the comm actor of stage ", n.from_stage);
+  }
+  if (n.to_stage != st.init.stage) return absl::StrCat("addressed to stage ", n.to_stage);
+  if (n.chunk < 0 || n.chunk >= spec.num_chunks || spec.chunk_to_stage[n.chunk] != st.init.stage) {
+    return absl::StrCat("chunk ", n.chunk, " is not held here");
+  }
+  if (n.microbatch < 0 || n.microbatch >= spec.num_microbatches) {
+    return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches, ")");
+  }
+  if (n.kind != static_cast<int>(ActionKind::kForward) &&
+      n.kind != static_cast<int>(ActionKind::kBackwardInput)) {
+    return absl::StrCat("kind ", n.kind, " is neither an activation nor a gradient");
+  }
+  if (n.floats != st.init.tensor_floats) {
+    return absl::StrCat(n.floats, " floats where the model's tensors have ", st.init.tensor_floats);
+  }
+  if (st.receiving.count(n.tag) > 0) return absl::StrCat("tag ", n.tag, " is already being received");
+  return "";
+}
+
+void PostReceive(Self* self, const TransferNotice& n) {
+  auto& st = self->state;
+  if (++st.notices == st.init.drop_notice) {
+    st.receiving[n.tag] = Describe(n) + " [receive withheld by the test hook]";
+    return;
+  }
+  st.receiving[n.tag] = Describe(n);
+  auto buffer = std::make_shared<std::vector<float>>(n.floats);
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  st.init.transport->Receive(
+      n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
+        caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
+                       TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch,
+                                     false, std::move(*buffer)});
+      });
+}
+
+void OnNotice(Self* self, const TransferNotice& n) {
+  auto& st = self->state;
+  if (std::string bad = Check(self, n); !bad.empty()) {
+    caf::strong_actor_ptr sender = self->current_sender();
+    Abort(self, absl::StrCat("bad transfer notice from rank ", n.from_rank, " (",
+                             sender ? caf::to_string(sender->node()) : std::string("anonymous"),
+                             "): ", bad));
+    return;
+  }
+  if (n.step == st.step + 1) {
+    st.early.push_back(n);  // the sender started the next step before our start arrived
+    return;
+  }
+  if (n.step != st.step) {
+    Abort(self, absl::StrCat("transfer notice for step ", n.step, " during step ", st.step, ": ",
+                             Describe(n)));
+    return;
+  }
+  PostReceive(self, n);
+}
+
+void OnOutgoing(Self* self, TensorMessage& msg) {
+  auto& st = self->state;
+  const int P = st.init.spec.num_stages;
+  if (msg.to_stage < 0 || msg.to_stage >= P) {
+    Abort(self, absl::StrCat("tensor for stage ", msg.to_stage, " out of range"));
+    return;
+  }
+  if (msg.to_stage < static_cast<int>(st.local_stages.size()) && st.local_stages[msg.to_stage]) {
+    self->send(st.local_stages[msg.to_stage], std::move(msg));
+    return;
+  }
+  TransferNotice n{st.step, st.init.rank, (uint64_t(st.init.stage) << 40) | st.next_sequence++,
+                   static_cast<int64_t>(msg.payload.size()), msg.kind, msg.from_stage,
+                   msg.to_stage, msg.chunk, msg.microbatch};
+  const int peer = st.peers.stage_rank.at(msg.to_stage);
+  st.sending[n.tag] = Describe(n);
+  auto payload = std::make_shared<std::vector<float>>(std::move(msg.payload));
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  st.init.transport->Send(peer, n.tag, payload->data(), payload->size() * sizeof(float),
+                          [me, tag = n.tag, payload](absl::Status s) {
+                            caf::anon_send(me, sent_atom::value, tag, std::string(s.message()),
+                                           s.ok());
+                          });
+  self->send(st.peers.stage_comms.at(msg.to_stage), n);
+}
+
+}  // namespace
+
+caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
+  self->state.init = std::move(init);
+  return {
+      [=](const std::vector<caf::actor>& local_stages) { self->state.local_stages = local_stages; },
+      [=](const PeerTable& peers) { self->state.peers = peers; },
+      [=](start_atom, int64_t step) {
+        auto& st = self->state;
+        st.step = step;
+        std::vector<TransferNotice> early = std::move(st.early);
+        st.early.clear();
+        for (const TransferNotice& n : early) OnNotice(self, n);
+      },
+      [=](TensorMessage& msg) { OnOutgoing(self, msg); },
+      [=](const TransferNotice& n) { OnNotice(self, n); },
+      [=](sent_atom, uint64_t tag, const std::string& error, bool ok) {
+        auto& st = self->state;
+        if (!ok) Abort(self, absl::StrCat("UCX send of ", st.sending[tag], " failed: ", error));
+        st.sending.erase(tag);
+      },
+      [=](received_atom, uint64_t tag, const std::string& error, bool ok, TensorMessage& msg) {
+        auto& st = self->state;
+        if (!ok) {
+          Abort(self, absl::StrCat("UCX receive of ", st.receiving[tag], " failed: ", error));
+          return;
+        }
+        st.receiving.erase(tag);
+        self->send(st.init.stage_actor, std::move(msg));
+      },
+      [=](pending_atom) -> std::string {
+        auto& st = self->state;
+        std::vector<std::string> lines;
+        for (const auto& [tag, what] : st.receiving) lines.push_back("receiving " + what);
+        for (const auto& [tag, what] : st.sending) lines.push_back("sending " + what);
+        if (lines.empty()) return "no transfers in flight";
+        return absl::StrJoin(lines, "; ");
+      },
+  };
+}
+
+}  // namespace stagehand::actors::cluster

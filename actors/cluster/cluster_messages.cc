@@ -1,0 +1,23 @@
+// Registration of the cluster's message types, beside the step protocol's.
+#include "actors/cluster/cluster_messages.h"
+
+#include "actors/messages.h"
+#include "caf/io/middleman.hpp"
+
+namespace stagehand::actors::cluster {
+
+void ConfigureClusterSystem(caf::actor_system_config& config) {
+  RegisterMessageTypes(config);
+  config.add_message_type<JoinRequest>("JoinRequest");
+  config.add_message_type<JoinReply>("JoinReply");
+  config.add_message_type<Registration>("Registration");
+  config.add_message_type<PeerTable>("PeerTable");
+  config.add_message_type<TransferNotice>("TransferNotice");
+  config.add_message_type<Heartbeat>("Heartbeat");
+  config.add_message_type<ClusterAbort>("ClusterAbort");
+  config.add_message_type<StageReport>("StageReport");
+  config.add_message_type<std::vector<caf::actor>>("std::vector<caf::actor>");
+  config.load<caf::io::middleman>();
+}
+
+}  // namespace stagehand::actors::cluster

@@ -1,0 +1,129 @@
+// The cluster's control-plane messages (CAF middleman, TCP): rendezvous, the peer table,
+// transfer notices (metadata only; tensors move over UCX), heartbeats and aborts.
+// Not the data plane and not the step protocol: stage/driver messages are actors/messages.h.
+#ifndef STAGEHAND_ACTORS_CLUSTER_CLUSTER_MESSAGES_H_
+#define STAGEHAND_ACTORS_CLUSTER_CLUSTER_MESSAGES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+namespace stagehand::actors::cluster {
+
+// coordinator -> every stage's comm actor (via its gate): report transfers in flight.
+using pending_atom = caf::atom_constant<caf::atom("pending")>;
+// coordinator -> worker: run finished, save and leave.      (finish_atom)
+using finish_atom = caf::atom_constant<caf::atom("finish")>;
+// worker -> coordinator: UCX endpoints are up.              (ready_atom, int rank)
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+// coordinator -> itself: is step `step` still running?     (hang_atom, int64 step)
+using hang_atom = caf::atom_constant<caf::atom("hang")>;
+
+// worker -> coordinator: the first message of a connection.
+struct JoinRequest {
+  std::string token;          // the launch's join token (STAGEHAND_JOIN_TOKEN)
+  int rank = 0;
+  int world_size = 0;
+  std::string config;         // the training configuration as text: must equal rank 0's
+  std::string host;
+  int64_t pid = 0;
+  caf::actor worker;          // receives PeerTable, finish_atom, ClusterAbort
+  std::string ucx_address;    // opaque UCP worker address
+};
+
+struct JoinReply {
+  bool accepted = false;
+  std::string reason;         // why not
+  caf::actor driver;          // the driver gate: the `driver` of this worker's stages
+};
+
+// worker -> coordinator: the actors of the stages this worker hosts, by stage.
+struct Registration {
+  int rank = 0;
+  std::vector<int> stages;
+  std::vector<caf::actor> gates;  // driver-facing, one per hosted stage
+  std::vector<caf::actor> comms;  // transfer-notice receivers, one per hosted stage
+};
+
+// coordinator -> worker: where every stage lives.
+struct PeerTable {
+  std::vector<int> stage_rank;             // stage -> rank
+  std::vector<caf::actor> stage_comms;     // stage -> its comm actor
+  std::vector<std::string> ucx_addresses;  // rank -> UCP worker address
+};
+
+// comm -> comm: a tensor is on its way over UCX under `tag`; post the receive.
+struct TransferNotice {
+  int64_t step = 0;
+  int from_rank = 0;
+  uint64_t tag = 0;
+  int64_t floats = 0;
+  int kind = 0;        // runtime::ActionKind of the consumer: kForward / kBackwardInput
+  int from_stage = 0;
+  int to_stage = 0;
+  int chunk = 0;       // destination chunk
+  int microbatch = 0;
+};
+
+// worker -> coordinator, every second: still alive, and what it last did.
+struct Heartbeat {
+  int rank = 0;
+  std::string last_action;
+};
+
+// coordinator -> workers (and a worker's own verdict): stop now, with this message.
+struct ClusterAbort {
+  std::string reason;
+};
+
+// A stage's view for the hang report: what its graph waits for, what its lane holds.
+struct StageReport {
+  int rank = 0;
+  int stage = 0;
+  std::string text;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinRequest& x) {
+  return f(caf::meta::type_name("JoinRequest"), x.token, x.rank, x.world_size, x.config, x.host,
+           x.pid, x.worker, x.ucx_address);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
+  return f(caf::meta::type_name("JoinReply"), x.accepted, x.reason, x.driver);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Registration& x) {
+  return f(caf::meta::type_name("Registration"), x.rank, x.stages, x.gates, x.comms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PeerTable& x) {
+  return f(caf::meta::type_name("PeerTable"), x.stage_rank, x.stage_comms, x.ucx_addresses);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TransferNotice& x) {
+  return f(caf::meta::type_name("TransferNotice"), x.step, x.from_rank, x.tag, x.floats, x.kind,
+           x.from_stage, x.to_stage, x.chunk, x.microbatch);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Heartbeat& x) {
+  return f(caf::meta::type_name("Heartbeat"), x.rank, x.last_action);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ClusterAbort& x) {
+  return f(caf::meta::type_name("ClusterAbort"), x.reason);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StageReport& x) {
+  return f(caf::meta::type_name("StageReport"), x.rank, x.stage, x.text);
+}
+
+// Registers the step messages (actors/messages.h) and the cluster messages with `config`,
+// and loads the middleman.
+void ConfigureClusterSystem(caf::actor_system_config& config);
+
+}  // namespace stagehand::actors::cluster
+
+#endif  // STAGEHAND_ACTORS_CLUSTER_CLUSTER_MESSAGES_H_

@@ -1,0 +1,149 @@
+// StageGate and DriverGate behaviours.
+#include "actors/cluster/gates.h"
+
+#include "absl/strings/str_cat.h"
+#include "actors/cluster/cluster_messages.h"
+#include "actors/messages.h"
+
+namespace stagehand::actors::cluster {
+namespace {
+
+std::string SenderName(caf::local_actor* self) {
+  caf::strong_actor_ptr sender = self->current_sender();
+  if (sender == nullptr) return "an anonymous sender";
+  return absl::StrCat("actor ", sender->id(), " on node ", caf::to_string(sender->node()));
+}
+
+// Every chunk in `chunks` must be held by `stage`.
+template <class Map>
+std::string CheckChunks(const runtime::StepSpec& spec, int stage, const Map& chunks) {
+  for (const auto& entry : chunks) {
+    int c = entry.first;
+    if (c < 0 || c >= spec.num_chunks || spec.chunk_to_stage[c] != stage) {
+      return absl::StrCat("chunk ", c, " is not held by stage ", stage);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit init) {
+  self->state.init = std::move(init);
+  auto refuse = [self](const std::string& what) {
+    const auto& in = self->state.init;
+    caf::anon_send(in.supervisor,
+                   ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage,
+                                             ": refused a driver message from ",
+                                             SenderName(self), ": ", what)});
+  };
+  return {
+      [=](start_atom, int64_t step) {
+        auto& st = self->state;
+        if (step <= st.step) {
+          refuse(absl::StrCat("start of step ", step, " after step ", st.step));
+          return;
+        }
+        st.step = step;
+        self->send(st.init.comm, start_atom::value, step);
+        self->send(st.init.stage_actor, start_atom::value, step);
+      },
+      [=](probe_atom, int wave) {
+        auto& st = self->state;
+        self->send(st.init.stage_actor, probe_atom::value, wave);
+        if (wave != kHangProbeWave) return;
+        self->request(st.init.comm, std::chrono::seconds(2), pending_atom::value)
+            .then([=](const std::string& transfers) {
+              auto& in = self->state.init;
+              self->send(in.driver_gate, StageReport{in.rank, in.stage, transfers});
+            });
+      },
+      [=](tied_atom) { self->send(self->state.init.stage_actor, tied_atom::value); },
+      [=](tied_atom, TiedGradients& sums) {
+        auto& st = self->state;
+        if (sums.stage != st.init.stage) {
+          refuse(absl::StrCat("tied gradients addressed to stage ", sums.stage));
+          return;
+        }
+        if (std::string bad = CheckChunks(st.init.spec, st.init.stage, sums.grads); !bad.empty()) {
+          refuse(absl::StrCat("tied gradients: ", bad));
+          return;
+        }
+        self->send(st.init.stage_actor, tied_atom::value, std::move(sums));
+      },
+      [=](optim_atom, double scale, int step) {
+        auto& st = self->state;
+        if (step != st.step || !(scale >= 0.0)) {
+          refuse(absl::StrCat("optimizer order for step ", step, " scale ", scale,
+                              " during step ", st.step));
+          return;
+        }
+        self->send(st.init.stage_actor, optim_atom::value, scale, step);
+      },
+  };
+}
+
+caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateInit init) {
+  self->state.init = std::move(init);
+  auto stage_ok = [self](int stage, const char* what) {
+    const auto& in = self->state.init;
+    if (stage >= 0 && stage < in.spec.num_stages) return true;
+    self->send(in.coordinator, ClusterAbort{absl::StrCat("driver refused ", what, " from ",
+                                                         SenderName(self), ": stage ", stage,
+                                                         " out of range [0, ",
+                                                         in.spec.num_stages, ")")});
+    return false;
+  };
+  auto chunks_ok = [self](int stage, const std::string& bad, const char* what) {
+    if (bad.empty()) return true;
+    self->send(self->state.init.coordinator,
+               ClusterAbort{absl::StrCat("driver refused ", what, " of stage ", stage, " from ",
+                                         SenderName(self), ": ", bad)});
+    return false;
+  };
+  return {
+      [=](StageStatus& s) {
+        if (!stage_ok(s.stage, "a StageStatus")) return;
+        const auto& in = self->state.init;
+        if (s.wave == kHangProbeWave) {
+          self->send(in.coordinator, StageReport{-1, s.stage, s.waiting});
+          return;
+        }
+        self->send(in.driver, std::move(s));
+      },
+      [=](StageDone& d) {
+        if (!stage_ok(d.stage, "a StageDone")) return;
+        const auto& spec = self->state.init.spec;
+        if (d.error.empty() && d.stage == spec.chunk_to_stage.back() &&
+            static_cast<int>(d.losses.size()) != spec.num_microbatches) {
+          chunks_ok(d.stage, absl::StrCat(d.losses.size(), " losses for ", spec.num_microbatches,
+                                          " microbatches"), "a StageDone");
+          return;
+        }
+        self->send(self->state.init.driver, std::move(d));
+      },
+      [=](TiedGradients& g) {
+        if (!stage_ok(g.stage, "TiedGradients")) return;
+        if (!chunks_ok(g.stage, CheckChunks(self->state.init.spec, g.stage, g.grads),
+                       "TiedGradients")) {
+          return;
+        }
+        self->send(self->state.init.driver, std::move(g));
+      },
+      [=](SquaredNorms& n) {
+        if (!stage_ok(n.stage, "SquaredNorms")) return;
+        if (!chunks_ok(n.stage, CheckChunks(self->state.init.spec, n.stage, n.norms),
+                       "SquaredNorms")) {
+          return;
+        }
+        self->send(self->state.init.driver, std::move(n));
+      },
+      [=](OptimizerDone& d) {
+        if (!stage_ok(d.stage, "OptimizerDone")) return;
+        self->send(self->state.init.driver, d);
+      },
+      [=](StageReport& r) { self->send(self->state.init.coordinator, std::move(r)); },
+  };
+}
+
+}  // namespace stagehand::actors::cluster

@@ -1,0 +1,46 @@
+// Gates: the actors that stand between the network and the step protocol's actors. A
+// StageGate (one per hosted stage, on its worker) takes the driver's messages for its
+// stage; the DriverGate (rank 0) takes every stage's messages for the driver. Both check
+// what arrives (stage indices, chunks, steps) before forwarding, and turn a bad message
+// into an error naming its sender. Not decision makers: they forward or refuse.
+#ifndef STAGEHAND_ACTORS_CLUSTER_GATES_H_
+#define STAGEHAND_ACTORS_CLUSTER_GATES_H_
+
+#include <string>
+
+#include "caf/all.hpp"
+#include "runtime/step_spec.h"
+
+namespace stagehand::actors::cluster {
+
+struct StageGateInit {
+  int rank = 0;
+  int stage = 0;
+  runtime::StepSpec spec;
+  caf::actor stage_actor;  // the StageActor this gate fronts
+  caf::actor comm;         // its ClusterComm: told the step, asked for transfers in flight
+  caf::actor driver_gate;  // where hang reports go
+  caf::actor supervisor;   // the worker's main actor: receives ClusterAbort on a bad message
+};
+struct StageGateState {
+  StageGateInit init;
+  int64_t step = 0;
+};
+caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit init);
+
+struct DriverGateInit {
+  runtime::StepSpec spec;
+  caf::actor driver;       // the StepDriver
+  caf::actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
+};
+struct DriverGateState {
+  DriverGateInit init;
+};
+caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateInit init);
+
+// Probe wave used for hang reports (StepDriver's own stall probes use positive waves).
+inline constexpr int kHangProbeWave = -1;
+
+}  // namespace stagehand::actors::cluster
+
+#endif  // STAGEHAND_ACTORS_CLUSTER_GATES_H_

@@ -1,0 +1,347 @@
+// WorkerNode: building a worker's share of the pipeline and living through the run.
+#include "actors/cluster/worker_node.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "actors/cluster/cluster_comm.h"
+#include "actors/cluster/cluster_messages.h"
+#include "actors/cluster/coordinator.h"
+#include "actors/cluster/gates.h"
+#include "actors/cluster/placement.h"
+#include "actors/lane.h"
+#include "actors/stage_actor.h"
+#include "actors/step_driver.h"
+#include "caf/io/all.hpp"
+#include "models/gpt_chunk.h"
+#include "runtime/data/text_corpus.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/transport/ucx_transport.h"
+
+namespace stagehand::actors::cluster {
+namespace {
+
+// What this worker's lanes are doing, for heartbeats and the death report.
+class ActionLog {
+ public:
+  void Set(std::string what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ = std::move(what);
+  }
+  std::string Get() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string last_;
+};
+
+// A StageWork that records each action it starts in an ActionLog, then runs it.
+class RecordingStageWork : public runtime::StageWork {
+ public:
+  RecordingStageWork(std::unique_ptr<runtime::StageWork> inner, int stage, ActionLog* log)
+      : inner_(std::move(inner)), stage_(stage), log_(log) {}
+  void BeginStep(int64_t step) override {
+    step_ = step;
+    Note("begin step", -1, -1);
+    inner_->BeginStep(step);
+  }
+  absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
+                       double* loss) override {
+    Note("F", c, mb);
+    return inner_->Forward(c, mb, in, out, loss);
+  }
+  absl::Status BackwardInput(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
+    Note("B", c, mb);
+    return inner_->BackwardInput(c, mb, g, out);
+  }
+  absl::Status BackwardWeights(int c, int mb) override {
+    Note("W", c, mb);
+    return inner_->BackwardWeights(c, mb);
+  }
+  absl::Status Backward(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
+    Note("BW", c, mb);
+    return inner_->Backward(c, mb, g, out);
+  }
+  std::map<int, std::map<std::string, runtime::Payload>> TiedGradients() override {
+    Note("tied-gradient gather", -1, -1);
+    return inner_->TiedGradients();
+  }
+  void SetTiedGradients(const std::map<int, std::map<std::string, runtime::Payload>>& s) override {
+    inner_->SetTiedGradients(s);
+  }
+  std::map<int, std::vector<double>> SquaredNorms() override {
+    Note("gradient norms", -1, -1);
+    return inner_->SquaredNorms();
+  }
+  void ApplyOptimizer(double scale, int step) override {
+    Note("optimizer", -1, -1);
+    inner_->ApplyOptimizer(scale, step);
+  }
+
+ private:
+  void Note(const char* what, int c, int mb) {
+    log_->Set(c < 0 ? absl::StrCat("s", stage_, " ", what, " (step ", step_, ")")
+                    : absl::StrCat("s", stage_, " ", what, " c", c, " mb", mb, " (step ", step_, ")"));
+  }
+  std::unique_ptr<runtime::StageWork> inner_;
+  int stage_;
+  ActionLog* log_;
+  int64_t step_ = 0;
+};
+
+// The pieces of a worker that must outlive RunWorker's stack frame until the process
+// ends: actors refer to lanes, works and the transport. Deliberately never destroyed; the
+// process exits right after RunWorker returns.
+struct Node {
+  std::unique_ptr<runtime::Corpus> corpus;
+  std::unique_ptr<runtime::WindowSampler> sampler;
+  std::map<int, std::unique_ptr<runtime::Chunk>> chunks;  // global chunk index -> chunk
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::unique_ptr<runtime::UcxTransport> transport;
+  std::unique_ptr<caf::actor_system_config> config;
+  std::unique_ptr<caf::actor_system> system;
+  ActionLog log;
+};
+
+absl::StatusOr<caf::actor> ConnectToCoordinator(caf::actor_system& sys, const WorkerOptions& o) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
+  std::string last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    caf::expected<caf::actor> a =
+        sys.middleman().remote_actor(o.coordinator_host, static_cast<uint16_t>(o.coordinator_port));
+    if (a) return *a;
+    last = sys.render(a.error());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::UnavailableError(absl::StrCat("could not reach the coordinator at ", o.coordinator_host,
+                                             ":", o.coordinator_port, " within ", o.join_timeout_s,
+                                             " s: ", last));
+}
+
+absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
+  if (o.save_params.empty()) return absl::OkStatus();
+  std::vector<runtime::Chunk*> held;
+  for (const auto& [c, chunk] : node.chunks) held.push_back(chunk.get());
+  return runtime::WriteSafetensors(RankFile(o.save_params, o.rank), runtime::CollectParameters(held));
+}
+
+}  // namespace
+
+std::string RankFile(const std::string& path, int rank) {
+  const std::string ext = ".safetensors";
+  if (absl::EndsWith(path, ext)) {
+    return absl::StrCat(path.substr(0, path.size() - ext.size()), ".rank", rank, ext);
+  }
+  return absl::StrCat(path, ".rank", rank);
+}
+
+absl::Status RunWorker(const WorkerOptions& o) {
+  const std::string me = absl::StrCat("rank ", o.rank);
+  // 1. The step and this rank's stages and chunks.
+  absl::StatusOr<const runtime::PlannerDefinition*> planner =
+      runtime::PlannerRegistry::Default().Get(o.planner);
+  if (!planner.ok()) return planner.status();
+  absl::StatusOr<runtime::StepSpec> spec_or = (*planner)->MakeSpec(o.planner_options);
+  if (!spec_or.ok()) return spec_or.status();
+  const runtime::StepSpec spec = *spec_or;
+  const int P = spec.num_stages;
+  if (o.world_size < 1 || o.world_size > P || o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " of ", o.world_size,
+                                                   " workers for ", P, " stages: need 1 <= workers <= stages"));
+  }
+  const std::vector<int> stages = StagesOfRank(P, o.world_size, o.rank);
+  auto* node = new Node();  // never freed: see Node
+  absl::StatusOr<runtime::Corpus> corpus = runtime::LoadByteCorpus(o.data, 0.1, o.chunk.seq_len + 1);
+  if (!corpus.ok()) return corpus.status();
+  node->corpus = std::make_unique<runtime::Corpus>(std::move(*corpus));
+  node->sampler = std::make_unique<runtime::WindowSampler>(&node->corpus->train, o.chunk.micro_batch_size,
+                                                           o.chunk.seq_len, o.model.seed);
+  models::ChunkOptions chunk_options = o.chunk;
+  chunk_options.num_microbatches = spec.num_microbatches;
+  absl::StatusOr<std::vector<models::ChunkSpec>> cuts =
+      models::CutLayers(static_cast<int>(o.model.layers.size()), spec.num_chunks);
+  if (!cuts.ok()) return cuts.status();
+  for (int c = 0; c < spec.num_chunks; ++c) {
+    if (spec.chunk_to_stage[c] < stages.front() || spec.chunk_to_stage[c] > stages.back()) continue;
+    absl::StatusOr<std::unique_ptr<runtime::Chunk>> chunk =
+        runtime::Chunk::Create(o.model, (*cuts)[c], chunk_options);
+    if (!chunk.ok()) return chunk.status();
+    node->chunks[c] = std::move(*chunk);
+  }
+  absl::StatusOr<std::unique_ptr<runtime::UcxTransport>> transport = runtime::UcxTransport::Create();
+  if (!transport.ok()) return transport.status();
+  node->transport = std::move(*transport);
+
+  // 2. The actor system; rank 0 publishes the coordinator.
+  node->config = std::make_unique<caf::actor_system_config>();
+  ConfigureClusterSystem(*node->config);
+  node->config->set("scheduler.max-threads", size_t{2});
+  node->system = std::make_unique<caf::actor_system>(*node->config);
+  caf::actor_system& sys = *node->system;
+  if (o.rank == 0) {
+    CoordinatorOptions co;
+    co.token = o.token;
+    co.world_size = o.world_size;
+    co.config = o.config_text;
+    co.spec = spec;
+    co.steps = o.steps;
+    co.hang_timeout_s = o.hang_timeout_s;
+    caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
+    caf::actor coordinator = sys.spawn(Coordinator, co, driver);
+    caf::expected<uint16_t> port = sys.middleman().publish(
+        coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
+    if (!port) {
+      return absl::UnavailableError(absl::StrCat("could not publish the coordinator on ", o.bind, ":",
+                                                 o.coordinator_port, ": ", sys.render(port.error())));
+    }
+  }
+
+  // 3. Join.
+  absl::StatusOr<caf::actor> coordinator = ConnectToCoordinator(sys, o);
+  if (!coordinator.ok()) return coordinator.status();
+  caf::scoped_actor self{sys};
+  self->monitor(*coordinator);
+  const caf::actor self_handle = caf::actor_cast<caf::actor>(self.ptr());
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
+                   self_handle, node->transport->address()};
+  JoinReply reply;
+  absl::Status status;
+  self->request(*coordinator, std::chrono::seconds(30), join)
+      .receive([&](JoinReply& r) { reply = std::move(r); },
+               [&](caf::error& e) { status = absl::UnavailableError(sys.render(e)); });
+  if (!status.ok()) return status;
+  if (!reply.accepted) {
+    return absl::PermissionDeniedError(absl::StrCat("the coordinator rejected ", me, ": ", reply.reason));
+  }
+
+  // 4. This rank's stages: lane, work, comm, stage actor and gate each.
+  const int64_t tensor_floats =
+      int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
+  Registration reg{o.rank, stages, {}, {}};
+  std::vector<caf::actor> local_stages(P);
+  std::vector<caf::actor> comms;
+  for (int s : stages) {
+    std::map<int, runtime::Chunk*> held;
+    for (const auto& [c, chunk] : node->chunks) {
+      if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
+    }
+    node->works.push_back(std::make_unique<RecordingStageWork>(
+        std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node->sampler.get(),
+                                                  spec.num_microbatches, o.optimizer),
+        s, &node->log));
+    node->lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), caf::actor{}, self_handle,
+                       o.withhold_receive};
+    StageActorInit si{s, spec, *planner, node->lanes.back().get(), node->works.back().get(),
+                      reply.driver, caf::actor{}};
+    // The stage needs its comm and the comm its stage: the comm starts by waiting for the
+    // stage's handle, then becomes a ClusterComm.
+    caf::actor comm = sys.spawn([ci](caf::stateful_actor<ClusterCommState>* c) mutable {
+      return caf::behavior{[=](caf::actor stage) mutable {
+        ci.stage_actor = stage;
+        c->become(ClusterComm(c, ci));
+      }};
+    });
+    si.comm = comm;
+    caf::actor stage = sys.spawn(StageActor, si);
+    caf::anon_send(comm, stage);
+    local_stages[s] = stage;
+    comms.push_back(comm);
+    caf::actor gate = sys.spawn(StageGate, StageGateInit{o.rank, s, spec, stage, comm, reply.driver, self_handle});
+    reg.gates.push_back(gate);
+    reg.comms.push_back(comm);
+  }
+  for (const caf::actor& comm : comms) caf::anon_send(comm, local_stages);
+  self->send(*coordinator, reg);
+
+  // 5. The peer table; UCX endpoints to every other rank.
+  PeerTable table;
+  bool got_table = false;
+  std::string abort_reason;
+  self->receive(
+      [&](PeerTable& t) {
+        table = std::move(t);
+        got_table = true;
+      },
+      [&](const ClusterAbort& a) { abort_reason = a.reason; },
+      [&](caf::down_msg&) { abort_reason = "lost the coordinator before the peer table arrived"; },
+      caf::after(std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3))) >>
+          [&] { abort_reason = "no peer table from the coordinator"; });
+  if (!got_table) return absl::AbortedError(absl::StrCat(me, ": ", abort_reason));
+  if (static_cast<int>(table.ucx_addresses.size()) != o.world_size ||
+      static_cast<int>(table.stage_rank.size()) != P || static_cast<int>(table.stage_comms.size()) != P) {
+    return absl::DataLossError(absl::StrCat(me, ": malformed peer table from the coordinator"));
+  }
+  for (int r = 0; r < o.world_size; ++r) {
+    if (r == o.rank) continue;
+    if (absl::Status s = node->transport->Connect(r, table.ucx_addresses[r]); !s.ok()) return s;
+  }
+  for (const caf::actor& comm : comms) caf::anon_send(comm, table);
+  self->send(*coordinator, ready_atom::value, o.rank);
+
+  // 6. Live: heartbeats until finish or abort.
+  enum class End { kRunning, kFinished, kAborted } end = End::kRunning;
+  auto next_beat = std::chrono::steady_clock::now();
+  auto beat = [&] {
+    if (std::chrono::steady_clock::now() < next_beat) return;
+    self->send(*coordinator, Heartbeat{o.rank, node->log.Get()});
+    next_beat = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  };
+  while (end == End::kRunning) {
+    beat();
+    self->receive(
+        [&](finish_atom) -> caf::ok_atom {
+          if (absl::Status s = SaveParameters(*node, o); !s.ok()) {
+            abort_reason = absl::StrCat(me, ": saving parameters failed: ", s.message());
+            end = End::kAborted;
+          } else {
+            end = End::kFinished;
+          }
+          return caf::ok_atom::value;
+        },
+        [&](const ClusterAbort& a) {
+          abort_reason = a.reason;
+          end = End::kAborted;
+          // A verdict of this rank's own actors: tell everyone, through the coordinator.
+          if (self->current_sender() != coordinator->address()) self->send(*coordinator, a);
+        },
+        [&](caf::down_msg& down) {
+          abort_reason = absl::StrCat(me, ": lost the coordinator (rank 0 at ", o.coordinator_host, ":",
+                                      o.coordinator_port, "): ", sys.render(down.reason));
+          end = End::kAborted;
+        },
+        caf::after(std::chrono::milliseconds(250)) >> [&] {});
+  }
+  if (end == End::kFinished) {
+    if (!o.save_params.empty()) std::printf("%s: saved parameters to %s\n", me.c_str(), RankFile(o.save_params, o.rank).c_str());
+    std::fflush(stdout);
+    // Ranks other than 0 stay until rank 0 leaves (it leaves once every rank has saved),
+    // so that the coordinator never mistakes a finished rank for a lost one.
+    if (o.rank != 0) {
+      self->receive([&](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [&] {});
+    }
+    return absl::OkStatus();
+  }
+  // Give the abort a moment to reach the coordinator and the other ranks.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return absl::AbortedError(abort_reason);
+}
+
+}  // namespace stagehand::actors::cluster

@@ -1,0 +1,51 @@
+// WorkerNode: everything one worker process runs. It builds the chunks of its stages,
+// their lanes, stage actors, gates and comm actors and a UCX transport; rank 0 also hosts
+// the StepDriver and publishes the Coordinator. It joins with the launch's token, connects
+// UCX to its peers, sends heartbeats, and leaves when the coordinator says finish or
+// abort. Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
+#ifndef STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
+#define STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "models/gpt_config.h"
+#include "runtime/planner.h"
+#include "runtime/train/training.h"
+
+namespace stagehand::actors::cluster {
+
+struct WorkerOptions {
+  // Rendezvous.
+  int rank = 0;
+  int world_size = 1;
+  std::string coordinator_host = "127.0.0.1";  // where rank 0 publishes
+  int coordinator_port = 0;
+  std::string bind = "127.0.0.1";              // rank 0 publishes on this address
+  std::string token;
+  double join_timeout_s = 60;
+  // Training: must be the same on every rank (checked at join via `config_text`).
+  models::GptConfig model;
+  models::ChunkOptions chunk;
+  std::string planner;
+  runtime::PlannerOptions planner_options;
+  runtime::OptimizerConfig optimizer;
+  int steps = 1;
+  std::string data;
+  std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
+  double hang_timeout_s = 60;
+  std::string config_text;
+  // Test hook (hang report): this rank never posts its Nth receive. 0 = off.
+  int withhold_receive = 0;
+};
+
+// "<stem>.rank<R>.safetensors" for save_params "<stem>.safetensors" (or "<path>.rank<R>").
+std::string RankFile(const std::string& path, int rank);
+
+// Runs the worker until the run finishes (OK) or stops (the error says why). Leaves the
+// process to the caller: on error the caller should exit without destroying actors.
+absl::Status RunWorker(const WorkerOptions& options);
+
+}  // namespace stagehand::actors::cluster
+
+#endif  // STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_

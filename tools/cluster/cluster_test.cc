@@ -1,0 +1,297 @@
+// End-to-end tests of `launch --nprocs`: real worker processes on 127.0.0.1 with the UCX
+// data plane. Four workers give bitwise the one-process losses and parameters; a worker
+// killed mid-step stops the launch naming it, with no process left behind; a wrong join
+// token is refused and logged; a receive that never completes is reported per rank.
+// Every run has a deadline, and its whole process group is killed at the end.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/model_pipeline.h"
+#include "gtest/gtest.h"
+#include "runtime/data/text_corpus.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/train/training.h"
+
+namespace stagehand::tools {
+namespace {
+
+std::string Runfile(const std::string& path) {
+  return std::string(std::getenv("TEST_SRCDIR")) + "/stagehand/" + path;
+}
+std::string TempDir() { return std::getenv("TEST_TMPDIR"); }
+
+std::string Corpus() {
+  static const std::string path = [] {
+    std::string p = TempDir() + "/corpus.txt";
+    std::ofstream out(p);
+    for (int i = 0; i < 400; ++i) out << "Pipelines of actors train the same model. " << i << "\n";
+    return p;
+  }();
+  return path;
+}
+
+// A process (group) started by a test; its whole group is SIGKILLed on destruction.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      dup2(fds[1], 1);
+      dup2(fds[1], 2);
+      close(fds[0]);
+      for (const std::string& e : env) putenv(strdup(e.c_str()));
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(strdup(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    setpgid(pid_, pid_);
+    close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~Process() {
+    kill(-pid_, SIGKILL);
+    if (!exited_) waitpid(pid_, &status_, 0);
+    close(fd_);
+  }
+  // Reads output until `pattern` appears or the process exits or `seconds` pass.
+  bool WaitFor(const std::string& pattern, double seconds) {
+    const auto end = Deadline(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (output_.find(pattern) != std::string::npos) return true;
+      if (!Read(end)) break;
+    }
+    return output_.find(pattern) != std::string::npos;
+  }
+  // Waits for the exit; returns the exit status, or -1 after `seconds`.
+  int Wait(double seconds) {
+    const auto end = Deadline(seconds);
+    while (std::chrono::steady_clock::now() < end && Read(end)) {
+    }
+    while (!exited_ && std::chrono::steady_clock::now() < end) {
+      if (waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!exited_) return -1;
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+  }
+  const std::string& output() const { return output_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  static std::chrono::steady_clock::time_point Deadline(double s) {
+    return std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(s * 1e3));
+  }
+  bool Read(std::chrono::steady_clock::time_point end) {  // false at EOF or timeout
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd_, &set);
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    timeval tv{static_cast<time_t>(left.count() / 1000000), static_cast<suseconds_t>(left.count() % 1000000)};
+    if (select(fd_ + 1, &set, nullptr, nullptr, &tv) <= 0) return false;
+    char buf[4096];
+    ssize_t n = read(fd_, buf, sizeof(buf));
+    if (n <= 0) return false;
+    output_.append(buf, n);
+    return true;
+  }
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  int status_ = 0;
+  bool exited_ = false;
+  std::string output_;
+};
+
+bool Alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  size_t close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
+}
+
+std::vector<pid_t> WorkerPids(const std::string& output) {
+  std::vector<pid_t> pids;
+  std::regex re("launch: rank \\d+ pid (\\d+)");
+  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it) {
+    pids.push_back(std::stoi((*it)[1]));
+  }
+  return pids;
+}
+
+struct Config {
+  int stages = 4, layers = 4, d_model = 32, heads = 2, seq_len = 16, micro_batch_size = 2;
+  int microbatches = 8, steps = 3;
+  uint64_t seed = 1337;
+  std::string planner = "1f1b";
+};
+
+std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vector<std::string>& extra) {
+  std::vector<std::string> a = {Runfile("tools/launch"), "--worker=" + Runfile("tools/worker"),
+                                "--nprocs=" + std::to_string(nprocs),
+                                "--stages=" + std::to_string(c.stages),
+                                "--layers=" + std::to_string(c.layers),
+                                "--d_model=" + std::to_string(c.d_model),
+                                "--heads=" + std::to_string(c.heads),
+                                "--seq_len=" + std::to_string(c.seq_len),
+                                "--micro_batch_size=" + std::to_string(c.micro_batch_size),
+                                "--microbatches=" + std::to_string(c.microbatches),
+                                "--steps=" + std::to_string(c.steps),
+                                "--seed=" + std::to_string(c.seed), "--planner=" + c.planner,
+                                "--data=" + Corpus()};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+// The same configuration in one process (tools/launch's defaults for what Config omits).
+void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params) {
+  auto corpus = runtime::LoadByteCorpus(Corpus(), 0.1, c.seq_len + 1);
+  ASSERT_TRUE(corpus.ok()) << corpus.status();
+  runtime::WindowSampler sampler(&corpus->train, c.micro_batch_size, c.seq_len, c.seed);
+  actors::ModelPipelineOptions o;
+  o.model = models::UniformGpt(c.layers, c.d_model, c.heads, 256, c.seq_len, c.seed);
+  o.chunk = models::ChunkOptions{c.micro_batch_size, c.seq_len, c.microbatches};
+  auto planner = runtime::PlannerRegistry::Default().Get(c.planner);
+  ASSERT_TRUE(planner.ok());
+  o.planner = *planner;
+  o.planner_options.num_stages = c.stages;
+  o.planner_options.num_microbatches = c.microbatches;
+  o.optimizer.adamw.learning_rate = 2e-3;
+  o.optimizer.adamw.weight_decay = 0.0;
+  o.optimizer.grad_clip = 1.0;
+  auto mp = actors::BuildModelPipeline(o, &sampler);
+  ASSERT_TRUE(mp.ok()) << mp.status();
+  for (int step = 1; step <= c.steps; ++step) {
+    auto out = mp->pipeline->RunStep(step);
+    ASSERT_TRUE(out.ok()) << out.status();
+    losses->push_back(out->loss);
+  }
+  *params = runtime::CollectParameters(mp->chunk_pointers());
+}
+
+void ExpectSameAsOneProcess(const Config& c, int nprocs) {
+  const std::string params = TempDir() + "/params_" + std::to_string(nprocs) + ".safetensors";
+  Process launch(LaunchArgs(c, nprocs, {"--save_params=" + params}));
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  std::regex re("step (\\d+) loss \\S+ grad_norm \\S+ bits (\\S+)");
+  std::vector<double> got;
+  const std::string& out = launch.output();
+  for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) {
+    got.push_back(std::strtod((*it)[2].str().c_str(), nullptr));
+  }
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i] << " vs one process " << losses[i];
+  }
+  std::map<std::string, runtime::NamedTensor> merged;
+  for (int r = 0; r < nprocs; ++r) {
+    std::string file = params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
+    auto tensors = runtime::ReadSafetensors(file);
+    ASSERT_TRUE(tensors.ok()) << tensors.status();
+    for (auto& [name, t] : *tensors) merged.emplace(name, t);
+  }
+  ASSERT_EQ(merged.size(), expected.size());
+  for (const runtime::NamedTensor& t : expected) {
+    auto it = merged.find(t.name);
+    ASSERT_NE(it, merged.end()) << t.name << " missing from the cluster's files";
+    EXPECT_EQ(it->second.shape, t.shape) << t.name;
+    EXPECT_TRUE(it->second.data == t.data) << t.name << " differs from the one-process run";
+  }
+}
+
+TEST(Cluster, FourWorkersGiveBitwiseTheOneProcessLossesAndParameters) {
+  ExpectSameAsOneProcess(Config{}, 4);
+}
+
+TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
+  ExpectSameAsOneProcess(Config{}, 2);
+}
+
+TEST(Cluster, KilledWorkerStopsTheLaunchNamingItAndLeavesNoProcess) {
+  Config c;
+  c.steps = 100000;
+  c.d_model = 64;
+  Process launch(LaunchArgs(c, 4, {}));
+  ASSERT_TRUE(launch.WaitFor("step 2 loss", 60)) << launch.output();
+  std::vector<pid_t> pids = WorkerPids(launch.output());
+  ASSERT_EQ(pids.size(), 4u) << launch.output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // mid-step, heartbeats sent
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(pids[2], SIGKILL), 0);
+  const int code = launch.Wait(20);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  const std::string& out = launch.output();
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(code, -1) << "the launch did not stop within 20 s\n" << out;
+  EXPECT_LT(seconds, 10.0) << out;
+  EXPECT_NE(out.find("launch: error: rank 2 (pid " + std::to_string(pids[2]) + ") was killed by signal 9"),
+            std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("its last action: s2 \\S+"))) << out;
+  for (int r : {0, 1, 3}) {  // every other rank noticed and stopped with the reason
+    EXPECT_TRUE(std::regex_search(out, std::regex("\\[rank " + std::to_string(r) + "\\] worker " +
+                                                  std::to_string(r) + ": error: .*rank 2")))
+        << "rank " << r << "\n" << out;
+  }
+  for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid << " outlived the launch";
+}
+
+TEST(Cluster, JoinWithAWrongTokenIsRejectedAndLogged) {
+  Config c;
+  const std::string port = "4" + std::to_string(1000 + getpid() % 20000);
+  std::vector<std::string> args = {Runfile("tools/worker"), "--join_timeout=8", "--stages=4", "--layers=4",
+                                   "--d_model=32", "--heads=2", "--seq_len=16", "--micro_batch_size=2",
+                                   "--microbatches=8", "--steps=1", "--data=" + Corpus()};
+  auto env = [&](int rank, const std::string& token) {
+    return std::vector<std::string>{"STAGEHAND_RANK=" + std::to_string(rank), "STAGEHAND_WORLD_SIZE=2",
+                                    "STAGEHAND_COORDINATOR=127.0.0.1:" + port, "STAGEHAND_JOIN_TOKEN=" + token};
+  };
+  Process rank0(args, env(0, "the-right-token"));
+  Process intruder(args, env(1, "a-wrong-token"));
+  EXPECT_EQ(intruder.Wait(30), 1) << intruder.output();
+  EXPECT_NE(intruder.output().find("rejected rank 1: wrong join token"), std::string::npos) << intruder.output();
+  EXPECT_TRUE(rank0.WaitFor("cluster: rejected a join from", 10)) << rank0.output();
+  EXPECT_NE(rank0.output().find("claims rank 1): wrong join token"), std::string::npos) << rank0.output();
+  // Without a valid rank 1, rank 0 gives up after --join_timeout and exits non-zero.
+  EXPECT_EQ(rank0.Wait(30), 1) << rank0.output();
+}
+
+TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
+  Config c;
+  c.stages = 2;
+  c.steps = 1000;
+  Process launch(LaunchArgs(c, 2, {"--hang_timeout=3"}),
+                 {"STAGEHAND_TEST_WITHHOLD_RECEIVE=1:3"});
+  const int code = launch.Wait(60);
+  const std::string& out = launch.output();
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("did not finish within --hang_timeout=3s"), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 0 (last action:"), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 1 (last action:"), std::string::npos) << out;
+  EXPECT_NE(out.find("receive withheld by the test hook"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("stage 0: .*wait"))) << out;
+  for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
+}
+
+}  // namespace
+}  // namespace stagehand::tools

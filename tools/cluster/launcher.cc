@@ -1,0 +1,343 @@
+// Starting, watching and stopping worker processes.
+#include "tools/cluster/launcher.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "tools/cluster/rank_env.h"
+
+ABSL_FLAG(int, nprocs, 0, "start this many worker processes (one or more stages each) on this host");
+ABSL_FLAG(std::string, hostfile, "", "start workers over ssh on the hosts listed here (host [slots=N] per line)");
+ABSL_FLAG(std::string, bind, "127.0.0.1", "address the coordinator (rank 0) listens on");
+ABSL_FLAG(std::string, worker, "", "path of the tools/worker binary (default: beside launch)");
+ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
+
+namespace stagehand::tools {
+namespace {
+
+volatile sig_atomic_t g_interrupted = 0;
+
+struct Child {
+  int rank = 0;
+  pid_t pid = -1;
+  int fd = -1;           // merged stdout+stderr
+  std::string partial;   // output after the last newline
+  bool exited = false;
+  int status = 0;
+};
+
+absl::StatusOr<int> FreePort(const std::string& address) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot bind ", address, ": ", std::strerror(errno)));
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+bool IsLocal(const std::string& host) {
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return host.empty() || host == "localhost" || host == "127.0.0.1" || host == name;
+}
+
+std::string Describe(int status) {
+  if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status));
+  return absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+bool Failed(int status) { return WIFSIGNALED(status) || WEXITSTATUS(status) != 0; }
+
+std::string ShellQuote(const std::string& s) {
+  return "'" + absl::StrReplaceAll(s, {{"'", "'\\''"}}) + "'";
+}
+
+// Forwards complete lines of `c`'s output with a rank prefix; remembers reported actions.
+void Forward(Child& c, const char* data, size_t n, std::map<int, std::string>& last_action) {
+  c.partial.append(data, n);
+  size_t start = 0, nl;
+  while ((nl = c.partial.find('\n', start)) != std::string::npos) {
+    std::string line = c.partial.substr(start, nl - start);
+    std::printf("[rank %d] %s\n", c.rank, line.c_str());
+    // The coordinator names a lost rank and what it last did.
+    size_t lost = line.find("rank ");
+    size_t action = line.find("last action: ");
+    if (lost != std::string::npos && action != std::string::npos && line.find("was lost") != std::string::npos) {
+      int r = std::atoi(line.c_str() + lost + 5);
+      last_action[r] = line.substr(action + 13);
+    } else if (action != std::string::npos && line.find("sent no heartbeat") != std::string::npos) {
+      last_action[std::atoi(line.c_str() + lost + 5)] = line.substr(action + 13);
+    }
+    start = nl + 1;
+  }
+  c.partial.erase(0, start);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> NewJoinToken() {
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  unsigned char bytes[16];
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
+    return absl::UnavailableError("cannot read /dev/urandom for the join token");
+  }
+  std::string hex;
+  for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  return hex;
+}
+
+std::vector<std::string> SshCommand(const std::string& ssh, const std::string& host,
+                                    const std::vector<std::pair<std::string, std::string>>& env,
+                                    const std::vector<std::string>& argv) {
+  std::vector<std::string> words = {"env"};
+  for (const auto& [k, v] : env) words.push_back(ShellQuote(k + "=" + v));
+  for (const std::string& a : argv) words.push_back(ShellQuote(a));
+  // -tt is deliberately not used: without a tty, closing ssh does not signal the remote
+  // side, so the worker also stops on its own when it loses the coordinator.
+  return {ssh, "-o", "BatchMode=yes", host, absl::StrJoin(words, " ")};
+}
+
+int RunCluster(const ClusterLaunchOptions& o) {
+  const int N = o.nprocs;
+  if (N < 1) {
+    std::fprintf(stderr, "launch: error: --nprocs must be at least 1\n");
+    return 2;
+  }
+  if (access(o.worker.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "launch: error: worker binary '%s' not found (build //tools:worker or pass --worker)\n",
+                 o.worker.c_str());
+    return 2;
+  }
+  bool remote = false;
+  for (const std::string& h : o.hosts) remote |= !IsLocal(h);
+  if (remote && (o.bind == "127.0.0.1" || o.bind == "localhost")) {
+    std::fprintf(stderr, "launch: error: workers on other hosts cannot reach a coordinator bound to %s: "
+                         "pass --bind=<this host's address> (or 0.0.0.0)\n", o.bind.c_str());
+    return 2;
+  }
+  absl::StatusOr<std::string> token = NewJoinToken();
+  absl::StatusOr<int> port = FreePort(o.bind);
+  if (!token.ok() || !port.ok()) {
+    std::fprintf(stderr, "launch: error: %s\n",
+                 std::string((token.ok() ? port.status() : token.status()).message()).c_str());
+    return 1;
+  }
+  // Where the workers find rank 0: this host's bind address, or rank 0's remote host.
+  std::string rank0_host = o.bind;
+  if (!o.hosts.empty() && !IsLocal(o.hosts[0])) {
+    rank0_host = o.hosts[0];
+  } else if (rank0_host == "0.0.0.0") {
+    char name[256] = {0};
+    gethostname(name, sizeof(name) - 1);
+    rank0_host = remote ? std::string(name) : "127.0.0.1";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_interrupted = 1; };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::vector<Child> children(N);
+  for (int r = 0; r < N; ++r) {
+    std::vector<std::pair<std::string, std::string>> env = {
+        {kRankVar, std::to_string(r)},
+        {kWorldSizeVar, std::to_string(N)},
+        {kCoordinatorVar, absl::StrCat(rank0_host, ":", *port)},
+        {kTokenVar, *token},
+        {kBindVar, o.bind}};
+    std::vector<std::string> argv = {o.worker};
+    argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
+    const std::string host = o.hosts.empty() ? "" : o.hosts[r];
+    if (!IsLocal(host)) argv = SshCommand(o.ssh, host, env, argv);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+      std::perror("launch: pipe");
+      return 1;
+    }
+    const pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphans if the launcher itself dies
+      if (getppid() != parent) _exit(1);
+      dup2(pipefd[1], 1);
+      dup2(pipefd[1], 2);
+      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+      _exit(127);
+    }
+    close(pipefd[1]);
+    children[r] = Child{r, pid, pipefd[0]};
+    std::printf("launch: rank %d pid %d%s\n", r, pid, host.empty() ? "" : (" on " + host).c_str());
+  }
+  std::fflush(stdout);
+
+  std::map<int, std::string> last_action;
+  int failed_rank = -1;
+  std::chrono::steady_clock::time_point kill_at{};
+  bool killing = false;
+  auto all_done = [&] {
+    for (const Child& c : children) {
+      if (!c.exited || c.fd >= 0) return false;
+    }
+    return true;
+  };
+  while (!all_done()) {
+    std::vector<pollfd> fds;
+    std::vector<int> who;
+    for (int r = 0; r < N; ++r) {
+      if (children[r].fd >= 0) {
+        fds.push_back({children[r].fd, POLLIN, 0});
+        who.push_back(r);
+      }
+    }
+    if (!fds.empty()) {
+      poll(fds.data(), fds.size(), 100);
+    } else {
+      usleep(50000);
+    }
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Child& c = children[who[i]];
+      char buf[65536];
+      ssize_t n = read(c.fd, buf, sizeof(buf));
+      if (n > 0) {
+        Forward(c, buf, n, last_action);
+      } else if (n == 0 || errno != EINTR) {
+        if (!c.partial.empty()) Forward(c, "\n", 1, last_action);
+        close(c.fd);
+        c.fd = -1;
+      }
+    }
+    for (Child& c : children) {
+      if (c.exited) continue;
+      if (waitpid(c.pid, &c.status, WNOHANG) != c.pid) continue;
+      c.exited = true;
+      if (!Failed(c.status)) continue;
+      // The first rank killed by a signal is the dead one; otherwise the first to fail.
+      if (failed_rank < 0 || (WIFSIGNALED(c.status) && !WIFSIGNALED(children[failed_rank].status))) {
+        failed_rank = c.rank;
+      }
+      if (!killing) {
+        killing = true;
+        kill_at = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
+      }
+    }
+    if (g_interrupted && !killing) {
+      std::fprintf(stderr, "launch: interrupted; stopping the workers\n");
+      for (Child& c : children) {
+        if (!c.exited) kill(c.pid, SIGTERM);
+      }
+      killing = true;
+      kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
+    }
+    if (killing && std::chrono::steady_clock::now() >= kill_at) {
+      for (Child& c : children) {
+        if (c.exited) continue;
+        std::fprintf(stderr, "launch: rank %d (pid %d) did not stop within %.0f s; killing it\n", c.rank,
+                     c.pid, o.grace_s);
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &c.status, 0);
+        c.exited = true;
+      }
+    }
+  }
+  if (failed_rank < 0 && !g_interrupted) {
+    std::printf("launch: all %d workers finished\n", N);
+    return 0;
+  }
+  if (failed_rank < 0) return 130;
+  const Child& dead = children[failed_rank];
+  auto it = last_action.find(failed_rank);
+  std::fprintf(stderr, "launch: error: rank %d (pid %d) %s; its last action: %s\n", failed_rank, dead.pid,
+               Describe(dead.status).c_str(),
+               it == last_action.end() ? "not reported (see its output above)" : it->second.c_str());
+  std::fflush(stderr);
+  return 1;
+}
+
+bool ClusterRequested() {
+  return absl::GetFlag(FLAGS_nprocs) > 0 || !absl::GetFlag(FLAGS_hostfile).empty();
+}
+
+int LaunchClusterFromFlags(const char* argv0) {
+  ClusterLaunchOptions o;
+  o.nprocs = absl::GetFlag(FLAGS_nprocs);
+  o.bind = absl::GetFlag(FLAGS_bind);
+  if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
+    std::ifstream in(path);
+    if (!in) {
+      std::fprintf(stderr, "launch: error: cannot read --hostfile=%s\n", path.c_str());
+      return 2;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::vector<std::string>> slots = ParseHostfile(text.str());
+    if (!slots.ok()) {
+      std::fprintf(stderr, "launch: error: %s\n", std::string(slots.status().message()).c_str());
+      return 2;
+    }
+    if (o.nprocs == 0) o.nprocs = static_cast<int>(slots->size());
+    if (o.nprocs > static_cast<int>(slots->size())) {
+      std::fprintf(stderr, "launch: error: --nprocs=%d but the hostfile has %zu slots\n", o.nprocs, slots->size());
+      return 2;
+    }
+    o.hosts.assign(slots->begin(), slots->begin() + o.nprocs);
+  }
+  o.worker = absl::GetFlag(FLAGS_worker);
+  if (o.worker.empty()) {
+    char self[4096] = {0};
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    std::string dir = n > 0 ? std::string(self, n) : std::string(argv0);
+    o.worker = dir.substr(0, dir.rfind('/') + 1) + "worker";
+  }
+  // The training flags the workers understand, forwarded with their values here.
+  for (const char* name : {"steps", "layers", "d_model", "heads", "seq_len", "micro_batch_size",
+                           "microbatches", "lr", "weight_decay", "grad_clip", "seed", "data",
+                           "save_params", "stages", "planner", "max_inflight", "hang_timeout"}) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;
+    o.worker_args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
+  }
+  for (const char* name : {"link_latency_us", "link_gbps", "eval_batches"}) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag != nullptr && flag->CurrentValue() != flag->DefaultValue()) {
+      std::fprintf(stderr, "launch: warning: --%s applies to one-process runs only; the cluster ignores it\n", name);
+    }
+  }
+  return RunCluster(o);
+}
+
+}  // namespace stagehand::tools

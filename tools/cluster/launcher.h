@@ -1,0 +1,45 @@
+// The cluster side of tools/launch: starts one tools/worker process per rank (on this host,
+// or over ssh on the hosts of a hostfile), passes each its rank, the coordinator's address
+// and a fresh join token through the environment, prefixes their output with the rank,
+// watches them, and stops every worker when one fails. Not a worker and not a trainer.
+#ifndef STAGEHAND_TOOLS_CLUSTER_LAUNCHER_H_
+#define STAGEHAND_TOOLS_CLUSTER_LAUNCHER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace stagehand::tools {
+
+struct ClusterLaunchOptions {
+  int nprocs = 0;                   // workers (0 = one per hostfile slot)
+  std::vector<std::string> hosts;   // per rank; empty = every rank on this host
+  std::string bind = "127.0.0.1";   // rank 0 publishes the coordinator here
+  std::string worker;               // path of tools/worker
+  std::vector<std::string> worker_args;
+  double grace_s = 5;               // after a failure, how long the others get to leave
+  std::string ssh = "ssh";
+};
+
+// Runs the cluster to its end. Returns the launch's exit code (0 = every rank finished);
+// prints "launch: error: ..." naming the failed rank and its last action otherwise.
+int RunCluster(const ClusterLaunchOptions& options);
+
+// A fresh random join token (128 bits, hex).
+absl::StatusOr<std::string> NewJoinToken();
+
+// The ssh command line that starts `argv` on `host` with `env` set (quoted for a shell).
+std::vector<std::string> SshCommand(const std::string& ssh, const std::string& host,
+                                    const std::vector<std::pair<std::string, std::string>>& env,
+                                    const std::vector<std::string>& argv);
+
+// The launch flags that select cluster mode, and their use: true when --nprocs or
+// --hostfile was given. LaunchClusterFromFlags builds the options (forwarding the training
+// flags to the workers) and runs the cluster.
+bool ClusterRequested();
+int LaunchClusterFromFlags(const char* argv0);
+
+}  // namespace stagehand::tools
+
+#endif  // STAGEHAND_TOOLS_CLUSTER_LAUNCHER_H_
