@@ -30,7 +30,7 @@ std::string Describe(const TransferNotice& n) {
 }
 
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
-std::string Check(Self* self, const TransferNotice& n) {
+std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   const auto& st = self->state;
   const runtime::StepSpec& spec = st.init.spec;
   const int P = spec.num_stages;
@@ -40,7 +40,11 @@ std::string Check(Self* self, const TransferNotice& n) {
     return absl::StrCat("stage ", n.from_stage, " lives on rank ", st.peers.stage_rank[n.from_stage],
                         ", not rank ", n.from_rank);
   }
-  if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st.peers.stage_comms[n.from_stage])) {
+  // Compared by (node, id): a remote actor may be seen through more than one proxy object.
+  const caf::strong_actor_ptr sender = self->current_sender();
+  const caf::actor& comm = st.peers.stage_comms[n.from_stage];
+  if (check_sender && (sender == nullptr || comm == nullptr || sender->id() != comm.id() ||
+                       sender->node() != comm.node())) {
     return absl::StrCat("the sender is not the comm actor of stage ", n.from_stage);
   }
   if (n.to_stage != st.init.stage) return absl::StrCat("addressed to stage ", n.to_stage);
@@ -78,9 +82,10 @@ void PostReceive(Self* self, const TransferNotice& n) {
       });
 }
 
-void OnNotice(Self* self, const TransferNotice& n) {
+// `replay`: a notice kept from before this step's start (its sender was checked then).
+void OnNotice(Self* self, const TransferNotice& n, bool replay) {
   auto& st = self->state;
-  if (std::string bad = Check(self, n); !bad.empty()) {
+  if (std::string bad = Check(self, n, !replay); !bad.empty()) {
     caf::strong_actor_ptr sender = self->current_sender();
     Abort(self, absl::StrCat("bad transfer notice from rank ", n.from_rank, " (",
                              sender ? caf::to_string(sender->node()) : std::string("anonymous"),
@@ -137,10 +142,10 @@ caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
         st.step = step;
         std::vector<TransferNotice> early = std::move(st.early);
         st.early.clear();
-        for (const TransferNotice& n : early) OnNotice(self, n);
+        for (const TransferNotice& n : early) OnNotice(self, n, true);
       },
       [=](TensorMessage& msg) { OnOutgoing(self, msg); },
-      [=](const TransferNotice& n) { OnNotice(self, n); },
+      [=](const TransferNotice& n) { OnNotice(self, n, false); },
       [=](sent_atom, uint64_t tag, const std::string& error, bool ok) {
         auto& st = self->state;
         if (!ok) Abort(self, absl::StrCat("UCX send of ", st.sending[tag], " failed: ", error));

@@ -3,7 +3,10 @@
 // killed mid-step stops the launch naming it, with no process left behind; a wrong join
 // token is refused and logged; a receive that never completes is reported per rank.
 // Every run has a deadline, and its whole process group is killed at the end.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,6 +139,19 @@ std::vector<pid_t> WorkerPids(const std::string& output) {
   return pids;
 }
 
+// A port nobody listens on right now (the kernel's pick for port 0).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
 struct Config {
   int stages = 4, layers = 4, d_model = 32, heads = 2, seq_len = 16, micro_batch_size = 2;
   int microbatches = 8, steps = 3;
@@ -258,7 +274,7 @@ TEST(Cluster, KilledWorkerStopsTheLaunchNamingItAndLeavesNoProcess) {
 
 TEST(Cluster, JoinWithAWrongTokenIsRejectedAndLogged) {
   Config c;
-  const std::string port = "4" + std::to_string(1000 + getpid() % 20000);
+  const std::string port = std::to_string(FreePort());
   std::vector<std::string> args = {Runfile("tools/worker"), "--join_timeout=8", "--stages=4", "--layers=4",
                                    "--d_model=32", "--heads=2", "--seq_len=16", "--micro_batch_size=2",
                                    "--microbatches=8", "--steps=1", "--data=" + Corpus()};
