@@ -20,7 +20,9 @@ fi
 
 cd "$ROOT"
 ./bazelw build //tools:train_step_benchmark >&2
-BENCHMARK="$ROOT/bazel-bin/tools/train_step_benchmark"
+# Asked of Bazel, not read through the bazel-bin link, which a build with another
+# --output_base in this workspace repoints.
+BENCHMARK="$(./bazelw info bazel-bin 2>/dev/null)/tools/train_step_benchmark"
 
 # The figure after "tokens/s" on the line the tool prints to stdout.
 tokens_per_second() { awk '/tokens\/s/ { print $NF }'; }

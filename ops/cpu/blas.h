@@ -1,6 +1,7 @@
-// Row-major GEMM for the CPU ops over cblas_sgemm / cblas_dgemm, overloaded on Real, plus a
-// tiled form that is parallel and still bitwise independent of the number of threads.
-// Internal to ops/cpu; not a BLAS of our own and not a general-purpose wrapper.
+// Row-major GEMM for the CPU ops, overloaded on Real, plus a tiled form that is parallel and
+// still bitwise independent of the number of threads. Float goes to our AVX-512 Sgemm where the
+// build has it (sgemm.h), else to cblas_sgemm; double always to cblas_dgemm. Internal to
+// ops/cpu; not a general-purpose wrapper.
 #ifndef STAGEHAND_OPS_CPU_BLAS_H_
 #define STAGEHAND_OPS_CPU_BLAS_H_
 
@@ -8,16 +9,25 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "ops/cpu/parallel.h"
+#include "ops/cpu/sgemm.h"
 
 namespace stagehand::ops::internal {
 
 // c (m, n) = alpha * op(a) (m, k) @ op(b) (k, n) + beta * c, all row-major with leading
-// dimensions lda, ldb, ldc (so strided views into packed tensors need no copies).
+// dimensions lda, ldb, ldc (so strided views into packed tensors need no copies). Single
+// threaded: Sgemm runs on the calling thread inside a parallel region, and OpenBLAS is kept at
+// one thread by the callers (KeepBlasSingleThreaded).
 inline void Gemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, int m, int n, int k,
                  float alpha, const float* a, int lda, const float* b, int ldb, float beta,
                  float* c, int ldc) {
+  if constexpr (kHaveSgemm) {
+    Sgemm(transpose_a == CblasTrans, transpose_b == CblasTrans, m, n, k, alpha, a, lda, b, ldb,
+          beta, c, ldc);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
               ldc);
 }
@@ -38,14 +48,21 @@ inline void KeepBlasSingleThreaded() {
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
-// Gemm, split into output tiles of kTileRows x tile_cols that OpenMP threads take in any
-// order. Each tile is one single-threaded BLAS call over the whole k, so every element is
-// computed the same way whatever the number of threads. The tile grid depends only on m and n:
-// 128 x 256 tiles, or 128 x 128 when that would leave fewer than kMinTiles to share out.
+// Gemm on the OpenMP threads, bitwise the same for any number of them. Float with Sgemm: one
+// call, which splits its own work that way. Otherwise output tiles of kTileRows x tile_cols
+// that OpenMP threads take in any order. Each tile is one single-threaded BLAS call over the
+// whole k, so every element is computed the same way whatever the number of threads. The tile
+// grid depends only on m and n: 128 x 256 tiles, or 128 x 128 when that would leave fewer than
+// kMinTiles to share out.
 template <typename Real>
 void TiledGemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, int m, int n, int k,
                Real alpha, const Real* a, int lda, const Real* b, int ldb, Real beta, Real* c,
                int ldc) {
+  if constexpr (kHaveSgemm && std::is_same_v<Real, float>) {
+    Sgemm(transpose_a == CblasTrans, transpose_b == CblasTrans, m, n, k, alpha, a, lda, b, ldb,
+          beta, c, ldc);
+    return;
+  }
   constexpr int kTileRows = 128;
   constexpr int kMinTiles = 32;
   KeepBlasSingleThreaded();

@@ -1,5 +1,6 @@
-// Linear layer on the CPU: three row-major GEMMs through OpenBLAS, tiled over OpenMP threads
-// so that results do not depend on the thread count, plus the bias row sums. Not our own GEMM.
+// Linear layer on the CPU: three row-major GEMMs through blas.h (our AVX-512 Sgemm, else
+// OpenBLAS tiled over OpenMP threads), results independent of the thread count either way,
+// plus the bias row sums. Not a GEMM itself.
 #include "ops/cpu/linear.h"
 
 #include <algorithm>
