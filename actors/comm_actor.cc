@@ -4,11 +4,30 @@
 #include <algorithm>
 
 #include "actors/messages.h"
+#include "runtime/action.h"
 
 namespace stagehand::actors {
 
-caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link) {
+namespace {
+
+void RecordSend(runtime::trace::TraceRecorder::SendLane* trace, const TensorMessage& msg,
+                std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end) {
+  if (trace == nullptr) return;
+  using runtime::ActionKind;
+  const ActionKind kind = static_cast<ActionKind>(msg.kind) == ActionKind::kForward
+                              ? ActionKind::kSendForward
+                              : ActionKind::kSendBackward;
+  trace->Record(kind, msg.to_stage, msg.chunk, msg.microbatch,
+                static_cast<int64_t>(msg.payload.size() * sizeof(float)),
+                runtime::trace::ToNanos(begin), runtime::trace::ToNanos(end));
+}
+
+}  // namespace
+
+caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link,
+                        runtime::trace::TraceRecorder::SendLane* trace) {
   self->state.link = link;
+  self->state.trace = trace;
   self->state.lane_free_at = std::chrono::steady_clock::now();
   return {
       [=](const std::vector<caf::actor>& stages) { self->state.stages = stages; },
@@ -16,6 +35,10 @@ caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel lin
         auto& st = self->state;
         const caf::actor& dest = st.stages.at(msg.to_stage);
         if (st.link.latency_us <= 0 && st.link.gbps <= 0) {
+          if (st.trace) {
+            const auto now = std::chrono::steady_clock::now();
+            RecordSend(st.trace, msg, now, now);
+          }
           self->send(dest, std::move(msg));
           return;
         }
@@ -26,6 +49,7 @@ caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel lin
                           duration_cast<steady_clock::duration>(duration<double, std::micro>(wire_us));
         auto arrive = st.lane_free_at + duration_cast<steady_clock::duration>(
                                             duration<double, std::micro>(st.link.latency_us));
+        RecordSend(st.trace, msg, now, arrive);
         self->delayed_send(dest, duration_cast<microseconds>(arrive - now), std::move(msg));
       },
   };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "caf/all.hpp"
+#include "runtime/trace/recorder.h"
 
 namespace stagehand::actors {
 
@@ -21,9 +22,12 @@ struct CommActorState {
   std::vector<caf::actor> stages;  // destination stage actors by stage index
   LinkModel link;
   std::chrono::steady_clock::time_point lane_free_at;
+  runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null
 };
 
-caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link);
+// `trace`, if not null, records each transfer from hand-off to delivery.
+caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link,
+                        runtime::trace::TraceRecorder::SendLane* trace);
 
 }  // namespace stagehand::actors
 

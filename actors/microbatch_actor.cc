@@ -29,7 +29,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
         auto& st = self->state;
         const MicrobatchActorInit& in = st.init;
         // Inputs move into the job: the chunk copies them, so they are not needed after.
-        auto job = [me = caf::actor_cast<caf::actor>(self), work = in.work,
+        auto job = [me = caf::actor_cast<caf::actor>(self), work = in.work, trace = in.trace,
                     chunk = in.chunk, mb = in.microbatch, kind,
                     activation = std::move(st.activation_in),
                     gradient = std::move(st.gradient_in)]() mutable {
@@ -55,7 +55,12 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
             default:
               s = absl::InternalError("not a compute action");
           }
-          done.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          const auto end = std::chrono::steady_clock::now();
+          done.seconds = std::chrono::duration<double>(end - start).count();
+          if (trace) {
+            trace->Record(static_cast<ActionKind>(kind), chunk, mb, runtime::trace::ToNanos(start),
+                          runtime::trace::ToNanos(end));
+          }
           if (!s.ok()) done.error = std::string(s.message());
           caf::anon_send(me, std::move(done), std::move(output));
         };

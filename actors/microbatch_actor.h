@@ -8,6 +8,7 @@
 
 #include "actors/lane.h"
 #include "caf/all.hpp"
+#include "runtime/trace/recorder.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -20,6 +21,7 @@ struct MicrobatchActorInit {
   caf::actor comm;         // the stage's outgoing transfer lane
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
+  runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;  // may be null; written on `lane`
 };
 
 struct MicrobatchActorState {

@@ -41,6 +41,14 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   po.link = options.link;
   po.grad_clip = options.optimizer.grad_clip;
   po.deterministic = options.deterministic;
+  po.trace = options.trace;
+  if (options.trace != nullptr) {
+    std::vector<int64_t> activation_bytes;
+    for (const auto& chunk : out.chunks) {
+      activation_bytes.push_back(chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)});
+    }
+    options.trace->SetActivationBytes(std::move(activation_bytes));
+  }
   absl::StatusOr<std::unique_ptr<Pipeline>> pipeline = Pipeline::Create(po, std::move(works));
   if (!pipeline.ok()) return pipeline.status();
   out.pipeline = std::move(*pipeline);
@@ -49,7 +57,8 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
 
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
     const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
-    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic) {
+    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic,
+    runtime::trace::TraceRecorder* trace) {
   if (planner == nullptr) return absl::InvalidArgumentError("no planner given");
   if (absl::Status s = runtime::ValidatePlannerOptions(planner_options); !s.ok()) return s;
   absl::StatusOr<runtime::StepSpec> spec = planner->MakeSpec(planner_options);
@@ -63,6 +72,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
   po.spec = *spec;
   po.link = link;
   po.deterministic = deterministic;
+  po.trace = trace;
   return Pipeline::Create(po, std::move(works));
 }
 

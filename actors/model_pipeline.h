@@ -24,6 +24,9 @@ struct ModelPipelineOptions {
   runtime::OptimizerConfig optimizer;
   LinkModel link;
   bool deterministic = false;
+  // Not owned, may be null: records every actor event; also told each chunk's activation
+  // bytes per microbatch, for its memory counter.
+  runtime::trace::TraceRecorder* trace = nullptr;
 };
 
 struct ModelPipeline {
@@ -41,7 +44,8 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
 // tests and runtime-overhead benchmarks.
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
     const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
-    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic);
+    const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic,
+    runtime::trace::TraceRecorder* trace = nullptr);
 
 }  // namespace stagehand::actors
 

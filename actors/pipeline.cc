@@ -26,6 +26,12 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
   if (options.link.latency_us < 0 || options.link.gbps < 0) {
     return absl::InvalidArgumentError("link latency and bandwidth must not be negative");
   }
+  if (options.trace != nullptr) {
+    const runtime::StepSpec& spec = options.spec;
+    if (absl::Status s = options.trace->Configure(P, spec.num_chunks, spec.num_microbatches); !s.ok()) {
+      return s;
+    }
+  }
   std::unique_ptr<Pipeline> p(new Pipeline(options, std::move(works)));
   p->config_ = std::make_unique<caf::actor_system_config>();
   RegisterMessageTypes(*p->config_);
@@ -40,9 +46,10 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
   p->driver_ = sys.spawn(StepDriver, options.spec, options.grad_clip);
   for (int s = 0; s < P; ++s) {
     p->lanes_.push_back(std::make_unique<Lane>(mode));
-    p->comms_.push_back(sys.spawn(CommActor, options.link));
+    p->comms_.push_back(sys.spawn(CommActor, options.link,
+                                  options.trace ? options.trace->send(s) : nullptr));
     StageActorInit init{s, options.spec, options.planner, p->lanes_[s].get(), p->works_[s].get(),
-                        p->driver_, p->comms_[s]};
+                        p->driver_, p->comms_[s], options.trace};
     p->stages_.push_back(sys.spawn(StageActor, init));
   }
   for (const caf::actor& comm : p->comms_) caf::anon_send(comm, p->stages_);
@@ -73,6 +80,7 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
   if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
   StepOutcome outcome;
   const auto start = std::chrono::steady_clock::now();
+  if (options_.trace) options_.trace->StepBegan(step, runtime::trace::ToNanos(start));
   caf::scoped_actor self{*system_};
   self->request(driver_, caf::infinite, step_atom::value, step)
       .receive([&](StepOutcome& out) { outcome = std::move(out); },
@@ -81,7 +89,9 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
     broken_ = true;
     return absl::AbortedError(outcome.error);
   }
-  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto end = std::chrono::steady_clock::now();
+  outcome.seconds = std::chrono::duration<double>(end - start).count();
+  if (options_.trace) options_.trace->StepEnded(step, runtime::trace::ToNanos(end));
   return outcome;
 }
 

@@ -14,6 +14,7 @@
 #include "caf/all.hpp"
 #include "runtime/planner.h"
 #include "runtime/step_spec.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -27,6 +28,8 @@ struct PipelineOptions {
   // the test says so, and lanes run jobs inline. RunStep is not available then.
   bool deterministic = false;
   int scheduler_threads = 2;
+  // Not owned, may be null: records every actor event (compute, transfers, memory, steps).
+  runtime::trace::TraceRecorder* trace = nullptr;
 };
 
 class Pipeline {

@@ -69,6 +69,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   st.lane_busy = false;
   st.busy_seconds += done.seconds;
   Action action{st.init.stage, static_cast<ActionKind>(done.kind), done.chunk, done.microbatch};
+  if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
     Fail(self, absl::StrCat(runtime::ActionToString(action), " failed: ", done.error));
     return;
@@ -125,6 +126,10 @@ void OnInput(Self* self, TensorMessage& msg) {
                             ? ActionKind::kSendForward
                             : ActionKind::kSendBackward,
                         msg.from_stage, msg.to_stage, msg.chunk, msg.microbatch};
+    if (st.init.trace) {
+      st.init.trace->stage(st.init.stage)->InputArrived(
+          t, static_cast<int64_t>(msg.payload.size() * sizeof(float)), runtime::trace::NowNanos());
+    }
     if (absl::Status s = st.graph->InputArrived(t); !s.ok()) {
       Fail(self, std::string(s.message()));
       return;
@@ -137,6 +142,21 @@ void OnInput(Self* self, TensorMessage& msg) {
   Dispatch(self);
 }
 
+// Runs an optimizer phase on the stage's lane (traced as OPTIM when tracing) and sends the
+// driver the message the phase returns.
+template <typename Phase>
+void PostOptimizerPhase(Self* self, Phase phase) {
+  auto& st = self->state;
+  runtime::trace::TraceRecorder::ComputeLane* trace =
+      st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr;
+  st.init.lane->Post([trace, driver = st.init.driver, phase = std::move(phase)]() mutable {
+    const int64_t begin = trace ? runtime::trace::NowNanos() : 0;
+    auto message = phase();
+    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, runtime::trace::NowNanos());
+    caf::anon_send(driver, std::move(message));
+  });
+}
+
 }  // namespace
 
 caf::behavior StageActor(Self* self, StageActorInit init) {
@@ -146,7 +166,8 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
     if (st.init.spec.chunk_to_stage[c] != st.init.stage) continue;
     for (int mb = 0; mb < st.init.spec.num_microbatches; ++mb) {
       MicrobatchActorInit mi{st.init.stage, c, mb, caf::actor_cast<caf::actor>(self), st.init.comm,
-                             st.init.lane, st.init.work};
+                             st.init.lane, st.init.work,
+                             st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr};
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
@@ -172,22 +193,22 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
       // Optimizer phases run on the lane, after every compute action of the step.
       [=](tied_atom) {
         auto& st = self->state;
-        st.init.lane->Post([driver = st.init.driver, work = st.init.work, stage = st.init.stage] {
-          caf::anon_send(driver, TiedGradients{stage, work->TiedGradients()});
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage] {
+          return TiedGradients{stage, work->TiedGradients()};
         });
       },
       [=](tied_atom, const TiedGradients& sums) {
         auto& st = self->state;
-        st.init.lane->Post([driver = st.init.driver, work = st.init.work, stage = st.init.stage, sums] {
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
-          caf::anon_send(driver, SquaredNorms{stage, work->SquaredNorms()});
+          return SquaredNorms{stage, work->SquaredNorms()};
         });
       },
       [=](optim_atom, double scale, int step) {
         auto& st = self->state;
-        st.init.lane->Post([driver = st.init.driver, work = st.init.work, stage = st.init.stage, scale, step] {
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, scale, step] {
           work->ApplyOptimizer(scale, step);
-          caf::anon_send(driver, OptimizerDone{stage});
+          return OptimizerDone{stage};
         });
       },
   };

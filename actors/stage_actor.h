@@ -17,6 +17,7 @@
 #include "runtime/planner.h"
 #include "runtime/stage_state.h"
 #include "runtime/step_spec.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -29,6 +30,7 @@ struct StageActorInit {
   runtime::StageWork* work = nullptr;
   caf::actor driver;
   caf::actor comm;
+  runtime::trace::TraceRecorder* trace = nullptr;  // may be null
 };
 
 struct StageActorState {

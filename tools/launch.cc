@@ -8,6 +8,8 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,8 @@
 #include "runtime/io/progress.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/planner.h"
+#include "runtime/trace/chrome_json.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/train/training.h"
 #include "tools/cluster/launcher.h"
 
@@ -55,6 +59,9 @@ ABSL_FLAG(int, max_inflight, 0,
 ABSL_FLAG(double, link_latency_us, 0.0, "injected latency of every stage-to-stage transfer");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
+ABSL_FLAG(std::string, trace, "",
+          "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
+          "bazel run //tools:trace -- summary|render PATH)");
 ABSL_FLAG(std::string, data_format, "auto", "format of --data: auto, text, megatron or llmc");
 ABSL_FLAG(std::string, tokenizer, "byte",
           "byte (256 tokens) or gpt2 (GPT-2 BPE, 50257 tokens; text is tokenised once and cached)");
@@ -111,6 +118,7 @@ struct LaunchConfig {
   int exit_after = 0;
   std::string export_path;
   std::string init_from;
+  std::string trace;  // Chrome trace JSON path, or empty
 };
 
 absl::StatusOr<LaunchConfig> ConfigFromFlags() {
@@ -181,10 +189,12 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.exit_after = absl::GetFlag(FLAGS_exit_after);
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
+  c.trace = absl::GetFlag(FLAGS_trace);
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd != nullptr) {
     for (std::string* path : {&c.dataset.path, &c.dataset.validation_path, &c.checkpoint_dir,
-                              &c.export_path, &c.init_from, &c.save_params, &c.tokenizer.gpt2_dir}) {
+                              &c.export_path, &c.init_from, &c.save_params, &c.tokenizer.gpt2_dir,
+                              &c.trace}) {
       if (!path->empty() && (*path)[0] != '/') *path = absl::StrCat(cwd, "/", *path);
     }
   }
@@ -322,6 +332,11 @@ absl::Status Run(const LaunchConfig& c) {
   std::vector<runtime::OptimizerState> optimizer_states;  // AdamW moments, for checkpoints
   options.optimizer.states = &optimizer_states;
   options.link = c.link;
+  std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
+  if (!c.trace.empty()) {
+    recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
+    options.trace = recorder.get();
+  }
   absl::StatusOr<actors::ModelPipeline> mp = actors::BuildModelPipeline(options, &train);
   if (!mp.ok()) return mp.status();
   std::vector<runtime::Chunk*> chunks = mp->chunk_pointers();
@@ -414,6 +429,11 @@ absl::Status Run(const LaunchConfig& c) {
   if (steps_run > 0) {
     std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * total_seconds / steps_run,
                 tokens_per_step * steps_run / total_seconds, absl::StrJoin(fractions, " ").c_str());
+  }
+  if (recorder != nullptr) {
+    const runtime::trace::Trace trace = recorder->Collect();
+    if (absl::Status s = runtime::trace::WriteChromeJsonFile(trace, c.trace); !s.ok()) return s;
+    std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
   }
   if (!c.save_params.empty()) {
     if (absl::Status s = runtime::WriteSafetensors(c.save_params, runtime::CollectParameters(chunks));

@@ -1,0 +1,70 @@
+// TraceFromSimulation: SimResult -> Trace, times scaled to microseconds.
+// Not a simulator: it converts what Simulate returned.
+#include "runtime/trace/from_simulation.h"
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+namespace stagehand::runtime::trace {
+
+Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
+                          const SimulationTraceOptions& options) {
+  Trace trace;
+  trace.process = "simulator";
+  trace.num_stages = spec.num_stages;
+  trace.num_chunks = spec.num_chunks;
+  trace.num_microbatches = spec.num_microbatches;
+  trace.virtual_time = true;
+  const double k = options.us_per_unit;
+  for (size_t stage = 0; stage < result.per_stage.size(); ++stage) {
+    int activations = 0;
+    for (const TimedAction& timed : result.per_stage[stage]) {
+      Span s;
+      s.lane = Lane::kCompute;
+      s.stage = static_cast<int>(stage);
+      s.kind = timed.action.kind;
+      s.chunk = timed.action.chunk;
+      s.microbatch = timed.action.microbatch;
+      s.step = options.step;
+      s.begin_us = timed.start * k;
+      s.end_us = timed.end * k;
+      trace.spans.push_back(s);
+      const int before = activations;
+      if (s.kind == ActionKind::kForward) ++activations;
+      if (s.kind == ActionKind::kBackwardWeight || s.kind == ActionKind::kBackward) --activations;
+      if (activations != before) {
+        trace.memory.push_back(MemorySample{s.stage, options.step, s.end_us, activations, 0});
+      }
+    }
+  }
+  for (const TimedTransfer& timed : result.transfers) {
+    const Transfer& t = timed.transfer;
+    Span send;
+    send.lane = Lane::kSend;
+    send.stage = t.from_stage;
+    send.kind = t.kind;
+    send.chunk = t.chunk;
+    send.microbatch = t.microbatch;
+    send.peer = t.to_stage;
+    send.bytes = options.transfer_bytes;
+    send.step = options.step;
+    send.begin_us = timed.start * k;
+    send.end_us = timed.end * k;
+    Span recv = send;
+    recv.lane = Lane::kRecv;
+    recv.stage = t.to_stage;
+    recv.kind = RecvAction(t).kind;
+    recv.peer = t.from_stage;
+    trace.spans.push_back(send);
+    trace.spans.push_back(recv);
+  }
+  trace.steps.push_back(StepSpan{options.step, 0, result.step_time * k});
+  std::stable_sort(trace.spans.begin(), trace.spans.end(), [](const Span& a, const Span& b) {
+    return std::tie(a.stage, a.lane, a.begin_us) < std::tie(b.stage, b.lane, b.begin_us);
+  });
+  ComputeWaits(&trace);
+  return trace;
+}
+
+}  // namespace stagehand::runtime::trace

@@ -1,0 +1,403 @@
+// Summary of a Trace: interval arithmetic per stage and a backward walk for the critical path.
+// Not a model of what the step should have been: only what the trace shows.
+#include "runtime/trace/summary.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <tuple>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace stagehand::runtime::trace {
+namespace {
+
+using Interval = std::pair<double, double>;
+
+// Sorted, disjoint.
+std::vector<Interval> Union(std::vector<Interval> v) {
+  std::sort(v.begin(), v.end());
+  std::vector<Interval> out;
+  for (const Interval& i : v) {
+    if (i.second <= i.first) continue;
+    if (!out.empty() && i.first <= out.back().second) {
+      out.back().second = std::max(out.back().second, i.second);
+    } else {
+      out.push_back(i);
+    }
+  }
+  return out;
+}
+
+double Length(const std::vector<Interval>& v) {
+  double total = 0;
+  for (const Interval& i : v) total += i.second - i.first;
+  return total;
+}
+
+// Both sorted and disjoint.
+double IntersectionLength(const std::vector<Interval>& a, const std::vector<Interval>& b) {
+  double total = 0;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    const double lo = std::max(a[i].first, b[j].first);
+    const double hi = std::min(a[i].second, b[j].second);
+    if (hi > lo) total += hi - lo;
+    if (a[i].second < b[j].second) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return total;
+}
+
+bool IsWork(const Span& s) { return s.lane == Lane::kCompute && IsCompute(s.kind); }
+
+// (stage, kind, chunk, microbatch) within one step.
+using Key = std::tuple<int, int, int, int>;
+Key KeyOf(int stage, ActionKind kind, int chunk, int mb) {
+  return {stage, static_cast<int>(kind), chunk, mb};
+}
+
+// The backward walk: from the last F/B/W/BW of the step, repeatedly step to whichever of
+// (the previous action on the same lane, the action's inputs) was there last.
+CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t step,
+                              double step_begin, int num_chunks) {
+  CriticalPath path;
+  path.step = step;
+  absl::flat_hash_map<Key, const Span*> compute, recv;
+  std::map<int, std::vector<const Span*>> lanes;  // stage -> F/B/W/BW by begin
+  const Span* last = nullptr;
+  for (const Span* s : spans) {
+    if (IsWork(*s)) {
+      compute[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+      lanes[s->stage].push_back(s);
+      if (last == nullptr || s->end_us > last->end_us) last = s;
+    } else if (s->lane == Lane::kRecv) {
+      recv[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+    }
+  }
+  if (last == nullptr) return path;
+  for (auto& [stage, lane] : lanes) {
+    std::sort(lane.begin(), lane.end(),
+              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+  }
+  auto find = [](const absl::flat_hash_map<Key, const Span*>& m, int stage, ActionKind kind,
+                 int chunk, int mb) -> const Span* {
+    auto it = m.find(KeyOf(stage, kind, chunk, mb));
+    return it == m.end() ? nullptr : it->second;
+  };
+  struct Candidate {
+    double at = -1;                  // when it was there
+    const Span* producer = nullptr;  // the action it leads back to
+    const Span* arrival = nullptr;   // the receive, for an input from another stage
+  };
+  // An input of `s` from (chunk, kind) produced on this stage or received.
+  auto input = [&](const Span& s, bool forward) {
+    Candidate c;
+    const ActionKind recv_kind = forward ? ActionKind::kRecvForward : ActionKind::kRecvBackward;
+    if (const Span* r = find(recv, s.stage, recv_kind, s.chunk, s.microbatch)) {
+      c.at = r->end_us;
+      c.arrival = r;
+      const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
+      for (ActionKind k : forward ? std::vector<ActionKind>{ActionKind::kForward}
+                                  : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
+        if (const Span* p = find(compute, r->peer, k, from_chunk, s.microbatch)) c.producer = p;
+      }
+      return c;
+    }
+    const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
+    for (ActionKind k : forward ? std::vector<ActionKind>{ActionKind::kForward}
+                                : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
+      if (const Span* p = find(compute, s.stage, k, from_chunk, s.microbatch)) {
+        c.at = p->end_us;
+        c.producer = p;
+      }
+    }
+    return c;
+  };
+  auto local = [&](const Span& s, ActionKind kind) {
+    Candidate c;
+    if (const Span* p = find(compute, s.stage, kind, s.chunk, s.microbatch)) {
+      c.at = p->end_us;
+      c.producer = p;
+    }
+    return c;
+  };
+
+  std::vector<CriticalLink> reversed;
+  const Span* cur = last;
+  for (size_t guard = 0; cur != nullptr && guard <= spans.size(); ++guard) {
+    std::vector<Candidate> candidates;
+    // The previous action on the same lane.
+    const std::vector<const Span*>& lane = lanes[cur->stage];
+    auto it = std::lower_bound(lane.begin(), lane.end(), cur,
+                               [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    if (it != lane.begin() && *std::prev(it) != cur) {
+      Candidate c;
+      c.producer = *std::prev(it);
+      c.at = c.producer->end_us;
+      candidates.push_back(c);
+    }
+    switch (cur->kind) {
+      case ActionKind::kForward:
+        if (cur->chunk > 0) candidates.push_back(input(*cur, /*forward=*/true));
+        break;
+      case ActionKind::kBackwardInput:
+      case ActionKind::kBackward:
+        candidates.push_back(local(*cur, ActionKind::kForward));
+        if (cur->chunk + 1 < num_chunks) candidates.push_back(input(*cur, /*forward=*/false));
+        break;
+      case ActionKind::kBackwardWeight:
+        candidates.push_back(local(*cur, ActionKind::kBackwardInput));
+        break;
+      default:
+        break;
+    }
+    const Candidate* best = nullptr;
+    for (const Candidate& c : candidates) {
+      if (c.at < 0 || c.at > cur->begin_us + 1e-6) continue;
+      if (best == nullptr || c.at > best->at) best = &c;  // ties: the lane predecessor
+    }
+    CriticalLink link;
+    link.stage = cur->stage;
+    link.kind = cur->kind;
+    link.chunk = cur->chunk;
+    link.microbatch = cur->microbatch;
+    link.begin_us = cur->begin_us;
+    link.end_us = cur->end_us;
+    if (best == nullptr) {
+      link.wait_before_us = std::max(0.0, cur->begin_us - step_begin);
+      reversed.push_back(link);
+      break;
+    }
+    link.wait_before_us = std::max(0.0, cur->begin_us - best->at);
+    reversed.push_back(link);
+    if (best->arrival != nullptr) {
+      CriticalLink t;
+      t.transfer = true;
+      t.stage = best->arrival->peer;
+      t.to_stage = best->arrival->stage;
+      t.kind = best->arrival->kind == ActionKind::kRecvForward ? ActionKind::kSendForward
+                                                               : ActionKind::kSendBackward;
+      t.chunk = best->arrival->chunk;
+      t.microbatch = best->arrival->microbatch;
+      t.begin_us = best->producer != nullptr ? best->producer->end_us : best->arrival->begin_us;
+      t.end_us = best->arrival->end_us;
+      reversed.push_back(t);
+    }
+    cur = best->producer;
+  }
+  path.links.assign(reversed.rbegin(), reversed.rend());
+  path.length_us = last->end_us - step_begin;
+  for (const CriticalLink& l : path.links) {
+    (l.transfer ? path.transfer_us : path.compute_us) += l.end_us - l.begin_us;
+    path.wait_us += l.wait_before_us;
+  }
+  return path;
+}
+
+std::string ShortAction(const CriticalLink& l, bool show_chunk) {
+  std::string text = absl::StrCat(ActionKindName(l.kind), l.microbatch);
+  if (show_chunk) absl::StrAppend(&text, "/c", l.chunk);
+  return text;
+}
+
+}  // namespace
+
+absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
+  TraceSummary out;
+  out.num_stages = trace.num_stages;
+  out.num_chunks = trace.num_chunks;
+  out.num_microbatches = trace.num_microbatches;
+  out.virtual_time = trace.virtual_time;
+  const int P = trace.num_stages;
+  if (P <= 0) return absl::InvalidArgumentError("the trace has no stages");
+
+  // Steps: their spans, and the spans that fall in each.
+  std::map<int64_t, std::vector<const Span*>> by_step;
+  for (const Span& s : trace.spans) by_step[s.step].push_back(&s);
+  std::map<int64_t, StepSpan> steps;
+  for (const StepSpan& st : trace.steps) steps[st.step] = st;
+  struct StepFigures {
+    double length = 0, window = 0, window_begin = 0, begin = 0;
+    std::vector<double> compute;  // (P)
+  };
+  std::map<int64_t, StepFigures> figures;
+  for (const auto& [step, spans] : by_step) {
+    StepFigures f;
+    f.compute.assign(P, 0.0);
+    double lo = INFINITY, hi = -INFINITY, all_lo = INFINITY, all_hi = -INFINITY;
+    for (const Span* s : spans) {
+      all_lo = std::min(all_lo, s->begin_us);
+      all_hi = std::max(all_hi, s->end_us);
+      if (!IsWork(*s)) continue;
+      lo = std::min(lo, s->begin_us);
+      hi = std::max(hi, s->end_us);
+      if (s->stage >= 0 && s->stage < P) f.compute[s->stage] += s->duration_us();
+    }
+    if (lo > hi) continue;  // no compute in this step
+    auto it = steps.find(step);
+    f.begin = it != steps.end() ? it->second.begin_us : all_lo;
+    f.length = it != steps.end() ? it->second.end_us - it->second.begin_us : all_hi - all_lo;
+    f.window = hi - lo;
+    f.window_begin = lo;
+    figures[step] = f;
+  }
+  if (figures.empty()) return absl::InvalidArgumentError("the trace has no compute actions");
+  out.num_steps = static_cast<int>(figures.size());
+
+  double total_length = 0, total_window = 0;
+  for (const auto& [step, f] : figures) {
+    total_length += f.length;
+    total_window += f.window;
+  }
+  out.step_time_us = total_length / out.num_steps;
+  out.pipeline_window_us = total_window / out.num_steps;
+
+  // Per stage: compute, waits, transfer intervals, memory.
+  std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P);
+  out.stages.resize(P);
+  for (int s = 0; s < P; ++s) out.stages[s].stage = s;
+  for (const Span& s : trace.spans) {
+    if (s.stage < 0 || s.stage >= P || !figures.count(s.step)) continue;
+    StageSummary& st = out.stages[s.stage];
+    if (s.lane == Lane::kCompute) {
+      compute_iv[s.stage].push_back({s.begin_us, s.end_us});
+      if (IsCompute(s.kind)) {
+        st.compute_us += s.duration_us();
+        if (s.wait_us > 0) st.wait_us += s.wait_us;
+      }
+    } else {
+      transfer_iv[s.stage].push_back({s.begin_us, s.end_us});
+    }
+  }
+  for (const MemorySample& m : trace.memory) {
+    if (m.stage < 0 || m.stage >= P) continue;
+    out.stages[m.stage].peak_activations = std::max(out.stages[m.stage].peak_activations, m.activations);
+    out.stages[m.stage].peak_activation_bytes = std::max(out.stages[m.stage].peak_activation_bytes, m.bytes);
+  }
+  double bubble_sum = 0;
+  for (int s = 0; s < P; ++s) {
+    StageSummary& st = out.stages[s];
+    st.busy_fraction = total_length > 0 ? st.compute_us / total_length : 0;
+    st.bubble_fraction = total_window > 0 ? 1.0 - st.compute_us / total_window : 0;
+    const std::vector<Interval> compute = Union(compute_iv[s]);
+    const std::vector<Interval> transfer = Union(transfer_iv[s]);
+    st.transfer_us = Length(transfer);
+    st.hidden_transfer_us = IntersectionLength(compute, transfer);
+    st.exposed_transfer_us = st.transfer_us - st.hidden_transfer_us;
+    st.overlap_fraction = st.transfer_us > 0 ? st.hidden_transfer_us / st.transfer_us : 0;
+    bubble_sum += st.bubble_fraction;
+    out.exposed_transfer_us += st.exposed_transfer_us;
+    out.hidden_transfer_us += st.hidden_transfer_us;
+  }
+  out.bubble_fraction = bubble_sum / P;
+  const double transfer = out.exposed_transfer_us + out.hidden_transfer_us;
+  out.overlap_fraction = transfer > 0 ? out.hidden_transfer_us / transfer : 0;
+
+  // The critical path of one step.
+  int64_t step = options.critical_path_step;
+  if (step < 0) step = figures.rbegin()->first;
+  auto f = figures.find(step);
+  if (f == figures.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", step, " is not in the trace (it has steps ",
+                                                   figures.begin()->first, " to ", figures.rbegin()->first, ")"));
+  }
+  int num_chunks = trace.num_chunks;
+  for (const Span& s : trace.spans) {
+    if (IsWork(s)) num_chunks = std::max(num_chunks, s.chunk + 1);
+  }
+  out.critical_path = FindCriticalPath(by_step[step], step, f->second.begin, num_chunks);
+  return out;
+}
+
+std::string FormatSummary(const TraceSummary& s) {
+  // Times print in ms (virtual time: cost-model units).
+  const char* unit = s.virtual_time ? "units" : "ms";
+  auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
+  const double steps = std::max(1, s.num_steps);
+  std::string out = absl::StrFormat(
+      "trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages, s.num_chunks,
+      s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
+      s.virtual_time ? " (virtual time: cost-model units)" : "");
+  absl::StrAppendFormat(&out, "step time %s %s (mean), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
+                        t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
+                        s.overlap_fraction);
+  absl::StrAppendFormat(&out, "%-6s %6s %7s %11s %11s %11s %8s  %s\n", "stage", "busy", "bubble",
+                        "waits", "transfer", "exposed", "overlap", "peak memory");
+  absl::StrAppendFormat(&out, "%-6s %6s %7s %35s\n", "", "", "", absl::StrCat(unit, " per step"));
+  std::vector<std::string> busy;
+  for (const StageSummary& st : s.stages) {
+    std::string memory = absl::StrCat(st.peak_activations, " activations");
+    if (st.peak_activation_bytes > 0) {
+      absl::StrAppendFormat(&memory, ", %.2f MiB", st.peak_activation_bytes / 1048576.0);
+    }
+    absl::StrAppendFormat(&out, "s%-5d %6.3f %7.4f %11s %11s %11s %8.4f  %s\n", st.stage,
+                          st.busy_fraction, st.bubble_fraction, t(st.wait_us / steps),
+                          t(st.transfer_us / steps), t(st.exposed_transfer_us / steps),
+                          st.overlap_fraction, memory);
+    busy.push_back(absl::StrFormat("s%d %.2f", st.stage, st.busy_fraction));
+  }
+  absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step\n",
+                        t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
+  absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
+
+  const CriticalPath& cp = s.critical_path;
+  absl::StrAppendFormat(&out,
+                        "critical path of step %d: %s %s from step begin to last compute = compute %s + "
+                        "transfers %s + waits %s; %d actions, %d transfers\n",
+                        cp.step, t(cp.length_us), unit, t(cp.compute_us), t(cp.transfer_us),
+                        t(cp.wait_us),
+                        static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
+                                                       [](const CriticalLink& l) { return !l.transfer; })),
+                        static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
+                                                       [](const CriticalLink& l) { return l.transfer; })));
+  // Runs of actions on one stage, one line each; transfers between them.
+  const bool show_chunk = s.num_chunks != s.num_stages;
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < cp.links.size();) {
+    const CriticalLink& l = cp.links[i];
+    if (l.transfer) {
+      lines.push_back(absl::StrFormat("  s%d -> s%d  %s mb%d  %s %s", l.stage, l.to_stage,
+                                      l.kind == ActionKind::kSendForward ? "activation" : "gradient",
+                                      l.microbatch, t(l.end_us - l.begin_us), unit));
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    std::vector<std::string> names;
+    double busy_us = 0, wait_us = 0;
+    while (j < cp.links.size() && !cp.links[j].transfer && cp.links[j].stage == l.stage) {
+      names.push_back(ShortAction(cp.links[j], show_chunk));
+      busy_us += cp.links[j].end_us - cp.links[j].begin_us;
+      wait_us += cp.links[j].wait_before_us;
+      ++j;
+    }
+    if (names.size() > 8) {
+      const size_t n = names.size();
+      names = {names[0], names[1], names[2], absl::StrCat("... ", n - 6, " more ..."),
+               names[n - 3], names[n - 2], names[n - 1]};
+    }
+    lines.push_back(absl::StrFormat("  s%-3d %s  (%d action%s, %s %s, waits %s %s)", l.stage,
+                                    absl::StrJoin(names, " "), static_cast<int>(j - i),
+                                    j - i == 1 ? "" : "s", t(busy_us), unit, t(wait_us), unit));
+    i = j;
+  }
+  if (lines.size() > 40) {
+    const size_t n = lines.size();
+    std::vector<std::string> kept(lines.begin(), lines.begin() + 20);
+    kept.push_back(absl::StrCat("  ... ", n - 40, " more lines ..."));
+    kept.insert(kept.end(), lines.end() - 20, lines.end());
+    lines = std::move(kept);
+  }
+  for (const std::string& line : lines) absl::StrAppend(&out, line, "\n");
+  return out;
+}
+
+}  // namespace stagehand::runtime::trace

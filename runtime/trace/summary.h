@@ -1,0 +1,92 @@
+// Summary of a Trace: per stage busy and bubble fractions, transfer time exposed and hidden
+// under compute, activation memory peaks, the step time, and the critical path of a step
+// (the chain of actions and transfers that set its length).
+// Not a renderer (html.h) and not a cost model: it measures what the trace shows.
+//
+// Definitions (every figure is over all steps of the trace unless it says "per step"):
+//   step time        a step's span (RunStep's wall time; the simulator's makespan).
+//   pipeline window  of a step: first F/B/W/BW begin to last F/B/W/BW end, any stage.
+//   busy             F/B/W/BW time of the stage / step time (launch's busy fraction).
+//   bubble           1 - F/B/W/BW time of the stage / pipeline window (1F1B with unit costs:
+//                    (P-1)/(M+P-1), e.g. 3/11 at P=4, M=8).
+//   transfer         the union of the stage's send and receive spans;
+//   hidden           the part of it under the stage's own compute; exposed = the rest;
+//   overlap          hidden / transfer.
+//   waits            the sum over the stage's actions of ready-to-started (Span::wait_us).
+#ifndef STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
+#define STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/action.h"
+#include "runtime/trace/trace.h"
+
+namespace stagehand::runtime::trace {
+
+struct StageSummary {
+  int stage = 0;
+  double compute_us = 0;  // F/B/W/BW
+  double busy_fraction = 0;
+  double bubble_fraction = 0;
+  double wait_us = 0;  // sum of the waits (ready to started) of its actions
+  double transfer_us = 0;
+  double exposed_transfer_us = 0;
+  double hidden_transfer_us = 0;
+  double overlap_fraction = 0;  // 0 when it has no transfers
+  int peak_activations = 0;
+  int64_t peak_activation_bytes = 0;
+};
+
+// One link of a critical path: an action, or a transfer (from `stage` to `to_stage`,
+// spanning the producer's end to the arrival), with the wait before it started.
+struct CriticalLink {
+  bool transfer = false;
+  int stage = 0;
+  int to_stage = -1;
+  ActionKind kind = ActionKind::kForward;
+  int chunk = 0;
+  int microbatch = 0;
+  double begin_us = 0;
+  double end_us = 0;
+  double wait_before_us = 0;  // gap between what it waited for and its begin
+};
+
+struct CriticalPath {
+  int64_t step = 0;
+  double length_us = 0;  // step begin to the last F/B/W/BW end
+  double compute_us = 0, transfer_us = 0, wait_us = 0;  // adding up to length_us
+  std::vector<CriticalLink> links;  // in time order
+};
+
+struct TraceSummary {
+  int num_stages = 0, num_chunks = 0, num_microbatches = 0;
+  bool virtual_time = false;
+  int num_steps = 0;
+  double step_time_us = 0;        // mean over steps
+  double pipeline_window_us = 0;  // mean over steps
+  std::vector<StageSummary> stages;
+  double bubble_fraction = 0;       // mean over stages
+  double exposed_transfer_us = 0;   // summed over stages
+  double hidden_transfer_us = 0;    // summed over stages
+  double overlap_fraction = 0;      // hidden / (hidden + exposed), over all stages
+  CriticalPath critical_path;
+};
+
+struct SummaryOptions {
+  int64_t critical_path_step = -1;  // the step whose critical path to find; -1 = the last
+};
+
+// InvalidArgument if the trace has no compute span (nothing to summarise) or the asked
+// step is not in it.
+absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options = {});
+
+// The report tools/trace prints: a header, a table per stage, a launch-style line
+// ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
+std::string FormatSummary(const TraceSummary& summary);
+
+}  // namespace stagehand::runtime::trace
+
+#endif  // STAGEHAND_RUNTIME_TRACE_SUMMARY_H_

@@ -1,0 +1,136 @@
+// Tests of the trace summary on simulator traces, whose durations are known exactly: the
+// bubble, overlap, exposed transfer and critical path equal their closed forms.
+#include "runtime/trace/summary.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "runtime/planner.h"
+#include "runtime/simulator.h"
+#include "runtime/trace/from_simulation.h"
+
+namespace stagehand::runtime::trace {
+namespace {
+
+// Unit costs F = 1, fused backward = 2, every transfer `tau`; one unit = 1000 us.
+Trace Simulated(const char* planner, int P, int M, double tau) {
+  auto def = PlannerRegistry::Default().Get(planner);
+  EXPECT_TRUE(def.ok()) << def.status();
+  auto spec = (*def)->MakeSpec({P, M, 0});
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  CostModel cost;
+  cost.transfer = tau;
+  auto sim = SimulateSpec(**def, *spec, cost);
+  EXPECT_TRUE(sim.ok()) << sim.status();
+  return TraceFromSimulation(*sim, *spec);
+}
+
+constexpr double kUnit = 1000;
+
+TEST(SummaryTest, OneFOneBUnitCostBubbleIsPMinusOneOverMPlusPMinusOne) {
+  auto s = Summarize(Simulated("1f1b", 4, 8, 0));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_DOUBLE_EQ(s->bubble_fraction, 3.0 / 11);
+  EXPECT_DOUBLE_EQ(s->step_time_us, 33 * kUnit);  // (M + P - 1)(f + b)
+  for (const StageSummary& st : s->stages) {
+    EXPECT_DOUBLE_EQ(st.bubble_fraction, 3.0 / 11) << "stage " << st.stage;
+    EXPECT_DOUBLE_EQ(st.busy_fraction, 8.0 / 11) << "stage " << st.stage;
+    EXPECT_EQ(st.peak_activations, 4 - st.stage);  // 1F1B holds P - s
+    EXPECT_EQ(st.transfer_us, 0);
+  }
+  EXPECT_EQ(s->overlap_fraction, 0);
+}
+
+TEST(SummaryTest, BubbleClosedFormAcrossShapes) {
+  for (const char* planner : {"1f1b", "gpipe"}) {
+    for (auto [P, M] : {std::pair{2, 4}, {4, 8}, {8, 16}, {8, 3}}) {
+      auto s = Summarize(Simulated(planner, P, M, 0));
+      ASSERT_TRUE(s.ok()) << s.status();
+      EXPECT_NEAR(s->bubble_fraction, double(P - 1) / (M + P - 1), 1e-12)
+          << planner << " P=" << P << " M=" << M;
+    }
+  }
+}
+
+// GPipe with transfers of tau <= f/2: each stage's first receive of a phase and last send
+// of a phase are exposed (2 tau on an end stage, 4 tau on a middle one), every other
+// transfer hides under compute. Each transfer counts on both of its stages.
+TEST(SummaryTest, GpipeTransfersGiveClosedFormOverlapAndExposedTime) {
+  for (auto [P, M] : {std::pair{2, 4}, {4, 8}, {8, 16}}) {
+    for (double tau : {0.25, 0.5}) {
+      auto s = Summarize(Simulated("gpipe", P, M, tau));
+      ASSERT_TRUE(s.ok()) << s.status();
+      const double window = (M + P - 1) * 3 + 2 * (P - 1) * tau;
+      SCOPED_TRACE(testing::Message() << "P=" << P << " M=" << M << " tau=" << tau);
+      EXPECT_NEAR(s->step_time_us, window * kUnit, 1e-6);
+      EXPECT_NEAR(s->bubble_fraction, 1 - 3.0 * M / window, 1e-12);
+      EXPECT_NEAR(s->exposed_transfer_us, 4 * (P - 1) * tau * kUnit, 1e-6);
+      EXPECT_NEAR(s->hidden_transfer_us, 4 * (P - 1) * (M - 1) * tau * kUnit, 1e-6);
+      EXPECT_NEAR(s->overlap_fraction, 1 - 1.0 / M, 1e-12);
+      EXPECT_NEAR(s->stages.front().exposed_transfer_us, 2 * tau * kUnit, 1e-6);
+      if (P > 2) EXPECT_NEAR(s->stages[1].exposed_transfer_us, 4 * tau * kUnit, 1e-6);
+    }
+  }
+}
+
+// The critical path of GPipe with transfers: F down the pipe (P - 1 transfers), the last
+// stage's M forwards and M backwards, the gradient up the pipe (P - 1 transfers), stage
+// 0's remaining backwards: (M + P - 1)(f + b) of compute and 2(P - 1) tau of transfers.
+TEST(SummaryTest, CriticalPathAddsUpToTheStep) {
+  const int P = 4, M = 8;
+  const double tau = 0.5;
+  auto s = Summarize(Simulated("gpipe", P, M, tau));
+  ASSERT_TRUE(s.ok()) << s.status();
+  const CriticalPath& cp = s->critical_path;
+  EXPECT_NEAR(cp.length_us, s->step_time_us, 1e-6);
+  EXPECT_NEAR(cp.compute_us, (M + P - 1) * 3 * kUnit, 1e-6);
+  EXPECT_NEAR(cp.transfer_us, 2 * (P - 1) * tau * kUnit, 1e-6);
+  EXPECT_NEAR(cp.wait_us, 0, 1e-6);
+  ASSERT_FALSE(cp.links.empty());
+  EXPECT_EQ(cp.links.front().stage, 0);
+  EXPECT_EQ(cp.links.front().kind, ActionKind::kForward);
+  EXPECT_EQ(cp.links.back().stage, 0);
+  EXPECT_EQ(cp.links.back().kind, ActionKind::kBackward);
+  EXPECT_EQ(cp.links.back().microbatch, M - 1);
+  // Links are in time order and do not overlap.
+  for (size_t i = 1; i < cp.links.size(); ++i) {
+    EXPECT_LE(cp.links[i - 1].end_us, cp.links[i].begin_us + 1e-6);
+  }
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("critical path of step 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("s2 -> s3  activation"), std::string::npos) << text;
+}
+
+TEST(SummaryTest, WaitsAreReadyToStarted) {
+  // GPipe, no transfers: stage 0's F of microbatch k is ready at 0 and starts at k.
+  auto s = Summarize(Simulated("gpipe", 4, 8, 0));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_DOUBLE_EQ(s->stages[0].wait_us, 28 * kUnit);  // 0 + 1 + ... + 7
+}
+
+TEST(SummaryTest, FormatHasTheLaunchStyleBusyLine) {
+  auto s = Summarize(Simulated("1f1b", 4, 8, 0));
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("busy s0 0.73 s1 0.73 s2 0.73 s3 0.73"), std::string::npos) << text;
+  EXPECT_NE(text.find("bubble 0.2727"), std::string::npos) << text;
+}
+
+TEST(SummaryTest, EmptyTraceIsAnError) {
+  Trace empty;
+  empty.num_stages = 2;
+  EXPECT_EQ(Summarize(empty).status().code(), absl::StatusCode::kInvalidArgument);
+  Trace no_stages;
+  EXPECT_EQ(Summarize(no_stages).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SummaryTest, UnknownStepForTheCriticalPathIsAnError) {
+  SummaryOptions options;
+  options.critical_path_step = 7;
+  auto s = Summarize(Simulated("1f1b", 2, 2, 0), options);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.status().message()).find("step 7"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stagehand::runtime::trace

@@ -1,0 +1,101 @@
+// Trace: the timeline of training steps as plain data: spans on each stage's lanes
+// (compute, send, receive), activation-memory samples and step boundaries, on one clock.
+// Not a recorder, a file format or an analysis: see recorder.h, chrome_json.h, summary.h.
+#ifndef STAGEHAND_RUNTIME_TRACE_TRACE_H_
+#define STAGEHAND_RUNTIME_TRACE_TRACE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "runtime/action.h"
+
+namespace stagehand::runtime::trace {
+
+// The lanes of one stage. Compute runs F/B/W/BW and the optimizer's phases; send is the
+// stage's outgoing transfer lane; receive holds the transfers arriving at the stage.
+enum class Lane { kCompute, kSend, kRecv };
+
+// "compute", "send", "recv"; ParseLane is the inverse (false if unknown).
+absl::string_view LaneName(Lane lane);
+bool ParseLane(absl::string_view name, Lane* lane);
+
+// One interval on a stage's lane. Times are microseconds since the trace's time 0.
+//   compute: kind F, B, W, BW or OPTIM; chunk and microbatch of the action.
+//   send:    kind SEND_F / SEND_B, from the output's hand-off to the transfer lane until
+//            the link delivers it; peer = the destination stage.
+//   recv:    kind RECV_F / RECV_B, from the sender's hand-off until the receiving stage
+//            took it in; peer = the source stage.
+// For transfers, chunk is the destination chunk (as in runtime::Transfer).
+struct Span {
+  Lane lane = Lane::kCompute;
+  int stage = 0;
+  ActionKind kind = ActionKind::kForward;
+  int chunk = 0;
+  int microbatch = 0;
+  int peer = -1;      // transfers: the other stage
+  int64_t bytes = 0;  // transfers: payload bytes
+  int64_t step = 0;
+  double begin_us = 0;
+  double end_us = 0;
+  // Compute F/B/W/BW: begin minus the time its inputs were all there (see ComputeWaits);
+  // -1 where unknown.
+  double wait_us = -1;
+
+  double duration_us() const { return end_us - begin_us; }
+};
+
+// Activation memory held by a stage after an action changed it.
+struct MemorySample {
+  int stage = 0;
+  int64_t step = 0;
+  double time_us = 0;
+  int activations = 0;  // (chunk, microbatch) activations held
+  int64_t bytes = 0;    // their bytes, where the model says (0 = unknown)
+};
+
+// One training step, as the caller of RunStep saw it (or the simulator's makespan).
+struct StepSpan {
+  int64_t step = 0;
+  double begin_us = 0;
+  double end_us = 0;
+};
+
+struct Trace {
+  std::string process = "stagehand";  // who recorded it, e.g. "rank 0"
+  int num_stages = 0;                 // P of the step
+  int num_chunks = 0;                 // C of the step (the last chunk receives no gradient)
+  int num_microbatches = 0;           // M of the step
+  // Wall-clock time (microseconds since the Unix epoch) of this trace's time 0, and the
+  // correction that maps this process's wall clock onto the reference clock (measured by
+  // whoever merges; 0 = trust the wall clock). Merging aligns traces on their sum.
+  double epoch_unix_us = 0;
+  double clock_offset_us = 0;
+  // Simulator traces: times are cost-model units scaled by 1000 (1 unit shows as 1 ms).
+  bool virtual_time = false;
+  std::vector<Span> spans;
+  std::vector<MemorySample> memory;
+  std::vector<StepSpan> steps;
+};
+
+// The text form of a span's action: "F c0 mb3", "SEND_F c1 mb3 -> s2", "RECV_B c0 mb1 <- s1",
+// "OPTIM".
+std::string SpanLabel(const Span& span);
+
+// A deterministic id shared by a transfer's send and receive spans (the flow arrow between
+// them), equal in every process that records either side; below 2^53.
+uint64_t TransferFlowId(int64_t step, ActionKind kind, int from_stage, int to_stage, int chunk,
+                        int microbatch);
+uint64_t TransferFlowId(const Span& transfer_span);
+
+// Fills wait_us of every F/B/W/BW span: begin minus the time the last of its inputs was
+// there (step graph rules of stage_state.h: F waits for its activation, B/BW for its F and
+// its gradient, W for its B; an F of chunk 0 is ready when its step begins). A receive's
+// end is when its input arrived; an input from a chunk on the same stage is there when
+// the producing action ended. Spans whose inputs are not in the trace keep -1.
+void ComputeWaits(Trace* trace);
+
+}  // namespace stagehand::runtime::trace
+
+#endif  // STAGEHAND_RUNTIME_TRACE_TRACE_H_
