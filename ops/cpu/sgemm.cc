@@ -1,7 +1,7 @@
-// Float GEMM on AVX-512: op(a) is packed block by block into 8-row panels that all threads
-// share, op(b) into one 48-column panel at a time per thread, and an 8 x 48 kernel keeps its
-// 24 accumulators in zmm registers. Not tuned beyond the shapes of GPT-2 training (k and n in the hundreds to
-// tens of thousands); no AVX2 path (blas.h falls back to OpenBLAS).
+// Float GEMM on AVX-512: each thread packs one 48-column panel of op(b) at a time and an 8 x 48
+// kernel, 24 accumulators in zmm registers, reads op(a) in place. Not tuned beyond the shapes
+// of GPT-2 training (k and n in the hundreds to tens of thousands); no AVX2 path (blas.h falls
+// back to OpenBLAS).
 #include "ops/cpu/sgemm.h"
 
 #if defined(__AVX512F__)
@@ -16,14 +16,14 @@
 namespace stagehand::ops::internal {
 namespace {
 
-// Letters: c (m, n) = op(a) (m, k) @ op(b) (k, n). An A panel is kMr rows of op(a) by kc,
-// stored k-major (for each p, the kMr values of column p); a B panel is kc by kNr columns of
-// op(b), stored k-major too. k runs in blocks of kKc and m in blocks of kMc; the k blocks of
+// Letters: c (m, n) = op(a) (m, k) @ op(b) (k, n). A B panel is kc by kNr columns of op(b),
+// stored k-major (for each p, the kNr values of row p); an A panel (only the zero-padded last
+// rows are packed) is kMr rows by kc, k-major too. k runs in blocks of kKc; the k blocks of
 // every element are summed in order, the first with beta, so a result depends on k only.
-constexpr int kMr = 8;    // rows per kernel call: 8 broadcasts per k
-constexpr int kNr = 48;   // columns per kernel call: 3 zmm vectors
-constexpr int kKc = 256;  // k per block: one B panel is 48 KiB
-constexpr int kMc = 512;  // rows per packed A block (512 KiB, in L2)
+constexpr int kMr = 8;     // rows per kernel call: 8 broadcasts per k
+constexpr int kNr = 48;    // columns per kernel call: 3 zmm vectors
+constexpr int kKc = 256;   // k per block: one B panel is 48 KiB
+constexpr int kMc = 1024;  // rows per work item (a B panel is packed once per item)
 constexpr int64_t kMinParallelFlops = int64_t{1} << 21;  // below this, one thread
 
 // A float buffer aligned to 64 bytes that only grows; one per thread per use.
@@ -154,10 +154,20 @@ void PackB(const Operands& o, int p0, int kc, int j0, int cols, float* panel) {
   }
 }
 
-// c[0:rows, 0:cols] (row stride ldc) = alpha * a_panel^T @ b_panel + (first ? beta * c : c).
-// The 24 accumulators sum over p = 0..kc-1 in order; the update is one fused multiply-add per
-// element, the same instructions for every element whatever rows and cols are.
-void Kernel(int kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int rows,
+// A view of kMr rows of op(a) from row i, k from p: element (r, q) is at
+// a[r * row_stride + q * k_stride]; one of the strides is 1. Untransposed a is read in place
+// (k_stride 1), transposed a too (row_stride 1); a packed panel is (row_stride 1, k_stride kMr).
+struct AView {
+  const float* a;
+  int64_t row_stride, k_stride;
+};
+
+// c[0:rows, 0:cols] (row stride ldc) = alpha * op(a)[0:kMr, 0:kc] @ b_panel
+// + (first ? beta * c : c). The 24 accumulators sum over p = 0..kc-1 in order; the update is
+// one fused multiply-add per element, the same instructions for every element whatever rows,
+// cols and the layout of a are. kRowsAlongK: a's rows run along k (k_stride 1).
+template <bool kRowsAlongK>
+void Kernel(int kc, const AView& a, const float* b_panel, float* c, int64_t ldc, int rows,
             int cols, float alpha, float beta, bool first) {
   __m512 acc[kMr][3];
   for (int i = 0; i < kMr; ++i) {
@@ -168,10 +178,10 @@ void Kernel(int kc, const float* a_panel, const float* b_panel, float* c, int64_
     const __m512 b0 = _mm512_load_ps(bp);
     const __m512 b1 = _mm512_load_ps(bp + 16);
     const __m512 b2 = _mm512_load_ps(bp + 32);
-    const float* ap = a_panel + p * kMr;
 #pragma GCC unroll 8
     for (int i = 0; i < kMr; ++i) {
-      const __m512 ai = _mm512_set1_ps(ap[i]);
+      const float value = kRowsAlongK ? a.a[i * a.row_stride + p] : a.a[p * a.k_stride + i];
+      const __m512 ai = _mm512_set1_ps(value);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
       acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
@@ -208,37 +218,41 @@ void Sgemm(bool transpose_a, bool transpose_b, int m, int n, int k, float alpha,
     return;
   }
   const Operands o{transpose_a, transpose_b, a, lda, b, ldb};
-  static thread_local AlignedBuffer a_buffer;  // the caller's: shared with its team
-  float* a_block = a_buffer.Get(int64_t{kKc} * ((std::min(m, kMc) + kMr - 1) / kMr * kMr));
+  // Work items: (block of kMc rows, B panel), taken dynamically. An item packs its B panel per
+  // k block into the thread's buffer and reads a in place, so threads share nothing and meet
+  // only at the end of the call (a descheduled thread never stalls the other mid-GEMM).
   const int b_panels = (n + kNr - 1) / kNr;
-  const bool parallel =
-      !omp_in_parallel() && 2.0 * m * n * k >= static_cast<double>(kMinParallelFlops);
+  const int row_blocks = (m + kMc - 1) / kMc;
+  const int items = b_panels * row_blocks;
+  const bool parallel = !omp_in_parallel() && items > 1 &&
+                        2.0 * m * n * k >= static_cast<double>(kMinParallelFlops);
 #pragma omp parallel if (parallel)
   {
-    static thread_local AlignedBuffer b_buffer;
+    static thread_local AlignedBuffer b_buffer, edge_buffer;
     float* b_panel = b_buffer.Get(int64_t{kKc} * kNr);
-    for (int i0 = 0; i0 < m; i0 += kMc) {
-      const int mc = std::min(kMc, m - i0);
-      const int a_panels = (mc + kMr - 1) / kMr;
+    float* edge_panel = edge_buffer.Get(int64_t{kKc} * kMr);
+#pragma omp for schedule(dynamic)
+    for (int item = 0; item < items; ++item) {
+      const int i_begin = item / b_panels * kMc;
+      const int i_end = std::min(m, i_begin + kMc);
+      const int j = item % b_panels * kNr;
+      const int cols = std::min(kNr, n - j);
       for (int p0 = 0; p0 < k; p0 += kKc) {
         const int kc = std::min(kKc, k - p0);
-        // 1. The A block, shared: rows [i0, i0 + mc) x k [p0, p0 + kc).
-#pragma omp for schedule(static)
-        for (int ip = 0; ip < a_panels; ++ip) {
-          PackA(o, i0 + ip * kMr, std::min(kMr, mc - ip * kMr), p0, kc,
-                a_block + int64_t{ip} * kKc * kMr);
-        }
-        // 2. Each B panel by whichever thread takes it, against the whole A block.
-#pragma omp for schedule(dynamic)
-        for (int jp = 0; jp < b_panels; ++jp) {
-          const int j = jp * kNr;
-          const int cols = std::min(kNr, n - j);
-          PackB(o, p0, kc, j, cols, b_panel);
-          for (int ip = 0; ip < a_panels; ++ip) {
-            const int i = i0 + ip * kMr;
-            Kernel(kc, a_block + int64_t{ip} * kKc * kMr, b_panel,
-                   c + static_cast<int64_t>(i) * ldc + j, ldc, std::min(kMr, m - i), cols, alpha,
-                   beta, p0 == 0);
+        PackB(o, p0, kc, j, cols, b_panel);
+        for (int i = i_begin; i < i_end; i += kMr) {
+          const int rows = std::min(kMr, m - i);
+          float* c_tile = c + static_cast<int64_t>(i) * ldc + j;
+          if (rows < kMr) {  // the last rows, zero-padded to a full panel
+            PackA(o, i, rows, p0, kc, edge_panel);
+            Kernel<false>(kc, AView{edge_panel, 1, kMr}, b_panel, c_tile, ldc, rows, cols, alpha,
+                          beta, p0 == 0);
+          } else if (transpose_a) {  // op(a)(i, p) = a[p * lda + i]
+            Kernel<false>(kc, AView{a + static_cast<int64_t>(p0) * lda + i, 1, lda}, b_panel,
+                          c_tile, ldc, rows, cols, alpha, beta, p0 == 0);
+          } else {  // op(a)(i, p) = a[i * lda + p]
+            Kernel<true>(kc, AView{a + static_cast<int64_t>(i) * lda + p0, lda, 1}, b_panel,
+                         c_tile, ldc, rows, cols, alpha, beta, p0 == 0);
           }
         }
       }

@@ -1,5 +1,5 @@
 // Our float GEMM for AVX-512 CPUs: packed panels and an 8 x 48 register-blocked kernel, run
-// on the OpenMP threads with a split that never changes a result. Internal to ops/cpu (blas.h
+// on the OpenMP threads with a split that never changes a result and no barrier but the last. Internal to ops/cpu (blas.h
 // routes float GEMMs here when the build targets AVX-512); not a BLAS: float, row-major, and
 // only what the ops need. Why: the OpenBLAS we link is pinned to its Haswell (AVX2) kernels
 // by OPENBLAS_CORETYPE, half the FMA width these machines have.
