@@ -30,7 +30,10 @@
 #include "runtime/io/loss_curve.h"
 #include "runtime/io/progress.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/dry_run.h"
 #include "runtime/planner.h"
+#include "runtime/schedule_table.h"
+#include "runtime/table_planner.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/training.h"
@@ -54,14 +57,18 @@ ABSL_FLAG(std::string, save_params, "", "write every parameter by name to this s
 ABSL_FLAG(int, stages, 4, "pipeline stages (one actor each, in this process)");
 ABSL_FLAG(std::string, planner, "1f1b", "schedule planner by name (see --list_planners)");
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
+ABSL_FLAG(int, chunks_per_stage, 0,
+          "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
+ABSL_FLAG(std::string, schedule, "",
+          "run a schedule table from this CSV file (PyTorch pipelining's format) instead of --planner");
+ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV file");
+ABSL_FLAG(bool, dry_run, false,
+          "print the plan's unit-cost bubble and peak activations per stage, then exit");
 ABSL_FLAG(int, max_inflight, 0,
           "most microbatch activations a stage may hold (0 = as many as the planner needs)");
 ABSL_FLAG(double, link_latency_us, 0.0, "injected latency of every stage-to-stage transfer");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
-ABSL_FLAG(std::string, trace, "",
-          "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
-          "bazel run //tools:trace -- summary|render PATH)");
 ABSL_FLAG(std::string, data_format, "auto", "format of --data: auto, text, megatron or llmc");
 ABSL_FLAG(std::string, tokenizer, "byte",
           "byte (256 tokens) or gpt2 (GPT-2 BPE, 50257 tokens; text is tokenised once and cached)");
@@ -91,12 +98,18 @@ ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
 ABSL_FLAG(std::string, init_from, "",
           "initial weights from a Hugging Face GPT-2 safetensors file (as --export writes)");
+ABSL_FLAG(std::string, trace, "",
+          "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
+          "bazel run //tools:trace -- summary|render PATH)");
 
 namespace stagehand {
 namespace {
 
 struct LaunchConfig {
   std::string planner;
+  std::string schedule;
+  std::string dump_schedule;
+  bool dry_run = false;
   runtime::PlannerOptions planner_options;
   actors::LinkModel link;
   models::GptConfig model;
@@ -131,12 +144,17 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.planner_options.num_stages = c.stages;
   c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
   c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
+  c.schedule = absl::GetFlag(FLAGS_schedule);
+  c.dump_schedule = absl::GetFlag(FLAGS_dump_schedule);
+  c.dry_run = absl::GetFlag(FLAGS_dry_run);
   c.link.latency_us = absl::GetFlag(FLAGS_link_latency_us);
   c.link.gbps = absl::GetFlag(FLAGS_link_gbps);
   if (c.planner_options.max_inflight < 0 || c.link.latency_us < 0 || c.link.gbps < 0) {
     return absl::InvalidArgumentError("--max_inflight, --link_latency_us and --link_gbps must not be negative");
   }
   c.save_params = absl::GetFlag(FLAGS_save_params);
+  c.trace = absl::GetFlag(FLAGS_trace);
   c.model = models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
                                absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
                                absl::GetFlag(FLAGS_seed));
@@ -189,7 +207,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.exit_after = absl::GetFlag(FLAGS_exit_after);
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
-  c.trace = absl::GetFlag(FLAGS_trace);
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd != nullptr) {
     for (std::string* path : {&c.dataset.path, &c.dataset.validation_path, &c.checkpoint_dir,
@@ -309,9 +326,31 @@ absl::Status SaveCheckpoint(const LaunchConfig& c, const models::GptConfig& mode
 }
 
 absl::Status Run(const LaunchConfig& c) {
+  // The planner: a registered one by name, or a schedule table from a file. Its plan is
+  // validated (each action once, dependency order, no deadlock, memory cap) before anything runs.
+  std::unique_ptr<runtime::PlannerDefinition> loaded;
   absl::StatusOr<const runtime::PlannerDefinition*> planner =
       runtime::PlannerRegistry::Default().Get(c.planner);
+  if (!c.schedule.empty()) {
+    absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> table =
+        runtime::LoadSchedulePlanner(c.schedule);
+    if (!table.ok()) return table.status();
+    loaded = std::move(*table);
+    planner = loaded.get();
+  }
   if (!planner.ok()) return planner.status();
+  absl::StatusOr<runtime::ScheduleTable> plan = runtime::ValidatePlanner(**planner, c.planner_options);
+  if (!plan.ok()) return plan.status();
+  if (!c.dump_schedule.empty()) {
+    if (absl::Status s = runtime::SaveScheduleCsv(c.dump_schedule, *plan); !s.ok()) return s;
+    std::printf("wrote the plan of %s to %s\n", (*planner)->name().c_str(), c.dump_schedule.c_str());
+  }
+  if (c.dry_run) {
+    absl::StatusOr<runtime::DryRunReport> report = runtime::DryRun(**planner, c.planner_options);
+    if (!report.ok()) return report.status();
+    std::printf("%s", runtime::FormatDryRun(*report).c_str());
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::unique_ptr<runtime::Tokenizer>> tokenizer = runtime::MakeTokenizer(c.tokenizer);
   if (!tokenizer.ok()) return tokenizer.status();
   absl::StatusOr<runtime::Dataset> dataset = runtime::LoadDataset(c.dataset, **tokenizer);
@@ -351,7 +390,7 @@ absl::Status Run(const LaunchConfig& c) {
   std::printf("data: %s\n", dataset->description.c_str());
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
-              c.chunk.seq_len, c.planner.c_str());
+              c.chunk.seq_len, (*planner)->name().c_str());
   // Initial weights: the newest valid checkpoint (--resume), a Hugging Face GPT-2 file
   // (--init_from), or the seeded initialisation.
   optimizer_states.resize(chunks.size());
