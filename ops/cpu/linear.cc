@@ -1,6 +1,5 @@
-// Linear layer on the CPU: three row-major GEMMs through blas.h (our AVX-512 Sgemm, else
-// OpenBLAS tiled over OpenMP threads), results independent of the thread count either way,
-// plus the bias row sums. Not a GEMM itself.
+// Linear layer on the CPU: three row-major GEMMs through blas.h (OpenBLAS, cut into strips
+// over OpenMP threads, results independent of the thread count), plus the bias row sums. Not a GEMM itself.
 #include "ops/cpu/linear.h"
 
 #include <algorithm>
