@@ -8,23 +8,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::string OrderText(const std::vector<Action>& order) {
-  std::string text;
-  for (const Action& action : order) {
-    if (!text.empty()) text += " | ";
-    text += ActionToStringWithoutStage(action);
-  }
-  return text;
-}
+using testing::OrderText;
 
 TEST(DualPipeVTest, PlacesTwoChunksPerStageInAV) {
   absl::StatusOr<const PlannerDefinition*> definition =
@@ -75,9 +67,7 @@ TEST(DualPipeVTest, RejectsACapBelowItsPeak) {
 }
 
 TEST(DualPipeVTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(DualPipeVDefinition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("dualpipe_v_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(DualPipeVDefinition(), {4, 8}, "dualpipe_v_p4_m8.txt");
 }
 
 }  // namespace

@@ -2,14 +2,12 @@
 // Not tests of the simulator's mechanics (runtime/simulator_test.cc).
 #include "runtime/planners/gpipe.h"
 
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
 
 namespace stagehand::runtime {
@@ -17,21 +15,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadGolden(const std::string& name) {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const std::string path =
-      std::string(srcdir == nullptr ? "." : srcdir) + "/stagehand/tests/golden/" + name;
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << "cannot read " << path;
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 TEST(GPipeTest, IsRegistered) {
-  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("gpipe");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  EXPECT_EQ((*definition)->name(), "gpipe");
+  testing::ExpectRegistered("gpipe");
 }
 
 TEST(GPipeTest, AllForwardsThenAllBackwards) {
@@ -75,11 +60,7 @@ TEST(GPipeTest, SimulatorReportsAMaxInflightForcedBelowM) {
 }
 
 TEST(GPipeTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(GPipeDefinition(), {4, 8, 0});
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(FormatPlan(*result), ReadGolden("gpipe_p4_m8.txt"))
-      << "tests/golden/gpipe_p4_m8.txt should be:\n"
-      << FormatPlan(*result);
+  testing::ExpectUnitCostPlanMatchesGolden(GPipeDefinition(), {4, 8, 0}, "gpipe_p4_m8.txt");
 }
 
 }  // namespace

@@ -8,29 +8,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::string OrderText(const std::vector<Action>& order) {
-  std::string text;
-  for (const Action& action : order) {
-    if (!text.empty()) text += " | ";
-    text += ActionToStringWithoutStage(action);
-  }
-  return text;
-}
+using testing::OrderText;
 
 TEST(InterleavedTest, IsRegistered) {
-  absl::StatusOr<const PlannerDefinition*> definition =
-      PlannerRegistry::Default().Get("interleaved");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  EXPECT_EQ((*definition)->name(), "interleaved");
+  testing::ExpectRegistered("interleaved");
 }
 
 TEST(InterleavedTest, PlacesChunksRoundRobinTwoPerStageByDefault) {
@@ -94,9 +83,7 @@ TEST(InterleavedTest, HoldsMoreThan1F1BAndRejectsATighterCap) {
 }
 
 TEST(InterleavedTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(InterleavedDefinition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("interleaved_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(InterleavedDefinition(), {4, 8}, "interleaved_p4_m8.txt");
 }
 
 }  // namespace

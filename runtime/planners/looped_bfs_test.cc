@@ -8,28 +8,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string OrderText(const std::vector<Action>& order) {
-  std::string text;
-  for (const Action& action : order) {
-    if (!text.empty()) text += " | ";
-    text += ActionToStringWithoutStage(action);
-  }
-  return text;
-}
+using testing::OrderText;
 
 TEST(LoopedBfsTest, IsRegistered) {
-  absl::StatusOr<const PlannerDefinition*> definition =
-      PlannerRegistry::Default().Get("looped_bfs");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  EXPECT_EQ((*definition)->name(), "looped_bfs");
+  testing::ExpectRegistered("looped_bfs");
 }
 
 TEST(LoopedBfsTest, AllForwardsChunkByChunkThenBackwardsInReverse) {
@@ -54,9 +43,7 @@ TEST(LoopedBfsTest, RejectsACapBelowVTimesM) {
 }
 
 TEST(LoopedBfsTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(LoopedBfsDefinition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("looped_bfs_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(LoopedBfsDefinition(), {4, 8}, "looped_bfs_p4_m8.txt");
 }
 
 }  // namespace

@@ -2,14 +2,12 @@
 // Not tests of the simulator's mechanics (runtime/simulator_test.cc).
 #include "runtime/planners/one_f_one_b.h"
 
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
 
 namespace stagehand::runtime {
@@ -17,30 +15,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadGolden(const std::string& name) {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const std::string path =
-      std::string(srcdir == nullptr ? "." : srcdir) + "/stagehand/tests/golden/" + name;
-  std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << "cannot read " << path;
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 std::string OrderText(const StepSpec& spec, int stage) {
-  std::string text;
-  for (const Action& action : OneFOneBOrder(spec, stage)) {
-    if (!text.empty()) text += " | ";
-    text += ActionToStringWithoutStage(action);
-  }
-  return text;
+  return testing::OrderText(OneFOneBOrder(spec, stage));
 }
 
 TEST(OneFOneBTest, IsRegistered) {
-  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  EXPECT_EQ((*definition)->name(), "1f1b");
+  testing::ExpectRegistered("1f1b");
 }
 
 TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
@@ -103,11 +83,7 @@ TEST(OneFOneBTest, RunsWithinItsOwnMemoryBound) {
 }
 
 TEST(OneFOneBTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(FormatPlan(*result), ReadGolden("1f1b_p4_m8.txt"))
-      << "tests/golden/1f1b_p4_m8.txt should be:\n"
-      << FormatPlan(*result);
+  testing::ExpectUnitCostPlanMatchesGolden(OneFOneBDefinition(), {4, 8, 0}, "1f1b_p4_m8.txt");
 }
 
 }  // namespace

@@ -8,27 +8,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string OrderText(const std::vector<Action>& order) {
-  std::string text;
-  for (const Action& action : order) {
-    if (!text.empty()) text += " | ";
-    text += ActionToStringWithoutStage(action);
-  }
-  return text;
-}
+using testing::OrderText;
 
 TEST(ZbH1Test, IsRegisteredWithASplitBackward) {
-  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("zb_h1");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  absl::StatusOr<StepSpec> spec = (*definition)->MakeSpec({4, 8});
+  const PlannerDefinition* definition = testing::ExpectRegistered("zb_h1");
+  ASSERT_NE(definition, nullptr);
+  absl::StatusOr<StepSpec> spec = definition->MakeSpec({4, 8});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_TRUE(spec->split_backward);
   EXPECT_EQ(spec->chunk_to_stage, StandardPlacement(4, 1));
@@ -75,9 +67,7 @@ TEST(ZbH1Test, HoldsMinPMActivationsOnEveryStage) {
 }
 
 TEST(ZbH1Test, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(ZbH1Definition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("zb_h1_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(ZbH1Definition(), {4, 8}, "zb_h1_p4_m8.txt");
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -17,9 +17,9 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(ZbH2Test, IsRegisteredWithASplitBackward) {
-  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("zb_h2");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  absl::StatusOr<StepSpec> spec = (*definition)->MakeSpec({4, 8});
+  const PlannerDefinition* definition = testing::ExpectRegistered("zb_h2");
+  ASSERT_NE(definition, nullptr);
+  absl::StatusOr<StepSpec> spec = definition->MakeSpec({4, 8});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_TRUE(spec->split_backward);
   EXPECT_EQ(ZbH2Budget(*spec), 8);  // 2P
@@ -56,9 +56,7 @@ TEST(ZbH2Test, HonoursATighterBudget) {
 }
 
 TEST(ZbH2Test, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(ZbH2Definition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("zb_h2_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(ZbH2Definition(), {4, 8}, "zb_h2_p4_m8.txt");
 }
 
 }  // namespace

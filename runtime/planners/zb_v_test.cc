@@ -8,8 +8,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/planners/planner_test_util.h"
 #include "runtime/simulator.h"
-#include "tests/golden/golden.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -18,9 +18,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(ZbVTest, PlacesTwoChunksPerStageInAV) {
-  absl::StatusOr<const PlannerDefinition*> definition = PlannerRegistry::Default().Get("zb_v");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  absl::StatusOr<StepSpec> spec = (*definition)->MakeSpec({4, 8});
+  const PlannerDefinition* definition = testing::ExpectRegistered("zb_v");
+  ASSERT_NE(definition, nullptr);
+  absl::StatusOr<StepSpec> spec = definition->MakeSpec({4, 8});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_THAT(spec->chunk_to_stage, ElementsAre(0, 1, 2, 3, 3, 2, 1, 0));
   EXPECT_TRUE(spec->split_backward);
@@ -51,9 +51,7 @@ TEST(ZbVTest, RejectsABudgetTooSmallForTheV) {
 }
 
 TEST(ZbVTest, UnitCostPlanMatchesGolden) {
-  absl::StatusOr<SimResult> result = Simulate(ZbVDefinition(), {4, 8});
-  ASSERT_TRUE(result.ok()) << result.status();
-  stagehand::testing::ExpectMatchesGolden("zb_v_p4_m8.txt", FormatPlan(*result));
+  testing::ExpectUnitCostPlanMatchesGolden(ZbVDefinition(), {4, 8}, "zb_v_p4_m8.txt");
 }
 
 }  // namespace
