@@ -47,6 +47,11 @@ expect_error "empty corpus" --data="$OUT/empty"
 expect_error "no planner named \"nope\"; known planners: " --planner=nope
 expect_error "cannot cut 2 layers into 4 chunks" --layers=2
 expect_error "--steps=0 must be positive" --steps=0
+# Outputs that could not be written at the end are refused before training starts.
+expect_error "--save_params=/no/such/dir/p.safetensors: directory /no/such/dir does not exist" \
+  --save_params=/no/such/dir/p.safetensors
+expect_error "--trace=$OUT is a directory" --trace="$OUT"
+expect_error "--export=/no/such/dir/hf.safetensors: directory" --export=/no/such/dir/hf.safetensors
 
 if (( failures )); then echo "$failures check(s) failed"; exit 1; fi
 echo "all launch checks passed"

@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -28,6 +30,7 @@
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/io/loss_curve.h"
+#include "runtime/io/output_path.h"
 #include "runtime/io/progress.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
@@ -214,6 +217,12 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
                               &c.trace}) {
       if (!path->empty() && (*path)[0] != '/') *path = absl::StrCat(cwd, "/", *path);
     }
+  }
+  // Outputs written at the end of the run are checked now, so that no run ends unable to save.
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
+                                   {"--export", c.export_path},
+                                   {"--trace", c.trace}}) {
+    if (absl::Status s = runtime::CheckOutputFile(flag, path); !s.ok()) return s;
   }
   if (c.optimizer.schedule.warmup_steps < 0 || c.eval_every < 0 || c.checkpoint_every < 0 ||
       c.keep_checkpoints < 0 || c.exit_after < 0 || c.log_every <= 0) {
@@ -522,7 +531,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  absl::Status status = stagehand::Run(*config);
+  absl::Status status;
+  try {
+    status = stagehand::Run(*config);
+  } catch (const std::bad_alloc&) {
+    status = absl::ResourceExhaustedError(
+        "out of memory: this model, --seq_len and --micro_batch_size need more memory than the "
+        "machine has");
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(status.message()).c_str());
     return 1;
