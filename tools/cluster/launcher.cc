@@ -11,11 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -115,6 +117,24 @@ absl::StatusOr<std::string> NewJoinToken() {
   return hex;
 }
 
+std::vector<std::pair<std::string, std::string>> ForwardedEnvironment(char** variables) {
+  std::vector<std::pair<std::string, std::string>> forwarded;
+  for (char** entry = variables; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const size_t equals = text.find('=');
+    if (equals == std::string_view::npos) continue;
+    const std::string_view name = text.substr(0, equals);
+    for (const std::string_view prefix : {"UCX_", "OPENBLAS_", "OMP_", "GOMP_"}) {
+      if (name.substr(0, prefix.size()) == prefix) {
+        forwarded.emplace_back(std::string(name), std::string(text.substr(equals + 1)));
+        break;
+      }
+    }
+  }
+  std::sort(forwarded.begin(), forwarded.end());
+  return forwarded;
+}
+
 std::vector<std::string> SshCommand(const std::string& ssh, const std::string& host,
                                     const std::vector<std::pair<std::string, std::string>>& env,
                                     const std::vector<std::string>& argv) {
@@ -176,7 +196,11 @@ int RunCluster(const ClusterLaunchOptions& o) {
     std::vector<std::string> argv = {o.worker};
     argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
     const std::string host = o.hosts.empty() ? "" : o.hosts[r];
-    if (!IsLocal(host)) argv = SshCommand(o.ssh, host, env, argv);
+    if (!IsLocal(host)) {
+      std::vector<std::pair<std::string, std::string>> remote_env = ForwardedEnvironment(environ);
+      remote_env.insert(remote_env.end(), env.begin(), env.end());
+      argv = SshCommand(o.ssh, host, remote_env, argv);
+    }
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
       std::perror("launch: pipe");

@@ -29,6 +29,12 @@ int RunCluster(const ClusterLaunchOptions& options);
 // A fresh random join token (128 bits, hex).
 absl::StatusOr<std::string> NewJoinToken();
 
+// The variables (as in `environ`) that workers on other hosts must see as the launcher does, since
+// ssh passes no environment: UCX_* (transports), OPENBLAS_* and OMP_* / GOMP_* (which kernels
+// run and how: OPENBLAS_CORETYPE changes the bits of every GEMM, so a worker without it would
+// break bitwise parity). Sorted by name.
+std::vector<std::pair<std::string, std::string>> ForwardedEnvironment(char** variables);
+
 // The ssh command line that starts `argv` on `host` with `env` set (quoted for a shell).
 std::vector<std::string> SshCommand(const std::string& ssh, const std::string& host,
                                     const std::vector<std::pair<std::string, std::string>>& env,
