@@ -146,22 +146,25 @@ absl::StatusOr<models::GptConfig> GptConfigFromJson(const nlohmann::json& j) {
 
 std::string CheckpointDirName(int64_t step) { return absl::StrFormat("step_%08d", step); }
 
-absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const CheckpointMeta& meta,
-                                            const std::vector<ChunkState>& chunks, int keep_last) {
+absl::StatusOr<std::string> BeginCheckpoint(const std::string& root, int64_t step) {
   if (root.empty()) return absl::InvalidArgumentError("no checkpoint folder given");
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", root, ": ", ec.message()));
-  const std::string name = CheckpointDirName(meta.step);
-  const std::string final_dir = root + "/" + name, tmp_dir = root + "/." + name + ".tmp";
+  const std::string tmp_dir = root + "/." + CheckpointDirName(step) + ".tmp";
   fs::remove_all(tmp_dir, ec);
   if (!fs::create_directory(tmp_dir, ec) || ec) {
     return absl::PermissionDeniedError(absl::StrCat("cannot create ", tmp_dir, ": ", ec.message()));
   }
-  // 1. One shard per stage: parameters, then their AdamW moments, by name.
+  return tmp_dir;
+}
+
+absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string& tmp_dir,
+                                                               const std::vector<ChunkState>& chunks) {
+  // One shard per stage: parameters, then their AdamW moments, by name.
   std::map<int, std::vector<const ChunkState*>> by_stage;
   for (const ChunkState& c : chunks) by_stage[c.stage].push_back(&c);
-  nlohmann::json shards = nlohmann::json::array();
+  std::vector<ShardRecord> records;
   for (const auto& [stage, held] : by_stage) {
     std::vector<NamedTensor> tensors;
     for (const ChunkState* c : held) {
@@ -183,11 +186,36 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const Check
     }
     const std::string file = absl::StrCat("stage_", stage, ".safetensors");
     if (absl::Status s = WriteSafetensors(tmp_dir + "/" + file, tensors); !s.ok()) return s;
+    if (absl::Status s = FsyncPath(tmp_dir + "/" + file); !s.ok()) return s;
     absl::StatusOr<std::string> bytes = ReadAll(tmp_dir + "/" + file);  // what reached the disk
     if (!bytes.ok()) return bytes.status();
-    shards.push_back({{"file", file}, {"stage", stage}, {"bytes", bytes->size()}, {"crc32", Crc32(*bytes)}});
+    records.push_back({file, stage, bytes->size(), Crc32(*bytes)});
   }
-  // 2. The manifest, then the folder into place.
+  return records;
+}
+
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const CheckpointMeta& meta,
+                                             const std::vector<ShardRecord>& shards_written, int keep_last) {
+  const std::string name = CheckpointDirName(meta.step);
+  const std::string final_dir = root + "/" + name, tmp_dir = root + "/." + name + ".tmp";
+  std::error_code ec;
+  nlohmann::json shards = nlohmann::json::array();
+  std::map<int, const ShardRecord*> by_stage;
+  for (const ShardRecord& r : shards_written) {
+    if (!by_stage.emplace(r.stage, &r).second) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", meta.step, ": stage ", r.stage,
+                                                     " has two shards"));
+    }
+    const uint64_t size = fs::file_size(tmp_dir + "/" + r.file, ec);
+    if (ec || size != r.bytes) {
+      return absl::DataLossError(absl::StrCat(tmp_dir, "/", r.file, ": ",
+                                              ec ? "missing" : absl::StrCat(size, " bytes, not ", r.bytes)));
+    }
+  }
+  for (const auto& [stage, r] : by_stage) {
+    shards.push_back({{"file", r->file}, {"stage", stage}, {"bytes", r->bytes}, {"crc32", r->crc32}});
+  }
+  // The manifest, then the folder into place.
   nlohmann::json manifest = {{"format", kFormat},
                              {"version", kVersion},
                              {"step", meta.step},
@@ -204,12 +232,21 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const Check
   if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp_dir, " to ", final_dir, ": ", ec.message()));
   fs::remove_all(old_dir, ec);
   if (absl::Status s = FsyncPath(root); !s.ok()) return s;
-  // 3. Older checkpoints beyond keep_last.
+  // Older checkpoints beyond keep_last.
   if (keep_last > 0) {
     std::vector<std::pair<int64_t, std::string>> all = ListCheckpoints(root);
     for (size_t i = keep_last; i < all.size(); ++i) fs::remove_all(all[i].second, ec);
   }
   return final_dir;
+}
+
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const CheckpointMeta& meta,
+                                            const std::vector<ChunkState>& chunks, int keep_last) {
+  absl::StatusOr<std::string> tmp_dir = BeginCheckpoint(root, meta.step);
+  if (!tmp_dir.ok()) return tmp_dir.status();
+  absl::StatusOr<std::vector<ShardRecord>> shards = WriteCheckpointShards(*tmp_dir, chunks);
+  if (!shards.ok()) return shards.status();
+  return CommitCheckpoint(root, meta, *shards, keep_last);
 }
 
 absl::StatusOr<CheckpointInfo> VerifyCheckpoint(const std::string& dir) {
@@ -273,8 +310,10 @@ absl::StatusOr<CheckpointInfo> FindLatestCheckpoint(const std::string& root,
                                           skipped->empty() ? "" : ")"));
 }
 
-absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
-                               bool with_optimizer) {
+namespace {
+
+absl::Status Restore(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
+                     bool with_optimizer, bool whole_model) {
   std::map<std::string, NamedTensor> tensors;
   for (const std::string& path : info.shards) {
     absl::StatusOr<std::map<std::string, NamedTensor>> shard = ReadSafetensors(path);
@@ -316,12 +355,25 @@ absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<Chu
       std::copy((*v)->data.begin(), (*v)->data.end(), c.optimizer->v.begin() + param.offset);
     }
   }
+  if (!whole_model) return absl::OkStatus();
   for (const auto& [name, t] : tensors) {
     if (used.contains(name) || (!with_optimizer && absl::StartsWith(name, "optimizer."))) continue;
     return absl::InvalidArgumentError(absl::StrCat("checkpoint tensor ", name,
                                                    " matches no parameter of the model (a different model?)"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
+                               bool with_optimizer) {
+  return Restore(info, chunks, with_optimizer, /*whole_model=*/true);
+}
+
+absl::Status RestoreCheckpointPart(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
+                                   bool with_optimizer) {
+  return Restore(info, chunks, with_optimizer, /*whole_model=*/false);
 }
 
 }  // namespace stagehand::runtime

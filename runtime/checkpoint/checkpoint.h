@@ -55,6 +55,26 @@ std::string CheckpointDirName(int64_t step);
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const CheckpointMeta& meta,
                                             const std::vector<ChunkState>& chunks, int keep_last = 0);
 
+// The same in three parts, for checkpoints written by several processes (the cluster):
+// one prepares the temporary folder, every process writes its stages' shards into it, and
+// once all have, one commits (manifest, rename). Until the commit the folder is invisible
+// to FindLatestCheckpoint, so a checkpoint is complete only when every part is written.
+struct ShardRecord {
+  std::string file;  // name inside the folder: stage_<S>.safetensors
+  int stage = 0;
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+};
+// Creates ROOT/.step_NNNNNNNN.tmp empty (removing a stale one); returns it.
+absl::StatusOr<std::string> BeginCheckpoint(const std::string& root, int64_t step);
+// Writes one shard per stage of `chunks` into `tmp_dir` (fsync'ed); returns what it wrote.
+absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string& tmp_dir,
+                                                               const std::vector<ChunkState>& chunks);
+// Writes the manifest of `shards` (each stage once; every file present with its size) and
+// moves the folder into place as WriteCheckpoint does. Returns the folder.
+absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const CheckpointMeta& meta,
+                                             const std::vector<ShardRecord>& shards, int keep_last = 0);
+
 // Parses the manifest and checks every shard's size and CRC-32. DataLoss naming the file
 // for a checksum mismatch, a truncated or missing shard, or a malformed manifest.
 absl::StatusOr<CheckpointInfo> VerifyCheckpoint(const std::string& dir);
@@ -69,6 +89,10 @@ absl::StatusOr<CheckpointInfo> FindLatestCheckpoint(const std::string& root,
 // loads it. InvalidArgument naming the tensor when the model and checkpoint differ.
 absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
                                bool with_optimizer);
+// As RestoreCheckpoint for a part of the model (one process's chunks): tensors of chunks
+// held elsewhere are left alone instead of being an error.
+absl::Status RestoreCheckpointPart(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
+                                   bool with_optimizer);
 
 }  // namespace stagehand::runtime
 

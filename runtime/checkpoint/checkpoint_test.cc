@@ -193,6 +193,44 @@ TEST(CheckpointTest, KeepsTheNewestAndReplacesASameStepFolder) {
   EXPECT_EQ(names, (std::vector<std::string>{"step_00000002", "step_00000003"}));
 }
 
+TEST(CheckpointTest, PartsWrittenSeparatelyCommitToTheSameFilesAsOneWriter) {
+  TrainingRun r = Build(3);
+  TrainSteps(r, 1, 2);
+  const std::string whole_root = TempRoot("parts_whole"), root = TempRoot("parts");
+  std::vector<ChunkState> all = States(r, {0, 1, 2});
+  ASSERT_TRUE(WriteCheckpoint(whole_root, Meta(2), all).ok());
+  absl::StatusOr<std::string> tmp = BeginCheckpoint(root, 2);
+  ASSERT_TRUE(tmp.ok()) << tmp.status();
+  std::vector<ShardRecord> records;
+  for (const ChunkState& part : all) {  // one "process" per stage
+    absl::StatusOr<std::vector<ShardRecord>> written = WriteCheckpointShards(*tmp, {part});
+    ASSERT_TRUE(written.ok()) << written.status();
+    std::vector<std::string> skipped;  // not visible before the commit
+    EXPECT_EQ(FindLatestCheckpoint(root, &skipped).status().code(), absl::StatusCode::kNotFound);
+    records.insert(records.end(), written->begin(), written->end());
+  }
+  absl::StatusOr<std::string> dir = CommitCheckpoint(root, Meta(2), records);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  for (const char* file : {"manifest.json", "stage_0.safetensors", "stage_1.safetensors", "stage_2.safetensors"}) {
+    std::ifstream a(whole_root + "/step_00000002/" + file, std::ios::binary), b(*dir + "/" + file, std::ios::binary);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}))
+        << file;
+  }
+  // A part restores one process's chunks; the whole-model restore refuses the same subset.
+  TrainingRun other = Build(3, 99);
+  absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(*dir);
+  ASSERT_TRUE(info.ok()) << info.status();
+  std::vector<ChunkState> middle = {States(other, {0, 1, 2})[1]};
+  EXPECT_FALSE(RestoreCheckpoint(*info, middle, true).ok());
+  ASSERT_TRUE(RestoreCheckpointPart(*info, middle, true).ok());
+  EXPECT_EQ(other.states[1].m, r.states[1].m);
+  EXPECT_EQ(CollectParameters({other.chunks[1]})[0].data, CollectParameters({r.chunks[1]})[0].data);
+  // A shard the commit was told about but that is missing or shorter is refused.
+  records.push_back({"stage_7.safetensors", 7, 10, 0});
+  ASSERT_TRUE(BeginCheckpoint(root, 4).ok());
+  EXPECT_EQ(CommitCheckpoint(root, Meta(4), {records.back()}).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(CheckpointTest, RestoringIntoAnotherModelNamesTheTensor) {
   TrainingRun r = Build(1);
   const std::string root = TempRoot("mismatch");
