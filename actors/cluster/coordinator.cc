@@ -1,12 +1,14 @@
 // Coordinator behaviour.
 #include "actors/cluster/coordinator.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actors/cluster/gates.h"
 #include "actors/cluster/placement.h"
+#include "runtime/io/loss_curve.h"
 
 namespace stagehand::actors::cluster {
 namespace {
@@ -34,6 +36,131 @@ void StopAll(Self* self, const std::string& reason) {
   for (const auto& [rank, join] : st.joined) self->send(join.worker, ClusterAbort{reason});
 }
 
+void RunStep(Self* self, int64_t step);
+
+// Every other rank saves and says so before rank 0 (the coordinator's node) leaves. Rank 0
+// leaves last; its leaving is not a loss.
+void Finish(Self* self) {
+  auto& st = self->state;
+  if (st.last_step < st.options.steps) {
+    std::printf("stopped after step %lld of %lld (--exit_after); continue with --resume\n",
+                static_cast<long long>(st.last_step), static_cast<long long>(st.options.steps));
+  }
+  if (!st.options.checkpoint_dir.empty()) {
+    runtime::LossCurve curve;
+    curve.title = absl::StrFormat("%s: %zu layers, d_model %d, %s tokens",
+                                  st.options.meta.run.value("data", nlohmann::json::object()).value("path", ""),
+                                  st.options.meta.model.layers.size(), st.options.meta.model.d_model,
+                                  st.options.meta.tokenizer.kind);
+    for (size_t i = 0; i < st.losses.size(); ++i) curve.train.emplace_back(i + 1, st.losses[i]);
+    const std::string svg = st.options.checkpoint_dir + "/loss_curve.svg";
+    if (absl::Status s = runtime::WriteLossCurveSvg(svg, curve); !s.ok()) {
+      StopAll(self, std::string(s.message()));
+      return;
+    }
+    std::printf("loss curve: %s\n", svg.c_str());
+  }
+  std::fflush(stdout);
+  auto rank0 = st.joined.at(0).worker;
+  auto finish_rank0 = [=] {
+    self->state.finished.insert(0);
+    self->send(rank0, finish_atom::value);
+  };
+  if (st.joined.size() == 1) finish_rank0();
+  for (const auto& [rank, join] : st.joined) {
+    if (rank == 0) continue;
+    self->request(join.worker, std::chrono::seconds(120), finish_atom::value)
+        .then(
+            [=](caf::ok_atom) {
+              auto& st = self->state;
+              st.finished.insert(rank);
+              if (st.finished.size() + 1 == st.joined.size()) finish_rank0();
+            },
+            [=](caf::error& e) {
+              StopAll(self, absl::StrCat("rank ", rank, " did not finish: ", self->system().render(e)));
+            });
+  }
+}
+
+// Empty when `part` is rank `rank`'s valid answer to the order of step `step`.
+std::string CheckPart(Self* self, int rank, int64_t step, const CheckpointPart& part) {
+  const auto& st = self->state;
+  if (!part.error.empty()) return part.error;
+  if (part.rank != rank || part.step != step) {
+    return absl::StrCat("answered as rank ", part.rank, " for step ", part.step);
+  }
+  const size_t n = part.files.size();
+  if (part.stages.size() != n || part.bytes.size() != n || part.crc32.size() != n) {
+    return "shard lists of different lengths";
+  }
+  std::vector<int> stages = part.stages;
+  std::sort(stages.begin(), stages.end());
+  if (stages != StagesOfRank(st.options.spec.num_stages, st.options.world_size, rank)) {
+    return "shards of stages it does not hold";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (part.files[i] != absl::StrCat("stage_", part.stages[i], ".safetensors")) {
+      return absl::StrCat("unexpected shard file name '", part.files[i], "'");
+    }
+  }
+  return "";
+}
+
+void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) {
+  auto& st = self->state;
+  if (st.stopping) return;
+  if (std::string bad = CheckPart(self, rank, step, part); !bad.empty()) {
+    StopAll(self, absl::StrCat("rank ", rank, " (", NodeOf(self), ") did not write its part of the checkpoint of step ",
+                               step, ": ", bad));
+    return;
+  }
+  st.parts[rank] = std::move(part);
+  if (static_cast<int>(st.parts.size()) < st.options.world_size) return;
+  std::vector<runtime::ShardRecord> records;
+  for (const auto& [r, p] : st.parts) {
+    for (size_t i = 0; i < p.files.size(); ++i) records.push_back({p.files[i], p.stages[i], p.bytes[i], p.crc32[i]});
+  }
+  runtime::CheckpointMeta meta = st.options.meta;
+  meta.step = step;
+  meta.run["history"]["train_loss"] = st.losses;
+  absl::StatusOr<std::string> dir =
+      runtime::CommitCheckpoint(st.options.checkpoint_dir, meta, records, st.options.keep_checkpoints);
+  if (!dir.ok()) {
+    StopAll(self, absl::StrCat("checkpoint of step ", step, ": ", dir.status().message()));
+    return;
+  }
+  std::printf("checkpoint: step %lld in %s\n", static_cast<long long>(step), dir->c_str());
+  std::fflush(stdout);
+  std::function<void()> next = std::move(st.after_checkpoint);
+  st.after_checkpoint = nullptr;
+  next();
+}
+
+// Asks every rank for its shards of step `step`, commits, then runs `next`.
+void Checkpoint(Self* self, int64_t step, std::function<void()> next) {
+  auto& st = self->state;
+  absl::StatusOr<std::string> tmp = runtime::BeginCheckpoint(st.options.checkpoint_dir, step);
+  if (!tmp.ok()) {
+    StopAll(self, absl::StrCat("checkpoint of step ", step, ": ", tmp.status().message()));
+    return;
+  }
+  st.parts.clear();
+  st.after_checkpoint = std::move(next);
+  for (const auto& [rank, join] : st.joined) {
+    self->request(join.worker, std::chrono::seconds(600), CheckpointOrder{step, *tmp})
+        .then([=](CheckpointPart& part) { OnCheckpointPart(self, rank, step, part); },
+              [=](caf::error& e) {
+                StopAll(self, absl::StrCat("rank ", rank, " did not write its part of the checkpoint of step ",
+                                           step, ": ", self->system().render(e)));
+              });
+  }
+}
+
+bool CheckpointDue(const CoordinatorState& st, int64_t step) {
+  if (st.options.checkpoint_dir.empty()) return false;
+  return step == st.last_step || (st.options.checkpoint_every > 0 && step % st.options.checkpoint_every == 0);
+}
+
 void RunStep(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
@@ -50,33 +177,24 @@ void RunStep(Self* self, int64_t step) {
           StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
           return;
         }
-        std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
-                    out.loss, out.grad_norm, out.loss);
-        std::fflush(stdout);
-        if (step < st.options.steps) {
-          RunStep(self, step + 1);
-          return;
+        st.losses.resize(step - 1);
+        st.losses.push_back(out.loss);
+        if (step % st.options.log_every == 0 || step == st.last_step) {
+          std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
+                      out.loss, out.grad_norm, out.loss);
+          std::fflush(stdout);
         }
-        // Every other rank saves and says so before rank 0 (the coordinator's node) leaves.
-        // Rank 0 leaves last; its leaving is not a loss.
-        auto rank0 = st.joined.at(0).worker;
-        auto finish_rank0 = [=] {
-          self->state.finished.insert(0);
-          self->send(rank0, finish_atom::value);
+        auto next = [=] {
+          if (step < self->state.last_step) {
+            RunStep(self, step + 1);
+          } else {
+            Finish(self);
+          }
         };
-        if (st.joined.size() == 1) finish_rank0();
-        for (const auto& [rank, join] : st.joined) {
-          if (rank == 0) continue;
-          self->request(join.worker, std::chrono::seconds(120), finish_atom::value)
-              .then(
-                  [=](caf::ok_atom) {
-                    auto& st = self->state;
-                    st.finished.insert(rank);
-                    if (st.finished.size() + 1 == st.joined.size()) finish_rank0();
-                  },
-                  [=](caf::error& e) {
-                    StopAll(self, absl::StrCat("rank ", rank, " did not finish: ", self->system().render(e)));
-                  });
+        if (CheckpointDue(st, step)) {
+          Checkpoint(self, step, next);
+        } else {
+          next();
         }
       },
       [=](caf::error& e) { StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e))); });
@@ -130,6 +248,9 @@ void OnJoin(Self* self, JoinRequest& req, JoinReply& reply) {
   } else if (req.config != st.options.config) {
     reply.reason = absl::StrCat("configuration differs from rank 0's: '", req.config, "' vs '",
                                 st.options.config, "'");
+  } else if (req.start_step + 1 != st.options.first_step) {
+    reply.reason = absl::StrCat("it resumes after step ", req.start_step, ", rank 0 after step ",
+                                st.options.first_step - 1, " (different checkpoints?)");
   } else if (st.stopping || st.ready.size() == static_cast<size_t>(st.options.world_size)) {
     reply.reason = "the cluster is no longer admitting workers";
   }
@@ -178,6 +299,14 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
   auto& st = self->state;
   st.options = std::move(options);
   st.driver = std::move(driver);
+  st.last_step = st.options.stop_after > 0 && st.options.stop_after < st.options.steps ? st.options.stop_after
+                                                                                       : st.options.steps;
+  const nlohmann::json& history = st.options.meta.run.value("history", nlohmann::json::object());
+  for (const nlohmann::json& loss : history.value("train_loss", nlohmann::json::array())) {
+    if (loss.is_number() && static_cast<int64_t>(st.losses.size()) + 1 < st.options.first_step) {
+      st.losses.push_back(loss.get<double>());
+    }
+  }
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.driver,
                                                           caf::actor_cast<caf::actor>(self)});
   self->set_down_handler([=](caf::down_msg& down) {
@@ -205,9 +334,13 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
         if (static_cast<int>(st.ready.size()) < st.options.world_size) return;
         std::printf("cluster: %d workers joined and connected; running steps %lld..%lld\n",
                     st.options.world_size, static_cast<long long>(st.options.first_step),
-                    static_cast<long long>(st.options.steps));
+                    static_cast<long long>(st.last_step));
         std::fflush(stdout);
         self->send(st.driver, st.stage_gates);
+        if (st.options.first_step > st.last_step) {
+          Finish(self);  // resumed from the run's last step: nothing left but saving
+          return;
+        }
         RunStep(self, st.options.first_step);
       },
       [=](const Heartbeat& beat) {
@@ -220,6 +353,10 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
         auto& st = self->state;
         if (st.stopping) return;
         const auto now = std::chrono::steady_clock::now();
+        if (st.after_checkpoint) {
+          // Ranks writing shards send no heartbeats; a lost connection still shows at once.
+          for (auto& [rank, when] : st.last_heartbeat) when = now;
+        }
         for (const auto& [rank, when] : st.last_heartbeat) {
           double silent = std::chrono::duration<double>(now - when).count();
           if (silent > st.options.heartbeat_timeout_s && st.finished.count(rank) == 0) {

@@ -6,6 +6,7 @@
 #define STAGEHAND_ACTORS_CLUSTER_COORDINATOR_H_
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 #include "actors/cluster/cluster_messages.h"
 #include "actors/messages.h"
 #include "caf/all.hpp"
+#include "runtime/checkpoint/checkpoint.h"
 #include "runtime/step_spec.h"
 
 namespace stagehand::actors::cluster {
@@ -23,10 +25,21 @@ struct CoordinatorOptions {
   int world_size = 1;
   std::string config;          // every worker must present the same text
   runtime::StepSpec spec;
-  int64_t first_step = 1;
-  int64_t steps = 1;           // last step to run
+  int64_t first_step = 1;      // the step after the restored checkpoint's (1 without one)
+  int64_t steps = 1;           // the run's length
+  int64_t stop_after = 0;      // stop cleanly after this step when 0 < stop_after < steps
+  int log_every = 1;           // print every this many steps' line (and the last)
   double hang_timeout_s = 60;  // a step running longer is reported, then the run stops
   double heartbeat_timeout_s = 8;
+  // Checkpoints (none when `checkpoint_dir` is empty): after every `checkpoint_every`-th step
+  // (0: none in between) and after the last step run. Every rank writes its stages' shards
+  // into the temporary folder; the coordinator commits once all have (runtime/checkpoint).
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  int keep_checkpoints = 0;
+  // Model, tokenizer and run description of the manifests; run["history"]["train_loss"]
+  // holds the losses before first_step, and the coordinator appends each step's.
+  runtime::CheckpointMeta meta;
 };
 
 struct CoordinatorState {
@@ -42,6 +55,10 @@ struct CoordinatorState {
   std::vector<int> stage_rank;
   std::vector<caf::actor> stage_gates;
   int64_t step = 0;
+  int64_t last_step = 0;                    // steps, or stop_after
+  std::vector<double> losses;               // train losses, step 1 at index 0 (resumed ones too)
+  std::map<int, CheckpointPart> parts;      // rank -> its part of the checkpoint being written
+  std::function<void()> after_checkpoint;   // what follows the checkpoint being written
   bool running = false;
   bool stopping = false;
   std::vector<StageReport> reports;         // hang probe answers

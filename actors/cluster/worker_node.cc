@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -51,8 +52,9 @@ class ActionLog {
 // A StageWork that records each action it starts in an ActionLog, then runs it.
 class RecordingStageWork : public runtime::StageWork {
  public:
-  RecordingStageWork(std::unique_ptr<runtime::StageWork> inner, int stage, ActionLog* log)
-      : inner_(std::move(inner)), stage_(stage), log_(log) {}
+  RecordingStageWork(std::unique_ptr<runtime::StageWork> inner, int stage, ActionLog* log,
+                     int64_t kill_at_step)
+      : inner_(std::move(inner)), stage_(stage), log_(log), kill_at_step_(kill_at_step) {}
   void BeginStep(int64_t step) override {
     step_ = step;
     Note("begin step", -1, -1);
@@ -61,6 +63,10 @@ class RecordingStageWork : public runtime::StageWork {
   absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
                        double* loss) override {
     Note("F", c, mb);
+    if (step_ == kill_at_step_ && mb == 1) {  // the restart test's fault: mid-step, no goodbye
+      std::fflush(stdout);
+      raise(SIGKILL);
+    }
     return inner_->Forward(c, mb, in, out, loss);
   }
   absl::Status BackwardInput(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
@@ -99,6 +105,7 @@ class RecordingStageWork : public runtime::StageWork {
   std::unique_ptr<runtime::StageWork> inner_;
   int stage_;
   ActionLog* log_;
+  int64_t kill_at_step_;
   int64_t step_ = 0;
 };
 
@@ -106,9 +113,10 @@ class RecordingStageWork : public runtime::StageWork {
 // ends: actors refer to lanes, works and the transport. Deliberately never destroyed; the
 // process exits right after RunWorker returns.
 struct Node {
-  std::unique_ptr<runtime::Corpus> corpus;
   std::unique_ptr<runtime::WindowSampler> sampler;
   std::map<int, std::unique_ptr<runtime::Chunk>> chunks;  // global chunk index -> chunk
+  std::vector<runtime::OptimizerState> optimizer_states;  // by global chunk index
+  std::vector<runtime::ChunkState> chunk_states;          // this rank's, for checkpoints
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
@@ -133,6 +141,34 @@ absl::StatusOr<caf::actor> ConnectToCoordinator(caf::actor_system& sys, const Wo
                                              " s: ", last));
 }
 
+// This rank's shards of the checkpoint of `order.step`, written into `order.dir` (checked:
+// it must be this run's temporary folder of that step).
+CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o, const CheckpointOrder& order) {
+  CheckpointPart part;
+  part.rank = o.rank;
+  part.step = order.step;
+  const std::string expected =
+      absl::StrCat(o.checkpoint_dir, "/.", runtime::CheckpointDirName(order.step), ".tmp");
+  if (o.checkpoint_dir.empty() || order.step < 1 || order.step > o.steps || order.dir != expected) {
+    part.error = absl::StrCat("refused a checkpoint order for step ", order.step, " into '", order.dir,
+                              "' (this rank writes checkpoints of steps 1..", o.steps, " under '",
+                              o.checkpoint_dir, "')");
+    return part;
+  }
+  absl::StatusOr<std::vector<runtime::ShardRecord>> shards = runtime::WriteCheckpointShards(order.dir, node.chunk_states);
+  if (!shards.ok()) {
+    part.error = std::string(shards.status().message());
+    return part;
+  }
+  for (const runtime::ShardRecord& r : *shards) {
+    part.files.push_back(r.file);
+    part.stages.push_back(r.stage);
+    part.bytes.push_back(r.bytes);
+    part.crc32.push_back(r.crc32);
+  }
+  return part;
+}
+
 absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
   if (o.save_params.empty()) return absl::OkStatus();
   std::vector<runtime::Chunk*> held;
@@ -153,10 +189,11 @@ std::string RankFile(const std::string& path, int rank) {
 absl::Status RunWorker(const WorkerOptions& o) {
   const std::string me = absl::StrCat("rank ", o.rank);
   // 1. The step and this rank's stages and chunks.
-  absl::StatusOr<const runtime::PlannerDefinition*> planner =
-      runtime::PlannerRegistry::Default().Get(o.planner);
-  if (!planner.ok()) return planner.status();
-  absl::StatusOr<runtime::StepSpec> spec_or = (*planner)->MakeSpec(o.planner_options);
+  if (o.planner == nullptr || o.dataset == nullptr) {
+    return absl::InvalidArgumentError("RunWorker needs a planner and a dataset");
+  }
+  const runtime::PlannerDefinition* planner = o.planner;
+  absl::StatusOr<runtime::StepSpec> spec_or = planner->MakeSpec(o.planner_options);
   if (!spec_or.ok()) return spec_or.status();
   const runtime::StepSpec spec = *spec_or;
   const int P = spec.num_stages;
@@ -166,11 +203,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   }
   const std::vector<int> stages = StagesOfRank(P, o.world_size, o.rank);
   auto* node = new Node();  // never freed: see Node
-  absl::StatusOr<runtime::Corpus> corpus = runtime::LoadByteCorpus(o.data, 0.1, o.chunk.seq_len + 1);
-  if (!corpus.ok()) return corpus.status();
-  node->corpus = std::make_unique<runtime::Corpus>(std::move(*corpus));
-  node->sampler = std::make_unique<runtime::WindowSampler>(&node->corpus->train, o.chunk.micro_batch_size,
-                                                           o.chunk.seq_len, o.model.seed);
+  node->sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
+      o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   absl::StatusOr<std::vector<models::ChunkSpec>> cuts =
@@ -182,6 +216,26 @@ absl::Status RunWorker(const WorkerOptions& o) {
         runtime::Chunk::Create(o.model, (*cuts)[c], chunk_options);
     if (!chunk.ok()) return chunk.status();
     node->chunks[c] = std::move(*chunk);
+  }
+  // AdamW moments where checkpoints find them; then the checkpoint to continue from.
+  runtime::OptimizerConfig optimizer = o.optimizer;
+  node->optimizer_states.resize(spec.num_chunks);
+  optimizer.states = &node->optimizer_states;
+  for (const auto& [c, chunk] : node->chunks) {
+    node->chunk_states.push_back({chunk.get(), &node->optimizer_states[c], spec.chunk_to_stage[c]});
+  }
+  int64_t start_step = 0;
+  if (!o.resume_dir.empty()) {
+    absl::StatusOr<runtime::CheckpointInfo> info = runtime::VerifyCheckpoint(o.resume_dir);
+    if (!info.ok()) return info.status();
+    if (absl::Status s = runtime::RestoreCheckpointPart(*info, node->chunk_states, /*with_optimizer=*/true);
+        !s.ok()) {
+      return s;
+    }
+    start_step = info->meta.step;
+    std::printf("%s: resumed from %s (step %lld)\n", me.c_str(), info->dir.c_str(),
+                static_cast<long long>(start_step));
+    std::fflush(stdout);
   }
   absl::StatusOr<std::unique_ptr<runtime::UcxTransport>> transport = runtime::UcxTransport::Create();
   if (!transport.ok()) return transport.status();
@@ -199,8 +253,15 @@ absl::Status RunWorker(const WorkerOptions& o) {
     co.world_size = o.world_size;
     co.config = o.config_text;
     co.spec = spec;
+    co.first_step = start_step + 1;
     co.steps = o.steps;
+    co.stop_after = o.stop_after;
+    co.log_every = o.log_every;
     co.hang_timeout_s = o.hang_timeout_s;
+    co.checkpoint_dir = o.checkpoint_dir;
+    co.checkpoint_every = o.checkpoint_every;
+    co.keep_checkpoints = o.keep_checkpoints;
+    co.meta = o.checkpoint_meta;
     caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
     caf::actor coordinator = sys.spawn(Coordinator, co, driver);
     caf::expected<uint16_t> port = sys.middleman().publish(
@@ -220,7 +281,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
-                   self_handle, node->transport->address()};
+                   self_handle, node->transport->address(), start_step};
   JoinReply reply;
   absl::Status status;
   self->request(*coordinator, std::chrono::seconds(30), join)
@@ -244,12 +305,12 @@ absl::Status RunWorker(const WorkerOptions& o) {
     }
     node->works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node->sampler.get(),
-                                                  spec.num_microbatches, o.optimizer),
-        s, &node->log));
+                                                  spec.num_microbatches, optimizer),
+        s, &node->log, o.kill_at_step));
     node->lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
     ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), caf::actor{}, self_handle,
                        o.withhold_receive};
-    StageActorInit si{s, spec, *planner, node->lanes.back().get(), node->works.back().get(),
+    StageActorInit si{s, spec, planner, node->lanes.back().get(), node->works.back().get(),
                       reply.driver, caf::actor{}};
     // The stage needs its comm and the comm its stage: the comm starts by waiting for the
     // stage's handle, then becomes a ClusterComm.
@@ -315,6 +376,9 @@ absl::Status RunWorker(const WorkerOptions& o) {
             end = End::kFinished;
           }
           return caf::ok_atom::value;
+        },
+        [&](const CheckpointOrder& order) -> CheckpointPart {
+          return WriteCheckpointPart(*node, o, order);
         },
         [&](const ClusterAbort& a) {
           abort_reason = a.reason;

@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "models/gpt_config.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/data/dataset.h"
 #include "runtime/planner.h"
 #include "runtime/train/training.h"
 
@@ -25,18 +27,29 @@ struct WorkerOptions {
   std::string token;
   double join_timeout_s = 60;
   // Training: must be the same on every rank (checked at join via `config_text`).
-  models::GptConfig model;
+  models::GptConfig model;                       // vocab_size: the tokenizer's
   models::ChunkOptions chunk;
-  std::string planner;
+  const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
-  runtime::OptimizerConfig optimizer;
+  runtime::OptimizerConfig optimizer;            // `states` is set here
   int steps = 1;
-  std::string data;
+  int stop_after = 0;                            // --exit_after: stop cleanly after this step
+  int log_every = 1;
+  const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
   std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
   double hang_timeout_s = 60;
   std::string config_text;
-  // Test hook (hang report): this rank never posts its Nth receive. 0 = off.
+  // Checkpoints: each rank writes its stages' shards into the checkpoint's temporary folder,
+  // rank 0 commits the manifest once every rank has (a checkpoint is complete only then).
+  std::string checkpoint_dir;                    // empty: none
+  int checkpoint_every = 0;
+  int keep_checkpoints = 0;
+  runtime::CheckpointMeta checkpoint_meta;       // model, tokenizer, run description and history
+  std::string resume_dir;                        // a verified checkpoint to start from; empty: step 0
+  // Test hooks. Hang report: this rank never posts its Nth receive (0 = off). Restarts:
+  // this rank kills itself with SIGKILL in the forward pass of step kill_at_step (0 = off).
   int withhold_receive = 0;
+  int64_t kill_at_step = 0;
 };
 
 // "<stem>.rank<R>.safetensors" for save_params "<stem>.safetensors" (or "<path>.rank<R>").

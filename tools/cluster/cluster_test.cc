@@ -23,7 +23,10 @@
 
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/data/tokenizer.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/train/training.h"
 
@@ -176,11 +179,17 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
   return a;
 }
 
-// The same configuration in one process (tools/launch's defaults for what Config omits).
+// The same configuration in one process, as tools/launch runs it (data packed by
+// runtime/data, cosine LR schedule to 0.1 of --lr at --steps).
 void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params) {
-  auto corpus = runtime::LoadByteCorpus(Corpus(), 0.1, c.seq_len + 1);
-  ASSERT_TRUE(corpus.ok()) << corpus.status();
-  runtime::WindowSampler sampler(&corpus->train, c.micro_batch_size, c.seq_len, c.seed);
+  runtime::DatasetOptions data;
+  data.path = Corpus();
+  data.seq_len = c.seq_len;
+  runtime::ByteTokenizer bytes;
+  auto dataset = runtime::LoadDataset(data, bytes);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  runtime::WindowSampler sampler =
+      runtime::MakeSampler(dataset->train, c.micro_batch_size, c.seq_len, c.microbatches, c.seed);
   actors::ModelPipelineOptions o;
   o.model = models::UniformGpt(c.layers, c.d_model, c.heads, 256, c.seq_len, c.seed);
   o.chunk = models::ChunkOptions{c.micro_batch_size, c.seq_len, c.microbatches};
@@ -192,6 +201,7 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   o.optimizer.adamw.learning_rate = 2e-3;
   o.optimizer.adamw.weight_decay = 0.0;
   o.optimizer.grad_clip = 1.0;
+  o.optimizer.schedule = runtime::LearningRateSchedule{0, c.steps, 0.1};
   auto mp = actors::BuildModelPipeline(o, &sampler);
   ASSERT_TRUE(mp.ok()) << mp.status();
   for (int step = 1; step <= c.steps; ++step) {
@@ -202,24 +212,19 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   *params = runtime::CollectParameters(mp->chunk_pointers());
 }
 
-void ExpectSameAsOneProcess(const Config& c, int nprocs) {
-  const std::string params = TempDir() + "/params_" + std::to_string(nprocs) + ".safetensors";
-  Process launch(LaunchArgs(c, nprocs, {"--save_params=" + params}));
-  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
-  std::vector<double> losses;
-  std::vector<runtime::NamedTensor> expected;
-  OneProcess(c, &losses, &expected);
+// Step -> loss (as its hex bits) from rank 0's lines; a step printed twice (run again after
+// a restart) keeps its last value.
+std::map<int, double> StepLosses(const std::string& out) {
   std::regex re("step (\\d+) loss \\S+ grad_norm \\S+ bits (\\S+)");
-  std::vector<double> got;
-  const std::string& out = launch.output();
+  std::map<int, double> got;
   for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) {
-    got.push_back(std::strtod((*it)[2].str().c_str(), nullptr));
+    got[std::stoi((*it)[1])] = std::strtod((*it)[2].str().c_str(), nullptr);
   }
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i] << " vs one process " << losses[i];
-  }
+  return got;
+}
+
+// Every rank's --save_params file, merged by tensor name.
+void ExpectParametersEqual(const std::string& params, int nprocs, const std::vector<runtime::NamedTensor>& expected) {
   std::map<std::string, runtime::NamedTensor> merged;
   for (int r = 0; r < nprocs; ++r) {
     std::string file = params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
@@ -234,6 +239,22 @@ void ExpectSameAsOneProcess(const Config& c, int nprocs) {
     EXPECT_EQ(it->second.shape, t.shape) << t.name;
     EXPECT_TRUE(it->second.data == t.data) << t.name << " differs from the one-process run";
   }
+}
+
+void ExpectSameAsOneProcess(const Config& c, int nprocs) {
+  const std::string params = TempDir() + "/params_" + std::to_string(nprocs) + ".safetensors";
+  Process launch(LaunchArgs(c, nprocs, {"--save_params=" + params}));
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  std::map<int, double> got = StepLosses(launch.output());
+  ASSERT_EQ(got.size(), losses.size()) << launch.output();
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
+  }
+  ExpectParametersEqual(params, nprocs, expected);
 }
 
 TEST(Cluster, FourWorkersGiveBitwiseTheOneProcessLossesAndParameters) {
@@ -307,6 +328,85 @@ TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
   EXPECT_NE(out.find("receive withheld by the test hook"), std::string::npos) << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("stage 0: .*wait"))) << out;
   for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
+}
+
+TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithoutFailure) {
+  Config c;
+  c.steps = 6;
+  const std::string params = TempDir() + "/restart.safetensors", root = TempDir() + "/restart_ckpt";
+  // Rank 2 SIGKILLs itself in step 4's forward pass on the first attempt only, after the
+  // checkpoint of step 2 and before that of step 4.
+  Process launch(LaunchArgs(c, 4, {"--save_params=" + params, "--checkpoint_dir=" + root,
+                                   "--checkpoint_every=2", "--restarts=1"}),
+                 {"STAGEHAND_TEST_KILL=2:4"});
+  const int code = launch.Wait(150);
+  const std::string& out = launch.output();
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("checkpoint: step 2 in " + root + "/step_00000002"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("launch: rank 2 \\(pid \\d+\\) was killed by signal 9; its last "
+                                                "action: [^;\\n]*; restarting the cluster "
+                                                "\\(restart 1 of 1\\) from the checkpoint of step 2")))
+      << out;
+  EXPECT_NE(out.find("resumed from " + root + "/step_00000002 (step 2)"), std::string::npos) << out;
+  EXPECT_NE(out.find("running steps 3..6"), std::string::npos) << out;
+  EXPECT_NE(out.find("launch: all 4 workers finished (after 1 restart)"), std::string::npos) << out;
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs the run without failure " << losses[i];
+  }
+  ExpectParametersEqual(params, 4, expected);
+  // The last checkpoint is complete (every rank's shard, checksums) and holds every loss.
+  std::vector<std::string> skipped;
+  auto info = runtime::FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->meta.step, 6);
+  EXPECT_EQ(info->shards.size(), 4u);
+  EXPECT_EQ(info->meta.run["history"]["train_loss"].get<std::vector<double>>(), losses);
+  std::vector<pid_t> pids = WorkerPids(out);
+  EXPECT_EQ(pids.size(), 8u) << out;
+  for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid << " outlived the launch";
+}
+
+TEST(Cluster, WhenRestartsAreUsedUpTheLaunchFailsNamingTheDeadRank) {
+  Config c;
+  c.steps = 4;
+  const std::string root = TempDir() + "/exhausted_ckpt";
+  // Rank 1 dies in step 2 on every attempt.
+  Process launch(LaunchArgs(c, 4, {"--checkpoint_dir=" + root, "--checkpoint_every=1", "--restarts=1"}),
+                 {"STAGEHAND_TEST_KILL=1:2:9"});
+  const int code = launch.Wait(120);
+  const std::string& out = launch.output();
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("restarting the cluster (restart 1 of 1) from the checkpoint of step 1"), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("launch: error: rank 1 \\(pid \\d+\\) was killed by signal 9; its "
+                                                "last action: [^\\n]* \\(restarts used: 1 of 1\\)")))
+      << out;
+  for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
+}
+
+TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
+  Config c;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--restarts=1"}, "--restarts needs --checkpoint_dir"},
+      {{"--restarts=-1", "--checkpoint_dir=" + TempDir()}, "--restarts=-1 must not be negative"},
+      {{"--export=" + TempDir() + "/x.safetensors"}, "--export and --init_from are not supported with --nprocs"},
+      {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
+      {{"--eval_every=5"}, "held-out evaluation (--eval_every, --eval_batches) is not supported"},
+      {{"--trace=" + TempDir() + "/t.json"}, "--trace is not supported with --nprocs"},
+      {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
+  };
+  for (const auto& [flags, message] : cases) {
+    Process launch(LaunchArgs(c, 2, flags));
+    const int code = launch.Wait(20);
+    EXPECT_EQ(code, 2) << flags[0] << "\n" << launch.output();
+    EXPECT_NE(launch.output().find(message), std::string::npos) << flags[0] << "\n" << launch.output();
+    EXPECT_EQ(launch.output().find("launch: rank 0 pid"), std::string::npos) << "started workers for " << flags[0];
+  }
 }
 
 }  // namespace

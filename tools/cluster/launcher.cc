@@ -25,12 +25,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "tools/cluster/rank_env.h"
+#include "tools/train_flags.h"
 
 ABSL_FLAG(int, nprocs, 0, "start this many worker processes (one or more stages each) on this host");
 ABSL_FLAG(std::string, hostfile, "", "start workers over ssh on the hosts listed here (host [slots=N] per line)");
 ABSL_FLAG(std::string, bind, "127.0.0.1", "address the coordinator (rank 0) listens on");
 ABSL_FLAG(std::string, worker, "", "path of the tools/worker binary (default: beside launch)");
-ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
+ABSL_FLAG(int, restarts, 0,
+          "when a worker dies, restart the whole cluster from the last complete checkpoint up to "
+          "this many times (needs --checkpoint_dir; see --checkpoint_every)");
 
 namespace stagehand::tools {
 namespace {
@@ -82,13 +85,25 @@ std::string ShellQuote(const std::string& s) {
   return "'" + absl::StrReplaceAll(s, {{"'", "'\\''"}}) + "'";
 }
 
-// Forwards complete lines of `c`'s output with a rank prefix; remembers reported actions.
-void Forward(Child& c, const char* data, size_t n, std::map<int, std::string>& last_action) {
+// What the launcher learns from the workers' output during one attempt.
+struct AttemptLog {
+  std::map<int, std::string> last_action;  // rank -> as the coordinator reported it
+  bool cluster_up = false;                 // every worker joined and connected
+  int64_t checkpoint = -1;                 // the newest complete checkpoint's step
+};
+
+// Forwards complete lines of `c`'s output with a rank prefix; remembers reported actions,
+// the start of the run and complete checkpoints (rank 0's coordinator reports both).
+void Forward(Child& c, const char* data, size_t n, AttemptLog& log) {
+  std::map<int, std::string>& last_action = log.last_action;
   c.partial.append(data, n);
   size_t start = 0, nl;
   while ((nl = c.partial.find('\n', start)) != std::string::npos) {
     std::string line = c.partial.substr(start, nl - start);
     std::printf("[rank %d] %s\n", c.rank, line.c_str());
+    long long step = 0;
+    if (c.rank == 0 && line.find("workers joined and connected") != std::string::npos) log.cluster_up = true;
+    if (c.rank == 0 && std::sscanf(line.c_str(), "checkpoint: step %lld in ", &step) == 1) log.checkpoint = step;
     // The coordinator names a lost rank and what it last did.
     size_t lost = line.find("rank ");
     size_t action = line.find("last action: ");
@@ -146,30 +161,26 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
   return {ssh, "-o", "BatchMode=yes", host, absl::StrJoin(words, " ")};
 }
 
-int RunCluster(const ClusterLaunchOptions& o) {
+namespace {
+
+struct AttemptResult {
+  int code = 0;          // 0: every rank finished; 1: a rank failed; 130: interrupted
+  AttemptLog log;
+  std::string failure;   // "rank 2 (pid ...) was killed by signal 9; its last action: ..."
+};
+
+// One start of the whole cluster, watched to its end.
+AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::vector<std::string>& extra_args) {
+  AttemptResult result;
   const int N = o.nprocs;
-  if (N < 1) {
-    std::fprintf(stderr, "launch: error: --nprocs must be at least 1\n");
-    return 2;
-  }
-  if (access(o.worker.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "launch: error: worker binary '%s' not found (build //tools:worker or pass --worker)\n",
-                 o.worker.c_str());
-    return 2;
-  }
   bool remote = false;
   for (const std::string& h : o.hosts) remote |= !IsLocal(h);
-  if (remote && (o.bind == "127.0.0.1" || o.bind == "localhost")) {
-    std::fprintf(stderr, "launch: error: workers on other hosts cannot reach a coordinator bound to %s: "
-                         "pass --bind=<this host's address> (or 0.0.0.0)\n", o.bind.c_str());
-    return 2;
-  }
   absl::StatusOr<std::string> token = NewJoinToken();
   absl::StatusOr<int> port = FreePort(o.bind);
   if (!token.ok() || !port.ok()) {
-    std::fprintf(stderr, "launch: error: %s\n",
-                 std::string((token.ok() ? port.status() : token.status()).message()).c_str());
-    return 1;
+    result.code = 1;
+    result.failure = std::string((token.ok() ? port.status() : token.status()).message());
+    return result;
   }
   // Where the workers find rank 0: this host's bind address, or rank 0's remote host.
   std::string rank0_host = o.bind;
@@ -180,10 +191,6 @@ int RunCluster(const ClusterLaunchOptions& o) {
     gethostname(name, sizeof(name) - 1);
     rank0_host = remote ? std::string(name) : "127.0.0.1";
   }
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { g_interrupted = 1; };
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
 
   std::vector<Child> children(N);
   for (int r = 0; r < N; ++r) {
@@ -192,9 +199,11 @@ int RunCluster(const ClusterLaunchOptions& o) {
         {kWorldSizeVar, std::to_string(N)},
         {kCoordinatorVar, absl::StrCat(rank0_host, ":", *port)},
         {kTokenVar, *token},
-        {kBindVar, o.bind}};
+        {kBindVar, o.bind},
+        {"STAGEHAND_RESTART", std::to_string(restart)}};
     std::vector<std::string> argv = {o.worker};
     argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     const std::string host = o.hosts.empty() ? "" : o.hosts[r];
     if (!IsLocal(host)) {
       std::vector<std::pair<std::string, std::string>> remote_env = ForwardedEnvironment(environ);
@@ -203,8 +212,9 @@ int RunCluster(const ClusterLaunchOptions& o) {
     }
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
-      std::perror("launch: pipe");
-      return 1;
+      result.code = 1;
+      result.failure = absl::StrCat("pipe: ", std::strerror(errno));
+      return result;
     }
     const pid_t parent = getpid();
     pid_t pid = fork();
@@ -227,7 +237,7 @@ int RunCluster(const ClusterLaunchOptions& o) {
   }
   std::fflush(stdout);
 
-  std::map<int, std::string> last_action;
+  AttemptLog& log = result.log;
   int failed_rank = -1;
   std::chrono::steady_clock::time_point kill_at{};
   bool killing = false;
@@ -257,9 +267,9 @@ int RunCluster(const ClusterLaunchOptions& o) {
       char buf[65536];
       ssize_t n = read(c.fd, buf, sizeof(buf));
       if (n > 0) {
-        Forward(c, buf, n, last_action);
+        Forward(c, buf, n, log);
       } else if (n == 0 || errno != EINTR) {
-        if (!c.partial.empty()) Forward(c, "\n", 1, last_action);
+        if (!c.partial.empty()) Forward(c, "\n", 1, log);
         close(c.fd);
         c.fd = -1;
       }
@@ -298,25 +308,92 @@ int RunCluster(const ClusterLaunchOptions& o) {
       }
     }
   }
-  if (failed_rank < 0 && !g_interrupted) {
-    std::printf("launch: all %d workers finished\n", N);
-    return 0;
+  if (failed_rank < 0) {
+    result.code = g_interrupted ? 130 : 0;
+    return result;
   }
-  if (failed_rank < 0) return 130;
   const Child& dead = children[failed_rank];
-  auto it = last_action.find(failed_rank);
-  std::fprintf(stderr, "launch: error: rank %d (pid %d) %s; its last action: %s\n", failed_rank, dead.pid,
-               Describe(dead.status).c_str(),
-               it == last_action.end() ? "not reported (see its output above)" : it->second.c_str());
-  std::fflush(stderr);
-  return 1;
+  auto it = log.last_action.find(failed_rank);
+  result.code = 1;
+  result.failure = absl::StrCat("rank ", failed_rank, " (pid ", dead.pid, ") ", Describe(dead.status),
+                                "; its last action: ",
+                                it == log.last_action.end() ? "not reported (see its output above)" : it->second);
+  return result;
+}
+
+}  // namespace
+
+int RunCluster(const ClusterLaunchOptions& o) {
+  const int N = o.nprocs;
+  if (N < 1) {
+    std::fprintf(stderr, "launch: error: --nprocs must be at least 1\n");
+    return 2;
+  }
+  if (access(o.worker.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "launch: error: worker binary '%s' not found (build //tools:worker or pass --worker)\n",
+                 o.worker.c_str());
+    return 2;
+  }
+  bool remote = false;
+  for (const std::string& h : o.hosts) remote |= !IsLocal(h);
+  if (remote && (o.bind == "127.0.0.1" || o.bind == "localhost")) {
+    std::fprintf(stderr, "launch: error: workers on other hosts cannot reach a coordinator bound to %s: "
+                         "pass --bind=<this host's address> (or 0.0.0.0)\n", o.bind.c_str());
+    return 2;
+  }
+  if (o.restarts < 0) {
+    std::fprintf(stderr, "launch: error: --restarts=%d must not be negative\n", o.restarts);
+    return 2;
+  }
+  if (o.restarts > 0 && o.checkpoint_dir.empty()) {
+    std::fprintf(stderr, "launch: error: --restarts needs --checkpoint_dir (the cluster restarts from its "
+                         "last complete checkpoint)\n");
+    return 2;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_interrupted = 1; };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  int64_t checkpoint = -1;  // the newest complete checkpoint this launch wrote
+  for (int restart = 0;; ++restart) {
+    std::vector<std::string> extra;
+    if (restart > 0) {
+      // From this launch's newest checkpoint; without one, from where the first attempt
+      // started (the newest with --resume, else step 0).
+      extra.push_back(absl::StrCat("--resume_step=", checkpoint >= 0 ? checkpoint : (o.resume ? -1 : 0)));
+    }
+    AttemptResult r = RunAttempt(o, restart, extra);
+    if (r.log.checkpoint >= 0) checkpoint = r.log.checkpoint;
+    if (r.code == 0) {
+      std::printf("launch: all %d workers finished%s\n", N,
+                  restart > 0 ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str() : "");
+      return 0;
+    }
+    if (r.code == 130) return 130;
+    if (restart < o.restarts && r.log.cluster_up && !g_interrupted) {
+      std::fprintf(stderr, "launch: %s; restarting the cluster (restart %d of %d) from %s\n", r.failure.c_str(),
+                   restart + 1, o.restarts,
+                   checkpoint >= 0 ? absl::StrCat("the checkpoint of step ", checkpoint, " in ", o.checkpoint_dir).c_str()
+                   : o.resume       ? "the checkpoint it resumed from"
+                                    : "step 0 (no complete checkpoint yet)");
+      std::fflush(stderr);
+      continue;
+    }
+    if (restart < o.restarts && !r.log.cluster_up) {
+      std::fprintf(stderr, "launch: not restarting: the cluster failed before every worker had joined\n");
+    }
+    std::fprintf(stderr, "launch: error: %s%s\n", r.failure.c_str(),
+                 o.restarts > 0 ? absl::StrCat(" (restarts used: ", restart, " of ", o.restarts, ")").c_str() : "");
+    std::fflush(stderr);
+    return 1;
+  }
 }
 
 bool ClusterRequested() {
   return absl::GetFlag(FLAGS_nprocs) > 0 || !absl::GetFlag(FLAGS_hostfile).empty();
 }
 
-int LaunchClusterFromFlags(const char* argv0) {
+int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
   o.bind = absl::GetFlag(FLAGS_bind);
@@ -347,20 +424,11 @@ int LaunchClusterFromFlags(const char* argv0) {
     std::string dir = n > 0 ? std::string(self, n) : std::string(argv0);
     o.worker = dir.substr(0, dir.rfind('/') + 1) + "worker";
   }
-  // The training flags the workers understand, forwarded with their values here.
-  for (const char* name : {"steps", "layers", "d_model", "heads", "seq_len", "micro_batch_size",
-                           "microbatches", "lr", "weight_decay", "grad_clip", "seed", "data",
-                           "save_params", "stages", "planner", "max_inflight", "hang_timeout"}) {
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag == nullptr) continue;
-    o.worker_args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
-  }
-  for (const char* name : {"link_latency_us", "link_gbps", "eval_batches"}) {
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag != nullptr && flag->CurrentValue() != flag->DefaultValue()) {
-      std::fprintf(stderr, "launch: warning: --%s applies to one-process runs only; the cluster ignores it\n", name);
-    }
-  }
+  // Every shared training flag (tools/train_flags.h), forwarded with its value here.
+  o.worker_args = TrainFlagArgs();
+  o.restarts = absl::GetFlag(FLAGS_restarts);
+  o.checkpoint_dir = train.checkpoint_dir;
+  o.resume = train.resume;
   return RunCluster(o);
 }
 

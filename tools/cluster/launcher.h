@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tools/train_flags.h"
 
 namespace stagehand::tools {
 
@@ -20,10 +21,17 @@ struct ClusterLaunchOptions {
   std::vector<std::string> worker_args;
   double grace_s = 5;               // after a failure, how long the others get to leave
   std::string ssh = "ssh";
+  // Restarts: when a rank fails after the cluster came up, stop the rest and start the
+  // whole cluster again from the newest complete checkpoint this launch wrote, up to
+  // `restarts` times (workers get --resume_step=N and STAGEHAND_RESTART=k).
+  int restarts = 0;
+  std::string checkpoint_dir;       // must be set when restarts > 0
+  bool resume = false;              // the first attempt resumed (--resume)
 };
 
-// Runs the cluster to its end. Returns the launch's exit code (0 = every rank finished);
-// prints "launch: error: ..." naming the failed rank and its last action otherwise.
+// Runs the cluster to its end, restarting it as `options.restarts` allows. Returns the
+// launch's exit code (0 = every rank finished); prints "launch: error: ..." naming the
+// failed rank and its last action otherwise.
 int RunCluster(const ClusterLaunchOptions& options);
 
 // A fresh random join token (128 bits, hex).
@@ -41,10 +49,10 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
                                     const std::vector<std::string>& argv);
 
 // The launch flags that select cluster mode, and their use: true when --nprocs or
-// --hostfile was given. LaunchClusterFromFlags builds the options (forwarding the training
-// flags to the workers) and runs the cluster.
+// --hostfile was given. LaunchClusterFromFlags builds the options (forwarding every shared
+// training flag to the workers; `train` is their validated value) and runs the cluster.
 bool ClusterRequested();
-int LaunchClusterFromFlags(const char* argv0);
+int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train);
 
 }  // namespace stagehand::tools
 

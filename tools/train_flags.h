@@ -1,0 +1,78 @@
+// The training flags that tools/launch and tools/worker share (model, data, optimizer and
+// LR schedule, planner, checkpoints, trace), parsed and validated into a TrainConfig, and
+// the run description a checkpoint manifest records. Not the launcher's own flags
+// (--nprocs, --dry_run, --export ...) and not a trainer.
+#ifndef STAGEHAND_TOOLS_TRAIN_FLAGS_H_
+#define STAGEHAND_TOOLS_TRAIN_FLAGS_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/gpt_config.h"
+#include "nlohmann/json.hpp"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/data/dataset.h"
+#include "runtime/data/tokenizer.h"
+#include "runtime/planner.h"
+#include "runtime/train/training.h"
+
+namespace stagehand::tools {
+
+struct TrainConfig {
+  // The schedule: a registered planner by name, or a schedule table from a CSV file.
+  std::string planner;
+  std::string schedule;
+  runtime::PlannerOptions planner_options;  // P, M, max_inflight, chunks_per_stage
+  models::GptConfig model;                  // vocab_size: set from the tokenizer at run time
+  models::ChunkOptions chunk;
+  runtime::OptimizerConfig optimizer;       // schedule.total_steps = steps
+  int steps = 0;
+  int stages = 1;
+  std::string save_params;
+  runtime::DatasetOptions dataset;
+  runtime::TokenizerOptions tokenizer;
+  int log_every = 1;
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;  // 0: at the end only
+  int keep_checkpoints = 0;
+  bool resume = false;
+  int exit_after = 0;
+  std::string trace;         // Chrome trace JSON path, or empty
+  double hang_timeout_s = 120;
+};
+
+// Reads and validates the shared flags. Relative paths are taken relative to
+// $BUILD_WORKING_DIRECTORY under `bazel run`, and the path flags are rewritten to the
+// absolute paths, so that forwarding them (TrainFlagArgs) hands workers the same files.
+absl::StatusOr<TrainConfig> TrainConfigFromFlags();
+
+// The names of the shared flags, and "--name=value" for each with its current value: what
+// the launcher passes to every worker.
+const std::vector<std::string>& TrainFlagNames();
+std::vector<std::string> TrainFlagArgs();
+
+// Losses so far: every step's training loss (step i + 1 at index i) and held-out losses.
+struct RunHistory {
+  std::vector<double> train;
+  std::vector<std::pair<int64_t, double>> validation;
+};
+
+// The run's settings that decide its batches and updates, and its history: the launcher's
+// part of a checkpoint manifest. Holds nothing that differs between an uninterrupted and a
+// resumed run (no times, no process layout), so their final checkpoints are identical.
+nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h);
+// The history stored in a manifest's run JSON, cut to the checkpoint's step.
+RunHistory HistoryFromRunJson(const nlohmann::json& run, int64_t step);
+
+// Whether checkpoint `info` can continue this run: InvalidArgument when it holds another
+// model or tokenizer; a warning on stderr (prefixed `who`) for every run setting that
+// changed since it was written (the resumed run will then differ from an uninterrupted one).
+absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConfig& c,
+                            const models::GptConfig& model, const std::string& who);
+
+}  // namespace stagehand::tools
+
+#endif  // STAGEHAND_TOOLS_TRAIN_FLAGS_H_
