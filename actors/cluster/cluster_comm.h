@@ -1,8 +1,8 @@
 // ClusterComm: a stage's transfer lane across processes. An outgoing tensor for a stage in
 // this process is delivered directly; for a stage elsewhere its payload goes to the UCX
 // progress thread and only a TransferNotice (metadata) goes over CAF. An incoming notice is
-// checked (sender, stage, chunk, microbatch, size, step) before its receive is posted; the
-// completed tensor goes to the stage actor. Not a scheduler: it never reorders or waits.
+// checked (sender, stage, chunk, microbatch, size, step) before its receive is posted into a
+// pooled buffer (PayloadPool); the completed tensor goes to the stage actor. Not a scheduler: it never reorders or waits.
 #ifndef STAGEHAND_ACTORS_CLUSTER_CLUSTER_COMM_H_
 #define STAGEHAND_ACTORS_CLUSTER_CLUSTER_COMM_H_
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "actors/cluster/cluster_messages.h"
+#include "actors/cluster/payload_pool.h"
 #include "caf/all.hpp"
 #include "runtime/step_spec.h"
 #include "runtime/transport/ucx_transport.h"
@@ -24,6 +25,7 @@ struct ClusterCommInit {
   runtime::StepSpec spec;
   int64_t tensor_floats = 0;              // B * T * C: every activation and gradient
   runtime::UcxTransport* transport = nullptr;
+  PayloadPool* pool = nullptr;            // receive buffers; finished sends give theirs back
   caf::actor stage_actor;
   caf::actor supervisor;                  // receives ClusterAbort on a transfer error
   int drop_notice = 0;                    // test hook: never post the Nth receive (1-based)

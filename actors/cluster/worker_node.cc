@@ -120,6 +120,7 @@ struct Node {
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
+  PayloadPool pool;
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
   ActionLog log;
@@ -308,8 +309,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
                                                   spec.num_microbatches, optimizer),
         s, &node->log, o.kill_at_step));
     node->lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), caf::actor{}, self_handle,
-                       o.withhold_receive};
+    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), &node->pool, caf::actor{},
+                       self_handle, o.withhold_receive};
     StageActorInit si{s, spec, planner, node->lanes.back().get(), node->works.back().get(),
                       reply.driver, caf::actor{}};
     // The stage needs its comm and the comm its stage: the comm starts by waiting for the
