@@ -32,7 +32,9 @@ StageStatus Status(Self* self, int wave) {
   status.blocked = !st.failed && !st.lane_busy && !status.done && st.local_in_flight.empty();
   status.sent = st.sent;
   status.received = st.received;
-  if (st.graph) status.waiting = st.graph->DescribeWaiting();
+  // The text is for reports only (a confirmed stall, a hang probe): not built for the wave-0
+  // status a stage sends each time it blocks.
+  if (st.graph && wave != 0) status.waiting = st.graph->DescribeWaiting();
   return status;
 }
 
