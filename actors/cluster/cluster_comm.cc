@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "actors/cluster/checks.h"
 #include "actors/messages.h"
 #include "runtime/action.h"
 
@@ -32,13 +33,10 @@ std::string Describe(const TransferNotice& n) {
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
 std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   const auto& st = self->state;
-  const runtime::StepSpec& spec = st.init.spec;
-  const int P = spec.num_stages;
-  if (n.from_stage < 0 || n.from_stage >= P) return absl::StrCat("source stage ", n.from_stage, " out of range");
-  if (static_cast<int>(st.peers.stage_rank.size()) != P) return "notice before the peer table";
-  if (st.peers.stage_rank[n.from_stage] != n.from_rank) {
-    return absl::StrCat("stage ", n.from_stage, " lives on rank ", st.peers.stage_rank[n.from_stage],
-                        ", not rank ", n.from_rank);
+  if (std::string bad = CheckNoticeFields(n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats,
+                                                         st.peers.stage_rank});
+      !bad.empty()) {
+    return bad;
   }
   // Compared by (node, id): a remote actor may be seen through more than one proxy object.
   const caf::strong_actor_ptr sender = self->current_sender();
@@ -46,20 +44,6 @@ std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   if (check_sender && (sender == nullptr || comm == nullptr || sender->id() != comm.id() ||
                        sender->node() != comm.node())) {
     return absl::StrCat("the sender is not the comm actor of stage ", n.from_stage);
-  }
-  if (n.to_stage != st.init.stage) return absl::StrCat("addressed to stage ", n.to_stage);
-  if (n.chunk < 0 || n.chunk >= spec.num_chunks || spec.chunk_to_stage[n.chunk] != st.init.stage) {
-    return absl::StrCat("chunk ", n.chunk, " is not held here");
-  }
-  if (n.microbatch < 0 || n.microbatch >= spec.num_microbatches) {
-    return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches, ")");
-  }
-  if (n.kind != static_cast<int>(ActionKind::kForward) &&
-      n.kind != static_cast<int>(ActionKind::kBackwardInput)) {
-    return absl::StrCat("kind ", n.kind, " is neither an activation nor a gradient");
-  }
-  if (n.floats != st.init.tensor_floats) {
-    return absl::StrCat(n.floats, " floats where the model's tensors have ", st.init.tensor_floats);
   }
   if (st.receiving.count(n.tag) > 0) return absl::StrCat("tag ", n.tag, " is already being received");
   return "";

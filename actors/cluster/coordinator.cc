@@ -21,6 +21,14 @@ std::string NodeOf(Self* self) {
   return sender ? caf::to_string(sender->node()) : std::string("an anonymous sender");
 }
 
+// Whether the current message comes from rank `rank`'s worker actor (by node and id).
+bool FromRank(Self* self, int rank) {
+  auto it = self->state.joined.find(rank);
+  caf::strong_actor_ptr sender = self->current_sender();
+  return it != self->state.joined.end() && sender != nullptr && it->second.worker != nullptr &&
+         sender->id() == it->second.worker.id() && sender->node() == it->second.worker.node();
+}
+
 std::string LastAction(Self* self, int rank) {
   auto it = self->state.last_action.find(rank);
   return it == self->state.last_action.end() || it->second.empty() ? "none reported" : it->second;
@@ -270,7 +278,7 @@ void OnRegistration(Self* self, Registration& reg) {
   auto& st = self->state;
   const int P = st.options.spec.num_stages, N = st.options.world_size;
   std::vector<int> expected = StagesOfRank(P, N, reg.rank);
-  if (st.joined.count(reg.rank) == 0 || reg.stages != expected ||
+  if (!FromRank(self, reg.rank) || reg.stages != expected ||
       reg.gates.size() != expected.size() || reg.comms.size() != expected.size()) {
     StopAll(self, absl::StrCat("bad registration from ", NodeOf(self), " for rank ", reg.rank));
     return;
@@ -307,7 +315,7 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
       st.losses.push_back(loss.get<double>());
     }
   }
-  st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.driver,
+  st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
                                                           caf::actor_cast<caf::actor>(self)});
   self->set_down_handler([=](caf::down_msg& down) {
     auto& st = self->state;
@@ -330,6 +338,11 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
       [=](Registration& reg) { OnRegistration(self, reg); },
       [=](ready_atom, int rank) {
         auto& st = self->state;
+        if (!FromRank(self, rank)) {
+          StopAll(self, absl::StrCat("refused a ready message for rank ", rank, " from ", NodeOf(self),
+                                     ": not that rank's worker"));
+          return;
+        }
         st.ready.insert(rank);
         if (static_cast<int>(st.ready.size()) < st.options.world_size) return;
         std::printf("cluster: %d workers joined and connected; running steps %lld..%lld\n",
@@ -345,7 +358,11 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
       },
       [=](const Heartbeat& beat) {
         auto& st = self->state;
-        if (st.joined.count(beat.rank) == 0) return;
+        if (!FromRank(self, beat.rank)) {
+          StopAll(self, absl::StrCat("refused a heartbeat for rank ", beat.rank, " from ", NodeOf(self),
+                                     ": not that rank's worker"));
+          return;
+        }
         st.last_action[beat.rank] = beat.last_action;
         st.last_heartbeat[beat.rank] = std::chrono::steady_clock::now();
       },

@@ -25,6 +25,7 @@ struct CoordinatorOptions {
   int world_size = 1;
   std::string config;          // every worker must present the same text
   runtime::StepSpec spec;
+  int64_t wte_floats = 0;      // vocab * d_model: the tied gradients' size (DriverGate checks)
   int64_t first_step = 1;      // the step after the restored checkpoint's (1 without one)
   int64_t steps = 1;           // the run's length
   int64_t stop_after = 0;      // stop cleanly after this step when 0 < stop_after < steps

@@ -2,6 +2,7 @@
 #include "actors/cluster/gates.h"
 
 #include "absl/strings/str_cat.h"
+#include "actors/cluster/checks.h"
 #include "actors/cluster/cluster_messages.h"
 #include "actors/messages.h"
 
@@ -12,18 +13,6 @@ std::string SenderName(caf::local_actor* self) {
   caf::strong_actor_ptr sender = self->current_sender();
   if (sender == nullptr) return "an anonymous sender";
   return absl::StrCat("actor ", sender->id(), " on node ", caf::to_string(sender->node()));
-}
-
-// Every chunk in `chunks` must be held by `stage`.
-template <class Map>
-std::string CheckChunks(const runtime::StepSpec& spec, int stage, const Map& chunks) {
-  for (const auto& entry : chunks) {
-    int c = entry.first;
-    if (c < 0 || c >= spec.num_chunks || spec.chunk_to_stage[c] != stage) {
-      return absl::StrCat("chunk ", c, " is not held by stage ", stage);
-    }
-  }
-  return "";
 }
 
 }  // namespace
@@ -65,7 +54,9 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
           refuse(absl::StrCat("tied gradients addressed to stage ", sums.stage));
           return;
         }
-        if (std::string bad = CheckChunks(st.init.spec, st.init.stage, sums.grads); !bad.empty()) {
+        if (std::string bad = CheckTiedGradients(
+                sums.grads, StageTiedShapes(st.init.spec, st.init.stage, st.init.wte_floats));
+            !bad.empty()) {
           refuse(absl::StrCat("tied gradients: ", bad));
           return;
         }
@@ -124,7 +115,8 @@ caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateI
       },
       [=](TiedGradients& g) {
         if (!stage_ok(g.stage, "TiedGradients")) return;
-        if (!chunks_ok(g.stage, CheckChunks(self->state.init.spec, g.stage, g.grads),
+        const auto& in = self->state.init;
+        if (!chunks_ok(g.stage, CheckTiedGradients(g.grads, StageTiedShapes(in.spec, g.stage, in.wte_floats)),
                        "TiedGradients")) {
           return;
         }
@@ -132,8 +124,7 @@ caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateI
       },
       [=](SquaredNorms& n) {
         if (!stage_ok(n.stage, "SquaredNorms")) return;
-        if (!chunks_ok(n.stage, CheckChunks(self->state.init.spec, n.stage, n.norms),
-                       "SquaredNorms")) {
+        if (!chunks_ok(n.stage, CheckSquaredNorms(n, self->state.init.spec), "SquaredNorms")) {
           return;
         }
         self->send(self->state.init.driver, std::move(n));

@@ -1,11 +1,12 @@
 // Gates: the actors that stand between the network and the step protocol's actors. A
 // StageGate (one per hosted stage, on its worker) takes the driver's messages for its
 // stage; the DriverGate (rank 0) takes every stage's messages for the driver. Both check
-// what arrives (stage indices, chunks, steps) before forwarding, and turn a bad message
+// what arrives (stage indices, chunks, steps, tensor names and sizes: checks.h) before forwarding, and turn a bad message
 // into an error naming its sender. Not decision makers: they forward or refuse.
 #ifndef STAGEHAND_ACTORS_CLUSTER_GATES_H_
 #define STAGEHAND_ACTORS_CLUSTER_GATES_H_
 
+#include <cstdint>
 #include <string>
 
 #include "caf/all.hpp"
@@ -17,6 +18,7 @@ struct StageGateInit {
   int rank = 0;
   int stage = 0;
   runtime::StepSpec spec;
+  int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
   caf::actor stage_actor;  // the StageActor this gate fronts
   caf::actor comm;         // its ClusterComm: told the step, asked for transfers in flight
   caf::actor driver_gate;  // where hang reports go
@@ -30,6 +32,7 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
 
 struct DriverGateInit {
   runtime::StepSpec spec;
+  int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
   caf::actor driver;       // the StepDriver
   caf::actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
 };

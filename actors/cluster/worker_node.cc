@@ -242,6 +242,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   if (!transport.ok()) return transport.status();
   node->transport = std::move(*transport);
 
+  const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
+
   // 2. The actor system; rank 0 publishes the coordinator.
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);
@@ -254,6 +256,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
     co.world_size = o.world_size;
     co.config = o.config_text;
     co.spec = spec;
+    co.wte_floats = wte_floats;
     co.first_step = start_step + 1;
     co.steps = o.steps;
     co.stop_after = o.stop_after;
@@ -326,7 +329,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
     caf::anon_send(comm, stage);
     local_stages[s] = stage;
     comms.push_back(comm);
-    caf::actor gate = sys.spawn(StageGate, StageGateInit{o.rank, s, spec, stage, comm, reply.driver, self_handle});
+    caf::actor gate = sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm, reply.driver,
+                                                         self_handle});
     reg.gates.push_back(gate);
     reg.comms.push_back(comm);
   }

@@ -1,0 +1,91 @@
+// Checks of network messages.
+#include "actors/cluster/checks.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/action.h"
+
+namespace stagehand::actors::cluster {
+
+std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
+  const runtime::StepSpec& spec = r.spec;
+  const int P = spec.num_stages;
+  if (n.from_stage < 0 || n.from_stage >= P) {
+    return absl::StrCat("source stage ", n.from_stage, " out of range [0, ", P, ")");
+  }
+  if (static_cast<int>(r.stage_rank.size()) != P) return "notice before the peer table";
+  if (r.stage_rank[n.from_stage] != n.from_rank) {
+    return absl::StrCat("stage ", n.from_stage, " lives on rank ", r.stage_rank[n.from_stage], ", not rank ",
+                        n.from_rank);
+  }
+  if (n.to_stage != r.stage) return absl::StrCat("addressed to stage ", n.to_stage, ", this is stage ", r.stage);
+  if (n.chunk < 0 || n.chunk >= spec.num_chunks || spec.chunk_to_stage[n.chunk] != r.stage) {
+    return absl::StrCat("chunk ", n.chunk, " is not held here");
+  }
+  if (n.microbatch < 0 || n.microbatch >= spec.num_microbatches) {
+    return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches, ")");
+  }
+  const bool forward = n.kind == static_cast<int>(runtime::ActionKind::kForward);
+  if (!forward && n.kind != static_cast<int>(runtime::ActionKind::kBackwardInput)) {
+    return absl::StrCat("kind ", n.kind, " is neither an activation nor a gradient");
+  }
+  // An activation comes from the chunk before, a gradient from the chunk after.
+  const int source_chunk = forward ? n.chunk - 1 : n.chunk + 1;
+  if (source_chunk < 0 || source_chunk >= spec.num_chunks || spec.chunk_to_stage[source_chunk] != n.from_stage) {
+    return absl::StrCat(forward ? "an activation" : "a gradient", " for chunk ", n.chunk,
+                        " cannot come from stage ", n.from_stage);
+  }
+  if (n.floats != r.tensor_floats) {
+    return absl::StrCat(n.floats, " floats where the model's tensors have ", r.tensor_floats);
+  }
+  return "";
+}
+
+std::string CheckTiedGradients(const std::map<int, std::map<std::string, std::vector<float>>>& grads,
+                               const TiedShapes& expected) {
+  for (const auto& [chunk, tensors] : grads) {
+    auto held = expected.find(chunk);
+    if (held == expected.end()) return absl::StrCat("chunk ", chunk, " has no tied tensors here");
+    for (const auto& [name, values] : tensors) {
+      auto shape = held->second.find(name);
+      if (shape == held->second.end()) return absl::StrCat("chunk ", chunk, " has no tied tensor '", name, "'");
+      if (static_cast<int64_t>(values.size()) != shape->second) {
+        return absl::StrCat("tied gradient ", name, " of chunk ", chunk, " has ", values.size(),
+                            " floats, not ", shape->second);
+      }
+    }
+    if (tensors.size() != held->second.size()) {
+      return absl::StrCat("chunk ", chunk, ": ", tensors.size(), " tied gradients, not ", held->second.size());
+    }
+  }
+  if (grads.size() != expected.size()) {
+    return absl::StrCat("tied gradients of ", grads.size(), " chunks, not ", expected.size());
+  }
+  return "";
+}
+
+std::string CheckSquaredNorms(const SquaredNorms& n, const runtime::StepSpec& spec) {
+  for (const auto& [chunk, values] : n.norms) {
+    if (chunk < 0 || chunk >= spec.num_chunks || spec.chunk_to_stage[chunk] != n.stage) {
+      return absl::StrCat("chunk ", chunk, " is not held by stage ", n.stage);
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i]) || values[i] < 0) {
+        return absl::StrCat("squared norm ", i, " of chunk ", chunk, " is ", values[i]);
+      }
+    }
+  }
+  return "";
+}
+
+TiedShapes StageTiedShapes(const runtime::StepSpec& spec, int stage, int64_t wte_floats) {
+  TiedShapes shapes;
+  if (spec.num_chunks < 2) return shapes;
+  for (int chunk : {0, spec.num_chunks - 1}) {
+    if (spec.chunk_to_stage[chunk] == stage) shapes[chunk]["wte"] = wte_floats;
+  }
+  return shapes;
+}
+
+}  // namespace stagehand::actors::cluster

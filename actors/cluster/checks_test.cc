@@ -1,0 +1,116 @@
+// Tests for the checks of network messages: each field of a transfer notice, tied gradients
+// (unknown, missing or wrongly sized tensors) and squared norms, on a 1F1B step of 4 stages
+// (one chunk each) and an interleaved step of 2 stages (two chunks each).
+#include "actors/cluster/checks.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+#include "runtime/action.h"
+#include "runtime/planner.h"
+
+namespace stagehand::actors::cluster {
+namespace {
+
+runtime::StepSpec Spec(const std::string& planner, int stages, int microbatches) {
+  runtime::PlannerOptions o;
+  o.num_stages = stages;
+  o.num_microbatches = microbatches;
+  auto definition = runtime::PlannerRegistry::Default().Get(planner);
+  EXPECT_TRUE(definition.ok()) << definition.status();
+  auto spec = (*definition)->MakeSpec(o);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+// Stage 2 of 4 (ranks 0..3, one stage each) receiving; 512 floats per tensor.
+NoticeRules Rules() { return NoticeRules{Spec("1f1b", 4, 8), 2, 512, {0, 1, 2, 3}}; }
+
+// A good activation for chunk 2 from stage 1.
+TransferNotice Activation() {
+  TransferNotice n;
+  n.step = 3;
+  n.from_rank = 1;
+  n.tag = 7;
+  n.floats = 512;
+  n.kind = static_cast<int>(runtime::ActionKind::kForward);
+  n.from_stage = 1;
+  n.to_stage = 2;
+  n.chunk = 2;
+  n.microbatch = 5;
+  return n;
+}
+
+TEST(CheckNoticeFieldsTest, AcceptsAnActivationAndAGradientFromTheRightNeighbours) {
+  EXPECT_EQ(CheckNoticeFields(Activation(), Rules()), "");
+  TransferNotice g = Activation();
+  g.kind = static_cast<int>(runtime::ActionKind::kBackwardInput);
+  g.from_stage = 3;
+  g.from_rank = 3;
+  EXPECT_EQ(CheckNoticeFields(g, Rules()), "");
+}
+
+TEST(CheckNoticeFieldsTest, RefusesAWrongSize) {
+  TransferNotice n = Activation();
+  n.floats = 513;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "513 floats where the model's tensors have 512");
+  n.floats = -1;
+  EXPECT_NE(CheckNoticeFields(n, Rules()), "");
+}
+
+TEST(CheckNoticeFieldsTest, RefusesStagesAndRanksThatDoNotMatchThePeerTable) {
+  TransferNotice n = Activation();
+  n.from_stage = 4;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "source stage 4 out of range [0, 4)");
+  n = Activation();
+  n.from_rank = 0;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "stage 1 lives on rank 1, not rank 0");
+  n = Activation();
+  n.to_stage = 1;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "addressed to stage 1, this is stage 2");
+  NoticeRules early = Rules();
+  early.stage_rank.clear();
+  EXPECT_EQ(CheckNoticeFields(Activation(), early), "notice before the peer table");
+}
+
+TEST(CheckNoticeFieldsTest, RefusesChunksMicrobatchesAndKindsThatCannotArriveHere) {
+  TransferNotice n = Activation();
+  n.chunk = 1;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "chunk 1 is not held here");
+  n = Activation();
+  n.microbatch = 8;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "microbatch 8 out of range [0, 8)");
+  n = Activation();
+  n.kind = static_cast<int>(runtime::ActionKind::kOptimizer);
+  EXPECT_NE(CheckNoticeFields(n, Rules()).find("neither an activation nor a gradient"), std::string::npos);
+  n = Activation();  // an activation from the stage after: a mix-up of directions
+  n.from_stage = 3;
+  n.from_rank = 3;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "an activation for chunk 2 cannot come from stage 3");
+}
+
+TEST(CheckTiedGradientsTest, AcceptsExactlyTheTiedTensorsOfTheStage) {
+  const runtime::StepSpec spec = Spec("interleaved", 2, 4);  // chunks 0, 2 on stage 0; 1, 3 on stage 1
+  ASSERT_EQ(spec.num_chunks, 4);
+  EXPECT_EQ(StageTiedShapes(spec, 0, 6), (TiedShapes{{0, {{"wte", 6}}}}));
+  EXPECT_EQ(StageTiedShapes(spec, 1, 6), (TiedShapes{{3, {{"wte", 6}}}}));
+  const TiedShapes shapes = StageTiedShapes(spec, 1, 6);
+  EXPECT_EQ(CheckTiedGradients({{3, {{"wte", std::vector<float>(6)}}}}, shapes), "");
+  EXPECT_EQ(CheckTiedGradients({{3, {{"wte", std::vector<float>(7)}}}}, shapes),
+            "tied gradient wte of chunk 3 has 7 floats, not 6");
+  EXPECT_EQ(CheckTiedGradients({{3, {{"wpe", std::vector<float>(6)}}}}, shapes),
+            "chunk 3 has no tied tensor 'wpe'");
+  EXPECT_EQ(CheckTiedGradients({{1, {{"wte", std::vector<float>(6)}}}}, shapes), "chunk 1 has no tied tensors here");
+  EXPECT_EQ(CheckTiedGradients({}, shapes), "tied gradients of 0 chunks, not 1");
+}
+
+TEST(CheckSquaredNormsTest, RefusesNonFiniteNegativeAndForeignChunks) {
+  const runtime::StepSpec spec = Spec("1f1b", 4, 8);
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, 2.5}}}}, spec), "");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, NAN}}}}, spec), "squared norm 1 of chunk 1 is nan");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {-1.0}}}}, spec), "squared norm 0 of chunk 1 is -1");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{2, {1.0}}}}, spec), "chunk 2 is not held by stage 1");
+}
+
+}  // namespace
+}  // namespace stagehand::actors::cluster
