@@ -205,7 +205,7 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   if (given("eval_every") || given("eval_batches")) {
     return absl::InvalidArgumentError(
         "held-out evaluation (--eval_every, --eval_batches) is not supported with --nprocs/--hostfile "
-        "yet: evaluate a checkpoint with a one-process `launch --checkpoint_dir=DIR --resume`");
+        "yet (it needs a forward-only pass through the pipeline); drop them");
   }
   if (!c.trace.empty()) {
     return absl::InvalidArgumentError(
