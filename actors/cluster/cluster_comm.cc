@@ -78,8 +78,10 @@ void OnNotice(Self* self, const TransferNotice& n, bool replay) {
                              "): ", bad));
     return;
   }
-  if (n.step == st.step + 1) {
-    st.early.push_back(n);  // the sender started the next step before our start arrived
+  // The sender started the next step before our start arrived; before our first start (step
+  // 0), the next step is whichever the run begins or resumes at, checked on replay.
+  if (n.step == st.step + 1 || st.step == 0) {
+    st.early.push_back(n);
     return;
   }
   if (n.step != st.step) {
