@@ -38,6 +38,7 @@
 #include "runtime/planner.h"
 #include "runtime/schedule_table.h"
 #include "runtime/table_planner.h"
+#include "runtime/train/held_out_pass.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/training.h"
@@ -50,8 +51,6 @@ ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
 ABSL_FLAG(double, link_latency_us, 0.0, "injected latency of every stage-to-stage transfer");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
-ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
-ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
 ABSL_FLAG(std::string, init_from, "",
@@ -65,8 +64,6 @@ struct LaunchConfig : tools::TrainConfig {
   std::string dump_schedule;
   bool dry_run = false;
   actors::LinkModel link;
-  int eval_batches = 0;
-  int eval_every = 0;
   std::string export_path;
   std::string init_from;
 };
@@ -82,11 +79,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.link.gbps = absl::GetFlag(FLAGS_link_gbps);
   if (c.link.latency_us < 0 || c.link.gbps < 0) {
     return absl::InvalidArgumentError("--link_latency_us and --link_gbps must not be negative");
-  }
-  c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
-  c.eval_every = absl::GetFlag(FLAGS_eval_every);
-  if (c.eval_batches <= 0 || c.eval_every < 0) {
-    return absl::InvalidArgumentError("--eval_batches must be positive and --eval_every not negative");
   }
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
@@ -186,10 +178,6 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // the reason, instead of ignoring them; validates (and with --dry_run prints) the plan.
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
-  auto given = [](const char* name) {
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    return flag != nullptr && flag->CurrentValue() != flag->DefaultValue();
-  };
   if (!c.export_path.empty() || !c.init_from.empty()) {
     return absl::InvalidArgumentError(
         "--export and --init_from are not supported with --nprocs/--hostfile (each worker holds only "
@@ -202,10 +190,9 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
         "--link_latency_us and --link_gbps model links inside one process; with --nprocs/--hostfile "
         "the real links are used: drop them");
   }
-  if (given("eval_every") || given("eval_batches")) {
-    return absl::InvalidArgumentError(
-        "held-out evaluation (--eval_every, --eval_batches) is not supported with --nprocs/--hostfile "
-        "yet (it needs a forward-only pass through the pipeline); drop them");
+  if (c.eval_batches > runtime::kHeldOutMaxBatches) {
+    return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
+                                                   runtime::kHeldOutMaxBatches, " held-out batches"));
   }
   if (!c.trace.empty()) {
     return absl::InvalidArgumentError(
@@ -219,7 +206,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     if (absl::Status s = DryRun(**planner, c); !s.ok()) return s;
     return false;
   }
-  std::printf("launch: note: the cluster computes no held-out loss (one-process runs do, see --eval_every)\n");
   return true;
 }
 

@@ -64,6 +64,8 @@ ABSL_FLAG(std::string, trace, "",
           "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
           "bazel run //tools:trace -- summary|render PATH)");
 ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
+ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
+ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
 
 namespace stagehand::tools {
 namespace {
@@ -93,7 +95,7 @@ const std::vector<std::string>& TrainFlagNames() {
       "tokenizer_dir",  "validation_data", "validation_fraction", "data_cache_dir",
       "warmup_steps",   "min_lr_fraction", "log_every",        "checkpoint_dir",
       "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
-      "trace",          "hang_timeout"};
+      "trace",          "hang_timeout",    "eval_batches",     "eval_every"};
   return names;
 }
 
@@ -137,6 +139,11 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   }
   if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
   c.hang_timeout_s = absl::GetFlag(FLAGS_hang_timeout);
+  c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
+  c.eval_every = absl::GetFlag(FLAGS_eval_every);
+  if (c.eval_batches <= 0 || c.eval_every < 0) {
+    return absl::InvalidArgumentError("--eval_batches must be positive and --eval_every not negative");
+  }
   for (auto [name, v] : std::vector<std::pair<const char*, double>>{
            {"steps", double(c.steps)},
            {"micro_batch_size", double(c.chunk.micro_batch_size)},

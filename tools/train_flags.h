@@ -1,5 +1,5 @@
 // The training flags that tools/launch and tools/worker share (model, data, optimizer and
-// LR schedule, planner, checkpoints, trace), parsed and validated into a TrainConfig, and
+// LR schedule, planner, checkpoints, trace, held-out evaluation), parsed and validated into a TrainConfig, and
 // the run description a checkpoint manifest records. Not the launcher's own flags
 // (--nprocs, --dry_run, --export ...) and not a trainer.
 #ifndef STAGEHAND_TOOLS_TRAIN_FLAGS_H_
@@ -42,6 +42,8 @@ struct TrainConfig {
   int exit_after = 0;
   std::string trace;         // Chrome trace JSON path, or empty
   double hang_timeout_s = 120;
+  int eval_batches = 16;     // held-out batches per evaluation
+  int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
 };
 
 // Reads and validates the shared flags. Relative paths are taken relative to

@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
   o.log_every = c.log_every;
   o.save_params = c.save_params;
   o.hang_timeout_s = c.hang_timeout_s;
+  o.eval_batches = c.eval_batches;
+  o.eval_every = c.eval_every;
   // Every rank must be started with the same training flags (the launcher forwards its own).
   o.config_text = absl::StrJoin(tools::TrainFlagArgs(), " ");
 

@@ -15,6 +15,8 @@ void ConfigureClusterSystem(caf::actor_system_config& config) {
   config.add_message_type<TransferNotice>("TransferNotice");
   config.add_message_type<CheckpointOrder>("CheckpointOrder");
   config.add_message_type<CheckpointPart>("CheckpointPart");
+  config.add_message_type<EvalOrder>("EvalOrder");
+  config.add_message_type<EvalResult>("EvalResult");
   config.add_message_type<Heartbeat>("Heartbeat");
   config.add_message_type<ClusterAbort>("ClusterAbort");
   config.add_message_type<StageReport>("StageReport");

@@ -20,6 +20,8 @@ using finish_atom = caf::atom_constant<caf::atom("finish")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
 // coordinator -> itself: is step `step` still running?     (hang_atom, int64 step)
 using hang_atom = caf::atom_constant<caf::atom("hang")>;
+// a worker's held-out pass thread -> its own worker actor: done (eval_done_atom, EvalResult)
+using eval_done_atom = caf::atom_constant<caf::atom("evaldone")>;
 
 // worker -> coordinator: the first message of a connection.
 struct JoinRequest {
@@ -86,6 +88,24 @@ struct CheckpointPart {
   std::vector<uint32_t> crc32;
 };
 
+// coordinator -> every worker, between steps (and before step 1): run the held-out pass
+// (runtime/train/held_out_pass.h) of the evaluation after step `step` over `batches`
+// batches, then answer with an EvalResult.
+struct EvalOrder {
+  int64_t step = 0;
+  int batches = 0;
+};
+
+// worker -> coordinator: a rank's part of the evaluation after `step`. The rank holding the
+// last chunk carries the mean held-out loss; the others only say they are done.
+struct EvalResult {
+  int rank = 0;
+  int64_t step = 0;
+  std::string error;  // why the pass failed on this rank; empty when it ran
+  bool has_loss = false;
+  double loss = 0;
+};
+
 // worker -> coordinator, every second: still alive, and what it last did.
 struct Heartbeat {
   int rank = 0;
@@ -134,6 +154,14 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, CheckpointPart& x) {
   return f(caf::meta::type_name("CheckpointPart"), x.rank, x.step, x.error, x.files, x.stages, x.bytes,
            x.crc32);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, EvalOrder& x) {
+  return f(caf::meta::type_name("EvalOrder"), x.step, x.batches);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, EvalResult& x) {
+  return f(caf::meta::type_name("EvalResult"), x.rank, x.step, x.error, x.has_loss, x.loss);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Heartbeat& x) {

@@ -2,6 +2,7 @@
 #include "actors/cluster/coordinator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@ namespace {
 
 using Self = caf::stateful_actor<CoordinatorState>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
+using eval_hang_atom = caf::atom_constant<caf::atom("evalhang")>;
 
 std::string NodeOf(Self* self) {
   caf::strong_actor_ptr sender = self->current_sender();
@@ -53,6 +55,9 @@ void Finish(Self* self) {
   if (st.last_step < st.options.steps) {
     std::printf("stopped after step %lld of %lld (--exit_after); continue with --resume\n",
                 static_cast<long long>(st.last_step), static_cast<long long>(st.options.steps));
+  } else if (!st.validation.empty()) {
+    std::printf("held-out loss after %lld steps %.4f (from %.4f)\n", static_cast<long long>(st.options.steps),
+                st.validation.back().second, st.validation.front().second);
   }
   if (!st.options.checkpoint_dir.empty()) {
     runtime::LossCurve curve;
@@ -61,6 +66,7 @@ void Finish(Self* self) {
                                   st.options.meta.model.layers.size(), st.options.meta.model.d_model,
                                   st.options.meta.tokenizer.kind);
     for (size_t i = 0; i < st.losses.size(); ++i) curve.train.emplace_back(i + 1, st.losses[i]);
+    curve.validation = st.validation;
     const std::string svg = st.options.checkpoint_dir + "/loss_curve.svg";
     if (absl::Status s = runtime::WriteLossCurveSvg(svg, curve); !s.ok()) {
       StopAll(self, std::string(s.message()));
@@ -131,6 +137,9 @@ void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) 
   runtime::CheckpointMeta meta = st.options.meta;
   meta.step = step;
   meta.run["history"]["train_loss"] = st.losses;
+  nlohmann::json validation = nlohmann::json::array();
+  for (const auto& [s, loss] : st.validation) validation.push_back({s, loss});
+  meta.run["history"]["validation_loss"] = validation;
   absl::StatusOr<std::string> dir =
       runtime::CommitCheckpoint(st.options.checkpoint_dir, meta, records, st.options.keep_checkpoints);
   if (!dir.ok()) {
@@ -169,6 +178,76 @@ bool CheckpointDue(const CoordinatorState& st, int64_t step) {
   return step == st.last_step || (st.options.checkpoint_every > 0 && step % st.options.checkpoint_every == 0);
 }
 
+bool EvalDue(const CoordinatorState& st, int64_t step) {
+  if (st.options.eval_batches <= 0) return false;
+  return step == st.options.steps || (st.options.eval_every > 0 && step % st.options.eval_every == 0);
+}
+
+// Orders every rank to run its part of the held-out pass after step `step` (0: before
+// training); the answers go to OnEvalResult, which then runs `next`.
+void Evaluate(Self* self, int64_t step, std::function<void()> next) {
+  auto& st = self->state;
+  if (st.stopping) return;
+  st.eval_step = step;
+  st.eval_results.clear();
+  st.after_eval = std::move(next);
+  for (const auto& [rank, join] : st.joined) self->send(join.worker, EvalOrder{step, st.options.eval_batches});
+  self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
+                     eval_hang_atom::value, step);
+}
+
+void OnEvalResult(Self* self, EvalResult& r) {
+  auto& st = self->state;
+  if (st.stopping) return;
+  if (!FromRank(self, r.rank)) {
+    StopAll(self, absl::StrCat("refused a held-out result for rank ", r.rank, " from ", NodeOf(self),
+                               ": not that rank's worker"));
+    return;
+  }
+  if (!st.after_eval || r.step != st.eval_step || st.eval_results.count(r.rank) > 0) {
+    StopAll(self, absl::StrCat("rank ", r.rank, " sent a held-out result for step ", r.step,
+                               " that was not asked for (evaluation running: ",
+                               st.after_eval ? absl::StrCat("after step ", st.eval_step) : std::string("none"), ")"));
+    return;
+  }
+  if (!r.error.empty()) {
+    StopAll(self, absl::StrCat("held-out evaluation after step ", r.step, " failed on rank ", r.rank, ": ", r.error));
+    return;
+  }
+  const int last_rank = st.stage_rank.at(st.options.spec.chunk_to_stage.back());
+  if (r.has_loss != (r.rank == last_rank)) {
+    StopAll(self, absl::StrCat("rank ", r.rank, " sent a held-out result ", r.has_loss ? "with" : "without",
+                               " a loss; only rank ", last_rank, ", which holds the last chunk, has one"));
+    return;
+  }
+  st.eval_results[r.rank] = r;
+  if (static_cast<int>(st.eval_results.size()) < st.options.world_size) return;
+  const double loss = st.eval_results.at(last_rank).loss;
+  st.validation.emplace_back(r.step, loss);
+  if (r.step == 0) {
+    std::printf("held-out loss before training %.4f bits %a\n", loss, loss);
+  } else {
+    std::printf("step %lld held-out loss %.4f bits %a\n", static_cast<long long>(r.step), loss, loss);
+  }
+  std::fflush(stdout);
+  std::function<void()> next = std::move(st.after_eval);
+  st.after_eval = nullptr;
+  st.eval_step = -1;
+  next();
+}
+
+void OnEvalHang(Self* self, int64_t step) {
+  auto& st = self->state;
+  if (st.stopping || !st.after_eval || st.eval_step != step) return;
+  std::string report = absl::StrFormat("held-out evaluation after step %d did not finish within --hang_timeout=%gs:",
+                                       step, st.options.hang_timeout_s);
+  for (int rank = 0; rank < st.options.world_size; ++rank) {
+    if (st.eval_results.count(rank) > 0) continue;
+    absl::StrAppend(&report, "\n  rank ", rank, " has not answered (last action: ", LastAction(self, rank), ")");
+  }
+  StopAll(self, report);
+}
+
 void RunStep(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
@@ -199,10 +278,17 @@ void RunStep(Self* self, int64_t step) {
             Finish(self);
           }
         };
-        if (CheckpointDue(st, step)) {
-          Checkpoint(self, step, next);
+        auto checkpoint_then_next = [=] {
+          if (CheckpointDue(self->state, step)) {
+            Checkpoint(self, step, next);
+          } else {
+            next();
+          }
+        };
+        if (EvalDue(st, step)) {
+          Evaluate(self, step, checkpoint_then_next);  // the checkpoint records its loss
         } else {
-          next();
+          checkpoint_then_next();
         }
       },
       [=](caf::error& e) { StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e))); });
@@ -315,6 +401,12 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
       st.losses.push_back(loss.get<double>());
     }
   }
+  for (const nlohmann::json& point : history.value("validation_loss", nlohmann::json::array())) {
+    if (point.is_array() && point.size() == 2 && point[0].is_number_integer() && point[1].is_number() &&
+        point[0].get<int64_t>() < st.options.first_step) {
+      st.validation.emplace_back(point[0].get<int64_t>(), point[1].get<double>());
+    }
+  }
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
                                                           caf::actor_cast<caf::actor>(self)});
   self->set_down_handler([=](caf::down_msg& down) {
@@ -354,7 +446,12 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
           Finish(self);  // resumed from the run's last step: nothing left but saving
           return;
         }
-        RunStep(self, st.options.first_step);
+        const int64_t first = st.options.first_step;
+        if (first == 1 && st.options.eval_batches > 0) {
+          Evaluate(self, 0, [=] { RunStep(self, first); });  // the held-out loss before training
+        } else {
+          RunStep(self, first);
+        }
       },
       [=](const Heartbeat& beat) {
         auto& st = self->state;
@@ -385,6 +482,8 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
         self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
       },
       [=](hang_atom, int64_t step) { OnHangCheck(self, step); },
+      [=](eval_hang_atom, int64_t step) { OnEvalHang(self, step); },
+      [=](EvalResult& result) { OnEvalResult(self, result); },
       [=](StageReport& report) { self->state.reports.push_back(std::move(report)); },
       [=](const ClusterAbort& abort) { StopAll(self, abort.reason); },
       [=](caf::ok_atom) {},  // rank 0's answer to finish_atom

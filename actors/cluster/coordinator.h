@@ -32,6 +32,11 @@ struct CoordinatorOptions {
   int log_every = 1;           // print every this many steps' line (and the last)
   double hang_timeout_s = 60;  // a step running longer is reported, then the run stops
   double heartbeat_timeout_s = 8;
+  // Held-out evaluation (every rank runs its part of the pass, the rank holding the last
+  // chunk answers with the loss): before step 1 of a fresh run, after every
+  // `eval_every`-th step (0: none in between) and after step `steps`. 0 batches: none.
+  int eval_batches = 0;
+  int eval_every = 0;
   // Checkpoints (none when `checkpoint_dir` is empty): after every `checkpoint_every`-th step
   // (0: none in between) and after the last step run. Every rank writes its stages' shards
   // into the temporary folder; the coordinator commits once all have (runtime/checkpoint).
@@ -39,7 +44,7 @@ struct CoordinatorOptions {
   int checkpoint_every = 0;
   int keep_checkpoints = 0;
   // Model, tokenizer and run description of the manifests; run["history"]["train_loss"]
-  // holds the losses before first_step, and the coordinator appends each step's.
+  // and ["validation_loss"] hold the losses before first_step, and the coordinator appends.
   runtime::CheckpointMeta meta;
 };
 
@@ -58,6 +63,10 @@ struct CoordinatorState {
   int64_t step = 0;
   int64_t last_step = 0;                    // steps, or stop_after
   std::vector<double> losses;               // train losses, step 1 at index 0 (resumed ones too)
+  std::vector<std::pair<int64_t, double>> validation;  // (step, held-out loss), resumed ones too
+  std::map<int, EvalResult> eval_results;   // rank -> its answer to the evaluation running
+  int64_t eval_step = -1;                   // the evaluation running (after this step), -1: none
+  std::function<void()> after_eval;         // what follows it
   std::map<int, CheckpointPart> parts;      // rank -> its part of the checkpoint being written
   std::function<void()> after_checkpoint;   // what follows the checkpoint being written
   bool running = false;

@@ -3,12 +3,14 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,7 @@
 #include "models/gpt_chunk.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/train/held_out_pass.h"
 #include "runtime/transport/ucx_transport.h"
 
 namespace stagehand::actors::cluster {
@@ -114,6 +117,7 @@ class RecordingStageWork : public runtime::StageWork {
 // process exits right after RunWorker returns.
 struct Node {
   std::unique_ptr<runtime::WindowSampler> sampler;
+  std::unique_ptr<runtime::WindowSampler> held_out;  // as tools/launch draws held-out batches
   std::map<int, std::unique_ptr<runtime::Chunk>> chunks;  // global chunk index -> chunk
   std::vector<runtime::OptimizerState> optimizer_states;  // by global chunk index
   std::vector<runtime::ChunkState> chunk_states;          // this rank's, for checkpoints
@@ -206,6 +210,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   auto* node = new Node();  // never freed: see Node
   node->sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
       o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
+  node->held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
+      o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, 1, o.model.seed ^ 0x5EEDull));
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   absl::StatusOr<std::vector<models::ChunkSpec>> cuts =
@@ -262,6 +268,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
     co.stop_after = o.stop_after;
     co.log_every = o.log_every;
     co.hang_timeout_s = o.hang_timeout_s;
+    co.eval_batches = o.eval_batches;
+    co.eval_every = o.eval_every;
     co.checkpoint_dir = o.checkpoint_dir;
     co.checkpoint_every = o.checkpoint_every;
     co.keep_checkpoints = o.keep_checkpoints;
@@ -360,6 +368,45 @@ absl::Status RunWorker(const WorkerOptions& o) {
     if (absl::Status s = node->transport->Connect(r, table.ucx_addresses[r]); !s.ok()) return s;
   }
   for (const caf::actor& comm : comms) caf::anon_send(comm, table);
+
+  // The held-out pass runs on a thread of its own between steps (the stages are idle then),
+  // so that this loop keeps sending heartbeats and hears an abort; it hands its result
+  // back to this loop, which answers the coordinator.
+  runtime::HeldOutPassInit pass;
+  pass.rank = o.rank;
+  for (int c = 0; c < spec.num_chunks; ++c) pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
+  for (const auto& [c, chunk] : node->chunks) pass.chunks[c] = chunk.get();
+  pass.sampler = node->held_out.get();
+  pass.transport = node->transport.get();
+  pass.tensor_floats = tensor_floats;
+  pass.note = [node](const std::string& what) { node->log.Set(what); };
+  std::atomic<bool> stop_eval{false}, eval_finished{false};
+  pass.stop = &stop_eval;
+  std::thread eval_thread;
+  int64_t eval_step = -1;  // the evaluation running on eval_thread, -1: none
+  auto start_evaluation = [&](const EvalOrder& order) -> std::string {
+    if (eval_step >= 0) return absl::StrCat("the evaluation after step ", eval_step, " is still running");
+    if (order.step < 0 || order.step > o.steps || order.batches != o.eval_batches) {
+      return absl::StrCat("refused an evaluation order for step ", order.step, " over ", order.batches,
+                          " batches (this rank runs steps 0..", o.steps, " over ", o.eval_batches, ")");
+    }
+    if (eval_thread.joinable()) eval_thread.join();
+    eval_step = order.step;
+    eval_finished = false;
+    eval_thread = std::thread([&, order] {
+      absl::StatusOr<std::optional<double>> loss = runtime::RunHeldOutPass(pass, order.step, order.batches);
+      EvalResult result{o.rank, order.step, "", false, 0.0};
+      if (!loss.ok()) {
+        result.error = std::string(loss.status().message());
+      } else if (loss->has_value()) {
+        result.has_loss = true;
+        result.loss = **loss;
+      }
+      eval_finished = true;
+      caf::anon_send(self_handle, eval_done_atom::value, result);
+    });
+    return "";
+  };
   self->send(*coordinator, ready_atom::value, o.rank);
 
   // 6. Live: heartbeats until finish or abort.
@@ -385,6 +432,17 @@ absl::Status RunWorker(const WorkerOptions& o) {
         [&](const CheckpointOrder& order) -> CheckpointPart {
           return WriteCheckpointPart(*node, o, order);
         },
+        [&](const EvalOrder& order) {
+          if (std::string refused = start_evaluation(order); !refused.empty()) {
+            self->send(*coordinator, EvalResult{o.rank, order.step, refused, false, 0.0});
+          }
+        },
+        [&](eval_done_atom, EvalResult& result) {
+          if (!eval_finished || result.step != eval_step) return;  // not our thread's
+          eval_thread.join();
+          eval_step = -1;
+          self->send(*coordinator, result);
+        },
         [&](const ClusterAbort& a) {
           abort_reason = a.reason;
           end = End::kAborted;
@@ -398,6 +456,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
         },
         caf::after(std::chrono::milliseconds(250)) >> [&] {});
   }
+  stop_eval = true;  // a pass still waiting gives up; one still computing ends its batch
+  if (eval_thread.joinable()) eval_thread.join();
   if (end == End::kFinished) {
     if (!o.save_params.empty()) std::printf("%s: saved parameters to %s\n", me.c_str(), RankFile(o.save_params, o.rank).c_str());
     std::fflush(stdout);

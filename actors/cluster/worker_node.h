@@ -38,6 +38,11 @@ struct WorkerOptions {
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
   std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
   double hang_timeout_s = 60;
+  // Held-out evaluation (runtime/train/held_out_pass.h) before step 1, after every
+  // eval_every-th step and after the last: eval_batches batches of the dataset's
+  // validation split; 0 batches: none.
+  int eval_batches = 0;
+  int eval_every = 0;
   std::string config_text;
   // Checkpoints: each rank writes its stages' shards into the checkpoint's temporary folder,
   // rank 0 commits the manifest once every rank has (a checkpoint is complete only then).

@@ -158,9 +158,12 @@ int FreePort() {
 struct Config {
   int stages = 4, layers = 4, d_model = 32, heads = 2, seq_len = 16, micro_batch_size = 2;
   int microbatches = 8, steps = 3;
+  int eval_every = 100, eval_batches = 16;  // launch's defaults
   uint64_t seed = 1337;
   std::string planner = "1f1b";
 };
+
+using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
 
 std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vector<std::string>& extra) {
   std::vector<std::string> a = {Runfile("tools/launch"), "--worker=" + Runfile("tools/worker"),
@@ -173,6 +176,8 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
                                 "--micro_batch_size=" + std::to_string(c.micro_batch_size),
                                 "--microbatches=" + std::to_string(c.microbatches),
                                 "--steps=" + std::to_string(c.steps),
+                                "--eval_every=" + std::to_string(c.eval_every),
+                                "--eval_batches=" + std::to_string(c.eval_batches),
                                 "--seed=" + std::to_string(c.seed), "--planner=" + c.planner,
                                 "--data=" + Corpus()};
   a.insert(a.end(), extra.begin(), extra.end());
@@ -180,8 +185,10 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
 }
 
 // The same configuration in one process, as tools/launch runs it (data packed by
-// runtime/data, cosine LR schedule to 0.1 of --lr at --steps).
-void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params) {
+// runtime/data, cosine LR schedule to 0.1 of --lr at --steps, held-out losses before step 1,
+// every eval_every steps and after the last).
+void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params,
+                HeldOut* held_out = nullptr) {
   runtime::DatasetOptions data;
   data.path = Corpus();
   data.seq_len = c.seq_len;
@@ -204,10 +211,20 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   o.optimizer.schedule = runtime::LearningRateSchedule{0, c.steps, 0.1};
   auto mp = actors::BuildModelPipeline(o, &sampler);
   ASSERT_TRUE(mp.ok()) << mp.status();
+  runtime::WindowSampler held_out_sampler =
+      runtime::MakeSampler(dataset->validation, c.micro_batch_size, c.seq_len, 1, c.seed ^ 0x5EEDull);
+  auto evaluate = [&](int64_t step) {
+    if (held_out == nullptr) return;
+    absl::StatusOr<double> loss = runtime::Evaluate(mp->chunk_pointers(), held_out_sampler, c.eval_batches);
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    held_out->emplace_back(step, *loss);
+  };
+  evaluate(0);
   for (int step = 1; step <= c.steps; ++step) {
     auto out = mp->pipeline->RunStep(step);
     ASSERT_TRUE(out.ok()) << out.status();
     losses->push_back(out->loss);
+    if ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps) evaluate(step);
   }
   *params = runtime::CollectParameters(mp->chunk_pointers());
 }
@@ -221,6 +238,26 @@ std::map<int, double> StepLosses(const std::string& out) {
     got[std::stoi((*it)[1])] = std::strtod((*it)[2].str().c_str(), nullptr);
   }
   return got;
+}
+
+// (step, loss) from rank 0's held-out lines, step 0 for the one before training.
+HeldOut HeldOutLosses(const std::string& out) {
+  std::regex re("(?:step (\\d+) held-out loss|held-out loss before training) \\S+ bits (\\S+)");
+  HeldOut got;
+  for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) {
+    got.emplace_back((*it)[1].matched ? std::stoll((*it)[1]) : 0, std::strtod((*it)[2].str().c_str(), nullptr));
+  }
+  return got;
+}
+
+void ExpectSameHeldOut(const HeldOut& got, const HeldOut& expected, const std::string& context) {
+  ASSERT_EQ(got.size(), expected.size()) << context;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(got[i].first, expected[i].first) << context;
+    EXPECT_EQ(std::memcmp(&got[i].second, &expected[i].second, sizeof(double)), 0)
+        << "held-out loss after step " << expected[i].first << ": " << got[i].second << " vs one process "
+        << expected[i].second << "\n" << context;
+  }
 }
 
 // Every rank's --save_params file, merged by tensor name.
@@ -291,6 +328,24 @@ TEST(Cluster, KilledWorkerStopsTheLaunchNamingItAndLeavesNoProcess) {
         << "rank " << r << "\n" << out;
   }
   for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid << " outlived the launch";
+}
+
+TEST(Cluster, HeldOutLossesThroughAVAcrossTwoWorkersAreBitwiseTheOneProcessOnes) {
+  Config c;  // zb_v: 8 chunks in a V over 4 stages, so activations cross the ranks twice
+  c.planner = "zb_v";
+  c.layers = 8;
+  c.steps = 4;
+  c.eval_every = 2;
+  c.eval_batches = 3;
+  Process launch(LaunchArgs(c, 2, {}));
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> params;
+  HeldOut expected;
+  OneProcess(c, &losses, &params, &expected);
+  ASSERT_EQ(expected.size(), 3u);  // before training, after steps 2 and 4
+  ExpectSameHeldOut(HeldOutLosses(launch.output()), expected, launch.output());
+  EXPECT_NE(launch.output().find("held-out loss after 4 steps"), std::string::npos) << launch.output();
 }
 
 TEST(Cluster, JoinWithAWrongTokenIsRejectedAndLogged) {
@@ -367,6 +422,11 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   EXPECT_EQ(info->meta.step, 6);
   EXPECT_EQ(info->shards.size(), 4u);
   EXPECT_EQ(info->meta.run["history"]["train_loss"].get<std::vector<double>>(), losses);
+  HeldOut held_out;  // before training (in the first attempt) and after step 6
+  std::vector<double> again;
+  std::vector<runtime::NamedTensor> again_params;
+  OneProcess(c, &again, &again_params, &held_out);
+  ExpectSameHeldOut(info->meta.run["history"]["validation_loss"].get<HeldOut>(), held_out, out);
   std::vector<pid_t> pids = WorkerPids(out);
   EXPECT_EQ(pids.size(), 8u) << out;
   for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid << " outlived the launch";
@@ -396,7 +456,7 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
       {{"--restarts=-1", "--checkpoint_dir=" + TempDir()}, "--restarts=-1 must not be negative"},
       {{"--export=" + TempDir() + "/x.safetensors"}, "--export and --init_from are not supported with --nprocs"},
       {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
-      {{"--eval_every=5"}, "held-out evaluation (--eval_every, --eval_batches) is not supported"},
+      {{"--eval_batches=70000"}, "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
       {{"--trace=" + TempDir() + "/t.json"}, "--trace is not supported with --nprocs"},
       {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
   };
