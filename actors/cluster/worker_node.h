@@ -37,6 +37,9 @@ struct WorkerOptions {
   int log_every = 1;
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
   std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
+  // Tracing: the file this rank writes its trace to at the end (empty: no trace). It holds
+  // this rank's stages only; `trace merge` (or the launcher) joins the ranks' files.
+  std::string trace;
   double hang_timeout_s = 60;
   std::string config_text;
   // Checkpoints: each rank writes its stages' shards into the checkpoint's temporary folder,
