@@ -207,11 +207,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
         "held-out evaluation (--eval_every, --eval_batches) is not supported with --nprocs/--hostfile "
         "yet (it needs a forward-only pass through the pipeline); drop them");
   }
-  if (!c.trace.empty()) {
-    return absl::InvalidArgumentError(
-        "--trace is not supported with --nprocs/--hostfile yet: trace the same configuration in one "
-        "process");
-  }
   std::unique_ptr<runtime::PlannerDefinition> loaded;
   absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
   if (!planner.ok()) return planner.status();
