@@ -2,7 +2,8 @@
 // their lanes, stage actors, gates and comm actors and a UCX transport; rank 0 also hosts
 // the StepDriver and publishes the Coordinator. It joins with the launch's token, connects
 // UCX to its peers, sends heartbeats, and leaves when the coordinator says finish or
-// abort. Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
+// abort; with `trace` set it records its stages and writes their trace at the end (the
+// launcher merges the ranks' files). Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
 #ifndef STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 #define STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 
