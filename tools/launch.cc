@@ -194,11 +194,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
                                                    runtime::kHeldOutMaxBatches, " held-out batches"));
   }
-  if (!c.trace.empty()) {
-    return absl::InvalidArgumentError(
-        "--trace is not supported with --nprocs/--hostfile yet: trace the same configuration in one "
-        "process");
-  }
   std::unique_ptr<runtime::PlannerDefinition> loaded;
   absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
   if (!planner.ok()) return planner.status();

@@ -21,6 +21,7 @@
 #include "runtime/dry_run.h"
 #include "runtime/planner.h"
 #include "runtime/table_planner.h"
+#include "runtime/io/output_path.h"
 #include "tools/cluster/rank_env.h"
 #include "tools/train_flags.h"
 
@@ -127,6 +128,13 @@ int main(int argc, char** argv) {
   o.stop_after = c.exit_after;
   o.log_every = c.log_every;
   o.save_params = c.save_params;
+  // Each rank writes its own trace file (the launcher merges them); checked now, not at the end.
+  if (!c.trace.empty()) {
+    o.trace = tools::RankTraceFile(c.trace, o.rank);
+    if (absl::Status s = runtime::CheckOutputFile("--trace", o.trace); !s.ok()) {
+      return Fail(rank, std::string(s.message()));
+    }
+  }
   o.hang_timeout_s = c.hang_timeout_s;
   o.eval_batches = c.eval_batches;
   o.eval_every = c.eval_every;

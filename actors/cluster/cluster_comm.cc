@@ -99,7 +99,15 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
     Abort(self, absl::StrCat("tensor for stage ", msg.to_stage, " out of range"));
     return;
   }
+  const ActionKind kind = static_cast<ActionKind>(msg.kind) == ActionKind::kForward
+                              ? ActionKind::kSendForward
+                              : ActionKind::kSendBackward;
+  const int64_t bytes = static_cast<int64_t>(msg.payload.size() * sizeof(float));
   if (msg.to_stage < static_cast<int>(st.local_stages.size()) && st.local_stages[msg.to_stage]) {
+    if (st.init.trace) {
+      const int64_t now = runtime::trace::NowNanos();
+      st.init.trace->RecordInStep(st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes, now, now);
+    }
     self->send(st.local_stages[msg.to_stage], std::move(msg));
     return;
   }
@@ -108,13 +116,19 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
                    msg.to_stage, msg.chunk, msg.microbatch};
   const int peer = st.peers.stage_rank.at(msg.to_stage);
   st.sending[n.tag] = Describe(n);
+  if (st.init.trace) {
+    st.traced[n.tag] = TracedSend{st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes,
+                                  runtime::trace::NowNanos()};
+  }
   auto payload = std::make_shared<std::vector<float>>(std::move(msg.payload));
   caf::actor me = caf::actor_cast<caf::actor>(self);
   st.init.transport->Send(peer, n.tag, payload->data(), payload->size() * sizeof(float),
                           [me, tag = n.tag, payload, pool = st.init.pool](absl::Status s) {
+                            // UCX reports the send complete now (this is its progress thread).
+                            const int64_t done_ns = runtime::trace::NowNanos();
                             pool->Give(std::move(*payload));  // the next receive's buffer
                             caf::anon_send(me, sent_atom::value, tag, std::string(s.message()),
-                                           s.ok());
+                                           s.ok(), done_ns);
                           });
   self->send(st.peers.stage_comms.at(msg.to_stage), n);
 }
@@ -135,10 +149,32 @@ caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
       },
       [=](TensorMessage& msg) { OnOutgoing(self, msg); },
       [=](const TransferNotice& n) { OnNotice(self, n, false); },
-      [=](sent_atom, uint64_t tag, const std::string& error, bool ok) {
+      [=](sent_atom, uint64_t tag, const std::string& error, bool ok, int64_t done_ns) {
         auto& st = self->state;
         if (!ok) Abort(self, absl::StrCat("UCX send of ", st.sending[tag], " failed: ", error));
         st.sending.erase(tag);
+        if (auto it = st.traced.find(tag); it != st.traced.end()) {
+          // Tagged with the step it was sent in: the completion may be handled after this
+          // rank's step ended.
+          const TracedSend& t = it->second;
+          if (ok) {
+            st.init.trace->RecordInStep(t.step, t.kind, t.to_stage, t.chunk, t.microbatch, t.bytes,
+                                        t.begin_ns, done_ns);
+          }
+          st.traced.erase(it);
+        }
+        if (st.sending.empty()) {
+          for (caf::response_promise& waiter : st.drain_waiters) waiter.deliver(caf::ok_atom::value);
+          st.drain_waiters.clear();
+        }
+      },
+      [=](drained_atom) {
+        auto& st = self->state;
+        if (st.sending.empty()) {
+          self->make_response_promise().deliver(caf::ok_atom::value);
+          return;
+        }
+        st.drain_waiters.push_back(self->make_response_promise());
       },
       [=](received_atom, uint64_t tag, const std::string& error, bool ok, TensorMessage& msg) {
         auto& st = self->state;

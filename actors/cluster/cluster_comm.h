@@ -2,7 +2,10 @@
 // this process is delivered directly; for a stage elsewhere its payload goes to the UCX
 // progress thread and only a TransferNotice (metadata) goes over CAF. An incoming notice is
 // checked (sender, stage, chunk, microbatch, size, step) before its receive is posted into a
-// pooled buffer (PayloadPool); the completed tensor goes to the stage actor. Not a scheduler: it never reorders or waits.
+// pooled buffer (PayloadPool); the completed tensor goes to the stage actor. When tracing,
+// it is the one writer of its stage's send lane: a send to another rank spans from its
+// hand-off to UCX until UCX reports it complete; a send within the process is an instant,
+// as the one-process CommActor records it. Not a scheduler: it never reorders or waits.
 #ifndef STAGEHAND_ACTORS_CLUSTER_CLUSTER_COMM_H_
 #define STAGEHAND_ACTORS_CLUSTER_CLUSTER_COMM_H_
 
@@ -15,6 +18,7 @@
 #include "actors/cluster/payload_pool.h"
 #include "caf/all.hpp"
 #include "runtime/step_spec.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/transport/ucx_transport.h"
 
 namespace stagehand::actors::cluster {
@@ -29,7 +33,21 @@ struct ClusterCommInit {
   caf::actor stage_actor;
   caf::actor supervisor;                  // receives ClusterAbort on a transfer error
   int drop_notice = 0;                    // test hook: never post the Nth receive (1-based)
+  runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null; written here only
 };
+
+// A send to another rank in flight, as its trace span will show it.
+struct TracedSend {
+  int64_t step = 0;
+  runtime::ActionKind kind = runtime::ActionKind::kSendForward;
+  int to_stage = 0, chunk = 0, microbatch = 0;
+  int64_t bytes = 0;
+  int64_t begin_ns = 0;
+};
+
+// Asked of a ClusterComm after the run: answers (ok) once no send is in flight, so that
+// its trace lane has no writer left.
+using drained_atom = caf::atom_constant<caf::atom("drained")>;
 
 struct ClusterCommState {
   ClusterCommInit init;
@@ -41,6 +59,8 @@ struct ClusterCommState {
   std::map<uint64_t, std::string> receiving;  // tag -> what
   std::map<uint64_t, std::string> sending;
   std::vector<TransferNotice> early;          // notices of the next step, before its start
+  std::map<uint64_t, TracedSend> traced;      // tag -> send in flight (when tracing)
+  std::vector<caf::response_promise> drain_waiters;
 };
 
 caf::behavior ClusterComm(caf::stateful_actor<ClusterCommState>* self, ClusterCommInit init);

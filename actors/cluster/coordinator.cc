@@ -255,11 +255,13 @@ void RunStep(Self* self, int64_t step) {
   st.running = true;
   self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
                      hang_atom::value, step);
+  if (st.options.trace) st.options.trace->StepBegan(step, runtime::trace::NowNanos());
   self->request(st.driver, caf::infinite, step_atom::value, step)
       .then([=](StepOutcome& out) {
         auto& st = self->state;
         if (st.stopping) return;
         st.running = false;
+        if (st.options.trace && out.error.empty()) st.options.trace->StepEnded(step, runtime::trace::NowNanos());
         if (!out.error.empty()) {
           StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
           return;

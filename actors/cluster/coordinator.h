@@ -17,6 +17,7 @@
 #include "caf/all.hpp"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/step_spec.h"
+#include "runtime/trace/recorder.h"
 
 namespace stagehand::actors::cluster {
 
@@ -46,6 +47,9 @@ struct CoordinatorOptions {
   // Model, tokenizer and run description of the manifests; run["history"]["train_loss"]
   // and ["validation_loss"] hold the losses before first_step, and the coordinator appends.
   runtime::CheckpointMeta meta;
+  // Rank 0's trace recorder, or null: the coordinator is the one writer of its step
+  // boundaries (it asks the driver for each step, as Pipeline::RunStep does in one process).
+  runtime::trace::TraceRecorder* trace = nullptr;
 };
 
 struct CoordinatorState {

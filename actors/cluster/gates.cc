@@ -34,8 +34,20 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
           return;
         }
         st.step = step;
-        self->send(st.init.comm, start_atom::value, step);
-        self->send(st.init.stage_actor, start_atom::value, step);
+        auto pass_on = [=] {
+          const auto& in = self->state.init;
+          self->send(in.comm, start_atom::value, step);
+          self->send(in.stage_actor, start_atom::value, step);
+        };
+        if (!st.init.trace_steps) {
+          pass_on();
+          return;
+        }
+        // Traced: the rank's step begins (trace_steps.h) before any of its events; the gate
+        // takes no other message until then, so nothing overtakes the start.
+        self->request(st.init.trace_steps, caf::infinite, start_atom::value, step)
+            .await([=](caf::ok_atom) { pass_on(); },
+                   [=](caf::error& e) { refuse(absl::StrCat("trace steps: ", self->system().render(e))); });
       },
       [=](probe_atom, int wave) {
         auto& st = self->state;

@@ -23,6 +23,7 @@ struct StageGateInit {
   caf::actor comm;         // its ClusterComm: told the step, asked for transfers in flight
   caf::actor driver_gate;  // where hang reports go
   caf::actor supervisor;   // the worker's main actor: receives ClusterAbort on a bad message
+  caf::actor trace_steps;  // traced ranks other than 0: begins each step before it is passed on
 };
 struct StageGateState {
   StageGateInit init;

@@ -22,6 +22,7 @@
 #include "actors/cluster/coordinator.h"
 #include "actors/cluster/gates.h"
 #include "actors/cluster/placement.h"
+#include "actors/cluster/trace_steps.h"
 #include "actors/lane.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
@@ -29,6 +30,8 @@
 #include "models/gpt_chunk.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/trace/chrome_json.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/transport/ucx_transport.h"
 
@@ -124,6 +127,7 @@ struct Node {
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
+  std::unique_ptr<runtime::trace::TraceRecorder> trace;  // when tracing
   PayloadPool pool;
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
@@ -179,6 +183,27 @@ absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
   std::vector<runtime::Chunk*> held;
   for (const auto& [c, chunk] : node.chunks) held.push_back(chunk.get());
   return runtime::WriteSafetensors(RankFile(o.save_params, o.rank), runtime::CollectParameters(held));
+}
+
+// This rank's trace, once every local send has completed (its comm actors are the last
+// writers: a send's completion may be handled after the last step ended).
+absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vector<caf::actor>& comms,
+                        caf::scoped_actor& self) {
+  if (node.trace == nullptr) return absl::OkStatus();
+  absl::Status status;
+  for (const caf::actor& comm : comms) {
+    self->request(comm, std::chrono::seconds(10), drained_atom::value)
+        .receive([](caf::ok_atom) {},
+                 [&](caf::error& e) {
+                   status = absl::DeadlineExceededError(absl::StrCat(
+                       "sends still in flight after the run, trace not written: ", self->system().render(e)));
+                 });
+    if (!status.ok()) return status;
+  }
+  const runtime::trace::Trace trace = node.trace->Collect();
+  if (absl::Status s = runtime::trace::WriteChromeJsonFile(trace, o.trace); !s.ok()) return s;
+  std::printf("rank %d: trace: %zu events written to %s\n", o.rank, trace.spans.size(), o.trace.c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -250,6 +275,21 @@ absl::Status RunWorker(const WorkerOptions& o) {
 
   const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
 
+  // Tracing: a recorder for the whole step (P, C, M), of which this rank writes only its
+  // stages' lanes; activation bytes are known for its own chunks only (the only ones its
+  // memory counters count).
+  runtime::trace::TraceRecorder* trace = nullptr;
+  if (!o.trace.empty()) {
+    node->trace = std::make_unique<runtime::trace::TraceRecorder>(me);
+    trace = node->trace.get();
+    if (absl::Status s = trace->Configure(P, spec.num_chunks, spec.num_microbatches); !s.ok()) return s;
+    std::vector<int64_t> activation_bytes(spec.num_chunks, 0);
+    for (const auto& [c, chunk] : node->chunks) {
+      activation_bytes[c] = chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)};
+    }
+    trace->SetActivationBytes(std::move(activation_bytes));
+  }
+
   // 2. The actor system; rank 0 publishes the coordinator.
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);
@@ -274,6 +314,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
     co.checkpoint_every = o.checkpoint_every;
     co.keep_checkpoints = o.keep_checkpoints;
     co.meta = o.checkpoint_meta;
+    co.trace = trace;
     caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
     caf::actor coordinator = sys.spawn(Coordinator, co, driver);
     caf::expected<uint16_t> port = sys.middleman().publish(
@@ -310,6 +351,12 @@ absl::Status RunWorker(const WorkerOptions& o) {
   Registration reg{o.rank, stages, {}, {}};
   std::vector<caf::actor> local_stages(P);
   std::vector<caf::actor> comms;
+  // Traced, rank > 0: the rank's step boundaries (trace_steps.h) stand between its stages
+  // and the driver.
+  caf::actor trace_steps;
+  if (trace != nullptr && o.rank != 0) {
+    trace_steps = sys.spawn(TraceSteps, TraceStepsInit{trace, static_cast<int>(stages.size()), reply.driver});
+  }
   for (int s : stages) {
     std::map<int, runtime::Chunk*> held;
     for (const auto& [c, chunk] : node->chunks) {
@@ -322,8 +369,9 @@ absl::Status RunWorker(const WorkerOptions& o) {
     node->lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
     ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), &node->pool, caf::actor{},
                        self_handle, o.withhold_receive};
+    ci.trace = trace ? trace->send(s) : nullptr;
     StageActorInit si{s, spec, planner, node->lanes.back().get(), node->works.back().get(),
-                      reply.driver, caf::actor{}};
+                      trace_steps ? trace_steps : reply.driver, caf::actor{}, trace};
     // The stage needs its comm and the comm its stage: the comm starts by waiting for the
     // stage's handle, then becomes a ClusterComm.
     caf::actor comm = sys.spawn([ci](caf::stateful_actor<ClusterCommState>* c) mutable {
@@ -338,7 +386,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
     local_stages[s] = stage;
     comms.push_back(comm);
     caf::actor gate = sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm, reply.driver,
-                                                         self_handle});
+                                                         self_handle, trace_steps});
     reg.gates.push_back(gate);
     reg.comms.push_back(comm);
   }
@@ -460,7 +508,9 @@ absl::Status RunWorker(const WorkerOptions& o) {
   if (eval_thread.joinable()) eval_thread.join();
   if (end == End::kFinished) {
     if (!o.save_params.empty()) std::printf("%s: saved parameters to %s\n", me.c_str(), RankFile(o.save_params, o.rank).c_str());
+    absl::Status traced = WriteTrace(*node, o, comms, self);
     std::fflush(stdout);
+    if (!traced.ok()) return absl::Status(traced.code(), absl::StrCat(me, ": ", traced.message()));
     // Ranks other than 0 stay until rank 0 leaves (it leaves once every rank has saved),
     // so that the coordinator never mistakes a finished rank for a lost one.
     if (o.rank != 0) {

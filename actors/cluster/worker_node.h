@@ -2,7 +2,8 @@
 // their lanes, stage actors, gates and comm actors and a UCX transport; rank 0 also hosts
 // the StepDriver and publishes the Coordinator. It joins with the launch's token, connects
 // UCX to its peers, sends heartbeats, and leaves when the coordinator says finish or
-// abort. Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
+// abort; with `trace` set it records its stages and writes their trace at the end (the
+// launcher merges the ranks' files). Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
 #ifndef STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 #define STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 
@@ -37,6 +38,9 @@ struct WorkerOptions {
   int log_every = 1;
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
   std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
+  // Tracing: the file this rank writes its trace to at the end (empty: no trace). It holds
+  // this rank's stages only; `trace merge` (or the launcher) joins the ranks' files.
+  std::string trace;
   double hang_timeout_s = 60;
   // Held-out evaluation (runtime/train/held_out_pass.h) before step 1, after every
   // eval_every-th step and after the last: eval_batches batches of the dataset's

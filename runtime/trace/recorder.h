@@ -87,8 +87,14 @@ class TraceRecorder {
     // `kind` is SEND_F or SEND_B; `chunk` the destination chunk.
     void Record(ActionKind kind, int to_stage, int chunk, int microbatch, int64_t bytes,
                 int64_t begin_ns, int64_t end_ns) {
-      spans_.Append(
-          RawSpan{begin_ns, end_ns, owner_->step(), bytes, kind, chunk, microbatch, to_stage});
+      RecordInStep(owner_->step(), kind, to_stage, chunk, microbatch, bytes, begin_ns, end_ns);
+    }
+    // As Record, tagged with `step` rather than the recorder's current one: for a writer
+    // that records a send when it completes, which may be after its step ended in this
+    // process (a cluster send to another rank).
+    void RecordInStep(int64_t step, ActionKind kind, int to_stage, int chunk, int microbatch,
+                      int64_t bytes, int64_t begin_ns, int64_t end_ns) {
+      spans_.Append(RawSpan{begin_ns, end_ns, step, bytes, kind, chunk, microbatch, to_stage});
     }
 
    private:

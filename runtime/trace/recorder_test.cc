@@ -73,5 +73,21 @@ TEST(RecorderTest, CollectsEveryLaneOnOneClock) {
   EXPECT_EQ(trace.memory[1].bytes, 0);
 }
 
+// A send that completes after its process moved on keeps the step it was sent in.
+TEST(RecorderTest, SendRecordedInStepKeepsThatStep) {
+  TraceRecorder recorder;
+  ASSERT_TRUE(recorder.Configure(2, 2, 1).ok());
+  const int64_t t0 = NowNanos();
+  recorder.StepBegan(3, t0);
+  recorder.StepEnded(3, t0 + 100);
+  recorder.StepBegan(4, t0 + 200);
+  recorder.send(0)->RecordInStep(3, ActionKind::kSendForward, 1, 1, 0, 64, t0 + 50, t0 + 250);
+  recorder.send(0)->Record(ActionKind::kSendForward, 1, 1, 0, 64, t0 + 300, t0 + 400);
+  const Trace trace = recorder.Collect();
+  ASSERT_EQ(trace.spans.size(), 2u);
+  EXPECT_EQ(trace.spans[0].step, 3);
+  EXPECT_EQ(trace.spans[1].step, 4);
+}
+
 }  // namespace
 }  // namespace stagehand::runtime::trace

@@ -1,7 +1,8 @@
 // End-to-end tests of `launch --nprocs`: real worker processes on 127.0.0.1 with the UCX
 // data plane. Four workers give bitwise the one-process losses and parameters; a worker
 // killed mid-step stops the launch naming it, with no process left behind; a wrong join
-// token is refused and logged; a receive that never completes is reported per rank.
+// token is refused and logged; a receive that never completes is reported per rank; a
+// traced run writes every rank's trace and their merge, and changes no result.
 // Every run has a deadline, and its whole process group is killed at the end.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,6 +18,8 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
+#include <tuple>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,8 +30,11 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
+#include "runtime/dry_run.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/trace/chrome_json.h"
 #include "runtime/train/training.h"
+#include "tools/cluster/rank_env.h"
 
 namespace stagehand::tools {
 namespace {
@@ -449,6 +455,134 @@ TEST(Cluster, WhenRestartsAreUsedUpTheLaunchFailsNamingTheDeadRank) {
   for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
 }
 
+// Every rank's --save_params file, merged by tensor name.
+std::map<std::string, std::vector<float>> RankParameters(const std::string& params, int nprocs) {
+  std::map<std::string, std::vector<float>> merged;
+  for (int r = 0; r < nprocs; ++r) {
+    std::string file = params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
+    auto tensors = runtime::ReadSafetensors(file);
+    EXPECT_TRUE(tensors.ok()) << tensors.status();
+    if (!tensors.ok()) continue;
+    for (auto& [name, t] : *tensors) merged.emplace(name, t.data);
+  }
+  return merged;
+}
+
+// Two workers with two stages each, traced: every rank writes its file, the launcher merges
+// them into one trace that holds every stage's planned compute in every step, each
+// cross-rank send joined to its receive, and one span per step; and the run's losses and
+// parameters are bitwise those of the same run untraced.
+TEST(Cluster, TracedRunIsMergedFromEveryRankAndChangesNoResult) {
+  Config c;
+  const int nprocs = 2;
+  const std::string trace = TempDir() + "/cluster_trace.json";
+  const std::string plain_params = TempDir() + "/untraced.safetensors";
+  const std::string traced_params = TempDir() + "/traced.safetensors";
+  Process plain(LaunchArgs(c, nprocs, {"--save_params=" + plain_params}));
+  ASSERT_EQ(plain.Wait(120), 0) << plain.output();
+  Process traced(LaunchArgs(c, nprocs, {"--save_params=" + traced_params, "--trace=" + trace}));
+  ASSERT_EQ(traced.Wait(120), 0) << traced.output();
+  EXPECT_TRUE(std::regex_search(traced.output(), std::regex("trace: \\d+ events from 2 ranks written to " + trace)))
+      << traced.output();
+
+  // Results: bitwise the untraced run's.
+  std::map<int, double> want = StepLosses(plain.output()), got = StepLosses(traced.output());
+  ASSERT_EQ(want.size(), static_cast<size_t>(c.steps)) << plain.output();
+  ASSERT_EQ(got.size(), want.size()) << traced.output();
+  for (const auto& [step, loss] : want) {
+    EXPECT_EQ(std::memcmp(&got[step], &loss, sizeof(double)), 0) << "step " << step;
+  }
+  EXPECT_TRUE(RankParameters(traced_params, nprocs) == RankParameters(plain_params, nprocs))
+      << "tracing changed the parameters";
+
+  // Each rank's own file holds its stages' compute only (2 stages per rank).
+  for (int r = 0; r < nprocs; ++r) {
+    auto part = runtime::trace::ReadChromeJsonFile(RankTraceFile(trace, r));
+    ASSERT_TRUE(part.ok()) << part.status();
+    EXPECT_EQ(part->process, "rank " + std::to_string(r));
+    std::set<int> stages;
+    for (const auto& s : part->spans) {
+      if (s.lane == runtime::trace::Lane::kCompute) stages.insert(s.stage);
+    }
+    EXPECT_EQ(stages, (std::set<int>{2 * r, 2 * r + 1})) << "rank " << r;
+  }
+
+  auto merged = runtime::trace::ReadChromeJsonFile(trace);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->num_stages, c.stages);
+  EXPECT_EQ(merged->num_microbatches, c.microbatches);
+  // Steps joined: one span per step, however many ranks recorded it.
+  ASSERT_EQ(merged->steps.size(), static_cast<size_t>(c.steps));
+  for (int i = 0; i < c.steps; ++i) EXPECT_EQ(merged->steps[i].step, i + 1);
+  // ... and each holds every compute span tagged with it, on either rank (rank 0's step
+  // begins before, and ends after, any rank's work of it; 1 ms allows for the two
+  // processes' clocks being mapped onto one through their wall clocks).
+  for (const auto& s : merged->spans) {
+    if (s.lane != runtime::trace::Lane::kCompute) continue;
+    ASSERT_TRUE(s.step >= 1 && s.step <= c.steps) << runtime::trace::SpanLabel(s) << " step " << s.step;
+    const auto& step = merged->steps[s.step - 1];
+    EXPECT_GE(s.begin_us, step.begin_us - 1000) << runtime::trace::SpanLabel(s) << " s" << s.stage;
+    EXPECT_LE(s.end_us, step.end_us + 1000) << runtime::trace::SpanLabel(s) << " s" << s.stage;
+  }
+
+  // Compute: per step and stage, as many of each kind as the plan has.
+  auto planner = runtime::PlannerRegistry::Default().Get(c.planner);
+  ASSERT_TRUE(planner.ok());
+  runtime::PlannerOptions po;
+  po.num_stages = c.stages;
+  po.num_microbatches = c.microbatches;
+  auto plan = runtime::ValidatePlanner(**planner, po);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::map<std::pair<int, runtime::ActionKind>, int> planned;  // (stage, kind) -> per step
+  for (int stage = 0; stage < static_cast<int>(plan->rows.size()); ++stage) {
+    for (const auto& cell : plan->rows[stage]) {
+      for (const runtime::Action& a : cell) ++planned[{stage, a.kind}];
+    }
+  }
+  ASSERT_FALSE(planned.empty());
+  std::map<std::tuple<int64_t, int, runtime::ActionKind>, int> recorded;  // (step, stage, kind)
+  for (const auto& s : merged->spans) {
+    if (s.lane == runtime::trace::Lane::kCompute && s.kind != runtime::ActionKind::kOptimizer) {
+      ++recorded[{s.step, s.stage, s.kind}];
+    }
+  }
+  for (int step = 1; step <= c.steps; ++step) {
+    for (const auto& [stage_kind, count] : planned) {
+      EXPECT_EQ((recorded[{step, stage_kind.first, stage_kind.second}]), count)
+          << "step " << step << " stage " << stage_kind.first << " "
+          << runtime::ActionKindName(stage_kind.second);
+    }
+  }
+  size_t planned_total = 0;
+  for (const auto& [k, n] : planned) planned_total += n;
+  size_t recorded_total = 0;
+  for (const auto& [k, n] : recorded) recorded_total += n;
+  EXPECT_EQ(recorded_total, planned_total * c.steps);
+
+  // Transfers: every send has its receive and every receive its send; a receive from the
+  // other rank starts when its send did (matched by the merge).
+  std::map<uint64_t, const runtime::trace::Span*> sends, receives;
+  for (const auto& s : merged->spans) {
+    if (s.lane == runtime::trace::Lane::kSend) sends[runtime::trace::TransferFlowId(s)] = &s;
+    if (s.lane == runtime::trace::Lane::kRecv) receives[runtime::trace::TransferFlowId(s)] = &s;
+  }
+  ASSERT_FALSE(sends.empty());
+  EXPECT_EQ(sends.size(), receives.size());
+  int cross_rank = 0;
+  for (const auto& [id, send] : sends) {
+    auto it = receives.find(id);
+    ASSERT_NE(it, receives.end()) << runtime::trace::SpanLabel(*send) << " (step " << send->step
+                                  << ") has no receive";
+    if (send->stage / 2 != send->peer / 2) {
+      ++cross_rank;
+      EXPECT_EQ(it->second->begin_us, send->begin_us) << runtime::trace::SpanLabel(*send);
+      EXPECT_GT(send->end_us, send->begin_us) << runtime::trace::SpanLabel(*send) << ": a UCX send takes time";
+    }
+  }
+  // Per step: s1 -> s2 activations and s2 -> s1 gradients, one per microbatch.
+  EXPECT_EQ(cross_rank, 2 * c.microbatches * c.steps);
+}
+
 TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
   Config c;
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
@@ -457,7 +591,7 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
       {{"--export=" + TempDir() + "/x.safetensors"}, "--export and --init_from are not supported with --nprocs"},
       {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
       {{"--eval_batches=70000"}, "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
-      {{"--trace=" + TempDir() + "/t.json"}, "--trace is not supported with --nprocs"},
+      {{"--trace=" + TempDir() + "/no_such_dir/t.json"}, "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},
       {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
   };
   for (const auto& [flags, message] : cases) {

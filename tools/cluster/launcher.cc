@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "runtime/trace/chrome_json.h"
 #include "tools/cluster/rank_env.h"
 #include "tools/train_flags.h"
 
@@ -321,6 +322,28 @@ AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::
   return result;
 }
 
+// Removes the ranks' trace files of an earlier attempt or run, so that only files this
+// attempt writes can be merged.
+void RemoveRankTraces(const ClusterLaunchOptions& o) {
+  if (o.trace.empty()) return;
+  for (int r = 0; r < o.nprocs; ++r) unlink(RankTraceFile(o.trace, r).c_str());
+}
+
+// Every rank's trace file, merged into o.trace.
+absl::Status MergeRankTraces(const ClusterLaunchOptions& o) {
+  std::vector<runtime::trace::Trace> traces;
+  for (int r = 0; r < o.nprocs; ++r) {
+    absl::StatusOr<runtime::trace::Trace> t = runtime::trace::ReadChromeJsonFile(RankTraceFile(o.trace, r));
+    if (!t.ok()) return t.status();
+    traces.push_back(std::move(*t));
+  }
+  absl::StatusOr<runtime::trace::Trace> merged = runtime::trace::MergeTraces(traces);
+  if (!merged.ok()) return merged.status();
+  if (absl::Status s = runtime::trace::WriteChromeJsonFile(*merged, o.trace); !s.ok()) return s;
+  std::printf("trace: %zu events from %d ranks written to %s\n", merged->spans.size(), o.nprocs, o.trace.c_str());
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunCluster(const ClusterLaunchOptions& o) {
@@ -362,11 +385,20 @@ int RunCluster(const ClusterLaunchOptions& o) {
       // started (the newest with --resume, else step 0).
       extra.push_back(absl::StrCat("--resume_step=", checkpoint >= 0 ? checkpoint : (o.resume ? -1 : 0)));
     }
+    RemoveRankTraces(o);
     AttemptResult r = RunAttempt(o, restart, extra);
     if (r.log.checkpoint >= 0) checkpoint = r.log.checkpoint;
     if (r.code == 0) {
       std::printf("launch: all %d workers finished%s\n", N,
                   restart > 0 ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str() : "");
+      if (!o.trace.empty()) {
+        if (absl::Status s = MergeRankTraces(o); !s.ok()) {
+          std::fprintf(stderr, "launch: error: merging the ranks' traces into %s: %s\n", o.trace.c_str(),
+                       std::string(s.message()).c_str());
+          return 1;
+        }
+      }
+      std::fflush(stdout);
       return 0;
     }
     if (r.code == 130) return 130;
@@ -429,6 +461,7 @@ int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train) {
   o.restarts = absl::GetFlag(FLAGS_restarts);
   o.checkpoint_dir = train.checkpoint_dir;
   o.resume = train.resume;
+  o.trace = train.trace;
   return RunCluster(o);
 }
 

@@ -1,7 +1,8 @@
 // The cluster side of tools/launch: starts one tools/worker process per rank (on this host,
 // or over ssh on the hosts of a hostfile), passes each its rank, the coordinator's address
 // and a fresh join token through the environment, prefixes their output with the rank,
-// watches them, and stops every worker when one fails. Not a worker and not a trainer.
+// watches them, stops every worker when one fails, and merges the ranks' trace files.
+// Not a worker and not a trainer.
 #ifndef STAGEHAND_TOOLS_CLUSTER_LAUNCHER_H_
 #define STAGEHAND_TOOLS_CLUSTER_LAUNCHER_H_
 
@@ -27,6 +28,10 @@ struct ClusterLaunchOptions {
   int restarts = 0;
   std::string checkpoint_dir;       // must be set when restarts > 0
   bool resume = false;              // the first attempt resumed (--resume)
+  // --trace=PATH: every worker writes RankTraceFile(PATH, R); once all finished, the
+  // launcher merges them onto one clock (MergeTraces) into PATH. Each attempt starts by
+  // removing the ranks' files, so after a restart only the successful attempt's are merged.
+  std::string trace;
 };
 
 // Runs the cluster to its end, restarting it as `options.restarts` allows. Returns the

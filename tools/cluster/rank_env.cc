@@ -140,4 +140,12 @@ absl::StatusOr<RankEnv> ResolveRankEnv(const std::function<std::string(const std
   return env;
 }
 
+std::string RankTraceFile(const std::string& path, int rank) {
+  const std::string ext = ".json";
+  if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0) {
+    return absl::StrCat(path.substr(0, path.size() - ext.size()), ".rank", rank, ext);
+  }
+  return absl::StrCat(path, ".rank", rank);
+}
+
 }  // namespace stagehand::tools

@@ -1,7 +1,8 @@
 // Where a worker learns who it is: its rank, the number of ranks, the coordinator's
 // address and the join token, from the launcher's STAGEHAND_* variables or, under Slurm
 // (srun), from SLURM_PROCID / SLURM_NTASKS / SLURM_JOB_NODELIST. Also the hostfile
-// format of `launch --hostfile`. Pure parsing: no processes, no sockets.
+// format of `launch --hostfile`, and the name of a rank's own trace file. Pure parsing: no
+// processes, no sockets.
 #ifndef STAGEHAND_TOOLS_CLUSTER_RANK_ENV_H_
 #define STAGEHAND_TOOLS_CLUSTER_RANK_ENV_H_
 
@@ -42,6 +43,11 @@ absl::StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list)
 // A hostfile: one host per line, optionally "slots=N" (workers on that host, default 1);
 // '#' starts a comment. Returns one entry per worker slot, in order.
 absl::StatusOr<std::vector<std::string>> ParseHostfile(const std::string& text);
+
+// The file rank `rank` writes its trace to for `launch --trace=PATH`: "<stem>.rank<R>.json"
+// for PATH "<stem>.json", "<PATH>.rank<R>" otherwise (as --save_params names its files).
+// The launcher merges these into PATH.
+std::string RankTraceFile(const std::string& path, int rank);
 
 }  // namespace stagehand::tools
 

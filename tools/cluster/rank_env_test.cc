@@ -85,5 +85,10 @@ TEST(Hostfile, SlotsCommentsAndErrors) {
   EXPECT_FALSE(ParseHostfile("# nothing\n").ok());
 }
 
+TEST(RankEnv, RankTraceFileGoesBeforeTheJsonExtension) {
+  EXPECT_EQ(RankTraceFile("/tmp/run.json", 3), "/tmp/run.rank3.json");
+  EXPECT_EQ(RankTraceFile("/tmp/run.trace", 0), "/tmp/run.trace.rank0");
+}
+
 }  // namespace
 }  // namespace stagehand::tools
