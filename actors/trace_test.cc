@@ -73,7 +73,9 @@ TEST(TraceTest, EveryActorEventIsRecordedOnce) {
   ASSERT_TRUE(summary.ok()) << summary.status();
   for (int s = 0; s < P; ++s) EXPECT_EQ(summary->stages[s].peak_activations, P - s) << "stage " << s;
   for (const Span& s : trace.spans) {
-    if (s.lane == Lane::kCompute && runtime::IsCompute(s.kind)) EXPECT_GE(s.wait_us, 0.0);
+    if (s.lane == Lane::kCompute && runtime::IsCompute(s.kind)) {
+      EXPECT_GE(s.wait_us, 0.0);
+    }
   }
 }
 

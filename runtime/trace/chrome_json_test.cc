@@ -95,8 +95,11 @@ TEST(ChromeJsonTest, ReadsBackWhatItWrote) {
   for (const Span& s : back->spans) b.insert(key(s));
   EXPECT_EQ(a, b);
   for (const Span& s : back->spans) {
-    if (s.lane == Lane::kCompute) EXPECT_GE(s.wait_us, 0);
-    if (s.lane != Lane::kCompute) EXPECT_GE(s.peer, 0);
+    if (s.lane == Lane::kCompute) {
+      EXPECT_GE(s.wait_us, 0);
+    } else {
+      EXPECT_GE(s.peer, 0);
+    }
   }
 }
 

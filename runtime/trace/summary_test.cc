@@ -68,7 +68,9 @@ TEST(SummaryTest, GpipeTransfersGiveClosedFormOverlapAndExposedTime) {
       EXPECT_NEAR(s->hidden_transfer_us, 4 * (P - 1) * (M - 1) * tau * kUnit, 1e-6);
       EXPECT_NEAR(s->overlap_fraction, 1 - 1.0 / M, 1e-12);
       EXPECT_NEAR(s->stages.front().exposed_transfer_us, 2 * tau * kUnit, 1e-6);
-      if (P > 2) EXPECT_NEAR(s->stages[1].exposed_transfer_us, 4 * tau * kUnit, 1e-6);
+      if (P > 2) {
+        EXPECT_NEAR(s->stages[1].exposed_transfer_us, 4 * tau * kUnit, 1e-6);
+      }
     }
   }
 }
