@@ -216,8 +216,8 @@ absl::Status Run(const LaunchConfig& c) {
   runtime::WindowSampler train =
       runtime::MakeSampler(dataset->train, c.chunk.micro_batch_size, c.chunk.seq_len,
                            c.planner_options.num_microbatches, c.model.seed);
-  runtime::WindowSampler held_out = runtime::MakeSampler(
-      dataset->validation, c.chunk.micro_batch_size, c.chunk.seq_len, 1, c.model.seed ^ 0x5EEDull);
+  runtime::WindowSampler held_out = runtime::MakeHeldOutSampler(
+      dataset->validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed);
   models::GptConfig model = c.model;
   model.vocab_size = (*tokenizer)->vocab_size();
   actors::ModelPipelineOptions options;

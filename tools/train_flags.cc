@@ -212,7 +212,7 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
           // The samplers are counter-based: a batch is a pure function of (seed, step), so
           // the seeds and the step are the whole random state (and the data position).
           {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
-                   {"validation_order_seed", c.model.seed ^ 0x5EEDull}}},
+                   {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
           {"history", {{"train_loss", h.train}, {"validation_loss", validation}}}};
 }
 

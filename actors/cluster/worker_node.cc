@@ -235,8 +235,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   auto* node = new Node();  // never freed: see Node
   node->sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
       o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
-  node->held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
-      o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, 1, o.model.seed ^ 0x5EEDull));
+  node->held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
+      o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, o.model.seed));
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   absl::StatusOr<std::vector<models::ChunkSpec>> cuts =

@@ -220,4 +220,9 @@ WindowSampler MakeSampler(const TokenSplit& split, int micro_batch_size, int seq
                        num_microbatches, seed);
 }
 
+WindowSampler MakeHeldOutSampler(const TokenSplit& validation, int micro_batch_size, int seq_len,
+                                 uint64_t seed) {
+  return MakeSampler(validation, micro_batch_size, seq_len, 1, HeldOutOrderSeed(seed));
+}
+
 }  // namespace stagehand::runtime

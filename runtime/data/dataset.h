@@ -60,6 +60,13 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
 WindowSampler MakeSampler(const TokenSplit& split, int micro_batch_size, int seq_len,
                           int num_microbatches, uint64_t seed);
 
+// The seed of the held-out batches' order for a run seeded `seed`.
+inline uint64_t HeldOutOrderSeed(uint64_t seed) { return seed ^ 0x5EEDull; }
+// The held-out batches every evaluation draws (batch b is Sample(b, 0)): one process, each
+// cluster rank and the tests draw them here, so that their held-out losses agree bitwise.
+WindowSampler MakeHeldOutSampler(const TokenSplit& validation, int micro_batch_size, int seq_len,
+                                 uint64_t seed);
+
 }  // namespace stagehand::runtime
 
 #endif  // STAGEHAND_RUNTIME_DATA_DATASET_H_

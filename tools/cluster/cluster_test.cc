@@ -218,7 +218,7 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   auto mp = actors::BuildModelPipeline(o, &sampler);
   ASSERT_TRUE(mp.ok()) << mp.status();
   runtime::WindowSampler held_out_sampler =
-      runtime::MakeSampler(dataset->validation, c.micro_batch_size, c.seq_len, 1, c.seed ^ 0x5EEDull);
+      runtime::MakeHeldOutSampler(dataset->validation, c.micro_batch_size, c.seq_len, c.seed);
   auto evaluate = [&](int64_t step) {
     if (held_out == nullptr) return;
     absl::StatusOr<double> loss = runtime::Evaluate(mp->chunk_pointers(), held_out_sampler, c.eval_batches);
