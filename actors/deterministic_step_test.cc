@@ -68,8 +68,8 @@ TEST(DeterministicStepTest, StepCompletesAndRepeatsMessageForMessage) {
   EXPECT_EQ(a.messages, b.messages);
   EXPECT_EQ(a.started, b.started);
   // 1F1B at P=2, M=2: stage 0 warms up with one forward; stage 1 alternates from the start.
-  EXPECT_EQ(a.started[0], (std::vector<std::string>{"F c0 mb0", "F c0 mb1", "BW c0 mb0", "BW c0 mb1"}));
-  EXPECT_EQ(a.started[1], (std::vector<std::string>{"F c1 mb0", "BW c1 mb0", "F c1 mb1", "BW c1 mb1"}));
+  EXPECT_EQ(a.started[0], (std::vector<std::string>{"F c0 mb0", "F c0 mb1", "B c0 mb0", "B c0 mb1"}));
+  EXPECT_EQ(a.started[1], (std::vector<std::string>{"F c1 mb0", "B c1 mb0", "F c1 mb1", "B c1 mb1"}));
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ TEST(PipelineTest, TransfersOverlapCompute) {
   for (double b : outcome->busy_seconds) compute += b;
   const int transfers = 2 * (P - 1) * M;
   const double serial = compute + transfers * link.latency_us * 1e-6;
-  // Ideal 1F1B: (M + P - 1) * (F + BW) + 2 (P - 1) latency = 66 + 12 ms vs 288 ms serial.
+  // Ideal 1F1B: (M + P - 1) * (F + B) + 2 (P - 1) latency = 66 + 12 ms vs 288 ms serial.
   EXPECT_LT(outcome->seconds, 0.5 * serial)
       << "step " << outcome->seconds << " s, compute " << compute << " s, serial " << serial << " s";
 }

@@ -28,7 +28,7 @@ int Overhead() {
     std::fprintf(stderr, "%s\n", std::string(pipeline.status().message()).c_str());
     return 1;
   }
-  const int actions = P * M * 2;  // F and fused BW per stage and microbatch
+  const int actions = P * M * 2;  // F and fused B per stage and microbatch
   std::vector<double> actor_us, logic_us;
   for (int step = 1; step <= kSteps; ++step) {
     auto outcome = (*pipeline)->RunStep(step);
@@ -57,7 +57,7 @@ int Overlap() {
   d.payload_floats = 1024;
   auto def = runtime::PlannerRegistry::Default().Get("1f1b");
   if (!def.ok()) return 1;
-  std::printf("overlap, 1f1b P=%d M=%d, F=2 ms, BW=4 ms, link latency 2 ms per transfer\n", P, M);
+  std::printf("overlap, 1f1b P=%d M=%d, F=2 ms, B=4 ms, link latency 2 ms per transfer\n", P, M);
   for (double latency : {0.0, 2000.0}) {
     auto pipeline = BuildSyntheticPipeline(*def, {P, M, 0}, d, LinkModel{latency, 0.0}, false);
     if (!pipeline.ok()) return 1;

@@ -66,7 +66,7 @@ class GptChunk {
   const Real* input_grad(int mb) const;
   // W on microbatch mb: accumulates weight gradients, then releases mb's activations.
   absl::Status BackwardWeights(int mb);
-  // B then W.
+  // I then W.
   absl::Status Backward(int mb, const Real* dout);
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);

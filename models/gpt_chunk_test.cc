@@ -1,5 +1,5 @@
 // Tests for GptChunk: whole-model gradients against float64 finite differences, chunked ==
-// unchunked, B+W == fused, and clear errors for misuse and impossible cuts.
+// unchunked, I+W == fused, and clear errors for misuse and impossible cuts.
 #include "models/gpt_chunk.h"
 
 #include <cmath>
@@ -35,7 +35,7 @@ Batch RandomBatch(int vocab, int seed) {
   return b;
 }
 
-// Runs F then (optionally) B+W through consecutive chunks; returns the loss.
+// Runs F then (optionally) I+W through consecutive chunks; returns the loss.
 double RunChunks(std::vector<std::unique_ptr<GptChunk<double>>>& chunks, const Batch& batch,
                  bool backward, int mb = 0) {
   const double* x = nullptr;

@@ -20,9 +20,9 @@ struct KindName {
 
 constexpr KindName kKindNames[] = {
     {ActionKind::kForward, "F"},
-    {ActionKind::kBackwardInput, "B"},
+    {ActionKind::kBackwardInput, "I"},
     {ActionKind::kBackwardWeight, "W"},
-    {ActionKind::kBackward, "BW"},
+    {ActionKind::kBackward, "B"},
     {ActionKind::kSendForward, "SEND_F"},
     {ActionKind::kRecvForward, "RECV_F"},
     {ActionKind::kSendBackward, "SEND_B"},

@@ -12,12 +12,12 @@
 
 namespace stagehand::runtime {
 
-// Text names, in order: F, B, W, BW, SEND_F, RECV_F, SEND_B, RECV_B, REDUCE_GRAD, OPTIM.
+// Text names, in order: F, I, W, B, SEND_F, RECV_F, SEND_B, RECV_B, REDUCE_GRAD, OPTIM.
 enum class ActionKind {
   kForward,         // F: forward of one chunk for one microbatch
   kBackwardInput,   // B: input-gradient half of the backward
   kBackwardWeight,  // W: weight-gradient half of the backward
-  kBackward,        // BW: fused B+W
+  kBackward,        // B: fused I+W
   kSendForward,     // SEND_F: send an activation; chunk = the destination chunk
   kRecvForward,     // RECV_F: receive an activation; chunk = the destination chunk
   kSendBackward,    // SEND_B: send a gradient; chunk = the destination chunk
@@ -50,12 +50,12 @@ struct Action {
   }
 };
 
-// F, B, W and BW: the actions a planner chooses and a stage's compute lane runs.
+// F, I, W and B: the actions a planner chooses and a stage's compute lane runs.
 bool IsCompute(ActionKind kind);
 // REDUCE_GRAD and OPTIM: no chunk, no microbatch.
 bool IsPerStage(ActionKind kind);
 
-// "F", "B", "W", "BW", "SEND_F", "RECV_F", "SEND_B", "RECV_B", "REDUCE_GRAD", "OPTIM".
+// "F", "I", "W", "B", "SEND_F", "RECV_F", "SEND_B", "RECV_B", "REDUCE_GRAD", "OPTIM".
 absl::string_view ActionKindName(ActionKind kind);
 absl::StatusOr<ActionKind> ParseActionKind(absl::string_view name);
 

@@ -13,16 +13,16 @@ namespace {
 
 TEST(ActionTest, PrintsTheDocumentedTextForms) {
   EXPECT_EQ(ActionToString({1, ActionKind::kForward, 0, 3}), "s1 F c0 mb3");
-  EXPECT_EQ(ActionToString({1, ActionKind::kBackwardInput, 0, 3}), "s1 B c0 mb3");
+  EXPECT_EQ(ActionToString({1, ActionKind::kBackwardInput, 0, 3}), "s1 I c0 mb3");
   EXPECT_EQ(ActionToString({1, ActionKind::kBackwardWeight, 0, 3}), "s1 W c0 mb3");
-  EXPECT_EQ(ActionToString({1, ActionKind::kBackward, 0, 3}), "s1 BW c0 mb3");
+  EXPECT_EQ(ActionToString({1, ActionKind::kBackward, 0, 3}), "s1 B c0 mb3");
   EXPECT_EQ(ActionToString({2, ActionKind::kSendForward, 1, 0}), "s2 SEND_F c1 mb0");
   EXPECT_EQ(ActionToString({2, ActionKind::kRecvForward, 1, 0}), "s2 RECV_F c1 mb0");
   EXPECT_EQ(ActionToString({2, ActionKind::kSendBackward, 1, 0}), "s2 SEND_B c1 mb0");
   EXPECT_EQ(ActionToString({2, ActionKind::kRecvBackward, 1, 0}), "s2 RECV_B c1 mb0");
   EXPECT_EQ(ActionToString({0, ActionKind::kReduceGrad, 0, 0}), "s0 REDUCE_GRAD");
   EXPECT_EQ(ActionToString({0, ActionKind::kOptimizer, 0, 0}), "s0 OPTIM");
-  EXPECT_EQ(ActionToStringWithoutStage({5, ActionKind::kBackward, 2, 7}), "BW c2 mb7");
+  EXPECT_EQ(ActionToStringWithoutStage({5, ActionKind::kBackward, 2, 7}), "B c2 mb7");
 }
 
 TEST(ActionTest, EveryKindRoundTrips) {
@@ -62,7 +62,7 @@ TEST(ActionTest, BadTextSaysWhatIsWrong) {
   ExpectBad("s1", "expected \"s<stage> <KIND>");
   ExpectBad("x1 F c0 mb3", "expected the stage as \"s<n>\" with n >= 0, got \"x1\"");
   ExpectBad("s-1 F c0 mb3", "got \"s-1\"");
-  ExpectBad("s1 X c0 mb3", "unknown action kind \"X\" (known: F, B, W, BW, SEND_F");
+  ExpectBad("s1 X c0 mb3", "unknown action kind \"X\" (known: F, I, W, B, SEND_F");
   ExpectBad("s1 f c0 mb3", "unknown action kind \"f\"");
   ExpectBad("s1 F mb3 c0", "expected the chunk as \"c<n>\" with n >= 0, got \"mb3\"");
   ExpectBad("s1 F c0 mbx", "expected the microbatch as \"mb<n>\" with n >= 0, got \"mbx\"");

@@ -72,11 +72,11 @@ std::string FormatDryRun(const DryRunReport& report) {
   std::string text = absl::StrCat(
       "dry run: ", report.planner, ", ", spec.num_stages, " stages, ", spec.num_microbatches,
       " microbatches, ", spec.num_chunks, " chunks, ",
-      spec.split_backward ? "split backward (B/W)" : "fused backward (BW)", ", max_inflight ",
+      spec.split_backward ? "split backward (I/W)" : "fused backward (B)", ", max_inflight ",
       spec.max_inflight == 0 ? std::string("unlimited") : std::to_string(spec.max_inflight), "\n");
   const CostModel& c = report.cost;
-  absl::StrAppend(&text, "costs: F=", c.forward, " B=", c.backward_input, " W=", c.backward_weight,
-                  " BW=", c.backward, " transfer=", c.transfer,
+  absl::StrAppend(&text, "costs: F=", c.forward, " I=", c.backward_input, " W=", c.backward_weight,
+                  " B=", c.backward, " transfer=", c.transfer,
                   "; optimizer synchronised at the end; step time ", report.step_time, "\n");
   absl::StrAppend(&text, "stage  bubble  peak activations (microbatch-chunks)\n");
   for (std::size_t s = 0; s < report.stage_bubble_fraction.size(); ++s) {

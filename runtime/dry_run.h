@@ -44,8 +44,8 @@ absl::StatusOr<DryRunReport> DryRun(const PlannerDefinition& definition,
                                     const CostModel& cost = CostModel());
 
 // E.g.
-//   dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (B/W), max_inflight 0
-//   costs: F=1 B=1 W=1 BW=2 transfer=0; step time 27
+//   dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (I/W), max_inflight 0
+//   costs: F=1 I=1 W=1 B=2 transfer=0; step time 27
 //   stage  bubble  peak activations (microbatch-chunks)
 //   s0      11.1%  4
 //   ...

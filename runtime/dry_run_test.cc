@@ -56,9 +56,9 @@ TEST(DryRunTest, FormatsBubbleAndPeakMemoryPerStage) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_DOUBLE_EQ(report->bubble_fraction, 3.0 / 27);
   EXPECT_EQ(FormatDryRun(*report),
-            "dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (B/W), "
+            "dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (I/W), "
             "max_inflight unlimited\n"
-            "costs: F=1 B=1 W=1 BW=2 transfer=0; optimizer synchronised at the end; step time 27\n"
+            "costs: F=1 I=1 W=1 B=2 transfer=0; optimizer synchronised at the end; step time 27\n"
             "stage  bubble  peak activations (microbatch-chunks)\n"
             "s0      11.1%  4\n"
             "s1      11.1%  4\n"

@@ -65,7 +65,7 @@ TEST(ValidatePlanTest, ABackwardBeforeItsForwardSaysWhatItWaitsFor) {
       ValidatePlan(TwoStages(true), Parse("0F0,0F1,0I0,0W0,0I1,0W1\r\n1I0,1F0,1W0,1F1,1I1,1W1\r\n"));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(),
-              HasSubstr("rank 1, step 0, action 1I0 (s1 B c1 mb0): it runs before its forward "
+              HasSubstr("rank 1, step 0, action 1I0 (s1 I c1 mb0): it runs before its forward "
                         "1F0 at step 1; a backward waits for the activations its forward saved: "
                         "move 1F0 before it\n"));
   EXPECT_THAT(status.message(), HasSubstr("Step 0: 0F0    [1I0]  <-- rank 1, step 0\n"));
@@ -86,7 +86,7 @@ TEST(ValidatePlanTest, ACyclicWaitIsADeadlockNamingTheCycle) {
       ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F1,1F0,1B0,1B1\r\n"));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(),
-            "rank 0, step 1, action 0B0 (s0 BW c0 mb0): deadlock: the unit-step dry run stops "
+            "rank 0, step 1, action 0B0 (s0 B c0 mb0): deadlock: the unit-step dry run stops "
             "with 7 actions left, because these ranks wait on each other in a cycle (rank 0 -> "
             "rank 1 -> rank 0):\n"
             "  rank 0, step 1: 0B0 waits for the gradient of 1B0 (rank 1, step 2), but rank 1 is "

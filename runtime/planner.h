@@ -26,17 +26,17 @@ struct PlannerEvent {
   enum class Kind {
     kInputArrived,    // action: the input as RECV_F / RECV_B on this stage (remote or local)
     kActionFinished,  // action: the compute action that finished on this stage
-    kMemoryFreed,     // action: the W / BW whose finish released an activation
+    kMemoryFreed,     // action: the W / B whose finish released an activation
   };
   Kind kind = Kind::kActionFinished;
   Action action;
 };
 
-// "finished s1 F c1 mb0", "input s1 RECV_F c1 mb0", "freed s1 BW c1 mb0".
+// "finished s1 F c1 mb0", "input s1 RECV_F c1 mb0", "freed s1 B c1 mb0".
 std::string PlannerEventToString(const PlannerEvent& event);
 // What the planner of `finished.stage` is told when `finished` completes there, in order:
 // kActionFinished; kInputArrived if the output feeds a chunk on the same stage;
-// kMemoryFreed if it was a W or BW. The actor runtime and the simulator both use this.
+// kMemoryFreed if it was a W or B. The actor runtime and the simulator both use this.
 std::vector<PlannerEvent> EventsOnFinished(const StepSpec& spec, const Action& finished);
 // What the receiving planner is told when `transfer` arrives: kInputArrived, RecvAction.
 PlannerEvent EventOnArrival(const Transfer& transfer);

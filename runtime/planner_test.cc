@@ -112,9 +112,9 @@ TEST(PlannerEventTest, FinishedForwardFeedingALocalChunkAlsoReportsTheInput) {
 
 TEST(PlannerEventTest, FinishedBackwardFreesMemory) {
   EXPECT_THAT(EventsOnFinished(VSpec(), Action{1, ActionKind::kBackward, 2, 0}),
-              ElementsAre(IsEvent(PlannerEvent::Kind::kActionFinished, "s1 BW c2 mb0"),
+              ElementsAre(IsEvent(PlannerEvent::Kind::kActionFinished, "s1 B c2 mb0"),
                           IsEvent(PlannerEvent::Kind::kInputArrived, "s1 RECV_B c1 mb0"),
-                          IsEvent(PlannerEvent::Kind::kMemoryFreed, "s1 BW c2 mb0")));
+                          IsEvent(PlannerEvent::Kind::kMemoryFreed, "s1 B c2 mb0")));
   EXPECT_EQ(PlannerEventToString(EventOnArrival(Transfer{ActionKind::kSendBackward, 1, 0, 0, 0})),
             "input s0 RECV_B c0 mb0");
 }
@@ -139,7 +139,7 @@ TEST(OrderedPlannerTest, ReturnsTheHeadOnlyWhenItIsReady) {
   EXPECT_EQ(planner.Next({}, state), std::nullopt);  // head not in `ready`: wait
   ASSERT_TRUE(state.Started(f0).ok());
   ASSERT_TRUE(state.Finished(f0).ok());
-  // BW c0 mb1 is ready too, but the list says BW c0 mb0 first.
+  // B c0 mb1 is ready too, but the list says B c0 mb0 first.
   EXPECT_EQ(planner.Next({bw1}, state), std::nullopt);
   EXPECT_EQ(planner.Next(state.Ready(), state), bw0);
 }

@@ -24,7 +24,7 @@ namespace stagehand::runtime {
 using TableCell = std::vector<Action>;
 
 // A cell as torch's _Action prints it: "<chunk><op><microbatch>" with op
-//   F = forward (F)   I = backward-input (B)   W = backward-weight (W)   B = full backward (BW)
+//   F = forward (F)   I = backward-input (I)   W = backward-weight (W)   B = full backward (B)
 // (Stagehand's names in parentheses), "(0F1;7B0)OVERLAP_F_B" for a group, "" for idle.
 std::string CellToString(const TableCell& cell);
 // Inverse of CellToString for a cell of `rank`; surrounding spaces are ignored, as torch
@@ -78,7 +78,7 @@ using StageOrders = std::vector<std::vector<Action>>;
 absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_inflight = 0);
 
 // The table's actions per rank in row order, idle cells skipped. A full backward (torch's
-// B) stays one BW in a fused spec and becomes B then W in a split one.
+// B) stays one B in a fused spec and becomes I then W in a split one.
 StageOrders OrdersFromTable(const ScheduleTable& table, const StepSpec& spec);
 
 // Lays `orders` out on steps: a unit-step dry run in which, at each step, every rank runs
@@ -87,7 +87,7 @@ StageOrders OrdersFromTable(const ScheduleTable& table, const StepSpec& spec);
 // ValidatePlan can say why); so do orders that do not fit `spec` (one list per stage).
 ScheduleTable TableFromOrders(const StepSpec& spec, const StageOrders& orders);
 
-// Most (chunk, microbatch) activations `order` holds at once (F finished, W/BW not).
+// Most (chunk, microbatch) activations `order` holds at once (F finished, W/B not).
 int PeakInflight(const std::vector<Action>& order);
 
 }  // namespace stagehand::runtime

@@ -21,7 +21,7 @@ struct CostModel {
   double forward = 1;          // F
   double backward_input = 1;   // B
   double backward_weight = 1;  // W
-  double backward = 2;         // BW, fused
+  double backward = 2;         // B, fused
   double transfer = 0;         // one SEND -> RECV, on the pair's transfer lane
 };
 
@@ -67,7 +67,7 @@ absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, cons
                                        const CostModel& cost = CostModel());
 
 // One line per stage, actions in executed order:
-//   "s0: F c0 mb0 | F c0 mb1 | ... | BW c0 mb7\n"
+//   "s0: F c0 mb0 | F c0 mb1 | ... | B c0 mb7\n"
 std::string FormatPlan(const SimResult& result);
 
 }  // namespace stagehand::runtime

@@ -80,7 +80,7 @@ TEST(SimulatorTest, TimesATwoStageMicrobatch) {
   const FunctionDefinition definition("first", Spec(2, 1, {0, 1}, false), FirstReady);
   absl::StatusOr<SimResult> result = Simulate(definition, PlannerOptions{});
   ASSERT_TRUE(result.ok()) << result.status();
-  // s0 F [0,1]; s1 F [1,2]; s1 BW [2,4]; s0 BW [4,6].
+  // s0 F [0,1]; s1 F [1,2]; s1 B [2,4]; s0 B [4,6].
   ASSERT_EQ(result->per_stage.size(), 2u);
   ASSERT_EQ(result->per_stage[0].size(), 2u);
   EXPECT_EQ(result->per_stage[0][1].start, 4);
@@ -89,7 +89,7 @@ TEST(SimulatorTest, TimesATwoStageMicrobatch) {
   EXPECT_EQ(result->step_time, 6);
   EXPECT_DOUBLE_EQ(result->bubble_fraction, 0.5);  // 2 * (6 - 3) / (2 * 6)
   EXPECT_EQ(result->peak_inflight, (std::vector<int>{1, 1}));
-  EXPECT_EQ(FormatPlan(*result), "s0: F c0 mb0 | BW c0 mb0\ns1: F c1 mb0 | BW c1 mb0\n");
+  EXPECT_EQ(FormatPlan(*result), "s0: F c0 mb0 | B c0 mb0\ns1: F c1 mb0 | B c1 mb0\n");
 }
 
 TEST(SimulatorTest, TransfersTakeTimeAndQueueOnTheirLane) {
@@ -199,7 +199,7 @@ TEST(SimulatorTest, StallAfterProgressReportsTheTimeAndFinishedStages) {
   EXPECT_THAT(result.status().message(),
               HasSubstr("step stalled at t=6 with 3 compute actions left"));
   EXPECT_THAT(result.status().message(),
-              HasSubstr("s0: s0 BW c0 mb1 waits for gradient from s1 (c1 mb1)"));
+              HasSubstr("s0: s0 B c0 mb1 waits for gradient from s1 (c1 mb1)"));
   EXPECT_THAT(result.status().message(), HasSubstr("s1: ready, not started: F c1 mb1"));
 }
 
@@ -212,8 +212,8 @@ TEST(SimulatorTest, PickingAnActionThatIsNotReadyIsReported) {
   absl::StatusOr<SimResult> result = Simulate(definition, PlannerOptions{});
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(result.status().message(),
-              HasSubstr("eager: at t=0 the planner of stage 0 picked s0 BW c0 mb0: "
-                        "s0 BW c0 mb0 is not ready: it waits for s0 F c0 mb0"));
+              HasSubstr("eager: at t=0 the planner of stage 0 picked s0 B c0 mb0: "
+                        "s0 B c0 mb0 is not ready: it waits for s0 F c0 mb0"));
 }
 
 TEST(SimulatorTest, ForwardBeyondMaxInflightIsReportedNotExceeded) {

@@ -58,7 +58,7 @@ StageState::StageState(const StepSpec& spec, int stage)
       cell(c, mb).has_gradient = (c == spec_.num_chunks - 1);  // the loss is local
     }
   }
-  // Per (chunk, microbatch): F, then B and W (split) or BW (fused).
+  // Per (chunk, microbatch): F, then I and W (split) or B (fused).
   num_actions_ = static_cast<int>(cells_.size()) * (spec_.split_backward ? 3 : 2);
 }
 
@@ -84,13 +84,13 @@ absl::Status StageState::CheckBelongs(const Action& action) const {
         absl::StrCat(ActionToString(action), " is not an action of stage ", stage_, ": ", why...));
   };
   if (action.stage != stage_) return bad("it names stage ", action.stage);
-  if (!IsCompute(action.kind)) return bad("only F, B, W and BW are compute actions");
+  if (!IsCompute(action.kind)) return bad("only F, I, W and B are compute actions");
   if (spec_.split_backward && action.kind == ActionKind::kBackward) {
-    return bad("split_backward is true, so the backward is B then W, not BW");
+    return bad("split_backward is true, so the backward is I then W, not B");
   }
   if (!spec_.split_backward &&
       (action.kind == ActionKind::kBackwardInput || action.kind == ActionKind::kBackwardWeight)) {
-    return bad("split_backward is false, so the backward is the fused BW");
+    return bad("split_backward is false, so the backward is the fused B");
   }
   if (action.chunk < 0 || action.chunk >= spec_.num_chunks || local_index_[action.chunk] < 0) {
     return bad("chunk ", action.chunk, " is not on this stage (chunks here: ",

@@ -16,7 +16,7 @@
 
 namespace stagehand::runtime {
 
-// An input that must cross to another stage: an activation after F, a gradient after B/BW.
+// An input that must cross to another stage: an activation after F, a gradient after B/B.
 struct Transfer {
   ActionKind kind = ActionKind::kSendForward;  // kSendForward | kSendBackward
   int from_stage = 0;
@@ -41,7 +41,7 @@ std::ostream& operator<<(std::ostream& os, const Transfer& transfer);
 
 // Dependencies, for each chunk c on this stage and microbatch mb:
 //   F(c, mb)       needs the activation input of (c, mb); chunk 0 needs nothing.
-//   B(c, mb) / BW  needs F(c, mb) finished and, unless c is the last chunk, the gradient
+//   B(c, mb) / B  needs F(c, mb) finished and, unless c is the last chunk, the gradient
 //                  input of (c, mb).
 //   W(c, mb)       needs B(c, mb) finished.
 // Inputs produced by a chunk on this same stage are delivered by Finished() itself.
@@ -57,7 +57,7 @@ class StageState {
   const std::vector<int>& chunks() const { return chunks_; }  // held here, ascending
 
   // An input from another stage arrived: kind kForward = the activation for F(chunk, mb),
-  // kBackwardInput = the gradient for B/BW(chunk, mb). InvalidArgument for a chunk not on
+  // kBackwardInput = the gradient for B/B(chunk, mb). InvalidArgument for a chunk not on
   // this stage, an input this chunk never receives, or one that Finished() delivers
   // locally; AlreadyExists for a duplicate.
   absl::Status InputArrived(ActionKind kind, int chunk, int microbatch);
@@ -65,7 +65,7 @@ class StageState {
   absl::Status InputArrived(const Transfer& transfer);
 
   // Compute actions whose dependencies are met and that have not started, sorted by
-  // Action's operator< (F before B before W before BW, then chunk, then microbatch).
+  // Action's operator< (F before B before W before B, then chunk, then microbatch).
   // Ignores max_inflight: see CheckStart.
   std::vector<Action> Ready() const;
   // OK iff `action` is ready and starting it keeps the activations held within
@@ -83,7 +83,7 @@ class StageState {
   bool HasFinished(const Action& action) const;
   std::vector<Action> RunningActions() const;    // sorted
 
-  // (chunk, microbatch) pairs whose F finished and whose W/BW has not: activations held.
+  // (chunk, microbatch) pairs whose F finished and whose W/B has not: activations held.
   int inflight() const { return inflight_; }
   int peak_inflight() const { return peak_inflight_; }
   bool Done() const { return num_finished_ == num_actions_; }  // all compute finished
@@ -99,8 +99,8 @@ class StageState {
     bool has_activation = false;
     bool has_gradient = false;
     bool forward_started = false, forward_finished = false;
-    bool backward_started = false, backward_finished = false;  // B, or BW when fused
-    bool weight_started = false, weight_finished = false;      // W, or BW when fused
+    bool backward_started = false, backward_finished = false;  // B, or B when fused
+    bool weight_started = false, weight_finished = false;      // W, or B when fused
   };
 
   // InvalidArgument unless `action` is a compute action of this stage and of this step.

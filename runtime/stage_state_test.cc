@@ -28,7 +28,7 @@ StepSpec Spec(int stages, int microbatches, std::vector<int> chunk_to_stage, boo
 Action F(int s, int c, int mb) { return Action{s, ActionKind::kForward, c, mb}; }
 Action B(int s, int c, int mb) { return Action{s, ActionKind::kBackwardInput, c, mb}; }
 Action W(int s, int c, int mb) { return Action{s, ActionKind::kBackwardWeight, c, mb}; }
-Action BW(int s, int c, int mb) { return Action{s, ActionKind::kBackward, c, mb}; }
+Action B(int s, int c, int mb) { return Action{s, ActionKind::kBackward, c, mb}; }
 
 // Starts and finishes `action`; returns its transfers.
 std::vector<Transfer> RunAction(StageState& state, const Action& action) {
@@ -61,8 +61,8 @@ TEST(StageStateTest, LastChunkBackwardNeedsOnlyItsForward) {
   StageState state(Spec(2, 1, {0, 1}, false), 1);
   ASSERT_TRUE(state.InputArrived(ActionKind::kForward, 1, 0).ok());
   EXPECT_THAT(RunAction(state, F(1, 1, 0)), IsEmpty());  // the last chunk sends no activation
-  EXPECT_THAT(state.Ready(), ElementsAre(BW(1, 1, 0)));
-  EXPECT_THAT(RunAction(state, BW(1, 1, 0)),
+  EXPECT_THAT(state.Ready(), ElementsAre(B(1, 1, 0)));
+  EXPECT_THAT(RunAction(state, B(1, 1, 0)),
               ElementsAre(Transfer{ActionKind::kSendBackward, 1, 0, 0, 0}));
   EXPECT_TRUE(state.Done());
 }
@@ -72,8 +72,8 @@ TEST(StageStateTest, BackwardWaitsForTheGradientUnlessLastChunk) {
   RunAction(state, F(0, 0, 0));
   EXPECT_THAT(state.Ready(), IsEmpty());
   ASSERT_TRUE(state.InputArrived(ActionKind::kBackwardInput, 0, 0).ok());
-  EXPECT_THAT(state.Ready(), ElementsAre(BW(0, 0, 0)));
-  EXPECT_THAT(RunAction(state, BW(0, 0, 0)), IsEmpty());  // chunk 0 sends no gradient
+  EXPECT_THAT(state.Ready(), ElementsAre(B(0, 0, 0)));
+  EXPECT_THAT(RunAction(state, B(0, 0, 0)), IsEmpty());  // chunk 0 sends no gradient
   EXPECT_TRUE(state.Done());
 }
 
@@ -86,9 +86,9 @@ TEST(StageStateTest, NeighbourChunkOnTheSameStageIsDeliveredLocally) {
   EXPECT_THAT(RunAction(state, F(1, 2, 0)),
               ElementsAre(Transfer{ActionKind::kSendForward, 1, 0, 3, 0}));
   ASSERT_TRUE(state.InputArrived(ActionKind::kBackwardInput, 2, 0).ok());
-  EXPECT_THAT(RunAction(state, BW(1, 2, 0)), IsEmpty());  // c1 is here: no transfer
-  EXPECT_THAT(state.Ready(), ElementsAre(BW(1, 1, 0)));
-  EXPECT_THAT(RunAction(state, BW(1, 1, 0)),
+  EXPECT_THAT(RunAction(state, B(1, 2, 0)), IsEmpty());  // c1 is here: no transfer
+  EXPECT_THAT(state.Ready(), ElementsAre(B(1, 1, 0)));
+  EXPECT_THAT(RunAction(state, B(1, 1, 0)),
               ElementsAre(Transfer{ActionKind::kSendBackward, 1, 0, 0, 0}));
   EXPECT_TRUE(state.Done());
 }
@@ -132,7 +132,7 @@ TEST(StageStateTest, WeightGradientWaitsForInputGradient) {
   EXPECT_THAT(state.Ready(), ElementsAre(B(0, 0, 0)));
   const absl::Status early = state.Started(W(0, 0, 0));
   EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(early.message(), HasSubstr("s0 W c0 mb0 is not ready: it waits for s0 B c0 mb0"));
+  EXPECT_THAT(early.message(), HasSubstr("s0 W c0 mb0 is not ready: it waits for s0 I c0 mb0"));
   RunAction(state, B(0, 0, 0));
   EXPECT_THAT(state.Ready(), ElementsAre(W(0, 0, 0)));
   EXPECT_EQ(state.inflight(), 1);  // B does not free the activation, W does
@@ -145,10 +145,10 @@ TEST(StageStateTest, KindMustMatchTheBackwardMode) {
   StageState fused(Spec(1, 1, {0}, false), 0);
   RunAction(fused, F(0, 0, 0));
   EXPECT_THAT(fused.Started(B(0, 0, 0)).message(),
-              HasSubstr("split_backward is false, so the backward is the fused BW"));
+              HasSubstr("split_backward is false, so the backward is the fused B"));
   StageState split(Spec(1, 1, {0}, true), 0);
   RunAction(split, F(0, 0, 0));
-  EXPECT_THAT(split.Started(BW(0, 0, 0)).message(), HasSubstr("split_backward is true"));
+  EXPECT_THAT(split.Started(B(0, 0, 0)).message(), HasSubstr("split_backward is true"));
 }
 
 TEST(StageStateTest, StartedRejectsWhatIsNotReadyOrAlreadyStarted) {
@@ -184,10 +184,10 @@ TEST(StageStateTest, InflightCountsActivationsHeld) {
   EXPECT_EQ(state.inflight(), 2);  // a running F holds nothing yet
   ASSERT_TRUE(state.Finished(F(0, 0, 2)).ok());
   EXPECT_EQ(state.inflight(), 3);
-  RunAction(state, BW(0, 0, 0));
+  RunAction(state, B(0, 0, 0));
   EXPECT_EQ(state.inflight(), 2);
-  RunAction(state, BW(0, 0, 1));
-  RunAction(state, BW(0, 0, 2));
+  RunAction(state, B(0, 0, 1));
+  RunAction(state, B(0, 0, 2));
   EXPECT_EQ(state.inflight(), 0);
   EXPECT_EQ(state.peak_inflight(), 3);
   EXPECT_TRUE(state.Done());
@@ -204,7 +204,7 @@ TEST(StageStateTest, ForwardBeyondMaxInflightIsRefused) {
   EXPECT_THAT(status.message(), HasSubstr("s0 F c0 mb2 would make stage 0 hold 3 activations, "
                                           "above max_inflight = 2"));
   EXPECT_EQ(state.inflight(), 2);
-  RunAction(state, BW(0, 0, 0));
+  RunAction(state, B(0, 0, 0));
   EXPECT_TRUE(state.Started(F(0, 0, 2)).ok());
 }
 
@@ -215,17 +215,17 @@ TEST(StageStateTest, DescribeWaitingNamesWhatEachActionWaitsFor) {
   RunAction(state, F(1, 1, 0));
   EXPECT_EQ(state.DescribeWaiting(),
             "s1: ready, not started: F c1 mb1; "
-            "s1 BW c1 mb0 waits for gradient from s2 (c2 mb0); "
+            "s1 B c1 mb0 waits for gradient from s2 (c2 mb0); "
             "s1 F c1 mb2 waits for activation from s0 (c0 mb2); "
             "s1 F c1 mb3 waits for activation from s0 (c0 mb3); +2 more waiting");
   ASSERT_TRUE(state.Started(F(1, 1, 1)).ok());
-  EXPECT_THAT(state.DescribeWaiting(), HasSubstr("s1: running F c1 mb1; s1 BW c1 mb0 waits"));
+  EXPECT_THAT(state.DescribeWaiting(), HasSubstr("s1: running F c1 mb1; s1 B c1 mb0 waits"));
 }
 
 TEST(StageStateTest, DescribeWaitingSaysDone) {
   StageState state(Spec(1, 1, {0}, false), 0);
   RunAction(state, F(0, 0, 0));
-  RunAction(state, BW(0, 0, 0));
+  RunAction(state, B(0, 0, 0));
   EXPECT_EQ(state.DescribeWaiting(), "s0: done");
 }
 

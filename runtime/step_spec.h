@@ -18,8 +18,8 @@ struct StepSpec {
   // embedding, chunk C-1 the head and the loss.
   int num_chunks = 0;
   std::vector<int> chunk_to_stage;  // (C): the stage that holds chunk c
-  bool split_backward = false;      // B and W as separate actions; else fused BW
-  // Most (chunk, microbatch) activations a stage may hold at once (F finished, W/BW not);
+  bool split_backward = false;      // I and W as separate actions; else fused B
+  // Most (chunk, microbatch) activations a stage may hold at once (F finished, W/B not);
   // 0 = unlimited.
   int max_inflight = 0;
 };

@@ -40,7 +40,7 @@ TEST(TablePlannerTest, RunsATorchDualPipeVSchedule) {
   EXPECT_EQ(result->step_time, 6 * 4 + 1);  // DualPipeV's floor: 6M + P - 1
   // Its overlapped pairs run back to back: rank 0 step 7 is (0F3;3B1)OVERLAP_F_B.
   EXPECT_EQ(ActionToString(result->per_stage[0][7].action), "s0 F c0 mb3");
-  EXPECT_EQ(ActionToString(result->per_stage[0][8].action), "s0 B c3 mb1");
+  EXPECT_EQ(ActionToString(result->per_stage[0][8].action), "s0 I c3 mb1");
   EXPECT_EQ(ActionToString(result->per_stage[0][9].action), "s0 W c3 mb1");
 }
 

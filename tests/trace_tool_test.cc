@@ -93,9 +93,9 @@ TEST(TraceToolTest, RealRunSummaryAgreesWithLaunchAndRenders) {
   const std::string dom = runtime::trace::DumpDom(chromium, page);
   ASSERT_FALSE(dom.empty());
   EXPECT_EQ(runtime::trace::CountInDom(dom, "<rect class=\"box "), trace->spans.size());
-  // 3 steps x 4 stages x 8 microbatches of F and of fused BW.
+  // 3 steps x 4 stages x 8 microbatches of F and of fused B.
   EXPECT_EQ(runtime::trace::CountInDom(dom, "<rect class=\"box F"), 96u);
-  EXPECT_EQ(runtime::trace::CountInDom(dom, "<rect class=\"box BW"), 96u);
+  EXPECT_EQ(runtime::trace::CountInDom(dom, "<rect class=\"box B"), 96u);
 }
 
 TEST(TraceToolTest, TruncatedFileIsAClearError) {

@@ -76,7 +76,7 @@ class RecordingStageWork : public runtime::StageWork {
     return inner_->Forward(c, mb, in, out, loss);
   }
   absl::Status BackwardInput(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
-    Note("B", c, mb);
+    Note("I", c, mb);
     return inner_->BackwardInput(c, mb, g, out);
   }
   absl::Status BackwardWeights(int c, int mb) override {
@@ -84,7 +84,7 @@ class RecordingStageWork : public runtime::StageWork {
     return inner_->BackwardWeights(c, mb);
   }
   absl::Status Backward(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
-    Note("BW", c, mb);
+    Note("B", c, mb);
     return inner_->Backward(c, mb, g, out);
   }
   std::map<int, std::map<std::string, runtime::Payload>> TiedGradients() override {

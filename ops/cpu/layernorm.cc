@@ -1,4 +1,4 @@
-// LayerNorm on the CPU (llm.c's layernorm_forward / layernorm_backward), B and W split.
+// LayerNorm on the CPU (llm.c's layernorm_forward / layernorm_backward), I and W split.
 // Not fused with the residual add; row statistics are accumulated in double, stored as Real.
 #include "ops/cpu/layernorm.h"
 

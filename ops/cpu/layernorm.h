@@ -21,7 +21,7 @@ template <typename Real>
 void LayerNormBackwardWeights(Real* dweight, Real* dbias, const Real* dout, const Real* inp,
                               const Real* mean, const Real* rstd, int N, int C);
 
-// B then W.
+// I then W.
 template <typename Real>
 void LayerNormBackward(Real* dinp, Real* dweight, Real* dbias, const Real* dout, const Real* inp,
                        const Real* weight, const Real* mean, const Real* rstd, int N, int C);

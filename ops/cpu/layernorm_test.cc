@@ -1,4 +1,4 @@
-// Tests for the CPU layernorm: B and W against finite differences, fused == B + W, accumulation,
+// Tests for the CPU layernorm: I and W against finite differences, fused == I + W, accumulation,
 // float vs double, determinism across runs and thread counts. Not a test of RMSNorm.
 #include "ops/cpu/layernorm.h"
 

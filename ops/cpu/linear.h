@@ -23,7 +23,7 @@ template <typename Real>
 void LinearBackwardWeights(Real* dweight, Real* dbias, const Real* dout, const Real* inp, int N,
                            int C, int OC);
 
-// B then W.
+// I then W.
 template <typename Real>
 void LinearBackward(Real* dinp, Real* dweight, Real* dbias, const Real* dout, const Real* inp,
                     const Real* weight, int N, int C, int OC);

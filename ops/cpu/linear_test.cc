@@ -1,4 +1,4 @@
-// Tests for the CPU linear op: B and W against finite differences, fused == B + W, accumulation,
+// Tests for the CPU linear op: I and W against finite differences, fused == I + W, accumulation,
 // float vs double, determinism across runs and thread counts. Not a BLAS accuracy test.
 #include "ops/cpu/linear.h"
 

@@ -21,7 +21,7 @@ class DualPipeVDefinition : public PlannerDefinition {
  public:
   std::string name() const override { return "dualpipe_v"; }
   std::string description() const override;
-  // 2P chunks in VPlacement, split backward (a full backward is B then W at once).
+  // 2P chunks in VPlacement, split backward (a full backward is I then W at once).
   // InvalidArgument if M < 2P (the phases need that many microbatches) or if max_inflight
   // > 0 is below what the plan holds.
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override;

@@ -32,13 +32,13 @@ TEST(DualPipeVTest, PairsAForwardWithABackwardOfAnotherMicrobatch) {
   absl::StatusOr<StepSpec> spec = DualPipeVDefinition().MakeSpec({2, 4});
   ASSERT_TRUE(spec.ok()) << spec.status();
   // Stage 1 (chunks 1 and 2): phase 2 (F c1, F c2) x2; phase 4 pairs a forward with the
-  // full backward (B then W) of an older microbatch; phase 6 defers the W's from its middle
+  // full backward (I then W) of an older microbatch; phase 6 defers the W's from its middle
   // on; phase 8 runs them.
   EXPECT_EQ(OrderText(DualPipeVOrder(*spec, 1)),
             "F c1 mb0 | F c2 mb0 | F c1 mb1 | F c2 mb1 | "
-            "F c1 mb2 | B c2 mb0 | W c2 mb0 | F c2 mb2 | B c1 mb0 | W c1 mb0 | "
-            "F c1 mb3 | B c2 mb1 | W c2 mb1 | F c2 mb3 | B c1 mb1 | W c1 mb1 | "
-            "B c2 mb2 | W c2 mb2 | B c1 mb2 | W c1 mb2 | B c2 mb3 | B c1 mb3 | "
+            "F c1 mb2 | I c2 mb0 | W c2 mb0 | F c2 mb2 | I c1 mb0 | W c1 mb0 | "
+            "F c1 mb3 | I c2 mb1 | W c2 mb1 | F c2 mb3 | I c1 mb1 | W c1 mb1 | "
+            "I c2 mb2 | W c2 mb2 | I c1 mb2 | W c1 mb2 | I c2 mb3 | I c1 mb3 | "
             "W c2 mb3 | W c1 mb3");
 }
 

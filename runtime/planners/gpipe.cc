@@ -1,5 +1,5 @@
 // GPipe as an OrderedPlanner: all forwards, then all backwards.
-// Not interleaved and not split-backward: one chunk per stage, fused BW.
+// Not interleaved and not split-backward: one chunk per stage, fused B.
 #include "runtime/planners/gpipe.h"
 
 #include "absl/strings/str_cat.h"
@@ -37,7 +37,7 @@ std::vector<Action> GPipeOrder(const StepSpec& spec, int stage) {
   for (int mb = 0; mb < num_microbatches; ++mb) {
     order.push_back(Action{stage, ActionKind::kForward, chunk, mb});
   }
-  // 2. backwards: BW(mb) for mb in [0, M).
+  // 2. backwards: B(mb) for mb in [0, M).
   for (int mb = 0; mb < num_microbatches; ++mb) {
     order.push_back(Action{stage, ActionKind::kBackward, chunk, mb});
   }

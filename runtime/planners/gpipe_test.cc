@@ -25,13 +25,13 @@ TEST(GPipeTest, AllForwardsThenAllBackwards) {
   std::vector<std::string> order;
   for (const Action& action : GPipeOrder(*spec, 1)) order.push_back(ActionToString(action));
   EXPECT_EQ(order, (std::vector<std::string>{"s1 F c1 mb0", "s1 F c1 mb1", "s1 F c1 mb2",
-                                             "s1 BW c1 mb0", "s1 BW c1 mb1", "s1 BW c1 mb2"}));
+                                             "s1 B c1 mb0", "s1 B c1 mb1", "s1 B c1 mb2"}));
 }
 
 TEST(GPipeTest, BubbleIsPMinusOneOverMPlusPMinusOne) {
   absl::StatusOr<SimResult> result = Simulate(GPipeDefinition(), {4, 8, 0});
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->step_time, 33);  // (M + P - 1) * (F + BW)
+  EXPECT_EQ(result->step_time, 33);  // (M + P - 1) * (F + B)
   EXPECT_DOUBLE_EQ(result->bubble_fraction, 3.0 / 11.0);
 }
 

@@ -46,15 +46,15 @@ TEST(InterleavedTest, WarmUpCoversTheOtherChunksOfTheFirstGroup) {
   // Stage 0: warm-up 2(P-1) + (v-1)*P = 4 forwards (chunk 0 mb0-1, chunk 2 mb0-1), then
   // 1F1B, backwards through chunk 2 before chunk 0 for each group.
   EXPECT_EQ(OrderText(InterleavedOrder(*spec, 0)),
-            "F c0 mb0 | F c0 mb1 | F c2 mb0 | F c2 mb1 | F c0 mb2 | BW c2 mb0 | F c0 mb3 | "
-            "BW c2 mb1 | F c2 mb2 | BW c0 mb0 | F c2 mb3 | BW c0 mb1 | BW c2 mb2 | BW c2 mb3 | "
-            "BW c0 mb2 | BW c0 mb3");
+            "F c0 mb0 | F c0 mb1 | F c2 mb0 | F c2 mb1 | F c0 mb2 | B c2 mb0 | F c0 mb3 | "
+            "B c2 mb1 | F c2 mb2 | B c0 mb0 | F c2 mb3 | B c0 mb1 | B c2 mb2 | B c2 mb3 | "
+            "B c0 mb2 | B c0 mb3");
 }
 
 TEST(InterleavedTest, BubbleIsPMinusOneOverVMPlusPMinusOne) {
   absl::StatusOr<SimResult> two = Simulate(InterleavedDefinition(), {4, 8});
   ASSERT_TRUE(two.ok()) << two.status();
-  EXPECT_EQ(two->step_time, 57);  // (v*M + P-1) * (F + BW)
+  EXPECT_EQ(two->step_time, 57);  // (v*M + P-1) * (F + B)
   EXPECT_DOUBLE_EQ(two->bubble_fraction, 3.0 / 19);
   absl::StatusOr<SimResult> three = Simulate(InterleavedDefinition(), {4, 8, 0, 3});
   ASSERT_TRUE(three.ok()) << three.status();

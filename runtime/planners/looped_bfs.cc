@@ -46,7 +46,7 @@ std::vector<Action> LoopedBfsOrder(const StepSpec& spec, int stage) {
       order.push_back(Action{stage, ActionKind::kForward, chunk, mb});
     }
   }
-  // 2. backwards: for each chunk descending, BW(mb) for mb in [0, M) (ascending, so that
+  // 2. backwards: for each chunk descending, B(mb) for mb in [0, M) (ascending, so that
   //    gradients accumulate in the order of the sequential run).
   for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) {
     for (int mb = 0; mb < spec.num_microbatches; ++mb) {

@@ -25,8 +25,8 @@ TEST(LoopedBfsTest, AllForwardsChunkByChunkThenBackwardsInReverse) {
   absl::StatusOr<StepSpec> spec = LoopedBfsDefinition().MakeSpec({2, 2});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(OrderText(LoopedBfsOrder(*spec, 1)),
-            "F c1 mb0 | F c1 mb1 | F c3 mb0 | F c3 mb1 | BW c3 mb0 | BW c3 mb1 | BW c1 mb0 | "
-            "BW c1 mb1");
+            "F c1 mb0 | F c1 mb1 | F c3 mb0 | F c3 mb1 | B c3 mb0 | B c3 mb1 | B c1 mb0 | "
+            "B c1 mb1");
 }
 
 TEST(LoopedBfsTest, BubbleAndMemoryAtFourStagesEightMicrobatches) {

@@ -42,12 +42,12 @@ std::vector<Action> OneFOneBOrder(const StepSpec& spec, int stage) {
   std::vector<Action> order;
   // 1. warm-up: w = min(P-1-s, M) forwards, F(0) .. F(w-1).
   for (int mb = 0; mb < warmup; ++mb) order.push_back(forward(mb));
-  // 2. steady state: M - w pairs, F(w+i) then BW(i) for i in [0, M-w).
+  // 2. steady state: M - w pairs, F(w+i) then B(i) for i in [0, M-w).
   for (int i = 0; i < num_microbatches - warmup; ++i) {
     order.push_back(forward(warmup + i));
     order.push_back(backward(i));
   }
-  // 3. cool-down: w backwards, BW(M-w) .. BW(M-1).
+  // 3. cool-down: w backwards, B(M-w) .. B(M-1).
   for (int mb = num_microbatches - warmup; mb < num_microbatches; ++mb) {
     order.push_back(backward(mb));
   }

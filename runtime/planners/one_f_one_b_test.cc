@@ -28,18 +28,18 @@ TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   // Stage 0: warm-up 2, steady 2 pairs, cool-down 2.
   EXPECT_EQ(OrderText(*spec, 0),
-            "F c0 mb0 | F c0 mb1 | F c0 mb2 | BW c0 mb0 | F c0 mb3 | BW c0 mb1 | BW c0 mb2 | "
-            "BW c0 mb3");
+            "F c0 mb0 | F c0 mb1 | F c0 mb2 | B c0 mb0 | F c0 mb3 | B c0 mb1 | B c0 mb2 | "
+            "B c0 mb3");
   // The last stage has no warm-up: strict alternation.
   EXPECT_EQ(OrderText(*spec, 2),
-            "F c2 mb0 | BW c2 mb0 | F c2 mb1 | BW c2 mb1 | F c2 mb2 | BW c2 mb2 | F c2 mb3 | "
-            "BW c2 mb3");
+            "F c2 mb0 | B c2 mb0 | F c2 mb1 | B c2 mb1 | F c2 mb2 | B c2 mb2 | F c2 mb3 | "
+            "B c2 mb3");
 }
 
 TEST(OneFOneBTest, FewerMicrobatchesThanStagesIsAllWarmUp) {
   absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({4, 2, 0});
   ASSERT_TRUE(spec.ok()) << spec.status();
-  EXPECT_EQ(OrderText(*spec, 0), "F c0 mb0 | F c0 mb1 | BW c0 mb0 | BW c0 mb1");
+  EXPECT_EQ(OrderText(*spec, 0), "F c0 mb0 | F c0 mb1 | B c0 mb0 | B c0 mb1");
   absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 2, 0});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->peak_inflight, (std::vector<int>{2, 2, 2, 1}));
@@ -48,17 +48,17 @@ TEST(OneFOneBTest, FewerMicrobatchesThanStagesIsAllWarmUp) {
 TEST(OneFOneBTest, BubbleIsPMinusOneOverMPlusPMinusOne) {
   absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->step_time, 33);  // (M + P - 1) * (F + BW)
+  EXPECT_EQ(result->step_time, 33);  // (M + P - 1) * (F + B)
   EXPECT_DOUBLE_EQ(result->bubble_fraction, 3.0 / 11.0);
 }
 
 TEST(OneFOneBTest, FirstBackwardReachesStageZeroAfterOneFullPipelinePass) {
   absl::StatusOr<SimResult> result = Simulate(OneFOneBDefinition(), {4, 8, 0});
   ASSERT_TRUE(result.ok()) << result.status();
-  // s0: F mb0..mb3 at t = 0..4, then BW c0 mb0 once mb0's forward crossed P stages and its
-  // backward came back through P-1: t = P*F + (P-1)*BW = 4 + 6.
+  // s0: F mb0..mb3 at t = 0..4, then B c0 mb0 once mb0's forward crossed P stages and its
+  // backward came back through P-1: t = P*F + (P-1)*B = 4 + 6.
   const TimedAction& first_backward = result->per_stage[0][4];
-  EXPECT_EQ(ActionToString(first_backward.action), "s0 BW c0 mb0");
+  EXPECT_EQ(ActionToString(first_backward.action), "s0 B c0 mb0");
   EXPECT_EQ(first_backward.start, 10);
   // The last stage never idles between its first forward (t = 3) and its last backward.
   const std::vector<TimedAction>& last = result->per_stage[3];

@@ -16,7 +16,7 @@
 
 namespace stagehand::runtime::testing {
 
-// "F c1 mb0 | F c1 mb1 | BW c1 mb0": the actions of one stage without their stage.
+// "F c1 mb0 | F c1 mb1 | B c1 mb0": the actions of one stage without their stage.
 inline std::string OrderText(const std::vector<Action>& order) {
   std::string text;
   for (const Action& action : order) {

@@ -9,7 +9,7 @@
 namespace stagehand::runtime {
 
 std::string ZbH1Definition::description() const {
-  return "ZB-H1: 1F1B with B and W split, stage s deferring s W's into the cool-down; "
+  return "ZB-H1: 1F1B with I and W split, stage s deferring s W's into the cool-down; "
          "(P-1)(F+B-W) idle per stage, min(P, M) activations per stage";
 }
 

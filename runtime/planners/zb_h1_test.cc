@@ -31,10 +31,10 @@ TEST(ZbH1Test, StageSDefersSWeightGradients) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   // Stage 0 runs each W right after its B, like 1F1B; stage 1 runs W(k-1) after B(k).
   EXPECT_EQ(OrderText(ZbH1Order(*spec, 0)),
-            "F c0 mb0 | F c0 mb1 | B c0 mb0 | W c0 mb0 | F c0 mb2 | B c0 mb1 | W c0 mb1 | "
-            "B c0 mb2 | W c0 mb2");
+            "F c0 mb0 | F c0 mb1 | I c0 mb0 | W c0 mb0 | F c0 mb2 | I c0 mb1 | W c0 mb1 | "
+            "I c0 mb2 | W c0 mb2");
   EXPECT_EQ(OrderText(ZbH1Order(*spec, 1)),
-            "F c1 mb0 | B c1 mb0 | F c1 mb1 | B c1 mb1 | W c1 mb0 | F c1 mb2 | B c1 mb2 | "
+            "F c1 mb0 | I c1 mb0 | F c1 mb1 | I c1 mb1 | W c1 mb0 | F c1 mb2 | I c1 mb2 | "
             "W c1 mb1 | W c1 mb2");
 }
 
@@ -46,7 +46,7 @@ TEST(ZbH1Test, IdleIsPMinusOneTimesFPlusBMinusWPerStage) {
 }
 
 TEST(ZbH1Test, IdlesAThirdOf1F1B) {
-  // 1F1B idles (P-1)(F+BW) = 9 units per stage at P = 4 (one_f_one_b_test: step time 33
+  // 1F1B idles (P-1)(F+B) = 9 units per stage at P = 4 (one_f_one_b_test: step time 33
   // for 24 units of work); ZB-H1 fills two thirds of that with deferred W's.
   absl::StatusOr<SimResult> result = Simulate(ZbH1Definition(), {4, 8});
   ASSERT_TRUE(result.ok()) << result.status();

@@ -10,7 +10,7 @@
 namespace stagehand::runtime {
 
 std::string ZbH2Definition::description() const {
-  return "ZB-H2: B and W split, up to 2P activations per stage (max_inflight if set) so that "
+  return "ZB-H2: I and W split, up to 2P activations per stage (max_inflight if set) so that "
          "forwards fill the warm-up and W's the tail; greedy B > F > W, frozen at unit cost";
 }
 

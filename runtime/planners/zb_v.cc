@@ -10,7 +10,7 @@
 namespace stagehand::runtime {
 
 std::string ZbVDefinition::description() const {
-  return "ZB-V: two chunks per stage in a V (s and 2P-1-s), B and W split, 2P chunk "
+  return "ZB-V: two chunks per stage in a V (s and 2P-1-s), I and W split, 2P chunk "
          "activations per stage (max_inflight if set); greedy B > F > W, frozen at unit cost";
 }
 

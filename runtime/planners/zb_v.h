@@ -1,5 +1,5 @@
 // ZB-V (zero bubble, Qi et al. 2024): two chunks per stage in a V (chunk s and chunk
-// 2P-1-s on stage s, so stage 0 holds the embedding and the head), B and W split, with
+// 2P-1-s on stage s, so stage 0 holds the embedding and the head), I and W split, with
 // 1F1B's peak memory (2P chunk activations, i.e. P microbatches of a whole stage). Not
 // hand-laid: the zero-bubble policy plans it, frozen at unit cost.
 #ifndef STAGEHAND_RUNTIME_PLANNERS_ZB_V_H_

@@ -32,7 +32,7 @@ class ZeroBubblePolicy : public Planner {
 };
 
 // The per-stage orders ZeroBubblePolicy(budget) runs in the unit-cost simulation of `spec`
-// (F = B = W = 1): the plan the zero-bubble planners freeze and hand to OrderedPlanner, so
+// (F = I = W = 1): the plan the zero-bubble planners freeze and hand to OrderedPlanner, so
 // that what runs is what was validated. The simulator's error if it stalls (a budget too
 // small for the placement).
 absl::StatusOr<std::vector<std::vector<Action>>> ZeroBubbleOrders(const StepSpec& spec, int budget);

@@ -55,7 +55,7 @@ TEST(ZooTest, EveryPlanValidatesForManyShapes) {
 }
 
 TEST(ZooTest, EachChunksBackwardsRunInMicrobatchOrder) {
-  // Gradients accumulate in the order W (or BW) runs: microbatch order per chunk keeps the
+  // Gradients accumulate in the order W (or B) runs: microbatch order per chunk keeps the
   // sum, bit for bit, the sequential run's.
   for (const std::string& name : PlannerRegistry::Default().Names()) {
     for (int p : {1, 2, 3, 4}) {
@@ -80,7 +80,7 @@ TEST(ZooTest, EachChunksBackwardsRunInMicrobatchOrder) {
 }
 
 TEST(ZooTest, UnitCostBubblesMatchTheClosedForms) {
-  // F = B = W = 1, BW = 2, optimizer synchronised at the end of the step; P = 4, M = 8.
+  // F = I = W = 1, B = 2, optimizer synchronised at the end of the step; P = 4, M = 8.
   EXPECT_DOUBLE_EQ(Bubble("gpipe", {4, 8}), 3.0 / 11);        // (P-1)/(M+P-1)
   EXPECT_DOUBLE_EQ(Bubble("1f1b", {4, 8}), 3.0 / 11);         // (P-1)/(M+P-1)
   EXPECT_DOUBLE_EQ(Bubble("interleaved", {4, 8}), 3.0 / 19);  // (P-1)/(v*M+P-1), v = 2

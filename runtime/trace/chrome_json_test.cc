@@ -67,7 +67,7 @@ TEST(ChromeJsonTest, OneProcessPerStageOneThreadPerLaneFlowsAndCounters) {
   EXPECT_EQ(flows_out, 48);
   EXPECT_EQ(flows_in, 48);
   EXPECT_EQ(out_ids, in_ids);
-  EXPECT_EQ(counters, 2 * 64);  // activations held and their bytes, after every F and BW
+  EXPECT_EQ(counters, 2 * 64);  // activations held and their bytes, after every F and B
   EXPECT_EQ(doc["otherData"]["stagehand_trace"], 1);
   EXPECT_EQ(doc["displayTimeUnit"], "ms");
 }

@@ -19,7 +19,7 @@ struct SimulationTraceOptions {
 };
 
 // Compute actions on each stage's compute lane, each transfer as a send on its source and
-// a receive on its destination, activation counts after every F / W / BW, one step span
+// a receive on its destination, activation counts after every F / W / B, one step span
 // [0, step_time]; virtual_time is set.
 Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
                           const SimulationTraceOptions& options = {});

@@ -38,7 +38,7 @@ TEST(FromSimulationTest, EveryActionAndTransferOnItsLane) {
   EXPECT_EQ(compute, 64);
   EXPECT_EQ(sends, 48);
   EXPECT_EQ(recvs, 48);
-  // Stage 3 holds one activation at a time: +1 after F, -1 after BW.
+  // Stage 3 holds one activation at a time: +1 after F, -1 after B.
   int peak = 0;
   for (const MemorySample& m : t.memory) {
     if (m.stage == 3) peak = std::max(peak, m.activations);

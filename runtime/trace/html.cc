@@ -69,7 +69,7 @@ pre{font:11px/1.3 ui-monospace,Menlo,Consolas,monospace;margin:4px 0;max-height:
 #view{position:relative}
 svg{display:block;user-select:none}
 .box{stroke:#fff;stroke-width:.5;vector-effect:non-scaling-stroke}
-.box.F{fill:#4c78a8}.box.B{fill:#f58518}.box.W{fill:#54a24b}.box.BW{fill:#b279a2}
+.box.F{fill:#4c78a8}.box.I{fill:#f58518}.box.W{fill:#54a24b}.box.B{fill:#b279a2}
 .box.OPTIM{fill:#8c8c8c}.box.REDUCE_GRAD{fill:#bab0ac}
 .box.SEND_F,.box.RECV_F{fill:#9ecae9;stroke:#6baed6;stroke-width:1}
 .box.SEND_B,.box.RECV_B{fill:#fdc086;stroke:#f5a05a;stroke-width:1}
@@ -345,7 +345,7 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
   absl::StrAppend(&page, "<header><div id=\"top\"><h1>", escape(options.title), "</h1><span id=\"meta\">", escape(meta), "</span>\n");
   absl::StrAppend(&page, R"HTML(<div id="controls"><button id="zin" title="zoom in (w)">+</button><button id="zout" title="zoom out (s)">&minus;</button><button id="fit" title="fit (0)">fit</button>
 <label><input type="checkbox" id="crit"> critical path</label><span id="status"></span>
-<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>B input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>BW fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer</span>
+<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer</span>
 <span id="hint">numbers = microbatch · ctrl+wheel or w/s: zoom · drag, shift+wheel or a/d: pan · hover: details · URL #from=A&amp;to=B opens a window</span></div>
 )HTML");
   absl::StrAppend(&page, "<details><summary>summary</summary><pre id=\"summary\">", escape(summary_text),

@@ -1,5 +1,5 @@
 // RenderHtml: a Trace as one self-contained HTML page (inline SVG, script and data; no
-// network) that draws stages as rows, F/B/W/BW/OPTIM boxes in distinct colours with their
+// network) that draws stages as rows, F/I/W/B/OPTIM boxes in distinct colours with their
 // microbatch numbers, the send and receive lanes beneath each stage, step boundaries, the
 // critical path on demand, zoom (wheel, buttons, drag to pan) and hover details.
 // Not a trace viewer for arbitrary traces: Perfetto is, for the Chrome JSON.

@@ -55,7 +55,7 @@ TEST(HtmlTest, ChromiumDrawsOneBoxPerSpan) {
   ASSERT_FALSE(dom.empty()) << "chromium printed no DOM";
   EXPECT_EQ(CountInDom(dom, "<rect class=\"box "), trace.spans.size());
   EXPECT_EQ(CountInDom(dom, "<rect class=\"box F"), 32u);
-  EXPECT_EQ(CountInDom(dom, "<rect class=\"box BW"), 32u);
+  EXPECT_EQ(CountInDom(dom, "<rect class=\"box B"), 32u);
   EXPECT_NE(dom.find("data-boxes=\"160\""), std::string::npos);
   // Microbatch numbers are drawn on the boxes.
   EXPECT_GT(CountInDom(dom, "<text class=\"label\""), 32u);

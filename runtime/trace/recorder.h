@@ -107,7 +107,7 @@ class TraceRecorder {
   class StageLane {
    public:
     void InputArrived(const Transfer& transfer, int64_t bytes, int64_t time_ns);
-    // Tracks activations: +1 after F, -1 after W or BW (a sample each time).
+    // Tracks activations: +1 after F, -1 after W or B (a sample each time).
     void ComputeFinished(const Action& action, int64_t time_ns);
 
    private:

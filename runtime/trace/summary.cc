@@ -64,14 +64,14 @@ Key KeyOf(int stage, ActionKind kind, int chunk, int mb) {
   return {stage, static_cast<int>(kind), chunk, mb};
 }
 
-// The backward walk: from the last F/B/W/BW of the step, repeatedly step to whichever of
+// The backward walk: from the last F/I/W/B of the step, repeatedly step to whichever of
 // (the previous action on the same lane, the action's inputs) was there last.
 CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t step,
                               double step_begin, int num_chunks) {
   CriticalPath path;
   path.step = step;
   absl::flat_hash_map<Key, const Span*> compute, recv;
-  std::map<int, std::vector<const Span*>> lanes;  // stage -> F/B/W/BW by begin
+  std::map<int, std::vector<const Span*>> lanes;  // stage -> F/I/W/B by begin
   const Span* last = nullptr;
   for (const Span* s : spans) {
     if (IsWork(*s)) {

@@ -5,9 +5,9 @@
 //
 // Definitions (every figure is over all steps of the trace unless it says "per step"):
 //   step time        a step's span (RunStep's wall time; the simulator's makespan).
-//   pipeline window  of a step: first F/B/W/BW begin to last F/B/W/BW end, any stage.
-//   busy             F/B/W/BW time of the stage / step time (launch's busy fraction).
-//   bubble           1 - F/B/W/BW time of the stage / pipeline window (1F1B with unit costs:
+//   pipeline window  of a step: first F/I/W/B begin to last F/I/W/B end, any stage.
+//   busy             F/I/W/B time of the stage / step time (launch's busy fraction).
+//   bubble           1 - F/I/W/B time of the stage / pipeline window (1F1B with unit costs:
 //                    (P-1)/(M+P-1), e.g. 3/11 at P=4, M=8).
 //   transfer         the union of the stage's send and receive spans;
 //   hidden           the part of it under the stage's own compute; exposed = the rest;
@@ -28,7 +28,7 @@ namespace stagehand::runtime::trace {
 
 struct StageSummary {
   int stage = 0;
-  double compute_us = 0;  // F/B/W/BW
+  double compute_us = 0;  // F/I/W/B
   double busy_fraction = 0;
   double bubble_fraction = 0;
   double wait_us = 0;  // sum of the waits (ready to started) of its actions
@@ -56,7 +56,7 @@ struct CriticalLink {
 
 struct CriticalPath {
   int64_t step = 0;
-  double length_us = 0;  // step begin to the last F/B/W/BW end
+  double length_us = 0;  // step begin to the last F/I/W/B end
   double compute_us = 0, transfer_us = 0, wait_us = 0;  // adding up to length_us
   std::vector<CriticalLink> links;  // in time order
 };

@@ -13,7 +13,7 @@
 
 namespace stagehand::runtime::trace {
 
-// The lanes of one stage. Compute runs F/B/W/BW and the optimizer's phases; send is the
+// The lanes of one stage. Compute runs F/I/W/B and the optimizer's phases; send is the
 // stage's outgoing transfer lane; receive holds the transfers arriving at the stage.
 enum class Lane { kCompute, kSend, kRecv };
 
@@ -22,7 +22,7 @@ absl::string_view LaneName(Lane lane);
 bool ParseLane(absl::string_view name, Lane* lane);
 
 // One interval on a stage's lane. Times are microseconds since the trace's time 0.
-//   compute: kind F, B, W, BW or OPTIM; chunk and microbatch of the action.
+//   compute: kind F, I, W, B or OPTIM; chunk and microbatch of the action.
 //   send:    kind SEND_F / SEND_B, from the output's hand-off to the transfer lane until
 //            the link delivers it; peer = the destination stage.
 //   recv:    kind RECV_F / RECV_B, from the sender's hand-off until the receiving stage
@@ -39,7 +39,7 @@ struct Span {
   int64_t step = 0;
   double begin_us = 0;
   double end_us = 0;
-  // Compute F/B/W/BW: begin minus the time its inputs were all there (see ComputeWaits);
+  // Compute F/I/W/B: begin minus the time its inputs were all there (see ComputeWaits);
   // -1 where unknown.
   double wait_us = -1;
 
@@ -89,8 +89,8 @@ uint64_t TransferFlowId(int64_t step, ActionKind kind, int from_stage, int to_st
                         int microbatch);
 uint64_t TransferFlowId(const Span& transfer_span);
 
-// Fills wait_us of every F/B/W/BW span: begin minus the time the last of its inputs was
-// there (step graph rules of stage_state.h: F waits for its activation, B/BW for its F and
+// Fills wait_us of every F/I/W/B span: begin minus the time the last of its inputs was
+// there (step graph rules of stage_state.h: F waits for its activation, B/B for its F and
 // its gradient, W for its B; an F of chunk 0 is ready when its step begins). A receive's
 // end is when its input arrived; an input from a chunk on the same stage is there when
 // the producing action ended. Spans whose inputs are not in the trace keep -1.

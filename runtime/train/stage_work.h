@@ -1,4 +1,4 @@
-// StageWork: the compute a stage's lane runs for its chunks (F, B, W, fused BW, and the
+// StageWork: the compute a stage's lane runs for its chunks (F, I, W, fused B, and the
 // optimizer step's phases), behind one interface so the actor runtime can drive the real
 // model, or synthetic work of known duration (tests, overhead benchmarks).
 // Not thread-safe and not an executor: exactly one lane thread calls a StageWork.
@@ -32,7 +32,7 @@ class StageWork {
   virtual absl::Status BackwardInput(int chunk, int mb, const Payload* grad,
                                      Payload* input_grad) = 0;
   virtual absl::Status BackwardWeights(int chunk, int mb) = 0;
-  // Fused B then W.
+  // Fused I then W.
   virtual absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) = 0;
 
   // Optimizer phases, in order: tied gradients are gathered and summed across chunks,
