@@ -27,12 +27,14 @@
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/cluster/placement.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/io/loss_curve.h"
 #include "runtime/io/output_path.h"
 #include "runtime/io/progress.h"
+#include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
 #include "runtime/planner.h"
@@ -41,7 +43,9 @@
 #include "runtime/train/held_out_pass.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
+#include "runtime/util/status_macros.h"
 #include "tools/cluster/launcher.h"
 #include "tools/train_flags.h"
 
@@ -83,10 +87,8 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
   // Under `bazel run`, relative paths mean the directory bazel was run in.
-  if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd != nullptr) {
-    for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
-      if (!path->empty() && (*path)[0] != '/') *path = absl::StrCat(cwd, "/", *path);
-    }
+  for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
+    *path = runtime::ResolveUserPath(*path);
   }
   // Outputs written at the end of the run are checked now, so that no run ends unable to save.
   for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
@@ -143,26 +145,23 @@ absl::Status SaveCheckpoint(const LaunchConfig& c, const models::GptConfig& mode
   return absl::OkStatus();
 }
 
-// The planner: a registered one by name, or a schedule table from a file (owned by
-// `loaded`). Its plan is validated (each action once, dependency order, no deadlock, memory
+// The planner: a registered one by name, or a schedule table from a file (owned by `loaded`).
+absl::StatusOr<const runtime::PlannerDefinition*> GetPlanner(
+    const LaunchConfig& c, std::unique_ptr<runtime::PlannerDefinition>* loaded) {
+  if (c.schedule.empty()) return runtime::PlannerRegistry::Default().Get(c.planner);
+  ASSIGN_OR_RETURN(*loaded, runtime::LoadSchedulePlanner(c.schedule));
+  return loaded->get();
+}
+
+// The planner, its plan validated (each action once, dependency order, no deadlock, memory
 // cap) before anything runs, and written out with --dump_schedule.
 absl::StatusOr<const runtime::PlannerDefinition*> ResolvePlanner(
     const LaunchConfig& c, std::unique_ptr<runtime::PlannerDefinition>* loaded) {
-  absl::StatusOr<const runtime::PlannerDefinition*> planner =
-      runtime::PlannerRegistry::Default().Get(c.planner);
-  if (!c.schedule.empty()) {
-    absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> table =
-        runtime::LoadSchedulePlanner(c.schedule);
-    if (!table.ok()) return table.status();
-    *loaded = std::move(*table);
-    planner = loaded->get();
-  }
-  if (!planner.ok()) return planner.status();
-  absl::StatusOr<runtime::ScheduleTable> plan = runtime::ValidatePlanner(**planner, c.planner_options);
-  if (!plan.ok()) return plan.status();
+  ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, loaded));
+  ASSIGN_OR_RETURN(runtime::ScheduleTable plan, runtime::ValidatePlanner(*planner, c.planner_options));
   if (!c.dump_schedule.empty()) {
-    if (absl::Status s = runtime::SaveScheduleCsv(c.dump_schedule, *plan); !s.ok()) return s;
-    std::printf("wrote the plan of %s to %s\n", (*planner)->name().c_str(), c.dump_schedule.c_str());
+    RETURN_IF_ERROR(runtime::SaveScheduleCsv(c.dump_schedule, plan));
+    std::printf("wrote the plan of %s to %s\n", planner->name().c_str(), c.dump_schedule.c_str());
   }
   return planner;
 }
@@ -178,13 +177,6 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // the reason, instead of ignoring them; validates (and with --dry_run prints) the plan.
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
-  if (!c.export_path.empty() || !c.init_from.empty()) {
-    return absl::InvalidArgumentError(
-        "--export and --init_from are not supported with --nprocs/--hostfile (each worker holds only "
-        "its stages): export from the cluster's checkpoint with a one-process `launch "
-        "--checkpoint_dir=DIR --resume --export=FILE`, and import with a one-process run that "
-        "writes a checkpoint, then resume the cluster from it");
-  }
   if (c.link.latency_us != 0 || c.link.gbps != 0) {
     return absl::InvalidArgumentError(
         "--link_latency_us and --link_gbps model links inside one process; with --nprocs/--hostfile "
@@ -204,156 +196,239 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   return true;
 }
 
-absl::Status Run(const LaunchConfig& c) {
+// --export after a cluster run: every rank wrote its chunks' parameters to
+// RankFile(part, rank); they are set on the whole model's chunks, cut as in one process,
+// so that the file is byte for byte the one-process run's. The parts are removed after.
+absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::string& part) {
   std::unique_ptr<runtime::PlannerDefinition> loaded;
-  absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
-  if (!planner.ok()) return planner.status();
-  if (c.dry_run) return DryRun(**planner, c);
-  absl::StatusOr<std::unique_ptr<runtime::Tokenizer>> tokenizer = runtime::MakeTokenizer(c.tokenizer);
-  if (!tokenizer.ok()) return tokenizer.status();
-  absl::StatusOr<runtime::Dataset> dataset = runtime::LoadDataset(c.dataset, **tokenizer);
-  if (!dataset.ok()) return dataset.status();
-  runtime::WindowSampler train =
-      runtime::MakeSampler(dataset->train, c.chunk.micro_batch_size, c.chunk.seq_len,
-                           c.planner_options.num_microbatches, c.model.seed);
-  runtime::WindowSampler held_out = runtime::MakeHeldOutSampler(
-      dataset->validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed);
+  ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, &loaded));
+  ASSIGN_OR_RETURN(runtime::StepSpec spec, planner->MakeSpec(c.planner_options));
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
   models::GptConfig model = c.model;
-  model.vocab_size = (*tokenizer)->vocab_size();
+  model.vocab_size = tokenizer->vocab_size();
+  std::map<std::string, runtime::NamedTensor> tensors;
+  for (int r = 0; r < nprocs; ++r) {
+    ASSIGN_OR_RETURN(auto rank_tensors, runtime::ReadSafetensors(runtime::RankFile(part, r)));
+    tensors.merge(rank_tensors);
+  }
+  models::ChunkOptions chunk_options = c.chunk;
+  chunk_options.num_microbatches = spec.num_microbatches;
+  ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
+                   models::CutLayers(static_cast<int>(model.layers.size()), spec.num_chunks));
+  std::vector<std::unique_ptr<runtime::Chunk>> chunks;
+  std::vector<runtime::Chunk*> pointers;
+  for (const models::ChunkSpec& cut : cuts) {
+    ASSIGN_OR_RETURN(chunks.emplace_back(), runtime::Chunk::Create(model, cut, chunk_options));
+    pointers.push_back(chunks.back().get());
+  }
+  RETURN_IF_ERROR(runtime::AssignParameters(pointers, tensors));
+  RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, pointers));
+  for (int r = 0; r < nprocs; ++r) unlink(runtime::RankFile(part, r).c_str());
+  std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
+  return absl::OkStatus();
+}
+
+// --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h);
+// --init_from goes to every worker, --export is written from the ranks' parts at the end.
+int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
+  absl::StatusOr<bool> start = PrepareCluster(c);
+  absl::StatusOr<tools::ClusterLaunchOptions> o = tools::ClusterOptionsFromFlags(argv0, c);
+  for (const absl::Status& s : {start.status(), o.status()}) {
+    if (s.ok()) continue;
+    std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  std::fflush(stdout);
+  if (!*start) return 0;
+  const std::string part = c.export_path.empty() ? "" : c.export_path + ".part";
+  if (!c.init_from.empty()) o->worker_args.push_back("--init_from=" + c.init_from);
+  if (!part.empty()) o->worker_args.push_back("--export_part=" + part);
+  if (int code = tools::RunCluster(*o); code != 0 || part.empty()) return code;
+  if (absl::Status s = ExportFromParts(c, o->nprocs, part); !s.ok()) {
+    std::fprintf(stderr, "launch: error: --export: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+// Everything one process trains with; built once, before the first step.
+struct Session {
+  std::unique_ptr<runtime::PlannerDefinition> loaded;  // a --schedule table
+  const runtime::PlannerDefinition* planner = nullptr;
+  std::unique_ptr<runtime::Tokenizer> tokenizer;
+  runtime::Dataset dataset;
+  std::unique_ptr<runtime::WindowSampler> train;
+  std::unique_ptr<runtime::WindowSampler> held_out;
+  models::GptConfig model;
+  std::vector<runtime::OptimizerState> optimizer_states;  // AdamW moments, for checkpoints
+  std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
+  actors::ModelPipeline mp;
+  std::vector<runtime::Chunk*> chunks;
+  std::vector<runtime::ChunkState> chunk_states;
+};
+
+// The data, the model and its pipeline.
+absl::Status BuildSession(const LaunchConfig& c, Session& s) {
+  ASSIGN_OR_RETURN(s.tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  ASSIGN_OR_RETURN(s.dataset, runtime::LoadDataset(c.dataset, *s.tokenizer));
+  s.train = std::make_unique<runtime::WindowSampler>(
+      runtime::MakeSampler(s.dataset.train, c.chunk.micro_batch_size, c.chunk.seq_len,
+                           c.planner_options.num_microbatches, c.model.seed));
+  s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
+      s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
+  s.model = c.model;
+  s.model.vocab_size = s.tokenizer->vocab_size();
   actors::ModelPipelineOptions options;
-  options.model = model;
+  options.model = s.model;
   options.chunk = c.chunk;
-  options.planner = *planner;
+  options.planner = s.planner;
   options.planner_options = c.planner_options;
   options.optimizer = c.optimizer;
-  std::vector<runtime::OptimizerState> optimizer_states;  // AdamW moments, for checkpoints
-  options.optimizer.states = &optimizer_states;
+  options.optimizer.states = &s.optimizer_states;
   options.link = c.link;
-  std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
   if (!c.trace.empty()) {
-    recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
-    options.trace = recorder.get();
+    s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
+    options.trace = s.recorder.get();
   }
-  absl::StatusOr<actors::ModelPipeline> mp = actors::BuildModelPipeline(options, &train);
-  if (!mp.ok()) return mp.status();
-  std::vector<runtime::Chunk*> chunks = mp->chunk_pointers();
+  ASSIGN_OR_RETURN(s.mp, actors::BuildModelPipeline(options, s.train.get()));
+  s.chunks = s.mp.chunk_pointers();
+  const runtime::StepSpec& spec = s.mp.pipeline->spec();
+  s.optimizer_states.resize(s.chunks.size());
+  for (size_t k = 0; k < s.chunks.size(); ++k) {
+    s.chunk_states.push_back({s.chunks[k], &s.optimizer_states[k], spec.chunk_to_stage[k]});
+  }
+  return absl::OkStatus();
+}
+
+void PrintBanner(const LaunchConfig& c, const Session& s) {
   int64_t num_params = 0;
-  for (runtime::Chunk* chunk : chunks) {
+  for (runtime::Chunk* chunk : s.chunks) {
     for (const auto& info : chunk->params().infos()) num_params += info.tied_copy ? 0 : info.size;
   }
-  const runtime::StepSpec& spec = mp->pipeline->spec();
+  const runtime::StepSpec& spec = s.mp.pipeline->spec();
   std::printf("model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
-              model.layers.size(), model.d_model, model.num_heads, num_params / 1e6,
-              (*tokenizer)->name().c_str(), model.vocab_size);
-  std::printf("data: %s\n", dataset->description.c_str());
+              s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
+              s.tokenizer->name().c_str(), s.model.vocab_size);
+  std::printf("data: %s\n", s.dataset.description.c_str());
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
-              c.chunk.seq_len, (*planner)->name().c_str());
-  // Initial weights: the newest valid checkpoint (--resume), a Hugging Face GPT-2 file
-  // (--init_from), or the seeded initialisation.
-  optimizer_states.resize(chunks.size());
-  std::vector<runtime::ChunkState> chunk_states;
-  for (size_t k = 0; k < chunks.size(); ++k) {
-    chunk_states.push_back({chunks[k], &optimizer_states[k], spec.chunk_to_stage[k]});
-  }
-  RunHistory history;
-  int64_t first_step = 0;
+              c.chunk.seq_len, s.planner->name().c_str());
+}
+
+// Initial weights: the newest valid checkpoint (--resume), a Hugging Face GPT-2 file
+// (--init_from), or the seeded initialisation. Returns the restored step (0: none).
+absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHistory* history) {
+  int64_t resumed = 0;
   if (c.resume) {
-    absl::StatusOr<int64_t> resumed = Resume(c, model, chunk_states, &history);
-    if (!resumed.ok()) return resumed.status();
-    first_step = *resumed;
+    ASSIGN_OR_RETURN(resumed, Resume(c, s.model, s.chunk_states, history));
   }
-  if (first_step == 0 && !c.init_from.empty()) {
-    if (absl::Status s = runtime::ImportHfGpt2(c.init_from, chunks); !s.ok()) return s;
+  if (resumed == 0 && !c.init_from.empty()) {
+    RETURN_IF_ERROR(runtime::ImportHfGpt2(c.init_from, s.chunks));
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
-  if (first_step == 0) {
-    absl::StatusOr<double> val0 = runtime::Evaluate(chunks, held_out, c.eval_batches);
-    if (!val0.ok()) return val0.status();
-    std::printf("held-out loss before training %.4f\n", *val0);
-    history.validation.emplace_back(0, *val0);
-  }
-  const bool tty = isatty(fileno(stderr));
-  const double tokens_per_step =
-      double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches;
-  runtime::ProgressBar progress(first_step, c.steps, tokens_per_step);
+  return resumed;
+}
+
+// Step times and per-stage busy time, for the summary line.
+struct Throughput {
+  double tokens_per_step = 0;
   double total_seconds = 0;
   int64_t steps_run = 0;
-  std::vector<double> busy(spec.num_stages, 0.0);
+  std::vector<double> busy;
+};
+
+// Runs step `step` and counts its time.
+absl::StatusOr<actors::StepOutcome> TrainStep(Session& s, int64_t step, Throughput& t) {
+  ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
+  t.total_seconds += outcome.seconds;
+  ++t.steps_run;
+  for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
+  return outcome;
+}
+
+// Drives the training loop's phases (runtime/train/train_loop.h) to its end.
+absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop, Throughput& t) {
+  const bool tty = isatty(fileno(stderr));
+  runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
   std::signal(SIGINT, RequestStop);
   std::signal(SIGTERM, RequestStop);
-  bool stopped = false;
-  for (int64_t step = first_step + 1; step <= c.steps && !stopped; ++step) {
-    absl::StatusOr<actors::StepOutcome> outcome = mp->pipeline->RunStep(step);
-    if (!outcome.ok()) return outcome.status();
-    total_seconds += outcome->seconds;
-    ++steps_run;
-    for (int s = 0; s < spec.num_stages; ++s) busy[s] += outcome->busy_seconds[s];
-    history.train.push_back(outcome->loss);
-    progress.Update(step, outcome->seconds, outcome->loss);
-    if (step % c.log_every == 0 || step == c.steps) {
-      std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step),
-                  outcome->loss, tokens_per_step / outcome->seconds, runtime::LearningRateAt(c.optimizer, step));
-      std::fflush(stdout);
-    }
-    if (tty) std::fprintf(stderr, "\r%s", progress.Line().c_str()), std::fflush(stderr);
-    if ((c.eval_every > 0 && step % c.eval_every == 0) || step == c.steps) {
-      absl::StatusOr<double> val = runtime::Evaluate(chunks, held_out, c.eval_batches);
-      if (!val.ok()) return val.status();
-      history.validation.emplace_back(step, *val);
-      std::printf("step %lld held-out loss %.4f\n", static_cast<long long>(step), *val);
-    }
-    stopped = (step == c.exit_after && step < c.steps) || stop_requested;
-    if (!c.checkpoint_dir.empty() &&
-        ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || step == c.steps || stopped)) {
-      if (absl::Status s = SaveCheckpoint(c, model, step, history, chunk_states); !s.ok()) return s;
-    }
-    if (stopped) {
-      if (tty) std::fprintf(stderr, "\n");
-      std::printf("stopped after step %lld of %d (%s); continue with --resume\n",
-                  static_cast<long long>(step), c.steps, stop_requested ? "signal" : "--exit_after");
+  for (runtime::TrainAction a = loop.Start(); a.phase != runtime::TrainPhase::kFinish;) {
+    const int64_t step = a.step;
+    if (a.phase == runtime::TrainPhase::kEvaluate) {
+      ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
+      a = loop.Evaluated(step, loss);
+      std::printf("%s\n", runtime::HeldOutLine(step, loss).c_str());
+    } else if (a.phase == runtime::TrainPhase::kCheckpoint) {
+      RETURN_IF_ERROR(SaveCheckpoint(c, s.model, step, loop.history(), s.chunk_states));
+      a = loop.Checkpointed(step);
+    } else {
+      ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(s, step, t));
+      progress.Update(step, out.seconds, out.loss);
+      a = loop.StepFinished(step, out.loss, stop_requested);
+      if (loop.LogDue(step)) {
+        std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step), out.loss,
+                    t.tokens_per_step / out.seconds, runtime::LearningRateAt(c.optimizer, step));
+        std::fflush(stdout);
+      }
+      if (tty) std::fprintf(stderr, "\r%s", progress.Line().c_str()), std::fflush(stderr);
     }
   }
-  if (tty && steps_run > 0 && !stopped) std::fprintf(stderr, "\n");
-  if (!stopped && !history.validation.empty()) {
-    std::printf("held-out loss after %d steps %.4f (from %.4f)\n", c.steps,
-                history.validation.back().second, history.validation.front().second);
-  }
+  if (tty && t.steps_run > 0) std::fprintf(stderr, "\n");
+  if (const std::string end = loop.EndLine(); !end.empty()) std::printf("%s\n", end.c_str());
+  return absl::OkStatus();
+}
+
+void PrintSummary(const Throughput& t) {
+  if (t.steps_run == 0) return;
   std::vector<std::string> fractions;
-  for (int s = 0; s < spec.num_stages; ++s) {
-    fractions.push_back(absl::StrFormat("s%d %.2f", s, busy[s] / std::max(total_seconds, 1e-9)));
+  for (size_t k = 0; k < t.busy.size(); ++k) {
+    fractions.push_back(absl::StrFormat("s%d %.2f", k, t.busy[k] / std::max(t.total_seconds, 1e-9)));
   }
-  if (steps_run > 0) {
-    std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * total_seconds / steps_run,
-                tokens_per_step * steps_run / total_seconds, absl::StrJoin(fractions, " ").c_str());
-  }
-  if (recorder != nullptr) {
-    const runtime::trace::Trace trace = recorder->Collect();
-    if (absl::Status s = runtime::trace::WriteChromeJsonFile(trace, c.trace); !s.ok()) return s;
+  std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * t.total_seconds / t.steps_run,
+              t.tokens_per_step * t.steps_run / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
+}
+
+// What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
+absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::TrainLoop& loop) {
+  if (s.recorder != nullptr) {
+    const runtime::trace::Trace trace = s.recorder->Collect();
+    RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, c.trace));
     std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
   }
   if (!c.save_params.empty()) {
-    if (absl::Status s = runtime::WriteSafetensors(c.save_params, runtime::CollectParameters(chunks));
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(runtime::WriteSafetensors(c.save_params, runtime::CollectParameters(s.chunks)));
     std::printf("saved parameters to %s\n", c.save_params.c_str());
   }
   if (!c.export_path.empty()) {
-    if (absl::Status s = runtime::ExportHfGpt2(c.export_path, chunks); !s.ok()) return s;
+    RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, s.chunks));
     std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
   }
   if (!c.checkpoint_dir.empty()) {
-    runtime::LossCurve curve;
-    curve.title = absl::StrFormat("%s: %zu layers, d_model %d, %s tokens", c.dataset.path, model.layers.size(),
-                                  model.d_model, (*tokenizer)->name());
-    for (size_t i = 0; i < history.train.size(); ++i) curve.train.emplace_back(i + 1, history.train[i]);
-    curve.validation = history.validation;
-    const std::string svg = c.checkpoint_dir + "/loss_curve.svg";
-    if (absl::Status s = runtime::WriteLossCurveSvg(svg, curve); !s.ok()) return s;
+    ASSIGN_OR_RETURN(std::string svg,
+                     runtime::WriteLossCurve(loop, c.checkpoint_dir,
+                                             runtime::LossCurveTitle(c.dataset.path, s.model.layers.size(),
+                                                                     s.model.d_model, s.tokenizer->name())));
     std::printf("loss curve: %s\n", svg.c_str());
   }
   return absl::OkStatus();
+}
+
+absl::Status Run(const LaunchConfig& c) {
+  Session s;
+  ASSIGN_OR_RETURN(s.planner, ResolvePlanner(c, &s.loaded));
+  if (c.dry_run) return DryRun(*s.planner, c);
+  RETURN_IF_ERROR(BuildSession(c, s));
+  PrintBanner(c, s);
+  RunHistory history;
+  ASSIGN_OR_RETURN(int64_t resumed, InitialWeights(c, s, &history));
+  runtime::TrainLoop loop(tools::LoopOptionsOf(c), resumed, std::move(history));
+  const runtime::StepSpec& spec = s.mp.pipeline->spec();
+  Throughput t;
+  t.tokens_per_step = double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches;
+  t.busy.assign(spec.num_stages, 0.0);
+  RETURN_IF_ERROR(RunLoop(c, s, loop, t));
+  PrintSummary(t);
+  return WriteOutputs(c, s, loop);
 }
 
 }  // namespace
@@ -378,16 +453,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h).
-  if (stagehand::tools::ClusterRequested()) {
-    absl::StatusOr<bool> start = stagehand::PrepareCluster(*config);
-    if (!start.ok()) {
-      std::fprintf(stderr, "launch: error: %s\n", std::string(start.status().message()).c_str());
-      return 2;
-    }
-    std::fflush(stdout);
-    return *start ? stagehand::tools::LaunchClusterFromFlags(argv[0], *config) : 0;
-  }
+  if (stagehand::tools::ClusterRequested()) return stagehand::RunClusterLaunch(argv[0], *config);
   absl::Status status;
   try {
     status = stagehand::Run(*config);

@@ -9,6 +9,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/io/user_path.h"
 
 ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
@@ -73,13 +74,11 @@ namespace {
 // Under `bazel run`, relative paths mean the directory bazel was run in: rewrites the path
 // flags to absolute paths.
 void MakePathFlagsAbsolute() {
-  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
-  if (cwd == nullptr) return;
   for (absl::Flag<std::string>* flag : {&FLAGS_data, &FLAGS_validation_data, &FLAGS_checkpoint_dir,
                                         &FLAGS_save_params, &FLAGS_tokenizer_dir, &FLAGS_trace,
                                         &FLAGS_schedule, &FLAGS_data_cache_dir}) {
     const std::string path = absl::GetFlag(*flag);
-    if (!path.empty() && path[0] != '/' && path != "none") absl::SetFlag(flag, absl::StrCat(cwd, "/", path));
+    if (path != "none") absl::SetFlag(flag, runtime::ResolveUserPath(path));
   }
 }
 
@@ -194,9 +193,19 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   return c;
 }
 
+runtime::TrainLoopOptions LoopOptionsOf(const TrainConfig& c) {
+  runtime::TrainLoopOptions o;
+  o.steps = c.steps;
+  o.exit_after = c.exit_after;
+  o.log_every = c.log_every;
+  o.evaluate = c.eval_batches > 0;
+  o.eval_every = c.eval_every;
+  o.checkpoints = !c.checkpoint_dir.empty();
+  o.checkpoint_every = c.checkpoint_every;
+  return o;
+}
+
 nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
-  nlohmann::json validation = nlohmann::json::array();
-  for (const auto& [step, loss] : h.validation) validation.push_back({step, loss});
   return {{"steps", c.steps},
           {"seq_len", c.chunk.seq_len},
           {"micro_batch_size", c.chunk.micro_batch_size},
@@ -213,27 +222,11 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
           // the seeds and the step are the whole random state (and the data position).
           {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
                    {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
-          {"history", {{"train_loss", h.train}, {"validation_loss", validation}}}};
+          {"history", runtime::LossHistoryToJson(h)}};
 }
 
 RunHistory HistoryFromRunJson(const nlohmann::json& run, int64_t step) {
-  RunHistory history;
-  if (!run.is_object() || !run.contains("history") || !run["history"].is_object()) return history;
-  const nlohmann::json& h = run["history"];
-  if (h.contains("train_loss") && h["train_loss"].is_array()) {
-    for (const nlohmann::json& loss : h["train_loss"]) {
-      if (loss.is_number()) history.train.push_back(loss.get<double>());
-    }
-  }
-  if (h.contains("validation_loss") && h["validation_loss"].is_array()) {
-    for (const nlohmann::json& point : h["validation_loss"]) {
-      if (point.is_array() && point.size() == 2 && point[0].is_number_integer() && point[1].is_number()) {
-        history.validation.emplace_back(point[0].get<int64_t>(), point[1].get<double>());
-      }
-    }
-  }
-  history.train.resize(std::min<size_t>(history.train.size(), step));
-  return history;
+  return runtime::LossHistoryFromRunJson(run, step);
 }
 
 absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConfig& c,

@@ -17,6 +17,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/planner.h"
+#include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::tools {
@@ -51,16 +52,16 @@ struct TrainConfig {
 // absolute paths, so that forwarding them (TrainFlagArgs) hands workers the same files.
 absl::StatusOr<TrainConfig> TrainConfigFromFlags();
 
+// The training loop's policy (runtime/train/train_loop.h) these flags ask for.
+runtime::TrainLoopOptions LoopOptionsOf(const TrainConfig& c);
+
 // The names of the shared flags, and "--name=value" for each with its current value: what
 // the launcher passes to every worker.
 const std::vector<std::string>& TrainFlagNames();
 std::vector<std::string> TrainFlagArgs();
 
-// Losses so far: every step's training loss (step i + 1 at index i) and held-out losses.
-struct RunHistory {
-  std::vector<double> train;
-  std::vector<std::pair<int64_t, double>> validation;
-};
+// Losses so far (runtime/train/train_loop.h).
+using RunHistory = runtime::LossHistory;
 
 // The run's settings that decide its batches and updates, and its history: the launcher's
 // part of a checkpoint manifest. Holds nothing that differs between an uninterrupted and a

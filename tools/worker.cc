@@ -16,12 +16,15 @@
 #include "absl/strings/str_join.h"
 #include "actors/cluster/worker_node.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/cluster/fault_plan.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/dry_run.h"
+#include "runtime/io/output_path.h"
+#include "runtime/io/user_path.h"
 #include "runtime/planner.h"
 #include "runtime/table_planner.h"
-#include "runtime/io/output_path.h"
+#include "runtime/util/status_macros.h"
 #include "tools/cluster/rank_env.h"
 #include "tools/train_flags.h"
 
@@ -29,17 +32,29 @@ ABSL_FLAG(double, join_timeout, 60.0, "seconds to wait for the coordinator and t
 ABSL_FLAG(int64_t, resume_step, -1,
           "continue from exactly the checkpoint of this step in --checkpoint_dir (0: from the "
           "start); set by the launcher when it restarts the cluster, -1: as --resume says");
+ABSL_FLAG(std::string, init_from, "",
+          "initial weights from a Hugging Face GPT-2 safetensors file: each rank loads its own "
+          "chunks (set by the launcher from its --init_from)");
+ABSL_FLAG(std::string, export_part, "",
+          "at the end, write this rank's parameters to <stem>.rank<R>.safetensors (set by the "
+          "launcher, which writes --export from the parts)");
 
 namespace {
 
 namespace runtime = stagehand::runtime;
 namespace tools = stagehand::tools;
+namespace cluster = stagehand::actors::cluster;
 
 int Fail(const std::string& rank, const std::string& message) {
   std::fprintf(stderr, "worker %s: error: %s\n", rank.c_str(), message.c_str());
   std::fflush(stdout);
   std::fflush(stderr);
   std::_Exit(1);  // actors and threads are still running: leave without tearing them down
+}
+
+std::string Getenv(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  return std::string(v == nullptr ? "" : v);
 }
 
 // The checkpoint this rank starts from ("" for step 0): exactly step `resume_step` when it
@@ -61,8 +76,96 @@ absl::StatusOr<std::string> ResumeDir(const tools::TrainConfig& c, const stageha
     return std::string();
   }
   if (!info.ok()) return info.status();
-  if (absl::Status s = tools::CheckResumable(*info, c, model, who); !s.ok()) return s;
+  RETURN_IF_ERROR(tools::CheckResumable(*info, c, model, who));
   return info->dir;
+}
+
+// The schedule: a registered planner or a CSV table, validated as the launcher does.
+absl::StatusOr<const runtime::PlannerDefinition*> Planner(const tools::TrainConfig& c) {
+  static std::unique_ptr<runtime::PlannerDefinition> loaded;  // lives as long as the workers' actors
+  const runtime::PlannerDefinition* planner = nullptr;
+  if (!c.schedule.empty()) {
+    ASSIGN_OR_RETURN(loaded, runtime::LoadSchedulePlanner(c.schedule));
+    planner = loaded.get();
+  } else {
+    ASSIGN_OR_RETURN(planner, runtime::PlannerRegistry::Default().Get(c.planner));
+  }
+  RETURN_IF_ERROR(runtime::ValidatePlanner(*planner, c.planner_options).status());
+  return planner;
+}
+
+// The data, exactly as the one-process launch reads it; and the model's vocabulary.
+absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  static absl::StatusOr<runtime::Dataset> dataset;  // lives as long as the workers' actors
+  dataset = runtime::LoadDataset(c.dataset, *tokenizer);
+  RETURN_IF_ERROR(dataset.status());
+  o.dataset = &*dataset;
+  o.model = c.model;
+  o.model.vocab_size = tokenizer->vocab_size();
+  if (o.rank == 0) {
+    std::printf("data: %s\n", dataset->description.c_str());
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+// Checkpoints: where to write them, where to start from, and the manifest's description.
+absl::Status ConfigureCheckpoints(const tools::TrainConfig& c, const std::string& who, cluster::WorkerOptions& o) {
+  o.checkpoint_dir = c.checkpoint_dir;
+  o.keep_checkpoints = c.keep_checkpoints;
+  const int64_t resume_step = absl::GetFlag(FLAGS_resume_step);
+  if (resume_step >= 0 && c.checkpoint_dir.empty()) {
+    return absl::InvalidArgumentError("--resume_step needs --checkpoint_dir");
+  }
+  ASSIGN_OR_RETURN(o.resume_dir, ResumeDir(c, o.model, resume_step, who));
+  tools::RunHistory history;
+  if (!o.resume_dir.empty()) {
+    ASSIGN_OR_RETURN(runtime::CheckpointInfo info, runtime::VerifyCheckpoint(o.resume_dir));
+    history = tools::HistoryFromRunJson(info.meta.run, info.meta.step);
+  }
+  o.checkpoint_meta.model = o.model;
+  o.checkpoint_meta.tokenizer = c.tokenizer;
+  o.checkpoint_meta.run = tools::RunJson(c, history);
+  return absl::OkStatus();
+}
+
+// Every option of the worker node from the flags and the rank's environment.
+absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const tools::TrainConfig& c,
+                                               const std::string& who) {
+  cluster::WorkerOptions o;
+  o.rank = env.rank;
+  o.world_size = env.world_size;
+  o.coordinator_host = env.coordinator_host;
+  o.coordinator_port = env.coordinator_port;
+  o.bind = env.bind;
+  o.token = env.token;
+  o.join_timeout_s = absl::GetFlag(FLAGS_join_timeout);
+  if (!(o.join_timeout_s > 0)) return absl::InvalidArgumentError("--join_timeout must be positive");
+  ASSIGN_OR_RETURN(o.planner, Planner(c));
+  RETURN_IF_ERROR(LoadData(c, o));
+  o.chunk = c.chunk;
+  o.planner_options = c.planner_options;
+  o.optimizer = c.optimizer;
+  o.loop = tools::LoopOptionsOf(c);
+  o.save_params = c.save_params;
+  o.init_from = runtime::ResolveUserPath(absl::GetFlag(FLAGS_init_from));
+  o.export_part = runtime::ResolveUserPath(absl::GetFlag(FLAGS_export_part));
+  // Each rank writes its own trace file (the launcher merges them); checked now, not at the end.
+  if (!c.trace.empty()) {
+    o.trace = tools::RankTraceFile(c.trace, o.rank);
+    RETURN_IF_ERROR(runtime::CheckOutputFile("--trace", o.trace));
+  }
+  o.hang_timeout_s = c.hang_timeout_s;
+  o.eval_batches = c.eval_batches;
+  // Every rank must be started with the same training flags (the launcher forwards its own).
+  o.config_text = absl::StrJoin(tools::TrainFlagArgs(), " ");
+  RETURN_IF_ERROR(ConfigureCheckpoints(c, who, o));
+  // Fault injection for tests: one switch, STAGEHAND_FAULTS (runtime/cluster/fault_plan.h).
+  const std::string restart = Getenv("STAGEHAND_RESTART");
+  ASSIGN_OR_RETURN(o.faults, runtime::FaultPlanFromSpec(Getenv(runtime::kFaultsVar), o.rank,
+                                                        std::atoi(restart.empty() ? "0" : restart.c_str())));
+  return o;
 }
 
 }  // namespace
@@ -71,113 +174,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("One rank of a Stagehand cluster; started by `launch --nprocs=N`.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail("?", absl::StrCat("unexpected argument '", rest[1], "'"));
-  absl::StatusOr<tools::RankEnv> env = tools::ResolveRankEnv([](const std::string& name) {
-    const char* v = std::getenv(name.c_str());
-    return std::string(v == nullptr ? "" : v);
-  });
+  absl::StatusOr<tools::RankEnv> env = tools::ResolveRankEnv(Getenv);
   if (!env.ok()) return Fail("?", std::string(env.status().message()));
   const std::string rank = std::to_string(env->rank);
-  const std::string who = absl::StrCat("rank ", env->rank);
   absl::StatusOr<tools::TrainConfig> config = tools::TrainConfigFromFlags();
   if (!config.ok()) return Fail(rank, std::string(config.status().message()));
-  const tools::TrainConfig& c = *config;
-  namespace cluster = stagehand::actors::cluster;
-  cluster::WorkerOptions o;
-  o.rank = env->rank;
-  o.world_size = env->world_size;
-  o.coordinator_host = env->coordinator_host;
-  o.coordinator_port = env->coordinator_port;
-  o.bind = env->bind;
-  o.token = env->token;
-  o.join_timeout_s = absl::GetFlag(FLAGS_join_timeout);
-  if (!(o.join_timeout_s > 0)) return Fail(rank, "--join_timeout must be positive");
-
-  // The schedule: a registered planner or a CSV table, validated as the launcher does.
-  static std::unique_ptr<runtime::PlannerDefinition> loaded;
-  if (!c.schedule.empty()) {
-    absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> table = runtime::LoadSchedulePlanner(c.schedule);
-    if (!table.ok()) return Fail(rank, std::string(table.status().message()));
-    loaded = std::move(*table);
-    o.planner = loaded.get();
-  } else {
-    absl::StatusOr<const runtime::PlannerDefinition*> planner = runtime::PlannerRegistry::Default().Get(c.planner);
-    if (!planner.ok()) return Fail(rank, std::string(planner.status().message()));
-    o.planner = *planner;
-  }
-  if (absl::StatusOr<runtime::ScheduleTable> plan = runtime::ValidatePlanner(*o.planner, c.planner_options);
-      !plan.ok()) {
-    return Fail(rank, std::string(plan.status().message()));
-  }
-
-  // The data, exactly as the one-process launch reads it.
-  absl::StatusOr<std::unique_ptr<runtime::Tokenizer>> tokenizer = runtime::MakeTokenizer(c.tokenizer);
-  if (!tokenizer.ok()) return Fail(rank, std::string(tokenizer.status().message()));
-  static absl::StatusOr<runtime::Dataset> dataset = runtime::LoadDataset(c.dataset, **tokenizer);
-  if (!dataset.ok()) return Fail(rank, std::string(dataset.status().message()));
-  o.dataset = &*dataset;
-  o.model = c.model;
-  o.model.vocab_size = (*tokenizer)->vocab_size();
-  if (o.rank == 0) {
-    std::printf("data: %s\n", dataset->description.c_str());
-    std::fflush(stdout);
-  }
-  o.chunk = c.chunk;
-  o.planner_options = c.planner_options;
-  o.optimizer = c.optimizer;
-  o.steps = c.steps;
-  o.stop_after = c.exit_after;
-  o.log_every = c.log_every;
-  o.save_params = c.save_params;
-  // Each rank writes its own trace file (the launcher merges them); checked now, not at the end.
-  if (!c.trace.empty()) {
-    o.trace = tools::RankTraceFile(c.trace, o.rank);
-    if (absl::Status s = runtime::CheckOutputFile("--trace", o.trace); !s.ok()) {
-      return Fail(rank, std::string(s.message()));
-    }
-  }
-  o.hang_timeout_s = c.hang_timeout_s;
-  o.eval_batches = c.eval_batches;
-  o.eval_every = c.eval_every;
-  // Every rank must be started with the same training flags (the launcher forwards its own).
-  o.config_text = absl::StrJoin(tools::TrainFlagArgs(), " ");
-
-  // Checkpoints: where to write them, and where to start from.
-  o.checkpoint_dir = c.checkpoint_dir;
-  o.checkpoint_every = c.checkpoint_every;
-  o.keep_checkpoints = c.keep_checkpoints;
-  const int64_t resume_step = absl::GetFlag(FLAGS_resume_step);
-  if (resume_step >= 0 && c.checkpoint_dir.empty()) return Fail(rank, "--resume_step needs --checkpoint_dir");
-  absl::StatusOr<std::string> resume_dir = ResumeDir(c, o.model, resume_step, who);
-  if (!resume_dir.ok()) return Fail(rank, std::string(resume_dir.status().message()));
-  o.resume_dir = *resume_dir;
-  tools::RunHistory history;
-  if (!o.resume_dir.empty()) {
-    absl::StatusOr<runtime::CheckpointInfo> info = runtime::VerifyCheckpoint(o.resume_dir);
-    if (!info.ok()) return Fail(rank, std::string(info.status().message()));
-    history = tools::HistoryFromRunJson(info->meta.run, info->meta.step);
-  }
-  o.checkpoint_meta.model = o.model;
-  o.checkpoint_meta.tokenizer = c.tokenizer;
-  o.checkpoint_meta.run = tools::RunJson(c, history);
-
-  // Test hooks.
-  if (const char* hook = std::getenv("STAGEHAND_TEST_WITHHOLD_RECEIVE"); hook != nullptr) {
-    // "R:N": rank R never posts its Nth receive (tests of the hang report).
-    int r = -1, n = 0;
-    if (std::sscanf(hook, "%d:%d", &r, &n) == 2 && r == o.rank) o.withhold_receive = n;
-  }
-  if (const char* hook = std::getenv("STAGEHAND_TEST_KILL"); hook != nullptr) {
-    // "R:S[:A]": rank R kills itself (SIGKILL) in step S while the launcher's restart count
-    // (STAGEHAND_RESTART) is below A (default 1: the first attempt only).
-    int r = -1, attempts = 1;
-    long long step = 0;
-    const char* restart = std::getenv("STAGEHAND_RESTART");
-    if (std::sscanf(hook, "%d:%lld:%d", &r, &step, &attempts) >= 2 && r == o.rank &&
-        std::atoi(restart == nullptr ? "0" : restart) < attempts) {
-      o.kill_at_step = step;
-    }
-  }
-  absl::Status status = cluster::RunWorker(o);
+  absl::StatusOr<cluster::WorkerOptions> options = Options(*env, *config, absl::StrCat("rank ", env->rank));
+  if (!options.ok()) return Fail(rank, std::string(options.status().message()));
+  absl::Status status = cluster::RunWorker(*options);
   if (!status.ok()) return Fail(rank, std::string(status.message()));
   std::fflush(stdout);
   std::fflush(stderr);

@@ -42,29 +42,6 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   return "";
 }
 
-std::string CheckTiedGradients(const std::map<int, std::map<std::string, std::vector<float>>>& grads,
-                               const TiedShapes& expected) {
-  for (const auto& [chunk, tensors] : grads) {
-    auto held = expected.find(chunk);
-    if (held == expected.end()) return absl::StrCat("chunk ", chunk, " has no tied tensors here");
-    for (const auto& [name, values] : tensors) {
-      auto shape = held->second.find(name);
-      if (shape == held->second.end()) return absl::StrCat("chunk ", chunk, " has no tied tensor '", name, "'");
-      if (static_cast<int64_t>(values.size()) != shape->second) {
-        return absl::StrCat("tied gradient ", name, " of chunk ", chunk, " has ", values.size(),
-                            " floats, not ", shape->second);
-      }
-    }
-    if (tensors.size() != held->second.size()) {
-      return absl::StrCat("chunk ", chunk, ": ", tensors.size(), " tied gradients, not ", held->second.size());
-    }
-  }
-  if (grads.size() != expected.size()) {
-    return absl::StrCat("tied gradients of ", grads.size(), " chunks, not ", expected.size());
-  }
-  return "";
-}
-
 std::string CheckSquaredNorms(const SquaredNorms& n, const runtime::StepSpec& spec) {
   for (const auto& [chunk, values] : n.norms) {
     if (chunk < 0 || chunk >= spec.num_chunks || spec.chunk_to_stage[chunk] != n.stage) {
@@ -77,15 +54,6 @@ std::string CheckSquaredNorms(const SquaredNorms& n, const runtime::StepSpec& sp
     }
   }
   return "";
-}
-
-TiedShapes StageTiedShapes(const runtime::StepSpec& spec, int stage, int64_t wte_floats) {
-  TiedShapes shapes;
-  if (spec.num_chunks < 2) return shapes;
-  for (int chunk : {0, spec.num_chunks - 1}) {
-    if (spec.chunk_to_stage[chunk] == stage) shapes[chunk]["wte"] = wte_floats;
-  }
-  return shapes;
 }
 
 }  // namespace stagehand::actors::cluster

@@ -1,6 +1,6 @@
 // Checks of what arrives from the network, before it is used: transfer notices (stages,
-// ranks, chunk, microbatch, kind, size), tied gradients (chunks, names, sizes) and squared
-// norms. Pure functions of the message and what this process knows, so they are tested
+// ranks, chunk, microbatch, kind, size) and squared norms (tied gradients:
+// runtime/cluster/tied_shapes.h). Pure functions of the message and what this process knows, so they are tested
 // without actors; each returns "" when the message is fine, else what is wrong with it, for
 // an error that the caller prefixes with the sender. Not the sender check (that needs the
 // actor's current sender) and not step ordering (ClusterComm and the gates keep the step).
@@ -27,17 +27,8 @@ struct NoticeRules {
 };
 std::string CheckNoticeFields(const TransferNotice& notice, const NoticeRules& rules);
 
-// Tied gradients must name exactly the expected tensors (chunk -> name -> floats).
-using TiedShapes = std::map<int, std::map<std::string, int64_t>>;
-std::string CheckTiedGradients(const std::map<int, std::map<std::string, std::vector<float>>>& grads,
-                               const TiedShapes& expected);
-
 // Squared norms must be finite and not negative, for chunks of `stage`.
 std::string CheckSquaredNorms(const SquaredNorms& norms, const runtime::StepSpec& spec);
-
-// The tied tensors of `stage`'s chunks: "wte" (vocab * d_model floats) in the first and the
-// last chunk (embedding and head) when there is more than one chunk.
-TiedShapes StageTiedShapes(const runtime::StepSpec& spec, int stage, int64_t wte_floats);
 
 }  // namespace stagehand::actors::cluster
 

@@ -1,5 +1,5 @@
-// Tests for the checks of network messages: each field of a transfer notice, tied gradients
-// (unknown, missing or wrongly sized tensors) and squared norms, on a 1F1B step of 4 stages
+// Tests for the checks of network messages: each field of a transfer notice and squared
+// norms (tied gradients: runtime/cluster/tied_shapes_test.cc), on a 1F1B step of 4 stages
 // (one chunk each) and an interleaved step of 2 stages (two chunks each).
 #include "actors/cluster/checks.h"
 
@@ -87,21 +87,6 @@ TEST(CheckNoticeFieldsTest, RefusesChunksMicrobatchesAndKindsThatCannotArriveHer
   n.from_stage = 3;
   n.from_rank = 3;
   EXPECT_EQ(CheckNoticeFields(n, Rules()), "an activation for chunk 2 cannot come from stage 3");
-}
-
-TEST(CheckTiedGradientsTest, AcceptsExactlyTheTiedTensorsOfTheStage) {
-  const runtime::StepSpec spec = Spec("interleaved", 2, 4);  // chunks 0, 2 on stage 0; 1, 3 on stage 1
-  ASSERT_EQ(spec.num_chunks, 4);
-  EXPECT_EQ(StageTiedShapes(spec, 0, 6), (TiedShapes{{0, {{"wte", 6}}}}));
-  EXPECT_EQ(StageTiedShapes(spec, 1, 6), (TiedShapes{{3, {{"wte", 6}}}}));
-  const TiedShapes shapes = StageTiedShapes(spec, 1, 6);
-  EXPECT_EQ(CheckTiedGradients({{3, {{"wte", std::vector<float>(6)}}}}, shapes), "");
-  EXPECT_EQ(CheckTiedGradients({{3, {{"wte", std::vector<float>(7)}}}}, shapes),
-            "tied gradient wte of chunk 3 has 7 floats, not 6");
-  EXPECT_EQ(CheckTiedGradients({{3, {{"wpe", std::vector<float>(6)}}}}, shapes),
-            "chunk 3 has no tied tensor 'wpe'");
-  EXPECT_EQ(CheckTiedGradients({{1, {{"wte", std::vector<float>(6)}}}}, shapes), "chunk 1 has no tied tensors here");
-  EXPECT_EQ(CheckTiedGradients({}, shapes), "tied gradients of 0 chunks, not 1");
 }
 
 TEST(CheckSquaredNormsTest, RefusesNonFiniteNegativeAndForeignChunks) {

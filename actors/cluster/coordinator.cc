@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "actors/cluster/gates.h"
-#include "actors/cluster/placement.h"
+#include "runtime/cluster/admission.h"
+#include "runtime/cluster/placement.h"
+#include "runtime/cluster/status_line.h"
 #include "runtime/io/loss_curve.h"
 
 namespace stagehand::actors::cluster {
@@ -46,33 +48,30 @@ void StopAll(Self* self, const std::string& reason) {
   for (const auto& [rank, join] : st.joined) self->send(join.worker, ClusterAbort{reason});
 }
 
-void RunStep(Self* self, int64_t step);
+// One machine-readable line for the launcher (runtime/cluster/status_line.h).
+void PrintStatus(const runtime::ClusterStatus& status) {
+  std::printf("%s\n", runtime::FormatStatusLine(status).c_str());
+  std::fflush(stdout);
+}
+
+void Advance(Self* self, runtime::TrainAction next);
 
 // Every other rank saves and says so before rank 0 (the coordinator's node) leaves. Rank 0
 // leaves last; its leaving is not a loss.
 void Finish(Self* self) {
   auto& st = self->state;
-  if (st.last_step < st.options.steps) {
-    std::printf("stopped after step %lld of %lld (--exit_after); continue with --resume\n",
-                static_cast<long long>(st.last_step), static_cast<long long>(st.options.steps));
-  } else if (!st.validation.empty()) {
-    std::printf("held-out loss after %lld steps %.4f (from %.4f)\n", static_cast<long long>(st.options.steps),
-                st.validation.back().second, st.validation.front().second);
-  }
+  if (const std::string end = st.loop->EndLine(); !end.empty()) std::printf("%s\n", end.c_str());
   if (!st.options.checkpoint_dir.empty()) {
-    runtime::LossCurve curve;
-    curve.title = absl::StrFormat("%s: %zu layers, d_model %d, %s tokens",
-                                  st.options.meta.run.value("data", nlohmann::json::object()).value("path", ""),
-                                  st.options.meta.model.layers.size(), st.options.meta.model.d_model,
-                                  st.options.meta.tokenizer.kind);
-    for (size_t i = 0; i < st.losses.size(); ++i) curve.train.emplace_back(i + 1, st.losses[i]);
-    curve.validation = st.validation;
-    const std::string svg = st.options.checkpoint_dir + "/loss_curve.svg";
-    if (absl::Status s = runtime::WriteLossCurveSvg(svg, curve); !s.ok()) {
-      StopAll(self, std::string(s.message()));
+    const runtime::CheckpointMeta& meta = st.options.meta;
+    absl::StatusOr<std::string> svg = runtime::WriteLossCurve(
+        *st.loop, st.options.checkpoint_dir,
+        runtime::LossCurveTitle(meta.run.value("data", nlohmann::json::object()).value("path", ""),
+                                meta.model.layers.size(), meta.model.d_model, meta.tokenizer.kind));
+    if (!svg.ok()) {
+      StopAll(self, std::string(svg.status().message()));
       return;
     }
-    std::printf("loss curve: %s\n", svg.c_str());
+    std::printf("loss curve: %s\n", svg->c_str());
   }
   std::fflush(stdout);
   auto rank0 = st.joined.at(0).worker;
@@ -99,25 +98,10 @@ void Finish(Self* self) {
 // Empty when `part` is rank `rank`'s valid answer to the order of step `step`.
 std::string CheckPart(Self* self, int rank, int64_t step, const CheckpointPart& part) {
   const auto& st = self->state;
-  if (!part.error.empty()) return part.error;
-  if (part.rank != rank || part.step != step) {
-    return absl::StrCat("answered as rank ", part.rank, " for step ", part.step);
-  }
-  const size_t n = part.files.size();
-  if (part.stages.size() != n || part.bytes.size() != n || part.crc32.size() != n) {
-    return "shard lists of different lengths";
-  }
-  std::vector<int> stages = part.stages;
-  std::sort(stages.begin(), stages.end());
-  if (stages != StagesOfRank(st.options.spec.num_stages, st.options.world_size, rank)) {
-    return "shards of stages it does not hold";
-  }
-  for (size_t i = 0; i < n; ++i) {
-    if (part.files[i] != absl::StrCat("stage_", part.stages[i], ".safetensors")) {
-      return absl::StrCat("unexpected shard file name '", part.files[i], "'");
-    }
-  }
-  return "";
+  return runtime::CheckCheckpointPart(
+      rank, step,
+      {part.rank, part.step, part.error, part.files, part.stages, part.bytes.size(), part.crc32.size()},
+      runtime::StagesOfRank(st.options.spec.num_stages, st.options.world_size, rank));
 }
 
 void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) {
@@ -136,10 +120,7 @@ void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) 
   }
   runtime::CheckpointMeta meta = st.options.meta;
   meta.step = step;
-  meta.run["history"]["train_loss"] = st.losses;
-  nlohmann::json validation = nlohmann::json::array();
-  for (const auto& [s, loss] : st.validation) validation.push_back({s, loss});
-  meta.run["history"]["validation_loss"] = validation;
+  meta.run["history"] = runtime::LossHistoryToJson(st.loop->history());
   absl::StatusOr<std::string> dir =
       runtime::CommitCheckpoint(st.options.checkpoint_dir, meta, records, st.options.keep_checkpoints);
   if (!dir.ok()) {
@@ -147,14 +128,13 @@ void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) 
     return;
   }
   std::printf("checkpoint: step %lld in %s\n", static_cast<long long>(step), dir->c_str());
-  std::fflush(stdout);
-  std::function<void()> next = std::move(st.after_checkpoint);
-  st.after_checkpoint = nullptr;
-  next();
+  PrintStatus({runtime::ClusterEvent::kCheckpoint, step});
+  st.checkpoint_step = -1;
+  Advance(self, st.loop->Checkpointed(step));
 }
 
-// Asks every rank for its shards of step `step`, commits, then runs `next`.
-void Checkpoint(Self* self, int64_t step, std::function<void()> next) {
+// Asks every rank for its shards of step `step`; OnCheckpointPart commits.
+void Checkpoint(Self* self, int64_t step) {
   auto& st = self->state;
   absl::StatusOr<std::string> tmp = runtime::BeginCheckpoint(st.options.checkpoint_dir, step);
   if (!tmp.ok()) {
@@ -162,7 +142,7 @@ void Checkpoint(Self* self, int64_t step, std::function<void()> next) {
     return;
   }
   st.parts.clear();
-  st.after_checkpoint = std::move(next);
+  st.checkpoint_step = step;
   for (const auto& [rank, join] : st.joined) {
     self->request(join.worker, std::chrono::seconds(600), CheckpointOrder{step, *tmp})
         .then([=](CheckpointPart& part) { OnCheckpointPart(self, rank, step, part); },
@@ -173,24 +153,12 @@ void Checkpoint(Self* self, int64_t step, std::function<void()> next) {
   }
 }
 
-bool CheckpointDue(const CoordinatorState& st, int64_t step) {
-  if (st.options.checkpoint_dir.empty()) return false;
-  return step == st.last_step || (st.options.checkpoint_every > 0 && step % st.options.checkpoint_every == 0);
-}
-
-bool EvalDue(const CoordinatorState& st, int64_t step) {
-  if (st.options.eval_batches <= 0) return false;
-  return step == st.options.steps || (st.options.eval_every > 0 && step % st.options.eval_every == 0);
-}
-
 // Orders every rank to run its part of the held-out pass after step `step` (0: before
-// training); the answers go to OnEvalResult, which then runs `next`.
-void Evaluate(Self* self, int64_t step, std::function<void()> next) {
+// training); the answers go to OnEvalResult.
+void Evaluate(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
-  st.eval_step = step;
-  st.eval_results.clear();
-  st.after_eval = std::move(next);
+  st.held_out->Begin(step);
   for (const auto& [rank, join] : st.joined) self->send(join.worker, EvalOrder{step, st.options.eval_batches});
   self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
                      eval_hang_atom::value, step);
@@ -204,45 +172,23 @@ void OnEvalResult(Self* self, EvalResult& r) {
                                ": not that rank's worker"));
     return;
   }
-  if (!st.after_eval || r.step != st.eval_step || st.eval_results.count(r.rank) > 0) {
-    StopAll(self, absl::StrCat("rank ", r.rank, " sent a held-out result for step ", r.step,
-                               " that was not asked for (evaluation running: ",
-                               st.after_eval ? absl::StrCat("after step ", st.eval_step) : std::string("none"), ")"));
+  if (std::string bad = st.held_out->Admit(r.rank, r.step, r.has_loss, r.loss, r.error); !bad.empty()) {
+    StopAll(self, bad);
     return;
   }
-  if (!r.error.empty()) {
-    StopAll(self, absl::StrCat("held-out evaluation after step ", r.step, " failed on rank ", r.rank, ": ", r.error));
-    return;
-  }
-  const int last_rank = st.stage_rank.at(st.options.spec.chunk_to_stage.back());
-  if (r.has_loss != (r.rank == last_rank)) {
-    StopAll(self, absl::StrCat("rank ", r.rank, " sent a held-out result ", r.has_loss ? "with" : "without",
-                               " a loss; only rank ", last_rank, ", which holds the last chunk, has one"));
-    return;
-  }
-  st.eval_results[r.rank] = r;
-  if (static_cast<int>(st.eval_results.size()) < st.options.world_size) return;
-  const double loss = st.eval_results.at(last_rank).loss;
-  st.validation.emplace_back(r.step, loss);
-  if (r.step == 0) {
-    std::printf("held-out loss before training %.4f bits %a\n", loss, loss);
-  } else {
-    std::printf("step %lld held-out loss %.4f bits %a\n", static_cast<long long>(r.step), loss, loss);
-  }
+  if (!st.held_out->complete()) return;
+  const double loss = st.held_out->Finish();
+  std::printf("%s bits %a\n", runtime::HeldOutLine(r.step, loss).c_str(), loss);
   std::fflush(stdout);
-  std::function<void()> next = std::move(st.after_eval);
-  st.after_eval = nullptr;
-  st.eval_step = -1;
-  next();
+  Advance(self, st.loop->Evaluated(r.step, loss));
 }
 
 void OnEvalHang(Self* self, int64_t step) {
   auto& st = self->state;
-  if (st.stopping || !st.after_eval || st.eval_step != step) return;
+  if (st.stopping || !st.held_out->running() || st.held_out->step() != step) return;
   std::string report = absl::StrFormat("held-out evaluation after step %d did not finish within --hang_timeout=%gs:",
                                        step, st.options.hang_timeout_s);
-  for (int rank = 0; rank < st.options.world_size; ++rank) {
-    if (st.eval_results.count(rank) > 0) continue;
+  for (int rank : st.held_out->Missing()) {
     absl::StrAppend(&report, "\n  rank ", rank, " has not answered (last action: ", LastAction(self, rank), ")");
   }
   StopAll(self, report);
@@ -266,34 +212,29 @@ void RunStep(Self* self, int64_t step) {
           StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
           return;
         }
-        st.losses.resize(step - 1);
-        st.losses.push_back(out.loss);
-        if (step % st.options.log_every == 0 || step == st.last_step) {
+        const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
+        if (st.loop->LogDue(step)) {
           std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
                       out.loss, out.grad_norm, out.loss);
           std::fflush(stdout);
         }
-        auto next = [=] {
-          if (step < self->state.last_step) {
-            RunStep(self, step + 1);
-          } else {
-            Finish(self);
-          }
-        };
-        auto checkpoint_then_next = [=] {
-          if (CheckpointDue(self->state, step)) {
-            Checkpoint(self, step, next);
-          } else {
-            next();
-          }
-        };
-        if (EvalDue(st, step)) {
-          Evaluate(self, step, checkpoint_then_next);  // the checkpoint records its loss
-        } else {
-          checkpoint_then_next();
-        }
+        Advance(self, next);
       },
       [=](caf::error& e) { StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e))); });
+}
+
+// Carries out the training loop's next phase (runtime/train/train_loop.h).
+void Advance(Self* self, runtime::TrainAction next) {
+  switch (next.phase) {
+    case runtime::TrainPhase::kEvaluate:
+      return Evaluate(self, next.step);
+    case runtime::TrainPhase::kStep:
+      return RunStep(self, next.step);
+    case runtime::TrainPhase::kCheckpoint:
+      return Checkpoint(self, next.step);
+    case runtime::TrainPhase::kFinish:
+      return Finish(self);
+  }
 }
 
 void OnHangCheck(Self* self, int64_t step) {
@@ -333,23 +274,12 @@ void OnJoin(Self* self, JoinRequest& req, JoinReply& reply) {
   auto& st = self->state;
   const std::string who = absl::StrCat("node ", NodeOf(self), " (host ", req.host, ", pid ",
                                        req.pid, ", claims rank ", req.rank, ")");
-  if (req.token != st.options.token) {
-    reply.reason = "wrong join token";
-  } else if (req.world_size != st.options.world_size) {
-    reply.reason = absl::StrCat("world size ", req.world_size, " != ", st.options.world_size);
-  } else if (req.rank < 0 || req.rank >= st.options.world_size) {
-    reply.reason = absl::StrCat("rank ", req.rank, " out of range");
-  } else if (st.joined.count(req.rank) > 0) {
-    reply.reason = absl::StrCat("rank ", req.rank, " already joined");
-  } else if (req.config != st.options.config) {
-    reply.reason = absl::StrCat("configuration differs from rank 0's: '", req.config, "' vs '",
-                                st.options.config, "'");
-  } else if (req.start_step + 1 != st.options.first_step) {
-    reply.reason = absl::StrCat("it resumes after step ", req.start_step, ", rank 0 after step ",
-                                st.options.first_step - 1, " (different checkpoints?)");
-  } else if (st.stopping || st.ready.size() == static_cast<size_t>(st.options.world_size)) {
-    reply.reason = "the cluster is no longer admitting workers";
-  }
+  std::set<int> joined;
+  for (const auto& [rank, join] : st.joined) joined.insert(rank);
+  reply.reason = runtime::RefuseJoin(
+      {req.token, req.rank, req.world_size, req.config, req.start_step},
+      {st.options.token, st.options.world_size, st.options.config, st.options.resumed_step}, joined,
+      st.stopping || st.ready.size() == static_cast<size_t>(st.options.world_size));
   if (!reply.reason.empty()) {
     std::fprintf(stderr, "cluster: rejected a join from %s: %s\n", who.c_str(), reply.reason.c_str());
     std::fflush(stderr);
@@ -365,7 +295,7 @@ void OnJoin(Self* self, JoinRequest& req, JoinReply& reply) {
 void OnRegistration(Self* self, Registration& reg) {
   auto& st = self->state;
   const int P = st.options.spec.num_stages, N = st.options.world_size;
-  std::vector<int> expected = StagesOfRank(P, N, reg.rank);
+  std::vector<int> expected = runtime::StagesOfRank(P, N, reg.rank);
   if (!FromRank(self, reg.rank) || reg.stages != expected ||
       reg.gates.size() != expected.size() || reg.comms.size() != expected.size()) {
     StopAll(self, absl::StrCat("bad registration from ", NodeOf(self), " for rank ", reg.rank));
@@ -389,39 +319,83 @@ void OnRegistration(Self* self, Registration& reg) {
   for (const auto& [rank, join] : st.joined) self->send(join.worker, table);
 }
 
+void OnDown(Self* self, const caf::down_msg& down) {
+  auto& st = self->state;
+  for (const auto& [rank, join] : st.joined) {
+    if (join.worker.address() != down.source) continue;
+    if (st.stopping || st.finished.count(rank) > 0) return;
+    PrintStatus({runtime::ClusterEvent::kRankLost, st.step, rank, LastAction(self, rank)});
+    StopAll(self, absl::StrCat("rank ", rank, " (host ", join.host, ", pid ", join.pid,
+                               ") was lost: its connection closed during step ", st.step,
+                               "; its last action: ", LastAction(self, rank)));
+    return;
+  }
+}
+
+// Once every rank is ready, the training loop starts.
+void OnReady(Self* self, int rank) {
+  auto& st = self->state;
+  if (!FromRank(self, rank)) {
+    StopAll(self, absl::StrCat("refused a ready message for rank ", rank, " from ", NodeOf(self),
+                               ": not that rank's worker"));
+    return;
+  }
+  st.ready.insert(rank);
+  if (static_cast<int>(st.ready.size()) < st.options.world_size) return;
+  std::printf("cluster: %d workers joined and connected; running steps %lld..%lld\n",
+              st.options.world_size, static_cast<long long>(st.loop->first_step()),
+              static_cast<long long>(st.loop->last_step()));
+  PrintStatus({runtime::ClusterEvent::kClusterUp});
+  self->send(st.driver, st.stage_gates);
+  Advance(self, st.loop->Start());  // a resumed run at its last step only saves
+}
+
+void OnHeartbeat(Self* self, const Heartbeat& beat) {
+  auto& st = self->state;
+  if (!FromRank(self, beat.rank)) {
+    StopAll(self, absl::StrCat("refused a heartbeat for rank ", beat.rank, " from ", NodeOf(self),
+                               ": not that rank's worker"));
+    return;
+  }
+  st.last_action[beat.rank] = beat.last_action;
+  st.last_heartbeat[beat.rank] = std::chrono::steady_clock::now();
+}
+
+// Every second: a rank silent for longer than the heartbeat timeout is lost.
+void OnHeartbeatCheck(Self* self) {
+  auto& st = self->state;
+  if (st.stopping) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (st.checkpoint_step >= 0) {
+    // Ranks writing shards send no heartbeats; a lost connection still shows at once.
+    for (auto& [rank, when] : st.last_heartbeat) when = now;
+  }
+  for (const auto& [rank, when] : st.last_heartbeat) {
+    double silent = std::chrono::duration<double>(now - when).count();
+    if (silent > st.options.heartbeat_timeout_s && st.finished.count(rank) == 0) {
+      PrintStatus({runtime::ClusterEvent::kRankLost, st.step, rank, LastAction(self, rank)});
+      StopAll(self, absl::StrFormat("rank %d sent no heartbeat for %.1f s; its last action: %s",
+                                    rank, silent, LastAction(self, rank)));
+      return;
+    }
+  }
+  self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
+}
+
 }  // namespace
 
 caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor driver) {
   auto& st = self->state;
   st.options = std::move(options);
   st.driver = std::move(driver);
-  st.last_step = st.options.stop_after > 0 && st.options.stop_after < st.options.steps ? st.options.stop_after
-                                                                                       : st.options.steps;
-  const nlohmann::json& history = st.options.meta.run.value("history", nlohmann::json::object());
-  for (const nlohmann::json& loss : history.value("train_loss", nlohmann::json::array())) {
-    if (loss.is_number() && static_cast<int64_t>(st.losses.size()) + 1 < st.options.first_step) {
-      st.losses.push_back(loss.get<double>());
-    }
-  }
-  for (const nlohmann::json& point : history.value("validation_loss", nlohmann::json::array())) {
-    if (point.is_array() && point.size() == 2 && point[0].is_number_integer() && point[1].is_number() &&
-        point[0].get<int64_t>() < st.options.first_step) {
-      st.validation.emplace_back(point[0].get<int64_t>(), point[1].get<double>());
-    }
-  }
+  st.held_out.emplace(st.options.world_size,
+                      runtime::StageRanks(st.options.spec.num_stages,
+                                          st.options.world_size)[st.options.spec.chunk_to_stage.back()]);
+  st.loop.emplace(st.options.loop, st.options.resumed_step,
+                  runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
                                                           caf::actor_cast<caf::actor>(self)});
-  self->set_down_handler([=](caf::down_msg& down) {
-    auto& st = self->state;
-    for (const auto& [rank, join] : st.joined) {
-      if (join.worker.address() != down.source) continue;
-      if (st.stopping || st.finished.count(rank) > 0) return;
-      StopAll(self, absl::StrCat("rank ", rank, " (host ", join.host, ", pid ", join.pid,
-                                 ") was lost: its connection closed during step ", st.step,
-                                 "; its last action: ", LastAction(self, rank)));
-      return;
-    }
-  });
+  self->set_down_handler([=](caf::down_msg& down) { OnDown(self, down); });
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
   return {
       [=](JoinRequest& req) -> JoinReply {
@@ -430,59 +404,9 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
         return reply;
       },
       [=](Registration& reg) { OnRegistration(self, reg); },
-      [=](ready_atom, int rank) {
-        auto& st = self->state;
-        if (!FromRank(self, rank)) {
-          StopAll(self, absl::StrCat("refused a ready message for rank ", rank, " from ", NodeOf(self),
-                                     ": not that rank's worker"));
-          return;
-        }
-        st.ready.insert(rank);
-        if (static_cast<int>(st.ready.size()) < st.options.world_size) return;
-        std::printf("cluster: %d workers joined and connected; running steps %lld..%lld\n",
-                    st.options.world_size, static_cast<long long>(st.options.first_step),
-                    static_cast<long long>(st.last_step));
-        std::fflush(stdout);
-        self->send(st.driver, st.stage_gates);
-        if (st.options.first_step > st.last_step) {
-          Finish(self);  // resumed from the run's last step: nothing left but saving
-          return;
-        }
-        const int64_t first = st.options.first_step;
-        if (first == 1 && st.options.eval_batches > 0) {
-          Evaluate(self, 0, [=] { RunStep(self, first); });  // the held-out loss before training
-        } else {
-          RunStep(self, first);
-        }
-      },
-      [=](const Heartbeat& beat) {
-        auto& st = self->state;
-        if (!FromRank(self, beat.rank)) {
-          StopAll(self, absl::StrCat("refused a heartbeat for rank ", beat.rank, " from ", NodeOf(self),
-                                     ": not that rank's worker"));
-          return;
-        }
-        st.last_action[beat.rank] = beat.last_action;
-        st.last_heartbeat[beat.rank] = std::chrono::steady_clock::now();
-      },
-      [=](check_atom) {
-        auto& st = self->state;
-        if (st.stopping) return;
-        const auto now = std::chrono::steady_clock::now();
-        if (st.after_checkpoint) {
-          // Ranks writing shards send no heartbeats; a lost connection still shows at once.
-          for (auto& [rank, when] : st.last_heartbeat) when = now;
-        }
-        for (const auto& [rank, when] : st.last_heartbeat) {
-          double silent = std::chrono::duration<double>(now - when).count();
-          if (silent > st.options.heartbeat_timeout_s && st.finished.count(rank) == 0) {
-            StopAll(self, absl::StrFormat("rank %d sent no heartbeat for %.1f s; its last action: %s",
-                                          rank, silent, LastAction(self, rank)));
-            return;
-          }
-        }
-        self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
-      },
+      [=](ready_atom, int rank) { OnReady(self, rank); },
+      [=](const Heartbeat& beat) { OnHeartbeat(self, beat); },
+      [=](check_atom) { OnHeartbeatCheck(self); },
       [=](hang_atom, int64_t step) { OnHangCheck(self, step); },
       [=](eval_hang_atom, int64_t step) { OnEvalHang(self, step); },
       [=](EvalResult& result) { OnEvalResult(self, result); },

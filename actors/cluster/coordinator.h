@@ -6,8 +6,8 @@
 #define STAGEHAND_ACTORS_CLUSTER_COORDINATOR_H_
 
 #include <chrono>
-#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,8 +16,10 @@
 #include "actors/messages.h"
 #include "caf/all.hpp"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/cluster/admission.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/train_loop.h"
 
 namespace stagehand::actors::cluster {
 
@@ -27,25 +29,21 @@ struct CoordinatorOptions {
   std::string config;          // every worker must present the same text
   runtime::StepSpec spec;
   int64_t wte_floats = 0;      // vocab * d_model: the tied gradients' size (DriverGate checks)
-  int64_t first_step = 1;      // the step after the restored checkpoint's (1 without one)
-  int64_t steps = 1;           // the run's length
-  int64_t stop_after = 0;      // stop cleanly after this step when 0 < stop_after < steps
-  int log_every = 1;           // print every this many steps' line (and the last)
+  // The training loop's policy (runtime/train/train_loop.h): which steps run, when to log,
+  // evaluate and checkpoint, when to stop. The coordinator only carries out its phases.
+  runtime::TrainLoopOptions loop;
+  int64_t resumed_step = 0;    // the restored checkpoint's step (0 without one)
   double hang_timeout_s = 60;  // a step running longer is reported, then the run stops
   double heartbeat_timeout_s = 8;
-  // Held-out evaluation (every rank runs its part of the pass, the rank holding the last
-  // chunk answers with the loss): before step 1 of a fresh run, after every
-  // `eval_every`-th step (0: none in between) and after step `steps`. 0 batches: none.
+  // Held-out evaluation: every rank runs its part of the pass over `eval_batches` batches,
+  // the rank holding the last chunk answers with the loss.
   int eval_batches = 0;
-  int eval_every = 0;
-  // Checkpoints (none when `checkpoint_dir` is empty): after every `checkpoint_every`-th step
-  // (0: none in between) and after the last step run. Every rank writes its stages' shards
+  // Checkpoints (none when `checkpoint_dir` is empty): every rank writes its stages' shards
   // into the temporary folder; the coordinator commits once all have (runtime/checkpoint).
   std::string checkpoint_dir;
-  int checkpoint_every = 0;
   int keep_checkpoints = 0;
-  // Model, tokenizer and run description of the manifests; run["history"]["train_loss"]
-  // and ["validation_loss"] hold the losses before first_step, and the coordinator appends.
+  // Model, tokenizer and run description of the manifests; run["history"] holds the losses
+  // up to resumed_step, and the loop appends.
   runtime::CheckpointMeta meta;
   // Rank 0's trace recorder, or null: the coordinator is the one writer of its step
   // boundaries (it asks the driver for each step, as Pipeline::RunStep does in one process).
@@ -65,14 +63,10 @@ struct CoordinatorState {
   std::vector<int> stage_rank;
   std::vector<caf::actor> stage_gates;
   int64_t step = 0;
-  int64_t last_step = 0;                    // steps, or stop_after
-  std::vector<double> losses;               // train losses, step 1 at index 0 (resumed ones too)
-  std::vector<std::pair<int64_t, double>> validation;  // (step, held-out loss), resumed ones too
-  std::map<int, EvalResult> eval_results;   // rank -> its answer to the evaluation running
-  int64_t eval_step = -1;                   // the evaluation running (after this step), -1: none
-  std::function<void()> after_eval;         // what follows it
+  std::optional<runtime::TrainLoop> loop;   // the run's phases and loss history
+  std::optional<runtime::HeldOutRound> held_out;  // the evaluation running, if any
   std::map<int, CheckpointPart> parts;      // rank -> its part of the checkpoint being written
-  std::function<void()> after_checkpoint;   // what follows the checkpoint being written
+  int64_t checkpoint_step = -1;             // the checkpoint being written, -1: none
   bool running = false;
   bool stopping = false;
   std::vector<StageReport> reports;         // hang probe answers

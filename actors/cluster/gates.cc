@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/cluster/checks.h"
+#include "runtime/cluster/tied_shapes.h"
 #include "actors/cluster/cluster_messages.h"
 #include "actors/messages.h"
 
@@ -66,8 +67,8 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
           refuse(absl::StrCat("tied gradients addressed to stage ", sums.stage));
           return;
         }
-        if (std::string bad = CheckTiedGradients(
-                sums.grads, StageTiedShapes(st.init.spec, st.init.stage, st.init.wte_floats));
+        if (std::string bad = runtime::CheckTiedGradients(
+                sums.grads, runtime::StageTiedShapes(st.init.spec, st.init.stage, st.init.wte_floats));
             !bad.empty()) {
           refuse(absl::StrCat("tied gradients: ", bad));
           return;
@@ -128,7 +129,7 @@ caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateI
       [=](TiedGradients& g) {
         if (!stage_ok(g.stage, "TiedGradients")) return;
         const auto& in = self->state.init;
-        if (!chunks_ok(g.stage, CheckTiedGradients(g.grads, StageTiedShapes(in.spec, g.stage, in.wte_floats)),
+        if (!chunks_ok(g.stage, runtime::CheckTiedGradients(g.grads, runtime::StageTiedShapes(in.spec, g.stage, in.wte_floats)),
                        "TiedGradients")) {
           return;
         }

@@ -21,19 +21,22 @@
 #include "actors/cluster/cluster_messages.h"
 #include "actors/cluster/coordinator.h"
 #include "actors/cluster/gates.h"
-#include "actors/cluster/placement.h"
 #include "actors/cluster/trace_steps.h"
 #include "actors/lane.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/io/all.hpp"
 #include "models/gpt_chunk.h"
+#include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/cluster/admission.h"
+#include "runtime/cluster/placement.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/transport/ucx_transport.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::actors::cluster {
 namespace {
@@ -158,10 +161,8 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o, con
   part.step = order.step;
   const std::string expected =
       absl::StrCat(o.checkpoint_dir, "/.", runtime::CheckpointDirName(order.step), ".tmp");
-  if (o.checkpoint_dir.empty() || order.step < 1 || order.step > o.steps || order.dir != expected) {
-    part.error = absl::StrCat("refused a checkpoint order for step ", order.step, " into '", order.dir,
-                              "' (this rank writes checkpoints of steps 1..", o.steps, " under '",
-                              o.checkpoint_dir, "')");
+  part.error = runtime::RefuseCheckpointOrder(order.step, order.dir, o.loop.steps, o.checkpoint_dir, expected);
+  if (!part.error.empty()) {
     return part;
   }
   absl::StatusOr<std::vector<runtime::ShardRecord>> shards = runtime::WriteCheckpointShards(order.dir, node.chunk_states);
@@ -178,11 +179,15 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o, con
   return part;
 }
 
+// --save_params, and this rank's part of --export: its chunks' parameters by name.
 absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
-  if (o.save_params.empty()) return absl::OkStatus();
   std::vector<runtime::Chunk*> held;
   for (const auto& [c, chunk] : node.chunks) held.push_back(chunk.get());
-  return runtime::WriteSafetensors(RankFile(o.save_params, o.rank), runtime::CollectParameters(held));
+  for (const std::string& path : {o.save_params, o.export_part}) {
+    if (path.empty()) continue;
+    RETURN_IF_ERROR(runtime::WriteSafetensors(runtime::RankFile(path, o.rank), runtime::CollectParameters(held)));
+  }
+  return absl::OkStatus();
 }
 
 // This rank's trace, once every local send has completed (its comm actors are the last
@@ -208,149 +213,155 @@ absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vec
 
 }  // namespace
 
-std::string RankFile(const std::string& path, int rank) {
-  const std::string ext = ".safetensors";
-  if (absl::EndsWith(path, ext)) {
-    return absl::StrCat(path.substr(0, path.size() - ext.size()), ".rank", rank, ext);
-  }
   return absl::StrCat(path, ".rank", rank);
 }
 
-absl::Status RunWorker(const WorkerOptions& o) {
-  const std::string me = absl::StrCat("rank ", o.rank);
-  // 1. The step and this rank's stages and chunks.
-  if (o.planner == nullptr || o.dataset == nullptr) {
-    return absl::InvalidArgumentError("RunWorker needs a planner and a dataset");
-  }
-  const runtime::PlannerDefinition* planner = o.planner;
-  absl::StatusOr<runtime::StepSpec> spec_or = planner->MakeSpec(o.planner_options);
-  if (!spec_or.ok()) return spec_or.status();
-  const runtime::StepSpec spec = *spec_or;
-  const int P = spec.num_stages;
-  if (o.world_size < 1 || o.world_size > P || o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " of ", o.world_size,
-                                                   " workers for ", P, " stages: need 1 <= workers <= stages"));
-  }
-  const std::vector<int> stages = StagesOfRank(P, o.world_size, o.rank);
-  auto* node = new Node();  // never freed: see Node
-  node->sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
+namespace {
+
+// 1. This rank's samplers, chunks and optimizer states.
+absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
+                         const std::vector<int>& stages, Node& node) {
+  node.sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
       o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
-  node->held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
+  node.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, o.model.seed));
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
-  absl::StatusOr<std::vector<models::ChunkSpec>> cuts =
-      models::CutLayers(static_cast<int>(o.model.layers.size()), spec.num_chunks);
-  if (!cuts.ok()) return cuts.status();
+  ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
+                   models::CutLayers(static_cast<int>(o.model.layers.size()), spec.num_chunks));
   for (int c = 0; c < spec.num_chunks; ++c) {
     if (spec.chunk_to_stage[c] < stages.front() || spec.chunk_to_stage[c] > stages.back()) continue;
-    absl::StatusOr<std::unique_ptr<runtime::Chunk>> chunk =
-        runtime::Chunk::Create(o.model, (*cuts)[c], chunk_options);
-    if (!chunk.ok()) return chunk.status();
-    node->chunks[c] = std::move(*chunk);
+    ASSIGN_OR_RETURN(node.chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
   }
-  // AdamW moments where checkpoints find them; then the checkpoint to continue from.
-  runtime::OptimizerConfig optimizer = o.optimizer;
-  node->optimizer_states.resize(spec.num_chunks);
-  optimizer.states = &node->optimizer_states;
-  for (const auto& [c, chunk] : node->chunks) {
-    node->chunk_states.push_back({chunk.get(), &node->optimizer_states[c], spec.chunk_to_stage[c]});
+  // AdamW moments where checkpoints find them.
+  node.optimizer_states.resize(spec.num_chunks);
+  for (const auto& [c, chunk] : node.chunks) {
+    node.chunk_states.push_back({chunk.get(), &node.optimizer_states[c], spec.chunk_to_stage[c]});
   }
-  int64_t start_step = 0;
-  if (!o.resume_dir.empty()) {
-    absl::StatusOr<runtime::CheckpointInfo> info = runtime::VerifyCheckpoint(o.resume_dir);
-    if (!info.ok()) return info.status();
-    if (absl::Status s = runtime::RestoreCheckpointPart(*info, node->chunk_states, /*with_optimizer=*/true);
-        !s.ok()) {
-      return s;
-    }
-    start_step = info->meta.step;
-    std::printf("%s: resumed from %s (step %lld)\n", me.c_str(), info->dir.c_str(),
-                static_cast<long long>(start_step));
-    std::fflush(stdout);
-  }
-  absl::StatusOr<std::unique_ptr<runtime::UcxTransport>> transport = runtime::UcxTransport::Create();
-  if (!transport.ok()) return transport.status();
-  node->transport = std::move(*transport);
+  return absl::OkStatus();
+}
 
-  const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
-
-  // Tracing: a recorder for the whole step (P, C, M), of which this rank writes only its
-  // stages' lanes; activation bytes are known for its own chunks only (the only ones its
-  // memory counters count).
-  runtime::trace::TraceRecorder* trace = nullptr;
-  if (!o.trace.empty()) {
-    node->trace = std::make_unique<runtime::trace::TraceRecorder>(me);
-    trace = node->trace.get();
-    if (absl::Status s = trace->Configure(P, spec.num_chunks, spec.num_microbatches); !s.ok()) return s;
-    std::vector<int64_t> activation_bytes(spec.num_chunks, 0);
-    for (const auto& [c, chunk] : node->chunks) {
-      activation_bytes[c] = chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)};
-    }
-    trace->SetActivationBytes(std::move(activation_bytes));
-  }
-
-  // 2. The actor system; rank 0 publishes the coordinator.
-  node->config = std::make_unique<caf::actor_system_config>();
-  ConfigureClusterSystem(*node->config);
-  node->config->set("scheduler.max-threads", size_t{2});
-  node->system = std::make_unique<caf::actor_system>(*node->config);
-  caf::actor_system& sys = *node->system;
-  if (o.rank == 0) {
-    CoordinatorOptions co;
-    co.token = o.token;
-    co.world_size = o.world_size;
-    co.config = o.config_text;
-    co.spec = spec;
-    co.wte_floats = wte_floats;
-    co.first_step = start_step + 1;
-    co.steps = o.steps;
-    co.stop_after = o.stop_after;
-    co.log_every = o.log_every;
-    co.hang_timeout_s = o.hang_timeout_s;
-    co.eval_batches = o.eval_batches;
-    co.eval_every = o.eval_every;
-    co.checkpoint_dir = o.checkpoint_dir;
-    co.checkpoint_every = o.checkpoint_every;
-    co.keep_checkpoints = o.keep_checkpoints;
-    co.meta = o.checkpoint_meta;
-    co.trace = trace;
-    caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
-    caf::actor coordinator = sys.spawn(Coordinator, co, driver);
-    caf::expected<uint16_t> port = sys.middleman().publish(
-        coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
-    if (!port) {
-      return absl::UnavailableError(absl::StrCat("could not publish the coordinator on ", o.bind, ":",
-                                                 o.coordinator_port, ": ", sys.render(port.error())));
+// Sets this rank's parameters from a Hugging Face GPT-2 file: the tensors of its chunks
+// only (the other ranks load theirs).
+absl::Status ImportOwnChunks(const std::string& path, const Node& node) {
+  ASSIGN_OR_RETURN(auto hf, runtime::ReadSafetensors(path));
+  ASSIGN_OR_RETURN(auto ours, runtime::FromHfGpt2(std::move(hf)));
+  std::vector<runtime::Chunk*> held;
+  std::map<std::string, runtime::NamedTensor> wanted;
+  for (const auto& [c, chunk] : node.chunks) {
+    held.push_back(chunk.get());
+    for (const models::ParamInfo& info : chunk->params().infos()) {
+      auto it = ours.find(info.name);
+      if (it != ours.end()) wanted[info.name] = it->second;
     }
   }
+  if (absl::Status s = runtime::AssignParameters(held, wanted); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
 
-  // 3. Join.
-  absl::StatusOr<caf::actor> coordinator = ConnectToCoordinator(sys, o);
-  if (!coordinator.ok()) return coordinator.status();
-  caf::scoped_actor self{sys};
-  self->monitor(*coordinator);
-  const caf::actor self_handle = caf::actor_cast<caf::actor>(self.ptr());
+// 2. The initial weights: the checkpoint to continue from, a Hugging Face file, or the
+// seeded initialisation. Returns the restored step (0: none).
+absl::StatusOr<int64_t> InitialWeights(const WorkerOptions& o, const std::string& me, Node& node) {
+  if (o.resume_dir.empty()) {
+    if (!o.init_from.empty()) {
+      RETURN_IF_ERROR(ImportOwnChunks(o.init_from, node));
+      std::printf("%s: initial weights from %s\n", me.c_str(), o.init_from.c_str());
+      std::fflush(stdout);
+    }
+    return 0;
+  }
+  ASSIGN_OR_RETURN(runtime::CheckpointInfo info, runtime::VerifyCheckpoint(o.resume_dir));
+  RETURN_IF_ERROR(runtime::RestoreCheckpointPart(info, node.chunk_states, /*with_optimizer=*/true));
+  std::printf("%s: resumed from %s (step %lld)\n", me.c_str(), info.dir.c_str(),
+              static_cast<long long>(info.meta.step));
+  std::fflush(stdout);
+  return info.meta.step;
+}
+
+// 3. Tracing: a recorder for the whole step (P, C, M), of which this rank writes only its
+// stages' lanes; activation bytes are known for its own chunks only (the only ones its
+// memory counters count). Null when not tracing.
+absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o, const std::string& me,
+                                                          const runtime::StepSpec& spec, Node& node) {
+  if (o.trace.empty()) return nullptr;
+  node.trace = std::make_unique<runtime::trace::TraceRecorder>(me);
+  runtime::trace::TraceRecorder* trace = node.trace.get();
+  RETURN_IF_ERROR(trace->Configure(spec.num_stages, spec.num_chunks, spec.num_microbatches));
+  std::vector<int64_t> activation_bytes(spec.num_chunks, 0);
+  for (const auto& [c, chunk] : node.chunks) {
+    activation_bytes[c] = chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)};
+  }
+  trace->SetActivationBytes(std::move(activation_bytes));
+  return trace;
+}
+
+// 4. Rank 0: the step driver and the coordinator, published for the other ranks.
+absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec, int64_t start_step,
+                                runtime::trace::TraceRecorder* trace, caf::actor_system& sys) {
+  CoordinatorOptions co;
+  co.token = o.token;
+  co.world_size = o.world_size;
+  co.config = o.config_text;
+  co.spec = spec;
+  co.wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
+  co.loop = o.loop;
+  co.resumed_step = start_step;
+  co.hang_timeout_s = o.hang_timeout_s;
+  co.eval_batches = o.eval_batches;
+  co.checkpoint_dir = o.checkpoint_dir;
+  co.keep_checkpoints = o.keep_checkpoints;
+  co.meta = o.checkpoint_meta;
+  co.trace = trace;
+  caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
+  caf::actor coordinator = sys.spawn(Coordinator, co, driver);
+  caf::expected<uint16_t> port = sys.middleman().publish(
+      coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
+  if (!port) {
+    return absl::UnavailableError(absl::StrCat("could not publish the coordinator on ", o.bind, ":",
+                                               o.coordinator_port, ": ", sys.render(port.error())));
+  }
+  return absl::OkStatus();
+}
+
+// 5. Join with the launch's token; the reply names the driver's gate.
+absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, int64_t start_step,
+                               const caf::actor& coordinator, Node& node, caf::scoped_actor& self) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
-                   self_handle, node->transport->address(), start_step};
+                   caf::actor_cast<caf::actor>(self.ptr()), node.transport->address(), start_step};
   JoinReply reply;
   absl::Status status;
-  self->request(*coordinator, std::chrono::seconds(30), join)
+  self->request(coordinator, std::chrono::seconds(30), join)
       .receive([&](JoinReply& r) { reply = std::move(r); },
-               [&](caf::error& e) { status = absl::UnavailableError(sys.render(e)); });
-  if (!status.ok()) return status;
+               [&](caf::error& e) { status = absl::UnavailableError(self->system().render(e)); });
+  RETURN_IF_ERROR(status);
   if (!reply.accepted) {
     return absl::PermissionDeniedError(absl::StrCat("the coordinator rejected ", me, ": ", reply.reason));
   }
+  return reply;
+}
 
-  // 4. This rank's stages: lane, work, comm, stage actor and gate each.
-  const int64_t tensor_floats =
-      int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
-  Registration reg{o.rank, stages, {}, {}};
-  std::vector<caf::actor> local_stages(P);
+// What SpawnStages built: the registration for the coordinator and this rank's comms.
+struct LocalStages {
+  Registration reg;
   std::vector<caf::actor> comms;
+};
+
+// 6. This rank's stages: lane, work, comm, stage actor and gate each.
+LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, const std::vector<int>& stages,
+                        const JoinReply& reply, runtime::trace::TraceRecorder* trace, Node& node,
+                        caf::scoped_actor& self) {
+  caf::actor_system& sys = *node.system;
+  const caf::actor self_handle = caf::actor_cast<caf::actor>(self.ptr());
+  const int64_t tensor_floats = int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
+  const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
+  runtime::OptimizerConfig optimizer = o.optimizer;
+  optimizer.states = &node.optimizer_states;
+  LocalStages out{Registration{o.rank, stages, {}, {}}, {}};
+  std::vector<caf::actor> local_stages(spec.num_stages);
   // Traced, rank > 0: the rank's step boundaries (trace_steps.h) stand between its stages
   // and the driver.
   caf::actor trace_steps;
@@ -359,18 +370,18 @@ absl::Status RunWorker(const WorkerOptions& o) {
   }
   for (int s : stages) {
     std::map<int, runtime::Chunk*> held;
-    for (const auto& [c, chunk] : node->chunks) {
+    for (const auto& [c, chunk] : node.chunks) {
       if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
     }
-    node->works.push_back(std::make_unique<RecordingStageWork>(
-        std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node->sampler.get(),
+    node.works.push_back(std::make_unique<RecordingStageWork>(
+        std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
                                                   spec.num_microbatches, optimizer),
-        s, &node->log, o.kill_at_step));
-    node->lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node->transport.get(), &node->pool, caf::actor{},
-                       self_handle, o.withhold_receive};
+        s, &node.log, o.faults.kill_at_step));
+    node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, caf::actor{},
+                       self_handle, o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
-    StageActorInit si{s, spec, planner, node->lanes.back().get(), node->works.back().get(),
+    StageActorInit si{s, spec, o.planner, node.lanes.back().get(), node.works.back().get(),
                       trace_steps ? trace_steps : reply.driver, caf::actor{}, trace};
     // The stage needs its comm and the comm its stage: the comm starts by waiting for the
     // stage's handle, then becomes a ClusterComm.
@@ -384,16 +395,19 @@ absl::Status RunWorker(const WorkerOptions& o) {
     caf::actor stage = sys.spawn(StageActor, si);
     caf::anon_send(comm, stage);
     local_stages[s] = stage;
-    comms.push_back(comm);
-    caf::actor gate = sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm, reply.driver,
-                                                         self_handle, trace_steps});
-    reg.gates.push_back(gate);
-    reg.comms.push_back(comm);
+    out.comms.push_back(comm);
+    out.reg.gates.push_back(sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm,
+                                                               reply.driver, self_handle, trace_steps}));
+    out.reg.comms.push_back(comm);
   }
-  for (const caf::actor& comm : comms) caf::anon_send(comm, local_stages);
-  self->send(*coordinator, reg);
+  for (const caf::actor& comm : out.comms) caf::anon_send(comm, local_stages);
+  return out;
+}
 
-  // 5. The peer table; UCX endpoints to every other rank.
+// 7. The peer table; UCX endpoints to every other rank.
+absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string& me, int num_stages,
+                                       const std::vector<caf::actor>& comms, Node& node,
+                                       caf::scoped_actor& self) {
   PeerTable table;
   bool got_table = false;
   std::string abort_reason;
@@ -408,68 +422,104 @@ absl::Status RunWorker(const WorkerOptions& o) {
           [&] { abort_reason = "no peer table from the coordinator"; });
   if (!got_table) return absl::AbortedError(absl::StrCat(me, ": ", abort_reason));
   if (static_cast<int>(table.ucx_addresses.size()) != o.world_size ||
-      static_cast<int>(table.stage_rank.size()) != P || static_cast<int>(table.stage_comms.size()) != P) {
+      static_cast<int>(table.stage_rank.size()) != num_stages ||
+      static_cast<int>(table.stage_comms.size()) != num_stages) {
     return absl::DataLossError(absl::StrCat(me, ": malformed peer table from the coordinator"));
   }
   for (int r = 0; r < o.world_size; ++r) {
     if (r == o.rank) continue;
-    if (absl::Status s = node->transport->Connect(r, table.ucx_addresses[r]); !s.ok()) return s;
+    RETURN_IF_ERROR(node.transport->Connect(r, table.ucx_addresses[r]));
   }
   for (const caf::actor& comm : comms) caf::anon_send(comm, table);
+  return table;
+}
 
-  // The held-out pass runs on a thread of its own between steps (the stages are idle then),
-  // so that this loop keeps sending heartbeats and hears an abort; it hands its result
-  // back to this loop, which answers the coordinator.
-  runtime::HeldOutPassInit pass;
-  pass.rank = o.rank;
-  for (int c = 0; c < spec.num_chunks; ++c) pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
-  for (const auto& [c, chunk] : node->chunks) pass.chunks[c] = chunk.get();
-  pass.sampler = node->held_out.get();
-  pass.transport = node->transport.get();
-  pass.tensor_floats = tensor_floats;
-  pass.note = [node](const std::string& what) { node->log.Set(what); };
-  std::atomic<bool> stop_eval{false}, eval_finished{false};
-  pass.stop = &stop_eval;
-  std::thread eval_thread;
-  int64_t eval_step = -1;  // the evaluation running on eval_thread, -1: none
-  auto start_evaluation = [&](const EvalOrder& order) -> std::string {
-    if (eval_step >= 0) return absl::StrCat("the evaluation after step ", eval_step, " is still running");
-    if (order.step < 0 || order.step > o.steps || order.batches != o.eval_batches) {
-      return absl::StrCat("refused an evaluation order for step ", order.step, " over ", order.batches,
-                          " batches (this rank runs steps 0..", o.steps, " over ", o.eval_batches, ")");
+// The held-out pass on a thread of its own between steps (the stages are idle then), so
+// that the worker's loop keeps sending heartbeats and hears an abort; the thread hands its
+// result back to that loop (eval_done_atom), which answers the coordinator.
+class HeldOutRunner {
+ public:
+  HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, caf::actor owner)
+      : o_(o), pass_(std::move(pass)), owner_(std::move(owner)) {
+    pass_.stop = &stop_;
+  }
+  ~HeldOutRunner() { Stop(); }
+
+  // Starts the evaluation `order` asks for; returns why not when it is refused.
+  std::string Start(const EvalOrder& order) {
+    if (step_ >= 0) return absl::StrCat("the evaluation after step ", step_, " is still running");
+    if (std::string refused = runtime::RefuseEvalOrder(order.step, order.batches, o_.loop.steps, o_.eval_batches);
+        !refused.empty()) {
+      return refused;
     }
-    if (eval_thread.joinable()) eval_thread.join();
-    eval_step = order.step;
-    eval_finished = false;
-    eval_thread = std::thread([&, order] {
-      absl::StatusOr<std::optional<double>> loss = runtime::RunHeldOutPass(pass, order.step, order.batches);
-      EvalResult result{o.rank, order.step, "", false, 0.0};
+    if (thread_.joinable()) thread_.join();
+    step_ = order.step;
+    finished_ = false;
+    thread_ = std::thread([this, order] {
+      absl::StatusOr<std::optional<double>> loss = runtime::RunHeldOutPass(pass_, order.step, order.batches);
+      EvalResult result{o_.rank, order.step, "", false, 0.0};
       if (!loss.ok()) {
         result.error = std::string(loss.status().message());
       } else if (loss->has_value()) {
         result.has_loss = true;
         result.loss = **loss;
       }
-      eval_finished = true;
-      caf::anon_send(self_handle, eval_done_atom::value, result);
+      finished_ = true;
+      caf::anon_send(owner_, eval_done_atom::value, result);
     });
     return "";
-  };
-  self->send(*coordinator, ready_atom::value, o.rank);
+  }
+  // Whether `result` is the running thread's answer; if so the thread is joined.
+  bool Done(const EvalResult& result) {
+    if (!finished_ || result.step != step_) return false;
+    thread_.join();
+    step_ = -1;
+    return true;
+  }
+  // A pass still waiting gives up; one still computing ends its batch.
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
 
-  // 6. Live: heartbeats until finish or abort.
+ private:
+  const WorkerOptions& o_;
+  runtime::HeldOutPassInit pass_;
+  caf::actor owner_;
+  std::atomic<bool> stop_{false}, finished_{false};
+  std::thread thread_;
+  int64_t step_ = -1;  // the evaluation running on thread_, -1: none
+};
+
+runtime::HeldOutPassInit HeldOutPass(const WorkerOptions& o, const runtime::StepSpec& spec,
+                                     const PeerTable& table, Node& node) {
+  runtime::HeldOutPassInit pass;
+  pass.rank = o.rank;
+  for (int c = 0; c < spec.num_chunks; ++c) pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
+  for (const auto& [c, chunk] : node.chunks) pass.chunks[c] = chunk.get();
+  pass.sampler = node.held_out.get();
+  pass.transport = node.transport.get();
+  pass.tensor_floats = int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
+  Node* n = &node;
+  pass.note = [n](const std::string& what) { n->log.Set(what); };
+  return pass;
+}
+
+// 8. Live: heartbeats, checkpoint and evaluation orders until finish or abort. Returns
+// the abort's reason, or "" when the run finished.
+std::string Live(const WorkerOptions& o, const std::string& me, const caf::actor& coordinator,
+                 HeldOutRunner& held_out, Node& node, caf::scoped_actor& self) {
   enum class End { kRunning, kFinished, kAborted } end = End::kRunning;
+  std::string abort_reason;
   auto next_beat = std::chrono::steady_clock::now();
-  auto beat = [&] {
-    if (std::chrono::steady_clock::now() < next_beat) return;
-    self->send(*coordinator, Heartbeat{o.rank, node->log.Get()});
-    next_beat = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  };
   while (end == End::kRunning) {
-    beat();
+    if (std::chrono::steady_clock::now() >= next_beat) {
+      self->send(coordinator, Heartbeat{o.rank, node.log.Get()});
+      next_beat = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    }
     self->receive(
         [&](finish_atom) -> caf::ok_atom {
-          if (absl::Status s = SaveParameters(*node, o); !s.ok()) {
+          if (absl::Status s = SaveParameters(node, o); !s.ok()) {
             abort_reason = absl::StrCat(me, ": saving parameters failed: ", s.message());
             end = End::kAborted;
           } else {
@@ -477,50 +527,91 @@ absl::Status RunWorker(const WorkerOptions& o) {
           }
           return caf::ok_atom::value;
         },
-        [&](const CheckpointOrder& order) -> CheckpointPart {
-          return WriteCheckpointPart(*node, o, order);
-        },
+        [&](const CheckpointOrder& order) -> CheckpointPart { return WriteCheckpointPart(node, o, order); },
         [&](const EvalOrder& order) {
-          if (std::string refused = start_evaluation(order); !refused.empty()) {
-            self->send(*coordinator, EvalResult{o.rank, order.step, refused, false, 0.0});
+          if (std::string refused = held_out.Start(order); !refused.empty()) {
+            self->send(coordinator, EvalResult{o.rank, order.step, refused, false, 0.0});
           }
         },
         [&](eval_done_atom, EvalResult& result) {
-          if (!eval_finished || result.step != eval_step) return;  // not our thread's
-          eval_thread.join();
-          eval_step = -1;
-          self->send(*coordinator, result);
+          if (held_out.Done(result)) self->send(coordinator, result);  // else not our thread's
         },
         [&](const ClusterAbort& a) {
           abort_reason = a.reason;
           end = End::kAborted;
           // A verdict of this rank's own actors: tell everyone, through the coordinator.
-          if (self->current_sender() != coordinator->address()) self->send(*coordinator, a);
+          if (self->current_sender() != coordinator.address()) self->send(coordinator, a);
         },
         [&](caf::down_msg& down) {
           abort_reason = absl::StrCat(me, ": lost the coordinator (rank 0 at ", o.coordinator_host, ":",
-                                      o.coordinator_port, "): ", sys.render(down.reason));
+                                      o.coordinator_port, "): ", self->system().render(down.reason));
           end = End::kAborted;
         },
         caf::after(std::chrono::milliseconds(250)) >> [&] {});
   }
-  stop_eval = true;  // a pass still waiting gives up; one still computing ends its batch
-  if (eval_thread.joinable()) eval_thread.join();
-  if (end == End::kFinished) {
-    if (!o.save_params.empty()) std::printf("%s: saved parameters to %s\n", me.c_str(), RankFile(o.save_params, o.rank).c_str());
-    absl::Status traced = WriteTrace(*node, o, comms, self);
-    std::fflush(stdout);
-    if (!traced.ok()) return absl::Status(traced.code(), absl::StrCat(me, ": ", traced.message()));
-    // Ranks other than 0 stay until rank 0 leaves (it leaves once every rank has saved),
-    // so that the coordinator never mistakes a finished rank for a lost one.
-    if (o.rank != 0) {
-      self->receive([&](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [&] {});
-    }
-    return absl::OkStatus();
+  held_out.Stop();
+  return end == End::kFinished ? std::string() : abort_reason;
+}
+
+// 9. Leave after a finished run: the outputs, then (ranks other than 0) wait until rank 0
+// leaves (it leaves once every rank has saved), so that the coordinator never mistakes a
+// finished rank for a lost one.
+absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vector<caf::actor>& comms,
+                   const Node& node, caf::scoped_actor& self) {
+  if (!o.save_params.empty()) {
+    std::printf("%s: saved parameters to %s\n", me.c_str(), runtime::RankFile(o.save_params, o.rank).c_str());
   }
-  // Give the abort a moment to reach the coordinator and the other ranks.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  return absl::AbortedError(abort_reason);
+  absl::Status traced = WriteTrace(node, o, comms, self);
+  std::fflush(stdout);
+  if (!traced.ok()) return absl::Status(traced.code(), absl::StrCat(me, ": ", traced.message()));
+  if (o.rank != 0) {
+    self->receive([&](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [&] {});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerOptions& o) {
+  const std::string me = absl::StrCat("rank ", o.rank);
+  if (o.planner == nullptr || o.dataset == nullptr) {
+    return absl::InvalidArgumentError("RunWorker needs a planner and a dataset");
+  }
+  ASSIGN_OR_RETURN(const runtime::StepSpec spec, o.planner->MakeSpec(o.planner_options));
+  const int P = spec.num_stages;
+  if (o.world_size < 1 || o.world_size > P || o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " of ", o.world_size,
+                                                   " workers for ", P, " stages: need 1 <= workers <= stages"));
+  }
+  const std::vector<int> stages = runtime::StagesOfRank(P, o.world_size, o.rank);
+  auto* node = new Node();  // never freed: see Node
+  RETURN_IF_ERROR(BuildChunks(o, spec, stages, *node));
+  ASSIGN_OR_RETURN(const int64_t start_step, InitialWeights(o, me, *node));
+  ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create());
+  ASSIGN_OR_RETURN(runtime::trace::TraceRecorder* trace, StartTrace(o, me, spec, *node));
+
+  node->config = std::make_unique<caf::actor_system_config>();
+  ConfigureClusterSystem(*node->config);
+  node->config->set("scheduler.max-threads", size_t{2});
+  node->system = std::make_unique<caf::actor_system>(*node->config);
+  if (o.rank == 0) RETURN_IF_ERROR(PublishCoordinator(o, spec, start_step, trace, *node->system));
+
+  ASSIGN_OR_RETURN(caf::actor coordinator, ConnectToCoordinator(*node->system, o));
+  caf::scoped_actor self{*node->system};
+  self->monitor(coordinator);
+  ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
+  LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
+  self->send(coordinator, local.reg);
+  ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
+  HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), caf::actor_cast<caf::actor>(self.ptr()));
+  self->send(coordinator, ready_atom::value, o.rank);
+
+  if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self); !abort_reason.empty()) {
+    // Give the abort a moment to reach the coordinator and the other ranks.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return absl::AbortedError(abort_reason);
+  }
+  return Leave(o, me, local.comms, *node, self);
 }
 
 }  // namespace stagehand::actors::cluster

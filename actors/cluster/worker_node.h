@@ -14,6 +14,8 @@
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/data/dataset.h"
 #include "runtime/planner.h"
+#include "runtime/cluster/fault_plan.h"
+#include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::actors::cluster {
@@ -33,36 +35,34 @@ struct WorkerOptions {
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
   runtime::OptimizerConfig optimizer;            // `states` is set here
-  int steps = 1;
-  int stop_after = 0;                            // --exit_after: stop cleanly after this step
-  int log_every = 1;
+  // The training loop's policy (runtime/train/train_loop.h); rank 0's coordinator runs it.
+  runtime::TrainLoopOptions loop;
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
-  std::string save_params;  // each rank writes its chunks to <stem>.rank<R>.safetensors
+  std::string save_params;  // each rank writes its chunks to runtime::RankFile(save_params, rank)
+  // Hugging Face GPT-2 weights (our names after FromHfGpt2) for a run that starts at step 0:
+  // each rank loads the tensors of its own chunks. Empty: the seeded initialisation.
+  std::string init_from;
+  // At the end each rank writes its chunks' parameters to RankFile(export_part, rank), from
+  // which the launcher writes the one --export file. Empty: none.
+  std::string export_part;
   // Tracing: the file this rank writes its trace to at the end (empty: no trace). It holds
   // this rank's stages only; `trace merge` (or the launcher) joins the ranks' files.
   std::string trace;
   double hang_timeout_s = 60;
-  // Held-out evaluation (runtime/train/held_out_pass.h) before step 1, after every
-  // eval_every-th step and after the last: eval_batches batches of the dataset's
-  // validation split; 0 batches: none.
+  // Held-out evaluation (runtime/train/held_out_pass.h), when the loop says: eval_batches
+  // batches of the dataset's validation split.
   int eval_batches = 0;
-  int eval_every = 0;
   std::string config_text;
   // Checkpoints: each rank writes its stages' shards into the checkpoint's temporary folder,
   // rank 0 commits the manifest once every rank has (a checkpoint is complete only then).
   std::string checkpoint_dir;                    // empty: none
-  int checkpoint_every = 0;
   int keep_checkpoints = 0;
   runtime::CheckpointMeta checkpoint_meta;       // model, tokenizer, run description and history
   std::string resume_dir;                        // a verified checkpoint to start from; empty: step 0
-  // Test hooks. Hang report: this rank never posts its Nth receive (0 = off). Restarts:
-  // this rank kills itself with SIGKILL in the forward pass of step kill_at_step (0 = off).
-  int withhold_receive = 0;
-  int64_t kill_at_step = 0;
+  // Fault injection for tests (runtime/cluster/fault_plan.h): off unless STAGEHAND_FAULTS
+  // is set.
+  runtime::FaultPlan faults;
 };
-
-// "<stem>.rank<R>.safetensors" for save_params "<stem>.safetensors" (or "<path>.rank<R>").
-std::string RankFile(const std::string& path, int rank);
 
 // Runs the worker until the run finishes (OK) or stops (the error says why). Leaves the
 // process to the caller: on error the caller should exit without destroying actors.

@@ -27,6 +27,7 @@
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/checkpoint/hf_gpt2.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
@@ -194,7 +195,7 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
 // runtime/data, cosine LR schedule to 0.1 of --lr at --steps, held-out losses before step 1,
 // every eval_every steps and after the last).
 void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params,
-                HeldOut* held_out = nullptr) {
+                HeldOut* held_out = nullptr, const std::string& init_from = "") {
   runtime::DatasetOptions data;
   data.path = Corpus();
   data.seq_len = c.seq_len;
@@ -217,6 +218,10 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   o.optimizer.schedule = runtime::LearningRateSchedule{0, c.steps, 0.1};
   auto mp = actors::BuildModelPipeline(o, &sampler);
   ASSERT_TRUE(mp.ok()) << mp.status();
+  if (!init_from.empty()) {
+    absl::Status imported = runtime::ImportHfGpt2(init_from, mp->chunk_pointers());
+    ASSERT_TRUE(imported.ok()) << imported;
+  }
   runtime::WindowSampler held_out_sampler =
       runtime::MakeHeldOutSampler(dataset->validation, c.micro_batch_size, c.seq_len, c.seed);
   auto evaluate = [&](int64_t step) {
@@ -379,7 +384,7 @@ TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
   c.stages = 2;
   c.steps = 1000;
   Process launch(LaunchArgs(c, 2, {"--hang_timeout=3"}),
-                 {"STAGEHAND_TEST_WITHHOLD_RECEIVE=1:3"});
+                 {"STAGEHAND_FAULTS=withhold=1:3"});
   const int code = launch.Wait(60);
   const std::string& out = launch.output();
   EXPECT_EQ(code, 1) << out;
@@ -399,7 +404,7 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   // checkpoint of step 2 and before that of step 4.
   Process launch(LaunchArgs(c, 4, {"--save_params=" + params, "--checkpoint_dir=" + root,
                                    "--checkpoint_every=2", "--restarts=1"}),
-                 {"STAGEHAND_TEST_KILL=2:4"});
+                 {"STAGEHAND_FAULTS=kill=2:4"});
   const int code = launch.Wait(150);
   const std::string& out = launch.output();
   ASSERT_EQ(code, 0) << out;
@@ -444,7 +449,7 @@ TEST(Cluster, WhenRestartsAreUsedUpTheLaunchFailsNamingTheDeadRank) {
   const std::string root = TempDir() + "/exhausted_ckpt";
   // Rank 1 dies in step 2 on every attempt.
   Process launch(LaunchArgs(c, 4, {"--checkpoint_dir=" + root, "--checkpoint_every=1", "--restarts=1"}),
-                 {"STAGEHAND_TEST_KILL=1:2:9"});
+                 {"STAGEHAND_FAULTS=kill=1:2:9"});
   const int code = launch.Wait(120);
   const std::string& out = launch.output();
   EXPECT_EQ(code, 1) << out;
@@ -583,12 +588,77 @@ TEST(Cluster, TracedRunIsMergedFromEveryRankAndChangesNoResult) {
   EXPECT_EQ(cross_rank, 2 * c.microbatches * c.steps);
 }
 
+// A Hugging Face-named GPT-2 file with weights unlike the seeded initialisation: the
+// one-process export of a model built with another seed.
+std::string HfFile(const Config& c) {
+  const std::string path = TempDir() + "/hf_seed7.safetensors";
+  Config other = c;
+  other.seed = 7;
+  std::vector<std::string> args = LaunchArgs(other, 1, {"--steps=1", "--export=" + path});
+  args.erase(args.begin() + 1, args.begin() + 3);  // one process: no --worker, no --nprocs
+  Process launch(args);
+  EXPECT_EQ(launch.Wait(120), 0) << launch.output();
+  return path;
+}
+
+TEST(Cluster, InitFromAHuggingFaceFileOnFourWorkersGivesBitwiseTheOneProcessLosses) {
+  Config c;
+  const std::string hf = HfFile(c);
+  Process launch(LaunchArgs(c, 4, {"--init_from=" + hf}));
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_NE(launch.output().find("[rank " + std::to_string(r) + "] rank " + std::to_string(r) +
+                                   ": initial weights from " + hf),
+              std::string::npos)
+        << launch.output();
+  }
+  std::vector<double> losses, seeded;
+  std::vector<runtime::NamedTensor> params;
+  OneProcess(c, &losses, &params, nullptr, hf);
+  OneProcess(c, &seeded, &params);
+  std::map<int, double> got = StepLosses(launch.output());
+  ASSERT_EQ(got.size(), losses.size()) << launch.output();
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
+  }
+  EXPECT_NE(losses[0], seeded[0]) << "the imported weights changed nothing";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(Cluster, ExportFromAClusterRunIsByteForByteTheOneProcessExport) {
+  Config c;
+  c.planner = "interleaved";  // 8 chunks: those of a rank are not contiguous in model order
+  c.layers = 8;
+  const std::string from_cluster = TempDir() + "/export_cluster.safetensors";
+  const std::string from_one = TempDir() + "/export_one.safetensors";
+  Process cluster(LaunchArgs(c, 2, {"--export=" + from_cluster}));
+  ASSERT_EQ(cluster.Wait(120), 0) << cluster.output();
+  EXPECT_NE(cluster.output().find("exported Hugging Face GPT-2 weights to " + from_cluster), std::string::npos)
+      << cluster.output();
+  std::vector<std::string> args = LaunchArgs(c, 1, {"--export=" + from_one});
+  args.erase(args.begin() + 1, args.begin() + 3);  // one process
+  Process one(args);
+  ASSERT_EQ(one.Wait(120), 0) << one.output();
+  const std::string a = ReadFile(from_cluster), b = ReadFile(from_one);
+  ASSERT_FALSE(b.empty());
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_TRUE(a == b) << "the cluster's export differs from the one-process export";
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_FALSE(std::ifstream(from_cluster + ".part.rank" + std::to_string(r)).good()) << "part left behind";
+  }
+}
+
 TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
   Config c;
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--restarts=1"}, "--restarts needs --checkpoint_dir"},
       {{"--restarts=-1", "--checkpoint_dir=" + TempDir()}, "--restarts=-1 must not be negative"},
-      {{"--export=" + TempDir() + "/x.safetensors"}, "--export and --init_from are not supported with --nprocs"},
+      {{"--export=" + TempDir() + "/no_such_dir/x.safetensors"}, "--export=" + TempDir() + "/no_such_dir/x.safetensors: directory"},
       {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
       {{"--eval_batches=70000"}, "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
       {{"--trace=" + TempDir() + "/no_such_dir/t.json"}, "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},

@@ -25,6 +25,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "runtime/trace/chrome_json.h"
+#include "runtime/io/user_path.h"
+#include "runtime/util/status_macros.h"
+#include "tools/cluster/attempt_log.h"
 #include "tools/cluster/rank_env.h"
 #include "tools/train_flags.h"
 
@@ -86,34 +89,14 @@ std::string ShellQuote(const std::string& s) {
   return "'" + absl::StrReplaceAll(s, {{"'", "'\\''"}}) + "'";
 }
 
-// What the launcher learns from the workers' output during one attempt.
-struct AttemptLog {
-  std::map<int, std::string> last_action;  // rank -> as the coordinator reported it
-  bool cluster_up = false;                 // every worker joined and connected
-  int64_t checkpoint = -1;                 // the newest complete checkpoint's step
-};
-
-// Forwards complete lines of `c`'s output with a rank prefix; remembers reported actions,
-// the start of the run and complete checkpoints (rank 0's coordinator reports both).
+// Forwards complete lines of `c`'s output with a rank prefix, except rank 0's status lines,
+// which go to `log` (attempt_log.h) instead.
 void Forward(Child& c, const char* data, size_t n, AttemptLog& log) {
-  std::map<int, std::string>& last_action = log.last_action;
   c.partial.append(data, n);
   size_t start = 0, nl;
   while ((nl = c.partial.find('\n', start)) != std::string::npos) {
-    std::string line = c.partial.substr(start, nl - start);
-    std::printf("[rank %d] %s\n", c.rank, line.c_str());
-    long long step = 0;
-    if (c.rank == 0 && line.find("workers joined and connected") != std::string::npos) log.cluster_up = true;
-    if (c.rank == 0 && std::sscanf(line.c_str(), "checkpoint: step %lld in ", &step) == 1) log.checkpoint = step;
-    // The coordinator names a lost rank and what it last did.
-    size_t lost = line.find("rank ");
-    size_t action = line.find("last action: ");
-    if (lost != std::string::npos && action != std::string::npos && line.find("was lost") != std::string::npos) {
-      int r = std::atoi(line.c_str() + lost + 5);
-      last_action[r] = line.substr(action + 13);
-    } else if (action != std::string::npos && line.find("sent no heartbeat") != std::string::npos) {
-      last_action[std::atoi(line.c_str() + lost + 5)] = line.substr(action + 13);
-    }
+    const std::string line = c.partial.substr(start, nl - start);
+    if (!log.Observe(c.rank, line)) std::printf("[rank %d] %s\n", c.rank, line.c_str());
     start = nl + 1;
   }
   c.partial.erase(0, start);
@@ -170,78 +153,114 @@ struct AttemptResult {
   std::string failure;   // "rank 2 (pid ...) was killed by signal 9; its last action: ..."
 };
 
-// One start of the whole cluster, watched to its end.
-AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::vector<std::string>& extra_args) {
-  AttemptResult result;
-  const int N = o.nprocs;
+// Where the workers find rank 0: this host's bind address, or rank 0's remote host.
+std::string Rank0Host(const ClusterLaunchOptions& o) {
   bool remote = false;
   for (const std::string& h : o.hosts) remote |= !IsLocal(h);
-  absl::StatusOr<std::string> token = NewJoinToken();
-  absl::StatusOr<int> port = FreePort(o.bind);
-  if (!token.ok() || !port.ok()) {
-    result.code = 1;
-    result.failure = std::string((token.ok() ? port.status() : token.status()).message());
-    return result;
-  }
-  // Where the workers find rank 0: this host's bind address, or rank 0's remote host.
-  std::string rank0_host = o.bind;
-  if (!o.hosts.empty() && !IsLocal(o.hosts[0])) {
-    rank0_host = o.hosts[0];
-  } else if (rank0_host == "0.0.0.0") {
-    char name[256] = {0};
-    gethostname(name, sizeof(name) - 1);
-    rank0_host = remote ? std::string(name) : "127.0.0.1";
-  }
+  if (!o.hosts.empty() && !IsLocal(o.hosts[0])) return o.hosts[0];
+  if (o.bind != "0.0.0.0") return o.bind;
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return remote ? std::string(name) : "127.0.0.1";
+}
 
-  std::vector<Child> children(N);
-  for (int r = 0; r < N; ++r) {
+// Forks rank `r`'s worker (over ssh for a remote host) with its output on a pipe.
+absl::StatusOr<Child> StartWorker(const ClusterLaunchOptions& o, int r,
+                                  const std::vector<std::pair<std::string, std::string>>& env,
+                                  const std::vector<std::string>& extra_args) {
+  std::vector<std::string> argv = {o.worker};
+  argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  const std::string host = o.hosts.empty() ? "" : o.hosts[r];
+  if (!IsLocal(host)) {
+    std::vector<std::pair<std::string, std::string>> remote_env = ForwardedEnvironment(environ);
+    remote_env.insert(remote_env.end(), env.begin(), env.end());
+    argv = SshCommand(o.ssh, host, remote_env, argv);
+  }
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphans if the launcher itself dies
+    if (getppid() != parent) _exit(1);
+    dup2(pipefd[1], 1);
+    dup2(pipefd[1], 2);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (std::string& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(pipefd[1]);
+  std::printf("launch: rank %d pid %d%s\n", r, pid, host.empty() ? "" : (" on " + host).c_str());
+  return Child{r, pid, pipefd[0]};
+}
+
+// Every rank's worker, with its rank, the coordinator's address and a fresh join token.
+absl::StatusOr<std::vector<Child>> StartWorkers(const ClusterLaunchOptions& o, int restart,
+                                                const std::vector<std::string>& extra_args) {
+  ASSIGN_OR_RETURN(std::string token, NewJoinToken());
+  ASSIGN_OR_RETURN(int port, FreePort(o.bind));
+  const std::string rank0_host = Rank0Host(o);
+  std::vector<Child> children;
+  for (int r = 0; r < o.nprocs; ++r) {
     std::vector<std::pair<std::string, std::string>> env = {
         {kRankVar, std::to_string(r)},
-        {kWorldSizeVar, std::to_string(N)},
-        {kCoordinatorVar, absl::StrCat(rank0_host, ":", *port)},
-        {kTokenVar, *token},
+        {kWorldSizeVar, std::to_string(o.nprocs)},
+        {kCoordinatorVar, absl::StrCat(rank0_host, ":", port)},
+        {kTokenVar, token},
         {kBindVar, o.bind},
         {"STAGEHAND_RESTART", std::to_string(restart)}};
-    std::vector<std::string> argv = {o.worker};
-    argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
-    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    const std::string host = o.hosts.empty() ? "" : o.hosts[r];
-    if (!IsLocal(host)) {
-      std::vector<std::pair<std::string, std::string>> remote_env = ForwardedEnvironment(environ);
-      remote_env.insert(remote_env.end(), env.begin(), env.end());
-      argv = SshCommand(o.ssh, host, remote_env, argv);
-    }
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0) {
-      result.code = 1;
-      result.failure = absl::StrCat("pipe: ", std::strerror(errno));
-      return result;
-    }
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphans if the launcher itself dies
-      if (getppid() != parent) _exit(1);
-      dup2(pipefd[1], 1);
-      dup2(pipefd[1], 2);
-      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> args;
-      for (std::string& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      execvp(args[0], args.data());
-      std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-      _exit(127);
-    }
-    close(pipefd[1]);
-    children[r] = Child{r, pid, pipefd[0]};
-    std::printf("launch: rank %d pid %d%s\n", r, pid, host.empty() ? "" : (" on " + host).c_str());
+    ASSIGN_OR_RETURN(Child child, StartWorker(o, r, env, extra_args));
+    children.push_back(child);
   }
   std::fflush(stdout);
+  return children;
+}
 
-  AttemptLog& log = result.log;
+// Reads whatever the children wrote (waiting up to 100 ms), forwarding it line by line.
+void ReadOutput(std::vector<Child>& children, AttemptLog& log) {
+  std::vector<pollfd> fds;
+  std::vector<int> who;
+  for (size_t r = 0; r < children.size(); ++r) {
+    if (children[r].fd >= 0) {
+      fds.push_back({children[r].fd, POLLIN, 0});
+      who.push_back(static_cast<int>(r));
+    }
+  }
+  if (fds.empty()) {
+    usleep(50000);
+    return;
+  }
+  poll(fds.data(), fds.size(), 100);
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    Child& c = children[who[i]];
+    char buf[65536];
+    ssize_t n = read(c.fd, buf, sizeof(buf));
+    if (n > 0) {
+      Forward(c, buf, n, log);
+    } else if (n == 0 || errno != EINTR) {
+      if (!c.partial.empty()) Forward(c, "\n", 1, log);
+      close(c.fd);
+      c.fd = -1;
+    }
+  }
+}
+
+// Watches the children to their end: after the first failure (or an interrupt) the others
+// get o.grace_s to leave, then are killed. Returns the failed rank, -1 when none failed.
+int Watch(const ClusterLaunchOptions& o, std::vector<Child>& children, AttemptLog& log) {
   int failed_rank = -1;
   std::chrono::steady_clock::time_point kill_at{};
   bool killing = false;
+  auto start_killing = [&] {
+    killing = true;
+    kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
+  };
   auto all_done = [&] {
     for (const Child& c : children) {
       if (!c.exited || c.fd >= 0) return false;
@@ -249,54 +268,23 @@ AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::
     return true;
   };
   while (!all_done()) {
-    std::vector<pollfd> fds;
-    std::vector<int> who;
-    for (int r = 0; r < N; ++r) {
-      if (children[r].fd >= 0) {
-        fds.push_back({children[r].fd, POLLIN, 0});
-        who.push_back(r);
-      }
-    }
-    if (!fds.empty()) {
-      poll(fds.data(), fds.size(), 100);
-    } else {
-      usleep(50000);
-    }
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      Child& c = children[who[i]];
-      char buf[65536];
-      ssize_t n = read(c.fd, buf, sizeof(buf));
-      if (n > 0) {
-        Forward(c, buf, n, log);
-      } else if (n == 0 || errno != EINTR) {
-        if (!c.partial.empty()) Forward(c, "\n", 1, log);
-        close(c.fd);
-        c.fd = -1;
-      }
-    }
+    ReadOutput(children, log);
     for (Child& c : children) {
-      if (c.exited) continue;
-      if (waitpid(c.pid, &c.status, WNOHANG) != c.pid) continue;
+      if (c.exited || waitpid(c.pid, &c.status, WNOHANG) != c.pid) continue;
       c.exited = true;
       if (!Failed(c.status)) continue;
       // The first rank killed by a signal is the dead one; otherwise the first to fail.
       if (failed_rank < 0 || (WIFSIGNALED(c.status) && !WIFSIGNALED(children[failed_rank].status))) {
         failed_rank = c.rank;
       }
-      if (!killing) {
-        killing = true;
-        kill_at = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
-      }
+      if (!killing) start_killing();
     }
     if (g_interrupted && !killing) {
       std::fprintf(stderr, "launch: interrupted; stopping the workers\n");
       for (Child& c : children) {
         if (!c.exited) kill(c.pid, SIGTERM);
       }
-      killing = true;
-      kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
+      start_killing();
     }
     if (killing && std::chrono::steady_clock::now() >= kill_at) {
       for (Child& c : children) {
@@ -309,16 +297,30 @@ AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::
       }
     }
   }
+  return failed_rank;
+}
+
+// One start of the whole cluster, watched to its end.
+AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::vector<std::string>& extra_args) {
+  AttemptResult result;
+  absl::StatusOr<std::vector<Child>> children = StartWorkers(o, restart, extra_args);
+  if (!children.ok()) {
+    result.code = 1;
+    result.failure = std::string(children.status().message());
+    return result;
+  }
+  const int failed_rank = Watch(o, *children, result.log);
   if (failed_rank < 0) {
     result.code = g_interrupted ? 130 : 0;
     return result;
   }
-  const Child& dead = children[failed_rank];
-  auto it = log.last_action.find(failed_rank);
+  const Child& dead = (*children)[failed_rank];
+  auto it = result.log.last_action.find(failed_rank);
   result.code = 1;
   result.failure = absl::StrCat("rank ", failed_rank, " (pid ", dead.pid, ") ", Describe(dead.status),
                                 "; its last action: ",
-                                it == log.last_action.end() ? "not reported (see its output above)" : it->second);
+                                it == result.log.last_action.end() ? "not reported (see its output above)"
+                                                                   : it->second);
   return result;
 }
 
@@ -346,31 +348,47 @@ absl::Status MergeRankTraces(const ClusterLaunchOptions& o) {
 
 }  // namespace
 
-int RunCluster(const ClusterLaunchOptions& o) {
-  const int N = o.nprocs;
-  if (N < 1) {
-    std::fprintf(stderr, "launch: error: --nprocs must be at least 1\n");
-    return 2;
-  }
+namespace {
+
+// The options a cluster cannot start with: the reason, or "" when they are fine.
+std::string RefuseOptions(const ClusterLaunchOptions& o) {
+  if (o.nprocs < 1) return "--nprocs must be at least 1";
   if (access(o.worker.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "launch: error: worker binary '%s' not found (build //tools:worker or pass --worker)\n",
-                 o.worker.c_str());
-    return 2;
+    return absl::StrCat("worker binary '", o.worker, "' not found (build //tools:worker or pass --worker)");
   }
   bool remote = false;
   for (const std::string& h : o.hosts) remote |= !IsLocal(h);
   if (remote && (o.bind == "127.0.0.1" || o.bind == "localhost")) {
-    std::fprintf(stderr, "launch: error: workers on other hosts cannot reach a coordinator bound to %s: "
-                         "pass --bind=<this host's address> (or 0.0.0.0)\n", o.bind.c_str());
-    return 2;
+    return absl::StrCat("workers on other hosts cannot reach a coordinator bound to ", o.bind,
+                        ": pass --bind=<this host's address> (or 0.0.0.0)");
   }
-  if (o.restarts < 0) {
-    std::fprintf(stderr, "launch: error: --restarts=%d must not be negative\n", o.restarts);
-    return 2;
-  }
+  if (o.restarts < 0) return absl::StrCat("--restarts=", o.restarts, " must not be negative");
   if (o.restarts > 0 && o.checkpoint_dir.empty()) {
-    std::fprintf(stderr, "launch: error: --restarts needs --checkpoint_dir (the cluster restarts from its "
-                         "last complete checkpoint)\n");
+    return "--restarts needs --checkpoint_dir (the cluster restarts from its last complete checkpoint)";
+  }
+  return "";
+}
+
+// After every rank finished: the merged trace.
+int Succeeded(const ClusterLaunchOptions& o, int restart) {
+  std::printf("launch: all %d workers finished%s\n", o.nprocs,
+              restart > 0 ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str() : "");
+  if (!o.trace.empty()) {
+    if (absl::Status s = MergeRankTraces(o); !s.ok()) {
+      std::fprintf(stderr, "launch: error: merging the ranks' traces into %s: %s\n", o.trace.c_str(),
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int RunCluster(const ClusterLaunchOptions& o) {
+  if (const std::string refused = RefuseOptions(o); !refused.empty()) {
+    std::fprintf(stderr, "launch: error: %s\n", refused.c_str());
     return 2;
   }
   struct sigaction sa {};
@@ -378,42 +396,23 @@ int RunCluster(const ClusterLaunchOptions& o) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   int64_t checkpoint = -1;  // the newest complete checkpoint this launch wrote
+  std::vector<std::string> extra;
   for (int restart = 0;; ++restart) {
-    std::vector<std::string> extra;
-    if (restart > 0) {
-      // From this launch's newest checkpoint; without one, from where the first attempt
-      // started (the newest with --resume, else step 0).
-      extra.push_back(absl::StrCat("--resume_step=", checkpoint >= 0 ? checkpoint : (o.resume ? -1 : 0)));
-    }
     RemoveRankTraces(o);
     AttemptResult r = RunAttempt(o, restart, extra);
     if (r.log.checkpoint >= 0) checkpoint = r.log.checkpoint;
-    if (r.code == 0) {
-      std::printf("launch: all %d workers finished%s\n", N,
-                  restart > 0 ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str() : "");
-      if (!o.trace.empty()) {
-        if (absl::Status s = MergeRankTraces(o); !s.ok()) {
-          std::fprintf(stderr, "launch: error: merging the ranks' traces into %s: %s\n", o.trace.c_str(),
-                       std::string(s.message()).c_str());
-          return 1;
-        }
-      }
-      std::fflush(stdout);
-      return 0;
-    }
+    if (r.code == 0) return Succeeded(o, restart);
     if (r.code == 130) return 130;
-    if (restart < o.restarts && r.log.cluster_up && !g_interrupted) {
+    const RestartDecision d = DecideRestart(
+        {restart, o.restarts, r.log.cluster_up, g_interrupted != 0, checkpoint, o.resume}, o.checkpoint_dir);
+    if (d.restart) {
       std::fprintf(stderr, "launch: %s; restarting the cluster (restart %d of %d) from %s\n", r.failure.c_str(),
-                   restart + 1, o.restarts,
-                   checkpoint >= 0 ? absl::StrCat("the checkpoint of step ", checkpoint, " in ", o.checkpoint_dir).c_str()
-                   : o.resume       ? "the checkpoint it resumed from"
-                                    : "step 0 (no complete checkpoint yet)");
+                   restart + 1, o.restarts, d.from.c_str());
       std::fflush(stderr);
+      extra = {absl::StrCat("--resume_step=", d.resume_step)};
       continue;
     }
-    if (restart < o.restarts && !r.log.cluster_up) {
-      std::fprintf(stderr, "launch: not restarting: the cluster failed before every worker had joined\n");
-    }
+    if (!d.why_not.empty()) std::fprintf(stderr, "launch: not restarting: %s\n", d.why_not.c_str());
     std::fprintf(stderr, "launch: error: %s%s\n", r.failure.c_str(),
                  o.restarts > 0 ? absl::StrCat(" (restarts used: ", restart, " of ", o.restarts, ")").c_str() : "");
     std::fflush(stderr);
@@ -425,44 +424,52 @@ bool ClusterRequested() {
   return absl::GetFlag(FLAGS_nprocs) > 0 || !absl::GetFlag(FLAGS_hostfile).empty();
 }
 
-int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train) {
+namespace {
+
+// --hostfile's slots, the first o.nprocs of them (all when --nprocs is 0) as o.hosts.
+absl::Status ReadHostfile(const std::string& path, ClusterLaunchOptions& o) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read --hostfile=", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  ASSIGN_OR_RETURN(std::vector<std::string> slots, ParseHostfile(text.str()));
+  if (o.nprocs == 0) o.nprocs = static_cast<int>(slots.size());
+  if (o.nprocs > static_cast<int>(slots.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nprocs=", o.nprocs, " but the hostfile has ", slots.size(), " slots"));
+  }
+  o.hosts.assign(slots.begin(), slots.begin() + o.nprocs);
+  return absl::OkStatus();
+}
+
+// tools/worker beside this binary, unless --worker names one.
+std::string WorkerBinary(const char* argv0) {
+  if (std::string worker = absl::GetFlag(FLAGS_worker); !worker.empty()) {
+    return runtime::ResolveUserPath(worker);
+  }
+  char self[4096] = {0};
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  std::string dir = n > 0 ? std::string(self, n) : std::string(argv0);
+  return dir.substr(0, dir.rfind('/') + 1) + "worker";
+}
+
+}  // namespace
+
+absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0, const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
   o.bind = absl::GetFlag(FLAGS_bind);
   if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
-    std::ifstream in(path);
-    if (!in) {
-      std::fprintf(stderr, "launch: error: cannot read --hostfile=%s\n", path.c_str());
-      return 2;
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    absl::StatusOr<std::vector<std::string>> slots = ParseHostfile(text.str());
-    if (!slots.ok()) {
-      std::fprintf(stderr, "launch: error: %s\n", std::string(slots.status().message()).c_str());
-      return 2;
-    }
-    if (o.nprocs == 0) o.nprocs = static_cast<int>(slots->size());
-    if (o.nprocs > static_cast<int>(slots->size())) {
-      std::fprintf(stderr, "launch: error: --nprocs=%d but the hostfile has %zu slots\n", o.nprocs, slots->size());
-      return 2;
-    }
-    o.hosts.assign(slots->begin(), slots->begin() + o.nprocs);
+    RETURN_IF_ERROR(ReadHostfile(runtime::ResolveUserPath(path), o));
   }
-  o.worker = absl::GetFlag(FLAGS_worker);
-  if (o.worker.empty()) {
-    char self[4096] = {0};
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    std::string dir = n > 0 ? std::string(self, n) : std::string(argv0);
-    o.worker = dir.substr(0, dir.rfind('/') + 1) + "worker";
-  }
+  o.worker = WorkerBinary(argv0);
   // Every shared training flag (tools/train_flags.h), forwarded with its value here.
   o.worker_args = TrainFlagArgs();
   o.restarts = absl::GetFlag(FLAGS_restarts);
   o.checkpoint_dir = train.checkpoint_dir;
   o.resume = train.resume;
   o.trace = train.trace;
-  return RunCluster(o);
+  return o;
 }
 
 }  // namespace stagehand::tools

@@ -54,10 +54,11 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
                                     const std::vector<std::string>& argv);
 
 // The launch flags that select cluster mode, and their use: true when --nprocs or
-// --hostfile was given. LaunchClusterFromFlags builds the options (forwarding every shared
-// training flag to the workers; `train` is their validated value) and runs the cluster.
+// --hostfile was given. ClusterOptionsFromFlags builds the options (forwarding every shared
+// training flag to the workers; `train` is their validated value); InvalidArgument for an
+// unreadable hostfile or one with too few slots.
 bool ClusterRequested();
-int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train);
+absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0, const TrainConfig& train);
 
 }  // namespace stagehand::tools
 
