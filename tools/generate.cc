@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/io/user_path.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/train/training.h"
@@ -134,11 +135,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Under `bazel run`, relative paths mean the directory bazel was run in.
-  if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY"); cwd != nullptr) {
-    for (std::string* path : {&checkpoint, &tokenizer_dir}) {
-      if (!path->empty() && (*path)[0] != '/') *path = std::string(cwd) + "/" + *path;
-    }
-  }
+  for (std::string* path : {&checkpoint, &tokenizer_dir}) *path = stagehand::runtime::ResolveUserPath(*path);
   stagehand::SamplingOptions o;
   o.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   o.temperature = absl::GetFlag(FLAGS_temperature);

@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/io/user_path.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/html.h"
 #include "runtime/trace/summary.h"
@@ -40,11 +41,7 @@ struct Command {
   std::string title = "Stagehand timeline";
 };
 
-std::string Resolve(const std::string& path) {
-  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
-  if (path.empty() || path[0] == '/' || cwd == nullptr) return path;
-  return absl::StrCat(cwd, "/", path);
-}
+std::string Resolve(const std::string& path) { return stagehand::runtime::ResolveUserPath(path); }
 
 absl::StatusOr<Command> Parse(int argc, char** argv) {
   if (argc < 2) return absl::InvalidArgumentError("no command given");

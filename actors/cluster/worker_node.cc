@@ -211,13 +211,6 @@ absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vec
   return absl::OkStatus();
 }
 
-}  // namespace
-
-  return absl::StrCat(path, ".rank", rank);
-}
-
-namespace {
-
 // 1. This rank's samplers, chunks and optimizer states.
 absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
                          const std::vector<int>& stages, Node& node) {
