@@ -6,7 +6,7 @@
 
 namespace stagehand::actors::cluster {
 
-void ConfigureClusterSystem(caf::actor_system_config& config) {
+void RegisterClusterMessageTypes(caf::actor_system_config& config) {
   RegisterMessageTypes(config);
   config.add_message_type<JoinRequest>("JoinRequest");
   config.add_message_type<JoinReply>("JoinReply");
@@ -21,6 +21,10 @@ void ConfigureClusterSystem(caf::actor_system_config& config) {
   config.add_message_type<ClusterAbort>("ClusterAbort");
   config.add_message_type<StageReport>("StageReport");
   config.add_message_type<std::vector<caf::actor>>("std::vector<caf::actor>");
+}
+
+void ConfigureClusterSystem(caf::actor_system_config& config) {
+  RegisterClusterMessageTypes(config);
   config.load<caf::io::middleman>();
 }
 

@@ -176,8 +176,9 @@ typename Inspector::result_type inspect(Inspector& f, StageReport& x) {
   return f(caf::meta::type_name("StageReport"), x.rank, x.stage, x.text);
 }
 
-// Registers the step messages (actors/messages.h) and the cluster messages with `config`,
-// and loads the middleman.
+// Registers the step messages (actors/messages.h) and the cluster messages with `config`;
+// ConfigureClusterSystem also loads the middleman (tests of one process need not).
+void RegisterClusterMessageTypes(caf::actor_system_config& config);
 void ConfigureClusterSystem(caf::actor_system_config& config);
 
 }  // namespace stagehand::actors::cluster
