@@ -26,9 +26,9 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   if (n.microbatch < 0 || n.microbatch >= spec.num_microbatches) {
     return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches, ")");
   }
-  const bool forward = n.kind == static_cast<int>(runtime::ActionKind::kForward);
-  if (!forward && n.kind != static_cast<int>(runtime::ActionKind::kBackwardInput)) {
-    return absl::StrCat("kind ", n.kind, " is neither an activation nor a gradient");
+  const bool forward = n.kind == runtime::ActionKind::kForward;
+  if (!forward && n.kind != runtime::ActionKind::kBackwardInput) {
+    return absl::StrCat("kind ", runtime::ActionKindName(n.kind), " is neither an activation nor a gradient");
   }
   // An activation comes from the chunk before, a gradient from the chunk after.
   const int source_chunk = forward ? n.chunk - 1 : n.chunk + 1;

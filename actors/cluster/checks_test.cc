@@ -33,7 +33,7 @@ TransferNotice Activation() {
   n.from_rank = 1;
   n.tag = 7;
   n.floats = 512;
-  n.kind = static_cast<int>(runtime::ActionKind::kForward);
+  n.kind = runtime::ActionKind::kForward;
   n.from_stage = 1;
   n.to_stage = 2;
   n.chunk = 2;
@@ -44,7 +44,7 @@ TransferNotice Activation() {
 TEST(CheckNoticeFieldsTest, AcceptsAnActivationAndAGradientFromTheRightNeighbours) {
   EXPECT_EQ(CheckNoticeFields(Activation(), Rules()), "");
   TransferNotice g = Activation();
-  g.kind = static_cast<int>(runtime::ActionKind::kBackwardInput);
+  g.kind = runtime::ActionKind::kBackwardInput;
   g.from_stage = 3;
   g.from_rank = 3;
   EXPECT_EQ(CheckNoticeFields(g, Rules()), "");
@@ -81,7 +81,7 @@ TEST(CheckNoticeFieldsTest, RefusesChunksMicrobatchesAndKindsThatCannotArriveHer
   n.microbatch = 8;
   EXPECT_EQ(CheckNoticeFields(n, Rules()), "microbatch 8 out of range [0, 8)");
   n = Activation();
-  n.kind = static_cast<int>(runtime::ActionKind::kOptimizer);
+  n.kind = runtime::ActionKind::kOptimizer;
   EXPECT_NE(CheckNoticeFields(n, Rules()).find("neither an activation nor a gradient"), std::string::npos);
   n = Activation();  // an activation from the stage after: a mix-up of directions
   n.from_stage = 3;

@@ -24,7 +24,7 @@ void Abort(Self* self, const std::string& why) {
 }
 
 std::string Describe(const TransferNotice& n) {
-  const bool forward = static_cast<ActionKind>(n.kind) == ActionKind::kForward;
+  const bool forward = n.kind == ActionKind::kForward;
   return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch,
                       " s", n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ",
                       n.tag, ", step ", n.step, ")");
@@ -63,7 +63,7 @@ void PostReceive(Self* self, const TransferNotice& n) {
   st.init.transport->Receive(
       n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
         caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
-                       TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch,
+                       TensorMessage{static_cast<int>(n.kind), n.from_stage, n.to_stage, n.chunk, n.microbatch,
                                      false, std::move(*buffer)});
       });
 }
@@ -112,7 +112,7 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
     return;
   }
   TransferNotice n{st.step, st.init.rank, (uint64_t(st.init.stage) << 40) | st.next_sequence++,
-                   static_cast<int64_t>(msg.payload.size()), msg.kind, msg.from_stage,
+                   static_cast<int64_t>(msg.payload.size()), static_cast<ActionKind>(msg.kind), msg.from_stage,
                    msg.to_stage, msg.chunk, msg.microbatch};
   const int peer = st.peers.stage_rank.at(msg.to_stage);
   st.sending[n.tag] = Describe(n);

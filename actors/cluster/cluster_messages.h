@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "caf/all.hpp"
+#include "runtime/action.h"
 
 namespace stagehand::actors::cluster {
 
@@ -63,7 +64,7 @@ struct TransferNotice {
   int from_rank = 0;
   uint64_t tag = 0;
   int64_t floats = 0;
-  int kind = 0;        // runtime::ActionKind of the consumer: kForward / kBackwardInput
+  runtime::ActionKind kind = runtime::ActionKind::kForward;  // the consumer: kForward / kBackwardInput
   int from_stage = 0;
   int to_stage = 0;
   int chunk = 0;       // destination chunk

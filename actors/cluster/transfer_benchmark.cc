@@ -205,7 +205,7 @@ int Main() {
       sent.Reset();
       const auto start = Clock::now();
       for (int i = 0; i < kIterations; ++i) {
-        TransferNotice n{1, 0, tag++, static_cast<int64_t>(bytes / 4), 0, 0, 1, 1, i};
+        TransferNotice n{1, 0, tag++, static_cast<int64_t>(bytes / 4), runtime::ActionKind::kForward, 0, 1, 1, i};
         (*a)->Send(1, n.tag, payloads[i]->data(), bytes, [&sent](absl::Status) { sent.Add(); });
         self->send(*remote, n);
       }
