@@ -539,9 +539,9 @@ absl::Status Checker::CheckComms() const {
       if (send ? cell.step < it->bound : cell.step > it->bound) {
         return fail(r, cell.step, text,
                     absl::StrCat(send ? "it sends the output of " : "it receives the input of ",
-                                 Torch(it->compute), send ? " before " : " after ", "that runs (step ",
-                                 it->bound, "): move it ", send ? "after" : "before", " step ",
-                                 it->bound));
+                                 Torch(it->compute), send ? " before " : " after ",
+                                 "that runs (step ", it->bound, "): move it ",
+                                 send ? "after" : "before", " step ", it->bound));
       }
       it->matched = true;
     }

@@ -62,9 +62,9 @@ struct ScheduleTable {
 
 // Parses CSV text, one row per rank, as torch's _load_csv reads it: cells separated by
 // commas (double-quoted cells allowed), an empty cell = idle. Both of torch's formats are
-// read: compute_only (F, I, W, B, OVERLAP_F_B) and compute_comms (also the CommCell ops). `source` names the text in
-// errors, which give the rank, the step and the bad cell, and print the grid with the cell
-// marked.
+// read: compute_only (F, I, W, B, OVERLAP_F_B) and compute_comms (also the CommCell ops).
+// `source` names the text in errors, which give the rank, the step and the bad cell, and
+// print the grid with the cell marked.
 absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text,
                                                absl::string_view source = "schedule");
 // The CSV text of `table`: what torch's _dump_csv writes for the same schedule.

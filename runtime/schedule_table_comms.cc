@@ -168,10 +168,9 @@ class SendRecvLowering {
           Home(peer_chunk) == Home(a.chunk)) {
         continue;
       }
-      Add(rank, Comm(forward ? CommCell::Op::kSendF : CommCell::Op::kSendB, a.chunk,
-                     a.microbatch));
-      Add(Home(peer_chunk), Comm(forward ? CommCell::Op::kRecvF : CommCell::Op::kRecvB,
-                                 peer_chunk, a.microbatch));
+      Add(rank, Comm(forward ? CommCell::Op::kSendF : CommCell::Op::kSendB, a.chunk, a.microbatch));
+      Add(Home(peer_chunk),
+          Comm(forward ? CommCell::Op::kRecvF : CommCell::Op::kRecvB, peer_chunk, a.microbatch));
     }
   }
 
@@ -187,8 +186,7 @@ absl::StatusOr<ScheduleTable> LowerToComputeComms(const ScheduleTable& compute_o
   ASSIGN_OR_RETURN(const StepSpec spec, SpecFromTable(compute_only));
   std::vector<std::deque<Entry>> rows;
   for (const std::vector<TableCell>& row : compute_only.rows) {
-    const std::vector<Entry> lowered =
-        AddReduceGrad(AddUnshardReshard(row), spec.num_microbatches);
+    const std::vector<Entry> lowered = AddReduceGrad(AddUnshardReshard(row), spec.num_microbatches);
     rows.emplace_back(lowered.begin(), lowered.end());
   }
   ASSIGN_OR_RETURN(std::vector<std::vector<Entry>> lowered,

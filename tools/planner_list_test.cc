@@ -61,7 +61,8 @@ TEST(CheckWorkerKnowsPlannerTest, RefusesAPlannerTheWorkerLacks) {
   const absl::Status s = CheckWorkerKnowsPlanner(worker, "mine");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("planner mine is linked into launch but not into the worker "
-                                     "binary " + worker + " (it has: 1f1b, gpipe)"));
+                                     "binary " +
+                                     worker + " (it has: 1f1b, gpipe)"));
   EXPECT_THAT(s.message(), HasSubstr("add the planner's library to the deps of //tools:planners"));
 }
 

@@ -47,8 +47,8 @@ absl::StatusOr<Result> Sequential(int num_microbatches, int layers, int steps) {
   const std::tuple<int, int, int> key{num_microbatches, layers, steps};
   if (auto it = cache->find(key); it != cache->end()) return it->second;
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
-  auto chunks = runtime::BuildChunks(Model(layers), 1,
-                                     models::ChunkOptions{kB, kT, num_microbatches});
+  auto chunks =
+      runtime::BuildChunks(Model(layers), 1, models::ChunkOptions{kB, kT, num_microbatches});
   if (!chunks.ok()) return chunks.status();
   std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
   std::vector<runtime::OptimizerState> states;
@@ -93,19 +93,17 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     }
   }
   if (actual.params.size() != expected.params.size()) {
-    return ::testing::AssertionFailure() << actual.params.size() << " parameters, expected "
-                                         << expected.params.size();
+    return ::testing::AssertionFailure()
+           << actual.params.size() << " parameters, expected " << expected.params.size();
   }
   for (std::size_t t = 0; t < actual.params.size(); ++t) {
     if (actual.params[t].name != expected.params[t].name) {
-      return ::testing::AssertionFailure() << "parameter " << t << " is "
-                                           << actual.params[t].name << ", expected "
-                                           << expected.params[t].name;
+      return ::testing::AssertionFailure() << "parameter " << t << " is " << actual.params[t].name
+                                           << ", expected " << expected.params[t].name;
     }
     if (actual.params[t].data != expected.params[t].data) {
-      return ::testing::AssertionFailure()
-             << "parameter " << actual.params[t].name
-             << " differs from the sequential run's (not bitwise)";
+      return ::testing::AssertionFailure() << "parameter " << actual.params[t].name
+                                           << " differs from the sequential run's (not bitwise)";
     }
   }
   return ::testing::AssertionSuccess();
@@ -129,9 +127,9 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
   absl::StatusOr<Result> actual = Pipelined(definition, options.planner, layers, options.steps);
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
-  return Compare(*actual, *expected) << " (" << definition.name() << ", P = "
-                                     << options.planner.num_stages
-                                     << ", M = " << options.planner.num_microbatches << ")";
+  return Compare(*actual, *expected)
+         << " (" << definition.name() << ", P = " << options.planner.num_stages
+         << ", M = " << options.planner.num_microbatches << ")";
 }
 
 void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,
