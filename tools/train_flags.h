@@ -46,6 +46,29 @@ struct TrainConfig {
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
 };
 
+// The planner --planner names when it is not given.
+inline constexpr char kDefaultPlanner[] = "1f1b";
+
+// The flags that choose the plan, as given: `planner` is "" when --planner was not given.
+struct ScheduleFlags {
+  std::string planner;
+  std::string schedule;
+  runtime::PlannerOptions options;  // P, M, max_inflight, chunks_per_stage
+};
+
+// InvalidArgument for a combination in which a flag would be silently ignored: --planner
+// with --schedule (the file is the plan), --chunks_per_stage with --schedule (the file places
+// the chunks), --chunks_per_stage with a planner whose shape is fixed (1f1b, zb_v ...: its
+// MakeSpec does not place that many chunks per stage). An unknown planner is left to the
+// caller's registry lookup, which lists the known names.
+absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
+                                   const runtime::PlannerRegistry& registry);
+
+// InvalidArgument when `dry_run` and an output flag (name, value) is set: a dry run trains
+// nothing and writes none of them.
+absl::Status ValidateDryRunFlags(bool dry_run,
+                                 const std::vector<std::pair<std::string, std::string>>& outputs);
+
 // Reads and validates the shared flags. Relative paths are taken relative to
 // $BUILD_WORKING_DIRECTORY under `bazel run`, and the path flags are rewritten to the
 // absolute paths, so that forwarding them (TrainFlagArgs) hands workers the same files.

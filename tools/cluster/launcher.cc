@@ -26,6 +26,7 @@
 #include "absl/strings/str_replace.h"
 #include "runtime/trace/chrome_json.h"
 #include "tools/cluster/rank_env.h"
+#include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
 ABSL_FLAG(int, nprocs, 0, "start this many worker processes (one or more stages each) on this host");
@@ -455,6 +456,12 @@ int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     std::string dir = n > 0 ? std::string(self, n) : std::string(argv0);
     o.worker = dir.substr(0, dir.rfind('/') + 1) + "worker";
+  }
+  if (absl::Status s = train.schedule.empty() ? CheckWorkerKnowsPlanner(o.worker, train.planner)
+                                              : absl::OkStatus();
+      !s.ok()) {
+    std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
+    return 2;
   }
   // Every shared training flag (tools/train_flags.h), forwarded with its value here.
   o.worker_args = TrainFlagArgs();
