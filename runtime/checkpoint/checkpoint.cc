@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
+#include "runtime/io/atomic_file.h"
 #include "runtime/io/safetensors.h"
 
 namespace stagehand::runtime {
@@ -37,31 +38,6 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-absl::Status FsyncPath(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return absl::InternalError(absl::StrCat("fsync of ", path, " failed: ", std::strerror(errno)));
-  return absl::OkStatus();
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, " failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 // The step of a folder named step_NNNNNNNN, or -1.
@@ -186,7 +162,6 @@ absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string
     }
     const std::string file = absl::StrCat("stage_", stage, ".safetensors");
     if (absl::Status s = WriteSafetensors(tmp_dir + "/" + file, tensors); !s.ok()) return s;
-    if (absl::Status s = FsyncPath(tmp_dir + "/" + file); !s.ok()) return s;
     absl::StatusOr<std::string> bytes = ReadAll(tmp_dir + "/" + file);  // what reached the disk
     if (!bytes.ok()) return bytes.status();
     records.push_back({file, stage, bytes->size(), Crc32(*bytes)});
