@@ -427,6 +427,14 @@ absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_infli
     }
   }
   if (max_chunk < 0) return absl::InvalidArgumentError("the schedule names no action");
+  // Bounds before any count is formed (max + 1 would overflow at INT_MAX) or allocated.
+  constexpr int kMaxChunks = 1 << 16, kMaxMicrobatches = 1 << 20;
+  if (max_chunk >= kMaxChunks || max_microbatch >= kMaxMicrobatches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the schedule names chunk ", max_chunk, " and microbatch ", max_microbatch,
+        "; a schedule holds at most ", kMaxChunks, " chunks and ", kMaxMicrobatches,
+        " microbatches"));
+  }
   StepSpec spec;
   spec.num_stages = static_cast<int>(table.rows.size());
   spec.num_microbatches = max_microbatch + 1;

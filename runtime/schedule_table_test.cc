@@ -254,5 +254,18 @@ TEST(ScheduleTableTest, PeakInflightCountsForwardsNotYetFreed) {
             3);
 }
 
+TEST(ScheduleTableTest, HugeChunkOrMicrobatchNumbersAreRefusedNotOverflowed) {
+  for (const char* cell : {"0F2147483647", "2147483647F0"}) {
+    absl::StatusOr<ScheduleTable> table = ParseScheduleCsv(std::string(cell) + "\n");
+    if (!table.ok()) {
+      EXPECT_THAT(std::string(table.status().message()), HasSubstr("at most")) << cell;
+      continue;
+    }
+    absl::StatusOr<StepSpec> spec = SpecFromTable(*table);
+    ASSERT_FALSE(spec.ok()) << cell;
+    EXPECT_THAT(std::string(spec.status().message()), HasSubstr("at most")) << cell;
+  }
+}
+
 }  // namespace
 }  // namespace stagehand::runtime

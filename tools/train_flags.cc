@@ -4,11 +4,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/util/status_macros.h"
 
 ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
@@ -109,6 +114,50 @@ std::vector<std::string> TrainFlagArgs() {
     args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
   }
   return args;
+}
+
+absl::Status ValidateTrainConfig(const TrainConfig& c) {
+  // Hyperparameters: finite, and within what any GPT run uses (far above it, a run only
+  // trains to NaN and writes NaN checkpoints).
+  for (auto [flag, v, low, high] : std::vector<std::tuple<const char*, double, double, double>>{
+           {"--lr", c.optimizer.adamw.learning_rate, 0, kMaxLearningRate},
+           {"--weight_decay", c.optimizer.adamw.weight_decay, 0, kMaxWeightDecay},
+           {"--grad_clip", c.optimizer.grad_clip, -kMaxGradClip, kMaxGradClip}}) {
+    if (!std::isfinite(v) || v < low || v > high) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, "=", v, " must be a finite number in [", low,
+                                                     ", ", high, "]"));
+    }
+  }
+  RETURN_IF_ERROR(models::ValidateGptConfig(c.model));
+  // Element counts: B x T tokens per microbatch index the kernels' int rows.
+  const int64_t tokens = int64_t{c.chunk.micro_batch_size} * c.chunk.seq_len;
+  if (tokens > kMaxTokensPerMicrobatch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--micro_batch_size=", c.chunk.micro_batch_size, " x --seq_len=", c.chunk.seq_len, " = ", tokens,
+        " tokens per microbatch; at most ", kMaxTokensPerMicrobatch));
+  }
+  if (c.chunk.num_microbatches > kMaxMicrobatches || c.stages > kMaxStages) {
+    return absl::InvalidArgumentError(absl::StrCat("--microbatches=", c.chunk.num_microbatches, " and --stages=",
+                                                   c.stages, " must be at most ", kMaxMicrobatches, " and ",
+                                                   kMaxStages));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateProcessCount(int nprocs, int stages) {
+  if (nprocs == 0) return absl::OkStatus();
+  if (nprocs < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, ": must be at least 1 (or unset)"));
+  }
+  if (nprocs > kMaxProcesses) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nprocs=", nprocs, ": at most ", kMaxProcesses, " worker processes"));
+  }
+  if (nprocs > stages) {
+    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, " is more than --stages=", stages,
+                                                   ": every process holds at least one stage"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
@@ -241,6 +290,7 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
     return absl::InvalidArgumentError(
         "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
   }
+  RETURN_IF_ERROR(ValidateTrainConfig(c));
   return c;
 }
 

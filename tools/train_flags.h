@@ -68,6 +68,21 @@ absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
 // nothing and writes none of them.
 absl::Status ValidateDryRunFlags(bool dry_run,
                                  const std::vector<std::pair<std::string, std::string>>& outputs);
+// Refuses what would overflow, allocate without bound or train to NaN, naming the flag and
+// the limit: non-finite or absurd --lr / --weight_decay / --grad_clip, tokens per microbatch
+// (--micro_batch_size x --seq_len) and model sizes beyond what the kernels index.
+inline constexpr double kMaxLearningRate = 10;
+inline constexpr double kMaxWeightDecay = 100;
+inline constexpr double kMaxGradClip = 1e6;
+inline constexpr int64_t kMaxTokensPerMicrobatch = int64_t{1} << 24;
+inline constexpr int kMaxMicrobatches = 1 << 20;
+inline constexpr int kMaxStages = 4096;
+absl::Status ValidateTrainConfig(const TrainConfig& c);
+
+// --nprocs against --stages, checked before any process starts: 0 (no cluster) or 1 to
+// min(--stages, kMaxProcesses); every rank holds at least one stage.
+inline constexpr int kMaxProcesses = 1024;
+absl::Status ValidateProcessCount(int nprocs, int stages);
 
 // Reads and validates the shared flags. Relative paths are taken relative to
 // $BUILD_WORKING_DIRECTORY under `bazel run`, and the path flags are rewritten to the

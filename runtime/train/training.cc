@@ -47,7 +47,7 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
                                                  const WindowSampler& sampler, int64_t step,
                                                  int num_microbatches) {
   const models::ChunkOptions& o = chunks.front()->options();
-  const int N = o.micro_batch_size * o.seq_len;
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
   std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;
   for (int mb = 0; mb < num_microbatches; ++mb) {
@@ -76,7 +76,7 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
 absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowSampler& sampler,
                                 int num_batches) {
   const models::ChunkOptions& o = chunks.front()->options();
-  const int N = o.micro_batch_size * o.seq_len;
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
   std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;
   constexpr int kEvalMicrobatch = -1;  // never used by training

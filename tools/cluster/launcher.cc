@@ -423,12 +423,16 @@ int RunCluster(const ClusterLaunchOptions& o) {
 }
 
 bool ClusterRequested() {
-  return absl::GetFlag(FLAGS_nprocs) > 0 || !absl::GetFlag(FLAGS_hostfile).empty();
+  return absl::GetFlag(FLAGS_nprocs) != 0 || !absl::GetFlag(FLAGS_hostfile).empty();
 }
 
 int LaunchClusterFromFlags(const char* argv0, const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
+  if (absl::Status s = ValidateProcessCount(o.nprocs, train.stages); !s.ok()) {
+    std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   o.bind = absl::GetFlag(FLAGS_bind);
   if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
     std::ifstream in(path);
