@@ -4,7 +4,6 @@
 // (tests/launch_test.sh runs the binary).
 #include "tools/train_flags.h"
 
-
 #include <cmath>
 #include <limits>
 #include <string>
