@@ -1,12 +1,11 @@
 // Multi-tensor AdamW kernels: one block per fixed-size chunk of one tensor, for the squared-norm
 // partials and for the update; one block to add the partials in order and form the clip factor.
 // Not fused with the gradient reduction across data-parallel ranks.
-#include "ops/cuda/adamw.h"
-
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ops/cuda/adamw.h"
 #include "ops/cuda/cuda_status.h"
 #include "ops/cuda/reduce.cuh"
 
@@ -39,8 +38,7 @@ __global__ void SquaredNormPartialsKernel(float* partials, const AdamWTensor* te
 }
 
 // One block: thread j adds partials j, j + blockDim.x, ... in double, then a fixed tree.
-__global__ void NormAndClipKernel(float* norm, const float* partials, int count,
-                                  float max_norm) {
+__global__ void NormAndClipKernel(float* norm, const float* partials, int count, float max_norm) {
   __shared__ double shared[1024];
   double sum = 0.0;
   for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
@@ -104,8 +102,8 @@ absl::StatusOr<std::unique_ptr<MultiTensorAdamW>> MultiTensorAdamW::Create(
                                   tensors.size() * sizeof(AdamWTensor)));
   CUDA_RETURN_IF_ERROR(
       cudaMalloc(reinterpret_cast<void**>(&optimizer->chunks_), chunks.size() * sizeof(Chunk)));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&optimizer->partials_),
-                                  chunks.size() * sizeof(float)));
+  CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&optimizer->partials_), chunks.size() * sizeof(float)));
   CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&optimizer->norm_), 2 * sizeof(float)));
   CUDA_RETURN_IF_ERROR(cudaMemcpy(optimizer->tensors_, tensors.data(),
                                   tensors.size() * sizeof(AdamWTensor), cudaMemcpyHostToDevice));
@@ -123,8 +121,7 @@ MultiTensorAdamW::~MultiTensorAdamW() {
 
 absl::Status MultiTensorAdamW::Step(const AdamWOptions& options, int step, double max_norm,
                                     cudaStream_t stream) {
-  SquaredNormPartialsKernel<<<chunk_count_, kBlockSize, 0, stream>>>(partials_, tensors_,
-                                                                     chunks_);
+  SquaredNormPartialsKernel<<<chunk_count_, kBlockSize, 0, stream>>>(partials_, tensors_, chunks_);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   NormAndClipKernel<<<1, 1024, 0, stream>>>(norm_, partials_, chunk_count_,
                                             static_cast<float>(max_norm));

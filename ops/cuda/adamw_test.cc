@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -17,11 +18,11 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using ::stagehand::testing::StatusIs;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 using testing::RoundedToFloat;
 
@@ -81,9 +82,9 @@ std::vector<std::unique_ptr<DeviceTensor>> RunGpuStep(const std::vector<HostTens
   if (!optimizer.ok()) return device;
   EXPECT_THAT((*optimizer)->Step(Options(), kStep, max_norm, nullptr), IsOk());
   float norm_value = 0.0f;
-  EXPECT_EQ(cudaMemcpy(&norm_value, (*optimizer)->device_norm(), sizeof(float),
-                       cudaMemcpyDeviceToHost),
-            cudaSuccess);
+  EXPECT_EQ(
+      cudaMemcpy(&norm_value, (*optimizer)->device_norm(), sizeof(float), cudaMemcpyDeviceToHost),
+      cudaSuccess);
   *norm = norm_value;
   return device;
 }
@@ -93,18 +94,23 @@ void ExpectStepMatchesCpu(double max_norm) {
   double gpu_norm = 0.0;
   std::vector<std::unique_ptr<DeviceTensor>> device = RunGpuStep(host, max_norm, &gpu_norm);
   double sum_of_squares = 0.0;
-  for (const HostTensor& t : host) sum_of_squares += ops::SumOfSquares(t.grads.data(), t.grads.size());
+  for (const HostTensor& t : host) {
+    sum_of_squares += ops::SumOfSquares(t.grads.data(), static_cast<int64_t>(t.grads.size()));
+  }
   const double norm = std::sqrt(sum_of_squares);
-  EXPECT_NEAR(gpu_norm, norm, kFloatTolerance * norm);
+  ExpectParity("global_norm", {gpu_norm}, {norm}, kFloatTolerance);
   const double scale = ops::ClipScale(norm, max_norm);
   for (size_t i = 0; i < host.size(); ++i) {
     HostTensor& t = host[i];
     ops::AdamWUpdate(t.params.data(), t.grads.data(), t.m.data(), t.v.data(), kSizes[i], Options(),
                      kStep, scale);
-    EXPECT_LT(MaxRelativeError(device[i]->params.Download(), t.params), kFloatTolerance) << i;
-    EXPECT_LT(MaxRelativeError(device[i]->m.Download(), t.m), kFloatTolerance) << i;
-    EXPECT_LT(MaxRelativeError(device[i]->v.Download(), t.v), kFloatTolerance) << i;
-    EXPECT_LT(MaxRelativeError(device[i]->params_bf16.Download(), t.params), 1e-2) << i;
+    const std::string tensor = "tensor" + std::to_string(i);
+    ExpectParity((tensor + ".params").c_str(), device[i]->params.Download(), t.params,
+                 kFloatTolerance);
+    ExpectParity((tensor + ".m").c_str(), device[i]->m.Download(), t.m, kFloatTolerance);
+    ExpectParity((tensor + ".v").c_str(), device[i]->v.Download(), t.v, kFloatTolerance);
+    ExpectParity((tensor + ".params_bf16").c_str(), device[i]->params_bf16.Download(), t.params,
+                 1e-2);
   }
 }
 

@@ -1,11 +1,10 @@
 // Attention on the GPU: qkv permuted to per-head q, k, v; scores by a batched cuBLASLt GEMM into
 // fp32; a causal softmax kernel (one warp per row); att @ v by a second GEMM; and the mirror
 // image for the input-gradient. Not flash attention (see attention.h for why).
-#include "ops/cuda/attention.h"
-
 #include <cmath>
 #include <cstdint>
 
+#include "ops/cuda/attention.h"
 #include "ops/cuda/cuda_status.h"
 #include "ops/cuda/reduce.cuh"
 #include "runtime/util/status_macros.h"
@@ -90,8 +89,7 @@ __global__ void UnpermuteKernel(bf16* out, const bf16* y, int B, int T, int NH, 
 }
 
 // dout (B, T, NH, hs) -> dy (B, NH, T, hs).
-__global__ void PermuteOutputGradKernel(bf16* dy, const bf16* dout, int B, int T, int NH,
-                                        int hs) {
+__global__ void PermuteOutputGradKernel(bf16* dy, const bf16* dout, int B, int T, int NH, int hs) {
   const int64_t n = static_cast<int64_t>(B) * NH * T * hs;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -104,8 +102,8 @@ __global__ void PermuteOutputGradKernel(bf16* dy, const bf16* dout, int B, int T
 }
 
 // dqkv (B, T, 3, NH, hs) += dq, dk, dv (B, NH, T, hs).
-__global__ void AccumulateQkvGradKernel(bf16* dqkv, const bf16* dq, const bf16* dk,
-                                        const bf16* dv, int B, int T, int NH, int hs) {
+__global__ void AccumulateQkvGradKernel(bf16* dqkv, const bf16* dq, const bf16* dk, const bf16* dv,
+                                        int B, int T, int NH, int hs) {
   const int C = NH * hs;
   const int64_t n = static_cast<int64_t>(B) * NH * T * hs;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -161,9 +159,9 @@ __global__ void CausalSoftmaxBackwardKernel(bf16* dscores, const float* datt, co
 }
 
 // A strided-batched GEMM over the B*NH heads, column-major as MatmulArgs describes.
-MatmulArgs HeadGemm(bool transpose_a, bool transpose_b, int m, int n, int k, const void* a,
-                    int lda, int64_t stride_a, const void* b, int ldb, int64_t stride_b, void* d,
-                    int ldd, int64_t stride_d, int batches) {
+MatmulArgs HeadGemm(bool transpose_a, bool transpose_b, int m, int n, int k, const void* a, int lda,
+                    int64_t stride_a, const void* b, int ldb, int64_t stride_b, void* d, int ldd,
+                    int64_t stride_d, int batches) {
   MatmulArgs args;
   args.transpose_a = transpose_a;
   args.transpose_b = transpose_b;
@@ -204,8 +202,8 @@ absl::Status AttentionForward(bf16* out, bf16* att, const bf16* qkv, void* scrat
   PermuteKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(s.q, s.k, s.v, qkv, B, T, NH, hs);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   // scores^T (Tk, Tq) = k (stored (hs, Tk), transposed) @ q (stored (hs, Tq)), times 1/sqrt(hs).
-  MatmulArgs scores = HeadGemm(true, false, T, T, hs, s.k, hs, head, s.q, hs, head, s.scores, T,
-                               square, batches);
+  MatmulArgs scores =
+      HeadGemm(true, false, T, T, hs, s.k, hs, head, s.q, hs, head, s.scores, T, square, batches);
   scores.d_is_float = true;
   scores.alpha = 1.0f / std::sqrt(static_cast<float>(hs));
   RETURN_IF_ERROR(matmul.Run(scores, stream));
@@ -237,8 +235,8 @@ absl::Status AttentionBackwardInput(bf16* dqkv, const bf16* dout, const bf16* qk
   PermuteOutputGradKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(s.y, dout, B, T, NH, hs);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   // datt^T (Tk, Tq) = v (stored (hs, Tk), transposed) @ dy (stored (hs, Tq)); into fp32 scores.
-  MatmulArgs datt = HeadGemm(true, false, T, T, hs, s.v, hs, head, s.y, hs, head, s.scores, T,
-                             square, batches);
+  MatmulArgs datt =
+      HeadGemm(true, false, T, T, hs, s.v, hs, head, s.y, hs, head, s.scores, T, square, batches);
   datt.d_is_float = true;
   RETURN_IF_ERROR(matmul.Run(datt, stream));
   // dv^T (hs, Tk) = dy (stored (hs, Tq)) @ att (stored (Tk, Tq), transposed).
@@ -254,11 +252,11 @@ absl::Status AttentionBackwardInput(bf16* dqkv, const bf16* dout, const bf16* qk
                                       s.dq, hs, head, batches),
                              stream));
   // dk^T (hs, Tk) = q (stored (hs, Tq)) @ dscores (stored (Tk, Tq), transposed).
-  RETURN_IF_ERROR(matmul.Run(HeadGemm(false, true, hs, T, T, s.q, hs, head, s.dscores, T, square,
-                                      s.dk, hs, head, batches),
-                             stream));
+  RETURN_IF_ERROR(matmul.Run(
+      HeadGemm(false, true, hs, T, T, s.q, hs, head, s.dscores, T, square, s.dk, hs, head, batches),
+      stream));
   AccumulateQkvGradKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(dqkv, s.dq, s.dk, s.dv, B,
-                                                                         T, NH, hs);
+                                                                        T, NH, hs);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }

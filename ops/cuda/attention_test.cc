@@ -16,10 +16,10 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 
 // T = 40 is not a multiple of the warp size; hs = 16.
@@ -30,9 +30,7 @@ struct AttentionReference {
   std::vector<double> qkv = RoundedToBf16(RandomVector(B * T * 3 * C, 1, -2.0, 2.0));
   std::vector<double> out = std::vector<double>(B * T * C);
   std::vector<double> att = std::vector<double>(B * NH * T * T);
-  AttentionReference() {
-    ops::AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-  }
+  AttentionReference() { ops::AttentionForward(out.data(), att.data(), qkv.data(), B, T, C, NH); }
 };
 
 TEST(AttentionCudaTest, ForwardOutputAndProbabilitiesMatchCpu) {
@@ -46,8 +44,8 @@ TEST(AttentionCudaTest, ForwardOutputAndProbabilitiesMatchCpu) {
   ASSERT_THAT(AttentionForward(out.get(), att.get(), qkv.get(), scratch.get(), B, T, C, NH,
                                **matmul, nullptr),
               IsOk());
-  EXPECT_LT(MaxRelativeError(out.Download(), x.out), kBf16Tolerance);
-  EXPECT_LT(MaxRelativeError(att.Download(), x.att), kBf16Tolerance);
+  ExpectParity("out", out.Download(), x.out, kBf16Tolerance);
+  ExpectParity("att", att.Download(), x.att, kBf16Tolerance);
 }
 
 TEST(AttentionCudaTest, BackwardInputAccumulatesLikeCpu) {
@@ -70,7 +68,7 @@ TEST(AttentionCudaTest, BackwardInputAccumulatesLikeCpu) {
   std::vector<double> expected = dqkv_before;
   ops::AttentionBackwardInput(expected.data(), dout.data(), x.qkv.data(), x.att.data(), B, T, C,
                               NH);
-  EXPECT_LT(MaxRelativeError(dqkv.Download(), expected), kBf16Tolerance);
+  ExpectParity("dqkv", dqkv.Download(), expected, kBf16Tolerance);
 }
 
 }  // namespace

@@ -66,9 +66,9 @@ absl::StatusOr<void*> CachingAllocator::Allocate(size_t bytes) {
 absl::Status CachingAllocator::Free(void* pointer) {
   auto found = in_use_.find(pointer);
   if (found == in_use_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "caching allocator: Free of a pointer it did not hand out, or freed twice: ",
-        absl::StrFormat("%p", pointer)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("caching allocator: Free of a pointer it did not hand out, or freed twice: ",
+                     absl::StrFormat("%p", pointer)));
   }
   const size_t size = found->second;
   in_use_.erase(found);

@@ -34,10 +34,10 @@ struct CachingAllocatorOptions {
 };
 
 struct AllocatorStats {
-  int64_t in_use_bytes = 0;       // handed out and not yet freed (rounded sizes)
-  int64_t peak_in_use_bytes = 0;  // the largest in_use_bytes since creation or ResetPeak
-  int64_t cached_bytes = 0;       // freed, kept for reuse
-  int64_t reserved_bytes = 0;     // in use + cached: what the backing holds for us
+  int64_t in_use_bytes = 0;         // handed out and not yet freed (rounded sizes)
+  int64_t peak_in_use_bytes = 0;    // the largest in_use_bytes since creation or ResetPeak
+  int64_t cached_bytes = 0;         // freed, kept for reuse
+  int64_t reserved_bytes = 0;       // in use + cached: what the backing holds for us
   int64_t backing_allocations = 0;  // calls to MemoryBacking::Allocate that succeeded
   int64_t cache_hits = 0;           // Allocate calls served from the cache
 };
@@ -71,8 +71,8 @@ class CachingAllocator {
  private:
   std::unique_ptr<MemoryBacking> backing_;
   CachingAllocatorOptions options_;
-  std::multimap<size_t, void*> free_blocks_;        // size class -> cached block
-  std::unordered_map<void*, size_t> in_use_;         // block -> its size class
+  std::multimap<size_t, void*> free_blocks_;  // size class -> cached block
+  std::unordered_map<void*, size_t> in_use_;  // block -> its size class
   AllocatorStats stats_;
 };
 

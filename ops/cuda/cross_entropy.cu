@@ -2,7 +2,6 @@
 // fp32 (block reductions in a fixed order), then the gradient written in place. Not online
 // (three reads of the row; a single-pass online softmax is a later optimisation).
 #include "ops/cuda/cross_entropy.h"
-
 #include "ops/cuda/cuda_status.h"
 #include "ops/cuda/reduce.cuh"
 
@@ -11,9 +10,8 @@ namespace {
 
 constexpr int kThreads = 512;
 
-__global__ void SoftmaxCrossEntropyFusedKernel(float* losses, bf16* logits,
-                                               const int32_t* targets, float dloss, int V,
-                                               int Vp) {
+__global__ void SoftmaxCrossEntropyFusedKernel(float* losses, bf16* logits, const int32_t* targets,
+                                               float dloss, int V, int Vp) {
   __shared__ float shared[32];
   const int64_t row = blockIdx.x;
   bf16* x = logits + row * Vp;
@@ -51,8 +49,7 @@ absl::Status SoftmaxCrossEntropyFused(float* losses, bf16* logits, const int32_t
   if (Vp < V) {
     return absl::InvalidArgumentError("SoftmaxCrossEntropyFused: padded vocabulary Vp < V");
   }
-  SoftmaxCrossEntropyFusedKernel<<<N, kThreads, 0, stream>>>(losses, logits, targets, dloss, V,
-                                                             Vp);
+  SoftmaxCrossEntropyFusedKernel<<<N, kThreads, 0, stream>>>(losses, logits, targets, dloss, V, Vp);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }

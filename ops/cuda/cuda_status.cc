@@ -37,17 +37,28 @@ const char* CudaHint(cudaError_t error) {
 
 const char* CublasLtName(cublasStatus_t status) {
   switch (status) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
-    default: return "unknown cublasStatus_t";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
+    default:
+      return "unknown cublasStatus_t";
   }
 }
 
@@ -61,9 +72,9 @@ bool IsNoGpuError(cudaError_t error) {
 
 absl::Status CudaStatus(cudaError_t error, const char* call, const char* file, int line) {
   if (error == cudaSuccess) return absl::OkStatus();
-  const std::string message =
-      absl::StrCat(call, " failed at ", file, ":", line, ": ", cudaGetErrorName(error), " (",
-                   static_cast<int>(error), ", ", cudaGetErrorString(error), "); ", CudaHint(error));
+  const std::string message = absl::StrCat(call, " failed at ", file, ":", line, ": ",
+                                           cudaGetErrorName(error), " (", static_cast<int>(error),
+                                           ", ", cudaGetErrorString(error), "); ", CudaHint(error));
   if (IsNoGpuError(error)) return absl::FailedPreconditionError(message);
   if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
   return absl::InternalError(message);
@@ -79,8 +90,8 @@ absl::Status CublasLtStatus(cublasStatus_t status, const char* call, const char*
           absl::StrCat(where, "; cuBLASLt could not allocate: free device memory"));
     case CUBLAS_STATUS_NOT_SUPPORTED:
     case CUBLAS_STATUS_INVALID_VALUE:
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, "; cuBLASLt cannot do this shape, layout or type combination"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "; cuBLASLt cannot do this shape, layout or type combination"));
     case CUBLAS_STATUS_NOT_INITIALIZED:
       return absl::FailedPreconditionError(
           absl::StrCat(where, "; no GPU or cuBLASLt handle not created"));

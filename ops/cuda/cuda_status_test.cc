@@ -23,11 +23,11 @@ TEST(CudaStatusTest, SuccessIsOk) {
 }
 
 TEST(CudaStatusTest, NoDriverSaysNoGpu) {
-  EXPECT_THAT(CudaStatus(cudaErrorInsufficientDriver, "cudaMalloc(&p, 4)", "x.cc", 7),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr("no GPU"), HasSubstr("cudaMalloc(&p, 4)"),
-                             HasSubstr("x.cc:7"), HasSubstr("cudaErrorInsufficientDriver"),
-                             HasSubstr("35"))));
+  EXPECT_THAT(
+      CudaStatus(cudaErrorInsufficientDriver, "cudaMalloc(&p, 4)", "x.cc", 7),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("no GPU"), HasSubstr("cudaMalloc(&p, 4)"), HasSubstr("x.cc:7"),
+                     HasSubstr("cudaErrorInsufficientDriver"), HasSubstr("35"))));
 }
 
 TEST(CudaStatusTest, NoDeviceSaysNoGpu) {
@@ -57,9 +57,9 @@ absl::Status FailingCall() {
 }
 
 TEST(CudaStatusTest, MacroReturnsTheErrorWithTheCallText) {
-  EXPECT_THAT(FailingCall(), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                      AllOf(HasSubstr("cudaErrorNoDevice"),
-                                            HasSubstr("cuda_status_test.cc"))));
+  EXPECT_THAT(FailingCall(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("cudaErrorNoDevice"), HasSubstr("cuda_status_test.cc"))));
 }
 
 // Either there is a usable GPU, or the status says "no GPU" and why: never another failure.

@@ -37,12 +37,11 @@ absl::StatusOr<DeviceInfo> ProbeDevice() {
 }
 
 std::string DescribeDevice(const DeviceInfo& info) {
-  return absl::StrFormat("%s, sm_%d%d, %.1f GiB, %d SMs, driver %d.%d, runtime %d.%d", info.name,
-                         info.compute_major, info.compute_minor,
-                         static_cast<double>(info.total_memory_bytes) / (1 << 30),
-                         info.multiprocessors, info.driver_version / 1000,
-                         info.driver_version % 1000 / 10, info.runtime_version / 1000,
-                         info.runtime_version % 1000 / 10);
+  return absl::StrFormat(
+      "%s, sm_%d%d, %.1f GiB, %d SMs, driver %d.%d, runtime %d.%d", info.name, info.compute_major,
+      info.compute_minor, static_cast<double>(info.total_memory_bytes) / (1 << 30),
+      info.multiprocessors, info.driver_version / 1000, info.driver_version % 1000 / 10,
+      info.runtime_version / 1000, info.runtime_version % 1000 / 10);
 }
 
 }  // namespace stagehand::ops::cuda

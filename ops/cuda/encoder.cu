@@ -1,8 +1,7 @@
 // Embedding kernels: an elementwise gather for the forward; for the weight-gradient, dwpe by
 // (t, c) summing over b, and dwte by channel walking positions in order. Not atomic.
-#include "ops/cuda/encoder.h"
-
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/encoder.h"
 
 namespace stagehand::ops::cuda {
 namespace {
@@ -33,8 +32,8 @@ __global__ void PositionGradKernel(float* dwpe, const bf16* dout, int B, int T, 
 
 // Thread c owns column c of dwte: no two threads touch one element, and positions are added in
 // order. Neighbouring threads read neighbouring channels, so loads and stores coalesce.
-__global__ void TokenGradKernel(float* dwte, const bf16* dout, const int32_t* tokens,
-                                int positions, int C) {
+__global__ void TokenGradKernel(float* dwte, const bf16* dout, const int32_t* tokens, int positions,
+                                int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   for (int position = 0; position < positions; ++position) {
@@ -56,12 +55,12 @@ absl::Status EncoderForward(bf16* out, const int32_t* tokens, const bf16* wte, c
 absl::Status EncoderBackwardWeights(float* dwte, float* dwpe, const bf16* dout,
                                     const int32_t* tokens, int B, int T, int C,
                                     cudaStream_t stream) {
-  PositionGradKernel<<<GridFor(static_cast<int64_t>(T) * C), kBlockSize, 0, stream>>>(
-      dwpe, dout, B, T, C);
+  PositionGradKernel<<<GridFor(static_cast<int64_t>(T) * C), kBlockSize, 0, stream>>>(dwpe, dout, B,
+                                                                                      T, C);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   constexpr int kThreads = 64;
-  TokenGradKernel<<<(C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(dwte, dout, tokens,
-                                                                         B * T, C);
+  TokenGradKernel<<<(C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(dwte, dout, tokens, B * T,
+                                                                          C);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }

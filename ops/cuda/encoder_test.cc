@@ -14,11 +14,11 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomTokens;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 using testing::RoundedToFloat;
 
@@ -34,12 +34,12 @@ TEST(EncoderCudaTest, ForwardMatchesCpu) {
   tokens_device.UploadRaw(tokens);
   wte_device.Upload(wte);
   wpe_device.Upload(wpe);
-  ASSERT_THAT(EncoderForward(out.get(), tokens_device.get(), wte_device.get(), wpe_device.get(),
-                             B, T, C, nullptr),
+  ASSERT_THAT(EncoderForward(out.get(), tokens_device.get(), wte_device.get(), wpe_device.get(), B,
+                             T, C, nullptr),
               IsOk());
   std::vector<double> expected(B * T * C);
   ops::EncoderForward(expected.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
-  EXPECT_LT(MaxRelativeError(out.Download(), expected), 1e-2);
+  ExpectParity("out", out.Download(), expected, 1e-2);
 }
 
 TEST(EncoderCudaTest, BackwardWeightsAccumulateLikeCpu) {
@@ -56,14 +56,14 @@ TEST(EncoderCudaTest, BackwardWeightsAccumulateLikeCpu) {
   dout_device.Upload(dout);
   dwte.Upload(dwte_before);
   dwpe.Upload(dwpe_before);
-  ASSERT_THAT(EncoderBackwardWeights(dwte.get(), dwpe.get(), dout_device.get(),
-                                     tokens_device.get(), B, T, C, nullptr),
+  ASSERT_THAT(EncoderBackwardWeights(dwte.get(), dwpe.get(), dout_device.get(), tokens_device.get(),
+                                     B, T, C, nullptr),
               IsOk());
   std::vector<double> expected_dwte = dwte_before, expected_dwpe = dwpe_before;
   ops::EncoderBackwardWeights(expected_dwte.data(), expected_dwpe.data(), dout.data(),
                               tokens.data(), B, T, C);
-  EXPECT_LT(MaxRelativeError(dwte.Download(), expected_dwte), 1e-4);
-  EXPECT_LT(MaxRelativeError(dwpe.Download(), expected_dwpe), 1e-4);
+  ExpectParity("dwte", dwte.Download(), expected_dwte, 1e-4);
+  ExpectParity("dwpe", dwpe.Download(), expected_dwpe, 1e-4);
 }
 
 }  // namespace

@@ -1,8 +1,7 @@
 // GELU kernels: elementwise grid-stride loops, fp32 math on bf16 storage. Not vectorised
 // (128-bit loads would be the next step for bandwidth).
-#include "ops/cuda/gelu.h"
-
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/gelu.h"
 
 namespace stagehand::ops::cuda {
 namespace {
@@ -18,8 +17,7 @@ __global__ void GeluForwardKernel(bf16* out, const bf16* inp, int64_t n) {
   }
 }
 
-__global__ void GeluBackwardInputKernel(bf16* dinp, const bf16* inp, const bf16* dout,
-                                        int64_t n) {
+__global__ void GeluBackwardInputKernel(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float x = __bfloat162float(inp[i]);

@@ -14,10 +14,10 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 
 constexpr int64_t kN = 3 * 4096 + 17;  // not a multiple of the block size
@@ -31,7 +31,7 @@ TEST(GeluCudaTest, ForwardMatchesCpu) {
   ASSERT_THAT(GeluForward(out.get(), inp_device.get(), kN, nullptr), IsOk());
   std::vector<double> expected(kN);
   ops::GeluForward(expected.data(), inp.data(), kN);
-  EXPECT_LT(MaxRelativeError(out.Download(), expected), kBf16Tolerance);
+  ExpectParity("out", out.Download(), expected, kBf16Tolerance);
 }
 
 TEST(GeluCudaTest, BackwardInputAccumulatesLikeCpu) {
@@ -47,7 +47,7 @@ TEST(GeluCudaTest, BackwardInputAccumulatesLikeCpu) {
               IsOk());
   std::vector<double> expected = dinp_before;
   ops::GeluBackwardInput(expected.data(), inp.data(), dout.data(), kN);
-  EXPECT_LT(MaxRelativeError(dinp.Download(), expected), kBf16Tolerance);
+  ExpectParity("dinp", dinp.Download(), expected, kBf16Tolerance);
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -116,14 +119,39 @@ class DeviceArray {
   int64_t size_;
 };
 
+// Expects max |actual - expected| / max |expected| below tolerance, and prints the measured
+// error as "parity <test>.<tensor> max_rel_err=<e> tolerance=<t>", the line run_gpu_checks.sh
+// collects into its table.
+inline void ExpectParity(const char* tensor, const std::vector<double>& actual,
+                         const std::vector<double>& expected, double tolerance) {
+  ASSERT_EQ(actual.size(), expected.size()) << tensor;
+  double max_difference = 0.0;
+  double scale = 0.0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double difference = std::abs(actual[i] - expected[i]);
+    // NaN (a poisoned, unwritten element) must fail: compare so that NaN counts as infinite.
+    if (std::isnan(difference)) {
+      max_difference = INFINITY;
+    } else {
+      max_difference = std::max(max_difference, difference);
+    }
+    scale = std::max(scale, std::abs(expected[i]));
+  }
+  const double error = max_difference / std::max(scale, 1e-300);
+  const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::printf("parity %s.%s.%s max_rel_err=%.3g tolerance=%.0e\n", test->test_suite_name(),
+              test->name(), tensor, error, tolerance);
+  EXPECT_LT(error, tolerance) << tensor;
+}
+
 }  // namespace stagehand::ops::cuda::testing
 
 // Skips the test, saying why, unless a usable GPU is present.
-#define SKIP_WITHOUT_GPU()                                                                \
-  do {                                                                                    \
-    const absl::StatusOr<::stagehand::ops::cuda::DeviceInfo> stagehand_device_ =          \
-        ::stagehand::ops::cuda::ProbeDevice();                                            \
-    if (!stagehand_device_.ok()) GTEST_SKIP() << stagehand_device_.status().message();    \
+#define SKIP_WITHOUT_GPU()                                                             \
+  do {                                                                                 \
+    const absl::StatusOr<::stagehand::ops::cuda::DeviceInfo> stagehand_device_ =       \
+        ::stagehand::ops::cuda::ProbeDevice();                                         \
+    if (!stagehand_device_.ok()) GTEST_SKIP() << stagehand_device_.status().message(); \
   } while (false)
 
 #endif  // STAGEHAND_OPS_CUDA_GPU_TEST_UTIL_H_

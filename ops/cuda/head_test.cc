@@ -18,11 +18,11 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomTokens;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 using testing::RoundedToFloat;
 
@@ -78,7 +78,7 @@ class HeadCudaTest : public ::testing::Test {
 };
 
 TEST_F(HeadCudaTest, LossesMatchCpu) {
-  EXPECT_LT(MaxRelativeError(device_->losses.Download(), x_.losses), kBf16Tolerance);
+  ExpectParity("losses", device_->losses.Download(), x_.losses, kBf16Tolerance);
 }
 
 TEST_F(HeadCudaTest, DlogitsMatchCpuAndPaddingIsZero) {
@@ -93,32 +93,32 @@ TEST_F(HeadCudaTest, DlogitsMatchCpuAndPaddingIsZero) {
       }
     }
   }
-  EXPECT_LT(MaxRelativeError(dlogits, x_.dlogits), kBf16Tolerance);
+  ExpectParity("dlogits", dlogits, x_.dlogits, kBf16Tolerance);
 }
 
 TEST_F(HeadCudaTest, BackwardInputAccumulatesLikeCpu) {
   const std::vector<double> dinp_before = RoundedToBf16(RandomVector(N * C, 4, -0.01, 0.01));
   DeviceArray<bf16> dinp(N * C);
   dinp.Upload(dinp_before);
-  ASSERT_THAT(HeadBackwardInput(dinp.get(), device_->logits.get(), device_->wte.get(), N, C, Vp, *matmul_,
-                                nullptr),
+  ASSERT_THAT(HeadBackwardInput(dinp.get(), device_->logits.get(), device_->wte.get(), N, C, Vp,
+                                *matmul_, nullptr),
               IsOk());
   std::vector<double> expected = dinp_before;
   ops::LinearBackwardInput(expected.data(), x_.dlogits.data(), x_.wte.data(), N, C, V);
-  EXPECT_LT(MaxRelativeError(dinp.Download(), expected), kBf16Tolerance);
+  ExpectParity("dinp", dinp.Download(), expected, kBf16Tolerance);
 }
 
 TEST_F(HeadCudaTest, BackwardWeightsAccumulateLikeCpuAndPaddedRowsKeepTheirValue) {
   const std::vector<double> dwte_before = RoundedToFloat(RandomVector(Vp * C, 5, -0.01, 0.01));
   DeviceArray<float> dwte(Vp * C);
   dwte.Upload(dwte_before);
-  ASSERT_THAT(HeadBackwardWeights(dwte.get(), device_->logits.get(), device_->inp.get(), N, C, Vp, *matmul_,
-                                  nullptr),
+  ASSERT_THAT(HeadBackwardWeights(dwte.get(), device_->logits.get(), device_->inp.get(), N, C, Vp,
+                                  *matmul_, nullptr),
               IsOk());
   std::vector<double> expected = dwte_before;
-  ops::LinearBackwardWeights<double>(expected.data(), nullptr, x_.dlogits.data(), x_.inp.data(),
-                                     N, C, V);
-  EXPECT_LT(MaxRelativeError(dwte.Download(), expected), kBf16Tolerance);
+  ops::LinearBackwardWeights<double>(expected.data(), nullptr, x_.dlogits.data(), x_.inp.data(), N,
+                                     C, V);
+  ExpectParity("dwte", dwte.Download(), expected, kBf16Tolerance);
 }
 
 }  // namespace

@@ -19,8 +19,8 @@ inline constexpr int kBlockSize = 256;
 // never more than the elements need.
 inline int GridFor(int64_t n, int block_size = kBlockSize) {
   constexpr int64_t kMaxBlocks = 132 * 32;
-  return static_cast<int>(std::max<int64_t>(
-      1, std::min<int64_t>((n + block_size - 1) / block_size, kMaxBlocks)));
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>((n + block_size - 1) / block_size, kMaxBlocks)));
 }
 
 }  // namespace stagehand::ops::cuda

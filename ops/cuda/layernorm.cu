@@ -1,9 +1,8 @@
 // LayerNorm kernels: one warp per row for the forward and the input-gradient (two passes over
 // the row, statistics in fp32), a (32 channels x 8 row lanes) block per 32 channels for the
 // weight-gradient. Not fused with the residual.
-#include "ops/cuda/layernorm.h"
-
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/layernorm.h"
 #include "ops/cuda/reduce.cuh"
 
 namespace stagehand::ops::cuda {
@@ -106,29 +105,28 @@ absl::Status LayerNormForward(bf16* out, float* mean, float* rstd, const bf16* i
                               const bf16* weight, const bf16* bias, int N, int C,
                               cudaStream_t stream) {
   const int grid = (N + kRowsPerBlock - 1) / kRowsPerBlock;
-  LayerNormForwardKernel<<<grid, kBlockSize, 0, stream>>>(out, mean, rstd, inp, weight, bias, N,
-                                                          C);
+  LayerNormForwardKernel<<<grid, kBlockSize, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
 absl::Status LayerNormBackwardInput(bf16* dinp, const bf16* dout, const bf16* inp,
-                                    const bf16* weight, const float* mean, const float* rstd,
-                                    int N, int C, cudaStream_t stream) {
+                                    const bf16* weight, const float* mean, const float* rstd, int N,
+                                    int C, cudaStream_t stream) {
   const int grid = (N + kRowsPerBlock - 1) / kRowsPerBlock;
-  LayerNormBackwardInputKernel<<<grid, kBlockSize, 0, stream>>>(dinp, dout, inp, weight, mean,
-                                                                rstd, N, C);
+  LayerNormBackwardInputKernel<<<grid, kBlockSize, 0, stream>>>(dinp, dout, inp, weight, mean, rstd,
+                                                                N, C);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }
 
 absl::Status LayerNormBackwardWeights(float* dweight, float* dbias, const bf16* dout,
-                                      const bf16* inp, const float* mean, const float* rstd,
-                                      int N, int C, cudaStream_t stream) {
+                                      const bf16* inp, const float* mean, const float* rstd, int N,
+                                      int C, cudaStream_t stream) {
   const dim3 block(kChannelsPerBlock, kRowLanes);
   const int grid = (C + kChannelsPerBlock - 1) / kChannelsPerBlock;
-  LayerNormBackwardWeightsKernel<<<grid, block, 0, stream>>>(dweight, dbias, dout, inp, mean,
-                                                             rstd, N, C);
+  LayerNormBackwardWeightsKernel<<<grid, block, 0, stream>>>(dweight, dbias, dout, inp, mean, rstd,
+                                                             N, C);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
 }

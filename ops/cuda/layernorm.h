@@ -19,13 +19,13 @@ absl::Status LayerNormForward(bf16* out, float* mean, float* rstd, const bf16* i
 
 // B: dinp (N, C) += d(out)/d(inp) applied to dout (N, C).
 absl::Status LayerNormBackwardInput(bf16* dinp, const bf16* dout, const bf16* inp,
-                                    const bf16* weight, const float* mean, const float* rstd,
-                                    int N, int C, cudaStream_t stream);
+                                    const bf16* weight, const float* mean, const float* rstd, int N,
+                                    int C, cudaStream_t stream);
 
 // W: dweight (C) += sum_n dout * xhat; dbias (C) += sum_n dout, fp32. Deterministic.
 absl::Status LayerNormBackwardWeights(float* dweight, float* dbias, const bf16* dout,
-                                      const bf16* inp, const float* mean, const float* rstd,
-                                      int N, int C, cudaStream_t stream);
+                                      const bf16* inp, const float* mean, const float* rstd, int N,
+                                      int C, cudaStream_t stream);
 
 }  // namespace stagehand::ops::cuda
 

@@ -15,10 +15,10 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 using testing::RoundedToFloat;
 
@@ -51,9 +51,9 @@ TEST(LayerNormCudaTest, ForwardMatchesCpu) {
   ASSERT_THAT(LayerNormForward(out.get(), mean.get(), rstd.get(), inp.get(), weight.get(),
                                bias.get(), N, C, nullptr),
               IsOk());
-  EXPECT_LT(MaxRelativeError(out.Download(), x.out), kBf16Tolerance);
-  EXPECT_LT(MaxRelativeError(mean.Download(), x.mean), kFloatTolerance);
-  EXPECT_LT(MaxRelativeError(rstd.Download(), x.rstd), kFloatTolerance);
+  ExpectParity("out", out.Download(), x.out, kBf16Tolerance);
+  ExpectParity("mean", mean.Download(), x.mean, kFloatTolerance);
+  ExpectParity("rstd", rstd.Download(), x.rstd, kFloatTolerance);
 }
 
 TEST(LayerNormCudaTest, BackwardInputAccumulatesLikeCpu) {
@@ -74,7 +74,7 @@ TEST(LayerNormCudaTest, BackwardInputAccumulatesLikeCpu) {
   std::vector<double> expected = dinp_before;
   ops::LayerNormBackwardInput(expected.data(), x.dout.data(), x.inp.data(), x.weight.data(),
                               x.mean.data(), x.rstd.data(), N, C);
-  EXPECT_LT(MaxRelativeError(dinp.Download(), expected), kBf16Tolerance);
+  ExpectParity("dinp", dinp.Download(), expected, kBf16Tolerance);
 }
 
 TEST(LayerNormCudaTest, BackwardWeightsAccumulateLikeCpu) {
@@ -97,8 +97,8 @@ TEST(LayerNormCudaTest, BackwardWeightsAccumulateLikeCpu) {
   ops::LayerNormBackwardWeights(expected_dweight.data(), expected_dbias.data(), x.dout.data(),
                                 x.inp.data(), x.mean.data(), x.rstd.data(), N, C);
   // fp32 statistics and sums over bf16 inputs: the fp32 path's tolerance.
-  EXPECT_LT(MaxRelativeError(dweight.Download(), expected_dweight), kFloatTolerance);
-  EXPECT_LT(MaxRelativeError(dbias.Download(), expected_dbias), kFloatTolerance);
+  ExpectParity("dweight", dweight.Download(), expected_dweight, kFloatTolerance);
+  ExpectParity("dbias", dbias.Download(), expected_dbias, kFloatTolerance);
 }
 
 }  // namespace

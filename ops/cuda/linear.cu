@@ -1,8 +1,7 @@
 // Linear layer on the GPU: three cuBLASLt products (bias fused into the forward's epilogue) and
 // a deterministic column-sum kernel for the bias gradient. Not a GEMM kernel of our own.
-#include "ops/cuda/linear.h"
-
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/linear.h"
 
 namespace stagehand::ops::cuda {
 namespace {

@@ -15,10 +15,10 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 
 constexpr int N = 96, C = 64, OC = 80;
@@ -40,12 +40,12 @@ TEST(LinearCudaTest, ForwardWithBiasMatchesCpu) {
   bias.Upload(x.bias);
   auto matmul = Matmul::Create();
   ASSERT_THAT(matmul, IsOk());
-  ASSERT_THAT(LinearForward(out.get(), inp.get(), weight.get(), bias.get(), N, C, OC, **matmul,
-                            nullptr),
-              IsOk());
+  ASSERT_THAT(
+      LinearForward(out.get(), inp.get(), weight.get(), bias.get(), N, C, OC, **matmul, nullptr),
+      IsOk());
   std::vector<double> expected(N * OC);
   ops::LinearForward(expected.data(), x.inp.data(), x.weight.data(), x.bias.data(), N, C, OC);
-  EXPECT_LT(MaxRelativeError(out.Download(), expected), kBf16Tolerance);
+  ExpectParity("out", out.Download(), expected, kBf16Tolerance);
 }
 
 TEST(LinearCudaTest, ForwardWithoutBiasMatchesCpu) {
@@ -61,7 +61,7 @@ TEST(LinearCudaTest, ForwardWithoutBiasMatchesCpu) {
       IsOk());
   std::vector<double> expected(N * OC);
   ops::LinearForward<double>(expected.data(), x.inp.data(), x.weight.data(), nullptr, N, C, OC);
-  EXPECT_LT(MaxRelativeError(out.Download(), expected), kBf16Tolerance);
+  ExpectParity("out", out.Download(), expected, kBf16Tolerance);
 }
 
 TEST(LinearCudaTest, BackwardInputAccumulatesLikeCpu) {
@@ -79,7 +79,7 @@ TEST(LinearCudaTest, BackwardInputAccumulatesLikeCpu) {
       IsOk());
   std::vector<double> expected = dinp_before;
   ops::LinearBackwardInput(expected.data(), x.dout.data(), x.weight.data(), N, C, OC);
-  EXPECT_LT(MaxRelativeError(dinp.Download(), expected), kBf16Tolerance);
+  ExpectParity("dinp", dinp.Download(), expected, kBf16Tolerance);
 }
 
 TEST(LinearCudaTest, BackwardWeightsAccumulateLikeCpu) {
@@ -103,8 +103,8 @@ TEST(LinearCudaTest, BackwardWeightsAccumulateLikeCpu) {
   ops::LinearBackwardWeights(expected_dweight.data(), expected_dbias.data(), x.dout.data(),
                              x.inp.data(), N, C, OC);
   // bf16 inputs, fp32 accumulation and output: only the products' summation order differs.
-  EXPECT_LT(MaxRelativeError(dweight.Download(), expected_dweight), 1e-4);
-  EXPECT_LT(MaxRelativeError(dbias.Download(), expected_dbias), 1e-4);
+  ExpectParity("dweight", dweight.Download(), expected_dweight, 1e-4);
+  ExpectParity("dbias", dbias.Download(), expected_dbias, 1e-4);
 }
 
 }  // namespace

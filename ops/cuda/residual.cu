@@ -1,8 +1,7 @@
 // Residual kernels: elementwise grid-stride loops on bf16. Not fused with LayerNorm (llm.c's
 // fused residual+layernorm forward would save one read of the sum).
-#include "ops/cuda/residual.h"
-
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/residual.h"
 
 namespace stagehand::ops::cuda {
 namespace {

@@ -14,10 +14,10 @@
 namespace stagehand::ops::cuda {
 namespace {
 
-using ::stagehand::ops::testing::MaxRelativeError;
 using ::stagehand::ops::testing::RandomVector;
 using ::stagehand::testing::IsOk;
 using testing::DeviceArray;
+using testing::ExpectParity;
 using testing::RoundedToBf16;
 
 constexpr int64_t kN = 5000;
@@ -33,7 +33,7 @@ TEST(ResidualCudaTest, ForwardMatchesCpu) {
   ASSERT_THAT(ResidualForward(out.get(), a_device.get(), b_device.get(), kN, nullptr), IsOk());
   std::vector<double> expected(kN);
   ops::ResidualForward(expected.data(), a.data(), b.data(), kN);
-  EXPECT_LT(MaxRelativeError(out.Download(), expected), kBf16Tolerance);
+  ExpectParity("out", out.Download(), expected, kBf16Tolerance);
 }
 
 TEST(ResidualCudaTest, BackwardInputAccumulatesIntoBothLikeCpu) {
@@ -48,8 +48,8 @@ TEST(ResidualCudaTest, BackwardInputAccumulatesIntoBothLikeCpu) {
   ASSERT_THAT(ResidualBackwardInput(da.get(), db.get(), dout_device.get(), kN, nullptr), IsOk());
   std::vector<double> expected_da = da_before, expected_db = db_before;
   ops::ResidualBackwardInput(expected_da.data(), expected_db.data(), dout.data(), kN);
-  EXPECT_LT(MaxRelativeError(da.Download(), expected_da), kBf16Tolerance);
-  EXPECT_LT(MaxRelativeError(db.Download(), expected_db), kBf16Tolerance);
+  ExpectParity("da", da.Download(), expected_da, kBf16Tolerance);
+  ExpectParity("db", db.Download(), expected_db, kBf16Tolerance);
 }
 
 TEST(ResidualCudaTest, AliasedGradientsAddTwiceLikeCpu) {
@@ -62,7 +62,7 @@ TEST(ResidualCudaTest, AliasedGradientsAddTwiceLikeCpu) {
   ASSERT_THAT(ResidualBackwardInput(d.get(), d.get(), dout_device.get(), kN, nullptr), IsOk());
   std::vector<double> expected = before;
   ops::ResidualBackwardInput(expected.data(), expected.data(), dout.data(), kN);
-  EXPECT_LT(MaxRelativeError(d.Download(), expected), kBf16Tolerance);
+  ExpectParity("d", d.Download(), expected, kBf16Tolerance);
 }
 
 }  // namespace
