@@ -5,6 +5,7 @@
 # PyTorch installation, which it finds.
 #
 # Usage: ./run_gpu_checks.sh [--timeout SECONDS_PER_CHECK]   (logs go to ./logs/)
+# Exit status: 1 if a check failed or timed out, else 0 (skips are reported in the table).
 # Environment: STAGEHAND_LIB_SEARCH="dir1 dir2" adds places to look for cuBLASLt / NCCL.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -95,7 +96,7 @@ for binary in "$HERE"/bin/*; do
   else
     result="PASS"
   fi
-  [[ "$result" == "PASS" ]] || overall=1
+  [[ "$result" == "FAIL" || "$result" == "TIMEOUT" ]] && overall=1
   COUNT[$result]=$((COUNT[$result] + 1))
   # Numbers: the worst parity error against its tolerance, or why it skipped / failed.
   numbers="$(awk '/^parity / {
