@@ -33,14 +33,18 @@ struct ScratchLayout {
 
 size_t AlignUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-ScratchLayout LayoutScratch(void* scratch, int B, int T, int C, int NH, size_t* total = nullptr) {
-  const size_t head_bytes = AlignUp(static_cast<size_t>(B) * T * C * sizeof(bf16));
-  const size_t pairs = static_cast<size_t>(B) * NH * T * T;
-  char* base = static_cast<char*>(scratch);
-  size_t offset = 0;
-  auto take = [&](size_t bytes) {
-    char* pointer = base + offset;
-    offset += AlignUp(bytes);
+size_t HeadBytes(int B, int T, int C) {
+  return AlignUp(static_cast<size_t>(B) * T * C * sizeof(bf16));
+}
+size_t PairCount(int B, int T, int NH) { return static_cast<size_t>(B) * NH * T * T; }
+
+ScratchLayout LayoutScratch(void* scratch, int B, int T, int C, int NH) {
+  const size_t head_bytes = HeadBytes(B, T, C);
+  const size_t pairs = PairCount(B, T, NH);
+  char* next = static_cast<char*>(scratch);
+  auto take = [&next](size_t bytes) {
+    char* pointer = next;
+    next += AlignUp(bytes);
     return pointer;
   };
   ScratchLayout layout;
@@ -53,7 +57,6 @@ ScratchLayout LayoutScratch(void* scratch, int B, int T, int C, int NH, size_t* 
   layout.dq = reinterpret_cast<bf16*>(take(head_bytes));
   layout.dk = reinterpret_cast<bf16*>(take(head_bytes));
   layout.dv = reinterpret_cast<bf16*>(take(head_bytes));
-  if (total != nullptr) *total = offset;
   return layout;
 }
 
@@ -184,9 +187,9 @@ MatmulArgs HeadGemm(bool transpose_a, bool transpose_b, int m, int n, int k, con
 }  // namespace
 
 size_t AttentionScratchBytes(int B, int T, int C, int NH) {
-  size_t total = 0;
-  LayoutScratch(nullptr, B, T, C, NH, &total);
-  return total;
+  // Seven (B, NH, T, hs) bf16 buffers (q, k, v, y, dq, dk, dv), scores fp32, dscores bf16.
+  return 7 * HeadBytes(B, T, C) + AlignUp(PairCount(B, T, NH) * sizeof(float)) +
+         AlignUp(PairCount(B, T, NH) * sizeof(bf16));
 }
 
 absl::Status AttentionForward(bf16* out, bf16* att, const bf16* qkv, void* scratch, int B, int T,
