@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 OUT="${1:-out/gpu_bundle}"
 LIMIT_BYTES=$((64 * 1024 * 1024))
 
-# 1. Build every GPU test (tag "gpu") under --config=cuda.
-mapfile -t TARGETS < <(./bazelw query 'attr(tags, "\bgpu\b", kind(cc_test, //...))' 2>/dev/null)
+# 1. Build every GPU test and GPU benchmark (tag "gpu") under --config=cuda.
+mapfile -t TARGETS < <(./bazelw query 'attr(tags, "\bgpu\b", kind("cc_(test|binary)", //...))' 2>/dev/null)
 if ((${#TARGETS[@]} == 0)); then
   echo "gpu_bundle: no targets tagged gpu" >&2
   exit 1

@@ -87,11 +87,12 @@ for binary in "$HERE"/bin/*; do
   passed=$(grep -c '^\[       OK \]' "$log")
   skipped=$(grep -c '^\[  SKIPPED \] .*(' "$log")
   failed=$(grep -c '^\[  FAILED  \] .*(' "$log")
+  benchmark_skip="$(grep -m1 '^bench skipped: ' "$log" | cut -c16-100)"
   if ((status == 124)); then
     result="TIMEOUT"
   elif ((status != 0)); then
     result="FAIL"
-  elif ((skipped > 0)); then
+  elif ((skipped > 0)) || [[ -n "$benchmark_skip" ]]; then
     result="SKIP"  # any skipped test: the check did not fully run here
   else
     result="PASS"
@@ -103,13 +104,19 @@ for binary in "$HERE"/bin/*; do
       split($3, e, "="); split($4, t, "="); ratio = e[2] / t[2];
       if (n == 0 || ratio > worst) { worst = ratio; name = $2; err = e[2]; tol = t[2] } n++ }
     END { if (n) printf "%d tensors; worst %s %s (tol %s)", n, name, err, tol }' "$log")"
-  if [[ "$result" == "SKIP" ]]; then
+  if [[ -n "$benchmark_skip" ]]; then
+    numbers="$benchmark_skip"
+  elif [[ "$result" == "SKIP" ]]; then
     numbers="$(grep -m1 -B1 '^\[  SKIPPED \]' "$log" | head -1 | cut -c1-90)"
   elif [[ "$result" != "PASS" && -z "$numbers" ]]; then
-    numbers="$(grep -m1 -E 'Failure|error|Error' "$log" | cut -c1-90)"
+    numbers="$(grep -m1 -E 'Failure|error|Error|failed' "$log" | cut -c1-90)"
   fi
   ROWS+=("$(printf '%-28s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
     "$((passed + skipped + failed))" "$seconds" "$numbers")")
+  # A benchmark's lines ("bench <op> ms=... tflops=...") become rows of their own.
+  while read -r _ op timing rate; do
+    ROWS+=("$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")")
+  done < <(grep -E '^bench [a-z_]+ ms=' "$log")
 done
 
 echo "=============================================================================================="
@@ -119,6 +126,7 @@ printf '%s\n' "${ROWS[@]}"
 echo "=============================================================================================="
 echo "checks: ${COUNT[PASS]} passed, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"
 first_skip="$(grep -h -m1 -B1 '^\[  SKIPPED \]' "$LOGS"/*.log 2>/dev/null | head -1)"
+first_skip="${first_skip:-$(grep -h -m1 '^bench skipped: ' "$LOGS"/*.log 2>/dev/null | cut -c16-)}"
 [[ -n "$first_skip" ]] && echo "skipped because: $first_skip"
 echo "logs: $LOGS (parity lines: grep '^parity' $LOGS/*.log)"
 exit $overall
