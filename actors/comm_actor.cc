@@ -14,7 +14,7 @@ void RecordSend(runtime::trace::TraceRecorder::SendLane* trace, const TensorMess
                 std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end) {
   if (trace == nullptr) return;
   using runtime::ActionKind;
-  const ActionKind kind = static_cast<ActionKind>(msg.kind) == ActionKind::kForward
+  const ActionKind kind = msg.kind == ActionKind::kForward
                               ? ActionKind::kSendForward
                               : ActionKind::kSendBackward;
   trace->Record(kind, msg.to_stage, msg.chunk, msg.microbatch,

@@ -42,9 +42,9 @@ Trace RunOneStepMessageByMessage() {
     ++trace.messages;
     // Inspect every stage actor's state after each message.
     for (int s = 0; s < static_cast<int>(stages.size()); ++s) {
-      const auto& graph = stages[s]->state.graph;
-      if (!graph) continue;
-      std::vector<runtime::Action> running = graph->RunningActions();
+      const auto& loop = stages[s]->state.loop;
+      if (!loop) continue;
+      std::vector<runtime::Action> running = loop->state().RunningActions();
       EXPECT_LE(running.size(), 1u) << "stage " << s << " runs two actions at once";
       for (const runtime::Action& a : running) {
         std::string text = runtime::ActionToStringWithoutStage(a);

@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "caf/all.hpp"
+#include "runtime/action.h"
 
 namespace stagehand::actors {
 
 // driver -> stage: begin step `step`.                      (start_atom, int64 step)
 using start_atom = caf::atom_constant<caf::atom("start")>;
-// stage -> microbatch actor: run a compute action.          (run_atom, int kind)
+// stage -> microbatch actor: run a compute action.          (run_atom, ActionKind kind)
 using run_atom = caf::atom_constant<caf::atom("run")>;
 // stage -> microbatch actor: hand the output on.            (ship_atom, ShipOrder)
 using ship_atom = caf::atom_constant<caf::atom("ship")>;
@@ -30,7 +31,9 @@ using optim_atom = caf::atom_constant<caf::atom("optim")>;
 
 // An activation (after F) or gradient (after B) for (chunk, microbatch) on `to_stage`.
 struct TensorMessage {
-  int kind = 0;        // runtime::ActionKind of the action that consumes it: kForward / kBackwardInput
+  // The action that consumes it: kForward (an activation) or kBackwardInput (a gradient,
+  // for I or B).
+  runtime::ActionKind kind = runtime::ActionKind::kForward;
   int from_stage = 0;
   int to_stage = 0;
   int chunk = 0;       // the destination chunk
@@ -41,7 +44,7 @@ struct TensorMessage {
 
 // A microbatch actor finished a compute action on its stage's lane.
 struct ComputeDone {
-  int kind = 0;  // runtime::ActionKind
+  runtime::ActionKind kind = runtime::ActionKind::kForward;
   int chunk = 0;
   int microbatch = 0;
   double loss = 0.0;     // F of the last chunk
@@ -51,7 +54,8 @@ struct ComputeDone {
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
 struct ShipOrder {
-  int kind = 0;  // runtime::ActionKind of the consumer: kForward / kBackwardInput
+  runtime::ActionKind kind = runtime::ActionKind::kForward;  // of the consumer: F or I
+
   int to_stage = 0;
   int dest_chunk = 0;
   bool local = false;

@@ -18,14 +18,14 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
       // An input for this (chunk, microbatch), routed by the stage.
       [=](TensorMessage& msg) {
         auto& st = self->state;
-        if (static_cast<ActionKind>(msg.kind) == ActionKind::kForward) {
+        if (msg.kind == ActionKind::kForward) {
           st.activation_in = std::move(msg.payload);
         } else {
           st.gradient_in = std::move(msg.payload);
         }
       },
       // The stage's planner picked an action of ours: run it on the lane.
-      [=](run_atom, int kind) {
+      [=](run_atom, ActionKind kind) {
         auto& st = self->state;
         const MicrobatchActorInit& in = st.init;
         // Inputs move into the job: the chunk copies them, so they are not needed after.
@@ -38,7 +38,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
           std::vector<float> output;
           absl::Status s;
           const std::vector<float>* grad = gradient.empty() ? nullptr : &gradient;
-          switch (static_cast<ActionKind>(kind)) {
+          switch (kind) {
             case ActionKind::kForward:
               s = work->Forward(chunk, mb, activation.empty() ? nullptr : &activation, &output,
                                 &done.loss);
@@ -58,7 +58,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
           const auto end = std::chrono::steady_clock::now();
           done.seconds = std::chrono::duration<double>(end - start).count();
           if (trace) {
-            trace->Record(static_cast<ActionKind>(kind), chunk, mb, runtime::trace::ToNanos(start),
+            trace->Record(kind, chunk, mb, runtime::trace::ToNanos(start),
                           runtime::trace::ToNanos(end));
           }
           if (!s.ok()) done.error = std::string(s.message());

@@ -1,106 +1,25 @@
-// Every planner of the zoo, a user's planner and CSV-loaded schedules train bitwise like the
-// sequential run, for P in {2, 4} and M in {4, 8, 12}, V-shaped placements included; each
-// plan is validated before it runs. Not a repeatability test (pipeline_parity_test.cc).
-#include <cmath>
+// Every planner of the zoo, a user's planner and CSV-loaded schedules (torch's compute_only and
+// compute_comms formats) train bitwise like the sequential run, for P in {2, 4} and M in
+// {4, 8, 12}, V-shaped placements and 8 ranks included; each plan is validated before it runs.
+// Not a repeatability test (pipeline_parity_test.cc); the check is actors/testing's.
+#include <cctype>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <string>
 #include <tuple>
-#include <vector>
 
-#include "actors/model_pipeline.h"
+#include "actors/testing/planner_parity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
+#include "runtime/plan_validation.h"
 #include "runtime/table_planner.h"
 
 namespace stagehand::actors {
 namespace {
 
-// A tiny model with 8 layers: enough for 2P chunks at P = 4 (V shapes, interleaved v = 2).
-constexpr int kSteps = 2, kB = 2, kT = 8, kLayers = 8;
-
-const std::vector<int32_t>& Data() {
-  static const std::vector<int32_t>* data = [] {
-    std::string s;
-    for (int i = 0; i < 60; ++i) s += "Planners reorder work; the sums stay the same. 0123456789\n";
-    return new std::vector<int32_t>(s.begin(), s.end());
-  }();
-  return *data;
-}
-
-models::GptConfig Model() { return models::UniformGpt(kLayers, 16, 2, 256, kT, 11); }
-
-runtime::OptimizerConfig Optimizer() {
-  runtime::OptimizerConfig o;
-  o.adamw.learning_rate = 1e-3;
-  o.adamw.weight_decay = 0.1;
-  o.grad_clip = 1.0;
-  return o;
-}
-
-struct Result {
-  std::vector<double> losses;
-  std::vector<runtime::NamedTensor> params;
-};
-
-// The single-chunk sequential run with M microbatches, computed once per M.
-const Result& Sequential(int num_microbatches) {
-  static std::map<int, Result>* cache = new std::map<int, Result>();
-  auto it = cache->find(num_microbatches);
-  if (it != cache->end()) return it->second;
-  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
-  auto chunks = runtime::BuildChunks(Model(), 1, models::ChunkOptions{kB, kT, num_microbatches});
-  EXPECT_TRUE(chunks.ok()) << chunks.status();
-  std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
-  std::vector<runtime::OptimizerState> states;
-  Result r;
-  for (int step = 1; step <= kSteps; ++step) {
-    auto loss = runtime::SequentialForwardBackward(pointers, sampler, step, num_microbatches);
-    EXPECT_TRUE(loss.ok()) << loss.status();
-    r.losses.push_back(*loss);
-    runtime::OptimizerStep(pointers, states, Optimizer(), step);
-  }
-  r.params = runtime::CollectParameters(pointers);
-  return cache->emplace(num_microbatches, std::move(r)).first->second;
-}
-
-absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
-                                 const runtime::PlannerOptions& options) {
-  // Before anything runs: the plan is complete, ordered, within memory and deadlock-free.
-  if (absl::StatusOr<runtime::ScheduleTable> plan = runtime::ValidatePlanner(planner, options);
-      !plan.ok()) {
-    return plan.status();
-  }
-  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
-  ModelPipelineOptions o;
-  o.model = Model();
-  o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
-  o.planner = &planner;
-  o.planner_options = options;
-  o.optimizer = Optimizer();
-  absl::StatusOr<ModelPipeline> pipeline = BuildModelPipeline(o, &sampler);
-  if (!pipeline.ok()) return pipeline.status();
-  Result r;
-  for (int step = 1; step <= kSteps; ++step) {
-    absl::StatusOr<StepOutcome> outcome = pipeline->pipeline->RunStep(step);
-    if (!outcome.ok()) return outcome.status();
-    r.losses.push_back(outcome->loss);
-  }
-  r.params = runtime::CollectParameters(pipeline->chunk_pointers());
-  return r;
-}
-
-// Every parameter, by name, bit for bit.
-void ExpectBitwiseEqual(const Result& actual, const Result& expected) {
-  EXPECT_EQ(actual.losses, expected.losses);
-  ASSERT_EQ(actual.params.size(), expected.params.size());
-  for (size_t t = 0; t < actual.params.size(); ++t) {
-    EXPECT_EQ(actual.params[t].name, expected.params[t].name);
-    EXPECT_EQ(actual.params[t].data, expected.params[t].data) << actual.params[t].name;
-  }
-}
+using stagehand::testing::ExpectTrainsLikeSequential;
+using stagehand::testing::TrainsLikeSequential;
 
 // "csv": zb_v's plan written as torch-format CSV text, read back and run as a table.
 absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> CsvRoundTrip(
@@ -116,7 +35,7 @@ absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> CsvRoundTrip(
   return runtime::MakeTablePlanner(*std::move(parsed), "zb_v.csv");
 }
 
-class PlannerParityTest : public testing::TestWithParam<std::tuple<std::string, int, int>> {};
+class PlannerParityTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
 
 TEST_P(PlannerParityTest, MatchesTheSequentialRunBitwise) {
   const auto& [name, stages, microbatches] = GetParam();
@@ -134,23 +53,21 @@ TEST_P(PlannerParityTest, MatchesTheSequentialRunBitwise) {
     ASSERT_TRUE(found.ok()) << found.status();
     planner = *found;
   }
-  absl::StatusOr<Result> result = Pipelined(*planner, options);
   if (name == "dualpipe_v" && microbatches < 2 * stages) {  // a documented limit
-    EXPECT_THAT(result.status().message(),
+    EXPECT_THAT(std::string(TrainsLikeSequential(*planner, {options}).message()),
                 ::testing::HasSubstr("dualpipe_v needs num_microbatches >= 2 * num_stages"));
     return;
   }
-  ASSERT_TRUE(result.ok()) << result.status();
-  ExpectBitwiseEqual(*result, Sequential(microbatches));
+  ExpectTrainsLikeSequential(*planner, options);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Zoo, PlannerParityTest,
-    testing::Combine(testing::Values("gpipe", "1f1b", "interleaved", "looped_bfs", "zb_h1",
-                                     "zb_h2", "zb_v", "dualpipe_v", "example_backward_first",
-                                     "csv"),
-                     testing::Values(2, 4), testing::Values(4, 8, 12)),
-    [](const testing::TestParamInfo<std::tuple<std::string, int, int>>& info) {
+    ::testing::Combine(::testing::Values("gpipe", "1f1b", "interleaved", "looped_bfs", "zb_h1",
+                                         "zb_h2", "zb_v", "dualpipe_v", "example_backward_first",
+                                         "csv"),
+                       ::testing::Values(2, 4), ::testing::Values(4, 8, 12)),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, int, int>>& info) {
       std::string name = std::get<0>(info.param);
       for (char& c : name) {
         if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
@@ -171,9 +88,42 @@ TEST(TorchScheduleParityTest, TorchWrittenSchedulesTrainBitwise) {
     absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> planner =
         runtime::LoadSchedulePlanner(RunfilePath(file));
     ASSERT_TRUE(planner.ok()) << planner.status();
-    absl::StatusOr<Result> result = Pipelined(**planner, {2, 4, 0});
-    ASSERT_TRUE(result.ok()) << file << ": " << result.status();
-    ExpectBitwiseEqual(*result, Sequential(4));
+    EXPECT_TRUE(TrainsLikeSequential(**planner, {{2, 4, 0}})) << file;
+  }
+}
+
+// torchtitan's lowered format (SEND/RECV/UNSHARD/RESHARD/REDUCE_GRAD cells): interleaved 1F1B
+// on 8 ranks, 16 microbatches, 16 chunks of a 16-layer model.
+TEST(TorchScheduleParityTest, AComputeCommsScheduleOnEightRanksTrainsBitwise) {
+  absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> planner =
+      runtime::LoadSchedulePlanner(RunfilePath("torch_comms_interleaved_p8_m16.csv"));
+  ASSERT_TRUE(planner.ok()) << planner.status();
+  ExpectTrainsLikeSequential(**planner, {8, 16, 0});
+}
+
+// Rank 0 runs chunk 0's W's in microbatch order 2, 0, 1, 3 (or, as the control, 0, 1, 2, 3).
+std::string SwappedWeights(bool swapped) {
+  return std::string("0F0,0F1,0F2,0F3,0I0,0I1,0I2,0I3,") +
+         (swapped ? "0W2,0W0,0W1,0W3" : "0W0,0W1,0W2,0W3") +
+         "\r\n1F0,1F1,1F2,1F3,1I0,1W0,1I1,1W1,1I2,1W2,1I3,1W3\r\n";
+}
+
+TEST(BitwiseParityWarningTest, APlanTheWarningNamesValidatesButIsNotBitwise) {
+  for (bool swapped : {false, true}) {
+    absl::StatusOr<runtime::ScheduleTable> table =
+        runtime::ParseScheduleCsv(SwappedWeights(swapped));
+    ASSERT_TRUE(table.ok()) << table.status();
+    EXPECT_EQ(runtime::BitwiseParityWarning(*table).has_value(), swapped);
+    absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> planner =
+        runtime::MakeTablePlanner(*table, "w_order.csv");
+    ASSERT_TRUE(planner.ok()) << planner.status();  // it validates either way
+    const ::testing::AssertionResult parity = TrainsLikeSequential(**planner, {{2, 4, 0}});
+    if (swapped) {
+      EXPECT_THAT(std::string(parity.message()),
+                  ::testing::HasSubstr("differs from the sequential run's (not bitwise)"));
+    } else {
+      EXPECT_TRUE(parity);
+    }
   }
 }
 

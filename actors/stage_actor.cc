@@ -28,84 +28,67 @@ StageStatus Status(Self* self, int wave) {
   StageStatus status;
   status.stage = st.init.stage;
   status.wave = wave;
-  status.done = st.graph && st.graph->Done();
-  status.blocked = !st.failed && !st.lane_busy && !status.done && st.local_in_flight.empty();
+  status.done = st.loop && st.loop->Done();
+  status.blocked = !st.failed && st.loop && st.loop->Blocked();
   status.sent = st.sent;
   status.received = st.received;
   // The text is for reports only (a confirmed stall, a hang probe): not built for the wave-0
   // status a stage sends each time it blocks.
-  if (st.graph && wave != 0) status.waiting = st.graph->DescribeWaiting();
+  if (st.loop && wave != 0) status.waiting = st.loop->DescribeWaiting();
   return status;
 }
 
-// The stage's one decision point: if the lane is idle, ask the planner.
+// The stage's one decision point: the stage loop asks the planner if the lane is idle.
 void Dispatch(Self* self) {
   auto& st = self->state;
-  if (st.failed || st.lane_busy || !st.graph || st.graph->Done()) return;
-  std::vector<Action> ready = st.graph->Ready();
-  ready.erase(std::remove_if(ready.begin(), ready.end(),
-                             [&](const Action& a) {
-                               const int input = a.kind == ActionKind::kForward
-                                                     ? static_cast<int>(ActionKind::kForward)
-                                                     : static_cast<int>(ActionKind::kBackwardInput);
-                               return a.kind != ActionKind::kBackwardWeight &&
-                                      st.local_in_flight.count({input, a.chunk, a.microbatch}) > 0;
-                             }),
-              ready.end());
-  std::optional<Action> next = st.planner->Next(ready, *st.graph);
-  if (!next) {
+  if (st.failed || !st.loop || st.loop->lane_busy() || st.loop->Done()) return;
+  absl::StatusOr<std::optional<Action>> next = st.loop->Next();
+  if (!next.ok()) {
+    Fail(self, std::string(next.status().message()));
+    return;
+  }
+  if (!next->has_value()) {
     self->send(st.init.driver, Status(self, 0));  // blocked: the driver checks for stalls
     return;
   }
-  if (absl::Status s = st.graph->Started(*next); !s.ok()) {
-    Fail(self, absl::StrCat("planner picked ", runtime::ActionToString(*next), ": ", s.message()));
-    return;
-  }
-  st.lane_busy = true;
-  self->send(st.microbatches.at({next->chunk, next->microbatch}), run_atom::value,
-             static_cast<int>(next->kind));
+  const Action& action = **next;
+  self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value,
+             action.kind);
+}
+
+// The consumer's action kind of a transfer: F for an activation, I (or B) for a gradient.
+ActionKind ConsumerKind(const runtime::Transfer& t) {
+  return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
 }
 
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
-  st.lane_busy = false;
   st.busy_seconds += done.seconds;
-  Action action{st.init.stage, static_cast<ActionKind>(done.kind), done.chunk, done.microbatch};
+  Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
     Fail(self, absl::StrCat(runtime::ActionToString(action), " failed: ", done.error));
     return;
   }
-  absl::StatusOr<std::vector<runtime::Transfer>> transfers = st.graph->Finished(action);
-  if (!transfers.ok()) {
-    Fail(self, std::string(transfers.status().message()));
+  absl::StatusOr<runtime::FinishedOutputs> outputs = st.loop->Finished(action);
+  if (!outputs.ok()) {
+    Fail(self, std::string(outputs.status().message()));
     return;
   }
-  const runtime::StepSpec& spec = st.init.spec;
-  if (action.kind == ActionKind::kForward && action.chunk + 1 == spec.num_chunks) {
+  if (action.kind == ActionKind::kForward && runtime::HoldsLoss(st.init.spec, action.chunk)) {
     st.losses[action.microbatch] = done.loss;
   }
-  for (const runtime::PlannerEvent& e : runtime::EventsOnFinished(spec, action)) st.planner->OnEvent(e);
   const caf::actor& producer = st.microbatches.at({action.chunk, action.microbatch});
-  for (const runtime::Transfer& t : *transfers) {
+  for (const runtime::Transfer& t : outputs->remote) {
     ++st.sent;
-    int consumer = t.kind == ActionKind::kSendForward ? static_cast<int>(ActionKind::kForward)
-                                                      : static_cast<int>(ActionKind::kBackwardInput);
-    self->send(producer, ship_atom::value, ShipOrder{consumer, t.to_stage, t.chunk, false});
+    self->send(producer, ship_atom::value, ShipOrder{ConsumerKind(t), t.to_stage, t.chunk, false});
   }
-  // Outputs for a neighbour chunk on this same stage: StageState already counted them as
-  // arrived; the payload still has to move to that chunk's microbatch actor.
-  const bool forward = action.kind == ActionKind::kForward;
-  const bool backward = action.kind == ActionKind::kBackward || action.kind == ActionKind::kBackwardInput;
-  int neighbour = forward ? action.chunk + 1 : action.chunk - 1;
-  if ((forward || backward) && neighbour >= 0 && neighbour < spec.num_chunks &&
-      spec.chunk_to_stage[neighbour] == st.init.stage) {
-    int consumer = forward ? static_cast<int>(ActionKind::kForward)
-                           : static_cast<int>(ActionKind::kBackwardInput);
-    st.local_in_flight.insert({consumer, neighbour, action.microbatch});
-    self->send(producer, ship_atom::value, ShipOrder{consumer, st.init.stage, neighbour, true});
+  // Outputs for a neighbour chunk on this same stage: the payload still has to move to that
+  // chunk's microbatch actor; the stage loop holds the consumer back until it lands.
+  for (const runtime::Transfer& t : outputs->local) {
+    self->send(producer, ship_atom::value, ShipOrder{ConsumerKind(t), t.to_stage, t.chunk, true});
   }
-  if (st.graph->Done()) {
+  if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
     self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
     return;
@@ -122,23 +105,24 @@ void OnInput(Self* self, TensorMessage& msg) {
                             " from stage ", msg.from_stage, ", which this stage does not hold"));
     return;
   }
+  runtime::Transfer t{msg.kind == ActionKind::kForward
+                          ? ActionKind::kSendForward
+                          : ActionKind::kSendBackward,
+                      msg.from_stage, msg.to_stage, msg.chunk, msg.microbatch};
+  absl::Status arrived;
   if (!msg.local) {
     ++st.received;
-    runtime::Transfer t{static_cast<ActionKind>(msg.kind) == ActionKind::kForward
-                            ? ActionKind::kSendForward
-                            : ActionKind::kSendBackward,
-                        msg.from_stage, msg.to_stage, msg.chunk, msg.microbatch};
     if (st.init.trace) {
       st.init.trace->stage(st.init.stage)->InputArrived(
           t, static_cast<int64_t>(msg.payload.size() * sizeof(float)), runtime::trace::NowNanos());
     }
-    if (absl::Status s = st.graph->InputArrived(t); !s.ok()) {
-      Fail(self, std::string(s.message()));
-      return;
-    }
-    st.planner->OnEvent(runtime::EventOnArrival(t));
+    arrived = st.loop->InputArrived(t);
   } else {
-    st.local_in_flight.erase({msg.kind, msg.chunk, msg.microbatch});
+    arrived = st.loop->HandOffArrived(t);
+  }
+  if (!arrived.ok()) {
+    Fail(self, std::string(arrived.message()));
+    return;
   }
   self->send(it->second, std::move(msg));  // before any run order for it: CAF keeps order
   Dispatch(self);
@@ -178,13 +162,17 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         auto& st = self->state;
         st.step = step;
         st.failed = false;
-        st.lane_busy = false;
         st.sent = st.received = 0;
         st.busy_seconds = 0.0;
         st.losses.assign(st.init.spec.num_microbatches, 0.0);
-        st.local_in_flight.clear();
-        st.graph = std::make_unique<runtime::StageState>(st.init.spec, st.init.stage);
-        st.planner = st.init.planner->MakePlanner(st.init.spec, st.init.stage);
+        absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
+            st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
+        if (!loop.ok()) {
+          st.loop.reset();
+          Fail(self, std::string(loop.status().message()));
+          return;
+        }
+        st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
         runtime::StageWork* work = st.init.work;
         st.init.lane->Post([work, step] { work->BeginStep(step); });
         Dispatch(self);

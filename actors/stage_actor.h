@@ -1,21 +1,19 @@
-// StageActor: one per pipeline stage. Owns the stage's step bookkeeping (StageState), its
-// planner, its compute lane and its microbatch actors; on every event it asks the planner
-// for the next compute action and hands it to that microbatch's actor. Thin: what runs
-// next is the planner's decision, what follows from it is StageState's.
+// StageActor: one per pipeline stage. Owns the stage's loop (runtime/stage_loop.h: step
+// bookkeeping and planner), its compute lane and its microbatch actors; on every event it
+// lets the stage loop pick the next compute action and hands it to that microbatch's actor.
+// Thin: what runs next is the planner's decision, what follows from it is the stage loop's.
 #ifndef STAGEHAND_ACTORS_STAGE_ACTOR_H_
 #define STAGEHAND_ACTORS_STAGE_ACTOR_H_
 
 #include <map>
 #include <memory>
-#include <set>
-#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "actors/lane.h"
 #include "caf/all.hpp"
 #include "runtime/planner.h"
-#include "runtime/stage_state.h"
+#include "runtime/stage_loop.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/stage_work.h"
@@ -36,18 +34,12 @@ struct StageActorInit {
 struct StageActorState {
   StageActorInit init;
   std::map<std::pair<int, int>, caf::actor> microbatches;  // (chunk, mb) -> actor
-  std::unique_ptr<runtime::StageState> graph;
-  std::unique_ptr<runtime::Planner> planner;
+  std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
   int64_t step = 0;
-  bool lane_busy = false;
   bool failed = false;
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
   double busy_seconds = 0.0;
-  // Inputs that StageState already counts as arrived, because a neighbour chunk on this
-  // stage produced them, but whose payload is still on its way to the consumer's microbatch
-  // actor: (consumer kind F or B, chunk, microbatch). Not ready to run until it lands.
-  std::set<std::tuple<int, int, int>> local_in_flight;
 };
 
 caf::behavior StageActor(caf::stateful_actor<StageActorState>* self, StageActorInit init);

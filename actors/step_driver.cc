@@ -2,7 +2,8 @@
 #include "actors/step_driver.h"
 
 #include "absl/strings/str_cat.h"
-#include "runtime/train/stage_work.h"
+#include "runtime/step_spec.h"
+#include "runtime/train/optimizer.h"
 
 namespace stagehand::actors {
 namespace {
@@ -16,49 +17,26 @@ void Finish(Self* self, StepOutcome outcome) {
   st.promise.deliver(std::move(outcome));
 }
 
-// A stall: every unfinished stage idle with nothing it may run, no tensor in flight.
-bool LooksStalled(const std::map<int, StageStatus>& statuses, int num_stages) {
-  if (static_cast<int>(statuses.size()) < num_stages) return false;
-  int64_t sent = 0, received = 0;
-  bool any_blocked = false;
-  for (const auto& [stage, s] : statuses) {
-    if (!s.done && !s.blocked) return false;
-    any_blocked |= s.blocked;
-    sent += s.sent;
-    received += s.received;
-  }
-  return any_blocked && sent == received;
+runtime::StageProgress Progress(const StageStatus& status) {
+  return runtime::StageProgress{status.stage, status.blocked, status.done, status.sent,
+                                status.received, status.waiting};
 }
 
+// Stall decisions are the StallDetector's; the driver only sends its probe waves.
 void OnStatus(Self* self, const StageStatus& status) {
   auto& st = self->state;
   if (!st.active) return;
-  const int P = static_cast<int>(st.stages.size());
   if (status.wave == 0) {
-    st.latest[status.stage] = status;
-    if (!LooksStalled(st.latest, P)) return;
-    // Confirm with a second wave: the same counters, still blocked, means no progress.
-    st.snapshot = st.latest;
-    st.replies.clear();
-    ++st.wave;
-    for (const caf::actor& stage : st.stages) self->send(stage, probe_atom::value, st.wave);
+    if (std::optional<int> wave = st.stall.OnReport(Progress(status))) {
+      for (const caf::actor& stage : st.stages) self->send(stage, probe_atom::value, *wave);
+    }
     return;
   }
-  if (status.wave != st.wave) return;
-  st.replies[status.stage] = status;
-  if (static_cast<int>(st.replies.size()) < P) return;
-  if (!LooksStalled(st.replies, P)) return;
-  for (const auto& [stage, s] : st.replies) {
-    const StageStatus& before = st.snapshot[stage];
-    if (before.sent != s.sent || before.received != s.received) return;
+  if (std::optional<std::string> report = st.stall.OnProbeReply(status.wave, Progress(status))) {
+    StepOutcome stalled;
+    stalled.error = *std::move(report);
+    Finish(self, std::move(stalled));
   }
-  std::string report = absl::StrCat("step ", st.step, " stalled: no stage can run anything and no tensor is in flight");
-  for (const auto& [stage, s] : st.replies) {
-    if (!s.done) absl::StrAppend(&report, "\n  ", s.waiting);
-  }
-  StepOutcome stalled;
-  stalled.error = report;
-  Finish(self, std::move(stalled));
 }
 
 void OnStageDone(Self* self, const StageDone& done) {
@@ -72,7 +50,7 @@ void OnStageDone(Self* self, const StageDone& done) {
   }
   st.done.insert(done.stage);
   st.busy_seconds[done.stage] = done.busy_seconds;
-  if (done.stage == st.spec.chunk_to_stage.back()) st.losses = done.losses;
+  if (done.stage == runtime::LossStage(st.spec)) st.losses = done.losses;
   if (static_cast<int>(st.done.size()) == static_cast<int>(st.stages.size())) {
     for (const caf::actor& stage : st.stages) self->send(stage, tied_atom::value);
   }
@@ -82,28 +60,13 @@ void OnTied(Self* self, TiedGradients& grads) {
   auto& st = self->state;
   st.tied[grads.stage] = std::move(grads.grads);
   if (st.tied.size() < st.stages.size()) return;
-  // Sum each tied tensor over its holders in chunk order; every holder gets the sum.
-  std::map<int, const std::map<std::string, std::vector<float>>*> by_chunk;
-  for (const auto& [stage, chunks] : st.tied) {
-    for (const auto& [chunk, tensors] : chunks) by_chunk[chunk] = &tensors;
-  }
-  std::map<std::string, std::vector<float>> sums;
-  for (const auto& [chunk, tensors] : by_chunk) {
-    for (const auto& [name, g] : *tensors) {
-      std::vector<float>& sum = sums[name];
-      if (sum.empty()) {
-        sum = g;
-      } else {
-        for (size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
-      }
-    }
-  }
+  // The one tied-gradient sum (runtime/train/optimizer.h): every holder gets the sum.
+  std::vector<const runtime::TiedGradientMap*> parts;
+  for (const auto& [stage, chunks] : st.tied) parts.push_back(&chunks);
+  const std::map<std::string, std::vector<float>> sums = runtime::SumTiedGradients(parts);
   for (int s = 0; s < static_cast<int>(st.stages.size()); ++s) {
-    TiedGradients reply{s, {}};
-    for (const auto& [chunk, tensors] : st.tied[s]) {
-      for (const auto& entry : tensors) reply.grads[chunk][entry.first] = sums[entry.first];
-    }
-    self->send(st.stages[s], tied_atom::value, std::move(reply));
+    self->send(st.stages[s], tied_atom::value,
+               TiedGradients{s, runtime::SumsForHolders(st.tied[s], sums)});
   }
 }
 
@@ -133,6 +96,7 @@ void OnOptimizerDone(Self* self) {
 }  // namespace
 
 caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
+  self->state.stall = runtime::StallDetector(spec.num_stages);
   self->state.spec = std::move(spec);
   self->state.grad_clip = grad_clip;
   return {
@@ -142,9 +106,7 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
         st.promise = self->make_response_promise<StepOutcome>();
         st.step = step;
         st.active = true;
-        st.latest.clear();
-        st.snapshot.clear();
-        st.replies.clear();
+        st.stall.Reset(step);
         st.done.clear();
         st.losses.clear();
         st.busy_seconds.assign(st.stages.size(), 0.0);

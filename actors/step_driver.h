@@ -11,6 +11,7 @@
 
 #include "actors/messages.h"
 #include "caf/all.hpp"
+#include "runtime/stall_detector.h"
 #include "runtime/step_spec.h"
 
 namespace stagehand::actors {
@@ -22,10 +23,7 @@ struct StepDriverState {
   caf::typed_response_promise<StepOutcome> promise;
   int64_t step = 0;
   bool active = false;
-  std::map<int, StageStatus> latest;   // last status of every stage this step
-  int wave = 0;                        // the current stall probe
-  std::map<int, StageStatus> snapshot; // statuses that triggered the probe
-  std::map<int, StageStatus> replies;
+  runtime::StallDetector stall{0};
   std::set<int> done;
   std::vector<double> losses;
   std::vector<double> busy_seconds;  // per stage

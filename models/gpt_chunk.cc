@@ -253,7 +253,7 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, NH = config_.num_heads, V = config_.vocab_size;
-  const int N = B * T;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   std::unique_ptr<MicrobatchState> owned;
   if (!free_states_.empty()) {
     owned = std::move(free_states_.back());
@@ -366,7 +366,7 @@ absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, NH = config_.num_heads, V = config_.vocab_size;
-  const int N = B * T;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const int64_t NC = int64_t{N} * C;
   ParameterSet<Real>& p = params_;
   auto zero = [](std::vector<Real>& v) { std::memset(v.data(), 0, v.size() * sizeof(Real)); };
@@ -451,7 +451,7 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, V = config_.vocab_size;
-  const int N = B * T;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
     Real* dwte = head_wte_grad_.empty() ? p.grad("wte") : head_wte_grad_.data();

@@ -19,6 +19,11 @@ GptConfig UniformGpt(int num_layers, int d_model, int num_heads, int vocab_size,
 
 GptConfig Gpt2Small(uint64_t seed) { return UniformGpt(12, 768, 12, 50257, 1024, seed); }
 
+int64_t GptParameterBound(const GptConfig& c) {
+  const int64_t C = c.d_model, L = static_cast<int64_t>(c.layers.size());
+  return (int64_t{c.vocab_size} + c.max_seq_len) * C + L * (12 * C * C + 13 * C) + 2 * C;
+}
+
 absl::Status ValidateGptConfig(const GptConfig& c) {
   auto bad = [](const std::string& field, int64_t value, const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat(field, "=", value, ": ", why));
@@ -32,6 +37,18 @@ absl::Status ValidateGptConfig(const GptConfig& c) {
   }
   if (c.vocab_size <= 1) return bad("vocab_size", c.vocab_size, "must be at least 2");
   if (c.max_seq_len <= 0) return bad("seq_len", c.max_seq_len, "must be positive");
+  auto at_most = [&](const std::string& field, int64_t value, int64_t limit) {
+    return bad(field, value, absl::StrCat("must be at most ", limit));
+  };
+  if (static_cast<int64_t>(c.layers.size()) > kMaxLayers) return at_most("layers", c.layers.size(), kMaxLayers);
+  if (c.d_model > kMaxDModel) return at_most("d_model", c.d_model, kMaxDModel);
+  if (c.vocab_size > kMaxVocabSize) return at_most("vocab_size", c.vocab_size, kMaxVocabSize);
+  if (c.max_seq_len > kMaxSeqLen) return at_most("seq_len", c.max_seq_len, kMaxSeqLen);
+  if (const int64_t n = GptParameterBound(c); n > kMaxParameters) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model has about ", n, " parameters (", n * 4 / (int64_t{1} << 30),
+        " GiB of float32); this build allows at most ", kMaxParameters, " parameters"));
+  }
   return absl::OkStatus();
 }
 

@@ -37,7 +37,19 @@ GptConfig UniformGpt(int num_layers, int d_model, int num_heads, int vocab_size,
 // GPT-2 small (124M): 12 layers, width 768, 12 heads, vocabulary 50257, context 1024.
 GptConfig Gpt2Small(uint64_t seed);
 
-// OK, or InvalidArgument naming the bad field and its value.
+// Limits that keep every element count inside the kernels' indices and refuse models no
+// machine holds, before anything is allocated.
+inline constexpr int64_t kMaxLayers = 4096;
+inline constexpr int64_t kMaxDModel = 65536;
+inline constexpr int64_t kMaxVocabSize = 1 << 24;
+inline constexpr int64_t kMaxSeqLen = 1 << 20;
+inline constexpr int64_t kMaxParameters = int64_t{1} << 34;  // 64 GiB of float32
+
+// An upper bound of the parameter count (every layer with attention and MLP), in 64 bits;
+// meaningful for configs whose fields are within the limits above.
+int64_t GptParameterBound(const GptConfig& config);
+
+// OK, or InvalidArgument naming the bad field and its value (or the limit it exceeds).
 absl::Status ValidateGptConfig(const GptConfig& config);
 
 std::string LayerSpecToString(const LayerSpec& spec);

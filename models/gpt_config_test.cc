@@ -42,5 +42,25 @@ TEST(GptConfigTest, HeterogeneousLayersDescribe) {
   EXPECT_EQ(LayerSpecToString(s), "no-attn+mlp");
 }
 
+TEST(GptConfigTest, AbsurdSizesAreRefusedWithTheLimit) {
+  struct Case {
+    GptConfig config;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {UniformGpt(2, 1000000, 1, 256, 64, 1), "d_model"},
+      {UniformGpt(100000, 32, 4, 256, 64, 1), "layers"},
+      {UniformGpt(2, 32, 4, 1 << 30, 64, 1), "vocab_size"},
+      {UniformGpt(2, 32, 4, 256, 2147483647, 1), "seq_len"},
+      {UniformGpt(1024, 65536, 64, 256, 64, 1), "parameters"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ValidateGptConfig(c.config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_NE(s.message().find(c.field), std::string::npos) << s;
+    EXPECT_NE(s.message().find("at most"), std::string::npos) << s;
+  }
+}
+
 }  // namespace
 }  // namespace stagehand::models

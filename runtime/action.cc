@@ -78,6 +78,8 @@ absl::string_view ActionKindName(ActionKind kind) {
   return "UNKNOWN_KIND";
 }
 
+std::string to_string(ActionKind kind) { return std::string(ActionKindName(kind)); }
+
 absl::StatusOr<ActionKind> ParseActionKind(absl::string_view name) {
   for (const KindName& k : kKindNames) {
     if (k.name == name) return k.kind;

@@ -58,6 +58,8 @@ bool IsPerStage(ActionKind kind);
 // "F", "I", "W", "B", "SEND_F", "RECV_F", "SEND_B", "RECV_B", "REDUCE_GRAD", "OPTIM".
 absl::string_view ActionKindName(ActionKind kind);
 absl::StatusOr<ActionKind> ParseActionKind(absl::string_view name);
+// The same as ActionKindName, for CAF's message printing (found by argument lookup).
+std::string to_string(ActionKind kind);
 
 // "s1 F c0 mb3", "s2 SEND_F c1 mb0", "s0 REDUCE_GRAD".
 std::string ActionToString(const Action& action);

@@ -72,7 +72,7 @@ TEST(ActionTest, BadTextSaysWhatIsWrong) {
   ExpectBad("s1 F c99999999999 mb0", "got \"c99999999999\"");
 }
 
-TEST(ActionTest, IsComputeHoldsForExactlyFBWAndBW) {
+TEST(ActionTest, IsComputeHoldsForExactlyFIWAndB) {
   EXPECT_TRUE(IsCompute(ActionKind::kForward));
   EXPECT_TRUE(IsCompute(ActionKind::kBackwardInput));
   EXPECT_TRUE(IsCompute(ActionKind::kBackwardWeight));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,7 +41,10 @@ Action With(const Action& action, ActionKind kind) {
 
 class Checker {
  public:
-  Checker(const StepSpec& spec, const ScheduleTable& table) : spec_(spec), table_(table) {}
+  // `suggest_fixes`: on a deadlock, try single moves with this same check and suggest the
+  // first that passes (off for the checks of those candidates themselves).
+  Checker(const StepSpec& spec, const ScheduleTable& table, bool suggest_fixes = true)
+      : spec_(spec), table_(table), suggest_fixes_(suggest_fixes) {}
 
   absl::Status Run() {
     if (absl::Status status = ValidateStepSpec(spec_); !status.ok()) return status;
@@ -53,7 +57,8 @@ class Checker {
     if (absl::Status status = CheckRowOrder(); !status.ok()) return status;
     if (absl::Status status = CheckComplete(); !status.ok()) return status;
     if (absl::Status status = CheckMemory(); !status.ok()) return status;
-    return DryRun();
+    if (absl::Status status = DryRun(); !status.ok()) return status;
+    return CheckComms();
   }
 
  private:
@@ -257,30 +262,33 @@ class Checker {
 
   // 4. The unit-step dry run: each step, every rank runs its next action if its inputs
   //    arrived in an earlier step.
-  absl::Status DryRun() const {
+  //    Records the transfers the step graph derives, for CheckComms.
+  absl::Status DryRun() {
     StepSpec unlimited = spec_;
     unlimited.max_inflight = 0;
     std::vector<StageState> states;
     for (int r = 0; r < spec_.num_stages; ++r) states.emplace_back(unlimited, r);
     std::vector<std::size_t> next(spec_.num_stages, 0);
     while (true) {
-      std::vector<Action> started;
+      std::vector<Item> started;
       bool work_left = false;
       for (int r = 0; r < spec_.num_stages; ++r) {
         if (next[r] == items_[r].size()) continue;
         work_left = true;
-        const Action& action = items_[r][next[r]].action;
-        if (states[r].Started(action).ok()) {
-          started.push_back(action);
+        const Item& item = items_[r][next[r]];
+        if (states[r].Started(item.action).ok()) {
+          started.push_back(item);
           ++next[r];
         }
       }
       if (!work_left) return absl::OkStatus();
       if (started.empty()) return Deadlock(next);
-      for (const Action& action : started) {
+      for (const Item& item : started) {
+        const Action& action = item.action;
         absl::StatusOr<std::vector<Transfer>> transfers = states[action.stage].Finished(action);
         if (!transfers.ok()) return absl::InternalError(transfers.status().message());
         for (const Transfer& transfer : *transfers) {
+          derived_.push_back({transfer, item.step});
           if (absl::Status status = states[transfer.to_stage].InputArrived(transfer);
               !status.ok()) {
             return absl::InternalError(status.message());
@@ -358,27 +366,238 @@ class Checker {
     }
     ranks.push_back(absl::StrCat("rank ", cycle.front().rank));
     const Wait& first = cycle.front();
-    const Item& blocker = items_[first.producer.stage][next[first.producer.stage]];
     const std::string why = absl::StrCat(
         "deadlock: the unit-step dry run stops with ", remaining,
         " actions left, because these ranks wait on each other in a cycle (",
         absl::StrJoin(ranks, " -> "), "):\n", absl::StrJoin(lines, "\n"),
-        "\nA rank must run what another waits for before it waits itself: e.g. move ",
-        Torch(first.producer), " before ", Torch(blocker.action), " in the row of rank ",
-        first.producer.stage, ".");
+        "\nA rank must run what another waits for before it waits itself", Fix(cycle, next));
     return Bad(first.rank, first.head.step, first.head.action, why);
   }
 
+  // One reordering of one rank's row: `moved` (item indices, ascending) go before item
+  // `before`, or, when `after` >= 0, item `before` goes right after item `after`.
+  struct Move {
+    int rank = 0;
+    std::vector<std::size_t> moved;
+    std::size_t before = 0;
+    int after = -1;
+  };
+
+  std::string MoveText(const Move& move) const {
+    const std::vector<Item>& row = items_[move.rank];
+    if (move.after >= 0) {
+      return absl::StrCat("move ", Torch(row[move.before].action), " after ",
+                          Torch(row[move.after].action), " in the row of rank ", move.rank);
+    }
+    std::vector<std::string> names;
+    for (std::size_t i : move.moved) names.push_back(Torch(row[i].action));
+    return absl::StrCat("move ", absl::StrJoin(names, " and "), " before ",
+                        Torch(row[move.before].action), " in the row of rank ", move.rank);
+  }
+
+  // The plan with `move` applied, one action per step.
+  ScheduleTable Apply(const Move& move) const {
+    ScheduleTable table;
+    for (int r = 0; r < spec_.num_stages; ++r) {
+      std::vector<Action> row;
+      for (const Item& item : items_[r]) row.push_back(item.action);
+      if (r == move.rank) {
+        std::vector<Action> reordered;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+          const bool is_moved =
+              std::find(move.moved.begin(), move.moved.end(), i) != move.moved.end();
+          if (move.after < 0 && i == move.before) {
+            for (std::size_t m : move.moved) reordered.push_back(row[m]);
+          }
+          if (is_moved || (move.after >= 0 && i == move.before)) continue;
+          reordered.push_back(row[i]);
+          if (move.after >= 0 && static_cast<int>(i) == move.after) {
+            reordered.push_back(row[move.before]);
+          }
+        }
+        row = std::move(reordered);
+      }
+      table.rows.emplace_back();
+      for (const Action& action : row) table.rows.back().push_back({action});
+    }
+    return table;
+  }
+
+  // For each wait of the cycle, with producer P stuck behind blocker X on P's rank: move P
+  // before X; move X after P; move P and what P needs from its own row before X. The text
+  // of the first whose plan passes this whole check, or a sentence saying none does.
+  std::string Fix(const std::vector<Wait>& cycle, const std::vector<std::size_t>& next) const {
+    if (!suggest_fixes_) return ".";
+    for (const Wait& w : cycle) {
+      const int q = w.producer.stage;
+      const std::size_t x = next[q];
+      std::size_t p = x;
+      while (p < items_[q].size() && items_[q][p].action != w.producer) ++p;
+      if (p == items_[q].size()) continue;
+      Move with_needs{q, {}, x};
+      for (std::size_t i = x; i < p; ++i) {
+        const Action& a = items_[q][i].action;
+        if (a.chunk == w.producer.chunk && a.microbatch == w.producer.microbatch) {
+          with_needs.moved.push_back(i);
+        }
+      }
+      with_needs.moved.push_back(p);
+      for (const Move& move : {Move{q, {p}, x}, Move{q, {}, x, static_cast<int>(p)}, with_needs}) {
+        const ScheduleTable fixed = Apply(move);
+        if (Checker(spec_, fixed, /*suggest_fixes=*/false).Run().ok()) {
+          return absl::StrCat(": ", MoveText(move),
+                              " (checked: the plan then passes this whole validation).");
+        }
+      }
+    }
+    return ". No single move of one action (or of one action with what it needs from its own "
+           "row) makes this plan pass; reorder several rows.";
+  }
+
+  // 5. compute_comms files: each SEND / RECV cell is a transfer the step graph derives, on
+  //    the right rank, after what it sends and before what receives it; none is missing.
+  absl::Status CheckComms() const;
+
   const StepSpec& spec_;
   const ScheduleTable& table_;
+  const bool suggest_fixes_;
   std::vector<std::vector<Item>> items_;  // (P, actions of the row in order)
+  std::vector<std::pair<Transfer, int>> derived_;  // what the dry run sent, and the step sent
   std::vector<std::map<std::pair<int, int>, CellSteps>> steps_;  // (P) (chunk, mb) -> steps
 };
+
+bool IsSendOrRecv(CommCell::Op op) {
+  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF ||
+         op == CommCell::Op::kSendB || op == CommCell::Op::kRecvB;
+}
+
+bool SameCell(const CommCell& a, const CommCell& b) {
+  return a.op == b.op && a.chunk == b.chunk && a.microbatch == b.microbatch;
+}
+
+// A SEND or RECV cell the step graph derives: on `rank`, after (SEND) the step of what it
+// sends or before (RECV) the step of what receives it.
+struct ExpectedComm {
+  int rank = 0;
+  CommCell cell;
+  Action compute;  // the producer (SEND) or the consumer (RECV)
+  int bound = -1;  // compute's step in the row of `rank`
+  bool matched = false;
+};
+
+absl::Status Checker::CheckComms() const {
+  if (table_.comms.empty()) return absl::OkStatus();
+  const auto fail = [&](int rank, int step, const std::string& cell, absl::string_view why,
+                        const std::string& placeholder = "") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, ", step ", step, ", cell ", cell, ": ", why, "\n",
+                     FormatGrid(table_, GridMark{rank, step, placeholder})));
+  };
+  std::vector<ExpectedComm> expected;
+  for (const auto& [t, producer_step] : derived_) {
+    const bool forward = t.kind == ActionKind::kSendForward;
+    const ActionKind backward = spec_.split_backward ? ActionKind::kBackwardInput
+                                                     : ActionKind::kBackward;
+    ExpectedComm send{t.from_stage, {}, {}, producer_step};
+    send.cell.op = forward ? CommCell::Op::kSendF : CommCell::Op::kSendB;
+    send.cell.chunk = forward ? t.chunk - 1 : t.chunk + 1;
+    send.cell.microbatch = t.microbatch;
+    send.compute = Action{t.from_stage, forward ? ActionKind::kForward : backward,
+                          send.cell.chunk, t.microbatch};
+    ExpectedComm recv{t.to_stage, {}, {}, -1};
+    recv.cell.op = forward ? CommCell::Op::kRecvF : CommCell::Op::kRecvB;
+    recv.cell.chunk = t.chunk;
+    recv.cell.microbatch = t.microbatch;
+    recv.compute = Action{t.to_stage, forward ? ActionKind::kForward : backward, t.chunk,
+                          t.microbatch};
+    recv.bound = StepOf(t.to_stage, recv.compute);
+    expected.push_back(send);
+    expected.push_back(recv);
+  }
+  for (int r = 0; r < static_cast<int>(table_.comms.size()); ++r) {
+    for (const CommCell& cell : table_.comms[r]) {
+      if (!IsSendOrRecv(cell.op)) continue;  // UNSHARD, RESHARD, REDUCE_GRAD: ignored
+      const std::string text = CommCellToString(cell);
+      const bool send = cell.op == CommCell::Op::kSendF || cell.op == CommCell::Op::kSendB;
+      const auto it = std::find_if(expected.begin(), expected.end(), [&](const ExpectedComm& e) {
+        return e.rank == r && !e.matched && SameCell(e.cell, cell);
+      });
+      if (it == expected.end()) {
+        const bool in_range = cell.chunk >= 0 && cell.chunk < spec_.num_chunks;
+        const std::string why =
+            !in_range ? absl::StrCat("chunk ", cell.chunk, " does not exist")
+            : spec_.chunk_to_stage[cell.chunk] != r
+                ? absl::StrCat("chunk ", cell.chunk, " lives on rank ",
+                               spec_.chunk_to_stage[cell.chunk], ", not on rank ", r)
+                : std::string("no such transfer crosses ranks in this plan (the neighbouring "
+                              "chunk lives on the same rank, the chunk is at the end of the "
+                              "model, or the cell appears twice)");
+        return fail(r, cell.step, text,
+                    absl::StrCat("the step graph derives no such ", send ? "send" : "receive",
+                                 ": ", why, "; remove the cell"));
+      }
+      if (send ? cell.step < it->bound : cell.step > it->bound) {
+        return fail(r, cell.step, text,
+                    absl::StrCat(send ? "it sends the output of " : "it receives the input of ",
+                                 Torch(it->compute), send ? " before " : " after ",
+                                 "that runs (step ", it->bound, "): move it ",
+                                 send ? "after" : "before", " step ", it->bound));
+      }
+      it->matched = true;
+    }
+  }
+  for (const ExpectedComm& e : expected) {
+    if (e.matched) continue;
+    const std::string text = CommCellToString(e.cell);
+    const bool send = e.cell.op == CommCell::Op::kSendF || e.cell.op == CommCell::Op::kSendB;
+    return fail(e.rank, static_cast<int>(table_.rows[e.rank].size()), text,
+                absl::StrCat("missing: the step graph ", send ? "sends" : "receives", " this for ",
+                             Torch(e.compute), " (step ", e.bound, "), but rank ", e.rank,
+                             " has no such cell; add it ", send ? "after" : "before", " step ",
+                             e.bound),
+                absl::StrCat("missing ", text));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
 absl::Status ValidatePlan(const StepSpec& spec, const ScheduleTable& table) {
   return Checker(spec, table).Run();
+}
+
+std::optional<std::string> BitwiseParityWarning(const ScheduleTable& table) {
+  struct Seen {
+    Action action;
+    int step = -1;
+  };
+  std::optional<std::pair<Seen, Seen>> first;  // (earlier, later) of the first pair
+  for (int r = 0; r < static_cast<int>(table.rows.size()); ++r) {
+    std::map<int, Seen> last;  // chunk -> its latest W or B so far
+    for (int t = 0; t < static_cast<int>(table.rows[r].size()); ++t) {
+      for (const Action& action : table.rows[r][t]) {
+        if (action.kind != ActionKind::kBackwardWeight && action.kind != ActionKind::kBackward) {
+          continue;
+        }
+        const auto it = last.find(action.chunk);
+        if (it != last.end() && it->second.action.microbatch > action.microbatch &&
+            (!first.has_value() || t < first->second.step)) {
+          first = std::make_pair(it->second, Seen{action, t});
+        }
+        if (it == last.end() || it->second.action.microbatch < action.microbatch) {
+          last[action.chunk] = Seen{action, t};
+        }
+      }
+    }
+  }
+  if (!first.has_value()) return std::nullopt;
+  const auto& [earlier, later] = *first;
+  return absl::StrCat(
+      "rank ", later.action.stage, ", step ", later.step, ": ", Torch(later.action),
+      " runs after ", Torch(earlier.action), " (step ", earlier.step, "), so chunk ",
+      later.action.chunk, " adds up its weight gradients out of microbatch order: the run "
+      "trains, but its parameters match the sequential run only to float rounding, not bit "
+      "for bit. Run each chunk's W's (or B's) in microbatch order to keep bitwise parity");
 }
 
 }  // namespace stagehand::runtime

@@ -4,6 +4,9 @@
 #ifndef STAGEHAND_RUNTIME_PLAN_VALIDATION_H_
 #define STAGEHAND_RUNTIME_PLAN_VALIDATION_H_
 
+#include <optional>
+#include <string>
+
 #include "absl/status/status.h"
 #include "runtime/schedule_table.h"
 #include "runtime/step_spec.h"
@@ -21,7 +24,20 @@ namespace stagehand::runtime {
 // Errors name the rank, the step (the table's column) and the action, say what the action
 // waits for or what is missing, and end with the rank-by-step grid with the cell marked.
 // Codes: InvalidArgument (1, 2, 4), ResourceExhausted (3).
+//   5. in a compute_comms table (torch's lowered format), every SEND_F / RECV_F / SEND_B /
+//      RECV_B cell is a transfer the step graph derives, on its rank, a SEND after what it
+//      sends and a RECV before what it feeds, and none is missing; UNSHARD, RESHARD and
+//      REDUCE_GRAD cells are ignored.
+// A deadlock error suggests a reordering only after checking that the reordered plan passes
+// all of the above; if no single move does, it says so.
 absl::Status ValidatePlan(const StepSpec& spec, const ScheduleTable& table);
+
+// A plan that passes ValidatePlan may still lose bitwise parity with the sequential run: the
+// sequential run adds each chunk's weight gradients up in microbatch order, and a plan that
+// runs a chunk's W's (or B's) in another order adds them up in that order. The warning names
+// the first (earliest step) out-of-order pair, e.g. "rank 1, step 5: 1W0 runs after 1W1
+// (step 3), ..."; nullopt when every chunk's W's and B's run in microbatch order.
+std::optional<std::string> BitwiseParityWarning(const ScheduleTable& table);
 
 }  // namespace stagehand::runtime
 

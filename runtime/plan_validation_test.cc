@@ -4,6 +4,7 @@
 // Not tests of CSV parsing (schedule_table_test.cc).
 #include "runtime/plan_validation.h"
 
+#include <optional>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -93,13 +94,95 @@ TEST(ValidatePlanTest, ACyclicWaitIsADeadlockNamingTheCycle) {
             "stuck before it, at step 0 on 1F1\n"
             "  rank 1, step 0: 1F1 waits for the activation of 0F1 (rank 0, step 2), but rank 0 "
             "is stuck before it, at step 1 on 0B0\n"
-            "A rank must run what another waits for before it waits itself: e.g. move 1B0 "
-            "before 1F1 in the row of rank 1.\n"
+            "A rank must run what another waits for before it waits itself: move 1F1 after "
+            "1B0 in the row of rank 1 (checked: the plan then passes this whole validation).\n"
             "        Rank 0 Rank 1\n"
             "Step 0: 0F0    1F1\n"
             "Step 1: [0B0]  1F0  <-- rank 0, step 1\n"
             "Step 2: 0F1    1B0\n"
             "Step 3: 0B1    1B1\n");
+}
+
+TEST(ValidatePlanTest, TheSuggestedDeadlockFixPassesValidation) {
+  // The fix printed above, applied: rank 1 runs 1F1 after 1B0.
+  EXPECT_TRUE(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F0,1B0,1F1,1B1\r\n")).ok());
+  // Moving only the producer (what the old hint said) is not a fix: 1B0 before its forward.
+  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1B0,1F1,1F0,1B1\r\n"))
+                  .message(),
+              HasSubstr("it runs before its forward 1F0"));
+}
+
+TEST(ValidatePlanTest, ADeadlockFixMayMoveAnActionWithWhatItNeeds) {
+  // Neither "1B0 before 1F1" (before its forward) nor "1F1 after 1B0" (1B1 then precedes
+  // 1F1) passes; moving 1F0 and 1B0 together does.
+  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F1,1F0,1B1,1B0\r\n"))
+                  .message(),
+              HasSubstr("move 1F0 and 1B0 before 1F1 in the row of rank 1 (checked"));
+}
+
+TEST(BitwiseParityWarningTest, NamesTheFirstOutOfOrderWeightGradient) {
+  const ScheduleTable table = Parse("0F0,0F1,0I0,0I1,0W1,0W0\r\n1F0,1I0,1F1,1I1,1W0,1W1\r\n");
+  ASSERT_TRUE(ValidatePlan(TwoStages(true), table).ok());  // it runs; it is not bitwise
+  const std::optional<std::string> warning = BitwiseParityWarning(table);
+  ASSERT_TRUE(warning.has_value());
+  EXPECT_THAT(*warning, HasSubstr("rank 0, step 5: 0W0 runs after 0W1 (step 4), so chunk 0 adds "
+                                  "up its weight gradients out of microbatch order"));
+}
+
+TEST(BitwiseParityWarningTest, FusedBackwardsOutOfOrderAreNamedToo) {
+  const std::optional<std::string> warning =
+      BitwiseParityWarning(Parse("0F0,0F1,0B1,0B0\r\n1F0,1F1,1B1,1B0\r\n"));
+  ASSERT_TRUE(warning.has_value());
+  EXPECT_THAT(*warning, HasSubstr("rank 0, step 3: 0B0 runs after 0B1 (step 2)"));
+}
+
+TEST(BitwiseParityWarningTest, NoneForAPlanInMicrobatchOrder) {
+  EXPECT_FALSE(
+      BitwiseParityWarning(Parse("0F0,0F1,0I0,0I1,0W0,0W1\r\n1F0,1I0,1F1,1I1,1W0,1W1\r\n"))
+          .has_value());
+}
+
+// A compute_comms table as torch's lowering writes it for TwoStages(false).
+constexpr char kComms[] =
+    "0UNSHARD,0F0,0SEND_F0,0F1,0SEND_F1,0RECV_B0,0B0,0RECV_B1,0B1,0REDUCE_GRAD,0RESHARD\r\n"
+    "1UNSHARD,1RECV_F0,1F0,1B0,1SEND_B0,1RECV_F1,1F1,1B1,1SEND_B1,1REDUCE_GRAD,1RESHARD\r\n";
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  text.replace(text.find(from), from.size(), to);
+  return text;
+}
+
+TEST(ComputeCommsTest, SendsAndReceivesThatTheStepGraphDerivesPass) {
+  EXPECT_TRUE(ValidatePlan(TwoStages(false), Parse(kComms)).ok());
+}
+
+TEST(ComputeCommsTest, AMissingSendIsNamedWithRankStepAndCell) {
+  const absl::Status status =
+      ValidatePlan(TwoStages(false), Parse(Replace(kComms, ",1SEND_B1,", ",")));
+  EXPECT_THAT(status.message(),
+              HasSubstr("rank 1, step 10, cell 1SEND_B1: missing: the step graph sends this for "
+                        "1B1 (step 7), but rank 1 has no such cell; add it after step 7"));
+  EXPECT_THAT(status.message(), HasSubstr("[missing 1SEND_B1]"));
+}
+
+TEST(ComputeCommsTest, ASendTheGraphDoesNotDeriveIsAnError) {
+  // Chunk 0 lives on rank 0: rank 1 cannot send its output.
+  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "0SEND_F0,")))
+                  .message(),
+              HasSubstr("rank 1, step 0, cell 0SEND_F0: the step graph derives no such send: "
+                        "chunk 0 lives on rank 0, not on rank 1"));
+  // The last chunk's forward output goes nowhere.
+  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "1SEND_F0,")))
+                  .message(),
+              HasSubstr("rank 1, step 0, cell 1SEND_F0: the step graph derives no such send"));
+}
+
+TEST(ComputeCommsTest, AReceiveAfterItsConsumerIsAnError) {
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1RECV_F0,1F0,", "1F0,1RECV_F0,")))
+          .message(),
+      HasSubstr("rank 1, step 2, cell 1RECV_F0: it receives the input of 1F0 after that runs "
+                "(step 1): move it before step 1"));
 }
 
 TEST(ValidatePlanTest, MoreActivationsThanMaxInflightIsResourceExhausted) {

@@ -1,4 +1,4 @@
-// Planner events, the planner registry and OrderedPlanner.
+// The planner registry and OrderedPlanner.
 // Not any particular schedule: those live one per file in runtime/planners/.
 #include "runtime/planner.h"
 
@@ -11,41 +11,6 @@
 #include "absl/strings/str_join.h"
 
 namespace stagehand::runtime {
-
-std::string PlannerEventToString(const PlannerEvent& event) {
-  const char* kind = "finished";
-  if (event.kind == PlannerEvent::Kind::kInputArrived) kind = "input";
-  if (event.kind == PlannerEvent::Kind::kMemoryFreed) kind = "freed";
-  return absl::StrCat(kind, " ", ActionToString(event.action));
-}
-
-std::vector<PlannerEvent> EventsOnFinished(const StepSpec& spec, const Action& finished) {
-  std::vector<PlannerEvent> events;
-  events.push_back(PlannerEvent{PlannerEvent::Kind::kActionFinished, finished});
-  int consumer = -1;
-  ActionKind recv = ActionKind::kRecvForward;
-  if (finished.kind == ActionKind::kForward) {
-    consumer = finished.chunk + 1;
-  } else if (finished.kind == ActionKind::kBackwardInput ||
-             finished.kind == ActionKind::kBackward) {
-    consumer = finished.chunk - 1;
-    recv = ActionKind::kRecvBackward;
-  }
-  if (consumer >= 0 && consumer < spec.num_chunks &&
-      consumer < static_cast<int>(spec.chunk_to_stage.size()) &&
-      spec.chunk_to_stage[consumer] == finished.stage) {
-    events.push_back(PlannerEvent{PlannerEvent::Kind::kInputArrived,
-                                  Action{finished.stage, recv, consumer, finished.microbatch}});
-  }
-  if (finished.kind == ActionKind::kBackwardWeight || finished.kind == ActionKind::kBackward) {
-    events.push_back(PlannerEvent{PlannerEvent::Kind::kMemoryFreed, finished});
-  }
-  return events;
-}
-
-PlannerEvent EventOnArrival(const Transfer& transfer) {
-  return PlannerEvent{PlannerEvent::Kind::kInputArrived, RecvAction(transfer)};
-}
 
 Planner::~Planner() = default;
 PlannerDefinition::~PlannerDefinition() = default;

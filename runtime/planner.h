@@ -22,32 +22,15 @@
 
 namespace stagehand::runtime {
 
-struct PlannerEvent {
-  enum class Kind {
-    kInputArrived,    // action: the input as RECV_F / RECV_B on this stage (remote or local)
-    kActionFinished,  // action: the compute action that finished on this stage
-    kMemoryFreed,     // action: the W / B whose finish released an activation
-  };
-  Kind kind = Kind::kActionFinished;
-  Action action;
-};
-
-// "finished s1 F c1 mb0", "input s1 RECV_F c1 mb0", "freed s1 B c1 mb0".
-std::string PlannerEventToString(const PlannerEvent& event);
-// What the planner of `finished.stage` is told when `finished` completes there, in order:
-// kActionFinished; kInputArrived if the output feeds a chunk on the same stage;
-// kMemoryFreed if it was a W or B. The actor runtime and the simulator both use this.
-std::vector<PlannerEvent> EventsOnFinished(const StepSpec& spec, const Action& finished);
-// What the receiving planner is told when `transfer` arrives: kInputArrived, RecvAction.
-PlannerEvent EventOnArrival(const Transfer& transfer);
-
 // One instance per stage per step.
 class Planner {
  public:
   virtual ~Planner();
-  virtual void OnEvent(const PlannerEvent& event) {}
-  // The next compute action among `ready` (StageState::Ready() of this stage), or nullopt
-  // to wait for the next event. Called only while the stage's compute lane is idle.
+  // The next compute action among `ready` (StageLoop::Ready() of this stage), or nullopt
+  // to wait for the next event. Called by the stage loop (runtime/stage_loop.h) only while
+  // the stage's compute lane is idle, after every event that may have changed `ready`: the
+  // step's start, one of the stage's actions finishing, an input arriving. A planner reads
+  // what happened from `state`; it gets no separate event stream.
   virtual std::optional<Action> Next(const std::vector<Action>& ready,
                                      const StageState& state) = 0;
 };

@@ -1,4 +1,4 @@
-// Tests of the planner registry, the planner events and OrderedPlanner.
+// Tests of the planner registry and OrderedPlanner.
 // Not tests of any particular schedule (runtime/planners/*_test.cc).
 #include "runtime/planner.h"
 
@@ -87,36 +87,6 @@ TEST(PlannerOptionsTest, ValidationNamesTheBadField) {
   EXPECT_THAT(ValidatePlannerOptions({4, 8, -1}).message(),
               HasSubstr("PlannerOptions.max_inflight = -1"));
   EXPECT_TRUE(ValidatePlannerOptions({4, 8, 0}).ok());
-}
-
-StepSpec VSpec() {
-  StepSpec spec;
-  spec.num_stages = 2;
-  spec.num_microbatches = 1;
-  spec.num_chunks = 4;
-  spec.chunk_to_stage = VPlacement(2);  // {0, 1, 1, 0}
-  return spec;
-}
-
-MATCHER_P2(IsEvent, kind, text, "") {
-  return arg.kind == kind && ActionToString(arg.action) == text;
-}
-
-TEST(PlannerEventTest, FinishedForwardFeedingALocalChunkAlsoReportsTheInput) {
-  EXPECT_THAT(EventsOnFinished(VSpec(), Action{1, ActionKind::kForward, 1, 0}),
-              ElementsAre(IsEvent(PlannerEvent::Kind::kActionFinished, "s1 F c1 mb0"),
-                          IsEvent(PlannerEvent::Kind::kInputArrived, "s1 RECV_F c2 mb0")));
-  EXPECT_THAT(EventsOnFinished(VSpec(), Action{0, ActionKind::kForward, 0, 0}),
-              ElementsAre(IsEvent(PlannerEvent::Kind::kActionFinished, "s0 F c0 mb0")));
-}
-
-TEST(PlannerEventTest, FinishedBackwardFreesMemory) {
-  EXPECT_THAT(EventsOnFinished(VSpec(), Action{1, ActionKind::kBackward, 2, 0}),
-              ElementsAre(IsEvent(PlannerEvent::Kind::kActionFinished, "s1 B c2 mb0"),
-                          IsEvent(PlannerEvent::Kind::kInputArrived, "s1 RECV_B c1 mb0"),
-                          IsEvent(PlannerEvent::Kind::kMemoryFreed, "s1 B c2 mb0")));
-  EXPECT_EQ(PlannerEventToString(EventOnArrival(Transfer{ActionKind::kSendBackward, 1, 0, 0, 0})),
-            "input s0 RECV_B c0 mb0");
 }
 
 TEST(OrderedPlannerTest, ReturnsTheHeadOnlyWhenItIsReady) {

@@ -71,9 +71,8 @@ absl::StatusOr<Action> ParseSingle(absl::string_view text, int rank) {
     if (op == other) {
       return bad(absl::StrCat(op,
                               " is a communication or sharding action of torch's compute_comms "
-                              "format; Stagehand reads compute_only schedules (F, I, W, B) and "
-                              "derives sends and receives from the step graph: dump the torch "
-                              "schedule with format=\"compute_only\""));
+                              "format: it stands alone in a cell of a schedule row, never in a "
+                              "compute cell or an OVERLAP_F_B group"));
     }
   }
   Action action;
@@ -139,15 +138,68 @@ absl::StatusOr<std::vector<std::string>> SplitCsvLine(absl::string_view line) {
 
 std::vector<std::vector<std::string>> CellTexts(const ScheduleTable& table) {
   std::vector<std::vector<std::string>> texts;
-  for (const auto& row : table.rows) {
+  for (std::size_t r = 0; r < table.rows.size(); ++r) {
     std::vector<std::string> line;
-    for (const TableCell& cell : row) line.push_back(CellToString(cell));
+    for (const TableCell& cell : table.rows[r]) line.push_back(CellToString(cell));
+    if (r < table.comms.size()) {
+      for (const CommCell& comm : table.comms[r]) {
+        if (comm.step >= 0 && comm.step < static_cast<int>(line.size())) {
+          line[comm.step] = CommCellToString(comm);
+        }
+      }
+    }
     texts.push_back(std::move(line));
   }
   return texts;
 }
 
+constexpr std::pair<CommCell::Op, absl::string_view> kCommOps[] = {
+    {CommCell::Op::kSendF, "SEND_F"},     {CommCell::Op::kRecvF, "RECV_F"},
+    {CommCell::Op::kSendB, "SEND_B"},     {CommCell::Op::kRecvB, "RECV_B"},
+    {CommCell::Op::kUnshard, "UNSHARD"},  {CommCell::Op::kReshard, "RESHARD"},
+    {CommCell::Op::kReduceGrad, "REDUCE_GRAD"}};
+
+bool NamesMicrobatch(CommCell::Op op) {
+  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF ||
+         op == CommCell::Op::kSendB || op == CommCell::Op::kRecvB;
+}
+
 }  // namespace
+
+std::string CommCellToString(const CommCell& cell) {
+  std::string text = std::to_string(cell.chunk);
+  for (const auto& [op, name] : kCommOps) {
+    if (op == cell.op) absl::StrAppend(&text, name);
+  }
+  if (cell.microbatch >= 0) absl::StrAppend(&text, cell.microbatch);
+  return text;
+}
+
+std::optional<CommCell> ParseCommCell(absl::string_view text) {
+  text = absl::StripAsciiWhitespace(text);
+  const std::size_t op_begin = text.find_first_not_of("0123456789");
+  if (op_begin == 0 || op_begin == absl::string_view::npos) return std::nullopt;
+  const absl::string_view rest = text.substr(op_begin);
+  const std::size_t op_end = rest.find_first_of("0123456789");
+  const absl::string_view op = rest.substr(0, op_end);
+  const absl::string_view microbatch =
+      op_end == absl::string_view::npos ? absl::string_view() : rest.substr(op_end);
+  for (const auto& [kind, name] : kCommOps) {
+    if (op != name) continue;
+    CommCell cell;
+    cell.op = kind;
+    if (!absl::SimpleAtoi(text.substr(0, op_begin), &cell.chunk)) return std::nullopt;
+    if (microbatch.empty()) {
+      if (NamesMicrobatch(kind)) return std::nullopt;  // "0SEND_F": not a cell torch writes
+      return cell;
+    }
+    if (!AllDigits(microbatch) || !absl::SimpleAtoi(microbatch, &cell.microbatch)) {
+      return std::nullopt;
+    }
+    return cell;
+  }
+  return std::nullopt;
+}
 
 std::string CellToString(const TableCell& cell) {
   if (cell.empty()) return "";
@@ -220,9 +272,18 @@ absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text, absl::str
     }
     texts.push_back(*std::move(fields));
   }
+  std::vector<std::vector<CommCell>> comms(texts.size());
+  bool any_comm = false;
   for (int rank = 0; rank < static_cast<int>(texts.size()); ++rank) {
     std::vector<TableCell> row;
     for (int step = 0; step < static_cast<int>(texts[rank].size()); ++step) {
+      if (std::optional<CommCell> comm = ParseCommCell(texts[rank][step]); comm.has_value()) {
+        comm->step = step;
+        comms[rank].push_back(*comm);
+        any_comm = true;
+        row.emplace_back();  // the column holds no compute action
+        continue;
+      }
       absl::StatusOr<TableCell> cell = ParseCell(texts[rank][step], rank);
       if (!cell.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -234,18 +295,19 @@ absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text, absl::str
     }
     table.rows.push_back(std::move(row));
   }
+  if (any_comm) table.comms = std::move(comms);
   return table;
 }
 
 std::string FormatScheduleCsv(const ScheduleTable& table) {
   std::string text;
+  const std::vector<std::vector<std::string>> texts = CellTexts(table);
   for (std::size_t r = 0; r < table.rows.size(); ++r) {
     const std::vector<TableCell>& row = table.rows[r];
-    if (row.size() == 1 && row[0].empty()) {
+    const std::vector<std::string>& cells = texts[r];
+    if (row.size() == 1 && cells[0].empty()) {
       text += "\"\"";  // csv.writer's form of a row with one empty field
     } else {
-      std::vector<std::string> cells;
-      for (const TableCell& cell : row) cells.push_back(CellToString(cell));
       text += absl::StrJoin(cells, ",");
     }
     if (r + 1 < table.rows.size() || table.final_line_terminator) text += table.line_terminator;
@@ -365,6 +427,14 @@ absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_infli
     }
   }
   if (max_chunk < 0) return absl::InvalidArgumentError("the schedule names no action");
+  // Bounds before any count is formed (max + 1 would overflow at INT_MAX) or allocated.
+  constexpr int kMaxChunks = 1 << 16, kMaxMicrobatches = 1 << 20;
+  if (max_chunk >= kMaxChunks || max_microbatch >= kMaxMicrobatches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the schedule names chunk ", max_chunk, " and microbatch ", max_microbatch,
+        "; a schedule holds at most ", kMaxChunks, " chunks and ", kMaxMicrobatches,
+        " microbatches"));
+  }
   StepSpec spec;
   spec.num_stages = static_cast<int>(table.rows.size());
   spec.num_microbatches = max_microbatch + 1;

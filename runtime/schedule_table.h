@@ -32,8 +32,28 @@ std::string CellToString(const TableCell& cell);
 // that a compute_only schedule is wanted).
 absl::StatusOr<TableCell> ParseCell(absl::string_view text, int rank);
 
+// A cell of torch's compute_comms format (what torchtitan writes after lowering) that is not
+// a compute action, as torch's _Action prints it: "<stage><op><microbatch>" with op SEND_F,
+// RECV_F, SEND_B or RECV_B, and "<stage><op>" with op UNSHARD, RESHARD or REDUCE_GRAD.
+// SEND/RECV are checked against the transfers the step graph derives (ValidatePlan); UNSHARD,
+// RESHARD and REDUCE_GRAD are read, kept and otherwise ignored (no data parallelism yet).
+struct CommCell {
+  enum class Op { kSendF, kRecvF, kSendB, kRecvB, kUnshard, kReshard, kReduceGrad };
+  Op op = Op::kSendF;
+  int chunk = 0;        // torch's stage index: for SEND the sender's, for RECV the receiver's
+  int microbatch = -1;  // -1 when the cell names none (UNSHARD, RESHARD, REDUCE_GRAD)
+  int step = 0;         // its column in the rank's row (where rows[rank][step] is empty)
+};
+// "0SEND_F1", "8UNSHARD".
+std::string CommCellToString(const CommCell& cell);
+// The comm cell `text` names, nullopt if `text` is not one (e.g. a compute cell); step 0.
+std::optional<CommCell> ParseCommCell(absl::string_view text);
+
 struct ScheduleTable {
   std::vector<std::vector<TableCell>> rows;  // (P, steps of that rank)
+  // compute_comms files only: per rank, its comm cells in row order; each sits in a column
+  // whose `rows` cell is empty. Empty for compute_only tables (what planners produce).
+  std::vector<std::vector<CommCell>> comms;
   // How the CSV text ended its lines, kept so that a loaded file is written back byte for
   // byte. Python's csv.writer, which torch's _dump_csv uses, writes "\r\n" after each row.
   std::string line_terminator = "\r\n";
@@ -41,9 +61,10 @@ struct ScheduleTable {
 };
 
 // Parses CSV text, one row per rank, as torch's _load_csv reads it: cells separated by
-// commas (double-quoted cells allowed), an empty cell = idle. `source` names the text in
-// errors, which give the rank, the step and the bad cell, and print the grid with the cell
-// marked.
+// commas (double-quoted cells allowed), an empty cell = idle. Both of torch's formats are
+// read: compute_only (F, I, W, B, OVERLAP_F_B) and compute_comms (also the CommCell ops).
+// `source` names the text in errors, which give the rank, the step and the bad cell, and
+// print the grid with the cell marked.
 absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text,
                                                absl::string_view source = "schedule");
 // The CSV text of `table`: what torch's _dump_csv writes for the same schedule.

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -73,6 +74,39 @@ TEST(ScheduleTableTest, BadCellsSayWhatWasExpected) {
                         "format"));
   EXPECT_THAT(ParseCell("(0F1;7B0)", 0).status().message(),
               HasSubstr("a group is written (<action>;<action>)OVERLAP_F_B"));
+}
+
+TEST(ScheduleTableTest, ParsesTorchCommunicationCells) {
+  for (const char* text : {"0SEND_F1", "1RECV_F1", "3SEND_B12", "2RECV_B0", "0UNSHARD",
+                           "8RESHARD", "0REDUCE_GRAD"}) {
+    std::optional<CommCell> cell = ParseCommCell(text);
+    ASSERT_TRUE(cell.has_value()) << text;
+    EXPECT_EQ(CommCellToString(*cell), text);
+  }
+  EXPECT_EQ(ParseCommCell("3SEND_B12")->chunk, 3);
+  EXPECT_EQ(ParseCommCell("3SEND_B12")->microbatch, 12);
+  EXPECT_EQ(ParseCommCell("0UNSHARD")->microbatch, -1);
+  for (const char* text : {"0F1", "0SEND_F", "SEND_F1", "0SEND_X1", ""}) {
+    EXPECT_FALSE(ParseCommCell(text).has_value()) << text;
+  }
+}
+
+TEST(ScheduleTableTest, AComputeCommsFileKeepsItsCommCellsAndRoundTrips) {
+  const std::string text =
+      "0UNSHARD,0F0,0SEND_F0,0RECV_B0,0B0,0REDUCE_GRAD,0RESHARD\r\n"
+      "1UNSHARD,1RECV_F0,1F0,1B0,1SEND_B0,1REDUCE_GRAD,1RESHARD\r\n";
+  absl::StatusOr<ScheduleTable> table = ParseScheduleCsv(text);
+  ASSERT_TRUE(table.ok()) << table.status();
+  ASSERT_EQ(table->comms.size(), 2u);
+  EXPECT_EQ(table->comms[0].size(), 5u);
+  EXPECT_EQ(table->comms[1][1].step, 1);  // 1RECV_F0
+  EXPECT_TRUE(table->rows[1][1].empty());
+  EXPECT_EQ(CellToString(table->rows[1][2]), "1F0");
+  EXPECT_EQ(FormatScheduleCsv(*table), text);
+  absl::StatusOr<StepSpec> spec = SpecFromTable(*table);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->num_chunks, 2);
+  EXPECT_EQ(OrdersFromTable(*table, *spec)[1].size(), 2u);  // 1F0, 1B0
 }
 
 TEST(ScheduleTableTest, TorchCsvRoundTripsByteForByte) {
@@ -218,6 +252,19 @@ TEST(ScheduleTableTest, PeakInflightCountsForwardsNotYetFreed) {
                           a(ActionKind::kBackwardInput, 0), a(ActionKind::kForward, 2),
                           a(ActionKind::kBackwardWeight, 0), a(ActionKind::kForward, 3)}),
             3);
+}
+
+TEST(ScheduleTableTest, HugeChunkOrMicrobatchNumbersAreRefusedNotOverflowed) {
+  for (const char* cell : {"0F2147483647", "2147483647F0"}) {
+    absl::StatusOr<ScheduleTable> table = ParseScheduleCsv(std::string(cell) + "\n");
+    if (!table.ok()) {
+      EXPECT_THAT(std::string(table.status().message()), HasSubstr("at most")) << cell;
+      continue;
+    }
+    absl::StatusOr<StepSpec> spec = SpecFromTable(*table);
+    ASSERT_FALSE(spec.ok()) << cell;
+    EXPECT_THAT(std::string(spec.status().message()), HasSubstr("at most")) << cell;
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/stage_loop.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -87,20 +88,18 @@ absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, cons
   if (absl::Status status = ValidateCostModel(cost); !status.ok()) return status;
 
   const int num_stages = spec.num_stages;  // P
-  std::vector<StageState> states;
-  std::vector<std::unique_ptr<Planner>> planners;
+  std::vector<StageLoop> loops;
   for (int s = 0; s < num_stages; ++s) {
-    states.emplace_back(spec, s);
-    planners.push_back(definition.MakePlanner(spec, s));
-    if (planners.back() == nullptr) {
+    absl::StatusOr<StageLoop> loop = StageLoop::Create(spec, s, definition.MakePlanner(spec, s));
+    if (!loop.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(name, ": MakePlanner returned no planner for stage ", s));
     }
+    loops.push_back(*std::move(loop));
   }
 
   SimResult result;
   result.per_stage.resize(num_stages);
-  std::vector<bool> busy(num_stages, false);     // compute lane taken
   std::vector<bool> consult(num_stages, true);   // saw an event since last consulted
   std::map<std::pair<int, int>, double> link_free_at;  // (from, to) -> transfer lane free
   std::priority_queue<Event, std::vector<Event>, LaterFirst> events;
@@ -110,33 +109,28 @@ absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, cons
   while (true) {
     // 1. Every idle stage that saw an event asks its planner for the next action.
     for (int s = 0; s < num_stages; ++s) {
-      if (busy[s] || !consult[s]) continue;
+      if (loops[s].lane_busy() || !consult[s]) continue;
       consult[s] = false;
-      const std::vector<Action> ready = states[s].Ready();
-      if (ready.empty()) continue;
-      const std::optional<Action> choice = planners[s]->Next(ready, states[s]);
-      if (!choice.has_value()) continue;
-      if (absl::Status status = states[s].Started(*choice); !status.ok()) {
-        return WithPrefix(status, absl::StrCat(name, ": at t=", now, " the planner of stage ",
-                                               s, " picked ", ActionToString(*choice), ": "));
-      }
-      busy[s] = true;
-      const double end = now + ComputeCost(cost, choice->kind);
-      result.per_stage[s].push_back(TimedAction{*choice, now, end});
+      absl::StatusOr<std::optional<Action>> choice = loops[s].Next();
+      if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name, ": at t=", now, " "));
+      if (!choice->has_value()) continue;
+      const Action action = **choice;
+      const double end = now + ComputeCost(cost, action.kind);
+      result.per_stage[s].push_back(TimedAction{action, now, end});
       events.push(Event{end, sequence++, Event::Kind::kComputeFinished, s,
                         result.per_stage[s].size() - 1});
     }
 
     // 2. Nothing in flight: done, or stalled.
     if (events.empty()) {
-      const bool all_done = std::all_of(states.begin(), states.end(),
-                                        [](const StageState& st) { return st.Done(); });
+      const bool all_done = std::all_of(loops.begin(), loops.end(),
+                                        [](const StageLoop& loop) { return loop.Done(); });
       if (all_done) break;
       int remaining = 0;
       std::vector<std::string> lines;
-      for (const StageState& st : states) {
-        remaining += st.num_remaining();
-        lines.push_back(st.DescribeWaiting());
+      for (const StageLoop& loop : loops) {
+        remaining += loop.state().num_remaining();
+        lines.push_back(loop.DescribeWaiting());
       }
       return absl::FailedPreconditionError(absl::StrCat(
           name, ": step stalled at t=", now, " with ", remaining,
@@ -152,25 +146,26 @@ absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, cons
       if (event.kind == Event::Kind::kTransferArrived) {
         const Transfer& transfer = result.transfers[event.index].transfer;
         const int to = transfer.to_stage;
-        if (absl::Status status = states[to].InputArrived(transfer); !status.ok()) {
+        if (absl::Status status = loops[to].InputArrived(transfer); !status.ok()) {
           return absl::InternalError(absl::StrCat(name, ": ", status.message()));
         }
-        planners[to]->OnEvent(EventOnArrival(transfer));
         consult[to] = true;
         continue;
       }
       const int s = event.stage;
       const Action action = result.per_stage[s][event.index].action;
-      absl::StatusOr<std::vector<Transfer>> transfers = states[s].Finished(action);
-      if (!transfers.ok()) {
-        return absl::InternalError(absl::StrCat(name, ": ", transfers.status().message()));
+      absl::StatusOr<FinishedOutputs> outputs = loops[s].Finished(action);
+      if (!outputs.ok()) {
+        return absl::InternalError(absl::StrCat(name, ": ", outputs.status().message()));
       }
-      busy[s] = false;
       consult[s] = true;
-      for (const PlannerEvent& planner_event : EventsOnFinished(spec, action)) {
-        planners[s]->OnEvent(planner_event);
+      // A hand-off to a chunk on the same stage costs nothing in virtual time: it lands now.
+      for (const Transfer& hand_off : outputs->local) {
+        if (absl::Status status = loops[s].HandOffArrived(hand_off); !status.ok()) {
+          return absl::InternalError(absl::StrCat(name, ": ", status.message()));
+        }
       }
-      for (const Transfer& transfer : *transfers) {
+      for (const Transfer& transfer : outputs->remote) {
         double& lane_free = link_free_at[{transfer.from_stage, transfer.to_stage}];
         const double start = std::max(now, lane_free);
         lane_free = start + cost.transfer;
@@ -187,7 +182,7 @@ absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, cons
     double busy_time = 0;
     for (const TimedAction& timed : result.per_stage[s]) busy_time += timed.end - timed.start;
     idle += result.step_time - busy_time;
-    result.peak_inflight.push_back(states[s].peak_inflight());
+    result.peak_inflight.push_back(loops[s].state().peak_inflight());
   }
   result.bubble_fraction = result.step_time > 0 ? idle / (num_stages * result.step_time) : 0;
   return result;

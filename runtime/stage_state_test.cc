@@ -26,7 +26,7 @@ StepSpec Spec(int stages, int microbatches, std::vector<int> chunk_to_stage, boo
 }
 
 Action F(int s, int c, int mb) { return Action{s, ActionKind::kForward, c, mb}; }
-Action B(int s, int c, int mb) { return Action{s, ActionKind::kBackwardInput, c, mb}; }
+Action I(int s, int c, int mb) { return Action{s, ActionKind::kBackwardInput, c, mb}; }
 Action W(int s, int c, int mb) { return Action{s, ActionKind::kBackwardWeight, c, mb}; }
 Action B(int s, int c, int mb) { return Action{s, ActionKind::kBackward, c, mb}; }
 
@@ -129,11 +129,11 @@ TEST(StageStateTest, TransferAddressedElsewhereIsAnError) {
 TEST(StageStateTest, WeightGradientWaitsForInputGradient) {
   StageState state(Spec(1, 1, {0}, true), 0);
   RunAction(state, F(0, 0, 0));
-  EXPECT_THAT(state.Ready(), ElementsAre(B(0, 0, 0)));
+  EXPECT_THAT(state.Ready(), ElementsAre(I(0, 0, 0)));
   const absl::Status early = state.Started(W(0, 0, 0));
   EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(early.message(), HasSubstr("s0 W c0 mb0 is not ready: it waits for s0 I c0 mb0"));
-  RunAction(state, B(0, 0, 0));
+  RunAction(state, I(0, 0, 0));
   EXPECT_THAT(state.Ready(), ElementsAre(W(0, 0, 0)));
   EXPECT_EQ(state.inflight(), 1);  // B does not free the activation, W does
   RunAction(state, W(0, 0, 0));
@@ -144,7 +144,7 @@ TEST(StageStateTest, WeightGradientWaitsForInputGradient) {
 TEST(StageStateTest, KindMustMatchTheBackwardMode) {
   StageState fused(Spec(1, 1, {0}, false), 0);
   RunAction(fused, F(0, 0, 0));
-  EXPECT_THAT(fused.Started(B(0, 0, 0)).message(),
+  EXPECT_THAT(fused.Started(I(0, 0, 0)).message(),
               HasSubstr("split_backward is false, so the backward is the fused B"));
   StageState split(Spec(1, 1, {0}, true), 0);
   RunAction(split, F(0, 0, 0));

@@ -63,4 +63,8 @@ std::vector<int> ChunksOnStage(const StepSpec& spec, int stage) {
   return chunks;
 }
 
+bool HoldsLoss(const StepSpec& spec, int chunk) { return chunk == spec.num_chunks - 1; }
+
+int LossStage(const StepSpec& spec) { return spec.chunk_to_stage[spec.num_chunks - 1]; }
+
 }  // namespace stagehand::runtime

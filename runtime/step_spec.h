@@ -38,6 +38,12 @@ std::vector<int> VPlacement(int num_stages);
 // The chunks held by `stage`, ascending.
 std::vector<int> ChunksOnStage(const StepSpec& spec, int stage);
 
+// The loss is computed by the last chunk's forward: HoldsLoss(spec, c) iff c is that chunk,
+// and LossStage(spec) is the stage that holds it. Everything that needs to know where the
+// loss lives asks these two.
+bool HoldsLoss(const StepSpec& spec, int chunk);
+int LossStage(const StepSpec& spec);
+
 }  // namespace stagehand::runtime
 
 #endif  // STAGEHAND_RUNTIME_STEP_SPEC_H_

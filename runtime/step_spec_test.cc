@@ -70,3 +70,22 @@ TEST(StepSpecTest, ChunksOnStageListsAscending) {
 
 }  // namespace
 }  // namespace stagehand::runtime
+
+namespace stagehand::runtime {
+namespace {
+
+TEST(StepSpecTest, TheLastChunkHoldsTheLossOnItsStage) {
+  StepSpec v;
+  v.num_stages = 2;
+  v.num_microbatches = 1;
+  v.num_chunks = 4;
+  v.chunk_to_stage = VPlacement(2);  // {0, 1, 1, 0}: the V brings the loss back to stage 0
+  EXPECT_TRUE(HoldsLoss(v, 3));
+  EXPECT_FALSE(HoldsLoss(v, 0));
+  EXPECT_EQ(LossStage(v), 0);
+  v.chunk_to_stage = StandardPlacement(2, 2);  // {0, 1, 0, 1}
+  EXPECT_EQ(LossStage(v), 1);
+}
+
+}  // namespace
+}  // namespace stagehand::runtime

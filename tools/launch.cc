@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,7 @@
 #include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
+#include "runtime/plan_validation.h"
 #include "runtime/planner.h"
 #include "runtime/schedule_table.h"
 #include "runtime/table_planner.h"
@@ -47,6 +49,7 @@
 #include "runtime/train/training.h"
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/launcher.h"
+#include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
@@ -89,6 +92,12 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
     *path = runtime::ResolveUserPath(*path);
+  }
+  if (absl::Status s = tools::ValidateDryRunFlags(
+          c.dry_run, {{"--save_params", c.save_params}, {"--export", c.export_path},
+                      {"--trace", c.trace}, {"--checkpoint_dir", c.checkpoint_dir}});
+      !s.ok()) {
+    return s;
   }
   // Outputs written at the end of the run are checked now, so that no run ends unable to save.
   for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
@@ -159,6 +168,9 @@ absl::StatusOr<const runtime::PlannerDefinition*> ResolvePlanner(
     const LaunchConfig& c, std::unique_ptr<runtime::PlannerDefinition>* loaded) {
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, loaded));
   ASSIGN_OR_RETURN(runtime::ScheduleTable plan, runtime::ValidatePlanner(*planner, c.planner_options));
+  if (std::optional<std::string> warning = runtime::BitwiseParityWarning(plan)) {
+    std::fprintf(stderr, "launch: warning: %s\n", warning->c_str());
+  }
   if (!c.dump_schedule.empty()) {
     RETURN_IF_ERROR(runtime::SaveScheduleCsv(c.dump_schedule, plan));
     std::printf("wrote the plan of %s to %s\n", planner->name().c_str(), c.dump_schedule.c_str());
@@ -442,10 +454,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_list_planners)) {
-    const auto& registry = stagehand::runtime::PlannerRegistry::Default();
-    for (const std::string& name : registry.Names()) {
-      std::printf("%-12s %s\n", name.c_str(), registry.Find(name)->description().c_str());
-    }
+    std::printf("%s", stagehand::tools::PlannerListText(
+                          stagehand::runtime::PlannerRegistry::Default()).c_str());
     return 0;
   }
   absl::StatusOr<stagehand::LaunchConfig> config = stagehand::ConfigFromFlags();

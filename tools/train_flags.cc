@@ -4,12 +4,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/user_path.h"
+#include "runtime/util/status_macros.h"
 
 ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
@@ -29,11 +34,13 @@ ABSL_FLAG(std::string, save_params, "",
           "write every parameter by name to this safetensors file (cluster: each rank writes its "
           "own to <stem>.rank<R>.safetensors)");
 ABSL_FLAG(int, stages, 4, "pipeline stages (cluster: grouped into contiguous blocks per worker)");
-ABSL_FLAG(std::string, planner, "1f1b", "schedule planner by name (see --list_planners)");
+ABSL_FLAG(std::string, planner, "",
+          "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(int, chunks_per_stage, 0,
           "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
 ABSL_FLAG(std::string, schedule, "",
-          "run a schedule table from this CSV file (PyTorch pipelining's format) instead of --planner");
+          "run a schedule table from this CSV file (PyTorch pipelining's compute_only or "
+          "compute_comms format) instead of a planner");
 ABSL_FLAG(int, max_inflight, 0,
           "most microbatch activations a stage may hold (0 = as many as the planner needs)");
 ABSL_FLAG(std::string, data_format, "auto", "format of --data: auto, text, megatron or llmc");
@@ -108,6 +115,92 @@ std::vector<std::string> TrainFlagArgs() {
   return args;
 }
 
+absl::Status ValidateTrainConfig(const TrainConfig& c) {
+  // Hyperparameters: finite, and within what any GPT run uses (far above it, a run only
+  // trains to NaN and writes NaN checkpoints).
+  for (auto [flag, v, low, high] : std::vector<std::tuple<const char*, double, double, double>>{
+           {"--lr", c.optimizer.adamw.learning_rate, 0, kMaxLearningRate},
+           {"--weight_decay", c.optimizer.adamw.weight_decay, 0, kMaxWeightDecay},
+           {"--grad_clip", c.optimizer.grad_clip, -kMaxGradClip, kMaxGradClip}}) {
+    if (!std::isfinite(v) || v < low || v > high) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, "=", v, " must be a finite number in [", low,
+                                                     ", ", high, "]"));
+    }
+  }
+  RETURN_IF_ERROR(models::ValidateGptConfig(c.model));
+  // Element counts: B x T tokens per microbatch index the kernels' int rows.
+  const int64_t tokens = int64_t{c.chunk.micro_batch_size} * c.chunk.seq_len;
+  if (tokens > kMaxTokensPerMicrobatch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--micro_batch_size=", c.chunk.micro_batch_size, " x --seq_len=", c.chunk.seq_len, " = ", tokens,
+        " tokens per microbatch; at most ", kMaxTokensPerMicrobatch));
+  }
+  if (c.chunk.num_microbatches > kMaxMicrobatches || c.stages > kMaxStages) {
+    return absl::InvalidArgumentError(absl::StrCat("--microbatches=", c.chunk.num_microbatches, " and --stages=",
+                                                   c.stages, " must be at most ", kMaxMicrobatches, " and ",
+                                                   kMaxStages));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateProcessCount(int nprocs, int stages) {
+  if (nprocs == 0) return absl::OkStatus();
+  if (nprocs < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, ": must be at least 1 (or unset)"));
+  }
+  if (nprocs > kMaxProcesses) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nprocs=", nprocs, ": at most ", kMaxProcesses, " worker processes"));
+  }
+  if (nprocs > stages) {
+    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, " is more than --stages=", stages,
+                                                   ": every process holds at least one stage"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
+                                   const runtime::PlannerRegistry& registry) {
+  const int v = flags.options.chunks_per_stage;
+  if (v < 0) return absl::InvalidArgumentError("--chunks_per_stage must not be negative");
+  if (!flags.schedule.empty()) {
+    if (!flags.planner.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--planner=", flags.planner, " and --schedule=", flags.schedule,
+          " both choose the plan, and the file would win silently: give one of them"));
+    }
+    if (v > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--chunks_per_stage=", v, " is ignored with --schedule: the file places the chunks "
+          "(each on the rank whose row names it); drop --chunks_per_stage"));
+    }
+    return absl::OkStatus();
+  }
+  if (v == 0) return absl::OkStatus();
+  const std::string name = flags.planner.empty() ? std::string(kDefaultPlanner) : flags.planner;
+  const runtime::PlannerDefinition* definition = registry.Find(name);
+  if (definition == nullptr) return absl::OkStatus();  // resolving the planner says so
+  runtime::PlannerOptions options = flags.options;
+  absl::StatusOr<runtime::StepSpec> spec = definition->MakeSpec(options);
+  if (!spec.ok() || spec->num_chunks == v * spec->num_stages) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--chunks_per_stage=", v, " is ignored by planner ", name, ", which places ",
+      spec->num_chunks, " chunks on ", spec->num_stages,
+      " stages; drop it, or pick a planner that takes it (interleaved, looped_bfs)"));
+}
+
+absl::Status ValidateDryRunFlags(bool dry_run,
+                                 const std::vector<std::pair<std::string, std::string>>& outputs) {
+  if (!dry_run) return absl::OkStatus();
+  for (const auto& [flag, value] : outputs) {
+    if (value.empty()) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--dry_run trains nothing, so ", flag, "=", value,
+        " would be ignored: drop it, or drop --dry_run (--dump_schedule works with both)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   MakePathFlagsAbsolute();
   TrainConfig c;
@@ -119,6 +212,12 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
   c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
   c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
+  if (absl::Status s = ValidateScheduleFlags({c.planner, c.schedule, c.planner_options},
+                                             runtime::PlannerRegistry::Default());
+      !s.ok()) {
+    return s;
+  }
+  if (c.planner.empty()) c.planner = kDefaultPlanner;
   if (c.planner_options.max_inflight < 0) {
     return absl::InvalidArgumentError("--max_inflight must not be negative");
   }
@@ -190,6 +289,7 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
     return absl::InvalidArgumentError(
         "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
   }
+  RETURN_IF_ERROR(ValidateTrainConfig(c));
   return c;
 }
 

@@ -47,6 +47,44 @@ struct TrainConfig {
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
 };
 
+// The planner --planner names when it is not given.
+inline constexpr char kDefaultPlanner[] = "1f1b";
+
+// The flags that choose the plan, as given: `planner` is "" when --planner was not given.
+struct ScheduleFlags {
+  std::string planner;
+  std::string schedule;
+  runtime::PlannerOptions options;  // P, M, max_inflight, chunks_per_stage
+};
+
+// InvalidArgument for a combination in which a flag would be silently ignored: --planner
+// with --schedule (the file is the plan), --chunks_per_stage with --schedule (the file places
+// the chunks), --chunks_per_stage with a planner whose shape is fixed (1f1b, zb_v ...: its
+// MakeSpec does not place that many chunks per stage). An unknown planner is left to the
+// caller's registry lookup, which lists the known names.
+absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
+                                   const runtime::PlannerRegistry& registry);
+
+// InvalidArgument when `dry_run` and an output flag (name, value) is set: a dry run trains
+// nothing and writes none of them.
+absl::Status ValidateDryRunFlags(bool dry_run,
+                                 const std::vector<std::pair<std::string, std::string>>& outputs);
+// Refuses what would overflow, allocate without bound or train to NaN, naming the flag and
+// the limit: non-finite or absurd --lr / --weight_decay / --grad_clip, tokens per microbatch
+// (--micro_batch_size x --seq_len) and model sizes beyond what the kernels index.
+inline constexpr double kMaxLearningRate = 10;
+inline constexpr double kMaxWeightDecay = 100;
+inline constexpr double kMaxGradClip = 1e6;
+inline constexpr int64_t kMaxTokensPerMicrobatch = int64_t{1} << 24;
+inline constexpr int kMaxMicrobatches = 1 << 20;
+inline constexpr int kMaxStages = 4096;
+absl::Status ValidateTrainConfig(const TrainConfig& c);
+
+// --nprocs against --stages, checked before any process starts: 0 (no cluster) or 1 to
+// min(--stages, kMaxProcesses); every rank holds at least one stage.
+inline constexpr int kMaxProcesses = 1024;
+absl::Status ValidateProcessCount(int nprocs, int stages);
+
 // Reads and validates the shared flags. Relative paths are taken relative to
 // $BUILD_WORKING_DIRECTORY under `bazel run`, and the path flags are rewritten to the
 // absolute paths, so that forwarding them (TrainFlagArgs) hands workers the same files.

@@ -26,8 +26,11 @@
 #include "runtime/table_planner.h"
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/rank_env.h"
+#include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
+ABSL_FLAG(bool, list_planners, false,
+          "print the planners this binary knows and exit (the launcher checks --planner with it)");
 ABSL_FLAG(double, join_timeout, 60.0, "seconds to wait for the coordinator and the peers");
 ABSL_FLAG(int64_t, resume_step, -1,
           "continue from exactly the checkpoint of this step in --checkpoint_dir (0: from the "
@@ -174,6 +177,10 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("One rank of a Stagehand cluster; started by `launch --nprocs=N`.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail("?", absl::StrCat("unexpected argument '", rest[1], "'"));
+  if (absl::GetFlag(FLAGS_list_planners)) {
+    std::printf("%s", tools::PlannerListText(runtime::PlannerRegistry::Default()).c_str());
+    return 0;
+  }
   absl::StatusOr<tools::RankEnv> env = tools::ResolveRankEnv(Getenv);
   if (!env.ok()) return Fail("?", std::string(env.status().message()));
   const std::string rank = std::to_string(env->rank);

@@ -63,7 +63,7 @@ void PostReceive(Self* self, const TransferNotice& n) {
   st.init.transport->Receive(
       n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
         caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
-                       TensorMessage{static_cast<int>(n.kind), n.from_stage, n.to_stage, n.chunk, n.microbatch,
+                       TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch,
                                      false, std::move(*buffer)});
       });
 }
@@ -99,7 +99,7 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
     Abort(self, absl::StrCat("tensor for stage ", msg.to_stage, " out of range"));
     return;
   }
-  const ActionKind kind = static_cast<ActionKind>(msg.kind) == ActionKind::kForward
+  const ActionKind kind = msg.kind == ActionKind::kForward
                               ? ActionKind::kSendForward
                               : ActionKind::kSendBackward;
   const int64_t bytes = static_cast<int64_t>(msg.payload.size() * sizeof(float));
@@ -112,7 +112,7 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
     return;
   }
   TransferNotice n{st.step, st.init.rank, (uint64_t(st.init.stage) << 40) | st.next_sequence++,
-                   static_cast<int64_t>(msg.payload.size()), static_cast<ActionKind>(msg.kind), msg.from_stage,
+                   static_cast<int64_t>(msg.payload.size()), msg.kind, msg.from_stage,
                    msg.to_stage, msg.chunk, msg.microbatch};
   const int peer = st.peers.stage_rank.at(msg.to_stage);
   st.sending[n.tag] = Describe(n);

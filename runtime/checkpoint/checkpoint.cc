@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -21,7 +23,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
+#include "runtime/io/atomic_file.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace fs = std::filesystem;
@@ -37,31 +41,6 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-absl::Status FsyncPath(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return absl::InternalError(absl::StrCat("fsync of ", path, " failed: ", std::strerror(errno)));
-  return absl::OkStatus();
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, " failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 // The step of a folder named step_NNNNNNNN, or -1.
@@ -122,6 +101,14 @@ absl::StatusOr<models::GptConfig> GptConfigFromJson(const nlohmann::json& j) {
     if (!j.is_object() || !j.contains(field) || !j[field].is_number_integer()) {
       return absl::InvalidArgumentError(absl::StrCat("model config lacks integer field ", field));
     }
+    const nlohmann::json& v = j[field];
+    const bool fits = std::string(field) == "seed" ? v.is_number_unsigned()
+                      : v.is_number_unsigned()     ? v.get<uint64_t>() <= INT32_MAX
+                                                   : v.get<int64_t>() >= INT32_MIN;
+    if (!fits) {
+      return absl::InvalidArgumentError(absl::StrCat("model config field ", field, "=",
+                                                     j[field].dump(), " is out of range"));
+    }
   }
   c.vocab_size = j["vocab_size"].get<int>();
   c.max_seq_len = j["max_seq_len"].get<int>();
@@ -132,8 +119,15 @@ absl::StatusOr<models::GptConfig> GptConfigFromJson(const nlohmann::json& j) {
     return absl::InvalidArgumentError("model config lacks the layers array");
   }
   c.layers.clear();
+  if (j["layers"].size() > models::kMaxLayers) {
+    return absl::InvalidArgumentError(absl::StrCat("model config layers: ", j["layers"].size(),
+                                                   " layers, at most ", models::kMaxLayers));
+  }
   for (const nlohmann::json& l : j["layers"]) {
-    const std::string attention = l.value("attention", ""), mlp = l.value("mlp", "");
+    const bool typed = l.is_object() && l.contains("attention") && l["attention"].is_string() &&
+                       l.contains("mlp") && l["mlp"].is_string();
+    if (!typed) return absl::InvalidArgumentError(absl::StrCat("bad layer spec ", l.dump()));
+    const std::string attention = l["attention"].get<std::string>(), mlp = l["mlp"].get<std::string>();
     if ((attention != "causal" && attention != "none") || (mlp != "dense" && mlp != "none")) {
       return absl::InvalidArgumentError(absl::StrCat("bad layer spec ", l.dump()));
     }
@@ -158,6 +152,50 @@ absl::StatusOr<std::string> BeginCheckpoint(const std::string& root, int64_t ste
   }
   return tmp_dir;
 }
+
+namespace {
+
+// FailedPrecondition naming the first tensor of `tensors` holding a NaN or infinity.
+absl::Status CheckFinite(const std::vector<NamedTensor>& tensors, int stage) {
+  for (const NamedTensor& t : tensors) {
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      if (!std::isfinite(t.data[i])) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "not writing a checkpoint: ", t.name, " of stage ", stage, " is not finite (", t.data[i],
+            " at index ", i, "); the run diverged"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Bytes a checkpoint of `chunks` takes on disk, about: its tensors plus headers and manifest.
+uint64_t CheckpointBytes(const std::vector<ChunkState>& chunks) {
+  uint64_t bytes = 4096;
+  for (const ChunkState& c : chunks) {
+    const int copies = c.optimizer != nullptr && !c.optimizer->m.empty() ? 3 : 1;
+    for (const models::ParamInfo& info : c.chunk->params().infos()) {
+      if (!info.tied_copy) bytes += copies * (info.size * sizeof(float) + 128);
+    }
+  }
+  return bytes;
+}
+
+// Removes a checkpoint's temporary folder after `failure`, so that a failed write (a full
+// disk) leaves nothing behind; a full disk's message gets what a checkpoint needs.
+absl::Status Abandon(const std::string& tmp_dir, absl::Status failure, const std::vector<ChunkState>* chunks) {
+  std::error_code ec;
+  fs::remove_all(tmp_dir, ec);
+  if (failure.code() == absl::StatusCode::kResourceExhausted && chunks != nullptr) {
+    const uint64_t need = CheckpointBytes(*chunks);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        failure.message(), "; the checkpoint needs about ", need, " bytes (", need >> 20,
+        " MiB) for these stages; the partial checkpoint was removed, older checkpoints are untouched"));
+  }
+  return failure;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string& tmp_dir,
                                                                const std::vector<ChunkState>& chunks) {
@@ -185,8 +223,10 @@ absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string
       }
     }
     const std::string file = absl::StrCat("stage_", stage, ".safetensors");
-    if (absl::Status s = WriteSafetensors(tmp_dir + "/" + file, tensors); !s.ok()) return s;
-    if (absl::Status s = FsyncPath(tmp_dir + "/" + file); !s.ok()) return s;
+    if (absl::Status s = CheckFinite(tensors, stage); !s.ok()) return Abandon(tmp_dir, s, nullptr);
+    if (absl::Status s = WriteSafetensors(tmp_dir + "/" + file, tensors); !s.ok()) {
+      return Abandon(tmp_dir, s, &chunks);
+    }
     absl::StatusOr<std::string> bytes = ReadAll(tmp_dir + "/" + file);  // what reached the disk
     if (!bytes.ok()) return bytes.status();
     records.push_back({file, stage, bytes->size(), Crc32(*bytes)});
@@ -223,7 +263,9 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const Chec
                              {"tokenizer", {{"kind", meta.tokenizer.kind}, {"dir", meta.tokenizer.gpt2_dir}}},
                              {"run", meta.run},
                              {"shards", shards}};
-  if (absl::Status s = WriteFileAtomically(tmp_dir + "/" + kManifest, manifest.dump(1)); !s.ok()) return s;
+  if (absl::Status s = WriteFileAtomically(tmp_dir + "/" + kManifest, manifest.dump(1)); !s.ok()) {
+    return Abandon(tmp_dir, s, nullptr);
+  }
   if (absl::Status s = FsyncPath(tmp_dir); !s.ok()) return s;
   const std::string old_dir = root + "/." + name + ".old";
   fs::remove_all(old_dir, ec);
@@ -249,53 +291,124 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const Check
   return CommitCheckpoint(root, meta, *shards, keep_last);
 }
 
-absl::StatusOr<CheckpointInfo> VerifyCheckpoint(const std::string& dir) {
-  absl::StatusOr<std::string> text = ReadAll(dir + "/" + kManifest);
-  if (!text.ok()) return absl::DataLossError(absl::StrCat(dir, ": no readable ", kManifest));
-  nlohmann::json m = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  auto bad = [&](const std::string& what) {
-    return absl::DataLossError(absl::StrCat(dir, "/", kManifest, ": ", what));
-  };
-  if (m.is_discarded() || !m.is_object()) return bad("not a JSON object (truncated?)");
-  if (m.value("format", "") != kFormat || m.value("version", 0) != kVersion) {
-    return bad(absl::StrCat("not a ", kFormat, " version ", kVersion));
+namespace {
+
+// Typed access to a manifest's fields: every error names the manifest and the field.
+class ManifestReader {
+ public:
+  explicit ManifestReader(std::string file) : file_(std::move(file)) {}
+  absl::Status Bad(absl::string_view field, absl::string_view what) const {
+    return absl::DataLossError(absl::StrCat(file_, ": ", field, " ", what));
   }
-  if (!m.contains("step") || !m["step"].is_number_integer() || !m.contains("shards") ||
-      !m["shards"].is_array() || !m.contains("model") || !m.contains("tokenizer") || !m.contains("run")) {
-    return bad("lacks step, model, tokenizer, run or shards");
+  absl::StatusOr<const nlohmann::json*> Field(const nlohmann::json& obj, const char* key,
+                                              absl::string_view path) const {
+    const auto it = obj.find(key);
+    if (it == obj.end()) return Bad(path, "is missing");
+    return &*it;
   }
+  absl::StatusOr<std::string> String(const nlohmann::json& obj, const char* key, absl::string_view path,
+                                     const char* fallback = nullptr) const {
+    if (fallback != nullptr && !obj.contains(key)) return std::string(fallback);
+    ASSIGN_OR_RETURN(const nlohmann::json* v, Field(obj, key, path));
+    if (!v->is_string()) return Bad(path, absl::StrCat("is ", v->dump(), ", not a string"));
+    return v->get<std::string>();
+  }
+  // A non-negative integer no larger than `max` (JSON floats are refused, not converted).
+  absl::StatusOr<uint64_t> Unsigned(const nlohmann::json& obj, const char* key, absl::string_view path,
+                                    uint64_t max) const {
+    ASSIGN_OR_RETURN(const nlohmann::json* v, Field(obj, key, path));
+    if (!v->is_number_unsigned() || v->get<uint64_t>() > max) {
+      return Bad(path, absl::StrCat("is ", v->dump(), ", not an integer in [0, ", max, "]"));
+    }
+    return v->get<uint64_t>();
+  }
+
+ private:
+  std::string file_;
+};
+
+// A shard's file name: a plain name inside the checkpoint folder, never a path out of it.
+bool IsPlainName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
+absl::Status VerifyShard(const ManifestReader& r, const std::string& dir, const nlohmann::json& shard,
+                         size_t i, CheckpointInfo* info) {
+  const std::string where = absl::StrCat("shards[", i, "]");
+  if (!shard.is_object()) return r.Bad(where, "is not an object");
+  ASSIGN_OR_RETURN(const std::string file, r.String(shard, "file", where + ".file"));
+  if (!IsPlainName(file)) {
+    return r.Bad(where + ".file", absl::StrCat("'", file, "' is not a file name inside the checkpoint folder"));
+  }
+  ASSIGN_OR_RETURN(const uint64_t bytes, r.Unsigned(shard, "bytes", where + ".bytes", uint64_t{1} << 50));
+  ASSIGN_OR_RETURN(const uint64_t crc32, r.Unsigned(shard, "crc32", where + ".crc32", 0xFFFFFFFFu));
+  const std::string path = dir + "/" + file;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return absl::DataLossError(absl::StrCat(path, " is missing"));
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec || size != bytes) {  // checked before reading: the manifest bounds what we read
+    return absl::DataLossError(absl::StrCat(path, " has ", size, " bytes, the manifest says ", bytes,
+                                            " (truncated?)"));
+  }
+  ASSIGN_OR_RETURN(const std::string contents, ReadAll(path));
+  const uint32_t crc = Crc32(contents);
+  if (contents.size() != bytes || crc != crc32) {
+    return absl::DataLossError(absl::StrFormat("%s: CRC-32 %08x does not match the manifest's %08x (corrupted)",
+                                               path, crc, crc32));
+  }
+  info->shards.push_back(path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CheckpointInfo> VerifyManifest(const std::string& dir, const nlohmann::json& m) {
+  const ManifestReader r(absl::StrCat(dir, "/", kManifest));
+  if (!m.is_object()) return r.Bad("the manifest", "is not a JSON object (truncated?)");
+  ASSIGN_OR_RETURN(const std::string format, r.String(m, "format", "format"));
+  if (format != kFormat) return r.Bad("format", absl::StrCat("is '", format, "', not ", kFormat));
+  ASSIGN_OR_RETURN(const uint64_t version, r.Unsigned(m, "version", "version", 1 << 20));
+  if (version != kVersion) return r.Bad("version", absl::StrCat(version, " is not ", kVersion));
   CheckpointInfo info;
   info.dir = dir;
-  info.meta.step = m["step"].get<int64_t>();
+  ASSIGN_OR_RETURN(const uint64_t step, r.Unsigned(m, "step", "step", uint64_t{1} << 62));
+  info.meta.step = static_cast<int64_t>(step);
   if (StepOfName(fs::path(dir).filename().string()) != info.meta.step) {
-    return bad(absl::StrCat("holds step ", info.meta.step, ", not the folder's"));
+    return r.Bad("step", absl::StrCat(step, " is not the folder's"));
   }
-  absl::StatusOr<models::GptConfig> model = GptConfigFromJson(m["model"]);
-  if (!model.ok()) return bad(std::string(model.status().message()));
-  info.meta.model = *model;
-  info.meta.tokenizer.kind = m["tokenizer"].value("kind", "byte");
-  info.meta.tokenizer.gpt2_dir = m["tokenizer"].value("dir", "");
-  info.meta.run = m["run"];
-  for (const nlohmann::json& shard : m["shards"]) {
-    if (!shard.is_object() || !shard.contains("file") || !shard["file"].is_string() ||
-        !shard.contains("bytes") || !shard.contains("crc32")) {
-      return bad(absl::StrCat("bad shard entry ", shard.dump()));
-    }
-    const std::string path = dir + "/" + shard["file"].get<std::string>();
-    absl::StatusOr<std::string> bytes = ReadAll(path);
-    if (!bytes.ok()) return absl::DataLossError(absl::StrCat(path, " is missing"));
-    if (bytes->size() != shard["bytes"].get<uint64_t>()) {
-      return absl::DataLossError(absl::StrCat(path, " has ", bytes->size(), " bytes, the manifest says ",
-                                              shard["bytes"].get<uint64_t>(), " (truncated?)"));
-    }
-    const uint32_t crc = Crc32(*bytes);
-    if (crc != shard["crc32"].get<uint32_t>()) {
-      return absl::DataLossError(absl::StrFormat("%s: CRC-32 %08x does not match the manifest's %08x (corrupted)",
-                                                 path, crc, shard["crc32"].get<uint32_t>()));
-    }
-    info.shards.push_back(path);
-  }
+  ASSIGN_OR_RETURN(const nlohmann::json* model, r.Field(m, "model", "model"));
+  absl::StatusOr<models::GptConfig> config = GptConfigFromJson(*model);
+  if (!config.ok()) return r.Bad("model", config.status().message());
+  info.meta.model = *config;
+  ASSIGN_OR_RETURN(const nlohmann::json* tokenizer, r.Field(m, "tokenizer", "tokenizer"));
+  if (!tokenizer->is_object()) return r.Bad("tokenizer", "is not an object");
+  ASSIGN_OR_RETURN(info.meta.tokenizer.kind, r.String(*tokenizer, "kind", "tokenizer.kind", "byte"));
+  ASSIGN_OR_RETURN(info.meta.tokenizer.gpt2_dir, r.String(*tokenizer, "dir", "tokenizer.dir", ""));
+  ASSIGN_OR_RETURN(const nlohmann::json* run, r.Field(m, "run", "run"));
+  if (!run->is_object()) return r.Bad("run", "is not an object");
+  info.meta.run = *run;
+  ASSIGN_OR_RETURN(const nlohmann::json* shards, r.Field(m, "shards", "shards"));
+  if (!shards->is_array()) return r.Bad("shards", "is not an array");
+  for (size_t i = 0; i < shards->size(); ++i) RETURN_IF_ERROR(VerifyShard(r, dir, (*shards)[i], i, &info));
   return info;
+}
+
+}  // namespace
+
+absl::StatusOr<CheckpointInfo> VerifyCheckpoint(const std::string& dir) {
+  std::error_code ec;
+  constexpr uintmax_t kMaxManifestBytes = 64 << 20;
+  if (!fs::is_regular_file(dir + "/" + kManifest, ec) ||
+      fs::file_size(dir + "/" + kManifest, ec) > kMaxManifestBytes) {
+    return absl::DataLossError(absl::StrCat(dir, "/", kManifest, ": missing, not a file or over ",
+                                            kMaxManifestBytes, " bytes"));
+  }
+  absl::StatusOr<std::string> text = ReadAll(dir + "/" + kManifest);
+  if (!text.ok()) return absl::DataLossError(absl::StrCat(dir, ": no readable ", kManifest));
+  const nlohmann::json m = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (m.is_discarded()) {
+    return absl::DataLossError(absl::StrCat(dir, "/", kManifest, ": not a JSON object (truncated?)"));
+  }
+  return VerifyManifest(dir, m);
 }
 
 absl::StatusOr<CheckpointInfo> FindLatestCheckpoint(const std::string& root,
@@ -318,7 +431,15 @@ absl::Status Restore(const CheckpointInfo& info, const std::vector<ChunkState>& 
   for (const std::string& path : info.shards) {
     absl::StatusOr<std::map<std::string, NamedTensor>> shard = ReadSafetensors(path);
     if (!shard.ok()) return shard.status();
-    for (auto& [name, t] : *shard) tensors[name] = std::move(t);
+    for (auto& [name, t] : *shard) {
+      for (float x : t.data) {
+        if (!std::isfinite(x)) {
+          return absl::DataLossError(absl::StrCat(path, ": tensor ", name, " holds ", x,
+                                                  ", not finite; refusing to train from it"));
+        }
+      }
+      tensors[name] = std::move(t);
+    }
   }
   absl::flat_hash_set<std::string> used;
   auto find = [&](const std::string& name, const models::ParamInfo& param) -> absl::StatusOr<const NamedTensor*> {

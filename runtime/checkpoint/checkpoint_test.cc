@@ -6,14 +6,24 @@
 #include <filesystem>
 #include <fstream>
 
+#include <functional>
+#include <limits>
+
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/io/tiny_disk_for_test.h"
+#include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
 namespace {
 namespace fs = std::filesystem;
+using ::stagehand::testing::IsOk;
+using ::stagehand::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
 
 std::string TempRoot(const std::string& name) {
-  const std::string root = testing::TempDir() + "/" + name;
+  const std::string root = ::testing::TempDir() + "/" + name;
   fs::remove_all(root);
   return root;
 }
@@ -245,6 +255,137 @@ TEST(CheckpointTest, RestoringIntoAnotherModelNamesTheTensor) {
   auto deeper = BuildChunks(models::UniformGpt(4, 16, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
   s = RestoreCheckpoint(*VerifyCheckpoint(*dir), {{(*deeper)[0].get(), nullptr, 0}}, false);
   EXPECT_NE(s.message().find("no tensor h.3."), std::string::npos) << s;
+}
+
+// Writes a checkpoint of `r` at `step` under `root`; returns its folder.
+std::string WriteOne(TrainingRun& r, const std::string& root, int64_t step) {
+  absl::StatusOr<std::string> dir = WriteCheckpoint(root, Meta(step), States(r, {0}));
+  EXPECT_THAT(dir, IsOk());
+  return dir.ok() ? *dir : "";
+}
+
+// Rewrites the manifest of `dir` by `edit`.
+void EditManifest(const std::string& dir, const std::function<void(nlohmann::json&)>& edit) {
+  std::ifstream in(dir + "/manifest.json");
+  nlohmann::json m = nlohmann::json::parse(in);
+  edit(m);
+  std::ofstream(dir + "/manifest.json", std::ios::trunc) << m.dump();
+}
+
+TEST(CheckpointManifestTest, WrongJsonTypesAreDataLossNamingTheFileAndField) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("manifest_types");
+  const std::string dir = WriteOne(r, root, 1);
+  const std::vector<std::pair<std::string, std::function<void(nlohmann::json&)>>> edits = {
+      {"format", [](nlohmann::json& m) { m["format"] = 1; }},
+      {"version", [](nlohmann::json& m) { m["version"] = "1"; }},
+      {"version", [](nlohmann::json& m) { m["version"] = 1e300; }},
+      {"run", [](nlohmann::json& m) { m["run"] = nlohmann::json::array(); }},
+      {"tokenizer", [](nlohmann::json& m) { m["tokenizer"] = 7; }},
+      {"tokenizer.kind", [](nlohmann::json& m) { m["tokenizer"]["kind"] = 7; }},
+      {"model", [](nlohmann::json& m) { m["model"]["layers"] = {3}; }},
+      {"crc32", [](nlohmann::json& m) { m["shards"][0]["crc32"] = 1e300; }},
+      {"crc32", [](nlohmann::json& m) { m["shards"][0]["crc32"] = -1; }},
+      {"bytes", [](nlohmann::json& m) { m["shards"][0]["bytes"] = "many"; }},
+      {"shards", [](nlohmann::json& m) { m["shards"] = {nlohmann::json::array()}; }},
+  };
+  for (const auto& [field, edit] : edits) {
+    const std::string copy = root + "/step_00000002";
+    fs::remove_all(copy);
+    fs::copy(dir, copy);
+    EditManifest(copy, [&](nlohmann::json& m) { m["step"] = 2; edit(m); });
+    absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(copy);
+    EXPECT_THAT(info, StatusIs(absl::StatusCode::kDataLoss,
+                               AllOf(HasSubstr(copy + "/manifest.json"), HasSubstr(field))));
+  }
+}
+
+TEST(CheckpointManifestTest, ABadNewestManifestDoesNotHideOlderGoodCheckpoints) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("manifest_newest");
+  WriteOne(r, root, 1);
+  EditManifest(WriteOne(r, root, 2), [](nlohmann::json& m) { m["format"] = 1; });
+  std::vector<std::string> skipped;
+  absl::StatusOr<CheckpointInfo> info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->meta.step, 1);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_THAT(skipped[0], HasSubstr("format"));
+}
+
+TEST(CheckpointManifestTest, AShardOutsideTheFolderIsRefusedWithoutReadingIt) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("manifest_escape");
+  const std::string dir = WriteOne(r, root, 1);
+  for (const char* file : {"../../dev/zero", "/dev/zero", "..", "sub/stage_0.safetensors"}) {
+    EditManifest(dir, [&](nlohmann::json& m) { m["shards"][0]["file"] = file; });
+    EXPECT_THAT(VerifyCheckpoint(dir),
+                StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr(file), HasSubstr("inside"))));
+  }
+}
+
+TEST(CheckpointManifestTest, AnAbsurdModelSizeIsRefusedBeforeAllocating) {
+  TrainingRun r = Build(1);
+  const std::string dir = WriteOne(r, TempRoot("manifest_huge"), 1);
+  EditManifest(dir, [](nlohmann::json& m) {
+    m["model"]["d_model"] = 1000000;
+    m["model"]["num_heads"] = 1;
+  });
+  EXPECT_THAT(VerifyCheckpoint(dir), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("d_model")));
+}
+
+TEST(CheckpointTest, NonFiniteParametersAreNeverWritten) {
+  TrainingRun r = Build(1);
+  const std::string root = TempRoot("nan_write");
+  r.chunks[0]->params().values()[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THAT(WriteCheckpoint(root, Meta(1), States(r, {0})),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not finite")));
+  std::vector<std::string> skipped;
+  EXPECT_THAT(FindLatestCheckpoint(root, &skipped), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(fs::exists(root + "/.step_00000001.tmp"));
+}
+
+TEST(CheckpointTest, NonFiniteWeightsInACheckpointAreRefusedOnRestore) {
+  TrainingRun r = Build(1);
+  const std::string dir = WriteOne(r, TempRoot("nan_read"), 1);
+  const std::string shard = dir + "/stage_0.safetensors";
+  absl::StatusOr<std::map<std::string, NamedTensor>> tensors = ReadSafetensors(shard);
+  ASSERT_THAT(tensors, IsOk());
+  std::vector<NamedTensor> list;
+  for (auto& [name, t] : *tensors) list.push_back(t);
+  list[0].data[0] = std::numeric_limits<float>::infinity();
+  ASSERT_THAT(WriteSafetensors(shard, list), IsOk());
+  std::ifstream in(shard, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EditManifest(dir, [&](nlohmann::json& m) {
+    m["shards"][0]["bytes"] = bytes.size();
+    m["shards"][0]["crc32"] = Crc32(bytes);
+  });
+  absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(dir);
+  ASSERT_THAT(info, IsOk());
+  TrainingRun other = Build(1, 5);
+  EXPECT_THAT(RestoreCheckpoint(*info, States(other, {0}), true),
+              StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr(list[0].name), HasSubstr("not finite"))));
+}
+
+TEST(CheckpointTest, DiskFullRemovesThePartialFolderSaysWhatItNeedsAndKeepsTheLastGoodOne) {
+  TrainingRun r = Build(1);
+  const std::string probe = WriteOne(r, TempRoot("disk_probe"), 1);
+  uintmax_t one = 0;
+  for (const auto& e : fs::directory_iterator(probe)) one += fs::file_size(e.path());
+  absl::StatusOr<std::string> disk = MountTinyDisk(TempRoot("disk_full"), one + one / 2);
+  if (!disk.ok()) GTEST_SKIP() << "cannot mount a small tmpfs here: " << disk.status();
+  const std::string root = *disk + "/ckpt";
+  WriteOne(r, root, 1);
+  absl::StatusOr<std::string> second = WriteCheckpoint(root, Meta(2), States(r, {0}));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted,
+                               AllOf(HasSubstr("disk full"), HasSubstr("checkpoint needs"))));
+  EXPECT_FALSE(fs::exists(root + "/.step_00000002.tmp"));
+  std::vector<std::string> skipped;
+  absl::StatusOr<CheckpointInfo> info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->meta.step, 1);
+  EXPECT_THAT(skipped, ::testing::IsEmpty());
 }
 
 }  // namespace

@@ -205,7 +205,7 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
   if (d.train.starts.empty() || d.validation.starts.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "data at ", options.path, " packs into ", d.train.starts.size(), " training and ",
-        d.validation.starts.size(), " held-out sequences of ", options.seq_len + 1,
+        d.validation.starts.size(), " held-out sequences of ", int64_t{options.seq_len} + 1,
         " tokens; each split needs at least one (use more data, a smaller --seq_len or another "
         "--validation_fraction)"));
   }

@@ -1,9 +1,6 @@
 // llm.c shard reading and writing (little-endian, as llm.c writes them on x86).
 #include "runtime/data/llmc_shard.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +8,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/io/atomic_file.h"
 
 namespace stagehand::runtime {
 
@@ -75,20 +73,9 @@ absl::Status WriteLlmcShard(const std::string& path, const std::vector<int32_t>&
   }
   int32_t header[kLlmcHeaderInts] = {kLlmcShardMagic, kLlmcShardVersion,
                                      static_cast<int32_t>(tokens.size())};
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
-  bool ok = std::fwrite(header, sizeof(int32_t), kLlmcHeaderInts, f) == kLlmcHeaderInts &&
-            std::fwrite(data.data(), sizeof(uint16_t), data.size(), f) == data.size();
-  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, " failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(
+      path, {absl::string_view(reinterpret_cast<const char*>(header), sizeof(header)),
+             absl::string_view(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(uint16_t))});
 }
 
 }  // namespace stagehand::runtime

@@ -24,6 +24,27 @@ bool LooksBinary(const std::string& bytes) {
   return std::find(bytes.begin(), bytes.begin() + n, '\0') != bytes.begin() + n;
 }
 
+// Text is read whole into memory (and becomes 4 bytes a token): refuse what cannot fit
+// with the sizes, instead of failing later as if the model were too large.
+absl::Status CheckTextSize(const std::string& path, const fs::file_status& status) {
+  std::error_code ec;
+  uintmax_t total = 0;
+  if (fs::is_regular_file(status)) {
+    total = fs::file_size(path, ec);
+  } else if (fs::is_directory(status)) {
+    for (fs::recursive_directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec)) {
+      if (!it->is_symlink() && it->is_regular_file()) total += it->file_size(ec);
+    }
+  }
+  if (!ec && total > kMaxTextCorpusBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "data path ", path, " holds ", total, " bytes; a text corpus is read into memory whole, at most ",
+        kMaxTextCorpusBytes, " bytes (use a smaller corpus, or tokenize it into llm.c shards or a "
+        "Megatron .bin/.idx)"));
+  }
+  return absl::OkStatus();
+}
+
 uint64_t Mix(uint64_t z) {
   z += 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -41,6 +62,7 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
     return absl::NotFoundError(absl::StrCat("data path ", path, " does not exist"));
   }
   std::vector<std::pair<std::string, std::string>> out;
+  if (absl::Status s = CheckTextSize(path, status); !s.ok()) return s;
   if (fs::is_regular_file(status)) {
     absl::StatusOr<std::string> bytes = ReadFile(path);
     if (!bytes.ok()) return bytes.status();
@@ -151,8 +173,8 @@ void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_
       const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(epoch) + 0xE90C5ull));
       const int64_t start = (*starts_)[ShufflePosition(position, n, key)];
       for (int t = 0; t < T_; ++t) {
-        tokens[b * T_ + t] = (*data_)[start + t];
-        targets[b * T_ + t] = (*data_)[start + t + 1];
+        tokens[int64_t{b} * T_ + t] = (*data_)[start + t];
+        targets[int64_t{b} * T_ + t] = (*data_)[start + t + 1];
       }
     }
     return;
@@ -163,8 +185,8 @@ void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_
                        Mix(static_cast<uint64_t>(b) + 0x51ED27ull));
     uint64_t start = key % range;
     for (int t = 0; t < T_; ++t) {
-      tokens[b * T_ + t] = (*data_)[start + t];
-      targets[b * T_ + t] = (*data_)[start + t + 1];
+      tokens[int64_t{b} * T_ + t] = (*data_)[start + t];
+      targets[int64_t{b} * T_ + t] = (*data_)[start + t + 1];
     }
   }
 }

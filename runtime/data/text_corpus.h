@@ -28,6 +28,9 @@ struct Corpus {
 // concatenated. NotFound for a missing path, InvalidArgument for an empty corpus.
 absl::StatusOr<std::string> ReadTextPath(const std::string& path);
 
+// The most bytes of text ReadTextFiles reads (a larger corpus is ResourceExhausted, named).
+inline constexpr uint64_t kMaxTextCorpusBytes = uint64_t{1} << 31;
+
 // The same files one by one: (path, contents), in the order ReadTextPath concatenates them.
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
     const std::string& path);

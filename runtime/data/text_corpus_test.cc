@@ -42,6 +42,17 @@ TEST(TextCorpusTest, MissingAndEmptyPathsAreClearErrors) {
   EXPECT_NE(empty.status().message().find("empty corpus"), std::string::npos);
 }
 
+TEST(TextCorpusTest, ACorpusTooLargeForMemoryIsNamedWithItsSize) {
+  const std::string path = ::testing::TempDir() + "/huge.txt";
+  { std::ofstream(path) << "x"; }
+  std::filesystem::resize_file(path, kMaxTextCorpusBytes + 1);  // sparse: no disk used
+  auto files = ReadTextFiles(path);
+  EXPECT_EQ(files.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(files.status().message().find(std::to_string(kMaxTextCorpusBytes + 1) + " bytes"),
+            std::string::npos) << files.status();
+  std::filesystem::remove(path);
+}
+
 TEST(TextCorpusTest, TooSmallCorpusNamesTheSizes) {
   fs::path dir = TempDir("small");
   Write(dir / "x.txt", "tiny text");

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/io/atomic_file.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -108,17 +109,7 @@ std::string RenderLossCurveSvg(const LossCurve& curve) {
 }
 
 absl::Status WriteLossCurveSvg(const std::string& path, const LossCurve& curve) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!(out << RenderLossCurveSvg(curve)) || !out.flush()) {
-      return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, RenderLossCurveSvg(curve));
 }
 
 }  // namespace stagehand::runtime

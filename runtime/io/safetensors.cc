@@ -1,9 +1,6 @@
 // Safetensors encoding with nlohmann-json for the header.
 #include "runtime/io/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/io/atomic_file.h"
 
 namespace stagehand::runtime {
 
@@ -32,26 +30,62 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   }
   std::string text = header.dump();
   while (text.size() % 8 != 0) text.push_back(' ');
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-  }
   uint64_t n = text.size();
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-  bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, n, f) == n;
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(n >> (8 * i));
+  std::vector<absl::string_view> pieces = {absl::string_view(len, 8), text};
   for (const NamedTensor& t : tensors) {
-    ok = ok && std::fwrite(t.data.data(), sizeof(float), t.data.size(), f) == t.data.size();
+    pieces.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
   }
-  ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, " failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, pieces);
 }
+
+namespace {
+
+// One header entry: {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, every
+// field checked for its JSON type and range before use.
+absl::StatusOr<NamedTensor> ReadTensor(const std::string& path, const std::string& name,
+                                       const nlohmann::json& e, const std::string& bytes,
+                                       uint64_t data_start, uint64_t data_size) {
+  auto bad = [&](const std::string& what) {
+    return absl::DataLossError(absl::StrCat(path, ": tensor ", name, " ", what));
+  };
+  if (!e.is_object()) return bad("is not a JSON object");
+  const auto dtype = e.find("dtype");
+  if (dtype == e.end() || !dtype->is_string() || dtype->get<std::string>() != "F32") {
+    return bad("needs dtype \"F32\" (the only dtype this reader takes)");
+  }
+  const auto shape = e.find("shape");
+  if (shape == e.end() || !shape->is_array()) return bad("needs a shape array");
+  NamedTensor t;
+  t.name = name;
+  uint64_t count = 1;
+  constexpr uint64_t kMaxCount = (uint64_t{1} << 62) / sizeof(float);
+  for (const nlohmann::json& d : *shape) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxCount) {
+      return bad(absl::StrCat("has a bad shape entry ", d.dump(), " (not a size)"));
+    }
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim != 0 && count > kMaxCount / dim) return bad("has a shape whose product overflows");
+    count *= dim;
+    t.shape.push_back(static_cast<int64_t>(dim));
+  }
+  const auto offsets = e.find("data_offsets");
+  if (offsets == e.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+    return bad("needs data_offsets: two non-negative integers");
+  }
+  const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
+  if (end < begin || end > data_size || end - begin != count * sizeof(float)) {
+    return bad(absl::StrCat("data_offsets [", begin, ", ", end,
+                            ") do not fit its shape or the file (truncated?)"));
+  }
+  t.data.resize(count);
+  if (count > 0) std::memcpy(t.data.data(), bytes.data() + data_start + begin, end - begin);
+  return t;
+}
+
+}  // namespace
 
 absl::StatusOr<std::map<std::string, NamedTensor>> ReadSafetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -71,31 +105,9 @@ absl::StatusOr<std::map<std::string, NamedTensor>> ReadSafetensors(const std::st
   std::map<std::string, NamedTensor> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    const nlohmann::json& e = it.value();
-    if (!e.is_object() || e.value("dtype", "") != "F32" || !e.contains("shape") ||
-        !e.contains("data_offsets") || !e["shape"].is_array() || !e["data_offsets"].is_array() ||
-        e["data_offsets"].size() != 2) {
-      return absl::DataLossError(absl::StrCat(path, ": tensor ", it.key(),
-                                              " needs dtype F32, a shape and two data_offsets"));
-    }
-    NamedTensor t;
-    t.name = it.key();
-    int64_t count = 1;
-    for (const auto& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return absl::DataLossError(absl::StrCat(path, ": tensor ", t.name, " has a bad shape"));
-      }
-      t.shape.push_back(d.get<int64_t>());
-      count *= t.shape.back();
-    }
-    uint64_t begin = e["data_offsets"][0].get<uint64_t>(), end = e["data_offsets"][1].get<uint64_t>();
-    if (end < begin || end > data_size || end - begin != count * sizeof(float)) {
-      return absl::DataLossError(absl::StrCat(path, ": tensor ", t.name, " data [", begin, ", ", end,
-                                              ") does not fit its shape or the file (truncated?)"));
-    }
-    t.data.resize(count);
-    std::memcpy(t.data.data(), bytes.data() + data_start + begin, end - begin);
-    out[t.name] = std::move(t);
+    absl::StatusOr<NamedTensor> t = ReadTensor(path, it.key(), it.value(), bytes, data_start, data_size);
+    if (!t.ok()) return t.status();
+    out[t->name] = *std::move(t);
   }
   return out;
 }

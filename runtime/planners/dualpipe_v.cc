@@ -9,7 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
 #include "runtime/schedule_table.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -57,20 +59,13 @@ std::string DualPipeVDefinition::description() const {
 }
 
 absl::StatusOr<StepSpec> DualPipeVDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  ASSIGN_OR_RETURN(StepSpec spec, VSpec(options, Backward::kSplit));
   if (options.num_microbatches < 2 * options.num_stages) {
     return absl::InvalidArgumentError(absl::StrCat(
         "dualpipe_v needs num_microbatches >= 2 * num_stages = ", 2 * options.num_stages,
         " (one per chunk of the V), got ", options.num_microbatches,
         "; use zb_v, which runs any number"));
   }
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = 2 * options.num_stages;
-  spec.chunk_to_stage = VPlacement(options.num_stages);
-  spec.split_backward = true;
-  spec.max_inflight = options.max_inflight;
   if (spec.max_inflight > 0) {
     for (int s = 0; s < spec.num_stages; ++s) {
       const int peak = PeakInflight(DualPipeVOrder(spec, s));

@@ -3,6 +3,8 @@
 #include "runtime/planners/gpipe.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -11,20 +13,13 @@ std::string GPipeDefinition::description() const {
 }
 
 absl::StatusOr<StepSpec> GPipeDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, 1, Backward::kFused));
   if (options.max_inflight > 0 && options.max_inflight < options.num_microbatches) {
     return absl::InvalidArgumentError(absl::StrCat(
         "gpipe holds the activations of all num_microbatches = ", options.num_microbatches,
         " microbatches on every stage, above max_inflight = ", options.max_inflight,
         "; use 1f1b, which holds at most num_stages"));
   }
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = options.num_stages;
-  spec.chunk_to_stage = StandardPlacement(options.num_stages, 1);
-  spec.split_backward = false;
-  spec.max_inflight = options.max_inflight;
   return spec;
 }
 

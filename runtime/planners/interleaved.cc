@@ -6,7 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
 #include "runtime/schedule_table.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -32,15 +34,8 @@ std::vector<int> InterleavedGroups(int num_stages, int num_microbatches) {
 }
 
 absl::StatusOr<StepSpec> InterleavedDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
   const int v = ChunksPerStage(options);
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = options.num_stages * v;
-  spec.chunk_to_stage = StandardPlacement(options.num_stages, v);
-  spec.split_backward = false;
-  spec.max_inflight = options.max_inflight;
+  ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, v, Backward::kFused));
   if (spec.max_inflight > 0) {
     for (int s = 0; s < spec.num_stages; ++s) {
       const int peak = PeakInflight(InterleavedOrder(spec, s));

@@ -3,6 +3,8 @@
 #include "runtime/planners/looped_bfs.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -17,8 +19,8 @@ std::string LoopedBfsDefinition::description() const {
 }
 
 absl::StatusOr<StepSpec> LoopedBfsDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
   const int v = options.chunks_per_stage > 0 ? options.chunks_per_stage : kDefaultChunksPerStage;
+  ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, v, Backward::kFused));
   const int held = v * options.num_microbatches;
   if (options.max_inflight > 0 && options.max_inflight < held) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -26,13 +28,6 @@ absl::StatusOr<StepSpec> LoopedBfsDefinition::MakeSpec(const PlannerOptions& opt
         " activations (microbatch-chunks) per stage, above max_inflight = ", options.max_inflight,
         "; use interleaved, which holds fewer"));
   }
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = options.num_stages * v;
-  spec.chunk_to_stage = StandardPlacement(options.num_stages, v);
-  spec.split_backward = false;
-  spec.max_inflight = options.max_inflight;
   return spec;
 }
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -14,20 +16,13 @@ std::string OneFOneBDefinition::description() const {
 }
 
 absl::StatusOr<StepSpec> OneFOneBDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, 1, Backward::kFused));
   const int needed = std::min(options.num_stages, options.num_microbatches);
   if (options.max_inflight > 0 && options.max_inflight < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
         "1f1b holds min(num_stages, num_microbatches) = ", needed,
         " activations on stage 0, above max_inflight = ", options.max_inflight));
   }
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = options.num_stages;
-  spec.chunk_to_stage = StandardPlacement(options.num_stages, 1);
-  spec.split_backward = false;
-  spec.max_inflight = options.max_inflight;
   return spec;
 }
 

@@ -11,9 +11,11 @@ def planner(name, golden, deps = []):
         hdrs = [name + ".h"],
         alwayslink = 1,
         deps = [
+            ":planner_spec",
             "//runtime:action",
             "//runtime:planner",
             "//runtime:step_spec",
+            "//runtime/util:status_macros",
             "//third_party:absl",
         ] + deps,
     )

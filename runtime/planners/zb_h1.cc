@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -14,20 +16,13 @@ std::string ZbH1Definition::description() const {
 }
 
 absl::StatusOr<StepSpec> ZbH1Definition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
+  ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, 1, Backward::kSplit));
   const int needed = std::min(options.num_stages, options.num_microbatches);
   if (options.max_inflight > 0 && options.max_inflight < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
         "zb_h1 holds min(num_stages, num_microbatches) = ", needed,
         " activations on every stage, above max_inflight = ", options.max_inflight));
   }
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = options.num_stages;
-  spec.chunk_to_stage = StandardPlacement(options.num_stages, 1);
-  spec.split_backward = true;
-  spec.max_inflight = options.max_inflight;
   return spec;
 }
 

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/planners/planner_spec.h"
 #include "runtime/planners/zero_bubble_policy.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -19,14 +21,7 @@ int ZbVBudget(const StepSpec& spec) {
 }
 
 absl::StatusOr<StepSpec> ZbVDefinition::MakeSpec(const PlannerOptions& options) const {
-  if (absl::Status status = ValidatePlannerOptions(options); !status.ok()) return status;
-  StepSpec spec;
-  spec.num_stages = options.num_stages;
-  spec.num_microbatches = options.num_microbatches;
-  spec.num_chunks = 2 * options.num_stages;
-  spec.chunk_to_stage = VPlacement(options.num_stages);
-  spec.split_backward = true;
-  spec.max_inflight = options.max_inflight;
+  ASSIGN_OR_RETURN(StepSpec spec, VSpec(options, Backward::kSplit));
   if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
           ZeroBubbleOrders(spec, ZbVBudget(spec));
       !orders.ok()) {

@@ -253,6 +253,8 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat(
         "not valid JSON (", ended ? "the file ends early: truncated?" : "malformed",
         "): parse error at byte ", e.byte, " of ", text.size(), ": ", e.what()));
+  } catch (const json::exception& e) {  // e.g. a number no double holds: [1e999]
+    return absl::InvalidArgumentError(absl::StrCat("not valid JSON (malformed): ", e.what()));
   }
   if (!doc.is_object()) return absl::InvalidArgumentError("not a trace: the JSON is not an object");
   auto events_it = doc.find("traceEvents");
@@ -282,6 +284,11 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
     }
     if (p <= 0 || c < 0 || m < 0) {
       return r.Error("num_stages must be positive, num_chunks and num_microbatches not negative");
+    }
+    // What a file may make us allocate: per-stage tables in summary, render and merge.
+    for (auto [key, value, limit] : {std::tuple<const char*, int64_t, int64_t>{"num_stages", p, kMaxStages},
+                                     {"num_chunks", c, kMaxChunks}, {"num_microbatches", m, kMaxMicrobatches}}) {
+      if (value > limit) return r.Error(absl::StrCat(key, " ", value, " is too large: at most ", limit));
     }
     trace.num_stages = static_cast<int>(p);
     trace.num_chunks = static_cast<int>(c);

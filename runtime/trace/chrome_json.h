@@ -24,6 +24,11 @@ namespace stagehand::runtime::trace {
 // The pid of the "steps" process.
 inline constexpr int kStepsPid = 1000000;
 
+// The largest step shape FromChromeJson accepts (what a file may make the tools allocate).
+inline constexpr int64_t kMaxStages = 1 << 14;
+inline constexpr int64_t kMaxChunks = 1 << 16;
+inline constexpr int64_t kMaxMicrobatches = 1 << 20;
+
 std::string ToChromeJson(const Trace& trace);
 
 // InvalidArgument naming what is wrong: not JSON (with the byte where parsing stopped, as a

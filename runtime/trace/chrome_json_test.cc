@@ -264,5 +264,20 @@ TEST(ChromeJsonTest, MergeRefusesTheSameStageTwiceAndDifferentShapes) {
   EXPECT_EQ(MergeTraces({}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ChromeJsonTest, NumbersJsonCannotHoldAreNamedNotThrown) {
+  EXPECT_NE(ErrorOf("[1e999]").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(ErrorOf("{\"traceEvents\": [], \"x\": -1e999}").find("not valid JSON"), std::string::npos);
+}
+
+TEST(ChromeJsonTest, ShapesAFileCouldMakeUsAllocateWithoutBoundAreRefused) {
+  for (const char* field : {"num_stages", "num_chunks", "num_microbatches"}) {
+    json doc = json::parse(ToChromeJson(Simulated(2, 2, 0)));
+    doc["otherData"][field] = 2000000000;
+    const std::string error = ErrorOf(doc.dump());
+    EXPECT_NE(error.find(field), std::string::npos) << error;
+    EXPECT_NE(error.find("at most"), std::string::npos) << error;
+  }
+}
+
 }  // namespace
 }  // namespace stagehand::runtime::trace

@@ -87,7 +87,7 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
   if (absl::Status s = CheckInit(in, step, batches); !s.ok()) return s;
   const int C = static_cast<int>(in.chunk_rank.size());
   const models::ChunkOptions& o = in.chunks.begin()->second->options();
-  const int N = o.micro_batch_size * o.seq_len;
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
   const size_t bytes = static_cast<size_t>(in.tensor_floats) * sizeof(float);
   std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;  // summed in batch order, as Evaluate does

@@ -82,68 +82,24 @@ absl::Status ModelStageWork::Backward(int chunk, int mb, const Payload* grad, Pa
   return BackwardWeights(chunk, mb);
 }
 
-std::map<int, std::map<std::string, Payload>> ModelStageWork::TiedGradients() {
-  std::map<int, std::map<std::string, Payload>> out;
-  for (auto& [index, chunk] : chunks_) {
-    chunk->FoldTiedGradients();
-    // The embedding is tied to the head when they live in different chunks.
-    if (num_chunks_ > 1 && chunk->params().contains("wte")) {
-      const float* g = chunk->params().grad("wte");
-      const int64_t n = int64_t{chunk->config().vocab_size} * chunk->config().d_model;
-      out[index]["wte"] = Payload(g, g + n);
-    }
-  }
-  return out;
+TiedGradientMap ModelStageWork::TiedGradients() {
+  return GatherTiedGradients(chunks_, num_chunks_);
 }
 
-void ModelStageWork::SetTiedGradients(const std::map<int, std::map<std::string, Payload>>& sums) {
-  for (auto& [index, chunk] : chunks_) {
-    auto it = sums.find(index);
-    if (it == sums.end()) continue;
-    for (const auto& [name, grad] : it->second) {
-      std::memcpy(chunk->params().grad(name), grad.data(), grad.size() * sizeof(float));
-    }
-  }
+void ModelStageWork::SetTiedGradients(const TiedGradientMap& sums) {
+  ScatterTiedGradients(chunks_, sums);
 }
 
 std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
-  std::map<int, std::vector<double>> out;
-  for (auto& [index, chunk] : chunks_) {
-    std::vector<double>& v = out[index];
-    for (const models::ParamInfo& info : chunk->params().infos()) {
-      if (!info.tied_copy) v.push_back(ops::SumOfSquares(chunk->params().grads() + info.offset, info.size));
-    }
-  }
-  return out;
+  return SquaredGradientNorms(chunks_);
 }
 
 void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {
   for (auto& [index, chunk] : chunks_) {
-    models::ParameterSet<float>& p = chunk->params();
-    OptimizerState& st = optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
-    if (static_cast<int64_t>(st.m.size()) != p.size()) {
-      st.m.assign(p.size(), 0.f);
-      st.v.assign(p.size(), 0.f);
-    }
-    for (const models::ParamInfo& info : p.infos()) {
-      ops::AdamWOptions options = optimizer_.adamw;
-      options.learning_rate = LearningRateAt(optimizer_, step);
-      if (!info.weight_decay) options.weight_decay = 0.0;
-      ops::AdamWUpdate(p.values() + info.offset, p.grads() + info.offset, st.m.data() + info.offset,
-                       st.v.data() + info.offset, info.size, options, step, clip_scale);
-    }
-    p.ZeroGrads();
+    OptimizerState& state =
+        optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
+    ApplyAdamW(chunk->params(), state, optimizer_, step, clip_scale);
   }
-}
-
-double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms,
-                                 double grad_clip, double* global_norm) {
-  double sum = 0.0;
-  for (const auto& [chunk, values] : norms) {
-    for (double v : values) sum += v;
-  }
-  *global_norm = std::sqrt(sum);
-  return ops::ClipScale(*global_norm, grad_clip);
 }
 
 namespace {

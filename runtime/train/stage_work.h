@@ -12,12 +12,10 @@
 
 #include "absl/status/status.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::runtime {
-
-// A tensor handed between stages: an activation (after F) or a gradient (after B).
-using Payload = std::vector<float>;
 
 class StageWork {
  public:
@@ -38,9 +36,10 @@ class StageWork {
   // Optimizer phases, in order: tied gradients are gathered and summed across chunks,
   // then per-tensor squared norms (tied copies skipped) are combined in global order into
   // the clip scale, then the update runs.
-  // Gradients of tied tensors held here: chunk -> name -> gradient.
-  virtual std::map<int, std::map<std::string, Payload>> TiedGradients() = 0;
-  virtual void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>& sums) = 0;
+  // Gradients of tied tensors held here (GatherTiedGradients), and their sums over every
+  // holder to set (SumsForHolders of SumTiedGradients).
+  virtual TiedGradientMap TiedGradients() = 0;
+  virtual void SetTiedGradients(const TiedGradientMap& sums) = 0;
   // Squared norms of this stage's gradients per chunk, tensor by tensor: chunk -> values.
   virtual std::map<int, std::vector<double>> SquaredNorms() = 0;
   virtual void ApplyOptimizer(double clip_scale, int step) = 0;
@@ -58,8 +57,8 @@ class ModelStageWork : public StageWork {
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
   absl::Status BackwardWeights(int chunk, int mb) override;
   absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
-  std::map<int, std::map<std::string, Payload>> TiedGradients() override;
-  void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>& sums) override;
+  TiedGradientMap TiedGradients() override;
+  void SetTiedGradients(const TiedGradientMap& sums) override;
   std::map<int, std::vector<double>> SquaredNorms() override;
   void ApplyOptimizer(double clip_scale, int step) override;
 
@@ -90,8 +89,8 @@ class SyntheticStageWork : public StageWork {
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
   absl::Status BackwardWeights(int chunk, int mb) override;
   absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
-  std::map<int, std::map<std::string, Payload>> TiedGradients() override { return {}; }
-  void SetTiedGradients(const std::map<int, std::map<std::string, Payload>>&) override {}
+  TiedGradientMap TiedGradients() override { return {}; }
+  void SetTiedGradients(const TiedGradientMap&) override {}
   std::map<int, std::vector<double>> SquaredNorms() override { return {}; }
   void ApplyOptimizer(double, int) override {}
 
@@ -99,10 +98,6 @@ class SyntheticStageWork : public StageWork {
   SyntheticDurations d_;
   int num_chunks_;
 };
-
-// Combines per-chunk squared norms (chunk order, then tensor order) into the clip scale.
-double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms,
-                                 double grad_clip, double* global_norm);
 
 }  // namespace stagehand::runtime
 

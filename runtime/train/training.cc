@@ -5,7 +5,6 @@
 #include <cmath>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -26,61 +25,20 @@ absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
   return chunks;
 }
 
-double LearningRateAt(const OptimizerConfig& config, int64_t step) {
-  const double peak = config.adamw.learning_rate;
-  const LearningRateSchedule& s = config.schedule;
-  if (s.warmup_steps > 0 && step <= s.warmup_steps) return peak * double(step) / double(s.warmup_steps);
-  if (s.total_steps <= s.warmup_steps) return peak;
-  const double progress =
-      std::min(1.0, double(step - s.warmup_steps) / double(s.total_steps - s.warmup_steps));
-  const double floor = peak * s.min_lr_fraction;
-  return floor + 0.5 * (1.0 + std::cos(M_PI * progress)) * (peak - floor);
-}
-
 double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerState>& states,
                      const OptimizerConfig& config, int step) {
-  // 1. Tied copies: both hold owner + copy (the same sum, so the same update).
-  for (Chunk* c : chunks) c->FoldTiedGradients();
-  absl::flat_hash_map<std::string, float*> owners;
-  for (Chunk* c : chunks) {
-    for (const models::ParamInfo& info : c->params().infos()) {
-      if (!info.tied_copy) owners[info.name] = c->params().grads() + info.offset;
-    }
-  }
-  for (Chunk* c : chunks) {
-    for (const models::ParamInfo& info : c->params().infos()) {
-      if (!info.tied_copy) continue;
-      float* owner = owners.at(info.name);
-      float* copy = c->params().grads() + info.offset;
-      for (int64_t i = 0; i < info.size; ++i) owner[i] = copy[i] = owner[i] + copy[i];
-    }
-  }
+  std::map<int, Chunk*> all;
+  for (size_t k = 0; k < chunks.size(); ++k) all[static_cast<int>(k)] = chunks[k];
+  // 1. Tied copies: every holder gets the same sum, so the same update.
+  const TiedGradientMap tied = GatherTiedGradients(all, static_cast<int>(chunks.size()));
+  ScatterTiedGradients(all, SumsForHolders(tied, SumTiedGradients({&tied})));
   // 2. Global norm, each tied weight once, in chunk and declaration order.
-  double sum_squares = 0.0;
-  for (Chunk* c : chunks) {
-    for (const models::ParamInfo& info : c->params().infos()) {
-      if (!info.tied_copy) sum_squares += ops::SumOfSquares(c->params().grads() + info.offset, info.size);
-    }
-  }
-  const double norm = std::sqrt(sum_squares);
-  const double scale = ops::ClipScale(norm, config.grad_clip);
-  // 3. AdamW per tensor (weight decay on matrices only).
+  double norm = 0.0;
+  const double scale = ClipScaleFromSquaredNorms(SquaredGradientNorms(all), config.grad_clip, &norm);
+  // 3. AdamW per chunk.
   states.resize(chunks.size());
   for (size_t k = 0; k < chunks.size(); ++k) {
-    models::ParameterSet<float>& p = chunks[k]->params();
-    OptimizerState& st = states[k];
-    if (static_cast<int64_t>(st.m.size()) != p.size()) {
-      st.m.assign(p.size(), 0.f);
-      st.v.assign(p.size(), 0.f);
-    }
-    for (const models::ParamInfo& info : p.infos()) {
-      ops::AdamWOptions options = config.adamw;
-      options.learning_rate = LearningRateAt(config, step);
-      if (!info.weight_decay) options.weight_decay = 0.0;
-      ops::AdamWUpdate(p.values() + info.offset, p.grads() + info.offset, st.m.data() + info.offset,
-                       st.v.data() + info.offset, info.size, options, step, scale);
-    }
-    p.ZeroGrads();
+    ApplyAdamW(chunks[k]->params(), states[k], config, step, scale);
   }
   return norm;
 }
@@ -89,7 +47,7 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
                                                  const WindowSampler& sampler, int64_t step,
                                                  int num_microbatches) {
   const models::ChunkOptions& o = chunks.front()->options();
-  const int N = o.micro_batch_size * o.seq_len;
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
   std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;
   for (int mb = 0; mb < num_microbatches; ++mb) {
@@ -118,7 +76,7 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
 absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowSampler& sampler,
                                 int num_batches) {
   const models::ChunkOptions& o = chunks.front()->options();
-  const int N = o.micro_batch_size * o.seq_len;
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
   std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;
   constexpr int kEvalMicrobatch = -1;  // never used by training

@@ -16,39 +16,9 @@
 #include "ops/cpu/adamw.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/train/optimizer.h"
 
 namespace stagehand::runtime {
-
-using Chunk = models::GptChunk<float>;
-
-// AdamW moments of one chunk's parameters.
-struct OptimizerState {
-  std::vector<float> m, v;
-};
-
-// The learning rate of step s (1-based) for peak rate lr: lr * s / warmup_steps during the
-// warm-up, then a cosine from lr down to lr * min_lr_fraction at total_steps (held after).
-// total_steps = 0 keeps lr after the warm-up. total_steps is the run's whole length, never
-// where a run stopped, so an interrupted and resumed run follows the same rates.
-struct LearningRateSchedule {
-  int64_t warmup_steps = 0;
-  int64_t total_steps = 0;
-  double min_lr_fraction = 0.1;
-};
-
-struct OptimizerConfig {
-  ops::AdamWOptions adamw;  // weight_decay applies to matrices only; learning_rate is the peak
-  double grad_clip = 1.0;   // global-norm clip; <= 0 disables
-  LearningRateSchedule schedule;
-  // Not owned, may be null: where the AdamW moments live, indexed by global chunk index, for
-  // callers that save and restore them (checkpoints). Stage works size it to the number of
-  // chunks when they are built, before any step; each then touches only its own chunks'
-  // entries. Null: each stage work keeps its own moments.
-  std::vector<OptimizerState>* states = nullptr;
-};
-
-// The learning rate `config.schedule` gives step `step`.
-double LearningRateAt(const OptimizerConfig& config, int64_t step);
 
 // The model cut into `num_chunks` consecutive chunks (balanced).
 absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(const models::GptConfig& config,

@@ -29,6 +29,7 @@
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/attempt_log.h"
 #include "tools/cluster/rank_env.h"
+#include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
 ABSL_FLAG(int, nprocs, 0, "start this many worker processes (one or more stages each) on this host");
@@ -421,7 +422,7 @@ int RunCluster(const ClusterLaunchOptions& o) {
 }
 
 bool ClusterRequested() {
-  return absl::GetFlag(FLAGS_nprocs) > 0 || !absl::GetFlag(FLAGS_hostfile).empty();
+  return absl::GetFlag(FLAGS_nprocs) != 0 || !absl::GetFlag(FLAGS_hostfile).empty();
 }
 
 namespace {
@@ -458,11 +459,14 @@ std::string WorkerBinary(const char* argv0) {
 absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0, const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
+  RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages));
   o.bind = absl::GetFlag(FLAGS_bind);
   if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
     RETURN_IF_ERROR(ReadHostfile(runtime::ResolveUserPath(path), o));
   }
   o.worker = WorkerBinary(argv0);
+  // A planner by name must be one the worker binary has (a --schedule table needs none).
+  if (train.schedule.empty()) RETURN_IF_ERROR(CheckWorkerKnowsPlanner(o.worker, train.planner));
   // Every shared training flag (tools/train_flags.h), forwarded with its value here.
   o.worker_args = TrainFlagArgs();
   o.restarts = absl::GetFlag(FLAGS_restarts);

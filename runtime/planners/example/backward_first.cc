@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/planner.h"
+#include "runtime/planners/planner_spec.h"
 #include "runtime/stage_state.h"
 #include "runtime/step_spec.h"
 
@@ -74,21 +75,14 @@ class BackwardFirstDefinition : public PlannerDefinition {
 
   // The shape: one chunk per stage, chunk s on stage s, fused backward.
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override {
-    if (absl::Status status = stagehand::runtime::ValidatePlannerOptions(options); !status.ok()) {
-      return status;
-    }
+    absl::StatusOr<StepSpec> spec =
+        stagehand::runtime::StandardSpec(options, 1, stagehand::runtime::Backward::kFused);
+    if (!spec.ok()) return spec.status();
     if (options.max_inflight > 0 && options.max_inflight < options.num_stages) {
       return absl::InvalidArgumentError(absl::StrCat(
           "example_backward_first lets stage 0 hold num_stages = ", options.num_stages,
           " activations, above max_inflight = ", options.max_inflight));
     }
-    StepSpec spec;
-    spec.num_stages = options.num_stages;
-    spec.num_microbatches = options.num_microbatches;
-    spec.num_chunks = options.num_stages;
-    spec.chunk_to_stage = stagehand::runtime::StandardPlacement(options.num_stages, 1);
-    spec.split_backward = false;
-    spec.max_inflight = options.max_inflight;
     return spec;
   }
 

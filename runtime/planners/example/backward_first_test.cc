@@ -1,9 +1,10 @@
 // Tests of the example planner, found by name as a user's would be: it is registered by
-// linking, its plan validates, it matches 1F1B's bubble and memory, and a dump of its plan
-// loads back. Not a test of the runtime: actors/planner_parity_test.cc trains with it.
+// linking, its plan validates, it matches 1F1B's bubble and memory, it trains bitwise like the
+// sequential run, and a dump of its plan loads back. Not a test of the runtime itself.
 #include <memory>
 #include <string>
 
+#include "actors/testing/planner_parity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
@@ -42,6 +43,12 @@ TEST(BackwardFirstTest, MatchesOneFOneBAtUnitCost) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_DOUBLE_EQ(result->bubble_fraction, 3.0 / 11);  // (P-1)/(M+P-1)
   EXPECT_EQ(result->peak_inflight, (std::vector<int>{4, 3, 2, 1}));
+}
+
+// The one-line parity check a user's planner test makes (actors/testing/planner_parity.h).
+TEST(BackwardFirstTest, TrainsLikeTheSequentialRun) {
+  stagehand::testing::ExpectTrainsLikeSequential(Example(), {/*num_stages=*/4,
+                                                             /*num_microbatches=*/8});
 }
 
 TEST(BackwardFirstTest, ItsDumpedPlanRunsAsACsvSchedule) {

@@ -1,0 +1,140 @@
+// The parity check: a plan trained on the actor runtime against the sequential run, bitwise.
+// Not a fixture: plain functions, so that any test (gtest or not) can call them.
+#include "actors/testing/planner_parity.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "actors/model_pipeline.h"
+#include "runtime/dry_run.h"
+
+namespace stagehand::testing {
+namespace {
+
+constexpr int kB = 2, kT = 8, kMinLayers = 8;
+
+const std::vector<int32_t>& Data() {
+  static const std::vector<int32_t>* data = [] {
+    std::string s;
+    for (int i = 0; i < 60; ++i) s += "Planners reorder work; the sums stay the same. 0123456789\n";
+    return new std::vector<int32_t>(s.begin(), s.end());
+  }();
+  return *data;
+}
+
+models::GptConfig Model(int layers) { return models::UniformGpt(layers, 16, 2, 256, kT, 11); }
+
+runtime::OptimizerConfig Optimizer() {
+  runtime::OptimizerConfig o;
+  o.adamw.learning_rate = 1e-3;
+  o.adamw.weight_decay = 0.1;
+  o.grad_clip = 1.0;
+  return o;
+}
+
+struct Result {
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> params;
+};
+
+// The single-chunk sequential run, computed once per (microbatches, layers, steps).
+absl::StatusOr<Result> Sequential(int num_microbatches, int layers, int steps) {
+  static auto* cache = new std::map<std::tuple<int, int, int>, Result>();
+  const std::tuple<int, int, int> key{num_microbatches, layers, steps};
+  if (auto it = cache->find(key); it != cache->end()) return it->second;
+  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
+  auto chunks =
+      runtime::BuildChunks(Model(layers), 1, models::ChunkOptions{kB, kT, num_microbatches});
+  if (!chunks.ok()) return chunks.status();
+  std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
+  std::vector<runtime::OptimizerState> states;
+  Result r;
+  for (int step = 1; step <= steps; ++step) {
+    absl::StatusOr<double> loss =
+        runtime::SequentialForwardBackward(pointers, sampler, step, num_microbatches);
+    if (!loss.ok()) return loss.status();
+    r.losses.push_back(*loss);
+    runtime::OptimizerStep(pointers, states, Optimizer(), step);
+  }
+  r.params = runtime::CollectParameters(pointers);
+  return cache->emplace(key, std::move(r)).first->second;
+}
+
+absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
+                                 const runtime::PlannerOptions& options, int layers, int steps) {
+  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
+  actors::ModelPipelineOptions o;
+  o.model = Model(layers);
+  o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
+  o.planner = &planner;
+  o.planner_options = options;
+  o.optimizer = Optimizer();
+  absl::StatusOr<actors::ModelPipeline> pipeline = actors::BuildModelPipeline(o, &sampler);
+  if (!pipeline.ok()) return pipeline.status();
+  Result r;
+  for (int step = 1; step <= steps; ++step) {
+    absl::StatusOr<actors::StepOutcome> outcome = pipeline->pipeline->RunStep(step);
+    if (!outcome.ok()) return outcome.status();
+    r.losses.push_back(outcome->loss);
+  }
+  r.params = runtime::CollectParameters(pipeline->chunk_pointers());
+  return r;
+}
+
+::testing::AssertionResult Compare(const Result& actual, const Result& expected) {
+  for (std::size_t i = 0; i < std::max(actual.losses.size(), expected.losses.size()); ++i) {
+    if (i >= actual.losses.size() || i >= expected.losses.size() ||
+        actual.losses[i] != expected.losses[i]) {
+      return ::testing::AssertionFailure() << "the loss of step " << i + 1 << " differs";
+    }
+  }
+  if (actual.params.size() != expected.params.size()) {
+    return ::testing::AssertionFailure()
+           << actual.params.size() << " parameters, expected " << expected.params.size();
+  }
+  for (std::size_t t = 0; t < actual.params.size(); ++t) {
+    if (actual.params[t].name != expected.params[t].name) {
+      return ::testing::AssertionFailure() << "parameter " << t << " is " << actual.params[t].name
+                                           << ", expected " << expected.params[t].name;
+    }
+    if (actual.params[t].data != expected.params[t].data) {
+      return ::testing::AssertionFailure() << "parameter " << actual.params[t].name
+                                           << " differs from the sequential run's (not bitwise)";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
+                                                const ParityOptions& options) {
+  // Before anything runs: the plan is complete, ordered, within memory and deadlock-free.
+  absl::StatusOr<runtime::StepSpec> spec = definition.MakeSpec(options.planner);
+  if (!spec.ok()) return ::testing::AssertionFailure() << spec.status();
+  if (absl::StatusOr<runtime::ScheduleTable> plan =
+          runtime::ValidatePlanner(definition, options.planner);
+      !plan.ok()) {
+    return ::testing::AssertionFailure() << plan.status();
+  }
+  const int layers = options.layers > 0 ? options.layers : std::max(kMinLayers, spec->num_chunks);
+  absl::StatusOr<Result> expected =
+      Sequential(options.planner.num_microbatches, layers, options.steps);
+  if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
+  absl::StatusOr<Result> actual = Pipelined(definition, options.planner, layers, options.steps);
+  if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
+  return Compare(*actual, *expected)
+         << " (" << definition.name() << ", P = " << options.planner.num_stages
+         << ", M = " << options.planner.num_microbatches << ")";
+}
+
+void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,
+                                const runtime::PlannerOptions& options) {
+  EXPECT_TRUE(TrainsLikeSequential(definition, ParityOptions{options}));
+}
+
+}  // namespace stagehand::testing

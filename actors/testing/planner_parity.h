@@ -1,0 +1,37 @@
+// TrainsLikeSequential: the one-line parity check for a planner, built in or your own: it
+// validates the plan, trains a tiny GPT with it on the actor runtime and compares every loss
+// and every parameter, bit for bit, with the single-chunk sequential run of the same model and
+// data. Not a benchmark and not a repeatability test; link it from tests only (testonly).
+//
+//   TEST(MyPlannerTest, TrainsLikeTheSequentialRun) {
+//     stagehand::testing::ExpectTrainsLikeSequential(MyDefinition(), {/*P=*/4, /*M=*/8});
+//   }
+#ifndef STAGEHAND_ACTORS_TESTING_PLANNER_PARITY_H_
+#define STAGEHAND_ACTORS_TESTING_PLANNER_PARITY_H_
+
+#include "gtest/gtest.h"
+#include "runtime/planner.h"
+
+namespace stagehand::testing {
+
+struct ParityOptions {
+  runtime::PlannerOptions planner;  // P, M, max_inflight, chunks_per_stage
+  int steps = 2;                    // optimizer steps compared
+  // Transformer layers of the tiny model (d_model 16, 2 heads, 256-token vocabulary, 8 tokens
+  // a sequence, 2 sequences a microbatch); 0 = max(8, the plan's chunk count).
+  int layers = 0;
+};
+
+// Success, or a failure that says what differs: the planner's error (MakeSpec, the
+// simulator, ValidatePlan), a loss of a step, or the first parameter (by name) whose bits
+// differ. The sequential run is computed once per (M, layers, steps) and cached.
+::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
+                                                const ParityOptions& options);
+
+// EXPECT_TRUE(TrainsLikeSequential(definition, {options})): the default steps and model.
+void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,
+                                const runtime::PlannerOptions& options);
+
+}  // namespace stagehand::testing
+
+#endif  // STAGEHAND_ACTORS_TESTING_PLANNER_PARITY_H_

@@ -1,0 +1,127 @@
+// StageLoop: the one stage loop shared by the actor runtime and the simulator.
+// Not a planner and not a transport: it asks the planner and names what moves.
+#include "runtime/stage_loop.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/util/status_macros.h"
+
+namespace stagehand::runtime {
+namespace {
+
+// The key of a hand-off by the action it unblocks: F for an activation, I/B for a gradient.
+std::tuple<ActionKind, int, int> HandOffKey(const Transfer& t) {
+  return {t.kind, t.chunk, t.microbatch};
+}
+
+// The hand-off that `action` still waits for, as a key: an F waits for an activation, an I
+// or B for a gradient; W never waits for an input.
+std::optional<std::tuple<ActionKind, int, int>> InputKey(const Action& action) {
+  switch (action.kind) {
+    case ActionKind::kForward:
+      return std::make_tuple(ActionKind::kSendForward, action.chunk, action.microbatch);
+    case ActionKind::kBackwardInput:
+    case ActionKind::kBackward:
+      return std::make_tuple(ActionKind::kSendBackward, action.chunk, action.microbatch);
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<Transfer> LocalHandOff(const StepSpec& spec, const Action& finished) {
+  int consumer = -1;
+  ActionKind kind = ActionKind::kSendForward;
+  if (finished.kind == ActionKind::kForward) {
+    consumer = finished.chunk + 1;
+  } else if (finished.kind == ActionKind::kBackwardInput ||
+             finished.kind == ActionKind::kBackward) {
+    consumer = finished.chunk - 1;
+    kind = ActionKind::kSendBackward;
+  }
+  if (consumer < 0 || consumer >= spec.num_chunks ||
+      spec.chunk_to_stage[consumer] != finished.stage) {
+    return std::nullopt;
+  }
+  return Transfer{kind, finished.stage, finished.stage, consumer, finished.microbatch};
+}
+
+absl::StatusOr<StageLoop> StageLoop::Create(const StepSpec& spec, int stage,
+                                            std::unique_ptr<Planner> planner) {
+  ASSIGN_OR_RETURN(StageState state, StageState::Create(spec, stage));
+  if (planner == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("stage ", stage, ": no planner"));
+  }
+  return StageLoop(std::move(state), std::move(planner));
+}
+
+StageLoop::StageLoop(StageState state, std::unique_ptr<Planner> planner)
+    : state_(std::move(state)), planner_(std::move(planner)) {}
+
+std::vector<Action> StageLoop::Ready() const {
+  std::vector<Action> ready = state_.Ready();
+  if (pending_hand_offs_.empty()) return ready;
+  ready.erase(std::remove_if(ready.begin(), ready.end(),
+                             [&](const Action& a) {
+                               const auto key = InputKey(a);
+                               return key && pending_hand_offs_.count(*key) > 0;
+                             }),
+              ready.end());
+  return ready;
+}
+
+absl::StatusOr<std::optional<Action>> StageLoop::Next() {
+  if (lane_busy_ || state_.Done()) return std::optional<Action>();
+  const std::vector<Action> ready = Ready();
+  if (ready.empty()) return std::optional<Action>();
+  const std::optional<Action> choice = planner_->Next(ready, state_);
+  if (!choice.has_value()) return choice;
+  if (absl::Status status = state_.Started(*choice); !status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("the planner of stage ", state_.stage(),
+                                                    " picked ", ActionToString(*choice), ": ",
+                                                    status.message()));
+  }
+  lane_busy_ = true;
+  return choice;
+}
+
+absl::StatusOr<FinishedOutputs> StageLoop::Finished(const Action& action) {
+  FinishedOutputs outputs;
+  ASSIGN_OR_RETURN(outputs.remote, state_.Finished(action));
+  lane_busy_ = false;
+  if (std::optional<Transfer> local = LocalHandOff(state_.spec(), action)) {
+    pending_hand_offs_.insert(HandOffKey(*local));
+    outputs.local.push_back(*local);
+  }
+  return outputs;
+}
+
+absl::Status StageLoop::InputArrived(const Transfer& transfer) {
+  return state_.InputArrived(transfer);
+}
+
+absl::Status StageLoop::HandOffArrived(const Transfer& hand_off) {
+  if (pending_hand_offs_.erase(HandOffKey(hand_off)) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("stage ", state_.stage(),
+                                                   ": no local hand-off pending for ",
+                                                   TransferToString(hand_off)));
+  }
+  return absl::OkStatus();
+}
+
+bool StageLoop::Blocked() const {
+  return !lane_busy_ && !state_.Done() && pending_hand_offs_.empty();
+}
+
+std::string StageLoop::DescribeWaiting() const {
+  std::string text = state_.DescribeWaiting();
+  if (!pending_hand_offs_.empty()) {
+    absl::StrAppend(&text, "; ", pending_hand_offs_.size(), " local hand-off(s) in flight");
+  }
+  return text;
+}
+
+}  // namespace stagehand::runtime

@@ -1,0 +1,79 @@
+// StageLoop: one stage's decision loop for one step, the single place where a planner is
+// consulted: the ready list it sees, the local hand-offs between chunks on the stage, the
+// lane's busy flag and memory accounting. The actor runtime and the simulator both drive
+// it. Not an executor: it never runs compute, never moves tensors and never waits.
+#ifndef STAGEHAND_RUNTIME_STAGE_LOOP_H_
+#define STAGEHAND_RUNTIME_STAGE_LOOP_H_
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/action.h"
+#include "runtime/planner.h"
+#include "runtime/stage_state.h"
+#include "runtime/step_spec.h"
+
+namespace stagehand::runtime {
+
+// The output that `finished` hands to a neighbour chunk on the same stage (from_stage ==
+// to_stage == finished.stage), if any: the activation after F when chunk + 1 lives here,
+// the gradient after I / B when chunk - 1 lives here.
+std::optional<Transfer> LocalHandOff(const StepSpec& spec, const Action& finished);
+
+// What a finished compute action produces.
+struct FinishedOutputs {
+  std::vector<Transfer> remote;  // to other stages: the executor moves them
+  // To chunks on this stage: the executor moves the payload, then calls HandOffArrived.
+  std::vector<Transfer> local;
+};
+
+class StageLoop {
+ public:
+  // InvalidArgument for a bad spec or stage, or a null planner.
+  static absl::StatusOr<StageLoop> Create(const StepSpec& spec, int stage,
+                                          std::unique_ptr<Planner> planner);
+
+  // If the lane is idle and work remains, asks the planner for the next action among
+  // Ready() and marks it started (the lane is then busy until Finished). nullopt: nothing to
+  // start now, wait for the next event. An error if the planner picked an action that may
+  // not start (not ready: FailedPrecondition; over max_inflight: ResourceExhausted; not of
+  // this stage: InvalidArgument), with the action named.
+  absl::StatusOr<std::optional<Action>> Next();
+  // The running action finished on the lane: frees the lane and returns what it produces.
+  absl::StatusOr<FinishedOutputs> Finished(const Action& action);
+  // An input from another stage arrived (to_stage must be this stage).
+  absl::Status InputArrived(const Transfer& transfer);
+  // A local hand-off returned by Finished landed at its consumer: its action may run now.
+  absl::Status HandOffArrived(const Transfer& hand_off);
+
+  // Compute actions the planner may choose now: StageState::Ready() less those whose input
+  // is a local hand-off still on its way.
+  std::vector<Action> Ready() const;
+  bool lane_busy() const { return lane_busy_; }
+  bool Done() const { return state_.Done(); }
+  // Idle lane, work left, nothing it may start and no local hand-off pending: only an input
+  // from another stage can unblock it.
+  bool Blocked() const;
+  const StageState& state() const { return state_; }
+  // StageState::DescribeWaiting plus pending local hand-offs.
+  std::string DescribeWaiting() const;
+
+ private:
+  StageLoop(StageState state, std::unique_ptr<Planner> planner);
+
+  StageState state_;
+  std::unique_ptr<Planner> planner_;
+  bool lane_busy_ = false;
+  // Local hand-offs returned by Finished and not yet landed: (kind, chunk, microbatch).
+  std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
+};
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_STAGE_LOOP_H_

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# run_gpu_checks.sh: runs every GPU check in this bundle (made by tools/gpu_bundle.sh) on a GPU
+# node and prints one table at the end: check, result, numbers. Not a build step: it needs only
+# bash, coreutils, the NVIDIA driver, and cuBLASLt 13 and NCCL 2 from the node's CUDA or
+# PyTorch installation, which it finds.
+#
+# Usage: ./run_gpu_checks.sh [--timeout SECONDS_PER_CHECK]   (logs go to ./logs/)
+# Exit status: 1 if a check failed or timed out, else 0 (skips are reported in the table).
+# Environment: STAGEHAND_LIB_SEARCH="dir1 dir2" adds places to look for cuBLASLt / NCCL.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PER_CHECK_TIMEOUT=120
+if [[ "${1:-}" == "--timeout" ]]; then PER_CHECK_TIMEOUT="$2"; fi
+LOGS="$HERE/logs"
+mkdir -p "$LOGS"
+
+# 1. Find libcublasLt.so.13 and libnccl.so.2 on the node: its CUDA, then Python's
+# site-packages (PyTorch's nvidia/* wheels), then the system library folders.
+search_roots() {
+  echo ${STAGEHAND_LIB_SEARCH:-}
+  [[ -n "${CUDA_HOME:-}" ]] && echo "$CUDA_HOME"
+  [[ -n "${CONDA_PREFIX:-}" ]] && echo "$CONDA_PREFIX"
+  ls -d /usr/local/cuda /usr/local/cuda-* 2>/dev/null
+  for python in python3 python; do
+    command -v "$python" >/dev/null 2>&1 || continue
+    "$python" - <<'PY' 2>/dev/null
+import site, sys
+for path in site.getsitepackages() + [site.getusersitepackages()]:
+    print(path)
+PY
+  done
+  echo /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /opt
+}
+
+find_library() {  # prints the folder holding $1, or nothing
+  local root found
+  for root in $(search_roots); do
+    [[ -d "$root" ]] || continue
+    found="$(find -L "$root" -maxdepth 6 -name "$1" -print -quit 2>/dev/null)"
+    if [[ -n "$found" ]]; then dirname "$found"; return; fi
+  done
+}
+
+CUBLASLT_DIR="$(find_library libcublasLt.so.13)"
+NCCL_DIR="$(find_library libnccl.so.2)"
+
+# 2. The bundle's libraries first, then the node's cuBLASLt and NCCL. Drivers live in the
+# system folders the loader searches anyway.
+LIBRARY_PATH_VALUE="$HERE/lib"
+[[ -n "$CUBLASLT_DIR" ]] && LIBRARY_PATH_VALUE+=":$CUBLASLT_DIR"
+[[ -n "$NCCL_DIR" && "$NCCL_DIR" != "$CUBLASLT_DIR" ]] && LIBRARY_PATH_VALUE+=":$NCCL_DIR"
+
+# A node whose glibc is older than the bundle's runs the binaries through the bundled loader.
+bundle_glibc="$(awk '/^glibc:/ {print $2}' "$HERE/BUILD_INFO" 2>/dev/null)"
+node_glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+LOADER=()
+if [[ -n "$bundle_glibc" && -n "$node_glibc" && -x "$HERE/lib/ld-linux-x86-64.so.2" ]] &&
+   [[ "$(printf '%s\n%s\n' "$node_glibc" "$bundle_glibc" | sort -V | head -1)" != "$bundle_glibc" ]]; then
+  LOADER=("$HERE/lib/ld-linux-x86-64.so.2" --library-path "$LIBRARY_PATH_VALUE")
+fi
+# Otherwise the node's own glibc: keep the bundled copies out of the way.
+if ((${#LOADER[@]} == 0)); then
+  mkdir -p "$HERE/lib/glibc"
+  for name in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 ld-linux-x86-64.so.2; do
+    [[ -e "$HERE/lib/$name" ]] && mv -f "$HERE/lib/$name" "$HERE/lib/glibc/"
+  done
+fi
+
+echo "device:   $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo 'nvidia-smi not found')"
+echo "cuBLASLt: ${CUBLASLT_DIR:-NOT FOUND (libcublasLt.so.13)}"
+echo "NCCL:     ${NCCL_DIR:-NOT FOUND (libnccl.so.2)}"
+echo "glibc:    node ${node_glibc:-?}, bundle ${bundle_glibc:-?}$([[ ${#LOADER[@]} -gt 0 ]] && echo ' (bundled loader)')"
+echo
+
+# 3. Run each check; classify it from its exit status and GoogleTest's summary.
+ROWS=()
+overall=0
+declare -A COUNT=([PASS]=0 [SKIP]=0 [FAIL]=0 [TIMEOUT]=0)
+for binary in "$HERE"/bin/*; do
+  check="$(basename "$binary")"
+  log="$LOGS/$check.log"
+  start=$(date +%s.%N)
+  LD_LIBRARY_PATH="$LIBRARY_PATH_VALUE${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    timeout "$PER_CHECK_TIMEOUT" "${LOADER[@]}" "$binary" --gtest_color=no >"$log" 2>&1
+  status=$?
+  seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+  passed=$(grep -c '^\[       OK \]' "$log")
+  skipped=$(grep -c '^\[  SKIPPED \] .*(' "$log")
+  failed=$(grep -c '^\[  FAILED  \] .*(' "$log")
+  benchmark_skip="$(grep -m1 '^bench skipped: ' "$log" | cut -c16-100)"
+  if ((status == 124)); then
+    result="TIMEOUT"
+  elif ((status != 0)); then
+    result="FAIL"
+  elif ((skipped > 0)) || [[ -n "$benchmark_skip" ]]; then
+    result="SKIP"  # any skipped test: the check did not fully run here
+  else
+    result="PASS"
+  fi
+  [[ "$result" == "FAIL" || "$result" == "TIMEOUT" ]] && overall=1
+  COUNT[$result]=$((COUNT[$result] + 1))
+  # Numbers: the worst parity error against its tolerance, or why it skipped / failed.
+  numbers="$(awk '/^parity / {
+      split($3, e, "="); split($4, t, "="); ratio = e[2] / t[2];
+      if (n == 0 || ratio > worst) { worst = ratio; name = $2; err = e[2]; tol = t[2] } n++ }
+    END { if (n) printf "%d tensors; worst %s %s (tol %s)", n, name, err, tol }' "$log")"
+  if [[ -n "$benchmark_skip" ]]; then
+    numbers="$benchmark_skip"
+  elif [[ "$result" == "SKIP" ]]; then
+    numbers="$(grep -m1 -B1 '^\[  SKIPPED \]' "$log" | head -1 | cut -c1-90)"
+  elif [[ "$result" != "PASS" && -z "$numbers" ]]; then
+    numbers="$(grep -m1 -E 'Failure|error|Error|failed' "$log" | cut -c1-90)"
+  fi
+  ROWS+=("$(printf '%-28s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
+    "$((passed + skipped + failed))" "$seconds" "$numbers")")
+  # A benchmark's lines ("bench <op> ms=... tflops=...") become rows of their own.
+  while read -r _ op timing rate; do
+    ROWS+=("$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")")
+  done < <(grep -E '^bench [a-z_]+ ms=' "$log")
+done
+
+echo "=============================================================================================="
+printf '%-28s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
+echo "----------------------------------------------------------------------------------------------"
+printf '%s\n' "${ROWS[@]}"
+echo "=============================================================================================="
+echo "checks: ${COUNT[PASS]} passed, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"
+first_skip="$(grep -h -m1 -B1 '^\[  SKIPPED \]' "$LOGS"/*.log 2>/dev/null | head -1)"
+first_skip="${first_skip:-$(grep -h -m1 '^bench skipped: ' "$LOGS"/*.log 2>/dev/null | cut -c16-)}"
+[[ -n "$first_skip" ]] && echo "skipped because: $first_skip"
+echo "logs: $LOGS (parity lines: grep '^parity' $LOGS/*.log)"
+exit $overall
