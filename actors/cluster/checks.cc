@@ -28,7 +28,8 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   }
   const bool forward = n.kind == runtime::ActionKind::kForward;
   if (!forward && n.kind != runtime::ActionKind::kBackwardInput) {
-    return absl::StrCat("kind ", runtime::ActionKindName(n.kind), " is neither an activation nor a gradient");
+    return absl::StrCat("kind ", static_cast<int>(n.kind), " (", runtime::ActionKindName(n.kind),
+                        ") is neither an activation nor a gradient");
   }
   // An activation comes from the chunk before, a gradient from the chunk after.
   const int source_chunk = forward ? n.chunk - 1 : n.chunk + 1;

@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     n.from_rank = in.Take<int32_t>();
     n.tag = in.Take<uint64_t>();
     n.floats = in.Take<int64_t>();
-    n.kind = in.Take<int32_t>();
+    n.kind = static_cast<runtime::ActionKind>(in.Take<int32_t>());  // any value can arrive
     n.from_stage = in.Take<int32_t>();
     n.to_stage = in.Take<int32_t>();
     n.chunk = in.Take<int32_t>();
