@@ -120,6 +120,19 @@ TEST(ValidatePlanTest, ADeadlockFixMayMoveAnActionWithWhatItNeeds) {
               HasSubstr("move 1F0 and 1B0 before 1F1 in the row of rank 1 (checked"));
 }
 
+TEST(ValidatePlanTest, ADeadlockNoSingleMoveFixesSaysSo) {
+  // Two crossings: any move that clears the first (microbatches 0, 1) leaves the second
+  // (microbatches 2, 3), so every candidate fails the same dry run.
+  StepSpec spec = TwoStages(false);
+  spec.num_microbatches = 4;
+  const absl::Status status = ValidatePlan(
+      spec, Parse("0F0,0B0,0F1,0B1,0F2,0B2,0F3,0B3\r\n1F1,1F0,1B0,1B1,1F3,1F2,1B2,1B3\r\n"));
+  EXPECT_THAT(status.message(), HasSubstr("deadlock: the unit-step dry run stops"));
+  EXPECT_THAT(status.message(),
+              HasSubstr("No single move of one action (or of one action with what it needs "
+                        "from its own row) makes this plan pass; reorder several rows."));
+}
+
 TEST(BitwiseParityWarningTest, NamesTheFirstOutOfOrderWeightGradient) {
   const ScheduleTable table = Parse("0F0,0F1,0I0,0I1,0W1,0W0\r\n1F0,1I0,1F1,1I1,1W0,1W1\r\n");
   ASSERT_TRUE(ValidatePlan(TwoStages(true), table).ok());  // it runs; it is not bitwise
