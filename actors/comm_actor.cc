@@ -24,16 +24,16 @@ void RecordSend(runtime::trace::TraceRecorder::SendLane* trace, const TensorMess
 
 }  // namespace
 
-caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link,
-                        runtime::trace::TraceRecorder::SendLane* trace) {
+comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self, LinkModel link,
+                                    runtime::trace::TraceRecorder::SendLane* trace) {
   self->state.link = link;
   self->state.trace = trace;
   self->state.lane_free_at = std::chrono::steady_clock::now();
   return {
-      [=](const std::vector<caf::actor>& stages) { self->state.stages = stages; },
+      [=](const std::vector<tensor_inbox>& stages) { self->state.stages = stages; },
       [=](TensorMessage& msg) {
         auto& st = self->state;
-        const caf::actor& dest = st.stages.at(msg.to_stage);
+        const tensor_inbox& dest = st.stages.at(msg.to_stage);
         if (st.link.latency_us <= 0 && st.link.gbps <= 0) {
           if (st.trace) {
             const auto now = std::chrono::steady_clock::now();

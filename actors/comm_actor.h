@@ -8,6 +8,7 @@
 #include <chrono>
 #include <vector>
 
+#include "actors/interfaces.h"
 #include "caf/all.hpp"
 #include "runtime/trace/recorder.h"
 
@@ -19,15 +20,15 @@ struct LinkModel {
 };
 
 struct CommActorState {
-  std::vector<caf::actor> stages;  // destination stage actors by stage index
+  std::vector<tensor_inbox> stages;  // destination stage actors by stage index
   LinkModel link;
   std::chrono::steady_clock::time_point lane_free_at;
   runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null
 };
 
 // `trace`, if not null, records each transfer from hand-off to delivery.
-caf::behavior CommActor(caf::stateful_actor<CommActorState>* self, LinkModel link,
-                        runtime::trace::TraceRecorder::SendLane* trace);
+comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self, LinkModel link,
+                                    runtime::trace::TraceRecorder::SendLane* trace);
 
 }  // namespace stagehand::actors
 

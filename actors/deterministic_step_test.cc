@@ -27,9 +27,9 @@ Trace RunOneStepMessageByMessage() {
   Pipeline& p = **pipeline;
   auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(p.system().scheduler());
   sched.run();  // deliver the set-up messages (stage lists)
-  std::vector<caf::stateful_actor<StageActorState>*> stages;
-  for (const caf::actor& handle : p.stages()) {
-    stages.push_back(dynamic_cast<caf::stateful_actor<StageActorState>*>(
+  std::vector<stage_actor::stateful_pointer<StageActorState>> stages;
+  for (const stage_actor& handle : p.stages()) {
+    stages.push_back(dynamic_cast<stage_actor::stateful_pointer<StageActorState>>(
         caf::actor_cast<caf::abstract_actor*>(handle)));
     EXPECT_NE(stages.back(), nullptr);
   }

@@ -1,6 +1,6 @@
-// The message interface of the actor runtime: atoms and small value types with named
-// fields, each with CAF 0.17's inspect() and registered by RegisterMessageTypes.
-// Not behaviour: the actors that send and receive these live beside this file.
+// The messages of the actor runtime: small value types with named fields, each with CAF
+// 0.17's inspect() and registered by RegisterMessageTypes. Not behaviour and not the
+// interfaces: atoms.h names the atoms, interfaces.h which actor takes which message.
 #ifndef STAGEHAND_ACTORS_MESSAGES_H_
 #define STAGEHAND_ACTORS_MESSAGES_H_
 
@@ -9,25 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "actors/atoms.h"
 #include "caf/all.hpp"
 #include "runtime/action.h"
 
 namespace stagehand::actors {
-
-// driver -> stage: begin step `step`.                      (start_atom, int64 step)
-using start_atom = caf::atom_constant<caf::atom("start")>;
-// stage -> microbatch actor: run a compute action.          (run_atom, ActionKind kind)
-using run_atom = caf::atom_constant<caf::atom("run")>;
-// stage -> microbatch actor: hand the output on.            (ship_atom, ShipOrder)
-using ship_atom = caf::atom_constant<caf::atom("ship")>;
-// driver <-> stage: stall probe and its answer.             (probe_atom, int wave)
-using probe_atom = caf::atom_constant<caf::atom("probe")>;
-// main thread -> driver: run one step; replies StepOutcome. (step_atom, int64 step)
-using step_atom = caf::atom_constant<caf::atom("step")>;
-// optimizer phases, driver -> stage and stage -> driver.
-using tied_atom = caf::atom_constant<caf::atom("tied")>;
-using norms_atom = caf::atom_constant<caf::atom("norms")>;
-using optim_atom = caf::atom_constant<caf::atom("optim")>;
 
 // An activation (after F) or gradient (after B) for (chunk, microbatch) on `to_stage`.
 struct TensorMessage {

@@ -11,8 +11,8 @@ namespace stagehand::actors {
 
 using runtime::ActionKind;
 
-caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
-                              MicrobatchActorInit init) {
+microbatch_actor::behavior_type MicrobatchActor(
+    microbatch_actor::stateful_pointer<MicrobatchActorState> self, MicrobatchActorInit init) {
   self->state.init = std::move(init);
   return {
       // An input for this (chunk, microbatch), routed by the stage.
@@ -29,7 +29,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
         auto& st = self->state;
         const MicrobatchActorInit& in = st.init;
         // Inputs move into the job: the chunk copies them, so they are not needed after.
-        auto job = [me = caf::actor_cast<caf::actor>(self), work = in.work, trace = in.trace,
+        auto job = [me = caf::actor_cast<microbatch_actor>(self), work = in.work, trace = in.trace,
                     chunk = in.chunk, mb = in.microbatch, kind,
                     activation = std::move(st.activation_in),
                     gradient = std::move(st.gradient_in)]() mutable {
@@ -69,7 +69,7 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
       // The lane finished: keep the output, tell the stage.
       [=](ComputeDone& done, std::vector<float>& output) {
         if (!output.empty()) self->state.output = std::move(output);
-        self->send(self->state.init.stage_actor, std::move(done));
+        self->send(self->state.init.owner, std::move(done));
       },
       // Hand the output on: to a chunk on our own stage, or over the transfer lane.
       [=](ship_atom, const ShipOrder& order) {
@@ -77,7 +77,11 @@ caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
         TensorMessage msg{order.kind, st.init.stage, order.to_stage, order.dest_chunk,
                           st.init.microbatch, order.local, std::move(st.output)};
         st.output.clear();
-        self->send(order.local ? st.init.stage_actor : st.init.comm, std::move(msg));
+        if (order.local) {
+          self->send(st.init.owner, std::move(msg));
+        } else {
+          self->send(st.init.comm, std::move(msg));
+        }
       },
   };
 }

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "actors/interfaces.h"
 #include "actors/lane.h"
 #include "caf/all.hpp"
 #include "runtime/trace/recorder.h"
@@ -17,8 +18,8 @@ struct MicrobatchActorInit {
   int stage = 0;
   int chunk = 0;
   int microbatch = 0;
-  caf::actor stage_actor;  // where inputs come from and ComputeDone goes
-  caf::actor comm;         // the stage's outgoing transfer lane
+  stage_actor owner;   // its stage: where inputs come from and ComputeDone goes
+  tensor_inbox comm;   // the stage's outgoing transfer lane
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
   runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;  // may be null; written on `lane`
@@ -30,8 +31,8 @@ struct MicrobatchActorState {
   std::vector<float> output;                      // the latest output, until shipped
 };
 
-caf::behavior MicrobatchActor(caf::stateful_actor<MicrobatchActorState>* self,
-                              MicrobatchActorInit init);
+microbatch_actor::behavior_type MicrobatchActor(
+    microbatch_actor::stateful_pointer<MicrobatchActorState> self, MicrobatchActorInit init);
 
 }  // namespace stagehand::actors
 

@@ -52,19 +52,20 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
                         p->driver_, p->comms_[s], options.trace};
     p->stages_.push_back(sys.spawn(StageActor, init));
   }
-  for (const caf::actor& comm : p->comms_) caf::anon_send(comm, p->stages_);
-  caf::anon_send(p->driver_, p->stages_);
+  const std::vector<tensor_inbox> destinations(p->stages_.begin(), p->stages_.end());
+  for (const comm_actor& comm : p->comms_) caf::anon_send(comm, destinations);
+  caf::anon_send(p->driver_, std::vector<stage_control>(p->stages_.begin(), p->stages_.end()));
   return p;
 }
 
 Pipeline::~Pipeline() {
   if (system_ == nullptr) return;
-  for (const caf::actor& a : stages_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  for (const caf::actor& a : comms_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (const stage_actor& a : stages_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (const comm_actor& a : comms_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(driver_, caf::exit_reason::user_shutdown);
   stages_.clear();
   comms_.clear();
-  driver_ = nullptr;
+  driver_ = step_driver_actor{};
   if (options_.deterministic) {
     dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler()).run();
   } else {

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "actors/comm_actor.h"
+#include "actors/interfaces.h"
 #include "actors/lane.h"
 #include "actors/messages.h"
 #include "caf/all.hpp"
@@ -45,8 +46,8 @@ class Pipeline {
   absl::StatusOr<StepOutcome> RunStep(int64_t step);
 
   caf::actor_system& system() { return *system_; }
-  const caf::actor& driver() const { return driver_; }
-  const std::vector<caf::actor>& stages() const { return stages_; }
+  const step_driver_actor& driver() const { return driver_; }
+  const std::vector<stage_actor>& stages() const { return stages_; }
   const runtime::StepSpec& spec() const { return options_.spec; }
 
  private:
@@ -56,9 +57,9 @@ class Pipeline {
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
-  caf::actor driver_;
-  std::vector<caf::actor> stages_;
-  std::vector<caf::actor> comms_;
+  step_driver_actor driver_;
+  std::vector<stage_actor> stages_;
+  std::vector<comm_actor> comms_;
   bool broken_ = false;
 };
 

@@ -14,7 +14,7 @@ namespace {
 
 using runtime::Action;
 using runtime::ActionKind;
-using Self = caf::stateful_actor<StageActorState>;
+using Self = stage_actor::stateful_base<StageActorState>;
 
 void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
@@ -78,7 +78,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   if (action.kind == ActionKind::kForward && runtime::HoldsLoss(st.init.spec, action.chunk)) {
     st.losses[action.microbatch] = done.loss;
   }
-  const caf::actor& producer = st.microbatches.at({action.chunk, action.microbatch});
+  const microbatch_actor& producer = st.microbatches.at({action.chunk, action.microbatch});
   for (const runtime::Transfer& t : outputs->remote) {
     ++st.sent;
     self->send(producer, ship_atom::value, ShipOrder{ConsumerKind(t), t.to_stage, t.chunk, false});
@@ -145,13 +145,13 @@ void PostOptimizerPhase(Self* self, Phase phase) {
 
 }  // namespace
 
-caf::behavior StageActor(Self* self, StageActorInit init) {
+stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
   self->state.init = std::move(init);
   auto& st = self->state;
   for (int c = 0; c < st.init.spec.num_chunks; ++c) {
     if (st.init.spec.chunk_to_stage[c] != st.init.stage) continue;
     for (int mb = 0; mb < st.init.spec.num_microbatches; ++mb) {
-      MicrobatchActorInit mi{st.init.stage, c, mb, caf::actor_cast<caf::actor>(self), st.init.comm,
+      MicrobatchActorInit mi{st.init.stage, c, mb, caf::actor_cast<stage_actor>(self), st.init.comm,
                              st.init.lane, st.init.work,
                              st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr};
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "actors/interfaces.h"
 #include "actors/lane.h"
 #include "caf/all.hpp"
 #include "runtime/planner.h"
@@ -26,14 +27,14 @@ struct StageActorInit {
   const runtime::PlannerDefinition* planner = nullptr;
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
-  caf::actor driver;
-  caf::actor comm;
+  stage_reports driver;  // the StepDriver, or (cluster) what stands in front of it
+  tensor_inbox comm;     // the stage's outgoing transfer lane
   runtime::trace::TraceRecorder* trace = nullptr;  // may be null
 };
 
 struct StageActorState {
   StageActorInit init;
-  std::map<std::pair<int, int>, caf::actor> microbatches;  // (chunk, mb) -> actor
+  std::map<std::pair<int, int>, microbatch_actor> microbatches;  // (chunk, mb) -> actor
   std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
   int64_t step = 0;
   bool failed = false;
@@ -42,7 +43,8 @@ struct StageActorState {
   double busy_seconds = 0.0;
 };
 
-caf::behavior StageActor(caf::stateful_actor<StageActorState>* self, StageActorInit init);
+stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,
+                                      StageActorInit init);
 
 }  // namespace stagehand::actors
 

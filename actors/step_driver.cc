@@ -8,7 +8,7 @@
 namespace stagehand::actors {
 namespace {
 
-using Self = caf::stateful_actor<StepDriverState>;
+using Self = step_driver_actor::stateful_base<StepDriverState>;
 
 void Finish(Self* self, StepOutcome outcome) {
   auto& st = self->state;
@@ -28,7 +28,7 @@ void OnStatus(Self* self, const StageStatus& status) {
   if (!st.active) return;
   if (status.wave == 0) {
     if (std::optional<int> wave = st.stall.OnReport(Progress(status))) {
-      for (const caf::actor& stage : st.stages) self->send(stage, probe_atom::value, *wave);
+      for (const stage_control& stage : st.stages) self->send(stage, probe_atom::value, *wave);
     }
     return;
   }
@@ -52,7 +52,7 @@ void OnStageDone(Self* self, const StageDone& done) {
   st.busy_seconds[done.stage] = done.busy_seconds;
   if (done.stage == runtime::LossStage(st.spec)) st.losses = done.losses;
   if (static_cast<int>(st.done.size()) == static_cast<int>(st.stages.size())) {
-    for (const caf::actor& stage : st.stages) self->send(stage, tied_atom::value);
+    for (const stage_control& stage : st.stages) self->send(stage, tied_atom::value);
   }
 }
 
@@ -76,7 +76,7 @@ void OnNorms(Self* self, SquaredNorms& norms) {
   if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
   st.optimizer_done = 0;
   double scale = runtime::ClipScaleFromSquaredNorms(st.norms, st.grad_clip, &st.grad_norm);
-  for (const caf::actor& stage : st.stages) {
+  for (const stage_control& stage : st.stages) {
     self->send(stage, optim_atom::value, scale, static_cast<int>(st.step));
   }
 }
@@ -95,12 +95,12 @@ void OnOptimizerDone(Self* self) {
 
 }  // namespace
 
-caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
+step_driver_actor::behavior_type StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
   self->state.stall = runtime::StallDetector(spec.num_stages);
   self->state.spec = std::move(spec);
   self->state.grad_clip = grad_clip;
   return {
-      [=](const std::vector<caf::actor>& stages) { self->state.stages = stages; },
+      [=](const std::vector<stage_control>& stages) { self->state.stages = stages; },
       [=](step_atom, int64_t step) -> caf::typed_response_promise<StepOutcome> {
         auto& st = self->state;
         st.promise = self->make_response_promise<StepOutcome>();
@@ -113,7 +113,7 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
         st.tied.clear();
         st.norms.clear();
         st.optimizer_done = 0;
-        for (const caf::actor& stage : st.stages) self->send(stage, start_atom::value, step);
+        for (const stage_control& stage : st.stages) self->send(stage, start_atom::value, step);
         return st.promise;
       },
       [=](const StageStatus& status) { OnStatus(self, status); },

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/interfaces.h"
 #include "actors/messages.h"
 #include "caf/all.hpp"
 #include "runtime/stall_detector.h"
@@ -19,7 +20,7 @@ namespace stagehand::actors {
 struct StepDriverState {
   runtime::StepSpec spec;
   double grad_clip = 1.0;
-  std::vector<caf::actor> stages;
+  std::vector<stage_control> stages;  // stage actors, or (cluster) their gates
   caf::typed_response_promise<StepOutcome> promise;
   int64_t step = 0;
   bool active = false;
@@ -33,8 +34,8 @@ struct StepDriverState {
   double grad_norm = 0.0;
 };
 
-caf::behavior StepDriver(caf::stateful_actor<StepDriverState>* self, runtime::StepSpec spec,
-                         double grad_clip);
+step_driver_actor::behavior_type StepDriver(step_driver_actor::stateful_pointer<StepDriverState> self,
+                                            runtime::StepSpec spec, double grad_clip);
 
 }  // namespace stagehand::actors
 

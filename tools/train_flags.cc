@@ -201,9 +201,10 @@ absl::Status ValidateDryRunFlags(bool dry_run,
   return absl::OkStatus();
 }
 
-absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
-  MakePathFlagsAbsolute();
-  TrainConfig c;
+namespace {
+
+// TrainConfigFromFlags, phase 1: the plan (planner or schedule file, P, M, in-flight cap).
+absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.steps = absl::GetFlag(FLAGS_steps);
   c.stages = absl::GetFlag(FLAGS_stages);
   c.planner = absl::GetFlag(FLAGS_planner);
@@ -212,15 +213,17 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
   c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
   c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
-  if (absl::Status s = ValidateScheduleFlags({c.planner, c.schedule, c.planner_options},
-                                             runtime::PlannerRegistry::Default());
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(ValidateScheduleFlags({c.planner, c.schedule, c.planner_options},
+                                        runtime::PlannerRegistry::Default()));
   if (c.planner.empty()) c.planner = kDefaultPlanner;
   if (c.planner_options.max_inflight < 0) {
     return absl::InvalidArgumentError("--max_inflight must not be negative");
   }
+  return absl::OkStatus();
+}
+
+// Phase 2: the model, its microbatches, the optimizer and the held-out evaluation.
+absl::Status ReadModelFlags(TrainConfig& c) {
   c.save_params = absl::GetFlag(FLAGS_save_params);
   c.trace = absl::GetFlag(FLAGS_trace);
   c.model = models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
@@ -256,6 +259,11 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   if (c.optimizer.adamw.weight_decay < 0) {
     return absl::InvalidArgumentError("--weight_decay must not be negative");
   }
+  return absl::OkStatus();
+}
+
+// Phase 3: the tokenizer and the data (nothing to refuse yet: the files are read later).
+void ReadDataFlags(TrainConfig& c) {
   c.tokenizer.kind = absl::GetFlag(FLAGS_tokenizer);
   c.tokenizer.gpt2_dir = absl::GetFlag(FLAGS_tokenizer_dir);
   if (c.tokenizer.kind == "gpt2" && c.tokenizer.gpt2_dir.empty()) {
@@ -267,6 +275,10 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   c.dataset.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
   c.dataset.seq_len = c.chunk.seq_len;
   c.dataset.cache_dir = absl::GetFlag(FLAGS_data_cache_dir);
+}
+
+// Phase 4: the run's course: LR schedule, logging, checkpoints, resume and early exit.
+absl::Status ReadRunFlags(TrainConfig& c) {
   c.optimizer.schedule.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
   c.optimizer.schedule.total_steps = c.steps;
   c.optimizer.schedule.min_lr_fraction = absl::GetFlag(FLAGS_min_lr_fraction);
@@ -289,6 +301,18 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
     return absl::InvalidArgumentError(
         "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
+  MakePathFlagsAbsolute();
+  TrainConfig c;
+  RETURN_IF_ERROR(ReadScheduleFlags(c));
+  RETURN_IF_ERROR(ReadModelFlags(c));
+  ReadDataFlags(c);
+  RETURN_IF_ERROR(ReadRunFlags(c));
   RETURN_IF_ERROR(ValidateTrainConfig(c));
   return c;
 }

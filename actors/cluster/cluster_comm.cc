@@ -13,10 +13,8 @@
 namespace stagehand::actors::cluster {
 namespace {
 
-using Self = caf::stateful_actor<ClusterCommState>;
+using Self = cluster_comm_actor::stateful_base<ClusterCommState>;
 using runtime::ActionKind;
-using sent_atom = caf::atom_constant<caf::atom("sent")>;
-using received_atom = caf::atom_constant<caf::atom("received")>;
 
 void Abort(Self* self, const std::string& why) {
   const auto& in = self->state.init;
@@ -40,7 +38,7 @@ std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   }
   // Compared by (node, id): a remote actor may be seen through more than one proxy object.
   const caf::strong_actor_ptr sender = self->current_sender();
-  const caf::actor& comm = st.peers.stage_comms[n.from_stage];
+  const cluster_comm_actor& comm = st.peers.stage_comms[n.from_stage];
   if (check_sender && (sender == nullptr || comm == nullptr || sender->id() != comm.id() ||
                        sender->node() != comm.node())) {
     return absl::StrCat("the sender is not the comm actor of stage ", n.from_stage);
@@ -59,7 +57,7 @@ void PostReceive(Self* self, const TransferNotice& n) {
   // A recycled buffer (no allocation, no zero-fill): UCX writes the tensor straight into
   // it and it travels on to the stage actor without a copy.
   auto buffer = std::make_shared<std::vector<float>>(st.init.pool->Take(static_cast<size_t>(n.floats)));
-  caf::actor me = caf::actor_cast<caf::actor>(self);
+  cluster_comm_actor me = caf::actor_cast<cluster_comm_actor>(self);
   st.init.transport->Receive(
       n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
         caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
@@ -121,7 +119,7 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
                                   runtime::trace::NowNanos()};
   }
   auto payload = std::make_shared<std::vector<float>>(std::move(msg.payload));
-  caf::actor me = caf::actor_cast<caf::actor>(self);
+  cluster_comm_actor me = caf::actor_cast<cluster_comm_actor>(self);
   st.init.transport->Send(peer, n.tag, payload->data(), payload->size() * sizeof(float),
                           [me, tag = n.tag, payload, pool = st.init.pool](absl::Status s) {
                             // UCX reports the send complete now (this is its progress thread).
@@ -135,10 +133,10 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
 
 }  // namespace
 
-caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
+cluster_comm_actor::behavior_type ClusterComm(Self* self, ClusterCommInit init) {
   self->state.init = std::move(init);
   return {
-      [=](const std::vector<caf::actor>& local_stages) { self->state.local_stages = local_stages; },
+      [=](const std::vector<stage_actor>& local_stages) { self->state.local_stages = local_stages; },
       [=](const PeerTable& peers) { self->state.peers = peers; },
       [=](start_atom, int64_t step) {
         auto& st = self->state;
@@ -164,17 +162,15 @@ caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
           st.traced.erase(it);
         }
         if (st.sending.empty()) {
-          for (caf::response_promise& waiter : st.drain_waiters) waiter.deliver(caf::ok_atom::value);
+          for (auto& waiter : st.drain_waiters) waiter.deliver(caf::ok_atom::value);
           st.drain_waiters.clear();
         }
       },
-      [=](drained_atom) {
+      [=](drained_atom) -> caf::result<caf::ok_atom> {
         auto& st = self->state;
-        if (st.sending.empty()) {
-          self->make_response_promise().deliver(caf::ok_atom::value);
-          return;
-        }
-        st.drain_waiters.push_back(self->make_response_promise());
+        if (st.sending.empty()) return caf::ok_atom::value;
+        st.drain_waiters.push_back(self->make_response_promise<caf::ok_atom>());
+        return st.drain_waiters.back();
       },
       [=](received_atom, uint64_t tag, const std::string& error, bool ok, TensorMessage& msg) {
         auto& st = self->state;
@@ -183,7 +179,7 @@ caf::behavior ClusterComm(Self* self, ClusterCommInit init) {
           return;
         }
         st.receiving.erase(tag);
-        self->send(st.init.stage_actor, std::move(msg));
+        self->send(st.local_stages.at(st.init.stage), std::move(msg));
       },
       [=](pending_atom) -> std::string {
         auto& st = self->state;

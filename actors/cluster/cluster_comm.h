@@ -30,8 +30,7 @@ struct ClusterCommInit {
   int64_t tensor_floats = 0;              // B * T * C: every activation and gradient
   runtime::UcxTransport* transport = nullptr;
   PayloadPool* pool = nullptr;            // receive buffers; finished sends give theirs back
-  caf::actor stage_actor;
-  caf::actor supervisor;                  // receives ClusterAbort on a transfer error
+  abort_inbox supervisor;                 // the worker: receives ClusterAbort on a transfer error
   int drop_notice = 0;                    // test hook: never post the Nth receive (1-based)
   runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null; written here only
 };
@@ -45,13 +44,9 @@ struct TracedSend {
   int64_t begin_ns = 0;
 };
 
-// Asked of a ClusterComm after the run: answers (ok) once no send is in flight, so that
-// its trace lane has no writer left.
-using drained_atom = caf::atom_constant<caf::atom("drained")>;
-
 struct ClusterCommState {
   ClusterCommInit init;
-  std::vector<caf::actor> local_stages;    // stage -> actor when in this process
+  std::vector<stage_actor> local_stages;   // stage -> actor when in this process
   PeerTable peers;
   int64_t step = 0;
   uint64_t next_sequence = 0;
@@ -60,10 +55,13 @@ struct ClusterCommState {
   std::map<uint64_t, std::string> sending;
   std::vector<TransferNotice> early;          // notices of the next step, before its start
   std::map<uint64_t, TracedSend> traced;      // tag -> send in flight (when tracing)
-  std::vector<caf::response_promise> drain_waiters;
+  // Asked after the run (drained_atom): answered once no send is in flight, so that the
+  // trace lane has no writer left.
+  std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
 };
 
-caf::behavior ClusterComm(caf::stateful_actor<ClusterCommState>* self, ClusterCommInit init);
+cluster_comm_actor::behavior_type ClusterComm(
+    cluster_comm_actor::stateful_pointer<ClusterCommState> self, ClusterCommInit init);
 
 }  // namespace stagehand::actors::cluster
 

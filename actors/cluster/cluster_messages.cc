@@ -20,7 +20,8 @@ void RegisterClusterMessageTypes(caf::actor_system_config& config) {
   config.add_message_type<Heartbeat>("Heartbeat");
   config.add_message_type<ClusterAbort>("ClusterAbort");
   config.add_message_type<StageReport>("StageReport");
-  config.add_message_type<std::vector<caf::actor>>("std::vector<caf::actor>");
+  config.add_message_type<std::vector<stage_control>>("std::vector<stage_control>");
+  config.add_message_type<std::vector<stage_actor>>("std::vector<stage_actor>");
 }
 
 void ConfigureClusterSystem(caf::actor_system_config& config) {

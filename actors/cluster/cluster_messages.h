@@ -8,21 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "actors/cluster/cluster_interfaces.h"
+#include "actors/messages.h"
 #include "caf/all.hpp"
 #include "runtime/action.h"
 
 namespace stagehand::actors::cluster {
-
-// coordinator -> every stage's comm actor (via its gate): report transfers in flight.
-using pending_atom = caf::atom_constant<caf::atom("pending")>;
-// coordinator -> worker: run finished, save and leave.      (finish_atom)
-using finish_atom = caf::atom_constant<caf::atom("finish")>;
-// worker -> coordinator: UCX endpoints are up.              (ready_atom, int rank)
-using ready_atom = caf::atom_constant<caf::atom("ready")>;
-// coordinator -> itself: is step `step` still running?     (hang_atom, int64 step)
-using hang_atom = caf::atom_constant<caf::atom("hang")>;
-// a worker's held-out pass thread -> its own worker actor: done (eval_done_atom, EvalResult)
-using eval_done_atom = caf::atom_constant<caf::atom("evaldone")>;
 
 // worker -> coordinator: the first message of a connection.
 struct JoinRequest {
@@ -32,7 +23,7 @@ struct JoinRequest {
   std::string config;         // the training configuration as text: must equal rank 0's
   std::string host;
   int64_t pid = 0;
-  caf::actor worker;          // receives PeerTable, finish_atom, CheckpointOrder, ClusterAbort
+  worker_actor worker;        // receives PeerTable, finish_atom, CheckpointOrder, ClusterAbort
   std::string ucx_address;    // opaque UCP worker address
   int64_t start_step = 0;     // steps already done (restored from a checkpoint): must equal rank 0's
 };
@@ -40,21 +31,21 @@ struct JoinRequest {
 struct JoinReply {
   bool accepted = false;
   std::string reason;         // why not
-  caf::actor driver;          // the driver gate: the `driver` of this worker's stages
+  driver_gate_actor driver;   // the driver gate: the `driver` of this worker's stages
 };
 
 // worker -> coordinator: the actors of the stages this worker hosts, by stage.
 struct Registration {
   int rank = 0;
   std::vector<int> stages;
-  std::vector<caf::actor> gates;  // driver-facing, one per hosted stage
-  std::vector<caf::actor> comms;  // transfer-notice receivers, one per hosted stage
+  std::vector<stage_gate_actor> gates;    // driver-facing, one per hosted stage
+  std::vector<cluster_comm_actor> comms;  // transfer-notice receivers, one per hosted stage
 };
 
 // coordinator -> worker: where every stage lives.
 struct PeerTable {
   std::vector<int> stage_rank;             // stage -> rank
-  std::vector<caf::actor> stage_comms;     // stage -> its comm actor
+  std::vector<cluster_comm_actor> stage_comms;  // stage -> its comm actor
   std::vector<std::string> ucx_addresses;  // rank -> UCP worker address
 };
 

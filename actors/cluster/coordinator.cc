@@ -16,9 +16,7 @@
 namespace stagehand::actors::cluster {
 namespace {
 
-using Self = caf::stateful_actor<CoordinatorState>;
-using check_atom = caf::atom_constant<caf::atom("check")>;
-using eval_hang_atom = caf::atom_constant<caf::atom("evalhang")>;
+using Self = coordinator_actor::stateful_base<CoordinatorState>;
 
 std::string NodeOf(Self* self) {
   caf::strong_actor_ptr sender = self->current_sender();
@@ -243,7 +241,7 @@ void OnHangCheck(Self* self, int64_t step) {
   if (step > 0) {
     if (!st.running || step != st.step) return;
     st.reports.clear();
-    for (const caf::actor& gate : st.stage_gates) self->send(gate, probe_atom::value, kHangProbeWave);
+    for (const stage_gate_actor& gate : st.stage_gates) self->send(gate, probe_atom::value, kHangProbeWave);
     self->delayed_send(self, std::chrono::seconds(2), hang_atom::value, -step);
     return;
   }
@@ -306,7 +304,7 @@ void OnRegistration(Self* self, Registration& reg) {
   PeerTable table;
   table.stage_rank.assign(P, -1);
   table.stage_comms.resize(P);
-  st.stage_gates.assign(P, caf::actor{});
+  st.stage_gates.assign(P, stage_gate_actor{});
   for (const auto& [rank, r] : st.registered) {
     for (size_t i = 0; i < r.stages.size(); ++i) {
       table.stage_rank[r.stages[i]] = rank;
@@ -384,7 +382,8 @@ void OnHeartbeatCheck(Self* self) {
 
 }  // namespace
 
-caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor driver) {
+coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions options,
+                                             step_driver_actor driver) {
   auto& st = self->state;
   st.options = std::move(options);
   st.driver = std::move(driver);
@@ -394,7 +393,7 @@ caf::behavior Coordinator(Self* self, CoordinatorOptions options, caf::actor dri
   st.loop.emplace(st.options.loop, st.options.resumed_step,
                   runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
-                                                          caf::actor_cast<caf::actor>(self)});
+                                                          caf::actor_cast<coordinator_actor>(self)});
   self->set_down_handler([=](caf::down_msg& down) { OnDown(self, down); });
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
   return {

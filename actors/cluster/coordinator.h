@@ -52,8 +52,8 @@ struct CoordinatorOptions {
 
 struct CoordinatorState {
   CoordinatorOptions options;
-  caf::actor driver;
-  caf::actor driver_gate;
+  step_driver_actor driver;
+  driver_gate_actor driver_gate;
   std::map<int, JoinRequest> joined;        // rank -> join
   std::map<int, Registration> registered;   // rank -> actors
   std::set<int> ready;
@@ -61,7 +61,7 @@ struct CoordinatorState {
   std::map<int, std::string> last_action;   // rank -> from its heartbeats
   std::map<int, std::chrono::steady_clock::time_point> last_heartbeat;
   std::vector<int> stage_rank;
-  std::vector<caf::actor> stage_gates;
+  std::vector<stage_gate_actor> stage_gates;
   int64_t step = 0;
   std::optional<runtime::TrainLoop> loop;   // the run's phases and loss history
   std::optional<runtime::HeldOutRound> held_out;  // the evaluation running, if any
@@ -73,8 +73,9 @@ struct CoordinatorState {
 };
 
 // `driver` is the StepDriver (this process); the gate is spawned by the coordinator.
-caf::behavior Coordinator(caf::stateful_actor<CoordinatorState>* self, CoordinatorOptions options,
-                          caf::actor driver);
+coordinator_actor::behavior_type Coordinator(
+    coordinator_actor::stateful_pointer<CoordinatorState> self, CoordinatorOptions options,
+    step_driver_actor driver);
 
 }  // namespace stagehand::actors::cluster
 

@@ -48,7 +48,7 @@ CoordinatorOptions Options() {
 using Log = std::vector<std::string>;
 
 // The step driver: every step's loss is 1 / step.
-caf::behavior FakeDriver(caf::event_based_actor*, Log* log) {
+step_driver_actor::behavior_type FakeDriver(step_driver_actor::pointer, Log* log) {
   return {
       [=](step_atom, int64_t step) {
         log->push_back("driver: step " + std::to_string(step));
@@ -56,19 +56,25 @@ caf::behavior FakeDriver(caf::event_based_actor*, Log* log) {
         out.loss = 1.0 / step;
         return out;
       },
-      [](const std::vector<caf::actor>&) {},
+      [](const std::vector<stage_control>&) {},
+      // The stages report to the driver gate, not here.
+      [](const StageStatus&) {}, [](const StageDone&) {}, [](const TiedGradients&) {},
+      [](const SquaredNorms&) {}, [](const OptimizerDone&) {},
   };
 }
 
 // A worker of `rank` (of 2, one stage each): joins with `token`, registers, reports ready
 // when the peer table arrives, answers evaluations (rank 1 holds the last chunk) and finish.
-caf::behavior FakeWorker(caf::event_based_actor* self, int rank, std::string token, caf::actor coordinator,
-                         Log* log) {
-  const caf::actor me = caf::actor_cast<caf::actor>(self);
+worker_actor::behavior_type FakeWorker(worker_actor::pointer self, int rank, std::string token,
+                                       coordinator_actor coordinator, Log* log) {
+  const worker_actor me = caf::actor_cast<worker_actor>(self);
+  // The worker's stage gate and comm actor, played by the worker itself: never sent to here.
+  const stage_gate_actor gate = caf::actor_cast<stage_gate_actor>(self);
+  const cluster_comm_actor comm = caf::actor_cast<cluster_comm_actor>(self);
   self->request(coordinator, caf::infinite, JoinRequest{token, rank, 2, "--steps=3", "host", 100 + rank, me, "", 0})
       .then([=](JoinReply& reply) {
         log->push_back("rank " + std::to_string(rank) + ": " + (reply.accepted ? "joined" : "refused: " + reply.reason));
-        if (reply.accepted) self->send(coordinator, Registration{rank, {rank}, {me}, {me}});
+        if (reply.accepted) self->send(coordinator, Registration{rank, {rank}, {gate}, {comm}});
       });
   return {
       [=](const PeerTable&) { self->send(coordinator, ready_atom::value, rank); },
@@ -81,6 +87,8 @@ caf::behavior FakeWorker(caf::event_based_actor* self, int rank, std::string tok
         return caf::ok_atom::value;
       },
       [=](const ClusterAbort& abort) { log->push_back("rank " + std::to_string(rank) + ": abort: " + abort.reason); },
+      [](const CheckpointOrder&) { return CheckpointPart{}; },  // no checkpoints in these runs
+      [](eval_done_atom, const EvalResult&) {},
   };
 }
 
@@ -94,14 +102,17 @@ class CoordinatorTest : public ::testing::Test, public ::test_coordinator_fixtur
     for (const caf::actor& a : actors_) caf::anon_send_exit(a, caf::exit_reason::kill);
     sched.run();
   }
-  caf::actor Start(CoordinatorOptions options) {
-    actors_.push_back(sys.spawn(FakeDriver, &log_));
-    actors_.push_back(sys.spawn(Coordinator, std::move(options), actors_.back()));
-    return actors_.back();
+  coordinator_actor Start(CoordinatorOptions options) {
+    step_driver_actor driver = sys.spawn(FakeDriver, &log_);
+    coordinator_actor coordinator = sys.spawn(Coordinator, std::move(options), driver);
+    actors_.push_back(caf::actor_cast<caf::actor>(driver));
+    actors_.push_back(caf::actor_cast<caf::actor>(coordinator));
+    return coordinator;
   }
-  caf::actor Worker(int rank, const std::string& token, const caf::actor& coordinator) {
-    actors_.push_back(sys.spawn(FakeWorker, rank, token, coordinator, &log_));
-    return actors_.back();
+  worker_actor Worker(int rank, const std::string& token, const coordinator_actor& coordinator) {
+    worker_actor worker = sys.spawn(FakeWorker, rank, token, coordinator, &log_);
+    actors_.push_back(caf::actor_cast<caf::actor>(worker));
+    return worker;
   }
   // Every message, no timeouts (the hang and heartbeat checks stay pending).
   void Deliver() { sched.run(); }
@@ -110,7 +121,7 @@ class CoordinatorTest : public ::testing::Test, public ::test_coordinator_fixtur
 };
 
 TEST_F(CoordinatorTest, RunsTheLoopsPhasesInOrderAndFinishesEveryRank) {
-  caf::actor coordinator = Start(Options());
+  coordinator_actor coordinator = Start(Options());
   Worker(0, "token", coordinator);
   Worker(1, "token", coordinator);
   Deliver();
@@ -123,7 +134,7 @@ TEST_F(CoordinatorTest, RunsTheLoopsPhasesInOrderAndFinishesEveryRank) {
 TEST_F(CoordinatorTest, ExitAfterStopsAfterThatStepWithoutTheFinalEvaluation) {
   CoordinatorOptions o = Options();
   o.loop.exit_after = 2;
-  caf::actor coordinator = Start(o);
+  coordinator_actor coordinator = Start(o);
   Worker(0, "token", coordinator);
   Worker(1, "token", coordinator);
   Deliver();
@@ -133,16 +144,16 @@ TEST_F(CoordinatorTest, ExitAfterStopsAfterThatStepWithoutTheFinalEvaluation) {
 }
 
 TEST_F(CoordinatorTest, JoinWithAWrongTokenIsRefused) {
-  caf::actor coordinator = Start(Options());
+  coordinator_actor coordinator = Start(Options());
   Worker(1, "wrong", coordinator);
   Deliver();
   EXPECT_EQ(log_, (Log{"rank 1: refused: wrong join token"}));
 }
 
 TEST_F(CoordinatorTest, RankLostMidRunStopsTheOthersNamingIt) {
-  caf::actor coordinator = Start(Options());
+  coordinator_actor coordinator = Start(Options());
   Worker(0, "token", coordinator);
-  caf::actor rank1 = Worker(1, "token", coordinator);
+  worker_actor rank1 = Worker(1, "token", coordinator);
   // Up to the held-out pass before training: both joined and ready, rank 0 has answered.
   while (std::find(log_.begin(), log_.end(), "rank 0: eval 0") == log_.end() && sched.try_run_once()) {
   }

@@ -18,7 +18,8 @@ std::string SenderName(caf::local_actor* self) {
 
 }  // namespace
 
-caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit init) {
+stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<StageGateState> self,
+                                          StageGateInit init) {
   self->state.init = std::move(init);
   auto refuse = [self](const std::string& what) {
     const auto& in = self->state.init;
@@ -38,7 +39,7 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
         auto pass_on = [=] {
           const auto& in = self->state.init;
           self->send(in.comm, start_atom::value, step);
-          self->send(in.stage_actor, start_atom::value, step);
+          self->send(in.fronted, start_atom::value, step);
         };
         if (!st.init.trace_steps) {
           pass_on();
@@ -52,7 +53,7 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
       },
       [=](probe_atom, int wave) {
         auto& st = self->state;
-        self->send(st.init.stage_actor, probe_atom::value, wave);
+        self->send(st.init.fronted, probe_atom::value, wave);
         if (wave != kHangProbeWave) return;
         self->request(st.init.comm, std::chrono::seconds(2), pending_atom::value)
             .then([=](const std::string& transfers) {
@@ -60,7 +61,7 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
               self->send(in.driver_gate, StageReport{in.rank, in.stage, transfers});
             });
       },
-      [=](tied_atom) { self->send(self->state.init.stage_actor, tied_atom::value); },
+      [=](tied_atom) { self->send(self->state.init.fronted, tied_atom::value); },
       [=](tied_atom, TiedGradients& sums) {
         auto& st = self->state;
         if (sums.stage != st.init.stage) {
@@ -73,7 +74,7 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
           refuse(absl::StrCat("tied gradients: ", bad));
           return;
         }
-        self->send(st.init.stage_actor, tied_atom::value, std::move(sums));
+        self->send(st.init.fronted, tied_atom::value, std::move(sums));
       },
       [=](optim_atom, double scale, int step) {
         auto& st = self->state;
@@ -82,12 +83,13 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
                               " during step ", st.step));
           return;
         }
-        self->send(st.init.stage_actor, optim_atom::value, scale, step);
+        self->send(st.init.fronted, optim_atom::value, scale, step);
       },
   };
 }
 
-caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateInit init) {
+driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<DriverGateState> self,
+                                            DriverGateInit init) {
   self->state.init = std::move(init);
   auto stage_ok = [self](int stage, const char* what) {
     const auto& in = self->state.init;

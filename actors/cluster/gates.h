@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "actors/cluster/cluster_messages.h"
 #include "caf/all.hpp"
 #include "runtime/step_spec.h"
 
@@ -19,28 +20,30 @@ struct StageGateInit {
   int stage = 0;
   runtime::StepSpec spec;
   int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
-  caf::actor stage_actor;  // the StageActor this gate fronts
-  caf::actor comm;         // its ClusterComm: told the step, asked for transfers in flight
-  caf::actor driver_gate;  // where hang reports go
-  caf::actor supervisor;   // the worker's main actor: receives ClusterAbort on a bad message
-  caf::actor trace_steps;  // traced ranks other than 0: begins each step before it is passed on
+  stage_actor fronted;            // the StageActor this gate fronts
+  cluster_comm_actor comm;        // its ClusterComm: told the step, asked for transfers in flight
+  driver_gate_actor driver_gate;  // where hang reports go
+  abort_inbox supervisor;         // the worker: receives ClusterAbort on a bad message
+  trace_steps_actor trace_steps;  // traced ranks other than 0: begins each step before it is passed on
 };
 struct StageGateState {
   StageGateInit init;
   int64_t step = 0;
 };
-caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit init);
+stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<StageGateState> self,
+                                          StageGateInit init);
 
 struct DriverGateInit {
   runtime::StepSpec spec;
   int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
-  caf::actor driver;       // the StepDriver
-  caf::actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
+  stage_reports driver;           // the StepDriver
+  coordinator_actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
 };
 struct DriverGateState {
   DriverGateInit init;
 };
-caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateInit init);
+driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<DriverGateState> self,
+                                            DriverGateInit init);
 
 // Probe wave used for hang reports (StepDriver's own stall probes use positive waves).
 inline constexpr int kHangProbeWave = -1;

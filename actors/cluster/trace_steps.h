@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "actors/cluster/cluster_interfaces.h"
 #include "caf/all.hpp"
 #include "runtime/trace/recorder.h"
 
@@ -22,14 +23,15 @@ namespace stagehand::actors::cluster {
 struct TraceStepsInit {
   runtime::trace::TraceRecorder* trace = nullptr;  // not owned; its steps are written here only
   int local_stages = 1;                            // stages this rank holds
-  caf::actor driver;                               // where the stages' messages go on to
+  stage_reports driver;                            // where the stages' messages go on to
 };
 struct TraceStepsState {
   TraceStepsInit init;
   int64_t step = 0;       // the step begun last
   int optimized = 0;      // this rank's stages done with that step's optimizer phase
 };
-caf::behavior TraceSteps(caf::stateful_actor<TraceStepsState>* self, TraceStepsInit init);
+trace_steps_actor::behavior_type TraceSteps(trace_steps_actor::stateful_pointer<TraceStepsState> self,
+                                            TraceStepsInit init);
 
 }  // namespace stagehand::actors::cluster
 

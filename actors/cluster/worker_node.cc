@@ -137,13 +137,20 @@ struct Node {
   ActionLog log;
 };
 
-absl::StatusOr<caf::actor> ConnectToCoordinator(caf::actor_system& sys, const WorkerOptions& o) {
+// The worker's handle as the coordinator and its own actors address it. The worker is the
+// blocking actor of RunWorker's thread (CAF 0.17 has no typed blocking actor): its receive
+// loops (ConnectPeers, Live) take exactly what worker_actor declares.
+worker_actor WorkerHandle(caf::scoped_actor& self) {
+  return caf::actor_cast<worker_actor>(self.ptr());
+}
+
+absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys, const WorkerOptions& o) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
   std::string last;
   while (std::chrono::steady_clock::now() < deadline) {
-    caf::expected<caf::actor> a =
-        sys.middleman().remote_actor(o.coordinator_host, static_cast<uint16_t>(o.coordinator_port));
+    caf::expected<coordinator_actor> a = sys.middleman().remote_actor<coordinator_actor>(
+        o.coordinator_host, static_cast<uint16_t>(o.coordinator_port));
     if (a) return *a;
     last = sys.render(a.error());
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -192,11 +199,11 @@ absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
 
 // This rank's trace, once every local send has completed (its comm actors are the last
 // writers: a send's completion may be handled after the last step ended).
-absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vector<caf::actor>& comms,
+absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vector<cluster_comm_actor>& comms,
                         caf::scoped_actor& self) {
   if (node.trace == nullptr) return absl::OkStatus();
   absl::Status status;
-  for (const caf::actor& comm : comms) {
+  for (const cluster_comm_actor& comm : comms) {
     self->request(comm, std::chrono::seconds(10), drained_atom::value)
         .receive([](caf::ok_atom) {},
                  [&](caf::error& e) {
@@ -307,8 +314,8 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
   co.keep_checkpoints = o.keep_checkpoints;
   co.meta = o.checkpoint_meta;
   co.trace = trace;
-  caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
-  caf::actor coordinator = sys.spawn(Coordinator, co, driver);
+  step_driver_actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
+  coordinator_actor coordinator = sys.spawn(Coordinator, co, driver);
   caf::expected<uint16_t> port = sys.middleman().publish(
       coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
   if (!port) {
@@ -320,11 +327,11 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
 
 // 5. Join with the launch's token; the reply names the driver's gate.
 absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, int64_t start_step,
-                               const caf::actor& coordinator, Node& node, caf::scoped_actor& self) {
+                               const coordinator_actor& coordinator, Node& node, caf::scoped_actor& self) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
-                   caf::actor_cast<caf::actor>(self.ptr()), node.transport->address(), start_step};
+                   WorkerHandle(self), node.transport->address(), start_step};
   JoinReply reply;
   absl::Status status;
   self->request(coordinator, std::chrono::seconds(30), join)
@@ -340,7 +347,7 @@ absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, in
 // What SpawnStages built: the registration for the coordinator and this rank's comms.
 struct LocalStages {
   Registration reg;
-  std::vector<caf::actor> comms;
+  std::vector<cluster_comm_actor> comms;
 };
 
 // 6. This rank's stages: lane, work, comm, stage actor and gate each.
@@ -348,16 +355,16 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
                         const JoinReply& reply, runtime::trace::TraceRecorder* trace, Node& node,
                         caf::scoped_actor& self) {
   caf::actor_system& sys = *node.system;
-  const caf::actor self_handle = caf::actor_cast<caf::actor>(self.ptr());
+  const worker_actor self_handle = WorkerHandle(self);
   const int64_t tensor_floats = int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
   const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
   runtime::OptimizerConfig optimizer = o.optimizer;
   optimizer.states = &node.optimizer_states;
   LocalStages out{Registration{o.rank, stages, {}, {}}, {}};
-  std::vector<caf::actor> local_stages(spec.num_stages);
+  std::vector<stage_actor> local_stages(spec.num_stages);
   // Traced, rank > 0: the rank's step boundaries (trace_steps.h) stand between its stages
   // and the driver.
-  caf::actor trace_steps;
+  trace_steps_actor trace_steps;
   if (trace != nullptr && o.rank != 0) {
     trace_steps = sys.spawn(TraceSteps, TraceStepsInit{trace, static_cast<int>(stages.size()), reply.driver});
   }
@@ -371,35 +378,30 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
                                                   spec.num_microbatches, optimizer),
         s, &node.log, o.faults.kill_at_step));
     node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, caf::actor{},
-                       self_handle, o.faults.withhold_receive};
+    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, self_handle,
+                       o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
     StageActorInit si{s, spec, o.planner, node.lanes.back().get(), node.works.back().get(),
-                      trace_steps ? trace_steps : reply.driver, caf::actor{}, trace};
-    // The stage needs its comm and the comm its stage: the comm starts by waiting for the
-    // stage's handle, then becomes a ClusterComm.
-    caf::actor comm = sys.spawn([ci](caf::stateful_actor<ClusterCommState>* c) mutable {
-      return caf::behavior{[=](caf::actor stage) mutable {
-        ci.stage_actor = stage;
-        c->become(ClusterComm(c, ci));
-      }};
-    });
+                      trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver}, tensor_inbox{},
+                      trace};
+    // The stage needs its comm and the comm its stage: the comm learns its stage from the
+    // rank's stage table, sent below before anything else.
+    cluster_comm_actor comm = sys.spawn(ClusterComm, ci);
     si.comm = comm;
-    caf::actor stage = sys.spawn(StageActor, si);
-    caf::anon_send(comm, stage);
+    stage_actor stage = sys.spawn(StageActor, si);
     local_stages[s] = stage;
     out.comms.push_back(comm);
     out.reg.gates.push_back(sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm,
                                                                reply.driver, self_handle, trace_steps}));
     out.reg.comms.push_back(comm);
   }
-  for (const caf::actor& comm : out.comms) caf::anon_send(comm, local_stages);
+  for (const cluster_comm_actor& comm : out.comms) caf::anon_send(comm, local_stages);
   return out;
 }
 
 // 7. The peer table; UCX endpoints to every other rank.
 absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string& me, int num_stages,
-                                       const std::vector<caf::actor>& comms, Node& node,
+                                       const std::vector<cluster_comm_actor>& comms, Node& node,
                                        caf::scoped_actor& self) {
   PeerTable table;
   bool got_table = false;
@@ -423,7 +425,7 @@ absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string
     if (r == o.rank) continue;
     RETURN_IF_ERROR(node.transport->Connect(r, table.ucx_addresses[r]));
   }
-  for (const caf::actor& comm : comms) caf::anon_send(comm, table);
+  for (const cluster_comm_actor& comm : comms) caf::anon_send(comm, table);
   return table;
 }
 
@@ -432,7 +434,7 @@ absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string
 // result back to that loop (eval_done_atom), which answers the coordinator.
 class HeldOutRunner {
  public:
-  HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, caf::actor owner)
+  HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, worker_actor owner)
       : o_(o), pass_(std::move(pass)), owner_(std::move(owner)) {
     pass_.stop = &stop_;
   }
@@ -478,7 +480,7 @@ class HeldOutRunner {
  private:
   const WorkerOptions& o_;
   runtime::HeldOutPassInit pass_;
-  caf::actor owner_;
+  worker_actor owner_;
   std::atomic<bool> stop_{false}, finished_{false};
   std::thread thread_;
   int64_t step_ = -1;  // the evaluation running on thread_, -1: none
@@ -500,7 +502,7 @@ runtime::HeldOutPassInit HeldOutPass(const WorkerOptions& o, const runtime::Step
 
 // 8. Live: heartbeats, checkpoint and evaluation orders until finish or abort. Returns
 // the abort's reason, or "" when the run finished.
-std::string Live(const WorkerOptions& o, const std::string& me, const caf::actor& coordinator,
+std::string Live(const WorkerOptions& o, const std::string& me, const coordinator_actor& coordinator,
                  HeldOutRunner& held_out, Node& node, caf::scoped_actor& self) {
   enum class End { kRunning, kFinished, kAborted } end = End::kRunning;
   std::string abort_reason;
@@ -549,7 +551,7 @@ std::string Live(const WorkerOptions& o, const std::string& me, const caf::actor
 // 9. Leave after a finished run: the outputs, then (ranks other than 0) wait until rank 0
 // leaves (it leaves once every rank has saved), so that the coordinator never mistakes a
 // finished rank for a lost one.
-absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vector<caf::actor>& comms,
+absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vector<cluster_comm_actor>& comms,
                    const Node& node, caf::scoped_actor& self) {
   if (!o.save_params.empty()) {
     std::printf("%s: saved parameters to %s\n", me.c_str(), runtime::RankFile(o.save_params, o.rank).c_str());
@@ -589,14 +591,14 @@ absl::Status RunWorker(const WorkerOptions& o) {
   node->system = std::make_unique<caf::actor_system>(*node->config);
   if (o.rank == 0) RETURN_IF_ERROR(PublishCoordinator(o, spec, start_step, trace, *node->system));
 
-  ASSIGN_OR_RETURN(caf::actor coordinator, ConnectToCoordinator(*node->system, o));
+  ASSIGN_OR_RETURN(coordinator_actor coordinator, ConnectToCoordinator(*node->system, o));
   caf::scoped_actor self{*node->system};
   self->monitor(coordinator);
   ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
-  HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), caf::actor_cast<caf::actor>(self.ptr()));
+  HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self));
   self->send(coordinator, ready_atom::value, o.rank);
 
   if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self); !abort_reason.empty()) {

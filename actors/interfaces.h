@@ -1,0 +1,57 @@
+// The typed message interfaces (CAF 0.17 typed_actor) of the step protocol: which actor
+// takes which message, declared once. A sender holds the narrowest interface it sends to
+// (a stage's microbatch actors hold `tensor_inbox` for its comm), so that the compiler
+// refuses a message the receiver does not take. Not behaviour: the actors implement these
+// beside this file; the cluster's interfaces are cluster/cluster_interfaces.h.
+#ifndef STAGEHAND_ACTORS_INTERFACES_H_
+#define STAGEHAND_ACTORS_INTERFACES_H_
+
+#include <vector>
+
+#include "actors/atoms.h"
+#include "actors/messages.h"
+#include "caf/all.hpp"
+#include "runtime/action.h"
+
+namespace stagehand::actors {
+
+// Takes tensors: a stage actor (inputs for its chunks), a comm actor (outputs to deliver).
+using tensor_inbox = caf::typed_actor<caf::reacts_to<TensorMessage>>;
+
+// What a step driver sends a stage: the StageActor itself, or (cluster) its StageGate.
+using stage_control = caf::typed_actor<
+    caf::reacts_to<start_atom, int64_t>,          // begin step `step`
+    caf::reacts_to<probe_atom, int>,              // answer with a StageStatus of this wave
+    caf::reacts_to<tied_atom>,                    // send your tied gradients
+    caf::reacts_to<tied_atom, TiedGradients>,     // take the sums; send your squared norms
+    caf::reacts_to<optim_atom, double, int>>;     // apply AdamW (clip scale, step)
+
+// A stage actor: driver orders, tensors, and its microbatch actors' completions.
+using stage_actor = stage_control::extend<caf::reacts_to<TensorMessage>,
+                                          caf::reacts_to<ComputeDone>>;
+
+// What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
+// that stand in front of it.
+using stage_reports = caf::typed_actor<
+    caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>, caf::reacts_to<TiedGradients>,
+    caf::reacts_to<SquaredNorms>, caf::reacts_to<OptimizerDone>>;
+
+// The step driver: runs one step on request and collects the stages' reports.
+using step_driver_actor = stage_reports::extend<
+    caf::replies_to<step_atom, int64_t>::with<StepOutcome>,
+    caf::reacts_to<std::vector<stage_control>>>;  // the stages, by stage (set once)
+
+// A microbatch actor: its inputs, its stage's orders, and its lane's completion.
+using microbatch_actor = caf::typed_actor<
+    caf::reacts_to<TensorMessage>,                     // an input (activation or gradient)
+    caf::reacts_to<run_atom, runtime::ActionKind>,     // run this compute action
+    caf::reacts_to<ComputeDone, std::vector<float>>,   // the lane finished (and its output)
+    caf::reacts_to<ship_atom, ShipOrder>>;             // hand the output on
+
+// The one-process transfer lane of a stage.
+using comm_actor = tensor_inbox::extend<
+    caf::reacts_to<std::vector<tensor_inbox>>>;  // destination stages, by stage (set once)
+
+}  // namespace stagehand::actors
+
+#endif  // STAGEHAND_ACTORS_INTERFACES_H_
