@@ -279,6 +279,7 @@ TEST_F(MicrobatchActorTest, RunsItsActionOnTheLaneAndReportsToItsStage) {
 TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
   microbatch_actor mb = Spawn(0);
   caf::anon_send(mb, run_atom::value, ActionKind::kForward);
+  Deliver();  // the stage orders the shipment once it heard the action finish
   caf::anon_send(mb, ship_atom::value, ShipOrder{ActionKind::kForward, 1, 1, false});
   Deliver();
   std::optional<TensorMessage> sent = comm_->Only<TensorMessage>();
@@ -294,6 +295,7 @@ TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
   // A backward's output for a chunk on the same stage goes to the stage, not the lane.
   caf::anon_send(mb, TensorMessage{ActionKind::kBackwardInput, 0, 0, 0, 1, true, {1, 1}});
   caf::anon_send(mb, run_atom::value, ActionKind::kBackwardInput);
+  Deliver();
   caf::anon_send(mb, ship_atom::value, ShipOrder{ActionKind::kBackwardInput, 0, 5, true});
   Deliver();
   EXPECT_EQ(comm_->Count<TensorMessage>(), 1);
