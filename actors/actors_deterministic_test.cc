@@ -19,8 +19,8 @@
 #include "actors/microbatch_actor.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
+#include "actors/testing/actor_fixture.h"
 #include "actors/testing/recorder.h"
-#include "caf/test/dsl.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/planner.h"
@@ -112,28 +112,8 @@ class ArithmeticWork : public runtime::StageWork {
   int last_chunk_;
 };
 
-class ActorsTest : public ::testing::Test, public ::test_coordinator_fixture<TestConfig> {
+class ActorsTest : public testing::ActorFixture<TestConfig> {
  protected:
-  ActorsTest() { sys.await_actors_before_shutdown(false); }
-  void TearDown() override {
-    for (const caf::actor& a : actors_) caf::anon_send_exit(a, caf::exit_reason::kill);
-    sched.run();
-  }
-  // A recorder, as the interface `Handle` the actor under test sends to.
-  template <class Handle>
-  Handle Record(std::shared_ptr<Received>& received) {
-    received = std::make_shared<Received>();
-    return caf::actor_cast<Handle>(Keep(sys.spawn(Recorder, received)));
-  }
-  template <class Handle>
-  Handle Keep(Handle handle) {
-    actors_.push_back(caf::actor_cast<caf::actor>(handle));
-    return handle;
-  }
-  // Every message, no timeouts.
-  void Deliver() { sched.run(); }
-
-  std::vector<caf::actor> actors_;
   Lane lane_{Lane::Mode::kInline};
 };
 
@@ -148,13 +128,7 @@ class StepDriverTest : public ActorsTest {
     self->send(driver_, step_atom::value, int64_t{3});
     Deliver();
   }
-  // The driver's answer to the step request, if it has answered.
-  std::optional<StepOutcome> Outcome() {
-    std::optional<StepOutcome> outcome;
-    self->receive([&](StepOutcome& out) { outcome = std::move(out); },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
-    return outcome;
-  }
+  std::optional<StepOutcome> Outcome() { return Answer<StepOutcome>(); }
   step_driver_actor driver_;
   std::shared_ptr<Received> stage_[2];
 };

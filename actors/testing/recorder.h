@@ -41,12 +41,17 @@ struct Received {
   }
 };
 
-inline caf::behavior Recorder(caf::event_based_actor* self, std::shared_ptr<Received> received) {
+// Makes `self` keep every message its behaviour does not take in `received`.
+inline void RecordTheRest(caf::scheduled_actor* self, std::shared_ptr<Received> received) {
   self->set_default_handler(
       [received](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
         received->messages.push_back(x.copy_content_to_message());
         return caf::message{};
       });
+}
+
+inline caf::behavior Recorder(caf::event_based_actor* self, std::shared_ptr<Received> received) {
+  RecordTheRest(self, std::move(received));
   using never_atom = caf::atom_constant<caf::atom("never")>;
   return {[](never_atom) {}};  // every message goes to the default handler
 }
