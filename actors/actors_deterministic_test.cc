@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "actors/comm_actor.h"
 #include "actors/interfaces.h"
 #include "actors/lane.h"
@@ -34,19 +35,7 @@ using testing::Recorder;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-struct TestConfig : caf::actor_system_config {
-  TestConfig() { RegisterMessageTypes(*this); }
-};
-
-// Two stages, one chunk each, two microbatches: chunk 1 (stage 1) holds the loss.
-runtime::StepSpec TwoStages() {
-  runtime::StepSpec spec;
-  spec.num_stages = 2;
-  spec.num_microbatches = 2;
-  spec.num_chunks = 2;
-  spec.chunk_to_stage = {0, 1};
-  return spec;
-}
+using testing::TwoStages;
 
 // Known arithmetic in place of a model: F doubles its input (chunk 0 starts from {1, 2});
 // the last chunk's loss is the sum of its input plus the microbatch; I and B add one to the
@@ -112,7 +101,13 @@ class ArithmeticWork : public runtime::StageWork {
   int last_chunk_;
 };
 
-class ActorsTest : public testing::ActorFixture<TestConfig> {
+// Where a tensor goes, as one line: "F s0->s1 c1 mb1" (" local" when it stays on its stage).
+std::string Route(const TensorMessage& m) {
+  return absl::StrCat(runtime::ActionKindName(m.kind), " s", m.from_stage, "->s", m.to_stage, " c",
+                      m.chunk, " mb", m.microbatch, m.local ? " local" : "");
+}
+
+class ActorsTest : public testing::ActorFixture<testing::ConfigWith<RegisterMessageTypes>> {
  protected:
   Lane lane_{Lane::Mode::kInline};
 };
@@ -258,12 +253,7 @@ TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
   Deliver();
   std::optional<TensorMessage> sent = comm_->Only<TensorMessage>();
   ASSERT_TRUE(sent.has_value());
-  EXPECT_EQ(sent->kind, ActionKind::kForward);
-  EXPECT_EQ(sent->from_stage, 0);
-  EXPECT_EQ(sent->to_stage, 1);
-  EXPECT_EQ(sent->chunk, 1);
-  EXPECT_EQ(sent->microbatch, 1);
-  EXPECT_FALSE(sent->local);
+  EXPECT_EQ(Route(*sent), "F s0->s1 c1 mb1");
   EXPECT_THAT(sent->payload, ElementsAre(2, 4));
 
   // A backward's output for a chunk on the same stage goes to the stage, not the lane.
@@ -275,8 +265,7 @@ TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
   EXPECT_EQ(comm_->Count<TensorMessage>(), 1);
   std::optional<TensorMessage> local = stage_->Only<TensorMessage>();
   ASSERT_TRUE(local.has_value());
-  EXPECT_TRUE(local->local);
-  EXPECT_EQ(local->chunk, 5);
+  EXPECT_EQ(Route(*local), "I s0->s0 c5 mb1 local");
   EXPECT_THAT(local->payload, ElementsAre(2, 2));
 }
 
@@ -330,11 +319,7 @@ TEST_F(StageActorTest, RunsWhatThePlannerPicksAndShipsTheGradientBack) {
   EXPECT_THAT(work_.log, ElementsAre("begin 1", "F c1 mb0", "B c1 mb0"));
   std::optional<TensorMessage> grad = comm_->Only<TensorMessage>();
   ASSERT_TRUE(grad.has_value());
-  EXPECT_EQ(grad->kind, ActionKind::kBackwardInput);
-  EXPECT_EQ(grad->from_stage, 1);
-  EXPECT_EQ(grad->to_stage, 0);
-  EXPECT_EQ(grad->chunk, 0);
-  EXPECT_EQ(grad->microbatch, 0);
+  EXPECT_EQ(Route(*grad), "I s1->s0 c0 mb0");
   EXPECT_THAT(grad->payload, ElementsAre(1.5, 1.5));
 
   caf::anon_send(stage, Activation(1));

@@ -29,20 +29,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-struct TestConfig : caf::actor_system_config {
-  TestConfig() { RegisterClusterMessageTypes(*this); }
-};
+using testing::TwoStages;
 
-// Two stages, one chunk each, two microbatches; the embedding "wte" (6 floats) is tied
-// between chunk 0 and chunk 1.
-runtime::StepSpec TwoStages() {
-  runtime::StepSpec spec;
-  spec.num_stages = 2;
-  spec.num_microbatches = 2;
-  spec.num_chunks = 2;
-  spec.chunk_to_stage = {0, 1};
-  return spec;
-}
+// The embedding "wte" (tied between chunk 0 and chunk 1) has 6 floats.
 constexpr int64_t kWteFloats = 6;
 
 // A comm actor as a gate sees it: answers what it has in flight, records the rest.
@@ -57,7 +46,15 @@ caf::behavior NoticeRelay(caf::event_based_actor* self, cluster_comm_actor comm)
   return {[=](const TransferNotice& n) { self->send(comm, n); }};
 }
 
-class ClusterActorsTest : public testing::ActorFixture<TestConfig> {};
+class ClusterActorsTest
+    : public testing::ActorFixture<testing::ConfigWith<RegisterClusterMessageTypes>> {};
+
+// The reason of the one ClusterAbort `to` received.
+std::string OnlyAbort(const Received& to) {
+  EXPECT_EQ(to.Count<ClusterAbort>(), 1);
+  std::optional<ClusterAbort> abort = to.Only<ClusterAbort>();
+  return abort ? abort->reason : "";
+}
 
 // --- StageGate: stage 1 on rank 1 ---
 
@@ -77,12 +74,7 @@ class StageGateTest : public ClusterActorsTest {
                        trace_steps_actor{}};
     gate_ = Keep(sys.spawn(StageGate, init));
   }
-  // The reason of the only abort the gate sent its worker.
-  std::string Refusal() {
-    EXPECT_EQ(supervisor_->Count<ClusterAbort>(), 1);
-    std::optional<ClusterAbort> abort = supervisor_->Only<ClusterAbort>();
-    return abort ? abort->reason : "";
-  }
+  std::string Refusal() { return OnlyAbort(*supervisor_); }
   stage_gate_actor gate_;
   std::shared_ptr<Received> stage_, comm_, driver_gate_, supervisor_;
 };
@@ -167,11 +159,7 @@ class DriverGateTest : public ClusterActorsTest {
                                                       Record<stage_reports>(driver_),
                                                       Record<coordinator_actor>(coordinator_)}));
   }
-  std::string Refusal() {
-    EXPECT_EQ(coordinator_->Count<ClusterAbort>(), 1);
-    std::optional<ClusterAbort> abort = coordinator_->Only<ClusterAbort>();
-    return abort ? abort->reason : "";
-  }
+  std::string Refusal() { return OnlyAbort(*coordinator_); }
   driver_gate_actor gate_;
   std::shared_ptr<Received> driver_, coordinator_;
 };
@@ -252,11 +240,7 @@ class ClusterCommTest : public ClusterActorsTest {
   static TransferNotice Gradient(int64_t step) {
     return TransferNotice{step, 1, 9, 4, ActionKind::kBackwardInput, 1, 0, 0, 1};
   }
-  std::string Refusal() {
-    EXPECT_EQ(supervisor_->Count<ClusterAbort>(), 1);
-    std::optional<ClusterAbort> abort = supervisor_->Only<ClusterAbort>();
-    return abort ? abort->reason : "";
-  }
+  std::string Refusal() { return OnlyAbort(*supervisor_); }
   cluster_comm_actor comm_, peer_;
   std::shared_ptr<Received> stage_, supervisor_;
 };

@@ -13,24 +13,15 @@
 #include <vector>
 
 #include "actors/cluster/cluster_messages.h"
+#include "actors/testing/actor_fixture.h"
 #include "caf/test/dsl.hpp"
 #include "gtest/gtest.h"
 
 namespace stagehand::actors::cluster {
 namespace {
 
-struct TestConfig : caf::actor_system_config {
-  TestConfig() { RegisterClusterMessageTypes(*this); }
-};
-
-runtime::StepSpec TwoStages() {
-  runtime::StepSpec spec;
-  spec.num_stages = 2;
-  spec.num_microbatches = 2;
-  spec.num_chunks = 2;
-  spec.chunk_to_stage = {0, 1};
-  return spec;
-}
+using TestConfig = testing::ConfigWith<RegisterClusterMessageTypes>;
+using testing::TwoStages;
 
 CoordinatorOptions Options() {
   CoordinatorOptions o;

@@ -155,8 +155,9 @@ struct SinkState {
 
 // The receiving worker's side: a notice arrives over CAF, the receive is posted into a
 // pooled buffer (as ClusterComm does), completion is counted and the buffer goes back.
-caf::behavior Sink(caf::stateful_actor<SinkState>* self, runtime::UcxTransport* t, PayloadPool* pool,
-                   Counter* done) {
+using notice_sink = caf::typed_actor<caf::reacts_to<TransferNotice>>;
+notice_sink::behavior_type Sink(notice_sink::stateful_pointer<SinkState> self, runtime::UcxTransport* t,
+                                PayloadPool* pool, Counter* done) {
   self->state.transport = t;
   self->state.pool = pool;
   self->state.done = done;
@@ -187,10 +188,10 @@ int Main() {
   caf::actor_system sys_a(cfg_a), sys_b(cfg_b);
   Counter done, sent;
   PayloadPool pool;
-  caf::actor sink = sys_b.spawn(Sink, b->get(), &pool, &done);
+  notice_sink sink = sys_b.spawn(Sink, b->get(), &pool, &done);
   caf::expected<uint16_t> port = sys_b.middleman().publish(sink, 0, "127.0.0.1");
   if (!port) return 1;
-  caf::expected<caf::actor> remote = sys_a.middleman().remote_actor("127.0.0.1", *port);
+  caf::expected<notice_sink> remote = sys_a.middleman().remote_actor<notice_sink>("127.0.0.1", *port);
   if (!remote) return 1;
   caf::scoped_actor self{sys_a};
   std::printf("%-10s %10s %14s %8s %12s %20s\n", "size", "ours GB/s", "raw UCX GB/s", "ratio",

@@ -14,8 +14,27 @@
 #include "caf/all.hpp"
 #include "caf/test/dsl.hpp"
 #include "gtest/gtest.h"
+#include "runtime/step_spec.h"
 
 namespace stagehand::actors::testing {
+
+// An actor system configuration with `Register`'s message types (RegisterMessageTypes,
+// RegisterClusterMessageTypes).
+template <void (*Register)(caf::actor_system_config&)>
+struct ConfigWith : caf::actor_system_config {
+  ConfigWith() { Register(*this); }
+};
+
+// Two stages, one chunk each, two microbatches: chunk 1 (stage 1) holds the loss, and the
+// embedding is tied between chunk 0 and chunk 1.
+inline runtime::StepSpec TwoStages() {
+  runtime::StepSpec spec;
+  spec.num_stages = 2;
+  spec.num_microbatches = 2;
+  spec.num_chunks = 2;
+  spec.chunk_to_stage = {0, 1};
+  return spec;
+}
 
 template <class Config>
 class ActorFixture : public ::testing::Test, public ::test_coordinator_fixture<Config> {
