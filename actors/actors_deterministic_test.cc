@@ -5,8 +5,6 @@
 // work is arithmetic, so every payload is known. Not a pipeline test: pipeline_test and
 // deterministic_step_test run the actors together.
 #define CAF_TEST_NO_MAIN
-#include "caf/test/unit_test_impl.hpp"
-
 #include <memory>
 #include <string>
 #include <utility>
@@ -22,6 +20,7 @@
 #include "actors/step_driver.h"
 #include "actors/testing/actor_fixture.h"
 #include "actors/testing/recorder.h"
+#include "caf/test/unit_test_impl.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/planner.h"
@@ -30,10 +29,10 @@ namespace stagehand::actors {
 namespace {
 
 using runtime::ActionKind;
-using testing::Received;
-using testing::Recorder;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::Received;
+using testing::Recorder;
 
 using testing::TwoStages;
 
@@ -221,8 +220,9 @@ class MicrobatchActorTest : public ActorsTest {
  protected:
   // Chunk `chunk` of two, microbatch 1, on stage `chunk`.
   microbatch_actor Spawn(int chunk) {
-    MicrobatchActorInit init{chunk, chunk, 1, Record<stage_actor>(stage_), Record<tensor_inbox>(comm_),
-                             &lane_, &work_, nullptr};
+    MicrobatchActorInit init{
+        chunk,  chunk,  1,      Record<stage_actor>(stage_), Record<tensor_inbox>(comm_),
+        &lane_, &work_, nullptr};
     return Keep(sys.spawn(MicrobatchActor, init));
   }
   ArithmeticWork work_{/*last_chunk=*/1};
@@ -292,8 +292,14 @@ class StageActorTest : public ActorsTest {
     options.num_microbatches = 2;
     absl::StatusOr<runtime::StepSpec> spec = (*planner)->MakeSpec(options);
     EXPECT_TRUE(spec.ok()) << spec.status();
-    StageActorInit init{1,     *spec, *planner, &lane_, &work_, Record<stage_reports>(driver_),
-                        Record<tensor_inbox>(comm_), nullptr};
+    StageActorInit init{1,
+                        *spec,
+                        *planner,
+                        &lane_,
+                        &work_,
+                        Record<stage_reports>(driver_),
+                        Record<tensor_inbox>(comm_),
+                        nullptr};
     return Keep(sys.spawn(StageActor, init));
   }
   static TensorMessage Activation(int mb) {
@@ -337,8 +343,8 @@ TEST_F(StageActorTest, RunsTheOptimizerPhasesOnItsLaneAndAnswersEach) {
   caf::anon_send(stage, tied_atom::value, TiedGradients{1, {{1, {{"wte", {9, 9}}}}}});
   caf::anon_send(stage, optim_atom::value, 0.5, 4);
   Deliver();
-  EXPECT_THAT(work_.log, ElementsAre("tied", "set tied 9.000000", "norms",
-                                     "optimizer 0.500000 step 4"));
+  EXPECT_THAT(work_.log,
+              ElementsAre("tied", "set tied 9.000000", "norms", "optimizer 0.500000 step 4"));
   std::optional<TiedGradients> tied = driver_->Only<TiedGradients>();
   ASSERT_TRUE(tied.has_value());
   EXPECT_EQ(tied->stage, 1);

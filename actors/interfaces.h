@@ -19,38 +19,39 @@ namespace stagehand::actors {
 using tensor_inbox = caf::typed_actor<caf::reacts_to<TensorMessage>>;
 
 // What a step driver sends a stage: the StageActor itself, or (cluster) its StageGate.
-using stage_control = caf::typed_actor<
-    caf::reacts_to<start_atom, int64_t>,          // begin step `step`
-    caf::reacts_to<probe_atom, int>,              // answer with a StageStatus of this wave
-    caf::reacts_to<tied_atom>,                    // send your tied gradients
-    caf::reacts_to<tied_atom, TiedGradients>,     // take the sums; send your squared norms
-    caf::reacts_to<optim_atom, double, int>>;     // apply AdamW (clip scale, step)
+// In order: begin step `step`; answer with a StageStatus of probe wave `wave`; send your
+// tied gradients; take their sums and send your squared norms; apply AdamW (clip scale, step).
+using stage_control =
+    caf::typed_actor<caf::reacts_to<start_atom, int64_t>, caf::reacts_to<probe_atom, int>,
+                     caf::reacts_to<tied_atom>, caf::reacts_to<tied_atom, TiedGradients>,
+                     caf::reacts_to<optim_atom, double, int>>;
 
 // A stage actor: driver orders, tensors, and its microbatch actors' completions.
-using stage_actor = stage_control::extend<caf::reacts_to<TensorMessage>,
-                                          caf::reacts_to<ComputeDone>>;
+using stage_actor =
+    stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>>;
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.
-using stage_reports = caf::typed_actor<
-    caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>, caf::reacts_to<TiedGradients>,
-    caf::reacts_to<SquaredNorms>, caf::reacts_to<OptimizerDone>>;
+using stage_reports = caf::typed_actor<caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>,
+                                       caf::reacts_to<TiedGradients>, caf::reacts_to<SquaredNorms>,
+                                       caf::reacts_to<OptimizerDone>>;
 
-// The step driver: runs one step on request and collects the stages' reports.
-using step_driver_actor = stage_reports::extend<
-    caf::replies_to<step_atom, int64_t>::with<StepOutcome>,
-    caf::reacts_to<std::vector<stage_control>>>;  // the stages, by stage (set once)
+// The step driver: runs one step on request (answering its outcome) and collects the
+// stages' reports; it is given the stages, by stage, once.
+using step_driver_actor =
+    stage_reports::extend<caf::replies_to<step_atom, int64_t>::with<StepOutcome>,
+                          caf::reacts_to<std::vector<stage_control>>>;
 
-// A microbatch actor: its inputs, its stage's orders, and its lane's completion.
-using microbatch_actor = caf::typed_actor<
-    caf::reacts_to<TensorMessage>,                     // an input (activation or gradient)
-    caf::reacts_to<run_atom, runtime::ActionKind>,     // run this compute action
-    caf::reacts_to<ComputeDone, std::vector<float>>,   // the lane finished (and its output)
-    caf::reacts_to<ship_atom, ShipOrder>>;             // hand the output on
+// A microbatch actor: an input (activation or gradient); its stage's order to run a compute
+// action; its lane's completion (with the output); its stage's order to hand the output on.
+using microbatch_actor =
+    caf::typed_actor<caf::reacts_to<TensorMessage>, caf::reacts_to<run_atom, runtime::ActionKind>,
+                     caf::reacts_to<ComputeDone, std::vector<float>>,
+                     caf::reacts_to<ship_atom, ShipOrder>>;
 
-// The one-process transfer lane of a stage.
-using comm_actor = tensor_inbox::extend<
-    caf::reacts_to<std::vector<tensor_inbox>>>;  // destination stages, by stage (set once)
+// The one-process transfer lane of a stage: tensors to deliver, and (once) the destination
+// stages, by stage.
+using comm_actor = tensor_inbox::extend<caf::reacts_to<std::vector<tensor_inbox>>>;
 
 }  // namespace stagehand::actors
 

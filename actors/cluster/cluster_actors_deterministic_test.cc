@@ -4,8 +4,6 @@
 // network, no threads. Not the coordinator's test (coordinator_test) and not a cluster run
 // (tools/cluster:cluster_test).
 #define CAF_TEST_NO_MAIN
-#include "caf/test/unit_test_impl.hpp"
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +14,7 @@
 #include "actors/cluster/trace_steps.h"
 #include "actors/testing/actor_fixture.h"
 #include "actors/testing/recorder.h"
+#include "caf/test/unit_test_impl.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/trace/recorder.h"
@@ -24,9 +23,9 @@ namespace stagehand::actors::cluster {
 namespace {
 
 using runtime::ActionKind;
-using testing::Received;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::Received;
 using ::testing::StartsWith;
 
 using testing::TwoStages;
@@ -155,9 +154,9 @@ TEST_F(StageGateTest, AHangProbeAlsoReportsTheCommsTransfersToTheDriverGate) {
 class DriverGateTest : public ClusterActorsTest {
  protected:
   DriverGateTest() {
-    gate_ = Keep(sys.spawn(DriverGate, DriverGateInit{TwoStages(), kWteFloats,
-                                                      Record<stage_reports>(driver_),
-                                                      Record<coordinator_actor>(coordinator_)}));
+    gate_ = Keep(sys.spawn(DriverGate,
+                           DriverGateInit{TwoStages(), kWteFloats, Record<stage_reports>(driver_),
+                                          Record<coordinator_actor>(coordinator_)}));
   }
   std::string Refusal() { return OnlyAbort(*coordinator_); }
   driver_gate_actor gate_;
@@ -298,7 +297,8 @@ class TraceStepsTest : public ClusterActorsTest {
  protected:
   TraceStepsTest() {
     EXPECT_TRUE(trace_.Configure(2, 2, 2).ok());
-    steps_ = Keep(sys.spawn(TraceSteps, TraceStepsInit{&trace_, 2, Record<stage_reports>(driver_)}));
+    steps_ =
+        Keep(sys.spawn(TraceSteps, TraceStepsInit{&trace_, 2, Record<stage_reports>(driver_)}));
   }
   runtime::trace::TraceRecorder trace_;
   trace_steps_actor steps_;

@@ -43,41 +43,38 @@ using driver_gate_actor = stage_reports::extend<caf::reacts_to<StageReport>>;
 using trace_steps_actor =
     stage_reports::extend<caf::replies_to<start_atom, int64_t>::with<caf::ok_atom>>;
 
-// ClusterComm: a stage's transfer lane across processes.
-using cluster_comm_actor = tensor_inbox::extend<
-    // This process's stage actors by stage (null where a stage lives elsewhere); the comm's
-    // own stage is among them. Sent once, before any other message.
-    caf::reacts_to<std::vector<stage_actor>>,
-    caf::reacts_to<PeerTable>,                 // where every stage lives (sent once)
-    caf::reacts_to<start_atom, int64_t>,       // the step begins (from the stage's gate)
-    caf::reacts_to<TransferNotice>,            // a peer comm's tensor is on its way over UCX
-    caf::reacts_to<sent_atom, uint64_t, std::string, bool, int64_t>,        // UCX: sent
-    caf::reacts_to<received_atom, uint64_t, std::string, bool, TensorMessage>,  // UCX: received
-    caf::replies_to<drained_atom>::with<caf::ok_atom>,   // once no send is in flight
-    caf::replies_to<pending_atom>::with<std::string>>;   // the transfers in flight, as text
+// ClusterComm: a stage's transfer lane across processes. Takes, in order: outgoing tensors;
+// (once, first) this process's stage actors by stage, null where a stage lives elsewhere, its
+// own stage among them; (once) the peer table; the step's start (from its gate); a peer
+// comm's notice that a tensor is on its way over UCX; UCX's reports that a send and a
+// receive completed (tag, error, ok, and the send's end time or the received tensor); and
+// two questions: answer ok once no send is in flight, and the transfers in flight as text.
+using cluster_comm_actor =
+    tensor_inbox::extend<caf::reacts_to<std::vector<stage_actor>>, caf::reacts_to<PeerTable>,
+                         caf::reacts_to<start_atom, int64_t>, caf::reacts_to<TransferNotice>,
+                         caf::reacts_to<sent_atom, uint64_t, std::string, bool, int64_t>,
+                         caf::reacts_to<received_atom, uint64_t, std::string, bool, TensorMessage>,
+                         caf::replies_to<drained_atom>::with<caf::ok_atom>,
+                         caf::replies_to<pending_atom>::with<std::string>>;
 
-// A worker: what the coordinator (and its own held-out thread) sends it. The worker is a
-// blocking (scoped) actor, which CAF 0.17 cannot type: its handle is cast to this interface
-// once, where it is made (worker_node.cc), and its receive loop takes exactly these.
-using worker_actor = abort_inbox::extend<
-    caf::reacts_to<PeerTable>,
-    caf::replies_to<finish_atom>::with<caf::ok_atom>,             // save and leave
-    caf::replies_to<CheckpointOrder>::with<CheckpointPart>,       // write your shards
-    caf::reacts_to<EvalOrder>,                                    // run your held-out part
-    caf::reacts_to<eval_done_atom, EvalResult>>;                  // (own thread) it ran
+// A worker: what the coordinator sends it (an abort, the peer table, finish: save and leave,
+// a checkpoint order: write your shards, an evaluation order: run your held-out part), and
+// its own held-out thread's result. The worker is a blocking (scoped) actor, which CAF 0.17
+// cannot type: its handle is cast to this interface once, where it is made (worker_node.cc),
+// and its receive loops take exactly these.
+using worker_actor =
+    abort_inbox::extend<caf::reacts_to<PeerTable>, caf::replies_to<finish_atom>::with<caf::ok_atom>,
+                        caf::replies_to<CheckpointOrder>::with<CheckpointPart>,
+                        caf::reacts_to<EvalOrder>, caf::reacts_to<eval_done_atom, EvalResult>>;
 
-// The coordinator: rendezvous, liveness, the training loop's phases, its own timers.
+// The coordinator: rendezvous (join, registration, ready), liveness (heartbeats, hang
+// reports, aborts), the held-out results, rank 0's answer to finish_atom, and its own timers
+// (the heartbeat check; is this step, is this evaluation still running?).
 using coordinator_actor = abort_inbox::extend<
-    caf::replies_to<JoinRequest>::with<JoinReply>,
-    caf::reacts_to<Registration>,
-    caf::reacts_to<ready_atom, int>,
-    caf::reacts_to<Heartbeat>,
-    caf::reacts_to<EvalResult>,
-    caf::reacts_to<StageReport>,
-    caf::reacts_to<caf::ok_atom>,             // rank 0's answer to finish_atom
-    caf::reacts_to<check_atom>,               // timer: heartbeat check
-    caf::reacts_to<hang_atom, int64_t>,       // timer: is this step still running?
-    caf::reacts_to<eval_hang_atom, int64_t>>; // timer: is this evaluation still running?
+    caf::replies_to<JoinRequest>::with<JoinReply>, caf::reacts_to<Registration>,
+    caf::reacts_to<ready_atom, int>, caf::reacts_to<Heartbeat>, caf::reacts_to<StageReport>,
+    caf::reacts_to<EvalResult>, caf::reacts_to<caf::ok_atom>, caf::reacts_to<check_atom>,
+    caf::reacts_to<hang_atom, int64_t>, caf::reacts_to<eval_hang_atom, int64_t>>;
 
 }  // namespace stagehand::actors::cluster
 
