@@ -144,7 +144,8 @@ worker_actor WorkerHandle(caf::scoped_actor& self) {
   return caf::actor_cast<worker_actor>(self.ptr());
 }
 
-absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys, const WorkerOptions& o) {
+absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys,
+                                                       const WorkerOptions& o) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
   std::string last;
@@ -199,8 +200,8 @@ absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
 
 // This rank's trace, once every local send has completed (its comm actors are the last
 // writers: a send's completion may be handled after the last step ended).
-absl::Status WriteTrace(const Node& node, const WorkerOptions& o, const std::vector<cluster_comm_actor>& comms,
-                        caf::scoped_actor& self) {
+absl::Status WriteTrace(const Node& node, const WorkerOptions& o,
+                        const std::vector<cluster_comm_actor>& comms, caf::scoped_actor& self) {
   if (node.trace == nullptr) return absl::OkStatus();
   absl::Status status;
   for (const cluster_comm_actor& comm : comms) {
@@ -327,7 +328,8 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
 
 // 5. Join with the launch's token; the reply names the driver's gate.
 absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, int64_t start_step,
-                               const coordinator_actor& coordinator, Node& node, caf::scoped_actor& self) {
+                               const coordinator_actor& coordinator, Node& node,
+                               caf::scoped_actor& self) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
@@ -381,9 +383,10 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
     ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, self_handle,
                        o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
-    StageActorInit si{s, spec, o.planner, node.lanes.back().get(), node.works.back().get(),
-                      trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver}, tensor_inbox{},
-                      trace};
+    const stage_reports driver =
+        trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
+    StageActorInit si{s,      spec,           o.planner, node.lanes.back().get(),
+                      node.works.back().get(), driver, tensor_inbox{}, trace};
     // The stage needs its comm and the comm its stage: the comm learns its stage from the
     // rank's stage table, sent below before anything else.
     cluster_comm_actor comm = sys.spawn(ClusterComm, ci);
