@@ -127,5 +127,54 @@ TEST(BitwiseParityWarningTest, APlanTheWarningNamesValidatesButIsNotBitwise) {
   }
 }
 
+// Llama-style and heterogeneous models pipeline like the sequential run too: GQA, RoPE,
+// RMSNorm, SwiGLU, linear replacements, missing parts and an untied head, under plain,
+// V-shaped and interleaved placements.
+models::GptConfig TinyLlama() {
+  models::GptConfig c = models::UniformGpt(8, 16, 4, 256, 8, 11);
+  c.norm = models::NormKind::kRmsNorm;
+  c.norm_eps = 1e-6;
+  c.activation = models::ActivationKind::kSwiGlu;
+  c.positions = models::PositionKind::kRope;
+  c.tied_head = false;
+  c.bias = false;
+  for (models::LayerSpec& l : c.layers) {
+    l.num_kv_heads = 2;
+    l.ffn_hidden = 40;
+  }
+  return c;
+}
+
+models::GptConfig TinyMixed() {
+  models::GptConfig c = models::UniformGpt(8, 16, 4, 256, 8, 11);
+  c.positions = models::PositionKind::kRope;
+  c.layers[0].num_kv_heads = 1;
+  c.layers[1].attention = models::AttentionKind::kLinear;
+  c.layers[2].mlp = models::MlpKind::kLinear;
+  c.layers[3].attention = models::AttentionKind::kNone;
+  c.layers[4].mlp = models::MlpKind::kNone;
+  c.layers[5].ffn_hidden = 24;
+  c.layers[6].num_kv_heads = 2;
+  return c;
+}
+
+TEST(ModelKindsParityTest, LlamaStyleAndMixedModelsMatchTheSequentialRunBitwise) {
+  const models::GptConfig llama = TinyLlama(), mixed = TinyMixed();
+  for (const char* planner : {"1f1b", "zb_v", "interleaved"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> definition =
+        runtime::PlannerRegistry::Default().Get(planner);
+    ASSERT_TRUE(definition.ok()) << definition.status();
+    runtime::PlannerOptions options;
+    options.num_stages = 4;
+    options.num_microbatches = 8;
+    options.chunks_per_stage = std::string(planner) == "1f1b" ? 1 : 2;
+    for (const models::GptConfig* model : {&llama, &mixed}) {
+      stagehand::testing::ParityOptions parity{options};
+      parity.model = model;
+      EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace stagehand::actors

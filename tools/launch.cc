@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/gpt_config.h"
+#include "models/model_config.h"
 #include "absl/strings/str_join.h"
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -216,8 +217,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, &loaded));
   ASSIGN_OR_RETURN(runtime::StepSpec spec, planner->MakeSpec(c.planner_options));
   ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
-  models::GptConfig model = c.model;
-  model.vocab_size = tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(models::GptConfig model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   std::map<std::string, runtime::NamedTensor> tensors;
   for (int r = 0; r < nprocs; ++r) {
     ASSIGN_OR_RETURN(auto rank_tensors, runtime::ReadSafetensors(runtime::RankFile(part, r)));
@@ -288,8 +288,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
                            c.planner_options.num_microbatches, c.model.seed));
   s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
-  s.model = c.model;
-  s.model.vocab_size = s.tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(s.model, tools::ModelForTokenizer(c, s.tokenizer->vocab_size()));
   actors::ModelPipelineOptions options;
   options.model = s.model;
   options.chunk = c.chunk;
@@ -321,6 +320,10 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   std::printf("model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
               s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
               s.tokenizer->name().c_str(), s.model.vocab_size);
+  if (!c.model_config.empty()) {
+    std::printf("model config %s: %s\n", c.model_config.c_str(),
+                models::DescribeModel(s.model).c_str());
+  }
   std::printf("data: %s\n", s.dataset.description.c_str());
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
