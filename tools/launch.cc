@@ -28,7 +28,7 @@
 #include "absl/strings/str_join.h"
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
-#include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
@@ -234,9 +234,10 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
     pointers.push_back(chunks.back().get());
   }
   RETURN_IF_ERROR(runtime::AssignParameters(pointers, tensors));
-  RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, pointers));
+  RETURN_IF_ERROR(runtime::ExportHf(c.export_path, pointers, model));
   for (int r = 0; r < nprocs; ++r) unlink(runtime::RankFile(part, r).c_str());
-  std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
+  std::printf("exported Hugging Face %s weights to %s\n",
+              runtime::UsesGpt2Names(model) ? "GPT-2" : "Llama", c.export_path.c_str());
   return absl::OkStatus();
 }
 
@@ -338,7 +339,7 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
     ASSIGN_OR_RETURN(resumed, Resume(c, s.model, s.chunk_states, history));
   }
   if (resumed == 0 && !c.init_from.empty()) {
-    RETURN_IF_ERROR(runtime::ImportHfGpt2(c.init_from, s.chunks));
+    RETURN_IF_ERROR(runtime::ImportHf(c.init_from, s.chunks, s.model));
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
   return resumed;
@@ -415,8 +416,9 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
     std::printf("saved parameters to %s\n", c.save_params.c_str());
   }
   if (!c.export_path.empty()) {
-    RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, s.chunks));
-    std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
+    RETURN_IF_ERROR(runtime::ExportHf(c.export_path, s.chunks, s.model));
+    std::printf("exported Hugging Face %s weights to %s\n",
+                runtime::UsesGpt2Names(s.model) ? "GPT-2" : "Llama", c.export_path.c_str());
   }
   if (!c.checkpoint_dir.empty()) {
     ASSIGN_OR_RETURN(std::string svg,
