@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "models/gpt_config.h"
 #include "models/model_config.h"
+#include "models/partition.h"
 #include "absl/strings/str_join.h"
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -226,7 +227,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   models::ChunkOptions chunk_options = c.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
-                   models::CutLayers(static_cast<int>(model.layers.size()), spec.num_chunks));
+                   runtime::CutModel(model, spec.num_chunks, c.partition, c.chunk.seq_len));
   std::vector<std::unique_ptr<runtime::Chunk>> chunks;
   std::vector<runtime::Chunk*> pointers;
   for (const models::ChunkSpec& cut : cuts) {
@@ -293,6 +294,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   actors::ModelPipelineOptions options;
   options.model = s.model;
   options.chunk = c.chunk;
+  options.partition = c.partition;
   options.planner = s.planner;
   options.planner_options = c.planner_options;
   options.optimizer = c.optimizer;
@@ -321,6 +323,14 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   std::printf("model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
               s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
               s.tokenizer->name().c_str(), s.model.vocab_size);
+  if (!c.partition.empty()) {
+    std::vector<int> sizes;
+    for (runtime::Chunk* chunk : s.chunks) {
+      sizes.push_back(chunk->spec().end_layer - chunk->spec().first_layer);
+    }
+    std::printf("partition %s\n",
+                models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+  }
   if (!c.model_config.empty()) {
     std::printf("model config %s: %s\n", c.model_config.c_str(),
                 models::DescribeModel(s.model).c_str());

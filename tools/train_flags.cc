@@ -22,6 +22,9 @@ ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
 ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
 ABSL_FLAG(int, heads, 4, "attention heads");
+ABSL_FLAG(std::string, partition, "",
+          "how layers are cut into chunks: equal (default), balanced (by estimated cost), or "
+          "counts per chunk such as 7,5,5,7");
 ABSL_FLAG(std::string, model_config, "",
           "a model config JSON file (models/configs/*.json: Hugging Face size names and a "
           "per-layer list); replaces --layers, --d_model and --heads");
@@ -131,7 +134,7 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
 
 const std::vector<std::string>& TrainFlagNames() {
   static const std::vector<std::string> names = {
-      "steps",          "layers",          "d_model",          "heads",          "model_config",
+      "steps",          "layers",          "d_model",          "heads",          "model_config",     "partition",
       "seq_len",        "micro_batch_size", "microbatches",    "lr",
       "weight_decay",   "grad_clip",       "seed",             "data",
       "save_params",    "stages",          "planner",          "chunks_per_stage",
@@ -262,6 +265,8 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   c.save_params = absl::GetFlag(FLAGS_save_params);
   c.trace = absl::GetFlag(FLAGS_trace);
   c.model_config = absl::GetFlag(FLAGS_model_config);
+  c.partition = absl::GetFlag(FLAGS_partition);
+  if (c.partition == "equal") c.partition.clear();
   ASSIGN_OR_RETURN(c.model, ModelFromFlags());
   c.chunk.micro_batch_size = absl::GetFlag(FLAGS_micro_batch_size);
   c.chunk.seq_len = absl::GetFlag(FLAGS_seq_len);

@@ -29,6 +29,7 @@ struct TrainConfig {
   runtime::PlannerOptions planner_options;  // P, M, max_inflight, chunks_per_stage
   models::GptConfig model;                  // vocab_size: set from the tokenizer at run time
   std::string model_config;                 // --model_config: the file `model` came from
+  std::string partition;                    // --partition: "" (equal counts), balanced, 7,5,5,7
   models::ChunkOptions chunk;
   runtime::OptimizerConfig optimizer;       // schedule.total_steps = steps
   int steps = 0;

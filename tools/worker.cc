@@ -147,6 +147,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const 
   ASSIGN_OR_RETURN(o.planner, Planner(c));
   RETURN_IF_ERROR(LoadData(c, o));
   o.chunk = c.chunk;
+  o.partition = c.partition;
   o.planner_options = c.planner_options;
   o.optimizer = c.optimizer;
   o.loop = tools::LoopOptionsOf(c);

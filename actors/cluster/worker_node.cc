@@ -221,7 +221,7 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
-                   models::CutLayers(static_cast<int>(o.model.layers.size()), spec.num_chunks));
+                   runtime::CutModel(o.model, spec.num_chunks, o.partition, o.chunk.seq_len));
   for (int c = 0; c < spec.num_chunks; ++c) {
     if (spec.chunk_to_stage[c] < stages.front() || spec.chunk_to_stage[c] > stages.back()) continue;
     ASSIGN_OR_RETURN(node.chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
