@@ -11,6 +11,7 @@
 #include "actors/testing/planner_parity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/test_configs.h"
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/table_planner.h"
@@ -130,29 +131,10 @@ TEST(BitwiseParityWarningTest, APlanTheWarningNamesValidatesButIsNotBitwise) {
 // Llama-style and heterogeneous models pipeline like the sequential run too: GQA, RoPE,
 // RMSNorm, SwiGLU, linear replacements, missing parts and an untied head, under plain,
 // V-shaped and interleaved placements.
-models::GptConfig TinyLlama() {
-  models::GptConfig c = models::UniformGpt(8, 16, 4, 256, 8, 11);
-  c.norm = models::NormKind::kRmsNorm;
-  c.norm_eps = 1e-6;
-  c.activation = models::ActivationKind::kSwiGlu;
-  c.positions = models::PositionKind::kRope;
-  c.tied_head = false;
-  c.bias = false;
-  for (models::LayerSpec& l : c.layers) {
-    l.num_kv_heads = 2;
-    l.ffn_hidden = 40;
-  }
-  return c;
-}
+models::GptConfig TinyLlama() { return models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11); }
 
 models::GptConfig TinyMixed() {
-  models::GptConfig c = models::UniformGpt(8, 16, 4, 256, 8, 11);
-  c.positions = models::PositionKind::kRope;
-  c.layers[0].num_kv_heads = 1;
-  c.layers[1].attention = models::AttentionKind::kLinear;
-  c.layers[2].mlp = models::MlpKind::kLinear;
-  c.layers[3].attention = models::AttentionKind::kNone;
-  c.layers[4].mlp = models::MlpKind::kNone;
+  models::GptConfig c = models::testing::MixedBlocks(8, 16, 4, 8, 11);
   c.layers[5].ffn_hidden = 24;
   c.layers[6].num_kv_heads = 2;
   return c;

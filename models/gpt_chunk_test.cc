@@ -6,6 +6,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "models/test_configs.h"
 
 namespace stagehand::models {
 namespace {
@@ -22,35 +23,10 @@ GptConfig SmallConfig(bool heterogeneous) {
 }
 
 // Llama-style: RMSNorm, SwiGLU, RoPE, grouped-query attention, untied head, no biases.
-GptConfig LlamaConfig() {
-  GptConfig c = UniformGpt(3, 8, 2, 11, 8, 42);
-  c.norm = NormKind::kRmsNorm;
-  c.norm_eps = 1e-6;
-  c.activation = ActivationKind::kSwiGlu;
-  c.positions = PositionKind::kRope;
-  c.rope_base = 500.0;
-  c.tied_head = false;
-  c.bias = false;
-  for (LayerSpec& l : c.layers) {
-    l.num_kv_heads = 1;
-    l.ffn_hidden = 12;
-  }
-  return c;
-}
+GptConfig LlamaConfig() { return testing::LlamaStyle(3, 8, 2, 1, 12, 8, 42); }
 
-// Every block kind in one stack: GQA with a narrow MLP, linear replacements, a layer without
-// MLP and one without attention; LayerNorm, GELU, RoPE, tied head.
-GptConfig MixedConfig() {
-  GptConfig c = UniformGpt(4, 8, 2, 11, 8, 42);
-  c.positions = PositionKind::kRope;
-  c.layers[0].num_kv_heads = 1;
-  c.layers[0].ffn_hidden = 6;
-  c.layers[1].attention = AttentionKind::kLinear;
-  c.layers[1].mlp = MlpKind::kLinear;
-  c.layers[2].mlp = MlpKind::kNone;
-  c.layers[3].attention = AttentionKind::kNone;
-  return c;
-}
+// Every block kind in one stack.
+GptConfig MixedConfig() { return testing::MixedBlocks(4, 8, 2, 8, 42); }
 
 struct Batch {
   std::vector<int32_t> tokens, targets;

@@ -6,15 +6,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON=/usr/bin/python3  # Debian's python, where python3-torch installs
-if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
-  echo "torch_parity: installing python3-torch" >&2
-  SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq --no-install-recommends python3-torch >&2
-fi
+# shellcheck source=tools/ensure_torch.sh
+source "$(dirname "$0")/ensure_torch.sh"
 cd "$ROOT"
 ./bazelw build //tools:reference_batch >&2
 TOOL="$(./bazelw info bazel-bin 2>/dev/null)/tools/reference_batch"

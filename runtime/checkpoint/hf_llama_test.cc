@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/test_configs.h"
 #include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
@@ -13,29 +14,9 @@ namespace {
 using ::stagehand::testing::StatusIs;
 using ::testing::HasSubstr;
 
-models::GptConfig Llama() {
-  models::GptConfig c = models::UniformGpt(2, 8, 4, 256, 16, 5);
-  c.norm = models::NormKind::kRmsNorm;
-  c.norm_eps = 1e-6;
-  c.activation = models::ActivationKind::kSwiGlu;
-  c.positions = models::PositionKind::kRope;
-  c.tied_head = false;
-  c.bias = false;
-  for (models::LayerSpec& l : c.layers) {
-    l.num_kv_heads = 2;
-    l.ffn_hidden = 12;
-  }
-  return c;
-}
+models::GptConfig Llama() { return models::testing::LlamaStyle(2, 8, 4, 2, 12, 16, 5); }
 
-models::GptConfig Mixed() {
-  models::GptConfig c = models::UniformGpt(3, 8, 2, 256, 16, 6);
-  c.positions = models::PositionKind::kRope;
-  c.layers[0].attention = models::AttentionKind::kLinear;
-  c.layers[1].mlp = models::MlpKind::kLinear;
-  c.layers[2].num_kv_heads = 1;
-  return c;
-}
+models::GptConfig Mixed() { return models::testing::MixedBlocks(4, 8, 2, 16, 6); }
 
 std::vector<std::unique_ptr<Chunk>> Build(const models::GptConfig& c, int chunks) {
   auto built = BuildChunks(c, chunks, models::ChunkOptions{1, 16, 1});
