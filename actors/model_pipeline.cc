@@ -23,7 +23,7 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   chunk_options.num_microbatches = spec->num_microbatches;
   ModelPipeline out;
   absl::StatusOr<std::vector<std::unique_ptr<runtime::Chunk>>> chunks =
-      runtime::BuildChunks(options.model, spec->num_chunks, chunk_options);
+      runtime::BuildChunks(options.model, spec->num_chunks, chunk_options, options.partition);
   if (!chunks.ok()) return chunks.status();
   out.chunks = std::move(*chunks);
   std::vector<std::unique_ptr<runtime::StageWork>> works;

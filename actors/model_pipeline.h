@@ -19,6 +19,7 @@ namespace stagehand::actors {
 struct ModelPipelineOptions {
   models::GptConfig model;
   models::ChunkOptions chunk;                  // num_microbatches = the planner's M
+  std::string partition;                       // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;
   runtime::PlannerOptions planner_options;     // P, M, max_inflight
   runtime::OptimizerConfig optimizer;

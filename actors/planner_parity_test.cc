@@ -11,6 +11,7 @@
 #include "actors/testing/planner_parity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/test_configs.h"
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/table_planner.h"
@@ -123,6 +124,36 @@ TEST(BitwiseParityWarningTest, APlanTheWarningNamesValidatesButIsNotBitwise) {
                   ::testing::HasSubstr("differs from the sequential run's (not bitwise)"));
     } else {
       EXPECT_TRUE(parity);
+    }
+  }
+}
+
+// Llama-style and heterogeneous models pipeline like the sequential run too: GQA, RoPE,
+// RMSNorm, SwiGLU, linear replacements, missing parts and an untied head, under plain,
+// V-shaped and interleaved placements.
+models::GptConfig TinyLlama() { return models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11); }
+
+models::GptConfig TinyMixed() {
+  models::GptConfig c = models::testing::MixedBlocks(8, 16, 4, 8, 11);
+  c.layers[5].ffn_hidden = 24;
+  c.layers[6].num_kv_heads = 2;
+  return c;
+}
+
+TEST(ModelKindsParityTest, LlamaStyleAndMixedModelsMatchTheSequentialRunBitwise) {
+  const models::GptConfig llama = TinyLlama(), mixed = TinyMixed();
+  for (const char* planner : {"1f1b", "zb_v", "interleaved"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> definition =
+        runtime::PlannerRegistry::Default().Get(planner);
+    ASSERT_TRUE(definition.ok()) << definition.status();
+    runtime::PlannerOptions options;
+    options.num_stages = 4;
+    options.num_microbatches = 8;
+    options.chunks_per_stage = std::string(planner) == "1f1b" ? 1 : 2;
+    for (const models::GptConfig* model : {&llama, &mixed}) {
+      stagehand::testing::ParityOptions parity{options};
+      parity.model = model;
+      EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner;
     }
   }
 }

@@ -1,7 +1,11 @@
-// GptChunk: GPT-2 layers as forward / B / W calls over saved per-microbatch state.
-// Letters: B micro-batch size, T sequence length, C width, NH heads, V vocabulary, N = B*T.
+// GptChunk: GPT layers (GPT-2's, Llama-style and heterogeneous blocks) as forward / B / W
+// calls over saved per-microbatch state.
+// Letters: B micro-batch size, T sequence length, C width, NH heads, NKV key/value heads,
+// hs head size, QKV = (NH + 2 NKV) hs, F the MLP's hidden width, FC its first linear's width
+// (F, or 2F for SwiGLU), V vocabulary, N = B*T.
 #include "models/gpt_chunk.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -15,6 +19,9 @@
 #include "ops/cpu/layernorm.h"
 #include "ops/cpu/linear.h"
 #include "ops/cpu/residual.h"
+#include "ops/cpu/rmsnorm.h"
+#include "ops/cpu/rope.h"
+#include "ops/cpu/swiglu.h"
 
 namespace stagehand::models {
 
@@ -60,17 +67,17 @@ absl::StatusOr<std::vector<ChunkSpec>> CutLayers(int num_layers, int num_chunks)
 }
 
 // Saved state of one layer for one microbatch. Activations are written by F; gradient
-// buffers by B and read by W.
+// buffers by B and read by W. "ln" buffers hold either norm (RMSNorm leaves *_mean unused).
 template <typename Real>
 struct GptChunk<Real>::LayerState {
   // Activations.
   std::vector<Real> ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
-  std::vector<Real> qkv;                      // (N, 3C)
+  std::vector<Real> qkv;                      // (N, QKV); q and k rotated under RoPE
   std::vector<Real> att;                      // (B, NH, T, T)
   std::vector<Real> atty;                     // (N, C)
   std::vector<Real> residual2;                // (N, C) x + attn
   std::vector<Real> ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
-  std::vector<Real> fch, fch_gelu;            // (N, 4C)
+  std::vector<Real> fch, fch_act;             // (N, FC), (N, F)
   std::vector<Real> out;                      // (N, C) residual2 + mlp
   const Real* in = nullptr;                   // (N, C) the layer's input
   const Real* res2 = nullptr;                 // residual2, or `in` when there is no attention
@@ -79,8 +86,8 @@ struct GptChunk<Real>::LayerState {
   std::vector<Real> d_in;                     // (N, C) gradient of the layer input
   std::vector<Real> d_res2;                   // (N, C)
   std::vector<Real> d_ln1, d_ln2;             // (N, C)
-  std::vector<Real> d_qkv;                    // (N, 3C)
-  std::vector<Real> d_fch;                    // (N, 4C)
+  std::vector<Real> d_qkv;                    // (N, QKV)
+  std::vector<Real> d_fch;                    // (N, FC)
   const Real* d_out = nullptr;                // gradient of res3 (the next layer's d_in)
   const Real* d_res2_ptr = nullptr;           // d_res2, or d_out when there is no MLP
 };
@@ -89,6 +96,7 @@ template <typename Real>
 struct GptChunk<Real>::MicrobatchState {
   bool backward_input_done = false;
   std::vector<int32_t> tokens, targets;       // (N)
+  std::vector<int32_t> positions;             // (N) RoPE positions
   std::vector<Real> input;                    // (N, C) encoded tokens or received activation
   std::vector<LayerState> layers;
   std::vector<Real> lnf, lnf_mean, lnf_rstd;  // (N, C), (N), (N)
@@ -96,10 +104,99 @@ struct GptChunk<Real>::MicrobatchState {
   std::vector<Real> losses;                   // (N)
   std::vector<Real> d_output;                 // (N, C) gradient of the chunk output
   std::vector<Real> d_lnf;                    // (N, C)
-  std::vector<Real> scratch_gelu;             // (N, 4C) B-only temporaries
+  std::vector<Real> scratch_act;              // (N, max F) B-only temporaries
   std::vector<Real> scratch_atty;             // (N, C)
   double loss = 0.0;
 };
+
+namespace {
+
+// The norm the config names, forward / I / W. LayerNorm uses mean and bias; RMSNorm neither.
+template <typename Real>
+void NormForward(const GptConfig& c, Real* out, Real* mean, Real* rstd, const Real* x,
+                 const Real* weight, const Real* bias, int N, int C) {
+  if (c.norm == NormKind::kLayerNorm) {
+    ops::LayerNormForward(out, mean, rstd, x, weight, bias, N, C);
+  } else {
+    ops::RmsNormForward(out, rstd, x, weight, N, C, c.norm_eps);
+  }
+}
+
+template <typename Real>
+void NormBackwardInput(const GptConfig& c, Real* dx, const Real* dy, const Real* x,
+                       const Real* weight, const Real* mean, const Real* rstd, int N, int C) {
+  if (c.norm == NormKind::kLayerNorm) {
+    ops::LayerNormBackwardInput(dx, dy, x, weight, mean, rstd, N, C);
+  } else {
+    ops::RmsNormBackwardInput(dx, dy, x, weight, rstd, N, C);
+  }
+}
+
+template <typename Real>
+void NormBackwardWeights(const GptConfig& c, Real* dweight, Real* dbias, const Real* dy,
+                         const Real* x, const Real* mean, const Real* rstd, int N, int C) {
+  if (c.norm == NormKind::kLayerNorm) {
+    ops::LayerNormBackwardWeights(dweight, dbias, dy, x, mean, rstd, N, C);
+  } else {
+    ops::RmsNormBackwardWeights(dweight, dy, x, rstd, N, C);
+  }
+}
+
+ops::AttentionShape AttentionShapeOf(const GptConfig& c, const LayerSpec& l, int B, int T) {
+  return ops::AttentionShape{B, T, c.num_heads, c.KvHeads(l), c.head_size()};
+}
+
+// RoPE over the q and k heads of a (N, QKV) qkv tensor.
+ops::RopeShape RopeShapeOf(const GptConfig& c, const LayerSpec& l, int64_t N) {
+  ops::RopeShape shape;
+  shape.N = N;
+  shape.stride = static_cast<int>(c.QkvWidth(l));
+  shape.offset = 0;
+  shape.num_heads = c.num_heads + c.KvHeads(l);
+  shape.hs = c.head_size();
+  shape.base = c.rope_base;
+  return shape;
+}
+
+// Adds a norm's parameters: weight, and bias for LayerNorm.
+template <typename Real>
+void AddNorm(ParameterSet<Real>& p, const GptConfig& c, const std::string& prefix, int64_t C) {
+  p.Add(prefix + ".weight", {C}, Init::kOnes, 0, false);
+  if (c.norm == NormKind::kLayerNorm) p.Add(prefix + ".bias", {C}, Init::kZeros, 0, false);
+}
+
+// Adds a linear (OC, IC) and, when the config has biases, its bias (OC).
+template <typename Real>
+void AddLinear(ParameterSet<Real>& p, const GptConfig& c, const std::string& prefix, int64_t OC,
+               int64_t IC, double std) {
+  p.Add(prefix + ".weight", {OC, IC}, Init::kNormal, std, true);
+  if (c.bias) p.Add(prefix + ".bias", {OC}, Init::kZeros, 0, false);
+}
+
+template <typename Real>
+void AddLayer(ParameterSet<Real>& p, const GptConfig& c, int layer, double std, double proj_std) {
+  const std::string h = absl::StrCat("h.", layer, ".");
+  const LayerSpec& ls = c.layers[layer];
+  const int64_t C = c.d_model;
+  if (ls.attention == AttentionKind::kCausal) {
+    AddNorm(p, c, h + "ln_1", C);
+    AddLinear(p, c, h + "attn.c_attn", c.QkvWidth(ls), C, std);
+    AddLinear(p, c, h + "attn.c_proj", C, C, proj_std);
+  } else if (ls.attention == AttentionKind::kLinear) {
+    AddNorm(p, c, h + "ln_1", C);
+    AddLinear(p, c, h + "attn.linear", C, C, proj_std);
+  }
+  if (ls.mlp == MlpKind::kDense) {
+    AddNorm(p, c, h + "ln_2", C);
+    AddLinear(p, c, h + "mlp.c_fc", c.FcWidth(ls), C, std);
+    AddLinear(p, c, h + "mlp.c_proj", C, c.FfnHidden(ls), proj_std);
+  } else if (ls.mlp == MlpKind::kLinear) {
+    AddNorm(p, c, h + "ln_2", C);
+    AddLinear(p, c, h + "mlp.linear", C, C, proj_std);
+  }
+}
+
+}  // namespace
 
 template <typename Real>
 GptChunk<Real>::GptChunk(const GptConfig& config, const ChunkSpec& spec,
@@ -134,39 +231,35 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
   std::unique_ptr<GptChunk> chunk(new GptChunk(config, spec, options));
   const int64_t C = config.d_model, V = config.vocab_size;
   const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * L);
+  const bool tied = config.tied_head;
   ParameterSet<Real>& p = chunk->params_;
-  if (spec.has_embedding || spec.has_head) p.Add("wte", {V, C}, Init::kNormal, std, true);
-  if (spec.has_embedding) p.Add("wpe", {config.max_seq_len, C}, Init::kNormal, 0.01, true);
-  for (int l = spec.first_layer; l < spec.end_layer; ++l) {
-    const std::string h = absl::StrCat("h.", l, ".");
-    const LayerSpec& ls = config.layers[l];
-    if (ls.attention == AttentionKind::kCausal) {
-      p.Add(h + "ln_1.weight", {C}, Init::kOnes, 0, false);
-      p.Add(h + "ln_1.bias", {C}, Init::kZeros, 0, false);
-      p.Add(h + "attn.c_attn.weight", {3 * C, C}, Init::kNormal, std, true);
-      p.Add(h + "attn.c_attn.bias", {3 * C}, Init::kZeros, 0, false);
-      p.Add(h + "attn.c_proj.weight", {C, C}, Init::kNormal, proj_std, true);
-      p.Add(h + "attn.c_proj.bias", {C}, Init::kZeros, 0, false);
-    }
-    if (ls.mlp == MlpKind::kDense) {
-      p.Add(h + "ln_2.weight", {C}, Init::kOnes, 0, false);
-      p.Add(h + "ln_2.bias", {C}, Init::kZeros, 0, false);
-      p.Add(h + "mlp.c_fc.weight", {4 * C, C}, Init::kNormal, std, true);
-      p.Add(h + "mlp.c_fc.bias", {4 * C}, Init::kZeros, 0, false);
-      p.Add(h + "mlp.c_proj.weight", {C, 4 * C}, Init::kNormal, proj_std, true);
-      p.Add(h + "mlp.c_proj.bias", {C}, Init::kZeros, 0, false);
-    }
+  if (spec.has_embedding || (spec.has_head && tied)) {
+    p.Add("wte", {V, C}, Init::kNormal, std, true);
   }
+  if (spec.has_embedding && config.positions == PositionKind::kLearned) {
+    p.Add("wpe", {config.max_seq_len, C}, Init::kNormal, 0.01, true);
+  }
+  for (int l = spec.first_layer; l < spec.end_layer; ++l) AddLayer(p, config, l, std, proj_std);
   if (spec.has_head) {
-    p.Add("ln_f.weight", {C}, Init::kOnes, 0, false);
-    p.Add("ln_f.bias", {C}, Init::kZeros, 0, false);
+    AddNorm(p, config, "ln_f", C);
+    if (!tied) p.Add("lm_head.weight", {V, C}, Init::kNormal, std, true);
   }
   p.Allocate(config.seed);
   // The head's copy of the tied embedding is the second copy when the embedding lives in
   // another chunk: its gradient is summed into the owner's before the optimizer step.
-  if (spec.has_head && !spec.has_embedding) p.MarkTiedCopy("wte");
-  if (spec.has_head && spec.has_embedding) chunk->head_wte_grad_.assign(V * C, Real(0));
+  if (tied && spec.has_head && !spec.has_embedding) p.MarkTiedCopy("wte");
+  if (tied && spec.has_head && spec.has_embedding) chunk->head_wte_grad_.assign(V * C, Real(0));
   return chunk;
+}
+
+template <typename Real>
+const Real* GptChunk<Real>::OptionalValue(const std::string& name) const {
+  return params_.contains(name) ? params_.value(name) : nullptr;
+}
+
+template <typename Real>
+Real* GptChunk<Real>::OptionalGrad(const std::string& name) {
+  return params_.contains(name) ? params_.grad(name) : nullptr;
 }
 
 template <typename Real>
@@ -178,28 +271,40 @@ std::unique_ptr<typename GptChunk<Real>::MicrobatchState> GptChunk<Real>::NewSta
   st->input.resize(N * C);
   st->d_output.resize(N * C);
   st->layers.resize(spec_.end_layer - spec_.first_layer);
-  bool any_mlp = false, any_attn = false;
+  int64_t max_ffn = 0;
+  bool any_attn = false;
   for (int i = 0; i < static_cast<int>(st->layers.size()); ++i) {
     LayerState& ls = st->layers[i];
     const LayerSpec& spec = config_.layers[spec_.first_layer + i];
+    if (spec.attention != AttentionKind::kNone) {
+      ls.ln1.resize(N * C), ls.ln1_mean.resize(N), ls.ln1_rstd.resize(N);
+      ls.residual2.resize(N * C);
+      ls.d_ln1.resize(N * C), ls.d_res2.resize(N * C);
+    }
     if (spec.attention == AttentionKind::kCausal) {
       any_attn = true;
-      ls.ln1.resize(N * C), ls.ln1_mean.resize(N), ls.ln1_rstd.resize(N);
-      ls.qkv.resize(N * 3 * C), ls.att.resize(B * NH * T * T), ls.atty.resize(N * C);
-      ls.residual2.resize(N * C);
-      ls.d_ln1.resize(N * C), ls.d_qkv.resize(N * 3 * C), ls.d_res2.resize(N * C);
+      const int64_t QKV = config_.QkvWidth(spec);
+      ls.qkv.resize(N * QKV), ls.att.resize(B * NH * T * T), ls.atty.resize(N * C);
+      ls.d_qkv.resize(N * QKV);
+    }
+    if (spec.mlp != MlpKind::kNone) {
+      ls.ln2.resize(N * C), ls.ln2_mean.resize(N), ls.ln2_rstd.resize(N), ls.out.resize(N * C);
+      ls.d_ln2.resize(N * C), ls.d_res2.resize(N * C);
     }
     if (spec.mlp == MlpKind::kDense) {
-      any_mlp = true;
-      ls.ln2.resize(N * C), ls.ln2_mean.resize(N), ls.ln2_rstd.resize(N);
-      ls.fch.resize(N * 4 * C), ls.fch_gelu.resize(N * 4 * C), ls.out.resize(N * C);
-      ls.d_ln2.resize(N * C), ls.d_fch.resize(N * 4 * C);
-      if (spec.attention == AttentionKind::kNone) ls.d_res2.resize(N * C);
+      const int64_t F = config_.FfnHidden(spec);
+      ls.fch.resize(N * config_.FcWidth(spec)), ls.fch_act.resize(N * F);
+      ls.d_fch.resize(N * config_.FcWidth(spec));
+      max_ffn = std::max(max_ffn, F);
     }
     ls.d_in.resize(N * C);
   }
-  if (any_mlp) st->scratch_gelu.resize(N * 4 * C);
+  st->scratch_act.resize(N * max_ffn);
   if (any_attn) st->scratch_atty.resize(N * C);
+  if (any_attn && config_.positions == PositionKind::kRope) {
+    st->positions.resize(N);
+    for (int64_t i = 0; i < N; ++i) st->positions[i] = static_cast<int32_t>(i % T);
+  }
   if (spec_.has_embedding) st->tokens.resize(N);
   if (spec_.has_head) {
     st->targets.resize(N);
@@ -215,11 +320,11 @@ int64_t GptChunk<Real>::activation_floats_per_microbatch() const {
   auto sz = [](const auto& v) { return static_cast<int64_t>(v.size()); };
   int64_t total = sz(st->input) + sz(st->d_output) + sz(st->lnf) + sz(st->lnf_mean) +
                   sz(st->lnf_rstd) + sz(st->probs) + sz(st->losses) + sz(st->d_lnf) +
-                  sz(st->scratch_gelu) + sz(st->scratch_atty);
+                  sz(st->scratch_act) + sz(st->scratch_atty);
   for (const LayerState& l : st->layers) {
     total += sz(l.ln1) + sz(l.ln1_mean) + sz(l.ln1_rstd) + sz(l.qkv) + sz(l.att) + sz(l.atty) +
              sz(l.residual2) + sz(l.ln2) + sz(l.ln2_mean) + sz(l.ln2_rstd) + sz(l.fch) +
-             sz(l.fch_gelu) + sz(l.out) + sz(l.d_in) + sz(l.d_res2) + sz(l.d_ln1) +
+             sz(l.fch_act) + sz(l.out) + sz(l.d_in) + sz(l.d_res2) + sz(l.d_ln1) +
              sz(l.d_ln2) + sz(l.d_qkv) + sz(l.d_fch);
   }
   return total;
@@ -238,6 +343,70 @@ absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::Find(
 }
 
 template <typename Real>
+void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
+  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  ls.in = x;
+  if (spec.attention != AttentionKind::kNone) {
+    NormForward(c, ls.ln1.data(), ls.ln1_mean.data(), ls.ln1_rstd.data(), x,
+                p.value(h + "ln_1.weight"), OptionalValue(h + "ln_1.bias"), N, C);
+  }
+  if (spec.attention == AttentionKind::kCausal) {
+    const int QKV = static_cast<int>(c.QkvWidth(spec));
+    ops::LinearForward(ls.qkv.data(), ls.ln1.data(), p.value(h + "attn.c_attn.weight"),
+                       OptionalValue(h + "attn.c_attn.bias"), N, C, QKV);
+    if (c.positions == PositionKind::kRope) {
+      ops::RopeForward(ls.qkv.data(), st.positions.data(), RopeShapeOf(c, spec, N));
+    }
+    ops::GroupedAttentionForward(ls.atty.data(), ls.att.data(), ls.qkv.data(),
+                                 AttentionShapeOf(c, spec, B, T), nullptr);
+    // residual2 = x + atty @ c_proj^T + bias, written in two steps into residual2.
+    ops::LinearForward(ls.residual2.data(), ls.atty.data(), p.value(h + "attn.c_proj.weight"),
+                       OptionalValue(h + "attn.c_proj.bias"), N, C, C);
+  } else if (spec.attention == AttentionKind::kLinear) {
+    ops::LinearForward(ls.residual2.data(), ls.ln1.data(), p.value(h + "attn.linear.weight"),
+                       OptionalValue(h + "attn.linear.bias"), N, C, C);
+  }
+  if (spec.attention != AttentionKind::kNone) {
+    ops::ResidualForward(ls.residual2.data(), ls.residual2.data(), x, int64_t{N} * C);
+  }
+  ls.res2 = spec.attention != AttentionKind::kNone ? ls.residual2.data() : x;
+  if (spec.mlp != MlpKind::kNone) {
+    NormForward(c, ls.ln2.data(), ls.ln2_mean.data(), ls.ln2_rstd.data(), ls.res2,
+                p.value(h + "ln_2.weight"), OptionalValue(h + "ln_2.bias"), N, C);
+  }
+  if (spec.mlp == MlpKind::kDense) {
+    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
+    ops::LinearForward(ls.fch.data(), ls.ln2.data(), p.value(h + "mlp.c_fc.weight"),
+                       OptionalValue(h + "mlp.c_fc.bias"), N, C, FC);
+    if (c.activation == ActivationKind::kGelu) {
+      ops::GeluForward(ls.fch_act.data(), ls.fch.data(), int64_t{N} * F);
+    } else {
+      ops::SwiGluForward(ls.fch_act.data(), ls.fch.data(), N, F);
+    }
+    ops::LinearForward(ls.out.data(), ls.fch_act.data(), p.value(h + "mlp.c_proj.weight"),
+                       OptionalValue(h + "mlp.c_proj.bias"), N, F, C);
+  } else if (spec.mlp == MlpKind::kLinear) {
+    ops::LinearForward(ls.out.data(), ls.ln2.data(), p.value(h + "mlp.linear.weight"),
+                       OptionalValue(h + "mlp.linear.bias"), N, C, C);
+  }
+  if (spec.mlp != MlpKind::kNone) {
+    ops::ResidualForward(ls.out.data(), ls.out.data(), ls.res2, int64_t{N} * C);
+  }
+  ls.res3 = spec.mlp != MlpKind::kNone ? ls.out.data() : ls.res2;
+}
+
+template <typename Real>
+const Real* GptChunk<Real>::HeadWeight() const {
+  return params_.value(config_.tied_head ? "wte" : "lm_head.weight");
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
                                      const int32_t* targets) {
   if (states_.count(mb)) {
@@ -252,7 +421,7 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
     return absl::InvalidArgumentError("last chunk needs targets");
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
-  const int C = config_.d_model, NH = config_.num_heads, V = config_.vocab_size;
+  const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   std::unique_ptr<MicrobatchState> owned;
   if (!free_states_.empty()) {
@@ -272,44 +441,14 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
       }
     }
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);
-    ops::EncoderForward(st.input.data(), tokens, p.value("wte"), p.value("wpe"), B, T, C);
+    ops::EncoderForward(st.input.data(), tokens, p.value("wte"), OptionalValue("wpe"), B, T, C);
   } else {
     std::memcpy(st.input.data(), input, sizeof(Real) * N * C);
   }
   const Real* x = st.input.data();
   for (int i = 0; i < static_cast<int>(st.layers.size()); ++i) {
-    LayerState& ls = st.layers[i];
-    const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-    const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
-    ls.in = x;
-    if (spec.attention == AttentionKind::kCausal) {
-      ops::LayerNormForward(ls.ln1.data(), ls.ln1_mean.data(), ls.ln1_rstd.data(), x,
-                            p.value(h + "ln_1.weight"), p.value(h + "ln_1.bias"), N, C);
-      ops::LinearForward(ls.qkv.data(), ls.ln1.data(), p.value(h + "attn.c_attn.weight"),
-                         p.value(h + "attn.c_attn.bias"), N, C, 3 * C);
-      ops::AttentionForward(ls.atty.data(), ls.att.data(), ls.qkv.data(), B, T, C, NH);
-      // residual2 = x + atty @ c_proj^T + bias, written in two steps into residual2.
-      ops::LinearForward(ls.residual2.data(), ls.atty.data(), p.value(h + "attn.c_proj.weight"),
-                         p.value(h + "attn.c_proj.bias"), N, C, C);
-      ops::ResidualForward(ls.residual2.data(), ls.residual2.data(), x, int64_t{N} * C);
-      ls.res2 = ls.residual2.data();
-    } else {
-      ls.res2 = x;
-    }
-    if (spec.mlp == MlpKind::kDense) {
-      ops::LayerNormForward(ls.ln2.data(), ls.ln2_mean.data(), ls.ln2_rstd.data(), ls.res2,
-                            p.value(h + "ln_2.weight"), p.value(h + "ln_2.bias"), N, C);
-      ops::LinearForward(ls.fch.data(), ls.ln2.data(), p.value(h + "mlp.c_fc.weight"),
-                         p.value(h + "mlp.c_fc.bias"), N, C, 4 * C);
-      ops::GeluForward(ls.fch_gelu.data(), ls.fch.data(), int64_t{N} * 4 * C);
-      ops::LinearForward(ls.out.data(), ls.fch_gelu.data(), p.value(h + "mlp.c_proj.weight"),
-                         p.value(h + "mlp.c_proj.bias"), N, 4 * C, C);
-      ops::ResidualForward(ls.out.data(), ls.out.data(), ls.res2, int64_t{N} * C);
-      ls.res3 = ls.out.data();
-    } else {
-      ls.res3 = ls.res2;
-    }
-    x = ls.res3;
+    LayerForward(st, i, x);
+    x = st.layers[i].res3;
   }
   if (spec_.has_head) {
     for (int i = 0; i < N; ++i) {
@@ -319,9 +458,9 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
       }
     }
     std::memcpy(st.targets.data(), targets, sizeof(int32_t) * N);
-    ops::LayerNormForward(st.lnf.data(), st.lnf_mean.data(), st.lnf_rstd.data(), x,
-                          p.value("ln_f.weight"), p.value("ln_f.bias"), N, C);
-    ops::LinearForward<Real>(st.probs.data(), st.lnf.data(), p.value("wte"), nullptr, N, C, V);
+    NormForward(config_, st.lnf.data(), st.lnf_mean.data(), st.lnf_rstd.data(), x,
+                p.value("ln_f.weight"), OptionalValue("ln_f.bias"), N, C);
+    ops::LinearForward<Real>(st.probs.data(), st.lnf.data(), HeadWeight(), nullptr, N, C, V);
     ops::SoftmaxCrossEntropyForward(st.losses.data(), st.probs.data(), st.probs.data(),
                                     st.targets.data(), N, V);
     double sum = 0.0;
@@ -352,6 +491,78 @@ const Real* GptChunk<Real>::probabilities(int mb) const {
   return it->second->probs.data();
 }
 
+namespace {
+
+template <typename Real>
+void Zero(std::vector<Real>& v) {
+  std::memset(v.data(), 0, v.size() * sizeof(Real));
+}
+
+}  // namespace
+
+template <typename Real>
+void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out) {
+  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
+  const int64_t NC = int64_t{N} * C;
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  ls.d_out = d_out;
+  // MLP: res3 = res2 + mlp(norm_2(res2)).
+  if (spec.mlp != MlpKind::kNone) std::memcpy(ls.d_res2.data(), d_out, sizeof(Real) * NC);
+  if (spec.mlp == MlpKind::kDense) {
+    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
+    const int64_t NF = int64_t{N} * F;
+    std::memset(st.scratch_act.data(), 0, NF * sizeof(Real));
+    ops::LinearBackwardInput(st.scratch_act.data(), d_out, p.value(h + "mlp.c_proj.weight"), N, F,
+                             C);
+    Zero(ls.d_fch);
+    if (c.activation == ActivationKind::kGelu) {
+      ops::GeluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), NF);
+    } else {
+      ops::SwiGluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), N, F);
+    }
+    Zero(ls.d_ln2);
+    ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N,
+                             C, FC);
+  } else if (spec.mlp == MlpKind::kLinear) {
+    Zero(ls.d_ln2);
+    ops::LinearBackwardInput(ls.d_ln2.data(), d_out, p.value(h + "mlp.linear.weight"), N, C, C);
+  }
+  if (spec.mlp != MlpKind::kNone) {
+    NormBackwardInput(c, ls.d_res2.data(), ls.d_ln2.data(), ls.res2, p.value(h + "ln_2.weight"),
+                      ls.ln2_mean.data(), ls.ln2_rstd.data(), N, C);
+  }
+  const Real* d_res2 = spec.mlp != MlpKind::kNone ? ls.d_res2.data() : d_out;
+  ls.d_res2_ptr = d_res2;
+  // Attention: res2 = in + attn(norm_1(in)).
+  std::memcpy(ls.d_in.data(), d_res2, sizeof(Real) * NC);
+  if (spec.attention == AttentionKind::kCausal) {
+    Zero(st.scratch_atty);
+    ops::LinearBackwardInput(st.scratch_atty.data(), d_res2, p.value(h + "attn.c_proj.weight"),
+                             N, C, C);
+    Zero(ls.d_qkv);
+    ops::GroupedAttentionBackwardInput(ls.d_qkv.data(), st.scratch_atty.data(), ls.qkv.data(),
+                                       ls.att.data(), AttentionShapeOf(c, spec, B, T));
+    if (c.positions == PositionKind::kRope) {
+      ops::RopeBackwardInput(ls.d_qkv.data(), st.positions.data(), RopeShapeOf(c, spec, N));
+    }
+    Zero(ls.d_ln1);
+    ops::LinearBackwardInput(ls.d_ln1.data(), ls.d_qkv.data(), p.value(h + "attn.c_attn.weight"),
+                             N, C, static_cast<int>(c.QkvWidth(spec)));
+  } else if (spec.attention == AttentionKind::kLinear) {
+    Zero(ls.d_ln1);
+    ops::LinearBackwardInput(ls.d_ln1.data(), d_res2, p.value(h + "attn.linear.weight"), N, C, C);
+  }
+  if (spec.attention != AttentionKind::kNone) {
+    NormBackwardInput(c, ls.d_in.data(), ls.d_ln1.data(), ls.in, p.value(h + "ln_1.weight"),
+                      ls.ln1_mean.data(), ls.ln1_rstd.data(), N, C);
+  }
+}
+
 template <typename Real>
 absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   absl::StatusOr<MicrobatchState*> found = Find(mb, "input-gradient backward");
@@ -365,69 +576,28 @@ absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
     return absl::InvalidArgumentError("chunk without the head needs the output gradient");
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
-  const int C = config_.d_model, NH = config_.num_heads, V = config_.vocab_size;
+  const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const int64_t NC = int64_t{N} * C;
   ParameterSet<Real>& p = params_;
-  auto zero = [](std::vector<Real>& v) { std::memset(v.data(), 0, v.size() * sizeof(Real)); };
   if (spec_.has_head) {
     // The step's loss is the mean over M microbatches of the mean over N tokens.
     std::vector<Real> dlosses(N, static_cast<Real>(1.0 / (double(N) * options_.num_microbatches)));
     ops::SoftmaxCrossEntropyBackwardInput(st.probs.data(), st.probs.data(), st.targets.data(),
                                           dlosses.data(), N, V);  // probs now hold dlogits
-    zero(st.d_lnf);
-    ops::LinearBackwardInput(st.d_lnf.data(), st.probs.data(), p.value("wte"), N, C, V);
-    zero(st.d_output);
+    Zero(st.d_lnf);
+    ops::LinearBackwardInput(st.d_lnf.data(), st.probs.data(), HeadWeight(), N, C, V);
+    Zero(st.d_output);
     const Real* x = st.layers.back().res3;
-    ops::LayerNormBackwardInput(st.d_output.data(), st.d_lnf.data(), x, p.value("ln_f.weight"),
-                                st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
+    NormBackwardInput(config_, st.d_output.data(), st.d_lnf.data(), x, p.value("ln_f.weight"),
+                      st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
   } else {
     std::memcpy(st.d_output.data(), dout, sizeof(Real) * NC);
   }
   const Real* d_out = st.d_output.data();
   for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) {
-    LayerState& ls = st.layers[i];
-    const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-    const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
-    ls.d_out = d_out;
-    // MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
-    const Real* d_res2;
-    if (spec.mlp == MlpKind::kDense) {
-      std::memcpy(ls.d_res2.data(), d_out, sizeof(Real) * NC);
-      zero(st.scratch_gelu);
-      ops::LinearBackwardInput(st.scratch_gelu.data(), d_out, p.value(h + "mlp.c_proj.weight"), N,
-                               4 * C, C);
-      zero(ls.d_fch);
-      ops::GeluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_gelu.data(),
-                             int64_t{N} * 4 * C);
-      zero(ls.d_ln2);
-      ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N,
-                               C, 4 * C);
-      ops::LayerNormBackwardInput(ls.d_res2.data(), ls.d_ln2.data(), ls.res2,
-                                  p.value(h + "ln_2.weight"), ls.ln2_mean.data(),
-                                  ls.ln2_rstd.data(), N, C);
-      d_res2 = ls.d_res2.data();
-    } else {
-      d_res2 = d_out;
-    }
-    ls.d_res2_ptr = d_res2;
-    // Attention: res2 = in + c_proj(attn(c_attn(ln_1(in)))).
-    std::memcpy(ls.d_in.data(), d_res2, sizeof(Real) * NC);
-    if (spec.attention == AttentionKind::kCausal) {
-      zero(st.scratch_atty);
-      ops::LinearBackwardInput(st.scratch_atty.data(), d_res2, p.value(h + "attn.c_proj.weight"),
-                               N, C, C);
-      zero(ls.d_qkv);
-      ops::AttentionBackwardInput(ls.d_qkv.data(), st.scratch_atty.data(), ls.qkv.data(),
-                                  ls.att.data(), B, T, C, NH);
-      zero(ls.d_ln1);
-      ops::LinearBackwardInput(ls.d_ln1.data(), ls.d_qkv.data(),
-                               p.value(h + "attn.c_attn.weight"), N, C, 3 * C);
-      ops::LayerNormBackwardInput(ls.d_in.data(), ls.d_ln1.data(), ls.in,
-                                  p.value(h + "ln_1.weight"), ls.ln1_mean.data(),
-                                  ls.ln1_rstd.data(), N, C);
-    }
-    d_out = ls.d_in.data();
+    LayerBackwardInput(st, i, d_out);
+    d_out = st.layers[i].d_in.data();
   }
   st.backward_input_done = true;
   return absl::OkStatus();
@@ -438,6 +608,47 @@ const Real* GptChunk<Real>::input_grad(int mb) const {
   auto it = states_.find(mb);
   if (it == states_.end() || !it->second->backward_input_done) return nullptr;
   return it->second->layers.front().d_in.data();
+}
+
+template <typename Real>
+void GptChunk<Real>::LayerBackwardWeights(MicrobatchState& st, int i) {
+  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
+  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  if (spec.mlp == MlpKind::kDense) {
+    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
+    ops::LinearBackwardWeights(p.grad(h + "mlp.c_proj.weight"), OptionalGrad(h + "mlp.c_proj.bias"),
+                               ls.d_out, ls.fch_act.data(), N, F, C);
+    ops::LinearBackwardWeights(p.grad(h + "mlp.c_fc.weight"), OptionalGrad(h + "mlp.c_fc.bias"),
+                               ls.d_fch.data(), ls.ln2.data(), N, C, FC);
+  } else if (spec.mlp == MlpKind::kLinear) {
+    ops::LinearBackwardWeights(p.grad(h + "mlp.linear.weight"), OptionalGrad(h + "mlp.linear.bias"),
+                               ls.d_out, ls.ln2.data(), N, C, C);
+  }
+  if (spec.mlp != MlpKind::kNone) {
+    NormBackwardWeights(c, p.grad(h + "ln_2.weight"), OptionalGrad(h + "ln_2.bias"),
+                        ls.d_ln2.data(), ls.res2, ls.ln2_mean.data(), ls.ln2_rstd.data(), N, C);
+  }
+  if (spec.attention == AttentionKind::kCausal) {
+    ops::LinearBackwardWeights(p.grad(h + "attn.c_proj.weight"),
+                               OptionalGrad(h + "attn.c_proj.bias"), ls.d_res2_ptr,
+                               ls.atty.data(), N, C, C);
+    ops::LinearBackwardWeights(p.grad(h + "attn.c_attn.weight"),
+                               OptionalGrad(h + "attn.c_attn.bias"), ls.d_qkv.data(),
+                               ls.ln1.data(), N, C, static_cast<int>(c.QkvWidth(spec)));
+  } else if (spec.attention == AttentionKind::kLinear) {
+    ops::LinearBackwardWeights(p.grad(h + "attn.linear.weight"),
+                               OptionalGrad(h + "attn.linear.bias"), ls.d_res2_ptr, ls.ln1.data(),
+                               N, C, C);
+  }
+  if (spec.attention != AttentionKind::kNone) {
+    NormBackwardWeights(c, p.grad(h + "ln_1.weight"), OptionalGrad(h + "ln_1.bias"),
+                        ls.d_ln1.data(), ls.in, ls.ln1_mean.data(), ls.ln1_rstd.data(), N, C);
+  }
 }
 
 template <typename Real>
@@ -454,37 +665,17 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
-    Real* dwte = head_wte_grad_.empty() ? p.grad("wte") : head_wte_grad_.data();
-    ops::LinearBackwardWeights<Real>(dwte, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
-    ops::LayerNormBackwardWeights(p.grad("ln_f.weight"), p.grad("ln_f.bias"), st.d_lnf.data(),
-                                  st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(),
-                                  N, C);
+    Real* dhead = !config_.tied_head        ? p.grad("lm_head.weight")
+                  : head_wte_grad_.empty() ? p.grad("wte")
+                                           : head_wte_grad_.data();
+    ops::LinearBackwardWeights<Real>(dhead, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
+    NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"),
+                        st.d_lnf.data(), st.layers.back().res3, st.lnf_mean.data(),
+                        st.lnf_rstd.data(), N, C);
   }
-  for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) {
-    LayerState& ls = st.layers[i];
-    const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-    const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
-    if (spec.mlp == MlpKind::kDense) {
-      ops::LinearBackwardWeights(p.grad(h + "mlp.c_proj.weight"), p.grad(h + "mlp.c_proj.bias"),
-                                 ls.d_out, ls.fch_gelu.data(), N, 4 * C, C);
-      ops::LinearBackwardWeights(p.grad(h + "mlp.c_fc.weight"), p.grad(h + "mlp.c_fc.bias"),
-                                 ls.d_fch.data(), ls.ln2.data(), N, C, 4 * C);
-      ops::LayerNormBackwardWeights(p.grad(h + "ln_2.weight"), p.grad(h + "ln_2.bias"),
-                                    ls.d_ln2.data(), ls.res2, ls.ln2_mean.data(),
-                                    ls.ln2_rstd.data(), N, C);
-    }
-    if (spec.attention == AttentionKind::kCausal) {
-      ops::LinearBackwardWeights(p.grad(h + "attn.c_proj.weight"), p.grad(h + "attn.c_proj.bias"),
-                                 ls.d_res2_ptr, ls.atty.data(), N, C, C);
-      ops::LinearBackwardWeights(p.grad(h + "attn.c_attn.weight"), p.grad(h + "attn.c_attn.bias"),
-                                 ls.d_qkv.data(), ls.ln1.data(), N, C, 3 * C);
-      ops::LayerNormBackwardWeights(p.grad(h + "ln_1.weight"), p.grad(h + "ln_1.bias"),
-                                    ls.d_ln1.data(), ls.in, ls.ln1_mean.data(),
-                                    ls.ln1_rstd.data(), N, C);
-    }
-  }
+  for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) LayerBackwardWeights(st, i);
   if (spec_.has_embedding) {
-    ops::EncoderBackwardWeights(p.grad("wte"), p.grad("wpe"), st.layers.front().d_in.data(),
+    ops::EncoderBackwardWeights(p.grad("wte"), OptionalGrad("wpe"), st.layers.front().d_in.data(),
                                 st.tokens.data(), B, T, C);
   }
   Release(mb);

@@ -1,5 +1,5 @@
-// A consecutive run of GPT-2 layers (the first chunk adds the embedding, the last the final
-// LayerNorm, tied head and loss) with forward, input-grad (B) and weight-grad (W) as
+// A consecutive run of GPT layers (the first chunk adds the embedding, the last the final
+// norm, the head (tied or not) and the loss) with forward, input-grad (B) and weight-grad (W) as
 // separate calls on one microbatch, and that microbatch's saved activations.
 // Not a scheduler: which microbatch runs when is decided in runtime/.
 #ifndef STAGEHAND_MODELS_GPT_CHUNK_H_
@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -91,6 +92,15 @@ class GptChunk {
   struct MicrobatchState;
   GptChunk(const GptConfig& config, const ChunkSpec& spec, const ChunkOptions& options);
   std::unique_ptr<MicrobatchState> NewState() const;
+  void LayerForward(MicrobatchState& st, int i, const Real* x);
+  void LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out);
+  void LayerBackwardWeights(MicrobatchState& st, int i);
+  // The head's weight: wte when tied, else lm_head.weight.
+  const Real* HeadWeight() const;
+  // A parameter's value / gradient, or null when this chunk has no such tensor (biases of a
+  // bias-free model, LayerNorm-only biases, wpe under RoPE).
+  const Real* OptionalValue(const std::string& name) const;
+  Real* OptionalGrad(const std::string& name);
   absl::StatusOr<MicrobatchState*> Find(int mb, const char* what) const;
 
   GptConfig config_;

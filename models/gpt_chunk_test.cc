@@ -6,6 +6,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "models/test_configs.h"
 
 namespace stagehand::models {
 namespace {
@@ -20,6 +21,12 @@ GptConfig SmallConfig(bool heterogeneous) {
   }
   return c;
 }
+
+// Llama-style: RMSNorm, SwiGLU, RoPE, grouped-query attention, untied head, no biases.
+GptConfig LlamaConfig() { return testing::LlamaStyle(3, 8, 2, 1, 12, 8, 42); }
+
+// Every block kind in one stack.
+GptConfig MixedConfig() { return testing::MixedBlocks(4, 8, 2, 8, 42); }
 
 struct Batch {
   std::vector<int32_t> tokens, targets;
@@ -74,9 +81,8 @@ std::vector<std::unique_ptr<GptChunk<double>>> MakeChunks(const GptConfig& confi
   return chunks;
 }
 
-void CheckWholeModelGradients(bool heterogeneous) {
-  GptConfig config = SmallConfig(heterogeneous);
-  auto chunks = MakeChunks(config, {3});
+void CheckWholeModelGradients(const GptConfig& config) {
+  auto chunks = MakeChunks(config, {static_cast<int>(config.layers.size())});
   Batch batch = RandomBatch(config.vocab_size, 7);
   RunChunks(chunks, batch, /*backward=*/true);
   ParameterSet<double>& p = chunks[0]->params();
@@ -100,16 +106,26 @@ void CheckWholeModelGradients(bool heterogeneous) {
   EXPECT_GT(checked, 40);
 }
 
-TEST(GptChunkTest, WholeModelGradientsMatchFiniteDifferences) { CheckWholeModelGradients(false); }
-
-TEST(GptChunkTest, HeterogeneousModelGradientsMatchFiniteDifferences) {
-  CheckWholeModelGradients(true);
+TEST(GptChunkTest, WholeModelGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(SmallConfig(false));
 }
 
-TEST(GptChunkTest, ChunkedModelMatchesWholeModel) {
-  GptConfig config = SmallConfig(true);
-  auto whole = MakeChunks(config, {3});
-  auto parts = MakeChunks(config, {1, 1, 1});
+TEST(GptChunkTest, HeterogeneousModelGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(SmallConfig(true));
+}
+
+TEST(GptChunkTest, LlamaStyleModelGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(LlamaConfig());
+}
+
+TEST(GptChunkTest, MixedBlockKindsGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(MixedConfig());
+}
+
+void CheckChunkedMatchesWhole(const GptConfig& config) {
+  const int L = static_cast<int>(config.layers.size());
+  auto whole = MakeChunks(config, {L});
+  auto parts = MakeChunks(config, std::vector<int>(L, 1));
   Batch batch = RandomBatch(config.vocab_size, 11);
   double loss_whole = RunChunks(whole, batch, true);
   double loss_parts = RunChunks(parts, batch, true);
@@ -127,12 +143,45 @@ TEST(GptChunkTest, ChunkedModelMatchesWholeModel) {
         sum[i] += g[i];
       }
     }
-    ASSERT_EQ(holders, info.name == "wte" ? 2 : 1) << info.name;
+    ASSERT_EQ(holders, info.name == "wte" && config.tied_head ? 2 : 1) << info.name;
     for (int64_t i = 0; i < info.size; ++i) {
       EXPECT_NEAR(sum[i], whole[0]->params().grads()[info.offset + i], 1e-12) << info.name;
     }
   }
-  EXPECT_TRUE(parts.back()->params().infos()[0].tied_copy);
+  if (config.tied_head) {
+    EXPECT_TRUE(parts.back()->params().infos()[0].tied_copy);
+  } else {
+    EXPECT_FALSE(parts.back()->params().contains("wte"));
+    EXPECT_TRUE(parts.back()->params().contains("lm_head.weight"));
+  }
+}
+
+TEST(GptChunkTest, ChunkedModelMatchesWholeModel) {
+  CheckChunkedMatchesWhole(SmallConfig(true));
+  CheckChunkedMatchesWhole(LlamaConfig());
+  CheckChunkedMatchesWhole(MixedConfig());
+}
+
+// Grouped-query attention and SwiGLU change the tensor shapes the config promises, and the
+// parameter count is exact.
+TEST(GptChunkTest, ParameterShapesFollowTheConfig) {
+  GptConfig config = LlamaConfig();
+  auto chunks = MakeChunks(config, {3});
+  const ParameterSet<double>& p = chunks[0]->params();
+  int64_t total = 0;
+  for (const ParamInfo& info : p.infos()) {
+    total += info.size;
+    if (info.name == "h.0.attn.c_attn.weight") EXPECT_EQ(info.shape, (std::vector<int64_t>{16, 8}));
+    if (info.name == "h.0.mlp.c_fc.weight") EXPECT_EQ(info.shape, (std::vector<int64_t>{24, 8}));
+    if (info.name == "h.0.mlp.c_proj.weight") EXPECT_EQ(info.shape, (std::vector<int64_t>{8, 12}));
+    EXPECT_EQ(info.name.find("bias"), std::string::npos) << info.name;
+  }
+  EXPECT_FALSE(p.contains("wpe"));
+  EXPECT_EQ(total, GptParameterBound(config));
+  auto mixed = MakeChunks(MixedConfig(), {4});
+  int64_t mixed_total = 0;
+  for (const ParamInfo& info : mixed[0]->params().infos()) mixed_total += info.size;
+  EXPECT_EQ(mixed_total, GptParameterBound(MixedConfig()));
 }
 
 TEST(GptChunkTest, SplitBackwardEqualsFusedBitwise) {

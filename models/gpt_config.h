@@ -11,23 +11,49 @@
 
 namespace stagehand::models {
 
-enum class AttentionKind { kCausal, kNone };
-enum class MlpKind { kDense, kNone };
+// kLinear replaces the part by one C -> C linear (Nemotron's replace_with_linear).
+enum class AttentionKind { kCausal, kNone, kLinear };
+enum class MlpKind { kDense, kNone, kLinear };
+enum class NormKind { kLayerNorm, kRmsNorm };
+enum class ActivationKind { kGelu, kSwiGlu };  // SwiGLU: the MLP's first linear is 2 x ffn wide
+enum class PositionKind { kLearned, kRope };
 
-// One transformer block: x += attn(ln_1(x)); x += mlp(ln_2(x)). A kNone part is skipped
-// (with its LayerNorm), so heterogeneous stacks can be described.
+// One transformer block: x += attn(norm_1(x)); x += mlp(norm_2(x)). A kNone part is skipped
+// (with its norm), so heterogeneous stacks can be described.
 struct LayerSpec {
   AttentionKind attention = AttentionKind::kCausal;
   MlpKind mlp = MlpKind::kDense;
+  int num_kv_heads = 0;  // grouped-query attention; 0: num_heads (multi-head attention)
+  int ffn_hidden = 0;    // the MLP's hidden width; 0: 4 x d_model
 };
 
 struct GptConfig {
   int vocab_size = 256;  // V
-  int max_seq_len = 64;  // maxT (rows of wpe)
+  int max_seq_len = 64;  // maxT (rows of wpe; the longest sequence)
   int d_model = 128;     // C
   int num_heads = 4;     // NH
   std::vector<LayerSpec> layers = std::vector<LayerSpec>(4);  // L
   uint64_t seed = 1337;  // initialisation
+  // Model-wide options; the defaults are GPT-2's.
+  NormKind norm = NormKind::kLayerNorm;
+  double norm_eps = 1e-5;  // RMSNorm's epsilon (LayerNorm's is fixed at GPT-2's 1e-5)
+  ActivationKind activation = ActivationKind::kGelu;
+  PositionKind positions = PositionKind::kLearned;
+  double rope_base = 10000.0;  // RoPE's theta
+  bool tied_head = true;       // the head reuses wte; false: its own lm_head.weight (V, C)
+  bool bias = true;            // biases in linears and LayerNorms (Llama has none)
+
+  int head_size() const { return num_heads > 0 ? d_model / num_heads : 0; }
+  int KvHeads(const LayerSpec& l) const { return l.num_kv_heads > 0 ? l.num_kv_heads : num_heads; }
+  int FfnHidden(const LayerSpec& l) const { return l.ffn_hidden > 0 ? l.ffn_hidden : 4 * d_model; }
+  // Width of the fused qkv projection's output: (NH + 2 NKV) x head size.
+  int64_t QkvWidth(const LayerSpec& l) const {
+    return int64_t{num_heads + 2 * KvHeads(l)} * head_size();
+  }
+  // Width of the MLP's first linear: ffn, or 2 ffn for SwiGLU ([gate | up]).
+  int64_t FcWidth(const LayerSpec& l) const {
+    return int64_t{FfnHidden(l)} * (activation == ActivationKind::kSwiGlu ? 2 : 1);
+  }
 };
 
 // A uniform stack of `num_layers` causal-attention + dense-MLP blocks.
@@ -45,13 +71,15 @@ inline constexpr int64_t kMaxVocabSize = 1 << 24;
 inline constexpr int64_t kMaxSeqLen = 1 << 20;
 inline constexpr int64_t kMaxParameters = int64_t{1} << 34;  // 64 GiB of float32
 
-// An upper bound of the parameter count (every layer with attention and MLP), in 64 bits;
-// meaningful for configs whose fields are within the limits above.
+// The parameter count (tied weights counted once), in 64 bits; meaningful for configs whose
+// fields are within the limits above.
 int64_t GptParameterBound(const GptConfig& config);
 
-// OK, or InvalidArgument naming the bad field and its value (or the limit it exceeds).
+// OK, or InvalidArgument naming the bad field as a model config file names it
+// ("layers[7].attention.n_kv_heads=3 does not divide num_heads=8") and its value.
 absl::Status ValidateGptConfig(const GptConfig& config);
 
+// "attn+mlp", "no-attn+mlp", "linear-attn+mlp", "attn(kv=2)+mlp(ffn=320)", ...
 std::string LayerSpecToString(const LayerSpec& spec);
 
 }  // namespace stagehand::models

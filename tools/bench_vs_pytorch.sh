@@ -7,16 +7,8 @@ set -euo pipefail
 
 STEPS="${1:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON=/usr/bin/python3  # Debian's python, where python3-torch installs
-
-if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
-  echo "bench_vs_pytorch: installing python3-torch" >&2
-  SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq --no-install-recommends python3-torch >&2
-fi
+# shellcheck source=tools/ensure_torch.sh
+source "$(dirname "$0")/ensure_torch.sh"
 
 cd "$ROOT"
 ./bazelw build //tools:train_step_benchmark >&2

@@ -24,10 +24,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/gpt_config.h"
+#include "models/model_config.h"
+#include "models/partition.h"
 #include "absl/strings/str_join.h"
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
-#include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
@@ -216,8 +218,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, &loaded));
   ASSIGN_OR_RETURN(runtime::StepSpec spec, planner->MakeSpec(c.planner_options));
   ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
-  models::GptConfig model = c.model;
-  model.vocab_size = tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(models::GptConfig model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   std::map<std::string, runtime::NamedTensor> tensors;
   for (int r = 0; r < nprocs; ++r) {
     ASSIGN_OR_RETURN(auto rank_tensors, runtime::ReadSafetensors(runtime::RankFile(part, r)));
@@ -226,7 +227,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   models::ChunkOptions chunk_options = c.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
-                   models::CutLayers(static_cast<int>(model.layers.size()), spec.num_chunks));
+                   runtime::CutModel(model, spec.num_chunks, c.partition, c.chunk.seq_len));
   std::vector<std::unique_ptr<runtime::Chunk>> chunks;
   std::vector<runtime::Chunk*> pointers;
   for (const models::ChunkSpec& cut : cuts) {
@@ -234,9 +235,10 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
     pointers.push_back(chunks.back().get());
   }
   RETURN_IF_ERROR(runtime::AssignParameters(pointers, tensors));
-  RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, pointers));
+  RETURN_IF_ERROR(runtime::ExportHf(c.export_path, pointers, model));
   for (int r = 0; r < nprocs; ++r) unlink(runtime::RankFile(part, r).c_str());
-  std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
+  std::printf("exported Hugging Face %s weights to %s\n",
+              runtime::UsesGpt2Names(model) ? "GPT-2" : "Llama", c.export_path.c_str());
   return absl::OkStatus();
 }
 
@@ -288,11 +290,11 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
                            c.planner_options.num_microbatches, c.model.seed));
   s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
-  s.model = c.model;
-  s.model.vocab_size = s.tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(s.model, tools::ModelForTokenizer(c, s.tokenizer->vocab_size()));
   actors::ModelPipelineOptions options;
   options.model = s.model;
   options.chunk = c.chunk;
+  options.partition = c.partition;
   options.planner = s.planner;
   options.planner_options = c.planner_options;
   options.optimizer = c.optimizer;
@@ -321,6 +323,18 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   std::printf("model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
               s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
               s.tokenizer->name().c_str(), s.model.vocab_size);
+  if (!c.partition.empty()) {
+    std::vector<int> sizes;
+    for (runtime::Chunk* chunk : s.chunks) {
+      sizes.push_back(chunk->spec().end_layer - chunk->spec().first_layer);
+    }
+    std::printf("partition %s\n",
+                models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+  }
+  if (!c.model_config.empty()) {
+    std::printf("model config %s: %s\n", c.model_config.c_str(),
+                models::DescribeModel(s.model).c_str());
+  }
   std::printf("data: %s\n", s.dataset.description.c_str());
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
@@ -335,7 +349,7 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
     ASSIGN_OR_RETURN(resumed, Resume(c, s.model, s.chunk_states, history));
   }
   if (resumed == 0 && !c.init_from.empty()) {
-    RETURN_IF_ERROR(runtime::ImportHfGpt2(c.init_from, s.chunks));
+    RETURN_IF_ERROR(runtime::ImportHf(c.init_from, s.chunks, s.model));
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
   return resumed;
@@ -412,8 +426,9 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
     std::printf("saved parameters to %s\n", c.save_params.c_str());
   }
   if (!c.export_path.empty()) {
-    RETURN_IF_ERROR(runtime::ExportHfGpt2(c.export_path, s.chunks));
-    std::printf("exported Hugging Face GPT-2 weights to %s\n", c.export_path.c_str());
+    RETURN_IF_ERROR(runtime::ExportHf(c.export_path, s.chunks, s.model));
+    std::printf("exported Hugging Face %s weights to %s\n",
+                runtime::UsesGpt2Names(s.model) ? "GPT-2" : "Llama", c.export_path.c_str());
   }
   if (!c.checkpoint_dir.empty()) {
     ASSIGN_OR_RETURN(std::string svg,

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/flags/reflection.h"
+#include "models/model_config.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/user_path.h"
@@ -20,6 +22,12 @@ ABSL_FLAG(int, steps, 300, "training steps");
 ABSL_FLAG(int, layers, 4, "transformer layers");
 ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
 ABSL_FLAG(int, heads, 4, "attention heads");
+ABSL_FLAG(std::string, partition, "",
+          "how layers are cut into chunks: equal (default), balanced (by estimated cost), or "
+          "counts per chunk such as 7,5,5,7");
+ABSL_FLAG(std::string, model_config, "",
+          "a model config JSON file (models/configs/*.json: Hugging Face size names and a "
+          "per-layer list); replaces --layers, --d_model and --heads");
 ABSL_FLAG(int, seq_len, 64, "tokens per sequence (also the context length)");
 ABSL_FLAG(int, micro_batch_size, 4, "sequences per microbatch");
 ABSL_FLAG(int, microbatches, 8, "microbatches per step");
@@ -89,11 +97,44 @@ void MakePathFlagsAbsolute() {
   }
 }
 
+// The model the flags describe: the shorthand (--layers --d_model --heads, a uniform GPT-2
+// stack) or --model_config FILE, never both. --seed seeds either.
+absl::StatusOr<models::GptConfig> ModelFromFlags() {
+  const std::string file = absl::GetFlag(FLAGS_model_config);
+  if (file.empty()) {
+    if (absl::GetFlag(FLAGS_layers) <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--layers=", absl::GetFlag(FLAGS_layers), " must be positive"));
+    }
+    return models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
+                              absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
+                              absl::GetFlag(FLAGS_seed));
+  }
+  for (const char* name : {"layers", "d_model", "heads"}) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    // Debian's Abseil keeps IsSpecifiedOnCommandLine private; its accessor is the way in.
+    if (flag != nullptr &&
+        absl::flags_internal::PrivateHandleAccessor::IsSpecifiedOnCommandLine(*flag)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--model_config=", file, " and --", name, "=", flag->CurrentValue(),
+          " both describe the model; give the config file or the flags, not both"));
+    }
+  }
+  ASSIGN_OR_RETURN(models::GptConfig model, models::LoadModelConfig(file));
+  model.seed = absl::GetFlag(FLAGS_seed);
+  if (absl::GetFlag(FLAGS_seq_len) > model.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("--seq_len=", absl::GetFlag(FLAGS_seq_len),
+                                                   " is longer than max_seq_len=",
+                                                   model.max_seq_len, " of ", file));
+  }
+  return model;
+}
+
 }  // namespace
 
 const std::vector<std::string>& TrainFlagNames() {
   static const std::vector<std::string> names = {
-      "steps",          "layers",          "d_model",          "heads",
+      "steps",          "layers",          "d_model",          "heads",          "model_config",     "partition",
       "seq_len",        "micro_batch_size", "microbatches",    "lr",
       "weight_decay",   "grad_clip",       "seed",             "data",
       "save_params",    "stages",          "planner",          "chunks_per_stage",
@@ -226,18 +267,16 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
 absl::Status ReadModelFlags(TrainConfig& c) {
   c.save_params = absl::GetFlag(FLAGS_save_params);
   c.trace = absl::GetFlag(FLAGS_trace);
-  c.model = models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
-                               absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
-                               absl::GetFlag(FLAGS_seed));
+  c.model_config = absl::GetFlag(FLAGS_model_config);
+  c.partition = absl::GetFlag(FLAGS_partition);
+  if (c.partition == "equal") c.partition.clear();
+  ASSIGN_OR_RETURN(c.model, ModelFromFlags());
   c.chunk.micro_batch_size = absl::GetFlag(FLAGS_micro_batch_size);
   c.chunk.seq_len = absl::GetFlag(FLAGS_seq_len);
   c.chunk.num_microbatches = absl::GetFlag(FLAGS_microbatches);
   c.optimizer.adamw.learning_rate = absl::GetFlag(FLAGS_lr);
   c.optimizer.adamw.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   c.optimizer.grad_clip = absl::GetFlag(FLAGS_grad_clip);
-  if (absl::GetFlag(FLAGS_layers) <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--layers=", absl::GetFlag(FLAGS_layers), " must be positive"));
-  }
   if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
   c.hang_timeout_s = absl::GetFlag(FLAGS_hang_timeout);
   c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
@@ -361,7 +400,7 @@ absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConf
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint ", info.dir, " holds a model ", theirs.dump(), " with tokenizer ",
         info.meta.tokenizer.kind, "; this run builds ", ours.dump(), " with tokenizer ",
-        c.tokenizer.kind, " (pass the same --layers, --d_model, --heads, --seq_len, --seed, --tokenizer)"));
+        c.tokenizer.kind, " (pass the same --model_config or --layers, --d_model, --heads, and --seq_len, --seed, --tokenizer)"));
   }
   const nlohmann::json now = RunJson(c, RunHistory{});
   for (const auto& [key, value] : now.items()) {
@@ -372,6 +411,17 @@ absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConf
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<models::GptConfig> ModelForTokenizer(const TrainConfig& c, int vocab_size) {
+  models::GptConfig model = c.model;
+  if (!c.model_config.empty() && model.vocab_size != vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.model_config, " says vocab_size=", model.vocab_size, " but --tokenizer=",
+        c.tokenizer.kind, " has ", vocab_size, " tokens"));
+  }
+  model.vocab_size = vocab_size;
+  return model;
 }
 
 }  // namespace stagehand::tools

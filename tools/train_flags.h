@@ -28,6 +28,8 @@ struct TrainConfig {
   std::string schedule;
   runtime::PlannerOptions planner_options;  // P, M, max_inflight, chunks_per_stage
   models::GptConfig model;                  // vocab_size: set from the tokenizer at run time
+  std::string model_config;                 // --model_config: the file `model` came from
+  std::string partition;                    // --partition: "" (equal counts), balanced, 7,5,5,7
   models::ChunkOptions chunk;
   runtime::OptimizerConfig optimizer;       // schedule.total_steps = steps
   int steps = 0;
@@ -113,6 +115,11 @@ RunHistory HistoryFromRunJson(const nlohmann::json& run, int64_t step);
 // changed since it was written (the resumed run will then differ from an uninterrupted one).
 absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConfig& c,
                             const models::GptConfig& model, const std::string& who);
+
+// The model a run builds with a tokenizer of `vocab_size` tokens: the flags' uniform model
+// takes the tokenizer's size; a --model_config model must already have it (else an error
+// naming the file, its vocab_size and the tokenizer).
+absl::StatusOr<models::GptConfig> ModelForTokenizer(const TrainConfig& c, int vocab_size);
 
 }  // namespace stagehand::tools
 

@@ -104,8 +104,7 @@ absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
   dataset = runtime::LoadDataset(c.dataset, *tokenizer);
   RETURN_IF_ERROR(dataset.status());
   o.dataset = &*dataset;
-  o.model = c.model;
-  o.model.vocab_size = tokenizer->vocab_size();
+  ASSIGN_OR_RETURN(o.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   if (o.rank == 0) {
     std::printf("data: %s\n", dataset->description.c_str());
     std::fflush(stdout);
@@ -148,6 +147,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const 
   ASSIGN_OR_RETURN(o.planner, Planner(c));
   RETURN_IF_ERROR(LoadData(c, o));
   o.chunk = c.chunk;
+  o.partition = c.partition;
   o.planner_options = c.planner_options;
   o.optimizer = c.optimizer;
   o.loop = tools::LoopOptionsOf(c);

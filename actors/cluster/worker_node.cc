@@ -27,7 +27,7 @@
 #include "actors/step_driver.h"
 #include "caf/io/all.hpp"
 #include "models/gpt_chunk.h"
-#include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/admission.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/data/text_corpus.h"
@@ -229,7 +229,7 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   models::ChunkOptions chunk_options = o.chunk;
   chunk_options.num_microbatches = spec.num_microbatches;
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
-                   models::CutLayers(static_cast<int>(o.model.layers.size()), spec.num_chunks));
+                   runtime::CutModel(o.model, spec.num_chunks, o.partition, o.chunk.seq_len));
   for (int c = 0; c < spec.num_chunks; ++c) {
     if (spec.chunk_to_stage[c] < stages.front() || spec.chunk_to_stage[c] > stages.back()) continue;
     ASSIGN_OR_RETURN(node.chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
@@ -242,11 +242,11 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   return absl::OkStatus();
 }
 
-// Sets this rank's parameters from a Hugging Face GPT-2 file: the tensors of its chunks
+// Sets this rank's parameters from a Hugging Face file (GPT-2 or Llama names): the tensors of its chunks
 // only (the other ranks load theirs).
 absl::Status ImportOwnChunks(const std::string& path, const Node& node) {
   ASSIGN_OR_RETURN(auto hf, runtime::ReadSafetensors(path));
-  ASSIGN_OR_RETURN(auto ours, runtime::FromHfGpt2(std::move(hf)));
+  ASSIGN_OR_RETURN(auto ours, runtime::FromHf(std::move(hf), node.chunks.begin()->second->config()));
   std::vector<runtime::Chunk*> held;
   std::map<std::string, runtime::NamedTensor> wanted;
   for (const auto& [c, chunk] : node.chunks) {

@@ -32,6 +32,7 @@ struct WorkerOptions {
   // Training: must be the same on every rank (checked at join via `config_text`).
   models::GptConfig model;                       // vocab_size: the tokenizer's
   models::ChunkOptions chunk;
+  std::string partition;  // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
   runtime::OptimizerConfig optimizer;            // `states` is set here

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/model_pipeline.h"
+#include "models/model_config.h"
 #include "runtime/dry_run.h"
 
 namespace stagehand::testing {
@@ -28,6 +29,11 @@ const std::vector<int32_t>& Data() {
 
 models::GptConfig Model(int layers) { return models::UniformGpt(layers, 16, 2, 256, kT, 11); }
 
+// What identifies a model for the cache: its canonical config file form.
+std::string ModelKey(const models::GptConfig& model) {
+  return models::ModelConfigToJson(model).dump();
+}
+
 runtime::OptimizerConfig Optimizer() {
   runtime::OptimizerConfig o;
   o.adamw.learning_rate = 1e-3;
@@ -41,14 +47,14 @@ struct Result {
   std::vector<runtime::NamedTensor> params;
 };
 
-// The single-chunk sequential run, computed once per (microbatches, layers, steps).
-absl::StatusOr<Result> Sequential(int num_microbatches, int layers, int steps) {
-  static auto* cache = new std::map<std::tuple<int, int, int>, Result>();
-  const std::tuple<int, int, int> key{num_microbatches, layers, steps};
+// The single-chunk sequential run, computed once per (microbatches, model, steps).
+absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model,
+                                  int steps) {
+  static auto* cache = new std::map<std::tuple<int, std::string, int>, Result>();
+  const std::tuple<int, std::string, int> key{num_microbatches, ModelKey(model), steps};
   if (auto it = cache->find(key); it != cache->end()) return it->second;
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
-  auto chunks =
-      runtime::BuildChunks(Model(layers), 1, models::ChunkOptions{kB, kT, num_microbatches});
+  auto chunks = runtime::BuildChunks(model, 1, models::ChunkOptions{kB, kT, num_microbatches});
   if (!chunks.ok()) return chunks.status();
   std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
   std::vector<runtime::OptimizerState> states;
@@ -65,10 +71,11 @@ absl::StatusOr<Result> Sequential(int num_microbatches, int layers, int steps) {
 }
 
 absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
-                                 const runtime::PlannerOptions& options, int layers, int steps) {
+                                 const runtime::PlannerOptions& options,
+                                 const models::GptConfig& model, int steps) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   actors::ModelPipelineOptions o;
-  o.model = Model(layers);
+  o.model = model;
   o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
   o.planner = &planner;
   o.planner_options = options;
@@ -122,10 +129,11 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     return ::testing::AssertionFailure() << plan.status();
   }
   const int layers = options.layers > 0 ? options.layers : std::max(kMinLayers, spec->num_chunks);
+  const models::GptConfig model = options.model != nullptr ? *options.model : Model(layers);
   absl::StatusOr<Result> expected =
-      Sequential(options.planner.num_microbatches, layers, options.steps);
+      Sequential(options.planner.num_microbatches, model, options.steps);
   if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
-  absl::StatusOr<Result> actual = Pipelined(definition, options.planner, layers, options.steps);
+  absl::StatusOr<Result> actual = Pipelined(definition, options.planner, model, options.steps);
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
   return Compare(*actual, *expected)
          << " (" << definition.name() << ", P = " << options.planner.num_stages

@@ -10,6 +10,7 @@
 #define STAGEHAND_ACTORS_TESTING_PLANNER_PARITY_H_
 
 #include "gtest/gtest.h"
+#include "models/gpt_config.h"
 #include "runtime/planner.h"
 
 namespace stagehand::testing {
@@ -20,6 +21,9 @@ struct ParityOptions {
   // Transformer layers of the tiny model (d_model 16, 2 heads, 256-token vocabulary, 8 tokens
   // a sequence, 2 sequences a microbatch); 0 = max(8, the plan's chunk count).
   int layers = 0;
+  // A model of your own (Llama-style, heterogeneous, ...; vocabulary 256, max_seq_len >= 8);
+  // null: the tiny uniform GPT above. Not owned.
+  const models::GptConfig* model = nullptr;
 };
 
 // Success, or a failure that says what differs: the planner's error (MakeSpec, the

@@ -192,5 +192,80 @@ TEST(AttentionTest, DeterministicAcrossRunsAndThreadCounts) {
   }
 }
 
+// Grouped-query attention: NH = 4 query heads over NKV = 2 key/value heads, hs = 3, with two
+// packed documents per row (starting at 0 and 3 in row 0, at 0 and 2 in row 1).
+constexpr AttentionShape kGqa{/*B=*/2, /*T=*/6, /*NH=*/4, /*NKV=*/2, /*hs=*/3};
+constexpr int kGqaStride = (4 + 2 * 2) * 3;
+const std::vector<int32_t> kDocStart = {0, 0, 0, 3, 3, 3, 0, 0, 2, 2, 2, 2};
+
+struct GqaCase {
+  std::vector<double> qkv = RandomVector(2 * 6 * kGqaStride, 21);
+  std::vector<double> probe = RandomVector(2 * 6 * 4 * 3, 22);
+  std::vector<double> out = std::vector<double>(2 * 6 * 4 * 3);
+  std::vector<double> att = std::vector<double>(2 * 4 * 6 * 6);
+  const int32_t* doc_start = kDocStart.data();
+
+  double Loss() {
+    GroupedAttentionForward(out.data(), att.data(), qkv.data(), kGqa, doc_start);
+    return Dot(probe, out);
+  }
+};
+
+TEST(GroupedAttentionTest, BackwardInputMatchesFiniteDifferences) {
+  for (bool packed : {false, true}) {
+    GqaCase c;
+    if (!packed) c.doc_start = nullptr;
+    c.Loss();
+    std::vector<double> dqkv(c.qkv.size(), 0.0);
+    GroupedAttentionBackwardInput(dqkv.data(), c.probe.data(), c.qkv.data(), c.att.data(), kGqa);
+    const auto expected = FiniteDifferenceGradient([&] { return c.Loss(); }, &c.qkv);
+    EXPECT_LT(MaxRelativeError(dqkv, expected), kTolerance) << "packed " << packed;
+  }
+}
+
+// A query never sees a key of another document, and its probabilities sum to one within it.
+TEST(GroupedAttentionTest, PackedDocumentsDoNotAttendAcrossBoundaries) {
+  GqaCase c;
+  c.Loss();
+  for (int b = 0; b < 2; ++b) {
+    for (int h = 0; h < 4; ++h) {
+      for (int t = 0; t < 6; ++t) {
+        const double* row = &c.att[((b * 4 + h) * 6 + t) * 6];
+        double sum = 0.0;
+        for (int j = 0; j < 6; ++j) {
+          const bool visible = j >= kDocStart[b * 6 + t] && j <= t;
+          if (!visible) EXPECT_EQ(row[j], 0.0) << b << h << t << j;
+          sum += row[j];
+        }
+        EXPECT_NEAR(sum, 1.0, 1e-12);
+      }
+    }
+  }
+}
+
+// The second document of row 0 (positions 3..5), run alone as a batch of its own, gives the
+// same outputs: packing changes nothing a document computes.
+TEST(GroupedAttentionTest, PackedDocumentEqualsTheDocumentAlone) {
+  GqaCase c;
+  c.Loss();
+  const AttentionShape alone{1, 3, 4, 2, 3};
+  std::vector<double> qkv(c.qkv.begin() + 3 * kGqaStride, c.qkv.begin() + 6 * kGqaStride);
+  std::vector<double> out(3 * 12), att(4 * 3 * 3);
+  GroupedAttentionForward(out.data(), att.data(), qkv.data(), alone, nullptr);
+  for (int i = 0; i < 3 * 12; ++i) EXPECT_NEAR(out[i], c.out[3 * 12 + i], 1e-14) << i;
+}
+
+// With as many key/value heads as query heads and no documents, the grouped kernel is the
+// multi-head one, bit for bit (the GPT-2 path is unchanged).
+TEST(GroupedAttentionTest, MultiHeadCaseIsBitwiseAttentionForward) {
+  AttentionCase c;
+  c.Loss();
+  std::vector<double> out(c.out.size()), att(c.att.size());
+  GroupedAttentionForward(out.data(), att.data(), c.qkv.data(),
+                          AttentionShape{B, T, NH, NH, C / NH}, nullptr);
+  EXPECT_EQ(out, c.out);
+  EXPECT_EQ(att, c.att);
+}
+
 }  // namespace
 }  // namespace stagehand::ops

@@ -25,8 +25,12 @@ void EncoderForward(Real* out, const int32_t* tokens, const Real* wte, const Rea
 #pragma omp parallel for schedule(static) if (work >= internal::kMinParallelWork)
   for (int64_t bt = 0; bt < rows; ++bt) {
     const Real* wte_row = wte + static_cast<int64_t>(tokens[bt]) * C;  // (C)
-    const Real* wpe_row = wpe + (bt % T) * C;                          // (C)
     Real* out_row = out + bt * C;                                      // (C)
+    if (wpe == nullptr) {  // positions come from RoPE inside attention
+      for (int c = 0; c < C; ++c) out_row[c] = wte_row[c];
+      continue;
+    }
+    const Real* wpe_row = wpe + (bt % T) * C;  // (C)
     for (int c = 0; c < C; ++c) out_row[c] = wte_row[c] + wpe_row[c];
   }
 }
@@ -45,7 +49,11 @@ void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int3
         const int64_t bt = static_cast<int64_t>(b) * T + t;
         const Real* dout_row = dout + bt * C;                          // (C)
         Real* dwte_row = dwte + static_cast<int64_t>(tokens[bt]) * C;  // (C)
-        Real* dwpe_row = dwpe + static_cast<int64_t>(t) * C;           // (C)
+        if (dwpe == nullptr) {
+          for (int c = c_begin; c < c_end; ++c) dwte_row[c] += dout_row[c];
+          continue;
+        }
+        Real* dwpe_row = dwpe + static_cast<int64_t>(t) * C;  // (C)
         for (int c = c_begin; c < c_end; ++c) {
           dwte_row[c] += dout_row[c];
           dwpe_row[c] += dout_row[c];

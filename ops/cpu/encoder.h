@@ -11,7 +11,7 @@ namespace stagehand::ops {
 // Letters: B batch, T time, C channels, V vocabulary.
 // out    (B, T, C) = wte[tokens[b, t]] + wpe[t]
 // tokens (B, T)    ids in [0, V)
-// wte    (V, C), wpe (maxT, C) with T <= maxT
+// wte    (V, C), wpe (maxT, C) with T <= maxT, or null: no position embedding (RoPE models)
 template <typename Real>
 void EncoderForward(Real* out, const int32_t* tokens, const Real* wte, const Real* wpe, int B,
                     int T, int C);

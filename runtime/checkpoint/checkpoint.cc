@@ -18,6 +18,7 @@
 #include <map>
 
 #include "absl/container/flat_hash_set.h"
+#include "models/model_config.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -64,11 +65,6 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
   return out;
 }
 
-const char* AttentionName(models::AttentionKind k) {
-  return k == models::AttentionKind::kCausal ? "causal" : "none";
-}
-const char* MlpName(models::MlpKind k) { return k == models::MlpKind::kDense ? "dense" : "none"; }
-
 }  // namespace
 
 uint32_t Crc32(absl::string_view bytes, uint32_t crc) {
@@ -86,56 +82,13 @@ uint32_t Crc32(absl::string_view bytes, uint32_t crc) {
   return ~crc;
 }
 
-nlohmann::json GptConfigToJson(const models::GptConfig& c) {
-  nlohmann::json layers = nlohmann::json::array();
-  for (const models::LayerSpec& l : c.layers) {
-    layers.push_back({{"attention", AttentionName(l.attention)}, {"mlp", MlpName(l.mlp)}});
-  }
-  return {{"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model},
-          {"num_heads", c.num_heads},   {"seed", c.seed},               {"layers", layers}};
-}
+nlohmann::json GptConfigToJson(const models::GptConfig& c) { return models::ModelConfigToJson(c); }
 
 absl::StatusOr<models::GptConfig> GptConfigFromJson(const nlohmann::json& j) {
-  models::GptConfig c;
-  for (const char* field : {"vocab_size", "max_seq_len", "d_model", "num_heads", "seed"}) {
-    if (!j.is_object() || !j.contains(field) || !j[field].is_number_integer()) {
-      return absl::InvalidArgumentError(absl::StrCat("model config lacks integer field ", field));
-    }
-    const nlohmann::json& v = j[field];
-    const bool fits = std::string(field) == "seed" ? v.is_number_unsigned()
-                      : v.is_number_unsigned()     ? v.get<uint64_t>() <= INT32_MAX
-                                                   : v.get<int64_t>() >= INT32_MIN;
-    if (!fits) {
-      return absl::InvalidArgumentError(absl::StrCat("model config field ", field, "=",
-                                                     j[field].dump(), " is out of range"));
-    }
+  if (!j.is_object() || !j.contains("seed")) {
+    return absl::InvalidArgumentError("model config lacks integer field seed");
   }
-  c.vocab_size = j["vocab_size"].get<int>();
-  c.max_seq_len = j["max_seq_len"].get<int>();
-  c.d_model = j["d_model"].get<int>();
-  c.num_heads = j["num_heads"].get<int>();
-  c.seed = j["seed"].get<uint64_t>();
-  if (!j.contains("layers") || !j["layers"].is_array()) {
-    return absl::InvalidArgumentError("model config lacks the layers array");
-  }
-  c.layers.clear();
-  if (j["layers"].size() > models::kMaxLayers) {
-    return absl::InvalidArgumentError(absl::StrCat("model config layers: ", j["layers"].size(),
-                                                   " layers, at most ", models::kMaxLayers));
-  }
-  for (const nlohmann::json& l : j["layers"]) {
-    const bool typed = l.is_object() && l.contains("attention") && l["attention"].is_string() &&
-                       l.contains("mlp") && l["mlp"].is_string();
-    if (!typed) return absl::InvalidArgumentError(absl::StrCat("bad layer spec ", l.dump()));
-    const std::string attention = l["attention"].get<std::string>(), mlp = l["mlp"].get<std::string>();
-    if ((attention != "causal" && attention != "none") || (mlp != "dense" && mlp != "none")) {
-      return absl::InvalidArgumentError(absl::StrCat("bad layer spec ", l.dump()));
-    }
-    c.layers.push_back({attention == "causal" ? models::AttentionKind::kCausal : models::AttentionKind::kNone,
-                        mlp == "dense" ? models::MlpKind::kDense : models::MlpKind::kNone});
-  }
-  if (absl::Status s = models::ValidateGptConfig(c); !s.ok()) return s;
-  return c;
+  return models::ModelConfigFromJson(j, "model config");
 }
 
 std::string CheckpointDirName(int64_t step) { return absl::StrFormat("step_%08d", step); }

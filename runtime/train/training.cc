@@ -7,14 +7,27 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/partition.h"
 
 namespace stagehand::runtime {
 
+absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig& config,
+                                                        int num_chunks,
+                                                        const std::string& partition,
+                                                        int seq_len) {
+  if (partition.empty()) return models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+  absl::StatusOr<std::vector<int>> sizes =
+      models::ResolvePartition(partition, config, num_chunks, seq_len);
+  if (!sizes.ok()) return sizes.status();
+  return models::CutLayersAs(static_cast<int>(config.layers.size()), *sizes);
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
-    const models::GptConfig& config, int num_chunks, const models::ChunkOptions& options) {
+    const models::GptConfig& config, int num_chunks, const models::ChunkOptions& options,
+    const std::string& partition) {
   if (absl::Status s = models::ValidateGptConfig(config); !s.ok()) return s;
   absl::StatusOr<std::vector<models::ChunkSpec>> specs =
-      models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+      CutModel(config, num_chunks, partition, options.seq_len);
   if (!specs.ok()) return specs.status();
   std::vector<std::unique_ptr<Chunk>> chunks;
   for (const models::ChunkSpec& spec : *specs) {

@@ -5,6 +5,7 @@
 
 #include <ostream>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,5 +39,16 @@ MATCHER_P2(StatusIs, code, message_matcher,
 inline auto StatusIs(absl::StatusCode code) { return StatusIs(code, ::testing::_); }
 
 }  // namespace stagehand::testing
+
+// ASSERT_OK_AND_ASSIGN(lhs, expr): fails the test with the status when `expr` (a StatusOr) is
+// not OK; otherwise moves its value into `lhs` (a declaration or an lvalue).
+#define STAGEHAND_MATCHERS_CONCAT_INNER(a, b) a##b
+#define STAGEHAND_MATCHERS_CONCAT(a, b) STAGEHAND_MATCHERS_CONCAT_INNER(a, b)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  STAGEHAND_ASSERT_OK_AND_ASSIGN_IMPL(STAGEHAND_MATCHERS_CONCAT(status_or_, __LINE__), lhs, expr)
+#define STAGEHAND_ASSERT_OK_AND_ASSIGN_IMPL(var, lhs, expr) \
+  auto var = (expr);                                        \
+  ASSERT_TRUE(var.ok()) << var.status();                    \
+  lhs = std::move(var).value()
 
 #endif  // STAGEHAND_RUNTIME_UTIL_STATUS_MATCHERS_H_

@@ -1,0 +1,153 @@
+#include "runtime/collectives/gloo_collective.h"
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "gloo/rendezvous/hash_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/util/status_matchers.h"
+
+namespace stagehand::runtime {
+namespace {
+
+using ::stagehand::testing::IsOk;
+using ::stagehand::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// Runs `body(member, collective)` on `size` threads, one group member each, all connected
+// through one in-process store.
+void RunGroup(int size, const std::function<void(int, Collective&)>& body) {
+  gloo::rendezvous::HashStore store;
+  std::vector<std::thread> threads;
+  for (int m = 0; m < size; ++m) {
+    threads.emplace_back([&, m] {
+      GlooGroupOptions options;
+      options.name = "test";
+      options.member = m;
+      options.size = size;
+      options.timeout = std::chrono::seconds(20);
+      auto collective = GlooCollective::Connect(store, options);
+      ASSERT_THAT(collective.status(), IsOk());
+      body(m, **collective);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+std::vector<float> Random(int seed, size_t n) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng) * (seed % 3 == 0 ? 1e4f : 1e-3f);  // mixed magnitudes
+  return v;
+}
+
+TEST(ShardTest, ContiguousAndBalanced) {
+  EXPECT_EQ(ShardBegin(10, 3, 0), 0);
+  EXPECT_EQ(ShardEnd(10, 3, 0), 4);
+  EXPECT_EQ(ShardEnd(10, 3, 1), 7);
+  EXPECT_EQ(ShardEnd(10, 3, 2), 10);
+  EXPECT_EQ(ShardLength(2, 3, 2), 0);
+}
+
+TEST(SumInMemberOrderTest, IsLeftToRightInMemberOrder) {
+  // 1e8 + 1 - 1e8 is 0 left to right in float32, and 1 if the last two were summed first.
+  std::vector<float> a = {1e8f}, b = {1.0f}, c = {-1e8f}, out(1);
+  ASSERT_THAT(SumInMemberOrder({a, b, c}, absl::MakeSpan(out)), IsOk());
+  EXPECT_EQ(out[0], 0.0f);
+  ASSERT_THAT(SumInMemberOrder({c, a, b}, absl::MakeSpan(out)), IsOk());
+  EXPECT_EQ(out[0], 1.0f);
+  std::vector<float> short_part = {};
+  EXPECT_THAT(SumInMemberOrder({a, short_part}, absl::MakeSpan(out)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("member 1 has 0")));
+}
+
+// The property the data-parallel runtime relies on: Gloo's result is bitwise the in-process
+// ordered sum, for a size that is not a multiple of the group.
+TEST(GlooCollectiveTest, AllReduceIsBitwiseTheOrderedSum) {
+  constexpr int kSize = 3;
+  constexpr size_t kN = 1001;
+  std::vector<std::vector<float>> inputs;
+  for (int m = 0; m < kSize; ++m) inputs.push_back(Random(m, kN));
+  std::vector<float> expected(kN);
+  ASSERT_THAT(SumInMemberOrder({inputs[0], inputs[1], inputs[2]}, absl::MakeSpan(expected)),
+              IsOk());
+  std::vector<std::vector<float>> results(kSize);
+  RunGroup(kSize, [&](int m, Collective& c) {
+    results[m] = inputs[m];
+    EXPECT_THAT(c.AllReduceSum(absl::MakeSpan(results[m])), IsOk());
+  });
+  for (int m = 0; m < kSize; ++m) {
+    ASSERT_EQ(results[m].size(), kN);
+    EXPECT_EQ(std::memcmp(results[m].data(), expected.data(), kN * sizeof(float)), 0) << m;
+  }
+}
+
+TEST(GlooCollectiveTest, ReduceScatterGivesEachMemberItsShard) {
+  constexpr int kSize = 4;
+  constexpr size_t kN = 10;
+  std::vector<std::vector<float>> inputs;
+  for (int m = 0; m < kSize; ++m) inputs.push_back(Random(10 + m, kN));
+  std::vector<float> expected(kN);
+  ASSERT_THAT(SumInMemberOrder({inputs[0], inputs[1], inputs[2], inputs[3]},
+                               absl::MakeSpan(expected)),
+              IsOk());
+  RunGroup(kSize, [&](int m, Collective& c) {
+    std::vector<float> shard(ShardLength(kN, kSize, m));
+    ASSERT_THAT(c.ReduceScatterSum(inputs[m], absl::MakeSpan(shard)), IsOk());
+    for (size_t k = 0; k < shard.size(); ++k) {
+      EXPECT_EQ(shard[k], expected[ShardBegin(kN, kSize, m) + k]);
+    }
+    std::vector<float> wrong(shard.size() + 1);
+    EXPECT_THAT(c.ReduceScatterSum(inputs[m], absl::MakeSpan(wrong)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shard buffer")));
+  });
+}
+
+TEST(GlooCollectiveTest, AllToAllVRoutesCountsAndScalarsGather) {
+  constexpr int kSize = 3;
+  // Member m sends (m + 1) * (j + 1) copies of the value 100 m + j to member j.
+  RunGroup(kSize, [&](int m, Collective& c) {
+    std::vector<int64_t> send(kSize), recv(kSize);
+    std::vector<float> in;
+    for (int j = 0; j < kSize; ++j) {
+      send[j] = (m + 1) * (j + 1);
+      recv[j] = (j + 1) * (m + 1);
+      in.insert(in.end(), send[j], 100.0f * m + j);
+    }
+    std::vector<float> out(recv[0] + recv[1] + recv[2]);
+    ASSERT_THAT(c.AllToAllV(in, send, absl::MakeSpan(out), recv), IsOk());
+    size_t at = 0;
+    for (int j = 0; j < kSize; ++j) {
+      for (int64_t k = 0; k < recv[j]; ++k) EXPECT_EQ(out[at++], 100.0f * j + m);
+    }
+    std::vector<double> values;
+    ASSERT_THAT(c.AllGatherScalar(0.5 * m, &values), IsOk());
+    EXPECT_THAT(values, ::testing::ElementsAre(0.0, 0.5, 1.0));
+    std::vector<int64_t> bad = {1, 2};
+    EXPECT_THAT(c.AllToAllV(in, bad, absl::MakeSpan(out), recv),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 send counts")));
+  });
+}
+
+TEST(GlooCollectiveTest, AMissingMemberIsAnErrorNotAHang) {
+  gloo::rendezvous::HashStore store;
+  GlooGroupOptions options;
+  options.name = "lonely";
+  options.member = 0;
+  options.size = 2;
+  options.timeout = std::chrono::milliseconds(500);
+  EXPECT_THAT(GlooCollective::Connect(store, options).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("group 'lonely'")));
+  options.member = 2;
+  EXPECT_THAT(GlooCollective::Connect(store, options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("member 2 of 2")));
+}
+
+}  // namespace
+}  // namespace stagehand::runtime

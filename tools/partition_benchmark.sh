@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# partition_benchmark: measured step time of the heterogeneous example config at P=4 with the
+# equal-count cut against --partition=balanced, alternating runs in one go; prints each run,
+# the medians and the ratio balanced / equal. Not a correctness check.
+# Usage: tools/partition_benchmark.sh [runs per cut, default 3] [steps per run, default 12]
+set -euo pipefail
+
+RUNS="${1:-3}"
+STEPS="${2:-12}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+./bazelw build //tools:launch >&2
+LAUNCH="$(./bazelw info bazel-bin 2>/dev/null)/tools/launch"
+CONFIG="$ROOT/models/configs/heterogeneous.json"
+
+step_ms() {  # the summary line's step time, in ms
+  "$LAUNCH" --model_config="$CONFIG" --stages=4 --microbatches=8 --steps="$STEPS" \
+    --eval_batches=1 --partition="$1" 2>&1 | awk '/^summary: step time/ { print $4 }'
+}
+
+declare -a equal balanced
+for ((i = 0; i < RUNS; ++i)); do
+  equal+=("$(step_ms equal)")
+  balanced+=("$(step_ms balanced)")
+  echo "run $((i + 1)): equal ${equal[-1]} ms, balanced ${balanced[-1]} ms"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+me="$(median "${equal[@]}")"
+mb="$(median "${balanced[@]}")"
+awk -v e="$me" -v b="$mb" 'BEGIN { printf "median step time: equal %.1f ms, balanced %.1f ms, ratio balanced/equal %.3f\n", e, b, b / e }'
