@@ -54,8 +54,8 @@ absl::StatusOr<std::string> ClientHello(absl::string_view token, absl::string_vi
   if (server_hello.size() != kServerHelloBytes ||
       server_hello.substr(0, kHandshakeMagic.size()) != kHandshakeMagic) {
     return absl::InvalidArgumentError(
-        "the coordinator's port did not answer as a Stagehand gate (wrong greeting): is it an "
-        "older Stagehand, or another program?");
+        "did not answer as a Stagehand gate (wrong greeting): is it an older Stagehand, or "
+        "another program?");
   }
   const absl::string_view server_nonce = server_hello.substr(kHandshakeMagic.size());
   return absl::StrCat(kHandshakeMagic, AsBytes(client_nonce),
@@ -88,13 +88,13 @@ absl::Status CheckVerdict(absl::string_view token, absl::string_view server_hell
     return absl::InvalidArgumentError("the gate's verdict has the wrong size");
   }
   if (verdict[0] != '\x01') {
-    return absl::PermissionDeniedError("the coordinator's gate refused this worker: wrong join token");
+    return absl::PermissionDeniedError("refused this worker: wrong join token");
   }
   const std::string expected =
       Mac(token, kServerLabel, server_hello.substr(kHandshakeMagic.size()), AsBytes(client_nonce));
   if (!SameMac(verdict.substr(1), expected)) {
     return absl::PermissionDeniedError(
-        "the coordinator's gate could not prove it holds the join token: not our coordinator");
+        "could not prove it holds the join token: not this launch's coordinator");
   }
   return absl::OkStatus();
 }
