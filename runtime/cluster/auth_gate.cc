@@ -124,7 +124,8 @@ absl::StatusOr<std::string> ReadExactly(int fd, size_t n, Clock::time_point dead
       have += static_cast<size_t>(r);
       continue;
     }
-    if (r == 0) return absl::UnavailableError(absl::StrCat("closed after ", have, " of ", n, " bytes"));
+    if (r == 0)
+      return absl::UnavailableError(absl::StrCat("closed after ", have, " of ", n, " bytes"));
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       return absl::UnavailableError(std::strerror(errno));
     }
@@ -157,8 +158,8 @@ absl::Status ProveToken(int fd, const std::string& token, double timeout_s) {
 struct Buffer {
   std::vector<char> data;
   size_t begin = 0, end = 0;
-  bool eof = false;       // the source closed its side
-  bool shut = false;      // ... and that was passed on (shutdown of the destination's write side)
+  bool eof = false;   // the source closed its side
+  bool shut = false;  // ... and that was passed on (shutdown of the destination's write side)
   bool Room() const { return !eof && end < data.size(); }
   bool Waiting() const { return begin < end; }
 };
@@ -235,7 +236,8 @@ void AuthGate::Loop::AcceptForGate(int fd, const std::string& peer) {
   }
   absl::StatusOr<Nonce> nonce = RandomNonce();
   if (!nonce.ok() || !SendAll(fd, ServerHello(*nonce))) {
-    Refuse(fd, peer, nonce.ok() ? "could not send the greeting" : std::string(nonce.status().message()));
+    Refuse(fd, peer,
+           nonce.ok() ? "could not send the greeting" : std::string(nonce.status().message()));
     return;
   }
   pending.push_back(Pending{fd, peer, *nonce, std::string(), After(o.handshake_timeout_s)});
@@ -245,12 +247,13 @@ void AuthGate::Loop::AcceptForClient(int fd, const std::string& peer) {
   // Our own CAF on loopback: the handshake with the remote gate runs here, blocking this thread
   // for at most the handshake timeout (a worker's client side relays one connection).
   absl::StatusOr<int> remote = ConnectTo(o.target_host, o.target_port, o.handshake_timeout_s);
-  absl::Status proven = remote.ok() ? ProveToken(*remote, o.token, o.handshake_timeout_s) : remote.status();
+  absl::Status proven =
+      remote.ok() ? ProveToken(*remote, o.token, o.handshake_timeout_s) : remote.status();
   if (!proven.ok()) {
     if (remote.ok()) close(*remote);
     close(fd);
-    const std::string why = absl::StrCat("the coordinator's gate at ", o.target_host, ":", o.target_port,
-                                         ": ", proven.message());
+    const std::string why = absl::StrCat("the coordinator's gate at ", o.target_host, ":",
+                                         o.target_port, ": ", proven.message());
     {
       std::lock_guard<std::mutex> lock(gate->mu_);
       gate->last_refusal_ = absl::Status(proven.code(), why);
@@ -259,7 +262,8 @@ void AuthGate::Loop::AcceptForClient(int fd, const std::string& peer) {
     return;
   }
   Log(absl::StrCat("gate: proved the join token to the coordinator's gate at ", o.target_host, ":",
-                   o.target_port, " (and it proved it back); relaying CAF's connection from ", peer));
+                   o.target_port, " (and it proved it back); relaying CAF's connection from ",
+                   peer));
   AddRelay(*remote, fd, peer);
   if (o.single_use) {
     close(listener);
@@ -273,8 +277,9 @@ void AuthGate::Loop::OnPendingReadable(std::list<Pending>::iterator it) {
   ssize_t r = recv(p.fd, buf, kClientHelloBytes - p.got.size(), 0);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (r <= 0) {
-    Refuse(p.fd, p.peer, absl::StrCat("closed the connection after ", p.got.size(), " of ",
-                                      kClientHelloBytes, " greeting bytes"));
+    Refuse(p.fd, p.peer,
+           absl::StrCat("closed the connection after ", p.got.size(), " of ", kClientHelloBytes,
+                        " greeting bytes"));
     pending.erase(it);
     return;
   }
@@ -316,9 +321,12 @@ bool AuthGate::Loop::PumpRelay(Relay& r, const pollfd* p) {
       Buffer& b = r.from[i];
       if (b.begin == b.end) b.begin = b.end = 0;
       ssize_t n = recv(r.fd[i], b.data.data() + b.end, b.data.size() - b.end, 0);
-      if (n > 0) b.end += static_cast<size_t>(n);
-      else if (n == 0) b.eof = true;
-      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+      if (n > 0)
+        b.end += static_cast<size_t>(n);
+      else if (n == 0)
+        b.eof = true;
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return false;
     }
   }
   for (int i = 0; i < 2; ++i) {
@@ -326,8 +334,10 @@ bool AuthGate::Loop::PumpRelay(Relay& r, const pollfd* p) {
     const int to = r.fd[1 - i];
     if (b.Waiting() && (p[1 - i].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t n = send(to, b.data.data() + b.begin, b.end - b.begin, MSG_NOSIGNAL);
-      if (n > 0) b.begin += static_cast<size_t>(n);
-      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+      if (n > 0)
+        b.begin += static_cast<size_t>(n);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return false;
     }
     if (b.begin == b.end && b.begin > 0 && !b.eof) b.begin = b.end = 0;
     if (b.eof && !b.Waiting() && !b.shut) {
@@ -363,9 +373,9 @@ void AuthGate::Loop::Run() {
       if (fds[k].revents != 0) {
         OnPendingReadable(here);
       } else if (Clock::now() >= here->deadline) {
-        Refuse(here->fd, here->peer, absl::StrCat("no complete greeting within ", o.handshake_timeout_s,
-                                                  " s (", here->got.size(), " of ", kClientHelloBytes,
-                                                  " bytes)"));
+        Refuse(here->fd, here->peer,
+               absl::StrCat("no complete greeting within ", o.handshake_timeout_s, " s (",
+                            here->got.size(), " of ", kClientHelloBytes, " bytes)"));
         pending.erase(here);
       }
     }

@@ -129,7 +129,8 @@ struct Log {
   }
 };
 
-std::unique_ptr<AuthGate> StartGate(int target, Log& log, double timeout_s = 5, int max_pending = 64) {
+std::unique_ptr<AuthGate> StartGate(int target, Log& log, double timeout_s = 5,
+                                    int max_pending = 64) {
   AuthGateOptions o;
   o.role = AuthGateOptions::Role::kGate;
   o.token = "launch-token";
@@ -184,7 +185,8 @@ TEST(AuthGate, WrongTokenIsRefusedLoggedWithTheAddressAndNeverReachesTheTarget) 
   EXPECT_EQ(Read(fd, 5), "");  // closed, nothing echoed
   close(fd);
   EXPECT_THAT(client->last_refusal(), StatusIs(absl::StatusCode::kPermissionDenied));
-  EXPECT_NE(std::string(client->last_refusal().message()).find("wrong join token"), std::string::npos);
+  EXPECT_NE(std::string(client->last_refusal().message()).find("wrong join token"),
+            std::string::npos);
   EXPECT_EQ(gate_log.Count("gate: refused 127.0.0.1:"), 1) << gate_log.All();
   EXPECT_EQ(gate_log.Count("wrong join token"), 1) << gate_log.All();
   EXPECT_EQ(caf.connections(), 0);
@@ -211,7 +213,8 @@ TEST(AuthGate, CafShapedGarbageAndRandomBytesNeverReachTheTarget) {
     Read(fd, 1 << 20);      // until the gate closes it
     close(fd);
   }
-  for (int i = 0; i < 100 && gate->refused() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 100 && gate->refused() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(gate->refused(), 3) << log.All();
   EXPECT_EQ(log.Count("closed the connection after 32 of 72 greeting bytes"), 1) << log.All();
   EXPECT_EQ(log.Count("not a Stagehand worker's greeting"), 2) << log.All();
@@ -227,7 +230,8 @@ TEST(AuthGate, SilentPeerIsClosedAtTheHandshakeDeadline) {
   ASSERT_GE(fd, 0);
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(Read(fd, 1 << 20).size(), 40u);  // the greeting, then EOF at the deadline
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 2.0);
   close(fd);
   EXPECT_EQ(log.Count("no complete greeting within 0.2 s (0 of 72 bytes)"), 1) << log.All();
@@ -239,7 +243,8 @@ TEST(AuthGate, AFloodBeyondThePendingLimitIsClosedAtOnceAndAWorkerStillGetsThrou
   auto gate = StartGate(caf.port(), gate_log, /*timeout_s=*/30, /*max_pending=*/16);
   std::vector<int> flood;
   for (int i = 0; i < 200; ++i) flood.push_back(Connect(gate->port()));
-  for (int i = 0; i < 200 && gate->refused() < 184; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && gate->refused() < 184; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(gate->refused(), 184) << "the first 16 wait for their deadline; the rest are closed";
   EXPECT_EQ(gate_log.Count("16 handshakes already pending (the limit)"), 184);
   // While 16 silent handshakes hold every pending slot, nothing else is admitted...
@@ -249,7 +254,8 @@ TEST(AuthGate, AFloodBeyondThePendingLimitIsClosedAtOnceAndAWorkerStillGetsThrou
   close(blocked);
   // ...and once the flood goes away a worker gets through.
   for (int fd : flood) close(fd);
-  for (int i = 0; i < 200 && gate->refused() < 201; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && gate->refused() < 201; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   int fd = Connect(client->port());
   ASSERT_GE(fd, 0);
   send(fd, "ping", 4, MSG_NOSIGNAL);
@@ -263,7 +269,8 @@ TEST(AuthGate, AnAddressThatCannotBeBoundIsNamed) {
   o.listen_host = "192.0.2.254";  // TEST-NET-1: not this machine's
   auto gate = AuthGate::Start(o);
   EXPECT_THAT(gate.status(), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_NE(std::string(gate.status().message()).find("cannot listen on 192.0.2.254:0"), std::string::npos)
+  EXPECT_NE(std::string(gate.status().message()).find("cannot listen on 192.0.2.254:0"),
+            std::string::npos)
       << gate.status();
 }
 

@@ -60,17 +60,20 @@ TEST(AuthHandshake, AGateWithoutTheTokenIsRefusedByTheClient) {
   ASSERT_THAT(reply.status(), IsOk());
   // An impostor accepts anything and signs with another key...
   std::string forged = std::string(1, '\x01') + std::string(kMacBytes, 'x');
-  EXPECT_THAT(CheckVerdict("token", hello, c, forged), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(CheckVerdict("token", hello, c, forged),
+              StatusIs(absl::StatusCode::kPermissionDenied));
   // ...or reflects the client's own proof back (the labels differ).
   std::string reflected = std::string(1, '\x01') + reply->substr(8 + kNonceBytes);
-  EXPECT_THAT(CheckVerdict("token", hello, c, reflected), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(CheckVerdict("token", hello, c, reflected),
+              StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 TEST(AuthHandshake, GreetingsOfTheWrongShapeAreRefused) {
   const Nonce s = Fixed(1), c = Fixed(2);
   EXPECT_THAT(ClientHello("token", "", c).status(), StatusIs(absl::StatusCode::kInvalidArgument));
   std::string caf_like(kServerHelloBytes, '\0');  // e.g. a CAF BASP server handshake
-  EXPECT_THAT(ClientHello("token", caf_like, c).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ClientHello("token", caf_like, c).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   std::string basp_client_handshake(32, '\0');
   basp_client_handshake[0] = 1;
   EXPECT_THAT(JudgeClientHello("token", s, basp_client_handshake).status,

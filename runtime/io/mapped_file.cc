@@ -29,14 +29,15 @@ absl::StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int e = errno;
-    if (e == ENOENT) return absl::NotFoundError(absl::StrCat("cannot open ", path, ": no such file"));
+    if (e == ENOENT)
+      return absl::NotFoundError(absl::StrCat("cannot open ", path, ": no such file"));
     return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, ": ", std::strerror(e)));
   }
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is not a regular file (a directory, device or pipe cannot be read as data)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is not a regular file (a directory, device or pipe cannot be read as data)"));
   }
   MappedFile f;
   f.path_ = path;
@@ -56,7 +57,8 @@ absl::StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)),
+    : path_(std::move(other.path_)),
+      data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
@@ -81,13 +83,14 @@ uint64_t AvailableMemoryBytes() {
   while (in >> key >> kib >> unit) {
     if (key == "MemAvailable:") return kib * 1024;
   }
-  return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  return static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
 }
 
 absl::Status CheckFitsInMemory(const std::string& what, uint64_t bytes, uint64_t limit) {
   if (bytes <= limit) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(what, " needs ", Bytes(bytes), " of memory but only ",
-                                                   Bytes(limit), " is available"));
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, " needs ", Bytes(bytes), " of memory but only ", Bytes(limit), " is available"));
 }
 
 }  // namespace stagehand::runtime

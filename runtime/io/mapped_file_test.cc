@@ -15,7 +15,9 @@ using ::stagehand::testing::IsOk;
 using ::stagehand::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string Temp(const std::string& name) { return std::string(std::getenv("TEST_TMPDIR")) + "/" + name; }
+std::string Temp(const std::string& name) {
+  return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+}
 
 TEST(MappedFile, ReadsTheBytesOnDisk) {
   const std::string path = Temp("bytes");
@@ -39,17 +41,19 @@ TEST(MappedFile, EmptyFileHasNoBytes) {
 TEST(MappedFile, MissingFileDeviceAndDirectoryAreRefusedByName) {
   EXPECT_THAT(MappedFile::Open(Temp("missing")).status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing: no such file")));
-  EXPECT_THAT(MappedFile::Open("/dev/zero").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/dev/zero is not a regular file")));
+  EXPECT_THAT(
+      MappedFile::Open("/dev/zero").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/dev/zero is not a regular file")));
   EXPECT_THAT(MappedFile::Open(std::getenv("TEST_TMPDIR")).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a regular file")));
 }
 
 TEST(CheckFitsInMemory, SaysWhatNeedsHowMuchAndWhatThereIs) {
   EXPECT_THAT(CheckFitsInMemory("x", 10, 10), IsOk());
-  EXPECT_THAT(CheckFitsInMemory("shard s.bin", uint64_t{20} << 30, uint64_t{8} << 30),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("shard s.bin needs 20.0 GiB of memory but only 8.0 GiB is available")));
+  EXPECT_THAT(
+      CheckFitsInMemory("shard s.bin", uint64_t{20} << 30, uint64_t{8} << 30),
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               HasSubstr("shard s.bin needs 20.0 GiB of memory but only 8.0 GiB is available")));
   EXPECT_GT(AvailableMemoryBytes(), 0u);
 }
 

@@ -54,7 +54,8 @@ absl::StatusOr<std::string> SourceAddressToward(const std::string& host) {
 
 absl::StatusOr<std::string> InterfaceOfAddress(const std::string& address) {
   ifaddrs* all = nullptr;
-  if (getifaddrs(&all) != 0) return absl::UnavailableError(absl::StrCat("getifaddrs: ", std::strerror(errno)));
+  if (getifaddrs(&all) != 0)
+    return absl::UnavailableError(absl::StrCat("getifaddrs: ", std::strerror(errno)));
   std::string name;
   for (ifaddrs* i = all; i != nullptr && name.empty(); i = i->ifa_next) {
     if (i->ifa_addr == nullptr) continue;
@@ -66,7 +67,8 @@ absl::StatusOr<std::string> InterfaceOfAddress(const std::string& address) {
     if (here == address) name = i->ifa_name;
   }
   freeifaddrs(all);
-  if (name.empty()) return absl::NotFoundError(absl::StrCat("no network interface holds ", address));
+  if (name.empty())
+    return absl::NotFoundError(absl::StrCat("no network interface holds ", address));
   return name;
 }
 
