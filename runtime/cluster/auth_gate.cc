@@ -192,8 +192,8 @@ struct AuthGate::Loop {
     if (o.log) o.log(line);
   }
   void Refuse(int fd, const std::string& peer, const std::string& why) {
-    ++gate->refused_;
     Log(absl::StrCat("gate: refused ", peer, ": ", why));
+    ++gate->refused_;  // after the log line: a reader of the count finds the line
     close(fd);
   }
   void Run();
@@ -250,8 +250,7 @@ void AuthGate::Loop::AcceptForClient(int fd, const std::string& peer) {
   absl::Status proven =
       remote.ok() ? ProveToken(*remote, o.token, o.handshake_timeout_s) : remote.status();
   if (!proven.ok()) {
-    if (remote.ok()) close(*remote);
-    close(fd);
+    // Recorded before our CAF sees the connection close, so that it can ask why.
     const std::string why = absl::StrCat("the coordinator's gate at ", o.target_host, ":",
                                          o.target_port, ": ", proven.message());
     {
@@ -259,6 +258,8 @@ void AuthGate::Loop::AcceptForClient(int fd, const std::string& peer) {
       gate->last_refusal_ = absl::Status(proven.code(), why);
     }
     if (remote.ok()) Log(absl::StrCat("gate: ", why));  // refusals; not "nobody listens yet"
+    if (remote.ok()) close(*remote);
+    close(fd);
     return;
   }
   Log(absl::StrCat("gate: proved the join token to the coordinator's gate at ", o.target_host, ":",

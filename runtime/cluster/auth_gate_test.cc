@@ -184,6 +184,9 @@ TEST(AuthGate, WrongTokenIsRefusedLoggedWithTheAddressAndNeverReachesTheTarget) 
   send(fd, "hello", 5, MSG_NOSIGNAL);
   EXPECT_EQ(Read(fd, 5), "");  // closed, nothing echoed
   close(fd);
+  for (int i = 0; i < 200 && gate->refused() < 1; ++i) {  // the gate logs after its verdict
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_THAT(client->last_refusal(), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_NE(std::string(client->last_refusal().message()).find("wrong join token"),
             std::string::npos);
