@@ -134,6 +134,7 @@ struct Node {
   std::unique_ptr<runtime::UcxTransport> transport;
   std::unique_ptr<runtime::cluster::AuthGate> gate;         // rank 0: the public control port
   std::unique_ptr<runtime::cluster::AuthGate> client_gate;  // this rank's way to the gate
+  uint16_t caf_port = 0;  // rank 0: CAF's loopback port, open while workers join
   std::unique_ptr<runtime::trace::TraceRecorder> trace;  // when tracing
   PayloadPool pool;
   std::unique_ptr<caf::actor_system_config> config;
@@ -165,6 +166,19 @@ absl::Status StartCoordinatorGate(const WorkerOptions& o, uint16_t caf_port, Nod
                "middleman listens on 127.0.0.1:%d only\n",
                o.bind.c_str(), node.gate->port(), static_cast<int>(caf_port));
   return absl::OkStatus();
+}
+
+// Once every rank has joined, no new control-plane connection is needed (a restart starts
+// every worker again): rank 0 stops CAF's loopback listener, so that local processes can reach
+// CAF only while the run is joining.
+void CloseCafPort(caf::actor_system& sys, const caf::actor& coordinator, Node& node) {
+  if (caf::expected<void> done = sys.middleman().unpublish(coordinator, node.caf_port); !done) {
+    std::fprintf(stderr, "control plane: could not close CAF's port 127.0.0.1:%d: %s\n",
+                 static_cast<int>(node.caf_port), sys.render(done.error()).c_str());
+    return;
+  }
+  std::fprintf(stderr, "control plane: every rank joined; CAF's port 127.0.0.1:%d is closed\n",
+               static_cast<int>(node.caf_port));
 }
 
 absl::StatusOr<int> StartClientGate(const WorkerOptions& o, Node& node) {
@@ -647,8 +661,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   node->config->set("scheduler.max-threads", size_t{2});
   node->system = std::make_unique<caf::actor_system>(*node->config);
   if (o.rank == 0) {
-    ASSIGN_OR_RETURN(const uint16_t caf_port, PublishCoordinator(o, spec, start_step, trace, *node->system));
-    RETURN_IF_ERROR(StartCoordinatorGate(o, caf_port, *node));
+    ASSIGN_OR_RETURN(node->caf_port, PublishCoordinator(o, spec, start_step, trace, *node->system));
+    RETURN_IF_ERROR(StartCoordinatorGate(o, node->caf_port, *node));
   }
 
   ASSIGN_OR_RETURN(caf::actor coordinator, ConnectToCoordinator(*node->system, o, *node));
@@ -658,6 +672,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
+  if (o.rank == 0) CloseCafPort(*node->system, coordinator, *node);
   HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), caf::actor_cast<caf::actor>(self.ptr()));
   self->send(coordinator, ready_atom::value, o.rank);
 

@@ -498,9 +498,11 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
                                                      "middleman listens on 127\\.0\\.0\\.1:(\\d+) only")))
       << head;
   const int gate = std::stoi(m[1]), caf = std::stoi(m[2]);
-  // Every port a worker listens on: the gate, and each rank's UCX. The client sides of the
-  // gate closed once joined; CAF itself is on loopback only (the documented limit: local
-  // processes can reach it), so it is not attacked here.
+  // Every port a worker listens on: the gate, and each rank's UCX. CAF's loopback port and
+  // the client sides of the gate closed once every rank joined.
+  EXPECT_NE(head.find("every rank joined; CAF's port 127.0.0.1:" + std::to_string(caf) + " is closed"),
+            std::string::npos)
+      << head;
   std::set<int> targets;
   std::vector<pid_t> pids = WorkerPids(head);
   ASSERT_EQ(pids.size(), 2u) << head;
@@ -508,7 +510,8 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
     for (const Listener& l : ListeningSockets(pid)) {
       EXPECT_EQ(l.address, "127.0.0.1") << "pid " << pid << " listens on " << l.address << ":" << l.port
                                         << " with --bind=127.0.0.1";
-      if (l.port != caf) targets.insert(l.port);
+      EXPECT_NE(l.port, caf) << "CAF's port is still open after every rank joined";
+      targets.insert(l.port);
     }
   }
   ASSERT_TRUE(targets.count(gate)) << "the gate is not listening";
