@@ -38,7 +38,8 @@ class MappedFile {
 };
 
 // Memory the kernel says is available now (MemAvailable in /proc/meminfo; physical memory
-// when that cannot be read).
+// when that cannot be read), or less when a cgroup v2 limit (a container's, a Slurm job's)
+// leaves less.
 uint64_t AvailableMemoryBytes();
 
 // OK when `bytes` fit `limit`; otherwise ResourceExhausted: "<what> needs <bytes> of memory
