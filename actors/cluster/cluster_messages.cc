@@ -27,6 +27,9 @@ void RegisterClusterMessageTypes(caf::actor_system_config& config) {
 void ConfigureClusterSystem(caf::actor_system_config& config) {
   RegisterClusterMessageTypes(config);
   config.load<caf::io::middleman>();
+  // Messages between workers go through rank 0's connection; no worker opens a CAF port of
+  // its own for direct ones (only rank 0 publishes, on loopback behind its gate).
+  config.set("middleman.enable-automatic-connections", false);
 }
 
 }  // namespace stagehand::actors::cluster

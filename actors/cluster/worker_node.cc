@@ -29,12 +29,14 @@
 #include "models/gpt_chunk.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/admission.h"
+#include "runtime/cluster/auth_gate.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/held_out_pass.h"
+#include "runtime/transport/net_device.h"
 #include "runtime/transport/ucx_transport.h"
 #include "runtime/util/status_macros.h"
 
@@ -130,6 +132,9 @@ struct Node {
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
+  std::unique_ptr<runtime::cluster::AuthGate> gate;         // rank 0: the public control port
+  std::unique_ptr<runtime::cluster::AuthGate> client_gate;  // this rank's way to the gate
+  uint16_t caf_port = 0;  // rank 0: CAF's loopback port, open while workers join
   std::unique_ptr<runtime::trace::TraceRecorder> trace;  // when tracing
   PayloadPool pool;
   std::unique_ptr<caf::actor_system_config> config;
@@ -144,16 +149,73 @@ worker_actor WorkerHandle(caf::scoped_actor& self) {
   return caf::actor_cast<worker_actor>(self.ptr());
 }
 
+// Control-plane hooks. CAF's middleman listens on loopback only; rank 0's gate holds the public
+// port and relays a connection to it only after the peer proved the join token
+// (runtime/cluster/auth_gate.h), so no unauthenticated byte reaches CAF's parser. Every rank's
+// CAF connects through its own client side on loopback, which proves the token to the gate.
+void GateLog(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
+
+absl::Status StartCoordinatorGate(const WorkerOptions& o, uint16_t caf_port, Node& node) {
+  runtime::cluster::AuthGateOptions g;
+  g.role = runtime::cluster::AuthGateOptions::Role::kGate;
+  g.token = o.token;
+  g.listen_host = o.bind;
+  g.listen_port = o.coordinator_port;
+  g.target_port = caf_port;
+  g.log = GateLog;
+  absl::StatusOr<std::unique_ptr<runtime::cluster::AuthGate>> gate = runtime::cluster::AuthGate::Start(g);
+  if (!gate.ok()) {
+    return absl::UnavailableError(absl::StrCat("could not open the coordinator's gate: ", gate.status().message()));
+  }
+  node.gate = std::move(*gate);
+  std::fprintf(stderr,
+               "control plane: gate on %s:%d checks the join token before CAF reads a byte; CAF's "
+               "middleman listens on 127.0.0.1:%d only\n",
+               o.bind.c_str(), node.gate->port(), static_cast<int>(caf_port));
+  return absl::OkStatus();
+}
+
+// Once every rank has joined, no new control-plane connection is needed (a restart starts
+// every worker again): rank 0 stops CAF's loopback listener, so that local processes can reach
+// CAF only while the run is joining.
+void CloseCafPort(caf::actor_system& sys, const coordinator_actor& coordinator, Node& node) {
+  if (caf::expected<void> done = sys.middleman().unpublish(coordinator, node.caf_port); !done) {
+    std::fprintf(stderr, "control plane: could not close CAF's port 127.0.0.1:%d: %s\n",
+                 static_cast<int>(node.caf_port), sys.render(done.error()).c_str());
+    return;
+  }
+  std::fprintf(stderr, "control plane: every rank joined; CAF's port 127.0.0.1:%d is closed\n",
+               static_cast<int>(node.caf_port));
+}
+
+absl::StatusOr<int> StartClientGate(const WorkerOptions& o, Node& node) {
+  runtime::cluster::AuthGateOptions g;
+  g.role = runtime::cluster::AuthGateOptions::Role::kClient;
+  g.token = o.token;
+  g.target_host = o.coordinator_host;
+  g.target_port = o.coordinator_port;
+  g.single_use = true;
+  g.log = GateLog;
+  ASSIGN_OR_RETURN(node.client_gate, runtime::cluster::AuthGate::Start(g));
+  return node.client_gate->port();
+}
+
 absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys,
-                                                       const WorkerOptions& o) {
+                                                       const WorkerOptions& o, Node& node) {
+  ASSIGN_OR_RETURN(const int local_port, StartClientGate(o, node));
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
   std::string last;
   while (std::chrono::steady_clock::now() < deadline) {
     caf::expected<coordinator_actor> a = sys.middleman().remote_actor<coordinator_actor>(
-        o.coordinator_host, static_cast<uint16_t>(o.coordinator_port));
+        "127.0.0.1", static_cast<uint16_t>(local_port));
     if (a) return *a;
     last = sys.render(a.error());
+    // A gate that refused our token (or is not a Stagehand gate) will refuse it again.
+    if (absl::Status refused = node.client_gate->last_refusal();
+        absl::IsPermissionDenied(refused) || absl::IsInvalidArgument(refused)) {
+      return absl::Status(refused.code(), absl::StrCat("rank ", o.rank, ": ", refused.message()));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::UnavailableError(absl::StrCat("could not reach the coordinator at ", o.coordinator_host,
@@ -298,8 +360,9 @@ absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o
   return trace;
 }
 
-// 4. Rank 0: the step driver and the coordinator, published for the other ranks.
-absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec, int64_t start_step,
+// 4. Rank 0: the step driver and the coordinator, published on loopback (the gate relays the
+// other ranks to it); returns CAF's port.
+absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec, int64_t start_step,
                                 runtime::trace::TraceRecorder* trace, caf::actor_system& sys) {
   CoordinatorOptions co;
   co.token = o.token;
@@ -317,13 +380,12 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
   co.trace = trace;
   step_driver_actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
   coordinator_actor coordinator = sys.spawn(Coordinator, co, driver);
-  caf::expected<uint16_t> port = sys.middleman().publish(
-      coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
+  caf::expected<uint16_t> port = sys.middleman().publish(coordinator, 0, "127.0.0.1", true);
   if (!port) {
-    return absl::UnavailableError(absl::StrCat("could not publish the coordinator on ", o.bind, ":",
-                                               o.coordinator_port, ": ", sys.render(port.error())));
+    return absl::UnavailableError(
+        absl::StrCat("could not publish the coordinator on 127.0.0.1: ", sys.render(port.error())));
   }
-  return absl::OkStatus();
+  return *port;
 }
 
 // 5. Join with the launch's token; the reply names the driver's gate.
@@ -568,6 +630,17 @@ absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vec
   return absl::OkStatus();
 }
 
+// UCX listens only on the interface this host reaches the coordinator through (lo on one host).
+absl::StatusOr<std::string> DataPlaneDevice(const WorkerOptions& o) {
+  absl::StatusOr<std::string> device = runtime::NetDeviceToward(o.coordinator_host);
+  if (!device.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot tell which network interface leads to the coordinator host ",
+                                               o.coordinator_host, " (UCX would listen there): ",
+                                               device.status().message()));
+  }
+  return *device;
+}
+
 }  // namespace
 
 absl::Status RunWorker(const WorkerOptions& o) {
@@ -585,22 +658,27 @@ absl::Status RunWorker(const WorkerOptions& o) {
   auto* node = new Node();  // never freed: see Node
   RETURN_IF_ERROR(BuildChunks(o, spec, stages, *node));
   ASSIGN_OR_RETURN(const int64_t start_step, InitialWeights(o, me, *node));
-  ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create());
+  ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
+  ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device));
   ASSIGN_OR_RETURN(runtime::trace::TraceRecorder* trace, StartTrace(o, me, spec, *node));
 
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);
   node->config->set("scheduler.max-threads", size_t{2});
   node->system = std::make_unique<caf::actor_system>(*node->config);
-  if (o.rank == 0) RETURN_IF_ERROR(PublishCoordinator(o, spec, start_step, trace, *node->system));
+  if (o.rank == 0) {
+    ASSIGN_OR_RETURN(node->caf_port, PublishCoordinator(o, spec, start_step, trace, *node->system));
+    RETURN_IF_ERROR(StartCoordinatorGate(o, node->caf_port, *node));
+  }
 
-  ASSIGN_OR_RETURN(coordinator_actor coordinator, ConnectToCoordinator(*node->system, o));
+  ASSIGN_OR_RETURN(coordinator_actor coordinator, ConnectToCoordinator(*node->system, o, *node));
   caf::scoped_actor self{*node->system};
   self->monitor(coordinator);
   ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
+  if (o.rank == 0) CloseCafPort(*node->system, coordinator, *node);
   HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self));
   self->send(coordinator, ready_atom::value, o.rank);
 

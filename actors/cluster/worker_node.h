@@ -1,6 +1,7 @@
 // WorkerNode: everything one worker process runs. It builds the chunks of its stages,
 // their lanes, stage actors, gates and comm actors and a UCX transport; rank 0 also hosts
-// the StepDriver and publishes the Coordinator. It joins with the launch's token, connects
+// the StepDriver and publishes the Coordinator (on loopback, behind its join-token gate:
+// runtime/cluster/auth_gate.h). It joins with the launch's token, connects
 // UCX to its peers, sends heartbeats, and leaves when the coordinator says finish or
 // abort; with `trace` set it records its stages and writes their trace at the end (the
 // launcher merges the ranks' files). Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
@@ -24,9 +25,9 @@ struct WorkerOptions {
   // Rendezvous.
   int rank = 0;
   int world_size = 1;
-  std::string coordinator_host = "127.0.0.1";  // where rank 0 publishes
+  std::string coordinator_host = "127.0.0.1";  // where rank 0's gate listens
   int coordinator_port = 0;
-  std::string bind = "127.0.0.1";              // rank 0 publishes on this address
+  std::string bind = "127.0.0.1";              // rank 0's gate listens on this address (CAF on loopback)
   std::string token;
   double join_timeout_s = 60;
   // Training: must be the same on every rank (checked at join via `config_text`).

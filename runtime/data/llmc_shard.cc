@@ -5,10 +5,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/io/atomic_file.h"
+#include "runtime/io/mapped_file.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -19,9 +20,15 @@ bool LooksLikeLlmcShard(const std::string& path) {
 }
 
 absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open llm.c shard ", path));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return AppendLlmcShard(path, tokens, AvailableMemoryBytes());
+}
+
+absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens, uint64_t memory_limit) {
+  absl::StatusOr<MappedFile> file = MappedFile::Open(path);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(), absl::StrCat("llm.c shard: ", file.status().message()));
+  }
+  const absl::string_view bytes = file->bytes();
   const size_t header_bytes = kLlmcHeaderInts * sizeof(int32_t);
   if (bytes.size() < header_bytes) {
     return absl::DataLossError(absl::StrCat("llm.c shard ", path, " has ", bytes.size(),
@@ -49,11 +56,16 @@ absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* toke
                                             " tokens (", expected, " bytes) but the file has ",
                                             bytes.size(), " bytes (truncated or corrupt)"));
   }
+  RETURN_IF_ERROR(CheckFitsInMemory(
+      absl::StrCat("llm.c shard ", path, " (", bytes.size(), " bytes on disk) holds ", count,
+                   " tokens; reading them"),
+      uint64_t(count) * sizeof(int32_t), memory_limit));
   const size_t base = tokens->size();
   tokens->resize(base + count);
+  const char* data = bytes.data() + header_bytes;
   for (int64_t i = 0; i < count; ++i) {
     uint16_t t;
-    std::memcpy(&t, bytes.data() + header_bytes + i * sizeof(uint16_t), sizeof(t));
+    std::memcpy(&t, data + i * sizeof(uint16_t), sizeof(t));
     (*tokens)[base + i] = t;
   }
   return absl::OkStatus();

@@ -20,9 +20,14 @@ inline constexpr int kLlmcHeaderInts = 256;
 // True when `path` is a regular file that starts with the llm.c GPT-2 magic.
 bool LooksLikeLlmcShard(const std::string& path);
 
-// Appends the shard's tokens to `tokens`. NotFound for a missing file; DataLoss for a wrong
-// magic or version, or a size that disagrees with the header's token count (truncated).
+// Appends the shard's tokens to `tokens`, reading the file through a read-only mapping (no
+// second copy of it in memory). NotFound for a missing file; InvalidArgument for something
+// that is not a regular file; DataLoss for a wrong magic or version, or a size that disagrees
+// with the header's token count (truncated); ResourceExhausted, naming the file and the sizes,
+// when its tokens (4 bytes each in memory) need more than `memory_limit` bytes (by default
+// the memory available now), checked before anything is allocated.
 absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens);
+absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens, uint64_t memory_limit);
 
 // Writes `tokens` (each in [0, 65536)) as a shard, atomically (temporary name, fsync, rename).
 absl::Status WriteLlmcShard(const std::string& path, const std::vector<int32_t>& tokens);

@@ -3,20 +3,25 @@
 
 #include <cstring>
 #include <fstream>
-#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/io/mapped_file.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
 
 constexpr char kMagic[9] = {'M', 'M', 'I', 'D', 'I', 'D', 'X', '\0', '\0'};
 
-absl::StatusOr<std::string> Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+// A mapped file, its errors naming what it is.
+absl::StatusOr<MappedFile> Map(const std::string& path) {
+  absl::StatusOr<MappedFile> file = MappedFile::Open(path);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(),
+                        absl::StrCat("Megatron indexed dataset: ", file.status().message()));
+  }
+  return file;
 }
 
 // Item size of an integer dtype, 0 for a float or unknown code.
@@ -42,7 +47,7 @@ int64_t ReadToken(const char* p, MegatronDtype dtype) {
 }
 
 template <typename T>
-T Load(const std::string& bytes, uint64_t offset) {
+T Load(absl::string_view bytes, uint64_t offset) {
   T v;
   std::memcpy(&v, bytes.data() + offset, sizeof(T));
   return v;
@@ -63,77 +68,124 @@ bool LooksLikeMegatronIndexed(const std::string& path) {
   return in.read(head, 9) && std::memcmp(head, kMagic, 9) == 0;
 }
 
-absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path) {
-  const std::string prefix = MegatronPrefix(path), idx_path = prefix + ".idx",
-                    bin_path = prefix + ".bin";
-  absl::StatusOr<std::string> idx = Slurp(idx_path);
-  if (!idx.ok()) return idx.status();
-  constexpr uint64_t kHeader = 9 + 8 + 1 + 8 + 8;
-  if (idx->size() < kHeader) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": ", idx->size(),
+namespace {
+
+constexpr uint64_t kHeader = 9 + 8 + 1 + 8 + 8;
+
+// The .idx header and where its arrays start, checked against the file's size.
+struct IdxLayout {
+  MegatronDtype dtype;
+  int item = 0;  // bytes per token in .bin
+  uint64_t num_sequences = 0, num_doc_idx = 0;
+  uint64_t sizes_at = kHeader, pointers_at = 0, doc_at = 0;
+};
+
+absl::StatusOr<IdxLayout> ParseIdxHeader(const std::string& idx_path, absl::string_view idx) {
+  if (idx.size() < kHeader) {
+    return absl::DataLossError(absl::StrCat(idx_path, ": ", idx.size(),
                                             " bytes, shorter than the 34-byte header (truncated)"));
   }
-  if (std::memcmp(idx->data(), kMagic, 9) != 0) {
+  if (std::memcmp(idx.data(), kMagic, 9) != 0) {
     return absl::DataLossError(absl::StrCat(idx_path, ": wrong magic (expected \"MMIDIDX\\0\\0\"); "
                                             "not a Megatron indexed dataset"));
   }
-  const uint64_t version = Load<uint64_t>(*idx, 9);
+  const uint64_t version = Load<uint64_t>(idx, 9);
   if (version != 1) {
     return absl::DataLossError(absl::StrCat(idx_path, ": unsupported version ", version, " (expected 1)"));
   }
-  const uint8_t code = Load<uint8_t>(*idx, 17);
-  const int item = ItemSize(code);
-  if (item == 0) {
+  IdxLayout l;
+  const uint8_t code = Load<uint8_t>(idx, 17);
+  l.item = ItemSize(code);
+  if (l.item == 0) {
     return absl::DataLossError(absl::StrCat(idx_path, ": dtype code ", int{code},
                                             " is not an integer token type (1-5 or 8)"));
   }
-  const uint64_t num_sequences = Load<uint64_t>(*idx, 18), num_doc_idx = Load<uint64_t>(*idx, 26);
-  const uint64_t needed = kHeader + num_sequences * 12 + num_doc_idx * 8;
-  if (num_sequences > (idx->size() / 12) || num_doc_idx > idx->size() / 8 || idx->size() < needed) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": header says ", num_sequences,
-                                            " sequences and ", num_doc_idx, " doc_idx entries (",
-                                            needed, " bytes) but the file has ", idx->size(),
+  l.dtype = static_cast<MegatronDtype>(code);
+  l.num_sequences = Load<uint64_t>(idx, 18);
+  l.num_doc_idx = Load<uint64_t>(idx, 26);
+  const uint64_t needed = kHeader + l.num_sequences * 12 + l.num_doc_idx * 8;
+  if (l.num_sequences > (idx.size() / 12) || l.num_doc_idx > idx.size() / 8 || idx.size() < needed) {
+    return absl::DataLossError(absl::StrCat(idx_path, ": header says ", l.num_sequences,
+                                            " sequences and ", l.num_doc_idx, " doc_idx entries (",
+                                            needed, " bytes) but the file has ", idx.size(),
                                             " bytes (truncated)"));
   }
   // Megatron Core appends one int8 mode per sequence for multimodal data; nothing else may follow.
-  if (idx->size() != needed && idx->size() != needed + num_sequences) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": ", idx->size() - needed,
+  if (idx.size() != needed && idx.size() != needed + l.num_sequences) {
+    return absl::DataLossError(absl::StrCat(idx_path, ": ", idx.size() - needed,
                                             " unexpected bytes after doc_idx"));
   }
-  absl::StatusOr<std::string> bin = Slurp(bin_path);
-  if (!bin.ok()) return bin.status();
-  const MegatronDtype dtype = static_cast<MegatronDtype>(code);
-  MegatronIndexedDataset out;
-  out.sequence_starts.push_back(0);
-  const uint64_t sizes_at = kHeader, pointers_at = sizes_at + 4 * num_sequences,
-                 doc_at = pointers_at + 8 * num_sequences;
-  for (uint64_t s = 0; s < num_sequences; ++s) {
-    const int32_t size = Load<int32_t>(*idx, sizes_at + 4 * s);
-    const int64_t pointer = Load<int64_t>(*idx, pointers_at + 8 * s);
-    if (size < 0 || pointer < 0 || uint64_t(pointer) + uint64_t(size) * item > bin->size()) {
-      return absl::DataLossError(absl::StrCat(idx_path, ": sequence ", s, " (", size,
+  l.pointers_at = l.sizes_at + 4 * l.num_sequences;
+  l.doc_at = l.pointers_at + 8 * l.num_sequences;
+  return l;
+}
+
+// Every sequence lies inside .bin; returns their total token count.
+absl::StatusOr<uint64_t> CheckSequences(const IdxLayout& l, const MappedFile& idx, const MappedFile& bin) {
+  uint64_t total = 0;
+  for (uint64_t s = 0; s < l.num_sequences; ++s) {
+    const int32_t size = Load<int32_t>(idx.bytes(), l.sizes_at + 4 * s);
+    const int64_t pointer = Load<int64_t>(idx.bytes(), l.pointers_at + 8 * s);
+    if (size < 0 || pointer < 0 || uint64_t(pointer) > bin.size() ||
+        uint64_t(size) * l.item > bin.size() - uint64_t(pointer)) {
+      return absl::DataLossError(absl::StrCat(idx.path(), ": sequence ", s, " (", size,
                                               " tokens at byte ", pointer, ") lies outside ",
-                                              bin_path, " of ", bin->size(), " bytes"));
+                                              bin.path(), " of ", bin.size(), " bytes"));
     }
+    total += uint64_t(size);
+  }
+  return total;
+}
+
+absl::Status ReadDocIdx(const IdxLayout& l, const MappedFile& idx, MegatronIndexedDataset& out) {
+  for (uint64_t d = 0; d < l.num_doc_idx; ++d) {
+    const int64_t v = Load<int64_t>(idx.bytes(), l.doc_at + 8 * d);
+    const int64_t prev = d == 0 ? 0 : out.doc_idx.back();
+    if (v < prev || uint64_t(v) > l.num_sequences || (d == 0 && v != 0)) {
+      return absl::DataLossError(absl::StrCat(idx.path(), ": doc_idx[", d, "] = ", v,
+                                              " is not non-decreasing from 0 to ", l.num_sequences));
+    }
+    out.doc_idx.push_back(v);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path) {
+  return ReadMegatronIndexed(path, AvailableMemoryBytes());
+}
+
+absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path, uint64_t memory_limit) {
+  const std::string prefix = MegatronPrefix(path);
+  ASSIGN_OR_RETURN(const MappedFile idx, Map(prefix + ".idx"));
+  ASSIGN_OR_RETURN(const IdxLayout l, ParseIdxHeader(idx.path(), idx.bytes()));
+  ASSIGN_OR_RETURN(const MappedFile bin, Map(prefix + ".bin"));
+  ASSIGN_OR_RETURN(const uint64_t total, CheckSequences(l, idx, bin));
+  // In memory: 4 bytes a token, 8 a sequence start and a doc_idx entry.
+  RETURN_IF_ERROR(CheckFitsInMemory(
+      absl::StrCat("Megatron indexed dataset ", prefix, " (", bin.size(), " bytes on disk) holds ", total,
+                   " tokens in ", l.num_sequences, " sequences; reading them"),
+      total * 4 + (l.num_sequences + l.num_doc_idx + 1) * 8, memory_limit));
+  MegatronIndexedDataset out;
+  out.tokens.reserve(total);
+  out.sequence_starts.reserve(l.num_sequences + 1);
+  out.sequence_starts.push_back(0);
+  for (uint64_t s = 0; s < l.num_sequences; ++s) {
+    const int32_t size = Load<int32_t>(idx.bytes(), l.sizes_at + 4 * s);
+    const char* at = bin.bytes().data() + Load<int64_t>(idx.bytes(), l.pointers_at + 8 * s);
     for (int32_t i = 0; i < size; ++i) {
-      const int64_t t = ReadToken(bin->data() + pointer + int64_t{i} * item, dtype);
+      const int64_t t = ReadToken(at + int64_t{i} * l.item, l.dtype);
       if (t < 0 || t > INT32_MAX) {
-        return absl::DataLossError(absl::StrCat(bin_path, ": token ", t, " in sequence ", s,
+        return absl::DataLossError(absl::StrCat(bin.path(), ": token ", t, " in sequence ", s,
                                                 " is not a token id"));
       }
       out.tokens.push_back(static_cast<int32_t>(t));
     }
     out.sequence_starts.push_back(static_cast<int64_t>(out.tokens.size()));
   }
-  for (uint64_t d = 0; d < num_doc_idx; ++d) {
-    const int64_t v = Load<int64_t>(*idx, doc_at + 8 * d);
-    const int64_t prev = d == 0 ? 0 : out.doc_idx.back();
-    if (v < prev || uint64_t(v) > num_sequences || (d == 0 && v != 0)) {
-      return absl::DataLossError(absl::StrCat(idx_path, ": doc_idx[", d, "] = ", v,
-                                              " is not non-decreasing from 0 to ", num_sequences));
-    }
-    out.doc_idx.push_back(v);
-  }
+  out.doc_idx.reserve(l.num_doc_idx);
+  RETURN_IF_ERROR(ReadDocIdx(l, idx, out));
   return out;
 }
 

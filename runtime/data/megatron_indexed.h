@@ -1,7 +1,8 @@
 // Megatron's indexed dataset (MMapIndexedDataset): PREFIX.idx holds magic "MMIDIDX\0\0",
 // version 1, a dtype code, sequence and document counts, sizes (int32), pointers (int64,
 // byte offsets into PREFIX.bin) and doc_idx (int64); PREFIX.bin holds the tokens.
-// Not memory-mapped: the tokens are read into memory, as every corpus here is.
+// The files are read through read-only mappings; the tokens are decoded into memory, as every
+// corpus here is.
 #ifndef STAGEHAND_RUNTIME_DATA_MEGATRON_INDEXED_H_
 #define STAGEHAND_RUNTIME_DATA_MEGATRON_INDEXED_H_
 
@@ -32,8 +33,12 @@ bool LooksLikeMegatronIndexed(const std::string& path);
 
 // Reads PREFIX.idx and PREFIX.bin. NotFound for a missing file; DataLoss naming the file
 // for a wrong magic or version, an unknown or float dtype, a truncated .idx, pointers past
-// the end of .bin, or a doc_idx that is not non-decreasing from 0 to the sequence count.
+// the end of .bin, or a doc_idx that is not non-decreasing from 0 to the sequence count;
+// InvalidArgument for a .idx or .bin that is not a regular file; ResourceExhausted, naming
+// the dataset and the sizes, when its tokens need more than `memory_limit` bytes of memory
+// (by default the memory available now), checked before they are read.
 absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path);
+absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path, uint64_t memory_limit);
 
 // Writes documents (each one sequence) as PREFIX.idx / PREFIX.bin: for tests and converters.
 absl::Status WriteMegatronIndexed(const std::string& prefix,

@@ -8,11 +8,12 @@
 #include <iterator>
 
 #include "gtest/gtest.h"
+#include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
 namespace {
 
-std::string Prefix(const std::string& name) { return testing::TempDir() + "/" + name; }
+std::string Prefix(const std::string& name) { return ::testing::TempDir() + "/" + name; }
 
 std::string Bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -100,6 +101,41 @@ TEST(MegatronIndexedTest, PointersPastTheBinFileAreDataLoss) {
 TEST(MegatronIndexedTest, MissingFilesAreNotFound) {
   EXPECT_EQ(ReadMegatronIndexed(Prefix("none")).status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(LooksLikeMegatronIndexed(Prefix("none")));
+}
+
+// Issue 18: a dataset larger than memory is refused naming it and the sizes, before its tokens
+// are read (the files are mapped, not read whole).
+TEST(MegatronIndexedTest, ADatasetTooLargeForMemoryIsRefusedNamingItAndTheSizes) {
+  const std::string prefix = Prefix("huge");
+  ASSERT_TRUE(WriteMegatronIndexed(prefix, kDocs, MegatronDtype::kUint8).ok());
+  {  // every sequence: 2e9 uint8 tokens from byte 0 of a sparse 2 GB .bin
+    std::fstream f(prefix + ".idx", std::ios::binary | std::ios::in | std::ios::out);
+    for (size_t s = 0; s < kDocs.size(); ++s) {
+      const int32_t size = 2000000000;
+      const int64_t pointer = 0;
+      f.seekp(34 + 4 * s);
+      f.write(reinterpret_cast<const char*>(&size), 4);
+      f.seekp(34 + 4 * kDocs.size() + 8 * s);
+      f.write(reinterpret_cast<const char*>(&pointer), 8);
+    }
+  }
+  std::filesystem::resize_file(prefix + ".bin", 2000000000);
+  EXPECT_THAT(ReadMegatronIndexed(prefix, /*memory_limit=*/uint64_t{1} << 30).status(),
+              stagehand::testing::StatusIs(
+                  absl::StatusCode::kResourceExhausted,
+                  ::testing::HasSubstr("Megatron indexed dataset " + prefix + " (2000000000 bytes on disk) "
+                                       "holds 8000000000 tokens in 4 sequences; reading them needs 29.8 GiB "
+                                       "of memory but only 1.0 GiB is available")));
+}
+
+TEST(MegatronIndexedTest, ABinThatIsNotARegularFileIsRefused) {
+  const std::string prefix = Prefix("device");
+  ASSERT_TRUE(WriteMegatronIndexed(prefix, kDocs, MegatronDtype::kInt32).ok());
+  std::filesystem::remove(prefix + ".bin");
+  std::filesystem::create_symlink("/dev/zero", prefix + ".bin");
+  EXPECT_THAT(ReadMegatronIndexed(prefix).status(),
+              stagehand::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                           ::testing::HasSubstr(".bin is not a regular file")));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <ucp/api/ucp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <utility>
 #include <vector>
@@ -63,11 +64,17 @@ struct UcxTransport::Impl {
 
 UcxTransport::UcxTransport() : impl_(std::make_unique<Impl>()) {}
 
-absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create() {
+absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::string& net_devices) {
   std::unique_ptr<UcxTransport> t(new UcxTransport());
   ucp_config_t* config = nullptr;
   if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) {
     return UCX_ERROR("ucp_config_read", s);
+  }
+  if (!net_devices.empty() && std::getenv("UCX_NET_DEVICES") == nullptr) {
+    if (ucs_status_t s = ucp_config_modify(config, "NET_DEVICES", net_devices.c_str()); s != UCS_OK) {
+      ucp_config_release(config);
+      return UCX_ERROR(("ucp_config_modify NET_DEVICES=" + net_devices).c_str(), s);
+    }
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES;

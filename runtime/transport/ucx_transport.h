@@ -26,8 +26,11 @@ class UcxTransport {
   // Called on the progress thread when an operation finished (ok) or failed.
   using Done = std::function<void(absl::Status)>;
 
-  // A UCP context (tag matching; transports from UCX_TLS as usual) and one worker.
-  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create();
+  // A UCP context (tag matching; transports from UCX_TLS as usual) and one worker. With
+  // `net_devices` (UCX_NET_DEVICES syntax, e.g. "lo" or "eth0") UCX's network transports use,
+  // and listen on, those interfaces only; empty, or UCX_NET_DEVICES set in the environment
+  // (the user's choice wins): UCX's default, every interface.
+  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create(const std::string& net_devices = "");
   ~UcxTransport();  // stops the thread; pending operations are cancelled
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;

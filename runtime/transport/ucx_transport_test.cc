@@ -1,13 +1,23 @@
 // UcxTransport: tagged transfers between two workers arrive intact, in any posting
-// order, and a size mismatch is an error rather than a silent truncation.
+// order, and a size mismatch is an error rather than a silent truncation; limited to one
+// network device (NetDeviceToward), it listens on that device's address only.
 #include "runtime/transport/ucx_transport.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <future>
 #include <numeric>
+#include <set>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "runtime/transport/net_device.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -85,5 +95,76 @@ TEST(UcxTransport, SendToUnknownPeerFails) {
   EXPECT_FALSE(Wait(f).ok());
 }
 
+// "address:port" of every TCP socket this process listens on (IPv4 and IPv6, hex as the kernel
+// writes /proc/net/tcp{,6}; 0100007F is 127.0.0.1).
+std::set<std::string> ListeningSockets() {
+  std::set<std::string> inodes;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      char target[256] = {0};
+      std::string link = std::string("/proc/self/fd/") + e->d_name;
+      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 && std::string(target).rfind("socket:[", 0) == 0) {
+        inodes.insert(std::string(target).substr(8, std::string(target).size() - 9));
+      }
+    }
+    closedir(d);
+  }
+  std::set<std::string> listening;
+  for (const char* table : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      if (state == "0A" && inodes.count(inode)) listening.insert(local);  // 0A: LISTEN
+    }
+  }
+  return listening;
+}
+
+TEST(NetDevice, LoopbackIsReachedThroughLo) {
+  absl::StatusOr<std::string> source = SourceAddressToward("127.0.0.1");
+  ASSERT_TRUE(source.ok()) << source.status();
+  EXPECT_EQ(*source, "127.0.0.1");
+  absl::StatusOr<std::string> device = NetDeviceToward("127.0.0.1");
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(*device, "lo");
+}
+
+TEST(NetDevice, AnAddressNoInterfaceHoldsIsNotFound) {
+  EXPECT_EQ(InterfaceOfAddress("192.0.2.254").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(NetDeviceToward("no-such-host.invalid").ok());
+}
+
+TEST(UcxTransport, LimitedToLoItListensOnLoopbackOnly) {
+  ASSERT_EQ(std::getenv("UCX_NET_DEVICES"), nullptr) << "the test sets the device itself";
+  const std::set<std::string> before = ListeningSockets();
+  auto t = UcxTransport::Create("lo");
+  ASSERT_TRUE(t.ok()) << t.status();
+  std::set<std::string> opened;
+  for (const std::string& s : ListeningSockets()) {
+    if (!before.count(s)) opened.insert(s);
+  }
+  EXPECT_FALSE(opened.empty()) << "UCX opened no listener at all: nothing was checked";
+  for (const std::string& s : opened) {
+    EXPECT_EQ(s.substr(0, 9), "0100007F:") << "UCX listens on " << s << ", not on 127.0.0.1";
+  }
+  // Two transports limited to lo still talk.
+  auto peer = UcxTransport::Create("lo");
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  ASSERT_TRUE((*t)->Connect(1, (*peer)->address()).ok());
+  ASSERT_TRUE((*peer)->Connect(0, (*t)->address()).ok());
+  std::vector<float> sent(1000, 3.0f), got(1000);
+  std::promise<absl::Status> r;
+  auto rf = r.get_future();
+  (*peer)->Receive(7, got.data(), 4000, [&](absl::Status st) { r.set_value(st); });
+  (*t)->Send(1, 7, sent.data(), 4000, nullptr);
+  ASSERT_TRUE(Wait(rf).ok());
+  EXPECT_EQ(got, sent);
+}
+
 }  // namespace
+
 }  // namespace stagehand::runtime

@@ -1,7 +1,8 @@
 // End-to-end tests of `launch --nprocs`: real worker processes on 127.0.0.1 with the UCX
 // data plane. Four workers give bitwise the one-process losses and parameters; a worker
 // killed mid-step stops the launch naming it, with no process left behind; a wrong join
-// token is refused and logged; a receive that never completes is reported per rank; a
+// token is refused and logged; hostile connections to every port a worker listens on
+// change no loss; a receive that never completes is reported per rank; a
 // traced run writes every rank's trace and their merge, and changes no result.
 // Every run has a deadline, and its whole process group is killed at the end.
 #include <arpa/inet.h>
@@ -16,9 +17,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <dirent.h>
+
 #include <map>
+#include <random>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <tuple>
 #include <string>
 #include <thread>
@@ -372,11 +377,174 @@ TEST(Cluster, JoinWithAWrongTokenIsRejectedAndLogged) {
   Process rank0(args, env(0, "the-right-token"));
   Process intruder(args, env(1, "a-wrong-token"));
   EXPECT_EQ(intruder.Wait(30), 1) << intruder.output();
-  EXPECT_NE(intruder.output().find("rejected rank 1: wrong join token"), std::string::npos) << intruder.output();
-  EXPECT_TRUE(rank0.WaitFor("cluster: rejected a join from", 10)) << rank0.output();
-  EXPECT_NE(rank0.output().find("claims rank 1): wrong join token"), std::string::npos) << rank0.output();
+  // Refused by rank 0's gate before CAF reads a byte (the coordinator's own token check is
+  // never reached), and told so at once rather than after --join_timeout.
+  EXPECT_NE(intruder.output().find("refused this worker: wrong join token"), std::string::npos) << intruder.output();
+  EXPECT_TRUE(rank0.WaitFor("wrong join token (its HMAC does not match)", 10)) << rank0.output();
+  EXPECT_NE(rank0.output().find("gate: refused 127.0.0.1:"), std::string::npos) << rank0.output();
   // Without a valid rank 1, rank 0 gives up after --join_timeout and exits non-zero.
   EXPECT_EQ(rank0.Wait(30), 1) << rank0.output();
+}
+
+// A TCP socket a worker listens on.
+struct Listener {
+  std::string address;  // numeric: "127.0.0.1", or "ipv6" for any IPv6 address
+  int port = 0;
+};
+
+// The TCP sockets process `pid` listens on: its socket inodes (/proc/PID/fd) matched against
+// the kernel's tables (/proc/PID/net/tcp{,6}; addresses in hex, 0100007F:1F90 is 127.0.0.1:8080).
+std::vector<Listener> ListeningSockets(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::set<std::string> inodes;
+  if (DIR* d = opendir((proc + "/fd").c_str())) {
+    while (dirent* e = readdir(d)) {
+      char target[256] = {0};
+      const std::string link = proc + "/fd/" + e->d_name;
+      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 && std::string(target).rfind("socket:[", 0) == 0) {
+        inodes.insert(std::string(target).substr(8, std::strlen(target) - 9));
+      }
+    }
+    closedir(d);
+  }
+  std::vector<Listener> found;
+  for (const std::string table : {"/net/tcp", "/net/tcp6"}) {
+    std::ifstream in(proc + table);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      if (state != "0A" || !inodes.count(inode)) continue;  // 0A: LISTEN
+      Listener l;
+      l.port = std::stoi(local.substr(local.find(':') + 1), nullptr, 16);
+      if (table == "/net/tcp") {
+        in_addr a{static_cast<in_addr_t>(std::stoul(local.substr(0, 8), nullptr, 16))};
+        l.address = inet_ntoa(a);
+      } else {
+        l.address = "ipv6";
+      }
+      found.push_back(l);
+    }
+  }
+  return found;
+}
+
+int ConnectLoopback(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{0, 300000};  // reads wait at most 0.3 s
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// One hostile connection: reads what the server says first (a CAF server sends its BASP
+// handshake; the gate its greeting), sends `bytes`, closes its side and reads until closed.
+void Attack(int port, const std::string& bytes) {
+  int fd = ConnectLoopback(port);
+  ASSERT_GE(fd, 0) << "port " << port;
+  char buf[4096];
+  recv(fd, buf, sizeof(buf), 0);
+  send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  shutdown(fd, SHUT_WR);
+  for (int i = 0; i < 20 && recv(fd, buf, sizeof(buf), 0) > 0; ++i) {
+  }
+  close(fd);
+}
+
+// The attacks of issue 18 on one port: CAF 0.17's 32-byte empty BASP client_handshake (op 1,
+// payload length 0) that crashed rank 0, a header claiming a 4 GiB payload, random bytes, and
+// 200 connections at once, held for a second.
+void AttackPort(int port, std::mt19937& random) {
+  std::string empty_handshake(32, '\0');
+  empty_handshake[0] = 1;
+  std::string huge_claim = empty_handshake;
+  for (int i = 4; i < 8; ++i) huge_claim[i] = '\xff';
+  huge_claim += std::string(65536, 'A');
+  std::string noise(4096, '\0');
+  for (char& ch : noise) ch = static_cast<char>(random());
+  Attack(port, empty_handshake);
+  Attack(port, huge_claim);
+  Attack(port, noise);
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ConnectLoopback(port);
+    if (fd >= 0) send(fd, noise.data(), 16, MSG_NOSIGNAL);
+    flood.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (int fd : flood) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
+  // Long enough (about 20 s) to be still training when the attacks end, with few step
+  // boundaries: under heavy load a long run can fail "duplicate activation" without any
+  // attack (a step-boundary race of main's runtime, seen with main's binaries too).
+  Config c;
+  c.stages = 4;
+  c.d_model = 64;
+  c.steps = 200;
+  Process launch(LaunchArgs(c, 2, {}));
+  ASSERT_TRUE(launch.WaitFor("step 2 loss", 60)) << launch.output();
+  std::smatch m;
+  const std::string head = launch.output();
+  ASSERT_TRUE(std::regex_search(head, m, std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) .*"
+                                                     "middleman listens on 127\\.0\\.0\\.1:(\\d+) only")))
+      << head;
+  const int gate = std::stoi(m[1]), caf = std::stoi(m[2]);
+  // Every port a worker listens on: the gate, and each rank's UCX. CAF's loopback port and
+  // the client sides of the gate closed once every rank joined.
+  EXPECT_NE(head.find("every rank joined; CAF's port 127.0.0.1:" + std::to_string(caf) + " is closed"),
+            std::string::npos)
+      << head;
+  std::set<int> targets;
+  std::vector<pid_t> pids = WorkerPids(head);
+  ASSERT_EQ(pids.size(), 2u) << head;
+  for (pid_t pid : pids) {
+    for (const Listener& l : ListeningSockets(pid)) {
+      EXPECT_EQ(l.address, "127.0.0.1") << "pid " << pid << " listens on " << l.address << ":" << l.port
+                                        << " with --bind=127.0.0.1";
+      EXPECT_NE(l.port, caf) << "CAF's port is still open after every rank joined";
+      targets.insert(l.port);
+    }
+  }
+  ASSERT_TRUE(targets.count(gate)) << "the gate is not listening";
+  ASSERT_GE(targets.size(), 3u) << "expected the gate and two UCX listeners";
+  std::mt19937 random(18);
+  for (int port : targets) AttackPort(port, random);
+  // The attacks happened while it trained.
+  const std::map<int, double> during = StepLosses(launch.output());
+  ASSERT_FALSE(during.empty());
+  EXPECT_LT(during.rbegin()->first, c.steps) << "the run ended before the attacks did; give it more steps";
+
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  const std::string& out = launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> params;
+  OneProcess(c, &losses, &params);
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size());
+  for (size_t i = 0; i < losses.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs undisturbed " << losses[i];
+  }
+  // Each of the 203 connections to the gate was refused and logged with its address.
+  const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
+  const auto n = std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
+  EXPECT_EQ(n, 203) << out;
+  EXPECT_NE(out.find("closed the connection after 32 of 72 greeting bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("handshakes already pending (the limit)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("no heartbeat"), std::string::npos) << out;
 }
 
 TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
