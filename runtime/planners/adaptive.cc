@@ -91,21 +91,30 @@ double AdaptivePlanner::Estimate(const std::map<std::pair<ActionKind, int>, doub
   return it == table.end() ? 0 : it->second;
 }
 
-// Inputs show up as new ready F's / I's; the time between them, per chunk, predicts the next.
+// Inputs show up as new ready F's / I's, in microbatch order per chunk; the time between
+// them, per chunk, predicts the next.
 void AdaptivePlanner::NoteArrivals(const std::vector<Action>& ready, double now) {
-  for (const Action& action : ready) {
-    if (action.kind != ActionKind::kForward && action.kind != ActionKind::kBackwardInput) continue;
-    const std::pair<ActionKind, int> key{action.kind, action.chunk};
-    int& seen = seen_ready_[key];
-    if (action.microbatch < seen) continue;
-    seen = action.microbatch + 1;
-    const auto last = last_arrival_.find(key);
-    if (last != last_arrival_.end() && now > last->second) {
-      double& gap = estimates_.input_gap[key];
-      const double sample = (now - last->second) / std::max(1, action.microbatch + 1 - seen + 1);
-      gap = gap == 0 ? sample : (1 - options_.ewma_weight) * gap + options_.ewma_weight * sample;
+  for (int c : chunks_) {
+    for (ActionKind kind : {ActionKind::kForward, ActionKind::kBackwardInput}) {
+      const std::pair<ActionKind, int> key{kind, c};
+      int& seen = seen_ready_[key];
+      const int before = seen;
+      const auto next = next_microbatch_.find(key);
+      seen = std::max(seen, next == next_microbatch_.end() ? 0 : next->second);
+      while (seen < spec_.num_microbatches &&
+             std::binary_search(ready.begin(), ready.end(), Action{stage_, kind, c, seen})) {
+        ++seen;
+      }
+      if (seen == before) continue;
+      const auto last = last_arrival_.find(key);
+      if (last != last_arrival_.end() && now > last->second) {
+        double& gap = estimates_.input_gap[key];
+        const double sample = (now - last->second) / (seen - before);
+        gap = gap == 0 ? sample
+                       : (1 - options_.ewma_weight) * gap + options_.ewma_weight * sample;
+      }
+      last_arrival_[key] = now;
     }
-    last_arrival_[key] = now;
   }
 }
 

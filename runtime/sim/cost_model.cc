@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -215,6 +216,26 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
   } else {
     ChunkCost total;
     for (const ChunkCost& cost : measured) Add(cost, &total);
+    // Per stage: compute time per chunk held, relative to the mean over stages.
+    if (trace.num_stages == spec.num_stages) {
+      std::vector<double> busy(spec.num_stages, 0);
+      std::vector<std::set<int>> held(spec.num_stages);
+      for (const trace::Span& span : trace.spans) {
+        if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+        if (span.stage < 0 || span.stage >= spec.num_stages) continue;
+        busy[span.stage] += span.duration_us();
+        held[span.stage].insert(span.chunk);
+      }
+      double mean = 0;
+      for (int s = 0; s < spec.num_stages; ++s) {
+        busy[s] /= std::max<size_t>(1, held[s].size());
+        mean += busy[s] / spec.num_stages;
+      }
+      if (mean > 0) {
+        costs.stage_factor.resize(spec.num_stages);
+        for (int s = 0; s < spec.num_stages; ++s) costs.stage_factor[s] = busy[s] / mean;
+      }
+    }
     for (ChunkCost& cost : costs.chunks) {
       cost.forward = total.forward / spec.num_chunks;
       cost.backward_input = total.backward_input / spec.num_chunks;
@@ -304,6 +325,7 @@ double ModelCosts::BaseTime(const Action& action) const {
     default:
       break;
   }
+  if (!costs_.stage_factor.empty()) time *= costs_.stage_factor[action.stage];
   if (action.stage == variability_.straggler_stage && step_ >= variability_.straggler_from_step) {
     time *= variability_.straggler_factor;
   }

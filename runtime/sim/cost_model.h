@@ -61,6 +61,8 @@ struct StepCosts {
   double transfer = 0;            // seconds per activation or gradient transfer
   double transfer_bytes = 0;
   std::vector<double> stage_static_bytes;  // (P) parameters, gradients, optimizer state
+  // (P) multiplies every compute time of the stage (a profile's slow stage); empty = 1.
+  std::vector<double> stage_factor;
   double peak_matmul_flops = 0;            // per device, for MFU
 };
 
@@ -73,7 +75,9 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
 // Costs measured in a real run's trace (--profile): the median F/I/W/B duration of each chunk
 // and the median transfer (send) time. A trace with another chunk count than `spec` gives
 // each of spec's chunks an equal share of the run's per-microbatch model time; a fused B is
-// split evenly into I and W, and I + W make B. Memory comes from `estimate` (the GPT model).
+// split evenly into I and W, and I + W make B; with the same stage count, each stage's share of
+// the compute (relative to the mean) becomes its stage_factor, so a slow stage stays slow
+// under another chunking. Memory comes from `estimate` (the GPT model).
 // InvalidArgument if the trace has no compute span.
 absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
                                              const StepCosts& estimate);
