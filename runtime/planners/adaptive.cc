@@ -65,11 +65,18 @@ AdaptivePlanner::AdaptivePlanner(const StepSpec& spec, int stage, AdaptiveOption
       options_(options),
       clock_(clock),
       table_(std::move(table)) {
-  if (table_ != nullptr) estimates_ = table_->Get(spec_, stage_, Steady());
+  // Only real runs carry estimates from step to step: a simulated step starts afresh, so
+  // that simulations (and the unit-cost plan every run validates) do not depend on what the
+  // process simulated before.
+  if (table_ != nullptr && options_.carry_estimates) {
+    estimates_ = table_->Get(spec_, stage_, Steady());
+  }
 }
 
 AdaptivePlanner::~AdaptivePlanner() {
-  if (table_ != nullptr) table_->Put(spec_, stage_, Steady(), estimates_);
+  if (table_ != nullptr && options_.carry_estimates) {
+    table_->Put(spec_, stage_, Steady(), estimates_);
+  }
 }
 
 std::optional<Action> AdaptivePlanner::Candidate(const std::vector<Action>& ready,
@@ -245,6 +252,7 @@ absl::StatusOr<StepSpec> AdaptiveDefinition::MakeSpec(const PlannerOptions& opti
 std::unique_ptr<Planner> AdaptiveDefinition::MakePlanner(const StepSpec& spec, int stage) const {
   AdaptiveOptions options;
   options.budget = AdaptiveBudget(spec);
+  options.carry_estimates = true;
   return std::make_unique<AdaptivePlanner>(spec, stage, options, SteadyPlannerClock(), table_);
 }
 

@@ -49,6 +49,9 @@ struct AdaptiveOptions {
   // Wait for a critical input expected within this fraction of the filler's estimated
   // duration, rather than start the filler (0 disables waiting).
   double lookahead = 0.5;
+  // Start from, and leave behind, the table's estimates (real runs); off, a step learns
+  // only within itself (simulations, which must not depend on what ran before).
+  bool carry_estimates = false;
 };
 
 class AdaptivePlanner : public Planner {
@@ -94,7 +97,9 @@ class AdaptivePlanner : public Planner {
 };
 
 // Registered as "adaptive": the V placement of zb_v (2 chunks per stage, I and W split),
-// budget max_inflight or 2P, estimates kept across the steps of a run.
+// budget max_inflight or 2P. On the steady clock (real runs) its estimates carry over from
+// step to step; a simulated step (virtual clock) learns within the step only, so that
+// simulations are reproducible whatever the process ran before.
 class AdaptiveDefinition : public PlannerDefinition {
  public:
   std::string name() const override { return "adaptive"; }

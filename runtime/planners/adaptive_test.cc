@@ -101,6 +101,7 @@ TEST(AdaptiveTest, LearnsDurationsFromItsClock) {
   {
     AdaptiveOptions options;
     options.budget = 4;
+    options.carry_estimates = true;
     AdaptivePlanner planner(spec, 0, options, clock, table);
     StageState state(spec, 0);
     const std::optional<Action> f = planner.Next(state.Ready(), state);

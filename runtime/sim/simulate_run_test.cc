@@ -28,7 +28,7 @@ StepCosts UnitCosts(const StepSpec& spec) {
   return costs;
 }
 
-RunReport Run(const std::string& name, const PlannerOptions& options, Variability variability = {},
+RunReport Simulated(const std::string& name, const PlannerOptions& options, Variability variability = {},
               int steps = 1) {
   const PlannerDefinition* definition = *PlannerRegistry::Default().Get(name);
   const StepSpec spec = *definition->MakeSpec(options);
@@ -42,20 +42,20 @@ RunReport Run(const std::string& name, const PlannerOptions& options, Variabilit
 
 TEST(SimulateRunTest, UnitCostsGiveTheZoosClosedForms) {
   // The same figures zoo_test asserts, through the cost model and SimulateSteps.
-  EXPECT_DOUBLE_EQ(Run("gpipe", {4, 8}).bubble_fraction, 3.0 / 11);        // (P-1)/(M+P-1)
-  EXPECT_DOUBLE_EQ(Run("1f1b", {4, 8}).bubble_fraction, 3.0 / 11);
-  EXPECT_DOUBLE_EQ(Run("1f1b", {4, 8}).mean_step_time, 33);                // (M+P-1)(F+B)
-  EXPECT_DOUBLE_EQ(Run("interleaved", {4, 8}).bubble_fraction, 3.0 / 19);  // v = 2
-  EXPECT_DOUBLE_EQ(Run("zb_h1", {4, 8}).bubble_fraction, 3.0 / 27);
-  EXPECT_DOUBLE_EQ(Run("zb_v", {4, 8}).mean_step_time, 51);                // 6M + P - 1
-  EXPECT_DOUBLE_EQ(Run("adaptive", {4, 8}).mean_step_time, 51);
+  EXPECT_DOUBLE_EQ(Simulated("gpipe", {4, 8}).bubble_fraction, 3.0 / 11);        // (P-1)/(M+P-1)
+  EXPECT_DOUBLE_EQ(Simulated("1f1b", {4, 8}).bubble_fraction, 3.0 / 11);
+  EXPECT_DOUBLE_EQ(Simulated("1f1b", {4, 8}).mean_step_time, 33);                // (M+P-1)(F+B)
+  EXPECT_DOUBLE_EQ(Simulated("interleaved", {4, 8}).bubble_fraction, 3.0 / 19);  // v = 2
+  EXPECT_DOUBLE_EQ(Simulated("zb_h1", {4, 8}).bubble_fraction, 3.0 / 27);
+  EXPECT_DOUBLE_EQ(Simulated("zb_v", {4, 8}).mean_step_time, 51);                // 6M + P - 1
+  EXPECT_DOUBLE_EQ(Simulated("adaptive", {4, 8}).mean_step_time, 51);
   for (int p = 2; p <= 4; ++p) {
     for (int m = p; m <= 12; ++m) {
-      EXPECT_DOUBLE_EQ(Run("interleaved", {p, m, 0, 2}).bubble_fraction, (p - 1.0) / (2 * m + p - 1))
+      EXPECT_DOUBLE_EQ(Simulated("interleaved", {p, m, 0, 2}).bubble_fraction, (p - 1.0) / (2 * m + p - 1))
           << "P=" << p << " M=" << m;
     }
   }
-  EXPECT_TRUE(Run("1f1b", {4, 8}).unit_time);
+  EXPECT_TRUE(Simulated("1f1b", {4, 8}).unit_time);
 }
 
 TEST(SimulateRunTest, AStragglerSlowsTheStepsFromItsStep) {
@@ -63,7 +63,7 @@ TEST(SimulateRunTest, AStragglerSlowsTheStepsFromItsStep) {
   variability.straggler_stage = 2;
   variability.straggler_factor = 2;
   variability.straggler_from_step = 1;
-  const RunReport report = Run("1f1b", {4, 8}, variability, 3);
+  const RunReport report = Simulated("1f1b", {4, 8}, variability, 3);
   ASSERT_EQ(report.step_times.size(), 3u);
   EXPECT_DOUBLE_EQ(report.step_times[0], 33);
   EXPECT_GT(report.step_times[1], 33);
@@ -90,14 +90,16 @@ TEST(SimulateRunTest, ScoresPlannersBestFirstAndFailuresLast) {
       ScorePlanners(PlannerRegistry::Default(), {"dualpipe_v", "gpipe", "zb_v"}, request, costs,
                     Variability(), RunOptions());
   ASSERT_EQ(scores.size(), 3u);
-  EXPECT_EQ(scores[0].planner, "zb_v");
-  EXPECT_EQ(scores[1].planner, "gpipe");
+  // Unit costs are per chunk: zb_v's 8 chunks do twice gpipe's 4 chunks' units (24 vs 21).
+  EXPECT_EQ(scores[0].planner, "gpipe");
+  EXPECT_DOUBLE_EQ(scores[0].mean_step_time, 21);
+  EXPECT_EQ(scores[1].planner, "zb_v");
   EXPECT_EQ(scores[2].planner, "dualpipe_v");
   EXPECT_THAT(std::string(scores[2].status.message()), HasSubstr("num_microbatches >= 2"));
 }
 
 TEST(SimulateRunTest, ReportNamesTheFigures) {
-  const std::string text = FormatRunReport(Run("1f1b", {4, 8}));
+  const std::string text = FormatRunReport(Simulated("1f1b", {4, 8}));
   EXPECT_THAT(text, HasSubstr("step time 33 units"));
   EXPECT_THAT(text, HasSubstr("bubble 27.3%"));
   EXPECT_THAT(text, HasSubstr("MFU n/a"));
