@@ -4,10 +4,10 @@
 # adaptive's mean step time against the best of zb_h2, zb_v and dualpipe_v (and of every
 # static planner). Simulated (tools/simulate), not measured: see tools/slow_stage_bench.sh.
 #
-#   tools/simulate_table.sh [--model=gpt2_xl] [--device=h200] [--memory_cap_gb=30] [--steps=8]
+#   tools/simulate_table.sh [--model=gpt2_xl] [--device=h200] [--memory_cap_gb=70] [--steps=8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=gpt2_xl DEVICE=h200 CAP=30 STEPS=8 SEED=1
+MODEL=gpt2_xl DEVICE=h200 CAP=70 STEPS=8 SEED=1
 for arg in "$@"; do
   case "$arg" in
     --model=*) MODEL="${arg#*=}" ;;

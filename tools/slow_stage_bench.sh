@@ -6,21 +6,24 @@
 # --planner=auto on the profile of a short real run picks a planner, whose measured median
 # is compared with the best measured. Measured wall time: other load on the machine shows.
 #
-#   tools/slow_stage_bench.sh [--slow_stage=1:2] [--steps=8] [--planners="1f1b zb_h2 ..."]
+#   tools/slow_stage_bench.sh [--slow_stage=1:2] [--steps=8] [--layers=8] [--planners="1f1b ..."]
+# (8 layers: the V planners cut the model into 2P = 8 chunks.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SLOW=1:2 STEPS=8 PLANNERS="" EXTRA=()
+SLOW=1:2 STEPS=8 LAYERS=8 PLANNERS="" EXTRA=()
 for arg in "$@"; do
   case "$arg" in
     --slow_stage=*) SLOW="${arg#*=}" ;;
     --steps=*) STEPS="${arg#*=}" ;;
+    --layers=*) LAYERS="${arg#*=}" ;;
     --planners=*) PLANNERS="${arg#*=}" ;;
     *) EXTRA+=("$arg") ;;
   esac
 done
 ./bazelw build //tools:launch //tools:simulate //tools:trace >&2
 OUT=$(mktemp -d)
-RUN=(bazel-bin/tools/launch --stages=4 --microbatches=16 --steps="$STEPS" --slow_stage="$SLOW"
+RUN=(bazel-bin/tools/launch --stages=4 --microbatches=16 --layers="$LAYERS" --steps="$STEPS"
+     --slow_stage="$SLOW"
      --eval_every=0 --eval_batches=1 --log_every=1000 "${EXTRA[@]}")
 [[ -n "$PLANNERS" ]] || PLANNERS=$(bazel-bin/tools/launch --list_planners | awk '{print $1}')
 
@@ -52,7 +55,7 @@ fi
 # auto: simulate every planner on the profile of the 1f1b run (a real trace of this setup).
 if [[ -f "$OUT/1f1b.json" ]]; then
   pick=$(bazel-bin/tools/simulate --planner=auto --profile="$OUT/1f1b.json" --stages=4 \
-           --microbatches=16 --model=launch --device=cpu --steps=3 | sed -n 's/^auto picked //p')
+           --microbatches=16 --model=launch --layers="$LAYERS" --device=cpu --steps=3 | sed -n 's/^auto picked //p')
   all_best="" all_best_name=""
   for p in "${!MEASURED[@]}"; do
     t=${MEASURED[$p]}

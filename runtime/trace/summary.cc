@@ -266,7 +266,8 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
   const int cores = options.cpu_cores > 0 ? options.cpu_cores
                                           : static_cast<int>(std::thread::hardware_concurrency());
-  out.fewer_cores_than_stages = !trace.virtual_time && cores > 0 && cores < P;
+  out.fewer_cores_than_stages =
+      !trace.virtual_time && trace.process != "simulator" && cores > 0 && cores < P;
 
   // Per stage: compute, waits, transfer intervals, memory.
   std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P), wait_iv(P);
