@@ -37,8 +37,9 @@ ABSL_FLAG(int, max_inflight, 0, "activations a stage may hold (0 = the planner's
 ABSL_FLAG(double, memory_cap_gb, 0,
           "device memory cap in GB: sets max_inflight per planner from the model's memory "
           "(0 = none; overrides --max_inflight)");
-ABSL_FLAG(std::string, model, "launch", "GPT preset: launch, gpt2, gpt2_medium, gpt2_large, "
-                                        "gpt2_xl, gpt3_175b");
+ABSL_FLAG(std::string, model, "launch",
+          "GPT preset: launch, gpt2, gpt2_medium, gpt2_large, "
+          "gpt2_xl, gpt3_175b");
 ABSL_FLAG(int, layers, 0, "override the preset's layer count (0 = keep)");
 ABSL_FLAG(int, micro_batch_size, 0, "override the preset's sequences per microbatch (0 = keep)");
 ABSL_FLAG(std::string, device, "cpu", "device preset: h100, h200, h100_ib, h200_ib, cpu");
@@ -73,8 +74,8 @@ absl::StatusOr<std::vector<int>> ParseInts(const std::string& flag, const std::s
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     int value = 0;
     if (!absl::SimpleAtoi(part, &value) || value < minimum) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", text, ": '", part,
-                                                     "' is not an integer >= ", minimum));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, "=", text, ": '", part, "' is not an integer >= ", minimum));
     }
     values.push_back(value);
   }
@@ -236,8 +237,8 @@ absl::Status RunOne(const CostSource& source) {
                    runtime::PlannerRegistry::Default().Get(name));
   ASSIGN_OR_RETURN(runtime::StepSpec spec, SpecForRequest(*definition, request, source));
   ASSIGN_OR_RETURN(StepCosts costs, source(spec));
-  const double actions = static_cast<double>(spec.num_chunks) * spec.num_microbatches *
-                         (spec.split_backward ? 3 : 2);
+  const double actions =
+      static_cast<double>(spec.num_chunks) * spec.num_microbatches * (spec.split_backward ? 3 : 2);
   options.record_timeline = !trace_path.empty() || actions <= kTimelineActionLimit;
   runtime::sim::ModelCosts model(std::move(costs), variability);
   const auto begin = std::chrono::steady_clock::now();
@@ -257,10 +258,12 @@ absl::Status RunOne(const CostSource& source) {
 }
 
 absl::Status RunSweep(const CostSource& source) {
-  ASSIGN_OR_RETURN(std::vector<int> stages, ParseInts("sweep_stages", absl::GetFlag(FLAGS_sweep_stages), 1));
+  ASSIGN_OR_RETURN(std::vector<int> stages,
+                   ParseInts("sweep_stages", absl::GetFlag(FLAGS_sweep_stages), 1));
   ASSIGN_OR_RETURN(std::vector<int> microbatches,
                    ParseInts("sweep_microbatches", absl::GetFlag(FLAGS_sweep_microbatches), 1));
-  ASSIGN_OR_RETURN(std::vector<int> chunks, ParseInts("sweep_chunks", absl::GetFlag(FLAGS_sweep_chunks), 0));
+  ASSIGN_OR_RETURN(std::vector<int> chunks,
+                   ParseInts("sweep_chunks", absl::GetFlag(FLAGS_sweep_chunks), 0));
   ASSIGN_OR_RETURN(std::vector<int> memory_gb,
                    ParseInts("sweep_memory_gb", absl::GetFlag(FLAGS_sweep_memory_gb), 0));
   runtime::sim::RunOptions options;

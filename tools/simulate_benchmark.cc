@@ -29,8 +29,7 @@ double CpuSeconds() {
 }
 
 double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // One planner, `repeats` times; prints the best run. False on a simulator error.
@@ -62,11 +61,11 @@ bool Time(const std::string& name, const PlannerOptions& options, int repeats) {
     best_wall = std::min(best_wall, wall);
     best_cpu = std::min(best_cpu, cpu);
   }
-  std::printf("%-10s P=%-5d M=%-5d %10lld actions  wall %7.3f s  cpu %7.3f s  %6.2f M actions/s "
-              "(wall)  %6.2f M actions/s (cpu)\n",
-              name.c_str(), options.num_stages, options.num_microbatches,
-              static_cast<long long>(actions), best_wall, best_cpu, actions / best_wall / 1e6,
-              actions / best_cpu / 1e6);
+  std::printf(
+      "%-10s P=%-5d M=%-5d %10lld actions  wall %7.3f s  cpu %7.3f s  %6.2f M actions/s "
+      "(wall)  %6.2f M actions/s (cpu)\n",
+      name.c_str(), options.num_stages, options.num_microbatches, static_cast<long long>(actions),
+      best_wall, best_cpu, actions / best_wall / 1e6, actions / best_cpu / 1e6);
   return true;
 }
 
@@ -81,8 +80,8 @@ int main(int argc, char** argv) {
   size_t start = 0;
   while (start <= list.size()) {
     const size_t comma = list.find(',', start);
-    const std::string name = list.substr(start, comma == std::string::npos ? std::string::npos
-                                                                            : comma - start);
+    const std::string name =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!name.empty()) {
       ok &= r::Time(name, {absl::GetFlag(FLAGS_stages), absl::GetFlag(FLAGS_microbatches)},
                     absl::GetFlag(FLAGS_repeats));

@@ -79,8 +79,8 @@ AdaptivePlanner::~AdaptivePlanner() {
   }
 }
 
-std::optional<Action> AdaptivePlanner::Candidate(const std::vector<Action>& ready,
-                                                 ActionKind kind, int chunk) const {
+std::optional<Action> AdaptivePlanner::Candidate(const std::vector<Action>& ready, ActionKind kind,
+                                                 int chunk) const {
   const auto it = next_microbatch_.find({kind, chunk});
   const Action action{stage_, kind, chunk, it == next_microbatch_.end() ? 0 : it->second};
   if (action.microbatch >= spec_.num_microbatches) return std::nullopt;
@@ -117,8 +117,7 @@ void AdaptivePlanner::NoteArrivals(const std::vector<Action>& ready, double now)
       if (last != last_arrival_.end() && now > last->second) {
         double& gap = estimates_.input_gap[key];
         const double sample = (now - last->second) / (seen - before);
-        gap = gap == 0 ? sample
-                       : (1 - options_.ewma_weight) * gap + options_.ewma_weight * sample;
+        gap = gap == 0 ? sample : (1 - options_.ewma_weight) * gap + options_.ewma_weight * sample;
       }
       last_arrival_[key] = now;
     }
@@ -193,7 +192,8 @@ bool AdaptivePlanner::WorthWaiting(const Action& filler, const StageState& state
       for (int other : chunks_) {
         const bool upstream = kind == ActionKind::kForward ? other < c : other > c;
         if (!upstream) continue;
-        local_done = local_done && state.HasFinished(Action{stage_, ActionKind::kForward, other, mb});
+        local_done =
+            local_done && state.HasFinished(Action{stage_, ActionKind::kForward, other, mb});
         if (kind == ActionKind::kBackwardInput) {
           local_done = local_done &&
                        state.HasFinished(Action{stage_, ActionKind::kBackwardInput, other, mb});
@@ -242,9 +242,9 @@ std::string AdaptiveDefinition::description() const {
 absl::StatusOr<StepSpec> AdaptiveDefinition::MakeSpec(const PlannerOptions& options) const {
   ASSIGN_OR_RETURN(StepSpec spec, VSpec(options, Backward::kSplit));
   if (absl::StatusOr<SimResult> unit = SimulateSpec(UnitCheckDefinition(), spec); !unit.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("adaptive cannot plan within max_inflight = ",
-                                                   options.max_inflight, ": ",
-                                                   unit.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("adaptive cannot plan within max_inflight = ", options.max_inflight, ": ",
+                     unit.status().message()));
   }
   return spec;
 }

@@ -24,7 +24,7 @@ namespace stagehand::runtime {
 // duration of each (kind, chunk) action and the gap between consecutive inputs of each
 // (kind, chunk). Exponential moving averages; 0 until the first sample.
 struct AdaptiveEstimates {
-  std::map<std::pair<ActionKind, int>, double> duration;  // (F/I/W, chunk)
+  std::map<std::pair<ActionKind, int>, double> duration;   // (F/I/W, chunk)
   std::map<std::pair<ActionKind, int>, double> input_gap;  // (F/I, chunk): arrival spacing
 };
 
@@ -90,8 +90,8 @@ class AdaptivePlanner : public Planner {
   std::shared_ptr<AdaptiveEstimateTable> table_;
   AdaptiveEstimates estimates_;
   std::map<std::pair<ActionKind, int>, int> next_microbatch_;  // (kind, chunk) -> not started
-  std::map<std::pair<ActionKind, int>, int> seen_ready_;        // (kind, chunk) -> inputs seen
-  std::map<std::pair<ActionKind, int>, double> last_arrival_;   // (kind, chunk) -> time
+  std::map<std::pair<ActionKind, int>, int> seen_ready_;       // (kind, chunk) -> inputs seen
+  std::map<std::pair<ActionKind, int>, double> last_arrival_;  // (kind, chunk) -> time
   std::optional<Action> running_;
   double started_at_ = 0;
 };

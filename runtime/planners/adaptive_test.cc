@@ -68,7 +68,8 @@ TEST(AdaptiveTest, RunsEachChunksActionsInMicrobatchOrderUnderJitter) {
       for (const std::vector<TimedAction>& stage : result->per_stage) {
         std::map<std::pair<ActionKind, int>, int> last;  // (kind, chunk) -> microbatch
         for (const TimedAction& timed : stage) {
-          auto [it, inserted] = last.emplace(std::make_pair(timed.action.kind, timed.action.chunk), -1);
+          auto [it, inserted] =
+              last.emplace(std::make_pair(timed.action.kind, timed.action.chunk), -1);
           EXPECT_EQ(it->second + 1, timed.action.microbatch) << ActionToString(timed.action);
           it->second = timed.action.microbatch;
         }

@@ -35,9 +35,12 @@ struct NamedWorkload {
 };
 
 constexpr NamedWorkload kWorkloads[] = {
-    {"launch", 4, 128, 4, 256, 64, 4},         {"gpt2", 12, 768, 12, 50257, 1024, 4},
-    {"gpt2_medium", 24, 1024, 16, 50257, 1024, 4}, {"gpt2_large", 36, 1280, 20, 50257, 1024, 4},
-    {"gpt2_xl", 48, 1600, 25, 50257, 1024, 4},   {"gpt3_175b", 96, 12288, 96, 50257, 2048, 1},
+    {"launch", 4, 128, 4, 256, 64, 4},
+    {"gpt2", 12, 768, 12, 50257, 1024, 4},
+    {"gpt2_medium", 24, 1024, 16, 50257, 1024, 4},
+    {"gpt2_large", 36, 1280, 20, 50257, 1024, 4},
+    {"gpt2_xl", 48, 1600, 25, 50257, 1024, 4},
+    {"gpt3_175b", 96, 12288, 96, 50257, 2048, 1},
 };
 
 // The cost of `layers` transformer layers for n = b*T tokens (letters as in gpt_config.h).
@@ -45,11 +48,12 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   const double n = static_cast<double>(w.microbatch_size) * w.seq_len;  // tokens
   const double c = w.model.d_model, t = w.seq_len, heads = w.model.num_heads;
   const double vb = d.value_bytes;
-  const double matmul = 24 * n * c * c;      // qkv 6, proj 2, mlp 16 (x n c^2)
-  const double attention = 4 * n * t * c;    // QK^T and AV
+  const double matmul = 24 * n * c * c;    // qkv 6, proj 2, mlp 16 (x n c^2)
+  const double attention = 4 * n * t * c;  // QK^T and AV
   const double elementwise = 20 * n * c * vb + 3 * heads * n * t * vb;  // LN, GeLU, softmax
   ChunkCost cost;
-  cost.forward = layers * ((matmul + attention) / d.matmul_flops + elementwise / d.memory_bandwidth);
+  cost.forward =
+      layers * ((matmul + attention) / d.matmul_flops + elementwise / d.memory_bandwidth);
   cost.backward_input =
       layers * ((matmul + 2 * attention) / d.matmul_flops + 2 * elementwise / d.memory_bandwidth);
   cost.backward_weight = layers * (matmul / d.matmul_flops + 4 * n * c * vb / d.memory_bandwidth);
@@ -105,8 +109,8 @@ absl::StatusOr<DeviceSpec> DevicePreset(absl::string_view name) {
   for (const DeviceSpec& device : Devices()) {
     if (device.name == name) return device;
   }
-  return absl::NotFoundError(absl::StrCat("--device=", name, " is not a preset; known: ",
-                                          absl::StrJoin(DevicePresetNames(), ", ")));
+  return absl::NotFoundError(absl::StrCat(
+      "--device=", name, " is not a preset; known: ", absl::StrJoin(DevicePresetNames(), ", ")));
 }
 
 std::vector<std::string> DevicePresetNames() {
@@ -124,8 +128,8 @@ absl::StatusOr<Workload> WorkloadPreset(absl::string_view name) {
     workload.microbatch_size = w.microbatch_size;
     return workload;
   }
-  return absl::NotFoundError(absl::StrCat("--model=", name, " is not a preset; known: ",
-                                          absl::StrJoin(WorkloadPresetNames(), ", ")));
+  return absl::NotFoundError(absl::StrCat(
+      "--model=", name, " is not a preset; known: ", absl::StrJoin(WorkloadPresetNames(), ", ")));
 }
 
 std::vector<std::string> WorkloadPresetNames() {
@@ -139,17 +143,18 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
   RETURN_IF_ERROR(ValidateStepSpec(spec));
   RETURN_IF_ERROR(models::ValidateGptConfig(workload.model));
   if (workload.microbatch_size < 1 || workload.seq_len < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Workload: microbatch_size = ", workload.microbatch_size, " and seq_len = ",
-        workload.seq_len, " must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Workload: microbatch_size = ", workload.microbatch_size,
+                     " and seq_len = ", workload.seq_len, " must be >= 1"));
   }
   if (!(device.matmul_flops > 0) || !(device.memory_bandwidth > 0) ||
       !(device.link_bandwidth > 0) || device.link_latency < 0 || device.value_bytes < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "DeviceSpec ", device.name, ": matmul_flops, memory_bandwidth and link_bandwidth must be "
-        "> 0, link_latency >= 0, value_bytes >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("DeviceSpec ", device.name,
+                     ": matmul_flops, memory_bandwidth and link_bandwidth must be "
+                     "> 0, link_latency >= 0, value_bytes >= 1"));
   }
-  const int num_chunks = spec.num_chunks;  // C
+  const int num_chunks = spec.num_chunks;                                 // C
   const int num_layers = static_cast<int>(workload.model.layers.size());  // L
   StepCosts costs;
   costs.chunks.resize(num_chunks);
@@ -164,8 +169,7 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
                          workload.model.d_model * device.value_bytes;
   costs.transfer = device.link_latency + costs.transfer_bytes / device.link_bandwidth;
   // Weights (value_bytes), fp32 gradients, fp32 master copy where weights are bf16, Adam m, v.
-  const double bytes_per_parameter =
-      device.value_bytes + 4 + (device.value_bytes < 4 ? 4 : 0) + 8;
+  const double bytes_per_parameter = device.value_bytes + 4 + (device.value_bytes < 4 ? 4 : 0) + 8;
   costs.stage_static_bytes.assign(spec.num_stages, 0);
   for (int c = 0; c < num_chunks; ++c) {
     costs.stage_static_bytes[spec.chunk_to_stage[c]] +=
@@ -253,7 +257,8 @@ absl::StatusOr<int> MaxInflightForMemory(const StepCosts& costs, const StepSpec&
   for (int s = 0; s < spec.num_stages; ++s) {
     double largest = 0;
     for (int c = 0; c < spec.num_chunks; ++c) {
-      if (spec.chunk_to_stage[c] == s) largest = std::max(largest, costs.chunks[c].activation_bytes);
+      if (spec.chunk_to_stage[c] == s)
+        largest = std::max(largest, costs.chunks[c].activation_bytes);
     }
     const double free = memory_cap_bytes - costs.stage_static_bytes[s];
     if (free <= 0) {
@@ -287,18 +292,17 @@ bool ParseJitterDistribution(absl::string_view name, JitterDistribution* distrib
 absl::Status ValidateVariability(const Variability& v, int num_stages) {
   if (!std::isfinite(v.spread) || v.spread < 0 ||
       (v.jitter == JitterDistribution::kUniform && v.spread >= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--jitter spread = ", v.spread, ", must be >= 0 (and < 1 for uniform)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--jitter spread = ", v.spread, ", must be >= 0 (and < 1 for uniform)"));
   }
   if (v.straggler_stage >= num_stages || v.straggler_stage < -1) {
-    return absl::InvalidArgumentError(absl::StrCat("--straggler stage ", v.straggler_stage,
-                                                   " is not in [0, ", num_stages, ")"));
-  }
-  if (!std::isfinite(v.straggler_factor) || v.straggler_factor <= 0 ||
-      v.straggler_from_step < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--straggler factor = ", v.straggler_factor, " must be > 0 and from step ",
-                     v.straggler_from_step, " >= 0"));
+        absl::StrCat("--straggler stage ", v.straggler_stage, " is not in [0, ", num_stages, ")"));
+  }
+  if (!std::isfinite(v.straggler_factor) || v.straggler_factor <= 0 || v.straggler_from_step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--straggler factor = ", v.straggler_factor,
+                                                   " must be > 0 and from step ",
+                                                   v.straggler_from_step, " >= 0"));
   }
   return absl::OkStatus();
 }

@@ -47,9 +47,9 @@ absl::StatusOr<Workload> WorkloadPreset(absl::string_view name);
 std::vector<std::string> WorkloadPresetNames();
 
 struct ChunkCost {
-  double forward = 0;          // F, seconds
-  double backward_input = 0;   // I
-  double backward_weight = 0;  // W (B = I + W)
+  double forward = 0;           // F, seconds
+  double backward_input = 0;    // I
+  double backward_weight = 0;   // W (B = I + W)
   double activation_bytes = 0;  // held per microbatch from F until W / B
   double parameters = 0;
   double flops = 0;  // F + I + W model FLOPs of one microbatch (for MFU)
@@ -63,7 +63,7 @@ struct StepCosts {
   std::vector<double> stage_static_bytes;  // (P) parameters, gradients, optimizer state
   // (P) multiplies every compute time of the stage (a profile's slow stage); empty = 1.
   std::vector<double> stage_factor;
-  double peak_matmul_flops = 0;            // per device, for MFU
+  double peak_matmul_flops = 0;  // per device, for MFU
 };
 
 // ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.

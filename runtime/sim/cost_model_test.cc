@@ -148,12 +148,12 @@ TEST(CostModelTest, BadVariabilityIsNamed) {
   Variability v;
   v.jitter = JitterDistribution::kUniform;
   v.spread = 1.5;
-  EXPECT_THAT(ValidateVariability(v, 4), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                  HasSubstr("--jitter spread = 1.5")));
+  EXPECT_THAT(ValidateVariability(v, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--jitter spread = 1.5")));
   v = Variability();
   v.straggler_stage = 4;
-  EXPECT_THAT(ValidateVariability(v, 4), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                  HasSubstr("--straggler stage 4")));
+  EXPECT_THAT(ValidateVariability(v, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--straggler stage 4")));
   JitterDistribution d;
   EXPECT_TRUE(ParseJitterDistribution("lognormal", &d));
   EXPECT_FALSE(ParseJitterDistribution("cauchy", &d));

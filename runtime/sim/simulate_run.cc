@@ -81,8 +81,6 @@ std::string FormatSeconds(double seconds, bool unit_time) {
 
 }  // namespace
 
-
-
 std::vector<double> ExposedTransferPerStage(const SimResult& result, int num_stages) {
   std::vector<std::vector<Interval>> transfers(num_stages), compute(num_stages);
   for (const TimedTransfer& t : result.transfers) {
@@ -90,7 +88,8 @@ std::vector<double> ExposedTransferPerStage(const SimResult& result, int num_sta
     transfers[t.transfer.to_stage].push_back({t.start, t.end});
   }
   for (int s = 0; s < num_stages && s < static_cast<int>(result.per_stage.size()); ++s) {
-    for (const TimedAction& timed : result.per_stage[s]) compute[s].push_back({timed.start, timed.end});
+    for (const TimedAction& timed : result.per_stage[s])
+      compute[s].push_back({timed.start, timed.end});
   }
   std::vector<double> exposed;
   for (int s = 0; s < num_stages; ++s) {
@@ -148,7 +147,8 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   double flops = 0;
   for (const ChunkCost& chunk : costs.costs().chunks) flops += chunk.flops * spec.num_microbatches;
   if (report.mean_step_time > 0 && costs.costs().peak_matmul_flops > 0) {
-    report.mfu = flops / (spec.num_stages * costs.costs().peak_matmul_flops * report.mean_step_time);
+    report.mfu =
+        flops / (spec.num_stages * costs.costs().peak_matmul_flops * report.mean_step_time);
   }
   return report;
 }
@@ -163,14 +163,14 @@ std::string FormatRunReport(const RunReport& r) {
       r.planner, r.spec.num_stages, r.spec.num_microbatches, r.spec.num_chunks,
       r.spec.split_backward ? "split (I/W)" : "fused", r.spec.max_inflight,
       static_cast<int>(r.step_times.size()));
-  absl::StrAppend(&text, "step time ", FormatSeconds(r.mean_step_time, r.unit_time), " (mean; median ",
-                  FormatSeconds(r.median_step_time, r.unit_time), ")  bubble ",
+  absl::StrAppend(&text, "step time ", FormatSeconds(r.mean_step_time, r.unit_time),
+                  " (mean; median ", FormatSeconds(r.median_step_time, r.unit_time), ")  bubble ",
                   absl::StrFormat("%.1f%%", 100 * r.bubble_fraction), "  exposed transfer ",
                   r.exposed_transfer_fraction < 0
                       ? std::string("n/a (no timeline)")
                       : absl::StrFormat("%.1f%%", 100 * r.exposed_transfer_fraction),
-                  "  MFU ", r.unit_time ? std::string("n/a") : absl::StrFormat("%.1f%%", 100 * r.mfu),
-                  "\n");
+                  "  MFU ",
+                  r.unit_time ? std::string("n/a") : absl::StrFormat("%.1f%%", 100 * r.mfu), "\n");
   absl::StrAppend(&text, "stage  peak activations  activation memory  static memory\n");
   const int num_stages = r.spec.num_stages;
   for (int s = 0; s < num_stages; ++s) {
@@ -178,9 +178,9 @@ std::string FormatRunReport(const RunReport& r) {
       if (s == 4) absl::StrAppend(&text, "...    (", num_stages - 8, " stages elided)\n");
       continue;
     }
-    absl::StrAppend(&text, absl::StrFormat("s%-5d %-17d %-18s %s\n", s, r.peak_inflight[s],
-                                           Bytes(r.peak_activation_bytes[s]),
-                                           Bytes(r.stage_static_bytes[s])));
+    absl::StrAppend(
+        &text, absl::StrFormat("s%-5d %-17d %-18s %s\n", s, r.peak_inflight[s],
+                               Bytes(r.peak_activation_bytes[s]), Bytes(r.stage_static_bytes[s])));
   }
   return text;
 }

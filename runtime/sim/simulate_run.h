@@ -32,15 +32,16 @@ struct RunReport {
   std::vector<double> step_times;  // seconds, one per step
   double mean_step_time = 0;
   double median_step_time = 0;
-  double bubble_fraction = 0;            // mean over steps: idle stage-time / (P * step time)
-  double exposed_transfer_fraction = -1;  // last step: exposed transfer / (P * step time); -1 unknown
-  std::vector<int> peak_inflight;        // (P) over all steps
+  double bubble_fraction = 0;  // mean over steps: idle stage-time / (P * step time)
+  double exposed_transfer_fraction =
+      -1;                          // last step: exposed transfer / (P * step time); -1 unknown
+  std::vector<int> peak_inflight;  // (P) over all steps
   std::vector<double> peak_activation_bytes;  // (P) over all steps
   std::vector<double> stage_static_bytes;     // (P)
-  double mfu = 0;  // model FLOPs per mean step / (P * peak rate * mean step time)
-  int64_t num_actions = 0;  // compute actions simulated, all steps
-  bool unit_time = false;   // unit costs: times are cost units, not seconds; no MFU
-  SimResult last;           // the last step (its timeline if recorded)
+  double mfu = 0;                // model FLOPs per mean step / (P * peak rate * mean step time)
+  int64_t num_actions = 0;       // compute actions simulated, all steps
+  bool unit_time = false;        // unit costs: times are cost units, not seconds; no MFU
+  SimResult last;                // the last step (its timeline if recorded)
   std::vector<SimResult> steps;  // every step, with keep_every_step
 };
 

@@ -28,8 +28,8 @@ StepCosts UnitCosts(const StepSpec& spec) {
   return costs;
 }
 
-RunReport Simulated(const std::string& name, const PlannerOptions& options, Variability variability = {},
-              int steps = 1) {
+RunReport Simulated(const std::string& name, const PlannerOptions& options,
+                    Variability variability = {}, int steps = 1) {
   const PlannerDefinition* definition = *PlannerRegistry::Default().Get(name);
   const StepSpec spec = *definition->MakeSpec(options);
   ModelCosts costs(UnitCosts(spec), variability);
@@ -42,16 +42,17 @@ RunReport Simulated(const std::string& name, const PlannerOptions& options, Vari
 
 TEST(SimulateRunTest, UnitCostsGiveTheZoosClosedForms) {
   // The same figures zoo_test asserts, through the cost model and SimulateSteps.
-  EXPECT_DOUBLE_EQ(Simulated("gpipe", {4, 8}).bubble_fraction, 3.0 / 11);        // (P-1)/(M+P-1)
+  EXPECT_DOUBLE_EQ(Simulated("gpipe", {4, 8}).bubble_fraction, 3.0 / 11);  // (P-1)/(M+P-1)
   EXPECT_DOUBLE_EQ(Simulated("1f1b", {4, 8}).bubble_fraction, 3.0 / 11);
   EXPECT_DOUBLE_EQ(Simulated("1f1b", {4, 8}).mean_step_time, 33);                // (M+P-1)(F+B)
   EXPECT_DOUBLE_EQ(Simulated("interleaved", {4, 8}).bubble_fraction, 3.0 / 19);  // v = 2
   EXPECT_DOUBLE_EQ(Simulated("zb_h1", {4, 8}).bubble_fraction, 3.0 / 27);
-  EXPECT_DOUBLE_EQ(Simulated("zb_v", {4, 8}).mean_step_time, 51);                // 6M + P - 1
+  EXPECT_DOUBLE_EQ(Simulated("zb_v", {4, 8}).mean_step_time, 51);  // 6M + P - 1
   EXPECT_DOUBLE_EQ(Simulated("adaptive", {4, 8}).mean_step_time, 51);
   for (int p = 2; p <= 4; ++p) {
     for (int m = p; m <= 12; ++m) {
-      EXPECT_DOUBLE_EQ(Simulated("interleaved", {p, m, 0, 2}).bubble_fraction, (p - 1.0) / (2 * m + p - 1))
+      EXPECT_DOUBLE_EQ(Simulated("interleaved", {p, m, 0, 2}).bubble_fraction,
+                       (p - 1.0) / (2 * m + p - 1))
           << "P=" << p << " M=" << m;
     }
   }

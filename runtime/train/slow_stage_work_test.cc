@@ -56,12 +56,15 @@ TEST(SlowStageWorkTest, ParsesTheFlag) {
 }
 
 TEST(SlowStageWorkTest, RejectsBadFlagsByName) {
-  EXPECT_THAT(ParseSlowStage("2", 4).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--slow_stage=2: want S:FACTOR")));
+  EXPECT_THAT(
+      ParseSlowStage("2", 4).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--slow_stage=2: want S:FACTOR")));
   EXPECT_THAT(ParseSlowStage("4:2", 4).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stage 4 is not in [0, --stages = 4)")));
-  EXPECT_THAT(ParseSlowStage("1:0.5", 4).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FACTOR must be a number >= 1")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("stage 4 is not in [0, --stages = 4)")));
+  EXPECT_THAT(
+      ParseSlowStage("1:0.5", 4).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FACTOR must be a number >= 1")));
 }
 
 }  // namespace
