@@ -34,6 +34,10 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
     }
     works.push_back(std::make_unique<runtime::ModelStageWork>(
         held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer));
+    if (s == options.slow_stage.stage) {
+      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
+                                                              options.slow_stage.factor);
+    }
   }
   PipelineOptions po;
   po.planner = options.planner;

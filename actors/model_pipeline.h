@@ -11,6 +11,7 @@
 #include "actors/pipeline.h"
 #include "models/gpt_config.h"
 #include "runtime/planner.h"
+#include "runtime/train/slow_stage_work.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/training.h"
 
@@ -28,6 +29,8 @@ struct ModelPipelineOptions {
   // Not owned, may be null: records every actor event; also told each chunk's activation
   // bytes per microbatch, for its memory counter.
   runtime::trace::TraceRecorder* trace = nullptr;
+  // --slow_stage: that stage's compute stretched (runtime/train/slow_stage_work.h).
+  runtime::SlowStage slow_stage;
 };
 
 struct ModelPipeline {

@@ -65,8 +65,8 @@ TEST_P(PlannerParityTest, MatchesTheSequentialRunBitwise) {
 INSTANTIATE_TEST_SUITE_P(
     Zoo, PlannerParityTest,
     ::testing::Combine(::testing::Values("gpipe", "1f1b", "interleaved", "looped_bfs", "zb_h1",
-                                         "zb_h2", "zb_v", "dualpipe_v", "example_backward_first",
-                                         "csv"),
+                                         "zb_h2", "zb_v", "dualpipe_v", "adaptive",
+                                         "example_backward_first", "csv"),
                        ::testing::Values(2, 4), ::testing::Values(4, 8, 12)),
     [](const ::testing::TestParamInfo<std::tuple<std::string, int, int>>& info) {
       std::string name = std::get<0>(info.param);

@@ -55,6 +55,7 @@ absl::StatusOr<DryRunReport> DryRun(const PlannerDefinition& definition,
   report.spec = *spec;
   report.cost = cost;
   report.step_time = result->step_time;
+  report.model_step_time = result->step_time * report.spec.num_stages / report.spec.num_chunks;
   report.peak_inflight = result->peak_inflight;
   report.bubble_fraction = result->bubble_fraction;
   for (const std::vector<TimedAction>& stage : result->per_stage) {
@@ -77,7 +78,9 @@ std::string FormatDryRun(const DryRunReport& report) {
   const CostModel& c = report.cost;
   absl::StrAppend(&text, "costs: F=", c.forward, " I=", c.backward_input, " W=", c.backward_weight,
                   " B=", c.backward, " transfer=", c.transfer,
-                  "; optimizer synchronised at the end; step time ", report.step_time, "\n");
+                  "; optimizer synchronised at the end; step time ", report.step_time,
+                  " chunk units = ", report.model_step_time,
+                  " model units (1 = F of 1/P of the model, comparable across chunkings)\n");
   absl::StrAppend(&text, "stage  bubble  peak activations (microbatch-chunks)\n");
   for (std::size_t s = 0; s < report.stage_bubble_fraction.size(); ++s) {
     absl::StrAppend(&text, absl::StrFormat("s%-4d %6.1f%%  %d\n", static_cast<int>(s),

@@ -32,6 +32,10 @@ struct DryRunReport {
   StepSpec spec;
   CostModel cost;
   double step_time = 0;                       // optimizer synchronised at the end of the step
+  // step_time in model units: a chunk's F costs 1 chunk unit but holds P/C of a stage's
+  // share of the model, so model_step_time = step_time * P / C; comparable across chunkings
+  // (zb_v's chunks are half a stage: its chunk units are half as long as 1f1b's).
+  double model_step_time = 0;
   std::vector<double> stage_bubble_fraction;  // (P) idle time / step_time
   std::vector<int> peak_inflight;             // (P) activations held, in microbatch-chunks
   double bubble_fraction = 0;                 // idle stage-time / (P * step_time)
@@ -45,7 +49,7 @@ absl::StatusOr<DryRunReport> DryRun(const PlannerDefinition& definition,
 
 // E.g.
 //   dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (I/W), max_inflight 0
-//   costs: F=1 I=1 W=1 B=2 transfer=0; step time 27
+//   costs: F=1 I=1 W=1 B=2 transfer=0; ...; step time 27 chunk units = 27 model units (...)
 //   stage  bubble  peak activations (microbatch-chunks)
 //   s0      11.1%  4
 //   ...

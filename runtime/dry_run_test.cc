@@ -58,13 +58,26 @@ TEST(DryRunTest, FormatsBubbleAndPeakMemoryPerStage) {
   EXPECT_EQ(FormatDryRun(*report),
             "dry run: zb_h1, 4 stages, 8 microbatches, 4 chunks, split backward (I/W), "
             "max_inflight unlimited\n"
-            "costs: F=1 I=1 W=1 B=2 transfer=0; optimizer synchronised at the end; step time 27\n"
+            "costs: F=1 I=1 W=1 B=2 transfer=0; optimizer synchronised at the end; step time 27 "
+            "chunk units = 27 model units (1 = F of 1/P of the model, comparable across "
+            "chunkings)\n"
             "stage  bubble  peak activations (microbatch-chunks)\n"
             "s0      11.1%  4\n"
             "s1      11.1%  4\n"
             "s2      11.1%  4\n"
             "s3      11.1%  4\n"
             "all     11.1%\n");
+}
+
+TEST(DryRunTest, ModelStepTimeIsComparableAcrossChunkings) {
+  // zb_v's 8 chunks at P = 4 are half a stage each: 51 chunk units are 25.5 model units.
+  absl::StatusOr<DryRunReport> zb_v = DryRun(Get("zb_v"), {4, 8});
+  ASSERT_TRUE(zb_v.ok()) << zb_v.status();
+  EXPECT_DOUBLE_EQ(zb_v->step_time, 51);
+  EXPECT_DOUBLE_EQ(zb_v->model_step_time, 25.5);
+  absl::StatusOr<DryRunReport> one_f_one_b = DryRun(Get("1f1b"), {4, 8});
+  ASSERT_TRUE(one_f_one_b.ok()) << one_f_one_b.status();
+  EXPECT_DOUBLE_EQ(one_f_one_b->model_step_time, 33);
 }
 
 TEST(DryRunTest, UsesTheGivenCostModel) {

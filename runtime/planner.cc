@@ -3,6 +3,7 @@
 #include "runtime/planner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -13,7 +14,31 @@
 namespace stagehand::runtime {
 
 Planner::~Planner() = default;
+void Planner::ActionFinished(const Action&) {}
+PlannerClock::~PlannerClock() = default;
 PlannerDefinition::~PlannerDefinition() = default;
+
+namespace {
+class SteadyClock : public PlannerClock {
+ public:
+  double Now() const override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+};
+}  // namespace
+
+const PlannerClock& SteadyPlannerClock() {
+  static const SteadyClock* const clock = new SteadyClock();
+  return *clock;
+}
+
+std::vector<std::unique_ptr<Planner>> PlannerDefinition::MakePlanners(
+    const StepSpec& spec, const PlannerClock& /*clock*/) const {
+  std::vector<std::unique_ptr<Planner>> planners;
+  for (int s = 0; s < spec.num_stages; ++s) planners.push_back(MakePlanner(spec, s));
+  return planners;
+}
 
 absl::Status ValidatePlannerOptions(const PlannerOptions& options) {
   if (options.num_stages < 1) {
@@ -95,7 +120,8 @@ std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,
   while (next_ < order_.size() && state.HasStarted(order_[next_])) ++next_;
   if (next_ == order_.size()) return std::nullopt;
   const Action& head = order_[next_];
-  if (std::find(ready.begin(), ready.end(), head) == ready.end()) return std::nullopt;
+  // `ready` is sorted (StageState::Ready).
+  if (!std::binary_search(ready.begin(), ready.end(), head)) return std::nullopt;
   return head;
 }
 

@@ -26,14 +26,29 @@ namespace stagehand::runtime {
 class Planner {
  public:
   virtual ~Planner();
-  // The next compute action among `ready` (StageLoop::Ready() of this stage), or nullopt
-  // to wait for the next event. Called by the stage loop (runtime/stage_loop.h) only while
+  // The next compute action among `ready` (StageLoop::Ready() of this stage, sorted by
+  // Action's operator<), or nullopt to wait for the next event. Called by the stage loop (runtime/stage_loop.h) only while
   // the stage's compute lane is idle, after every event that may have changed `ready`: the
   // step's start, one of the stage's actions finishing, an input arriving. A planner reads
   // what happened from `state`; it gets no separate event stream.
   virtual std::optional<Action> Next(const std::vector<Action>& ready,
                                      const StageState& state) = 0;
+  // `action`, which this planner picked, finished on the lane (called by the stage loop after
+  // `state` recorded it, before the next Next). For planners that time what they see; the
+  // default ignores it.
+  virtual void ActionFinished(const Action& action);
 };
+
+// Time as a planner may read it, in seconds: the steady clock in the actor runtime, virtual
+// time in the simulator. Only the differences between readings mean anything.
+class PlannerClock {
+ public:
+  virtual ~PlannerClock();
+  virtual double Now() const = 0;
+};
+
+// The process's steady clock; never destroyed.
+const PlannerClock& SteadyPlannerClock();
 
 // What a user asks for; a PlannerDefinition turns it into the StepSpec it plans.
 struct PlannerOptions {
@@ -58,6 +73,12 @@ class PlannerDefinition {
   virtual absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const = 0;
   // The planner of `stage` for `spec`, which came from MakeSpec.
   virtual std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const = 0;
+  // Every stage's planner for one step of `spec` (P entries), for a driver that runs all
+  // stages and keeps `clock` (the simulator: virtual time). The default calls MakePlanner
+  // per stage; a planner that shares work between stages (a frozen plan) or reads time
+  // overrides it.
+  virtual std::vector<std::unique_ptr<Planner>> MakePlanners(const StepSpec& spec,
+                                                             const PlannerClock& clock) const;
 };
 
 // Planner definitions by name. Default() is filled at static-initialization time by

@@ -75,7 +75,7 @@ TEST(PlannerRegistryTest, BuiltInPlannersAreRegisteredByLinking) {
   EXPECT_TRUE(PlannerRegistry::Default().Get("gpipe").ok());
   EXPECT_TRUE(PlannerRegistry::Default().Get("1f1b").ok());
   EXPECT_THAT(PlannerRegistry::Default().Get("nope").status().message(),
-              HasSubstr("known planners: 1f1b, dualpipe_v, gpipe, interleaved, looped_bfs, "
+              HasSubstr("known planners: 1f1b, adaptive, dualpipe_v, gpipe, interleaved, looped_bfs, "
                         "zb_h1, zb_h2, zb_v"));
 }
 

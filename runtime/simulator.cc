@@ -12,9 +12,11 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/stage_loop.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -24,8 +26,8 @@ struct Event {
   double time = 0;
   std::int64_t sequence = 0;  // ties at equal time: first scheduled, first processed
   Kind kind = Kind::kComputeFinished;
-  int stage = 0;  // kComputeFinished: the stage
-  std::size_t index = 0;  // into per_stage[stage] or transfers
+  int stage = 0;          // kComputeFinished: the stage; kTransferArrived: the destination
+  std::size_t index = 0;  // kTransferArrived: the slot of the transfer in flight
 };
 
 struct LaterFirst {
@@ -57,6 +59,8 @@ absl::Status ValidateCostModel(const CostModel& cost) {
   return absl::OkStatus();
 }
 
+ActionCosts::~ActionCosts() = default;
+
 double ComputeCost(const CostModel& cost, ActionKind kind) {
   switch (kind) {
     case ActionKind::kForward:
@@ -81,111 +85,225 @@ absl::StatusOr<SimResult> Simulate(const PlannerDefinition& definition,
 
 absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, const StepSpec& spec,
                                        const CostModel& cost) {
+  if (absl::Status status = ValidateCostModel(cost); !status.ok()) return status;
+  ConstantCosts costs(cost);
+  return SimulateWithCosts(definition, spec, costs);
+}
+
+namespace {
+
+class VirtualClock : public PlannerClock {
+ public:
+  double Now() const override { return now; }
+  double now = 0;
+};
+
+// One simulation: the stage loops, the event queue and what is recorded, as phases.
+class Simulation {
+ public:
+  Simulation(const std::string& name, const StepSpec& spec, ActionCosts& costs,
+             const SimulationOptions& options)
+      : name_(name), spec_(spec), costs_(costs), options_(options) {}
+
+  absl::Status Create(const PlannerDefinition& definition);
+  absl::StatusOr<SimResult> Run();
+
+ private:
+  absl::Status ConsultIdleStages();
+  absl::Status Stalled() const;
+  absl::Status ApplyEventsAtNow();
+  absl::Status ApplyFinished(const Event& event);
+  // `duration` if finite and >= 0, else InvalidArgument naming what gave it (what() is
+  // only called then: it builds text).
+  template <typename What>
+  absl::StatusOr<double> Checked(double duration, What what) const {
+    if (std::isfinite(duration) && duration >= 0) return duration;
+    return absl::InvalidArgumentError(absl::StrCat(name_, ": the cost model gave ", what(), " ",
+                                                   duration, ", must be finite and >= 0"));
+  }
+  void MarkForConsult(int stage) {
+    if (!consult_[stage]) to_consult_.push_back(stage);
+    consult_[stage] = true;
+  }
+
+  const std::string& name_;
+  const StepSpec& spec_;
+  ActionCosts& costs_;
+  SimulationOptions options_;
+  VirtualClock clock_;
+  std::vector<StageLoop> loops_;
+  std::vector<Action> running_;                             // (P) the action on each busy lane
+  std::vector<bool> consult_;                               // saw an event since last consulted
+  std::vector<int> to_consult_;                             // the stages with consult_ set
+  absl::flat_hash_map<std::int64_t, double> link_free_at_;  // from * P + to -> lane free
+  std::vector<Transfer> in_flight_;                         // transfers, by event index
+  std::vector<std::size_t> free_slots_;                     // reusable in_flight_ entries
+  std::priority_queue<Event, std::vector<Event>, LaterFirst> events_;
+  std::int64_t sequence_ = 0;
+  SimResult result_;
+};
+
+absl::Status Simulation::Create(const PlannerDefinition& definition) {
+  const int num_stages = spec_.num_stages;  // P
+  std::vector<std::unique_ptr<Planner>> planners = definition.MakePlanners(spec_, clock_);
+  if (static_cast<int>(planners.size()) != num_stages) {
+    return absl::InvalidArgumentError(absl::StrCat(name_, ": MakePlanners returned ",
+                                                   planners.size(), " planners for ", num_stages,
+                                                   " stages"));
+  }
+  for (int s = 0; s < num_stages; ++s) {
+    absl::StatusOr<StageLoop> loop = StageLoop::Create(spec_, s, std::move(planners[s]));
+    if (!loop.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name_, ": MakePlanner returned no planner for stage ", s));
+    }
+    loops_.push_back(*std::move(loop));
+  }
+  running_.resize(num_stages);
+  consult_.assign(num_stages, false);
+  for (int s = 0; s < num_stages; ++s) MarkForConsult(s);
+  result_.stage_busy.assign(num_stages, 0);
+  if (options_.record_timeline) result_.per_stage.resize(num_stages);
+  return absl::OkStatus();
+}
+
+// 1. Every idle stage that saw an event asks its planner for the next action, in stage order.
+absl::Status Simulation::ConsultIdleStages() {
+  std::sort(to_consult_.begin(), to_consult_.end());
+  std::vector<int> stages;
+  stages.swap(to_consult_);
+  const double now = clock_.now;
+  for (int s : stages) {
+    consult_[s] = false;
+    if (loops_[s].lane_busy()) continue;  // its Finished will mark it again
+    absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
+    if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name_, ": at t=", now, " "));
+    if (!choice->has_value()) continue;
+    const Action action = **choice;
+    ASSIGN_OR_RETURN(const double duration, Checked(costs_.ComputeTime(action), [&] {
+                       return absl::StrCat(ActionToString(action), " a duration of");
+                     }));
+    const double end = now + duration;
+    running_[s] = action;
+    result_.stage_busy[s] += duration;
+    ++result_.num_actions;
+    std::size_t index = 0;
+    if (options_.record_timeline) {
+      result_.per_stage[s].push_back(TimedAction{action, now, end});
+      index = result_.per_stage[s].size() - 1;
+    }
+    events_.push(Event{end, sequence_++, Event::Kind::kComputeFinished, s, index});
+  }
+  return absl::OkStatus();
+}
+
+// 2. Nothing in flight and work remains: what each stage waits for.
+absl::Status Simulation::Stalled() const {
+  int remaining = 0;
+  std::vector<std::string> lines;
+  for (const StageLoop& loop : loops_) {
+    remaining += loop.state().num_remaining();
+    lines.push_back(loop.DescribeWaiting());
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      name_, ": step stalled at t=", clock_.now, " with ", remaining,
+      " compute actions left; no stage can progress:\n  ", absl::StrJoin(lines, "\n  ")));
+}
+
+absl::Status Simulation::ApplyFinished(const Event& event) {
+  const int s = event.stage;
+  const double now = clock_.now;
+  const Action action = running_[s];
+  absl::StatusOr<FinishedOutputs> outputs = loops_[s].Finished(action);
+  if (!outputs.ok()) {
+    return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
+  }
+  MarkForConsult(s);
+  // A hand-off to a chunk on the same stage costs nothing in virtual time: it lands now.
+  for (const Transfer& hand_off : outputs->local) {
+    if (absl::Status status = loops_[s].HandOffArrived(hand_off); !status.ok()) {
+      return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
+    }
+  }
+  for (const Transfer& transfer : outputs->remote) {
+    ASSIGN_OR_RETURN(const double duration, Checked(costs_.TransferTime(transfer), [&] {
+                       return absl::StrCat(TransferToString(transfer), " a transfer time of");
+                     }));
+    double& lane_free =
+        link_free_at_[std::int64_t{transfer.from_stage} * spec_.num_stages + transfer.to_stage];
+    const double start = std::max(now, lane_free);
+    lane_free = start + duration;
+    ++result_.num_transfers;
+    if (options_.record_timeline)
+      result_.transfers.push_back(TimedTransfer{transfer, start, lane_free});
+    std::size_t slot = in_flight_.size();
+    if (free_slots_.empty()) {
+      in_flight_.push_back(transfer);
+    } else {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+      in_flight_[slot] = transfer;
+    }
+    events_.push(
+        Event{lane_free, sequence_++, Event::Kind::kTransferArrived, transfer.to_stage, slot});
+  }
+  return absl::OkStatus();
+}
+
+// 3. Apply every event at the earliest time, including zero-cost transfers they produce.
+absl::Status Simulation::ApplyEventsAtNow() {
+  clock_.now = events_.top().time;
+  while (!events_.empty() && events_.top().time == clock_.now) {
+    const Event event = events_.top();
+    events_.pop();
+    if (event.kind == Event::Kind::kComputeFinished) {
+      RETURN_IF_ERROR(ApplyFinished(event));
+      continue;
+    }
+    const Transfer transfer = in_flight_[event.index];
+    free_slots_.push_back(event.index);
+    if (absl::Status status = loops_[transfer.to_stage].InputArrived(transfer); !status.ok()) {
+      return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
+    }
+    MarkForConsult(transfer.to_stage);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SimResult> Simulation::Run() {
+  while (true) {
+    RETURN_IF_ERROR(ConsultIdleStages());
+    if (events_.empty()) {
+      const bool all_done = std::all_of(loops_.begin(), loops_.end(),
+                                        [](const StageLoop& loop) { return loop.Done(); });
+      if (all_done) break;
+      return Stalled();
+    }
+    RETURN_IF_ERROR(ApplyEventsAtNow());
+  }
+  result_.step_time = clock_.now;
+  double idle = 0;
+  for (std::size_t s = 0; s < loops_.size(); ++s) {
+    idle += result_.step_time - result_.stage_busy[s];
+    result_.peak_inflight.push_back(loops_[s].state().peak_inflight());
+  }
+  result_.bubble_fraction =
+      result_.step_time > 0 ? idle / (spec_.num_stages * result_.step_time) : 0;
+  return std::move(result_);
+}
+
+}  // namespace
+
+absl::StatusOr<SimResult> SimulateWithCosts(const PlannerDefinition& definition,
+                                            const StepSpec& spec, ActionCosts& costs,
+                                            const SimulationOptions& options) {
   const std::string name = definition.name();
   if (absl::Status status = ValidateStepSpec(spec); !status.ok()) {
     return WithPrefix(status, absl::StrCat(name, ": "));
   }
-  if (absl::Status status = ValidateCostModel(cost); !status.ok()) return status;
-
-  const int num_stages = spec.num_stages;  // P
-  std::vector<StageLoop> loops;
-  for (int s = 0; s < num_stages; ++s) {
-    absl::StatusOr<StageLoop> loop = StageLoop::Create(spec, s, definition.MakePlanner(spec, s));
-    if (!loop.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": MakePlanner returned no planner for stage ", s));
-    }
-    loops.push_back(*std::move(loop));
-  }
-
-  SimResult result;
-  result.per_stage.resize(num_stages);
-  std::vector<bool> consult(num_stages, true);   // saw an event since last consulted
-  std::map<std::pair<int, int>, double> link_free_at;  // (from, to) -> transfer lane free
-  std::priority_queue<Event, std::vector<Event>, LaterFirst> events;
-  std::int64_t sequence = 0;
-  double now = 0;
-
-  while (true) {
-    // 1. Every idle stage that saw an event asks its planner for the next action.
-    for (int s = 0; s < num_stages; ++s) {
-      if (loops[s].lane_busy() || !consult[s]) continue;
-      consult[s] = false;
-      absl::StatusOr<std::optional<Action>> choice = loops[s].Next();
-      if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name, ": at t=", now, " "));
-      if (!choice->has_value()) continue;
-      const Action action = **choice;
-      const double end = now + ComputeCost(cost, action.kind);
-      result.per_stage[s].push_back(TimedAction{action, now, end});
-      events.push(Event{end, sequence++, Event::Kind::kComputeFinished, s,
-                        result.per_stage[s].size() - 1});
-    }
-
-    // 2. Nothing in flight: done, or stalled.
-    if (events.empty()) {
-      const bool all_done = std::all_of(loops.begin(), loops.end(),
-                                        [](const StageLoop& loop) { return loop.Done(); });
-      if (all_done) break;
-      int remaining = 0;
-      std::vector<std::string> lines;
-      for (const StageLoop& loop : loops) {
-        remaining += loop.state().num_remaining();
-        lines.push_back(loop.DescribeWaiting());
-      }
-      return absl::FailedPreconditionError(absl::StrCat(
-          name, ": step stalled at t=", now, " with ", remaining,
-          " compute actions left; no stage can progress:\n  ", absl::StrJoin(lines, "\n  ")));
-    }
-
-    // 3. Advance to the next event time and apply every event at that time, including
-    //    zero-cost transfers those events produce.
-    now = events.top().time;
-    while (!events.empty() && events.top().time == now) {
-      const Event event = events.top();
-      events.pop();
-      if (event.kind == Event::Kind::kTransferArrived) {
-        const Transfer& transfer = result.transfers[event.index].transfer;
-        const int to = transfer.to_stage;
-        if (absl::Status status = loops[to].InputArrived(transfer); !status.ok()) {
-          return absl::InternalError(absl::StrCat(name, ": ", status.message()));
-        }
-        consult[to] = true;
-        continue;
-      }
-      const int s = event.stage;
-      const Action action = result.per_stage[s][event.index].action;
-      absl::StatusOr<FinishedOutputs> outputs = loops[s].Finished(action);
-      if (!outputs.ok()) {
-        return absl::InternalError(absl::StrCat(name, ": ", outputs.status().message()));
-      }
-      consult[s] = true;
-      // A hand-off to a chunk on the same stage costs nothing in virtual time: it lands now.
-      for (const Transfer& hand_off : outputs->local) {
-        if (absl::Status status = loops[s].HandOffArrived(hand_off); !status.ok()) {
-          return absl::InternalError(absl::StrCat(name, ": ", status.message()));
-        }
-      }
-      for (const Transfer& transfer : outputs->remote) {
-        double& lane_free = link_free_at[{transfer.from_stage, transfer.to_stage}];
-        const double start = std::max(now, lane_free);
-        lane_free = start + cost.transfer;
-        result.transfers.push_back(TimedTransfer{transfer, start, lane_free});
-        events.push(Event{lane_free, sequence++, Event::Kind::kTransferArrived, transfer.to_stage,
-                          result.transfers.size() - 1});
-      }
-    }
-  }
-
-  result.step_time = now;
-  double idle = 0;
-  for (int s = 0; s < num_stages; ++s) {
-    double busy_time = 0;
-    for (const TimedAction& timed : result.per_stage[s]) busy_time += timed.end - timed.start;
-    idle += result.step_time - busy_time;
-    result.peak_inflight.push_back(loops[s].state().peak_inflight());
-  }
-  result.bubble_fraction = result.step_time > 0 ? idle / (num_stages * result.step_time) : 0;
-  return result;
+  Simulation simulation(name, spec, costs, options);
+  RETURN_IF_ERROR(simulation.Create(definition));
+  return simulation.Run();
 }
 
 std::string FormatPlan(const SimResult& result) {
@@ -195,8 +313,8 @@ std::string FormatPlan(const SimResult& result) {
     for (const TimedAction& timed : result.per_stage[s]) {
       actions.push_back(ActionToStringWithoutStage(timed.action));
     }
-    absl::StrAppend(&text, "s", s, ":", actions.empty() ? "" : " ",
-                    absl::StrJoin(actions, " | "), "\n");
+    absl::StrAppend(&text, "s", s, ":", actions.empty() ? "" : " ", absl::StrJoin(actions, " | "),
+                    "\n");
   }
   return text;
 }

@@ -4,6 +4,7 @@
 #ifndef STAGEHAND_RUNTIME_SIMULATOR_H_
 #define STAGEHAND_RUNTIME_SIMULATOR_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,32 @@ absl::Status ValidateCostModel(const CostModel& cost);
 // The cost of one compute action of `kind` (0 for non-compute kinds).
 double ComputeCost(const CostModel& cost, ActionKind kind);
 
+// Per-action durations in virtual time: the constant CostModel above, or a richer model
+// (runtime/sim/cost_model.h: per chunk, jitter, stragglers). Non-const: a model may draw.
+class ActionCosts {
+ public:
+  virtual ~ActionCosts();
+  virtual double ComputeTime(const Action& action) = 0;       // F, I, W or B
+  virtual double TransferTime(const Transfer& transfer) = 0;  // on the pair's transfer lane
+};
+
+// ActionCosts of a CostModel: every action of a kind costs the same.
+class ConstantCosts : public ActionCosts {
+ public:
+  explicit ConstantCosts(const CostModel& cost) : cost_(cost) {}
+  double ComputeTime(const Action& action) override { return ComputeCost(cost_, action.kind); }
+  double TransferTime(const Transfer&) override { return cost_.transfer; }
+
+ private:
+  CostModel cost_;
+};
+
+struct SimulationOptions {
+  // Keep every timed action and transfer (SimResult::per_stage, transfers). Off, only the
+  // totals are kept: for steps of millions of actions whose timeline nobody reads.
+  bool record_timeline = true;
+};
+
 struct TimedAction {
   Action action;
   double start = 0;
@@ -46,8 +73,11 @@ struct SimResult {
   std::vector<std::vector<TimedAction>> per_stage;  // (P, executed order)
   double step_time = 0;                             // end of the last action
   std::vector<int> peak_inflight;                   // (P)
-  double bubble_fraction = 0;  // idle stage-time / (P * step_time); 0 if step_time is 0
+  double bubble_fraction = 0;            // idle stage-time / (P * step_time); 0 if step_time is 0
   std::vector<TimedTransfer> transfers;  // in the order their producing actions finished
+  std::vector<double> stage_busy;        // (P) compute time of each stage
+  std::int64_t num_actions = 0;          // compute actions run
+  std::int64_t num_transfers = 0;        // transfers between stages made
 };
 
 // Event-driven: a stage's planner is consulted whenever its compute lane is idle and it saw
@@ -65,6 +95,13 @@ absl::StatusOr<SimResult> Simulate(const PlannerDefinition& definition,
 // The same for a given spec (the definition's MakeSpec is not called).
 absl::StatusOr<SimResult> SimulateSpec(const PlannerDefinition& definition, const StepSpec& spec,
                                        const CostModel& cost = CostModel());
+
+// The same under per-action `costs`. Planners come from definition.MakePlanners with the
+// simulator's virtual clock (seconds = cost units); the errors above, and InvalidArgument
+// naming the action when `costs` returns a negative or non-finite duration.
+absl::StatusOr<SimResult> SimulateWithCosts(const PlannerDefinition& definition,
+                                            const StepSpec& spec, ActionCosts& costs,
+                                            const SimulationOptions& options = {});
 
 // One line per stage, actions in executed order:
 //   "s0: F c0 mb0 | F c0 mb1 | ... | B c0 mb7\n"

@@ -73,9 +73,15 @@ std::vector<Action> StageLoop::Ready() const {
   return ready;
 }
 
+const std::vector<Action>& StageLoop::ReadyView() {
+  if (pending_hand_offs_.empty()) return state_.Ready();
+  filtered_ready_ = Ready();
+  return filtered_ready_;
+}
+
 absl::StatusOr<std::optional<Action>> StageLoop::Next() {
   if (lane_busy_ || state_.Done()) return std::optional<Action>();
-  const std::vector<Action> ready = Ready();
+  const std::vector<Action>& ready = ReadyView();
   if (ready.empty()) return std::optional<Action>();
   const std::optional<Action> choice = planner_->Next(ready, state_);
   if (!choice.has_value()) return choice;
@@ -92,6 +98,7 @@ absl::StatusOr<FinishedOutputs> StageLoop::Finished(const Action& action) {
   FinishedOutputs outputs;
   ASSIGN_OR_RETURN(outputs.remote, state_.Finished(action));
   lane_busy_ = false;
+  planner_->ActionFinished(action);
   if (std::optional<Transfer> local = LocalHandOff(state_.spec(), action)) {
     pending_hand_offs_.insert(HandOffKey(*local));
     outputs.local.push_back(*local);

@@ -55,6 +55,8 @@ class StageLoop {
   // Compute actions the planner may choose now: StageState::Ready() less those whose input
   // is a local hand-off still on its way.
   std::vector<Action> Ready() const;
+  // The same without a copy when no hand-off is pending; valid until the state changes.
+  const std::vector<Action>& ReadyView();
   bool lane_busy() const { return lane_busy_; }
   bool Done() const { return state_.Done(); }
   // Idle lane, work left, nothing it may start and no local hand-off pending: only an input
@@ -72,6 +74,7 @@ class StageLoop {
   bool lane_busy_ = false;
   // Local hand-offs returned by Finished and not yet landed: (kind, chunk, microbatch).
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
+  std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending
 };
 
 }  // namespace stagehand::runtime

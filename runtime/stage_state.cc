@@ -60,6 +60,25 @@ StageState::StageState(const StepSpec& spec, int stage)
   }
   // Per (chunk, microbatch): F, then I and W (split) or B (fused).
   num_actions_ = static_cast<int>(cells_.size()) * (spec_.split_backward ? 3 : 2);
+  for (int c : chunks_) {
+    for (int mb = 0; mb < num_microbatches; ++mb) RefreshReady(c, mb);
+  }
+}
+
+void StageState::RefreshReady(int chunk, int microbatch) {
+  const ActionKind backward =
+      spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward;
+  for (ActionKind kind : {ActionKind::kForward, backward, ActionKind::kBackwardWeight}) {
+    if (kind == ActionKind::kBackwardWeight && !spec_.split_backward) continue;
+    const Action action{stage_, kind, chunk, microbatch};
+    const auto at = std::lower_bound(ready_.begin(), ready_.end(), action);
+    const bool listed = at != ready_.end() && *at == action;
+    if (IsReady(action) && !listed) {
+      ready_.insert(at, action);
+    } else if (!IsReady(action) && listed) {
+      ready_.erase(at);
+    }
+  }
 }
 
 absl::StatusOr<StageState> StageState::Create(const StepSpec& spec, int stage) {
@@ -140,6 +159,7 @@ absl::Status StageState::InputArrived(ActionKind kind, int chunk, int microbatch
                                                  " for c", chunk, " mb", microbatch));
   }
   has = true;
+  RefreshReady(chunk, microbatch);
   return absl::OkStatus();
 }
 
@@ -172,23 +192,6 @@ bool StageState::IsReady(const Action& action) const {
     default:
       return false;
   }
-}
-
-std::vector<Action> StageState::Ready() const {
-  std::vector<Action> ready;
-  const ActionKind backward =
-      spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward;
-  for (int c : chunks_) {
-    for (int mb = 0; mb < spec_.num_microbatches; ++mb) {
-      for (ActionKind kind : {ActionKind::kForward, backward, ActionKind::kBackwardWeight}) {
-        if (kind == ActionKind::kBackwardWeight && !spec_.split_backward) continue;
-        const Action action{stage_, kind, c, mb};
-        if (IsReady(action)) ready.push_back(action);
-      }
-    }
-  }
-  std::sort(ready.begin(), ready.end());
-  return ready;
 }
 
 std::string StageState::WaitReason(const Action& action) const {
@@ -230,10 +233,7 @@ absl::Status StageState::CheckStart(const Action& action) const {
         absl::StrCat(ActionToString(action), " is not ready: it ", WaitReason(action)));
   }
   if (action.kind == ActionKind::kForward && spec_.max_inflight > 0) {
-    int forwards_running = 0;
-    for (const Action& running : RunningActions()) {
-      if (running.kind == ActionKind::kForward) ++forwards_running;
-    }
+    const int forwards_running = forwards_running_;
     const int held = inflight_ + forwards_running + 1;
     if (held > spec_.max_inflight) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -251,6 +251,7 @@ absl::Status StageState::Started(const Action& action) {
   switch (action.kind) {
     case ActionKind::kForward:
       x.forward_started = true;
+      ++forwards_running_;
       break;
     case ActionKind::kBackwardInput:
       x.backward_started = true;
@@ -263,6 +264,7 @@ absl::Status StageState::Started(const Action& action) {
       break;
   }
   ++num_running_;
+  RefreshReady(action.chunk, action.microbatch);
   return absl::OkStatus();
 }
 
@@ -277,6 +279,7 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
   switch (action.kind) {
     case ActionKind::kForward:
       x.forward_finished = true;
+      --forwards_running_;
       break;
     case ActionKind::kBackwardInput:
       x.backward_finished = true;
@@ -295,6 +298,7 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
     peak_inflight_ = std::max(peak_inflight_, inflight_);
   }
   if (FreesActivation(action.kind)) --inflight_;
+  RefreshReady(action.chunk, action.microbatch);
 
   std::vector<Transfer> transfers;
   int consumer = -1;  // the chunk that receives this action's output
@@ -310,6 +314,7 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
     if (to_stage == stage_) {
       Cell& next = cell(consumer, action.microbatch);
       (send == ActionKind::kSendForward ? next.has_activation : next.has_gradient) = true;
+      RefreshReady(consumer, action.microbatch);
     } else {
       transfers.push_back(Transfer{send, stage_, to_stage, consumer, action.microbatch});
     }

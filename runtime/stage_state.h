@@ -66,8 +66,8 @@ class StageState {
 
   // Compute actions whose dependencies are met and that have not started, sorted by
   // Action's operator< (F before B before W before B, then chunk, then microbatch).
-  // Ignores max_inflight: see CheckStart.
-  std::vector<Action> Ready() const;
+  // Ignores max_inflight: see CheckStart. Valid until the state next changes.
+  const std::vector<Action>& Ready() const { return ready_; }
   // OK iff `action` is ready and starting it keeps the activations held within
   // max_inflight; FailedPrecondition (not ready, says what it waits for),
   // ResourceExhausted (over max_inflight) or InvalidArgument (not an action of this stage).
@@ -113,6 +113,8 @@ class StageState {
   std::string WaitReason(const Action& action) const;
   // The first not-started compute action of a cell, if any.
   bool NextOfCell(int chunk, int microbatch, Action* next) const;
+  // Brings ready_ up to date with the cell's flags (after any change to them).
+  void RefreshReady(int chunk, int microbatch);
 
   StepSpec spec_;
   int stage_ = 0;
@@ -122,6 +124,9 @@ class StageState {
   int num_actions_ = 0;           // compute actions of this stage in the step
   int num_finished_ = 0;
   int num_running_ = 0;
+  int forwards_running_ = 0;
+  // The ready compute actions, sorted, kept as cells change so that Ready() costs nothing.
+  std::vector<Action> ready_;
   int inflight_ = 0;
   int peak_inflight_ = 0;
 };

@@ -196,6 +196,10 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
         "--link_latency_us and --link_gbps model links inside one process; with --nprocs/--hostfile "
         "the real links are used: drop them");
   }
+  if (c.slow_stage.stage >= 0) {
+    return absl::InvalidArgumentError(
+        "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
+  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
                                                    runtime::kHeldOutMaxBatches, " held-out batches"));
@@ -300,6 +304,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.optimizer = c.optimizer;
   options.optimizer.states = &s.optimizer_states;
   options.link = c.link;
+  options.slow_stage = c.slow_stage;
   if (!c.trace.empty()) {
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();

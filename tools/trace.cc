@@ -2,7 +2,8 @@
 // summary, renders them as a self-contained HTML timeline, or merges several processes'
 // traces onto one clock. Not a trace recorder: runtime/trace/recorder.h records.
 //
-//   trace summary PATH... [--step=N]            several paths are merged first
+//   trace summary PATH... [--step=N] [--warmup=K] several paths are merged first
+//   trace compare A.json B.json [--warmup=K]     two runs side by side, noise or not
 //   trace render PATH... -o OUT.html [--step=N] [--title=TEXT]
 //   trace merge PATH... -o OUT.json
 //
@@ -28,7 +29,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage:\n"
-    "  trace summary PATH... [--step=N]\n"
+    "  trace summary PATH... [--step=N] [--warmup=K]\n"
+    "  trace compare A.json B.json [--warmup=K]\n"
     "  trace render PATH... -o OUT.html [--step=N] [--title=TEXT]\n"
     "  trace merge PATH... -o OUT.json\n"
     "PATH is a Chrome trace JSON written by `launch --trace=PATH`; several are merged onto one clock.\n";
@@ -38,6 +40,7 @@ struct Command {
   std::vector<std::string> inputs;
   std::string output;
   int64_t step = -1;
+  int warmup = 1;  // steps left out of the median and spread
   std::string title = "Stagehand timeline";
 };
 
@@ -47,7 +50,7 @@ absl::StatusOr<Command> Parse(int argc, char** argv) {
   if (argc < 2) return absl::InvalidArgumentError("no command given");
   Command c;
   c.verb = argv[1];
-  if (c.verb != "summary" && c.verb != "render" && c.verb != "merge") {
+  if (c.verb != "summary" && c.verb != "render" && c.verb != "merge" && c.verb != "compare") {
     return absl::InvalidArgumentError(absl::StrCat("unknown command '", c.verb, "'"));
   }
   for (int i = 2; i < argc; ++i) {
@@ -61,6 +64,10 @@ absl::StatusOr<Command> Parse(int argc, char** argv) {
       if (!absl::SimpleAtoi(arg.substr(7), &c.step) || c.step < 0) {
         return absl::InvalidArgumentError(absl::StrCat("bad ", arg, ": want a step number >= 0"));
       }
+    } else if (absl::StartsWith(arg, "--warmup=")) {
+      if (!absl::SimpleAtoi(arg.substr(9), &c.warmup) || c.warmup < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("bad ", arg, ": want a step count >= 0"));
+      }
     } else if (absl::StartsWith(arg, "--title=")) {
       c.title = arg.substr(8);
     } else if (absl::StartsWith(arg, "-") && arg.size() > 1) {
@@ -70,7 +77,11 @@ absl::StatusOr<Command> Parse(int argc, char** argv) {
     }
   }
   if (c.inputs.empty()) return absl::InvalidArgumentError("no trace file given");
-  if (c.verb != "summary" && c.output.empty()) {
+  if (c.verb == "compare" && c.inputs.size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compare takes two traces, got ", c.inputs.size()));
+  }
+  if (c.verb != "summary" && c.verb != "compare" && c.output.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(c.verb, " needs -o OUT"));
   }
   return c;
@@ -87,7 +98,27 @@ absl::StatusOr<Trace> Load(const std::vector<std::string>& paths) {
   return MergeTraces(traces);
 }
 
+absl::Status Compare(const Command& c) {
+  std::vector<TraceSummary> summaries;
+  for (const std::string& path : c.inputs) {
+    absl::StatusOr<Trace> trace = ReadChromeJsonFile(path);
+    if (!trace.ok()) return trace.status();
+    SummaryOptions options;
+    options.warmup_steps = c.warmup;
+    absl::StatusOr<TraceSummary> summary = Summarize(*trace, options);
+    if (!summary.ok()) return absl::Status(summary.status().code(),
+                                           absl::StrCat(path, ": ", summary.status().message()));
+    summaries.push_back(*std::move(summary));
+  }
+  const auto base = [](const std::string& path) { return path.substr(path.find_last_of('/') + 1); };
+  std::fputs(FormatComparison(summaries[0], base(c.inputs[0]), summaries[1], base(c.inputs[1]))
+                 .c_str(),
+             stdout);
+  return absl::OkStatus();
+}
+
 absl::Status Run(const Command& c) {
+  if (c.verb == "compare") return Compare(c);
   absl::StatusOr<Trace> trace = Load(c.inputs);
   if (!trace.ok()) return trace.status();
   if (c.verb == "merge") {
@@ -98,6 +129,7 @@ absl::Status Run(const Command& c) {
   if (c.verb == "summary") {
     SummaryOptions options;
     options.critical_path_step = c.step;
+    options.warmup_steps = c.warmup;
     absl::StatusOr<TraceSummary> summary = Summarize(*trace, options);
     if (!summary.ok()) return summary.status();
     std::fputs(FormatSummary(*summary).c_str(), stdout);

@@ -79,6 +79,9 @@ ABSL_FLAG(int, exit_after, 0, "stop cleanly after this step, as an interruption 
 ABSL_FLAG(std::string, trace, "",
           "write every step's actor events to this Chrome trace JSON (Perfetto, chrome://tracing, "
           "bazel run //tools:trace -- summary|render PATH)");
+ABSL_FLAG(std::string, slow_stage, "",
+          "S:FACTOR: stage S computes FACTOR (>= 1) times as long, busy for (FACTOR - 1) times "
+          "each action's measured compute (a synthetic straggler; one-process launch only)");
 ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
 ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
@@ -279,6 +282,8 @@ absl::Status ReadModelFlags(TrainConfig& c) {
   c.optimizer.grad_clip = absl::GetFlag(FLAGS_grad_clip);
   if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
   c.hang_timeout_s = absl::GetFlag(FLAGS_hang_timeout);
+  ASSIGN_OR_RETURN(c.slow_stage, runtime::ParseSlowStage(absl::GetFlag(FLAGS_slow_stage),
+                                                         c.stages));
   c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
   c.eval_every = absl::GetFlag(FLAGS_eval_every);
   if (c.eval_batches <= 0 || c.eval_every < 0) {

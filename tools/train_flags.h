@@ -17,6 +17,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/planner.h"
+#include "runtime/train/slow_stage_work.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 
@@ -45,6 +46,7 @@ struct TrainConfig {
   int exit_after = 0;
   std::string trace;         // Chrome trace JSON path, or empty
   double hang_timeout_s = 120;
+  runtime::SlowStage slow_stage;  // --slow_stage; stage -1 = none
   int eval_batches = 16;     // held-out batches per evaluation
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
 };

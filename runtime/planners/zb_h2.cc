@@ -40,6 +40,11 @@ std::unique_ptr<Planner> ZbH2Definition::MakePlanner(const StepSpec& spec, int s
   return std::make_unique<OrderedPlanner>((*orders)[stage]);
 }
 
+std::vector<std::unique_ptr<Planner>> ZbH2Definition::MakePlanners(
+    const StepSpec& spec, const PlannerClock& /*clock*/) const {
+  return FrozenZeroBubblePlanners(spec, ZbH2Budget(spec));
+}
+
 STAGEHAND_REGISTER_PLANNER(ZbH2Definition);
 
 }  // namespace stagehand::runtime

@@ -24,6 +24,9 @@ class ZbH2Definition : public PlannerDefinition {
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override;
   // ZeroBubblePolicy's unit-cost plan of `spec`, frozen into an OrderedPlanner.
   std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
+  // The frozen plan simulated once for every stage.
+  std::vector<std::unique_ptr<Planner>> MakePlanners(const StepSpec& spec,
+                                                     const PlannerClock& clock) const override;
 };
 
 // The activations a ZB-H2 stage may hold: max_inflight, or 2P when it is 0.

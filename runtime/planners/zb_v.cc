@@ -40,6 +40,11 @@ std::unique_ptr<Planner> ZbVDefinition::MakePlanner(const StepSpec& spec, int st
   return std::make_unique<OrderedPlanner>((*orders)[stage]);
 }
 
+std::vector<std::unique_ptr<Planner>> ZbVDefinition::MakePlanners(
+    const StepSpec& spec, const PlannerClock& /*clock*/) const {
+  return FrozenZeroBubblePlanners(spec, ZbVBudget(spec));
+}
+
 STAGEHAND_REGISTER_PLANNER(ZbVDefinition);
 
 }  // namespace stagehand::runtime

@@ -23,6 +23,9 @@ class ZbVDefinition : public PlannerDefinition {
   // InvalidArgument if the plan cannot finish within it.
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override;
   std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
+  // The frozen plan simulated once for every stage.
+  std::vector<std::unique_ptr<Planner>> MakePlanners(const StepSpec& spec,
+                                                     const PlannerClock& clock) const override;
 };
 
 // The chunk activations a ZB-V stage may hold: max_inflight, or 2P when it is 0.

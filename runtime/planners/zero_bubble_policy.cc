@@ -74,4 +74,17 @@ absl::StatusOr<std::vector<std::vector<Action>>> ZeroBubbleOrders(const StepSpec
   return orders;
 }
 
+std::vector<std::unique_ptr<Planner>> FrozenZeroBubblePlanners(const StepSpec& spec, int budget) {
+  absl::StatusOr<std::vector<std::vector<Action>>> orders = ZeroBubbleOrders(spec, budget);
+  std::vector<std::unique_ptr<Planner>> planners;
+  for (int s = 0; s < spec.num_stages; ++s) {
+    if (orders.ok()) {
+      planners.push_back(std::make_unique<OrderedPlanner>((*orders)[s]));
+    } else {
+      planners.push_back(std::make_unique<ZeroBubblePolicy>(budget));  // MakeSpec reported it
+    }
+  }
+  return planners;
+}
+
 }  // namespace stagehand::runtime

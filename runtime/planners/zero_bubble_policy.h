@@ -5,6 +5,7 @@
 #ifndef STAGEHAND_RUNTIME_PLANNERS_ZERO_BUBBLE_POLICY_H_
 #define STAGEHAND_RUNTIME_PLANNERS_ZERO_BUBBLE_POLICY_H_
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -36,6 +37,10 @@ class ZeroBubblePolicy : public Planner {
 // that what runs is what was validated. The simulator's error if it stalls (a budget too
 // small for the placement).
 absl::StatusOr<std::vector<std::vector<Action>>> ZeroBubbleOrders(const StepSpec& spec, int budget);
+
+// Every stage's planner: OrderedPlanner over ZeroBubbleOrders, simulated once for all stages
+// (MakePlanner per stage simulates once per stage); the live policy if the orders fail.
+std::vector<std::unique_ptr<Planner>> FrozenZeroBubblePlanners(const StepSpec& spec, int budget);
 
 }  // namespace stagehand::runtime
 

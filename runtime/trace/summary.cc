@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -259,9 +260,17 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   }
   out.step_time_us = total_length / out.num_steps;
   out.pipeline_window_us = total_window / out.num_steps;
+  for (const auto& [step, f] : figures) {
+    out.step_times.push_back(StepTime{step, f.length, f.window, false});
+  }
+  out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
+  const int cores = options.cpu_cores > 0 ? options.cpu_cores
+                                          : static_cast<int>(std::thread::hardware_concurrency());
+  out.fewer_cores_than_stages =
+      !trace.virtual_time && trace.process != "simulator" && cores > 0 && cores < P;
 
   // Per stage: compute, waits, transfer intervals, memory.
-  std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P);
+  std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P), wait_iv(P);
   out.stages.resize(P);
   for (int s = 0; s < P; ++s) out.stages[s].stage = s;
   for (const Span& s : trace.spans) {
@@ -271,7 +280,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
       compute_iv[s.stage].push_back({s.begin_us, s.end_us});
       if (IsCompute(s.kind)) {
         st.compute_us += s.duration_us();
-        if (s.wait_us > 0) st.wait_us += s.wait_us;
+        if (s.wait_us > 0) wait_iv[s.stage].push_back({s.begin_us - s.wait_us, s.begin_us});
       }
     } else {
       transfer_iv[s.stage].push_back({s.begin_us, s.end_us});
@@ -287,6 +296,9 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
     StageSummary& st = out.stages[s];
     st.busy_fraction = total_length > 0 ? st.compute_us / total_length : 0;
     st.bubble_fraction = total_window > 0 ? 1.0 - st.compute_us / total_window : 0;
+    // Time in which some action of the stage was ready and waiting: overlapping waits of
+    // several ready actions count once.
+    st.wait_us = Length(Union(wait_iv[s]));
     const std::vector<Interval> compute = Union(compute_iv[s]);
     const std::vector<Interval> transfer = Union(transfer_iv[s]);
     st.transfer_us = Length(transfer);
@@ -317,6 +329,106 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   return out;
 }
 
+StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_steps) {
+  StepStatistics stats;
+  const int total = static_cast<int>(steps->size());
+  stats.warmup_steps = std::clamp(warmup_steps, 0, std::max(total - 1, 0));
+  std::vector<double> lengths;
+  for (int i = 0; i < total; ++i) {
+    (*steps)[i].warmup = i < stats.warmup_steps;
+    if (!(*steps)[i].warmup) lengths.push_back((*steps)[i].length_us);
+  }
+  stats.num_steps = static_cast<int>(lengths.size());
+  if (lengths.empty()) return stats;
+  std::sort(lengths.begin(), lengths.end());
+  const size_t n = lengths.size();
+  stats.median_us = n % 2 == 1 ? lengths[n / 2] : (lengths[n / 2 - 1] + lengths[n / 2]) / 2;
+  stats.min_us = lengths.front();
+  stats.max_us = lengths.back();
+  return stats;
+}
+
+std::string FormatStepTable(const TraceSummary& s) {
+  const char* unit = s.virtual_time ? "units" : "ms";
+  std::string out = absl::StrFormat("%-8s %12s %12s\n", "step", absl::StrCat("time ", unit),
+                                    absl::StrCat("window ", unit));
+  const size_t n = s.step_times.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (n > 24 && i >= 10 && i + 10 < n) {
+      if (i == 10) absl::StrAppendFormat(&out, "... (%d steps)\n", static_cast<int>(n - 20));
+      continue;
+    }
+    const StepTime& st = s.step_times[i];
+    absl::StrAppendFormat(&out, "%-8d %12.3f %12.3f%s\n", st.step, st.length_us / 1e3,
+                          st.pipeline_window_us / 1e3, st.warmup ? "  (warm-up, excluded)" : "");
+  }
+  const StepStatistics& st = s.step_statistics;
+  absl::StrAppendFormat(&out, "median step time %.3f %s, spread %.3f %s (min %.3f, max %.3f) over %d step%s",
+                        st.median_us / 1e3, unit, (st.max_us - st.min_us) / 1e3, unit,
+                        st.min_us / 1e3, st.max_us / 1e3, st.num_steps,
+                        st.num_steps == 1 ? "" : "s");
+  if (st.warmup_steps > 0) {
+    absl::StrAppendFormat(&out, ", excluding %d warm-up step%s", st.warmup_steps,
+                          st.warmup_steps == 1 ? "" : "s");
+  }
+  absl::StrAppend(&out, "\n");
+  return out;
+}
+
+namespace {
+
+double PeakMemory(const TraceSummary& s, bool bytes) {
+  double peak = 0;
+  for (const StageSummary& st : s.stages) {
+    peak = std::max(peak, bytes ? static_cast<double>(st.peak_activation_bytes)
+                                : static_cast<double>(st.peak_activations));
+  }
+  return peak;
+}
+
+}  // namespace
+
+std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
+                             const TraceSummary& b, const std::string& b_name) {
+  const char* unit = a.virtual_time ? "units" : "ms";
+  const double steps_a = std::max(1, a.num_steps), steps_b = std::max(1, b.num_steps);
+  std::string out = absl::StrFormat("%-28s %18s %18s\n", "", a_name.substr(0, 18), b_name.substr(0, 18));
+  const auto row = [&](const std::string& name, double x, double y, const char* format) {
+    absl::StrAppendFormat(&out, "%-28s %18s %18s\n", name, absl::StrFormat(format, x),
+                          absl::StrFormat(format, y));
+  };
+  const StepStatistics& sa = a.step_statistics;
+  const StepStatistics& sb = b.step_statistics;
+  row(absl::StrCat("median step time ", unit), sa.median_us / 1e3, sb.median_us / 1e3, "%.3f");
+  row(absl::StrCat("spread (max - min) ", unit), (sa.max_us - sa.min_us) / 1e3,
+      (sb.max_us - sb.min_us) / 1e3, "%.3f");
+  row("steps counted", sa.num_steps, sb.num_steps, "%.0f");
+  row("bubble", a.bubble_fraction, b.bubble_fraction, "%.4f");
+  row(absl::StrCat("exposed transfer ", unit, "/step"), a.exposed_transfer_us / steps_a / 1e3,
+      b.exposed_transfer_us / steps_b / 1e3, "%.3f");
+  row("peak activations (stage)", PeakMemory(a, false), PeakMemory(b, false), "%.0f");
+  if (PeakMemory(a, true) > 0 || PeakMemory(b, true) > 0) {
+    row("peak activation MiB (stage)", PeakMemory(a, true) / 1048576.0,
+        PeakMemory(b, true) / 1048576.0, "%.2f");
+  }
+  if (sa.median_us > 0) {
+    absl::StrAppendFormat(&out, "%s / %s median step time: %.3f\n", b_name, a_name,
+                          sb.median_us / sa.median_us);
+  }
+  if (sa.num_steps < 3 || sb.num_steps < 3) {
+    absl::StrAppend(&out, "too few steps to tell the difference from run-to-run noise (want >= 3 "
+                          "after warm-up in each)\n");
+  } else if (sa.max_us < sb.min_us || sb.max_us < sa.min_us) {
+    absl::StrAppendFormat(&out, "the difference exceeds run-to-run noise: the step-time ranges "
+                                "do not overlap (%s is faster)\n",
+                          sa.median_us < sb.median_us ? a_name : b_name);
+  } else {
+    absl::StrAppend(&out, "the difference is within run-to-run noise: the step-time ranges "
+                          "overlap\n");
+  }
+  return out;
+}
+
 std::string FormatSummary(const TraceSummary& s) {
   // Times print in ms (virtual time: cost-model units).
   const char* unit = s.virtual_time ? "units" : "ms";
@@ -326,9 +438,14 @@ std::string FormatSummary(const TraceSummary& s) {
       "trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages, s.num_chunks,
       s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
       s.virtual_time ? " (virtual time: cost-model units)" : "");
-  absl::StrAppendFormat(&out, "step time %s %s (mean), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
+  absl::StrAppend(&out, FormatStepTable(s));
+  absl::StrAppendFormat(&out, "step time %s %s (mean of all steps), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
                         t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
                         s.overlap_fraction);
+  if (s.fewer_cores_than_stages) {
+    absl::StrAppend(&out, "note: this machine has fewer cores than stages, so stages' busy "
+                          "fractions overlap in time (they shared cores)\n");
+  }
   absl::StrAppendFormat(&out, "%-6s %6s %7s %11s %11s %11s %8s  %s\n", "stage", "busy", "bubble",
                         "waits", "transfer", "exposed", "overlap", "peak memory");
   absl::StrAppendFormat(&out, "%-6s %6s %7s %35s\n", "", "", "", absl::StrCat(unit, " per step"));
@@ -344,7 +461,7 @@ std::string FormatSummary(const TraceSummary& s) {
                           st.overlap_fraction, memory);
     busy.push_back(absl::StrFormat("s%d %.2f", st.stage, st.busy_fraction));
   }
-  absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step\n",
+  absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
                         t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
   absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
 

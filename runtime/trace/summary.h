@@ -12,7 +12,8 @@
 //   transfer         the union of the stage's send and receive spans;
 //   hidden           the part of it under the stage's own compute; exposed = the rest;
 //   overlap          hidden / transfer.
-//   waits            the sum over the stage's actions of ready-to-started (Span::wait_us).
+//   waits            time in which some action of the stage was ready but not started (the
+//                    union of its actions' ready-to-started intervals, Span::wait_us).
 #ifndef STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
 #define STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
 
@@ -31,7 +32,7 @@ struct StageSummary {
   double compute_us = 0;  // F/I/W/B
   double busy_fraction = 0;
   double bubble_fraction = 0;
-  double wait_us = 0;  // sum of the waits (ready to started) of its actions
+  double wait_us = 0;  // time some action of it was ready and not started (union)
   double transfer_us = 0;
   double exposed_transfer_us = 0;
   double hidden_transfer_us = 0;
@@ -61,6 +62,22 @@ struct CriticalPath {
   std::vector<CriticalLink> links;  // in time order
 };
 
+// One step's length (a StepSpan, or first to last span of the step).
+struct StepTime {
+  int64_t step = 0;
+  double length_us = 0;
+  double pipeline_window_us = 0;
+  bool warmup = false;  // excluded from the median and spread
+};
+
+// The step times without the warm-up steps (all steps if that leaves none).
+struct StepStatistics {
+  int num_steps = 0;    // counted
+  int warmup_steps = 0;  // excluded
+  double median_us = 0;
+  double min_us = 0, max_us = 0;  // spread = max - min
+};
+
 struct TraceSummary {
   int num_stages = 0, num_chunks = 0, num_microbatches = 0;
   bool virtual_time = false;
@@ -73,15 +90,37 @@ struct TraceSummary {
   double hidden_transfer_us = 0;    // summed over stages
   double overlap_fraction = 0;      // hidden / (hidden + exposed), over all stages
   CriticalPath critical_path;
+  std::vector<StepTime> step_times;  // in step order
+  StepStatistics step_statistics;
+  // The trace's stages ran on a CPU with fewer cores than stages: busy fractions of
+  // different stages overlap in time (their compute shared cores).
+  bool fewer_cores_than_stages = false;
 };
 
 struct SummaryOptions {
   int64_t critical_path_step = -1;  // the step whose critical path to find; -1 = the last
+  // The first steps left out of the median and spread (they include warm-up: allocation,
+  // first-touch, thread start-up); 0 keeps every step. Never leaves no step.
+  int warmup_steps = 1;
+  int cpu_cores = 0;  // the host's cores for the fewer-cores note; 0 = this machine's
 };
 
 // InvalidArgument if the trace has no compute span (nothing to summarise) or the asked
 // step is not in it.
 absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options = {});
+
+// Median and spread of `steps` less the first `warmup_steps` (fewer if that leaves none);
+// marks the excluded ones.
+StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_steps);
+
+// "step  time ms  window ms" per step, warm-up steps marked, long tables elided.
+std::string FormatStepTable(const TraceSummary& summary);
+
+// tools/trace compare: two summaries side by side (median step time and spread, bubble,
+// exposed transfer, peak memory) and whether the difference of the medians exceeds the
+// run-to-run noise (their min-max ranges do not overlap), with too few steps said so.
+std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
+                             const TraceSummary& b, const std::string& b_name);
 
 // The report tools/trace prints: a header, a table per stage, a launch-style line
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.

@@ -3,6 +3,7 @@
 #include "runtime/trace/summary.h"
 
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "runtime/planner.h"
@@ -103,11 +104,65 @@ TEST(SummaryTest, CriticalPathAddsUpToTheStep) {
   EXPECT_NE(text.find("s2 -> s3  activation"), std::string::npos) << text;
 }
 
-TEST(SummaryTest, WaitsAreReadyToStarted) {
-  // GPipe, no transfers: stage 0's F of microbatch k is ready at 0 and starts at k.
+TEST(SummaryTest, WaitsAreTheTimeSomeReadyActionWaited) {
+  // GPipe, no transfers: stage 0's F of microbatch k is ready at 0 and starts at k. The
+  // waits overlap: stage 0 had a ready action waiting from 0 to 7, 7 units, not 0+1+...+7.
   auto s = Summarize(Simulated("gpipe", 4, 8, 0));
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_DOUBLE_EQ(s->stages[0].wait_us, 28 * kUnit);  // 0 + 1 + ... + 7
+  EXPECT_DOUBLE_EQ(s->stages[0].wait_us, 7 * kUnit);
+}
+
+// `lengths` as consecutive one-stage steps of one F each.
+Trace Steps(const std::vector<double>& lengths) {
+  Trace trace;
+  trace.num_stages = trace.num_chunks = trace.num_microbatches = 1;
+  double t = 0;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    Span span;
+    span.step = static_cast<int64_t>(i) + 1;
+    span.begin_us = t;
+    span.end_us = t + lengths[i];
+    trace.spans.push_back(span);
+    trace.steps.push_back(StepSpan{span.step, t, t + lengths[i]});
+    t += lengths[i];
+  }
+  return trace;
+}
+
+TEST(SummaryTest, StepMedianAndSpreadLeaveOutTheWarmUpStep) {
+  auto s = Summarize(Steps({9000, 1000, 3000, 2000}));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->step_statistics.warmup_steps, 1);
+  EXPECT_EQ(s->step_statistics.num_steps, 3);
+  EXPECT_DOUBLE_EQ(s->step_statistics.median_us, 2000);
+  EXPECT_DOUBLE_EQ(s->step_statistics.min_us, 1000);
+  EXPECT_DOUBLE_EQ(s->step_statistics.max_us, 3000);
+  EXPECT_TRUE(s->step_times[0].warmup);
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("median step time 2.000 ms, spread 2.000 ms"), std::string::npos) << text;
+  EXPECT_NE(text.find("(warm-up, excluded)"), std::string::npos) << text;
+  SummaryOptions all;
+  all.warmup_steps = 0;
+  EXPECT_DOUBLE_EQ(Summarize(Steps({9000, 1000, 3000, 2000}), all)->step_statistics.median_us,
+                   2500);
+  // A single step is never left out.
+  EXPECT_EQ(Summarize(Steps({5000}))->step_statistics.num_steps, 1);
+}
+
+TEST(SummaryTest, ComparisonSaysWhetherTheDifferenceExceedsNoise) {
+  auto fast = Summarize(Steps({5000, 1000, 1100, 1050}));
+  auto slow = Summarize(Steps({5000, 2000, 2100, 2050}));
+  auto overlapping = Summarize(Steps({5000, 1080, 1500, 1000}));
+  ASSERT_TRUE(fast.ok() && slow.ok() && overlapping.ok());
+  const std::string differ = FormatComparison(*fast, "a.json", *slow, "b.json");
+  EXPECT_NE(differ.find("exceeds run-to-run noise"), std::string::npos) << differ;
+  EXPECT_NE(differ.find("a.json is faster"), std::string::npos) << differ;
+  EXPECT_NE(differ.find("b.json / a.json median step time: 1.952"), std::string::npos) << differ;
+  const std::string same = FormatComparison(*fast, "a", *overlapping, "c");
+  EXPECT_NE(same.find("within run-to-run noise"), std::string::npos) << same;
+  auto short_run = Summarize(Steps({5000, 1000}));
+  EXPECT_NE(FormatComparison(*fast, "a", *short_run, "d").find("too few steps"),
+            std::string::npos);
 }
 
 TEST(SummaryTest, FormatHasTheLaunchStyleBusyLine) {

@@ -1,0 +1,134 @@
+// Cost model for the simulator: per-chunk F/I/W durations, transfer times and per-stage memory
+// from a GPT config and device figures (or from a real run's trace), plus op-time jitter and
+// a straggler stage. Not a kernel-level model: one matrix rate, one memory bandwidth, one link.
+#ifndef STAGEHAND_RUNTIME_SIM_COST_MODEL_H_
+#define STAGEHAND_RUNTIME_SIM_COST_MODEL_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "models/gpt_config.h"
+#include "runtime/simulator.h"
+#include "runtime/step_spec.h"
+#include "runtime/trace/trace.h"
+
+namespace stagehand::runtime::sim {
+
+struct DeviceSpec {
+  std::string name;
+  double matmul_flops = 0;      // sustained dense matrix rate, FLOP/s
+  double memory_bandwidth = 0;  // bytes/s, for the element-wise (memory-bound) work
+  double link_latency = 0;      // seconds per transfer between neighbour stages
+  double link_bandwidth = 0;    // bytes/s between neighbour stages
+  double memory_bytes = 0;      // device memory
+  int value_bytes = 2;          // bytes per activation value (bf16 = 2, fp32 = 4)
+};
+
+// h100, h200 (NVLink between stages), h100_ib, h200_ib (InfiniBand NDR between stages), cpu
+// (this 2-core machine, fp32). NotFound listing the names otherwise.
+absl::StatusOr<DeviceSpec> DevicePreset(absl::string_view name);
+std::vector<std::string> DevicePresetNames();
+
+// What one microbatch is: the model and its batch shape.
+struct Workload {
+  models::GptConfig model;
+  int microbatch_size = 4;  // sequences per microbatch (b)
+  int seq_len = 64;         // tokens per sequence (T)
+};
+
+// gpt2, gpt2_medium, gpt2_large, gpt2_xl, gpt3_175b, or launch (launch's defaults: 4 layers,
+// width 128, 4 heads, byte vocabulary, 64 tokens, 4 sequences). NotFound listing the names.
+absl::StatusOr<Workload> WorkloadPreset(absl::string_view name);
+std::vector<std::string> WorkloadPresetNames();
+
+struct ChunkCost {
+  double forward = 0;           // F, seconds
+  double backward_input = 0;    // I
+  double backward_weight = 0;   // W (B = I + W)
+  double activation_bytes = 0;  // held per microbatch from F until W / B
+  double parameters = 0;
+  double flops = 0;  // F + I + W model FLOPs of one microbatch (for MFU)
+};
+
+// Costs of one step shape: what the simulator and the report need.
+struct StepCosts {
+  std::vector<ChunkCost> chunks;  // (C)
+  double transfer = 0;            // seconds per activation or gradient transfer
+  double transfer_bytes = 0;
+  std::vector<double> stage_static_bytes;  // (P) parameters, gradients, optimizer state
+  // (P) multiplies every compute time of the stage (a profile's slow stage); empty = 1.
+  std::vector<double> stage_factor;
+  double peak_matmul_flops = 0;  // per device, for MFU
+};
+
+// ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.
+// Layers are split evenly over the chunks in order (chunk 0 also has the embedding, the last
+// chunk the head and loss). InvalidArgument naming a bad field.
+absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const DeviceSpec& device,
+                                            const StepSpec& spec);
+
+// Costs measured in a real run's trace (--profile): the median F/I/W/B duration of each chunk
+// and the median transfer (send) time. A trace with another chunk count than `spec` gives
+// each of spec's chunks an equal share of the run's per-microbatch model time; a fused B is
+// split evenly into I and W, and I + W make B; with the same stage count, each stage's share of
+// the compute (relative to the mean) becomes its stage_factor, so a slow stage stays slow
+// under another chunking. Memory comes from `estimate` (the GPT model).
+// InvalidArgument if the trace has no compute span.
+absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
+                                             const StepCosts& estimate);
+
+// The most activations per stage that fit `memory_cap_bytes` next to the stage's static
+// bytes (the largest chunk's activation per microbatch), at least 1; 0 when the cap is 0.
+// ResourceExhausted naming the stage if the static bytes alone exceed the cap.
+absl::StatusOr<int> MaxInflightForMemory(const StepCosts& costs, const StepSpec& spec,
+                                         double memory_cap_bytes);
+
+enum class JitterDistribution { kNone, kUniform, kNormal, kLogNormal };
+// "none", "uniform", "normal", "lognormal"; false if unknown.
+bool ParseJitterDistribution(absl::string_view name, JitterDistribution* distribution);
+
+struct Variability {
+  // Each compute action's time is multiplied by a draw of mean 1: uniform on [1-s, 1+s],
+  // normal N(1, s) floored at 0.05, or lognormal with sigma s; s = spread.
+  JitterDistribution jitter = JitterDistribution::kNone;
+  double spread = 0;
+  uint64_t seed = 1;
+  // Stage straggler_stage (-1: none) computes straggler_factor times slower from step
+  // straggler_from_step (0-based) on.
+  int straggler_stage = -1;
+  double straggler_factor = 1;
+  int straggler_from_step = 0;
+};
+
+// OK, or InvalidArgument naming the bad field.
+absl::Status ValidateVariability(const Variability& variability, int num_stages);
+
+// ActionCosts for the simulator: StepCosts with jitter and a straggler. One object serves
+// consecutive steps (set_step) so that draws continue and a straggler starts at its step.
+class ModelCosts : public ActionCosts {
+ public:
+  ModelCosts(StepCosts costs, Variability variability);
+  void set_step(int step) { step_ = step; }
+  double ComputeTime(const Action& action) override;
+  double TransferTime(const Transfer& transfer) override;
+  // The jitter-free duration of a compute action.
+  double BaseTime(const Action& action) const;
+  const StepCosts& costs() const { return costs_; }
+
+ private:
+  double Draw();
+
+  StepCosts costs_;
+  Variability variability_;
+  std::mt19937_64 rng_;
+  int step_ = 0;
+};
+
+}  // namespace stagehand::runtime::sim
+
+#endif  // STAGEHAND_RUNTIME_SIM_COST_MODEL_H_

@@ -1,0 +1,71 @@
+// Tests of SlowStageWork and --slow_stage parsing: the stretch is a multiple of the measured
+// compute, the optimizer phases are not stretched, bad flags are named.
+// Not a pipeline test: launch's --slow_stage runs are in tools/slow_stage_bench.sh.
+#include "runtime/train/slow_stage_work.h"
+
+#include <chrono>
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/util/status_matchers.h"
+
+namespace stagehand::runtime {
+namespace {
+
+using ::stagehand::testing::IsOk;
+using ::stagehand::testing::StatusIs;
+using ::testing::HasSubstr;
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+TEST(SlowStageWorkTest, StretchesEachComputeByTheFactorOfItsMeasuredTime) {
+  SyntheticDurations durations;
+  durations.forward_us = 3000;  // sleeps 3 ms
+  SlowStageWork work(std::make_unique<SyntheticStageWork>(durations, 2), 2.0);
+  Payload output;
+  double loss = 0;
+  const auto begin = std::chrono::steady_clock::now();
+  ASSERT_THAT(work.Forward(0, 0, nullptr, &output, &loss), IsOk());
+  const double total = Seconds(begin);
+  EXPECT_GE(work.stretched_seconds(), 0.003);  // at least (2 - 1) x the 3 ms it took
+  EXPECT_GE(total, 0.006);
+  EXPECT_GE(total, 2 * (total - work.stretched_seconds()) - 1e-4);  // busy >= factor x work
+}
+
+TEST(SlowStageWorkTest, FactorOneAddsNothing) {
+  SyntheticDurations durations;
+  durations.forward_us = 1000;
+  SlowStageWork work(std::make_unique<SyntheticStageWork>(durations, 2), 1.0);
+  Payload output;
+  double loss = 0;
+  ASSERT_THAT(work.Forward(0, 0, nullptr, &output, &loss), IsOk());
+  EXPECT_LT(work.stretched_seconds(), 1e-3);
+}
+
+TEST(SlowStageWorkTest, ParsesTheFlag) {
+  absl::StatusOr<SlowStage> none = ParseSlowStage("", 4);
+  ASSERT_THAT(none.status(), IsOk());
+  EXPECT_EQ(none->stage, -1);
+  absl::StatusOr<SlowStage> slow = ParseSlowStage("2:1.5", 4);
+  ASSERT_THAT(slow.status(), IsOk());
+  EXPECT_EQ(slow->stage, 2);
+  EXPECT_DOUBLE_EQ(slow->factor, 1.5);
+}
+
+TEST(SlowStageWorkTest, RejectsBadFlagsByName) {
+  EXPECT_THAT(
+      ParseSlowStage("2", 4).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--slow_stage=2: want S:FACTOR")));
+  EXPECT_THAT(ParseSlowStage("4:2", 4).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("stage 4 is not in [0, --stages = 4)")));
+  EXPECT_THAT(
+      ParseSlowStage("1:0.5", 4).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FACTOR must be a number >= 1")));
+}
+
+}  // namespace
+}  // namespace stagehand::runtime

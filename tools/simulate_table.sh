@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The benchmark table of issue 15: every registered planner simulated at P=8, M=32 under the
+# same memory cap, with no jitter, 20% uniform op-time jitter, and one 1.3x straggler stage;
+# adaptive's mean step time against the best of zb_h2, zb_v and dualpipe_v (and of every
+# static planner). Simulated (tools/simulate), not measured: see tools/slow_stage_bench.sh.
+#
+#   tools/simulate_table.sh [--model=gpt2_xl] [--device=h200] [--memory_cap_gb=70] [--steps=8]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=gpt2_xl DEVICE=h200 CAP=70 STEPS=8 SEED=1
+for arg in "$@"; do
+  case "$arg" in
+    --model=*) MODEL="${arg#*=}" ;;
+    --device=*) DEVICE="${arg#*=}" ;;
+    --memory_cap_gb=*) CAP="${arg#*=}" ;;
+    --steps=*) STEPS="${arg#*=}" ;;
+    --seed=*) SEED="${arg#*=}" ;;
+    *) echo "simulate_table.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+./bazelw build //tools:simulate >&2
+SIM=bazel-bin/tools/simulate
+COMMON=(--model="$MODEL" --device="$DEVICE" --stages=8 --microbatches=32 --memory_cap_gb="$CAP"
+        --steps="$STEPS" --seed="$SEED")
+
+echo "P=8 M=32, model $MODEL on $DEVICE, memory cap $CAP GB per stage, $STEPS steps (mean step time, ms)"
+declare -A RESULT
+SCENARIOS=("no jitter|" "20% jitter|--jitter=uniform:0.2" "straggler s3 1.3x|--straggler=3:1.3")
+for scenario in "${SCENARIOS[@]}"; do
+  name="${scenario%%|*}" flag="${scenario#*|}"
+  # auto ranks every planner: "  NAME   123.456 ms" per line.
+  while read -r planner time unit; do
+    [[ "$unit" == "ms" ]] || continue
+    RESULT["$name|$planner"]="$time"
+  done < <($SIM "${COMMON[@]}" $flag --planner=auto | sed -n '/^auto: every planner/,/^auto picked/p')
+done
+
+planners=$($SIM --list_planners | awk '{print $1}')
+printf "%-14s" "planner"
+for scenario in "${SCENARIOS[@]}"; do printf " %20s" "${scenario%%|*}"; done
+printf "\n"
+for p in $planners; do
+  printf "%-14s" "$p"
+  for scenario in "${SCENARIOS[@]}"; do printf " %20s" "${RESULT["${scenario%%|*}|$p"]:--}"; done
+  printf "\n"
+done
+for scenario in "${SCENARIOS[@]}"; do
+  name="${scenario%%|*}"
+  adaptive="${RESULT["$name|adaptive"]:-}"
+  best_zb="" best_zb_name="" best_static="" best_static_name=""
+  for p in $planners; do
+    t="${RESULT["$name|$p"]:-}"
+    [[ -n "$t" && "$p" != adaptive ]] || continue
+    if [[ -z "$best_static" ]] || awk "BEGIN{exit !($t < $best_static)}"; then best_static=$t best_static_name=$p; fi
+    case "$p" in zb_h2|zb_v|dualpipe_v)
+      if [[ -z "$best_zb" ]] || awk "BEGIN{exit !($t < $best_zb)}"; then best_zb=$t best_zb_name=$p; fi ;;
+    esac
+  done
+  awk -v n="$name" -v a="$adaptive" -v z="$best_zb" -v zn="$best_zb_name" -v s="$best_static" \
+      -v sn="$best_static_name" 'BEGIN {
+    printf "%-18s adaptive / best of zb_h2,zb_v,dualpipe_v (%s) = %.3f; adaptive / best static (%s) = %.3f\n",
+           n ":", zn, a / z, sn, a / s }'
+done
