@@ -393,23 +393,24 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
   const char* unit = a.virtual_time ? "units" : "ms";
   const double steps_a = std::max(1, a.num_steps), steps_b = std::max(1, b.num_steps);
   std::string out = absl::StrFormat("%-28s %18s %18s\n", "", a_name.substr(0, 18), b_name.substr(0, 18));
-  const auto row = [&](const std::string& name, double x, double y, const char* format) {
-    absl::StrAppendFormat(&out, "%-28s %18s %18s\n", name, absl::StrFormat(format, x),
-                          absl::StrFormat(format, y));
+  // `decimals` rather than a format string: absl needs formats known at compile time.
+  const auto row = [&](const std::string& name, double x, double y, int decimals) {
+    absl::StrAppendFormat(&out, "%-28s %18s %18s\n", name, absl::StrFormat("%.*f", decimals, x),
+                          absl::StrFormat("%.*f", decimals, y));
   };
   const StepStatistics& sa = a.step_statistics;
   const StepStatistics& sb = b.step_statistics;
-  row(absl::StrCat("median step time ", unit), sa.median_us / 1e3, sb.median_us / 1e3, "%.3f");
+  row(absl::StrCat("median step time ", unit), sa.median_us / 1e3, sb.median_us / 1e3, 3);
   row(absl::StrCat("spread (max - min) ", unit), (sa.max_us - sa.min_us) / 1e3,
-      (sb.max_us - sb.min_us) / 1e3, "%.3f");
-  row("steps counted", sa.num_steps, sb.num_steps, "%.0f");
-  row("bubble", a.bubble_fraction, b.bubble_fraction, "%.4f");
+      (sb.max_us - sb.min_us) / 1e3, 3);
+  row("steps counted", sa.num_steps, sb.num_steps, 0);
+  row("bubble", a.bubble_fraction, b.bubble_fraction, 4);
   row(absl::StrCat("exposed transfer ", unit, "/step"), a.exposed_transfer_us / steps_a / 1e3,
-      b.exposed_transfer_us / steps_b / 1e3, "%.3f");
-  row("peak activations (stage)", PeakMemory(a, false), PeakMemory(b, false), "%.0f");
+      b.exposed_transfer_us / steps_b / 1e3, 3);
+  row("peak activations (stage)", PeakMemory(a, false), PeakMemory(b, false), 0);
   if (PeakMemory(a, true) > 0 || PeakMemory(b, true) > 0) {
     row("peak activation MiB (stage)", PeakMemory(a, true) / 1048576.0,
-        PeakMemory(b, true) / 1048576.0, "%.2f");
+        PeakMemory(b, true) / 1048576.0, 2);
   }
   if (sa.median_us > 0) {
     absl::StrAppendFormat(&out, "%s / %s median step time: %.3f\n", b_name, a_name,
