@@ -117,6 +117,11 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
     report.step_times.push_back(result.step_time);
     report.bubble_fraction += result.bubble_fraction / options.steps;
     report.num_actions += result.num_actions;
+    if (!result.stage_busy.empty()) {
+      const auto busiest = std::max_element(result.stage_busy.begin(), result.stage_busy.end());
+      report.busiest_stage = static_cast<int>(busiest - result.stage_busy.begin());
+      report.busiest_stage_time += *busiest / options.steps;
+    }
     const std::vector<double> bytes = options.record_timeline
                                           ? PeakActivationBytes(result, costs.costs())
                                           : std::vector<double>();
@@ -171,6 +176,9 @@ std::string FormatRunReport(const RunReport& r) {
                       : absl::StrFormat("%.1f%%", 100 * r.exposed_transfer_fraction),
                   "  MFU ",
                   r.unit_time ? std::string("n/a") : absl::StrFormat("%.1f%%", 100 * r.mfu), "\n");
+  absl::StrAppend(&text, "busiest stage s", r.busiest_stage, " computes ",
+                  FormatSeconds(r.busiest_stage_time, r.unit_time),
+                  " (mean): no order of these actions on this placement is faster\n");
   absl::StrAppend(&text, "stage  peak activations  activation memory  static memory\n");
   const int num_stages = r.spec.num_stages;
   for (int s = 0; s < num_stages; ++s) {

@@ -38,6 +38,10 @@ struct RunReport {
   std::vector<int> peak_inflight;  // (P) over all steps
   std::vector<double> peak_activation_bytes;  // (P) over all steps
   std::vector<double> stage_static_bytes;     // (P)
+  // Mean over steps of the busiest stage's compute time: no order of the same actions on the
+  // same placement finishes a step sooner (the bound a planner can reach).
+  double busiest_stage_time = 0;
+  int busiest_stage = 0;         // in the last step
   double mfu = 0;                // model FLOPs per mean step / (P * peak rate * mean step time)
   int64_t num_actions = 0;       // compute actions simulated, all steps
   bool unit_time = false;        // unit costs: times are cost units, not seconds; no MFU
