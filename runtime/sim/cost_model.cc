@@ -103,6 +103,89 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// The steps of `trace` less its first `options.warmup_steps` and those longer than
+// outlier_factor x the median of the rest (all of them if that leaves none).
+std::set<int64_t> KeptSteps(const trace::Trace& trace, const ProfileOptions& options) {
+  std::set<int64_t> steps;
+  for (const trace::Span& span : trace.spans) steps.insert(span.step);
+  std::set<int64_t> kept = steps;
+  int warmup = options.warmup_steps;
+  for (auto it = steps.begin(); it != steps.end() && warmup-- > 0; ++it) kept.erase(*it);
+  if (kept.empty()) return steps;
+  std::vector<double> lengths;
+  std::map<int64_t, double> length;
+  for (const trace::StepSpan& step : trace.steps) {
+    if (!kept.count(step.step)) continue;
+    length[step.step] = step.end_us - step.begin_us;
+    lengths.push_back(step.end_us - step.begin_us);
+  }
+  if (options.outlier_factor <= 0 || lengths.size() < 3) return kept;
+  const double limit = options.outlier_factor * Median(lengths);
+  for (const auto& [step, us] : length) {
+    if (us > limit) kept.erase(step);
+  }
+  return kept;
+}
+
+// Per span: 1, or for a compute span with `cores` > 0 the mean over its time of
+// min(1, cores / compute spans running then) -- its share of a core.
+std::vector<double> CoreShares(const trace::Trace& trace, int cores) {
+  std::vector<double> shares(trace.spans.size(), 1);
+  if (cores <= 0) return shares;
+  std::vector<std::pair<double, int>> edges;  // (time, +1 begin / -1 end), ends first at a tie
+  for (const trace::Span& span : trace.spans) {
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    edges.push_back({span.begin_us, 1});
+    edges.push_back({span.end_us, -1});
+  }
+  std::sort(edges.begin(), edges.end());
+  // Piecewise-constant share over time, integrated: cumulative[i] = integral up to times[i].
+  std::vector<double> times, cumulative;
+  int running = 0;
+  double integral = 0;
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    if (i > 0) {
+      integral += (edges[i].first - edges[i - 1].first) *
+                  (running > cores ? static_cast<double>(cores) / running : 1.0);
+    }
+    running += edges[i].second;
+    times.push_back(edges[i].first);
+    cumulative.push_back(integral);
+  }
+  const auto integral_at = [&](double t) {
+    // The last edge at t: the integral is continuous, so any index at t gives the same value.
+    const std::size_t i = std::upper_bound(times.begin(), times.end(), t) - times.begin();
+    return i == 0 ? 0.0 : cumulative[i - 1];
+  };
+  for (std::size_t k = 0; k < trace.spans.size(); ++k) {
+    const trace::Span& span = trace.spans[k];
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    if (span.duration_us() <= 0) continue;
+    shares[k] = (integral_at(span.end_us) - integral_at(span.begin_us)) / span.duration_us();
+  }
+  return shares;
+}
+
+// Median over `kept` steps of the step's length less its pipeline window (microseconds);
+// 0 without step spans.
+double StepOverhead(const trace::Trace& trace, const std::set<int64_t>& kept) {
+  std::map<int64_t, std::pair<double, double>> window;  // step -> (first begin, last end)
+  for (const trace::Span& span : trace.spans) {
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    auto [it, inserted] = window.emplace(span.step, std::make_pair(span.begin_us, span.end_us));
+    it->second.first = std::min(it->second.first, span.begin_us);
+    it->second.second = std::max(it->second.second, span.end_us);
+  }
+  std::vector<double> overheads;
+  for (const trace::StepSpan& step : trace.steps) {
+    const auto it = window.find(step.step);
+    if (!kept.count(step.step) || it == window.end()) continue;
+    overheads.push_back(std::max(0.0, (step.end_us - step.begin_us) -
+                                          (it->second.second - it->second.first)));
+  }
+  return Median(overheads);
+}
+
 }  // namespace
 
 absl::StatusOr<DeviceSpec> DevicePreset(absl::string_view name) {
@@ -180,13 +263,19 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
 }
 
 absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
-                                             const StepCosts& estimate) {
+                                             const StepCosts& estimate,
+                                             const ProfileOptions& options) {
+  const std::set<int64_t> kept = KeptSteps(trace, options);
+  const std::vector<double> shares = CoreShares(trace, options.cores);
+  const double us_to_seconds = 1e-6 / (trace.virtual_time ? 1e3 : 1);
   std::map<std::pair<int, ActionKind>, std::vector<double>> durations;  // (chunk, kind) -> s
   std::vector<double> sends;
-  for (const trace::Span& span : trace.spans) {
-    const double seconds = span.duration_us() * 1e-6 / (trace.virtual_time ? 1e3 : 1);
+  for (std::size_t k = 0; k < trace.spans.size(); ++k) {
+    const trace::Span& span = trace.spans[k];
+    if (!kept.count(span.step)) continue;
+    const double seconds = span.duration_us() * us_to_seconds;
     if (span.lane == trace::Lane::kCompute && IsCompute(span.kind)) {
-      durations[{span.chunk, span.kind}].push_back(seconds);
+      durations[{span.chunk, span.kind}].push_back(seconds * shares[k]);
     } else if (span.lane == trace::Lane::kSend) {
       sends.push_back(seconds);
     }
@@ -247,6 +336,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
     }
   }
   if (!sends.empty()) costs.transfer = Median(sends);
+  costs.step_overhead = StepOverhead(trace, kept) * us_to_seconds;
   return costs;
 }
 

@@ -64,6 +64,9 @@ struct StepCosts {
   // (P) multiplies every compute time of the stage (a profile's slow stage); empty = 1.
   std::vector<double> stage_factor;
   double peak_matmul_flops = 0;  // per device, for MFU
+  // Seconds each step takes beyond its pipeline window (first to last compute): the
+  // optimizer and the step's hand-offs. From a profile; 0 for the GPT model.
+  double step_overhead = 0;
 };
 
 // ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.
@@ -77,10 +80,24 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
 // each of spec's chunks an equal share of the run's per-microbatch model time; a fused B is
 // split evenly into I and W, and I + W make B; with the same stage count, each stage's share of
 // the compute (relative to the mean) becomes its stage_factor, so a slow stage stays slow
-// under another chunking. Memory comes from `estimate` (the GPT model).
+// under another chunking. Memory comes from `estimate` (the GPT model); step_overhead is the
+// median of (step time - pipeline window) over the kept steps.
 // InvalidArgument if the trace has no compute span.
+struct ProfileOptions {
+  // Steps left out first (allocation, first touch, thread start-up), as tools/trace does;
+  // never all of them.
+  int warmup_steps = 1;
+  // Steps longer than this times the median step are left out too (disturbed by other load
+  // on the machine; the median step is what a profile predicts); 0 keeps them.
+  double outlier_factor = 1.25;
+  // The cores the traced run had, when fewer than its stages (0 = a core per stage): each
+  // compute span is shrunk to its share of a core while others overlapped it, so that the
+  // costs are a stage's own (the simulator then shares `cores` lanes, SimulationOptions).
+  int cores = 0;
+};
 absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
-                                             const StepCosts& estimate);
+                                             const StepCosts& estimate,
+                                             const ProfileOptions& options = {});
 
 // The most activations per stage that fit `memory_cap_bytes` next to the stage's static
 // bytes (the largest chunk's activation per microbatch), at least 1; 0 when the cap is 0.

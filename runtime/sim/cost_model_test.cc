@@ -105,6 +105,66 @@ TEST(CostModelTest, ProfileTakesTheMedianOfEachChunksActions) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--profile")));
 }
 
+// A compute span of F c0 on `stage` in `step`, [begin, end] seconds.
+trace::Span Forward(int stage, int64_t step, double begin, double end) {
+  trace::Span span;
+  span.lane = trace::Lane::kCompute;
+  span.stage = stage;
+  span.kind = ActionKind::kForward;
+  span.step = step;
+  span.begin_us = begin * 1e6;
+  span.end_us = end * 1e6;
+  return span;
+}
+
+TEST(CostModelTest, ProfileLeavesOutWarmUpAndDisturbedStepsAndAddsTheStepOverhead) {
+  const StepSpec spec = Standard(1, 1);
+  trace::Trace trace;
+  trace.num_stages = trace.num_chunks = trace.num_microbatches = 1;
+  // Step 1 (warm-up) F takes 9 s; steps 2-4 take 2 s in a 3 s step; step 5 is disturbed (8 s).
+  trace.spans = {Forward(0, 1, 0, 9), Forward(0, 2, 10, 12), Forward(0, 3, 13, 15),
+                 Forward(0, 4, 16, 18), Forward(0, 5, 19, 27)};
+  trace.steps = {{1, 0, 10}, {2, 10, 13}, {3, 13, 16}, {4, 16, 19}, {5, 19, 28}};
+  for (auto& step : trace.steps) step.begin_us *= 1e6, step.end_us *= 1e6;
+  StepCosts estimate;
+  estimate.chunks.resize(1);
+  absl::StatusOr<StepCosts> profile = StepCostsFromTrace(trace, spec, estimate);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);
+  EXPECT_DOUBLE_EQ(profile->step_overhead, 1);  // 3 s steps, 2 s windows
+  ProfileOptions keep_all;
+  keep_all.warmup_steps = 0;
+  keep_all.outlier_factor = 0;
+  profile = StepCostsFromTrace(trace, spec, estimate, keep_all);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);  // the median of 9, 2, 2, 2, 8
+  keep_all.warmup_steps = 10;                        // would leave no step: keeps them all
+  EXPECT_THAT(StepCostsFromTrace(trace, spec, estimate, keep_all).status(), IsOk());
+}
+
+TEST(CostModelTest, ProfileWithFewerCoresThanStagesTakesEachSpansShareOfACore) {
+  const StepSpec spec = Standard(2, 1);
+  trace::Trace trace;
+  trace.num_stages = 2;
+  trace.num_chunks = 2;
+  trace.num_microbatches = 1;
+  // Two stages compute [0, 4] together on one core: each had half of it, 2 s of its own.
+  trace::Span second = Forward(1, 1, 0, 4);
+  second.chunk = 1;
+  trace.spans = {Forward(0, 1, 0, 4), second};
+  StepCosts estimate;
+  estimate.chunks.resize(2);
+  ProfileOptions one_core;
+  one_core.cores = 1;
+  absl::StatusOr<StepCosts> profile = StepCostsFromTrace(trace, spec, estimate, one_core);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);
+  EXPECT_DOUBLE_EQ(profile->chunks[1].forward, 2);
+  profile = StepCostsFromTrace(trace, spec, estimate);  // a core each: as measured
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 4);
+}
+
 TEST(CostModelTest, StragglerSlowsItsStageFromItsStep) {
   StepCosts costs;
   costs.chunks.resize(2);

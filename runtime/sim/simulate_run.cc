@@ -111,10 +111,11 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   report.stage_static_bytes = costs.costs().stage_static_bytes;
   SimulationOptions sim_options;
   sim_options.record_timeline = options.record_timeline;
+  sim_options.compute_lanes = options.compute_lanes;
   for (int step = 0; step < options.steps; ++step) {
     costs.set_step(step);
     ASSIGN_OR_RETURN(SimResult result, SimulateWithCosts(definition, spec, costs, sim_options));
-    report.step_times.push_back(result.step_time);
+    report.step_times.push_back(result.step_time + costs.costs().step_overhead);
     report.bubble_fraction += result.bubble_fraction / options.steps;
     report.num_actions += result.num_actions;
     if (!result.stage_busy.empty()) {
@@ -140,6 +141,7 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
     report.last = std::move(result);
   }
   report.unit_time = costs.costs().peak_matmul_flops <= 0;
+  report.step_overhead = costs.costs().step_overhead;
   std::vector<double> sorted = report.step_times;
   std::sort(sorted.begin(), sorted.end());
   report.median_step_time = sorted[sorted.size() / 2];
@@ -179,6 +181,10 @@ std::string FormatRunReport(const RunReport& r) {
   absl::StrAppend(&text, "busiest stage s", r.busiest_stage, " computes ",
                   FormatSeconds(r.busiest_stage_time, r.unit_time),
                   " (mean): no order of these actions on this placement is faster\n");
+  if (r.step_overhead > 0) {
+    absl::StrAppend(&text, "step overhead ", FormatSeconds(r.step_overhead, r.unit_time),
+                    " per step (the profile's optimizer and hand-offs outside the pipeline)\n");
+  }
   absl::StrAppend(&text, "stage  peak activations  activation memory  static memory\n");
   const int num_stages = r.spec.num_stages;
   for (int s = 0; s < num_stages; ++s) {
