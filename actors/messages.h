@@ -28,6 +28,12 @@ using step_atom = caf::atom_constant<caf::atom("step")>;
 using tied_atom = caf::atom_constant<caf::atom("tied")>;
 using norms_atom = caf::atom_constant<caf::atom("norms")>;
 using optim_atom = caf::atom_constant<caf::atom("optim")>;
+// driver -> stage: zero this step's gradients instead of applying them (a rerun, a skip).
+using discard_atom = caf::atom_constant<caf::atom("discard")>;
+// driver -> stage: run step `step` again, same data (the rerun state machine). (rerun_atom, int64)
+using rerun_atom = caf::atom_constant<caf::atom("rerun")>;
+// caller -> driver: the applied steps' losses so far (a resumed run's), for the spike check.
+using history_atom = caf::atom_constant<caf::atom("history")>;
 
 // An activation (after F) or gradient (after B) for (chunk, microbatch) on `to_stage`.
 struct TensorMessage {
@@ -88,8 +94,13 @@ struct TiedGradients {
 struct SquaredNorms {
   int stage = 0;
   std::map<int, std::vector<double>> norms;
+  std::map<int, std::vector<std::string>> names;  // the tensors' names, in the same order
 };
 struct OptimizerDone {
+  int stage = 0;
+};
+// Stage -> driver: this step's gradients are zeroed (answer to discard_atom).
+struct GradientsDiscarded {
   int stage = 0;
 };
 
@@ -100,6 +111,11 @@ struct StepOutcome {
   std::vector<double> busy_seconds;  // per stage: compute time on its lane
   double seconds = 0.0;              // wall time of the step (set by Pipeline::RunStep)
   std::string error;
+  // The rerun state machine (runtime/train/rerun.h): runs of the step (1: no rerun), whether
+  // the batch was skipped (no update), and the lines it logged.
+  int runs = 1;
+  bool skipped = false;
+  std::vector<std::string> notes;
 };
 
 template <class Inspector>
@@ -131,16 +147,20 @@ typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SquaredNorms& x) {
-  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms);
+  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
   return f(caf::meta::type_name("OptimizerDone"), x.stage);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GradientsDiscarded& x) {
+  return f(caf::meta::type_name("GradientsDiscarded"), x.stage);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
   return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
-           x.seconds, x.error);
+           x.seconds, x.error, x.runs, x.skipped, x.notes);
 }
 
 // Registers every message type above with `config`.

@@ -143,6 +143,27 @@ void PostOptimizerPhase(Self* self, Phase phase) {
   });
 }
 
+// Begins (or, for a rerun, begins again) step `step`: a fresh stage loop and planner.
+void StartStep(Self* self, int64_t step) {
+  auto& st = self->state;
+  st.step = step;
+  st.failed = false;
+  st.sent = st.received = 0;
+  st.busy_seconds = 0.0;
+  st.losses.assign(st.init.spec.num_microbatches, 0.0);
+  absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
+      st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
+  if (!loop.ok()) {
+    st.loop.reset();
+    Fail(self, std::string(loop.status().message()));
+    return;
+  }
+  st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
+  runtime::StageWork* work = st.init.work;
+  st.init.lane->Post([work, step] { work->BeginStep(step); });
+  Dispatch(self);
+}
+
 }  // namespace
 
 caf::behavior StageActor(Self* self, StageActorInit init) {
@@ -158,25 +179,9 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
     }
   }
   return {
-      [=](start_atom, int64_t step) {
-        auto& st = self->state;
-        st.step = step;
-        st.failed = false;
-        st.sent = st.received = 0;
-        st.busy_seconds = 0.0;
-        st.losses.assign(st.init.spec.num_microbatches, 0.0);
-        absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
-            st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
-        if (!loop.ok()) {
-          st.loop.reset();
-          Fail(self, std::string(loop.status().message()));
-          return;
-        }
-        st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
-        runtime::StageWork* work = st.init.work;
-        st.init.lane->Post([work, step] { work->BeginStep(step); });
-        Dispatch(self);
-      },
+      [=](start_atom, int64_t step) { StartStep(self, step); },
+      // The same step again with the same data: the rerun state machine's rerun.
+      [=](rerun_atom, int64_t step) { StartStep(self, step); },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
@@ -191,7 +196,7 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         auto& st = self->state;
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
-          return SquaredNorms{stage, work->SquaredNorms()};
+          return SquaredNorms{stage, work->SquaredNorms(), work->GradientNames()};
         });
       },
       [=](optim_atom, double scale, int step) {
@@ -199,6 +204,13 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, scale, step] {
           work->ApplyOptimizer(scale, step);
           return OptimizerDone{stage};
+        });
+      },
+      [=](discard_atom) {
+        auto& st = self->state;
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage] {
+          work->DiscardGradients();
+          return GradientsDiscarded{stage};
         });
       },
   };

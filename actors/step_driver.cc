@@ -70,50 +70,128 @@ void OnTied(Self* self, TiedGradients& grads) {
   }
 }
 
-void OnNorms(Self* self, SquaredNorms& norms) {
+// The step's losses and gradient norms, in chunk order, for the rerun state machine.
+runtime::StepAttempt Attempt(const StepDriverState& st) {
+  runtime::StepAttempt attempt;
+  attempt.losses = st.losses;
+  attempt.loss_stage = runtime::LossStage(st.spec);
+  for (const auto& [chunk, values] : st.norms) {
+    auto names = st.names.find(chunk);
+    for (size_t i = 0; i < values.size(); ++i) {
+      const bool named = names != st.names.end() && i < names->second.size();
+      attempt.norms.push_back({st.spec.chunk_to_stage[chunk], chunk,
+                               named ? names->second[i] : absl::StrCat("tensor ", i), values[i]});
+    }
+  }
+  return attempt;
+}
+
+// Clears the per-run state and starts every stage on the step (again, for a rerun).
+void StartRun(Self* self, bool rerun) {
   auto& st = self->state;
-  for (auto& [chunk, values] : norms.norms) st.norms[chunk] = std::move(values);
-  if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
+  st.stall.Reset(st.step);
+  st.done.clear();
+  st.losses.clear();
+  st.busy_seconds.assign(st.stages.size(), 0.0);
+  st.tied.clear();
+  st.norms.clear();
+  st.names.clear();
   st.optimizer_done = 0;
-  double scale = runtime::ClipScaleFromSquaredNorms(st.norms, st.grad_clip, &st.grad_norm);
   for (const caf::actor& stage : st.stages) {
-    self->send(stage, optim_atom::value, scale, static_cast<int>(st.step));
+    if (rerun) {
+      self->send(stage, rerun_atom::value, st.step);
+    } else {
+      self->send(stage, start_atom::value, st.step);
+    }
   }
 }
 
-void OnOptimizerDone(Self* self) {
-  auto& st = self->state;
-  if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
+StepOutcome Outcome(StepDriverState& st) {
   double loss = 0.0;
   for (double l : st.losses) loss += l;
   StepOutcome outcome;
   outcome.loss = loss / st.losses.size();
   outcome.grad_norm = st.grad_norm;
   outcome.busy_seconds = st.busy_seconds;
-  Finish(self, std::move(outcome));
+  outcome.runs = st.runs;
+  outcome.notes = st.notes;
+  return outcome;
+}
+
+void OnNorms(Self* self, SquaredNorms& norms) {
+  auto& st = self->state;
+  for (auto& [chunk, values] : norms.norms) st.norms[chunk] = std::move(values);
+  for (auto& [chunk, names] : norms.names) st.names[chunk] = std::move(names);
+  if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
+  st.optimizer_done = 0;
+  double scale = runtime::ClipScaleFromSquaredNorms(st.norms, st.grad_clip, &st.grad_norm);
+  // The rerun state machine's verdict, before any update.
+  const runtime::RerunDecision decision = st.rerun.Check(st.step, Attempt(st));
+  if (!decision.message.empty() && decision.verdict != runtime::StepVerdict::kStop) {
+    st.notes.push_back(decision.message);
+  }
+  switch (decision.verdict) {
+    case runtime::StepVerdict::kApply:
+      for (const caf::actor& stage : st.stages) {
+        self->send(stage, optim_atom::value, scale, static_cast<int>(st.step));
+      }
+      return;
+    case runtime::StepVerdict::kStop: {
+      StepOutcome stopped;
+      stopped.error = decision.message;
+      Finish(self, std::move(stopped));
+      return;
+    }
+    case runtime::StepVerdict::kRerun:
+    case runtime::StepVerdict::kSkip:
+      // The gradients go first; OnDiscarded re-runs or skips.
+      st.pending = decision.verdict;
+      for (const caf::actor& stage : st.stages) self->send(stage, discard_atom::value);
+      return;
+  }
+}
+
+void OnDiscarded(Self* self) {
+  auto& st = self->state;
+  if (!st.active || ++st.optimizer_done < static_cast<int>(st.stages.size())) return;
+  st.optimizer_done = 0;
+  if (st.pending == runtime::StepVerdict::kRerun) {
+    ++st.runs;
+    StartRun(self, /*rerun=*/true);
+    return;
+  }
+  StepOutcome skipped = Outcome(st);
+  skipped.skipped = true;
+  Finish(self, std::move(skipped));
+}
+
+void OnOptimizerDone(Self* self) {
+  auto& st = self->state;
+  if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
+  Finish(self, Outcome(st));
 }
 
 }  // namespace
 
-caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
+caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip,
+                         runtime::RerunOptions rerun, std::vector<int> stage_rank) {
   self->state.stall = runtime::StallDetector(spec.num_stages);
   self->state.spec = std::move(spec);
   self->state.grad_clip = grad_clip;
+  self->state.rerun = runtime::RerunStateMachine(rerun, std::move(stage_rank));
   return {
       [=](const std::vector<caf::actor>& stages) { self->state.stages = stages; },
+      [=](history_atom, const std::vector<double>& losses) {
+        self->state.rerun.SeedHistory(losses);
+      },
       [=](step_atom, int64_t step) -> caf::typed_response_promise<StepOutcome> {
         auto& st = self->state;
         st.promise = self->make_response_promise<StepOutcome>();
         st.step = step;
         st.active = true;
-        st.stall.Reset(step);
-        st.done.clear();
-        st.losses.clear();
-        st.busy_seconds.assign(st.stages.size(), 0.0);
-        st.tied.clear();
-        st.norms.clear();
-        st.optimizer_done = 0;
-        for (const caf::actor& stage : st.stages) self->send(stage, start_atom::value, step);
+        st.runs = 1;
+        st.notes.clear();
+        StartRun(self, /*rerun=*/false);
         return st.promise;
       },
       [=](const StageStatus& status) { OnStatus(self, status); },
@@ -121,6 +199,7 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip) {
       [=](TiedGradients& grads) { OnTied(self, grads); },
       [=](SquaredNorms& norms) { OnNorms(self, norms); },
       [=](const OptimizerDone&) { OnOptimizerDone(self); },
+      [=](const GradientsDiscarded&) { OnDiscarded(self); },
   };
 }
 

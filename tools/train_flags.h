@@ -6,6 +6,7 @@
 #define STAGEHAND_TOOLS_TRAIN_FLAGS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/planner.h"
+#include "runtime/train/batch_rampup.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 
@@ -45,7 +48,13 @@ struct TrainConfig {
   double hang_timeout_s = 120;
   int eval_batches = 16;     // held-out batches per evaluation
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
+  runtime::RerunOptions rerun;  // --spike_factor, --on_bad_step, --max_transient
+  std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size (absent: constant M)
 };
+
+// Microbatches per step under --rampup_batch_size (constant without it); InvalidArgument
+// when the ramp-up does not fit --microbatches x --micro_batch_size.
+absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c);
 
 // The planner --planner names when it is not given.
 inline constexpr char kDefaultPlanner[] = "1f1b";

@@ -212,8 +212,11 @@ void RunStep(Self* self, int64_t step) {
           StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
           return;
         }
+        for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
         const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
-        if (st.loop->LogDue(step)) {
+        if (out.skipped) {
+          std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
+        } else if (st.loop->LogDue(step)) {
           std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
                       out.loss, out.grad_norm, out.loss);
           std::fflush(stdout);
@@ -347,6 +350,7 @@ void OnReady(Self* self, int rank) {
               static_cast<long long>(st.loop->last_step()));
   PrintStatus({runtime::ClusterEvent::kClusterUp});
   self->send(st.driver, st.stage_gates);
+  self->send(st.driver, history_atom::value, st.loop->history().train);  // for spike checks
   Advance(self, st.loop->Start());  // a resumed run at its last step only saves
 }
 

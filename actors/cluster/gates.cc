@@ -75,6 +75,17 @@ caf::behavior StageGate(caf::stateful_actor<StageGateState>* self, StageGateInit
         }
         self->send(st.init.stage_actor, tied_atom::value, std::move(sums));
       },
+      [=](discard_atom) { self->send(self->state.init.stage_actor, discard_atom::value); },
+      // A rerun (runtime/train/rerun.h) runs the current step again: no trace step begins.
+      [=](rerun_atom, int64_t step) {
+        auto& st = self->state;
+        if (step != st.step) {
+          refuse(absl::StrCat("rerun of step ", step, " during step ", st.step));
+          return;
+        }
+        self->send(st.init.comm, start_atom::value, step);
+        self->send(st.init.stage_actor, rerun_atom::value, step);
+      },
       [=](optim_atom, double scale, int step) {
         auto& st = self->state;
         if (step != st.step || !(scale >= 0.0)) {
@@ -144,6 +155,10 @@ caf::behavior DriverGate(caf::stateful_actor<DriverGateState>* self, DriverGateI
       },
       [=](OptimizerDone& d) {
         if (!stage_ok(d.stage, "OptimizerDone")) return;
+        self->send(self->state.init.driver, d);
+      },
+      [=](GradientsDiscarded& d) {
+        if (!stage_ok(d.stage, "GradientsDiscarded")) return;
         self->send(self->state.init.driver, d);
       },
       [=](StageReport& r) { self->send(self->state.init.coordinator, std::move(r)); },

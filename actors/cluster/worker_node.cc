@@ -105,6 +105,11 @@ class RecordingStageWork : public runtime::StageWork {
     Note("optimizer", -1, -1);
     inner_->ApplyOptimizer(scale, step);
   }
+  std::map<int, std::vector<std::string>> GradientNames() override { return inner_->GradientNames(); }
+  void DiscardGradients() override {
+    Note("discard gradients", -1, -1);
+    inner_->DiscardGradients();
+  }
 
  private:
   void Note(const char* what, int c, int mb) {
@@ -307,7 +312,8 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
   co.keep_checkpoints = o.keep_checkpoints;
   co.meta = o.checkpoint_meta;
   co.trace = trace;
-  caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
+  caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip, o.rerun,
+                                runtime::StageRanks(spec.num_stages, o.world_size));
   caf::actor coordinator = sys.spawn(Coordinator, co, driver);
   caf::expected<uint16_t> port = sys.middleman().publish(
       coordinator, static_cast<uint16_t>(o.coordinator_port), o.bind.c_str(), true);
@@ -368,7 +374,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
     }
     node.works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
-                                                  spec.num_microbatches, optimizer),
+                                                  spec.num_microbatches, optimizer,
+                                                  runtime::StageFaultsOf(o.faults, s)),
         s, &node.log, o.faults.kill_at_step));
     node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
     ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, caf::actor{},
