@@ -56,6 +56,7 @@ struct ComputeDone {
   double loss = 0.0;     // F of the last chunk
   double seconds = 0.0;  // time on the lane
   std::string error;     // empty when it succeeded
+  double data_seconds = 0.0;  // of `seconds`: building the batch (F of the first chunk)
 };
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
@@ -84,24 +85,32 @@ struct StageDone {
   std::vector<double> losses;  // per microbatch, stages holding the last chunk
   double busy_seconds = 0.0;   // compute time on the lane this step
   std::string error;           // empty when it succeeded
+  // Lane seconds this run by timer phase (runtime/train/timers.h): forward, backward-input
+  // (I and fused B), backward-weight, data loading.
+  std::vector<double> phase_seconds;
 };
 
 // Gradients by chunk and tensor name (tied weights), and per-chunk squared norms.
+// Each optimizer phase's answer carries its lane seconds (the optimizer timer).
 struct TiedGradients {
   int stage = 0;
   std::map<int, std::map<std::string, std::vector<float>>> grads;
+  double seconds = 0.0;
 };
 struct SquaredNorms {
   int stage = 0;
   std::map<int, std::vector<double>> norms;
   std::map<int, std::vector<std::string>> names;  // the tensors' names, in the same order
+  double seconds = 0.0;
 };
 struct OptimizerDone {
   int stage = 0;
+  double seconds = 0.0;
 };
 // Stage -> driver: this step's gradients are zeroed (answer to discard_atom).
 struct GradientsDiscarded {
   int stage = 0;
+  double seconds = 0.0;
 };
 
 // Driver -> main thread.
@@ -116,6 +125,9 @@ struct StepOutcome {
   int runs = 1;
   bool skipped = false;
   std::vector<std::string> notes;
+  // Per stage, seconds by timer phase (runtime/train/timers.h, kNumTimerPhases values; every
+  // run of the step counted): --log_timers.
+  std::vector<std::vector<double>> phase_seconds;
 };
 
 template <class Inspector>
@@ -126,7 +138,7 @@ typename Inspector::result_type inspect(Inspector& f, TensorMessage& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
   return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss,
-           x.seconds, x.error);
+           x.seconds, x.error, x.data_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {
@@ -139,28 +151,29 @@ typename Inspector::result_type inspect(Inspector& f, StageStatus& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageDone& x) {
-  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error);
+  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error,
+           x.phase_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
-  return f(caf::meta::type_name("TiedGradients"), x.stage, x.grads);
+  return f(caf::meta::type_name("TiedGradients"), x.stage, x.grads, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SquaredNorms& x) {
-  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names);
+  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
-  return f(caf::meta::type_name("OptimizerDone"), x.stage);
+  return f(caf::meta::type_name("OptimizerDone"), x.stage, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GradientsDiscarded& x) {
-  return f(caf::meta::type_name("GradientsDiscarded"), x.stage);
+  return f(caf::meta::type_name("GradientsDiscarded"), x.stage, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
   return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
-           x.seconds, x.error, x.runs, x.skipped, x.notes);
+           x.seconds, x.error, x.runs, x.skipped, x.notes, x.phase_seconds);
 }
 
 // Registers every message type above with `config`.

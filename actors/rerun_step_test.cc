@@ -1,12 +1,16 @@
 // End-to-end tests of the rerun state machine in the actor runtime, with the test faults of
 // STAGEHAND_FAULTS (runtime/train/stage_work.h): a transient bit flip is re-run and leaves
 // the run bitwise equal to an unfaulted one; a persistent NaN batch stops the run with a
-// report, or is skipped so that the run equals one whose data omits that batch.
+// report, or is skipped so that the run equals one whose data omits that batch. Also the
+// step timers (--log_timers) against the trace summary of the same run, and a straggler.
 // Not the state machine's unit test (runtime/train/rerun_test.cc).
 #include <cstring>
 #include <set>
 
 #include "actors/model_pipeline.h"
+#include "runtime/trace/recorder.h"
+#include "runtime/trace/summary.h"
+#include "runtime/train/timers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -35,7 +39,7 @@ struct TrainedRun {
 
 // Runs `steps` (in order) on a 4-stage 1F1B pipeline with `faults` by stage.
 TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::StageFaults> faults,
-          runtime::RerunOptions rerun = {}) {
+          runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   TrainedRun r;
   ModelPipelineOptions o;
@@ -48,6 +52,7 @@ TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::Stage
   o.optimizer.states = &r.moments;
   o.rerun = rerun;
   o.faults = std::move(faults);
+  o.trace = trace;
   absl::StatusOr<ModelPipeline> mp = BuildModelPipeline(o, &sampler);
   EXPECT_TRUE(mp.ok()) << mp.status();
   if (!mp.ok()) return r;
@@ -128,6 +133,57 @@ TEST(RerunStepTest, SkippedNaNBatchEqualsARunWhoseDataOmitsThatBatch) {
   for (int64_t step : {3, 4}) EXPECT_FALSE(faulted.steps.at(step)->skipped);
   // Batch 2 omitted: steps 1, 3 and 4 (each with its own data and learning rate).
   ExpectBitwiseEqual(faulted, Train({1, 3, 4}, {}));
+}
+
+// The timers' figures of every step, per stage.
+runtime::PhaseTimers Timers(const TrainedRun& run) {
+  runtime::PhaseTimers timers(std::vector<int>(kStages, 0));
+  for (const auto& [step, outcome] : run.steps) {
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    if (!outcome.ok()) continue;
+    EXPECT_EQ(outcome->phase_seconds.size(), size_t{kStages});
+    for (size_t s = 0; s < outcome->phase_seconds.size(); ++s) {
+      for (int p = 0; p < runtime::kNumTimerPhases; ++p) {
+        timers.Add(static_cast<int>(s), static_cast<runtime::TimerPhase>(p), outcome->phase_seconds[s][p]);
+      }
+    }
+  }
+  return timers;
+}
+
+TEST(StepTimersTest, LogTimersFiguresAgreeWithTheTraceSummaryOfTheSameRunWithinFivePercent) {
+  runtime::trace::TraceRecorder recorder("timers");
+  const TrainedRun run = Train({1, 2, 3}, {}, {}, &recorder);
+  const runtime::PhaseSeconds timers = Timers(run).Totals();
+  double forward = 0, backward_input = 0, backward_weight = 0, optimizer = 0;
+  for (const runtime::trace::StagePhaseTimes& t : runtime::trace::PhaseTimesOf(recorder.Collect())) {
+    forward += t.forward_us / 1e6;
+    backward_input += t.backward_input_us / 1e6;
+    backward_weight += t.backward_weight_us / 1e6;
+    optimizer += t.optimizer_us / 1e6;
+  }
+  using runtime::TimerPhase;
+  const std::pair<TimerPhase, double> from_trace[] = {{TimerPhase::kForward, forward},
+                                                     {TimerPhase::kBackwardInput, backward_input},
+                                                     {TimerPhase::kBackwardWeight, backward_weight},
+                                                     {TimerPhase::kOptimizer, optimizer}};
+  for (const auto& [phase, trace_seconds] : from_trace) {
+    const double timer_seconds = timers[static_cast<int>(phase)];
+    EXPECT_NEAR(timer_seconds, trace_seconds, 0.05 * trace_seconds) << runtime::TimerPhaseName(phase);
+  }
+  EXPECT_GT(forward, 0);
+  EXPECT_GT(optimizer, 0);
+  // Data loading is part of forward; idle is what the lane did not run of the step.
+  EXPECT_LE(timers[static_cast<int>(TimerPhase::kDataLoading)], forward);
+  EXPECT_GT(timers[static_cast<int>(TimerPhase::kIdle)], 0);
+}
+
+TEST(StepTimersTest, ASlowStageIsNamedAsAStraggler) {
+  runtime::StageFaults slow;
+  slow.slow_forward_ms = 5;  // x 4 microbatches a step: far above the others' forward
+  const std::vector<std::string> stragglers = Timers(Train({1, 2}, {{2, slow}})).Stragglers(1.5);
+  ASSERT_FALSE(stragglers.empty());
+  EXPECT_THAT(stragglers, ::testing::Contains(HasSubstr("straggler: stage 2 (rank 0) forward")));
 }
 
 }  // namespace

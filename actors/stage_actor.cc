@@ -20,7 +20,8 @@ void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
   if (st.failed) return;
   st.failed = true;
-  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds, absl::StrCat("stage ", st.init.stage, ": ", error)});
+  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds,
+                                       absl::StrCat("stage ", st.init.stage, ": ", error), {}});
 }
 
 StageStatus Status(Self* self, int wave) {
@@ -61,9 +62,17 @@ ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
 }
 
+// The timers' phase of a compute action: forward, backward-input (I and fused B), or
+// backward-weight (runtime/train/timers.h).
+int PhaseIndex(ActionKind kind) {
+  return kind == ActionKind::kForward ? 0 : kind == ActionKind::kBackwardWeight ? 2 : 1;
+}
+
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.busy_seconds += done.seconds;
+  st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
+  st.phase_seconds[3] += done.data_seconds;
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
@@ -90,7 +99,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
+    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds});
     return;
   }
   Dispatch(self);
@@ -136,9 +145,11 @@ void PostOptimizerPhase(Self* self, Phase phase) {
   runtime::trace::TraceRecorder::ComputeLane* trace =
       st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr;
   st.init.lane->Post([trace, driver = st.init.driver, phase = std::move(phase)]() mutable {
-    const int64_t begin = trace ? runtime::trace::NowNanos() : 0;
+    const int64_t begin = runtime::trace::NowNanos();
     auto message = phase();
-    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, runtime::trace::NowNanos());
+    const int64_t end = runtime::trace::NowNanos();
+    message.seconds = 1e-9 * static_cast<double>(end - begin);  // the optimizer timer
+    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, end);
     caf::anon_send(driver, std::move(message));
   });
 }
@@ -150,6 +161,7 @@ void StartStep(Self* self, int64_t step) {
   st.failed = false;
   st.sent = st.received = 0;
   st.busy_seconds = 0.0;
+  st.phase_seconds.assign(4, 0.0);
   st.losses.assign(st.init.spec.num_microbatches, 0.0);
   absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
       st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));

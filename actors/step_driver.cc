@@ -1,6 +1,8 @@
 // StepDriver behaviour.
 #include "actors/step_driver.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/step_spec.h"
 #include "runtime/train/optimizer.h"
@@ -39,6 +41,38 @@ void OnStatus(Self* self, const StageStatus& status) {
   }
 }
 
+using runtime::TimerPhase;
+
+void AddPhase(StepDriverState& st, int stage, TimerPhase phase, double seconds) {
+  if (stage >= 0 && stage < static_cast<int>(st.phases.size())) {
+    st.phases[stage][static_cast<int>(phase)] += seconds;
+  }
+}
+
+// A stage's lane seconds of a run: forward, backward-input, backward-weight, data loading.
+void AddPhases(StepDriverState& st, int stage, const std::vector<double>& seconds) {
+  const TimerPhase order[] = {TimerPhase::kForward, TimerPhase::kBackwardInput,
+                              TimerPhase::kBackwardWeight, TimerPhase::kDataLoading};
+  for (size_t i = 0; i < seconds.size() && i < 4; ++i) AddPhase(st, stage, order[i], seconds[i]);
+}
+
+// Per stage, the timers' phases; idle is the step's wall time less the stage's lane time.
+std::vector<std::vector<double>> PhaseReport(const StepDriverState& st) {
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - st.began).count();
+  std::vector<std::vector<double>> out;
+  for (const runtime::PhaseSeconds& p : st.phases) {
+    std::vector<double> v(p.begin(), p.end());
+    const double lane = p[static_cast<int>(TimerPhase::kForward)] +
+                        p[static_cast<int>(TimerPhase::kBackwardInput)] +
+                        p[static_cast<int>(TimerPhase::kBackwardWeight)] +
+                        p[static_cast<int>(TimerPhase::kOptimizer)];
+    v[static_cast<int>(TimerPhase::kIdle)] = std::max(wall - lane, 0.0);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 void OnStageDone(Self* self, const StageDone& done) {
   auto& st = self->state;
   if (!st.active) return;
@@ -50,6 +84,7 @@ void OnStageDone(Self* self, const StageDone& done) {
   }
   st.done.insert(done.stage);
   st.busy_seconds[done.stage] = done.busy_seconds;
+  AddPhases(st, done.stage, done.phase_seconds);
   if (done.stage == runtime::LossStage(st.spec)) st.losses = done.losses;
   if (static_cast<int>(st.done.size()) == static_cast<int>(st.stages.size())) {
     for (const caf::actor& stage : st.stages) self->send(stage, tied_atom::value);
@@ -58,6 +93,7 @@ void OnStageDone(Self* self, const StageDone& done) {
 
 void OnTied(Self* self, TiedGradients& grads) {
   auto& st = self->state;
+  AddPhase(st, grads.stage, TimerPhase::kOptimizer, grads.seconds);
   st.tied[grads.stage] = std::move(grads.grads);
   if (st.tied.size() < st.stages.size()) return;
   // The one tied-gradient sum (runtime/train/optimizer.h): every holder gets the sum.
@@ -115,11 +151,13 @@ StepOutcome Outcome(StepDriverState& st) {
   outcome.busy_seconds = st.busy_seconds;
   outcome.runs = st.runs;
   outcome.notes = st.notes;
+  outcome.phase_seconds = PhaseReport(st);
   return outcome;
 }
 
 void OnNorms(Self* self, SquaredNorms& norms) {
   auto& st = self->state;
+  AddPhase(st, norms.stage, TimerPhase::kOptimizer, norms.seconds);
   for (auto& [chunk, values] : norms.norms) st.norms[chunk] = std::move(values);
   for (auto& [chunk, names] : norms.names) st.names[chunk] = std::move(names);
   if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
@@ -151,8 +189,9 @@ void OnNorms(Self* self, SquaredNorms& norms) {
   }
 }
 
-void OnDiscarded(Self* self) {
+void OnDiscarded(Self* self, const GradientsDiscarded& discarded) {
   auto& st = self->state;
+  AddPhase(st, discarded.stage, TimerPhase::kOptimizer, discarded.seconds);
   if (!st.active || ++st.optimizer_done < static_cast<int>(st.stages.size())) return;
   st.optimizer_done = 0;
   if (st.pending == runtime::StepVerdict::kRerun) {
@@ -165,8 +204,9 @@ void OnDiscarded(Self* self) {
   Finish(self, std::move(skipped));
 }
 
-void OnOptimizerDone(Self* self) {
+void OnOptimizerDone(Self* self, const OptimizerDone& done) {
   auto& st = self->state;
+  AddPhase(st, done.stage, TimerPhase::kOptimizer, done.seconds);
   if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
   Finish(self, Outcome(st));
 }
@@ -191,6 +231,8 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip,
         st.active = true;
         st.runs = 1;
         st.notes.clear();
+        st.phases.assign(st.stages.size(), runtime::PhaseSeconds{});
+        st.began = std::chrono::steady_clock::now();
         StartRun(self, /*rerun=*/false);
         return st.promise;
       },
@@ -198,8 +240,8 @@ caf::behavior StepDriver(Self* self, runtime::StepSpec spec, double grad_clip,
       [=](const StageDone& done) { OnStageDone(self, done); },
       [=](TiedGradients& grads) { OnTied(self, grads); },
       [=](SquaredNorms& norms) { OnNorms(self, norms); },
-      [=](const OptimizerDone&) { OnOptimizerDone(self); },
-      [=](const GradientsDiscarded&) { OnDiscarded(self); },
+      [=](const OptimizerDone& done) { OnOptimizerDone(self, done); },
+      [=](const GradientsDiscarded& discarded) { OnDiscarded(self, discarded); },
   };
 }
 

@@ -7,6 +7,7 @@
 #ifndef STAGEHAND_ACTORS_STEP_DRIVER_H_
 #define STAGEHAND_ACTORS_STEP_DRIVER_H_
 
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -17,6 +18,7 @@
 #include "runtime/stall_detector.h"
 #include "runtime/step_spec.h"
 #include "runtime/train/rerun.h"
+#include "runtime/train/timers.h"
 
 namespace stagehand::actors {
 
@@ -40,6 +42,10 @@ struct StepDriverState {
   runtime::StepVerdict pending = runtime::StepVerdict::kApply;  // after the discard
   int runs = 1;
   std::vector<std::string> notes;
+  // Timers (runtime/train/timers.h): per stage, seconds by phase over every run of the step,
+  // and when the step began.
+  std::vector<runtime::PhaseSeconds> phases;
+  std::chrono::steady_clock::time_point began;
 };
 
 // `stage_rank`: each stage's rank (empty: one process), for the reports.

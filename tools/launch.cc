@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -46,6 +47,7 @@
 #include "runtime/train/held_out_pass.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 #include "runtime/util/status_macros.h"
@@ -459,15 +461,53 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
 }
 
 // Drives the training loop's phases (runtime/train/train_loop.h) to its end.
+// --log_timers: the phase timers of the steps since the last report (runtime/train/timers.h).
+struct StepTimers {
+  std::optional<runtime::PhaseTimers> timers;
+  int64_t from = 1;  // the first step not reported yet
+
+  void AddStep(const actors::StepOutcome& out) {
+    if (!timers) return;
+    std::vector<runtime::PhaseSeconds> per_stage;
+    for (const std::vector<double>& v : out.phase_seconds) {
+      runtime::PhaseSeconds p{};
+      std::copy_n(v.begin(), std::min<size_t>(v.size(), p.size()), p.begin());
+      per_stage.push_back(p);
+    }
+    timers->AddStep(per_stage);
+  }
+  void Report(int64_t step) {
+    if (!timers) return;
+    for (const std::string& line : timers->Report(from, step)) std::printf("%s\n", line.c_str());
+    timers->Reset();
+    from = step + 1;
+  }
+};
+
+// Held-out evaluation after `step`, timed for --log_timers (on stage 0, which holds chunk 0).
+absl::StatusOr<double> TimedEvaluate(const LaunchConfig& c, Session& s, StepTimers& timers) {
+  const auto begin = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
+  if (timers.timers) {
+    timers.timers->Add(0, runtime::TimerPhase::kEvaluation,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  }
+  return loss;
+}
+
+// Drives the training loop's phases (runtime/train/train_loop.h) to its end.
 absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop, Throughput& t) {
   const bool tty = isatty(fileno(stderr));
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
+  StepTimers timers;
+  if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
+  timers.from = loop.first_step();
   std::signal(SIGINT, RequestStop);
   std::signal(SIGTERM, RequestStop);
   for (runtime::TrainAction a = loop.Start(); a.phase != runtime::TrainPhase::kFinish;) {
     const int64_t step = a.step;
     if (a.phase == runtime::TrainPhase::kEvaluate) {
-      ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
+      ASSIGN_OR_RETURN(double loss, TimedEvaluate(c, s, timers));
       a = loop.Evaluated(step, loss);
       std::printf("%s\n", runtime::HeldOutLine(step, loss).c_str());
     } else if (a.phase == runtime::TrainPhase::kCheckpoint) {
@@ -477,12 +517,14 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.history(), t));
       progress.Update(step, out.seconds, out.loss);
       a = loop.StepFinished(step, out.loss, stop_requested);
+      timers.AddStep(out);
       for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
       if (out.skipped) {
         std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
       } else if (loop.LogDue(step)) {
         std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step), out.loss,
                     t.step_tokens / out.seconds, runtime::LearningRateAt(c.optimizer, step));
+        timers.Report(step);
         std::fflush(stdout);
       }
       if (tty) std::fprintf(stderr, "\r%s", progress.Line().c_str()), std::fflush(stderr);

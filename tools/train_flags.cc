@@ -78,6 +78,9 @@ ABSL_FLAG(double, spike_factor, 0.0,
           "rerun a step whose loss exceeds this x the running median of the last 100 steps (0: off)");
 ABSL_FLAG(std::string, on_bad_step, "stop",
           "a step whose NaN/Inf or loss spike a rerun reproduces: stop (report) or skip (the batch)");
+ABSL_FLAG(bool, log_timers, false,
+          "with each step line (--log_every), the time per phase summed over the stages, with "
+          "min/max over stages, and stragglers (> 1.5 x the median)");
 ABSL_FLAG(std::string, rampup_batch_size, "",
           "START,INCREMENT,SAMPLES: grow the global batch (sequences) from START by INCREMENT over "
           "SAMPLES samples to --microbatches x --micro_batch_size, as Megatron's flag (one process)");
@@ -127,7 +130,8 @@ const std::vector<std::string>& TrainFlagNames() {
       "warmup_steps",   "min_lr_fraction", "log_every",        "checkpoint_dir",
       "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
       "trace",          "hang_timeout",    "eval_batches",     "eval_every",
-      "spike_factor",   "on_bad_step",     "max_transient",    "rampup_batch_size"};
+      "spike_factor",   "on_bad_step",     "max_transient",    "rampup_batch_size",
+      "log_timers"};
   return names;
 }
 
@@ -323,6 +327,7 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
         "--resume, --checkpoint_every and --keep_checkpoints need --checkpoint_dir");
   }
   RETURN_IF_ERROR(RerunFromFlags(c.rerun));
+  c.log_timers = absl::GetFlag(FLAGS_log_timers);
   if (const std::string rampup = absl::GetFlag(FLAGS_rampup_batch_size); !rampup.empty()) {
     ASSIGN_OR_RETURN(c.rampup, runtime::BatchRampupFromFlag(rampup));
   }

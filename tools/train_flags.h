@@ -50,6 +50,7 @@ struct TrainConfig {
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
   runtime::RerunOptions rerun;  // --spike_factor, --on_bad_step, --max_transient
   std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size (absent: constant M)
+  bool log_timers = false;   // phase timers with each step line (runtime/train/timers.h)
 };
 
 // Microbatches per step under --rampup_batch_size (constant without it); InvalidArgument

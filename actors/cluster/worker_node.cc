@@ -106,6 +106,7 @@ class RecordingStageWork : public runtime::StageWork {
     inner_->ApplyOptimizer(scale, step);
   }
   std::map<int, std::vector<std::string>> GradientNames() override { return inner_->GradientNames(); }
+  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
   void DiscardGradients() override {
     Note("discard gradients", -1, -1);
     inner_->DiscardGradients();
@@ -312,6 +313,7 @@ absl::Status PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec&
   co.keep_checkpoints = o.keep_checkpoints;
   co.meta = o.checkpoint_meta;
   co.trace = trace;
+  co.log_timers = o.log_timers;
   caf::actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip, o.rerun,
                                 runtime::StageRanks(spec.num_stages, o.world_size));
   caf::actor coordinator = sys.spawn(Coordinator, co, driver);

@@ -37,6 +37,7 @@ struct WorkerOptions {
   runtime::PlannerOptions planner_options;
   runtime::OptimizerConfig optimizer;            // `states` is set here
   runtime::RerunOptions rerun;                   // rank 0's step driver checks each step
+  bool log_timers = false;                       // rank 0 prints the phase timers
   // The training loop's policy (runtime/train/train_loop.h); rank 0's coordinator runs it.
   runtime::TrainLoopOptions loop;
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`

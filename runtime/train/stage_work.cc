@@ -30,6 +30,7 @@ StageFaults StageFaultsOf(const FaultPlan& plan, int stage) {
   if (plan.flip_stage == stage) faults.flip_at_step = plan.flip_at_step;
   faults.nan_at_step = plan.nan_at_step;  // only the stage holding chunk 0 acts on it
   faults.nan_microbatch = plan.nan_microbatch;
+  if (plan.slow_stage == stage) faults.slow_forward_ms = plan.slow_forward_ms;
   return faults;
 }
 
@@ -53,7 +54,12 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   const models::ChunkOptions& o = (*c)->options();
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = (*c)->config().d_model;
   std::vector<int32_t> tokens(N), targets(N);
+  const auto sample_start = std::chrono::steady_clock::now();
   sampler_->Sample(step_, mb, tokens.data(), targets.data());
+  data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
+  if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(faults_.slow_forward_ms));
+  }
   if (input != nullptr && static_cast<int64_t>(input->size()) != N * C) {
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
@@ -139,6 +145,12 @@ std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
     }
   }
   return out;
+}
+
+double ModelStageWork::TakeDataSeconds() {
+  const double seconds = data_seconds_;
+  data_seconds_ = 0;
+  return seconds;
 }
 
 void ModelStageWork::DiscardGradients() {

@@ -48,6 +48,9 @@ class StageWork {
   virtual std::map<int, std::vector<std::string>> GradientNames() = 0;
   // Zeroes every gradient of the step instead of applying it (a rerun, a skipped batch).
   virtual void DiscardGradients() = 0;
+  // Seconds spent building batches (the data-loading timer) since the last call; called on
+  // the lane after Forward.
+  virtual double TakeDataSeconds() { return 0.0; }
 };
 
 // Test faults a ModelStageWork injects, for the rerun state machine's tests
@@ -60,6 +63,8 @@ struct StageFaults {
   // `nan_microbatch` is NaN (a poisoned data batch).
   int64_t nan_at_step = 0;
   int nan_microbatch = 0;
+  // A slow device: every forward of this stage takes this much longer (straggler tests).
+  double slow_forward_ms = 0;
 };
 
 // Stage `stage`'s part of STAGEHAND_FAULTS's plan.
@@ -83,6 +88,7 @@ class ModelStageWork : public StageWork {
   void ApplyOptimizer(double clip_scale, int step) override;
   std::map<int, std::vector<std::string>> GradientNames() override;
   void DiscardGradients() override;
+  double TakeDataSeconds() override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
@@ -95,6 +101,7 @@ class ModelStageWork : public StageWork {
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;  // runs of step_ begun before this one (0: the first run)
+  double data_seconds_ = 0;
 };
 
 // Work of known duration (sleeps; or nothing at all when every duration is 0), with
