@@ -206,37 +206,6 @@ absl::Status ValidateRampupPlans(const LaunchConfig& c, const runtime::PlannerDe
   return absl::OkStatus();
 }
 
-// The pipeline for step `step`'s M (the full one, or one built on the same chunks), seeded
-// with the run's losses when it takes over (the rerun state machine's running median).
-absl::StatusOr<actors::Pipeline*> PipelineFor(const LaunchConfig& c, Session& s, int64_t step,
-                                              const runtime::LossHistory& history) {
-  const int m = s.microbatches->MicrobatchesOfStep(step);
-  actors::Pipeline* pipeline = s.mp.pipeline.get();
-  if (m != c.planner_options.num_microbatches) {
-    if (m != s.ramp_m) {
-      actors::ModelPipelineOptions o = s.pipeline_options;
-      o.planner_options.num_microbatches = m;
-      s.ramp_pipeline.reset();
-      ASSIGN_OR_RETURN(s.ramp_pipeline, actors::BuildPipelineOn(o, s.train.get(), s.chunks));
-      s.ramp_m = m;
-    }
-    pipeline = s.ramp_pipeline.get();
-  } else if (s.ramp_pipeline != nullptr) {
-    s.ramp_pipeline.reset();  // M only grows
-    s.ramp_m = 0;
-  }
-  if (pipeline != s.active) {
-    pipeline->SeedLossHistory(history.train);
-    if (c.rampup.has_value()) {
-      std::printf("batch ramp-up: step %lld global batch %lld sequences (%d microbatches)\n",
-                  static_cast<long long>(step),
-                  static_cast<long long>(int64_t{m} * c.chunk.micro_batch_size), m);
-    }
-    s.active = pipeline;
-  }
-  return pipeline;
-}
-
 absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfig& c) {
   absl::StatusOr<runtime::DryRunReport> report = runtime::DryRun(planner, c.planner_options);
   if (!report.ok()) return report.status();
@@ -435,6 +404,37 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
   return resumed;
+}
+
+// The pipeline for step `step`'s M (the full one, or one built on the same chunks), seeded
+// with the run's losses when it takes over (the rerun state machine's running median).
+absl::StatusOr<actors::Pipeline*> PipelineFor(const LaunchConfig& c, Session& s, int64_t step,
+                                              const runtime::LossHistory& history) {
+  const int m = s.microbatches->MicrobatchesOfStep(step);
+  actors::Pipeline* pipeline = s.mp.pipeline.get();
+  if (m != c.planner_options.num_microbatches) {
+    if (m != s.ramp_m) {
+      actors::ModelPipelineOptions o = s.pipeline_options;
+      o.planner_options.num_microbatches = m;
+      s.ramp_pipeline.reset();
+      ASSIGN_OR_RETURN(s.ramp_pipeline, actors::BuildPipelineOn(o, s.train.get(), s.chunks));
+      s.ramp_m = m;
+    }
+    pipeline = s.ramp_pipeline.get();
+  } else if (s.ramp_pipeline != nullptr) {
+    s.ramp_pipeline.reset();  // M only grows
+    s.ramp_m = 0;
+  }
+  if (pipeline != s.active) {
+    pipeline->SeedLossHistory(history.train);
+    if (c.rampup.has_value()) {
+      std::printf("batch ramp-up: step %lld global batch %lld sequences (%d microbatches)\n",
+                  static_cast<long long>(step),
+                  static_cast<long long>(int64_t{m} * c.chunk.micro_batch_size), m);
+    }
+    s.active = pipeline;
+  }
+  return pipeline;
 }
 
 // Step times and per-stage busy time, for the summary line.

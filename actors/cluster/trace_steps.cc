@@ -30,6 +30,7 @@ caf::behavior TraceSteps(caf::stateful_actor<TraceStepsState>* self, TraceStepsI
       [=](StageDone& m) { self->send(self->state.init.driver, std::move(m)); },
       [=](TiedGradients& m) { self->send(self->state.init.driver, std::move(m)); },
       [=](SquaredNorms& m) { self->send(self->state.init.driver, std::move(m)); },
+      [=](GradientsDiscarded& m) { self->send(self->state.init.driver, std::move(m)); },
   };
 }
 
