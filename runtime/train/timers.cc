@@ -70,7 +70,7 @@ std::vector<std::string> PhaseTimers::Stragglers(double factor) const {
     const double median = Median(v);
     if (median <= 0) continue;
     for (size_t s = 0; s < v.size(); ++s) {
-      if (v[s] > factor * median) {
+      if (v[s] > factor * median && v[s] - median > kMinStragglerExcessSeconds) {
         out.push_back(absl::StrFormat("straggler: stage %d (rank %d) %s %.2f ms > %g x median %.2f ms",
                                       s, stage_rank_[s], TimerPhaseName(static_cast<TimerPhase>(p)),
                                       1e3 * v[s], factor, 1e3 * median));

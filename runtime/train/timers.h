@@ -24,6 +24,7 @@ enum class TimerPhase {
   kEvaluation,      // held-out evaluation (the launcher's; on the stage holding chunk 0)
 };
 inline constexpr int kNumTimerPhases = 7;
+inline constexpr double kMinStragglerExcessSeconds = 0.005;
 
 // "forward", "backward-input", ... as the report prints them.
 const char* TimerPhaseName(TimerPhase phase);
@@ -46,7 +47,8 @@ class PhaseTimers {
   std::vector<std::string> Report(int64_t first_step, int64_t last_step,
                                   double straggler_factor = 1.5) const;
   // "straggler: stage 2 (rank 0) forward 61.20 ms > 1.5 x median 30.10 ms", one per stage
-  // and phase over `factor` x the median of that phase over the stages.
+  // and phase over `factor` x the median of that phase over the stages, and over it by more
+  // than kMinStragglerExcessSeconds (sub-millisecond phases are noise, not stragglers).
   std::vector<std::string> Stragglers(double factor) const;
   // Seconds per phase summed over the stages.
   PhaseSeconds Totals() const;
