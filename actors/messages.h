@@ -88,6 +88,7 @@ struct StageDone {
   // Lane seconds this run by timer phase (runtime/train/timers.h): forward, backward-input
   // (I and fused B), backward-weight, data loading.
   std::vector<double> phase_seconds;
+  std::vector<int> non_finite_losses;  // indices of `losses` sent as 0 (SendableDoubles)
 };
 
 // Gradients by chunk and tensor name (tied weights), and per-chunk squared norms.
@@ -102,6 +103,7 @@ struct SquaredNorms {
   std::map<int, std::vector<double>> norms;
   std::map<int, std::vector<std::string>> names;  // the tensors' names, in the same order
   double seconds = 0.0;
+  std::map<int, std::vector<int>> non_finite;  // indices of `norms` sent as 0 (SendableDoubles)
 };
 struct OptimizerDone {
   int stage = 0;
@@ -152,7 +154,7 @@ typename Inspector::result_type inspect(Inspector& f, StageStatus& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageDone& x) {
   return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error,
-           x.phase_seconds);
+           x.phase_seconds, x.non_finite_losses);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
@@ -160,7 +162,8 @@ typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SquaredNorms& x) {
-  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names, x.seconds);
+  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names, x.seconds,
+           x.non_finite);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
@@ -175,6 +178,14 @@ typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
   return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
            x.seconds, x.error, x.runs, x.skipped, x.notes, x.phase_seconds);
 }
+
+// CAF 0.17 serializes a double with pack754, which garbles NaN and never returns on an
+// infinity. Values that may be non-finite (losses, squared norms: what the rerun state
+// machine checks) cross ranks as 0 with their indices listed apart:
+// SendableDoubles zeroes the non-finite values of `values` and returns their indices;
+// RestoreNonFinite sets those indices to NaN again.
+std::vector<int> SendableDoubles(std::vector<double>& values);
+void RestoreNonFinite(std::vector<double>& values, const std::vector<int>& indices);
 
 // Registers every message type above with `config`.
 void RegisterMessageTypes(caf::actor_system_config& config);

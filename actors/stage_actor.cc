@@ -99,7 +99,9 @@ void OnFinished(Self* self, const ComputeDone& done) {
   }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds});
+    StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
+    done.non_finite_losses = SendableDoubles(done.losses);
+    self->send(st.init.driver, std::move(done));
     return;
   }
   Dispatch(self);
@@ -208,7 +210,9 @@ caf::behavior StageActor(Self* self, StageActorInit init) {
         auto& st = self->state;
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
-          return SquaredNorms{stage, work->SquaredNorms(), work->GradientNames()};
+          SquaredNorms norms{stage, work->SquaredNorms(), work->GradientNames()};
+          for (auto& [chunk, values] : norms.norms) norms.non_finite[chunk] = SendableDoubles(values);
+          return norms;
         });
       },
       [=](optim_atom, double scale, int step) {

@@ -85,7 +85,10 @@ void OnStageDone(Self* self, const StageDone& done) {
   st.done.insert(done.stage);
   st.busy_seconds[done.stage] = done.busy_seconds;
   AddPhases(st, done.stage, done.phase_seconds);
-  if (done.stage == runtime::LossStage(st.spec)) st.losses = done.losses;
+  if (done.stage == runtime::LossStage(st.spec)) {
+    st.losses = done.losses;
+    RestoreNonFinite(st.losses, done.non_finite_losses);
+  }
   if (static_cast<int>(st.done.size()) == static_cast<int>(st.stages.size())) {
     for (const caf::actor& stage : st.stages) self->send(stage, tied_atom::value);
   }
@@ -158,7 +161,11 @@ StepOutcome Outcome(StepDriverState& st) {
 void OnNorms(Self* self, SquaredNorms& norms) {
   auto& st = self->state;
   AddPhase(st, norms.stage, TimerPhase::kOptimizer, norms.seconds);
-  for (auto& [chunk, values] : norms.norms) st.norms[chunk] = std::move(values);
+  for (auto& [chunk, values] : norms.norms) {
+    auto non_finite = norms.non_finite.find(chunk);
+    if (non_finite != norms.non_finite.end()) RestoreNonFinite(values, non_finite->second);
+    st.norms[chunk] = std::move(values);
+  }
   for (auto& [chunk, names] : norms.names) st.names[chunk] = std::move(names);
   if (++st.optimizer_done < static_cast<int>(st.stages.size())) return;
   st.optimizer_done = 0;

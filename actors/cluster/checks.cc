@@ -54,6 +54,14 @@ std::string CheckSquaredNorms(const SquaredNorms& n, const runtime::StepSpec& sp
         return absl::StrCat("squared norm ", i, " of chunk ", chunk, " is ", values[i]);
       }
     }
+    auto non_finite = n.non_finite.find(chunk);
+    if (non_finite != n.non_finite.end()) {
+      for (int i : non_finite->second) {
+        if (i < 0 || i >= static_cast<int>(values.size())) {
+          return absl::StrCat("non-finite index ", i, " of chunk ", chunk, " is out of range");
+        }
+      }
+    }
     auto names = n.names.find(chunk);
     if (names != n.names.end() && names->second.size() != values.size()) {
       return absl::StrCat(names->second.size(), " tensor names for ", values.size(),
