@@ -8,11 +8,11 @@
 #include <set>
 
 #include "actors/model_pipeline.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/trace/summary.h"
 #include "runtime/train/timers.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 
 namespace stagehand::actors {
 namespace {
@@ -24,7 +24,8 @@ constexpr int kStages = 4, kM = 4, kB = 2, kT = 16;
 const std::vector<int32_t>& Data() {
   static const std::vector<int32_t>* data = [] {
     std::string s;
-    for (int i = 0; i < 100; ++i) s += "A rerun tells a flaky device from a bad batch. 0123456789\n";
+    for (int i = 0; i < 100; ++i)
+      s += "A rerun tells a flaky device from a bad batch. 0123456789\n";
     return new std::vector<int32_t>(s.begin(), s.end());
   }();
   return *data;
@@ -39,7 +40,7 @@ struct TrainedRun {
 
 // Runs `steps` (in order) on a 4-stage 1F1B pipeline with `faults` by stage.
 TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::StageFaults> faults,
-          runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr) {
+                 runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   TrainedRun r;
   ModelPipelineOptions o;
@@ -144,7 +145,8 @@ runtime::PhaseTimers Timers(const TrainedRun& run) {
     EXPECT_EQ(outcome->phase_seconds.size(), size_t{kStages});
     for (size_t s = 0; s < outcome->phase_seconds.size(); ++s) {
       for (int p = 0; p < runtime::kNumTimerPhases; ++p) {
-        timers.Add(static_cast<int>(s), static_cast<runtime::TimerPhase>(p), outcome->phase_seconds[s][p]);
+        timers.Add(static_cast<int>(s), static_cast<runtime::TimerPhase>(p),
+                   outcome->phase_seconds[s][p]);
       }
     }
   }
@@ -156,20 +158,23 @@ TEST(StepTimersTest, LogTimersFiguresAgreeWithTheTraceSummaryOfTheSameRunWithinF
   const TrainedRun run = Train({1, 2, 3}, {}, {}, &recorder);
   const runtime::PhaseSeconds timers = Timers(run).Totals();
   double forward = 0, backward_input = 0, backward_weight = 0, optimizer = 0;
-  for (const runtime::trace::StagePhaseTimes& t : runtime::trace::PhaseTimesOf(recorder.Collect())) {
+  for (const runtime::trace::StagePhaseTimes& t :
+       runtime::trace::PhaseTimesOf(recorder.Collect())) {
     forward += t.forward_us / 1e6;
     backward_input += t.backward_input_us / 1e6;
     backward_weight += t.backward_weight_us / 1e6;
     optimizer += t.optimizer_us / 1e6;
   }
   using runtime::TimerPhase;
-  const std::pair<TimerPhase, double> from_trace[] = {{TimerPhase::kForward, forward},
-                                                     {TimerPhase::kBackwardInput, backward_input},
-                                                     {TimerPhase::kBackwardWeight, backward_weight},
-                                                     {TimerPhase::kOptimizer, optimizer}};
+  const std::pair<TimerPhase, double> from_trace[] = {
+      {TimerPhase::kForward, forward},
+      {TimerPhase::kBackwardInput, backward_input},
+      {TimerPhase::kBackwardWeight, backward_weight},
+      {TimerPhase::kOptimizer, optimizer}};
   for (const auto& [phase, trace_seconds] : from_trace) {
     const double timer_seconds = timers[static_cast<int>(phase)];
-    EXPECT_NEAR(timer_seconds, trace_seconds, 0.05 * trace_seconds) << runtime::TimerPhaseName(phase);
+    EXPECT_NEAR(timer_seconds, trace_seconds, 0.05 * trace_seconds)
+        << runtime::TimerPhaseName(phase);
   }
   EXPECT_GT(forward, 0);
   EXPECT_GT(optimizer, 0);

@@ -14,13 +14,14 @@ absl::StatusOr<BatchRampup> BatchRampupFromFlag(const std::string& text) {
   BatchRampup r;
   if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &r.start) ||
       !absl::SimpleAtoi(parts[1], &r.increment) || !absl::SimpleAtoi(parts[2], &r.samples)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--rampup_batch_size=", text, ": want START,INCREMENT,SAMPLES (three integers: the first "
-        "global batch in sequences, its increment, the samples the ramp-up takes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rampup_batch_size=", text,
+                     ": want START,INCREMENT,SAMPLES (three integers: the first "
+                     "global batch in sequences, its increment, the samples the ramp-up takes)"));
   }
   if (r.start <= 0 || r.increment <= 0 || r.samples <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--rampup_batch_size=", text, ": START, INCREMENT and SAMPLES must be positive"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--rampup_batch_size=", text, ": START, INCREMENT and SAMPLES must be positive"));
   }
   return r;
 }
@@ -41,14 +42,15 @@ absl::StatusOr<MicrobatchCalculator> MicrobatchCalculator::Create(
   if (diff < 0 || diff % rampup->increment != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--rampup_batch_size: the full global batch (--microbatches x --micro_batch_size = ",
-        global_batch, ") minus START (", rampup->start, ") must be a non-negative multiple of INCREMENT (",
-        rampup->increment, ")"));
+        global_batch, ") minus START (", rampup->start,
+        ") must be a non-negative multiple of INCREMENT (", rampup->increment, ")"));
   }
   for (int64_t batch = rampup->start; batch <= global_batch; batch += rampup->increment) {
     if (batch % c.per_microbatch_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--rampup_batch_size: the global batch ", batch, " on the way is not a multiple of --micro_batch_size (",
-          c.per_microbatch_, "): it cannot be cut into microbatches"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rampup_batch_size: the global batch ", batch,
+                       " on the way is not a multiple of --micro_batch_size (", c.per_microbatch_,
+                       "): it cannot be cut into microbatches"));
     }
   }
   if (diff == 0) return c;  // START is the full batch: constant

@@ -34,8 +34,8 @@ double Mean(const std::vector<double>& v) {
 absl::StatusOr<OnBadStep> OnBadStepFromName(const std::string& name) {
   if (name == "stop") return OnBadStep::kStop;
   if (name == "skip") return OnBadStep::kSkip;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--on_bad_step=", name, ": want stop (report and stop) or skip (skip the batch)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--on_bad_step=", name, ": want stop (report and stop) or skip (skip the batch)"));
 }
 
 std::vector<uint64_t> AttemptBits(const StepAttempt& attempt) {
@@ -71,7 +71,8 @@ double RerunStateMachine::Median() const {
   return median;
 }
 
-std::string RerunStateMachine::Diagnose(int64_t step, const StepAttempt& attempt, int* stage) const {
+std::string RerunStateMachine::Diagnose(int64_t step, const StepAttempt& attempt,
+                                        int* stage) const {
   std::vector<int> bad_microbatches;
   for (size_t mb = 0; mb < attempt.losses.size(); ++mb) {
     if (!std::isfinite(attempt.losses[mb])) bad_microbatches.push_back(static_cast<int>(mb));
@@ -86,10 +87,9 @@ std::string RerunStateMachine::Diagnose(int64_t step, const StepAttempt& attempt
   std::vector<std::string> parts;
   *stage = attempt.loss_stage;
   if (!bad_microbatches.empty()) {
-    parts.push_back(absl::StrCat("non-finite loss in microbatch",
-                                 bad_microbatches.size() > 1 ? "es " : " ",
-                                 absl::StrJoin(bad_microbatches, ", "), " (stage ",
-                                 attempt.loss_stage, ")"));
+    parts.push_back(
+        absl::StrCat("non-finite loss in microbatch", bad_microbatches.size() > 1 ? "es " : " ",
+                     absl::StrJoin(bad_microbatches, ", "), " (stage ", attempt.loss_stage, ")"));
   }
   if (first_bad != nullptr) {
     *stage = first_bad->stage;
@@ -138,15 +138,15 @@ RerunDecision RerunStateMachine::Check(int64_t step, const StepAttempt& attempt)
     first_bits_ = AttemptBits(attempt);
     first_problem_ = problem;
     first_stage_ = stage;
-    return {StepVerdict::kRerun, absl::StrCat("rerun: ", problem, "; running step ", step,
-                                              " again with the same data")};
+    return {StepVerdict::kRerun,
+            absl::StrCat("rerun: ", problem, "; running step ", step, " again with the same data")};
   }
   if (AttemptBits(attempt) == first_bits_) return Persistent(step, first_problem_);
   if (problem.empty()) return Transient(step, attempt, first_problem_);
   if (attempts_ < options_.max_attempts) {
-    return {StepVerdict::kRerun,
-            absl::StrCat("rerun: run ", attempts_, " differs from the first and is bad too: ",
-                         problem, "; running step ", step, " again")};
+    return {StepVerdict::kRerun, absl::StrCat("rerun: run ", attempts_,
+                                              " differs from the first and is bad too: ", problem,
+                                              "; running step ", step, " again")};
   }
   return Persistent(step, absl::StrCat(problem, " (", attempts_, " runs, all bad)"));
 }
@@ -157,10 +157,9 @@ RerunDecision RerunStateMachine::Persistent(int64_t step, const std::string& pro
             absl::StrCat("rerun: persistent fault, the rerun reproduced it: ", problem,
                          "; skipped the batch of step ", step, " (no update)")};
   }
-  return {StepVerdict::kStop,
-          absl::StrCat("persistent fault, the rerun reproduced it: ", problem,
-                       ". The optimizer did not apply step ", step,
-                       "; --on_bad_step=skip would skip the batch")};
+  return {StepVerdict::kStop, absl::StrCat("persistent fault, the rerun reproduced it: ", problem,
+                                           ". The optimizer did not apply step ", step,
+                                           "; --on_bad_step=skip would skip the batch")};
 }
 
 RerunDecision RerunStateMachine::Transient(int64_t step, const StepAttempt& attempt,

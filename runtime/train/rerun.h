@@ -22,14 +22,14 @@ enum class OnBadStep { kStop, kSkip };
 absl::StatusOr<OnBadStep> OnBadStepFromName(const std::string& name);
 
 struct RerunOptions {
-  bool enabled = true;       // check every step at all
-  double spike_factor = 0;   // a loss above this x the running median is a spike (0: off)
-  int spike_window = 100;    // the running median is over the last this many applied steps
-  int spike_min_history = 5; // no spike check before this many applied steps
+  bool enabled = true;        // check every step at all
+  double spike_factor = 0;    // a loss above this x the running median is a spike (0: off)
+  int spike_window = 100;     // the running median is over the last this many applied steps
+  int spike_min_history = 5;  // no spike check before this many applied steps
   OnBadStep on_bad_step = OnBadStep::kStop;
-  int max_transient = 3;     // a rank with more transient faults than this is reported
-  int max_attempts = 3;      // runs of one step (first + reruns) before a differing bad
-                             // result counts as persistent
+  int max_transient = 3;  // a rank with more transient faults than this is reported
+  int max_attempts = 3;   // runs of one step (first + reruns) before a differing bad
+                          // result counts as persistent
 };
 
 // One tensor's squared gradient norm, as a stage reported it.
@@ -87,8 +87,8 @@ class RerunStateMachine {
   std::vector<int> stage_rank_;
   std::vector<double> history_;  // applied steps' mean losses, the last spike_window
   std::map<int, int> transient_;
-  int64_t step_ = -1;          // the step being checked
-  int attempts_ = 0;           // runs of it checked so far
+  int64_t step_ = -1;                 // the step being checked
+  int attempts_ = 0;                  // runs of it checked so far
   std::vector<uint64_t> first_bits_;  // the first run's losses and norms, bit for bit
   std::string first_problem_;
   int first_stage_ = 0;

@@ -114,7 +114,8 @@ TEST(RerunStateMachineTest, SpikeAgainstTheRunningMedianOfAppliedSteps) {
   // History {3, 9, 3}: median 3; 7 > 2 x 3.
   RerunDecision d = m.Check(4, Attempt(7.0, 7.0));
   EXPECT_EQ(d.verdict, StepVerdict::kRerun);
-  EXPECT_THAT(d.message, HasSubstr("loss spike 7.000000 > --spike_factor=2 x running median 3.000000"));
+  EXPECT_THAT(d.message,
+              HasSubstr("loss spike 7.000000 > --spike_factor=2 x running median 3.000000"));
   EXPECT_EQ(m.Check(4, Attempt(7.0, 7.0)).verdict, StepVerdict::kStop);
   // 5.9 < 6: not a spike.
   EXPECT_EQ(m.Check(5, Attempt(5.9, 5.9)).verdict, StepVerdict::kApply);

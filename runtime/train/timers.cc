@@ -71,9 +71,9 @@ std::vector<std::string> PhaseTimers::Stragglers(double factor) const {
     if (median <= 0) continue;
     for (size_t s = 0; s < v.size(); ++s) {
       if (v[s] > factor * median && v[s] - median > kMinStragglerExcessSeconds) {
-        out.push_back(absl::StrFormat("straggler: stage %d (rank %d) %s %.2f ms > %g x median %.2f ms",
-                                      s, stage_rank_[s], TimerPhaseName(static_cast<TimerPhase>(p)),
-                                      1e3 * v[s], factor, 1e3 * median));
+        out.push_back(absl::StrFormat(
+            "straggler: stage %d (rank %d) %s %.2f ms > %g x median %.2f ms", s, stage_rank_[s],
+            TimerPhaseName(static_cast<TimerPhase>(p)), 1e3 * v[s], factor, 1e3 * median));
       }
     }
   }
@@ -94,7 +94,8 @@ std::vector<std::string> PhaseTimers::Report(int64_t first_step, int64_t last_st
     }
     std::string name = absl::StrCat("    ", TimerPhaseName(static_cast<TimerPhase>(p)), " ");
     name.resize(std::max<size_t>(name.size(), 40), '.');
-    lines.push_back(absl::StrFormat("%s: %.2f (%.2f, %.2f)", name, 1e3 * total[p], 1e3 * low, 1e3 * high));
+    lines.push_back(
+        absl::StrFormat("%s: %.2f (%.2f, %.2f)", name, 1e3 * total[p], 1e3 * low, 1e3 * high));
   }
   for (std::string& s : Stragglers(straggler_factor)) lines.push_back(std::move(s));
   return lines;

@@ -28,8 +28,9 @@ TEST(PhaseTimersTest, AStageOverOneAndAHalfTimesTheMedianIsNamed) {
   PhaseTimers t({0, 1, 2, 3});
   for (double s : {0.0, 1.0, 3.0}) t.Add(static_cast<int>(s), TimerPhase::kBackwardInput, 0.020);
   t.Add(2, TimerPhase::kBackwardInput, 0.031);  // 31 ms > 1.5 x 20 ms
-  EXPECT_THAT(t.Stragglers(1.5),
-              ElementsAre("straggler: stage 2 (rank 2) backward-input 31.00 ms > 1.5 x median 20.00 ms"));
+  EXPECT_THAT(
+      t.Stragglers(1.5),
+      ElementsAre("straggler: stage 2 (rank 2) backward-input 31.00 ms > 1.5 x median 20.00 ms"));
   EXPECT_TRUE(t.Stragglers(2.0).empty());
   PhaseTimers tiny({0, 0, 0});  // 3x the median, but only 2 ms more: noise
   for (int s = 0; s < 3; ++s) tiny.Add(s, TimerPhase::kDataLoading, s == 1 ? 0.003 : 0.001);
