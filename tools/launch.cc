@@ -11,8 +11,11 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
+#include <thread>
 #include <algorithm>
 #include <optional>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +47,8 @@
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
+#include "runtime/sim/auto_planner.h"
+#include "runtime/sim/cost_model.h"
 #include "runtime/schedule_table.h"
 #include "runtime/table_planner.h"
 #include "runtime/train/held_out_pass.h"
@@ -58,6 +63,10 @@
 #include "tools/train_flags.h"
 
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
+ABSL_FLAG(double, auto_replan_drift, 0.2,
+          "--planner=auto: re-rank the planners from the run's own trace after the first step, "
+          "and again when a chunk's measured F/I/W time drifts by more than this fraction "
+          "(0: keep the first pick)");
 ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV file");
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
@@ -322,6 +331,7 @@ struct Session {
   std::unique_ptr<actors::Pipeline> ramp_pipeline;
   int ramp_m = 0;
   actors::Pipeline* active = nullptr;  // the pipeline of the last step run
+  std::optional<runtime::sim::AutoReplanner> replanner;  // --planner=auto
 };
 
 // STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
@@ -361,7 +371,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.slow_stage = c.slow_stage;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
-  if (!c.trace.empty()) {
+  if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();
   }
@@ -479,6 +489,24 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   return outcome;
 }
 
+// --planner=auto after a step: re-rank from the run's trace (runtime/sim/auto_planner.h) and,
+// when another planner of the same placement simulates faster, run the next steps with it on
+// the same chunks (results do not depend on the planner).
+absl::Status Replan(Session& s, int64_t step) {
+  if (!s.replanner || s.recorder == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<runtime::sim::AutoPick> pick,
+                   s.replanner->AfterStep(s.recorder->Collect(), step));
+  if (!pick) return absl::OkStatus();
+  ASSIGN_OR_RETURN(s.planner, runtime::PlannerRegistry::Default().Get(pick->planner));
+  s.pipeline_options.planner = s.planner;
+  if (s.active == s.mp.pipeline.get()) s.active = nullptr;  // the new one takes the loss history
+  ASSIGN_OR_RETURN(s.mp.pipeline,
+                   actors::BuildPipelineOn(s.pipeline_options, s.train.get(), s.chunks));
+  std::printf("auto: after step %lld switching to %s, %s\n", static_cast<long long>(step),
+              pick->planner.c_str(), pick->reason.c_str());
+  return absl::OkStatus();
+}
+
 // Drives the training loop's phases (runtime/train/train_loop.h) to its end.
 // --log_timers: the phase timers of the steps since the last report (runtime/train/timers.h).
 struct StepTimers {
@@ -534,6 +562,7 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       a = loop.Checkpointed(step);
     } else {
       ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.history(), t));
+      RETURN_IF_ERROR(Replan(s, step));
       progress.Update(step, out.seconds, out.loss);
       a = loop.StepFinished(step, out.loss, stop_requested);
       timers.AddStep(out);
@@ -566,7 +595,7 @@ void PrintSummary(const Throughput& t) {
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
 absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::TrainLoop& loop) {
-  if (s.recorder != nullptr) {
+  if (s.recorder != nullptr && !c.trace.empty()) {
     const runtime::trace::Trace trace = s.recorder->Collect();
     RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, c.trace));
     std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
@@ -590,8 +619,53 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
   return absl::OkStatus();
 }
 
-absl::Status Run(const LaunchConfig& c) {
+// --planner=auto before the first step: every registered planner simulated with the GPT cost
+// model of this config on the cpu preset (stages sharing this machine's cores); `c.planner`
+// becomes the pick. The replanner takes over from the run's own trace.
+absl::Status PickAutoPlanner(LaunchConfig& c, std::optional<runtime::sim::AutoReplanner>* replanner) {
+  if (tools::ClusterRequested()) {
+    return absl::InvalidArgumentError("--planner=auto runs in one process for now: drop --nprocs/--hostfile");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  runtime::sim::Workload workload;
+  ASSIGN_OR_RETURN(workload.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
+  workload.microbatch_size = c.chunk.micro_batch_size;
+  workload.seq_len = c.chunk.seq_len;
+  ASSIGN_OR_RETURN(const runtime::sim::DeviceSpec device, runtime::sim::DevicePreset("cpu"));
+  const runtime::SlowStage slow = c.slow_stage;
+  const runtime::sim::CostsForSpec estimate =
+      [workload, device, slow](const runtime::StepSpec& spec) -> absl::StatusOr<runtime::sim::StepCosts> {
+    ASSIGN_OR_RETURN(runtime::sim::StepCosts costs, runtime::sim::EstimateStepCosts(workload, device, spec));
+    if (slow.stage >= 0 && slow.stage < spec.num_stages) {  // --slow_stage is known in advance
+      costs.stage_factor.assign(spec.num_stages, 1.0);
+      costs.stage_factor[slow.stage] = slow.factor;
+    }
+    return costs;
+  };
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const int lanes = cores > 0 && cores < c.stages ? cores : 0;
+  const auto& registry = runtime::PlannerRegistry::Default();
+  runtime::sim::PlanRequest request;
+  request.options = c.planner_options;
+  ASSIGN_OR_RETURN(runtime::sim::AutoPick pick,
+                   runtime::sim::PickBySimulation(registry, registry.Names(), request, estimate,
+                                                  "the GPT cost model (cpu preset)", lanes));
+  std::printf("auto: picked %s, %s\n", pick.planner.c_str(), pick.reason.c_str());
+  c.planner = pick.planner;
+  runtime::sim::ReplanOptions options;
+  options.drift = absl::GetFlag(FLAGS_auto_replan_drift);
+  options.compute_lanes = lanes;
+  if (options.drift < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--auto_replan_drift=", options.drift, ", must be >= 0"));
+  }
+  replanner->emplace(registry, request, estimate, pick.planner, options);
+  return absl::OkStatus();
+}
+
+absl::Status Run(const LaunchConfig& config) {
   Session s;
+  LaunchConfig c = config;
+  if (c.planner == "auto" && c.schedule.empty()) RETURN_IF_ERROR(PickAutoPlanner(c, &s.replanner));
   ASSIGN_OR_RETURN(s.planner, ResolvePlanner(c, &s.loaded));
   RETURN_IF_ERROR(ValidateRampupPlans(c, *s.planner));
   if (c.dry_run) return DryRun(*s.planner, c);

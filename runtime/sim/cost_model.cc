@@ -300,6 +300,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
   if (static_cast<int>(costs.chunks.size()) != spec.num_chunks) {
     return absl::InvalidArgumentError("StepCostsFromTrace: the estimate is for another spec");
   }
+  costs.stage_factor.clear();  // measured: a slow stage's chunks are slow in the profile
   if (trace_chunks == spec.num_chunks) {
     for (int c = 0; c < spec.num_chunks; ++c) {
       costs.chunks[c].forward = measured[c].forward;
