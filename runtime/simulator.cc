@@ -143,6 +143,7 @@ class Simulation {
   std::vector<Action> running_;                             // (P) the action on each busy lane
   std::vector<bool> consult_;                               // saw an event since last consulted
   std::vector<int> to_consult_;                             // the stages with consult_ set
+  std::vector<int> consulting_;                             // the ones being consulted now
   // Shared cores (options_.compute_lanes > 0): compute work left on each busy stage, in
   // seconds at full speed (-1 idle), and where its timeline entry is.
   std::vector<double> work_left_;
@@ -185,10 +186,10 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
 // 1. Every idle stage that saw an event asks its planner for the next action, in stage order.
 absl::Status Simulation::ConsultIdleStages() {
   std::sort(to_consult_.begin(), to_consult_.end());
-  std::vector<int> stages;
-  stages.swap(to_consult_);
+  consulting_.swap(to_consult_);  // keeps both buffers' capacity
+  to_consult_.clear();
   const double now = clock_.now;
-  for (int s : stages) {
+  for (int s : consulting_) {
     consult_[s] = false;
     if (loops_[s].lane_busy()) continue;  // its Finished will mark it again
     absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
