@@ -42,6 +42,10 @@ ABSL_FLAG(std::string, model, "launch",
           "gpt2_xl, gpt3_175b");
 ABSL_FLAG(int, layers, 0, "override the preset's layer count (0 = keep)");
 ABSL_FLAG(int, micro_batch_size, 0, "override the preset's sequences per microbatch (0 = keep)");
+ABSL_FLAG(int, data_parallel, 1, "pipeline replicas all-reducing gradients each step");
+ABSL_FLAG(int, experts, 0, "mixture of experts: experts per MLP (0 = dense)");
+ABSL_FLAG(int, experts_per_token, 2, "mixture of experts: experts each token goes to");
+ABSL_FLAG(int, expert_parallel, 1, "mixture of experts: ranks the experts are spread over");
 ABSL_FLAG(std::string, device, "cpu", "device preset: h100, h200, h100_ib, h200_ib, cpu");
 ABSL_FLAG(bool, unit_costs, false, "F = I = W = 1, B = 2, free transfers (the closed forms)");
 ABSL_FLAG(std::string, profile, "", "take F/I/W/B and transfer times from this real run's trace");
@@ -152,6 +156,10 @@ absl::StatusOr<CostSource> ParseCostSource() {
   } else if (b < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--micro_batch_size=", b, ", must be >= 0"));
   }
+  source.workload.data_parallel = absl::GetFlag(FLAGS_data_parallel);
+  source.workload.num_experts = absl::GetFlag(FLAGS_experts);
+  source.workload.experts_per_token = absl::GetFlag(FLAGS_experts_per_token);
+  source.workload.expert_parallel = absl::GetFlag(FLAGS_expert_parallel);
   ASSIGN_OR_RETURN(source.device, runtime::sim::DevicePreset(absl::GetFlag(FLAGS_device)));
   source.profile_options.cores = absl::GetFlag(FLAGS_cores);
   if (source.profile_options.cores < 0) {

@@ -48,7 +48,9 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   const double n = static_cast<double>(w.microbatch_size) * w.seq_len;  // tokens
   const double c = w.model.d_model, t = w.seq_len, heads = w.model.num_heads;
   const double vb = d.value_bytes;
-  const double matmul = 24 * n * c * c;    // qkv 6, proj 2, mlp 16 (x n c^2)
+  // Mixture of experts: each token passes experts_per_token expert MLPs.
+  const double mlp_passes = w.num_experts > 0 ? w.experts_per_token : 1;
+  const double matmul = (8 + 16 * mlp_passes) * n * c * c;  // qkv 6, proj 2, mlp 16 (x n c^2)
   const double attention = 4 * n * t * c;  // QK^T and AV
   const double elementwise = 20 * n * c * vb + 3 * heads * n * t * vb;  // LN, GeLU, softmax
   ChunkCost cost;
@@ -59,8 +61,16 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   cost.backward_weight = layers * (matmul / d.matmul_flops + 4 * n * c * vb / d.memory_bandwidth);
   // Korthikanti et al.: s*b*h*(34 + 5*a*s/h) bytes at 2 bytes a value, no recomputation.
   cost.activation_bytes = layers * (n * c * 34 + 5 * heads * n * t) * vb / 2;
-  cost.parameters = layers * (12 * c * c + 13 * c);
+  // Each rank holds num_experts / expert_parallel experts' MLPs (8 c^2 each).
+  const double mlps = w.num_experts > 0 ? static_cast<double>(w.num_experts) / w.expert_parallel : 1;
+  cost.parameters = layers * (4 * c * c + 8 * c * c * mlps + 13 * c);
   cost.flops = layers * (3 * matmul + 3 * attention);
+  if (w.num_experts > 0) {  // dispatch + combine in F, and again (their gradients) in I
+    const double routed = n * w.experts_per_token * c * vb;
+    const double exchange = 2 * AllToAllSeconds(routed, w.expert_parallel, d);
+    cost.forward += layers * exchange;
+    cost.backward_input += layers * exchange;
+  }
   return cost;
 }
 
@@ -188,6 +198,18 @@ double StepOverhead(const trace::Trace& trace, const std::set<int64_t>& kept) {
 
 }  // namespace
 
+double AllReduceSeconds(double bytes, int ranks, const DeviceSpec& device) {
+  if (ranks <= 1) return 0;
+  const double steps = ranks - 1;
+  return 2 * steps / ranks * bytes / device.link_bandwidth + 2 * steps * device.link_latency;
+}
+
+double AllToAllSeconds(double bytes, int ranks, const DeviceSpec& device) {
+  if (ranks <= 1) return 0;
+  const double others = ranks - 1;
+  return others / ranks * bytes / device.link_bandwidth + others * device.link_latency;
+}
+
 absl::StatusOr<DeviceSpec> DevicePreset(absl::string_view name) {
   for (const DeviceSpec& device : Devices()) {
     if (device.name == name) return device;
@@ -224,7 +246,26 @@ std::vector<std::string> WorkloadPresetNames() {
 absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const DeviceSpec& device,
                                             const StepSpec& spec) {
   RETURN_IF_ERROR(ValidateStepSpec(spec));
-  RETURN_IF_ERROR(models::ValidateGptConfig(workload.model));
+  // The structure must be valid; the size may exceed what this build trains (1 layer is
+  // checked for the parameter bound: the simulator plans models of any depth).
+  models::GptConfig probe = workload.model;
+  probe.layers.resize(std::min<std::size_t>(probe.layers.size(), 1));
+  for (const models::LayerSpec& layer : workload.model.layers) {
+    probe.layers[0] = layer;
+    RETURN_IF_ERROR(models::ValidateGptConfig(probe));
+  }
+  if (workload.model.layers.empty()) RETURN_IF_ERROR(models::ValidateGptConfig(workload.model));
+  if (workload.data_parallel < 1 || workload.expert_parallel < 1 || workload.num_experts < 0 ||
+      (workload.num_experts > 0 &&
+       (workload.experts_per_token < 1 || workload.experts_per_token > workload.num_experts ||
+        workload.num_experts % workload.expert_parallel != 0))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Workload: data_parallel = ", workload.data_parallel, ", num_experts = ",
+        workload.num_experts, ", experts_per_token = ", workload.experts_per_token,
+        ", expert_parallel = ", workload.expert_parallel,
+        ": want data_parallel >= 1, expert_parallel >= 1 dividing num_experts, and "
+        "1 <= experts_per_token <= num_experts"));
+  }
   if (workload.microbatch_size < 1 || workload.seq_len < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("Workload: microbatch_size = ", workload.microbatch_size,
@@ -259,6 +300,11 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
         costs.chunks[c].parameters * bytes_per_parameter;
   }
   costs.peak_matmul_flops = device.matmul_flops;
+  costs.stage_reduce.assign(spec.num_stages, 0);
+  for (int c = 0; c < num_chunks; ++c) {  // fp32 gradients
+    costs.stage_reduce[spec.chunk_to_stage[c]] +=
+        AllReduceSeconds(4 * costs.chunks[c].parameters, workload.data_parallel, device);
+  }
   return costs;
 }
 

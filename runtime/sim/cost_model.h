@@ -39,7 +39,21 @@ struct Workload {
   models::GptConfig model;
   int microbatch_size = 4;  // sequences per microbatch (b)
   int seq_len = 64;         // tokens per sequence (T)
+  // Data parallelism: this many pipeline replicas all-reduce their gradients each step (a
+  // ring all-reduce over the device's link, after the step's last W; not yet overlapped).
+  int data_parallel = 1;
+  // Mixture of experts (0: dense MLPs): each layer's MLP is num_experts experts, each token
+  // goes to experts_per_token of them, the experts are spread over expert_parallel ranks;
+  // dispatch and combine are all-to-alls among those ranks, in F and again in I.
+  int num_experts = 0;
+  int experts_per_token = 2;
+  int expert_parallel = 1;
 };
+
+// Ring all-reduce of `bytes` among `ranks`: 2 (n-1)/n bytes over the link, 2 (n-1) latencies.
+double AllReduceSeconds(double bytes, int ranks, const DeviceSpec& device);
+// All-to-all of `bytes` per rank among `ranks`: (n-1)/n of them leave, n-1 latencies.
+double AllToAllSeconds(double bytes, int ranks, const DeviceSpec& device);
 
 // gpt2, gpt2_medium, gpt2_large, gpt2_xl, gpt3_175b, or launch (launch's defaults: 4 layers,
 // width 128, 4 heads, byte vocabulary, 64 tokens, 4 sequences). NotFound listing the names.
@@ -67,6 +81,9 @@ struct StepCosts {
   // Seconds each step takes beyond its pipeline window (first to last compute): the
   // optimizer and the step's hand-offs. From a profile; 0 for the GPT model.
   double step_overhead = 0;
+  // (P) each stage's data-parallel gradient all-reduce per step (0 without data parallelism);
+  // the simulator adds the largest to the step, unoverlapped.
+  std::vector<double> stage_reduce;
 };
 
 // ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.

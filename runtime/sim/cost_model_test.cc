@@ -165,6 +165,36 @@ TEST(CostModelTest, ProfileWithFewerCoresThanStagesTakesEachSpansShareOfACore) {
   EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 4);
 }
 
+TEST(CostModelTest, DataParallelAllReduceAndExpertAllToAllFollowTheirFormulas) {
+  DeviceSpec link;
+  link.link_bandwidth = 100;
+  link.link_latency = 1;
+  // Ring all-reduce of 400 bytes over 4 ranks: 2 * 3/4 * 400 / 100 + 2 * 3 * 1 = 12 s.
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(400, 4, link), 12);
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(400, 1, link), 0);
+  // All-to-all of 400 bytes per rank over 4 ranks: 3/4 * 4 + 3 = 6 s.
+  EXPECT_DOUBLE_EQ(AllToAllSeconds(400, 4, link), 6);
+
+  const DeviceSpec h200 = *DevicePreset("h200");
+  Workload dense = *WorkloadPreset("gpt2");
+  const StepSpec spec = Standard(4, 8);
+  const StepCosts alone = *EstimateStepCosts(dense, h200, spec);
+  EXPECT_THAT(alone.stage_reduce, ::testing::Each(0.0));
+  dense.data_parallel = 8;
+  const StepCosts replicated = *EstimateStepCosts(dense, h200, spec);
+  EXPECT_DOUBLE_EQ(replicated.stage_reduce[1],
+                   AllReduceSeconds(4 * replicated.chunks[1].parameters, 8, h200));
+  Workload moe = *WorkloadPreset("gpt2");
+  moe.num_experts = 8;
+  moe.expert_parallel = 4;
+  const StepCosts experts = *EstimateStepCosts(moe, h200, spec);
+  EXPECT_GT(experts.chunks[1].forward, alone.chunks[1].forward);  // 2 experts + all-to-alls
+  EXPECT_GT(experts.chunks[1].parameters, alone.chunks[1].parameters);
+  moe.expert_parallel = 3;  // does not divide 8 experts
+  EXPECT_THAT(EstimateStepCosts(moe, h200, spec).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expert_parallel")));
+}
+
 TEST(CostModelTest, StragglerSlowsItsStageFromItsStep) {
   StepCosts costs;
   costs.chunks.resize(2);

@@ -115,7 +115,9 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   for (int step = 0; step < options.steps; ++step) {
     costs.set_step(step);
     ASSIGN_OR_RETURN(SimResult result, SimulateWithCosts(definition, spec, costs, sim_options));
-    report.step_times.push_back(result.step_time + costs.costs().step_overhead);
+    const std::vector<double>& reduce = costs.costs().stage_reduce;
+    const double reduce_time = reduce.empty() ? 0 : *std::max_element(reduce.begin(), reduce.end());
+    report.step_times.push_back(result.step_time + costs.costs().step_overhead + reduce_time);
     report.bubble_fraction += result.bubble_fraction / options.steps;
     report.num_actions += result.num_actions;
     if (!result.stage_busy.empty()) {
@@ -142,6 +144,9 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   }
   report.unit_time = costs.costs().peak_matmul_flops <= 0;
   report.step_overhead = costs.costs().step_overhead;
+  for (double reduce : costs.costs().stage_reduce) {
+    report.data_parallel_reduce = std::max(report.data_parallel_reduce, reduce);
+  }
   std::vector<double> sorted = report.step_times;
   std::sort(sorted.begin(), sorted.end());
   report.median_step_time = sorted[sorted.size() / 2];
@@ -181,6 +186,11 @@ std::string FormatRunReport(const RunReport& r) {
   absl::StrAppend(&text, "busiest stage s", r.busiest_stage, " computes ",
                   FormatSeconds(r.busiest_stage_time, r.unit_time),
                   " (mean): no order of these actions on this placement is faster\n");
+  if (r.data_parallel_reduce > 0) {
+    absl::StrAppend(&text, "data-parallel all-reduce ",
+                    FormatSeconds(r.data_parallel_reduce, r.unit_time),
+                    " per step (largest stage; added after the last W, not overlapped)\n");
+  }
   if (r.step_overhead > 0) {
     absl::StrAppend(&text, "step overhead ", FormatSeconds(r.step_overhead, r.unit_time),
                     " per step (the profile's optimizer and hand-offs outside the pipeline)\n");

@@ -44,6 +44,7 @@ struct RunReport {
   double busiest_stage_time = 0;
   int busiest_stage = 0;         // in the last step
   double step_overhead = 0;      // added to each step (StepCosts::step_overhead)
+  double data_parallel_reduce = 0;  // added to each step: the largest stage_reduce
   double mfu = 0;                // model FLOPs per mean step / (P * peak rate * mean step time)
   int64_t num_actions = 0;       // compute actions simulated, all steps
   bool unit_time = false;        // unit costs: times are cost units, not seconds; no MFU
