@@ -48,7 +48,6 @@
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
 #include "runtime/sim/auto_planner.h"
-#include "runtime/sim/cost_model.h"
 #include "runtime/schedule_table.h"
 #include "runtime/table_planner.h"
 #include "runtime/train/held_out_pass.h"
@@ -623,25 +622,16 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
 // model of this config on the cpu preset (stages sharing this machine's cores); `c.planner`
 // becomes the pick. The replanner takes over from the run's own trace.
 absl::Status PickAutoPlanner(LaunchConfig& c, std::optional<runtime::sim::AutoReplanner>* replanner) {
-  if (tools::ClusterRequested()) {
-    return absl::InvalidArgumentError("--planner=auto runs in one process for now: drop --nprocs/--hostfile");
+  if (const double drift = absl::GetFlag(FLAGS_auto_replan_drift); drift < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--auto_replan_drift=", drift, ", must be >= 0"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
   runtime::sim::Workload workload;
   ASSIGN_OR_RETURN(workload.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   workload.microbatch_size = c.chunk.micro_batch_size;
   workload.seq_len = c.chunk.seq_len;
-  ASSIGN_OR_RETURN(const runtime::sim::DeviceSpec device, runtime::sim::DevicePreset("cpu"));
-  const runtime::SlowStage slow = c.slow_stage;
   const runtime::sim::CostsForSpec estimate =
-      [workload, device, slow](const runtime::StepSpec& spec) -> absl::StatusOr<runtime::sim::StepCosts> {
-    ASSIGN_OR_RETURN(runtime::sim::StepCosts costs, runtime::sim::EstimateStepCosts(workload, device, spec));
-    if (slow.stage >= 0 && slow.stage < spec.num_stages) {  // --slow_stage is known in advance
-      costs.stage_factor.assign(spec.num_stages, 1.0);
-      costs.stage_factor[slow.stage] = slow.factor;
-    }
-    return costs;
-  };
+      runtime::sim::CpuCostsForRun(workload, c.slow_stage.stage, c.slow_stage.factor);
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const int lanes = cores > 0 && cores < c.stages ? cores : 0;
   const auto& registry = runtime::PlannerRegistry::Default();
@@ -655,9 +645,6 @@ absl::Status PickAutoPlanner(LaunchConfig& c, std::optional<runtime::sim::AutoRe
   runtime::sim::ReplanOptions options;
   options.drift = absl::GetFlag(FLAGS_auto_replan_drift);
   options.compute_lanes = lanes;
-  if (options.drift < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--auto_replan_drift=", options.drift, ", must be >= 0"));
-  }
   replanner->emplace(registry, request, estimate, pick.planner, options);
   return absl::OkStatus();
 }
@@ -703,7 +690,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  if (stagehand::tools::ClusterRequested()) return stagehand::RunClusterLaunch(argv[0], *config);
+  if (stagehand::tools::ClusterRequested()) {
+    if (config->planner == "auto") {
+      std::fprintf(stderr, "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
+      return 2;
+    }
+    return stagehand::RunClusterLaunch(argv[0], *config);
+  }
   absl::Status status;
   try {
     status = stagehand::Run(*config);

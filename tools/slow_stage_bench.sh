@@ -67,6 +67,22 @@ if [[ -n "${MEASURED[adaptive]:-}" && -n "$best" ]]; then
     'BEGIN { printf "adaptive / best static (%s) measured median step time: %.3f\n", n, a / b }'
 fi
 
+# Load-independent view: both planners simulated from the same measured profile (each run's
+# own action times, stages sharing this machine's cores); a measured ratio far from these
+# comes from the machine's load drifting between runs, not from the order of actions.
+if [[ -n "${MEASURED[adaptive]:-}" && -n "$best" ]]; then
+  for profile in adaptive "$best_name"; do
+    sim() {
+      bazel-bin/tools/simulate --profile="$OUT/$profile.1.json" --planner="$1" --stages=4 \
+        --microbatches=16 --layers="$LAYERS" --cores="$(nproc)" --steps=1 |
+        sed -n 's/^step time \([0-9.]*\) \(m*s\).*/\1 \2/p' |
+        awk '{print $2 == "s" ? $1 * 1000 : $1}'
+    }
+    awk -v a="$(sim adaptive)" -v b="$(sim "$best_name")" -v n="$best_name" -v p="$profile" \
+      'BEGIN { printf "simulated from the %s run'"'"'s profile: adaptive %.1f ms, %s %.1f ms, ratio %.3f\n", p, a, n, b, a / b }'
+  done
+fi
+
 # auto (tools/launch --planner=auto: picks by simulation, re-plans from its own trace) against
 # the best measured planner.
 if [[ -n "${MEASURED[auto]:-}" ]]; then

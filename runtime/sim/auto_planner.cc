@@ -32,6 +32,18 @@ constexpr int kProfileSteps = 3;
 
 }  // namespace
 
+CostsForSpec CpuCostsForRun(const Workload& workload, int slow_stage, double slow_factor) {
+  return [=](const StepSpec& spec) -> absl::StatusOr<StepCosts> {
+    ASSIGN_OR_RETURN(const DeviceSpec device, DevicePreset("cpu"));
+    ASSIGN_OR_RETURN(StepCosts costs, EstimateStepCosts(workload, device, spec));
+    if (slow_stage >= 0 && slow_stage < spec.num_stages) {
+      costs.stage_factor.assign(spec.num_stages, 1.0);
+      costs.stage_factor[slow_stage] = slow_factor;
+    }
+    return costs;
+  };
+}
+
 absl::StatusOr<AutoPick> PickBySimulation(const PlannerRegistry& registry,
                                           const std::vector<std::string>& names,
                                           const PlanRequest& request, const CostsForSpec& costs,

@@ -25,6 +25,10 @@ struct AutoPick {
   std::vector<PlannerScore> scores;  // every candidate, best first
 };
 
+// The GPT cost model of `workload` on this CPU (the cpu preset), with stage `slow_stage`
+// (-1: none) `slow_factor` times slower, as launch --slow_stage makes it.
+CostsForSpec CpuCostsForRun(const Workload& workload, int slow_stage, double slow_factor);
+
 // Every planner in `names` simulated for `request` (`steps` steps, `compute_lanes` shared
 // cores as in SimulationOptions), the fastest picked. `source` says where the costs came
 // from ("the GPT model", "the run's trace"). FailedPrecondition listing why each failed if
