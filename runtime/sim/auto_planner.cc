@@ -64,18 +64,18 @@ absl::StatusOr<AutoPick> PickBySimulation(const PlannerRegistry& registry,
     }
   }
   if (scores.empty() || !scores.front().status.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--planner=auto: no planner can run this request: ",
-                     absl::StrJoin(failures, "; ")));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--planner=auto: no planner can run this request: ", absl::StrJoin(failures, "; ")));
   }
   AutoPick pick;
   pick.planner = scores.front().planner;
   pick.simulated_step_time = scores.front().mean_step_time;
   pick.scores = scores;
-  pick.reason = absl::StrCat(
-      "simulated with ", source, compute_lanes > 0 ? absl::StrCat(" on ", compute_lanes, " cores") : "",
-      ": ", absl::StrJoin(ranking, ", "),
-      failures.empty() ? "" : absl::StrCat(" (", failures.size(), " cannot run)"));
+  pick.reason =
+      absl::StrCat("simulated with ", source,
+                   compute_lanes > 0 ? absl::StrCat(" on ", compute_lanes, " cores") : "", ": ",
+                   absl::StrJoin(ranking, ", "),
+                   failures.empty() ? "" : absl::StrCat(" (", failures.size(), " cannot run)"));
   return pick;
 }
 
@@ -100,9 +100,9 @@ double CostDrift(const StepCosts& before, const StepCosts& after) {
   for (std::size_t c = 0; c < chunks; ++c) {
     const ChunkCost& a = before.chunks[c];
     const ChunkCost& b = after.chunks[c];
-    for (const auto& [x, y] : {std::make_pair(a.forward, b.forward),
-                               std::make_pair(a.backward_input, b.backward_input),
-                               std::make_pair(a.backward_weight, b.backward_weight)}) {
+    for (const auto& [x, y] :
+         {std::make_pair(a.forward, b.forward), std::make_pair(a.backward_input, b.backward_input),
+          std::make_pair(a.backward_weight, b.backward_weight)}) {
       if (x > 0 && y > 0) drift = std::max(drift, std::abs(y / x - 1));
     }
   }
@@ -118,7 +118,7 @@ AutoReplanner::AutoReplanner(const PlannerRegistry& registry, PlanRequest reques
       options_(options) {}
 
 absl::StatusOr<std::optional<AutoPick>> AutoReplanner::AfterStep(const trace::Trace& trace,
-                                                                  int64_t step) {
+                                                                 int64_t step) {
   if (first_step_ < 0) first_step_ = step;
   if (options_.drift <= 0 || step < first_step_ + options_.warmup_steps) return std::nullopt;
   ASSIGN_OR_RETURN(const PlannerDefinition* current, registry_.Get(current_));
@@ -138,13 +138,12 @@ absl::StatusOr<std::optional<AutoPick>> AutoReplanner::AfterStep(const trace::Tr
   profiled_ = measured;
   ASSIGN_OR_RETURN(
       AutoPick pick,
-      PickBySimulation(registry_, SamePlacement(registry_, request_.options, spec), request_,
-                       profile,
-                       profiled_ && drift > 0
-                           ? absl::StrCat("the run's trace of steps up to ", step,
-                                          " (costs drifted ", std::lround(100 * drift), "%)")
-                           : absl::StrCat("the run's trace of steps up to ", step),
-                       options_.compute_lanes));
+      PickBySimulation(
+          registry_, SamePlacement(registry_, request_.options, spec), request_, profile,
+          profiled_ && drift > 0 ? absl::StrCat("the run's trace of steps up to ", step,
+                                                " (costs drifted ", std::lround(100 * drift), "%)")
+                                 : absl::StrCat("the run's trace of steps up to ", step),
+          options_.compute_lanes));
   if (pick.planner == current_) return std::nullopt;
   for (const PlannerScore& score : pick.scores) {
     if (score.planner == current_ && score.status.ok() &&

@@ -20,8 +20,8 @@ namespace stagehand::runtime::sim {
 
 struct AutoPick {
   std::string planner;
-  double simulated_step_time = 0;  // seconds
-  std::string reason;              // one line: the ranking and what it was simulated with
+  double simulated_step_time = 0;    // seconds
+  std::string reason;                // one line: the ranking and what it was simulated with
   std::vector<PlannerScore> scores;  // every candidate, best first
 };
 
@@ -48,9 +48,9 @@ std::vector<std::string> SamePlacement(const PlannerRegistry& registry,
 double CostDrift(const StepCosts& before, const StepCosts& after);
 
 struct ReplanOptions {
-  double drift = 0.2;      // re-plan when CostDrift exceeds this (0: never)
-  int warmup_steps = 1;    // the first profile is taken after this many steps more
-  int compute_lanes = 0;   // shared cores (see SimulationOptions)
+  double drift = 0.2;     // re-plan when CostDrift exceeds this (0: never)
+  int warmup_steps = 1;   // the first profile is taken after this many steps more
+  int compute_lanes = 0;  // shared cores (see SimulationOptions)
   // Switch only to a planner that simulates this much faster than the current one (a
   // switch costs a pipeline rebuild, and near-ties flip with measurement noise).
   double min_gain = 0.03;
@@ -67,7 +67,8 @@ class AutoReplanner {
   // After `step` finished, with the trace so far: the first profile after the warm-up, and
   // every later one whose costs drifted past the threshold from the last profile used, rank the
   // planners of the current placement; a pick other than the current one that simulates at
-  // least min_gain faster is returned (its reason says why), nullopt otherwise. Errors of the profile or the simulations.
+  // least min_gain faster is returned (its reason says why), nullopt otherwise. Errors of the
+  // profile or the simulations.
   absl::StatusOr<std::optional<AutoPick>> AfterStep(const trace::Trace& trace, int64_t step);
 
   const std::string& current() const { return current_; }

@@ -39,9 +39,8 @@ CostsForSpec Uniform(double scale) {
 TEST(AutoPlannerTest, PicksTheFastestSimulatedPlannerAndSaysWhy) {
   PlanRequest request;
   request.options = {4, 8};
-  absl::StatusOr<AutoPick> pick =
-      PickBySimulation(PlannerRegistry::Default(), {"gpipe", "1f1b", "zb_h1"}, request,
-                       Uniform(1), "unit costs", 0);
+  absl::StatusOr<AutoPick> pick = PickBySimulation(
+      PlannerRegistry::Default(), {"gpipe", "1f1b", "zb_h1"}, request, Uniform(1), "unit costs", 0);
   ASSERT_THAT(pick.status(), IsOk());
   EXPECT_EQ(pick->planner, "zb_h1");  // the ZB-H1 bubble is a third of 1F1B's
   EXPECT_THAT(pick->reason, HasSubstr("simulated with unit costs: zb_h1 "));
@@ -52,8 +51,7 @@ TEST(AutoPlannerTest, PicksTheFastestSimulatedPlannerAndSaysWhy) {
 
 TEST(AutoPlannerTest, SwitchesOnlyWithinTheSamePlacement) {
   const StepSpec zb_v = *(*PlannerRegistry::Default().Get("zb_v"))->MakeSpec({4, 8});
-  const std::vector<std::string> names =
-      SamePlacement(PlannerRegistry::Default(), {4, 8}, zb_v);
+  const std::vector<std::string> names = SamePlacement(PlannerRegistry::Default(), {4, 8}, zb_v);
   EXPECT_THAT(names, Contains("adaptive"));
   EXPECT_THAT(names, Contains("zb_v"));
   EXPECT_THAT(names, Not(Contains("1f1b")));  // P chunks, not 2P
