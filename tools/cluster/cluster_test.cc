@@ -353,6 +353,29 @@ TEST(Cluster, BatchRampupOnFourWorkersIsBitwiseTheOneProcessRun) {
   EXPECT_EQ(out.find("batch ramp-up: step 4"), std::string::npos) << out;
 }
 
+// --log_timers in a cluster: rank 0's coordinator reports each phase summed over the stages
+// of every rank, with min and max, the held-out pass timed too; a stage slowed on rank 1
+// (STAGEHAND_FAULTS=slow=2:40: each forward of stage 2 takes 40 ms longer) is named.
+TEST(Cluster, PhaseTimersCoverEveryRankAndNameASlowStage) {
+  Config c;
+  Process launch(LaunchArgs(c, 2, {"--log_timers", "--log_every=3"}), {"STAGEHAND_FAULTS=slow=2:40"});
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  const std::string& out = launch.output();
+  EXPECT_NE(out.find("timers (ms) steps 1-3, summed over 4 stages (min, max over stages):"),
+            std::string::npos) << out;
+  std::smatch m;
+  std::regex forward("forward \\.+: (\\S+) \\((\\S+), (\\S+)\\)");
+  ASSERT_TRUE(std::regex_search(out, m, forward)) << out;
+  // 8 microbatches x 3 steps x 40 ms on stage 2 alone.
+  EXPECT_GE(std::stod(m[1]), 8 * 3 * 40.0) << out;
+  EXPECT_GE(std::stod(m[3]), 8 * 3 * 40.0) << out;
+  EXPECT_LT(std::stod(m[2]), std::stod(m[3])) << out;
+  std::regex evaluation("evaluation \\.+: (\\S+) ");
+  ASSERT_TRUE(std::regex_search(out, m, evaluation)) << out;
+  EXPECT_GT(std::stod(m[1]), 0.0) << "the held-out pass before step 1 is timed\n" << out;
+  EXPECT_NE(out.find("straggler: stage 2 (rank 1) forward"), std::string::npos) << out;
+}
+
 // The rerun state machine across ranks: rank 2's gradient gets a flipped bit in step 3's
 // first run (STAGEHAND_FAULTS=flip=2:3); rank 0's step driver sees it in the global check,
 // re-runs the step on every rank, and the run ends bitwise as the one-process run.
