@@ -274,6 +274,16 @@ std::map<int, double> StepLosses(const std::string& out) {
   return got;
 }
 
+// Rank 0's step losses in `out` are bit for bit `losses` (steps 1, 2, ...).
+void ExpectStepLosses(const std::string& out, const std::vector<double>& losses, const char* what) {
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs " << what << " " << losses[i];
+  }
+}
+
 // (step, loss) from rank 0's held-out lines, step 0 for the one before training.
 HeldOut HeldOutLosses(const std::string& out) {
   std::regex re("(?:step (\\d+) held-out loss|held-out loss before training) \\S+ bits (\\S+)");
@@ -320,12 +330,7 @@ std::string ExpectSameAsOneProcess(const Config& c, int nprocs) {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(launch.output());
-  EXPECT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size() && i < got.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   ExpectParametersEqual(params, nprocs, expected);
   return launch.output();
 }
@@ -391,11 +396,7 @@ TEST(Cluster, TransientBitFlipOnOneRankIsRerunAndTheRunIsBitwiseTheUnfaultedOne)
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0) << "step " << i + 1;
-  }
+  ExpectStepLosses(out, losses, "one process");
   ExpectParametersEqual(params, 4, expected);
 }
 
@@ -625,12 +626,7 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size());
-  for (size_t i = 0; i < losses.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs undisturbed " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "undisturbed");
   // Each of the 203 connections to the gate was refused and logged with its address.
   const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
   const auto n = std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
@@ -680,12 +676,7 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs the run without failure " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "the run without failure");
   ExpectParametersEqual(params, 4, expected);
   // The last checkpoint is complete (every rank's shard, checksums) and holds every loss.
   std::vector<std::string> skipped;
@@ -877,12 +868,7 @@ TEST(Cluster, InitFromAHuggingFaceFileOnFourWorkersGivesBitwiseTheOneProcessLoss
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params, nullptr, hf);
   OneProcess(c, &seeded, &params);
-  std::map<int, double> got = StepLosses(launch.output());
-  ASSERT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   EXPECT_NE(losses[0], seeded[0]) << "the imported weights changed nothing";
 }
 
