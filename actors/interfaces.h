@@ -26,9 +26,10 @@ using stage_control =
                      caf::reacts_to<tied_atom>, caf::reacts_to<tied_atom, TiedGradients>,
                      caf::reacts_to<optim_atom, double, int>>;
 
-// A stage actor: driver orders, tensors, and its microbatch actors' completions.
-using stage_actor =
-    stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>>;
+// A stage actor: driver orders, tensors, its microbatch actors' completions and its
+// reduction lane's (data parallelism).
+using stage_actor = stage_control::extend<caf::reacts_to<TensorMessage>,
+                                          caf::reacts_to<ComputeDone>, caf::reacts_to<GradReduced>>;
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.

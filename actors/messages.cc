@@ -12,6 +12,7 @@ void RegisterMessageTypes(caf::actor_system_config& config) {
   config.add_message_type<TiedGradients>("TiedGradients");
   config.add_message_type<SquaredNorms>("SquaredNorms");
   config.add_message_type<OptimizerDone>("OptimizerDone");
+  config.add_message_type<GradReduced>("GradReduced");
   config.add_message_type<StepOutcome>("StepOutcome");
 }
 

@@ -79,9 +79,18 @@ struct OptimizerDone {
   int stage = 0;
 };
 
+// A stage's reduction lane -> the stage: REDUCE_GRAD of bucket `bucket` (an index into the
+// stage's bucket plan, runtime/train/grad_buckets.h) finished.
+struct GradReduced {
+  int bucket = 0;
+  double seconds = 0.0;  // time on the reduction lane
+  std::string error;     // empty when it succeeded
+};
+
 // Driver -> main thread.
 struct StepOutcome {
   double loss = 0.0;
+  std::vector<double> losses;        // per microbatch of this replica, in microbatch order
   double grad_norm = 0.0;
   std::vector<double> busy_seconds;  // per stage: compute time on its lane
   double seconds = 0.0;              // wall time of the step (set by Pipeline::RunStep)
@@ -124,8 +133,12 @@ typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
   return f(caf::meta::type_name("OptimizerDone"), x.stage);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GradReduced& x) {
+  return f(caf::meta::type_name("GradReduced"), x.bucket, x.seconds, x.error);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
-  return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
+  return f(caf::meta::type_name("StepOutcome"), x.loss, x.losses, x.grad_norm, x.busy_seconds,
            x.seconds, x.error);
 }
 

@@ -56,6 +56,47 @@ void Dispatch(Self* self) {
              action.kind);
 }
 
+// Once the step's compute and (data parallelism) every REDUCE_GRAD finished: StageDone.
+void MaybeSendDone(Self* self) {
+  auto& st = self->state;
+  if (st.failed || st.done_sent || !st.loop || !st.loop->Done()) return;
+  if (st.reduction && !st.reduction->AllReduced()) return;
+  st.done_sent = true;
+  self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
+}
+
+// REDUCE_GRAD of bucket `index` on the stage's reduction lane (traced on its communication
+// lane); the lane reports back with GradReduced.
+void PostReduceGrad(Self* self, int index) {
+  auto& st = self->state;
+  const runtime::GradBucket bucket = st.buckets[index];
+  runtime::trace::TraceRecorder::SendLane* trace =
+      st.init.trace ? st.init.trace->reduce(st.init.stage) : nullptr;
+  st.init.reduce_lane->Post([me = caf::actor_cast<stage_actor>(self), work = st.init.work, bucket,
+                             index, trace] {
+    const int64_t begin = runtime::trace::NowNanos();
+    const absl::Status status = work->ReduceGradients(bucket);
+    const int64_t end = runtime::trace::NowNanos();
+    if (trace) {
+      trace->Record(ActionKind::kReduceGrad, -1, bucket.chunk, index,
+                    (bucket.end - bucket.begin) * int64_t{sizeof(float)}, begin, end);
+    }
+    caf::anon_send(me, GradReduced{index, (end - begin) / 1e9,
+                                   status.ok() ? "" : std::string(status.message())});
+  });
+}
+
+void OnReduced(Self* self, const GradReduced& reduced) {
+  auto& st = self->state;
+  if (st.failed || !st.reduction) return;
+  if (!reduced.error.empty()) {
+    Fail(self, absl::StrCat("REDUCE_GRAD bucket ", reduced.bucket, " failed: ", reduced.error));
+    return;
+  }
+  st.reduction->OnReduced(reduced.bucket);
+  MaybeSendDone(self);
+}
+
 // The consumer's action kind of a transfer: F for an activation, I (or B) for a gradient.
 ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
@@ -88,9 +129,14 @@ void OnFinished(Self* self, const ComputeDone& done) {
   for (const runtime::Transfer& t : outputs->local) {
     self->send(producer, ship_atom::value, ShipOrder{ConsumerKind(t), t.to_stage, t.chunk, true});
   }
+  if (st.reduction) {
+    for (int bucket : st.reduction->OnComputeFinished(action.kind, action.chunk)) {
+      PostReduceGrad(self, bucket);
+    }
+  }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
+    MaybeSendDone(self);
     return;
   }
   Dispatch(self);
@@ -157,11 +203,30 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
+  absl::Status bucket_plan;
+  if (st.init.reduce_lane != nullptr) {
+    absl::StatusOr<std::vector<runtime::GradBucket>> buckets =
+        runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb);
+    if (buckets.ok()) {
+      st.buckets = *std::move(buckets);
+    } else {
+      bucket_plan = buckets.status();
+    }
+  }
   return {
       [=](start_atom, int64_t step) {
         auto& st = self->state;
         st.step = step;
         st.failed = false;
+        st.done_sent = false;
+        if (!bucket_plan.ok()) {
+          Fail(self, std::string(bucket_plan.message()));
+          return;
+        }
+        if (st.init.reduce_lane != nullptr) {
+          st.reduction = std::make_unique<runtime::GradReductionTracker>(
+              st.buckets, st.init.spec.num_microbatches);
+        }
         st.sent = st.received = 0;
         st.busy_seconds = 0.0;
         st.losses.assign(st.init.spec.num_microbatches, 0.0);
@@ -179,6 +244,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
+      [=](const GradReduced& reduced) { OnReduced(self, reduced); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
       // Optimizer phases run on the lane, after every compute action of the step.
       [=](tied_atom) {

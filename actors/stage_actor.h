@@ -17,6 +17,7 @@
 #include "runtime/stage_loop.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -30,6 +31,10 @@ struct StageActorInit {
   stage_reports driver;  // the StepDriver, or (cluster) what stands in front of it
   tensor_inbox comm;     // the stage's outgoing transfer lane
   runtime::trace::TraceRecorder* trace = nullptr;  // may be null
+  // Data parallelism: the stage's reduction lane (its communication lane for REDUCE_GRAD),
+  // null without data parallelism; and the bucket size (--grad_bucket_mb).
+  Lane* reduce_lane = nullptr;
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
 };
 
 struct StageActorState {
@@ -41,6 +46,11 @@ struct StageActorState {
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
   double busy_seconds = 0.0;
+  // Data parallelism: the stage's buckets (planned once) and this step's REDUCE_GRAD
+  // bookkeeping; StageDone waits for the step's compute and every bucket.
+  std::vector<runtime::GradBucket> buckets;
+  std::unique_ptr<runtime::GradReductionTracker> reduction;
+  bool done_sent = false;
 };
 
 stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,

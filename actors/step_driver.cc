@@ -88,6 +88,7 @@ void OnOptimizerDone(Self* self) {
   for (double l : st.losses) loss += l;
   StepOutcome outcome;
   outcome.loss = loss / st.losses.size();
+  outcome.losses = st.losses;
   outcome.grad_norm = st.grad_norm;
   outcome.busy_seconds = st.busy_seconds;
   Finish(self, std::move(outcome));

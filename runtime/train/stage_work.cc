@@ -12,8 +12,9 @@ namespace stagehand::runtime {
 
 ModelStageWork::ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks,
                                const WindowSampler* sampler, int num_microbatches,
-                               OptimizerConfig optimizer)
-    : chunks_(std::move(chunks)),
+                               OptimizerConfig optimizer, DataParallelPlace place)
+    : place_(place),
+      chunks_(std::move(chunks)),
       num_chunks_(num_chunks),
       sampler_(sampler),
       num_microbatches_(num_microbatches),
@@ -38,7 +39,7 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   const models::ChunkOptions& o = (*c)->options();
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = (*c)->config().d_model;
   std::vector<int32_t> tokens(N), targets(N);
-  sampler_->Sample(step_, mb, tokens.data(), targets.data());
+  sampler_->Sample(step_, place_.replica * num_microbatches_ + mb, tokens.data(), targets.data());
   if (input != nullptr && static_cast<int64_t>(input->size()) != N * C) {
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
@@ -100,6 +101,26 @@ void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {
         optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
     ApplyAdamW(chunk->params(), state, optimizer_, step, clip_scale);
   }
+}
+
+std::map<int, int64_t> ModelStageWork::GradientFloats() const {
+  std::map<int, int64_t> out;
+  if (place_.group == nullptr) return out;
+  for (const auto& [index, chunk] : chunks_) out[index] = chunk->params().size();
+  return out;
+}
+
+absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
+  if (place_.group == nullptr) return absl::OkStatus();
+  absl::StatusOr<Chunk*> c = Get(bucket.chunk);
+  if (!c.ok()) return c.status();
+  if (bucket.begin < 0 || bucket.end > (*c)->params().size() || bucket.begin > bucket.end) {
+    return absl::InvalidArgumentError(absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [",
+                                                   bucket.begin, ", ", bucket.end, ") is outside its ",
+                                                   (*c)->params().size(), " gradients"));
+  }
+  return place_.group->AllReduceSum(
+      absl::MakeSpan((*c)->params().grads() + bucket.begin, bucket.end - bucket.begin));
 }
 
 namespace {

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/collectives/collective.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
 
@@ -43,14 +45,33 @@ class StageWork {
   // Squared norms of this stage's gradients per chunk, tensor by tensor: chunk -> values.
   virtual std::map<int, std::vector<double>> SquaredNorms() = 0;
   virtual void ApplyOptimizer(double clip_scale, int step) = 0;
+
+  // Data parallelism (REDUCE_GRAD). Each held chunk's gradient size in floats, for the
+  // bucket plan (runtime/train/grad_buckets.h); empty for a stage without data parallelism.
+  virtual std::map<int, int64_t> GradientFloats() const { return {}; }
+  // Sums `bucket` over the stage's data-parallel group, every replica ending with the ordered
+  // sum (runtime/collectives/collective.h). Runs on the stage's reduction lane, concurrently
+  // with compute on the stage's other chunks, never on `bucket.chunk` itself.
+  virtual absl::Status ReduceGradients(const GradBucket& bucket) { return absl::OkStatus(); }
+};
+
+// Where a replica's stage sits in the data-parallel group: replica `replica` of `replicas`
+// draws the step's global microbatches replica * M .. replica * M + M - 1 (the sampler and the
+// chunks' loss scale are for replicas * M microbatches), and sums its gradients over
+// `group` (not owned; null when replicas == 1).
+struct DataParallelPlace {
+  int replica = 0;
+  int replicas = 1;
+  Collective* group = nullptr;
 };
 
 // The real model: the chunks this stage holds (global chunk index -> chunk), the training
 // windows and the optimizer configuration.
 class ModelStageWork : public StageWork {
  public:
+  // `num_microbatches` is this replica's M; `place` its data-parallel seat.
   ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
-                 int num_microbatches, OptimizerConfig optimizer);
+                 int num_microbatches, OptimizerConfig optimizer, DataParallelPlace place = {});
   void BeginStep(int64_t step) override { step_ = step; }
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
@@ -61,9 +82,12 @@ class ModelStageWork : public StageWork {
   void SetTiedGradients(const TiedGradientMap& sums) override;
   std::map<int, std::vector<double>> SquaredNorms() override;
   void ApplyOptimizer(double clip_scale, int step) override;
+  std::map<int, int64_t> GradientFloats() const override;
+  absl::Status ReduceGradients(const GradBucket& bucket) override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
+  DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
   int num_chunks_;
   const WindowSampler* sampler_;
