@@ -40,6 +40,7 @@
 #include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
 #include "runtime/schedule_table.h"
@@ -200,6 +201,11 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
   }
+  if (c.dp > 1) {
+    return absl::UnimplementedError(
+        "--dp with --nprocs/--hostfile/Slurm is not supported yet: run the replicas in one "
+        "process (drop --nprocs/--hostfile)");
+  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
                                                    runtime::kHeldOutMaxBatches, " held-out batches"));
@@ -291,7 +297,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   ASSIGN_OR_RETURN(s.dataset, runtime::LoadDataset(c.dataset, *s.tokenizer));
   s.train = std::make_unique<runtime::WindowSampler>(
       runtime::MakeSampler(s.dataset.train, c.chunk.micro_batch_size, c.chunk.seq_len,
-                           c.planner_options.num_microbatches, c.model.seed));
+                           c.planner_options.num_microbatches * c.dp, c.model.seed));
   s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
   ASSIGN_OR_RETURN(s.model, tools::ModelForTokenizer(c, s.tokenizer->vocab_size()));
@@ -305,6 +311,8 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.optimizer.states = &s.optimizer_states;
   options.link = c.link;
   options.slow_stage = c.slow_stage;
+  options.dp = c.dp;
+  options.grad_bucket_mb = c.grad_bucket_mb;
   if (!c.trace.empty()) {
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();
@@ -344,6 +352,13 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
               c.chunk.seq_len, s.planner->name().c_str());
+  if (c.dp > 1) {
+    absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
+    if (grid.ok()) std::printf("%s", grid->Describe().c_str());
+    std::printf("data parallel: %d replicas (actors of this process) x %d microbatches = %d "
+                "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
+                c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
+  }
 }
 
 // Initial weights: the newest valid checkpoint (--resume), a Hugging Face GPT-2 file
@@ -357,6 +372,7 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
     RETURN_IF_ERROR(runtime::ImportHf(c.init_from, s.chunks, s.model));
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
+  s.mp.SyncReplicas();  // every replica starts from replica 0's weights and moments
   return resumed;
 }
 
@@ -456,7 +472,8 @@ absl::Status Run(const LaunchConfig& c) {
   runtime::TrainLoop loop(tools::LoopOptionsOf(c), resumed, std::move(history));
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
   Throughput t;
-  t.tokens_per_step = double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches;
+  t.tokens_per_step =
+      double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches * c.dp;
   t.busy.assign(spec.num_stages, 0.0);
   RETURN_IF_ERROR(RunLoop(c, s, loop, t));
   PrintSummary(t);
