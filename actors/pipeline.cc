@@ -62,7 +62,8 @@ void Pipeline::SpawnReplica(int replica) {
   const int P = options_.spec.num_stages;
   const Lane::Mode mode = options_.deterministic ? Lane::Mode::kInline : Lane::Mode::kThread;
   runtime::trace::TraceRecorder* trace = replica == 0 ? options_.trace : nullptr;
-  const step_driver_actor driver = sys.spawn(StepDriver, options_.spec, options_.grad_clip);
+  const step_driver_actor driver =
+      sys.spawn(StepDriver, options_.spec, options_.grad_clip, options_.rerun, std::vector<int>{});
   drivers_.push_back(driver);
   std::vector<stage_actor> stages;
   std::vector<comm_actor> comms;
@@ -123,6 +124,10 @@ StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {
   return outcome;
 }
 
+void Pipeline::SeedLossHistory(const std::vector<double>& losses) {
+  for (const step_driver_actor& driver : drivers_) caf::anon_send(driver, history_atom::value, losses);
+}
+
 absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
   if (options_.deterministic) {
     return absl::FailedPreconditionError("RunStep is not available in deterministic mode");
@@ -147,17 +152,9 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
                                        : absl::StrCat("replica ", d, ": ", outcomes[d].error));
     }
   }
+  // Every replica's driver saw the same D x M losses (gathered by the loss stages) and the
+  // same summed gradients: replica 0's outcome is the step's.
   StepOutcome outcome = std::move(outcomes[0]);
-  if (D > 1) {
-    // The step's loss: the mean over every replica's microbatches, summed in global order.
-    for (int d = 1; d < D; ++d) {
-      outcome.losses.insert(outcome.losses.end(), outcomes[d].losses.begin(),
-                            outcomes[d].losses.end());
-    }
-    double sum = 0.0;
-    for (double l : outcome.losses) sum += l;
-    outcome.loss = sum / outcome.losses.size();
-  }
   const auto end = std::chrono::steady_clock::now();
   outcome.seconds = std::chrono::duration<double>(end - start).count();
   if (options_.trace) options_.trace->StepEnded(step, runtime::trace::ToNanos(end));

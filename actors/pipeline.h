@@ -20,6 +20,7 @@
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/grad_buckets.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -29,6 +30,7 @@ struct PipelineOptions {
   runtime::StepSpec spec;  // from planner->MakeSpec
   LinkModel link;
   double grad_clip = 1.0;
+  runtime::RerunOptions rerun;  // the step driver's checks before the optimizer
   // Deterministic mode for tests: CAF's test coordinator runs messages one at a time when
   // the test says so, and lanes run jobs inline. RunStep is not available then.
   bool deterministic = false;
@@ -55,9 +57,11 @@ class Pipeline {
   // Runs step `step` (1-based) to completion: every compute action, then the optimizer.
   // An error (a stall, a failed action, a planner breaking the memory cap) names the
   // stage and what it waits for; the pipeline cannot run further steps after one.
-  // With replicas: every replica runs the step; the outcome's losses are every replica's
-  // in replica order (the step's D x M microbatches in global order), its loss their mean.
+  // With replicas: every replica runs the step; the loss is the mean over the step's D x M
+  // microbatches (the loss stages gather every replica's losses before the optimizer).
   absl::StatusOr<StepOutcome> RunStep(int64_t step);
+  // The applied steps' losses of a resumed run, for the rerun state machine's spike check.
+  void SeedLossHistory(const std::vector<double>& losses);
 
   caf::actor_system& system() { return *system_; }
   const step_driver_actor& driver() const { return drivers_.front(); }

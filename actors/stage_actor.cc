@@ -20,7 +20,8 @@ void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
   if (st.failed) return;
   st.failed = true;
-  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds, absl::StrCat("stage ", st.init.stage, ": ", error)});
+  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds,
+                                       absl::StrCat("stage ", st.init.stage, ": ", error), {}});
 }
 
 StageStatus Status(Self* self, int wave) {
@@ -56,13 +57,44 @@ void Dispatch(Self* self) {
              action.kind);
 }
 
-// Once the step's compute and (data parallelism) every REDUCE_GRAD finished: StageDone.
+// Once the step's compute and (data parallelism) every REDUCE_GRAD and the loss stage's
+// gathering of every replica's losses finished: StageDone.
 void MaybeSendDone(Self* self) {
   auto& st = self->state;
   if (st.failed || st.done_sent || !st.loop || !st.loop->Done()) return;
   if (st.reduction && !st.reduction->AllReduced()) return;
+  if (st.reduction && runtime::LossStage(st.init.spec) == st.init.stage && !st.losses_gathered) {
+    return;
+  }
   st.done_sent = true;
-  self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
+  StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
+  done.non_finite_losses = SendableDoubles(done.losses);
+  self->send(st.init.driver, std::move(done));
+}
+
+// Data parallelism, the loss stage: once its compute finished (every bucket already queued
+// before it on the reduction lane), every replica's losses, so that every replica's driver
+// checks and reports the step's D x M losses alike.
+void PostGatherLosses(Self* self) {
+  auto& st = self->state;
+  st.init.reduce_lane->Post(
+      [me = caf::actor_cast<stage_actor>(self), work = st.init.work, losses = st.losses]() mutable {
+        const absl::Status status = work->GatherLosses(&losses);
+        caf::anon_send(me, LossesGathered{std::move(losses),
+                                          status.ok() ? "" : std::string(status.message())});
+      });
+}
+
+void OnLossesGathered(Self* self, LossesGathered& gathered) {
+  auto& st = self->state;
+  if (st.failed) return;
+  if (!gathered.error.empty()) {
+    Fail(self, absl::StrCat("gathering the replicas' losses failed: ", gathered.error));
+    return;
+  }
+  st.losses = std::move(gathered.losses);
+  st.losses_gathered = true;
+  MaybeSendDone(self);
 }
 
 // REDUCE_GRAD of bucket `index` on the stage's reduction lane (traced on its communication
@@ -102,9 +134,17 @@ ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
 }
 
+// The timers' phase of a compute action: forward, backward-input (I and fused B), or
+// backward-weight (runtime/train/timers.h).
+int PhaseIndex(ActionKind kind) {
+  return kind == ActionKind::kForward ? 0 : kind == ActionKind::kBackwardWeight ? 2 : 1;
+}
+
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.busy_seconds += done.seconds;
+  st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
+  st.phase_seconds[3] += done.data_seconds;
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
@@ -136,6 +176,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
+    if (st.reduction && runtime::LossStage(st.init.spec) == st.init.stage) PostGatherLosses(self);
     MaybeSendDone(self);
     return;
   }
@@ -182,11 +223,45 @@ void PostOptimizerPhase(Self* self, Phase phase) {
   runtime::trace::TraceRecorder::ComputeLane* trace =
       st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr;
   st.init.lane->Post([trace, driver = st.init.driver, phase = std::move(phase)]() mutable {
-    const int64_t begin = trace ? runtime::trace::NowNanos() : 0;
+    const int64_t begin = runtime::trace::NowNanos();
     auto message = phase();
-    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, runtime::trace::NowNanos());
+    const int64_t end = runtime::trace::NowNanos();
+    message.seconds = 1e-9 * static_cast<double>(end - begin);  // the optimizer timer
+    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, end);
     caf::anon_send(driver, std::move(message));
   });
+}
+
+// Begins (or, for a rerun, begins again) step `step`: a fresh stage loop and planner.
+void StartStep(Self* self, int64_t step) {
+  auto& st = self->state;
+  st.step = step;
+  st.failed = false;
+  st.done_sent = false;
+  st.losses_gathered = false;
+  if (!st.bucket_error.empty()) {
+    Fail(self, st.bucket_error);
+    return;
+  }
+  if (st.init.reduce_lane != nullptr) {
+    st.reduction =
+        std::make_unique<runtime::GradReductionTracker>(st.buckets, st.init.spec.num_microbatches);
+  }
+  st.sent = st.received = 0;
+  st.busy_seconds = 0.0;
+  st.phase_seconds.assign(4, 0.0);
+  st.losses.assign(st.init.spec.num_microbatches, 0.0);
+  absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
+      st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
+  if (!loop.ok()) {
+    st.loop.reset();
+    Fail(self, std::string(loop.status().message()));
+    return;
+  }
+  st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
+  runtime::StageWork* work = st.init.work;
+  st.init.lane->Post([work, step] { work->BeginStep(step); });
+  Dispatch(self);
 }
 
 }  // namespace
@@ -203,48 +278,23 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
-  absl::Status bucket_plan;
   if (st.init.reduce_lane != nullptr) {
     absl::StatusOr<std::vector<runtime::GradBucket>> buckets =
         runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb);
     if (buckets.ok()) {
       st.buckets = *std::move(buckets);
     } else {
-      bucket_plan = buckets.status();
+      st.bucket_error = std::string(buckets.status().message());
     }
   }
   return {
-      [=](start_atom, int64_t step) {
-        auto& st = self->state;
-        st.step = step;
-        st.failed = false;
-        st.done_sent = false;
-        if (!bucket_plan.ok()) {
-          Fail(self, std::string(bucket_plan.message()));
-          return;
-        }
-        if (st.init.reduce_lane != nullptr) {
-          st.reduction = std::make_unique<runtime::GradReductionTracker>(
-              st.buckets, st.init.spec.num_microbatches);
-        }
-        st.sent = st.received = 0;
-        st.busy_seconds = 0.0;
-        st.losses.assign(st.init.spec.num_microbatches, 0.0);
-        absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
-            st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
-        if (!loop.ok()) {
-          st.loop.reset();
-          Fail(self, std::string(loop.status().message()));
-          return;
-        }
-        st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
-        runtime::StageWork* work = st.init.work;
-        st.init.lane->Post([work, step] { work->BeginStep(step); });
-        Dispatch(self);
-      },
+      [=](start_atom, int64_t step) { StartStep(self, step); },
+      // The same step again with the same data: the rerun state machine's rerun.
+      [=](rerun_atom, int64_t step) { StartStep(self, step); },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
       [=](const GradReduced& reduced) { OnReduced(self, reduced); },
+      [=](LossesGathered& gathered) { OnLossesGathered(self, gathered); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
       // Optimizer phases run on the lane, after every compute action of the step.
       [=](tied_atom) {
@@ -257,7 +307,9 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         auto& st = self->state;
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
-          return SquaredNorms{stage, work->SquaredNorms()};
+          SquaredNorms norms{stage, work->SquaredNorms(), work->GradientNames()};
+          for (auto& [chunk, values] : norms.norms) norms.non_finite[chunk] = SendableDoubles(values);
+          return norms;
         });
       },
       [=](optim_atom, double scale, int step) {
@@ -265,6 +317,13 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, scale, step] {
           work->ApplyOptimizer(scale, step);
           return OptimizerDone{stage};
+        });
+      },
+      [=](discard_atom) {
+        auto& st = self->state;
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage] {
+          work->DiscardGradients();
+          return GradientsDiscarded{stage};
         });
       },
   };

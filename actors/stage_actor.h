@@ -46,11 +46,14 @@ struct StageActorState {
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
   double busy_seconds = 0.0;
+  std::vector<double> phase_seconds;  // this run: forward, backward-input, backward-weight, data
   // Data parallelism: the stage's buckets (planned once) and this step's REDUCE_GRAD
   // bookkeeping; StageDone waits for the step's compute and every bucket.
   std::vector<runtime::GradBucket> buckets;
   std::unique_ptr<runtime::GradReductionTracker> reduction;
   bool done_sent = false;
+  bool losses_gathered = false;
+  std::string bucket_error;  // PlanGradBuckets' refusal, reported at the first step  // the loss stage's GatherLosses, after its last bucket
 };
 
 stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,

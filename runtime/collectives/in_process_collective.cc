@@ -2,13 +2,16 @@
 #include "runtime/collectives/in_process_collective.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
-InProcessGroup::InProcessGroup(int size) : size_(size) {
+InProcessGroup::InProcessGroup(int size, double latency_us, double gbps)
+    : size_(size), latency_us_(latency_us), gbps_(gbps) {
   absl::MutexLock lock(&mu_);
   slots_.assign(size, nullptr);
 }
@@ -35,7 +38,7 @@ absl::Status InProcessGroup::Barrier() {
 }
 
 absl::Status InProcessGroup::Exchange(
-    int member, const void* mine,
+    int member, const void* mine, int64_t bytes,
     const std::function<absl::Status(const std::vector<const void*>&)>& read) {
   if (member < 0 || member >= size_) {
     return absl::InvalidArgumentError(
@@ -48,6 +51,8 @@ absl::Status InProcessGroup::Exchange(
     RETURN_IF_ERROR(Barrier());
     all = slots_;
   }
+  const double link_us = latency_us_ + (gbps_ > 0 ? bytes * 8.0 / (gbps_ * 1e3) : 0.0);
+  if (link_us > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(link_us));
   const absl::Status status = read(all);
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Barrier());
@@ -66,7 +71,8 @@ absl::Status InProcessCollective::ReduceScatterSum(absl::Span<const float> in,
   struct Deposit {
     absl::Span<const float> in;
   } mine{in};
-  return group_->Exchange(member_, &mine, [&](const std::vector<const void*>& all) {
+  const int64_t bytes = (n - length) * int64_t{sizeof(float)};  // the other members' shards
+  return group_->Exchange(member_, &mine, bytes, [&](const std::vector<const void*>& all) {
     std::vector<absl::Span<const float>> parts;
     for (const void* p : all) {
       const absl::Span<const float> theirs = static_cast<const Deposit*>(p)->in;
@@ -87,7 +93,8 @@ absl::Status InProcessCollective::AllGather(absl::Span<const float> shard, absl:
                                                    shard.size(), " elements, expected ",
                                                    ShardLength(n, size(), member_)));
   }
-  return group_->Exchange(member_, &shard, [&](const std::vector<const void*>& all) {
+  const int64_t bytes = static_cast<int64_t>(shard.size() * sizeof(float));
+  return group_->Exchange(member_, &shard, bytes, [&](const std::vector<const void*>& all) {
     for (int m = 0; m < size(); ++m) {
       const absl::Span<const float> theirs = *static_cast<const absl::Span<const float>*>(all[m]);
       if (static_cast<int64_t>(theirs.size()) != ShardLength(n, size(), m)) {
@@ -112,7 +119,8 @@ absl::Status InProcessCollective::AllToAllV(absl::Span<const float> in,
     absl::Span<const float> in;
     const std::vector<int64_t>* send_counts;
   } mine{in, &send_counts};
-  return group_->Exchange(member_, &mine, [&](const std::vector<const void*>& all) {
+  return group_->Exchange(member_, &mine, static_cast<int64_t>(in.size() * sizeof(float)),
+                          [&](const std::vector<const void*>& all) {
     int64_t at = 0;
     for (int j = 0; j < size(); ++j) {
       const Deposit& theirs = *static_cast<const Deposit*>(all[j]);
@@ -133,16 +141,16 @@ absl::Status InProcessCollective::AllToAllV(absl::Span<const float> in,
 }
 
 absl::Status InProcessCollective::AllGatherScalar(double value, std::vector<double>* values) {
-  return group_->Exchange(member_, &value, [&](const std::vector<const void*>& all) {
+  return group_->Exchange(member_, &value, sizeof(double), [&](const std::vector<const void*>& all) {
     values->clear();
     for (const void* p : all) values->push_back(*static_cast<const double*>(p));
     return absl::OkStatus();
   });
 }
 
-InProcessGroupMembers MakeInProcessGroup(int size) {
+InProcessGroupMembers MakeInProcessGroup(int size, double latency_us, double gbps) {
   InProcessGroupMembers out;
-  out.group = std::make_unique<InProcessGroup>(size);
+  out.group = std::make_unique<InProcessGroup>(size, latency_us, gbps);
   for (int m = 0; m < size; ++m) {
     out.members.push_back(std::make_unique<InProcessCollective>(out.group.get(), m));
   }

@@ -22,7 +22,10 @@ namespace stagehand::runtime {
 // same order (as with Gloo or NCCL); each call blocks until every member made it.
 class InProcessGroup {
  public:
-  explicit InProcessGroup(int size);
+  // `latency_us` and `gbps` (0: unlimited) model the link of one process's replicas as
+  // --link_latency_us / --link_gbps model its transfers: every exchange then takes that
+  // latency plus its bytes at that bandwidth, on the calling member's thread.
+  explicit InProcessGroup(int size, double latency_us = 0, double gbps = 0);
   int size() const { return size_; }
 
   // Wakes every waiting member and fails every later call with Aborted(`why`): a replica
@@ -32,13 +35,15 @@ class InProcessGroup {
   // Every member deposits `mine`; once all have, `read(all)` runs on each member with every
   // member's deposit (by member); no member returns before every `read` finished, so
   // deposits stay valid while they are read.
-  absl::Status Exchange(int member, const void* mine,
+  // `bytes`: what this member moves in the exchange (for the modelled bandwidth).
+  absl::Status Exchange(int member, const void* mine, int64_t bytes,
                         const std::function<absl::Status(const std::vector<const void*>&)>& read);
 
  private:
   absl::Status Barrier() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int size_;
+  const double latency_us_, gbps_;
   absl::Mutex mu_;
   std::vector<const void*> slots_ ABSL_GUARDED_BY(mu_);
   int arrived_ ABSL_GUARDED_BY(mu_) = 0;
@@ -69,7 +74,7 @@ struct InProcessGroupMembers {
   std::unique_ptr<InProcessGroup> group;
   std::vector<std::unique_ptr<InProcessCollective>> members;
 };
-InProcessGroupMembers MakeInProcessGroup(int size);
+InProcessGroupMembers MakeInProcessGroup(int size, double latency_us = 0, double gbps = 0);
 
 }  // namespace stagehand::runtime
 

@@ -211,6 +211,28 @@ std::string ShortAction(const CriticalLink& l, bool show_chunk) {
 
 }  // namespace
 
+// Data parallelism: REDUCE_GRAD time, and the part of it during which some stage of the same
+// step still ran a backward action (I, W or B): hidden under backward, off the step's end.
+void SummarizeGradReduction(const Trace& trace, TraceSummary* out) {
+  std::map<int64_t, std::vector<Interval>> backward, reduce;
+  for (const Span& s : trace.spans) {
+    if (s.lane == Lane::kCompute &&
+        (s.kind == ActionKind::kBackwardInput || s.kind == ActionKind::kBackwardWeight ||
+         s.kind == ActionKind::kBackward)) {
+      backward[s.step].push_back({s.begin_us, s.end_us});
+    } else if (s.kind == ActionKind::kReduceGrad) {
+      reduce[s.step].push_back({s.begin_us, s.end_us});
+    }
+  }
+  for (auto& [step, spans] : reduce) {
+    const std::vector<Interval> under = Union(backward[step]);
+    for (const Interval& r : spans) {
+      out->grad_reduction_us += r.second - r.first;
+      out->hidden_grad_reduction_us += IntersectionLength(under, {r});
+    }
+  }
+}
+
 absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
   TraceSummary out;
   out.num_stages = trace.num_stages;
@@ -282,7 +304,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
         st.compute_us += s.duration_us();
         if (s.wait_us > 0) wait_iv[s.stage].push_back({s.begin_us - s.wait_us, s.begin_us});
       }
-    } else {
+    } else if (s.kind != ActionKind::kReduceGrad) {  // REDUCE_GRAD: SummarizeGradReduction
       transfer_iv[s.stage].push_back({s.begin_us, s.end_us});
     }
   }
@@ -326,6 +348,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
     if (IsWork(s)) num_chunks = std::max(num_chunks, s.chunk + 1);
   }
   out.critical_path = FindCriticalPath(by_step[step], step, f->second.begin, num_chunks);
+  SummarizeGradReduction(trace, &out);
   return out;
 }
 
@@ -465,6 +488,13 @@ std::string FormatSummary(const TraceSummary& s) {
   absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
                         t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
   absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
+  if (s.grad_reduction_us > 0) {
+    absl::StrAppendFormat(&out,
+                          "gradient reduction %s %s per step (summed over stages), %.1f%% hidden "
+                          "under backward\n",
+                          t(s.grad_reduction_us / steps), unit,
+                          100.0 * s.hidden_grad_reduction_us / s.grad_reduction_us);
+  }
 
   const CriticalPath& cp = s.critical_path;
   absl::StrAppendFormat(&out,
@@ -515,6 +545,54 @@ std::string FormatSummary(const TraceSummary& s) {
     lines = std::move(kept);
   }
   for (const std::string& line : lines) absl::StrAppend(&out, line, "\n");
+  return out;
+}
+
+// --- The compute phases of --log_timers.
+
+std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
+  std::vector<StagePhaseTimes> out(std::max(trace.num_stages, 0));
+  for (size_t s = 0; s < out.size(); ++s) out[s].stage = static_cast<int>(s);
+  for (const Span& span : trace.spans) {
+    if (span.lane != Lane::kCompute || span.stage < 0 || span.stage >= static_cast<int>(out.size())) continue;
+    StagePhaseTimes& t = out[span.stage];
+    switch (span.kind) {
+      case ActionKind::kForward:
+        t.forward_us += span.duration_us();
+        break;
+      case ActionKind::kBackwardInput:
+      case ActionKind::kBackward:
+        t.backward_input_us += span.duration_us();
+        break;
+      case ActionKind::kBackwardWeight:
+        t.backward_weight_us += span.duration_us();
+        break;
+      case ActionKind::kOptimizer:
+        t.optimizer_us += span.duration_us();
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
+  std::string out = "phase times (ms, summed over stages; min, max per stage), as --log_timers:\n";
+  const std::pair<const char*, double StagePhaseTimes::*> phases[] = {
+      {"forward", &StagePhaseTimes::forward_us},
+      {"backward-input", &StagePhaseTimes::backward_input_us},
+      {"backward-weight", &StagePhaseTimes::backward_weight_us},
+      {"optimizer", &StagePhaseTimes::optimizer_us}};
+  for (const auto& [name, field] : phases) {
+    double total = 0, low = times.empty() ? 0 : times[0].*field, high = low;
+    for (const StagePhaseTimes& t : times) {
+      total += t.*field;
+      low = std::min(low, t.*field);
+      high = std::max(high, t.*field);
+    }
+    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3, high / 1e3);
+  }
   return out;
 }
 

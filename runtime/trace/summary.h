@@ -89,6 +89,10 @@ struct TraceSummary {
   double exposed_transfer_us = 0;   // summed over stages
   double hidden_transfer_us = 0;    // summed over stages
   double overlap_fraction = 0;      // hidden / (hidden + exposed), over all stages
+  // Data parallelism (REDUCE_GRAD spans, summed over stages and steps): their time, and the
+  // part of it while some stage of the same step still ran a backward action (I, W, B).
+  double grad_reduction_us = 0;
+  double hidden_grad_reduction_us = 0;
   CriticalPath critical_path;
   std::vector<StepTime> step_times;  // in step order
   StepStatistics step_statistics;
@@ -125,6 +129,20 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
 // The report tools/trace prints: a header, a table per stage, a launch-style line
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
 std::string FormatSummary(const TraceSummary& summary);
+
+// --- The compute phases of --log_timers (runtime/train/timers.h), as the trace shows them:
+// per stage, the summed durations of its compute spans by kind, over every step of the trace.
+// The launcher's timers measure the same lane work, so the two agree (actors/rerun_step_test).
+struct StagePhaseTimes {
+  int stage = 0;
+  double forward_us = 0;          // F
+  double backward_input_us = 0;   // I and fused B
+  double backward_weight_us = 0;  // W
+  double optimizer_us = 0;        // OPTIM
+};
+std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace);
+// "phase times (ms, as --log_timers): forward 12.3 (min 2.9, max 3.3 per stage) ..." lines.
+std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times);
 
 }  // namespace stagehand::runtime::trace
 
