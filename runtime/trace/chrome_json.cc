@@ -160,7 +160,8 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
   int64_t peer = 0, bytes = 0;
   if (absl::Status s = r.Int(*args, "peer", &peer, in_args); !s.ok()) return s;
   if (absl::Status s = r.Int(*args, "bytes", &bytes, in_args); !s.ok()) return s;
-  if (peer < 0 || peer >= trace.num_stages) {
+  const bool reduction = span->kind == ActionKind::kReduceGrad;  // no peer stage: -1
+  if ((peer < 0 || peer >= trace.num_stages) && !(reduction && peer == -1)) {
     return r.Error(absl::StrCat("args.peer ", peer, " is outside [0, ", trace.num_stages, ")"));
   }
   if (bytes < 0) return r.Error("args.bytes is negative");
