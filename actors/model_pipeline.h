@@ -14,6 +14,7 @@
 #include "runtime/planner.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/stage_work.h"
+#include "runtime/train/step_specs.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::actors {
@@ -41,6 +42,9 @@ struct ModelPipelineOptions {
   // (runtime/collectives/collective.h) in buckets of --grad_bucket_mb.
   int dp = 1;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
+  // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
+  // full spec is planner_options' (the chunks hold that many microbatches).
+  std::shared_ptr<const runtime::StepSpecs> specs;
 };
 
 struct ModelPipeline {
@@ -67,8 +71,8 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
                                                  const runtime::WindowSampler* sampler);
 
 // A pipeline over `chunks` (the whole model in order, as a ModelPipeline holds it) for
-// `options.planner_options`'s M: a batch-size ramp-up runs one per distinct M on one model.
-// The chunks must hold at least that many microbatches and match the plan's chunk count.
+// `options.planner_options`'s M. The chunks must hold at least that many microbatches and
+// match the plan's chunk count.
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
                                                           const runtime::WindowSampler* sampler,
                                                           const std::vector<runtime::Chunk*>& chunks);

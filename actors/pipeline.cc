@@ -76,8 +76,8 @@ void Pipeline::SpawnReplica(int replica) {
       reduce_lane = reduce_lanes_.back().get();
     }
     comms.push_back(sys.spawn(CommActor, options_.link, trace ? trace->send(s) : nullptr));
-    StageActorInit init{s,     options_.spec,       options_.planner, lanes_.back().get(),
-                        works_[index].get(), driver, comms.back(),     trace};
+    StageActorInit init{s,      options_.spec, options_.planner, lanes_.back().get(),
+                        works_[index].get(), driver, comms.back(), trace, options_.specs};
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
     stages.push_back(sys.spawn(StageActor, init));
