@@ -28,9 +28,11 @@ using stage_control =
                      caf::reacts_to<optim_atom, double, int>, caf::reacts_to<discard_atom>,
                      caf::reacts_to<rerun_atom, int64_t>>;
 
-// A stage actor: driver orders, tensors, and its microbatch actors' completions.
+// A stage actor: driver orders, tensors, its microbatch actors' completions and its
+// reduction lane's (data parallelism).
 using stage_actor =
-    stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>>;
+    stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>,
+                          caf::reacts_to<GradReduced>, caf::reacts_to<LossesGathered>>;
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.

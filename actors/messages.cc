@@ -33,6 +33,8 @@ void RegisterMessageTypes(caf::actor_system_config& config) {
   config.add_message_type<TiedGradients>("TiedGradients");
   config.add_message_type<SquaredNorms>("SquaredNorms");
   config.add_message_type<OptimizerDone>("OptimizerDone");
+  config.add_message_type<GradReduced>("GradReduced");
+  config.add_message_type<LossesGathered>("LossesGathered");
   config.add_message_type<GradientsDiscarded>("GradientsDiscarded");
   config.add_message_type<StepOutcome>("StepOutcome");
 }

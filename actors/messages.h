@@ -95,6 +95,21 @@ struct GradientsDiscarded {
   double seconds = 0.0;
 };
 
+// A stage's reduction lane -> the stage: REDUCE_GRAD of bucket `bucket` (an index into the
+// stage's bucket plan, runtime/train/grad_buckets.h) finished.
+struct GradReduced {
+  int bucket = 0;
+  double seconds = 0.0;  // time on the reduction lane
+  std::string error;     // empty when it succeeded
+};
+
+// A loss stage's reduction lane -> the stage: every replica's microbatch losses, replica by
+// replica (StageWork::GatherLosses). In-process only.
+struct LossesGathered {
+  std::vector<double> losses;
+  std::string error;  // empty when it succeeded
+};
+
 // Driver -> main thread.
 struct StepOutcome {
   double loss = 0.0;
@@ -152,6 +167,14 @@ typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GradientsDiscarded& x) {
   return f(caf::meta::type_name("GradientsDiscarded"), x.stage, x.seconds);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GradReduced& x) {
+  return f(caf::meta::type_name("GradReduced"), x.bucket, x.seconds, x.error);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LossesGathered& x) {
+  return f(caf::meta::type_name("LossesGathered"), x.losses, x.error);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {

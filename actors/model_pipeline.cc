@@ -1,11 +1,13 @@
 // BuildModelPipeline: chunks placed on stages by the planner's StepSpec.
 #include "actors/model_pipeline.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 
 #include "runtime/train/stage_work.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::actors {
 
@@ -15,12 +17,111 @@ std::vector<runtime::Chunk*> ModelPipeline::chunk_pointers() const {
   return out;
 }
 
+void ModelPipeline::SyncReplicas() {
+  for (size_t d = 0; d < replica_chunks.size(); ++d) {
+    for (size_t k = 0; k < chunks.size(); ++k) {
+      const models::ParameterSet<float>& from = chunks[k]->params();
+      models::ParameterSet<float>& to = replica_chunks[d][k]->params();
+      std::copy(from.values(), from.values() + from.size(), to.values());
+    }
+    if (states != nullptr) *replica_states[d] = *states;
+  }
+}
+
+namespace {
+
+// One replica's stage works over `chunks` (this replica's, in model order).
+std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
+    const ModelPipelineOptions& options, const runtime::StepSpec& spec,
+    const std::vector<std::unique_ptr<runtime::Chunk>>& chunks,
+    const runtime::WindowSampler* sampler, runtime::OptimizerConfig optimizer, int replica,
+    std::vector<runtime::InProcessGroupMembers>& groups) {
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  for (int s = 0; s < spec.num_stages; ++s) {
+    std::map<int, runtime::Chunk*> held;
+    for (int c = 0; c < spec.num_chunks; ++c) {
+      if (spec.chunk_to_stage[c] == s) held[c] = chunks[c].get();
+    }
+    runtime::DataParallelPlace place{replica, options.dp, groups[s].members[replica].get()};
+    auto faults = options.faults.find(s);
+    works.push_back(std::make_unique<runtime::ModelStageWork>(
+        held, spec.num_chunks, sampler, spec.num_microbatches, optimizer,
+        faults == options.faults.end() ? runtime::StageFaults{} : faults->second, place));
+    if (s == options.slow_stage.stage) {
+      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
+                                                              options.slow_stage.factor);
+    }
+  }
+  return works;
+}
+
+// --dp > 1: D replicas' chunks and stage works (replica-major), one collective group per
+// stage, and the pipeline that runs them as actors.
+absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptions& options,
+                                                        const runtime::WindowSampler* sampler,
+                                                        const runtime::StepSpec& spec) {
+  // The loss of a step is the mean over every replica's microbatches.
+  models::ChunkOptions chunk_options = options.chunk;
+  chunk_options.num_microbatches = spec.num_microbatches * options.dp;
+  ModelPipeline out;
+  out.states = options.optimizer.states;
+  for (int s = 0; s < spec.num_stages; ++s) {
+    // --link_latency_us / --link_gbps apply to the replicas' collectives too.
+    out.groups.push_back(
+        runtime::MakeInProcessGroup(options.dp, options.link.latency_us, options.link.gbps));
+  }
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  for (int d = 0; d < options.dp; ++d) {
+    ASSIGN_OR_RETURN(std::vector<std::unique_ptr<runtime::Chunk>> chunks,
+                     runtime::BuildChunks(options.model, spec.num_chunks, chunk_options,
+                                          options.partition));
+    runtime::OptimizerConfig optimizer = options.optimizer;
+    if (d == 0) {
+      out.chunks = std::move(chunks);
+    } else {
+      out.replica_chunks.push_back(std::move(chunks));
+      out.replica_states.push_back(std::make_unique<std::vector<runtime::OptimizerState>>());
+      optimizer.states = out.replica_states.back().get();
+    }
+    const auto& held = d == 0 ? out.chunks : out.replica_chunks.back();
+    for (auto& work : ReplicaWorks(options, spec, held, sampler, optimizer, d, out.groups)) {
+      works.push_back(std::move(work));
+    }
+  }
+  PipelineOptions po;
+  po.planner = options.planner;
+  po.spec = spec;
+  po.link = options.link;
+  po.grad_clip = options.optimizer.grad_clip;
+  po.rerun = options.rerun;
+  po.deterministic = options.deterministic;
+  po.trace = options.trace;
+  po.replicas = options.dp;
+  po.grad_bucket_mb = options.grad_bucket_mb;
+  for (const auto& group : out.groups) po.groups.push_back(group.group.get());
+  if (options.trace != nullptr) {
+    std::vector<int64_t> activation_bytes;
+    for (const auto& chunk : out.chunks) {
+      activation_bytes.push_back(chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)});
+    }
+    options.trace->SetActivationBytes(std::move(activation_bytes));
+  }
+  ASSIGN_OR_RETURN(out.pipeline, Pipeline::Create(po, std::move(works)));
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
                                                  const runtime::WindowSampler* sampler) {
   if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
   if (absl::Status s = runtime::ValidatePlannerOptions(options.planner_options); !s.ok()) return s;
   absl::StatusOr<runtime::StepSpec> spec = options.planner->MakeSpec(options.planner_options);
   if (!spec.ok()) return spec.status();
+  if (options.dp < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--dp=", options.dp, ": must be >= 1"));
+  }
+  if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;
   ModelPipeline out;
@@ -39,6 +140,9 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOpt
                                                           const runtime::WindowSampler* sampler,
                                                           const std::vector<runtime::Chunk*>& chunks) {
   if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
+  if (options.dp != 1) {
+    return absl::UnimplementedError("a pipeline on given chunks (batch ramp-up) has no --dp yet");
+  }
   if (absl::Status s = runtime::ValidatePlannerOptions(options.planner_options); !s.ok()) return s;
   absl::StatusOr<runtime::StepSpec> spec = options.planner->MakeSpec(options.planner_options);
   if (!spec.ok()) return spec.status();

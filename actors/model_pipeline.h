@@ -35,15 +35,34 @@ struct ModelPipelineOptions {
   runtime::trace::TraceRecorder* trace = nullptr;
   // --slow_stage: that stage's compute stretched (runtime/train/slow_stage_work.h).
   runtime::SlowStage slow_stage;
+  // --dp: replicas of the pipeline, as actors of this process. Replica d draws the step's
+  // global microbatches d * M .. d * M + M - 1 (M = planner_options.num_microbatches), so the
+  // step trains on D x M microbatches and its loss is their mean: `sampler` must be built for
+  // D x M microbatches a step. Gradients are summed over the replicas in replica order
+  // (runtime/collectives/collective.h) in buckets of --grad_bucket_mb.
+  int dp = 1;
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
   // full spec is planner_options' (the chunks hold that many microbatches).
   std::shared_ptr<const runtime::StepSpecs> specs;
 };
 
 struct ModelPipeline {
-  std::vector<std::unique_ptr<runtime::Chunk>> chunks;  // every chunk, in model order
+  // Replica 0's chunks, every chunk in model order: what evaluation, checkpoints and exports
+  // read (every replica holds the same parameters after each step).
+  std::vector<std::unique_ptr<runtime::Chunk>> chunks;
+  // Data parallelism: the collectives of each stage's replicas (one group per stage), and
+  // replicas 1 .. D-1's chunks and AdamW moments. Declared before the pipeline, which uses
+  // them until it is destroyed.
+  std::vector<runtime::InProcessGroupMembers> groups;
+  std::vector<std::vector<std::unique_ptr<runtime::Chunk>>> replica_chunks;
+  std::vector<std::unique_ptr<std::vector<runtime::OptimizerState>>> replica_states;
+  std::vector<runtime::OptimizerState>* states = nullptr;  // replica 0's (options), may be null
   std::unique_ptr<Pipeline> pipeline;
   std::vector<runtime::Chunk*> chunk_pointers() const;
+  // Copies replica 0's parameters (and, when the options gave `optimizer.states`, its AdamW
+  // moments) to every other replica: after weights were restored or imported into `chunks`.
+  void SyncReplicas();
 };
 
 // Builds the chunks of `options.planner`'s step and the pipeline over them. `sampler`

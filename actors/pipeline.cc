@@ -2,6 +2,7 @@
 #include "actors/pipeline.h"
 
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "caf/scheduler/test_coordinator.hpp"
@@ -19,9 +20,18 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
   if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
   if (absl::Status s = runtime::ValidateStepSpec(options.spec); !s.ok()) return s;
   const int P = options.spec.num_stages;
-  if (static_cast<int>(works.size()) != P) {
+  if (options.replicas < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--dp=", options.replicas, ": must be >= 1"));
+  }
+  if (options.replicas > 1 && options.deterministic) {
     return absl::InvalidArgumentError(
-        absl::StrCat("pipeline of ", P, " stages given ", works.size(), " stage works"));
+        "data parallelism needs threaded lanes: its collectives block until every replica "
+        "arrives (not available in deterministic mode)");
+  }
+  if (static_cast<int>(works.size()) != P * options.replicas) {
+    return absl::InvalidArgumentError(absl::StrCat("pipeline of ", P, " stages x ",
+                                                   options.replicas, " replicas given ",
+                                                   works.size(), " stage works"));
   }
   if (options.link.latency_us < 0 || options.link.gbps < 0) {
     return absl::InvalidArgumentError("link latency and bandwidth must not be negative");
@@ -41,41 +51,81 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
     p->config_->set("scheduler.max-threads", static_cast<size_t>(options.scheduler_threads));
   }
   p->system_ = std::make_unique<caf::actor_system>(*p->config_);
-  caf::actor_system& sys = *p->system_;
-  const Lane::Mode mode = options.deterministic ? Lane::Mode::kInline : Lane::Mode::kThread;
-  p->driver_ = sys.spawn(StepDriver, options.spec, options.grad_clip, options.rerun, std::vector<int>{});
-  for (int s = 0; s < P; ++s) {
-    p->lanes_.push_back(std::make_unique<Lane>(mode));
-    p->comms_.push_back(sys.spawn(CommActor, options.link,
-                                  options.trace ? options.trace->send(s) : nullptr));
-    StageActorInit init{s, options.spec, options.planner, p->lanes_[s].get(), p->works_[s].get(),
-                        p->driver_, p->comms_[s], options.trace, options.specs};
-    p->stages_.push_back(sys.spawn(StageActor, init));
-  }
-  const std::vector<tensor_inbox> destinations(p->stages_.begin(), p->stages_.end());
-  for (const comm_actor& comm : p->comms_) caf::anon_send(comm, destinations);
-  caf::anon_send(p->driver_, std::vector<stage_control>(p->stages_.begin(), p->stages_.end()));
+  for (int d = 0; d < options.replicas; ++d) p->SpawnReplica(d);
   return p;
+}
+
+// One replica's driver, stages (with their lanes, transfer lanes and, with data parallelism,
+// reduction lanes), wired to each other only: replicas meet in their stage works' collectives.
+void Pipeline::SpawnReplica(int replica) {
+  caf::actor_system& sys = *system_;
+  const int P = options_.spec.num_stages;
+  const Lane::Mode mode = options_.deterministic ? Lane::Mode::kInline : Lane::Mode::kThread;
+  runtime::trace::TraceRecorder* trace = replica == 0 ? options_.trace : nullptr;
+  const step_driver_actor driver =
+      sys.spawn(StepDriver, options_.spec, options_.grad_clip, options_.rerun, std::vector<int>{});
+  drivers_.push_back(driver);
+  std::vector<stage_actor> stages;
+  std::vector<comm_actor> comms;
+  for (int s = 0; s < P; ++s) {
+    const int index = replica * P + s;
+    lanes_.push_back(std::make_unique<Lane>(mode));
+    Lane* reduce_lane = nullptr;
+    if (options_.replicas > 1) {
+      reduce_lanes_.push_back(std::make_unique<Lane>(mode));
+      reduce_lane = reduce_lanes_.back().get();
+    }
+    comms.push_back(sys.spawn(CommActor, options_.link, trace ? trace->send(s) : nullptr));
+    StageActorInit init{s,      options_.spec, options_.planner, lanes_.back().get(),
+                        works_[index].get(), driver, comms.back(), trace, options_.specs};
+    init.reduce_lane = reduce_lane;
+    init.grad_bucket_mb = options_.grad_bucket_mb;
+    stages.push_back(sys.spawn(StageActor, init));
+  }
+  const std::vector<tensor_inbox> destinations(stages.begin(), stages.end());
+  for (const comm_actor& comm : comms) caf::anon_send(comm, destinations);
+  caf::anon_send(driver, std::vector<stage_control>(stages.begin(), stages.end()));
+  stages_.insert(stages_.end(), stages.begin(), stages.end());
+  comms_.insert(comms_.end(), comms.begin(), comms.end());
 }
 
 Pipeline::~Pipeline() {
   if (system_ == nullptr) return;
   for (const stage_actor& a : stages_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (const comm_actor& a : comms_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(driver_, caf::exit_reason::user_shutdown);
+  for (const step_driver_actor& a : drivers_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   stages_.clear();
   comms_.clear();
-  driver_ = step_driver_actor{};
+  drivers_.clear();
   if (options_.deterministic) {
     dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler()).run();
   } else {
     system_->await_all_actors_done();
   }
-  lanes_.clear();  // drains queued jobs: the stage works are still alive
+  // Drains queued jobs: the stage works are still alive. A replica's reduction blocked in
+  // its collective would wait forever for one that is gone: abort the groups first.
+  for (runtime::InProcessGroup* group : options_.groups) group->Abort("the pipeline shut down");
+  reduce_lanes_.clear();
+  lanes_.clear();
+}
+
+StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {
+  StepOutcome outcome;
+  caf::scoped_actor self{*system_};
+  self->request(drivers_[replica], caf::infinite, step_atom::value, step)
+      .receive([&](StepOutcome& out) { outcome = std::move(out); },
+               [&](caf::error& e) { outcome.error = system_->render(e); });
+  // A failed replica must not leave the others waiting in a collective for it.
+  if (!outcome.error.empty()) {
+    for (runtime::InProcessGroup* group : options_.groups) {
+      group->Abort(absl::StrCat("replica ", replica, " failed"));
+    }
+  }
+  return outcome;
 }
 
 void Pipeline::SeedLossHistory(const std::vector<double>& losses) {
-  caf::anon_send(driver_, history_atom::value, losses);
+  for (const step_driver_actor& driver : drivers_) caf::anon_send(driver, history_atom::value, losses);
 }
 
 absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
@@ -83,17 +133,28 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
     return absl::FailedPreconditionError("RunStep is not available in deterministic mode");
   }
   if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
-  StepOutcome outcome;
   const auto start = std::chrono::steady_clock::now();
   if (options_.trace) options_.trace->StepBegan(step, runtime::trace::ToNanos(start));
-  caf::scoped_actor self{*system_};
-  self->request(driver_, caf::infinite, step_atom::value, step)
-      .receive([&](StepOutcome& out) { outcome = std::move(out); },
-               [&](caf::error& e) { outcome.error = system_->render(e); });
-  if (!outcome.error.empty()) {
-    broken_ = true;
-    return absl::AbortedError(outcome.error);
+  // Replicas run the step together (their reductions wait for each other): one waiting
+  // thread per further replica.
+  const int D = options_.replicas;
+  std::vector<StepOutcome> outcomes(D);
+  std::vector<std::thread> waiters;
+  for (int d = 1; d < D; ++d) {
+    waiters.emplace_back([this, d, step, &outcomes] { outcomes[d] = RunReplicaStep(d, step); });
   }
+  outcomes[0] = RunReplicaStep(0, step);
+  for (std::thread& t : waiters) t.join();
+  for (int d = 0; d < D; ++d) {
+    if (!outcomes[d].error.empty()) {
+      broken_ = true;
+      return absl::AbortedError(D == 1 ? outcomes[d].error
+                                       : absl::StrCat("replica ", d, ": ", outcomes[d].error));
+    }
+  }
+  // Every replica's driver saw the same D x M losses (gathered by the loss stages) and the
+  // same summed gradients: replica 0's outcome is the step's.
+  StepOutcome outcome = std::move(outcomes[0]);
   const auto end = std::chrono::steady_clock::now();
   outcome.seconds = std::chrono::duration<double>(end - start).count();
   if (options_.trace) options_.trace->StepEnded(step, runtime::trace::ToNanos(end));

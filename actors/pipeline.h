@@ -1,6 +1,8 @@
 // Pipeline: the actor runtime of one process. Spawns a StepDriver, one StageActor (with
 // its lane, transfer lane and microbatch actors) per stage, and runs training steps on
-// them. Not a trainer: data, model and optimizer live in the StageWork it is given.
+// them; with data parallelism, one such set per replica (`--dp=D` as actors), each stage
+// with a reduction lane for its REDUCE_GRAD actions. Not a trainer: data, model, optimizer
+// and the replicas' collectives live in the StageWork it is given.
 #ifndef STAGEHAND_ACTORS_PIPELINE_H_
 #define STAGEHAND_ACTORS_PIPELINE_H_
 
@@ -13,9 +15,11 @@
 #include "actors/lane.h"
 #include "actors/messages.h"
 #include "caf/all.hpp"
+#include "runtime/collectives/in_process_collective.h"
 #include "runtime/planner.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/rerun.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/step_specs.h"
@@ -35,12 +39,20 @@ struct PipelineOptions {
   bool deterministic = false;
   int scheduler_threads = 2;
   // Not owned, may be null: records every actor event (compute, transfers, memory, steps).
+  // With replicas, replica 0's events.
   runtime::trace::TraceRecorder* trace = nullptr;
+  // Data parallelism: replicas of the pipeline (each with its own driver and stages; their
+  // stage works sum gradients over their groups), the bucket size of REDUCE_GRAD, and the
+  // groups (not owned) to abort when a replica fails, so that no replica waits forever.
+  int replicas = 1;
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
+  std::vector<runtime::InProcessGroup*> groups;
 };
 
 class Pipeline {
  public:
-  // One StageWork per stage, in stage order.
+  // One StageWork per stage and replica, replica-major (work of stage s in replica d at
+  // d * P + s).
   static absl::StatusOr<std::unique_ptr<Pipeline>> Create(
       const PipelineOptions& options, std::vector<std::unique_ptr<runtime::StageWork>> works);
   ~Pipeline();
@@ -48,23 +60,30 @@ class Pipeline {
   // Runs step `step` (1-based) to completion: every compute action, then the optimizer.
   // An error (a stall, a failed action, a planner breaking the memory cap) names the
   // stage and what it waits for; the pipeline cannot run further steps after one.
+  // With replicas: every replica runs the step; the loss is the mean over the step's D x M
+  // microbatches (the loss stages gather every replica's losses before the optimizer).
   absl::StatusOr<StepOutcome> RunStep(int64_t step);
   // The applied steps' losses of a resumed run, for the rerun state machine's spike check.
   void SeedLossHistory(const std::vector<double>& losses);
 
   caf::actor_system& system() { return *system_; }
-  const step_driver_actor& driver() const { return driver_; }
+  const step_driver_actor& driver() const { return drivers_.front(); }
+  // Every replica's stages, replica-major.
   const std::vector<stage_actor>& stages() const { return stages_; }
   const runtime::StepSpec& spec() const { return options_.spec; }
 
  private:
   Pipeline(const PipelineOptions& options, std::vector<std::unique_ptr<runtime::StageWork>> works);
+  void SpawnReplica(int replica);
+  // Runs the step on replica `replica`'s driver.
+  StepOutcome RunReplicaStep(int replica, int64_t step);
   PipelineOptions options_;
   std::vector<std::unique_ptr<runtime::StageWork>> works_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
-  step_driver_actor driver_;
+  std::vector<std::unique_ptr<Lane>> reduce_lanes_;
+  std::vector<step_driver_actor> drivers_;
   std::vector<stage_actor> stages_;
   std::vector<comm_actor> comms_;
   bool broken_ = false;

@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "actors/model_pipeline.h"
+#include "runtime/trace/chrome_json.h"
+#include "runtime/trace/summary.h"
 #include "gtest/gtest.h"
 #include "runtime/planners/one_f_one_b.h"
 
@@ -90,6 +92,52 @@ TEST(PipelineTest, TransfersOverlapCompute) {
   // Ideal 1F1B: (M + P - 1) * (F + B) + 2 (P - 1) latency = 66 + 12 ms vs 288 ms serial.
   EXPECT_LT(outcome->seconds, 0.5 * serial)
       << "step " << outcome->seconds << " s, compute " << compute << " s, serial " << serial << " s";
+}
+
+// --dp=2: each stage's buckets are summed on its communication lane as REDUCE_GRAD spans
+// (one per bucket and step), which survive the Chrome JSON round trip and give the summary
+// its gradient-reduction row. A replica failing aborts the others' collectives instead of
+// leaving them waiting.
+TEST(PipelineTest, DataParallelStepsTraceReduceGradOnTheCommunicationLane) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "data parallel replicas sum their gradients. ";
+  const std::vector<int32_t> tokens(text.begin(), text.end());
+  runtime::WindowSampler sampler(&tokens, 2, 8, 5);
+  auto def = runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(def.ok());
+  runtime::trace::TraceRecorder recorder("dp test");
+  ModelPipelineOptions o;
+  o.model = models::UniformGpt(4, 16, 2, 256, 8, 11);
+  o.chunk = models::ChunkOptions{2, 8, 4};
+  o.planner = *def;
+  o.planner_options = {2, 4, 0};
+  o.dp = 2;
+  o.grad_bucket_mb = 0.01;  // 2621 floats: several buckets per chunk
+  o.trace = &recorder;
+  auto mp = BuildModelPipeline(o, &sampler);
+  ASSERT_TRUE(mp.ok()) << mp.status();
+  int buckets = 0;
+  for (const auto& chunk : mp->chunks) buckets += (chunk->params().size() + 2620) / 2621;
+  for (int64_t step = 1; step <= 2; ++step) {
+    auto outcome = mp->pipeline->RunStep(step);
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+  }
+  const runtime::trace::Trace trace = recorder.Collect();
+  int reduce_spans = 0;
+  for (const runtime::trace::Span& s : trace.spans) {
+    if (s.kind != ActionKind::kReduceGrad) continue;
+    ++reduce_spans;
+    EXPECT_EQ(s.lane, runtime::trace::Lane::kSend);
+    EXPECT_GT(s.bytes, 0);
+  }
+  EXPECT_EQ(reduce_spans, 2 * buckets);
+  auto read = runtime::trace::FromChromeJson(runtime::trace::ToChromeJson(trace));
+  ASSERT_TRUE(read.ok()) << read.status();
+  auto summary = runtime::trace::Summarize(*read);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_GT(summary->grad_reduction_us, 0);
+  EXPECT_LE(summary->hidden_grad_reduction_us, summary->grad_reduction_us);
+  EXPECT_NE(runtime::trace::FormatSummary(*summary).find("gradient reduction"), std::string::npos);
 }
 
 }  // namespace

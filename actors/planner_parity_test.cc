@@ -158,5 +158,52 @@ TEST(ModelKindsParityTest, LlamaStyleAndMixedModelsMatchTheSequentialRunBitwise)
   }
 }
 
+// Data parallelism: D replicas of the pipeline, each on M microbatches, train like the
+// sequential run of D x M microbatches. The replicas' gradients are summed replica by replica
+// (runtime/collectives/collective.h), the sequential run's microbatch by microbatch: equal up
+// to float reassociation, hence the 1e-5 relative tolerance. Every replica ends bitwise equal
+// to replica 0 (checked by Pipelined).
+TEST(DataParallelParityTest, TwoReplicasOfTwoStagesTrainLikeTheSequentialRunOfTwiceTheMicrobatches) {
+  absl::StatusOr<const runtime::PlannerDefinition*> planner =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(planner.ok()) << planner.status();
+  stagehand::testing::ParityOptions parity{{2, 4, 0}};
+  parity.dp = 2;
+  parity.steps = 3;
+  parity.tolerance = 1e-5;
+  EXPECT_TRUE(TrainsLikeSequential(**planner, parity));
+}
+
+// Small buckets (a few hundred floats: several per chunk), interleaved and V-shaped
+// placements (two chunks per stage, completing at different times), three replicas.
+TEST(DataParallelParityTest, SmallBucketsAndSeveralChunksPerStageTrainLikeTheSequentialRun) {
+  for (const char* name : {"interleaved", "zb_v"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> planner =
+        runtime::PlannerRegistry::Default().Get(name);
+    ASSERT_TRUE(planner.ok()) << planner.status();
+    runtime::PlannerOptions options{2, 4, 0};
+    options.chunks_per_stage = 2;
+    stagehand::testing::ParityOptions parity{options};
+    parity.dp = 3;
+    parity.grad_bucket_mb = 0.001;
+    parity.tolerance = 1e-5;
+    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name;
+  }
+}
+
+// The tolerance check is not vacuous: one replica alone is the sequential run of M, not 2 M.
+TEST(DataParallelParityTest, TheToleranceCheckSeesADifferentBatch) {
+  absl::StatusOr<const runtime::PlannerDefinition*> planner =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(planner.ok()) << planner.status();
+  stagehand::testing::ParityOptions twice{{2, 8, 0}};
+  twice.tolerance = 1e-5;
+  ASSERT_TRUE(TrainsLikeSequential(**planner, twice));
+  stagehand::testing::ParityOptions half{{2, 4, 0}};
+  half.dp = 2;
+  half.tolerance = 1e-9;  // reassociation shows at this tolerance
+  EXPECT_FALSE(TrainsLikeSequential(**planner, half));
+}
+
 }  // namespace
 }  // namespace stagehand::actors

@@ -57,6 +57,78 @@ void Dispatch(Self* self) {
              action.kind);
 }
 
+// Once the step's compute and (data parallelism) every REDUCE_GRAD and the loss stage's
+// gathering of every replica's losses finished: StageDone.
+void MaybeSendDone(Self* self) {
+  auto& st = self->state;
+  if (st.failed || st.done_sent || !st.loop || !st.loop->Done()) return;
+  if (st.reduction && !st.reduction->AllReduced()) return;
+  if (st.reduction && runtime::LossStage(st.spec) == st.init.stage && !st.losses_gathered) {
+    return;
+  }
+  st.done_sent = true;
+  StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
+  done.non_finite_losses = SendableDoubles(done.losses);
+  self->send(st.init.driver, std::move(done));
+}
+
+// Data parallelism, the loss stage: once its compute finished (every bucket already queued
+// before it on the reduction lane), every replica's losses, so that every replica's driver
+// checks and reports the step's D x M losses alike.
+void PostGatherLosses(Self* self) {
+  auto& st = self->state;
+  st.init.reduce_lane->Post(
+      [me = caf::actor_cast<stage_actor>(self), work = st.init.work, losses = st.losses]() mutable {
+        const absl::Status status = work->GatherLosses(&losses);
+        caf::anon_send(me, LossesGathered{std::move(losses),
+                                          status.ok() ? "" : std::string(status.message())});
+      });
+}
+
+void OnLossesGathered(Self* self, LossesGathered& gathered) {
+  auto& st = self->state;
+  if (st.failed) return;
+  if (!gathered.error.empty()) {
+    Fail(self, absl::StrCat("gathering the replicas' losses failed: ", gathered.error));
+    return;
+  }
+  st.losses = std::move(gathered.losses);
+  st.losses_gathered = true;
+  MaybeSendDone(self);
+}
+
+// REDUCE_GRAD of bucket `index` on the stage's reduction lane (traced on its communication
+// lane); the lane reports back with GradReduced.
+void PostReduceGrad(Self* self, int index) {
+  auto& st = self->state;
+  const runtime::GradBucket bucket = st.buckets[index];
+  runtime::trace::TraceRecorder::SendLane* trace =
+      st.init.trace ? st.init.trace->reduce(st.init.stage) : nullptr;
+  st.init.reduce_lane->Post([me = caf::actor_cast<stage_actor>(self), work = st.init.work, bucket,
+                             index, trace] {
+    const int64_t begin = runtime::trace::NowNanos();
+    const absl::Status status = work->ReduceGradients(bucket);
+    const int64_t end = runtime::trace::NowNanos();
+    if (trace) {
+      trace->Record(ActionKind::kReduceGrad, -1, bucket.chunk, index,
+                    (bucket.end - bucket.begin) * int64_t{sizeof(float)}, begin, end);
+    }
+    caf::anon_send(me, GradReduced{index, (end - begin) / 1e9,
+                                   status.ok() ? "" : std::string(status.message())});
+  });
+}
+
+void OnReduced(Self* self, const GradReduced& reduced) {
+  auto& st = self->state;
+  if (st.failed || !st.reduction) return;
+  if (!reduced.error.empty()) {
+    Fail(self, absl::StrCat("REDUCE_GRAD bucket ", reduced.bucket, " failed: ", reduced.error));
+    return;
+  }
+  st.reduction->OnReduced(reduced.bucket);
+  MaybeSendDone(self);
+}
+
 // The consumer's action kind of a transfer: F for an activation, I (or B) for a gradient.
 ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
@@ -97,11 +169,15 @@ void OnFinished(Self* self, const ComputeDone& done) {
   for (const runtime::Transfer& t : outputs->local) {
     self->send(producer, ship_atom::value, ShipOrder{ConsumerKind(t), t.to_stage, t.chunk, true});
   }
+  if (st.reduction) {
+    for (int bucket : st.reduction->OnComputeFinished(action.kind, action.chunk)) {
+      PostReduceGrad(self, bucket);
+    }
+  }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
-    done.non_finite_losses = SendableDoubles(done.losses);
-    self->send(st.init.driver, std::move(done));
+    if (st.reduction && runtime::LossStage(st.spec) == st.init.stage) PostGatherLosses(self);
+    MaybeSendDone(self);
     return;
   }
   Dispatch(self);
@@ -161,12 +237,22 @@ void StartStep(Self* self, int64_t step) {
   auto& st = self->state;
   st.step = step;
   st.failed = false;
+  st.done_sent = false;
+  st.losses_gathered = false;
+  if (!st.bucket_error.empty()) {
+    Fail(self, st.bucket_error);
+    return;
+  }
   st.sent = st.received = 0;
   st.busy_seconds = 0.0;
   st.phase_seconds.assign(4, 0.0);
   st.loop.reset();  // it may point into st.spec
   st.spec = st.init.specs ? st.init.specs->ForStep(step) : st.init.spec;
   st.losses.assign(st.spec.num_microbatches, 0.0);
+  if (st.init.reduce_lane != nullptr) {
+    st.reduction =
+        std::make_unique<runtime::GradReductionTracker>(st.buckets, st.spec.num_microbatches);
+  }
   absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
       st.spec, st.init.stage, st.init.planner->MakePlanner(st.spec, st.init.stage));
   if (!loop.ok()) {
@@ -194,12 +280,23 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
+  if (st.init.reduce_lane != nullptr) {
+    absl::StatusOr<std::vector<runtime::GradBucket>> buckets =
+        runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb);
+    if (buckets.ok()) {
+      st.buckets = *std::move(buckets);
+    } else {
+      st.bucket_error = std::string(buckets.status().message());
+    }
+  }
   return {
       [=](start_atom, int64_t step) { StartStep(self, step); },
       // The same step again with the same data: the rerun state machine's rerun.
       [=](rerun_atom, int64_t step) { StartStep(self, step); },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
+      [=](const GradReduced& reduced) { OnReduced(self, reduced); },
+      [=](LossesGathered& gathered) { OnLossesGathered(self, gathered); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
       // Optimizer phases run on the lane, after every compute action of the step.
       [=](tied_atom) {

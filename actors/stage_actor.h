@@ -17,6 +17,7 @@
 #include "runtime/stage_loop.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/step_specs.h"
 
@@ -34,6 +35,10 @@ struct StageActorInit {
   // Each step's spec (a batch-size ramp-up's M changes; the same stages and chunks); null:
   // `spec` for every step.
   std::shared_ptr<const runtime::StepSpecs> specs;
+  // Data parallelism: the stage's reduction lane (its communication lane for REDUCE_GRAD),
+  // null without data parallelism; and the bucket size (--grad_bucket_mb).
+  Lane* reduce_lane = nullptr;
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
 };
 
 struct StageActorState {
@@ -47,6 +52,13 @@ struct StageActorState {
   std::vector<double> losses;
   double busy_seconds = 0.0;
   std::vector<double> phase_seconds;  // this run: forward, backward-input, backward-weight, data
+  // Data parallelism: the stage's buckets (planned once) and this step's REDUCE_GRAD
+  // bookkeeping; StageDone waits for the step's compute and every bucket.
+  std::vector<runtime::GradBucket> buckets;
+  std::unique_ptr<runtime::GradReductionTracker> reduction;
+  bool done_sent = false;
+  bool losses_gathered = false;
+  std::string bucket_error;  // PlanGradBuckets' refusal, reported at the first step  // the loss stage's GatherLosses, after its last bucket
 };
 
 stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,

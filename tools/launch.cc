@@ -45,6 +45,7 @@
 #include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
 #include "runtime/sim/auto_planner.h"
@@ -69,7 +70,8 @@ ABSL_FLAG(double, auto_replan_drift, 0.2,
 ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV file");
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
-ABSL_FLAG(double, link_latency_us, 0.0, "injected latency of every stage-to-stage transfer");
+ABSL_FLAG(double, link_latency_us, 0.0,
+          "injected latency of every stage-to-stage transfer and (--dp) every collective");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
@@ -236,6 +238,11 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
   }
+  if (c.dp > 1) {
+    return absl::UnimplementedError(
+        "--dp with --nprocs/--hostfile/Slurm is not supported yet: run the replicas in one "
+        "process (drop --nprocs/--hostfile)");
+  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
                                                    runtime::kHeldOutMaxBatches, " held-out batches"));
@@ -347,7 +354,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   ASSIGN_OR_RETURN(s.dataset, runtime::LoadDataset(c.dataset, *s.tokenizer));
   s.train = std::make_unique<runtime::WindowSampler>(
       runtime::MakeSampler(s.dataset.train, c.chunk.micro_batch_size, c.chunk.seq_len,
-                           c.planner_options.num_microbatches, c.model.seed));
+                           c.planner_options.num_microbatches * c.dp, c.model.seed));
   s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
   ASSIGN_OR_RETURN(s.model, tools::ModelForTokenizer(c, s.tokenizer->vocab_size()));
@@ -361,6 +368,8 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.optimizer.states = &s.optimizer_states;
   options.link = c.link;
   options.slow_stage = c.slow_stage;
+  options.dp = c.dp;
+  options.grad_bucket_mb = c.grad_bucket_mb;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
@@ -411,6 +420,13 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
               c.chunk.seq_len, s.planner->name().c_str());
+  if (c.dp > 1) {
+    absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
+    if (grid.ok()) std::printf("%s", grid->Describe().c_str());
+    std::printf("data parallel: %d replicas (actors of this process) x %d microbatches = %d "
+                "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
+                c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
+  }
 }
 
 // Initial weights: the newest valid checkpoint (--resume), a Hugging Face GPT-2 file
@@ -424,6 +440,7 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
     RETURN_IF_ERROR(runtime::ImportHf(c.init_from, s.chunks, s.model));
     std::printf("initial weights from %s\n", c.init_from.c_str());
   }
+  s.mp.SyncReplicas();  // every replica starts from replica 0's weights and moments
   return resumed;
 }
 
@@ -443,7 +460,8 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
-  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len * s.specs->ForStep(step).num_microbatches;
+  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len *
+                  s.specs->ForStep(step).num_microbatches * c.dp;
   t.tokens += t.step_tokens;
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
@@ -633,7 +651,8 @@ absl::Status Run(const LaunchConfig& config) {
   runtime::TrainLoop loop(tools::LoopOptionsOf(c), resumed, std::move(history));
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
   Throughput t;
-  t.tokens_per_step = double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches;
+  t.tokens_per_step =
+      double(c.chunk.micro_batch_size) * c.chunk.seq_len * spec.num_microbatches * c.dp;
   t.busy.assign(spec.num_stages, 0.0);
   RETURN_IF_ERROR(RunLoop(c, s, loop, t));
   PrintSummary(t);

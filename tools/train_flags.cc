@@ -42,6 +42,12 @@ ABSL_FLAG(std::string, save_params, "",
           "write every parameter by name to this safetensors file (cluster: each rank writes its "
           "own to <stem>.rank<R>.safetensors)");
 ABSL_FLAG(int, stages, 4, "pipeline stages (cluster: grouped into contiguous blocks per worker)");
+ABSL_FLAG(int, dp, 1,
+          "data-parallel replicas of the pipeline: each trains on --microbatches of its own, so "
+          "a step trains on dp x microbatches (one process: the replicas run as actors)");
+ABSL_FLAG(double, grad_bucket_mb, stagehand::runtime::kDefaultGradBucketMb,
+          "data parallelism: gradients are summed across replicas in buckets of this many MiB, "
+          "each as soon as the backward actions that complete it finished");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(int, chunks_per_stage, 0,
@@ -175,7 +181,7 @@ const std::vector<std::string>& TrainFlagNames() {
       "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
       "trace",          "hang_timeout",    "eval_batches",     "eval_every",
       "spike_factor",   "on_bad_step",     "max_transient",    "rampup_batch_size",
-      "log_timers"};
+      "log_timers",     "dp",              "grad_bucket_mb"};
   return names;
 }
 
@@ -220,7 +226,16 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
                                                    c.stages, " must be at most ", kMaxMicrobatches, " and ",
                                                    kMaxStages));
   }
+  if (int64_t{c.chunk.num_microbatches} * c.dp > kMaxMicrobatches) {
+    return absl::InvalidArgumentError(absl::StrCat("--dp=", c.dp, " x --microbatches=",
+                                                   c.chunk.num_microbatches, ": at most ",
+                                                   kMaxMicrobatches, " microbatches a step"));
+  }
   if (c.rampup.has_value()) RETURN_IF_ERROR(MicrobatchCalculatorOf(c).status());
+  if (c.rampup.has_value() && c.dp > 1) {
+    return absl::UnimplementedError(
+        "--rampup_batch_size with --dp > 1 is not supported yet: drop one of them");
+  }
   return absl::OkStatus();
 }
 
@@ -293,6 +308,16 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.planner_options.num_stages = c.stages;
   c.planner_options.num_microbatches = absl::GetFlag(FLAGS_microbatches);
   c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  c.dp = absl::GetFlag(FLAGS_dp);
+  c.grad_bucket_mb = absl::GetFlag(FLAGS_grad_bucket_mb);
+  if (c.dp < 1 || c.dp > kMaxDataParallel) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dp=", c.dp, ": must be between 1 and ", kMaxDataParallel));
+  }
+  if (!(c.grad_bucket_mb > 0) || c.grad_bucket_mb > kMaxGradBucketMb) {
+    return absl::InvalidArgumentError(absl::StrCat("--grad_bucket_mb=", c.grad_bucket_mb,
+                                                   ": must be in (0, ", kMaxGradBucketMb, "]"));
+  }
   c.planner_options.chunks_per_stage = absl::GetFlag(FLAGS_chunks_per_stage);
   RETURN_IF_ERROR(ValidateScheduleFlags({c.planner, c.schedule, c.planner_options},
                                         runtime::PlannerRegistry::Default()));
@@ -419,7 +444,9 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
   nlohmann::json run = {{"steps", c.steps},
           {"seq_len", c.chunk.seq_len},
           {"micro_batch_size", c.chunk.micro_batch_size},
-          {"microbatches", c.chunk.num_microbatches},
+          // The step's global microbatches (--dp x --microbatches): the replicas' layout does
+          // not change the batch, so --dp=2 --microbatches=4 resumes --dp=1 --microbatches=8.
+          {"microbatches", c.chunk.num_microbatches * c.dp},
           {"lr", c.optimizer.adamw.learning_rate},
           {"warmup_steps", c.optimizer.schedule.warmup_steps},
           {"min_lr_fraction", c.optimizer.schedule.min_lr_fraction},

@@ -20,6 +20,7 @@
 #include "runtime/planner.h"
 #include "runtime/train/batch_rampup.h"
 #include "runtime/train/rerun.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -38,6 +39,8 @@ struct TrainConfig {
   runtime::OptimizerConfig optimizer;       // schedule.total_steps = steps
   int steps = 0;
   int stages = 1;
+  int dp = 1;                // --dp: data-parallel replicas of the pipeline
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;
   runtime::TokenizerOptions tokenizer;
@@ -92,6 +95,8 @@ inline constexpr double kMaxGradClip = 1e6;
 inline constexpr int64_t kMaxTokensPerMicrobatch = int64_t{1} << 24;
 inline constexpr int kMaxMicrobatches = 1 << 20;
 inline constexpr int kMaxStages = 4096;
+inline constexpr int kMaxDataParallel = 4096;
+inline constexpr double kMaxGradBucketMb = 1 << 20;
 absl::Status ValidateTrainConfig(const TrainConfig& c);
 
 // --nprocs against --stages, checked before any process starts: 0 (no cluster) or 1 to

@@ -24,11 +24,21 @@ struct ParityOptions {
   // A model of your own (Llama-style, heterogeneous, ...; vocabulary 256, max_seq_len >= 8);
   // null: the tiny uniform GPT above. Not owned.
   const models::GptConfig* model = nullptr;
+  // Data parallelism: `dp` replicas of the pipeline (as actors), compared with the sequential
+  // run of dp x M microbatches; buckets of `grad_bucket_mb`.
+  int dp = 1;
+  double grad_bucket_mb = 25;
+  // 0: bitwise. Else the largest relative difference allowed: per loss |a - b| <= tolerance *
+  // max(|a|, |b|, 1e-3); per parameter tensor ||a - b|| <= tolerance * ||b|| (2-norms, b the
+  // sequential run's). Replicas sum their gradients as
+  // (sum of replica 0's microbatches) + (sum of replica 1's) + ..., where the sequential run
+  // adds microbatch by microbatch: equal up to float reassociation, so dp > 1 needs one.
+  double tolerance = 0;
 };
 
 // Success, or a failure that says what differs: the planner's error (MakeSpec, the
 // simulator, ValidatePlan), a loss of a step, or the first parameter (by name) whose bits
-// differ. The sequential run is computed once per (M, layers, steps) and cached.
+// differ (or, with a tolerance, that differs by more). The sequential run is computed once per (M, layers, steps) and cached.
 ::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
                                                 const ParityOptions& options);
 

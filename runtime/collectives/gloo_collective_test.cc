@@ -10,6 +10,7 @@
 #include "gloo/rendezvous/hash_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/collectives/in_process_collective.h"
 #include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
@@ -147,6 +148,63 @@ TEST(GlooCollectiveTest, AMissingMemberIsAnErrorNotAHang) {
   options.member = 2;
   EXPECT_THAT(GlooCollective::Connect(store, options).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("member 2 of 2")));
+}
+
+// The one-process runtime's collective (replicas as threads) gives bitwise what Gloo gives,
+// for every operation the data-parallel runtime uses.
+TEST(InProcessCollectiveTest, MatchesGlooBitwise) {
+  constexpr int kSize = 3;
+  constexpr size_t kN = 1001;
+  std::vector<std::vector<float>> inputs;
+  for (int m = 0; m < kSize; ++m) inputs.push_back(Random(20 + m, kN));
+  std::vector<std::vector<float>> gloo(kSize), local(kSize);
+  RunGroup(kSize, [&](int m, Collective& c) {
+    gloo[m] = inputs[m];
+    EXPECT_THAT(c.AllReduceSum(absl::MakeSpan(gloo[m])), IsOk());
+  });
+  InProcessGroupMembers group = MakeInProcessGroup(kSize);
+  std::vector<std::thread> threads;
+  for (int m = 0; m < kSize; ++m) {
+    threads.emplace_back([&, m] {
+      Collective& c = *group.members[m];
+      local[m] = inputs[m];
+      EXPECT_THAT(c.AllReduceSum(absl::MakeSpan(local[m])), IsOk());
+      std::vector<double> values;
+      EXPECT_THAT(c.AllGatherScalar(0.5 * m, &values), IsOk());
+      EXPECT_THAT(values, ::testing::ElementsAre(0.0, 0.5, 1.0));
+      std::vector<int64_t> send(kSize), recv(kSize);
+      std::vector<float> in;
+      for (int j = 0; j < kSize; ++j) {
+        send[j] = (m + 1) * (j + 1);
+        recv[j] = (j + 1) * (m + 1);
+        in.insert(in.end(), send[j], 100.0f * m + j);
+      }
+      std::vector<float> out(recv[0] + recv[1] + recv[2]);
+      ASSERT_THAT(c.AllToAllV(in, send, absl::MakeSpan(out), recv), IsOk());
+      size_t at = 0;
+      for (int j = 0; j < kSize; ++j) {
+        for (int64_t k = 0; k < recv[j]; ++k) EXPECT_EQ(out[at++], 100.0f * j + m);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int m = 0; m < kSize; ++m) {
+    EXPECT_EQ(std::memcmp(local[m].data(), gloo[m].data(), kN * sizeof(float)), 0) << m;
+  }
+}
+
+TEST(InProcessCollectiveTest, AbortWakesAWaitingMember) {
+  InProcessGroupMembers group = MakeInProcessGroup(2);
+  std::vector<float> buffer(4, 1.0f);
+  std::thread waiter([&] {
+    EXPECT_THAT(group.members[0]->AllReduceSum(absl::MakeSpan(buffer)),
+                StatusIs(absl::StatusCode::kAborted, HasSubstr("replica 1 failed")));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  group.group->Abort("replica 1 failed");
+  waiter.join();
+  EXPECT_THAT(group.members[1]->AllGatherScalar(1.0, nullptr),
+              StatusIs(absl::StatusCode::kAborted));
 }
 
 }  // namespace

@@ -105,8 +105,9 @@ bool KindFitsLane(Lane lane, ActionKind kind) {
   switch (lane) {
     case Lane::kCompute:
       return IsCompute(kind) || IsPerStage(kind);
-    case Lane::kSend:
-      return kind == ActionKind::kSendForward || kind == ActionKind::kSendBackward;
+    case Lane::kSend:  // the stage's communication lane: transfers out and REDUCE_GRAD
+      return kind == ActionKind::kSendForward || kind == ActionKind::kSendBackward ||
+             kind == ActionKind::kReduceGrad;
     case Lane::kRecv:
       return kind == ActionKind::kRecvForward || kind == ActionKind::kRecvBackward;
   }
@@ -159,7 +160,8 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
   int64_t peer = 0, bytes = 0;
   if (absl::Status s = r.Int(*args, "peer", &peer, in_args); !s.ok()) return s;
   if (absl::Status s = r.Int(*args, "bytes", &bytes, in_args); !s.ok()) return s;
-  if (peer < 0 || peer >= trace.num_stages) {
+  const bool reduction = span->kind == ActionKind::kReduceGrad;  // no peer stage: -1
+  if ((peer < 0 || peer >= trace.num_stages) && !(reduction && peer == -1)) {
     return r.Error(absl::StrCat("args.peer ", peer, " is outside [0, ", trace.num_stages, ")"));
   }
   if (bytes < 0) return r.Error("args.bytes is negative");
@@ -217,7 +219,7 @@ std::string ToChromeJson(const Trace& trace) {
                     {"name", SpanLabel(s)}, {"pid", s.stage}, {"tid", Tid(lane, rows[i])},
                     {"ts", ts}, {"dur", Us(Us(s.end_us) - ts)}, {"args", std::move(args)}};
       // The arrow from a send to its receive (flow events v2: bound to these slices).
-      if (lane != Lane::kCompute) {
+      if (lane != Lane::kCompute && s.kind != ActionKind::kReduceGrad) {
         event["bind_id"] = TransferFlowId(s);
         event[lane == Lane::kSend ? "flow_out" : "flow_in"] = true;
       }
@@ -436,7 +438,9 @@ absl::StatusOr<Trace> MergeTraces(const std::vector<Trace>& traces) {
   // A receive recorded without its send (the send was in another process) starts with it.
   absl::flat_hash_map<uint64_t, double> send_begin;
   for (const Span& s : merged.spans) {
-    if (s.lane == Lane::kSend) send_begin[TransferFlowId(s)] = s.begin_us;
+    if (s.lane == Lane::kSend && s.kind != ActionKind::kReduceGrad) {
+      send_begin[TransferFlowId(s)] = s.begin_us;
+    }
   }
   for (Span& s : merged.spans) {
     if (s.lane != Lane::kRecv || s.begin_us < s.end_us) continue;

@@ -56,10 +56,12 @@ absl::Status TraceRecorder::Configure(int num_stages, int num_chunks, int num_mi
   num_microbatches_ = num_microbatches;
   compute_.resize(num_stages);
   send_.resize(num_stages);
+  reduce_.resize(num_stages);
   stage_.resize(num_stages);
   for (int s = 0; s < num_stages; ++s) {
     compute_[s].owner_ = this;
     send_[s].owner_ = this;
+    reduce_[s].owner_ = this;
     stage_[s].owner_ = this;
   }
   return absl::OkStatus();
@@ -105,6 +107,10 @@ Trace TraceRecorder::Collect() const {
       const RawSpan& r = sends[i];
       add(Lane::kSend, stage, r, us(r.begin_ns));
       send_begin[TransferFlowId(r.step, r.kind, stage, r.peer, r.chunk, r.microbatch)] = us(r.begin_ns);
+    }
+    const RecordBuffer<RawSpan>& reductions = reduce_[stage].spans_;
+    for (size_t i = 0; i < reductions.size(); ++i) {
+      add(Lane::kSend, stage, reductions[i], us(reductions[i].begin_ns));
     }
   }
   for (int stage = 0; stage < num_stages_; ++stage) {

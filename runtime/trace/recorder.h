@@ -135,6 +135,10 @@ class TraceRecorder {
   int num_stages() const { return num_stages_; }
   ComputeLane* compute(int stage) { return &compute_.at(stage); }
   SendLane* send(int stage) { return &send_.at(stage); }
+  // Written by the stage's reduction lane (data parallelism): REDUCE_GRAD spans, kind
+  // kReduceGrad, to_stage -1, chunk = the bucket's chunk, microbatch = the bucket's index.
+  // They appear on the stage's send (communication) lane.
+  SendLane* reduce(int stage) { return &reduce_.at(stage); }
   StageLane* stage(int stage) { return &stage_.at(stage); }
 
   // Called by the thread that runs steps, before and after each; events in between carry
@@ -157,6 +161,7 @@ class TraceRecorder {
   std::atomic<int64_t> step_{0};
   std::vector<ComputeLane> compute_;
   std::vector<SendLane> send_;
+  std::vector<SendLane> reduce_;
   std::vector<StageLane> stage_;
   int64_t step_begin_ns_ = 0;
   RecordBuffer<RawStep> steps_;

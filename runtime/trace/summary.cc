@@ -211,6 +211,28 @@ std::string ShortAction(const CriticalLink& l, bool show_chunk) {
 
 }  // namespace
 
+// Data parallelism: REDUCE_GRAD time, and the part of it during which some stage of the same
+// step still ran a backward action (I, W or B): hidden under backward, off the step's end.
+void SummarizeGradReduction(const Trace& trace, TraceSummary* out) {
+  std::map<int64_t, std::vector<Interval>> backward, reduce;
+  for (const Span& s : trace.spans) {
+    if (s.lane == Lane::kCompute &&
+        (s.kind == ActionKind::kBackwardInput || s.kind == ActionKind::kBackwardWeight ||
+         s.kind == ActionKind::kBackward)) {
+      backward[s.step].push_back({s.begin_us, s.end_us});
+    } else if (s.kind == ActionKind::kReduceGrad) {
+      reduce[s.step].push_back({s.begin_us, s.end_us});
+    }
+  }
+  for (auto& [step, spans] : reduce) {
+    const std::vector<Interval> under = Union(backward[step]);
+    for (const Interval& r : spans) {
+      out->grad_reduction_us += r.second - r.first;
+      out->hidden_grad_reduction_us += IntersectionLength(under, {r});
+    }
+  }
+}
+
 absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
   TraceSummary out;
   out.num_stages = trace.num_stages;
@@ -282,7 +304,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
         st.compute_us += s.duration_us();
         if (s.wait_us > 0) wait_iv[s.stage].push_back({s.begin_us - s.wait_us, s.begin_us});
       }
-    } else {
+    } else if (s.kind != ActionKind::kReduceGrad) {  // REDUCE_GRAD: SummarizeGradReduction
       transfer_iv[s.stage].push_back({s.begin_us, s.end_us});
     }
   }
@@ -326,6 +348,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
     if (IsWork(s)) num_chunks = std::max(num_chunks, s.chunk + 1);
   }
   out.critical_path = FindCriticalPath(by_step[step], step, f->second.begin, num_chunks);
+  SummarizeGradReduction(trace, &out);
   return out;
 }
 
@@ -465,6 +488,13 @@ std::string FormatSummary(const TraceSummary& s) {
   absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
                         t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
   absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
+  if (s.grad_reduction_us > 0) {
+    absl::StrAppendFormat(&out,
+                          "gradient reduction %s %s per step (summed over stages), %.1f%% hidden "
+                          "under backward\n",
+                          t(s.grad_reduction_us / steps), unit,
+                          100.0 * s.hidden_grad_reduction_us / s.grad_reduction_us);
+  }
 
   const CriticalPath& cp = s.critical_path;
   absl::StrAppendFormat(&out,

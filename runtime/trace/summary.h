@@ -89,6 +89,10 @@ struct TraceSummary {
   double exposed_transfer_us = 0;   // summed over stages
   double hidden_transfer_us = 0;    // summed over stages
   double overlap_fraction = 0;      // hidden / (hidden + exposed), over all stages
+  // Data parallelism (REDUCE_GRAD spans, summed over stages and steps): their time, and the
+  // part of it while some stage of the same step still ran a backward action (I, W, B).
+  double grad_reduction_us = 0;
+  double hidden_grad_reduction_us = 0;
   CriticalPath critical_path;
   std::vector<StepTime> step_times;  // in step order
   StepStatistics step_statistics;

@@ -44,6 +44,9 @@ bool ParseLane(absl::string_view name, Lane* lane) {
 }
 
 std::string SpanLabel(const Span& span) {
+  if (span.kind == ActionKind::kReduceGrad) {  // on the communication lane, per bucket
+    return absl::StrCat("REDUCE_GRAD c", span.chunk, " bucket ", span.microbatch);
+  }
   const Action action{span.stage, span.kind, span.chunk, span.microbatch};
   std::string text = ActionToStringWithoutStage(action);
   if (span.lane == Lane::kSend) absl::StrAppend(&text, " -> s", span.peer);

@@ -24,7 +24,9 @@ bool ParseLane(absl::string_view name, Lane* lane);
 // One interval on a stage's lane. Times are microseconds since the trace's time 0.
 //   compute: kind F, I, W, B or OPTIM; chunk and microbatch of the action.
 //   send:    kind SEND_F / SEND_B, from the output's hand-off to the transfer lane until
-//            the link delivers it; peer = the destination stage.
+//            the link delivers it; peer = the destination stage. Also (data parallelism)
+//            kind REDUCE_GRAD: one gradient bucket summed across the replicas; chunk = the
+//            bucket's chunk, microbatch = the bucket's index, peer -1, bytes its size.
 //   recv:    kind RECV_F / RECV_B, from the sender's hand-off until the receiving stage
 //            took it in; peer = the source stage.
 // For transfers, chunk is the destination chunk (as in runtime::Transfer).

@@ -40,6 +40,10 @@ class SlowStageWork : public StageWork {
   TiedGradientMap TiedGradients() override { return inner_->TiedGradients(); }
   void SetTiedGradients(const TiedGradientMap& sums) override { inner_->SetTiedGradients(sums); }
   std::map<int, std::vector<double>> SquaredNorms() override { return inner_->SquaredNorms(); }
+  std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
+  absl::Status ReduceGradients(const GradBucket& bucket) override {
+    return inner_->ReduceGradients(bucket);
+  }
   void ApplyOptimizer(double clip_scale, int step) override {
     inner_->ApplyOptimizer(clip_scale, step);
   }

@@ -8,13 +8,16 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
 ModelStageWork::ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks,
                                const WindowSampler* sampler, int num_microbatches,
-                               OptimizerConfig optimizer, StageFaults faults)
-    : chunks_(std::move(chunks)),
+                               OptimizerConfig optimizer, StageFaults faults,
+                               DataParallelPlace place)
+    : place_(place),
+      chunks_(std::move(chunks)),
       num_chunks_(num_chunks),
       sampler_(sampler),
       num_microbatches_(num_microbatches),
@@ -39,7 +42,7 @@ void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   step_ = step;
   step_status_ = absl::OkStatus();
   for (auto& [c, chunk] : chunks_) {
-    absl::Status s = chunk->SetStepMicrobatches(num_microbatches);
+    absl::Status s = chunk->SetStepMicrobatches(num_microbatches * place_.replicas);
     if (!s.ok() && step_status_.ok()) step_status_ = s;
   }
 }
@@ -61,7 +64,7 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = (*c)->config().d_model;
   std::vector<int32_t> tokens(N), targets(N);
   const auto sample_start = std::chrono::steady_clock::now();
-  sampler_->Sample(step_, mb, tokens.data(), targets.data());
+  sampler_->Sample(step_, place_.replica * num_microbatches_ + mb, tokens.data(), targets.data());
   data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
     std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(faults_.slow_forward_ms));
@@ -171,6 +174,38 @@ void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {
         optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
     ApplyAdamW(chunk->params(), state, optimizer_, step, clip_scale);
   }
+}
+
+std::map<int, int64_t> ModelStageWork::GradientFloats() const {
+  std::map<int, int64_t> out;
+  if (place_.group == nullptr) return out;
+  for (const auto& [index, chunk] : chunks_) out[index] = chunk->params().size();
+  return out;
+}
+
+absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
+  if (place_.group == nullptr) return absl::OkStatus();
+  absl::StatusOr<Chunk*> c = Get(bucket.chunk);
+  if (!c.ok()) return c.status();
+  if (bucket.begin < 0 || bucket.end > (*c)->params().size() || bucket.begin > bucket.end) {
+    return absl::InvalidArgumentError(absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [",
+                                                   bucket.begin, ", ", bucket.end, ") is outside its ",
+                                                   (*c)->params().size(), " gradients"));
+  }
+  return place_.group->AllReduceSum(
+      absl::MakeSpan((*c)->params().grads() + bucket.begin, bucket.end - bucket.begin));
+}
+
+absl::Status ModelStageWork::GatherLosses(std::vector<double>* losses) {
+  if (place_.group == nullptr) return absl::OkStatus();
+  std::vector<double> all(losses->size() * place_.replicas);
+  std::vector<double> values;
+  for (size_t mb = 0; mb < losses->size(); ++mb) {
+    RETURN_IF_ERROR(place_.group->AllGatherScalar((*losses)[mb], &values));
+    for (int d = 0; d < place_.replicas; ++d) all[d * losses->size() + mb] = values[d];
+  }
+  *losses = std::move(all);
+  return absl::OkStatus();
 }
 
 namespace {

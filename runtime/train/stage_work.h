@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/collectives/collective.h"
 #include "runtime/cluster/fault_plan.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
 
@@ -52,6 +54,28 @@ class StageWork {
   // Seconds spent building batches (the data-loading timer) since the last call; called on
   // the lane after Forward.
   virtual double TakeDataSeconds() { return 0.0; }
+
+  // Data parallelism (REDUCE_GRAD). Each held chunk's gradient size in floats, for the
+  // bucket plan (runtime/train/grad_buckets.h); empty for a stage without data parallelism.
+  virtual std::map<int, int64_t> GradientFloats() const { return {}; }
+  // Sums `bucket` over the stage's data-parallel group, every replica ending with the ordered
+  // sum (runtime/collectives/collective.h). Runs on the stage's reduction lane, concurrently
+  // with compute on the stage's other chunks, never on `bucket.chunk` itself.
+  virtual absl::Status ReduceGradients(const GradBucket& bucket) { return absl::OkStatus(); }
+  // The loss stage, after its last REDUCE_GRAD: every replica's microbatch losses, replica by
+  // replica (this replica's `losses` in its place), so that every replica's driver checks and
+  // reports the same D x M losses. Leaves `losses` alone without data parallelism.
+  virtual absl::Status GatherLosses(std::vector<double>* losses) { return absl::OkStatus(); }
+};
+
+// Where a replica's stage sits in the data-parallel group: replica `replica` of `replicas`
+// draws the step's global microbatches replica * M .. replica * M + M - 1 (the sampler and the
+// chunks' loss scale are for replicas * M microbatches), and sums its gradients over
+// `group` (not owned; null when replicas == 1).
+struct DataParallelPlace {
+  int replica = 0;
+  int replicas = 1;
+  Collective* group = nullptr;
 };
 
 // Test faults a ModelStageWork injects, for the rerun state machine's tests
@@ -75,9 +99,12 @@ StageFaults StageFaultsOf(const FaultPlan& plan, int stage);
 // windows and the optimizer configuration.
 class ModelStageWork : public StageWork {
  public:
+  // `num_microbatches` is this replica's M; `place` its data-parallel seat.
   ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
-                 int num_microbatches, OptimizerConfig optimizer, StageFaults faults = {});
-  // Sets every held chunk's step M (its loss-gradient scale).
+                 int num_microbatches, OptimizerConfig optimizer, StageFaults faults = {},
+                 DataParallelPlace place = {});
+  // Sets every held chunk's step M (its loss-gradient scale): with data parallelism, the
+  // step's D x M microbatches.
   void BeginStep(int64_t step, int num_microbatches) override;
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
@@ -91,9 +118,13 @@ class ModelStageWork : public StageWork {
   std::map<int, std::vector<std::string>> GradientNames() override;
   void DiscardGradients() override;
   double TakeDataSeconds() override;
+  std::map<int, int64_t> GradientFloats() const override;
+  absl::Status ReduceGradients(const GradBucket& bucket) override;
+  absl::Status GatherLosses(std::vector<double>* losses) override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
+  DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
   int num_chunks_;
   const WindowSampler* sampler_;

@@ -1,0 +1,64 @@
+// Gradient buckets of a data-parallel stage and when each may be reduced: the bucket plan
+// (each held chunk's flat gradient cut into pieces of at most --grad_bucket_mb) and the
+// tracker that issues REDUCE_GRAD for a bucket once the W/B actions that complete it have
+// finished. Thread-free policy; not an executor (actors/stage_actor.cc runs the reductions on
+// the stage's reduction lane) and not a collective (runtime/collectives does the sums).
+//
+// Every replica of a stage issues its buckets in one fixed order (chunks in descending index,
+// the order backward completes them; pieces in ascending offset), whatever the timing, so that
+// the blocking collectives of the replicas always meet on the same bucket.
+#ifndef STAGEHAND_RUNTIME_TRAIN_GRAD_BUCKETS_H_
+#define STAGEHAND_RUNTIME_TRAIN_GRAD_BUCKETS_H_
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/action.h"
+
+namespace stagehand::runtime {
+
+// PyTorch DDP's default bucket size.
+inline constexpr double kDefaultGradBucketMb = 25;
+
+// Elements [begin, end) of chunk `chunk`'s flat gradient buffer.
+struct GradBucket {
+  int chunk = 0;
+  int64_t begin = 0, end = 0;
+  friend bool operator==(const GradBucket& a, const GradBucket& b) {
+    return a.chunk == b.chunk && a.begin == b.begin && a.end == b.end;
+  }
+};
+
+// The buckets of a stage holding `gradient_floats` (chunk -> its gradient's float count), in
+// issue order. `bucket_mb` (MiB of float32) must be positive; a chunk never shares a bucket
+// with another (its gradient completes on its own).
+absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
+    const std::map<int, int64_t>& gradient_floats, double bucket_mb);
+
+class GradReductionTracker {
+ public:
+  // `buckets` from PlanGradBuckets; each chunk's gradient is complete after
+  // `num_microbatches` W or B actions of that chunk.
+  GradReductionTracker(std::vector<GradBucket> buckets, int num_microbatches);
+
+  // A compute action of this stage finished: the indices (into buckets()) to issue now, in
+  // issue order. A bucket is issued once complete and every bucket before it was issued.
+  std::vector<int> OnComputeFinished(ActionKind kind, int chunk);
+  // Bucket `index`'s reduction finished.
+  void OnReduced(int index);
+  bool AllReduced() const { return reduced_ == static_cast<int>(buckets_.size()); }
+  const std::vector<GradBucket>& buckets() const { return buckets_; }
+
+ private:
+  std::vector<GradBucket> buckets_;
+  int num_microbatches_;
+  std::map<int, int> weight_actions_;  // chunk -> W/B actions finished this step
+  int issued_ = 0;
+  int reduced_ = 0;
+};
+
+}  // namespace stagehand::runtime
+
+#endif  // STAGEHAND_RUNTIME_TRAIN_GRAD_BUCKETS_H_
