@@ -20,6 +20,7 @@
 #include <dirent.h>
 
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -29,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
 #include "runtime/checkpoint/checkpoint.h"
@@ -39,6 +41,8 @@
 #include "runtime/dry_run.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
+#include "runtime/train/batch_rampup.h"
+#include "runtime/train/step_specs.h"
 #include "runtime/train/training.h"
 #include "tools/cluster/rank_env.h"
 
@@ -173,6 +177,7 @@ struct Config {
   int eval_every = 100, eval_batches = 16;  // launch's defaults
   uint64_t seed = 1337;
   std::string planner = "1f1b";
+  std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size
 };
 
 using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
@@ -192,6 +197,10 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
                                 "--eval_batches=" + std::to_string(c.eval_batches),
                                 "--seed=" + std::to_string(c.seed), "--planner=" + c.planner,
                                 "--data=" + Corpus()};
+  if (c.rampup.has_value()) {
+    a.push_back(absl::StrCat("--rampup_batch_size=", c.rampup->start, ",", c.rampup->increment, ",",
+                             c.rampup->samples));
+  }
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
@@ -221,6 +230,15 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
   o.optimizer.adamw.weight_decay = 0.0;
   o.optimizer.grad_clip = 1.0;
   o.optimizer.schedule = runtime::LearningRateSchedule{0, c.steps, 0.1};
+  if (c.rampup.has_value()) {  // each step's M, and the data position after the steps before
+    auto ramp = runtime::MicrobatchCalculator::Create(int64_t{c.microbatches} * c.micro_batch_size,
+                                                      c.micro_batch_size, 1, c.rampup);
+    ASSERT_TRUE(ramp.ok()) << ramp.status();
+    auto specs = runtime::StepSpecs::Create(*o.planner, o.planner_options, *ramp);
+    ASSERT_TRUE(specs.ok()) << specs.status();
+    o.specs = std::make_shared<const runtime::StepSpecs>(*std::move(specs));
+    sampler.SetFirstMicrobatches(ramp->FirstMicrobatches(c.steps, c.micro_batch_size));
+  }
   auto mp = actors::BuildModelPipeline(o, &sampler);
   ASSERT_TRUE(mp.ok()) << mp.status();
   if (!init_from.empty()) {
@@ -254,6 +272,16 @@ std::map<int, double> StepLosses(const std::string& out) {
     got[std::stoi((*it)[1])] = std::strtod((*it)[2].str().c_str(), nullptr);
   }
   return got;
+}
+
+// Rank 0's step losses in `out` are bit for bit `losses` (steps 1, 2, ...).
+void ExpectStepLosses(const std::string& out, const std::vector<double>& losses, const char* what) {
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs " << what << " " << losses[i];
+  }
 }
 
 // (step, loss) from rank 0's held-out lines, step 0 for the one before training.
@@ -294,20 +322,17 @@ void ExpectParametersEqual(const std::string& params, int nprocs, const std::vec
   }
 }
 
-void ExpectSameAsOneProcess(const Config& c, int nprocs) {
+// Returns the launch's output.
+std::string ExpectSameAsOneProcess(const Config& c, int nprocs) {
   const std::string params = TempDir() + "/params_" + std::to_string(nprocs) + ".safetensors";
   Process launch(LaunchArgs(c, nprocs, {"--save_params=" + params}));
-  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  EXPECT_EQ(launch.Wait(120), 0) << launch.output();
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(launch.output());
-  ASSERT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   ExpectParametersEqual(params, nprocs, expected);
+  return launch.output();
 }
 
 TEST(Cluster, FourWorkersGiveBitwiseTheOneProcessLossesAndParameters) {
@@ -316,6 +341,44 @@ TEST(Cluster, FourWorkersGiveBitwiseTheOneProcessLossesAndParameters) {
 
 TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
   ExpectSameAsOneProcess(Config{}, 2);
+}
+
+// --rampup_batch_size on 4 workers: every rank re-plans each step for its M (2, 4, then 8
+// microbatches of 2 sequences), bit for bit as one process does.
+TEST(Cluster, BatchRampupOnFourWorkersIsBitwiseTheOneProcessRun) {
+  Config c;
+  c.steps = 4;
+  c.rampup = runtime::BatchRampup{4, 4, 8};
+  const std::string out = ExpectSameAsOneProcess(c, 4);
+  for (const char* line : {"batch ramp-up: step 1 global batch 4 sequences (2 microbatches)",
+                           "batch ramp-up: step 2 global batch 8 sequences (4 microbatches)",
+                           "batch ramp-up: step 3 global batch 16 sequences (8 microbatches)"}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+  EXPECT_EQ(out.find("batch ramp-up: step 4"), std::string::npos) << out;
+}
+
+// --log_timers in a cluster: rank 0's coordinator reports each phase summed over the stages
+// of every rank, with min and max, the held-out pass timed too; a stage slowed on rank 1
+// (STAGEHAND_FAULTS=slow=2:40: each forward of stage 2 takes 40 ms longer) is named.
+TEST(Cluster, PhaseTimersCoverEveryRankAndNameASlowStage) {
+  Config c;
+  Process launch(LaunchArgs(c, 2, {"--log_timers", "--log_every=3"}), {"STAGEHAND_FAULTS=slow=2:40"});
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  const std::string& out = launch.output();
+  EXPECT_NE(out.find("timers (ms) steps 1-3, summed over 4 stages (min, max over stages):"),
+            std::string::npos) << out;
+  std::smatch m;
+  std::regex forward("forward \\.+: (\\S+) \\((\\S+), (\\S+)\\)");
+  ASSERT_TRUE(std::regex_search(out, m, forward)) << out;
+  // 8 microbatches x 3 steps x 40 ms on stage 2 alone.
+  EXPECT_GE(std::stod(m[1]), 8 * 3 * 40.0) << out;
+  EXPECT_GE(std::stod(m[3]), 8 * 3 * 40.0) << out;
+  EXPECT_LT(std::stod(m[2]), std::stod(m[3])) << out;
+  std::regex evaluation("evaluation \\.+: (\\S+) ");
+  ASSERT_TRUE(std::regex_search(out, m, evaluation)) << out;
+  EXPECT_GT(std::stod(m[1]), 0.0) << "the held-out pass before step 1 is timed\n" << out;
+  EXPECT_NE(out.find("straggler: stage 2 (rank 1) forward"), std::string::npos) << out;
 }
 
 // The rerun state machine across ranks: rank 2's gradient gets a flipped bit in step 3's
@@ -333,11 +396,7 @@ TEST(Cluster, TransientBitFlipOnOneRankIsRerunAndTheRunIsBitwiseTheUnfaultedOne)
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0) << "step " << i + 1;
-  }
+  ExpectStepLosses(out, losses, "one process");
   ExpectParametersEqual(params, 4, expected);
 }
 
@@ -567,12 +626,7 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size());
-  for (size_t i = 0; i < losses.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs undisturbed " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "undisturbed");
   // Each of the 203 connections to the gate was refused and logged with its address.
   const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
   const auto n = std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
@@ -622,12 +676,7 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs the run without failure " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "the run without failure");
   ExpectParametersEqual(params, 4, expected);
   // The last checkpoint is complete (every rank's shard, checksums) and holds every loss.
   std::vector<std::string> skipped;
@@ -819,12 +868,7 @@ TEST(Cluster, InitFromAHuggingFaceFileOnFourWorkersGivesBitwiseTheOneProcessLoss
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params, nullptr, hf);
   OneProcess(c, &seeded, &params);
-  std::map<int, double> got = StepLosses(launch.output());
-  ASSERT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   EXPECT_NE(losses[0], seeded[0]) << "the imported weights changed nothing";
 }
 
