@@ -342,6 +342,51 @@ TEST_F(StageActorTest, RunsWhatThePlannerPicksAndShipsTheGradientBack) {
   EXPECT_EQ(comm_->Count<TensorMessage>(), 2);
 }
 
+// The cluster's race (s1 InputArrived: duplicate activation for c1 mb0): a stage's start
+// comes from its gate, its inputs from its comm actor, and CAF orders messages per sender
+// only, so the next step's first activation can reach the stage before that step's start.
+TEST_F(StageActorTest, AnInputOfTheNextStepThatOvertakesItsStartWaitsForIt) {
+  stage_actor stage = Spawn();
+  caf::anon_send(stage, start_atom::value, int64_t{1});
+  caf::anon_send(stage, Activation(0));
+  caf::anon_send(stage, Activation(1));
+  Deliver();
+  std::optional<StageDone> first = driver_->Only<StageDone>();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->error, "");
+  driver_->messages.clear();
+  work_.log.clear();
+
+  caf::anon_send(stage, Activation(0));  // step 2's, before step 2's start
+  Deliver();
+  EXPECT_EQ(driver_->Count<StageDone>(), 0) << "the step-2 input was taken for step 1's";
+  EXPECT_TRUE(work_.log.empty());
+
+  caf::anon_send(stage, start_atom::value, int64_t{2});
+  Deliver();
+  EXPECT_THAT(work_.log, ElementsAre("begin 2", "F c1 mb0", "B c1 mb0"));
+  caf::anon_send(stage, Activation(1));
+  Deliver();
+  std::optional<StageDone> second = driver_->Only<StageDone>();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->error, "");
+  EXPECT_THAT(second->losses, ElementsAre(7.0, 8.0));
+}
+
+TEST_F(StageActorTest, AnInputBeforeTheFirstStartWaitsForIt) {
+  stage_actor stage = Spawn();
+  caf::anon_send(stage, Activation(1));
+  Deliver();
+  EXPECT_TRUE(work_.log.empty());
+  caf::anon_send(stage, start_atom::value, int64_t{1});
+  caf::anon_send(stage, Activation(0));
+  Deliver();
+  std::optional<StageDone> done = driver_->Only<StageDone>();
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->error, "");
+  EXPECT_THAT(done->losses, ElementsAre(7.0, 8.0));
+}
+
 TEST_F(StageActorTest, RunsTheOptimizerPhasesOnItsLaneAndAnswersEach) {
   stage_actor stage = Spawn();
   caf::anon_send(stage, tied_atom::value);

@@ -186,6 +186,13 @@ void OnFinished(Self* self, const ComputeDone& done) {
 void OnInput(Self* self, TensorMessage& msg) {
   auto& st = self->state;
   if (st.failed) return;
+  if (!st.loop || st.loop->Done()) {
+    // No step in progress, so this input is the next step's: its start comes from the driver
+    // (or the stage's gate) and the input from a transfer lane, and CAF orders messages per
+    // sender only, so the input may overtake the start. A finished step takes no input.
+    st.next_step_inputs.push_back(std::move(msg));
+    return;
+  }
   auto it = st.microbatches.find({msg.chunk, msg.microbatch});
   if (msg.to_stage != st.init.stage || it == st.microbatches.end()) {
     Fail(self, absl::StrCat("received a tensor for chunk ", msg.chunk, " microbatch ", msg.microbatch,
@@ -263,6 +270,9 @@ void StartStep(Self* self, int64_t step) {
   st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
   runtime::StageWork* work = st.init.work;
   st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });
+  std::vector<TensorMessage> early = std::move(st.next_step_inputs);
+  st.next_step_inputs.clear();
+  for (TensorMessage& msg : early) OnInput(self, msg);
   Dispatch(self);
 }
 

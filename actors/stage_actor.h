@@ -46,6 +46,10 @@ struct StageActorState {
   std::map<std::pair<int, int>, microbatch_actor> microbatches;  // (chunk, mb) -> actor
   runtime::StepSpec spec;                    // this step's (its M)
   std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
+  // Inputs that arrived between steps (before the first start, or after this step's last
+  // action): they belong to the next step, whose start has not arrived yet. Delivered right
+  // after that start.
+  std::vector<TensorMessage> next_step_inputs;
   int64_t step = 0;
   bool failed = false;
   int64_t sent = 0, received = 0;

@@ -682,7 +682,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   RETURN_IF_ERROR(BuildChunks(o, spec, stages, *node));
   ASSIGN_OR_RETURN(const int64_t start_step, InitialWeights(o, me, *node));
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
-  ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device));
+  // Tags keyed by the join token: only processes holding it can address a receive here.
+  ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device, o.token));
   ASSIGN_OR_RETURN(runtime::trace::TraceRecorder* trace, StartTrace(o, me, spec, *node));
 
   node->config = std::make_unique<caf::actor_system_config>();

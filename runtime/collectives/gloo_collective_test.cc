@@ -7,9 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include "gloo/common/error.h"
 #include "gloo/rendezvous/hash_store.h"
+#include "gloo/rendezvous/prefix_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/collectives/authenticated_store.h"
 #include "runtime/collectives/in_process_collective.h"
 #include "runtime/util/status_matchers.h"
 
@@ -22,8 +25,12 @@ using ::testing::HasSubstr;
 
 // Runs `body(member, collective)` on `size` threads, one group member each, all connected
 // through one in-process store.
-void RunGroup(int size, const std::function<void(int, Collective&)>& body) {
-  gloo::rendezvous::HashStore store;
+void RunGroup(int size, const std::function<void(int, Collective&)>& body,
+              const std::string& secret = "") {
+  gloo::rendezvous::HashStore hash_store;
+  AuthenticatedStore signed_store(hash_store, secret);
+  gloo::rendezvous::Store& store = secret.empty() ? static_cast<gloo::rendezvous::Store&>(hash_store)
+                                                  : signed_store;
   std::vector<std::thread> threads;
   for (int m = 0; m < size; ++m) {
     threads.emplace_back([&, m] {
@@ -205,6 +212,49 @@ TEST(InProcessCollectiveTest, AbortWakesAWaitingMember) {
   waiter.join();
   EXPECT_THAT(group.members[1]->AllGatherScalar(1.0, nullptr),
               StatusIs(absl::StatusCode::kAborted));
+}
+
+TEST(AuthenticatedStoreTest, RoundTripsAndRefusesAnEntryWithoutTheSecret) {
+  gloo::rendezvous::HashStore inner;
+  AuthenticatedStore store(inner, "launch secret");
+  store.set("a", {'x', 'y'});
+  EXPECT_EQ(store.get("a"), (std::vector<char>{'x', 'y'}));
+  AuthenticatedStore outsider(inner, "a guess");
+  outsider.set("b", {'1', '2', '3'});
+  try {
+    store.get("b");
+    ADD_FAILURE() << "an entry signed with another secret was accepted";
+  } catch (const gloo::Exception& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'b' is not signed with the launch's secret"));
+  }
+  inner.set("c", {'z'});  // unsigned and too short for a signature
+  EXPECT_THROW(store.get("c"), gloo::Exception);
+  // A signed value moved under another key does not verify.
+  inner.set("d", inner.get("a"));
+  EXPECT_THROW(store.get("d"), gloo::Exception);
+}
+
+TEST(AuthenticatedStoreTest, AGroupConnectsThroughItAndAForgedAddressIsRefused) {
+  RunGroup(2, [](int member, Collective& c) {
+    std::vector<double> values;
+    ASSERT_THAT(c.AllGatherScalar(member + 0.5, &values), IsOk());
+    EXPECT_EQ(values, (std::vector<double>{0.5, 1.5}));
+  }, "launch secret");
+
+  // Member 1's published addresses, forged by a process without the secret.
+  gloo::rendezvous::HashStore inner;
+  AuthenticatedStore forger(inner, "a guess");
+  gloo::rendezvous::PrefixStore forged("forged", forger);
+  forged.set("1", std::vector<char>(64, 'A'));
+  AuthenticatedStore store(inner, "launch secret");
+  GlooGroupOptions options;
+  options.name = "forged";
+  options.member = 0;
+  options.size = 2;
+  options.timeout = std::chrono::seconds(5);
+  EXPECT_THAT(GlooCollective::Connect(store, options).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("is not signed with the launch's secret")));
 }
 
 }  // namespace

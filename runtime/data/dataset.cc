@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/data/llmc_shard.h"
 #include "runtime/data/megatron_indexed.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace fs = std::filesystem;
@@ -51,24 +52,27 @@ std::string ResolveFormat(const std::string& path, const std::string& format) {
   return "text";
 }
 
+// Two passes over the mapped files (text_corpus.h), neither holding the text in memory: the
+// cache key, then (unless cached) the tokens, file by file.
 absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokenizer,
                                 const std::string& cache_dir) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> files = ReadTextFiles(path);
-  if (!files.ok()) return files.status();
   Stream s;
   s.format = "text";
   uint64_t key = Fnv1a(tokenizer.fingerprint(), 0xcbf29ce484222325ull);
   int64_t bytes = 0;
-  for (const auto& [name, text] : *files) {
+  int num_files = 0;
+  RETURN_IF_ERROR(ForEachTextFile(path, [&](const std::string& name, absl::string_view text) {
     key = Fnv1a(text, Fnv1a(name, key));
     bytes += text.size();
-  }
+    ++num_files;
+    return absl::OkStatus();
+  }));
   const bool cacheable = tokenizer.name() != "byte" && cache_dir != "none" &&
                          tokenizer.vocab_size() <= 65536;
   const std::string cache_path =
       absl::StrCat(cache_dir.empty() ? DefaultTokenCacheDir() : cache_dir, "/text-",
                    absl::StrFormat("%016x", key), ".bin");
-  const std::string what = absl::StrCat(files->size(), " text files, ", bytes, " bytes, ",
+  const std::string what = absl::StrCat(num_files, " text files, ", bytes, " bytes, ",
                                         tokenizer.name(), " tokens");
   if (cacheable && fs::exists(cache_path)) {
     if (AppendLlmcShard(cache_path, &s.tokens).ok()) {
@@ -77,11 +81,12 @@ absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokeni
     }
     s.tokens.clear();  // a damaged cache is rebuilt
   }
-  for (const auto& [name, text] : *files) {
+  RETURN_IF_ERROR(ForEachTextFile(path, [&](const std::string&, absl::string_view text) {
     std::vector<int32_t> ids = tokenizer.Encode(text);
     s.tokens.insert(s.tokens.end(), ids.begin(), ids.end());
     if (tokenizer.end_of_text() >= 0) s.tokens.push_back(tokenizer.end_of_text());
-  }
+    return absl::OkStatus();
+  }));
   s.description = what;
   if (cacheable) {
     std::error_code ec;

@@ -3,29 +3,22 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/io/mapped_file.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace fs = std::filesystem;
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+bool LooksBinary(absl::string_view bytes) {
+  return bytes.substr(0, 4096).find('\0') != absl::string_view::npos;
 }
 
-bool LooksBinary(const std::string& bytes) {
-  size_t n = std::min<size_t>(bytes.size(), 4096);
-  return std::find(bytes.begin(), bytes.begin() + n, '\0') != bytes.begin() + n;
-}
-
-// Text is read whole into memory (and becomes 4 bytes a token): refuse what cannot fit
-// with the sizes, instead of failing later as if the model were too large.
+// Text is tokenised into memory (4 bytes a token): refuse what cannot fit with the sizes,
+// instead of failing later as if the model were too large.
 absl::Status CheckTextSize(const std::string& path, const fs::file_status& status) {
   std::error_code ec;
   uintmax_t total = 0;
@@ -38,11 +31,31 @@ absl::Status CheckTextSize(const std::string& path, const fs::file_status& statu
   }
   if (!ec && total > kMaxTextCorpusBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "data path ", path, " holds ", total, " bytes; a text corpus is read into memory whole, at most ",
+        "data path ", path, " holds ", total, " bytes; a text corpus is tokenised into memory, at most ",
         kMaxTextCorpusBytes, " bytes (use a smaller corpus, or tokenize it into llm.c shards or a "
         "Megatron .bin/.idx)"));
   }
   return absl::OkStatus();
+}
+
+// The files of `path` that may hold text, sorted: the path itself, or a folder's regular
+// files (recursively, no symbolic links).
+absl::StatusOr<std::vector<std::string>> CandidateFiles(const std::string& path,
+                                                        const fs::file_status& status) {
+  if (fs::is_regular_file(status)) return std::vector<std::string>{path};
+  if (!fs::is_directory(status)) {
+    return absl::InvalidArgumentError(absl::StrCat("data path ", path,
+                                                   " is neither a file nor a folder"));
+  }
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec)) {
+    if (it->is_symlink() || !it->is_regular_file()) continue;
+    files.push_back(it->path().string());
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot list ", path, ": ", ec.message()));
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 uint64_t Mix(uint64_t z) {
@@ -54,40 +67,44 @@ uint64_t Mix(uint64_t z) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
-    const std::string& path) {
+absl::Status ForEachTextFile(
+    const std::string& path,
+    const std::function<absl::Status(const std::string& file, absl::string_view text)>& visit) {
   std::error_code ec;
   fs::file_status status = fs::status(path, ec);
   if (ec || !fs::exists(status)) {
     return absl::NotFoundError(absl::StrCat("data path ", path, " does not exist"));
   }
-  std::vector<std::pair<std::string, std::string>> out;
-  if (absl::Status s = CheckTextSize(path, status); !s.ok()) return s;
-  if (fs::is_regular_file(status)) {
-    absl::StatusOr<std::string> bytes = ReadFile(path);
-    if (!bytes.ok()) return bytes.status();
-    out.emplace_back(path, std::move(*bytes));
-  } else if (fs::is_directory(status)) {
-    std::vector<fs::path> files;
-    for (fs::recursive_directory_iterator it(path, ec), end; it != end && !ec; it.increment(ec)) {
-      if (it->is_symlink() || !it->is_regular_file()) continue;
-      files.push_back(it->path());
+  RETURN_IF_ERROR(CheckTextSize(path, status));
+  ASSIGN_OR_RETURN(const std::vector<std::string> files, CandidateFiles(path, status));
+  const bool folder = fs::is_directory(status);
+  int visited = 0;
+  for (const std::string& file : files) {
+    ASSIGN_OR_RETURN(const MappedFile mapped, MappedFile::Open(file));
+    const absl::string_view text = mapped.bytes();
+    if (folder && (text.empty() || LooksBinary(text))) continue;  // e.g. fortune's .dat files
+    if (const size_t nul = text.find('\0'); nul != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data file ", file, " has a NUL byte at offset ", nul,
+          ": it is not text (a tokenised corpus is read with --data_format=llmc or megatron)"));
     }
-    if (ec) return absl::InternalError(absl::StrCat("cannot list ", path, ": ", ec.message()));
-    std::sort(files.begin(), files.end());
-    for (const fs::path& f : files) {
-      absl::StatusOr<std::string> bytes = ReadFile(f);
-      if (!bytes.ok()) return bytes.status();
-      if (LooksBinary(*bytes) || bytes->empty()) continue;
-      out.emplace_back(f.string(), std::move(*bytes));
-    }
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("data path ", path,
-                                                   " is neither a file nor a folder"));
+    if (text.empty()) continue;
+    RETURN_IF_ERROR(visit(file, text));
+    ++visited;
   }
-  if (out.empty() || (out.size() == 1 && out[0].second.empty())) {
+  if (visited == 0) {
     return absl::InvalidArgumentError(absl::StrCat("data path ", path, " holds no text (empty corpus)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
+    const std::string& path) {
+  std::vector<std::pair<std::string, std::string>> out;
+  RETURN_IF_ERROR(ForEachTextFile(path, [&](const std::string& file, absl::string_view text) {
+    out.emplace_back(file, std::string(text));
+    return absl::OkStatus();
+  }));
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Text corpora (a file or a folder of text files) as bytes, and deterministic sampling of
 // (tokens, targets) windows: random offsets, or packed sequences in a seeded shuffled order.
-// Not a tokenizer (tokenizer.h) or a streaming loader: the whole corpus is held in memory.
+// Files are mapped and visited one at a time (ForEachTextFile), so reading costs one mapped
+// file, not the whole text, in memory. Not a tokenizer (tokenizer.h).
 #ifndef STAGEHAND_RUNTIME_DATA_TEXT_CORPUS_H_
 #define STAGEHAND_RUNTIME_DATA_TEXT_CORPUS_H_
 
@@ -9,8 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include <functional>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace stagehand::runtime {
 
@@ -28,8 +32,19 @@ struct Corpus {
 // concatenated. NotFound for a missing path, InvalidArgument for an empty corpus.
 absl::StatusOr<std::string> ReadTextPath(const std::string& path);
 
-// The most bytes of text ReadTextFiles reads (a larger corpus is ResourceExhausted, named).
+// The most bytes of text a corpus may hold (a larger one is ResourceExhausted, named): its
+// tokens are held in memory.
 inline constexpr uint64_t kMaxTextCorpusBytes = uint64_t{1} << 31;
+
+// Visits the text files of `path` in the order ReadTextPath concatenates them, each mapped
+// read-only (runtime/io/mapped_file.h) only while `visit` runs: the bytes are valid during
+// the call only. The errors of ReadTextPath, and InvalidArgument naming the file and the
+// offset for a NUL byte in a file that is read as text (a binary file given as --data, or
+// one in a folder whose first 4 KiB look like text); an error of `visit` stops the walk
+// and is returned.
+absl::Status ForEachTextFile(
+    const std::string& path,
+    const std::function<absl::Status(const std::string& file, absl::string_view text)>& visit);
 
 // The same files one by one: (path, contents), in the order ReadTextPath concatenates them.
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(

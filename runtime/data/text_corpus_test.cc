@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -51,6 +53,51 @@ TEST(TextCorpusTest, ACorpusTooLargeForMemoryIsNamedWithItsSize) {
   EXPECT_NE(files.status().message().find(std::to_string(kMaxTextCorpusBytes + 1) + " bytes"),
             std::string::npos) << files.status();
   std::filesystem::remove(path);
+}
+
+TEST(TextCorpusTest, VisitsEachFileMappedInOrder) {
+  fs::path dir = TempDir("visit");
+  Write(dir / "b.txt", "world");
+  Write(dir / "a.txt", "hello ");
+  Write(dir / "c.txt", "");  // empty: skipped
+  std::vector<std::string> seen;
+  absl::Status s = ForEachTextFile(dir.string(), [&](const std::string& file, absl::string_view text) {
+    seen.push_back(fs::path(file).filename().string() + "=" + std::string(text));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(seen, (std::vector<std::string>{"a.txt=hello ", "b.txt=world"}));
+  // A visitor's error stops the walk.
+  int calls = 0;
+  s = ForEachTextFile(dir.string(), [&](const std::string&, absl::string_view) {
+    ++calls;
+    return absl::CancelledError("stop");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(TextCorpusTest, ANulByteInAFileReadAsTextNamesTheFileAndOffset) {
+  fs::path dir = TempDir("nul");
+  Write(dir / "tokens.bin", std::string("ab\0cd", 5));
+  auto single = ReadTextPath((dir / "tokens.bin").string());
+  EXPECT_EQ(single.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(single.status().message().find("tokens.bin has a NUL byte at offset 2"),
+            std::string::npos) << single.status();
+  // In a folder, a file whose first 4 KiB are text but which holds a NUL later is refused too
+  // (one whose first 4 KiB hold a NUL is skipped as binary).
+  fs::path folder = TempDir("nul_late");
+  Write(folder / "late.txt", std::string(5000, 'x') + std::string(1, '\0'));
+  auto late = ReadTextPath(folder.string());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(late.status().message().find("late.txt has a NUL byte at offset 5000"),
+            std::string::npos) << late.status();
+}
+
+TEST(TextCorpusTest, ADeviceIsNotReadAsText) {
+  auto device = ReadTextPath("/dev/zero");
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(device.status().message().find("/dev/zero"), std::string::npos) << device.status();
 }
 
 TEST(TextCorpusTest, TooSmallCorpusNamesTheSizes) {

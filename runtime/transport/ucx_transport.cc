@@ -1,6 +1,8 @@
 // UcxTransport: the UCP calls, all made on the progress thread.
 #include "runtime/transport/ucx_transport.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <ucp/api/ucp.h>
 
 #include <chrono>
@@ -64,8 +66,10 @@ struct UcxTransport::Impl {
 
 UcxTransport::UcxTransport() : impl_(std::make_unique<Impl>()) {}
 
-absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::string& net_devices) {
+absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::string& net_devices,
+                                                                   const std::string& tag_key) {
   std::unique_ptr<UcxTransport> t(new UcxTransport());
+  t->tag_key_ = tag_key;
   ucp_config_t* config = nullptr;
   if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) {
     return UCX_ERROR("ucp_config_read", s);
@@ -126,6 +130,19 @@ UcxTransport::~UcxTransport() {
   if (impl_->context != nullptr) ucp_cleanup(impl_->context);
 }
 
+uint64_t UcxTransport::WireTag(uint64_t tag) const {
+  if (tag_key_.empty()) return tag;
+  unsigned char message[24] = {'s', 't', 'a', 'g', 'e', 'h', 'a', 'n', 'd', ' ', 'u', 'c', 'x', ' ', 't', 'a'};
+  for (int i = 0; i < 8; ++i) message[16 + i] = static_cast<unsigned char>(tag >> (8 * i));
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), tag_key_.data(), static_cast<int>(tag_key_.size()), message, sizeof(message), mac,
+       &length);
+  uint64_t wire = 0;
+  for (int i = 0; i < 8; ++i) wire |= uint64_t{mac[i]} << (8 * i);
+  return wire;
+}
+
 void UcxTransport::Enqueue(std::function<void()> op) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -155,6 +172,7 @@ absl::Status UcxTransport::Connect(int peer, const std::string& address) {
 
 void UcxTransport::Send(int peer, uint64_t tag, const void* data, size_t bytes, Done done) {
   pending_.fetch_add(1);
+  tag = WireTag(tag);
   Enqueue([this, peer, tag, data, bytes, done = std::move(done)]() mutable {
     Op* op = new Op{std::move(done), bytes, &pending_};
     auto it = impl_->endpoints.find(peer);
@@ -175,6 +193,7 @@ void UcxTransport::Send(int peer, uint64_t tag, const void* data, size_t bytes, 
 
 void UcxTransport::Receive(uint64_t tag, void* data, size_t bytes, Done done) {
   pending_.fetch_add(1);
+  tag = WireTag(tag);
   Enqueue([this, tag, data, bytes, done = std::move(done)]() mutable {
     Op* op = new Op{std::move(done), bytes, &pending_};
     ucp_request_param_t p{};

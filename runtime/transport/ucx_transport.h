@@ -30,7 +30,13 @@ class UcxTransport {
   // `net_devices` (UCX_NET_DEVICES syntax, e.g. "lo" or "eth0") UCX's network transports use,
   // and listen on, those interfaces only; empty, or UCX_NET_DEVICES set in the environment
   // (the user's choice wins): UCX's default, every interface.
-  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create(const std::string& net_devices = "");
+  // With `tag_key` (the launch's secret), every tag goes on the wire as the first 8 bytes of
+  // HMAC-SHA256(tag_key, label || tag): a process without the key cannot name a tag that
+  // matches a posted receive, so its messages never land in a buffer (UCX's tag API does not
+  // say who sent an unmatched message, so they are not attributed either). Every peer must
+  // use the same key. Empty: tags go out as given.
+  static absl::StatusOr<std::unique_ptr<UcxTransport>> Create(const std::string& net_devices = "",
+                                                              const std::string& tag_key = "");
   ~UcxTransport();  // stops the thread; pending operations are cancelled
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;
@@ -48,6 +54,9 @@ class UcxTransport {
   // of another size completes with an error.
   void Receive(uint64_t tag, void* data, size_t bytes, Done done);
 
+  // The tag as it goes on the wire (see Create).
+  uint64_t WireTag(uint64_t tag) const;
+
   // Operations posted and not finished yet.
   int64_t pending() const { return pending_.load(); }
 
@@ -59,6 +68,7 @@ class UcxTransport {
 
   std::unique_ptr<Impl> impl_;
   std::string address_;
+  std::string tag_key_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;

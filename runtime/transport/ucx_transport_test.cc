@@ -74,6 +74,31 @@ TEST(UcxTransport, TagsKeepTransfersApart) {
   EXPECT_EQ(got2, two);
 }
 
+// A process that reached this worker without the launch's secret (here: another key) sends
+// first under the same logical tag; the receive still takes only the keyed peer's message.
+TEST(UcxTransport, AMessageFromAPeerWithoutTheKeyNeverMatchesAReceive) {
+  auto a = UcxTransport::Create("", "launch secret");
+  auto b = UcxTransport::Create("", "launch secret");
+  auto foreign = UcxTransport::Create("", "a guess");
+  ASSERT_TRUE(a.ok() && b.ok() && foreign.ok());
+  ASSERT_TRUE((*a)->Connect(1, (*b)->address()).ok());
+  ASSERT_TRUE((*foreign)->Connect(1, (*b)->address()).ok());
+  EXPECT_EQ((*a)->WireTag(7), (*b)->WireTag(7));
+  EXPECT_NE((*a)->WireTag(7), (*foreign)->WireTag(7));
+  EXPECT_NE((*a)->WireTag(7), (*a)->WireTag(8));
+
+  std::vector<float> forged(100, 9.0f), real(100, 1.0f), got(100, 0.0f);
+  std::promise<absl::Status> forged_sent, real_sent, received;
+  auto ff = forged_sent.get_future(), rf = real_sent.get_future(), gf = received.get_future();
+  (*foreign)->Send(1, 7, forged.data(), 400, [&](absl::Status s) { forged_sent.set_value(s); });
+  ASSERT_TRUE(Wait(ff).ok());
+  (*b)->Receive(7, got.data(), 400, [&](absl::Status s) { received.set_value(s); });
+  (*a)->Send(1, 7, real.data(), 400, [&](absl::Status s) { real_sent.set_value(s); });
+  ASSERT_TRUE(Wait(gf).ok());
+  ASSERT_TRUE(Wait(rf).ok());
+  EXPECT_EQ(got, real);
+}
+
 TEST(UcxTransport, ShortMessageIsAnError) {
   Pair p;
   std::vector<float> sent(10, 1.0f), got(20);
