@@ -102,6 +102,7 @@ bool UsesGpt2Names(const GptConfig& c) {
   }
   for (const LayerSpec& l : c.layers) {
     if (l.attention == models::AttentionKind::kLinear || l.mlp == models::MlpKind::kLinear ||
+        l.mlp == models::MlpKind::kMoe ||
         l.num_kv_heads != 0 || l.ffn_hidden != 0) {
       return false;
     }
