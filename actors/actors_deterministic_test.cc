@@ -87,6 +87,10 @@ class ArithmeticWork : public runtime::StageWork {
   void ApplyOptimizer(double clip_scale, int step) override {
     log.push_back("optimizer " + std::to_string(clip_scale) + " step " + std::to_string(step));
   }
+  std::map<int, std::vector<std::string>> GradientNames() override {
+    return {{last_chunk_, {"wte"}}};
+  }
+  void DiscardGradients() override { log.push_back("discard"); }
 
   std::vector<std::string> log;
   bool fail_forward = false;
@@ -116,7 +120,8 @@ class ActorsTest : public testing::ActorFixture<testing::ConfigWith<RegisterMess
 class StepDriverTest : public ActorsTest {
  protected:
   StepDriverTest() {
-    driver_ = Keep(sys.spawn(StepDriver, TwoStages(), /*grad_clip=*/1.0));
+    driver_ = Keep(sys.spawn(StepDriver, TwoStages(), /*grad_clip=*/1.0,
+                             runtime::RerunOptions{}, std::vector<int>{}));
     caf::anon_send(driver_, std::vector<stage_control>{Record<stage_control>(stage_[0]),
                                                        Record<stage_control>(stage_[1])});
     self->send(driver_, step_atom::value, int64_t{3});

@@ -23,6 +23,12 @@ using step_atom = caf::atom_constant<caf::atom("step")>;
 // optimizer phases, driver -> stage and stage -> driver.
 using tied_atom = caf::atom_constant<caf::atom("tied")>;
 using optim_atom = caf::atom_constant<caf::atom("optim")>;
+// driver -> stage: zero this step's gradients instead of applying them (a rerun, a skip).
+using discard_atom = caf::atom_constant<caf::atom("discard")>;
+// driver -> stage: run step `step` again, same data (the rerun state machine). (rerun_atom, int64)
+using rerun_atom = caf::atom_constant<caf::atom("rerun")>;
+// caller -> driver: the applied steps' losses so far (a resumed run's), for the spike check.
+using history_atom = caf::atom_constant<caf::atom("history")>;
 
 namespace cluster {
 

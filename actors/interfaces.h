@@ -20,11 +20,13 @@ using tensor_inbox = caf::typed_actor<caf::reacts_to<TensorMessage>>;
 
 // What a step driver sends a stage: the StageActor itself, or (cluster) its StageGate.
 // In order: begin step `step`; answer with a StageStatus of probe wave `wave`; send your
-// tied gradients; take their sums and send your squared norms; apply AdamW (clip scale, step).
+// tied gradients; take their sums and send your squared norms; apply AdamW (clip scale, step);
+// zero this step's gradients instead (a rerun or a skip); run step `step` again, same data.
 using stage_control =
     caf::typed_actor<caf::reacts_to<start_atom, int64_t>, caf::reacts_to<probe_atom, int>,
                      caf::reacts_to<tied_atom>, caf::reacts_to<tied_atom, TiedGradients>,
-                     caf::reacts_to<optim_atom, double, int>>;
+                     caf::reacts_to<optim_atom, double, int>, caf::reacts_to<discard_atom>,
+                     caf::reacts_to<rerun_atom, int64_t>>;
 
 // A stage actor: driver orders, tensors, and its microbatch actors' completions.
 using stage_actor =
@@ -34,13 +36,16 @@ using stage_actor =
 // that stand in front of it.
 using stage_reports = caf::typed_actor<caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>,
                                        caf::reacts_to<TiedGradients>, caf::reacts_to<SquaredNorms>,
-                                       caf::reacts_to<OptimizerDone>>;
+                                       caf::reacts_to<OptimizerDone>,
+                                       caf::reacts_to<GradientsDiscarded>>;
 
 // The step driver: runs one step on request (answering its outcome) and collects the
-// stages' reports; it is given the stages, by stage, once.
+// stages' reports; it is given the stages, by stage, once, and (resumed runs) the applied
+// steps' losses for the rerun state machine's spike check.
 using step_driver_actor =
     stage_reports::extend<caf::replies_to<step_atom, int64_t>::with<StepOutcome>,
-                          caf::reacts_to<std::vector<stage_control>>>;
+                          caf::reacts_to<std::vector<stage_control>>,
+                          caf::reacts_to<history_atom, std::vector<double>>>;
 
 // A microbatch actor: an input (activation or gradient); its stage's order to run a compute
 // action; its lane's completion (with the output); its stage's order to hand the output on.

@@ -36,6 +36,7 @@ struct ComputeDone {
   double loss = 0.0;     // F of the last chunk
   double seconds = 0.0;  // time on the lane
   std::string error;     // empty when it succeeded
+  double data_seconds = 0.0;  // of `seconds`: building the batch (F of the first chunk)
 };
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
@@ -64,19 +65,34 @@ struct StageDone {
   std::vector<double> losses;  // per microbatch, stages holding the last chunk
   double busy_seconds = 0.0;   // compute time on the lane this step
   std::string error;           // empty when it succeeded
+  // Lane seconds this run by timer phase (runtime/train/timers.h): forward, backward-input
+  // (I and fused B), backward-weight, data loading.
+  std::vector<double> phase_seconds;
+  std::vector<int> non_finite_losses;  // indices of `losses` sent as 0 (SendableDoubles)
 };
 
 // Gradients by chunk and tensor name (tied weights), and per-chunk squared norms.
+// Each optimizer phase's answer carries its lane seconds (the optimizer timer).
 struct TiedGradients {
   int stage = 0;
   std::map<int, std::map<std::string, std::vector<float>>> grads;
+  double seconds = 0.0;
 };
 struct SquaredNorms {
   int stage = 0;
   std::map<int, std::vector<double>> norms;
+  std::map<int, std::vector<std::string>> names;  // the tensors' names, in the same order
+  double seconds = 0.0;
+  std::map<int, std::vector<int>> non_finite;  // indices of `norms` sent as 0 (SendableDoubles)
 };
 struct OptimizerDone {
   int stage = 0;
+  double seconds = 0.0;
+};
+// Stage -> driver: this step's gradients are zeroed (answer to discard_atom).
+struct GradientsDiscarded {
+  int stage = 0;
+  double seconds = 0.0;
 };
 
 // Driver -> main thread.
@@ -86,6 +102,14 @@ struct StepOutcome {
   std::vector<double> busy_seconds;  // per stage: compute time on its lane
   double seconds = 0.0;              // wall time of the step (set by Pipeline::RunStep)
   std::string error;
+  // The rerun state machine (runtime/train/rerun.h): runs of the step (1: no rerun), whether
+  // the batch was skipped (no update), and the lines it logged.
+  int runs = 1;
+  bool skipped = false;
+  std::vector<std::string> notes;
+  // Per stage, seconds by timer phase (runtime/train/timers.h, kNumTimerPhases values; every
+  // run of the step counted): --log_timers.
+  std::vector<std::vector<double>> phase_seconds;
 };
 
 template <class Inspector>
@@ -96,7 +120,7 @@ typename Inspector::result_type inspect(Inspector& f, TensorMessage& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
   return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss,
-           x.seconds, x.error);
+           x.seconds, x.error, x.data_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {
@@ -109,25 +133,39 @@ typename Inspector::result_type inspect(Inspector& f, StageStatus& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageDone& x) {
-  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error);
+  return f(caf::meta::type_name("StageDone"), x.stage, x.losses, x.busy_seconds, x.error,
+           x.phase_seconds, x.non_finite_losses);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TiedGradients& x) {
-  return f(caf::meta::type_name("TiedGradients"), x.stage, x.grads);
+  return f(caf::meta::type_name("TiedGradients"), x.stage, x.grads, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SquaredNorms& x) {
-  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms);
+  return f(caf::meta::type_name("SquaredNorms"), x.stage, x.norms, x.names, x.seconds,
+           x.non_finite);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, OptimizerDone& x) {
-  return f(caf::meta::type_name("OptimizerDone"), x.stage);
+  return f(caf::meta::type_name("OptimizerDone"), x.stage, x.seconds);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GradientsDiscarded& x) {
+  return f(caf::meta::type_name("GradientsDiscarded"), x.stage, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
   return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
-           x.seconds, x.error);
+           x.seconds, x.error, x.runs, x.skipped, x.notes, x.phase_seconds);
 }
+
+// CAF 0.17 serializes a double with pack754, which garbles NaN and never returns on an
+// infinity. Values that may be non-finite (losses, squared norms: what the rerun state
+// machine checks) cross ranks as 0 with their indices listed apart:
+// SendableDoubles zeroes the non-finite values of `values` and returns their indices;
+// RestoreNonFinite sets those indices to NaN again.
+std::vector<int> SendableDoubles(std::vector<double>& values);
+void RestoreNonFinite(std::vector<double>& values, const std::vector<int>& indices);
 
 // Registers every message type above with `config`.
 void RegisterMessageTypes(caf::actor_system_config& config);

@@ -42,6 +42,7 @@ microbatch_actor::behavior_type MicrobatchActor(
             case ActionKind::kForward:
               s = work->Forward(chunk, mb, activation.empty() ? nullptr : &activation, &output,
                                 &done.loss);
+              done.data_seconds = work->TakeDataSeconds();
               break;
             case ActionKind::kBackwardInput:
               s = work->BackwardInput(chunk, mb, grad, &output);

@@ -3,6 +3,8 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
+
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -26,14 +28,41 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
       runtime::BuildChunks(options.model, spec->num_chunks, chunk_options, options.partition);
   if (!chunks.ok()) return chunks.status();
   out.chunks = std::move(*chunks);
+  absl::StatusOr<std::unique_ptr<Pipeline>> pipeline =
+      BuildPipelineOn(options, sampler, out.chunk_pointers());
+  if (!pipeline.ok()) return pipeline.status();
+  out.pipeline = std::move(*pipeline);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
+                                                          const runtime::WindowSampler* sampler,
+                                                          const std::vector<runtime::Chunk*>& chunks) {
+  if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
+  if (absl::Status s = runtime::ValidatePlannerOptions(options.planner_options); !s.ok()) return s;
+  absl::StatusOr<runtime::StepSpec> spec = options.planner->MakeSpec(options.planner_options);
+  if (!spec.ok()) return spec.status();
+  if (spec->num_chunks != static_cast<int>(chunks.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("the plan for ", spec->num_microbatches,
+                                                   " microbatches has ", spec->num_chunks,
+                                                   " chunks, the model ", chunks.size()));
+  }
+  for (runtime::Chunk* chunk : chunks) {
+    if (chunk->options().num_microbatches < spec->num_microbatches) {
+      return absl::InvalidArgumentError(absl::StrCat("the chunks hold ", chunk->options().num_microbatches,
+                                                     " microbatches, the plan needs ", spec->num_microbatches));
+    }
+  }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   for (int s = 0; s < spec->num_stages; ++s) {
     std::map<int, runtime::Chunk*> held;
     for (int c = 0; c < spec->num_chunks; ++c) {
-      if (spec->chunk_to_stage[c] == s) held[c] = out.chunks[c].get();
+      if (spec->chunk_to_stage[c] == s) held[c] = chunks[c];
     }
+    auto faults = options.faults.find(s);
     works.push_back(std::make_unique<runtime::ModelStageWork>(
-        held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer));
+        held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer,
+        faults == options.faults.end() ? runtime::StageFaults{} : faults->second));
     if (s == options.slow_stage.stage) {
       works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
                                                               options.slow_stage.factor);
@@ -44,19 +73,17 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   po.spec = *spec;
   po.link = options.link;
   po.grad_clip = options.optimizer.grad_clip;
+  po.rerun = options.rerun;
   po.deterministic = options.deterministic;
   po.trace = options.trace;
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
-    for (const auto& chunk : out.chunks) {
+    for (runtime::Chunk* chunk : chunks) {
       activation_bytes.push_back(chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)});
     }
     options.trace->SetActivationBytes(std::move(activation_bytes));
   }
-  absl::StatusOr<std::unique_ptr<Pipeline>> pipeline = Pipeline::Create(po, std::move(works));
-  if (!pipeline.ok()) return pipeline.status();
-  out.pipeline = std::move(*pipeline);
-  return out;
+  return Pipeline::Create(po, std::move(works));
 }
 
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(

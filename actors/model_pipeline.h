@@ -4,6 +4,7 @@
 #ifndef STAGEHAND_ACTORS_MODEL_PIPELINE_H_
 #define STAGEHAND_ACTORS_MODEL_PIPELINE_H_
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -26,6 +27,8 @@ struct ModelPipelineOptions {
   runtime::OptimizerConfig optimizer;
   LinkModel link;
   bool deterministic = false;
+  runtime::RerunOptions rerun;                 // checks before the optimizer
+  std::map<int, runtime::StageFaults> faults;  // test faults by stage (STAGEHAND_FAULTS)
   // Not owned, may be null: records every actor event; also told each chunk's activation
   // bytes per microbatch, for its memory counter.
   runtime::trace::TraceRecorder* trace = nullptr;
@@ -43,6 +46,13 @@ struct ModelPipeline {
 // must outlive the result.
 absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
                                                  const runtime::WindowSampler* sampler);
+
+// A pipeline over `chunks` (the whole model in order, as a ModelPipeline holds it) for
+// `options.planner_options`'s M: a batch-size ramp-up runs one per distinct M on one model.
+// The chunks must hold at least that many microbatches and match the plan's chunk count.
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
+                                                          const runtime::WindowSampler* sampler,
+                                                          const std::vector<runtime::Chunk*>& chunks);
 
 // A pipeline whose stages run SyntheticStageWork (known durations, no model): for overlap
 // tests and runtime-overhead benchmarks.

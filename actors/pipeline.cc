@@ -43,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
   p->system_ = std::make_unique<caf::actor_system>(*p->config_);
   caf::actor_system& sys = *p->system_;
   const Lane::Mode mode = options.deterministic ? Lane::Mode::kInline : Lane::Mode::kThread;
-  p->driver_ = sys.spawn(StepDriver, options.spec, options.grad_clip);
+  p->driver_ = sys.spawn(StepDriver, options.spec, options.grad_clip, options.rerun, std::vector<int>{});
   for (int s = 0; s < P; ++s) {
     p->lanes_.push_back(std::make_unique<Lane>(mode));
     p->comms_.push_back(sys.spawn(CommActor, options.link,
@@ -72,6 +72,10 @@ Pipeline::~Pipeline() {
     system_->await_all_actors_done();
   }
   lanes_.clear();  // drains queued jobs: the stage works are still alive
+}
+
+void Pipeline::SeedLossHistory(const std::vector<double>& losses) {
+  caf::anon_send(driver_, history_atom::value, losses);
 }
 
 absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {

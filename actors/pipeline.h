@@ -16,6 +16,7 @@
 #include "runtime/planner.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::actors {
@@ -25,6 +26,7 @@ struct PipelineOptions {
   runtime::StepSpec spec;  // from planner->MakeSpec
   LinkModel link;
   double grad_clip = 1.0;
+  runtime::RerunOptions rerun;  // the step driver's checks before the optimizer
   // Deterministic mode for tests: CAF's test coordinator runs messages one at a time when
   // the test says so, and lanes run jobs inline. RunStep is not available then.
   bool deterministic = false;
@@ -44,6 +46,8 @@ class Pipeline {
   // An error (a stall, a failed action, a planner breaking the memory cap) names the
   // stage and what it waits for; the pipeline cannot run further steps after one.
   absl::StatusOr<StepOutcome> RunStep(int64_t step);
+  // The applied steps' losses of a resumed run, for the rerun state machine's spike check.
+  void SeedLossHistory(const std::vector<double>& losses);
 
   caf::actor_system& system() { return *system_; }
   const step_driver_actor& driver() const { return driver_; }

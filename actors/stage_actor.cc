@@ -20,7 +20,8 @@ void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
   if (st.failed) return;
   st.failed = true;
-  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds, absl::StrCat("stage ", st.init.stage, ": ", error)});
+  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds,
+                                       absl::StrCat("stage ", st.init.stage, ": ", error), {}});
 }
 
 StageStatus Status(Self* self, int wave) {
@@ -61,9 +62,17 @@ ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
 }
 
+// The timers' phase of a compute action: forward, backward-input (I and fused B), or
+// backward-weight (runtime/train/timers.h).
+int PhaseIndex(ActionKind kind) {
+  return kind == ActionKind::kForward ? 0 : kind == ActionKind::kBackwardWeight ? 2 : 1;
+}
+
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.busy_seconds += done.seconds;
+  st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
+  st.phase_seconds[3] += done.data_seconds;
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
@@ -90,7 +99,9 @@ void OnFinished(Self* self, const ComputeDone& done) {
   }
   if (st.loop->Done()) {
     self->send(st.init.driver, Status(self, 0));  // final counters, for stall detection
-    self->send(st.init.driver, StageDone{st.init.stage, st.losses, st.busy_seconds, ""});
+    StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
+    done.non_finite_losses = SendableDoubles(done.losses);
+    self->send(st.init.driver, std::move(done));
     return;
   }
   Dispatch(self);
@@ -136,11 +147,35 @@ void PostOptimizerPhase(Self* self, Phase phase) {
   runtime::trace::TraceRecorder::ComputeLane* trace =
       st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr;
   st.init.lane->Post([trace, driver = st.init.driver, phase = std::move(phase)]() mutable {
-    const int64_t begin = trace ? runtime::trace::NowNanos() : 0;
+    const int64_t begin = runtime::trace::NowNanos();
     auto message = phase();
-    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, runtime::trace::NowNanos());
+    const int64_t end = runtime::trace::NowNanos();
+    message.seconds = 1e-9 * static_cast<double>(end - begin);  // the optimizer timer
+    if (trace) trace->Record(ActionKind::kOptimizer, 0, 0, begin, end);
     caf::anon_send(driver, std::move(message));
   });
+}
+
+// Begins (or, for a rerun, begins again) step `step`: a fresh stage loop and planner.
+void StartStep(Self* self, int64_t step) {
+  auto& st = self->state;
+  st.step = step;
+  st.failed = false;
+  st.sent = st.received = 0;
+  st.busy_seconds = 0.0;
+  st.phase_seconds.assign(4, 0.0);
+  st.losses.assign(st.init.spec.num_microbatches, 0.0);
+  absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
+      st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
+  if (!loop.ok()) {
+    st.loop.reset();
+    Fail(self, std::string(loop.status().message()));
+    return;
+  }
+  st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
+  runtime::StageWork* work = st.init.work;
+  st.init.lane->Post([work, step] { work->BeginStep(step); });
+  Dispatch(self);
 }
 
 }  // namespace
@@ -158,25 +193,9 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
     }
   }
   return {
-      [=](start_atom, int64_t step) {
-        auto& st = self->state;
-        st.step = step;
-        st.failed = false;
-        st.sent = st.received = 0;
-        st.busy_seconds = 0.0;
-        st.losses.assign(st.init.spec.num_microbatches, 0.0);
-        absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
-            st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
-        if (!loop.ok()) {
-          st.loop.reset();
-          Fail(self, std::string(loop.status().message()));
-          return;
-        }
-        st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
-        runtime::StageWork* work = st.init.work;
-        st.init.lane->Post([work, step] { work->BeginStep(step); });
-        Dispatch(self);
-      },
+      [=](start_atom, int64_t step) { StartStep(self, step); },
+      // The same step again with the same data: the rerun state machine's rerun.
+      [=](rerun_atom, int64_t step) { StartStep(self, step); },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
@@ -191,7 +210,9 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         auto& st = self->state;
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
-          return SquaredNorms{stage, work->SquaredNorms()};
+          SquaredNorms norms{stage, work->SquaredNorms(), work->GradientNames()};
+          for (auto& [chunk, values] : norms.norms) norms.non_finite[chunk] = SendableDoubles(values);
+          return norms;
         });
       },
       [=](optim_atom, double scale, int step) {
@@ -199,6 +220,13 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, scale, step] {
           work->ApplyOptimizer(scale, step);
           return OptimizerDone{stage};
+        });
+      },
+      [=](discard_atom) {
+        auto& st = self->state;
+        PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage] {
+          work->DiscardGradients();
+          return GradientsDiscarded{stage};
         });
       },
   };

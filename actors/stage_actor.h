@@ -41,6 +41,7 @@ struct StageActorState {
   int64_t sent = 0, received = 0;
   std::vector<double> losses;
   double busy_seconds = 0.0;
+  std::vector<double> phase_seconds;  // this run: forward, backward-input, backward-weight, data
 };
 
 stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -30,6 +31,7 @@
 #include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
+#include "runtime/cluster/fault_plan.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
@@ -47,6 +49,7 @@
 #include "runtime/train/held_out_pass.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 #include "runtime/util/status_macros.h"
@@ -100,6 +103,10 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
                       {"--trace", c.trace}, {"--checkpoint_dir", c.checkpoint_dir}});
       !s.ok()) {
     return s;
+  }
+  if (c.rampup.has_value() && !c.trace.empty()) {
+    return absl::InvalidArgumentError(
+        "--trace with --rampup_batch_size: a trace holds one M per run for now; drop one of them");
   }
   // Outputs written at the end of the run are checked now, so that no run ends unable to save.
   for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
@@ -180,6 +187,27 @@ absl::StatusOr<const runtime::PlannerDefinition*> ResolvePlanner(
   return planner;
 }
 
+// --rampup_batch_size: the plan of every M the ramp-up reaches is validated before training
+// (the full M's already was, by ResolvePlanner).
+absl::Status ValidateRampupPlans(const LaunchConfig& c, const runtime::PlannerDefinition& planner) {
+  if (!c.rampup.has_value()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(runtime::MicrobatchCalculator calc, tools::MicrobatchCalculatorOf(c));
+  const std::vector<int> ms = calc.DistinctMicrobatches(c.steps);
+  for (int m : ms) {
+    runtime::PlannerOptions o = c.planner_options;
+    o.num_microbatches = m;
+    if (absl::Status s = runtime::ValidatePlanner(planner, o).status(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--rampup_batch_size: the plan of ", planner.name(),
+                                                     " for ", m, " microbatches: ", s.message()));
+    }
+  }
+  std::printf("batch ramp-up: %lld to %lld sequences over %lld samples; plans validated for %s microbatches\n",
+              static_cast<long long>(c.rampup->start),
+              static_cast<long long>(int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size),
+              static_cast<long long>(c.rampup->samples), absl::StrJoin(ms, ", ").c_str());
+  return absl::OkStatus();
+}
+
 absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfig& c) {
   absl::StatusOr<runtime::DryRunReport> report = runtime::DryRun(planner, c.planner_options);
   if (!report.ok()) return report.status();
@@ -199,6 +227,10 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   if (c.slow_stage.stage >= 0) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
+  }
+  if (c.rampup.has_value()) {
+    return absl::InvalidArgumentError(
+        "--rampup_batch_size runs in one process for now: drop --nprocs/--hostfile, or the ramp-up");
   }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
@@ -283,7 +315,29 @@ struct Session {
   actors::ModelPipeline mp;
   std::vector<runtime::Chunk*> chunks;
   std::vector<runtime::ChunkState> chunk_states;
+  // Batch-size ramp-up: microbatches per step, and the pipeline on the same chunks for an M
+  // below the full one (built when first needed, dropped when M grows).
+  std::optional<runtime::MicrobatchCalculator> microbatches;
+  actors::ModelPipelineOptions pipeline_options;
+  std::unique_ptr<actors::Pipeline> ramp_pipeline;
+  int ramp_m = 0;
+  actors::Pipeline* active = nullptr;  // the pipeline of the last step run
 };
+
+// STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
+// The cluster's faults (kill, withhold) are refused: one process has no rank to lose.
+absl::StatusOr<std::map<int, runtime::StageFaults>> OneProcessFaults(int stages) {
+  const char* spec = std::getenv(runtime::kFaultsVar);
+  ASSIGN_OR_RETURN(runtime::FaultPlan plan, runtime::FaultPlanFromSpec(spec ? spec : "", 0, 0));
+  if (plan.kill_at_step != 0 || plan.withhold_receive != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        runtime::kFaultsVar, ": kill and withhold are cluster faults (--nprocs); one process takes "
+        "flip and nan only"));
+  }
+  std::map<int, runtime::StageFaults> faults;
+  for (int stage = 0; stage < stages; ++stage) faults[stage] = runtime::StageFaultsOf(plan, stage);
+  return faults;
+}
 
 // The data, the model and its pipeline.
 absl::Status BuildSession(const LaunchConfig& c, Session& s) {
@@ -305,10 +359,21 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.optimizer.states = &s.optimizer_states;
   options.link = c.link;
   options.slow_stage = c.slow_stage;
+  options.rerun = c.rerun;
+  ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty()) {
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();
   }
+  ASSIGN_OR_RETURN(s.microbatches, tools::MicrobatchCalculatorOf(c));
+  if (c.rampup.has_value()) {
+    std::vector<int64_t> first;  // each step's first microbatch in the data order
+    for (int64_t step = 0; step <= c.steps + 1; ++step) {
+      first.push_back(s.microbatches->ConsumedBefore(step) / c.chunk.micro_batch_size);
+    }
+    s.train->SetFirstMicrobatches(std::move(first));
+  }
+  s.pipeline_options = options;
   ASSIGN_OR_RETURN(s.mp, actors::BuildModelPipeline(options, s.train.get()));
   s.chunks = s.mp.chunk_pointers();
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
@@ -360,17 +425,54 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
   return resumed;
 }
 
+// The pipeline for step `step`'s M (the full one, or one built on the same chunks), seeded
+// with the run's losses when it takes over (the rerun state machine's running median).
+absl::StatusOr<actors::Pipeline*> PipelineFor(const LaunchConfig& c, Session& s, int64_t step,
+                                              const runtime::LossHistory& history) {
+  const int m = s.microbatches->MicrobatchesOfStep(step);
+  actors::Pipeline* pipeline = s.mp.pipeline.get();
+  if (m != c.planner_options.num_microbatches) {
+    if (m != s.ramp_m) {
+      actors::ModelPipelineOptions o = s.pipeline_options;
+      o.planner_options.num_microbatches = m;
+      s.ramp_pipeline.reset();
+      ASSIGN_OR_RETURN(s.ramp_pipeline, actors::BuildPipelineOn(o, s.train.get(), s.chunks));
+      s.ramp_m = m;
+    }
+    pipeline = s.ramp_pipeline.get();
+  } else if (s.ramp_pipeline != nullptr) {
+    s.ramp_pipeline.reset();  // M only grows
+    s.ramp_m = 0;
+  }
+  if (pipeline != s.active) {
+    pipeline->SeedLossHistory(history.train);
+    if (c.rampup.has_value()) {
+      std::printf("batch ramp-up: step %lld global batch %lld sequences (%d microbatches)\n",
+                  static_cast<long long>(step),
+                  static_cast<long long>(int64_t{m} * c.chunk.micro_batch_size), m);
+    }
+    s.active = pipeline;
+  }
+  return pipeline;
+}
+
 // Step times and per-stage busy time, for the summary line.
 struct Throughput {
-  double tokens_per_step = 0;
+  double tokens_per_step = 0;  // at the full batch
+  double step_tokens = 0;      // of the last step run
+  double tokens = 0;           // of every step run
   double total_seconds = 0;
   int64_t steps_run = 0;
   std::vector<double> busy;
 };
 
-// Runs step `step` and counts its time.
-absl::StatusOr<actors::StepOutcome> TrainStep(Session& s, int64_t step, Throughput& t) {
-  ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
+// Runs step `step` (on the pipeline of its M) and counts its time and tokens.
+absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s, int64_t step,
+                                              const runtime::LossHistory& history, Throughput& t) {
+  ASSIGN_OR_RETURN(actors::Pipeline * pipeline, PipelineFor(c, s, step, history));
+  ASSIGN_OR_RETURN(actors::StepOutcome outcome, pipeline->RunStep(step));
+  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len * pipeline->spec().num_microbatches;
+  t.tokens += t.step_tokens;
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
   for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
@@ -378,27 +480,70 @@ absl::StatusOr<actors::StepOutcome> TrainStep(Session& s, int64_t step, Throughp
 }
 
 // Drives the training loop's phases (runtime/train/train_loop.h) to its end.
+// --log_timers: the phase timers of the steps since the last report (runtime/train/timers.h).
+struct StepTimers {
+  std::optional<runtime::PhaseTimers> timers;
+  int64_t from = 1;  // the first step not reported yet
+
+  void AddStep(const actors::StepOutcome& out) {
+    if (!timers) return;
+    std::vector<runtime::PhaseSeconds> per_stage;
+    for (const std::vector<double>& v : out.phase_seconds) {
+      runtime::PhaseSeconds p{};
+      std::copy_n(v.begin(), std::min<size_t>(v.size(), p.size()), p.begin());
+      per_stage.push_back(p);
+    }
+    timers->AddStep(per_stage);
+  }
+  void Report(int64_t step) {
+    if (!timers) return;
+    for (const std::string& line : timers->Report(from, step)) std::printf("%s\n", line.c_str());
+    timers->Reset();
+    from = step + 1;
+  }
+};
+
+// Held-out evaluation after `step`, timed for --log_timers (on stage 0, which holds chunk 0).
+absl::StatusOr<double> TimedEvaluate(const LaunchConfig& c, Session& s, StepTimers& timers) {
+  const auto begin = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
+  if (timers.timers) {
+    timers.timers->Add(0, runtime::TimerPhase::kEvaluation,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  }
+  return loss;
+}
+
+// Drives the training loop's phases (runtime/train/train_loop.h) to its end.
 absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop, Throughput& t) {
   const bool tty = isatty(fileno(stderr));
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
+  StepTimers timers;
+  if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
+  timers.from = loop.first_step();
   std::signal(SIGINT, RequestStop);
   std::signal(SIGTERM, RequestStop);
   for (runtime::TrainAction a = loop.Start(); a.phase != runtime::TrainPhase::kFinish;) {
     const int64_t step = a.step;
     if (a.phase == runtime::TrainPhase::kEvaluate) {
-      ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
+      ASSIGN_OR_RETURN(double loss, TimedEvaluate(c, s, timers));
       a = loop.Evaluated(step, loss);
       std::printf("%s\n", runtime::HeldOutLine(step, loss).c_str());
     } else if (a.phase == runtime::TrainPhase::kCheckpoint) {
       RETURN_IF_ERROR(SaveCheckpoint(c, s.model, step, loop.history(), s.chunk_states));
       a = loop.Checkpointed(step);
     } else {
-      ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(s, step, t));
+      ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.history(), t));
       progress.Update(step, out.seconds, out.loss);
       a = loop.StepFinished(step, out.loss, stop_requested);
-      if (loop.LogDue(step)) {
+      timers.AddStep(out);
+      for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
+      if (out.skipped) {
+        std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
+      } else if (loop.LogDue(step)) {
         std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step), out.loss,
-                    t.tokens_per_step / out.seconds, runtime::LearningRateAt(c.optimizer, step));
+                    t.step_tokens / out.seconds, runtime::LearningRateAt(c.optimizer, step));
+        timers.Report(step);
         std::fflush(stdout);
       }
       if (tty) std::fprintf(stderr, "\r%s", progress.Line().c_str()), std::fflush(stderr);
@@ -416,7 +561,7 @@ void PrintSummary(const Throughput& t) {
     fractions.push_back(absl::StrFormat("s%d %.2f", k, t.busy[k] / std::max(t.total_seconds, 1e-9)));
   }
   std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * t.total_seconds / t.steps_run,
-              t.tokens_per_step * t.steps_run / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
+              t.tokens / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
 }
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
@@ -448,6 +593,7 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
 absl::Status Run(const LaunchConfig& c) {
   Session s;
   ASSIGN_OR_RETURN(s.planner, ResolvePlanner(c, &s.loaded));
+  RETURN_IF_ERROR(ValidateRampupPlans(c, *s.planner));
   if (c.dry_run) return DryRun(*s.planner, c);
   RETURN_IF_ERROR(BuildSession(c, s));
   PrintBanner(c, s);

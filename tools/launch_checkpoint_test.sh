@@ -59,4 +59,39 @@ cmp "$T/g1.out" "$T/g2.out" || fail "generate differs for the same seed"
 echo "== 8. --resume with an empty folder starts at step 0"
 "$BIN/launch" "${FLAGS[@]}" --steps=2 --checkpoint_dir="$T/e" --resume > "$T/e.out"
 grep -q "starting at step 0" "$T/e.out" || fail "no fresh start"
+
+echo "== 9. --rampup_batch_size: M per step follows Megatron's formula; a resume mid-ramp is bitwise"
+RAMP=(--rampup_batch_size=2,2,24 --steps=8 --eval_every=0)
+"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/r" > "$T/r.out"
+cat "$T/r.out"
+# 2,2,24 to 8: 8 samples per increment; batches 2,2,2,2 | 4,4 | 6,6 | 8 (consumed 0..28).
+for want in "step 1 global batch 2 sequences (1 microbatches)" "step 5 global batch 4 sequences (2 microbatches)" \
+            "step 7 global batch 6 sequences (3 microbatches)"; do
+  grep -q "batch ramp-up: $want" "$T/r.out" || fail "ramp-up: no '$want'"
+done
+grep -q "plans validated for 1, 2, 3 microbatches" "$T/r.out" || fail "ramp-up: plans not validated per M"
+"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/s" --exit_after=5 > "$T/s1.out"
+"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/s" --resume > "$T/s2.out"
+cat "$T/s2.out"
+grep -q "resumed from .*step_00000005 (step 5)" "$T/s2.out" || fail "ramp-up: no resume at step 5"
+for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+  cmp "$T/r/step_00000008/$f" "$T/s/step_00000008/$f" || fail "ramp-up: $f differs after a resume mid-ramp"
+done
+
+echo "== 10. the rerun state machine: STAGEHAND_FAULTS flip (transient) and nan (persistent)"
+SAFE=(--steps=4 --eval_every=0)
+"$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/clean.safetensors" > "$T/clean.out"
+STAGEHAND_FAULTS=flip=1:3 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/flip.safetensors" > "$T/flip.out"
+cat "$T/flip.out"
+grep -q "transient fault on rank 0 (stage 1)" "$T/flip.out" || fail "flip: no transient fault reported"
+cmp "$T/clean.safetensors" "$T/flip.safetensors" || fail "flip: parameters differ from the unfaulted run"
+if STAGEHAND_FAULTS=nan=2:1 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" > "$T/nan.out" 2> "$T/nan.err"; then
+  fail "nan: a persistent NaN did not stop the run"
+fi
+cat "$T/nan.err"
+grep -q "persistent fault, the rerun reproduced it: step 2: non-finite loss in microbatch 1" "$T/nan.err" || fail "nan: no report"
+STAGEHAND_FAULTS=nan=2:1 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --on_bad_step=skip > "$T/skip.out"
+cat "$T/skip.out"
+grep -q "^step 2 skipped (no update)" "$T/skip.out" || fail "skip: step 2 not skipped"
+grep -q "^step 4 loss" "$T/skip.out" || fail "skip: the run did not go on"
 echo PASS

@@ -133,6 +133,7 @@ absl::Status Run(const Command& c) {
     absl::StatusOr<TraceSummary> summary = Summarize(*trace, options);
     if (!summary.ok()) return summary.status();
     std::fputs(FormatSummary(*summary).c_str(), stdout);
+    std::fputs(FormatPhaseTimes(PhaseTimesOf(*trace)).c_str(), stdout);
     return absl::OkStatus();
   }
   HtmlOptions options;

@@ -85,6 +85,18 @@ ABSL_FLAG(std::string, slow_stage, "",
 ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
 ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
+ABSL_FLAG(double, spike_factor, 0.0,
+          "rerun a step whose loss exceeds this x the running median of the last 100 steps (0: off)");
+ABSL_FLAG(std::string, on_bad_step, "stop",
+          "a step whose NaN/Inf or loss spike a rerun reproduces: stop (report) or skip (the batch)");
+ABSL_FLAG(bool, log_timers, false,
+          "with each step line (--log_every), the time per phase summed over the stages, with "
+          "min/max over stages, and stragglers (> 1.5 x the median)");
+ABSL_FLAG(std::string, rampup_batch_size, "",
+          "START,INCREMENT,SAMPLES: grow the global batch (sequences) from START by INCREMENT over "
+          "SAMPLES samples to --microbatches x --micro_batch_size, as Megatron's flag (one process)");
+ABSL_FLAG(int, max_transient, 3,
+          "report a rank by name once its transient faults (reruns that came out healthy) exceed this");
 
 namespace stagehand::tools {
 namespace {
@@ -133,6 +145,22 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
   return model;
 }
 
+// --spike_factor, --on_bad_step, --max_transient: the rerun state machine's options.
+absl::Status RerunFromFlags(runtime::RerunOptions& o) {
+  o.spike_factor = absl::GetFlag(FLAGS_spike_factor);
+  if (!std::isfinite(o.spike_factor) || (o.spike_factor != 0 && o.spike_factor <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--spike_factor=", o.spike_factor, " must be 0 (off) or a finite number above 1"));
+  }
+  ASSIGN_OR_RETURN(o.on_bad_step, runtime::OnBadStepFromName(absl::GetFlag(FLAGS_on_bad_step)));
+  o.max_transient = absl::GetFlag(FLAGS_max_transient);
+  if (o.max_transient < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_transient=", o.max_transient, " must not be negative"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<std::string>& TrainFlagNames() {
@@ -145,7 +173,9 @@ const std::vector<std::string>& TrainFlagNames() {
       "tokenizer_dir",  "validation_data", "validation_fraction", "data_cache_dir",
       "warmup_steps",   "min_lr_fraction", "log_every",        "checkpoint_dir",
       "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
-      "trace",          "hang_timeout",    "eval_batches",     "eval_every"};
+      "trace",          "hang_timeout",    "eval_batches",     "eval_every",
+      "spike_factor",   "on_bad_step",     "max_transient",    "rampup_batch_size",
+      "log_timers"};
   return names;
 }
 
@@ -157,6 +187,12 @@ std::vector<std::string> TrainFlagArgs() {
     args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
   }
   return args;
+}
+
+absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c) {
+  return runtime::MicrobatchCalculator::Create(
+      int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size, c.chunk.micro_batch_size,
+      /*data_parallel=*/1, c.rampup);
 }
 
 absl::Status ValidateTrainConfig(const TrainConfig& c) {
@@ -184,6 +220,7 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
                                                    c.stages, " must be at most ", kMaxMicrobatches, " and ",
                                                    kMaxStages));
   }
+  if (c.rampup.has_value()) RETURN_IF_ERROR(MicrobatchCalculatorOf(c).status());
   return absl::OkStatus();
 }
 
@@ -357,6 +394,11 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   RETURN_IF_ERROR(ReadModelFlags(c));
   ReadDataFlags(c);
   RETURN_IF_ERROR(ReadRunFlags(c));
+  RETURN_IF_ERROR(RerunFromFlags(c.rerun));
+  c.log_timers = absl::GetFlag(FLAGS_log_timers);
+  if (const std::string rampup = absl::GetFlag(FLAGS_rampup_batch_size); !rampup.empty()) {
+    ASSIGN_OR_RETURN(c.rampup, runtime::BatchRampupFromFlag(rampup));
+  }
   RETURN_IF_ERROR(ValidateTrainConfig(c));
   return c;
 }
@@ -374,7 +416,7 @@ runtime::TrainLoopOptions LoopOptionsOf(const TrainConfig& c) {
 }
 
 nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
-  return {{"steps", c.steps},
+  nlohmann::json run = {{"steps", c.steps},
           {"seq_len", c.chunk.seq_len},
           {"micro_batch_size", c.chunk.micro_batch_size},
           {"microbatches", c.chunk.num_microbatches},
@@ -391,6 +433,10 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
           {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
                    {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
           {"history", runtime::LossHistoryToJson(h)}};
+  if (c.rampup.has_value()) {  // only then: the manifests of other runs stay as they were
+    run["rampup_batch_size"] = {c.rampup->start, c.rampup->increment, c.rampup->samples};
+  }
+  return run;
 }
 
 RunHistory HistoryFromRunJson(const nlohmann::json& run, int64_t step) {

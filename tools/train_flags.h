@@ -6,6 +6,7 @@
 #define STAGEHAND_TOOLS_TRAIN_FLAGS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/planner.h"
+#include "runtime/train/batch_rampup.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -49,7 +52,14 @@ struct TrainConfig {
   runtime::SlowStage slow_stage;  // --slow_stage; stage -1 = none
   int eval_batches = 16;     // held-out batches per evaluation
   int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
+  runtime::RerunOptions rerun;  // --spike_factor, --on_bad_step, --max_transient
+  std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size (absent: constant M)
+  bool log_timers = false;   // phase timers with each step line (runtime/train/timers.h)
 };
+
+// Microbatches per step under --rampup_batch_size (constant without it); InvalidArgument
+// when the ramp-up does not fit --microbatches x --micro_batch_size.
+absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c);
 
 // The planner --planner names when it is not given.
 inline constexpr char kDefaultPlanner[] = "1f1b";

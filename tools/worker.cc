@@ -150,6 +150,8 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const 
   o.partition = c.partition;
   o.planner_options = c.planner_options;
   o.optimizer = c.optimizer;
+  o.rerun = c.rerun;
+  o.log_timers = c.log_timers;
   o.loop = tools::LoopOptionsOf(c);
   o.save_params = c.save_params;
   o.init_from = runtime::ResolveUserPath(absl::GetFlag(FLAGS_init_from));

@@ -49,9 +49,23 @@ std::string CheckSquaredNorms(const SquaredNorms& n, const runtime::StepSpec& sp
       return absl::StrCat("chunk ", chunk, " is not held by stage ", n.stage);
     }
     for (size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i]) || values[i] < 0) {
+      // NaN and Inf pass: the rerun state machine (runtime/train/rerun.h) judges them.
+      if (values[i] < 0) {
         return absl::StrCat("squared norm ", i, " of chunk ", chunk, " is ", values[i]);
       }
+    }
+    auto non_finite = n.non_finite.find(chunk);
+    if (non_finite != n.non_finite.end()) {
+      for (int i : non_finite->second) {
+        if (i < 0 || i >= static_cast<int>(values.size())) {
+          return absl::StrCat("non-finite index ", i, " of chunk ", chunk, " is out of range");
+        }
+      }
+    }
+    auto names = n.names.find(chunk);
+    if (names != n.names.end() && names->second.size() != values.size()) {
+      return absl::StrCat(names->second.size(), " tensor names for ", values.size(),
+                          " squared norms of chunk ", chunk);
     }
   }
   return "";

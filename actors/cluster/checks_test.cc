@@ -89,10 +89,15 @@ TEST(CheckNoticeFieldsTest, RefusesChunksMicrobatchesAndKindsThatCannotArriveHer
   EXPECT_EQ(CheckNoticeFields(n, Rules()), "an activation for chunk 2 cannot come from stage 3");
 }
 
-TEST(CheckSquaredNormsTest, RefusesNonFiniteNegativeAndForeignChunks) {
+// NaN and Inf pass to the driver: the rerun state machine judges them (runtime/train/rerun.h).
+TEST(CheckSquaredNormsTest, RefusesNegativeForeignChunksAndMisnamedNormsButPassesNaN) {
   const runtime::StepSpec spec = Spec("1f1b", 4, 8);
   EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, 2.5}}}}, spec), "");
-  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, NAN}}}}, spec), "squared norm 1 of chunk 1 is nan");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, NAN}}}}, spec), "");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0}}}, {}, 0.0, {{1, {3}}}}, spec),
+            "non-finite index 3 of chunk 1 is out of range");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, 1.0}}}, {{1, {"w"}}}}, spec),
+            "1 tensor names for 2 squared norms of chunk 1");
   EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {-1.0}}}}, spec), "squared norm 0 of chunk 1 is -1");
   EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{2, {1.0}}}}, spec), "chunk 2 is not held by stage 1");
 }

@@ -192,6 +192,23 @@ void OnEvalHang(Self* self, int64_t step) {
   StopAll(self, report);
 }
 
+// --log_timers: adds the step's phase seconds; prints the report with the step line.
+void TimeStep(Self* self, const StepOutcome& out, int64_t step, bool report) {
+  auto& st = self->state;
+  if (!st.timers) return;
+  std::vector<runtime::PhaseSeconds> per_stage;
+  for (const std::vector<double>& v : out.phase_seconds) {
+    runtime::PhaseSeconds p{};
+    std::copy_n(v.begin(), std::min<size_t>(v.size(), p.size()), p.begin());
+    per_stage.push_back(p);
+  }
+  st.timers->AddStep(per_stage);
+  if (!report) return;
+  for (const std::string& line : st.timers->Report(st.timers_from, step)) std::printf("%s\n", line.c_str());
+  st.timers->Reset();
+  st.timers_from = step + 1;
+}
+
 void RunStep(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
@@ -210,12 +227,16 @@ void RunStep(Self* self, int64_t step) {
           StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
           return;
         }
+        for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
         const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
-        if (st.loop->LogDue(step)) {
+        if (out.skipped) {
+          std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
+        } else if (st.loop->LogDue(step)) {
           std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
                       out.loss, out.grad_norm, out.loss);
-          std::fflush(stdout);
         }
+        TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
+        std::fflush(stdout);
         Advance(self, next);
       },
       [=](caf::error& e) { StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e))); });
@@ -345,6 +366,7 @@ void OnReady(Self* self, int rank) {
               static_cast<long long>(st.loop->last_step()));
   PrintStatus({runtime::ClusterEvent::kClusterUp});
   self->send(st.driver, st.stage_gates);
+  self->send(st.driver, history_atom::value, st.loop->history().train);  // for spike checks
   Advance(self, st.loop->Start());  // a resumed run at its last step only saves
 }
 
@@ -390,6 +412,10 @@ coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions opti
   st.held_out.emplace(st.options.world_size,
                       runtime::StageRanks(st.options.spec.num_stages,
                                           st.options.world_size)[st.options.spec.chunk_to_stage.back()]);
+  if (st.options.log_timers) {
+    st.timers.emplace(runtime::StageRanks(st.options.spec.num_stages, st.options.world_size));
+    st.timers_from = st.options.resumed_step + 1;
+  }
   st.loop.emplace(st.options.loop, st.options.resumed_step,
                   runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,

@@ -19,6 +19,7 @@
 #include "runtime/cluster/admission.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 
 namespace stagehand::actors::cluster {
@@ -48,6 +49,7 @@ struct CoordinatorOptions {
   // Rank 0's trace recorder, or null: the coordinator is the one writer of its step
   // boundaries (it asks the driver for each step, as Pipeline::RunStep does in one process).
   runtime::trace::TraceRecorder* trace = nullptr;
+  bool log_timers = false;     // phase timers with each step line (runtime/train/timers.h)
 };
 
 struct CoordinatorState {
@@ -70,6 +72,8 @@ struct CoordinatorState {
   bool running = false;
   bool stopping = false;
   std::vector<StageReport> reports;         // hang probe answers
+  std::optional<runtime::PhaseTimers> timers;  // --log_timers: since step timers_from
+  int64_t timers_from = 1;
 };
 
 // `driver` is the StepDriver (this process); the gate is spawned by the coordinator.

@@ -50,7 +50,8 @@ step_driver_actor::behavior_type FakeDriver(step_driver_actor::pointer, Log* log
       [](const std::vector<stage_control>&) {},
       // The stages report to the driver gate, not here.
       [](const StageStatus&) {}, [](const StageDone&) {}, [](const TiedGradients&) {},
-      [](const SquaredNorms&) {}, [](const OptimizerDone&) {},
+      [](const SquaredNorms&) {}, [](const OptimizerDone&) {}, [](const GradientsDiscarded&) {},
+      [](history_atom, const std::vector<double>&) {},
   };
 }
 

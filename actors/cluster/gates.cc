@@ -76,6 +76,17 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
         }
         self->send(st.init.fronted, tied_atom::value, std::move(sums));
       },
+      [=](discard_atom) { self->send(self->state.init.fronted, discard_atom::value); },
+      // A rerun (runtime/train/rerun.h) runs the current step again: no trace step begins.
+      [=](rerun_atom, int64_t step) {
+        auto& st = self->state;
+        if (step != st.step) {
+          refuse(absl::StrCat("rerun of step ", step, " during step ", st.step));
+          return;
+        }
+        self->send(st.init.comm, start_atom::value, step);
+        self->send(st.init.fronted, rerun_atom::value, step);
+      },
       [=](optim_atom, double scale, int step) {
         auto& st = self->state;
         if (step != st.step || !(scale >= 0.0)) {
@@ -146,6 +157,10 @@ driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<
       },
       [=](OptimizerDone& d) {
         if (!stage_ok(d.stage, "OptimizerDone")) return;
+        self->send(self->state.init.driver, d);
+      },
+      [=](GradientsDiscarded& d) {
+        if (!stage_ok(d.stage, "GradientsDiscarded")) return;
         self->send(self->state.init.driver, d);
       },
       [=](StageReport& r) { self->send(self->state.init.coordinator, std::move(r)); },

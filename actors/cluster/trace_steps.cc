@@ -31,6 +31,7 @@ trace_steps_actor::behavior_type TraceSteps(trace_steps_actor::stateful_pointer<
       [=](StageDone& m) { self->send(self->state.init.driver, std::move(m)); },
       [=](TiedGradients& m) { self->send(self->state.init.driver, std::move(m)); },
       [=](SquaredNorms& m) { self->send(self->state.init.driver, std::move(m)); },
+      [=](GradientsDiscarded& m) { self->send(self->state.init.driver, std::move(m)); },
   };
 }
 

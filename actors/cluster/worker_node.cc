@@ -107,6 +107,12 @@ class RecordingStageWork : public runtime::StageWork {
     Note("optimizer", -1, -1);
     inner_->ApplyOptimizer(scale, step);
   }
+  std::map<int, std::vector<std::string>> GradientNames() override { return inner_->GradientNames(); }
+  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
+  void DiscardGradients() override {
+    Note("discard gradients", -1, -1);
+    inner_->DiscardGradients();
+  }
 
  private:
   void Note(const char* what, int c, int mb) {
@@ -378,7 +384,9 @@ absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtim
   co.keep_checkpoints = o.keep_checkpoints;
   co.meta = o.checkpoint_meta;
   co.trace = trace;
-  step_driver_actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip);
+  co.log_timers = o.log_timers;
+  step_driver_actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip, o.rerun,
+                                       runtime::StageRanks(spec.num_stages, o.world_size));
   coordinator_actor coordinator = sys.spawn(Coordinator, co, driver);
   caf::expected<uint16_t> port = sys.middleman().publish(coordinator, 0, "127.0.0.1", true);
   if (!port) {
@@ -439,7 +447,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
     }
     node.works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
-                                                  spec.num_microbatches, optimizer),
+                                                  spec.num_microbatches, optimizer,
+                                                  runtime::StageFaultsOf(o.faults, s)),
         s, &node.log, o.faults.kill_at_step));
     node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
     ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, self_handle,

@@ -16,6 +16,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/planner.h"
 #include "runtime/cluster/fault_plan.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
 
@@ -37,6 +38,8 @@ struct WorkerOptions {
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
   runtime::OptimizerConfig optimizer;            // `states` is set here
+  runtime::RerunOptions rerun;                   // rank 0's step driver checks each step
+  bool log_timers = false;                       // rank 0 prints the phase timers
   // The training loop's policy (runtime/train/train_loop.h); rank 0's coordinator runs it.
   runtime::TrainLoopOptions loop;
   const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`

@@ -24,9 +24,18 @@ absl::StatusOr<FaultPlan> FaultPlanFromSpec(const std::string& spec, int rank, i
       if (v[0] == rank && restart < v[2]) plan.kill_at_step = v[1];
     } else if (ok && kv[0] == "withhold" && f.size() == 2 && v[1] > 0) {
       if (v[0] == rank) plan.withhold_receive = static_cast<int>(v[1]);
+    } else if (ok && kv[0] == "flip" && f.size() == 2 && v[0] >= 0 && v[1] > 0) {
+      plan.flip_stage = static_cast<int>(v[0]);
+      plan.flip_at_step = v[1];
+    } else if (ok && kv[0] == "slow" && f.size() == 2 && v[0] >= 0 && v[1] > 0) {
+      plan.slow_stage = static_cast<int>(v[0]);
+      plan.slow_forward_ms = static_cast<double>(v[1]);
+    } else if (ok && kv[0] == "nan" && f.size() == 2 && v[0] > 0 && v[1] >= 0) {
+      plan.nan_at_step = v[0];
+      plan.nan_microbatch = static_cast<int>(v[1]);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          kFaultsVar, ": cannot read '", item, "' (want kill=RANK:STEP[:ATTEMPTS] or withhold=RANK:N)"));
+          kFaultsVar, ": cannot read '", item, "' (want kill=RANK:STEP[:ATTEMPTS], withhold=RANK:N, flip=STAGE:STEP, nan=STEP:MICROBATCH or slow=STAGE:MS)"));
     }
   }
   return plan;

@@ -160,14 +160,20 @@ uint64_t ShufflePosition(uint64_t position, uint64_t n, uint64_t key) {
 
 double WindowSampler::Epochs(int64_t step) const {
   if (starts_ == nullptr || starts_->empty()) return 0.0;
+  if (step >= 0 && step + 1 < static_cast<int64_t>(first_.size())) {
+    return double(first_[step + 1]) * B_ / double(starts_->size());
+  }
   return double(step) * M_ * B_ / double(starts_->size());
 }
 
 void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
   if (starts_ != nullptr) {
     const int64_t n = static_cast<int64_t>(starts_->size());
+    const int64_t first = step >= 0 && step < static_cast<int64_t>(first_.size())
+                              ? first_[step]
+                              : (step - 1) * M_;
     for (int b = 0; b < B_; ++b) {
-      const int64_t index = ((step - 1) * M_ + microbatch) * int64_t{B_} + b;
+      const int64_t index = (first + microbatch) * int64_t{B_} + b;
       const int64_t epoch = index >= 0 ? index / n : -1 - (-index - 1) / n;  // floor
       const uint64_t position = static_cast<uint64_t>(index - epoch * n);
       const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(epoch) + 0xE90C5ull));

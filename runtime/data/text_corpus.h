@@ -58,12 +58,17 @@ class WindowSampler {
   void Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const;
   // Epochs completed by the end of `step` (packed sequences only; 0 otherwise).
   double Epochs(int64_t step) const;
+  // A batch-size ramp-up (runtime/train/batch_rampup.h): step s's microbatch 0 is the
+  // `first[s]`th microbatch of the sequence of epochs (packed sequences), in place of
+  // (s - 1) * num_microbatches; `first` covers steps 0 .. last + 1. Empty: the fixed M.
+  void SetFirstMicrobatches(std::vector<int64_t> first) { first_ = std::move(first); }
 
  private:
   const std::vector<int32_t>* data_;
   const std::vector<int64_t>* starts_ = nullptr;  // null: random offsets
   int B_, T_;
   int M_ = 1;
+  std::vector<int64_t> first_;  // empty: (step - 1) * M_
   uint64_t seed_;
 };
 

@@ -518,4 +518,52 @@ std::string FormatSummary(const TraceSummary& s) {
   return out;
 }
 
+// --- The compute phases of --log_timers.
+
+std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
+  std::vector<StagePhaseTimes> out(std::max(trace.num_stages, 0));
+  for (size_t s = 0; s < out.size(); ++s) out[s].stage = static_cast<int>(s);
+  for (const Span& span : trace.spans) {
+    if (span.lane != Lane::kCompute || span.stage < 0 || span.stage >= static_cast<int>(out.size())) continue;
+    StagePhaseTimes& t = out[span.stage];
+    switch (span.kind) {
+      case ActionKind::kForward:
+        t.forward_us += span.duration_us();
+        break;
+      case ActionKind::kBackwardInput:
+      case ActionKind::kBackward:
+        t.backward_input_us += span.duration_us();
+        break;
+      case ActionKind::kBackwardWeight:
+        t.backward_weight_us += span.duration_us();
+        break;
+      case ActionKind::kOptimizer:
+        t.optimizer_us += span.duration_us();
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
+  std::string out = "phase times (ms, summed over stages; min, max per stage), as --log_timers:\n";
+  const std::pair<const char*, double StagePhaseTimes::*> phases[] = {
+      {"forward", &StagePhaseTimes::forward_us},
+      {"backward-input", &StagePhaseTimes::backward_input_us},
+      {"backward-weight", &StagePhaseTimes::backward_weight_us},
+      {"optimizer", &StagePhaseTimes::optimizer_us}};
+  for (const auto& [name, field] : phases) {
+    double total = 0, low = times.empty() ? 0 : times[0].*field, high = low;
+    for (const StagePhaseTimes& t : times) {
+      total += t.*field;
+      low = std::min(low, t.*field);
+      high = std::max(high, t.*field);
+    }
+    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3, high / 1e3);
+  }
+  return out;
+}
+
 }  // namespace stagehand::runtime::trace

@@ -126,6 +126,20 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
 std::string FormatSummary(const TraceSummary& summary);
 
+// --- The compute phases of --log_timers (runtime/train/timers.h), as the trace shows them:
+// per stage, the summed durations of its compute spans by kind, over every step of the trace.
+// The launcher's timers measure the same lane work, so the two agree (actors/rerun_step_test).
+struct StagePhaseTimes {
+  int stage = 0;
+  double forward_us = 0;          // F
+  double backward_input_us = 0;   // I and fused B
+  double backward_weight_us = 0;  // W
+  double optimizer_us = 0;        // OPTIM
+};
+std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace);
+// "phase times (ms, as --log_timers): forward 12.3 (min 2.9, max 3.3 per stage) ..." lines.
+std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times);
+
 }  // namespace stagehand::runtime::trace
 
 #endif  // STAGEHAND_RUNTIME_TRACE_SUMMARY_H_

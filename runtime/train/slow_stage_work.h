@@ -41,6 +41,11 @@ class SlowStageWork : public StageWork {
   void ApplyOptimizer(double clip_scale, int step) override {
     inner_->ApplyOptimizer(clip_scale, step);
   }
+  std::map<int, std::vector<std::string>> GradientNames() override {
+    return inner_->GradientNames();
+  }
+  void DiscardGradients() override { inner_->DiscardGradients(); }
+  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
 
   // Seconds spent busy beyond the inner work so far.
   double stretched_seconds() const { return stretched_seconds_; }

@@ -1,6 +1,7 @@
 // ModelStageWork (the GPT chunks of one stage) and SyntheticStageWork (fixed durations).
 #include "runtime/train/stage_work.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -12,15 +13,30 @@ namespace stagehand::runtime {
 
 ModelStageWork::ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks,
                                const WindowSampler* sampler, int num_microbatches,
-                               OptimizerConfig optimizer)
+                               OptimizerConfig optimizer, StageFaults faults)
     : chunks_(std::move(chunks)),
       num_chunks_(num_chunks),
       sampler_(sampler),
       num_microbatches_(num_microbatches),
-      optimizer_(optimizer) {
+      optimizer_(optimizer),
+      faults_(faults) {
   if (optimizer_.states != nullptr && static_cast<int>(optimizer_.states->size()) < num_chunks) {
     optimizer_.states->resize(num_chunks);
   }
+}
+
+StageFaults StageFaultsOf(const FaultPlan& plan, int stage) {
+  StageFaults faults;
+  if (plan.flip_stage == stage) faults.flip_at_step = plan.flip_at_step;
+  faults.nan_at_step = plan.nan_at_step;  // only the stage holding chunk 0 acts on it
+  faults.nan_microbatch = plan.nan_microbatch;
+  if (plan.slow_stage == stage) faults.slow_forward_ms = plan.slow_forward_ms;
+  return faults;
+}
+
+void ModelStageWork::BeginStep(int64_t step) {
+  run_ = step == step_ ? run_ + 1 : 0;
+  step_ = step;
 }
 
 absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
@@ -38,7 +54,12 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   const models::ChunkOptions& o = (*c)->options();
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = (*c)->config().d_model;
   std::vector<int32_t> tokens(N), targets(N);
+  const auto sample_start = std::chrono::steady_clock::now();
   sampler_->Sample(step_, mb, tokens.data(), targets.data());
+  data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
+  if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(faults_.slow_forward_ms));
+  }
   if (input != nullptr && static_cast<int64_t>(input->size()) != N * C) {
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
@@ -53,6 +74,9 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   } else {
     const float* out = (*c)->output(mb);
     output->assign(out, out + N * C);
+    if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 && mb == faults_.nan_microbatch) {
+      (*output)[0] = std::nanf("");  // the test fault: a poisoned batch, in every run
+    }
   }
   return absl::OkStatus();
 }
@@ -91,7 +115,48 @@ void ModelStageWork::SetTiedGradients(const TiedGradientMap& sums) {
 }
 
 std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
+  if (faults_.flip_at_step > 0 && step_ == faults_.flip_at_step && run_ == 0 && !chunks_.empty()) {
+    // The test fault: one flipped bit in a gradient, in the step's first run only: the top
+    // exponent bit of the first element in (0, 2) in magnitude of the first chunk's counted
+    // tensors, so that the value becomes huge (about 2^128 times larger).
+    models::ParameterSet<float>& params = chunks_.begin()->second->params();
+    bool flipped = false;
+    for (const models::ParamInfo& info : params.infos()) {
+      for (int64_t i = 0; !info.tied_copy && !flipped && i < info.size; ++i) {
+        float* g = params.grads() + info.offset + i;
+        if (*g == 0.0f || std::fabs(*g) >= 2.0f) continue;
+        uint32_t bits;
+        std::memcpy(&bits, g, sizeof bits);
+        bits ^= uint32_t{1} << 30;
+        std::memcpy(g, &bits, sizeof bits);
+        flipped = true;
+      }
+    }
+  }
   return SquaredGradientNorms(chunks_);
+}
+
+std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
+  std::map<int, std::vector<std::string>> out;
+  for (const auto& [index, chunk] : chunks_) {
+    std::vector<std::string>& names = out[index];
+    for (const models::ParamInfo& info : chunk->params().infos()) {
+      if (!info.tied_copy) names.push_back(info.name);
+    }
+  }
+  return out;
+}
+
+double ModelStageWork::TakeDataSeconds() {
+  const double seconds = data_seconds_;
+  data_seconds_ = 0;
+  return seconds;
+}
+
+void ModelStageWork::DiscardGradients() {
+  for (auto& [index, chunk] : chunks_) {
+    std::fill(chunk->params().grads(), chunk->params().grads() + chunk->params().size(), 0.0f);
+  }
 }
 
 void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/cluster/fault_plan.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
@@ -43,15 +44,39 @@ class StageWork {
   // Squared norms of this stage's gradients per chunk, tensor by tensor: chunk -> values.
   virtual std::map<int, std::vector<double>> SquaredNorms() = 0;
   virtual void ApplyOptimizer(double clip_scale, int step) = 0;
+  // The names of the tensors SquaredNorms reports, in its order: chunk -> names (reports).
+  virtual std::map<int, std::vector<std::string>> GradientNames() = 0;
+  // Zeroes every gradient of the step instead of applying it (a rerun, a skipped batch).
+  virtual void DiscardGradients() = 0;
+  // Seconds spent building batches (the data-loading timer) since the last call; called on
+  // the lane after Forward.
+  virtual double TakeDataSeconds() { return 0.0; }
 };
+
+// Test faults a ModelStageWork injects, for the rerun state machine's tests
+// (runtime/cluster/fault_plan.h reads them from STAGEHAND_FAULTS). All zero: none.
+struct StageFaults {
+  // Transient: in the first run of this step only, bit 30 (the exponent's top bit) of the
+  // first gradient element of this stage's first chunk flips before the norms are taken.
+  int64_t flip_at_step = 0;
+  // Persistent: in every run of this step, chunk 0's output activation of microbatch
+  // `nan_microbatch` is NaN (a poisoned data batch).
+  int64_t nan_at_step = 0;
+  int nan_microbatch = 0;
+  // A slow device: every forward of this stage takes this much longer (straggler tests).
+  double slow_forward_ms = 0;
+};
+
+// Stage `stage`'s part of STAGEHAND_FAULTS's plan.
+StageFaults StageFaultsOf(const FaultPlan& plan, int stage);
 
 // The real model: the chunks this stage holds (global chunk index -> chunk), the training
 // windows and the optimizer configuration.
 class ModelStageWork : public StageWork {
  public:
   ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
-                 int num_microbatches, OptimizerConfig optimizer);
-  void BeginStep(int64_t step) override { step_ = step; }
+                 int num_microbatches, OptimizerConfig optimizer, StageFaults faults = {});
+  void BeginStep(int64_t step) override;
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
@@ -61,6 +86,9 @@ class ModelStageWork : public StageWork {
   void SetTiedGradients(const TiedGradientMap& sums) override;
   std::map<int, std::vector<double>> SquaredNorms() override;
   void ApplyOptimizer(double clip_scale, int step) override;
+  std::map<int, std::vector<std::string>> GradientNames() override;
+  void DiscardGradients() override;
+  double TakeDataSeconds() override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
@@ -71,6 +99,9 @@ class ModelStageWork : public StageWork {
   OptimizerConfig optimizer_;
   std::map<int, OptimizerState> states_;
   int64_t step_ = 0;
+  StageFaults faults_;
+  int run_ = 0;  // runs of step_ begun before this one (0: the first run)
+  double data_seconds_ = 0;
 };
 
 // Work of known duration (sleeps; or nothing at all when every duration is 0), with
@@ -93,6 +124,8 @@ class SyntheticStageWork : public StageWork {
   void SetTiedGradients(const TiedGradientMap&) override {}
   std::map<int, std::vector<double>> SquaredNorms() override { return {}; }
   void ApplyOptimizer(double, int) override {}
+  std::map<int, std::vector<std::string>> GradientNames() override { return {}; }
+  void DiscardGradients() override {}
 
  private:
   SyntheticDurations d_;

@@ -2,6 +2,7 @@
 #include "runtime/train/train_loop.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 
@@ -20,6 +21,8 @@ LossHistory LossHistoryFromRunJson(const nlohmann::json& run, int64_t step) {
   if (h.contains("train_loss") && h["train_loss"].is_array()) {
     for (const nlohmann::json& loss : h["train_loss"]) {
       if (loss.is_number()) history.train.push_back(loss.get<double>());
+      // A skipped step's NaN loss is written as null: kept, so later steps stay in place.
+      if (loss.is_null()) history.train.push_back(std::numeric_limits<double>::quiet_NaN());
     }
   }
   if (h.contains("validation_loss") && h["validation_loss"].is_array()) {

@@ -2,6 +2,7 @@
 // runs, cadences, history and end-of-run lines. No model, no threads.
 #include "runtime/train/train_loop.h"
 
+#include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -146,6 +147,15 @@ TEST(LossHistory, MalformedEntriesAreSkipped) {
   LossHistory back = LossHistoryFromRunJson(run, 5);
   EXPECT_EQ(back.train, (std::vector<double>{1.0, 2.0}));
   EXPECT_EQ(back.validation.size(), 1u);
+}
+
+TEST(LossHistory, ASkippedStepsNaNLossKeepsItsPlaceThroughTheJson) {
+  LossHistory h{{0.5, std::nan(""), 0.125}, {}};
+  nlohmann::json run = {{"history", LossHistoryToJson(h)}};
+  LossHistory back = LossHistoryFromRunJson(nlohmann::json::parse(run.dump()), 3);
+  ASSERT_EQ(back.train.size(), 3u);
+  EXPECT_TRUE(std::isnan(back.train[1]));
+  EXPECT_EQ(back.train[2], 0.125);
 }
 
 TEST(HeldOutLine, NamesTheStepOrBeforeTraining) {

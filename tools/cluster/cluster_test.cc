@@ -318,6 +318,41 @@ TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
   ExpectSameAsOneProcess(Config{}, 2);
 }
 
+// The rerun state machine across ranks: rank 2's gradient gets a flipped bit in step 3's
+// first run (STAGEHAND_FAULTS=flip=2:3); rank 0's step driver sees it in the global check,
+// re-runs the step on every rank, and the run ends bitwise as the one-process run.
+TEST(Cluster, TransientBitFlipOnOneRankIsRerunAndTheRunIsBitwiseTheUnfaultedOne) {
+  Config c;
+  c.steps = 4;
+  const std::string params = TempDir() + "/flip.safetensors";
+  Process launch(LaunchArgs(c, 4, {"--save_params=" + params}), {"STAGEHAND_FAULTS=flip=2:3"});
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  const std::string& out = launch.output();
+  EXPECT_NE(out.find("rerun: step 3: first non-finite gradient"), std::string::npos) << out;
+  EXPECT_NE(out.find("transient fault on rank 2 (stage 2)"), std::string::npos) << out;
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0) << "step " << i + 1;
+  }
+  ExpectParametersEqual(params, 4, expected);
+}
+
+// A persistent NaN batch (every run of step 2) stops the whole cluster with the report.
+TEST(Cluster, PersistentNaNBatchStopsTheClusterWithTheReport) {
+  Config c;
+  c.steps = 4;
+  Process launch(LaunchArgs(c, 4, {}), {"STAGEHAND_FAULTS=nan=2:1"});
+  EXPECT_NE(launch.Wait(120), 0) << launch.output();
+  EXPECT_NE(launch.output().find("step 2 failed: persistent fault, the rerun reproduced it: step 2: "
+                                 "non-finite loss in microbatch 1 (stage 3)"),
+            std::string::npos)
+      << launch.output();
+}
+
 TEST(Cluster, KilledWorkerStopsTheLaunchNamingItAndLeavesNoProcess) {
   Config c;
   c.steps = 100000;

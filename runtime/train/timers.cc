@@ -1,0 +1,104 @@
+// Phase timers: sums, min/max over stages, stragglers, report lines.
+#include "runtime/train/timers.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace stagehand::runtime {
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
+
+const char* TimerPhaseName(TimerPhase phase) {
+  switch (phase) {
+    case TimerPhase::kForward:
+      return "forward";
+    case TimerPhase::kBackwardInput:
+      return "backward-input";
+    case TimerPhase::kBackwardWeight:
+      return "backward-weight";
+    case TimerPhase::kIdle:
+      return "idle (bubble, exposed transfers)";
+    case TimerPhase::kOptimizer:
+      return "optimizer";
+    case TimerPhase::kDataLoading:
+      return "data loading";
+    case TimerPhase::kEvaluation:
+      return "evaluation";
+  }
+  return "?";
+}
+
+PhaseTimers::PhaseTimers(std::vector<int> stage_rank)
+    : stage_rank_(std::move(stage_rank)), per_stage_(stage_rank_.size(), PhaseSeconds{}) {}
+
+void PhaseTimers::Add(int stage, TimerPhase phase, double seconds) {
+  if (stage < 0 || stage >= static_cast<int>(per_stage_.size())) return;
+  per_stage_[stage][static_cast<int>(phase)] += seconds;
+}
+
+void PhaseTimers::AddStep(const std::vector<PhaseSeconds>& per_stage) {
+  for (size_t s = 0; s < per_stage.size() && s < per_stage_.size(); ++s) {
+    for (int p = 0; p < kNumTimerPhases; ++p) per_stage_[s][p] += per_stage[s][p];
+  }
+}
+
+PhaseSeconds PhaseTimers::Totals() const {
+  PhaseSeconds total{};
+  for (const PhaseSeconds& stage : per_stage_) {
+    for (int p = 0; p < kNumTimerPhases; ++p) total[p] += stage[p];
+  }
+  return total;
+}
+
+void PhaseTimers::Reset() { per_stage_.assign(per_stage_.size(), PhaseSeconds{}); }
+
+std::vector<std::string> PhaseTimers::Stragglers(double factor) const {
+  std::vector<std::string> out;
+  if (per_stage_.size() < 2) return out;
+  for (int p = 0; p < kNumTimerPhases; ++p) {
+    std::vector<double> v;
+    for (const PhaseSeconds& stage : per_stage_) v.push_back(stage[p]);
+    const double median = Median(v);
+    if (median <= 0) continue;
+    for (size_t s = 0; s < v.size(); ++s) {
+      if (v[s] > factor * median && v[s] - median > kMinStragglerExcessSeconds) {
+        out.push_back(absl::StrFormat(
+            "straggler: stage %d (rank %d) %s %.2f ms > %g x median %.2f ms", s, stage_rank_[s],
+            TimerPhaseName(static_cast<TimerPhase>(p)), 1e3 * v[s], factor, 1e3 * median));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> PhaseTimers::Report(int64_t first_step, int64_t last_step,
+                                             double straggler_factor) const {
+  std::vector<std::string> lines = {absl::StrFormat(
+      "timers (ms) steps %d-%d, summed over %d stages (min, max over stages):", first_step,
+      last_step, per_stage_.size())};
+  const PhaseSeconds total = Totals();
+  for (int p = 0; p < kNumTimerPhases; ++p) {
+    double low = per_stage_.empty() ? 0 : per_stage_[0][p], high = low;
+    for (const PhaseSeconds& stage : per_stage_) {
+      low = std::min(low, stage[p]);
+      high = std::max(high, stage[p]);
+    }
+    std::string name = absl::StrCat("    ", TimerPhaseName(static_cast<TimerPhase>(p)), " ");
+    name.resize(std::max<size_t>(name.size(), 40), '.');
+    lines.push_back(
+        absl::StrFormat("%s: %.2f (%.2f, %.2f)", name, 1e3 * total[p], 1e3 * low, 1e3 * high));
+  }
+  for (std::string& s : Stragglers(straggler_factor)) lines.push_back(std::move(s));
+  return lines;
+}
+
+}  // namespace stagehand::runtime
