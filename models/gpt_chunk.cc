@@ -110,6 +110,7 @@ struct GptChunk<Real>::LayerState {
   std::vector<Real> d_gates, d_router_probs, d_router_logits;  // (N, K), (N, E), (N, E)
   std::vector<Real> d_shared_fch;                         // (N, SFC)
   double aux_loss = 0.0;  // coefficient-weighted load-balancing + z loss of this microbatch
+  double balance = 0.0;   // the load-balancing loss, unweighted
 };
 
 template <typename Real>
@@ -533,12 +534,9 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
     ops::ResidualForward(ls.out.data(), ls.out.data(), ls.shared_out.data(), N * C);
   }
   // Phase 4: auxiliary losses (their gradients join in B).
-  double aux = 0.0;
-  if (spec.moe.aux_loss_coeff > 0) {
-    aux += spec.moe.aux_loss_coeff *
-           ops::MoeLoadBalancingLossForward(ls.router_probs.data(),
-                                            ls.routing.tokens_per_expert.data(), N, E, K);
-  }
+  ls.balance = ops::MoeLoadBalancingLossForward(ls.router_probs.data(),
+                                                ls.routing.tokens_per_expert.data(), N, E, K);
+  double aux = spec.moe.aux_loss_coeff * ls.balance;
   if (spec.moe.z_loss_coeff > 0) {
     aux += spec.moe.z_loss_coeff * ops::MoeZLossForward(ls.router_logits.data(), N, E);
   }
@@ -597,6 +595,7 @@ void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const
   for (int e = 0; e < E; ++e) stats.tokens_per_expert[e] += ls.routing.tokens_per_expert[e];
   stats.dropped += ls.routing.dropped;
   stats.aux_loss += ls.aux_loss;
+  stats.balance += ls.balance;
   ++stats.microbatches;
 }
 

@@ -46,6 +46,8 @@ struct MoeLayerStats {
   std::vector<int64_t> tokens_per_expert;  // (E) routing choices per expert, before dropping
   int64_t dropped = 0;                     // choices over capacity
   double aux_loss = 0.0;                   // sum over microbatches of the weighted aux loss
+  double balance = 0.0;  // sum over microbatches of the load-balancing loss E sum_e f_e P_e,
+                         // unweighted (1: balanced; E: collapsed), whatever the coefficient
   int microbatches = 0;
 };
 

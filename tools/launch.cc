@@ -39,6 +39,7 @@
 #include "runtime/io/loss_curve.h"
 #include "runtime/io/output_path.h"
 #include "runtime/io/progress.h"
+#include "runtime/moe_stats.h"
 #include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
@@ -464,6 +465,7 @@ struct Throughput {
   double total_seconds = 0;
   int64_t steps_run = 0;
   std::vector<double> busy;
+  runtime::MoeTokenCounts moe;  // tokens per expert of MoE layers, summed over the steps
 };
 
 // Runs step `step` (on the pipeline of its M) and counts its time and tokens.
@@ -476,6 +478,7 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
   for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
+  t.moe.AddStep(s.chunks);
   return outcome;
 }
 
@@ -562,6 +565,7 @@ void PrintSummary(const Throughput& t) {
   }
   std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * t.total_seconds / t.steps_run,
               t.tokens / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
+  for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
 }
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
