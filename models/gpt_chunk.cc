@@ -12,7 +12,6 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/cross_entropy.h"
@@ -476,29 +475,32 @@ int64_t GptChunk<Real>::AllocateMoe(LayerState& ls, const LayerSpec& spec) const
 }
 
 template <typename Real>
+std::vector<std::string> GptChunk<Real>::ExpertModules(const std::string& h, bool shared,
+                                                       int num_experts) {
+  if (shared) return {h + "mlp.shared_expert."};
+  std::vector<std::string> modules;
+  for (int e = 0; e < num_experts; ++e) modules.push_back(absl::StrCat(h, "mlp.experts.", e, "."));
+  return modules;
+}
+
+template <typename Real>
 std::vector<ops::MoeExpertTensors<const Real>> GptChunk<Real>::ExpertValues(
-    const std::string& prefix, int num_experts) const {
-  std::vector<ops::MoeExpertTensors<const Real>> tensors(num_experts);
-  for (int e = 0; e < num_experts; ++e) {
-    const std::string m = num_experts == 1 && absl::EndsWith(prefix, "shared_expert.")
-                              ? prefix
-                              : absl::StrCat(prefix, e, ".");
-    tensors[e] = {params_.value(m + "c_fc.weight"), OptionalValue(m + "c_fc.bias"),
-                  params_.value(m + "c_proj.weight"), OptionalValue(m + "c_proj.bias")};
+    const std::vector<std::string>& modules) const {
+  std::vector<ops::MoeExpertTensors<const Real>> tensors;
+  for (const std::string& m : modules) {
+    tensors.push_back({params_.value(m + "c_fc.weight"), OptionalValue(m + "c_fc.bias"),
+                       params_.value(m + "c_proj.weight"), OptionalValue(m + "c_proj.bias")});
   }
   return tensors;
 }
 
 template <typename Real>
-std::vector<ops::MoeExpertTensors<Real>> GptChunk<Real>::ExpertGrads(const std::string& prefix,
-                                                                     int num_experts) {
-  std::vector<ops::MoeExpertTensors<Real>> tensors(num_experts);
-  for (int e = 0; e < num_experts; ++e) {
-    const std::string m = num_experts == 1 && absl::EndsWith(prefix, "shared_expert.")
-                              ? prefix
-                              : absl::StrCat(prefix, e, ".");
-    tensors[e] = {params_.grad(m + "c_fc.weight"), OptionalGrad(m + "c_fc.bias"),
-                  params_.grad(m + "c_proj.weight"), OptionalGrad(m + "c_proj.bias")};
+std::vector<ops::MoeExpertTensors<Real>> GptChunk<Real>::ExpertGrads(
+    const std::vector<std::string>& modules) {
+  std::vector<ops::MoeExpertTensors<Real>> tensors;
+  for (const std::string& m : modules) {
+    tensors.push_back({params_.grad(m + "c_fc.weight"), OptionalGrad(m + "c_fc.bias"),
+                       params_.grad(m + "c_proj.weight"), OptionalGrad(m + "c_proj.bias")});
   }
   return tensors;
 }
@@ -513,8 +515,8 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
                                   config_.activation == ActivationKind::kSwiGlu};
   // Phase 1: route.
   ops::LinearForward<Real>(ls.router_logits.data(), ls.ln2.data(),
-                           params_.value(h + "mlp.router.weight"), nullptr, static_cast<int>(N),
-                           C, E);
+                           params_.value(h + "mlp.router.weight"), nullptr, static_cast<int>(N), C,
+                           E);
   ops::MoeRouterForward(ls.router_probs.data(), ls.expert_index.data(), ls.gates.data(),
                         ls.router_logits.data(), N, E, K);
   ops::BuildMoeRouting(&ls.routing, ls.expert_index.data(), N, E, K,
@@ -522,7 +524,7 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
   // Phase 2: dispatch, experts, combine.
   ops::MoeDispatchForward(ls.expert_in.data(), ls.ln2.data(), ls.routing, C);
   ops::MoeExpertsForward(ls.expert_out.data(), ls.expert_fch.data(), ls.expert_act.data(),
-                         ls.expert_in.data(), ExpertValues(h + "mlp.experts.", E),
+                         ls.expert_in.data(), ExpertValues(ExpertModules(h, false, E)),
                          ls.routing.expert_offsets.data(), shape);
   ops::MoeCombineForward(ls.out.data(), ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
   // Phase 3: the shared expert sees every token.
@@ -530,7 +532,7 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
     const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
     const int64_t all[2] = {0, N};
     ops::MoeExpertsForward(ls.shared_out.data(), ls.shared_fch.data(), ls.shared_act.data(),
-                           ls.ln2.data(), ExpertValues(h + "mlp.shared_expert.", 1), all, shared);
+                           ls.ln2.data(), ExpertValues(ExpertModules(h, true, 1)), all, shared);
     ops::ResidualForward(ls.out.data(), ls.out.data(), ls.shared_out.data(), N * C);
   }
   // Phase 4: auxiliary losses (their gradients join in B).
@@ -559,21 +561,21 @@ void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const
     const int64_t all[2] = {0, N};
     ops::MoeExpertsBackwardInput(ls.d_ln2.data(), ls.d_shared_fch.data(), st.scratch_act.data(),
                                  ls.d_out, ls.shared_fch.data(),
-                                 ExpertValues(h + "mlp.shared_expert.", 1), all, shared);
+                                 ExpertValues(ExpertModules(h, true, 1)), all, shared);
   }
   ops::MoeCombineBackwardInput(ls.d_expert_out.data(), ls.d_gates.data(), ls.d_out,
                                ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
   Zero(ls.d_expert_in);
-  ops::MoeExpertsBackwardInput(ls.d_expert_in.data(), ls.d_expert_fch.data(),
-                               st.scratch_act.data(), ls.d_expert_out.data(),
-                               ls.expert_fch.data(), ExpertValues(h + "mlp.experts.", E),
+  ops::MoeExpertsBackwardInput(ls.d_expert_in.data(), ls.d_expert_fch.data(), st.scratch_act.data(),
+                               ls.d_expert_out.data(), ls.expert_fch.data(),
+                               ExpertValues(ExpertModules(h, false, E)),
                                ls.routing.expert_offsets.data(), shape);
   ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N, C);
   // The router: gates and the load-balancing loss to probabilities, then to logits.
   const double per_microbatch = 1.0 / options_.num_microbatches;
   Zero(ls.d_router_probs);
-  ops::MoeGatesBackwardInput(ls.d_router_probs.data(), ls.d_gates.data(),
-                             ls.expert_index.data(), N, E, K);
+  ops::MoeGatesBackwardInput(ls.d_router_probs.data(), ls.d_gates.data(), ls.expert_index.data(), N,
+                             E, K);
   if (spec.moe.aux_loss_coeff > 0) {
     ops::MoeLoadBalancingLossBackwardInput(ls.d_router_probs.data(),
                                            ls.routing.tokens_per_expert.data(), N, E, K,
@@ -587,8 +589,7 @@ void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const
                                spec.moe.z_loss_coeff * per_microbatch);
   }
   ops::LinearBackwardInput<Real>(ls.d_ln2.data(), ls.d_router_logits.data(),
-                                 params_.value(h + "mlp.router.weight"), static_cast<int>(N), C,
-                                 E);
+                                 params_.value(h + "mlp.router.weight"), static_cast<int>(N), C, E);
   // Tokens per expert of the microbatches that train (evaluation never reaches B).
   MoeLayerStats& stats = moe_stats_[layer];
   stats.tokens_per_expert.resize(E, 0);
@@ -606,19 +607,19 @@ void GptChunk<Real>::MoeBackwardWeights(LayerState& ls, const LayerSpec& spec,
   const int C = config_.d_model, E = spec.moe.num_experts;
   const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
                                   config_.activation == ActivationKind::kSwiGlu};
-  ops::MoeExpertsBackwardWeights(ExpertGrads(h + "mlp.experts.", E), ls.d_expert_out.data(),
-                                 ls.expert_act.data(), ls.d_expert_fch.data(),
-                                 ls.expert_in.data(), ls.routing.expert_offsets.data(), shape);
+  ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, false, E)), ls.d_expert_out.data(),
+                                 ls.expert_act.data(), ls.d_expert_fch.data(), ls.expert_in.data(),
+                                 ls.routing.expert_offsets.data(), shape);
   if (spec.moe.shared_expert_ffn > 0) {
     const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
     const int64_t all[2] = {0, N};
-    ops::MoeExpertsBackwardWeights(ExpertGrads(h + "mlp.shared_expert.", 1), ls.d_out,
-                                   ls.shared_act.data(), ls.d_shared_fch.data(), ls.ln2.data(),
-                                   all, shared);
+    ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, true, 1)), ls.d_out,
+                                   ls.shared_act.data(), ls.d_shared_fch.data(), ls.ln2.data(), all,
+                                   shared);
   }
   ops::LinearBackwardWeights<Real>(params_.grad(h + "mlp.router.weight"), nullptr,
-                                   ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N),
-                                   C, E);
+                                   ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N), C,
+                                   E);
 }
 
 template <typename Real>

@@ -121,12 +121,13 @@ class GptChunk {
   void MoeBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
                         const std::string& h, int layer);
   void MoeBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
-  // The experts under `prefix` ("h.3.mlp.experts." with num_experts, or the one
-  // "h.3.mlp.shared_expert.").
-  std::vector<ops::MoeExpertTensors<const Real>> ExpertValues(const std::string& prefix,
-                                                             int num_experts) const;
-  std::vector<ops::MoeExpertTensors<Real>> ExpertGrads(const std::string& prefix,
-                                                       int num_experts);
+  // Layer h's ("h.3.") expert modules ("h.3.mlp.experts.0.", ...) or its shared expert's, and
+  // their tensors.
+  static std::vector<std::string> ExpertModules(const std::string& h, bool shared,
+                                                int num_experts);
+  std::vector<ops::MoeExpertTensors<const Real>> ExpertValues(
+      const std::vector<std::string>& modules) const;
+  std::vector<ops::MoeExpertTensors<Real>> ExpertGrads(const std::vector<std::string>& modules);
   // The head's weight: wte when tied, else lm_head.weight.
   const Real* HeadWeight() const;
   // A parameter's value / gradient, or null when this chunk has no such tensor (biases of a

@@ -203,8 +203,7 @@ absl::Status ParseAttention(const json& j, const std::string& path, LayerSpec* l
 // The MoE settings of an "mlp": {"kind": "moe", ...} object or of the model-wide "moe" object,
 // over `*moe` (the model-wide ones, for a layer). Hugging Face (Mixtral / Qwen-MoE) aliases.
 absl::Status ParseMoeFields(Fields& f, MoeSpec* moe) {
-  STAGEHAND_RETURN_IF_ERROR(
-      f.Int({"num_experts", "num_local_experts"}, &moe->num_experts, false));
+  STAGEHAND_RETURN_IF_ERROR(f.Int({"num_experts", "num_local_experts"}, &moe->num_experts, false));
   STAGEHAND_RETURN_IF_ERROR(f.Int({"top_k", "num_experts_per_tok"}, &moe->top_k, false));
   STAGEHAND_RETURN_IF_ERROR(
       f.Int({"ffn_hidden", "moe_ffn_hidden", "moe_intermediate_size"}, &moe->ffn_hidden, false));
@@ -220,8 +219,8 @@ absl::Status ParseMoeFields(Fields& f, MoeSpec* moe) {
     STAGEHAND_RETURN_IF_ERROR(f.Bool({"dropless"}, &dropless));
     if (dropless == (capacity >= 0.0)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          f.Path("dropless"), "=", dropless ? "true" : "false", " and ",
-          f.Path("capacity_factor"), capacity >= 0.0 ? absl::StrCat("=", capacity) : " (absent)",
+          f.Path("dropless"), "=", dropless ? "true" : "false", " and ", f.Path("capacity_factor"),
+          capacity >= 0.0 ? absl::StrCat("=", capacity) : " (absent)",
           ": give a capacity_factor, or dropless: true, not both"));
     }
   }
