@@ -42,7 +42,7 @@ using testing::TwoStages;
 class ArithmeticWork : public runtime::StageWork {
  public:
   explicit ArithmeticWork(int last_chunk) : last_chunk_(last_chunk) {}
-  void BeginStep(int64_t step) override { log.push_back("begin " + std::to_string(step)); }
+  void BeginStep(int64_t step, int) override { log.push_back("begin " + std::to_string(step)); }
   absl::Status Forward(int chunk, int mb, const runtime::Payload* input, runtime::Payload* output,
                        double* loss) override {
     log.push_back("F c" + std::to_string(chunk) + " mb" + std::to_string(mb));

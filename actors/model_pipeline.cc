@@ -76,6 +76,13 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOpt
   po.rerun = options.rerun;
   po.deterministic = options.deterministic;
   po.trace = options.trace;
+  po.specs = options.specs;
+  if (options.specs != nullptr &&
+      options.specs->full().num_microbatches != spec->num_microbatches) {
+    return absl::InvalidArgumentError(absl::StrCat("the ramp-up's full step has ",
+                                                   options.specs->full().num_microbatches,
+                                                   " microbatches, the plan ", spec->num_microbatches));
+  }
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (runtime::Chunk* chunk : chunks) {

@@ -14,6 +14,7 @@
 #include "runtime/planner.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/stage_work.h"
+#include "runtime/train/step_specs.h"
 #include "runtime/train/training.h"
 
 namespace stagehand::actors {
@@ -34,6 +35,9 @@ struct ModelPipelineOptions {
   runtime::trace::TraceRecorder* trace = nullptr;
   // --slow_stage: that stage's compute stretched (runtime/train/slow_stage_work.h).
   runtime::SlowStage slow_stage;
+  // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
+  // full spec is planner_options' (the chunks hold that many microbatches).
+  std::shared_ptr<const runtime::StepSpecs> specs;
 };
 
 struct ModelPipeline {
@@ -48,8 +52,8 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
                                                  const runtime::WindowSampler* sampler);
 
 // A pipeline over `chunks` (the whole model in order, as a ModelPipeline holds it) for
-// `options.planner_options`'s M: a batch-size ramp-up runs one per distinct M on one model.
-// The chunks must hold at least that many microbatches and match the plan's chunk count.
+// `options.planner_options`'s M. The chunks must hold at least that many microbatches and
+// match the plan's chunk count.
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
                                                           const runtime::WindowSampler* sampler,
                                                           const std::vector<runtime::Chunk*>& chunks);

@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
     p->comms_.push_back(sys.spawn(CommActor, options.link,
                                   options.trace ? options.trace->send(s) : nullptr));
     StageActorInit init{s, options.spec, options.planner, p->lanes_[s].get(), p->works_[s].get(),
-                        p->driver_, p->comms_[s], options.trace};
+                        p->driver_, p->comms_[s], options.trace, options.specs};
     p->stages_.push_back(sys.spawn(StageActor, init));
   }
   const std::vector<tensor_inbox> destinations(p->stages_.begin(), p->stages_.end());

@@ -18,12 +18,15 @@
 #include "runtime/trace/recorder.h"
 #include "runtime/train/rerun.h"
 #include "runtime/train/stage_work.h"
+#include "runtime/train/step_specs.h"
 
 namespace stagehand::actors {
 
 struct PipelineOptions {
   const runtime::PlannerDefinition* planner = nullptr;
-  runtime::StepSpec spec;  // from planner->MakeSpec
+  runtime::StepSpec spec;  // from planner->MakeSpec (the full M's under a ramp-up)
+  // Each step's spec under a batch-size ramp-up (runtime/train/step_specs.h); null: `spec`.
+  std::shared_ptr<const runtime::StepSpecs> specs;
   LinkModel link;
   double grad_clip = 1.0;
   runtime::RerunOptions rerun;  // the step driver's checks before the optimizer

@@ -38,16 +38,26 @@ struct TrainedRun {
   std::map<int64_t, absl::StatusOr<StepOutcome>> steps;
 };
 
-// Runs `steps` (in order) on a 4-stage 1F1B pipeline with `faults` by stage.
+// Runs `steps` (in order) on a 4-stage 1F1B pipeline of M = `m` with `faults` by stage; under
+// `ramp` (a batch-size ramp-up to M = `m`), each step runs its own M.
 TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::StageFaults> faults,
-                 runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr) {
+                 runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr,
+                 int m = kM, const runtime::MicrobatchCalculator* ramp = nullptr) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   TrainedRun r;
   ModelPipelineOptions o;
   o.model = models::UniformGpt(4, 32, 2, 256, kT, 7);
-  o.chunk = models::ChunkOptions{kB, kT, kM};
+  o.chunk = models::ChunkOptions{kB, kT, m};
   o.planner = *runtime::PlannerRegistry::Default().Get("1f1b");
-  o.planner_options = runtime::PlannerOptions{kStages, kM, 0};
+  o.planner_options = runtime::PlannerOptions{kStages, m, 0};
+  if (ramp != nullptr) {
+    absl::StatusOr<runtime::StepSpecs> specs =
+        runtime::StepSpecs::Create(*o.planner, o.planner_options, *ramp);
+    EXPECT_TRUE(specs.ok()) << specs.status();
+    if (!specs.ok()) return r;
+    o.specs = std::make_shared<const runtime::StepSpecs>(*std::move(specs));
+    sampler.SetFirstMicrobatches(ramp->FirstMicrobatches(steps.back(), kB));
+  }
   o.optimizer.adamw.learning_rate = 1e-3;
   o.optimizer.adamw.weight_decay = 0.1;
   o.optimizer.states = &r.moments;
@@ -189,6 +199,23 @@ TEST(StepTimersTest, ASlowStageIsNamedAsAStraggler) {
   const std::vector<std::string> stragglers = Timers(Train({1, 2}, {{2, slow}})).Stragglers(1.5);
   ASSERT_FALSE(stragglers.empty());
   EXPECT_THAT(stragglers, ::testing::Contains(HasSubstr("straggler: stage 2 (rank 0) forward")));
+}
+
+// A batch-size ramp-up runs each step at its own M on one pipeline: 8 sequences (M = 4) from
+// 4 (M = 2) over 8 samples gives steps 1 and 2 M = 2, then M = 4. Step 1 of the ramp-up trains
+// bit for bit as a run of M = 2 does (its loss is the mean over 2 microbatches, and so is its
+// gradient, although the chunks hold 4); the steps after it run on the same pipeline.
+TEST(RampupTest, EachStepRunsItsOwnMicrobatchCount) {
+  absl::StatusOr<runtime::MicrobatchCalculator> ramp =
+      runtime::MicrobatchCalculator::Create(kM * kB, kB, 1, runtime::BatchRampup{4, 4, 8});
+  ASSERT_TRUE(ramp.ok()) << ramp.status();
+  ASSERT_EQ(ramp->MicrobatchesOfStep(1), 2);
+  ASSERT_EQ(ramp->MicrobatchesOfStep(3), 4);
+  const TrainedRun ramped = Train({1}, {}, {}, nullptr, kM, &*ramp);
+  ExpectBitwiseEqual(ramped, Train({1}, {}, {}, nullptr, /*m=*/2));
+  const TrainedRun three = Train({1, 2, 3}, {}, {}, nullptr, kM, &*ramp);
+  for (int64_t step : {1, 2, 3}) ASSERT_TRUE(three.steps.at(step).ok()) << step;
+  EXPECT_EQ(three.steps.at(1)->loss, ramped.steps.at(1)->loss);
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
     Fail(self, std::string(outputs.status().message()));
     return;
   }
-  if (action.kind == ActionKind::kForward && runtime::HoldsLoss(st.init.spec, action.chunk)) {
+  if (action.kind == ActionKind::kForward && runtime::HoldsLoss(st.spec, action.chunk)) {
     st.losses[action.microbatch] = done.loss;
   }
   const microbatch_actor& producer = st.microbatches.at({action.chunk, action.microbatch});
@@ -164,9 +164,11 @@ void StartStep(Self* self, int64_t step) {
   st.sent = st.received = 0;
   st.busy_seconds = 0.0;
   st.phase_seconds.assign(4, 0.0);
-  st.losses.assign(st.init.spec.num_microbatches, 0.0);
+  st.loop.reset();  // it may point into st.spec
+  st.spec = st.init.specs ? st.init.specs->ForStep(step) : st.init.spec;
+  st.losses.assign(st.spec.num_microbatches, 0.0);
   absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
-      st.init.spec, st.init.stage, st.init.planner->MakePlanner(st.init.spec, st.init.stage));
+      st.spec, st.init.stage, st.init.planner->MakePlanner(st.spec, st.init.stage));
   if (!loop.ok()) {
     st.loop.reset();
     Fail(self, std::string(loop.status().message()));
@@ -174,7 +176,7 @@ void StartStep(Self* self, int64_t step) {
   }
   st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
   runtime::StageWork* work = st.init.work;
-  st.init.lane->Post([work, step] { work->BeginStep(step); });
+  st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });
   Dispatch(self);
 }
 

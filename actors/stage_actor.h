@@ -18,23 +18,28 @@
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/stage_work.h"
+#include "runtime/train/step_specs.h"
 
 namespace stagehand::actors {
 
 struct StageActorInit {
   int stage = 0;
-  runtime::StepSpec spec;
+  runtime::StepSpec spec;  // the full M's (microbatch actors are spawned for its M)
   const runtime::PlannerDefinition* planner = nullptr;
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
   stage_reports driver;  // the StepDriver, or (cluster) what stands in front of it
   tensor_inbox comm;     // the stage's outgoing transfer lane
   runtime::trace::TraceRecorder* trace = nullptr;  // may be null
+  // Each step's spec (a batch-size ramp-up's M changes; the same stages and chunks); null:
+  // `spec` for every step.
+  std::shared_ptr<const runtime::StepSpecs> specs;
 };
 
 struct StageActorState {
   StageActorInit init;
   std::map<std::pair<int, int>, microbatch_actor> microbatches;  // (chunk, mb) -> actor
+  runtime::StepSpec spec;                    // this step's (its M)
   std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
   int64_t step = 0;
   bool failed = false;

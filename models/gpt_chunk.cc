@@ -247,7 +247,7 @@ int64_t MoeRowsMax(const LayerSpec& l, int64_t N) {
 template <typename Real>
 GptChunk<Real>::GptChunk(const GptConfig& config, const ChunkSpec& spec,
                          const ChunkOptions& options)
-    : config_(config), spec_(spec), options_(options) {}
+    : config_(config), spec_(spec), options_(options), step_microbatches_(options.num_microbatches) {}
 
 template <typename Real>
 GptChunk<Real>::~GptChunk() = default;
@@ -793,6 +793,16 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::SetStepMicrobatches(int m) {
+  if (m < 1 || m > options_.num_microbatches) {
+    return absl::InvalidArgumentError(absl::StrCat("a step of ", m, " microbatches on a chunk built for ",
+                                                   options_.num_microbatches));
+  }
+  step_microbatches_ = m;
+  return absl::OkStatus();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   absl::StatusOr<MicrobatchState*> found = Find(mb, "input-gradient backward");
   if (!found.ok()) return found.status();
@@ -811,7 +821,7 @@ absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
     // The step's loss is the mean over M microbatches of the mean over N tokens.
-    std::vector<Real> dlosses(N, static_cast<Real>(1.0 / (double(N) * options_.num_microbatches)));
+    std::vector<Real> dlosses(N, static_cast<Real>(1.0 / (double(N) * step_microbatches_)));
     ops::SoftmaxCrossEntropyBackwardInput(st.probs.data(), st.probs.data(), st.targets.data(),
                                           dlosses.data(), N, V);  // probs now hold dlogits
     Zero(st.d_lnf);

@@ -83,6 +83,10 @@ class GptChunk {
   // B on microbatch mb: dout (B, T, C) is the gradient of the chunk's output (null for the
   // last chunk, whose gradient starts at the loss). Keeps what W needs.
   absl::Status BackwardInput(int mb, const Real* dout);
+  // The M of the current step, which scales the loss gradient (the step's loss is the mean
+  // over its M microbatches): options().num_microbatches until set; a batch-size ramp-up
+  // sets a smaller one. InvalidArgument outside [1, options().num_microbatches].
+  absl::Status SetStepMicrobatches(int m);
   // (B, T, C) gradient w.r.t. the chunk's input, after B(mb); not for the first chunk.
   const Real* input_grad(int mb) const;
   // W on microbatch mb: accumulates weight gradients, then releases mb's activations.
@@ -139,6 +143,7 @@ class GptChunk {
   GptConfig config_;
   ChunkSpec spec_;
   ChunkOptions options_;
+  int step_microbatches_ = 1;  // M of the current step (SetStepMicrobatches)
   ParameterSet<Real> params_;
   std::map<int, std::unique_ptr<MicrobatchState>> states_;
   std::vector<std::unique_ptr<MicrobatchState>> free_states_;

@@ -229,10 +229,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
   }
-  if (c.rampup.has_value()) {
-    return absl::InvalidArgumentError(
-        "--rampup_batch_size runs in one process for now: drop --nprocs/--hostfile, or the ramp-up");
-  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
                                                    runtime::kHeldOutMaxBatches, " held-out batches"));
@@ -240,6 +236,7 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   std::unique_ptr<runtime::PlannerDefinition> loaded;
   absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
   if (!planner.ok()) return planner.status();
+  RETURN_IF_ERROR(ValidateRampupPlans(c, **planner));
   if (c.dry_run) {
     if (absl::Status s = DryRun(**planner, c); !s.ok()) return s;
     return false;
@@ -316,13 +313,8 @@ struct Session {
   actors::ModelPipeline mp;
   std::vector<runtime::Chunk*> chunks;
   std::vector<runtime::ChunkState> chunk_states;
-  // Batch-size ramp-up: microbatches per step, and the pipeline on the same chunks for an M
-  // below the full one (built when first needed, dropped when M grows).
-  std::optional<runtime::MicrobatchCalculator> microbatches;
-  actors::ModelPipelineOptions pipeline_options;
-  std::unique_ptr<actors::Pipeline> ramp_pipeline;
-  int ramp_m = 0;
-  actors::Pipeline* active = nullptr;  // the pipeline of the last step run
+  // Each step's spec: its M under a batch-size ramp-up (the one pipeline re-plans per step).
+  std::shared_ptr<const runtime::StepSpecs> specs;
 };
 
 // STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
@@ -366,15 +358,14 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();
   }
-  ASSIGN_OR_RETURN(s.microbatches, tools::MicrobatchCalculatorOf(c));
+  ASSIGN_OR_RETURN(runtime::MicrobatchCalculator microbatches, tools::MicrobatchCalculatorOf(c));
+  ASSIGN_OR_RETURN(runtime::StepSpecs specs,
+                   runtime::StepSpecs::Create(*s.planner, c.planner_options, microbatches));
+  s.specs = std::make_shared<const runtime::StepSpecs>(std::move(specs));
   if (c.rampup.has_value()) {
-    std::vector<int64_t> first;  // each step's first microbatch in the data order
-    for (int64_t step = 0; step <= c.steps + 1; ++step) {
-      first.push_back(s.microbatches->ConsumedBefore(step) / c.chunk.micro_batch_size);
-    }
-    s.train->SetFirstMicrobatches(std::move(first));
+    options.specs = s.specs;
+    s.train->SetFirstMicrobatches(microbatches.FirstMicrobatches(c.steps, c.chunk.micro_batch_size));
   }
-  s.pipeline_options = options;
   ASSIGN_OR_RETURN(s.mp, actors::BuildModelPipeline(options, s.train.get()));
   s.chunks = s.mp.chunk_pointers();
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
@@ -426,37 +417,6 @@ absl::StatusOr<int64_t> InitialWeights(const LaunchConfig& c, Session& s, RunHis
   return resumed;
 }
 
-// The pipeline for step `step`'s M (the full one, or one built on the same chunks), seeded
-// with the run's losses when it takes over (the rerun state machine's running median).
-absl::StatusOr<actors::Pipeline*> PipelineFor(const LaunchConfig& c, Session& s, int64_t step,
-                                              const runtime::LossHistory& history) {
-  const int m = s.microbatches->MicrobatchesOfStep(step);
-  actors::Pipeline* pipeline = s.mp.pipeline.get();
-  if (m != c.planner_options.num_microbatches) {
-    if (m != s.ramp_m) {
-      actors::ModelPipelineOptions o = s.pipeline_options;
-      o.planner_options.num_microbatches = m;
-      s.ramp_pipeline.reset();
-      ASSIGN_OR_RETURN(s.ramp_pipeline, actors::BuildPipelineOn(o, s.train.get(), s.chunks));
-      s.ramp_m = m;
-    }
-    pipeline = s.ramp_pipeline.get();
-  } else if (s.ramp_pipeline != nullptr) {
-    s.ramp_pipeline.reset();  // M only grows
-    s.ramp_m = 0;
-  }
-  if (pipeline != s.active) {
-    pipeline->SeedLossHistory(history.train);
-    if (c.rampup.has_value()) {
-      std::printf("batch ramp-up: step %lld global batch %lld sequences (%d microbatches)\n",
-                  static_cast<long long>(step),
-                  static_cast<long long>(int64_t{m} * c.chunk.micro_batch_size), m);
-    }
-    s.active = pipeline;
-  }
-  return pipeline;
-}
-
 // Step times and per-stage busy time, for the summary line.
 struct Throughput {
   double tokens_per_step = 0;  // at the full batch
@@ -468,12 +428,13 @@ struct Throughput {
   runtime::MoeTokenCounts moe;  // tokens per expert of MoE layers, summed over the steps
 };
 
-// Runs step `step` (on the pipeline of its M) and counts its time and tokens.
+// Runs step `step` and counts its time and tokens (its M: a ramp-up's, or the full one).
 absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s, int64_t step,
-                                              const runtime::LossHistory& history, Throughput& t) {
-  ASSIGN_OR_RETURN(actors::Pipeline * pipeline, PipelineFor(c, s, step, history));
-  ASSIGN_OR_RETURN(actors::StepOutcome outcome, pipeline->RunStep(step));
-  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len * pipeline->spec().num_microbatches;
+                                              int64_t first_step, Throughput& t) {
+  const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
+  if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
+  ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
+  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len * s.specs->ForStep(step).num_microbatches;
   t.tokens += t.step_tokens;
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
@@ -524,6 +485,7 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
   StepTimers timers;
   if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
   timers.from = loop.first_step();
+  s.mp.pipeline->SeedLossHistory(loop.history().train);  // the rerun check's running median
   std::signal(SIGINT, RequestStop);
   std::signal(SIGTERM, RequestStop);
   for (runtime::TrainAction a = loop.Start(); a.phase != runtime::TrainPhase::kFinish;) {
@@ -536,7 +498,7 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       RETURN_IF_ERROR(SaveCheckpoint(c, s.model, step, loop.history(), s.chunk_states));
       a = loop.Checkpointed(step);
     } else {
-      ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.history(), t));
+      ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.first_step(), t));
       progress.Update(step, out.seconds, out.loss);
       a = loop.StepFinished(step, out.loss, stop_requested);
       timers.AddStep(out);

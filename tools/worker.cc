@@ -149,6 +149,9 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const 
   o.chunk = c.chunk;
   o.partition = c.partition;
   o.planner_options = c.planner_options;
+  if (c.rampup.has_value()) {
+    ASSIGN_OR_RETURN(o.microbatches, tools::MicrobatchCalculatorOf(c));
+  }
   o.optimizer = c.optimizer;
   o.rerun = c.rerun;
   o.log_timers = c.log_timers;

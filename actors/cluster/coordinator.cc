@@ -214,6 +214,11 @@ void RunStep(Self* self, int64_t step) {
   if (st.stopping) return;
   st.step = step;
   st.running = true;
+  if (st.options.specs) {
+    const std::string ramp =
+        st.options.specs->RampLine(step, st.loop->first_step(), st.options.micro_batch_size);
+    if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
+  }
   self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
                      hang_atom::value, step);
   if (st.options.trace) st.options.trace->StepBegan(step, runtime::trace::NowNanos());
@@ -419,7 +424,8 @@ coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions opti
   st.loop.emplace(st.options.loop, st.options.resumed_step,
                   runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
   st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
-                                                          caf::actor_cast<coordinator_actor>(self)});
+                                                          caf::actor_cast<coordinator_actor>(self),
+                                                          st.options.specs});
   self->set_down_handler([=](caf::down_msg& down) { OnDown(self, down); });
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
   return {

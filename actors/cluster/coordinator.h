@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,6 +20,7 @@
 #include "runtime/cluster/admission.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/step_specs.h"
 #include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 
@@ -29,6 +31,9 @@ struct CoordinatorOptions {
   int world_size = 1;
   std::string config;          // every worker must present the same text
   runtime::StepSpec spec;
+  // A batch-size ramp-up's spec of each step (its M; announced before the step); null: one M.
+  std::shared_ptr<const runtime::StepSpecs> specs;
+  int micro_batch_size = 0;    // B, for the ramp-up's global-batch line
   int64_t wte_floats = 0;      // vocab * d_model: the tied gradients' size (DriverGate checks)
   // The training loop's policy (runtime/train/train_loop.h): which steps run, when to log,
   // evaluate and checkpoint, when to stop. The coordinator only carries out its phases.

@@ -10,6 +10,15 @@
 namespace stagehand::actors::cluster {
 namespace {
 
+// A StageDone's loss count: the M of some step of the run.
+bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec, const runtime::StepSpecs* specs) {
+  if (specs == nullptr) return n == spec.num_microbatches;
+  for (int m : specs->DistinctMicrobatches()) {
+    if (n == m) return true;
+  }
+  return false;
+}
+
 std::string SenderName(caf::local_actor* self) {
   caf::strong_actor_ptr sender = self->current_sender();
   if (sender == nullptr) return "an anonymous sender";
@@ -130,10 +139,10 @@ driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<
       },
       [=](StageDone& d) {
         if (!stage_ok(d.stage, "a StageDone")) return;
-        const auto& spec = self->state.init.spec;
-        if (d.error.empty() && d.stage == spec.chunk_to_stage.back() &&
-            static_cast<int>(d.losses.size()) != spec.num_microbatches) {
-          chunks_ok(d.stage, absl::StrCat(d.losses.size(), " losses for ", spec.num_microbatches,
+        const auto& in = self->state.init;
+        if (d.error.empty() && d.stage == in.spec.chunk_to_stage.back() &&
+            !OneOfTheMicrobatchCounts(static_cast<int>(d.losses.size()), in.spec, in.specs.get())) {
+          chunks_ok(d.stage, absl::StrCat(d.losses.size(), " losses for ", in.spec.num_microbatches,
                                           " microbatches"), "a StageDone");
           return;
         }

@@ -7,11 +7,13 @@
 #define STAGEHAND_ACTORS_CLUSTER_GATES_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "actors/cluster/cluster_messages.h"
 #include "caf/all.hpp"
 #include "runtime/step_spec.h"
+#include "runtime/train/step_specs.h"
 
 namespace stagehand::actors::cluster {
 
@@ -38,6 +40,9 @@ struct DriverGateInit {
   int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
   stage_reports driver;           // the StepDriver
   coordinator_actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
+  // A batch-size ramp-up's specs: a StageDone may carry the losses of any of its Ms (the
+  // driver knows which step runs); null: `spec`'s M only.
+  std::shared_ptr<const runtime::StepSpecs> specs;
 };
 struct DriverGateState {
   DriverGateInit init;

@@ -66,10 +66,10 @@ class RecordingStageWork : public runtime::StageWork {
   RecordingStageWork(std::unique_ptr<runtime::StageWork> inner, int stage, ActionLog* log,
                      int64_t kill_at_step)
       : inner_(std::move(inner)), stage_(stage), log_(log), kill_at_step_(kill_at_step) {}
-  void BeginStep(int64_t step) override {
+  void BeginStep(int64_t step, int num_microbatches) override {
     step_ = step;
     Note("begin step", -1, -1);
-    inner_->BeginStep(step);
+    inner_->BeginStep(step, num_microbatches);
   }
   absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
                        double* loss) override {
@@ -146,6 +146,7 @@ struct Node {
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
   ActionLog log;
+  std::shared_ptr<const runtime::StepSpecs> specs;  // --rampup_batch_size's; null: one M
 };
 
 // The worker's handle as the coordinator and its own actors address it. The worker is the
@@ -292,6 +293,10 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
                          const std::vector<int>& stages, Node& node) {
   node.sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
       o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
+  if (o.microbatches.has_value() && o.microbatches->ramping()) {  // as tools/launch
+    node.sampler->SetFirstMicrobatches(
+        o.microbatches->FirstMicrobatches(o.loop.steps, o.chunk.micro_batch_size));
+  }
   node.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, o.model.seed));
   models::ChunkOptions chunk_options = o.chunk;
@@ -368,13 +373,17 @@ absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o
 
 // 4. Rank 0: the step driver and the coordinator, published on loopback (the gate relays the
 // other ranks to it); returns CAF's port.
-absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec, int64_t start_step,
-                                runtime::trace::TraceRecorder* trace, caf::actor_system& sys) {
+absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec,
+                                             std::shared_ptr<const runtime::StepSpecs> specs,
+                                             int64_t start_step, runtime::trace::TraceRecorder* trace,
+                                             caf::actor_system& sys) {
   CoordinatorOptions co;
   co.token = o.token;
   co.world_size = o.world_size;
   co.config = o.config_text;
   co.spec = spec;
+  co.specs = std::move(specs);
+  co.micro_batch_size = o.chunk.micro_batch_size;
   co.wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
   co.loop = o.loop;
   co.resumed_step = start_step;
@@ -457,7 +466,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
     const stage_reports driver =
         trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
     StageActorInit si{s,      spec,           o.planner, node.lanes.back().get(),
-                      node.works.back().get(), driver, tensor_inbox{}, trace};
+                      node.works.back().get(), driver, tensor_inbox{}, trace, node.specs};
     // The stage needs its comm and the comm its stage: the comm learns its stage from the
     // rank's stage table, sent below before anything else.
     cluster_comm_actor comm = sys.spawn(ClusterComm, ci);
@@ -665,6 +674,11 @@ absl::Status RunWorker(const WorkerOptions& o) {
   }
   const std::vector<int> stages = runtime::StagesOfRank(P, o.world_size, o.rank);
   auto* node = new Node();  // never freed: see Node
+  if (o.microbatches.has_value() && o.microbatches->ramping()) {
+    ASSIGN_OR_RETURN(runtime::StepSpecs specs,
+                     runtime::StepSpecs::Create(*o.planner, o.planner_options, *o.microbatches));
+    node->specs = std::make_shared<const runtime::StepSpecs>(std::move(specs));
+  }
   RETURN_IF_ERROR(BuildChunks(o, spec, stages, *node));
   ASSIGN_OR_RETURN(const int64_t start_step, InitialWeights(o, me, *node));
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
@@ -676,7 +690,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   node->config->set("scheduler.max-threads", size_t{2});
   node->system = std::make_unique<caf::actor_system>(*node->config);
   if (o.rank == 0) {
-    ASSIGN_OR_RETURN(node->caf_port, PublishCoordinator(o, spec, start_step, trace, *node->system));
+    ASSIGN_OR_RETURN(node->caf_port,
+                     PublishCoordinator(o, spec, node->specs, start_step, trace, *node->system));
     RETURN_IF_ERROR(StartCoordinatorGate(o, node->caf_port, *node));
   }
 

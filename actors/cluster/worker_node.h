@@ -8,6 +8,7 @@
 #ifndef STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 #define STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -15,6 +16,7 @@
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/data/dataset.h"
 #include "runtime/planner.h"
+#include "runtime/train/batch_rampup.h"
 #include "runtime/cluster/fault_plan.h"
 #include "runtime/train/rerun.h"
 #include "runtime/train/train_loop.h"
@@ -37,6 +39,9 @@ struct WorkerOptions {
   std::string partition;  // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
+  // --rampup_batch_size: each step's M (every rank re-plans each step alike); absent: the
+  // planner options' M every step.
+  std::optional<runtime::MicrobatchCalculator> microbatches;
   runtime::OptimizerConfig optimizer;            // `states` is set here
   runtime::RerunOptions rerun;                   // rank 0's step driver checks each step
   bool log_timers = false;                       // rank 0 prints the phase timers

@@ -78,6 +78,15 @@ int64_t MicrobatchCalculator::ConsumedBefore(int64_t step) const {
   return consumed_[step - 1];
 }
 
+std::vector<int64_t> MicrobatchCalculator::FirstMicrobatches(int64_t steps,
+                                                             int micro_batch_size) const {
+  std::vector<int64_t> first;
+  for (int64_t step = 0; step <= steps + 1; ++step) {
+    first.push_back(ConsumedBefore(step) / micro_batch_size);
+  }
+  return first;
+}
+
 std::vector<int> MicrobatchCalculator::DistinctMicrobatches(int64_t steps) const {
   std::set<int> distinct;
   for (int64_t s = 1; s <= steps; ++s) {

@@ -47,6 +47,9 @@ class MicrobatchCalculator {
   // Every distinct microbatch count of steps 1 .. `steps`, ascending.
   std::vector<int> DistinctMicrobatches(int64_t steps) const;
   bool ramping() const { return rampup_.has_value(); }
+  // The data position of steps 0 .. `steps` + 1 in microbatches of `micro_batch_size`: the
+  // first microbatch of each step in the data order (WindowSampler::SetFirstMicrobatches).
+  std::vector<int64_t> FirstMicrobatches(int64_t steps, int micro_batch_size) const;
 
  private:
   MicrobatchCalculator() = default;

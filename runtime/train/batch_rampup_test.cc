@@ -6,6 +6,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/planner.h"
+#include "runtime/train/step_specs.h"
 #include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
@@ -76,6 +78,76 @@ TEST(BatchRampupFromFlagTest, ParsesThreeIntegersAndNamesTheFlag) {
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--rampup_batch_size")))
         << bad;
   }
+}
+
+// The step graph of each step under a ramp-up: 8 to 32 sequences of 4 over 96 samples gives
+// M = 2, 2, 2, 2, 4, 4, 6, 6, 8, ... (tools/launch's README run).
+TEST(StepSpecsTest, EachStepGetsTheSpecOfItsMicrobatchCount) {
+  absl::StatusOr<const PlannerDefinition*> planner = PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(planner.ok());
+  PlannerOptions options;
+  options.num_stages = 4;
+  options.num_microbatches = 8;
+  absl::StatusOr<StepSpecs> specs =
+      StepSpecs::Create(**planner, options, Make(BatchRampup{8, 8, 96}, 32, 4, 1));
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_TRUE(specs->ramping());
+  EXPECT_THAT(specs->DistinctMicrobatches(), ElementsAre(2, 4, 6, 8));
+  std::vector<int> m;
+  for (int64_t step = 1; step <= 11; ++step) m.push_back(specs->ForStep(step).num_microbatches);
+  EXPECT_THAT(m, ElementsAre(2, 2, 2, 2, 4, 4, 6, 6, 8, 8, 8));
+  EXPECT_EQ(specs->ForStep(1000).num_microbatches, 8);
+  EXPECT_EQ(specs->full().num_microbatches, 8);
+  for (int mb : {2, 4, 6}) {
+    options.num_microbatches = mb;
+    absl::StatusOr<StepSpec> alone = (*planner)->MakeSpec(options);
+    ASSERT_TRUE(alone.ok());
+    const int64_t step = mb == 2 ? 1 : mb == 4 ? 5 : 7;
+    EXPECT_EQ(specs->ForStep(step).chunk_to_stage, alone->chunk_to_stage);
+    EXPECT_EQ(specs->ForStep(step).num_microbatches, alone->num_microbatches);
+  }
+  // Constant: one spec for every step.
+  const StepSpecs constant = StepSpecs::Constant(specs->full());
+  EXPECT_FALSE(constant.ramping());
+  EXPECT_EQ(constant.ForStep(1).num_microbatches, 8);
+}
+
+// 1f1b, except that it refuses `refused` microbatches and puts `moved` microbatches' chunk 0
+// on the last stage.
+class PickyPlanner : public PlannerDefinition {
+ public:
+  PickyPlanner(int refused, int moved) : refused_(refused), moved_(moved) {}
+  std::string name() const override { return "picky"; }
+  std::string description() const override { return "test"; }
+  absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override {
+    if (options.num_microbatches == refused_) return absl::InvalidArgumentError("not this M");
+    absl::StatusOr<StepSpec> spec = Base().MakeSpec(options);
+    if (spec.ok() && options.num_microbatches == moved_) {
+      spec->chunk_to_stage[0] = spec->num_stages - 1;
+    }
+    return spec;
+  }
+  std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override {
+    return Base().MakePlanner(spec, stage);
+  }
+
+ private:
+  static const PlannerDefinition& Base() { return **PlannerRegistry::Default().Get("1f1b"); }
+  int refused_, moved_;
+};
+
+TEST(StepSpecsTest, AnMThePlannerRefusesOrLaysOutElsewhereIsRefusedNamingIt) {
+  PlannerOptions options;
+  options.num_stages = 4;
+  options.num_microbatches = 8;
+  const MicrobatchCalculator ramp = Make(BatchRampup{8, 8, 96}, 32, 4, 1);
+  EXPECT_THAT(StepSpecs::Create(PickyPlanner(4, 0), options, ramp),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the planner picky refuses 4 microbatches (step 5): not this M")));
+  EXPECT_THAT(StepSpecs::Create(PickyPlanner(0, 6), options, ramp),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("lays out 6 microbatches on other stages or chunks than 8")));
+  EXPECT_TRUE(StepSpecs::Create(PickyPlanner(0, 0), options, ramp).ok());
 }
 
 }  // namespace

@@ -29,7 +29,9 @@ absl::StatusOr<SlowStage> ParseSlowStage(absl::string_view text, int num_stages)
 class SlowStageWork : public StageWork {
  public:
   SlowStageWork(std::unique_ptr<StageWork> inner, double factor);
-  void BeginStep(int64_t step) override { inner_->BeginStep(step); }
+  void BeginStep(int64_t step, int num_microbatches) override {
+    inner_->BeginStep(step, num_microbatches);
+  }
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;

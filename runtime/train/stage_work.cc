@@ -34,9 +34,14 @@ StageFaults StageFaultsOf(const FaultPlan& plan, int stage) {
   return faults;
 }
 
-void ModelStageWork::BeginStep(int64_t step) {
+void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   run_ = step == step_ ? run_ + 1 : 0;
   step_ = step;
+  step_status_ = absl::OkStatus();
+  for (auto& [c, chunk] : chunks_) {
+    absl::Status s = chunk->SetStepMicrobatches(num_microbatches);
+    if (!s.ok() && step_status_.ok()) step_status_ = s;
+  }
 }
 
 absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
@@ -49,6 +54,7 @@ absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
 
 absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
                                      double* loss) {
+  if (!step_status_.ok()) return step_status_;
   absl::StatusOr<Chunk*> c = Get(chunk);
   if (!c.ok()) return c.status();
   const models::ChunkOptions& o = (*c)->options();

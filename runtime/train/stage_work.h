@@ -21,8 +21,9 @@ namespace stagehand::runtime {
 class StageWork {
  public:
   virtual ~StageWork() = default;
-  // Called before a step's first action.
-  virtual void BeginStep(int64_t step) = 0;
+  // Called before a step's first action, with the step's M (a batch-size ramp-up changes it
+  // from step to step: runtime/train/step_specs.h).
+  virtual void BeginStep(int64_t step, int num_microbatches) = 0;
   // F(chunk, mb): `input` is null for the first chunk. Fills `output` for a chunk that
   // feeds another chunk, or `loss` for the last chunk.
   virtual absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
@@ -76,7 +77,8 @@ class ModelStageWork : public StageWork {
  public:
   ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
                  int num_microbatches, OptimizerConfig optimizer, StageFaults faults = {});
-  void BeginStep(int64_t step) override;
+  // Sets every held chunk's step M (its loss-gradient scale).
+  void BeginStep(int64_t step, int num_microbatches) override;
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
@@ -101,6 +103,7 @@ class ModelStageWork : public StageWork {
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;  // runs of step_ begun before this one (0: the first run)
+  absl::Status step_status_;  // BeginStep's: an M the chunks cannot take fails the first F
   double data_seconds_ = 0;
 };
 
@@ -114,7 +117,7 @@ struct SyntheticDurations {
 class SyntheticStageWork : public StageWork {
  public:
   SyntheticStageWork(SyntheticDurations durations, int num_chunks);
-  void BeginStep(int64_t) override {}
+  void BeginStep(int64_t, int) override {}
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
