@@ -572,7 +572,7 @@ void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const
                                ls.routing.expert_offsets.data(), shape);
   ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N, C);
   // The router: gates and the load-balancing loss to probabilities, then to logits.
-  const double per_microbatch = 1.0 / options_.num_microbatches;
+  const double per_microbatch = 1.0 / step_microbatches_;  // the step's M, as for the loss
   Zero(ls.d_router_probs);
   ops::MoeGatesBackwardInput(ls.d_router_probs.data(), ls.d_gates.data(), ls.expert_index.data(), N,
                              E, K);

@@ -71,7 +71,7 @@ class GptChunk {
   // F(mb)'s MoE auxiliary losses in this chunk's layers, each weighted by its coefficient
   // (aux_loss_coeff x load-balancing + z_loss_coeff x z-loss); 0 without MoE layers. The
   // objective a step minimises is mean over microbatches of (loss + every chunk's aux_loss):
-  // B adds the auxiliary gradients (scaled 1/M) where the router is.
+  // B adds the auxiliary gradients (scaled 1/M, the step's M) where the router is.
   double aux_loss(int mb) const;
   // Per MoE layer (global index): tokens per expert, drops and aux losses of the microbatches
   // whose B ran since the last call; resets them.
