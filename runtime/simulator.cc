@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -113,6 +114,13 @@ class Simulation {
   absl::Status Stalled() const;
   absl::Status ApplyEventsAtNow();
   absl::Status ApplyFinished(const Event& event);
+  bool SharedCores() const { return options_.compute_lanes > 0; }
+  // Shared cores: the speed of each computing stage now, and when the next action finishes.
+  double Speed() const;
+  double NextSharedFinish() const;
+  // Shared cores: advances every computing stage's work to `time` (>= now) and applies the
+  // actions that finish then.
+  absl::Status AdvanceSharedTo(double time);
   // `duration` if finite and >= 0, else InvalidArgument naming what gave it (what() is
   // only called then: it builds text).
   template <typename What>
@@ -135,6 +143,12 @@ class Simulation {
   std::vector<Action> running_;                             // (P) the action on each busy lane
   std::vector<bool> consult_;                               // saw an event since last consulted
   std::vector<int> to_consult_;                             // the stages with consult_ set
+  std::vector<int> consulting_;                             // the ones being consulted now
+  // Shared cores (options_.compute_lanes > 0): compute work left on each busy stage, in
+  // seconds at full speed (-1 idle), and where its timeline entry is.
+  std::vector<double> work_left_;
+  std::vector<std::size_t> timeline_index_;
+  int computing_ = 0;
   absl::flat_hash_map<std::int64_t, double> link_free_at_;  // from * P + to -> lane free
   std::vector<Transfer> in_flight_;                         // transfers, by event index
   std::vector<std::size_t> free_slots_;                     // reusable in_flight_ entries
@@ -160,6 +174,8 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
     loops_.push_back(*std::move(loop));
   }
   running_.resize(num_stages);
+  work_left_.assign(num_stages, -1);
+  timeline_index_.assign(num_stages, 0);
   consult_.assign(num_stages, false);
   for (int s = 0; s < num_stages; ++s) MarkForConsult(s);
   result_.stage_busy.assign(num_stages, 0);
@@ -170,10 +186,10 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
 // 1. Every idle stage that saw an event asks its planner for the next action, in stage order.
 absl::Status Simulation::ConsultIdleStages() {
   std::sort(to_consult_.begin(), to_consult_.end());
-  std::vector<int> stages;
-  stages.swap(to_consult_);
+  consulting_.swap(to_consult_);  // keeps both buffers' capacity
+  to_consult_.clear();
   const double now = clock_.now;
-  for (int s : stages) {
+  for (int s : consulting_) {
     consult_[s] = false;
     if (loops_[s].lane_busy()) continue;  // its Finished will mark it again
     absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
@@ -192,7 +208,46 @@ absl::Status Simulation::ConsultIdleStages() {
       result_.per_stage[s].push_back(TimedAction{action, now, end});
       index = result_.per_stage[s].size() - 1;
     }
-    events_.push(Event{end, sequence_++, Event::Kind::kComputeFinished, s, index});
+    if (SharedCores()) {
+      work_left_[s] = duration;
+      timeline_index_[s] = index;
+      ++computing_;
+    } else {
+      events_.push(Event{end, sequence_++, Event::Kind::kComputeFinished, s, index});
+    }
+  }
+  return absl::OkStatus();
+}
+
+double Simulation::Speed() const {
+  return computing_ > options_.compute_lanes
+             ? static_cast<double>(options_.compute_lanes) / computing_
+             : 1.0;
+}
+
+double Simulation::NextSharedFinish() const {
+  double least = std::numeric_limits<double>::infinity();
+  for (double left : work_left_) {
+    if (left >= 0) least = std::min(least, left);
+  }
+  return clock_.now + least / Speed();
+}
+
+absl::Status Simulation::AdvanceSharedTo(double time) {
+  const double done = (time - clock_.now) * Speed();
+  clock_.now = time;
+  std::vector<int> finished;
+  for (int s = 0; s < static_cast<int>(work_left_.size()); ++s) {
+    if (work_left_[s] < 0) continue;
+    work_left_[s] -= done;
+    // Within rounding of the finish time it was advanced to.
+    if (work_left_[s] <= 1e-12 * std::max(1.0, std::abs(time))) finished.push_back(s);
+  }
+  for (int s : finished) {
+    work_left_[s] = -1;
+    --computing_;
+    if (options_.record_timeline) result_.per_stage[s][timeline_index_[s]].end = time;
+    RETURN_IF_ERROR(ApplyFinished(Event{time, 0, Event::Kind::kComputeFinished, s, 0}));
   }
   return absl::OkStatus();
 }
@@ -273,6 +328,14 @@ absl::Status Simulation::ApplyEventsAtNow() {
 absl::StatusOr<SimResult> Simulation::Run() {
   while (true) {
     RETURN_IF_ERROR(ConsultIdleStages());
+    if (SharedCores() && computing_ > 0) {
+      const double finish = NextSharedFinish();
+      if (events_.empty() || finish <= events_.top().time) {
+        RETURN_IF_ERROR(AdvanceSharedTo(finish));
+        continue;
+      }
+      RETURN_IF_ERROR(AdvanceSharedTo(events_.top().time));
+    }
     if (events_.empty()) {
       const bool all_done = std::all_of(loops_.begin(), loops_.end(),
                                         [](const StageLoop& loop) { return loop.Done(); });

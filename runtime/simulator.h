@@ -55,6 +55,10 @@ struct SimulationOptions {
   // Keep every timed action and transfer (SimResult::per_stage, transfers). Off, only the
   // totals are kept: for steps of millions of actions whose timeline nobody reads.
   bool record_timeline = true;
+  // The stages share this many cores (a CPU with fewer cores than stages): while n > lanes
+  // stages compute, each progresses at lanes / n of its speed, as the OS time-slices them.
+  // 0 = every stage has its own compute lane.
+  int compute_lanes = 0;
 };
 
 struct TimedAction {

@@ -110,6 +110,30 @@ TEST(SimulatorTest, TransfersTakeTimeAndQueueOnTheirLane) {
   EXPECT_EQ(result->per_stage[0][1].start, 1);
 }
 
+TEST(SimulatorTest, StagesSharingACoreProgressAtItsShare) {
+  const FunctionDefinition definition("first", Spec(2, 2, {0, 1}, false), FirstReady);
+  ConstantCosts costs{CostModel()};
+  SimulationOptions options;
+  options.compute_lanes = 1;
+  absl::StatusOr<SimResult> result =
+      SimulateWithCosts(definition, Spec(2, 2, {0, 1}, false), costs, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // s0 F mb0 [0, 1] alone; then s0 F mb1 and s1 F mb0 share the core: both end at 3.
+  ASSERT_GE(result->per_stage[0].size(), 2u);
+  EXPECT_DOUBLE_EQ(result->per_stage[0][1].start, 1);
+  EXPECT_DOUBLE_EQ(result->per_stage[0][1].end, 3);
+  EXPECT_DOUBLE_EQ(result->per_stage[1][0].start, 1);
+  EXPECT_DOUBLE_EQ(result->per_stage[1][0].end, 3);
+  // One core does all 12 units of work (2 stages x 2 microbatches x (F 1 + B 2)).
+  EXPECT_DOUBLE_EQ(result->step_time, 12);
+  options.compute_lanes = 2;  // as many cores as stages: as without sharing
+  absl::StatusOr<SimResult> own =
+      SimulateWithCosts(definition, Spec(2, 2, {0, 1}, false), costs, options);
+  absl::StatusOr<SimResult> plain = Simulate(definition, PlannerOptions{});
+  ASSERT_TRUE(own.ok() && plain.ok());
+  EXPECT_DOUBLE_EQ(own->step_time, plain->step_time);
+}
+
 TEST(SimulatorTest, ExecutesEveryActionOnceAndRespectsDependencies) {
   // Interleaved, V-shaped, split and fused; a greedy planner; transfers with a cost.
   const std::vector<StepSpec> specs = {

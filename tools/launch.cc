@@ -11,8 +11,11 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
+#include <thread>
 #include <algorithm>
 #include <optional>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +48,7 @@
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
+#include "runtime/sim/auto_planner.h"
 #include "runtime/schedule_table.h"
 #include "runtime/table_planner.h"
 #include "runtime/train/held_out_pass.h"
@@ -59,6 +63,10 @@
 #include "tools/train_flags.h"
 
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
+ABSL_FLAG(double, auto_replan_drift, 0.2,
+          "--planner=auto: re-rank the planners from the run's own trace after the first step, "
+          "and again when a chunk's measured F/I/W time drifts by more than this fraction "
+          "(0: keep the first pick)");
 ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV file");
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
@@ -315,6 +323,8 @@ struct Session {
   std::vector<runtime::ChunkState> chunk_states;
   // Each step's spec: its M under a batch-size ramp-up (the one pipeline re-plans per step).
   std::shared_ptr<const runtime::StepSpecs> specs;
+  actors::ModelPipelineOptions pipeline_options;         // what the pipeline was built with
+  std::optional<runtime::sim::AutoReplanner> replanner;  // --planner=auto
 };
 
 // STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
@@ -354,7 +364,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.slow_stage = c.slow_stage;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
-  if (!c.trace.empty()) {
+  if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();
   }
@@ -366,6 +376,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
     options.specs = s.specs;
     s.train->SetFirstMicrobatches(microbatches.FirstMicrobatches(c.steps, c.chunk.micro_batch_size));
   }
+  s.pipeline_options = options;
   ASSIGN_OR_RETURN(s.mp, actors::BuildModelPipeline(options, s.train.get()));
   s.chunks = s.mp.chunk_pointers();
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
@@ -443,6 +454,30 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   return outcome;
 }
 
+// --planner=auto after a step: re-rank from the run's trace (runtime/sim/auto_planner.h) and,
+// when another planner of the same placement simulates faster, run the next steps with it on
+// the same chunks (results do not depend on the planner).
+absl::Status Replan(const LaunchConfig& c, Session& s, int64_t step,
+                    const runtime::LossHistory& history) {
+  if (!s.replanner || s.recorder == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<runtime::sim::AutoPick> pick,
+                   s.replanner->AfterStep(s.recorder->Collect(), step));
+  if (!pick) return absl::OkStatus();
+  ASSIGN_OR_RETURN(s.planner, runtime::PlannerRegistry::Default().Get(pick->planner));
+  ASSIGN_OR_RETURN(runtime::MicrobatchCalculator microbatches, tools::MicrobatchCalculatorOf(c));
+  ASSIGN_OR_RETURN(runtime::StepSpecs specs,
+                   runtime::StepSpecs::Create(*s.planner, c.planner_options, microbatches));
+  s.specs = std::make_shared<const runtime::StepSpecs>(std::move(specs));
+  s.pipeline_options.planner = s.planner;
+  if (s.pipeline_options.specs != nullptr) s.pipeline_options.specs = s.specs;
+  ASSIGN_OR_RETURN(s.mp.pipeline,
+                   actors::BuildPipelineOn(s.pipeline_options, s.train.get(), s.chunks));
+  s.mp.pipeline->SeedLossHistory(history.train);  // the rerun check's running median
+  std::printf("auto: after step %lld switching to %s, %s\n", static_cast<long long>(step),
+              pick->planner.c_str(), pick->reason.c_str());
+  return absl::OkStatus();
+}
+
 // Drives the training loop's phases (runtime/train/train_loop.h) to its end.
 // --log_timers: the phase timers of the steps since the last report (runtime/train/timers.h).
 struct StepTimers {
@@ -499,6 +534,7 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       a = loop.Checkpointed(step);
     } else {
       ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.first_step(), t));
+      RETURN_IF_ERROR(Replan(c, s, step, loop.history()));
       progress.Update(step, out.seconds, out.loss);
       a = loop.StepFinished(step, out.loss, stop_requested);
       timers.AddStep(out);
@@ -532,7 +568,7 @@ void PrintSummary(const Throughput& t) {
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
 absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::TrainLoop& loop) {
-  if (s.recorder != nullptr) {
+  if (s.recorder != nullptr && !c.trace.empty()) {
     const runtime::trace::Trace trace = s.recorder->Collect();
     RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, c.trace));
     std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
@@ -556,8 +592,41 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
   return absl::OkStatus();
 }
 
-absl::Status Run(const LaunchConfig& c) {
+// --planner=auto before the first step: every registered planner simulated with the GPT cost
+// model of this config on the cpu preset (stages sharing this machine's cores); `c.planner`
+// becomes the pick. The replanner takes over from the run's own trace.
+absl::Status PickAutoPlanner(LaunchConfig& c, std::optional<runtime::sim::AutoReplanner>* replanner) {
+  if (const double drift = absl::GetFlag(FLAGS_auto_replan_drift); drift < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--auto_replan_drift=", drift, ", must be >= 0"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  runtime::sim::Workload workload;
+  ASSIGN_OR_RETURN(workload.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
+  workload.microbatch_size = c.chunk.micro_batch_size;
+  workload.seq_len = c.chunk.seq_len;
+  const runtime::sim::CostsForSpec estimate =
+      runtime::sim::CpuCostsForRun(workload, c.slow_stage.stage, c.slow_stage.factor);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const int lanes = cores > 0 && cores < c.stages ? cores : 0;
+  const auto& registry = runtime::PlannerRegistry::Default();
+  runtime::sim::PlanRequest request;
+  request.options = c.planner_options;
+  ASSIGN_OR_RETURN(runtime::sim::AutoPick pick,
+                   runtime::sim::PickBySimulation(registry, registry.Names(), request, estimate,
+                                                  "the GPT cost model (cpu preset)", lanes));
+  std::printf("auto: picked %s, %s\n", pick.planner.c_str(), pick.reason.c_str());
+  c.planner = pick.planner;
+  runtime::sim::ReplanOptions options;
+  options.drift = absl::GetFlag(FLAGS_auto_replan_drift);
+  options.compute_lanes = lanes;
+  replanner->emplace(registry, request, estimate, pick.planner, options);
+  return absl::OkStatus();
+}
+
+absl::Status Run(const LaunchConfig& config) {
   Session s;
+  LaunchConfig c = config;
+  if (c.planner == "auto" && c.schedule.empty()) RETURN_IF_ERROR(PickAutoPlanner(c, &s.replanner));
   ASSIGN_OR_RETURN(s.planner, ResolvePlanner(c, &s.loaded));
   RETURN_IF_ERROR(ValidateRampupPlans(c, *s.planner));
   if (c.dry_run) return DryRun(*s.planner, c);
@@ -595,7 +664,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  if (stagehand::tools::ClusterRequested()) return stagehand::RunClusterLaunch(argv[0], *config);
+  if (stagehand::tools::ClusterRequested()) {
+    if (config->planner == "auto") {
+      std::fprintf(stderr, "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
+      return 2;
+    }
+    return stagehand::RunClusterLaunch(argv[0], *config);
+  }
   absl::Status status;
   try {
     status = stagehand::Run(*config);

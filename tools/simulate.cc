@@ -42,9 +42,16 @@ ABSL_FLAG(std::string, model, "launch",
           "gpt2_xl, gpt3_175b");
 ABSL_FLAG(int, layers, 0, "override the preset's layer count (0 = keep)");
 ABSL_FLAG(int, micro_batch_size, 0, "override the preset's sequences per microbatch (0 = keep)");
+ABSL_FLAG(int, data_parallel, 1, "pipeline replicas all-reducing gradients each step");
+ABSL_FLAG(int, experts, 0, "mixture of experts: experts per MLP (0 = dense)");
+ABSL_FLAG(int, experts_per_token, 2, "mixture of experts: experts each token goes to");
+ABSL_FLAG(int, expert_parallel, 1, "mixture of experts: ranks the experts are spread over");
 ABSL_FLAG(std::string, device, "cpu", "device preset: h100, h200, h100_ib, h200_ib, cpu");
 ABSL_FLAG(bool, unit_costs, false, "F = I = W = 1, B = 2, free transfers (the closed forms)");
 ABSL_FLAG(std::string, profile, "", "take F/I/W/B and transfer times from this real run's trace");
+ABSL_FLAG(int, cores, 0,
+          "cores shared by the stages' compute (a CPU with fewer cores than stages; with "
+          "--profile, the traced run's cores too); 0 = a compute lane per stage");
 ABSL_FLAG(int, steps, 1, "steps to simulate (jitter and stragglers differ per step)");
 ABSL_FLAG(std::string, jitter, "none",
           "op-time jitter DIST:SPREAD, DIST in uniform, normal, lognormal (e.g. uniform:0.2)");
@@ -116,6 +123,7 @@ struct CostSource {
   runtime::sim::Workload workload;
   runtime::sim::DeviceSpec device;
   std::optional<runtime::trace::Trace> profile;
+  runtime::sim::ProfileOptions profile_options;
 
   absl::StatusOr<StepCosts> operator()(const runtime::StepSpec& spec) const {
     if (unit) {
@@ -129,7 +137,7 @@ struct CostSource {
       return costs;
     }
     ASSIGN_OR_RETURN(StepCosts costs, runtime::sim::EstimateStepCosts(workload, device, spec));
-    if (profile) return runtime::sim::StepCostsFromTrace(*profile, spec, costs);
+    if (profile) return runtime::sim::StepCostsFromTrace(*profile, spec, costs, profile_options);
     return costs;
   }
 };
@@ -148,7 +156,16 @@ absl::StatusOr<CostSource> ParseCostSource() {
   } else if (b < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--micro_batch_size=", b, ", must be >= 0"));
   }
+  source.workload.data_parallel = absl::GetFlag(FLAGS_data_parallel);
+  source.workload.num_experts = absl::GetFlag(FLAGS_experts);
+  source.workload.experts_per_token = absl::GetFlag(FLAGS_experts_per_token);
+  source.workload.expert_parallel = absl::GetFlag(FLAGS_expert_parallel);
   ASSIGN_OR_RETURN(source.device, runtime::sim::DevicePreset(absl::GetFlag(FLAGS_device)));
+  source.profile_options.cores = absl::GetFlag(FLAGS_cores);
+  if (source.profile_options.cores < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cores=", source.profile_options.cores, ", must be >= 0"));
+  }
   if (const std::string path = absl::GetFlag(FLAGS_profile); !path.empty()) {
     if (source.unit) return absl::InvalidArgumentError("--profile and --unit_costs conflict");
     absl::StatusOr<runtime::trace::Trace> trace =
@@ -226,6 +243,7 @@ absl::Status RunOne(const CostSource& source) {
   ASSIGN_OR_RETURN(Variability variability, ParseVariability(request.options.num_stages));
   runtime::sim::RunOptions options;
   options.steps = absl::GetFlag(FLAGS_steps);
+  options.compute_lanes = absl::GetFlag(FLAGS_cores);
   const std::string trace_path = absl::GetFlag(FLAGS_trace);
   options.keep_every_step = !trace_path.empty();
   std::string name = absl::GetFlag(FLAGS_planner);
@@ -268,6 +286,7 @@ absl::Status RunSweep(const CostSource& source) {
                    ParseInts("sweep_memory_gb", absl::GetFlag(FLAGS_sweep_memory_gb), 0));
   runtime::sim::RunOptions options;
   options.steps = absl::GetFlag(FLAGS_steps);
+  options.compute_lanes = absl::GetFlag(FLAGS_cores);
   options.record_timeline = false;
   const auto& registry = runtime::PlannerRegistry::Default();
   std::printf("%4s %5s %3s %7s  %-14s %-12s %-14s %-12s\n", "P", "M", "v", "cap GB", "best",

@@ -157,6 +157,7 @@ void Evaluate(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
   st.held_out->Begin(step);
+  st.eval_began = std::chrono::steady_clock::now();
   for (const auto& [rank, join] : st.joined) self->send(join.worker, EvalOrder{step, st.options.eval_batches});
   self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
                      eval_hang_atom::value, step);
@@ -176,6 +177,10 @@ void OnEvalResult(Self* self, EvalResult& r) {
   }
   if (!st.held_out->complete()) return;
   const double loss = st.held_out->Finish();
+  if (st.timers) {  // as tools/launch: the pass's wall time, on stage 0 (it holds chunk 0)
+    st.timers->Add(0, runtime::TimerPhase::kEvaluation,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - st.eval_began).count());
+  }
   std::printf("%s bits %a\n", runtime::HeldOutLine(r.step, loss).c_str(), loss);
   std::fflush(stdout);
   Advance(self, st.loop->Evaluated(r.step, loss));

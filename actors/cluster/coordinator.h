@@ -79,6 +79,7 @@ struct CoordinatorState {
   std::vector<StageReport> reports;         // hang probe answers
   std::optional<runtime::PhaseTimers> timers;  // --log_timers: since step timers_from
   int64_t timers_from = 1;
+  std::chrono::steady_clock::time_point eval_began;  // the running evaluation's order
 };
 
 // `driver` is the StepDriver (this process); the gate is spawned by the coordinator.

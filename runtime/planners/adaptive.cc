@@ -88,6 +88,12 @@ std::optional<Action> AdaptivePlanner::Candidate(const std::vector<Action>& read
   return action;
 }
 
+bool AdaptivePlanner::FeedsAnotherStage(const Action& action) const {
+  const int next = action.kind == ActionKind::kForward ? action.chunk + 1 : action.chunk - 1;
+  if (action.kind == ActionKind::kForward && next == spec_.num_chunks) return false;  // I here
+  return next >= 0 && spec_.chunk_to_stage[next] != stage_;
+}
+
 bool AdaptivePlanner::Critical(const Action& action) const {
   return action.kind != ActionKind::kBackwardWeight;
 }
@@ -145,6 +151,12 @@ bool AdaptivePlanner::ForwardFits(const Action& forward, const StageState& state
 
 std::optional<Action> AdaptivePlanner::Greedy(const std::vector<Action>& ready,
                                               const StageState& state) const {
+  // 0. F of the step's first chunk when it fits: it admits a microbatch, and every other
+  //    action of that microbatch follows it (the longest path to the step's end).
+  if (std::optional<Action> admit = Candidate(ready, ActionKind::kForward, 0);
+      admit && ForwardFits(*admit, state)) {
+    return admit;
+  }
   std::optional<Action> best;
   // 1. I: oldest microbatch, then the later chunk (further along the backward).
   for (int c : chunks_) {
@@ -183,6 +195,9 @@ bool AdaptivePlanner::WorthWaiting(const Action& filler, const StageState& state
       if (mb >= spec_.num_microbatches) continue;
       const Action awaited{stage_, kind, c, mb};
       if (!Critical(awaited) || state.HasStarted(awaited)) continue;
+      // Waiting pays only when the awaited action's output leaves this stage: otherwise the
+      // filler, started now, only moves this stage's own work around.
+      if (!FeedsAnotherStage(awaited)) continue;
       // Only an input from another stage, whose producers here have all finished, is sure to
       // come without this stage doing anything first.
       const int producer = kind == ActionKind::kForward ? c - 1 : c + 1;
@@ -236,7 +251,8 @@ void AdaptivePlanner::ActionFinished(const Action& action) {
 
 std::string AdaptiveDefinition::description() const {
   return "adaptive: V placement, I and W split, 2P chunk activations (max_inflight if set); "
-         "greedy critical I > F > W at every event, waits for inputs its estimates expect";
+         "greedy by critical path at every event (admit F > I > F > W), waits for inputs its "
+         "estimates expect";
 }
 
 absl::StatusOr<StepSpec> AdaptiveDefinition::MakeSpec(const PlannerOptions& options) const {

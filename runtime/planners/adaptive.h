@@ -1,7 +1,8 @@
 // Adaptive: an event-driven greedy planner with lookahead that re-decides at every event from
-// what actually happened: I first (the critical path), F within the memory budget, W to fill
-// gaps; and it waits briefly for an input its running time estimates say is about to arrive
-// rather than block it behind a W.
+// what actually happened, by critical path: a new microbatch's first F when memory allows (every
+// other action of it follows), then I, then F within the memory budget, W to fill gaps; and it
+// waits briefly for an input its running time estimates say is about to arrive (when that
+// input's output feeds another stage) rather than block it behind a W.
 // Not frozen (unlike zb_v, whose unit-cost plan is fixed) and not a search over schedules.
 #ifndef STAGEHAND_RUNTIME_PLANNERS_ADAPTIVE_H_
 #define STAGEHAND_RUNTIME_PLANNERS_ADAPTIVE_H_
@@ -71,10 +72,12 @@ class AdaptivePlanner : public Planner {
                                   int chunk) const;
   // F and I are on the critical path; W only frees memory.
   bool Critical(const Action& action) const;
+  // Whether `action`'s output (an F's activation, an I's gradient) goes to another stage.
+  bool FeedsAnotherStage(const Action& action) const;
   // Whether the budget lets `forward` start now (see the reservation in adaptive.cc).
   bool ForwardFits(const Action& forward, const StageState& state) const;
   void NoteArrivals(const std::vector<Action>& ready, double now);
-  // 1. I, 2. F within budget, 3. W.
+  // 0. F of chunk 0 within budget, 1. I, 2. other F within budget, 3. W.
   std::optional<Action> Greedy(const std::vector<Action>& ready, const StageState& state) const;
   // Whether to wait for a critical input rather than start `filler` now.
   bool WorthWaiting(const Action& filler, const StageState& state, double now) const;

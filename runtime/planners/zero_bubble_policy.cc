@@ -34,28 +34,39 @@ class PolicyDefinition : public PlannerDefinition {
 
 std::optional<Action> ZeroBubblePolicy::Next(const std::vector<Action>& ready,
                                              const StageState& state) {
-  const Action* best = nullptr;
-  const auto prefer = [&](const Action& candidate, auto key) {
-    if (best == nullptr || key(candidate) < key(*best)) best = &candidate;
+  // `ready` is sorted by (kind, chunk, microbatch): the oldest ready action of a (kind, chunk)
+  // is the first at or after (kind, chunk, 0), found by binary search rather than a scan.
+  const auto oldest = [&](ActionKind kind, int chunk) -> const Action* {
+    const Action first{state.stage(), kind, chunk, 0};
+    const auto it = std::lower_bound(ready.begin(), ready.end(), first);
+    if (it == ready.end() || it->kind != kind || it->chunk != chunk) return nullptr;
+    return &*it;
   };
+  const Action* best = nullptr;
+  const auto prefer = [&](const Action* candidate, auto key) {
+    if (candidate != nullptr && (best == nullptr || key(*candidate) < key(*best))) {
+      best = candidate;
+    }
+  };
+  const std::vector<int>& chunks = state.chunks();
   // 1. B: oldest microbatch, then later chunk.
-  for (const Action& action : ready) {
-    if (action.kind != ActionKind::kBackwardInput) continue;
-    prefer(action, [](const Action& a) { return std::make_tuple(a.microbatch, -a.chunk); });
+  for (int c : chunks) {
+    prefer(oldest(ActionKind::kBackwardInput, c),
+           [](const Action& a) { return std::make_tuple(a.microbatch, -a.chunk); });
   }
   if (best != nullptr) return *best;
   // 2. F within the budget: later chunk, then oldest microbatch.
   if (state.inflight() < budget_) {
-    for (const Action& action : ready) {
-      if (action.kind != ActionKind::kForward) continue;
-      prefer(action, [](const Action& a) { return std::make_tuple(-a.chunk, a.microbatch); });
+    for (int c : chunks) {
+      prefer(oldest(ActionKind::kForward, c),
+             [](const Action& a) { return std::make_tuple(-a.chunk, a.microbatch); });
     }
     if (best != nullptr) return *best;
   }
   // 3. W: oldest microbatch, then earlier chunk.
-  for (const Action& action : ready) {
-    if (action.kind != ActionKind::kBackwardWeight) continue;
-    prefer(action, [](const Action& a) { return std::make_tuple(a.microbatch, a.chunk); });
+  for (int c : chunks) {
+    prefer(oldest(ActionKind::kBackwardWeight, c),
+           [](const Action& a) { return std::make_tuple(a.microbatch, a.chunk); });
   }
   if (best != nullptr) return *best;
   return std::nullopt;

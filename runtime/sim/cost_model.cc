@@ -48,7 +48,9 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   const double n = static_cast<double>(w.microbatch_size) * w.seq_len;  // tokens
   const double c = w.model.d_model, t = w.seq_len, heads = w.model.num_heads;
   const double vb = d.value_bytes;
-  const double matmul = 24 * n * c * c;    // qkv 6, proj 2, mlp 16 (x n c^2)
+  // Mixture of experts: each token passes experts_per_token expert MLPs.
+  const double mlp_passes = w.num_experts > 0 ? w.experts_per_token : 1;
+  const double matmul = (8 + 16 * mlp_passes) * n * c * c;  // qkv 6, proj 2, mlp 16 (x n c^2)
   const double attention = 4 * n * t * c;  // QK^T and AV
   const double elementwise = 20 * n * c * vb + 3 * heads * n * t * vb;  // LN, GeLU, softmax
   ChunkCost cost;
@@ -59,8 +61,16 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   cost.backward_weight = layers * (matmul / d.matmul_flops + 4 * n * c * vb / d.memory_bandwidth);
   // Korthikanti et al.: s*b*h*(34 + 5*a*s/h) bytes at 2 bytes a value, no recomputation.
   cost.activation_bytes = layers * (n * c * 34 + 5 * heads * n * t) * vb / 2;
-  cost.parameters = layers * (12 * c * c + 13 * c);
+  // Each rank holds num_experts / expert_parallel experts' MLPs (8 c^2 each).
+  const double mlps = w.num_experts > 0 ? static_cast<double>(w.num_experts) / w.expert_parallel : 1;
+  cost.parameters = layers * (4 * c * c + 8 * c * c * mlps + 13 * c);
   cost.flops = layers * (3 * matmul + 3 * attention);
+  if (w.num_experts > 0) {  // dispatch + combine in F, and again (their gradients) in I
+    const double routed = n * w.experts_per_token * c * vb;
+    const double exchange = 2 * AllToAllSeconds(routed, w.expert_parallel, d);
+    cost.forward += layers * exchange;
+    cost.backward_input += layers * exchange;
+  }
   return cost;
 }
 
@@ -103,7 +113,102 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// The steps of `trace` less its first `options.warmup_steps` and those longer than
+// outlier_factor x the median of the rest (all of them if that leaves none).
+std::set<int64_t> KeptSteps(const trace::Trace& trace, const ProfileOptions& options) {
+  std::set<int64_t> steps;
+  for (const trace::Span& span : trace.spans) steps.insert(span.step);
+  std::set<int64_t> kept = steps;
+  int warmup = options.warmup_steps;
+  for (auto it = steps.begin(); it != steps.end() && warmup-- > 0; ++it) kept.erase(*it);
+  if (kept.empty()) return steps;
+  std::vector<double> lengths;
+  std::map<int64_t, double> length;
+  for (const trace::StepSpan& step : trace.steps) {
+    if (!kept.count(step.step)) continue;
+    length[step.step] = step.end_us - step.begin_us;
+    lengths.push_back(step.end_us - step.begin_us);
+  }
+  if (options.outlier_factor <= 0 || lengths.size() < 3) return kept;
+  const double limit = options.outlier_factor * Median(lengths);
+  for (const auto& [step, us] : length) {
+    if (us > limit) kept.erase(step);
+  }
+  return kept;
+}
+
+// Per span: 1, or for a compute span with `cores` > 0 the mean over its time of
+// min(1, cores / compute spans running then) -- its share of a core.
+std::vector<double> CoreShares(const trace::Trace& trace, int cores) {
+  std::vector<double> shares(trace.spans.size(), 1);
+  if (cores <= 0) return shares;
+  std::vector<std::pair<double, int>> edges;  // (time, +1 begin / -1 end), ends first at a tie
+  for (const trace::Span& span : trace.spans) {
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    edges.push_back({span.begin_us, 1});
+    edges.push_back({span.end_us, -1});
+  }
+  std::sort(edges.begin(), edges.end());
+  // Piecewise-constant share over time, integrated: cumulative[i] = integral up to times[i].
+  std::vector<double> times, cumulative;
+  int running = 0;
+  double integral = 0;
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    if (i > 0) {
+      integral += (edges[i].first - edges[i - 1].first) *
+                  (running > cores ? static_cast<double>(cores) / running : 1.0);
+    }
+    running += edges[i].second;
+    times.push_back(edges[i].first);
+    cumulative.push_back(integral);
+  }
+  const auto integral_at = [&](double t) {
+    // The last edge at t: the integral is continuous, so any index at t gives the same value.
+    const std::size_t i = std::upper_bound(times.begin(), times.end(), t) - times.begin();
+    return i == 0 ? 0.0 : cumulative[i - 1];
+  };
+  for (std::size_t k = 0; k < trace.spans.size(); ++k) {
+    const trace::Span& span = trace.spans[k];
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    if (span.duration_us() <= 0) continue;
+    shares[k] = (integral_at(span.end_us) - integral_at(span.begin_us)) / span.duration_us();
+  }
+  return shares;
+}
+
+// Median over `kept` steps of the step's length less its pipeline window (microseconds);
+// 0 without step spans.
+double StepOverhead(const trace::Trace& trace, const std::set<int64_t>& kept) {
+  std::map<int64_t, std::pair<double, double>> window;  // step -> (first begin, last end)
+  for (const trace::Span& span : trace.spans) {
+    if (span.lane != trace::Lane::kCompute || !IsCompute(span.kind)) continue;
+    auto [it, inserted] = window.emplace(span.step, std::make_pair(span.begin_us, span.end_us));
+    it->second.first = std::min(it->second.first, span.begin_us);
+    it->second.second = std::max(it->second.second, span.end_us);
+  }
+  std::vector<double> overheads;
+  for (const trace::StepSpan& step : trace.steps) {
+    const auto it = window.find(step.step);
+    if (!kept.count(step.step) || it == window.end()) continue;
+    overheads.push_back(std::max(0.0, (step.end_us - step.begin_us) -
+                                          (it->second.second - it->second.first)));
+  }
+  return Median(overheads);
+}
+
 }  // namespace
+
+double AllReduceSeconds(double bytes, int ranks, const DeviceSpec& device) {
+  if (ranks <= 1) return 0;
+  const double steps = ranks - 1;
+  return 2 * steps / ranks * bytes / device.link_bandwidth + 2 * steps * device.link_latency;
+}
+
+double AllToAllSeconds(double bytes, int ranks, const DeviceSpec& device) {
+  if (ranks <= 1) return 0;
+  const double others = ranks - 1;
+  return others / ranks * bytes / device.link_bandwidth + others * device.link_latency;
+}
 
 absl::StatusOr<DeviceSpec> DevicePreset(absl::string_view name) {
   for (const DeviceSpec& device : Devices()) {
@@ -141,7 +246,26 @@ std::vector<std::string> WorkloadPresetNames() {
 absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const DeviceSpec& device,
                                             const StepSpec& spec) {
   RETURN_IF_ERROR(ValidateStepSpec(spec));
-  RETURN_IF_ERROR(models::ValidateGptConfig(workload.model));
+  // The structure must be valid; the size may exceed what this build trains (1 layer is
+  // checked for the parameter bound: the simulator plans models of any depth).
+  models::GptConfig probe = workload.model;
+  probe.layers.resize(std::min<std::size_t>(probe.layers.size(), 1));
+  for (const models::LayerSpec& layer : workload.model.layers) {
+    probe.layers[0] = layer;
+    RETURN_IF_ERROR(models::ValidateGptConfig(probe));
+  }
+  if (workload.model.layers.empty()) RETURN_IF_ERROR(models::ValidateGptConfig(workload.model));
+  if (workload.data_parallel < 1 || workload.expert_parallel < 1 || workload.num_experts < 0 ||
+      (workload.num_experts > 0 &&
+       (workload.experts_per_token < 1 || workload.experts_per_token > workload.num_experts ||
+        workload.num_experts % workload.expert_parallel != 0))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Workload: data_parallel = ", workload.data_parallel, ", num_experts = ",
+        workload.num_experts, ", experts_per_token = ", workload.experts_per_token,
+        ", expert_parallel = ", workload.expert_parallel,
+        ": want data_parallel >= 1, expert_parallel >= 1 dividing num_experts, and "
+        "1 <= experts_per_token <= num_experts"));
+  }
   if (workload.microbatch_size < 1 || workload.seq_len < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("Workload: microbatch_size = ", workload.microbatch_size,
@@ -176,17 +300,28 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
         costs.chunks[c].parameters * bytes_per_parameter;
   }
   costs.peak_matmul_flops = device.matmul_flops;
+  costs.stage_reduce.assign(spec.num_stages, 0);
+  for (int c = 0; c < num_chunks; ++c) {  // fp32 gradients
+    costs.stage_reduce[spec.chunk_to_stage[c]] +=
+        AllReduceSeconds(4 * costs.chunks[c].parameters, workload.data_parallel, device);
+  }
   return costs;
 }
 
 absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
-                                             const StepCosts& estimate) {
+                                             const StepCosts& estimate,
+                                             const ProfileOptions& options) {
+  const std::set<int64_t> kept = KeptSteps(trace, options);
+  const std::vector<double> shares = CoreShares(trace, options.cores);
+  const double us_to_seconds = 1e-6 / (trace.virtual_time ? 1e3 : 1);
   std::map<std::pair<int, ActionKind>, std::vector<double>> durations;  // (chunk, kind) -> s
   std::vector<double> sends;
-  for (const trace::Span& span : trace.spans) {
-    const double seconds = span.duration_us() * 1e-6 / (trace.virtual_time ? 1e3 : 1);
+  for (std::size_t k = 0; k < trace.spans.size(); ++k) {
+    const trace::Span& span = trace.spans[k];
+    if (!kept.count(span.step)) continue;
+    const double seconds = span.duration_us() * us_to_seconds;
     if (span.lane == trace::Lane::kCompute && IsCompute(span.kind)) {
-      durations[{span.chunk, span.kind}].push_back(seconds);
+      durations[{span.chunk, span.kind}].push_back(seconds * shares[k]);
     } else if (span.lane == trace::Lane::kSend) {
       sends.push_back(seconds);
     }
@@ -211,6 +346,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
   if (static_cast<int>(costs.chunks.size()) != spec.num_chunks) {
     return absl::InvalidArgumentError("StepCostsFromTrace: the estimate is for another spec");
   }
+  costs.stage_factor.clear();  // measured: a slow stage's chunks are slow in the profile
   if (trace_chunks == spec.num_chunks) {
     for (int c = 0; c < spec.num_chunks; ++c) {
       costs.chunks[c].forward = measured[c].forward;
@@ -247,6 +383,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
     }
   }
   if (!sends.empty()) costs.transfer = Median(sends);
+  costs.step_overhead = StepOverhead(trace, kept) * us_to_seconds;
   return costs;
 }
 

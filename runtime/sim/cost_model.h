@@ -39,7 +39,21 @@ struct Workload {
   models::GptConfig model;
   int microbatch_size = 4;  // sequences per microbatch (b)
   int seq_len = 64;         // tokens per sequence (T)
+  // Data parallelism: this many pipeline replicas all-reduce their gradients each step (a
+  // ring all-reduce over the device's link, after the step's last W; not yet overlapped).
+  int data_parallel = 1;
+  // Mixture of experts (0: dense MLPs): each layer's MLP is num_experts experts, each token
+  // goes to experts_per_token of them, the experts are spread over expert_parallel ranks;
+  // dispatch and combine are all-to-alls among those ranks, in F and again in I.
+  int num_experts = 0;
+  int experts_per_token = 2;
+  int expert_parallel = 1;
 };
+
+// Ring all-reduce of `bytes` among `ranks`: 2 (n-1)/n bytes over the link, 2 (n-1) latencies.
+double AllReduceSeconds(double bytes, int ranks, const DeviceSpec& device);
+// All-to-all of `bytes` per rank among `ranks`: (n-1)/n of them leave, n-1 latencies.
+double AllToAllSeconds(double bytes, int ranks, const DeviceSpec& device);
 
 // gpt2, gpt2_medium, gpt2_large, gpt2_xl, gpt3_175b, or launch (launch's defaults: 4 layers,
 // width 128, 4 heads, byte vocabulary, 64 tokens, 4 sequences). NotFound listing the names.
@@ -64,6 +78,12 @@ struct StepCosts {
   // (P) multiplies every compute time of the stage (a profile's slow stage); empty = 1.
   std::vector<double> stage_factor;
   double peak_matmul_flops = 0;  // per device, for MFU
+  // Seconds each step takes beyond its pipeline window (first to last compute): the
+  // optimizer and the step's hand-offs. From a profile; 0 for the GPT model.
+  double step_overhead = 0;
+  // (P) each stage's data-parallel gradient all-reduce per step (0 without data parallelism);
+  // the simulator adds the largest to the step, unoverlapped.
+  std::vector<double> stage_reduce;
 };
 
 // ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.
@@ -77,10 +97,24 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
 // each of spec's chunks an equal share of the run's per-microbatch model time; a fused B is
 // split evenly into I and W, and I + W make B; with the same stage count, each stage's share of
 // the compute (relative to the mean) becomes its stage_factor, so a slow stage stays slow
-// under another chunking. Memory comes from `estimate` (the GPT model).
+// under another chunking. Memory comes from `estimate` (the GPT model); step_overhead is the
+// median of (step time - pipeline window) over the kept steps.
 // InvalidArgument if the trace has no compute span.
+struct ProfileOptions {
+  // Steps left out first (allocation, first touch, thread start-up), as tools/trace does;
+  // never all of them.
+  int warmup_steps = 1;
+  // Steps longer than this times the median step are left out too (disturbed by other load
+  // on the machine; the median step is what a profile predicts); 0 keeps them.
+  double outlier_factor = 1.25;
+  // The cores the traced run had, when fewer than its stages (0 = a core per stage): each
+  // compute span is shrunk to its share of a core while others overlapped it, so that the
+  // costs are a stage's own (the simulator then shares `cores` lanes, SimulationOptions).
+  int cores = 0;
+};
 absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const StepSpec& spec,
-                                             const StepCosts& estimate);
+                                             const StepCosts& estimate,
+                                             const ProfileOptions& options = {});
 
 // The most activations per stage that fit `memory_cap_bytes` next to the stage's static
 // bytes (the largest chunk's activation per microbatch), at least 1; 0 when the cap is 0.

@@ -105,6 +105,96 @@ TEST(CostModelTest, ProfileTakesTheMedianOfEachChunksActions) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--profile")));
 }
 
+// A compute span of F c0 on `stage` in `step`, [begin, end] seconds.
+trace::Span Forward(int stage, int64_t step, double begin, double end) {
+  trace::Span span;
+  span.lane = trace::Lane::kCompute;
+  span.stage = stage;
+  span.kind = ActionKind::kForward;
+  span.step = step;
+  span.begin_us = begin * 1e6;
+  span.end_us = end * 1e6;
+  return span;
+}
+
+TEST(CostModelTest, ProfileLeavesOutWarmUpAndDisturbedStepsAndAddsTheStepOverhead) {
+  const StepSpec spec = Standard(1, 1);
+  trace::Trace trace;
+  trace.num_stages = trace.num_chunks = trace.num_microbatches = 1;
+  // Step 1 (warm-up) F takes 9 s; steps 2-4 take 2 s in a 3 s step; step 5 is disturbed (8 s).
+  trace.spans = {Forward(0, 1, 0, 9), Forward(0, 2, 10, 12), Forward(0, 3, 13, 15),
+                 Forward(0, 4, 16, 18), Forward(0, 5, 19, 27)};
+  trace.steps = {{1, 0, 10}, {2, 10, 13}, {3, 13, 16}, {4, 16, 19}, {5, 19, 28}};
+  for (auto& step : trace.steps) step.begin_us *= 1e6, step.end_us *= 1e6;
+  StepCosts estimate;
+  estimate.chunks.resize(1);
+  absl::StatusOr<StepCosts> profile = StepCostsFromTrace(trace, spec, estimate);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);
+  EXPECT_DOUBLE_EQ(profile->step_overhead, 1);  // 3 s steps, 2 s windows
+  ProfileOptions keep_all;
+  keep_all.warmup_steps = 0;
+  keep_all.outlier_factor = 0;
+  profile = StepCostsFromTrace(trace, spec, estimate, keep_all);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);  // the median of 9, 2, 2, 2, 8
+  keep_all.warmup_steps = 10;                        // would leave no step: keeps them all
+  EXPECT_THAT(StepCostsFromTrace(trace, spec, estimate, keep_all).status(), IsOk());
+}
+
+TEST(CostModelTest, ProfileWithFewerCoresThanStagesTakesEachSpansShareOfACore) {
+  const StepSpec spec = Standard(2, 1);
+  trace::Trace trace;
+  trace.num_stages = 2;
+  trace.num_chunks = 2;
+  trace.num_microbatches = 1;
+  // Two stages compute [0, 4] together on one core: each had half of it, 2 s of its own.
+  trace::Span second = Forward(1, 1, 0, 4);
+  second.chunk = 1;
+  trace.spans = {Forward(0, 1, 0, 4), second};
+  StepCosts estimate;
+  estimate.chunks.resize(2);
+  ProfileOptions one_core;
+  one_core.cores = 1;
+  absl::StatusOr<StepCosts> profile = StepCostsFromTrace(trace, spec, estimate, one_core);
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);
+  EXPECT_DOUBLE_EQ(profile->chunks[1].forward, 2);
+  profile = StepCostsFromTrace(trace, spec, estimate);  // a core each: as measured
+  ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 4);
+}
+
+TEST(CostModelTest, DataParallelAllReduceAndExpertAllToAllFollowTheirFormulas) {
+  DeviceSpec link;
+  link.link_bandwidth = 100;
+  link.link_latency = 1;
+  // Ring all-reduce of 400 bytes over 4 ranks: 2 * 3/4 * 400 / 100 + 2 * 3 * 1 = 12 s.
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(400, 4, link), 12);
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(400, 1, link), 0);
+  // All-to-all of 400 bytes per rank over 4 ranks: 3/4 * 4 + 3 = 6 s.
+  EXPECT_DOUBLE_EQ(AllToAllSeconds(400, 4, link), 6);
+
+  const DeviceSpec h200 = *DevicePreset("h200");
+  Workload dense = *WorkloadPreset("gpt2");
+  const StepSpec spec = Standard(4, 8);
+  const StepCosts alone = *EstimateStepCosts(dense, h200, spec);
+  EXPECT_THAT(alone.stage_reduce, ::testing::Each(0.0));
+  dense.data_parallel = 8;
+  const StepCosts replicated = *EstimateStepCosts(dense, h200, spec);
+  EXPECT_DOUBLE_EQ(replicated.stage_reduce[1],
+                   AllReduceSeconds(4 * replicated.chunks[1].parameters, 8, h200));
+  Workload moe = *WorkloadPreset("gpt2");
+  moe.num_experts = 8;
+  moe.expert_parallel = 4;
+  const StepCosts experts = *EstimateStepCosts(moe, h200, spec);
+  EXPECT_GT(experts.chunks[1].forward, alone.chunks[1].forward);  // 2 experts + all-to-alls
+  EXPECT_GT(experts.chunks[1].parameters, alone.chunks[1].parameters);
+  moe.expert_parallel = 3;  // does not divide 8 experts
+  EXPECT_THAT(EstimateStepCosts(moe, h200, spec).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expert_parallel")));
+}
+
 TEST(CostModelTest, StragglerSlowsItsStageFromItsStep) {
   StepCosts costs;
   costs.chunks.resize(2);

@@ -111,12 +111,20 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   report.stage_static_bytes = costs.costs().stage_static_bytes;
   SimulationOptions sim_options;
   sim_options.record_timeline = options.record_timeline;
+  sim_options.compute_lanes = options.compute_lanes;
   for (int step = 0; step < options.steps; ++step) {
     costs.set_step(step);
     ASSIGN_OR_RETURN(SimResult result, SimulateWithCosts(definition, spec, costs, sim_options));
-    report.step_times.push_back(result.step_time);
+    const std::vector<double>& reduce = costs.costs().stage_reduce;
+    const double reduce_time = reduce.empty() ? 0 : *std::max_element(reduce.begin(), reduce.end());
+    report.step_times.push_back(result.step_time + costs.costs().step_overhead + reduce_time);
     report.bubble_fraction += result.bubble_fraction / options.steps;
     report.num_actions += result.num_actions;
+    if (!result.stage_busy.empty()) {
+      const auto busiest = std::max_element(result.stage_busy.begin(), result.stage_busy.end());
+      report.busiest_stage = static_cast<int>(busiest - result.stage_busy.begin());
+      report.busiest_stage_time += *busiest / options.steps;
+    }
     const std::vector<double> bytes = options.record_timeline
                                           ? PeakActivationBytes(result, costs.costs())
                                           : std::vector<double>();
@@ -135,6 +143,10 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
     report.last = std::move(result);
   }
   report.unit_time = costs.costs().peak_matmul_flops <= 0;
+  report.step_overhead = costs.costs().step_overhead;
+  for (double reduce : costs.costs().stage_reduce) {
+    report.data_parallel_reduce = std::max(report.data_parallel_reduce, reduce);
+  }
   std::vector<double> sorted = report.step_times;
   std::sort(sorted.begin(), sorted.end());
   report.median_step_time = sorted[sorted.size() / 2];
@@ -171,6 +183,18 @@ std::string FormatRunReport(const RunReport& r) {
                       : absl::StrFormat("%.1f%%", 100 * r.exposed_transfer_fraction),
                   "  MFU ",
                   r.unit_time ? std::string("n/a") : absl::StrFormat("%.1f%%", 100 * r.mfu), "\n");
+  absl::StrAppend(&text, "busiest stage s", r.busiest_stage, " computes ",
+                  FormatSeconds(r.busiest_stage_time, r.unit_time),
+                  " (mean): no order of these actions on this placement is faster\n");
+  if (r.data_parallel_reduce > 0) {
+    absl::StrAppend(&text, "data-parallel all-reduce ",
+                    FormatSeconds(r.data_parallel_reduce, r.unit_time),
+                    " per step (largest stage; added after the last W, not overlapped)\n");
+  }
+  if (r.step_overhead > 0) {
+    absl::StrAppend(&text, "step overhead ", FormatSeconds(r.step_overhead, r.unit_time),
+                    " per step (the profile's optimizer and hand-offs outside the pipeline)\n");
+  }
   absl::StrAppend(&text, "stage  peak activations  activation memory  static memory\n");
   const int num_stages = r.spec.num_stages;
   for (int s = 0; s < num_stages; ++s) {

@@ -24,12 +24,13 @@ struct RunOptions {
   // are not computed (the peak is then bounded by peak activations x largest chunk).
   bool record_timeline = true;
   bool keep_every_step = false;  // RunReport::steps holds every step, not only the last
+  int compute_lanes = 0;          // SimulationOptions::compute_lanes (cores; 0 = per stage)
 };
 
 struct RunReport {
   std::string planner;
   StepSpec spec;
-  std::vector<double> step_times;  // seconds, one per step
+  std::vector<double> step_times;  // seconds, one per step (with the costs' step_overhead)
   double mean_step_time = 0;
   double median_step_time = 0;
   double bubble_fraction = 0;  // mean over steps: idle stage-time / (P * step time)
@@ -38,6 +39,12 @@ struct RunReport {
   std::vector<int> peak_inflight;  // (P) over all steps
   std::vector<double> peak_activation_bytes;  // (P) over all steps
   std::vector<double> stage_static_bytes;     // (P)
+  // Mean over steps of the busiest stage's compute time: no order of the same actions on the
+  // same placement finishes a step sooner (the bound a planner can reach).
+  double busiest_stage_time = 0;
+  int busiest_stage = 0;         // in the last step
+  double step_overhead = 0;      // added to each step (StepCosts::step_overhead)
+  double data_parallel_reduce = 0;  // added to each step: the largest stage_reduce
   double mfu = 0;                // model FLOPs per mean step / (P * peak rate * mean step time)
   int64_t num_actions = 0;       // compute actions simulated, all steps
   bool unit_time = false;        // unit costs: times are cost units, not seconds; no MFU

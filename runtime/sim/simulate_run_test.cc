@@ -72,6 +72,22 @@ TEST(SimulateRunTest, AStragglerSlowsTheStepsFromItsStep) {
   EXPECT_DOUBLE_EQ(report.median_step_time, report.step_times[1]);
 }
 
+TEST(SimulateRunTest, TheBusiestStageBoundsTheStepTime) {
+  // zb_v at unit costs: every stage computes 6M units; the step takes P - 1 more.
+  const RunReport zb_v = Simulated("zb_v", {4, 8});
+  EXPECT_DOUBLE_EQ(zb_v.busiest_stage_time, 48);
+  // A 2x straggler on stage 2 from step 1: step 0 still 6M, step 1 12M; the mean of both.
+  Variability variability;
+  variability.straggler_stage = 2;
+  variability.straggler_factor = 2;
+  variability.straggler_from_step = 1;
+  const RunReport slow = Simulated("zb_v", {4, 8}, variability, 2);
+  EXPECT_EQ(slow.busiest_stage, 2);
+  EXPECT_DOUBLE_EQ(slow.busiest_stage_time, (48 + 96) / 2.0);
+  EXPECT_GE(slow.mean_step_time, slow.busiest_stage_time);
+  EXPECT_THAT(FormatRunReport(slow), HasSubstr("busiest stage s2 computes 72 units"));
+}
+
 TEST(SimulateRunTest, ExposedTransferIsTransferNotUnderTheStagesCompute) {
   // Stage 0 computes [0, 1]; its send runs [1, 3]: 2 exposed. Stage 1 computes [3, 4].
   SimResult result;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <map>
 #include <set>
 #include <tuple>
 #include <vector>
@@ -52,6 +54,42 @@ std::set<Key> CriticalKeys(const CriticalPath& path) {
   return keys;
 }
 
+// The parts of each send and receive in `spans` that no compute span of its stage covers:
+// (stage, lane, begin, end), the exposed transfer the summary counts.
+std::vector<std::tuple<int, int, double, double>> ExposedParts(
+    const std::vector<const Span*>& spans) {
+  std::map<int, std::vector<std::pair<double, double>>> compute;  // stage -> merged intervals
+  for (const Span* s : spans) {
+    if (s->lane == Lane::kCompute) compute[s->stage].push_back({s->begin_us, s->end_us});
+  }
+  for (auto& [stage, intervals] : compute) {
+    std::sort(intervals.begin(), intervals.end());
+    std::vector<std::pair<double, double>> merged;
+    for (const auto& i : intervals) {
+      if (!merged.empty() && i.first <= merged.back().second) {
+        merged.back().second = std::max(merged.back().second, i.second);
+      } else {
+        merged.push_back(i);
+      }
+    }
+    intervals = std::move(merged);
+  }
+  std::vector<std::tuple<int, int, double, double>> parts;
+  for (const Span* s : spans) {
+    if (s->lane == Lane::kCompute || s->end_us <= s->begin_us) continue;
+    const std::vector<std::pair<double, double>>& busy = compute[s->stage];
+    double at = s->begin_us;
+    auto it = std::lower_bound(busy.begin(), busy.end(), std::make_pair(at, at));
+    if (it != busy.begin() && std::prev(it)->second > at) --it;
+    for (; it != busy.end() && it->first < s->end_us && at < s->end_us; ++it) {
+      if (it->first > at) parts.push_back({s->stage, static_cast<int>(s->lane), at, it->first});
+      at = std::max(at, it->second);
+    }
+    if (at < s->end_us) parts.push_back({s->stage, static_cast<int>(s->lane), at, s->end_us});
+  }
+  return parts;
+}
+
 constexpr const char* kStyle = R"CSS(
 body{margin:0;font:12px/1.35 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;background:#fff}
 header{position:sticky;top:0;z-index:2;background:#fafafa;border-bottom:1px solid #ddd}
@@ -73,6 +111,7 @@ svg{display:block;user-select:none}
 .box.OPTIM{fill:#8c8c8c}.box.REDUCE_GRAD{fill:#bab0ac}
 .box.SEND_F,.box.RECV_F{fill:#9ecae9;stroke:#6baed6;stroke-width:1}
 .box.SEND_B,.box.RECV_B{fill:#fdc086;stroke:#f5a05a;stroke-width:1}
+.exposed{fill:#d62728;pointer-events:none}
 svg.dense .box{stroke:none}
 svg.critmode .box{opacity:.18}
 svg.critmode .box.crit{opacity:1;stroke:#000;stroke-width:1.5}
@@ -131,6 +170,10 @@ constexpr const char* kScript = R"JS(
       if (partner.has(key)) { const j = partner.get(key); partner.set(i, j); partner.set(j, i); }
       else partner.set(key, i);
     }
+  }
+  // Exposed transfer: the part of a send or receive not under its stage's compute.
+  for (const [stage, lane, begin, dur] of D.exposed) {
+    parts.push(`<rect class="exposed" x="${begin}" y="${stage * ROW + LANE_Y[lane]}" width="${dur}" height="${LANE_H[lane]}"/>`);
   }
   for (const st of D.steps) {
     parts.push(`<line class="stepline" x1="${st[1]}" x2="${st[1]}" y1="0" y2="${H}"/>`);
@@ -194,10 +237,11 @@ constexpr const char* kScript = R"JS(
         const sp = S[list[j]];
         if (sp[5] > v1) break;
         const px = sp[6] * k;
-        if (px < 11) continue;
+        if (px < 11) continue;  // F3 c1 = F of microbatch 3 on chunk 1; narrower: 3c1, then 3
         const kind = K[sp[2]], perStage = kind == 'OPTIM' || kind == 'REDUCE_GRAD';
         if (perStage && px < 30) continue;
-        const text = perStage ? 'opt' : px >= 30 ? kind + sp[4] : String(sp[4]);
+        const text = perStage ? 'opt' : px >= 44 ? `${kind}${sp[4]} c${sp[3]}` :
+                     px >= 24 ? `${sp[4]}c${sp[3]}` : String(sp[4]);
         const x = GUTTER + (sp[5] + sp[6] / 2 - v0) * k;
         if (x < GUTTER || x > width) continue;
         out.push(`<text class="label" x="${x}" y="${s * ROW + LANE_Y[0] + 12}">${text}</text>`);
@@ -279,6 +323,11 @@ constexpr const char* kScript = R"JS(
   fit();
   // #from=A&to=B (in the axis' ms or units) opens on that window.
   const hash = new URLSearchParams(location.hash.slice(1));
+  // #critical opens with the critical path marked.
+  if (hash.has('critical')) {
+    document.getElementById('crit').checked = true;
+    svg.classList.add('critmode');
+  }
   if (hash.has('from') && hash.has('to') && +hash.get('to') > +hash.get('from')) {
     v0 = t0 + 1000 * hash.get('from');
     k = plotWidth() / (1000 * (hash.get('to') - hash.get('from')));
@@ -321,6 +370,10 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
                     Round3(s->wait_us), crit ? 1 : 0});
   }
   json steps = json::array();
+  json exposed = json::array();
+  for (const auto& [stage, lane, begin, end] : ExposedParts(spans)) {
+    exposed.push_back({stage, lane, Round3(begin), Round3(end - begin)});
+  }
   for (const StepSpan& st : trace.steps) {
     if (options.step < 0 || st.step == options.step) {
       steps.push_back({st.step, Round3(st.begin_us), Round3(st.end_us)});
@@ -329,7 +382,7 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
   json kinds = json::array();
   for (ActionKind k : kKinds) kinds.push_back(std::string(ActionKindName(k)));
   json data = {{"num_stages", trace.num_stages}, {"virtual_time", trace.virtual_time},
-               {"kinds", kinds}, {"spans", rows}, {"steps", steps}};
+               {"kinds", kinds}, {"spans", rows}, {"steps", steps}, {"exposed", exposed}};
   // Inside <script>, "</" must not appear.
   const std::string data_text = absl::StrReplaceAll(data.dump(), {{"</", "<\\/"}});
   auto escape = [](const std::string& text) {
@@ -345,8 +398,8 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
   absl::StrAppend(&page, "<header><div id=\"top\"><h1>", escape(options.title), "</h1><span id=\"meta\">", escape(meta), "</span>\n");
   absl::StrAppend(&page, R"HTML(<div id="controls"><button id="zin" title="zoom in (w)">+</button><button id="zout" title="zoom out (s)">&minus;</button><button id="fit" title="fit (0)">fit</button>
 <label><input type="checkbox" id="crit"> critical path</label><span id="status"></span>
-<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer</span>
-<span id="hint">numbers = microbatch · ctrl+wheel or w/s: zoom · drag, shift+wheel or a/d: pan · hover: details · URL #from=A&amp;to=B opens a window</span></div>
+<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer<span class="sw" style="background:#d62728"></span>exposed transfer (not under the stage's compute)</span>
+<span id="hint">F3 c1 = microbatch 3, chunk 1 · ctrl+wheel or w/s: zoom · drag, shift+wheel or a/d: pan · hover: details · URL #from=A&amp;to=B opens a window, #critical the critical path</span></div>
 )HTML");
   absl::StrAppend(&page, "<details><summary>summary</summary><pre id=\"summary\">", escape(summary_text),
                   "</pre></details></div>\n<svg id=\"axis\" height=\"26\" xmlns=\"http://www.w3.org/2000/svg\"></svg></header>\n");

@@ -61,6 +61,26 @@ TEST(HtmlTest, ChromiumDrawsOneBoxPerSpan) {
   EXPECT_GT(CountInDom(dom, "<text class=\"label\""), 32u);
 }
 
+TEST(HtmlTest, MarksExposedTransfersAndOpensWithTheCriticalPathFromTheUrl) {
+  // Two stages, one microbatch, transfers of 0.5: s0's send [1, 1.5] runs while s0 waits
+  // (exposed), s1's receive too; nothing else overlaps compute.
+  Trace trace = SimulatedTrace("1f1b", 2, 1, 0.5);
+  const std::string html = RenderHtml(trace);
+  EXPECT_NE(html.find("\"exposed\":[["), std::string::npos);
+  const std::string chromium = FindChromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (./bazelw installs it)";
+  const std::string page = WritePage(html, "exposed");
+  const std::string plain = DumpDom(chromium, page);
+  ASSERT_FALSE(plain.empty()) << "chromium printed no DOM";
+  // Each of the 4 transfer spans (2 sends, 2 receives) is exposed whole.
+  EXPECT_EQ(CountInDom(plain, "<rect class=\"exposed\" x=\""), 4u);
+  EXPECT_EQ(plain.find("class=\"critmode\""), std::string::npos);
+  const std::string critical = DumpDom(chromium, page + "#critical");
+  EXPECT_NE(critical.find("class=\"critmode\""), std::string::npos);
+  // Box labels name the chunk: F0 c0 on stage 0, F0 c1 on stage 1.
+  EXPECT_NE(plain.find(">F0 c1<"), std::string::npos);
+}
+
 TEST(HtmlTest, ChromiumDrawsSixtyFourStagesByFiveHundredTwelveMicrobatches) {
   const std::string chromium = FindChromium();
   if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (./bazelw installs it)";

@@ -274,6 +274,16 @@ std::map<int, double> StepLosses(const std::string& out) {
   return got;
 }
 
+// Rank 0's step losses in `out` are bit for bit `losses` (steps 1, 2, ...).
+void ExpectStepLosses(const std::string& out, const std::vector<double>& losses, const char* what) {
+  std::map<int, double> got = StepLosses(out);
+  ASSERT_EQ(got.size(), losses.size()) << out;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
+        << "step " << i + 1 << ": " << got[i + 1] << " vs " << what << " " << losses[i];
+  }
+}
+
 // (step, loss) from rank 0's held-out lines, step 0 for the one before training.
 HeldOut HeldOutLosses(const std::string& out) {
   std::regex re("(?:step (\\d+) held-out loss|held-out loss before training) \\S+ bits (\\S+)");
@@ -320,12 +330,7 @@ std::string ExpectSameAsOneProcess(const Config& c, int nprocs) {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(launch.output());
-  EXPECT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size() && i < got.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   ExpectParametersEqual(params, nprocs, expected);
   return launch.output();
 }
@@ -353,6 +358,29 @@ TEST(Cluster, BatchRampupOnFourWorkersIsBitwiseTheOneProcessRun) {
   EXPECT_EQ(out.find("batch ramp-up: step 4"), std::string::npos) << out;
 }
 
+// --log_timers in a cluster: rank 0's coordinator reports each phase summed over the stages
+// of every rank, with min and max, the held-out pass timed too; a stage slowed on rank 1
+// (STAGEHAND_FAULTS=slow=2:40: each forward of stage 2 takes 40 ms longer) is named.
+TEST(Cluster, PhaseTimersCoverEveryRankAndNameASlowStage) {
+  Config c;
+  Process launch(LaunchArgs(c, 2, {"--log_timers", "--log_every=3"}), {"STAGEHAND_FAULTS=slow=2:40"});
+  ASSERT_EQ(launch.Wait(120), 0) << launch.output();
+  const std::string& out = launch.output();
+  EXPECT_NE(out.find("timers (ms) steps 1-3, summed over 4 stages (min, max over stages):"),
+            std::string::npos) << out;
+  std::smatch m;
+  std::regex forward("forward \\.+: (\\S+) \\((\\S+), (\\S+)\\)");
+  ASSERT_TRUE(std::regex_search(out, m, forward)) << out;
+  // 8 microbatches x 3 steps x 40 ms on stage 2 alone.
+  EXPECT_GE(std::stod(m[1]), 8 * 3 * 40.0) << out;
+  EXPECT_GE(std::stod(m[3]), 8 * 3 * 40.0) << out;
+  EXPECT_LT(std::stod(m[2]), std::stod(m[3])) << out;
+  std::regex evaluation("evaluation \\.+: (\\S+) ");
+  ASSERT_TRUE(std::regex_search(out, m, evaluation)) << out;
+  EXPECT_GT(std::stod(m[1]), 0.0) << "the held-out pass before step 1 is timed\n" << out;
+  EXPECT_NE(out.find("straggler: stage 2 (rank 1) forward"), std::string::npos) << out;
+}
+
 // The rerun state machine across ranks: rank 2's gradient gets a flipped bit in step 3's
 // first run (STAGEHAND_FAULTS=flip=2:3); rank 0's step driver sees it in the global check,
 // re-runs the step on every rank, and the run ends bitwise as the one-process run.
@@ -368,11 +396,7 @@ TEST(Cluster, TransientBitFlipOnOneRankIsRerunAndTheRunIsBitwiseTheUnfaultedOne)
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0) << "step " << i + 1;
-  }
+  ExpectStepLosses(out, losses, "one process");
   ExpectParametersEqual(params, 4, expected);
 }
 
@@ -602,12 +626,7 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size());
-  for (size_t i = 0; i < losses.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs undisturbed " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "undisturbed");
   // Each of the 203 connections to the gate was refused and logged with its address.
   const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
   const auto n = std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
@@ -657,12 +676,7 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
   OneProcess(c, &losses, &expected);
-  std::map<int, double> got = StepLosses(out);
-  ASSERT_EQ(got.size(), losses.size()) << out;
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs the run without failure " << losses[i];
-  }
+  ExpectStepLosses(out, losses, "the run without failure");
   ExpectParametersEqual(params, 4, expected);
   // The last checkpoint is complete (every rank's shard, checksums) and holds every loss.
   std::vector<std::string> skipped;
@@ -854,12 +868,7 @@ TEST(Cluster, InitFromAHuggingFaceFileOnFourWorkersGivesBitwiseTheOneProcessLoss
   std::vector<runtime::NamedTensor> params;
   OneProcess(c, &losses, &params, nullptr, hf);
   OneProcess(c, &seeded, &params);
-  std::map<int, double> got = StepLosses(launch.output());
-  ASSERT_EQ(got.size(), losses.size()) << launch.output();
-  for (size_t i = 0; i < losses.size(); ++i) {
-    EXPECT_EQ(std::memcmp(&got[i + 1], &losses[i], sizeof(double)), 0)
-        << "step " << i + 1 << ": " << got[i + 1] << " vs one process " << losses[i];
-  }
+  ExpectStepLosses(launch.output(), losses, "one process");
   EXPECT_NE(losses[0], seeded[0]) << "the imported weights changed nothing";
 }
 
