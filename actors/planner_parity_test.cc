@@ -205,5 +205,38 @@ TEST(DataParallelParityTest, TheToleranceCheckSeesADifferentBatch) {
   EXPECT_FALSE(TrainsLikeSequential(**planner, half));
 }
 
+// An MoE model pipelines like the sequential run too, with the same routing: MoE layers with
+// capacity and drops, dropless, top-1 and top-2, a shared expert, load-balancing and z losses,
+// for P in {1, 2, 4} under every placement kind (plain, interleaved, zero-bubble, V-shaped).
+models::GptConfig TinyMoe() {
+  models::GptConfig c = models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11);
+  const models::MoeSpec capped{4, 2, 24, 0, 1.0, 0.01, 0.001};
+  const models::MoeSpec dropless{4, 1, 20, 12, 0.0, 0.05, 0.0};
+  for (int layer : {1, 3, 6}) {
+    c.layers[layer].mlp = models::MlpKind::kMoe;
+    c.layers[layer].ffn_hidden = 0;
+    c.layers[layer].moe = layer == 3 ? dropless : capped;
+  }
+  return c;
+}
+
+TEST(ModelKindsParityTest, MoeModelMatchesTheSequentialRunBitwise) {
+  const models::GptConfig moe = TinyMoe();
+  for (const char* planner : {"1f1b", "interleaved", "zb_h1", "zb_v", "dualpipe_v"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> definition =
+        runtime::PlannerRegistry::Default().Get(planner);
+    ASSERT_TRUE(definition.ok()) << definition.status();
+    for (int stages : {1, 2, 4}) {
+      runtime::PlannerOptions options;
+      options.num_stages = stages;
+      options.num_microbatches = 8;
+      options.chunks_per_stage = std::string(planner) == "interleaved" ? 2 : 0;
+      stagehand::testing::ParityOptions parity{options};
+      parity.model = &moe;
+      EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner << " P=" << stages;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace stagehand::actors

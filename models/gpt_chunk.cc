@@ -2,7 +2,8 @@
 // calls over saved per-microbatch state.
 // Letters: B micro-batch size, T sequence length, C width, NH heads, NKV key/value heads,
 // hs head size, QKV = (NH + 2 NKV) hs, F the MLP's hidden width, FC its first linear's width
-// (F, or 2F for SwiGLU), V vocabulary, N = B*T.
+// (F, or 2F for SwiGLU), V vocabulary, N = B*T; for MoE layers E experts, K choices per token,
+// R expert rows kept (<= N*K), EF / EFC an expert's widths, SF / SFC the shared expert's.
 #include "models/gpt_chunk.h"
 
 #include <algorithm>
@@ -18,6 +19,12 @@
 #include "ops/cpu/gelu.h"
 #include "ops/cpu/layernorm.h"
 #include "ops/cpu/linear.h"
+#include "ops/cpu/moe_combine.h"
+#include "ops/cpu/moe_dispatch.h"
+#include "ops/cpu/moe_experts.h"
+#include "ops/cpu/moe_load_balancing_loss.h"
+#include "ops/cpu/moe_router.h"
+#include "ops/cpu/moe_z_loss.h"
 #include "ops/cpu/residual.h"
 #include "ops/cpu/rmsnorm.h"
 #include "ops/cpu/rope.h"
@@ -90,6 +97,19 @@ struct GptChunk<Real>::LayerState {
   std::vector<Real> d_fch;                    // (N, FC)
   const Real* d_out = nullptr;                // gradient of res3 (the next layer's d_in)
   const Real* d_res2_ptr = nullptr;           // d_res2, or d_out when there is no MLP
+  // MoE (mlp == kMoe): router, routing, expert rows, shared expert; then their gradients.
+  std::vector<Real> router_logits, router_probs;          // (N, E), (N, E)
+  std::vector<int32_t> expert_index;                      // (N, K)
+  std::vector<Real> gates;                                // (N, K)
+  ops::MoeRouting routing;
+  std::vector<Real> expert_in, expert_fch, expert_act;    // (R, C), (R, EFC), (R, EF)
+  std::vector<Real> expert_out;                           // (R, C)
+  std::vector<Real> shared_fch, shared_act, shared_out;   // (N, SFC), (N, SF), (N, C)
+  std::vector<Real> d_expert_out, d_expert_fch, d_expert_in;  // (R, C), (R, EFC), (R, C)
+  std::vector<Real> d_gates, d_router_probs, d_router_logits;  // (N, K), (N, E), (N, E)
+  std::vector<Real> d_shared_fch;                         // (N, SFC)
+  double aux_loss = 0.0;  // coefficient-weighted load-balancing + z loss of this microbatch
+  double balance = 0.0;   // the load-balancing loss, unweighted
 };
 
 template <typename Real>
@@ -104,9 +124,10 @@ struct GptChunk<Real>::MicrobatchState {
   std::vector<Real> losses;                   // (N)
   std::vector<Real> d_output;                 // (N, C) gradient of the chunk output
   std::vector<Real> d_lnf;                    // (N, C)
-  std::vector<Real> scratch_act;              // (N, max F) B-only temporaries
+  std::vector<Real> scratch_act;              // (max rows x F of any MLP) B-only temporaries
   std::vector<Real> scratch_atty;             // (N, C)
   double loss = 0.0;
+  double aux_loss = 0.0;                      // sum of the MoE layers' aux_loss
 };
 
 namespace {
@@ -193,7 +214,32 @@ void AddLayer(ParameterSet<Real>& p, const GptConfig& c, int layer, double std, 
   } else if (ls.mlp == MlpKind::kLinear) {
     AddNorm(p, c, h + "ln_2", C);
     AddLinear(p, c, h + "mlp.linear", C, C, proj_std);
+  } else if (ls.mlp == MlpKind::kMoe) {
+    AddNorm(p, c, h + "ln_2", C);
+    p.Add(h + "mlp.router.weight", {ls.moe.num_experts, C}, Init::kNormal, std, true);
+    for (int e = 0; e < ls.moe.num_experts; ++e) {
+      const std::string expert = absl::StrCat(h, "mlp.experts.", e, ".");
+      AddLinear(p, c, expert + "c_fc", c.FcWidthOf(c.ExpertFfn(ls)), C, std);
+      AddLinear(p, c, expert + "c_proj", C, c.ExpertFfn(ls), proj_std);
+    }
+    if (ls.moe.shared_expert_ffn > 0) {
+      AddLinear(p, c, h + "mlp.shared_expert.c_fc", c.FcWidthOf(ls.moe.shared_expert_ffn), C, std);
+      AddLinear(p, c, h + "mlp.shared_expert.c_proj", C, ls.moe.shared_expert_ffn, proj_std);
+    }
   }
+}
+
+template <typename Real>
+void Zero(std::vector<Real>& v) {
+  std::memset(v.data(), 0, v.size() * sizeof(Real));
+}
+
+// Rows an MoE layer's experts hold at most: E x capacity, at most N x K (dropless).
+int64_t MoeRowsMax(const LayerSpec& l, int64_t N) {
+  const MoeSpec& m = l.moe;
+  return std::min(N * m.top_k, int64_t{m.num_experts} *
+                                   ops::MoeExpertCapacity(m.capacity_factor, N, m.num_experts,
+                                                          m.top_k));
 }
 
 }  // namespace
@@ -295,11 +341,12 @@ std::unique_ptr<typename GptChunk<Real>::MicrobatchState> GptChunk<Real>::NewSta
       const int64_t F = config_.FfnHidden(spec);
       ls.fch.resize(N * config_.FcWidth(spec)), ls.fch_act.resize(N * F);
       ls.d_fch.resize(N * config_.FcWidth(spec));
-      max_ffn = std::max(max_ffn, F);
+      max_ffn = std::max(max_ffn, N * F);
     }
+    if (spec.mlp == MlpKind::kMoe) max_ffn = std::max(max_ffn, AllocateMoe(ls, spec));
     ls.d_in.resize(N * C);
   }
-  st->scratch_act.resize(N * max_ffn);
+  st->scratch_act.resize(max_ffn);
   if (any_attn) st->scratch_atty.resize(N * C);
   if (any_attn && config_.positions == PositionKind::kRope) {
     st->positions.resize(N);
@@ -325,7 +372,11 @@ int64_t GptChunk<Real>::activation_floats_per_microbatch() const {
     total += sz(l.ln1) + sz(l.ln1_mean) + sz(l.ln1_rstd) + sz(l.qkv) + sz(l.att) + sz(l.atty) +
              sz(l.residual2) + sz(l.ln2) + sz(l.ln2_mean) + sz(l.ln2_rstd) + sz(l.fch) +
              sz(l.fch_act) + sz(l.out) + sz(l.d_in) + sz(l.d_res2) + sz(l.d_ln1) +
-             sz(l.d_ln2) + sz(l.d_qkv) + sz(l.d_fch);
+             sz(l.d_ln2) + sz(l.d_qkv) + sz(l.d_fch) + sz(l.router_logits) +
+             sz(l.router_probs) + sz(l.gates) + sz(l.expert_in) + sz(l.expert_fch) +
+             sz(l.expert_act) + sz(l.expert_out) + sz(l.shared_fch) + sz(l.shared_act) +
+             sz(l.shared_out) + sz(l.d_expert_out) + sz(l.d_expert_fch) + sz(l.d_expert_in) +
+             sz(l.d_gates) + sz(l.d_router_probs) + sz(l.d_router_logits) + sz(l.d_shared_fch);
   }
   return total;
 }
@@ -394,11 +445,181 @@ void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
   } else if (spec.mlp == MlpKind::kLinear) {
     ops::LinearForward(ls.out.data(), ls.ln2.data(), p.value(h + "mlp.linear.weight"),
                        OptionalValue(h + "mlp.linear.bias"), N, C, C);
+  } else if (spec.mlp == MlpKind::kMoe) {
+    st.aux_loss += MoeForward(ls, spec, h);
   }
   if (spec.mlp != MlpKind::kNone) {
     ops::ResidualForward(ls.out.data(), ls.out.data(), ls.res2, int64_t{N} * C);
   }
   ls.res3 = spec.mlp != MlpKind::kNone ? ls.out.data() : ls.res2;
+}
+
+template <typename Real>
+int64_t GptChunk<Real>::AllocateMoe(LayerState& ls, const LayerSpec& spec) const {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len, C = config_.d_model;
+  const int64_t E = spec.moe.num_experts, K = spec.moe.top_k, R = MoeRowsMax(spec, N);
+  const int64_t EF = config_.ExpertFfn(spec), EFC = config_.FcWidthOf(config_.ExpertFfn(spec));
+  ls.router_logits.resize(N * E), ls.router_probs.resize(N * E);
+  ls.expert_index.resize(N * K), ls.gates.resize(N * K);
+  ls.expert_in.resize(R * C), ls.expert_fch.resize(R * EFC), ls.expert_act.resize(R * EF);
+  ls.expert_out.resize(R * C);
+  ls.d_expert_out.resize(R * C), ls.d_expert_fch.resize(R * EFC), ls.d_expert_in.resize(R * C);
+  ls.d_gates.resize(N * K), ls.d_router_probs.resize(N * E), ls.d_router_logits.resize(N * E);
+  int64_t scratch = R * EF;
+  if (const int64_t SF = spec.moe.shared_expert_ffn; SF > 0) {
+    ls.shared_fch.resize(N * config_.FcWidthOf(SF)), ls.shared_act.resize(N * SF);
+    ls.shared_out.resize(N * C), ls.d_shared_fch.resize(N * config_.FcWidthOf(SF));
+    scratch = std::max(scratch, N * SF);
+  }
+  return scratch;
+}
+
+template <typename Real>
+std::vector<std::string> GptChunk<Real>::ExpertModules(const std::string& h, bool shared,
+                                                       int num_experts) {
+  if (shared) return {h + "mlp.shared_expert."};
+  std::vector<std::string> modules;
+  for (int e = 0; e < num_experts; ++e) modules.push_back(absl::StrCat(h, "mlp.experts.", e, "."));
+  return modules;
+}
+
+template <typename Real>
+std::vector<ops::MoeExpertTensors<const Real>> GptChunk<Real>::ExpertValues(
+    const std::vector<std::string>& modules) const {
+  std::vector<ops::MoeExpertTensors<const Real>> tensors;
+  for (const std::string& m : modules) {
+    tensors.push_back({params_.value(m + "c_fc.weight"), OptionalValue(m + "c_fc.bias"),
+                       params_.value(m + "c_proj.weight"), OptionalValue(m + "c_proj.bias")});
+  }
+  return tensors;
+}
+
+template <typename Real>
+std::vector<ops::MoeExpertTensors<Real>> GptChunk<Real>::ExpertGrads(
+    const std::vector<std::string>& modules) {
+  std::vector<ops::MoeExpertTensors<Real>> tensors;
+  for (const std::string& m : modules) {
+    tensors.push_back({params_.grad(m + "c_fc.weight"), OptionalGrad(m + "c_fc.bias"),
+                       params_.grad(m + "c_proj.weight"), OptionalGrad(m + "c_proj.bias")});
+  }
+  return tensors;
+}
+
+// The MoE MLP on ln2 into ls.out: router, routing, dispatch, experts, combine, shared expert.
+// Returns the layer's coefficient-weighted auxiliary loss.
+template <typename Real>
+double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
+  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  // Phase 1: route.
+  ops::LinearForward<Real>(ls.router_logits.data(), ls.ln2.data(),
+                           params_.value(h + "mlp.router.weight"), nullptr, static_cast<int>(N), C,
+                           E);
+  ops::MoeRouterForward(ls.router_probs.data(), ls.expert_index.data(), ls.gates.data(),
+                        ls.router_logits.data(), N, E, K);
+  ops::BuildMoeRouting(&ls.routing, ls.expert_index.data(), N, E, K,
+                       ops::MoeExpertCapacity(spec.moe.capacity_factor, N, E, K));
+  // Phase 2: dispatch, experts, combine.
+  ops::MoeDispatchForward(ls.expert_in.data(), ls.ln2.data(), ls.routing, C);
+  ops::MoeExpertsForward(ls.expert_out.data(), ls.expert_fch.data(), ls.expert_act.data(),
+                         ls.expert_in.data(), ExpertValues(ExpertModules(h, false, E)),
+                         ls.routing.expert_offsets.data(), shape);
+  ops::MoeCombineForward(ls.out.data(), ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
+  // Phase 3: the shared expert sees every token.
+  if (spec.moe.shared_expert_ffn > 0) {
+    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
+    const int64_t all[2] = {0, N};
+    ops::MoeExpertsForward(ls.shared_out.data(), ls.shared_fch.data(), ls.shared_act.data(),
+                           ls.ln2.data(), ExpertValues(ExpertModules(h, true, 1)), all, shared);
+    ops::ResidualForward(ls.out.data(), ls.out.data(), ls.shared_out.data(), N * C);
+  }
+  // Phase 4: auxiliary losses (their gradients join in B).
+  ls.balance = ops::MoeLoadBalancingLossForward(ls.router_probs.data(),
+                                                ls.routing.tokens_per_expert.data(), N, E, K);
+  double aux = spec.moe.aux_loss_coeff * ls.balance;
+  if (spec.moe.z_loss_coeff > 0) {
+    aux += spec.moe.z_loss_coeff * ops::MoeZLossForward(ls.router_logits.data(), N, E);
+  }
+  ls.aux_loss = aux;
+  return aux;
+}
+
+// B of the MoE MLP: d_ln2 from ls.d_out through the shared expert, combine, experts, dispatch
+// and the router (with the auxiliary losses' gradients, each scaled 1/M like the loss).
+template <typename Real>
+void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
+                                      const std::string& h, int layer) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
+  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  Zero(ls.d_ln2);
+  if (spec.moe.shared_expert_ffn > 0) {
+    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
+    const int64_t all[2] = {0, N};
+    ops::MoeExpertsBackwardInput(ls.d_ln2.data(), ls.d_shared_fch.data(), st.scratch_act.data(),
+                                 ls.d_out, ls.shared_fch.data(),
+                                 ExpertValues(ExpertModules(h, true, 1)), all, shared);
+  }
+  ops::MoeCombineBackwardInput(ls.d_expert_out.data(), ls.d_gates.data(), ls.d_out,
+                               ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
+  Zero(ls.d_expert_in);
+  ops::MoeExpertsBackwardInput(ls.d_expert_in.data(), ls.d_expert_fch.data(), st.scratch_act.data(),
+                               ls.d_expert_out.data(), ls.expert_fch.data(),
+                               ExpertValues(ExpertModules(h, false, E)),
+                               ls.routing.expert_offsets.data(), shape);
+  ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N, C);
+  // The router: gates and the load-balancing loss to probabilities, then to logits.
+  const double per_microbatch = 1.0 / step_microbatches_;  // the step's M, as for the loss
+  Zero(ls.d_router_probs);
+  ops::MoeGatesBackwardInput(ls.d_router_probs.data(), ls.d_gates.data(), ls.expert_index.data(), N,
+                             E, K);
+  if (spec.moe.aux_loss_coeff > 0) {
+    ops::MoeLoadBalancingLossBackwardInput(ls.d_router_probs.data(),
+                                           ls.routing.tokens_per_expert.data(), N, E, K,
+                                           spec.moe.aux_loss_coeff * per_microbatch);
+  }
+  Zero(ls.d_router_logits);
+  ops::MoeRouterBackwardInput(ls.d_router_logits.data(), ls.d_router_probs.data(),
+                              ls.router_probs.data(), N, E);
+  if (spec.moe.z_loss_coeff > 0) {
+    ops::MoeZLossBackwardInput(ls.d_router_logits.data(), ls.router_logits.data(), N, E,
+                               spec.moe.z_loss_coeff * per_microbatch);
+  }
+  ops::LinearBackwardInput<Real>(ls.d_ln2.data(), ls.d_router_logits.data(),
+                                 params_.value(h + "mlp.router.weight"), static_cast<int>(N), C, E);
+  // Tokens per expert of the microbatches that train (evaluation never reaches B).
+  MoeLayerStats& stats = moe_stats_[layer];
+  stats.tokens_per_expert.resize(E, 0);
+  for (int e = 0; e < E; ++e) stats.tokens_per_expert[e] += ls.routing.tokens_per_expert[e];
+  stats.dropped += ls.routing.dropped;
+  stats.aux_loss += ls.aux_loss;
+  stats.balance += ls.balance;
+  ++stats.microbatches;
+}
+
+template <typename Real>
+void GptChunk<Real>::MoeBackwardWeights(LayerState& ls, const LayerSpec& spec,
+                                        const std::string& h) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int C = config_.d_model, E = spec.moe.num_experts;
+  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, false, E)), ls.d_expert_out.data(),
+                                 ls.expert_act.data(), ls.d_expert_fch.data(), ls.expert_in.data(),
+                                 ls.routing.expert_offsets.data(), shape);
+  if (spec.moe.shared_expert_ffn > 0) {
+    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
+    const int64_t all[2] = {0, N};
+    ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, true, 1)), ls.d_out,
+                                   ls.shared_act.data(), ls.d_shared_fch.data(), ls.ln2.data(), all,
+                                   shared);
+  }
+  ops::LinearBackwardWeights<Real>(params_.grad(h + "mlp.router.weight"), nullptr,
+                                   ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N), C,
+                                   E);
 }
 
 template <typename Real>
@@ -432,6 +653,7 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
   }
   MicrobatchState& st = *owned;
   st.backward_input_done = false;
+  st.aux_loss = 0.0;
   ParameterSet<Real>& p = params_;
   if (spec_.has_embedding) {
     for (int i = 0; i < N; ++i) {
@@ -485,20 +707,25 @@ double GptChunk<Real>::loss(int mb) const {
 }
 
 template <typename Real>
+double GptChunk<Real>::aux_loss(int mb) const {
+  auto it = states_.find(mb);
+  return it == states_.end() ? 0.0 : it->second->aux_loss;
+}
+
+template <typename Real>
+std::map<int, MoeLayerStats> GptChunk<Real>::TakeMoeStats() {
+  std::map<int, MoeLayerStats> stats;
+  stats.swap(moe_stats_);
+  return stats;
+}
+
+template <typename Real>
 const Real* GptChunk<Real>::probabilities(int mb) const {
   auto it = states_.find(mb);
   if (!spec_.has_head || it == states_.end() || it->second->backward_input_done) return nullptr;
   return it->second->probs.data();
 }
 
-namespace {
-
-template <typename Real>
-void Zero(std::vector<Real>& v) {
-  std::memset(v.data(), 0, v.size() * sizeof(Real));
-}
-
-}  // namespace
 
 template <typename Real>
 void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out) {
@@ -531,6 +758,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
   } else if (spec.mlp == MlpKind::kLinear) {
     Zero(ls.d_ln2);
     ops::LinearBackwardInput(ls.d_ln2.data(), d_out, p.value(h + "mlp.linear.weight"), N, C, C);
+  } else if (spec.mlp == MlpKind::kMoe) {
+    MoeBackwardInput(st, ls, spec, h, spec_.first_layer + i);
   }
   if (spec.mlp != MlpKind::kNone) {
     NormBackwardInput(c, ls.d_res2.data(), ls.d_ln2.data(), ls.res2, p.value(h + "ln_2.weight"),
@@ -638,6 +867,8 @@ void GptChunk<Real>::LayerBackwardWeights(MicrobatchState& st, int i) {
   } else if (spec.mlp == MlpKind::kLinear) {
     ops::LinearBackwardWeights(p.grad(h + "mlp.linear.weight"), OptionalGrad(h + "mlp.linear.bias"),
                                ls.d_out, ls.ln2.data(), N, C, C);
+  } else if (spec.mlp == MlpKind::kMoe) {
+    MoeBackwardWeights(ls, spec, h);
   }
   if (spec.mlp != MlpKind::kNone) {
     NormBackwardWeights(c, p.grad(h + "ln_2.weight"), OptionalGrad(h + "ln_2.bias"),

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "models/gpt_config.h"
 #include "models/parameters.h"
+#include "ops/cpu/moe_experts.h"
 
 namespace stagehand::models {
 
@@ -40,6 +41,16 @@ struct ChunkOptions {
   int num_microbatches = 1;  // M: the loss of a step is the mean over M microbatches
 };
 
+// What an MoE layer's router did over the microbatches whose B ran since the last take.
+struct MoeLayerStats {
+  std::vector<int64_t> tokens_per_expert;  // (E) routing choices per expert, before dropping
+  int64_t dropped = 0;                     // choices over capacity
+  double aux_loss = 0.0;                   // sum over microbatches of the weighted aux loss
+  double balance = 0.0;  // sum over microbatches of the load-balancing loss E sum_e f_e P_e,
+                         // unweighted (1: balanced; E: collapsed), whatever the coefficient
+  int microbatches = 0;
+};
+
 template <typename Real>
 class GptChunk {
  public:
@@ -54,8 +65,17 @@ class GptChunk {
   absl::Status Forward(int mb, const int32_t* tokens, const Real* input, const int32_t* targets);
   // (B, T, C) output of F(mb) for a chunk without the head; valid until mb is released.
   const Real* output(int mb) const;
-  // Mean token loss of F(mb), last chunk only.
+  // Mean token loss of F(mb), last chunk only: the language-model loss, without the MoE
+  // auxiliary losses.
   double loss(int mb) const;
+  // F(mb)'s MoE auxiliary losses in this chunk's layers, each weighted by its coefficient
+  // (aux_loss_coeff x load-balancing + z_loss_coeff x z-loss); 0 without MoE layers. The
+  // objective a step minimises is mean over microbatches of (loss + every chunk's aux_loss):
+  // B adds the auxiliary gradients (scaled 1/M, the step's M) where the router is.
+  double aux_loss(int mb) const;
+  // Per MoE layer (global index): tokens per expert, drops and aux losses of the microbatches
+  // whose B ran since the last call; resets them.
+  std::map<int, MoeLayerStats> TakeMoeStats();
   // (B, T, V) next-token probabilities of F(mb), last chunk only (else null); valid until
   // B(mb) (which turns them into logit gradients) or until mb is released.
   const Real* probabilities(int mb) const;
@@ -99,6 +119,19 @@ class GptChunk {
   void LayerForward(MicrobatchState& st, int i, const Real* x);
   void LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out);
   void LayerBackwardWeights(MicrobatchState& st, int i);
+  // MoE layers (mlp == kMoe): buffers (returns the B scratch they need), F, B and W.
+  int64_t AllocateMoe(LayerState& ls, const LayerSpec& spec) const;
+  double MoeForward(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  void MoeBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
+                        const std::string& h, int layer);
+  void MoeBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  // Layer h's ("h.3.") expert modules ("h.3.mlp.experts.0.", ...) or its shared expert's, and
+  // their tensors.
+  static std::vector<std::string> ExpertModules(const std::string& h, bool shared,
+                                                int num_experts);
+  std::vector<ops::MoeExpertTensors<const Real>> ExpertValues(
+      const std::vector<std::string>& modules) const;
+  std::vector<ops::MoeExpertTensors<Real>> ExpertGrads(const std::vector<std::string>& modules);
   // The head's weight: wte when tied, else lm_head.weight.
   const Real* HeadWeight() const;
   // A parameter's value / gradient, or null when this chunk has no such tensor (biases of a
@@ -115,6 +148,7 @@ class GptChunk {
   std::map<int, std::unique_ptr<MicrobatchState>> states_;
   std::vector<std::unique_ptr<MicrobatchState>> free_states_;
   std::vector<Real> head_wte_grad_;  // (V, C) when this chunk holds embedding and head
+  std::map<int, MoeLayerStats> moe_stats_;
 };
 
 }  // namespace stagehand::models

@@ -3,6 +3,7 @@
 #include "models/gpt_chunk.h"
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -50,7 +51,9 @@ double RunChunks(std::vector<std::unique_ptr<GptChunk<double>>>& chunks, const B
     EXPECT_TRUE(c->Forward(mb, batch.tokens.data(), x, batch.targets.data()).ok());
     x = c->output(mb);
   }
+  // The objective: the language-model loss plus the MoE layers' auxiliary losses.
   double loss = chunks.back()->loss(mb);
+  for (auto& c : chunks) loss += c->aux_loss(mb);
   if (!backward) {
     for (auto& c : chunks) c->Release(mb);
     return loss;
@@ -122,6 +125,58 @@ TEST(GptChunkTest, MixedBlockKindsGradientsMatchFiniteDifferences) {
   CheckWholeModelGradients(MixedConfig());
 }
 
+// MoE layers (router, capacity with drops, shared expert, load-balancing and z losses) between
+// dense ones; GELU experts with biases, and SwiGLU experts dropless without.
+GptConfig MoeConfig(bool llama) {
+  GptConfig c = llama ? LlamaConfig() : SmallConfig(false);
+  c.layers[1].mlp = MlpKind::kMoe;
+  c.layers[1].ffn_hidden = 0;
+  c.layers[1].moe = MoeSpec{4, 2, 6, llama ? 0 : 5, llama ? 0.0 : 1.0, 0.1, 0.01};
+  if (llama) {
+    c.layers[2].mlp = MlpKind::kMoe;
+    c.layers[2].ffn_hidden = 0;
+    c.layers[2].moe = MoeSpec{3, 1, 7, 4, 0.0, 0.05, 0.0};
+  }
+  return c;
+}
+
+TEST(GptChunkTest, MoeModelGradientsMatchFiniteDifferences) {
+  CheckWholeModelGradients(MoeConfig(false));
+  CheckWholeModelGradients(MoeConfig(true));
+}
+
+TEST(GptChunkTest, MoeStatsCountEveryChoiceOfTrainedMicrobatches) {
+  const GptConfig config = MoeConfig(false);
+  auto chunks = MakeChunks(config, {3});
+  Batch batch = RandomBatch(config.vocab_size, 5);
+  RunChunks(chunks, batch, /*backward=*/false);  // evaluation: not counted
+  EXPECT_TRUE(chunks[0]->TakeMoeStats().empty());
+  RunChunks(chunks, batch, /*backward=*/true, 0);
+  RunChunks(chunks, batch, /*backward=*/true, 1);
+  std::map<int, MoeLayerStats> stats = chunks[0]->TakeMoeStats();
+  ASSERT_EQ(stats.size(), 1u);
+  const MoeLayerStats& layer = stats.at(1);
+  int64_t total = 0;
+  for (int64_t n : layer.tokens_per_expert) total += n;
+  EXPECT_EQ(total, 2 * kB * kT * 2);  // two microbatches of N tokens, top-2
+  EXPECT_EQ(layer.microbatches, 2);
+  EXPECT_GT(layer.aux_loss, 0.0);
+  EXPECT_TRUE(chunks[0]->TakeMoeStats().empty());  // taken
+}
+
+TEST(GptChunkTest, MoeParametersAreNamedPerExpert) {
+  auto chunks = MakeChunks(MoeConfig(false), {3});
+  const ParameterSet<double>& p = chunks[0]->params();
+  for (const char* name : {"h.1.ln_2.weight", "h.1.mlp.router.weight",
+                           "h.1.mlp.experts.0.c_fc.weight", "h.1.mlp.experts.3.c_proj.bias",
+                           "h.1.mlp.shared_expert.c_fc.weight"}) {
+    EXPECT_TRUE(p.contains(name)) << name;
+  }
+  EXPECT_FALSE(p.contains("h.1.mlp.c_fc.weight"));
+  EXPECT_FALSE(p.contains("h.1.mlp.experts.4.c_fc.weight"));
+  EXPECT_EQ(p.size(), GptParameterBound(MoeConfig(false)));
+}
+
 void CheckChunkedMatchesWhole(const GptConfig& config) {
   const int L = static_cast<int>(config.layers.size());
   auto whole = MakeChunks(config, {L});
@@ -157,6 +212,7 @@ void CheckChunkedMatchesWhole(const GptConfig& config) {
 }
 
 TEST(GptChunkTest, ChunkedModelMatchesWholeModel) {
+  CheckChunkedMatchesWhole(MoeConfig(true));
   CheckChunkedMatchesWhole(SmallConfig(true));
   CheckChunkedMatchesWhole(LlamaConfig());
   CheckChunkedMatchesWhole(MixedConfig());

@@ -34,6 +34,13 @@ int64_t GptParameterBound(const GptConfig& c) {
       n += norm + C * c.FcWidth(l) + bias * c.FcWidth(l) + int64_t{c.FfnHidden(l)} * C + bias * C;
     } else if (l.mlp == MlpKind::kLinear) {
       n += norm + C * C + bias * C;
+    } else if (l.mlp == MlpKind::kMoe) {
+      const auto mlp = [&](int64_t ffn) {
+        const int64_t fc = c.FcWidthOf(static_cast<int>(ffn));
+        return C * fc + bias * fc + ffn * C + bias * C;
+      };
+      n += norm + int64_t{l.moe.num_experts} * C + int64_t{l.moe.num_experts} * mlp(c.ExpertFfn(l));
+      if (l.moe.shared_expert_ffn > 0) n += mlp(l.moe.shared_expert_ffn);
     }
   }
   return n + norm + (c.tied_head ? 0 : V * C);
@@ -88,6 +95,38 @@ absl::Status ValidateOptions(const GptConfig& c) {
   return absl::OkStatus();
 }
 
+inline constexpr int kMaxExperts = 1024;
+
+absl::Status ValidateMoe(const MoeSpec& m, const std::string& at) {
+  if (m.num_experts < 1 || m.num_experts > kMaxExperts) {
+    return Bad(at + ".num_experts", absl::StrCat(m.num_experts),
+               absl::StrCat("must be in [1, ", kMaxExperts, "]"));
+  }
+  if (m.top_k < 1 || m.top_k > m.num_experts) {
+    return Bad(at + ".top_k", absl::StrCat(m.top_k),
+               absl::StrCat("must be in [1, num_experts=", m.num_experts, "]"));
+  }
+  if (m.ffn_hidden < 0 || m.ffn_hidden > 16 * kMaxDModel) {
+    return Bad(at + ".ffn_hidden", absl::StrCat(m.ffn_hidden),
+               absl::StrCat("must be in [1, ", 16 * kMaxDModel, "] (0: 4 x d_model)"));
+  }
+  if (m.shared_expert_ffn < 0 || m.shared_expert_ffn > 16 * kMaxDModel) {
+    return Bad(at + ".shared_expert_ffn", absl::StrCat(m.shared_expert_ffn),
+               absl::StrCat("must be in [0, ", 16 * kMaxDModel, "] (0: no shared expert)"));
+  }
+  if (!(m.capacity_factor == 0.0 || (m.capacity_factor > 0.0 && m.capacity_factor <= 1e6))) {
+    return Bad(at + ".capacity_factor", absl::StrCat(m.capacity_factor),
+               "must be positive (or 0 / dropless: true for no capacity)");
+  }
+  if (!(m.aux_loss_coeff >= 0.0 && m.aux_loss_coeff <= 1e6)) {
+    return Bad(at + ".aux_loss_coeff", absl::StrCat(m.aux_loss_coeff), "must be in [0, 1e6]");
+  }
+  if (!(m.z_loss_coeff >= 0.0 && m.z_loss_coeff <= 1e6)) {
+    return Bad(at + ".z_loss_coeff", absl::StrCat(m.z_loss_coeff), "must be in [0, 1e6]");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateLayer(const GptConfig& c, int i) {
   const LayerSpec& l = c.layers[i];
   const std::string at = absl::StrCat("layers[", i, "]");
@@ -106,6 +145,11 @@ absl::Status ValidateLayer(const GptConfig& c, int i) {
   if (l.ffn_hidden > 0 && l.mlp != MlpKind::kDense) {
     return absl::InvalidArgumentError(absl::StrCat(
         at, ".mlp.ffn_hidden=", l.ffn_hidden, " is set, but the layer has no dense MLP"));
+  }
+  if (l.mlp == MlpKind::kMoe) return ValidateMoe(l.moe, at + ".mlp");
+  if (!(l.moe == MoeSpec{})) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".mlp: MoE settings are given, but the layer's mlp is not moe"));
   }
   return absl::OkStatus();
 }
@@ -133,8 +177,20 @@ std::string LayerSpecToString(const LayerSpec& spec) {
   if (spec.num_kv_heads > 0) absl::StrAppend(&attention, "(kv=", spec.num_kv_heads, ")");
   std::string mlp = spec.mlp == MlpKind::kDense    ? "mlp"
                     : spec.mlp == MlpKind::kLinear ? "linear-mlp"
+                    : spec.mlp == MlpKind::kMoe    ? "moe"
                                                    : "no-mlp";
   if (spec.ffn_hidden > 0) absl::StrAppend(&mlp, "(ffn=", spec.ffn_hidden, ")");
+  if (spec.mlp == MlpKind::kMoe) {
+    const MoeSpec& m = spec.moe;
+    absl::StrAppend(&mlp, "(e=", m.num_experts, ",k=", m.top_k);
+    if (m.ffn_hidden > 0) absl::StrAppend(&mlp, ",ffn=", m.ffn_hidden);
+    if (m.shared_expert_ffn > 0) absl::StrAppend(&mlp, ",shared=", m.shared_expert_ffn);
+    absl::StrAppend(&mlp, m.capacity_factor > 0 ? absl::StrCat(",cf=", m.capacity_factor)
+                                                : std::string(",dropless"));
+    if (m.aux_loss_coeff > 0) absl::StrAppend(&mlp, ",aux=", m.aux_loss_coeff);
+    if (m.z_loss_coeff > 0) absl::StrAppend(&mlp, ",z=", m.z_loss_coeff);
+    absl::StrAppend(&mlp, ")");
+  }
   return absl::StrCat(attention, "+", mlp);
 }
 

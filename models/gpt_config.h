@@ -13,10 +13,29 @@ namespace stagehand::models {
 
 // kLinear replaces the part by one C -> C linear (Nemotron's replace_with_linear).
 enum class AttentionKind { kCausal, kNone, kLinear };
-enum class MlpKind { kDense, kNone, kLinear };
+enum class MlpKind { kDense, kNone, kLinear, kMoe };
 enum class NormKind { kLayerNorm, kRmsNorm };
 enum class ActivationKind { kGelu, kSwiGlu };  // SwiGLU: the MLP's first linear is 2 x ffn wide
 enum class PositionKind { kLearned, kRope };
+
+// A mixture-of-experts MLP (MlpKind::kMoe): a router (linear, softmax, top-k) sends each token
+// to top_k of num_experts expert MLPs and sums their outputs weighted by the router's
+// probabilities; an optional shared expert sees every token. Switch / GShard style.
+struct MoeSpec {
+  int num_experts = 0;            // E
+  int top_k = 1;                  // K: experts per token
+  int ffn_hidden = 0;             // each expert's hidden width; 0: 4 x d_model
+  int shared_expert_ffn = 0;      // the shared expert's hidden width; 0: no shared expert
+  double capacity_factor = 0.0;   // rows per expert: ceil(factor N K / E), extra choices
+                                  // dropped in token order; 0: dropless
+  double aux_loss_coeff = 0.0;    // load-balancing loss E sum_e f_e P_e, per layer
+  double z_loss_coeff = 0.0;      // router z-loss mean logsumexp^2, per layer
+  bool operator==(const MoeSpec& o) const {
+    return num_experts == o.num_experts && top_k == o.top_k && ffn_hidden == o.ffn_hidden &&
+           shared_expert_ffn == o.shared_expert_ffn && capacity_factor == o.capacity_factor &&
+           aux_loss_coeff == o.aux_loss_coeff && z_loss_coeff == o.z_loss_coeff;
+  }
+};
 
 // One transformer block: x += attn(norm_1(x)); x += mlp(norm_2(x)). A kNone part is skipped
 // (with its norm), so heterogeneous stacks can be described.
@@ -25,6 +44,7 @@ struct LayerSpec {
   MlpKind mlp = MlpKind::kDense;
   int num_kv_heads = 0;  // grouped-query attention; 0: num_heads (multi-head attention)
   int ffn_hidden = 0;    // the MLP's hidden width; 0: 4 x d_model
+  MoeSpec moe;           // mlp == kMoe only
 };
 
 struct GptConfig {
@@ -51,8 +71,13 @@ struct GptConfig {
     return int64_t{num_heads + 2 * KvHeads(l)} * head_size();
   }
   // Width of the MLP's first linear: ffn, or 2 ffn for SwiGLU ([gate | up]).
-  int64_t FcWidth(const LayerSpec& l) const {
-    return int64_t{FfnHidden(l)} * (activation == ActivationKind::kSwiGlu ? 2 : 1);
+  int64_t FcWidth(const LayerSpec& l) const { return FcWidthOf(FfnHidden(l)); }
+  // An MoE layer's expert width (0: 4 x d_model).
+  int ExpertFfn(const LayerSpec& l) const {
+    return l.moe.ffn_hidden > 0 ? l.moe.ffn_hidden : 4 * d_model;
+  }
+  int64_t FcWidthOf(int ffn) const {
+    return int64_t{ffn} * (activation == ActivationKind::kSwiGlu ? 2 : 1);
   }
 };
 
@@ -79,7 +104,8 @@ int64_t GptParameterBound(const GptConfig& config);
 // ("layers[7].attention.n_kv_heads=3 does not divide num_heads=8") and its value.
 absl::Status ValidateGptConfig(const GptConfig& config);
 
-// "attn+mlp", "no-attn+mlp", "linear-attn+mlp", "attn(kv=2)+mlp(ffn=320)", ...
+// "attn+mlp", "no-attn+mlp", "linear-attn+mlp", "attn(kv=2)+mlp(ffn=320)",
+// "attn+moe(e=8,k=2,ffn=64,shared=64,cf=1.25)", ...
 std::string LayerSpecToString(const LayerSpec& spec);
 
 }  // namespace stagehand::models

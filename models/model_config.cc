@@ -176,7 +176,10 @@ const std::map<std::string, AttentionKind>& AttentionKinds() {
 
 const std::map<std::string, MlpKind>& MlpKinds() {
   static const auto* kinds = new std::map<std::string, MlpKind>{
-      {"dense", MlpKind::kDense}, {"none", MlpKind::kNone}, {"linear", MlpKind::kLinear}};
+      {"dense", MlpKind::kDense},
+      {"none", MlpKind::kNone},
+      {"linear", MlpKind::kLinear},
+      {"moe", MlpKind::kMoe}};
   return *kinds;
 }
 
@@ -197,10 +200,54 @@ absl::Status ParseAttention(const json& j, const std::string& path, LayerSpec* l
   return f.NoUnread({});
 }
 
-// "mlp": "dense" or {"kind": "dense", "ffn_hidden": 320} or {"kind": "dense", "ffn_mult": 2.5}.
-absl::Status ParseMlp(const json& j, const std::string& path, int d_model, LayerSpec* layer) {
+// The MoE settings of an "mlp": {"kind": "moe", ...} object or of the model-wide "moe" object,
+// over `*moe` (the model-wide ones, for a layer). Hugging Face (Mixtral / Qwen-MoE) aliases.
+absl::Status ParseMoeFields(Fields& f, MoeSpec* moe) {
+  STAGEHAND_RETURN_IF_ERROR(f.Int({"num_experts", "num_local_experts"}, &moe->num_experts, false));
+  STAGEHAND_RETURN_IF_ERROR(f.Int({"top_k", "num_experts_per_tok"}, &moe->top_k, false));
+  STAGEHAND_RETURN_IF_ERROR(
+      f.Int({"ffn_hidden", "moe_ffn_hidden", "moe_intermediate_size"}, &moe->ffn_hidden, false));
+  STAGEHAND_RETURN_IF_ERROR(f.Int({"shared_expert_ffn", "shared_expert_intermediate_size"},
+                                  &moe->shared_expert_ffn, false));
+  double capacity = -1.0;
+  STAGEHAND_RETURN_IF_ERROR(f.Double({"capacity_factor"}, &capacity));
+  bool dropless = capacity < 0.0;
+  std::string name;
+  absl::StatusOr<const json*> given = f.Find({"dropless"}, &name);
+  STAGEHAND_RETURN_IF_ERROR(given.status());
+  if (*given != nullptr) {
+    STAGEHAND_RETURN_IF_ERROR(f.Bool({"dropless"}, &dropless));
+    if (dropless == (capacity >= 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.Path("dropless"), "=", dropless ? "true" : "false", " and ", f.Path("capacity_factor"),
+          capacity >= 0.0 ? absl::StrCat("=", capacity) : " (absent)",
+          ": give a capacity_factor, or dropless: true, not both"));
+    }
+  }
+  if (capacity >= 0.0) {
+    if (capacity == 0.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.Path("capacity_factor"), "=0: must be positive (use dropless: true for no capacity)"));
+    }
+    moe->capacity_factor = capacity;
+  } else if (*given != nullptr) {
+    moe->capacity_factor = 0.0;
+  }
+  STAGEHAND_RETURN_IF_ERROR(
+      f.Double({"aux_loss_coeff", "router_aux_loss_coef"}, &moe->aux_loss_coeff));
+  STAGEHAND_RETURN_IF_ERROR(f.Double({"z_loss_coeff", "router_z_loss_coef"}, &moe->z_loss_coeff));
+  return absl::OkStatus();
+}
+
+// "mlp": "dense" or {"kind": "dense", "ffn_hidden": 320} or {"kind": "dense", "ffn_mult": 2.5};
+// "moe" (the model-wide "moe" settings) or {"kind": "moe", "num_experts": 8, "top_k": 2, ...}.
+absl::Status ParseMlp(const json& j, const std::string& path, int d_model,
+                      const MoeSpec& moe_defaults, LayerSpec* layer) {
   if (j.is_string()) {
-    return Fields(json::object({{"kind", j}}), path).Choice({"kind"}, MlpKinds(), &layer->mlp);
+    STAGEHAND_RETURN_IF_ERROR(
+        Fields(json::object({{"kind", j}}), path).Choice({"kind"}, MlpKinds(), &layer->mlp));
+    if (layer->mlp == MlpKind::kMoe) layer->moe = moe_defaults;
+    return absl::OkStatus();
   }
   if (!j.is_object()) {
     return absl::InvalidArgumentError(
@@ -208,6 +255,11 @@ absl::Status ParseMlp(const json& j, const std::string& path, int d_model, Layer
   }
   Fields f(j, path);
   STAGEHAND_RETURN_IF_ERROR(f.Choice({"kind"}, MlpKinds(), &layer->mlp));
+  if (layer->mlp == MlpKind::kMoe) {
+    layer->moe = moe_defaults;
+    STAGEHAND_RETURN_IF_ERROR(ParseMoeFields(f, &layer->moe));
+    return f.NoUnread({});
+  }
   STAGEHAND_RETURN_IF_ERROR(f.Int({"ffn_hidden", "intermediate_size"}, &layer->ffn_hidden, false));
   double mult = 0.0;
   STAGEHAND_RETURN_IF_ERROR(f.Double({"ffn_mult"}, &mult));
@@ -252,7 +304,8 @@ absl::Status ParseLayers(const json& list, const std::string& key, const GptConf
     absl::StatusOr<const json*> mlp = f.Find({"mlp"}, &name);
     STAGEHAND_RETURN_IF_ERROR(mlp.status());
     if (*mlp != nullptr) {
-      STAGEHAND_RETURN_IF_ERROR(ParseMlp(**mlp, path + ".mlp", config.d_model, &layer));
+      STAGEHAND_RETURN_IF_ERROR(
+          ParseMlp(**mlp, path + ".mlp", config.d_model, defaults.moe, &layer));
     }
     STAGEHAND_RETURN_IF_ERROR(f.NoUnread({}));
     if (layer.attention == AttentionKind::kCausal && layer.num_kv_heads == 0) {
@@ -329,7 +382,20 @@ absl::StatusOr<GptConfig> Parse(const json& j) {
       f.Int({"n_kv_heads", "num_key_value_heads"}, &defaults.num_kv_heads, false));
   STAGEHAND_RETURN_IF_ERROR(
       f.Int({"ffn_hidden", "intermediate_size", "n_inner"}, &defaults.ffn_hidden, false));
+  // "moe": {...}: the MoE settings of layers whose mlp is "moe"; without a layers list, every
+  // layer is one.
   std::string key;
+  absl::StatusOr<const json*> moe = f.Find({"moe"}, &key);
+  STAGEHAND_RETURN_IF_ERROR(moe.status());
+  if (*moe != nullptr) {
+    if (!(*moe)->is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("moe=", (*moe)->dump(), ": must be an object of MoE settings"));
+    }
+    Fields moe_fields(**moe, "moe");
+    STAGEHAND_RETURN_IF_ERROR(ParseMoeFields(moe_fields, &defaults.moe));
+    STAGEHAND_RETURN_IF_ERROR(moe_fields.NoUnread({}));
+  }
   absl::StatusOr<const json*> list = f.Find({"layers", "block_configs"}, &key);
   STAGEHAND_RETURN_IF_ERROR(list.status());
   if (*list != nullptr) {
@@ -343,13 +409,20 @@ absl::StatusOr<GptConfig> Parse(const json& j) {
       return absl::InvalidArgumentError(absl::StrCat(
           "num_layers=", num_layers, ": give 1 to ", kMaxLayers, " layers, or a layers list"));
     }
-    c.layers.assign(num_layers, defaults);
+    LayerSpec uniform = defaults;
+    if (*moe != nullptr) uniform.mlp = MlpKind::kMoe;
+    if (*moe == nullptr) uniform.moe = MoeSpec{};
+    c.layers.assign(num_layers, uniform);
+  }
+  for (LayerSpec& l : c.layers) {
+    if (l.mlp != MlpKind::kMoe) l.moe = MoeSpec{};
   }
   STAGEHAND_RETURN_IF_ERROR(f.NoUnread(IgnoredHuggingFaceKeys()));
   // Canonical: the default widths are stored as 0.
   for (LayerSpec& l : c.layers) {
     if (l.num_kv_heads == c.num_heads) l.num_kv_heads = 0;
     if (l.ffn_hidden == 4 * c.d_model) l.ffn_hidden = 0;
+    if (l.moe.ffn_hidden == 4 * c.d_model) l.moe.ffn_hidden = 0;
   }
   STAGEHAND_RETURN_IF_ERROR(ValidateGptConfig(c));
   return c;
@@ -369,8 +442,25 @@ const char* Name(MlpKind k) {
     case MlpKind::kDense: return "dense";
     case MlpKind::kNone: return "none";
     case MlpKind::kLinear: return "linear";
+    case MlpKind::kMoe: return "moe";
   }
   return "?";
+}
+
+json MoeToJson(const MoeSpec& m) {
+  json j = {{"kind", "moe"},
+            {"num_experts", m.num_experts},
+            {"top_k", m.top_k},
+            {"aux_loss_coeff", m.aux_loss_coeff},
+            {"z_loss_coeff", m.z_loss_coeff}};
+  if (m.ffn_hidden > 0) j["ffn_hidden"] = m.ffn_hidden;
+  if (m.shared_expert_ffn > 0) j["shared_expert_ffn"] = m.shared_expert_ffn;
+  if (m.capacity_factor > 0) {
+    j["capacity_factor"] = m.capacity_factor;
+  } else {
+    j["dropless"] = true;
+  }
+  return j;
 }
 
 }  // namespace
@@ -406,6 +496,7 @@ json ModelConfigToJson(const GptConfig& c) {
     json attention = Name(l.attention), mlp = Name(l.mlp);
     if (l.num_kv_heads > 0) attention = {{"kind", Name(l.attention)}, {"n_kv_heads", l.num_kv_heads}};
     if (l.ffn_hidden > 0) mlp = {{"kind", Name(l.mlp)}, {"ffn_hidden", l.ffn_hidden}};
+    if (l.mlp == MlpKind::kMoe) mlp = MoeToJson(l.moe);
     layers.push_back({{"attention", attention}, {"mlp", mlp}});
   }
   json j = {{"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model},

@@ -65,8 +65,45 @@ TEST(ModelConfigTest, HeterogeneousFileMixesEveryBlockKind) {
   }
 }
 
+TEST(ModelConfigTest, MoeFileMixesDenseAndMoeLayers) {
+  GptConfig c = Load("moe_small.json");
+  ASSERT_EQ(c.layers.size(), 4u);
+  EXPECT_EQ(c.layers[0].mlp, MlpKind::kDense);
+  EXPECT_EQ(c.layers[0].moe, MoeSpec{});
+  EXPECT_EQ(c.layers[1].mlp, MlpKind::kMoe);
+  EXPECT_EQ(c.layers[1].moe, (MoeSpec{8, 2, 128, 128, 1.25, 0.01, 0.001}));
+  EXPECT_EQ(c.layers[3].moe, (MoeSpec{8, 1, 128, 128, 0.0, 0.01, 0.001}));  // dropless, top-1
+  EXPECT_EQ(DescribeModel(c),
+            "4 layers (attn+mlp x2, attn+moe(e=8,k=2,ffn=128,shared=128,cf=1.25,aux=0.01,"
+            "z=0.001) x1, attn+moe(e=8,k=1,ffn=128,shared=128,dropless,aux=0.01,z=0.001) x1), "
+            "d_model 64, 4 heads, rmsnorm, swiglu, rope positions, untied head, 0.6M parameters");
+  auto cuts = CutLayers(4, 2);
+  ASSERT_TRUE(cuts.ok());
+  for (const ChunkSpec& spec : *cuts) {
+    auto chunk = GptChunk<float>::Create(c, spec, ChunkOptions{1, 16, 1});
+    ASSERT_TRUE(chunk.ok()) << chunk.status();
+    int64_t total = 0;
+    for (const ParamInfo& info : (*chunk)->params().infos()) total += info.size;
+    EXPECT_GT(total, 0);
+  }
+}
+
+TEST(ModelConfigTest, ModelWideMoeWithoutALayersListMakesEveryLayerMoe) {
+  json j = {{"vocab_size", 256}, {"max_seq_len", 64}, {"d_model", 32}, {"num_heads", 4},
+            {"num_hidden_layers", 2},
+            {"moe", {{"num_local_experts", 4}, {"num_experts_per_tok", 2},
+                     {"router_aux_loss_coef", 0.02}}}};
+  absl::StatusOr<GptConfig> c = ModelConfigFromJson(j, "mixtral-like");
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (const LayerSpec& l : c->layers) {
+    EXPECT_EQ(l.mlp, MlpKind::kMoe);
+    EXPECT_EQ(l.moe, (MoeSpec{4, 2, 0, 0, 0.0, 0.02, 0.0}));
+  }
+}
+
 TEST(ModelConfigTest, CanonicalFormRoundTrips) {
-  for (const char* name : {"gpt2_124m.json", "llama_small.json", "heterogeneous.json"}) {
+  for (const char* name :
+       {"gpt2_124m.json", "llama_small.json", "heterogeneous.json", "moe_small.json"}) {
     GptConfig c = Load(name);
     absl::StatusOr<GptConfig> back = ModelConfigFromJson(ModelConfigToJson(c), "round trip");
     ASSERT_TRUE(back.ok()) << back.status();
@@ -89,7 +126,22 @@ TEST(ModelConfigTest, ErrorsNameTheLayerAndTheField) {
   std::vector<Case> cases = {
       {{{"layers", {{{"attention", "causal"}}, {{"attention", {{"kind", "causal"}, {"n_kv_heads", 3}}}}}}},
        "f.json: layers[1].attention.n_kv_heads=3 does not divide num_heads=8"},
-      {{{"layers", {{{"mlp", "moe"}}}}}, "layers[0].mlp.kind=\"moe\": must be one of dense, linear, none"},
+      {{{"layers", {{{"mlp", "mlp"}}}}}, "layers[0].mlp.kind=\"mlp\": must be one of dense, linear, moe, none"},
+      {{{"layers", {{{"mlp", "moe"}}}}}, "layers[0].mlp.num_experts=0: must be in [1, 1024]"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"top_k", 5}}}}}}},
+       "layers[0].mlp.top_k=5: must be in [1, num_experts=4]"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"capacity_factor", 1.5}, {"dropless", true}}}}}}},
+       "layers[0].mlp.dropless=true and layers[0].mlp.capacity_factor=1.5: give a capacity_factor, or dropless: true, not both"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"dropless", false}}}}}}},
+       "give a capacity_factor, or dropless: true"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"capacity_factor", 0}}}}}}},
+       "layers[0].mlp.capacity_factor=0: must be positive (use dropless: true for no capacity)"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 2}, {"aux_loss_coeff", -1}}}}}}},
+       "layers[0].mlp.aux_loss_coeff=-1: must be in [0, 1e6]"},
+      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 2}, {"experts", 2}}}}}}},
+       "layers[0].mlp.experts: unknown field"},
+      {{{"num_layers", 2}, {"moe", {{"num_experts", 2}, {"top_k", 0}}}}, "layers[0].mlp.top_k=0"},
+      {{{"num_layers", 2}, {"moe", {{"num_expert", 2}}}}, "moe.num_expert: unknown field"},
       {{{"layers", {{{"mlp", {{"kind", "dense"}, {"ffn_hiden", 3}}}}}}}, "layers[0].mlp.ffn_hiden: unknown field"},
       {{{"num_layers", 2}, {"norm", "batchnorm"}}, "norm=\"batchnorm\": must be one of layernorm, rmsnorm"},
       {{{"num_layers", 2}, {"hidden_size", 64}}, "d_model and hidden_size say the same thing"},

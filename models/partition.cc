@@ -96,6 +96,13 @@ std::vector<double> LayerCosts(const GptConfig& c, int seq_len) {
       flops += 2 * C * c.FcWidth(l) + 2.0 * c.FfnHidden(l) * C + 10 * C + 8.0 * c.FfnHidden(l);
     } else if (l.mlp == MlpKind::kLinear) {
       flops += 2 * C * C + 10 * C;
+    } else if (l.mlp == MlpKind::kMoe) {
+      // Router, then top_k experts per token (and the shared expert, if any).
+      const auto mlp = [&](double ffn) {
+        return 2 * C * c.FcWidthOf(static_cast<int>(ffn)) + 2.0 * ffn * C + 8.0 * ffn;
+      };
+      flops += 2 * C * l.moe.num_experts + 10 * C + l.moe.top_k * mlp(c.ExpertFfn(l));
+      if (l.moe.shared_expert_ffn > 0) flops += mlp(l.moe.shared_expert_ffn);
     }
     costs.push_back(flops + 2 * C);  // the residual adds
   }

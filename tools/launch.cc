@@ -42,6 +42,7 @@
 #include "runtime/io/loss_curve.h"
 #include "runtime/io/output_path.h"
 #include "runtime/io/progress.h"
+#include "runtime/moe_stats.h"
 #include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/dry_run.h"
@@ -452,6 +453,7 @@ struct Throughput {
   double total_seconds = 0;
   int64_t steps_run = 0;
   std::vector<double> busy;
+  runtime::MoeTokenCounts moe;  // tokens per expert of MoE layers, summed over the steps
 };
 
 // Runs step `step` and counts its time and tokens (its M: a ramp-up's, or the full one).
@@ -466,6 +468,7 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
   for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
+  t.moe.AddStep(s.chunks);
   return outcome;
 }
 
@@ -578,6 +581,7 @@ void PrintSummary(const Throughput& t) {
   }
   std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * t.total_seconds / t.steps_run,
               t.tokens / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
+  for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
 }
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.

@@ -39,6 +39,14 @@ const std::vector<int32_t>& Data() {
 
 models::GptConfig Config(uint64_t seed = 11) { return models::UniformGpt(3, 16, 2, 256, 16, seed); }
 
+// Config() with an MoE middle layer: 3 experts, top-2, capacity 1.5, a shared expert.
+models::GptConfig MoeConfig(uint64_t seed = 11) {
+  models::GptConfig c = Config(seed);
+  c.layers[1].mlp = models::MlpKind::kMoe;
+  c.layers[1].moe = models::MoeSpec{3, 2, 20, 12, 1.5, 0.01, 0.001};
+  return c;
+}
+
 struct TrainingRun {
   std::vector<std::unique_ptr<Chunk>> owned;
   std::vector<Chunk*> chunks;
@@ -46,9 +54,10 @@ struct TrainingRun {
   std::vector<double> losses;
 };
 
-TrainingRun Build(int num_chunks, uint64_t seed = 11) {
+TrainingRun Build(int num_chunks, uint64_t seed = 11, bool moe = false) {
   TrainingRun r;
-  auto built = BuildChunks(Config(seed), num_chunks, models::ChunkOptions{2, 16, 2});
+  auto built = BuildChunks(moe ? MoeConfig(seed) : Config(seed), num_chunks,
+                           models::ChunkOptions{2, 16, 2});
   EXPECT_TRUE(built.ok()) << built.status();
   r.owned = std::move(*built);
   for (auto& c : r.owned) r.chunks.push_back(c.get());
@@ -159,6 +168,30 @@ TEST(CheckpointTest, LoadsUnderADifferentNumberOfChunksAndStages) {
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].data, b[i].data) << a[i].name;
     EXPECT_EQ(Moments(trained), Moments(other));
   }
+}
+
+TEST(CheckpointTest, MoeParametersAndMomentsRoundTripUnderAnotherCut) {
+  TrainingRun trained = Build(3, 11, /*moe=*/true);
+  TrainSteps(trained, 1, 2);
+  const std::string root = TempRoot("moe");
+  CheckpointMeta meta = Meta(2);
+  meta.model = MoeConfig();
+  absl::StatusOr<std::string> dir = WriteCheckpoint(root, meta, States(trained, {0, 1, 1}));
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(*dir);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(GptConfigToJson(info->meta.model), GptConfigToJson(MoeConfig()));
+  TrainingRun other = Build(1, 77, /*moe=*/true);
+  ASSERT_TRUE(RestoreCheckpoint(*info, States(other, {0}), true).ok());
+  std::vector<NamedTensor> a = CollectParameters(trained.chunks), b = CollectParameters(other.chunks);
+  ASSERT_EQ(a.size(), b.size());
+  bool saw_expert = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].data, b[i].data) << a[i].name;
+    saw_expert = saw_expert || a[i].name == "h.1.mlp.experts.2.c_proj.weight";
+  }
+  EXPECT_TRUE(saw_expert);
+  EXPECT_EQ(Moments(trained), Moments(other));
 }
 
 TEST(CheckpointTest, CorruptedOrTruncatedNewestFallsBackToThePreviousOne) {

@@ -24,12 +24,48 @@ struct Part {
   int64_t rows;
 };
 
-// Our per-layer modules, in the order CollectParameters lists them.
-const std::vector<std::string>& LayerModules() {
-  static const auto* modules = new std::vector<std::string>{
-      "ln_1", "attn.c_attn", "attn.c_proj", "attn.linear",
-      "ln_2", "mlp.c_fc",    "mlp.c_proj",  "mlp.linear"};
-  return *modules;
+// Our per-layer modules, in the order CollectParameters lists them; MoE layers add the router,
+// each expert's and the shared expert's linears.
+std::vector<std::string> LayerModules(const LayerSpec& l) {
+  std::vector<std::string> modules = {"ln_1", "attn.c_attn", "attn.c_proj", "attn.linear",
+                                      "ln_2", "mlp.c_fc",    "mlp.c_proj",  "mlp.linear"};
+  if (l.mlp != models::MlpKind::kMoe) return modules;
+  modules.push_back("mlp.router");
+  for (int e = 0; e < l.moe.num_experts; ++e) {
+    modules.push_back(absl::StrCat("mlp.experts.", e, ".c_fc"));
+    modules.push_back(absl::StrCat("mlp.experts.", e, ".c_proj"));
+  }
+  modules.push_back("mlp.shared_expert.c_fc");
+  modules.push_back("mlp.shared_expert.c_proj");
+  return modules;
+}
+
+// MoE modules under Mixtral's names (block_sparse_moe.gate, experts.E.w1 / w3 / w2: gate, up,
+// down); the shared expert, which Mixtral lacks, under Qwen2-MoE's projection names. A GELU
+// expert's one first linear is w1 (up_proj for the shared expert).
+std::vector<Part> MoePartsOf(const std::string& module, const GptConfig& c, const LayerSpec& l) {
+  if (l.mlp != models::MlpKind::kMoe) return {};
+  if (module == "mlp.router") return {{"block_sparse_moe.gate", -1}};
+  const bool swiglu = c.activation == models::ActivationKind::kSwiGlu;
+  if (absl::StartsWith(module, "mlp.shared_expert.")) {
+    const std::string m = "block_sparse_moe.shared_expert.";
+    const int64_t ffn = l.moe.shared_expert_ffn;
+    if (module == "mlp.shared_expert.c_proj") return {{m + "down_proj", -1}};
+    if (module != "mlp.shared_expert.c_fc") return {};
+    if (swiglu) return {{m + "gate_proj", ffn}, {m + "up_proj", ffn}};
+    return {{m + "up_proj", -1}};
+  }
+  const std::vector<std::string> pieces = absl::StrSplit(module, '.');
+  int e = -1;
+  if (pieces.size() != 4 || pieces[0] != "mlp" || pieces[1] != "experts" ||
+      !absl::SimpleAtoi(pieces[2], &e) || e < 0 || e >= l.moe.num_experts) {
+    return {};
+  }
+  const std::string m = absl::StrCat("block_sparse_moe.experts.", e, ".");
+  if (pieces[3] == "c_proj") return {{m + "w2", -1}};
+  if (pieces[3] != "c_fc") return {};
+  if (swiglu) return {{m + "w1", c.ExpertFfn(l)}, {m + "w3", c.ExpertFfn(l)}};
+  return {{m + "w1", -1}};
 }
 
 // The Hugging Face pieces of our module `module` of layer `l`.
@@ -52,7 +88,7 @@ std::vector<Part> PartsOf(const std::string& module, const GptConfig& c, const L
   }
   if (module == "mlp.c_proj") return {{"mlp.down_proj", -1}};
   if (module == "mlp.linear") return {{"mlp.linear_mlp", -1}};
-  return {};
+  return MoePartsOf(module, c, l);
 }
 
 // Non-layer tensors: ours <-> theirs.
@@ -102,6 +138,7 @@ bool UsesGpt2Names(const GptConfig& c) {
   }
   for (const LayerSpec& l : c.layers) {
     if (l.attention == models::AttentionKind::kLinear || l.mlp == models::MlpKind::kLinear ||
+        l.mlp == models::MlpKind::kMoe ||
         l.num_kv_heads != 0 || l.ffn_hidden != 0) {
       return false;
     }
@@ -156,7 +193,7 @@ absl::StatusOr<std::map<std::string, NamedTensor>> FromHfLlama(
     hf.erase(it);
   }
   for (int layer = 0; layer < static_cast<int>(c.layers.size()); ++layer) {
-    for (const std::string& module : LayerModules()) {
+    for (const std::string& module : LayerModules(c.layers[layer])) {
       for (const char* param : {"weight", "bias"}) {
         const std::vector<Part> parts = PartsOf(module, c, c.layers[layer]);
         NamedTensor fused{absl::StrCat("h.", layer, ".", module, ".", param), {}, {}};

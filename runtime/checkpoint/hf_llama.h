@@ -4,7 +4,9 @@
 // SwiGLU model's fused [gate | up] into gate_proj / up_proj (both nn.Linear (out, in), our
 // layout: no transposes). Our RoPE is transformers' rotate_half form, so q/k need no
 // permutation. Block kinds Llama lacks use DeciLM's names (self_attn.linear_attn,
-// mlp.linear_mlp). Float32 only.
+// mlp.linear_mlp). MoE layers use Mixtral's names (block_sparse_moe.gate for the router,
+// block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down) and, for the shared expert,
+// block_sparse_moe.shared_expert.gate_proj / up_proj / down_proj. Float32 only.
 //
 // ExportHf / ImportHf pick the naming by the model: GPT-2's (hf_gpt2.h) for GPT-2-style
 // models, Llama's for every other.

@@ -18,6 +18,15 @@ models::GptConfig Llama() { return models::testing::LlamaStyle(2, 8, 4, 2, 12, 1
 
 models::GptConfig Mixed() { return models::testing::MixedBlocks(4, 8, 2, 16, 6); }
 
+// Llama-style with an MoE layer (3 experts, shared expert) and a GELU-free dense layer.
+models::GptConfig Moe() {
+  models::GptConfig c = Llama();
+  c.layers[1].mlp = models::MlpKind::kMoe;
+  c.layers[1].ffn_hidden = 0;
+  c.layers[1].moe = models::MoeSpec{3, 2, 6, 5, 1.25, 0.01, 0.0};
+  return c;
+}
+
 std::vector<std::unique_ptr<Chunk>> Build(const models::GptConfig& c, int chunks) {
   auto built = BuildChunks(c, chunks, models::ChunkOptions{1, 16, 1});
   EXPECT_TRUE(built.ok()) << built.status();
@@ -71,8 +80,29 @@ TEST(HfLlamaTest, UsesTransformersNamesAndSplitsFusedProjections) {
   for (int i = 0; i < 96; ++i) ASSERT_EQ(up[i], fc[12 * 8 + i]);  // up rows 12..23
 }
 
+TEST(HfLlamaTest, MoeLayersUseMixtralNames) {
+  const models::GptConfig c = Moe();
+  EXPECT_FALSE(UsesGpt2Names(c));
+  auto model = Build(c, 1);
+  absl::StatusOr<std::vector<NamedTensor>> hf = ToHfLlama(CollectParameters(Pointers(model)), c);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  std::map<std::string, NamedTensor> files;
+  for (const NamedTensor& t : *hf) files[t.name] = t;
+  const std::string m = "model.layers.1.block_sparse_moe.";
+  EXPECT_EQ(files.at(m + "gate.weight").shape, (std::vector<int64_t>{3, 8}));
+  EXPECT_EQ(files.at(m + "experts.2.w1.weight").shape, (std::vector<int64_t>{6, 8}));
+  EXPECT_EQ(files.at(m + "experts.2.w3.weight").shape, (std::vector<int64_t>{6, 8}));
+  EXPECT_EQ(files.at(m + "experts.2.w2.weight").shape, (std::vector<int64_t>{8, 6}));
+  EXPECT_EQ(files.at(m + "shared_expert.up_proj.weight").shape, (std::vector<int64_t>{5, 8}));
+  EXPECT_EQ(files.at(m + "shared_expert.down_proj.weight").shape, (std::vector<int64_t>{8, 5}));
+  const float* fc = model[0]->params().value("h.1.mlp.experts.2.c_fc.weight");
+  const std::vector<float>& up = files.at(m + "experts.2.w3.weight").data;
+  for (int i = 0; i < 48; ++i) ASSERT_EQ(up[i], fc[6 * 8 + i]);  // up rows 6..11
+  EXPECT_EQ(files.count("model.layers.1.mlp.gate_proj.weight"), 0u);
+}
+
 TEST(HfLlamaTest, RoundTripsBitwiseUnderAnyCut) {
-  for (const models::GptConfig& c : {Llama(), Mixed()}) {
+  for (const models::GptConfig& c : {Llama(), Mixed(), Moe()}) {
     auto source = Build(c, 1);
     auto target = Build(models::GptConfig(c), static_cast<int>(c.layers.size()));
     for (Chunk* chunk : Pointers(target)) {
