@@ -120,8 +120,8 @@ class ActorsTest : public testing::ActorFixture<testing::ConfigWith<RegisterMess
 class StepDriverTest : public ActorsTest {
  protected:
   StepDriverTest() {
-    driver_ = Keep(sys.spawn(StepDriver, TwoStages(), /*grad_clip=*/1.0,
-                             runtime::RerunOptions{}, std::vector<int>{}));
+    driver_ = Keep(sys.spawn(StepDriver, TwoStages(), /*grad_clip=*/1.0, runtime::RerunOptions{},
+                             std::vector<int>{}));
     caf::anon_send(driver_, std::vector<stage_control>{Record<stage_control>(stage_[0]),
                                                        Record<stage_control>(stage_[1])});
     self->send(driver_, step_atom::value, int64_t{3});

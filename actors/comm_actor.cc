@@ -11,12 +11,12 @@ namespace stagehand::actors {
 namespace {
 
 void RecordSend(runtime::trace::TraceRecorder::SendLane* trace, const TensorMessage& msg,
-                std::chrono::steady_clock::time_point begin, std::chrono::steady_clock::time_point end) {
+                std::chrono::steady_clock::time_point begin,
+                std::chrono::steady_clock::time_point end) {
   if (trace == nullptr) return;
   using runtime::ActionKind;
-  const ActionKind kind = msg.kind == ActionKind::kForward
-                              ? ActionKind::kSendForward
-                              : ActionKind::kSendBackward;
+  const ActionKind kind =
+      msg.kind == ActionKind::kForward ? ActionKind::kSendForward : ActionKind::kSendBackward;
   trace->Record(kind, msg.to_stage, msg.chunk, msg.microbatch,
                 static_cast<int64_t>(msg.payload.size() * sizeof(float)),
                 runtime::trace::ToNanos(begin), runtime::trace::ToNanos(end));
@@ -24,7 +24,8 @@ void RecordSend(runtime::trace::TraceRecorder::SendLane* trace, const TensorMess
 
 }  // namespace
 
-comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self, LinkModel link,
+comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self,
+                                    LinkModel link,
                                     runtime::trace::TraceRecorder::SendLane* trace) {
   self->state.link = link;
   self->state.trace = trace;
@@ -45,8 +46,9 @@ comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState>
         using namespace std::chrono;
         auto now = steady_clock::now();
         double wire_us = st.link.gbps > 0 ? msg.payload.size() * 32.0 / (st.link.gbps * 1e3) : 0;
-        st.lane_free_at = std::max(now, st.lane_free_at) +
-                          duration_cast<steady_clock::duration>(duration<double, std::micro>(wire_us));
+        st.lane_free_at =
+            std::max(now, st.lane_free_at) +
+            duration_cast<steady_clock::duration>(duration<double, std::micro>(wire_us));
         auto arrive = st.lane_free_at + duration_cast<steady_clock::duration>(
                                             duration<double, std::micro>(st.link.latency_us));
         RecordSend(st.trace, msg, now, arrive);

@@ -27,8 +27,8 @@ struct CommActorState {
 };
 
 // `trace`, if not null, records each transfer from hand-off to delivery.
-comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self, LinkModel link,
-                                    runtime::trace::TraceRecorder::SendLane* trace);
+comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState> self,
+                                    LinkModel link, runtime::trace::TraceRecorder::SendLane* trace);
 
 }  // namespace stagehand::actors
 

@@ -48,14 +48,16 @@ Trace RunOneStepMessageByMessage() {
       EXPECT_LE(running.size(), 1u) << "stage " << s << " runs two actions at once";
       for (const runtime::Action& a : running) {
         std::string text = runtime::ActionToStringWithoutStage(a);
-        if (trace.started[s].empty() || trace.started[s].back() != text) trace.started[s].push_back(text);
+        if (trace.started[s].empty() || trace.started[s].back() != text)
+          trace.started[s].push_back(text);
       }
     }
     EXPECT_LT(trace.messages, 10000) << "the step does not converge";
     if (trace.messages >= 10000) break;
   }
-  self->receive([&](StepOutcome& out) { trace.outcome = std::move(out); },
-                caf::after(std::chrono::seconds(5)) >> [&] { ADD_FAILURE() << "no reply from the driver"; });
+  self->receive(
+      [&](StepOutcome& out) { trace.outcome = std::move(out); },
+      caf::after(std::chrono::seconds(5)) >> [&] { ADD_FAILURE() << "no reply from the driver"; });
   return trace;
 }
 
@@ -68,8 +70,10 @@ TEST(DeterministicStepTest, StepCompletesAndRepeatsMessageForMessage) {
   EXPECT_EQ(a.messages, b.messages);
   EXPECT_EQ(a.started, b.started);
   // 1F1B at P=2, M=2: stage 0 warms up with one forward; stage 1 alternates from the start.
-  EXPECT_EQ(a.started[0], (std::vector<std::string>{"F c0 mb0", "F c0 mb1", "B c0 mb0", "B c0 mb1"}));
-  EXPECT_EQ(a.started[1], (std::vector<std::string>{"F c1 mb0", "B c1 mb0", "F c1 mb1", "B c1 mb1"}));
+  EXPECT_EQ(a.started[0],
+            (std::vector<std::string>{"F c0 mb0", "F c0 mb1", "B c0 mb0", "B c0 mb1"}));
+  EXPECT_EQ(a.started[1],
+            (std::vector<std::string>{"F c1 mb0", "B c1 mb0", "F c1 mb1", "B c1 mb1"}));
 }
 
 }  // namespace

@@ -36,10 +36,10 @@ using stage_actor =
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.
-using stage_reports = caf::typed_actor<caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>,
-                                       caf::reacts_to<TiedGradients>, caf::reacts_to<SquaredNorms>,
-                                       caf::reacts_to<OptimizerDone>,
-                                       caf::reacts_to<GradientsDiscarded>>;
+using stage_reports =
+    caf::typed_actor<caf::reacts_to<StageStatus>, caf::reacts_to<StageDone>,
+                     caf::reacts_to<TiedGradients>, caf::reacts_to<SquaredNorms>,
+                     caf::reacts_to<OptimizerDone>, caf::reacts_to<GradientsDiscarded>>;
 
 // The step driver: runs one step on request (answering its outcome) and collects the
 // stages' reports; it is given the stages, by stage, once, and (resumed runs) the applied

@@ -22,7 +22,7 @@ struct TensorMessage {
   runtime::ActionKind kind = runtime::ActionKind::kForward;
   int from_stage = 0;
   int to_stage = 0;
-  int chunk = 0;       // the destination chunk
+  int chunk = 0;  // the destination chunk
   int microbatch = 0;
   bool local = false;  // produced by a chunk on the same stage (no transfer lane)
   std::vector<float> payload;
@@ -33,9 +33,9 @@ struct ComputeDone {
   runtime::ActionKind kind = runtime::ActionKind::kForward;
   int chunk = 0;
   int microbatch = 0;
-  double loss = 0.0;     // F of the last chunk
-  double seconds = 0.0;  // time on the lane
-  std::string error;     // empty when it succeeded
+  double loss = 0.0;          // F of the last chunk
+  double seconds = 0.0;       // time on the lane
+  std::string error;          // empty when it succeeded
   double data_seconds = 0.0;  // of `seconds`: building the batch (F of the first chunk)
 };
 
@@ -134,8 +134,8 @@ typename Inspector::result_type inspect(Inspector& f, TensorMessage& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
-  return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss,
-           x.seconds, x.error, x.data_seconds);
+  return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss, x.seconds,
+           x.error, x.data_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {
@@ -178,8 +178,8 @@ typename Inspector::result_type inspect(Inspector& f, LossesGathered& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StepOutcome& x) {
-  return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds,
-           x.seconds, x.error, x.runs, x.skipped, x.notes, x.phase_seconds);
+  return f(caf::meta::type_name("StepOutcome"), x.loss, x.grad_norm, x.busy_seconds, x.seconds,
+           x.error, x.runs, x.skipped, x.notes, x.phase_seconds);
 }
 
 // CAF 0.17 serializes a double with pack754, which garbles NaN and never returns on an

@@ -75,8 +75,8 @@ microbatch_actor::behavior_type MicrobatchActor(
       // Hand the output on: to a chunk on our own stage, or over the transfer lane.
       [=](ship_atom, const ShipOrder& order) {
         auto& st = self->state;
-        TensorMessage msg{order.kind, st.init.stage, order.to_stage, order.dest_chunk,
-                          st.init.microbatch, order.local, std::move(st.output)};
+        TensorMessage msg{order.kind,         st.init.stage, order.to_stage,      order.dest_chunk,
+                          st.init.microbatch, order.local,   std::move(st.output)};
         st.output.clear();
         if (order.local) {
           self->send(st.init.owner, std::move(msg));

@@ -18,8 +18,8 @@ struct MicrobatchActorInit {
   int stage = 0;
   int chunk = 0;
   int microbatch = 0;
-  stage_actor owner;   // its stage: where inputs come from and ComputeDone goes
-  tensor_inbox comm;   // the stage's outgoing transfer lane
+  stage_actor owner;  // its stage: where inputs come from and ComputeDone goes
+  tensor_inbox comm;  // the stage's outgoing transfer lane
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
   runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;  // may be null; written on `lane`

@@ -5,7 +5,6 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-
 #include "runtime/train/stage_work.h"
 #include "runtime/util/status_macros.h"
 
@@ -72,9 +71,9 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   for (int d = 0; d < options.dp; ++d) {
-    ASSIGN_OR_RETURN(std::vector<std::unique_ptr<runtime::Chunk>> chunks,
-                     runtime::BuildChunks(options.model, spec.num_chunks, chunk_options,
-                                          options.partition));
+    ASSIGN_OR_RETURN(
+        std::vector<std::unique_ptr<runtime::Chunk>> chunks,
+        runtime::BuildChunks(options.model, spec.num_chunks, chunk_options, options.partition));
     runtime::OptimizerConfig optimizer = options.optimizer;
     if (d == 0) {
       out.chunks = std::move(chunks);
@@ -102,7 +101,8 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (const auto& chunk : out.chunks) {
-      activation_bytes.push_back(chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)});
+      activation_bytes.push_back(chunk->activation_floats_per_microbatch() *
+                                 int64_t{sizeof(float)});
     }
     options.trace->SetActivationBytes(std::move(activation_bytes));
   }
@@ -136,9 +136,9 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
-                                                          const runtime::WindowSampler* sampler,
-                                                          const std::vector<runtime::Chunk*>& chunks) {
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
+    const ModelPipelineOptions& options, const runtime::WindowSampler* sampler,
+    const std::vector<runtime::Chunk*>& chunks) {
   if (options.planner == nullptr) return absl::InvalidArgumentError("no planner given");
   if (options.dp != 1) {
     return absl::UnimplementedError("a pipeline on given chunks (batch ramp-up) has no --dp yet");
@@ -153,8 +153,9 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOpt
   }
   for (runtime::Chunk* chunk : chunks) {
     if (chunk->options().num_microbatches < spec->num_microbatches) {
-      return absl::InvalidArgumentError(absl::StrCat("the chunks hold ", chunk->options().num_microbatches,
-                                                     " microbatches, the plan needs ", spec->num_microbatches));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the chunks hold ", chunk->options().num_microbatches,
+                       " microbatches, the plan needs ", spec->num_microbatches));
     }
   }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
@@ -183,14 +184,15 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOpt
   po.specs = options.specs;
   if (options.specs != nullptr &&
       options.specs->full().num_microbatches != spec->num_microbatches) {
-    return absl::InvalidArgumentError(absl::StrCat("the ramp-up's full step has ",
-                                                   options.specs->full().num_microbatches,
-                                                   " microbatches, the plan ", spec->num_microbatches));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ramp-up's full step has ", options.specs->full().num_microbatches,
+                     " microbatches, the plan ", spec->num_microbatches));
   }
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (runtime::Chunk* chunk : chunks) {
-      activation_bytes.push_back(chunk->activation_floats_per_microbatch() * int64_t{sizeof(float)});
+      activation_bytes.push_back(chunk->activation_floats_per_microbatch() *
+                                 int64_t{sizeof(float)});
     }
     options.trace->SetActivationBytes(std::move(activation_bytes));
   }

@@ -21,10 +21,10 @@ namespace stagehand::actors {
 
 struct ModelPipelineOptions {
   models::GptConfig model;
-  models::ChunkOptions chunk;                  // num_microbatches = the planner's M
-  std::string partition;                       // --partition (runtime::CutModel)
+  models::ChunkOptions chunk;  // num_microbatches = the planner's M
+  std::string partition;       // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;
-  runtime::PlannerOptions planner_options;     // P, M, max_inflight
+  runtime::PlannerOptions planner_options;  // P, M, max_inflight
   runtime::OptimizerConfig optimizer;
   LinkModel link;
   bool deterministic = false;
@@ -73,9 +73,9 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
 // A pipeline over `chunks` (the whole model in order, as a ModelPipeline holds it) for
 // `options.planner_options`'s M. The chunks must hold at least that many microbatches and
 // match the plan's chunk count.
-absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(const ModelPipelineOptions& options,
-                                                          const runtime::WindowSampler* sampler,
-                                                          const std::vector<runtime::Chunk*>& chunks);
+absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
+    const ModelPipelineOptions& options, const runtime::WindowSampler* sampler,
+    const std::vector<runtime::Chunk*>& chunks);
 
 // A pipeline whose stages run SyntheticStageWork (known durations, no model): for overlap
 // tests and runtime-overhead benchmarks.

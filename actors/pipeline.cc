@@ -5,9 +5,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "caf/scheduler/test_coordinator.hpp"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
+#include "caf/scheduler/test_coordinator.hpp"
 
 namespace stagehand::actors {
 
@@ -38,7 +38,8 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
   }
   if (options.trace != nullptr) {
     const runtime::StepSpec& spec = options.spec;
-    if (absl::Status s = options.trace->Configure(P, spec.num_chunks, spec.num_microbatches); !s.ok()) {
+    if (absl::Status s = options.trace->Configure(P, spec.num_chunks, spec.num_microbatches);
+        !s.ok()) {
       return s;
     }
   }
@@ -76,8 +77,15 @@ void Pipeline::SpawnReplica(int replica) {
       reduce_lane = reduce_lanes_.back().get();
     }
     comms.push_back(sys.spawn(CommActor, options_.link, trace ? trace->send(s) : nullptr));
-    StageActorInit init{s,      options_.spec, options_.planner, lanes_.back().get(),
-                        works_[index].get(), driver, comms.back(), trace, options_.specs};
+    StageActorInit init{s,
+                        options_.spec,
+                        options_.planner,
+                        lanes_.back().get(),
+                        works_[index].get(),
+                        driver,
+                        comms.back(),
+                        trace,
+                        options_.specs};
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
     stages.push_back(sys.spawn(StageActor, init));
@@ -93,7 +101,8 @@ Pipeline::~Pipeline() {
   if (system_ == nullptr) return;
   for (const stage_actor& a : stages_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (const comm_actor& a : comms_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  for (const step_driver_actor& a : drivers_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  for (const step_driver_actor& a : drivers_)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   stages_.clear();
   comms_.clear();
   drivers_.clear();
@@ -125,7 +134,8 @@ StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {
 }
 
 void Pipeline::SeedLossHistory(const std::vector<double>& losses) {
-  for (const step_driver_actor& driver : drivers_) caf::anon_send(driver, history_atom::value, losses);
+  for (const step_driver_actor& driver : drivers_)
+    caf::anon_send(driver, history_atom::value, losses);
 }
 
 absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {

@@ -94,21 +94,24 @@ TEST_P(ParityTest, MatchesSequentialRunAndRepeatsBitwise) {
   static const Result reference = Sequential();
   Result a = Pipelined(planner, stages);
   ASSERT_EQ(a.losses.size(), reference.losses.size());
-  for (int i = 0; i < kSteps; ++i) EXPECT_NEAR(a.losses[i], reference.losses[i], 1e-5) << "step " << i + 1;
+  for (int i = 0; i < kSteps; ++i)
+    EXPECT_NEAR(a.losses[i], reference.losses[i], 1e-5) << "step " << i + 1;
   EXPECT_LT(MaxRelativeDifference(a, reference), 1e-5);
   EXPECT_EQ(MaxRelativeDifference(a, reference), 0.0);
   Result b = Pipelined(planner, stages);
   EXPECT_EQ(a.losses, b.losses);
-  for (size_t t = 0; t < a.params.size(); ++t) ASSERT_EQ(a.params[t].data, b.params[t].data) << a.params[t].name;
+  for (size_t t = 0; t < a.params.size(); ++t)
+    ASSERT_EQ(a.params[t].data, b.params[t].data) << a.params[t].name;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Planners, ParityTest,
-    testing::Combine(testing::Values("gpipe", "1f1b"), testing::Values(1, 2, 4)),
-    [](const auto& info) {
-      return std::get<0>(info.param) == "1f1b" ? "OneFOneB_P" + std::to_string(std::get<1>(info.param))
-                                               : "GPipe_P" + std::to_string(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Planners, ParityTest,
+                         testing::Combine(testing::Values("gpipe", "1f1b"),
+                                          testing::Values(1, 2, 4)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) == "1f1b"
+                                      ? "OneFOneB_P" + std::to_string(std::get<1>(info.param))
+                                      : "GPipe_P" + std::to_string(std::get<1>(info.param));
+                         });
 
 }  // namespace
 }  // namespace stagehand::actors

@@ -4,10 +4,10 @@
 #include <cstdio>
 
 #include "actors/model_pipeline.h"
-#include "runtime/trace/chrome_json.h"
-#include "runtime/trace/summary.h"
 #include "gtest/gtest.h"
 #include "runtime/planners/one_f_one_b.h"
+#include "runtime/trace/chrome_json.h"
+#include "runtime/trace/summary.h"
 
 namespace stagehand::actors {
 namespace {
@@ -25,7 +25,8 @@ class StuckDefinition : public runtime::OneFOneBDefinition {
     }
   };
   std::string name() const override { return "stuck"; }
-  std::unique_ptr<runtime::Planner> MakePlanner(const runtime::StepSpec& spec, int stage) const override {
+  std::unique_ptr<runtime::Planner> MakePlanner(const runtime::StepSpec& spec,
+                                                int stage) const override {
     if (stage == 1) return std::make_unique<Never>();
     return OneFOneBDefinition::MakePlanner(spec, stage);
   }
@@ -90,8 +91,8 @@ TEST(PipelineTest, TransfersOverlapCompute) {
   const int transfers = 2 * (P - 1) * M;
   const double serial = compute + transfers * link.latency_us * 1e-6;
   // Ideal 1F1B: (M + P - 1) * (F + B) + 2 (P - 1) latency = 66 + 12 ms vs 288 ms serial.
-  EXPECT_LT(outcome->seconds, 0.5 * serial)
-      << "step " << outcome->seconds << " s, compute " << compute << " s, serial " << serial << " s";
+  EXPECT_LT(outcome->seconds, 0.5 * serial) << "step " << outcome->seconds << " s, compute "
+                                            << compute << " s, serial " << serial << " s";
 }
 
 // --dp=2: each stage's buckets are summed on its communication lane as REDUCE_GRAD spans

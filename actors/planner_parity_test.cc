@@ -2,13 +2,14 @@
 // compute_comms formats) train bitwise like the sequential run, for P in {2, 4} and M in
 // {4, 8, 12}, V-shaped placements and 8 ranks included; each plan is validated before it runs.
 // Not a repeatability test (pipeline_parity_test.cc); the check is actors/testing's.
+#include "actors/testing/planner_parity.h"
+
 #include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <tuple>
 
-#include "actors/testing/planner_parity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/test_configs.h"
@@ -163,7 +164,8 @@ TEST(ModelKindsParityTest, LlamaStyleAndMixedModelsMatchTheSequentialRunBitwise)
 // (runtime/collectives/collective.h), the sequential run's microbatch by microbatch: equal up
 // to float reassociation, hence the 1e-5 relative tolerance. Every replica ends bitwise equal
 // to replica 0 (checked by Pipelined).
-TEST(DataParallelParityTest, TwoReplicasOfTwoStagesTrainLikeTheSequentialRunOfTwiceTheMicrobatches) {
+TEST(DataParallelParityTest,
+     TwoReplicasOfTwoStagesTrainLikeTheSequentialRunOfTwiceTheMicrobatches) {
   absl::StatusOr<const runtime::PlannerDefinition*> planner =
       runtime::PlannerRegistry::Default().Get("1f1b");
   ASSERT_TRUE(planner.ok()) << planner.status();

@@ -37,11 +37,16 @@ int Overhead() {
     auto start = std::chrono::steady_clock::now();
     auto sim = runtime::Simulate(**def, {P, M, 0}, runtime::CostModel{});
     if (!sim.ok()) return 1;
-    logic_us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / actions);
+    logic_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count() /
+        actions);
   }
   const double a = Median(actor_us), l = Median(logic_us);
-  std::printf("runtime overhead, empty compute, 1f1b P=%d M=%d (%d compute actions, %d transfers per step)\n",
-              P, M, actions, 2 * (P - 1) * M);
+  std::printf(
+      "runtime overhead, empty compute, 1f1b P=%d M=%d (%d compute actions, %d transfers per "
+      "step)\n",
+      P, M, actions, 2 * (P - 1) * M);
   std::printf("  actor runtime   median %.2f us per action (step wall time / actions)\n", a);
   std::printf("  decision logic  median %.2f us per action (StageState + planner, simulator)\n", l);
   std::printf("  ratio actor/logic %.1fx\n", a / l);
@@ -72,8 +77,9 @@ int Overlap() {
       serial_s.push_back(compute + 2 * (P - 1) * M * latency * 1e-6);
     }
     const double s = Median(step_s), serial = Median(serial_s);
-    std::printf("  latency %4.0f us: step %.1f ms, compute + transfers in sequence %.1f ms, ratio %.2f\n",
-                latency, s * 1e3, serial * 1e3, s / serial);
+    std::printf(
+        "  latency %4.0f us: step %.1f ms, compute + transfers in sequence %.1f ms, ratio %.2f\n",
+        latency, s * 1e3, serial * 1e3, s / serial);
   }
   return 0;
 }

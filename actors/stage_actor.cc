@@ -20,8 +20,11 @@ void Fail(Self* self, const std::string& error) {
   auto& st = self->state;
   if (st.failed) return;
   st.failed = true;
-  self->send(st.init.driver, StageDone{st.init.stage, {}, st.busy_seconds,
-                                       absl::StrCat("stage ", st.init.stage, ": ", error), {}});
+  self->send(st.init.driver, StageDone{st.init.stage,
+                                       {},
+                                       st.busy_seconds,
+                                       absl::StrCat("stage ", st.init.stage, ": ", error),
+                                       {}});
 }
 
 StageStatus Status(Self* self, int wave) {
@@ -53,8 +56,7 @@ void Dispatch(Self* self) {
     return;
   }
   const Action& action = **next;
-  self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value,
-             action.kind);
+  self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value, action.kind);
 }
 
 // Once the step's compute and (data parallelism) every REDUCE_GRAD and the loss stage's
@@ -77,12 +79,12 @@ void MaybeSendDone(Self* self) {
 // checks and reports the step's D x M losses alike.
 void PostGatherLosses(Self* self) {
   auto& st = self->state;
-  st.init.reduce_lane->Post(
-      [me = caf::actor_cast<stage_actor>(self), work = st.init.work, losses = st.losses]() mutable {
-        const absl::Status status = work->GatherLosses(&losses);
-        caf::anon_send(me, LossesGathered{std::move(losses),
-                                          status.ok() ? "" : std::string(status.message())});
-      });
+  st.init.reduce_lane->Post([me = caf::actor_cast<stage_actor>(self), work = st.init.work,
+                             losses = st.losses]() mutable {
+    const absl::Status status = work->GatherLosses(&losses);
+    caf::anon_send(
+        me, LossesGathered{std::move(losses), status.ok() ? "" : std::string(status.message())});
+  });
 }
 
 void OnLossesGathered(Self* self, LossesGathered& gathered) {
@@ -104,18 +106,18 @@ void PostReduceGrad(Self* self, int index) {
   const runtime::GradBucket bucket = st.buckets[index];
   runtime::trace::TraceRecorder::SendLane* trace =
       st.init.trace ? st.init.trace->reduce(st.init.stage) : nullptr;
-  st.init.reduce_lane->Post([me = caf::actor_cast<stage_actor>(self), work = st.init.work, bucket,
-                             index, trace] {
-    const int64_t begin = runtime::trace::NowNanos();
-    const absl::Status status = work->ReduceGradients(bucket);
-    const int64_t end = runtime::trace::NowNanos();
-    if (trace) {
-      trace->Record(ActionKind::kReduceGrad, -1, bucket.chunk, index,
-                    (bucket.end - bucket.begin) * int64_t{sizeof(float)}, begin, end);
-    }
-    caf::anon_send(me, GradReduced{index, (end - begin) / 1e9,
-                                   status.ok() ? "" : std::string(status.message())});
-  });
+  st.init.reduce_lane->Post(
+      [me = caf::actor_cast<stage_actor>(self), work = st.init.work, bucket, index, trace] {
+        const int64_t begin = runtime::trace::NowNanos();
+        const absl::Status status = work->ReduceGradients(bucket);
+        const int64_t end = runtime::trace::NowNanos();
+        if (trace) {
+          trace->Record(ActionKind::kReduceGrad, -1, bucket.chunk, index,
+                        (bucket.end - bucket.begin) * int64_t{sizeof(float)}, begin, end);
+        }
+        caf::anon_send(me, GradReduced{index, (end - begin) / 1e9,
+                                       status.ok() ? "" : std::string(status.message())});
+      });
 }
 
 void OnReduced(Self* self, const GradReduced& reduced) {
@@ -146,7 +148,8 @@ void OnFinished(Self* self, const ComputeDone& done) {
   st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
   st.phase_seconds[3] += done.data_seconds;
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
-  if (st.init.trace) st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
+  if (st.init.trace)
+    st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
   if (!done.error.empty()) {
     Fail(self, absl::StrCat(runtime::ActionToString(action), " failed: ", done.error));
     return;
@@ -195,20 +198,21 @@ void OnInput(Self* self, TensorMessage& msg) {
   }
   auto it = st.microbatches.find({msg.chunk, msg.microbatch});
   if (msg.to_stage != st.init.stage || it == st.microbatches.end()) {
-    Fail(self, absl::StrCat("received a tensor for chunk ", msg.chunk, " microbatch ", msg.microbatch,
-                            " from stage ", msg.from_stage, ", which this stage does not hold"));
+    Fail(self,
+         absl::StrCat("received a tensor for chunk ", msg.chunk, " microbatch ", msg.microbatch,
+                      " from stage ", msg.from_stage, ", which this stage does not hold"));
     return;
   }
-  runtime::Transfer t{msg.kind == ActionKind::kForward
-                          ? ActionKind::kSendForward
-                          : ActionKind::kSendBackward,
-                      msg.from_stage, msg.to_stage, msg.chunk, msg.microbatch};
+  runtime::Transfer t{
+      msg.kind == ActionKind::kForward ? ActionKind::kSendForward : ActionKind::kSendBackward,
+      msg.from_stage, msg.to_stage, msg.chunk, msg.microbatch};
   absl::Status arrived;
   if (!msg.local) {
     ++st.received;
     if (st.init.trace) {
-      st.init.trace->stage(st.init.stage)->InputArrived(
-          t, static_cast<int64_t>(msg.payload.size() * sizeof(float)), runtime::trace::NowNanos());
+      st.init.trace->stage(st.init.stage)
+          ->InputArrived(t, static_cast<int64_t>(msg.payload.size() * sizeof(float)),
+                         runtime::trace::NowNanos());
     }
     arrived = st.loop->InputArrived(t);
   } else {
@@ -284,8 +288,13 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
   for (int c = 0; c < st.init.spec.num_chunks; ++c) {
     if (st.init.spec.chunk_to_stage[c] != st.init.stage) continue;
     for (int mb = 0; mb < st.init.spec.num_microbatches; ++mb) {
-      MicrobatchActorInit mi{st.init.stage, c, mb, caf::actor_cast<stage_actor>(self), st.init.comm,
-                             st.init.lane, st.init.work,
+      MicrobatchActorInit mi{st.init.stage,
+                             c,
+                             mb,
+                             caf::actor_cast<stage_actor>(self),
+                             st.init.comm,
+                             st.init.lane,
+                             st.init.work,
                              st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr};
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
@@ -320,7 +329,8 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         PostOptimizerPhase(self, [work = st.init.work, stage = st.init.stage, sums] {
           work->SetTiedGradients(sums.grads);
           SquaredNorms norms{stage, work->SquaredNorms(), work->GradientNames()};
-          for (auto& [chunk, values] : norms.norms) norms.non_finite[chunk] = SendableDoubles(values);
+          for (auto& [chunk, values] : norms.norms)
+            norms.non_finite[chunk] = SendableDoubles(values);
           return norms;
         });
       },

@@ -44,7 +44,7 @@ struct StageActorInit {
 struct StageActorState {
   StageActorInit init;
   std::map<std::pair<int, int>, microbatch_actor> microbatches;  // (chunk, mb) -> actor
-  runtime::StepSpec spec;                    // this step's (its M)
+  runtime::StepSpec spec;                                        // this step's (its M)
   std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
   // Inputs that arrived between steps (before the first start, or after this step's last
   // action): they belong to the next step, whose start has not arrived yet. Delivered right
@@ -62,7 +62,8 @@ struct StageActorState {
   std::unique_ptr<runtime::GradReductionTracker> reduction;
   bool done_sent = false;
   bool losses_gathered = false;
-  std::string bucket_error;  // PlanGradBuckets' refusal, reported at the first step  // the loss stage's GatherLosses, after its last bucket
+  std::string bucket_error;  // PlanGradBuckets' refusal, reported at the first step  // the loss
+                             // stage's GatherLosses, after its last bucket
 };
 
 stage_actor::behavior_type StageActor(stage_actor::stateful_pointer<StageActorState> self,

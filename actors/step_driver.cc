@@ -20,8 +20,8 @@ void Finish(Self* self, StepOutcome outcome) {
 }
 
 runtime::StageProgress Progress(const StageStatus& status) {
-  return runtime::StageProgress{status.stage, status.blocked, status.done, status.sent,
-                                status.received, status.waiting};
+  return runtime::StageProgress{status.stage, status.blocked,  status.done,
+                                status.sent,  status.received, status.waiting};
 }
 
 // Stall decisions are the StallDetector's; the driver only sends its probe waves.

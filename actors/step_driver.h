@@ -33,9 +33,9 @@ struct StepDriverState {
   runtime::StallDetector stall{0};
   std::set<int> done;
   std::vector<double> losses;
-  std::vector<double> busy_seconds;  // per stage
+  std::vector<double> busy_seconds;                                              // per stage
   std::map<int, std::map<int, std::map<std::string, std::vector<float>>>> tied;  // stage -> ...
-  std::map<int, std::vector<double>> norms;  // chunk -> per-tensor squared norms
+  std::map<int, std::vector<double>> norms;       // chunk -> per-tensor squared norms
   std::map<int, std::vector<std::string>> names;  // chunk -> tensor names of `norms`
   int optimizer_done = 0;
   double grad_norm = 0.0;
@@ -50,9 +50,9 @@ struct StepDriverState {
 };
 
 // `stage_rank`: each stage's rank (empty: one process), for the reports.
-step_driver_actor::behavior_type StepDriver(step_driver_actor::stateful_pointer<StepDriverState> self,
-                                            runtime::StepSpec spec, double grad_clip,
-                                            runtime::RerunOptions rerun, std::vector<int> stage_rank);
+step_driver_actor::behavior_type StepDriver(
+    step_driver_actor::stateful_pointer<StepDriverState> self, runtime::StepSpec spec,
+    double grad_clip, runtime::RerunOptions rerun, std::vector<int> stage_rank);
 
 }  // namespace stagehand::actors
 

@@ -71,7 +71,8 @@ TEST(TraceTest, EveryActorEventIsRecordedOnce) {
   // 1F1B holds at most P - s activations on stage s; every compute action has its wait.
   auto summary = runtime::trace::Summarize(trace);
   ASSERT_TRUE(summary.ok()) << summary.status();
-  for (int s = 0; s < P; ++s) EXPECT_EQ(summary->stages[s].peak_activations, P - s) << "stage " << s;
+  for (int s = 0; s < P; ++s)
+    EXPECT_EQ(summary->stages[s].peak_activations, P - s) << "stage " << s;
   for (const Span& s : trace.spans) {
     if (s.lane == Lane::kCompute && runtime::IsCompute(s.kind)) {
       EXPECT_GE(s.wait_us, 0.0);
@@ -126,8 +127,8 @@ TEST(TraceTest, KnownDurationsGiveTheClosedFormBubbleAndOverlap) {
   d.backward_weight_us = b / 2;
   d.payload_floats = 1024;
   TraceRecorder recorder;
-  auto pipeline = BuildSyntheticPipeline(Planner("gpipe"), {P, M, 0}, d, LinkModel{tau, 0.0},
-                                         false, &recorder);
+  auto pipeline =
+      BuildSyntheticPipeline(Planner("gpipe"), {P, M, 0}, d, LinkModel{tau, 0.0}, false, &recorder);
   ASSERT_TRUE(pipeline.ok()) << pipeline.status();
   for (int step = 1; step <= 2; ++step) ASSERT_TRUE((*pipeline)->RunStep(step).ok());
   auto summary = runtime::trace::Summarize(recorder.Collect());

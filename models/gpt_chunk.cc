@@ -39,9 +39,9 @@ absl::StatusOr<std::vector<ChunkSpec>> CutLayersAs(int num_layers,
   std::vector<ChunkSpec> chunks;
   for (size_t i = 0; i < layers_per_chunk.size(); ++i) {
     if (layers_per_chunk[i] <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("chunk ", i, " would hold ", layers_per_chunk[i],
-                       " layers; every chunk needs at least one"));
+      return absl::InvalidArgumentError(absl::StrCat("chunk ", i, " would hold ",
+                                                     layers_per_chunk[i],
+                                                     " layers; every chunk needs at least one"));
     }
     ChunkSpec spec;
     spec.first_layer = first;
@@ -52,8 +52,8 @@ absl::StatusOr<std::vector<ChunkSpec>> CutLayersAs(int num_layers,
     chunks.push_back(spec);
   }
   if (first != num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk sizes add up to ", first,
-                                                   " layers but the model has ", num_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk sizes add up to ", first, " layers but the model has ", num_layers));
   }
   return chunks;
 }
@@ -90,24 +90,24 @@ struct GptChunk<Real>::LayerState {
   const Real* res2 = nullptr;                 // residual2, or `in` when there is no attention
   const Real* res3 = nullptr;                 // out, or res2 when there is no MLP
   // Gradients (B writes, W reads).
-  std::vector<Real> d_in;                     // (N, C) gradient of the layer input
-  std::vector<Real> d_res2;                   // (N, C)
-  std::vector<Real> d_ln1, d_ln2;             // (N, C)
-  std::vector<Real> d_qkv;                    // (N, QKV)
-  std::vector<Real> d_fch;                    // (N, FC)
-  const Real* d_out = nullptr;                // gradient of res3 (the next layer's d_in)
-  const Real* d_res2_ptr = nullptr;           // d_res2, or d_out when there is no MLP
+  std::vector<Real> d_in;            // (N, C) gradient of the layer input
+  std::vector<Real> d_res2;          // (N, C)
+  std::vector<Real> d_ln1, d_ln2;    // (N, C)
+  std::vector<Real> d_qkv;           // (N, QKV)
+  std::vector<Real> d_fch;           // (N, FC)
+  const Real* d_out = nullptr;       // gradient of res3 (the next layer's d_in)
+  const Real* d_res2_ptr = nullptr;  // d_res2, or d_out when there is no MLP
   // MoE (mlp == kMoe): router, routing, expert rows, shared expert; then their gradients.
-  std::vector<Real> router_logits, router_probs;          // (N, E), (N, E)
-  std::vector<int32_t> expert_index;                      // (N, K)
-  std::vector<Real> gates;                                // (N, K)
+  std::vector<Real> router_logits, router_probs;  // (N, E), (N, E)
+  std::vector<int32_t> expert_index;              // (N, K)
+  std::vector<Real> gates;                        // (N, K)
   ops::MoeRouting routing;
-  std::vector<Real> expert_in, expert_fch, expert_act;    // (R, C), (R, EFC), (R, EF)
-  std::vector<Real> expert_out;                           // (R, C)
-  std::vector<Real> shared_fch, shared_act, shared_out;   // (N, SFC), (N, SF), (N, C)
-  std::vector<Real> d_expert_out, d_expert_fch, d_expert_in;  // (R, C), (R, EFC), (R, C)
+  std::vector<Real> expert_in, expert_fch, expert_act;         // (R, C), (R, EFC), (R, EF)
+  std::vector<Real> expert_out;                                // (R, C)
+  std::vector<Real> shared_fch, shared_act, shared_out;        // (N, SFC), (N, SF), (N, C)
+  std::vector<Real> d_expert_out, d_expert_fch, d_expert_in;   // (R, C), (R, EFC), (R, C)
   std::vector<Real> d_gates, d_router_probs, d_router_logits;  // (N, K), (N, E), (N, E)
-  std::vector<Real> d_shared_fch;                         // (N, SFC)
+  std::vector<Real> d_shared_fch;                              // (N, SFC)
   double aux_loss = 0.0;  // coefficient-weighted load-balancing + z loss of this microbatch
   double balance = 0.0;   // the load-balancing loss, unweighted
 };
@@ -115,9 +115,9 @@ struct GptChunk<Real>::LayerState {
 template <typename Real>
 struct GptChunk<Real>::MicrobatchState {
   bool backward_input_done = false;
-  std::vector<int32_t> tokens, targets;       // (N)
-  std::vector<int32_t> positions;             // (N) RoPE positions
-  std::vector<Real> input;                    // (N, C) encoded tokens or received activation
+  std::vector<int32_t> tokens, targets;  // (N)
+  std::vector<int32_t> positions;        // (N) RoPE positions
+  std::vector<Real> input;               // (N, C) encoded tokens or received activation
   std::vector<LayerState> layers;
   std::vector<Real> lnf, lnf_mean, lnf_rstd;  // (N, C), (N), (N)
   std::vector<Real> probs;                    // (N, V) probabilities; B turns them into dlogits
@@ -127,7 +127,7 @@ struct GptChunk<Real>::MicrobatchState {
   std::vector<Real> scratch_act;              // (max rows x F of any MLP) B-only temporaries
   std::vector<Real> scratch_atty;             // (N, C)
   double loss = 0.0;
-  double aux_loss = 0.0;                      // sum of the MoE layers' aux_loss
+  double aux_loss = 0.0;  // sum of the MoE layers' aux_loss
 };
 
 namespace {
@@ -237,9 +237,9 @@ void Zero(std::vector<Real>& v) {
 // Rows an MoE layer's experts hold at most: E x capacity, at most N x K (dropless).
 int64_t MoeRowsMax(const LayerSpec& l, int64_t N) {
   const MoeSpec& m = l.moe;
-  return std::min(N * m.top_k, int64_t{m.num_experts} *
-                                   ops::MoeExpertCapacity(m.capacity_factor, N, m.num_experts,
-                                                          m.top_k));
+  return std::min(N * m.top_k,
+                  int64_t{m.num_experts} *
+                      ops::MoeExpertCapacity(m.capacity_factor, N, m.num_experts, m.top_k));
 }
 
 }  // namespace
@@ -247,7 +247,10 @@ int64_t MoeRowsMax(const LayerSpec& l, int64_t N) {
 template <typename Real>
 GptChunk<Real>::GptChunk(const GptConfig& config, const ChunkSpec& spec,
                          const ChunkOptions& options)
-    : config_(config), spec_(spec), options_(options), step_microbatches_(options.num_microbatches) {}
+    : config_(config),
+      spec_(spec),
+      options_(options),
+      step_microbatches_(options.num_microbatches) {}
 
 template <typename Real>
 GptChunk<Real>::~GptChunk() = default;
@@ -258,17 +261,17 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
   if (absl::Status s = ValidateGptConfig(config); !s.ok()) return s;
   const int L = static_cast<int>(config.layers.size());
   if (spec.first_layer < 0 || spec.end_layer > L || spec.first_layer >= spec.end_layer) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk layers [", spec.first_layer, ", ",
-                                                   spec.end_layer, ") are not a non-empty range of the ",
-                                                   L, " layers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk layers [", spec.first_layer, ", ", spec.end_layer,
+                     ") are not a non-empty range of the ", L, " layers"));
   }
   if (options.micro_batch_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("micro_batch_size=", options.micro_batch_size, ": must be positive"));
   }
   if (options.seq_len <= 0 || options.seq_len > config.max_seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("seq_len=", options.seq_len,
-                                                   ": must be in [1, ", config.max_seq_len, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq_len=", options.seq_len, ": must be in [1, ", config.max_seq_len, "]"));
   }
   if (options.num_microbatches <= 0) {
     return absl::InvalidArgumentError(
@@ -371,12 +374,12 @@ int64_t GptChunk<Real>::activation_floats_per_microbatch() const {
   for (const LayerState& l : st->layers) {
     total += sz(l.ln1) + sz(l.ln1_mean) + sz(l.ln1_rstd) + sz(l.qkv) + sz(l.att) + sz(l.atty) +
              sz(l.residual2) + sz(l.ln2) + sz(l.ln2_mean) + sz(l.ln2_rstd) + sz(l.fch) +
-             sz(l.fch_act) + sz(l.out) + sz(l.d_in) + sz(l.d_res2) + sz(l.d_ln1) +
-             sz(l.d_ln2) + sz(l.d_qkv) + sz(l.d_fch) + sz(l.router_logits) +
-             sz(l.router_probs) + sz(l.gates) + sz(l.expert_in) + sz(l.expert_fch) +
-             sz(l.expert_act) + sz(l.expert_out) + sz(l.shared_fch) + sz(l.shared_act) +
-             sz(l.shared_out) + sz(l.d_expert_out) + sz(l.d_expert_fch) + sz(l.d_expert_in) +
-             sz(l.d_gates) + sz(l.d_router_probs) + sz(l.d_router_logits) + sz(l.d_shared_fch);
+             sz(l.fch_act) + sz(l.out) + sz(l.d_in) + sz(l.d_res2) + sz(l.d_ln1) + sz(l.d_ln2) +
+             sz(l.d_qkv) + sz(l.d_fch) + sz(l.router_logits) + sz(l.router_probs) + sz(l.gates) +
+             sz(l.expert_in) + sz(l.expert_fch) + sz(l.expert_act) + sz(l.expert_out) +
+             sz(l.shared_fch) + sz(l.shared_act) + sz(l.shared_out) + sz(l.d_expert_out) +
+             sz(l.d_expert_fch) + sz(l.d_expert_in) + sz(l.d_gates) + sz(l.d_router_probs) +
+             sz(l.d_router_logits) + sz(l.d_shared_fch);
   }
   return total;
 }
@@ -386,9 +389,9 @@ absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::Find(
     int mb, const char* what) const {
   auto it = states_.find(mb);
   if (it == states_.end()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, " of microbatch ", mb, " on chunk [", spec_.first_layer, ", ",
-                     spec_.end_layer, ") before its forward (or after its activations were released)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " of microbatch ", mb, " on chunk [", spec_.first_layer, ", ", spec_.end_layer,
+        ") before its forward (or after its activations were released)"));
   }
   return it->second.get();
 }
@@ -631,8 +634,8 @@ template <typename Real>
 absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
                                      const int32_t* targets) {
   if (states_.count(mb)) {
-    return absl::FailedPreconditionError(absl::StrCat("forward of microbatch ", mb,
-                                                      " twice without a backward or release"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
   }
   if (spec_.has_embedding ? tokens == nullptr : input == nullptr) {
     return absl::InvalidArgumentError(spec_.has_embedding ? "first chunk needs tokens"
@@ -726,7 +729,6 @@ const Real* GptChunk<Real>::probabilities(int mb) const {
   return it->second->probs.data();
 }
 
-
 template <typename Real>
 void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out) {
   const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
@@ -753,8 +755,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
       ops::SwiGluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), N, F);
     }
     Zero(ls.d_ln2);
-    ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N,
-                             C, FC);
+    ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N, C,
+                             FC);
   } else if (spec.mlp == MlpKind::kLinear) {
     Zero(ls.d_ln2);
     ops::LinearBackwardInput(ls.d_ln2.data(), d_out, p.value(h + "mlp.linear.weight"), N, C, C);
@@ -771,8 +773,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
   std::memcpy(ls.d_in.data(), d_res2, sizeof(Real) * NC);
   if (spec.attention == AttentionKind::kCausal) {
     Zero(st.scratch_atty);
-    ops::LinearBackwardInput(st.scratch_atty.data(), d_res2, p.value(h + "attn.c_proj.weight"),
-                             N, C, C);
+    ops::LinearBackwardInput(st.scratch_atty.data(), d_res2, p.value(h + "attn.c_proj.weight"), N,
+                             C, C);
     Zero(ls.d_qkv);
     ops::GroupedAttentionBackwardInput(ls.d_qkv.data(), st.scratch_atty.data(), ls.qkv.data(),
                                        ls.att.data(), AttentionShapeOf(c, spec, B, T));
@@ -780,8 +782,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
       ops::RopeBackwardInput(ls.d_qkv.data(), st.positions.data(), RopeShapeOf(c, spec, N));
     }
     Zero(ls.d_ln1);
-    ops::LinearBackwardInput(ls.d_ln1.data(), ls.d_qkv.data(), p.value(h + "attn.c_attn.weight"),
-                             N, C, static_cast<int>(c.QkvWidth(spec)));
+    ops::LinearBackwardInput(ls.d_ln1.data(), ls.d_qkv.data(), p.value(h + "attn.c_attn.weight"), N,
+                             C, static_cast<int>(c.QkvWidth(spec)));
   } else if (spec.attention == AttentionKind::kLinear) {
     Zero(ls.d_ln1);
     ops::LinearBackwardInput(ls.d_ln1.data(), d_res2, p.value(h + "attn.linear.weight"), N, C, C);
@@ -795,8 +797,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
 template <typename Real>
 absl::Status GptChunk<Real>::SetStepMicrobatches(int m) {
   if (m < 1 || m > options_.num_microbatches) {
-    return absl::InvalidArgumentError(absl::StrCat("a step of ", m, " microbatches on a chunk built for ",
-                                                   options_.num_microbatches));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a step of ", m, " microbatches on a chunk built for ", options_.num_microbatches));
   }
   step_microbatches_ = m;
   return absl::OkStatus();
@@ -876,11 +878,11 @@ void GptChunk<Real>::LayerBackwardWeights(MicrobatchState& st, int i) {
   }
   if (spec.attention == AttentionKind::kCausal) {
     ops::LinearBackwardWeights(p.grad(h + "attn.c_proj.weight"),
-                               OptionalGrad(h + "attn.c_proj.bias"), ls.d_res2_ptr,
-                               ls.atty.data(), N, C, C);
+                               OptionalGrad(h + "attn.c_proj.bias"), ls.d_res2_ptr, ls.atty.data(),
+                               N, C, C);
     ops::LinearBackwardWeights(p.grad(h + "attn.c_attn.weight"),
-                               OptionalGrad(h + "attn.c_attn.bias"), ls.d_qkv.data(),
-                               ls.ln1.data(), N, C, static_cast<int>(c.QkvWidth(spec)));
+                               OptionalGrad(h + "attn.c_attn.bias"), ls.d_qkv.data(), ls.ln1.data(),
+                               N, C, static_cast<int>(c.QkvWidth(spec)));
   } else if (spec.attention == AttentionKind::kLinear) {
     ops::LinearBackwardWeights(p.grad(h + "attn.linear.weight"),
                                OptionalGrad(h + "attn.linear.bias"), ls.d_res2_ptr, ls.ln1.data(),
@@ -898,21 +900,20 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
   if (!found.ok()) return found.status();
   MicrobatchState& st = **found;
   if (!st.backward_input_done) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "weight-gradient backward of microbatch ", mb, " before its input-gradient backward"));
+    return absl::FailedPreconditionError(absl::StrCat("weight-gradient backward of microbatch ", mb,
+                                                      " before its input-gradient backward"));
   }
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
-    Real* dhead = !config_.tied_head        ? p.grad("lm_head.weight")
+    Real* dhead = !config_.tied_head       ? p.grad("lm_head.weight")
                   : head_wte_grad_.empty() ? p.grad("wte")
                                            : head_wte_grad_.data();
     ops::LinearBackwardWeights<Real>(dhead, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
-    NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"),
-                        st.d_lnf.data(), st.layers.back().res3, st.lnf_mean.data(),
-                        st.lnf_rstd.data(), N, C);
+    NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"), st.d_lnf.data(),
+                        st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
   }
   for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) LayerBackwardWeights(st, i);
   if (spec_.has_embedding) {

@@ -127,8 +127,7 @@ class GptChunk {
   void MoeBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
   // Layer h's ("h.3.") expert modules ("h.3.mlp.experts.0.", ...) or its shared expert's, and
   // their tensors.
-  static std::vector<std::string> ExpertModules(const std::string& h, bool shared,
-                                                int num_experts);
+  static std::vector<std::string> ExpertModules(const std::string& h, bool shared, int num_experts);
   std::vector<ops::MoeExpertTensors<const Real>> ExpertValues(
       const std::vector<std::string>& modules) const;
   std::vector<ops::MoeExpertTensors<Real>> ExpertGrads(const std::vector<std::string>& modules);

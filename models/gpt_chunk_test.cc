@@ -60,7 +60,8 @@ double RunChunks(std::vector<std::unique_ptr<GptChunk<double>>>& chunks, const B
   }
   std::vector<double> dout;
   for (int i = static_cast<int>(chunks.size()) - 1; i >= 0; --i) {
-    EXPECT_TRUE(chunks[i]->BackwardInput(mb, i + 1 == (int)chunks.size() ? nullptr : dout.data()).ok());
+    EXPECT_TRUE(
+        chunks[i]->BackwardInput(mb, i + 1 == (int)chunks.size() ? nullptr : dout.data()).ok());
     if (i > 0) {
       const double* g = chunks[i]->input_grad(mb);
       dout.assign(g, g + kB * kT * chunks[i]->config().d_model);
@@ -167,9 +168,9 @@ TEST(GptChunkTest, MoeStatsCountEveryChoiceOfTrainedMicrobatches) {
 TEST(GptChunkTest, MoeParametersAreNamedPerExpert) {
   auto chunks = MakeChunks(MoeConfig(false), {3});
   const ParameterSet<double>& p = chunks[0]->params();
-  for (const char* name : {"h.1.ln_2.weight", "h.1.mlp.router.weight",
-                           "h.1.mlp.experts.0.c_fc.weight", "h.1.mlp.experts.3.c_proj.bias",
-                           "h.1.mlp.shared_expert.c_fc.weight"}) {
+  for (const char* name :
+       {"h.1.ln_2.weight", "h.1.mlp.router.weight", "h.1.mlp.experts.0.c_fc.weight",
+        "h.1.mlp.experts.3.c_proj.bias", "h.1.mlp.shared_expert.c_fc.weight"}) {
     EXPECT_TRUE(p.contains(name)) << name;
   }
   EXPECT_FALSE(p.contains("h.1.mlp.c_fc.weight"));
@@ -280,7 +281,8 @@ TEST(GptChunkTest, ManyMicrobatchesInFlightAreIndependent) {
 
 TEST(GptChunkTest, ProbabilitiesAreTheSoftmaxBehindTheLoss) {
   GptConfig config = SmallConfig(false);
-  auto chunk = GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, ChunkOptions{kB, kT, 1});
+  auto chunk =
+      GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, ChunkOptions{kB, kT, 1});
   ASSERT_TRUE(chunk.ok());
   Batch batch = RandomBatch(config.vocab_size, 3);
   ASSERT_TRUE((*chunk)->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());

@@ -57,8 +57,8 @@ absl::Status ValidateSizes(const GptConfig& c) {
   if (c.d_model <= 0) return Bad("d_model", absl::StrCat(c.d_model), "must be positive");
   if (c.num_heads <= 0) return Bad("heads", absl::StrCat(c.num_heads), "must be positive");
   if (c.d_model % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("d_model=", c.d_model,
-                                                   " is not divisible by heads=", c.num_heads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("d_model=", c.d_model, " is not divisible by heads=", c.num_heads));
   }
   if (c.vocab_size <= 1) return Bad("vocab_size", absl::StrCat(c.vocab_size), "must be at least 2");
   if (c.max_seq_len <= 0) return Bad("seq_len", absl::StrCat(c.max_seq_len), "must be positive");
@@ -87,9 +87,9 @@ absl::Status ValidateOptions(const GptConfig& c) {
       return Bad("rope_base", absl::StrCat(c.rope_base), "must be in (1, 1e12)");
     }
     if (c.head_size() % 2 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("positions=rope needs an even head size; d_model=",
-                                                     c.d_model, " / num_heads=", c.num_heads,
-                                                     " is ", c.head_size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("positions=rope needs an even head size; d_model=", c.d_model,
+                       " / num_heads=", c.num_heads, " is ", c.head_size()));
     }
   }
   return absl::OkStatus();
@@ -135,16 +135,16 @@ absl::Status ValidateLayer(const GptConfig& c, int i) {
                                                    " does not divide num_heads=", c.num_heads));
   }
   if (l.num_kv_heads > 0 && l.attention != AttentionKind::kCausal) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        at, ".attention.n_kv_heads=", l.num_kv_heads, " is set, but the layer has no attention"));
+    return absl::InvalidArgumentError(absl::StrCat(at, ".attention.n_kv_heads=", l.num_kv_heads,
+                                                   " is set, but the layer has no attention"));
   }
   if (l.ffn_hidden < 0 || l.ffn_hidden > 16 * kMaxDModel) {
     return Bad(at + ".mlp.ffn_hidden", absl::StrCat(l.ffn_hidden),
                absl::StrCat("must be in [1, ", 16 * kMaxDModel, "]"));
   }
   if (l.ffn_hidden > 0 && l.mlp != MlpKind::kDense) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        at, ".mlp.ffn_hidden=", l.ffn_hidden, " is set, but the layer has no dense MLP"));
+    return absl::InvalidArgumentError(absl::StrCat(at, ".mlp.ffn_hidden=", l.ffn_hidden,
+                                                   " is set, but the layer has no dense MLP"));
   }
   if (l.mlp == MlpKind::kMoe) return ValidateMoe(l.moe, at + ".mlp");
   if (!(l.moe == MoeSpec{})) {

@@ -22,14 +22,14 @@ enum class PositionKind { kLearned, kRope };
 // to top_k of num_experts expert MLPs and sums their outputs weighted by the router's
 // probabilities; an optional shared expert sees every token. Switch / GShard style.
 struct MoeSpec {
-  int num_experts = 0;            // E
-  int top_k = 1;                  // K: experts per token
-  int ffn_hidden = 0;             // each expert's hidden width; 0: 4 x d_model
-  int shared_expert_ffn = 0;      // the shared expert's hidden width; 0: no shared expert
-  double capacity_factor = 0.0;   // rows per expert: ceil(factor N K / E), extra choices
-                                  // dropped in token order; 0: dropless
-  double aux_loss_coeff = 0.0;    // load-balancing loss E sum_e f_e P_e, per layer
-  double z_loss_coeff = 0.0;      // router z-loss mean logsumexp^2, per layer
+  int num_experts = 0;           // E
+  int top_k = 1;                 // K: experts per token
+  int ffn_hidden = 0;            // each expert's hidden width; 0: 4 x d_model
+  int shared_expert_ffn = 0;     // the shared expert's hidden width; 0: no shared expert
+  double capacity_factor = 0.0;  // rows per expert: ceil(factor N K / E), extra choices
+                                 // dropped in token order; 0: dropless
+  double aux_loss_coeff = 0.0;   // load-balancing loss E sum_e f_e P_e, per layer
+  double z_loss_coeff = 0.0;     // router z-loss mean logsumexp^2, per layer
   bool operator==(const MoeSpec& o) const {
     return num_experts == o.num_experts && top_k == o.top_k && ffn_hidden == o.ffn_hidden &&
            shared_expert_ffn == o.shared_expert_ffn && capacity_factor == o.capacity_factor &&
@@ -53,7 +53,7 @@ struct GptConfig {
   int d_model = 128;     // C
   int num_heads = 4;     // NH
   std::vector<LayerSpec> layers = std::vector<LayerSpec>(4);  // L
-  uint64_t seed = 1337;  // initialisation
+  uint64_t seed = 1337;                                       // initialisation
   // Model-wide options; the defaults are GPT-2's.
   NormKind norm = NormKind::kLayerNorm;
   double norm_eps = 1e-5;  // RMSNorm's epsilon (LayerNorm's is fixed at GPT-2's 1e-5)

@@ -24,10 +24,8 @@ TEST(GptConfigTest, EachBadFieldIsNamed) {
     std::string field;
   };
   std::vector<Case> cases = {
-      {UniformGpt(0, 32, 4, 256, 64, 1), "layers"},
-      {UniformGpt(2, 0, 4, 256, 64, 1), "d_model"},
-      {UniformGpt(2, 32, 0, 256, 64, 1), "heads"},
-      {UniformGpt(2, 32, 4, 1, 64, 1), "vocab_size"},
+      {UniformGpt(0, 32, 4, 256, 64, 1), "layers"}, {UniformGpt(2, 0, 4, 256, 64, 1), "d_model"},
+      {UniformGpt(2, 32, 0, 256, 64, 1), "heads"},  {UniformGpt(2, 32, 4, 1, 64, 1), "vocab_size"},
       {UniformGpt(2, 32, 4, 256, 0, 1), "seq_len"},
   };
   for (const Case& c : cases) {

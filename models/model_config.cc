@@ -21,14 +21,34 @@ using json = nlohmann::json;
 
 // Hugging Face config.json keys that describe nothing we build: accepted and ignored.
 const std::set<std::string>& IgnoredHuggingFaceKeys() {
-  static const auto* keys = new std::set<std::string>{
-      "_name_or_path", "architectures", "attention_dropout", "attn_pdrop", "bos_token_id",
-      "embd_pdrop", "eos_token_id", "head_dim", "initializer_range", "mlp_bias_note",
-      "pad_token_id", "pretraining_tp", "reorder_and_upcast_attn", "resid_pdrop",
-      "rope_scaling", "scale_attn_by_inverse_layer_idx", "scale_attn_weights",
-      "summary_activation", "summary_first_dropout", "summary_proj_to_labels", "summary_type",
-      "summary_use_proj", "task_specific_params", "torch_dtype", "transformers_version",
-      "use_cache", "activation_function", "n_ctx"};
+  static const auto* keys = new std::set<std::string>{"_name_or_path",
+                                                      "architectures",
+                                                      "attention_dropout",
+                                                      "attn_pdrop",
+                                                      "bos_token_id",
+                                                      "embd_pdrop",
+                                                      "eos_token_id",
+                                                      "head_dim",
+                                                      "initializer_range",
+                                                      "mlp_bias_note",
+                                                      "pad_token_id",
+                                                      "pretraining_tp",
+                                                      "reorder_and_upcast_attn",
+                                                      "resid_pdrop",
+                                                      "rope_scaling",
+                                                      "scale_attn_by_inverse_layer_idx",
+                                                      "scale_attn_weights",
+                                                      "summary_activation",
+                                                      "summary_first_dropout",
+                                                      "summary_proj_to_labels",
+                                                      "summary_type",
+                                                      "summary_use_proj",
+                                                      "task_specific_params",
+                                                      "torch_dtype",
+                                                      "transformers_version",
+                                                      "use_cache",
+                                                      "activation_function",
+                                                      "n_ctx"};
   return *keys;
 }
 
@@ -65,10 +85,10 @@ class Fields {
     if (!v.ok()) return v.status();
     if (*v == nullptr || (*v)->is_null()) return Missing(names, required);
     const json& j = **v;
-    const bool fits = j.is_number_unsigned()  ? j.get<uint64_t>() <= INT32_MAX
-                      : j.is_number_integer() ? j.get<int64_t>() >= INT32_MIN &&
-                                                    j.get<int64_t>() <= INT32_MAX
-                                              : false;
+    const bool fits = j.is_number_unsigned() ? j.get<uint64_t>() <= INT32_MAX
+                      : j.is_number_integer()
+                          ? j.get<int64_t>() >= INT32_MIN && j.get<int64_t>() <= INT32_MAX
+                          : false;
     if (!fits) {
       return absl::InvalidArgumentError(
           absl::StrCat(Path(name), "=", j.dump(), ": must be an integer in 32 bits"));
@@ -118,8 +138,8 @@ class Fields {
 
   // A string among `choices` (value -> what it means); `*out` is left alone when absent.
   template <typename T>
-  absl::Status Choice(const std::vector<std::string>& names, const std::map<std::string, T>& choices,
-                      T* out) {
+  absl::Status Choice(const std::vector<std::string>& names,
+                      const std::map<std::string, T>& choices, T* out) {
     std::string name;
     absl::StatusOr<const json*> v = Find(names, &name);
     if (!v.ok()) return v.status();
@@ -128,9 +148,8 @@ class Fields {
     for (const auto& [key, value] : choices) allowed.push_back(key);
     auto it = (*v)->is_string() ? choices.find((*v)->get<std::string>()) : choices.end();
     if (it == choices.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(Path(name), "=", (*v)->dump(),
-                                                     ": must be one of ",
-                                                     absl::StrJoin(allowed, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          Path(name), "=", (*v)->dump(), ": must be one of ", absl::StrJoin(allowed, ", ")));
     }
     *out = it->second;
     return absl::OkStatus();
@@ -147,12 +166,11 @@ class Fields {
  private:
   absl::Status Missing(const std::vector<std::string>& names, bool required) const {
     if (!required) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat(Path(names.front()), " is missing",
-                     names.size() > 1 ? absl::StrCat(" (or ", absl::StrJoin(names.begin() + 1,
-                                                                          names.end(), ", "),
-                                                     ")")
-                                      : ""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Path(names.front()), " is missing",
+        names.size() > 1
+            ? absl::StrCat(" (or ", absl::StrJoin(names.begin() + 1, names.end(), ", "), ")")
+            : ""));
   }
 
   const json& object_;
@@ -160,34 +178,33 @@ class Fields {
   std::set<std::string> read_;
 };
 
-#define STAGEHAND_RETURN_IF_ERROR(expr)    \
-  do {                                     \
-    absl::Status status_ = (expr);         \
-    if (!status_.ok()) return status_;     \
+#define STAGEHAND_RETURN_IF_ERROR(expr) \
+  do {                                  \
+    absl::Status status_ = (expr);      \
+    if (!status_.ok()) return status_;  \
   } while (false)
 
 const std::map<std::string, AttentionKind>& AttentionKinds() {
-  static const auto* kinds = new std::map<std::string, AttentionKind>{
-      {"causal", AttentionKind::kCausal},
-      {"none", AttentionKind::kNone},
-      {"linear", AttentionKind::kLinear}};
+  static const auto* kinds =
+      new std::map<std::string, AttentionKind>{{"causal", AttentionKind::kCausal},
+                                               {"none", AttentionKind::kNone},
+                                               {"linear", AttentionKind::kLinear}};
   return *kinds;
 }
 
 const std::map<std::string, MlpKind>& MlpKinds() {
-  static const auto* kinds = new std::map<std::string, MlpKind>{
-      {"dense", MlpKind::kDense},
-      {"none", MlpKind::kNone},
-      {"linear", MlpKind::kLinear},
-      {"moe", MlpKind::kMoe}};
+  static const auto* kinds = new std::map<std::string, MlpKind>{{"dense", MlpKind::kDense},
+                                                                {"none", MlpKind::kNone},
+                                                                {"linear", MlpKind::kLinear},
+                                                                {"moe", MlpKind::kMoe}};
   return *kinds;
 }
 
 // "attention": "causal" or {"kind": "causal", "n_kv_heads": 2}.
 absl::Status ParseAttention(const json& j, const std::string& path, LayerSpec* layer) {
   if (j.is_string()) {
-    return Fields(json::object({{"kind", j}}), path).Choice({"kind"}, AttentionKinds(),
-                                                            &layer->attention);
+    return Fields(json::object({{"kind", j}}), path)
+        .Choice({"kind"}, AttentionKinds(), &layer->attention);
   }
   if (!j.is_object()) {
     return absl::InvalidArgumentError(
@@ -195,8 +212,8 @@ absl::Status ParseAttention(const json& j, const std::string& path, LayerSpec* l
   }
   Fields f(j, path);
   STAGEHAND_RETURN_IF_ERROR(f.Choice({"kind"}, AttentionKinds(), &layer->attention));
-  STAGEHAND_RETURN_IF_ERROR(f.Int({"n_kv_heads", "num_key_value_heads"}, &layer->num_kv_heads,
-                                  false));
+  STAGEHAND_RETURN_IF_ERROR(
+      f.Int({"n_kv_heads", "num_key_value_heads"}, &layer->num_kv_heads, false));
   return f.NoUnread({});
 }
 
@@ -290,8 +307,8 @@ absl::Status ParseLayers(const json& list, const std::string& key, const GptConf
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string path = absl::StrCat(key, "[", i, "]");
     if (!list[i].is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, "=", list[i].dump(),
-                                                     ": must be an object with attention and mlp"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, "=", list[i].dump(), ": must be an object with attention and mlp"));
     }
     LayerSpec layer;
     Fields f(list[i], path);
@@ -334,16 +351,15 @@ absl::Status ParseSizes(Fields& f, GptConfig* c, int* num_layers) {
 absl::Status ParseOptions(Fields& f, GptConfig* c) {
   STAGEHAND_RETURN_IF_ERROR(f.Choice<NormKind>(
       {"norm"}, {{"layernorm", NormKind::kLayerNorm}, {"rmsnorm", NormKind::kRmsNorm}}, &c->norm));
-  STAGEHAND_RETURN_IF_ERROR(f.Double({"norm_eps", "rms_norm_eps", "layer_norm_epsilon"},
-                                     &c->norm_eps));
-  STAGEHAND_RETURN_IF_ERROR(f.Choice<ActivationKind>(
-      {"activation", "hidden_act"},
-      {{"gelu", ActivationKind::kGelu},
-       {"gelu_new", ActivationKind::kGelu},
-       {"gelu_pytorch_tanh", ActivationKind::kGelu},
-       {"swiglu", ActivationKind::kSwiGlu},
-       {"silu", ActivationKind::kSwiGlu}},
-      &c->activation));
+  STAGEHAND_RETURN_IF_ERROR(
+      f.Double({"norm_eps", "rms_norm_eps", "layer_norm_epsilon"}, &c->norm_eps));
+  STAGEHAND_RETURN_IF_ERROR(f.Choice<ActivationKind>({"activation", "hidden_act"},
+                                                     {{"gelu", ActivationKind::kGelu},
+                                                      {"gelu_new", ActivationKind::kGelu},
+                                                      {"gelu_pytorch_tanh", ActivationKind::kGelu},
+                                                      {"swiglu", ActivationKind::kSwiGlu},
+                                                      {"silu", ActivationKind::kSwiGlu}},
+                                                     &c->activation));
   STAGEHAND_RETURN_IF_ERROR(f.Choice<PositionKind>(
       {"positions"}, {{"learned", PositionKind::kLearned}, {"rope", PositionKind::kRope}},
       &c->positions));
@@ -406,8 +422,8 @@ absl::StatusOr<GptConfig> Parse(const json& j) {
     }
   } else {
     if (num_layers <= 0 || num_layers > kMaxLayers) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "num_layers=", num_layers, ": give 1 to ", kMaxLayers, " layers, or a layers list"));
+      return absl::InvalidArgumentError(absl::StrCat("num_layers=", num_layers, ": give 1 to ",
+                                                     kMaxLayers, " layers, or a layers list"));
     }
     LayerSpec uniform = defaults;
     if (*moe != nullptr) uniform.mlp = MlpKind::kMoe;
@@ -430,19 +446,26 @@ absl::StatusOr<GptConfig> Parse(const json& j) {
 
 const char* Name(AttentionKind k) {
   switch (k) {
-    case AttentionKind::kCausal: return "causal";
-    case AttentionKind::kNone: return "none";
-    case AttentionKind::kLinear: return "linear";
+    case AttentionKind::kCausal:
+      return "causal";
+    case AttentionKind::kNone:
+      return "none";
+    case AttentionKind::kLinear:
+      return "linear";
   }
   return "?";
 }
 
 const char* Name(MlpKind k) {
   switch (k) {
-    case MlpKind::kDense: return "dense";
-    case MlpKind::kNone: return "none";
-    case MlpKind::kLinear: return "linear";
-    case MlpKind::kMoe: return "moe";
+    case MlpKind::kDense:
+      return "dense";
+    case MlpKind::kNone:
+      return "none";
+    case MlpKind::kLinear:
+      return "linear";
+    case MlpKind::kMoe:
+      return "moe";
   }
   return "?";
 }
@@ -494,13 +517,18 @@ json ModelConfigToJson(const GptConfig& c) {
   json layers = json::array();
   for (const LayerSpec& l : c.layers) {
     json attention = Name(l.attention), mlp = Name(l.mlp);
-    if (l.num_kv_heads > 0) attention = {{"kind", Name(l.attention)}, {"n_kv_heads", l.num_kv_heads}};
+    if (l.num_kv_heads > 0)
+      attention = {{"kind", Name(l.attention)}, {"n_kv_heads", l.num_kv_heads}};
     if (l.ffn_hidden > 0) mlp = {{"kind", Name(l.mlp)}, {"ffn_hidden", l.ffn_hidden}};
     if (l.mlp == MlpKind::kMoe) mlp = MoeToJson(l.moe);
     layers.push_back({{"attention", attention}, {"mlp", mlp}});
   }
-  json j = {{"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model},
-            {"num_heads", c.num_heads},   {"seed", c.seed},               {"layers", layers}};
+  json j = {{"vocab_size", c.vocab_size},
+            {"max_seq_len", c.max_seq_len},
+            {"d_model", c.d_model},
+            {"num_heads", c.num_heads},
+            {"seed", c.seed},
+            {"layers", layers}};
   const GptConfig gpt2;
   if (c.norm != gpt2.norm) j["norm"] = "rmsnorm";
   if (c.norm_eps != gpt2.norm_eps) j["norm_eps"] = c.norm_eps;
@@ -526,8 +554,8 @@ std::string DescribeModel(const GptConfig& c) {
       c.layers.size(), absl::StrJoin(parts, ", "), c.d_model, c.num_heads,
       c.norm == NormKind::kLayerNorm ? "layernorm" : "rmsnorm",
       c.activation == ActivationKind::kGelu ? "gelu" : "swiglu",
-      c.positions == PositionKind::kLearned ? "learned" : "rope",
-      c.tied_head ? "tied" : "untied", GptParameterBound(c) / 1e6);
+      c.positions == PositionKind::kLearned ? "learned" : "rope", c.tied_head ? "tied" : "untied",
+      GptParameterBound(c) / 1e6);
 }
 
 }  // namespace stagehand::models

@@ -89,10 +89,14 @@ TEST(ModelConfigTest, MoeFileMixesDenseAndMoeLayers) {
 }
 
 TEST(ModelConfigTest, ModelWideMoeWithoutALayersListMakesEveryLayerMoe) {
-  json j = {{"vocab_size", 256}, {"max_seq_len", 64}, {"d_model", 32}, {"num_heads", 4},
-            {"num_hidden_layers", 2},
-            {"moe", {{"num_local_experts", 4}, {"num_experts_per_tok", 2},
-                     {"router_aux_loss_coef", 0.02}}}};
+  json j = {
+      {"vocab_size", 256},
+      {"max_seq_len", 64},
+      {"d_model", 32},
+      {"num_heads", 4},
+      {"num_hidden_layers", 2},
+      {"moe",
+       {{"num_local_experts", 4}, {"num_experts_per_tok", 2}, {"router_aux_loss_coef", 0.02}}}};
   absl::StatusOr<GptConfig> c = ModelConfigFromJson(j, "mixtral-like");
   ASSERT_TRUE(c.ok()) << c.status();
   for (const LayerSpec& l : c->layers) {
@@ -124,14 +128,22 @@ TEST(ModelConfigTest, ErrorsNameTheLayerAndTheField) {
     std::string message;
   };
   std::vector<Case> cases = {
-      {{{"layers", {{{"attention", "causal"}}, {{"attention", {{"kind", "causal"}, {"n_kv_heads", 3}}}}}}},
+      {{{"layers",
+         {{{"attention", "causal"}}, {{"attention", {{"kind", "causal"}, {"n_kv_heads", 3}}}}}}},
        "f.json: layers[1].attention.n_kv_heads=3 does not divide num_heads=8"},
-      {{{"layers", {{{"mlp", "mlp"}}}}}, "layers[0].mlp.kind=\"mlp\": must be one of dense, linear, moe, none"},
+      {{{"layers", {{{"mlp", "mlp"}}}}},
+       "layers[0].mlp.kind=\"mlp\": must be one of dense, linear, moe, none"},
       {{{"layers", {{{"mlp", "moe"}}}}}, "layers[0].mlp.num_experts=0: must be in [1, 1024]"},
       {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"top_k", 5}}}}}}},
        "layers[0].mlp.top_k=5: must be in [1, num_experts=4]"},
-      {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"capacity_factor", 1.5}, {"dropless", true}}}}}}},
-       "layers[0].mlp.dropless=true and layers[0].mlp.capacity_factor=1.5: give a capacity_factor, or dropless: true, not both"},
+      {{{"layers",
+         {{{"mlp",
+            {{"kind", "moe"},
+             {"num_experts", 4},
+             {"capacity_factor", 1.5},
+             {"dropless", true}}}}}}},
+       "layers[0].mlp.dropless=true and layers[0].mlp.capacity_factor=1.5: give a capacity_factor, "
+       "or dropless: true, not both"},
       {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"dropless", false}}}}}}},
        "give a capacity_factor, or dropless: true"},
       {{{"layers", {{{"mlp", {{"kind", "moe"}, {"num_experts", 4}, {"capacity_factor", 0}}}}}}},
@@ -142,15 +154,18 @@ TEST(ModelConfigTest, ErrorsNameTheLayerAndTheField) {
        "layers[0].mlp.experts: unknown field"},
       {{{"num_layers", 2}, {"moe", {{"num_experts", 2}, {"top_k", 0}}}}, "layers[0].mlp.top_k=0"},
       {{{"num_layers", 2}, {"moe", {{"num_expert", 2}}}}, "moe.num_expert: unknown field"},
-      {{{"layers", {{{"mlp", {{"kind", "dense"}, {"ffn_hiden", 3}}}}}}}, "layers[0].mlp.ffn_hiden: unknown field"},
-      {{{"num_layers", 2}, {"norm", "batchnorm"}}, "norm=\"batchnorm\": must be one of layernorm, rmsnorm"},
+      {{{"layers", {{{"mlp", {{"kind", "dense"}, {"ffn_hiden", 3}}}}}}},
+       "layers[0].mlp.ffn_hiden: unknown field"},
+      {{{"num_layers", 2}, {"norm", "batchnorm"}},
+       "norm=\"batchnorm\": must be one of layernorm, rmsnorm"},
       {{{"num_layers", 2}, {"hidden_size", 64}}, "d_model and hidden_size say the same thing"},
       {{{"num_layers", 2}, {"rope_theta", "big"}}, "rope_theta=\"big\": must be a finite number"},
       {{{"num_layers", 2}, {"dmodel", 3}}, "dmodel: unknown field"},
       {{{"num_layers", 0}}, "num_layers=0: give 1 to 4096 layers, or a layers list"},
       {{{"num_layers", 3}, {"layers", {json::object()}}}, "num_layers=3 but layers lists 1 layers"},
       {{{"num_layers", 2}, {"norm_eps", 1e-6}}, "norm_eps=1e-06: layernorm uses GPT-2's epsilon"},
-      {{{"num_layers", 1}, {"positions", "rope"}, {"d_model", 24}}, "positions=rope needs an even head size"},
+      {{{"num_layers", 1}, {"positions", "rope"}, {"d_model", 24}},
+       "positions=rope needs an even head size"},
       {{{"layers", {{{"attention", {{"kind", "none"}, {"n_kv_heads", 2}}}}}}},
        "layers[0].attention.n_kv_heads=2 is set, but the layer has no attention"},
   };

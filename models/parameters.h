@@ -15,13 +15,13 @@ namespace stagehand::models {
 enum class Init { kZeros, kOnes, kNormal };
 
 struct ParamInfo {
-  std::string name;             // GPT-2 names: "wte", "h.3.attn.c_attn.weight", ...
-  std::vector<int64_t> shape;   // our layout: linear weights are (OC, C)
-  int64_t offset = 0;           // into the flat buffer
-  int64_t size = 0;             // elements
-  bool weight_decay = false;    // matrices decay; biases, LayerNorm and embeddings-as-vectors not
-  bool tied_copy = false;       // a second copy of a tied weight held by another chunk:
-                                // its gradient is summed with the owner's; counted once in norms
+  std::string name;            // GPT-2 names: "wte", "h.3.attn.c_attn.weight", ...
+  std::vector<int64_t> shape;  // our layout: linear weights are (OC, C)
+  int64_t offset = 0;          // into the flat buffer
+  int64_t size = 0;            // elements
+  bool weight_decay = false;   // matrices decay; biases, LayerNorm and embeddings-as-vectors not
+  bool tied_copy = false;      // a second copy of a tied weight held by another chunk:
+                               // its gradient is summed with the owner's; counted once in norms
   Init init = Init::kZeros;
   double init_std = 0.0;
 };

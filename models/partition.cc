@@ -106,7 +106,7 @@ std::vector<double> LayerCosts(const GptConfig& c, int seq_len) {
     }
     costs.push_back(flops + 2 * C);  // the residual adds
   }
-  costs.front() += 2 * C;                              // embedding lookup and add
+  costs.front() += 2 * C;                                              // embedding lookup and add
   costs.back() += 10 * C + 2 * C * c.vocab_size + 5.0 * c.vocab_size;  // norm, head, loss
   return costs;
 }

@@ -21,9 +21,8 @@ std::vector<double> LayerCosts(const GptConfig& config, int seq_len);
 
 // Layers per chunk for `spec` ("" or "equal", "balanced", or comma-separated counts) and
 // `num_chunks` chunks. Errors name the flag and what is wrong.
-absl::StatusOr<std::vector<int>> ResolvePartition(const std::string& spec,
-                                                  const GptConfig& config, int num_chunks,
-                                                  int seq_len);
+absl::StatusOr<std::vector<int>> ResolvePartition(const std::string& spec, const GptConfig& config,
+                                                  int num_chunks, int seq_len);
 
 // "balanced: layers 2,1,2,1, estimated shares 24.8% 25.3% 24.6% 25.3%".
 std::string DescribePartition(const std::string& spec, const std::vector<int>& layers_per_chunk,

@@ -75,21 +75,26 @@ TEST(PartitionTest, BalancedIsOptimalAndKeepsEveryLayer) {
 TEST(PartitionTest, ExplicitCountsAreCheckedWithClearErrors) {
   ASSERT_OK_AND_ASSIGN(std::vector<int> sizes, ResolvePartition("1,2,4", Uneven(), 3, 64));
   EXPECT_THAT(sizes, ElementsAre(1, 2, 4));
-  EXPECT_THAT(ResolvePartition("1,2", Uneven(), 3, 64).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gives 2 chunks; the plan has 3")));
+  EXPECT_THAT(
+      ResolvePartition("1,2", Uneven(), 3, 64).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gives 2 chunks; the plan has 3")));
   EXPECT_THAT(ResolvePartition("1,2,3", Uneven(), 3, 64).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("adds up to 6 layers; the model has 7")));
-  EXPECT_THAT(ResolvePartition("1,0,6", Uneven(), 3, 64).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'0' is not a positive layer count")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("adds up to 6 layers; the model has 7")));
+  EXPECT_THAT(
+      ResolvePartition("1,0,6", Uneven(), 3, 64).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'0' is not a positive layer count")));
   EXPECT_THAT(ResolvePartition("fast", Uneven(), 3, 64).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'fast' is not")));
-  EXPECT_THAT(ResolvePartition("balanced", Uneven(), 8, 64).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot cut 7 layers into 8")));
+  EXPECT_THAT(
+      ResolvePartition("balanced", Uneven(), 8, 64).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot cut 7 layers into 8")));
 }
 
 TEST(PartitionTest, DescribeGivesEachChunksShare) {
   const GptConfig config = UniformGpt(4, 32, 2, 256, 16, 1);
-  EXPECT_THAT(DescribePartition("", {2, 2}, config, 16), HasSubstr("equal: layers 2,2, estimated shares "));
+  EXPECT_THAT(DescribePartition("", {2, 2}, config, 16),
+              HasSubstr("equal: layers 2,2, estimated shares "));
 }
 
 }  // namespace

@@ -46,9 +46,9 @@ absl::StatusOr<int> ParseIndexToken(absl::string_view text, absl::string_view to
                   digits.find_first_not_of("0123456789") == absl::string_view::npos &&
                   absl::SimpleAtoi(digits, &value);
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat("ParseAction(\"", text, "\"): expected ",
-                                                   what, " as \"", prefix,
-                                                   "<n>\" with n >= 0, got \"", token, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("ParseAction(\"", text, "\"): expected ", what,
+                                                   " as \"", prefix, "<n>\" with n >= 0, got \"",
+                                                   token, "\""));
   }
   return value;
 }
@@ -84,14 +84,13 @@ absl::StatusOr<ActionKind> ParseActionKind(absl::string_view name) {
   for (const KindName& k : kKindNames) {
     if (k.name == name) return k.kind;
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown action kind \"", name,
-                                                 "\" (known: ", KnownKindNames(), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown action kind \"", name, "\" (known: ", KnownKindNames(), ")"));
 }
 
 std::string ActionToStringWithoutStage(const Action& action) {
   if (IsPerStage(action.kind)) return std::string(ActionKindName(action.kind));
-  return absl::StrCat(ActionKindName(action.kind), " c", action.chunk, " mb",
-                      action.microbatch);
+  return absl::StrCat(ActionKindName(action.kind), " c", action.chunk, " mb", action.microbatch);
 }
 
 std::string ActionToString(const Action& action) {
@@ -105,8 +104,9 @@ absl::StatusOr<Action> ParseAction(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("ParseAction(\"", text, "\"): ", why));
   };
   if (tokens.size() < 2) {
-    return bad("expected \"s<stage> <KIND> c<chunk> mb<microbatch>\" or \"s<stage> "
-               "REDUCE_GRAD|OPTIM\"");
+    return bad(
+        "expected \"s<stage> <KIND> c<chunk> mb<microbatch>\" or \"s<stage> "
+        "REDUCE_GRAD|OPTIM\"");
   }
   Action action;
   absl::StatusOr<int> stage = ParseIndexToken(text, tokens[0], "s", "the stage");
@@ -119,13 +119,14 @@ absl::StatusOr<Action> ParseAction(absl::string_view text) {
 
   if (IsPerStage(action.kind)) {
     if (tokens.size() != 2) {
-      return bad(absl::StrCat(tokens[1], " takes no chunk or microbatch, got extra \"",
-                              tokens[2], "\""));
+      return bad(
+          absl::StrCat(tokens[1], " takes no chunk or microbatch, got extra \"", tokens[2], "\""));
     }
     return action;
   }
   if (tokens.size() != 4) {
-    return bad(absl::StrCat(tokens[1], " expects exactly \"c<chunk> mb<microbatch>\" after it, got ",
+    return bad(absl::StrCat(tokens[1],
+                            " expects exactly \"c<chunk> mb<microbatch>\" after it, got ",
                             tokens.size() - 2, " token(s)"));
   }
   absl::StatusOr<int> chunk = ParseIndexToken(text, tokens[2], "c", "the chunk");

@@ -1,5 +1,6 @@
 // Action: one step of a pipeline schedule as a small value type with a text form
-// ("s1 F c0 mb3") that prints, parses back, orders and hashes. Not the step graph: see stage_state.h.
+// ("s1 F c0 mb3") that prints, parses back, orders and hashes. Not the step graph: see
+// stage_state.h.
 #ifndef STAGEHAND_RUNTIME_ACTION_H_
 #define STAGEHAND_RUNTIME_ACTION_H_
 

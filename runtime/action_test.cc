@@ -26,11 +26,11 @@ TEST(ActionTest, PrintsTheDocumentedTextForms) {
 }
 
 TEST(ActionTest, EveryKindRoundTrips) {
-  const ActionKind kinds[] = {
-      ActionKind::kForward,      ActionKind::kBackwardInput, ActionKind::kBackwardWeight,
-      ActionKind::kBackward,     ActionKind::kSendForward,   ActionKind::kRecvForward,
-      ActionKind::kSendBackward, ActionKind::kRecvBackward,  ActionKind::kReduceGrad,
-      ActionKind::kOptimizer};
+  const ActionKind kinds[] = {ActionKind::kForward,        ActionKind::kBackwardInput,
+                              ActionKind::kBackwardWeight, ActionKind::kBackward,
+                              ActionKind::kSendForward,    ActionKind::kRecvForward,
+                              ActionKind::kSendBackward,   ActionKind::kRecvBackward,
+                              ActionKind::kReduceGrad,     ActionKind::kOptimizer};
   for (ActionKind kind : kinds) {
     const Action action = IsPerStage(kind) ? Action{12, kind, 0, 0} : Action{12, kind, 3, 41};
     const std::string text = ActionToString(action);

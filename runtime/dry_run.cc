@@ -83,9 +83,10 @@ std::string FormatDryRun(const DryRunReport& report) {
                   " model units (1 = F of 1/P of the model, comparable across chunkings)\n");
   absl::StrAppend(&text, "stage  bubble  peak activations (microbatch-chunks)\n");
   for (std::size_t s = 0; s < report.stage_bubble_fraction.size(); ++s) {
-    absl::StrAppend(&text, absl::StrFormat("s%-4d %6.1f%%  %d\n", static_cast<int>(s),
-                                           100 * report.stage_bubble_fraction[s],
-                                           s < report.peak_inflight.size() ? report.peak_inflight[s] : 0));
+    absl::StrAppend(&text,
+                    absl::StrFormat("s%-4d %6.1f%%  %d\n", static_cast<int>(s),
+                                    100 * report.stage_bubble_fraction[s],
+                                    s < report.peak_inflight.size() ? report.peak_inflight[s] : 0));
   }
   absl::StrAppend(&text, absl::StrFormat("all   %6.1f%%\n", 100 * report.bubble_fraction));
   return text;

@@ -28,10 +28,10 @@ absl::StatusOr<ScheduleTable> ValidatePlanner(const PlannerDefinition& definitio
                                               const PlannerOptions& options);
 
 struct DryRunReport {
-  std::string planner;                        // the definition's name
+  std::string planner;  // the definition's name
   StepSpec spec;
   CostModel cost;
-  double step_time = 0;                       // optimizer synchronised at the end of the step
+  double step_time = 0;  // optimizer synchronised at the end of the step
   // step_time in model units: a chunk's F costs 1 chunk unit but holds P/C of a stage's
   // share of the model, so model_step_time = step_time * P / C; comparable across chunkings
   // (zb_v's chunks are half a stage: its chunk units are half as long as 1f1b's).

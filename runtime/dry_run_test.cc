@@ -92,7 +92,8 @@ TEST(DryRunTest, UsesTheGivenCostModel) {
 TEST(DryRunTest, APlannerThatCannotPlanFailsBeforeAnyReport) {
   const absl::Status status = DryRun(Get("dualpipe_v"), {4, 4}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("dualpipe_v: dualpipe_v needs num_microbatches >= 2 * num_stages = 8"));
+  EXPECT_THAT(status.message(),
+              HasSubstr("dualpipe_v: dualpipe_v needs num_microbatches >= 2 * num_stages = 8"));
 }
 
 }  // namespace

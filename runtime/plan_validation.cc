@@ -49,9 +49,9 @@ class Checker {
   absl::Status Run() {
     if (absl::Status status = ValidateStepSpec(spec_); !status.ok()) return status;
     if (static_cast<int>(table_.rows.size()) != spec_.num_stages) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the schedule has ", table_.rows.size(), " rows (ranks), but the step has ",
-          spec_.num_stages, " stages\n", FormatGrid(table_)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the schedule has ", table_.rows.size(), " rows (ranks), but the step has ",
+                       spec_.num_stages, " stages\n", FormatGrid(table_)));
     }
     if (absl::Status status = Flatten(); !status.ok()) return status;
     if (absl::Status status = CheckRowOrder(); !status.ok()) return status;
@@ -64,9 +64,9 @@ class Checker {
  private:
   absl::Status Fail(absl::StatusCode code, int rank, int step, const Action& action,
                     absl::string_view why, const std::string& placeholder = "") const {
-    return absl::Status(code, absl::StrCat("rank ", rank, ", step ", step, ", action ",
-                                           Both(action), ": ", why, "\n",
-                                           FormatGrid(table_, GridMark{rank, step, placeholder})));
+    return absl::Status(
+        code, absl::StrCat("rank ", rank, ", step ", step, ", action ", Both(action), ": ", why,
+                           "\n", FormatGrid(table_, GridMark{rank, step, placeholder})));
   }
   absl::Status Bad(int rank, int step, const Action& action, absl::string_view why,
                    const std::string& placeholder = "") const {
@@ -94,8 +94,9 @@ class Checker {
 
   absl::Status CheckBelongs(int rank, int step, const Action& action) const {
     if (action.stage != rank) {
-      return Bad(rank, step, action, absl::StrCat("the action names stage ", action.stage,
-                                                  " but sits in the row of rank ", rank));
+      return Bad(rank, step, action,
+                 absl::StrCat("the action names stage ", action.stage,
+                              " but sits in the row of rank ", rank));
     }
     if (!IsCompute(action.kind)) {
       return Bad(rank, step, action, "only F, I, W and B are actions of a schedule table");
@@ -117,8 +118,8 @@ class Checker {
                               " does not exist; the step has microbatches 0 to ",
                               spec_.num_microbatches - 1));
     }
-    const bool split_kind = action.kind == ActionKind::kBackwardInput ||
-                            action.kind == ActionKind::kBackwardWeight;
+    const bool split_kind =
+        action.kind == ActionKind::kBackwardInput || action.kind == ActionKind::kBackwardWeight;
     if (split_kind && !spec_.split_backward) {
       return Bad(rank, step, action,
                  "this step fuses the backward (split_backward = false): write one full "
@@ -137,8 +138,7 @@ class Checker {
 
   std::string WhereLater(int rank, const Action& action, std::size_t from) const {
     const int step = StepOf(rank, action, from);
-    return step < 0 ? std::string(", which this rank never runs")
-                    : absl::StrCat(" at step ", step);
+    return step < 0 ? std::string(", which this rank never runs") : absl::StrCat(" at step ", step);
   }
 
   // 2. Once each, in dependency order within the row.
@@ -151,8 +151,9 @@ class Checker {
         const int t = items_[r][i].step;
         CellSteps& x = seen[{action.chunk, action.microbatch}];
         const auto twice = [&](int first) {
-          return Bad(r, t, action, absl::StrCat("it runs twice; it already ran at step ", first,
-                                                ". Each action runs once per step: remove one"));
+          return Bad(r, t, action,
+                     absl::StrCat("it runs twice; it already ran at step ", first,
+                                  ". Each action runs once per step: remove one"));
         };
         switch (action.kind) {
           case ActionKind::kForward:
@@ -168,7 +169,8 @@ class Checker {
                          absl::StrCat("it runs before its forward ", Torch(forward),
                                       WhereLater(r, forward, i),
                                       "; a backward waits for the activations its forward "
-                                      "saved: move ", Torch(forward), " before it"));
+                                      "saved: move ",
+                                      Torch(forward), " before it"));
             }
             x.backward = t;
             if (action.kind == ActionKind::kBackward) x.weight = t;
@@ -205,24 +207,28 @@ class Checker {
           const CellSteps x = it == steps_[r].end() ? CellSteps() : it->second;
           const Action forward{r, ActionKind::kForward, c, mb};
           const auto missing = [&](const Action& action, const std::string& hint) {
-            return Bad(r, end, action,
-                       absl::StrCat("missing: rank ", r, " never runs it. Every (chunk, "
-                                    "microbatch) of a rank needs F and then ",
-                                    spec_.split_backward ? "I and W (or one full B)" : "B",
-                                    "; ", hint),
-                       absl::StrCat("missing ", Torch(action)));
+            return Bad(
+                r, end, action,
+                absl::StrCat("missing: rank ", r,
+                             " never runs it. Every (chunk, "
+                             "microbatch) of a rank needs F and then ",
+                             spec_.split_backward ? "I and W (or one full B)" : "B", "; ", hint),
+                absl::StrCat("missing ", Torch(action)));
           };
-          if (x.forward < 0) return missing(forward, "add it before the backward of the same microbatch");
+          if (x.forward < 0)
+            return missing(forward, "add it before the backward of the same microbatch");
           if (!spec_.split_backward) {
             if (x.backward < 0) {
-              return missing(With(forward, ActionKind::kBackward),
-                             absl::StrCat("add it after ", Torch(forward), " (step ", x.forward, ")"));
+              return missing(
+                  With(forward, ActionKind::kBackward),
+                  absl::StrCat("add it after ", Torch(forward), " (step ", x.forward, ")"));
             }
             continue;
           }
           if (x.backward < 0) {
-            return missing(With(forward, ActionKind::kBackwardInput),
-                           absl::StrCat("add it after ", Torch(forward), " (step ", x.forward, ")"));
+            return missing(
+                With(forward, ActionKind::kBackwardInput),
+                absl::StrCat("add it after ", Torch(forward), " (step ", x.forward, ")"));
           }
           if (x.weight < 0) {
             const Action input = With(forward, ActionKind::kBackwardInput);
@@ -247,8 +253,7 @@ class Checker {
         if (kind != ActionKind::kForward) continue;
         if (++held > spec_.max_inflight) {
           return Fail(absl::StatusCode::kResourceExhausted, r, item.step, item.action,
-                      absl::StrCat("it makes rank ", r, " hold ", held,
-                                   " activations (F done, ",
+                      absl::StrCat("it makes rank ", r, " hold ", held, " activations (F done, ",
                                    spec_.split_backward ? "W" : "B",
                                    " not yet), above max_inflight = ", spec_.max_inflight,
                                    "; it waits for a ", spec_.split_backward ? "W" : "B",
@@ -301,9 +306,9 @@ class Checker {
   // What the stuck head of a row waits for: the action on another rank that produces its
   // input (row order already guarantees the local inputs).
   struct Wait {
-    int rank = 0;         // the stuck rank
-    Item head;            // its next action
-    Action producer;      // what it waits for
+    int rank = 0;     // the stuck rank
+    Item head;        // its next action
+    Action producer;  // what it waits for
     int producer_step = -1;
     const char* what = "";  // "activation" or "gradient"
   };
@@ -461,14 +466,14 @@ class Checker {
   const StepSpec& spec_;
   const ScheduleTable& table_;
   const bool suggest_fixes_;
-  std::vector<std::vector<Item>> items_;  // (P, actions of the row in order)
+  std::vector<std::vector<Item>> items_;           // (P, actions of the row in order)
   std::vector<std::pair<Transfer, int>> derived_;  // what the dry run sent, and the step sent
   std::vector<std::map<std::pair<int, int>, CellSteps>> steps_;  // (P) (chunk, mb) -> steps
 };
 
 bool IsSendOrRecv(CommCell::Op op) {
-  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF ||
-         op == CommCell::Op::kSendB || op == CommCell::Op::kRecvB;
+  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF || op == CommCell::Op::kSendB ||
+         op == CommCell::Op::kRecvB;
 }
 
 bool SameCell(const CommCell& a, const CommCell& b) {
@@ -496,20 +501,20 @@ absl::Status Checker::CheckComms() const {
   std::vector<ExpectedComm> expected;
   for (const auto& [t, producer_step] : derived_) {
     const bool forward = t.kind == ActionKind::kSendForward;
-    const ActionKind backward = spec_.split_backward ? ActionKind::kBackwardInput
-                                                     : ActionKind::kBackward;
+    const ActionKind backward =
+        spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward;
     ExpectedComm send{t.from_stage, {}, {}, producer_step};
     send.cell.op = forward ? CommCell::Op::kSendF : CommCell::Op::kSendB;
     send.cell.chunk = forward ? t.chunk - 1 : t.chunk + 1;
     send.cell.microbatch = t.microbatch;
-    send.compute = Action{t.from_stage, forward ? ActionKind::kForward : backward,
-                          send.cell.chunk, t.microbatch};
+    send.compute = Action{t.from_stage, forward ? ActionKind::kForward : backward, send.cell.chunk,
+                          t.microbatch};
     ExpectedComm recv{t.to_stage, {}, {}, -1};
     recv.cell.op = forward ? CommCell::Op::kRecvF : CommCell::Op::kRecvB;
     recv.cell.chunk = t.chunk;
     recv.cell.microbatch = t.microbatch;
-    recv.compute = Action{t.to_stage, forward ? ActionKind::kForward : backward, t.chunk,
-                          t.microbatch};
+    recv.compute =
+        Action{t.to_stage, forward ? ActionKind::kForward : backward, t.chunk, t.microbatch};
     recv.bound = StepOf(t.to_stage, recv.compute);
     expected.push_back(send);
     expected.push_back(recv);
@@ -529,19 +534,20 @@ absl::Status Checker::CheckComms() const {
             : spec_.chunk_to_stage[cell.chunk] != r
                 ? absl::StrCat("chunk ", cell.chunk, " lives on rank ",
                                spec_.chunk_to_stage[cell.chunk], ", not on rank ", r)
-                : std::string("no such transfer crosses ranks in this plan (the neighbouring "
-                              "chunk lives on the same rank, the chunk is at the end of the "
-                              "model, or the cell appears twice)");
+                : std::string(
+                      "no such transfer crosses ranks in this plan (the neighbouring "
+                      "chunk lives on the same rank, the chunk is at the end of the "
+                      "model, or the cell appears twice)");
         return fail(r, cell.step, text,
-                    absl::StrCat("the step graph derives no such ", send ? "send" : "receive",
-                                 ": ", why, "; remove the cell"));
+                    absl::StrCat("the step graph derives no such ", send ? "send" : "receive", ": ",
+                                 why, "; remove the cell"));
       }
       if (send ? cell.step < it->bound : cell.step > it->bound) {
-        return fail(r, cell.step, text,
-                    absl::StrCat(send ? "it sends the output of " : "it receives the input of ",
-                                 Torch(it->compute), send ? " before " : " after ",
-                                 "that runs (step ", it->bound, "): move it ",
-                                 send ? "after" : "before", " step ", it->bound));
+        return fail(
+            r, cell.step, text,
+            absl::StrCat(send ? "it sends the output of " : "it receives the input of ",
+                         Torch(it->compute), send ? " before " : " after ", "that runs (step ",
+                         it->bound, "): move it ", send ? "after" : "before", " step ", it->bound));
       }
       it->matched = true;
     }
@@ -550,12 +556,12 @@ absl::Status Checker::CheckComms() const {
     if (e.matched) continue;
     const std::string text = CommCellToString(e.cell);
     const bool send = e.cell.op == CommCell::Op::kSendF || e.cell.op == CommCell::Op::kSendB;
-    return fail(e.rank, static_cast<int>(table_.rows[e.rank].size()), text,
-                absl::StrCat("missing: the step graph ", send ? "sends" : "receives", " this for ",
-                             Torch(e.compute), " (step ", e.bound, "), but rank ", e.rank,
-                             " has no such cell; add it ", send ? "after" : "before", " step ",
-                             e.bound),
-                absl::StrCat("missing ", text));
+    return fail(
+        e.rank, static_cast<int>(table_.rows[e.rank].size()), text,
+        absl::StrCat("missing: the step graph ", send ? "sends" : "receives", " this for ",
+                     Torch(e.compute), " (step ", e.bound, "), but rank ", e.rank,
+                     " has no such cell; add it ", send ? "after" : "before", " step ", e.bound),
+        absl::StrCat("missing ", text));
   }
   return absl::OkStatus();
 }
@@ -593,9 +599,9 @@ std::optional<std::string> BitwiseParityWarning(const ScheduleTable& table) {
   if (!first.has_value()) return std::nullopt;
   const auto& [earlier, later] = *first;
   return absl::StrCat(
-      "rank ", later.action.stage, ", step ", later.step, ": ", Torch(later.action),
-      " runs after ", Torch(earlier.action), " (step ", earlier.step, "), so chunk ",
-      later.action.chunk, " adds up its weight gradients out of microbatch order: the run "
+      "rank ", later.action.stage, ", step ", later.step, ": ", Torch(later.action), " runs after ",
+      Torch(earlier.action), " (step ", earlier.step, "), so chunk ", later.action.chunk,
+      " adds up its weight gradients out of microbatch order: the run "
       "trains, but its parameters match the sequential run only to float rounding, not bit "
       "for bit. Run each chunk's W's (or B's) in microbatch order to keep bitwise parity");
 }

@@ -34,14 +34,15 @@ StepSpec TwoStages(bool split, int max_inflight = 0) {
 }
 
 TEST(ValidatePlanTest, AcceptsA1F1BTable) {
-  EXPECT_TRUE(ValidatePlan(TwoStages(false), Parse("0F0,0F1,,0B0,,0B1\r\n,1F0,1B0,1F1,1B1\r\n")).ok());
+  EXPECT_TRUE(
+      ValidatePlan(TwoStages(false), Parse("0F0,0F1,,0B0,,0B1\r\n,1F0,1B0,1F1,1B1\r\n")).ok());
 }
 
 TEST(ValidatePlanTest, AcceptsAZeroBubbleTableWithAFullBackward) {
   // Rank 1 fuses its last backward (torch's B) in an otherwise split table.
-  EXPECT_TRUE(ValidatePlan(TwoStages(true),
-                           Parse("0F0,0F1,0I0,0W0,0I1,0W1\r\n1F0,1I0,1F1,1B1,1W0\r\n"))
-                  .ok());
+  EXPECT_TRUE(
+      ValidatePlan(TwoStages(true), Parse("0F0,0F1,0I0,0W0,0I1,0W1\r\n1F0,1I0,1F1,1B1,1W0\r\n"))
+          .ok());
 }
 
 TEST(ValidatePlanTest, AMissingWIsNamedWithWhereItBelongs) {
@@ -62,8 +63,8 @@ TEST(ValidatePlanTest, AMissingWIsNamedWithWhereItBelongs) {
 }
 
 TEST(ValidatePlanTest, ABackwardBeforeItsForwardSaysWhatItWaitsFor) {
-  const absl::Status status =
-      ValidatePlan(TwoStages(true), Parse("0F0,0F1,0I0,0W0,0I1,0W1\r\n1I0,1F0,1W0,1F1,1I1,1W1\r\n"));
+  const absl::Status status = ValidatePlan(
+      TwoStages(true), Parse("0F0,0F1,0I0,0W0,0I1,0W1\r\n1I0,1F0,1W0,1F1,1I1,1W1\r\n"));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(),
               HasSubstr("rank 1, step 0, action 1I0 (s1 I c1 mb0): it runs before its forward "
@@ -73,11 +74,11 @@ TEST(ValidatePlanTest, ABackwardBeforeItsForwardSaysWhatItWaitsFor) {
 }
 
 TEST(ValidatePlanTest, AWBeforeItsInputGradientIsRejected) {
-  EXPECT_THAT(ValidatePlan(TwoStages(true),
-                           Parse("0F0,0F1,0W0,0I0,0I1,0W1\r\n1F0,1I0,1W0,1F1,1I1,1W1\r\n"))
-                  .message(),
-              HasSubstr("rank 0, step 2, action 0W0 (s0 W c0 mb0): it runs before its "
-                        "backward-input 0I0 at step 3"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(true), Parse("0F0,0F1,0W0,0I0,0I1,0W1\r\n1F0,1I0,1W0,1F1,1I1,1W1\r\n"))
+          .message(),
+      HasSubstr("rank 0, step 2, action 0W0 (s0 W c0 mb0): it runs before its "
+                "backward-input 0I0 at step 3"));
 }
 
 TEST(ValidatePlanTest, ACyclicWaitIsADeadlockNamingTheCycle) {
@@ -107,17 +108,17 @@ TEST(ValidatePlanTest, TheSuggestedDeadlockFixPassesValidation) {
   // The fix printed above, applied: rank 1 runs 1F1 after 1B0.
   EXPECT_TRUE(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F0,1B0,1F1,1B1\r\n")).ok());
   // Moving only the producer (what the old hint said) is not a fix: 1B0 before its forward.
-  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1B0,1F1,1F0,1B1\r\n"))
-                  .message(),
-              HasSubstr("it runs before its forward 1F0"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1B0,1F1,1F0,1B1\r\n")).message(),
+      HasSubstr("it runs before its forward 1F0"));
 }
 
 TEST(ValidatePlanTest, ADeadlockFixMayMoveAnActionWithWhatItNeeds) {
   // Neither "1B0 before 1F1" (before its forward) nor "1F1 after 1B0" (1B1 then precedes
   // 1F1) passes; moving 1F0 and 1B0 together does.
-  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F1,1F0,1B1,1B0\r\n"))
-                  .message(),
-              HasSubstr("move 1F0 and 1B0 before 1F1 in the row of rank 1 (checked"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse("0F0,0B0,0F1,0B1\r\n1F1,1F0,1B1,1B0\r\n")).message(),
+      HasSubstr("move 1F0 and 1B0 before 1F1 in the row of rank 1 (checked"));
 }
 
 TEST(ValidatePlanTest, ADeadlockNoSingleMoveFixesSaysSo) {
@@ -150,9 +151,8 @@ TEST(BitwiseParityWarningTest, FusedBackwardsOutOfOrderAreNamedToo) {
 }
 
 TEST(BitwiseParityWarningTest, NoneForAPlanInMicrobatchOrder) {
-  EXPECT_FALSE(
-      BitwiseParityWarning(Parse("0F0,0F1,0I0,0I1,0W0,0W1\r\n1F0,1I0,1F1,1I1,1W0,1W1\r\n"))
-          .has_value());
+  EXPECT_FALSE(BitwiseParityWarning(Parse("0F0,0F1,0I0,0I1,0W0,0W1\r\n1F0,1I0,1F1,1I1,1W0,1W1\r\n"))
+                   .has_value());
 }
 
 // A compute_comms table as torch's lowering writes it for TwoStages(false).
@@ -180,14 +180,14 @@ TEST(ComputeCommsTest, AMissingSendIsNamedWithRankStepAndCell) {
 
 TEST(ComputeCommsTest, ASendTheGraphDoesNotDeriveIsAnError) {
   // Chunk 0 lives on rank 0: rank 1 cannot send its output.
-  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "0SEND_F0,")))
-                  .message(),
-              HasSubstr("rank 1, step 0, cell 0SEND_F0: the step graph derives no such send: "
-                        "chunk 0 lives on rank 0, not on rank 1"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "0SEND_F0,"))).message(),
+      HasSubstr("rank 1, step 0, cell 0SEND_F0: the step graph derives no such send: "
+                "chunk 0 lives on rank 0, not on rank 1"));
   // The last chunk's forward output goes nowhere.
-  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "1SEND_F0,")))
-                  .message(),
-              HasSubstr("rank 1, step 0, cell 1SEND_F0: the step graph derives no such send"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse(Replace(kComms, "1UNSHARD,", "1SEND_F0,"))).message(),
+      HasSubstr("rank 1, step 0, cell 1SEND_F0: the step graph derives no such send"));
 }
 
 TEST(ComputeCommsTest, AReceiveAfterItsConsumerIsAnError) {
@@ -209,15 +209,17 @@ TEST(ValidatePlanTest, MoreActivationsThanMaxInflightIsResourceExhausted) {
 }
 
 TEST(ValidatePlanTest, AnActionOnTheWrongRankSaysWhereItLives) {
-  EXPECT_THAT(ValidatePlan(TwoStages(false), Parse("0F0,0F1,0B0,0B1\r\n1F0,1B0,0F1,1B1\r\n")).message(),
-              HasSubstr("rank 1, step 2, action 0F1 (s1 F c0 mb1): chunk 0 lives on rank 0, not "
-                        "on rank 1; move the action to row 0"));
+  EXPECT_THAT(
+      ValidatePlan(TwoStages(false), Parse("0F0,0F1,0B0,0B1\r\n1F0,1B0,0F1,1B1\r\n")).message(),
+      HasSubstr("rank 1, step 2, action 0F1 (s1 F c0 mb1): chunk 0 lives on rank 0, not "
+                "on rank 1; move the action to row 0"));
 }
 
 TEST(ValidatePlanTest, ADuplicateSaysWhereItFirstRan) {
   EXPECT_THAT(
       ValidatePlan(TwoStages(false), Parse("0F0,0F1,0B0,0B1,0F1\r\n1F0,1B0,1F1,1B1\r\n")).message(),
-      HasSubstr("rank 0, step 4, action 0F1 (s0 F c0 mb1): it runs twice; it already ran at step 1"));
+      HasSubstr(
+          "rank 0, step 4, action 0F1 (s0 F c0 mb1): it runs twice; it already ran at step 1"));
 }
 
 TEST(ValidatePlanTest, SplitActionsInAFusedStepAreRejected) {

@@ -50,14 +50,13 @@ absl::Status ValidatePlannerOptions(const PlannerOptions& options) {
         "PlannerOptions.num_microbatches = ", options.num_microbatches, ", must be >= 1"));
   }
   if (options.max_inflight < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("PlannerOptions.max_inflight = ",
-                                                   options.max_inflight,
-                                                   ", must be >= 0 (0 = unlimited)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PlannerOptions.max_inflight = ", options.max_inflight, ", must be >= 0 (0 = unlimited)"));
   }
   if (options.chunks_per_stage < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("PlannerOptions.chunks_per_stage = ",
-                                                   options.chunks_per_stage,
-                                                   ", must be >= 0 (0 = the planner's default)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("PlannerOptions.chunks_per_stage = ", options.chunks_per_stage,
+                     ", must be >= 0 (0 = the planner's default)"));
   }
   return absl::OkStatus();
 }

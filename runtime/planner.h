@@ -27,12 +27,11 @@ class Planner {
  public:
   virtual ~Planner();
   // The next compute action among `ready` (StageLoop::Ready() of this stage, sorted by
-  // Action's operator<), or nullopt to wait for the next event. Called by the stage loop (runtime/stage_loop.h) only while
-  // the stage's compute lane is idle, after every event that may have changed `ready`: the
-  // step's start, one of the stage's actions finishing, an input arriving. A planner reads
-  // what happened from `state`; it gets no separate event stream.
-  virtual std::optional<Action> Next(const std::vector<Action>& ready,
-                                     const StageState& state) = 0;
+  // Action's operator<), or nullopt to wait for the next event. Called by the stage loop
+  // (runtime/stage_loop.h) only while the stage's compute lane is idle, after every event that may
+  // have changed `ready`: the step's start, one of the stage's actions finishing, an input
+  // arriving. A planner reads what happened from `state`; it gets no separate event stream.
+  virtual std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) = 0;
   // `action`, which this planner picked, finished on the lane (called by the stage loop after
   // `state` recorded it, before the next Next). For planners that time what they see; the
   // default ignores it.
@@ -121,9 +120,9 @@ class PlannerRegistration {
   STAGEHAND_REGISTER_PLANNER_WITH_ID_(ClassName, __COUNTER__)
 #define STAGEHAND_REGISTER_PLANNER_WITH_ID_(ClassName, id) \
   STAGEHAND_REGISTER_PLANNER_WITH_ID2_(ClassName, id)
-#define STAGEHAND_REGISTER_PLANNER_WITH_ID2_(ClassName, id)                    \
-  static const ::stagehand::runtime::PlannerRegistration                       \
-      stagehand_planner_registration_##id(std::unique_ptr<ClassName>(new ClassName()))
+#define STAGEHAND_REGISTER_PLANNER_WITH_ID2_(ClassName, id)                                   \
+  static const ::stagehand::runtime::PlannerRegistration stagehand_planner_registration_##id( \
+      std::unique_ptr<ClassName>(new ClassName()))
 
 // Walks a fixed list of this stage's compute actions: Next returns the first action of the
 // list not yet started, iff it is in `ready`. The list is the whole plan of the stage.

@@ -74,9 +74,10 @@ TEST(PlannerRegistryTest, BuiltInPlannersAreRegisteredByLinking) {
   EXPECT_THAT(PlannerRegistry::Default().Names(), IsSupersetOf({"1f1b", "gpipe"}));
   EXPECT_TRUE(PlannerRegistry::Default().Get("gpipe").ok());
   EXPECT_TRUE(PlannerRegistry::Default().Get("1f1b").ok());
-  EXPECT_THAT(PlannerRegistry::Default().Get("nope").status().message(),
-              HasSubstr("known planners: 1f1b, adaptive, dualpipe_v, gpipe, interleaved, looped_bfs, "
-                        "zb_h1, zb_h2, zb_v"));
+  EXPECT_THAT(
+      PlannerRegistry::Default().Get("nope").status().message(),
+      HasSubstr("known planners: 1f1b, adaptive, dualpipe_v, gpipe, interleaved, looped_bfs, "
+                "zb_h1, zb_h2, zb_v"));
 }
 
 TEST(PlannerOptionsTest, ValidationNamesTheBadField) {

@@ -19,8 +19,8 @@
 namespace stagehand::runtime {
 namespace {
 
-constexpr int kGridWindow = 12;      // steps shown either side of a mark in long grids
-constexpr int kLongGridSteps = 40;   // grids longer than this are windowed
+constexpr int kGridWindow = 12;     // steps shown either side of a mark in long grids
+constexpr int kLongGridSteps = 40;  // grids longer than this are windowed
 
 constexpr absl::string_view kOverlapSuffix = "OVERLAP_F_B";
 constexpr absl::string_view kCellForm =
@@ -29,7 +29,7 @@ constexpr absl::string_view kCellForm =
     "or a group such as (0F1;7B0)OVERLAP_F_B";
 
 // torch's action names that are not compute actions of a compute_only schedule.
-constexpr absl::string_view kTorchOtherKinds[] = {"SEND_F", "RECV_F", "SEND_B", "RECV_B",
+constexpr absl::string_view kTorchOtherKinds[] = {"SEND_F",  "RECV_F",  "SEND_B",     "RECV_B",
                                                   "UNSHARD", "RESHARD", "REDUCE_GRAD"};
 
 char OpLetter(ActionKind kind) {
@@ -89,8 +89,8 @@ absl::StatusOr<Action> ParseSingle(absl::string_view text, int rank) {
     return bad(absl::StrCat("unknown op \"", op, "\"; ", kCellForm));
   }
   if (!AllDigits(microbatch_text)) {
-    return bad(absl::StrCat("the microbatch after \"", op, "\" is missing or not a number; ",
-                            kCellForm));
+    return bad(
+        absl::StrCat("the microbatch after \"", op, "\" is missing or not a number; ", kCellForm));
   }
   if (!absl::SimpleAtoi(chunk_text, &action.chunk) ||
       !absl::SimpleAtoi(microbatch_text, &action.microbatch)) {
@@ -154,14 +154,14 @@ std::vector<std::vector<std::string>> CellTexts(const ScheduleTable& table) {
 }
 
 constexpr std::pair<CommCell::Op, absl::string_view> kCommOps[] = {
-    {CommCell::Op::kSendF, "SEND_F"},     {CommCell::Op::kRecvF, "RECV_F"},
-    {CommCell::Op::kSendB, "SEND_B"},     {CommCell::Op::kRecvB, "RECV_B"},
-    {CommCell::Op::kUnshard, "UNSHARD"},  {CommCell::Op::kReshard, "RESHARD"},
+    {CommCell::Op::kSendF, "SEND_F"},          {CommCell::Op::kRecvF, "RECV_F"},
+    {CommCell::Op::kSendB, "SEND_B"},          {CommCell::Op::kRecvB, "RECV_B"},
+    {CommCell::Op::kUnshard, "UNSHARD"},       {CommCell::Op::kReshard, "RESHARD"},
     {CommCell::Op::kReduceGrad, "REDUCE_GRAD"}};
 
 bool NamesMicrobatch(CommCell::Op op) {
-  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF ||
-         op == CommCell::Op::kSendB || op == CommCell::Op::kRecvB;
+  return op == CommCell::Op::kSendF || op == CommCell::Op::kRecvF || op == CommCell::Op::kSendB ||
+         op == CommCell::Op::kRecvB;
 }
 
 }  // namespace
@@ -221,9 +221,9 @@ absl::StatusOr<TableCell> ParseCell(absl::string_view text, int rank) {
   }
   const std::size_t close = stripped.find(')');
   if (close == absl::string_view::npos || stripped.substr(close + 1) != kOverlapSuffix) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad cell \"", stripped, "\": a group is written (<action>;<action>)", kOverlapSuffix,
-        ", e.g. (0F1;7B0)", kOverlapSuffix));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad cell \"", stripped, "\": a group is written (<action>;<action>)",
+                     kOverlapSuffix, ", e.g. (0F1;7B0)", kOverlapSuffix));
   }
   for (absl::string_view part : absl::StrSplit(stripped.substr(1, close - 1), ';')) {
     part = absl::StripAsciiWhitespace(part);
@@ -249,11 +249,10 @@ absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text, absl::str
         absl::StrCat(source, ": empty schedule; expected one CSV row of cells per rank"));
   }
   const std::size_t first_newline = text.find('\n');
-  table.line_terminator =
-      first_newline != absl::string_view::npos && first_newline > 0 &&
-              text[first_newline - 1] == '\r'
-          ? "\r\n"
-          : (first_newline == absl::string_view::npos ? "\r\n" : "\n");
+  table.line_terminator = first_newline != absl::string_view::npos && first_newline > 0 &&
+                                  text[first_newline - 1] == '\r'
+                              ? "\r\n"
+                              : (first_newline == absl::string_view::npos ? "\r\n" : "\n");
   table.final_line_terminator = text.back() == '\n';
   absl::string_view body = text;
   if (table.final_line_terminator) {
@@ -267,8 +266,8 @@ absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text, absl::str
     absl::StatusOr<std::vector<std::string>> fields = SplitCsvLine(line);
     if (!fields.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(source, ": rank ", texts.size(), " (line ",
-                                                     texts.size() + 1, "): ",
-                                                     fields.status().message()));
+                                                     texts.size() + 1,
+                                                     "): ", fields.status().message()));
     }
     texts.push_back(*std::move(fields));
   }
@@ -287,9 +286,8 @@ absl::StatusOr<ScheduleTable> ParseScheduleCsv(absl::string_view text, absl::str
       absl::StatusOr<TableCell> cell = ParseCell(texts[rank][step], rank);
       if (!cell.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            source, ": rank ", rank, " (line ", rank + 1, "), step ", step, " (column ",
-            step + 1, "): ", cell.status().message(), "\n",
-            FormatTextGrid(texts, GridMark{rank, step, ""})));
+            source, ": rank ", rank, " (line ", rank + 1, "), step ", step, " (column ", step + 1,
+            "): ", cell.status().message(), "\n", FormatTextGrid(texts, GridMark{rank, step, ""})));
       }
       row.push_back(*std::move(cell));
     }
@@ -328,8 +326,7 @@ absl::StatusOr<ScheduleTable> LoadScheduleCsv(const std::string& path) {
 absl::Status SaveScheduleCsv(const std::string& path, const ScheduleTable& table) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   if (!file.good()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot write schedule file \"", path, "\""));
+    return absl::PermissionDeniedError(absl::StrCat("cannot write schedule file \"", path, "\""));
   }
   file << FormatScheduleCsv(table);
   file.close();
@@ -376,8 +373,8 @@ std::string FormatTextGrid(const std::vector<std::vector<std::string>>& cells,
   const std::string indent(5 + label_digits + 2, ' ');  // "Step " + digits + ": "
   std::vector<std::string> header;
   for (int r = 0; r < num_ranks; ++r) header.push_back(pad(absl::StrCat("Rank ", r), widths[r]));
-  std::string text = std::string(absl::StripTrailingAsciiWhitespace(
-                         absl::StrCat(indent, absl::StrJoin(header, " "))));
+  std::string text = std::string(
+      absl::StripTrailingAsciiWhitespace(absl::StrCat(indent, absl::StrJoin(header, " "))));
   text += "\n";
   if (first > 0) absl::StrAppend(&text, "... (steps 0 to ", first - 1, " not shown)\n");
   for (int t = first; t < last; ++t) {
@@ -416,8 +413,8 @@ absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_infli
         if (!inserted && it->second.rank != r) {
           return absl::InvalidArgumentError(absl::StrCat(
               "chunk ", action.chunk, " appears on rank ", it->second.rank, " (step ",
-              it->second.step, ") and on rank ", r, " (step ", t, ", ",
-              CellToString({action}), "); a chunk (torch's stage index) lives on one rank"));
+              it->second.step, ") and on rank ", r, " (step ", t, ", ", CellToString({action}),
+              "); a chunk (torch's stage index) lives on one rank"));
         }
         max_chunk = std::max(max_chunk, action.chunk);
         max_microbatch = std::max(max_microbatch, action.microbatch);
@@ -430,10 +427,10 @@ absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_infli
   // Bounds before any count is formed (max + 1 would overflow at INT_MAX) or allocated.
   constexpr int kMaxChunks = 1 << 16, kMaxMicrobatches = 1 << 20;
   if (max_chunk >= kMaxChunks || max_microbatch >= kMaxMicrobatches) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the schedule names chunk ", max_chunk, " and microbatch ", max_microbatch,
-        "; a schedule holds at most ", kMaxChunks, " chunks and ", kMaxMicrobatches,
-        " microbatches"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the schedule names chunk ", max_chunk, " and microbatch ", max_microbatch,
+                     "; a schedule holds at most ", kMaxChunks, " chunks and ", kMaxMicrobatches,
+                     " microbatches"));
   }
   StepSpec spec;
   spec.num_stages = static_cast<int>(table.rows.size());
@@ -444,9 +441,9 @@ absl::StatusOr<StepSpec> SpecFromTable(const ScheduleTable& table, int max_infli
   for (int c = 0; c < spec.num_chunks; ++c) {
     const auto it = chunk_home.find(c);
     if (it == chunk_home.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk ", c, " appears in no row, but chunk ", max_chunk,
-          " does; chunks (torch's stage indices) are numbered 0 to C-1 without gaps"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk ", c, " appears in no row, but chunk ", max_chunk,
+                       " does; chunks (torch's stage indices) are numbered 0 to C-1 without gaps"));
     }
     spec.chunk_to_stage.push_back(it->second.rank);
   }
@@ -466,10 +463,10 @@ StageOrders OrdersFromTable(const ScheduleTable& table, const StepSpec& spec) {
     for (const TableCell& cell : table.rows[r]) {
       for (const Action& action : cell) {
         if (action.kind == ActionKind::kBackward && spec.split_backward) {
-          orders[r].push_back(Action{action.stage, ActionKind::kBackwardInput, action.chunk,
-                                     action.microbatch});
-          orders[r].push_back(Action{action.stage, ActionKind::kBackwardWeight, action.chunk,
-                                     action.microbatch});
+          orders[r].push_back(
+              Action{action.stage, ActionKind::kBackwardInput, action.chunk, action.microbatch});
+          orders[r].push_back(
+              Action{action.stage, ActionKind::kBackwardWeight, action.chunk, action.microbatch});
         } else {
           orders[r].push_back(action);
         }

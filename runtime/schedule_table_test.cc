@@ -47,9 +47,9 @@ TEST(ScheduleTableTest, ParsesTorchCells) {
   EXPECT_THAT(*ParseCell("2B10", 0), ElementsAre(Action{0, ActionKind::kBackward, 2, 10}));
   EXPECT_THAT(*ParseCell(" 3F1 ", 0), ElementsAre(Action{0, ActionKind::kForward, 3, 1}));
   EXPECT_TRUE(ParseCell("", 0)->empty());
-  EXPECT_THAT(*ParseCell("(0F1;7B0)OVERLAP_F_B", 0),
-              ElementsAre(Action{0, ActionKind::kForward, 0, 1},
-                          Action{0, ActionKind::kBackward, 7, 0}));
+  EXPECT_THAT(
+      *ParseCell("(0F1;7B0)OVERLAP_F_B", 0),
+      ElementsAre(Action{0, ActionKind::kForward, 0, 1}, Action{0, ActionKind::kBackward, 7, 0}));
 }
 
 TEST(ScheduleTableTest, CellTextRoundTrips) {
@@ -77,8 +77,8 @@ TEST(ScheduleTableTest, BadCellsSayWhatWasExpected) {
 }
 
 TEST(ScheduleTableTest, ParsesTorchCommunicationCells) {
-  for (const char* text : {"0SEND_F1", "1RECV_F1", "3SEND_B12", "2RECV_B0", "0UNSHARD",
-                           "8RESHARD", "0REDUCE_GRAD"}) {
+  for (const char* text :
+       {"0SEND_F1", "1RECV_F1", "3SEND_B12", "2RECV_B0", "0UNSHARD", "8RESHARD", "0REDUCE_GRAD"}) {
     std::optional<CommCell> cell = ParseCommCell(text);
     ASSERT_TRUE(cell.has_value()) << text;
     EXPECT_EQ(CommCellToString(*cell), text);
@@ -154,7 +154,8 @@ TEST(ScheduleTableTest, MissingFileIsNotFound) {
 }
 
 TEST(ScheduleTableTest, SpecComesFromTheTable) {
-  absl::StatusOr<ScheduleTable> dualpipe = LoadScheduleCsv(RunfilePath("torch_dualpipev_p2_m4.csv"));
+  absl::StatusOr<ScheduleTable> dualpipe =
+      LoadScheduleCsv(RunfilePath("torch_dualpipev_p2_m4.csv"));
   ASSERT_TRUE(dualpipe.ok()) << dualpipe.status();
   absl::StatusOr<StepSpec> spec = SpecFromTable(*dualpipe, 5);
   ASSERT_TRUE(spec.ok()) << spec.status();
@@ -162,7 +163,7 @@ TEST(ScheduleTableTest, SpecComesFromTheTable) {
   EXPECT_EQ(spec->num_microbatches, 4);
   EXPECT_EQ(spec->num_chunks, 4);
   EXPECT_THAT(spec->chunk_to_stage, ElementsAre(0, 1, 1, 0));  // the V
-  EXPECT_TRUE(spec->split_backward);                          // it has I and W
+  EXPECT_TRUE(spec->split_backward);                           // it has I and W
   EXPECT_EQ(spec->max_inflight, 5);
   absl::StatusOr<ScheduleTable> interleaved =
       LoadScheduleCsv(RunfilePath("torch_interleaved_p2_m4.csv"));
@@ -204,11 +205,10 @@ TEST(ScheduleTableTest, LaysOrdersOutOnUnitSteps) {
   spec.num_chunks = 2;
   spec.chunk_to_stage = {0, 1};
   const auto a = [](int stage, ActionKind kind, int mb) { return Action{stage, kind, stage, mb}; };
-  const StageOrders orders = {
-      {a(0, ActionKind::kForward, 0), a(0, ActionKind::kForward, 1),
-       a(0, ActionKind::kBackward, 0), a(0, ActionKind::kBackward, 1)},
-      {a(1, ActionKind::kForward, 0), a(1, ActionKind::kBackward, 0),
-       a(1, ActionKind::kForward, 1), a(1, ActionKind::kBackward, 1)}};
+  const StageOrders orders = {{a(0, ActionKind::kForward, 0), a(0, ActionKind::kForward, 1),
+                               a(0, ActionKind::kBackward, 0), a(0, ActionKind::kBackward, 1)},
+                              {a(1, ActionKind::kForward, 0), a(1, ActionKind::kBackward, 0),
+                               a(1, ActionKind::kForward, 1), a(1, ActionKind::kBackward, 1)}};
   EXPECT_EQ(FormatScheduleCsv(TableFromOrders(spec, orders)),
             "0F0,0F1,,0B0,,0B1\r\n,1F0,1B0,1F1,1B1\r\n");
 }
@@ -239,7 +239,8 @@ TEST(ScheduleTableTest, GridShowsStepsAsLinesAndRanksAsColumns) {
 
 TEST(ScheduleTableTest, LongGridsShowAWindowAroundTheMark) {
   std::string row;
-  for (int mb = 0; mb < 60; ++mb) row += (mb ? "," : "") + std::to_string(0) + "F" + std::to_string(mb);
+  for (int mb = 0; mb < 60; ++mb)
+    row += (mb ? "," : "") + std::to_string(0) + "F" + std::to_string(mb);
   const std::string grid = FormatGrid(Parse(row + "\r\n"), GridMark{0, 30, ""});
   EXPECT_THAT(grid, HasSubstr("... (steps 0 to 17 not shown)\n"));
   EXPECT_THAT(grid, HasSubstr("Step 30: [0F30]  <-- rank 0, step 30\n"));

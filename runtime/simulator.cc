@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -140,10 +140,10 @@ class Simulation {
   SimulationOptions options_;
   VirtualClock clock_;
   std::vector<StageLoop> loops_;
-  std::vector<Action> running_;                             // (P) the action on each busy lane
-  std::vector<bool> consult_;                               // saw an event since last consulted
-  std::vector<int> to_consult_;                             // the stages with consult_ set
-  std::vector<int> consulting_;                             // the ones being consulted now
+  std::vector<Action> running_;  // (P) the action on each busy lane
+  std::vector<bool> consult_;    // saw an event since last consulted
+  std::vector<int> to_consult_;  // the stages with consult_ set
+  std::vector<int> consulting_;  // the ones being consulted now
   // Shared cores (options_.compute_lanes > 0): compute work left on each busy stage, in
   // seconds at full speed (-1 idle), and where its timeline entry is.
   std::vector<double> work_left_;

@@ -151,8 +151,8 @@ TEST(SimulatorTest, ExecutesEveryActionOnceAndRespectsDependencies) {
       for (const TimedAction& timed : result->per_stage[s]) {
         EXPECT_GE(timed.start, lane_free) << ActionToString(timed.action);  // one lane
         lane_free = timed.end;
-        const auto key = std::make_pair(timed.action.kind,
-                                        std::make_pair(timed.action.chunk, timed.action.microbatch));
+        const auto key = std::make_pair(
+            timed.action.kind, std::make_pair(timed.action.chunk, timed.action.microbatch));
         EXPECT_EQ(done.count(key), 0u) << "twice: " << ActionToString(timed.action);
         done[key] = timed;
       }
@@ -241,8 +241,7 @@ TEST(SimulatorTest, PickingAnActionThatIsNotReadyIsReported) {
 }
 
 TEST(SimulatorTest, ForwardBeyondMaxInflightIsReportedNotExceeded) {
-  const FunctionDefinition definition("forwards-first", Spec(2, 4, {0, 1}, false, 2),
-                                      FirstReady);
+  const FunctionDefinition definition("forwards-first", Spec(2, 4, {0, 1}, false, 2), FirstReady);
   absl::StatusOr<SimResult> result = Simulate(definition, PlannerOptions{});
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(result.status().message(),

@@ -86,9 +86,9 @@ absl::StatusOr<std::optional<Action>> StageLoop::Next() {
   const std::optional<Action> choice = planner_->Next(ready, state_);
   if (!choice.has_value()) return choice;
   if (absl::Status status = state_.Started(*choice); !status.ok()) {
-    return absl::Status(status.code(), absl::StrCat("the planner of stage ", state_.stage(),
-                                                    " picked ", ActionToString(*choice), ": ",
-                                                    status.message()));
+    return absl::Status(status.code(),
+                        absl::StrCat("the planner of stage ", state_.stage(), " picked ",
+                                     ActionToString(*choice), ": ", status.message()));
   }
   lane_busy_ = true;
   return choice;
@@ -112,9 +112,8 @@ absl::Status StageLoop::InputArrived(const Transfer& transfer) {
 
 absl::Status StageLoop::HandOffArrived(const Transfer& hand_off) {
   if (pending_hand_offs_.erase(HandOffKey(hand_off)) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("stage ", state_.stage(),
-                                                   ": no local hand-off pending for ",
-                                                   TransferToString(hand_off)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", state_.stage(), ": no local hand-off pending for ", TransferToString(hand_off)));
   }
   return absl::OkStatus();
 }

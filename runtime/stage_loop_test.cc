@@ -62,7 +62,8 @@ std::string Text(const std::vector<Transfer>& transfers) {
 }
 
 TEST(LocalHandOffTest, ForwardFeedsTheNextChunkOnlyWhenItIsOnTheSameStage) {
-  const std::optional<Transfer> local = LocalHandOff(VSpec(), Action{1, ActionKind::kForward, 1, 0});
+  const std::optional<Transfer> local =
+      LocalHandOff(VSpec(), Action{1, ActionKind::kForward, 1, 0});
   ASSERT_TRUE(local.has_value());
   EXPECT_EQ(TransferToString(*local), "s1 SEND_F c2 mb0 -> s1");
   EXPECT_FALSE(LocalHandOff(VSpec(), Action{0, ActionKind::kForward, 0, 0}).has_value());
@@ -88,7 +89,8 @@ TEST(StageLoopTest, CreateRefusesANullPlannerAndABadStage) {
 
 TEST(StageLoopTest, ALocalHandOffHoldsItsConsumerBackUntilItLands) {
   std::vector<std::vector<Action>> seen;
-  absl::StatusOr<StageLoop> loop = StageLoop::Create(VSpec(), 1, std::make_unique<FirstReady>(&seen));
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(), 1, std::make_unique<FirstReady>(&seen));
   ASSERT_THAT(loop, IsOk());
   ASSERT_THAT(loop->InputArrived(Transfer{ActionKind::kSendForward, 0, 1, 1, 0}), IsOk());
   absl::StatusOr<std::optional<Action>> first = loop->Next();
@@ -118,7 +120,8 @@ TEST(StageLoopTest, ALocalHandOffHoldsItsConsumerBackUntilItLands) {
 
 TEST(StageLoopTest, NoPlannerCallWhileTheLaneIsBusyOrNothingIsReady) {
   std::vector<std::vector<Action>> seen;
-  absl::StatusOr<StageLoop> loop = StageLoop::Create(VSpec(2), 0, std::make_unique<FirstReady>(&seen));
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(2), 0, std::make_unique<FirstReady>(&seen));
   ASSERT_THAT(loop, IsOk());
   absl::StatusOr<std::optional<Action>> first = loop->Next();
   ASSERT_THAT(first, IsOk());
@@ -145,7 +148,8 @@ TEST(StageLoopTest, APlannerPickingAnActionThatIsNotReadyIsNamed) {
 
 TEST(StageLoopTest, AHandOffThatWasNeverSentIsAnError) {
   std::vector<std::vector<Action>> seen;
-  absl::StatusOr<StageLoop> loop = StageLoop::Create(VSpec(), 1, std::make_unique<FirstReady>(&seen));
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(), 1, std::make_unique<FirstReady>(&seen));
   ASSERT_THAT(loop, IsOk());
   EXPECT_THAT(loop->HandOffArrived(Transfer{ActionKind::kSendForward, 1, 1, 2, 0}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no local hand-off")));

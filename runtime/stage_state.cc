@@ -28,9 +28,8 @@ Action SendAction(const Transfer& transfer) {
 }
 
 Action RecvAction(const Transfer& transfer) {
-  const ActionKind recv = transfer.kind == ActionKind::kSendForward
-                              ? ActionKind::kRecvForward
-                              : ActionKind::kRecvBackward;
+  const ActionKind recv = transfer.kind == ActionKind::kSendForward ? ActionKind::kRecvForward
+                                                                    : ActionKind::kRecvBackward;
   return Action{transfer.to_stage, recv, transfer.chunk, transfer.microbatch};
 }
 
@@ -44,8 +43,7 @@ std::ostream& operator<<(std::ostream& os, const Transfer& transfer) {
 
 StageState::StageState(const StepSpec& spec, int stage)
     : spec_(spec), stage_(stage), local_index_(std::max(spec.num_chunks, 0), -1) {
-  for (int c = 0; c < static_cast<int>(spec_.chunk_to_stage.size()) && c < spec_.num_chunks;
-       ++c) {
+  for (int c = 0; c < static_cast<int>(spec_.chunk_to_stage.size()) && c < spec_.num_chunks; ++c) {
     if (spec_.chunk_to_stage[c] != stage_) continue;
     local_index_[c] = static_cast<int>(chunks_.size());
     chunks_.push_back(c);
@@ -112,12 +110,12 @@ absl::Status StageState::CheckBelongs(const Action& action) const {
     return bad("split_backward is false, so the backward is the fused B");
   }
   if (action.chunk < 0 || action.chunk >= spec_.num_chunks || local_index_[action.chunk] < 0) {
-    return bad("chunk ", action.chunk, " is not on this stage (chunks here: ",
-               absl::StrJoin(chunks_, ", "), ")");
+    return bad("chunk ", action.chunk,
+               " is not on this stage (chunks here: ", absl::StrJoin(chunks_, ", "), ")");
   }
   if (action.microbatch < 0 || action.microbatch >= spec_.num_microbatches) {
-    return bad("microbatch ", action.microbatch, " is not in [0, num_microbatches = ",
-               spec_.num_microbatches, ")");
+    return bad("microbatch ", action.microbatch,
+               " is not in [0, num_microbatches = ", spec_.num_microbatches, ")");
   }
   return absl::OkStatus();
 }
@@ -131,17 +129,16 @@ absl::Status StageState::InputArrived(ActionKind kind, int chunk, int microbatch
   }
   const char* what = forward ? "activation" : "gradient";
   const auto bad = [&](auto&&... why) {
-    return absl::InvalidArgumentError(absl::StrCat("s", stage_, " InputArrived: ", what,
-                                                   " for c", chunk, " mb", microbatch, " ",
-                                                   why...));
+    return absl::InvalidArgumentError(absl::StrCat("s", stage_, " InputArrived: ", what, " for c",
+                                                   chunk, " mb", microbatch, " ", why...));
   };
   if (chunk < 0 || chunk >= spec_.num_chunks || local_index_[chunk] < 0) {
-    return bad("but chunk ", chunk, " is not on this stage (chunks here: ",
-               absl::StrJoin(chunks_, ", "), ")");
+    return bad("but chunk ", chunk,
+               " is not on this stage (chunks here: ", absl::StrJoin(chunks_, ", "), ")");
   }
   if (microbatch < 0 || microbatch >= spec_.num_microbatches) {
-    return bad("but microbatch ", microbatch, " is not in [0, num_microbatches = ",
-               spec_.num_microbatches, ")");
+    return bad("but microbatch ", microbatch,
+               " is not in [0, num_microbatches = ", spec_.num_microbatches, ")");
   }
   const int producer = forward ? chunk - 1 : chunk + 1;
   if (producer < 0) return bad("but chunk 0 reads its tokens locally and takes no activation");
@@ -165,18 +162,18 @@ absl::Status StageState::InputArrived(ActionKind kind, int chunk, int microbatch
 
 absl::Status StageState::InputArrived(const Transfer& transfer) {
   if (transfer.to_stage != stage_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "s", stage_, " InputArrived: ", TransferToString(transfer), " is addressed to stage ",
-        transfer.to_stage));
+    return absl::InvalidArgumentError(absl::StrCat("s", stage_,
+                                                   " InputArrived: ", TransferToString(transfer),
+                                                   " is addressed to stage ", transfer.to_stage));
   }
   if (transfer.kind != ActionKind::kSendForward && transfer.kind != ActionKind::kSendBackward) {
     return absl::InvalidArgumentError(
         absl::StrCat("s", stage_, " InputArrived: a transfer's kind is SEND_F or SEND_B, got ",
                      ActionKindName(transfer.kind)));
   }
-  return InputArrived(transfer.kind == ActionKind::kSendForward ? ActionKind::kForward
-                                                                 : ActionKind::kBackwardInput,
-                      transfer.chunk, transfer.microbatch);
+  return InputArrived(
+      transfer.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput,
+      transfer.chunk, transfer.microbatch);
 }
 
 bool StageState::IsReady(const Action& action) const {
@@ -224,9 +221,8 @@ std::string StageState::WaitReason(const Action& action) const {
 absl::Status StageState::CheckStart(const Action& action) const {
   if (absl::Status status = CheckBelongs(action); !status.ok()) return status;
   if (HasStarted(action)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ActionToString(action), " has already ",
-                     HasFinished(action) ? "finished" : "started"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        ActionToString(action), " has already ", HasFinished(action) ? "finished" : "started"));
   }
   if (!IsReady(action)) {
     return absl::FailedPreconditionError(
@@ -236,10 +232,10 @@ absl::Status StageState::CheckStart(const Action& action) const {
     const int forwards_running = forwards_running_;
     const int held = inflight_ + forwards_running + 1;
     if (held > spec_.max_inflight) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          ActionToString(action), " would make stage ", stage_, " hold ", held,
-          " activations, above max_inflight = ", spec_.max_inflight, " (", inflight_,
-          " held, ", forwards_running, " forward(s) running)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(ActionToString(action), " would make stage ", stage_, " hold ", held,
+                       " activations, above max_inflight = ", spec_.max_inflight, " (", inflight_,
+                       " held, ", forwards_running, " forward(s) running)"));
     }
   }
   return absl::OkStatus();
@@ -360,10 +356,9 @@ std::vector<Action> StageState::RunningActions() const {
         running.push_back(Action{stage_, ActionKind::kForward, c, mb});
       }
       if (x.backward_started && !x.backward_finished) {
-        running.push_back(Action{stage_,
-                                 spec_.split_backward ? ActionKind::kBackwardInput
-                                                      : ActionKind::kBackward,
-                                 c, mb});
+        running.push_back(Action{
+            stage_, spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward, c,
+            mb});
       }
       if (spec_.split_backward && x.weight_started && !x.weight_finished) {
         running.push_back(Action{stage_, ActionKind::kBackwardWeight, c, mb});

@@ -79,9 +79,9 @@ class StageState {
   // not running.
   absl::StatusOr<std::vector<Transfer>> Finished(const Action& action);
 
-  bool HasStarted(const Action& action) const;   // started or finished
+  bool HasStarted(const Action& action) const;  // started or finished
   bool HasFinished(const Action& action) const;
-  std::vector<Action> RunningActions() const;    // sorted
+  std::vector<Action> RunningActions() const;  // sorted
 
   // (chunk, microbatch) pairs whose F finished and whose W/B has not: activations held.
   int inflight() const { return inflight_; }

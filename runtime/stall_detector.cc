@@ -47,8 +47,8 @@ std::optional<std::string> StallDetector::OnProbeReply(int wave, const StageProg
       return std::nullopt;
     }
   }
-  std::string report = absl::StrCat("step ", step_,
-                                    " stalled: no stage can run anything and no tensor is in flight");
+  std::string report = absl::StrCat(
+      "step ", step_, " stalled: no stage can run anything and no tensor is in flight");
   for (const auto& [stage, p] : replies_) {
     if (!p.done) absl::StrAppend(&report, "\n  ", p.waiting);
   }

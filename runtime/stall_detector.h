@@ -15,11 +15,11 @@ namespace stagehand::runtime {
 // What a stage reports of its step.
 struct StageProgress {
   int stage = 0;
-  bool blocked = false;   // idle lane, work left, nothing it may start, no local hand-off
-  bool done = false;      // all its compute of the step finished
-  int64_t sent = 0;       // transfers it started this step
-  int64_t received = 0;   // transfers that arrived there this step
-  std::string waiting;    // what it waits for (probe replies only)
+  bool blocked = false;  // idle lane, work left, nothing it may start, no local hand-off
+  bool done = false;     // all its compute of the step finished
+  int64_t sent = 0;      // transfers it started this step
+  int64_t received = 0;  // transfers that arrived there this step
+  std::string waiting;   // what it waits for (probe replies only)
 };
 
 class StallDetector {
@@ -42,10 +42,10 @@ class StallDetector {
 
   int num_stages_;
   int64_t step_ = 0;
-  int wave_ = 0;                                // the current probe wave
-  std::map<int, StageProgress> latest_;         // unsolicited, by stage
-  std::map<int, StageProgress> snapshot_;       // latest_ when the wave was sent
-  std::map<int, StageProgress> replies_;        // to the current wave
+  int wave_ = 0;                           // the current probe wave
+  std::map<int, StageProgress> latest_;    // unsolicited, by stage
+  std::map<int, StageProgress> snapshot_;  // latest_ when the wave was sent
+  std::map<int, StageProgress> replies_;   // to the current wave
 };
 
 }  // namespace stagehand::runtime

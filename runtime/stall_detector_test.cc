@@ -38,10 +38,10 @@ TEST(StallDetectorTest, AConfirmedWaveReportsEveryWaitingStage) {
   detector.OnReport(Blocked(0, 1, 0));
   const std::optional<int> wave = detector.OnReport(Done(1, 0, 1));
   ASSERT_TRUE(wave.has_value());
-  EXPECT_EQ(detector.OnProbeReply(*wave, Blocked(0, 1, 0, "s0: waits for gradient")),
-            std::nullopt);
-  EXPECT_THAT(detector.OnProbeReply(*wave, Done(1, 0, 1)),
-              Optional(AllOf(HasSubstr("step 7 stalled"), HasSubstr("\n  s0: waits for gradient"))));
+  EXPECT_EQ(detector.OnProbeReply(*wave, Blocked(0, 1, 0, "s0: waits for gradient")), std::nullopt);
+  EXPECT_THAT(
+      detector.OnProbeReply(*wave, Done(1, 0, 1)),
+      Optional(AllOf(HasSubstr("step 7 stalled"), HasSubstr("\n  s0: waits for gradient"))));
 }
 
 TEST(StallDetectorTest, ProgressBetweenTheWaveAndItsRepliesIsNotAStall) {

@@ -23,8 +23,8 @@ absl::Status ValidateStepSpec(const StepSpec& spec) {
   for (int c = 0; c < spec.num_chunks; ++c) {
     const int s = spec.chunk_to_stage[c];
     if (s < 0 || s >= spec.num_stages) {
-      return bad("chunk_to_stage[", c, "] = ", s, ", must be in [0, num_stages = ",
-                 spec.num_stages, ")");
+      return bad("chunk_to_stage[", c, "] = ", s, ", must be in [0, num_stages = ", spec.num_stages,
+                 ")");
     }
     ++chunks_per_stage[s];
   }

@@ -13,7 +13,9 @@ namespace {
 class TablePlannerDefinition : public PlannerDefinition {
  public:
   TablePlannerDefinition(ScheduleTable table, std::string source, StepSpec spec)
-      : table_(std::move(table)), source_(std::move(source)), spec_(std::move(spec)),
+      : table_(std::move(table)),
+        source_(std::move(source)),
+        spec_(std::move(spec)),
         orders_(OrdersFromTable(table_, spec_)) {}
 
   std::string name() const override { return "csv"; }
@@ -28,15 +30,14 @@ class TablePlannerDefinition : public PlannerDefinition {
     if (options.num_stages != spec_.num_stages) {
       return absl::InvalidArgumentError(absl::StrCat(
           "the schedule from ", source_, " has ", spec_.num_stages,
-          " ranks (rows), but num_stages = ", options.num_stages,
-          "; run it with num_stages = ", spec_.num_stages, " or load a schedule made for ",
-          options.num_stages));
+          " ranks (rows), but num_stages = ", options.num_stages, "; run it with num_stages = ",
+          spec_.num_stages, " or load a schedule made for ", options.num_stages));
     }
     if (options.num_microbatches != spec_.num_microbatches) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the schedule from ", source_, " runs ", spec_.num_microbatches,
-          " microbatches, but num_microbatches = ", options.num_microbatches,
-          "; run it with num_microbatches = ", spec_.num_microbatches));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the schedule from ", source_, " runs ", spec_.num_microbatches,
+                       " microbatches, but num_microbatches = ", options.num_microbatches,
+                       "; run it with num_microbatches = ", spec_.num_microbatches));
     }
     StepSpec spec = spec_;
     spec.max_inflight = options.max_inflight;
@@ -65,12 +66,11 @@ class TablePlannerDefinition : public PlannerDefinition {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PlannerDefinition>> MakeTablePlanner(ScheduleTable table,
-                                                                     std::string source) {
+                                                                    std::string source) {
   absl::StatusOr<StepSpec> spec = SpecFromTable(table);
   if (!spec.ok()) {
-    return absl::Status(spec.status().code(),
-                        absl::StrCat(source, ": ", spec.status().message(), "\n",
-                                     FormatGrid(table)));
+    return absl::Status(spec.status().code(), absl::StrCat(source, ": ", spec.status().message(),
+                                                           "\n", FormatGrid(table)));
   }
   if (absl::Status status = ValidatePlan(*spec, table); !status.ok()) {
     return absl::Status(status.code(), absl::StrCat(source, ": ", status.message()));

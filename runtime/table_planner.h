@@ -20,7 +20,7 @@ namespace stagehand::runtime {
 // the table holds more than options.max_inflight activations on a rank. `source` (a file
 // name) appears in the description and in errors.
 absl::StatusOr<std::unique_ptr<PlannerDefinition>> MakeTablePlanner(ScheduleTable table,
-                                                                     std::string source = "table");
+                                                                    std::string source = "table");
 
 // LoadScheduleCsv(path), then MakeTablePlanner: what --schedule=FILE runs.
 absl::StatusOr<std::unique_ptr<PlannerDefinition>> LoadSchedulePlanner(const std::string& path);

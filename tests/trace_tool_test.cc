@@ -43,7 +43,9 @@ Result RunCommand(const std::string& command) {
   return r;
 }
 
-Result Trace(const std::string& args) { return RunCommand(absl::StrCat(Runfile("tools/trace"), " ", args)); }
+Result Trace(const std::string& args) {
+  return RunCommand(absl::StrCat(Runfile("tools/trace"), " ", args));
+}
 
 void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
@@ -55,7 +57,8 @@ std::map<int, double> BusyFractions(const std::string& text, const std::string& 
   if (text[at] == '\n') ++at;
   const std::string line = text.substr(at, text.find('\n', at) - at);
   const std::regex pair(R"(s(\d+) (\d+\.\d+))");
-  for (auto it = std::sregex_iterator(line.begin(), line.end(), pair); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(line.begin(), line.end(), pair); it != std::sregex_iterator();
+       ++it) {
     out[std::stoi((*it)[1])] = std::stod((*it)[2]);
   }
   return out;
@@ -63,9 +66,9 @@ std::map<int, double> BusyFractions(const std::string& text, const std::string& 
 
 TEST(TraceToolTest, RealRunSummaryAgreesWithLaunchAndRenders) {
   const std::string trace_path = TempPath("launch_trace.json");
-  const Result launch = RunCommand(absl::StrCat(Runfile("tools/launch"),
-                                         " --steps=3 --stages=4 --microbatches=8 --eval_batches=1 --trace=",
-                                         trace_path));
+  const Result launch = RunCommand(
+      absl::StrCat(Runfile("tools/launch"),
+                   " --steps=3 --stages=4 --microbatches=8 --eval_batches=1 --trace=", trace_path));
   ASSERT_EQ(launch.exit_code, 0) << launch.output;
   const std::map<int, double> launch_busy = BusyFractions(launch.output, "summary: step time");
   ASSERT_EQ(launch_busy.size(), 4u) << launch.output;
@@ -120,7 +123,8 @@ TEST(TraceToolTest, MalformedFilesAreClearErrors) {
        "[{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 0, \"dur\": 1}]}"},
       {"no compute actions",
        "{\"otherData\": {\"stagehand_trace\": 1, \"num_stages\": 2, \"num_chunks\": 2, "
-       "\"num_microbatches\": 1, \"epoch_unix_us\": 0, \"clock_offset_us\": 0}, \"traceEvents\": []}"},
+       "\"num_microbatches\": 1, \"epoch_unix_us\": 0, \"clock_offset_us\": 0}, \"traceEvents\": "
+       "[]}"},
       {"", ""},  // an empty file
   };
   int i = 0;
@@ -137,7 +141,8 @@ TEST(TraceToolTest, MalformedFilesAreClearErrors) {
 TEST(TraceToolTest, MissingFileAndBadUsage) {
   Result r = Trace("summary /nonexistent/trace.json");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("cannot open trace file /nonexistent/trace.json"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cannot open trace file /nonexistent/trace.json"), std::string::npos)
+      << r.output;
   r = Trace("");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("usage:"), std::string::npos) << r.output;

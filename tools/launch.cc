@@ -3,6 +3,7 @@
 // Not a scheduler or a model: it wires runtime/ and actors/ together and reports.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,11 +13,8 @@
 #include <memory>
 #include <new>
 #include <optional>
-#include <thread>
-#include <algorithm>
-#include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -27,11 +25,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "actors/model_pipeline.h"
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
-#include "absl/strings/str_join.h"
-#include "actors/model_pipeline.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/fault_plan.h"
@@ -39,22 +37,22 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
+#include "runtime/dry_run.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/io/loss_curve.h"
 #include "runtime/io/output_path.h"
 #include "runtime/io/progress.h"
-#include "runtime/moe_stats.h"
-#include "runtime/io/user_path.h"
 #include "runtime/io/safetensors.h"
-#include "runtime/dry_run.h"
-#include "runtime/grid/rank_grid.h"
+#include "runtime/io/user_path.h"
+#include "runtime/moe_stats.h"
 #include "runtime/plan_validation.h"
 #include "runtime/planner.h"
-#include "runtime/sim/auto_planner.h"
 #include "runtime/schedule_table.h"
+#include "runtime/sim/auto_planner.h"
 #include "runtime/table_planner.h"
-#include "runtime/train/held_out_pass.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/held_out_pass.h"
 #include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -109,9 +107,11 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
     *path = runtime::ResolveUserPath(*path);
   }
-  if (absl::Status s = tools::ValidateDryRunFlags(
-          c.dry_run, {{"--save_params", c.save_params}, {"--export", c.export_path},
-                      {"--trace", c.trace}, {"--checkpoint_dir", c.checkpoint_dir}});
+  if (absl::Status s =
+          tools::ValidateDryRunFlags(c.dry_run, {{"--save_params", c.save_params},
+                                                 {"--export", c.export_path},
+                                                 {"--trace", c.trace},
+                                                 {"--checkpoint_dir", c.checkpoint_dir}});
       !s.ok()) {
     return s;
   }
@@ -120,9 +120,10 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
         "--trace with --rampup_batch_size: a trace holds one M per run for now; drop one of them");
   }
   // Outputs written at the end of the run are checked now, so that no run ends unable to save.
-  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
-                                   {"--export", c.export_path},
-                                   {"--trace", c.trace}}) {
+  for (const auto& [flag, path] :
+       {std::pair<const char*, const std::string&>{"--save_params", c.save_params},
+        {"--export", c.export_path},
+        {"--trace", c.trace}}) {
     if (absl::Status s = runtime::CheckOutputFile(flag, path); !s.ok()) return s;
   }
   return c;
@@ -143,32 +144,39 @@ using tools::RunJson;
 
 // Restores the newest valid checkpoint; returns its step (0 when there is none yet).
 absl::StatusOr<int64_t> Resume(const LaunchConfig& c, const models::GptConfig& model,
-                               const std::vector<runtime::ChunkState>& chunks, RunHistory* history) {
+                               const std::vector<runtime::ChunkState>& chunks,
+                               RunHistory* history) {
   std::vector<std::string> skipped;
-  absl::StatusOr<runtime::CheckpointInfo> info = runtime::FindLatestCheckpoint(c.checkpoint_dir, &skipped);
+  absl::StatusOr<runtime::CheckpointInfo> info =
+      runtime::FindLatestCheckpoint(c.checkpoint_dir, &skipped);
   for (const std::string& s : skipped) {
     std::fprintf(stderr, "launch: warning: skipping checkpoint %s\n", s.c_str());
   }
   if (!info.ok()) {
-    if (info.status().code() != absl::StatusCode::kNotFound || !skipped.empty()) return info.status();
+    if (info.status().code() != absl::StatusCode::kNotFound || !skipped.empty())
+      return info.status();
     std::printf("resume: no checkpoint in %s yet, starting at step 0\n", c.checkpoint_dir.c_str());
     return 0;
   }
   if (absl::Status s = tools::CheckResumable(*info, c, model, "launch"); !s.ok()) return s;
-  if (absl::Status s = runtime::RestoreCheckpoint(*info, chunks, /*with_optimizer=*/true); !s.ok()) return s;
+  if (absl::Status s = runtime::RestoreCheckpoint(*info, chunks, /*with_optimizer=*/true); !s.ok())
+    return s;
   *history = tools::HistoryFromRunJson(info->meta.run, info->meta.step);
-  std::printf("resumed from %s (step %lld)\n", info->dir.c_str(), static_cast<long long>(info->meta.step));
+  std::printf("resumed from %s (step %lld)\n", info->dir.c_str(),
+              static_cast<long long>(info->meta.step));
   return info->meta.step;
 }
 
 absl::Status SaveCheckpoint(const LaunchConfig& c, const models::GptConfig& model, int64_t step,
-                            const RunHistory& history, const std::vector<runtime::ChunkState>& chunks) {
+                            const RunHistory& history,
+                            const std::vector<runtime::ChunkState>& chunks) {
   runtime::CheckpointMeta meta;
   meta.step = step;
   meta.model = model;
   meta.tokenizer = c.tokenizer;
   meta.run = RunJson(c, history);
-  absl::StatusOr<std::string> dir = runtime::WriteCheckpoint(c.checkpoint_dir, meta, chunks, c.keep_checkpoints);
+  absl::StatusOr<std::string> dir =
+      runtime::WriteCheckpoint(c.checkpoint_dir, meta, chunks, c.keep_checkpoints);
   if (!dir.ok()) return dir.status();
   std::printf("checkpoint: step %lld in %s\n", static_cast<long long>(step), dir->c_str());
   return absl::OkStatus();
@@ -187,7 +195,8 @@ absl::StatusOr<const runtime::PlannerDefinition*> GetPlanner(
 absl::StatusOr<const runtime::PlannerDefinition*> ResolvePlanner(
     const LaunchConfig& c, std::unique_ptr<runtime::PlannerDefinition>* loaded) {
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, loaded));
-  ASSIGN_OR_RETURN(runtime::ScheduleTable plan, runtime::ValidatePlanner(*planner, c.planner_options));
+  ASSIGN_OR_RETURN(runtime::ScheduleTable plan,
+                   runtime::ValidatePlanner(*planner, c.planner_options));
   if (std::optional<std::string> warning = runtime::BitwiseParityWarning(plan)) {
     std::fprintf(stderr, "launch: warning: %s\n", warning->c_str());
   }
@@ -208,14 +217,17 @@ absl::Status ValidateRampupPlans(const LaunchConfig& c, const runtime::PlannerDe
     runtime::PlannerOptions o = c.planner_options;
     o.num_microbatches = m;
     if (absl::Status s = runtime::ValidatePlanner(planner, o).status(); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--rampup_batch_size: the plan of ", planner.name(),
-                                                     " for ", m, " microbatches: ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat("--rampup_batch_size: the plan of ",
+                                                     planner.name(), " for ", m,
+                                                     " microbatches: ", s.message()));
     }
   }
-  std::printf("batch ramp-up: %lld to %lld sequences over %lld samples; plans validated for %s microbatches\n",
-              static_cast<long long>(c.rampup->start),
-              static_cast<long long>(int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size),
-              static_cast<long long>(c.rampup->samples), absl::StrJoin(ms, ", ").c_str());
+  std::printf(
+      "batch ramp-up: %lld to %lld sequences over %lld samples; plans validated for %s "
+      "microbatches\n",
+      static_cast<long long>(c.rampup->start),
+      static_cast<long long>(int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size),
+      static_cast<long long>(c.rampup->samples), absl::StrJoin(ms, ", ").c_str());
   return absl::OkStatus();
 }
 
@@ -232,7 +244,8 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   if (c.link.latency_us != 0 || c.link.gbps != 0) {
     return absl::InvalidArgumentError(
-        "--link_latency_us and --link_gbps model links inside one process; with --nprocs/--hostfile "
+        "--link_latency_us and --link_gbps model links inside one process; with "
+        "--nprocs/--hostfile "
         "the real links are used: drop them");
   }
   if (c.slow_stage.stage >= 0) {
@@ -245,8 +258,9 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
         "process (drop --nprocs/--hostfile)");
   }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
-    return absl::InvalidArgumentError(absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
-                                                   runtime::kHeldOutMaxBatches, " held-out batches"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
+                     runtime::kHeldOutMaxBatches, " held-out batches"));
   }
   std::unique_ptr<runtime::PlannerDefinition> loaded;
   absl::StatusOr<const runtime::PlannerDefinition*> planner = ResolvePlanner(c, &loaded);
@@ -266,7 +280,8 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   std::unique_ptr<runtime::PlannerDefinition> loaded;
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* planner, GetPlanner(c, &loaded));
   ASSIGN_OR_RETURN(runtime::StepSpec spec, planner->MakeSpec(c.planner_options));
-  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer,
+                   runtime::MakeTokenizer(c.tokenizer));
   ASSIGN_OR_RETURN(models::GptConfig model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   std::map<std::string, runtime::NamedTensor> tensors;
   for (int r = 0; r < nprocs; ++r) {
@@ -323,7 +338,7 @@ struct Session {
   std::unique_ptr<runtime::WindowSampler> train;
   std::unique_ptr<runtime::WindowSampler> held_out;
   models::GptConfig model;
-  std::vector<runtime::OptimizerState> optimizer_states;  // AdamW moments, for checkpoints
+  std::vector<runtime::OptimizerState> optimizer_states;    // AdamW moments, for checkpoints
   std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
   actors::ModelPipeline mp;
   std::vector<runtime::Chunk*> chunks;
@@ -340,9 +355,10 @@ absl::StatusOr<std::map<int, runtime::StageFaults>> OneProcessFaults(int stages)
   const char* spec = std::getenv(runtime::kFaultsVar);
   ASSIGN_OR_RETURN(runtime::FaultPlan plan, runtime::FaultPlanFromSpec(spec ? spec : "", 0, 0));
   if (plan.kill_at_step != 0 || plan.withhold_receive != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        runtime::kFaultsVar, ": kill and withhold are cluster faults (--nprocs); one process takes "
-        "flip and nan only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(runtime::kFaultsVar,
+                     ": kill and withhold are cluster faults (--nprocs); one process takes "
+                     "flip and nan only"));
   }
   std::map<int, runtime::StageFaults> faults;
   for (int stage = 0; stage < stages; ++stage) faults[stage] = runtime::StageFaultsOf(plan, stage);
@@ -383,7 +399,8 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   s.specs = std::make_shared<const runtime::StepSpecs>(std::move(specs));
   if (c.rampup.has_value()) {
     options.specs = s.specs;
-    s.train->SetFirstMicrobatches(microbatches.FirstMicrobatches(c.steps, c.chunk.micro_batch_size));
+    s.train->SetFirstMicrobatches(
+        microbatches.FirstMicrobatches(c.steps, c.chunk.micro_batch_size));
   }
   s.pipeline_options = options;
   ASSIGN_OR_RETURN(s.mp, actors::BuildModelPipeline(options, s.train.get()));
@@ -402,9 +419,10 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
     for (const auto& info : chunk->params().infos()) num_params += info.tied_copy ? 0 : info.size;
   }
   const runtime::StepSpec& spec = s.mp.pipeline->spec();
-  std::printf("model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
-              s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
-              s.tokenizer->name().c_str(), s.model.vocab_size);
+  std::printf(
+      "model: %zu layers, d_model %d, %d heads, %.2fM parameters, %s tokenizer (%d tokens)\n",
+      s.model.layers.size(), s.model.d_model, s.model.num_heads, num_params / 1e6,
+      s.tokenizer->name().c_str(), s.model.vocab_size);
   if (!c.partition.empty()) {
     std::vector<int> sizes;
     for (runtime::Chunk* chunk : s.chunks) {
@@ -424,9 +442,10 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
   if (c.dp > 1) {
     absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
     if (grid.ok()) std::printf("%s", grid->Describe().c_str());
-    std::printf("data parallel: %d replicas (actors of this process) x %d microbatches = %d "
-                "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
-                c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
+    std::printf(
+        "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
+        "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
+        c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
   }
 }
 
@@ -525,8 +544,9 @@ absl::StatusOr<double> TimedEvaluate(const LaunchConfig& c, Session& s, StepTime
   const auto begin = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(double loss, runtime::Evaluate(s.chunks, *s.held_out, c.eval_batches));
   if (timers.timers) {
-    timers.timers->Add(0, runtime::TimerPhase::kEvaluation,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+    timers.timers->Add(
+        0, runtime::TimerPhase::kEvaluation,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   }
   return loss;
 }
@@ -560,8 +580,9 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       if (out.skipped) {
         std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
       } else if (loop.LogDue(step)) {
-        std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step), out.loss,
-                    t.step_tokens / out.seconds, runtime::LearningRateAt(c.optimizer, step));
+        std::printf("step %lld loss %.4f tokens/s %.0f lr %.3e\n", static_cast<long long>(step),
+                    out.loss, t.step_tokens / out.seconds,
+                    runtime::LearningRateAt(c.optimizer, step));
         timers.Report(step);
         std::fflush(stdout);
       }
@@ -577,10 +598,12 @@ void PrintSummary(const Throughput& t) {
   if (t.steps_run == 0) return;
   std::vector<std::string> fractions;
   for (size_t k = 0; k < t.busy.size(); ++k) {
-    fractions.push_back(absl::StrFormat("s%d %.2f", k, t.busy[k] / std::max(t.total_seconds, 1e-9)));
+    fractions.push_back(
+        absl::StrFormat("s%d %.2f", k, t.busy[k] / std::max(t.total_seconds, 1e-9)));
   }
-  std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n", 1e3 * t.total_seconds / t.steps_run,
-              t.tokens / t.total_seconds, absl::StrJoin(fractions, " ").c_str());
+  std::printf("summary: step time %.1f ms, tokens/s %.0f, busy %s\n",
+              1e3 * t.total_seconds / t.steps_run, t.tokens / t.total_seconds,
+              absl::StrJoin(fractions, " ").c_str());
   for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
 }
 
@@ -601,10 +624,11 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
                 runtime::UsesGpt2Names(s.model) ? "GPT-2" : "Llama", c.export_path.c_str());
   }
   if (!c.checkpoint_dir.empty()) {
-    ASSIGN_OR_RETURN(std::string svg,
-                     runtime::WriteLossCurve(loop, c.checkpoint_dir,
-                                             runtime::LossCurveTitle(c.dataset.path, s.model.layers.size(),
-                                                                     s.model.d_model, s.tokenizer->name())));
+    ASSIGN_OR_RETURN(
+        std::string svg,
+        runtime::WriteLossCurve(loop, c.checkpoint_dir,
+                                runtime::LossCurveTitle(c.dataset.path, s.model.layers.size(),
+                                                        s.model.d_model, s.tokenizer->name())));
     std::printf("loss curve: %s\n", svg.c_str());
   }
   return absl::OkStatus();
@@ -613,11 +637,14 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
 // --planner=auto before the first step: every registered planner simulated with the GPT cost
 // model of this config on the cpu preset (stages sharing this machine's cores); `c.planner`
 // becomes the pick. The replanner takes over from the run's own trace.
-absl::Status PickAutoPlanner(LaunchConfig& c, std::optional<runtime::sim::AutoReplanner>* replanner) {
+absl::Status PickAutoPlanner(LaunchConfig& c,
+                             std::optional<runtime::sim::AutoReplanner>* replanner) {
   if (const double drift = absl::GetFlag(FLAGS_auto_replan_drift); drift < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--auto_replan_drift=", drift, ", must be >= 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--auto_replan_drift=", drift, ", must be >= 0"));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer,
+                   runtime::MakeTokenizer(c.tokenizer));
   runtime::sim::Workload workload;
   ASSIGN_OR_RETURN(workload.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   workload.microbatch_size = c.chunk.micro_batch_size;
@@ -670,12 +697,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Trains a GPT with Stagehand. Example: launch --steps=300");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
-    std::fprintf(stderr, "launch: error: unexpected argument '%s' (flags are --name=value)\n", rest[1]);
+    std::fprintf(stderr, "launch: error: unexpected argument '%s' (flags are --name=value)\n",
+                 rest[1]);
     return 2;
   }
   if (absl::GetFlag(FLAGS_list_planners)) {
-    std::printf("%s", stagehand::tools::PlannerListText(
-                          stagehand::runtime::PlannerRegistry::Default()).c_str());
+    std::printf(
+        "%s",
+        stagehand::tools::PlannerListText(stagehand::runtime::PlannerRegistry::Default()).c_str());
     return 0;
   }
   absl::StatusOr<stagehand::LaunchConfig> config = stagehand::ConfigFromFlags();
@@ -685,7 +714,9 @@ int main(int argc, char** argv) {
   }
   if (stagehand::tools::ClusterRequested()) {
     if (config->planner == "auto") {
-      std::fprintf(stderr, "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
+      std::fprintf(
+          stderr,
+          "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
       return 2;
     }
     return stagehand::RunClusterLaunch(argv[0], *config);

@@ -30,15 +30,17 @@ namespace {
 
 absl::Status Run() {
   const std::string out = runtime::ResolveUserPath(absl::GetFlag(FLAGS_out));
-  ASSIGN_OR_RETURN(models::GptConfig config,
-                   models::LoadModelConfig(runtime::ResolveUserPath(absl::GetFlag(FLAGS_model_config))));
+  ASSIGN_OR_RETURN(
+      models::GptConfig config,
+      models::LoadModelConfig(runtime::ResolveUserPath(absl::GetFlag(FLAGS_model_config))));
   config.seed = absl::GetFlag(FLAGS_seed);
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   const models::ChunkSpec whole{0, static_cast<int>(config.layers.size()), true, true};
   ASSIGN_OR_RETURN(auto f32, models::GptChunk<float>::Create(config, whole, {B, T, 1}));
   ASSIGN_OR_RETURN(auto f64, models::GptChunk<double>::Create(config, whole, {B, T, 1}));
   // The float64 model holds the float32 model's values exactly.
-  for (int64_t i = 0; i < f32->params().size(); ++i) f64->params().values()[i] = f32->params().values()[i];
+  for (int64_t i = 0; i < f32->params().size(); ++i)
+    f64->params().values()[i] = f32->params().values()[i];
   std::mt19937_64 rng(config.seed);
   std::vector<int32_t> tokens(B * T), targets(B * T);
   for (int i = 0; i < B * T; ++i) {

@@ -33,7 +33,8 @@ constexpr const char* kUsage =
     "  trace compare A.json B.json [--warmup=K]\n"
     "  trace render PATH... -o OUT.html [--step=N] [--title=TEXT]\n"
     "  trace merge PATH... -o OUT.json\n"
-    "PATH is a Chrome trace JSON written by `launch --trace=PATH`; several are merged onto one clock.\n";
+    "PATH is a Chrome trace JSON written by `launch --trace=PATH`; several are merged onto one "
+    "clock.\n";
 
 struct Command {
   std::string verb;
@@ -106,14 +107,15 @@ absl::Status Compare(const Command& c) {
     SummaryOptions options;
     options.warmup_steps = c.warmup;
     absl::StatusOr<TraceSummary> summary = Summarize(*trace, options);
-    if (!summary.ok()) return absl::Status(summary.status().code(),
-                                           absl::StrCat(path, ": ", summary.status().message()));
+    if (!summary.ok())
+      return absl::Status(summary.status().code(),
+                          absl::StrCat(path, ": ", summary.status().message()));
     summaries.push_back(*std::move(summary));
   }
   const auto base = [](const std::string& path) { return path.substr(path.find_last_of('/') + 1); };
-  std::fputs(FormatComparison(summaries[0], base(c.inputs[0]), summaries[1], base(c.inputs[1]))
-                 .c_str(),
-             stdout);
+  std::fputs(
+      FormatComparison(summaries[0], base(c.inputs[0]), summaries[1], base(c.inputs[1])).c_str(),
+      stdout);
   return absl::OkStatus();
 }
 
@@ -155,7 +157,8 @@ int main(int argc, char** argv) {
   namespace t = stagehand::runtime::trace;
   absl::StatusOr<t::Command> command = t::Parse(argc, argv);
   if (!command.ok()) {
-    std::fprintf(stderr, "trace: error: %s\n%s", std::string(command.status().message()).c_str(), t::kUsage);
+    std::fprintf(stderr, "trace: error: %s\n%s", std::string(command.status().message()).c_str(),
+                 t::kUsage);
     return 2;
   }
   if (absl::Status s = t::Run(*command); !s.ok()) {

@@ -14,8 +14,8 @@
 #include "absl/flags/parse.h"
 #include "actors/model_pipeline.h"
 #include "models/gpt_config.h"
-#include "runtime/data/text_corpus.h"
 #include "runtime/action.h"
+#include "runtime/data/text_corpus.h"
 #include "runtime/planner.h"
 #include "runtime/trace/recorder.h"
 
@@ -50,7 +50,8 @@ int Run(int steps) {
   options.trace = &recorder;
   auto traced = actors::BuildModelPipeline(options, &sampler);
   if (!untraced.ok() || !traced.ok()) {
-    std::fprintf(stderr, "%s\n", std::string((untraced.ok() ? traced : untraced).status().message()).c_str());
+    std::fprintf(stderr, "%s\n",
+                 std::string((untraced.ok() ? traced : untraced).status().message()).c_str());
     return 1;
   }
   std::vector<double> plain_ms, traced_ms;
@@ -81,14 +82,17 @@ int Run(int steps) {
     lane->Record(runtime::ActionKind::kForward, 0, i, now, now);
   }
   const double ns_per_record = double(runtime::trace::NowNanos() - begin) / kRecords;
-  std::printf("tracing overhead, default launch config (4 layers, d_model 128, P=4, M=8, 1f1b), "
-              "%d steps each, interleaved\n", steps - 1);
+  std::printf(
+      "tracing overhead, default launch config (4 layers, d_model 128, P=4, M=8, 1f1b), "
+      "%d steps each, interleaved\n",
+      steps - 1);
   std::printf("  untraced  median step %.2f ms\n", plain);
   std::printf("  traced    median step %.2f ms (%zu events recorded, %.0f per step)\n", with_trace,
               trace.spans.size() + trace.memory.size(), events_per_step);
   std::printf("  ratio traced/untraced %.4f\n", with_trace / plain);
-  std::printf("  one record (clock read + append) %.1f ns: %.0f per step = %.4f%% of the untraced step\n",
-              ns_per_record, events_per_step, 100 * events_per_step * ns_per_record * 1e-6 / plain);
+  std::printf(
+      "  one record (clock read + append) %.1f ns: %.0f per step = %.4f%% of the untraced step\n",
+      ns_per_record, events_per_step, 100 * events_per_step * ns_per_record * 1e-6 / plain);
   return 0;
 }
 

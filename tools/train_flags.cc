@@ -12,8 +12,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/flags/reflection.h"
-#include "models/model_config.h"
 #include "absl/strings/str_cat.h"
+#include "models/model_config.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/user_path.h"
 #include "runtime/util/status_macros.h"
@@ -50,8 +50,9 @@ ABSL_FLAG(double, grad_bucket_mb, stagehand::runtime::kDefaultGradBucketMb,
           "each as soon as the backward actions that complete it finished");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
-ABSL_FLAG(int, chunks_per_stage, 0,
-          "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
+ABSL_FLAG(
+    int, chunks_per_stage, 0,
+    "model chunks per stage for planners that take it (interleaved, looped_bfs); 0 = default");
 ABSL_FLAG(std::string, schedule, "",
           "run a schedule table from this CSV file (PyTorch pipelining's compute_only or "
           "compute_comms format) instead of a planner");
@@ -90,19 +91,24 @@ ABSL_FLAG(std::string, slow_stage, "",
           "each action's measured compute (a synthetic straggler; one-process launch only)");
 ABSL_FLAG(double, hang_timeout, 120.0, "cluster: seconds a step may run before the hang report");
 ABSL_FLAG(int, eval_batches, 16, "held-out batches for the validation loss at start and end");
-ABSL_FLAG(int, eval_every, 100, "held-out loss every this many steps (0: at the start and end only)");
-ABSL_FLAG(double, spike_factor, 0.0,
-          "rerun a step whose loss exceeds this x the running median of the last 100 steps (0: off)");
-ABSL_FLAG(std::string, on_bad_step, "stop",
-          "a step whose NaN/Inf or loss spike a rerun reproduces: stop (report) or skip (the batch)");
+ABSL_FLAG(int, eval_every, 100,
+          "held-out loss every this many steps (0: at the start and end only)");
+ABSL_FLAG(
+    double, spike_factor, 0.0,
+    "rerun a step whose loss exceeds this x the running median of the last 100 steps (0: off)");
+ABSL_FLAG(
+    std::string, on_bad_step, "stop",
+    "a step whose NaN/Inf or loss spike a rerun reproduces: stop (report) or skip (the batch)");
 ABSL_FLAG(bool, log_timers, false,
           "with each step line (--log_every), the time per phase summed over the stages, with "
           "min/max over stages, and stragglers (> 1.5 x the median)");
-ABSL_FLAG(std::string, rampup_batch_size, "",
-          "START,INCREMENT,SAMPLES: grow the global batch (sequences) from START by INCREMENT over "
-          "SAMPLES samples to --microbatches x --micro_batch_size, as Megatron's flag (one process)");
-ABSL_FLAG(int, max_transient, 3,
-          "report a rank by name once its transient faults (reruns that came out healthy) exceed this");
+ABSL_FLAG(
+    std::string, rampup_batch_size, "",
+    "START,INCREMENT,SAMPLES: grow the global batch (sequences) from START by INCREMENT over "
+    "SAMPLES samples to --microbatches x --micro_batch_size, as Megatron's flag (one process)");
+ABSL_FLAG(
+    int, max_transient, 3,
+    "report a rank by name once its transient faults (reruns that came out healthy) exceed this");
 
 namespace stagehand::tools {
 namespace {
@@ -110,9 +116,9 @@ namespace {
 // Under `bazel run`, relative paths mean the directory bazel was run in: rewrites the path
 // flags to absolute paths.
 void MakePathFlagsAbsolute() {
-  for (absl::Flag<std::string>* flag : {&FLAGS_data, &FLAGS_validation_data, &FLAGS_checkpoint_dir,
-                                        &FLAGS_save_params, &FLAGS_tokenizer_dir, &FLAGS_trace,
-                                        &FLAGS_schedule, &FLAGS_data_cache_dir}) {
+  for (absl::Flag<std::string>* flag :
+       {&FLAGS_data, &FLAGS_validation_data, &FLAGS_checkpoint_dir, &FLAGS_save_params,
+        &FLAGS_tokenizer_dir, &FLAGS_trace, &FLAGS_schedule, &FLAGS_data_cache_dir}) {
     const std::string path = absl::GetFlag(*flag);
     if (path != "none") absl::SetFlag(flag, runtime::ResolveUserPath(path));
   }
@@ -136,17 +142,17 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
     // Debian's Abseil keeps IsSpecifiedOnCommandLine private; its accessor is the way in.
     if (flag != nullptr &&
         absl::flags_internal::PrivateHandleAccessor::IsSpecifiedOnCommandLine(*flag)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--model_config=", file, " and --", name, "=", flag->CurrentValue(),
-          " both describe the model; give the config file or the flags, not both"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model_config=", file, " and --", name, "=", flag->CurrentValue(),
+                       " both describe the model; give the config file or the flags, not both"));
     }
   }
   ASSIGN_OR_RETURN(models::GptConfig model, models::LoadModelConfig(file));
   model.seed = absl::GetFlag(FLAGS_seed);
   if (absl::GetFlag(FLAGS_seq_len) > model.max_seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("--seq_len=", absl::GetFlag(FLAGS_seq_len),
-                                                   " is longer than max_seq_len=",
-                                                   model.max_seq_len, " of ", file));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seq_len=", absl::GetFlag(FLAGS_seq_len),
+                     " is longer than max_seq_len=", model.max_seq_len, " of ", file));
   }
   return model;
 }
@@ -155,8 +161,8 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
 absl::Status RerunFromFlags(runtime::RerunOptions& o) {
   o.spike_factor = absl::GetFlag(FLAGS_spike_factor);
   if (!std::isfinite(o.spike_factor) || (o.spike_factor != 0 && o.spike_factor <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--spike_factor=", o.spike_factor, " must be 0 (off) or a finite number above 1"));
+    return absl::InvalidArgumentError(absl::StrCat("--spike_factor=", o.spike_factor,
+                                                   " must be 0 (off) or a finite number above 1"));
   }
   ASSIGN_OR_RETURN(o.on_bad_step, runtime::OnBadStepFromName(absl::GetFlag(FLAGS_on_bad_step)));
   o.max_transient = absl::GetFlag(FLAGS_max_transient);
@@ -170,18 +176,51 @@ absl::Status RerunFromFlags(runtime::RerunOptions& o) {
 }  // namespace
 
 const std::vector<std::string>& TrainFlagNames() {
-  static const std::vector<std::string> names = {
-      "steps",          "layers",          "d_model",          "heads",          "model_config",     "partition",
-      "seq_len",        "micro_batch_size", "microbatches",    "lr",
-      "weight_decay",   "grad_clip",       "seed",             "data",
-      "save_params",    "stages",          "planner",          "chunks_per_stage",
-      "schedule",       "max_inflight",    "data_format",      "tokenizer",
-      "tokenizer_dir",  "validation_data", "validation_fraction", "data_cache_dir",
-      "warmup_steps",   "min_lr_fraction", "log_every",        "checkpoint_dir",
-      "checkpoint_every", "keep_checkpoints", "resume",        "exit_after",
-      "trace",          "hang_timeout",    "eval_batches",     "eval_every",
-      "spike_factor",   "on_bad_step",     "max_transient",    "rampup_batch_size",
-      "log_timers",     "dp",              "grad_bucket_mb"};
+  static const std::vector<std::string> names = {"steps",
+                                                 "layers",
+                                                 "d_model",
+                                                 "heads",
+                                                 "model_config",
+                                                 "partition",
+                                                 "seq_len",
+                                                 "micro_batch_size",
+                                                 "microbatches",
+                                                 "lr",
+                                                 "weight_decay",
+                                                 "grad_clip",
+                                                 "seed",
+                                                 "data",
+                                                 "save_params",
+                                                 "stages",
+                                                 "planner",
+                                                 "chunks_per_stage",
+                                                 "schedule",
+                                                 "max_inflight",
+                                                 "data_format",
+                                                 "tokenizer",
+                                                 "tokenizer_dir",
+                                                 "validation_data",
+                                                 "validation_fraction",
+                                                 "data_cache_dir",
+                                                 "warmup_steps",
+                                                 "min_lr_fraction",
+                                                 "log_every",
+                                                 "checkpoint_dir",
+                                                 "checkpoint_every",
+                                                 "keep_checkpoints",
+                                                 "resume",
+                                                 "exit_after",
+                                                 "trace",
+                                                 "hang_timeout",
+                                                 "eval_batches",
+                                                 "eval_every",
+                                                 "spike_factor",
+                                                 "on_bad_step",
+                                                 "max_transient",
+                                                 "rampup_batch_size",
+                                                 "log_timers",
+                                                 "dp",
+                                                 "grad_bucket_mb"};
   return names;
 }
 
@@ -209,8 +248,8 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
            {"--weight_decay", c.optimizer.adamw.weight_decay, 0, kMaxWeightDecay},
            {"--grad_clip", c.optimizer.grad_clip, -kMaxGradClip, kMaxGradClip}}) {
     if (!std::isfinite(v) || v < low || v > high) {
-      return absl::InvalidArgumentError(absl::StrCat(flag, "=", v, " must be a finite number in [", low,
-                                                     ", ", high, "]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, "=", v, " must be a finite number in [", low, ", ", high, "]"));
     }
   }
   RETURN_IF_ERROR(models::ValidateGptConfig(c.model));
@@ -218,18 +257,18 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
   const int64_t tokens = int64_t{c.chunk.micro_batch_size} * c.chunk.seq_len;
   if (tokens > kMaxTokensPerMicrobatch) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--micro_batch_size=", c.chunk.micro_batch_size, " x --seq_len=", c.chunk.seq_len, " = ", tokens,
-        " tokens per microbatch; at most ", kMaxTokensPerMicrobatch));
+        "--micro_batch_size=", c.chunk.micro_batch_size, " x --seq_len=", c.chunk.seq_len, " = ",
+        tokens, " tokens per microbatch; at most ", kMaxTokensPerMicrobatch));
   }
   if (c.chunk.num_microbatches > kMaxMicrobatches || c.stages > kMaxStages) {
-    return absl::InvalidArgumentError(absl::StrCat("--microbatches=", c.chunk.num_microbatches, " and --stages=",
-                                                   c.stages, " must be at most ", kMaxMicrobatches, " and ",
-                                                   kMaxStages));
+    return absl::InvalidArgumentError(absl::StrCat("--microbatches=", c.chunk.num_microbatches,
+                                                   " and --stages=", c.stages, " must be at most ",
+                                                   kMaxMicrobatches, " and ", kMaxStages));
   }
   if (int64_t{c.chunk.num_microbatches} * c.dp > kMaxMicrobatches) {
-    return absl::InvalidArgumentError(absl::StrCat("--dp=", c.dp, " x --microbatches=",
-                                                   c.chunk.num_microbatches, ": at most ",
-                                                   kMaxMicrobatches, " microbatches a step"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dp=", c.dp, " x --microbatches=", c.chunk.num_microbatches, ": at most ",
+                     kMaxMicrobatches, " microbatches a step"));
   }
   if (c.rampup.has_value()) RETURN_IF_ERROR(MicrobatchCalculatorOf(c).status());
   if (c.rampup.has_value() && c.dp > 1) {
@@ -242,14 +281,16 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
 absl::Status ValidateProcessCount(int nprocs, int stages) {
   if (nprocs == 0) return absl::OkStatus();
   if (nprocs < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, ": must be at least 1 (or unset)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nprocs=", nprocs, ": must be at least 1 (or unset)"));
   }
   if (nprocs > kMaxProcesses) {
     return absl::InvalidArgumentError(
         absl::StrCat("--nprocs=", nprocs, ": at most ", kMaxProcesses, " worker processes"));
   }
   if (nprocs > stages) {
-    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs, " is more than --stages=", stages,
+    return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs,
+                                                   " is more than --stages=", stages,
                                                    ": every process holds at least one stage"));
   }
   return absl::OkStatus();
@@ -261,14 +302,15 @@ absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
   if (v < 0) return absl::InvalidArgumentError("--chunks_per_stage must not be negative");
   if (!flags.schedule.empty()) {
     if (!flags.planner.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--planner=", flags.planner, " and --schedule=", flags.schedule,
-          " both choose the plan, and the file would win silently: give one of them"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--planner=", flags.planner, " and --schedule=", flags.schedule,
+                       " both choose the plan, and the file would win silently: give one of them"));
     }
     if (v > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--chunks_per_stage=", v, " is ignored with --schedule: the file places the chunks "
-          "(each on the rank whose row names it); drop --chunks_per_stage"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--chunks_per_stage=", v,
+                       " is ignored with --schedule: the file places the chunks "
+                       "(each on the rank whose row names it); drop --chunks_per_stage"));
     }
     return absl::OkStatus();
   }
@@ -279,10 +321,10 @@ absl::Status ValidateScheduleFlags(const ScheduleFlags& flags,
   runtime::PlannerOptions options = flags.options;
   absl::StatusOr<runtime::StepSpec> spec = definition->MakeSpec(options);
   if (!spec.ok() || spec->num_chunks == v * spec->num_stages) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--chunks_per_stage=", v, " is ignored by planner ", name, ", which places ",
-      spec->num_chunks, " chunks on ", spec->num_stages,
-      " stages; drop it, or pick a planner that takes it (interleaved, looped_bfs)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--chunks_per_stage=", v, " is ignored by planner ", name, ", which places ",
+                   spec->num_chunks, " chunks on ", spec->num_stages,
+                   " stages; drop it, or pick a planner that takes it (interleaved, looped_bfs)"));
 }
 
 absl::Status ValidateDryRunFlags(bool dry_run,
@@ -344,12 +386,13 @@ absl::Status ReadModelFlags(TrainConfig& c) {
   c.optimizer.grad_clip = absl::GetFlag(FLAGS_grad_clip);
   if (absl::Status s = models::ValidateGptConfig(c.model); !s.ok()) return s;
   c.hang_timeout_s = absl::GetFlag(FLAGS_hang_timeout);
-  ASSIGN_OR_RETURN(c.slow_stage, runtime::ParseSlowStage(absl::GetFlag(FLAGS_slow_stage),
-                                                         c.stages));
+  ASSIGN_OR_RETURN(c.slow_stage,
+                   runtime::ParseSlowStage(absl::GetFlag(FLAGS_slow_stage), c.stages));
   c.eval_batches = absl::GetFlag(FLAGS_eval_batches);
   c.eval_every = absl::GetFlag(FLAGS_eval_every);
   if (c.eval_batches <= 0 || c.eval_every < 0) {
-    return absl::InvalidArgumentError("--eval_batches must be positive and --eval_every not negative");
+    return absl::InvalidArgumentError(
+        "--eval_batches must be positive and --eval_every not negative");
   }
   for (auto [name, v] : std::vector<std::pair<const char*, double>>{
            {"steps", double(c.steps)},
@@ -441,25 +484,30 @@ runtime::TrainLoopOptions LoopOptionsOf(const TrainConfig& c) {
 }
 
 nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
-  nlohmann::json run = {{"steps", c.steps},
-          {"seq_len", c.chunk.seq_len},
-          {"micro_batch_size", c.chunk.micro_batch_size},
-          // The step's global microbatches (--dp x --microbatches): the replicas' layout does
-          // not change the batch, so --dp=2 --microbatches=4 resumes --dp=1 --microbatches=8.
-          {"microbatches", c.chunk.num_microbatches * c.dp},
-          {"lr", c.optimizer.adamw.learning_rate},
-          {"warmup_steps", c.optimizer.schedule.warmup_steps},
-          {"min_lr_fraction", c.optimizer.schedule.min_lr_fraction},
-          {"weight_decay", c.optimizer.adamw.weight_decay},
-          {"grad_clip", c.optimizer.grad_clip},
-          {"data", {{"path", c.dataset.path}, {"format", c.dataset.format},
-                    {"validation_path", c.dataset.validation_path},
-                    {"validation_fraction", c.dataset.validation_fraction}}},
-          // The samplers are counter-based: a batch is a pure function of (seed, step), so
-          // the seeds and the step are the whole random state (and the data position).
-          {"rng", {{"init_seed", c.model.seed}, {"train_order_seed", c.model.seed},
-                   {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
-          {"history", runtime::LossHistoryToJson(h)}};
+  nlohmann::json run = {
+      {"steps", c.steps},
+      {"seq_len", c.chunk.seq_len},
+      {"micro_batch_size", c.chunk.micro_batch_size},
+      // The step's global microbatches (--dp x --microbatches): the replicas' layout does
+      // not change the batch, so --dp=2 --microbatches=4 resumes --dp=1 --microbatches=8.
+      {"microbatches", c.chunk.num_microbatches * c.dp},
+      {"lr", c.optimizer.adamw.learning_rate},
+      {"warmup_steps", c.optimizer.schedule.warmup_steps},
+      {"min_lr_fraction", c.optimizer.schedule.min_lr_fraction},
+      {"weight_decay", c.optimizer.adamw.weight_decay},
+      {"grad_clip", c.optimizer.grad_clip},
+      {"data",
+       {{"path", c.dataset.path},
+        {"format", c.dataset.format},
+        {"validation_path", c.dataset.validation_path},
+        {"validation_fraction", c.dataset.validation_fraction}}},
+      // The samplers are counter-based: a batch is a pure function of (seed, step), so
+      // the seeds and the step are the whole random state (and the data position).
+      {"rng",
+       {{"init_seed", c.model.seed},
+        {"train_order_seed", c.model.seed},
+        {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
+      {"history", runtime::LossHistoryToJson(h)}};
   if (c.rampup.has_value()) {  // only then: the manifests of other runs stay as they were
     run["rampup_batch_size"] = {c.rampup->start, c.rampup->increment, c.rampup->samples};
   }
@@ -475,17 +523,21 @@ absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConf
   const nlohmann::json theirs = runtime::GptConfigToJson(info.meta.model),
                        ours = runtime::GptConfigToJson(model);
   if (theirs != ours || info.meta.tokenizer.kind != c.tokenizer.kind) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint ", info.dir, " holds a model ", theirs.dump(), " with tokenizer ",
-        info.meta.tokenizer.kind, "; this run builds ", ours.dump(), " with tokenizer ",
-        c.tokenizer.kind, " (pass the same --model_config or --layers, --d_model, --heads, and --seq_len, --seed, --tokenizer)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", info.dir, " holds a model ", theirs.dump(), " with tokenizer ",
+                     info.meta.tokenizer.kind, "; this run builds ", ours.dump(),
+                     " with tokenizer ", c.tokenizer.kind,
+                     " (pass the same --model_config or --layers, --d_model, --heads, and "
+                     "--seq_len, --seed, --tokenizer)"));
   }
   const nlohmann::json now = RunJson(c, RunHistory{});
   for (const auto& [key, value] : now.items()) {
     if (key != "history" && info.meta.run.value(key, nlohmann::json()) != value) {
-      std::fprintf(stderr, "%s: warning: %s was %s when the checkpoint was written and is %s now: "
-                   "the resumed run will differ from an uninterrupted one\n", who.c_str(),
-                   key.c_str(), info.meta.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
+      std::fprintf(stderr,
+                   "%s: warning: %s was %s when the checkpoint was written and is %s now: "
+                   "the resumed run will differ from an uninterrupted one\n",
+                   who.c_str(), key.c_str(),
+                   info.meta.run.value(key, nlohmann::json()).dump().c_str(), value.dump().c_str());
     }
   }
   return absl::OkStatus();
@@ -494,9 +546,9 @@ absl::Status CheckResumable(const runtime::CheckpointInfo& info, const TrainConf
 absl::StatusOr<models::GptConfig> ModelForTokenizer(const TrainConfig& c, int vocab_size) {
   models::GptConfig model = c.model;
   if (!c.model_config.empty() && model.vocab_size != vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        c.model_config, " says vocab_size=", model.vocab_size, " but --tokenizer=",
-        c.tokenizer.kind, " has ", vocab_size, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(c.model_config, " says vocab_size=", model.vocab_size,
+                     " but --tokenizer=", c.tokenizer.kind, " has ", vocab_size, " tokens"));
   }
   model.vocab_size = vocab_size;
   return model;

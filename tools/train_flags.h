@@ -1,6 +1,6 @@
 // The training flags that tools/launch and tools/worker share (model, data, optimizer and
-// LR schedule, planner, checkpoints, trace, held-out evaluation), parsed and validated into a TrainConfig, and
-// the run description a checkpoint manifest records. Not the launcher's own flags
+// LR schedule, planner, checkpoints, trace, held-out evaluation), parsed and validated into a
+// TrainConfig, and the run description a checkpoint manifest records. Not the launcher's own flags
 // (--nprocs, --dry_run, --export ...) and not a trainer.
 #ifndef STAGEHAND_TOOLS_TRAIN_FLAGS_H_
 #define STAGEHAND_TOOLS_TRAIN_FLAGS_H_
@@ -19,8 +19,8 @@
 #include "runtime/data/tokenizer.h"
 #include "runtime/planner.h"
 #include "runtime/train/batch_rampup.h"
-#include "runtime/train/rerun.h"
 #include "runtime/train/grad_buckets.h"
+#include "runtime/train/rerun.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -36,10 +36,10 @@ struct TrainConfig {
   std::string model_config;                 // --model_config: the file `model` came from
   std::string partition;                    // --partition: "" (equal counts), balanced, 7,5,5,7
   models::ChunkOptions chunk;
-  runtime::OptimizerConfig optimizer;       // schedule.total_steps = steps
+  runtime::OptimizerConfig optimizer;  // schedule.total_steps = steps
   int steps = 0;
   int stages = 1;
-  int dp = 1;                // --dp: data-parallel replicas of the pipeline
+  int dp = 1;  // --dp: data-parallel replicas of the pipeline
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;
@@ -50,14 +50,14 @@ struct TrainConfig {
   int keep_checkpoints = 0;
   bool resume = false;
   int exit_after = 0;
-  std::string trace;         // Chrome trace JSON path, or empty
+  std::string trace;  // Chrome trace JSON path, or empty
   double hang_timeout_s = 120;
   runtime::SlowStage slow_stage;  // --slow_stage; stage -1 = none
-  int eval_batches = 16;     // held-out batches per evaluation
-  int eval_every = 100;      // evaluate after every this many steps (0: start and end only)
-  runtime::RerunOptions rerun;  // --spike_factor, --on_bad_step, --max_transient
+  int eval_batches = 16;          // held-out batches per evaluation
+  int eval_every = 100;           // evaluate after every this many steps (0: start and end only)
+  runtime::RerunOptions rerun;    // --spike_factor, --on_bad_step, --max_transient
   std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size (absent: constant M)
-  bool log_timers = false;   // phase timers with each step line (runtime/train/timers.h)
+  bool log_timers = false;  // phase timers with each step line (runtime/train/timers.h)
 };
 
 // Microbatches per step under --rampup_batch_size (constant without it); InvalidArgument

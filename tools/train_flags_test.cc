@@ -35,12 +35,15 @@ TrainConfig Valid() {
   return c;
 }
 
-TEST(ValidateTrainConfigTest, ATypicalRunIsValid) { EXPECT_THAT(ValidateTrainConfig(Valid()), IsOk()); }
+TEST(ValidateTrainConfigTest, ATypicalRunIsValid) {
+  EXPECT_THAT(ValidateTrainConfig(Valid()), IsOk());
+}
 
 TEST(ValidateTrainConfigTest, NonFiniteOrAbsurdHyperparametersNameTheFlag) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
-  for (auto [member, value, flag] : std::vector<std::tuple<double ops::AdamWOptions::*, double, const char*>>{
+  for (auto [member, value, flag] :
+       std::vector<std::tuple<double ops::AdamWOptions::*, double, const char*>>{
            {&ops::AdamWOptions::learning_rate, 1e300, "--lr"},
            {&ops::AdamWOptions::learning_rate, nan, "--lr"},
            {&ops::AdamWOptions::learning_rate, inf, "--lr"},
@@ -48,7 +51,8 @@ TEST(ValidateTrainConfigTest, NonFiniteOrAbsurdHyperparametersNameTheFlag) {
            {&ops::AdamWOptions::weight_decay, nan, "--weight_decay"}}) {
     TrainConfig c = Valid();
     c.optimizer.adamw.*member = value;
-    EXPECT_THAT(ValidateTrainConfig(c), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(flag)))
+    EXPECT_THAT(ValidateTrainConfig(c),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(flag)))
         << flag << "=" << value;
   }
   for (double clip : {nan, inf, 1e300}) {
@@ -60,12 +64,14 @@ TEST(ValidateTrainConfigTest, NonFiniteOrAbsurdHyperparametersNameTheFlag) {
 }
 
 TEST(ValidateTrainConfigTest, TokensPerMicrobatchBeyondTheLimitAreRefused) {
-  for (auto [b, t] : std::vector<std::pair<int, int>>{{65536, 65536}, {65536, 65537}, {1, 2147483647}}) {
+  for (auto [b, t] :
+       std::vector<std::pair<int, int>>{{65536, 65536}, {65536, 65537}, {1, 2147483647}}) {
     TrainConfig c = Valid();
     c.chunk.micro_batch_size = b;
     c.chunk.seq_len = t;
     c.model.max_seq_len = t;
-    EXPECT_THAT(ValidateTrainConfig(c), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")))
+    EXPECT_THAT(ValidateTrainConfig(c),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")))
         << b << "x" << t;
   }
 }
@@ -81,7 +87,6 @@ TEST(ValidateProcessCountTest, RefusesWhatCannotRunBeforeAnyFork) {
   EXPECT_THAT(ValidateProcessCount(100000, 100000),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most")));
 }
-
 
 const runtime::PlannerRegistry& Planners() { return runtime::PlannerRegistry::Default(); }
 

@@ -56,8 +56,8 @@ absl::StatusOr<BenchmarkConfig> ConfigFromFlags() {
         absl::StrCat("--micro_batch_size=", c.chunk.micro_batch_size, " must be positive"));
   }
   if (c.chunk.seq_len <= 0 || c.chunk.seq_len > c.model.max_seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("--seq_len=", c.chunk.seq_len,
-                                                   " must be in [1, ", c.model.max_seq_len, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seq_len=", c.chunk.seq_len, " must be in [1, ", c.model.max_seq_len, "]"));
   }
   return c;
 }
@@ -89,8 +89,8 @@ absl::Status Run(const BenchmarkConfig& c) {
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     loss = *step_loss;
-    std::fprintf(stderr, "step %d%s loss %.4f %.3f s\n", step, step == 1 ? " (warm-up)" : "",
-                 loss, elapsed);
+    std::fprintf(stderr, "step %d%s loss %.4f %.3f s\n", step, step == 1 ? " (warm-up)" : "", loss,
+                 elapsed);
     if (step > 1) seconds.push_back(elapsed);
   }
   std::sort(seconds.begin(), seconds.end());

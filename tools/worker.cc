@@ -62,17 +62,21 @@ std::string Getenv(const std::string& name) {
 
 // The checkpoint this rank starts from ("" for step 0): exactly step `resume_step` when it
 // is set (a restart), else with --resume the newest valid one.
-absl::StatusOr<std::string> ResumeDir(const tools::TrainConfig& c, const stagehand::models::GptConfig& model,
+absl::StatusOr<std::string> ResumeDir(const tools::TrainConfig& c,
+                                      const stagehand::models::GptConfig& model,
                                       int64_t resume_step, const std::string& who) {
   absl::StatusOr<runtime::CheckpointInfo> info;
   if (resume_step > 0) {
-    info = runtime::VerifyCheckpoint(absl::StrCat(c.checkpoint_dir, "/", runtime::CheckpointDirName(resume_step)));
+    info = runtime::VerifyCheckpoint(
+        absl::StrCat(c.checkpoint_dir, "/", runtime::CheckpointDirName(resume_step)));
   } else if (resume_step < 0 && c.resume) {
     std::vector<std::string> skipped;
     info = runtime::FindLatestCheckpoint(c.checkpoint_dir, &skipped);
-    for (const std::string& s : skipped) std::fprintf(stderr, "%s: warning: skipping checkpoint %s\n", who.c_str(), s.c_str());
+    for (const std::string& s : skipped)
+      std::fprintf(stderr, "%s: warning: skipping checkpoint %s\n", who.c_str(), s.c_str());
     if (!info.ok() && info.status().code() == absl::StatusCode::kNotFound && skipped.empty()) {
-      std::printf("%s: no checkpoint in %s yet, starting at step 0\n", who.c_str(), c.checkpoint_dir.c_str());
+      std::printf("%s: no checkpoint in %s yet, starting at step 0\n", who.c_str(),
+                  c.checkpoint_dir.c_str());
       return std::string();
     }
   } else {
@@ -85,7 +89,8 @@ absl::StatusOr<std::string> ResumeDir(const tools::TrainConfig& c, const stageha
 
 // The schedule: a registered planner or a CSV table, validated as the launcher does.
 absl::StatusOr<const runtime::PlannerDefinition*> Planner(const tools::TrainConfig& c) {
-  static std::unique_ptr<runtime::PlannerDefinition> loaded;  // lives as long as the workers' actors
+  static std::unique_ptr<runtime::PlannerDefinition>
+      loaded;  // lives as long as the workers' actors
   const runtime::PlannerDefinition* planner = nullptr;
   if (!c.schedule.empty()) {
     ASSIGN_OR_RETURN(loaded, runtime::LoadSchedulePlanner(c.schedule));
@@ -99,7 +104,8 @@ absl::StatusOr<const runtime::PlannerDefinition*> Planner(const tools::TrainConf
 
 // The data, exactly as the one-process launch reads it; and the model's vocabulary.
 absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
-  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer, runtime::MakeTokenizer(c.tokenizer));
+  ASSIGN_OR_RETURN(std::unique_ptr<runtime::Tokenizer> tokenizer,
+                   runtime::MakeTokenizer(c.tokenizer));
   static absl::StatusOr<runtime::Dataset> dataset;  // lives as long as the workers' actors
   dataset = runtime::LoadDataset(c.dataset, *tokenizer);
   RETURN_IF_ERROR(dataset.status());
@@ -113,7 +119,8 @@ absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
 }
 
 // Checkpoints: where to write them, where to start from, and the manifest's description.
-absl::Status ConfigureCheckpoints(const tools::TrainConfig& c, const std::string& who, cluster::WorkerOptions& o) {
+absl::Status ConfigureCheckpoints(const tools::TrainConfig& c, const std::string& who,
+                                  cluster::WorkerOptions& o) {
   o.checkpoint_dir = c.checkpoint_dir;
   o.keep_checkpoints = c.keep_checkpoints;
   const int64_t resume_step = absl::GetFlag(FLAGS_resume_step);
@@ -133,7 +140,8 @@ absl::Status ConfigureCheckpoints(const tools::TrainConfig& c, const std::string
 }
 
 // Every option of the worker node from the flags and the rank's environment.
-absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const tools::TrainConfig& c,
+absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
+                                               const tools::TrainConfig& c,
                                                const std::string& who) {
   cluster::WorkerOptions o;
   o.rank = env.rank;
@@ -171,8 +179,9 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env, const 
   RETURN_IF_ERROR(ConfigureCheckpoints(c, who, o));
   // Fault injection for tests: one switch, STAGEHAND_FAULTS (runtime/cluster/fault_plan.h).
   const std::string restart = Getenv("STAGEHAND_RESTART");
-  ASSIGN_OR_RETURN(o.faults, runtime::FaultPlanFromSpec(Getenv(runtime::kFaultsVar), o.rank,
-                                                        std::atoi(restart.empty() ? "0" : restart.c_str())));
+  ASSIGN_OR_RETURN(o.faults,
+                   runtime::FaultPlanFromSpec(Getenv(runtime::kFaultsVar), o.rank,
+                                              std::atoi(restart.empty() ? "0" : restart.c_str())));
   return o;
 }
 
@@ -191,7 +200,8 @@ int main(int argc, char** argv) {
   const std::string rank = std::to_string(env->rank);
   absl::StatusOr<tools::TrainConfig> config = tools::TrainConfigFromFlags();
   if (!config.ok()) return Fail(rank, std::string(config.status().message()));
-  absl::StatusOr<cluster::WorkerOptions> options = Options(*env, *config, absl::StrCat("rank ", env->rank));
+  absl::StatusOr<cluster::WorkerOptions> options =
+      Options(*env, *config, absl::StrCat("rank ", env->rank));
   if (!options.ok()) return Fail(rank, std::string(options.status().message()));
   absl::Status status = cluster::RunWorker(*options);
   if (!status.ok()) return Fail(rank, std::string(status.message()));

@@ -16,15 +16,17 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   }
   if (static_cast<int>(r.stage_rank.size()) != P) return "notice before the peer table";
   if (r.stage_rank[n.from_stage] != n.from_rank) {
-    return absl::StrCat("stage ", n.from_stage, " lives on rank ", r.stage_rank[n.from_stage], ", not rank ",
-                        n.from_rank);
+    return absl::StrCat("stage ", n.from_stage, " lives on rank ", r.stage_rank[n.from_stage],
+                        ", not rank ", n.from_rank);
   }
-  if (n.to_stage != r.stage) return absl::StrCat("addressed to stage ", n.to_stage, ", this is stage ", r.stage);
+  if (n.to_stage != r.stage)
+    return absl::StrCat("addressed to stage ", n.to_stage, ", this is stage ", r.stage);
   if (n.chunk < 0 || n.chunk >= spec.num_chunks || spec.chunk_to_stage[n.chunk] != r.stage) {
     return absl::StrCat("chunk ", n.chunk, " is not held here");
   }
   if (n.microbatch < 0 || n.microbatch >= spec.num_microbatches) {
-    return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches, ")");
+    return absl::StrCat("microbatch ", n.microbatch, " out of range [0, ", spec.num_microbatches,
+                        ")");
   }
   const bool forward = n.kind == runtime::ActionKind::kForward;
   if (!forward && n.kind != runtime::ActionKind::kBackwardInput) {
@@ -33,7 +35,8 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   }
   // An activation comes from the chunk before, a gradient from the chunk after.
   const int source_chunk = forward ? n.chunk - 1 : n.chunk + 1;
-  if (source_chunk < 0 || source_chunk >= spec.num_chunks || spec.chunk_to_stage[source_chunk] != n.from_stage) {
+  if (source_chunk < 0 || source_chunk >= spec.num_chunks ||
+      spec.chunk_to_stage[source_chunk] != n.from_stage) {
     return absl::StrCat(forward ? "an activation" : "a gradient", " for chunk ", n.chunk,
                         " cannot come from stage ", n.from_stage);
   }

@@ -1,8 +1,8 @@
 // Checks of what arrives from the network, before it is used: transfer notices (stages,
 // ranks, chunk, microbatch, kind, size) and squared norms (tied gradients:
-// runtime/cluster/tied_shapes.h). Pure functions of the message and what this process knows, so they are tested
-// without actors; each returns "" when the message is fine, else what is wrong with it, for
-// an error that the caller prefixes with the sender. Not the sender check (that needs the
+// runtime/cluster/tied_shapes.h). Pure functions of the message and what this process knows, so
+// they are tested without actors; each returns "" when the message is fine, else what is wrong with
+// it, for an error that the caller prefixes with the sender. Not the sender check (that needs the
 // actor's current sender) and not step ordering (ClusterComm and the gates keep the step).
 #ifndef STAGEHAND_ACTORS_CLUSTER_CHECKS_H_
 #define STAGEHAND_ACTORS_CLUSTER_CHECKS_H_

@@ -65,8 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     n.microbatch = in.Take<int32_t>();
     if (!actors::cluster::CheckNoticeFields(n, rules).empty()) continue;
     const bool usable = n.chunk >= 0 && n.chunk < spec->num_chunks && n.microbatch >= 0 &&
-                        n.microbatch < spec->num_microbatches && n.from_stage >= 0 && n.from_stage < P &&
-                        n.floats == rules.tensor_floats;
+                        n.microbatch < spec->num_microbatches && n.from_stage >= 0 &&
+                        n.from_stage < P && n.floats == rules.tensor_floats;
     if (!usable) std::abort();
   }
   // Tied gradients and squared norms of the receiving stage.

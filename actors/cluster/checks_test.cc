@@ -82,7 +82,8 @@ TEST(CheckNoticeFieldsTest, RefusesChunksMicrobatchesAndKindsThatCannotArriveHer
   EXPECT_EQ(CheckNoticeFields(n, Rules()), "microbatch 8 out of range [0, 8)");
   n = Activation();
   n.kind = runtime::ActionKind::kOptimizer;
-  EXPECT_NE(CheckNoticeFields(n, Rules()).find("neither an activation nor a gradient"), std::string::npos);
+  EXPECT_NE(CheckNoticeFields(n, Rules()).find("neither an activation nor a gradient"),
+            std::string::npos);
   n = Activation();  // an activation from the stage after: a mix-up of directions
   n.from_stage = 3;
   n.from_rank = 3;
@@ -98,8 +99,10 @@ TEST(CheckSquaredNormsTest, RefusesNegativeForeignChunksAndMisnamedNormsButPasse
             "non-finite index 3 of chunk 1 is out of range");
   EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {0.0, 1.0}}}, {{1, {"w"}}}}, spec),
             "1 tensor names for 2 squared norms of chunk 1");
-  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {-1.0}}}}, spec), "squared norm 0 of chunk 1 is -1");
-  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{2, {1.0}}}}, spec), "chunk 2 is not held by stage 1");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{1, {-1.0}}}}, spec),
+            "squared norm 0 of chunk 1 is -1");
+  EXPECT_EQ(CheckSquaredNorms(SquaredNorms{1, {{2, {1.0}}}}, spec),
+            "chunk 2 is not held by stage 1");
 }
 
 }  // namespace

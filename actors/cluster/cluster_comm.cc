@@ -18,21 +18,22 @@ using runtime::ActionKind;
 
 void Abort(Self* self, const std::string& why) {
   const auto& in = self->state.init;
-  self->send(in.supervisor, ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage, ": ", why)});
+  self->send(in.supervisor,
+             ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage, ": ", why)});
 }
 
 std::string Describe(const TransferNotice& n) {
   const bool forward = n.kind == ActionKind::kForward;
-  return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch,
-                      " s", n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ",
-                      n.tag, ", step ", n.step, ")");
+  return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch, " s",
+                      n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ", n.tag,
+                      ", step ", n.step, ")");
 }
 
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
 std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   const auto& st = self->state;
-  if (std::string bad = CheckNoticeFields(n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats,
-                                                         st.peers.stage_rank});
+  if (std::string bad = CheckNoticeFields(
+          n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats, st.peers.stage_rank});
       !bad.empty()) {
     return bad;
   }
@@ -43,7 +44,8 @@ std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
                        sender->node() != comm.node())) {
     return absl::StrCat("the sender is not the comm actor of stage ", n.from_stage);
   }
-  if (st.receiving.count(n.tag) > 0) return absl::StrCat("tag ", n.tag, " is already being received");
+  if (st.receiving.count(n.tag) > 0)
+    return absl::StrCat("tag ", n.tag, " is already being received");
   return "";
 }
 
@@ -56,13 +58,14 @@ void PostReceive(Self* self, const TransferNotice& n) {
   st.receiving[n.tag] = Describe(n);
   // A recycled buffer (no allocation, no zero-fill): UCX writes the tensor straight into
   // it and it travels on to the stage actor without a copy.
-  auto buffer = std::make_shared<std::vector<float>>(st.init.pool->Take(static_cast<size_t>(n.floats)));
+  auto buffer =
+      std::make_shared<std::vector<float>>(st.init.pool->Take(static_cast<size_t>(n.floats)));
   cluster_comm_actor me = caf::actor_cast<cluster_comm_actor>(self);
   st.init.transport->Receive(
       n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
         caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
-                       TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch,
-                                     false, std::move(*buffer)});
+                       TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch, false,
+                                     std::move(*buffer)});
       });
 }
 
@@ -97,26 +100,32 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
     Abort(self, absl::StrCat("tensor for stage ", msg.to_stage, " out of range"));
     return;
   }
-  const ActionKind kind = msg.kind == ActionKind::kForward
-                              ? ActionKind::kSendForward
-                              : ActionKind::kSendBackward;
+  const ActionKind kind =
+      msg.kind == ActionKind::kForward ? ActionKind::kSendForward : ActionKind::kSendBackward;
   const int64_t bytes = static_cast<int64_t>(msg.payload.size() * sizeof(float));
   if (msg.to_stage < static_cast<int>(st.local_stages.size()) && st.local_stages[msg.to_stage]) {
     if (st.init.trace) {
       const int64_t now = runtime::trace::NowNanos();
-      st.init.trace->RecordInStep(st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes, now, now);
+      st.init.trace->RecordInStep(st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes,
+                                  now, now);
     }
     self->send(st.local_stages[msg.to_stage], std::move(msg));
     return;
   }
-  TransferNotice n{st.step, st.init.rank, (uint64_t(st.init.stage) << 40) | st.next_sequence++,
-                   static_cast<int64_t>(msg.payload.size()), msg.kind, msg.from_stage,
-                   msg.to_stage, msg.chunk, msg.microbatch};
+  TransferNotice n{st.step,
+                   st.init.rank,
+                   (uint64_t(st.init.stage) << 40) | st.next_sequence++,
+                   static_cast<int64_t>(msg.payload.size()),
+                   msg.kind,
+                   msg.from_stage,
+                   msg.to_stage,
+                   msg.chunk,
+                   msg.microbatch};
   const int peer = st.peers.stage_rank.at(msg.to_stage);
   st.sending[n.tag] = Describe(n);
   if (st.init.trace) {
-    st.traced[n.tag] = TracedSend{st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes,
-                                  runtime::trace::NowNanos()};
+    st.traced[n.tag] = TracedSend{
+        st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes, runtime::trace::NowNanos()};
   }
   auto payload = std::make_shared<std::vector<float>>(std::move(msg.payload));
   cluster_comm_actor me = caf::actor_cast<cluster_comm_actor>(self);
@@ -136,7 +145,9 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
 cluster_comm_actor::behavior_type ClusterComm(Self* self, ClusterCommInit init) {
   self->state.init = std::move(init);
   return {
-      [=](const std::vector<stage_actor>& local_stages) { self->state.local_stages = local_stages; },
+      [=](const std::vector<stage_actor>& local_stages) {
+        self->state.local_stages = local_stages;
+      },
       [=](const PeerTable& peers) { self->state.peers = peers; },
       [=](start_atom, int64_t step) {
         auto& st = self->state;

@@ -27,11 +27,11 @@ struct ClusterCommInit {
   int rank = 0;
   int stage = 0;
   runtime::StepSpec spec;
-  int64_t tensor_floats = 0;              // B * T * C: every activation and gradient
+  int64_t tensor_floats = 0;  // B * T * C: every activation and gradient
   runtime::UcxTransport* transport = nullptr;
-  PayloadPool* pool = nullptr;            // receive buffers; finished sends give theirs back
-  abort_inbox supervisor;                 // the worker: receives ClusterAbort on a transfer error
-  int drop_notice = 0;                    // test hook: never post the Nth receive (1-based)
+  PayloadPool* pool = nullptr;  // receive buffers; finished sends give theirs back
+  abort_inbox supervisor;       // the worker: receives ClusterAbort on a transfer error
+  int drop_notice = 0;          // test hook: never post the Nth receive (1-based)
   runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null; written here only
 };
 
@@ -46,15 +46,15 @@ struct TracedSend {
 
 struct ClusterCommState {
   ClusterCommInit init;
-  std::vector<stage_actor> local_stages;   // stage -> actor when in this process
+  std::vector<stage_actor> local_stages;  // stage -> actor when in this process
   PeerTable peers;
   int64_t step = 0;
   uint64_t next_sequence = 0;
   int notices = 0;
   std::map<uint64_t, std::string> receiving;  // tag -> what
   std::map<uint64_t, std::string> sending;
-  std::vector<TransferNotice> early;          // notices of the next step, before its start
-  std::map<uint64_t, TracedSend> traced;      // tag -> send in flight (when tracing)
+  std::vector<TransferNotice> early;      // notices of the next step, before its start
+  std::map<uint64_t, TracedSend> traced;  // tag -> send in flight (when tracing)
   // Asked after the run (drained_atom): answered once no send is in flight, so that the
   // trace lane has no writer left.
   std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;

@@ -17,21 +17,21 @@ namespace stagehand::actors::cluster {
 
 // worker -> coordinator: the first message of a connection.
 struct JoinRequest {
-  std::string token;          // the launch's join token (STAGEHAND_JOIN_TOKEN)
+  std::string token;  // the launch's join token (STAGEHAND_JOIN_TOKEN)
   int rank = 0;
   int world_size = 0;
-  std::string config;         // the training configuration as text: must equal rank 0's
+  std::string config;  // the training configuration as text: must equal rank 0's
   std::string host;
   int64_t pid = 0;
-  worker_actor worker;        // receives PeerTable, finish_atom, CheckpointOrder, ClusterAbort
-  std::string ucx_address;    // opaque UCP worker address
-  int64_t start_step = 0;     // steps already done (restored from a checkpoint): must equal rank 0's
+  worker_actor worker;      // receives PeerTable, finish_atom, CheckpointOrder, ClusterAbort
+  std::string ucx_address;  // opaque UCP worker address
+  int64_t start_step = 0;   // steps already done (restored from a checkpoint): must equal rank 0's
 };
 
 struct JoinReply {
   bool accepted = false;
-  std::string reason;         // why not
-  driver_gate_actor driver;   // the driver gate: the `driver` of this worker's stages
+  std::string reason;        // why not
+  driver_gate_actor driver;  // the driver gate: the `driver` of this worker's stages
 };
 
 // worker -> coordinator: the actors of the stages this worker hosts, by stage.
@@ -44,9 +44,9 @@ struct Registration {
 
 // coordinator -> worker: where every stage lives.
 struct PeerTable {
-  std::vector<int> stage_rank;             // stage -> rank
+  std::vector<int> stage_rank;                  // stage -> rank
   std::vector<cluster_comm_actor> stage_comms;  // stage -> its comm actor
-  std::vector<std::string> ucx_addresses;  // rank -> UCP worker address
+  std::vector<std::string> ucx_addresses;       // rank -> UCP worker address
 };
 
 // comm -> comm: a tensor is on its way over UCX under `tag`; post the receive.
@@ -55,10 +55,11 @@ struct TransferNotice {
   int from_rank = 0;
   uint64_t tag = 0;
   int64_t floats = 0;
-  runtime::ActionKind kind = runtime::ActionKind::kForward;  // the consumer: kForward / kBackwardInput
+  runtime::ActionKind kind =
+      runtime::ActionKind::kForward;  // the consumer: kForward / kBackwardInput
   int from_stage = 0;
   int to_stage = 0;
-  int chunk = 0;       // destination chunk
+  int chunk = 0;  // destination chunk
   int microbatch = 0;
 };
 
@@ -73,8 +74,8 @@ struct CheckpointOrder {
 struct CheckpointPart {
   int rank = 0;
   int64_t step = 0;
-  std::string error;                // why nothing was written; empty when written
-  std::vector<std::string> files;   // per shard
+  std::string error;               // why nothing was written; empty when written
+  std::vector<std::string> files;  // per shard
   std::vector<int> stages;
   std::vector<uint64_t> bytes;
   std::vector<uint32_t> crc32;
@@ -144,8 +145,8 @@ typename Inspector::result_type inspect(Inspector& f, CheckpointOrder& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, CheckpointPart& x) {
-  return f(caf::meta::type_name("CheckpointPart"), x.rank, x.step, x.error, x.files, x.stages, x.bytes,
-           x.crc32);
+  return f(caf::meta::type_name("CheckpointPart"), x.rank, x.step, x.error, x.files, x.stages,
+           x.bytes, x.crc32);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, EvalOrder& x) {

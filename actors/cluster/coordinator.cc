@@ -88,7 +88,8 @@ void Finish(Self* self) {
               if (st.finished.size() + 1 == st.joined.size()) finish_rank0();
             },
             [=](caf::error& e) {
-              StopAll(self, absl::StrCat("rank ", rank, " did not finish: ", self->system().render(e)));
+              StopAll(self,
+                      absl::StrCat("rank ", rank, " did not finish: ", self->system().render(e)));
             });
   }
 }
@@ -98,7 +99,8 @@ std::string CheckPart(Self* self, int rank, int64_t step, const CheckpointPart& 
   const auto& st = self->state;
   return runtime::CheckCheckpointPart(
       rank, step,
-      {part.rank, part.step, part.error, part.files, part.stages, part.bytes.size(), part.crc32.size()},
+      {part.rank, part.step, part.error, part.files, part.stages, part.bytes.size(),
+       part.crc32.size()},
       runtime::StagesOfRank(st.options.spec.num_stages, st.options.world_size, rank));
 }
 
@@ -106,21 +108,23 @@ void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) 
   auto& st = self->state;
   if (st.stopping) return;
   if (std::string bad = CheckPart(self, rank, step, part); !bad.empty()) {
-    StopAll(self, absl::StrCat("rank ", rank, " (", NodeOf(self), ") did not write its part of the checkpoint of step ",
-                               step, ": ", bad));
+    StopAll(self,
+            absl::StrCat("rank ", rank, " (", NodeOf(self),
+                         ") did not write its part of the checkpoint of step ", step, ": ", bad));
     return;
   }
   st.parts[rank] = std::move(part);
   if (static_cast<int>(st.parts.size()) < st.options.world_size) return;
   std::vector<runtime::ShardRecord> records;
   for (const auto& [r, p] : st.parts) {
-    for (size_t i = 0; i < p.files.size(); ++i) records.push_back({p.files[i], p.stages[i], p.bytes[i], p.crc32[i]});
+    for (size_t i = 0; i < p.files.size(); ++i)
+      records.push_back({p.files[i], p.stages[i], p.bytes[i], p.crc32[i]});
   }
   runtime::CheckpointMeta meta = st.options.meta;
   meta.step = step;
   meta.run["history"] = runtime::LossHistoryToJson(st.loop->history());
-  absl::StatusOr<std::string> dir =
-      runtime::CommitCheckpoint(st.options.checkpoint_dir, meta, records, st.options.keep_checkpoints);
+  absl::StatusOr<std::string> dir = runtime::CommitCheckpoint(st.options.checkpoint_dir, meta,
+                                                              records, st.options.keep_checkpoints);
   if (!dir.ok()) {
     StopAll(self, absl::StrCat("checkpoint of step ", step, ": ", dir.status().message()));
     return;
@@ -145,7 +149,8 @@ void Checkpoint(Self* self, int64_t step) {
     self->request(join.worker, std::chrono::seconds(600), CheckpointOrder{step, *tmp})
         .then([=](CheckpointPart& part) { OnCheckpointPart(self, rank, step, part); },
               [=](caf::error& e) {
-                StopAll(self, absl::StrCat("rank ", rank, " did not write its part of the checkpoint of step ",
+                StopAll(self, absl::StrCat("rank ", rank,
+                                           " did not write its part of the checkpoint of step ",
                                            step, ": ", self->system().render(e)));
               });
   }
@@ -158,28 +163,32 @@ void Evaluate(Self* self, int64_t step) {
   if (st.stopping) return;
   st.held_out->Begin(step);
   st.eval_began = std::chrono::steady_clock::now();
-  for (const auto& [rank, join] : st.joined) self->send(join.worker, EvalOrder{step, st.options.eval_batches});
-  self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
-                     eval_hang_atom::value, step);
+  for (const auto& [rank, join] : st.joined)
+    self->send(join.worker, EvalOrder{step, st.options.eval_batches});
+  self->delayed_send(
+      self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
+      eval_hang_atom::value, step);
 }
 
 void OnEvalResult(Self* self, EvalResult& r) {
   auto& st = self->state;
   if (st.stopping) return;
   if (!FromRank(self, r.rank)) {
-    StopAll(self, absl::StrCat("refused a held-out result for rank ", r.rank, " from ", NodeOf(self),
-                               ": not that rank's worker"));
+    StopAll(self, absl::StrCat("refused a held-out result for rank ", r.rank, " from ",
+                               NodeOf(self), ": not that rank's worker"));
     return;
   }
-  if (std::string bad = st.held_out->Admit(r.rank, r.step, r.has_loss, r.loss, r.error); !bad.empty()) {
+  if (std::string bad = st.held_out->Admit(r.rank, r.step, r.has_loss, r.loss, r.error);
+      !bad.empty()) {
     StopAll(self, bad);
     return;
   }
   if (!st.held_out->complete()) return;
   const double loss = st.held_out->Finish();
   if (st.timers) {  // as tools/launch: the pass's wall time, on stage 0 (it holds chunk 0)
-    st.timers->Add(0, runtime::TimerPhase::kEvaluation,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - st.eval_began).count());
+    st.timers->Add(
+        0, runtime::TimerPhase::kEvaluation,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - st.eval_began).count());
   }
   std::printf("%s bits %a\n", runtime::HeldOutLine(r.step, loss).c_str(), loss);
   std::fflush(stdout);
@@ -189,10 +198,12 @@ void OnEvalResult(Self* self, EvalResult& r) {
 void OnEvalHang(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping || !st.held_out->running() || st.held_out->step() != step) return;
-  std::string report = absl::StrFormat("held-out evaluation after step %d did not finish within --hang_timeout=%gs:",
-                                       step, st.options.hang_timeout_s);
+  std::string report = absl::StrFormat(
+      "held-out evaluation after step %d did not finish within --hang_timeout=%gs:", step,
+      st.options.hang_timeout_s);
   for (int rank : st.held_out->Missing()) {
-    absl::StrAppend(&report, "\n  rank ", rank, " has not answered (last action: ", LastAction(self, rank), ")");
+    absl::StrAppend(&report, "\n  rank ", rank,
+                    " has not answered (last action: ", LastAction(self, rank), ")");
   }
   StopAll(self, report);
 }
@@ -209,7 +220,8 @@ void TimeStep(Self* self, const StepOutcome& out, int64_t step, bool report) {
   }
   st.timers->AddStep(per_stage);
   if (!report) return;
-  for (const std::string& line : st.timers->Report(st.timers_from, step)) std::printf("%s\n", line.c_str());
+  for (const std::string& line : st.timers->Report(st.timers_from, step))
+    std::printf("%s\n", line.c_str());
   st.timers->Reset();
   st.timers_from = step + 1;
 }
@@ -224,32 +236,38 @@ void RunStep(Self* self, int64_t step) {
         st.options.specs->RampLine(step, st.loop->first_step(), st.options.micro_batch_size);
     if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   }
-  self->delayed_send(self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
-                     hang_atom::value, step);
+  self->delayed_send(
+      self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
+      hang_atom::value, step);
   if (st.options.trace) st.options.trace->StepBegan(step, runtime::trace::NowNanos());
   self->request(st.driver, caf::infinite, step_atom::value, step)
-      .then([=](StepOutcome& out) {
-        auto& st = self->state;
-        if (st.stopping) return;
-        st.running = false;
-        if (st.options.trace && out.error.empty()) st.options.trace->StepEnded(step, runtime::trace::NowNanos());
-        if (!out.error.empty()) {
-          StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
-          return;
-        }
-        for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
-        const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
-        if (out.skipped) {
-          std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
-        } else if (st.loop->LogDue(step)) {
-          std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
-                      out.loss, out.grad_norm, out.loss);
-        }
-        TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
-        std::fflush(stdout);
-        Advance(self, next);
-      },
-      [=](caf::error& e) { StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e))); });
+      .then(
+          [=](StepOutcome& out) {
+            auto& st = self->state;
+            if (st.stopping) return;
+            st.running = false;
+            if (st.options.trace && out.error.empty())
+              st.options.trace->StepEnded(step, runtime::trace::NowNanos());
+            if (!out.error.empty()) {
+              StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
+              return;
+            }
+            for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
+            const runtime::TrainAction next =
+                st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
+            if (out.skipped) {
+              std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
+            } else if (st.loop->LogDue(step)) {
+              std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n",
+                          static_cast<long long>(step), out.loss, out.grad_norm, out.loss);
+            }
+            TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
+            std::fflush(stdout);
+            Advance(self, next);
+          },
+          [=](caf::error& e) {
+            StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e)));
+          });
 }
 
 // Carries out the training loop's next phase (runtime/train/train_loop.h).
@@ -272,7 +290,8 @@ void OnHangCheck(Self* self, int64_t step) {
   if (step > 0) {
     if (!st.running || step != st.step) return;
     st.reports.clear();
-    for (const stage_gate_actor& gate : st.stage_gates) self->send(gate, probe_atom::value, kHangProbeWave);
+    for (const stage_gate_actor& gate : st.stage_gates)
+      self->send(gate, probe_atom::value, kHangProbeWave);
     self->delayed_send(self, std::chrono::seconds(2), hang_atom::value, -step);
     return;
   }
@@ -293,7 +312,8 @@ void OnHangCheck(Self* self, int64_t step) {
         absl::StrAppend(&report, "\n    stage ", s, ": no answer to the probe");
         continue;
       }
-      for (const std::string& line : it->second) absl::StrAppend(&report, "\n    stage ", s, ": ", line);
+      for (const std::string& line : it->second)
+        absl::StrAppend(&report, "\n    stage ", s, ": ", line);
     }
   }
   StopAll(self, report);
@@ -310,7 +330,8 @@ void OnJoin(Self* self, JoinRequest& req, JoinReply& reply) {
       {st.options.token, st.options.world_size, st.options.config, st.options.resumed_step}, joined,
       st.stopping || st.ready.size() == static_cast<size_t>(st.options.world_size));
   if (!reply.reason.empty()) {
-    std::fprintf(stderr, "cluster: rejected a join from %s: %s\n", who.c_str(), reply.reason.c_str());
+    std::fprintf(stderr, "cluster: rejected a join from %s: %s\n", who.c_str(),
+                 reply.reason.c_str());
     std::fflush(stderr);
     return;
   }
@@ -325,8 +346,8 @@ void OnRegistration(Self* self, Registration& reg) {
   auto& st = self->state;
   const int P = st.options.spec.num_stages, N = st.options.world_size;
   std::vector<int> expected = runtime::StagesOfRank(P, N, reg.rank);
-  if (!FromRank(self, reg.rank) || reg.stages != expected ||
-      reg.gates.size() != expected.size() || reg.comms.size() != expected.size()) {
+  if (!FromRank(self, reg.rank) || reg.stages != expected || reg.gates.size() != expected.size() ||
+      reg.comms.size() != expected.size()) {
     StopAll(self, absl::StrCat("bad registration from ", NodeOf(self), " for rank ", reg.rank));
     return;
   }
@@ -419,18 +440,19 @@ coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions opti
   auto& st = self->state;
   st.options = std::move(options);
   st.driver = std::move(driver);
-  st.held_out.emplace(st.options.world_size,
-                      runtime::StageRanks(st.options.spec.num_stages,
-                                          st.options.world_size)[st.options.spec.chunk_to_stage.back()]);
+  st.held_out.emplace(
+      st.options.world_size,
+      runtime::StageRanks(st.options.spec.num_stages,
+                          st.options.world_size)[st.options.spec.chunk_to_stage.back()]);
   if (st.options.log_timers) {
     st.timers.emplace(runtime::StageRanks(st.options.spec.num_stages, st.options.world_size));
     st.timers_from = st.options.resumed_step + 1;
   }
   st.loop.emplace(st.options.loop, st.options.resumed_step,
                   runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
-  st.driver_gate = self->spawn(DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
-                                                          caf::actor_cast<coordinator_actor>(self),
-                                                          st.options.specs});
+  st.driver_gate = self->spawn(
+      DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
+                                 caf::actor_cast<coordinator_actor>(self), st.options.specs});
   self->set_down_handler([=](caf::down_msg& down) { OnDown(self, down); });
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
   return {

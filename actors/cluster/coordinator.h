@@ -29,12 +29,12 @@ namespace stagehand::actors::cluster {
 struct CoordinatorOptions {
   std::string token;
   int world_size = 1;
-  std::string config;          // every worker must present the same text
+  std::string config;  // every worker must present the same text
   runtime::StepSpec spec;
   // A batch-size ramp-up's spec of each step (its M; announced before the step); null: one M.
   std::shared_ptr<const runtime::StepSpecs> specs;
-  int micro_batch_size = 0;    // B, for the ramp-up's global-batch line
-  int64_t wte_floats = 0;      // vocab * d_model: the tied gradients' size (DriverGate checks)
+  int micro_batch_size = 0;  // B, for the ramp-up's global-batch line
+  int64_t wte_floats = 0;    // vocab * d_model: the tied gradients' size (DriverGate checks)
   // The training loop's policy (runtime/train/train_loop.h): which steps run, when to log,
   // evaluate and checkpoint, when to stop. The coordinator only carries out its phases.
   runtime::TrainLoopOptions loop;
@@ -54,29 +54,29 @@ struct CoordinatorOptions {
   // Rank 0's trace recorder, or null: the coordinator is the one writer of its step
   // boundaries (it asks the driver for each step, as Pipeline::RunStep does in one process).
   runtime::trace::TraceRecorder* trace = nullptr;
-  bool log_timers = false;     // phase timers with each step line (runtime/train/timers.h)
+  bool log_timers = false;  // phase timers with each step line (runtime/train/timers.h)
 };
 
 struct CoordinatorState {
   CoordinatorOptions options;
   step_driver_actor driver;
   driver_gate_actor driver_gate;
-  std::map<int, JoinRequest> joined;        // rank -> join
-  std::map<int, Registration> registered;   // rank -> actors
+  std::map<int, JoinRequest> joined;       // rank -> join
+  std::map<int, Registration> registered;  // rank -> actors
   std::set<int> ready;
-  std::set<int> finished;                   // ranks that saved and may leave
-  std::map<int, std::string> last_action;   // rank -> from its heartbeats
+  std::set<int> finished;                  // ranks that saved and may leave
+  std::map<int, std::string> last_action;  // rank -> from its heartbeats
   std::map<int, std::chrono::steady_clock::time_point> last_heartbeat;
   std::vector<int> stage_rank;
   std::vector<stage_gate_actor> stage_gates;
   int64_t step = 0;
-  std::optional<runtime::TrainLoop> loop;   // the run's phases and loss history
+  std::optional<runtime::TrainLoop> loop;         // the run's phases and loss history
   std::optional<runtime::HeldOutRound> held_out;  // the evaluation running, if any
-  std::map<int, CheckpointPart> parts;      // rank -> its part of the checkpoint being written
-  int64_t checkpoint_step = -1;             // the checkpoint being written, -1: none
+  std::map<int, CheckpointPart> parts;  // rank -> its part of the checkpoint being written
+  int64_t checkpoint_step = -1;         // the checkpoint being written, -1: none
   bool running = false;
   bool stopping = false;
-  std::vector<StageReport> reports;         // hang probe answers
+  std::vector<StageReport> reports;            // hang probe answers
   std::optional<runtime::PhaseTimers> timers;  // --log_timers: since step timers_from
   int64_t timers_from = 1;
   std::chrono::steady_clock::time_point eval_began;  // the running evaluation's order

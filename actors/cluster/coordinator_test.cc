@@ -4,8 +4,6 @@
 // loop's phases (held-out evaluation before and after, three steps, finish); a wrong token
 // is refused; a rank lost mid-run stops the others. No network, no threads, no model.
 #define CAF_TEST_NO_MAIN
-#include "caf/test/unit_test_impl.hpp"
-
 #include "actors/cluster/coordinator.h"
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include "actors/cluster/cluster_messages.h"
 #include "actors/testing/actor_fixture.h"
 #include "caf/test/dsl.hpp"
+#include "caf/test/unit_test_impl.hpp"
 #include "gtest/gtest.h"
 
 namespace stagehand::actors::cluster {
@@ -49,8 +48,12 @@ step_driver_actor::behavior_type FakeDriver(step_driver_actor::pointer, Log* log
       },
       [](const std::vector<stage_control>&) {},
       // The stages report to the driver gate, not here.
-      [](const StageStatus&) {}, [](const StageDone&) {}, [](const TiedGradients&) {},
-      [](const SquaredNorms&) {}, [](const OptimizerDone&) {}, [](const GradientsDiscarded&) {},
+      [](const StageStatus&) {},
+      [](const StageDone&) {},
+      [](const TiedGradients&) {},
+      [](const SquaredNorms&) {},
+      [](const OptimizerDone&) {},
+      [](const GradientsDiscarded&) {},
       [](history_atom, const std::vector<double>&) {},
   };
 }
@@ -63,9 +66,11 @@ worker_actor::behavior_type FakeWorker(worker_actor::pointer self, int rank, std
   // The worker's stage gate and comm actor, played by the worker itself: never sent to here.
   const stage_gate_actor gate = caf::actor_cast<stage_gate_actor>(self);
   const cluster_comm_actor comm = caf::actor_cast<cluster_comm_actor>(self);
-  self->request(coordinator, caf::infinite, JoinRequest{token, rank, 2, "--steps=3", "host", 100 + rank, me, "", 0})
+  self->request(coordinator, caf::infinite,
+                JoinRequest{token, rank, 2, "--steps=3", "host", 100 + rank, me, "", 0})
       .then([=](JoinReply& reply) {
-        log->push_back("rank " + std::to_string(rank) + ": " + (reply.accepted ? "joined" : "refused: " + reply.reason));
+        log->push_back("rank " + std::to_string(rank) + ": " +
+                       (reply.accepted ? "joined" : "refused: " + reply.reason));
         if (reply.accepted) self->send(coordinator, Registration{rank, {rank}, {gate}, {comm}});
       });
   return {
@@ -78,7 +83,9 @@ worker_actor::behavior_type FakeWorker(worker_actor::pointer self, int rank, std
         log->push_back("rank " + std::to_string(rank) + ": finish");
         return caf::ok_atom::value;
       },
-      [=](const ClusterAbort& abort) { log->push_back("rank " + std::to_string(rank) + ": abort: " + abort.reason); },
+      [=](const ClusterAbort& abort) {
+        log->push_back("rank " + std::to_string(rank) + ": abort: " + abort.reason);
+      },
       [](const CheckpointOrder&) { return CheckpointPart{}; },  // no checkpoints in these runs
       [](eval_done_atom, const EvalResult&) {},
   };
@@ -147,7 +154,8 @@ TEST_F(CoordinatorTest, RankLostMidRunStopsTheOthersNamingIt) {
   Worker(0, "token", coordinator);
   worker_actor rank1 = Worker(1, "token", coordinator);
   // Up to the held-out pass before training: both joined and ready, rank 0 has answered.
-  while (std::find(log_.begin(), log_.end(), "rank 0: eval 0") == log_.end() && sched.try_run_once()) {
+  while (std::find(log_.begin(), log_.end(), "rank 0: eval 0") == log_.end() &&
+         sched.try_run_once()) {
   }
   caf::anon_send_exit(rank1, caf::exit_reason::kill);
   Deliver();

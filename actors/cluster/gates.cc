@@ -3,15 +3,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/cluster/checks.h"
-#include "runtime/cluster/tied_shapes.h"
 #include "actors/cluster/cluster_messages.h"
 #include "actors/messages.h"
+#include "runtime/cluster/tied_shapes.h"
 
 namespace stagehand::actors::cluster {
 namespace {
 
 // A StageDone's loss count: the M of some step of the run.
-bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec, const runtime::StepSpecs* specs) {
+bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec,
+                              const runtime::StepSpecs* specs) {
   if (specs == nullptr) return n == spec.num_microbatches;
   for (int m : specs->DistinctMicrobatches()) {
     if (n == m) return true;
@@ -32,10 +33,9 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
   self->state.init = std::move(init);
   auto refuse = [self](const std::string& what) {
     const auto& in = self->state.init;
-    caf::anon_send(in.supervisor,
-                   ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage,
-                                             ": refused a driver message from ",
-                                             SenderName(self), ": ", what)});
+    caf::anon_send(in.supervisor, ClusterAbort{absl::StrCat("rank ", in.rank, " stage ", in.stage,
+                                                            ": refused a driver message from ",
+                                                            SenderName(self), ": ", what)});
   };
   return {
       [=](start_atom, int64_t step) {
@@ -58,7 +58,9 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
         // takes no other message until then, so nothing overtakes the start.
         self->request(st.init.trace_steps, caf::infinite, start_atom::value, step)
             .await([=](caf::ok_atom) { pass_on(); },
-                   [=](caf::error& e) { refuse(absl::StrCat("trace steps: ", self->system().render(e))); });
+                   [=](caf::error& e) {
+                     refuse(absl::StrCat("trace steps: ", self->system().render(e)));
+                   });
       },
       [=](probe_atom, int wave) {
         auto& st = self->state;
@@ -78,7 +80,8 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
           return;
         }
         if (std::string bad = runtime::CheckTiedGradients(
-                sums.grads, runtime::StageTiedShapes(st.init.spec, st.init.stage, st.init.wte_floats));
+                sums.grads,
+                runtime::StageTiedShapes(st.init.spec, st.init.stage, st.init.wte_floats));
             !bad.empty()) {
           refuse(absl::StrCat("tied gradients: ", bad));
           return;
@@ -99,8 +102,8 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
       [=](optim_atom, double scale, int step) {
         auto& st = self->state;
         if (step != st.step || !(scale >= 0.0)) {
-          refuse(absl::StrCat("optimizer order for step ", step, " scale ", scale,
-                              " during step ", st.step));
+          refuse(absl::StrCat("optimizer order for step ", step, " scale ", scale, " during step ",
+                              st.step));
           return;
         }
         self->send(st.init.fronted, optim_atom::value, scale, step);
@@ -108,16 +111,15 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
   };
 }
 
-driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<DriverGateState> self,
-                                            DriverGateInit init) {
+driver_gate_actor::behavior_type DriverGate(
+    driver_gate_actor::stateful_pointer<DriverGateState> self, DriverGateInit init) {
   self->state.init = std::move(init);
   auto stage_ok = [self](int stage, const char* what) {
     const auto& in = self->state.init;
     if (stage >= 0 && stage < in.spec.num_stages) return true;
-    self->send(in.coordinator, ClusterAbort{absl::StrCat("driver refused ", what, " from ",
-                                                         SenderName(self), ": stage ", stage,
-                                                         " out of range [0, ",
-                                                         in.spec.num_stages, ")")});
+    self->send(in.coordinator, ClusterAbort{absl::StrCat(
+                                   "driver refused ", what, " from ", SenderName(self), ": stage ",
+                                   stage, " out of range [0, ", in.spec.num_stages, ")")});
     return false;
   };
   auto chunks_ok = [self](int stage, const std::string& bad, const char* what) {
@@ -142,8 +144,10 @@ driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<
         const auto& in = self->state.init;
         if (d.error.empty() && d.stage == in.spec.chunk_to_stage.back() &&
             !OneOfTheMicrobatchCounts(static_cast<int>(d.losses.size()), in.spec, in.specs.get())) {
-          chunks_ok(d.stage, absl::StrCat(d.losses.size(), " losses for ", in.spec.num_microbatches,
-                                          " microbatches"), "a StageDone");
+          chunks_ok(d.stage,
+                    absl::StrCat(d.losses.size(), " losses for ", in.spec.num_microbatches,
+                                 " microbatches"),
+                    "a StageDone");
           return;
         }
         self->send(self->state.init.driver, std::move(d));
@@ -151,7 +155,9 @@ driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<
       [=](TiedGradients& g) {
         if (!stage_ok(g.stage, "TiedGradients")) return;
         const auto& in = self->state.init;
-        if (!chunks_ok(g.stage, runtime::CheckTiedGradients(g.grads, runtime::StageTiedShapes(in.spec, g.stage, in.wte_floats)),
+        if (!chunks_ok(g.stage,
+                       runtime::CheckTiedGradients(
+                           g.grads, runtime::StageTiedShapes(in.spec, g.stage, in.wte_floats)),
                        "TiedGradients")) {
           return;
         }

@@ -1,8 +1,9 @@
 // Gates: the actors that stand between the network and the step protocol's actors. A
 // StageGate (one per hosted stage, on its worker) takes the driver's messages for its
 // stage; the DriverGate (rank 0) takes every stage's messages for the driver. Both check
-// what arrives (stage indices, chunks, steps, tensor names and sizes: checks.h) before forwarding, and turn a bad message
-// into an error naming its sender. Not decision makers: they forward or refuse.
+// what arrives (stage indices, chunks, steps, tensor names and sizes: checks.h) before forwarding,
+// and turn a bad message into an error naming its sender. Not decision makers: they forward or
+// refuse.
 #ifndef STAGEHAND_ACTORS_CLUSTER_GATES_H_
 #define STAGEHAND_ACTORS_CLUSTER_GATES_H_
 
@@ -21,12 +22,13 @@ struct StageGateInit {
   int rank = 0;
   int stage = 0;
   runtime::StepSpec spec;
-  int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
+  int64_t wte_floats = 0;         // vocab * d_model: the tied gradients' size
   stage_actor fronted;            // the StageActor this gate fronts
   cluster_comm_actor comm;        // its ClusterComm: told the step, asked for transfers in flight
   driver_gate_actor driver_gate;  // where hang reports go
   abort_inbox supervisor;         // the worker: receives ClusterAbort on a bad message
-  trace_steps_actor trace_steps;  // traced ranks other than 0: begins each step before it is passed on
+  trace_steps_actor
+      trace_steps;  // traced ranks other than 0: begins each step before it is passed on
 };
 struct StageGateState {
   StageGateInit init;
@@ -37,7 +39,7 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
 
 struct DriverGateInit {
   runtime::StepSpec spec;
-  int64_t wte_floats = 0;  // vocab * d_model: the tied gradients' size
+  int64_t wte_floats = 0;         // vocab * d_model: the tied gradients' size
   stage_reports driver;           // the StepDriver
   coordinator_actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
   // A batch-size ramp-up's specs: a StageDone may carry the losses of any of its Ms (the
@@ -47,8 +49,8 @@ struct DriverGateInit {
 struct DriverGateState {
   DriverGateInit init;
 };
-driver_gate_actor::behavior_type DriverGate(driver_gate_actor::stateful_pointer<DriverGateState> self,
-                                            DriverGateInit init);
+driver_gate_actor::behavior_type DriverGate(
+    driver_gate_actor::stateful_pointer<DriverGateState> self, DriverGateInit init);
 
 // Probe wave used for hang reports (StepDriver's own stall probes use positive waves).
 inline constexpr int kHangProbeWave = -1;

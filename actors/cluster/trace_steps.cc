@@ -5,8 +5,8 @@
 
 namespace stagehand::actors::cluster {
 
-trace_steps_actor::behavior_type TraceSteps(trace_steps_actor::stateful_pointer<TraceStepsState> self,
-                                            TraceStepsInit init) {
+trace_steps_actor::behavior_type TraceSteps(
+    trace_steps_actor::stateful_pointer<TraceStepsState> self, TraceStepsInit init) {
   self->state.init = std::move(init);
   return {
       // Every gate of the rank asks; the first for a step begins it.

@@ -27,11 +27,11 @@ struct TraceStepsInit {
 };
 struct TraceStepsState {
   TraceStepsInit init;
-  int64_t step = 0;       // the step begun last
-  int optimized = 0;      // this rank's stages done with that step's optimizer phase
+  int64_t step = 0;   // the step begun last
+  int optimized = 0;  // this rank's stages done with that step's optimizer phase
 };
-trace_steps_actor::behavior_type TraceSteps(trace_steps_actor::stateful_pointer<TraceStepsState> self,
-                                            TraceStepsInit init);
+trace_steps_actor::behavior_type TraceSteps(
+    trace_steps_actor::stateful_pointer<TraceStepsState> self, TraceStepsInit init);
 
 }  // namespace stagehand::actors::cluster
 

@@ -7,22 +7,23 @@
 // same bytes: kIterations distinct source tensors into kIterations distinct buffers, as a
 // pipeline sends distinct activations. The ratio is against that baseline; raw UCX sending
 // one source buffer kIterations times (cache-hot below the last-level cache's size, as
-// no real pipeline is) is printed beside it so that the difference stays visible. The received buffer goes back to the
-// pool once the transfer is done: in a pipeline a stage's own sends give back as many
-// buffers as it receives (ClusterComm), so this is the steady state, and the pool starts
-// with as many buffers as transfers in flight, as raw UCX's receive buffers are allocated
-// before its clock starts; the pool's reuse rate in the timed rounds is printed. The two workers are two actor systems and two UCP contexts in one process
-// (shared memory between them as between two processes). Not a test.
+// no real pipeline is) is printed beside it so that the difference stays visible. The received
+// buffer goes back to the pool once the transfer is done: in a pipeline a stage's own sends give
+// back as many buffers as it receives (ClusterComm), so this is the steady state, and the pool
+// starts with as many buffers as transfers in flight, as raw UCX's receive buffers are allocated
+// before its clock starts; the pool's reuse rate in the timed rounds is printed. The two workers
+// are two actor systems and two UCP contexts in one process (shared memory between them as between
+// two processes). Not a test.
 #include <ucp/api/ucp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -104,8 +105,9 @@ class RawUcx {
     p.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
     p.datatype = ucp_dt_make_contig(1);
     for (int i = 0; i < kIterations; ++i) {
-      requests.push_back(send ? ucp_tag_send_nbx(ep_, src_[i % src_.size()].data(), bytes_, i, &p)
-                              : ucp_tag_recv_nbx(worker_[w], dst_[i].data(), bytes_, i, ~uint64_t{0}, &p));
+      requests.push_back(
+          send ? ucp_tag_send_nbx(ep_, src_[i % src_.size()].data(), bytes_, i, &p)
+               : ucp_tag_recv_nbx(worker_[w], dst_[i].data(), bytes_, i, ~uint64_t{0}, &p));
     }
     for (ucs_status_ptr_t r : requests) {
       if (r == nullptr || UCS_PTR_IS_ERR(r)) continue;
@@ -156,8 +158,8 @@ struct SinkState {
 // The receiving worker's side: a notice arrives over CAF, the receive is posted into a
 // pooled buffer (as ClusterComm does), completion is counted and the buffer goes back.
 using notice_sink = caf::typed_actor<caf::reacts_to<TransferNotice>>;
-notice_sink::behavior_type Sink(notice_sink::stateful_pointer<SinkState> self, runtime::UcxTransport* t,
-                                PayloadPool* pool, Counter* done) {
+notice_sink::behavior_type Sink(notice_sink::stateful_pointer<SinkState> self,
+                                runtime::UcxTransport* t, PayloadPool* pool, Counter* done) {
   self->state.transport = t;
   self->state.pool = pool;
   self->state.done = done;
@@ -165,7 +167,9 @@ notice_sink::behavior_type Sink(notice_sink::stateful_pointer<SinkState> self, r
     auto payload = std::make_shared<std::vector<float>>(pool->Take(static_cast<size_t>(n.floats)));
     self->state.transport->Receive(n.tag, payload->data(), payload->size() * 4,
                                    [payload, pool, done = self->state.done](absl::Status s) {
-                                     if (!s.ok()) std::fprintf(stderr, "receive: %s\n", std::string(s.message()).c_str());
+                                     if (!s.ok())
+                                       std::fprintf(stderr, "receive: %s\n",
+                                                    std::string(s.message()).c_str());
                                      pool->Give(std::move(*payload));
                                      done->Add();
                                    });
@@ -176,7 +180,8 @@ int Main() {
   auto a = runtime::UcxTransport::Create();
   auto b = runtime::UcxTransport::Create();
   if (!a.ok() || !b.ok()) {
-    std::fprintf(stderr, "UCX: %s\n", std::string((a.ok() ? b.status() : a.status()).message()).c_str());
+    std::fprintf(stderr, "UCX: %s\n",
+                 std::string((a.ok() ? b.status() : a.status()).message()).c_str());
     return 1;
   }
   if (!(*a)->Connect(1, (*b)->address()).ok()) return 1;
@@ -191,7 +196,8 @@ int Main() {
   notice_sink sink = sys_b.spawn(Sink, b->get(), &pool, &done);
   caf::expected<uint16_t> port = sys_b.middleman().publish(sink, 0, "127.0.0.1");
   if (!port) return 1;
-  caf::expected<notice_sink> remote = sys_a.middleman().remote_actor<notice_sink>("127.0.0.1", *port);
+  caf::expected<notice_sink> remote =
+      sys_a.middleman().remote_actor<notice_sink>("127.0.0.1", *port);
   if (!remote) return 1;
   caf::scoped_actor self{sys_a};
   std::printf("%-10s %10s %14s %8s %12s %20s\n", "size", "ours GB/s", "raw UCX GB/s", "ratio",
@@ -200,13 +206,16 @@ int Main() {
   for (size_t mib : {1, 2, 4, 8, 16, 32, 64}) {
     const size_t bytes = mib << 20;
     std::vector<std::shared_ptr<std::vector<float>>> payloads;
-    for (int i = 0; i < kIterations; ++i) payloads.push_back(std::make_shared<std::vector<float>>(bytes / 4, 1.0f));
+    for (int i = 0; i < kIterations; ++i)
+      payloads.push_back(std::make_shared<std::vector<float>>(bytes / 4, 1.0f));
     auto round = [&] {
       done.Reset();
       sent.Reset();
       const auto start = Clock::now();
       for (int i = 0; i < kIterations; ++i) {
-        TransferNotice n{1, 0, tag++, static_cast<int64_t>(bytes / 4), runtime::ActionKind::kForward, 0, 1, 1, i};
+        TransferNotice n{
+            1, 0, tag++, static_cast<int64_t>(bytes / 4), runtime::ActionKind::kForward, 0,
+            1, 1, i};
         (*a)->Send(1, n.tag, payloads[i]->data(), bytes, [&sent](absl::Status) { sent.Add(); });
         self->send(*remote, n);
       }
@@ -230,9 +239,10 @@ int Main() {
       hot_rates.push_back(raw_hot.Round());
     }
     const double ours = Median(ours_rates), raw = Median(raw_rates), hot = Median(hot_rates);
-    const double reuse = double(pool.reused() - reused0) / double(std::max<int64_t>(1, pool.taken() - taken0));
-    std::printf("%4zu MiB   %10.2f %14.2f %7.0f%% %11.0f%% %20.2f\n", mib, ours, raw, 100.0 * ours / raw,
-                100.0 * reuse, hot);
+    const double reuse =
+        double(pool.reused() - reused0) / double(std::max<int64_t>(1, pool.taken() - taken0));
+    std::printf("%4zu MiB   %10.2f %14.2f %7.0f%% %11.0f%% %20.2f\n", mib, ours, raw,
+                100.0 * ours / raw, 100.0 * reuse, hot);
     std::fflush(stdout);
   }
   std::fflush(stdout);

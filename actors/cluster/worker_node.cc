@@ -80,7 +80,8 @@ class RecordingStageWork : public runtime::StageWork {
     }
     return inner_->Forward(c, mb, in, out, loss);
   }
-  absl::Status BackwardInput(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
+  absl::Status BackwardInput(int c, int mb, const runtime::Payload* g,
+                             runtime::Payload* out) override {
     Note("I", c, mb);
     return inner_->BackwardInput(c, mb, g, out);
   }
@@ -107,7 +108,9 @@ class RecordingStageWork : public runtime::StageWork {
     Note("optimizer", -1, -1);
     inner_->ApplyOptimizer(scale, step);
   }
-  std::map<int, std::vector<std::string>> GradientNames() override { return inner_->GradientNames(); }
+  std::map<int, std::vector<std::string>> GradientNames() override {
+    return inner_->GradientNames();
+  }
   double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
   void DiscardGradients() override {
     Note("discard gradients", -1, -1);
@@ -116,8 +119,9 @@ class RecordingStageWork : public runtime::StageWork {
 
  private:
   void Note(const char* what, int c, int mb) {
-    log_->Set(c < 0 ? absl::StrCat("s", stage_, " ", what, " (step ", step_, ")")
-                    : absl::StrCat("s", stage_, " ", what, " c", c, " mb", mb, " (step ", step_, ")"));
+    log_->Set(
+        c < 0 ? absl::StrCat("s", stage_, " ", what, " (step ", step_, ")")
+              : absl::StrCat("s", stage_, " ", what, " c", c, " mb", mb, " (step ", step_, ")"));
   }
   std::unique_ptr<runtime::StageWork> inner_;
   int stage_;
@@ -131,7 +135,7 @@ class RecordingStageWork : public runtime::StageWork {
 // process exits right after RunWorker returns.
 struct Node {
   std::unique_ptr<runtime::WindowSampler> sampler;
-  std::unique_ptr<runtime::WindowSampler> held_out;  // as tools/launch draws held-out batches
+  std::unique_ptr<runtime::WindowSampler> held_out;       // as tools/launch draws held-out batches
   std::map<int, std::unique_ptr<runtime::Chunk>> chunks;  // global chunk index -> chunk
   std::vector<runtime::OptimizerState> optimizer_states;  // by global chunk index
   std::vector<runtime::ChunkState> chunk_states;          // this rank's, for checkpoints
@@ -170,9 +174,11 @@ absl::Status StartCoordinatorGate(const WorkerOptions& o, uint16_t caf_port, Nod
   g.listen_port = o.coordinator_port;
   g.target_port = caf_port;
   g.log = GateLog;
-  absl::StatusOr<std::unique_ptr<runtime::cluster::AuthGate>> gate = runtime::cluster::AuthGate::Start(g);
+  absl::StatusOr<std::unique_ptr<runtime::cluster::AuthGate>> gate =
+      runtime::cluster::AuthGate::Start(g);
   if (!gate.ok()) {
-    return absl::UnavailableError(absl::StrCat("could not open the coordinator's gate: ", gate.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("could not open the coordinator's gate: ", gate.status().message()));
   }
   node.gate = std::move(*gate);
   std::fprintf(stderr,
@@ -225,24 +231,27 @@ absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return absl::UnavailableError(absl::StrCat("could not reach the coordinator at ", o.coordinator_host,
-                                             ":", o.coordinator_port, " within ", o.join_timeout_s,
-                                             " s: ", last));
+  return absl::UnavailableError(absl::StrCat("could not reach the coordinator at ",
+                                             o.coordinator_host, ":", o.coordinator_port,
+                                             " within ", o.join_timeout_s, " s: ", last));
 }
 
 // This rank's shards of the checkpoint of `order.step`, written into `order.dir` (checked:
 // it must be this run's temporary folder of that step).
-CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o, const CheckpointOrder& order) {
+CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
+                                   const CheckpointOrder& order) {
   CheckpointPart part;
   part.rank = o.rank;
   part.step = order.step;
   const std::string expected =
       absl::StrCat(o.checkpoint_dir, "/.", runtime::CheckpointDirName(order.step), ".tmp");
-  part.error = runtime::RefuseCheckpointOrder(order.step, order.dir, o.loop.steps, o.checkpoint_dir, expected);
+  part.error = runtime::RefuseCheckpointOrder(order.step, order.dir, o.loop.steps, o.checkpoint_dir,
+                                              expected);
   if (!part.error.empty()) {
     return part;
   }
-  absl::StatusOr<std::vector<runtime::ShardRecord>> shards = runtime::WriteCheckpointShards(order.dir, node.chunk_states);
+  absl::StatusOr<std::vector<runtime::ShardRecord>> shards =
+      runtime::WriteCheckpointShards(order.dir, node.chunk_states);
   if (!shards.ok()) {
     part.error = std::string(shards.status().message());
     return part;
@@ -262,7 +271,8 @@ absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
   for (const auto& [c, chunk] : node.chunks) held.push_back(chunk.get());
   for (const std::string& path : {o.save_params, o.export_part}) {
     if (path.empty()) continue;
-    RETURN_IF_ERROR(runtime::WriteSafetensors(runtime::RankFile(path, o.rank), runtime::CollectParameters(held)));
+    RETURN_IF_ERROR(runtime::WriteSafetensors(runtime::RankFile(path, o.rank),
+                                              runtime::CollectParameters(held)));
   }
   return absl::OkStatus();
 }
@@ -277,22 +287,25 @@ absl::Status WriteTrace(const Node& node, const WorkerOptions& o,
     self->request(comm, std::chrono::seconds(10), drained_atom::value)
         .receive([](caf::ok_atom) {},
                  [&](caf::error& e) {
-                   status = absl::DeadlineExceededError(absl::StrCat(
-                       "sends still in flight after the run, trace not written: ", self->system().render(e)));
+                   status = absl::DeadlineExceededError(
+                       absl::StrCat("sends still in flight after the run, trace not written: ",
+                                    self->system().render(e)));
                  });
     if (!status.ok()) return status;
   }
   const runtime::trace::Trace trace = node.trace->Collect();
   if (absl::Status s = runtime::trace::WriteChromeJsonFile(trace, o.trace); !s.ok()) return s;
-  std::printf("rank %d: trace: %zu events written to %s\n", o.rank, trace.spans.size(), o.trace.c_str());
+  std::printf("rank %d: trace: %zu events written to %s\n", o.rank, trace.spans.size(),
+              o.trace.c_str());
   return absl::OkStatus();
 }
 
 // 1. This rank's samplers, chunks and optimizer states.
 absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
                          const std::vector<int>& stages, Node& node) {
-  node.sampler = std::make_unique<runtime::WindowSampler>(runtime::MakeSampler(
-      o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len, spec.num_microbatches, o.model.seed));
+  node.sampler = std::make_unique<runtime::WindowSampler>(
+      runtime::MakeSampler(o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len,
+                           spec.num_microbatches, o.model.seed));
   if (o.microbatches.has_value() && o.microbatches->ramping()) {  // as tools/launch
     node.sampler->SetFirstMicrobatches(
         o.microbatches->FirstMicrobatches(o.loop.steps, o.chunk.micro_batch_size));
@@ -315,11 +328,12 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   return absl::OkStatus();
 }
 
-// Sets this rank's parameters from a Hugging Face file (GPT-2 or Llama names): the tensors of its chunks
-// only (the other ranks load theirs).
+// Sets this rank's parameters from a Hugging Face file (GPT-2 or Llama names): the tensors of its
+// chunks only (the other ranks load theirs).
 absl::Status ImportOwnChunks(const std::string& path, const Node& node) {
   ASSIGN_OR_RETURN(auto hf, runtime::ReadSafetensors(path));
-  ASSIGN_OR_RETURN(auto ours, runtime::FromHf(std::move(hf), node.chunks.begin()->second->config()));
+  ASSIGN_OR_RETURN(auto ours,
+                   runtime::FromHf(std::move(hf), node.chunks.begin()->second->config()));
   std::vector<runtime::Chunk*> held;
   std::map<std::string, runtime::NamedTensor> wanted;
   for (const auto& [c, chunk] : node.chunks) {
@@ -357,8 +371,10 @@ absl::StatusOr<int64_t> InitialWeights(const WorkerOptions& o, const std::string
 // 3. Tracing: a recorder for the whole step (P, C, M), of which this rank writes only its
 // stages' lanes; activation bytes are known for its own chunks only (the only ones its
 // memory counters count). Null when not tracing.
-absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o, const std::string& me,
-                                                          const runtime::StepSpec& spec, Node& node) {
+absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o,
+                                                          const std::string& me,
+                                                          const runtime::StepSpec& spec,
+                                                          Node& node) {
   if (o.trace.empty()) return nullptr;
   node.trace = std::make_unique<runtime::trace::TraceRecorder>(me);
   runtime::trace::TraceRecorder* trace = node.trace.get();
@@ -374,9 +390,10 @@ absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o
 // 4. Rank 0: the step driver and the coordinator, published on loopback (the gate relays the
 // other ranks to it); returns CAF's port.
 absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec,
-                                             std::shared_ptr<const runtime::StepSpecs> specs,
-                                             int64_t start_step, runtime::trace::TraceRecorder* trace,
-                                             caf::actor_system& sys) {
+                                            std::shared_ptr<const runtime::StepSpecs> specs,
+                                            int64_t start_step,
+                                            runtime::trace::TraceRecorder* trace,
+                                            caf::actor_system& sys) {
   CoordinatorOptions co;
   co.token = o.token;
   co.world_size = o.world_size;
@@ -411,8 +428,15 @@ absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, in
                                caf::scoped_actor& self) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  JoinRequest join{o.token, o.rank, o.world_size, o.config_text, host, static_cast<int64_t>(getpid()),
-                   WorkerHandle(self), node.transport->address(), start_step};
+  JoinRequest join{o.token,
+                   o.rank,
+                   o.world_size,
+                   o.config_text,
+                   host,
+                   static_cast<int64_t>(getpid()),
+                   WorkerHandle(self),
+                   node.transport->address(),
+                   start_step};
   JoinReply reply;
   absl::Status status;
   self->request(coordinator, std::chrono::seconds(30), join)
@@ -420,7 +444,8 @@ absl::StatusOr<JoinReply> Join(const WorkerOptions& o, const std::string& me, in
                [&](caf::error& e) { status = absl::UnavailableError(self->system().render(e)); });
   RETURN_IF_ERROR(status);
   if (!reply.accepted) {
-    return absl::PermissionDeniedError(absl::StrCat("the coordinator rejected ", me, ": ", reply.reason));
+    return absl::PermissionDeniedError(
+        absl::StrCat("the coordinator rejected ", me, ": ", reply.reason));
   }
   return reply;
 }
@@ -432,12 +457,13 @@ struct LocalStages {
 };
 
 // 6. This rank's stages: lane, work, comm, stage actor and gate each.
-LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, const std::vector<int>& stages,
-                        const JoinReply& reply, runtime::trace::TraceRecorder* trace, Node& node,
-                        caf::scoped_actor& self) {
+LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
+                        const std::vector<int>& stages, const JoinReply& reply,
+                        runtime::trace::TraceRecorder* trace, Node& node, caf::scoped_actor& self) {
   caf::actor_system& sys = *node.system;
   const worker_actor self_handle = WorkerHandle(self);
-  const int64_t tensor_floats = int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
+  const int64_t tensor_floats =
+      int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
   const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
   runtime::OptimizerConfig optimizer = o.optimizer;
   optimizer.states = &node.optimizer_states;
@@ -447,7 +473,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
   // and the driver.
   trace_steps_actor trace_steps;
   if (trace != nullptr && o.rank != 0) {
-    trace_steps = sys.spawn(TraceSteps, TraceStepsInit{trace, static_cast<int>(stages.size()), reply.driver});
+    trace_steps =
+        sys.spawn(TraceSteps, TraceStepsInit{trace, static_cast<int>(stages.size()), reply.driver});
   }
   for (int s : stages) {
     std::map<int, runtime::Chunk*> held;
@@ -460,13 +487,26 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
                                                   runtime::StageFaultsOf(o.faults, s)),
         s, &node.log, o.faults.kill_at_step));
     node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-    ClusterCommInit ci{o.rank, s, spec, tensor_floats, node.transport.get(), &node.pool, self_handle,
+    ClusterCommInit ci{o.rank,
+                       s,
+                       spec,
+                       tensor_floats,
+                       node.transport.get(),
+                       &node.pool,
+                       self_handle,
                        o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
     const stage_reports driver =
         trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
-    StageActorInit si{s,      spec,           o.planner, node.lanes.back().get(),
-                      node.works.back().get(), driver, tensor_inbox{}, trace, node.specs};
+    StageActorInit si{s,
+                      spec,
+                      o.planner,
+                      node.lanes.back().get(),
+                      node.works.back().get(),
+                      driver,
+                      tensor_inbox{},
+                      trace,
+                      node.specs};
     // The stage needs its comm and the comm its stage: the comm learns its stage from the
     // rank's stage table, sent below before anything else.
     cluster_comm_actor comm = sys.spawn(ClusterComm, ci);
@@ -474,8 +514,9 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
     stage_actor stage = sys.spawn(StageActor, si);
     local_stages[s] = stage;
     out.comms.push_back(comm);
-    out.reg.gates.push_back(sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm,
-                                                               reply.driver, self_handle, trace_steps}));
+    out.reg.gates.push_back(
+        sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm, reply.driver,
+                                           self_handle, trace_steps}));
     out.reg.comms.push_back(comm);
   }
   for (const cluster_comm_actor& comm : out.comms) caf::anon_send(comm, local_stages);
@@ -483,9 +524,9 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec, c
 }
 
 // 7. The peer table; UCX endpoints to every other rank.
-absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string& me, int num_stages,
-                                       const std::vector<cluster_comm_actor>& comms, Node& node,
-                                       caf::scoped_actor& self) {
+absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string& me,
+                                       int num_stages, const std::vector<cluster_comm_actor>& comms,
+                                       Node& node, caf::scoped_actor& self) {
   PeerTable table;
   bool got_table = false;
   std::string abort_reason;
@@ -526,7 +567,8 @@ class HeldOutRunner {
   // Starts the evaluation `order` asks for; returns why not when it is refused.
   std::string Start(const EvalOrder& order) {
     if (step_ >= 0) return absl::StrCat("the evaluation after step ", step_, " is still running");
-    if (std::string refused = runtime::RefuseEvalOrder(order.step, order.batches, o_.loop.steps, o_.eval_batches);
+    if (std::string refused =
+            runtime::RefuseEvalOrder(order.step, order.batches, o_.loop.steps, o_.eval_batches);
         !refused.empty()) {
       return refused;
     }
@@ -534,7 +576,8 @@ class HeldOutRunner {
     step_ = order.step;
     finished_ = false;
     thread_ = std::thread([this, order] {
-      absl::StatusOr<std::optional<double>> loss = runtime::RunHeldOutPass(pass_, order.step, order.batches);
+      absl::StatusOr<std::optional<double>> loss =
+          runtime::RunHeldOutPass(pass_, order.step, order.batches);
       EvalResult result{o_.rank, order.step, "", false, 0.0};
       if (!loss.ok()) {
         result.error = std::string(loss.status().message());
@@ -573,7 +616,8 @@ runtime::HeldOutPassInit HeldOutPass(const WorkerOptions& o, const runtime::Step
                                      const PeerTable& table, Node& node) {
   runtime::HeldOutPassInit pass;
   pass.rank = o.rank;
-  for (int c = 0; c < spec.num_chunks; ++c) pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
+  for (int c = 0; c < spec.num_chunks; ++c)
+    pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
   for (const auto& [c, chunk] : node.chunks) pass.chunks[c] = chunk.get();
   pass.sampler = node.held_out.get();
   pass.transport = node.transport.get();
@@ -585,8 +629,9 @@ runtime::HeldOutPassInit HeldOutPass(const WorkerOptions& o, const runtime::Step
 
 // 8. Live: heartbeats, checkpoint and evaluation orders until finish or abort. Returns
 // the abort's reason, or "" when the run finished.
-std::string Live(const WorkerOptions& o, const std::string& me, const coordinator_actor& coordinator,
-                 HeldOutRunner& held_out, Node& node, caf::scoped_actor& self) {
+std::string Live(const WorkerOptions& o, const std::string& me,
+                 const coordinator_actor& coordinator, HeldOutRunner& held_out, Node& node,
+                 caf::scoped_actor& self) {
   enum class End { kRunning, kFinished, kAborted } end = End::kRunning;
   std::string abort_reason;
   auto next_beat = std::chrono::steady_clock::now();
@@ -605,7 +650,9 @@ std::string Live(const WorkerOptions& o, const std::string& me, const coordinato
           }
           return caf::ok_atom::value;
         },
-        [&](const CheckpointOrder& order) -> CheckpointPart { return WriteCheckpointPart(node, o, order); },
+        [&](const CheckpointOrder& order) -> CheckpointPart {
+          return WriteCheckpointPart(node, o, order);
+        },
         [&](const EvalOrder& order) {
           if (std::string refused = held_out.Start(order); !refused.empty()) {
             self->send(coordinator, EvalResult{o.rank, order.step, refused, false, 0.0});
@@ -621,8 +668,9 @@ std::string Live(const WorkerOptions& o, const std::string& me, const coordinato
           if (self->current_sender() != coordinator.address()) self->send(coordinator, a);
         },
         [&](caf::down_msg& down) {
-          abort_reason = absl::StrCat(me, ": lost the coordinator (rank 0 at ", o.coordinator_host, ":",
-                                      o.coordinator_port, "): ", self->system().render(down.reason));
+          abort_reason =
+              absl::StrCat(me, ": lost the coordinator (rank 0 at ", o.coordinator_host, ":",
+                           o.coordinator_port, "): ", self->system().render(down.reason));
           end = End::kAborted;
         },
         caf::after(std::chrono::milliseconds(250)) >> [&] {});
@@ -634,10 +682,12 @@ std::string Live(const WorkerOptions& o, const std::string& me, const coordinato
 // 9. Leave after a finished run: the outputs, then (ranks other than 0) wait until rank 0
 // leaves (it leaves once every rank has saved), so that the coordinator never mistakes a
 // finished rank for a lost one.
-absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vector<cluster_comm_actor>& comms,
-                   const Node& node, caf::scoped_actor& self) {
+absl::Status Leave(const WorkerOptions& o, const std::string& me,
+                   const std::vector<cluster_comm_actor>& comms, const Node& node,
+                   caf::scoped_actor& self) {
   if (!o.save_params.empty()) {
-    std::printf("%s: saved parameters to %s\n", me.c_str(), runtime::RankFile(o.save_params, o.rank).c_str());
+    std::printf("%s: saved parameters to %s\n", me.c_str(),
+                runtime::RankFile(o.save_params, o.rank).c_str());
   }
   absl::Status traced = WriteTrace(node, o, comms, self);
   std::fflush(stdout);
@@ -652,9 +702,9 @@ absl::Status Leave(const WorkerOptions& o, const std::string& me, const std::vec
 absl::StatusOr<std::string> DataPlaneDevice(const WorkerOptions& o) {
   absl::StatusOr<std::string> device = runtime::NetDeviceToward(o.coordinator_host);
   if (!device.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot tell which network interface leads to the coordinator host ",
-                                               o.coordinator_host, " (UCX would listen there): ",
-                                               device.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot tell which network interface leads to the coordinator host ",
+                     o.coordinator_host, " (UCX would listen there): ", device.status().message()));
   }
   return *device;
 }
@@ -670,7 +720,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   const int P = spec.num_stages;
   if (o.world_size < 1 || o.world_size > P || o.rank < 0 || o.rank >= o.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " of ", o.world_size,
-                                                   " workers for ", P, " stages: need 1 <= workers <= stages"));
+                                                   " workers for ", P,
+                                                   " stages: need 1 <= workers <= stages"));
   }
   const std::vector<int> stages = runtime::StagesOfRank(P, o.world_size, o.rank);
   auto* node = new Node();  // never freed: see Node
@@ -684,7 +735,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
   // Tags keyed by the join token: only processes holding it can address a receive here.
   ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device, o.token));
-  ASSIGN_OR_RETURN(runtime::trace::TraceRecorder* trace, StartTrace(o, me, spec, *node));
+  ASSIGN_OR_RETURN(runtime::trace::TraceRecorder * trace, StartTrace(o, me, spec, *node));
 
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);
@@ -707,7 +758,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self));
   self->send(coordinator, ready_atom::value, o.rank);
 
-  if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self); !abort_reason.empty()) {
+  if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self);
+      !abort_reason.empty()) {
     // Give the abort a moment to reach the coordinator and the other ranks.
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     return absl::AbortedError(abort_reason);

@@ -4,7 +4,8 @@
 // runtime/cluster/auth_gate.h). It joins with the launch's token, connects
 // UCX to its peers, sends heartbeats, and leaves when the coordinator says finish or
 // abort; with `trace` set it records its stages and writes their trace at the end (the
-// launcher merges the ranks' files). Not a launcher (tools/launch starts workers) and not a flag parser (tools/worker).
+// launcher merges the ranks' files). Not a launcher (tools/launch starts workers) and not a flag
+// parser (tools/worker).
 #ifndef STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 #define STAGEHAND_ACTORS_CLUSTER_WORKER_NODE_H_
 
@@ -14,10 +15,10 @@
 #include "absl/status/status.h"
 #include "models/gpt_config.h"
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/cluster/fault_plan.h"
 #include "runtime/data/dataset.h"
 #include "runtime/planner.h"
 #include "runtime/train/batch_rampup.h"
-#include "runtime/cluster/fault_plan.h"
 #include "runtime/train/rerun.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -30,24 +31,24 @@ struct WorkerOptions {
   int world_size = 1;
   std::string coordinator_host = "127.0.0.1";  // where rank 0's gate listens
   int coordinator_port = 0;
-  std::string bind = "127.0.0.1";              // rank 0's gate listens on this address (CAF on loopback)
+  std::string bind = "127.0.0.1";  // rank 0's gate listens on this address (CAF on loopback)
   std::string token;
   double join_timeout_s = 60;
   // Training: must be the same on every rank (checked at join via `config_text`).
-  models::GptConfig model;                       // vocab_size: the tokenizer's
+  models::GptConfig model;  // vocab_size: the tokenizer's
   models::ChunkOptions chunk;
-  std::string partition;  // --partition (runtime::CutModel)
+  std::string partition;                                // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
   // --rampup_batch_size: each step's M (every rank re-plans each step alike); absent: the
   // planner options' M every step.
   std::optional<runtime::MicrobatchCalculator> microbatches;
-  runtime::OptimizerConfig optimizer;            // `states` is set here
-  runtime::RerunOptions rerun;                   // rank 0's step driver checks each step
-  bool log_timers = false;                       // rank 0 prints the phase timers
+  runtime::OptimizerConfig optimizer;  // `states` is set here
+  runtime::RerunOptions rerun;         // rank 0's step driver checks each step
+  bool log_timers = false;             // rank 0 prints the phase timers
   // The training loop's policy (runtime/train/train_loop.h); rank 0's coordinator runs it.
   runtime::TrainLoopOptions loop;
-  const runtime::Dataset* dataset = nullptr;     // not owned: training windows from its `train`
+  const runtime::Dataset* dataset = nullptr;  // not owned: training windows from its `train`
   std::string save_params;  // each rank writes its chunks to runtime::RankFile(save_params, rank)
   // Hugging Face GPT-2 weights (our names after FromHfGpt2) for a run that starts at step 0:
   // each rank loads the tensors of its own chunks. Empty: the seeded initialisation.
@@ -65,10 +66,10 @@ struct WorkerOptions {
   std::string config_text;
   // Checkpoints: each rank writes its stages' shards into the checkpoint's temporary folder,
   // rank 0 commits the manifest once every rank has (a checkpoint is complete only then).
-  std::string checkpoint_dir;                    // empty: none
+  std::string checkpoint_dir;  // empty: none
   int keep_checkpoints = 0;
-  runtime::CheckpointMeta checkpoint_meta;       // model, tokenizer, run description and history
-  std::string resume_dir;                        // a verified checkpoint to start from; empty: step 0
+  runtime::CheckpointMeta checkpoint_meta;  // model, tokenizer, run description and history
+  std::string resume_dir;                   // a verified checkpoint to start from; empty: step 0
   // Fault injection for tests (runtime/cluster/fault_plan.h): off unless STAGEHAND_FAULTS
   // is set.
   runtime::FaultPlan faults;

@@ -50,8 +50,7 @@ struct Result {
 };
 
 // The single-chunk sequential run, computed once per (microbatches, model, steps).
-absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model,
-                                  int steps) {
+absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model, int steps) {
   static auto* cache = new std::map<std::tuple<int, std::string, int>, Result>();
   const std::tuple<int, std::string, int> key{num_microbatches, ModelKey(model), steps};
   if (auto it = cache->find(key); it != cache->end()) return it->second;
@@ -101,8 +100,8 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     const std::vector<runtime::NamedTensor> params = runtime::CollectParameters(replica);
     for (std::size_t t = 0; t < params.size(); ++t) {
       if (params[t].data != r.params[t].data) {
-        return absl::InternalError(absl::StrCat("replica ", d + 1, "'s ", params[t].name,
-                                                " differs from replica 0's"));
+        return absl::InternalError(
+            absl::StrCat("replica ", d + 1, "'s ", params[t].name, " differs from replica 0's"));
       }
     }
   }
@@ -115,8 +114,7 @@ bool Close(double a, double b, double tolerance) {
   return std::abs(a - b) <= tolerance * std::max({std::abs(a), std::abs(b), 1e-3});
 }
 
-::testing::AssertionResult Compare(const Result& actual, const Result& expected,
-                                   double tolerance) {
+::testing::AssertionResult Compare(const Result& actual, const Result& expected, double tolerance) {
   for (std::size_t i = 0; i < std::max(actual.losses.size(), expected.losses.size()); ++i) {
     if (i >= actual.losses.size() || i >= expected.losses.size() ||
         !Close(actual.losses[i], expected.losses[i], tolerance)) {

@@ -38,7 +38,8 @@ struct ParityOptions {
 
 // Success, or a failure that says what differs: the planner's error (MakeSpec, the
 // simulator, ValidatePlan), a loss of a step, or the first parameter (by name) whose bits
-// differ (or, with a tolerance, that differs by more). The sequential run is computed once per (M, layers, steps) and cached.
+// differ (or, with a tolerance, that differs by more). The sequential run is computed once per (M,
+// layers, steps) and cached.
 ::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
                                                 const ParityOptions& options);
 

@@ -48,7 +48,8 @@ HeadViews Views(const AttentionShape& s, int b, int h) {
   const int g = h / (s.NH / s.NKV);
   const int64_t row = int64_t{b} * s.T * stride;
   return HeadViews{row + int64_t{h} * s.hs, row + int64_t{s.NH + g} * s.hs,
-                   row + int64_t{s.NH + s.NKV + g} * s.hs, int64_t{b} * s.T * s.NH * s.hs + h * s.hs};
+                   row + int64_t{s.NH + s.NKV + g} * s.hs,
+                   int64_t{b} * s.T * s.NH * s.hs + h * s.hs};
 }
 
 }  // namespace
@@ -68,19 +69,18 @@ void GroupedAttentionForward(Real* out, Real* att, const Real* qkv, const Attent
     const int b = bg / s.NKV;
     for (int h = (bg % s.NKV) * group; h < (bg % s.NKV + 1) * group; ++h) {
       const HeadViews view = Views(s, b, h);
-      const Real* q = qkv + view.q;  // (T, hs)
-      const Real* k = qkv + view.k;  // (T, hs)
-      const Real* v = qkv + view.v;  // (T, hs)
-      Real* out_bh = out + view.out;                                     // (T, hs)
+      const Real* q = qkv + view.q;                                     // (T, hs)
+      const Real* k = qkv + view.k;                                     // (T, hs)
+      const Real* v = qkv + view.v;                                     // (T, hs)
+      Real* out_bh = out + view.out;                                    // (T, hs)
       Real* att_bh = att + (static_cast<int64_t>(b) * NH + h) * T * T;  // (T, T)
       for (int r0 = 0; r0 < T; r0 += kRowBlock) {
         const int r1 = std::min(T, r0 + kRowBlock);
         const int rows = r1 - r0;
         Real* att_rows = att_bh + static_cast<int64_t>(r0) * T;  // (rows, T)
         // att[r0:r1, 0:r1] = scale * q[r0:r1] @ k[0:r1]^T
-        internal::Gemm(CblasNoTrans, CblasTrans, rows, r1, hs, scale,
-                       q + int64_t{r0} * qkv_stride, qkv_stride, k, qkv_stride, Real{0},
-                       att_rows, T);
+        internal::Gemm(CblasNoTrans, CblasTrans, rows, r1, hs, scale, q + int64_t{r0} * qkv_stride,
+                       qkv_stride, k, qkv_stride, Real{0}, att_rows, T);
         for (int t = r0; t < r1; ++t) {
           const int lo = doc_start == nullptr ? 0 : doc_start[int64_t{b} * T + t];
           CausalSoftmaxRow(att_bh + int64_t{t} * T, lo, t + 1, T);
@@ -126,8 +126,8 @@ void GroupedAttentionBackwardInput(Real* dqkv, const Real* dout, const Real* qkv
           const Real* att_rows = att_bh + static_cast<int64_t>(r0) * T;             // (rows, T)
           const Real* dout_rows = dout_bh + static_cast<int64_t>(r0) * out_stride;  // (rows, hs)
           // datt (rows, r1) = dout[r0:r1] @ v[0:r1]^T
-          internal::Gemm(CblasNoTrans, CblasTrans, rows, r1, hs, Real{1}, dout_rows, out_stride,
-                         v, qkv_stride, Real{0}, dscores.data(), T);
+          internal::Gemm(CblasNoTrans, CblasTrans, rows, r1, hs, Real{1}, dout_rows, out_stride, v,
+                         qkv_stride, Real{0}, dscores.data(), T);
           // Softmax backward, row by row: dscore = att * (datt - sum(att * datt)). Masked
           // probabilities are exactly 0, so they add nothing to the sum and get dscore 0
           // whatever the mask (causal or per document).
@@ -166,11 +166,11 @@ void AttentionBackwardInput(Real* dqkv, const Real* dout, const Real* qkv, const
   GroupedAttentionBackwardInput(dqkv, dout, qkv, att, AttentionShape{B, T, NH, NH, C / NH});
 }
 
-#define STAGEHAND_INSTANTIATE_GROUPED_ATTENTION(Real)                                       \
-  template void GroupedAttentionForward<Real>(Real*, Real*, const Real*,                    \
-                                              const AttentionShape&, const int32_t*);       \
-  template void GroupedAttentionBackwardInput<Real>(Real*, const Real*, const Real*,        \
-                                                    const Real*, const AttentionShape&);
+#define STAGEHAND_INSTANTIATE_GROUPED_ATTENTION(Real)                                             \
+  template void GroupedAttentionForward<Real>(Real*, Real*, const Real*, const AttentionShape&,   \
+                                              const int32_t*);                                    \
+  template void GroupedAttentionBackwardInput<Real>(Real*, const Real*, const Real*, const Real*, \
+                                                    const AttentionShape&);
 STAGEHAND_INSTANTIATE_GROUPED_ATTENTION(float)
 STAGEHAND_INSTANTIATE_GROUPED_ATTENTION(double)
 #undef STAGEHAND_INSTANTIATE_GROUPED_ATTENTION

@@ -53,7 +53,8 @@ struct GemmStrips {
 // long: the longer side is cut into strips of about kStripTarget, the shorter side is kept
 // whole (OpenBLAS then packs the big operand once and repacks only the small one per strip).
 // The strip count is made even before the size is rounded up to a multiple of 16 (the AVX2
-// kernel's tile width), so two threads mostly get equal shares. Small problems stay one strip on the calling thread.
+// kernel's tile width), so two threads mostly get equal shares. Small problems stay one strip on
+// the calling thread.
 inline GemmStrips ChooseGemmStrips(int m, int n, int k) {
   constexpr int kStripTarget = 512;
   constexpr int kAlign = 16;
@@ -92,8 +93,8 @@ void TiledGemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, int m, 
     } else {  // op(b) columns [start, start + extent)
       const Real* b_strip =
           transpose_b == CblasNoTrans ? b + start : b + static_cast<int64_t>(start) * ldb;
-      Gemm(transpose_a, transpose_b, m, extent, k, alpha, a, lda, b_strip, ldb, beta,
-           c + start, ldc);
+      Gemm(transpose_a, transpose_b, m, extent, k, alpha, a, lda, b_strip, ldb, beta, c + start,
+           ldc);
     }
   }
 }

@@ -19,11 +19,13 @@ void ExpectCovers(const GemmStrips& strips, int length) {
 
 TEST(GemmStripsTest, CutsTheLongerSideIntoAlignedStrips) {
   // Shapes of GPT-2 124M at B=4, T=256 (1024 token rows): forward, input and weight gradients.
-  struct Shape { int m, n, k; };
-  for (const Shape s : {Shape{1024, 2304, 768}, Shape{1024, 768, 3072}, Shape{1024, 50257, 768},
-                        Shape{1024, 768, 50257}, Shape{50257, 768, 1024}, Shape{2304, 768, 1024},
-                        Shape{3072, 768, 1024}, Shape{768, 768, 1024},
-                        Shape{300, 260, 40}, Shape{77, 1001, 33}}) {
+  struct Shape {
+    int m, n, k;
+  };
+  for (const Shape s :
+       {Shape{1024, 2304, 768}, Shape{1024, 768, 3072}, Shape{1024, 50257, 768},
+        Shape{1024, 768, 50257}, Shape{50257, 768, 1024}, Shape{2304, 768, 1024},
+        Shape{3072, 768, 1024}, Shape{768, 768, 1024}, Shape{300, 260, 40}, Shape{77, 1001, 33}}) {
     const GemmStrips strips = ChooseGemmStrips(s.m, s.n, s.k);
     const int length = strips.by_rows ? s.m : s.n;
     SCOPED_TRACE(::testing::Message() << s.m << "x" << s.n << "x" << s.k);
@@ -58,8 +60,10 @@ TEST(TiledGemmTest, MatchesTheProductForEveryTransposeAndStripDirection) {
       for (const CBLAS_TRANSPOSE tb : {CblasNoTrans, CblasTrans}) {
         const int lda = (ta == CblasNoTrans ? k : m) + 3, ldb = (tb == CblasNoTrans ? n : k) + 5;
         const int ldc = n + 2;
-        const std::vector<double> a64 = testing::RandomVector((ta == CblasNoTrans ? m : k) * lda, 1);
-        const std::vector<double> b64 = testing::RandomVector((tb == CblasNoTrans ? k : n) * ldb, 2);
+        const std::vector<double> a64 =
+            testing::RandomVector((ta == CblasNoTrans ? m : k) * lda, 1);
+        const std::vector<double> b64 =
+            testing::RandomVector((tb == CblasNoTrans ? k : n) * ldb, 2);
         const std::vector<double> c64 = testing::RandomVector(m * ldc, 3);
         const std::vector<float> a(a64.begin(), a64.end()), b(b64.begin(), b64.end());
         std::vector<float> c(c64.begin(), c64.end());

@@ -19,8 +19,8 @@ void EncoderForward(Real* out, const int32_t* tokens, const Real* wte, const Rea
 // W: dwte[tokens[b, t]] += dout[b, t]; dwpe[t] += dout[b, t]  (accumulates).
 // Deterministic: the order of accumulation does not depend on threads.
 template <typename Real>
-void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens,
-                            int B, int T, int C);
+void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B,
+                            int T, int C);
 
 }  // namespace stagehand::ops
 

@@ -1,5 +1,6 @@
 // Linear layer on the CPU: three row-major GEMMs through blas.h (OpenBLAS, cut into strips
-// over OpenMP threads, results independent of the thread count), plus the bias row sums. Not a GEMM itself.
+// over OpenMP threads, results independent of the thread count), plus the bias row sums. Not a GEMM
+// itself.
 #include "ops/cpu/linear.h"
 
 #include <algorithm>

@@ -50,8 +50,8 @@ TEST(RmsNormTest, BackwardInputAndWeightsMatchFiniteDifferences) {
   RmsNormCase c;
   c.Loss();
   std::vector<double> dinp(N * C, 0.0), dweight(C, 0.0);
-  RmsNormBackwardInput(dinp.data(), c.probe.data(), c.inp.data(), c.weight.data(), c.rstd.data(),
-                       N, C);
+  RmsNormBackwardInput(dinp.data(), c.probe.data(), c.inp.data(), c.weight.data(), c.rstd.data(), N,
+                       C);
   RmsNormBackwardWeights(dweight.data(), c.probe.data(), c.inp.data(), c.rstd.data(), N, C);
   EXPECT_LT(MaxRelativeError(dinp, FiniteDifferenceGradient([&] { return c.Loss(); }, &c.inp)),
             kTolerance);

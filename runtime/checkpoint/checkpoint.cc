@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
-#include <cmath>
 #include <array>
 #include <cerrno>
+#include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -18,12 +18,12 @@
 #include <map>
 
 #include "absl/container/flat_hash_set.h"
-#include "models/model_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
+#include "models/model_config.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/util/status_macros.h"
@@ -97,7 +97,8 @@ absl::StatusOr<std::string> BeginCheckpoint(const std::string& root, int64_t ste
   if (root.empty()) return absl::InvalidArgumentError("no checkpoint folder given");
   std::error_code ec;
   fs::create_directories(root, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", root, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot create ", root, ": ", ec.message()));
   const std::string tmp_dir = root + "/." + CheckpointDirName(step) + ".tmp";
   fs::remove_all(tmp_dir, ec);
   if (!fs::create_directory(tmp_dir, ec) || ec) {
@@ -113,9 +114,9 @@ absl::Status CheckFinite(const std::vector<NamedTensor>& tensors, int stage) {
   for (const NamedTensor& t : tensors) {
     for (size_t i = 0; i < t.data.size(); ++i) {
       if (!std::isfinite(t.data[i])) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "not writing a checkpoint: ", t.name, " of stage ", stage, " is not finite (", t.data[i],
-            " at index ", i, "); the run diverged"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("not writing a checkpoint: ", t.name, " of stage ", stage,
+                         " is not finite (", t.data[i], " at index ", i, "); the run diverged"));
       }
     }
   }
@@ -136,22 +137,24 @@ uint64_t CheckpointBytes(const std::vector<ChunkState>& chunks) {
 
 // Removes a checkpoint's temporary folder after `failure`, so that a failed write (a full
 // disk) leaves nothing behind; a full disk's message gets what a checkpoint needs.
-absl::Status Abandon(const std::string& tmp_dir, absl::Status failure, const std::vector<ChunkState>* chunks) {
+absl::Status Abandon(const std::string& tmp_dir, absl::Status failure,
+                     const std::vector<ChunkState>* chunks) {
   std::error_code ec;
   fs::remove_all(tmp_dir, ec);
   if (failure.code() == absl::StatusCode::kResourceExhausted && chunks != nullptr) {
     const uint64_t need = CheckpointBytes(*chunks);
     return absl::ResourceExhaustedError(absl::StrCat(
         failure.message(), "; the checkpoint needs about ", need, " bytes (", need >> 20,
-        " MiB) for these stages; the partial checkpoint was removed, older checkpoints are untouched"));
+        " MiB) for these stages; the partial checkpoint was removed, older checkpoints are "
+        "untouched"));
   }
   return failure;
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string& tmp_dir,
-                                                               const std::vector<ChunkState>& chunks) {
+absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(
+    const std::string& tmp_dir, const std::vector<ChunkState>& chunks) {
   // One shard per stage: parameters, then their AdamW moments, by name.
   std::map<int, std::vector<const ChunkState*>> by_stage;
   for (const ChunkState& c : chunks) by_stage[c.stage].push_back(&c);
@@ -188,7 +191,8 @@ absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string
 }
 
 absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const CheckpointMeta& meta,
-                                             const std::vector<ShardRecord>& shards_written, int keep_last) {
+                                             const std::vector<ShardRecord>& shards_written,
+                                             int keep_last) {
   const std::string name = CheckpointDirName(meta.step);
   const std::string final_dir = root + "/" + name, tmp_dir = root + "/." + name + ".tmp";
   std::error_code ec;
@@ -196,26 +200,29 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const Chec
   std::map<int, const ShardRecord*> by_stage;
   for (const ShardRecord& r : shards_written) {
     if (!by_stage.emplace(r.stage, &r).second) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", meta.step, ": stage ", r.stage,
-                                                     " has two shards"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint step ", meta.step, ": stage ", r.stage, " has two shards"));
     }
     const uint64_t size = fs::file_size(tmp_dir + "/" + r.file, ec);
     if (ec || size != r.bytes) {
-      return absl::DataLossError(absl::StrCat(tmp_dir, "/", r.file, ": ",
-                                              ec ? "missing" : absl::StrCat(size, " bytes, not ", r.bytes)));
+      return absl::DataLossError(
+          absl::StrCat(tmp_dir, "/", r.file, ": ",
+                       ec ? "missing" : absl::StrCat(size, " bytes, not ", r.bytes)));
     }
   }
   for (const auto& [stage, r] : by_stage) {
-    shards.push_back({{"file", r->file}, {"stage", stage}, {"bytes", r->bytes}, {"crc32", r->crc32}});
+    shards.push_back(
+        {{"file", r->file}, {"stage", stage}, {"bytes", r->bytes}, {"crc32", r->crc32}});
   }
   // The manifest, then the folder into place.
-  nlohmann::json manifest = {{"format", kFormat},
-                             {"version", kVersion},
-                             {"step", meta.step},
-                             {"model", GptConfigToJson(meta.model)},
-                             {"tokenizer", {{"kind", meta.tokenizer.kind}, {"dir", meta.tokenizer.gpt2_dir}}},
-                             {"run", meta.run},
-                             {"shards", shards}};
+  nlohmann::json manifest = {
+      {"format", kFormat},
+      {"version", kVersion},
+      {"step", meta.step},
+      {"model", GptConfigToJson(meta.model)},
+      {"tokenizer", {{"kind", meta.tokenizer.kind}, {"dir", meta.tokenizer.gpt2_dir}}},
+      {"run", meta.run},
+      {"shards", shards}};
   if (absl::Status s = WriteFileAtomically(tmp_dir + "/" + kManifest, manifest.dump(1)); !s.ok()) {
     return Abandon(tmp_dir, s, nullptr);
   }
@@ -224,7 +231,9 @@ absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const Chec
   fs::remove_all(old_dir, ec);
   if (fs::exists(final_dir)) fs::rename(final_dir, old_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp_dir, " to ", final_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp_dir, " to ", final_dir, ": ", ec.message()));
   fs::remove_all(old_dir, ec);
   if (absl::Status s = FsyncPath(root); !s.ok()) return s;
   // Older checkpoints beyond keep_last.
@@ -259,16 +268,16 @@ class ManifestReader {
     if (it == obj.end()) return Bad(path, "is missing");
     return &*it;
   }
-  absl::StatusOr<std::string> String(const nlohmann::json& obj, const char* key, absl::string_view path,
-                                     const char* fallback = nullptr) const {
+  absl::StatusOr<std::string> String(const nlohmann::json& obj, const char* key,
+                                     absl::string_view path, const char* fallback = nullptr) const {
     if (fallback != nullptr && !obj.contains(key)) return std::string(fallback);
     ASSIGN_OR_RETURN(const nlohmann::json* v, Field(obj, key, path));
     if (!v->is_string()) return Bad(path, absl::StrCat("is ", v->dump(), ", not a string"));
     return v->get<std::string>();
   }
   // A non-negative integer no larger than `max` (JSON floats are refused, not converted).
-  absl::StatusOr<uint64_t> Unsigned(const nlohmann::json& obj, const char* key, absl::string_view path,
-                                    uint64_t max) const {
+  absl::StatusOr<uint64_t> Unsigned(const nlohmann::json& obj, const char* key,
+                                    absl::string_view path, uint64_t max) const {
     ASSIGN_OR_RETURN(const nlohmann::json* v, Field(obj, key, path));
     if (!v->is_number_unsigned() || v->get<uint64_t>() > max) {
       return Bad(path, absl::StrCat("is ", v->dump(), ", not an integer in [0, ", max, "]"));
@@ -286,29 +295,31 @@ bool IsPlainName(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
-absl::Status VerifyShard(const ManifestReader& r, const std::string& dir, const nlohmann::json& shard,
-                         size_t i, CheckpointInfo* info) {
+absl::Status VerifyShard(const ManifestReader& r, const std::string& dir,
+                         const nlohmann::json& shard, size_t i, CheckpointInfo* info) {
   const std::string where = absl::StrCat("shards[", i, "]");
   if (!shard.is_object()) return r.Bad(where, "is not an object");
   ASSIGN_OR_RETURN(const std::string file, r.String(shard, "file", where + ".file"));
   if (!IsPlainName(file)) {
-    return r.Bad(where + ".file", absl::StrCat("'", file, "' is not a file name inside the checkpoint folder"));
+    return r.Bad(where + ".file",
+                 absl::StrCat("'", file, "' is not a file name inside the checkpoint folder"));
   }
-  ASSIGN_OR_RETURN(const uint64_t bytes, r.Unsigned(shard, "bytes", where + ".bytes", uint64_t{1} << 50));
+  ASSIGN_OR_RETURN(const uint64_t bytes,
+                   r.Unsigned(shard, "bytes", where + ".bytes", uint64_t{1} << 50));
   ASSIGN_OR_RETURN(const uint64_t crc32, r.Unsigned(shard, "crc32", where + ".crc32", 0xFFFFFFFFu));
   const std::string path = dir + "/" + file;
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return absl::DataLossError(absl::StrCat(path, " is missing"));
   const uint64_t size = fs::file_size(path, ec);
   if (ec || size != bytes) {  // checked before reading: the manifest bounds what we read
-    return absl::DataLossError(absl::StrCat(path, " has ", size, " bytes, the manifest says ", bytes,
-                                            " (truncated?)"));
+    return absl::DataLossError(
+        absl::StrCat(path, " has ", size, " bytes, the manifest says ", bytes, " (truncated?)"));
   }
   ASSIGN_OR_RETURN(const std::string contents, ReadAll(path));
   const uint32_t crc = Crc32(contents);
   if (contents.size() != bytes || crc != crc32) {
-    return absl::DataLossError(absl::StrFormat("%s: CRC-32 %08x does not match the manifest's %08x (corrupted)",
-                                               path, crc, crc32));
+    return absl::DataLossError(absl::StrFormat(
+        "%s: CRC-32 %08x does not match the manifest's %08x (corrupted)", path, crc, crc32));
   }
   info->shards.push_back(path);
   return absl::OkStatus();
@@ -334,14 +345,16 @@ absl::StatusOr<CheckpointInfo> VerifyManifest(const std::string& dir, const nloh
   info.meta.model = *config;
   ASSIGN_OR_RETURN(const nlohmann::json* tokenizer, r.Field(m, "tokenizer", "tokenizer"));
   if (!tokenizer->is_object()) return r.Bad("tokenizer", "is not an object");
-  ASSIGN_OR_RETURN(info.meta.tokenizer.kind, r.String(*tokenizer, "kind", "tokenizer.kind", "byte"));
+  ASSIGN_OR_RETURN(info.meta.tokenizer.kind,
+                   r.String(*tokenizer, "kind", "tokenizer.kind", "byte"));
   ASSIGN_OR_RETURN(info.meta.tokenizer.gpt2_dir, r.String(*tokenizer, "dir", "tokenizer.dir", ""));
   ASSIGN_OR_RETURN(const nlohmann::json* run, r.Field(m, "run", "run"));
   if (!run->is_object()) return r.Bad("run", "is not an object");
   info.meta.run = *run;
   ASSIGN_OR_RETURN(const nlohmann::json* shards, r.Field(m, "shards", "shards"));
   if (!shards->is_array()) return r.Bad("shards", "is not an array");
-  for (size_t i = 0; i < shards->size(); ++i) RETURN_IF_ERROR(VerifyShard(r, dir, (*shards)[i], i, &info));
+  for (size_t i = 0; i < shards->size(); ++i)
+    RETURN_IF_ERROR(VerifyShard(r, dir, (*shards)[i], i, &info));
   return info;
 }
 
@@ -359,7 +372,8 @@ absl::StatusOr<CheckpointInfo> VerifyCheckpoint(const std::string& dir) {
   if (!text.ok()) return absl::DataLossError(absl::StrCat(dir, ": no readable ", kManifest));
   const nlohmann::json m = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (m.is_discarded()) {
-    return absl::DataLossError(absl::StrCat(dir, "/", kManifest, ": not a JSON object (truncated?)"));
+    return absl::DataLossError(
+        absl::StrCat(dir, "/", kManifest, ": not a JSON object (truncated?)"));
   }
   return VerifyManifest(dir, m);
 }
@@ -369,11 +383,12 @@ absl::StatusOr<CheckpointInfo> FindLatestCheckpoint(const std::string& root,
   for (const auto& [step, dir] : ListCheckpoints(root)) {
     absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(dir);
     if (info.ok()) return info;
-    skipped->push_back(absl::StrCat(fs::path(dir).filename().string(), ": ", info.status().message()));
+    skipped->push_back(
+        absl::StrCat(fs::path(dir).filename().string(), ": ", info.status().message()));
   }
-  return absl::NotFoundError(absl::StrCat("no valid checkpoint in ", root,
-                                          skipped->empty() ? "" : " (", absl::StrJoin(*skipped, "; "),
-                                          skipped->empty() ? "" : ")"));
+  return absl::NotFoundError(
+      absl::StrCat("no valid checkpoint in ", root, skipped->empty() ? "" : " (",
+                   absl::StrJoin(*skipped, "; "), skipped->empty() ? "" : ")"));
 }
 
 namespace {
@@ -395,16 +410,17 @@ absl::Status Restore(const CheckpointInfo& info, const std::vector<ChunkState>& 
     }
   }
   absl::flat_hash_set<std::string> used;
-  auto find = [&](const std::string& name, const models::ParamInfo& param) -> absl::StatusOr<const NamedTensor*> {
+  auto find = [&](const std::string& name,
+                  const models::ParamInfo& param) -> absl::StatusOr<const NamedTensor*> {
     auto it = tensors.find(name);
     if (it == tensors.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", info.dir, " has no tensor ", name,
-                                                     " (a different model?)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint ", info.dir, " has no tensor ", name, " (a different model?)"));
     }
     if (it->second.shape != param.shape) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint tensor ", name, " has shape [",
-                                                     absl::StrJoin(it->second.shape, ", "),
-                                                     "] but the model's is [", absl::StrJoin(param.shape, ", "), "]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint tensor ", name, " has shape [", absl::StrJoin(it->second.shape, ", "),
+          "] but the model's is [", absl::StrJoin(param.shape, ", "), "]"));
     }
     used.insert(name);
     return &it->second;
@@ -432,8 +448,8 @@ absl::Status Restore(const CheckpointInfo& info, const std::vector<ChunkState>& 
   if (!whole_model) return absl::OkStatus();
   for (const auto& [name, t] : tensors) {
     if (used.contains(name) || (!with_optimizer && absl::StartsWith(name, "optimizer."))) continue;
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint tensor ", name,
-                                                   " matches no parameter of the model (a different model?)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint tensor ", name, " matches no parameter of the model (a different model?)"));
   }
   return absl::OkStatus();
 }
@@ -445,8 +461,8 @@ absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<Chu
   return Restore(info, chunks, with_optimizer, /*whole_model=*/true);
 }
 
-absl::Status RestoreCheckpointPart(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
-                                   bool with_optimizer) {
+absl::Status RestoreCheckpointPart(const CheckpointInfo& info,
+                                   const std::vector<ChunkState>& chunks, bool with_optimizer) {
   return Restore(info, chunks, with_optimizer, /*whole_model=*/false);
 }
 

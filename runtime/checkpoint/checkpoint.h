@@ -53,7 +53,8 @@ std::string CheckpointDirName(int64_t step);
 // older one of the same step) and the root fsync'ed. Tied copies of a weight are stored
 // once. Keeps the newest `keep_last` checkpoints (0: all). Returns the folder.
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const CheckpointMeta& meta,
-                                            const std::vector<ChunkState>& chunks, int keep_last = 0);
+                                            const std::vector<ChunkState>& chunks,
+                                            int keep_last = 0);
 
 // The same in three parts, for checkpoints written by several processes (the cluster):
 // one prepares the temporary folder, every process writes its stages' shards into it, and
@@ -68,12 +69,13 @@ struct ShardRecord {
 // Creates ROOT/.step_NNNNNNNN.tmp empty (removing a stale one); returns it.
 absl::StatusOr<std::string> BeginCheckpoint(const std::string& root, int64_t step);
 // Writes one shard per stage of `chunks` into `tmp_dir` (fsync'ed); returns what it wrote.
-absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(const std::string& tmp_dir,
-                                                               const std::vector<ChunkState>& chunks);
+absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(
+    const std::string& tmp_dir, const std::vector<ChunkState>& chunks);
 // Writes the manifest of `shards` (each stage once; every file present with its size) and
 // moves the folder into place as WriteCheckpoint does. Returns the folder.
 absl::StatusOr<std::string> CommitCheckpoint(const std::string& root, const CheckpointMeta& meta,
-                                             const std::vector<ShardRecord>& shards, int keep_last = 0);
+                                             const std::vector<ShardRecord>& shards,
+                                             int keep_last = 0);
 
 // Parses the manifest and checks every shard's size and CRC-32. DataLoss naming the file
 // for a checksum mismatch, a truncated or missing shard, or a malformed manifest.
@@ -91,8 +93,8 @@ absl::Status RestoreCheckpoint(const CheckpointInfo& info, const std::vector<Chu
                                bool with_optimizer);
 // As RestoreCheckpoint for a part of the model (one process's chunks): tensors of chunks
 // held elsewhere are left alone instead of being an error.
-absl::Status RestoreCheckpointPart(const CheckpointInfo& info, const std::vector<ChunkState>& chunks,
-                                   bool with_optimizer);
+absl::Status RestoreCheckpointPart(const CheckpointInfo& info,
+                                   const std::vector<ChunkState>& chunks, bool with_optimizer);
 
 }  // namespace stagehand::runtime
 

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
 #include <functional>
 #include <limits>
 
@@ -56,8 +55,8 @@ struct TrainingRun {
 
 TrainingRun Build(int num_chunks, uint64_t seed = 11, bool moe = false) {
   TrainingRun r;
-  auto built = BuildChunks(moe ? MoeConfig(seed) : Config(seed), num_chunks,
-                           models::ChunkOptions{2, 16, 2});
+  auto built =
+      BuildChunks(moe ? MoeConfig(seed) : Config(seed), num_chunks, models::ChunkOptions{2, 16, 2});
   EXPECT_TRUE(built.ok()) << built.status();
   r.owned = std::move(*built);
   for (auto& c : r.owned) r.chunks.push_back(c.get());
@@ -82,7 +81,8 @@ void TrainSteps(TrainingRun& r, int64_t first, int64_t last) {
 // Chunk k of `r` on stage stage_of[k].
 std::vector<ChunkState> States(TrainingRun& r, const std::vector<int>& stage_of) {
   std::vector<ChunkState> out;
-  for (size_t k = 0; k < r.chunks.size(); ++k) out.push_back({r.chunks[k], &r.states[k], stage_of[k]});
+  for (size_t k = 0; k < r.chunks.size(); ++k)
+    out.push_back({r.chunks[k], &r.states[k], stage_of[k]});
   return out;
 }
 
@@ -132,7 +132,8 @@ TEST(CheckpointTest, ResumedTrainingIsBitwiseIdenticalToAnUninterruptedRun) {
   TrainingRun first = Build(3);
   TrainSteps(first, 1, 3);
   ASSERT_TRUE(WriteCheckpoint(root, Meta(3), States(first, {0, 0, 1})).ok());
-  TrainingRun resumed = Build(3, /*seed=*/999);  // other initial weights: everything must come from the checkpoint
+  TrainingRun resumed =
+      Build(3, /*seed=*/999);  // other initial weights: everything must come from the checkpoint
   std::vector<std::string> skipped;
   absl::StatusOr<CheckpointInfo> info = FindLatestCheckpoint(root, &skipped);
   ASSERT_TRUE(info.ok()) << info.status();
@@ -142,11 +143,13 @@ TEST(CheckpointTest, ResumedTrainingIsBitwiseIdenticalToAnUninterruptedRun) {
   ASSERT_TRUE(RestoreCheckpoint(*info, States(resumed, {0, 1, 2}), /*with_optimizer=*/true).ok());
   TrainSteps(resumed, 4, 6);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(resumed.losses[i], whole.losses[3 + i]) << "step " << 4 + i;
-  std::vector<NamedTensor> a = CollectParameters(whole.chunks), b = CollectParameters(resumed.chunks);
+  std::vector<NamedTensor> a = CollectParameters(whole.chunks),
+                           b = CollectParameters(resumed.chunks);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].name, b[i].name);
-    EXPECT_EQ(0, std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * sizeof(float))) << a[i].name;
+    EXPECT_EQ(0, std::memcmp(a[i].data.data(), b[i].data.data(), a[i].data.size() * sizeof(float)))
+        << a[i].name;
   }
   EXPECT_EQ(Moments(whole), Moments(resumed));
 }
@@ -163,7 +166,8 @@ TEST(CheckpointTest, LoadsUnderADifferentNumberOfChunksAndStages) {
     TrainingRun other = Build(chunks, 77);
     std::vector<int> stages(chunks, 0);
     ASSERT_TRUE(RestoreCheckpoint(*info, States(other, stages), true).ok());
-    std::vector<NamedTensor> a = CollectParameters(trained.chunks), b = CollectParameters(other.chunks);
+    std::vector<NamedTensor> a = CollectParameters(trained.chunks),
+                             b = CollectParameters(other.chunks);
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].data, b[i].data) << a[i].name;
     EXPECT_EQ(Moments(trained), Moments(other));
@@ -183,7 +187,8 @@ TEST(CheckpointTest, MoeParametersAndMomentsRoundTripUnderAnotherCut) {
   EXPECT_EQ(GptConfigToJson(info->meta.model), GptConfigToJson(MoeConfig()));
   TrainingRun other = Build(1, 77, /*moe=*/true);
   ASSERT_TRUE(RestoreCheckpoint(*info, States(other, {0}), true).ok());
-  std::vector<NamedTensor> a = CollectParameters(trained.chunks), b = CollectParameters(other.chunks);
+  std::vector<NamedTensor> a = CollectParameters(trained.chunks),
+                           b = CollectParameters(other.chunks);
   ASSERT_EQ(a.size(), b.size());
   bool saw_expert = false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -229,7 +234,8 @@ TEST(CheckpointTest, CorruptedOrTruncatedNewestFallsBackToThePreviousOne) {
 TEST(CheckpointTest, KeepsTheNewestAndReplacesASameStepFolder) {
   TrainingRun r = Build(1);
   const std::string root = TempRoot("keep");
-  for (int64_t step : {1, 2, 3, 3}) ASSERT_TRUE(WriteCheckpoint(root, Meta(step), States(r, {0}), 2).ok());
+  for (int64_t step : {1, 2, 3, 3})
+    ASSERT_TRUE(WriteCheckpoint(root, Meta(step), States(r, {0}), 2).ok());
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
@@ -254,9 +260,12 @@ TEST(CheckpointTest, PartsWrittenSeparatelyCommitToTheSameFilesAsOneWriter) {
   }
   absl::StatusOr<std::string> dir = CommitCheckpoint(root, Meta(2), records);
   ASSERT_TRUE(dir.ok()) << dir.status();
-  for (const char* file : {"manifest.json", "stage_0.safetensors", "stage_1.safetensors", "stage_2.safetensors"}) {
-    std::ifstream a(whole_root + "/step_00000002/" + file, std::ios::binary), b(*dir + "/" + file, std::ios::binary);
-    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}))
+  for (const char* file :
+       {"manifest.json", "stage_0.safetensors", "stage_1.safetensors", "stage_2.safetensors"}) {
+    std::ifstream a(whole_root + "/step_00000002/" + file, std::ios::binary),
+        b(*dir + "/" + file, std::ios::binary);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}),
+              std::string(std::istreambuf_iterator<char>(b), {}))
         << file;
   }
   // A part restores one process's chunks; the whole-model restore refuses the same subset.
@@ -271,7 +280,8 @@ TEST(CheckpointTest, PartsWrittenSeparatelyCommitToTheSameFilesAsOneWriter) {
   // A shard the commit was told about but that is missing or shorter is refused.
   records.push_back({"stage_7.safetensors", 7, 10, 0});
   ASSERT_TRUE(BeginCheckpoint(root, 4).ok());
-  EXPECT_EQ(CommitCheckpoint(root, Meta(4), {records.back()}).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(CommitCheckpoint(root, Meta(4), {records.back()}).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 TEST(CheckpointTest, RestoringIntoAnotherModelNamesTheTensor) {
@@ -279,13 +289,15 @@ TEST(CheckpointTest, RestoringIntoAnotherModelNamesTheTensor) {
   const std::string root = TempRoot("mismatch");
   absl::StatusOr<std::string> dir = WriteCheckpoint(root, Meta(1), States(r, {0}));
   ASSERT_TRUE(dir.ok());
-  auto wider = BuildChunks(models::UniformGpt(3, 32, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
+  auto wider =
+      BuildChunks(models::UniformGpt(3, 32, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
   ASSERT_TRUE(wider.ok());
   OptimizerState st;
   absl::Status s = RestoreCheckpoint(*VerifyCheckpoint(*dir), {{(*wider)[0].get(), &st, 0}}, true);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("has shape"), std::string::npos) << s;
-  auto deeper = BuildChunks(models::UniformGpt(4, 16, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
+  auto deeper =
+      BuildChunks(models::UniformGpt(4, 16, 2, 256, 16, 1), 1, models::ChunkOptions{2, 16, 2});
   s = RestoreCheckpoint(*VerifyCheckpoint(*dir), {{(*deeper)[0].get(), nullptr, 0}}, false);
   EXPECT_NE(s.message().find("no tensor h.3."), std::string::npos) << s;
 }
@@ -326,7 +338,10 @@ TEST(CheckpointManifestTest, WrongJsonTypesAreDataLossNamingTheFileAndField) {
     const std::string copy = root + "/step_00000002";
     fs::remove_all(copy);
     fs::copy(dir, copy);
-    EditManifest(copy, [&](nlohmann::json& m) { m["step"] = 2; edit(m); });
+    EditManifest(copy, [&](nlohmann::json& m) {
+      m["step"] = 2;
+      edit(m);
+    });
     absl::StatusOr<CheckpointInfo> info = VerifyCheckpoint(copy);
     EXPECT_THAT(info, StatusIs(absl::StatusCode::kDataLoss,
                                AllOf(HasSubstr(copy + "/manifest.json"), HasSubstr(field))));
@@ -398,7 +413,8 @@ TEST(CheckpointTest, NonFiniteWeightsInACheckpointAreRefusedOnRestore) {
   ASSERT_THAT(info, IsOk());
   TrainingRun other = Build(1, 5);
   EXPECT_THAT(RestoreCheckpoint(*info, States(other, {0}), true),
-              StatusIs(absl::StatusCode::kDataLoss, AllOf(HasSubstr(list[0].name), HasSubstr("not finite"))));
+              StatusIs(absl::StatusCode::kDataLoss,
+                       AllOf(HasSubstr(list[0].name), HasSubstr("not finite"))));
 }
 
 TEST(CheckpointTest, DiskFullRemovesThePartialFolderSaysWhatItNeedsAndKeepsTheLastGoodOne) {

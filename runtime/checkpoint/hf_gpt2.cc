@@ -26,21 +26,24 @@ std::string HfGpt2Name(const std::string& name) {
 
 bool IsHfConv1DWeight(const std::string& name) {
   return absl::StartsWith(name, "h.") &&
-         (absl::EndsWith(name, ".attn.c_attn.weight") || absl::EndsWith(name, ".attn.c_proj.weight") ||
-          absl::EndsWith(name, ".mlp.c_fc.weight") || absl::EndsWith(name, ".mlp.c_proj.weight"));
+         (absl::EndsWith(name, ".attn.c_attn.weight") ||
+          absl::EndsWith(name, ".attn.c_proj.weight") || absl::EndsWith(name, ".mlp.c_fc.weight") ||
+          absl::EndsWith(name, ".mlp.c_proj.weight"));
 }
 
 std::vector<NamedTensor> ToHfGpt2(const std::vector<NamedTensor>& ours) {
   std::vector<NamedTensor> out;
   for (const NamedTensor& t : ours) {
     const std::string name = HfGpt2Name(t.name);
-    out.push_back(IsHfConv1DWeight(t.name) && t.shape.size() == 2 ? Transposed(t, name)
-                                                                   : NamedTensor{name, t.shape, t.data});
+    out.push_back(IsHfConv1DWeight(t.name) && t.shape.size() == 2
+                      ? Transposed(t, name)
+                      : NamedTensor{name, t.shape, t.data});
   }
   return out;
 }
 
-absl::StatusOr<std::map<std::string, NamedTensor>> FromHfGpt2(std::map<std::string, NamedTensor> hf) {
+absl::StatusOr<std::map<std::string, NamedTensor>> FromHfGpt2(
+    std::map<std::string, NamedTensor> hf) {
   std::map<std::string, NamedTensor> out;
   for (auto& [hf_name, tensor] : hf) {
     std::string name = hf_name;

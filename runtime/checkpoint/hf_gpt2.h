@@ -26,7 +26,8 @@ std::vector<NamedTensor> ToHfGpt2(const std::vector<NamedTensor>& ours);
 // The way back. Accepts GPT2LMHeadModel files too: a "transformer." prefix is dropped, and
 // so are the attention-mask buffers (attn.bias, attn.masked_bias) and lm_head.weight (tied
 // to wte). InvalidArgument for a Conv1D weight that is not two-dimensional.
-absl::StatusOr<std::map<std::string, NamedTensor>> FromHfGpt2(std::map<std::string, NamedTensor> hf);
+absl::StatusOr<std::map<std::string, NamedTensor>> FromHfGpt2(
+    std::map<std::string, NamedTensor> hf);
 
 // Writes every parameter of `chunks` as a Hugging Face GPT-2 safetensors file (atomically).
 absl::Status ExportHfGpt2(const std::string& path, const std::vector<Chunk*>& chunks);

@@ -10,7 +10,8 @@ namespace stagehand::runtime {
 namespace {
 
 std::vector<std::unique_ptr<Chunk>> Model(int num_chunks, uint64_t seed) {
-  auto built = BuildChunks(models::UniformGpt(2, 8, 2, 256, 16, seed), num_chunks, models::ChunkOptions{1, 16, 1});
+  auto built = BuildChunks(models::UniformGpt(2, 8, 2, 256, 16, seed), num_chunks,
+                           models::ChunkOptions{1, 16, 1});
   EXPECT_TRUE(built.ok()) << built.status();
   return std::move(*built);
 }
@@ -40,9 +41,11 @@ TEST(HfGpt2Test, UsesTransformersNamesAndConv1DLayouts) {
       "mlp.c_fc.bias",    "mlp.c_fc.weight",    "mlp.c_proj.bias",  "mlp.c_proj.weight"};
   std::vector<std::string> expected;
   for (int l = 0; l < 2; ++l) {
-    for (const std::string& n : expected_block) expected.push_back("h." + std::to_string(l) + "." + n);
+    for (const std::string& n : expected_block)
+      expected.push_back("h." + std::to_string(l) + "." + n);
   }
-  for (const char* n : {"ln_f.bias", "ln_f.weight", "wpe.weight", "wte.weight"}) expected.push_back(n);
+  for (const char* n : {"ln_f.bias", "ln_f.weight", "wpe.weight", "wte.weight"})
+    expected.push_back(n);
   EXPECT_EQ(names, expected);
   const int64_t C = 8;
   EXPECT_EQ(hf->at("wte.weight").shape, (std::vector<int64_t>{256, C}));
@@ -62,14 +65,17 @@ TEST(HfGpt2Test, UsesTransformersNamesAndConv1DLayouts) {
 TEST(HfGpt2Test, ExportThenImportIsBitwiseAndReExportsTheSameBytes) {
   auto source = Model(2, 5);
   auto target = Model(1, 6);  // another cut, other weights
-  const std::string a = testing::TempDir() + "/a.safetensors", b = testing::TempDir() + "/b.safetensors";
+  const std::string a = testing::TempDir() + "/a.safetensors",
+                    b = testing::TempDir() + "/b.safetensors";
   ASSERT_TRUE(ExportHfGpt2(a, Pointers(source)).ok());
   ASSERT_TRUE(ImportHfGpt2(a, Pointers(target)).ok());
-  std::vector<NamedTensor> x = CollectParameters(Pointers(source)), y = CollectParameters(Pointers(target));
+  std::vector<NamedTensor> x = CollectParameters(Pointers(source)),
+                           y = CollectParameters(Pointers(target));
   ASSERT_EQ(x.size(), y.size());
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_EQ(x[i].name, y[i].name);
-    EXPECT_EQ(0, std::memcmp(x[i].data.data(), y[i].data.data(), x[i].data.size() * sizeof(float))) << x[i].name;
+    EXPECT_EQ(0, std::memcmp(x[i].data.data(), y[i].data.data(), x[i].data.size() * sizeof(float)))
+        << x[i].name;
   }
   ASSERT_TRUE(ExportHfGpt2(b, Pointers(target)).ok());
   EXPECT_EQ(Bytes(a), Bytes(b));
@@ -85,7 +91,8 @@ TEST(HfGpt2Test, ImportAcceptsLmHeadModelFilesAndNamesMissingTensors) {
   ASSERT_TRUE(WriteSafetensors(path, hf).ok());
   auto target = Model(1, 3);
   ASSERT_TRUE(ImportHfGpt2(path, Pointers(target)).ok());
-  EXPECT_EQ(CollectParameters(Pointers(target))[0].data, CollectParameters(Pointers(model))[0].data);
+  EXPECT_EQ(CollectParameters(Pointers(target))[0].data,
+            CollectParameters(Pointers(model))[0].data);
   hf.erase(hf.begin());
   ASSERT_TRUE(WriteSafetensors(path, hf).ok());
   absl::Status s = ImportHfGpt2(path, Pointers(target));

@@ -93,12 +93,12 @@ std::vector<Part> PartsOf(const std::string& module, const GptConfig& c, const L
 
 // Non-layer tensors: ours <-> theirs.
 const std::vector<std::pair<std::string, std::string>>& TopLevelNames() {
-  static const auto* names = new std::vector<std::pair<std::string, std::string>>{
-      {"wte", "model.embed_tokens.weight"},
-      {"wpe", "model.embed_positions.weight"},
-      {"ln_f.weight", "model.norm.weight"},
-      {"ln_f.bias", "model.norm.bias"},
-      {"lm_head.weight", "lm_head.weight"}};
+  static const auto* names =
+      new std::vector<std::pair<std::string, std::string>>{{"wte", "model.embed_tokens.weight"},
+                                                           {"wpe", "model.embed_positions.weight"},
+                                                           {"ln_f.weight", "model.norm.weight"},
+                                                           {"ln_f.bias", "model.norm.bias"},
+                                                           {"lm_head.weight", "lm_head.weight"}};
   return *names;
 }
 
@@ -122,8 +122,8 @@ int64_t RowWidth(const NamedTensor& t) {
 
 absl::StatusOr<const LayerSpec*> Layer(const GptConfig& c, int layer, const std::string& name) {
   if (layer < 0 || layer >= static_cast<int>(c.layers.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": the model has ", c.layers.size(),
-                                                   " layers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": the model has ", c.layers.size(), " layers"));
   }
   return &c.layers[layer];
 }
@@ -138,8 +138,7 @@ bool UsesGpt2Names(const GptConfig& c) {
   }
   for (const LayerSpec& l : c.layers) {
     if (l.attention == models::AttentionKind::kLinear || l.mlp == models::MlpKind::kLinear ||
-        l.mlp == models::MlpKind::kMoe ||
-        l.num_kv_heads != 0 || l.ffn_hidden != 0) {
+        l.mlp == models::MlpKind::kMoe || l.num_kv_heads != 0 || l.ffn_hidden != 0) {
       return false;
     }
   }
@@ -172,8 +171,8 @@ absl::StatusOr<std::vector<NamedTensor>> ToHfLlama(const std::vector<NamedTensor
     int64_t row = 0;
     for (const Part& part : parts) {
       const int64_t rows = part.rows < 0 ? t.shape[0] : part.rows;
-      NamedTensor piece{absl::StrCat("model.layers.", layer, ".", part.hf_module, ".", param),
-                        t.shape, {}};
+      NamedTensor piece{
+          absl::StrCat("model.layers.", layer, ".", part.hf_module, ".", param), t.shape, {}};
       piece.shape[0] = rows;
       piece.data.assign(t.data.begin() + row * width, t.data.begin() + (row + rows) * width);
       out.push_back(std::move(piece));
@@ -205,21 +204,23 @@ absl::StatusOr<std::map<std::string, NamedTensor>> FromHfLlama(
           if (it == hf.end()) continue;
           const NamedTensor& piece = it->second;
           if (piece.shape.empty() || (part.rows >= 0 && piece.shape[0] != part.rows)) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                name, " has ", piece.shape.empty() ? 0 : piece.shape[0], " rows; the model needs ",
-                part.rows));
+            return absl::InvalidArgumentError(absl::StrCat(name, " has ",
+                                                           piece.shape.empty() ? 0 : piece.shape[0],
+                                                           " rows; the model needs ", part.rows));
           }
-          if (found == 0) fused.shape = piece.shape;
-          else fused.shape[0] += piece.shape[0];
+          if (found == 0)
+            fused.shape = piece.shape;
+          else
+            fused.shape[0] += piece.shape[0];
           fused.data.insert(fused.data.end(), piece.data.begin(), piece.data.end());
           hf.erase(it);
           ++found;
         }
         if (found == 0) continue;  // AssignParameters names a tensor the model needs
         if (found != static_cast<int>(parts.size())) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "only ", found, " of the ", parts.size(), " pieces of ", fused.name, " (",
-              parts.front().hf_module, ", ...) are in the file"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("only ", found, " of the ", parts.size(), " pieces of ", fused.name,
+                           " (", parts.front().hf_module, ", ...) are in the file"));
         }
         out[fused.name] = std::move(fused);
       }
@@ -242,8 +243,7 @@ absl::StatusOr<std::map<std::string, NamedTensor>> FromHf(std::map<std::string, 
 absl::Status ExportHf(const std::string& path, const std::vector<Chunk*>& chunks,
                       const GptConfig& config) {
   if (UsesGpt2Names(config)) return ExportHfGpt2(path, chunks);
-  ASSIGN_OR_RETURN(std::vector<NamedTensor> tensors,
-                   ToHfLlama(CollectParameters(chunks), config));
+  ASSIGN_OR_RETURN(std::vector<NamedTensor> tensors, ToHfLlama(CollectParameters(chunks), config));
   return WriteSafetensors(path, tensors);
 }
 
@@ -252,7 +252,8 @@ absl::Status ImportHf(const std::string& path, const std::vector<Chunk*>& chunks
   if (UsesGpt2Names(config)) return ImportHfGpt2(path, chunks);
   ASSIGN_OR_RETURN(auto hf, ReadSafetensors(path));
   absl::StatusOr<std::map<std::string, NamedTensor>> ours = FromHf(std::move(hf), config);
-  if (!ours.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", ours.status().message()));
+  if (!ours.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", ours.status().message()));
   if (absl::Status s = AssignParameters(chunks, *ours); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
   }

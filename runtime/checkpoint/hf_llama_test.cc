@@ -50,24 +50,20 @@ TEST(HfLlamaTest, UsesTransformersNamesAndSplitsFusedProjections) {
   ASSERT_TRUE(hf.ok()) << hf.status();
   std::vector<std::string> names;
   for (const auto& [name, t] : *hf) names.push_back(name);
-  EXPECT_THAT(names, ::testing::ElementsAre(
-                         "lm_head.weight", "model.embed_tokens.weight",
-                         "model.layers.0.input_layernorm.weight",
-                         "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-                         "model.layers.0.mlp.up_proj.weight",
-                         "model.layers.0.post_attention_layernorm.weight",
-                         "model.layers.0.self_attn.k_proj.weight",
-                         "model.layers.0.self_attn.o_proj.weight",
-                         "model.layers.0.self_attn.q_proj.weight",
-                         "model.layers.0.self_attn.v_proj.weight",
-                         "model.layers.1.input_layernorm.weight",
-                         "model.layers.1.mlp.down_proj.weight", "model.layers.1.mlp.gate_proj.weight",
-                         "model.layers.1.mlp.up_proj.weight",
-                         "model.layers.1.post_attention_layernorm.weight",
-                         "model.layers.1.self_attn.k_proj.weight",
-                         "model.layers.1.self_attn.o_proj.weight",
-                         "model.layers.1.self_attn.q_proj.weight",
-                         "model.layers.1.self_attn.v_proj.weight", "model.norm.weight"));
+  EXPECT_THAT(
+      names,
+      ::testing::ElementsAre(
+          "lm_head.weight", "model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+          "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+          "model.layers.0.mlp.up_proj.weight", "model.layers.0.post_attention_layernorm.weight",
+          "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+          "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight",
+          "model.layers.1.input_layernorm.weight", "model.layers.1.mlp.down_proj.weight",
+          "model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight",
+          "model.layers.1.post_attention_layernorm.weight",
+          "model.layers.1.self_attn.k_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+          "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight",
+          "model.norm.weight"));
   // 4 query heads and 2 key/value heads of size 2: q (8, 8), k and v (4, 8), out of (16, 8).
   EXPECT_EQ(hf->at("model.layers.0.self_attn.q_proj.weight").shape, (std::vector<int64_t>{8, 8}));
   EXPECT_EQ(hf->at("model.layers.0.self_attn.k_proj.weight").shape, (std::vector<int64_t>{4, 8}));
@@ -139,8 +135,9 @@ TEST(HfLlamaTest, MissingPiecesAndForeignTensorsAreNamed) {
                        HasSubstr("model.layers.0.mlp.experts.0.weight matches no parameter")));
   auto short_q = files;
   short_q["model.layers.0.self_attn.q_proj.weight"].shape = {4, 8};
-  EXPECT_THAT(FromHfLlama(short_q, c).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has 4 rows; the model needs 8")));
+  EXPECT_THAT(
+      FromHfLlama(short_q, c).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has 4 rows; the model needs 8")));
 }
 
 }  // namespace

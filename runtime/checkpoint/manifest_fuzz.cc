@@ -33,7 +33,8 @@ Fixture& Get() {
   static Fixture* f = [] {
     auto* fx = new Fixture;
     fx->root = fuzz::FuzzDir() + "/ckpt";
-    auto built = runtime::BuildChunks(models::UniformGpt(2, 8, 2, 16, 8, 3), 2, models::ChunkOptions{1, 8, 1});
+    auto built = runtime::BuildChunks(models::UniformGpt(2, 8, 2, 16, 8, 3), 2,
+                                      models::ChunkOptions{1, 8, 1});
     if (!built.ok()) std::abort();
     fx->chunks = std::move(*built);
     fx->states.resize(fx->chunks.size());

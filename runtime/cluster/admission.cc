@@ -13,14 +13,16 @@ std::string RefuseJoin(const JoinClaim& claim, const JoinRules& rules, const std
   if (claim.world_size != rules.world_size) {
     return absl::StrCat("world size ", claim.world_size, " != ", rules.world_size);
   }
-  if (claim.rank < 0 || claim.rank >= rules.world_size) return absl::StrCat("rank ", claim.rank, " out of range");
+  if (claim.rank < 0 || claim.rank >= rules.world_size)
+    return absl::StrCat("rank ", claim.rank, " out of range");
   if (joined.count(claim.rank) > 0) return absl::StrCat("rank ", claim.rank, " already joined");
   if (claim.config != rules.config) {
-    return absl::StrCat("configuration differs from rank 0's: '", claim.config, "' vs '", rules.config, "'");
+    return absl::StrCat("configuration differs from rank 0's: '", claim.config, "' vs '",
+                        rules.config, "'");
   }
   if (claim.start_step != rules.resumed_step) {
-    return absl::StrCat("it resumes after step ", claim.start_step, ", rank 0 after step ", rules.resumed_step,
-                        " (different checkpoints?)");
+    return absl::StrCat("it resumes after step ", claim.start_step, ", rank 0 after step ",
+                        rules.resumed_step, " (different checkpoints?)");
   }
   if (closed) return "the cluster is no longer admitting workers";
   return "";
@@ -54,10 +56,12 @@ std::string RefuseEvalOrder(int64_t step, int batches, int64_t steps, int eval_b
 }
 
 std::string RefuseCheckpointOrder(int64_t step, const std::string& dir, int64_t steps,
-                                  const std::string& checkpoint_dir, const std::string& expected_dir) {
+                                  const std::string& checkpoint_dir,
+                                  const std::string& expected_dir) {
   if (!checkpoint_dir.empty() && step >= 1 && step <= steps && dir == expected_dir) return "";
   return absl::StrCat("refused a checkpoint order for step ", step, " into '", dir,
-                      "' (this rank writes checkpoints of steps 1..", steps, " under '", checkpoint_dir, "')");
+                      "' (this rank writes checkpoints of steps 1..", steps, " under '",
+                      checkpoint_dir, "')");
 }
 
 void HeldOutRound::Begin(int64_t step) {
@@ -65,14 +69,16 @@ void HeldOutRound::Begin(int64_t step) {
   answered_.clear();
 }
 
-std::string HeldOutRound::Admit(int rank, int64_t step, bool has_loss, double loss, const std::string& error) {
+std::string HeldOutRound::Admit(int rank, int64_t step, bool has_loss, double loss,
+                                const std::string& error) {
   if (step_ < 0 || step != step_ || answered_.count(rank) > 0) {
     return absl::StrCat("rank ", rank, " sent a held-out result for step ", step,
                         " that was not asked for (evaluation running: ",
                         step_ >= 0 ? absl::StrCat("after step ", step_) : std::string("none"), ")");
   }
   if (!error.empty()) {
-    return absl::StrCat("held-out evaluation after step ", step, " failed on rank ", rank, ": ", error);
+    return absl::StrCat("held-out evaluation after step ", step, " failed on rank ", rank, ": ",
+                        error);
   }
   if (has_loss != (rank == last_rank_)) {
     return absl::StrCat("rank ", rank, " sent a held-out result ", has_loss ? "with" : "without",

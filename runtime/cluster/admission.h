@@ -18,8 +18,8 @@ namespace stagehand::runtime {
 struct JoinRules {
   std::string token;
   int world_size = 1;
-  std::string config;         // every worker must present the same text
-  int64_t resumed_step = 0;   // rank 0's restored step
+  std::string config;        // every worker must present the same text
+  int64_t resumed_step = 0;  // rank 0's restored step
 };
 struct JoinClaim {
   std::string token;
@@ -36,10 +36,10 @@ std::string RefuseJoin(const JoinClaim& claim, const JoinRules& rules, const std
 struct CheckpointPartClaim {
   int rank = 0;
   int64_t step = 0;
-  std::string error;                // the rank's own failure, if any
-  std::vector<std::string> files;   // per shard: "stage_<S>.safetensors"
+  std::string error;               // the rank's own failure, if any
+  std::vector<std::string> files;  // per shard: "stage_<S>.safetensors"
   std::vector<int> stages;
-  size_t num_bytes = 0;             // lengths of the bytes and crc32 lists
+  size_t num_bytes = 0;  // lengths of the bytes and crc32 lists
   size_t num_crc32 = 0;
 };
 // `stages`: the stages rank `rank` holds (placement.h).
@@ -53,7 +53,8 @@ std::string RefuseEvalOrder(int64_t step, int batches, int64_t steps, int eval_b
 // A checkpoint of step `step` into `dir`, which must be `checkpoint_dir`'s temporary
 // folder of that step (`expected_dir`).
 std::string RefuseCheckpointOrder(int64_t step, const std::string& dir, int64_t steps,
-                                  const std::string& checkpoint_dir, const std::string& expected_dir);
+                                  const std::string& checkpoint_dir,
+                                  const std::string& expected_dir);
 
 // --- One held-out evaluation: every rank answers once; the rank holding the last chunk
 // answers with the loss, the others without.

@@ -25,15 +25,18 @@ TEST(RefuseJoin, NamesWhatDiffers) {
   EXPECT_EQ(RefuseJoin(Claim(), Rules(), {1}, false), "rank 1 already joined");
   c = Claim();
   c.config = "--steps=4";
-  EXPECT_EQ(RefuseJoin(c, Rules(), {}, false), "configuration differs from rank 0's: '--steps=4' vs '--steps=3'");
+  EXPECT_EQ(RefuseJoin(c, Rules(), {}, false),
+            "configuration differs from rank 0's: '--steps=4' vs '--steps=3'");
   c = Claim();
   c.start_step = 0;
-  EXPECT_EQ(RefuseJoin(c, Rules(), {}, false), "it resumes after step 0, rank 0 after step 2 (different checkpoints?)");
+  EXPECT_EQ(RefuseJoin(c, Rules(), {}, false),
+            "it resumes after step 0, rank 0 after step 2 (different checkpoints?)");
   EXPECT_EQ(RefuseJoin(Claim(), Rules(), {}, true), "the cluster is no longer admitting workers");
 }
 
 CheckpointPartClaim Part() {
-  return CheckpointPartClaim{1, 4, "", {"stage_3.safetensors", "stage_2.safetensors"}, {3, 2}, 2, 2};
+  return CheckpointPartClaim{1,      4, "", {"stage_3.safetensors", "stage_2.safetensors"},
+                             {3, 2}, 2, 2};
 }
 
 TEST(CheckCheckpointPart, AdmitsTheShardsOfTheRanksStagesInAnyOrder) {
@@ -56,8 +59,9 @@ TEST(CheckCheckpointPart, RefusesWrongRankStagesNamesAndLengths) {
 
 TEST(Orders, EvalAndCheckpointOrdersOutsideTheRunAreRefused) {
   EXPECT_EQ(RefuseEvalOrder(0, 16, 6, 16), "");
-  EXPECT_EQ(RefuseEvalOrder(7, 16, 6, 16),
-            "refused an evaluation order for step 7 over 16 batches (this rank runs steps 0..6 over 16)");
+  EXPECT_EQ(
+      RefuseEvalOrder(7, 16, 6, 16),
+      "refused an evaluation order for step 7 over 16 batches (this rank runs steps 0..6 over 16)");
   EXPECT_NE(RefuseEvalOrder(2, 15, 6, 16), "");
   EXPECT_EQ(RefuseCheckpointOrder(2, "/c/.s2.tmp", 6, "/c", "/c/.s2.tmp"), "");
   EXPECT_NE(RefuseCheckpointOrder(2, "/etc", 6, "/c", "/c/.s2.tmp"), "");
@@ -80,15 +84,18 @@ TEST(HeldOutRound, CompletesWhenEveryRankAnsweredAndYieldsTheLastRanksLoss) {
 
 TEST(HeldOutRound, RefusesUnaskedDuplicateFailedAndMisplacedAnswers) {
   HeldOutRound round(2, 1);
-  EXPECT_EQ(round.Admit(0, 0, false, 0, ""),
-            "rank 0 sent a held-out result for step 0 that was not asked for (evaluation running: none)");
+  EXPECT_EQ(
+      round.Admit(0, 0, false, 0, ""),
+      "rank 0 sent a held-out result for step 0 that was not asked for (evaluation running: none)");
   round.Begin(2);
   EXPECT_NE(round.Admit(0, 3, false, 0, ""), "");
   EXPECT_EQ(round.Admit(0, 2, false, 0, ""), "");
   EXPECT_NE(round.Admit(0, 2, false, 0, ""), "");  // twice
   EXPECT_EQ(round.Admit(1, 2, false, 0, ""),
-            "rank 1 sent a held-out result without a loss; only rank 1, which holds the last chunk, has one");
-  EXPECT_EQ(round.Admit(1, 2, false, 0, "ucx: closed"), "held-out evaluation after step 2 failed on rank 1: ucx: closed");
+            "rank 1 sent a held-out result without a loss; only rank 1, which holds the last "
+            "chunk, has one");
+  EXPECT_EQ(round.Admit(1, 2, false, 0, "ucx: closed"),
+            "held-out evaluation after step 2 failed on rank 1: ucx: closed");
 }
 
 }  // namespace

@@ -13,10 +13,12 @@ namespace stagehand::runtime {
 absl::StatusOr<FaultPlan> FaultPlanFromSpec(const std::string& spec, int rank, int restart) {
   FaultPlan plan;
   if (spec.empty()) return plan;
-  for (const std::string& item : std::vector<std::string>(absl::StrSplit(spec, ',', absl::SkipEmpty()))) {
+  for (const std::string& item :
+       std::vector<std::string>(absl::StrSplit(spec, ',', absl::SkipEmpty()))) {
     const std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    const std::vector<std::string> f =
-        kv.size() == 2 ? std::vector<std::string>(absl::StrSplit(kv[1], ':')) : std::vector<std::string>{};
+    const std::vector<std::string> f = kv.size() == 2
+                                           ? std::vector<std::string>(absl::StrSplit(kv[1], ':'))
+                                           : std::vector<std::string>{};
     int64_t v[3] = {0, 0, 1};
     bool ok = !f.empty();
     for (size_t i = 0; ok && i < f.size() && i < 3; ++i) ok = absl::SimpleAtoi(f[i], &v[i]);
@@ -34,8 +36,10 @@ absl::StatusOr<FaultPlan> FaultPlanFromSpec(const std::string& spec, int rank, i
       plan.nan_at_step = v[0];
       plan.nan_microbatch = static_cast<int>(v[1]);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kFaultsVar, ": cannot read '", item, "' (want kill=RANK:STEP[:ATTEMPTS], withhold=RANK:N, flip=STAGE:STEP, nan=STEP:MICROBATCH or slow=STAGE:MS)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kFaultsVar, ": cannot read '", item,
+                       "' (want kill=RANK:STEP[:ATTEMPTS], withhold=RANK:N, flip=STAGE:STEP, "
+                       "nan=STEP:MICROBATCH or slow=STAGE:MS)"));
     }
   }
   return plan;

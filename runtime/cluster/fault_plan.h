@@ -28,12 +28,12 @@ inline constexpr char kFaultsVar[] = "STAGEHAND_FAULTS";
 
 // The faults of one rank (all zero: none).
 struct FaultPlan {
-  int64_t kill_at_step = 0;  // SIGKILL in this step's forward of microbatch 1 (0: off)
-  int withhold_receive = 0;  // never post the Nth receive (0: off)
-  int flip_stage = -1;       // the stage whose gradient gets a flipped bit (-1: off)
-  int64_t flip_at_step = 0;  // ... in the first run of this step
-  int64_t nan_at_step = 0;   // the step whose batch is poisoned (0: off)
-  int nan_microbatch = 0;    // ... in this microbatch
+  int64_t kill_at_step = 0;    // SIGKILL in this step's forward of microbatch 1 (0: off)
+  int withhold_receive = 0;    // never post the Nth receive (0: off)
+  int flip_stage = -1;         // the stage whose gradient gets a flipped bit (-1: off)
+  int64_t flip_at_step = 0;    // ... in the first run of this step
+  int64_t nan_at_step = 0;     // the step whose batch is poisoned (0: off)
+  int nan_microbatch = 0;      // ... in this microbatch
   int slow_stage = -1;         // the stage whose forwards are slowed (-1: off)
   double slow_forward_ms = 0;  // ... by this much each
 };

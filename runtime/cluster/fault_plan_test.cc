@@ -54,7 +54,8 @@ TEST(FaultPlan, FlipAndNanReachEveryRankWhichAppliesThemToItsStagesAndBatches) {
 TEST(FaultPlan, MalformedSpecIsAnError) {
   for (const char* spec : {"kill=2", "kill=a:4", "withhold=1", "explode=1:2", "kill", "kill=1:0",
                            "flip=1", "flip=-1:2", "flip=1:0", "nan=0:1", "nan=2:-1", "slow=1:0"}) {
-    EXPECT_THAT(FaultPlanFromSpec(spec, 1, 0).status(), StatusIs(absl::StatusCode::kInvalidArgument))
+    EXPECT_THAT(FaultPlanFromSpec(spec, 1, 0).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument))
         << spec;
   }
 }

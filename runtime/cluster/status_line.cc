@@ -32,8 +32,8 @@ std::string FormatStatusLine(const ClusterStatus& status) {
 
 std::optional<ClusterStatus> ParseStatusLine(std::string_view line) {
   if (line.substr(0, kStatusLinePrefix.size()) != kStatusLinePrefix) return std::nullopt;
-  const nlohmann::json j =
-      nlohmann::json::parse(line.substr(kStatusLinePrefix.size()), nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json j = nlohmann::json::parse(line.substr(kStatusLinePrefix.size()), nullptr,
+                                                 /*allow_exceptions=*/false);
   if (!j.is_object() || j.value("v", 0) != kStatusLineVersion || !j.contains("event") ||
       !j["event"].is_string()) {
     return std::nullopt;

@@ -17,7 +17,8 @@ TEST(StatusLine, CheckpointRoundTrips) {
 
 TEST(StatusLine, RankLostRoundTripsWithAnyLastActionText) {
   const std::string action = "s2 F c2 mb1 (step 4) \"quoted\"; and more";
-  std::optional<ClusterStatus> s = ParseStatusLine(FormatStatusLine({ClusterEvent::kRankLost, -1, 2, action}));
+  std::optional<ClusterStatus> s =
+      ParseStatusLine(FormatStatusLine({ClusterEvent::kRankLost, -1, 2, action}));
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->event, ClusterEvent::kRankLost);
   EXPECT_EQ(s->rank, 2);
@@ -31,13 +32,13 @@ TEST(StatusLine, ClusterUpRoundTrips) {
 }
 
 TEST(StatusLine, HumanLinesAndMalformedOnesAreNotStatusLines) {
-  for (const char* line : {"checkpoint: step 4 in /tmp/x/step_00000004",
-                           "cluster: 4 workers joined and connected; running steps 1..6",
-                           "@stagehand-status not json",
-                           "@stagehand-status {\"v\":2,\"event\":\"cluster_up\"}",
-                           "@stagehand-status {\"v\":1,\"event\":\"checkpoint\"}",
-                           "@stagehand-status {\"v\":1,\"event\":\"rank_lost\",\"rank\":\"2\"}",
-                           "@stagehand-status {\"v\":1,\"event\":\"reboot\"}"}) {
+  for (const char* line :
+       {"checkpoint: step 4 in /tmp/x/step_00000004",
+        "cluster: 4 workers joined and connected; running steps 1..6", "@stagehand-status not json",
+        "@stagehand-status {\"v\":2,\"event\":\"cluster_up\"}",
+        "@stagehand-status {\"v\":1,\"event\":\"checkpoint\"}",
+        "@stagehand-status {\"v\":1,\"event\":\"rank_lost\",\"rank\":\"2\"}",
+        "@stagehand-status {\"v\":1,\"event\":\"reboot\"}"}) {
     EXPECT_FALSE(ParseStatusLine(line).has_value()) << line;
   }
 }

@@ -14,21 +14,24 @@ TiedShapes StageTiedShapes(const StepSpec& spec, int stage, int64_t wte_floats) 
   return shapes;
 }
 
-std::string CheckTiedGradients(const std::map<int, std::map<std::string, std::vector<float>>>& grads,
-                               const TiedShapes& expected) {
+std::string CheckTiedGradients(
+    const std::map<int, std::map<std::string, std::vector<float>>>& grads,
+    const TiedShapes& expected) {
   for (const auto& [chunk, tensors] : grads) {
     auto held = expected.find(chunk);
     if (held == expected.end()) return absl::StrCat("chunk ", chunk, " has no tied tensors here");
     for (const auto& [name, values] : tensors) {
       auto shape = held->second.find(name);
-      if (shape == held->second.end()) return absl::StrCat("chunk ", chunk, " has no tied tensor '", name, "'");
+      if (shape == held->second.end())
+        return absl::StrCat("chunk ", chunk, " has no tied tensor '", name, "'");
       if (static_cast<int64_t>(values.size()) != shape->second) {
         return absl::StrCat("tied gradient ", name, " of chunk ", chunk, " has ", values.size(),
                             " floats, not ", shape->second);
       }
     }
     if (tensors.size() != held->second.size()) {
-      return absl::StrCat("chunk ", chunk, ": ", tensors.size(), " tied gradients, not ", held->second.size());
+      return absl::StrCat("chunk ", chunk, ": ", tensors.size(), " tied gradients, not ",
+                          held->second.size());
     }
   }
   if (grads.size() != expected.size()) {

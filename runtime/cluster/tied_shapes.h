@@ -22,8 +22,9 @@ using TiedShapes = std::map<int, std::map<std::string, int64_t>>;
 TiedShapes StageTiedShapes(const StepSpec& spec, int stage, int64_t wte_floats);
 
 // Tied gradients must name exactly the expected tensors with their sizes.
-std::string CheckTiedGradients(const std::map<int, std::map<std::string, std::vector<float>>>& grads,
-                               const TiedShapes& expected);
+std::string CheckTiedGradients(
+    const std::map<int, std::map<std::string, std::vector<float>>>& grads,
+    const TiedShapes& expected);
 
 }  // namespace stagehand::runtime
 

@@ -36,7 +36,8 @@ TEST(CheckTiedGradients, AcceptsExactlyTheTiedTensorsOfTheStage) {
             "tied gradient wte of chunk 3 has 7 floats, not 6");
   EXPECT_EQ(CheckTiedGradients({{3, {{"wpe", std::vector<float>(6)}}}}, shapes),
             "chunk 3 has no tied tensor 'wpe'");
-  EXPECT_EQ(CheckTiedGradients({{1, {{"wte", std::vector<float>(6)}}}}, shapes), "chunk 1 has no tied tensors here");
+  EXPECT_EQ(CheckTiedGradients({{1, {{"wte", std::vector<float>(6)}}}}, shapes),
+            "chunk 1 has no tied tensors here");
   EXPECT_EQ(CheckTiedGradients({}, shapes), "tied gradients of 0 chunks, not 1");
 }
 

@@ -21,9 +21,8 @@ absl::Status SumInMemberOrder(const std::vector<absl::Span<const float>>& parts,
   if (parts.empty()) return absl::InvalidArgumentError("ordered sum of no parts");
   for (size_t m = 0; m < parts.size(); ++m) {
     if (parts[m].size() != out.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("ordered sum: member ", m, " has ",
-                                                     parts[m].size(), " elements, expected ",
-                                                     out.size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ordered sum: member ", m, " has ", parts[m].size(), " elements, expected ", out.size()));
     }
   }
   // Member-major loops vectorize; each element still sees ((p0 + p1) + p2) + ...

@@ -29,8 +29,7 @@ absl::Status Guarded(const GlooGroupOptions& group, const char* op, Fn&& fn) {
     return absl::OkStatus();
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("gloo ", op, " in group '", group.name, "' (member ",
-                                               group.member, " of ", group.size,
-                                               "): ", e.what()));
+                                               group.member, " of ", group.size, "): ", e.what()));
   }
 }
 
@@ -77,15 +76,13 @@ absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Connect(
 
 GlooCollective::~GlooCollective() = default;
 
-absl::Status GlooCollective::ReduceScatterSum(absl::Span<const float> in,
-                                              absl::Span<float> shard) {
+absl::Status GlooCollective::ReduceScatterSum(absl::Span<const float> in, absl::Span<float> shard) {
   const int64_t n = static_cast<int64_t>(in.size());
   const int64_t mine = ShardLength(n, size(), member());
   if (static_cast<int64_t>(shard.size()) != mine) {
-    return absl::InvalidArgumentError(absl::StrCat("reduce-scatter: member ", member(),
-                                                   " owns ", mine, " of ", n,
-                                                   " elements, but its shard buffer has ",
-                                                   shard.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("reduce-scatter: member ", member(), " owns ", mine, " of ", n,
+                     " elements, but its shard buffer has ", shard.size()));
   }
   // All-to-all of shards: member j receives every member's copy of shard j, in member order.
   std::vector<int64_t> send(size()), recv(size(), mine);

@@ -29,8 +29,8 @@ void RunGroup(int size, const std::function<void(int, Collective&)>& body,
               const std::string& secret = "") {
   gloo::rendezvous::HashStore hash_store;
   AuthenticatedStore signed_store(hash_store, secret);
-  gloo::rendezvous::Store& store = secret.empty() ? static_cast<gloo::rendezvous::Store&>(hash_store)
-                                                  : signed_store;
+  gloo::rendezvous::Store& store =
+      secret.empty() ? static_cast<gloo::rendezvous::Store&>(hash_store) : signed_store;
   std::vector<std::thread> threads;
   for (int m = 0; m < size; ++m) {
     threads.emplace_back([&, m] {
@@ -102,9 +102,9 @@ TEST(GlooCollectiveTest, ReduceScatterGivesEachMemberItsShard) {
   std::vector<std::vector<float>> inputs;
   for (int m = 0; m < kSize; ++m) inputs.push_back(Random(10 + m, kN));
   std::vector<float> expected(kN);
-  ASSERT_THAT(SumInMemberOrder({inputs[0], inputs[1], inputs[2], inputs[3]},
-                               absl::MakeSpan(expected)),
-              IsOk());
+  ASSERT_THAT(
+      SumInMemberOrder({inputs[0], inputs[1], inputs[2], inputs[3]}, absl::MakeSpan(expected)),
+      IsOk());
   RunGroup(kSize, [&](int m, Collective& c) {
     std::vector<float> shard(ShardLength(kN, kSize, m));
     ASSERT_THAT(c.ReduceScatterSum(inputs[m], absl::MakeSpan(shard)), IsOk());
@@ -235,11 +235,14 @@ TEST(AuthenticatedStoreTest, RoundTripsAndRefusesAnEntryWithoutTheSecret) {
 }
 
 TEST(AuthenticatedStoreTest, AGroupConnectsThroughItAndAForgedAddressIsRefused) {
-  RunGroup(2, [](int member, Collective& c) {
-    std::vector<double> values;
-    ASSERT_THAT(c.AllGatherScalar(member + 0.5, &values), IsOk());
-    EXPECT_EQ(values, (std::vector<double>{0.5, 1.5}));
-  }, "launch secret");
+  RunGroup(
+      2,
+      [](int member, Collective& c) {
+        std::vector<double> values;
+        ASSERT_THAT(c.AllGatherScalar(member + 0.5, &values), IsOk());
+        EXPECT_EQ(values, (std::vector<double>{0.5, 1.5}));
+      },
+      "launch secret");
 
   // Member 1's published addresses, forged by a process without the secret.
   gloo::rendezvous::HashStore inner;

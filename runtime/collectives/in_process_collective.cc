@@ -77,8 +77,8 @@ absl::Status InProcessCollective::ReduceScatterSum(absl::Span<const float> in,
     for (const void* p : all) {
       const absl::Span<const float> theirs = static_cast<const Deposit*>(p)->in;
       if (static_cast<int64_t>(theirs.size()) != n) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "reduce-scatter: members pass ", theirs.size(), " and ", n, " elements"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("reduce-scatter: members pass ", theirs.size(), " and ", n, " elements"));
       }
       parts.push_back(theirs.subspan(begin, length));
     }
@@ -119,33 +119,36 @@ absl::Status InProcessCollective::AllToAllV(absl::Span<const float> in,
     absl::Span<const float> in;
     const std::vector<int64_t>* send_counts;
   } mine{in, &send_counts};
-  return group_->Exchange(member_, &mine, static_cast<int64_t>(in.size() * sizeof(float)),
-                          [&](const std::vector<const void*>& all) {
-    int64_t at = 0;
-    for (int j = 0; j < size(); ++j) {
-      const Deposit& theirs = *static_cast<const Deposit*>(all[j]);
-      int64_t offset = 0;
-      for (int k = 0; k < member_; ++k) offset += (*theirs.send_counts)[k];
-      const int64_t count = (*theirs.send_counts)[member_];
-      if (count != recv_counts[j] || at + count > static_cast<int64_t>(out.size()) ||
-          offset + count > static_cast<int64_t>(theirs.in.size())) {
-        return absl::InvalidArgumentError(absl::StrCat("all-to-all: member ", j, " sends ",
-                                                       count, " elements to member ", member_,
-                                                       ", which expects ", recv_counts[j]));
-      }
-      std::copy_n(theirs.in.begin() + offset, count, out.begin() + at);
-      at += count;
-    }
-    return absl::OkStatus();
-  });
+  return group_->Exchange(
+      member_, &mine, static_cast<int64_t>(in.size() * sizeof(float)),
+      [&](const std::vector<const void*>& all) {
+        int64_t at = 0;
+        for (int j = 0; j < size(); ++j) {
+          const Deposit& theirs = *static_cast<const Deposit*>(all[j]);
+          int64_t offset = 0;
+          for (int k = 0; k < member_; ++k) offset += (*theirs.send_counts)[k];
+          const int64_t count = (*theirs.send_counts)[member_];
+          if (count != recv_counts[j] || at + count > static_cast<int64_t>(out.size()) ||
+              offset + count > static_cast<int64_t>(theirs.in.size())) {
+            return absl::InvalidArgumentError(absl::StrCat("all-to-all: member ", j, " sends ",
+                                                           count, " elements to member ", member_,
+                                                           ", which expects ", recv_counts[j]));
+          }
+          std::copy_n(theirs.in.begin() + offset, count, out.begin() + at);
+          at += count;
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::Status InProcessCollective::AllGatherScalar(double value, std::vector<double>* values) {
-  return group_->Exchange(member_, &value, sizeof(double), [&](const std::vector<const void*>& all) {
-    values->clear();
-    for (const void* p : all) values->push_back(*static_cast<const double*>(p));
-    return absl::OkStatus();
-  });
+  return group_->Exchange(member_, &value, sizeof(double),
+                          [&](const std::vector<const void*>& all) {
+                            values->clear();
+                            for (const void* p : all)
+                              values->push_back(*static_cast<const double*>(p));
+                            return absl::OkStatus();
+                          });
 }
 
 InProcessGroupMembers MakeInProcessGroup(int size, double latency_us, double gbps) {

@@ -67,13 +67,13 @@ absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokeni
     ++num_files;
     return absl::OkStatus();
   }));
-  const bool cacheable = tokenizer.name() != "byte" && cache_dir != "none" &&
-                         tokenizer.vocab_size() <= 65536;
+  const bool cacheable =
+      tokenizer.name() != "byte" && cache_dir != "none" && tokenizer.vocab_size() <= 65536;
   const std::string cache_path =
       absl::StrCat(cache_dir.empty() ? DefaultTokenCacheDir() : cache_dir, "/text-",
                    absl::StrFormat("%016x", key), ".bin");
-  const std::string what = absl::StrCat(num_files, " text files, ", bytes, " bytes, ",
-                                        tokenizer.name(), " tokens");
+  const std::string what =
+      absl::StrCat(num_files, " text files, ", bytes, " bytes, ", tokenizer.name(), " tokens");
   if (cacheable && fs::exists(cache_path)) {
     if (AppendLlmcShard(cache_path, &s.tokens).ok()) {
       s.description = absl::StrCat(what, " (cached in ", cache_path, ")");
@@ -103,10 +103,12 @@ absl::StatusOr<Stream> ReadLlmc(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
-      if (e.is_regular_file() && e.path().extension() == ".bin") shards.push_back(e.path().string());
+      if (e.is_regular_file() && e.path().extension() == ".bin")
+        shards.push_back(e.path().string());
     }
     std::sort(shards.begin(), shards.end());
-    if (shards.empty()) return absl::NotFoundError(absl::StrCat("no llm.c shards (*.bin) in ", path));
+    if (shards.empty())
+      return absl::NotFoundError(absl::StrCat("no llm.c shards (*.bin) in ", path));
   } else {
     shards.push_back(path);
   }
@@ -129,8 +131,8 @@ absl::StatusOr<Stream> ReadStream(const std::string& path, const std::string& fo
     if (!d.ok()) return d.status();
     Stream s;
     s.format = "megatron";
-    s.description = absl::StrCat("Megatron indexed dataset, ", d->doc_idx.empty() ? 0 : d->doc_idx.size() - 1,
-                                 " documents");
+    s.description = absl::StrCat("Megatron indexed dataset, ",
+                                 d->doc_idx.empty() ? 0 : d->doc_idx.size() - 1, " documents");
     s.tokens = std::move(d->tokens);
     return s;
   }
@@ -168,20 +170,23 @@ std::vector<int64_t> PackSequences(int64_t num_tokens, int seq_len) {
 
 absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokenizer& tokenizer) {
   if (options.seq_len <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("seq_len ", options.seq_len, " must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq_len ", options.seq_len, " must be positive"));
   }
   if (options.validation_path.empty() &&
       !(options.validation_fraction > 0.0 && options.validation_fraction < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("validation fraction ", options.validation_fraction,
-                                                   " must be in (0, 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("validation fraction ", options.validation_fraction, " must be in (0, 1)"));
   }
-  absl::StatusOr<Stream> stream = ReadStream(options.path, options.format, tokenizer, options.cache_dir);
+  absl::StatusOr<Stream> stream =
+      ReadStream(options.path, options.format, tokenizer, options.cache_dir);
   if (!stream.ok()) return stream.status();
   if (absl::Status s = CheckVocabulary(*stream, options.path, tokenizer); !s.ok()) return s;
   Dataset d;
   d.format = stream->format;
   d.num_tokens = static_cast<int64_t>(stream->tokens.size());
-  d.description = absl::StrCat(options.path, ": ", stream->description, ", ", d.num_tokens, " tokens");
+  d.description =
+      absl::StrCat(options.path, ": ", stream->description, ", ", d.num_tokens, " tokens");
   auto tokens = std::make_shared<const std::vector<int32_t>>(std::move(stream->tokens));
   const std::vector<int64_t> all = PackSequences(d.num_tokens, options.seq_len);
   d.train.tokens = tokens;
@@ -215,7 +220,8 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
         "--validation_fraction)"));
   }
   absl::StrAppend(&d.description, "; ", d.train.starts.size(), " training / ",
-                  d.validation.starts.size(), " held-out sequences of ", options.seq_len, "+1 tokens");
+                  d.validation.starts.size(), " held-out sequences of ", options.seq_len,
+                  "+1 tokens");
   return d;
 }
 

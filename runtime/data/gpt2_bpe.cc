@@ -39,7 +39,8 @@ size_t ContractionLength(const std::vector<char32_t>& cps, size_t i) {
 void ByteToUnicode(char32_t table[256]) {
   int n = 0;
   for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    const bool printable =
+        (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
     table[b] = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
   }
 }
@@ -53,8 +54,8 @@ absl::StatusOr<std::string> UnicodeToBytes(absl::string_view text,
     pos += DecodeUtf8(text, pos, &c);
     auto it = decoder.find(c);
     if (it == decoder.end()) {
-      return absl::DataLossError(absl::StrCat("vocabulary entry \"", text,
-                                              "\" holds a character outside GPT-2's byte alphabet"));
+      return absl::DataLossError(absl::StrCat(
+          "vocabulary entry \"", text, "\" holds a character outside GPT-2's byte alphabet"));
     }
     out.push_back(it->second);
   }
@@ -193,8 +194,8 @@ absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> Gpt2Tokenizer::FromContents(
     }
     t->merges_.try_emplace(PairKey(l->second, r->second), rank++, m->second);
   }
-  t->fingerprint_ = absl::StrCat("gpt2:", vocab.size(), ":", rank, ":",
-                                 Fnv1a(vocab_bpe, Fnv1a(encoder_json)));
+  t->fingerprint_ =
+      absl::StrCat("gpt2:", vocab.size(), ":", rank, ":", Fnv1a(vocab_bpe, Fnv1a(encoder_json)));
   return t;
 }
 
@@ -209,7 +210,8 @@ void Gpt2Tokenizer::EncodePiece(absl::string_view piece, std::vector<int32_t>* o
     for (size_t i = 0; i + 1 < word.size(); ++i) {
       auto it = merges_.find(PairKey(word[i], word[i + 1]));
       if (it != merges_.end() && it->second.first < best_rank) {
-        best_rank = it->second.first, left = word[i], right = word[i + 1], result = it->second.second;
+        best_rank = it->second.first, left = word[i], right = word[i + 1],
+        result = it->second.second;
       }
     }
     if (result < 0) break;

@@ -42,9 +42,9 @@ class Gpt2Tokenizer : public Tokenizer {
   // BPE of one pre-token's bytes, appended to `out`.
   void EncodePiece(absl::string_view piece, std::vector<int32_t>* out) const;
 
-  std::vector<std::string> id_to_bytes_;                  // id -> raw bytes
+  std::vector<std::string> id_to_bytes_;                   // id -> raw bytes
   absl::flat_hash_map<std::string, int32_t> bytes_to_id_;  // raw bytes -> id
-  int32_t byte_id_[256] = {};                             // the token of each single byte
+  int32_t byte_id_[256] = {};                              // the token of each single byte
   // (left id, right id) -> (merge rank, merged id).
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
   int32_t end_of_text_ = -1;

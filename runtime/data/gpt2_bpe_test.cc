@@ -95,7 +95,8 @@ TEST(Gpt2PreTokenizeTest, SplitsLikeGpt2sRegularExpression) {
   EXPECT_EQ(Pieces("I'm here, they'LL go"),
             (std::vector<std::string>{"I", "'m", " here", ",", " they", "'", "LL", " go"}));
   // A space run gives all but its last space to a piece of its own.
-  EXPECT_EQ(Pieces("a   b\n\n\nc  "), (std::vector<std::string>{"a", "  ", " b", "\n\n", "\n", "c", "  "}));
+  EXPECT_EQ(Pieces("a   b\n\n\nc  "),
+            (std::vector<std::string>{"a", "  ", " b", "\n\n", "\n", "c", "  "}));
   EXPECT_EQ(Pieces(" 42?! café日本"), (std::vector<std::string>{" 42", "?!", " café日本"}));
   EXPECT_EQ(Pieces("?'s"), (std::vector<std::string>{"?'", "s"}));
   EXPECT_EQ(Pieces(""), std::vector<std::string>{});
@@ -124,16 +125,19 @@ TEST(Gpt2TokenizerTest, MalformedVocabulariesNameTheProblem) {
   EXPECT_EQ(bad_line.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(bad_line.status().message().find("line 2"), std::string::npos) << bad_line.status();
   auto unknown = Gpt2Tokenizer::FromContents(vocab.dump(), "#version: 0.2\nh e\n");
-  EXPECT_NE(unknown.status().message().find("encoder.json lacks"), std::string::npos) << unknown.status();
+  EXPECT_NE(unknown.status().message().find("encoder.json lacks"), std::string::npos)
+      << unknown.status();
   vocab.erase(ByteAsVocabString('a'));
   vocab["xy"] = 'a';
   auto missing_byte = Gpt2Tokenizer::FromContents(vocab.dump(), "#version: 0.2\n");
-  EXPECT_NE(missing_byte.status().message().find("no token for byte 97"), std::string::npos) << missing_byte.status();
+  EXPECT_NE(missing_byte.status().message().find("no token for byte 97"), std::string::npos)
+      << missing_byte.status();
   EXPECT_EQ(Gpt2Tokenizer::FromContents("[1, 2]", "").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(Gpt2TokenizerTest, MatchesTheGoldenIdsOfGpt3Encoder) {
-  if (!HaveVocabulary()) GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
+  if (!HaveVocabulary())
+    GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
   const Gpt2Tokenizer& t = RealTokenizer();
   EXPECT_EQ(t.vocab_size(), 50257);
   EXPECT_EQ(t.end_of_text(), 50256);
@@ -146,7 +150,8 @@ TEST(Gpt2TokenizerTest, MatchesTheGoldenIdsOfGpt3Encoder) {
 }
 
 TEST(Gpt2TokenizerTest, DecodeInvertsEncodeForAnyBytes) {
-  if (!HaveVocabulary()) GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
+  if (!HaveVocabulary())
+    GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
   const std::string text = "bad utf8 \xC3\x28 \xFF\xFE\x80 and a NUL \0 inside";
   const std::string with_nul(text.data(), text.size());
   EXPECT_EQ(*RealTokenizer().Decode(RealTokenizer().Encode(with_nul)), with_nul);
@@ -156,9 +161,11 @@ TEST(Gpt2TokenizerTest, DecodeInvertsEncodeForAnyBytes) {
 // Random strings over pieces that stress the pre-tokenizer and the merges.
 std::vector<std::string> FuzzTexts(int count) {
   const std::vector<std::string> alphabet = {
-      "a", "Z", "the", " ", "  ", "\n", "\t", "\r\n", "'", "'s", "'ll", "'RE", "0", "42", ",", "\"",
-      "]", "}", ".", "!", "é", "日本", "ж", "½", "²", "٣", "🤖", "👩‍👧", "\u00a0", "\u3000", "\u2028",
-      "e\u0301", "—", "$", "%", "<|endoftext|>", "ﬁ", "Ⅻ", "\u0085", "\ufeff"};
+      "a",           "Z",      "the",    " ",      "  ",      "\n", "\t", "\r\n", "'",
+      "'s",          "'ll",    "'RE",    "0",      "42",      ",",  "\"", "]",    "}",
+      ".",           "!",      "é",      "日本",   "ж",       "½",  "²",  "٣",    "🤖",
+      "👩‍👧", "\u00a0", "\u3000", "\u2028", "e\u0301", "—",  "$",  "%",    "<|endoftext|>",
+      "ﬁ",           "Ⅻ",      "\u0085", "\ufeff"};
   std::mt19937 rng(20240520);
   std::vector<std::string> out;
   for (int i = 0; i < count; ++i) {
@@ -171,7 +178,8 @@ std::vector<std::string> FuzzTexts(int count) {
 }
 
 TEST(Gpt2TokenizerTest, AgreesWithNodeRunningGpt3Encoder) {
-  if (!HaveVocabulary()) GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
+  if (!HaveVocabulary())
+    GTEST_SKIP() << "no GPT-2 vocabulary: run runtime/data/fetch_gpt2_tokenizer.sh";
   const std::string encoder_js = Runfile(kVocabDir + "/Encoder.js");
   if (!std::filesystem::exists(encoder_js)) GTEST_SKIP() << "no Encoder.js beside the vocabulary";
   if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not installed";
@@ -181,7 +189,9 @@ TEST(Gpt2TokenizerTest, AgreesWithNodeRunningGpt3Encoder) {
   const std::string input = dir + "/bpe_inputs.json", script = dir + "/bpe_encode.js";
   std::ofstream(input) << nlohmann::json(texts).dump();
   std::ofstream(script) << "const fs = require('fs');\n"
-                        << "const { encode } = require(" << nlohmann::json(std::filesystem::absolute(encoder_js).string()).dump() << ");\n"
+                        << "const { encode } = require("
+                        << nlohmann::json(std::filesystem::absolute(encoder_js).string()).dump()
+                        << ");\n"
                         << "const texts = JSON.parse(fs.readFileSync(process.argv[2], 'utf-8'));\n"
                         << "process.stdout.write(JSON.stringify(texts.map(encode)));\n";
   FILE* pipe = popen(("node " + script + " " + input).c_str(), "r");

@@ -23,10 +23,12 @@ absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* toke
   return AppendLlmcShard(path, tokens, AvailableMemoryBytes());
 }
 
-absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens, uint64_t memory_limit) {
+absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens,
+                             uint64_t memory_limit) {
   absl::StatusOr<MappedFile> file = MappedFile::Open(path);
   if (!file.ok()) {
-    return absl::Status(file.status().code(), absl::StrCat("llm.c shard: ", file.status().message()));
+    return absl::Status(file.status().code(),
+                        absl::StrCat("llm.c shard: ", file.status().message()));
   }
   const absl::string_view bytes = file->bytes();
   const size_t header_bytes = kLlmcHeaderInts * sizeof(int32_t);
@@ -56,10 +58,10 @@ absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* toke
                                             " tokens (", expected, " bytes) but the file has ",
                                             bytes.size(), " bytes (truncated or corrupt)"));
   }
-  RETURN_IF_ERROR(CheckFitsInMemory(
-      absl::StrCat("llm.c shard ", path, " (", bytes.size(), " bytes on disk) holds ", count,
-                   " tokens; reading them"),
-      uint64_t(count) * sizeof(int32_t), memory_limit));
+  RETURN_IF_ERROR(
+      CheckFitsInMemory(absl::StrCat("llm.c shard ", path, " (", bytes.size(),
+                                     " bytes on disk) holds ", count, " tokens; reading them"),
+                        uint64_t(count) * sizeof(int32_t), memory_limit));
   const size_t base = tokens->size();
   tokens->resize(base + count);
   const char* data = bytes.data() + header_bytes;
@@ -73,7 +75,8 @@ absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* toke
 
 absl::Status WriteLlmcShard(const std::string& path, const std::vector<int32_t>& tokens) {
   if (tokens.size() > 0x7FFFFFFFu) {
-    return absl::InvalidArgumentError(absl::StrCat(tokens.size(), " tokens do not fit one llm.c shard"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(tokens.size(), " tokens do not fit one llm.c shard"));
   }
   std::vector<uint16_t> data(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -87,7 +90,8 @@ absl::Status WriteLlmcShard(const std::string& path, const std::vector<int32_t>&
                                      static_cast<int32_t>(tokens.size())};
   return WriteFileAtomically(
       path, {absl::string_view(reinterpret_cast<const char*>(header), sizeof(header)),
-             absl::string_view(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(uint16_t))});
+             absl::string_view(reinterpret_cast<const char*>(data.data()),
+                               data.size() * sizeof(uint16_t))});
 }
 
 }  // namespace stagehand::runtime

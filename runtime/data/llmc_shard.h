@@ -27,7 +27,8 @@ bool LooksLikeLlmcShard(const std::string& path);
 // when its tokens (4 bytes each in memory) need more than `memory_limit` bytes (by default
 // the memory available now), checked before anything is allocated.
 absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens);
-absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens, uint64_t memory_limit);
+absl::Status AppendLlmcShard(const std::string& path, std::vector<int32_t>* tokens,
+                             uint64_t memory_limit);
 
 // Writes `tokens` (each in [0, 65536)) as a shard, atomically (temporary name, fsync, rename).
 absl::Status WriteLlmcShard(const std::string& path, const std::vector<int32_t>& tokens);

@@ -51,7 +51,8 @@ TEST(LlmcShardTest, WrongMagicAndLlama3ShardsAreRejected) {
 }
 
 TEST(LlmcShardTest, TokensThatDoNotFitUint16AreRefused) {
-  EXPECT_EQ(WriteLlmcShard(TempPath("big.bin"), {70000}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WriteLlmcShard(TempPath("big.bin"), {70000}).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // Issue 18: a 20 GB data file died with a generic "out of memory: this model..." after reading
@@ -68,20 +69,23 @@ TEST(LlmcShardTest, AShardTooLargeForMemoryIsRefusedNamingItAndTheSizes) {
   }
   std::filesystem::resize_file(path, 1024 + uint64_t{INT32_MAX} * 2);  // sparse: 4 GiB, no disk
   std::vector<int32_t> tokens = {5};
-  EXPECT_THAT(AppendLlmcShard(path, &tokens, /*memory_limit=*/uint64_t{1} << 30),
-              stagehand::testing::StatusIs(
-                  absl::StatusCode::kResourceExhausted,
-                  ::testing::HasSubstr("llm.c shard " + path + " (4294968318 bytes on disk) holds 2147483647 "
-                                       "tokens; reading them needs 8.0 GiB of memory but only 1.0 GiB is "
-                                       "available")));
+  EXPECT_THAT(
+      AppendLlmcShard(path, &tokens, /*memory_limit=*/uint64_t{1} << 30),
+      stagehand::testing::StatusIs(
+          absl::StatusCode::kResourceExhausted,
+          ::testing::HasSubstr("llm.c shard " + path +
+                               " (4294968318 bytes on disk) holds 2147483647 "
+                               "tokens; reading them needs 8.0 GiB of memory but only 1.0 GiB is "
+                               "available")));
   EXPECT_EQ(tokens, std::vector<int32_t>{5});  // nothing appended
 }
 
 TEST(LlmcShardTest, ADeviceOrDirectoryIsRefusedRatherThanReadForever) {
   std::vector<int32_t> tokens;
-  EXPECT_THAT(AppendLlmcShard("/dev/zero", &tokens),
-              stagehand::testing::StatusIs(absl::StatusCode::kInvalidArgument,
-                                           ::testing::HasSubstr("/dev/zero is not a regular file")));
+  EXPECT_THAT(
+      AppendLlmcShard("/dev/zero", &tokens),
+      stagehand::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                   ::testing::HasSubstr("/dev/zero is not a regular file")));
   EXPECT_THAT(AppendLlmcShard(::testing::TempDir(), &tokens),
               stagehand::testing::StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_TRUE(tokens.empty());

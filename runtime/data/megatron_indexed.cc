@@ -27,22 +27,47 @@ absl::StatusOr<MappedFile> Map(const std::string& path) {
 // Item size of an integer dtype, 0 for a float or unknown code.
 int ItemSize(uint8_t code) {
   switch (static_cast<MegatronDtype>(code)) {
-    case MegatronDtype::kUint8: case MegatronDtype::kInt8: return 1;
-    case MegatronDtype::kInt16: case MegatronDtype::kUint16: return 2;
-    case MegatronDtype::kInt32: return 4;
-    case MegatronDtype::kInt64: return 8;
-    default: return 0;
+    case MegatronDtype::kUint8:
+    case MegatronDtype::kInt8:
+      return 1;
+    case MegatronDtype::kInt16:
+    case MegatronDtype::kUint16:
+      return 2;
+    case MegatronDtype::kInt32:
+      return 4;
+    case MegatronDtype::kInt64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 int64_t ReadToken(const char* p, MegatronDtype dtype) {
   switch (dtype) {
-    case MegatronDtype::kUint8: return static_cast<uint8_t>(*p);
-    case MegatronDtype::kInt8: return static_cast<int8_t>(*p);
-    case MegatronDtype::kInt16: { int16_t v; std::memcpy(&v, p, 2); return v; }
-    case MegatronDtype::kUint16: { uint16_t v; std::memcpy(&v, p, 2); return v; }
-    case MegatronDtype::kInt32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-    default: { int64_t v; std::memcpy(&v, p, 8); return v; }
+    case MegatronDtype::kUint8:
+      return static_cast<uint8_t>(*p);
+    case MegatronDtype::kInt8:
+      return static_cast<int8_t>(*p);
+    case MegatronDtype::kInt16: {
+      int16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    case MegatronDtype::kUint16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return v;
+    }
+    case MegatronDtype::kInt32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    default: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return v;
+    }
   }
 }
 
@@ -86,12 +111,14 @@ absl::StatusOr<IdxLayout> ParseIdxHeader(const std::string& idx_path, absl::stri
                                             " bytes, shorter than the 34-byte header (truncated)"));
   }
   if (std::memcmp(idx.data(), kMagic, 9) != 0) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": wrong magic (expected \"MMIDIDX\\0\\0\"); "
+    return absl::DataLossError(absl::StrCat(idx_path,
+                                            ": wrong magic (expected \"MMIDIDX\\0\\0\"); "
                                             "not a Megatron indexed dataset"));
   }
   const uint64_t version = Load<uint64_t>(idx, 9);
   if (version != 1) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": unsupported version ", version, " (expected 1)"));
+    return absl::DataLossError(
+        absl::StrCat(idx_path, ": unsupported version ", version, " (expected 1)"));
   }
   IdxLayout l;
   const uint8_t code = Load<uint8_t>(idx, 17);
@@ -104,7 +131,8 @@ absl::StatusOr<IdxLayout> ParseIdxHeader(const std::string& idx_path, absl::stri
   l.num_sequences = Load<uint64_t>(idx, 18);
   l.num_doc_idx = Load<uint64_t>(idx, 26);
   const uint64_t needed = kHeader + l.num_sequences * 12 + l.num_doc_idx * 8;
-  if (l.num_sequences > (idx.size() / 12) || l.num_doc_idx > idx.size() / 8 || idx.size() < needed) {
+  if (l.num_sequences > (idx.size() / 12) || l.num_doc_idx > idx.size() / 8 ||
+      idx.size() < needed) {
     return absl::DataLossError(absl::StrCat(idx_path, ": header says ", l.num_sequences,
                                             " sequences and ", l.num_doc_idx, " doc_idx entries (",
                                             needed, " bytes) but the file has ", idx.size(),
@@ -112,8 +140,8 @@ absl::StatusOr<IdxLayout> ParseIdxHeader(const std::string& idx_path, absl::stri
   }
   // Megatron Core appends one int8 mode per sequence for multimodal data; nothing else may follow.
   if (idx.size() != needed && idx.size() != needed + l.num_sequences) {
-    return absl::DataLossError(absl::StrCat(idx_path, ": ", idx.size() - needed,
-                                            " unexpected bytes after doc_idx"));
+    return absl::DataLossError(
+        absl::StrCat(idx_path, ": ", idx.size() - needed, " unexpected bytes after doc_idx"));
   }
   l.pointers_at = l.sizes_at + 4 * l.num_sequences;
   l.doc_at = l.pointers_at + 8 * l.num_sequences;
@@ -121,7 +149,8 @@ absl::StatusOr<IdxLayout> ParseIdxHeader(const std::string& idx_path, absl::stri
 }
 
 // Every sequence lies inside .bin; returns their total token count.
-absl::StatusOr<uint64_t> CheckSequences(const IdxLayout& l, const MappedFile& idx, const MappedFile& bin) {
+absl::StatusOr<uint64_t> CheckSequences(const IdxLayout& l, const MappedFile& idx,
+                                        const MappedFile& bin) {
   uint64_t total = 0;
   for (uint64_t s = 0; s < l.num_sequences; ++s) {
     const int32_t size = Load<int32_t>(idx.bytes(), l.sizes_at + 4 * s);
@@ -143,7 +172,8 @@ absl::Status ReadDocIdx(const IdxLayout& l, const MappedFile& idx, MegatronIndex
     const int64_t prev = d == 0 ? 0 : out.doc_idx.back();
     if (v < prev || uint64_t(v) > l.num_sequences || (d == 0 && v != 0)) {
       return absl::DataLossError(absl::StrCat(idx.path(), ": doc_idx[", d, "] = ", v,
-                                              " is not non-decreasing from 0 to ", l.num_sequences));
+                                              " is not non-decreasing from 0 to ",
+                                              l.num_sequences));
     }
     out.doc_idx.push_back(v);
   }
@@ -156,7 +186,8 @@ absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& pa
   return ReadMegatronIndexed(path, AvailableMemoryBytes());
 }
 
-absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path, uint64_t memory_limit) {
+absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path,
+                                                           uint64_t memory_limit) {
   const std::string prefix = MegatronPrefix(path);
   ASSIGN_OR_RETURN(const MappedFile idx, Map(prefix + ".idx"));
   ASSIGN_OR_RETURN(const IdxLayout l, ParseIdxHeader(idx.path(), idx.bytes()));
@@ -164,8 +195,8 @@ absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& pa
   ASSIGN_OR_RETURN(const uint64_t total, CheckSequences(l, idx, bin));
   // In memory: 4 bytes a token, 8 a sequence start and a doc_idx entry.
   RETURN_IF_ERROR(CheckFitsInMemory(
-      absl::StrCat("Megatron indexed dataset ", prefix, " (", bin.size(), " bytes on disk) holds ", total,
-                   " tokens in ", l.num_sequences, " sequences; reading them"),
+      absl::StrCat("Megatron indexed dataset ", prefix, " (", bin.size(), " bytes on disk) holds ",
+                   total, " tokens in ", l.num_sequences, " sequences; reading them"),
       total * 4 + (l.num_sequences + l.num_doc_idx + 1) * 8, memory_limit));
   MegatronIndexedDataset out;
   out.tokens.reserve(total);
@@ -177,8 +208,8 @@ absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& pa
     for (int32_t i = 0; i < size; ++i) {
       const int64_t t = ReadToken(at + int64_t{i} * l.item, l.dtype);
       if (t < 0 || t > INT32_MAX) {
-        return absl::DataLossError(absl::StrCat(bin.path(), ": token ", t, " in sequence ", s,
-                                                " is not a token id"));
+        return absl::DataLossError(
+            absl::StrCat(bin.path(), ": token ", t, " in sequence ", s, " is not a token id"));
       }
       out.tokens.push_back(static_cast<int32_t>(t));
     }
@@ -211,7 +242,8 @@ absl::Status WriteMegatronIndexed(const std::string& prefix,
     }
   }
   for (size_t d = 0; d <= documents.size(); ++d) put(static_cast<int64_t>(d));
-  for (const auto& [path, bytes] : {std::pair{prefix + ".bin", &bin}, std::pair{prefix + ".idx", &idx}}) {
+  for (const auto& [path, bytes] :
+       {std::pair{prefix + ".bin", &bin}, std::pair{prefix + ".idx", &idx}}) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     if (!out.write(bytes->data(), bytes->size())) {
       return absl::InternalError(absl::StrCat("cannot write ", path));

@@ -17,13 +17,20 @@ namespace stagehand::runtime {
 
 // Megatron's DType codes.
 enum class MegatronDtype : uint8_t {
-  kUint8 = 1, kInt8 = 2, kInt16 = 3, kInt32 = 4, kInt64 = 5, kFloat64 = 6, kFloat32 = 7, kUint16 = 8
+  kUint8 = 1,
+  kInt8 = 2,
+  kInt16 = 3,
+  kInt32 = 4,
+  kInt64 = 5,
+  kFloat64 = 6,
+  kFloat32 = 7,
+  kUint16 = 8
 };
 
 struct MegatronIndexedDataset {
-  std::vector<int32_t> tokens;       // every sequence, concatenated in order
+  std::vector<int32_t> tokens;           // every sequence, concatenated in order
   std::vector<int64_t> sequence_starts;  // (S + 1) offsets of each sequence into tokens
-  std::vector<int64_t> doc_idx;      // (D + 1) sequence index where each document starts
+  std::vector<int64_t> doc_idx;          // (D + 1) sequence index where each document starts
 };
 
 // "PREFIX" from "PREFIX", "PREFIX.idx" or "PREFIX.bin".
@@ -38,7 +45,8 @@ bool LooksLikeMegatronIndexed(const std::string& path);
 // the dataset and the sizes, when its tokens need more than `memory_limit` bytes of memory
 // (by default the memory available now), checked before they are read.
 absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path);
-absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path, uint64_t memory_limit);
+absl::StatusOr<MegatronIndexedDataset> ReadMegatronIndexed(const std::string& path,
+                                                           uint64_t memory_limit);
 
 // Writes documents (each one sequence) as PREFIX.idx / PREFIX.bin: for tests and converters.
 absl::Status WriteMegatronIndexed(const std::string& prefix,

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bin = cut == std::string::npos ? "" : bytes.substr(cut + 8);
   using stagehand::fuzz::WriteFuzzFile;
   WriteFuzzFile("corpus.idx", reinterpret_cast<const uint8_t*>(idx.data()), idx.size());
-  const std::string path = WriteFuzzFile("corpus.bin", reinterpret_cast<const uint8_t*>(bin.data()), bin.size());
+  const std::string path =
+      WriteFuzzFile("corpus.bin", reinterpret_cast<const uint8_t*>(bin.data()), bin.size());
   (void)stagehand::runtime::LooksLikeMegatronIndexed(path);
   (void)stagehand::runtime::ReadMegatronIndexed(path);
   return 0;

@@ -71,7 +71,8 @@ TEST(MegatronIndexedTest, TruncatedIndexIsDataLoss) {
   EXPECT_NE(s.message().find("truncated"), std::string::npos) << s;
   EXPECT_NE(s.message().find(prefix + ".idx"), std::string::npos) << s;
   std::filesystem::resize_file(prefix + ".idx", 20);
-  EXPECT_NE(ReadMegatronIndexed(prefix).status().message().find("34-byte header"), std::string::npos);
+  EXPECT_NE(ReadMegatronIndexed(prefix).status().message().find("34-byte header"),
+            std::string::npos);
 }
 
 TEST(MegatronIndexedTest, WrongMagicVersionAndFloatDtypeAreDataLoss) {
@@ -123,9 +124,11 @@ TEST(MegatronIndexedTest, ADatasetTooLargeForMemoryIsRefusedNamingItAndTheSizes)
   EXPECT_THAT(ReadMegatronIndexed(prefix, /*memory_limit=*/uint64_t{1} << 30).status(),
               stagehand::testing::StatusIs(
                   absl::StatusCode::kResourceExhausted,
-                  ::testing::HasSubstr("Megatron indexed dataset " + prefix + " (2000000000 bytes on disk) "
-                                       "holds 8000000000 tokens in 4 sequences; reading them needs 29.8 GiB "
-                                       "of memory but only 1.0 GiB is available")));
+                  ::testing::HasSubstr(
+                      "Megatron indexed dataset " + prefix +
+                      " (2000000000 bytes on disk) "
+                      "holds 8000000000 tokens in 4 sequences; reading them needs 29.8 GiB "
+                      "of memory but only 1.0 GiB is available")));
 }
 
 TEST(MegatronIndexedTest, ABinThatIsNotARegularFileIsRefused) {

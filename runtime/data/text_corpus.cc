@@ -31,8 +31,9 @@ absl::Status CheckTextSize(const std::string& path, const fs::file_status& statu
   }
   if (!ec && total > kMaxTextCorpusBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "data path ", path, " holds ", total, " bytes; a text corpus is tokenised into memory, at most ",
-        kMaxTextCorpusBytes, " bytes (use a smaller corpus, or tokenize it into llm.c shards or a "
+        "data path ", path, " holds ", total,
+        " bytes; a text corpus is tokenised into memory, at most ", kMaxTextCorpusBytes,
+        " bytes (use a smaller corpus, or tokenize it into llm.c shards or a "
         "Megatron .bin/.idx)"));
   }
   return absl::OkStatus();
@@ -44,8 +45,8 @@ absl::StatusOr<std::vector<std::string>> CandidateFiles(const std::string& path,
                                                         const fs::file_status& status) {
   if (fs::is_regular_file(status)) return std::vector<std::string>{path};
   if (!fs::is_directory(status)) {
-    return absl::InvalidArgumentError(absl::StrCat("data path ", path,
-                                                   " is neither a file nor a folder"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data path ", path, " is neither a file nor a folder"));
   }
   std::vector<std::string> files;
   std::error_code ec;
@@ -93,7 +94,8 @@ absl::Status ForEachTextFile(
     ++visited;
   }
   if (visited == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("data path ", path, " holds no text (empty corpus)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data path ", path, " holds no text (empty corpus)"));
   }
   return absl::OkStatus();
 }
@@ -135,16 +137,16 @@ absl::StatusOr<Corpus> LoadByteCorpus(const std::string& path, double validation
   }
   if (static_cast<int64_t>(corpus.validation.size()) < min_tokens ||
       static_cast<int64_t>(corpus.train.size()) < min_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "corpus at ", path, " has ", n, " bytes: too small for windows of ", min_tokens,
-        " tokens in both the training part and the held-out ", validation_fraction * 100,
-        "% (use a larger corpus or a smaller --seq_len)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("corpus at ", path, " has ", n, " bytes: too small for windows of ",
+                     min_tokens, " tokens in both the training part and the held-out ",
+                     validation_fraction * 100, "% (use a larger corpus or a smaller --seq_len)"));
   }
   return corpus;
 }
 
-WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int micro_batch_size,
-                             int seq_len, uint64_t seed)
+WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, int micro_batch_size, int seq_len,
+                             uint64_t seed)
     : data_(tokens), B_(micro_batch_size), T_(seq_len), seed_(seed) {}
 
 WindowSampler::WindowSampler(const std::vector<int32_t>* tokens, const std::vector<int64_t>* starts,
@@ -186,9 +188,8 @@ double WindowSampler::Epochs(int64_t step) const {
 void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
   if (starts_ != nullptr) {
     const int64_t n = static_cast<int64_t>(starts_->size());
-    const int64_t first = step >= 0 && step < static_cast<int64_t>(first_.size())
-                              ? first_[step]
-                              : (step - 1) * M_;
+    const int64_t first =
+        step >= 0 && step < static_cast<int64_t>(first_.size()) ? first_[step] : (step - 1) * M_;
     for (int b = 0; b < B_; ++b) {
       const int64_t index = (first + microbatch) * int64_t{B_} + b;
       const int64_t epoch = index >= 0 ? index / n : -1 - (-index - 1) / n;  // floor

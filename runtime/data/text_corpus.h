@@ -6,11 +6,10 @@
 #define STAGEHAND_RUNTIME_DATA_TEXT_CORPUS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -51,7 +51,8 @@ TEST(TextCorpusTest, ACorpusTooLargeForMemoryIsNamedWithItsSize) {
   auto files = ReadTextFiles(path);
   EXPECT_EQ(files.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(files.status().message().find(std::to_string(kMaxTextCorpusBytes + 1) + " bytes"),
-            std::string::npos) << files.status();
+            std::string::npos)
+      << files.status();
   std::filesystem::remove(path);
 }
 
@@ -61,10 +62,11 @@ TEST(TextCorpusTest, VisitsEachFileMappedInOrder) {
   Write(dir / "a.txt", "hello ");
   Write(dir / "c.txt", "");  // empty: skipped
   std::vector<std::string> seen;
-  absl::Status s = ForEachTextFile(dir.string(), [&](const std::string& file, absl::string_view text) {
-    seen.push_back(fs::path(file).filename().string() + "=" + std::string(text));
-    return absl::OkStatus();
-  });
+  absl::Status s =
+      ForEachTextFile(dir.string(), [&](const std::string& file, absl::string_view text) {
+        seen.push_back(fs::path(file).filename().string() + "=" + std::string(text));
+        return absl::OkStatus();
+      });
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(seen, (std::vector<std::string>{"a.txt=hello ", "b.txt=world"}));
   // A visitor's error stops the walk.
@@ -83,7 +85,8 @@ TEST(TextCorpusTest, ANulByteInAFileReadAsTextNamesTheFileAndOffset) {
   auto single = ReadTextPath((dir / "tokens.bin").string());
   EXPECT_EQ(single.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(single.status().message().find("tokens.bin has a NUL byte at offset 2"),
-            std::string::npos) << single.status();
+            std::string::npos)
+      << single.status();
   // In a folder, a file whose first 4 KiB are text but which holds a NUL later is refused too
   // (one whose first 4 KiB hold a NUL is skipped as binary).
   fs::path folder = TempDir("nul_late");
@@ -91,7 +94,8 @@ TEST(TextCorpusTest, ANulByteInAFileReadAsTextNamesTheFileAndOffset) {
   auto late = ReadTextPath(folder.string());
   EXPECT_EQ(late.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(late.status().message().find("late.txt has a NUL byte at offset 5000"),
-            std::string::npos) << late.status();
+            std::string::npos)
+      << late.status();
 }
 
 TEST(TextCorpusTest, ADeviceIsNotReadAsText) {

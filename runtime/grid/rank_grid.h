@@ -56,8 +56,7 @@ class RankGrid {
   // pipeline. Unknown dimension names are an error.
   absl::StatusOr<std::vector<int>> Group(int rank, const std::vector<std::string>& along) const;
   // Every such group: a partition of the world, ordered by each group's first rank.
-  absl::StatusOr<std::vector<std::vector<int>>> Groups(
-      const std::vector<std::string>& along) const;
+  absl::StatusOr<std::vector<std::vector<int>>> Groups(const std::vector<std::string>& along) const;
 
   // Replaces dimension `dim` by `parts` (fastest first) whose sizes multiply to its size.
   absl::StatusOr<RankGrid> Split(const std::string& dim, std::vector<GridDim> parts) const;

@@ -9,9 +9,9 @@
 namespace stagehand::runtime {
 namespace {
 
+using ::stagehand::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::stagehand::testing::StatusIs;
 
 TEST(RankGridTest, DataPipelineCoordinatesRoundTrip) {
   ASSERT_OK_AND_ASSIGN(RankGrid grid, RankGrid::DataPipeline(/*dp=*/2, /*pp=*/3));

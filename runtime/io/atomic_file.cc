@@ -27,11 +27,11 @@ std::string FolderOf(const std::string& path) {
 absl::Status WriteError(const std::string& path, int err, uint64_t needed, uint64_t written) {
   if (err == ENOSPC || err == EDQUOT) {
     const int64_t free_bytes = FreeBytesAt(FolderOf(path));
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "disk full writing ", path, ": the file needs ", needed, " bytes, ", written,
-        " were written before the disk filled",
-        free_bytes >= 0 ? absl::StrCat(", ", free_bytes, " bytes are free now") : "",
-        "; free space or write elsewhere"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("disk full writing ", path, ": the file needs ", needed, " bytes, ", written,
+                     " were written before the disk filled",
+                     free_bytes >= 0 ? absl::StrCat(", ", free_bytes, " bytes are free now") : "",
+                     "; free space or write elsewhere"));
   }
   return absl::InternalError(absl::StrCat("writing ", path, " failed after ", written, " of ",
                                           needed, " bytes: ", std::strerror(err)));
@@ -76,7 +76,8 @@ absl::Status FsyncPath(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::Span<const absl::string_view> pieces) {
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::Span<const absl::string_view> pieces) {
   uint64_t needed = 0;
   for (absl::string_view piece : pieces) needed += piece.size();
   std::string tmp = path + ".tmp.XXXXXX";

@@ -17,7 +17,8 @@ namespace stagehand::runtime {
 // temporary is removed, `path` is untouched, and the status says what happened:
 // ResourceExhausted for a full disk (with the bytes the file needs and the bytes free),
 // PermissionDenied when the folder cannot be written, Internal otherwise.
-absl::Status WriteFileAtomically(const std::string& path, absl::Span<const absl::string_view> pieces);
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::Span<const absl::string_view> pieces);
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
 // fsync(2) of a file or a folder by path (a folder's fsync makes renames inside it durable).

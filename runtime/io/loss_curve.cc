@@ -27,10 +27,14 @@ double TickStep(double span) {
 std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out.push_back(c);
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -56,15 +60,18 @@ std::string RenderLossCurveSvg(const LossCurve& curve) {
   auto y = [&](double loss) { return kTop + plot_h * (hi - loss) / (hi - lo); };
   std::string svg = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
+      "fill=\"white\"/>\n",
       kWidth, kHeight, kWidth, kHeight);
-  absl::StrAppendFormat(&svg, "<text x=\"%g\" y=\"24\" font-size=\"15\">%s</text>\n", kLeft, Escape(curve.title));
+  absl::StrAppendFormat(&svg, "<text x=\"%g\" y=\"24\" font-size=\"15\">%s</text>\n", kLeft,
+                        Escape(curve.title));
   // Axes, grid and ticks.
   for (double v = lo; v <= hi + y_step / 2; v += y_step) {
     absl::StrAppendFormat(&svg,
                           "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
                           "<text x=\"%g\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                          kLeft, y(v), kWidth - kRight, y(v), kLeft - 6, y(v) + 4, std::round(v / y_step) * y_step);
+                          kLeft, y(v), kWidth - kRight, y(v), kLeft - 6, y(v) + 4,
+                          std::round(v / y_step) * y_step);
   }
   const double x_step = std::max(1.0, TickStep(double(max_step)));
   for (double s = 0; s <= max_step + x_step / 2; s += x_step) {
@@ -73,11 +80,12 @@ std::string RenderLossCurveSvg(const LossCurve& curve) {
                           "<text x=\"%.1f\" y=\"%g\" text-anchor=\"middle\">%g</text>\n",
                           x(s), kTop, x(s), kHeight - kBottom, x(s), kHeight - kBottom + 18, s);
   }
-  absl::StrAppendFormat(&svg,
-                        "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#444\"/>\n"
-                        "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step</text>\n"
-                        "<text transform=\"translate(18 %g) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
-                        kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 12, kTop + plot_h / 2);
+  absl::StrAppendFormat(
+      &svg,
+      "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"#444\"/>\n"
+      "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step</text>\n"
+      "<text transform=\"translate(18 %g) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
+      kLeft, kTop, plot_w, plot_h, kLeft + plot_w / 2, kHeight - 12, kTop + plot_h / 2);
   // Series: raw training loss (faint), its exponential moving average, held-out points.
   auto polyline = [&](const std::vector<std::pair<int64_t, double>>& points, const char* style) {
     std::string p;
@@ -96,15 +104,17 @@ std::string RenderLossCurveSvg(const LossCurve& curve) {
   polyline(smooth, "stroke=\"#08519c\" stroke-width=\"2\"");
   polyline(curve.validation, "stroke=\"#d94801\" stroke-width=\"2\"");
   for (const auto& [step, loss] : curve.validation) {
-    absl::StrAppendFormat(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d94801\"/>\n", x(step), y(loss));
+    absl::StrAppendFormat(&svg, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d94801\"/>\n",
+                          x(step), y(loss));
   }
   const double lx = kWidth - kRight - 190, ly = kTop + 16;
-  absl::StrAppendFormat(&svg,
-                        "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#08519c\" stroke-width=\"2\"/>"
-                        "<text x=\"%g\" y=\"%g\">training (smoothed)</text>\n"
-                        "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#d94801\" stroke-width=\"2\"/>"
-                        "<text x=\"%g\" y=\"%g\">held-out</text>\n</svg>\n",
-                        lx, ly, lx + 24, ly, lx + 30, ly + 4, lx, ly + 18, lx + 24, ly + 18, lx + 30, ly + 22);
+  absl::StrAppendFormat(
+      &svg,
+      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#08519c\" stroke-width=\"2\"/>"
+      "<text x=\"%g\" y=\"%g\">training (smoothed)</text>\n"
+      "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#d94801\" stroke-width=\"2\"/>"
+      "<text x=\"%g\" y=\"%g\">held-out</text>\n</svg>\n",
+      lx, ly, lx + 24, ly, lx + 30, ly + 4, lx, ly + 18, lx + 24, ly + 18, lx + 30, ly + 22);
   return svg;
 }
 

@@ -24,7 +24,9 @@ TEST(LossCurveTest, RendersTrainingSmoothedAndHeldOutSeries) {
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   EXPECT_NE(svg.find("fortunes &lt;byte&gt;"), std::string::npos);
   size_t polylines = 0;
-  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos;
+       at = svg.find("<polyline", at + 1))
+    ++polylines;
   EXPECT_EQ(polylines, 3u);
   EXPECT_NE(svg.find("<circle"), std::string::npos);
   EXPECT_EQ(svg.find("nan"), std::string::npos);

@@ -20,12 +20,12 @@ absl::Status CheckOutputFile(const std::string& flag, const std::string& path) {
   fs::path directory = fs::path(path).parent_path();
   if (directory.empty()) directory = ".";
   if (!fs::is_directory(directory, error)) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": directory ",
-                                                   directory.string(), " does not exist"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, "=", path, ": directory ", directory.string(), " does not exist"));
   }
   if (::access(directory.c_str(), W_OK | X_OK) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": directory ",
-                                                   directory.string(), " is not writable"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, "=", path, ": directory ", directory.string(), " is not writable"));
   }
   if (fs::exists(path, error) && ::access(path.c_str(), W_OK) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, " exists and is not writable"));

@@ -16,7 +16,10 @@ std::string FormatDuration(double seconds) {
 }
 
 ProgressBar::ProgressBar(int64_t first_step, int64_t total_steps, double tokens_per_step, int width)
-    : first_(first_step), total_(total_steps), step_(first_step), tokens_per_step_(tokens_per_step),
+    : first_(first_step),
+      total_(total_steps),
+      step_(first_step),
+      tokens_per_step_(tokens_per_step),
       width_(width) {}
 
 void ProgressBar::Update(int64_t step, double seconds, double loss) {
@@ -37,9 +40,10 @@ std::string ProgressBar::Line() const {
   std::string bar(std::clamp(filled, 0, width_), '#');
   bar.resize(width_, '.');
   const double rate = tokens_per_second();
-  const std::string tokens = rate >= 1e4 ? absl::StrFormat("%.1fk", rate / 1e3) : absl::StrFormat("%.0f", rate);
-  return absl::StrFormat("[%s] %d/%d loss %.4f | %s tok/s | ETA %s", bar, step_, total_, loss_, tokens,
-                         FormatDuration(eta_seconds()));
+  const std::string tokens =
+      rate >= 1e4 ? absl::StrFormat("%.1fk", rate / 1e3) : absl::StrFormat("%.0f", rate);
+  return absl::StrFormat("[%s] %d/%d loss %.4f | %s tok/s | ETA %s", bar, step_, total_, loss_,
+                         tokens, FormatDuration(eta_seconds()));
 }
 
 }  // namespace stagehand::runtime

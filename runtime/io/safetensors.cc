@@ -25,7 +25,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
                                                      " values but its shape holds ", expected));
     }
     uint64_t bytes = t.data.size() * sizeof(float);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {
+        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -35,7 +36,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(n >> (8 * i));
   std::vector<absl::string_view> pieces = {absl::string_view(len, 8), text};
   for (const NamedTensor& t : tensors) {
-    pieces.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
+    pieces.emplace_back(reinterpret_cast<const char*>(t.data.data()),
+                        t.data.size() * sizeof(float));
   }
   return WriteFileAtomically(path, pieces);
 }
@@ -95,7 +97,8 @@ absl::StatusOr<std::map<std::string, NamedTensor>> ReadSafetensors(const std::st
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
   if (n > bytes.size() - 8) {
-    return absl::DataLossError(absl::StrCat(path, ": header of ", n, " bytes past the end of the file"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": header of ", n, " bytes past the end of the file"));
   }
   nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n), nullptr, false);
   if (header.is_discarded() || !header.is_object()) {
@@ -105,7 +108,8 @@ absl::StatusOr<std::map<std::string, NamedTensor>> ReadSafetensors(const std::st
   std::map<std::string, NamedTensor> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    absl::StatusOr<NamedTensor> t = ReadTensor(path, it.key(), it.value(), bytes, data_start, data_size);
+    absl::StatusOr<NamedTensor> t =
+        ReadTensor(path, it.key(), it.value(), bytes, data_start, data_size);
     if (!t.ok()) return t.status();
     out[t->name] = *std::move(t);
   }

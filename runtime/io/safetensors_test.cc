@@ -39,7 +39,8 @@ TEST(SafetensorsTest, TruncatedFileIsDataLoss) {
 }
 
 TEST(SafetensorsTest, ShapeMismatchIsRejectedOnWrite) {
-  EXPECT_FALSE(WriteSafetensors(::testing::TempDir() + "/bad.safetensors", {{"x", {3}, {1.f}}}).ok());
+  EXPECT_FALSE(
+      WriteSafetensors(::testing::TempDir() + "/bad.safetensors", {{"x", {3}, {1.f}}}).ok());
 }
 
 // A file of an 8-byte little-endian header length, `header`, then `data`.
@@ -60,7 +61,8 @@ TEST(SafetensorsTest, WrongJsonTypesAreDataLossNamingTheTensorAndField) {
       {R"({"x": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", "shape"},
       {R"({"x": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 4]}})",
        "shape"},
-      {R"({"x": {"dtype": "F32", "shape": [9223372036854775807, 2], "data_offsets": [0, 4]}})", "shape"},
+      {R"({"x": {"dtype": "F32", "shape": [9223372036854775807, 2], "data_offsets": [0, 4]}})",
+       "shape"},
   };
   for (const auto& [header, field] : cases) {
     const std::string path = WriteRaw("types.safetensors", header, std::string(4, '\0'));
@@ -78,8 +80,9 @@ TEST(SafetensorsTest, EmptyTensorsRoundTrip) {
   ASSERT_THAT(out, IsOk());
   EXPECT_TRUE(out->at("e").data.empty());
   EXPECT_EQ(out->at("s").data, std::vector<float>{2.f});
-  const std::string raw = WriteRaw("empty_raw.safetensors",
-                                   R"({"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})", "");
+  const std::string raw =
+      WriteRaw("empty_raw.safetensors",
+               R"({"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})", "");
   EXPECT_THAT(ReadSafetensors(raw), IsOk());
 }
 

@@ -6,7 +6,8 @@
 namespace stagehand::runtime {
 
 std::string ResolveUserPath(const std::string& path, const char* working_dir) {
-  if (path.empty() || path[0] == '/' || working_dir == nullptr || working_dir[0] == '\0') return path;
+  if (path.empty() || path[0] == '/' || working_dir == nullptr || working_dir[0] == '\0')
+    return path;
   std::string dir(working_dir);
   if (dir.back() != '/') dir.push_back('/');
   return dir + path;

@@ -43,7 +43,9 @@ class OrderBuilder {
   std::vector<Action> Take() { return std::move(order_); }
 
  private:
-  void Add(ActionKind kind, int chunk, int mb) { order_.push_back(Action{stage_, kind, chunk, mb}); }
+  void Add(ActionKind kind, int chunk, int mb) {
+    order_.push_back(Action{stage_, kind, chunk, mb});
+  }
 
   int stage_;
   std::map<int, int> forward_, backward_;     // chunk -> next microbatch

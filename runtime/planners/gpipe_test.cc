@@ -15,9 +15,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(GPipeTest, IsRegistered) {
-  testing::ExpectRegistered("gpipe");
-}
+TEST(GPipeTest, IsRegistered) { testing::ExpectRegistered("gpipe"); }
 
 TEST(GPipeTest, AllForwardsThenAllBackwards) {
   absl::StatusOr<StepSpec> spec = GPipeDefinition().MakeSpec({2, 3, 0});

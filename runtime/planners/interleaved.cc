@@ -41,9 +41,9 @@ absl::StatusOr<StepSpec> InterleavedDefinition::MakeSpec(const PlannerOptions& o
       const int peak = PeakInflight(InterleavedOrder(spec, s));
       if (peak > spec.max_inflight) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "interleaved with v = ", v, " holds ", peak, " activations (microbatch-chunks) on stage ",
-            s, ", above max_inflight = ", spec.max_inflight,
-            "; lower chunks_per_stage or use 1f1b"));
+            "interleaved with v = ", v, " holds ", peak,
+            " activations (microbatch-chunks) on stage ", s,
+            ", above max_inflight = ", spec.max_inflight, "; lower chunks_per_stage or use 1f1b"));
       }
     }
   }
@@ -68,7 +68,8 @@ std::vector<Action> InterleavedOrder(const StepSpec& spec, int stage) {
   // Forward i runs units[i] on chunk k; backward i runs units[i] on chunk v-1-k (the model
   // backwards).
   const auto forward = [&](int i) {
-    return Action{stage, ActionKind::kForward, units[i].first * num_stages + stage, units[i].second};
+    return Action{stage, ActionKind::kForward, units[i].first * num_stages + stage,
+                  units[i].second};
   };
   const auto backward = [&](int i) {
     return Action{stage, ActionKind::kBackward, (v - 1 - units[i].first) * num_stages + stage,
@@ -76,8 +77,9 @@ std::vector<Action> InterleavedOrder(const StepSpec& spec, int stage) {
   };
   // Warm-up w: forwards until the first backward can arrive: 2(P-1-s) for the stages below,
   // plus (v-1) groups for the other chunks (1F1B's P-1-s when v = 1).
-  const int warmup = std::min(
-      num_units, v == 1 ? num_stages - 1 - stage : 2 * (num_stages - 1 - stage) + (v - 1) * groups[0]);
+  const int warmup =
+      std::min(num_units, v == 1 ? num_stages - 1 - stage
+                                 : 2 * (num_stages - 1 - stage) + (v - 1) * groups[0]);
   std::vector<Action> order;
   // 1. warm-up: w forwards.
   for (int i = 0; i < warmup; ++i) order.push_back(forward(i));

@@ -18,9 +18,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using testing::OrderText;
 
-TEST(InterleavedTest, IsRegistered) {
-  testing::ExpectRegistered("interleaved");
-}
+TEST(InterleavedTest, IsRegistered) { testing::ExpectRegistered("interleaved"); }
 
 TEST(InterleavedTest, PlacesChunksRoundRobinTwoPerStageByDefault) {
   absl::StatusOr<StepSpec> spec = InterleavedDefinition().MakeSpec({4, 8});
@@ -83,7 +81,8 @@ TEST(InterleavedTest, HoldsMoreThan1F1BAndRejectsATighterCap) {
 }
 
 TEST(InterleavedTest, UnitCostPlanMatchesGolden) {
-  testing::ExpectUnitCostPlanMatchesGolden(InterleavedDefinition(), {4, 8}, "interleaved_p4_m8.txt");
+  testing::ExpectUnitCostPlanMatchesGolden(InterleavedDefinition(), {4, 8},
+                                           "interleaved_p4_m8.txt");
 }
 
 }  // namespace

@@ -17,9 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing::OrderText;
 
-TEST(LoopedBfsTest, IsRegistered) {
-  testing::ExpectRegistered("looped_bfs");
-}
+TEST(LoopedBfsTest, IsRegistered) { testing::ExpectRegistered("looped_bfs"); }
 
 TEST(LoopedBfsTest, AllForwardsChunkByChunkThenBackwardsInReverse) {
   absl::StatusOr<StepSpec> spec = LoopedBfsDefinition().MakeSpec({2, 2});

@@ -19,9 +19,9 @@ absl::StatusOr<StepSpec> OneFOneBDefinition::MakeSpec(const PlannerOptions& opti
   ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, 1, Backward::kFused));
   const int needed = std::min(options.num_stages, options.num_microbatches);
   if (options.max_inflight > 0 && options.max_inflight < needed) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "1f1b holds min(num_stages, num_microbatches) = ", needed,
-        " activations on stage 0, above max_inflight = ", options.max_inflight));
+    return absl::InvalidArgumentError(
+        absl::StrCat("1f1b holds min(num_stages, num_microbatches) = ", needed,
+                     " activations on stage 0, above max_inflight = ", options.max_inflight));
   }
   return spec;
 }

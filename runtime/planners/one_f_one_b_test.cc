@@ -19,9 +19,7 @@ std::string OrderText(const StepSpec& spec, int stage) {
   return testing::OrderText(OneFOneBOrder(spec, stage));
 }
 
-TEST(OneFOneBTest, IsRegistered) {
-  testing::ExpectRegistered("1f1b");
-}
+TEST(OneFOneBTest, IsRegistered) { testing::ExpectRegistered("1f1b"); }
 
 TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
   absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({3, 4, 0});

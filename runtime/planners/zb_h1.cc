@@ -19,9 +19,9 @@ absl::StatusOr<StepSpec> ZbH1Definition::MakeSpec(const PlannerOptions& options)
   ASSIGN_OR_RETURN(StepSpec spec, StandardSpec(options, 1, Backward::kSplit));
   const int needed = std::min(options.num_stages, options.num_microbatches);
   if (options.max_inflight > 0 && options.max_inflight < needed) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "zb_h1 holds min(num_stages, num_microbatches) = ", needed,
-        " activations on every stage, above max_inflight = ", options.max_inflight));
+    return absl::InvalidArgumentError(
+        absl::StrCat("zb_h1 holds min(num_stages, num_microbatches) = ", needed,
+                     " activations on every stage, above max_inflight = ", options.max_inflight));
   }
   return spec;
 }
@@ -45,7 +45,8 @@ std::vector<Action> ZbH1Order(const StepSpec& spec, int stage) {
   for (int k = 0; k < num_microbatches; ++k) {
     order.push_back(make(ActionKind::kBackwardInput, k));
     if (k >= stage) order.push_back(make(ActionKind::kBackwardWeight, next_weight++));
-    if (next_forward < num_microbatches) order.push_back(make(ActionKind::kForward, next_forward++));
+    if (next_forward < num_microbatches)
+      order.push_back(make(ActionKind::kForward, next_forward++));
   }
   // 3. tail: the min(s, M) W's still deferred.
   for (; next_weight < num_microbatches; ++next_weight) {

@@ -25,15 +25,16 @@ absl::StatusOr<StepSpec> ZbH2Definition::MakeSpec(const PlannerOptions& options)
   if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
           ZeroBubbleOrders(spec, ZbH2Budget(spec));
       !orders.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("zb_h2 cannot plan within max_inflight = ",
-                                                   options.max_inflight, ": ",
-                                                   orders.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("zb_h2 cannot plan within max_inflight = ", options.max_inflight, ": ",
+                     orders.status().message()));
   }
   return spec;
 }
 
 std::unique_ptr<Planner> ZbH2Definition::MakePlanner(const StepSpec& spec, int stage) const {
-  absl::StatusOr<std::vector<std::vector<Action>>> orders = ZeroBubbleOrders(spec, ZbH2Budget(spec));
+  absl::StatusOr<std::vector<std::vector<Action>>> orders =
+      ZeroBubbleOrders(spec, ZbH2Budget(spec));
   if (!orders.ok() || stage < 0 || stage >= static_cast<int>(orders->size())) {
     return std::make_unique<ZeroBubblePolicy>(ZbH2Budget(spec));  // MakeSpec reported it
   }

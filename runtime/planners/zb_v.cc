@@ -25,9 +25,9 @@ absl::StatusOr<StepSpec> ZbVDefinition::MakeSpec(const PlannerOptions& options) 
   if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
           ZeroBubbleOrders(spec, ZbVBudget(spec));
       !orders.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("zb_v cannot plan within max_inflight = ",
-                                                   options.max_inflight, ": ",
-                                                   orders.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("zb_v cannot plan within max_inflight = ", options.max_inflight, ": ",
+                     orders.status().message()));
   }
   return spec;
 }

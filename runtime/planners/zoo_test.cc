@@ -30,8 +30,8 @@ double Bubble(const std::string& name, PlannerOptions options) {
 
 TEST(ZooTest, EveryBuiltInPlannerIsRegistered) {
   EXPECT_THAT(PlannerRegistry::Default().Names(),
-              ::testing::IsSupersetOf({"1f1b", "dualpipe_v", "gpipe", "interleaved",
-                                       "looped_bfs", "zb_h1", "zb_h2", "zb_v"}));
+              ::testing::IsSupersetOf({"1f1b", "dualpipe_v", "gpipe", "interleaved", "looped_bfs",
+                                       "zb_h1", "zb_h2", "zb_v"}));
 }
 
 TEST(ZooTest, EveryPlanValidatesForManyShapes) {

@@ -51,7 +51,7 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   // Mixture of experts: each token passes experts_per_token expert MLPs.
   const double mlp_passes = w.num_experts > 0 ? w.experts_per_token : 1;
   const double matmul = (8 + 16 * mlp_passes) * n * c * c;  // qkv 6, proj 2, mlp 16 (x n c^2)
-  const double attention = 4 * n * t * c;  // QK^T and AV
+  const double attention = 4 * n * t * c;                   // QK^T and AV
   const double elementwise = 20 * n * c * vb + 3 * heads * n * t * vb;  // LN, GeLU, softmax
   ChunkCost cost;
   cost.forward =
@@ -62,7 +62,8 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
   // Korthikanti et al.: s*b*h*(34 + 5*a*s/h) bytes at 2 bytes a value, no recomputation.
   cost.activation_bytes = layers * (n * c * 34 + 5 * heads * n * t) * vb / 2;
   // Each rank holds num_experts / expert_parallel experts' MLPs (8 c^2 each).
-  const double mlps = w.num_experts > 0 ? static_cast<double>(w.num_experts) / w.expert_parallel : 1;
+  const double mlps =
+      w.num_experts > 0 ? static_cast<double>(w.num_experts) / w.expert_parallel : 1;
   cost.parameters = layers * (4 * c * c + 8 * c * c * mlps + 13 * c);
   cost.flops = layers * (3 * matmul + 3 * attention);
   if (w.num_experts > 0) {  // dispatch + combine in F, and again (their gradients) in I
@@ -190,8 +191,8 @@ double StepOverhead(const trace::Trace& trace, const std::set<int64_t>& kept) {
   for (const trace::StepSpan& step : trace.steps) {
     const auto it = window.find(step.step);
     if (!kept.count(step.step) || it == window.end()) continue;
-    overheads.push_back(std::max(0.0, (step.end_us - step.begin_us) -
-                                          (it->second.second - it->second.first)));
+    overheads.push_back(
+        std::max(0.0, (step.end_us - step.begin_us) - (it->second.second - it->second.first)));
   }
   return Median(overheads);
 }
@@ -259,12 +260,12 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
       (workload.num_experts > 0 &&
        (workload.experts_per_token < 1 || workload.experts_per_token > workload.num_experts ||
         workload.num_experts % workload.expert_parallel != 0))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Workload: data_parallel = ", workload.data_parallel, ", num_experts = ",
-        workload.num_experts, ", experts_per_token = ", workload.experts_per_token,
-        ", expert_parallel = ", workload.expert_parallel,
-        ": want data_parallel >= 1, expert_parallel >= 1 dividing num_experts, and "
-        "1 <= experts_per_token <= num_experts"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Workload: data_parallel = ", workload.data_parallel, ", num_experts = ",
+                     workload.num_experts, ", experts_per_token = ", workload.experts_per_token,
+                     ", expert_parallel = ", workload.expert_parallel,
+                     ": want data_parallel >= 1, expert_parallel >= 1 dividing num_experts, and "
+                     "1 <= experts_per_token <= num_experts"));
   }
   if (workload.microbatch_size < 1 || workload.seq_len < 1) {
     return absl::InvalidArgumentError(

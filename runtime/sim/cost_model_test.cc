@@ -138,7 +138,7 @@ TEST(CostModelTest, ProfileLeavesOutWarmUpAndDisturbedStepsAndAddsTheStepOverhea
   profile = StepCostsFromTrace(trace, spec, estimate, keep_all);
   ASSERT_THAT(profile.status(), IsOk());
   EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);  // the median of 9, 2, 2, 2, 8
-  keep_all.warmup_steps = 10;                        // would leave no step: keeps them all
+  keep_all.warmup_steps = 10;                       // would leave no step: keeps them all
   EXPECT_THAT(StepCostsFromTrace(trace, spec, estimate, keep_all).status(), IsOk());
 }
 

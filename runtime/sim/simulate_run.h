@@ -24,7 +24,7 @@ struct RunOptions {
   // are not computed (the peak is then bounded by peak activations x largest chunk).
   bool record_timeline = true;
   bool keep_every_step = false;  // RunReport::steps holds every step, not only the last
-  int compute_lanes = 0;          // SimulationOptions::compute_lanes (cores; 0 = per stage)
+  int compute_lanes = 0;         // SimulationOptions::compute_lanes (cores; 0 = per stage)
 };
 
 struct RunReport {
@@ -42,14 +42,14 @@ struct RunReport {
   // Mean over steps of the busiest stage's compute time: no order of the same actions on the
   // same placement finishes a step sooner (the bound a planner can reach).
   double busiest_stage_time = 0;
-  int busiest_stage = 0;         // in the last step
-  double step_overhead = 0;      // added to each step (StepCosts::step_overhead)
+  int busiest_stage = 0;            // in the last step
+  double step_overhead = 0;         // added to each step (StepCosts::step_overhead)
   double data_parallel_reduce = 0;  // added to each step: the largest stage_reduce
-  double mfu = 0;                // model FLOPs per mean step / (P * peak rate * mean step time)
-  int64_t num_actions = 0;       // compute actions simulated, all steps
-  bool unit_time = false;        // unit costs: times are cost units, not seconds; no MFU
-  SimResult last;                // the last step (its timeline if recorded)
-  std::vector<SimResult> steps;  // every step, with keep_every_step
+  double mfu = 0;                   // model FLOPs per mean step / (P * peak rate * mean step time)
+  int64_t num_actions = 0;          // compute actions simulated, all steps
+  bool unit_time = false;           // unit costs: times are cost units, not seconds; no MFU
+  SimResult last;                   // the last step (its timeline if recorded)
+  std::vector<SimResult> steps;     // every step, with keep_every_step
 };
 
 // Runs `options.steps` steps of `definition` on `spec` (planners made afresh each step, as the

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime::trace {
 namespace {
@@ -86,7 +87,8 @@ class EventReader {
     *out = v->get<double>();
     return absl::OkStatus();
   }
-  absl::Status String(const json& obj, const char* key, std::string* out, const char* where = "") const {
+  absl::Status String(const json& obj, const char* key, std::string* out,
+                      const char* where = "") const {
     const json* v = Find(obj, key);
     if (v == nullptr || !v->is_string()) {
       return Error(absl::StrCat(where, "'", key, "' is missing or not a string"));
@@ -135,8 +137,10 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
   if (!KindFitsLane(span->lane, *kind)) {
     return r.Error(absl::StrCat("action ", action, " does not run on a ", lane, " lane"));
   }
-  for (auto [key, out] : {std::pair<const char*, int64_t*>{"stage", &stage}, {"chunk", &chunk},
-                          {"microbatch", &mb}, {"step", &step}}) {
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"stage", &stage},
+                          {"chunk", &chunk},
+                          {"microbatch", &mb},
+                          {"step", &step}}) {
     if (absl::Status s = r.Int(*args, key, out, in_args); !s.ok()) return s;
   }
   if (stage < 0 || stage >= trace.num_stages) {
@@ -187,9 +191,14 @@ std::string ToChromeJson(const Trace& trace) {
   events.push_back(Metadata("process_sort_index", kStepsPid, -1, {{"sort_index", -1}}));
   events.push_back(Metadata("thread_name", kStepsPid, 0, {{"name", trace.process}}));
   for (const StepSpan& st : trace.steps) {
-    events.push_back({{"ph", "X"}, {"cat", "step"}, {"name", absl::StrCat("step ", st.step)},
-                      {"pid", kStepsPid}, {"tid", 0}, {"ts", Us(st.begin_us)},
-                      {"dur", Us(st.end_us - st.begin_us)}, {"args", {{"step", st.step}}}});
+    events.push_back({{"ph", "X"},
+                      {"cat", "step"},
+                      {"name", absl::StrCat("step ", st.step)},
+                      {"pid", kStepsPid},
+                      {"tid", 0},
+                      {"ts", Us(st.begin_us)},
+                      {"dur", Us(st.end_us - st.begin_us)},
+                      {"args", {{"step", st.step}}}});
   }
   // Lanes in order compute, send, recv, so that each flow's source precedes its end in the
   // file (viewers keep file order among equal timestamps).
@@ -201,13 +210,14 @@ std::string ToChromeJson(const Trace& trace) {
       std::string name(LaneName(lane));
       if (row > 0) absl::StrAppend(&name, " ", row + 1);
       events.push_back(Metadata("thread_name", stage, Tid(lane, row), {{"name", name}}));
-      events.push_back(Metadata("thread_sort_index", stage, Tid(lane, row), {{"sort_index", Tid(lane, row)}}));
+      events.push_back(
+          Metadata("thread_sort_index", stage, Tid(lane, row), {{"sort_index", Tid(lane, row)}}));
     }
     for (size_t i = 0; i < spans.size(); ++i) {
       const Span& s = *spans[i];
-      json args = {{"lane", LaneName(lane)}, {"stage", s.stage},
+      json args = {{"lane", LaneName(lane)},           {"stage", s.stage},
                    {"action", ActionKindName(s.kind)}, {"chunk", s.chunk},
-                   {"microbatch", s.microbatch}, {"step", s.step}};
+                   {"microbatch", s.microbatch},       {"step", s.step}};
       if (lane == Lane::kCompute) {
         if (s.wait_us >= 0) args["wait_us"] = Us(s.wait_us);
       } else {
@@ -215,9 +225,14 @@ std::string ToChromeJson(const Trace& trace) {
         args["bytes"] = s.bytes;
       }
       const double ts = Us(s.begin_us);
-      json event = {{"ph", "X"}, {"cat", lane == Lane::kCompute ? "compute" : "transfer"},
-                    {"name", SpanLabel(s)}, {"pid", s.stage}, {"tid", Tid(lane, rows[i])},
-                    {"ts", ts}, {"dur", Us(Us(s.end_us) - ts)}, {"args", std::move(args)}};
+      json event = {{"ph", "X"},
+                    {"cat", lane == Lane::kCompute ? "compute" : "transfer"},
+                    {"name", SpanLabel(s)},
+                    {"pid", s.stage},
+                    {"tid", Tid(lane, rows[i])},
+                    {"ts", ts},
+                    {"dur", Us(Us(s.end_us) - ts)},
+                    {"args", std::move(args)}};
       // The arrow from a send to its receive (flow events v2: bound to these slices).
       if (lane != Lane::kCompute && s.kind != ActionKind::kReduceGrad) {
         event["bind_id"] = TransferFlowId(s);
@@ -227,10 +242,16 @@ std::string ToChromeJson(const Trace& trace) {
     }
   }
   for (const MemorySample& m : trace.memory) {
-    events.push_back({{"ph", "C"}, {"name", kMemoryCount}, {"pid", m.stage},
-                      {"ts", Us(m.time_us)}, {"args", {{"activations", m.activations}}}});
-    events.push_back({{"ph", "C"}, {"name", kMemoryBytes}, {"pid", m.stage},
-                      {"ts", Us(m.time_us)}, {"args", {{"bytes", m.bytes}}}});
+    events.push_back({{"ph", "C"},
+                      {"name", kMemoryCount},
+                      {"pid", m.stage},
+                      {"ts", Us(m.time_us)},
+                      {"args", {{"activations", m.activations}}}});
+    events.push_back({{"ph", "C"},
+                      {"name", kMemoryBytes},
+                      {"pid", m.stage},
+                      {"ts", Us(m.time_us)},
+                      {"args", {{"bytes", m.bytes}}}});
   }
   json other = {{"stagehand_trace", kFormatVersion},
                 {"process", trace.process},
@@ -240,21 +261,25 @@ std::string ToChromeJson(const Trace& trace) {
                 {"epoch_unix_us", Us(trace.epoch_unix_us)},
                 {"clock_offset_us", Us(trace.clock_offset_us)},
                 {"virtual_time", trace.virtual_time}};
-  json doc = {{"displayTimeUnit", "ms"}, {"otherData", std::move(other)},
+  json doc = {{"displayTimeUnit", "ms"},
+              {"otherData", std::move(other)},
               {"traceEvents", std::move(events)}};
   return doc.dump();
 }
 
-absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
+namespace {
+
+// The document's top level: a JSON object with 'traceEvents' and Stagehand's 'otherData'.
+absl::StatusOr<json> ParseTraceDocument(absl::string_view text) {
   json doc;
   try {
     doc = json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     // e.byte counts from 1; past the last byte means the text ended mid-document.
     const bool ended = e.byte > text.size() || absl::StrContains(e.what(), "end of input");
-    return absl::InvalidArgumentError(absl::StrCat(
-        "not valid JSON (", ended ? "the file ends early: truncated?" : "malformed",
-        "): parse error at byte ", e.byte, " of ", text.size(), ": ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not valid JSON (", ended ? "the file ends early: truncated?" : "malformed",
+                     "): parse error at byte ", e.byte, " of ", text.size(), ": ", e.what()));
   } catch (const json::exception& e) {  // e.g. a number no double holds: [1e999]
     return absl::InvalidArgumentError(absl::StrCat("not valid JSON (malformed): ", e.what()));
   }
@@ -264,44 +289,57 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
     return absl::InvalidArgumentError("not a trace: no 'traceEvents' array");
   }
   auto other_it = doc.find("otherData");
-  if (other_it == doc.end() || !other_it->is_object() || other_it->find("stagehand_trace") == other_it->end()) {
+  if (other_it == doc.end() || !other_it->is_object() ||
+      other_it->find("stagehand_trace") == other_it->end()) {
     return absl::InvalidArgumentError(
         "not a Stagehand trace: 'otherData.stagehand_trace' is missing (write traces with "
         "launch --trace)");
   }
-  const json& other = *other_it;
-  Trace trace;
-  {
-    EventReader r(other, "otherData");
-    int64_t version = 0, p = 0, c = 0, m = 0;
-    if (absl::Status s = r.Int(other, "stagehand_trace", &version); !s.ok()) return s;
-    if (version != kFormatVersion) {
-      return absl::InvalidArgumentError(absl::StrCat("trace format version ", version,
-                                                     " is not the version this tool reads (",
-                                                     kFormatVersion, ")"));
-    }
-    for (auto [key, out] : {std::pair<const char*, int64_t*>{"num_stages", &p},
-                            {"num_chunks", &c}, {"num_microbatches", &m}}) {
-      if (absl::Status s = r.Int(other, key, out); !s.ok()) return s;
-    }
-    if (p <= 0 || c < 0 || m < 0) {
-      return r.Error("num_stages must be positive, num_chunks and num_microbatches not negative");
-    }
-    // What a file may make us allocate: per-stage tables in summary, render and merge.
-    for (auto [key, value, limit] : {std::tuple<const char*, int64_t, int64_t>{"num_stages", p, kMaxStages},
-                                     {"num_chunks", c, kMaxChunks}, {"num_microbatches", m, kMaxMicrobatches}}) {
-      if (value > limit) return r.Error(absl::StrCat(key, " ", value, " is too large: at most ", limit));
-    }
-    trace.num_stages = static_cast<int>(p);
-    trace.num_chunks = static_cast<int>(c);
-    trace.num_microbatches = static_cast<int>(m);
-    if (absl::Status s = r.Number(other, "epoch_unix_us", &trace.epoch_unix_us); !s.ok()) return s;
-    if (absl::Status s = r.Number(other, "clock_offset_us", &trace.clock_offset_us); !s.ok()) return s;
-    if (auto it = other.find("process"); it != other.end() && it->is_string()) trace.process = it->get<std::string>();
-    if (auto it = other.find("virtual_time"); it != other.end() && it->is_boolean()) trace.virtual_time = it->get<bool>();
+  return doc;
+}
+
+// otherData: the format version and the trace's shape, bounded.
+absl::Status ReadHeader(const json& other, Trace& trace) {
+  EventReader r(other, "otherData");
+  int64_t version = 0, p = 0, c = 0, m = 0;
+  if (absl::Status s = r.Int(other, "stagehand_trace", &version); !s.ok()) return s;
+  if (version != kFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("trace format version ", version,
+                                                   " is not the version this tool reads (",
+                                                   kFormatVersion, ")"));
   }
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"num_stages", &p},
+                          {"num_chunks", &c},
+                          {"num_microbatches", &m}}) {
+    if (absl::Status s = r.Int(other, key, out); !s.ok()) return s;
+  }
+  if (p <= 0 || c < 0 || m < 0) {
+    return r.Error("num_stages must be positive, num_chunks and num_microbatches not negative");
+  }
+  // What a file may make us allocate: per-stage tables in summary, render and merge.
+  for (auto [key, value, limit] :
+       {std::tuple<const char*, int64_t, int64_t>{"num_stages", p, kMaxStages},
+        {"num_chunks", c, kMaxChunks},
+        {"num_microbatches", m, kMaxMicrobatches}}) {
+    if (value > limit)
+      return r.Error(absl::StrCat(key, " ", value, " is too large: at most ", limit));
+  }
+  trace.num_stages = static_cast<int>(p);
+  trace.num_chunks = static_cast<int>(c);
+  trace.num_microbatches = static_cast<int>(m);
+  if (absl::Status s = r.Number(other, "epoch_unix_us", &trace.epoch_unix_us); !s.ok()) return s;
+  if (absl::Status s = r.Number(other, "clock_offset_us", &trace.clock_offset_us); !s.ok())
+    return s;
+  if (auto it = other.find("process"); it != other.end() && it->is_string())
+    trace.process = it->get<std::string>();
+  if (auto it = other.find("virtual_time"); it != other.end() && it->is_boolean())
+    trace.virtual_time = it->get<bool>();
+  return absl::OkStatus();
+}
+
+// Step spans, compute and transfer spans, memory counters.
+absl::Status ReadEvents(const json& events, Trace& trace) {
   std::map<std::pair<int64_t, double>, int64_t> memory_bytes;  // (pid, ts) -> bytes
-  const json& events = *events_it;
   for (size_t i = 0; i < events.size(); ++i) {
     const json& e = events[i];
     EventReader r(e, absl::StrCat("trace event ", i));
@@ -315,7 +353,8 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
         StepSpan st;
         double ts = 0, dur = 0;
         const json* args = r.Find(e, "args");
-        if (args == nullptr || !args->is_object()) return r.Error("'args' is missing or not an object");
+        if (args == nullptr || !args->is_object())
+          return r.Error("'args' is missing or not an object");
         if (absl::Status s = r.Int(*args, "step", &st.step, "args."); !s.ok()) return s;
         if (absl::Status s = r.Number(e, "ts", &ts); !s.ok()) return s;
         if (absl::Status s = r.Number(e, "dur", &dur); !s.ok()) return s;
@@ -336,18 +375,22 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
       if (name != kMemoryBytes && name != kMemoryCount) continue;
       if (absl::Status s = r.Int(e, "pid", &pid); !s.ok()) return s;
       if (absl::Status s = r.Number(e, "ts", &ts); !s.ok()) return s;
-      if (pid < 0 || pid >= trace.num_stages) return r.Error(absl::StrCat("counter pid ", pid, " is not a stage"));
+      if (pid < 0 || pid >= trace.num_stages)
+        return r.Error(absl::StrCat("counter pid ", pid, " is not a stage"));
       const json* args = r.Find(e, "args");
-      if (args == nullptr || !args->is_object()) return r.Error("'args' is missing or not an object");
+      if (args == nullptr || !args->is_object())
+        return r.Error("'args' is missing or not an object");
       int64_t value = 0;
-      if (absl::Status s = r.Int(*args, name == kMemoryBytes ? "bytes" : "activations", &value, "args.");
+      if (absl::Status s =
+              r.Int(*args, name == kMemoryBytes ? "bytes" : "activations", &value, "args.");
           !s.ok()) {
         return s;
       }
       if (name == kMemoryBytes) {
         memory_bytes[{pid, ts}] = value;
       } else {
-        trace.memory.push_back(MemorySample{static_cast<int>(pid), 0, ts, static_cast<int>(value), 0});
+        trace.memory.push_back(
+            MemorySample{static_cast<int>(pid), 0, ts, static_cast<int>(value), 0});
       }
     }
   }
@@ -355,6 +398,17 @@ absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
     auto it = memory_bytes.find({m.stage, m.time_us});
     if (it != memory_bytes.end()) m.bytes = it->second;
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Trace> FromChromeJson(absl::string_view text) {
+  absl::StatusOr<json> doc = ParseTraceDocument(text);
+  if (!doc.ok()) return doc.status();
+  Trace trace;
+  RETURN_IF_ERROR(ReadHeader(doc->at("otherData"), trace));
+  RETURN_IF_ERROR(ReadEvents(doc->at("traceEvents"), trace));
   return trace;
 }
 
@@ -386,10 +440,10 @@ absl::StatusOr<Trace> MergeTraces(const std::vector<Trace>& traces) {
   for (const Trace& t : traces) {
     if (t.num_stages != first.num_stages || t.num_chunks != first.num_chunks ||
         t.num_microbatches != first.num_microbatches) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "traces disagree on the step: ", first.process, " has P=", first.num_stages, " C=",
-          first.num_chunks, " M=", first.num_microbatches, ", ", t.process, " has P=",
-          t.num_stages, " C=", t.num_chunks, " M=", t.num_microbatches));
+      return absl::InvalidArgumentError(
+          absl::StrCat("traces disagree on the step: ", first.process, " has P=", first.num_stages,
+                       " C=", first.num_chunks, " M=", first.num_microbatches, ", ", t.process,
+                       " has P=", t.num_stages, " C=", t.num_chunks, " M=", t.num_microbatches));
     }
     reference = std::min(reference, t.epoch_unix_us + t.clock_offset_us);
   }
@@ -412,8 +466,8 @@ absl::StatusOr<Trace> MergeTraces(const std::vector<Trace>& traces) {
     for (int stage : held) {
       auto [it, inserted] = stage_owner.emplace(stage, t.process);
       if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat("stage ", stage, " has events in two traces: ",
-                                                       it->second, " and ", t.process));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stage ", stage, " has events in two traces: ", it->second, " and ", t.process));
       }
     }
     for (Span s : t.spans) {
@@ -426,7 +480,8 @@ absl::StatusOr<Trace> MergeTraces(const std::vector<Trace>& traces) {
       merged.memory.push_back(m);
     }
     for (const StepSpan& st : t.steps) {
-      auto [it, inserted] = steps.emplace(st.step, StepSpan{st.step, st.begin_us + shift, st.end_us + shift});
+      auto [it, inserted] =
+          steps.emplace(st.step, StepSpan{st.step, st.begin_us + shift, st.end_us + shift});
       if (!inserted) {
         it->second.begin_us = std::min(it->second.begin_us, st.begin_us + shift);
         it->second.end_us = std::max(it->second.end_us, st.end_us + shift);

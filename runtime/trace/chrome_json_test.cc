@@ -45,8 +45,10 @@ TEST(ChromeJsonTest, OneProcessPerStageOneThreadPerLaneFlowsAndCounters) {
   std::set<uint64_t> out_ids, in_ids;
   for (const json& e : doc["traceEvents"]) {
     const std::string ph = e["ph"];
-    if (ph == "M" && e["name"] == "process_name") process_names.insert(e["args"]["name"].get<std::string>());
-    if (ph == "M" && e["name"] == "thread_name") thread_names.insert(e["args"]["name"].get<std::string>());
+    if (ph == "M" && e["name"] == "process_name")
+      process_names.insert(e["args"]["name"].get<std::string>());
+    if (ph == "M" && e["name"] == "thread_name")
+      thread_names.insert(e["args"]["name"].get<std::string>());
     if (ph == "X") {
       ++complete;
       pids.insert(e["pid"].get<int>());
@@ -59,8 +61,10 @@ TEST(ChromeJsonTest, OneProcessPerStageOneThreadPerLaneFlowsAndCounters) {
     }
     if (ph == "C") ++counters;
   }
-  EXPECT_EQ(process_names, (std::set<std::string>{"stage 0", "stage 1", "stage 2", "stage 3", "steps"}));
-  EXPECT_TRUE(thread_names.count("compute") && thread_names.count("send") && thread_names.count("recv"));
+  EXPECT_EQ(process_names,
+            (std::set<std::string>{"stage 0", "stage 1", "stage 2", "stage 3", "steps"}));
+  EXPECT_TRUE(thread_names.count("compute") && thread_names.count("send") &&
+              thread_names.count("recv"));
   EXPECT_EQ(pids, (std::set<int>{0, 1, 2, 3, kStepsPid}));
   EXPECT_EQ(complete, 64 + 2 * 48 + 1);
   // Every send has an arrow to its receive.
@@ -147,13 +151,20 @@ TEST(ChromeJsonTest, MalformedInputIsNamed) {
   const std::string args =
       "\"args\": {\"lane\": \"compute\", \"stage\": 0, \"action\": \"F\", \"chunk\": 0, "
       "\"microbatch\": 0, \"step\": 1}";
-  EXPECT_TRUE(FromChromeJson(with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 1, \"dur\": 1, ", args, "}"))).ok());
-  EXPECT_NE(ErrorOf(with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": \"1\", \"dur\": 1, ", args, "}")))
-                .find("'ts' is missing or not a finite number"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf(with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 1, \"dur\": -1, ", args, "}")))
-                .find("'dur' is negative"),
-            std::string::npos);
+  EXPECT_TRUE(FromChromeJson(
+                  with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 1, \"dur\": 1, ",
+                                    args, "}")))
+                  .ok());
+  EXPECT_NE(
+      ErrorOf(with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": \"1\", \"dur\": 1, ",
+                                args, "}")))
+          .find("'ts' is missing or not a finite number"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(with(absl::StrCat("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 1, \"dur\": -1, ",
+                                args, "}")))
+          .find("'dur' is negative"),
+      std::string::npos);
   EXPECT_NE(ErrorOf(with("{\"ph\": \"X\", \"cat\": \"compute\", \"ts\": 1, \"dur\": 1, \"args\": "
                          "{\"lane\": \"compute\", \"stage\": 5, \"action\": \"F\", \"chunk\": 0, "
                          "\"microbatch\": 0, \"step\": 1}}"))
@@ -174,12 +185,14 @@ TEST(ChromeJsonTest, MalformedInputIsNamed) {
                          "\"microbatch\": 0, \"step\": 1}}"))
                 .find("'peer' is missing"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("{\"otherData\": {\"stagehand_trace\": 9}, \"traceEvents\": []}").find("version 9"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf("{\"otherData\": {\"stagehand_trace\": 1, \"num_stages\": 0, \"num_chunks\": 0, "
-                    "\"num_microbatches\": 0}, \"traceEvents\": []}")
-                .find("otherData: num_stages must be positive"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf("{\"otherData\": {\"stagehand_trace\": 9}, \"traceEvents\": []}").find("version 9"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf("{\"otherData\": {\"stagehand_trace\": 1, \"num_stages\": 0, \"num_chunks\": 0, "
+              "\"num_microbatches\": 0}, \"traceEvents\": []}")
+          .find("otherData: num_stages must be positive"),
+      std::string::npos);
 }
 
 TEST(ChromeJsonTest, MissingFileIsNotFound) {
@@ -241,15 +254,20 @@ TEST(ChromeJsonTest, MergePutsProcessesOnOneClock) {
 
 TEST(ChromeJsonTest, MergeAppliesClockOffsets) {
   Trace a = Simulated(2, 2, 0), b = Simulated(2, 2, 0);
-  a.spans.erase(std::remove_if(a.spans.begin(), a.spans.end(), [](const Span& s) { return s.stage != 0; }), a.spans.end());
-  b.spans.erase(std::remove_if(b.spans.begin(), b.spans.end(), [](const Span& s) { return s.stage != 1; }), b.spans.end());
+  a.spans.erase(
+      std::remove_if(a.spans.begin(), a.spans.end(), [](const Span& s) { return s.stage != 0; }),
+      a.spans.end());
+  b.spans.erase(
+      std::remove_if(b.spans.begin(), b.spans.end(), [](const Span& s) { return s.stage != 1; }),
+      b.spans.end());
   a.epoch_unix_us = 5000;
   b.epoch_unix_us = 5000;
   b.clock_offset_us = 100;  // b's wall clock is 100 us behind the reference
   auto merged = MergeTraces({a, b});
   ASSERT_TRUE(merged.ok()) << merged.status();
   for (const Span& s : merged->spans) {
-    if (s.stage == 1 && s.lane == Lane::kCompute && s.kind == ActionKind::kForward && s.microbatch == 0) {
+    if (s.stage == 1 && s.lane == Lane::kCompute && s.kind == ActionKind::kForward &&
+        s.microbatch == 0) {
       EXPECT_DOUBLE_EQ(s.begin_us, 1000 + 100);
     }
   }
@@ -257,8 +275,9 @@ TEST(ChromeJsonTest, MergeAppliesClockOffsets) {
 
 TEST(ChromeJsonTest, MergeRefusesTheSameStageTwiceAndDifferentShapes) {
   const Trace t = Simulated(2, 2, 0);
-  EXPECT_NE(std::string(MergeTraces({t, t}).status().message()).find("stage 0 has events in two traces"),
-            std::string::npos);
+  EXPECT_NE(
+      std::string(MergeTraces({t, t}).status().message()).find("stage 0 has events in two traces"),
+      std::string::npos);
   EXPECT_NE(std::string(MergeTraces({t, Simulated(2, 4, 0)}).status().message()).find("disagree"),
             std::string::npos);
   EXPECT_EQ(MergeTraces({}).status().code(), absl::StatusCode::kInvalidArgument);
@@ -266,7 +285,8 @@ TEST(ChromeJsonTest, MergeRefusesTheSameStageTwiceAndDifferentShapes) {
 
 TEST(ChromeJsonTest, NumbersJsonCannotHoldAreNamedNotThrown) {
   EXPECT_NE(ErrorOf("[1e999]").find("not valid JSON"), std::string::npos);
-  EXPECT_NE(ErrorOf("{\"traceEvents\": [], \"x\": -1e999}").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(ErrorOf("{\"traceEvents\": [], \"x\": -1e999}").find("not valid JSON"),
+            std::string::npos);
 }
 
 TEST(ChromeJsonTest, ShapesAFileCouldMakeUsAllocateWithoutBoundAreRefused) {

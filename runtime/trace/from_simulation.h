@@ -14,7 +14,7 @@ namespace stagehand::runtime::trace {
 
 struct SimulationTraceOptions {
   int64_t step = 1;
-  double us_per_unit = 1000;  // one cost-model unit shows as 1 ms
+  double us_per_unit = 1000;   // one cost-model unit shows as 1 ms
   int64_t transfer_bytes = 0;  // bytes of each transfer, if known
 };
 

@@ -35,7 +35,8 @@ std::string DumpDom(const std::string& chromium, const std::string& page_path) {
       "timeout 240 ", chromium,
       " --headless --no-sandbox --disable-gpu --disable-background-networking"
       " --disable-component-update --disable-sync --no-first-run --disable-dev-shm-usage"
-      " --user-data-dir=", profile, " --dump-dom file://", page_path, " 2>/dev/null");
+      " --user-data-dir=",
+      profile, " --dump-dom file://", page_path, " 2>/dev/null");
   std::string dom;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return dom;

@@ -46,8 +46,8 @@ std::set<Key> CriticalKeys(const CriticalPath& path) {
       keys.insert({path.step, l.stage, static_cast<int>(l.kind), l.chunk, l.microbatch});
       continue;
     }
-    const ActionKind recv = l.kind == ActionKind::kSendForward ? ActionKind::kRecvForward
-                                                               : ActionKind::kRecvBackward;
+    const ActionKind recv =
+        l.kind == ActionKind::kSendForward ? ActionKind::kRecvForward : ActionKind::kRecvBackward;
     keys.insert({path.step, l.stage, static_cast<int>(l.kind), l.chunk, l.microbatch});
     keys.insert({path.step, l.to_stage, static_cast<int>(recv), l.chunk, l.microbatch});
   }
@@ -364,10 +364,11 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
 
   json rows = json::array();
   for (const Span* s : spans) {
-    const bool crit = critical.count({s->step, s->stage, static_cast<int>(s->kind), s->chunk, s->microbatch}) > 0;
-    rows.push_back({s->stage, static_cast<int>(s->lane), KindIndex(s->kind), s->chunk, s->microbatch,
-                    Round3(s->begin_us), Round3(s->duration_us()), s->peer, s->bytes, s->step,
-                    Round3(s->wait_us), crit ? 1 : 0});
+    const bool crit =
+        critical.count({s->step, s->stage, static_cast<int>(s->kind), s->chunk, s->microbatch}) > 0;
+    rows.push_back({s->stage, static_cast<int>(s->lane), KindIndex(s->kind), s->chunk,
+                    s->microbatch, Round3(s->begin_us), Round3(s->duration_us()), s->peer, s->bytes,
+                    s->step, Round3(s->wait_us), crit ? 1 : 0});
   }
   json steps = json::array();
   json exposed = json::array();
@@ -381,8 +382,12 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
   }
   json kinds = json::array();
   for (ActionKind k : kKinds) kinds.push_back(std::string(ActionKindName(k)));
-  json data = {{"num_stages", trace.num_stages}, {"virtual_time", trace.virtual_time},
-               {"kinds", kinds}, {"spans", rows}, {"steps", steps}, {"exposed", exposed}};
+  json data = {{"num_stages", trace.num_stages},
+               {"virtual_time", trace.virtual_time},
+               {"kinds", kinds},
+               {"spans", rows},
+               {"steps", steps},
+               {"exposed", exposed}};
   // Inside <script>, "</" must not appear.
   const std::string data_text = absl::StrReplaceAll(data.dump(), {{"</", "<\\/"}});
   auto escape = [](const std::string& text) {
@@ -394,22 +399,29 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
       options.step >= 0 ? absl::StrCat(", step ", options.step) : "", " — ", trace.process);
 
   std::string page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-  absl::StrAppend(&page, "<title>", escape(options.title), "</title>\n<style>", kStyle, "</style>\n</head><body>\n");
-  absl::StrAppend(&page, "<header><div id=\"top\"><h1>", escape(options.title), "</h1><span id=\"meta\">", escape(meta), "</span>\n");
-  absl::StrAppend(&page, R"HTML(<div id="controls"><button id="zin" title="zoom in (w)">+</button><button id="zout" title="zoom out (s)">&minus;</button><button id="fit" title="fit (0)">fit</button>
+  absl::StrAppend(&page, "<title>", escape(options.title), "</title>\n<style>", kStyle,
+                  "</style>\n</head><body>\n");
+  absl::StrAppend(&page, "<header><div id=\"top\"><h1>", escape(options.title),
+                  "</h1><span id=\"meta\">", escape(meta), "</span>\n");
+  absl::StrAppend(
+      &page,
+      R"HTML(<div id="controls"><button id="zin" title="zoom in (w)">+</button><button id="zout" title="zoom out (s)">&minus;</button><button id="fit" title="fit (0)">fit</button>
 <label><input type="checkbox" id="crit"> critical path</label><span id="status"></span>
 <span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer<span class="sw" style="background:#d62728"></span>exposed transfer (not under the stage's compute)</span>
 <span id="hint">F3 c1 = microbatch 3, chunk 1 · ctrl+wheel or w/s: zoom · drag, shift+wheel or a/d: pan · hover: details · URL #from=A&amp;to=B opens a window, #critical the critical path</span></div>
 )HTML");
-  absl::StrAppend(&page, "<details><summary>summary</summary><pre id=\"summary\">", escape(summary_text),
-                  "</pre></details></div>\n<svg id=\"axis\" height=\"26\" xmlns=\"http://www.w3.org/2000/svg\"></svg></header>\n");
+  absl::StrAppend(&page, "<details><summary>summary</summary><pre id=\"summary\">",
+                  escape(summary_text),
+                  "</pre></details></div>\n<svg id=\"axis\" height=\"26\" "
+                  "xmlns=\"http://www.w3.org/2000/svg\"></svg></header>\n");
   absl::StrAppend(&page, R"HTML(<div id="view"><svg id="svg" xmlns="http://www.w3.org/2000/svg">
 <defs><clipPath id="clip"><rect id="cliprect" x="56" y="0" width="0" height="0"/></clipPath>
 <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#222"/></marker></defs>
 <g id="rows"></g><g clip-path="url(#clip)"><g id="plot"><g id="boxes"></g></g><g id="labels"></g></g><g id="overlay"></g></svg></div>
 <div id="tip"></div>
 )HTML");
-  absl::StrAppend(&page, "<script id=\"data\" type=\"application/json\">", data_text, "</script>\n");
+  absl::StrAppend(&page, "<script id=\"data\" type=\"application/json\">", data_text,
+                  "</script>\n");
   absl::StrAppend(&page, "<script>", kScript, "</script>\n</body></html>\n");
   return page;
 }

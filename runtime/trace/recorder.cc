@@ -34,9 +34,9 @@ void TraceRecorder::StageLane::ComputeFinished(const Action& action, int64_t tim
 
 TraceRecorder::TraceRecorder(std::string process) : process_(std::move(process)) {
   origin_ns_ = NowNanos();
-  epoch_unix_us_ = std::chrono::duration<double, std::micro>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  epoch_unix_us_ =
+      std::chrono::duration<double, std::micro>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
 }
 
 absl::Status TraceRecorder::Configure(int num_stages, int num_chunks, int num_microbatches) {
@@ -44,7 +44,8 @@ absl::Status TraceRecorder::Configure(int num_stages, int num_chunks, int num_mi
     return absl::InvalidArgumentError(absl::StrCat("trace recorder for ", num_stages, " stages"));
   }
   if (num_stages_ != 0) {
-    if (num_stages == num_stages_ && num_chunks == num_chunks_ && num_microbatches == num_microbatches_) {
+    if (num_stages == num_stages_ && num_chunks == num_chunks_ &&
+        num_microbatches == num_microbatches_) {
       return absl::OkStatus();
     }
     return absl::FailedPreconditionError(absl::StrCat(
@@ -101,12 +102,14 @@ Trace TraceRecorder::Collect() const {
   absl::flat_hash_map<uint64_t, double> send_begin;  // flow id -> begin of the send
   for (int stage = 0; stage < num_stages_; ++stage) {
     const RecordBuffer<RawSpan>& compute = compute_[stage].spans_;
-    for (size_t i = 0; i < compute.size(); ++i) add(Lane::kCompute, stage, compute[i], us(compute[i].begin_ns));
+    for (size_t i = 0; i < compute.size(); ++i)
+      add(Lane::kCompute, stage, compute[i], us(compute[i].begin_ns));
     const RecordBuffer<RawSpan>& sends = send_[stage].spans_;
     for (size_t i = 0; i < sends.size(); ++i) {
       const RawSpan& r = sends[i];
       add(Lane::kSend, stage, r, us(r.begin_ns));
-      send_begin[TransferFlowId(r.step, r.kind, stage, r.peer, r.chunk, r.microbatch)] = us(r.begin_ns);
+      send_begin[TransferFlowId(r.step, r.kind, stage, r.peer, r.chunk, r.microbatch)] =
+          us(r.begin_ns);
     }
     const RecordBuffer<RawSpan>& reductions = reduce_[stage].spans_;
     for (size_t i = 0; i < reductions.size(); ++i) {
@@ -117,7 +120,8 @@ Trace TraceRecorder::Collect() const {
     const RecordBuffer<RawSpan>& arrivals = stage_[stage].arrivals_;
     for (size_t i = 0; i < arrivals.size(); ++i) {
       const RawSpan& r = arrivals[i];
-      auto it = send_begin.find(TransferFlowId(r.step, r.kind, r.peer, stage, r.chunk, r.microbatch));
+      auto it =
+          send_begin.find(TransferFlowId(r.step, r.kind, r.peer, stage, r.chunk, r.microbatch));
       add(Lane::kRecv, stage, r, it != send_begin.end() ? it->second : us(r.end_ns));
     }
     const RecordBuffer<RawMemory>& memory = stage_[stage].memory_;

@@ -130,7 +130,9 @@ class TraceRecorder {
   absl::Status Configure(int num_stages, int num_chunks, int num_microbatches);
   // Before any event: bytes one microbatch's activations take on chunk c (C entries), for
   // the memory counter; without it the counter has activation counts only.
-  void SetActivationBytes(std::vector<int64_t> per_chunk) { activation_bytes_ = std::move(per_chunk); }
+  void SetActivationBytes(std::vector<int64_t> per_chunk) {
+    activation_bytes_ = std::move(per_chunk);
+  }
 
   int num_stages() const { return num_stages_; }
   ComputeLane* compute(int stage) { return &compute_.at(stage); }

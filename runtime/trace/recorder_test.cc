@@ -31,8 +31,11 @@ TEST(RecorderTest, CollectsEveryLaneOnOneClock) {
   const int64_t t0 = NowNanos();
   recorder.StepBegan(1, t0);
   const Transfer transfer{ActionKind::kSendForward, 0, 1, 1, 0};
-  std::thread lane0([&] { recorder.compute(0)->Record(ActionKind::kForward, 0, 0, t0 + 1000, t0 + 5000); });
-  std::thread comm0([&] { recorder.send(0)->Record(ActionKind::kSendForward, 1, 1, 0, 64, t0 + 6000, t0 + 8000); });
+  std::thread lane0(
+      [&] { recorder.compute(0)->Record(ActionKind::kForward, 0, 0, t0 + 1000, t0 + 5000); });
+  std::thread comm0([&] {
+    recorder.send(0)->Record(ActionKind::kSendForward, 1, 1, 0, 64, t0 + 6000, t0 + 8000);
+  });
   std::thread stage1([&] {
     recorder.stage(1)->InputArrived(transfer, 64, t0 + 9000);
     recorder.stage(1)->ComputeFinished(Action{1, ActionKind::kForward, 1, 0}, t0 + 12000);

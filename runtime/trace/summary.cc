@@ -106,15 +106,17 @@ CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t ste
       c.at = r->end_us;
       c.arrival = r;
       const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
-      for (ActionKind k : forward ? std::vector<ActionKind>{ActionKind::kForward}
-                                  : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
+      for (ActionKind k :
+           forward ? std::vector<ActionKind>{ActionKind::kForward}
+                   : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
         if (const Span* p = find(compute, r->peer, k, from_chunk, s.microbatch)) c.producer = p;
       }
       return c;
     }
     const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
-    for (ActionKind k : forward ? std::vector<ActionKind>{ActionKind::kForward}
-                                : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
+    for (ActionKind k :
+         forward ? std::vector<ActionKind>{ActionKind::kForward}
+                 : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
       if (const Span* p = find(compute, s.stage, k, from_chunk, s.microbatch)) {
         c.at = p->end_us;
         c.producer = p;
@@ -137,8 +139,9 @@ CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t ste
     std::vector<Candidate> candidates;
     // The previous action on the same lane.
     const std::vector<const Span*>& lane = lanes[cur->stage];
-    auto it = std::lower_bound(lane.begin(), lane.end(), cur,
-                               [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    auto it = std::lower_bound(lane.begin(), lane.end(), cur, [](const Span* a, const Span* b) {
+      return a->begin_us < b->begin_us;
+    });
     if (it != lane.begin() && *std::prev(it) != cur) {
       Candidate c;
       c.producer = *std::prev(it);
@@ -310,8 +313,10 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   }
   for (const MemorySample& m : trace.memory) {
     if (m.stage < 0 || m.stage >= P) continue;
-    out.stages[m.stage].peak_activations = std::max(out.stages[m.stage].peak_activations, m.activations);
-    out.stages[m.stage].peak_activation_bytes = std::max(out.stages[m.stage].peak_activation_bytes, m.bytes);
+    out.stages[m.stage].peak_activations =
+        std::max(out.stages[m.stage].peak_activations, m.activations);
+    out.stages[m.stage].peak_activation_bytes =
+        std::max(out.stages[m.stage].peak_activation_bytes, m.bytes);
   }
   double bubble_sum = 0;
   for (int s = 0; s < P; ++s) {
@@ -340,8 +345,9 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   if (step < 0) step = figures.rbegin()->first;
   auto f = figures.find(step);
   if (f == figures.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("step ", step, " is not in the trace (it has steps ",
-                                                   figures.begin()->first, " to ", figures.rbegin()->first, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", step, " is not in the trace (it has steps ", figures.begin()->first,
+                     " to ", figures.rbegin()->first, ")"));
   }
   int num_chunks = trace.num_chunks;
   for (const Span& s : trace.spans) {
@@ -386,10 +392,10 @@ std::string FormatStepTable(const TraceSummary& s) {
                           st.pipeline_window_us / 1e3, st.warmup ? "  (warm-up, excluded)" : "");
   }
   const StepStatistics& st = s.step_statistics;
-  absl::StrAppendFormat(&out, "median step time %.3f %s, spread %.3f %s (min %.3f, max %.3f) over %d step%s",
-                        st.median_us / 1e3, unit, (st.max_us - st.min_us) / 1e3, unit,
-                        st.min_us / 1e3, st.max_us / 1e3, st.num_steps,
-                        st.num_steps == 1 ? "" : "s");
+  absl::StrAppendFormat(
+      &out, "median step time %.3f %s, spread %.3f %s (min %.3f, max %.3f) over %d step%s",
+      st.median_us / 1e3, unit, (st.max_us - st.min_us) / 1e3, unit, st.min_us / 1e3,
+      st.max_us / 1e3, st.num_steps, st.num_steps == 1 ? "" : "s");
   if (st.warmup_steps > 0) {
     absl::StrAppendFormat(&out, ", excluding %d warm-up step%s", st.warmup_steps,
                           st.warmup_steps == 1 ? "" : "s");
@@ -415,7 +421,8 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
                              const TraceSummary& b, const std::string& b_name) {
   const char* unit = a.virtual_time ? "units" : "ms";
   const double steps_a = std::max(1, a.num_steps), steps_b = std::max(1, b.num_steps);
-  std::string out = absl::StrFormat("%-28s %18s %18s\n", "", a_name.substr(0, 18), b_name.substr(0, 18));
+  std::string out =
+      absl::StrFormat("%-28s %18s %18s\n", "", a_name.substr(0, 18), b_name.substr(0, 18));
   // `decimals` rather than a format string: absl needs formats known at compile time.
   const auto row = [&](const std::string& name, double x, double y, int decimals) {
     absl::StrAppendFormat(&out, "%-28s %18s %18s\n", name, absl::StrFormat("%.*f", decimals, x),
@@ -440,15 +447,18 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
                           sb.median_us / sa.median_us);
   }
   if (sa.num_steps < 3 || sb.num_steps < 3) {
-    absl::StrAppend(&out, "too few steps to tell the difference from run-to-run noise (want >= 3 "
-                          "after warm-up in each)\n");
+    absl::StrAppend(&out,
+                    "too few steps to tell the difference from run-to-run noise (want >= 3 "
+                    "after warm-up in each)\n");
   } else if (sa.max_us < sb.min_us || sb.max_us < sa.min_us) {
-    absl::StrAppendFormat(&out, "the difference exceeds run-to-run noise: the step-time ranges "
-                                "do not overlap (%s is faster)\n",
+    absl::StrAppendFormat(&out,
+                          "the difference exceeds run-to-run noise: the step-time ranges "
+                          "do not overlap (%s is faster)\n",
                           sa.median_us < sb.median_us ? a_name : b_name);
   } else {
-    absl::StrAppend(&out, "the difference is within run-to-run noise: the step-time ranges "
-                          "overlap\n");
+    absl::StrAppend(&out,
+                    "the difference is within run-to-run noise: the step-time ranges "
+                    "overlap\n");
   }
   return out;
 }
@@ -458,17 +468,20 @@ std::string FormatSummary(const TraceSummary& s) {
   const char* unit = s.virtual_time ? "units" : "ms";
   auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
   const double steps = std::max(1, s.num_steps);
-  std::string out = absl::StrFormat(
-      "trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages, s.num_chunks,
-      s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
-      s.virtual_time ? " (virtual time: cost-model units)" : "");
+  std::string out =
+      absl::StrFormat("trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages,
+                      s.num_chunks, s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
+                      s.virtual_time ? " (virtual time: cost-model units)" : "");
   absl::StrAppend(&out, FormatStepTable(s));
-  absl::StrAppendFormat(&out, "step time %s %s (mean of all steps), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
-                        t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
-                        s.overlap_fraction);
+  absl::StrAppendFormat(
+      &out,
+      "step time %s %s (mean of all steps), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
+      t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
+      s.overlap_fraction);
   if (s.fewer_cores_than_stages) {
-    absl::StrAppend(&out, "note: this machine has fewer cores than stages, so stages' busy "
-                          "fractions overlap in time (they shared cores)\n");
+    absl::StrAppend(&out,
+                    "note: this machine has fewer cores than stages, so stages' busy "
+                    "fractions overlap in time (they shared cores)\n");
   }
   absl::StrAppendFormat(&out, "%-6s %6s %7s %11s %11s %11s %8s  %s\n", "stage", "busy", "bubble",
                         "waits", "transfer", "exposed", "overlap", "peak memory");
@@ -485,8 +498,10 @@ std::string FormatSummary(const TraceSummary& s) {
                           st.overlap_fraction, memory);
     busy.push_back(absl::StrFormat("s%d %.2f", st.stage, st.busy_fraction));
   }
-  absl::StrAppendFormat(&out, "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
-                        t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
+  absl::StrAppendFormat(
+      &out,
+      "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
+      t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
   absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
   if (s.grad_reduction_us > 0) {
     absl::StrAppendFormat(&out,
@@ -497,24 +512,25 @@ std::string FormatSummary(const TraceSummary& s) {
   }
 
   const CriticalPath& cp = s.critical_path;
-  absl::StrAppendFormat(&out,
-                        "critical path of step %d: %s %s from step begin to last compute = compute %s + "
-                        "transfers %s + waits %s; %d actions, %d transfers\n",
-                        cp.step, t(cp.length_us), unit, t(cp.compute_us), t(cp.transfer_us),
-                        t(cp.wait_us),
-                        static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
-                                                       [](const CriticalLink& l) { return !l.transfer; })),
-                        static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
-                                                       [](const CriticalLink& l) { return l.transfer; })));
+  absl::StrAppendFormat(
+      &out,
+      "critical path of step %d: %s %s from step begin to last compute = compute %s + "
+      "transfers %s + waits %s; %d actions, %d transfers\n",
+      cp.step, t(cp.length_us), unit, t(cp.compute_us), t(cp.transfer_us), t(cp.wait_us),
+      static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
+                                     [](const CriticalLink& l) { return !l.transfer; })),
+      static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
+                                     [](const CriticalLink& l) { return l.transfer; })));
   // Runs of actions on one stage, one line each; transfers between them.
   const bool show_chunk = s.num_chunks != s.num_stages;
   std::vector<std::string> lines;
   for (size_t i = 0; i < cp.links.size();) {
     const CriticalLink& l = cp.links[i];
     if (l.transfer) {
-      lines.push_back(absl::StrFormat("  s%d -> s%d  %s mb%d  %s %s", l.stage, l.to_stage,
-                                      l.kind == ActionKind::kSendForward ? "activation" : "gradient",
-                                      l.microbatch, t(l.end_us - l.begin_us), unit));
+      lines.push_back(
+          absl::StrFormat("  s%d -> s%d  %s mb%d  %s %s", l.stage, l.to_stage,
+                          l.kind == ActionKind::kSendForward ? "activation" : "gradient",
+                          l.microbatch, t(l.end_us - l.begin_us), unit));
       ++i;
       continue;
     }
@@ -529,7 +545,7 @@ std::string FormatSummary(const TraceSummary& s) {
     }
     if (names.size() > 8) {
       const size_t n = names.size();
-      names = {names[0], names[1], names[2], absl::StrCat("... ", n - 6, " more ..."),
+      names = {names[0],     names[1],     names[2],    absl::StrCat("... ", n - 6, " more ..."),
                names[n - 3], names[n - 2], names[n - 1]};
     }
     lines.push_back(absl::StrFormat("  s%-3d %s  (%d action%s, %s %s, waits %s %s)", l.stage,
@@ -554,7 +570,8 @@ std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
   std::vector<StagePhaseTimes> out(std::max(trace.num_stages, 0));
   for (size_t s = 0; s < out.size(); ++s) out[s].stage = static_cast<int>(s);
   for (const Span& span : trace.spans) {
-    if (span.lane != Lane::kCompute || span.stage < 0 || span.stage >= static_cast<int>(out.size())) continue;
+    if (span.lane != Lane::kCompute || span.stage < 0 || span.stage >= static_cast<int>(out.size()))
+      continue;
     StagePhaseTimes& t = out[span.stage];
     switch (span.kind) {
       case ActionKind::kForward:
@@ -591,7 +608,8 @@ std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
       low = std::min(low, t.*field);
       high = std::max(high, t.*field);
     }
-    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3, high / 1e3);
+    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3,
+                          high / 1e3);
   }
   return out;
 }

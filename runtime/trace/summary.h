@@ -57,9 +57,9 @@ struct CriticalLink {
 
 struct CriticalPath {
   int64_t step = 0;
-  double length_us = 0;  // step begin to the last F/I/W/B end
+  double length_us = 0;                                 // step begin to the last F/I/W/B end
   double compute_us = 0, transfer_us = 0, wait_us = 0;  // adding up to length_us
-  std::vector<CriticalLink> links;  // in time order
+  std::vector<CriticalLink> links;                      // in time order
 };
 
 // One step's length (a StepSpan, or first to last span of the step).
@@ -72,7 +72,7 @@ struct StepTime {
 
 // The step times without the warm-up steps (all steps if that leaves none).
 struct StepStatistics {
-  int num_steps = 0;    // counted
+  int num_steps = 0;     // counted
   int warmup_steps = 0;  // excluded
   double median_us = 0;
   double min_us = 0, max_us = 0;  // spread = max - min
@@ -85,10 +85,10 @@ struct TraceSummary {
   double step_time_us = 0;        // mean over steps
   double pipeline_window_us = 0;  // mean over steps
   std::vector<StageSummary> stages;
-  double bubble_fraction = 0;       // mean over stages
-  double exposed_transfer_us = 0;   // summed over stages
-  double hidden_transfer_us = 0;    // summed over stages
-  double overlap_fraction = 0;      // hidden / (hidden + exposed), over all stages
+  double bubble_fraction = 0;      // mean over stages
+  double exposed_transfer_us = 0;  // summed over stages
+  double hidden_transfer_us = 0;   // summed over stages
+  double overlap_fraction = 0;     // hidden / (hidden + exposed), over all stages
   // Data parallelism (REDUCE_GRAD spans, summed over stages and steps): their time, and the
   // part of it while some stage of the same step still ran a backward action (I, W, B).
   double grad_reduction_us = 0;

@@ -161,8 +161,7 @@ TEST(SummaryTest, ComparisonSaysWhetherTheDifferenceExceedsNoise) {
   const std::string same = FormatComparison(*fast, "a", *overlapping, "c");
   EXPECT_NE(same.find("within run-to-run noise"), std::string::npos) << same;
   auto short_run = Summarize(Steps({5000, 1000}));
-  EXPECT_NE(FormatComparison(*fast, "a", *short_run, "d").find("too few steps"),
-            std::string::npos);
+  EXPECT_NE(FormatComparison(*fast, "a", *short_run, "d").find("too few steps"), std::string::npos);
 }
 
 TEST(SummaryTest, FormatHasTheLaunchStyleBusyLine) {

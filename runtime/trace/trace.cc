@@ -73,8 +73,8 @@ uint64_t TransferFlowId(int64_t step, ActionKind kind, int from_stage, int to_st
 
 uint64_t TransferFlowId(const Span& s) {
   const bool send = s.lane == Lane::kSend;
-  return TransferFlowId(s.step, s.kind, send ? s.stage : s.peer, send ? s.peer : s.stage,
-                        s.chunk, s.microbatch);
+  return TransferFlowId(s.step, s.kind, send ? s.stage : s.peer, send ? s.peer : s.stage, s.chunk,
+                        s.microbatch);
 }
 
 void ComputeWaits(Trace* trace) {
@@ -85,7 +85,8 @@ void ComputeWaits(Trace* trace) {
   for (const Span& s : trace->spans) {
     if (s.lane == Lane::kSend) continue;
     ends[MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch)] = s.end_us;
-    if (s.lane == Lane::kCompute && IsCompute(s.kind)) num_chunks = std::max(num_chunks, s.chunk + 1);
+    if (s.lane == Lane::kCompute && IsCompute(s.kind))
+      num_chunks = std::max(num_chunks, s.chunk + 1);
   }
   auto end_of = [&](int64_t step, int stage, ActionKind kind, int chunk, int mb, double* t) {
     auto it = ends.find(MakeKey(step, stage, kind, chunk, mb));

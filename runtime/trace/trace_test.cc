@@ -33,8 +33,10 @@ TEST(TraceModelTest, LaneNamesRoundTrip) {
 
 TEST(TraceModelTest, LabelsNameTheActionAndPeer) {
   EXPECT_EQ(SpanLabel(Make(Lane::kCompute, 1, ActionKind::kForward, 1, 3, 0, 1)), "F c1 mb3");
-  EXPECT_EQ(SpanLabel(Make(Lane::kSend, 0, ActionKind::kSendForward, 1, 3, 0, 1, 1)), "SEND_F c1 mb3 -> s1");
-  EXPECT_EQ(SpanLabel(Make(Lane::kRecv, 1, ActionKind::kRecvBackward, 0, 2, 0, 1, 2)), "RECV_B c0 mb2 <- s2");
+  EXPECT_EQ(SpanLabel(Make(Lane::kSend, 0, ActionKind::kSendForward, 1, 3, 0, 1, 1)),
+            "SEND_F c1 mb3 -> s1");
+  EXPECT_EQ(SpanLabel(Make(Lane::kRecv, 1, ActionKind::kRecvBackward, 0, 2, 0, 1, 2)),
+            "RECV_B c0 mb2 <- s2");
   EXPECT_EQ(SpanLabel(Make(Lane::kCompute, 1, ActionKind::kOptimizer, 0, 0, 0, 1)), "OPTIM");
 }
 
@@ -43,7 +45,8 @@ TEST(TraceModelTest, SendAndReceiveShareAFlowIdThatIsExactInJson) {
   const Span recv = Make(Lane::kRecv, 1, ActionKind::kRecvForward, 1, 3, 0, 2, 0);
   EXPECT_EQ(TransferFlowId(send), TransferFlowId(recv));
   EXPECT_LT(TransferFlowId(send), uint64_t{1} << 53);
-  EXPECT_NE(TransferFlowId(send), TransferFlowId(Make(Lane::kSend, 0, ActionKind::kSendForward, 1, 4, 0, 1, 1)));
+  EXPECT_NE(TransferFlowId(send),
+            TransferFlowId(Make(Lane::kSend, 0, ActionKind::kSendForward, 1, 4, 0, 1, 1)));
   Span next_step = send;
   next_step.step = 2;
   EXPECT_NE(TransferFlowId(send), TransferFlowId(next_step));
@@ -55,13 +58,13 @@ TEST(TraceModelTest, WaitsFollowTheStepGraph) {
   t.num_chunks = 2;
   t.steps.push_back(StepSpan{1, 0, 100});
   t.spans = {
-      Make(Lane::kCompute, 0, ActionKind::kForward, 0, 0, 2, 10),               // ready at 0
-      Make(Lane::kRecv, 1, ActionKind::kRecvForward, 1, 0, 10, 15, 0),          // arrives at 15
-      Make(Lane::kCompute, 1, ActionKind::kForward, 1, 0, 16, 20),              // waits 1
-      Make(Lane::kCompute, 1, ActionKind::kBackwardInput, 1, 0, 25, 30),        // F done at 20
-      Make(Lane::kCompute, 1, ActionKind::kBackwardWeight, 1, 0, 40, 45),       // B done at 30
-      Make(Lane::kRecv, 0, ActionKind::kRecvBackward, 0, 0, 30, 33, 1),         // arrives at 33
-      Make(Lane::kCompute, 0, ActionKind::kBackward, 0, 0, 35, 40),             // max(10, 33)
+      Make(Lane::kCompute, 0, ActionKind::kForward, 0, 0, 2, 10),          // ready at 0
+      Make(Lane::kRecv, 1, ActionKind::kRecvForward, 1, 0, 10, 15, 0),     // arrives at 15
+      Make(Lane::kCompute, 1, ActionKind::kForward, 1, 0, 16, 20),         // waits 1
+      Make(Lane::kCompute, 1, ActionKind::kBackwardInput, 1, 0, 25, 30),   // F done at 20
+      Make(Lane::kCompute, 1, ActionKind::kBackwardWeight, 1, 0, 40, 45),  // B done at 30
+      Make(Lane::kRecv, 0, ActionKind::kRecvBackward, 0, 0, 30, 33, 1),    // arrives at 33
+      Make(Lane::kCompute, 0, ActionKind::kBackward, 0, 0, 35, 40),        // max(10, 33)
       Make(Lane::kCompute, 0, ActionKind::kOptimizer, 0, 0, 50, 60),
   };
   ComputeWaits(&t);

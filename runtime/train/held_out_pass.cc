@@ -52,24 +52,27 @@ absl::Status CheckInit(const HeldOutPassInit& in, int64_t step, int batches) {
   const int C = static_cast<int>(in.chunk_rank.size());
   if (in.sampler == nullptr || in.transport == nullptr || in.tensor_floats <= 0 || C < 1 ||
       in.chunks.empty()) {
-    return absl::InvalidArgumentError("held-out pass: needs a sampler, a transport, a tensor size and chunks");
+    return absl::InvalidArgumentError(
+        "held-out pass: needs a sampler, a transport, a tensor size and chunks");
   }
   if (step < 0 || step > kHeldOutMaxStep || batches < 1 || batches > kHeldOutMaxBatches ||
       C > kHeldOutMaxChunks) {
-    return absl::InvalidArgumentError(absl::StrCat("held-out pass: step ", step, ", ", batches, " batches and ",
-                                                   C, " chunks do not fit the transfer tags (at most ",
-                                                   kHeldOutMaxStep, ", ", kHeldOutMaxBatches, ", ",
-                                                   kHeldOutMaxChunks, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("held-out pass: step ", step, ", ", batches, " batches and ", C,
+                     " chunks do not fit the transfer tags (at most ", kHeldOutMaxStep, ", ",
+                     kHeldOutMaxBatches, ", ", kHeldOutMaxChunks, ")"));
   }
   for (const auto& [c, chunk] : in.chunks) {
     if (c < 0 || c >= C || chunk == nullptr || in.chunk_rank[c] != in.rank) {
-      return absl::InvalidArgumentError(absl::StrCat("held-out pass: rank ", in.rank, " is given chunk ", c,
+      return absl::InvalidArgumentError(absl::StrCat("held-out pass: rank ", in.rank,
+                                                     " is given chunk ", c,
                                                      " that the placement does not put on it"));
     }
   }
   for (int c = 0; c < C; ++c) {
     if (in.chunk_rank[c] == in.rank && in.chunks.count(c) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("held-out pass: rank ", in.rank, " holds chunk ", c,
+      return absl::InvalidArgumentError(absl::StrCat("held-out pass: rank ", in.rank,
+                                                     " holds chunk ", c,
                                                      " by the placement but was not given it"));
     }
   }
@@ -79,11 +82,12 @@ absl::Status CheckInit(const HeldOutPassInit& in, int64_t step, int batches) {
 }  // namespace
 
 uint64_t HeldOutTag(int64_t step, int batch, int chunk) {
-  return (uint64_t{1} << 63) | (static_cast<uint64_t>(step) << 28) | (static_cast<uint64_t>(batch) << 12) |
-         static_cast<uint64_t>(chunk);
+  return (uint64_t{1} << 63) | (static_cast<uint64_t>(step) << 28) |
+         (static_cast<uint64_t>(batch) << 12) | static_cast<uint64_t>(chunk);
 }
 
-absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, int64_t step, int batches) {
+absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, int64_t step,
+                                                     int batches) {
   if (absl::Status s = CheckInit(in, step, batches); !s.ok()) return s;
   const int C = static_cast<int>(in.chunk_rank.size());
   const models::ChunkOptions& o = in.chunks.begin()->second->options();
@@ -93,7 +97,8 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
   double loss = 0.0;  // summed in batch order, as Evaluate does
   for (int b = 0; b < batches; ++b) {
     if (in.stop != nullptr && in.stop->load()) {
-      return absl::CancelledError(absl::StrCat("held-out pass after step ", step, " stopped before batch ", b));
+      return absl::CancelledError(
+          absl::StrCat("held-out pass after step ", step, " stopped before batch ", b));
     }
     in.sampler->Sample(b, 0, tokens.data(), targets.data());
     std::vector<std::shared_ptr<std::vector<float>>> inputs;  // alive until the batch is released
@@ -103,7 +108,8 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
       if (c > 0 && in.chunk_rank[c - 1] == in.rank) {
         x = in.chunks.at(c - 1)->output(kEvalMicrobatch);
       } else if (c > 0) {
-        const std::string what = absl::StrCat(Describe(b, c, step), " from rank ", in.chunk_rank[c - 1]);
+        const std::string what =
+            absl::StrCat(Describe(b, c, step), " from rank ", in.chunk_rank[c - 1]);
         if (in.note) in.note(absl::StrCat("held-out evaluation: waiting for ", what));
         auto buffer = std::make_shared<std::vector<float>>(in.tensor_floats);
         auto done = std::make_shared<Completion>();
@@ -115,8 +121,12 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
         inputs.push_back(buffer);
         x = buffer->data();
       }
-      if (in.note) in.note(absl::StrCat("held-out evaluation: F c", c, " batch ", b, " (after step ", step, ")"));
-      if (absl::Status s = chunk->Forward(kEvalMicrobatch, tokens.data(), x, targets.data()); !s.ok()) return s;
+      if (in.note)
+        in.note(
+            absl::StrCat("held-out evaluation: F c", c, " batch ", b, " (after step ", step, ")"));
+      if (absl::Status s = chunk->Forward(kEvalMicrobatch, tokens.data(), x, targets.data());
+          !s.ok())
+        return s;
       if (c == C - 1) {
         loss += chunk->loss(kEvalMicrobatch);
       } else if (in.chunk_rank[c + 1] != in.rank) {
@@ -125,7 +135,8 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
         auto done = std::make_shared<Completion>();
         in.transport->Send(in.chunk_rank[c + 1], HeldOutTag(step, b, c + 1), payload->data(), bytes,
                            [payload, done](absl::Status s) { done->Set(std::move(s)); });
-        sends.emplace_back(done, absl::StrCat(Describe(b, c + 1, step), " to rank ", in.chunk_rank[c + 1]));
+        sends.emplace_back(
+            done, absl::StrCat(Describe(b, c + 1, step), " to rank ", in.chunk_rank[c + 1]));
       }
     }
     for (const auto& [c, chunk] : in.chunks) chunk->Release(kEvalMicrobatch);

@@ -26,11 +26,11 @@ namespace stagehand::runtime {
 
 struct HeldOutPassInit {
   int rank = 0;
-  std::vector<int> chunk_rank;          // global chunk index -> the rank that holds it
-  std::map<int, Chunk*> chunks;         // this rank's chunks by global index (not owned)
+  std::vector<int> chunk_rank;             // global chunk index -> the rank that holds it
+  std::map<int, Chunk*> chunks;            // this rank's chunks by global index (not owned)
   const WindowSampler* sampler = nullptr;  // held-out windows: batch b is Sample(b, 0)
-  UcxTransport* transport = nullptr;    // endpoints to every rank holding a neighbour chunk
-  int64_t tensor_floats = 0;            // B * T * C: every activation between chunks
+  UcxTransport* transport = nullptr;       // endpoints to every rank holding a neighbour chunk
+  int64_t tensor_floats = 0;               // B * T * C: every activation between chunks
   std::function<void(const std::string&)> note;  // what it is doing (heartbeats); may be empty
   const std::atomic<bool>* stop = nullptr;       // set by the caller to give up a wait; may be null
 };

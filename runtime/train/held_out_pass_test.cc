@@ -29,7 +29,8 @@ struct Ranks {
 // `num_chunks` chunks of a 6-layer model and one connected transport per rank.
 Ranks Build(int num_chunks, int num_ranks) {
   Ranks r;
-  auto built = BuildChunks(models::UniformGpt(6, kC, 2, 256, kT, 11), num_chunks, models::ChunkOptions{kB, kT, 2});
+  auto built = BuildChunks(models::UniformGpt(6, kC, 2, 256, kT, 11), num_chunks,
+                           models::ChunkOptions{kB, kT, 2});
   EXPECT_TRUE(built.ok()) << built.status();
   r.chunks = std::move(*built);
   for (int i = 0; i < num_ranks; ++i) {
@@ -47,7 +48,8 @@ Ranks Build(int num_chunks, int num_ranks) {
   return r;
 }
 
-HeldOutPassInit InitFor(Ranks& r, int rank, const std::vector<int>& chunk_rank, const WindowSampler* sampler) {
+HeldOutPassInit InitFor(Ranks& r, int rank, const std::vector<int>& chunk_rank,
+                        const WindowSampler* sampler) {
   HeldOutPassInit in;
   in.rank = rank;
   in.chunk_rank = chunk_rank;
@@ -73,15 +75,18 @@ TEST(HeldOutPass, ThreeRanksInAVGiveBitwiseTheOneProcessLoss) {
   std::vector<absl::StatusOr<std::optional<double>>> got(3, std::optional<double>());
   std::vector<std::thread> threads;
   for (int rank = 0; rank < 3; ++rank) {
-    threads.emplace_back([&, rank] { got[rank] = RunHeldOutPass(InitFor(r, rank, chunk_rank, &sampler), 7, 5); });
+    threads.emplace_back(
+        [&, rank] { got[rank] = RunHeldOutPass(InitFor(r, rank, chunk_rank, &sampler), 7, 5); });
   }
   for (auto& t : threads) t.join();
-  for (int rank = 0; rank < 3; ++rank) ASSERT_TRUE(got[rank].ok()) << "rank " << rank << ": " << got[rank].status();
+  for (int rank = 0; rank < 3; ++rank)
+    ASSERT_TRUE(got[rank].ok()) << "rank " << rank << ": " << got[rank].status();
   ASSERT_TRUE(got[0]->has_value()) << "rank 0 holds the last chunk";
   EXPECT_FALSE(got[1]->has_value());
   EXPECT_FALSE(got[2]->has_value());
   const double loss = **got[0];
-  EXPECT_EQ(std::memcmp(&loss, &*expected, sizeof(double)), 0) << loss << " vs one process " << *expected;
+  EXPECT_EQ(std::memcmp(&loss, &*expected, sizeof(double)), 0)
+      << loss << " vs one process " << *expected;
 }
 
 TEST(HeldOutPass, AChunkThePlacementPutsElsewhereIsRefused) {
@@ -120,7 +125,8 @@ TEST(HeldOutPass, AWaitForAnInputThatNeverComesEndsWhenTheCallerSaysStop) {
   absl::StatusOr<std::optional<double>> got = RunHeldOutPass(in, 3, 2);
   stopper.join();
   EXPECT_EQ(got.status().code(), absl::StatusCode::kCancelled) << got.status();
-  EXPECT_NE(got.status().message().find("batch 0 into chunk 1"), absl::string_view::npos) << got.status();
+  EXPECT_NE(got.status().message().find("batch 0 into chunk 1"), absl::string_view::npos)
+      << got.status();
   EXPECT_NE(last_note.find("waiting for"), std::string::npos) << last_note;
 }
 

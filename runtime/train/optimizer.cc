@@ -25,7 +25,8 @@ const models::ParamInfo* FindInfo(const models::ParameterSet<float>& params,
 double LearningRateAt(const OptimizerConfig& config, int64_t step) {
   const double peak = config.adamw.learning_rate;
   const LearningRateSchedule& s = config.schedule;
-  if (s.warmup_steps > 0 && step <= s.warmup_steps) return peak * double(step) / double(s.warmup_steps);
+  if (s.warmup_steps > 0 && step <= s.warmup_steps)
+    return peak * double(step) / double(s.warmup_steps);
   if (s.total_steps <= s.warmup_steps) return peak;
   const double progress =
       std::min(1.0, double(step - s.warmup_steps) / double(s.total_steps - s.warmup_steps));
@@ -95,8 +96,8 @@ std::map<int, std::vector<double>> SquaredGradientNorms(const std::map<int, Chun
   return out;
 }
 
-double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms,
-                                 double grad_clip, double* global_norm) {
+double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms, double grad_clip,
+                                 double* global_norm) {
   double sum = 0.0;
   for (const auto& [chunk, values] : norms) {
     for (double v : values) sum += v;

@@ -72,8 +72,8 @@ void ScatterTiedGradients(const std::map<int, Chunk*>& chunks, const TiedGradien
 // copies skipped (each tied weight counted once): chunk -> values.
 std::map<int, std::vector<double>> SquaredGradientNorms(const std::map<int, Chunk*>& chunks);
 // Combines per-chunk squared norms (chunk order, then tensor order) into the clip scale.
-double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms,
-                                 double grad_clip, double* global_norm);
+double ClipScaleFromSquaredNorms(const std::map<int, std::vector<double>>& norms, double grad_clip,
+                                 double* global_norm);
 // AdamW on one chunk's parameters, tensor by tensor (weight decay on matrices only), at the
 // learning rate `config` gives `step`; `state` is sized on first use; gradients are zeroed.
 void ApplyAdamW(models::ParameterSet<float>& params, OptimizerState& state,

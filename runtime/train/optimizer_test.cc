@@ -45,8 +45,8 @@ struct Model {
 
 Model Build(int num_chunks) {
   Model model;
-  auto built = BuildChunks(models::UniformGpt(2, 8, 2, 32, 8, 7), num_chunks,
-                           models::ChunkOptions{1, 8, 1});
+  auto built =
+      BuildChunks(models::UniformGpt(2, 8, 2, 32, 8, 7), num_chunks, models::ChunkOptions{1, 8, 1});
   EXPECT_TRUE(built.ok()) << built.status();
   model.owned = std::move(*built);
   for (size_t k = 0; k < model.owned.size(); ++k) model.chunks[k] = model.owned[k].get();

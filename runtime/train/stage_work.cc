@@ -65,7 +65,8 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   std::vector<int32_t> tokens(N), targets(N);
   const auto sample_start = std::chrono::steady_clock::now();
   sampler_->Sample(step_, place_.replica * num_microbatches_ + mb, tokens.data(), targets.data());
-  data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
+  data_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
     std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(faults_.slow_forward_ms));
   }
@@ -73,8 +74,8 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
   }
-  if (absl::Status s = (*c)->Forward(mb, tokens.data(), input ? input->data() : nullptr,
-                                     targets.data());
+  if (absl::Status s =
+          (*c)->Forward(mb, tokens.data(), input ? input->data() : nullptr, targets.data());
       !s.ok()) {
     return s;
   }
@@ -83,7 +84,8 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   } else {
     const float* out = (*c)->output(mb);
     output->assign(out, out + N * C);
-    if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 && mb == faults_.nan_microbatch) {
+    if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 &&
+        mb == faults_.nan_microbatch) {
       (*output)[0] = std::nanf("");  // the test fault: a poisoned batch, in every run
     }
   }
@@ -188,9 +190,9 @@ absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
   absl::StatusOr<Chunk*> c = Get(bucket.chunk);
   if (!c.ok()) return c.status();
   if (bucket.begin < 0 || bucket.end > (*c)->params().size() || bucket.begin > bucket.end) {
-    return absl::InvalidArgumentError(absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [",
-                                                   bucket.begin, ", ", bucket.end, ") is outside its ",
-                                                   (*c)->params().size(), " gradients"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [", bucket.begin, ", ", bucket.end,
+                     ") is outside its ", (*c)->params().size(), " gradients"));
   }
   return place_.group->AllReduceSum(
       absl::MakeSpan((*c)->params().grads() + bucket.begin, bucket.end - bucket.begin));
@@ -233,7 +235,8 @@ absl::Status SyntheticStageWork::Forward(int chunk, int, const Payload*, Payload
   return absl::OkStatus();
 }
 
-absl::Status SyntheticStageWork::BackwardInput(int chunk, int, const Payload*, Payload* input_grad) {
+absl::Status SyntheticStageWork::BackwardInput(int chunk, int, const Payload*,
+                                               Payload* input_grad) {
   SleepMicros(d_.backward_input_us);
   if (chunk > 0) input_grad->assign(d_.payload_floats, 1.0f);
   return absl::OkStatus();
@@ -244,7 +247,8 @@ absl::Status SyntheticStageWork::BackwardWeights(int, int) {
   return absl::OkStatus();
 }
 
-absl::Status SyntheticStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
+absl::Status SyntheticStageWork::Backward(int chunk, int mb, const Payload* grad,
+                                          Payload* input_grad) {
   if (absl::Status s = BackwardInput(chunk, mb, grad, input_grad); !s.ok()) return s;
   return BackwardWeights(chunk, mb);
 }

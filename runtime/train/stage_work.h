@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "runtime/collectives/collective.h"
 #include "runtime/cluster/fault_plan.h"
+#include "runtime/collectives/collective.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
@@ -133,7 +133,7 @@ class ModelStageWork : public StageWork {
   std::map<int, OptimizerState> states_;
   int64_t step_ = 0;
   StageFaults faults_;
-  int run_ = 0;  // runs of step_ begun before this one (0: the first run)
+  int run_ = 0;               // runs of step_ begun before this one (0: the first run)
   absl::Status step_status_;  // BeginStep's: an M the chunks cannot take fails the first F
   double data_seconds_ = 0;
 };

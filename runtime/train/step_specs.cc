@@ -28,9 +28,9 @@ absl::StatusOr<StepSpecs> StepSpecs::Create(const PlannerDefinition& planner,
     const int m = microbatches.MicrobatchesOfStep(step);
     if (m >= full_m) break;
     if (step > kMaxRampSteps) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--rampup_batch_size: still ", m, " of ", full_m, " microbatches after ", kMaxRampSteps,
-          " steps"));
+      return absl::InvalidArgumentError(absl::StrCat("--rampup_batch_size: still ", m, " of ",
+                                                     full_m, " microbatches after ", kMaxRampSteps,
+                                                     " steps"));
     }
     specs.m_of_step_.push_back(m);
     if (specs.by_m_.count(m)) continue;
@@ -38,9 +38,9 @@ absl::StatusOr<StepSpecs> StepSpecs::Create(const PlannerDefinition& planner,
     o.num_microbatches = m;
     absl::StatusOr<StepSpec> spec = planner.MakeSpec(o);
     if (!spec.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--rampup_batch_size: the planner ", planner.name(),
-                                                     " refuses ", m, " microbatches (step ", step,
-                                                     "): ", spec.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rampup_batch_size: the planner ", planner.name(), " refuses ", m,
+                       " microbatches (step ", step, "): ", spec.status().message()));
     }
     if (spec->num_stages != full->num_stages || spec->chunk_to_stage != full->chunk_to_stage) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -105,7 +105,8 @@ TrainAction TrainLoop::AfterCheckpoint(int64_t step) const {
 std::string TrainLoop::EndLine() const {
   if (stop_ != StopReason::kNone) {
     return absl::StrFormat("stopped after step %d of %d (%s); continue with --resume", stopped_at_,
-                           options_.steps, stop_ == StopReason::kSignal ? "signal" : "--exit_after");
+                           options_.steps,
+                           stop_ == StopReason::kSignal ? "signal" : "--exit_after");
   }
   if (history_.validation.empty()) return "";
   return absl::StrFormat("held-out loss after %d steps %.4f (from %.4f)", options_.steps,
@@ -115,7 +116,8 @@ std::string TrainLoop::EndLine() const {
 LossCurve TrainLoop::Curve(const std::string& title) const {
   LossCurve curve;
   curve.title = title;
-  for (size_t i = 0; i < history_.train.size(); ++i) curve.train.emplace_back(i + 1, history_.train[i]);
+  for (size_t i = 0; i < history_.train.size(); ++i)
+    curve.train.emplace_back(i + 1, history_.train[i]);
   curve.validation = history_.validation;
   return curve;
 }

@@ -32,13 +32,13 @@ nlohmann::json LossHistoryToJson(const LossHistory& history);
 LossHistory LossHistoryFromRunJson(const nlohmann::json& run, int64_t step);
 
 struct TrainLoopOptions {
-  int64_t steps = 1;           // the whole run's length (--steps)
-  int64_t exit_after = 0;      // stop cleanly after this step when 0 < exit_after < steps
-  int log_every = 1;           // a step line every this many steps, and for the last step run
-  bool evaluate = true;        // held-out evaluation at all (false: no held-out batches)
-  int eval_every = 0;          // after every this many steps (0: before training and at the end)
-  bool checkpoints = false;    // a checkpoint folder was given
-  int checkpoint_every = 0;    // after every this many steps (0: after the last step run only)
+  int64_t steps = 1;         // the whole run's length (--steps)
+  int64_t exit_after = 0;    // stop cleanly after this step when 0 < exit_after < steps
+  int log_every = 1;         // a step line every this many steps, and for the last step run
+  bool evaluate = true;      // held-out evaluation at all (false: no held-out batches)
+  int eval_every = 0;        // after every this many steps (0: before training and at the end)
+  bool checkpoints = false;  // a checkpoint folder was given
+  int checkpoint_every = 0;  // after every this many steps (0: after the last step run only)
 };
 
 enum class TrainPhase {

@@ -142,8 +142,8 @@ TEST(LossHistory, RoundTripsThroughTheManifestJsonCutToTheStep) {
 }
 
 TEST(LossHistory, MalformedEntriesAreSkipped) {
-  nlohmann::json run = {{"history", {{"train_loss", {1.0, "x", 2.0}},
-                                     {"validation_loss", {{0, 1.0}, {1}, "y"}}}}};
+  nlohmann::json run = {
+      {"history", {{"train_loss", {1.0, "x", 2.0}}, {"validation_loss", {{0, 1.0}, {1}, "y"}}}}};
   LossHistory back = LossHistoryFromRunJson(run, 5);
   EXPECT_EQ(back.train, (std::vector<double>{1.0, 2.0}));
   EXPECT_EQ(back.validation.size(), 1u);

@@ -13,18 +13,19 @@ namespace stagehand::runtime {
 
 absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig& config,
                                                         int num_chunks,
-                                                        const std::string& partition,
-                                                        int seq_len) {
-  if (partition.empty()) return models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+                                                        const std::string& partition, int seq_len) {
+  if (partition.empty())
+    return models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
   absl::StatusOr<std::vector<int>> sizes =
       models::ResolvePartition(partition, config, num_chunks, seq_len);
   if (!sizes.ok()) return sizes.status();
   return models::CutLayersAs(static_cast<int>(config.layers.size()), *sizes);
 }
 
-absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
-    const models::GptConfig& config, int num_chunks, const models::ChunkOptions& options,
-    const std::string& partition) {
+absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(const models::GptConfig& config,
+                                                                int num_chunks,
+                                                                const models::ChunkOptions& options,
+                                                                const std::string& partition) {
   if (absl::Status s = models::ValidateGptConfig(config); !s.ok()) return s;
   absl::StatusOr<std::vector<models::ChunkSpec>> specs =
       CutModel(config, num_chunks, partition, options.seq_len);
@@ -47,7 +48,8 @@ double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerSta
   ScatterTiedGradients(all, SumsForHolders(tied, SumTiedGradients({&tied})));
   // 2. Global norm, each tied weight once, in chunk and declaration order.
   double norm = 0.0;
-  const double scale = ClipScaleFromSquaredNorms(SquaredGradientNorms(all), config.grad_clip, &norm);
+  const double scale =
+      ClipScaleFromSquaredNorms(SquaredGradientNorms(all), config.grad_clip, &norm);
   // 3. AdamW per chunk.
   states.resize(chunks.size());
   for (size_t k = 0; k < chunks.size(); ++k) {
@@ -140,7 +142,8 @@ absl::Status AssignParameters(const std::vector<Chunk*>& chunks,
   }
   for (const auto& [name, tensor] : tensors) {
     if (!used.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " matches no parameter of the model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, " matches no parameter of the model"));
     }
   }
   return absl::OkStatus();

@@ -24,13 +24,13 @@ namespace stagehand::runtime {
 // asks for (models/partition.h: "" equal counts, "balanced", or explicit counts).
 absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig& config,
                                                         int num_chunks,
-                                                        const std::string& partition,
-                                                        int seq_len);
+                                                        const std::string& partition, int seq_len);
 
 // The model cut into `num_chunks` consecutive chunks (CutModel).
-absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(
-    const models::GptConfig& config, int num_chunks, const models::ChunkOptions& options,
-    const std::string& partition = "");
+absl::StatusOr<std::vector<std::unique_ptr<Chunk>>> BuildChunks(const models::GptConfig& config,
+                                                                int num_chunks,
+                                                                const models::ChunkOptions& options,
+                                                                const std::string& partition = "");
 
 // The optimizer step over all chunks of the model, in chunk order: sums the gradients of
 // tied copies (wte in the first and last chunk) into both, computes the global gradient

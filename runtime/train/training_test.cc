@@ -99,7 +99,8 @@ TEST(AssignParametersTest, SetsEveryCopyAndNamesMismatches) {
   std::map<std::string, NamedTensor> tensors;
   for (NamedTensor& t : CollectParameters(from)) tensors[t.name] = std::move(t);
   ASSERT_TRUE(AssignParameters(to, tensors).ok());
-  for (const NamedTensor& t : CollectParameters(to)) EXPECT_EQ(t.data, tensors.at(t.name).data) << t.name;
+  for (const NamedTensor& t : CollectParameters(to))
+    EXPECT_EQ(t.data, tensors.at(t.name).data) << t.name;
   // The other way round: the head's tied copy of wte is set too.
   ASSERT_TRUE(AssignParameters(from, tensors).ok());
   EXPECT_EQ(0, std::memcmp((*a)[1]->params().value("wte"), (*a)[0]->params().value("wte"),

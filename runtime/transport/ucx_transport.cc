@@ -17,9 +17,9 @@ namespace stagehand::runtime {
 namespace {
 
 absl::Status UcxError(const char* call, ucs_status_t status, const char* file, int line) {
-  return absl::UnavailableError(absl::StrCat(call, " failed: ", ucs_status_string(status), " (",
-                                             file, ":", line,
-                                             "; hint: check UCX_TLS and that peers share a transport)"));
+  return absl::UnavailableError(
+      absl::StrCat(call, " failed: ", ucs_status_string(status), " (", file, ":", line,
+                   "; hint: check UCX_TLS and that peers share a transport)"));
 }
 #define UCX_ERROR(call, status) UcxError(call, status, __FILE__, __LINE__)
 
@@ -49,8 +49,8 @@ void OnReceive(void* request, ucs_status_t status, const ucp_tag_recv_info_t* in
   if (status != UCS_OK) {
     s = UCX_ERROR("ucp_tag_recv_nbx", status);
   } else if (info->length != op->expected_bytes) {
-    s = absl::DataLossError(absl::StrCat("received ", info->length, " bytes, expected ",
-                                         op->expected_bytes));
+    s = absl::DataLossError(
+        absl::StrCat("received ", info->length, " bytes, expected ", op->expected_bytes));
   }
   Complete(op, std::move(s));
   ucp_request_free(request);
@@ -75,7 +75,8 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(const std::st
     return UCX_ERROR("ucp_config_read", s);
   }
   if (!net_devices.empty() && std::getenv("UCX_NET_DEVICES") == nullptr) {
-    if (ucs_status_t s = ucp_config_modify(config, "NET_DEVICES", net_devices.c_str()); s != UCS_OK) {
+    if (ucs_status_t s = ucp_config_modify(config, "NET_DEVICES", net_devices.c_str());
+        s != UCS_OK) {
       ucp_config_release(config);
       return UCX_ERROR(("ucp_config_modify NET_DEVICES=" + net_devices).c_str(), s);
     }
@@ -132,12 +133,13 @@ UcxTransport::~UcxTransport() {
 
 uint64_t UcxTransport::WireTag(uint64_t tag) const {
   if (tag_key_.empty()) return tag;
-  unsigned char message[24] = {'s', 't', 'a', 'g', 'e', 'h', 'a', 'n', 'd', ' ', 'u', 'c', 'x', ' ', 't', 'a'};
+  unsigned char message[24] = {'s', 't', 'a', 'g', 'e', 'h', 'a', 'n',
+                               'd', ' ', 'u', 'c', 'x', ' ', 't', 'a'};
   for (int i = 0; i < 8; ++i) message[16 + i] = static_cast<unsigned char>(tag >> (8 * i));
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  HMAC(EVP_sha256(), tag_key_.data(), static_cast<int>(tag_key_.size()), message, sizeof(message), mac,
-       &length);
+  HMAC(EVP_sha256(), tag_key_.data(), static_cast<int>(tag_key_.size()), message, sizeof(message),
+       mac, &length);
   uint64_t wire = 0;
   for (int i = 0; i < 8; ++i) wire |= uint64_t{mac[i]} << (8 * i);
   return wire;
@@ -202,8 +204,7 @@ void UcxTransport::Receive(uint64_t tag, void* data, size_t bytes, Done done) {
     p.datatype = ucp_dt_make_contig(1);
     p.cb.recv = OnReceive;
     p.user_data = op;
-    ucs_status_ptr_t r =
-        ucp_tag_recv_nbx(impl_->worker, data, bytes, tag, ~uint64_t{0}, &p);
+    ucs_status_ptr_t r = ucp_tag_recv_nbx(impl_->worker, data, bytes, tag, ~uint64_t{0}, &p);
     if (UCS_PTR_IS_ERR(r)) Complete(op, UCX_ERROR("ucp_tag_recv_nbx", UCS_PTR_STATUS(r)));
   });
 }

@@ -128,7 +128,8 @@ std::set<std::string> ListeningSockets() {
     while (dirent* e = readdir(d)) {
       char target[256] = {0};
       std::string link = std::string("/proc/self/fd/") + e->d_name;
-      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 && std::string(target).rfind("socket:[", 0) == 0) {
+      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 &&
+          std::string(target).rfind("socket:[", 0) == 0) {
         inodes.insert(std::string(target).substr(8, std::string(target).size() - 9));
       }
     }
@@ -142,7 +143,8 @@ std::set<std::string> ListeningSockets() {
     while (std::getline(in, line)) {
       std::istringstream f(line);
       std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
       if (state == "0A" && inodes.count(inode)) listening.insert(local);  // 0A: LISTEN
     }
   }

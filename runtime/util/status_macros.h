@@ -10,17 +10,18 @@
 
 // Returns from the enclosing function with `expr`'s status unless it is OK. `expr` is an
 // absl::Status or anything with .ok() that converts to one.
-#define RETURN_IF_ERROR(expr)                                          \
-  do {                                                                 \
+#define RETURN_IF_ERROR(expr)                                               \
+  do {                                                                      \
     if (::absl::Status stagehand_status_ = (expr); !stagehand_status_.ok()) \
-      return stagehand_status_;                                        \
+      return stagehand_status_;                                             \
   } while (false)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates the absl::StatusOr `expr`; returns its status from
 // the enclosing function if not OK, else moves its value into `lhs` (a declaration such as
 // `auto x` or an existing variable).
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  STAGEHAND_ASSIGN_OR_RETURN_IMPL_(STAGEHAND_STATUS_CONCAT_(stagehand_statusor_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr)                                                              \
+  STAGEHAND_ASSIGN_OR_RETURN_IMPL_(STAGEHAND_STATUS_CONCAT_(stagehand_statusor_, __LINE__), lhs, \
+                                   expr)
 
 #define STAGEHAND_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                     \

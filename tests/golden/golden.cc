@@ -15,8 +15,7 @@ std::string ReadGolden(const std::string& name) {
   const std::string path =
       std::string(srcdir == nullptr ? "." : srcdir) + "/stagehand/tests/golden/" + name;
   std::ifstream file(path, std::ios::binary);
-  EXPECT_TRUE(file.good()) << "cannot read " << path
-                           << " (is it in the test's data = [...]?)";
+  EXPECT_TRUE(file.good()) << "cannot read " << path << " (is it in the test's data = [...]?)";
   std::stringstream text;
   text << file.rdbuf();
   return text.str();

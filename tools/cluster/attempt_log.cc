@@ -35,9 +35,10 @@ RestartDecision DecideRestart(const RestartInputs& in, const std::string& checkp
   }
   d.restart = true;
   d.resume_step = in.checkpoint >= 0 ? in.checkpoint : (in.resumed ? -1 : 0);
-  d.from = in.checkpoint >= 0 ? absl::StrCat("the checkpoint of step ", in.checkpoint, " in ", checkpoint_dir)
-           : in.resumed       ? "the checkpoint it resumed from"
-                              : "step 0 (no complete checkpoint yet)";
+  d.from = in.checkpoint >= 0
+               ? absl::StrCat("the checkpoint of step ", in.checkpoint, " in ", checkpoint_dir)
+           : in.resumed ? "the checkpoint it resumed from"
+                        : "step 0 (no complete checkpoint yet)";
   return d;
 }
 

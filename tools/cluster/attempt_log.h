@@ -23,12 +23,12 @@ struct AttemptLog {
 };
 
 struct RestartInputs {
-  int restart = 0;          // this attempt's restart count (0: the first start)
-  int restarts = 0;         // --restarts
-  bool cluster_up = false;  // the failed attempt came up before failing
-  bool interrupted = false; // the user interrupted the launch
-  int64_t checkpoint = -1;  // the newest complete checkpoint this launch wrote, -1: none
-  bool resumed = false;     // the first attempt resumed (--resume)
+  int restart = 0;           // this attempt's restart count (0: the first start)
+  int restarts = 0;          // --restarts
+  bool cluster_up = false;   // the failed attempt came up before failing
+  bool interrupted = false;  // the user interrupted the launch
+  int64_t checkpoint = -1;   // the newest complete checkpoint this launch wrote, -1: none
+  bool resumed = false;      // the first attempt resumed (--resume)
 };
 
 struct RestartDecision {

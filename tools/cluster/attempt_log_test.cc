@@ -35,7 +35,8 @@ TEST(AttemptLog, RestartFromTheLastCheckpointWhateverTheHumanWording) {
   const std::vector<std::vector<std::string>> wordings = {
       {"cluster: 4 workers joined and connected; running steps 1..6",
        "checkpoint: step 2 in /ckpt/step_00000002",
-       "cluster: error: rank 2 (host h, pid 7) was lost: its connection closed during step 4; its last action: x"},
+       "cluster: error: rank 2 (host h, pid 7) was lost: its connection closed during step 4; its "
+       "last action: x"},
       {"All 4 ranks are in. Training steps 1 to 6.", "Saved step 2 (complete).",
        "rank two vanished"},
   };
@@ -54,9 +55,10 @@ TEST(AttemptLog, RestartFromTheLastCheckpointWhateverTheHumanWording) {
 
 TEST(AttemptLog, HumanLinesAloneDecideNothing) {
   AttemptLog log;
-  for (const char* line : {"cluster: 4 workers joined and connected; running steps 1..6",
-                           "checkpoint: step 2 in /ckpt/step_00000002",
-                           "cluster: error: rank 2 (host h, pid 7) was lost: its last action: s2 F"}) {
+  for (const char* line :
+       {"cluster: 4 workers joined and connected; running steps 1..6",
+        "checkpoint: step 2 in /ckpt/step_00000002",
+        "cluster: error: rank 2 (host h, pid 7) was lost: its last action: s2 F"}) {
     EXPECT_FALSE(log.Observe(0, line)) << line;
   }
   EXPECT_FALSE(log.cluster_up);

@@ -6,6 +6,7 @@
 // traced run writes every rank's trace and their merge, and changes no result.
 // Every run has a deadline, and its whole process group is killed at the end.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,17 +18,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <dirent.h>
-
 #include <map>
 #include <optional>
 #include <random>
 #include <regex>
 #include <set>
 #include <sstream>
-#include <tuple>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -107,8 +106,10 @@ class Process {
     while (std::chrono::steady_clock::now() < end && Read(end)) {
     }
     while (!exited_ && std::chrono::steady_clock::now() < end) {
-      if (waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
-      else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (waitpid(pid_, &status_, WNOHANG) == pid_)
+        exited_ = true;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (!exited_) return -1;
     return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
@@ -118,15 +119,18 @@ class Process {
 
  private:
   static std::chrono::steady_clock::time_point Deadline(double s) {
-    return std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(s * 1e3));
+    return std::chrono::steady_clock::now() +
+           std::chrono::milliseconds(static_cast<int64_t>(s * 1e3));
   }
   bool Read(std::chrono::steady_clock::time_point end) {  // false at EOF or timeout
     fd_set set;
     FD_ZERO(&set);
     FD_SET(fd_, &set);
-    auto left = std::chrono::duration_cast<std::chrono::microseconds>(end - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+        end - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    timeval tv{static_cast<time_t>(left.count() / 1000000), static_cast<suseconds_t>(left.count() % 1000000)};
+    timeval tv{static_cast<time_t>(left.count() / 1000000),
+               static_cast<suseconds_t>(left.count() % 1000000)};
     if (select(fd_ + 1, &set, nullptr, nullptr, &tv) <= 0) return false;
     char buf[4096];
     ssize_t n = read(fd_, buf, sizeof(buf));
@@ -182,8 +186,10 @@ struct Config {
 
 using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
 
-std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vector<std::string>& extra) {
-  std::vector<std::string> a = {Runfile("tools/launch"), "--worker=" + Runfile("tools/worker"),
+std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
+                                    const std::vector<std::string>& extra) {
+  std::vector<std::string> a = {Runfile("tools/launch"),
+                                "--worker=" + Runfile("tools/worker"),
                                 "--nprocs=" + std::to_string(nprocs),
                                 "--stages=" + std::to_string(c.stages),
                                 "--layers=" + std::to_string(c.layers),
@@ -195,7 +201,8 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
                                 "--steps=" + std::to_string(c.steps),
                                 "--eval_every=" + std::to_string(c.eval_every),
                                 "--eval_batches=" + std::to_string(c.eval_batches),
-                                "--seed=" + std::to_string(c.seed), "--planner=" + c.planner,
+                                "--seed=" + std::to_string(c.seed),
+                                "--planner=" + c.planner,
                                 "--data=" + Corpus()};
   if (c.rampup.has_value()) {
     a.push_back(absl::StrCat("--rampup_batch_size=", c.rampup->start, ",", c.rampup->increment, ",",
@@ -208,8 +215,9 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs, const std::vect
 // The same configuration in one process, as tools/launch runs it (data packed by
 // runtime/data, cosine LR schedule to 0.1 of --lr at --steps, held-out losses before step 1,
 // every eval_every steps and after the last).
-void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtime::NamedTensor>* params,
-                HeldOut* held_out = nullptr, const std::string& init_from = "") {
+void OneProcess(const Config& c, std::vector<double>* losses,
+                std::vector<runtime::NamedTensor>* params, HeldOut* held_out = nullptr,
+                const std::string& init_from = "") {
   runtime::DatasetOptions data;
   data.path = Corpus();
   data.seq_len = c.seq_len;
@@ -249,7 +257,8 @@ void OneProcess(const Config& c, std::vector<double>* losses, std::vector<runtim
       runtime::MakeHeldOutSampler(dataset->validation, c.micro_batch_size, c.seq_len, c.seed);
   auto evaluate = [&](int64_t step) {
     if (held_out == nullptr) return;
-    absl::StatusOr<double> loss = runtime::Evaluate(mp->chunk_pointers(), held_out_sampler, c.eval_batches);
+    absl::StatusOr<double> loss =
+        runtime::Evaluate(mp->chunk_pointers(), held_out_sampler, c.eval_batches);
     ASSERT_TRUE(loss.ok()) << loss.status();
     held_out->emplace_back(step, *loss);
   };
@@ -289,7 +298,8 @@ HeldOut HeldOutLosses(const std::string& out) {
   std::regex re("(?:step (\\d+) held-out loss|held-out loss before training) \\S+ bits (\\S+)");
   HeldOut got;
   for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) {
-    got.emplace_back((*it)[1].matched ? std::stoll((*it)[1]) : 0, std::strtod((*it)[2].str().c_str(), nullptr));
+    got.emplace_back((*it)[1].matched ? std::stoll((*it)[1]) : 0,
+                     std::strtod((*it)[2].str().c_str(), nullptr));
   }
   return got;
 }
@@ -299,16 +309,19 @@ void ExpectSameHeldOut(const HeldOut& got, const HeldOut& expected, const std::s
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(got[i].first, expected[i].first) << context;
     EXPECT_EQ(std::memcmp(&got[i].second, &expected[i].second, sizeof(double)), 0)
-        << "held-out loss after step " << expected[i].first << ": " << got[i].second << " vs one process "
-        << expected[i].second << "\n" << context;
+        << "held-out loss after step " << expected[i].first << ": " << got[i].second
+        << " vs one process " << expected[i].second << "\n"
+        << context;
   }
 }
 
 // Every rank's --save_params file, merged by tensor name.
-void ExpectParametersEqual(const std::string& params, int nprocs, const std::vector<runtime::NamedTensor>& expected) {
+void ExpectParametersEqual(const std::string& params, int nprocs,
+                           const std::vector<runtime::NamedTensor>& expected) {
   std::map<std::string, runtime::NamedTensor> merged;
   for (int r = 0; r < nprocs; ++r) {
-    std::string file = params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
+    std::string file =
+        params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
     auto tensors = runtime::ReadSafetensors(file);
     ASSERT_TRUE(tensors.ok()) << tensors.status();
     for (auto& [name, t] : *tensors) merged.emplace(name, t);
@@ -363,11 +376,13 @@ TEST(Cluster, BatchRampupOnFourWorkersIsBitwiseTheOneProcessRun) {
 // (STAGEHAND_FAULTS=slow=2:40: each forward of stage 2 takes 40 ms longer) is named.
 TEST(Cluster, PhaseTimersCoverEveryRankAndNameASlowStage) {
   Config c;
-  Process launch(LaunchArgs(c, 2, {"--log_timers", "--log_every=3"}), {"STAGEHAND_FAULTS=slow=2:40"});
+  Process launch(LaunchArgs(c, 2, {"--log_timers", "--log_every=3"}),
+                 {"STAGEHAND_FAULTS=slow=2:40"});
   ASSERT_EQ(launch.Wait(120), 0) << launch.output();
   const std::string& out = launch.output();
   EXPECT_NE(out.find("timers (ms) steps 1-3, summed over 4 stages (min, max over stages):"),
-            std::string::npos) << out;
+            std::string::npos)
+      << out;
   std::smatch m;
   std::regex forward("forward \\.+: (\\S+) \\((\\S+), (\\S+)\\)");
   ASSERT_TRUE(std::regex_search(out, m, forward)) << out;
@@ -406,9 +421,10 @@ TEST(Cluster, PersistentNaNBatchStopsTheClusterWithTheReport) {
   c.steps = 4;
   Process launch(LaunchArgs(c, 4, {}), {"STAGEHAND_FAULTS=nan=2:1"});
   EXPECT_NE(launch.Wait(120), 0) << launch.output();
-  EXPECT_NE(launch.output().find("step 2 failed: persistent fault, the rerun reproduced it: step 2: "
-                                 "non-finite loss in microbatch 1 (stage 3)"),
-            std::string::npos)
+  EXPECT_NE(
+      launch.output().find("step 2 failed: persistent fault, the rerun reproduced it: step 2: "
+                           "non-finite loss in microbatch 1 (stage 3)"),
+      std::string::npos)
       << launch.output();
 }
 
@@ -424,18 +440,22 @@ TEST(Cluster, KilledWorkerStopsTheLaunchNamingItAndLeavesNoProcess) {
   const auto killed_at = std::chrono::steady_clock::now();
   ASSERT_EQ(kill(pids[2], SIGKILL), 0);
   const int code = launch.Wait(20);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   const std::string& out = launch.output();
   EXPECT_NE(code, 0) << out;
   EXPECT_NE(code, -1) << "the launch did not stop within 20 s\n" << out;
   EXPECT_LT(seconds, 10.0) << out;
-  EXPECT_NE(out.find("launch: error: rank 2 (pid " + std::to_string(pids[2]) + ") was killed by signal 9"),
-            std::string::npos) << out;
+  EXPECT_NE(out.find("launch: error: rank 2 (pid " + std::to_string(pids[2]) +
+                     ") was killed by signal 9"),
+            std::string::npos)
+      << out;
   EXPECT_TRUE(std::regex_search(out, std::regex("its last action: s2 \\S+"))) << out;
   for (int r : {0, 1, 3}) {  // every other rank noticed and stopped with the reason
     EXPECT_TRUE(std::regex_search(out, std::regex("\\[rank " + std::to_string(r) + "\\] worker " +
                                                   std::to_string(r) + ": error: .*rank 2")))
-        << "rank " << r << "\n" << out;
+        << "rank " << r << "\n"
+        << out;
   }
   for (pid_t pid : pids) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid << " outlived the launch";
 }
@@ -455,25 +475,29 @@ TEST(Cluster, HeldOutLossesThroughAVAcrossTwoWorkersAreBitwiseTheOneProcessOnes)
   OneProcess(c, &losses, &params, &expected);
   ASSERT_EQ(expected.size(), 3u);  // before training, after steps 2 and 4
   ExpectSameHeldOut(HeldOutLosses(launch.output()), expected, launch.output());
-  EXPECT_NE(launch.output().find("held-out loss after 4 steps"), std::string::npos) << launch.output();
+  EXPECT_NE(launch.output().find("held-out loss after 4 steps"), std::string::npos)
+      << launch.output();
 }
 
 TEST(Cluster, JoinWithAWrongTokenIsRejectedAndLogged) {
   Config c;
   const std::string port = std::to_string(FreePort());
-  std::vector<std::string> args = {Runfile("tools/worker"), "--join_timeout=8", "--stages=4", "--layers=4",
-                                   "--d_model=32", "--heads=2", "--seq_len=16", "--micro_batch_size=2",
-                                   "--microbatches=8", "--steps=1", "--data=" + Corpus()};
+  std::vector<std::string> args = {
+      Runfile("tools/worker"), "--join_timeout=8", "--stages=4",        "--layers=4",
+      "--d_model=32",          "--heads=2",        "--seq_len=16",      "--micro_batch_size=2",
+      "--microbatches=8",      "--steps=1",        "--data=" + Corpus()};
   auto env = [&](int rank, const std::string& token) {
-    return std::vector<std::string>{"STAGEHAND_RANK=" + std::to_string(rank), "STAGEHAND_WORLD_SIZE=2",
-                                    "STAGEHAND_COORDINATOR=127.0.0.1:" + port, "STAGEHAND_JOIN_TOKEN=" + token};
+    return std::vector<std::string>{
+        "STAGEHAND_RANK=" + std::to_string(rank), "STAGEHAND_WORLD_SIZE=2",
+        "STAGEHAND_COORDINATOR=127.0.0.1:" + port, "STAGEHAND_JOIN_TOKEN=" + token};
   };
   Process rank0(args, env(0, "the-right-token"));
   Process intruder(args, env(1, "a-wrong-token"));
   EXPECT_EQ(intruder.Wait(30), 1) << intruder.output();
   // Refused by rank 0's gate before CAF reads a byte (the coordinator's own token check is
   // never reached), and told so at once rather than after --join_timeout.
-  EXPECT_NE(intruder.output().find("refused this worker: wrong join token"), std::string::npos) << intruder.output();
+  EXPECT_NE(intruder.output().find("refused this worker: wrong join token"), std::string::npos)
+      << intruder.output();
   EXPECT_TRUE(rank0.WaitFor("wrong join token (its HMAC does not match)", 10)) << rank0.output();
   EXPECT_NE(rank0.output().find("gate: refused 127.0.0.1:"), std::string::npos) << rank0.output();
   // Without a valid rank 1, rank 0 gives up after --join_timeout and exits non-zero.
@@ -495,7 +519,8 @@ std::vector<Listener> ListeningSockets(pid_t pid) {
     while (dirent* e = readdir(d)) {
       char target[256] = {0};
       const std::string link = proc + "/fd/" + e->d_name;
-      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 && std::string(target).rfind("socket:[", 0) == 0) {
+      if (readlink(link.c_str(), target, sizeof(target) - 1) > 0 &&
+          std::string(target).rfind("socket:[", 0) == 0) {
         inodes.insert(std::string(target).substr(8, std::strlen(target) - 9));
       }
     }
@@ -509,7 +534,8 @@ std::vector<Listener> ListeningSockets(pid_t pid) {
     while (std::getline(in, line)) {
       std::istringstream f(line);
       std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
       if (state != "0A" || !inodes.count(inode)) continue;  // 0A: LISTEN
       Listener l;
       l.port = std::stoi(local.substr(local.find(':') + 1), nullptr, 16);
@@ -592,22 +618,24 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   ASSERT_TRUE(launch.WaitFor("step 2 loss", 60)) << launch.output();
   std::smatch m;
   const std::string head = launch.output();
-  ASSERT_TRUE(std::regex_search(head, m, std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) .*"
-                                                     "middleman listens on 127\\.0\\.0\\.1:(\\d+) only")))
+  ASSERT_TRUE(std::regex_search(head, m,
+                                std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) .*"
+                                           "middleman listens on 127\\.0\\.0\\.1:(\\d+) only")))
       << head;
   const int gate = std::stoi(m[1]), caf = std::stoi(m[2]);
   // Every port a worker listens on: the gate, and each rank's UCX. CAF's loopback port and
   // the client sides of the gate closed once every rank joined.
-  EXPECT_NE(head.find("every rank joined; CAF's port 127.0.0.1:" + std::to_string(caf) + " is closed"),
-            std::string::npos)
+  EXPECT_NE(
+      head.find("every rank joined; CAF's port 127.0.0.1:" + std::to_string(caf) + " is closed"),
+      std::string::npos)
       << head;
   std::set<int> targets;
   std::vector<pid_t> pids = WorkerPids(head);
   ASSERT_EQ(pids.size(), 2u) << head;
   for (pid_t pid : pids) {
     for (const Listener& l : ListeningSockets(pid)) {
-      EXPECT_EQ(l.address, "127.0.0.1") << "pid " << pid << " listens on " << l.address << ":" << l.port
-                                        << " with --bind=127.0.0.1";
+      EXPECT_EQ(l.address, "127.0.0.1") << "pid " << pid << " listens on " << l.address << ":"
+                                        << l.port << " with --bind=127.0.0.1";
       EXPECT_NE(l.port, caf) << "CAF's port is still open after every rank joined";
       targets.insert(l.port);
     }
@@ -619,7 +647,8 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   // The attacks happened while it trained.
   const std::map<int, double> during = StepLosses(launch.output());
   ASSERT_FALSE(during.empty());
-  EXPECT_LT(during.rbegin()->first, c.steps) << "the run ended before the attacks did; give it more steps";
+  EXPECT_LT(during.rbegin()->first, c.steps)
+      << "the run ended before the attacks did; give it more steps";
 
   ASSERT_EQ(launch.Wait(120), 0) << launch.output();
   const std::string& out = launch.output();
@@ -629,9 +658,11 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   ExpectStepLosses(out, losses, "undisturbed");
   // Each of the 203 connections to the gate was refused and logged with its address.
   const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
-  const auto n = std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
+  const auto n =
+      std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
   EXPECT_EQ(n, 203) << out;
-  EXPECT_NE(out.find("closed the connection after 32 of 72 greeting bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("closed the connection after 32 of 72 greeting bytes"), std::string::npos)
+      << out;
   EXPECT_NE(out.find("handshakes already pending (the limit)"), std::string::npos) << out;
   EXPECT_EQ(out.find("no heartbeat"), std::string::npos) << out;
 }
@@ -640,8 +671,7 @@ TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
   Config c;
   c.stages = 2;
   c.steps = 1000;
-  Process launch(LaunchArgs(c, 2, {"--hang_timeout=3"}),
-                 {"STAGEHAND_FAULTS=withhold=1:3"});
+  Process launch(LaunchArgs(c, 2, {"--hang_timeout=3"}), {"STAGEHAND_FAULTS=withhold=1:3"});
   const int code = launch.Wait(60);
   const std::string& out = launch.output();
   EXPECT_EQ(code, 1) << out;
@@ -659,16 +689,18 @@ TEST(Cluster, KilledWorkerIsRestartedFromTheLastCheckpointAndEndsBitwiseAsWithou
   const std::string params = TempDir() + "/restart.safetensors", root = TempDir() + "/restart_ckpt";
   // Rank 2 SIGKILLs itself in step 4's forward pass on the first attempt only, after the
   // checkpoint of step 2 and before that of step 4.
-  Process launch(LaunchArgs(c, 4, {"--save_params=" + params, "--checkpoint_dir=" + root,
-                                   "--checkpoint_every=2", "--restarts=1"}),
+  Process launch(LaunchArgs(c, 4,
+                            {"--save_params=" + params, "--checkpoint_dir=" + root,
+                             "--checkpoint_every=2", "--restarts=1"}),
                  {"STAGEHAND_FAULTS=kill=2:4"});
   const int code = launch.Wait(150);
   const std::string& out = launch.output();
   ASSERT_EQ(code, 0) << out;
   EXPECT_NE(out.find("checkpoint: step 2 in " + root + "/step_00000002"), std::string::npos) << out;
-  EXPECT_TRUE(std::regex_search(out, std::regex("launch: rank 2 \\(pid \\d+\\) was killed by signal 9; its last "
-                                                "action: [^;\\n]*; restarting the cluster "
-                                                "\\(restart 1 of 1\\) from the checkpoint of step 2")))
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex("launch: rank 2 \\(pid \\d+\\) was killed by signal 9; its last "
+                      "action: [^;\\n]*; restarting the cluster "
+                      "\\(restart 1 of 1\\) from the checkpoint of step 2")))
       << out;
   EXPECT_NE(out.find("resumed from " + root + "/step_00000002 (step 2)"), std::string::npos) << out;
   EXPECT_NE(out.find("running steps 3..6"), std::string::npos) << out;
@@ -700,14 +732,18 @@ TEST(Cluster, WhenRestartsAreUsedUpTheLaunchFailsNamingTheDeadRank) {
   c.steps = 4;
   const std::string root = TempDir() + "/exhausted_ckpt";
   // Rank 1 dies in step 2 on every attempt.
-  Process launch(LaunchArgs(c, 4, {"--checkpoint_dir=" + root, "--checkpoint_every=1", "--restarts=1"}),
-                 {"STAGEHAND_FAULTS=kill=1:2:9"});
+  Process launch(
+      LaunchArgs(c, 4, {"--checkpoint_dir=" + root, "--checkpoint_every=1", "--restarts=1"}),
+      {"STAGEHAND_FAULTS=kill=1:2:9"});
   const int code = launch.Wait(120);
   const std::string& out = launch.output();
   EXPECT_EQ(code, 1) << out;
-  EXPECT_NE(out.find("restarting the cluster (restart 1 of 1) from the checkpoint of step 1"), std::string::npos) << out;
-  EXPECT_TRUE(std::regex_search(out, std::regex("launch: error: rank 1 \\(pid \\d+\\) was killed by signal 9; its "
-                                                "last action: [^\\n]* \\(restarts used: 1 of 1\\)")))
+  EXPECT_NE(out.find("restarting the cluster (restart 1 of 1) from the checkpoint of step 1"),
+            std::string::npos)
+      << out;
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex("launch: error: rank 1 \\(pid \\d+\\) was killed by signal 9; its "
+                      "last action: [^\\n]* \\(restarts used: 1 of 1\\)")))
       << out;
   for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
 }
@@ -716,7 +752,8 @@ TEST(Cluster, WhenRestartsAreUsedUpTheLaunchFailsNamingTheDeadRank) {
 std::map<std::string, std::vector<float>> RankParameters(const std::string& params, int nprocs) {
   std::map<std::string, std::vector<float>> merged;
   for (int r = 0; r < nprocs; ++r) {
-    std::string file = params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
+    std::string file =
+        params.substr(0, params.size() - 12) + ".rank" + std::to_string(r) + ".safetensors";
     auto tensors = runtime::ReadSafetensors(file);
     EXPECT_TRUE(tensors.ok()) << tensors.status();
     if (!tensors.ok()) continue;
@@ -739,7 +776,8 @@ TEST(Cluster, TracedRunIsMergedFromEveryRankAndChangesNoResult) {
   ASSERT_EQ(plain.Wait(120), 0) << plain.output();
   Process traced(LaunchArgs(c, nprocs, {"--save_params=" + traced_params, "--trace=" + trace}));
   ASSERT_EQ(traced.Wait(120), 0) << traced.output();
-  EXPECT_TRUE(std::regex_search(traced.output(), std::regex("trace: \\d+ events from 2 ranks written to " + trace)))
+  EXPECT_TRUE(std::regex_search(traced.output(),
+                                std::regex("trace: \\d+ events from 2 ranks written to " + trace)))
       << traced.output();
 
   // Results: bitwise the untraced run's.
@@ -776,7 +814,8 @@ TEST(Cluster, TracedRunIsMergedFromEveryRankAndChangesNoResult) {
   // processes' clocks being mapped onto one through their wall clocks).
   for (const auto& s : merged->spans) {
     if (s.lane != runtime::trace::Lane::kCompute) continue;
-    ASSERT_TRUE(s.step >= 1 && s.step <= c.steps) << runtime::trace::SpanLabel(s) << " step " << s.step;
+    ASSERT_TRUE(s.step >= 1 && s.step <= c.steps)
+        << runtime::trace::SpanLabel(s) << " step " << s.step;
     const auto& step = merged->steps[s.step - 1];
     EXPECT_GE(s.begin_us, step.begin_us - 1000) << runtime::trace::SpanLabel(s) << " s" << s.stage;
     EXPECT_LE(s.end_us, step.end_us + 1000) << runtime::trace::SpanLabel(s) << " s" << s.stage;
@@ -833,7 +872,8 @@ TEST(Cluster, TracedRunIsMergedFromEveryRankAndChangesNoResult) {
     if (send->stage / 2 != send->peer / 2) {
       ++cross_rank;
       EXPECT_EQ(it->second->begin_us, send->begin_us) << runtime::trace::SpanLabel(*send);
-      EXPECT_GT(send->end_us, send->begin_us) << runtime::trace::SpanLabel(*send) << ": a UCX send takes time";
+      EXPECT_GT(send->end_us, send->begin_us)
+          << runtime::trace::SpanLabel(*send) << ": a UCX send takes time";
     }
   }
   // Per step: s1 -> s2 activations and s2 -> s1 gradients, one per microbatch.
@@ -885,7 +925,8 @@ TEST(Cluster, ExportFromAClusterRunIsByteForByteTheOneProcessExport) {
   const std::string from_one = TempDir() + "/export_one.safetensors";
   Process cluster(LaunchArgs(c, 2, {"--export=" + from_cluster}));
   ASSERT_EQ(cluster.Wait(120), 0) << cluster.output();
-  EXPECT_NE(cluster.output().find("exported Hugging Face GPT-2 weights to " + from_cluster), std::string::npos)
+  EXPECT_NE(cluster.output().find("exported Hugging Face GPT-2 weights to " + from_cluster),
+            std::string::npos)
       << cluster.output();
   std::vector<std::string> args = LaunchArgs(c, 1, {"--export=" + from_one});
   args.erase(args.begin() + 1, args.begin() + 3);  // one process
@@ -896,7 +937,8 @@ TEST(Cluster, ExportFromAClusterRunIsByteForByteTheOneProcessExport) {
   EXPECT_EQ(a.size(), b.size());
   EXPECT_TRUE(a == b) << "the cluster's export differs from the one-process export";
   for (int r = 0; r < 2; ++r) {
-    EXPECT_FALSE(std::ifstream(from_cluster + ".part.rank" + std::to_string(r)).good()) << "part left behind";
+    EXPECT_FALSE(std::ifstream(from_cluster + ".part.rank" + std::to_string(r)).good())
+        << "part left behind";
   }
 }
 
@@ -905,18 +947,23 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--restarts=1"}, "--restarts needs --checkpoint_dir"},
       {{"--restarts=-1", "--checkpoint_dir=" + TempDir()}, "--restarts=-1 must not be negative"},
-      {{"--export=" + TempDir() + "/no_such_dir/x.safetensors"}, "--export=" + TempDir() + "/no_such_dir/x.safetensors: directory"},
+      {{"--export=" + TempDir() + "/no_such_dir/x.safetensors"},
+       "--export=" + TempDir() + "/no_such_dir/x.safetensors: directory"},
       {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
-      {{"--eval_batches=70000"}, "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
-      {{"--trace=" + TempDir() + "/no_such_dir/t.json"}, "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},
+      {{"--eval_batches=70000"},
+       "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
+      {{"--trace=" + TempDir() + "/no_such_dir/t.json"},
+       "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},
       {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
   };
   for (const auto& [flags, message] : cases) {
     Process launch(LaunchArgs(c, 2, flags));
     const int code = launch.Wait(20);
     EXPECT_EQ(code, 2) << flags[0] << "\n" << launch.output();
-    EXPECT_NE(launch.output().find(message), std::string::npos) << flags[0] << "\n" << launch.output();
-    EXPECT_EQ(launch.output().find("launch: rank 0 pid"), std::string::npos) << "started workers for " << flags[0];
+    EXPECT_NE(launch.output().find(message), std::string::npos) << flags[0] << "\n"
+                                                                << launch.output();
+    EXPECT_EQ(launch.output().find("launch: rank 0 pid"), std::string::npos)
+        << "started workers for " << flags[0];
   }
 }
 

@@ -24,16 +24,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "runtime/trace/chrome_json.h"
 #include "runtime/io/user_path.h"
+#include "runtime/trace/chrome_json.h"
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/attempt_log.h"
 #include "tools/cluster/rank_env.h"
 #include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
-ABSL_FLAG(int, nprocs, 0, "start this many worker processes (one or more stages each) on this host");
-ABSL_FLAG(std::string, hostfile, "", "start workers over ssh on the hosts listed here (host [slots=N] per line)");
+ABSL_FLAG(int, nprocs, 0,
+          "start this many worker processes (one or more stages each) on this host");
+ABSL_FLAG(std::string, hostfile, "",
+          "start workers over ssh on the hosts listed here (host [slots=N] per line)");
 ABSL_FLAG(std::string, bind, "127.0.0.1", "address the coordinator (rank 0) listens on");
 ABSL_FLAG(std::string, worker, "", "path of the tools/worker binary (default: beside launch)");
 ABSL_FLAG(int, restarts, 0,
@@ -48,8 +50,8 @@ volatile sig_atomic_t g_interrupted = 0;
 struct Child {
   int rank = 0;
   pid_t pid = -1;
-  int fd = -1;           // merged stdout+stderr
-  std::string partial;   // output after the last newline
+  int fd = -1;          // merged stdout+stderr
+  std::string partial;  // output after the last newline
   bool exited = false;
   int status = 0;
 };
@@ -65,7 +67,8 @@ absl::StatusOr<int> FreePort(const std::string& address) {
   }
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot bind ", address, ": ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot bind ", address, ": ", std::strerror(errno)));
   }
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -149,9 +152,9 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
 namespace {
 
 struct AttemptResult {
-  int code = 0;          // 0: every rank finished; 1: a rank failed; 130: interrupted
+  int code = 0;  // 0: every rank finished; 1: a rank failed; 130: interrupted
   AttemptLog log;
-  std::string failure;   // "rank 2 (pid ...) was killed by signal 9; its last action: ..."
+  std::string failure;  // "rank 2 (pid ...) was killed by signal 9; its last action: ..."
 };
 
 // Where the workers find rank 0: this host's bind address, or rank 0's remote host.
@@ -179,7 +182,8 @@ absl::StatusOr<Child> StartWorker(const ClusterLaunchOptions& o, int r,
     argv = SshCommand(o.ssh, host, remote_env, argv);
   }
   int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  if (pipe2(pipefd, O_CLOEXEC) != 0)
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
@@ -260,7 +264,8 @@ int Watch(const ClusterLaunchOptions& o, std::vector<Child>& children, AttemptLo
   bool killing = false;
   auto start_killing = [&] {
     killing = true;
-    kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
+    kill_at = std::chrono::steady_clock::now() +
+              std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1e3));
   };
   auto all_done = [&] {
     for (const Child& c : children) {
@@ -275,7 +280,8 @@ int Watch(const ClusterLaunchOptions& o, std::vector<Child>& children, AttemptLo
       c.exited = true;
       if (!Failed(c.status)) continue;
       // The first rank killed by a signal is the dead one; otherwise the first to fail.
-      if (failed_rank < 0 || (WIFSIGNALED(c.status) && !WIFSIGNALED(children[failed_rank].status))) {
+      if (failed_rank < 0 ||
+          (WIFSIGNALED(c.status) && !WIFSIGNALED(children[failed_rank].status))) {
         failed_rank = c.rank;
       }
       if (!killing) start_killing();
@@ -290,8 +296,8 @@ int Watch(const ClusterLaunchOptions& o, std::vector<Child>& children, AttemptLo
     if (killing && std::chrono::steady_clock::now() >= kill_at) {
       for (Child& c : children) {
         if (c.exited) continue;
-        std::fprintf(stderr, "launch: rank %d (pid %d) did not stop within %.0f s; killing it\n", c.rank,
-                     c.pid, o.grace_s);
+        std::fprintf(stderr, "launch: rank %d (pid %d) did not stop within %.0f s; killing it\n",
+                     c.rank, c.pid, o.grace_s);
         kill(c.pid, SIGKILL);
         waitpid(c.pid, &c.status, 0);
         c.exited = true;
@@ -302,7 +308,8 @@ int Watch(const ClusterLaunchOptions& o, std::vector<Child>& children, AttemptLo
 }
 
 // One start of the whole cluster, watched to its end.
-AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::vector<std::string>& extra_args) {
+AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart,
+                         const std::vector<std::string>& extra_args) {
   AttemptResult result;
   absl::StatusOr<std::vector<Child>> children = StartWorkers(o, restart, extra_args);
   if (!children.ok()) {
@@ -318,10 +325,9 @@ AttemptResult RunAttempt(const ClusterLaunchOptions& o, int restart, const std::
   const Child& dead = (*children)[failed_rank];
   auto it = result.log.last_action.find(failed_rank);
   result.code = 1;
-  result.failure = absl::StrCat("rank ", failed_rank, " (pid ", dead.pid, ") ", Describe(dead.status),
-                                "; its last action: ",
-                                it == result.log.last_action.end() ? "not reported (see its output above)"
-                                                                   : it->second);
+  result.failure = absl::StrCat(
+      "rank ", failed_rank, " (pid ", dead.pid, ") ", Describe(dead.status), "; its last action: ",
+      it == result.log.last_action.end() ? "not reported (see its output above)" : it->second);
   return result;
 }
 
@@ -336,14 +342,16 @@ void RemoveRankTraces(const ClusterLaunchOptions& o) {
 absl::Status MergeRankTraces(const ClusterLaunchOptions& o) {
   std::vector<runtime::trace::Trace> traces;
   for (int r = 0; r < o.nprocs; ++r) {
-    absl::StatusOr<runtime::trace::Trace> t = runtime::trace::ReadChromeJsonFile(RankTraceFile(o.trace, r));
+    absl::StatusOr<runtime::trace::Trace> t =
+        runtime::trace::ReadChromeJsonFile(RankTraceFile(o.trace, r));
     if (!t.ok()) return t.status();
     traces.push_back(std::move(*t));
   }
   absl::StatusOr<runtime::trace::Trace> merged = runtime::trace::MergeTraces(traces);
   if (!merged.ok()) return merged.status();
   if (absl::Status s = runtime::trace::WriteChromeJsonFile(*merged, o.trace); !s.ok()) return s;
-  std::printf("trace: %zu events from %d ranks written to %s\n", merged->spans.size(), o.nprocs, o.trace.c_str());
+  std::printf("trace: %zu events from %d ranks written to %s\n", merged->spans.size(), o.nprocs,
+              o.trace.c_str());
   return absl::OkStatus();
 }
 
@@ -355,7 +363,8 @@ namespace {
 std::string RefuseOptions(const ClusterLaunchOptions& o) {
   if (o.nprocs < 1) return "--nprocs must be at least 1";
   if (access(o.worker.c_str(), X_OK) != 0) {
-    return absl::StrCat("worker binary '", o.worker, "' not found (build //tools:worker or pass --worker)");
+    return absl::StrCat("worker binary '", o.worker,
+                        "' not found (build //tools:worker or pass --worker)");
   }
   bool remote = false;
   for (const std::string& h : o.hosts) remote |= !IsLocal(h);
@@ -365,19 +374,23 @@ std::string RefuseOptions(const ClusterLaunchOptions& o) {
   }
   if (o.restarts < 0) return absl::StrCat("--restarts=", o.restarts, " must not be negative");
   if (o.restarts > 0 && o.checkpoint_dir.empty()) {
-    return "--restarts needs --checkpoint_dir (the cluster restarts from its last complete checkpoint)";
+    return "--restarts needs --checkpoint_dir (the cluster restarts from its last complete "
+           "checkpoint)";
   }
   return "";
 }
 
 // After every rank finished: the merged trace.
 int Succeeded(const ClusterLaunchOptions& o, int restart) {
-  std::printf("launch: all %d workers finished%s\n", o.nprocs,
-              restart > 0 ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str() : "");
+  std::printf(
+      "launch: all %d workers finished%s\n", o.nprocs,
+      restart > 0
+          ? absl::StrCat(" (after ", restart, restart == 1 ? " restart)" : " restarts)").c_str()
+          : "");
   if (!o.trace.empty()) {
     if (absl::Status s = MergeRankTraces(o); !s.ok()) {
-      std::fprintf(stderr, "launch: error: merging the ranks' traces into %s: %s\n", o.trace.c_str(),
-                   std::string(s.message()).c_str());
+      std::fprintf(stderr, "launch: error: merging the ranks' traces into %s: %s\n",
+                   o.trace.c_str(), std::string(s.message()).c_str());
       return 1;
     }
   }
@@ -405,17 +418,20 @@ int RunCluster(const ClusterLaunchOptions& o) {
     if (r.code == 0) return Succeeded(o, restart);
     if (r.code == 130) return 130;
     const RestartDecision d = DecideRestart(
-        {restart, o.restarts, r.log.cluster_up, g_interrupted != 0, checkpoint, o.resume}, o.checkpoint_dir);
+        {restart, o.restarts, r.log.cluster_up, g_interrupted != 0, checkpoint, o.resume},
+        o.checkpoint_dir);
     if (d.restart) {
-      std::fprintf(stderr, "launch: %s; restarting the cluster (restart %d of %d) from %s\n", r.failure.c_str(),
-                   restart + 1, o.restarts, d.from.c_str());
+      std::fprintf(stderr, "launch: %s; restarting the cluster (restart %d of %d) from %s\n",
+                   r.failure.c_str(), restart + 1, o.restarts, d.from.c_str());
       std::fflush(stderr);
       extra = {absl::StrCat("--resume_step=", d.resume_step)};
       continue;
     }
     if (!d.why_not.empty()) std::fprintf(stderr, "launch: not restarting: %s\n", d.why_not.c_str());
     std::fprintf(stderr, "launch: error: %s%s\n", r.failure.c_str(),
-                 o.restarts > 0 ? absl::StrCat(" (restarts used: ", restart, " of ", o.restarts, ")").c_str() : "");
+                 o.restarts > 0
+                     ? absl::StrCat(" (restarts used: ", restart, " of ", o.restarts, ")").c_str()
+                     : "");
     std::fflush(stderr);
     return 1;
   }
@@ -456,7 +472,8 @@ std::string WorkerBinary(const char* argv0) {
 
 }  // namespace
 
-absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0, const TrainConfig& train) {
+absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0,
+                                                             const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
   RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages));

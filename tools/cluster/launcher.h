@@ -15,19 +15,19 @@
 namespace stagehand::tools {
 
 struct ClusterLaunchOptions {
-  int nprocs = 0;                   // workers (0 = one per hostfile slot)
-  std::vector<std::string> hosts;   // per rank; empty = every rank on this host
-  std::string bind = "127.0.0.1";   // rank 0 publishes the coordinator here
-  std::string worker;               // path of tools/worker
+  int nprocs = 0;                  // workers (0 = one per hostfile slot)
+  std::vector<std::string> hosts;  // per rank; empty = every rank on this host
+  std::string bind = "127.0.0.1";  // rank 0 publishes the coordinator here
+  std::string worker;              // path of tools/worker
   std::vector<std::string> worker_args;
-  double grace_s = 5;               // after a failure, how long the others get to leave
+  double grace_s = 5;  // after a failure, how long the others get to leave
   std::string ssh = "ssh";
   // Restarts: when a rank fails after the cluster came up, stop the rest and start the
   // whole cluster again from the newest complete checkpoint this launch wrote, up to
   // `restarts` times (workers get --resume_step=N and STAGEHAND_RESTART=k).
   int restarts = 0;
-  std::string checkpoint_dir;       // must be set when restarts > 0
-  bool resume = false;              // the first attempt resumed (--resume)
+  std::string checkpoint_dir;  // must be set when restarts > 0
+  bool resume = false;         // the first attempt resumed (--resume)
   // --trace=PATH: every worker writes RankTraceFile(PATH, R); once all finished, the
   // launcher merges them onto one clock (MergeTraces) into PATH. Each attempt starts by
   // removing the ranks' files, so after a restart only the successful attempt's are merged.
@@ -58,7 +58,8 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
 // training flag to the workers; `train` is their validated value); InvalidArgument for an
 // unreadable hostfile or one with too few slots.
 bool ClusterRequested();
-absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0, const TrainConfig& train);
+absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0,
+                                                             const TrainConfig& train);
 
 }  // namespace stagehand::tools
 

@@ -15,19 +15,17 @@ namespace {
 using Env = std::vector<std::pair<std::string, std::string>>;
 
 TEST(ForwardedEnvironmentTest, ForwardsKernelAndTransportSettingsOnly) {
-  std::vector<std::string> text = {"PATH=/usr/bin",         "OPENBLAS_CORETYPE=Haswell",
-                                   "UCX_TLS=tcp",           "HOME=/root",
-                                   "OMP_NUM_THREADS=2",     "GOMP_SPINCOUNT=0",
-                                   "NOT_UCX_TLS=x",         "UCX_NET_DEVICES=eth0:1=a"};
+  std::vector<std::string> text = {"PATH=/usr/bin", "OPENBLAS_CORETYPE=Haswell", "UCX_TLS=tcp",
+                                   "HOME=/root",    "OMP_NUM_THREADS=2",         "GOMP_SPINCOUNT=0",
+                                   "NOT_UCX_TLS=x", "UCX_NET_DEVICES=eth0:1=a"};
   std::vector<char*> variables;
   for (std::string& t : text) variables.push_back(t.data());
   variables.push_back(nullptr);
-  EXPECT_EQ(ForwardedEnvironment(variables.data()),
-            (Env{{"GOMP_SPINCOUNT", "0"},
-                 {"OMP_NUM_THREADS", "2"},
-                 {"OPENBLAS_CORETYPE", "Haswell"},
-                 {"UCX_NET_DEVICES", "eth0:1=a"},
-                 {"UCX_TLS", "tcp"}}));
+  EXPECT_EQ(ForwardedEnvironment(variables.data()), (Env{{"GOMP_SPINCOUNT", "0"},
+                                                         {"OMP_NUM_THREADS", "2"},
+                                                         {"OPENBLAS_CORETYPE", "Haswell"},
+                                                         {"UCX_NET_DEVICES", "eth0:1=a"},
+                                                         {"UCX_TLS", "tcp"}}));
   EXPECT_TRUE(ForwardedEnvironment(nullptr).empty());
 }
 

@@ -37,7 +37,8 @@ absl::StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list)
         int lo = 0, hi = 0;
         if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &lo) ||
             !absl::SimpleAtoi(ends.back(), &hi) || hi < lo) {
-          return absl::InvalidArgumentError(absl::StrCat("node list '", list, "': bad range '", range, "'"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("node list '", list, "': bad range '", range, "'"));
         }
         const size_t width = ends[0].size();
         for (int n = lo; n <= hi; ++n) {
@@ -51,7 +52,8 @@ absl::StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list)
       out.push_back(prefix);
     }
     if (j < list.size() && list[j] != ',') {
-      return absl::InvalidArgumentError(absl::StrCat("node list '", list, "': expected ',' at ", j));
+      return absl::InvalidArgumentError(
+          absl::StrCat("node list '", list, "': expected ',' at ", j));
     }
     i = j + 1;
   }
@@ -65,7 +67,8 @@ absl::StatusOr<std::vector<std::string>> ParseHostfile(const std::string& text) 
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
     line = line.substr(0, line.find('#'));
-    std::vector<absl::string_view> words = absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    std::vector<absl::string_view> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (words.empty()) continue;
     int n = 1;
     for (size_t w = 1; w < words.size(); ++w) {
@@ -81,12 +84,14 @@ absl::StatusOr<std::vector<std::string>> ParseHostfile(const std::string& text) 
   return slots;
 }
 
-absl::StatusOr<RankEnv> ResolveRankEnv(const std::function<std::string(const std::string&)>& getenv) {
+absl::StatusOr<RankEnv> ResolveRankEnv(
+    const std::function<std::string(const std::string&)>& getenv) {
   RankEnv env;
   if (std::string bind = getenv(kBindVar); !bind.empty()) env.bind = bind;
   env.token = getenv(kTokenVar);
   if (env.token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(kTokenVar, " is not set: workers join only with the launch's token"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kTokenVar, " is not set: workers join only with the launch's token"));
   }
   if (!getenv(kRankVar).empty()) {
     absl::StatusOr<int> rank = Int(kRankVar, getenv(kRankVar));
@@ -98,7 +103,8 @@ absl::StatusOr<RankEnv> ResolveRankEnv(const std::function<std::string(const std
     std::string coordinator = getenv(kCoordinatorVar);
     size_t colon = coordinator.rfind(':');
     if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(kCoordinatorVar, "='", coordinator, "' is not host:port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kCoordinatorVar, "='", coordinator, "' is not host:port"));
     }
     env.coordinator_host = coordinator.substr(0, colon);
     absl::StatusOr<int> port = Int(kCoordinatorVar, coordinator.substr(colon + 1));
@@ -129,13 +135,16 @@ absl::StatusOr<RankEnv> ResolveRankEnv(const std::function<std::string(const std
     // Across nodes rank 0 must listen beyond loopback unless told otherwise.
     if (getenv(kBindVar).empty()) env.bind = "0.0.0.0";
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("neither ", kRankVar, " (set by tools/launch) nor SLURM_PROCID (srun) is set"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "neither ", kRankVar, " (set by tools/launch) nor SLURM_PROCID (srun) is set"));
   }
   if (env.world_size < 1 || env.rank < 0 || env.rank >= env.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", env.rank, " of ", env.world_size, " ranks"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", env.rank, " of ", env.world_size, " ranks"));
   }
   if (env.coordinator_port <= 0 || env.coordinator_port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("coordinator port ", env.coordinator_port, " out of range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("coordinator port ", env.coordinator_port, " out of range"));
   }
   return env;
 }

@@ -35,7 +35,8 @@ struct RankEnv {
 
 // Reads the variables through `getenv` (returns "" for unset). STAGEHAND_* win over SLURM_*.
 // Every problem is an InvalidArgument naming the variable.
-absl::StatusOr<RankEnv> ResolveRankEnv(const std::function<std::string(const std::string&)>& getenv);
+absl::StatusOr<RankEnv> ResolveRankEnv(
+    const std::function<std::string(const std::string&)>& getenv);
 
 // Expands a Slurm node list: "n1,gpu[01-03,07],x" -> n1 gpu01 gpu02 gpu03 gpu07 x.
 absl::StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list);

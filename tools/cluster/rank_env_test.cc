@@ -16,7 +16,8 @@ std::function<std::string(const std::string&)> Env(std::map<std::string, std::st
 }
 
 TEST(RankEnv, LauncherVariables) {
-  auto env = ResolveRankEnv(Env({{"STAGEHAND_RANK", "2"}, {"STAGEHAND_WORLD_SIZE", "4"},
+  auto env = ResolveRankEnv(Env({{"STAGEHAND_RANK", "2"},
+                                 {"STAGEHAND_WORLD_SIZE", "4"},
                                  {"STAGEHAND_COORDINATOR", "127.0.0.1:41234"},
                                  {"STAGEHAND_JOIN_TOKEN", "abc"}}));
   ASSERT_TRUE(env.ok()) << env.status();
@@ -29,8 +30,10 @@ TEST(RankEnv, LauncherVariables) {
 }
 
 TEST(RankEnv, SlurmVariablesNameRankZerosNodeAsCoordinator) {
-  auto env = ResolveRankEnv(Env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"},
-                                 {"SLURM_JOB_NODELIST", "gpu[03-04,10]"}, {"SLURM_JOB_ID", "123456"},
+  auto env = ResolveRankEnv(Env({{"SLURM_PROCID", "5"},
+                                 {"SLURM_NTASKS", "8"},
+                                 {"SLURM_JOB_NODELIST", "gpu[03-04,10]"},
+                                 {"SLURM_JOB_ID", "123456"},
                                  {"STAGEHAND_JOIN_TOKEN", "t"}}));
   ASSERT_TRUE(env.ok()) << env.status();
   EXPECT_TRUE(env->from_slurm);
@@ -42,25 +45,33 @@ TEST(RankEnv, SlurmVariablesNameRankZerosNodeAsCoordinator) {
 }
 
 TEST(RankEnv, SlurmPortCanBeGiven) {
-  auto env = ResolveRankEnv(Env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NODELIST", "a,b"},
-                                 {"STAGEHAND_PORT", "5000"}, {"STAGEHAND_JOIN_TOKEN", "t"}}));
+  auto env = ResolveRankEnv(Env({{"SLURM_PROCID", "0"},
+                                 {"SLURM_NTASKS", "2"},
+                                 {"SLURM_NODELIST", "a,b"},
+                                 {"STAGEHAND_PORT", "5000"},
+                                 {"STAGEHAND_JOIN_TOKEN", "t"}}));
   ASSERT_TRUE(env.ok()) << env.status();
   EXPECT_EQ(env->coordinator_host, "a");
   EXPECT_EQ(env->coordinator_port, 5000);
 }
 
 TEST(RankEnv, MissingTokenIsAnError) {
-  auto env = ResolveRankEnv(Env({{"STAGEHAND_RANK", "0"}, {"STAGEHAND_WORLD_SIZE", "1"},
-                                 {"STAGEHAND_COORDINATOR", "h:1"}}));
+  auto env = ResolveRankEnv(Env(
+      {{"STAGEHAND_RANK", "0"}, {"STAGEHAND_WORLD_SIZE", "1"}, {"STAGEHAND_COORDINATOR", "h:1"}}));
   ASSERT_FALSE(env.ok());
   EXPECT_NE(env.status().message().find("STAGEHAND_JOIN_TOKEN"), std::string::npos);
 }
 
 TEST(RankEnv, RankOutOfRangeAndBadNumbersAreErrors) {
-  EXPECT_FALSE(ResolveRankEnv(Env({{"STAGEHAND_RANK", "4"}, {"STAGEHAND_WORLD_SIZE", "4"},
-                                   {"STAGEHAND_COORDINATOR", "h:1"}, {"STAGEHAND_JOIN_TOKEN", "t"}})).ok());
-  auto bad = ResolveRankEnv(Env({{"STAGEHAND_RANK", "x"}, {"STAGEHAND_WORLD_SIZE", "4"},
-                                 {"STAGEHAND_COORDINATOR", "h:1"}, {"STAGEHAND_JOIN_TOKEN", "t"}}));
+  EXPECT_FALSE(ResolveRankEnv(Env({{"STAGEHAND_RANK", "4"},
+                                   {"STAGEHAND_WORLD_SIZE", "4"},
+                                   {"STAGEHAND_COORDINATOR", "h:1"},
+                                   {"STAGEHAND_JOIN_TOKEN", "t"}}))
+                   .ok());
+  auto bad = ResolveRankEnv(Env({{"STAGEHAND_RANK", "x"},
+                                 {"STAGEHAND_WORLD_SIZE", "4"},
+                                 {"STAGEHAND_COORDINATOR", "h:1"},
+                                 {"STAGEHAND_JOIN_TOKEN", "t"}}));
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("STAGEHAND_RANK='x'"), std::string::npos);
   EXPECT_FALSE(ResolveRankEnv(Env({{"STAGEHAND_JOIN_TOKEN", "t"}})).ok());

@@ -33,7 +33,8 @@ void Put(const std::string& path, const std::string& bytes) {
 
 // The checkpoint manifest_fuzz rebuilds (same model, same seed): its manifest and a shard.
 void CheckpointSeeds(const std::string& repo, const std::string& tmp) {
-  auto built = runtime::BuildChunks(models::UniformGpt(2, 8, 2, 16, 8, 3), 2, models::ChunkOptions{1, 8, 1});
+  auto built =
+      runtime::BuildChunks(models::UniformGpt(2, 8, 2, 16, 8, 3), 2, models::ChunkOptions{1, 8, 1});
   std::vector<runtime::OptimizerState> states(2);
   std::vector<runtime::ChunkState> parts;
   for (size_t k = 0; k < built->size(); ++k) parts.push_back({(*built)[k].get(), &states[k], 0});
@@ -42,8 +43,10 @@ void CheckpointSeeds(const std::string& repo, const std::string& tmp) {
   meta.model = models::UniformGpt(2, 8, 2, 16, 8, 3);
   absl::StatusOr<std::string> dir = runtime::WriteCheckpoint(tmp + "/ckpt", meta, parts);
   if (!dir.ok()) return;
-  Put(repo + "/runtime/checkpoint/manifest_fuzz_corpus/seed_manifest.json", Read(*dir + "/manifest.json"));
-  Put(repo + "/runtime/io/safetensors_fuzz_corpus/seed_checkpoint_shard", Read(*dir + "/stage_0.safetensors"));
+  Put(repo + "/runtime/checkpoint/manifest_fuzz_corpus/seed_manifest.json",
+      Read(*dir + "/manifest.json"));
+  Put(repo + "/runtime/io/safetensors_fuzz_corpus/seed_checkpoint_shard",
+      Read(*dir + "/stage_0.safetensors"));
 }
 
 void TraceSeeds(const std::string& repo) {

@@ -38,8 +38,7 @@ class BackwardFirstPlanner : public Planner {
     const std::optional<Action> backward = NextNotStarted(state, ActionKind::kBackward, chunk);
     const std::optional<Action> forward = NextNotStarted(state, ActionKind::kForward, chunk);
     const auto is_ready = [&](const std::optional<Action>& action) {
-      return action.has_value() &&
-             std::find(ready.begin(), ready.end(), *action) != ready.end();
+      return action.has_value() && std::find(ready.begin(), ready.end(), *action) != ready.end();
     };
     // 1. The next backward, if its gradient is here: it frees memory and unblocks the
     //    stage before us.
@@ -79,9 +78,9 @@ class BackwardFirstDefinition : public PlannerDefinition {
         stagehand::runtime::StandardSpec(options, 1, stagehand::runtime::Backward::kFused);
     if (!spec.ok()) return spec.status();
     if (options.max_inflight > 0 && options.max_inflight < options.num_stages) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "example_backward_first lets stage 0 hold num_stages = ", options.num_stages,
-          " activations, above max_inflight = ", options.max_inflight));
+      return absl::InvalidArgumentError(
+          absl::StrCat("example_backward_first lets stage 0 hold num_stages = ", options.num_stages,
+                       " activations, above max_inflight = ", options.max_inflight));
     }
     return spec;
   }
