@@ -236,24 +236,21 @@ void SummarizeGradReduction(const Trace& trace, TraceSummary* out) {
   }
 }
 
-absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
-  TraceSummary out;
-  out.num_stages = trace.num_stages;
-  out.num_chunks = trace.num_chunks;
-  out.num_microbatches = trace.num_microbatches;
-  out.virtual_time = trace.virtual_time;
-  const int P = trace.num_stages;
-  if (P <= 0) return absl::InvalidArgumentError("the trace has no stages");
+namespace {
 
-  // Steps: their spans, and the spans that fall in each.
-  std::map<int64_t, std::vector<const Span*>> by_step;
-  for (const Span& s : trace.spans) by_step[s.step].push_back(&s);
+// A step's length (its step span, else its spans' extent), its pipeline window (first compute
+// to last) and each stage's compute time.
+struct StepFigures {
+  double length = 0, window = 0, window_begin = 0, begin = 0;
+  std::vector<double> compute;  // (P)
+};
+
+// The figures of every step with compute, by step.
+std::map<int64_t, StepFigures> FigureSteps(
+    const Trace& trace, const std::map<int64_t, std::vector<const Span*>>& by_step) {
+  const int P = trace.num_stages;
   std::map<int64_t, StepSpan> steps;
   for (const StepSpan& st : trace.steps) steps[st.step] = st;
-  struct StepFigures {
-    double length = 0, window = 0, window_begin = 0, begin = 0;
-    std::vector<double> compute;  // (P)
-  };
   std::map<int64_t, StepFigures> figures;
   for (const auto& [step, spans] : by_step) {
     StepFigures f;
@@ -275,26 +272,13 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
     f.window_begin = lo;
     figures[step] = f;
   }
-  if (figures.empty()) return absl::InvalidArgumentError("the trace has no compute actions");
-  out.num_steps = static_cast<int>(figures.size());
+  return figures;
+}
 
-  double total_length = 0, total_window = 0;
-  for (const auto& [step, f] : figures) {
-    total_length += f.length;
-    total_window += f.window;
-  }
-  out.step_time_us = total_length / out.num_steps;
-  out.pipeline_window_us = total_window / out.num_steps;
-  for (const auto& [step, f] : figures) {
-    out.step_times.push_back(StepTime{step, f.length, f.window, false});
-  }
-  out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
-  const int cores = options.cpu_cores > 0 ? options.cpu_cores
-                                          : static_cast<int>(std::thread::hardware_concurrency());
-  out.fewer_cores_than_stages =
-      !trace.virtual_time && trace.process != "simulator" && cores > 0 && cores < P;
-
-  // Per stage: compute, waits, transfer intervals, memory.
+// Per stage: busy and bubble fractions, waits, transfers hidden and exposed, peak memory.
+void SummarizeStages(const Trace& trace, const std::map<int64_t, StepFigures>& figures,
+                     double total_length, double total_window, TraceSummary& out) {
+  const int P = trace.num_stages;
   std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P), wait_iv(P);
   out.stages.resize(P);
   for (int s = 0; s < P; ++s) out.stages[s].stage = s;
@@ -339,6 +323,43 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   out.bubble_fraction = bubble_sum / P;
   const double transfer = out.exposed_transfer_us + out.hidden_transfer_us;
   out.overlap_fraction = transfer > 0 ? out.hidden_transfer_us / transfer : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
+  TraceSummary out;
+  out.num_stages = trace.num_stages;
+  out.num_chunks = trace.num_chunks;
+  out.num_microbatches = trace.num_microbatches;
+  out.virtual_time = trace.virtual_time;
+  const int P = trace.num_stages;
+  if (P <= 0) return absl::InvalidArgumentError("the trace has no stages");
+
+  // Steps: their spans, and the spans that fall in each.
+  std::map<int64_t, std::vector<const Span*>> by_step;
+  for (const Span& s : trace.spans) by_step[s.step].push_back(&s);
+  const std::map<int64_t, StepFigures> figures = FigureSteps(trace, by_step);
+  if (figures.empty()) return absl::InvalidArgumentError("the trace has no compute actions");
+  out.num_steps = static_cast<int>(figures.size());
+
+  double total_length = 0, total_window = 0;
+  for (const auto& [step, f] : figures) {
+    total_length += f.length;
+    total_window += f.window;
+  }
+  out.step_time_us = total_length / out.num_steps;
+  out.pipeline_window_us = total_window / out.num_steps;
+  for (const auto& [step, f] : figures) {
+    out.step_times.push_back(StepTime{step, f.length, f.window, false});
+  }
+  out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
+  const int cores = options.cpu_cores > 0 ? options.cpu_cores
+                                          : static_cast<int>(std::thread::hardware_concurrency());
+  out.fewer_cores_than_stages =
+      !trace.virtual_time && trace.process != "simulator" && cores > 0 && cores < P;
+
+  SummarizeStages(trace, figures, total_length, total_window, out);
 
   // The critical path of one step.
   int64_t step = options.critical_path_step;
@@ -463,54 +484,13 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
   return out;
 }
 
-std::string FormatSummary(const TraceSummary& s) {
-  // Times print in ms (virtual time: cost-model units).
-  const char* unit = s.virtual_time ? "units" : "ms";
-  auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
-  const double steps = std::max(1, s.num_steps);
-  std::string out =
-      absl::StrFormat("trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages,
-                      s.num_chunks, s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
-                      s.virtual_time ? " (virtual time: cost-model units)" : "");
-  absl::StrAppend(&out, FormatStepTable(s));
-  absl::StrAppendFormat(
-      &out,
-      "step time %s %s (mean of all steps), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
-      t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
-      s.overlap_fraction);
-  if (s.fewer_cores_than_stages) {
-    absl::StrAppend(&out,
-                    "note: this machine has fewer cores than stages, so stages' busy "
-                    "fractions overlap in time (they shared cores)\n");
-  }
-  absl::StrAppendFormat(&out, "%-6s %6s %7s %11s %11s %11s %8s  %s\n", "stage", "busy", "bubble",
-                        "waits", "transfer", "exposed", "overlap", "peak memory");
-  absl::StrAppendFormat(&out, "%-6s %6s %7s %35s\n", "", "", "", absl::StrCat(unit, " per step"));
-  std::vector<std::string> busy;
-  for (const StageSummary& st : s.stages) {
-    std::string memory = absl::StrCat(st.peak_activations, " activations");
-    if (st.peak_activation_bytes > 0) {
-      absl::StrAppendFormat(&memory, ", %.2f MiB", st.peak_activation_bytes / 1048576.0);
-    }
-    absl::StrAppendFormat(&out, "s%-5d %6.3f %7.4f %11s %11s %11s %8.4f  %s\n", st.stage,
-                          st.busy_fraction, st.bubble_fraction, t(st.wait_us / steps),
-                          t(st.transfer_us / steps), t(st.exposed_transfer_us / steps),
-                          st.overlap_fraction, memory);
-    busy.push_back(absl::StrFormat("s%d %.2f", st.stage, st.busy_fraction));
-  }
-  absl::StrAppendFormat(
-      &out,
-      "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
-      t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
-  absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
-  if (s.grad_reduction_us > 0) {
-    absl::StrAppendFormat(&out,
-                          "gradient reduction %s %s per step (summed over stages), %.1f%% hidden "
-                          "under backward\n",
-                          t(s.grad_reduction_us / steps), unit,
-                          100.0 * s.hidden_grad_reduction_us / s.grad_reduction_us);
-  }
+namespace {
 
+// The critical path's totals, then its runs of actions on one stage (a line each) and the
+// transfers between them.
+std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
+  auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
+  std::string out;
   const CriticalPath& cp = s.critical_path;
   absl::StrAppendFormat(
       &out,
@@ -561,6 +541,60 @@ std::string FormatSummary(const TraceSummary& s) {
     lines = std::move(kept);
   }
   for (const std::string& line : lines) absl::StrAppend(&out, line, "\n");
+  return out;
+}
+
+}  // namespace
+
+std::string FormatSummary(const TraceSummary& s) {
+  // Times print in ms (virtual time: cost-model units).
+  const char* unit = s.virtual_time ? "units" : "ms";
+  auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
+  const double steps = std::max(1, s.num_steps);
+  std::string out =
+      absl::StrFormat("trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages,
+                      s.num_chunks, s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
+                      s.virtual_time ? " (virtual time: cost-model units)" : "");
+  absl::StrAppend(&out, FormatStepTable(s));
+  absl::StrAppendFormat(
+      &out,
+      "step time %s %s (mean of all steps), pipeline window %s %s, bubble %.4f, overlap %.4f\n",
+      t(s.step_time_us), unit, t(s.pipeline_window_us), unit, s.bubble_fraction,
+      s.overlap_fraction);
+  if (s.fewer_cores_than_stages) {
+    absl::StrAppend(&out,
+                    "note: this machine has fewer cores than stages, so stages' busy "
+                    "fractions overlap in time (they shared cores)\n");
+  }
+  absl::StrAppendFormat(&out, "%-6s %6s %7s %11s %11s %11s %8s  %s\n", "stage", "busy", "bubble",
+                        "waits", "transfer", "exposed", "overlap", "peak memory");
+  absl::StrAppendFormat(&out, "%-6s %6s %7s %35s\n", "", "", "", absl::StrCat(unit, " per step"));
+  std::vector<std::string> busy;
+  for (const StageSummary& st : s.stages) {
+    std::string memory = absl::StrCat(st.peak_activations, " activations");
+    if (st.peak_activation_bytes > 0) {
+      absl::StrAppendFormat(&memory, ", %.2f MiB", st.peak_activation_bytes / 1048576.0);
+    }
+    absl::StrAppendFormat(&out, "s%-5d %6.3f %7.4f %11s %11s %11s %8.4f  %s\n", st.stage,
+                          st.busy_fraction, st.bubble_fraction, t(st.wait_us / steps),
+                          t(st.transfer_us / steps), t(st.exposed_transfer_us / steps),
+                          st.overlap_fraction, memory);
+    busy.push_back(absl::StrFormat("s%d %.2f", st.stage, st.busy_fraction));
+  }
+  absl::StrAppendFormat(
+      &out,
+      "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
+      t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
+  absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
+  if (s.grad_reduction_us > 0) {
+    absl::StrAppendFormat(&out,
+                          "gradient reduction %s %s per step (summed over stages), %.1f%% hidden "
+                          "under backward\n",
+                          t(s.grad_reduction_us / steps), unit,
+                          100.0 * s.hidden_grad_reduction_us / s.grad_reduction_us);
+  }
+
+  absl::StrAppend(&out, FormatCriticalPath(s, unit));
   return out;
 }
 
