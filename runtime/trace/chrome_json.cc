@@ -176,6 +176,38 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
 
 }  // namespace
 
+namespace {
+
+// A span as a complete event ("X") on its lane's row, with its flow binding.
+json SpanEvent(const Span& s, Lane lane, int row) {
+  json args = {{"lane", LaneName(lane)},           {"stage", s.stage},
+               {"action", ActionKindName(s.kind)}, {"chunk", s.chunk},
+               {"microbatch", s.microbatch},       {"step", s.step}};
+  if (lane == Lane::kCompute) {
+    if (s.wait_us >= 0) args["wait_us"] = Us(s.wait_us);
+  } else {
+    args["peer"] = s.peer;
+    args["bytes"] = s.bytes;
+  }
+  const double ts = Us(s.begin_us);
+  json event = {{"ph", "X"},
+                {"cat", lane == Lane::kCompute ? "compute" : "transfer"},
+                {"name", SpanLabel(s)},
+                {"pid", s.stage},
+                {"tid", Tid(lane, row)},
+                {"ts", ts},
+                {"dur", Us(Us(s.end_us) - ts)},
+                {"args", std::move(args)}};
+  // The arrow from a send to its receive (flow events v2: bound to these slices).
+  if (lane != Lane::kCompute && s.kind != ActionKind::kReduceGrad) {
+    event["bind_id"] = TransferFlowId(s);
+    event[lane == Lane::kSend ? "flow_out" : "flow_in"] = true;
+  }
+  return event;
+}
+
+}  // namespace
+
 std::string ToChromeJson(const Trace& trace) {
   json events = json::array();
   // Processes and threads.
@@ -214,31 +246,7 @@ std::string ToChromeJson(const Trace& trace) {
           Metadata("thread_sort_index", stage, Tid(lane, row), {{"sort_index", Tid(lane, row)}}));
     }
     for (size_t i = 0; i < spans.size(); ++i) {
-      const Span& s = *spans[i];
-      json args = {{"lane", LaneName(lane)},           {"stage", s.stage},
-                   {"action", ActionKindName(s.kind)}, {"chunk", s.chunk},
-                   {"microbatch", s.microbatch},       {"step", s.step}};
-      if (lane == Lane::kCompute) {
-        if (s.wait_us >= 0) args["wait_us"] = Us(s.wait_us);
-      } else {
-        args["peer"] = s.peer;
-        args["bytes"] = s.bytes;
-      }
-      const double ts = Us(s.begin_us);
-      json event = {{"ph", "X"},
-                    {"cat", lane == Lane::kCompute ? "compute" : "transfer"},
-                    {"name", SpanLabel(s)},
-                    {"pid", s.stage},
-                    {"tid", Tid(lane, rows[i])},
-                    {"ts", ts},
-                    {"dur", Us(Us(s.end_us) - ts)},
-                    {"args", std::move(args)}};
-      // The arrow from a send to its receive (flow events v2: bound to these slices).
-      if (lane != Lane::kCompute && s.kind != ActionKind::kReduceGrad) {
-        event["bind_id"] = TransferFlowId(s);
-        event[lane == Lane::kSend ? "flow_out" : "flow_in"] = true;
-      }
-      events.push_back(std::move(event));
+      events.push_back(SpanEvent(*spans[i], lane, rows[i]));
     }
   }
   for (const MemorySample& m : trace.memory) {
