@@ -65,136 +65,155 @@ Key KeyOf(int stage, ActionKind kind, int chunk, int mb) {
   return {stage, static_cast<int>(kind), chunk, mb};
 }
 
+// What the walk may step back to from an action: when it was there, the action it leads
+// back to, and the receive for an input from another stage.
+struct Candidate {
+  double at = -1;
+  const Span* producer = nullptr;
+  const Span* arrival = nullptr;
+};
+
+// One step's compute actions by key and by lane, and its receives.
+class StepIndex {
+ public:
+  explicit StepIndex(const std::vector<const Span*>& spans) {
+    for (const Span* s : spans) {
+      if (IsWork(*s)) {
+        compute_[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+        lanes_[s->stage].push_back(s);
+        if (last_ == nullptr || s->end_us > last_->end_us) last_ = s;
+      } else if (s->lane == Lane::kRecv) {
+        recv_[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+      }
+    }
+    for (auto& [stage, lane] : lanes_) std::sort(lane.begin(), lane.end(), ByBegin);
+  }
+  const Span* last() const { return last_; }
+
+  // Where the walk may go back to from `cur`: the previous action on its lane, and the
+  // actions whose outputs it consumes.
+  std::vector<Candidate> CandidatesOf(const Span& cur, int num_chunks) const {
+    std::vector<Candidate> out;
+    const std::vector<const Span*>& lane = lanes_.at(cur.stage);
+    auto it = std::lower_bound(lane.begin(), lane.end(), &cur, ByBegin);
+    if (it != lane.begin() && *std::prev(it) != &cur) {
+      out.push_back(Candidate{(*std::prev(it))->end_us, *std::prev(it), nullptr});
+    }
+    switch (cur.kind) {
+      case ActionKind::kForward:
+        if (cur.chunk > 0) out.push_back(Input(cur, /*forward=*/true));
+        break;
+      case ActionKind::kBackwardInput:
+      case ActionKind::kBackward:
+        out.push_back(Local(cur, ActionKind::kForward));
+        if (cur.chunk + 1 < num_chunks) out.push_back(Input(cur, /*forward=*/false));
+        break;
+      case ActionKind::kBackwardWeight:
+        out.push_back(Local(cur, ActionKind::kBackwardInput));
+        break;
+      default:
+        break;
+    }
+    return out;
+  }
+
+ private:
+  static bool ByBegin(const Span* a, const Span* b) { return a->begin_us < b->begin_us; }
+  static const Span* Find(const absl::flat_hash_map<Key, const Span*>& m, int stage,
+                          ActionKind kind, int chunk, int mb) {
+    auto it = m.find(KeyOf(stage, kind, chunk, mb));
+    return it == m.end() ? nullptr : it->second;
+  }
+  // An input of `s` from its neighbour chunk, produced on this stage or received.
+  Candidate Input(const Span& s, bool forward) const {
+    Candidate c;
+    const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
+    const std::vector<ActionKind> kinds =
+        forward ? std::vector<ActionKind>{ActionKind::kForward}
+                : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward};
+    const ActionKind recv_kind = forward ? ActionKind::kRecvForward : ActionKind::kRecvBackward;
+    if (const Span* r = Find(recv_, s.stage, recv_kind, s.chunk, s.microbatch)) {
+      c.at = r->end_us;
+      c.arrival = r;
+      for (ActionKind k : kinds) {
+        if (const Span* p = Find(compute_, r->peer, k, from_chunk, s.microbatch)) c.producer = p;
+      }
+      return c;
+    }
+    for (ActionKind k : kinds) {
+      if (const Span* p = Find(compute_, s.stage, k, from_chunk, s.microbatch)) {
+        c.at = p->end_us;
+        c.producer = p;
+      }
+    }
+    return c;
+  }
+  Candidate Local(const Span& s, ActionKind kind) const {
+    Candidate c;
+    if (const Span* p = Find(compute_, s.stage, kind, s.chunk, s.microbatch)) {
+      c.at = p->end_us;
+      c.producer = p;
+    }
+    return c;
+  }
+
+  absl::flat_hash_map<Key, const Span*> compute_, recv_;
+  std::map<int, std::vector<const Span*>> lanes_;  // stage -> F/I/W/B by begin
+  const Span* last_ = nullptr;
+};
+
+// The link of action `cur`, waiting since `since`.
+CriticalLink ActionLink(const Span& cur, double since) {
+  CriticalLink link;
+  link.stage = cur.stage;
+  link.kind = cur.kind;
+  link.chunk = cur.chunk;
+  link.microbatch = cur.microbatch;
+  link.begin_us = cur.begin_us;
+  link.end_us = cur.end_us;
+  link.wait_before_us = std::max(0.0, cur.begin_us - since);
+  return link;
+}
+
+// The transfer link of a received input: from its producer's end to its arrival.
+CriticalLink TransferLink(const Candidate& c) {
+  CriticalLink t;
+  t.transfer = true;
+  t.stage = c.arrival->peer;
+  t.to_stage = c.arrival->stage;
+  t.kind = c.arrival->kind == ActionKind::kRecvForward ? ActionKind::kSendForward
+                                                       : ActionKind::kSendBackward;
+  t.chunk = c.arrival->chunk;
+  t.microbatch = c.arrival->microbatch;
+  t.begin_us = c.producer != nullptr ? c.producer->end_us : c.arrival->begin_us;
+  t.end_us = c.arrival->end_us;
+  return t;
+}
+
 // The backward walk: from the last F/I/W/B of the step, repeatedly step to whichever of
 // (the previous action on the same lane, the action's inputs) was there last.
 CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t step,
                               double step_begin, int num_chunks) {
   CriticalPath path;
   path.step = step;
-  absl::flat_hash_map<Key, const Span*> compute, recv;
-  std::map<int, std::vector<const Span*>> lanes;  // stage -> F/I/W/B by begin
-  const Span* last = nullptr;
-  for (const Span* s : spans) {
-    if (IsWork(*s)) {
-      compute[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
-      lanes[s->stage].push_back(s);
-      if (last == nullptr || s->end_us > last->end_us) last = s;
-    } else if (s->lane == Lane::kRecv) {
-      recv[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
-    }
-  }
+  const StepIndex index(spans);
+  const Span* last = index.last();
   if (last == nullptr) return path;
-  for (auto& [stage, lane] : lanes) {
-    std::sort(lane.begin(), lane.end(),
-              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
-  }
-  auto find = [](const absl::flat_hash_map<Key, const Span*>& m, int stage, ActionKind kind,
-                 int chunk, int mb) -> const Span* {
-    auto it = m.find(KeyOf(stage, kind, chunk, mb));
-    return it == m.end() ? nullptr : it->second;
-  };
-  struct Candidate {
-    double at = -1;                  // when it was there
-    const Span* producer = nullptr;  // the action it leads back to
-    const Span* arrival = nullptr;   // the receive, for an input from another stage
-  };
-  // An input of `s` from (chunk, kind) produced on this stage or received.
-  auto input = [&](const Span& s, bool forward) {
-    Candidate c;
-    const ActionKind recv_kind = forward ? ActionKind::kRecvForward : ActionKind::kRecvBackward;
-    if (const Span* r = find(recv, s.stage, recv_kind, s.chunk, s.microbatch)) {
-      c.at = r->end_us;
-      c.arrival = r;
-      const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
-      for (ActionKind k :
-           forward ? std::vector<ActionKind>{ActionKind::kForward}
-                   : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
-        if (const Span* p = find(compute, r->peer, k, from_chunk, s.microbatch)) c.producer = p;
-      }
-      return c;
-    }
-    const int from_chunk = forward ? s.chunk - 1 : s.chunk + 1;
-    for (ActionKind k :
-         forward ? std::vector<ActionKind>{ActionKind::kForward}
-                 : std::vector<ActionKind>{ActionKind::kBackwardInput, ActionKind::kBackward}) {
-      if (const Span* p = find(compute, s.stage, k, from_chunk, s.microbatch)) {
-        c.at = p->end_us;
-        c.producer = p;
-      }
-    }
-    return c;
-  };
-  auto local = [&](const Span& s, ActionKind kind) {
-    Candidate c;
-    if (const Span* p = find(compute, s.stage, kind, s.chunk, s.microbatch)) {
-      c.at = p->end_us;
-      c.producer = p;
-    }
-    return c;
-  };
-
   std::vector<CriticalLink> reversed;
   const Span* cur = last;
   for (size_t guard = 0; cur != nullptr && guard <= spans.size(); ++guard) {
-    std::vector<Candidate> candidates;
-    // The previous action on the same lane.
-    const std::vector<const Span*>& lane = lanes[cur->stage];
-    auto it = std::lower_bound(lane.begin(), lane.end(), cur, [](const Span* a, const Span* b) {
-      return a->begin_us < b->begin_us;
-    });
-    if (it != lane.begin() && *std::prev(it) != cur) {
-      Candidate c;
-      c.producer = *std::prev(it);
-      c.at = c.producer->end_us;
-      candidates.push_back(c);
-    }
-    switch (cur->kind) {
-      case ActionKind::kForward:
-        if (cur->chunk > 0) candidates.push_back(input(*cur, /*forward=*/true));
-        break;
-      case ActionKind::kBackwardInput:
-      case ActionKind::kBackward:
-        candidates.push_back(local(*cur, ActionKind::kForward));
-        if (cur->chunk + 1 < num_chunks) candidates.push_back(input(*cur, /*forward=*/false));
-        break;
-      case ActionKind::kBackwardWeight:
-        candidates.push_back(local(*cur, ActionKind::kBackwardInput));
-        break;
-      default:
-        break;
-    }
+    const std::vector<Candidate> candidates = index.CandidatesOf(*cur, num_chunks);
     const Candidate* best = nullptr;
     for (const Candidate& c : candidates) {
       if (c.at < 0 || c.at > cur->begin_us + 1e-6) continue;
       if (best == nullptr || c.at > best->at) best = &c;  // ties: the lane predecessor
     }
-    CriticalLink link;
-    link.stage = cur->stage;
-    link.kind = cur->kind;
-    link.chunk = cur->chunk;
-    link.microbatch = cur->microbatch;
-    link.begin_us = cur->begin_us;
-    link.end_us = cur->end_us;
     if (best == nullptr) {
-      link.wait_before_us = std::max(0.0, cur->begin_us - step_begin);
-      reversed.push_back(link);
+      reversed.push_back(ActionLink(*cur, step_begin));
       break;
     }
-    link.wait_before_us = std::max(0.0, cur->begin_us - best->at);
-    reversed.push_back(link);
-    if (best->arrival != nullptr) {
-      CriticalLink t;
-      t.transfer = true;
-      t.stage = best->arrival->peer;
-      t.to_stage = best->arrival->stage;
-      t.kind = best->arrival->kind == ActionKind::kRecvForward ? ActionKind::kSendForward
-                                                               : ActionKind::kSendBackward;
-      t.chunk = best->arrival->chunk;
-      t.microbatch = best->arrival->microbatch;
-      t.begin_us = best->producer != nullptr ? best->producer->end_us : best->arrival->begin_us;
-      t.end_us = best->arrival->end_us;
-      reversed.push_back(t);
-    }
+    reversed.push_back(ActionLink(*cur, best->at));
+    if (best->arrival != nullptr) reversed.push_back(TransferLink(*best));
     cur = best->producer;
   }
   path.links.assign(reversed.rbegin(), reversed.rend());
