@@ -117,28 +117,38 @@ TEST(GlooCollectiveTest, ReduceScatterGivesEachMemberItsShard) {
   });
 }
 
+// Member `m` of 3 sends (m + 1) * (j + 1) copies of the value 100 m + j to member j and
+// checks what it receives; returns the buffers it used.
+struct AllToAllVCase {
+  std::vector<int64_t> send, recv;
+  std::vector<float> in, out;
+};
+AllToAllVCase ExpectAllToAllVRoutes(int m, Collective& c) {
+  constexpr int kSize = 3;
+  AllToAllVCase x{std::vector<int64_t>(kSize), std::vector<int64_t>(kSize), {}, {}};
+  for (int j = 0; j < kSize; ++j) {
+    x.send[j] = (m + 1) * (j + 1);
+    x.recv[j] = (j + 1) * (m + 1);
+    x.in.insert(x.in.end(), x.send[j], 100.0f * m + j);
+  }
+  x.out.resize(x.recv[0] + x.recv[1] + x.recv[2]);
+  EXPECT_THAT(c.AllToAllV(x.in, x.send, absl::MakeSpan(x.out), x.recv), IsOk());
+  size_t at = 0;
+  for (int j = 0; j < kSize; ++j) {
+    for (int64_t k = 0; k < x.recv[j]; ++k) EXPECT_EQ(x.out[at++], 100.0f * j + m);
+  }
+  return x;
+}
+
 TEST(GlooCollectiveTest, AllToAllVRoutesCountsAndScalarsGather) {
   constexpr int kSize = 3;
-  // Member m sends (m + 1) * (j + 1) copies of the value 100 m + j to member j.
   RunGroup(kSize, [&](int m, Collective& c) {
-    std::vector<int64_t> send(kSize), recv(kSize);
-    std::vector<float> in;
-    for (int j = 0; j < kSize; ++j) {
-      send[j] = (m + 1) * (j + 1);
-      recv[j] = (j + 1) * (m + 1);
-      in.insert(in.end(), send[j], 100.0f * m + j);
-    }
-    std::vector<float> out(recv[0] + recv[1] + recv[2]);
-    ASSERT_THAT(c.AllToAllV(in, send, absl::MakeSpan(out), recv), IsOk());
-    size_t at = 0;
-    for (int j = 0; j < kSize; ++j) {
-      for (int64_t k = 0; k < recv[j]; ++k) EXPECT_EQ(out[at++], 100.0f * j + m);
-    }
+    AllToAllVCase x = ExpectAllToAllVRoutes(m, c);
     std::vector<double> values;
     ASSERT_THAT(c.AllGatherScalar(0.5 * m, &values), IsOk());
     EXPECT_THAT(values, ::testing::ElementsAre(0.0, 0.5, 1.0));
     std::vector<int64_t> bad = {1, 2};
-    EXPECT_THAT(c.AllToAllV(in, bad, absl::MakeSpan(out), recv),
+    EXPECT_THAT(c.AllToAllV(x.in, bad, absl::MakeSpan(x.out), x.recv),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 send counts")));
   });
 }
@@ -179,19 +189,7 @@ TEST(InProcessCollectiveTest, MatchesGlooBitwise) {
       std::vector<double> values;
       EXPECT_THAT(c.AllGatherScalar(0.5 * m, &values), IsOk());
       EXPECT_THAT(values, ::testing::ElementsAre(0.0, 0.5, 1.0));
-      std::vector<int64_t> send(kSize), recv(kSize);
-      std::vector<float> in;
-      for (int j = 0; j < kSize; ++j) {
-        send[j] = (m + 1) * (j + 1);
-        recv[j] = (j + 1) * (m + 1);
-        in.insert(in.end(), send[j], 100.0f * m + j);
-      }
-      std::vector<float> out(recv[0] + recv[1] + recv[2]);
-      ASSERT_THAT(c.AllToAllV(in, send, absl::MakeSpan(out), recv), IsOk());
-      size_t at = 0;
-      for (int j = 0; j < kSize; ++j) {
-        for (int64_t k = 0; k < recv[j]; ++k) EXPECT_EQ(out[at++], 100.0f * j + m);
-      }
+      ExpectAllToAllVRoutes(m, c);
     });
   }
   for (std::thread& t : threads) t.join();
