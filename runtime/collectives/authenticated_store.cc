@@ -44,6 +44,9 @@ void AuthenticatedStore::set(const std::string& key, const std::vector<char>& da
 }
 
 std::vector<char> AuthenticatedStore::get(const std::string& key) {
+  // Gloo's HashStore::get does not block: an entry read before its writer set it would read
+  // as empty (and be refused as unsigned), so wait for it as the blocking stores do.
+  inner_.wait({key});
   std::vector<char> signed_value = inner_.get(key);
   if (signed_value.size() < kMacBytes) {
     throw ::gloo::Exception(absl::StrCat("rendezvous entry '", key, "' holds ", signed_value.size(),
