@@ -27,6 +27,17 @@ void ModelPipeline::SyncReplicas() {
   }
 }
 
+absl::Status ModelPipeline::WithFullOptimizerState(const std::function<absl::Status()>& use) {
+  RETURN_IF_ERROR(pipeline->OnEveryStage(
+      [](runtime::StageWork& work) { return work.ExportOptimizerState(); }));
+  const absl::Status used = use();
+  RETURN_IF_ERROR(pipeline->OnEveryStage([](runtime::StageWork& work) {
+    work.ReleaseExportedOptimizerState();
+    return absl::OkStatus();
+  }));
+  return used;
+}
+
 namespace {
 
 // One replica's stage works over `chunks` (this replica's, in model order).
@@ -41,7 +52,8 @@ std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
     for (int c = 0; c < spec.num_chunks; ++c) {
       if (spec.chunk_to_stage[c] == s) held[c] = chunks[c].get();
     }
-    runtime::DataParallelPlace place{replica, options.dp, groups[s].members[replica].get()};
+    runtime::DataParallelPlace place{replica, options.dp, groups[s].members[replica].get(),
+                                     options.zero};
     auto faults = options.faults.find(s);
     works.push_back(std::make_unique<runtime::ModelStageWork>(
         held, spec.num_chunks, sampler, spec.num_microbatches, optimizer,
@@ -120,6 +132,13 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
   if (!spec.ok()) return spec.status();
   if (options.dp < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--dp=", options.dp, ": must be >= 1"));
+  }
+  if (options.zero != 0 && options.zero != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--zero=", options.zero, ": must be 0 or 1"));
+  }
+  if (options.zero == 1 && options.dp < 2) {
+    return absl::InvalidArgumentError(
+        "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;

@@ -4,6 +4,7 @@
 #ifndef STAGEHAND_ACTORS_MODEL_PIPELINE_H_
 #define STAGEHAND_ACTORS_MODEL_PIPELINE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -42,6 +43,9 @@ struct ModelPipelineOptions {
   // (runtime/collectives/collective.h) in buckets of --grad_bucket_mb.
   int dp = 1;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
+  // --zero=1 (dp > 1): ZeRO-1, AdamW moments sharded over each stage's replicas
+  // (runtime::DataParallelPlace). 0: every replica holds all of them.
+  int zero = 0;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
   // full spec is planner_options' (the chunks hold that many microbatches).
   std::shared_ptr<const runtime::StepSpecs> specs;
@@ -63,6 +67,9 @@ struct ModelPipeline {
   // Copies replica 0's parameters (and, when the options gave `optimizer.states`, its AdamW
   // moments) to every other replica: after weights were restored or imported into `chunks`.
   void SyncReplicas();
+  // Runs `use` with `states` holding every chunk's full AdamW moments (ZeRO-1 gathers them
+  // from the replicas' shards first, and drops them after): what a checkpoint writes.
+  absl::Status WithFullOptimizerState(const std::function<absl::Status()>& use);
 };
 
 // Builds the chunks of `options.planner`'s step and the pipeline over them. `sampler`

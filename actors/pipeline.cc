@@ -2,6 +2,7 @@
 #include "actors/pipeline.h"
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -131,6 +132,42 @@ StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {
     }
   }
   return outcome;
+}
+
+absl::Status Pipeline::OnEveryStage(
+    const std::function<absl::Status(runtime::StageWork&)>& job) {
+  if (options_.deterministic) {
+    return absl::FailedPreconditionError("OnEveryStage is not available in deterministic mode");
+  }
+  if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
+  std::vector<std::promise<absl::Status>> done(works_.size());
+  for (size_t i = 0; i < works_.size(); ++i) {
+    lanes_[i]->Post([&job, work = works_[i].get(), promise = &done[i]] {
+      promise->set_value(job(*work));
+    });
+  }
+  absl::Status first;
+  const int P = options_.spec.num_stages;
+  for (size_t i = 0; i < done.size(); ++i) {
+    const absl::Status s = done[i].get_future().get();
+    if (!s.ok() && first.ok()) {
+      first = absl::Status(s.code(), absl::StrCat("replica ", i / P, " stage ", i % P, ": ",
+                                                  s.message()));
+      for (runtime::InProcessGroup* group : options_.groups) group->Abort(first.ToString());
+    }
+  }
+  if (!first.ok()) broken_ = true;
+  return first;
+}
+
+absl::StatusOr<int64_t> Pipeline::OptimizerStateBytes(int stage) {
+  if (stage < 0 || stage >= options_.spec.num_stages) {
+    return absl::InvalidArgumentError(absl::StrCat("no stage ", stage));
+  }
+  std::promise<int64_t> bytes;
+  lanes_[stage]->Post(
+      [&bytes, work = works_[stage].get()] { bytes.set_value(work->OptimizerStateBytes()); });
+  return bytes.get_future().get();
 }
 
 void Pipeline::SeedLossHistory(const std::vector<double>& losses) {

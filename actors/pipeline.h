@@ -6,6 +6,7 @@
 #ifndef STAGEHAND_ACTORS_PIPELINE_H_
 #define STAGEHAND_ACTORS_PIPELINE_H_
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -63,6 +64,13 @@ class Pipeline {
   // With replicas: every replica runs the step; the loss is the mean over the step's D x M
   // microbatches (the loss stages gather every replica's losses before the optimizer).
   absl::StatusOr<StepOutcome> RunStep(int64_t step);
+  // Runs `job` on every stage work of every replica, each on its stage's lane, all at once
+  // (ZeRO-1's exchanges meet across replicas), and waits for them: between steps only. The
+  // first error, naming replica and stage. Not in deterministic mode.
+  absl::Status OnEveryStage(const std::function<absl::Status(runtime::StageWork&)>& job);
+  // Replica 0's stage `stage`'s optimizer-state bytes (StageWork::OptimizerStateBytes), read
+  // on its lane: between steps only.
+  absl::StatusOr<int64_t> OptimizerStateBytes(int stage);
   // The applied steps' losses of a resumed run, for the rerun state machine's spike check.
   void SeedLossHistory(const std::vector<double>& losses);
 

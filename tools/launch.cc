@@ -387,6 +387,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.slow_stage = c.slow_stage;
   options.dp = c.dp;
   options.grad_bucket_mb = c.grad_bucket_mb;
+  options.zero = c.zero;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
@@ -446,6 +447,12 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
         "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
         c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
+    if (c.zero == 1) {
+      std::printf(
+          "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
+          "reduce-scattered, parameters all-gathered\n",
+          c.dp);
+    }
   }
 }
 
@@ -568,7 +575,9 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
       a = loop.Evaluated(step, loss);
       std::printf("%s\n", runtime::HeldOutLine(step, loss).c_str());
     } else if (a.phase == runtime::TrainPhase::kCheckpoint) {
-      RETURN_IF_ERROR(SaveCheckpoint(c, s.model, step, loop.history(), s.chunk_states));
+      // ZeRO-1: the replicas' shards of the moments gathered whole for the one format.
+      RETURN_IF_ERROR(s.mp.WithFullOptimizerState(
+          [&] { return SaveCheckpoint(c, s.model, step, loop.history(), s.chunk_states); }));
       a = loop.Checkpointed(step);
     } else {
       ASSIGN_OR_RETURN(actors::StepOutcome out, TrainStep(c, s, step, loop.first_step(), t));
@@ -605,6 +614,26 @@ void PrintSummary(const Throughput& t) {
               1e3 * t.total_seconds / t.steps_run, t.tokens / t.total_seconds,
               absl::StrJoin(fractions, " ").c_str());
   for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
+}
+
+// Optimizer state per rank (replica 0's stages; every replica holds as much): the bytes the
+// AdamW moments take now, and what they would take unsharded (two floats per parameter).
+absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
+  const runtime::StepSpec& spec = s.mp.pipeline->spec();
+  std::vector<std::string> ranks;
+  for (int stage = 0; stage < spec.num_stages; ++stage) {
+    ASSIGN_OR_RETURN(const int64_t held, s.mp.pipeline->OptimizerStateBytes(stage));
+    int64_t floats = 0;
+    for (size_t k = 0; k < s.chunks.size(); ++k) {
+      if (spec.chunk_to_stage[k] == stage) floats += s.chunks[k]->params().size();
+    }
+    ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage,
+                                    held / 1048576.0, 2.0 * floats * sizeof(float) / 1048576.0));
+  }
+  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp) : "";
+  std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
+              absl::StrJoin(ranks, ", ").c_str());
+  return absl::OkStatus();
 }
 
 // What a run writes at its end: trace, parameters, Hugging Face export, loss curve.
@@ -687,6 +716,7 @@ absl::Status Run(const LaunchConfig& config) {
   t.busy.assign(spec.num_stages, 0.0);
   RETURN_IF_ERROR(RunLoop(c, s, loop, t));
   PrintSummary(t);
+  if (t.steps_run > 0 && c.dp > 1) RETURN_IF_ERROR(PrintOptimizerMemory(c, s));
   return WriteOutputs(c, s, loop);
 }
 

@@ -48,6 +48,9 @@ ABSL_FLAG(int, dp, 1,
 ABSL_FLAG(double, grad_bucket_mb, stagehand::runtime::kDefaultGradBucketMb,
           "data parallelism: gradients are summed across replicas in buckets of this many MiB, "
           "each as soon as the backward actions that complete it finished");
+ABSL_FLAG(int, zero, 0,
+          "1: ZeRO-1, AdamW moments sharded over the --dp replicas (gradients reduce-scattered, "
+          "parameters all-gathered; needs --dp >= 2); 0: every replica holds all of them");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(
@@ -339,6 +342,19 @@ absl::Status ValidateDryRunFlags(bool dry_run,
   return absl::OkStatus();
 }
 
+absl::Status ValidateZeroFlag(int zero, int dp) {
+  if (zero != 0 && zero != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--zero=", zero, ": must be 0 (no sharding) or 1 (ZeRO-1)"));
+  }
+  if (zero == 1 && dp < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--zero=1 shards the optimizer state over the --dp replicas, and --dp=", dp,
+        " is a single replica: use --dp >= 2 or drop --zero"));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 // TrainConfigFromFlags, phase 1: the plan (planner or schedule file, P, M, in-flight cap).
@@ -352,10 +368,12 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.planner_options.max_inflight = absl::GetFlag(FLAGS_max_inflight);
   c.dp = absl::GetFlag(FLAGS_dp);
   c.grad_bucket_mb = absl::GetFlag(FLAGS_grad_bucket_mb);
+  c.zero = absl::GetFlag(FLAGS_zero);
   if (c.dp < 1 || c.dp > kMaxDataParallel) {
     return absl::InvalidArgumentError(
         absl::StrCat("--dp=", c.dp, ": must be between 1 and ", kMaxDataParallel));
   }
+  RETURN_IF_ERROR(ValidateZeroFlag(c.zero, c.dp));
   if (!(c.grad_bucket_mb > 0) || c.grad_bucket_mb > kMaxGradBucketMb) {
     return absl::InvalidArgumentError(absl::StrCat("--grad_bucket_mb=", c.grad_bucket_mb,
                                                    ": must be in (0, ", kMaxGradBucketMb, "]"));

@@ -40,6 +40,7 @@ struct TrainConfig {
   int steps = 0;
   int stages = 1;
   int dp = 1;  // --dp: data-parallel replicas of the pipeline
+  int zero = 0;  // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;
@@ -98,6 +99,10 @@ inline constexpr int kMaxStages = 4096;
 inline constexpr int kMaxDataParallel = 4096;
 inline constexpr double kMaxGradBucketMb = 1 << 20;
 absl::Status ValidateTrainConfig(const TrainConfig& c);
+
+// --zero against --dp: 0 or 1, and 1 only with --dp >= 2 (sharding over one replica would
+// change nothing, so it is refused rather than silently ignored).
+absl::Status ValidateZeroFlag(int zero, int dp);
 
 // --nprocs against --stages, checked before any process starts: 0 (no cluster) or 1 to
 // min(--stages, kMaxProcesses); every rank holds at least one stage.

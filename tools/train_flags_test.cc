@@ -90,6 +90,15 @@ TEST(ValidateProcessCountTest, RefusesWhatCannotRunBeforeAnyFork) {
 
 const runtime::PlannerRegistry& Planners() { return runtime::PlannerRegistry::Default(); }
 
+TEST(ValidateZeroFlagTest, ZeroOneNeedsReplicasAndOtherValuesAreRefused) {
+  EXPECT_TRUE(ValidateZeroFlag(0, 1).ok());
+  EXPECT_TRUE(ValidateZeroFlag(1, 2).ok());
+  const absl::Status alone = ValidateZeroFlag(1, 1);
+  EXPECT_EQ(alone.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(alone.message(), HasSubstr("--zero=1 shards the optimizer state over the --dp"));
+  EXPECT_THAT(ValidateZeroFlag(3, 2).message(), HasSubstr("--zero=3: must be 0"));
+}
+
 TEST(ValidateScheduleFlagsTest, PlannerWithScheduleIsAnError) {
   const absl::Status s = ValidateScheduleFlags({"zb_h1", "plan.csv", {4, 8}}, Planners());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

@@ -47,6 +47,7 @@ runtime::OptimizerConfig Optimizer() {
 struct Result {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
+  int64_t optimizer_bytes = 0;  // pipelined runs: replica 0's, summed over its stages
 };
 
 // The single-chunk sequential run, computed once per (microbatches, model, steps).
@@ -79,6 +80,7 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   actors::ModelPipelineOptions o;
   o.dp = parity.dp;
   o.grad_bucket_mb = parity.grad_bucket_mb;
+  o.zero = parity.zero;
   o.model = model;
   o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
   o.planner = &planner;
@@ -93,6 +95,11 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     r.losses.push_back(outcome->loss);
   }
   r.params = runtime::CollectParameters(pipeline->chunk_pointers());
+  for (int s = 0; s < pipeline->pipeline->spec().num_stages; ++s) {
+    absl::StatusOr<int64_t> bytes = pipeline->pipeline->OptimizerStateBytes(s);
+    if (!bytes.ok()) return bytes.status();
+    r.optimizer_bytes += *bytes;
+  }
   // Every replica applied the same update to the same sum: bitwise the same parameters.
   for (std::size_t d = 0; d < pipeline->replica_chunks.size(); ++d) {
     std::vector<runtime::Chunk*> replica;
@@ -176,6 +183,34 @@ bool Close(double a, double b, double tolerance) {
   return Compare(*actual, *expected, options.tolerance)
          << " (" << definition.name() << ", P = " << options.planner.num_stages
          << ", M = " << options.planner.num_microbatches << ", dp = " << options.dp << ")";
+}
+
+::testing::AssertionResult ShardedOptimizerTrainsLikeUnsharded(
+    const runtime::PlannerDefinition& definition, const ParityOptions& options) {
+  absl::StatusOr<runtime::StepSpec> spec = definition.MakeSpec(options.planner);
+  if (!spec.ok()) return ::testing::AssertionFailure() << spec.status();
+  const int layers = options.layers > 0 ? options.layers : std::max(kMinLayers, spec->num_chunks);
+  const models::GptConfig model = options.model != nullptr ? *options.model : Model(layers);
+  ParityOptions sharded = options, unsharded = options;
+  sharded.zero = 1;
+  unsharded.zero = 0;
+  absl::StatusOr<Result> expected = Pipelined(definition, unsharded, model);
+  if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
+  absl::StatusOr<Result> actual = Pipelined(definition, sharded, model);
+  if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
+  // Sharding happened: replica 0 holds its owned elements' moments only (its shard of each
+  // chunk is at most one element over n / dp).
+  const int64_t most = expected->optimizer_bytes / options.dp + 8 * int64_t{spec->num_chunks};
+  if (expected->optimizer_bytes == 0 || actual->optimizer_bytes > most) {
+    return ::testing::AssertionFailure()
+           << "replica 0 holds " << actual->optimizer_bytes << " bytes of optimizer state with "
+           << "--zero=1 and " << expected->optimizer_bytes << " without: not sharded by "
+           << options.dp;
+  }
+  return Compare(*actual, *expected, options.tolerance)
+         << " (--zero=1 against --zero=0: " << definition.name()
+         << ", P = " << options.planner.num_stages << ", M = " << options.planner.num_microbatches
+         << ", dp = " << options.dp << ")";
 }
 
 void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,

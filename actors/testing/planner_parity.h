@@ -28,6 +28,7 @@ struct ParityOptions {
   // run of dp x M microbatches; buckets of `grad_bucket_mb`.
   int dp = 1;
   double grad_bucket_mb = 25;
+  int zero = 0;  // --zero: 1 shards the replicas' optimizer state (ZeRO-1)
   // 0: bitwise. Else the largest relative difference allowed: per loss |a - b| <= tolerance *
   // max(|a|, |b|, 1e-3); per parameter tensor ||a - b|| <= tolerance * ||b|| (2-norms, b the
   // sequential run's). Replicas sum their gradients as
@@ -42,6 +43,11 @@ struct ParityOptions {
 // layers, steps) and cached.
 ::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
                                                 const ParityOptions& options);
+
+// The same run with `options.zero` = 1 and = 0 (dp > 1): equal within `options.tolerance` (0:
+// bitwise) in every loss and parameter tensor. The replicas end bitwise equal in both.
+::testing::AssertionResult ShardedOptimizerTrainsLikeUnsharded(
+    const runtime::PlannerDefinition& definition, const ParityOptions& options);
 
 // EXPECT_TRUE(TrainsLikeSequential(definition, {options})): the default steps and model.
 void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,

@@ -40,7 +40,7 @@ StageFaults StageFaultsOf(const FaultPlan& plan, int stage) {
 void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   run_ = step == step_ ? run_ + 1 : 0;
   step_ = step;
-  step_status_ = absl::OkStatus();
+  step_status_ = optimizer_status_;
   for (auto& [c, chunk] : chunks_) {
     absl::Status s = chunk->SetStepMicrobatches(num_microbatches * place_.replicas);
     if (!s.ok() && step_status_.ok()) step_status_ = s;
@@ -144,7 +144,7 @@ std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
       }
     }
   }
-  return SquaredGradientNorms(chunks_);
+  return Sharded() ? ShardedSquaredNorms() : SquaredGradientNorms(chunks_);
 }
 
 std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
@@ -172,6 +172,14 @@ void ModelStageWork::DiscardGradients() {
 
 void ModelStageWork::ApplyOptimizer(double clip_scale, int step) {
   for (auto& [index, chunk] : chunks_) {
+    if (Sharded()) {
+      if (absl::Status s = ShardedUpdate(index, *chunk, clip_scale, step);
+          !s.ok() && optimizer_status_.ok()) {
+        optimizer_status_ = absl::Status(
+            s.code(), absl::StrCat("ZeRO-1 update of chunk ", index, ": ", s.message()));
+      }
+      continue;
+    }
     OptimizerState& state =
         optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
     ApplyAdamW(chunk->params(), state, optimizer_, step, clip_scale);
@@ -194,8 +202,136 @@ absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
         absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [", bucket.begin, ", ", bucket.end,
                      ") is outside its ", (*c)->params().size(), " gradients"));
   }
+  if (Sharded()) {
+    // Reduce-scattered to the owners; the tied embedding's part gathered back whole, for the
+    // cross-chunk tied sum (the same on every member, so the collectives stay matched).
+    const absl::Span<float> grads((*c)->params().grads(), (*c)->params().size());
+    const ElementRange range{bucket.begin, bucket.end};
+    RETURN_IF_ERROR(ReduceScatterToOwners(*place_.group, grads, range));
+    const ElementRange tied = Intersect(range, TiedRange(**c));
+    if (tied.size() > 0) RETURN_IF_ERROR(AllGatherFromOwners(*place_.group, grads, tied));
+    return absl::OkStatus();
+  }
   return place_.group->AllReduceSum(
       absl::MakeSpan((*c)->params().grads() + bucket.begin, bucket.end - bucket.begin));
+}
+
+ElementRange ModelStageWork::Owned(const Chunk& chunk) const {
+  return OwnedRange(chunk.params().size(), place_.group->size(), place_.group->member());
+}
+
+ElementRange ModelStageWork::TiedRange(const Chunk& chunk) const {
+  if (num_chunks_ <= 1) return {};
+  for (const models::ParamInfo& info : chunk.params().infos()) {
+    if (info.name == "wte") return {info.offset, info.offset + info.size};
+  }
+  return {};
+}
+
+// Per tensor (tied copies skipped), the sum over the members of the squares of the elements
+// each owns, combined in member order: the grid's norms, the same on every member.
+std::map<int, std::vector<double>> ModelStageWork::ShardedSquaredNorms() {
+  std::map<int, std::vector<double>> out;
+  for (const auto& [index, chunk] : chunks_) {
+    const ElementRange owned = Owned(*chunk);
+    std::vector<double>& values = out[index];
+    for (const models::ParamInfo& info : chunk->params().infos()) {
+      if (info.tied_copy) continue;
+      const ElementRange part = Intersect(owned, {info.offset, info.offset + info.size});
+      const double mine =
+          part.size() > 0 ? ops::SumOfSquares(chunk->params().grads() + part.begin, part.size())
+                          : 0.0;
+      std::vector<double> all;
+      if (absl::Status s = place_.group->AllGatherScalar(mine, &all); !s.ok()) {
+        if (optimizer_status_.ok()) optimizer_status_ = s;
+        values.push_back(std::nan(""));  // the driver's non-finite check stops the step
+        continue;
+      }
+      double sum = 0.0;
+      for (double value : all) sum += value;
+      values.push_back(sum);
+    }
+  }
+  return out;
+}
+
+OptimizerState& ModelStageWork::FullState(int index) {
+  return optimizer_.states != nullptr ? (*optimizer_.states)[index] : states_[index];
+}
+
+// AdamW on the owned elements (moments sized to them; taken from the full moments once, when
+// a checkpoint restored them), then every member's owned values gathered to every member.
+absl::Status ModelStageWork::ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step) {
+  models::ParameterSet<float>& params = chunk.params();
+  const ElementRange owned = Owned(chunk);
+  OptimizerState& shard = shard_states_[index];
+  OptimizerState& full = FullState(index);
+  if (static_cast<int64_t>(shard.m.size()) != owned.size()) {
+    const bool restored = static_cast<int64_t>(full.m.size()) == params.size() &&
+                          static_cast<int64_t>(full.v.size()) == params.size();
+    shard.m.assign(owned.size(), 0.f);
+    shard.v.assign(owned.size(), 0.f);
+    if (restored) {
+      std::copy(full.m.begin() + owned.begin, full.m.begin() + owned.end, shard.m.begin());
+      std::copy(full.v.begin() + owned.begin, full.v.begin() + owned.end, shard.v.begin());
+    }
+  }
+  full = OptimizerState{};  // a restored or exported copy is not kept
+  ops::AdamWOptions options = optimizer_.adamw;
+  options.learning_rate = LearningRateAt(optimizer_, step);
+  for (const models::ParamInfo& info : params.infos()) {
+    const ElementRange part = Intersect(owned, {info.offset, info.offset + info.size});
+    if (part.size() == 0) continue;
+    ops::AdamWOptions tensor_options = options;
+    if (!info.weight_decay) tensor_options.weight_decay = 0.0;
+    const int64_t at = part.begin - owned.begin;
+    ops::AdamWUpdate(params.values() + part.begin, params.grads() + part.begin,
+                     shard.m.data() + at, shard.v.data() + at, part.size(), tensor_options, step,
+                     clip_scale);
+  }
+  params.ZeroGrads();
+  return AllGatherFromOwners(*place_.group, absl::MakeSpan(params.values(), params.size()),
+                             {0, params.size()});
+}
+
+absl::Status ModelStageWork::ExportOptimizerState() {
+  if (!Sharded()) return absl::OkStatus();
+  for (const auto& [index, chunk] : chunks_) {
+    auto it = shard_states_.find(index);
+    if (it == shard_states_.end()) continue;  // no update yet (the same on every member)
+    const int64_t n = chunk->params().size();
+    const ElementRange owned = Owned(*chunk);
+    OptimizerState& full = FullState(index);
+    for (auto [from, to] : {std::pair{&it->second.m, &full.m}, std::pair{&it->second.v, &full.v}}) {
+      to->assign(n, 0.f);
+      std::copy(from->begin(), from->end(), to->begin() + owned.begin);
+      RETURN_IF_ERROR(AllGatherFromOwners(*place_.group, absl::MakeSpan(*to), {0, n}));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ModelStageWork::ReleaseExportedOptimizerState() {
+  if (!Sharded()) return;
+  for (const auto& [index, state] : shard_states_) FullState(index) = OptimizerState{};
+}
+
+int64_t ModelStageWork::OptimizerStateBytes() const {
+  int64_t floats = 0;
+  auto add = [&floats](const std::map<int, OptimizerState>& states, int index) {
+    auto it = states.find(index);
+    if (it != states.end()) floats += it->second.m.size() + it->second.v.size();
+  };
+  for (const auto& [index, chunk] : chunks_) {
+    add(shard_states_, index);
+    if (optimizer_.states == nullptr) {
+      add(states_, index);
+    } else if (index < static_cast<int>(optimizer_.states->size())) {
+      const OptimizerState& full = (*optimizer_.states)[index];
+      floats += full.m.size() + full.v.size();
+    }
+  }
+  return floats * int64_t{sizeof(float)};
 }
 
 absl::Status ModelStageWork::GatherLosses(std::vector<double>* losses) {

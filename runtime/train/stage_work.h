@@ -17,6 +17,7 @@
 #include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
+#include "runtime/train/zero_shard.h"
 
 namespace stagehand::runtime {
 
@@ -66,16 +67,32 @@ class StageWork {
   // replica (this replica's `losses` in its place), so that every replica's driver checks and
   // reports the same D x M losses. Leaves `losses` alone without data parallelism.
   virtual absl::Status GatherLosses(std::vector<double>* losses) { return absl::OkStatus(); }
+
+  // Checkpoints (between steps, on every replica's stage at once: ZeRO-1 gathers over the
+  // group). Fills OptimizerConfig::states with the full moments of this stage's chunks; without
+  // a sharded optimizer they are there already.
+  virtual absl::Status ExportOptimizerState() { return absl::OkStatus(); }
+  // Drops what ExportOptimizerState gathered (ZeRO-1: the full moments, once written).
+  virtual void ReleaseExportedOptimizerState() {}
+  // Bytes of optimizer state (AdamW moments) this stage holds now.
+  virtual int64_t OptimizerStateBytes() const { return 0; }
 };
 
 // Where a replica's stage sits in the data-parallel group: replica `replica` of `replicas`
 // draws the step's global microbatches replica * M .. replica * M + M - 1 (the sampler and the
 // chunks' loss scale are for replicas * M microbatches), and sums its gradients over
 // `group` (not owned; null when replicas == 1).
+//
+// `zero_stage` 1 (--zero=1, ZeRO-1) shards the optimizer over `group`: member `replica` holds
+// AdamW moments only for the elements of each chunk it owns (runtime/train/zero_shard.h) and
+// updates only those; gradients are reduce-scattered to their owners (the tied embedding's,
+// which the cross-chunk tied sum needs whole, is gathered back) and the updated parameters
+// all-gathered. The sums are the same ordered sums as without it.
 struct DataParallelPlace {
   int replica = 0;
   int replicas = 1;
   Collective* group = nullptr;
+  int zero_stage = 0;
 };
 
 // Test faults a ModelStageWork injects, for the rerun state machine's tests
@@ -121,20 +138,37 @@ class ModelStageWork : public StageWork {
   std::map<int, int64_t> GradientFloats() const override;
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
+  absl::Status ExportOptimizerState() override;
+  void ReleaseExportedOptimizerState() override;
+  int64_t OptimizerStateBytes() const override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
+  bool Sharded() const { return place_.group != nullptr && place_.zero_stage == 1; }
+  // ZeRO-1: what this member owns of `chunk`'s flat buffer.
+  ElementRange Owned(const Chunk& chunk) const;
+  // ZeRO-1: the range of `chunk`'s tied embedding (its own or its tied copy), empty when the
+  // model has one chunk or `chunk` holds none.
+  ElementRange TiedRange(const Chunk& chunk) const;
+  // ZeRO-1 phases.
+  std::map<int, std::vector<double>> ShardedSquaredNorms();
+  absl::Status ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step);
+  OptimizerState& FullState(int index);
   DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
   int num_chunks_;
   const WindowSampler* sampler_;
   int num_microbatches_;
   OptimizerConfig optimizer_;
-  std::map<int, OptimizerState> states_;
+  std::map<int, OptimizerState> states_;         // without OptimizerConfig::states (full)
+  std::map<int, OptimizerState> shard_states_;   // ZeRO-1: the owned elements' moments
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;               // runs of step_ begun before this one (0: the first run)
   absl::Status step_status_;  // BeginStep's: an M the chunks cannot take fails the first F
+  // ZeRO-1: a failed collective of the optimizer phases (those return no status); it fails
+  // every later step's first F.
+  absl::Status optimizer_status_;
   double data_seconds_ = 0;
 };
 

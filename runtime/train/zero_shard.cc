@@ -1,0 +1,79 @@
+// Owned ranges and the reduce-scatter / all-gather to and from owners.
+#include "runtime/train/zero_shard.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/util/status_macros.h"
+
+namespace stagehand::runtime {
+
+ElementRange OwnedRange(int64_t n, int size, int member) {
+  return {ShardBegin(n, size, member), ShardEnd(n, size, member)};
+}
+
+ElementRange Intersect(const ElementRange& a, const ElementRange& b) {
+  const int64_t begin = std::clamp(b.begin, a.begin, a.end);
+  return {begin, std::max(begin, std::min(a.end, b.end))};
+}
+
+std::vector<int64_t> OwnerCounts(int64_t n, int size, const ElementRange& range) {
+  std::vector<int64_t> counts(size);
+  for (int j = 0; j < size; ++j) counts[j] = Intersect(range, OwnedRange(n, size, j)).size();
+  return counts;
+}
+
+namespace {
+
+absl::Status CheckRange(absl::Span<float> buffer, const ElementRange& range) {
+  if (range.begin < 0 || range.end > static_cast<int64_t>(buffer.size()) ||
+      range.begin > range.end) {
+    return absl::InvalidArgumentError(absl::StrCat("range [", range.begin, ", ", range.end,
+                                                   ") is outside a buffer of ", buffer.size()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ReduceScatterToOwners(Collective& group, absl::Span<float> buffer,
+                                   const ElementRange& range) {
+  RETURN_IF_ERROR(CheckRange(buffer, range));
+  const int n_members = group.size(), me = group.member();
+  const int64_t n = buffer.size();
+  // Each member sends owner j the elements j owns; it receives every member's copy of its own.
+  const std::vector<int64_t> send_counts = OwnerCounts(n, n_members, range);
+  const ElementRange mine = Intersect(range, OwnedRange(n, n_members, me));
+  const std::vector<int64_t> recv_counts(n_members, mine.size());
+  std::vector<float> received(mine.size() * n_members);
+  RETURN_IF_ERROR(group.AllToAllV(buffer.subspan(range.begin, range.size()), send_counts,
+                                  absl::MakeSpan(received), recv_counts));
+  std::vector<absl::Span<const float>> parts;
+  for (int j = 0; j < n_members; ++j) {
+    parts.push_back(absl::MakeConstSpan(received).subspan(j * mine.size(), mine.size()));
+  }
+  return SumInMemberOrder(parts, buffer.subspan(mine.begin, mine.size()));
+}
+
+absl::Status AllGatherFromOwners(Collective& group, absl::Span<float> buffer,
+                                 const ElementRange& range) {
+  RETURN_IF_ERROR(CheckRange(buffer, range));
+  const int n_members = group.size(), me = group.member();
+  const int64_t n = buffer.size();
+  const ElementRange mine = Intersect(range, OwnedRange(n, n_members, me));
+  const float* own = buffer.data() + mine.begin;
+  if (range.begin == 0 && range.end == n) {  // the owners' pieces are the collective's shards
+    const std::vector<float> shard(own, own + mine.size());
+    return group.AllGather(shard, buffer);
+  }
+  // Variable pieces: every member sends its piece to every member (all-to-all with the same
+  // piece for each), and the pieces land in member order, which is their place in `range`.
+  std::vector<float> send;
+  send.reserve(mine.size() * n_members);
+  for (int j = 0; j < n_members; ++j) send.insert(send.end(), own, own + mine.size());
+  const std::vector<int64_t> send_counts(n_members, mine.size());
+  return group.AllToAllV(send, send_counts, buffer.subspan(range.begin, range.size()),
+                         OwnerCounts(n, n_members, range));
+}
+
+}  // namespace stagehand::runtime
