@@ -226,6 +226,22 @@ TEST(DataParallelParityTest, ShardedOptimizerWithSmallBucketsTrainsLikeTheSequen
   EXPECT_TRUE(stagehand::testing::ShardedOptimizerTrainsLikeUnsharded(**planner, parity));
 }
 
+// One stage: the one chunk holds the embedding and the head, whose gradient of the tied
+// embedding is kept apart until folded; the replicas must sum that part too.
+TEST(DataParallelParityTest, OneStageReplicasSumTheHeadsTiedGradientToo) {
+  absl::StatusOr<const runtime::PlannerDefinition*> planner =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(planner.ok()) << planner.status();
+  for (int zero : {0, 1}) {
+    stagehand::testing::ParityOptions parity{{1, 4, 0}};
+    parity.dp = 2;
+    parity.zero = zero;
+    parity.steps = 3;
+    parity.tolerance = 1e-5;
+    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << "--zero=" << zero;
+  }
+}
+
 // The tolerance check is not vacuous: one replica alone is the sequential run of M, not 2 M.
 TEST(DataParallelParityTest, TheToleranceCheckSeesADifferentBatch) {
   absl::StatusOr<const runtime::PlannerDefinition*> planner =

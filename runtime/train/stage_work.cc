@@ -202,6 +202,10 @@ absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
         absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [", bucket.begin, ", ", bucket.end,
                      ") is outside its ", (*c)->params().size(), " gradients"));
   }
+  // A chunk holding both the embedding and the head (a one-chunk model) keeps the head's
+  // gradient of the tied embedding apart until folded: fold it before the chunk's first
+  // bucket, so that the replicas sum it too (later folds add zeros).
+  if (bucket.begin == 0) (*c)->FoldTiedGradients();
   if (Sharded()) {
     // Reduce-scattered to the owners; the tied embedding's part gathered back whole, for the
     // cross-chunk tied sum (the same on every member, so the collectives stay matched).
