@@ -94,4 +94,35 @@ STAGEHAND_FAULTS=nan=2:1 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --on_bad_step=
 cat "$T/skip.out"
 grep -q "^step 2 skipped (no update)" "$T/skip.out" || fail "skip: step 2 not skipped"
 grep -q "^step 4 loss" "$T/skip.out" || fail "skip: the run did not go on"
+
+echo "== 11. one checkpoint format for every (D, P, ZeRO) layout, resumed under another"
+# Uninterrupted references of 8 microbatches a step: D=2 with and without ZeRO-1, and D=1.
+"$BIN/launch" "${FLAGS[@]}" --dp=2 --zero=1 --checkpoint_dir="$T/z1" > "$T/z1.out"
+cat "$T/z1.out"
+"$BIN/launch" "${FLAGS[@]}" --dp=2 --checkpoint_dir="$T/z0" > "$T/z0.out"
+"$BIN/launch" "${FLAGS[@]}" --microbatches=8 --checkpoint_dir="$T/d1" > "$T/d1.out"
+grep -qE "optimizer state per rank \(AdamW moments held, ZeRO-1 over 2 replicas\): pp 0: " "$T/z1.out" ||
+  fail "ZeRO-1: no optimizer-state line"
+# ZeRO-1 gathers its shards to write: the same files as the unsharded run, bit for bit.
+for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+  cmp "$T/z1/step_00000006/$f" "$T/z0/step_00000006/$f" || fail "ZeRO-1: $f differs from --zero=0's"
+done
+# A D=2 ZeRO-1 checkpoint of step 3, resumed under other layouts.
+"$BIN/launch" "${FLAGS[@]}" --dp=2 --zero=1 --checkpoint_dir="$T/zr" --exit_after=3 > /dev/null
+resume() {  # resume DIR FLAGS...: step 3 of FROM (first argument) copied into DIR, resumed
+  local from=$1 dir=$2; shift 2
+  mkdir -p "$dir" && cp -r "$from/step_00000003" "$dir/"
+  "$BIN/launch" "${FLAGS[@]}" "$@" --checkpoint_dir="$dir" --resume > "$dir.out"
+  grep -q "resumed from .*step_00000003 (step 3)" "$dir.out" || fail "no resume in $dir"
+}
+late() { grep -oE "^step [4-6] (loss|held-out loss) [0-9.]+" "$1"; }
+resume "$T/zr" "$T/off" --dp=2                         # ZeRO on -> off: bitwise
+for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+  cmp "$T/off/step_00000006/$f" "$T/z0/step_00000006/$f" || fail "ZeRO on -> off: $f differs"
+done
+resume "$T/zr" "$T/one" --microbatches=8 --stages=1    # D=2 -> D=1 at one stage: 1e-5
+diff <(late "$T/d1.out") <(late "$T/one.out") || fail "D=2 -> D=1: losses differ"
+"$BIN/launch" "${FLAGS[@]}" --microbatches=8 --checkpoint_dir="$T/dr" --exit_after=3 > /dev/null
+resume "$T/dr" "$T/two" --dp=2 --zero=1                 # D=1 -> D=2 with ZeRO-1: 1e-5
+diff <(late "$T/z1.out") <(late "$T/two.out") || fail "D=1 -> D=2: losses differ"
 echo PASS
