@@ -235,25 +235,32 @@ ElementRange ModelStageWork::TiedRange(const Chunk& chunk) const {
 // Per tensor (tied copies skipped), the sum over the members of the squares of the elements
 // each owns, combined in member order: the grid's norms, the same on every member.
 std::map<int, std::vector<double>> ModelStageWork::ShardedSquaredNorms() {
-  std::map<int, std::vector<double>> out;
+  std::vector<double> mine;  // chunk by chunk, tensor by tensor
   for (const auto& [index, chunk] : chunks_) {
     const ElementRange owned = Owned(*chunk);
-    std::vector<double>& values = out[index];
     for (const models::ParamInfo& info : chunk->params().infos()) {
       if (info.tied_copy) continue;
       const ElementRange part = Intersect(owned, {info.offset, info.offset + info.size});
-      const double mine =
-          part.size() > 0 ? ops::SumOfSquares(chunk->params().grads() + part.begin, part.size())
-                          : 0.0;
-      std::vector<double> all;
-      if (absl::Status s = place_.group->AllGatherScalar(mine, &all); !s.ok()) {
-        if (optimizer_status_.ok()) optimizer_status_ = s;
-        values.push_back(std::nan(""));  // the driver's non-finite check stops the step
-        continue;
-      }
+      mine.push_back(part.size() > 0
+                         ? ops::SumOfSquares(chunk->params().grads() + part.begin, part.size())
+                         : 0.0);
+    }
+  }
+  std::vector<double> all;
+  if (absl::Status s = AllGatherDoubles(*place_.group, mine, &all); !s.ok()) {
+    if (optimizer_status_.ok()) optimizer_status_ = s;
+    all.assign(mine.size() * place_.group->size(), std::nan(""));  // the driver stops the step
+  }
+  std::map<int, std::vector<double>> out;
+  size_t k = 0;
+  for (const auto& [index, chunk] : chunks_) {
+    std::vector<double>& values = out[index];
+    for (const models::ParamInfo& info : chunk->params().infos()) {
+      if (info.tied_copy) continue;
       double sum = 0.0;
-      for (double value : all) sum += value;
+      for (int m = 0; m < place_.group->size(); ++m) sum += all[m * mine.size() + k];
       values.push_back(sum);
+      ++k;
     }
   }
   return out;

@@ -2,6 +2,7 @@
 #include "runtime/train/zero_shard.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/util/status_macros.h"
@@ -74,6 +75,18 @@ absl::Status AllGatherFromOwners(Collective& group, absl::Span<float> buffer,
   const std::vector<int64_t> send_counts(n_members, mine.size());
   return group.AllToAllV(send, send_counts, buffer.subspan(range.begin, range.size()),
                          OwnerCounts(n, n_members, range));
+}
+
+absl::Status AllGatherDoubles(Collective& group, absl::Span<const double> mine,
+                              std::vector<double>* all) {
+  static_assert(sizeof(double) == 2 * sizeof(float));
+  const int64_t floats = 2 * static_cast<int64_t>(mine.size());
+  std::vector<float> shard(floats), gathered(floats * group.size());
+  std::memcpy(shard.data(), mine.data(), mine.size() * sizeof(double));
+  RETURN_IF_ERROR(group.AllGather(shard, absl::MakeSpan(gathered)));
+  all->resize(mine.size() * group.size());
+  std::memcpy(all->data(), gathered.data(), all->size() * sizeof(double));
+  return absl::OkStatus();
 }
 
 }  // namespace stagehand::runtime

@@ -46,6 +46,12 @@ absl::Status ReduceScatterToOwners(Collective& group, absl::Span<float> buffer,
 absl::Status AllGatherFromOwners(Collective& group, absl::Span<float> buffer,
                                  const ElementRange& range);
 
+// Every member passes `mine` (the same count on each); `all` receives every member's values,
+// member by member. One exchange for a stage's per-tensor partial norms: the doubles travel as
+// their bytes through AllGather, which moves data and never adds it.
+absl::Status AllGatherDoubles(Collective& group, absl::Span<const double> mine,
+                              std::vector<double>* all);
+
 }  // namespace stagehand::runtime
 
 #endif  // STAGEHAND_RUNTIME_TRAIN_ZERO_SHARD_H_

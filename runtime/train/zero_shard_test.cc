@@ -2,6 +2,7 @@
 // in-process group (one thread per member): the owners' sums are AllReduceSum's bit for bit.
 #include "runtime/train/zero_shard.h"
 
+#include <cmath>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -81,6 +82,22 @@ TEST(ZeroShardTest, EveryMemberGetsTheOwnersValues) {
         EXPECT_EQ(out[m][i], Buffer(owner, kN)[i]) << "member " << m << " at " << i;
       }
     }
+  }
+}
+
+TEST(ZeroShardTest, DoublesArriveBitForBitInMemberOrder) {
+  std::vector<std::vector<double>> all(2);
+  OnEveryMember(2, [&](Collective& group) {
+    const int m = group.member();
+    const std::vector<double> mine = {1.0 / 3 + m, -1e-300 * (m + 1), std::nan("")};
+    ASSERT_TRUE(AllGatherDoubles(group, mine, &all[m]).ok());
+  });
+  for (int m = 0; m < 2; ++m) {
+    ASSERT_EQ(all[m].size(), 6u);
+    EXPECT_EQ(all[m][0], 1.0 / 3);
+    EXPECT_EQ(all[m][3], 1.0 / 3 + 1);
+    EXPECT_EQ(all[m][4], -2e-300);
+    EXPECT_TRUE(std::isnan(all[m][5]));
   }
 }
 
