@@ -109,6 +109,7 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   po.trace = options.trace;
   po.replicas = options.dp;
   po.grad_bucket_mb = options.grad_bucket_mb;
+  po.reduction_start = options.reduction_start;
   for (const auto& group : out.groups) po.groups.push_back(group.group.get());
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;

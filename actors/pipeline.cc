@@ -89,6 +89,7 @@ void Pipeline::SpawnReplica(int replica) {
                         options_.specs};
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
+    init.reduction_start = options_.reduction_start;
     stages.push_back(sys.spawn(StageActor, init));
   }
   const std::vector<tensor_inbox> destinations(stages.begin(), stages.end());

@@ -261,8 +261,8 @@ void StartStep(Self* self, int64_t step) {
   st.spec = st.init.specs ? st.init.specs->ForStep(step) : st.init.spec;
   st.losses.assign(st.spec.num_microbatches, 0.0);
   if (st.init.reduce_lane != nullptr) {
-    st.reduction =
-        std::make_unique<runtime::GradReductionTracker>(st.buckets, st.spec.num_microbatches);
+    st.reduction = std::make_unique<runtime::GradReductionTracker>(
+        st.buckets, st.spec.num_microbatches, st.init.reduction_start);
   }
   absl::StatusOr<runtime::StageLoop> loop = runtime::StageLoop::Create(
       st.spec, st.init.stage, st.init.planner->MakePlanner(st.spec, st.init.stage));

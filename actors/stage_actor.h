@@ -39,6 +39,7 @@ struct StageActorInit {
   // null without data parallelism; and the bucket size (--grad_bucket_mb).
   Lane* reduce_lane = nullptr;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
+  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
 };
 
 struct StageActorState {

@@ -26,17 +26,26 @@ absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
   return out;
 }
 
-GradReductionTracker::GradReductionTracker(std::vector<GradBucket> buckets, int num_microbatches)
-    : buckets_(std::move(buckets)), num_microbatches_(num_microbatches) {}
+GradReductionTracker::GradReductionTracker(std::vector<GradBucket> buckets, int num_microbatches,
+                                           GradReductionStart start)
+    : buckets_(std::move(buckets)), num_microbatches_(num_microbatches), start_(start) {}
+
+bool GradReductionTracker::Complete(int bucket) const {
+  auto it = weight_actions_.find(buckets_[bucket].chunk);
+  return it != weight_actions_.end() && it->second >= num_microbatches_;
+}
 
 std::vector<int> GradReductionTracker::OnComputeFinished(ActionKind kind, int chunk) {
   if (kind == ActionKind::kBackwardWeight || kind == ActionKind::kBackward) {
     ++weight_actions_[chunk];
   }
   std::vector<int> issue;
-  while (issued_ < static_cast<int>(buckets_.size())) {
-    auto it = weight_actions_.find(buckets_[issued_].chunk);
-    if (it == weight_actions_.end() || it->second < num_microbatches_) break;
+  if (start_ == GradReductionStart::kAfterBackward) {
+    for (int b = 0; b < static_cast<int>(buckets_.size()); ++b) {
+      if (!Complete(b)) return issue;
+    }
+  }
+  while (issued_ < static_cast<int>(buckets_.size()) && Complete(issued_)) {
     issue.push_back(issued_++);
   }
   return issue;

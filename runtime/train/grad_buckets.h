@@ -37,11 +37,17 @@ struct GradBucket {
 absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
     const std::map<int, int64_t>& gradient_floats, double bucket_mb);
 
+// When REDUCE_GRAD goes out: each bucket as soon as its chunk's gradient is complete (the
+// overlapped default), or every bucket only once the stage's whole backward finished (the
+// baseline of the overlap benchmark, actors/grad_overlap_benchmark.cc).
+enum class GradReductionStart { kAsBucketsComplete, kAfterBackward };
+
 class GradReductionTracker {
  public:
   // `buckets` from PlanGradBuckets; each chunk's gradient is complete after
   // `num_microbatches` W or B actions of that chunk.
-  GradReductionTracker(std::vector<GradBucket> buckets, int num_microbatches);
+  GradReductionTracker(std::vector<GradBucket> buckets, int num_microbatches,
+                       GradReductionStart start = GradReductionStart::kAsBucketsComplete);
 
   // A compute action of this stage finished: the indices (into buckets()) to issue now, in
   // issue order. A bucket is issued once complete and every bucket before it was issued.
@@ -52,8 +58,10 @@ class GradReductionTracker {
   const std::vector<GradBucket>& buckets() const { return buckets_; }
 
  private:
+  bool Complete(int bucket) const;  // its chunk's every W / B finished
   std::vector<GradBucket> buckets_;
   int num_microbatches_;
+  GradReductionStart start_;
   std::map<int, int> weight_actions_;  // chunk -> W/B actions finished this step
   int issued_ = 0;
   int reduced_ = 0;

@@ -40,6 +40,13 @@ TEST(GradReductionTrackerTest, IssuesABucketAfterItsChunksLastWeightGradient) {
 
 // Whatever order the chunks complete in, buckets go out in the plan's order: replicas whose
 // timing differs still meet on the same bucket.
+TEST(GradReductionTrackerTest, AfterBackwardHoldsEveryBucketUntilTheLastChunkCompletes) {
+  GradReductionTracker tracker({{1, 0, 5}, {0, 0, 5}}, 1, GradReductionStart::kAfterBackward);
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 1), IsEmpty());
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), ElementsAre(0, 1));
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), IsEmpty());
+}
+
 TEST(GradReductionTrackerTest, KeepsTheIssueOrderWhenALaterChunkCompletesFirst) {
   GradReductionTracker tracker({{1, 0, 5}, {0, 0, 5}}, 1);
   EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), IsEmpty());

@@ -1,0 +1,101 @@
+// Gradient reduction overlapped with backward, against the same reduction started only after
+// the stage's whole backward, in the same process run: the default model (4 layers, d_model
+// 128, 4 heads, byte vocabulary, 8 microbatches of 4 x 64 tokens), --dp=2 --stages=2 with
+// injected link latency, real compute; each mode's trace summarised (runtime/trace/summary.h:
+// the share of REDUCE_GRAD time while some stage of the step still ran I, W or B).
+// Not a test: timings on a shared machine vary; the ratio is what to read.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "actors/model_pipeline.h"
+#include "runtime/trace/recorder.h"
+#include "runtime/trace/summary.h"
+#include "runtime/util/status_macros.h"
+
+namespace stagehand::actors {
+namespace {
+
+constexpr int kMicroBatch = 4, kSeqLen = 64, kMicrobatches = 8, kReplicas = 2, kStages = 2;
+
+struct Measured {
+  double step_ms = 0;
+  double reduction_ms = 0;  // per step, summed over stages
+  double hidden = 0;        // share of it hidden under backward
+};
+
+const std::vector<int32_t>& Tokens() {
+  static const std::vector<int32_t>* tokens = [] {
+    auto* t = new std::vector<int32_t>(1 << 16);
+    uint32_t x = 12345;
+    for (int32_t& token : *t) token = static_cast<int32_t>((x = x * 1664525u + 1013904223u) >> 24);
+    return t;
+  }();
+  return *tokens;
+}
+
+absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
+                             runtime::GradReductionStart start, double latency_us, int steps) {
+  ASSIGN_OR_RETURN(const runtime::PlannerDefinition* definition,
+                   runtime::PlannerRegistry::Default().Get(planner));
+  runtime::WindowSampler sampler(&Tokens(), kMicroBatch, kSeqLen, 7);
+  runtime::trace::TraceRecorder recorder("grad_overlap_benchmark");
+  ModelPipelineOptions o;
+  o.model = models::UniformGpt(4, 128, 4, 256, kSeqLen, 1337);
+  o.chunk = models::ChunkOptions{kMicroBatch, kSeqLen, kMicrobatches};
+  o.planner = definition;
+  o.planner_options = {kStages, kMicrobatches, 0};
+  o.planner_options.chunks_per_stage = chunks_per_stage;
+  o.link.latency_us = latency_us;
+  o.dp = kReplicas;
+  o.reduction_start = start;
+  o.trace = &recorder;
+  ASSIGN_OR_RETURN(ModelPipeline mp, BuildModelPipeline(o, &sampler));
+  for (int step = 1; step <= steps; ++step) RETURN_IF_ERROR(mp.pipeline->RunStep(step).status());
+  ASSIGN_OR_RETURN(runtime::trace::TraceSummary summary,
+                   runtime::trace::Summarize(recorder.Collect()));
+  Measured m;
+  m.step_ms = summary.step_statistics.median_us / 1e3;
+  m.reduction_ms = summary.grad_reduction_us / 1e3 / summary.num_steps;
+  m.hidden = summary.hidden_grad_reduction_us / std::max(summary.grad_reduction_us, 1e-9);
+  return m;
+}
+
+int Main(int argc, char** argv) {
+  const double latency_us = argc > 1 ? std::atof(argv[1]) : 200;
+  const int steps = argc > 2 ? std::atoi(argv[2]) : 8;
+  std::printf("dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g, %d steps "
+              "(median step)\n",
+              kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, steps);
+  std::printf("%-26s %-18s %10s %14s %8s\n", "planner", "reduction starts", "step ms",
+              "reduction ms", "hidden");
+  for (const auto& [planner, chunks] :
+       std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"interleaved", 2}}) {
+    Measured m[2];
+    const runtime::GradReductionStart starts[2] = {runtime::GradReductionStart::kAsBucketsComplete,
+                                                   runtime::GradReductionStart::kAfterBackward};
+    for (int i = 0; i < 2; ++i) {
+      absl::StatusOr<Measured> r = Run(planner, chunks, starts[i], latency_us, steps);
+      if (!r.ok()) {
+        std::fprintf(stderr, "%s: %s\n", planner.c_str(), r.status().ToString().c_str());
+        return 1;
+      }
+      m[i] = *r;
+      std::printf("%-26s %-18s %10.1f %14.3f %7.1f%%\n",
+                  (planner + " (" + std::to_string(chunks) + " chunk/stage)").c_str(),
+                  i == 0 ? "as buckets finish" : "after backward", m[i].step_ms,
+                  m[i].reduction_ms, 100 * m[i].hidden);
+    }
+    std::printf("%-26s overlapped / after-backward: step time x%.3f, hidden %.1f%% vs %.1f%%\n",
+                planner.c_str(), m[0].step_ms / m[1].step_ms, 100 * m[0].hidden,
+                100 * m[1].hidden);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace stagehand::actors
+
+int main(int argc, char** argv) { return stagehand::actors::Main(argc, argv); }
