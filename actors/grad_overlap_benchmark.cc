@@ -66,9 +66,10 @@ absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
 int Main(int argc, char** argv) {
   const double latency_us = argc > 1 ? std::atof(argv[1]) : 200;
   const int steps = argc > 2 ? std::atoi(argv[2]) : 8;
-  std::printf("dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g, %d steps "
-              "(median step)\n",
-              kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, steps);
+  std::printf(
+      "dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g, %d steps "
+      "(median step)\n",
+      kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, steps);
   std::printf("%-26s %-18s %10s %14s %8s\n", "planner", "reduction starts", "step ms",
               "reduction ms", "hidden");
   for (const auto& [planner, chunks] :
@@ -85,12 +86,11 @@ int Main(int argc, char** argv) {
       m[i] = *r;
       std::printf("%-26s %-18s %10.1f %14.3f %7.1f%%\n",
                   (planner + " (" + std::to_string(chunks) + " chunk/stage)").c_str(),
-                  i == 0 ? "as buckets finish" : "after backward", m[i].step_ms,
-                  m[i].reduction_ms, 100 * m[i].hidden);
+                  i == 0 ? "as buckets finish" : "after backward", m[i].step_ms, m[i].reduction_ms,
+                  100 * m[i].hidden);
     }
     std::printf("%-26s overlapped / after-backward: step time x%.3f, hidden %.1f%% vs %.1f%%\n",
-                planner.c_str(), m[0].step_ms / m[1].step_ms, 100 * m[0].hidden,
-                100 * m[1].hidden);
+                planner.c_str(), m[0].step_ms / m[1].step_ms, 100 * m[0].hidden, 100 * m[1].hidden);
   }
   return 0;
 }

@@ -28,8 +28,8 @@ void ModelPipeline::SyncReplicas() {
 }
 
 absl::Status ModelPipeline::WithFullOptimizerState(const std::function<absl::Status()>& use) {
-  RETURN_IF_ERROR(pipeline->OnEveryStage(
-      [](runtime::StageWork& work) { return work.ExportOptimizerState(); }));
+  RETURN_IF_ERROR(
+      pipeline->OnEveryStage([](runtime::StageWork& work) { return work.ExportOptimizerState(); }));
   const absl::Status used = use();
   RETURN_IF_ERROR(pipeline->OnEveryStage([](runtime::StageWork& work) {
     work.ReleaseExportedOptimizerState();

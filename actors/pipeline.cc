@@ -135,25 +135,23 @@ StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {
   return outcome;
 }
 
-absl::Status Pipeline::OnEveryStage(
-    const std::function<absl::Status(runtime::StageWork&)>& job) {
+absl::Status Pipeline::OnEveryStage(const std::function<absl::Status(runtime::StageWork&)>& job) {
   if (options_.deterministic) {
     return absl::FailedPreconditionError("OnEveryStage is not available in deterministic mode");
   }
   if (broken_) return absl::FailedPreconditionError("the pipeline failed in an earlier step");
   std::vector<std::promise<absl::Status>> done(works_.size());
   for (size_t i = 0; i < works_.size(); ++i) {
-    lanes_[i]->Post([&job, work = works_[i].get(), promise = &done[i]] {
-      promise->set_value(job(*work));
-    });
+    lanes_[i]->Post(
+        [&job, work = works_[i].get(), promise = &done[i]] { promise->set_value(job(*work)); });
   }
   absl::Status first;
   const int P = options_.spec.num_stages;
   for (size_t i = 0; i < done.size(); ++i) {
     const absl::Status s = done[i].get_future().get();
     if (!s.ok() && first.ok()) {
-      first = absl::Status(s.code(), absl::StrCat("replica ", i / P, " stage ", i % P, ": ",
-                                                  s.message()));
+      first = absl::Status(s.code(),
+                           absl::StrCat("replica ", i / P, " stage ", i % P, ": ", s.message()));
       for (runtime::InProcessGroup* group : options_.groups) group->Abort(first.ToString());
     }
   }

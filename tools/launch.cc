@@ -627,8 +627,8 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
     for (size_t k = 0; k < s.chunks.size(); ++k) {
       if (spec.chunk_to_stage[k] == stage) floats += s.chunks[k]->params().size();
     }
-    ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage,
-                                    held / 1048576.0, 2.0 * floats * sizeof(float) / 1048576.0));
+    ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage, held / 1048576.0,
+                                    2.0 * floats * sizeof(float) / 1048576.0));
   }
   const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp) : "";
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),

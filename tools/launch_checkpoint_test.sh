@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of tools/launch checkpoints: --exit_after then --resume (past a corrupted
 # newest checkpoint) equals one uninterrupted run byte for byte; resuming under another
-# stage count, --init_from of an --export, and tools/generate. Not a unit test of the parts.
+# stage count and under other (D, P, ZeRO) layouts, --init_from of an --export, and
+# tools/generate. Not a unit test of the parts.
 set -euo pipefail
 BIN="${TEST_SRCDIR}/${TEST_WORKSPACE}/tools"
 T="${TEST_TMPDIR:-$(mktemp -d)}"

@@ -348,9 +348,9 @@ absl::Status ValidateZeroFlag(int zero, int dp) {
         absl::StrCat("--zero=", zero, ": must be 0 (no sharding) or 1 (ZeRO-1)"));
   }
   if (zero == 1 && dp < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--zero=1 shards the optimizer state over the --dp replicas, and --dp=", dp,
-        " is a single replica: use --dp >= 2 or drop --zero"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--zero=1 shards the optimizer state over the --dp replicas, and --dp=", dp,
+                     " is a single replica: use --dp >= 2 or drop --zero"));
   }
   return absl::OkStatus();
 }

@@ -39,7 +39,7 @@ struct TrainConfig {
   runtime::OptimizerConfig optimizer;  // schedule.total_steps = steps
   int steps = 0;
   int stages = 1;
-  int dp = 1;  // --dp: data-parallel replicas of the pipeline
+  int dp = 1;    // --dp: data-parallel replicas of the pipeline
   int zero = 0;  // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;

@@ -296,9 +296,8 @@ absl::Status ModelStageWork::ShardedUpdate(int index, Chunk& chunk, double clip_
     ops::AdamWOptions tensor_options = options;
     if (!info.weight_decay) tensor_options.weight_decay = 0.0;
     const int64_t at = part.begin - owned.begin;
-    ops::AdamWUpdate(params.values() + part.begin, params.grads() + part.begin,
-                     shard.m.data() + at, shard.v.data() + at, part.size(), tensor_options, step,
-                     clip_scale);
+    ops::AdamWUpdate(params.values() + part.begin, params.grads() + part.begin, shard.m.data() + at,
+                     shard.v.data() + at, part.size(), tensor_options, step, clip_scale);
   }
   params.ZeroGrads();
   return AllGatherFromOwners(*place_.group, absl::MakeSpan(params.values(), params.size()),

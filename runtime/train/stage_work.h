@@ -160,8 +160,8 @@ class ModelStageWork : public StageWork {
   const WindowSampler* sampler_;
   int num_microbatches_;
   OptimizerConfig optimizer_;
-  std::map<int, OptimizerState> states_;         // without OptimizerConfig::states (full)
-  std::map<int, OptimizerState> shard_states_;   // ZeRO-1: the owned elements' moments
+  std::map<int, OptimizerState> states_;        // without OptimizerConfig::states (full)
+  std::map<int, OptimizerState> shard_states_;  // ZeRO-1: the owned elements' moments
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;               // runs of step_ begun before this one (0: the first run)
