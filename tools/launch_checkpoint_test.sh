@@ -62,8 +62,15 @@ grep -q "starting at step 0" "$T/e.out" || fail "no fresh start"
 
 echo "== 9. --rampup_batch_size: M per step follows Megatron's formula; a resume mid-ramp is bitwise"
 RAMP=(--rampup_batch_size=2,2,24 --steps=8 --eval_every=0)
-"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/r" > "$T/r.out"
+# Traced (a trace holds each step at its own M): the trace changes no result (the checkpoints
+# below are compared with the untraced run's) and its summary lists each step's M.
+"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/r" --trace="$T/r_trace.json" > "$T/r.out"
 cat "$T/r.out"
+"$BIN/trace" summary "$T/r_trace.json" > "$T/r_summary.out" || fail "ramp-up: trace summary failed"
+cat "$T/r_summary.out"
+grep -q "1..3 microbatches per step (a batch-size ramp-up)" "$T/r_summary.out" || fail "ramp-up: no M range in the summary"
+grep -Eq "^1 +[0-9.]+ +[0-9.]+ +M=1" "$T/r_summary.out" || fail "ramp-up: step 1 is not M=1 in the trace"
+grep -Eq "^7 +[0-9.]+ +[0-9.]+ +M=3" "$T/r_summary.out" || fail "ramp-up: step 7 is not M=3 in the trace"
 # 2,2,24 to 8: 8 samples per increment; batches 2,2,2,2 | 4,4 | 6,6 | 8 (consumed 0..28).
 for want in "step 1 global batch 2 sequences (1 microbatches)" "step 5 global batch 4 sequences (2 microbatches)" \
             "step 7 global batch 6 sequences (3 microbatches)"; do

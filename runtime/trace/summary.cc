@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <thread>
 #include <tuple>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "runtime/train/timers.h"
 
 namespace stagehand::runtime::trace {
 namespace {
@@ -619,6 +621,56 @@ std::string FormatSummary(const TraceSummary& s) {
 
 // --- The compute phases of --log_timers.
 
+namespace {
+
+// Each stage's transfers exposed (see StagePhaseTimes), added to `out`.
+void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) {
+  std::map<int64_t, double> step_begin;
+  for (const StepSpan& s : trace.steps) step_begin[s.step] = s.begin_us;
+  // Receives by (stage, step, gradient, chunk, microbatch); compute spans by (stage, step).
+  std::map<std::tuple<int, int64_t, bool, int, int>, std::vector<const Span*>> receives;
+  std::map<std::pair<int, int64_t>, std::vector<const Span*>> computes;
+  for (const Span& s : trace.spans) {
+    if (s.stage < 0 || s.stage >= static_cast<int>(out->size())) continue;
+    if (s.lane == Lane::kRecv) {
+      receives[{s.stage, s.step, s.kind == ActionKind::kRecvBackward, s.chunk, s.microbatch}]
+          .push_back(&s);
+    } else if (s.lane == Lane::kCompute) {
+      computes[{s.stage, s.step}].push_back(&s);
+    }
+  }
+  for (auto& [key, spans] : computes) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    auto begin = step_begin.find(key.second);
+    double idle_begin = begin != step_begin.end() ? begin->second
+                                                  : -std::numeric_limits<double>::infinity();
+    for (const Span* x : spans) {
+      const bool has_input = x->kind == ActionKind::kForward ||
+                             x->kind == ActionKind::kBackwardInput ||
+                             x->kind == ActionKind::kBackward;
+      auto it = receives.find({x->stage, x->step, x->kind != ActionKind::kForward, x->chunk,
+                               x->microbatch});
+      if (has_input && it != receives.end()) {
+        // The latest arrival before the action began (a rerun receives its inputs again).
+        const Span* input = nullptr;
+        for (const Span* r : it->second) {
+          if (r->end_us <= x->begin_us && (input == nullptr || r->end_us > input->end_us)) {
+            input = r;
+          }
+        }
+        if (input != nullptr) {
+          (*out)[x->stage].transfers_exposed_us +=
+              ExposedTransferWait(idle_begin, x->begin_us, input->begin_us, input->end_us);
+        }
+      }
+      idle_begin = std::max(idle_begin, x->end_us);
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
   std::vector<StagePhaseTimes> out(std::max(trace.num_stages, 0));
   for (size_t s = 0; s < out.size(); ++s) out[s].stage = static_cast<int>(s);
@@ -644,6 +696,7 @@ std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
         break;
     }
   }
+  AddTransfersExposed(trace, &out);
   return out;
 }
 
@@ -653,6 +706,7 @@ std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
       {"forward", &StagePhaseTimes::forward_us},
       {"backward-input", &StagePhaseTimes::backward_input_us},
       {"backward-weight", &StagePhaseTimes::backward_weight_us},
+      {"transfers exposed", &StagePhaseTimes::transfers_exposed_us},
       {"optimizer", &StagePhaseTimes::optimizer_us}};
   for (const auto& [name, field] : phases) {
     double total = 0, low = times.empty() ? 0 : times[0].*field, high = low;
@@ -661,7 +715,7 @@ std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
       low = std::min(low, t.*field);
       high = std::max(high, t.*field);
     }
-    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3,
+    absl::StrAppendFormat(&out, "  %-18s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3,
                           high / 1e3);
   }
   return out;

@@ -130,15 +130,21 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
 std::string FormatSummary(const TraceSummary& summary);
 
-// --- The compute phases of --log_timers (runtime/train/timers.h), as the trace shows them:
-// per stage, the summed durations of its compute spans by kind, over every step of the trace.
-// The launcher's timers measure the same lane work, so the two agree (actors/rerun_step_test).
+// --- The phases of --log_timers (runtime/train/timers.h), as the trace shows them: per
+// stage, the summed durations of its compute spans by kind, over every step of the trace, and
+// its transfers exposed: for each F/I/B, the lane's idle time before it (since the stage's
+// previous compute span of the step, or the step's begin) while its transferred input was in
+// flight (its receive span, from the sender's hand-off to the arrival; ExposedTransferWait).
+// The launcher's timers measure the same events, so the two agree (actors/rerun_step_test).
+// Not the summary's exposed_transfer_us (transfer time not under the stage's own compute,
+// whether or not the stage had anything else to do).
 struct StagePhaseTimes {
   int stage = 0;
-  double forward_us = 0;          // F
-  double backward_input_us = 0;   // I and fused B
-  double backward_weight_us = 0;  // W
-  double optimizer_us = 0;        // OPTIM
+  double forward_us = 0;            // F
+  double backward_input_us = 0;     // I and fused B
+  double backward_weight_us = 0;    // W
+  double transfers_exposed_us = 0;  // lane idle while the next action's input was in flight
+  double optimizer_us = 0;          // OPTIM
 };
 std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace);
 // "phase times (ms, as --log_timers): forward 12.3 (min 2.9, max 3.3 per stage) ..." lines.

@@ -53,6 +53,27 @@ TEST(SummaryTest, BubbleClosedFormAcrossShapes) {
   }
 }
 
+// The transfers-exposed phase (--log_timers) on GPipe with transfers of tau: a stage's first
+// F waits tau for its activation once its producer finished it, and its first B tau for its
+// gradient; every later input arrives as the lane frees (equal stage speeds), so stage 0 and
+// stage P-1 expose tau, a middle stage 2 tau. Without transfer time nothing is exposed.
+TEST(SummaryTest, PhaseTimesTransfersExposedIsTheIdleWhileAnInputWasInFlight) {
+  constexpr double kTau = 0.5;
+  const std::vector<StagePhaseTimes> times = PhaseTimesOf(Simulated("gpipe", 4, 8, kTau));
+  ASSERT_EQ(times.size(), 4u);
+  for (const StagePhaseTimes& t : times) {
+    const double expected = (t.stage == 0 || t.stage == 3 ? 1 : 2) * kTau * kUnit;
+    EXPECT_NEAR(t.transfers_exposed_us, expected, 1e-6) << "stage " << t.stage;
+    EXPECT_DOUBLE_EQ(t.forward_us, 8 * kUnit);
+  }
+  for (const StagePhaseTimes& t : PhaseTimesOf(Simulated("gpipe", 4, 8, 0))) {
+    EXPECT_EQ(t.transfers_exposed_us, 0) << "stage " << t.stage;
+  }
+  EXPECT_NE(FormatPhaseTimes(times).find("  transfers exposed        3.00 (0.50, 1.00)\n"),
+            std::string::npos)
+      << FormatPhaseTimes(times);
+}
+
 // GPipe with transfers of tau <= f/2: each stage's first receive of a phase and last send
 // of a phase are exposed (2 tau on an end stage, 4 tau on a middle one), every other
 // transfer hides under compute. Each transfer counts on both of its stages.
