@@ -25,8 +25,8 @@ void Abort(Self* self, const std::string& why) {
 std::string Describe(const TransferNotice& n) {
   const bool forward = n.kind == ActionKind::kForward;
   return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch, " s",
-                      n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ", n.tag,
-                      ", step ", n.step, ")");
+                      n.from_stage, "->s", n.to_stage, " (from rank ", n.from_rank, ", ",
+                      n.floats * 4, " bytes, tag ", n.tag, ", step ", n.step, ")");
 }
 
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -264,6 +265,7 @@ namespace {
 struct StepFigures {
   double length = 0, window = 0, window_begin = 0, begin = 0;
   std::vector<double> compute;  // (P)
+  int microbatches = 0;         // distinct microbatches of its F actions: the step's M
 };
 
 // The figures of every step with compute, by step.
@@ -277,9 +279,13 @@ std::map<int64_t, StepFigures> FigureSteps(
     StepFigures f;
     f.compute.assign(P, 0.0);
     double lo = INFINITY, hi = -INFINITY, all_lo = INFINITY, all_hi = -INFINITY;
+    std::set<int> microbatches;
     for (const Span* s : spans) {
       all_lo = std::min(all_lo, s->begin_us);
       all_hi = std::max(all_hi, s->end_us);
+      if (s->lane == Lane::kCompute && s->kind == ActionKind::kForward) {
+        microbatches.insert(s->microbatch);
+      }
       if (!IsWork(*s)) continue;
       lo = std::min(lo, s->begin_us);
       hi = std::max(hi, s->end_us);
@@ -291,6 +297,7 @@ std::map<int64_t, StepFigures> FigureSteps(
     f.length = it != steps.end() ? it->second.end_us - it->second.begin_us : all_hi - all_lo;
     f.window = hi - lo;
     f.window_begin = lo;
+    f.microbatches = static_cast<int>(microbatches.size());
     figures[step] = f;
   }
   return figures;
@@ -372,7 +379,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   out.step_time_us = total_length / out.num_steps;
   out.pipeline_window_us = total_window / out.num_steps;
   for (const auto& [step, f] : figures) {
-    out.step_times.push_back(StepTime{step, f.length, f.window, false});
+    out.step_times.push_back(StepTime{step, f.length, f.window, false, f.microbatches});
   }
   out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
   const int cores = options.cpu_cores > 0 ? options.cpu_cores
@@ -419,19 +426,32 @@ StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_st
   return stats;
 }
 
+std::pair<int, int> MicrobatchRange(const TraceSummary& s) {
+  int fewest = 0, most = 0;
+  for (const StepTime& st : s.step_times) {
+    fewest = fewest == 0 ? st.microbatches : std::min(fewest, st.microbatches);
+    most = std::max(most, st.microbatches);
+  }
+  return {fewest, most};
+}
+
 std::string FormatStepTable(const TraceSummary& s) {
   const char* unit = s.virtual_time ? "units" : "ms";
   std::string out = absl::StrFormat("%-8s %12s %12s\n", "step", absl::StrCat("time ", unit),
                                     absl::StrCat("window ", unit));
   const size_t n = s.step_times.size();
+  const auto [fewest, most] = MicrobatchRange(s);
+  const bool ramp = fewest != most;  // a batch-size ramp-up: each step's M is shown
   for (size_t i = 0; i < n; ++i) {
     if (n > 24 && i >= 10 && i + 10 < n) {
       if (i == 10) absl::StrAppendFormat(&out, "... (%d steps)\n", static_cast<int>(n - 20));
       continue;
     }
     const StepTime& st = s.step_times[i];
-    absl::StrAppendFormat(&out, "%-8d %12.3f %12.3f%s\n", st.step, st.length_us / 1e3,
-                          st.pipeline_window_us / 1e3, st.warmup ? "  (warm-up, excluded)" : "");
+    absl::StrAppendFormat(&out, "%-8d %12.3f %12.3f%s%s\n", st.step, st.length_us / 1e3,
+                          st.pipeline_window_us / 1e3,
+                          ramp ? absl::StrCat("  M=", st.microbatches) : "",
+                          st.warmup ? "  (warm-up, excluded)" : "");
   }
   const StepStatistics& st = s.step_statistics;
   absl::StrAppendFormat(
@@ -572,9 +592,14 @@ std::string FormatSummary(const TraceSummary& s) {
   const char* unit = s.virtual_time ? "units" : "ms";
   auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
   const double steps = std::max(1, s.num_steps);
+  const auto [fewest, most] = MicrobatchRange(s);
+  const std::string microbatches =
+      fewest != most
+          ? absl::StrCat(fewest, "..", most, " microbatches per step (a batch-size ramp-up)")
+          : absl::StrCat(s.num_microbatches, " microbatches");
   std::string out =
-      absl::StrFormat("trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages,
-                      s.num_chunks, s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
+      absl::StrFormat("trace: %d stages, %d chunks, %s, %d step%s%s\n", s.num_stages, s.num_chunks,
+                      microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
                       s.virtual_time ? " (virtual time: cost-model units)" : "");
   absl::StrAppend(&out, FormatStepTable(s));
   absl::StrAppendFormat(

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -67,7 +68,8 @@ struct StepTime {
   int64_t step = 0;
   double length_us = 0;
   double pipeline_window_us = 0;
-  bool warmup = false;  // excluded from the median and spread
+  bool warmup = false;    // excluded from the median and spread
+  int microbatches = 0;   // its M: distinct microbatches of its F actions (a ramp-up varies it)
 };
 
 // The step times without the warm-up steps (all steps if that leaves none).
@@ -79,6 +81,8 @@ struct StepStatistics {
 };
 
 struct TraceSummary {
+  // num_microbatches: the trace's M; under a batch-size ramp-up the most of any step (each
+  // step's own is in step_times).
   int num_stages = 0, num_chunks = 0, num_microbatches = 0;
   bool virtual_time = false;
   int num_steps = 0;
@@ -117,7 +121,11 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
 // marks the excluded ones.
 StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_steps);
 
-// "step  time ms  window ms" per step, warm-up steps marked, long tables elided.
+// The fewest and most microbatches of any step (equal unless a batch-size ramp-up).
+std::pair<int, int> MicrobatchRange(const TraceSummary& summary);
+
+// "step  time ms  window ms" per step (with "M=2" when steps' M differ), warm-up steps marked,
+// long tables elided.
 std::string FormatStepTable(const TraceSummary& summary);
 
 // tools/trace compare: two summaries side by side (median step time and spread, bubble,
