@@ -1,6 +1,8 @@
 // ClusterComm behaviour.
 #include "actors/cluster/cluster_comm.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <utility>
 
@@ -146,10 +148,28 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
   self->send(st.peers.stage_comms.at(msg.to_stage), n);
 }
 
+// UCX messages no receive matches (a process without the launch's secret, or an unknown
+// transfer) are dropped, each logged, and cost at most two steps' worth of this run's tensors
+// (runtime/transport/ucx_transport.h). A member's payload that arrives before its notice is
+// posted is held and still delivered. Every comm of the rank sets the same limits.
+void LimitUnmatchedMessages(const ClusterCommInit& in) {
+  if (in.transport == nullptr || in.tensor_floats <= 0) return;
+  runtime::UnexpectedMessageLimits limits;
+  limits.max_message_bytes = static_cast<size_t>(in.tensor_floats) * sizeof(float);
+  limits.max_held_bytes = limits.max_message_bytes * 2 * 2 *
+                          static_cast<size_t>(std::max(1, in.spec.num_microbatches)) *
+                          static_cast<size_t>(std::max(1, in.spec.num_chunks));
+  limits.on_drop = [rank = in.rank](const std::string& line) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, line.c_str());
+  };
+  in.transport->SetUnexpectedMessageLimits(std::move(limits));
+}
+
 }  // namespace
 
 cluster_comm_actor::behavior_type ClusterComm(Self* self, ClusterCommInit init) {
   self->state.init = std::move(init);
+  LimitUnmatchedMessages(self->state.init);
   return {
       [=](const std::vector<stage_actor>& local_stages) {
         self->state.local_stages = local_stages;
