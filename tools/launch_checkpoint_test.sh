@@ -87,11 +87,19 @@ done
 
 echo "== 10. the rerun state machine: STAGEHAND_FAULTS flip (transient) and nan (persistent)"
 SAFE=(--steps=4 --eval_every=0)
-"$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/clean.safetensors" > "$T/clean.out"
-STAGEHAND_FAULTS=flip=1:3 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/flip.safetensors" > "$T/flip.out"
+"$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/clean.safetensors" \
+  --checkpoint_dir="$T/cc" --checkpoint_every=1 > "$T/clean.out"
+STAGEHAND_FAULTS=flip=1:3 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/flip.safetensors" \
+  --checkpoint_dir="$T/cf" --checkpoint_every=1 > "$T/flip.out"
 cat "$T/flip.out"
 grep -q "transient fault on rank 0 (stage 1)" "$T/flip.out" || fail "flip: no transient fault reported"
 cmp "$T/clean.safetensors" "$T/flip.safetensors" || fail "flip: parameters differ from the unfaulted run"
+# The checkpoints written around the rerun (after steps 2, 3 and 4) are the unfaulted run's.
+for step in 00000003 00000004; do
+  for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+    cmp "$T/cc/step_$step/$f" "$T/cf/step_$step/$f" || fail "flip: checkpoint step_$step/$f differs"
+  done
+done
 if STAGEHAND_FAULTS=nan=2:1 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" > "$T/nan.out" 2> "$T/nan.err"; then
   fail "nan: a persistent NaN did not stop the run"
 fi
