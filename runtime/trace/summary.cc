@@ -668,14 +668,14 @@ void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) 
     std::sort(spans.begin(), spans.end(),
               [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
     auto begin = step_begin.find(key.second);
-    double idle_begin = begin != step_begin.end() ? begin->second
-                                                  : -std::numeric_limits<double>::infinity();
+    double idle_begin =
+        begin != step_begin.end() ? begin->second : -std::numeric_limits<double>::infinity();
     for (const Span* x : spans) {
       const bool has_input = x->kind == ActionKind::kForward ||
                              x->kind == ActionKind::kBackwardInput ||
                              x->kind == ActionKind::kBackward;
-      auto it = receives.find({x->stage, x->step, x->kind != ActionKind::kForward, x->chunk,
-                               x->microbatch});
+      auto it = receives.find(
+          {x->stage, x->step, x->kind != ActionKind::kForward, x->chunk, x->microbatch});
       if (has_input && it != receives.end()) {
         // The latest arrival before the action began (a rerun receives its inputs again).
         const Span* input = nullptr;

@@ -68,8 +68,8 @@ struct StepTime {
   int64_t step = 0;
   double length_us = 0;
   double pipeline_window_us = 0;
-  bool warmup = false;    // excluded from the median and spread
-  int microbatches = 0;   // its M: distinct microbatches of its F actions (a ramp-up varies it)
+  bool warmup = false;   // excluded from the median and spread
+  int microbatches = 0;  // its M: distinct microbatches of its F actions (a ramp-up varies it)
 };
 
 // The step times without the warm-up steps (all steps if that leaves none).

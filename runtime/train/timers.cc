@@ -61,10 +61,9 @@ void TransferWaitClock::Started(bool has_input, bool gradient_input, int chunk, 
   if (!has_input) return;
   auto it = arrivals_.find({gradient_input, chunk, microbatch});
   if (it == arrivals_.end()) return;  // from a chunk on the same stage: no transfer
-  exposed_ns_ += static_cast<int64_t>(
-      ExposedTransferWait(static_cast<double>(idle_begin_ns_), static_cast<double>(now_ns),
-                          static_cast<double>(it->second.handed_off_ns),
-                          static_cast<double>(it->second.arrived_ns)));
+  exposed_ns_ += static_cast<int64_t>(ExposedTransferWait(
+      static_cast<double>(idle_begin_ns_), static_cast<double>(now_ns),
+      static_cast<double>(it->second.handed_off_ns), static_cast<double>(it->second.arrived_ns)));
   arrivals_.erase(it);
 }
 

@@ -23,11 +23,11 @@ enum class TimerPhase {
   // handed it to a transfer lane (had finished computing it) and it had not arrived yet
   // (ExposedTransferWait). Measured per action by the stage (TransferWaitClock).
   kTransfersExposed,
-  kIdle,  // bubble: the step's wall time minus the stage's lane time and transfers exposed
-          // (the producer was still computing, or the stage had nothing it could run)
-  kOptimizer,       // tied-gradient sum, norms and AdamW (or a discard) on the lane
-  kDataLoading,     // building the batch of the stage's first chunk (part of forward)
-  kEvaluation,      // held-out evaluation (the launcher's; on the stage holding chunk 0)
+  kIdle,         // bubble: the step's wall time minus the stage's lane time and transfers exposed
+                 // (the producer was still computing, or the stage had nothing it could run)
+  kOptimizer,    // tied-gradient sum, norms and AdamW (or a discard) on the lane
+  kDataLoading,  // building the batch of the stage's first chunk (part of forward)
+  kEvaluation,   // held-out evaluation (the launcher's; on the stage holding chunk 0)
 };
 inline constexpr int kNumTimerPhases = 8;
 inline constexpr double kMinStragglerExcessSeconds = 0.005;

@@ -87,12 +87,11 @@ struct UcxTransport::Impl {
 namespace {
 
 // Hands a fetched held message to its Receive: the bytes, or why not.
-absl::Status DeliverHeld(const std::vector<char>& data, const absl::Status& fetched,
-                         void* target, size_t bytes) {
+absl::Status DeliverHeld(const std::vector<char>& data, const absl::Status& fetched, void* target,
+                         size_t bytes) {
   if (!fetched.ok()) return fetched;
   if (data.size() != bytes) {
-    return absl::DataLossError(
-        absl::StrCat("received ", data.size(), " bytes, expected ", bytes));
+    return absl::DataLossError(absl::StrCat("received ", data.size(), " bytes, expected ", bytes));
   }
   if (bytes > 0) std::memcpy(target, data.data(), bytes);
   return absl::OkStatus();

@@ -8,8 +8,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <numeric>
