@@ -664,6 +664,10 @@ void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) 
       computes[{s.stage, s.step}].push_back(&s);
     }
   }
+  for (auto& [key, spans] : receives) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span* a, const Span* b) { return a->end_us < b->end_us; });
+  }
   for (auto& [key, spans] : computes) {
     std::sort(spans.begin(), spans.end(),
               [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
@@ -678,13 +682,11 @@ void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) 
           {x->stage, x->step, x->kind != ActionKind::kForward, x->chunk, x->microbatch});
       if (has_input && it != receives.end()) {
         // The latest arrival before the action began (a rerun receives its inputs again).
-        const Span* input = nullptr;
-        for (const Span* r : it->second) {
-          if (r->end_us <= x->begin_us && (input == nullptr || r->end_us > input->end_us)) {
-            input = r;
-          }
-        }
-        if (input != nullptr) {
+        auto after = std::upper_bound(
+            it->second.begin(), it->second.end(), x->begin_us,
+            [](double begin, const Span* r) { return begin < r->end_us; });
+        if (after != it->second.begin()) {
+          const Span* input = *std::prev(after);
           (*out)[x->stage].transfers_exposed_us +=
               ExposedTransferWait(idle_begin, x->begin_us, input->begin_us, input->end_us);
         }
