@@ -15,6 +15,8 @@ namespace stagehand::runtime {
 
 Planner::~Planner() = default;
 void Planner::ActionFinished(const Action&) {}
+bool Planner::MayOverlap(const Action&, const std::vector<Action>&) const { return false; }
+int Planner::PickSubStep(const std::vector<SubStepOrder>&) const { return 0; }
 PlannerClock::~PlannerClock() = default;
 PlannerDefinition::~PlannerDefinition() = default;
 
@@ -112,7 +114,15 @@ PlannerRegistration::PlannerRegistration(std::unique_ptr<PlannerDefinition> defi
   PlannerRegistry::Default().Register(std::move(definition));
 }
 
-OrderedPlanner::OrderedPlanner(std::vector<Action> order) : order_(std::move(order)) {}
+OrderedPlanner::OrderedPlanner(std::vector<Action> order, bool overlap_pairs)
+    : order_(std::move(order)), overlap_pairs_(overlap_pairs) {}
+
+bool OrderedPlanner::MayOverlap(const Action& candidate, const std::vector<Action>& running) const {
+  if (!overlap_pairs_ || running.size() != 1) return false;
+  const auto is_forward = [](const Action& a) { return a.kind == ActionKind::kForward; };
+  const Action& other = running.front();
+  return is_forward(candidate) != is_forward(other) && other.microbatch != candidate.microbatch;
+}
 
 std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,
                                            const StageState& state) {
