@@ -89,6 +89,10 @@ class PlannerDefinition {
   // overrides it.
   virtual std::vector<std::unique_ptr<Planner>> MakePlanners(const StepSpec& spec,
                                                              const PlannerClock& clock) const;
+  // Whether this planner's stages run the actions of chunks with MoE layers as sub-steps
+  // (fine-grained callables), its planners overlapping them (Planner::MayOverlap). Default:
+  // no, whole actions.
+  virtual bool OverlapsSubSteps() const { return false; }
 };
 
 // Planner definitions by name. Default() is filled at static-initialization time by

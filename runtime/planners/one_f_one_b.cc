@@ -55,4 +55,16 @@ std::unique_ptr<Planner> OneFOneBDefinition::MakePlanner(const StepSpec& spec, i
 
 STAGEHAND_REGISTER_PLANNER(OneFOneBDefinition);
 
+std::string OneFOneBOverlapDefinition::description() const {
+  return "1F1B whose steady-state F/B pairs overlap at sub-layer granularity: one "
+         "microbatch's MoE dispatch/combine under another's compute";
+}
+
+std::unique_ptr<Planner> OneFOneBOverlapDefinition::MakePlanner(const StepSpec& spec,
+                                                                int stage) const {
+  return std::make_unique<OrderedPlanner>(OneFOneBOrder(spec, stage), /*overlap_pairs=*/true);
+}
+
+STAGEHAND_REGISTER_PLANNER(OneFOneBOverlapDefinition);
+
 }  // namespace stagehand::runtime

@@ -25,6 +25,19 @@ class OneFOneBDefinition : public PlannerDefinition {
   std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
 };
 
+// Registered as "1f1b_overlap": 1F1B's order and spec, with the steady state's F/B pairs
+// overlapped at sub-layer granularity (Megatron's combined 1F1B): an MoE chunk's actions run
+// as sub-steps, and an F may start while a B runs (and a B while an F runs), so that one
+// microbatch's dispatch / combine runs on the communication lane under the other's compute.
+// The order within a pair follows from ready sub-steps, oldest action first.
+class OneFOneBOverlapDefinition : public OneFOneBDefinition {
+ public:
+  std::string name() const override { return "1f1b_overlap"; }
+  std::string description() const override;
+  std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
+  bool OverlapsSubSteps() const override { return true; }
+};
+
 // The compute actions of `stage`, in 1F1B order, for a spec from OneFOneBDefinition::MakeSpec.
 std::vector<Action> OneFOneBOrder(const StepSpec& spec, int stage);
 

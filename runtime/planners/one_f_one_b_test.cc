@@ -2,6 +2,7 @@
 // Not tests of the simulator's mechanics (runtime/simulator_test.cc).
 #include "runtime/planners/one_f_one_b.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,22 @@ std::string OrderText(const StepSpec& spec, int stage) {
 }
 
 TEST(OneFOneBTest, IsRegistered) { testing::ExpectRegistered("1f1b"); }
+
+TEST(OneFOneBOverlapTest, IsRegisteredWithOneFOneBsOrderAndOverlapsPairsOnly) {
+  testing::ExpectRegistered("1f1b_overlap");
+  const OneFOneBOverlapDefinition overlap;
+  EXPECT_TRUE(overlap.OverlapsSubSteps());
+  EXPECT_FALSE(OneFOneBDefinition().OverlapsSubSteps());
+  absl::StatusOr<StepSpec> spec = overlap.MakeSpec({3, 4, 0});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::unique_ptr<Planner> planner = overlap.MakePlanner(*spec, 0);
+  const Action f{0, ActionKind::kForward, 0, 3}, b{0, ActionKind::kBackward, 0, 1};
+  EXPECT_TRUE(planner->MayOverlap(f, {b}));  // a steady-state pair
+  EXPECT_TRUE(planner->MayOverlap(b, {f}));
+  EXPECT_FALSE(planner->MayOverlap(f, {Action{0, ActionKind::kForward, 0, 2}}));  // F with F
+  EXPECT_FALSE(planner->MayOverlap(f, {b, Action{0, ActionKind::kBackward, 0, 2}}));
+  EXPECT_FALSE(OneFOneBDefinition().MakePlanner(*spec, 0)->MayOverlap(f, {b}));
+}
 
 TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
   absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({3, 4, 0});
