@@ -124,6 +124,36 @@ bool OrderedPlanner::MayOverlap(const Action& candidate, const std::vector<Actio
   return is_forward(candidate) != is_forward(other) && other.microbatch != candidate.microbatch;
 }
 
+namespace {
+
+// Whether the sub-step after `order` in its action is a dispatch or combine: F's attn and
+// experts, I's / B's rest and experts (runtime/sub_step.h's orders).
+bool FeedsCommunication(const SubStepOrder& order) {
+  if (order.whole || order.last()) return false;
+  const ActionKind kind = order.step.action.kind;
+  if (kind == ActionKind::kBackwardWeight) return false;
+  switch (order.step.part) {
+    case SubStepKind::kAttention:
+      return kind == ActionKind::kForward;
+    case SubStepKind::kExperts:
+      return true;
+    case SubStepKind::kRest:
+      return kind != ActionKind::kForward;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+int OrderedPlanner::PickSubStep(const std::vector<SubStepOrder>& ready) const {
+  if (!overlap_pairs_) return 0;
+  for (int i = 0; i < static_cast<int>(ready.size()); ++i) {
+    if (FeedsCommunication(ready[i])) return i;
+  }
+  return 0;
+}
+
 std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,
                                            const StageState& state) {
   while (next_ < order_.size() && state.HasStarted(order_[next_])) ++next_;

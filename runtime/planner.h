@@ -147,6 +147,9 @@ class OrderedPlanner : public Planner {
   // (of other microbatches): 1F1B-style F/B pairs overlap at sub-step granularity.
   explicit OrderedPlanner(std::vector<Action> order, bool overlap_pairs = false);
   bool MayOverlap(const Action& candidate, const std::vector<Action>& running) const override;
+  // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the
+  // communication lane), else the oldest action's.
+  int PickSubStep(const std::vector<SubStepOrder>& ready) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
 
   const std::vector<Action>& order() const { return order_; }

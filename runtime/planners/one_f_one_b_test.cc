@@ -36,6 +36,12 @@ TEST(OneFOneBOverlapTest, IsRegisteredWithOneFOneBsOrderAndOverlapsPairsOnly) {
   EXPECT_FALSE(planner->MayOverlap(f, {Action{0, ActionKind::kForward, 0, 2}}));  // F with F
   EXPECT_FALSE(planner->MayOverlap(f, {b, Action{0, ActionKind::kBackward, 0, 2}}));
   EXPECT_FALSE(OneFOneBDefinition().MakePlanner(*spec, 0)->MayOverlap(f, {b}));
+  // One more warm-up forward than 1F1B: a pair's B has its gradient when its F starts.
+  EXPECT_EQ(testing::OrderText(OneFOneBOrder(*spec, 2, /*extra_warmup=*/1)),
+            "F c2 mb0 | F c2 mb1 | B c2 mb0 | F c2 mb2 | B c2 mb1 | F c2 mb3 | B c2 mb2 | "
+            "B c2 mb3");
+  EXPECT_THAT(overlap.MakeSpec({4, 8, 4}).status().message(),
+              HasSubstr("1f1b_overlap holds min(num_stages + 1, num_microbatches) = 5"));
 }
 
 TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
