@@ -41,7 +41,7 @@ void PostSubStep(microbatch_actor::stateful_pointer<MicrobatchActorState> self,
     }
     const auto end = std::chrono::steady_clock::now();
     done.done.seconds = std::chrono::duration<double>(end - start).count();
-    if (trace && order.whole) {
+    if (trace) {  // compute sub-steps only (one span each); dispatch / combine are not traced
       trace->Record(a.kind, a.chunk, a.microbatch, runtime::trace::ToNanos(start),
                     runtime::trace::ToNanos(end));
     }
