@@ -32,7 +32,8 @@ using stage_control =
 // reduction lane's (data parallelism).
 using stage_actor =
     stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>,
-                          caf::reacts_to<GradReduced>, caf::reacts_to<LossesGathered>>;
+                          caf::reacts_to<GradReduced>, caf::reacts_to<LossesGathered>,
+                          caf::reacts_to<SubStepDone>>;
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.
@@ -54,7 +55,8 @@ using step_driver_actor =
 using microbatch_actor =
     caf::typed_actor<caf::reacts_to<TensorMessage>, caf::reacts_to<run_atom, runtime::ActionKind>,
                      caf::reacts_to<ComputeDone, std::vector<float>>,
-                     caf::reacts_to<ship_atom, ShipOrder>>;
+                     caf::reacts_to<ship_atom, ShipOrder>, caf::reacts_to<run_atom, SubStepRun>,
+                     caf::reacts_to<SubStepDone, std::vector<float>>>;
 
 // The one-process transfer lane of a stage: tensors to deliver, and (once) the destination
 // stages, by stage.

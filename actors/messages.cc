@@ -27,6 +27,8 @@ void RestoreNonFinite(std::vector<double>& values, const std::vector<int>& indic
 void RegisterMessageTypes(caf::actor_system_config& config) {
   config.add_message_type<TensorMessage>("TensorMessage");
   config.add_message_type<ComputeDone>("ComputeDone");
+  config.add_message_type<SubStepRun>("SubStepRun");
+  config.add_message_type<SubStepDone>("SubStepDone");
   config.add_message_type<ShipOrder>("ShipOrder");
   config.add_message_type<StageStatus>("StageStatus");
   config.add_message_type<StageDone>("StageDone");

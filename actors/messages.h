@@ -12,6 +12,7 @@
 #include "actors/atoms.h"
 #include "caf/all.hpp"
 #include "runtime/action.h"
+#include "runtime/sub_step.h"
 
 namespace stagehand::actors {
 
@@ -42,6 +43,24 @@ struct ComputeDone {
   std::string error;          // empty when it succeeded
   double data_seconds = 0.0;  // of `seconds`: building the batch (F of the first chunk)
   int64_t end_ns = 0;         // steady-clock ns at which the lane finished it
+};
+
+// Stage -> microbatch actor: run one sub-step of a compute action (fine-grained callables,
+// runtime/sub_step_graph.h's SubStepOrder without the stage, chunk and microbatch, which the
+// actor has) on the compute or the communication lane.
+struct SubStepRun {
+  runtime::ActionKind kind = runtime::ActionKind::kForward;
+  int layer = 0;
+  runtime::SubStepKind part = runtime::SubStepKind::kRest;
+  int index = 0;
+  int count = 1;
+  bool whole = false;
+};
+
+// A microbatch actor's lane finished a sub-step (`done` as for a whole action).
+struct SubStepDone {
+  SubStepRun run;
+  ComputeDone done;
 };
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
@@ -141,6 +160,14 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
   return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss, x.seconds,
            x.error, x.data_seconds, x.end_ns);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SubStepRun& x) {
+  return f(caf::meta::type_name("SubStepRun"), x.kind, x.layer, x.part, x.index, x.count, x.whole);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SubStepDone& x) {
+  return f(caf::meta::type_name("SubStepDone"), x.run, x.done);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {

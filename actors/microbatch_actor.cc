@@ -11,6 +11,48 @@ namespace stagehand::actors {
 
 using runtime::ActionKind;
 
+namespace {
+
+// Sub-step `run` of this (chunk, microbatch) on the lane it names: its first takes the input,
+// its last gives the output, as a whole action does.
+void PostSubStep(microbatch_actor::stateful_pointer<MicrobatchActorState> self,
+                 const SubStepRun& run) {
+  auto& st = self->state;
+  const MicrobatchActorInit& in = st.init;
+  const runtime::SubStepOrder order{
+      runtime::SubStep{runtime::Action{in.stage, run.kind, in.chunk, in.microbatch}, run.layer,
+                       run.part},
+      run.index, run.count, run.whole};
+  std::vector<float> input;
+  if (run.index == 0) {
+    input = std::move(run.kind == ActionKind::kForward ? st.activation_in : st.gradient_in);
+  }
+  const bool comm = order.lane() == runtime::SubStepLane::kCommunication;
+  auto job = [me = caf::actor_cast<microbatch_actor>(self), work = in.work,
+              trace = comm ? nullptr : in.trace, order, run, input = std::move(input)]() mutable {
+    const runtime::Action& a = order.step.action;
+    SubStepDone done{run, ComputeDone{a.kind, a.chunk, a.microbatch, 0.0, 0.0, ""}};
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<float> output;
+    const absl::Status s =
+        work->RunSubStep(order, input.empty() ? nullptr : &input, &output, &done.done.loss);
+    if (a.kind == ActionKind::kForward && order.index == 0) {
+      done.done.data_seconds = work->TakeDataSeconds();
+    }
+    const auto end = std::chrono::steady_clock::now();
+    done.done.seconds = std::chrono::duration<double>(end - start).count();
+    if (trace) {  // compute sub-steps only (one span each); dispatch / combine are not traced
+      trace->Record(a.kind, a.chunk, a.microbatch, runtime::trace::ToNanos(start),
+                    runtime::trace::ToNanos(end));
+    }
+    if (!s.ok()) done.done.error = std::string(s.message());
+    caf::anon_send(me, std::move(done), std::move(output));
+  };
+  (comm ? in.comm_lane : in.lane)->Post(std::move(job));
+}
+
+}  // namespace
+
 microbatch_actor::behavior_type MicrobatchActor(
     microbatch_actor::stateful_pointer<MicrobatchActorState> self, MicrobatchActorInit init) {
   self->state.init = std::move(init);
@@ -67,6 +109,12 @@ microbatch_actor::behavior_type MicrobatchActor(
           caf::anon_send(me, std::move(done), std::move(output));
         };
         in.lane->Post(std::move(job));
+      },
+      // The stage's loop launched one of our sub-steps: run it on its lane.
+      [=](run_atom, const SubStepRun& run) { PostSubStep(self, run); },
+      [=](SubStepDone& done, std::vector<float>& output) {
+        if (!output.empty()) self->state.output = std::move(output);
+        self->send(self->state.init.owner, std::move(done));
       },
       // The lane finished: keep the output, tell the stage.
       [=](ComputeDone& done, std::vector<float>& output) {

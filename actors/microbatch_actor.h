@@ -23,6 +23,9 @@ struct MicrobatchActorInit {
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
   runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;  // may be null; written on `lane`
+  // Sub-steps (fine-grained callables): the stage's communication lane for dispatch and
+  // combine; null when the stage runs whole actions.
+  Lane* comm_lane = nullptr;
 };
 
 struct MicrobatchActorState {

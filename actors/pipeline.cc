@@ -12,6 +12,16 @@
 
 namespace stagehand::actors {
 
+bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work) {
+  if (!planner.OverlapsSubSteps()) return false;
+  for (const auto& [chunk, layers] : work.SubStepLayoutOf()) {
+    for (bool moe : layers.is_moe) {
+      if (moe) return true;
+    }
+  }
+  return false;
+}
+
 Pipeline::Pipeline(const PipelineOptions& options,
                    std::vector<std::unique_ptr<runtime::StageWork>> works)
     : options_(options), works_(std::move(works)) {}
@@ -90,6 +100,11 @@ void Pipeline::SpawnReplica(int replica) {
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
     init.reduction_start = options_.reduction_start;
+    if (RunsSubSteps(*options_.planner, *works_[index])) {
+      sub_step_lanes_.push_back(std::make_unique<Lane>(mode));
+      init.sub_steps = works_[index]->SubStepLayoutOf();
+      init.sub_step_lane = sub_step_lanes_.back().get();
+    }
     stages.push_back(sys.spawn(StageActor, init));
   }
   const std::vector<tensor_inbox> destinations(stages.begin(), stages.end());
@@ -117,6 +132,7 @@ Pipeline::~Pipeline() {
   // its collective would wait forever for one that is gone: abort the groups first.
   for (runtime::InProcessGroup* group : options_.groups) group->Abort("the pipeline shut down");
   reduce_lanes_.clear();
+  sub_step_lanes_.clear();
   lanes_.clear();
 }
 

@@ -51,6 +51,10 @@ struct PipelineOptions {
   std::vector<runtime::InProcessGroup*> groups;
 };
 
+// Whether stage work `work` runs its MoE actions as sub-steps under `planner`: the planner
+// overlaps sub-steps (PlannerDefinition::OverlapsSubSteps) and a chunk held has an MoE layer.
+bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work);
+
 class Pipeline {
  public:
   // One StageWork per stage and replica, replica-major (work of stage s in replica d at
@@ -92,6 +96,7 @@ class Pipeline {
   std::unique_ptr<caf::actor_system_config> config_;
   std::unique_ptr<caf::actor_system> system_;
   std::vector<std::unique_ptr<Lane>> reduce_lanes_;
+  std::vector<std::unique_ptr<Lane>> sub_step_lanes_;  // stages that run sub-steps
   std::vector<step_driver_actor> drivers_;
   std::vector<stage_actor> stages_;
   std::vector<comm_actor> comms_;

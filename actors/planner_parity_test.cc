@@ -259,6 +259,8 @@ TEST(DataParallelParityTest, TheToleranceCheckSeesADifferentBatch) {
 // An MoE model pipelines like the sequential run too, with the same routing: MoE layers with
 // capacity and drops, dropless, top-1 and top-2, a shared expert, load-balancing and z losses,
 // for P in {1, 2, 4} under every placement kind (plain, interleaved, zero-bubble, V-shaped).
+// 1f1b_overlap and dualpipe_v run the MoE chunks' actions as sub-steps (attn, dispatch,
+// experts, combine, rest) on two lanes, F/B pairs overlapped: the same bits.
 models::GptConfig TinyMoe() {
   models::GptConfig c = models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11);
   const models::MoeSpec capped{4, 2, 24, 0, 1.0, 0.01, 0.001};
@@ -273,7 +275,8 @@ models::GptConfig TinyMoe() {
 
 TEST(ModelKindsParityTest, MoeModelMatchesTheSequentialRunBitwise) {
   const models::GptConfig moe = TinyMoe();
-  for (const char* planner : {"1f1b", "interleaved", "zb_h1", "zb_v", "dualpipe_v"}) {
+  for (const char* planner :
+       {"1f1b", "1f1b_overlap", "interleaved", "zb_h1", "zb_v", "dualpipe_v"}) {
     absl::StatusOr<const runtime::PlannerDefinition*> definition =
         runtime::PlannerRegistry::Default().Get(planner);
     ASSERT_TRUE(definition.ok()) << definition.status();

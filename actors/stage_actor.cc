@@ -42,10 +42,32 @@ StageStatus Status(Self* self, int wave) {
   return status;
 }
 
+// Sub-step mode: launches what the stage loop says may launch, each on its lane.
+void DispatchSubSteps(Self* self) {
+  auto& st = self->state;
+  absl::StatusOr<std::vector<runtime::SubStepOrder>> next = st.loop->NextSubSteps();
+  if (!next.ok()) {
+    Fail(self, std::string(next.status().message()));
+    return;
+  }
+  for (const runtime::SubStepOrder& order : *next) {
+    const Action& a = order.step.action;
+    self->send(st.microbatches.at({a.chunk, a.microbatch}), run_atom::value,
+               SubStepRun{a.kind, order.step.layer, order.step.part, order.index, order.count,
+                          order.whole});
+  }
+  if (next->empty() && st.loop->Blocked()) self->send(st.init.driver, Status(self, 0));
+}
+
 // The stage's one decision point: the stage loop asks the planner if the lane is idle.
 void Dispatch(Self* self) {
   auto& st = self->state;
-  if (st.failed || !st.loop || st.loop->lane_busy() || st.loop->Done()) return;
+  if (st.failed || !st.loop || st.loop->Done()) return;
+  if (st.loop->sub_steps()) {
+    DispatchSubSteps(self);
+    return;
+  }
+  if (st.loop->lane_busy()) return;
   absl::StatusOr<std::optional<Action>> next = st.loop->Next();
   if (!next.ok()) {
     Fail(self, std::string(next.status().message()));
@@ -146,6 +168,9 @@ int PhaseIndex(ActionKind kind) {
   return kind == ActionKind::kForward ? 0 : kind == ActionKind::kBackwardWeight ? 2 : 1;
 }
 
+void AfterActionFinished(Self* self, const Action& action, double loss,
+                         const runtime::FinishedOutputs& finished);
+
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.busy_seconds += done.seconds;
@@ -164,8 +189,51 @@ void OnFinished(Self* self, const ComputeDone& done) {
     Fail(self, std::string(outputs.status().message()));
     return;
   }
+  AfterActionFinished(self, action, done.loss, *outputs);
+}
+
+// A sub-step finished on its lane; its action's last one finishes the action.
+void OnSubStepFinished(Self* self, const SubStepDone& finished) {
+  auto& st = self->state;
+  const ComputeDone& done = finished.done;
+  const SubStepRun& run = finished.run;
+  const runtime::SubStepOrder order{
+      runtime::SubStep{Action{st.init.stage, done.kind, done.chunk, done.microbatch}, run.layer,
+                       run.part},
+      run.index, run.count, run.whole};
+  if (order.lane() == runtime::SubStepLane::kCompute) {
+    st.busy_seconds += done.seconds;
+    st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
+  }
+  st.phase_seconds[3] += done.data_seconds;
+  if (st.failed) return;
+  if (!done.error.empty()) {
+    Fail(self, absl::StrCat(runtime::SubStepOrderToString(order), " failed: ", done.error));
+    return;
+  }
+  absl::StatusOr<std::optional<runtime::FinishedOutputs>> outputs = st.loop->SubStepFinished(order);
+  if (!outputs.ok()) {
+    Fail(self, std::string(outputs.status().message()));
+    return;
+  }
+  if (!outputs->has_value()) {
+    Dispatch(self);
+    return;
+  }
+  const Action& action = order.step.action;
+  if (st.init.trace)
+    st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
+  AfterActionFinished(self, action, done.loss, **outputs);
+}
+
+// What follows a finished compute action: its loss, its outputs shipped, buckets reduced, the
+// step's end or the next decision.
+void AfterActionFinished(Self* self, const Action& action, double loss,
+                         const runtime::FinishedOutputs& finished) {
+  auto& st = self->state;
+  const runtime::FinishedOutputs* outputs = &finished;
   if (action.kind == ActionKind::kForward && runtime::HoldsLoss(st.spec, action.chunk)) {
-    st.losses[action.microbatch] = done.loss;
+    st.losses[action.microbatch] = loss;
   }
   const microbatch_actor& producer = st.microbatches.at({action.chunk, action.microbatch});
   for (const runtime::Transfer& t : outputs->remote) {
@@ -280,6 +348,12 @@ void StartStep(Self* self, int64_t step) {
     return;
   }
   st.loop = std::make_unique<runtime::StageLoop>(*std::move(loop));
+  if (!st.init.sub_steps.empty()) {
+    if (absl::Status s = st.loop->EnableSubSteps(st.init.sub_steps); !s.ok()) {
+      Fail(self, std::string(s.message()));
+      return;
+    }
+  }
   runtime::StageWork* work = st.init.work;
   st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });
   std::vector<TensorMessage> early = std::move(st.next_step_inputs);
@@ -304,6 +378,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
                              st.init.lane,
                              st.init.work,
                              st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr};
+      mi.comm_lane = st.init.sub_step_lane;
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
@@ -322,6 +397,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       [=](rerun_atom, int64_t step) { StartStep(self, step); },
       [=](TensorMessage& msg) { OnInput(self, msg); },
       [=](const ComputeDone& done) { OnFinished(self, done); },
+      [=](const SubStepDone& done) { OnSubStepFinished(self, done); },
       [=](const GradReduced& reduced) { OnReduced(self, reduced); },
       [=](LossesGathered& gathered) { OnLossesGathered(self, gathered); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },

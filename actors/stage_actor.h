@@ -41,6 +41,11 @@ struct StageActorInit {
   Lane* reduce_lane = nullptr;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
+  // Fine-grained callables: the layers of the chunks held here, whose MoE actions then run as
+  // sub-steps (runtime/sub_step_graph.h), and the communication lane of their dispatch and
+  // combine; empty / null: whole actions.
+  runtime::SubStepLayout sub_steps;
+  Lane* sub_step_lane = nullptr;
 };
 
 struct StageActorState {

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/cross_entropy.h"
 #include "ops/cpu/encoder.h"
@@ -29,6 +30,7 @@
 #include "ops/cpu/rmsnorm.h"
 #include "ops/cpu/rope.h"
 #include "ops/cpu/swiglu.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::models {
 
@@ -114,7 +116,10 @@ struct GptChunk<Real>::LayerState {
 
 template <typename Real>
 struct GptChunk<Real>::MicrobatchState {
+  bool forward_done = false;  // F ended: its output and loss are there
   bool backward_input_done = false;
+  // Per pass (F, I, W): the index of its next part (GptChunk::Parts), -1 before it began.
+  int next_part[3] = {-1, -1, -1};
   std::vector<int32_t> tokens, targets;  // (N)
   std::vector<int32_t> positions;        // (N) RoPE positions
   std::vector<Real> input;               // (N, C) encoded tokens or received activation
@@ -298,6 +303,10 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
   // another chunk: its gradient is summed into the owner's before the optimizer step.
   if (tied && spec.has_head && !spec.has_embedding) p.MarkTiedCopy("wte");
   if (tied && spec.has_head && spec.has_embedding) chunk->head_wte_grad_.assign(V * C, Real(0));
+  for (ChunkPass pass :
+       {ChunkPass::kForward, ChunkPass::kBackwardInput, ChunkPass::kBackwardWeights}) {
+    chunk->pass_parts_[static_cast<int>(pass)] = chunk->Parts(pass);
+  }
   return chunk;
 }
 
@@ -387,17 +396,25 @@ int64_t GptChunk<Real>::activation_floats_per_microbatch() const {
 template <typename Real>
 absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::Find(
     int mb, const char* what) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
-  if (it == states_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, " of microbatch ", mb, " on chunk [", spec_.first_layer, ", ", spec_.end_layer,
-        ") before its forward (or after its activations were released)"));
+  if (it == states_.end() || !it->second->forward_done) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " of microbatch ", mb, " on chunk [", spec_.first_layer, ", ",
+                     spec_.end_layer, ") before its forward ",
+                     it == states_.end() ? "(or after its activations were released)" : "ended"));
   }
   return it->second.get();
 }
 
 template <typename Real>
-void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
+bool GptChunk<Real>::IsMoeLayer(int i) const {
+  return config_.layers[spec_.first_layer + i].mlp == MlpKind::kMoe;
+}
+
+// Norm 1, attention and its residual (res2 = x + attn), then norm 2 of res2.
+template <typename Real>
+void GptChunk<Real>::AttentionForward(MicrobatchState& st, int i, const Real* x) {
   const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const GptConfig& c = config_;
@@ -434,6 +451,37 @@ void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
     NormForward(c, ls.ln2.data(), ls.ln2_mean.data(), ls.ln2_rstd.data(), ls.res2,
                 p.value(h + "ln_2.weight"), OptionalValue(h + "ln_2.bias"), N, C);
   }
+}
+
+// The MLP's residual: res3 = res2 + mlp (or res2 without an MLP).
+template <typename Real>
+void GptChunk<Real>::MlpResidualForward(MicrobatchState& st, int i) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
+  if (spec.mlp != MlpKind::kNone) {
+    ops::ResidualForward(ls.out.data(), ls.out.data(), ls.res2, N * config_.d_model);
+  }
+  ls.res3 = spec.mlp != MlpKind::kNone ? ls.out.data() : ls.res2;
+}
+
+template <typename Real>
+void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
+  if (IsMoeLayer(i)) {  // the same parts a sub-step schedule runs one by one
+    for (LayerPart part : {LayerPart::kAttention, LayerPart::kDispatch, LayerPart::kExperts,
+                           LayerPart::kCombine, LayerPart::kRest}) {
+      LayerForwardPart(st, i, part);
+    }
+    return;
+  }
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int C = config_.d_model;
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  AttentionForward(st, i, x);
   if (spec.mlp == MlpKind::kDense) {
     const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
     ops::LinearForward(ls.fch.data(), ls.ln2.data(), p.value(h + "mlp.c_fc.weight"),
@@ -448,13 +496,39 @@ void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
   } else if (spec.mlp == MlpKind::kLinear) {
     ops::LinearForward(ls.out.data(), ls.ln2.data(), p.value(h + "mlp.linear.weight"),
                        OptionalValue(h + "mlp.linear.bias"), N, C, C);
-  } else if (spec.mlp == MlpKind::kMoe) {
-    st.aux_loss += MoeForward(ls, spec, h);
   }
-  if (spec.mlp != MlpKind::kNone) {
-    ops::ResidualForward(ls.out.data(), ls.out.data(), ls.res2, int64_t{N} * C);
+  MlpResidualForward(st, i);
+}
+
+template <typename Real>
+void GptChunk<Real>::LayerForwardPart(MicrobatchState& st, int i, LayerPart part) {
+  const Real* x = i == 0 ? st.input.data() : st.layers[i - 1].res3;
+  if (!IsMoeLayer(i)) {  // whole, as kRest
+    LayerForward(st, i, x);
+    return;
   }
-  ls.res3 = spec.mlp != MlpKind::kNone ? ls.out.data() : ls.res2;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  switch (part) {
+    case LayerPart::kAttention:
+      AttentionForward(st, i, x);
+      MoeRouteForward(ls, spec, h);
+      break;
+    case LayerPart::kDispatch:
+      MoeDispatchPart(ls);
+      break;
+    case LayerPart::kExperts:
+      MoeExpertsPart(ls, spec, h);
+      break;
+    case LayerPart::kCombine:
+      MoeCombinePart(ls);
+      break;
+    case LayerPart::kRest:
+      st.aux_loss += MoeRestForward(ls, spec, h);
+      MlpResidualForward(st, i);
+      break;
+  }
 }
 
 template <typename Real>
@@ -508,15 +582,11 @@ std::vector<ops::MoeExpertTensors<Real>> GptChunk<Real>::ExpertGrads(
   return tensors;
 }
 
-// The MoE MLP on ln2 into ls.out: router, routing, dispatch, experts, combine, shared expert.
-// Returns the layer's coefficient-weighted auxiliary loss.
+// MoE F, attn's end: the router on ln2, top-k, and the routing (rows per expert, drops).
 template <typename Real>
-double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
+void GptChunk<Real>::MoeRouteForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
   const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
   const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
-  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
-                                  config_.activation == ActivationKind::kSwiGlu};
-  // Phase 1: route.
   ops::LinearForward<Real>(ls.router_logits.data(), ls.ln2.data(),
                            params_.value(h + "mlp.router.weight"), nullptr, static_cast<int>(N), C,
                            E);
@@ -524,21 +594,47 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
                         ls.router_logits.data(), N, E, K);
   ops::BuildMoeRouting(&ls.routing, ls.expert_index.data(), N, E, K,
                        ops::MoeExpertCapacity(spec.moe.capacity_factor, N, E, K));
-  // Phase 2: dispatch, experts, combine.
-  ops::MoeDispatchForward(ls.expert_in.data(), ls.ln2.data(), ls.routing, C);
+}
+
+// MoE F, dispatch: ln2's rows to their experts' rows.
+template <typename Real>
+void GptChunk<Real>::MoeDispatchPart(LayerState& ls) {
+  ops::MoeDispatchForward(ls.expert_in.data(), ls.ln2.data(), ls.routing, config_.d_model);
+}
+
+// MoE F, experts: every expert's MLP on its rows.
+template <typename Real>
+void GptChunk<Real>::MoeExpertsPart(LayerState& ls, const LayerSpec& spec, const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
   ops::MoeExpertsForward(ls.expert_out.data(), ls.expert_fch.data(), ls.expert_act.data(),
-                         ls.expert_in.data(), ExpertValues(ExpertModules(h, false, E)),
+                         ls.expert_in.data(),
+                         ExpertValues(ExpertModules(h, false, spec.moe.num_experts)),
                          ls.routing.expert_offsets.data(), shape);
-  ops::MoeCombineForward(ls.out.data(), ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
-  // Phase 3: the shared expert sees every token.
+}
+
+// MoE F, combine: expert rows back to tokens, gate-weighted, into ls.out.
+template <typename Real>
+void GptChunk<Real>::MoeCombinePart(LayerState& ls) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  ops::MoeCombineForward(ls.out.data(), ls.expert_out.data(), ls.gates.data(), ls.routing, N,
+                         config_.d_model);
+}
+
+// MoE F, rest: the shared expert (sees every token) into ls.out, and the auxiliary losses
+// (their gradients join in I). Returns the layer's coefficient-weighted auxiliary loss.
+template <typename Real>
+double GptChunk<Real>::MoeRestForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
   if (spec.moe.shared_expert_ffn > 0) {
-    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
+    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn,
+                                     config_.activation == ActivationKind::kSwiGlu};
     const int64_t all[2] = {0, N};
     ops::MoeExpertsForward(ls.shared_out.data(), ls.shared_fch.data(), ls.shared_act.data(),
                            ls.ln2.data(), ExpertValues(ExpertModules(h, true, 1)), all, shared);
     ops::ResidualForward(ls.out.data(), ls.out.data(), ls.shared_out.data(), N * C);
   }
-  // Phase 4: auxiliary losses (their gradients join in B).
   ls.balance = ops::MoeLoadBalancingLossForward(ls.router_probs.data(),
                                                 ls.routing.tokens_per_expert.data(), N, E, K);
   double aux = spec.moe.aux_loss_coeff * ls.balance;
@@ -549,32 +645,59 @@ double GptChunk<Real>::MoeForward(LayerState& ls, const LayerSpec& spec, const s
   return aux;
 }
 
-// B of the MoE MLP: d_ln2 from ls.d_out through the shared expert, combine, experts, dispatch
-// and the router (with the auxiliary losses' gradients, each scaled 1/M like the loss).
+// MoE I, rest: d_ln2 starts with the shared expert's input gradient (ls.d_out set).
 template <typename Real>
-void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
-                                      const std::string& h, int layer) {
+void GptChunk<Real>::MoeRestBackwardInput(MicrobatchState& st, LayerState& ls,
+                                          const LayerSpec& spec, const std::string& h) {
   const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
-  const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
-  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
-                                  config_.activation == ActivationKind::kSwiGlu};
   Zero(ls.d_ln2);
   if (spec.moe.shared_expert_ffn > 0) {
-    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
+    const ops::MoeExpertShape shared{config_.d_model, spec.moe.shared_expert_ffn,
+                                     config_.activation == ActivationKind::kSwiGlu};
     const int64_t all[2] = {0, N};
     ops::MoeExpertsBackwardInput(ls.d_ln2.data(), ls.d_shared_fch.data(), st.scratch_act.data(),
                                  ls.d_out, ls.shared_fch.data(),
                                  ExpertValues(ExpertModules(h, true, 1)), all, shared);
   }
+}
+
+// MoE I, combine: the expert rows' and the gates' gradients.
+template <typename Real>
+void GptChunk<Real>::MoeCombineBackwardPart(LayerState& ls) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
   ops::MoeCombineBackwardInput(ls.d_expert_out.data(), ls.d_gates.data(), ls.d_out,
-                               ls.expert_out.data(), ls.gates.data(), ls.routing, N, C);
+                               ls.expert_out.data(), ls.gates.data(), ls.routing, N,
+                               config_.d_model);
+}
+
+// MoE I, experts: the expert rows' input gradients.
+template <typename Real>
+void GptChunk<Real>::MoeExpertsBackwardPart(MicrobatchState& st, LayerState& ls,
+                                            const LayerSpec& spec, const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
   Zero(ls.d_expert_in);
   ops::MoeExpertsBackwardInput(ls.d_expert_in.data(), ls.d_expert_fch.data(), st.scratch_act.data(),
                                ls.d_expert_out.data(), ls.expert_fch.data(),
-                               ExpertValues(ExpertModules(h, false, E)),
+                               ExpertValues(ExpertModules(h, false, spec.moe.num_experts)),
                                ls.routing.expert_offsets.data(), shape);
-  ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N, C);
-  // The router: gates and the load-balancing loss to probabilities, then to logits.
+}
+
+// MoE I, dispatch: the expert rows' gradients back to tokens, into d_ln2.
+template <typename Real>
+void GptChunk<Real>::MoeDispatchBackwardPart(LayerState& ls) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N,
+                                config_.d_model);
+}
+
+// MoE I, attn's start: the router (gates and the auxiliary losses to probabilities, then to
+// logits, each auxiliary gradient scaled 1/M like the loss) into d_ln2; the layer's stats.
+template <typename Real>
+void GptChunk<Real>::MoeRouterBackwardInput(LayerState& ls, const LayerSpec& spec,
+                                            const std::string& h, int layer) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
   const double per_microbatch = 1.0 / step_microbatches_;  // the step's M, as for the loss
   Zero(ls.d_router_probs);
   ops::MoeGatesBackwardInput(ls.d_router_probs.data(), ls.d_gates.data(), ls.expert_index.data(), N,
@@ -603,26 +726,40 @@ void GptChunk<Real>::MoeBackwardInput(MicrobatchState& st, LayerState& ls, const
   ++stats.microbatches;
 }
 
+// MoE W, rest: the shared expert's weight gradients.
 template <typename Real>
-void GptChunk<Real>::MoeBackwardWeights(LayerState& ls, const LayerSpec& spec,
-                                        const std::string& h) {
+void GptChunk<Real>::MoeSharedBackwardWeights(LayerState& ls, const LayerSpec& spec,
+                                              const std::string& h) {
+  if (spec.moe.shared_expert_ffn <= 0) return;
   const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
-  const int C = config_.d_model, E = spec.moe.num_experts;
-  const ops::MoeExpertShape shape{C, config_.ExpertFfn(spec),
+  const ops::MoeExpertShape shared{config_.d_model, spec.moe.shared_expert_ffn,
+                                   config_.activation == ActivationKind::kSwiGlu};
+  const int64_t all[2] = {0, N};
+  ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, true, 1)), ls.d_out,
+                                 ls.shared_act.data(), ls.d_shared_fch.data(), ls.ln2.data(), all,
+                                 shared);
+}
+
+// MoE W, experts: every expert's weight gradients from its rows.
+template <typename Real>
+void GptChunk<Real>::MoeExpertsBackwardWeightsPart(LayerState& ls, const LayerSpec& spec,
+                                                   const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
                                   config_.activation == ActivationKind::kSwiGlu};
-  ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, false, E)), ls.d_expert_out.data(),
-                                 ls.expert_act.data(), ls.d_expert_fch.data(), ls.expert_in.data(),
+  ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, false, spec.moe.num_experts)),
+                                 ls.d_expert_out.data(), ls.expert_act.data(),
+                                 ls.d_expert_fch.data(), ls.expert_in.data(),
                                  ls.routing.expert_offsets.data(), shape);
-  if (spec.moe.shared_expert_ffn > 0) {
-    const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn, shape.swiglu};
-    const int64_t all[2] = {0, N};
-    ops::MoeExpertsBackwardWeights(ExpertGrads(ExpertModules(h, true, 1)), ls.d_out,
-                                   ls.shared_act.data(), ls.d_shared_fch.data(), ls.ln2.data(), all,
-                                   shared);
-  }
+}
+
+// MoE W, attn's start: the router's weight gradient.
+template <typename Real>
+void GptChunk<Real>::MoeRouterBackwardWeights(LayerState& ls, const LayerSpec& spec,
+                                              const std::string& h) {
+  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
   ops::LinearBackwardWeights<Real>(params_.grad(h + "mlp.router.weight"), nullptr,
-                                   ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N), C,
-                                   E);
+                                   ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N),
+                                   config_.d_model, spec.moe.num_experts);
 }
 
 template <typename Real>
@@ -631,9 +768,84 @@ const Real* GptChunk<Real>::HeadWeight() const {
 }
 
 template <typename Real>
-absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
-                                     const int32_t* targets) {
-  if (states_.count(mb)) {
+std::vector<LayerPartRef> GptChunk<Real>::Parts(ChunkPass pass) const {
+  using P = LayerPart;
+  std::vector<P> moe;
+  switch (pass) {
+    case ChunkPass::kForward:
+      moe = {P::kAttention, P::kDispatch, P::kExperts, P::kCombine, P::kRest};
+      break;
+    case ChunkPass::kBackwardInput:
+      moe = {P::kRest, P::kCombine, P::kExperts, P::kDispatch, P::kAttention};
+      break;
+    case ChunkPass::kBackwardWeights:
+      moe = {P::kRest, P::kExperts, P::kAttention};
+      break;
+  }
+  const int L = spec_.end_layer - spec_.first_layer;
+  std::vector<LayerPartRef> parts;
+  for (int k = 0; k < L; ++k) {
+    const int i = pass == ChunkPass::kForward ? k : L - 1 - k;
+    if (!IsMoeLayer(i)) {
+      parts.push_back({spec_.first_layer + i, P::kRest});
+      continue;
+    }
+    for (P p : moe) parts.push_back({spec_.first_layer + i, p});
+  }
+  return parts;
+}
+
+namespace {
+
+const char* PassName(ChunkPass pass) {
+  switch (pass) {
+    case ChunkPass::kForward:
+      return "forward";
+    case ChunkPass::kBackwardInput:
+      return "input-gradient backward";
+    default:
+      return "weight-gradient backward";
+  }
+}
+
+std::string PartName(const LayerPartRef& part) {
+  constexpr const char* kNames[] = {"attn", "dispatch", "experts", "combine", "rest"};
+  return absl::StrCat("L", part.layer, " ", kNames[static_cast<int>(part.part)]);
+}
+
+}  // namespace
+
+template <typename Real>
+absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::FindForPart(
+    int mb, ChunkPass pass, const LayerPartRef* part) {
+  absl::MutexLock lock(&states_mu_);
+  auto it = states_.find(mb);
+  const int p = static_cast<int>(pass);
+  if (it == states_.end() || it->second->next_part[p] < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(PassName(pass), " part of microbatch ", mb, " on chunk [", spec_.first_layer,
+                     ", ", spec_.end_layer, ") before its ", PassName(pass), " began"));
+  }
+  MicrobatchState& st = *it->second;
+  const std::vector<LayerPartRef>& parts = pass_parts_[p];
+  const int next = st.next_part[p];
+  const std::string expected = next < static_cast<int>(parts.size())
+                                   ? PartName(parts[next])
+                                   : std::string("the end of the pass");
+  if (part == nullptr ? next != static_cast<int>(parts.size())
+                      : next >= static_cast<int>(parts.size()) || !(parts[next] == *part)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(PassName(pass), " of microbatch ", mb, ": ",
+                     part == nullptr ? std::string("the end") : PartName(*part),
+                     " out of order (next: ", expected, ")"));
+  }
+  return &st;
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
+                                          const int32_t* targets) {
+  if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
     return absl::FailedPreconditionError(
         absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
   }
@@ -647,44 +859,62 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
-  std::unique_ptr<MicrobatchState> owned;
-  if (!free_states_.empty()) {
-    owned = std::move(free_states_.back());
-    free_states_.pop_back();
-  } else {
-    owned = NewState();
-  }
-  MicrobatchState& st = *owned;
-  st.backward_input_done = false;
-  st.aux_loss = 0.0;
-  ParameterSet<Real>& p = params_;
-  if (spec_.has_embedding) {
-    for (int i = 0; i < N; ++i) {
-      if (tokens[i] < 0 || tokens[i] >= V) {
+  const auto outside = [&](const int32_t* ids, const char* what) -> absl::Status {
+    for (int i = 0; ids != nullptr && i < N; ++i) {
+      if (ids[i] < 0 || ids[i] >= V) {
         return absl::InvalidArgumentError(
-            absl::StrCat("token id ", tokens[i], " at position ", i, " is outside [0, ", V, ")"));
+            absl::StrCat(what, " id ", ids[i], " at position ", i, " is outside [0, ", V, ")"));
       }
     }
+    return absl::OkStatus();
+  };
+  if (spec_.has_embedding) RETURN_IF_ERROR(outside(tokens, "token"));
+  if (spec_.has_head) RETURN_IF_ERROR(outside(targets, "target"));
+  std::unique_ptr<MicrobatchState> owned;
+  {
+    absl::MutexLock lock(&states_mu_);
+    if (!free_states_.empty()) {
+      owned = std::move(free_states_.back());
+      free_states_.pop_back();
+    }
+  }
+  if (owned == nullptr) owned = NewState();
+  MicrobatchState& st = *owned;
+  st.backward_input_done = st.forward_done = false;
+  st.next_part[0] = 0;
+  st.next_part[1] = st.next_part[2] = -1;
+  st.aux_loss = 0.0;
+  if (spec_.has_embedding) {
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);
-    ops::EncoderForward(st.input.data(), tokens, p.value("wte"), OptionalValue("wpe"), B, T, C);
+    ops::EncoderForward(st.input.data(), tokens, params_.value("wte"), OptionalValue("wpe"), B, T,
+                        C);
   } else {
     std::memcpy(st.input.data(), input, sizeof(Real) * N * C);
   }
-  const Real* x = st.input.data();
-  for (int i = 0; i < static_cast<int>(st.layers.size()); ++i) {
-    LayerForward(st, i, x);
-    x = st.layers[i].res3;
-  }
+  if (spec_.has_head) std::memcpy(st.targets.data(), targets, sizeof(int32_t) * N);
+  absl::MutexLock lock(&states_mu_);
+  states_[mb] = std::move(owned);
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::ForwardPart(int mb, const LayerPartRef& part) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kForward, &part));
+  LayerForwardPart(*st, part.layer - spec_.first_layer, part.part);
+  ++st->next_part[0];
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::ForwardEnd(int mb) {
+  ASSIGN_OR_RETURN(MicrobatchState * found, FindForPart(mb, ChunkPass::kForward, nullptr));
+  MicrobatchState& st = *found;
   if (spec_.has_head) {
-    for (int i = 0; i < N; ++i) {
-      if (targets[i] < 0 || targets[i] >= V) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("target id ", targets[i], " at position ", i, " is outside [0, ", V, ")"));
-      }
-    }
-    std::memcpy(st.targets.data(), targets, sizeof(int32_t) * N);
-    NormForward(config_, st.lnf.data(), st.lnf_mean.data(), st.lnf_rstd.data(), x,
-                p.value("ln_f.weight"), OptionalValue("ln_f.bias"), N, C);
+    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+    const int C = config_.d_model, V = config_.vocab_size;
+    NormForward(config_, st.lnf.data(), st.lnf_mean.data(), st.lnf_rstd.data(),
+                st.layers.back().res3, params_.value("ln_f.weight"), OptionalValue("ln_f.bias"), N,
+                C);
     ops::LinearForward<Real>(st.probs.data(), st.lnf.data(), HeadWeight(), nullptr, N, C, V);
     ops::SoftmaxCrossEntropyForward(st.losses.data(), st.probs.data(), st.probs.data(),
                                     st.targets.data(), N, V);
@@ -692,25 +922,38 @@ absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* 
     for (int i = 0; i < N; ++i) sum += st.losses[i];
     st.loss = sum / N;
   }
-  states_[mb] = std::move(owned);
+  st.forward_done = true;
   return absl::OkStatus();
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
+                                     const int32_t* targets) {
+  RETURN_IF_ERROR(ForwardBegin(mb, tokens, input, targets));
+  for (const LayerPartRef& part : pass_parts_[0]) RETURN_IF_ERROR(ForwardPart(mb, part));
+  return ForwardEnd(mb);
+}
+
+template <typename Real>
 const Real* GptChunk<Real>::output(int mb) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
-  if (it == states_.end() || it->second->layers.empty()) return nullptr;
+  if (it == states_.end() || it->second->layers.empty() || !it->second->forward_done) {
+    return nullptr;
+  }
   return it->second->layers.back().res3;
 }
 
 template <typename Real>
 double GptChunk<Real>::loss(int mb) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
   return it == states_.end() ? 0.0 : it->second->loss;
 }
 
 template <typename Real>
 double GptChunk<Real>::aux_loss(int mb) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
   return it == states_.end() ? 0.0 : it->second->aux_loss;
 }
@@ -724,13 +967,30 @@ std::map<int, MoeLayerStats> GptChunk<Real>::TakeMoeStats() {
 
 template <typename Real>
 const Real* GptChunk<Real>::probabilities(int mb) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
-  if (!spec_.has_head || it == states_.end() || it->second->backward_input_done) return nullptr;
+  if (!spec_.has_head || it == states_.end() || !it->second->forward_done ||
+      it->second->next_part[1] != -1) {
+    return nullptr;
+  }
   return it->second->probs.data();
 }
 
+// The MLP's residual in I: d_res2 starts as d_out.
 template <typename Real>
-void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out) {
+void GptChunk<Real>::MlpBackwardInputBegin(MicrobatchState& st, int i, const Real* d_out) {
+  const int64_t NC = int64_t{options_.micro_batch_size} * options_.seq_len * config_.d_model;
+  LayerState& ls = st.layers[i];
+  ls.d_out = d_out;
+  if (config_.layers[spec_.first_layer + i].mlp != MlpKind::kNone) {
+    std::memcpy(ls.d_res2.data(), d_out, sizeof(Real) * NC);
+  }
+}
+
+// I from d_ln2 (the MLP's, complete) down: norm 2 into d_res2, then the attention:
+// res2 = in + attn(norm_1(in)), into d_in.
+template <typename Real>
+void GptChunk<Real>::AttentionBackwardInput(MicrobatchState& st, int i) {
   const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const int64_t NC = int64_t{N} * C;
@@ -739,37 +999,12 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
   const LayerSpec& spec = c.layers[spec_.first_layer + i];
   const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
-  ls.d_out = d_out;
-  // MLP: res3 = res2 + mlp(norm_2(res2)).
-  if (spec.mlp != MlpKind::kNone) std::memcpy(ls.d_res2.data(), d_out, sizeof(Real) * NC);
-  if (spec.mlp == MlpKind::kDense) {
-    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
-    const int64_t NF = int64_t{N} * F;
-    std::memset(st.scratch_act.data(), 0, NF * sizeof(Real));
-    ops::LinearBackwardInput(st.scratch_act.data(), d_out, p.value(h + "mlp.c_proj.weight"), N, F,
-                             C);
-    Zero(ls.d_fch);
-    if (c.activation == ActivationKind::kGelu) {
-      ops::GeluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), NF);
-    } else {
-      ops::SwiGluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), N, F);
-    }
-    Zero(ls.d_ln2);
-    ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N, C,
-                             FC);
-  } else if (spec.mlp == MlpKind::kLinear) {
-    Zero(ls.d_ln2);
-    ops::LinearBackwardInput(ls.d_ln2.data(), d_out, p.value(h + "mlp.linear.weight"), N, C, C);
-  } else if (spec.mlp == MlpKind::kMoe) {
-    MoeBackwardInput(st, ls, spec, h, spec_.first_layer + i);
-  }
   if (spec.mlp != MlpKind::kNone) {
     NormBackwardInput(c, ls.d_res2.data(), ls.d_ln2.data(), ls.res2, p.value(h + "ln_2.weight"),
                       ls.ln2_mean.data(), ls.ln2_rstd.data(), N, C);
   }
-  const Real* d_res2 = spec.mlp != MlpKind::kNone ? ls.d_res2.data() : d_out;
+  const Real* d_res2 = spec.mlp != MlpKind::kNone ? ls.d_res2.data() : ls.d_out;
   ls.d_res2_ptr = d_res2;
-  // Attention: res2 = in + attn(norm_1(in)).
   std::memcpy(ls.d_in.data(), d_res2, sizeof(Real) * NC);
   if (spec.attention == AttentionKind::kCausal) {
     Zero(st.scratch_atty);
@@ -795,6 +1030,171 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
 }
 
 template <typename Real>
+void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out) {
+  if (IsMoeLayer(i)) {  // the same parts a sub-step schedule runs one by one
+    for (LayerPart part : {LayerPart::kRest, LayerPart::kCombine, LayerPart::kExperts,
+                           LayerPart::kDispatch, LayerPart::kAttention}) {
+      LayerBackwardInputPart(st, i, part);
+    }
+    return;
+  }
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int C = config_.d_model;
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  // MLP: res3 = res2 + mlp(norm_2(res2)).
+  MlpBackwardInputBegin(st, i, d_out);
+  if (spec.mlp == MlpKind::kDense) {
+    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
+    const int64_t NF = int64_t{N} * F;
+    std::memset(st.scratch_act.data(), 0, NF * sizeof(Real));
+    ops::LinearBackwardInput(st.scratch_act.data(), d_out, p.value(h + "mlp.c_proj.weight"), N, F,
+                             C);
+    Zero(ls.d_fch);
+    if (c.activation == ActivationKind::kGelu) {
+      ops::GeluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), NF);
+    } else {
+      ops::SwiGluBackwardInput(ls.d_fch.data(), ls.fch.data(), st.scratch_act.data(), N, F);
+    }
+    Zero(ls.d_ln2);
+    ops::LinearBackwardInput(ls.d_ln2.data(), ls.d_fch.data(), p.value(h + "mlp.c_fc.weight"), N, C,
+                             FC);
+  } else if (spec.mlp == MlpKind::kLinear) {
+    Zero(ls.d_ln2);
+    ops::LinearBackwardInput(ls.d_ln2.data(), d_out, p.value(h + "mlp.linear.weight"), N, C, C);
+  }
+  AttentionBackwardInput(st, i);
+}
+
+template <typename Real>
+void GptChunk<Real>::LayerBackwardInputPart(MicrobatchState& st, int i, LayerPart part) {
+  const Real* d_out = i + 1 == static_cast<int>(st.layers.size()) ? st.d_output.data()
+                                                                  : st.layers[i + 1].d_in.data();
+  if (!IsMoeLayer(i)) {  // whole, as kRest
+    LayerBackwardInput(st, i, d_out);
+    return;
+  }
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  switch (part) {
+    case LayerPart::kRest:
+      MlpBackwardInputBegin(st, i, d_out);
+      MoeRestBackwardInput(st, ls, spec, h);
+      break;
+    case LayerPart::kCombine:
+      MoeCombineBackwardPart(ls);
+      break;
+    case LayerPart::kExperts:
+      MoeExpertsBackwardPart(st, ls, spec, h);
+      break;
+    case LayerPart::kDispatch:
+      MoeDispatchBackwardPart(ls);
+      break;
+    case LayerPart::kAttention:
+      MoeRouterBackwardInput(ls, spec, h, spec_.first_layer + i);
+      AttentionBackwardInput(st, i);
+      break;
+  }
+}
+
+// W of a dense or linear MLP.
+template <typename Real>
+void GptChunk<Real>::MlpWeightsOf(MicrobatchState& st, int i) {
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int C = config_.d_model;
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  if (spec.mlp == MlpKind::kDense) {
+    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
+    ops::LinearBackwardWeights(p.grad(h + "mlp.c_proj.weight"), OptionalGrad(h + "mlp.c_proj.bias"),
+                               ls.d_out, ls.fch_act.data(), N, F, C);
+    ops::LinearBackwardWeights(p.grad(h + "mlp.c_fc.weight"), OptionalGrad(h + "mlp.c_fc.bias"),
+                               ls.d_fch.data(), ls.ln2.data(), N, C, FC);
+  } else if (spec.mlp == MlpKind::kLinear) {
+    ops::LinearBackwardWeights(p.grad(h + "mlp.linear.weight"), OptionalGrad(h + "mlp.linear.bias"),
+                               ls.d_out, ls.ln2.data(), N, C, C);
+  }
+}
+
+// W of norm 2 and of the attention block (norm 1 included).
+template <typename Real>
+void GptChunk<Real>::AttentionBackwardWeights(MicrobatchState& st, int i) {
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int C = config_.d_model;
+  const GptConfig& c = config_;
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = c.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  ParameterSet<Real>& p = params_;
+  if (spec.mlp != MlpKind::kNone) {
+    NormBackwardWeights(c, p.grad(h + "ln_2.weight"), OptionalGrad(h + "ln_2.bias"),
+                        ls.d_ln2.data(), ls.res2, ls.ln2_mean.data(), ls.ln2_rstd.data(), N, C);
+  }
+  if (spec.attention == AttentionKind::kCausal) {
+    ops::LinearBackwardWeights(p.grad(h + "attn.c_proj.weight"),
+                               OptionalGrad(h + "attn.c_proj.bias"), ls.d_res2_ptr, ls.atty.data(),
+                               N, C, C);
+    ops::LinearBackwardWeights(p.grad(h + "attn.c_attn.weight"),
+                               OptionalGrad(h + "attn.c_attn.bias"), ls.d_qkv.data(), ls.ln1.data(),
+                               N, C, static_cast<int>(c.QkvWidth(spec)));
+  } else if (spec.attention == AttentionKind::kLinear) {
+    ops::LinearBackwardWeights(p.grad(h + "attn.linear.weight"),
+                               OptionalGrad(h + "attn.linear.bias"), ls.d_res2_ptr, ls.ln1.data(),
+                               N, C, C);
+  }
+  if (spec.attention != AttentionKind::kNone) {
+    NormBackwardWeights(c, p.grad(h + "ln_1.weight"), OptionalGrad(h + "ln_1.bias"),
+                        ls.d_ln1.data(), ls.in, ls.ln1_mean.data(), ls.ln1_rstd.data(), N, C);
+  }
+}
+
+// Each tensor gets one contribution per microbatch, so the parts' order (shared expert,
+// experts, router) leaves every gradient bit for bit as before.
+template <typename Real>
+void GptChunk<Real>::LayerBackwardWeights(MicrobatchState& st, int i) {
+  if (IsMoeLayer(i)) {
+    for (LayerPart part : {LayerPart::kRest, LayerPart::kExperts, LayerPart::kAttention}) {
+      LayerBackwardWeightsPart(st, i, part);
+    }
+    return;
+  }
+  MlpWeightsOf(st, i);
+  AttentionBackwardWeights(st, i);
+}
+
+template <typename Real>
+void GptChunk<Real>::LayerBackwardWeightsPart(MicrobatchState& st, int i, LayerPart part) {
+  if (!IsMoeLayer(i)) {  // whole, as kRest
+    LayerBackwardWeights(st, i);
+    return;
+  }
+  LayerState& ls = st.layers[i];
+  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
+  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  switch (part) {
+    case LayerPart::kRest:
+      MoeSharedBackwardWeights(ls, spec, h);
+      break;
+    case LayerPart::kExperts:
+      MoeExpertsBackwardWeightsPart(ls, spec, h);
+      break;
+    case LayerPart::kAttention:
+      MoeRouterBackwardWeights(ls, spec, h);
+      AttentionBackwardWeights(st, i);
+      break;
+    default:  // dispatch and combine have no weights
+      break;
+  }
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::SetStepMicrobatches(int m) {
   if (m < 1 || m > options_.num_microbatches) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -805,11 +1205,10 @@ absl::Status GptChunk<Real>::SetStepMicrobatches(int m) {
 }
 
 template <typename Real>
-absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
-  absl::StatusOr<MicrobatchState*> found = Find(mb, "input-gradient backward");
-  if (!found.ok()) return found.status();
-  MicrobatchState& st = **found;
-  if (st.backward_input_done) {
+absl::Status GptChunk<Real>::BackwardInputBegin(int mb, const Real* dout) {
+  ASSIGN_OR_RETURN(MicrobatchState * found, Find(mb, "input-gradient backward"));
+  MicrobatchState& st = *found;
+  if (st.next_part[1] != -1) {
     return absl::FailedPreconditionError(
         absl::StrCat("input-gradient backward of microbatch ", mb, " twice"));
   }
@@ -835,79 +1234,56 @@ absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
   } else {
     std::memcpy(st.d_output.data(), dout, sizeof(Real) * NC);
   }
-  const Real* d_out = st.d_output.data();
-  for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) {
-    LayerBackwardInput(st, i, d_out);
-    d_out = st.layers[i].d_in.data();
-  }
-  st.backward_input_done = true;
+  st.next_part[1] = 0;
   return absl::OkStatus();
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::BackwardInputPart(int mb, const LayerPartRef& part) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardInput, &part));
+  LayerBackwardInputPart(*st, part.layer - spec_.first_layer, part.part);
+  ++st->next_part[1];
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardInputEnd(int mb) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardInput, nullptr));
+  st->backward_input_done = true;
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardInput(int mb, const Real* dout) {
+  RETURN_IF_ERROR(BackwardInputBegin(mb, dout));
+  for (const LayerPartRef& part : pass_parts_[1]) RETURN_IF_ERROR(BackwardInputPart(mb, part));
+  return BackwardInputEnd(mb);
+}
+
+template <typename Real>
 const Real* GptChunk<Real>::input_grad(int mb) const {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
   if (it == states_.end() || !it->second->backward_input_done) return nullptr;
   return it->second->layers.front().d_in.data();
 }
 
 template <typename Real>
-void GptChunk<Real>::LayerBackwardWeights(MicrobatchState& st, int i) {
-  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
-  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
-  const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
-  ParameterSet<Real>& p = params_;
-  if (spec.mlp == MlpKind::kDense) {
-    const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
-    ops::LinearBackwardWeights(p.grad(h + "mlp.c_proj.weight"), OptionalGrad(h + "mlp.c_proj.bias"),
-                               ls.d_out, ls.fch_act.data(), N, F, C);
-    ops::LinearBackwardWeights(p.grad(h + "mlp.c_fc.weight"), OptionalGrad(h + "mlp.c_fc.bias"),
-                               ls.d_fch.data(), ls.ln2.data(), N, C, FC);
-  } else if (spec.mlp == MlpKind::kLinear) {
-    ops::LinearBackwardWeights(p.grad(h + "mlp.linear.weight"), OptionalGrad(h + "mlp.linear.bias"),
-                               ls.d_out, ls.ln2.data(), N, C, C);
-  } else if (spec.mlp == MlpKind::kMoe) {
-    MoeBackwardWeights(ls, spec, h);
-  }
-  if (spec.mlp != MlpKind::kNone) {
-    NormBackwardWeights(c, p.grad(h + "ln_2.weight"), OptionalGrad(h + "ln_2.bias"),
-                        ls.d_ln2.data(), ls.res2, ls.ln2_mean.data(), ls.ln2_rstd.data(), N, C);
-  }
-  if (spec.attention == AttentionKind::kCausal) {
-    ops::LinearBackwardWeights(p.grad(h + "attn.c_proj.weight"),
-                               OptionalGrad(h + "attn.c_proj.bias"), ls.d_res2_ptr, ls.atty.data(),
-                               N, C, C);
-    ops::LinearBackwardWeights(p.grad(h + "attn.c_attn.weight"),
-                               OptionalGrad(h + "attn.c_attn.bias"), ls.d_qkv.data(), ls.ln1.data(),
-                               N, C, static_cast<int>(c.QkvWidth(spec)));
-  } else if (spec.attention == AttentionKind::kLinear) {
-    ops::LinearBackwardWeights(p.grad(h + "attn.linear.weight"),
-                               OptionalGrad(h + "attn.linear.bias"), ls.d_res2_ptr, ls.ln1.data(),
-                               N, C, C);
-  }
-  if (spec.attention != AttentionKind::kNone) {
-    NormBackwardWeights(c, p.grad(h + "ln_1.weight"), OptionalGrad(h + "ln_1.bias"),
-                        ls.d_ln1.data(), ls.in, ls.ln1_mean.data(), ls.ln1_rstd.data(), N, C);
-  }
-}
-
-template <typename Real>
-absl::Status GptChunk<Real>::BackwardWeights(int mb) {
-  absl::StatusOr<MicrobatchState*> found = Find(mb, "weight-gradient backward");
-  if (!found.ok()) return found.status();
-  MicrobatchState& st = **found;
+absl::Status GptChunk<Real>::BackwardWeightsBegin(int mb) {
+  ASSIGN_OR_RETURN(MicrobatchState * found, Find(mb, "weight-gradient backward"));
+  MicrobatchState& st = *found;
   if (!st.backward_input_done) {
     return absl::FailedPreconditionError(absl::StrCat("weight-gradient backward of microbatch ", mb,
                                                       " before its input-gradient backward"));
   }
-  const int B = options_.micro_batch_size, T = options_.seq_len;
-  const int C = config_.d_model, V = config_.vocab_size;
-  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
-  ParameterSet<Real>& p = params_;
+  if (st.next_part[2] != -1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("weight-gradient backward of microbatch ", mb, " twice"));
+  }
   if (spec_.has_head) {
+    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+    const int C = config_.d_model, V = config_.vocab_size;
+    ParameterSet<Real>& p = params_;
     Real* dhead = !config_.tied_head       ? p.grad("lm_head.weight")
                   : head_wte_grad_.empty() ? p.grad("wte")
                                            : head_wte_grad_.data();
@@ -915,13 +1291,35 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
     NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"), st.d_lnf.data(),
                         st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
   }
-  for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) LayerBackwardWeights(st, i);
+  st.next_part[2] = 0;
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeightsPart(int mb, const LayerPartRef& part) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, &part));
+  LayerBackwardWeightsPart(*st, part.layer - spec_.first_layer, part.part);
+  ++st->next_part[2];
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeightsEnd(int mb) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, nullptr));
   if (spec_.has_embedding) {
-    ops::EncoderBackwardWeights(p.grad("wte"), OptionalGrad("wpe"), st.layers.front().d_in.data(),
-                                st.tokens.data(), B, T, C);
+    ops::EncoderBackwardWeights(params_.grad("wte"), OptionalGrad("wpe"),
+                                st->layers.front().d_in.data(), st->tokens.data(),
+                                options_.micro_batch_size, options_.seq_len, config_.d_model);
   }
   Release(mb);
   return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeights(int mb) {
+  RETURN_IF_ERROR(BackwardWeightsBegin(mb));
+  for (const LayerPartRef& part : pass_parts_[2]) RETURN_IF_ERROR(BackwardWeightsPart(mb, part));
+  return BackwardWeightsEnd(mb);
 }
 
 template <typename Real>
@@ -940,6 +1338,7 @@ void GptChunk<Real>::FoldTiedGradients() {
 
 template <typename Real>
 void GptChunk<Real>::Release(int mb) {
+  absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
   if (it == states_.end()) return;
   free_states_.push_back(std::move(it->second));

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "models/gpt_config.h"
 #include "models/parameters.h"
 #include "ops/cpu/moe_experts.h"
@@ -49,6 +50,29 @@ struct MoeLayerStats {
   double balance = 0.0;  // sum over microbatches of the load-balancing loss E sum_e f_e P_e,
                          // unweighted (1: balanced; E: collapsed), whatever the coefficient
   int microbatches = 0;
+};
+
+// One part of a layer: the fine-grained callables that the schedule IR names as sub-steps
+// (runtime/sub_step.h). An MoE layer splits into all five; any other layer runs whole, as
+// kRest.
+enum class LayerPart {
+  kAttention,  // norm 1, attention, residual, norm 2 and (MoE) the router
+  kDispatch,   // tokens to their experts' rows
+  kExperts,    // the expert MLPs on their rows
+  kCombine,    // expert rows back to tokens, gate-weighted
+  kRest,       // an MoE layer's shared expert, auxiliary losses and residual; a layer whole
+};
+
+// The passes a chunk runs in parts.
+enum class ChunkPass { kForward, kBackwardInput, kBackwardWeights };
+
+// A part of one layer within a pass: `layer` is the global layer index.
+struct LayerPartRef {
+  int layer = 0;
+  LayerPart part = LayerPart::kRest;
+  friend bool operator==(const LayerPartRef& a, const LayerPartRef& b) {
+    return a.layer == b.layer && a.part == b.part;
+  }
 };
 
 template <typename Real>
@@ -93,6 +117,28 @@ class GptChunk {
   absl::Status BackwardWeights(int mb);
   // I then W.
   absl::Status Backward(int mb, const Real* dout);
+
+  // The same passes in parts (sub-steps), bit for bit what the whole calls compute (the
+  // whole calls run these same parts): Begin, then every part of Parts(pass) in order, then
+  // End. Parts(kForward): layers in order, an MoE layer as attn, dispatch, experts, combine,
+  // rest; kBackwardInput: layers in reverse, an MoE layer as rest, combine, experts,
+  // dispatch, attn; kBackwardWeights: layers in reverse, an MoE layer as rest, experts, attn.
+  // Any other layer is one kRest. Parts of different microbatches may interleave freely.
+  // FailedPrecondition for a part out of its order, or a pass begun twice or not begun.
+  std::vector<LayerPartRef> Parts(ChunkPass pass) const;
+  // Forward's checks and the embedding (or the input's copy); tokens / input / targets as
+  // for Forward.
+  absl::Status ForwardBegin(int mb, const int32_t* tokens, const Real* input,
+                            const int32_t* targets);
+  absl::Status ForwardPart(int mb, const LayerPartRef& part);
+  absl::Status ForwardEnd(int mb);                            // the head and the loss (last chunk)
+  absl::Status BackwardInputBegin(int mb, const Real* dout);  // the head's input gradient
+  absl::Status BackwardInputPart(int mb, const LayerPartRef& part);
+  absl::Status BackwardInputEnd(int mb);
+  absl::Status BackwardWeightsBegin(int mb);  // the head's weight gradient
+  absl::Status BackwardWeightsPart(int mb, const LayerPartRef& part);
+  absl::Status BackwardWeightsEnd(int mb);  // the embedding's weight gradient; releases mb
+
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);
   // When this chunk holds both uses of the tied embedding (wte as embedding and as head),
@@ -107,7 +153,10 @@ class GptChunk {
   const GptConfig& config() const { return config_; }
   const ChunkOptions& options() const { return options_; }
   // Microbatches whose activations are held.
-  int inflight() const { return static_cast<int>(states_.size()); }
+  int inflight() const {
+    absl::MutexLock lock(&states_mu_);
+    return static_cast<int>(states_.size());
+  }
   // Floats one microbatch holds between F and W (activations + saved gradients).
   int64_t activation_floats_per_microbatch() const;
 
@@ -119,12 +168,44 @@ class GptChunk {
   void LayerForward(MicrobatchState& st, int i, const Real* x);
   void LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out);
   void LayerBackwardWeights(MicrobatchState& st, int i);
+  // A layer's pieces (LayerForward is AttentionForward, MlpForward, MlpResidualForward; an
+  // MoE MLP's pieces are its parts).
+  void AttentionForward(MicrobatchState& st, int i, const Real* x);
+  void MlpResidualForward(MicrobatchState& st, int i);
+  void MlpBackwardInputBegin(MicrobatchState& st, int i, const Real* d_out);
+  void AttentionBackwardInput(MicrobatchState& st, int i);
+  void MlpWeightsOf(MicrobatchState& st, int i);
+  void AttentionBackwardWeights(MicrobatchState& st, int i);
+  // One part of layer i (local index) in each pass.
+  void LayerForwardPart(MicrobatchState& st, int i, LayerPart part);
+  void LayerBackwardInputPart(MicrobatchState& st, int i, LayerPart part);
+  void LayerBackwardWeightsPart(MicrobatchState& st, int i, LayerPart part);
+  bool IsMoeLayer(int i) const;  // local index
+  // The state of mb for `pass`, checked against the pass's next part (`part`; null for Begin
+  // and End checks): FailedPrecondition when out of order.
+  absl::StatusOr<MicrobatchState*> FindForPart(int mb, ChunkPass pass, const LayerPartRef* part);
   // MoE layers (mlp == kMoe): buffers (returns the B scratch they need), F, B and W.
   int64_t AllocateMoe(LayerState& ls, const LayerSpec& spec) const;
-  double MoeForward(LayerState& ls, const LayerSpec& spec, const std::string& h);
-  void MoeBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
-                        const std::string& h, int layer);
-  void MoeBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  // MoE F parts: the router and routing (attn's end), then dispatch, experts, combine, and
+  // the rest (shared expert, auxiliary losses: returns the weighted aux loss).
+  void MoeRouteForward(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  void MoeDispatchPart(LayerState& ls);
+  void MoeExpertsPart(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  void MoeCombinePart(LayerState& ls);
+  double MoeRestForward(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  // MoE I parts: rest (shared expert), combine, experts, dispatch, the router (attn's start).
+  void MoeRestBackwardInput(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
+                            const std::string& h);
+  void MoeCombineBackwardPart(LayerState& ls);
+  void MoeExpertsBackwardPart(MicrobatchState& st, LayerState& ls, const LayerSpec& spec,
+                              const std::string& h);
+  void MoeDispatchBackwardPart(LayerState& ls);
+  void MoeRouterBackwardInput(LayerState& ls, const LayerSpec& spec, const std::string& h,
+                              int layer);
+  // MoE W parts: the shared expert (rest), the experts, the router (attn).
+  void MoeSharedBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  void MoeExpertsBackwardWeightsPart(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  void MoeRouterBackwardWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
   // Layer h's ("h.3.") expert modules ("h.3.mlp.experts.0.", ...) or its shared expert's, and
   // their tensors.
   static std::vector<std::string> ExpertModules(const std::string& h, bool shared, int num_experts);
@@ -144,10 +225,14 @@ class GptChunk {
   ChunkOptions options_;
   int step_microbatches_ = 1;  // M of the current step (SetStepMicrobatches)
   ParameterSet<Real> params_;
+  // Guards states_ and free_states_ (not the states themselves): a communication lane runs
+  // dispatch and combine parts of one microbatch while the compute lane runs another's.
+  mutable absl::Mutex states_mu_;
   std::map<int, std::unique_ptr<MicrobatchState>> states_;
   std::vector<std::unique_ptr<MicrobatchState>> free_states_;
   std::vector<Real> head_wte_grad_;  // (V, C) when this chunk holds embedding and head
   std::map<int, MoeLayerStats> moe_stats_;
+  std::vector<LayerPartRef> pass_parts_[3];  // Parts(pass) per pass, computed once
 };
 
 }  // namespace stagehand::models

@@ -2,6 +2,7 @@
 // unchunked, I+W == fused, and clear errors for misuse and impossible cuts.
 #include "models/gpt_chunk.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -257,6 +258,116 @@ TEST(GptChunkTest, SplitBackwardEqualsFusedBitwise) {
   for (int64_t i = 0; i < split[0]->params().size(); ++i) {
     ASSERT_EQ(split[0]->params().grads()[i], fused[0]->params().grads()[i]);
   }
+}
+
+// Runs the parts of two passes alternately, one part of each in turn (an overlapped pair):
+// `first` begins first and each ends after its last part.
+void InterleaveParts(GptChunk<double>& c, ChunkPass first, int first_mb, ChunkPass second,
+                     int second_mb, const Batch& batch) {
+  const auto begin = [&](ChunkPass pass, int mb) {
+    if (pass == ChunkPass::kForward) {
+      return c.ForwardBegin(mb, batch.tokens.data(), nullptr, batch.targets.data());
+    }
+    return pass == ChunkPass::kBackwardInput ? c.BackwardInputBegin(mb, nullptr)
+                                             : c.BackwardWeightsBegin(mb);
+  };
+  const auto part = [&](ChunkPass pass, int mb, const LayerPartRef& p) {
+    if (pass == ChunkPass::kForward) return c.ForwardPart(mb, p);
+    return pass == ChunkPass::kBackwardInput ? c.BackwardInputPart(mb, p)
+                                             : c.BackwardWeightsPart(mb, p);
+  };
+  const auto end = [&](ChunkPass pass, int mb) {
+    if (pass == ChunkPass::kForward) return c.ForwardEnd(mb);
+    return pass == ChunkPass::kBackwardInput ? c.BackwardInputEnd(mb) : c.BackwardWeightsEnd(mb);
+  };
+  const std::vector<LayerPartRef> a = c.Parts(first), b = c.Parts(second);
+  ASSERT_TRUE(begin(first, first_mb).ok());
+  ASSERT_TRUE(begin(second, second_mb).ok());
+  for (size_t k = 0; k < std::max(a.size(), b.size()); ++k) {
+    if (k < a.size()) {
+      ASSERT_TRUE(part(first, first_mb, a[k]).ok());
+    }
+    if (k < b.size()) {
+      ASSERT_TRUE(part(second, second_mb, b[k]).ok());
+    }
+    if (k + 1 == a.size()) {
+      ASSERT_TRUE(end(first, first_mb).ok());
+    }
+    if (k + 1 == b.size()) {
+      ASSERT_TRUE(end(second, second_mb).ok());
+    }
+  }
+}
+
+TEST(GptChunkTest, InterleavedLayerPartsEqualWholePassesBitwise) {
+  const GptConfig config = MoeConfig(true);  // two MoE layers, shared experts
+  auto whole = MakeChunks(config, {3});
+  auto parts = MakeChunks(config, {3});
+  GptChunk<double>& w = *whole[0];
+  GptChunk<double>& p = *parts[0];
+  ASSERT_EQ(p.Parts(ChunkPass::kForward).size(), 11u);  // dense, 5 + 5 MoE parts
+  ASSERT_EQ(p.Parts(ChunkPass::kBackwardWeights).size(), 7u);
+  const Batch batch = RandomBatch(config.vocab_size, 9);
+  // whole: F0 F1 I0 W0 I1 W1. parts: F0, then F1 with I0 part by part, then I1 with W0, W1.
+  for (int mb : {0, 1}) {
+    ASSERT_TRUE(w.Forward(mb, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  }
+  const double whole_loss = w.loss(0), whole_aux = w.aux_loss(0);
+  for (int mb : {0, 1}) {
+    ASSERT_TRUE(w.BackwardInput(mb, nullptr).ok());
+    ASSERT_TRUE(w.BackwardWeights(mb).ok());
+  }
+  ASSERT_TRUE(p.ForwardBegin(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  for (const LayerPartRef& part : p.Parts(ChunkPass::kForward)) {
+    ASSERT_TRUE(p.ForwardPart(0, part).ok());
+  }
+  ASSERT_TRUE(p.ForwardEnd(0).ok());
+  EXPECT_EQ(p.loss(0), whole_loss);
+  EXPECT_EQ(p.aux_loss(0), whole_aux);
+  InterleaveParts(p, ChunkPass::kForward, 1, ChunkPass::kBackwardInput, 0, batch);
+  EXPECT_EQ(p.loss(1), whole_loss);  // the same batch
+  InterleaveParts(p, ChunkPass::kBackwardInput, 1, ChunkPass::kBackwardWeights, 0, batch);
+  ASSERT_TRUE(p.BackwardWeightsBegin(1).ok());
+  for (const LayerPartRef& part : p.Parts(ChunkPass::kBackwardWeights)) {
+    ASSERT_TRUE(p.BackwardWeightsPart(1, part).ok());
+  }
+  ASSERT_TRUE(p.BackwardWeightsEnd(1).ok());
+  EXPECT_EQ(p.inflight(), 0);
+  w.FoldTiedGradients();
+  p.FoldTiedGradients();
+  for (const ParamInfo& info : w.params().infos()) {
+    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
+      ASSERT_EQ(w.params().grads()[i], p.params().grads()[i]) << info.name;
+    }
+  }
+  std::map<int, MoeLayerStats> ws = w.TakeMoeStats(), ps = p.TakeMoeStats();
+  ASSERT_EQ(ws.size(), 2u);
+  for (const auto& [layer, stats] : ws) {
+    EXPECT_EQ(ps.at(layer).tokens_per_expert, stats.tokens_per_expert);
+    EXPECT_EQ(ps.at(layer).aux_loss, stats.aux_loss);
+  }
+}
+
+TEST(GptChunkTest, LayerPartsOutOfOrderAreErrors) {
+  const GptConfig config = MoeConfig(false);
+  auto chunks = MakeChunks(config, {3});
+  GptChunk<double>& c = *chunks[0];
+  const Batch batch = RandomBatch(config.vocab_size, 2);
+  const std::vector<LayerPartRef> parts = c.Parts(ChunkPass::kForward);
+  EXPECT_EQ(c.ForwardPart(0, parts[0]).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(c.ForwardBegin(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  absl::Status skipped = c.ForwardPart(0, parts[1]);
+  EXPECT_EQ(skipped.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(skipped.message().find("next: L0 rest"), std::string::npos) << skipped;
+  ASSERT_TRUE(c.ForwardPart(0, parts[0]).ok());
+  EXPECT_EQ(c.ForwardEnd(0).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.output(0), nullptr);  // not ended
+  EXPECT_EQ(c.BackwardInputBegin(0, nullptr).code(), absl::StatusCode::kFailedPrecondition);
+  for (size_t k = 1; k < parts.size(); ++k) ASSERT_TRUE(c.ForwardPart(0, parts[k]).ok());
+  ASSERT_TRUE(c.ForwardEnd(0).ok());
+  ASSERT_TRUE(c.BackwardInputBegin(0, nullptr).ok());
+  EXPECT_EQ(c.BackwardInputBegin(0, nullptr).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.BackwardWeightsBegin(0).code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(GptChunkTest, ManyMicrobatchesInFlightAreIndependent) {

@@ -15,6 +15,8 @@ namespace stagehand::runtime {
 
 Planner::~Planner() = default;
 void Planner::ActionFinished(const Action&) {}
+bool Planner::MayOverlap(const Action&, const std::vector<Action>&) const { return false; }
+int Planner::PickSubStep(const std::vector<SubStepOrder>&) const { return 0; }
 PlannerClock::~PlannerClock() = default;
 PlannerDefinition::~PlannerDefinition() = default;
 
@@ -112,7 +114,45 @@ PlannerRegistration::PlannerRegistration(std::unique_ptr<PlannerDefinition> defi
   PlannerRegistry::Default().Register(std::move(definition));
 }
 
-OrderedPlanner::OrderedPlanner(std::vector<Action> order) : order_(std::move(order)) {}
+OrderedPlanner::OrderedPlanner(std::vector<Action> order, bool overlap_pairs)
+    : order_(std::move(order)), overlap_pairs_(overlap_pairs) {}
+
+bool OrderedPlanner::MayOverlap(const Action& candidate, const std::vector<Action>& running) const {
+  if (!overlap_pairs_ || running.size() != 1) return false;
+  const auto is_forward = [](const Action& a) { return a.kind == ActionKind::kForward; };
+  const Action& other = running.front();
+  return is_forward(candidate) != is_forward(other) && other.microbatch != candidate.microbatch;
+}
+
+namespace {
+
+// Whether the sub-step after `order` in its action is a dispatch or combine: F's attn and
+// experts, I's / B's rest and experts (runtime/sub_step.h's orders).
+bool FeedsCommunication(const SubStepOrder& order) {
+  if (order.whole || order.last()) return false;
+  const ActionKind kind = order.step.action.kind;
+  if (kind == ActionKind::kBackwardWeight) return false;
+  switch (order.step.part) {
+    case SubStepKind::kAttention:
+      return kind == ActionKind::kForward;
+    case SubStepKind::kExperts:
+      return true;
+    case SubStepKind::kRest:
+      return kind != ActionKind::kForward;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+int OrderedPlanner::PickSubStep(const std::vector<SubStepOrder>& ready) const {
+  if (!overlap_pairs_) return 0;
+  for (int i = 0; i < static_cast<int>(ready.size()); ++i) {
+    if (FeedsCommunication(ready[i])) return i;
+  }
+  return 0;
+}
 
 std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,
                                            const StageState& state) {

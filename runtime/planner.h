@@ -19,6 +19,7 @@
 #include "runtime/action.h"
 #include "runtime/stage_state.h"
 #include "runtime/step_spec.h"
+#include "runtime/sub_step_graph.h"
 
 namespace stagehand::runtime {
 
@@ -36,6 +37,16 @@ class Planner {
   // `state` recorded it, before the next Next). For planners that time what they see; the
   // default ignores it.
   virtual void ActionFinished(const Action& action);
+
+  // Fine-grained callables (the stage loop's sub-step mode, runtime/sub_step_graph.h).
+  // Whether `candidate` may start while `running` (this stage's actions with sub-steps left,
+  // in start order; never empty) still run, so that their sub-steps interleave: one
+  // action's dispatch / combine on the communication lane under another's compute. Next is
+  // then offered only such candidates. Default: never, one action at a time.
+  virtual bool MayOverlap(const Action& candidate, const std::vector<Action>& running) const;
+  // Which of `ready` (sub-steps that may launch on one idle lane, in their actions' start
+  // order; never empty) launches: its index. Default: 0, the oldest action's.
+  virtual int PickSubStep(const std::vector<SubStepOrder>& ready) const;
 };
 
 // Time as a planner may read it, in seconds: the steady clock in the actor runtime, virtual
@@ -78,6 +89,10 @@ class PlannerDefinition {
   // overrides it.
   virtual std::vector<std::unique_ptr<Planner>> MakePlanners(const StepSpec& spec,
                                                              const PlannerClock& clock) const;
+  // Whether this planner's stages run the actions of chunks with MoE layers as sub-steps
+  // (fine-grained callables), its planners overlapping them (Planner::MayOverlap). Default:
+  // no, whole actions.
+  virtual bool OverlapsSubSteps() const { return false; }
 };
 
 // Planner definitions by name. Default() is filled at static-initialization time by
@@ -128,13 +143,20 @@ class PlannerRegistration {
 // list not yet started, iff it is in `ready`. The list is the whole plan of the stage.
 class OrderedPlanner : public Planner {
  public:
-  explicit OrderedPlanner(std::vector<Action> order);
+  // `overlap_pairs`: MayOverlap lets an F start while one B runs and a B while one F runs
+  // (of other microbatches): 1F1B-style F/B pairs overlap at sub-step granularity.
+  explicit OrderedPlanner(std::vector<Action> order, bool overlap_pairs = false);
+  bool MayOverlap(const Action& candidate, const std::vector<Action>& running) const override;
+  // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the
+  // communication lane), else the oldest action's.
+  int PickSubStep(const std::vector<SubStepOrder>& ready) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
 
   const std::vector<Action>& order() const { return order_; }
 
  private:
   std::vector<Action> order_;
+  bool overlap_pairs_ = false;
   std::size_t next_ = 0;  // order_[0, next_) have started
 };
 

@@ -76,8 +76,8 @@ TEST(PlannerRegistryTest, BuiltInPlannersAreRegisteredByLinking) {
   EXPECT_TRUE(PlannerRegistry::Default().Get("1f1b").ok());
   EXPECT_THAT(
       PlannerRegistry::Default().Get("nope").status().message(),
-      HasSubstr("known planners: 1f1b, adaptive, dualpipe_v, gpipe, interleaved, looped_bfs, "
-                "zb_h1, zb_h2, zb_v"));
+      HasSubstr("known planners: 1f1b, 1f1b_overlap, adaptive, dualpipe_v, gpipe, interleaved, "
+                "looped_bfs, zb_h1, zb_h2, zb_v"));
 }
 
 TEST(PlannerOptionsTest, ValidationNamesTheBadField) {

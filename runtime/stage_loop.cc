@@ -79,25 +79,107 @@ const std::vector<Action>& StageLoop::ReadyView() {
   return filtered_ready_;
 }
 
+absl::Status StageLoop::StartChoice(const Action& choice) {
+  absl::Status status = state_.Started(choice);
+  if (status.ok() && graph_) status = graph_->Start(choice);
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat("the planner of stage ", state_.stage(), " picked ",
+                                     ActionToString(choice), ": ", status.message()));
+  }
+  lane_busy_ = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<Action>> StageLoop::Next() {
+  if (graph_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), " runs sub-steps: NextSubSteps, not Next"));
+  }
   if (lane_busy_ || state_.Done()) return std::optional<Action>();
   const std::vector<Action>& ready = ReadyView();
   if (ready.empty()) return std::optional<Action>();
   const std::optional<Action> choice = planner_->Next(ready, state_);
   if (!choice.has_value()) return choice;
-  if (absl::Status status = state_.Started(*choice); !status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("the planner of stage ", state_.stage(), " picked ",
-                                     ActionToString(*choice), ": ", status.message()));
-  }
-  lane_busy_ = true;
+  RETURN_IF_ERROR(StartChoice(*choice));
   return choice;
 }
 
+absl::Status StageLoop::EnableSubSteps(SubStepLayout layout) {
+  if (state_.Running() || lane_busy_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), ": sub-steps enabled while an action runs"));
+  }
+  ASSIGN_OR_RETURN(SubStepGraph graph, SubStepGraph::Create(std::move(layout)));
+  graph_.emplace(std::move(graph));
+  return absl::OkStatus();
+}
+
+absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
+  for (SubStepLane lane : {SubStepLane::kCompute, SubStepLane::kCommunication}) {
+    const std::vector<SubStepOrder> ready = graph_->Ready(lane);
+    if (ready.empty()) continue;
+    const int pick = planner_->PickSubStep(ready);
+    if (pick < 0 || pick >= static_cast<int>(ready.size())) {
+      return absl::InternalError(absl::StrCat("the planner of stage ", state_.stage(),
+                                              " picked sub-step ", pick, " of ", ready.size()));
+    }
+    RETURN_IF_ERROR(graph_->Launched(ready[pick]));
+    orders->push_back(ready[pick]);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SubStepOrder>> StageLoop::NextSubSteps() {
+  if (!graph_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), ": NextSubSteps without EnableSubSteps"));
+  }
+  std::vector<SubStepOrder> orders;
+  RETURN_IF_ERROR(LaunchReady(&orders));
+  // The compute lane idle: a new action, alone or (MayOverlap) beside the running ones.
+  while (!graph_->LaneBusy(SubStepLane::kCompute) && !state_.Done()) {
+    const std::vector<Action> running = graph_->Running();
+    std::vector<Action> ready = ReadyView();
+    if (!running.empty()) {
+      ready.erase(
+          std::remove_if(ready.begin(), ready.end(),
+                         [&](const Action& a) { return !planner_->MayOverlap(a, running); }),
+          ready.end());
+    }
+    if (ready.empty()) break;
+    const std::optional<Action> choice = planner_->Next(ready, state_);
+    if (!choice.has_value()) break;
+    RETURN_IF_ERROR(StartChoice(*choice));
+    RETURN_IF_ERROR(LaunchReady(&orders));
+  }
+  return orders;
+}
+
+absl::StatusOr<std::optional<FinishedOutputs>> StageLoop::SubStepFinished(
+    const SubStepOrder& order) {
+  if (!graph_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), ": SubStepFinished without EnableSubSteps"));
+  }
+  ASSIGN_OR_RETURN(const bool last, graph_->Finished(order));
+  if (!last) return std::optional<FinishedOutputs>();
+  ASSIGN_OR_RETURN(FinishedOutputs outputs, FinishAction(order.step.action));
+  return std::optional<FinishedOutputs>(std::move(outputs));
+}
+
 absl::StatusOr<FinishedOutputs> StageLoop::Finished(const Action& action) {
+  if (graph_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), " runs sub-steps: SubStepFinished, not Finished"));
+  }
+  return FinishAction(action);
+}
+
+absl::StatusOr<FinishedOutputs> StageLoop::FinishAction(const Action& action) {
   FinishedOutputs outputs;
   ASSIGN_OR_RETURN(outputs.remote, state_.Finished(action));
-  lane_busy_ = false;
+  lane_busy_ = graph_.has_value() && !graph_->Empty();
   planner_->ActionFinished(action);
   if (std::optional<Transfer> local = LocalHandOff(state_.spec(), action)) {
     pending_hand_offs_.insert(HandOffKey(*local));
@@ -124,6 +206,7 @@ bool StageLoop::Blocked() const {
 
 std::string StageLoop::DescribeWaiting() const {
   std::string text = state_.DescribeWaiting();
+  if (graph_ && !graph_->Empty()) absl::StrAppend(&text, "; sub-steps: ", graph_->Describe());
   if (!pending_hand_offs_.empty()) {
     absl::StrAppend(&text, "; ", pending_hand_offs_.size(), " local hand-off(s) in flight");
   }

@@ -18,6 +18,7 @@
 #include "runtime/planner.h"
 #include "runtime/stage_state.h"
 #include "runtime/step_spec.h"
+#include "runtime/sub_step_graph.h"
 
 namespace stagehand::runtime {
 
@@ -47,6 +48,21 @@ class StageLoop {
   absl::StatusOr<std::optional<Action>> Next();
   // The running action finished on the lane: frees the lane and returns what it produces.
   absl::StatusOr<FinishedOutputs> Finished(const Action& action);
+
+  // Fine-grained callables. From the call on, this step's compute actions run as sub-steps
+  // (runtime/sub_step_graph.h: actions of chunks with MoE layers split, others whole) on two
+  // lanes, and the executor drives NextSubSteps / SubStepFinished instead of Next / Finished.
+  // InvalidArgument for a bad layout; FailedPrecondition while an action runs.
+  absl::Status EnableSubSteps(SubStepLayout layout);
+  bool sub_steps() const { return graph_.has_value(); }
+  // The sub-steps to launch now, each on its lane: for each idle lane the ready sub-step the
+  // planner picks (Planner::PickSubStep); while the compute lane stays idle, a new action
+  // from the planner (with others still running only if Planner::MayOverlap allows it) and
+  // its first sub-step. Empty: wait for the next event. The errors of Next.
+  absl::StatusOr<std::vector<SubStepOrder>> NextSubSteps();
+  // A launched sub-step finished; when it was its action's last, what the action produces
+  // (as Finished), else nullopt.
+  absl::StatusOr<std::optional<FinishedOutputs>> SubStepFinished(const SubStepOrder& order);
   // An input from another stage arrived (to_stage must be this stage).
   absl::Status InputArrived(const Transfer& transfer);
   // A local hand-off returned by Finished landed at its consumer: its action may run now.
@@ -68,6 +84,12 @@ class StageLoop {
 
  private:
   StageLoop(StageState state, std::unique_ptr<Planner> planner);
+  // Starts the planner's choice (state and, in sub-step mode, the graph), or says why not.
+  absl::Status StartChoice(const Action& choice);
+  // Records a finished action: state, planner, local hand-off.
+  absl::StatusOr<FinishedOutputs> FinishAction(const Action& action);
+  // Sub-step mode: launches what is ready on each idle lane into `orders`.
+  absl::Status LaunchReady(std::vector<SubStepOrder>* orders);
 
   StageState state_;
   std::unique_ptr<Planner> planner_;
@@ -75,6 +97,7 @@ class StageLoop {
   // Local hand-offs returned by Finished and not yet landed: (kind, chunk, microbatch).
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
   std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending
+  std::optional<SubStepGraph> graph_;   // sub-step mode; lane_busy_: an action is running
 };
 
 }  // namespace stagehand::runtime

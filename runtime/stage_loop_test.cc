@@ -2,8 +2,10 @@
 // planner errors. Not tests of planners (runtime/planners/) or of StageState's graph rules.
 #include "runtime/stage_loop.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -153,6 +155,94 @@ TEST(StageLoopTest, AHandOffThatWasNeverSentIsAnError) {
   ASSERT_THAT(loop, IsOk());
   EXPECT_THAT(loop->HandOffArrived(Transfer{ActionKind::kSendForward, 1, 1, 2, 0}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no local hand-off")));
+}
+
+// One stage holding the whole model (chunk 0: a dense layer, then an MoE layer), M = 2,
+// fused backward.
+StepSpec OneStageSpec() {
+  StepSpec spec;
+  spec.num_stages = 1;
+  spec.num_microbatches = 2;
+  spec.num_chunks = 1;
+  spec.chunk_to_stage = {0};
+  return spec;
+}
+
+// Drives a stage loop in sub-step mode to the end: the oldest launched sub-step finishes
+// first. Returns the launches in order; `overlapped` tells whether sub-steps of two actions
+// were ever in flight together.
+std::vector<std::string> RunSubSteps(StageLoop& loop, bool* overlapped) {
+  std::vector<std::string> launches;
+  std::vector<SubStepOrder> in_flight;
+  *overlapped = false;
+  for (int guard = 0; guard < 1000 && !loop.Done(); ++guard) {
+    absl::StatusOr<std::vector<SubStepOrder>> next = loop.NextSubSteps();
+    EXPECT_THAT(next, IsOk());
+    if (!next.ok()) break;
+    for (const SubStepOrder& order : *next) {
+      launches.push_back(SubStepOrderToString(order));
+      in_flight.push_back(order);
+    }
+    for (size_t i = 1; i < in_flight.size(); ++i) {
+      if (in_flight[i].step.action != in_flight[0].step.action) *overlapped = true;
+    }
+    if (in_flight.empty()) break;
+    EXPECT_THAT(loop.SubStepFinished(in_flight.front()), IsOk());
+    in_flight.erase(in_flight.begin());
+  }
+  return launches;
+}
+
+std::vector<Action> FFBB() {
+  return {{0, ActionKind::kForward, 0, 0},
+          {0, ActionKind::kForward, 0, 1},
+          {0, ActionKind::kBackward, 0, 0},
+          {0, ActionKind::kBackward, 0, 1}};
+}
+
+TEST(StageLoopTest, SubStepsOfOneActionAtATimeByDefault) {
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB()));
+  ASSERT_THAT(loop, IsOk());
+  ASSERT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {false, true}}}}), IsOk());
+  EXPECT_THAT(loop->Next(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  bool overlapped = true;
+  const std::vector<std::string> launches = RunSubSteps(*loop, &overlapped);
+  EXPECT_TRUE(loop->Done());
+  EXPECT_FALSE(overlapped);
+  ASSERT_EQ(launches.size(), 24u);  // 4 actions x (dense rest + 5 MoE parts)
+  EXPECT_EQ(launches[0], "s0 F c0 mb0 L0 rest (1/6)");
+  EXPECT_EQ(launches[2], "s0 F c0 mb0 L1 dispatch (3/6)");
+  EXPECT_EQ(launches[13], "s0 B c0 mb0 L1 combine (2/6)");
+}
+
+TEST(StageLoopTest, OverlappedPairsInterleaveSubStepsAcrossLanes) {
+  absl::StatusOr<StageLoop> loop = StageLoop::Create(
+      OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB(), /*overlap_pairs=*/true));
+  ASSERT_THAT(loop, IsOk());
+  ASSERT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {false, true}}}}), IsOk());
+  bool overlapped = false;
+  const std::vector<std::string> launches = RunSubSteps(*loop, &overlapped);
+  EXPECT_TRUE(loop->Done());
+  EXPECT_TRUE(overlapped);
+  EXPECT_EQ(launches.size(), 24u);
+  // F mb1's dispatch goes to the communication lane; B mb0 takes the idle compute lane.
+  const auto at = [&](const std::string& text) {
+    return std::find(launches.begin(), launches.end(), text) - launches.begin();
+  };
+  EXPECT_LT(at("s0 B c0 mb0 L1 rest (1/6)"), at("s0 F c0 mb1 L1 experts (4/6)"));
+  EXPECT_LT(at("s0 F c0 mb1 L1 dispatch (3/6)"), at("s0 B c0 mb0 L1 rest (1/6)"));
+}
+
+TEST(StageLoopTest, DenseChunksRunWholeInSubStepMode) {
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB()));
+  ASSERT_THAT(loop, IsOk());
+  ASSERT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {false, false}}}}), IsOk());
+  bool overlapped = true;
+  const std::vector<std::string> launches = RunSubSteps(*loop, &overlapped);
+  EXPECT_THAT(launches, ElementsAre("s0 F c0 mb0 (whole)", "s0 F c0 mb1 (whole)",
+                                    "s0 B c0 mb0 (whole)", "s0 B c0 mb1 (whole)"));
 }
 
 }  // namespace

@@ -36,6 +36,8 @@ absl::string_view SubStepKindName(SubStepKind kind) {
   return "unknown";
 }
 
+std::string to_string(SubStepKind kind) { return std::string(SubStepKindName(kind)); }
+
 absl::StatusOr<SubStepKind> ParseSubStepKind(absl::string_view name) {
   std::vector<absl::string_view> known;
   for (const KindName& k : kKindNames) {

@@ -30,6 +30,8 @@ enum class SubStepKind {
 bool IsCommunication(SubStepKind kind);
 absl::string_view SubStepKindName(SubStepKind kind);
 absl::StatusOr<SubStepKind> ParseSubStepKind(absl::string_view name);
+// The same as SubStepKindName, for CAF's message printing (found by argument lookup).
+std::string to_string(SubStepKind kind);
 
 // One sub-step: `part` of global layer `layer` within the compute action `action` (F, I, W or
 // B of one chunk and microbatch).

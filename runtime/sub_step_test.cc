@@ -1,5 +1,5 @@
 // Tests of SubStep: text form, round trip, errors, and the dependency order of a chunk's split
-// F / I / W. Not tests of a planner (none runs sub-steps yet).
+// F / I / W; SubStepGraph's chains on two lanes. Not tests of a planner.
 #include "runtime/sub_step.h"
 
 #include <string>
@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/sub_step_graph.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -89,6 +90,54 @@ TEST(SubStepTest, OnlyMoeLayersSplitInDependencyOrder) {
               ::testing::ElementsAre("s0 F c1 mb0 L0 rest", "s0 F c1 mb0 L1 rest"));
   EXPECT_THAT(SplitIntoSubSteps({0, ActionKind::kSendForward, 1, 0}, 0, layers).status().message(),
               HasSubstr("only F, I, W and B split into sub-steps, not s0 SEND_F c1 mb0"));
+}
+
+TEST(SubStepGraphTest, AnActionsSubStepsFollowOneAnotherOnTheirLanes) {
+  absl::StatusOr<SubStepGraph> graph = SubStepGraph::Create({{0, ChunkLayers{4, {true}}}});
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  const Action f{0, ActionKind::kForward, 0, 1};
+  ASSERT_TRUE(graph->Start(f).ok());
+  EXPECT_EQ(graph->Start(f).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(graph->Ready(SubStepLane::kCommunication).empty());
+  std::vector<SubStepOrder> ready = graph->Ready(SubStepLane::kCompute);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(SubStepOrderToString(ready[0]), "s0 F c0 mb1 L4 attn (1/5)");
+  ASSERT_TRUE(graph->Launched(ready[0]).ok());
+  EXPECT_TRUE(graph->LaneBusy(SubStepLane::kCompute));
+  EXPECT_TRUE(graph->Ready(SubStepLane::kCommunication).empty());  // attn still runs
+  ASSERT_TRUE(*graph->Finished(ready[0]) == false);
+  ready = graph->Ready(SubStepLane::kCommunication);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(SubStepOrderToString(ready[0]), "s0 F c0 mb1 L4 dispatch (2/5)");
+  EXPECT_EQ(graph->Finished(ready[0]).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(graph->Launched(ready[0]).ok());
+  EXPECT_EQ(graph->Launched(ready[0]).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(graph->Describe(), HasSubstr("dispatch (2/5) on the communication lane"));
+}
+
+TEST(SubStepGraphTest, TwoActionsShareTheLanesAndDenseOnesRunWhole) {
+  absl::StatusOr<SubStepGraph> graph =
+      SubStepGraph::Create({{0, ChunkLayers{0, {true}}}, {1, ChunkLayers{1, {false}}}});
+  ASSERT_TRUE(graph.ok());
+  const Action f{0, ActionKind::kForward, 0, 1}, b{0, ActionKind::kBackward, 0, 0};
+  ASSERT_TRUE(graph->Start(f).ok());
+  SubStepOrder attn = graph->Ready(SubStepLane::kCompute)[0];
+  ASSERT_TRUE(graph->Launched(attn).ok());
+  ASSERT_TRUE(graph->Finished(attn).ok());
+  SubStepOrder dispatch = graph->Ready(SubStepLane::kCommunication)[0];
+  ASSERT_TRUE(graph->Launched(dispatch).ok());
+  ASSERT_TRUE(graph->Start(b).ok());  // B's rest computes while F's dispatch communicates
+  std::vector<SubStepOrder> ready = graph->Ready(SubStepLane::kCompute);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(SubStepOrderToString(ready[0]), "s0 B c0 mb0 L0 rest (1/5)");
+  EXPECT_EQ(graph->Running().size(), 2u);
+  const Action dense{0, ActionKind::kForward, 1, 0};
+  ASSERT_TRUE(graph->Start(dense).ok());
+  EXPECT_EQ(SubStepOrderToString(graph->Ready(SubStepLane::kCompute)[1]), "s0 F c1 mb0 (whole)");
+  EXPECT_EQ(graph->Start({0, ActionKind::kForward, 2, 0}).code(),
+            absl::StatusCode::kInvalidArgument);  // chunk 2 not in the layout
+  EXPECT_EQ(SubStepGraph::Create({{0, ChunkLayers{0, {}}}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

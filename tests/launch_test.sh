@@ -47,6 +47,8 @@ expect_error "empty corpus" --data="$OUT/empty"
 expect_error "no planner named \"nope\"; known planners: " --planner=nope
 expect_error "cannot cut 2 layers into 4 chunks" --layers=2
 expect_error "--steps=0 must be positive" --steps=0
+expect_error "--moe_aux_loss_coeff=0.5 but the model has no MoE layer" --moe_aux_loss_coeff=0.5
+expect_error "--moe_z_loss_coeff=-3 must be in" --moe_z_loss_coeff=-3
 # Outputs that could not be written at the end are refused before training starts.
 expect_error "--save_params=/no/such/dir/p.safetensors: directory /no/such/dir does not exist" \
   --save_params=/no/such/dir/p.safetensors

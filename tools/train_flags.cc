@@ -29,6 +29,12 @@ ABSL_FLAG(std::string, model_config, "",
           "a model config JSON file (models/configs/*.json: Hugging Face size names and a "
           "per-layer list); replaces --layers, --d_model and --heads");
 ABSL_FLAG(int, seq_len, 64, "tokens per sequence (also the context length)");
+ABSL_FLAG(double, moe_aux_loss_coeff, -1,
+          "MoE load-balancing loss coefficient for every MoE layer, in [0, 1e6] (-1: the "
+          "model config's)");
+ABSL_FLAG(double, moe_z_loss_coeff, -1,
+          "MoE router z-loss coefficient for every MoE layer, in [0, 1e6] (-1: the model "
+          "config's)");
 ABSL_FLAG(int, micro_batch_size, 4, "sequences per microbatch");
 ABSL_FLAG(int, microbatches, 8, "microbatches per step");
 ABSL_FLAG(double, lr, 2e-3, "AdamW learning rate");
@@ -127,6 +133,32 @@ void MakePathFlagsAbsolute() {
   }
 }
 
+// --moe_aux_loss_coeff, --moe_z_loss_coeff: every MoE layer's coefficients, when given.
+absl::Status ApplyMoeCoefficients(models::GptConfig& model) {
+  const double aux = absl::GetFlag(FLAGS_moe_aux_loss_coeff);
+  const double z = absl::GetFlag(FLAGS_moe_z_loss_coeff);
+  for (const auto& [name, value] : {std::pair<const char*, double>{"moe_aux_loss_coeff", aux},
+                                    std::pair<const char*, double>{"moe_z_loss_coeff", z}}) {
+    if (value == -1) continue;
+    if (!(value >= 0 && value <= 1e6)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "=", value, " must be in [0, 1e6] (or -1: the config's)"));
+    }
+    bool any = false;
+    for (models::LayerSpec& layer : model.layers) {
+      if (layer.mlp != models::MlpKind::kMoe) continue;
+      any = true;
+      (std::string(name) == "moe_aux_loss_coeff" ? layer.moe.aux_loss_coeff
+                                                 : layer.moe.z_loss_coeff) = value;
+    }
+    if (!any) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "=", value, " but the model has no MoE layer"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The model the flags describe: the shorthand (--layers --d_model --heads, a uniform GPT-2
 // stack) or --model_config FILE, never both. --seed seeds either.
 absl::StatusOr<models::GptConfig> ModelFromFlags() {
@@ -136,9 +168,11 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
       return absl::InvalidArgumentError(
           absl::StrCat("--layers=", absl::GetFlag(FLAGS_layers), " must be positive"));
     }
-    return models::UniformGpt(absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model),
-                              absl::GetFlag(FLAGS_heads), 256, absl::GetFlag(FLAGS_seq_len),
-                              absl::GetFlag(FLAGS_seed));
+    models::GptConfig model = models::UniformGpt(
+        absl::GetFlag(FLAGS_layers), absl::GetFlag(FLAGS_d_model), absl::GetFlag(FLAGS_heads), 256,
+        absl::GetFlag(FLAGS_seq_len), absl::GetFlag(FLAGS_seed));
+    RETURN_IF_ERROR(ApplyMoeCoefficients(model));
+    return model;
   }
   for (const char* name : {"layers", "d_model", "heads"}) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
@@ -152,6 +186,7 @@ absl::StatusOr<models::GptConfig> ModelFromFlags() {
   }
   ASSIGN_OR_RETURN(models::GptConfig model, models::LoadModelConfig(file));
   model.seed = absl::GetFlag(FLAGS_seed);
+  RETURN_IF_ERROR(ApplyMoeCoefficients(model));
   if (absl::GetFlag(FLAGS_seq_len) > model.max_seq_len) {
     return absl::InvalidArgumentError(
         absl::StrCat("--seq_len=", absl::GetFlag(FLAGS_seq_len),
@@ -223,7 +258,9 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "rampup_batch_size",
                                                  "log_timers",
                                                  "dp",
-                                                 "grad_bucket_mb"};
+                                                 "grad_bucket_mb",
+                                                 "moe_aux_loss_coeff",
+                                                 "moe_z_loss_coeff"};
   return names;
 }
 

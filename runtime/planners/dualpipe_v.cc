@@ -136,7 +136,7 @@ std::vector<Action> DualPipeVOrder(const StepSpec& spec, int stage) {
 }
 
 std::unique_ptr<Planner> DualPipeVDefinition::MakePlanner(const StepSpec& spec, int stage) const {
-  return std::make_unique<OrderedPlanner>(DualPipeVOrder(spec, stage));
+  return std::make_unique<OrderedPlanner>(DualPipeVOrder(spec, stage), /*overlap_pairs=*/true);
 }
 
 STAGEHAND_REGISTER_PLANNER(DualPipeVDefinition);

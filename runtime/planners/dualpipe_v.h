@@ -26,6 +26,8 @@ class DualPipeVDefinition : public PlannerDefinition {
   // > 0 is below what the plan holds.
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions& options) const override;
   std::unique_ptr<Planner> MakePlanner(const StepSpec& spec, int stage) const override;
+  // Its F&B pairs overlap at sub-layer granularity on MoE chunks, as 1f1b_overlap's.
+  bool OverlapsSubSteps() const override { return true; }
 };
 
 // The compute actions of `stage`, in DualPipeV order, for a spec from MakeSpec.

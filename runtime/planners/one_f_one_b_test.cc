@@ -2,6 +2,7 @@
 // Not tests of the simulator's mechanics (runtime/simulator_test.cc).
 #include "runtime/planners/one_f_one_b.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,28 @@ std::string OrderText(const StepSpec& spec, int stage) {
 }
 
 TEST(OneFOneBTest, IsRegistered) { testing::ExpectRegistered("1f1b"); }
+
+TEST(OneFOneBOverlapTest, IsRegisteredWithOneFOneBsOrderAndOverlapsPairsOnly) {
+  testing::ExpectRegistered("1f1b_overlap");
+  const OneFOneBOverlapDefinition overlap;
+  EXPECT_TRUE(overlap.OverlapsSubSteps());
+  EXPECT_FALSE(OneFOneBDefinition().OverlapsSubSteps());
+  absl::StatusOr<StepSpec> spec = overlap.MakeSpec({3, 4, 0});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::unique_ptr<Planner> planner = overlap.MakePlanner(*spec, 0);
+  const Action f{0, ActionKind::kForward, 0, 3}, b{0, ActionKind::kBackward, 0, 1};
+  EXPECT_TRUE(planner->MayOverlap(f, {b}));  // a steady-state pair
+  EXPECT_TRUE(planner->MayOverlap(b, {f}));
+  EXPECT_FALSE(planner->MayOverlap(f, {Action{0, ActionKind::kForward, 0, 2}}));  // F with F
+  EXPECT_FALSE(planner->MayOverlap(f, {b, Action{0, ActionKind::kBackward, 0, 2}}));
+  EXPECT_FALSE(OneFOneBDefinition().MakePlanner(*spec, 0)->MayOverlap(f, {b}));
+  // One more warm-up forward than 1F1B: a pair's B has its gradient when its F starts.
+  EXPECT_EQ(testing::OrderText(OneFOneBOrder(*spec, 2, /*extra_warmup=*/1)),
+            "F c2 mb0 | F c2 mb1 | B c2 mb0 | F c2 mb2 | B c2 mb1 | F c2 mb3 | B c2 mb2 | "
+            "B c2 mb3");
+  EXPECT_THAT(overlap.MakeSpec({4, 8, 4}).status().message(),
+              HasSubstr("1f1b_overlap holds min(num_stages + 1, num_microbatches) = 5"));
+}
 
 TEST(OneFOneBTest, WarmUpSteadyCoolDown) {
   absl::StatusOr<StepSpec> spec = OneFOneBDefinition().MakeSpec({3, 4, 0});

@@ -55,13 +55,9 @@ absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
   return it->second;
 }
 
-absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
-                                     double* loss) {
-  if (!step_status_.ok()) return step_status_;
-  absl::StatusOr<Chunk*> c = Get(chunk);
-  if (!c.ok()) return c.status();
-  const models::ChunkOptions& o = (*c)->options();
-  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = (*c)->config().d_model;
+absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Payload* input) {
+  const models::ChunkOptions& o = c->options();
+  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = c->config().d_model;
   std::vector<int32_t> tokens(N), targets(N);
   const auto sample_start = std::chrono::steady_clock::now();
   sampler_->Sample(step_, place_.replica * num_microbatches_ + mb, tokens.data(), targets.data());
@@ -74,16 +70,19 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
   }
-  if (absl::Status s =
-          (*c)->Forward(mb, tokens.data(), input ? input->data() : nullptr, targets.data());
-      !s.ok()) {
-    return s;
-  }
-  if ((*c)->spec().has_head) {
-    *loss = (*c)->loss(mb);
+  return c->ForwardBegin(mb, tokens.data(), input ? input->data() : nullptr, targets.data());
+}
+
+absl::Status ModelStageWork::EndForward(Chunk* c, int chunk, int mb, Payload* output,
+                                        double* loss) {
+  if (absl::Status s = c->ForwardEnd(mb); !s.ok()) return s;
+  if (c->spec().has_head) {
+    *loss = c->loss(mb);
   } else {
-    const float* out = (*c)->output(mb);
-    output->assign(out, out + N * C);
+    const models::ChunkOptions& o = c->options();
+    const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * c->config().d_model;
+    const float* out = c->output(mb);
+    output->assign(out, out + n);
     if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 &&
         mb == faults_.nan_microbatch) {
       (*output)[0] = std::nanf("");  // the test fault: a poisoned batch, in every run
@@ -92,17 +91,32 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   return absl::OkStatus();
 }
 
+absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
+                                     double* loss) {
+  if (!step_status_.ok()) return step_status_;
+  absl::StatusOr<Chunk*> c = Get(chunk);
+  if (!c.ok()) return c.status();
+  if (absl::Status s = BeginForward(*c, chunk, mb, input); !s.ok()) return s;
+  for (const models::LayerPartRef& part : (*c)->Parts(models::ChunkPass::kForward)) {
+    if (absl::Status s = (*c)->ForwardPart(mb, part); !s.ok()) return s;
+  }
+  return EndForward(*c, chunk, mb, output, loss);
+}
+
+void ModelStageWork::CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const {
+  if (c->spec().has_embedding) return;
+  const models::ChunkOptions& o = c->options();
+  const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * c->config().d_model;
+  const float* g = c->input_grad(mb);
+  input_grad->assign(g, g + n);
+}
+
 absl::Status ModelStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
                                            Payload* input_grad) {
   absl::StatusOr<Chunk*> c = Get(chunk);
   if (!c.ok()) return c.status();
   if (absl::Status s = (*c)->BackwardInput(mb, grad ? grad->data() : nullptr); !s.ok()) return s;
-  if (!(*c)->spec().has_embedding) {
-    const models::ChunkOptions& o = (*c)->options();
-    const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * (*c)->config().d_model;
-    const float* g = (*c)->input_grad(mb);
-    input_grad->assign(g, g + n);
-  }
+  CopyInputGrad(*c, mb, input_grad);
   return absl::OkStatus();
 }
 
@@ -397,6 +411,81 @@ absl::Status SyntheticStageWork::Backward(int chunk, int mb, const Payload* grad
                                           Payload* input_grad) {
   if (absl::Status s = BackwardInput(chunk, mb, grad, input_grad); !s.ok()) return s;
   return BackwardWeights(chunk, mb);
+}
+
+absl::Status StageWork::RunSubStep(const SubStepOrder& order, const Payload*, Payload*, double*) {
+  return absl::UnimplementedError(
+      absl::StrCat("this stage's work runs whole actions only, not ", SubStepOrderToString(order)));
+}
+
+SubStepLayout ModelStageWork::SubStepLayoutOf() const {
+  SubStepLayout layout;
+  for (const auto& [index, chunk] : chunks_) {
+    ChunkLayers& layers = layout[index];
+    layers.first_layer = chunk->spec().first_layer;
+    for (int l = chunk->spec().first_layer; l < chunk->spec().end_layer; ++l) {
+      layers.is_moe.push_back(chunk->config().layers[l].mlp == models::MlpKind::kMoe);
+    }
+  }
+  return layout;
+}
+
+namespace {
+
+models::LayerPart ToLayerPart(SubStepKind kind) {
+  switch (kind) {
+    case SubStepKind::kAttention:
+      return models::LayerPart::kAttention;
+    case SubStepKind::kDispatch:
+      return models::LayerPart::kDispatch;
+    case SubStepKind::kExperts:
+      return models::LayerPart::kExperts;
+    case SubStepKind::kCombine:
+      return models::LayerPart::kCombine;
+    default:
+      return models::LayerPart::kRest;
+  }
+}
+
+}  // namespace
+
+absl::Status ModelStageWork::RunSubStep(const SubStepOrder& order, const Payload* input,
+                                        Payload* output, double* loss) {
+  const Action& a = order.step.action;
+  const int mb = a.microbatch;
+  if (order.whole) {
+    switch (a.kind) {
+      case ActionKind::kForward:
+        return Forward(a.chunk, mb, input, output, loss);
+      case ActionKind::kBackwardInput:
+        return BackwardInput(a.chunk, mb, input, output);
+      case ActionKind::kBackwardWeight:
+        return BackwardWeights(a.chunk, mb);
+      default:
+        return Backward(a.chunk, mb, input, output);
+    }
+  }
+  if (a.kind == ActionKind::kForward && !step_status_.ok()) return step_status_;
+  ASSIGN_OR_RETURN(Chunk * c, Get(a.chunk));
+  const models::LayerPartRef part{order.step.layer, ToLayerPart(order.step.part)};
+  const bool first = order.index == 0;
+  switch (a.kind) {
+    case ActionKind::kForward:
+      if (first) RETURN_IF_ERROR(BeginForward(c, a.chunk, mb, input));
+      RETURN_IF_ERROR(c->ForwardPart(mb, part));
+      return order.last() ? EndForward(c, a.chunk, mb, output, loss) : absl::OkStatus();
+    case ActionKind::kBackwardWeight:
+      if (first) RETURN_IF_ERROR(c->BackwardWeightsBegin(mb));
+      RETURN_IF_ERROR(c->BackwardWeightsPart(mb, part));
+      return order.last() ? c->BackwardWeightsEnd(mb) : absl::OkStatus();
+    default:  // I, or the fused B: its I in parts, then its W whole
+      if (first) RETURN_IF_ERROR(c->BackwardInputBegin(mb, input ? input->data() : nullptr));
+      RETURN_IF_ERROR(c->BackwardInputPart(mb, part));
+      if (!order.last()) return absl::OkStatus();
+      RETURN_IF_ERROR(c->BackwardInputEnd(mb));
+      CopyInputGrad(c, mb, output);
+      return a.kind == ActionKind::kBackward ? c->BackwardWeights(mb) : absl::OkStatus();
+  }
 }
 
 }  // namespace stagehand::runtime

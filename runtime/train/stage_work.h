@@ -14,6 +14,7 @@
 #include "runtime/cluster/fault_plan.h"
 #include "runtime/collectives/collective.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/sub_step_graph.h"
 #include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
@@ -76,6 +77,16 @@ class StageWork {
   virtual void ReleaseExportedOptimizerState() {}
   // Bytes of optimizer state (AdamW moments) this stage holds now.
   virtual int64_t OptimizerStateBytes() const { return 0; }
+  // Fine-grained callables (runtime/sub_step_graph.h). The layers of the chunks held here
+  // (which are MoE); empty: this stage runs whole actions only.
+  virtual SubStepLayout SubStepLayoutOf() const { return {}; }
+  // Sub-step `order` of a compute action, on the lane order.lane() says: the first takes the
+  // action's input (`input` as for Forward / BackwardInput / Backward), the last fills
+  // `output` / `loss` as the whole call does; a whole order is the whole call. Dispatch and
+  // combine run on the communication lane concurrently with the compute lane's sub-steps of
+  // other microbatches. Unimplemented unless overridden.
+  virtual absl::Status RunSubStep(const SubStepOrder& order, const Payload* input, Payload* output,
+                                  double* loss);
 };
 
 // Where a replica's stage sits in the data-parallel group: replica `replica` of `replicas`
@@ -141,6 +152,9 @@ class ModelStageWork : public StageWork {
   absl::Status ExportOptimizerState() override;
   void ReleaseExportedOptimizerState() override;
   int64_t OptimizerStateBytes() const override;
+  SubStepLayout SubStepLayoutOf() const override;
+  absl::Status RunSubStep(const SubStepOrder& order, const Payload* input, Payload* output,
+                          double* loss) override;
 
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
@@ -154,6 +168,12 @@ class ModelStageWork : public StageWork {
   std::map<int, std::vector<double>> ShardedSquaredNorms();
   absl::Status ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step);
   OptimizerState& FullState(int index);
+  // F's ends around its layers' parts: the sampled batch (and test faults) into the chunk's
+  // ForwardBegin; ForwardEnd and the output or loss.
+  absl::Status BeginForward(Chunk* c, int chunk, int mb, const Payload* input);
+  absl::Status EndForward(Chunk* c, int chunk, int mb, Payload* output, double* loss);
+  // I's end: the input gradient into `input_grad` (not for the first chunk).
+  void CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const;
   DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
   int num_chunks_;
