@@ -103,7 +103,8 @@ class CoordinatorTest : public ::testing::Test, public ::test_coordinator_fixtur
   }
   coordinator_actor Start(CoordinatorOptions options) {
     step_driver_actor driver = sys.spawn(FakeDriver, &log_);
-    coordinator_actor coordinator = sys.spawn(Coordinator, std::move(options), driver);
+    coordinator_actor coordinator =
+        sys.spawn(Coordinator, std::move(options), std::vector<step_driver_actor>{driver});
     actors_.push_back(caf::actor_cast<caf::actor>(driver));
     actors_.push_back(caf::actor_cast<caf::actor>(coordinator));
     return coordinator;

@@ -476,9 +476,11 @@ absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0,
                                                              const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
-  RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages));
+  RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages, train.dp));
   o.bind = absl::GetFlag(FLAGS_bind);
   if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
+    // --dp without --nprocs: the first dp x stages slots (an error if there are fewer).
+    if (o.nprocs == 0 && train.dp > 1) o.nprocs = train.dp * train.stages;
     RETURN_IF_ERROR(ReadHostfile(runtime::ResolveUserPath(path), o));
   }
   o.worker = WorkerBinary(argv0);
