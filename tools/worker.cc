@@ -205,8 +205,8 @@ int main(int argc, char** argv) {
   if (!config.ok()) return Fail(rank, std::string(config.status().message()));
   if (env->from_slurm && env->rank == 0 && config->dp > 1) {
     // No launcher under Slurm: rank 0 prints the grid the ranks sit on.
-    absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(config->dp,
-                                                                             config->stages);
+    absl::StatusOr<runtime::RankGrid> grid =
+        runtime::RankGrid::DataPipeline(config->dp, config->stages);
     if (grid.ok()) std::printf("%s", grid->Describe().c_str());
   }
   absl::StatusOr<cluster::WorkerOptions> options =

@@ -68,8 +68,8 @@ using worker_actor =
                         caf::reacts_to<EvalOrder>, caf::reacts_to<eval_done_atom, EvalResult>>;
 
 // The coordinator: rendezvous (join, registration, ready; the Gloo groups' store entries:
-// set (rank, key, value) -> error or "", get (rank, key) -> found, value), liveness (heartbeats, hang
-// reports, aborts), the held-out results, rank 0's answer to finish_atom, and its own timers
+// set (rank, key, value) -> error or "", get (rank, key) -> found, value), liveness (heartbeats,
+// hang reports, aborts), the held-out results, rank 0's answer to finish_atom, and its own timers
 // (the heartbeat check; is this step, is this evaluation still running?).
 using coordinator_actor = abort_inbox::extend<
     caf::replies_to<JoinRequest>::with<JoinReply>, caf::reacts_to<Registration>,

@@ -16,8 +16,9 @@ constexpr std::chrono::milliseconds kPollInterval{10};
 
 void ControlPlaneStore::set(const std::string& key, const std::vector<char>& data) {
   std::string error;
-  self_->request(coordinator_, kRequestTimeout, store_set_atom::value, rank_, key,
-                 std::string(data.begin(), data.end()))
+  self_
+      ->request(coordinator_, kRequestTimeout, store_set_atom::value, rank_, key,
+                std::string(data.begin(), data.end()))
       .receive([&](const std::string& refusal) { error = refusal; },
                [&](caf::error& e) { error = self_->system().render(e); });
   if (!error.empty()) {
@@ -56,8 +57,8 @@ void ControlPlaneStore::wait(const std::vector<std::string>& keys,
   for (const std::string& key : keys) {
     while (!Fetch(key, nullptr)) {
       if (std::chrono::steady_clock::now() >= deadline) {
-        throw ::gloo::IoException(absl::StrCat("rendezvous entry '", key, "' not set within ",
-                                               timeout.count(), " ms"));
+        throw ::gloo::IoException(
+            absl::StrCat("rendezvous entry '", key, "' not set within ", timeout.count(), " ms"));
       }
       std::this_thread::sleep_for(kPollInterval);
     }

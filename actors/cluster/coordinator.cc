@@ -100,11 +100,10 @@ std::string CheckPart(Self* self, int rank, int64_t step, const CheckpointPart& 
   // Replicas hold the same weights and moments: replica 0's ranks write the shards.
   const std::vector<int> stages =
       st.layout->Replica(rank) == 0 ? st.layout->Stages(rank) : std::vector<int>{};
-  return runtime::CheckCheckpointPart(
-      rank, step,
-      {part.rank, part.step, part.error, part.files, part.stages, part.bytes.size(),
-       part.crc32.size()},
-      stages);
+  return runtime::CheckCheckpointPart(rank, step,
+                                      {part.rank, part.step, part.error, part.files, part.stages,
+                                       part.bytes.size(), part.crc32.size()},
+                                      stages);
 }
 
 void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) {
@@ -273,8 +272,7 @@ void OnStepOutcome(Self* self, int64_t step, int replica, StepOutcome& reported)
   st.running = false;
   if (st.options.trace) st.options.trace->StepEnded(step, runtime::trace::NowNanos());
   for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
-  const runtime::TrainAction next =
-      st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
+  const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
   if (out.skipped) {
     std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
   } else if (st.loop->LogDue(step)) {
@@ -307,7 +305,8 @@ void OnHangCheck(Self* self, int64_t step) {
     if (!st.running || step != st.step) return;
     st.reports.clear();
     for (const auto& replica : st.stage_gates) {
-      for (const stage_gate_actor& gate : replica) self->send(gate, probe_atom::value, kHangProbeWave);
+      for (const stage_gate_actor& gate : replica)
+        self->send(gate, probe_atom::value, kHangProbeWave);
     }
     self->delayed_send(self, std::chrono::seconds(2), hang_atom::value, -step);
     return;

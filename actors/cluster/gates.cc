@@ -12,8 +12,8 @@ namespace {
 
 // A StageDone's loss count: the M of some step of the run, times the replicas (the loss
 // stage gathers every replica's losses).
-bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec,
-                              const runtime::StepSpecs* specs, int dp) {
+bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec, const runtime::StepSpecs* specs,
+                              int dp) {
   if (specs == nullptr) return int64_t{n} == int64_t{spec.num_microbatches} * dp;
   for (int m : specs->DistinctMicrobatches()) {
     if (int64_t{n} == int64_t{m} * dp) return true;

@@ -545,8 +545,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
     stage_actor stage = sys.spawn(StageActor, si);
     local_stages[s] = stage;
     out.comms.push_back(comm);
-    StageGateInit gi{o.rank, s,           spec,       wte_floats, stage,
-                     comm,   reply.driver, self_handle, trace_steps};
+    StageGateInit gi{o.rank,       s,           spec,       wte_floats, stage, comm,
+                     reply.driver, self_handle, trace_steps};
     gi.replica = node.replica;
     out.reg.gates.push_back(sys.spawn(StageGate, gi));
     out.reg.comms.push_back(comm);
@@ -611,7 +611,8 @@ class HeldOutRunner {
     step_ = order.step;
     if (!evaluates_) {
       finished_ = true;
-      caf::anon_send(owner_, eval_done_atom::value, EvalResult{o_.rank, order.step, "", false, 0.0});
+      caf::anon_send(owner_, eval_done_atom::value,
+                     EvalResult{o_.rank, order.step, "", false, 0.0});
       return "";
     }
     finished_ = false;
@@ -757,10 +758,9 @@ absl::StatusOr<std::string> CollectiveAddress(const WorkerOptions& o) {
   if (o.rank == 0 && o.bind != "0.0.0.0" && o.bind != "::" && !o.bind.empty()) return o.bind;
   absl::StatusOr<std::string> address = runtime::SourceAddressToward(o.coordinator_host);
   if (!address.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot tell this host's address toward the ",
-                                               "coordinator host ", o.coordinator_host,
-                                               " (Gloo would listen there): ",
-                                               address.status().message()));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot tell this host's address toward the ", "coordinator host ", o.coordinator_host,
+        " (Gloo would listen there): ", address.status().message()));
   }
   return *address;
 }
@@ -782,10 +782,10 @@ absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::Clu
   absl::StatusOr<std::unique_ptr<runtime::GlooCollective>> connected =
       runtime::GlooCollective::Connect(signed_store, group);
   if (!connected.ok()) {
-    return absl::Status(connected.status().code(),
-                        absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
-                                     layout.Stages(o.rank).front(), ": ",
-                                     connected.status().message()));
+    return absl::Status(
+        connected.status().code(),
+        absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
+                     layout.Stages(o.rank).front(), ": ", connected.status().message()));
   }
   node.dp_group = *std::move(connected);
   return absl::OkStatus();

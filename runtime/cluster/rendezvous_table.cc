@@ -12,8 +12,8 @@ std::string RendezvousTable::Set(int rank, const std::string& key, std::string v
     return absl::StrCat("rendezvous entry from rank ", rank, " of ", world_size_);
   }
   if (key.empty() || key.size() > kRendezvousMaxKeyBytes) {
-    return absl::StrCat("rendezvous key of ", key.size(), " bytes (1 to ",
-                        kRendezvousMaxKeyBytes, " allowed)");
+    return absl::StrCat("rendezvous key of ", key.size(), " bytes (1 to ", kRendezvousMaxKeyBytes,
+                        " allowed)");
   }
   if (value.size() > kRendezvousMaxValueBytes) {
     return absl::StrCat("rendezvous entry '", key, "' of ", value.size(), " bytes (at most ",
