@@ -1027,6 +1027,29 @@ TEST(Cluster, DataParallelKilledRankRestartsTheGridFromTheCheckpointBitwise) {
   for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid;
 }
 
+// --dp: a withheld receive on replica 1's stage 1 (rank 3) is reported per rank of both
+// replicas, each under its own rank, while replica 0's ranks wait in their reductions.
+TEST(Cluster, DataParallelHangIsReportedForEveryRankOfEveryReplica) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 1000;
+  Process launch(LaunchArgs(c, 4, {"--hang_timeout=3"}), {"STAGEHAND_FAULTS=withhold=3:2"});
+  const int code = launch.Wait(60);
+  const std::string& out = launch.output();
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("did not finish within --hang_timeout=3s"), std::string::npos) << out;
+  for (int rank = 0; rank < 4; ++rank) {
+    EXPECT_NE(out.find(absl::StrCat("rank ", rank, " (last action:")), std::string::npos) << out;
+  }
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex("rank 3 \\(last action:[^\\n]*\\n[^\\n]*stage 1: transfers: receiving "
+                      "[^\\n]*receive withheld by the test hook")))
+      << out;
+  for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
+}
+
 TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
   Config c;
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
