@@ -252,11 +252,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
   }
-  if (c.dp > 1 && !c.trace.empty()) {
-    return absl::UnimplementedError(
-        "--trace with --dp and --nprocs/--hostfile is not supported yet: trace the replicas in "
-        "one process (drop --nprocs/--hostfile), or drop --trace");
-  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(
         absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",

@@ -807,11 +807,6 @@ absl::Status RunWorker(const WorkerOptions& o) {
         absl::StrCat("rank ", o.rank, " of ", o.world_size, ": ",
                      layout.ok() ? "no such rank" : layout.status().message()));
   }
-  if (o.dp > 1 && !o.trace.empty()) {
-    return absl::UnimplementedError(
-        "--trace with --dp in a cluster is not supported yet (the ranks' files would hold "
-        "every replica's stages under one stage number): trace the replicas in one process");
-  }
   const std::vector<int> stages = layout->Stages(o.rank);
   auto* node = new Node();  // never freed: see Node
   node->replica = layout->Replica(o.rank);
@@ -825,7 +820,11 @@ absl::Status RunWorker(const WorkerOptions& o) {
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
   // Tags keyed by the join token: only processes holding it can address a receive here.
   ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device, o.token));
-  ASSIGN_OR_RETURN(runtime::trace::TraceRecorder * trace, StartTrace(o, me, spec, *node));
+  // --dp: replica 0's ranks trace (one pipeline's trace, as in one process).
+  runtime::trace::TraceRecorder* trace = nullptr;
+  if (node->replica == 0) {
+    ASSIGN_OR_RETURN(trace, StartTrace(o, me, spec, *node));
+  }
 
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);

@@ -985,16 +985,36 @@ std::string ExpectDataParallelSameAsOneProcess(const Config& c, const std::strin
   return launch.output();
 }
 
+// Traced too: replica 0's ranks (0 and 2) write the trace files, merged into one pipeline's
+// trace whose stages each hold their REDUCE_GRAD spans in every step.
 TEST(Cluster, DataParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
   Config c;
   c.stages = 2;
   c.dp = 2;
   c.microbatches = 4;
   c.steps = 3;
-  const std::string out = ExpectDataParallelSameAsOneProcess(c, TempDir() + "/dp.safetensors", {});
+  const std::string trace = TempDir() + "/dp_trace.json";
+  const std::string out =
+      ExpectDataParallelSameAsOneProcess(c, TempDir() + "/dp.safetensors", {"--trace=" + trace});
   for (const char* line : {"grid: world 4 = dp 2 x pp 2", "rank 3: dp=1 pp=1",
                            "data parallel: 2 replicas x 4 microbatches = 8 microbatches a step"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+  EXPECT_TRUE(
+      std::regex_search(out, std::regex("trace: \\d+ events from 2 ranks written to " + trace)))
+      << out;
+  auto merged = runtime::trace::ReadChromeJsonFile(trace);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->num_stages, c.stages);
+  ASSERT_EQ(merged->steps.size(), static_cast<size_t>(c.steps));
+  std::map<std::pair<int64_t, int>, int> reductions;  // (step, stage) -> REDUCE_GRAD spans
+  for (const auto& span : merged->spans) {
+    if (span.kind == runtime::ActionKind::kReduceGrad) ++reductions[{span.step, span.stage}];
+  }
+  for (int step = 1; step <= c.steps; ++step) {
+    for (int stage = 0; stage < c.stages; ++stage) {
+      EXPECT_GE((reductions[{step, stage}]), 1) << "step " << step << " stage " << stage;
+    }
   }
 }
 
@@ -1064,7 +1084,6 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
        "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},
       {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
       {{"--dp=2"}, "--nprocs must be --dp x --stages = 8"},
-      {{"--dp=2", "--trace=" + TempDir() + "/t.json"}, "--trace with --dp and --nprocs"},
   };
   for (const auto& [flags, message] : cases) {
     Process launch(LaunchArgs(c, 2, flags));
