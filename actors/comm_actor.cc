@@ -35,16 +35,15 @@ comm_actor::behavior_type CommActor(comm_actor::stateful_pointer<CommActorState>
       [=](TensorMessage& msg) {
         auto& st = self->state;
         const tensor_inbox& dest = st.stages.at(msg.to_stage);
+        const auto handed_off = std::chrono::steady_clock::now();
+        msg.handed_off_ns = runtime::trace::ToNanos(handed_off);
         if (st.link.latency_us <= 0 && st.link.gbps <= 0) {
-          if (st.trace) {
-            const auto now = std::chrono::steady_clock::now();
-            RecordSend(st.trace, msg, now, now);
-          }
+          RecordSend(st.trace, msg, handed_off, handed_off);
           self->send(dest, std::move(msg));
           return;
         }
         using namespace std::chrono;
-        auto now = steady_clock::now();
+        const auto now = handed_off;
         double wire_us = st.link.gbps > 0 ? msg.payload.size() * 32.0 / (st.link.gbps * 1e3) : 0;
         st.lane_free_at =
             std::max(now, st.lane_free_at) +

@@ -26,6 +26,10 @@ struct TensorMessage {
   int microbatch = 0;
   bool local = false;  // produced by a chunk on the same stage (no transfer lane)
   std::vector<float> payload;
+  // Steady-clock ns at which the producer handed it to a transfer lane (it had finished
+  // computing it); in a cluster, when the receiving rank learnt so (the transfer notice
+  // arrived): the transfers-exposed timer's "in flight since". 0 = unknown.
+  int64_t handed_off_ns = 0;
 };
 
 // A microbatch actor finished a compute action on its stage's lane.
@@ -37,6 +41,7 @@ struct ComputeDone {
   double seconds = 0.0;       // time on the lane
   std::string error;          // empty when it succeeded
   double data_seconds = 0.0;  // of `seconds`: building the batch (F of the first chunk)
+  int64_t end_ns = 0;         // steady-clock ns at which the lane finished it
 };
 
 // Stage -> microbatch actor: send your latest output to (to_stage, dest_chunk).
@@ -65,8 +70,8 @@ struct StageDone {
   std::vector<double> losses;  // per microbatch, stages holding the last chunk
   double busy_seconds = 0.0;   // compute time on the lane this step
   std::string error;           // empty when it succeeded
-  // Lane seconds this run by timer phase (runtime/train/timers.h): forward, backward-input
-  // (I and fused B), backward-weight, data loading.
+  // Seconds this run by timer phase (runtime/train/timers.h): forward, backward-input (I and
+  // fused B), backward-weight, data loading (lane time), transfers exposed (lane idle).
   std::vector<double> phase_seconds;
   std::vector<int> non_finite_losses;  // indices of `losses` sent as 0 (SendableDoubles)
 };
@@ -130,12 +135,12 @@ struct StepOutcome {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TensorMessage& x) {
   return f(caf::meta::type_name("TensorMessage"), x.kind, x.from_stage, x.to_stage, x.chunk,
-           x.microbatch, x.local, x.payload);
+           x.microbatch, x.local, x.payload, x.handed_off_ns);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ComputeDone& x) {
   return f(caf::meta::type_name("ComputeDone"), x.kind, x.chunk, x.microbatch, x.loss, x.seconds,
-           x.error, x.data_seconds);
+           x.error, x.data_seconds, x.end_ns);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ShipOrder& x) {

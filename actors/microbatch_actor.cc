@@ -58,6 +58,7 @@ microbatch_actor::behavior_type MicrobatchActor(
           }
           const auto end = std::chrono::steady_clock::now();
           done.seconds = std::chrono::duration<double>(end - start).count();
+          done.end_ns = runtime::trace::ToNanos(end);
           if (trace) {
             trace->Record(kind, chunk, mb, runtime::trace::ToNanos(start),
                           runtime::trace::ToNanos(end));

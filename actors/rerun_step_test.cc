@@ -39,10 +39,11 @@ struct TrainedRun {
 };
 
 // Runs `steps` (in order) on a 4-stage 1F1B pipeline of M = `m` with `faults` by stage; under
-// `ramp` (a batch-size ramp-up to M = `m`), each step runs its own M.
+// `ramp` (a batch-size ramp-up to M = `m`), each step runs its own M; transfers over `link`.
 TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::StageFaults> faults,
                  runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr,
-                 int m = kM, const runtime::MicrobatchCalculator* ramp = nullptr) {
+                 int m = kM, const runtime::MicrobatchCalculator* ramp = nullptr,
+                 LinkModel link = {}) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   TrainedRun r;
   ModelPipelineOptions o;
@@ -64,6 +65,7 @@ TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::Stage
   o.rerun = rerun;
   o.faults = std::move(faults);
   o.trace = trace;
+  o.link = link;
   absl::StatusOr<ModelPipeline> mp = BuildModelPipeline(o, &sampler);
   EXPECT_TRUE(mp.ok()) << mp.status();
   if (!mp.ok()) return r;
@@ -163,16 +165,20 @@ runtime::PhaseTimers Timers(const TrainedRun& run) {
   return timers;
 }
 
+// Every transfer takes 3 ms on the link, so that stages wait for inputs in flight: the
+// transfers-exposed phase is far from zero and must agree too.
 TEST(StepTimersTest, LogTimersFiguresAgreeWithTheTraceSummaryOfTheSameRunWithinFivePercent) {
   runtime::trace::TraceRecorder recorder("timers");
-  const TrainedRun run = Train({1, 2, 3}, {}, {}, &recorder);
+  const TrainedRun run =
+      Train({1, 2, 3}, {}, {}, &recorder, kM, nullptr, LinkModel{/*latency_us=*/3000, 0});
   const runtime::PhaseSeconds timers = Timers(run).Totals();
-  double forward = 0, backward_input = 0, backward_weight = 0, optimizer = 0;
+  double forward = 0, backward_input = 0, backward_weight = 0, optimizer = 0, exposed = 0;
   for (const runtime::trace::StagePhaseTimes& t :
        runtime::trace::PhaseTimesOf(recorder.Collect())) {
     forward += t.forward_us / 1e6;
     backward_input += t.backward_input_us / 1e6;
     backward_weight += t.backward_weight_us / 1e6;
+    exposed += t.transfers_exposed_us / 1e6;
     optimizer += t.optimizer_us / 1e6;
   }
   using runtime::TimerPhase;
@@ -180,6 +186,7 @@ TEST(StepTimersTest, LogTimersFiguresAgreeWithTheTraceSummaryOfTheSameRunWithinF
       {TimerPhase::kForward, forward},
       {TimerPhase::kBackwardInput, backward_input},
       {TimerPhase::kBackwardWeight, backward_weight},
+      {TimerPhase::kTransfersExposed, exposed},
       {TimerPhase::kOptimizer, optimizer}};
   for (const auto& [phase, trace_seconds] : from_trace) {
     const double timer_seconds = timers[static_cast<int>(phase)];
@@ -188,6 +195,9 @@ TEST(StepTimersTest, LogTimersFiguresAgreeWithTheTraceSummaryOfTheSameRunWithinF
   }
   EXPECT_GT(forward, 0);
   EXPECT_GT(optimizer, 0);
+  // 3 steps, 6 cross-stage transfers a microbatch (3 forward, 3 backward) of 3 ms each: the
+  // first of each stage's inputs in a step at least is waited for in full.
+  EXPECT_GT(exposed, 3 * 6 * 0.003 / 2) << "transfers exposed";
   // Data loading is part of forward; idle is what the lane did not run of the step.
   EXPECT_LE(timers[static_cast<int>(TimerPhase::kDataLoading)], forward);
   EXPECT_GT(timers[static_cast<int>(TimerPhase::kIdle)], 0);

@@ -56,6 +56,9 @@ void Dispatch(Self* self) {
     return;
   }
   const Action& action = **next;
+  st.transfer_waits.Started(action.kind != ActionKind::kBackwardWeight,
+                            action.kind != ActionKind::kForward, action.chunk, action.microbatch,
+                            runtime::trace::NowNanos());
   self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value, action.kind);
 }
 
@@ -69,6 +72,7 @@ void MaybeSendDone(Self* self) {
     return;
   }
   st.done_sent = true;
+  st.phase_seconds[4] = st.transfer_waits.seconds();
   StageDone done{st.init.stage, st.losses, st.busy_seconds, "", st.phase_seconds, {}};
   done.non_finite_losses = SendableDoubles(done.losses);
   self->send(st.init.driver, std::move(done));
@@ -147,6 +151,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   st.busy_seconds += done.seconds;
   st.phase_seconds[PhaseIndex(done.kind)] += done.seconds;
   st.phase_seconds[3] += done.data_seconds;
+  st.transfer_waits.LaneFreed(done.end_ns);
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace)
     st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
@@ -209,11 +214,13 @@ void OnInput(Self* self, TensorMessage& msg) {
   absl::Status arrived;
   if (!msg.local) {
     ++st.received;
+    const int64_t now = runtime::trace::NowNanos();
     if (st.init.trace) {
       st.init.trace->stage(st.init.stage)
-          ->InputArrived(t, static_cast<int64_t>(msg.payload.size() * sizeof(float)),
-                         runtime::trace::NowNanos());
+          ->InputArrived(t, static_cast<int64_t>(msg.payload.size() * sizeof(float)), now);
     }
+    st.transfer_waits.InputArrived(msg.kind != ActionKind::kForward, msg.chunk, msg.microbatch,
+                                   msg.handed_off_ns > 0 ? msg.handed_off_ns : now, now);
     arrived = st.loop->InputArrived(t);
   } else {
     arrived = st.loop->HandOffArrived(t);
@@ -256,7 +263,8 @@ void StartStep(Self* self, int64_t step) {
   }
   st.sent = st.received = 0;
   st.busy_seconds = 0.0;
-  st.phase_seconds.assign(4, 0.0);
+  st.phase_seconds.assign(5, 0.0);
+  st.transfer_waits.StepStarted(runtime::trace::NowNanos());
   st.loop.reset();  // it may point into st.spec
   st.spec = st.init.specs ? st.init.specs->ForStep(step) : st.init.spec;
   st.losses.assign(st.spec.num_microbatches, 0.0);

@@ -20,6 +20,7 @@
 #include "runtime/train/grad_buckets.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/step_specs.h"
+#include "runtime/train/timers.h"
 
 namespace stagehand::actors {
 
@@ -56,6 +57,7 @@ struct StageActorState {
   std::vector<double> losses;
   double busy_seconds = 0.0;
   std::vector<double> phase_seconds;  // this run: forward, backward-input, backward-weight, data
+  runtime::TransferWaitClock transfer_waits;  // this run's transfers exposed (--log_timers)
   // Data parallelism: the stage's buckets (planned once) and this step's REDUCE_GRAD
   // bookkeeping; StageDone waits for the step's compute and every bucket.
   std::vector<runtime::GradBucket> buckets;

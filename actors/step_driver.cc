@@ -49,14 +49,17 @@ void AddPhase(StepDriverState& st, int stage, TimerPhase phase, double seconds) 
   }
 }
 
-// A stage's lane seconds of a run: forward, backward-input, backward-weight, data loading.
+// A stage's seconds of a run (StageDone::phase_seconds): forward, backward-input,
+// backward-weight, data loading, transfers exposed.
 void AddPhases(StepDriverState& st, int stage, const std::vector<double>& seconds) {
   const TimerPhase order[] = {TimerPhase::kForward, TimerPhase::kBackwardInput,
-                              TimerPhase::kBackwardWeight, TimerPhase::kDataLoading};
-  for (size_t i = 0; i < seconds.size() && i < 4; ++i) AddPhase(st, stage, order[i], seconds[i]);
+                              TimerPhase::kBackwardWeight, TimerPhase::kDataLoading,
+                              TimerPhase::kTransfersExposed};
+  for (size_t i = 0; i < seconds.size() && i < 5; ++i) AddPhase(st, stage, order[i], seconds[i]);
 }
 
-// Per stage, the timers' phases; idle is the step's wall time less the stage's lane time.
+// Per stage, the timers' phases; idle (bubble) is the step's wall time less the stage's lane
+// time and its transfers exposed.
 std::vector<std::vector<double>> PhaseReport(const StepDriverState& st) {
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - st.began).count();
@@ -67,7 +70,8 @@ std::vector<std::vector<double>> PhaseReport(const StepDriverState& st) {
                         p[static_cast<int>(TimerPhase::kBackwardInput)] +
                         p[static_cast<int>(TimerPhase::kBackwardWeight)] +
                         p[static_cast<int>(TimerPhase::kOptimizer)];
-    v[static_cast<int>(TimerPhase::kIdle)] = std::max(wall - lane, 0.0);
+    v[static_cast<int>(TimerPhase::kIdle)] =
+        std::max(wall - lane - p[static_cast<int>(TimerPhase::kTransfersExposed)], 0.0);
     out.push_back(std::move(v));
   }
   return out;

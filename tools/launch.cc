@@ -115,10 +115,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
       !s.ok()) {
     return s;
   }
-  if (c.rampup.has_value() && !c.trace.empty()) {
-    return absl::InvalidArgumentError(
-        "--trace with --rampup_batch_size: a trace holds one M per run for now; drop one of them");
-  }
   // Outputs written at the end of the run are checked now, so that no run ends unable to save.
   for (const auto& [flag, path] :
        {std::pair<const char*, const std::string&>{"--save_params", c.save_params},

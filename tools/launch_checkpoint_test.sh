@@ -62,8 +62,15 @@ grep -q "starting at step 0" "$T/e.out" || fail "no fresh start"
 
 echo "== 9. --rampup_batch_size: M per step follows Megatron's formula; a resume mid-ramp is bitwise"
 RAMP=(--rampup_batch_size=2,2,24 --steps=8 --eval_every=0)
-"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/r" > "$T/r.out"
+# Traced (a trace holds each step at its own M): the trace changes no result (the checkpoints
+# below are compared with the untraced run's) and its summary lists each step's M.
+"$BIN/launch" "${FLAGS[@]}" "${RAMP[@]}" --checkpoint_dir="$T/r" --trace="$T/r_trace.json" > "$T/r.out"
 cat "$T/r.out"
+"$BIN/trace" summary "$T/r_trace.json" > "$T/r_summary.out" || fail "ramp-up: trace summary failed"
+cat "$T/r_summary.out"
+grep -q "1..3 microbatches per step (a batch-size ramp-up)" "$T/r_summary.out" || fail "ramp-up: no M range in the summary"
+grep -Eq "^1 +[0-9.]+ +[0-9.]+ +M=1" "$T/r_summary.out" || fail "ramp-up: step 1 is not M=1 in the trace"
+grep -Eq "^7 +[0-9.]+ +[0-9.]+ +M=3" "$T/r_summary.out" || fail "ramp-up: step 7 is not M=3 in the trace"
 # 2,2,24 to 8: 8 samples per increment; batches 2,2,2,2 | 4,4 | 6,6 | 8 (consumed 0..28).
 for want in "step 1 global batch 2 sequences (1 microbatches)" "step 5 global batch 4 sequences (2 microbatches)" \
             "step 7 global batch 6 sequences (3 microbatches)"; do
@@ -80,11 +87,19 @@ done
 
 echo "== 10. the rerun state machine: STAGEHAND_FAULTS flip (transient) and nan (persistent)"
 SAFE=(--steps=4 --eval_every=0)
-"$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/clean.safetensors" > "$T/clean.out"
-STAGEHAND_FAULTS=flip=1:3 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/flip.safetensors" > "$T/flip.out"
+"$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/clean.safetensors" \
+  --checkpoint_dir="$T/cc" --checkpoint_every=1 > "$T/clean.out"
+STAGEHAND_FAULTS=flip=1:3 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" --save_params="$T/flip.safetensors" \
+  --checkpoint_dir="$T/cf" --checkpoint_every=1 > "$T/flip.out"
 cat "$T/flip.out"
 grep -q "transient fault on rank 0 (stage 1)" "$T/flip.out" || fail "flip: no transient fault reported"
 cmp "$T/clean.safetensors" "$T/flip.safetensors" || fail "flip: parameters differ from the unfaulted run"
+# The checkpoints written around the rerun (after steps 2, 3 and 4) are the unfaulted run's.
+for step in 00000003 00000004; do
+  for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+    cmp "$T/cc/step_$step/$f" "$T/cf/step_$step/$f" || fail "flip: checkpoint step_$step/$f differs"
+  done
+done
 if STAGEHAND_FAULTS=nan=2:1 "$BIN/launch" "${FLAGS[@]}" "${SAFE[@]}" > "$T/nan.out" 2> "$T/nan.err"; then
   fail "nan: a persistent NaN did not stop the run"
 fi

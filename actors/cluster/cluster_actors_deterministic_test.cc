@@ -259,7 +259,7 @@ TEST_F(ClusterCommTest, RefusesANoticeForAStepOtherThanThisOrTheNext) {
   Deliver();
   EXPECT_EQ(Refusal(),
             "rank 0 stage 0: transfer notice for step 3 during step 1: gradient c0 mb1 s1->s0 "
-            "(16 bytes, tag 9, step 3)");
+            "(from rank 1, 16 bytes, tag 9, step 3)");
 }
 
 TEST_F(ClusterCommTest, RefusesATensorForAStageOutOfRange) {

@@ -1,6 +1,8 @@
 // ClusterComm behaviour.
 #include "actors/cluster/cluster_comm.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <utility>
 
@@ -25,8 +27,8 @@ void Abort(Self* self, const std::string& why) {
 std::string Describe(const TransferNotice& n) {
   const bool forward = n.kind == ActionKind::kForward;
   return absl::StrCat(forward ? "activation" : "gradient", " c", n.chunk, " mb", n.microbatch, " s",
-                      n.from_stage, "->s", n.to_stage, " (", n.floats * 4, " bytes, tag ", n.tag,
-                      ", step ", n.step, ")");
+                      n.from_stage, "->s", n.to_stage, " (from rank ", n.from_rank, ", ",
+                      n.floats * 4, " bytes, tag ", n.tag, ", step ", n.step, ")");
 }
 
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
@@ -49,7 +51,9 @@ std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   return "";
 }
 
-void PostReceive(Self* self, const TransferNotice& n) {
+// `noticed_ns`: when the notice arrived here, i.e. when this rank learnt that the producer had
+// finished the tensor (the transfers-exposed timer's "in flight since", on this rank's clock).
+void PostReceive(Self* self, const TransferNotice& n, int64_t noticed_ns) {
   auto& st = self->state;
   if (++st.notices == st.init.drop_notice) {
     st.receiving[n.tag] = Describe(n) + " [receive withheld by the test hook]";
@@ -62,15 +66,17 @@ void PostReceive(Self* self, const TransferNotice& n) {
       std::make_shared<std::vector<float>>(st.init.pool->Take(static_cast<size_t>(n.floats)));
   cluster_comm_actor me = caf::actor_cast<cluster_comm_actor>(self);
   st.init.transport->Receive(
-      n.tag, buffer->data(), buffer->size() * sizeof(float), [me, n, buffer](absl::Status s) {
+      n.tag, buffer->data(), buffer->size() * sizeof(float),
+      [me, n, buffer, noticed_ns](absl::Status s) {
         caf::anon_send(me, received_atom::value, n.tag, std::string(s.message()), s.ok(),
                        TensorMessage{n.kind, n.from_stage, n.to_stage, n.chunk, n.microbatch, false,
-                                     std::move(*buffer)});
+                                     std::move(*buffer), noticed_ns});
       });
 }
 
 // `replay`: a notice kept from before this step's start (its sender was checked then).
-void OnNotice(Self* self, const TransferNotice& n, bool replay) {
+// `noticed_ns`: when it arrived (a replayed one: when it first arrived).
+void OnNotice(Self* self, const TransferNotice& n, bool replay, int64_t noticed_ns) {
   auto& st = self->state;
   if (std::string bad = Check(self, n, !replay); !bad.empty()) {
     caf::strong_actor_ptr sender = self->current_sender();
@@ -83,6 +89,7 @@ void OnNotice(Self* self, const TransferNotice& n, bool replay) {
   // 0), the next step is whichever the run begins or resumes at, checked on replay.
   if (n.step == st.step + 1 || st.step == 0) {
     st.early.push_back(n);
+    st.early_noticed_ns.push_back(runtime::trace::NowNanos());
     return;
   }
   if (n.step != st.step) {
@@ -90,7 +97,7 @@ void OnNotice(Self* self, const TransferNotice& n, bool replay) {
                              Describe(n)));
     return;
   }
-  PostReceive(self, n);
+  PostReceive(self, n, noticed_ns);
 }
 
 void OnOutgoing(Self* self, TensorMessage& msg) {
@@ -104,8 +111,9 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
       msg.kind == ActionKind::kForward ? ActionKind::kSendForward : ActionKind::kSendBackward;
   const int64_t bytes = static_cast<int64_t>(msg.payload.size() * sizeof(float));
   if (msg.to_stage < static_cast<int>(st.local_stages.size()) && st.local_stages[msg.to_stage]) {
+    const int64_t now = runtime::trace::NowNanos();
+    msg.handed_off_ns = now;
     if (st.init.trace) {
-      const int64_t now = runtime::trace::NowNanos();
       st.init.trace->RecordInStep(st.step, kind, msg.to_stage, msg.chunk, msg.microbatch, bytes,
                                   now, now);
     }
@@ -140,10 +148,28 @@ void OnOutgoing(Self* self, TensorMessage& msg) {
   self->send(st.peers.stage_comms.at(msg.to_stage), n);
 }
 
+// UCX messages no receive matches (a process without the launch's secret, or an unknown
+// transfer) are dropped, each logged, and cost at most two steps' worth of this run's tensors
+// (runtime/transport/ucx_transport.h). A member's payload that arrives before its notice is
+// posted is held and still delivered. Every comm of the rank sets the same limits.
+void LimitUnmatchedMessages(const ClusterCommInit& in) {
+  if (in.transport == nullptr || in.tensor_floats <= 0) return;
+  runtime::UnexpectedMessageLimits limits;
+  limits.max_message_bytes = static_cast<size_t>(in.tensor_floats) * sizeof(float);
+  limits.max_held_bytes = limits.max_message_bytes * 2 * 2 *
+                          static_cast<size_t>(std::max(1, in.spec.num_microbatches)) *
+                          static_cast<size_t>(std::max(1, in.spec.num_chunks));
+  limits.on_drop = [rank = in.rank](const std::string& line) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, line.c_str());
+  };
+  in.transport->SetUnexpectedMessageLimits(std::move(limits));
+}
+
 }  // namespace
 
 cluster_comm_actor::behavior_type ClusterComm(Self* self, ClusterCommInit init) {
   self->state.init = std::move(init);
+  LimitUnmatchedMessages(self->state.init);
   return {
       [=](const std::vector<stage_actor>& local_stages) {
         self->state.local_stages = local_stages;
@@ -153,11 +179,13 @@ cluster_comm_actor::behavior_type ClusterComm(Self* self, ClusterCommInit init) 
         auto& st = self->state;
         st.step = step;
         std::vector<TransferNotice> early = std::move(st.early);
+        std::vector<int64_t> noticed = std::move(st.early_noticed_ns);
         st.early.clear();
-        for (const TransferNotice& n : early) OnNotice(self, n, true);
+        st.early_noticed_ns.clear();
+        for (size_t i = 0; i < early.size(); ++i) OnNotice(self, early[i], true, noticed[i]);
       },
       [=](TensorMessage& msg) { OnOutgoing(self, msg); },
-      [=](const TransferNotice& n) { OnNotice(self, n, false); },
+      [=](const TransferNotice& n) { OnNotice(self, n, false, runtime::trace::NowNanos()); },
       [=](sent_atom, uint64_t tag, const std::string& error, bool ok, int64_t done_ns) {
         auto& st = self->state;
         if (!ok) Abort(self, absl::StrCat("UCX send of ", st.sending[tag], " failed: ", error));

@@ -54,6 +54,7 @@ struct ClusterCommState {
   std::map<uint64_t, std::string> receiving;  // tag -> what
   std::map<uint64_t, std::string> sending;
   std::vector<TransferNotice> early;      // notices of the next step, before its start
+  std::vector<int64_t> early_noticed_ns;  // when each of `early` arrived
   std::map<uint64_t, TracedSend> traced;  // tag -> send in flight (when tracing)
   // Asked after the run (drained_atom): answered once no send is in flight, so that the
   // trace lane has no writer left.

@@ -1,5 +1,5 @@
 // libFuzzer target: Chrome trace JSON through what `tools/trace` does with it: read,
-// summary (every step), render to HTML, merge with itself, write and read back.
+// summary (every step) and phase times, render to HTML, merge with itself, write and read back.
 // Not a test of the drawing.
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!trace.ok()) return 0;
   SummaryOptions options;
   if (auto summary = Summarize(*trace, options); summary.ok()) (void)FormatSummary(*summary);
+  (void)FormatPhaseTimes(PhaseTimesOf(*trace));
   (void)RenderHtml(*trace, HtmlOptions{});
   (void)MergeTraces({*trace, *trace});
   Trace copy = *trace;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <set>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -13,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "runtime/train/timers.h"
 
 namespace stagehand::runtime::trace {
 namespace {
@@ -262,6 +265,7 @@ namespace {
 struct StepFigures {
   double length = 0, window = 0, window_begin = 0, begin = 0;
   std::vector<double> compute;  // (P)
+  int microbatches = 0;         // distinct microbatches of its F actions: the step's M
 };
 
 // The figures of every step with compute, by step.
@@ -275,9 +279,13 @@ std::map<int64_t, StepFigures> FigureSteps(
     StepFigures f;
     f.compute.assign(P, 0.0);
     double lo = INFINITY, hi = -INFINITY, all_lo = INFINITY, all_hi = -INFINITY;
+    std::set<int> microbatches;
     for (const Span* s : spans) {
       all_lo = std::min(all_lo, s->begin_us);
       all_hi = std::max(all_hi, s->end_us);
+      if (s->lane == Lane::kCompute && s->kind == ActionKind::kForward) {
+        microbatches.insert(s->microbatch);
+      }
       if (!IsWork(*s)) continue;
       lo = std::min(lo, s->begin_us);
       hi = std::max(hi, s->end_us);
@@ -289,6 +297,7 @@ std::map<int64_t, StepFigures> FigureSteps(
     f.length = it != steps.end() ? it->second.end_us - it->second.begin_us : all_hi - all_lo;
     f.window = hi - lo;
     f.window_begin = lo;
+    f.microbatches = static_cast<int>(microbatches.size());
     figures[step] = f;
   }
   return figures;
@@ -370,7 +379,7 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   out.step_time_us = total_length / out.num_steps;
   out.pipeline_window_us = total_window / out.num_steps;
   for (const auto& [step, f] : figures) {
-    out.step_times.push_back(StepTime{step, f.length, f.window, false});
+    out.step_times.push_back(StepTime{step, f.length, f.window, false, f.microbatches});
   }
   out.step_statistics = ComputeStepStatistics(&out.step_times, options.warmup_steps);
   const int cores = options.cpu_cores > 0 ? options.cpu_cores
@@ -417,19 +426,32 @@ StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_st
   return stats;
 }
 
+std::pair<int, int> MicrobatchRange(const TraceSummary& s) {
+  int fewest = 0, most = 0;
+  for (const StepTime& st : s.step_times) {
+    fewest = fewest == 0 ? st.microbatches : std::min(fewest, st.microbatches);
+    most = std::max(most, st.microbatches);
+  }
+  return {fewest, most};
+}
+
 std::string FormatStepTable(const TraceSummary& s) {
   const char* unit = s.virtual_time ? "units" : "ms";
   std::string out = absl::StrFormat("%-8s %12s %12s\n", "step", absl::StrCat("time ", unit),
                                     absl::StrCat("window ", unit));
   const size_t n = s.step_times.size();
+  const auto [fewest, most] = MicrobatchRange(s);
+  const bool ramp = fewest != most;  // a batch-size ramp-up: each step's M is shown
   for (size_t i = 0; i < n; ++i) {
     if (n > 24 && i >= 10 && i + 10 < n) {
       if (i == 10) absl::StrAppendFormat(&out, "... (%d steps)\n", static_cast<int>(n - 20));
       continue;
     }
     const StepTime& st = s.step_times[i];
-    absl::StrAppendFormat(&out, "%-8d %12.3f %12.3f%s\n", st.step, st.length_us / 1e3,
-                          st.pipeline_window_us / 1e3, st.warmup ? "  (warm-up, excluded)" : "");
+    absl::StrAppendFormat(&out, "%-8d %12.3f %12.3f%s%s\n", st.step, st.length_us / 1e3,
+                          st.pipeline_window_us / 1e3,
+                          ramp ? absl::StrCat("  M=", st.microbatches) : "",
+                          st.warmup ? "  (warm-up, excluded)" : "");
   }
   const StepStatistics& st = s.step_statistics;
   absl::StrAppendFormat(
@@ -570,9 +592,14 @@ std::string FormatSummary(const TraceSummary& s) {
   const char* unit = s.virtual_time ? "units" : "ms";
   auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
   const double steps = std::max(1, s.num_steps);
+  const auto [fewest, most] = MicrobatchRange(s);
+  const std::string microbatches =
+      fewest != most
+          ? absl::StrCat(fewest, "..", most, " microbatches per step (a batch-size ramp-up)")
+          : absl::StrCat(s.num_microbatches, " microbatches");
   std::string out =
-      absl::StrFormat("trace: %d stages, %d chunks, %d microbatches, %d step%s%s\n", s.num_stages,
-                      s.num_chunks, s.num_microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
+      absl::StrFormat("trace: %d stages, %d chunks, %s, %d step%s%s\n", s.num_stages, s.num_chunks,
+                      microbatches, s.num_steps, s.num_steps == 1 ? "" : "s",
                       s.virtual_time ? " (virtual time: cost-model units)" : "");
   absl::StrAppend(&out, FormatStepTable(s));
   absl::StrAppendFormat(
@@ -619,6 +646,58 @@ std::string FormatSummary(const TraceSummary& s) {
 
 // --- The compute phases of --log_timers.
 
+namespace {
+
+// Each stage's transfers exposed (see StagePhaseTimes), added to `out`.
+void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) {
+  std::map<int64_t, double> step_begin;
+  for (const StepSpan& s : trace.steps) step_begin[s.step] = s.begin_us;
+  // Receives by (stage, step, gradient, chunk, microbatch); compute spans by (stage, step).
+  std::map<std::tuple<int, int64_t, bool, int, int>, std::vector<const Span*>> receives;
+  std::map<std::pair<int, int64_t>, std::vector<const Span*>> computes;
+  for (const Span& s : trace.spans) {
+    if (s.stage < 0 || s.stage >= static_cast<int>(out->size())) continue;
+    if (s.lane == Lane::kRecv) {
+      receives[{s.stage, s.step, s.kind == ActionKind::kRecvBackward, s.chunk, s.microbatch}]
+          .push_back(&s);
+    } else if (s.lane == Lane::kCompute) {
+      computes[{s.stage, s.step}].push_back(&s);
+    }
+  }
+  for (auto& [key, spans] : receives) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span* a, const Span* b) { return a->end_us < b->end_us; });
+  }
+  for (auto& [key, spans] : computes) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    auto begin = step_begin.find(key.second);
+    double idle_begin =
+        begin != step_begin.end() ? begin->second : -std::numeric_limits<double>::infinity();
+    for (const Span* x : spans) {
+      const bool has_input = x->kind == ActionKind::kForward ||
+                             x->kind == ActionKind::kBackwardInput ||
+                             x->kind == ActionKind::kBackward;
+      auto it = receives.find(
+          {x->stage, x->step, x->kind != ActionKind::kForward, x->chunk, x->microbatch});
+      if (has_input && it != receives.end()) {
+        // The latest arrival before the action began (a rerun receives its inputs again).
+        auto after = std::upper_bound(
+            it->second.begin(), it->second.end(), x->begin_us,
+            [](double begin, const Span* r) { return begin < r->end_us; });
+        if (after != it->second.begin()) {
+          const Span* input = *std::prev(after);
+          (*out)[x->stage].transfers_exposed_us +=
+              ExposedTransferWait(idle_begin, x->begin_us, input->begin_us, input->end_us);
+        }
+      }
+      idle_begin = std::max(idle_begin, x->end_us);
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
   std::vector<StagePhaseTimes> out(std::max(trace.num_stages, 0));
   for (size_t s = 0; s < out.size(); ++s) out[s].stage = static_cast<int>(s);
@@ -644,6 +723,7 @@ std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace) {
         break;
     }
   }
+  AddTransfersExposed(trace, &out);
   return out;
 }
 
@@ -653,6 +733,7 @@ std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
       {"forward", &StagePhaseTimes::forward_us},
       {"backward-input", &StagePhaseTimes::backward_input_us},
       {"backward-weight", &StagePhaseTimes::backward_weight_us},
+      {"transfers exposed", &StagePhaseTimes::transfers_exposed_us},
       {"optimizer", &StagePhaseTimes::optimizer_us}};
   for (const auto& [name, field] : phases) {
     double total = 0, low = times.empty() ? 0 : times[0].*field, high = low;
@@ -661,7 +742,7 @@ std::string FormatPhaseTimes(const std::vector<StagePhaseTimes>& times) {
       low = std::min(low, t.*field);
       high = std::max(high, t.*field);
     }
-    absl::StrAppendFormat(&out, "  %-16s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3,
+    absl::StrAppendFormat(&out, "  %-18s %10.2f (%.2f, %.2f)\n", name, total / 1e3, low / 1e3,
                           high / 1e3);
   }
   return out;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -67,7 +68,8 @@ struct StepTime {
   int64_t step = 0;
   double length_us = 0;
   double pipeline_window_us = 0;
-  bool warmup = false;  // excluded from the median and spread
+  bool warmup = false;   // excluded from the median and spread
+  int microbatches = 0;  // its M: distinct microbatches of its F actions (a ramp-up varies it)
 };
 
 // The step times without the warm-up steps (all steps if that leaves none).
@@ -79,6 +81,8 @@ struct StepStatistics {
 };
 
 struct TraceSummary {
+  // num_microbatches: the trace's M; under a batch-size ramp-up the most of any step (each
+  // step's own is in step_times).
   int num_stages = 0, num_chunks = 0, num_microbatches = 0;
   bool virtual_time = false;
   int num_steps = 0;
@@ -117,7 +121,11 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
 // marks the excluded ones.
 StepStatistics ComputeStepStatistics(std::vector<StepTime>* steps, int warmup_steps);
 
-// "step  time ms  window ms" per step, warm-up steps marked, long tables elided.
+// The fewest and most microbatches of any step (equal unless a batch-size ramp-up).
+std::pair<int, int> MicrobatchRange(const TraceSummary& summary);
+
+// "step  time ms  window ms" per step (with "M=2" when steps' M differ), warm-up steps marked,
+// long tables elided.
 std::string FormatStepTable(const TraceSummary& summary);
 
 // tools/trace compare: two summaries side by side (median step time and spread, bubble,
@@ -130,15 +138,21 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
 std::string FormatSummary(const TraceSummary& summary);
 
-// --- The compute phases of --log_timers (runtime/train/timers.h), as the trace shows them:
-// per stage, the summed durations of its compute spans by kind, over every step of the trace.
-// The launcher's timers measure the same lane work, so the two agree (actors/rerun_step_test).
+// --- The phases of --log_timers (runtime/train/timers.h), as the trace shows them: per
+// stage, the summed durations of its compute spans by kind, over every step of the trace, and
+// its transfers exposed: for each F/I/B, the lane's idle time before it (since the stage's
+// previous compute span of the step, or the step's begin) while its transferred input was in
+// flight (its receive span, from the sender's hand-off to the arrival; ExposedTransferWait).
+// The launcher's timers measure the same events, so the two agree (actors/rerun_step_test).
+// Not the summary's exposed_transfer_us (transfer time not under the stage's own compute,
+// whether or not the stage had anything else to do).
 struct StagePhaseTimes {
   int stage = 0;
-  double forward_us = 0;          // F
-  double backward_input_us = 0;   // I and fused B
-  double backward_weight_us = 0;  // W
-  double optimizer_us = 0;        // OPTIM
+  double forward_us = 0;            // F
+  double backward_input_us = 0;     // I and fused B
+  double backward_weight_us = 0;    // W
+  double transfers_exposed_us = 0;  // lane idle while the next action's input was in flight
+  double optimizer_us = 0;          // OPTIM
 };
 std::vector<StagePhaseTimes> PhaseTimesOf(const Trace& trace);
 // "phase times (ms, as --log_timers): forward 12.3 (min 2.9, max 3.3 per stage) ..." lines.

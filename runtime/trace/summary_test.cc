@@ -53,6 +53,62 @@ TEST(SummaryTest, BubbleClosedFormAcrossShapes) {
   }
 }
 
+// The transfers-exposed phase (--log_timers) on GPipe with transfers of tau: a stage's first
+// F waits tau for its activation once its producer finished it, and its first B tau for its
+// gradient; every later input arrives as the lane frees (equal stage speeds), so stage 0 and
+// stage P-1 expose tau, a middle stage 2 tau. Without transfer time nothing is exposed.
+TEST(SummaryTest, PhaseTimesTransfersExposedIsTheIdleWhileAnInputWasInFlight) {
+  constexpr double kTau = 0.5;
+  const std::vector<StagePhaseTimes> times = PhaseTimesOf(Simulated("gpipe", 4, 8, kTau));
+  ASSERT_EQ(times.size(), 4u);
+  for (const StagePhaseTimes& t : times) {
+    const double expected = (t.stage == 0 || t.stage == 3 ? 1 : 2) * kTau * kUnit;
+    EXPECT_NEAR(t.transfers_exposed_us, expected, 1e-6) << "stage " << t.stage;
+    EXPECT_DOUBLE_EQ(t.forward_us, 8 * kUnit);
+  }
+  for (const StagePhaseTimes& t : PhaseTimesOf(Simulated("gpipe", 4, 8, 0))) {
+    EXPECT_EQ(t.transfers_exposed_us, 0) << "stage " << t.stage;
+  }
+  EXPECT_NE(FormatPhaseTimes(times).find("  transfers exposed        3.00 (0.50, 1.00)\n"),
+            std::string::npos)
+      << FormatPhaseTimes(times);
+}
+
+// A batch-size ramp-up's trace: step 1 at M = 2, step 2 at M = 4, on one timeline. The
+// summary shows each step's M, and the range in its header.
+TEST(SummaryTest, EachStepOfARampUpShowsItsOwnMicrobatchCount) {
+  Trace trace = Simulated("gpipe", 4, 2, 0);
+  const Trace second = Simulated("gpipe", 4, 4, 0);
+  double end = 0;
+  for (Span& s : trace.spans) {
+    s.step = 1;
+    end = std::max(end, s.end_us);
+  }
+  for (Span s : second.spans) {
+    s.step = 2;
+    s.begin_us += end;
+    s.end_us += end;
+    trace.spans.push_back(s);
+  }
+  trace.steps.clear();
+  trace.num_microbatches = 4;
+  auto s = Summarize(trace);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->step_times.size(), 2u);
+  EXPECT_EQ(s->step_times[0].microbatches, 2);
+  EXPECT_EQ(s->step_times[1].microbatches, 4);
+  EXPECT_EQ(MicrobatchRange(*s), std::make_pair(2, 4));
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("trace: 4 stages, 4 chunks, 2..4 microbatches per step (a batch-size "
+                      "ramp-up), 2 steps"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("M=2  (warm-up, excluded)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("M=4\n"), std::string::npos) << text;
+  // One M: no M column.
+  EXPECT_EQ(FormatSummary(*Summarize(second)).find("M="), std::string::npos);
+}
+
 // GPipe with transfers of tau <= f/2: each stage's first receive of a phase and last send
 // of a phase are exposed (2 tau on an end stage, 4 tau on a middle one), every other
 // transfer hides under compute. Each transfer counts on both of its stages.

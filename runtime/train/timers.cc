@@ -25,8 +25,10 @@ const char* TimerPhaseName(TimerPhase phase) {
       return "backward-input";
     case TimerPhase::kBackwardWeight:
       return "backward-weight";
+    case TimerPhase::kTransfersExposed:
+      return "transfers exposed";
     case TimerPhase::kIdle:
-      return "idle (bubble, exposed transfers)";
+      return "idle (bubble)";
     case TimerPhase::kOptimizer:
       return "optimizer";
     case TimerPhase::kDataLoading:
@@ -35,6 +37,34 @@ const char* TimerPhaseName(TimerPhase phase) {
       return "evaluation";
   }
   return "?";
+}
+
+double ExposedTransferWait(double idle_begin, double started, double handed_off, double arrived) {
+  return std::max(0.0, std::min(arrived, started) - std::max(idle_begin, handed_off));
+}
+
+void TransferWaitClock::StepStarted(int64_t now_ns) {
+  idle_begin_ns_ = now_ns;
+  exposed_ns_ = 0;
+  arrivals_.clear();
+}
+
+void TransferWaitClock::LaneFreed(int64_t end_ns) { idle_begin_ns_ = end_ns; }
+
+void TransferWaitClock::InputArrived(bool gradient, int chunk, int microbatch,
+                                     int64_t handed_off_ns, int64_t arrived_ns) {
+  arrivals_[{gradient, chunk, microbatch}] = Arrival{handed_off_ns, arrived_ns};
+}
+
+void TransferWaitClock::Started(bool has_input, bool gradient_input, int chunk, int microbatch,
+                                int64_t now_ns) {
+  if (!has_input) return;
+  auto it = arrivals_.find({gradient_input, chunk, microbatch});
+  if (it == arrivals_.end()) return;  // from a chunk on the same stage: no transfer
+  exposed_ns_ += static_cast<int64_t>(ExposedTransferWait(
+      static_cast<double>(idle_begin_ns_), static_cast<double>(now_ns),
+      static_cast<double>(it->second.handed_off_ns), static_cast<double>(it->second.arrived_ns)));
+  arrivals_.erase(it);
 }
 
 PhaseTimers::PhaseTimers(std::vector<int> stage_rank)

@@ -8,7 +8,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace stagehand::runtime {
@@ -17,13 +19,17 @@ enum class TimerPhase {
   kForward,         // F actions on the stage's lane (data loading included)
   kBackwardInput,   // I actions, and fused B actions (I and W in one)
   kBackwardWeight,  // W actions
-  kIdle,            // the step's wall time minus the stage's lane time: bubble and
-                    // exposed transfers (the stage had nothing it could run)
-  kOptimizer,       // tied-gradient sum, norms and AdamW (or a discard) on the lane
-  kDataLoading,     // building the batch of the stage's first chunk (part of forward)
-  kEvaluation,      // held-out evaluation (the launcher's; on the stage holding chunk 0)
+  // Lane idle while the input of the action it ran next was in flight: its producer had
+  // handed it to a transfer lane (had finished computing it) and it had not arrived yet
+  // (ExposedTransferWait). Measured per action by the stage (TransferWaitClock).
+  kTransfersExposed,
+  kIdle,         // bubble: the step's wall time minus the stage's lane time and transfers exposed
+                 // (the producer was still computing, or the stage had nothing it could run)
+  kOptimizer,    // tied-gradient sum, norms and AdamW (or a discard) on the lane
+  kDataLoading,  // building the batch of the stage's first chunk (part of forward)
+  kEvaluation,   // held-out evaluation (the launcher's; on the stage holding chunk 0)
 };
-inline constexpr int kNumTimerPhases = 7;
+inline constexpr int kNumTimerPhases = 8;
 inline constexpr double kMinStragglerExcessSeconds = 0.005;
 
 // "forward", "backward-input", ... as the report prints them.
@@ -31,6 +37,41 @@ const char* TimerPhaseName(TimerPhase phase);
 
 // Seconds per phase, indexed by TimerPhase.
 using PhaseSeconds = std::array<double, kNumTimerPhases>;
+
+// Of a compute lane's idle time from `idle_begin` until it started an action at `started`, the
+// part spent waiting for that action's input while it was in flight: from the later of the
+// idle's begin and the input's hand-off to a transfer lane (`handed_off`: its producer had
+// finished computing it) until it `arrived`. Zero when the input arrived before the lane went
+// idle, or was handed off after it arrived (unknown hand-off). Any unit, one clock.
+// The rest of the idle time is bubble: the producer was still computing, or nothing was ready.
+double ExposedTransferWait(double idle_begin, double started, double handed_off, double arrived);
+
+// A stage's transfers-exposed time over one run of a step, as the stage actor sees it: the
+// lane went free, inputs arrived (with their hand-off times), the lane started an action.
+// Each action counts the exposed wait of its one transferred input (an F its activation, an
+// I or B its gradient; a W none). Thread-free; every time in steady-clock nanoseconds.
+class TransferWaitClock {
+ public:
+  // A new run of a step begins at `now_ns` with the lane free; clears the sum.
+  void StepStarted(int64_t now_ns);
+  // The lane finished an action at `end_ns` (the lane's own end time).
+  void LaneFreed(int64_t end_ns);
+  // A transferred input of (gradient ? I/B : F) of (chunk, microbatch) arrived.
+  void InputArrived(bool gradient, int chunk, int microbatch, int64_t handed_off_ns,
+                    int64_t arrived_ns);
+  // The lane starts an action of `gradient_input` kind (I or B: true; F: false) of (chunk,
+  // microbatch) at `now_ns`; `has_input` false for W (no transferred input).
+  void Started(bool has_input, bool gradient_input, int chunk, int microbatch, int64_t now_ns);
+  double seconds() const { return 1e-9 * static_cast<double>(exposed_ns_); }
+
+ private:
+  struct Arrival {
+    int64_t handed_off_ns = 0, arrived_ns = 0;
+  };
+  int64_t idle_begin_ns_ = 0;
+  int64_t exposed_ns_ = 0;
+  std::map<std::tuple<bool, int, int>, Arrival> arrivals_;
+};
 
 class PhaseTimers {
  public:

@@ -19,8 +19,10 @@ TEST(PhaseTimersTest, SumsOverStagesWithMinAndMax) {
   const std::vector<std::string> lines = t.Report(1, 10);
   EXPECT_EQ(lines[0], "timers (ms) steps 1-10, summed over 4 stages (min, max over stages):");
   EXPECT_EQ(lines[1], "    forward ............................: 100.00 (10.00, 40.00)");
-  EXPECT_THAT(lines[5], HasSubstr("optimizer"));
-  EXPECT_THAT(lines[5], HasSubstr(": 2.00 (0.00, 2.00)"));
+  EXPECT_EQ(lines[4], "    transfers exposed ..................: 0.00 (0.00, 0.00)");
+  EXPECT_EQ(lines[5], "    idle (bubble) ......................: 0.00 (0.00, 0.00)");
+  EXPECT_THAT(lines[6], HasSubstr("optimizer"));
+  EXPECT_THAT(lines[6], HasSubstr(": 2.00 (0.00, 2.00)"));
   EXPECT_EQ(lines.size(), 1u + kNumTimerPhases + 1u);  // stage 3: 40 > 1.5 x median 25
 }
 
@@ -48,6 +50,35 @@ TEST(PhaseTimersTest, AddStepAccumulatesAndResetClears) {
   EXPECT_DOUBLE_EQ(t.Totals()[static_cast<int>(TimerPhase::kIdle)], 1.5);
   t.Reset();
   EXPECT_DOUBLE_EQ(t.Totals()[static_cast<int>(TimerPhase::kIdle)], 0.0);
+}
+
+// Idle [10, 50): an input handed off at 20 and arrived at 35 exposes 15 (20..35); the wait
+// before 20 was bubble (its producer still computed), after 35 the planner's choice.
+TEST(ExposedTransferWaitTest, IsTheIdleTimeWhileTheInputWasInFlight) {
+  EXPECT_DOUBLE_EQ(ExposedTransferWait(10, 50, 20, 35), 15);
+  EXPECT_DOUBLE_EQ(ExposedTransferWait(10, 50, 0, 35), 25);   // in flight before the idle
+  EXPECT_DOUBLE_EQ(ExposedTransferWait(10, 50, 0, 5), 0);     // arrived while the lane ran
+  EXPECT_DOUBLE_EQ(ExposedTransferWait(10, 50, 35, 35), 0);   // unknown hand-off: none
+  EXPECT_DOUBLE_EQ(ExposedTransferWait(10, 30, 20, 40), 10);  // never past the start
+}
+
+TEST(TransferWaitClockTest, SumsEachActionsTransferredInputOnce) {
+  TransferWaitClock clock;
+  clock.StepStarted(0);
+  clock.InputArrived(/*gradient=*/false, 1, 0, /*handed_off_ns=*/1000, /*arrived_ns=*/4000);
+  clock.Started(true, false, 1, 0, 4000);  // F c1 mb0: idle 0..4000, in flight 1000..4000
+  clock.LaneFreed(9000);
+  clock.InputArrived(false, 1, 1, 2000, 8000);  // arrived while F mb0 ran: nothing exposed
+  clock.Started(true, false, 1, 1, 9000);
+  clock.LaneFreed(12000);
+  clock.InputArrived(true, 1, 0, 13000, 15000);
+  clock.Started(false, false, 1, 0, 12500);  // a W: no transferred input
+  clock.Started(true, true, 1, 0, 15000);    // I c1 mb0: 13000..15000
+  clock.Started(true, true, 1, 0, 16000);    // counted once
+  clock.Started(true, false, 0, 5, 17000);   // from the same stage: not a transfer
+  EXPECT_DOUBLE_EQ(clock.seconds(), 5e-6);
+  clock.StepStarted(20000);
+  EXPECT_DOUBLE_EQ(clock.seconds(), 0.0);
 }
 
 }  // namespace

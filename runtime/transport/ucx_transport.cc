@@ -6,7 +6,9 @@
 #include <ucp/api/ucp.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <utility>
 #include <vector>
@@ -58,11 +60,56 @@ void OnReceive(void* request, ucs_status_t status, const ucp_tag_recv_info_t* in
 
 }  // namespace
 
+// An unmatched message taken out of UCX's queue by the sweep: fetched into `data`, then
+// handed to the Receive of its tag (`claim`) or dropped.
+struct UcxTransport::Held {
+  std::vector<char> data;
+  std::chrono::steady_clock::time_point since;
+  bool fetched = false;
+  absl::Status status;  // of the fetch
+  // A Receive that found it while the fetch was in flight:
+  bool claimed = false;
+  void* target = nullptr;
+  size_t target_bytes = 0;
+  Done claim;
+};
+
 struct UcxTransport::Impl {
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   std::map<int, ucp_ep_h> endpoints;  // touched only by the progress thread
+  // The unexpected-message sweep; touched only by the progress thread.
+  UnexpectedMessageLimits limits;
+  std::chrono::steady_clock::time_point last_sweep;
+  std::map<uint64_t, std::deque<std::shared_ptr<Held>>> held;  // wire tag -> oldest first
 };
+
+namespace {
+
+// Hands a fetched held message to its Receive: the bytes, or why not.
+absl::Status DeliverHeld(const std::vector<char>& data, const absl::Status& fetched, void* target,
+                         size_t bytes) {
+  if (!fetched.ok()) return fetched;
+  if (data.size() != bytes) {
+    return absl::DataLossError(absl::StrCat("received ", data.size(), " bytes, expected ", bytes));
+  }
+  if (bytes > 0) std::memcpy(target, data.data(), bytes);
+  return absl::OkStatus();
+}
+
+// A sweep's fetch of one unmatched message, or a drop of one unread.
+struct SweepOp {
+  std::function<void(ucs_status_t)> done;
+};
+
+void OnSwept(void* request, ucs_status_t status, const ucp_tag_recv_info_t*, void* user_data) {
+  SweepOp* op = static_cast<SweepOp*>(user_data);
+  op->done(status);
+  delete op;
+  ucp_request_free(request);
+}
+
+}  // namespace
 
 UcxTransport::UcxTransport() : impl_(std::make_unique<Impl>()) {}
 
@@ -204,6 +251,10 @@ void UcxTransport::Receive(uint64_t tag, void* data, size_t bytes, Done done) {
     p.datatype = ucp_dt_make_contig(1);
     p.cb.recv = OnReceive;
     p.user_data = op;
+    if (ReceiveHeld(tag, data, bytes, op->done)) {
+      delete op;
+      return;
+    }
     ucs_status_ptr_t r = ucp_tag_recv_nbx(impl_->worker, data, bytes, tag, ~uint64_t{0}, &p);
     if (UCS_PTR_IS_ERR(r)) Complete(op, UCX_ERROR("ucp_tag_recv_nbx", UCS_PTR_STATUS(r)));
   });
@@ -226,6 +277,7 @@ void UcxTransport::Loop() {
     for (auto& op : ops) op();
     unsigned progressed = 0;
     while (unsigned n = ucp_worker_progress(impl_->worker)) progressed += n;
+    Sweep();
     if (progressed > 0 || !ops.empty()) {
       idle = 0;
     } else if (pending_.load() > 0) {
@@ -235,6 +287,130 @@ void UcxTransport::Loop() {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
     }
+  }
+}
+
+void UcxTransport::SetUnexpectedMessageLimits(UnexpectedMessageLimits limits) {
+  Enqueue([this, limits = std::move(limits)]() mutable { impl_->limits = std::move(limits); });
+}
+
+void UcxTransport::Drop(uint64_t wire_tag, size_t bytes, const std::string& why) {
+  dropped_.fetch_add(1);
+  const std::string line = absl::StrCat("UCX: dropped an unmatched message (wire tag ",
+                                        absl::Hex(wire_tag, absl::kZeroPad16), ", ", bytes,
+                                        " bytes; UCX does not say who sent it): ", why);
+  if (impl_->limits.on_drop) {
+    impl_->limits.on_drop(line);
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+}
+
+// Receives the message into one byte: UCX ends it as truncated without fetching the rest.
+void UcxTransport::DropUnread(void* message, uint64_t wire_tag, size_t bytes,
+                              const std::string& why) {
+  static char sink[1];
+  Drop(wire_tag, bytes, why);
+  pending_.fetch_add(1);
+  SweepOp* op = new SweepOp{[this](ucs_status_t) { pending_.fetch_sub(1); }};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                   UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  p.datatype = ucp_dt_make_contig(1);
+  p.cb.recv = OnSwept;
+  p.user_data = op;
+  ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(impl_->worker, sink, std::min<size_t>(bytes, 1),
+                                            static_cast<ucp_tag_message_h>(message), &p);
+  if (UCS_PTR_IS_ERR(r)) {
+    delete op;
+    pending_.fetch_sub(1);
+  }
+}
+
+// A Receive of `wire_tag` served from the held messages, if one is held: true if so (then
+// `done` has run or will run when the fetch completes).
+bool UcxTransport::ReceiveHeld(uint64_t wire_tag, void* data, size_t bytes, Done& done) {
+  auto it = impl_->held.find(wire_tag);
+  if (it == impl_->held.end()) return false;
+  std::shared_ptr<Held> h = it->second.front();
+  it->second.pop_front();
+  if (it->second.empty()) impl_->held.erase(it);
+  held_bytes_.fetch_sub(static_cast<int64_t>(h->data.size()));
+  if (h->fetched) {
+    pending_.fetch_sub(1);
+    if (done) done(DeliverHeld(h->data, h->status, data, bytes));
+    return true;
+  }
+  h->claimed = true;
+  h->target = data;
+  h->target_bytes = bytes;
+  h->claim = std::move(done);
+  return true;
+}
+
+// Every sweep_interval_s: takes each unmatched message out of UCX's queue (drops it unread or
+// fetches it to hold), then drops held ones older than claim_timeout_s.
+void UcxTransport::Sweep() {
+  const UnexpectedMessageLimits& limits = impl_->limits;
+  const auto now = std::chrono::steady_clock::now();
+  if (limits.max_message_bytes == 0 ||
+      now - impl_->last_sweep < std::chrono::duration<double>(limits.sweep_interval_s)) {
+    return;
+  }
+  impl_->last_sweep = now;
+  ucp_tag_recv_info_t info{};
+  while (ucp_tag_message_h m = ucp_tag_probe_nb(impl_->worker, 0, 0, 1, &info)) {
+    if (info.length > limits.max_message_bytes) {
+      DropUnread(m, info.sender_tag, info.length,
+                 absl::StrCat("larger than any message of this run (", limits.max_message_bytes,
+                              " bytes)"));
+      continue;
+    }
+    if (held_bytes_.load() + static_cast<int64_t>(info.length) >
+        static_cast<int64_t>(limits.max_held_bytes)) {
+      DropUnread(m, info.sender_tag, info.length,
+                 absl::StrCat("unmatched messages already hold ", held_bytes_.load(),
+                              " bytes (the limit is ", limits.max_held_bytes, ")"));
+      continue;
+    }
+    auto h = std::make_shared<Held>();
+    h->data.resize(info.length);
+    h->since = now;
+    held_bytes_.fetch_add(static_cast<int64_t>(info.length));
+    impl_->held[info.sender_tag].push_back(h);
+    pending_.fetch_add(1);  // the fetch: keeps the loop progressing
+    SweepOp* op = new SweepOp{[this, h](ucs_status_t s) {
+      h->fetched = true;
+      if (s != UCS_OK) h->status = UCX_ERROR("ucp_tag_msg_recv_nbx", s);
+      pending_.fetch_sub(h->claimed ? 2 : 1);  // the fetch, and the Receive that claimed it
+      if (h->claimed && h->claim) {
+        h->claim(DeliverHeld(h->data, h->status, h->target, h->target_bytes));
+      }
+    }};
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                     UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    p.datatype = ucp_dt_make_contig(1);
+    p.cb.recv = OnSwept;
+    p.user_data = op;
+    ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(impl_->worker, h->data.data(), h->data.size(), m, &p);
+    if (UCS_PTR_IS_ERR(r)) {
+      delete op;
+      h->fetched = true;
+      h->status = UCX_ERROR("ucp_tag_msg_recv_nbx", UCS_PTR_STATUS(r));
+      pending_.fetch_sub(1);
+    }
+  }
+  for (auto it = impl_->held.begin(); it != impl_->held.end();) {
+    std::deque<std::shared_ptr<Held>>& queue = it->second;
+    while (!queue.empty() && queue.front()->fetched &&
+           now - queue.front()->since > std::chrono::duration<double>(limits.claim_timeout_s)) {
+      held_bytes_.fetch_sub(static_cast<int64_t>(queue.front()->data.size()));
+      Drop(it->first, queue.front()->data.size(),
+           absl::StrCat("no receive claimed it within ", limits.claim_timeout_s, " s"));
+      queue.pop_front();
+    }
+    it = queue.empty() ? impl_->held.erase(it) : std::next(it);
   }
 }
 

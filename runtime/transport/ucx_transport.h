@@ -21,6 +21,27 @@
 
 namespace stagehand::runtime {
 
+// What happens to a message no posted receive matched (UCX keeps it in its unexpected queue:
+// a message from a process without the launch's secret never matches, nor does one of an
+// unknown transfer). With max_message_bytes > 0, a sweep on the progress thread takes every
+// such message out of UCX's queue each sweep_interval_s:
+//   larger than max_message_bytes: dropped unread (no payload is fetched);
+//   would take the held bytes past max_held_bytes: dropped unread;
+//   otherwise: fetched into a held buffer, where a Receive of its tag posted later finds it
+//   (a member's payload may arrive before the receiver posts its receive); held longer than
+//   claim_timeout_s without a Receive: dropped.
+// So unmatched messages cost at most max_held_bytes (plus UCX's own eager buffers until the
+// next sweep). Each drop is one line through on_drop (default: stderr) with the tag, the size
+// and the reason. UCX's tag API does not say which endpoint sent a message, so the line can
+// name no peer. Default (max_message_bytes 0): no sweep, UCX keeps them until the end.
+struct UnexpectedMessageLimits {
+  size_t max_message_bytes = 0;
+  size_t max_held_bytes = 0;
+  double claim_timeout_s = 300;
+  double sweep_interval_s = 1.0;
+  std::function<void(const std::string&)> on_drop;  // called on the progress thread
+};
+
 class UcxTransport {
  public:
   // Called on the progress thread when an operation finished (ok) or failed.
@@ -57,14 +78,27 @@ class UcxTransport {
   // The tag as it goes on the wire (see Create).
   uint64_t WireTag(uint64_t tag) const;
 
+  // Sweeps unmatched messages from now on (UnexpectedMessageLimits). Any thread; the last
+  // call wins.
+  void SetUnexpectedMessageLimits(UnexpectedMessageLimits limits);
+  // Bytes of unmatched messages held now, and messages dropped so far (any thread).
+  int64_t held_bytes() const { return held_bytes_.load(); }
+  int64_t dropped_messages() const { return dropped_.load(); }
+
   // Operations posted and not finished yet.
   int64_t pending() const { return pending_.load(); }
 
  private:
   struct Impl;
+  struct Held;
   UcxTransport();
   void Loop();
   void Enqueue(std::function<void()> op);
+  // On the progress thread: the unexpected-message sweep and its parts.
+  void Sweep();
+  void DropUnread(void* message, uint64_t wire_tag, size_t bytes, const std::string& why);
+  void Drop(uint64_t wire_tag, size_t bytes, const std::string& why);
+  bool ReceiveHeld(uint64_t wire_tag, void* data, size_t bytes, Done& done);
 
   std::unique_ptr<Impl> impl_;
   std::string address_;
@@ -74,6 +108,7 @@ class UcxTransport {
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   std::atomic<int64_t> pending_{0};
+  std::atomic<int64_t> held_bytes_{0}, dropped_{0};
   std::thread thread_;
 };
 

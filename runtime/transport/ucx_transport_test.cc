@@ -8,8 +8,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -97,6 +99,89 @@ TEST(UcxTransport, AMessageFromAPeerWithoutTheKeyNeverMatchesAReceive) {
   ASSERT_TRUE(Wait(gf).ok());
   ASSERT_TRUE(Wait(rf).ok());
   EXPECT_EQ(got, real);
+}
+
+// Messages no receive matches (a keyless peer's, whatever their size) are taken out of UCX's
+// queue by the sweep: one larger than the run's largest is dropped unread at once, the others
+// are held within the byte limit (beyond it dropped unread) and dropped when unclaimed for the
+// claim timeout; each drop is one line. A member's payload that arrives before its receive is
+// posted is held by a sweep too, and that later receive still gets it intact.
+TEST(UcxTransport, UnmatchedMessagesAreDroppedAndLoggedWithinTheLimits) {
+  auto a = UcxTransport::Create("", "launch secret");
+  auto b = UcxTransport::Create("", "launch secret");
+  auto foreign = UcxTransport::Create("", "a guess");
+  ASSERT_TRUE(a.ok() && b.ok() && foreign.ok());
+  ASSERT_TRUE((*a)->Connect(1, (*b)->address()).ok());
+  ASSERT_TRUE((*foreign)->Connect(1, (*b)->address()).ok());
+  std::mutex mu;
+  std::vector<std::string> drops;
+  UnexpectedMessageLimits limits;
+  limits.max_message_bytes = 4000;
+  limits.max_held_bytes = 8000;
+  limits.claim_timeout_s = 1.0;
+  limits.sweep_interval_s = 0.02;
+  limits.on_drop = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu);
+    drops.push_back(line);
+  };
+  (*b)->SetUnexpectedMessageLimits(limits);
+  auto lines = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return drops;
+  };
+  auto send = [](UcxTransport& from, uint64_t tag, const std::vector<char>& bytes) {
+    std::promise<absl::Status> sent;
+    auto f = sent.get_future();
+    from.Send(1, tag, bytes.data(), bytes.size(), [&](absl::Status s) { sent.set_value(s); });
+    return Wait(f);
+  };
+  // A member's payload before its receive; then junk: 1 MiB (over the largest), and five of
+  // 3000 bytes (two fit the 8000 held bytes beside the member's 400; three do not).
+  std::vector<float> real(100);
+  std::iota(real.begin(), real.end(), 0.25f);
+  std::vector<char> real_bytes(400);
+  std::memcpy(real_bytes.data(), real.data(), 400);
+  ASSERT_TRUE(send(**a, 7, real_bytes).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a sweep holds it
+  EXPECT_EQ((*b)->held_bytes(), 400);
+  ASSERT_TRUE(send(**foreign, 8, std::vector<char>(1 << 20, 'x')).ok());
+  for (uint64_t tag = 20; tag < 25; ++tag) {
+    ASSERT_TRUE(send(**foreign, tag, std::vector<char>(3000, 'y')).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ((*b)->held_bytes(), 400 + 2 * 3000);
+  EXPECT_EQ((*b)->dropped_messages(), 4);
+  std::vector<std::string> now = lines();
+  ASSERT_EQ(now.size(), 4u);
+  EXPECT_NE(now[0].find("1048576 bytes"), std::string::npos) << now[0];
+  EXPECT_NE(now[0].find("larger than any message of this run (4000 bytes)"), std::string::npos)
+      << now[0];
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_NE(now[i].find("(the limit is 8000)"), std::string::npos) << now[i];
+  }
+  // The member's receive, posted late, gets its bytes from the held message.
+  std::vector<float> got(100, 0.0f);
+  std::promise<absl::Status> received;
+  auto rf = received.get_future();
+  (*b)->Receive(7, got.data(), 400, [&](absl::Status s) { received.set_value(s); });
+  ASSERT_TRUE(Wait(rf).ok());
+  EXPECT_EQ(got, real);
+  EXPECT_EQ((*b)->held_bytes(), 2 * 3000);
+  // Unclaimed for the claim timeout: the two held junk messages go.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ((*b)->held_bytes(), 0);
+  now = lines();
+  for (const std::string& line : now) std::printf("%s\n", line.c_str());  // as a worker logs
+  ASSERT_EQ(now.size(), 6u);
+  EXPECT_NE(now[5].find("no receive claimed it within 1 s"), std::string::npos) << now[5];
+  // The transport still works after all that.
+  std::promise<absl::Status> again;
+  auto af = again.get_future();
+  std::vector<float> got2(100, 0.0f);
+  (*b)->Receive(9, got2.data(), 400, [&](absl::Status s) { again.set_value(s); });
+  ASSERT_TRUE(send(**a, 9, real_bytes).ok());
+  ASSERT_TRUE(Wait(af).ok());
+  EXPECT_EQ(got2, real);
 }
 
 TEST(UcxTransport, ShortMessageIsAnError) {

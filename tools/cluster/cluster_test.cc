@@ -41,6 +41,7 @@
 #include "runtime/dry_run.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
+#include "runtime/trace/summary.h"
 #include "runtime/train/batch_rampup.h"
 #include "runtime/train/step_specs.h"
 #include "runtime/train/training.h"
@@ -340,9 +341,11 @@ void ExpectParametersEqual(const std::string& params, int nprocs,
 }
 
 // Returns the launch's output.
-std::string ExpectSameAsOneProcess(const Config& c, int nprocs) {
+std::string ExpectSameAsOneProcess(const Config& c, int nprocs,
+                                   std::vector<std::string> flags = {}) {
   const std::string params = TempDir() + "/params_" + std::to_string(nprocs) + ".safetensors";
-  Process launch(LaunchArgs(c, nprocs, {"--save_params=" + params}));
+  flags.push_back("--save_params=" + params);
+  Process launch(LaunchArgs(c, nprocs, flags));
   EXPECT_EQ(launch.Wait(120), 0) << launch.output();
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> expected;
@@ -361,12 +364,21 @@ TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
 }
 
 // --rampup_batch_size on 4 workers: every rank re-plans each step for its M (2, 4, then 8
-// microbatches of 2 sequences), bit for bit as one process does.
+// microbatches of 2 sequences), bit for bit as one process does, traced (the trace changes
+// no result, and its merged timeline holds each step at its own M).
 TEST(Cluster, BatchRampupOnFourWorkersIsBitwiseTheOneProcessRun) {
   Config c;
   c.steps = 4;
   c.rampup = runtime::BatchRampup{4, 4, 8};
-  const std::string out = ExpectSameAsOneProcess(c, 4);
+  const std::string trace = TempDir() + "/rampup_trace.json";
+  const std::string out = ExpectSameAsOneProcess(c, 4, {"--trace=" + trace});
+  absl::StatusOr<runtime::trace::Trace> merged = runtime::trace::ReadChromeJsonFile(trace);
+  ASSERT_TRUE(merged.ok()) << merged.status() << "\n" << out;
+  absl::StatusOr<runtime::trace::TraceSummary> summary = runtime::trace::Summarize(*merged);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  std::vector<int> m;
+  for (const runtime::trace::StepTime& step : summary->step_times) m.push_back(step.microbatches);
+  EXPECT_EQ(m, (std::vector<int>{2, 4, 8, 8})) << runtime::trace::FormatSummary(*summary);
   for (const char* line : {"batch ramp-up: step 1 global batch 4 sequences (2 microbatches)",
                            "batch ramp-up: step 2 global batch 8 sequences (4 microbatches)",
                            "batch ramp-up: step 3 global batch 16 sequences (8 microbatches)"}) {
@@ -398,6 +410,12 @@ TEST(Cluster, PhaseTimersCoverEveryRankAndNameASlowStage) {
   ASSERT_TRUE(std::regex_search(out, m, evaluation)) << out;
   EXPECT_GT(std::stod(m[1]), 0.0) << "the held-out pass before step 1 is timed\n" << out;
   EXPECT_NE(out.find("straggler: stage 2 (rank 1) forward"), std::string::npos) << out;
+  // Stage 2's slow forwards keep stage 3 waiting (bubble: its producer still computes); every
+  // transfer between the ranks takes time, and a stage idle while one was in flight counts it.
+  std::regex exposed("transfers exposed \\.+: (\\S+) ");
+  ASSERT_TRUE(std::regex_search(out, m, exposed)) << out;
+  EXPECT_GT(std::stod(m[1]), 0.0) << out;
+  EXPECT_TRUE(std::regex_search(out, m, std::regex("idle \\(bubble\\) \\.+: (\\S+) "))) << out;
 }
 
 // The rerun state machine across ranks: rank 2's gradient gets a flipped bit in step 3's
