@@ -55,6 +55,12 @@ using sent_atom = caf::atom_constant<caf::atom("sent")>;
 //   (received_atom, uint64 tag, string error, bool ok, TensorMessage)
 using received_atom = caf::atom_constant<caf::atom("received")>;
 
+// worker -> coordinator: a Gloo rendezvous entry (control_plane_store.h).
+//   (store_set_atom, int rank, string key, string value) -> string error ("" when stored)
+using store_set_atom = caf::atom_constant<caf::atom("storeset")>;
+//   (store_get_atom, int rank, string key) -> (bool found, string value)
+using store_get_atom = caf::atom_constant<caf::atom("storeget")>;
+
 }  // namespace cluster
 }  // namespace stagehand::actors
 

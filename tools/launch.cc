@@ -248,11 +248,6 @@ absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
     return absl::InvalidArgumentError(
         "--slow_stage stretches a stage inside one process; with --nprocs/--hostfile drop it");
   }
-  if (c.dp > 1) {
-    return absl::UnimplementedError(
-        "--dp with --nprocs/--hostfile/Slurm is not supported yet: run the replicas in one "
-        "process (drop --nprocs/--hostfile)");
-  }
   if (c.eval_batches > runtime::kHeldOutMaxBatches) {
     return absl::InvalidArgumentError(
         absl::StrCat("--eval_batches=", c.eval_batches, ": a cluster evaluates at most ",
@@ -302,6 +297,20 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   return absl::OkStatus();
 }
 
+// --dp with --nprocs / --hostfile: the rank grid the workers will sit on (checked before any
+// fork by ValidateProcessCount), as the one-process launch prints it.
+void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
+  absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, c.stages);
+  if (!grid.ok()) return;
+  std::printf("%s", grid->Describe().c_str());
+  std::printf(
+      "data parallel: %d replicas x %d microbatches = %d microbatches a step, on %d worker "
+      "processes (one stage of one replica each); gradients summed in replica order over Gloo "
+      "(TCP), buckets of %g MiB\n",
+      c.dp, c.planner_options.num_microbatches, c.dp * c.planner_options.num_microbatches, nprocs,
+      c.grad_bucket_mb);
+}
+
 // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h);
 // --init_from goes to every worker, --export is written from the ranks' parts at the end.
 int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
@@ -312,6 +321,7 @@ int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (c.dp > 1) PrintClusterGrid(c, o->nprocs);
   std::fflush(stdout);
   if (!*start) return 0;
   const std::string part = c.export_path.empty() ? "" : c.export_path + ".part";

@@ -318,7 +318,7 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateProcessCount(int nprocs, int stages) {
+absl::Status ValidateProcessCount(int nprocs, int stages, int dp) {
   if (nprocs == 0) return absl::OkStatus();
   if (nprocs < 0) {
     return absl::InvalidArgumentError(
@@ -328,7 +328,13 @@ absl::Status ValidateProcessCount(int nprocs, int stages) {
     return absl::InvalidArgumentError(
         absl::StrCat("--nprocs=", nprocs, ": at most ", kMaxProcesses, " worker processes"));
   }
-  if (nprocs > stages) {
+  if (dp > 1 && int64_t{nprocs} != int64_t{dp} * stages) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nprocs=", nprocs, " with --dp=", dp, " and --stages=", stages,
+        ": every process holds one stage of one replica, so --nprocs must be --dp x --stages = ",
+        int64_t{dp} * stages));
+  }
+  if (nprocs > stages && dp == 1) {
     return absl::InvalidArgumentError(absl::StrCat("--nprocs=", nprocs,
                                                    " is more than --stages=", stages,
                                                    ": every process holds at least one stage"));

@@ -104,10 +104,11 @@ absl::Status ValidateTrainConfig(const TrainConfig& c);
 // change nothing, so it is refused rather than silently ignored).
 absl::Status ValidateZeroFlag(int zero, int dp);
 
-// --nprocs against --stages, checked before any process starts: 0 (no cluster) or 1 to
-// min(--stages, kMaxProcesses); every rank holds at least one stage.
+// --nprocs against --stages (and --dp), checked before any process starts: 0 (no cluster) or
+// 1 to min(--stages, kMaxProcesses), every rank holding at least one stage; with --dp=D > 1
+// exactly D x --stages (every rank holds one stage of one replica).
 inline constexpr int kMaxProcesses = 1024;
-absl::Status ValidateProcessCount(int nprocs, int stages);
+absl::Status ValidateProcessCount(int nprocs, int stages, int dp = 1);
 
 // Reads and validates the shared flags. Relative paths are taken relative to
 // $BUILD_WORKING_DIRECTORY under `bazel run`, and the path flags are rewritten to the

@@ -76,6 +76,15 @@ TEST(ValidateTrainConfigTest, TokensPerMicrobatchBeyondTheLimitAreRefused) {
   }
 }
 
+TEST(ValidateProcessCountTest, WithDataParallelismTheProcessesAreReplicasTimesStages) {
+  EXPECT_THAT(ValidateProcessCount(4, 2, 2), IsOk());
+  EXPECT_THAT(ValidateProcessCount(0, 2, 2), IsOk());  // not a cluster run
+  EXPECT_THAT(ValidateProcessCount(3, 2, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--nprocs must be --dp x --stages = 4")));
+  EXPECT_THAT(ValidateProcessCount(2, 2, 2), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ValidateProcessCountTest, RefusesWhatCannotRunBeforeAnyFork) {
   EXPECT_THAT(ValidateProcessCount(4, 4), IsOk());
   EXPECT_THAT(ValidateProcessCount(2, 4), IsOk());

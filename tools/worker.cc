@@ -20,6 +20,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/tokenizer.h"
 #include "runtime/dry_run.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/io/output_path.h"
 #include "runtime/io/user_path.h"
 #include "runtime/planner.h"
@@ -157,6 +158,8 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.chunk = c.chunk;
   o.partition = c.partition;
   o.planner_options = c.planner_options;
+  o.dp = c.dp;
+  o.grad_bucket_mb = c.grad_bucket_mb;
   if (c.rampup.has_value()) {
     ASSIGN_OR_RETURN(o.microbatches, tools::MicrobatchCalculatorOf(c));
   }
@@ -200,6 +203,12 @@ int main(int argc, char** argv) {
   const std::string rank = std::to_string(env->rank);
   absl::StatusOr<tools::TrainConfig> config = tools::TrainConfigFromFlags();
   if (!config.ok()) return Fail(rank, std::string(config.status().message()));
+  if (env->from_slurm && env->rank == 0 && config->dp > 1) {
+    // No launcher under Slurm: rank 0 prints the grid the ranks sit on.
+    absl::StatusOr<runtime::RankGrid> grid =
+        runtime::RankGrid::DataPipeline(config->dp, config->stages);
+    if (grid.ok()) std::printf("%s", grid->Describe().c_str());
+  }
   absl::StatusOr<cluster::WorkerOptions> options =
       Options(*env, *config, absl::StrCat("rank ", env->rank));
   if (!options.ok()) return Fail(rank, std::string(options.status().message()));

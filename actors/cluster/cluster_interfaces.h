@@ -67,14 +67,17 @@ using worker_actor =
                         caf::replies_to<CheckpointOrder>::with<CheckpointPart>,
                         caf::reacts_to<EvalOrder>, caf::reacts_to<eval_done_atom, EvalResult>>;
 
-// The coordinator: rendezvous (join, registration, ready), liveness (heartbeats, hang
-// reports, aborts), the held-out results, rank 0's answer to finish_atom, and its own timers
+// The coordinator: rendezvous (join, registration, ready; the Gloo groups' store entries:
+// set (rank, key, value) -> error or "", get (rank, key) -> found, value), liveness (heartbeats,
+// hang reports, aborts), the held-out results, rank 0's answer to finish_atom, and its own timers
 // (the heartbeat check; is this step, is this evaluation still running?).
 using coordinator_actor = abort_inbox::extend<
     caf::replies_to<JoinRequest>::with<JoinReply>, caf::reacts_to<Registration>,
     caf::reacts_to<ready_atom, int>, caf::reacts_to<Heartbeat>, caf::reacts_to<StageReport>,
     caf::reacts_to<EvalResult>, caf::reacts_to<caf::ok_atom>, caf::reacts_to<check_atom>,
-    caf::reacts_to<hang_atom, int64_t>, caf::reacts_to<eval_hang_atom, int64_t>>;
+    caf::reacts_to<hang_atom, int64_t>, caf::reacts_to<eval_hang_atom, int64_t>,
+    caf::replies_to<store_set_atom, int, std::string, std::string>::with<std::string>,
+    caf::replies_to<store_get_atom, int, std::string>::with<bool, std::string>>;
 
 }  // namespace stagehand::actors::cluster
 

@@ -115,6 +115,7 @@ struct StageReport {
   int rank = 0;
   int stage = 0;
   std::string text;
+  int replica = 0;  // --dp: which replica's stage
 };
 
 template <class Inspector>
@@ -166,7 +167,7 @@ typename Inspector::result_type inspect(Inspector& f, ClusterAbort& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, StageReport& x) {
-  return f(caf::meta::type_name("StageReport"), x.rank, x.stage, x.text);
+  return f(caf::meta::type_name("StageReport"), x.rank, x.stage, x.text, x.replica);
 }
 
 // Registers the step messages (actors/messages.h) and the cluster messages with `config`;

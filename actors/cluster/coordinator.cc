@@ -97,11 +97,13 @@ void Finish(Self* self) {
 // Empty when `part` is rank `rank`'s valid answer to the order of step `step`.
 std::string CheckPart(Self* self, int rank, int64_t step, const CheckpointPart& part) {
   const auto& st = self->state;
-  return runtime::CheckCheckpointPart(
-      rank, step,
-      {part.rank, part.step, part.error, part.files, part.stages, part.bytes.size(),
-       part.crc32.size()},
-      runtime::StagesOfRank(st.options.spec.num_stages, st.options.world_size, rank));
+  // Replicas hold the same weights and moments: replica 0's ranks write the shards.
+  const std::vector<int> stages =
+      st.layout->Replica(rank) == 0 ? st.layout->Stages(rank) : std::vector<int>{};
+  return runtime::CheckCheckpointPart(rank, step,
+                                      {part.rank, part.step, part.error, part.files, part.stages,
+                                       part.bytes.size(), part.crc32.size()},
+                                      stages);
 }
 
 void OnCheckpointPart(Self* self, int rank, int64_t step, CheckpointPart& part) {
@@ -226,6 +228,8 @@ void TimeStep(Self* self, const StepOutcome& out, int64_t step, bool report) {
   st.timers_from = step + 1;
 }
 
+void OnStepOutcome(Self* self, int64_t step, int replica, StepOutcome& out);
+
 void RunStep(Self* self, int64_t step) {
   auto& st = self->state;
   if (st.stopping) return;
@@ -240,34 +244,44 @@ void RunStep(Self* self, int64_t step) {
       self, std::chrono::milliseconds(static_cast<int64_t>(st.options.hang_timeout_s * 1e3)),
       hang_atom::value, step);
   if (st.options.trace) st.options.trace->StepBegan(step, runtime::trace::NowNanos());
-  self->request(st.driver, caf::infinite, step_atom::value, step)
-      .then(
-          [=](StepOutcome& out) {
-            auto& st = self->state;
-            if (st.stopping) return;
-            st.running = false;
-            if (st.options.trace && out.error.empty())
-              st.options.trace->StepEnded(step, runtime::trace::NowNanos());
-            if (!out.error.empty()) {
-              StopAll(self, absl::StrCat("step ", step, " failed: ", out.error));
-              return;
-            }
-            for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
-            const runtime::TrainAction next =
-                st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
-            if (out.skipped) {
-              std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
-            } else if (st.loop->LogDue(step)) {
-              std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n",
-                          static_cast<long long>(step), out.loss, out.grad_norm, out.loss);
-            }
-            TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
-            std::fflush(stdout);
-            Advance(self, next);
-          },
-          [=](caf::error& e) {
-            StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e)));
-          });
+  // Every replica's driver runs the step (their stages meet in the collectives); each sees
+  // the same D x M losses and the same summed gradients, so replica 0's outcome is the step's.
+  st.outcomes.assign(st.drivers.size(), StepOutcome{});
+  st.outcomes_pending = static_cast<int>(st.drivers.size());
+  for (int d = 0; d < static_cast<int>(st.drivers.size()); ++d) {
+    self->request(st.drivers[d], caf::infinite, step_atom::value, step)
+        .then([=](StepOutcome& out) { OnStepOutcome(self, step, d, out); },
+              [=](caf::error& e) {
+                StopAll(self, absl::StrCat("step ", step, ": ", self->system().render(e)));
+              });
+  }
+}
+
+void OnStepOutcome(Self* self, int64_t step, int replica, StepOutcome& reported) {
+  auto& st = self->state;
+  if (st.stopping || step != st.step) return;
+  if (!reported.error.empty()) {
+    StopAll(self, absl::StrCat("step ", step, " failed",
+                               st.drivers.size() > 1 ? absl::StrCat(" in replica ", replica) : "",
+                               ": ", reported.error));
+    return;
+  }
+  st.outcomes[replica] = std::move(reported);
+  if (--st.outcomes_pending > 0) return;
+  const StepOutcome& out = st.outcomes[0];
+  st.running = false;
+  if (st.options.trace) st.options.trace->StepEnded(step, runtime::trace::NowNanos());
+  for (const std::string& note : out.notes) std::printf("%s\n", note.c_str());
+  const runtime::TrainAction next = st.loop->StepFinished(step, out.loss, /*stop_requested=*/false);
+  if (out.skipped) {
+    std::printf("step %lld skipped (no update)\n", static_cast<long long>(step));
+  } else if (st.loop->LogDue(step)) {
+    std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
+                out.loss, out.grad_norm, out.loss);
+  }
+  TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
+  std::fflush(stdout);
+  Advance(self, next);
 }
 
 // Carries out the training loop's next phase (runtime/train/train_loop.h).
@@ -290,8 +304,10 @@ void OnHangCheck(Self* self, int64_t step) {
   if (step > 0) {
     if (!st.running || step != st.step) return;
     st.reports.clear();
-    for (const stage_gate_actor& gate : st.stage_gates)
-      self->send(gate, probe_atom::value, kHangProbeWave);
+    for (const auto& replica : st.stage_gates) {
+      for (const stage_gate_actor& gate : replica)
+        self->send(gate, probe_atom::value, kHangProbeWave);
+    }
     self->delayed_send(self, std::chrono::seconds(2), hang_atom::value, -step);
     return;
   }
@@ -300,13 +316,16 @@ void OnHangCheck(Self* self, int64_t step) {
       -step, st.options.hang_timeout_s);
   std::map<int, std::map<int, std::vector<std::string>>> by_rank;  // rank -> stage -> lines
   for (const StageReport& r : st.reports) {
-    const int rank = st.stage_rank.at(r.stage);
+    if (r.replica < 0 || r.replica >= st.layout->dp() || r.stage < 0 ||
+        r.stage >= st.options.spec.num_stages) {
+      continue;  // the gates checked both; a report out of range names no stage
+    }
+    const int rank = st.layout->StageRanks(r.replica)[r.stage];
     by_rank[rank][r.stage].push_back(r.rank < 0 ? r.text : "transfers: " + r.text);
   }
   for (int rank = 0; rank < st.options.world_size; ++rank) {
     absl::StrAppend(&report, "\n  rank ", rank, " (last action: ", LastAction(self, rank), ")");
-    for (int s = 0; s < st.options.spec.num_stages; ++s) {
-      if (st.stage_rank[s] != rank) continue;
+    for (int s : st.layout->Stages(rank)) {
       auto it = by_rank[rank].find(s);
       if (it == by_rank[rank].end()) {
         absl::StrAppend(&report, "\n    stage ", s, ": no answer to the probe");
@@ -336,37 +355,43 @@ void OnJoin(Self* self, JoinRequest& req, JoinReply& reply) {
     return;
   }
   reply.accepted = true;
-  reply.driver = st.driver_gate;
+  reply.driver = st.driver_gates[st.layout->Replica(req.rank)];
   st.joined[req.rank] = req;
   st.last_heartbeat[req.rank] = std::chrono::steady_clock::now();
   self->monitor(req.worker);
 }
 
+// Once every rank registered: each rank gets its replica's peer table (where that replica's
+// stages live; transfers never cross replicas), with every rank's UCX address.
 void OnRegistration(Self* self, Registration& reg) {
   auto& st = self->state;
-  const int P = st.options.spec.num_stages, N = st.options.world_size;
-  std::vector<int> expected = runtime::StagesOfRank(P, N, reg.rank);
-  if (!FromRank(self, reg.rank) || reg.stages != expected || reg.gates.size() != expected.size() ||
-      reg.comms.size() != expected.size()) {
+  const int P = st.options.spec.num_stages, N = st.options.world_size, D = st.layout->dp();
+  if (!FromRank(self, reg.rank) || reg.stages != st.layout->Stages(reg.rank) ||
+      reg.gates.size() != reg.stages.size() || reg.comms.size() != reg.stages.size()) {
     StopAll(self, absl::StrCat("bad registration from ", NodeOf(self), " for rank ", reg.rank));
     return;
   }
   st.registered[reg.rank] = reg;
   if (static_cast<int>(st.registered.size()) < N) return;
-  PeerTable table;
-  table.stage_rank.assign(P, -1);
-  table.stage_comms.resize(P);
-  st.stage_gates.assign(P, stage_gate_actor{});
+  std::vector<PeerTable> tables(D);
+  st.stage_gates.assign(D, std::vector<stage_gate_actor>(P));
+  for (int d = 0; d < D; ++d) {
+    tables[d].stage_rank = st.layout->StageRanks(d);
+    tables[d].stage_comms.resize(P);
+  }
   for (const auto& [rank, r] : st.registered) {
+    const int d = st.layout->Replica(rank);
     for (size_t i = 0; i < r.stages.size(); ++i) {
-      table.stage_rank[r.stages[i]] = rank;
-      table.stage_comms[r.stages[i]] = r.comms[i];
-      st.stage_gates[r.stages[i]] = r.gates[i];
+      tables[d].stage_comms[r.stages[i]] = r.comms[i];
+      st.stage_gates[d][r.stages[i]] = r.gates[i];
     }
   }
-  for (int rank = 0; rank < N; ++rank) table.ucx_addresses.push_back(st.joined[rank].ucx_address);
-  st.stage_rank = table.stage_rank;
-  for (const auto& [rank, join] : st.joined) self->send(join.worker, table);
+  for (PeerTable& table : tables) {
+    for (int rank = 0; rank < N; ++rank) table.ucx_addresses.push_back(st.joined[rank].ucx_address);
+  }
+  for (const auto& [rank, join] : st.joined) {
+    self->send(join.worker, tables[st.layout->Replica(rank)]);
+  }
 }
 
 void OnDown(Self* self, const caf::down_msg& down) {
@@ -396,8 +421,11 @@ void OnReady(Self* self, int rank) {
               st.options.world_size, static_cast<long long>(st.loop->first_step()),
               static_cast<long long>(st.loop->last_step()));
   PrintStatus({runtime::ClusterEvent::kClusterUp});
-  self->send(st.driver, st.stage_gates);
-  self->send(st.driver, history_atom::value, st.loop->history().train);  // for spike checks
+  for (size_t d = 0; d < st.drivers.size(); ++d) {
+    self->send(st.drivers[d],
+               std::vector<stage_control>(st.stage_gates[d].begin(), st.stage_gates[d].end()));
+    self->send(st.drivers[d], history_atom::value, st.loop->history().train);  // spike checks
+  }
   Advance(self, st.loop->Start());  // a resumed run at its last step only saves
 }
 
@@ -433,26 +461,59 @@ void OnHeartbeatCheck(Self* self) {
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
 }
 
+// A Gloo rendezvous entry from a joined rank, until every rank is ready (the groups connect
+// before that): the key-value table bounds what it keeps.
+std::string OnStoreSet(Self* self, int rank, const std::string& key, std::string& value) {
+  auto& st = self->state;
+  if (!FromRank(self, rank)) {
+    return absl::StrCat("refused a rendezvous entry for rank ", rank, " from ", NodeOf(self),
+                        ": not that rank's worker");
+  }
+  if (st.ready.size() == static_cast<size_t>(st.options.world_size)) {
+    return "refused a rendezvous entry: every rank is connected already";
+  }
+  return st.rendezvous->Set(rank, key, std::move(value));
+}
+
+caf::result<bool, std::string> OnStoreGet(Self* self, int rank, const std::string& key) {
+  if (!FromRank(self, rank)) return {false, std::string()};
+  const std::string* value = self->state.rendezvous->Get(key);
+  if (value == nullptr) return {false, std::string()};
+  return {true, *value};
+}
+
+// Each replica's driver gate (its stages report through it).
+void SpawnDriverGates(Self* self) {
+  auto& st = self->state;
+  for (size_t d = 0; d < st.drivers.size(); ++d) {
+    DriverGateInit init{st.options.spec, st.options.wte_floats, st.drivers[d],
+                        caf::actor_cast<coordinator_actor>(self), st.options.specs};
+    init.replica = static_cast<int>(d);
+    init.dp = st.layout->dp();
+    st.driver_gates.push_back(self->spawn(DriverGate, init));
+  }
+}
+
 }  // namespace
 
 coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions options,
-                                             step_driver_actor driver) {
+                                             std::vector<step_driver_actor> drivers) {
   auto& st = self->state;
   st.options = std::move(options);
-  st.driver = std::move(driver);
-  st.held_out.emplace(
-      st.options.world_size,
-      runtime::StageRanks(st.options.spec.num_stages,
-                          st.options.world_size)[st.options.spec.chunk_to_stage.back()]);
+  st.drivers = std::move(drivers);
+  // Checked by the worker before it spawned us: the layout exists and one driver per replica.
+  st.layout.emplace(*runtime::ClusterLayout::Create(st.options.spec.num_stages,
+                                                    st.options.world_size, st.options.dp));
+  st.rendezvous.emplace(st.options.world_size);
+  st.held_out.emplace(st.options.world_size,
+                      st.layout->StageRanks(0)[st.options.spec.chunk_to_stage.back()]);
   if (st.options.log_timers) {
-    st.timers.emplace(runtime::StageRanks(st.options.spec.num_stages, st.options.world_size));
+    st.timers.emplace(st.layout->StageRanks(0));  // replica 0's outcome is the step's
     st.timers_from = st.options.resumed_step + 1;
   }
   st.loop.emplace(st.options.loop, st.options.resumed_step,
                   runtime::LossHistoryFromRunJson(st.options.meta.run, st.options.resumed_step));
-  st.driver_gate = self->spawn(
-      DriverGate, DriverGateInit{st.options.spec, st.options.wte_floats, st.driver,
-                                 caf::actor_cast<coordinator_actor>(self), st.options.specs});
+  SpawnDriverGates(self);
   self->set_down_handler([=](caf::down_msg& down) { OnDown(self, down); });
   self->delayed_send(self, std::chrono::seconds(1), check_atom::value);
   return {
@@ -471,6 +532,12 @@ coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions opti
       [=](StageReport& report) { self->state.reports.push_back(std::move(report)); },
       [=](const ClusterAbort& abort) { StopAll(self, abort.reason); },
       [=](caf::ok_atom) {},  // rank 0's answer to finish_atom
+      [=](store_set_atom, int rank, const std::string& key, std::string& value) -> std::string {
+        return OnStoreSet(self, rank, key, value);
+      },
+      [=](store_get_atom, int rank, const std::string& key) -> caf::result<bool, std::string> {
+        return OnStoreGet(self, rank, key);
+      },
   };
 }
 

@@ -18,6 +18,8 @@
 #include "caf/all.hpp"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/cluster/admission.h"
+#include "runtime/cluster/placement.h"
+#include "runtime/cluster/rendezvous_table.h"
 #include "runtime/step_spec.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/step_specs.h"
@@ -29,6 +31,9 @@ namespace stagehand::actors::cluster {
 struct CoordinatorOptions {
   std::string token;
   int world_size = 1;
+  // --dp: replicas of the pipeline; each has its own step driver (as in one process), and
+  // ranks sit on the grid of runtime/cluster/placement.h's ClusterLayout.
+  int dp = 1;
   std::string config;  // every worker must present the same text
   runtime::StepSpec spec;
   // A batch-size ramp-up's spec of each step (its M; announced before the step); null: one M.
@@ -59,17 +64,21 @@ struct CoordinatorOptions {
 
 struct CoordinatorState {
   CoordinatorOptions options;
-  step_driver_actor driver;
-  driver_gate_actor driver_gate;
+  std::optional<runtime::ClusterLayout> layout;  // where every rank sits
+  std::vector<step_driver_actor> drivers;        // per replica
+  std::vector<driver_gate_actor> driver_gates;   // per replica
+  // The Gloo groups' rendezvous entries (control_plane_store.h), kept here.
+  std::optional<runtime::RendezvousTable> rendezvous;
   std::map<int, JoinRequest> joined;       // rank -> join
   std::map<int, Registration> registered;  // rank -> actors
   std::set<int> ready;
   std::set<int> finished;                  // ranks that saved and may leave
   std::map<int, std::string> last_action;  // rank -> from its heartbeats
   std::map<int, std::chrono::steady_clock::time_point> last_heartbeat;
-  std::vector<int> stage_rank;
-  std::vector<stage_gate_actor> stage_gates;
+  std::vector<std::vector<stage_gate_actor>> stage_gates;  // replica -> stage -> its gate
   int64_t step = 0;
+  std::vector<StepOutcome> outcomes;  // the running step's, per replica (replica 0's wins)
+  int outcomes_pending = 0;
   std::optional<runtime::TrainLoop> loop;         // the run's phases and loss history
   std::optional<runtime::HeldOutRound> held_out;  // the evaluation running, if any
   std::map<int, CheckpointPart> parts;  // rank -> its part of the checkpoint being written
@@ -82,10 +91,11 @@ struct CoordinatorState {
   std::chrono::steady_clock::time_point eval_began;  // the running evaluation's order
 };
 
-// `driver` is the StepDriver (this process); the gate is spawned by the coordinator.
+// `drivers`: one StepDriver (this process) per replica, options.dp of them; their gates are
+// spawned by the coordinator.
 coordinator_actor::behavior_type Coordinator(
     coordinator_actor::stateful_pointer<CoordinatorState> self, CoordinatorOptions options,
-    step_driver_actor driver);
+    std::vector<step_driver_actor> drivers);
 
 }  // namespace stagehand::actors::cluster
 

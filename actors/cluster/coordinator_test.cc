@@ -103,7 +103,8 @@ class CoordinatorTest : public ::testing::Test, public ::test_coordinator_fixtur
   }
   coordinator_actor Start(CoordinatorOptions options) {
     step_driver_actor driver = sys.spawn(FakeDriver, &log_);
-    coordinator_actor coordinator = sys.spawn(Coordinator, std::move(options), driver);
+    coordinator_actor coordinator =
+        sys.spawn(Coordinator, std::move(options), std::vector<step_driver_actor>{driver});
     actors_.push_back(caf::actor_cast<caf::actor>(driver));
     actors_.push_back(caf::actor_cast<caf::actor>(coordinator));
     return coordinator;
@@ -147,6 +148,34 @@ TEST_F(CoordinatorTest, JoinWithAWrongTokenIsRefused) {
   Worker(1, "wrong", coordinator);
   Deliver();
   EXPECT_EQ(log_, (Log{"rank 1: refused: wrong join token"}));
+}
+
+// The Gloo rendezvous entries (control_plane_store.h): an actor that is not a joined rank's
+// worker can neither set nor read one.
+TEST_F(CoordinatorTest, RendezvousEntriesAreRefusedToActorsThatAreNotAJoinedRanksWorker) {
+  coordinator_actor coordinator = Start(Options());
+  Worker(0, "token", coordinator);
+  Deliver();
+  Log* log = &log_;
+  auto stranger = sys.spawn([=](caf::event_based_actor* self) {
+    self->request(coordinator, caf::infinite, store_set_atom::value, 0, std::string("dp.s0/0"),
+                  std::string("address"))
+        .then([=](const std::string& refusal) { log->push_back("set: " + refusal); });
+    self->request(coordinator, caf::infinite, store_get_atom::value, 0, std::string("dp.s0/0"))
+        .then([=](bool found, const std::string&) {
+          log->push_back(found ? "get: found" : "get: not found");
+        });
+  });
+  actors_.push_back(stranger);
+  Deliver();
+  EXPECT_NE(std::find(log_.begin(), log_.end(), "get: not found"), log_.end())
+      << ::testing::PrintToString(log_);
+  bool refused = false;
+  for (const std::string& line : log_) {
+    refused |= line.rfind("set: refused a rendezvous entry for rank 0 from", 0) == 0 &&
+               line.find("not that rank's worker") != std::string::npos;
+  }
+  EXPECT_TRUE(refused) << ::testing::PrintToString(log_);
 }
 
 TEST_F(CoordinatorTest, RankLostMidRunStopsTheOthersNamingIt) {

@@ -10,12 +10,13 @@
 namespace stagehand::actors::cluster {
 namespace {
 
-// A StageDone's loss count: the M of some step of the run.
-bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec,
-                              const runtime::StepSpecs* specs) {
-  if (specs == nullptr) return n == spec.num_microbatches;
+// A StageDone's loss count: the M of some step of the run, times the replicas (the loss
+// stage gathers every replica's losses).
+bool OneOfTheMicrobatchCounts(int n, const runtime::StepSpec& spec, const runtime::StepSpecs* specs,
+                              int dp) {
+  if (specs == nullptr) return int64_t{n} == int64_t{spec.num_microbatches} * dp;
   for (int m : specs->DistinctMicrobatches()) {
-    if (n == m) return true;
+    if (int64_t{n} == int64_t{m} * dp) return true;
   }
   return false;
 }
@@ -69,7 +70,7 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
         self->request(st.init.comm, std::chrono::seconds(2), pending_atom::value)
             .then([=](const std::string& transfers) {
               auto& in = self->state.init;
-              self->send(in.driver_gate, StageReport{in.rank, in.stage, transfers});
+              self->send(in.driver_gate, StageReport{in.rank, in.stage, transfers, in.replica});
             });
       },
       [=](tied_atom) { self->send(self->state.init.fronted, tied_atom::value); },
@@ -134,7 +135,7 @@ driver_gate_actor::behavior_type DriverGate(
         if (!stage_ok(s.stage, "a StageStatus")) return;
         const auto& in = self->state.init;
         if (s.wave == kHangProbeWave) {
-          self->send(in.coordinator, StageReport{-1, s.stage, s.waiting});
+          self->send(in.coordinator, StageReport{-1, s.stage, s.waiting, in.replica});
           return;
         }
         self->send(in.driver, std::move(s));
@@ -143,10 +144,12 @@ driver_gate_actor::behavior_type DriverGate(
         if (!stage_ok(d.stage, "a StageDone")) return;
         const auto& in = self->state.init;
         if (d.error.empty() && d.stage == in.spec.chunk_to_stage.back() &&
-            !OneOfTheMicrobatchCounts(static_cast<int>(d.losses.size()), in.spec, in.specs.get())) {
+            !OneOfTheMicrobatchCounts(static_cast<int>(d.losses.size()), in.spec, in.specs.get(),
+                                      in.dp)) {
           chunks_ok(d.stage,
                     absl::StrCat(d.losses.size(), " losses for ", in.spec.num_microbatches,
-                                 " microbatches"),
+                                 " microbatches",
+                                 in.dp > 1 ? absl::StrCat(" x ", in.dp, " replicas") : ""),
                     "a StageDone");
           return;
         }

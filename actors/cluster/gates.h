@@ -29,6 +29,7 @@ struct StageGateInit {
   abort_inbox supervisor;         // the worker: receives ClusterAbort on a bad message
   trace_steps_actor
       trace_steps;  // traced ranks other than 0: begins each step before it is passed on
+  int replica = 0;  // --dp: the replica whose stage this is
 };
 struct StageGateState {
   StageGateInit init;
@@ -45,6 +46,10 @@ struct DriverGateInit {
   // A batch-size ramp-up's specs: a StageDone may carry the losses of any of its Ms (the
   // driver knows which step runs); null: `spec`'s M only.
   std::shared_ptr<const runtime::StepSpecs> specs;
+  // --dp: this driver's replica, and the replicas' count (the loss stage gathers every
+  // replica's losses: dp x M of them).
+  int replica = 0;
+  int dp = 1;
 };
 struct DriverGateState {
   DriverGateInit init;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "actors/cluster/cluster_comm.h"
 #include "actors/cluster/cluster_messages.h"
+#include "actors/cluster/control_plane_store.h"
 #include "actors/cluster/coordinator.h"
 #include "actors/cluster/gates.h"
 #include "actors/cluster/trace_steps.h"
@@ -31,6 +32,8 @@
 #include "runtime/cluster/admission.h"
 #include "runtime/cluster/auth_gate.h"
 #include "runtime/cluster/placement.h"
+#include "runtime/collectives/authenticated_store.h"
+#include "runtime/collectives/gloo_collective.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
@@ -112,6 +115,14 @@ class RecordingStageWork : public runtime::StageWork {
     return inner_->GradientNames();
   }
   double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
+  std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
+  // On the reduction lane, beside compute: the log keeps the compute lane's last action.
+  absl::Status ReduceGradients(const runtime::GradBucket& bucket) override {
+    return inner_->ReduceGradients(bucket);
+  }
+  absl::Status GatherLosses(std::vector<double>* losses) override {
+    return inner_->GatherLosses(losses);
+  }
   void DiscardGradients() override {
     Note("discard gradients", -1, -1);
     inner_->DiscardGradients();
@@ -141,6 +152,11 @@ struct Node {
   std::vector<runtime::ChunkState> chunk_states;          // this rank's, for checkpoints
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
+  // --dp: this rank's replica and its stage's data-parallel group (Gloo), used by the stage's
+  // reduction lane.
+  int replica = 0;
+  std::unique_ptr<runtime::Collective> dp_group;
+  std::vector<std::unique_ptr<Lane>> reduce_lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
   std::unique_ptr<runtime::cluster::AuthGate> gate;         // rank 0: the public control port
   std::unique_ptr<runtime::cluster::AuthGate> client_gate;  // this rank's way to the gate
@@ -247,7 +263,8 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
       absl::StrCat(o.checkpoint_dir, "/.", runtime::CheckpointDirName(order.step), ".tmp");
   part.error = runtime::RefuseCheckpointOrder(order.step, order.dir, o.loop.steps, o.checkpoint_dir,
                                               expected);
-  if (!part.error.empty()) {
+  // Replicas hold the same weights and moments: replica 0's ranks write the shards.
+  if (!part.error.empty() || node.replica != 0) {
     return part;
   }
   absl::StatusOr<std::vector<runtime::ShardRecord>> shards =
@@ -303,9 +320,10 @@ absl::Status WriteTrace(const Node& node, const WorkerOptions& o,
 // 1. This rank's samplers, chunks and optimizer states.
 absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
                          const std::vector<int>& stages, Node& node) {
+  // --dp: a step draws dp x M microbatches, replica d the d-th M of them (as one process).
   node.sampler = std::make_unique<runtime::WindowSampler>(
       runtime::MakeSampler(o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len,
-                           spec.num_microbatches, o.model.seed));
+                           spec.num_microbatches * o.dp, o.model.seed));
   if (o.microbatches.has_value() && o.microbatches->ramping()) {  // as tools/launch
     node.sampler->SetFirstMicrobatches(
         o.microbatches->FirstMicrobatches(o.loop.steps, o.chunk.micro_batch_size));
@@ -313,7 +331,7 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   node.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       o.dataset->validation, o.chunk.micro_batch_size, o.chunk.seq_len, o.model.seed));
   models::ChunkOptions chunk_options = o.chunk;
-  chunk_options.num_microbatches = spec.num_microbatches;
+  chunk_options.num_microbatches = spec.num_microbatches * o.dp;  // the loss is over dp x M
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
                    runtime::CutModel(o.model, spec.num_chunks, o.partition, o.chunk.seq_len));
   for (int c = 0; c < spec.num_chunks; ++c) {
@@ -390,6 +408,7 @@ absl::StatusOr<runtime::trace::TraceRecorder*> StartTrace(const WorkerOptions& o
 // 4. Rank 0: the step driver and the coordinator, published on loopback (the gate relays the
 // other ranks to it); returns CAF's port.
 absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtime::StepSpec& spec,
+                                            const runtime::ClusterLayout& layout,
                                             std::shared_ptr<const runtime::StepSpecs> specs,
                                             int64_t start_step,
                                             runtime::trace::TraceRecorder* trace,
@@ -397,6 +416,7 @@ absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtim
   CoordinatorOptions co;
   co.token = o.token;
   co.world_size = o.world_size;
+  co.dp = o.dp;
   co.config = o.config_text;
   co.spec = spec;
   co.specs = std::move(specs);
@@ -411,9 +431,12 @@ absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtim
   co.meta = o.checkpoint_meta;
   co.trace = trace;
   co.log_timers = o.log_timers;
-  step_driver_actor driver = sys.spawn(StepDriver, spec, o.optimizer.grad_clip, o.rerun,
-                                       runtime::StageRanks(spec.num_stages, o.world_size));
-  coordinator_actor coordinator = sys.spawn(Coordinator, co, driver);
+  std::vector<step_driver_actor> drivers;  // one per replica, as in one process
+  for (int d = 0; d < o.dp; ++d) {
+    drivers.push_back(
+        sys.spawn(StepDriver, spec, o.optimizer.grad_clip, o.rerun, layout.StageRanks(d)));
+  }
+  coordinator_actor coordinator = sys.spawn(Coordinator, co, std::move(drivers));
   caf::expected<uint16_t> port = sys.middleman().publish(coordinator, 0, "127.0.0.1", true);
   if (!port) {
     return absl::UnavailableError(
@@ -481,12 +504,18 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
     for (const auto& [c, chunk] : node.chunks) {
       if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
     }
+    const runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get()};
     node.works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
                                                   spec.num_microbatches, optimizer,
-                                                  runtime::StageFaultsOf(o.faults, s)),
+                                                  runtime::StageFaultsOf(o.faults, s), place),
         s, &node.log, o.faults.kill_at_step));
     node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+    Lane* reduce_lane = nullptr;  // --dp: REDUCE_GRAD of the stage's buckets runs here
+    if (o.dp > 1) {
+      node.reduce_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+      reduce_lane = node.reduce_lanes.back().get();
+    }
     ClusterCommInit ci{o.rank,
                        s,
                        spec,
@@ -507,6 +536,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                       tensor_inbox{},
                       trace,
                       node.specs};
+    si.reduce_lane = reduce_lane;
+    si.grad_bucket_mb = o.grad_bucket_mb;
     // The stage needs its comm and the comm its stage: the comm learns its stage from the
     // rank's stage table, sent below before anything else.
     cluster_comm_actor comm = sys.spawn(ClusterComm, ci);
@@ -514,9 +545,10 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
     stage_actor stage = sys.spawn(StageActor, si);
     local_stages[s] = stage;
     out.comms.push_back(comm);
-    out.reg.gates.push_back(
-        sys.spawn(StageGate, StageGateInit{o.rank, s, spec, wte_floats, stage, comm, reply.driver,
-                                           self_handle, trace_steps}));
+    StageGateInit gi{o.rank,       s,           spec,       wte_floats, stage, comm,
+                     reply.driver, self_handle, trace_steps};
+    gi.replica = node.replica;
+    out.reg.gates.push_back(sys.spawn(StageGate, gi));
     out.reg.comms.push_back(comm);
   }
   for (const cluster_comm_actor& comm : out.comms) caf::anon_send(comm, local_stages);
@@ -556,10 +588,13 @@ absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string
 // The held-out pass on a thread of its own between steps (the stages are idle then), so
 // that the worker's loop keeps sending heartbeats and hears an abort; the thread hands its
 // result back to that loop (eval_done_atom), which answers the coordinator.
+// With --dp, replica 0's ranks evaluate (replicas hold the same weights); the others answer
+// at once, without a loss.
 class HeldOutRunner {
  public:
-  HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, worker_actor owner)
-      : o_(o), pass_(std::move(pass)), owner_(std::move(owner)) {
+  HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, worker_actor owner,
+                bool evaluates)
+      : o_(o), pass_(std::move(pass)), owner_(std::move(owner)), evaluates_(evaluates) {
     pass_.stop = &stop_;
   }
   ~HeldOutRunner() { Stop(); }
@@ -574,6 +609,12 @@ class HeldOutRunner {
     }
     if (thread_.joinable()) thread_.join();
     step_ = order.step;
+    if (!evaluates_) {
+      finished_ = true;
+      caf::anon_send(owner_, eval_done_atom::value,
+                     EvalResult{o_.rank, order.step, "", false, 0.0});
+      return "";
+    }
     finished_ = false;
     thread_ = std::thread([this, order] {
       absl::StatusOr<std::optional<double>> loss =
@@ -593,7 +634,7 @@ class HeldOutRunner {
   // Whether `result` is the running thread's answer; if so the thread is joined.
   bool Done(const EvalResult& result) {
     if (!finished_ || result.step != step_) return false;
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
     step_ = -1;
     return true;
   }
@@ -607,6 +648,7 @@ class HeldOutRunner {
   const WorkerOptions& o_;
   runtime::HeldOutPassInit pass_;
   worker_actor owner_;
+  bool evaluates_;
   std::atomic<bool> stop_{false}, finished_{false};
   std::thread thread_;
   int64_t step_ = -1;  // the evaluation running on thread_, -1: none
@@ -709,6 +751,46 @@ absl::StatusOr<std::string> DataPlaneDevice(const WorkerOptions& o) {
   return *device;
 }
 
+// Where this rank's Gloo pairs listen: rank 0 on --bind when it names one address, every
+// other rank (and rank 0 bound to every interface) on the address it reaches the coordinator
+// from -- never on every interface.
+absl::StatusOr<std::string> CollectiveAddress(const WorkerOptions& o) {
+  if (o.rank == 0 && o.bind != "0.0.0.0" && o.bind != "::" && !o.bind.empty()) return o.bind;
+  absl::StatusOr<std::string> address = runtime::SourceAddressToward(o.coordinator_host);
+  if (!address.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot tell this host's address toward the ", "coordinator host ", o.coordinator_host,
+        " (Gloo would listen there): ", address.status().message()));
+  }
+  return *address;
+}
+
+// 5b. --dp: this stage's data-parallel group (its replicas: Gloo over TCP). The rendezvous
+// entries are signed with the join token and kept by the coordinator.
+absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::ClusterLayout& layout,
+                                      const coordinator_actor& coordinator, Node& node,
+                                      caf::scoped_actor& self) {
+  if (o.dp == 1) return absl::OkStatus();
+  runtime::GlooGroupOptions group;
+  group.name = absl::StrCat("dp.s", layout.Stages(o.rank).front());
+  group.member = node.replica;
+  group.size = o.dp;
+  ASSIGN_OR_RETURN(group.bind_host, CollectiveAddress(o));
+  group.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
+  ControlPlaneStore store(self, coordinator, o.rank, group.timeout);
+  runtime::AuthenticatedStore signed_store(store, o.token);
+  absl::StatusOr<std::unique_ptr<runtime::GlooCollective>> connected =
+      runtime::GlooCollective::Connect(signed_store, group);
+  if (!connected.ok()) {
+    return absl::Status(
+        connected.status().code(),
+        absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
+                     layout.Stages(o.rank).front(), ": ", connected.status().message()));
+  }
+  node.dp_group = *std::move(connected);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunWorker(const WorkerOptions& o) {
@@ -718,13 +800,16 @@ absl::Status RunWorker(const WorkerOptions& o) {
   }
   ASSIGN_OR_RETURN(const runtime::StepSpec spec, o.planner->MakeSpec(o.planner_options));
   const int P = spec.num_stages;
-  if (o.world_size < 1 || o.world_size > P || o.rank < 0 || o.rank >= o.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " of ", o.world_size,
-                                                   " workers for ", P,
-                                                   " stages: need 1 <= workers <= stages"));
+  absl::StatusOr<runtime::ClusterLayout> layout =
+      runtime::ClusterLayout::Create(P, o.world_size, o.dp);
+  if (!layout.ok() || o.rank < 0 || o.rank >= o.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", o.rank, " of ", o.world_size, ": ",
+                     layout.ok() ? "no such rank" : layout.status().message()));
   }
-  const std::vector<int> stages = runtime::StagesOfRank(P, o.world_size, o.rank);
+  const std::vector<int> stages = layout->Stages(o.rank);
   auto* node = new Node();  // never freed: see Node
+  node->replica = layout->Replica(o.rank);
   if (o.microbatches.has_value() && o.microbatches->ramping()) {
     ASSIGN_OR_RETURN(runtime::StepSpecs specs,
                      runtime::StepSpecs::Create(*o.planner, o.planner_options, *o.microbatches));
@@ -735,15 +820,19 @@ absl::Status RunWorker(const WorkerOptions& o) {
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
   // Tags keyed by the join token: only processes holding it can address a receive here.
   ASSIGN_OR_RETURN(node->transport, runtime::UcxTransport::Create(device, o.token));
-  ASSIGN_OR_RETURN(runtime::trace::TraceRecorder * trace, StartTrace(o, me, spec, *node));
+  // --dp: replica 0's ranks trace (one pipeline's trace, as in one process).
+  runtime::trace::TraceRecorder* trace = nullptr;
+  if (node->replica == 0) {
+    ASSIGN_OR_RETURN(trace, StartTrace(o, me, spec, *node));
+  }
 
   node->config = std::make_unique<caf::actor_system_config>();
   ConfigureClusterSystem(*node->config);
   node->config->set("scheduler.max-threads", size_t{2});
   node->system = std::make_unique<caf::actor_system>(*node->config);
   if (o.rank == 0) {
-    ASSIGN_OR_RETURN(node->caf_port,
-                     PublishCoordinator(o, spec, node->specs, start_step, trace, *node->system));
+    ASSIGN_OR_RETURN(node->caf_port, PublishCoordinator(o, spec, *layout, node->specs, start_step,
+                                                        trace, *node->system));
     RETURN_IF_ERROR(StartCoordinatorGate(o, node->caf_port, *node));
   }
 
@@ -751,11 +840,13 @@ absl::Status RunWorker(const WorkerOptions& o) {
   caf::scoped_actor self{*node->system};
   self->monitor(coordinator);
   ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
+  RETURN_IF_ERROR(ConnectDataParallelGroup(o, *layout, coordinator, *node, self));
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
   if (o.rank == 0) CloseCafPort(*node->system, coordinator, *node);
-  HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self));
+  HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self),
+                         /*evaluates=*/node->replica == 0);
   self->send(coordinator, ready_atom::value, o.rank);
 
   if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self);

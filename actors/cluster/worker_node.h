@@ -19,6 +19,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/planner.h"
 #include "runtime/train/batch_rampup.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/rerun.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -40,6 +41,12 @@ struct WorkerOptions {
   std::string partition;                                // --partition (runtime::CutModel)
   const runtime::PlannerDefinition* planner = nullptr;  // not owned; validated by the caller
   runtime::PlannerOptions planner_options;
+  // --dp: replicas of the pipeline. Ranks sit on the grid of runtime/cluster/placement.h's
+  // ClusterLayout (world_size = dp x stages, one stage per rank, dp varying fastest); each
+  // stage sums its gradient buckets over its replicas with Gloo (TCP, bound to the address
+  // this rank reaches the coordinator from), which rendezvous through the coordinator.
+  int dp = 1;
+  double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   // --rampup_batch_size: each step's M (every rank re-plans each step alike); absent: the
   // planner options' M every step.
   std::optional<runtime::MicrobatchCalculator> microbatches;

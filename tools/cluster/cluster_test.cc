@@ -34,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_gpt2.h"
+#include "runtime/cluster/placement.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/tokenizer.h"
@@ -183,6 +184,7 @@ struct Config {
   uint64_t seed = 1337;
   std::string planner = "1f1b";
   std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size
+  int dp = 1;                                  // --dp: replicas of the pipeline
 };
 
 using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
@@ -205,6 +207,7 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
                                 "--seed=" + std::to_string(c.seed),
                                 "--planner=" + c.planner,
                                 "--data=" + Corpus()};
+  if (c.dp != 1) a.push_back("--dp=" + std::to_string(c.dp));
   if (c.rampup.has_value()) {
     a.push_back(absl::StrCat("--rampup_batch_size=", c.rampup->start, ",", c.rampup->increment, ",",
                              c.rampup->samples));
@@ -225,9 +228,10 @@ void OneProcess(const Config& c, std::vector<double>* losses,
   runtime::ByteTokenizer bytes;
   auto dataset = runtime::LoadDataset(data, bytes);
   ASSERT_TRUE(dataset.ok()) << dataset.status();
-  runtime::WindowSampler sampler =
-      runtime::MakeSampler(dataset->train, c.micro_batch_size, c.seq_len, c.microbatches, c.seed);
+  runtime::WindowSampler sampler = runtime::MakeSampler(dataset->train, c.micro_batch_size,
+                                                        c.seq_len, c.microbatches * c.dp, c.seed);
   actors::ModelPipelineOptions o;
+  o.dp = c.dp;
   o.model = models::UniformGpt(c.layers, c.d_model, c.heads, 256, c.seq_len, c.seed);
   o.chunk = models::ChunkOptions{c.micro_batch_size, c.seq_len, c.microbatches};
   auto planner = runtime::PlannerRegistry::Default().Get(c.planner);
@@ -960,6 +964,130 @@ TEST(Cluster, ExportFromAClusterRunIsByteForByteTheOneProcessExport) {
   }
 }
 
+// --dp=2 --stages=2 on 4 workers (rank r: replica r % 2, stage r / 2): every rank's --save_params
+// file holds its stage's tensors, bitwise those of the one-process --dp=2 --stages=2 run, and
+// so do the losses and held-out losses. Returns the launch's output.
+std::string ExpectDataParallelSameAsOneProcess(const Config& c, const std::string& params,
+                                               const std::vector<std::string>& extra,
+                                               const std::vector<std::string>& env = {}) {
+  const int nprocs = c.dp * c.stages;
+  std::vector<std::string> flags = {"--save_params=" + params};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  Process launch(LaunchArgs(c, nprocs, flags), env);
+  EXPECT_EQ(launch.Wait(180), 0) << launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  HeldOut held_out;
+  OneProcess(c, &losses, &expected, &held_out);
+  ExpectStepLosses(launch.output(), losses, "one process");
+  ExpectSameHeldOut(HeldOutLosses(launch.output()), held_out, launch.output());
+  std::map<std::string, const runtime::NamedTensor*> by_name;
+  for (const runtime::NamedTensor& t : expected) by_name[t.name] = &t;
+  std::vector<std::set<std::string>> covered(c.dp);  // per replica, the tensors its ranks hold
+  for (int r = 0; r < nprocs; ++r) {
+    auto tensors = runtime::ReadSafetensors(runtime::RankFile(params, r));
+    EXPECT_TRUE(tensors.ok()) << tensors.status();
+    if (!tensors.ok()) continue;
+    for (const auto& [name, t] : *tensors) {
+      auto it = by_name.find(name);
+      EXPECT_NE(it, by_name.end()) << name << " of rank " << r << " is not a model tensor";
+      if (it == by_name.end()) continue;
+      EXPECT_TRUE(t.data == it->second->data) << name << " of rank " << r << " (replica "
+                                              << r % c.dp << ") differs from the one-process run";
+      covered[r % c.dp].insert(name);
+    }
+  }
+  for (int d = 0; d < c.dp; ++d) {
+    EXPECT_EQ(covered[d].size(), expected.size()) << "replica " << d << " misses tensors";
+  }
+  return launch.output();
+}
+
+// Traced too: replica 0's ranks (0 and 2) write the trace files, merged into one pipeline's
+// trace whose stages each hold their REDUCE_GRAD spans in every step.
+TEST(Cluster, DataParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 3;
+  const std::string trace = TempDir() + "/dp_trace.json";
+  const std::string out =
+      ExpectDataParallelSameAsOneProcess(c, TempDir() + "/dp.safetensors", {"--trace=" + trace});
+  for (const char* line : {"grid: world 4 = dp 2 x pp 2", "rank 3: dp=1 pp=1",
+                           "data parallel: 2 replicas x 4 microbatches = 8 microbatches a step"}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+  EXPECT_TRUE(
+      std::regex_search(out, std::regex("trace: \\d+ events from 2 ranks written to " + trace)))
+      << out;
+  auto merged = runtime::trace::ReadChromeJsonFile(trace);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->num_stages, c.stages);
+  ASSERT_EQ(merged->steps.size(), static_cast<size_t>(c.steps));
+  std::map<std::pair<int64_t, int>, int> reductions;  // (step, stage) -> REDUCE_GRAD spans
+  for (const auto& span : merged->spans) {
+    if (span.kind == runtime::ActionKind::kReduceGrad) ++reductions[{span.step, span.stage}];
+  }
+  for (int step = 1; step <= c.steps; ++step) {
+    for (int stage = 0; stage < c.stages; ++stage) {
+      EXPECT_GE((reductions[{step, stage}]), 1) << "step " << step << " stage " << stage;
+    }
+  }
+}
+
+// A rank of replica 1 (rank 3: stage 1) SIGKILLed in step 4: the whole grid restarts from the
+// checkpoint of step 2 (written by replica 0's ranks, one shard per stage) and ends bitwise as
+// the one-process run without failure, every replica's parameters included.
+TEST(Cluster, DataParallelKilledRankRestartsTheGridFromTheCheckpointBitwise) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 6;
+  const std::string root = TempDir() + "/dp_restart_ckpt";
+  const std::string out = ExpectDataParallelSameAsOneProcess(
+      c, TempDir() + "/dp_restart.safetensors",
+      {"--checkpoint_dir=" + root, "--checkpoint_every=2", "--restarts=1"},
+      {"STAGEHAND_FAULTS=kill=3:4"});
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex("launch: rank 3 \\(pid \\d+\\) was killed by signal 9; its last "
+                      "action: [^;\\n]*; restarting the cluster "
+                      "\\(restart 1 of 1\\) from the checkpoint of step 2")))
+      << out;
+  EXPECT_NE(out.find("running steps 3..6"), std::string::npos) << out;
+  EXPECT_NE(out.find("launch: all 4 workers finished (after 1 restart)"), std::string::npos) << out;
+  std::vector<std::string> skipped;
+  auto info = runtime::FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->meta.step, 6);
+  EXPECT_EQ(info->shards.size(), 2u);  // one per stage: the replicas share them
+  for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << "worker pid " << pid;
+}
+
+// --dp: a withheld receive on replica 1's stage 1 (rank 3) is reported per rank of both
+// replicas, each under its own rank, while replica 0's ranks wait in their reductions.
+TEST(Cluster, DataParallelHangIsReportedForEveryRankOfEveryReplica) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 1000;
+  Process launch(LaunchArgs(c, 4, {"--hang_timeout=3"}), {"STAGEHAND_FAULTS=withhold=3:2"});
+  const int code = launch.Wait(60);
+  const std::string& out = launch.output();
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("did not finish within --hang_timeout=3s"), std::string::npos) << out;
+  for (int rank = 0; rank < 4; ++rank) {
+    EXPECT_NE(out.find(absl::StrCat("rank ", rank, " (last action:")), std::string::npos) << out;
+  }
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex("rank 3 \\(last action:[^\\n]*\\n[^\\n]*stage 1: transfers: receiving "
+                      "[^\\n]*receive withheld by the test hook")))
+      << out;
+  for (pid_t pid : WorkerPids(out)) EXPECT_FALSE(Alive(pid)) << pid;
+}
+
 TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
   Config c;
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
@@ -973,6 +1101,7 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
       {{"--trace=" + TempDir() + "/no_such_dir/t.json"},
        "--trace=" + TempDir() + "/no_such_dir/t.json: directory"},
       {{"--checkpoint_every=2"}, "need --checkpoint_dir"},
+      {{"--dp=2"}, "--nprocs must be --dp x --stages = 8"},
   };
   for (const auto& [flags, message] : cases) {
     Process launch(LaunchArgs(c, 2, flags));

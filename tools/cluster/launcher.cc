@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "runtime/cluster/placement.h"
 #include "runtime/io/user_path.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/util/status_macros.h"
@@ -338,10 +339,19 @@ void RemoveRankTraces(const ClusterLaunchOptions& o) {
   for (int r = 0; r < o.nprocs; ++r) unlink(RankTraceFile(o.trace, r).c_str());
 }
 
-// Every rank's trace file, merged into o.trace.
+// The ranks that write trace files.
+std::vector<int> TraceRanks(const ClusterLaunchOptions& o) {
+  if (!o.trace_ranks.empty()) return o.trace_ranks;
+  std::vector<int> ranks;
+  for (int r = 0; r < o.nprocs; ++r) ranks.push_back(r);
+  return ranks;
+}
+
+// Every tracing rank's file, merged into o.trace.
 absl::Status MergeRankTraces(const ClusterLaunchOptions& o) {
   std::vector<runtime::trace::Trace> traces;
-  for (int r = 0; r < o.nprocs; ++r) {
+  const std::vector<int> ranks = TraceRanks(o);
+  for (int r : ranks) {
     absl::StatusOr<runtime::trace::Trace> t =
         runtime::trace::ReadChromeJsonFile(RankTraceFile(o.trace, r));
     if (!t.ok()) return t.status();
@@ -350,8 +360,8 @@ absl::Status MergeRankTraces(const ClusterLaunchOptions& o) {
   absl::StatusOr<runtime::trace::Trace> merged = runtime::trace::MergeTraces(traces);
   if (!merged.ok()) return merged.status();
   if (absl::Status s = runtime::trace::WriteChromeJsonFile(*merged, o.trace); !s.ok()) return s;
-  std::printf("trace: %zu events from %d ranks written to %s\n", merged->spans.size(), o.nprocs,
-              o.trace.c_str());
+  std::printf("trace: %zu events from %zu ranks written to %s\n", merged->spans.size(),
+              ranks.size(), o.trace.c_str());
   return absl::OkStatus();
 }
 
@@ -476,9 +486,11 @@ absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0,
                                                              const TrainConfig& train) {
   ClusterLaunchOptions o;
   o.nprocs = absl::GetFlag(FLAGS_nprocs);
-  RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages));
+  RETURN_IF_ERROR(ValidateProcessCount(o.nprocs, train.stages, train.dp));
   o.bind = absl::GetFlag(FLAGS_bind);
   if (const std::string path = absl::GetFlag(FLAGS_hostfile); !path.empty()) {
+    // --dp without --nprocs: the first dp x stages slots (an error if there are fewer).
+    if (o.nprocs == 0 && train.dp > 1) o.nprocs = train.dp * train.stages;
     RETURN_IF_ERROR(ReadHostfile(runtime::ResolveUserPath(path), o));
   }
   o.worker = WorkerBinary(argv0);
@@ -490,6 +502,11 @@ absl::StatusOr<ClusterLaunchOptions> ClusterOptionsFromFlags(const char* argv0,
   o.checkpoint_dir = train.checkpoint_dir;
   o.resume = train.resume;
   o.trace = train.trace;
+  if (train.dp > 1 && !o.trace.empty()) {
+    ASSIGN_OR_RETURN(runtime::ClusterLayout layout,
+                     runtime::ClusterLayout::Create(train.stages, o.nprocs, train.dp));
+    o.trace_ranks = layout.StageRanks(0);
+  }
   return o;
 }
 

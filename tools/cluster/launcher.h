@@ -32,6 +32,9 @@ struct ClusterLaunchOptions {
   // launcher merges them onto one clock (MergeTraces) into PATH. Each attempt starts by
   // removing the ranks' files, so after a restart only the successful attempt's are merged.
   std::string trace;
+  // The ranks that write trace files (empty: every rank). With --dp, replica 0's ranks: the
+  // merged trace is one pipeline's, as in one process.
+  std::vector<int> trace_ranks;
 };
 
 // Runs the cluster to its end, restarting it as `options.restarts` allows. Returns the
