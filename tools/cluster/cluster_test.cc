@@ -689,6 +689,81 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   EXPECT_EQ(out.find("no heartbeat"), std::string::npos) << out;
 }
 
+// --dp=2 --stages=2 on 4 workers: each rank also runs Gloo for its stage's dp group. Gloo's TCP
+// pairs (Debian libgloo 0.0~git20220518) each listen on their own ephemeral port only until the
+// pair is connected: the listening side accepts one connection and closes its listener, the
+// connecting side closes its listener before it connects. Every port seen while the grid joins
+// and connects is recorded; once training runs, every one of them that is not the gate's or
+// UCX's is closed (a connection is refused), and the same attacks as above on every port still
+// listening change no loss of the undisturbed --dp run.
+TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLoss) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 200;
+  Process launch(LaunchArgs(c, 4, {}));
+  std::map<pid_t, std::set<int>> seen;  // every port each worker listened on before step 2
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!launch.WaitFor("step 2 loss", 0.02)) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no step 2\n" << launch.output();
+    for (pid_t pid : WorkerPids(launch.output())) {
+      for (const Listener& l : ListeningSockets(pid)) seen[pid].insert(l.port);
+    }
+  }
+  const std::string head = launch.output();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(head, m, std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) ")))
+      << head;
+  const int gate = std::stoi(m[1]);
+  std::vector<pid_t> pids = WorkerPids(head);
+  ASSERT_EQ(pids.size(), 4u) << head;
+  std::set<int> targets, closed;
+  for (pid_t pid : pids) {
+    std::set<int> now;
+    for (const Listener& l : ListeningSockets(pid)) {
+      EXPECT_EQ(l.address, "127.0.0.1") << "pid " << pid << " listens on " << l.address << ":"
+                                        << l.port << " with --bind=127.0.0.1";
+      now.insert(l.port);
+      targets.insert(l.port);
+    }
+    // Once training runs a worker listens only on UCX (and rank 0 also on the gate).
+    EXPECT_EQ(now.size(), pid == pids[0] ? 2u : 1u) << "pid " << pid;
+    for (int port : seen[pid]) {
+      if (!now.count(port)) closed.insert(port);
+    }
+  }
+  ASSERT_TRUE(targets.count(gate)) << "the gate is not listening";
+  ASSERT_EQ(targets.size(), 5u) << "expected the gate and four UCX listeners";
+  // The ports that closed: CAF's, the client sides of the gate, and Gloo's pair listeners (every
+  // rank is in one group of 2: one pair each, seen at least on one side).
+  std::printf("ports that listened while joining and are closed now: %zu\n", closed.size());
+  for (int port : closed) {
+    int fd = ConnectLoopback(port);
+    EXPECT_LT(fd, 0) << "port " << port << " listened while joining and still accepts";
+    if (fd >= 0) close(fd);
+  }
+  std::mt19937 random(18);
+  for (int port : targets) AttackPort(port, random);
+  const std::map<int, double> during = StepLosses(launch.output());
+  ASSERT_FALSE(during.empty());
+  EXPECT_LT(during.rbegin()->first, c.steps)
+      << "the run ended before the attacks did; give it more steps";
+
+  ASSERT_EQ(launch.Wait(240), 0) << launch.output();
+  const std::string& out = launch.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> params;
+  OneProcess(c, &losses, &params);
+  ExpectStepLosses(out, losses, "the undisturbed one-process --dp=2 run");
+  const std::regex refused("gate: refused 127\\.0\\.0\\.1:\\d+: ");
+  const auto n =
+      std::distance(std::sregex_iterator(out.begin(), out.end(), refused), std::sregex_iterator());
+  EXPECT_EQ(n, 203) << out;
+  EXPECT_EQ(out.find("no heartbeat"), std::string::npos) << out;
+  EXPECT_EQ(out.find("gloo"), std::string::npos) << out;
+}
+
 TEST(Cluster, ReceiveThatNeverCompletesIsReportedPerRank) {
   Config c;
   c.stages = 2;
