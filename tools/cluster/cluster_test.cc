@@ -692,10 +692,11 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
 // --dp=2 --stages=2 on 4 workers: each rank also runs Gloo for its stage's dp group. Gloo's TCP
 // pairs (Debian libgloo 0.0~git20220518) each listen on their own ephemeral port only until the
 // pair is connected: the listening side accepts one connection and closes its listener, the
-// connecting side closes its listener before it connects. Every port seen while the grid joins
-// and connects is recorded; once training runs, every one of them that is not the gate's or
-// UCX's is closed (a connection is refused), and the same attacks as above on every port still
-// listening change no loss of the undisturbed --dp run.
+// connecting side closes its listener before it connects. The ports each worker listens on are
+// sampled every 20 ms until step 2; once training runs, each worker listens only on UCX (rank 0
+// also on the gate), every port sampled earlier that is gone refuses connections, and the same
+// attacks as above on every port still listening change no loss of the undisturbed --dp run.
+// (The window while Gloo's pairs listen: gloo_collective_test, AStrangerTakingAPair...)
 TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLoss) {
   Config c;
   c.stages = 2;
@@ -713,7 +714,8 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLo
   }
   const std::string head = launch.output();
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(head, m, std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) ")))
+  ASSERT_TRUE(
+      std::regex_search(head, m, std::regex("control plane: gate on 127\\.0\\.0\\.1:(\\d+) ")))
       << head;
   const int gate = std::stoi(m[1]);
   std::vector<pid_t> pids = WorkerPids(head);
