@@ -755,12 +755,6 @@ int main(int argc, char** argv) {
           "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
       return 2;
     }
-    if (config->zero == 1) {  // workers do not shard yet: refuse rather than run unsharded
-      std::fprintf(stderr,
-                   "launch: error: --zero=1 runs in one process for now: drop "
-                   "--nprocs/--hostfile\n");
-      return 2;
-    }
     return stagehand::RunClusterLaunch(argv[0], *config);
   }
   absl::Status status;
