@@ -1086,6 +1086,9 @@ TEST(Cluster, ZeroOneOnFourWorkersResumesBitwiseTheOneProcessRun) {
       {"--checkpoint_dir=" + root, "--checkpoint_every=2", "--restarts=1"},
       {"STAGEHAND_FAULTS=kill=3:3"});
   EXPECT_NE(out.find("from the checkpoint of step 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("ZeRO-1: each replica keeps AdamW moments for 1/2 of every chunk"),
+            std::string::npos)
+      << out;
   EXPECT_NE(out.find("launch: all 4 workers finished (after 1 restart)"), std::string::npos) << out;
   // Each rank holds half its stage's moments.
   const std::regex held(
