@@ -309,6 +309,12 @@ void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
       "(TCP), buckets of %g MiB\n",
       c.dp, c.planner_options.num_microbatches, c.dp * c.planner_options.num_microbatches, nprocs,
       c.grad_bucket_mb);
+  if (c.zero == 1) {
+    std::printf(
+        "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
+        "reduce-scattered, parameters all-gathered (over Gloo)\n",
+        c.dp);
+  }
 }
 
 // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h);
@@ -753,12 +759,6 @@ int main(int argc, char** argv) {
       std::fprintf(
           stderr,
           "launch: error: --planner=auto runs in one process for now: drop --nprocs/--hostfile\n");
-      return 2;
-    }
-    if (config->zero == 1) {  // workers do not shard yet: refuse rather than run unsharded
-      std::fprintf(stderr,
-                   "launch: error: --zero=1 runs in one process for now: drop "
-                   "--nprocs/--hostfile\n");
       return 2;
     }
     return stagehand::RunClusterLaunch(argv[0], *config);

@@ -259,6 +259,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "log_timers",
                                                  "dp",
                                                  "grad_bucket_mb",
+                                                 "zero",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff"};
   return names;

@@ -160,6 +160,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.planner_options = c.planner_options;
   o.dp = c.dp;
   o.grad_bucket_mb = c.grad_bucket_mb;
+  o.zero = c.zero;
   if (c.rampup.has_value()) {
     ASSIGN_OR_RETURN(o.microbatches, tools::MicrobatchCalculatorOf(c));
   }

@@ -123,6 +123,9 @@ class RecordingStageWork : public runtime::StageWork {
   absl::Status GatherLosses(std::vector<double>* losses) override {
     return inner_->GatherLosses(losses);
   }
+  absl::Status ExportOptimizerState() override { return inner_->ExportOptimizerState(); }
+  void ReleaseExportedOptimizerState() override { inner_->ReleaseExportedOptimizerState(); }
+  int64_t OptimizerStateBytes() const override { return inner_->OptimizerStateBytes(); }
   void DiscardGradients() override {
     Note("discard gradients", -1, -1);
     inner_->DiscardGradients();
@@ -263,12 +266,21 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
       absl::StrCat(o.checkpoint_dir, "/.", runtime::CheckpointDirName(order.step), ".tmp");
   part.error = runtime::RefuseCheckpointOrder(order.step, order.dir, o.loop.steps, o.checkpoint_dir,
                                               expected);
-  // Replicas hold the same weights and moments: replica 0's ranks write the shards.
-  if (!part.error.empty() || node.replica != 0) {
-    return part;
+  if (!part.error.empty()) return part;
+  // --zero=1: every replica gathers its stages' full moments (a collective of each stage's
+  // dp group: all replicas must take part; the step loop waits for the checkpoint, so the
+  // reduction lanes are idle), replica 0 writes them, and every replica drops them after.
+  for (const auto& work : node.works) {
+    if (absl::Status s = work->ExportOptimizerState(); !s.ok()) {
+      part.error = absl::StrCat("gathering the optimizer state: ", s.message());
+      return part;
+    }
   }
+  // Replicas hold the same weights and moments: replica 0's ranks write the shards.
   absl::StatusOr<std::vector<runtime::ShardRecord>> shards =
-      runtime::WriteCheckpointShards(order.dir, node.chunk_states);
+      node.replica == 0 ? runtime::WriteCheckpointShards(order.dir, node.chunk_states)
+                        : std::vector<runtime::ShardRecord>{};
+  for (const auto& work : node.works) work->ReleaseExportedOptimizerState();
   if (!shards.ok()) {
     part.error = std::string(shards.status().message());
     return part;
@@ -504,7 +516,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
     for (const auto& [c, chunk] : node.chunks) {
       if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
     }
-    const runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get()};
+    const runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
     node.works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
                                                   spec.num_microbatches, optimizer,
@@ -721,6 +733,19 @@ std::string Live(const WorkerOptions& o, const std::string& me,
   return end == End::kFinished ? std::string() : abort_reason;
 }
 
+// --dp: the optimizer state this rank holds at the end (its stages' AdamW moments; --zero=1
+// keeps 1/dp of them) and what it would hold unsharded (two floats per parameter).
+void PrintOptimizerState(const WorkerOptions& o, const std::string& me, const Node& node) {
+  if (o.dp < 2) return;
+  int64_t held = 0;
+  int64_t floats = 0;
+  for (const auto& work : node.works) held += work->OptimizerStateBytes();
+  for (const auto& [c, chunk] : node.chunks) floats += chunk->params().size();
+  const std::string how = o.zero == 1 ? absl::StrCat(", ZeRO-1 over ", o.dp, " replicas") : "";
+  std::printf("%s: optimizer state (AdamW moments held%s): %.3f MiB (unsharded %.3f MiB)\n",
+              me.c_str(), how.c_str(), held / 1048576.0, 2.0 * floats * sizeof(float) / 1048576.0);
+}
+
 // 9. Leave after a finished run: the outputs, then (ranks other than 0) wait until rank 0
 // leaves (it leaves once every rank has saved), so that the coordinator never mistakes a
 // finished rank for a lost one.
@@ -731,6 +756,7 @@ absl::Status Leave(const WorkerOptions& o, const std::string& me,
     std::printf("%s: saved parameters to %s\n", me.c_str(),
                 runtime::RankFile(o.save_params, o.rank).c_str());
   }
+  PrintOptimizerState(o, me, node);
   absl::Status traced = WriteTrace(node, o, comms, self);
   std::fflush(stdout);
   if (!traced.ok()) return absl::Status(traced.code(), absl::StrCat(me, ": ", traced.message()));

@@ -47,6 +47,10 @@ struct WorkerOptions {
   // this rank reaches the coordinator from), which rendezvous through the coordinator.
   int dp = 1;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
+  // --zero=1: each rank keeps AdamW moments for its 1/dp of its stage's chunks (ZeRO-1, as in
+  // one process); before a checkpoint every replica gathers them whole (a collective of the
+  // stage's dp group), replica 0 writes them, every replica drops them again.
+  int zero = 0;
   // --rampup_batch_size: each step's M (every rank re-plans each step alike); absent: the
   // planner options' M every step.
   std::optional<runtime::MicrobatchCalculator> microbatches;
