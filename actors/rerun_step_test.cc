@@ -43,7 +43,7 @@ struct TrainedRun {
 TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::StageFaults> faults,
                  runtime::RerunOptions rerun = {}, runtime::trace::TraceRecorder* trace = nullptr,
                  int m = kM, const runtime::MicrobatchCalculator* ramp = nullptr,
-                 LinkModel link = {}) {
+                 LinkModel link = {}, int dp = 1) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   TrainedRun r;
   ModelPipelineOptions o;
@@ -66,6 +66,7 @@ TrainedRun Train(const std::vector<int64_t>& steps, std::map<int, runtime::Stage
   o.faults = std::move(faults);
   o.trace = trace;
   o.link = link;
+  o.dp = dp;
   absl::StatusOr<ModelPipeline> mp = BuildModelPipeline(o, &sampler);
   EXPECT_TRUE(mp.ok()) << mp.status();
   if (!mp.ok()) return r;
@@ -129,6 +130,17 @@ TEST(RerunStepTest, PersistentNaNBatchStopsWithAReportAndNoUpdate) {
   EXPECT_THAT(std::string(step2.status().message()), HasSubstr("did not apply step 2"));
   // Step 2 was never applied: the parameters are step 1's.
   ExpectBitwiseEqual(faulted, Train({1}, {}));
+}
+
+TEST(RerunStepTest, WithReplicasTheNaNHookPoisonsOneGlobalMicrobatch) {
+  runtime::StageFaults nan;
+  nan.nan_at_step = 2;
+  nan.nan_microbatch = kM + 1;  // replica 1's microbatch 1
+  const TrainedRun faulted = Train({1, 2}, {{0, nan}}, {}, nullptr, kM, nullptr, {}, /*dp=*/2);
+  const absl::StatusOr<StepOutcome>& step2 = faulted.steps.at(2);
+  ASSERT_FALSE(step2.ok());
+  EXPECT_THAT(std::string(step2.status().message()),
+              HasSubstr("step 2: non-finite loss in microbatch 5 (stage 3)"));
 }
 
 TEST(RerunStepTest, SkippedNaNBatchEqualsARunWhoseDataOmitsThatBatch) {

@@ -83,8 +83,9 @@ absl::Status ModelStageWork::EndForward(Chunk* c, int chunk, int mb, Payload* ou
     const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * c->config().d_model;
     const float* out = c->output(mb);
     output->assign(out, out + n);
+    // nan_microbatch is the step's global microbatch (replica d holds d x M .. d x M + M - 1).
     if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 &&
-        mb == faults_.nan_microbatch) {
+        place_.replica * num_microbatches_ + mb == faults_.nan_microbatch) {
       (*output)[0] = std::nanf("");  // the test fault: a poisoned batch, in every run
     }
   }

@@ -113,7 +113,8 @@ struct StageFaults {
   // first gradient element of this stage's first chunk flips before the norms are taken.
   int64_t flip_at_step = 0;
   // Persistent: in every run of this step, chunk 0's output activation of microbatch
-  // `nan_microbatch` is NaN (a poisoned data batch).
+  // `nan_microbatch` (the step's global index: with --dp, replica d's microbatch mb is
+  // d x M + mb) is NaN (a poisoned data batch).
   int64_t nan_at_step = 0;
   int nan_microbatch = 0;
   // A slow device: every forward of this stage takes this much longer (straggler tests).
