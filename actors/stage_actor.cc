@@ -379,6 +379,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
                              st.init.work,
                              st.init.trace ? st.init.trace->compute(st.init.stage) : nullptr};
       mi.comm_lane = st.init.sub_step_lane;
+      if (st.init.trace) mi.a2a_trace = st.init.trace->all_to_all(st.init.stage);
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
