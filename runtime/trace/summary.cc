@@ -256,19 +256,16 @@ CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t ste
   return path;
 }
 
-// Whether two links are the same action (sub-steps of one action print once).
-bool SameAction(const CriticalLink& a, const CriticalLink& b) {
-  return !a.transfer && !b.transfer && a.stage == b.stage && a.kind == b.kind &&
-         a.chunk == b.chunk && a.microbatch == b.microbatch;
-}
+// The action of a non-transfer link: (stage, kind, chunk, microbatch).
+Key ActionOf(const CriticalLink& l) { return KeyOf(l.stage, l.kind, l.chunk, l.microbatch); }
 
-// Actions on the path: its non-transfer links, a run of one action's sub-steps once.
+// Distinct actions among the non-transfer links (an action's sub-steps count once).
 int CountActions(const std::vector<CriticalLink>& links) {
-  int n = 0;
-  for (size_t i = 0; i < links.size(); ++i) {
-    if (!links[i].transfer && (i == 0 || !SameAction(links[i - 1], links[i]))) ++n;
+  std::set<Key> actions;
+  for (const CriticalLink& l : links) {
+    if (!l.transfer) actions.insert(ActionOf(l));
   }
-  return n;
+  return static_cast<int>(actions.size());
 }
 
 std::string ShortAction(const CriticalLink& l, bool show_chunk) {
@@ -615,8 +612,9 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
     size_t j = i;
     std::vector<std::string> names;
     double busy_us = 0, wait_us = 0;
+    std::set<Key> seen;  // sub-steps of one action (interleaved with another's): named once
     while (j < cp.links.size() && !cp.links[j].transfer && cp.links[j].stage == l.stage) {
-      if (j == i || !SameAction(cp.links[j - 1], cp.links[j])) {
+      if (seen.insert(ActionOf(cp.links[j])).second) {
         names.push_back(ShortAction(cp.links[j], show_chunk));
       }
       busy_us += cp.links[j].end_us - cp.links[j].begin_us;
