@@ -98,11 +98,11 @@ class TimedWork : public runtime::StageWork {
 };
 
 struct RunResult {
-  double step_ms = 0;          // median step time, the first (warm-up) step left out
-  double a2a_ms = 0;           // all-to-all per step, summed over stages
-  double hidden = 0;           // its share under the same stage's compute
-  double experts_us = 0;       // median F experts sub-step
-  std::string a2a_table;       // the summary's all-to-all lines
+  double step_ms = 0;     // median step time, the first (warm-up) step left out
+  double a2a_ms = 0;      // all-to-all per step, summed over stages
+  double hidden = 0;      // its share under the same stage's compute
+  double experts_us = 0;  // median F experts sub-step
+  std::string a2a_table;  // the summary's all-to-all lines
 };
 
 // The trace without step 1 (warm-up: allocation, first touch).
@@ -194,8 +194,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       ok = false;
     }
     if (!ok) {
-      std::fprintf(stderr,
-                   "bad flag %s (--microbatches=M >= 4, --steps=N >= 1, --trace_dir=DIR)\n",
+      std::fprintf(stderr, "bad flag %s (--microbatches=M >= 4, --steps=N >= 1, --trace_dir=DIR)\n",
                    arg.c_str());
       return false;
     }
@@ -236,7 +235,8 @@ int Main(int argc, char** argv) {
   std::printf(
       "MoE all-to-all overlap: 4 MoE layers (8 experts top-2, a shared expert), d_model 64, "
       "P=%d, M=%d, B=%d, T=%d; injected latency %.0f us per dispatch / combine (one F experts "
-      "sub-step: the least median of three probe runs; each run's own median in the last column); median of %d steps after a warm-up step; A2A from the trace summary (per "
+      "sub-step: the least median of three probe runs; each run's own median in the last column); "
+      "median of %d steps after a warm-up step; A2A from the trace summary (per "
       "step, summed over stages)\n",
       P, M, kB, kT, latency_us, flags.steps);
   std::printf("  %-24s %10s %14s %10s %12s\n", "planner", "step ms", "A2A ms/step", "hidden",
@@ -252,11 +252,11 @@ int Main(int argc, char** argv) {
   double step_ms[4] = {0, 0, 0, 0};
   std::string tables;
   for (int k = 0; k < 4; ++k) {
-    const std::string path =
-        flags.trace_dir.empty()
-            ? ""
-            : flags.trace_dir + "/" + (k % 2 == 0 ? std::string("plain_") : std::string()) +
-                  entries[k].def->name() + ".json";
+    const std::string path = flags.trace_dir.empty()
+                                 ? ""
+                                 : flags.trace_dir + "/" +
+                                       (k % 2 == 0 ? std::string("plain_") : std::string()) +
+                                       entries[k].def->name() + ".json";
     absl::StatusOr<RunResult> r =
         Run(*entries[k].def, model, data, P, M, flags.steps, &latency_us, path);
     if (!r.ok()) {
@@ -268,9 +268,10 @@ int Main(int argc, char** argv) {
                 100.0 * r->hidden, r->experts_us);
     tables += std::string("  ") + entries[k].name + ":\n" + r->a2a_table;
   }
-  std::printf("  step-time ratio 1f1b / 1f1b_overlap: %.2fx; dualpipe_v without / with overlap: "
-              "%.2fx\n",
-              step_ms[0] / step_ms[1], step_ms[2] / step_ms[3]);
+  std::printf(
+      "  step-time ratio 1f1b / 1f1b_overlap: %.2fx; dualpipe_v without / with overlap: "
+      "%.2fx\n",
+      step_ms[0] / step_ms[1], step_ms[2] / step_ms[3]);
   std::printf("per stage (trace summary):\n%s", tables.c_str());
   return 0;
 }

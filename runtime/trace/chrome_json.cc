@@ -223,7 +223,9 @@ json SpanEvent(const Span& s, Lane lane, int row) {
   }
   const double ts = Us(s.begin_us);
   json event = {{"ph", "X"},
-                {"cat", lane == Lane::kCompute ? "compute" : transfer ? "transfer" : "a2a"},
+                {"cat", lane == Lane::kCompute ? "compute"
+                        : transfer             ? "transfer"
+                                               : "a2a"},
                 {"name", SpanLabel(s)},
                 {"pid", s.stage},
                 {"tid", Tid(lane, row)},

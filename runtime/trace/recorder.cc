@@ -109,7 +109,8 @@ Trace TraceRecorder::Collect() const {
     for (size_t i = 0; i < compute.size(); ++i)
       add(Lane::kCompute, stage, compute[i], us(compute[i].begin_ns));
     const RecordBuffer<RawSpan>& a2a = all_to_all_[stage].spans_;
-    for (size_t i = 0; i < a2a.size(); ++i) add(Lane::kAllToAll, stage, a2a[i], us(a2a[i].begin_ns));
+    for (size_t i = 0; i < a2a.size(); ++i)
+      add(Lane::kAllToAll, stage, a2a[i], us(a2a[i].begin_ns));
     const RecordBuffer<RawSpan>& sends = send_[stage].spans_;
     for (size_t i = 0; i < sends.size(); ++i) {
       const RawSpan& r = sends[i];

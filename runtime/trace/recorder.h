@@ -81,8 +81,8 @@ class TraceRecorder {
     // One sub-step (runtime/sub_step.h) of the action (kind, chunk, microbatch).
     void RecordSubStep(ActionKind kind, int chunk, int microbatch, int layer, SubStepKind part,
                        int64_t begin_ns, int64_t end_ns) {
-      spans_.Append(RawSpan{begin_ns, end_ns, owner_->step(), 0, kind, chunk, microbatch, -1,
-                            layer, part});
+      spans_.Append(
+          RawSpan{begin_ns, end_ns, owner_->step(), 0, kind, chunk, microbatch, -1, layer, part});
     }
 
    private:

@@ -550,8 +550,7 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
   if (a.a2a_us > 0 || b.a2a_us > 0) {
     row(absl::StrCat("all-to-all ", unit, "/step"), a.a2a_us / steps_a / 1e3,
         b.a2a_us / steps_b / 1e3, 3);
-    row("all-to-all hidden %", 100.0 * a.a2a_hidden_fraction(), 100.0 * b.a2a_hidden_fraction(),
-        1);
+    row("all-to-all hidden %", 100.0 * a.a2a_hidden_fraction(), 100.0 * b.a2a_hidden_fraction(), 1);
   }
   row("peak activations (stage)", PeakMemory(a, false), PeakMemory(b, false), 0);
   if (PeakMemory(a, true) > 0 || PeakMemory(b, true) > 0) {
@@ -653,8 +652,7 @@ std::string FormatAllToAll(const TraceSummary& s) {
   std::string out = absl::StrFormat(
       "all-to-all (MoE dispatch / combine) %s %s per step summed over stages, %s %s hidden under "
       "the same stage's compute: %.1f%% hidden\n",
-      t(s.a2a_us / steps), unit, t(s.hidden_a2a_us / steps), unit,
-      100.0 * s.a2a_hidden_fraction());
+      t(s.a2a_us / steps), unit, t(s.hidden_a2a_us / steps), unit, 100.0 * s.a2a_hidden_fraction());
   absl::StrAppendFormat(&out, "%-6s %11s %11s %8s\n", "stage", absl::StrCat("a2a ", unit),
                         "exposed", "hidden");
   for (const StageSummary& st : s.stages) {
@@ -761,9 +759,9 @@ void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) 
           {x->stage, x->step, x->kind != ActionKind::kForward, x->chunk, x->microbatch});
       if (has_input && it != receives.end()) {
         // The latest arrival before the action began (a rerun receives its inputs again).
-        auto after = std::upper_bound(
-            it->second.begin(), it->second.end(), x->begin_us,
-            [](double begin, const Span* r) { return begin < r->end_us; });
+        auto after =
+            std::upper_bound(it->second.begin(), it->second.end(), x->begin_us,
+                             [](double begin, const Span* r) { return begin < r->end_us; });
         if (after != it->second.begin()) {
           const Span* input = *std::prev(after);
           (*out)[x->stage].transfers_exposed_us +=

@@ -68,10 +68,10 @@ struct CriticalLink {
 
 struct CriticalPath {
   int64_t step = 0;
-  double length_us = 0;                                 // step begin to the last F/I/W/B end
+  double length_us = 0;  // step begin to the last F/I/W/B end
   // Adding up to length_us (a2a_us: dispatch / combine sub-steps on the path).
   double compute_us = 0, transfer_us = 0, a2a_us = 0, wait_us = 0;
-  std::vector<CriticalLink> links;                      // in time order
+  std::vector<CriticalLink> links;  // in time order
 };
 
 // One step's length (a StepSpan, or first to last span of the step).

@@ -278,7 +278,7 @@ TEST(SummaryTest, AllToAllTimeAndTheShareHiddenUnderTheStagesCompute) {
   EXPECT_DOUBLE_EQ(s->a2a_us, 60);
   EXPECT_DOUBLE_EQ(s->a2a_hidden_fraction(), 50.0 / 60);
   EXPECT_DOUBLE_EQ(s->stages[0].compute_us, 85);  // sub-steps are compute; a2a is not
-  EXPECT_EQ(s->stages[0].transfer_us, 0);          // nor a transfer
+  EXPECT_EQ(s->stages[0].transfer_us, 0);         // nor a transfer
   const std::string text = FormatSummary(*s);
   EXPECT_NE(text.find("all-to-all (MoE dispatch / combine) 0.060 ms per step summed over "
                       "stages, 0.050 ms hidden under the same stage's compute: 83.3% hidden"),
@@ -320,9 +320,9 @@ TEST(SummaryTest, CriticalPathWalksSubStepsAcrossTheComputeAndAllToAllLanes) {
                                  l.layer < 0 ? "whole" : SubStepKindName(l.part),
                                  l.all_to_all ? " a2a" : ""));
   }
-  EXPECT_EQ(links, (std::vector<std::string>{"F0 whole", "F1 attn", "F1 dispatch a2a",
-                                             "B0 combine a2a", "F1 combine a2a", "F1 rest",
-                                             "B0 attn"}));
+  EXPECT_EQ(links,
+            (std::vector<std::string>{"F0 whole", "F1 attn", "F1 dispatch a2a", "B0 combine a2a",
+                                      "F1 combine a2a", "F1 rest", "B0 attn"}));
   const std::string text = FormatSummary(*s);
   EXPECT_NE(text.find("compute 0.045 + transfers 0.000 + all-to-all 0.050 + waits 0.000; "
                       "3 actions, 0 transfers"),

@@ -50,8 +50,8 @@ std::string SpanLabel(const Span& span) {
     return absl::StrCat("REDUCE_GRAD c", span.chunk, " bucket ", span.microbatch);
   }
   if (span.sub_step()) {
-    return absl::StrCat(SubStepKindName(span.part), " ", ActionKindName(span.kind),
-                        span.microbatch, " c", span.chunk, " L", span.layer);
+    return absl::StrCat(SubStepKindName(span.part), " ", ActionKindName(span.kind), span.microbatch,
+                        " c", span.chunk, " L", span.layer);
   }
   const Action action{span.stage, span.kind, span.chunk, span.microbatch};
   std::string text = ActionToStringWithoutStage(action);
@@ -91,8 +91,8 @@ void ComputeWaits(Trace* trace) {
   for (const StepSpan& s : trace->steps) step_begin[s.step] = s.begin_us;
   for (const Span& s : trace->spans) {
     if (s.lane == Lane::kSend || s.lane == Lane::kAllToAll) continue;
-    auto [it, fresh] = ends.try_emplace(MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch),
-                                        s.end_us);
+    auto [it, fresh] =
+        ends.try_emplace(MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch), s.end_us);
     if (!fresh) it->second = std::max(it->second, s.end_us);
     if (s.lane == Lane::kCompute && IsCompute(s.kind))
       num_chunks = std::max(num_chunks, s.chunk + 1);

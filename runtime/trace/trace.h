@@ -50,8 +50,8 @@ struct Span {
   // Compute F/I/W/B: begin minus the time its inputs were all there (see ComputeWaits);
   // -1 where unknown.
   double wait_us = -1;
-  int layer = -1;                                // sub-steps: the global layer; else -1
-  SubStepKind part = SubStepKind::kRest;         // sub-steps: which part of the layer
+  int layer = -1;                         // sub-steps: the global layer; else -1
+  SubStepKind part = SubStepKind::kRest;  // sub-steps: which part of the layer
 
   double duration_us() const { return end_us - begin_us; }
   bool sub_step() const { return layer >= 0; }
