@@ -469,10 +469,11 @@ PackedRun RunWeighted(const GptConfig& config, int B, int T, bool reset,
                       const PackedDocuments* documents, double weight) {
   auto chunk = WholeChunk(config, B, T, reset);
   EXPECT_TRUE(chunk->Forward(0, tokens.data(), nullptr, targets.data(), documents).ok());
+  PackedRun run;
+  run.loss_sum = chunk->loss(0) * weight;  // before W releases the microbatch
+  EXPECT_GT(run.loss_sum, 0.0);
   EXPECT_TRUE(chunk->Backward(0, nullptr).ok());
   chunk->FoldTiedGradients();
-  PackedRun run;
-  run.loss_sum = chunk->loss(0) * weight;
   for (const ParamInfo& info : chunk->params().infos()) {
     if (info.tied_copy) continue;
     const double* g = chunk->params().grad(info.name);
