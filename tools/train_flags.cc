@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/model_config.h"
 #include "runtime/data/text_corpus.h"
@@ -23,8 +24,9 @@ ABSL_FLAG(int, layers, 4, "transformer layers");
 ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
 ABSL_FLAG(int, heads, 4, "attention heads");
 ABSL_FLAG(std::string, partition, "",
-          "how layers are cut into chunks: equal (default), balanced (by estimated cost), or "
-          "counts per chunk such as 7,5,5,7");
+          "how layers are cut into chunks: equal (default), balanced (by estimated cost), "
+          "profile:TRACE[@COUNTS] (balanced by the measured times of a run traced with --trace "
+          "and cut COUNTS, default equal), or counts per chunk such as 7,5,5,7");
 ABSL_FLAG(std::string, model_config, "",
           "a model config JSON file (models/configs/*.json: Hugging Face size names and a "
           "per-layer list); replaces --layers, --d_model and --heads");
@@ -136,6 +138,10 @@ void MakePathFlagsAbsolute() {
         &FLAGS_tokenizer_dir, &FLAGS_trace, &FLAGS_schedule, &FLAGS_data_cache_dir}) {
     const std::string path = absl::GetFlag(*flag);
     if (path != "none") absl::SetFlag(flag, runtime::ResolveUserPath(path));
+  }
+  if (const std::string p = absl::GetFlag(FLAGS_partition); absl::StartsWith(p, "profile:")) {
+    absl::SetFlag(&FLAGS_partition,
+                  absl::StrCat("profile:", runtime::ResolveUserPath(p.substr(8))));
   }
 }
 

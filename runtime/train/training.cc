@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/partition.h"
+#include "runtime/train/profile_partition.h"
 
 namespace stagehand::runtime {
 
@@ -16,6 +17,11 @@ absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig&
                                                         const std::string& partition, int seq_len) {
   if (partition.empty())
     return models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+  if (IsProfilePartition(partition)) {
+    absl::StatusOr<ProfileCut> cut = ProfilePartition(partition, config, num_chunks, seq_len);
+    if (!cut.ok()) return cut.status();
+    return models::CutLayersAs(static_cast<int>(config.layers.size()), cut->layers_per_chunk);
+  }
   absl::StatusOr<std::vector<int>> sizes =
       models::ResolvePartition(partition, config, num_chunks, seq_len);
   if (!sizes.ok()) return sizes.status();

@@ -40,7 +40,8 @@ class MicrobatchData {
 };
 
 // The cut of the model into `num_chunks` consecutive chunks that --partition=`partition`
-// asks for (models/partition.h: "" equal counts, "balanced", or explicit counts).
+// asks for (models/partition.h: "" equal counts, "balanced", or explicit counts;
+// profile_partition.h: "profile:TRACE[@COUNTS]", from a traced run's measured times).
 absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig& config,
                                                         int num_chunks,
                                                         const std::string& partition, int seq_len);
