@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/model_config.h"
@@ -84,6 +85,10 @@ ABSL_FLAG(std::string, packing, "stream",
           "stream (windows of --seq_len+1 tokens attend across documents) or documents (the same "
           "windows with per-document causal masks; a target that begins another document is "
           "left out of the loss)");
+ABSL_FLAG(std::string, document_separator, "",
+          "with --packing=documents and --tokenizer=byte: a document also begins after each "
+          "occurrence of this text (C escapes, e.g. '\\n%\\n' between fortunes); default: "
+          "files");
 ABSL_FLAG(bool, reset_position_ids, false,
           "positions restart at 0 with each packed document (needs --packing=documents)");
 ABSL_FLAG(int, warmup_steps, 0, "linear learning-rate warm-up over the first steps");
@@ -275,6 +280,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff",
                                                  "packing",
+                                                 "document_separator",
                                                  "reset_position_ids"};
   return names;
 }
@@ -502,6 +508,11 @@ absl::Status ReadDataFlags(TrainConfig& c) {
   c.dataset.cache_dir = absl::GetFlag(FLAGS_data_cache_dir);
   ASSIGN_OR_RETURN(c.dataset.packing, runtime::ParsePacking(absl::GetFlag(FLAGS_packing)));
   c.chunk.reset_position_ids = absl::GetFlag(FLAGS_reset_position_ids);
+  std::string error;
+  if (!absl::CUnescape(absl::GetFlag(FLAGS_document_separator), &c.dataset.document_separator,
+                       &error)) {
+    return absl::InvalidArgumentError(absl::StrCat("--document_separator: ", error));
+  }
   if (c.chunk.reset_position_ids && c.dataset.packing != runtime::Packing::kDocuments) {
     return absl::InvalidArgumentError(
         absl::StrCat("--reset_position_ids needs --packing=documents (--packing=",
@@ -594,6 +605,7 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
       {"history", runtime::LossHistoryToJson(h)}};
   if (c.dataset.packing == runtime::Packing::kDocuments) {  // as rampup: only then
     run["data"]["packing"] = "documents";
+    run["data"]["document_separator"] = c.dataset.document_separator;
     run["reset_position_ids"] = c.chunk.reset_position_ids;
   }
   if (c.rampup.has_value()) {  // only then: the manifests of other runs stay as they were

@@ -71,7 +71,7 @@ std::string ResolveFormat(const std::string& path, const std::string& format) {
 // Two passes over the mapped files (text_corpus.h), neither holding the text in memory: the
 // cache key, then (unless cached) the tokens, file by file.
 absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokenizer,
-                                const std::string& cache_dir) {
+                                const std::string& cache_dir, const std::string& separator) {
   Stream s;
   s.format = "text";
   uint64_t key = Fnv1a(tokenizer.fingerprint(), 0xcbf29ce484222325ull);
@@ -101,6 +101,11 @@ absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokeni
   RETURN_IF_ERROR(ForEachTextFile(path, [&](const std::string&, absl::string_view text) {
     const int64_t begin = static_cast<int64_t>(s.tokens.size());
     if (s.documents.empty() || begin > s.documents.back()) s.documents.push_back(begin);
+    for (size_t at = separator.empty() ? text.npos : text.find(separator); at != text.npos;
+         at = text.find(separator, at + separator.size())) {
+      const int64_t next = begin + static_cast<int64_t>(at + separator.size());  // byte tokens
+      if (at + separator.size() < text.size()) s.documents.push_back(next);
+    }
     std::vector<int32_t> ids = tokenizer.Encode(text);
     s.tokens.insert(s.tokens.end(), ids.begin(), ids.end());
     if (tokenizer.end_of_text() >= 0) s.tokens.push_back(tokenizer.end_of_text());
@@ -148,9 +153,10 @@ absl::StatusOr<Stream> ReadLlmc(const std::string& path, int32_t end_of_text) {
 }
 
 absl::StatusOr<Stream> ReadStream(const std::string& path, const std::string& format,
-                                  const Tokenizer& tokenizer, const std::string& cache_dir) {
+                                  const Tokenizer& tokenizer, const std::string& cache_dir,
+                                  const std::string& separator = "") {
   const std::string resolved = ResolveFormat(path, format);
-  if (resolved == "text") return ReadText(path, tokenizer, cache_dir);
+  if (resolved == "text") return ReadText(path, tokenizer, cache_dir, separator);
   if (resolved == "llmc") return ReadLlmc(path, tokenizer.end_of_text());
   if (resolved == "megatron") {
     absl::StatusOr<MegatronIndexedDataset> d = ReadMegatronIndexed(path);
@@ -208,8 +214,14 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
     return absl::InvalidArgumentError(
         absl::StrCat("validation fraction ", options.validation_fraction, " must be in (0, 1)"));
   }
-  absl::StatusOr<Stream> stream =
-      ReadStream(options.path, options.format, tokenizer, options.cache_dir);
+  if (!options.document_separator.empty() &&
+      (tokenizer.name() != "byte" || options.packing != Packing::kDocuments)) {
+    return absl::InvalidArgumentError(
+        "--document_separator needs --tokenizer=byte and --packing=documents (GPT-2 text gets "
+        "its documents from its files)");
+  }
+  absl::StatusOr<Stream> stream = ReadStream(options.path, options.format, tokenizer,
+                                             options.cache_dir, options.document_separator);
   if (!stream.ok()) return stream.status();
   if (absl::Status s = CheckVocabulary(*stream, options.path, tokenizer); !s.ok()) return s;
   Dataset d;
@@ -233,8 +245,8 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
       (u < options.validation_fraction ? d.validation : d.train).starts.push_back(all[i]);
     }
   } else {
-    absl::StatusOr<Stream> held_out =
-        ReadStream(options.validation_path, "auto", tokenizer, options.cache_dir);
+    absl::StatusOr<Stream> held_out = ReadStream(options.validation_path, "auto", tokenizer,
+                                                 options.cache_dir, options.document_separator);
     if (!held_out.ok()) return held_out.status();
     if (absl::Status s = CheckVocabulary(*held_out, options.validation_path, tokenizer); !s.ok()) {
       return s;

@@ -37,13 +37,17 @@ struct DatasetOptions {
   // empty: DefaultTokenCacheDir(); "none": no cache. Byte tokens are never cached.
   std::string cache_dir;
   Packing packing = Packing::kStream;
+  // With the byte tokenizer, documents also begin after each occurrence of this text in a
+  // file (e.g. "\n%\n" between fortunes); empty: files only. Needs kDocuments.
+  std::string document_separator;
 };
 
 // One split: sequence i is tokens[starts[i], starts[i] + seq_len] (seq_len + 1 tokens, the
 // last one the target of the one before).
 // The documents of the stream (for --packing=documents) are where the data says they begin:
 // a Megatron dataset's documents (doc_idx); the files of a text corpus (with a tokenizer that
-// has an end-of-text token, which ends each file: after each such token); an llm.c shard's
+// has an end-of-text token, which ends each file: after each such token), and with the byte
+// tokenizer the text after each DatasetOptions::document_separator; an llm.c shard's
 // <|endoftext|> tokens (which begin each document).
 struct TokenSplit {
   std::shared_ptr<const std::vector<int32_t>> tokens;  // may be shared by both splits

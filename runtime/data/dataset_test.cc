@@ -115,6 +115,15 @@ TEST(LoadDatasetTest, DocumentsComeFromMegatronDocumentsAndTextFiles) {
   absl::StatusOr<Dataset> folder = LoadDataset(o, bytes);
   ASSERT_TRUE(folder.ok()) << folder.status();
   EXPECT_EQ(*folder->train.documents, (std::vector<int64_t>{0, 700}));
+  std::ofstream(dir / "c.txt") << "one\n%\ntwo\n%\n" << Text(400) << "\n%\n";
+  o.path = dir.string() + "/c.txt";
+  o.document_separator = "\n%\n";
+  absl::StatusOr<Dataset> fortunes = LoadDataset(o, bytes);
+  ASSERT_TRUE(fortunes.ok()) << fortunes.status();
+  EXPECT_EQ(*fortunes->train.documents, (std::vector<int64_t>{0, 6, 12}));  // none at the end
+  o.packing = Packing::kStream;
+  EXPECT_NE(LoadDataset(o, bytes).status().message().find("--document_separator needs"),
+            std::string::npos);
   EXPECT_EQ(ParsePacking("rows").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*ParsePacking("documents"), Packing::kDocuments);
 }

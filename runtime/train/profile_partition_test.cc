@@ -38,6 +38,7 @@ trace::Trace TwoChunkTrace(double chunk0_us, double chunk1_us) {
   }
   trace::Span send = Compute(2, 0, ActionKind::kSendForward, 1e6);  // not compute: ignored
   send.lane = trace::Lane::kSend;
+  send.peer = 1;
   t.spans.push_back(send);
   return t;
 }
