@@ -30,6 +30,7 @@
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
+#include "runtime/train/profile_partition.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/fault_plan.h"
@@ -441,8 +442,14 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
     for (runtime::Chunk* chunk : s.chunks) {
       sizes.push_back(chunk->spec().end_layer - chunk->spec().first_layer);
     }
-    std::printf("partition %s\n",
-                models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+    if (runtime::IsProfilePartition(c.partition)) {
+      absl::StatusOr<runtime::ProfileCut> cut = runtime::ProfilePartition(
+          c.partition, s.model, static_cast<int>(sizes.size()), c.chunk.seq_len);
+      if (cut.ok()) std::printf("partition %s\n", runtime::DescribeProfileCut(c.partition, *cut).c_str());
+    } else {
+      std::printf("partition %s\n",
+                  models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+    }
   }
   if (!c.model_config.empty()) {
     std::printf("model config %s: %s\n", c.model_config.c_str(),

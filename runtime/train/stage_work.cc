@@ -58,9 +58,9 @@ absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
 absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Payload* input) {
   const models::ChunkOptions& o = c->options();
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = c->config().d_model;
-  std::vector<int32_t> tokens(N), targets(N);
+  MicrobatchData data(o);
   const auto sample_start = std::chrono::steady_clock::now();
-  sampler_->Sample(step_, place_.replica * num_microbatches_ + mb, tokens.data(), targets.data());
+  data.Draw(*sampler_, step_, place_.replica * num_microbatches_ + mb);
   data_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
@@ -70,7 +70,8 @@ absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Pay
     return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
                                                    input->size(), " floats, expected ", N * C));
   }
-  return c->ForwardBegin(mb, tokens.data(), input ? input->data() : nullptr, targets.data());
+  return c->ForwardBegin(mb, data.tokens(), input ? input->data() : nullptr, data.targets(),
+                         data.documents());
 }
 
 absl::Status ModelStageWork::EndForward(Chunk* c, int chunk, int mb, Payload* output,
