@@ -99,6 +99,22 @@ class WindowSampler {
   uint64_t seed_;
 };
 
+// How long the microbatches of a step are (--seq_len_policy). kFixed: every microbatch is
+// B x seq_len tokens. kVariable: microbatch m of step s is B x T_m tokens, T_m =
+// MicrobatchLength(...) <= seq_len, with B x T_m <= the token budget (--microbatch_tokens).
+enum class SeqLenPolicy { kFixed, kVariable };
+// "fixed" or "variable"; InvalidArgument naming --seq_len_policy otherwise.
+absl::StatusOr<SeqLenPolicy> ParseSeqLenPolicy(const std::string& text);
+// The token budget per microbatch against B and seq_len: kFixed takes none (0); kVariable
+// needs B <= microbatch_tokens (so T_m >= 1). InvalidArgument naming --microbatch_tokens.
+absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size, int seq_len,
+                                      int64_t microbatch_tokens);
+// T_m of (step, microbatch): seq_len under kFixed; under kVariable uniform in
+// [1, min(seq_len, microbatch_tokens / micro_batch_size)], a pure function of
+// (seed, step, microbatch), so every stage and process draws the same length.
+int MicrobatchLength(SeqLenPolicy policy, uint64_t seed, int64_t step, int microbatch,
+                     int micro_batch_size, int seq_len, int64_t microbatch_tokens);
+
 // A seeded bijection of [0, n) (a Feistel network with cycle walking): position -> index.
 uint64_t ShufflePosition(uint64_t position, uint64_t n, uint64_t key);
 

@@ -1,6 +1,7 @@
 // Tests for the byte corpus: folders, binary files skipped, errors, deterministic windows.
 #include "runtime/data/text_corpus.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -202,6 +203,57 @@ TEST(PackedSamplerTest, VisitsEverySequenceOncePerEpochInASeededOrder) {
   a.Sample(0, 0, again.data(), targets.data());
   EXPECT_EQ(tokens, again);
   a.Sample(30, 2, tokens.data(), targets.data());
+}
+
+TEST(SeqLenPolicyTest, ParsesBothPoliciesAndNamesTheFlagOtherwise) {
+  EXPECT_EQ(*ParseSeqLenPolicy("fixed"), SeqLenPolicy::kFixed);
+  EXPECT_EQ(*ParseSeqLenPolicy("variable"), SeqLenPolicy::kVariable);
+  absl::StatusOr<SeqLenPolicy> bad = ParseSeqLenPolicy("random");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--seq_len_policy=random"), std::string::npos);
+}
+
+TEST(SeqLenPolicyTest, TheBudgetIsValidatedAgainstThePolicyAndB) {
+  EXPECT_TRUE(ValidateMicrobatchTokens(SeqLenPolicy::kFixed, 4, 64, 0).ok());
+  absl::Status fixed = ValidateMicrobatchTokens(SeqLenPolicy::kFixed, 4, 64, 128);
+  EXPECT_EQ(fixed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(fixed.message().find("needs --seq_len_policy=variable"), std::string::npos);
+  EXPECT_TRUE(ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 4, 64, 4).ok());
+  EXPECT_TRUE(ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 4, 64, 1 << 20).ok());
+  absl::Status small = ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 4, 64, 3);
+  EXPECT_EQ(small.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(small.message().find("--microbatch_tokens=3"), std::string::npos);
+  EXPECT_FALSE(ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 0, 64, 8).ok());
+}
+
+TEST(SeqLenPolicyTest, FixedIsSeqLenAndVariableIsAPureFunctionWithinTheBudget) {
+  EXPECT_EQ(MicrobatchLength(SeqLenPolicy::kFixed, 7, 3, 1, 4, 64, 0), 64);
+  constexpr int kB = 4, kT = 64;
+  for (int64_t budget : {int64_t{4}, int64_t{100}, int64_t{256}, int64_t{1} << 20}) {
+    const int longest = static_cast<int>(std::min<int64_t>(kT, budget / kB));
+    std::vector<int> seen(longest + 1, 0);
+    for (int64_t step = 0; step < 40; ++step) {
+      for (int mb = 0; mb < 16; ++mb) {
+        const int t = MicrobatchLength(SeqLenPolicy::kVariable, 7, step, mb, kB, kT, budget);
+        ASSERT_GE(t, 1);
+        ASSERT_LE(t, longest);
+        ASSERT_LE(int64_t{kB} * t, budget);
+        EXPECT_EQ(t, MicrobatchLength(SeqLenPolicy::kVariable, 7, step, mb, kB, kT, budget));
+        ++seen[t];
+      }
+    }
+    // 640 draws: both ends of the range come up, and the microbatches of a step differ.
+    EXPECT_GT(seen[1], 0) << budget;
+    EXPECT_GT(seen[longest], 0) << budget;
+  }
+  std::vector<int> step_lengths, other_seed;
+  for (int mb = 0; mb < 8; ++mb) {
+    step_lengths.push_back(MicrobatchLength(SeqLenPolicy::kVariable, 7, 5, mb, kB, kT, 256));
+    other_seed.push_back(MicrobatchLength(SeqLenPolicy::kVariable, 8, 5, mb, kB, kT, 256));
+  }
+  EXPECT_NE(std::count(step_lengths.begin(), step_lengths.end(), step_lengths[0]), 8);
+  EXPECT_NE(step_lengths, other_seed);
 }
 
 }  // namespace
