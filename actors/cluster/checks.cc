@@ -8,6 +8,23 @@
 
 namespace stagehand::actors::cluster {
 
+namespace {
+
+// A variable-length tensor: whole rows of B * C floats, at least one, at most the bound.
+std::string CheckVariableSize(int64_t floats, const NoticeRules& r) {
+  if (floats <= 0 || floats > r.tensor_floats) {
+    return absl::StrCat(floats, " floats outside (0, ", r.tensor_floats,
+                        "] (B * seq_len * d_model) for a variable-length tensor");
+  }
+  if (floats % r.row_floats != 0) {
+    return absl::StrCat(floats, " floats are not a whole number of tokens of ", r.row_floats,
+                        " floats (B * d_model)");
+  }
+  return "";
+}
+
+}  // namespace
+
 std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
   const runtime::StepSpec& spec = r.spec;
   const int P = spec.num_stages;
@@ -40,6 +57,7 @@ std::string CheckNoticeFields(const TransferNotice& n, const NoticeRules& r) {
     return absl::StrCat(forward ? "an activation" : "a gradient", " for chunk ", n.chunk,
                         " cannot come from stage ", n.from_stage);
   }
+  if (r.row_floats > 0) return CheckVariableSize(n.floats, r);
   if (n.floats != r.tensor_floats) {
     return absl::StrCat(n.floats, " floats where the model's tensors have ", r.tensor_floats);
   }

@@ -22,8 +22,12 @@ namespace stagehand::actors::cluster {
 struct NoticeRules {
   runtime::StepSpec spec;
   int stage = 0;                // the receiving stage
-  int64_t tensor_floats = 0;    // B * T * C: every activation and gradient
+  int64_t tensor_floats = 0;    // B * T * C: every activation and gradient (fixed lengths)
   std::vector<int> stage_rank;  // stage -> rank, from the peer table
+  // B * C under --seq_len_policy=variable (0: fixed lengths): a tensor of microbatch length
+  // T_m has T_m * row_floats floats, 1 <= T_m <= seq_len, and tensor_floats is then the
+  // bound B * seq_len * C. The size rides in the notice; there is no handshake.
+  int64_t row_floats = 0;
 };
 std::string CheckNoticeFields(const TransferNotice& notice, const NoticeRules& rules);
 

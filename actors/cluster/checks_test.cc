@@ -58,6 +58,30 @@ TEST(CheckNoticeFieldsTest, RefusesAWrongSize) {
   EXPECT_NE(CheckNoticeFields(n, Rules()), "");
 }
 
+// --seq_len_policy=variable: B * C = 8 floats a token, at most 64 tokens (512 floats).
+TEST(CheckNoticeFieldsTest, AVariableLengthTensorIsWholeTokensWithinTheBound) {
+  NoticeRules variable = Rules();
+  variable.row_floats = 8;
+  TransferNotice n = Activation();
+  for (int64_t floats : {8, 96, 504, 512}) {
+    n.floats = floats;
+    EXPECT_EQ(CheckNoticeFields(n, variable), "") << floats;
+  }
+  n.floats = 100;
+  EXPECT_EQ(CheckNoticeFields(n, variable),
+            "100 floats are not a whole number of tokens of 8 floats (B * d_model)");
+  n.floats = 520;
+  EXPECT_EQ(CheckNoticeFields(n, variable),
+            "520 floats outside (0, 512] (B * seq_len * d_model) for a variable-length tensor");
+  n.floats = 0;
+  EXPECT_NE(CheckNoticeFields(n, variable).find("0 floats outside (0, 512]"), std::string::npos);
+  n.floats = -8;
+  EXPECT_NE(CheckNoticeFields(n, variable), "");
+  // Fixed lengths (row_floats 0) still take exactly B * seq_len * C.
+  n.floats = 96;
+  EXPECT_EQ(CheckNoticeFields(n, Rules()), "96 floats where the model's tensors have 512");
+}
+
 TEST(CheckNoticeFieldsTest, RefusesStagesAndRanksThatDoNotMatchThePeerTable) {
   TransferNotice n = Activation();
   n.from_stage = 4;
