@@ -253,6 +253,32 @@ TEST_F(ClusterCommTest, RefusesANoticeFromAnActorOtherThanThePeersComm) {
             "comm actor of stage 1");
 }
 
+// --seq_len_policy=variable (rows of 2 floats, at most 4): a size that is not whole tokens
+// stops the run with an error naming the sender's rank and stage.
+TEST_F(ClusterCommTest, RefusesAVariableLengthNoticeOfABadSizeNamingTheSender) {
+  ClusterCommInit init;
+  init.rank = 0;
+  init.stage = 0;
+  init.spec = TwoStages();
+  init.tensor_floats = 4;
+  init.row_floats = 2;
+  init.supervisor = Record<abort_inbox>(supervisor_);
+  cluster_comm_actor comm = Keep(sys.spawn(ClusterComm, init));
+  cluster_comm_actor peer =
+      caf::actor_cast<cluster_comm_actor>(Keep(sys.spawn(NoticeRelay, comm)));
+  caf::anon_send(comm, std::vector<stage_actor>{Record<stage_actor>(stage_), stage_actor{}});
+  caf::anon_send(comm, PeerTable{{0, 1}, {comm, peer}, {"", ""}});
+  caf::anon_send(comm, start_atom::value, int64_t{1});
+  TransferNotice bad = Gradient(1);
+  bad.floats = 3;
+  caf::anon_send(peer, bad);
+  Deliver();
+  const std::string refusal = Refusal();
+  EXPECT_THAT(refusal, StartsWith("rank 0 stage 0: bad transfer notice from rank 1 ("));
+  EXPECT_THAT(refusal, ::testing::EndsWith(
+                           "): 3 floats are not a whole number of tokens of 2 floats (B * d_model)"));
+}
+
 TEST_F(ClusterCommTest, RefusesANoticeForAStepOtherThanThisOrTheNext) {
   caf::anon_send(comm_, start_atom::value, int64_t{1});
   caf::anon_send(peer_, Gradient(3));

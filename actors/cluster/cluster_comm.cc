@@ -35,7 +35,8 @@ std::string Describe(const TransferNotice& n) {
 std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   const auto& st = self->state;
   if (std::string bad = CheckNoticeFields(
-          n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats, st.peers.stage_rank});
+          n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats, st.peers.stage_rank,
+                         st.init.row_floats});
       !bad.empty()) {
     return bad;
   }

@@ -27,12 +27,13 @@ struct ClusterCommInit {
   int rank = 0;
   int stage = 0;
   runtime::StepSpec spec;
-  int64_t tensor_floats = 0;  // B * T * C: every activation and gradient
+  int64_t tensor_floats = 0;  // B * T * C: every activation and gradient (the bound, variable)
   runtime::UcxTransport* transport = nullptr;
   PayloadPool* pool = nullptr;  // receive buffers; finished sends give theirs back
   abort_inbox supervisor;       // the worker: receives ClusterAbort on a transfer error
   int drop_notice = 0;          // test hook: never post the Nth receive (1-based)
   runtime::trace::TraceRecorder::SendLane* trace = nullptr;  // may be null; written here only
+  int64_t row_floats = 0;  // B * C under --seq_len_policy=variable, else 0 (NoticeRules)
 };
 
 // A send to another rank in flight, as its trace span will show it.
