@@ -104,6 +104,7 @@ void Pipeline::SpawnReplica(int replica) {
       sub_step_lanes_.push_back(std::make_unique<Lane>(mode));
       init.sub_steps = works_[index]->SubStepLayoutOf();
       init.sub_step_lane = sub_step_lanes_.back().get();
+      init.ordered_communication = options_.ordered_communication;
     }
     stages.push_back(sys.spawn(StageActor, init));
   }

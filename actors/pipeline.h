@@ -49,6 +49,10 @@ struct PipelineOptions {
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
   std::vector<runtime::InProcessGroup*> groups;
+  // Expert parallelism (--ep): each stage's dispatch / combine sub-steps run in its actions'
+  // start order (runtime::StageLoop::OrderCommunicationByStart), as the members' all-to-alls
+  // must meet in the same order.
+  bool ordered_communication = false;
 };
 
 // Whether stage work `work` runs its MoE actions as sub-steps under `planner`: the planner

@@ -46,6 +46,9 @@ struct StageActorInit {
   // combine; empty / null: whole actions.
   runtime::SubStepLayout sub_steps;
   Lane* sub_step_lane = nullptr;
+  // Expert parallelism: communication sub-steps in the actions' start order
+  // (runtime::StageLoop::OrderCommunicationByStart).
+  bool ordered_communication = false;
 };
 
 struct StageActorState {

@@ -327,6 +327,13 @@ int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
     std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (c.ep > 1) {
+    std::fprintf(stderr,
+                 "launch: error: --ep=%d runs in one process only for now (drop --nprocs / "
+                 "--hostfile, or --ep)\n",
+                 c.ep);
+    return 2;
+  }
   if (c.dp > 1) PrintClusterGrid(c, o->nprocs);
   std::fflush(stdout);
   if (!*start) return 0;
@@ -400,6 +407,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.dp = c.dp;
   options.grad_bucket_mb = c.grad_bucket_mb;
   options.zero = c.zero;
+  options.ep = c.ep;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
@@ -454,6 +462,7 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
               c.chunk.seq_len, s.planner->name().c_str());
   if (c.dp > 1) {
     absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
+    if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
     if (grid.ok()) std::printf("%s", grid->Describe().c_str());
     std::printf(
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
@@ -464,6 +473,12 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
           "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
           "reduce-scattered, parameters all-gathered\n",
           c.dp);
+    }
+    if (c.ep > 1) {
+      std::printf(
+          "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
+          "every MoE layer's experts, tokens dispatched and combined by all-to-all\n",
+          c.ep, c.ep, c.dp / c.ep, c.ep);
     }
   }
 }

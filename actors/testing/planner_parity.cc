@@ -81,6 +81,7 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   o.dp = parity.dp;
   o.grad_bucket_mb = parity.grad_bucket_mb;
   o.zero = parity.zero;
+  o.ep = parity.ep;
   o.model = model;
   o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
   o.planner = &planner;
@@ -182,7 +183,8 @@ bool Close(double a, double b, double tolerance) {
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
   return Compare(*actual, *expected, options.tolerance)
          << " (" << definition.name() << ", P = " << options.planner.num_stages
-         << ", M = " << options.planner.num_microbatches << ", dp = " << options.dp << ")";
+         << ", M = " << options.planner.num_microbatches << ", dp = " << options.dp
+         << ", ep = " << options.ep << ")";
 }
 
 ::testing::AssertionResult ShardedOptimizerTrainsLikeUnsharded(
