@@ -238,6 +238,7 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // the reason, instead of ignoring them; validates (and with --dry_run prints) the plan.
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
+  RETURN_IF_ERROR(actors::ValidateExpertParallelism(c.model, c.dp, c.ep));
   if (c.link.latency_us != 0 || c.link.gbps != 0) {
     return absl::InvalidArgumentError(
         "--link_latency_us and --link_gbps model links inside one process; with "
@@ -301,6 +302,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
 // fork by ValidateProcessCount), as the one-process launch prints it.
 void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
   absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, c.stages);
+  if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
   if (!grid.ok()) return;
   std::printf("%s", grid->Describe().c_str());
   std::printf(
@@ -315,6 +317,12 @@ void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
         "reduce-scattered, parameters all-gathered (over Gloo)\n",
         c.dp);
   }
+  if (c.ep > 1) {
+    std::printf(
+        "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
+        "every MoE layer's experts, tokens dispatched and combined by Gloo all-to-all\n",
+        c.ep, c.ep, c.dp / c.ep, c.ep);
+  }
 }
 
 // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h);
@@ -325,13 +333,6 @@ int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
   for (const absl::Status& s : {start.status(), o.status()}) {
     if (s.ok()) continue;
     std::fprintf(stderr, "launch: error: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (c.ep > 1) {
-    std::fprintf(stderr,
-                 "launch: error: --ep=%d runs in one process only for now (drop --nprocs / "
-                 "--hostfile, or --ep)\n",
-                 c.ep);
     return 2;
   }
   if (c.dp > 1) PrintClusterGrid(c, o->nprocs);

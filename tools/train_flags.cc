@@ -60,7 +60,7 @@ ABSL_FLAG(int, zero, 0,
 ABSL_FLAG(int, ep, 1,
           "expert parallelism: groups of this many --dp replicas split every MoE layer's "
           "experts (each holds experts/ep of them; tokens reach them by all-to-all); must "
-          "divide --dp and every MoE layer's expert count; one process only for now");
+          "divide --dp and every MoE layer's expert count");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(
@@ -264,6 +264,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "dp",
                                                  "grad_bucket_mb",
                                                  "zero",
+                                                 "ep",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff"};
   return names;

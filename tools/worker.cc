@@ -161,10 +161,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.dp = c.dp;
   o.grad_bucket_mb = c.grad_bucket_mb;
   o.zero = c.zero;
-  if (c.ep > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("--ep=", c.ep, ": expert parallelism runs in one process only for now"));
-  }
+  o.ep = c.ep;
   if (c.rampup.has_value()) {
     ASSIGN_OR_RETURN(o.microbatches, tools::MicrobatchCalculatorOf(c));
   }
