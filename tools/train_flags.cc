@@ -272,7 +272,11 @@ const std::vector<std::string>& TrainFlagNames() {
 
 std::vector<std::string> TrainFlagArgs() {
   std::vector<std::string> args;
+  const bool from_file = !absl::GetFlag(FLAGS_model_config).empty();
   for (const std::string& name : TrainFlagNames()) {
+    // With --model_config the shorthand's flags describe no model: forwarding their defaults
+    // would make every worker refuse the pair (ModelFromFlags).
+    if (from_file && (name == "layers" || name == "d_model" || name == "heads")) continue;
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) continue;  // cannot happen: defined above
     args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
