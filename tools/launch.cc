@@ -70,7 +70,8 @@ ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV 
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
 ABSL_FLAG(double, link_latency_us, 0.0,
-          "injected latency of every stage-to-stage transfer and (--dp) every collective");
+          "injected latency of every stage-to-stage transfer and (--dp) every collective; "
+          "with --nprocs / --hostfile, of every collective only");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
@@ -239,11 +240,10 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   RETURN_IF_ERROR(actors::ValidateExpertParallelism(c.model, c.dp, c.ep));
-  if (c.link.latency_us != 0 || c.link.gbps != 0) {
+  if ((c.link.latency_us != 0 || c.link.gbps != 0) && c.dp == 1) {
     return absl::InvalidArgumentError(
-        "--link_latency_us and --link_gbps model links inside one process; with "
-        "--nprocs/--hostfile "
-        "the real links are used: drop them");
+        "--link_latency_us and --link_gbps model the link of a cluster's collectives (the "
+        "pipeline's transfers use the real links), and with --dp=1 there is none: drop them");
   }
   if (c.slow_stage.stage >= 0) {
     return absl::InvalidArgumentError(
@@ -340,6 +340,12 @@ int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
   if (!*start) return 0;
   const std::string part = c.export_path.empty() ? "" : c.export_path + ".part";
   if (!c.init_from.empty()) o->worker_args.push_back("--init_from=" + c.init_from);
+  // --link_latency_us / --link_gbps: in a cluster they model the collectives' link only (the
+  // pipeline's UCX transfers use the real one).
+  if (c.link.latency_us != 0 || c.link.gbps != 0) {
+    o->worker_args.push_back(absl::StrCat("--collective_latency_us=", c.link.latency_us));
+    o->worker_args.push_back(absl::StrCat("--collective_gbps=", c.link.gbps));
+  }
   if (!part.empty()) o->worker_args.push_back("--export_part=" + part);
   if (int code = tools::RunCluster(*o); code != 0 || part.empty()) return code;
   if (absl::Status s = ExportFromParts(c, o->nprocs, part); !s.ok()) {

@@ -35,6 +35,7 @@
 #include "runtime/collectives/authenticated_store.h"
 #include "runtime/collectives/collective_expert_exchange.h"
 #include "runtime/collectives/gloo_collective.h"
+#include "runtime/collectives/latency_collective.h"
 #include "runtime/grid/rank_grid.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/safetensors.h"
@@ -796,6 +797,14 @@ absl::StatusOr<std::string> CollectiveAddress(const WorkerOptions& o) {
   return *address;
 }
 
+// A connected group with the modelled link of --link_latency_us / --link_gbps, if any.
+std::unique_ptr<runtime::Collective> WithModelledLink(const WorkerOptions& o,
+                                                      std::unique_ptr<runtime::Collective> group) {
+  if (o.collective_latency_us == 0 && o.collective_gbps == 0) return group;
+  return std::make_unique<runtime::LatencyCollective>(std::move(group), o.collective_latency_us,
+                                                      o.collective_gbps);
+}
+
 // 5b. --dp: this stage's data-parallel group (its replicas: Gloo over TCP). The rendezvous
 // entries are signed with the join token and kept by the coordinator.
 absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::ClusterLayout& layout,
@@ -818,7 +827,7 @@ absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::Clu
         absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
                      layout.Stages(o.rank).front(), ": ", connected.status().message()));
   }
-  node.dp_group = *std::move(connected);
+  node.dp_group = WithModelledLink(o, *std::move(connected));
   return absl::OkStatus();
 }
 
@@ -851,7 +860,7 @@ absl::Status ConnectExpertParallelGroup(const WorkerOptions& o,
                         absl::StrCat("rank ", o.rank, ": expert-parallel group of stage ", stage,
                                      ": ", connected.status().message()));
   }
-  node.ep_group = *std::move(connected);
+  node.ep_group = WithModelledLink(o, *std::move(connected));
   node.ep_exchange = std::make_unique<runtime::CollectiveExpertExchange>(node.ep_group.get());
   for (auto& [index, chunk] : node.chunks) {
     RETURN_IF_ERROR(chunk->SetExpertExchange(node.ep_exchange.get()));
