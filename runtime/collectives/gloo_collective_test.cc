@@ -386,9 +386,9 @@ TEST(AuthenticatedStoreTest, AGroupConnectsThroughItAndAForgedAddressIsRefused) 
 TEST(LatencyCollectiveTest, AddsTheModelledLinkAndKeepsTheResults) {
   InProcessGroupMembers group = MakeInProcessGroup(1);
   auto* inner = group.members[0].release();
-  LatencyCollective link(std::unique_ptr<Collective>(inner), 20000, 1);
+  LatencyCollective link(std::unique_ptr<Collective>(inner), 20000, 0.001);
   EXPECT_DOUBLE_EQ(link.LinkMicros(0), 20000);
-  EXPECT_DOUBLE_EQ(link.LinkMicros(125), 21000);  // 1000 bits at 1 Gbit/s: 1 us per bit
+  EXPECT_DOUBLE_EQ(link.LinkMicros(125), 21000);  // 1000 bits at 1 Mbit/s: 1 ms
   EXPECT_EQ(link.size(), 1);
   const std::vector<float> in = {1, 2, 3};
   std::vector<float> out(3);
