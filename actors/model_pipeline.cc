@@ -69,8 +69,7 @@ std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
 
 // --ep > 1: the expert-parallel groups of each stage (ep x edp carved out of dp by the rank
 // grid) and every replica's exchange, set on its chunks. `replicas[d]` are replica d's chunks.
-absl::Status ConnectExpertGroups(const ModelPipelineOptions& options,
-                                 const runtime::StepSpec& spec,
+absl::Status ConnectExpertGroups(const ModelPipelineOptions& options, const runtime::StepSpec& spec,
                                  const std::vector<std::vector<runtime::Chunk*>>& replicas,
                                  ModelPipeline& out) {
   const int P = spec.num_stages;

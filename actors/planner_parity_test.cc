@@ -22,11 +22,11 @@
 namespace stagehand::actors {
 namespace {
 
-using ::testing::HasSubstr;
 using stagehand::testing::ExpectTrainsLikeSequential;
 using stagehand::testing::IsOk;
 using stagehand::testing::StatusIs;
 using stagehand::testing::TrainsLikeSequential;
+using ::testing::HasSubstr;
 
 // "csv": zb_v's plan written as torch-format CSV text, read back and run as a table.
 absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> CsvRoundTrip(

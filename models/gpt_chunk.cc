@@ -116,10 +116,10 @@ struct GptChunk<Real>::LayerState {
   // experts' rows, contiguous in expert_in); per member, where its rows for each of this
   // member's EL experts lie in the received rows (S x (EL + 1) offsets, absolute); the
   // received rows, member-major, their experts' activations, and their gradients.
-  std::vector<int64_t> ep_send_rows, ep_recv_rows;      // (S), (S)
-  std::vector<int64_t> ep_offsets;                      // (S, EL + 1)
-  std::vector<Real> ep_in, ep_fch, ep_act, ep_out;      // (RR, C), (RR, EFC), (RR, EF), (RR, C)
-  std::vector<Real> ep_d_out, ep_d_fch, ep_d_in;        // (RR, C), (RR, EFC), (RR, C)
+  std::vector<int64_t> ep_send_rows, ep_recv_rows;  // (S), (S)
+  std::vector<int64_t> ep_offsets;                  // (S, EL + 1)
+  std::vector<Real> ep_in, ep_fch, ep_act, ep_out;  // (RR, C), (RR, EFC), (RR, EF), (RR, C)
+  std::vector<Real> ep_d_out, ep_d_fch, ep_d_in;    // (RR, C), (RR, EFC), (RR, C)
   double aux_loss = 0.0;  // coefficient-weighted load-balancing + z loss of this microbatch
   double balance = 0.0;   // the load-balancing loss, unweighted
 };
@@ -857,9 +857,8 @@ absl::Status GptChunk<Real>::ExpertParallelDispatch(LayerState& ls, const LayerS
     std::vector<float> send_counts(E), recv_counts(E);
     for (int e = 0; e < E; ++e) send_counts[e] = static_cast<float>(offsets[e + 1] - offsets[e]);
     const std::vector<int64_t> per_member(S, EL);
-    RETURN_IF_ERROR(
-        expert_exchange_->AllToAllV(send_counts, per_member, absl::MakeSpan(recv_counts),
-                                    per_member));
+    RETURN_IF_ERROR(expert_exchange_->AllToAllV(send_counts, per_member,
+                                                absl::MakeSpan(recv_counts), per_member));
     ls.ep_send_rows.assign(S, 0);
     ls.ep_recv_rows.assign(S, 0);
     ls.ep_offsets.assign(int64_t{S} * (EL + 1), 0);
@@ -910,8 +909,7 @@ absl::Status GptChunk<Real>::ExpertParallelCombine(LayerState& ls) {
 template <typename Real>
 absl::Status GptChunk<Real>::ExpertParallelCombineBackward(LayerState& ls) {
   ls.ep_d_out.resize(ls.ep_in.size());
-  return ExchangeRows(ls.d_expert_out.data(), ls.ep_send_rows, ls.ep_d_out.data(),
-                      ls.ep_recv_rows);
+  return ExchangeRows(ls.d_expert_out.data(), ls.ep_send_rows, ls.ep_d_out.data(), ls.ep_recv_rows);
 }
 
 // I, experts: the received rows' input gradients, block by block.
@@ -937,8 +935,7 @@ void GptChunk<Real>::ExpertParallelExpertsBackward(LayerState& ls, const LayerSp
 // members' d_expert_in.
 template <typename Real>
 absl::Status GptChunk<Real>::ExpertParallelDispatchBackward(LayerState& ls) {
-  return ExchangeRows(ls.ep_d_in.data(), ls.ep_recv_rows, ls.d_expert_in.data(),
-                      ls.ep_send_rows);
+  return ExchangeRows(ls.ep_d_in.data(), ls.ep_recv_rows, ls.d_expert_in.data(), ls.ep_send_rows);
 }
 
 // W, experts: this member's experts' weight gradients from every member's rows, in member
@@ -951,9 +948,8 @@ void GptChunk<Real>::ExpertParallelExpertsWeights(LayerState& ls, const LayerSpe
   const auto grads = ExpertGrads(LocalExpertModules(h, spec.moe.num_experts));
   const int S = expert_exchange_->size(), EL = static_cast<int>(grads.size());
   for (int j = 0; j < S; ++j) {
-    ops::MoeExpertsBackwardWeights(grads, ls.ep_d_out.data(), ls.ep_act.data(),
-                                   ls.ep_d_fch.data(), ls.ep_in.data(),
-                                   ls.ep_offsets.data() + j * (EL + 1), shape);
+    ops::MoeExpertsBackwardWeights(grads, ls.ep_d_out.data(), ls.ep_act.data(), ls.ep_d_fch.data(),
+                                   ls.ep_in.data(), ls.ep_offsets.data() + j * (EL + 1), shape);
   }
 }
 

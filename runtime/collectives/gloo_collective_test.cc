@@ -394,8 +394,8 @@ TEST(LatencyCollectiveTest, AddsTheModelledLinkAndKeepsTheResults) {
   std::vector<float> out(3);
   const auto begin = std::chrono::steady_clock::now();
   ASSERT_THAT(link.AllToAllV(in, {3}, absl::MakeSpan(out), {3}), IsOk());
-  const double waited_us = std::chrono::duration<double, std::micro>(
-                               std::chrono::steady_clock::now() - begin).count();
+  const double waited_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count();
   EXPECT_GE(waited_us, link.LinkMicros(12));
   EXPECT_EQ(out, in);
   std::vector<float> sum = {4, 5};
