@@ -53,5 +53,47 @@ TEST(GradReductionTrackerTest, KeepsTheIssueOrderWhenALaterChunkCompletesFirst) 
   EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 1), ElementsAre(0, 1));
 }
 
+// A chunk of 100 floats: [0, 20) the embedding (in no part), layer 1 at [60, 100) and layer 0
+// at [20, 60); W runs layer 1 first. Buckets of 30: [0,30) [30,60) [60,90) [90,100).
+TEST(OrderBucketsByPartsTest, OrdersEachChunksBucketsByTheLastLayerTheyHold) {
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 60}}}}};
+  std::vector<GradBucket> ordered =
+      OrderBucketsByParts({{1, 0, 10}, {0, 0, 30}, {0, 30, 60}, {0, 60, 90}, {0, 90, 100}}, parts);
+  EXPECT_THAT(ordered,
+              ElementsAre(GradBucket{1, 0, 10}, GradBucket{0, 60, 90}, GradBucket{0, 90, 100},
+                          GradBucket{0, 30, 60}, GradBucket{0, 0, 30}));
+  EXPECT_EQ(ordered[0].after_parts, GradBucket::kWholeAction);  // chunk 1 has no parts
+  EXPECT_EQ(ordered[1].after_parts, 1);
+  EXPECT_EQ(ordered[2].after_parts, 1);
+  EXPECT_EQ(ordered[3].after_parts, 2);
+  EXPECT_EQ(ordered[4].after_parts, GradBucket::kWholeAction);  // holds the embedding
+}
+
+TEST(OrderBucketsByPartsTest, ABucketAcrossTwoLayersWaitsForTheLaterPart) {
+  const GradPartLayout parts = {{0, {{{50, 100}}, {{0, 50}}}}};
+  std::vector<GradBucket> ordered = OrderBucketsByParts({{0, 40, 60}}, parts);
+  EXPECT_EQ(ordered[0].after_parts, 2);
+}
+
+TEST(GradReductionTrackerTest, PerLayerIssuesABucketOnceItsLayersAreDoneInTheLastWeightPass) {
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 60}}}}};
+  GradReductionTracker tracker(
+      OrderBucketsByParts({{0, 0, 30}, {0, 30, 60}, {0, 60, 90}, {0, 90, 100}}, parts), 2,
+      GradReductionStart::kAsLayersComplete);
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackwardWeight, 0), IsEmpty());
+  EXPECT_THAT(tracker.OnPartsFinished(0, 1), ElementsAre(0, 1));  // layer 1: [60, 100)
+  EXPECT_THAT(tracker.OnPartsFinished(0, 2), ElementsAre(2));     // layer 0: [30, 60)
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackwardWeight, 0), ElementsAre(3));
+  EXPECT_TRUE(!tracker.AllReduced());
+}
+
+TEST(GradReductionTrackerTest, PartsCountOnlyInThePerLayerMode) {
+  const GradPartLayout parts = {{0, {{{0, 100}}}}};
+  GradReductionTracker tracker(OrderBucketsByParts({{0, 0, 100}}, parts), 1,
+                               GradReductionStart::kAsBucketsComplete);
+  EXPECT_THAT(tracker.OnPartsFinished(0, 1), IsEmpty());
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), ElementsAre(0));
+}
+
 }  // namespace
 }  // namespace stagehand::runtime
