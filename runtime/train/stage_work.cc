@@ -138,12 +138,11 @@ absl::Status ModelStageWork::BackwardWeights(int chunk, int mb) {
 absl::Status ModelStageWork::BackwardWeightsReporting(Chunk* c, int chunk, int mb) {
   RETURN_IF_ERROR(c->BackwardWeightsBegin(mb));
   const std::vector<models::LayerPartRef> parts = c->Parts(models::ChunkPass::kBackwardWeights);
-  int layers_done = 0;
+  int done = 0;
+  const std::function<void()> mlp_done = [&] { progress_(chunk, ++done); };
   for (size_t i = 0; i < parts.size(); ++i) {
-    RETURN_IF_ERROR(c->BackwardWeightsPart(mb, parts[i]));
-    if (i + 1 == parts.size() || parts[i + 1].layer != parts[i].layer) {
-      progress_(chunk, ++layers_done);
-    }
+    RETURN_IF_ERROR(c->BackwardWeightsPartSplit(mb, parts[i], mlp_done));
+    if (i + 1 == parts.size() || parts[i + 1].layer != parts[i].layer) progress_(chunk, ++done);
   }
   return c->BackwardWeightsEnd(mb);
 }
@@ -154,12 +153,16 @@ GradPartLayout ModelStageWork::GradientParts() const {
   for (const auto& [index, chunk] : chunks_) {
     std::vector<std::vector<std::pair<int64_t, int64_t>>>& parts = out[index];
     for (int l = chunk->spec().end_layer - 1; l >= chunk->spec().first_layer; --l) {
-      const std::string prefix = absl::StrCat("h.", l, ".");
-      std::vector<std::pair<int64_t, int64_t>>& ranges = parts.emplace_back();
+      // BackwardWeightsReporting's reports: a dense layer's MLP, then the rest of the layer;
+      // an MoE layer whole.
+      const std::string layer = absl::StrCat("h.", l, "."), mlp = layer + "mlp.";
+      const bool split = chunk->config().layers[l].mlp != models::MlpKind::kMoe;
+      if (split) parts.emplace_back();
+      parts.emplace_back();
       for (const models::ParamInfo& info : chunk->params().infos()) {
-        if (!info.tied_copy && absl::StartsWith(info.name, prefix)) {
-          ranges.emplace_back(info.offset, info.offset + info.size);
-        }
+        if (info.tied_copy || !absl::StartsWith(info.name, layer)) continue;
+        const bool in_mlp = split && absl::StartsWith(info.name, mlp);
+        parts[parts.size() - (in_mlp ? 2 : 1)].emplace_back(info.offset, info.offset + info.size);
       }
     }
   }

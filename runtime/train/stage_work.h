@@ -160,7 +160,8 @@ class ModelStageWork : public StageWork {
   std::map<int, int64_t> GradientFloats() const override;
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
-  // Each chunk's layers, last to first, with their tensors' ranges (data parallelism only).
+  // Each chunk's layers, last to first, with their tensors' ranges (data parallelism only): a
+  // layer that is not MoE as two parts, its MLP's tensors then the rest (norms, attention).
   GradPartLayout GradientParts() const override;
   void SetGradientProgress(GradientProgress progress) override;
   absl::Status ExportOptimizerState() override;
@@ -188,7 +189,8 @@ class ModelStageWork : public StageWork {
   absl::Status EndForward(Chunk* c, int chunk, int mb, Payload* output, double* loss);
   // I's end: the input gradient into `input_grad` (not for the first chunk).
   void CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const;
-  // W in its parts (bit for bit the whole call), reporting each finished layer to progress_.
+  // W in its parts (bit for bit the whole call), reporting each finished part of
+  // GradientParts to progress_.
   absl::Status BackwardWeightsReporting(Chunk* c, int chunk, int mb);
   DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
