@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,39 @@ constexpr int kMicroBatch = 4, kSeqLen = 64, kMicrobatches = 8, kReplicas = 2, k
 
 struct Measured {
   double step_ms = 0;
-  double reduction_ms = 0;  // per step, summed over stages
-  double hidden = 0;        // share of it hidden under backward
+  double reduction_ms = 0;   // per step, summed over stages
+  double hidden = 0;         // share of it hidden under backward
+  double median_hidden = 0;  // the median over steps of each step's share
 };
+
+// Each step's hidden share (the summary's row over that step alone), and their median: on a
+// shared machine one step whose replicas drifted apart (a reduction waiting for the other
+// replica, long after the backward) weighs as one step, not by its length.
+double MedianStepHidden(const runtime::trace::Trace& trace) {
+  std::set<int64_t> steps;
+  for (const runtime::trace::Span& s : trace.spans) steps.insert(s.step);
+  std::vector<double> shares;
+  for (int64_t step : steps) {
+    runtime::trace::Trace one = trace;
+    one.spans.clear();
+    one.memory.clear();
+    one.steps.clear();
+    for (const runtime::trace::Span& s : trace.spans) {
+      if (s.step == step) one.spans.push_back(s);
+    }
+    for (const runtime::trace::StepSpan& s : trace.steps) {
+      if (s.step == step) one.steps.push_back(s);
+    }
+    absl::StatusOr<runtime::trace::TraceSummary> summary = runtime::trace::Summarize(one);
+    if (summary.ok() && summary->grad_reduction_us > 0) {
+      shares.push_back(summary->hidden_grad_reduction_us / summary->grad_reduction_us);
+    }
+  }
+  if (shares.empty()) return 0;
+  std::sort(shares.begin(), shares.end());
+  const size_t n = shares.size();
+  return n % 2 ? shares[n / 2] : (shares[n / 2 - 1] + shares[n / 2]) / 2;
+}
 
 const std::vector<int32_t>& Tokens() {
   static const std::vector<int32_t>* tokens = [] {
@@ -59,12 +90,13 @@ absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
   o.trace = &recorder;
   ASSIGN_OR_RETURN(ModelPipeline mp, BuildModelPipeline(o, &sampler));
   for (int step = 1; step <= steps; ++step) RETURN_IF_ERROR(mp.pipeline->RunStep(step).status());
-  ASSIGN_OR_RETURN(runtime::trace::TraceSummary summary,
-                   runtime::trace::Summarize(recorder.Collect()));
+  const runtime::trace::Trace trace = recorder.Collect();
+  ASSIGN_OR_RETURN(runtime::trace::TraceSummary summary, runtime::trace::Summarize(trace));
   Measured m;
   m.step_ms = summary.step_statistics.median_us / 1e3;
   m.reduction_ms = summary.grad_reduction_us / 1e3 / summary.num_steps;
   m.hidden = summary.hidden_grad_reduction_us / std::max(summary.grad_reduction_us, 1e-9);
+  m.median_hidden = MedianStepHidden(trace);
   return m;
 }
 
@@ -76,8 +108,8 @@ int Main(int argc, char** argv) {
       "dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g "
       "--grad_bucket_mb=%g, %d steps (median step)\n",
       kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, steps);
-  std::printf("%-27s %-18s %10s %14s %8s\n", "planner", "reduction starts", "step ms",
-              "reduction ms", "hidden");
+  std::printf("%-27s %-18s %10s %14s %8s %12s\n", "planner", "reduction starts", "step ms",
+              "reduction ms", "hidden", "median step");
   const runtime::GradReductionStart starts[3] = {runtime::GradReductionStart::kAsLayersComplete,
                                                  runtime::GradReductionStart::kAsBucketsComplete,
                                                  runtime::GradReductionStart::kAfterBackward};
@@ -92,9 +124,9 @@ int Main(int argc, char** argv) {
         return 1;
       }
       m[i] = *r;
-      std::printf("%-27s %-18s %10.1f %14.3f %7.1f%%\n",
+      std::printf("%-27s %-18s %10.1f %14.3f %7.1f%% %11.1f%%\n",
                   (planner + " (" + std::to_string(chunks) + " chunk/stage)").c_str(), names[i],
-                  m[i].step_ms, m[i].reduction_ms, 100 * m[i].hidden);
+                  m[i].step_ms, m[i].reduction_ms, 100 * m[i].hidden, 100 * m[i].median_hidden);
     }
     std::printf("%-27s per layer / after-backward: step time x%.3f, hidden %.1f%% vs %.1f%%\n",
                 planner.c_str(), m[0].step_ms / m[2].step_ms, 100 * m[0].hidden, 100 * m[2].hidden);
