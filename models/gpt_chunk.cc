@@ -1358,6 +1358,22 @@ absl::Status GptChunk<Real>::BackwardWeightsPart(int mb, const LayerPartRef& par
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                                      const std::function<void()>& mlp_done) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, &part));
+  const int i = part.layer - spec_.first_layer;
+  if (IsMoeLayer(i)) {
+    LayerBackwardWeightsPart(*st, i, part.part);
+  } else {  // LayerBackwardWeights' two pieces, in its order
+    MlpWeightsOf(*st, i);
+    mlp_done();
+    AttentionBackwardWeights(*st, i);
+  }
+  ++st->next_part[2];
+  return absl::OkStatus();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::BackwardWeightsEnd(int mb) {
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, nullptr));
   if (spec_.has_embedding) {

@@ -6,6 +6,7 @@
 #define STAGEHAND_MODELS_GPT_CHUNK_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -154,6 +155,13 @@ class GptChunk {
   absl::Status BackwardWeightsBegin(int mb);  // the head's weight gradient
   absl::Status BackwardWeightsPart(int mb, const LayerPartRef& part);
   absl::Status BackwardWeightsEnd(int mb);  // the embedding's weight gradient; releases mb
+  // BackwardWeightsPart, bit for bit, calling `mlp_done` in a layer that is not MoE (one
+  // kRest part) between its two pieces: once its MLP's weight gradients are written and before
+  // its norms' and attention's (each piece writes only its own tensors' gradients). For a
+  // data-parallel reduction that starts on a layer's MLP while its attention still runs. An
+  // MoE layer's parts never call it.
+  absl::Status BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                        const std::function<void()>& mlp_done);
 
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);

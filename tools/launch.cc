@@ -582,7 +582,8 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
   const bool tty = isatty(fileno(stderr));
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
   StepTimers timers;
-  if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
+  // One process: one rank per stage; with --dp every replica's stages (PhaseTimers::Grid).
+  if (c.log_timers) timers.timers.emplace(runtime::PhaseTimers::Grid(c.dp, static_cast<int>(t.busy.size())));
   timers.from = loop.first_step();
   s.mp.pipeline->SeedLossHistory(loop.history().train);  // the rerun check's running median
   std::signal(SIGINT, RequestStop);
