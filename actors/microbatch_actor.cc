@@ -13,6 +13,22 @@ using runtime::ActionKind;
 
 namespace {
 
+// One span per sub-step on the lane it ran: compute sub-steps on the compute lane, dispatch /
+// combine on the a2a lane; an action run whole is one plain span.
+void RecordSubStepSpan(runtime::trace::TraceRecorder::ComputeLane* trace,
+                       const runtime::SubStepOrder& order,
+                       std::chrono::steady_clock::time_point start,
+                       std::chrono::steady_clock::time_point end) {
+  const runtime::Action& a = order.step.action;
+  if (order.whole) {
+    trace->Record(a.kind, a.chunk, a.microbatch, runtime::trace::ToNanos(start),
+                  runtime::trace::ToNanos(end));
+    return;
+  }
+  trace->RecordSubStep(a.kind, a.chunk, a.microbatch, order.step.layer, order.step.part,
+                       runtime::trace::ToNanos(start), runtime::trace::ToNanos(end));
+}
+
 // Sub-step `run` of this (chunk, microbatch) on the lane it names: its first takes the input,
 // its last gives the output, as a whole action does.
 void PostSubStep(microbatch_actor::stateful_pointer<MicrobatchActorState> self,
@@ -29,7 +45,8 @@ void PostSubStep(microbatch_actor::stateful_pointer<MicrobatchActorState> self,
   }
   const bool comm = order.lane() == runtime::SubStepLane::kCommunication;
   auto job = [me = caf::actor_cast<microbatch_actor>(self), work = in.work,
-              trace = comm ? nullptr : in.trace, order, run, input = std::move(input)]() mutable {
+              trace = comm ? in.a2a_trace : in.trace, order, run,
+              input = std::move(input)]() mutable {
     const runtime::Action& a = order.step.action;
     SubStepDone done{run, ComputeDone{a.kind, a.chunk, a.microbatch, 0.0, 0.0, ""}};
     const auto start = std::chrono::steady_clock::now();
@@ -41,10 +58,7 @@ void PostSubStep(microbatch_actor::stateful_pointer<MicrobatchActorState> self,
     }
     const auto end = std::chrono::steady_clock::now();
     done.done.seconds = std::chrono::duration<double>(end - start).count();
-    if (trace) {  // compute sub-steps only (one span each); dispatch / combine are not traced
-      trace->Record(a.kind, a.chunk, a.microbatch, runtime::trace::ToNanos(start),
-                    runtime::trace::ToNanos(end));
-    }
+    if (trace) RecordSubStepSpan(trace, order, start, end);
     if (!s.ok()) done.done.error = std::string(s.message());
     caf::anon_send(me, std::move(done), std::move(output));
   };

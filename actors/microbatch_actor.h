@@ -26,6 +26,8 @@ struct MicrobatchActorInit {
   // Sub-steps (fine-grained callables): the stage's communication lane for dispatch and
   // combine; null when the stage runs whole actions.
   Lane* comm_lane = nullptr;
+  // Sub-steps: where dispatch / combine are traced (the trace's a2a lane); may be null.
+  runtime::trace::TraceRecorder::ComputeLane* a2a_trace = nullptr;
 };
 
 struct MicrobatchActorState {

@@ -54,7 +54,7 @@ struct ModelPipelineOptions {
   // MoE layer on the rows of the whole group (models/expert_exchange.h).
   int ep = 1;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
-  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
+  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
   // full spec is planner_options' (the chunks hold that many microbatches).
   std::shared_ptr<const runtime::StepSpecs> specs;

@@ -137,6 +137,28 @@ TEST(BitwiseParityWarningTest, APlanTheWarningNamesValidatesButIsNotBitwise) {
 // Llama-style and heterogeneous models pipeline like the sequential run too: GQA, RoPE,
 // RMSNorm, SwiGLU, linear replacements, missing parts and an untied head, under plain,
 // V-shaped and interleaved placements.
+// Packed documents (per-document causal masks, positions restarting per document, crossing
+// targets masked): every planner of the zoo at P=4 trains bitwise like the sequential run, the
+// learned-position GPT and (for two planners) the RoPE Llama-style model.
+models::GptConfig TinyLlama();
+
+TEST(PackedDocumentsParityTest, EveryPlannerAtFourStagesMatchesTheSequentialRunBitwise) {
+  const models::GptConfig llama = TinyLlama();
+  for (const char* name : {"gpipe", "1f1b", "interleaved", "looped_bfs", "zb_h1", "zb_h2", "zb_v",
+                           "dualpipe_v", "adaptive", "example_backward_first"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> planner =
+        runtime::PlannerRegistry::Default().Get(name);
+    ASSERT_TRUE(planner.ok()) << planner.status();
+    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
+    parity.packed_documents = true;
+    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name;
+    if (std::string(name) == "1f1b" || std::string(name) == "zb_v") {
+      parity.model = &llama;
+      EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name << " (Llama-style)";
+    }
+  }
+}
+
 models::GptConfig TinyLlama() { return models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11); }
 
 models::GptConfig TinyMixed() {

@@ -131,7 +131,10 @@ struct GptChunk<Real>::MicrobatchState {
   // Per pass (F, I, W): the index of its next part (GptChunk::Parts), -1 before it began.
   int next_part[3] = {-1, -1, -1};
   std::vector<int32_t> tokens, targets;  // (N)
-  std::vector<int32_t> positions;        // (N) RoPE positions
+  std::vector<int32_t> positions;        // (N) RoPE positions (and wpe's, when reset)
+  std::vector<int32_t> doc_start;        // (N) packed documents' starts; empty: none
+  std::vector<uint8_t> loss_mask;        // (N) 1: the token's loss counts; empty: every one
+  int64_t counted = 0;                   // tokens whose loss counts
   std::vector<Real> input;               // (N, C) encoded tokens or received activation
   std::vector<LayerState> layers;
   std::vector<Real> lnf, lnf_mean, lnf_rstd;  // (N, C), (N), (N)
@@ -449,7 +452,8 @@ void GptChunk<Real>::AttentionForward(MicrobatchState& st, int i, const Real* x)
       ops::RopeForward(ls.qkv.data(), st.positions.data(), RopeShapeOf(c, spec, N));
     }
     ops::GroupedAttentionForward(ls.atty.data(), ls.att.data(), ls.qkv.data(),
-                                 AttentionShapeOf(c, spec, B, T), nullptr);
+                                 AttentionShapeOf(c, spec, B, T),
+                                 st.doc_start.empty() ? nullptr : st.doc_start.data());
     // residual2 = x + atty @ c_proj^T + bias, written in two steps into residual2.
     ops::LinearForward(ls.residual2.data(), ls.atty.data(), p.value(h + "attn.c_proj.weight"),
                        OptionalValue(h + "attn.c_proj.bias"), N, C, C);
@@ -1034,8 +1038,43 @@ absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::FindFo
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
+                                          const PackedDocuments* documents) const {
+  const int B = options_.micro_batch_size, T = options_.seq_len;
+  const int64_t N = int64_t{B} * T;
+  const int32_t* ds = documents != nullptr ? documents->doc_start : nullptr;
+  const uint8_t* mask = documents != nullptr ? documents->loss_mask : nullptr;
+  for (int64_t i = 0; ds != nullptr && i < N; ++i) {
+    const int t = static_cast<int>(i % T);
+    if (ds[i] != t && (t == 0 || ds[i] != ds[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "packed documents: doc_start[", i / T, ", ", t, "]=", ds[i], " must be ", t,
+          t == 0 ? "" : absl::StrCat(" (a document begins) or ", ds[i - 1], " (as before)")));
+    }
+  }
+  for (int64_t i = 0; mask != nullptr && i < N; ++i) {
+    if (mask[i] > 1) {
+      return absl::InvalidArgumentError(absl::StrCat("packed documents: loss_mask[", i / T, ", ",
+                                                     i % T, "]=", int{mask[i]}, " is not 0 or 1"));
+    }
+  }
+  st.doc_start.assign(ds, ds == nullptr ? ds : ds + N);
+  st.loss_mask.assign(mask, mask == nullptr ? mask : mask + N);
+  st.counted = N;
+  if (mask != nullptr) st.counted = std::count(mask, mask + N, uint8_t{1});
+  if (options_.reset_position_ids) {
+    st.positions.resize(N);
+    for (int64_t i = 0; i < N; ++i) {
+      st.positions[i] = static_cast<int32_t>(i % T) - (ds != nullptr ? ds[i] : 0);
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
-                                          const int32_t* targets) {
+                                          const int32_t* targets,
+                                          const PackedDocuments* documents) {
   if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
     return absl::FailedPreconditionError(
         absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
@@ -1071,6 +1110,11 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   }
   if (owned == nullptr) owned = NewState();
   MicrobatchState& st = *owned;
+  if (absl::Status s = SetDocuments(st, documents); !s.ok()) {
+    absl::MutexLock lock(&states_mu_);
+    free_states_.push_back(std::move(owned));
+    return s;
+  }
   st.backward_input_done = st.forward_done = false;
   st.next_part[0] = 0;
   st.next_part[1] = st.next_part[2] = -1;
@@ -1080,7 +1124,7 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   if (spec_.has_embedding) {
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);
     ops::EncoderForward(st.input.data(), tokens, params_.value("wte"), OptionalValue("wpe"), B, T,
-                        C);
+                        C, options_.reset_position_ids ? st.positions.data() : nullptr);
   } else {
     std::memcpy(st.input.data(), input, sizeof(Real) * N * C);
   }
@@ -1112,8 +1156,12 @@ absl::Status GptChunk<Real>::ForwardEnd(int mb) {
     ops::SoftmaxCrossEntropyForward(st.losses.data(), st.probs.data(), st.probs.data(),
                                     st.targets.data(), N, V);
     double sum = 0.0;
-    for (int i = 0; i < N; ++i) sum += st.losses[i];
-    st.loss = sum / N;
+    if (st.loss_mask.empty()) {
+      for (int i = 0; i < N; ++i) sum += st.losses[i];
+    } else {
+      for (int i = 0; i < N; ++i) sum += st.loss_mask[i] ? st.losses[i] : Real{0};
+    }
+    st.loss = st.counted > 0 ? sum / st.counted : 0.0;
   }
   st.forward_done = true;
   return absl::OkStatus();
@@ -1121,8 +1169,8 @@ absl::Status GptChunk<Real>::ForwardEnd(int mb) {
 
 template <typename Real>
 absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
-                                     const int32_t* targets) {
-  RETURN_IF_ERROR(ForwardBegin(mb, tokens, input, targets));
+                                     const int32_t* targets, const PackedDocuments* documents) {
+  RETURN_IF_ERROR(ForwardBegin(mb, tokens, input, targets, documents));
   for (const LayerPartRef& part : pass_parts_[0]) RETURN_IF_ERROR(ForwardPart(mb, part));
   return ForwardEnd(mb);
 }
@@ -1424,8 +1472,14 @@ absl::Status GptChunk<Real>::BackwardInputBegin(int mb, const Real* dout) {
   const int64_t NC = int64_t{N} * C;
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
-    // The step's loss is the mean over M microbatches of the mean over N tokens.
+    // The step's loss is the mean over M microbatches of the mean over the N tokens (those
+    // that count, with a loss mask).
     std::vector<Real> dlosses(N, static_cast<Real>(1.0 / (double(N) * step_microbatches_)));
+    if (!st.loss_mask.empty()) {
+      const Real d =
+          st.counted > 0 ? static_cast<Real>(1.0 / (double(st.counted) * step_microbatches_)) : 0;
+      for (int i = 0; i < N; ++i) dlosses[i] = st.loss_mask[i] ? d : Real{0};
+    }
     ops::SoftmaxCrossEntropyBackwardInput(st.probs.data(), st.probs.data(), st.targets.data(),
                                           dlosses.data(), N, V);  // probs now hold dlogits
     Zero(st.d_lnf);
@@ -1507,12 +1561,29 @@ absl::Status GptChunk<Real>::BackwardWeightsPart(int mb, const LayerPartRef& par
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                                      const std::function<void()>& mlp_done) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, &part));
+  const int i = part.layer - spec_.first_layer;
+  if (IsMoeLayer(i)) {
+    LayerBackwardWeightsPart(*st, i, part.part);
+  } else {  // LayerBackwardWeights' two pieces, in its order
+    MlpWeightsOf(*st, i);
+    mlp_done();
+    AttentionBackwardWeights(*st, i);
+  }
+  ++st->next_part[2];
+  return absl::OkStatus();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::BackwardWeightsEnd(int mb) {
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, nullptr));
   if (spec_.has_embedding) {
     ops::EncoderBackwardWeights(params_.grad("wte"), OptionalGrad("wpe"),
                                 st->layers.front().d_in.data(), st->tokens.data(),
-                                options_.micro_batch_size, options_.seq_len, config_.d_model);
+                                options_.micro_batch_size, options_.seq_len, config_.d_model,
+                                options_.reset_position_ids ? st->positions.data() : nullptr);
   }
   Release(mb);
   return absl::OkStatus();

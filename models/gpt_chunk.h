@@ -6,6 +6,7 @@
 #define STAGEHAND_MODELS_GPT_CHUNK_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,6 +42,19 @@ struct ChunkOptions {
   int micro_batch_size = 4;  // B
   int seq_len = 64;          // T
   int num_microbatches = 1;  // M: the loss of a step is the mean over M microbatches
+  // Positions restart at 0 with each packed document (Megatron's --reset_position_ids), for
+  // learned position embeddings and RoPE alike; without PackedDocuments a row is one document.
+  bool reset_position_ids = false;
+};
+
+// The documents packed into one microbatch (Megatron's packed_seq_params / cu_seqlens, per
+// token): doc_start (B, T): the position in its row where token t's document begins, so
+// doc_start[t] is t or doc_start[t - 1] (and 0 at t = 0); a token attends to keys
+// [doc_start[t], t] only. loss_mask (B, T) or null (every token counts): 1 where token t's
+// loss counts. The microbatch's loss is the mean over the tokens that count (0 when none do).
+struct PackedDocuments {
+  const int32_t* doc_start = nullptr;
+  const uint8_t* loss_mask = nullptr;
 };
 
 // What an MoE layer's router did over the microbatches whose B ran since the last take.
@@ -87,7 +101,10 @@ class GptChunk {
 
   // F on microbatch mb. tokens (B, T) for the first chunk (else null); input (B, T, C) for
   // the others (else null); targets (B, T) for the last chunk (else null).
-  absl::Status Forward(int mb, const int32_t* tokens, const Real* input, const int32_t* targets);
+  // `documents` (null: each row is one document, every loss counts) packs documents into the
+  // rows; every chunk of the model gets the same.
+  absl::Status Forward(int mb, const int32_t* tokens, const Real* input, const int32_t* targets,
+                       const PackedDocuments* documents = nullptr);
   // (B, T, C) output of F(mb) for a chunk without the head; valid until mb is released.
   const Real* output(int mb) const;
   // Mean token loss of F(mb), last chunk only: the language-model loss, without the MoE
@@ -140,7 +157,7 @@ class GptChunk {
   // Forward's checks and the embedding (or the input's copy); tokens / input / targets as
   // for Forward.
   absl::Status ForwardBegin(int mb, const int32_t* tokens, const Real* input,
-                            const int32_t* targets);
+                            const int32_t* targets, const PackedDocuments* documents = nullptr);
   absl::Status ForwardPart(int mb, const LayerPartRef& part);
   absl::Status ForwardEnd(int mb);                            // the head and the loss (last chunk)
   absl::Status BackwardInputBegin(int mb, const Real* dout);  // the head's input gradient
@@ -149,6 +166,13 @@ class GptChunk {
   absl::Status BackwardWeightsBegin(int mb);  // the head's weight gradient
   absl::Status BackwardWeightsPart(int mb, const LayerPartRef& part);
   absl::Status BackwardWeightsEnd(int mb);  // the embedding's weight gradient; releases mb
+  // BackwardWeightsPart, bit for bit, calling `mlp_done` in a layer that is not MoE (one
+  // kRest part) between its two pieces: once its MLP's weight gradients are written and before
+  // its norms' and attention's (each piece writes only its own tensors' gradients). For a
+  // data-parallel reduction that starts on a layer's MLP while its attention still runs. An
+  // MoE layer's parts never call it.
+  absl::Status BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                        const std::function<void()>& mlp_done);
 
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);
@@ -244,6 +268,9 @@ class GptChunk {
   const Real* OptionalValue(const std::string& name) const;
   Real* OptionalGrad(const std::string& name);
   absl::StatusOr<MicrobatchState*> Find(int mb, const char* what) const;
+  // Checks `documents` (InvalidArgument naming the row and position) and copies them into
+  // `st`, with the positions they give.
+  absl::Status SetDocuments(MicrobatchState& st, const PackedDocuments* documents) const;
 
   GptConfig config_;
   ChunkSpec spec_;

@@ -444,6 +444,125 @@ TEST(GptChunkTest, ImpossibleCutsAreErrors) {
   EXPECT_TRUE((*cuts)[2].has_head && !(*cuts)[2].has_embedding);
 }
 
+// Packed documents: rows of kPackT + 1 tokens, each a run of whole documents (>= 2 tokens).
+constexpr int kPackT = 8;
+const std::vector<std::vector<int>> kRowDocuments = {{3, 4, 2}, {5, 4}};
+
+struct PackedRun {
+  double loss_sum = 0;                                   // the loss times the tokens that count
+  std::map<std::string, std::vector<double>> grad_sums;  // the gradients times the same
+};
+
+std::unique_ptr<GptChunk<double>> WholeChunk(const GptConfig& config, int B, int T, bool reset) {
+  ChunkOptions options{B, T, 1};
+  options.reset_position_ids = reset;
+  auto chunk = GptChunk<double>::Create(
+      config, ChunkSpec{0, static_cast<int>(config.layers.size()), true, true}, options);
+  EXPECT_TRUE(chunk.ok()) << chunk.status();
+  return std::move(*chunk);
+}
+
+// F, I and W of one microbatch on a fresh whole-model chunk; loss and gradients scaled by
+// `weight` (the number of tokens whose loss counts: the sums the mean was taken over).
+PackedRun RunWeighted(const GptConfig& config, int B, int T, bool reset,
+                      const std::vector<int32_t>& tokens, const std::vector<int32_t>& targets,
+                      const PackedDocuments* documents, double weight) {
+  auto chunk = WholeChunk(config, B, T, reset);
+  EXPECT_TRUE(chunk->Forward(0, tokens.data(), nullptr, targets.data(), documents).ok());
+  PackedRun run;
+  run.loss_sum = chunk->loss(0) * weight;  // before W releases the microbatch
+  EXPECT_GT(run.loss_sum, 0.0);
+  EXPECT_TRUE(chunk->Backward(0, nullptr).ok());
+  chunk->FoldTiedGradients();
+  for (const ParamInfo& info : chunk->params().infos()) {
+    if (info.tied_copy) continue;
+    const double* g = chunk->params().grad(info.name);
+    std::vector<double>& sum = run.grad_sums[info.name];
+    for (int64_t i = 0; i < info.size; ++i) sum.push_back(g[i] * weight);
+  }
+  return run;
+}
+
+// A packed microbatch (per-document causal masks, positions restarting per document, the
+// loss of each document's last token masked: its target is the next document's first) gives
+// the loss and gradients of its documents run one by one, each as a plain sequence.
+void CheckPackedEqualsDocumentsOneByOne(const GptConfig& config) {
+  std::mt19937 rng(5);
+  const int B = static_cast<int>(kRowDocuments.size());
+  std::vector<int32_t> tokens, targets, doc_start;
+  std::vector<uint8_t> loss_mask;
+  PackedRun one_by_one;
+  int counted = 0;
+  for (const std::vector<int>& row : kRowDocuments) {
+    std::vector<int32_t> stream;
+    std::vector<int32_t> starts;
+    for (int n : row) {
+      std::vector<int32_t> doc;
+      for (int i = 0; i < n; ++i) doc.push_back(rng() % config.vocab_size);
+      starts.push_back(static_cast<int32_t>(stream.size()));
+      stream.insert(stream.end(), doc.begin(), doc.end());
+      // The document alone: n - 1 predictions, every one counted.
+      const std::vector<int32_t> in(doc.begin(), doc.end() - 1), out(doc.begin() + 1, doc.end());
+      PackedRun alone = RunWeighted(config, 1, n - 1, false, in, out, nullptr, n - 1);
+      one_by_one.loss_sum += alone.loss_sum;
+      for (auto& [name, g] : alone.grad_sums) {
+        std::vector<double>& sum = one_by_one.grad_sums[name];
+        sum.resize(g.size(), 0.0);
+        for (size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+      }
+      counted += n - 1;
+    }
+    ASSERT_EQ(static_cast<int>(stream.size()), kPackT + 1);
+    int current = 0;
+    for (int t = 0; t < kPackT; ++t) {
+      if (std::count(starts.begin(), starts.end(), t)) current = t;
+      tokens.push_back(stream[t]);
+      targets.push_back(stream[t + 1]);
+      doc_start.push_back(current);
+      loss_mask.push_back(std::count(starts.begin(), starts.end(), t + 1) ? 0 : 1);
+    }
+  }
+  const PackedDocuments documents{doc_start.data(), loss_mask.data()};
+  PackedRun packed = RunWeighted(config, B, kPackT, true, tokens, targets, &documents, counted);
+  EXPECT_NEAR(packed.loss_sum, one_by_one.loss_sum, 1e-11 * std::abs(one_by_one.loss_sum));
+  for (auto& [name, g] : packed.grad_sums) {
+    const std::vector<double>& want = one_by_one.grad_sums.at(name);
+    for (size_t i = 0; i < g.size(); ++i) {
+      EXPECT_NEAR(g[i], want[i], 1e-11 + 1e-10 * std::abs(want[i])) << name << "[" << i << "]";
+    }
+  }
+  // Not a test that cannot fail: without the document masks the same rows differ.
+  const PackedDocuments mask_only{nullptr, loss_mask.data()};
+  PackedRun crossing = RunWeighted(config, B, kPackT, true, tokens, targets, &mask_only, counted);
+  EXPECT_GT(std::abs(crossing.loss_sum - one_by_one.loss_sum), 1e-6);
+}
+
+TEST(GptChunkTest, PackedMicrobatchEqualsItsDocumentsOneByOne) {
+  CheckPackedEqualsDocumentsOneByOne(SmallConfig(false));  // learned positions, tied head
+  CheckPackedEqualsDocumentsOneByOne(LlamaConfig());       // RoPE, grouped-query attention
+  CheckPackedEqualsDocumentsOneByOne(MixedConfig());       // every block kind
+}
+
+TEST(GptChunkTest, MalformedPackedDocumentsAreErrors) {
+  auto chunk = WholeChunk(SmallConfig(false), 1, 4, true);
+  const std::vector<int32_t> tokens = {1, 2, 3, 4}, targets = {2, 3, 4, 5};
+  const std::vector<int32_t> bad_start = {0, 0, 2, 1};  // 1 is neither 3 nor 2
+  const PackedDocuments bad{bad_start.data(), nullptr};
+  absl::Status s = chunk->Forward(0, tokens.data(), nullptr, targets.data(), &bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("doc_start[0, 3]=1"), std::string::npos) << s;
+  const std::vector<int32_t> starts = {0, 0, 2, 2};
+  const std::vector<uint8_t> bad_mask = {1, 2, 1, 1};
+  const PackedDocuments bad2{starts.data(), bad_mask.data()};
+  s = chunk->Forward(0, tokens.data(), nullptr, targets.data(), &bad2);
+  EXPECT_NE(s.message().find("loss_mask[0, 1]=2"), std::string::npos) << s;
+  // The chunk is still usable.
+  const std::vector<uint8_t> none = {0, 0, 0, 0};
+  const PackedDocuments all_masked{starts.data(), none.data()};
+  ASSERT_TRUE(chunk->Forward(0, tokens.data(), nullptr, targets.data(), &all_masked).ok());
+  EXPECT_EQ(chunk->loss(0), 0.0);
+}
+
 TEST(GptChunkTest, SeqLenLongerThanContextIsAnError) {
   auto chunk = GptChunk<float>::Create(SmallConfig(false), ChunkSpec{0, 3, true, true},
                                        ChunkOptions{2, 9, 1});

@@ -30,9 +30,10 @@ int GreedyCut(const std::vector<double>& costs, double limit, std::vector<int>* 
   return static_cast<int>(sizes->size());
 }
 
-// The contiguous cut into exactly `num_chunks` non-empty chunks minimising the largest chunk
-// cost: binary search on that cost (greedy is optimal for a given limit), then chunks split
-// until there are enough (splitting never raises the maximum).
+}  // namespace
+
+// Binary search on the largest chunk cost (greedy is optimal for a given limit), then chunks
+// split until there are enough (splitting never raises the maximum).
 std::vector<int> BalancedCut(const std::vector<double>& costs, int num_chunks) {
   double lo = *std::max_element(costs.begin(), costs.end());
   double hi = std::accumulate(costs.begin(), costs.end(), 0.0);
@@ -55,6 +56,8 @@ std::vector<int> BalancedCut(const std::vector<double>& costs, int num_chunks) {
   return sizes;
 }
 
+namespace {
+
 absl::StatusOr<std::vector<int>> ExplicitCut(const std::string& spec, int num_layers,
                                              int num_chunks) {
   std::vector<int> sizes;
@@ -63,7 +66,8 @@ absl::StatusOr<std::vector<int>> ExplicitCut(const std::string& spec, int num_la
     if (!absl::SimpleAtoi(part, &n) || n <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--partition=", spec, ": '", part,
-          "' is not a positive layer count (give equal, balanced or counts like 7,5,5,7)"));
+          "' is not a positive layer count (give equal, balanced, profile:TRACE or counts like "
+          "7,5,5,7)"));
     }
     sizes.push_back(n);
   }

@@ -2,6 +2,7 @@
 // default), explicit counts ("7,5,5,7"), or "balanced": contiguous chunks whose estimated
 // costs (per-layer FLOPs from the config, the embedding on the first chunk and the head on
 // the last) have the smallest possible maximum. A cut never drops or duplicates a layer.
+// ("profile:TRACE", measured costs, is runtime/train/profile_partition.h's.)
 #ifndef STAGEHAND_MODELS_PARTITION_H_
 #define STAGEHAND_MODELS_PARTITION_H_
 
@@ -18,6 +19,10 @@ namespace stagehand::models {
 // multiple of it, so it does not change a cut); the embedding's cost is added to layer 0 and
 // the final norm, head and loss to the last layer, as the chunks holding them pay for them.
 std::vector<double> LayerCosts(const GptConfig& config, int seq_len);
+
+// The contiguous cut of layers with `costs` into exactly `num_chunks` non-empty chunks (at
+// most costs.size()) that minimises the largest chunk cost.
+std::vector<int> BalancedCut(const std::vector<double>& costs, int num_chunks);
 
 // Layers per chunk for `spec` ("" or "equal", "balanced", or comma-separated counts) and
 // `num_chunks` chunks. Errors name the flag and what is wrong.

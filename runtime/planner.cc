@@ -121,7 +121,10 @@ bool OrderedPlanner::MayOverlap(const Action& candidate, const std::vector<Actio
   if (!overlap_pairs_ || running.size() != 1) return false;
   const auto is_forward = [](const Action& a) { return a.kind == ActionKind::kForward; };
   const Action& other = running.front();
-  return is_forward(candidate) != is_forward(other) && other.microbatch != candidate.microbatch;
+  if (other.microbatch == candidate.microbatch) return false;
+  // F with B (a steady-state pair), or F with F (the warm-up's forwards, in order): never B
+  // with B, whose weight gradients would then add up in another order than one at a time.
+  return is_forward(candidate) || is_forward(other);
 }
 
 namespace {

@@ -143,8 +143,10 @@ class PlannerRegistration {
 // list not yet started, iff it is in `ready`. The list is the whole plan of the stage.
 class OrderedPlanner : public Planner {
  public:
-  // `overlap_pairs`: MayOverlap lets an F start while one B runs and a B while one F runs
-  // (of other microbatches): 1F1B-style F/B pairs overlap at sub-step granularity.
+  // `overlap_pairs`: MayOverlap lets an F start while one B or F runs and a B while one F
+  // runs (of other microbatches): 1F1B-style F/B pairs, and the warm-up's forwards, overlap
+  // at sub-step granularity. Never two B's (or I's / W's): a chunk's weight gradients add up
+  // in microbatch order, bitwise as the sequential run.
   explicit OrderedPlanner(std::vector<Action> order, bool overlap_pairs = false);
   bool MayOverlap(const Action& candidate, const std::vector<Action>& running) const override;
   // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the

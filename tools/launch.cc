@@ -30,6 +30,7 @@
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
+#include "runtime/train/profile_partition.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/fault_plan.h"
@@ -456,8 +457,14 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
     for (runtime::Chunk* chunk : s.chunks) {
       sizes.push_back(chunk->spec().end_layer - chunk->spec().first_layer);
     }
-    std::printf("partition %s\n",
-                models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+    if (runtime::IsProfilePartition(c.partition)) {
+      absl::StatusOr<runtime::ProfileCut> cut = runtime::ProfilePartition(
+          c.partition, s.model, static_cast<int>(sizes.size()), c.chunk.seq_len);
+      if (cut.ok()) std::printf("partition %s\n", runtime::DescribeProfileCut(c.partition, *cut).c_str());
+    } else {
+      std::printf("partition %s\n",
+                  models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
+    }
   }
   if (!c.model_config.empty()) {
     std::printf("model config %s: %s\n", c.model_config.c_str(),
@@ -597,7 +604,8 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
   const bool tty = isatty(fileno(stderr));
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
   StepTimers timers;
-  if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
+  // One process: one rank per stage; with --dp every replica's stages (PhaseTimers::Grid).
+  if (c.log_timers) timers.timers.emplace(runtime::PhaseTimers::Grid(c.dp, static_cast<int>(t.busy.size())));
   timers.from = loop.first_step();
   s.mp.pipeline->SeedLossHistory(loop.history().train);  // the rerun check's running median
   std::signal(SIGINT, RequestStop);

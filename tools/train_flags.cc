@@ -12,6 +12,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/model_config.h"
 #include "runtime/data/text_corpus.h"
@@ -23,8 +25,9 @@ ABSL_FLAG(int, layers, 4, "transformer layers");
 ABSL_FLAG(int, d_model, 128, "model width (must be divisible by --heads)");
 ABSL_FLAG(int, heads, 4, "attention heads");
 ABSL_FLAG(std::string, partition, "",
-          "how layers are cut into chunks: equal (default), balanced (by estimated cost), or "
-          "counts per chunk such as 7,5,5,7");
+          "how layers are cut into chunks: equal (default), balanced (by estimated cost), "
+          "profile:TRACE[@COUNTS] (balanced by the measured times of a run traced with --trace "
+          "and cut COUNTS, default equal), or counts per chunk such as 7,5,5,7");
 ABSL_FLAG(std::string, model_config, "",
           "a model config JSON file (models/configs/*.json: Hugging Face size names and a "
           "per-layer list); replaces --layers, --d_model and --heads");
@@ -82,6 +85,16 @@ ABSL_FLAG(std::string, validation_data, "",
 ABSL_FLAG(double, validation_fraction, 0.1, "share of --data's sequences held out for validation");
 ABSL_FLAG(std::string, data_cache_dir, "",
           "cache of tokenised text (default ~/.cache/stagehand/tokens; none disables)");
+ABSL_FLAG(std::string, packing, "stream",
+          "stream (windows of --seq_len+1 tokens attend across documents) or documents (the same "
+          "windows with per-document causal masks; a target that begins another document is "
+          "left out of the loss)");
+ABSL_FLAG(std::string, document_separator, "",
+          "with --packing=documents and --tokenizer=byte: a document also begins after each "
+          "occurrence of this text (C escapes, e.g. '\\n%\\n' between fortunes); default: "
+          "files");
+ABSL_FLAG(bool, reset_position_ids, false,
+          "positions restart at 0 with each packed document (needs --packing=documents)");
 ABSL_FLAG(int, warmup_steps, 0, "linear learning-rate warm-up over the first steps");
 ABSL_FLAG(double, min_lr_fraction, 0.1,
           "cosine decay from --lr to --lr * this at --steps (1 keeps the rate constant)");
@@ -134,6 +147,10 @@ void MakePathFlagsAbsolute() {
         &FLAGS_tokenizer_dir, &FLAGS_trace, &FLAGS_schedule, &FLAGS_data_cache_dir}) {
     const std::string path = absl::GetFlag(*flag);
     if (path != "none") absl::SetFlag(flag, runtime::ResolveUserPath(path));
+  }
+  if (const std::string p = absl::GetFlag(FLAGS_partition); absl::StartsWith(p, "profile:")) {
+    absl::SetFlag(&FLAGS_partition,
+                  absl::StrCat("profile:", runtime::ResolveUserPath(p.substr(8))));
   }
 }
 
@@ -266,7 +283,10 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "zero",
                                                  "ep",
                                                  "moe_aux_loss_coeff",
-                                                 "moe_z_loss_coeff"};
+                                                 "moe_z_loss_coeff",
+                                                 "packing",
+                                                 "document_separator",
+                                                 "reset_position_ids"};
   return names;
 }
 
@@ -494,8 +514,8 @@ absl::Status ReadModelFlags(TrainConfig& c) {
   return absl::OkStatus();
 }
 
-// Phase 3: the tokenizer and the data (nothing to refuse yet: the files are read later).
-void ReadDataFlags(TrainConfig& c) {
+// Phase 3: the tokenizer and the data (the files are read later) and how it is packed.
+absl::Status ReadDataFlags(TrainConfig& c) {
   c.tokenizer.kind = absl::GetFlag(FLAGS_tokenizer);
   c.tokenizer.gpt2_dir = absl::GetFlag(FLAGS_tokenizer_dir);
   if (c.tokenizer.kind == "gpt2" && c.tokenizer.gpt2_dir.empty()) {
@@ -507,6 +527,19 @@ void ReadDataFlags(TrainConfig& c) {
   c.dataset.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
   c.dataset.seq_len = c.chunk.seq_len;
   c.dataset.cache_dir = absl::GetFlag(FLAGS_data_cache_dir);
+  ASSIGN_OR_RETURN(c.dataset.packing, runtime::ParsePacking(absl::GetFlag(FLAGS_packing)));
+  c.chunk.reset_position_ids = absl::GetFlag(FLAGS_reset_position_ids);
+  std::string error;
+  if (!absl::CUnescape(absl::GetFlag(FLAGS_document_separator), &c.dataset.document_separator,
+                       &error)) {
+    return absl::InvalidArgumentError(absl::StrCat("--document_separator: ", error));
+  }
+  if (c.chunk.reset_position_ids && c.dataset.packing != runtime::Packing::kDocuments) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--reset_position_ids needs --packing=documents (--packing=",
+                     absl::GetFlag(FLAGS_packing), ")"));
+  }
+  return absl::OkStatus();
 }
 
 // Phase 4: the run's course: LR schedule, logging, checkpoints, resume and early exit.
@@ -543,7 +576,7 @@ absl::StatusOr<TrainConfig> TrainConfigFromFlags() {
   TrainConfig c;
   RETURN_IF_ERROR(ReadScheduleFlags(c));
   RETURN_IF_ERROR(ReadModelFlags(c));
-  ReadDataFlags(c);
+  RETURN_IF_ERROR(ReadDataFlags(c));
   RETURN_IF_ERROR(ReadRunFlags(c));
   RETURN_IF_ERROR(RerunFromFlags(c.rerun));
   c.log_timers = absl::GetFlag(FLAGS_log_timers);
@@ -591,6 +624,11 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
         {"train_order_seed", c.model.seed},
         {"validation_order_seed", runtime::HeldOutOrderSeed(c.model.seed)}}},
       {"history", runtime::LossHistoryToJson(h)}};
+  if (c.dataset.packing == runtime::Packing::kDocuments) {  // as rampup: only then
+    run["data"]["packing"] = "documents";
+    run["data"]["document_separator"] = c.dataset.document_separator;
+    run["reset_position_ids"] = c.chunk.reset_position_ids;
+  }
   if (c.rampup.has_value()) {  // only then: the manifests of other runs stay as they were
     run["rampup_batch_size"] = {c.rampup->start, c.rampup->increment, c.rampup->samples};
   }

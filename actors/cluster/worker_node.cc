@@ -119,6 +119,10 @@ class RecordingStageWork : public runtime::StageWork {
   }
   double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
   std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
+  runtime::GradPartLayout GradientParts() const override { return inner_->GradientParts(); }
+  void SetGradientProgress(GradientProgress progress) override {
+    inner_->SetGradientProgress(std::move(progress));
+  }
   // On the reduction lane, beside compute: the log keeps the compute lane's last action.
   absl::Status ReduceGradients(const runtime::GradBucket& bucket) override {
     return inner_->ReduceGradients(bucket);

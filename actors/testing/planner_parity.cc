@@ -29,6 +29,32 @@ const std::vector<int32_t>& Data() {
   return *data;
 }
 
+// Where each word of Data() begins (ParityOptions::packed_documents).
+const std::vector<int64_t>& Documents() {
+  static const std::vector<int64_t>* documents = [] {
+    auto* starts = new std::vector<int64_t>{0};
+    const std::vector<int32_t>& data = Data();
+    for (size_t i = 1; i < data.size(); ++i) {
+      if (data[i - 1] == ' ' || data[i - 1] == '\n') starts->push_back(static_cast<int64_t>(i));
+    }
+    return starts;
+  }();
+  return *documents;
+}
+
+// The sampler of both runs, and the chunk options.
+runtime::WindowSampler Sampler(bool packed) {
+  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
+  if (packed) sampler.SetDocuments(&Documents());
+  return sampler;
+}
+
+models::ChunkOptions ChunkOptionsOf(int num_microbatches, bool packed) {
+  models::ChunkOptions o{kB, kT, num_microbatches};
+  o.reset_position_ids = packed;
+  return o;
+}
+
 models::GptConfig Model(int layers) { return models::UniformGpt(layers, 16, 2, 256, kT, 11); }
 
 // What identifies a model for the cache: its canonical config file form.
@@ -50,13 +76,15 @@ struct Result {
   int64_t optimizer_bytes = 0;  // pipelined runs: replica 0's, summed over its stages
 };
 
-// The single-chunk sequential run, computed once per (microbatches, model, steps).
-absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model, int steps) {
-  static auto* cache = new std::map<std::tuple<int, std::string, int>, Result>();
-  const std::tuple<int, std::string, int> key{num_microbatches, ModelKey(model), steps};
+// The single-chunk sequential run, computed once per (microbatches, model, steps, packing).
+absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model, int steps,
+                                  bool packed) {
+  static auto* cache = new std::map<std::tuple<int, std::string, int, bool>, Result>();
+  const std::tuple<int, std::string, int, bool> key{num_microbatches, ModelKey(model), steps,
+                                                    packed};
   if (auto it = cache->find(key); it != cache->end()) return it->second;
-  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
-  auto chunks = runtime::BuildChunks(model, 1, models::ChunkOptions{kB, kT, num_microbatches});
+  const runtime::WindowSampler sampler = Sampler(packed);
+  auto chunks = runtime::BuildChunks(model, 1, ChunkOptionsOf(num_microbatches, packed));
   if (!chunks.ok()) return chunks.status();
   std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
   std::vector<runtime::OptimizerState> states;
@@ -76,14 +104,14 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
                                  const ParityOptions& parity, const models::GptConfig& model) {
   const runtime::PlannerOptions& options = parity.planner;
   const int steps = parity.steps;
-  runtime::WindowSampler sampler(&Data(), kB, kT, 3);
+  runtime::WindowSampler sampler = Sampler(parity.packed_documents);
   actors::ModelPipelineOptions o;
   o.dp = parity.dp;
   o.grad_bucket_mb = parity.grad_bucket_mb;
   o.zero = parity.zero;
   o.ep = parity.ep;
   o.model = model;
-  o.chunk = models::ChunkOptions{kB, kT, options.num_microbatches};
+  o.chunk = ChunkOptionsOf(options.num_microbatches, parity.packed_documents);
   o.planner = &planner;
   o.planner_options = options;
   o.optimizer = Optimizer();
@@ -177,7 +205,8 @@ bool Close(double a, double b, double tolerance) {
   const int layers = options.layers > 0 ? options.layers : std::max(kMinLayers, spec->num_chunks);
   const models::GptConfig model = options.model != nullptr ? *options.model : Model(layers);
   absl::StatusOr<Result> expected =
-      Sequential(options.dp * options.planner.num_microbatches, model, options.steps);
+      Sequential(options.dp * options.planner.num_microbatches, model, options.steps,
+                 options.packed_documents);
   if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
   absl::StatusOr<Result> actual = Pipelined(definition, options, model);
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();

@@ -37,12 +37,15 @@ struct ParityOptions {
   // (sum of replica 0's microbatches) + (sum of replica 1's) + ..., where the sequential run
   // adds microbatch by microbatch: equal up to float reassociation, so dp > 1 needs one.
   double tolerance = 0;
+  // Packed documents (--packing=documents --reset_position_ids): each word of the text (a run
+  // after a space or a newline) is a document, so a window holds several.
+  bool packed_documents = false;
 };
 
 // Success, or a failure that says what differs: the planner's error (MakeSpec, the
 // simulator, ValidatePlan), a loss of a step, or the first parameter (by name) whose bits
 // differ (or, with a tolerance, that differs by more). The sequential run is computed once per (M,
-// layers, steps) and cached.
+// layers, steps, packing) and cached.
 ::testing::AssertionResult TrainsLikeSequential(const runtime::PlannerDefinition& definition,
                                                 const ParityOptions& options);
 

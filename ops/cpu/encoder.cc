@@ -19,7 +19,7 @@ constexpr int kChannelBlock = 64;
 
 template <typename Real>
 void EncoderForward(Real* out, const int32_t* tokens, const Real* wte, const Real* wpe, int B,
-                    int T, int C) {
+                    int T, int C, const int32_t* positions) {
   const int64_t rows = static_cast<int64_t>(B) * T;
   const int64_t work = rows * C;
 #pragma omp parallel for schedule(static) if (work >= internal::kMinParallelWork)
@@ -30,14 +30,14 @@ void EncoderForward(Real* out, const int32_t* tokens, const Real* wte, const Rea
       for (int c = 0; c < C; ++c) out_row[c] = wte_row[c];
       continue;
     }
-    const Real* wpe_row = wpe + (bt % T) * C;  // (C)
+    const Real* wpe_row = wpe + (positions != nullptr ? positions[bt] : bt % T) * C;  // (C)
     for (int c = 0; c < C; ++c) out_row[c] = wte_row[c] + wpe_row[c];
   }
 }
 
 template <typename Real>
 void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B,
-                            int T, int C) {
+                            int T, int C, const int32_t* positions) {
   const int num_blocks = (C + kChannelBlock - 1) / kChannelBlock;
   const int64_t work = int64_t{B} * T * C;
 #pragma omp parallel for schedule(static) if (work >= internal::kMinParallelWork)
@@ -53,7 +53,8 @@ void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int3
           for (int c = c_begin; c < c_end; ++c) dwte_row[c] += dout_row[c];
           continue;
         }
-        Real* dwpe_row = dwpe + static_cast<int64_t>(t) * C;  // (C)
+        const int64_t pos = positions != nullptr ? positions[bt] : t;
+        Real* dwpe_row = dwpe + pos * C;  // (C)
         for (int c = c_begin; c < c_end; ++c) {
           dwte_row[c] += dout_row[c];
           dwpe_row[c] += dout_row[c];
@@ -64,12 +65,12 @@ void EncoderBackwardWeights(Real* dwte, Real* dwpe, const Real* dout, const int3
 }
 
 template void EncoderForward<float>(float*, const int32_t*, const float*, const float*, int, int,
-                                    int);
+                                    int, const int32_t*);
 template void EncoderForward<double>(double*, const int32_t*, const double*, const double*, int,
-                                     int, int);
+                                     int, int, const int32_t*);
 template void EncoderBackwardWeights<float>(float*, float*, const float*, const int32_t*, int, int,
-                                            int);
+                                            int, const int32_t*);
 template void EncoderBackwardWeights<double>(double*, double*, const double*, const int32_t*, int,
-                                             int, int);
+                                             int, int, const int32_t*);
 
 }  // namespace stagehand::ops

@@ -22,7 +22,23 @@ struct Stream {
   std::string format;
   std::string description;
   std::vector<int32_t> tokens;
+  std::vector<int64_t> documents;  // sorted offsets into tokens where a document begins
 };
+
+// Documents delimited by `end_of_text` tokens: one begins at 0 and, when `after` (text files,
+// where the tokenizer appends it), after each end-of-text token, else (llm.c shards, which
+// put it before each document) at each.
+std::vector<int64_t> DocumentsAt(const std::vector<int32_t>& tokens, int32_t end_of_text,
+                                 bool after) {
+  std::vector<int64_t> docs = {0};
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] != end_of_text) continue;
+    const int64_t begin = after ? i + 1 : i;
+    if (begin > docs.back() && begin < n) docs.push_back(begin);
+  }
+  return docs;
+}
 
 uint64_t Fnv1a(absl::string_view bytes, uint64_t h) {
   for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
@@ -55,7 +71,7 @@ std::string ResolveFormat(const std::string& path, const std::string& format) {
 // Two passes over the mapped files (text_corpus.h), neither holding the text in memory: the
 // cache key, then (unless cached) the tokens, file by file.
 absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokenizer,
-                                const std::string& cache_dir) {
+                                const std::string& cache_dir, const std::string& separator) {
   Stream s;
   s.format = "text";
   uint64_t key = Fnv1a(tokenizer.fingerprint(), 0xcbf29ce484222325ull);
@@ -76,17 +92,31 @@ absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokeni
       absl::StrCat(num_files, " text files, ", bytes, " bytes, ", tokenizer.name(), " tokens");
   if (cacheable && fs::exists(cache_path)) {
     if (AppendLlmcShard(cache_path, &s.tokens).ok()) {
+      s.documents = DocumentsAt(s.tokens, tokenizer.end_of_text(), /*after=*/true);
       s.description = absl::StrCat(what, " (cached in ", cache_path, ")");
       return s;
     }
     s.tokens.clear();  // a damaged cache is rebuilt
   }
   RETURN_IF_ERROR(ForEachTextFile(path, [&](const std::string&, absl::string_view text) {
+    const int64_t begin = static_cast<int64_t>(s.tokens.size());
+    if (s.documents.empty() || begin > s.documents.back()) s.documents.push_back(begin);
+    for (size_t at = separator.empty() ? text.npos : text.find(separator); at != text.npos;
+         at = text.find(separator, at + separator.size())) {
+      const int64_t next = begin + static_cast<int64_t>(at + separator.size());  // byte tokens
+      if (at + separator.size() < text.size()) s.documents.push_back(next);
+    }
     std::vector<int32_t> ids = tokenizer.Encode(text);
     s.tokens.insert(s.tokens.end(), ids.begin(), ids.end());
     if (tokenizer.end_of_text() >= 0) s.tokens.push_back(tokenizer.end_of_text());
     return absl::OkStatus();
   }));
+  if (tokenizer.end_of_text() >= 0) {  // as a cached stream gets them
+    s.documents = DocumentsAt(s.tokens, tokenizer.end_of_text(), /*after=*/true);
+  }
+  while (s.documents.size() > 1 && s.documents.back() >= static_cast<int64_t>(s.tokens.size())) {
+    s.documents.pop_back();  // empty files at the end
+  }
   s.description = what;
   if (cacheable) {
     std::error_code ec;
@@ -98,7 +128,7 @@ absl::StatusOr<Stream> ReadText(const std::string& path, const Tokenizer& tokeni
   return s;
 }
 
-absl::StatusOr<Stream> ReadLlmc(const std::string& path) {
+absl::StatusOr<Stream> ReadLlmc(const std::string& path, int32_t end_of_text) {
   std::vector<std::string> shards;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -117,15 +147,17 @@ absl::StatusOr<Stream> ReadLlmc(const std::string& path) {
   for (const std::string& shard : shards) {
     if (absl::Status st = AppendLlmcShard(shard, &s.tokens); !st.ok()) return st;
   }
+  s.documents = DocumentsAt(s.tokens, end_of_text, /*after=*/false);
   s.description = absl::StrCat(shards.size(), " llm.c shard(s)");
   return s;
 }
 
 absl::StatusOr<Stream> ReadStream(const std::string& path, const std::string& format,
-                                  const Tokenizer& tokenizer, const std::string& cache_dir) {
+                                  const Tokenizer& tokenizer, const std::string& cache_dir,
+                                  const std::string& separator = "") {
   const std::string resolved = ResolveFormat(path, format);
-  if (resolved == "text") return ReadText(path, tokenizer, cache_dir);
-  if (resolved == "llmc") return ReadLlmc(path);
+  if (resolved == "text") return ReadText(path, tokenizer, cache_dir, separator);
+  if (resolved == "llmc") return ReadLlmc(path, tokenizer.end_of_text());
   if (resolved == "megatron") {
     absl::StatusOr<MegatronIndexedDataset> d = ReadMegatronIndexed(path);
     if (!d.ok()) return d.status();
@@ -134,6 +166,10 @@ absl::StatusOr<Stream> ReadStream(const std::string& path, const std::string& fo
     s.description = absl::StrCat("Megatron indexed dataset, ",
                                  d->doc_idx.empty() ? 0 : d->doc_idx.size() - 1, " documents");
     s.tokens = std::move(d->tokens);
+    for (size_t i = 0; i + 1 < d->doc_idx.size(); ++i) {
+      const int64_t begin = d->sequence_starts[d->doc_idx[i]];
+      if (s.documents.empty() || begin > s.documents.back()) s.documents.push_back(begin);
+    }
     return s;
   }
   return absl::InvalidArgumentError(
@@ -178,8 +214,14 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
     return absl::InvalidArgumentError(
         absl::StrCat("validation fraction ", options.validation_fraction, " must be in (0, 1)"));
   }
-  absl::StatusOr<Stream> stream =
-      ReadStream(options.path, options.format, tokenizer, options.cache_dir);
+  if (!options.document_separator.empty() &&
+      (tokenizer.name() != "byte" || options.packing != Packing::kDocuments)) {
+    return absl::InvalidArgumentError(
+        "--document_separator needs --tokenizer=byte and --packing=documents (GPT-2 text gets "
+        "its documents from its files)");
+  }
+  absl::StatusOr<Stream> stream = ReadStream(options.path, options.format, tokenizer,
+                                             options.cache_dir, options.document_separator);
   if (!stream.ok()) return stream.status();
   if (absl::Status s = CheckVocabulary(*stream, options.path, tokenizer); !s.ok()) return s;
   Dataset d;
@@ -188,19 +230,23 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
   d.description =
       absl::StrCat(options.path, ": ", stream->description, ", ", d.num_tokens, " tokens");
   auto tokens = std::make_shared<const std::vector<int32_t>>(std::move(stream->tokens));
+  auto documents = std::make_shared<const std::vector<int64_t>>(std::move(stream->documents));
   const std::vector<int64_t> all = PackSequences(d.num_tokens, options.seq_len);
   d.train.tokens = tokens;
+  if (options.packing == Packing::kStream) documents = nullptr;
+  d.train.documents = documents;
   if (options.validation_path.empty()) {
     // A fixed hash of the sequence index (not the run's seed): the held-out set stays the
     // same across seeds, so validation losses of different runs compare.
     d.validation.tokens = tokens;
+    d.validation.documents = documents;
     for (size_t i = 0; i < all.size(); ++i) {
       const double u = double(Mix(0x5EEDED5E7ull ^ Mix(i)) >> 11) * 0x1.0p-53;
       (u < options.validation_fraction ? d.validation : d.train).starts.push_back(all[i]);
     }
   } else {
-    absl::StatusOr<Stream> held_out =
-        ReadStream(options.validation_path, "auto", tokenizer, options.cache_dir);
+    absl::StatusOr<Stream> held_out = ReadStream(options.validation_path, "auto", tokenizer,
+                                                 options.cache_dir, options.document_separator);
     if (!held_out.ok()) return held_out.status();
     if (absl::Status s = CheckVocabulary(*held_out, options.validation_path, tokenizer); !s.ok()) {
       return s;
@@ -209,6 +255,10 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
     d.num_tokens += static_cast<int64_t>(held_out->tokens.size());
     d.validation.starts = PackSequences(held_out->tokens.size(), options.seq_len);
     d.validation.tokens = std::make_shared<const std::vector<int32_t>>(std::move(held_out->tokens));
+    if (options.packing == Packing::kDocuments) {
+      d.validation.documents =
+          std::make_shared<const std::vector<int64_t>>(std::move(held_out->documents));
+    }
     absl::StrAppend(&d.description, "; held out: ", options.validation_path, ": ",
                     held_out->description);
   }
@@ -219,6 +269,10 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
         " tokens; each split needs at least one (use more data, a smaller --seq_len or another "
         "--validation_fraction)"));
   }
+  if (d.train.documents != nullptr) {
+    absl::StrAppend(&d.description, "; ", d.train.documents->size(),
+                    " documents packed (per-document attention)");
+  }
   absl::StrAppend(&d.description, "; ", d.train.starts.size(), " training / ",
                   d.validation.starts.size(), " held-out sequences of ", options.seq_len,
                   "+1 tokens");
@@ -227,13 +281,22 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetOptions& options, const Tokeniz
 
 WindowSampler MakeSampler(const TokenSplit& split, int micro_batch_size, int seq_len,
                           int num_microbatches, uint64_t seed) {
-  return WindowSampler(split.tokens.get(), &split.starts, micro_batch_size, seq_len,
-                       num_microbatches, seed);
+  WindowSampler sampler(split.tokens.get(), &split.starts, micro_batch_size, seq_len,
+                        num_microbatches, seed);
+  sampler.SetDocuments(split.documents.get());
+  return sampler;
 }
 
 WindowSampler MakeHeldOutSampler(const TokenSplit& validation, int micro_batch_size, int seq_len,
                                  uint64_t seed) {
   return MakeSampler(validation, micro_batch_size, seq_len, 1, HeldOutOrderSeed(seed));
+}
+
+absl::StatusOr<Packing> ParsePacking(const std::string& text) {
+  if (text == "stream") return Packing::kStream;
+  if (text == "documents") return Packing::kDocuments;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--packing=", text, ": choose stream or documents"));
 }
 
 }  // namespace stagehand::runtime

@@ -15,6 +15,14 @@
 
 namespace stagehand::runtime {
 
+// How sequences are cut from the stream. kStream: windows of seq_len + 1 tokens that attend
+// across document boundaries (GPT-2 / llm.c training). kDocuments: the same windows, but each
+// token attends only within its document (per-document causal masks), and the loss of a
+// target that begins another document is masked out (runtime/data/text_corpus.h).
+enum class Packing { kStream, kDocuments };
+// "stream" or "documents"; InvalidArgument naming --packing otherwise.
+absl::StatusOr<Packing> ParsePacking(const std::string& text);
+
 struct DatasetOptions {
   // A text file or folder, a Megatron prefix (PREFIX, PREFIX.idx or PREFIX.bin), an llm.c
   // shard, or a folder of llm.c shards (*.bin, sorted by name).
@@ -28,14 +36,27 @@ struct DatasetOptions {
   // Where tokenised text is cached (as llm.c shards keyed by tokenizer and contents);
   // empty: DefaultTokenCacheDir(); "none": no cache. Byte tokens are never cached.
   std::string cache_dir;
+  Packing packing = Packing::kStream;
+  // With the byte tokenizer, documents also begin after each occurrence of this text in a
+  // file (e.g. "\n%\n" between fortunes); empty: files only. Needs kDocuments.
+  std::string document_separator;
 };
 
 // One split: sequence i is tokens[starts[i], starts[i] + seq_len] (seq_len + 1 tokens, the
 // last one the target of the one before).
+// The documents of the stream (for --packing=documents) are where the data says they begin:
+// a Megatron dataset's documents (doc_idx); the files of a text corpus (with a tokenizer that
+// has an end-of-text token, which ends each file: after each such token), and with the byte
+// tokenizer the text after each DatasetOptions::document_separator; an llm.c shard's
+// <|endoftext|> tokens (which begin each document).
 struct TokenSplit {
   std::shared_ptr<const std::vector<int32_t>> tokens;  // may be shared by both splits
   std::vector<int64_t> starts;
+  // Sorted document starts in tokens; null unless --packing=documents (the sampler of the
+  // split then draws the documents of its windows).
+  std::shared_ptr<const std::vector<int64_t>> documents;
 };
+
 
 struct Dataset {
   std::string format;       // text, megatron or llmc

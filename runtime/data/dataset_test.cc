@@ -82,6 +82,52 @@ TEST(LoadDatasetTest, ReadsMegatronAndLlmcDataAndAHeldOutPath) {
   EXPECT_EQ(llmc->num_tokens, 6000);
 }
 
+TEST(LoadDatasetTest, DocumentsComeFromMegatronDocumentsAndTextFiles) {
+  fs::path dir = TempDir("documents");
+  const std::vector<std::vector<int32_t>> docs = {
+      std::vector<int32_t>(300, 1), std::vector<int32_t>(500, 2), std::vector<int32_t>(200, 3)};
+  ASSERT_TRUE(WriteMegatronIndexed((dir / "mega").string(), docs, MegatronDtype::kUint16).ok());
+  std::ofstream(dir / "a.txt") << Text(700);
+  std::ofstream(dir / "b.txt") << Text(900);
+  ByteTokenizer bytes;
+  DatasetOptions o;
+  o.seq_len = 16;
+  o.path = (dir / "mega").string();
+  absl::StatusOr<Dataset> stream = LoadDataset(o, bytes);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  EXPECT_EQ(stream->train.documents, nullptr);  // --packing=stream: no documents
+  o.packing = Packing::kDocuments;
+  absl::StatusOr<Dataset> mega = LoadDataset(o, bytes);
+  ASSERT_TRUE(mega.ok()) << mega.status();
+  ASSERT_NE(mega->train.documents, nullptr);
+  EXPECT_EQ(*mega->train.documents, (std::vector<int64_t>{0, 300, 800}));
+  EXPECT_EQ(mega->validation.documents, mega->train.documents);
+  EXPECT_NE(mega->description.find("3 documents packed"), std::string::npos) << mega->description;
+  EXPECT_TRUE(MakeSampler(mega->train, 2, 16, 1, 1).has_documents());
+  o.path = dir.string() + "/a.txt";
+  o.validation_path = dir.string() + "/b.txt";
+  absl::StatusOr<Dataset> text = LoadDataset(o, bytes);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text->train.documents, (std::vector<int64_t>{0}));
+  EXPECT_EQ(*text->validation.documents, (std::vector<int64_t>{0}));
+  o.validation_path.clear();
+  o.path = dir.string();  // a folder: a.txt, b.txt and the Megatron files (skipped as binary)
+  absl::StatusOr<Dataset> folder = LoadDataset(o, bytes);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  EXPECT_EQ(*folder->train.documents, (std::vector<int64_t>{0, 700}));
+  std::ofstream(dir / "c.txt") << "one\n%\ntwo\n%\n" << Text(400) << "\n%\n";
+  o.path = dir.string() + "/c.txt";
+  o.document_separator = "\n%\n";
+  absl::StatusOr<Dataset> fortunes = LoadDataset(o, bytes);
+  ASSERT_TRUE(fortunes.ok()) << fortunes.status();
+  EXPECT_EQ(*fortunes->train.documents, (std::vector<int64_t>{0, 6, 12}));  // none at the end
+  o.packing = Packing::kStream;
+  EXPECT_NE(LoadDataset(o, bytes).status().message().find("--document_separator needs"),
+            std::string::npos);
+  EXPECT_EQ(ParsePacking("rows").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*ParsePacking("documents"), Packing::kDocuments);
+}
+
 TEST(LoadDatasetTest, TokenIdsPastTheVocabularyAreAClearError) {
   fs::path dir = TempDir("vocab");
   std::vector<int32_t> tokens(1000, 5);

@@ -185,32 +185,49 @@ double WindowSampler::Epochs(int64_t step) const {
   return double(step) * M_ * B_ / double(starts_->size());
 }
 
-void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
+int64_t WindowSampler::RowStart(int64_t step, int microbatch, int b) const {
   if (starts_ != nullptr) {
     const int64_t n = static_cast<int64_t>(starts_->size());
     const int64_t first =
         step >= 0 && step < static_cast<int64_t>(first_.size()) ? first_[step] : (step - 1) * M_;
-    for (int b = 0; b < B_; ++b) {
-      const int64_t index = (first + microbatch) * int64_t{B_} + b;
-      const int64_t epoch = index >= 0 ? index / n : -1 - (-index - 1) / n;  // floor
-      const uint64_t position = static_cast<uint64_t>(index - epoch * n);
-      const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(epoch) + 0xE90C5ull));
-      const int64_t start = (*starts_)[ShufflePosition(position, n, key)];
-      for (int t = 0; t < T_; ++t) {
-        tokens[int64_t{b} * T_ + t] = (*data_)[start + t];
-        targets[int64_t{b} * T_ + t] = (*data_)[start + t + 1];
-      }
-    }
-    return;
+    const int64_t index = (first + microbatch) * int64_t{B_} + b;
+    const int64_t epoch = index >= 0 ? index / n : -1 - (-index - 1) / n;  // floor
+    const uint64_t position = static_cast<uint64_t>(index - epoch * n);
+    const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(epoch) + 0xE90C5ull));
+    return (*starts_)[ShufflePosition(position, n, key)];
   }
   const uint64_t range = data_->size() - static_cast<uint64_t>(T_);  // start in [0, n-T-1]
+  const uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(step) * 1000003u + microbatch) ^
+                           Mix(static_cast<uint64_t>(b) + 0x51ED27ull));
+  return static_cast<int64_t>(key % range);
+}
+
+void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
   for (int b = 0; b < B_; ++b) {
-    uint64_t key = Mix(seed_ ^ Mix(static_cast<uint64_t>(step) * 1000003u + microbatch) ^
-                       Mix(static_cast<uint64_t>(b) + 0x51ED27ull));
-    uint64_t start = key % range;
+    const int64_t start = RowStart(step, microbatch, b);
     for (int t = 0; t < T_; ++t) {
       tokens[int64_t{b} * T_ + t] = (*data_)[start + t];
       targets[int64_t{b} * T_ + t] = (*data_)[start + t + 1];
+    }
+  }
+}
+
+void WindowSampler::SampleDocuments(int64_t step, int microbatch, int32_t* doc_start,
+                                    uint8_t* loss_mask) const {
+  const std::vector<int64_t>& docs = *documents_;
+  for (int b = 0; b < B_; ++b) {
+    const int64_t start = RowStart(step, microbatch, b);
+    // The first document that begins after the window's first token.
+    auto next = std::upper_bound(docs.begin(), docs.end(), start);
+    int32_t current = 0;
+    for (int t = 0; t < T_; ++t) {
+      if (next != docs.end() && *next == start + t) {
+        current = t;
+        ++next;
+      }
+      doc_start[int64_t{b} * T_ + t] = current;
+      const bool boundary = next != docs.end() && *next == start + t + 1;
+      loss_mask[int64_t{b} * T_ + t] = boundary ? 0 : 1;
     }
   }
 }

@@ -70,6 +70,15 @@ class WindowSampler {
                 int micro_batch_size, int seq_len, int num_microbatches, uint64_t seed);
   // tokens (B, T) and targets (B, T) = the same windows shifted by one.
   void Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const;
+  // Packed documents (--packing=documents): `document_starts` (sorted, not owned; null: none)
+  // are the offsets into the tokens where a document begins.
+  void SetDocuments(const std::vector<int64_t>* document_starts) { documents_ = document_starts; }
+  bool has_documents() const { return documents_ != nullptr; }
+  // The documents of Sample(step, microbatch)'s windows (has_documents() only):
+  // doc_start (B, T): the position in its row where token t's document begins (0 when it
+  // began before the window), and loss_mask (B, T): 0 where target t (token t + 1 of the
+  // stream) begins another document (a prediction across a boundary), else 1.
+  void SampleDocuments(int64_t step, int microbatch, int32_t* doc_start, uint8_t* loss_mask) const;
   // Epochs completed by the end of `step` (packed sequences only; 0 otherwise).
   double Epochs(int64_t step) const;
   // A batch-size ramp-up (runtime/train/batch_rampup.h): step s's microbatch 0 is the
@@ -79,7 +88,11 @@ class WindowSampler {
 
  private:
   const std::vector<int32_t>* data_;
-  const std::vector<int64_t>* starts_ = nullptr;  // null: random offsets
+  // Where row b of (step, microbatch) starts in the tokens.
+  int64_t RowStart(int64_t step, int microbatch, int b) const;
+
+  const std::vector<int64_t>* starts_ = nullptr;     // null: random offsets
+  const std::vector<int64_t>* documents_ = nullptr;  // null: no document boundaries
   int B_, T_;
   int M_ = 1;
   std::vector<int64_t> first_;  // empty: (step - 1) * M_

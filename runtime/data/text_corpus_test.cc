@@ -138,6 +138,26 @@ TEST(TextCorpusTest, WindowsAreDeterministicAndShiftedByOne) {
   for (int i = 0; i < 15; ++i) EXPECT_EQ(ya[i], ta[i + 1]);
 }
 
+TEST(TextCorpusTest, PackedDocumentsRestartInTheWindowAndMaskCrossingTargets) {
+  std::vector<int32_t> data(100);
+  for (int i = 0; i < 100; ++i) data[i] = i;
+  const std::vector<int64_t> starts = {5};  // the one window: tokens 5..15
+  const std::vector<int64_t> documents = {0, 10, 13, 40};
+  WindowSampler sampler(&data, &starts, 1, 10, 1, 3);
+  EXPECT_FALSE(sampler.has_documents());
+  sampler.SetDocuments(&documents);
+  ASSERT_TRUE(sampler.has_documents());
+  std::vector<int32_t> tokens(10), targets(10), doc_start(10);
+  std::vector<uint8_t> mask(10);
+  sampler.Sample(1, 0, tokens.data(), targets.data());
+  sampler.SampleDocuments(1, 0, doc_start.data(), mask.data());
+  EXPECT_EQ(tokens[0], 5);
+  // Tokens 5..9 continue a document begun before the window; 10..12 and 13..14 are two more.
+  EXPECT_EQ(doc_start, (std::vector<int32_t>{0, 0, 0, 0, 0, 5, 5, 5, 8, 8}));
+  // Targets 10 and 13 begin documents: predicted across a boundary, left out of the loss.
+  EXPECT_EQ(mask, (std::vector<uint8_t>{1, 1, 1, 1, 0, 1, 1, 0, 1, 1}));
+}
+
 TEST(ShufflePositionTest, IsABijectionForEverySize) {
   for (uint64_t n : {1, 2, 3, 5, 16, 17, 100, 1000}) {
     std::vector<bool> hit(n, false);

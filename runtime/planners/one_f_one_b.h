@@ -27,8 +27,9 @@ class OneFOneBDefinition : public PlannerDefinition {
 
 // Registered as "1f1b_overlap": 1F1B with the steady state's F/B pairs overlapped at
 // sub-layer granularity (Megatron's combined 1F1B): an MoE chunk's actions run as sub-steps,
-// and an F may start while a B runs (and a B while an F runs), so that one microbatch's
-// dispatch / combine runs on the communication lane under the other's compute. As in
+// and an F may start while a B runs (and a B while an F runs, and in the warm-up an F while
+// an F runs), so that one microbatch's dispatch / combine runs on the communication lane under
+// the other's compute. As in
 // Megatron, one more warm-up forward (stage s holds min(P - s + 1, M) activations), so that a
 // pair's B has its gradient when its F starts. The order within a pair follows from ready
 // sub-steps, oldest action first.

@@ -33,7 +33,12 @@ TEST(OneFOneBOverlapTest, IsRegisteredWithOneFOneBsOrderAndOverlapsPairsOnly) {
   const Action f{0, ActionKind::kForward, 0, 3}, b{0, ActionKind::kBackward, 0, 1};
   EXPECT_TRUE(planner->MayOverlap(f, {b}));  // a steady-state pair
   EXPECT_TRUE(planner->MayOverlap(b, {f}));
-  EXPECT_FALSE(planner->MayOverlap(f, {Action{0, ActionKind::kForward, 0, 2}}));  // F with F
+  // F with F: the warm-up's forwards overlap (one's dispatch under the other's compute).
+  EXPECT_TRUE(planner->MayOverlap(f, {Action{0, ActionKind::kForward, 0, 2}}));
+  // Never B with B (their weight gradients would add up out of microbatch order), never one
+  // microbatch's F and B, never beside two running actions.
+  EXPECT_FALSE(planner->MayOverlap(b, {Action{0, ActionKind::kBackward, 0, 0}}));
+  EXPECT_FALSE(planner->MayOverlap(Action{0, ActionKind::kBackward, 0, 3}, {f}));
   EXPECT_FALSE(planner->MayOverlap(f, {b, Action{0, ActionKind::kBackward, 0, 2}}));
   EXPECT_FALSE(OneFOneBDefinition().MakePlanner(*spec, 0)->MayOverlap(f, {b}));
   // One more warm-up forward than 1F1B: a pair's B has its gradient when its F starts.

@@ -112,8 +112,35 @@ bool KindFitsLane(Lane lane, ActionKind kind) {
              kind == ActionKind::kReduceGrad;
     case Lane::kRecv:
       return kind == ActionKind::kRecvForward || kind == ActionKind::kRecvBackward;
+    case Lane::kAllToAll:  // MoE dispatch / combine sub-steps of F, I or B
+      return kind == ActionKind::kForward || kind == ActionKind::kBackwardInput ||
+             kind == ActionKind::kBackward;
   }
   return false;
+}
+
+// A compute or a2a span's sub-step fields, args.layer and args.part (both or neither; an a2a
+// span must have them, and its part must be dispatch or combine).
+absl::Status ReadSubStep(const EventReader& r, const json& args, Span* span) {
+  const json* layer = r.Find(args, "layer");
+  const json* part = r.Find(args, "part");
+  if (layer == nullptr && part == nullptr) {
+    if (span->lane == Lane::kAllToAll) return r.Error("an a2a span needs args.layer and args.part");
+    return absl::OkStatus();
+  }
+  if (layer == nullptr || !layer->is_number_integer() || layer->get<int64_t>() < 0) {
+    return r.Error("args.layer is missing, not an integer or negative");
+  }
+  if (part == nullptr || !part->is_string()) return r.Error("args.part is missing or not a string");
+  absl::StatusOr<SubStepKind> kind = ParseSubStepKind(part->get<std::string>());
+  if (!kind.ok()) return r.Error(absl::StrCat("args.part: ", kind.status().message()));
+  if ((span->lane == Lane::kAllToAll) != IsCommunication(*kind)) {
+    return r.Error(absl::StrCat("sub-step part ", SubStepKindName(*kind), " does not run on the ",
+                                LaneName(span->lane), " lane"));
+  }
+  span->layer = static_cast<int>(layer->get<int64_t>());
+  span->part = *kind;
+  return absl::OkStatus();
 }
 
 absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
@@ -129,7 +156,7 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
   const char* in_args = "args.";
   if (absl::Status s = r.String(*args, "lane", &lane, in_args); !s.ok()) return s;
   if (!ParseLane(lane, &span->lane)) {
-    return r.Error(absl::StrCat("args.lane '", lane, "' is not compute, send or recv"));
+    return r.Error(absl::StrCat("args.lane '", lane, "' is not compute, send, recv or a2a"));
   }
   if (absl::Status s = r.String(*args, "action", &action, in_args); !s.ok()) return s;
   absl::StatusOr<ActionKind> kind = ParseActionKind(action);
@@ -154,12 +181,12 @@ absl::Status ReadSpan(const EventReader& r, const Trace& trace, Span* span) {
   span->step = step;
   span->begin_us = ts;
   span->end_us = ts + dur;
-  if (span->lane == Lane::kCompute) {
+  if (span->lane == Lane::kCompute || span->lane == Lane::kAllToAll) {
     if (const json* w = r.Find(*args, "wait_us"); w != nullptr) {
       if (!w->is_number()) return r.Error("args.wait_us is not a number");
       span->wait_us = w->get<double>();
     }
-    return absl::OkStatus();
+    return ReadSubStep(r, *args, span);
   }
   int64_t peer = 0, bytes = 0;
   if (absl::Status s = r.Int(*args, "peer", &peer, in_args); !s.ok()) return s;
@@ -183,15 +210,22 @@ json SpanEvent(const Span& s, Lane lane, int row) {
   json args = {{"lane", LaneName(lane)},           {"stage", s.stage},
                {"action", ActionKindName(s.kind)}, {"chunk", s.chunk},
                {"microbatch", s.microbatch},       {"step", s.step}};
-  if (lane == Lane::kCompute) {
+  const bool transfer = lane == Lane::kSend || lane == Lane::kRecv;
+  if (!transfer) {
     if (s.wait_us >= 0) args["wait_us"] = Us(s.wait_us);
+    if (s.sub_step()) {
+      args["layer"] = s.layer;
+      args["part"] = std::string(SubStepKindName(s.part));
+    }
   } else {
     args["peer"] = s.peer;
     args["bytes"] = s.bytes;
   }
   const double ts = Us(s.begin_us);
   json event = {{"ph", "X"},
-                {"cat", lane == Lane::kCompute ? "compute" : "transfer"},
+                {"cat", lane == Lane::kCompute ? "compute"
+                        : transfer             ? "transfer"
+                                               : "a2a"},
                 {"name", SpanLabel(s)},
                 {"pid", s.stage},
                 {"tid", Tid(lane, row)},
@@ -199,7 +233,7 @@ json SpanEvent(const Span& s, Lane lane, int row) {
                 {"dur", Us(Us(s.end_us) - ts)},
                 {"args", std::move(args)}};
   // The arrow from a send to its receive (flow events v2: bound to these slices).
-  if (lane != Lane::kCompute && s.kind != ActionKind::kReduceGrad) {
+  if (transfer && s.kind != ActionKind::kReduceGrad) {
     event["bind_id"] = TransferFlowId(s);
     event[lane == Lane::kSend ? "flow_out" : "flow_in"] = true;
   }
@@ -370,7 +404,7 @@ absl::Status ReadEvents(const json& events, Trace& trace) {
         st.begin_us = ts;
         st.end_us = ts + dur;
         trace.steps.push_back(st);
-      } else if (cat == "compute" || cat == "transfer") {
+      } else if (cat == "compute" || cat == "transfer" || cat == "a2a") {
         Span span;
         if (absl::Status s = ReadSpan(r, trace, &span); !s.ok()) return s;
         trace.spans.push_back(span);

@@ -107,6 +107,46 @@ TEST(ChromeJsonTest, ReadsBackWhatItWrote) {
   }
 }
 
+TEST(ChromeJsonTest, SubStepsKeepTheirLaneLayerAndPart) {
+  Trace original;
+  original.num_stages = original.num_chunks = original.num_microbatches = 1;
+  Span attn;
+  attn.kind = ActionKind::kBackward;
+  attn.layer = 2;
+  attn.part = SubStepKind::kAttention;
+  attn.begin_us = 5;
+  attn.end_us = 9;
+  Span dispatch = attn;
+  dispatch.lane = Lane::kAllToAll;
+  dispatch.part = SubStepKind::kDispatch;
+  dispatch.begin_us = 1;
+  dispatch.end_us = 5;
+  original.spans = {attn, dispatch};
+  const std::string text = ToChromeJson(original);
+  EXPECT_NE(text.find("\"dispatch B0 c0 L2\""), std::string::npos) << text;
+  absl::StatusOr<Trace> back = FromChromeJson(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->spans.size(), 2u);
+  for (const Span& s : back->spans) {
+    EXPECT_EQ(s.layer, 2);
+    EXPECT_EQ(s.part, s.lane == Lane::kAllToAll ? SubStepKind::kDispatch : SubStepKind::kAttention);
+    EXPECT_EQ(s.kind, ActionKind::kBackward);
+  }
+  // An a2a span names its sub-step, a dispatch or combine.
+  json bad = json::parse(text);
+  for (json& e : bad["traceEvents"]) {
+    if (e.contains("args") && e["args"].contains("part") && e["args"]["lane"] == "a2a") {
+      e["args"]["part"] = "experts";
+    }
+  }
+  EXPECT_NE(ErrorOf(bad.dump()).find("sub-step part experts does not run on the a2a lane"),
+            std::string::npos);
+  for (json& e : bad["traceEvents"]) {
+    if (e.contains("args") && e["args"].contains("part")) e["args"].erase("part");
+  }
+  EXPECT_NE(ErrorOf(bad.dump()).find("args.part is missing"), std::string::npos);
+}
+
 TEST(ChromeJsonTest, OverlappingTransfersGetTheirOwnThreads) {
   Trace t;
   t.num_stages = 2;

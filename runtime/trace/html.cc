@@ -111,6 +111,8 @@ svg{display:block;user-select:none}
 .box.OPTIM{fill:#8c8c8c}.box.REDUCE_GRAD{fill:#bab0ac}
 .box.SEND_F,.box.RECV_F{fill:#9ecae9;stroke:#6baed6;stroke-width:1}
 .box.SEND_B,.box.RECV_B{fill:#fdc086;stroke:#f5a05a;stroke-width:1}
+.box.dispatch{fill:#2ca089;stroke:#1b7a66;stroke-width:1}.box.combine{fill:#e8c547;stroke:#c9a21f;stroke-width:1}
+.label.dark{fill:#222}
 .exposed{fill:#d62728;pointer-events:none}
 svg.dense .box{stroke:none}
 svg.critmode .box{opacity:.18}
@@ -132,7 +134,10 @@ constexpr const char* kScript = R"JS(
 (function () {
   const D = JSON.parse(document.getElementById('data').textContent);
   const S = D.spans, K = D.kinds, P = D.num_stages;
-  const GUTTER = 56, ROW = 34, LANE_Y = [2, 20, 27], LANE_H = [16, 6, 6];
+  // Lanes: compute, send, recv and (MoE sub-steps only) a2a, the dispatch / combine lane.
+  const A2A = S.some((sp) => sp[1] == 3);
+  const GUTTER = 56, ROW = A2A ? 50 : 34, LANE_Y = [2, 20, 27, 35], LANE_H = [16, 6, 6, 13];
+  const SHORT = {attn: 'att', dispatch: 'dis', experts: 'exp', combine: 'com', rest: 'rest'};
   const unit = D.virtual_time ? 'units' : 'ms';
   const svg = document.getElementById('svg'), axis = document.getElementById('axis');
   const plot = document.getElementById('plot'), boxes = document.getElementById('boxes');
@@ -150,21 +155,24 @@ constexpr const char* kScript = R"JS(
     rows.push(`<text class="stage" x="6" y="${y + LANE_Y[0] + 12}">s${s}</text>`);
     rows.push(`<text class="lanelabel" x="24" y="${y + LANE_Y[1] + 6}">send</text>`);
     rows.push(`<text class="lanelabel" x="24" y="${y + LANE_Y[2] + 7}">recv</text>`);
+    if (A2A) rows.push(`<text class="lanelabel" x="24" y="${y + LANE_Y[3] + 9}">a2a</text>`);
   }
   document.getElementById('rows').innerHTML = rows.join('');
 
   // Boxes, drawn once in trace time; zoom only changes the group's transform.
   let t0 = Infinity, t1 = -Infinity;
-  const parts = [], byStage = [];
-  for (let s = 0; s < P; ++s) byStage.push([]);
+  const parts = [], byStage = [], byStageA2A = [];
+  for (let s = 0; s < P; ++s) { byStage.push([]); byStageA2A.push([]); }
   const partner = new Map();
   for (let i = 0; i < S.length; ++i) {
-    const [stage, lane, kind, chunk, mb, begin, dur, peer, bytes, step, wait, crit] = S[i];
+    const [stage, lane, kind, chunk, mb, begin, dur, peer, bytes, step, wait, crit, layer, part] = S[i];
     t0 = Math.min(t0, begin); t1 = Math.max(t1, begin + dur);
     const y = stage * ROW + LANE_Y[lane];
-    parts.push(`<rect class="box ${K[kind]}${crit ? ' crit' : ''}" data-i="${i}" x="${begin}" y="${y}" width="${dur}" height="${LANE_H[lane]}"/>`);
+    const cls = lane == 3 ? part : K[kind];
+    parts.push(`<rect class="box ${cls}${crit ? ' crit' : ''}" data-i="${i}" x="${begin}" y="${y}" width="${dur}" height="${LANE_H[lane]}"/>`);
     if (lane == 0) byStage[stage].push(i);
-    if (lane > 0) {
+    if (lane == 3) byStageA2A[stage].push(i);
+    if (lane == 1 || lane == 2) {
       const from = lane == 1 ? stage : peer, to = lane == 1 ? peer : stage;
       const key = `${step}|${K[kind].slice(-1)}|${from}|${to}|${chunk}|${mb}`;
       if (partner.has(key)) { const j = partner.get(key); partner.set(i, j); partner.set(j, i); }
@@ -229,8 +237,8 @@ constexpr const char* kScript = R"JS(
   }
   function drawLabels() {
     const out = [], v1 = v0 + plotWidth() / k;
-    for (let s = 0; s < P && out.length < 6000; ++s) {
-      const list = byStage[s];
+    for (let s = 0; s < 2 * P && out.length < 6000; ++s) {
+      const a2a = s >= P, list = a2a ? byStageA2A[s - P] : byStage[s];
       let lo = 0, hi = list.length;
       while (lo < hi) { const m = (lo + hi) >> 1; const sp = S[list[m]]; if (sp[5] + sp[6] < v0) lo = m + 1; else hi = m; }
       for (let j = lo; j < list.length && out.length < 6000; ++j) {
@@ -240,11 +248,15 @@ constexpr const char* kScript = R"JS(
         if (px < 11) continue;  // F3 c1 = F of microbatch 3 on chunk 1; narrower: 3c1, then 3
         const kind = K[sp[2]], perStage = kind == 'OPTIM' || kind == 'REDUCE_GRAD';
         if (perStage && px < 30) continue;
-        const text = perStage ? 'opt' : px >= 44 ? `${kind}${sp[4]} c${sp[3]}` :
+        // A sub-step: F3 exp = the experts of F's microbatch 3.
+        const text = perStage ? 'opt' : sp[13] && px >= 44 ? `${kind}${sp[4]} ${SHORT[sp[13]]}` :
+                     px >= 44 ? `${kind}${sp[4]} c${sp[3]}` :
+                     sp[13] && px >= 24 ? `${kind}${sp[4]}` :
                      px >= 24 ? `${sp[4]}c${sp[3]}` : String(sp[4]);
         const x = GUTTER + (sp[5] + sp[6] / 2 - v0) * k;
         if (x < GUTTER || x > width) continue;
-        out.push(`<text class="label" x="${x}" y="${s * ROW + LANE_Y[0] + 12}">${text}</text>`);
+        const y = a2a ? (s - P) * ROW + LANE_Y[3] + 10 : s * ROW + LANE_Y[0] + 12;
+        out.push(`<text class="label${a2a ? ' dark' : ''}" x="${x}" y="${y}">${text}</text>`);
       }
     }
     labels.innerHTML = out.join('');
@@ -297,11 +309,12 @@ constexpr const char* kScript = R"JS(
     const box = e.target.closest && e.target.closest('rect.box');
     if (!box || drag) { tip.style.display = 'none'; overlay.innerHTML = ''; return; }
     const i = +box.dataset.i;
-    const [stage, lane, kind, chunk, mb, begin, dur, peer, bytes, step, wait] = S[i];
-    let text = `s${stage} ${K[kind]} c${chunk} mb${mb}   step ${step}\n` +
+    const [stage, lane, kind, chunk, mb, begin, dur, peer, bytes, step, wait, crit, layer, part] = S[i];
+    let text = `s${stage} ${K[kind]} c${chunk} mb${mb}${part ? ` L${layer} ${part}` : ''}   step ${step}\n` +
                `begin ${fmt(begin - t0)} ${unit}, duration ${fmt(dur)} ${unit}`;
-    if (lane == 0 && wait >= 0) text += `\nwaited ${fmt(wait)} ${unit} between ready and start`;
-    if (lane > 0) {
+    if ((lane == 0 || lane == 3) && wait >= 0) text += `\nwaited ${fmt(wait)} ${unit} between ready and start`;
+    if (lane == 3) text += '\nMoE all-to-all (communication lane)';
+    if (lane == 1 || lane == 2) {
       text += `\n${lane == 1 ? 'to' : 'from'} s${peer}, ${bytes} bytes (${K[kind].endsWith('F') ? 'activation' : 'gradient'})`;
       const j = partner.get(i);
       if (j !== undefined) {
@@ -368,7 +381,8 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
         critical.count({s->step, s->stage, static_cast<int>(s->kind), s->chunk, s->microbatch}) > 0;
     rows.push_back({s->stage, static_cast<int>(s->lane), KindIndex(s->kind), s->chunk,
                     s->microbatch, Round3(s->begin_us), Round3(s->duration_us()), s->peer, s->bytes,
-                    s->step, Round3(s->wait_us), crit ? 1 : 0});
+                    s->step, Round3(s->wait_us), crit ? 1 : 0, s->layer,
+                    s->sub_step() ? std::string(SubStepKindName(s->part)) : ""});
   }
   json steps = json::array();
   json exposed = json::array();
@@ -407,7 +421,7 @@ std::string RenderHtml(const Trace& trace, const HtmlOptions& options) {
       &page,
       R"HTML(<div id="controls"><button id="zin" title="zoom in (w)">+</button><button id="zout" title="zoom out (s)">&minus;</button><button id="fit" title="fit (0)">fit</button>
 <label><input type="checkbox" id="crit"> critical path</label><span id="status"></span>
-<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer<span class="sw" style="background:#d62728"></span>exposed transfer (not under the stage's compute)</span>
+<span id="legend"><span class="sw" style="background:#4c78a8"></span>F forward<span class="sw" style="background:#f58518"></span>I input grad<span class="sw" style="background:#54a24b"></span>W weight grad<span class="sw" style="background:#b279a2"></span>B fused backward<span class="sw" style="background:#8c8c8c"></span>optimizer<span class="sw" style="background:#9ecae9"></span>activation transfer<span class="sw" style="background:#fdc086"></span>gradient transfer<span class="sw" style="background:#2ca089"></span>MoE dispatch<span class="sw" style="background:#e8c547"></span>MoE combine<span class="sw" style="background:#d62728"></span>exposed transfer / a2a (not under compute)</span>
 <span id="hint">F3 c1 = microbatch 3, chunk 1 · ctrl+wheel or w/s: zoom · drag, shift+wheel or a/d: pan · hover: details · URL #from=A&amp;to=B opens a window, #critical the critical path</span></div>
 )HTML");
   absl::StrAppend(&page, "<details><summary>summary</summary><pre id=\"summary\">",

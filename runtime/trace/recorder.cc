@@ -56,11 +56,13 @@ absl::Status TraceRecorder::Configure(int num_stages, int num_chunks, int num_mi
   num_chunks_ = num_chunks;
   num_microbatches_ = num_microbatches;
   compute_.resize(num_stages);
+  all_to_all_.resize(num_stages);
   send_.resize(num_stages);
   reduce_.resize(num_stages);
   stage_.resize(num_stages);
   for (int s = 0; s < num_stages; ++s) {
     compute_[s].owner_ = this;
+    all_to_all_[s].owner_ = this;
     send_[s].owner_ = this;
     reduce_[s].owner_ = this;
     stage_[s].owner_ = this;
@@ -97,6 +99,8 @@ Trace TraceRecorder::Collect() const {
     s.step = r.step;
     s.begin_us = begin_us;
     s.end_us = us(r.end_ns);
+    s.layer = r.layer;
+    s.part = r.part;
     trace.spans.push_back(s);
   };
   absl::flat_hash_map<uint64_t, double> send_begin;  // flow id -> begin of the send
@@ -104,6 +108,9 @@ Trace TraceRecorder::Collect() const {
     const RecordBuffer<RawSpan>& compute = compute_[stage].spans_;
     for (size_t i = 0; i < compute.size(); ++i)
       add(Lane::kCompute, stage, compute[i], us(compute[i].begin_ns));
+    const RecordBuffer<RawSpan>& a2a = all_to_all_[stage].spans_;
+    for (size_t i = 0; i < a2a.size(); ++i)
+      add(Lane::kAllToAll, stage, a2a[i], us(a2a[i].begin_ns));
     const RecordBuffer<RawSpan>& sends = send_[stage].spans_;
     for (size_t i = 0; i < sends.size(); ++i) {
       const RawSpan& r = sends[i];

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "runtime/action.h"
 #include "runtime/stage_state.h"
+#include "runtime/sub_step.h"
 #include "runtime/trace/trace.h"
 
 namespace stagehand::runtime::trace {
@@ -56,6 +57,8 @@ class TraceRecorder {
     int64_t bytes = 0;
     ActionKind kind = ActionKind::kForward;
     int chunk = 0, microbatch = 0, peer = -1;
+    int layer = -1;  // sub-steps: the global layer
+    SubStepKind part = SubStepKind::kRest;
   };
   struct RawStep {
     int64_t step = 0;
@@ -68,11 +71,18 @@ class TraceRecorder {
     int64_t bytes = 0;
   };
 
-  // Written by the stage's compute lane thread.
+  // Written by the stage's compute lane thread (compute()), or by its sub-step communication
+  // lane (all_to_all()).
   class ComputeLane {
    public:
     void Record(ActionKind kind, int chunk, int microbatch, int64_t begin_ns, int64_t end_ns) {
       spans_.Append(RawSpan{begin_ns, end_ns, owner_->step(), 0, kind, chunk, microbatch, -1});
+    }
+    // One sub-step (runtime/sub_step.h) of the action (kind, chunk, microbatch).
+    void RecordSubStep(ActionKind kind, int chunk, int microbatch, int layer, SubStepKind part,
+                       int64_t begin_ns, int64_t end_ns) {
+      spans_.Append(
+          RawSpan{begin_ns, end_ns, owner_->step(), 0, kind, chunk, microbatch, -1, layer, part});
     }
 
    private:
@@ -137,6 +147,9 @@ class TraceRecorder {
   int num_stages() const { return num_stages_; }
   ComputeLane* compute(int stage) { return &compute_.at(stage); }
   SendLane* send(int stage) { return &send_.at(stage); }
+  // Written by the stage's sub-step communication lane: MoE dispatch / combine sub-steps
+  // (RecordSubStep), on the trace's a2a lane.
+  ComputeLane* all_to_all(int stage) { return &all_to_all_.at(stage); }
   // Written by the stage's reduction lane (data parallelism): REDUCE_GRAD spans, kind
   // kReduceGrad, to_stage -1, chunk = the bucket's chunk, microbatch = the bucket's index.
   // They appear on the stage's send (communication) lane.
@@ -162,6 +175,7 @@ class TraceRecorder {
   double epoch_unix_us_ = 0;
   std::atomic<int64_t> step_{0};
   std::vector<ComputeLane> compute_;
+  std::vector<ComputeLane> all_to_all_;
   std::vector<SendLane> send_;
   std::vector<SendLane> reduce_;
   std::vector<StageLane> stage_;

@@ -92,5 +92,27 @@ TEST(RecorderTest, SendRecordedInStepKeepsThatStep) {
   EXPECT_EQ(trace.spans[1].step, 4);
 }
 
+TEST(RecorderTest, SubStepsGoToTheirLanesWithLayerAndPart) {
+  TraceRecorder recorder;
+  ASSERT_TRUE(recorder.Configure(1, 1, 1).ok());
+  const int64_t t0 = NowNanos();
+  recorder.StepBegan(1, t0);
+  recorder.compute(0)->RecordSubStep(ActionKind::kForward, 0, 0, 3, SubStepKind::kAttention,
+                                     t0 + 1000, t0 + 2000);
+  recorder.all_to_all(0)->RecordSubStep(ActionKind::kForward, 0, 0, 3, SubStepKind::kDispatch,
+                                        t0 + 2000, t0 + 5000);
+  recorder.compute(0)->RecordSubStep(ActionKind::kForward, 0, 0, 3, SubStepKind::kExperts,
+                                     t0 + 6000, t0 + 7000);
+  recorder.StepEnded(1, t0 + 8000);
+  const Trace trace = recorder.Collect();
+  ASSERT_EQ(trace.spans.size(), 3u);
+  EXPECT_EQ(trace.spans[2].lane, Lane::kAllToAll);
+  EXPECT_EQ(trace.spans[2].part, SubStepKind::kDispatch);
+  EXPECT_EQ(trace.spans[2].layer, 3);
+  EXPECT_EQ(trace.spans[1].part, SubStepKind::kExperts);
+  // The experts waited 1 us after the dispatch, not 5 us from the step's begin.
+  EXPECT_NEAR(trace.spans[1].wait_us, 1.0, 1e-6);
+}
+
 }  // namespace
 }  // namespace stagehand::runtime::trace

@@ -76,31 +76,52 @@ struct Candidate {
   const Span* arrival = nullptr;
 };
 
-// One step's compute actions by key and by lane, and its receives.
+// One step's compute actions by key and by lane, its a2a lanes, its receives, and each
+// sub-step's predecessor in its action.
 class StepIndex {
  public:
   explicit StepIndex(const std::vector<const Span*>& spans) {
+    std::map<Key, std::vector<const Span*>> sub_steps;  // by action, both lanes
     for (const Span* s : spans) {
+      const Key key = KeyOf(s->stage, s->kind, s->chunk, s->microbatch);
       if (IsWork(*s)) {
-        compute_[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+        auto [it, fresh] = compute_.try_emplace(key, s);  // an action's last sub-step
+        if (!fresh && s->end_us > it->second->end_us) it->second = s;
         lanes_[s->stage].push_back(s);
         if (last_ == nullptr || s->end_us > last_->end_us) last_ = s;
       } else if (s->lane == Lane::kRecv) {
-        recv_[KeyOf(s->stage, s->kind, s->chunk, s->microbatch)] = s;
+        recv_[key] = s;
+      } else if (s->lane == Lane::kAllToAll && IsCompute(s->kind)) {
+        a2a_lanes_[s->stage].push_back(s);
+      }
+      if (s->sub_step() && IsCompute(s->kind) &&
+          (s->lane == Lane::kCompute || s->lane == Lane::kAllToAll)) {
+        sub_steps[key].push_back(s);
       }
     }
     for (auto& [stage, lane] : lanes_) std::sort(lane.begin(), lane.end(), ByBegin);
+    for (auto& [stage, lane] : a2a_lanes_) std::sort(lane.begin(), lane.end(), ByBegin);
+    for (auto& [key, steps] : sub_steps) {
+      std::sort(steps.begin(), steps.end(), ByBegin);
+      for (size_t i = 1; i < steps.size(); ++i) previous_sub_step_[steps[i]] = steps[i - 1];
+    }
   }
   const Span* last() const { return last_; }
 
-  // Where the walk may go back to from `cur`: the previous action on its lane, and the
+  // Where the walk may go back to from `cur`: the previous span on its lane, and what it
+  // consumes: the sub-step before it in its action, or (an action, or its first sub-step) the
   // actions whose outputs it consumes.
   std::vector<Candidate> CandidatesOf(const Span& cur, int num_chunks) const {
     std::vector<Candidate> out;
-    const std::vector<const Span*>& lane = lanes_.at(cur.stage);
+    const auto& lanes = cur.lane == Lane::kAllToAll ? a2a_lanes_ : lanes_;
+    const std::vector<const Span*>& lane = lanes.at(cur.stage);
     auto it = std::lower_bound(lane.begin(), lane.end(), &cur, ByBegin);
     if (it != lane.begin() && *std::prev(it) != &cur) {
       out.push_back(Candidate{(*std::prev(it))->end_us, *std::prev(it), nullptr});
+    }
+    if (auto p = previous_sub_step_.find(&cur); p != previous_sub_step_.end()) {
+      out.push_back(Candidate{p->second->end_us, p->second, nullptr});
+      return out;
     }
     switch (cur.kind) {
       case ActionKind::kForward:
@@ -161,7 +182,9 @@ class StepIndex {
   }
 
   absl::flat_hash_map<Key, const Span*> compute_, recv_;
-  std::map<int, std::vector<const Span*>> lanes_;  // stage -> F/I/W/B by begin
+  std::map<int, std::vector<const Span*>> lanes_;      // stage -> F/I/W/B by begin
+  std::map<int, std::vector<const Span*>> a2a_lanes_;  // stage -> dispatch / combine by begin
+  absl::flat_hash_map<const Span*, const Span*> previous_sub_step_;
   const Span* last_ = nullptr;
 };
 
@@ -175,6 +198,9 @@ CriticalLink ActionLink(const Span& cur, double since) {
   link.begin_us = cur.begin_us;
   link.end_us = cur.end_us;
   link.wait_before_us = std::max(0.0, cur.begin_us - since);
+  link.all_to_all = cur.lane == Lane::kAllToAll;
+  link.layer = cur.layer;
+  link.part = cur.part;
   return link;
 }
 
@@ -222,10 +248,24 @@ CriticalPath FindCriticalPath(const std::vector<const Span*>& spans, int64_t ste
   path.links.assign(reversed.rbegin(), reversed.rend());
   path.length_us = last->end_us - step_begin;
   for (const CriticalLink& l : path.links) {
-    (l.transfer ? path.transfer_us : path.compute_us) += l.end_us - l.begin_us;
+    (l.transfer     ? path.transfer_us
+     : l.all_to_all ? path.a2a_us
+                    : path.compute_us) += l.end_us - l.begin_us;
     path.wait_us += l.wait_before_us;
   }
   return path;
+}
+
+// The action of a non-transfer link: (stage, kind, chunk, microbatch).
+Key ActionOf(const CriticalLink& l) { return KeyOf(l.stage, l.kind, l.chunk, l.microbatch); }
+
+// Distinct actions among the non-transfer links (an action's sub-steps count once).
+int CountActions(const std::vector<CriticalLink>& links) {
+  std::set<Key> actions;
+  for (const CriticalLink& l : links) {
+    if (!l.transfer) actions.insert(ActionOf(l));
+  }
+  return static_cast<int>(actions.size());
 }
 
 std::string ShortAction(const CriticalLink& l, bool show_chunk) {
@@ -307,7 +347,7 @@ std::map<int64_t, StepFigures> FigureSteps(
 void SummarizeStages(const Trace& trace, const std::map<int64_t, StepFigures>& figures,
                      double total_length, double total_window, TraceSummary& out) {
   const int P = trace.num_stages;
-  std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P), wait_iv(P);
+  std::vector<std::vector<Interval>> compute_iv(P), transfer_iv(P), wait_iv(P), a2a_iv(P);
   out.stages.resize(P);
   for (int s = 0; s < P; ++s) out.stages[s].stage = s;
   for (const Span& s : trace.spans) {
@@ -319,6 +359,9 @@ void SummarizeStages(const Trace& trace, const std::map<int64_t, StepFigures>& f
         st.compute_us += s.duration_us();
         if (s.wait_us > 0) wait_iv[s.stage].push_back({s.begin_us - s.wait_us, s.begin_us});
       }
+    } else if (s.lane == Lane::kAllToAll) {
+      a2a_iv[s.stage].push_back({s.begin_us, s.end_us});
+      if (s.wait_us > 0) wait_iv[s.stage].push_back({s.begin_us - s.wait_us, s.begin_us});
     } else if (s.kind != ActionKind::kReduceGrad) {  // REDUCE_GRAD: SummarizeGradReduction
       transfer_iv[s.stage].push_back({s.begin_us, s.end_us});
     }
@@ -344,6 +387,11 @@ void SummarizeStages(const Trace& trace, const std::map<int64_t, StepFigures>& f
     st.hidden_transfer_us = IntersectionLength(compute, transfer);
     st.exposed_transfer_us = st.transfer_us - st.hidden_transfer_us;
     st.overlap_fraction = st.transfer_us > 0 ? st.hidden_transfer_us / st.transfer_us : 0;
+    const std::vector<Interval> a2a = Union(a2a_iv[s]);
+    st.a2a_us = Length(a2a);
+    st.hidden_a2a_us = IntersectionLength(compute, a2a);
+    out.a2a_us += st.a2a_us;
+    out.hidden_a2a_us += st.hidden_a2a_us;
     bubble_sum += st.bubble_fraction;
     out.exposed_transfer_us += st.exposed_transfer_us;
     out.hidden_transfer_us += st.hidden_transfer_us;
@@ -499,6 +547,11 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
   row("bubble", a.bubble_fraction, b.bubble_fraction, 4);
   row(absl::StrCat("exposed transfer ", unit, "/step"), a.exposed_transfer_us / steps_a / 1e3,
       b.exposed_transfer_us / steps_b / 1e3, 3);
+  if (a.a2a_us > 0 || b.a2a_us > 0) {
+    row(absl::StrCat("all-to-all ", unit, "/step"), a.a2a_us / steps_a / 1e3,
+        b.a2a_us / steps_b / 1e3, 3);
+    row("all-to-all hidden %", 100.0 * a.a2a_hidden_fraction(), 100.0 * b.a2a_hidden_fraction(), 1);
+  }
   row("peak activations (stage)", PeakMemory(a, false), PeakMemory(b, false), 0);
   if (PeakMemory(a, true) > 0 || PeakMemory(b, true) > 0) {
     row("peak activation MiB (stage)", PeakMemory(a, true) / 1048576.0,
@@ -536,10 +589,10 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
   absl::StrAppendFormat(
       &out,
       "critical path of step %d: %s %s from step begin to last compute = compute %s + "
-      "transfers %s + waits %s; %d actions, %d transfers\n",
-      cp.step, t(cp.length_us), unit, t(cp.compute_us), t(cp.transfer_us), t(cp.wait_us),
-      static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
-                                     [](const CriticalLink& l) { return !l.transfer; })),
+      "transfers %s + %swaits %s; %d actions, %d transfers\n",
+      cp.step, t(cp.length_us), unit, t(cp.compute_us), t(cp.transfer_us),
+      cp.a2a_us > 0 ? absl::StrCat("all-to-all ", t(cp.a2a_us), " + ") : "", t(cp.wait_us),
+      CountActions(cp.links),
       static_cast<int>(std::count_if(cp.links.begin(), cp.links.end(),
                                      [](const CriticalLink& l) { return l.transfer; })));
   // Runs of actions on one stage, one line each; transfers between them.
@@ -558,8 +611,11 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
     size_t j = i;
     std::vector<std::string> names;
     double busy_us = 0, wait_us = 0;
+    std::set<Key> seen;  // sub-steps of one action (interleaved with another's): named once
     while (j < cp.links.size() && !cp.links[j].transfer && cp.links[j].stage == l.stage) {
-      names.push_back(ShortAction(cp.links[j], show_chunk));
+      if (seen.insert(ActionOf(cp.links[j])).second) {
+        names.push_back(ShortAction(cp.links[j], show_chunk));
+      }
       busy_us += cp.links[j].end_us - cp.links[j].begin_us;
       wait_us += cp.links[j].wait_before_us;
       ++j;
@@ -569,9 +625,10 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
       names = {names[0],     names[1],     names[2],    absl::StrCat("... ", n - 6, " more ..."),
                names[n - 3], names[n - 2], names[n - 1]};
     }
+    const int actions = CountActions({cp.links.begin() + i, cp.links.begin() + j});
     lines.push_back(absl::StrFormat("  s%-3d %s  (%d action%s, %s %s, waits %s %s)", l.stage,
-                                    absl::StrJoin(names, " "), static_cast<int>(j - i),
-                                    j - i == 1 ? "" : "s", t(busy_us), unit, t(wait_us), unit));
+                                    absl::StrJoin(names, " "), actions, actions == 1 ? "" : "s",
+                                    t(busy_us), unit, t(wait_us), unit));
     i = j;
   }
   if (lines.size() > 40) {
@@ -586,6 +643,25 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
 }
 
 }  // namespace
+
+std::string FormatAllToAll(const TraceSummary& s) {
+  if (s.a2a_us <= 0) return "";
+  const char* unit = s.virtual_time ? "units" : "ms";
+  const double steps = std::max(1, s.num_steps);
+  auto t = [](double us) { return absl::StrFormat("%.3f", us / 1e3); };
+  std::string out = absl::StrFormat(
+      "all-to-all (MoE dispatch / combine) %s %s per step summed over stages, %s %s hidden under "
+      "the same stage's compute: %.1f%% hidden\n",
+      t(s.a2a_us / steps), unit, t(s.hidden_a2a_us / steps), unit, 100.0 * s.a2a_hidden_fraction());
+  absl::StrAppendFormat(&out, "%-6s %11s %11s %8s\n", "stage", absl::StrCat("a2a ", unit),
+                        "exposed", "hidden");
+  for (const StageSummary& st : s.stages) {
+    absl::StrAppendFormat(&out, "s%-5d %11s %11s %7.1f%%\n", st.stage, t(st.a2a_us / steps),
+                          t((st.a2a_us - st.hidden_a2a_us) / steps),
+                          st.a2a_us > 0 ? 100.0 * st.hidden_a2a_us / st.a2a_us : 0.0);
+  }
+  return out;
+}
 
 std::string FormatSummary(const TraceSummary& s) {
   // Times print in ms (virtual time: cost-model units).
@@ -632,6 +708,7 @@ std::string FormatSummary(const TraceSummary& s) {
       "exposed transfer %s %s per step, hidden under compute %s %s per step (summed over stages)\n",
       t(s.exposed_transfer_us / steps), unit, t(s.hidden_transfer_us / steps), unit);
   absl::StrAppend(&out, "busy ", absl::StrJoin(busy, " "), "\n");
+  absl::StrAppend(&out, FormatAllToAll(s));
   if (s.grad_reduction_us > 0) {
     absl::StrAppendFormat(&out,
                           "gradient reduction %s %s per step (summed over stages), %.1f%% hidden "
@@ -682,9 +759,9 @@ void AddTransfersExposed(const Trace& trace, std::vector<StagePhaseTimes>* out) 
           {x->stage, x->step, x->kind != ActionKind::kForward, x->chunk, x->microbatch});
       if (has_input && it != receives.end()) {
         // The latest arrival before the action began (a rerun receives its inputs again).
-        auto after = std::upper_bound(
-            it->second.begin(), it->second.end(), x->begin_us,
-            [](double begin, const Span* r) { return begin < r->end_us; });
+        auto after =
+            std::upper_bound(it->second.begin(), it->second.end(), x->begin_us,
+                             [](double begin, const Span* r) { return begin < r->end_us; });
         if (after != it->second.begin()) {
           const Span* input = *std::prev(after);
           (*out)[x->stage].transfers_exposed_us +=

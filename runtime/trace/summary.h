@@ -13,7 +13,11 @@
 //   hidden           the part of it under the stage's own compute; exposed = the rest;
 //   overlap          hidden / transfer.
 //   waits            time in which some action of the stage was ready but not started (the
-//                    union of its actions' ready-to-started intervals, Span::wait_us).
+//                    union of its actions' ready-to-started intervals, Span::wait_us; with
+//                    sub-steps, each sub-step's, so an action's own sub-steps are no wait).
+//   all-to-all (a2a) the union of the stage's a2a spans (MoE dispatch / combine sub-steps);
+//   hidden a2a       the part of it under the same stage's compute lane (another microbatch's
+//                    sub-steps: the overlap of fine-grained callables); exposed = the rest.
 #ifndef STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
 #define STAGEHAND_RUNTIME_TRACE_SUMMARY_H_
 
@@ -38,14 +42,20 @@ struct StageSummary {
   double exposed_transfer_us = 0;
   double hidden_transfer_us = 0;
   double overlap_fraction = 0;  // 0 when it has no transfers
+  double a2a_us = 0;            // all-to-all: its a2a lane's busy time
+  double hidden_a2a_us = 0;     // the part of a2a_us under its own compute
   int peak_activations = 0;
   int64_t peak_activation_bytes = 0;
 };
 
-// One link of a critical path: an action, or a transfer (from `stage` to `to_stage`,
+// One link of a critical path: an action (or one sub-step of it: layer >= 0; all_to_all
+// for a dispatch / combine on the a2a lane), or a transfer (from `stage` to `to_stage`,
 // spanning the producer's end to the arrival), with the wait before it started.
 struct CriticalLink {
   bool transfer = false;
+  bool all_to_all = false;
+  int layer = -1;
+  SubStepKind part = SubStepKind::kRest;
   int stage = 0;
   int to_stage = -1;
   ActionKind kind = ActionKind::kForward;
@@ -58,9 +68,10 @@ struct CriticalLink {
 
 struct CriticalPath {
   int64_t step = 0;
-  double length_us = 0;                                 // step begin to the last F/I/W/B end
-  double compute_us = 0, transfer_us = 0, wait_us = 0;  // adding up to length_us
-  std::vector<CriticalLink> links;                      // in time order
+  double length_us = 0;  // step begin to the last F/I/W/B end
+  // Adding up to length_us (a2a_us: dispatch / combine sub-steps on the path).
+  double compute_us = 0, transfer_us = 0, a2a_us = 0, wait_us = 0;
+  std::vector<CriticalLink> links;  // in time order
 };
 
 // One step's length (a StepSpan, or first to last span of the step).
@@ -93,6 +104,11 @@ struct TraceSummary {
   double exposed_transfer_us = 0;  // summed over stages
   double hidden_transfer_us = 0;   // summed over stages
   double overlap_fraction = 0;     // hidden / (hidden + exposed), over all stages
+  // All-to-all (MoE dispatch / combine sub-steps), summed over stages and steps (divide by
+  // num_steps for per step), and the part under the same stage's compute.
+  double a2a_us = 0;
+  double hidden_a2a_us = 0;
+  double a2a_hidden_fraction() const { return a2a_us > 0 ? hidden_a2a_us / a2a_us : 0; }
   // Data parallelism (REDUCE_GRAD spans, summed over stages and steps): their time, and the
   // part of it while some stage of the same step still ran a backward action (I, W, B).
   double grad_reduction_us = 0;
@@ -133,6 +149,10 @@ std::string FormatStepTable(const TraceSummary& summary);
 // run-to-run noise (their min-max ranges do not overlap), with too few steps said so.
 std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
                              const TraceSummary& b, const std::string& b_name);
+
+// The all-to-all lines of the summary: per step, summed over stages, and hidden under the
+// same stage's compute, then a row per stage; "" when the trace has no a2a spans.
+std::string FormatAllToAll(const TraceSummary& summary);
 
 // The report tools/trace prints: a header, a table per stage, a launch-style line
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.

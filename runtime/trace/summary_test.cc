@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/planner.h"
 #include "runtime/simulator.h"
@@ -226,6 +227,107 @@ TEST(SummaryTest, FormatHasTheLaunchStyleBusyLine) {
   const std::string text = FormatSummary(*s);
   EXPECT_NE(text.find("busy s0 0.73 s1 0.73 s2 0.73 s3 0.73"), std::string::npos) << text;
   EXPECT_NE(text.find("bubble 0.2727"), std::string::npos) << text;
+}
+
+// One stage, one chunk, one step [0, 100] of F0 (whole) and an overlapped pair: F1 and B0
+// as MoE sub-steps (one layer each), dispatch / combine on the a2a lane:
+//   compute  F0 [0,10]  F1 attn [10,20]  B0 rest [20,35]  F1 experts [40,50]
+//            B0 experts [50,65]  F1 rest [70,80]  B0 attn [80,95]
+//   a2a      F1 dispatch [20,40]  B0 combine [40,50]  F1 combine [50,70]  B0 dispatch [70,80]
+Trace OverlappedPair() {
+  Trace trace;
+  trace.num_stages = trace.num_chunks = 1;
+  trace.num_microbatches = 2;
+  trace.steps.push_back(StepSpan{1, 0, 100});
+  auto add = [&](Lane lane, ActionKind kind, int mb, SubStepKind part, double b, double e,
+                 bool whole = false) {
+    Span s;
+    s.lane = lane;
+    s.kind = kind;
+    s.microbatch = mb;
+    s.step = 1;
+    s.layer = whole ? -1 : 0;
+    s.part = part;
+    s.begin_us = b;
+    s.end_us = e;
+    trace.spans.push_back(s);
+  };
+  const ActionKind F = ActionKind::kForward, B = ActionKind::kBackward;
+  const Lane C = Lane::kCompute, A = Lane::kAllToAll;
+  add(C, F, 0, SubStepKind::kRest, 0, 10, /*whole=*/true);
+  add(C, F, 1, SubStepKind::kAttention, 10, 20);
+  add(C, B, 0, SubStepKind::kRest, 20, 35);
+  add(C, F, 1, SubStepKind::kExperts, 40, 50);
+  add(C, B, 0, SubStepKind::kExperts, 50, 65);
+  add(C, F, 1, SubStepKind::kRest, 70, 80);
+  add(C, B, 0, SubStepKind::kAttention, 80, 95);
+  add(A, F, 1, SubStepKind::kDispatch, 20, 40);
+  add(A, B, 0, SubStepKind::kCombine, 40, 50);
+  add(A, F, 1, SubStepKind::kCombine, 50, 70);
+  add(A, B, 0, SubStepKind::kDispatch, 70, 80);
+  ComputeWaits(&trace);
+  return trace;
+}
+
+TEST(SummaryTest, AllToAllTimeAndTheShareHiddenUnderTheStagesCompute) {
+  // a2a 20 + 10 + 20 + 10 = 60; under compute [0,35] u [40,65] u [70,95]: 15 + 10 + 15 + 10.
+  auto s = Summarize(OverlappedPair());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_DOUBLE_EQ(s->stages[0].a2a_us, 60);
+  EXPECT_DOUBLE_EQ(s->stages[0].hidden_a2a_us, 50);
+  EXPECT_DOUBLE_EQ(s->a2a_us, 60);
+  EXPECT_DOUBLE_EQ(s->a2a_hidden_fraction(), 50.0 / 60);
+  EXPECT_DOUBLE_EQ(s->stages[0].compute_us, 85);  // sub-steps are compute; a2a is not
+  EXPECT_EQ(s->stages[0].transfer_us, 0);         // nor a transfer
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("all-to-all (MoE dispatch / combine) 0.060 ms per step summed over "
+                      "stages, 0.050 ms hidden under the same stage's compute: 83.3% hidden"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("s0           0.060       0.010    83.3%"), std::string::npos) << text;
+  auto none = Summarize(Simulated("1f1b", 2, 2, 0));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(FormatAllToAll(*none), "");
+}
+
+TEST(SummaryTest, SubStepsWaitFromTheSubStepBeforeThemNotFromTheirActionsInputs) {
+  // F1 attn waits 10 (F0 holds the lane), B0 rest 10 (ready when F0 ended), B0 combine and
+  // B0 dispatch 5 each (the a2a lane busy with F1's); the rest follow their predecessor at
+  // once. Union: [0,20] + [35,40] + [65,70] = 30. Counting each sub-step from its action's
+  // inputs would make F1 rest wait 70.
+  const Trace trace = OverlappedPair();
+  std::vector<double> waits;
+  for (const Span& s : trace.spans) waits.push_back(s.wait_us);
+  EXPECT_EQ(waits, (std::vector<double>{0, 10, 10, 0, 0, 0, 0, 0, 5, 0, 5}));
+  auto s = Summarize(trace);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_DOUBLE_EQ(s->stages[0].wait_us, 30);
+}
+
+TEST(SummaryTest, CriticalPathWalksSubStepsAcrossTheComputeAndAllToAllLanes) {
+  // Back from B0 attn: F1 rest (lane, ties go to the lane), F1 combine (its predecessor),
+  // B0 combine (a2a lane, a tie), F1 dispatch (a2a lane), F1 attn, F0.
+  auto s = Summarize(OverlappedPair());
+  ASSERT_TRUE(s.ok()) << s.status();
+  const CriticalPath& cp = s->critical_path;
+  EXPECT_DOUBLE_EQ(cp.length_us, 95);
+  EXPECT_DOUBLE_EQ(cp.compute_us, 45);
+  EXPECT_DOUBLE_EQ(cp.a2a_us, 50);
+  EXPECT_DOUBLE_EQ(cp.wait_us, 0);
+  std::vector<std::string> links;
+  for (const CriticalLink& l : cp.links) {
+    links.push_back(absl::StrCat(ActionKindName(l.kind), l.microbatch, " ",
+                                 l.layer < 0 ? "whole" : SubStepKindName(l.part),
+                                 l.all_to_all ? " a2a" : ""));
+  }
+  EXPECT_EQ(links,
+            (std::vector<std::string>{"F0 whole", "F1 attn", "F1 dispatch a2a", "B0 combine a2a",
+                                      "F1 combine a2a", "F1 rest", "B0 attn"}));
+  const std::string text = FormatSummary(*s);
+  EXPECT_NE(text.find("compute 0.045 + transfers 0.000 + all-to-all 0.050 + waits 0.000; "
+                      "3 actions, 0 transfers"),
+            std::string::npos)
+      << text;
 }
 
 TEST(SummaryTest, EmptyTraceIsAnError) {

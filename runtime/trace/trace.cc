@@ -29,12 +29,14 @@ absl::string_view LaneName(Lane lane) {
       return "send";
     case Lane::kRecv:
       return "recv";
+    case Lane::kAllToAll:
+      return "a2a";
   }
   return "?";
 }
 
 bool ParseLane(absl::string_view name, Lane* lane) {
-  for (Lane l : {Lane::kCompute, Lane::kSend, Lane::kRecv}) {
+  for (Lane l : {Lane::kCompute, Lane::kSend, Lane::kRecv, Lane::kAllToAll}) {
     if (LaneName(l) == name) {
       *lane = l;
       return true;
@@ -46,6 +48,10 @@ bool ParseLane(absl::string_view name, Lane* lane) {
 std::string SpanLabel(const Span& span) {
   if (span.kind == ActionKind::kReduceGrad) {  // on the communication lane, per bucket
     return absl::StrCat("REDUCE_GRAD c", span.chunk, " bucket ", span.microbatch);
+  }
+  if (span.sub_step()) {
+    return absl::StrCat(SubStepKindName(span.part), " ", ActionKindName(span.kind), span.microbatch,
+                        " c", span.chunk, " L", span.layer);
   }
   const Action action{span.stage, span.kind, span.chunk, span.microbatch};
   std::string text = ActionToStringWithoutStage(action);
@@ -79,12 +85,15 @@ uint64_t TransferFlowId(const Span& s) {
 
 void ComputeWaits(Trace* trace) {
   int num_chunks = trace->num_chunks;
-  absl::flat_hash_map<Key, double> ends;  // compute and receive spans by identity
+  // Compute (an action's last sub-step) and receive ends by identity.
+  absl::flat_hash_map<Key, double> ends;
   std::map<int64_t, double> step_begin;
   for (const StepSpan& s : trace->steps) step_begin[s.step] = s.begin_us;
   for (const Span& s : trace->spans) {
-    if (s.lane == Lane::kSend) continue;
-    ends[MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch)] = s.end_us;
+    if (s.lane == Lane::kSend || s.lane == Lane::kAllToAll) continue;
+    auto [it, fresh] =
+        ends.try_emplace(MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch), s.end_us);
+    if (!fresh) it->second = std::max(it->second, s.end_us);
     if (s.lane == Lane::kCompute && IsCompute(s.kind))
       num_chunks = std::max(num_chunks, s.chunk + 1);
   }
@@ -104,37 +113,59 @@ void ComputeWaits(Trace* trace) {
            end_of(s.step, s.stage, ActionKind::kBackwardInput, s.chunk + 1, s.microbatch, t) ||
            end_of(s.step, s.stage, ActionKind::kBackward, s.chunk + 1, s.microbatch, t);
   };
-  for (Span& s : trace->spans) {
-    if (s.lane != Lane::kCompute || !IsCompute(s.kind)) continue;
-    double ready = 0;
-    bool known = false;
+  // When the action of `s` had all its inputs; false where the trace does not say.
+  auto ready_at = [&](const Span& s, double* ready) {
     switch (s.kind) {
       case ActionKind::kForward:
         if (s.chunk == 0) {
           auto it = step_begin.find(s.step);
-          known = it != step_begin.end();
-          if (known) ready = it->second;
-        } else {
-          known = input_at(s, /*forward=*/true, &ready);
+          if (it == step_begin.end()) return false;
+          *ready = it->second;
+          return true;
         }
-        break;
+        return input_at(s, /*forward=*/true, ready);
       case ActionKind::kBackwardInput:
       case ActionKind::kBackward: {
-        known = end_of(s.step, s.stage, ActionKind::kForward, s.chunk, s.microbatch, &ready);
-        double grad = 0;
-        if (known && s.chunk + 1 < num_chunks) {
-          known = input_at(s, /*forward=*/false, &grad);
-          ready = std::max(ready, grad);
+        if (!end_of(s.step, s.stage, ActionKind::kForward, s.chunk, s.microbatch, ready)) {
+          return false;
         }
-        break;
+        double grad = 0;
+        if (s.chunk + 1 >= num_chunks) return true;
+        if (!input_at(s, /*forward=*/false, &grad)) return false;
+        *ready = std::max(*ready, grad);
+        return true;
       }
       case ActionKind::kBackwardWeight:
-        known = end_of(s.step, s.stage, ActionKind::kBackwardInput, s.chunk, s.microbatch, &ready);
-        break;
+        return end_of(s.step, s.stage, ActionKind::kBackwardInput, s.chunk, s.microbatch, ready);
       default:
-        break;
+        return false;
     }
-    s.wait_us = known ? std::max(0.0, s.begin_us - ready) : -1;
+  };
+  auto wait_from = [](const Span& s, bool known, double ready) {
+    return known ? std::max(0.0, s.begin_us - ready) : -1.0;
+  };
+  absl::flat_hash_map<Key, std::vector<Span*>> sub_steps;  // by action, both lanes
+  for (Span& s : trace->spans) {
+    if (s.lane != Lane::kCompute && s.lane != Lane::kAllToAll) continue;
+    if (!IsCompute(s.kind)) continue;
+    if (s.sub_step()) {
+      sub_steps[MakeKey(s.step, s.stage, s.kind, s.chunk, s.microbatch)].push_back(&s);
+      continue;
+    }
+    if (s.lane != Lane::kCompute) continue;
+    double ready = 0;
+    const bool known = ready_at(s, &ready);
+    s.wait_us = wait_from(s, known, ready);
+  }
+  for (auto& [key, steps] : sub_steps) {
+    std::sort(steps.begin(), steps.end(),
+              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    double ready = 0;
+    const bool known = ready_at(*steps.front(), &ready);
+    steps.front()->wait_us = wait_from(*steps.front(), known, ready);
+    for (size_t i = 1; i < steps.size(); ++i) {
+      steps[i]->wait_us = std::max(0.0, steps[i]->begin_us - steps[i - 1]->end_us);
+    }
   }
 }
 

@@ -10,14 +10,17 @@
 
 #include "absl/strings/string_view.h"
 #include "runtime/action.h"
+#include "runtime/sub_step.h"
 
 namespace stagehand::runtime::trace {
 
-// The lanes of one stage. Compute runs F/I/W/B and the optimizer's phases; send is the
-// stage's outgoing transfer lane; receive holds the transfers arriving at the stage.
-enum class Lane { kCompute, kSend, kRecv };
+// The lanes of one stage. Compute runs F/I/W/B (or their compute sub-steps) and the
+// optimizer's phases; send is the stage's outgoing transfer lane; receive holds the transfers
+// arriving at the stage; a2a is the stage's communication lane for the MoE dispatch / combine
+// sub-steps (fine-grained callables: the all-to-all), present only when sub-steps ran.
+enum class Lane { kCompute, kSend, kRecv, kAllToAll };
 
-// "compute", "send", "recv"; ParseLane is the inverse (false if unknown).
+// "compute", "send", "recv", "a2a"; ParseLane is the inverse (false if unknown).
 absl::string_view LaneName(Lane lane);
 bool ParseLane(absl::string_view name, Lane* lane);
 
@@ -29,7 +32,10 @@ bool ParseLane(absl::string_view name, Lane* lane);
 //            bucket's chunk, microbatch = the bucket's index, peer -1, bytes its size.
 //   recv:    kind RECV_F / RECV_B, from the sender's hand-off until the receiving stage
 //            took it in; peer = the source stage.
+//   a2a:     a dispatch or combine sub-step of the F/I/B (kind) of chunk and microbatch.
 // For transfers, chunk is the destination chunk (as in runtime::Transfer).
+// Sub-steps (runtime/sub_step.h): a compute or a2a span with layer >= 0 is one sub-step
+// (global layer `layer`, part `part`) of its action; an action run whole has layer -1.
 struct Span {
   Lane lane = Lane::kCompute;
   int stage = 0;
@@ -44,8 +50,11 @@ struct Span {
   // Compute F/I/W/B: begin minus the time its inputs were all there (see ComputeWaits);
   // -1 where unknown.
   double wait_us = -1;
+  int layer = -1;                         // sub-steps: the global layer; else -1
+  SubStepKind part = SubStepKind::kRest;  // sub-steps: which part of the layer
 
   double duration_us() const { return end_us - begin_us; }
+  bool sub_step() const { return layer >= 0; }
 };
 
 // Activation memory held by a stage after an action changed it.
@@ -82,7 +91,7 @@ struct Trace {
 };
 
 // The text form of a span's action: "F c0 mb3", "SEND_F c1 mb3 -> s2", "RECV_B c0 mb1 <- s1",
-// "OPTIM".
+// "OPTIM"; a sub-step: its part, kind and microbatch, chunk and layer, "dispatch F3 c1 L2".
 std::string SpanLabel(const Span& span);
 
 // A deterministic id shared by a transfer's send and receive spans (the flow arrow between
@@ -96,6 +105,10 @@ uint64_t TransferFlowId(const Span& transfer_span);
 // its gradient, W for its B; an F of chunk 0 is ready when its step begins). A receive's
 // end is when its input arrived; an input from a chunk on the same stage is there when
 // the producing action ended. Spans whose inputs are not in the trace keep -1.
+// Sub-steps: an action's first sub-step waits as the action does (its end is its last
+// sub-step's); each later one from the end of the sub-step before it in the action (on either
+// lane), so that an action's own earlier sub-steps never count as its wait. a2a spans get
+// waits the same way.
 void ComputeWaits(Trace* trace);
 
 }  // namespace stagehand::runtime::trace

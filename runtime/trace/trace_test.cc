@@ -22,7 +22,7 @@ Span Make(Lane lane, int stage, ActionKind kind, int chunk, int mb, double begin
 }
 
 TEST(TraceModelTest, LaneNamesRoundTrip) {
-  for (Lane lane : {Lane::kCompute, Lane::kSend, Lane::kRecv}) {
+  for (Lane lane : {Lane::kCompute, Lane::kSend, Lane::kRecv, Lane::kAllToAll}) {
     Lane back;
     ASSERT_TRUE(ParseLane(LaneName(lane), &back));
     EXPECT_EQ(back, lane);
@@ -38,6 +38,10 @@ TEST(TraceModelTest, LabelsNameTheActionAndPeer) {
   EXPECT_EQ(SpanLabel(Make(Lane::kRecv, 1, ActionKind::kRecvBackward, 0, 2, 0, 1, 2)),
             "RECV_B c0 mb2 <- s2");
   EXPECT_EQ(SpanLabel(Make(Lane::kCompute, 1, ActionKind::kOptimizer, 0, 0, 0, 1)), "OPTIM");
+  Span dispatch = Make(Lane::kAllToAll, 1, ActionKind::kForward, 1, 3, 0, 1);
+  dispatch.layer = 2;
+  dispatch.part = SubStepKind::kDispatch;
+  EXPECT_EQ(SpanLabel(dispatch), "dispatch F3 c1 L2");
 }
 
 TEST(TraceModelTest, SendAndReceiveShareAFlowIdThatIsExactInJson) {

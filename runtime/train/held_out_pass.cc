@@ -90,17 +90,15 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
                                                      int batches) {
   if (absl::Status s = CheckInit(in, step, batches); !s.ok()) return s;
   const int C = static_cast<int>(in.chunk_rank.size());
-  const models::ChunkOptions& o = in.chunks.begin()->second->options();
-  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
+  MicrobatchData data(in.chunks.begin()->second->options());
   const size_t bytes = static_cast<size_t>(in.tensor_floats) * sizeof(float);
-  std::vector<int32_t> tokens(N), targets(N);
   double loss = 0.0;  // summed in batch order, as Evaluate does
   for (int b = 0; b < batches; ++b) {
     if (in.stop != nullptr && in.stop->load()) {
       return absl::CancelledError(
           absl::StrCat("held-out pass after step ", step, " stopped before batch ", b));
     }
-    in.sampler->Sample(b, 0, tokens.data(), targets.data());
+    data.Draw(*in.sampler, b, 0);
     std::vector<std::shared_ptr<std::vector<float>>> inputs;  // alive until the batch is released
     std::vector<std::pair<std::shared_ptr<Completion>, std::string>> sends;
     for (const auto& [c, chunk] : in.chunks) {  // ascending chunk index: model order
@@ -124,7 +122,8 @@ absl::StatusOr<std::optional<double>> RunHeldOutPass(const HeldOutPassInit& in, 
       if (in.note)
         in.note(
             absl::StrCat("held-out evaluation: F c", c, " batch ", b, " (after step ", step, ")"));
-      if (absl::Status s = chunk->Forward(kEvalMicrobatch, tokens.data(), x, targets.data());
+      if (absl::Status s = chunk->Forward(kEvalMicrobatch, data.tokens(), x, data.targets(),
+                                          data.documents());
           !s.ok())
         return s;
       if (c == C - 1) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/partition.h"
+#include "runtime/train/profile_partition.h"
 
 namespace stagehand::runtime {
 
@@ -16,6 +17,11 @@ absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig&
                                                         const std::string& partition, int seq_len) {
   if (partition.empty())
     return models::CutLayers(static_cast<int>(config.layers.size()), num_chunks);
+  if (IsProfilePartition(partition)) {
+    absl::StatusOr<ProfileCut> cut = ProfilePartition(partition, config, num_chunks, seq_len);
+    if (!cut.ok()) return cut.status();
+    return models::CutLayersAs(static_cast<int>(config.layers.size()), cut->layers_per_chunk);
+  }
   absl::StatusOr<std::vector<int>> sizes =
       models::ResolvePartition(partition, config, num_chunks, seq_len);
   if (!sizes.ok()) return sizes.status();
@@ -58,18 +64,33 @@ double OptimizerStep(const std::vector<Chunk*>& chunks, std::vector<OptimizerSta
   return norm;
 }
 
+MicrobatchData::MicrobatchData(const models::ChunkOptions& options) {
+  const int64_t N = int64_t{options.micro_batch_size} * options.seq_len;
+  tokens_.resize(N), targets_.resize(N);
+}
+
+void MicrobatchData::Draw(const WindowSampler& sampler, int64_t step, int microbatch) {
+  sampler.Sample(step, microbatch, tokens_.data(), targets_.data());
+  packed_ = sampler.has_documents();
+  if (!packed_) return;
+  doc_start_.resize(tokens_.size()), loss_mask_.resize(tokens_.size());
+  sampler.SampleDocuments(step, microbatch, doc_start_.data(), loss_mask_.data());
+  documents_ = models::PackedDocuments{doc_start_.data(), loss_mask_.data()};
+}
+
 absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chunks,
                                                  const WindowSampler& sampler, int64_t step,
                                                  int num_microbatches) {
-  const models::ChunkOptions& o = chunks.front()->options();
-  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
-  std::vector<int32_t> tokens(N), targets(N);
+  MicrobatchData data(chunks.front()->options());
   double loss = 0.0;
   for (int mb = 0; mb < num_microbatches; ++mb) {
-    sampler.Sample(step, mb, tokens.data(), targets.data());
+    data.Draw(sampler, step, mb);
     const float* x = nullptr;
     for (Chunk* c : chunks) {
-      if (absl::Status s = c->Forward(mb, tokens.data(), x, targets.data()); !s.ok()) return s;
+      if (absl::Status s = c->Forward(mb, data.tokens(), x, data.targets(), data.documents());
+          !s.ok()) {
+        return s;
+      }
       x = c->output(mb);
     }
     loss += chunks.back()->loss(mb);
@@ -90,16 +111,16 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
 
 absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowSampler& sampler,
                                 int num_batches) {
-  const models::ChunkOptions& o = chunks.front()->options();
-  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len;
-  std::vector<int32_t> tokens(N), targets(N);
+  MicrobatchData data(chunks.front()->options());
   double loss = 0.0;
   constexpr int kEvalMicrobatch = -1;  // never used by training
   for (int b = 0; b < num_batches; ++b) {
-    sampler.Sample(b, 0, tokens.data(), targets.data());
+    data.Draw(sampler, b, 0);
     const float* x = nullptr;
     for (Chunk* c : chunks) {
-      if (absl::Status s = c->Forward(kEvalMicrobatch, tokens.data(), x, targets.data()); !s.ok()) {
+      if (absl::Status s = c->Forward(kEvalMicrobatch, data.tokens(), x, data.targets(),
+                                      data.documents());
+          !s.ok()) {
         return s;
       }
       x = c->output(kEvalMicrobatch);

@@ -20,8 +20,28 @@
 
 namespace stagehand::runtime {
 
+// One microbatch's data, as every chunk of the model reads it (a deterministic function of
+// (sampler, step, microbatch), so each stage and each process draws it for itself): tokens,
+// targets and, when the sampler packs documents, their starts and loss mask.
+class MicrobatchData {
+ public:
+  explicit MicrobatchData(const models::ChunkOptions& options);
+  void Draw(const WindowSampler& sampler, int64_t step, int microbatch);
+  const int32_t* tokens() const { return tokens_.data(); }
+  const int32_t* targets() const { return targets_.data(); }
+  // The packed documents of the last Draw, or null when the sampler has none.
+  const models::PackedDocuments* documents() const { return packed_ ? &documents_ : nullptr; }
+
+ private:
+  std::vector<int32_t> tokens_, targets_, doc_start_;  // (B, T) each
+  std::vector<uint8_t> loss_mask_;                     // (B, T)
+  models::PackedDocuments documents_;
+  bool packed_ = false;
+};
+
 // The cut of the model into `num_chunks` consecutive chunks that --partition=`partition`
-// asks for (models/partition.h: "" equal counts, "balanced", or explicit counts).
+// asks for (models/partition.h: "" equal counts, "balanced", or explicit counts;
+// profile_partition.h: "profile:TRACE[@COUNTS]", from a traced run's measured times).
 absl::StatusOr<std::vector<models::ChunkSpec>> CutModel(const models::GptConfig& config,
                                                         int num_chunks,
                                                         const std::string& partition, int seq_len);

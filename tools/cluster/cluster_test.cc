@@ -191,6 +191,9 @@ struct Config {
   int ep = 1;                                  // --ep: expert-parallel groups of replicas
   // --model_config (a JSON file) instead of --layers / --d_model / --heads.
   std::string model_config;
+  // --packing=documents --reset_position_ids --document_separator='\n': each line of the
+  // corpus a document.
+  bool packed = false;
 };
 
 using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
@@ -222,6 +225,10 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
   if (c.dp != 1) a.push_back("--dp=" + std::to_string(c.dp));
   if (c.ep != 1) a.push_back("--ep=" + std::to_string(c.ep));
   if (c.zero != 0) a.push_back("--zero=" + std::to_string(c.zero));
+  if (c.packed) {
+    a.insert(a.end(),
+             {"--packing=documents", "--reset_position_ids", "--document_separator=\\n"});
+  }
   if (c.rampup.has_value()) {
     a.push_back(absl::StrCat("--rampup_batch_size=", c.rampup->start, ",", c.rampup->increment, ",",
                              c.rampup->samples));
@@ -239,6 +246,10 @@ void OneProcess(const Config& c, std::vector<double>* losses,
   runtime::DatasetOptions data;
   data.path = Corpus();
   data.seq_len = c.seq_len;
+  if (c.packed) {
+    data.packing = runtime::Packing::kDocuments;
+    data.document_separator = "\n";
+  }
   runtime::ByteTokenizer bytes;
   auto dataset = runtime::LoadDataset(data, bytes);
   ASSERT_TRUE(dataset.ok()) << dataset.status();
@@ -256,6 +267,7 @@ void OneProcess(const Config& c, std::vector<double>* losses,
     o.model.seed = c.seed;
   }
   o.chunk = models::ChunkOptions{c.micro_batch_size, c.seq_len, c.microbatches};
+  o.chunk.reset_position_ids = c.packed;
   auto planner = runtime::PlannerRegistry::Default().Get(c.planner);
   ASSERT_TRUE(planner.ok());
   o.planner = *planner;
@@ -379,6 +391,17 @@ std::string ExpectSameAsOneProcess(const Config& c, int nprocs,
 
 TEST(Cluster, FourWorkersGiveBitwiseTheOneProcessLossesAndParameters) {
   ExpectSameAsOneProcess(Config{}, 4);
+}
+
+// Packed documents (per-document masks and positions, crossing targets masked): every rank
+// draws the documents of its microbatches from the same data, bitwise as one process does.
+TEST(Cluster, PackedDocumentsOnFourWorkersAreBitwiseTheOneProcessRun) {
+  Config c;
+  c.packed = true;
+  c.planner = "zb_v";  // a V over 4 stages: activations cross the ranks twice
+  c.layers = 8;
+  const std::string out = ExpectSameAsOneProcess(c, 4);
+  EXPECT_NE(out.find("documents packed (per-document attention)"), std::string::npos) << out;
 }
 
 TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
