@@ -33,7 +33,7 @@ using stage_control =
 using stage_actor =
     stage_control::extend<caf::reacts_to<TensorMessage>, caf::reacts_to<ComputeDone>,
                           caf::reacts_to<GradReduced>, caf::reacts_to<LossesGathered>,
-                          caf::reacts_to<SubStepDone>>;
+                          caf::reacts_to<SubStepDone>, caf::reacts_to<GradPartsDone>>;
 
 // What a stage sends its driver: the StepDriver, or (cluster) the DriverGate or TraceSteps
 // that stand in front of it.

@@ -36,6 +36,7 @@ void RegisterMessageTypes(caf::actor_system_config& config) {
   config.add_message_type<SquaredNorms>("SquaredNorms");
   config.add_message_type<OptimizerDone>("OptimizerDone");
   config.add_message_type<GradReduced>("GradReduced");
+  config.add_message_type<GradPartsDone>("GradPartsDone");
   config.add_message_type<LossesGathered>("LossesGathered");
   config.add_message_type<GradientsDiscarded>("GradientsDiscarded");
   config.add_message_type<StepOutcome>("StepOutcome");

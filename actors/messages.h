@@ -127,6 +127,14 @@ struct GradReduced {
   std::string error;     // empty when it succeeded
 };
 
+// A stage's compute lane -> the stage: the step's last W (or B) of `chunk` finished its first
+// `parts` parts (StageWork::SetGradientProgress), so the buckets of those layers may be reduced.
+// Sent from the lane before that action's ComputeDone, so it never reaches a later step.
+struct GradPartsDone {
+  int chunk = 0;
+  int parts = 0;
+};
+
 // A loss stage's reduction lane -> the stage: every replica's microbatch losses, replica by
 // replica (StageWork::GatherLosses). In-process only.
 struct LossesGathered {
@@ -204,6 +212,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GradReduced& x) {
   return f(caf::meta::type_name("GradReduced"), x.bucket, x.seconds, x.error);
 }
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GradPartsDone& x) {
+  return f(caf::meta::type_name("GradPartsDone"), x.chunk, x.parts);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, LossesGathered& x) {
   return f(caf::meta::type_name("LossesGathered"), x.losses, x.error);

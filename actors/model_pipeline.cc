@@ -5,6 +5,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/util/status_macros.h"
 
@@ -66,6 +67,37 @@ std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
   return works;
 }
 
+// --ep > 1: the expert-parallel groups of each stage (ep x edp carved out of dp by the rank
+// grid) and every replica's exchange, set on its chunks. `replicas[d]` are replica d's chunks.
+absl::Status ConnectExpertGroups(const ModelPipelineOptions& options, const runtime::StepSpec& spec,
+                                 const std::vector<std::vector<runtime::Chunk*>>& replicas,
+                                 ModelPipeline& out) {
+  const int P = spec.num_stages;
+  ASSIGN_OR_RETURN(runtime::RankGrid pipelines, runtime::RankGrid::DataPipeline(options.dp, P));
+  ASSIGN_OR_RETURN(runtime::RankGrid grid,
+                   pipelines.Split("dp", {{"ep", options.ep}, {"edp", options.dp / options.ep}}));
+  // Group of (stage s, edp g) at s * edp + g.
+  const int edp = grid.Size("edp");
+  for (int i = 0; i < P * edp; ++i) {
+    out.expert_groups.push_back(
+        runtime::MakeInProcessGroup(options.ep, options.link.latency_us, options.link.gbps));
+  }
+  for (int d = 0; d < options.dp; ++d) {
+    for (int s = 0; s < P; ++s) {
+      ASSIGN_OR_RETURN(const int rank, pipelines.RankAt({d, s}));
+      ASSIGN_OR_RETURN(const int member, grid.Coordinate(rank, "ep"));
+      ASSIGN_OR_RETURN(const int g, grid.Coordinate(rank, "edp"));
+      out.expert_exchanges.push_back(std::make_unique<runtime::CollectiveExpertExchange>(
+          out.expert_groups[s * edp + g].members[member].get()));
+      for (int c = 0; c < spec.num_chunks; ++c) {
+        if (spec.chunk_to_stage[c] != s) continue;
+        RETURN_IF_ERROR(replicas[d][c]->SetExpertExchange(out.expert_exchanges.back().get()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // --dp > 1: D replicas' chunks and stage works (replica-major), one collective group per
 // stage, and the pipeline that runs them as actors.
 absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptions& options,
@@ -99,6 +131,14 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
       works.push_back(std::move(work));
     }
   }
+  if (options.ep > 1) {
+    std::vector<std::vector<runtime::Chunk*>> replicas = {out.chunk_pointers()};
+    for (const auto& chunks : out.replica_chunks) {
+      replicas.emplace_back();
+      for (const auto& chunk : chunks) replicas.back().push_back(chunk.get());
+    }
+    RETURN_IF_ERROR(ConnectExpertGroups(options, spec, replicas, out));
+  }
   PipelineOptions po;
   po.planner = options.planner;
   po.spec = spec;
@@ -108,9 +148,11 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   po.deterministic = options.deterministic;
   po.trace = options.trace;
   po.replicas = options.dp;
+  po.ordered_communication = options.ep > 1;
   po.grad_bucket_mb = options.grad_bucket_mb;
   po.reduction_start = options.reduction_start;
   for (const auto& group : out.groups) po.groups.push_back(group.group.get());
+  for (const auto& group : out.expert_groups) po.groups.push_back(group.group.get());
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (const auto& chunk : out.chunks) {
@@ -124,6 +166,32 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
 }
 
 }  // namespace
+
+absl::Status ValidateExpertParallelism(const models::GptConfig& model, int dp, int ep) {
+  if (ep < 1) return absl::InvalidArgumentError(absl::StrCat("--ep=", ep, ": must be >= 1"));
+  if (ep == 1) return absl::OkStatus();
+  if (dp % ep != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ep=", ep, " must divide --dp=", dp,
+                     ": expert-parallel groups are carved out of the data-parallel replicas"));
+  }
+  bool any_moe = false;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const models::LayerSpec& layer = model.layers[l];
+    if (layer.mlp != models::MlpKind::kMoe) continue;
+    any_moe = true;
+    if (layer.moe.num_experts % ep != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ep=", ep, " must divide every MoE layer's experts; layer ", l, " has ",
+                       layer.moe.num_experts));
+    }
+  }
+  if (!any_moe) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ep=", ep, ": the model has no MoE layer (mlp: moe) whose experts could be split"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& options,
                                                  const runtime::WindowSampler* sampler) {
@@ -141,6 +209,7 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
     return absl::InvalidArgumentError(
         "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
+  RETURN_IF_ERROR(ValidateExpertParallelism(options.model, options.dp, options.ep));
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "actors/pipeline.h"
 #include "models/gpt_config.h"
+#include "runtime/collectives/collective_expert_exchange.h"
 #include "runtime/planner.h"
 #include "runtime/train/slow_stage_work.h"
 #include "runtime/train/stage_work.h"
@@ -46,8 +47,14 @@ struct ModelPipelineOptions {
   // --zero=1 (dp > 1): ZeRO-1, AdamW moments sharded over each stage's replicas
   // (runtime::DataParallelPlace). 0: every replica holds all of them.
   int zero = 0;
+  // --ep (divides dp; the model must have MoE layers, each with a multiple of ep experts):
+  // expert parallelism inside each stage's replicas, groups carved out of dp as the rank grid
+  // does (runtime/grid/rank_grid.h, dp split into ep x edp, ep fastest: replicas d with the
+  // same d / ep form an expert-parallel group). Each member computes E / ep experts of every
+  // MoE layer on the rows of the whole group (models/expert_exchange.h).
+  int ep = 1;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
-  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
+  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its
   // full spec is planner_options' (the chunks hold that many microbatches).
   std::shared_ptr<const runtime::StepSpecs> specs;
@@ -62,6 +69,10 @@ struct ModelPipeline {
   // them until it is destroyed.
   std::vector<runtime::InProcessGroupMembers> groups;
   std::vector<std::vector<std::unique_ptr<runtime::Chunk>>> replica_chunks;
+  // Expert parallelism: one group per (stage, edp) and each (replica, stage)'s exchange over
+  // its member, replica-major; set on that replica's chunks of the stage.
+  std::vector<runtime::InProcessGroupMembers> expert_groups;
+  std::vector<std::unique_ptr<runtime::CollectiveExpertExchange>> expert_exchanges;
   std::vector<std::unique_ptr<std::vector<runtime::OptimizerState>>> replica_states;
   std::vector<runtime::OptimizerState>* states = nullptr;  // replica 0's (options), may be null
   std::unique_ptr<Pipeline> pipeline;
@@ -73,6 +84,10 @@ struct ModelPipeline {
   // from the replicas' shards first, and drops them after): what a checkpoint writes.
   absl::Status WithFullOptimizerState(const std::function<absl::Status()>& use);
 };
+
+// --ep against --dp and the model: ep >= 1; ep > 1 divides dp and every MoE layer's experts,
+// and needs an MoE layer. InvalidArgument naming the flag otherwise.
+absl::Status ValidateExpertParallelism(const models::GptConfig& model, int dp, int ep);
 
 // Builds the chunks of `options.planner`'s step and the pipeline over them. `sampler`
 // must outlive the result.

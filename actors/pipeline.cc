@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/train/timers.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/scheduler/test_coordinator.hpp"
@@ -104,6 +105,7 @@ void Pipeline::SpawnReplica(int replica) {
       sub_step_lanes_.push_back(std::make_unique<Lane>(mode));
       init.sub_steps = works_[index]->SubStepLayoutOf();
       init.sub_step_lane = sub_step_lanes_.back().get();
+      init.ordered_communication = options_.ordered_communication;
     }
     stages.push_back(sys.spawn(StageActor, init));
   }
@@ -216,7 +218,12 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
   }
   // Every replica's driver saw the same D x M losses (gathered by the loss stages) and the
   // same summed gradients: replica 0's outcome is the step's.
+  // --log_timers covers every replica: each stage of each replica, in the grid's rank order
+  // (runtime/train/timers.h: RankOrder, PhaseTimers::Grid).
+  std::vector<std::vector<std::vector<double>>> phases;
+  for (const StepOutcome& o : outcomes) phases.push_back(o.phase_seconds);
   StepOutcome outcome = std::move(outcomes[0]);
+  if (D > 1) outcome.phase_seconds = runtime::RankOrder(phases);
   const auto end = std::chrono::steady_clock::now();
   outcome.seconds = std::chrono::duration<double>(end - start).count();
   if (options_.trace) options_.trace->StepEnded(step, runtime::trace::ToNanos(end));

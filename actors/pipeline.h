@@ -47,8 +47,12 @@ struct PipelineOptions {
   // groups (not owned) to abort when a replica fails, so that no replica waits forever.
   int replicas = 1;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
-  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
+  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   std::vector<runtime::InProcessGroup*> groups;
+  // Expert parallelism (--ep): each stage's dispatch / combine sub-steps run in its actions'
+  // start order (runtime::StageLoop::OrderCommunicationByStart), as the members' all-to-alls
+  // must meet in the same order.
+  bool ordered_communication = false;
 };
 
 // Whether stage work `work` runs its MoE actions as sub-steps under `planner`: the planner

@@ -10,18 +10,23 @@
 #include <string>
 #include <tuple>
 
+#include "actors/model_pipeline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/test_configs.h"
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/table_planner.h"
+#include "runtime/util/status_matchers.h"
 
 namespace stagehand::actors {
 namespace {
 
 using stagehand::testing::ExpectTrainsLikeSequential;
+using stagehand::testing::IsOk;
+using stagehand::testing::StatusIs;
 using stagehand::testing::TrainsLikeSequential;
+using ::testing::HasSubstr;
 
 // "csv": zb_v's plan written as torch-format CSV text, read back and run as a table.
 absl::StatusOr<std::unique_ptr<runtime::PlannerDefinition>> CsvRoundTrip(
@@ -312,6 +317,51 @@ TEST(ModelKindsParityTest, MoeModelMatchesTheSequentialRunBitwise) {
       EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner << " P=" << stages;
     }
   }
+}
+
+// Expert parallelism: --dp=2 --ep=2 makes the two replicas one expert-parallel group; each
+// computes two of every MoE layer's four experts on both replicas' rows (dispatch and combine
+// are all-to-alls), in whole actions (1f1b) and in sub-steps with F/B pairs overlapped
+// (1f1b_overlap, dualpipe_v). The routing is each token's own, so the run trains like the
+// sequential run of 2 M microbatches: within 1e-5, not bitwise, because an expert's weight
+// gradient now sums both replicas' rows of a microbatch in one call (the sequential run adds
+// them microbatch by microbatch) and the replicas' gradients are summed as for --dp.
+TEST(ExpertParallelParityTest, TwoMembersSplittingTheExpertsTrainLikeTheSequentialRun) {
+  const models::GptConfig moe = TinyMoe();
+  for (const char* planner : {"1f1b", "1f1b_overlap", "dualpipe_v"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> definition =
+        runtime::PlannerRegistry::Default().Get(planner);
+    ASSERT_TRUE(definition.ok()) << definition.status();
+    for (int stages : {1, 2, 4}) {
+      for (int ep : {1, 2}) {
+        runtime::PlannerOptions options;
+        options.num_stages = stages;
+        options.num_microbatches = 8;
+        stagehand::testing::ParityOptions parity{options};
+        parity.model = &moe;
+        parity.dp = 2;
+        parity.ep = ep;
+        parity.tolerance = 1e-5;
+        EXPECT_TRUE(TrainsLikeSequential(**definition, parity))
+            << planner << " P=" << stages << " ep=" << ep;
+      }
+    }
+  }
+}
+
+// The flags that cannot split: --ep not dividing --dp or an MoE layer's experts, and a model
+// without MoE layers.
+TEST(ExpertParallelParityTest, RefusesAnEpThatCannotSplitTheExperts) {
+  const models::GptConfig moe = TinyMoe();
+  EXPECT_THAT(ValidateExpertParallelism(moe, 2, 2), IsOk());
+  EXPECT_THAT(ValidateExpertParallelism(moe, 3, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must divide --dp=3")));
+  EXPECT_THAT(ValidateExpertParallelism(moe, 8, 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("layer 1 has 4")));
+  EXPECT_THAT(ValidateExpertParallelism(models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11), 2, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no MoE layer")));
+  EXPECT_THAT(ValidateExpertParallelism(moe, 2, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--ep=0")));
 }
 
 }  // namespace

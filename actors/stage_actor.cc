@@ -157,6 +157,15 @@ void OnReduced(Self* self, const GradReduced& reduced) {
   MaybeSendDone(self);
 }
 
+// Part of the step's last W / B of a chunk finished: the buckets of the layers it completed.
+void OnPartsDone(Self* self, const GradPartsDone& done) {
+  auto& st = self->state;
+  if (st.failed || !st.reduction) return;
+  for (int bucket : st.reduction->OnPartsFinished(done.chunk, done.parts)) {
+    PostReduceGrad(self, bucket);
+  }
+}
+
 // The consumer's action kind of a transfer: F for an activation, I (or B) for a gradient.
 ActionKind ConsumerKind(const runtime::Transfer& t) {
   return t.kind == ActionKind::kSendForward ? ActionKind::kForward : ActionKind::kBackwardInput;
@@ -353,6 +362,7 @@ void StartStep(Self* self, int64_t step) {
       Fail(self, std::string(s.message()));
       return;
     }
+    if (st.init.ordered_communication) st.loop->OrderCommunicationByStart();
   }
   runtime::StageWork* work = st.init.work;
   st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });
@@ -360,6 +370,18 @@ void StartStep(Self* self, int64_t step) {
   st.next_step_inputs.clear();
   for (TensorMessage& msg : early) OnInput(self, msg);
   Dispatch(self);
+}
+
+// Per-layer REDUCE_GRAD: buckets ordered by the parts of the weight-gradient pass that
+// complete them, and the lane's reports of those parts sent here as GradPartsDone.
+void EnableLayerReduction(Self* self) {
+  auto& st = self->state;
+  const runtime::GradPartLayout parts = st.init.work->GradientParts();
+  if (parts.empty()) return;
+  st.buckets = runtime::OrderBucketsByParts(std::move(st.buckets), parts);
+  st.init.work->SetGradientProgress([me = caf::actor_cast<stage_actor>(self)](int chunk, int n) {
+    caf::anon_send(me, GradPartsDone{chunk, n});
+  });
 }
 
 }  // namespace
@@ -388,6 +410,9 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
         runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb);
     if (buckets.ok()) {
       st.buckets = *std::move(buckets);
+      if (st.init.reduction_start == runtime::GradReductionStart::kAsLayersComplete) {
+        EnableLayerReduction(self);
+      }
     } else {
       st.bucket_error = std::string(buckets.status().message());
     }
@@ -400,6 +425,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       [=](const ComputeDone& done) { OnFinished(self, done); },
       [=](const SubStepDone& done) { OnSubStepFinished(self, done); },
       [=](const GradReduced& reduced) { OnReduced(self, reduced); },
+      [=](const GradPartsDone& done) { OnPartsDone(self, done); },
       [=](LossesGathered& gathered) { OnLossesGathered(self, gathered); },
       [=](probe_atom, int wave) { self->send(self->state.init.driver, Status(self, wave)); },
       // Optimizer phases run on the lane, after every compute action of the step.

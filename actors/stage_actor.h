@@ -40,12 +40,15 @@ struct StageActorInit {
   // null without data parallelism; and the bucket size (--grad_bucket_mb).
   Lane* reduce_lane = nullptr;
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
-  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsBucketsComplete;
+  runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // Fine-grained callables: the layers of the chunks held here, whose MoE actions then run as
   // sub-steps (runtime/sub_step_graph.h), and the communication lane of their dispatch and
   // combine; empty / null: whole actions.
   runtime::SubStepLayout sub_steps;
   Lane* sub_step_lane = nullptr;
+  // Expert parallelism: communication sub-steps in the actions' start order
+  // (runtime::StageLoop::OrderCommunicationByStart).
+  bool ordered_communication = false;
 };
 
 struct StageActorState {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -110,6 +111,15 @@ struct GptChunk<Real>::LayerState {
   std::vector<Real> d_expert_out, d_expert_fch, d_expert_in;   // (R, C), (R, EFC), (R, C)
   std::vector<Real> d_gates, d_router_probs, d_router_logits;  // (N, K), (N, E), (N, E)
   std::vector<Real> d_shared_fch;                              // (N, SFC)
+  // Expert parallelism (SetExpertExchange; S members, EL = E / S experts each, RR rows
+  // received): rows sent to and received from each member (what it sends to member j are j's
+  // experts' rows, contiguous in expert_in); per member, where its rows for each of this
+  // member's EL experts lie in the received rows (S x (EL + 1) offsets, absolute); the
+  // received rows, member-major, their experts' activations, and their gradients.
+  std::vector<int64_t> ep_send_rows, ep_recv_rows;  // (S), (S)
+  std::vector<int64_t> ep_offsets;                  // (S, EL + 1)
+  std::vector<Real> ep_in, ep_fch, ep_act, ep_out;  // (RR, C), (RR, EFC), (RR, EF), (RR, C)
+  std::vector<Real> ep_d_out, ep_d_fch, ep_d_in;    // (RR, C), (RR, EFC), (RR, C)
   double aux_loss = 0.0;  // coefficient-weighted load-balancing + z loss of this microbatch
   double balance = 0.0;   // the load-balancing loss, unweighted
 };
@@ -136,6 +146,10 @@ struct GptChunk<Real>::MicrobatchState {
   std::vector<Real> scratch_atty;             // (N, C)
   double loss = 0.0;
   double aux_loss = 0.0;  // sum of the MoE layers' aux_loss
+  // Expert parallelism for this microbatch (a training one with an exchange set), and the
+  // first failed exchange of the running part (returned by its *Part call).
+  bool expert_parallel = false;
+  absl::Status exchange_status;
 };
 
 namespace {
@@ -520,13 +534,25 @@ void GptChunk<Real>::LayerForwardPart(MicrobatchState& st, int i, LayerPart part
       MoeRouteForward(ls, spec, h);
       break;
     case LayerPart::kDispatch:
-      MoeDispatchPart(ls);
+      if (st.expert_parallel) {
+        st.exchange_status.Update(ExpertParallelDispatch(ls, spec));
+      } else {
+        MoeDispatchPart(ls);
+      }
       break;
     case LayerPart::kExperts:
-      MoeExpertsPart(ls, spec, h);
+      if (st.expert_parallel) {
+        ExpertParallelExperts(ls, spec, h);
+      } else {
+        MoeExpertsPart(ls, spec, h);
+      }
       break;
     case LayerPart::kCombine:
-      MoeCombinePart(ls);
+      if (st.expert_parallel) {
+        st.exchange_status.Update(ExpertParallelCombine(ls));
+      } else {
+        MoeCombinePart(ls);
+      }
       break;
     case LayerPart::kRest:
       st.aux_loss += MoeRestForward(ls, spec, h);
@@ -766,6 +792,171 @@ void GptChunk<Real>::MoeRouterBackwardWeights(LayerState& ls, const LayerSpec& s
                                    config_.d_model, spec.moe.num_experts);
 }
 
+// Expert parallelism (SetExpertExchange). Letters: S members, EL = E / S experts on each,
+// RR rows this member received. Member j's rows for this member's experts arrive as one block
+// (expert-major within it), and the blocks lie in member order; each block is run (and its
+// weight gradients accumulated) as its own call, in member order.
+
+template <typename Real>
+absl::Status GptChunk<Real>::SetExpertExchange(ExpertExchange* exchange) {
+  if (exchange == nullptr) {
+    expert_exchange_ = nullptr;
+    return absl::OkStatus();
+  }
+  if (!std::is_same_v<Real, float>) {
+    return absl::InvalidArgumentError("expert parallelism exchanges float32 rows only");
+  }
+  if (exchange->size() < 1 || exchange->member() < 0 || exchange->member() >= exchange->size()) {
+    return absl::InvalidArgumentError(absl::StrCat("expert exchange: member ", exchange->member(),
+                                                   " of a group of ", exchange->size()));
+  }
+  for (int l = spec_.first_layer; l < spec_.end_layer; ++l) {
+    const LayerSpec& layer = config_.layers[l];
+    if (layer.mlp == MlpKind::kMoe && layer.moe.num_experts % exchange->size() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ep=", exchange->size(), " does not divide layer ", l, "'s ", layer.moe.num_experts,
+          " experts: every expert-parallel rank holds the same number of experts"));
+    }
+  }
+  expert_exchange_ = exchange;
+  return absl::OkStatus();
+}
+
+template <typename Real>
+std::vector<std::string> GptChunk<Real>::LocalExpertModules(const std::string& h,
+                                                            int num_experts) const {
+  const int local = num_experts / expert_exchange_->size();
+  const int first = expert_exchange_->member() * local;
+  std::vector<std::string> modules;
+  for (int e = first; e < first + local; ++e) {
+    modules.push_back(absl::StrCat(h, "mlp.experts.", e, "."));
+  }
+  return modules;
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::ExchangeRows(const Real* in, const std::vector<int64_t>& send_rows,
+                                          Real* out, const std::vector<int64_t>& recv_rows) {
+  if constexpr (std::is_same_v<Real, float>) {
+    const int64_t C = config_.d_model;
+    std::vector<int64_t> send(send_rows.size()), recv(recv_rows.size());
+    int64_t sent = 0, received = 0;
+    for (size_t j = 0; j < send.size(); ++j) sent += send[j] = send_rows[j] * C;
+    for (size_t j = 0; j < recv.size(); ++j) received += recv[j] = recv_rows[j] * C;
+    return expert_exchange_->AllToAllV(absl::MakeConstSpan(in, sent), send,
+                                       absl::MakeSpan(out, received), recv);
+  } else {
+    return absl::InternalError("expert parallelism exchanges float32 rows only");
+  }
+}
+
+// F, dispatch: the local gather into expert_in, then the rows' counts per expert and the rows
+// themselves to their experts' members.
+template <typename Real>
+absl::Status GptChunk<Real>::ExpertParallelDispatch(LayerState& ls, const LayerSpec& spec) {
+  if constexpr (std::is_same_v<Real, float>) {
+    MoeDispatchPart(ls);
+    const int S = expert_exchange_->size(), E = spec.moe.num_experts, EL = E / S;
+    const std::vector<int64_t>& offsets = ls.routing.expert_offsets;
+    std::vector<float> send_counts(E), recv_counts(E);
+    for (int e = 0; e < E; ++e) send_counts[e] = static_cast<float>(offsets[e + 1] - offsets[e]);
+    const std::vector<int64_t> per_member(S, EL);
+    RETURN_IF_ERROR(expert_exchange_->AllToAllV(send_counts, per_member,
+                                                absl::MakeSpan(recv_counts), per_member));
+    ls.ep_send_rows.assign(S, 0);
+    ls.ep_recv_rows.assign(S, 0);
+    ls.ep_offsets.assign(int64_t{S} * (EL + 1), 0);
+    int64_t at = 0;
+    for (int j = 0; j < S; ++j) {
+      ls.ep_send_rows[j] = offsets[(j + 1) * EL] - offsets[j * EL];
+      ls.ep_offsets[j * (EL + 1)] = at;
+      for (int l = 0; l < EL; ++l) {
+        at += static_cast<int64_t>(recv_counts[j * EL + l]);
+        ls.ep_offsets[j * (EL + 1) + l + 1] = at;
+      }
+      ls.ep_recv_rows[j] = at - ls.ep_offsets[j * (EL + 1)];
+    }
+    ls.ep_in.resize(at * config_.d_model);
+    return ExchangeRows(ls.expert_in.data(), ls.ep_send_rows, ls.ep_in.data(), ls.ep_recv_rows);
+  } else {
+    return absl::InternalError("expert parallelism exchanges float32 rows only");
+  }
+}
+
+// F, experts: this member's experts on every member's rows, block by block.
+template <typename Real>
+void GptChunk<Real>::ExpertParallelExperts(LayerState& ls, const LayerSpec& spec,
+                                           const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  const int64_t RR = static_cast<int64_t>(ls.ep_in.size()) / config_.d_model;
+  ls.ep_fch.resize(RR * shape.FC()), ls.ep_act.resize(RR * shape.F), ls.ep_out.resize(RR * shape.C);
+  const auto experts = ExpertValues(LocalExpertModules(h, spec.moe.num_experts));
+  const int S = expert_exchange_->size(), EL = static_cast<int>(experts.size());
+  for (int j = 0; j < S; ++j) {
+    ops::MoeExpertsForward(ls.ep_out.data(), ls.ep_fch.data(), ls.ep_act.data(), ls.ep_in.data(),
+                           experts, ls.ep_offsets.data() + j * (EL + 1), shape);
+  }
+}
+
+// F, combine: the results back to the rows' members, then the gate-weighted sum as without
+// expert parallelism.
+template <typename Real>
+absl::Status GptChunk<Real>::ExpertParallelCombine(LayerState& ls) {
+  RETURN_IF_ERROR(
+      ExchangeRows(ls.ep_out.data(), ls.ep_recv_rows, ls.expert_out.data(), ls.ep_send_rows));
+  MoeCombinePart(ls);
+  return absl::OkStatus();
+}
+
+// I, combine (after MoeCombineBackwardPart): the rows' output gradients to their experts.
+template <typename Real>
+absl::Status GptChunk<Real>::ExpertParallelCombineBackward(LayerState& ls) {
+  ls.ep_d_out.resize(ls.ep_in.size());
+  return ExchangeRows(ls.d_expert_out.data(), ls.ep_send_rows, ls.ep_d_out.data(), ls.ep_recv_rows);
+}
+
+// I, experts: the received rows' input gradients, block by block.
+template <typename Real>
+void GptChunk<Real>::ExpertParallelExpertsBackward(LayerState& ls, const LayerSpec& spec,
+                                                   const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  const int64_t RR = static_cast<int64_t>(ls.ep_in.size()) / config_.d_model;
+  ls.ep_d_fch.resize(RR * shape.FC());
+  ls.ep_d_in.assign(RR * shape.C, Real{0});
+  std::vector<Real> d_act(RR * shape.F);
+  const auto experts = ExpertValues(LocalExpertModules(h, spec.moe.num_experts));
+  const int S = expert_exchange_->size(), EL = static_cast<int>(experts.size());
+  for (int j = 0; j < S; ++j) {
+    ops::MoeExpertsBackwardInput(ls.ep_d_in.data(), ls.ep_d_fch.data(), d_act.data(),
+                                 ls.ep_d_out.data(), ls.ep_fch.data(), experts,
+                                 ls.ep_offsets.data() + j * (EL + 1), shape);
+  }
+}
+
+// I, dispatch (before MoeDispatchBackwardPart): the rows' input gradients back to their
+// members' d_expert_in.
+template <typename Real>
+absl::Status GptChunk<Real>::ExpertParallelDispatchBackward(LayerState& ls) {
+  return ExchangeRows(ls.ep_d_in.data(), ls.ep_recv_rows, ls.d_expert_in.data(), ls.ep_send_rows);
+}
+
+// W, experts: this member's experts' weight gradients from every member's rows, in member
+// order.
+template <typename Real>
+void GptChunk<Real>::ExpertParallelExpertsWeights(LayerState& ls, const LayerSpec& spec,
+                                                  const std::string& h) {
+  const ops::MoeExpertShape shape{config_.d_model, config_.ExpertFfn(spec),
+                                  config_.activation == ActivationKind::kSwiGlu};
+  const auto grads = ExpertGrads(LocalExpertModules(h, spec.moe.num_experts));
+  const int S = expert_exchange_->size(), EL = static_cast<int>(grads.size());
+  for (int j = 0; j < S; ++j) {
+    ops::MoeExpertsBackwardWeights(grads, ls.ep_d_out.data(), ls.ep_act.data(), ls.ep_d_fch.data(),
+                                   ls.ep_in.data(), ls.ep_offsets.data() + j * (EL + 1), shape);
+  }
+}
+
 template <typename Real>
 const Real* GptChunk<Real>::HeadWeight() const {
   return params_.value(config_.tied_head ? "wte" : "lm_head.weight");
@@ -928,6 +1119,8 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   st.next_part[0] = 0;
   st.next_part[1] = st.next_part[2] = -1;
   st.aux_loss = 0.0;
+  st.expert_parallel = expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
+  st.exchange_status = absl::OkStatus();
   if (spec_.has_embedding) {
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);
     ops::EncoderForward(st.input.data(), tokens, params_.value("wte"), OptionalValue("wpe"), B, T,
@@ -946,7 +1139,7 @@ absl::Status GptChunk<Real>::ForwardPart(int mb, const LayerPartRef& part) {
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kForward, &part));
   LayerForwardPart(*st, part.layer - spec_.first_layer, part.part);
   ++st->next_part[0];
-  return absl::OkStatus();
+  return std::exchange(st->exchange_status, absl::OkStatus());
 }
 
 template <typename Real>
@@ -1135,11 +1328,17 @@ void GptChunk<Real>::LayerBackwardInputPart(MicrobatchState& st, int i, LayerPar
       break;
     case LayerPart::kCombine:
       MoeCombineBackwardPart(ls);
+      if (st.expert_parallel) st.exchange_status.Update(ExpertParallelCombineBackward(ls));
       break;
     case LayerPart::kExperts:
-      MoeExpertsBackwardPart(st, ls, spec, h);
+      if (st.expert_parallel) {
+        ExpertParallelExpertsBackward(ls, spec, h);
+      } else {
+        MoeExpertsBackwardPart(st, ls, spec, h);
+      }
       break;
     case LayerPart::kDispatch:
+      if (st.expert_parallel) st.exchange_status.Update(ExpertParallelDispatchBackward(ls));
       MoeDispatchBackwardPart(ls);
       break;
     case LayerPart::kAttention:
@@ -1231,7 +1430,11 @@ void GptChunk<Real>::LayerBackwardWeightsPart(MicrobatchState& st, int i, LayerP
       MoeSharedBackwardWeights(ls, spec, h);
       break;
     case LayerPart::kExperts:
-      MoeExpertsBackwardWeightsPart(ls, spec, h);
+      if (st.expert_parallel) {
+        ExpertParallelExpertsWeights(ls, spec, h);
+      } else {
+        MoeExpertsBackwardWeightsPart(ls, spec, h);
+      }
       break;
     case LayerPart::kAttention:
       MoeRouterBackwardWeights(ls, spec, h);
@@ -1297,7 +1500,7 @@ absl::Status GptChunk<Real>::BackwardInputPart(int mb, const LayerPartRef& part)
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardInput, &part));
   LayerBackwardInputPart(*st, part.layer - spec_.first_layer, part.part);
   ++st->next_part[1];
-  return absl::OkStatus();
+  return std::exchange(st->exchange_status, absl::OkStatus());
 }
 
 template <typename Real>
@@ -1353,6 +1556,22 @@ template <typename Real>
 absl::Status GptChunk<Real>::BackwardWeightsPart(int mb, const LayerPartRef& part) {
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, &part));
   LayerBackwardWeightsPart(*st, part.layer - spec_.first_layer, part.part);
+  ++st->next_part[2];
+  return absl::OkStatus();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                                      const std::function<void()>& mlp_done) {
+  ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, &part));
+  const int i = part.layer - spec_.first_layer;
+  if (IsMoeLayer(i)) {
+    LayerBackwardWeightsPart(*st, i, part.part);
+  } else {  // LayerBackwardWeights' two pieces, in its order
+    MlpWeightsOf(*st, i);
+    mlp_done();
+    AttentionBackwardWeights(*st, i);
+  }
   ++st->next_part[2];
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 #define STAGEHAND_MODELS_GPT_CHUNK_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "models/expert_exchange.h"
 #include "models/gpt_config.h"
 #include "models/parameters.h"
 #include "ops/cpu/moe_experts.h"
@@ -134,6 +136,16 @@ class GptChunk {
   // I then W.
   absl::Status Backward(int mb, const Real* dout);
 
+  // Expert parallelism (--ep): the MoE layers' dispatch and combine trade expert rows with
+  // the other members of `exchange` (not owned; null: every expert runs here). This member
+  // then computes only its experts ([m E/S, (m+1) E/S) of each MoE layer, m = member, S =
+  // size) on the rows every member routed to them, in member order, and accumulates only
+  // their weight gradients; the others' stay as they were (the data-parallel sum then
+  // carries each expert's gradient from its owners). Training microbatches only (mb >= 0):
+  // evaluation's forward runs every expert here. InvalidArgument when S does not divide an
+  // MoE layer's experts, or for Real other than float.
+  absl::Status SetExpertExchange(ExpertExchange* exchange);
+
   // The same passes in parts (sub-steps), bit for bit what the whole calls compute (the
   // whole calls run these same parts): Begin, then every part of Parts(pass) in order, then
   // End. Parts(kForward): layers in order, an MoE layer as attn, dispatch, experts, combine,
@@ -154,6 +166,13 @@ class GptChunk {
   absl::Status BackwardWeightsBegin(int mb);  // the head's weight gradient
   absl::Status BackwardWeightsPart(int mb, const LayerPartRef& part);
   absl::Status BackwardWeightsEnd(int mb);  // the embedding's weight gradient; releases mb
+  // BackwardWeightsPart, bit for bit, calling `mlp_done` in a layer that is not MoE (one
+  // kRest part) between its two pieces: once its MLP's weight gradients are written and before
+  // its norms' and attention's (each piece writes only its own tensors' gradients). For a
+  // data-parallel reduction that starts on a layer's MLP while its attention still runs. An
+  // MoE layer's parts never call it.
+  absl::Status BackwardWeightsPartSplit(int mb, const LayerPartRef& part,
+                                        const std::function<void()>& mlp_done);
 
   // Drops mb's activations without a backward (evaluation).
   void Release(int mb);
@@ -228,6 +247,20 @@ class GptChunk {
   std::vector<ops::MoeExpertTensors<const Real>> ExpertValues(
       const std::vector<std::string>& modules) const;
   std::vector<ops::MoeExpertTensors<Real>> ExpertGrads(const std::vector<std::string>& modules);
+  // Expert parallelism (SetExpertExchange): dispatch sends each member its experts' rows (and
+  // first their counts per expert), experts runs this member's experts on the rows received,
+  // combine sends the results back; I runs the same exchanges the other way round.
+  std::vector<std::string> LocalExpertModules(const std::string& h, int num_experts) const;
+  absl::Status ExpertParallelDispatch(LayerState& ls, const LayerSpec& spec);
+  void ExpertParallelExperts(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  absl::Status ExpertParallelCombine(LayerState& ls);
+  absl::Status ExpertParallelCombineBackward(LayerState& ls);
+  void ExpertParallelExpertsBackward(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  absl::Status ExpertParallelDispatchBackward(LayerState& ls);
+  void ExpertParallelExpertsWeights(LayerState& ls, const LayerSpec& spec, const std::string& h);
+  // One all-to-all of rows of C floats: send_rows[j] to member j, recv_rows[j] from it.
+  absl::Status ExchangeRows(const Real* in, const std::vector<int64_t>& send_rows, Real* out,
+                            const std::vector<int64_t>& recv_rows);
   // The head's weight: wte when tied, else lm_head.weight.
   const Real* HeadWeight() const;
   // A parameter's value / gradient, or null when this chunk has no such tensor (biases of a
@@ -251,6 +284,7 @@ class GptChunk {
   std::vector<std::unique_ptr<MicrobatchState>> free_states_;
   std::vector<Real> head_wte_grad_;  // (V, C) when this chunk holds embedding and head
   std::map<int, MoeLayerStats> moe_stats_;
+  ExpertExchange* expert_exchange_ = nullptr;  // not owned; SetExpertExchange
   std::vector<LayerPartRef> pass_parts_[3];  // Parts(pass) per pass, computed once
 };
 

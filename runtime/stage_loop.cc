@@ -117,7 +117,13 @@ absl::Status StageLoop::EnableSubSteps(SubStepLayout layout) {
 
 absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
   for (SubStepLane lane : {SubStepLane::kCompute, SubStepLane::kCommunication}) {
-    const std::vector<SubStepOrder> ready = graph_->Ready(lane);
+    std::vector<SubStepOrder> ready = graph_->Ready(lane);
+    if (communication_by_start_ && lane == SubStepLane::kCommunication && !ready.empty()) {
+      const std::optional<Action> first = graph_->FirstWithCommunicationLeft();
+      ready.erase(std::remove_if(ready.begin(), ready.end(),
+                                 [&](const SubStepOrder& o) { return o.step.action != first; }),
+                  ready.end());
+    }
     if (ready.empty()) continue;
     const int pick = planner_->PickSubStep(ready);
     if (pick < 0 || pick >= static_cast<int>(ready.size())) {

@@ -55,6 +55,12 @@ class StageLoop {
   // InvalidArgument for a bad layout; FailedPrecondition while an action runs.
   absl::Status EnableSubSteps(SubStepLayout layout);
   bool sub_steps() const { return graph_.has_value(); }
+  // Expert parallelism: every member of an expert-parallel group must run its stage's
+  // all-to-alls (dispatch and combine sub-steps) in the same order, whatever the timing. From
+  // the call on, the communication lane serves the running actions one at a time in their
+  // start order (the planner's order, the same on every replica): only the first one with
+  // communication left may launch its next one.
+  void OrderCommunicationByStart() { communication_by_start_ = true; }
   // The sub-steps to launch now, each on its lane: for each idle lane the ready sub-step the
   // planner picks (Planner::PickSubStep); while the compute lane stays idle, a new action
   // from the planner (with others still running only if Planner::MayOverlap allows it) and
@@ -98,6 +104,7 @@ class StageLoop {
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
   std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending
   std::optional<SubStepGraph> graph_;   // sub-step mode; lane_busy_: an action is running
+  bool communication_by_start_ = false;  // OrderCommunicationByStart
 };
 
 }  // namespace stagehand::runtime

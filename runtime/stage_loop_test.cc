@@ -234,6 +234,48 @@ TEST(StageLoopTest, OverlappedPairsInterleaveSubStepsAcrossLanes) {
   EXPECT_LT(at("s0 F c0 mb1 L1 dispatch (3/6)"), at("s0 B c0 mb0 L1 rest (1/6)"));
 }
 
+// The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
+// first (`newest_first` false) or newest first: two timings of the same step.
+std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first) {
+  absl::StatusOr<StageLoop> loop = StageLoop::Create(
+      OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB(), /*overlap_pairs=*/true));
+  EXPECT_THAT(loop, IsOk());
+  EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true, true}}}}), IsOk());
+  if (ordered) loop->OrderCommunicationByStart();
+  std::vector<std::string> launches;
+  std::vector<SubStepOrder> in_flight;
+  for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
+    absl::StatusOr<std::vector<SubStepOrder>> next = loop->NextSubSteps();
+    EXPECT_THAT(next, IsOk());
+    if (!next.ok()) break;
+    for (const SubStepOrder& order : *next) {
+      if (order.lane() == SubStepLane::kCommunication) {
+        launches.push_back(SubStepOrderToString(order));
+      }
+      in_flight.push_back(order);
+    }
+    if (in_flight.empty()) break;
+    const auto done = newest_first ? in_flight.end() - 1 : in_flight.begin();
+    EXPECT_THAT(loop->SubStepFinished(*done), IsOk());
+    in_flight.erase(done);
+  }
+  EXPECT_TRUE(loop->Done());
+  return launches;
+}
+
+// Expert parallelism: the members' all-to-alls must meet in one order whatever the timing.
+// Without the ordering an overlapped pair's dispatches and combines interleave as the lanes
+// finish; with it, they follow the actions' start order (the planner's), for any timing.
+TEST(StageLoopTest, OrderedCommunicationFollowsTheActionsStartOrderWhateverTheTiming) {
+  EXPECT_NE(CommunicationLaunches(false, false), CommunicationLaunches(false, true));
+  const std::vector<std::string> ordered = CommunicationLaunches(true, false);
+  EXPECT_EQ(ordered, CommunicationLaunches(true, true));
+  ASSERT_EQ(ordered.size(), 16u);  // 4 actions x 2 MoE layers x (dispatch, combine)
+  EXPECT_EQ(ordered[0], "s0 F c0 mb0 L0 dispatch (2/10)");
+  EXPECT_EQ(ordered[4], "s0 F c0 mb1 L0 dispatch (2/10)");
+  EXPECT_EQ(ordered[8], "s0 B c0 mb0 L1 combine (2/10)");
+}
+
 TEST(StageLoopTest, DenseChunksRunWholeInSubStepMode) {
   absl::StatusOr<StageLoop> loop =
       StageLoop::Create(OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB()));

@@ -115,6 +115,15 @@ std::vector<Action> SubStepGraph::Running() const {
   return actions;
 }
 
+std::optional<Action> SubStepGraph::FirstWithCommunicationLeft() const {
+  for (const RunningAction& r : running_) {
+    for (int i = r.next; i < static_cast<int>(r.steps.size()); ++i) {
+      if (OrderOf(r, i).lane() == SubStepLane::kCommunication) return r.action;
+    }
+  }
+  return std::nullopt;
+}
+
 std::string SubStepGraph::Describe() const {
   std::vector<std::string> parts;
   for (const RunningAction& r : running_) {

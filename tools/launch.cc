@@ -71,7 +71,8 @@ ABSL_FLAG(std::string, dump_schedule, "", "write the validated plan to this CSV 
 ABSL_FLAG(bool, dry_run, false,
           "print the plan's unit-cost bubble and peak activations per stage, then exit");
 ABSL_FLAG(double, link_latency_us, 0.0,
-          "injected latency of every stage-to-stage transfer and (--dp) every collective");
+          "injected latency of every stage-to-stage transfer and (--dp) every collective; "
+          "with --nprocs / --hostfile, of every collective only");
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
@@ -239,11 +240,11 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // the reason, instead of ignoring them; validates (and with --dry_run prints) the plan.
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
-  if (c.link.latency_us != 0 || c.link.gbps != 0) {
+  RETURN_IF_ERROR(actors::ValidateExpertParallelism(c.model, c.dp, c.ep));
+  if ((c.link.latency_us != 0 || c.link.gbps != 0) && c.dp == 1) {
     return absl::InvalidArgumentError(
-        "--link_latency_us and --link_gbps model links inside one process; with "
-        "--nprocs/--hostfile "
-        "the real links are used: drop them");
+        "--link_latency_us and --link_gbps model the link of a cluster's collectives (the "
+        "pipeline's transfers use the real links), and with --dp=1 there is none: drop them");
   }
   if (c.slow_stage.stage >= 0) {
     return absl::InvalidArgumentError(
@@ -302,6 +303,7 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
 // fork by ValidateProcessCount), as the one-process launch prints it.
 void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
   absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, c.stages);
+  if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
   if (!grid.ok()) return;
   std::printf("%s", grid->Describe().c_str());
   std::printf(
@@ -315,6 +317,12 @@ void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
         "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
         "reduce-scattered, parameters all-gathered (over Gloo)\n",
         c.dp);
+  }
+  if (c.ep > 1) {
+    std::printf(
+        "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
+        "every MoE layer's experts, tokens dispatched and combined by Gloo all-to-all\n",
+        c.ep, c.ep, c.dp / c.ep, c.ep);
   }
 }
 
@@ -333,6 +341,12 @@ int RunClusterLaunch(const char* argv0, const LaunchConfig& c) {
   if (!*start) return 0;
   const std::string part = c.export_path.empty() ? "" : c.export_path + ".part";
   if (!c.init_from.empty()) o->worker_args.push_back("--init_from=" + c.init_from);
+  // --link_latency_us / --link_gbps: in a cluster they model the collectives' link only (the
+  // pipeline's UCX transfers use the real one).
+  if (c.link.latency_us != 0 || c.link.gbps != 0) {
+    o->worker_args.push_back(absl::StrCat("--collective_latency_us=", c.link.latency_us));
+    o->worker_args.push_back(absl::StrCat("--collective_gbps=", c.link.gbps));
+  }
   if (!part.empty()) o->worker_args.push_back("--export_part=" + part);
   if (int code = tools::RunCluster(*o); code != 0 || part.empty()) return code;
   if (absl::Status s = ExportFromParts(c, o->nprocs, part); !s.ok()) {
@@ -401,6 +415,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.dp = c.dp;
   options.grad_bucket_mb = c.grad_bucket_mb;
   options.zero = c.zero;
+  options.ep = c.ep;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
@@ -461,6 +476,7 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
               c.chunk.seq_len, s.planner->name().c_str());
   if (c.dp > 1) {
     absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
+    if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
     if (grid.ok()) std::printf("%s", grid->Describe().c_str());
     std::printf(
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
@@ -471,6 +487,12 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
           "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
           "reduce-scattered, parameters all-gathered\n",
           c.dp);
+    }
+    if (c.ep > 1) {
+      std::printf(
+          "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
+          "every MoE layer's experts, tokens dispatched and combined by all-to-all\n",
+          c.ep, c.ep, c.dp / c.ep, c.ep);
     }
   }
 }
@@ -582,7 +604,8 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
   const bool tty = isatty(fileno(stderr));
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
   StepTimers timers;
-  if (c.log_timers) timers.timers.emplace(std::vector<int>(t.busy.size(), 0));  // one rank
+  // One process: one rank per stage; with --dp every replica's stages (PhaseTimers::Grid).
+  if (c.log_timers) timers.timers.emplace(runtime::PhaseTimers::Grid(c.dp, static_cast<int>(t.busy.size())));
   timers.from = loop.first_step();
   s.mp.pipeline->SeedLossHistory(loop.history().train);  // the rerun check's running median
   std::signal(SIGINT, RequestStop);

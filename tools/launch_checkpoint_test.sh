@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of tools/launch checkpoints: --exit_after then --resume (past a corrupted
 # newest checkpoint) equals one uninterrupted run byte for byte; resuming under another
-# stage count and under other (D, P, ZeRO) layouts, --init_from of an --export, and
-# tools/generate. Not a unit test of the parts.
+# stage count and under other (D, P, ZeRO) layouts (one process, and a 4-process --dp=2 cluster
+# against one process), --init_from of an --export, and tools/generate. Not a unit test of the parts.
 set -euo pipefail
 BIN="${TEST_SRCDIR}/${TEST_WORKSPACE}/tools"
 T="${TEST_TMPDIR:-$(mktemp -d)}"
@@ -141,4 +141,27 @@ diff <(late "$T/d1.out") <(late "$T/one.out") || fail "D=2 -> D=1: losses differ
 "$BIN/launch" "${FLAGS[@]}" --microbatches=8 --checkpoint_dir="$T/dr" --exit_after=3 > /dev/null
 resume "$T/dr" "$T/two" --dp=2 --zero=1                 # D=1 -> D=2 with ZeRO-1: 1e-5
 diff <(late "$T/z1.out") <(late "$T/two.out") || fail "D=1 -> D=2: losses differ"
+
+echo "== 12. across the cluster: a --dp=2 --nprocs=4 checkpoint resumed in one process, and back"
+"$BIN/launch" "${FLAGS[@]}" --dp=2 --nprocs=4 --checkpoint_dir="$T/c4" --checkpoint_every=3 > "$T/c4.out"
+cat "$T/c4.out"
+# 4 worker processes write the one-process --dp=2 run's files, byte for byte.
+for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+  cmp "$T/c4/step_00000006/$f" "$T/z0/step_00000006/$f" || fail "cluster --dp=2: $f differs"
+done
+resume "$T/c4" "$T/c4one" --microbatches=8    # cluster D=2 -> one process D=1: 1e-5
+diff <(late "$T/d1.out") <(late "$T/c4one.out") || fail "cluster D=2 -> D=1: losses differ"
+# The reverse: the one-process D=1 checkpoint of step 3 resumed by --dp=2 on 4 workers, whose
+# rank 0 prints 6 decimals (rounded here to the one-process run's 4).
+mkdir -p "$T/c4back" && cp -r "$T/dr/step_00000003" "$T/c4back/"
+"$BIN/launch" "${FLAGS[@]}" --dp=2 --nprocs=4 --checkpoint_dir="$T/c4back" --resume > "$T/c4back.out"
+grep -q "^\[rank 0\] rank 0: resumed from .*step_00000003 (step 3)" "$T/c4back.out" ||
+  fail "no cluster resume"
+clate() {
+  grep -E "^\[rank 0\] step [4-6] (loss|held-out loss) [0-9.]+" "$1" |
+    awk '{ if ($5 == "loss") printf "step %s loss %.4f\n", $4, $6;
+           else printf "step %s held-out loss %s\n", $4, $7 }'
+}
+[[ $(clate "$T/c4back.out" | wc -l) == 5 ]] || fail "cluster resume: not every late line"
+diff <(late "$T/z0.out") <(clate "$T/c4back.out") || fail "D=1 -> cluster D=2: losses differ"
 echo PASS

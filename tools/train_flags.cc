@@ -60,6 +60,10 @@ ABSL_FLAG(double, grad_bucket_mb, stagehand::runtime::kDefaultGradBucketMb,
 ABSL_FLAG(int, zero, 0,
           "1: ZeRO-1, AdamW moments sharded over the --dp replicas (gradients reduce-scattered, "
           "parameters all-gathered; needs --dp >= 2); 0: every replica holds all of them");
+ABSL_FLAG(int, ep, 1,
+          "expert parallelism: groups of this many --dp replicas split every MoE layer's "
+          "experts (each holds experts/ep of them; tokens reach them by all-to-all); must "
+          "divide --dp and every MoE layer's expert count");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(
@@ -277,6 +281,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "dp",
                                                  "grad_bucket_mb",
                                                  "zero",
+                                                 "ep",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff",
                                                  "packing",
@@ -287,7 +292,11 @@ const std::vector<std::string>& TrainFlagNames() {
 
 std::vector<std::string> TrainFlagArgs() {
   std::vector<std::string> args;
+  const bool from_file = !absl::GetFlag(FLAGS_model_config).empty();
   for (const std::string& name : TrainFlagNames()) {
+    // With --model_config the shorthand's flags describe no model: forwarding their defaults
+    // would make every worker refuse the pair (ModelFromFlags).
+    if (from_file && (name == "layers" || name == "d_model" || name == "heads")) continue;
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) continue;  // cannot happen: defined above
     args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
@@ -406,6 +415,16 @@ absl::Status ValidateDryRunFlags(bool dry_run,
   return absl::OkStatus();
 }
 
+absl::Status ValidateExpertFlag(int ep, int dp) {
+  if (ep < 1) return absl::InvalidArgumentError(absl::StrCat("--ep=", ep, ": must be >= 1"));
+  if (dp % ep != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ep=", ep, " must divide --dp=", dp,
+                     ": expert-parallel groups are carved out of the data-parallel replicas"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateZeroFlag(int zero, int dp) {
   if (zero != 0 && zero != 1) {
     return absl::InvalidArgumentError(
@@ -433,11 +452,13 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.dp = absl::GetFlag(FLAGS_dp);
   c.grad_bucket_mb = absl::GetFlag(FLAGS_grad_bucket_mb);
   c.zero = absl::GetFlag(FLAGS_zero);
+  c.ep = absl::GetFlag(FLAGS_ep);
   if (c.dp < 1 || c.dp > kMaxDataParallel) {
     return absl::InvalidArgumentError(
         absl::StrCat("--dp=", c.dp, ": must be between 1 and ", kMaxDataParallel));
   }
   RETURN_IF_ERROR(ValidateZeroFlag(c.zero, c.dp));
+  RETURN_IF_ERROR(ValidateExpertFlag(c.ep, c.dp));
   if (!(c.grad_bucket_mb > 0) || c.grad_bucket_mb > kMaxGradBucketMb) {
     return absl::InvalidArgumentError(absl::StrCat("--grad_bucket_mb=", c.grad_bucket_mb,
                                                    ": must be in (0, ", kMaxGradBucketMb, "]"));

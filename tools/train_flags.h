@@ -41,6 +41,7 @@ struct TrainConfig {
   int stages = 1;
   int dp = 1;    // --dp: data-parallel replicas of the pipeline
   int zero = 0;  // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
+  int ep = 1;    // --ep: expert-parallel group size, carved out of --dp
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;
@@ -103,6 +104,11 @@ absl::Status ValidateTrainConfig(const TrainConfig& c);
 // --zero against --dp: 0 or 1, and 1 only with --dp >= 2 (sharding over one replica would
 // change nothing, so it is refused rather than silently ignored).
 absl::Status ValidateZeroFlag(int zero, int dp);
+
+// --ep against --dp: >= 1 and dividing --dp (expert-parallel groups are carved out of the
+// replicas). Whether the model can split its experts is checked when it is built
+// (actors::ValidateExpertParallelism).
+absl::Status ValidateExpertFlag(int ep, int dp);
 
 // --nprocs against --stages (and --dp), checked before any process starts: 0 (no cluster) or
 // 1 to min(--stages, kMaxProcesses), every rank holding at least one stage; with --dp=D > 1

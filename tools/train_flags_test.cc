@@ -108,6 +108,14 @@ TEST(ValidateZeroFlagTest, ZeroOneNeedsReplicasAndOtherValuesAreRefused) {
   EXPECT_THAT(ValidateZeroFlag(3, 2).message(), HasSubstr("--zero=3: must be 0"));
 }
 
+TEST(ValidateExpertFlagTest, EpMustDivideDp) {
+  EXPECT_TRUE(ValidateExpertFlag(1, 1).ok());
+  EXPECT_TRUE(ValidateExpertFlag(2, 4).ok());
+  EXPECT_THAT(ValidateExpertFlag(2, 3).message(), HasSubstr("--ep=2 must divide --dp=3"));
+  EXPECT_THAT(ValidateExpertFlag(2, 1).message(), HasSubstr("--ep=2 must divide --dp=1"));
+  EXPECT_THAT(ValidateExpertFlag(0, 2).message(), HasSubstr("--ep=0: must be >= 1"));
+}
+
 TEST(ValidateScheduleFlagsTest, PlannerWithScheduleIsAnError) {
   const absl::Status s = ValidateScheduleFlags({"zb_h1", "plan.csv", {4, 8}}, Planners());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

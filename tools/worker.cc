@@ -33,6 +33,12 @@
 ABSL_FLAG(bool, list_planners, false,
           "print the planners this binary knows and exit (the launcher checks --planner with it)");
 ABSL_FLAG(double, join_timeout, 60.0, "seconds to wait for the coordinator and the peers");
+ABSL_FLAG(double, collective_latency_us, 0.0,
+          "modelled link latency added to every collective call (the launcher's "
+          "--link_latency_us)");
+ABSL_FLAG(double, collective_gbps, 0.0,
+          "modelled link bandwidth of every collective call, 0: unlimited (the launcher's "
+          "--link_gbps)");
 ABSL_FLAG(int64_t, resume_step, -1,
           "continue from exactly the checkpoint of this step in --checkpoint_dir (0: from the "
           "start); set by the launcher when it restarts the cluster, -1: as --resume says");
@@ -161,6 +167,13 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.dp = c.dp;
   o.grad_bucket_mb = c.grad_bucket_mb;
   o.zero = c.zero;
+  o.ep = c.ep;
+  o.collective_latency_us = absl::GetFlag(FLAGS_collective_latency_us);
+  o.collective_gbps = absl::GetFlag(FLAGS_collective_gbps);
+  if (o.collective_latency_us < 0 || o.collective_gbps < 0) {
+    return absl::InvalidArgumentError(
+        "--collective_latency_us and --collective_gbps must not be negative");
+  }
   if (c.rampup.has_value()) {
     ASSIGN_OR_RETURN(o.microbatches, tools::MicrobatchCalculatorOf(c));
   }

@@ -211,11 +211,14 @@ void OnEvalHang(Self* self, int64_t step) {
 }
 
 // --log_timers: adds the step's phase seconds; prints the report with the step line.
-void TimeStep(Self* self, const StepOutcome& out, int64_t step, bool report) {
+void TimeStep(Self* self, int64_t step, bool report) {
   auto& st = self->state;
   if (!st.timers) return;
+  // Every replica's stages, in the grid's rank order (PhaseTimers::Grid).
+  std::vector<std::vector<std::vector<double>>> phases;
+  for (const StepOutcome& o : st.outcomes) phases.push_back(o.phase_seconds);
   std::vector<runtime::PhaseSeconds> per_stage;
-  for (const std::vector<double>& v : out.phase_seconds) {
+  for (const std::vector<double>& v : runtime::RankOrder(phases)) {
     runtime::PhaseSeconds p{};
     std::copy_n(v.begin(), std::min<size_t>(v.size(), p.size()), p.begin());
     per_stage.push_back(p);
@@ -279,7 +282,7 @@ void OnStepOutcome(Self* self, int64_t step, int replica, StepOutcome& reported)
     std::printf("step %lld loss %.6f grad_norm %.6f bits %a\n", static_cast<long long>(step),
                 out.loss, out.grad_norm, out.loss);
   }
-  TimeStep(self, out, step, !out.skipped && st.loop->LogDue(step));
+  TimeStep(self, step, !out.skipped && st.loop->LogDue(step));
   std::fflush(stdout);
   Advance(self, next);
 }
@@ -508,7 +511,10 @@ coordinator_actor::behavior_type Coordinator(Self* self, CoordinatorOptions opti
   st.held_out.emplace(st.options.world_size,
                       st.layout->StageRanks(0)[st.options.spec.chunk_to_stage.back()]);
   if (st.options.log_timers) {
-    st.timers.emplace(st.layout->StageRanks(0));  // replica 0's outcome is the step's
+    // Every replica's stages: with one replica its stages' ranks, else the whole grid.
+    st.timers.emplace(st.layout->dp() > 1
+                          ? runtime::PhaseTimers::Grid(st.layout->dp(), st.options.spec.num_stages)
+                          : runtime::PhaseTimers(st.layout->StageRanks(0)));
     st.timers_from = st.options.resumed_step + 1;
   }
   st.loop.emplace(st.options.loop, st.options.resumed_step,

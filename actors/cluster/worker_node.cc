@@ -33,8 +33,11 @@
 #include "runtime/cluster/auth_gate.h"
 #include "runtime/cluster/placement.h"
 #include "runtime/collectives/authenticated_store.h"
+#include "runtime/collectives/collective_expert_exchange.h"
 #include "runtime/collectives/gloo_collective.h"
+#include "runtime/collectives/latency_collective.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/grid/rank_grid.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
@@ -116,6 +119,10 @@ class RecordingStageWork : public runtime::StageWork {
   }
   double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
   std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
+  runtime::GradPartLayout GradientParts() const override { return inner_->GradientParts(); }
+  void SetGradientProgress(GradientProgress progress) override {
+    inner_->SetGradientProgress(std::move(progress));
+  }
   // On the reduction lane, beside compute: the log keeps the compute lane's last action.
   absl::Status ReduceGradients(const runtime::GradBucket& bucket) override {
     return inner_->ReduceGradients(bucket);
@@ -159,6 +166,9 @@ struct Node {
   // reduction lane.
   int replica = 0;
   std::unique_ptr<runtime::Collective> dp_group;
+  // --ep: this stage's expert-parallel group (Gloo) and the exchange its chunks use.
+  std::unique_ptr<runtime::Collective> ep_group;
+  std::unique_ptr<runtime::CollectiveExpertExchange> ep_exchange;
   std::vector<std::unique_ptr<Lane>> reduce_lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
   std::unique_ptr<runtime::cluster::AuthGate> gate;         // rank 0: the public control port
@@ -791,6 +801,14 @@ absl::StatusOr<std::string> CollectiveAddress(const WorkerOptions& o) {
   return *address;
 }
 
+// A connected group with the modelled link of --link_latency_us / --link_gbps, if any.
+std::unique_ptr<runtime::Collective> WithModelledLink(const WorkerOptions& o,
+                                                      std::unique_ptr<runtime::Collective> group) {
+  if (o.collective_latency_us == 0 && o.collective_gbps == 0) return group;
+  return std::make_unique<runtime::LatencyCollective>(std::move(group), o.collective_latency_us,
+                                                      o.collective_gbps);
+}
+
 // 5b. --dp: this stage's data-parallel group (its replicas: Gloo over TCP). The rendezvous
 // entries are signed with the join token and kept by the coordinator.
 absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::ClusterLayout& layout,
@@ -813,7 +831,44 @@ absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::Clu
         absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
                      layout.Stages(o.rank).front(), ": ", connected.status().message()));
   }
-  node.dp_group = *std::move(connected);
+  node.dp_group = WithModelledLink(o, *std::move(connected));
+  return absl::OkStatus();
+}
+
+// 5c. --ep: this stage's expert-parallel group (Gloo over TCP, signed rendezvous as 5b), its
+// member and group from the rank grid's ep x edp split of dp; set on this rank's chunks.
+absl::Status ConnectExpertParallelGroup(const WorkerOptions& o,
+                                        const runtime::ClusterLayout& layout,
+                                        const coordinator_actor& coordinator, Node& node,
+                                        caf::scoped_actor& self) {
+  if (o.ep == 1) return absl::OkStatus();
+  const int stage = layout.Stages(o.rank).front();
+  ASSIGN_OR_RETURN(runtime::RankGrid pipelines,
+                   runtime::RankGrid::DataPipeline(o.dp, layout.num_stages()));
+  ASSIGN_OR_RETURN(runtime::RankGrid grid,
+                   pipelines.Split("dp", {{"ep", o.ep}, {"edp", o.dp / o.ep}}));
+  ASSIGN_OR_RETURN(const int at, pipelines.RankAt({node.replica, stage}));
+  runtime::GlooGroupOptions group;
+  ASSIGN_OR_RETURN(group.member, grid.Coordinate(at, "ep"));
+  ASSIGN_OR_RETURN(const int edp, grid.Coordinate(at, "edp"));
+  group.name = absl::StrCat("ep.s", stage, ".g", edp);
+  group.size = o.ep;
+  ASSIGN_OR_RETURN(group.bind_host, CollectiveAddress(o));
+  group.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
+  ControlPlaneStore store(self, coordinator, o.rank, group.timeout);
+  runtime::AuthenticatedStore signed_store(store, o.token);
+  absl::StatusOr<std::unique_ptr<runtime::GlooCollective>> connected =
+      runtime::GlooCollective::Connect(signed_store, group);
+  if (!connected.ok()) {
+    return absl::Status(connected.status().code(),
+                        absl::StrCat("rank ", o.rank, ": expert-parallel group of stage ", stage,
+                                     ": ", connected.status().message()));
+  }
+  node.ep_group = WithModelledLink(o, *std::move(connected));
+  node.ep_exchange = std::make_unique<runtime::CollectiveExpertExchange>(node.ep_group.get());
+  for (auto& [index, chunk] : node.chunks) {
+    RETURN_IF_ERROR(chunk->SetExpertExchange(node.ep_exchange.get()));
+  }
   return absl::OkStatus();
 }
 
@@ -867,6 +922,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
   self->monitor(coordinator);
   ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
   RETURN_IF_ERROR(ConnectDataParallelGroup(o, *layout, coordinator, *node, self));
+  RETURN_IF_ERROR(ConnectExpertParallelGroup(o, *layout, coordinator, *node, self));
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));

@@ -51,6 +51,13 @@ struct WorkerOptions {
   // one process); before a checkpoint every replica gathers them whole (a collective of the
   // stage's dp group), replica 0 writes them, every replica drops them again.
   int zero = 0;
+  // --ep (divides dp): this stage's replicas d with the same d / ep form an expert-parallel
+  // group (the rank grid's ep x edp split of dp), a Gloo group of its own whose all-to-alls
+  // carry the MoE layers' dispatch and combine (models/expert_exchange.h).
+  int ep = 1;
+  // --link_latency_us / --link_gbps: a modelled link added to every collective call of the
+  // data- and expert-parallel groups (runtime/collectives/latency_collective.h); 0: none.
+  double collective_latency_us = 0, collective_gbps = 0;
   // --rampup_batch_size: each step's M (every rank re-plans each step alike); absent: the
   // planner options' M every step.
   std::optional<runtime::MicrobatchCalculator> microbatches;

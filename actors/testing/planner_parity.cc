@@ -109,6 +109,7 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   o.dp = parity.dp;
   o.grad_bucket_mb = parity.grad_bucket_mb;
   o.zero = parity.zero;
+  o.ep = parity.ep;
   o.model = model;
   o.chunk = ChunkOptionsOf(options.num_microbatches, parity.packed_documents);
   o.planner = &planner;
@@ -211,7 +212,8 @@ bool Close(double a, double b, double tolerance) {
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
   return Compare(*actual, *expected, options.tolerance)
          << " (" << definition.name() << ", P = " << options.planner.num_stages
-         << ", M = " << options.planner.num_microbatches << ", dp = " << options.dp << ")";
+         << ", M = " << options.planner.num_microbatches << ", dp = " << options.dp
+         << ", ep = " << options.ep << ")";
 }
 
 ::testing::AssertionResult ShardedOptimizerTrainsLikeUnsharded(

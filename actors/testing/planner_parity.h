@@ -29,6 +29,8 @@ struct ParityOptions {
   int dp = 1;
   double grad_bucket_mb = 25;
   int zero = 0;  // --zero: 1 shards the replicas' optimizer state (ZeRO-1)
+  // --ep: expert parallelism over groups of `ep` replicas (divides dp; an MoE `model`).
+  int ep = 1;
   // 0: bitwise. Else the largest relative difference allowed: per loss |a - b| <= tolerance *
   // max(|a|, |b|, 1e-3); per parameter tensor ||a - b|| <= tolerance * ||b|| (2-norms, b the
   // sequential run's). Replicas sum their gradients as

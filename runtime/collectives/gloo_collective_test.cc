@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "runtime/collectives/authenticated_store.h"
 #include "runtime/collectives/in_process_collective.h"
+#include "runtime/collectives/latency_collective.h"
 #include "runtime/util/status_matchers.h"
 
 namespace stagehand::runtime {
@@ -377,6 +378,29 @@ TEST(AuthenticatedStoreTest, AGroupConnectsThroughItAndAForgedAddressIsRefused) 
   EXPECT_THAT(GlooCollective::Connect(store, options).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("is not signed with the launch's secret")));
+}
+
+// --link_latency_us / --link_gbps for a cluster's collectives: the modelled time is latency +
+// bytes at the bandwidth, every call waits at least that long, and the results are the wrapped
+// collective's.
+TEST(LatencyCollectiveTest, AddsTheModelledLinkAndKeepsTheResults) {
+  InProcessGroupMembers group = MakeInProcessGroup(1);
+  auto* inner = group.members[0].release();
+  LatencyCollective link(std::unique_ptr<Collective>(inner), 20000, 0.001);
+  EXPECT_DOUBLE_EQ(link.LinkMicros(0), 20000);
+  EXPECT_DOUBLE_EQ(link.LinkMicros(125), 21000);  // 1000 bits at 1 Mbit/s: 1 ms
+  EXPECT_EQ(link.size(), 1);
+  const std::vector<float> in = {1, 2, 3};
+  std::vector<float> out(3);
+  const auto begin = std::chrono::steady_clock::now();
+  ASSERT_THAT(link.AllToAllV(in, {3}, absl::MakeSpan(out), {3}), IsOk());
+  const double waited_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_GE(waited_us, link.LinkMicros(12));
+  EXPECT_EQ(out, in);
+  std::vector<float> sum = {4, 5};
+  ASSERT_THAT(link.AllReduceSum(absl::MakeSpan(sum)), IsOk());
+  EXPECT_EQ(sum, (std::vector<float>{4, 5}));
 }
 
 }  // namespace

@@ -30,15 +30,65 @@ GradReductionTracker::GradReductionTracker(std::vector<GradBucket> buckets, int 
                                            GradReductionStart start)
     : buckets_(std::move(buckets)), num_microbatches_(num_microbatches), start_(start) {}
 
+namespace {
+
+// 1 + the last part of `parts` (in pass order) that holds an element of `b`; kWholeAction when
+// some element of `b` is in no part. The parts' ranges are disjoint.
+int AfterParts(const GradBucket& b,
+               const std::vector<std::vector<std::pair<int64_t, int64_t>>>& parts) {
+  int64_t covered = 0;
+  int last = -1;
+  for (int p = 0; p < static_cast<int>(parts.size()); ++p) {
+    for (const auto& [begin, end] : parts[p]) {
+      const int64_t n = std::min(end, b.end) - std::max(begin, b.begin);
+      if (n <= 0) continue;
+      covered += n;
+      last = p;
+    }
+  }
+  return covered == b.end - b.begin && last >= 0 ? last + 1 : GradBucket::kWholeAction;
+}
+
+}  // namespace
+
+std::vector<GradBucket> OrderBucketsByParts(std::vector<GradBucket> buckets,
+                                            const GradPartLayout& parts) {
+  for (GradBucket& b : buckets) {
+    auto it = parts.find(b.chunk);
+    b.after_parts = it == parts.end() ? GradBucket::kWholeAction : AfterParts(b, it->second);
+  }
+  // Chunks are already in descending index: reorder within each chunk only.
+  std::stable_sort(buckets.begin(), buckets.end(), [](const GradBucket& a, const GradBucket& b) {
+    if (a.chunk != b.chunk) return a.chunk > b.chunk;
+    if (a.after_parts != b.after_parts) return a.after_parts < b.after_parts;
+    return a.begin < b.begin;
+  });
+  return buckets;
+}
+
 bool GradReductionTracker::Complete(int bucket) const {
-  auto it = weight_actions_.find(buckets_[bucket].chunk);
-  return it != weight_actions_.end() && it->second >= num_microbatches_;
+  const GradBucket& b = buckets_[bucket];
+  auto it = weight_actions_.find(b.chunk);
+  if (it != weight_actions_.end() && it->second >= num_microbatches_) return true;
+  if (start_ != GradReductionStart::kAsLayersComplete) return false;
+  auto parts = parts_done_.find(b.chunk);
+  return parts != parts_done_.end() && parts->second >= b.after_parts;
+}
+
+std::vector<int> GradReductionTracker::OnPartsFinished(int chunk, int parts) {
+  int& done = parts_done_[chunk];
+  done = std::max(done, parts);
+  return IssueReady();
 }
 
 std::vector<int> GradReductionTracker::OnComputeFinished(ActionKind kind, int chunk) {
   if (kind == ActionKind::kBackwardWeight || kind == ActionKind::kBackward) {
     ++weight_actions_[chunk];
   }
+  return IssueReady();
+}
+
+std::vector<int> GradReductionTracker::IssueReady() {
   std::vector<int> issue;
   if (start_ == GradReductionStart::kAfterBackward) {
     for (int b = 0; b < static_cast<int>(buckets_.size()); ++b) {

@@ -1,7 +1,13 @@
 #include "runtime/train/grad_buckets.h"
 
+#include <memory>
+#include <utility>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/gpt_chunk.h"
+#include "runtime/collectives/in_process_collective.h"
+#include "runtime/train/stage_work.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -51,6 +57,113 @@ TEST(GradReductionTrackerTest, KeepsTheIssueOrderWhenALaterChunkCompletesFirst) 
   GradReductionTracker tracker({{1, 0, 5}, {0, 0, 5}}, 1);
   EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), IsEmpty());
   EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 1), ElementsAre(0, 1));
+}
+
+// A chunk of 100 floats: [0, 20) the embedding (in no part), layer 1 at [60, 100) and layer 0
+// at [20, 60); W runs layer 1 first. Buckets of 30: [0,30) [30,60) [60,90) [90,100).
+TEST(OrderBucketsByPartsTest, OrdersEachChunksBucketsByTheLastLayerTheyHold) {
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 60}}}}};
+  std::vector<GradBucket> ordered =
+      OrderBucketsByParts({{1, 0, 10}, {0, 0, 30}, {0, 30, 60}, {0, 60, 90}, {0, 90, 100}}, parts);
+  EXPECT_THAT(ordered,
+              ElementsAre(GradBucket{1, 0, 10}, GradBucket{0, 60, 90}, GradBucket{0, 90, 100},
+                          GradBucket{0, 30, 60}, GradBucket{0, 0, 30}));
+  EXPECT_EQ(ordered[0].after_parts, GradBucket::kWholeAction);  // chunk 1 has no parts
+  EXPECT_EQ(ordered[1].after_parts, 1);
+  EXPECT_EQ(ordered[2].after_parts, 1);
+  EXPECT_EQ(ordered[3].after_parts, 2);
+  EXPECT_EQ(ordered[4].after_parts, GradBucket::kWholeAction);  // holds the embedding
+}
+
+TEST(OrderBucketsByPartsTest, ABucketAcrossTwoLayersWaitsForTheLaterPart) {
+  const GradPartLayout parts = {{0, {{{50, 100}}, {{0, 50}}}}};
+  std::vector<GradBucket> ordered = OrderBucketsByParts({{0, 40, 60}}, parts);
+  EXPECT_EQ(ordered[0].after_parts, 2);
+}
+
+TEST(GradReductionTrackerTest, PerLayerIssuesABucketOnceItsLayersAreDoneInTheLastWeightPass) {
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 60}}}}};
+  GradReductionTracker tracker(
+      OrderBucketsByParts({{0, 0, 30}, {0, 30, 60}, {0, 60, 90}, {0, 90, 100}}, parts), 2,
+      GradReductionStart::kAsLayersComplete);
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackwardWeight, 0), IsEmpty());
+  EXPECT_THAT(tracker.OnPartsFinished(0, 1), ElementsAre(0, 1));  // layer 1: [60, 100)
+  EXPECT_THAT(tracker.OnPartsFinished(0, 2), ElementsAre(2));     // layer 0: [30, 60)
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackwardWeight, 0), ElementsAre(3));
+  EXPECT_TRUE(!tracker.AllReduced());
+}
+
+TEST(GradReductionTrackerTest, PartsCountOnlyInThePerLayerMode) {
+  const GradPartLayout parts = {{0, {{{0, 100}}}}};
+  GradReductionTracker tracker(OrderBucketsByParts({{0, 0, 100}}, parts), 1,
+                               GradReductionStart::kAsBucketsComplete);
+  EXPECT_THAT(tracker.OnPartsFinished(0, 1), IsEmpty());
+  EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), ElementsAre(0));
+}
+
+// The first chunk of a 4-layer model cut in two (embedding, layers 0 and 1): every part
+// GradientParts names is final, bit for bit, when the step's last W reports it, and the W in
+// parts ends bitwise as the whole W of the same chunk.
+TEST(ModelStageWorkTest, ReportsEachPartOfTheLastWeightPassOnceItsGradientsAreFinal) {
+  const models::GptConfig config = models::UniformGpt(4, 16, 2, 256, 8, 11);
+  const models::ChunkSpec spec = (*models::CutLayers(4, 2))[0];
+  const models::ChunkOptions options{2, 8, 2};
+  std::vector<int32_t> tokens(4096);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 7919 % 256);
+  const WindowSampler sampler(&tokens, 2, 8, 3);
+  InProcessGroupMembers group = MakeInProcessGroup(1);
+  std::unique_ptr<Chunk> whole = *Chunk::Create(config, spec, options);
+  std::unique_ptr<Chunk> parted = *Chunk::Create(config, spec, options);
+  const DataParallelPlace place{0, 1, group.members[0].get(), 0};
+  ModelStageWork whole_work({{0, whole.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
+  ModelStageWork parted_work({{0, parted.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
+  const GradPartLayout layout = parted_work.GradientParts();
+  ASSERT_EQ(layout.size(), 1u);
+  ASSERT_EQ(layout.at(0).size(), 4u);  // layer 1's MLP, layer 1's rest, layer 0's MLP, rest
+  std::vector<std::pair<int, std::vector<float>>> reports;  // parts done, gradients then
+  parted_work.SetGradientProgress([&](int chunk, int n) {
+    EXPECT_EQ(chunk, 0);
+    reports.emplace_back(n, std::vector<float>(parted->params().grads(),
+                                               parted->params().grads() + parted->params().size()));
+  });
+  for (ModelStageWork* work : {&whole_work, &parted_work}) {
+    work->BeginStep(1, 2);
+    for (int mb = 0; mb < 2; ++mb) {
+      Payload out, input_grad;
+      double loss = 0;
+      ASSERT_TRUE(work->Forward(0, mb, nullptr, &out, &loss).ok());
+      Payload dout(out.size());
+      for (size_t i = 0; i < dout.size(); ++i) dout[i] = 1e-3f * static_cast<float>(i % 17) - 8e-3f;
+      ASSERT_TRUE(work->BackwardInput(0, mb, &dout, &input_grad).ok());
+      ASSERT_TRUE(work->BackwardWeights(0, mb).ok());
+      if (work == &parted_work && mb == 0) {
+        EXPECT_TRUE(reports.empty());  // not the step's last W
+      }
+    }
+  }
+  const float* final_grads = whole->params().grads();
+  ASSERT_EQ(reports.size(), 4u);
+  for (int64_t i = 0; i < whole->params().size(); ++i) {
+    ASSERT_EQ(parted->params().grads()[i], final_grads[i]) << "element " << i;
+  }
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(reports[r].first, r + 1);
+    for (int p = 0; p <= r; ++p) {
+      for (const auto& [begin, end] : layout.at(0)[p]) {
+        for (int64_t i = begin; i < end; ++i) {
+          ASSERT_EQ(reports[r].second[i], final_grads[i]) << "report " << r << " element " << i;
+        }
+      }
+    }
+    if (r + 1 < 4) {  // the next part is not written yet: the report comes before it runs
+      const auto& [begin, end] = layout.at(0)[r + 1].front();
+      bool differs = false;
+      for (int64_t i = begin; i < end && !differs; ++i) {
+        differs = reports[r].second[i] != final_grads[i];
+      }
+      EXPECT_TRUE(differs) << "report " << r;
+    }
+  }
 }
 
 }  // namespace

@@ -41,6 +41,10 @@ class SlowStageWork : public StageWork {
   void SetTiedGradients(const TiedGradientMap& sums) override { inner_->SetTiedGradients(sums); }
   std::map<int, std::vector<double>> SquaredNorms() override { return inner_->SquaredNorms(); }
   std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
+  GradPartLayout GradientParts() const override { return inner_->GradientParts(); }
+  void SetGradientProgress(GradientProgress progress) override {
+    inner_->SetGradientProgress(std::move(progress));
+  }
   absl::Status ReduceGradients(const GradBucket& bucket) override {
     return inner_->ReduceGradients(bucket);
   }

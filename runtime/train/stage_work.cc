@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "runtime/util/status_macros.h"
 
@@ -41,6 +42,8 @@ void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   run_ = step == step_ ? run_ + 1 : 0;
   step_ = step;
   step_status_ = optimizer_status_;
+  step_microbatches_ = num_microbatches;
+  weight_passes_.clear();
   for (auto& [c, chunk] : chunks_) {
     absl::Status s = chunk->SetStepMicrobatches(num_microbatches * place_.replicas);
     if (!s.ok() && step_status_.ok()) step_status_ = s;
@@ -125,7 +128,50 @@ absl::Status ModelStageWork::BackwardInput(int chunk, int mb, const Payload* gra
 absl::Status ModelStageWork::BackwardWeights(int chunk, int mb) {
   absl::StatusOr<Chunk*> c = Get(chunk);
   if (!c.ok()) return c.status();
+  // The step's last W of this chunk (the lane runs them one after another) completes its
+  // gradient: in parts, so that each layer's buckets can be reduced while the rest runs.
+  if (progress_ && ++weight_passes_[chunk] == step_microbatches_) {
+    return BackwardWeightsReporting(*c, chunk, mb);
+  }
   return (*c)->BackwardWeights(mb);
+}
+
+absl::Status ModelStageWork::BackwardWeightsReporting(Chunk* c, int chunk, int mb) {
+  RETURN_IF_ERROR(c->BackwardWeightsBegin(mb));
+  const std::vector<models::LayerPartRef> parts = c->Parts(models::ChunkPass::kBackwardWeights);
+  int done = 0;
+  const std::function<void()> mlp_done = [&] { progress_(chunk, ++done); };
+  for (size_t i = 0; i < parts.size(); ++i) {
+    RETURN_IF_ERROR(c->BackwardWeightsPartSplit(mb, parts[i], mlp_done));
+    if (i + 1 == parts.size() || parts[i + 1].layer != parts[i].layer) progress_(chunk, ++done);
+  }
+  return c->BackwardWeightsEnd(mb);
+}
+
+GradPartLayout ModelStageWork::GradientParts() const {
+  GradPartLayout out;
+  if (place_.group == nullptr) return out;
+  for (const auto& [index, chunk] : chunks_) {
+    std::vector<std::vector<std::pair<int64_t, int64_t>>>& parts = out[index];
+    for (int l = chunk->spec().end_layer - 1; l >= chunk->spec().first_layer; --l) {
+      // BackwardWeightsReporting's reports: a dense layer's MLP, then the rest of the layer;
+      // an MoE layer whole.
+      const std::string layer = absl::StrCat("h.", l, "."), mlp = layer + "mlp.";
+      const bool split = chunk->config().layers[l].mlp != models::MlpKind::kMoe;
+      if (split) parts.emplace_back();
+      parts.emplace_back();
+      for (const models::ParamInfo& info : chunk->params().infos()) {
+        if (info.tied_copy || !absl::StartsWith(info.name, layer)) continue;
+        const bool in_mlp = split && absl::StartsWith(info.name, mlp);
+        parts[parts.size() - (in_mlp ? 2 : 1)].emplace_back(info.offset, info.offset + info.size);
+      }
+    }
+  }
+  return out;
+}
+
+void ModelStageWork::SetGradientProgress(GradientProgress progress) {
+  progress_ = std::move(progress);
 }
 
 absl::Status ModelStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {

@@ -5,6 +5,7 @@
 #ifndef STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -64,6 +65,15 @@ class StageWork {
   // sum (runtime/collectives/collective.h). Runs on the stage's reduction lane, concurrently
   // with compute on the stage's other chunks, never on `bucket.chunk` itself.
   virtual absl::Status ReduceGradients(const GradBucket& bucket) { return absl::OkStatus(); }
+  // Per-layer gradient readiness (GradReductionStart::kAsLayersComplete). The parts of each
+  // held chunk's weight-gradient pass and the element ranges each completes; empty: whole
+  // actions only.
+  virtual GradPartLayout GradientParts() const { return {}; }
+  // Called on the lane during the step's last W (or B) of a chunk, after each of its parts
+  // (GradientParts' order) with the count finished so far; the action's end still comes as
+  // usual. Null: none. Set before the first step.
+  using GradientProgress = std::function<void(int chunk, int parts_done)>;
+  virtual void SetGradientProgress(GradientProgress progress) {}
   // The loss stage, after its last REDUCE_GRAD: every replica's microbatch losses, replica by
   // replica (this replica's `losses` in its place), so that every replica's driver checks and
   // reports the same D x M losses. Leaves `losses` alone without data parallelism.
@@ -150,6 +160,10 @@ class ModelStageWork : public StageWork {
   std::map<int, int64_t> GradientFloats() const override;
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
+  // Each chunk's layers, last to first, with their tensors' ranges (data parallelism only): a
+  // layer that is not MoE as two parts, its MLP's tensors then the rest (norms, attention).
+  GradPartLayout GradientParts() const override;
+  void SetGradientProgress(GradientProgress progress) override;
   absl::Status ExportOptimizerState() override;
   void ReleaseExportedOptimizerState() override;
   int64_t OptimizerStateBytes() const override;
@@ -175,6 +189,9 @@ class ModelStageWork : public StageWork {
   absl::Status EndForward(Chunk* c, int chunk, int mb, Payload* output, double* loss);
   // I's end: the input gradient into `input_grad` (not for the first chunk).
   void CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const;
+  // W in its parts (bit for bit the whole call), reporting each finished part of
+  // GradientParts to progress_.
+  absl::Status BackwardWeightsReporting(Chunk* c, int chunk, int mb);
   DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
   int num_chunks_;
@@ -186,6 +203,9 @@ class ModelStageWork : public StageWork {
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;               // runs of step_ begun before this one (0: the first run)
+  int step_microbatches_ = 0;  // this replica's M of the step (BeginStep)
+  std::map<int, int> weight_passes_;  // chunk -> W passes begun this step
+  GradientProgress progress_;
   absl::Status step_status_;  // BeginStep's: an M the chunks cannot take fails the first F
   // ZeRO-1: a failed collective of the optimizer phases (those return no status); it fails
   // every later step's first F.

@@ -70,6 +70,27 @@ void TransferWaitClock::Started(bool has_input, bool gradient_input, int chunk, 
 PhaseTimers::PhaseTimers(std::vector<int> stage_rank)
     : stage_rank_(std::move(stage_rank)), per_stage_(stage_rank_.size(), PhaseSeconds{}) {}
 
+std::vector<std::vector<double>> RankOrder(
+    const std::vector<std::vector<std::vector<double>>>& per_replica) {
+  const size_t D = per_replica.size();
+  size_t P = 0;
+  for (const auto& stages : per_replica) P = std::max(P, stages.size());
+  std::vector<std::vector<double>> out(D * P);
+  for (size_t d = 0; d < D; ++d) {
+    for (size_t s = 0; s < per_replica[d].size(); ++s) out[s * D + d] = per_replica[d][s];
+  }
+  return out;
+}
+
+PhaseTimers PhaseTimers::Grid(int replicas, int stages) {
+  if (replicas <= 1) return PhaseTimers(std::vector<int>(std::max(stages, 0), 0));
+  std::vector<int> ranks(std::max(replicas * stages, 0));
+  for (size_t r = 0; r < ranks.size(); ++r) ranks[r] = static_cast<int>(r);
+  PhaseTimers timers(std::move(ranks));
+  timers.replicas_ = replicas;
+  return timers;
+}
+
 void PhaseTimers::Add(int stage, TimerPhase phase, double seconds) {
   if (stage < 0 || stage >= static_cast<int>(per_stage_.size())) return;
   per_stage_[stage][static_cast<int>(phase)] += seconds;
@@ -101,9 +122,13 @@ std::vector<std::string> PhaseTimers::Stragglers(double factor) const {
     if (median <= 0) continue;
     for (size_t s = 0; s < v.size(); ++s) {
       if (v[s] > factor * median && v[s] - median > kMinStragglerExcessSeconds) {
-        out.push_back(absl::StrFormat(
-            "straggler: stage %d (rank %d) %s %.2f ms > %g x median %.2f ms", s, stage_rank_[s],
-            TimerPhaseName(static_cast<TimerPhase>(p)), 1e3 * v[s], factor, 1e3 * median));
+        const std::string who =
+            replicas_ > 1
+                ? absl::StrFormat("rank %d (dp %d, pp %d)", s, s % replicas_, s / replicas_)
+                : absl::StrFormat("stage %d (rank %d)", s, stage_rank_[s]);
+        out.push_back(absl::StrFormat("straggler: %s %s %.2f ms > %g x median %.2f ms", who,
+                                      TimerPhaseName(static_cast<TimerPhase>(p)), 1e3 * v[s],
+                                      factor, 1e3 * median));
       }
     }
   }
@@ -112,9 +137,14 @@ std::vector<std::string> PhaseTimers::Stragglers(double factor) const {
 
 std::vector<std::string> PhaseTimers::Report(int64_t first_step, int64_t last_step,
                                              double straggler_factor) const {
-  std::vector<std::string> lines = {absl::StrFormat(
-      "timers (ms) steps %d-%d, summed over %d stages (min, max over stages):", first_step,
-      last_step, per_stage_.size())};
+  std::vector<std::string> lines = {
+      replicas_ > 1
+          ? absl::StrFormat(
+                "timers (ms) steps %d-%d, summed over %d ranks (dp %d x pp %d; min, max over "
+                "ranks):",
+                first_step, last_step, per_stage_.size(), replicas_, per_stage_.size() / replicas_)
+          : absl::StrFormat("timers (ms) steps %d-%d, summed over %d stages (min, max over stages):",
+                            first_step, last_step, per_stage_.size())};
   const PhaseSeconds total = Totals();
   for (int p = 0; p < kNumTimerPhases; ++p) {
     double low = per_stage_.empty() ? 0 : per_stage_[0][p], high = low;

@@ -73,10 +73,21 @@ class TransferWaitClock {
   std::map<std::tuple<bool, int, int>, Arrival> arrivals_;
 };
 
+// Data parallelism: every replica's per-stage seconds (`per_replica[d][s]`, as each replica's
+// step reports them) in the grid's rank order, the entries of PhaseTimers::Grid: rank
+// s x D + d is replica d's stage s. A replica with fewer stages leaves its ranks empty.
+std::vector<std::vector<double>> RankOrder(
+    const std::vector<std::vector<std::vector<double>>>& per_replica);
+
 class PhaseTimers {
  public:
   // `stage_rank`: the rank of each stage (its size is the stage count).
   explicit PhaseTimers(std::vector<int> stage_rank);
+  // Data parallelism (--dp=D): every stage of every replica, one entry per rank of the grid
+  // in rank order (rank r is replica r % D's stage r / D: dp varies fastest,
+  // runtime/grid/rank_grid.h); the report sums over the D x P ranks, gives min and max over
+  // them and names stragglers by rank, replica and stage. D == 1: PhaseTimers({0, ..., 0}).
+  static PhaseTimers Grid(int replicas, int stages);
 
   // Adds one stage's seconds in one phase.
   void Add(int stage, TimerPhase phase, double seconds);
@@ -98,6 +109,7 @@ class PhaseTimers {
 
  private:
   std::vector<int> stage_rank_;
+  int replicas_ = 1;  // > 1: entries are the grid's ranks (Grid)
   std::vector<PhaseSeconds> per_stage_;
 };
 

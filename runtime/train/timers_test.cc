@@ -81,5 +81,27 @@ TEST(TransferWaitClockTest, SumsEachActionsTransferredInputOnce) {
   EXPECT_DOUBLE_EQ(clock.seconds(), 0.0);
 }
 
+// --dp=2 --stages=2: the four ranks of the grid (rank r = replica r % 2's stage r / 2).
+TEST(PhaseTimersTest, GridSumsOverEveryRankAndNamesStragglersByReplicaAndStage) {
+  PhaseTimers t = PhaseTimers::Grid(2, 2);
+  t.AddStep({{0.010}, {0.011}, {0.012}, {0.040}});  // forward, rank 3: replica 1's stage 1
+  const std::vector<std::string> lines = t.Report(1, 1);
+  EXPECT_EQ(lines[0],
+            "timers (ms) steps 1-1, summed over 4 ranks (dp 2 x pp 2; min, max over ranks):");
+  EXPECT_NE(lines[1].find(": 73.00 (10.00, 40.00)"), std::string::npos) << lines[1];
+  EXPECT_THAT(
+      t.Stragglers(1.5),
+      ElementsAre("straggler: rank 3 (dp 1, pp 1) forward 40.00 ms > 1.5 x median 11.50 ms"));
+  EXPECT_EQ(PhaseTimers::Grid(1, 3).Report(1, 1)[0],
+            "timers (ms) steps 1-1, summed over 3 stages (min, max over stages):");
+}
+
+TEST(PhaseTimersTest, RankOrderPutsReplicaDsStageSAtRankSTimesDPlusD) {
+  const std::vector<std::vector<double>> ranks =
+      RankOrder({{{1.0}, {2.0}}, {{3.0}, {4.0}}});  // replica 0: stages 0, 1; replica 1
+  EXPECT_THAT(ranks,
+              ElementsAre(ElementsAre(1.0), ElementsAre(3.0), ElementsAre(2.0), ElementsAre(4.0)));
+}
+
 }  // namespace
 }  // namespace stagehand::runtime

@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
+#include "models/model_config.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_gpt2.h"
 #include "runtime/cluster/placement.h"
@@ -187,6 +188,9 @@ struct Config {
   std::optional<runtime::BatchRampup> rampup;  // --rampup_batch_size
   int dp = 1;                                  // --dp: replicas of the pipeline
   int zero = 0;                                // --zero: 1 shards AdamW moments (ZeRO-1)
+  int ep = 1;                                  // --ep: expert-parallel groups of replicas
+  // --model_config (a JSON file) instead of --layers / --d_model / --heads.
+  std::string model_config;
   // --packing=documents --reset_position_ids --document_separator='\n': each line of the
   // corpus a document.
   bool packed = false;
@@ -200,9 +204,6 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
                                 "--worker=" + Runfile("tools/worker"),
                                 "--nprocs=" + std::to_string(nprocs),
                                 "--stages=" + std::to_string(c.stages),
-                                "--layers=" + std::to_string(c.layers),
-                                "--d_model=" + std::to_string(c.d_model),
-                                "--heads=" + std::to_string(c.heads),
                                 "--seq_len=" + std::to_string(c.seq_len),
                                 "--micro_batch_size=" + std::to_string(c.micro_batch_size),
                                 "--microbatches=" + std::to_string(c.microbatches),
@@ -212,7 +213,17 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
                                 "--seed=" + std::to_string(c.seed),
                                 "--planner=" + c.planner,
                                 "--data=" + Corpus()};
+  if (c.model_config.empty()) {
+    for (const auto& [flag, value] : {std::pair<const char*, int>{"layers", c.layers},
+                                      {"d_model", c.d_model},
+                                      {"heads", c.heads}}) {
+      a.push_back(absl::StrCat("--", flag, "=", value));
+    }
+  } else {
+    a.push_back("--model_config=" + c.model_config);
+  }
   if (c.dp != 1) a.push_back("--dp=" + std::to_string(c.dp));
+  if (c.ep != 1) a.push_back("--ep=" + std::to_string(c.ep));
   if (c.zero != 0) a.push_back("--zero=" + std::to_string(c.zero));
   if (c.packed) {
     a.insert(a.end(),
@@ -247,7 +258,14 @@ void OneProcess(const Config& c, std::vector<double>* losses,
   actors::ModelPipelineOptions o;
   o.dp = c.dp;
   o.zero = c.zero;
+  o.ep = c.ep;
   o.model = models::UniformGpt(c.layers, c.d_model, c.heads, 256, c.seq_len, c.seed);
+  if (!c.model_config.empty()) {
+    absl::StatusOr<models::GptConfig> model = models::LoadModelConfig(c.model_config);
+    ASSERT_TRUE(model.ok()) << model.status();
+    o.model = *model;
+    o.model.seed = c.seed;
+  }
   o.chunk = models::ChunkOptions{c.micro_batch_size, c.seq_len, c.microbatches};
   o.chunk.reset_position_ids = c.packed;
   auto planner = runtime::PlannerRegistry::Default().Get(c.planner);
@@ -1140,6 +1158,33 @@ TEST(Cluster, DataParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
   }
 }
 
+// --dp=2 --ep=2 --stages=2 on 4 workers: each stage's two replicas are one expert-parallel
+// group (a Gloo group of its own); each computes two of the MoE layer's four experts on both
+// replicas' tokens, dispatch and combine are Gloo all-to-alls. Losses, held-out losses and
+// every rank's parameters are bitwise those of the one-process --dp=2 --ep=2 run.
+TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.ep = 2;
+  c.microbatches = 4;
+  c.steps = 3;
+  c.model_config = TempDir() + "/ep_moe.json";
+  std::ofstream(c.model_config) << R"({"vocab_size": 256, "max_seq_len": 16, "d_model": 32,
+    "num_heads": 2, "moe": {"num_experts": 4, "top_k": 2, "ffn_hidden": 64,
+    "capacity_factor": 1.25, "aux_loss_coeff": 0.01},
+    "layers": [{"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "moe"},
+               {"attention": "causal", "mlp": "moe"}, {"attention": "causal", "mlp": "dense"}]})";
+  // The collectives' modelled link (--link_latency_us: a LatencyCollective around each Gloo
+  // group) delays every call and changes no bit.
+  const std::string out = ExpectDataParallelSameAsOneProcess(c, TempDir() + "/ep.safetensors",
+                                                             {"--link_latency_us=200"});
+  for (const char* line : {"grid: world 4 = ep 2 x edp 1 x pp 2",
+                           "expert parallel: groups of 2 replicas (dp = ep 2 x edp 1)"}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+}
+
 // A rank of replica 1 (rank 3: stage 1) SIGKILLed in step 4: the whole grid restarts from the
 // checkpoint of step 2 (written by replica 0's ranks, one shard per stage) and ends bitwise as
 // the one-process run without failure, every replica's parameters included.
@@ -1248,7 +1293,7 @@ TEST(Cluster, FlagsTheClusterCannotHonourAreRefusedWithTheReason) {
       {{"--restarts=-1", "--checkpoint_dir=" + TempDir()}, "--restarts=-1 must not be negative"},
       {{"--export=" + TempDir() + "/no_such_dir/x.safetensors"},
        "--export=" + TempDir() + "/no_such_dir/x.safetensors: directory"},
-      {{"--link_gbps=10"}, "--link_latency_us and --link_gbps model links inside one process"},
+      {{"--link_gbps=10"}, "with --dp=1 there is none: drop them"},
       {{"--eval_batches=70000"},
        "--eval_batches=70000: a cluster evaluates at most 65536 held-out batches"},
       {{"--trace=" + TempDir() + "/no_such_dir/t.json"},
