@@ -264,8 +264,7 @@ TEST_F(ClusterCommTest, RefusesAVariableLengthNoticeOfABadSizeNamingTheSender) {
   init.row_floats = 2;
   init.supervisor = Record<abort_inbox>(supervisor_);
   cluster_comm_actor comm = Keep(sys.spawn(ClusterComm, init));
-  cluster_comm_actor peer =
-      caf::actor_cast<cluster_comm_actor>(Keep(sys.spawn(NoticeRelay, comm)));
+  cluster_comm_actor peer = caf::actor_cast<cluster_comm_actor>(Keep(sys.spawn(NoticeRelay, comm)));
   caf::anon_send(comm, std::vector<stage_actor>{Record<stage_actor>(stage_), stage_actor{}});
   caf::anon_send(comm, PeerTable{{0, 1}, {comm, peer}, {"", ""}});
   caf::anon_send(comm, start_atom::value, int64_t{1});
@@ -275,8 +274,9 @@ TEST_F(ClusterCommTest, RefusesAVariableLengthNoticeOfABadSizeNamingTheSender) {
   Deliver();
   const std::string refusal = Refusal();
   EXPECT_THAT(refusal, StartsWith("rank 0 stage 0: bad transfer notice from rank 1 ("));
-  EXPECT_THAT(refusal, ::testing::EndsWith(
-                           "): 3 floats are not a whole number of tokens of 2 floats (B * d_model)"));
+  EXPECT_THAT(refusal,
+              ::testing::EndsWith(
+                  "): 3 floats are not a whole number of tokens of 2 floats (B * d_model)"));
 }
 
 TEST_F(ClusterCommTest, RefusesANoticeForAStepOtherThanThisOrTheNext) {

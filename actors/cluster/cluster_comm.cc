@@ -34,9 +34,9 @@ std::string Describe(const TransferNotice& n) {
 // Empty when `n` is a notice this stage may act on; otherwise what is wrong with it.
 std::string Check(Self* self, const TransferNotice& n, bool check_sender) {
   const auto& st = self->state;
-  if (std::string bad = CheckNoticeFields(
-          n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats, st.peers.stage_rank,
-                         st.init.row_floats});
+  if (std::string bad =
+          CheckNoticeFields(n, NoticeRules{st.init.spec, st.init.stage, st.init.tensor_floats,
+                                           st.peers.stage_rank, st.init.row_floats});
       !bad.empty()) {
     return bad;
   }

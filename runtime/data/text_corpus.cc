@@ -243,8 +243,8 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
                                       int64_t microbatch_tokens) {
   if (policy == SeqLenPolicy::kFixed) {
     if (microbatch_tokens == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--microbatch_tokens=", microbatch_tokens, " needs --seq_len_policy=variable"));
+    return absl::InvalidArgumentError(absl::StrCat("--microbatch_tokens=", microbatch_tokens,
+                                                   " needs --seq_len_policy=variable"));
   }
   if (micro_batch_size < 1 || seq_len < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--seq_len_policy=variable needs B >= 1 and ",
@@ -252,9 +252,9 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
                                                    " and --seq_len=", seq_len));
   }
   if (microbatch_tokens < micro_batch_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--microbatch_tokens=", microbatch_tokens, " is below the micro batch size ",
-        micro_batch_size, ": each of its rows needs at least one token"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--microbatch_tokens=", microbatch_tokens, " is below the micro batch size ",
+                     micro_batch_size, ": each of its rows needs at least one token"));
   }
   return absl::OkStatus();
 }
@@ -265,9 +265,9 @@ int MicrobatchLength(SeqLenPolicy policy, uint64_t seed, int64_t step, int micro
   const int64_t longest =
       std::min<int64_t>(seq_len, microbatch_tokens / std::max(micro_batch_size, 1));
   if (longest <= 1) return 1;
-  const uint64_t key = Mix(seed ^ Mix(static_cast<uint64_t>(step) + 0x5E0C1E4ull) ^
-                           Mix(static_cast<uint64_t>(static_cast<uint32_t>(microbatch)) +
-                               0x7A41E9ull));
+  const uint64_t key =
+      Mix(seed ^ Mix(static_cast<uint64_t>(step) + 0x5E0C1E4ull) ^
+          Mix(static_cast<uint64_t>(static_cast<uint32_t>(microbatch)) + 0x7A41E9ull));
   return 1 + static_cast<int>(key % static_cast<uint64_t>(longest));
 }
 
