@@ -80,6 +80,7 @@ absl::StatusOr<std::vector<ChunkSpec>> CutLayers(int num_layers, int num_chunks)
 // buffers by B and read by W. "ln" buffers hold either norm (RMSNorm leaves *_mean unused).
 template <typename Real>
 struct GptChunk<Real>::LayerState {
+  int64_t N = 0;  // the microbatch's B x T_m tokens (its MicrobatchState's N)
   // Activations.
   std::vector<Real> ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
   std::vector<Real> qkv;                      // (N, QKV); q and k rotated under RoPE
@@ -130,6 +131,9 @@ struct GptChunk<Real>::MicrobatchState {
   bool backward_input_done = false;
   // Per pass (F, I, W): the index of its next part (GptChunk::Parts), -1 before it began.
   int next_part[3] = {-1, -1, -1};
+  // The microbatch's length T_m (<= seq_len): every buffer below is sized for seq_len and
+  // used over its first N = B x T_m rows ((B, NH, T_m, T_m) for att).
+  int T = 0;
   std::vector<int32_t> tokens, targets;  // (N)
   std::vector<int32_t> positions;        // (N) RoPE positions (and wpe's, when reset)
   std::vector<int32_t> doc_start;        // (N) packed documents' starts; empty: none
@@ -377,10 +381,7 @@ std::unique_ptr<typename GptChunk<Real>::MicrobatchState> GptChunk<Real>::NewSta
   }
   st->scratch_act.resize(max_ffn);
   if (any_attn) st->scratch_atty.resize(N * C);
-  if (any_attn && config_.positions == PositionKind::kRope) {
-    st->positions.resize(N);
-    for (int64_t i = 0; i < N; ++i) st->positions[i] = static_cast<int32_t>(i % T);
-  }
+  if (any_attn && config_.positions == PositionKind::kRope) st->positions.resize(N);  // SetDocuments
   if (spec_.has_embedding) st->tokens.resize(N);
   if (spec_.has_head) {
     st->targets.resize(N);
@@ -432,7 +433,7 @@ bool GptChunk<Real>::IsMoeLayer(int i) const {
 // Norm 1, attention and its residual (res2 = x + attn), then norm 2 of res2.
 template <typename Real>
 void GptChunk<Real>::AttentionForward(MicrobatchState& st, int i, const Real* x) {
-  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
+  const int B = options_.micro_batch_size, T = st.T, C = config_.d_model;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const GptConfig& c = config_;
   LayerState& ls = st.layers[i];
@@ -474,7 +475,7 @@ void GptChunk<Real>::AttentionForward(MicrobatchState& st, int i, const Real* x)
 // The MLP's residual: res3 = res2 + mlp (or res2 without an MLP).
 template <typename Real>
 void GptChunk<Real>::MlpResidualForward(MicrobatchState& st, int i) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = int64_t{options_.micro_batch_size} * st.T;
   LayerState& ls = st.layers[i];
   const LayerSpec& spec = config_.layers[spec_.first_layer + i];
   if (spec.mlp != MlpKind::kNone) {
@@ -492,7 +493,7 @@ void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
     }
     return;
   }
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
   const int C = config_.d_model;
   const GptConfig& c = config_;
   LayerState& ls = st.layers[i];
@@ -615,7 +616,7 @@ std::vector<ops::MoeExpertTensors<Real>> GptChunk<Real>::ExpertGrads(
 // MoE F, attn's end: the router on ln2, top-k, and the routing (rows per expert, drops).
 template <typename Real>
 void GptChunk<Real>::MoeRouteForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
   ops::LinearForward<Real>(ls.router_logits.data(), ls.ln2.data(),
                            params_.value(h + "mlp.router.weight"), nullptr, static_cast<int>(N), C,
@@ -646,7 +647,7 @@ void GptChunk<Real>::MoeExpertsPart(LayerState& ls, const LayerSpec& spec, const
 // MoE F, combine: expert rows back to tokens, gate-weighted, into ls.out.
 template <typename Real>
 void GptChunk<Real>::MoeCombinePart(LayerState& ls) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   ops::MoeCombineForward(ls.out.data(), ls.expert_out.data(), ls.gates.data(), ls.routing, N,
                          config_.d_model);
 }
@@ -655,7 +656,7 @@ void GptChunk<Real>::MoeCombinePart(LayerState& ls) {
 // (their gradients join in I). Returns the layer's coefficient-weighted auxiliary loss.
 template <typename Real>
 double GptChunk<Real>::MoeRestForward(LayerState& ls, const LayerSpec& spec, const std::string& h) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
   if (spec.moe.shared_expert_ffn > 0) {
     const ops::MoeExpertShape shared{C, spec.moe.shared_expert_ffn,
@@ -679,7 +680,7 @@ double GptChunk<Real>::MoeRestForward(LayerState& ls, const LayerSpec& spec, con
 template <typename Real>
 void GptChunk<Real>::MoeRestBackwardInput(MicrobatchState& st, LayerState& ls,
                                           const LayerSpec& spec, const std::string& h) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = int64_t{options_.micro_batch_size} * st.T;
   Zero(ls.d_ln2);
   if (spec.moe.shared_expert_ffn > 0) {
     const ops::MoeExpertShape shared{config_.d_model, spec.moe.shared_expert_ffn,
@@ -694,7 +695,7 @@ void GptChunk<Real>::MoeRestBackwardInput(MicrobatchState& st, LayerState& ls,
 // MoE I, combine: the expert rows' and the gates' gradients.
 template <typename Real>
 void GptChunk<Real>::MoeCombineBackwardPart(LayerState& ls) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   ops::MoeCombineBackwardInput(ls.d_expert_out.data(), ls.d_gates.data(), ls.d_out,
                                ls.expert_out.data(), ls.gates.data(), ls.routing, N,
                                config_.d_model);
@@ -716,7 +717,7 @@ void GptChunk<Real>::MoeExpertsBackwardPart(MicrobatchState& st, LayerState& ls,
 // MoE I, dispatch: the expert rows' gradients back to tokens, into d_ln2.
 template <typename Real>
 void GptChunk<Real>::MoeDispatchBackwardPart(LayerState& ls) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   ops::MoeDispatchBackwardInput(ls.d_ln2.data(), ls.d_expert_in.data(), ls.routing, N,
                                 config_.d_model);
 }
@@ -726,7 +727,7 @@ void GptChunk<Real>::MoeDispatchBackwardPart(LayerState& ls) {
 template <typename Real>
 void GptChunk<Real>::MoeRouterBackwardInput(LayerState& ls, const LayerSpec& spec,
                                             const std::string& h, int layer) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   const int C = config_.d_model, E = spec.moe.num_experts, K = spec.moe.top_k;
   const double per_microbatch = 1.0 / step_microbatches_;  // the step's M, as for the loss
   Zero(ls.d_router_probs);
@@ -761,7 +762,7 @@ template <typename Real>
 void GptChunk<Real>::MoeSharedBackwardWeights(LayerState& ls, const LayerSpec& spec,
                                               const std::string& h) {
   if (spec.moe.shared_expert_ffn <= 0) return;
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   const ops::MoeExpertShape shared{config_.d_model, spec.moe.shared_expert_ffn,
                                    config_.activation == ActivationKind::kSwiGlu};
   const int64_t all[2] = {0, N};
@@ -786,7 +787,7 @@ void GptChunk<Real>::MoeExpertsBackwardWeightsPart(LayerState& ls, const LayerSp
 template <typename Real>
 void GptChunk<Real>::MoeRouterBackwardWeights(LayerState& ls, const LayerSpec& spec,
                                               const std::string& h) {
-  const int64_t N = int64_t{options_.micro_batch_size} * options_.seq_len;
+  const int64_t N = ls.N;
   ops::LinearBackwardWeights<Real>(params_.grad(h + "mlp.router.weight"), nullptr,
                                    ls.d_router_logits.data(), ls.ln2.data(), static_cast<int>(N),
                                    config_.d_model, spec.moe.num_experts);
@@ -1040,7 +1041,7 @@ absl::StatusOr<typename GptChunk<Real>::MicrobatchState*> GptChunk<Real>::FindFo
 template <typename Real>
 absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
                                           const PackedDocuments* documents) const {
-  const int B = options_.micro_batch_size, T = options_.seq_len;
+  const int B = options_.micro_batch_size, T = st.T;
   const int64_t N = int64_t{B} * T;
   const int32_t* ds = documents != nullptr ? documents->doc_start : nullptr;
   const uint8_t* mask = documents != nullptr ? documents->loss_mask : nullptr;
@@ -1062,19 +1063,19 @@ absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
   st.loss_mask.assign(mask, mask == nullptr ? mask : mask + N);
   st.counted = N;
   if (mask != nullptr) st.counted = std::count(mask, mask + N, uint8_t{1});
-  if (options_.reset_position_ids) {
-    st.positions.resize(N);
-    for (int64_t i = 0; i < N; ++i) {
-      st.positions[i] = static_cast<int32_t>(i % T) - (ds != nullptr ? ds[i] : 0);
-    }
+  // RoPE's positions (NewState sized them), or wpe's when they restart with each document.
+  if (options_.reset_position_ids) st.positions.resize(options_.micro_batch_size * options_.seq_len);
+  const bool reset = options_.reset_position_ids && ds != nullptr;
+  for (int64_t i = 0; i < N && !st.positions.empty(); ++i) {
+    st.positions[i] = static_cast<int32_t>(i % T) - (reset ? ds[i] : 0);
   }
   return absl::OkStatus();
 }
 
 template <typename Real>
 absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
-                                          const int32_t* targets,
-                                          const PackedDocuments* documents) {
+                                          const int32_t* targets, const PackedDocuments* documents,
+                                          int length) {
   if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
     return absl::FailedPreconditionError(
         absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
@@ -1086,7 +1087,12 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   if (spec_.has_head && targets == nullptr) {
     return absl::InvalidArgumentError("last chunk needs targets");
   }
-  const int B = options_.micro_batch_size, T = options_.seq_len;
+  const int B = options_.micro_batch_size, T = length == 0 ? options_.seq_len : length;
+  if (T < 1 || T > options_.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("microbatch ", mb, " of length ", T,
+                                                   " on a chunk built for seq_len ",
+                                                   options_.seq_len, ": must be in [1, seq_len]"));
+  }
   const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const auto outside = [&](const int32_t* ids, const char* what) -> absl::Status {
@@ -1110,6 +1116,8 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   }
   if (owned == nullptr) owned = NewState();
   MicrobatchState& st = *owned;
+  st.T = T;
+  for (LayerState& ls : st.layers) ls.N = N;
   if (absl::Status s = SetDocuments(st, documents); !s.ok()) {
     absl::MutexLock lock(&states_mu_);
     free_states_.push_back(std::move(owned));
@@ -1147,7 +1155,7 @@ absl::Status GptChunk<Real>::ForwardEnd(int mb) {
   ASSIGN_OR_RETURN(MicrobatchState * found, FindForPart(mb, ChunkPass::kForward, nullptr));
   MicrobatchState& st = *found;
   if (spec_.has_head) {
-    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
     const int C = config_.d_model, V = config_.vocab_size;
     NormForward(config_, st.lnf.data(), st.lnf_mean.data(), st.lnf_rstd.data(),
                 st.layers.back().res3, params_.value("ln_f.weight"), OptionalValue("ln_f.bias"), N,
@@ -1169,8 +1177,9 @@ absl::Status GptChunk<Real>::ForwardEnd(int mb) {
 
 template <typename Real>
 absl::Status GptChunk<Real>::Forward(int mb, const int32_t* tokens, const Real* input,
-                                     const int32_t* targets, const PackedDocuments* documents) {
-  RETURN_IF_ERROR(ForwardBegin(mb, tokens, input, targets, documents));
+                                     const int32_t* targets, const PackedDocuments* documents,
+                                     int length) {
+  RETURN_IF_ERROR(ForwardBegin(mb, tokens, input, targets, documents, length));
   for (const LayerPartRef& part : pass_parts_[0]) RETURN_IF_ERROR(ForwardPart(mb, part));
   return ForwardEnd(mb);
 }
@@ -1190,6 +1199,23 @@ double GptChunk<Real>::loss(int mb) const {
   absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
   return it == states_.end() ? 0.0 : it->second->loss;
+}
+
+template <typename Real>
+int GptChunk<Real>::length(int mb) const {
+  absl::MutexLock lock(&states_mu_);
+  auto it = states_.find(mb);
+  return it == states_.end() ? 0 : it->second->T;
+}
+
+template <typename Real>
+double GptChunk<Real>::step_loss_term(int mb) const {
+  absl::MutexLock lock(&states_mu_);
+  auto it = states_.find(mb);
+  if (it == states_.end()) return 0.0;
+  if (step_tokens_ == 0) return it->second->loss;
+  const double tokens = double(options_.micro_batch_size) * it->second->T;
+  return it->second->loss * (tokens * step_microbatches_ / double(step_tokens_));
 }
 
 template <typename Real>
@@ -1220,7 +1246,7 @@ const Real* GptChunk<Real>::probabilities(int mb) const {
 // The MLP's residual in I: d_res2 starts as d_out.
 template <typename Real>
 void GptChunk<Real>::MlpBackwardInputBegin(MicrobatchState& st, int i, const Real* d_out) {
-  const int64_t NC = int64_t{options_.micro_batch_size} * options_.seq_len * config_.d_model;
+  const int64_t NC = int64_t{options_.micro_batch_size} * st.T * config_.d_model;
   LayerState& ls = st.layers[i];
   ls.d_out = d_out;
   if (config_.layers[spec_.first_layer + i].mlp != MlpKind::kNone) {
@@ -1232,7 +1258,7 @@ void GptChunk<Real>::MlpBackwardInputBegin(MicrobatchState& st, int i, const Rea
 // res2 = in + attn(norm_1(in)), into d_in.
 template <typename Real>
 void GptChunk<Real>::AttentionBackwardInput(MicrobatchState& st, int i) {
-  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
+  const int B = options_.micro_batch_size, T = st.T, C = config_.d_model;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const int64_t NC = int64_t{N} * C;
   const GptConfig& c = config_;
@@ -1279,7 +1305,7 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
     }
     return;
   }
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
   const int C = config_.d_model;
   const GptConfig& c = config_;
   LayerState& ls = st.layers[i];
@@ -1351,7 +1377,7 @@ void GptChunk<Real>::LayerBackwardInputPart(MicrobatchState& st, int i, LayerPar
 // W of a dense or linear MLP.
 template <typename Real>
 void GptChunk<Real>::MlpWeightsOf(MicrobatchState& st, int i) {
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
   const int C = config_.d_model;
   const GptConfig& c = config_;
   LayerState& ls = st.layers[i];
@@ -1373,7 +1399,7 @@ void GptChunk<Real>::MlpWeightsOf(MicrobatchState& st, int i) {
 // W of norm 2 and of the attention block (norm 1 included).
 template <typename Real>
 void GptChunk<Real>::AttentionBackwardWeights(MicrobatchState& st, int i) {
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
   const int C = config_.d_model;
   const GptConfig& c = config_;
   LayerState& ls = st.layers[i];
@@ -1456,6 +1482,15 @@ absl::Status GptChunk<Real>::SetStepMicrobatches(int m) {
 }
 
 template <typename Real>
+absl::Status GptChunk<Real>::SetStepTokens(int64_t tokens) {
+  if (tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("a step of ", tokens, " tokens"));
+  }
+  step_tokens_ = tokens;
+  return absl::OkStatus();
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::BackwardInputBegin(int mb, const Real* dout) {
   ASSIGN_OR_RETURN(MicrobatchState * found, Find(mb, "input-gradient backward"));
   MicrobatchState& st = *found;
@@ -1466,18 +1501,24 @@ absl::Status GptChunk<Real>::BackwardInputBegin(int mb, const Real* dout) {
   if (!spec_.has_head && dout == nullptr) {
     return absl::InvalidArgumentError("chunk without the head needs the output gradient");
   }
-  const int B = options_.micro_batch_size, T = options_.seq_len;
+  const int B = options_.micro_batch_size, T = st.T;
   const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
   const int64_t NC = int64_t{N} * C;
   ParameterSet<Real>& p = params_;
   if (spec_.has_head) {
     // The step's loss is the mean over M microbatches of the mean over the N tokens (those
-    // that count, with a loss mask).
-    std::vector<Real> dlosses(N, static_cast<Real>(1.0 / (double(N) * step_microbatches_)));
+    // that count, with a loss mask); under SetStepTokens, the microbatch's mean weighs
+    // N / step_tokens_ instead of 1 / M.
+    const double per_token =
+        step_tokens_ > 0 ? 1.0 / double(step_tokens_) : 1.0 / (double(N) * step_microbatches_);
+    std::vector<Real> dlosses(N, static_cast<Real>(per_token));
     if (!st.loss_mask.empty()) {
-      const Real d =
-          st.counted > 0 ? static_cast<Real>(1.0 / (double(st.counted) * step_microbatches_)) : 0;
+      const double d_counted =
+          st.counted == 0    ? 0.0
+          : step_tokens_ > 0 ? double(N) / (double(st.counted) * double(step_tokens_))
+                             : 1.0 / (double(st.counted) * step_microbatches_);
+      const Real d = static_cast<Real>(d_counted);
       for (int i = 0; i < N; ++i) dlosses[i] = st.loss_mask[i] ? d : Real{0};
     }
     ops::SoftmaxCrossEntropyBackwardInput(st.probs.data(), st.probs.data(), st.targets.data(),
@@ -1538,7 +1579,7 @@ absl::Status GptChunk<Real>::BackwardWeightsBegin(int mb) {
         absl::StrCat("weight-gradient backward of microbatch ", mb, " twice"));
   }
   if (spec_.has_head) {
-    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * options_.seq_len);
+    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
     const int C = config_.d_model, V = config_.vocab_size;
     ParameterSet<Real>& p = params_;
     Real* dhead = !config_.tied_head       ? p.grad("lm_head.weight")
@@ -1582,7 +1623,7 @@ absl::Status GptChunk<Real>::BackwardWeightsEnd(int mb) {
   if (spec_.has_embedding) {
     ops::EncoderBackwardWeights(params_.grad("wte"), OptionalGrad("wpe"),
                                 st->layers.front().d_in.data(), st->tokens.data(),
-                                options_.micro_batch_size, options_.seq_len, config_.d_model,
+                                options_.micro_batch_size, st->T, config_.d_model,
                                 options_.reset_position_ids ? st->positions.data() : nullptr);
   }
   Release(mb);

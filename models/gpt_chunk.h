@@ -102,14 +102,23 @@ class GptChunk {
   // F on microbatch mb. tokens (B, T) for the first chunk (else null); input (B, T, C) for
   // the others (else null); targets (B, T) for the last chunk (else null).
   // `documents` (null: each row is one document, every loss counts) packs documents into the
-  // rows; every chunk of the model gets the same.
+  // rows; every chunk of the model gets the same. `length` is the microbatch's T (variable
+  // lengths, --seq_len_policy=variable): in [1, options().seq_len]; 0: options().seq_len. Every
+  // tensor of mb, its passes and its output and input gradient are then (B, length, ...).
   absl::Status Forward(int mb, const int32_t* tokens, const Real* input, const int32_t* targets,
-                       const PackedDocuments* documents = nullptr);
+                       const PackedDocuments* documents = nullptr, int length = 0);
   // (B, T, C) output of F(mb) for a chunk without the head; valid until mb is released.
   const Real* output(int mb) const;
+  // T of F(mb) (its `length`), while mb's activations are held; else 0.
+  int length(int mb) const;
   // Mean token loss of F(mb), last chunk only: the language-model loss, without the MoE
   // auxiliary losses.
   double loss(int mb) const;
+  // loss(mb) as a term of the step's loss, which is the mean over the step's M microbatches of
+  // these terms: loss(mb) itself when every microbatch weighs 1/M; under SetStepTokens,
+  // loss(mb) x M x (B x T_mb) / step tokens, so that the step's loss is the token-weighted
+  // mean (without a loss mask: the sum of the step's token losses / its tokens).
+  double step_loss_term(int mb) const;
   // F(mb)'s MoE auxiliary losses in this chunk's layers, each weighted by its coefficient
   // (aux_loss_coeff x load-balancing + z_loss_coeff x z-loss); 0 without MoE layers. The
   // objective a step minimises is mean over microbatches of (loss + every chunk's aux_loss):
@@ -129,6 +138,12 @@ class GptChunk {
   // over its M microbatches): options().num_microbatches until set; a batch-size ramp-up
   // sets a smaller one. InvalidArgument outside [1, options().num_microbatches].
   absl::Status SetStepMicrobatches(int m);
+  // Variable lengths: the step's tokens (sum over its microbatches, every replica's, of
+  // B x T_m). Then microbatch mb's mean loss weighs (B x T_mb) / tokens in the step's loss
+  // and its gradient, in place of 1/M, so that the step's loss does not depend on how its
+  // tokens are split into microbatches. 0 (the default): 1/M each. The MoE auxiliary losses
+  // stay a mean over microbatches (1/M). InvalidArgument for a negative count.
+  absl::Status SetStepTokens(int64_t tokens);
   // (B, T, C) gradient w.r.t. the chunk's input, after B(mb); not for the first chunk.
   const Real* input_grad(int mb) const;
   // W on microbatch mb: accumulates weight gradients, then releases mb's activations.
@@ -157,7 +172,8 @@ class GptChunk {
   // Forward's checks and the embedding (or the input's copy); tokens / input / targets as
   // for Forward.
   absl::Status ForwardBegin(int mb, const int32_t* tokens, const Real* input,
-                            const int32_t* targets, const PackedDocuments* documents = nullptr);
+                            const int32_t* targets, const PackedDocuments* documents = nullptr,
+                            int length = 0);
   absl::Status ForwardPart(int mb, const LayerPartRef& part);
   absl::Status ForwardEnd(int mb);                            // the head and the loss (last chunk)
   absl::Status BackwardInputBegin(int mb, const Real* dout);  // the head's input gradient
@@ -276,6 +292,7 @@ class GptChunk {
   ChunkSpec spec_;
   ChunkOptions options_;
   int step_microbatches_ = 1;  // M of the current step (SetStepMicrobatches)
+  int64_t step_tokens_ = 0;    // tokens of the current step (SetStepTokens); 0: weights 1/M
   ParameterSet<Real> params_;
   // Guards states_ and free_states_ (not the states themselves): a communication lane runs
   // dispatch and combine parts of one microbatch while the compute lane runs another's.

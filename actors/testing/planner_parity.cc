@@ -43,9 +43,12 @@ const std::vector<int64_t>& Documents() {
 }
 
 // The sampler of both runs, and the chunk options.
-runtime::WindowSampler Sampler(bool packed) {
+runtime::WindowSampler Sampler(bool packed, int64_t microbatch_tokens) {
   runtime::WindowSampler sampler(&Data(), kB, kT, 3);
   if (packed) sampler.SetDocuments(&Documents());
+  if (microbatch_tokens > 0) {
+    sampler.SetSeqLenPolicy(runtime::SeqLenPolicy::kVariable, microbatch_tokens);
+  }
   return sampler;
 }
 
@@ -76,14 +79,15 @@ struct Result {
   int64_t optimizer_bytes = 0;  // pipelined runs: replica 0's, summed over its stages
 };
 
-// The single-chunk sequential run, computed once per (microbatches, model, steps, packing).
+// The single-chunk sequential run, computed once per (microbatches, model, steps, packing,
+// microbatch token budget).
 absl::StatusOr<Result> Sequential(int num_microbatches, const models::GptConfig& model, int steps,
-                                  bool packed) {
-  static auto* cache = new std::map<std::tuple<int, std::string, int, bool>, Result>();
-  const std::tuple<int, std::string, int, bool> key{num_microbatches, ModelKey(model), steps,
-                                                    packed};
+                                  bool packed, int64_t microbatch_tokens) {
+  using Key = std::tuple<int, std::string, int, bool, int64_t>;
+  static auto* cache = new std::map<Key, Result>();
+  const Key key{num_microbatches, ModelKey(model), steps, packed, microbatch_tokens};
   if (auto it = cache->find(key); it != cache->end()) return it->second;
-  const runtime::WindowSampler sampler = Sampler(packed);
+  const runtime::WindowSampler sampler = Sampler(packed, microbatch_tokens);
   auto chunks = runtime::BuildChunks(model, 1, ChunkOptionsOf(num_microbatches, packed));
   if (!chunks.ok()) return chunks.status();
   std::vector<runtime::Chunk*> pointers = {(*chunks)[0].get()};
@@ -104,7 +108,7 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
                                  const ParityOptions& parity, const models::GptConfig& model) {
   const runtime::PlannerOptions& options = parity.planner;
   const int steps = parity.steps;
-  runtime::WindowSampler sampler = Sampler(parity.packed_documents);
+  runtime::WindowSampler sampler = Sampler(parity.packed_documents, parity.microbatch_tokens);
   actors::ModelPipelineOptions o;
   o.dp = parity.dp;
   o.grad_bucket_mb = parity.grad_bucket_mb;
@@ -206,7 +210,7 @@ bool Close(double a, double b, double tolerance) {
   const models::GptConfig model = options.model != nullptr ? *options.model : Model(layers);
   absl::StatusOr<Result> expected =
       Sequential(options.dp * options.planner.num_microbatches, model, options.steps,
-                 options.packed_documents);
+                 options.packed_documents, options.microbatch_tokens);
   if (!expected.ok()) return ::testing::AssertionFailure() << expected.status();
   absl::StatusOr<Result> actual = Pipelined(definition, options, model);
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();

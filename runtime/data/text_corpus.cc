@@ -202,12 +202,23 @@ int64_t WindowSampler::RowStart(int64_t step, int microbatch, int b) const {
   return static_cast<int64_t>(key % range);
 }
 
+int WindowSampler::Length(int64_t step, int microbatch) const {
+  return MicrobatchLength(policy_, seed_, step, microbatch, B_, T_, microbatch_tokens_);
+}
+
+int64_t WindowSampler::StepTokens(int64_t step, int microbatches) const {
+  int64_t tokens = 0;
+  for (int mb = 0; mb < microbatches; ++mb) tokens += int64_t{B_} * Length(step, mb);
+  return tokens;
+}
+
 void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const {
+  const int T = Length(step, microbatch);
   for (int b = 0; b < B_; ++b) {
     const int64_t start = RowStart(step, microbatch, b);
-    for (int t = 0; t < T_; ++t) {
-      tokens[int64_t{b} * T_ + t] = (*data_)[start + t];
-      targets[int64_t{b} * T_ + t] = (*data_)[start + t + 1];
+    for (int t = 0; t < T; ++t) {
+      tokens[int64_t{b} * T + t] = (*data_)[start + t];
+      targets[int64_t{b} * T + t] = (*data_)[start + t + 1];
     }
   }
 }
@@ -215,19 +226,20 @@ void WindowSampler::Sample(int64_t step, int microbatch, int32_t* tokens, int32_
 void WindowSampler::SampleDocuments(int64_t step, int microbatch, int32_t* doc_start,
                                     uint8_t* loss_mask) const {
   const std::vector<int64_t>& docs = *documents_;
+  const int T = Length(step, microbatch);
   for (int b = 0; b < B_; ++b) {
     const int64_t start = RowStart(step, microbatch, b);
     // The first document that begins after the window's first token.
     auto next = std::upper_bound(docs.begin(), docs.end(), start);
     int32_t current = 0;
-    for (int t = 0; t < T_; ++t) {
+    for (int t = 0; t < T; ++t) {
       if (next != docs.end() && *next == start + t) {
         current = t;
         ++next;
       }
-      doc_start[int64_t{b} * T_ + t] = current;
+      doc_start[int64_t{b} * T + t] = current;
       const bool boundary = next != docs.end() && *next == start + t + 1;
-      loss_mask[int64_t{b} * T_ + t] = boundary ? 0 : 1;
+      loss_mask[int64_t{b} * T + t] = boundary ? 0 : 1;
     }
   }
 }
@@ -257,6 +269,16 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
                      micro_batch_size, ": each of its rows needs at least one token"));
   }
   return absl::OkStatus();
+}
+
+std::string DescribeMicrobatchLength(SeqLenPolicy policy, int micro_batch_size, int seq_len,
+                                     int64_t microbatch_tokens) {
+  if (policy == SeqLenPolicy::kFixed) return absl::StrCat(seq_len);
+  const int64_t longest =
+      std::max<int64_t>(1, std::min<int64_t>(seq_len, microbatch_tokens /
+                                                          std::max(micro_batch_size, 1)));
+  return absl::StrCat("T_m (--seq_len_policy=variable: T_m in [1, ", longest,
+                      "], --microbatch_tokens=", microbatch_tokens, ")");
 }
 
 int MicrobatchLength(SeqLenPolicy policy, uint64_t seed, int64_t step, int microbatch,

@@ -54,6 +54,11 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTextFiles(
 absl::StatusOr<Corpus> LoadByteCorpus(const std::string& path, double validation_fraction,
                                       int64_t min_tokens);
 
+// How long the microbatches of a step are (--seq_len_policy). kFixed: every microbatch is
+// B x seq_len tokens. kVariable: microbatch m of step s is B x T_m tokens, T_m =
+// MicrobatchLength(...) <= seq_len, with B x T_m <= the token budget (--microbatch_tokens).
+enum class SeqLenPolicy { kFixed, kVariable };
+
 // Deterministic windows: the window of (step, microbatch) depends only on the seed, so any
 // stage, process or resumed run draws the same batch.
 class WindowSampler {
@@ -68,15 +73,31 @@ class WindowSampler {
   // epochs, so steps 1, 2, ... walk the epochs in order and step 0 (evaluation) is valid too.
   WindowSampler(const std::vector<int32_t>* tokens, const std::vector<int64_t>* starts,
                 int micro_batch_size, int seq_len, int num_microbatches, uint64_t seed);
-  // tokens (B, T) and targets (B, T) = the same windows shifted by one.
+  // Microbatch lengths (--seq_len_policy, --microbatch_tokens, validated by
+  // ValidateMicrobatchTokens): under kVariable, (step, microbatch) draws B rows of
+  // Length(step, microbatch) tokens, the first tokens of its fixed-length windows. Default:
+  // kFixed, every microbatch B x seq_len. `microbatch` is the step's global index (replica d's
+  // mb is d x M + mb under --dp), as for the windows, so every layout draws the same lengths.
+  void SetSeqLenPolicy(SeqLenPolicy policy, int64_t microbatch_tokens) {
+    policy_ = policy;
+    microbatch_tokens_ = microbatch_tokens;
+  }
+  bool variable_lengths() const { return policy_ == SeqLenPolicy::kVariable; }
+  // T_m of (step, microbatch): MicrobatchLength(policy, seed, step, microbatch, B, seq_len,
+  // microbatch_tokens); seq_len under kFixed.
+  int Length(int64_t step, int microbatch) const;
+  // Tokens of the step's first `microbatches` microbatches: the sum of B x Length.
+  int64_t StepTokens(int64_t step, int microbatches) const;
+  // tokens (B, T_m) and targets (B, T_m) = the same windows shifted by one; T_m =
+  // Length(step, microbatch).
   void Sample(int64_t step, int microbatch, int32_t* tokens, int32_t* targets) const;
   // Packed documents (--packing=documents): `document_starts` (sorted, not owned; null: none)
   // are the offsets into the tokens where a document begins.
   void SetDocuments(const std::vector<int64_t>* document_starts) { documents_ = document_starts; }
   bool has_documents() const { return documents_ != nullptr; }
   // The documents of Sample(step, microbatch)'s windows (has_documents() only):
-  // doc_start (B, T): the position in its row where token t's document begins (0 when it
-  // began before the window), and loss_mask (B, T): 0 where target t (token t + 1 of the
+  // doc_start (B, T_m): the position in its row where token t's document begins (0 when it
+  // began before the window), and loss_mask (B, T_m): 0 where target t (token t + 1 of the
   // stream) begins another document (a prediction across a boundary), else 1.
   void SampleDocuments(int64_t step, int microbatch, int32_t* doc_start, uint8_t* loss_mask) const;
   // Epochs completed by the end of `step` (packed sequences only; 0 otherwise).
@@ -97,12 +118,10 @@ class WindowSampler {
   int M_ = 1;
   std::vector<int64_t> first_;  // empty: (step - 1) * M_
   uint64_t seed_;
+  SeqLenPolicy policy_ = SeqLenPolicy::kFixed;
+  int64_t microbatch_tokens_ = 0;
 };
 
-// How long the microbatches of a step are (--seq_len_policy). kFixed: every microbatch is
-// B x seq_len tokens. kVariable: microbatch m of step s is B x T_m tokens, T_m =
-// MicrobatchLength(...) <= seq_len, with B x T_m <= the token budget (--microbatch_tokens).
-enum class SeqLenPolicy { kFixed, kVariable };
 // "fixed" or "variable"; InvalidArgument naming --seq_len_policy otherwise.
 absl::StatusOr<SeqLenPolicy> ParseSeqLenPolicy(const std::string& text);
 // The token budget per microbatch against B and seq_len: kFixed takes none (0); kVariable
@@ -114,6 +133,11 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
 // (seed, step, microbatch), so every stage and process draws the same length.
 int MicrobatchLength(SeqLenPolicy policy, uint64_t seed, int64_t step, int microbatch,
                      int micro_batch_size, int seq_len, int64_t microbatch_tokens);
+
+// The row length of a microbatch for logs: "64" (kFixed, seq_len 64), or under kVariable
+// "T_m (--seq_len_policy=variable: T_m in [1, 32], --microbatch_tokens=128)".
+std::string DescribeMicrobatchLength(SeqLenPolicy policy, int micro_batch_size, int seq_len,
+                                     int64_t microbatch_tokens);
 
 // A seeded bijection of [0, n) (a Feistel network with cycle walking): position -> index.
 uint64_t ShufflePosition(uint64_t position, uint64_t n, uint64_t key);

@@ -44,10 +44,29 @@ void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   step_status_ = optimizer_status_;
   step_microbatches_ = num_microbatches;
   weight_passes_.clear();
+  // Variable lengths: every microbatch's loss weighs its share of the step's tokens (every
+  // replica's: the lengths are a pure function of (seed, step, global microbatch)).
+  const int64_t step_tokens =
+      sampler_->variable_lengths()
+          ? sampler_->StepTokens(step, num_microbatches * place_.replicas)
+          : 0;
   for (auto& [c, chunk] : chunks_) {
     absl::Status s = chunk->SetStepMicrobatches(num_microbatches * place_.replicas);
+    if (s.ok()) s = chunk->SetStepTokens(step_tokens);
     if (!s.ok() && step_status_.ok()) step_status_ = s;
   }
+}
+
+absl::Status CheckTensorRows(const char* what, int64_t step, int chunk, int mb, int64_t floats,
+                             int micro_batch_size, int length, int64_t d_model) {
+  const int64_t expected = int64_t{micro_batch_size} * length * d_model;
+  if (floats == expected) return absl::OkStatus();
+  const int64_t row = int64_t{micro_batch_size} * d_model;
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " c", chunk, " mb", mb, " of step ", step, ": ", floats, " floats (",
+      floats % row == 0 ? absl::StrCat(floats / row, " tokens") : std::string("not whole tokens"),
+      " of B x d_model = ", row, "), expected ", expected, " (T_m = ", length,
+      " tokens; the sender and this stage disagree on the microbatch's length)"));
 }
 
 absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
@@ -60,7 +79,6 @@ absl::StatusOr<Chunk*> ModelStageWork::Get(int chunk) const {
 
 absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Payload* input) {
   const models::ChunkOptions& o = c->options();
-  const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = c->config().d_model;
   MicrobatchData data(o);
   const auto sample_start = std::chrono::steady_clock::now();
   data.Draw(*sampler_, step_, place_.replica * num_microbatches_ + mb);
@@ -69,22 +87,22 @@ absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Pay
   if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
     std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(faults_.slow_forward_ms));
   }
-  if (input != nullptr && static_cast<int64_t>(input->size()) != N * C) {
-    return absl::InvalidArgumentError(absl::StrCat("F c", chunk, " mb", mb, ": activation has ",
-                                                   input->size(), " floats, expected ", N * C));
+  if (input != nullptr) {  // the activation's shape rides in it: B x T_m x C
+    RETURN_IF_ERROR(CheckTensorRows("activation for F", step_, chunk, mb, input->size(),
+                                    o.micro_batch_size, data.length(), c->config().d_model));
   }
   return c->ForwardBegin(mb, data.tokens(), input ? input->data() : nullptr, data.targets(),
-                         data.documents());
+                         data.documents(), data.length());
 }
 
 absl::Status ModelStageWork::EndForward(Chunk* c, int chunk, int mb, Payload* output,
                                         double* loss) {
   if (absl::Status s = c->ForwardEnd(mb); !s.ok()) return s;
   if (c->spec().has_head) {
-    *loss = c->loss(mb);
+    *loss = c->step_loss_term(mb);
   } else {
     const models::ChunkOptions& o = c->options();
-    const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * c->config().d_model;
+    const int64_t n = int64_t{o.micro_batch_size} * c->length(mb) * c->config().d_model;
     const float* out = c->output(mb);
     output->assign(out, out + n);
     // nan_microbatch is the step's global microbatch (replica d holds d x M .. d x M + M - 1).
@@ -108,10 +126,17 @@ absl::Status ModelStageWork::Forward(int chunk, int mb, const Payload* input, Pa
   return EndForward(*c, chunk, mb, output, loss);
 }
 
+absl::Status ModelStageWork::CheckGradient(const Chunk& c, int chunk, int mb,
+                                           const Payload* grad) const {
+  if (grad == nullptr || c.length(mb) == 0) return absl::OkStatus();  // the chunk names a missing F
+  return CheckTensorRows("gradient for I", step_, chunk, mb, grad->size(),
+                         c.options().micro_batch_size, c.length(mb), c.config().d_model);
+}
+
 void ModelStageWork::CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const {
   if (c->spec().has_embedding) return;
   const models::ChunkOptions& o = c->options();
-  const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * c->config().d_model;
+  const int64_t n = int64_t{o.micro_batch_size} * c->length(mb) * c->config().d_model;
   const float* g = c->input_grad(mb);
   input_grad->assign(g, g + n);
 }
@@ -120,6 +145,7 @@ absl::Status ModelStageWork::BackwardInput(int chunk, int mb, const Payload* gra
                                            Payload* input_grad) {
   absl::StatusOr<Chunk*> c = Get(chunk);
   if (!c.ok()) return c.status();
+  RETURN_IF_ERROR(CheckGradient(**c, chunk, mb, grad));
   if (absl::Status s = (*c)->BackwardInput(mb, grad ? grad->data() : nullptr); !s.ok()) return s;
   CopyInputGrad(*c, mb, input_grad);
   return absl::OkStatus();
@@ -527,6 +553,7 @@ absl::Status ModelStageWork::RunSubStep(const SubStepOrder& order, const Payload
       RETURN_IF_ERROR(c->BackwardWeightsPart(mb, part));
       return order.last() ? c->BackwardWeightsEnd(mb) : absl::OkStatus();
     default:  // I, or the fused B: its I in parts, then its W whole
+      if (first) RETURN_IF_ERROR(CheckGradient(*c, a.chunk, mb, input));
       if (first) RETURN_IF_ERROR(c->BackwardInputBegin(mb, input ? input->data() : nullptr));
       RETURN_IF_ERROR(c->BackwardInputPart(mb, part));
       if (!order.last()) return absl::OkStatus();

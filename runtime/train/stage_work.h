@@ -131,6 +131,13 @@ struct StageFaults {
   double slow_forward_ms = 0;
 };
 
+// OK when a received activation or gradient (`what`, e.g. "activation for F") of `floats`
+// floats has the shape (B, T_m, d_model) of its microbatch's length T_m = `length`; else
+// InvalidArgument naming the step, chunk and microbatch, the floats and tokens received and
+// the expected ones. The shape rides in the message (its float count); this is its check.
+absl::Status CheckTensorRows(const char* what, int64_t step, int chunk, int mb, int64_t floats,
+                             int micro_batch_size, int length, int64_t d_model);
+
 // Stage `stage`'s part of STAGEHAND_FAULTS's plan.
 StageFaults StageFaultsOf(const FaultPlan& plan, int stage);
 
@@ -187,6 +194,8 @@ class ModelStageWork : public StageWork {
   // ForwardBegin; ForwardEnd and the output or loss.
   absl::Status BeginForward(Chunk* c, int chunk, int mb, const Payload* input);
   absl::Status EndForward(Chunk* c, int chunk, int mb, Payload* output, double* loss);
+  // I's start: `grad` (null for the last chunk) is B x T_m x C floats, T_m the length of F(mb).
+  absl::Status CheckGradient(const Chunk& c, int chunk, int mb, const Payload* grad) const;
   // I's end: the input gradient into `input_grad` (not for the first chunk).
   void CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const;
   // W in its parts (bit for bit the whole call), reporting each finished part of

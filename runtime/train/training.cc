@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "models/partition.h"
 #include "runtime/train/profile_partition.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 
@@ -70,6 +71,7 @@ MicrobatchData::MicrobatchData(const models::ChunkOptions& options) {
 }
 
 void MicrobatchData::Draw(const WindowSampler& sampler, int64_t step, int microbatch) {
+  length_ = sampler.Length(step, microbatch);
   sampler.Sample(step, microbatch, tokens_.data(), targets_.data());
   packed_ = sampler.has_documents();
   if (!packed_) return;
@@ -82,18 +84,19 @@ absl::StatusOr<double> SequentialForwardBackward(const std::vector<Chunk*>& chun
                                                  const WindowSampler& sampler, int64_t step,
                                                  int num_microbatches) {
   MicrobatchData data(chunks.front()->options());
+  const int64_t step_tokens =
+      sampler.variable_lengths() ? sampler.StepTokens(step, num_microbatches) : 0;
+  for (Chunk* c : chunks) RETURN_IF_ERROR(c->SetStepTokens(step_tokens));
   double loss = 0.0;
   for (int mb = 0; mb < num_microbatches; ++mb) {
     data.Draw(sampler, step, mb);
     const float* x = nullptr;
     for (Chunk* c : chunks) {
-      if (absl::Status s = c->Forward(mb, data.tokens(), x, data.targets(), data.documents());
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(
+          c->Forward(mb, data.tokens(), x, data.targets(), data.documents(), data.length()));
       x = c->output(mb);
     }
-    loss += chunks.back()->loss(mb);
+    loss += chunks.back()->step_loss_term(mb);
     // B of chunk k copies dout (chunk k+1's input gradient), so W of chunk k+1, which
     // releases that gradient, runs after it.
     const float* dout = nullptr;
@@ -119,7 +122,7 @@ absl::StatusOr<double> Evaluate(const std::vector<Chunk*>& chunks, const WindowS
     const float* x = nullptr;
     for (Chunk* c : chunks) {
       if (absl::Status s = c->Forward(kEvalMicrobatch, data.tokens(), x, data.targets(),
-                                      data.documents());
+                                      data.documents(), data.length());
           !s.ok()) {
         return s;
       }

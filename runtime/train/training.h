@@ -22,11 +22,13 @@ namespace stagehand::runtime {
 
 // One microbatch's data, as every chunk of the model reads it (a deterministic function of
 // (sampler, step, microbatch), so each stage and each process draws it for itself): tokens,
-// targets and, when the sampler packs documents, their starts and loss mask.
+// targets and, when the sampler packs documents, their starts and loss mask. Sized for
+// B x seq_len; a Draw fills B x length() of it (the sampler's T_m of the microbatch).
 class MicrobatchData {
  public:
   explicit MicrobatchData(const models::ChunkOptions& options);
   void Draw(const WindowSampler& sampler, int64_t step, int microbatch);
+  int length() const { return length_; }  // T_m of the last Draw: rows of B x length()
   const int32_t* tokens() const { return tokens_.data(); }
   const int32_t* targets() const { return targets_.data(); }
   // The packed documents of the last Draw, or null when the sampler has none.
@@ -37,6 +39,7 @@ class MicrobatchData {
   std::vector<uint8_t> loss_mask_;                     // (B, T)
   models::PackedDocuments documents_;
   bool packed_ = false;
+  int length_ = 0;
 };
 
 // The cut of the model into `num_chunks` consecutive chunks that --partition=`partition`
