@@ -399,6 +399,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   s.train = std::make_unique<runtime::WindowSampler>(
       runtime::MakeSampler(s.dataset.train, c.chunk.micro_batch_size, c.chunk.seq_len,
                            c.planner_options.num_microbatches * c.dp, c.model.seed));
+  s.train->SetSeqLenPolicy(c.dataset.seq_len_policy, c.dataset.microbatch_tokens);
   s.held_out = std::make_unique<runtime::WindowSampler>(runtime::MakeHeldOutSampler(
       s.dataset.validation, c.chunk.micro_batch_size, c.chunk.seq_len, c.model.seed));
   ASSIGN_OR_RETURN(s.model, tools::ModelForTokenizer(c, s.tokenizer->vocab_size()));
@@ -471,9 +472,12 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
                 models::DescribeModel(s.model).c_str());
   }
   std::printf("data: %s\n", s.dataset.description.c_str());
-  std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %d tokens, planner %s\n",
+  std::printf("pipeline: %d stages, %d chunks, %d microbatches of %d x %s, planner %s\n",
               spec.num_stages, spec.num_chunks, spec.num_microbatches, c.chunk.micro_batch_size,
-              c.chunk.seq_len, s.planner->name().c_str());
+              runtime::DescribeMicrobatchLength(c.dataset.seq_len_policy, c.chunk.micro_batch_size,
+                                                c.chunk.seq_len, c.dataset.microbatch_tokens)
+                  .c_str(),
+              s.planner->name().c_str());
   if (c.dp > 1) {
     absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
     if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
@@ -529,8 +533,10 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
-  t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len *
-                  s.specs->ForStep(step).num_microbatches * c.dp;
+  const int step_microbatches = s.specs->ForStep(step).num_microbatches * c.dp;
+  t.step_tokens = s.train->variable_lengths()
+                      ? double(s.train->StepTokens(step, step_microbatches))
+                      : double(c.chunk.micro_batch_size) * c.chunk.seq_len * step_microbatches;
   t.tokens += t.step_tokens;
   t.total_seconds += outcome.seconds;
   ++t.steps_run;

@@ -95,6 +95,13 @@ ABSL_FLAG(std::string, document_separator, "",
           "files");
 ABSL_FLAG(bool, reset_position_ids, false,
           "positions restart at 0 with each packed document (needs --packing=documents)");
+ABSL_FLAG(std::string, seq_len_policy, "fixed",
+          "fixed (every microbatch --micro_batch_size x --seq_len tokens) or variable (microbatch "
+          "m of step s has T_m tokens a row, drawn from (seed, s, m) in [1, min(--seq_len, "
+          "--microbatch_tokens / --micro_batch_size)]; the step's loss weighs each by its tokens)");
+ABSL_FLAG(int64_t, microbatch_tokens, 0,
+          "with --seq_len_policy=variable: the token budget of a microbatch (B x T_m at most; "
+          "at least --micro_batch_size)");
 ABSL_FLAG(int, warmup_steps, 0, "linear learning-rate warm-up over the first steps");
 ABSL_FLAG(double, min_lr_fraction, 0.1,
           "cosine decay from --lr to --lr * this at --steps (1 keeps the rate constant)");
@@ -286,7 +293,9 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "moe_z_loss_coeff",
                                                  "packing",
                                                  "document_separator",
-                                                 "reset_position_ids"};
+                                                 "reset_position_ids",
+                                                 "seq_len_policy",
+                                                 "microbatch_tokens"};
   return names;
 }
 
@@ -539,7 +548,11 @@ absl::Status ReadDataFlags(TrainConfig& c) {
         absl::StrCat("--reset_position_ids needs --packing=documents (--packing=",
                      absl::GetFlag(FLAGS_packing), ")"));
   }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(c.dataset.seq_len_policy,
+                   runtime::ParseSeqLenPolicy(absl::GetFlag(FLAGS_seq_len_policy)));
+  c.dataset.microbatch_tokens = absl::GetFlag(FLAGS_microbatch_tokens);
+  return runtime::ValidateMicrobatchTokens(c.dataset.seq_len_policy, c.chunk.micro_batch_size,
+                                           c.chunk.seq_len, c.dataset.microbatch_tokens);
 }
 
 // Phase 4: the run's course: LR schedule, logging, checkpoints, resume and early exit.
@@ -628,6 +641,10 @@ nlohmann::json RunJson(const TrainConfig& c, const RunHistory& h) {
     run["data"]["packing"] = "documents";
     run["data"]["document_separator"] = c.dataset.document_separator;
     run["reset_position_ids"] = c.chunk.reset_position_ids;
+  }
+  if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {  // as packing: only then
+    run["data"]["seq_len_policy"] = "variable";
+    run["data"]["microbatch_tokens"] = c.dataset.microbatch_tokens;
   }
   if (c.rampup.has_value()) {  // only then: the manifests of other runs stay as they were
     run["rampup_batch_size"] = {c.rampup->start, c.rampup->increment, c.rampup->samples};

@@ -120,6 +120,14 @@ absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
   ASSIGN_OR_RETURN(o.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   if (o.rank == 0) {
     std::printf("data: %s\n", dataset->description.c_str());
+    if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {  // as launch's pipeline line
+      std::printf("lengths: %d microbatches of %d x %s\n", c.planner_options.num_microbatches,
+                  c.chunk.micro_batch_size,
+                  runtime::DescribeMicrobatchLength(c.dataset.seq_len_policy,
+                                                    c.chunk.micro_batch_size, c.chunk.seq_len,
+                                                    c.dataset.microbatch_tokens)
+                      .c_str());
+    }
     std::fflush(stdout);
   }
   return absl::OkStatus();
@@ -162,6 +170,8 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   ASSIGN_OR_RETURN(o.planner, Planner(c));
   RETURN_IF_ERROR(LoadData(c, o));
   o.chunk = c.chunk;
+  o.seq_len_policy = c.dataset.seq_len_policy;
+  o.microbatch_tokens = c.dataset.microbatch_tokens;
   o.partition = c.partition;
   o.planner_options = c.planner_options;
   o.dp = c.dp;

@@ -346,6 +346,7 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   node.sampler = std::make_unique<runtime::WindowSampler>(
       runtime::MakeSampler(o.dataset->train, o.chunk.micro_batch_size, o.chunk.seq_len,
                            spec.num_microbatches * o.dp, o.model.seed));
+  node.sampler->SetSeqLenPolicy(o.seq_len_policy, o.microbatch_tokens);
   if (o.microbatches.has_value() && o.microbatches->ramping()) {  // as tools/launch
     node.sampler->SetFirstMicrobatches(
         o.microbatches->FirstMicrobatches(o.loop.steps, o.chunk.micro_batch_size));
@@ -547,6 +548,10 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                        self_handle,
                        o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
+    // Variable lengths: a transfer is T_m tokens of B x C floats (the notice carries its size).
+    if (node.sampler->variable_lengths()) {
+      ci.row_floats = int64_t{o.chunk.micro_batch_size} * o.model.d_model;
+    }
     const stage_reports driver =
         trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
     StageActorInit si{s,

@@ -67,6 +67,9 @@ struct WorkerOptions {
   // The training loop's policy (runtime/train/train_loop.h); rank 0's coordinator runs it.
   runtime::TrainLoopOptions loop;
   const runtime::Dataset* dataset = nullptr;  // not owned: training windows from its `train`
+  // --seq_len_policy / --microbatch_tokens (validated): the training windows' lengths.
+  runtime::SeqLenPolicy seq_len_policy = runtime::SeqLenPolicy::kFixed;
+  int64_t microbatch_tokens = 0;
   std::string save_params;  // each rank writes its chunks to runtime::RankFile(save_params, rank)
   // Hugging Face GPT-2 weights (our names after FromHfGpt2) for a run that starts at step 0:
   // each rank loads the tensors of its own chunks. Empty: the seeded initialisation.

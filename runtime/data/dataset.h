@@ -37,6 +37,10 @@ struct DatasetOptions {
   // empty: DefaultTokenCacheDir(); "none": no cache. Byte tokens are never cached.
   std::string cache_dir;
   Packing packing = Packing::kStream;
+  // --seq_len_policy / --microbatch_tokens: the training sampler's microbatch lengths
+  // (WindowSampler::SetSeqLenPolicy); held-out batches are always B x seq_len.
+  SeqLenPolicy seq_len_policy = SeqLenPolicy::kFixed;
+  int64_t microbatch_tokens = 0;
   // With the byte tokenizer, documents also begin after each occurrence of this text in a
   // file (e.g. "\n%\n" between fortunes); empty: files only. Needs kDocuments.
   std::string document_separator;

@@ -263,6 +263,13 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
                                                    "--seq_len >= 1, not B=", micro_batch_size,
                                                    " and --seq_len=", seq_len));
   }
+  if (microbatch_tokens == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--seq_len_policy=variable needs --microbatch_tokens, the token budget of a microbatch "
+        "(at least --micro_batch_size=",
+        micro_batch_size, "; B x --seq_len = ", int64_t{micro_batch_size} * seq_len,
+        " lets T_m reach --seq_len)"));
+  }
   if (microbatch_tokens < micro_batch_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("--microbatch_tokens=", microbatch_tokens, " is below the micro batch size ",
@@ -273,11 +280,11 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
 
 std::string DescribeMicrobatchLength(SeqLenPolicy policy, int micro_batch_size, int seq_len,
                                      int64_t microbatch_tokens) {
-  if (policy == SeqLenPolicy::kFixed) return absl::StrCat(seq_len);
+  if (policy == SeqLenPolicy::kFixed) return absl::StrCat(seq_len, " tokens");
   const int64_t longest =
       std::max<int64_t>(1, std::min<int64_t>(seq_len, microbatch_tokens /
                                                           std::max(micro_batch_size, 1)));
-  return absl::StrCat("T_m (--seq_len_policy=variable: T_m in [1, ", longest,
+  return absl::StrCat("T_m tokens (--seq_len_policy=variable: T_m in [1, ", longest,
                       "], --microbatch_tokens=", microbatch_tokens, ")");
 }
 

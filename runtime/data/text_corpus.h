@@ -134,8 +134,8 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
 int MicrobatchLength(SeqLenPolicy policy, uint64_t seed, int64_t step, int microbatch,
                      int micro_batch_size, int seq_len, int64_t microbatch_tokens);
 
-// The row length of a microbatch for logs: "64" (kFixed, seq_len 64), or under kVariable
-// "T_m (--seq_len_policy=variable: T_m in [1, 32], --microbatch_tokens=128)".
+// The row length of a microbatch for logs: "64 tokens" (kFixed, seq_len 64), or under kVariable
+// "T_m tokens (--seq_len_policy=variable: T_m in [1, 32], --microbatch_tokens=128)".
 std::string DescribeMicrobatchLength(SeqLenPolicy policy, int micro_batch_size, int seq_len,
                                      int64_t microbatch_tokens);
 

@@ -225,6 +225,48 @@ TEST(SeqLenPolicyTest, TheBudgetIsValidatedAgainstThePolicyAndB) {
   EXPECT_EQ(small.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(small.message().find("--microbatch_tokens=3"), std::string::npos);
   EXPECT_FALSE(ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 0, 64, 8).ok());
+  absl::Status none = ValidateMicrobatchTokens(SeqLenPolicy::kVariable, 4, 64, 0);
+  EXPECT_EQ(none.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(none.message().find("--seq_len_policy=variable needs --microbatch_tokens"),
+            std::string::npos);
+}
+
+TEST(SeqLenPolicyTest, VariableLengthsCutTheFixedWindowsAndTheirDocuments) {
+  std::vector<int32_t> tokens(500);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i % 251);
+  const std::vector<int64_t> documents = {0, 3, 40, 41, 200, 333};
+  WindowSampler fixed(&tokens, 3, 16, 9), variable(&tokens, 3, 16, 9);
+  fixed.SetDocuments(&documents);
+  variable.SetDocuments(&documents);
+  variable.SetSeqLenPolicy(SeqLenPolicy::kVariable, 30);  // T_m in [1, 10]
+  EXPECT_FALSE(fixed.variable_lengths());
+  EXPECT_TRUE(variable.variable_lengths());
+  int64_t step_tokens = 0;
+  for (int mb = 0; mb < 6; ++mb) {
+    const int T = variable.Length(4, mb);
+    ASSERT_EQ(T, MicrobatchLength(SeqLenPolicy::kVariable, 9, 4, mb, 3, 16, 30));
+    EXPECT_EQ(fixed.Length(4, mb), 16);
+    step_tokens += 3 * T;
+    std::vector<int32_t> ft(48), fy(48), vt(3 * T), vy(3 * T), fd(48), vd(3 * T);
+    std::vector<uint8_t> fm(48), vm(3 * T);
+    fixed.Sample(4, mb, ft.data(), fy.data());
+    fixed.SampleDocuments(4, mb, fd.data(), fm.data());
+    variable.Sample(4, mb, vt.data(), vy.data());
+    variable.SampleDocuments(4, mb, vd.data(), vm.data());
+    for (int b = 0; b < 3; ++b) {  // row b: the first T tokens of the same window
+      for (int t = 0; t < T; ++t) {
+        EXPECT_EQ(vt[b * T + t], ft[b * 16 + t]);
+        EXPECT_EQ(vy[b * T + t], fy[b * 16 + t]);
+        EXPECT_EQ(vd[b * T + t], fd[b * 16 + t]);
+        EXPECT_EQ(vm[b * T + t], fm[b * 16 + t]);
+      }
+    }
+  }
+  EXPECT_EQ(variable.StepTokens(4, 6), step_tokens);
+  EXPECT_EQ(fixed.StepTokens(4, 6), 6 * 3 * 16);
+  EXPECT_EQ(DescribeMicrobatchLength(SeqLenPolicy::kFixed, 3, 16, 0), "16 tokens");
+  EXPECT_EQ(DescribeMicrobatchLength(SeqLenPolicy::kVariable, 3, 16, 30),
+            "T_m tokens (--seq_len_policy=variable: T_m in [1, 10], --microbatch_tokens=30)");
 }
 
 TEST(SeqLenPolicyTest, FixedIsSeqLenAndVariableIsAPureFunctionWithinTheBudget) {

@@ -194,6 +194,8 @@ struct Config {
   // --packing=documents --reset_position_ids --document_separator='\n': each line of the
   // corpus a document.
   bool packed = false;
+  // --seq_len_policy=variable --microbatch_tokens=N (0: fixed lengths).
+  int64_t microbatch_tokens = 0;
 };
 
 using HeldOut = std::vector<std::pair<int64_t, double>>;  // (step, held-out loss)
@@ -229,6 +231,10 @@ std::vector<std::string> LaunchArgs(const Config& c, int nprocs,
     a.insert(a.end(),
              {"--packing=documents", "--reset_position_ids", "--document_separator=\\n"});
   }
+  if (c.microbatch_tokens > 0) {
+    a.insert(a.end(), {"--seq_len_policy=variable",
+                       absl::StrCat("--microbatch_tokens=", c.microbatch_tokens)});
+  }
   if (c.rampup.has_value()) {
     a.push_back(absl::StrCat("--rampup_batch_size=", c.rampup->start, ",", c.rampup->increment, ",",
                              c.rampup->samples));
@@ -255,6 +261,9 @@ void OneProcess(const Config& c, std::vector<double>* losses,
   ASSERT_TRUE(dataset.ok()) << dataset.status();
   runtime::WindowSampler sampler = runtime::MakeSampler(dataset->train, c.micro_batch_size,
                                                         c.seq_len, c.microbatches * c.dp, c.seed);
+  if (c.microbatch_tokens > 0) {
+    sampler.SetSeqLenPolicy(runtime::SeqLenPolicy::kVariable, c.microbatch_tokens);
+  }
   actors::ModelPipelineOptions o;
   o.dp = c.dp;
   o.zero = c.zero;
@@ -402,6 +411,23 @@ TEST(Cluster, PackedDocumentsOnFourWorkersAreBitwiseTheOneProcessRun) {
   c.layers = 8;
   const std::string out = ExpectSameAsOneProcess(c, 4);
   EXPECT_NE(out.find("documents packed (per-document attention)"), std::string::npos) << out;
+}
+
+// Variable-length microbatches (2 x T_m tokens, T_m in [1, 10]) on four workers, with packed
+// documents, through a V (zb_v: activations cross the ranks twice): every transfer is sized
+// by its microbatch (the notices carry T_m x B x C floats; ClusterComm takes whole tokens up
+// to B x seq_len x C), losses and parameters bitwise the one-process run.
+TEST(Cluster, VariableLengthsOnFourWorkersAreBitwiseTheOneProcessRun) {
+  Config c;
+  c.packed = true;
+  c.planner = "zb_v";
+  c.layers = 8;
+  c.microbatch_tokens = 20;
+  const std::string out = ExpectSameAsOneProcess(c, 4);
+  EXPECT_NE(out.find("8 microbatches of 2 x T_m tokens (--seq_len_policy=variable: T_m in [1, "
+                     "10], --microbatch_tokens=20)"),
+            std::string::npos)
+      << out;
 }
 
 TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
