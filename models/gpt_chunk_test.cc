@@ -563,6 +563,84 @@ TEST(GptChunkTest, MalformedPackedDocumentsAreErrors) {
   EXPECT_EQ(chunk->loss(0), 0.0);
 }
 
+// Gradients of every tensor (tied copies once), by name.
+std::map<std::string, std::vector<double>> Gradients(GptChunk<double>& chunk) {
+  chunk.FoldTiedGradients();
+  std::map<std::string, std::vector<double>> out;
+  for (const ParamInfo& info : chunk.params().infos()) {
+    if (info.tied_copy) continue;
+    const double* g = chunk.params().grad(info.name);
+    out[info.name].assign(g, g + info.size);
+  }
+  return out;
+}
+
+// Variable lengths: a microbatch of length 3 on a chunk built for 8 (whose state buffers a
+// length-8 microbatch used first) gives bitwise the loss and gradients of a chunk built for 3;
+// packed documents (doc_start, positions and mask of length 3) and MoE layers included.
+void CheckShortMicrobatchEqualsAChunkOfItsLength(const GptConfig& config) {
+  constexpr int kLong = 8, kShort = 3;
+  std::mt19937 rng(9);
+  std::vector<int32_t> tokens(kB * kLong), targets(kB * kLong);
+  for (int32_t& t : tokens) t = rng() % config.vocab_size;
+  for (int32_t& t : targets) t = rng() % config.vocab_size;
+  const std::vector<int32_t> doc_start = {0, 1, 1, 0, 0, 2};  // (B, 3): two rows of documents
+  const std::vector<uint8_t> loss_mask = {1, 1, 0, 1, 1, 1};
+  const PackedDocuments documents{doc_start.data(), loss_mask.data()};
+  auto variable = WholeChunk(config, kB, kLong, true);
+  auto fixed = WholeChunk(config, kB, kShort, true);
+  ASSERT_TRUE(variable->Forward(0, tokens.data(), nullptr, targets.data()).ok());  // length 8
+  EXPECT_EQ(variable->length(0), kLong);
+  variable->Release(0);
+  ASSERT_TRUE(variable->Forward(1, tokens.data(), nullptr, targets.data(), &documents, kShort).ok());
+  EXPECT_EQ(variable->length(1), kShort);
+  ASSERT_TRUE(fixed->Forward(1, tokens.data(), nullptr, targets.data(), &documents).ok());
+  EXPECT_EQ(variable->loss(1), fixed->loss(1));
+  EXPECT_EQ(variable->aux_loss(1), fixed->aux_loss(1));
+  ASSERT_TRUE(variable->Backward(1, nullptr).ok());
+  ASSERT_TRUE(fixed->Backward(1, nullptr).ok());
+  const auto got = Gradients(*variable), want = Gradients(*fixed);
+  for (const auto& [name, g] : want) EXPECT_TRUE(got.at(name) == g) << name;
+}
+
+TEST(GptChunkTest, AShortMicrobatchEqualsAChunkBuiltForItsLengthBitwise) {
+  CheckShortMicrobatchEqualsAChunkOfItsLength(SmallConfig(false));  // learned positions
+  CheckShortMicrobatchEqualsAChunkOfItsLength(LlamaConfig());       // RoPE, GQA
+  CheckShortMicrobatchEqualsAChunkOfItsLength(MixedConfig());       // every block kind
+  CheckShortMicrobatchEqualsAChunkOfItsLength(MoeConfig(false));    // MoE: capacity of N = B x 3
+}
+
+// SetStepTokens: the microbatch weighs its tokens / the step's; twice its tokens halves every
+// gradient exactly (a power of two) and its loss term is M x N / step tokens times its loss.
+TEST(GptChunkTest, StepTokensWeighAMicrobatchByItsShareOfTheTokens) {
+  const GptConfig config = SmallConfig(false);
+  Batch batch = RandomBatch(config.vocab_size, 3);
+  auto whole = WholeChunk(config, kB, kT, false), half = WholeChunk(config, kB, kT, false);
+  ASSERT_TRUE(half->SetStepTokens(2 * kB * kT).ok());
+  EXPECT_FALSE(half->SetStepTokens(-1).ok());
+  for (auto* c : {whole.get(), half.get()}) {
+    ASSERT_TRUE(c->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  }
+  EXPECT_EQ(whole->step_loss_term(0), whole->loss(0));
+  EXPECT_EQ(half->step_loss_term(0), half->loss(0) * 0.5);
+  for (auto* c : {whole.get(), half.get()}) ASSERT_TRUE(c->Backward(0, nullptr).ok());
+  const auto full = Gradients(*whole), halved = Gradients(*half);
+  for (const auto& [name, g] : full) {
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(halved.at(name)[i], g[i] * 0.5) << name;
+  }
+}
+
+TEST(GptChunkTest, ALengthOutsideTheChunksSeqLenIsAnError) {
+  auto chunk = WholeChunk(SmallConfig(false), kB, kT, false);
+  Batch batch = RandomBatch(11, 1);
+  for (int length : {-1, kT + 1}) {
+    absl::Status s =
+        chunk->Forward(0, batch.tokens.data(), nullptr, batch.targets.data(), nullptr, length);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << length;
+    EXPECT_NE(s.message().find("must be in [1, seq_len]"), std::string::npos) << s;
+  }
+}
+
 TEST(GptChunkTest, SeqLenLongerThanContextIsAnError) {
   auto chunk = GptChunk<float>::Create(SmallConfig(false), ChunkSpec{0, 3, true, true},
                                        ChunkOptions{2, 9, 1});
