@@ -1184,6 +1184,18 @@ TEST(Cluster, DataParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
   }
 }
 
+// Variable lengths with --dp=2 on 4 workers: replica d draws the step's global microbatches
+// d x M .. and their lengths, as one process does; each replica's loss stage weighs its
+// microbatches by the whole step's tokens. Bitwise the one-process --dp=2 run.
+TEST(Cluster, DataParallelVariableLengthsOnFourWorkersAreBitwiseTheOneProcessRun) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.microbatch_tokens = 20;
+  ExpectDataParallelSameAsOneProcess(c, TempDir() + "/dp_variable.safetensors", {});
+}
+
 // --dp=2 --ep=2 --stages=2 on 4 workers: each stage's two replicas are one expert-parallel
 // group (a Gloo group of its own); each computes two of the MoE layer's four experts on both
 // replicas' tokens, dispatch and combine are Gloo all-to-alls. Losses, held-out losses and
