@@ -172,8 +172,8 @@ TEST(VariableLengthParityTest, TheLengthsOfTheComparedStepsDiffer) {
   std::set<int> lengths;  // the parity sampler's seed (3), B = 2, seq_len = 8, M = 8, 2 steps
   for (int step = 1; step <= 2; ++step) {
     for (int mb = 0; mb < 8; ++mb) {
-      lengths.insert(runtime::MicrobatchLength(runtime::SeqLenPolicy::kVariable, 3, step, mb, 2,
-                                               8, kVariableBudget));
+      lengths.insert(runtime::MicrobatchLength(runtime::SeqLenPolicy::kVariable, 3, step, mb, 2, 8,
+                                               kVariableBudget));
     }
   }
   EXPECT_GE(lengths.size(), 4u);

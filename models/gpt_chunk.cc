@@ -381,7 +381,9 @@ std::unique_ptr<typename GptChunk<Real>::MicrobatchState> GptChunk<Real>::NewSta
   }
   st->scratch_act.resize(max_ffn);
   if (any_attn) st->scratch_atty.resize(N * C);
-  if (any_attn && config_.positions == PositionKind::kRope) st->positions.resize(N);  // SetDocuments
+  if (any_attn && config_.positions == PositionKind::kRope) {
+    st->positions.resize(N);  // set per microbatch by SetDocuments
+  }
   if (spec_.has_embedding) st->tokens.resize(N);
   if (spec_.has_head) {
     st->targets.resize(N);
@@ -1064,7 +1066,9 @@ absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
   st.counted = N;
   if (mask != nullptr) st.counted = std::count(mask, mask + N, uint8_t{1});
   // RoPE's positions (NewState sized them), or wpe's when they restart with each document.
-  if (options_.reset_position_ids) st.positions.resize(options_.micro_batch_size * options_.seq_len);
+  if (options_.reset_position_ids) {
+    st.positions.resize(int64_t{options_.micro_batch_size} * options_.seq_len);
+  }
   const bool reset = options_.reset_position_ids && ds != nullptr;
   for (int64_t i = 0; i < N && !st.positions.empty(); ++i) {
     st.positions[i] = static_cast<int32_t>(i % T) - (reset ? ds[i] : 0);
@@ -1514,10 +1518,10 @@ absl::Status GptChunk<Real>::BackwardInputBegin(int mb, const Real* dout) {
         step_tokens_ > 0 ? 1.0 / double(step_tokens_) : 1.0 / (double(N) * step_microbatches_);
     std::vector<Real> dlosses(N, static_cast<Real>(per_token));
     if (!st.loss_mask.empty()) {
-      const double d_counted =
-          st.counted == 0    ? 0.0
-          : step_tokens_ > 0 ? double(N) / (double(st.counted) * double(step_tokens_))
-                             : 1.0 / (double(st.counted) * step_microbatches_);
+      const double d_counted = st.counted == 0 ? 0.0
+                               : step_tokens_ > 0
+                                   ? double(N) / (double(st.counted) * double(step_tokens_))
+                                   : 1.0 / (double(st.counted) * step_microbatches_);
       const Real d = static_cast<Real>(d_counted);
       for (int i = 0; i < N; ++i) dlosses[i] = st.loss_mask[i] ? d : Real{0};
     }

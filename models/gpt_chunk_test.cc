@@ -592,7 +592,8 @@ void CheckShortMicrobatchEqualsAChunkOfItsLength(const GptConfig& config) {
   ASSERT_TRUE(variable->Forward(0, tokens.data(), nullptr, targets.data()).ok());  // length 8
   EXPECT_EQ(variable->length(0), kLong);
   variable->Release(0);
-  ASSERT_TRUE(variable->Forward(1, tokens.data(), nullptr, targets.data(), &documents, kShort).ok());
+  ASSERT_TRUE(
+      variable->Forward(1, tokens.data(), nullptr, targets.data(), &documents, kShort).ok());
   EXPECT_EQ(variable->length(1), kShort);
   ASSERT_TRUE(fixed->Forward(1, tokens.data(), nullptr, targets.data(), &documents).ok());
   EXPECT_EQ(variable->loss(1), fixed->loss(1));

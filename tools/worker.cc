@@ -120,13 +120,13 @@ absl::Status LoadData(const tools::TrainConfig& c, cluster::WorkerOptions& o) {
   ASSIGN_OR_RETURN(o.model, tools::ModelForTokenizer(c, tokenizer->vocab_size()));
   if (o.rank == 0) {
     std::printf("data: %s\n", dataset->description.c_str());
-    if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {  // as launch's pipeline line
+    // Variable lengths, as launch's pipeline line names them.
+    if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {
+      const std::string length =
+          runtime::DescribeMicrobatchLength(c.dataset.seq_len_policy, c.chunk.micro_batch_size,
+                                            c.chunk.seq_len, c.dataset.microbatch_tokens);
       std::printf("lengths: %d microbatches of %d x %s\n", c.planner_options.num_microbatches,
-                  c.chunk.micro_batch_size,
-                  runtime::DescribeMicrobatchLength(c.dataset.seq_len_policy,
-                                                    c.chunk.micro_batch_size, c.chunk.seq_len,
-                                                    c.dataset.microbatch_tokens)
-                      .c_str());
+                  c.chunk.micro_batch_size, length.c_str());
     }
     std::fflush(stdout);
   }

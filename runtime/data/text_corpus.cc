@@ -281,9 +281,8 @@ absl::Status ValidateMicrobatchTokens(SeqLenPolicy policy, int micro_batch_size,
 std::string DescribeMicrobatchLength(SeqLenPolicy policy, int micro_batch_size, int seq_len,
                                      int64_t microbatch_tokens) {
   if (policy == SeqLenPolicy::kFixed) return absl::StrCat(seq_len, " tokens");
-  const int64_t longest =
-      std::max<int64_t>(1, std::min<int64_t>(seq_len, microbatch_tokens /
-                                                          std::max(micro_batch_size, 1)));
+  const int64_t longest = std::max<int64_t>(
+      1, std::min<int64_t>(seq_len, microbatch_tokens / std::max(micro_batch_size, 1)));
   return absl::StrCat("T_m tokens (--seq_len_policy=variable: T_m in [1, ", longest,
                       "], --microbatch_tokens=", microbatch_tokens, ")");
 }

@@ -46,10 +46,9 @@ void ModelStageWork::BeginStep(int64_t step, int num_microbatches) {
   weight_passes_.clear();
   // Variable lengths: every microbatch's loss weighs its share of the step's tokens (every
   // replica's: the lengths are a pure function of (seed, step, global microbatch)).
-  const int64_t step_tokens =
-      sampler_->variable_lengths()
-          ? sampler_->StepTokens(step, num_microbatches * place_.replicas)
-          : 0;
+  const int64_t step_tokens = sampler_->variable_lengths()
+                                  ? sampler_->StepTokens(step, num_microbatches * place_.replicas)
+                                  : 0;
   for (auto& [c, chunk] : chunks_) {
     absl::Status s = chunk->SetStepMicrobatches(num_microbatches * place_.replicas);
     if (s.ok()) s = chunk->SetStepTokens(step_tokens);

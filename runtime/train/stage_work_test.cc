@@ -92,9 +92,9 @@ TEST(ModelStageWorkTest, AGradientOfAnotherLengthIsRefused) {
   double loss = 0;
   ASSERT_THAT(t.work->Forward(0, 0, nullptr, &activation, &loss), IsOk());
   grad.assign(activation.size() + kB * kC, 0.0f);  // one token too many
-  EXPECT_THAT(t.work->BackwardInput(0, 0, &grad, nullptr),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("gradient for I c0 mb0 of step 1")));
+  EXPECT_THAT(
+      t.work->BackwardInput(0, 0, &grad, nullptr),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gradient for I c0 mb0 of step 1")));
   grad.resize(activation.size());
   Payload none;
   EXPECT_THAT(t.work->BackwardInput(0, 0, &grad, &none), IsOk());
