@@ -168,6 +168,21 @@ models::GptConfig TinyLlama() { return models::testing::LlamaStyle(8, 16, 4, 2, 
 // by T_m; the step's loss weighs each microbatch by its tokens).
 constexpr int64_t kVariableBudget = 16;
 
+// ParityOptions at P=4, M=8 with the variable-length budget.
+stagehand::testing::ParityOptions VariableLengths() {
+  stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
+  parity.microbatch_tokens = kVariableBudget;
+  return parity;
+}
+
+// The registered planner `name` (a failure, and null, when there is none).
+const runtime::PlannerDefinition* Registered(const std::string& name) {
+  absl::StatusOr<const runtime::PlannerDefinition*> planner =
+      runtime::PlannerRegistry::Default().Get(name);
+  EXPECT_TRUE(planner.ok()) << planner.status();
+  return planner.ok() ? *planner : nullptr;
+}
+
 TEST(VariableLengthParityTest, TheLengthsOfTheComparedStepsDiffer) {
   std::set<int> lengths;  // the parity sampler's seed (3), B = 2, seq_len = 8, M = 8, 2 steps
   for (int step = 1; step <= 2; ++step) {
@@ -182,12 +197,9 @@ TEST(VariableLengthParityTest, TheLengthsOfTheComparedStepsDiffer) {
 
 TEST(VariableLengthParityTest, EveryPlannerAtFourStagesMatchesTheSequentialRunBitwise) {
   for (const std::string& name : runtime::PlannerRegistry::Default().Names()) {
-    absl::StatusOr<const runtime::PlannerDefinition*> planner =
-        runtime::PlannerRegistry::Default().Get(name);
-    ASSERT_TRUE(planner.ok()) << planner.status();
-    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
-    parity.microbatch_tokens = kVariableBudget;
-    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name;
+    const runtime::PlannerDefinition* planner = Registered(name);
+    ASSERT_NE(planner, nullptr);
+    EXPECT_TRUE(TrainsLikeSequential(*planner, VariableLengths())) << name;
   }
 }
 
@@ -195,15 +207,13 @@ TEST(VariableLengthParityTest, EveryPlannerAtFourStagesMatchesTheSequentialRunBi
 TEST(VariableLengthParityTest, PackedDocumentsAndRopeMatchTheSequentialRunBitwise) {
   const models::GptConfig llama = TinyLlama();
   for (const char* name : {"1f1b", "zb_v"}) {
-    absl::StatusOr<const runtime::PlannerDefinition*> planner =
-        runtime::PlannerRegistry::Default().Get(name);
-    ASSERT_TRUE(planner.ok()) << planner.status();
-    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
-    parity.microbatch_tokens = kVariableBudget;
+    const runtime::PlannerDefinition* planner = Registered(name);
+    ASSERT_NE(planner, nullptr);
+    stagehand::testing::ParityOptions parity = VariableLengths();
     parity.packed_documents = true;
-    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name << " (packed)";
+    EXPECT_TRUE(TrainsLikeSequential(*planner, parity)) << name << " (packed)";
     parity.model = &llama;
-    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name << " (packed, Llama-style)";
+    EXPECT_TRUE(TrainsLikeSequential(*planner, parity)) << name << " (packed, Llama-style)";
   }
 }
 
@@ -211,15 +221,14 @@ TEST(VariableLengthParityTest, PackedDocumentsAndRopeMatchTheSequentialRunBitwis
 // lengths, and weighs its losses by the whole step's tokens; within 1e-5 of the sequential
 // run of 2 M microbatches (the replicas' gradient sum reassociates, as without variable lengths).
 TEST(VariableLengthParityTest, TwoReplicasTrainLikeTheSequentialRunOfTwiceTheMicrobatches) {
-  absl::StatusOr<const runtime::PlannerDefinition*> planner =
-      runtime::PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(planner.ok()) << planner.status();
-  stagehand::testing::ParityOptions parity{{2, 4, 0}};
+  const runtime::PlannerDefinition* planner = Registered("1f1b");
+  ASSERT_NE(planner, nullptr);
+  stagehand::testing::ParityOptions parity = VariableLengths();
+  parity.planner = {2, 4, 0};
   parity.dp = 2;
   parity.steps = 3;
   parity.tolerance = 1e-5;
-  parity.microbatch_tokens = kVariableBudget;
-  EXPECT_TRUE(TrainsLikeSequential(**planner, parity));
+  EXPECT_TRUE(TrainsLikeSequential(*planner, parity));
 }
 
 models::GptConfig TinyMixed() {
@@ -416,19 +425,17 @@ TEST(ExpertParallelParityTest, TwoMembersSplittingTheExpertsTrainLikeTheSequenti
 // 1e-5 as above.
 TEST(VariableLengthParityTest, MoeModelsAndExpertParallelismTrainLikeTheSequentialRun) {
   const models::GptConfig moe = TinyMoe();
-  for (const char* planner : {"1f1b", "1f1b_overlap"}) {
-    absl::StatusOr<const runtime::PlannerDefinition*> definition =
-        runtime::PlannerRegistry::Default().Get(planner);
-    ASSERT_TRUE(definition.ok()) << definition.status();
-    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
+  for (const char* name : {"1f1b", "1f1b_overlap"}) {
+    const runtime::PlannerDefinition* planner = Registered(name);
+    ASSERT_NE(planner, nullptr);
+    stagehand::testing::ParityOptions parity = VariableLengths();
     parity.model = &moe;
-    parity.microbatch_tokens = kVariableBudget;
-    EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner;
+    EXPECT_TRUE(TrainsLikeSequential(*planner, parity)) << name;
     parity.planner.num_stages = 2;
     parity.dp = 2;
     parity.ep = 2;
     parity.tolerance = 1e-5;
-    EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << planner << " --dp=2 --ep=2";
+    EXPECT_TRUE(TrainsLikeSequential(*planner, parity)) << name << " --dp=2 --ep=2";
   }
 }
 

@@ -1080,45 +1080,11 @@ template <typename Real>
 absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
                                           const int32_t* targets, const PackedDocuments* documents,
                                           int length) {
-  if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
-  }
-  if (spec_.has_embedding ? tokens == nullptr : input == nullptr) {
-    return absl::InvalidArgumentError(spec_.has_embedding ? "first chunk needs tokens"
-                                                          : "chunk needs an input activation");
-  }
-  if (spec_.has_head && targets == nullptr) {
-    return absl::InvalidArgumentError("last chunk needs targets");
-  }
   const int B = options_.micro_batch_size, T = length == 0 ? options_.seq_len : length;
-  if (T < 1 || T > options_.seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("microbatch ", mb, " of length ", T,
-                                                   " on a chunk built for seq_len ",
-                                                   options_.seq_len, ": must be in [1, seq_len]"));
-  }
-  const int C = config_.d_model, V = config_.vocab_size;
+  RETURN_IF_ERROR(CheckForwardInputs(mb, tokens, input, targets, T));
+  const int C = config_.d_model;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
-  const auto outside = [&](const int32_t* ids, const char* what) -> absl::Status {
-    for (int i = 0; ids != nullptr && i < N; ++i) {
-      if (ids[i] < 0 || ids[i] >= V) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, " id ", ids[i], " at position ", i, " is outside [0, ", V, ")"));
-      }
-    }
-    return absl::OkStatus();
-  };
-  if (spec_.has_embedding) RETURN_IF_ERROR(outside(tokens, "token"));
-  if (spec_.has_head) RETURN_IF_ERROR(outside(targets, "target"));
-  std::unique_ptr<MicrobatchState> owned;
-  {
-    absl::MutexLock lock(&states_mu_);
-    if (!free_states_.empty()) {
-      owned = std::move(free_states_.back());
-      free_states_.pop_back();
-    }
-  }
-  if (owned == nullptr) owned = NewState();
+  std::unique_ptr<MicrobatchState> owned = TakeState();
   MicrobatchState& st = *owned;
   st.T = T;
   for (LayerState& ls : st.layers) ls.N = N;
@@ -1143,6 +1109,54 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   if (spec_.has_head) std::memcpy(st.targets.data(), targets, sizeof(int32_t) * N);
   absl::MutexLock lock(&states_mu_);
   states_[mb] = std::move(owned);
+  return absl::OkStatus();
+}
+
+template <typename Real>
+std::unique_ptr<typename GptChunk<Real>::MicrobatchState> GptChunk<Real>::TakeState() {
+  {
+    absl::MutexLock lock(&states_mu_);
+    if (!free_states_.empty()) {
+      std::unique_ptr<MicrobatchState> st = std::move(free_states_.back());
+      free_states_.pop_back();
+      return st;
+    }
+  }
+  return NewState();
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::CheckForwardInputs(int mb, const int32_t* tokens, const Real* input,
+                                                const int32_t* targets, int T) const {
+  if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
+  }
+  if (spec_.has_embedding ? tokens == nullptr : input == nullptr) {
+    return absl::InvalidArgumentError(spec_.has_embedding ? "first chunk needs tokens"
+                                                          : "chunk needs an input activation");
+  }
+  if (spec_.has_head && targets == nullptr) {
+    return absl::InvalidArgumentError("last chunk needs targets");
+  }
+  if (T < 1 || T > options_.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("microbatch ", mb, " of length ", T,
+                                                   " on a chunk built for seq_len ",
+                                                   options_.seq_len, ": must be in [1, seq_len]"));
+  }
+  const int V = config_.vocab_size;
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * T);
+  const auto outside = [&](const int32_t* ids, const char* what) -> absl::Status {
+    for (int i = 0; ids != nullptr && i < N; ++i) {
+      if (ids[i] < 0 || ids[i] >= V) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " id ", ids[i], " at position ", i, " is outside [0, ", V, ")"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (spec_.has_embedding) RETURN_IF_ERROR(outside(tokens, "token"));
+  if (spec_.has_head) RETURN_IF_ERROR(outside(targets, "target"));
   return absl::OkStatus();
 }
 
@@ -1199,34 +1213,35 @@ const Real* GptChunk<Real>::output(int mb) const {
 }
 
 template <typename Real>
-double GptChunk<Real>::loss(int mb) const {
+template <typename T, typename Read>
+T GptChunk<Real>::ReadState(int mb, T none, Read read) const {
   absl::MutexLock lock(&states_mu_);
   auto it = states_.find(mb);
-  return it == states_.end() ? 0.0 : it->second->loss;
+  return it == states_.end() ? none : read(*it->second);
+}
+
+template <typename Real>
+double GptChunk<Real>::loss(int mb) const {
+  return ReadState(mb, 0.0, [](const MicrobatchState& st) { return st.loss; });
 }
 
 template <typename Real>
 int GptChunk<Real>::length(int mb) const {
-  absl::MutexLock lock(&states_mu_);
-  auto it = states_.find(mb);
-  return it == states_.end() ? 0 : it->second->T;
+  return ReadState(mb, 0, [](const MicrobatchState& st) { return st.T; });
 }
 
 template <typename Real>
 double GptChunk<Real>::step_loss_term(int mb) const {
-  absl::MutexLock lock(&states_mu_);
-  auto it = states_.find(mb);
-  if (it == states_.end()) return 0.0;
-  if (step_tokens_ == 0) return it->second->loss;
-  const double tokens = double(options_.micro_batch_size) * it->second->T;
-  return it->second->loss * (tokens * step_microbatches_ / double(step_tokens_));
+  return ReadState(mb, 0.0, [this](const MicrobatchState& st) {
+    if (step_tokens_ == 0) return st.loss;
+    const double tokens = double(options_.micro_batch_size) * st.T;
+    return st.loss * (tokens * step_microbatches_ / double(step_tokens_));
+  });
 }
 
 template <typename Real>
 double GptChunk<Real>::aux_loss(int mb) const {
-  absl::MutexLock lock(&states_mu_);
-  auto it = states_.find(mb);
-  return it == states_.end() ? 0.0 : it->second->aux_loss;
+  return ReadState(mb, 0.0, [](const MicrobatchState& st) { return st.aux_loss; });
 }
 
 template <typename Real>

@@ -216,6 +216,11 @@ class GptChunk {
   struct MicrobatchState;
   GptChunk(const GptConfig& config, const ChunkSpec& spec, const ChunkOptions& options);
   std::unique_ptr<MicrobatchState> NewState() const;
+  std::unique_ptr<MicrobatchState> TakeState();  // a released state to reuse, or NewState()
+  // ForwardBegin's checks: mb not held, the inputs this chunk needs, 1 <= T <= seq_len, and
+  // token and target ids within the vocabulary.
+  absl::Status CheckForwardInputs(int mb, const int32_t* tokens, const Real* input,
+                                  const int32_t* targets, int T) const;
   void LayerForward(MicrobatchState& st, int i, const Real* x);
   void LayerBackwardInput(MicrobatchState& st, int i, const Real* d_out);
   void LayerBackwardWeights(MicrobatchState& st, int i);
@@ -284,6 +289,9 @@ class GptChunk {
   const Real* OptionalValue(const std::string& name) const;
   Real* OptionalGrad(const std::string& name);
   absl::StatusOr<MicrobatchState*> Find(int mb, const char* what) const;
+  // read(mb's state) under states_mu_, or `none` when mb is not held (defined in the .cc).
+  template <typename T, typename Read>
+  T ReadState(int mb, T none, Read read) const;
   // Checks `documents` (InvalidArgument naming the row and position) and copies them into
   // `st`, with the positions they give.
   absl::Status SetDocuments(MicrobatchState& st, const PackedDocuments* documents) const;

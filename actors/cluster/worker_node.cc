@@ -502,6 +502,13 @@ struct LocalStages {
   std::vector<cluster_comm_actor> comms;
 };
 
+// Variable lengths: a transfer is T_m tokens of B x C floats, its notice carrying its size
+// (ClusterCommInit::row_floats); 0 under fixed lengths.
+int64_t TransferRowFloats(const WorkerOptions& o, const Node& node) {
+  if (!node.sampler->variable_lengths()) return 0;
+  return int64_t{o.chunk.micro_batch_size} * o.model.d_model;
+}
+
 // 6. This rank's stages: lane, work, comm, stage actor and gate each.
 LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                         const std::vector<int>& stages, const JoinReply& reply,
@@ -548,10 +555,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                        self_handle,
                        o.faults.withhold_receive};
     ci.trace = trace ? trace->send(s) : nullptr;
-    // Variable lengths: a transfer is T_m tokens of B x C floats (the notice carries its size).
-    if (node.sampler->variable_lengths()) {
-      ci.row_floats = int64_t{o.chunk.micro_batch_size} * o.model.d_model;
-    }
+    ci.row_floats = TransferRowFloats(o, node);
     const stage_reports driver =
         trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
     StageActorInit si{s,
