@@ -349,6 +349,74 @@ TEST(ExpertParallelParityTest, TwoMembersSplittingTheExpertsTrainLikeTheSequenti
   }
 }
 
+// dp = 4 as ep 2 x edp 2: each expert lives on two replicas, whose gradients are summed over
+// their expert-data-parallel group while the rest is summed over all four; and ep 4 x edp 1.
+TEST(ExpertParallelParityTest, ExpertDataParallelGroupsTrainLikeTheSequentialRun) {
+  const models::GptConfig moe = TinyMoe();
+  absl::StatusOr<const runtime::PlannerDefinition*> definition =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  for (int ep : {2, 4}) {
+    runtime::PlannerOptions options;
+    options.num_stages = 2;
+    options.num_microbatches = 4;
+    stagehand::testing::ParityOptions parity{options};
+    parity.model = &moe;
+    parity.dp = 4;
+    parity.ep = ep;
+    parity.tolerance = 1e-5;
+    EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << "ep=" << ep;
+  }
+}
+
+// Each replica holds the AdamW moments of the dense tensors and of 1/ep of the experts, exactly:
+// two floats per element it holds.
+TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts) {
+  const models::GptConfig moe = TinyMoe();
+  absl::StatusOr<const runtime::PlannerDefinition*> definition =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  for (int ep : {1, 2}) {
+    runtime::PlannerOptions options;
+    options.num_stages = 2;
+    options.num_microbatches = 4;
+    stagehand::testing::ParityOptions parity{options};
+    parity.model = &moe;
+    parity.dp = 2;
+    parity.ep = ep;
+    parity.steps = 1;
+    absl::StatusOr<std::vector<stagehand::testing::StageState>> stages =
+        stagehand::testing::PipelinedStageStates(**definition, parity);
+    ASSERT_TRUE(stages.ok()) << stages.status();
+    ASSERT_EQ(stages->size(), 2u);
+    for (size_t s = 0; s < stages->size(); ++s) {
+      const stagehand::testing::StageState& stage = (*stages)[s];
+      EXPECT_GT(stage.expert_floats, 0) << "stage " << s;
+      EXPECT_EQ(stage.optimizer_bytes,
+                2 * int64_t{sizeof(float)} * (stage.dense_floats + stage.expert_floats / ep))
+          << "stage " << s << ", ep=" << ep;
+    }
+  }
+}
+
+// --zero=1 does not shard expert-sharded replicas' optimizer state: refused, naming both flags.
+TEST(ExpertParallelParityTest, RefusesZeroOneWithExpertShards) {
+  const models::GptConfig moe = TinyMoe();
+  absl::StatusOr<const runtime::PlannerDefinition*> definition =
+      runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  runtime::PlannerOptions options;
+  options.num_stages = 2;
+  options.num_microbatches = 4;
+  stagehand::testing::ParityOptions parity{options};
+  parity.model = &moe;
+  parity.dp = 2;
+  parity.ep = 2;
+  parity.zero = 1;
+  EXPECT_THAT(stagehand::testing::PipelinedStageStates(**definition, parity).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--zero=1 with --ep=2")));
+}
+
 // The flags that cannot split: --ep not dividing --dp or an MoE layer's experts, and a model
 // without MoE layers.
 TEST(ExpertParallelParityTest, RefusesAnEpThatCannotSplitTheExperts) {

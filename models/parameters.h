@@ -42,6 +42,7 @@ class ParameterSet {
   Real* grad(absl::string_view name);
   const Real* value(absl::string_view name) const;
   bool contains(absl::string_view name) const { return index_.contains(name); }
+  const ParamInfo& info(absl::string_view name) const { return infos_[index_.at(name)]; }
   void MarkTiedCopy(absl::string_view name);
   // Marks infos()[index] as a tensor of routed expert `expert` (ParamInfo::expert).
   void MarkExpert(int index, int expert) { infos_[index].expert = expert; }

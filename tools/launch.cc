@@ -529,13 +529,14 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
+  s.mp.GatherReplicas();  // --ep: s.chunks, the whole model, from the replicas' expert shards
   t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len *
                   s.specs->ForStep(step).num_microbatches * c.dp;
   t.tokens += t.step_tokens;
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
   for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
-  t.moe.AddStep(s.chunks);
+  t.moe.AddStep(s.mp.ReplicaChunks(0));
   return outcome;
 }
 
@@ -672,7 +673,9 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
     ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage, held / 1048576.0,
                                     2.0 * floats * sizeof(float) / 1048576.0));
   }
-  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp) : "";
+  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp)
+                         : c.ep > 1  ? absl::StrFormat(", experts split over ep %d", c.ep)
+                                     : "";
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
               absl::StrJoin(ranks, ", ").c_str());
   return absl::OkStatus();
