@@ -155,9 +155,24 @@ runtime::DataParallelPlace PlaceOf(const ModelPipelineOptions& options, int d, i
   const int ep = options.ep, edp = options.dp / options.ep;
   place.expert_group = out.expert_groups[s * edp + seat->edp].members[seat->member].get();
   if (edp > 1) {
-    place.expert_data_group = out.expert_data_groups[s * ep + seat->member].members[seat->edp].get();
+    place.expert_data_group =
+        out.expert_data_groups[s * ep + seat->member].members[seat->edp].get();
   }
   return place;
+}
+
+// What every pipeline of `options` runs with, whatever its replicas.
+PipelineOptions CommonPipelineOptions(const ModelPipelineOptions& options,
+                                      const runtime::StepSpec& spec) {
+  PipelineOptions po;
+  po.planner = options.planner;
+  po.spec = spec;
+  po.link = options.link;
+  po.grad_clip = options.optimizer.grad_clip;
+  po.rerun = options.rerun;
+  po.deterministic = options.deterministic;
+  po.trace = options.trace;
+  return po;
 }
 
 // One replica's stage works over `chunks` (this replica's, in model order).
@@ -206,7 +221,8 @@ absl::Status ConnectExpertExchanges(const ModelPipelineOptions& options,
 // Replica d's chunks (with --ep > 1, holding its member's experts) and its stage works.
 absl::Status AddReplica(const ModelPipelineOptions& options, const runtime::WindowSampler* sampler,
                         const runtime::StepSpec& spec, int d, const ExpertSeat* seat,
-                        ModelPipeline& out, std::vector<std::unique_ptr<runtime::StageWork>>& works) {
+                        ModelPipeline& out,
+                        std::vector<std::unique_ptr<runtime::StageWork>>& works) {
   models::ChunkOptions chunk_options = options.chunk;  // the loss: the mean over D x M
   chunk_options.num_microbatches = spec.num_microbatches * options.dp;
   if (seat != nullptr) chunk_options.expert_shard = {seat->member, options.ep};
@@ -249,8 +265,8 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
     out.expert_view = true;
     models::ChunkOptions chunk_options = options.chunk;
     chunk_options.num_microbatches = spec.num_microbatches * options.dp;
-    ASSIGN_OR_RETURN(out.chunks, runtime::BuildChunks(options.model, spec.num_chunks,
-                                                      chunk_options, options.partition));
+    ASSIGN_OR_RETURN(out.chunks, runtime::BuildChunks(options.model, spec.num_chunks, chunk_options,
+                                                      options.partition));
     if (out.states != nullptr) out.states->resize(spec.num_chunks);
   }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
@@ -258,14 +274,7 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
     RETURN_IF_ERROR(
         AddReplica(options, sampler, spec, d, seats.empty() ? nullptr : &seats[d], out, works));
   }
-  PipelineOptions po;
-  po.planner = options.planner;
-  po.spec = spec;
-  po.link = options.link;
-  po.grad_clip = options.optimizer.grad_clip;
-  po.rerun = options.rerun;
-  po.deterministic = options.deterministic;
-  po.trace = options.trace;
+  PipelineOptions po = CommonPipelineOptions(options, spec);
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
   po.grad_bucket_mb = options.grad_bucket_mb;
@@ -334,7 +343,8 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
     return absl::InvalidArgumentError(absl::StrCat(
         "--zero=1 with --ep=", options.ep,
         ": ZeRO-1 does not shard the optimizer of expert-sharded replicas yet (each replica "
-        "already holds the AdamW moments of only 1/", options.ep, " of the experts); use --zero=0"));
+        "already holds the AdamW moments of only 1/",
+        options.ep, " of the experts); use --zero=0"));
   }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
@@ -388,14 +398,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
                                                               options.slow_stage.factor);
     }
   }
-  PipelineOptions po;
-  po.planner = options.planner;
-  po.spec = *spec;
-  po.link = options.link;
-  po.grad_clip = options.optimizer.grad_clip;
-  po.rerun = options.rerun;
-  po.deterministic = options.deterministic;
-  po.trace = options.trace;
+  PipelineOptions po = CommonPipelineOptions(options, *spec);
   po.specs = options.specs;
   if (options.specs != nullptr &&
       options.specs->full().num_microbatches != spec->num_microbatches) {

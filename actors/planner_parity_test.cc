@@ -349,23 +349,31 @@ TEST(ExpertParallelParityTest, TwoMembersSplittingTheExpertsTrainLikeTheSequenti
   }
 }
 
+// TinyMoe under 1f1b at P = 2, M = 4, with `dp` replicas in groups of `ep`.
+stagehand::testing::ParityOptions ExpertParallelAtTwoStages(const models::GptConfig* moe, int dp,
+                                                            int ep) {
+  runtime::PlannerOptions options;
+  options.num_stages = 2;
+  options.num_microbatches = 4;
+  stagehand::testing::ParityOptions parity{options};
+  parity.model = moe;
+  parity.dp = dp;
+  parity.ep = ep;
+  return parity;
+}
+
+const runtime::PlannerDefinition& OneFOneB() {
+  return **runtime::PlannerRegistry::Default().Get("1f1b");
+}
+
 // dp = 4 as ep 2 x edp 2: each expert lives on two replicas, whose gradients are summed over
 // their expert-data-parallel group while the rest is summed over all four; and ep 4 x edp 1.
 TEST(ExpertParallelParityTest, ExpertDataParallelGroupsTrainLikeTheSequentialRun) {
   const models::GptConfig moe = TinyMoe();
-  absl::StatusOr<const runtime::PlannerDefinition*> definition =
-      runtime::PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(definition.ok()) << definition.status();
   for (int ep : {2, 4}) {
-    runtime::PlannerOptions options;
-    options.num_stages = 2;
-    options.num_microbatches = 4;
-    stagehand::testing::ParityOptions parity{options};
-    parity.model = &moe;
-    parity.dp = 4;
-    parity.ep = ep;
+    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 4, ep);
     parity.tolerance = 1e-5;
-    EXPECT_TRUE(TrainsLikeSequential(**definition, parity)) << "ep=" << ep;
+    EXPECT_TRUE(TrainsLikeSequential(OneFOneB(), parity)) << "ep=" << ep;
   }
 }
 
@@ -373,20 +381,11 @@ TEST(ExpertParallelParityTest, ExpertDataParallelGroupsTrainLikeTheSequentialRun
 // two floats per element it holds.
 TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts) {
   const models::GptConfig moe = TinyMoe();
-  absl::StatusOr<const runtime::PlannerDefinition*> definition =
-      runtime::PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(definition.ok()) << definition.status();
   for (int ep : {1, 2}) {
-    runtime::PlannerOptions options;
-    options.num_stages = 2;
-    options.num_microbatches = 4;
-    stagehand::testing::ParityOptions parity{options};
-    parity.model = &moe;
-    parity.dp = 2;
-    parity.ep = ep;
+    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, ep);
     parity.steps = 1;
     absl::StatusOr<std::vector<stagehand::testing::StageState>> stages =
-        stagehand::testing::PipelinedStageStates(**definition, parity);
+        stagehand::testing::PipelinedStageStates(OneFOneB(), parity);
     ASSERT_TRUE(stages.ok()) << stages.status();
     ASSERT_EQ(stages->size(), 2u);
     for (size_t s = 0; s < stages->size(); ++s) {
@@ -402,18 +401,9 @@ TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts)
 // --zero=1 does not shard expert-sharded replicas' optimizer state: refused, naming both flags.
 TEST(ExpertParallelParityTest, RefusesZeroOneWithExpertShards) {
   const models::GptConfig moe = TinyMoe();
-  absl::StatusOr<const runtime::PlannerDefinition*> definition =
-      runtime::PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(definition.ok()) << definition.status();
-  runtime::PlannerOptions options;
-  options.num_stages = 2;
-  options.num_microbatches = 4;
-  stagehand::testing::ParityOptions parity{options};
-  parity.model = &moe;
-  parity.dp = 2;
-  parity.ep = 2;
+  stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, 2);
   parity.zero = 1;
-  EXPECT_THAT(stagehand::testing::PipelinedStageStates(**definition, parity).status(),
+  EXPECT_THAT(stagehand::testing::PipelinedStageStates(OneFOneB(), parity).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--zero=1 with --ep=2")));
 }
 

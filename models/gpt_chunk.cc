@@ -1103,6 +1103,17 @@ absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
   return absl::OkStatus();
 }
 
+// A chunk holding an expert shard runs its experts only through the exchange.
+template <typename Real>
+absl::Status GptChunk<Real>::CheckExpertsHeld(int mb, bool expert_parallel) const {
+  const ExpertShard& shard = options_.expert_shard;
+  if (shard.size == 1 || expert_parallel) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "F mb", mb, ": this chunk holds the experts of expert-parallel member ", shard.member, " of ",
+      shard.size, " only; ", mb < 0 ? "evaluation" : "a forward without an expert exchange",
+      " needs every expert (evaluate a chunk holding them all)"));
+}
+
 template <typename Real>
 absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
                                           const int32_t* targets,
@@ -1134,13 +1145,7 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   if (spec_.has_head) RETURN_IF_ERROR(outside(targets, "target"));
   const bool expert_parallel =
       expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
-  if (options_.expert_shard.size > 1 && !expert_parallel) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("F mb", mb, ": this chunk holds the experts of expert-parallel member ",
-                     options_.expert_shard.member, " of ", options_.expert_shard.size, " only; ",
-                     mb < 0 ? "evaluation" : "a forward without an expert exchange",
-                     " needs every expert (evaluate a chunk holding them all)"));
-  }
+  RETURN_IF_ERROR(CheckExpertsHeld(mb, expert_parallel));
   std::unique_ptr<MicrobatchState> owned;
   {
     absl::MutexLock lock(&states_mu_);

@@ -288,6 +288,9 @@ class GptChunk {
   // Checks `documents` (InvalidArgument naming the row and position) and copies them into
   // `st`, with the positions they give.
   absl::Status SetDocuments(MicrobatchState& st, const PackedDocuments* documents) const;
+  // FailedPrecondition when this chunk holds an expert shard and F(mb) would run without the
+  // exchange (`expert_parallel` false): evaluation, or no exchange set.
+  absl::Status CheckExpertsHeld(int mb, bool expert_parallel) const;
 
   GptConfig config_;
   ChunkSpec spec_;

@@ -674,8 +674,8 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
                                     2.0 * floats * sizeof(float) / 1048576.0));
   }
   const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp)
-                         : c.ep > 1  ? absl::StrFormat(", experts split over ep %d", c.ep)
-                                     : "";
+                          : c.ep > 1  ? absl::StrFormat(", experts split over ep %d", c.ep)
+                                      : "";
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
               absl::StrJoin(ranks, ", ").c_str());
   return absl::OkStatus();

@@ -27,7 +27,8 @@ std::vector<GradientPiece> SplitAtExperts(const std::vector<models::ParamInfo>& 
     const ElementRange part = Intersect(range, {info.offset, info.offset + info.size});
     if (part.size() == 0) continue;
     const bool expert = info.expert >= 0;
-    if (!pieces.empty() && pieces.back().expert == expert && pieces.back().range.end == part.begin) {
+    if (!pieces.empty() && pieces.back().expert == expert &&
+        pieces.back().range.end == part.begin) {
       pieces.back().range.end = part.end;
     } else {
       pieces.push_back({part, expert});

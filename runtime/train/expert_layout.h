@@ -52,7 +52,8 @@ std::vector<T> ExpertEntries(const std::vector<models::ParamInfo>& infos,
 // a chunk holding every expert has.
 template <typename T>
 std::vector<T> InModelOrder(const std::vector<models::ParamInfo>& infos,
-                            const std::vector<T>& local, const std::vector<std::vector<T>>& experts) {
+                            const std::vector<T>& local,
+                            const std::vector<std::vector<T>>& experts) {
   std::vector<T> out;
   size_t k = 0, at = 0;  // into local, into each member's expert entries
   for (size_t i = 0; i < infos.size(); ++i) {
