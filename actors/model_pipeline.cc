@@ -46,6 +46,18 @@ void CopyHeldMoments(const models::ParameterSet<float>& from, const runtime::Opt
   CopyHeldTensors(from, in.v.data(), to, out.v.data());
 }
 
+// --ep > 1: every tensor of `replicas` (those of edp group 0, which hold every expert between
+// them) into `whole`, chunk by chunk, by name.
+void GatherExpertShards(const std::vector<std::vector<runtime::Chunk*>>& replicas,
+                        const std::vector<runtime::Chunk*>& whole) {
+  for (const std::vector<runtime::Chunk*>& replica : replicas) {
+    for (size_t k = 0; k < whole.size(); ++k) {
+      const models::ParameterSet<float>& from = replica[k]->params();
+      CopyHeldTensors(from, from.values(), whole[k]->params(), whole[k]->params().values());
+    }
+  }
+}
+
 bool HoldsMoments(const runtime::OptimizerState& state, int64_t floats) {
   return static_cast<int64_t>(state.m.size()) == floats &&
          static_cast<int64_t>(state.v.size()) == floats;
@@ -71,18 +83,6 @@ void ModelPipeline::SyncReplicas() {
   }
   if (expert_view && states != nullptr) {
     for (runtime::OptimizerState& state : *states) state = {};  // handed to the replicas
-  }
-}
-
-// The replicas of edp group 0 (ep varies fastest: replicas 0 .. ep - 1) hold every expert.
-void ModelPipeline::GatherReplicas() {
-  if (!expert_view) return;
-  const int ep = expert_groups.empty() ? 1 : expert_groups.front().group->size();
-  for (int d = 0; d < ep; ++d) {
-    for (size_t k = 0; k < chunks.size(); ++k) {
-      const models::ParameterSet<float>& from = replica_chunks[d][k]->params();
-      CopyHeldTensors(from, from.values(), chunks[k]->params(), chunks[k]->params().values());
-    }
   }
 }
 
@@ -275,6 +275,13 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
         AddReplica(options, sampler, spec, d, seats.empty() ? nullptr : &seats[d], out, works));
   }
   PipelineOptions po = CommonPipelineOptions(options, spec);
+  if (out.expert_view) {  // ep varies fastest: replicas 0 .. ep - 1 form edp group 0
+    std::vector<std::vector<runtime::Chunk*>> replicas;
+    for (int d = 0; d < options.ep; ++d) replicas.push_back(out.ReplicaChunks(d));
+    po.after_step = [replicas, whole = out.chunk_pointers()] {
+      GatherExpertShards(replicas, whole);
+    };
+  }
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
   po.grad_bucket_mb = options.grad_bucket_mb;

@@ -66,9 +66,10 @@ struct ModelPipeline {
   // Replica 0's chunks, every chunk in model order: what evaluation, checkpoints and exports
   // read (every replica holds the same parameters after each step). With --ep > 1 (expert_view)
   // a replica holds only its member's experts, so `chunks` is instead a whole model that no
-  // stage trains, and `states` its moments: GatherReplicas fills its values from the replicas
-  // (each expert from a replica holding it), WithFullOptimizerState its moments, and
-  // SyncReplicas sets the replicas from it.
+  // stage trains, and `states` its moments: after each step the pipeline fills its values from
+  // the replicas (each expert from a replica of edp group 0 holding it; dense tensors are the
+  // same on all), WithFullOptimizerState its moments, and SyncReplicas sets the replicas from
+  // it.
   std::vector<std::unique_ptr<runtime::Chunk>> chunks;
   bool expert_view = false;
   // Data parallelism: the collectives of each stage's replicas (one group per stage), and
@@ -94,10 +95,6 @@ struct ModelPipeline {
   // With expert_view, sets every replica's tensors (and moments, when `states` holds some)
   // from `chunks`, each replica those it holds.
   void SyncReplicas();
-  // With expert_view, copies each replica's parameters into `chunks` (the replicas of the first
-  // edp group hold every expert between them; dense tensors are the same on all): after a
-  // step, before evaluation, checkpoints and exports read `chunks`. Otherwise nothing.
-  void GatherReplicas();
   // Runs `use` with `states` holding every chunk's full AdamW moments (ZeRO-1 gathers them
   // from the replicas' shards first, and drops them after; expert_view gathers them from the
   // replicas and drops them after): what a checkpoint writes.

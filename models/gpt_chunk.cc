@@ -1103,21 +1103,14 @@ absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
   return absl::OkStatus();
 }
 
-// A chunk holding an expert shard runs its experts only through the exchange.
 template <typename Real>
-absl::Status GptChunk<Real>::CheckExpertsHeld(int mb, bool expert_parallel) const {
-  const ExpertShard& shard = options_.expert_shard;
-  if (shard.size == 1 || expert_parallel) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "F mb", mb, ": this chunk holds the experts of expert-parallel member ", shard.member, " of ",
-      shard.size, " only; ", mb < 0 ? "evaluation" : "a forward without an expert exchange",
-      " needs every expert (evaluate a chunk holding them all)"));
+bool GptChunk<Real>::ExpertParallelFor(int mb) const {
+  return expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
 }
 
 template <typename Real>
-absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
-                                          const int32_t* targets,
-                                          const PackedDocuments* documents) {
+absl::Status GptChunk<Real>::CheckForwardArguments(int mb, const int32_t* tokens, const Real* input,
+                                                   const int32_t* targets) const {
   if (absl::MutexLock lock(&states_mu_); states_.count(mb)) {
     return absl::FailedPreconditionError(
         absl::StrCat("forward of microbatch ", mb, " twice without a backward or release"));
@@ -1129,6 +1122,20 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   if (spec_.has_head && targets == nullptr) {
     return absl::InvalidArgumentError("last chunk needs targets");
   }
+  // A chunk holding an expert shard runs its experts only through the exchange.
+  const ExpertShard& shard = options_.expert_shard;
+  if (shard.size == 1 || ExpertParallelFor(mb)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "F mb", mb, ": this chunk holds the experts of expert-parallel member ", shard.member, " of ",
+      shard.size, " only; ", mb < 0 ? "evaluation" : "a forward without an expert exchange",
+      " needs every expert (evaluate a chunk holding them all)"));
+}
+
+template <typename Real>
+absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
+                                          const int32_t* targets,
+                                          const PackedDocuments* documents) {
+  RETURN_IF_ERROR(CheckForwardArguments(mb, tokens, input, targets));
   const int B = options_.micro_batch_size, T = options_.seq_len;
   const int C = config_.d_model, V = config_.vocab_size;
   const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
@@ -1143,9 +1150,6 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   };
   if (spec_.has_embedding) RETURN_IF_ERROR(outside(tokens, "token"));
   if (spec_.has_head) RETURN_IF_ERROR(outside(targets, "target"));
-  const bool expert_parallel =
-      expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
-  RETURN_IF_ERROR(CheckExpertsHeld(mb, expert_parallel));
   std::unique_ptr<MicrobatchState> owned;
   {
     absl::MutexLock lock(&states_mu_);
@@ -1165,7 +1169,7 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   st.next_part[0] = 0;
   st.next_part[1] = st.next_part[2] = -1;
   st.aux_loss = 0.0;
-  st.expert_parallel = expert_parallel;
+  st.expert_parallel = ExpertParallelFor(mb);
   st.exchange_status = absl::OkStatus();
   if (spec_.has_embedding) {
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);

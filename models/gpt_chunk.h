@@ -288,9 +288,13 @@ class GptChunk {
   // Checks `documents` (InvalidArgument naming the row and position) and copies them into
   // `st`, with the positions they give.
   absl::Status SetDocuments(MicrobatchState& st, const PackedDocuments* documents) const;
-  // FailedPrecondition when this chunk holds an expert shard and F(mb) would run without the
-  // exchange (`expert_parallel` false): evaluation, or no exchange set.
-  absl::Status CheckExpertsHeld(int mb, bool expert_parallel) const;
+  // Whether F(mb) runs its MoE layers through the expert exchange (a training microbatch with
+  // an exchange of more than one member set).
+  bool ExpertParallelFor(int mb) const;
+  // ForwardBegin's checks: mb not in flight, the inputs this chunk needs, and with an expert
+  // shard the exchange (FailedPrecondition for evaluation, or without an exchange set).
+  absl::Status CheckForwardArguments(int mb, const int32_t* tokens, const Real* input,
+                                     const int32_t* targets) const;
 
   GptConfig config_;
   ChunkSpec spec_;

@@ -529,7 +529,6 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
-  s.mp.GatherReplicas();  // --ep: s.chunks, the whole model, from the replicas' expert shards
   t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len *
                   s.specs->ForStep(step).num_microbatches * c.dp;
   t.tokens += t.step_tokens;

@@ -125,7 +125,6 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     if (!outcome.ok()) return outcome.status();
     r.losses.push_back(outcome->loss);
   }
-  pipeline->GatherReplicas();  // --ep: the whole model from the replicas' expert shards
   r.params = runtime::CollectParameters(pipeline->chunk_pointers());
   const runtime::StepSpec& spec = pipeline->pipeline->spec();
   for (int s = 0; s < spec.num_stages; ++s) {
