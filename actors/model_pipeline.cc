@@ -161,12 +161,19 @@ runtime::DataParallelPlace PlaceOf(const ModelPipelineOptions& options, int d, i
   return place;
 }
 
-// What every pipeline of `options` runs with, whatever its replicas.
-PipelineOptions CommonPipelineOptions(const ModelPipelineOptions& options,
-                                      const runtime::StepSpec& spec) {
+// What every model pipeline shares: the plan, links, checks, trace, and under a batch-size
+// ramp-up each step's spec (whose full step must be `spec`).
+absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& options,
+                                                  const runtime::StepSpec& spec) {
+  if (options.specs != nullptr && options.specs->full().num_microbatches != spec.num_microbatches) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ramp-up's full step has ", options.specs->full().num_microbatches,
+                     " microbatches, the plan ", spec.num_microbatches));
+  }
   PipelineOptions po;
   po.planner = options.planner;
   po.spec = spec;
+  po.specs = options.specs;
   po.link = options.link;
   po.grad_clip = options.optimizer.grad_clip;
   po.rerun = options.rerun;
@@ -274,7 +281,7 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
     RETURN_IF_ERROR(
         AddReplica(options, sampler, spec, d, seats.empty() ? nullptr : &seats[d], out, works));
   }
-  PipelineOptions po = CommonPipelineOptions(options, spec);
+  ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, spec));
   if (out.expert_view) {  // ep varies fastest: replicas 0 .. ep - 1 form edp group 0
     std::vector<std::vector<runtime::Chunk*>> replicas;
     for (int d = 0; d < options.ep; ++d) replicas.push_back(out.ReplicaChunks(d));
@@ -405,14 +412,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
                                                               options.slow_stage.factor);
     }
   }
-  PipelineOptions po = CommonPipelineOptions(options, *spec);
-  po.specs = options.specs;
-  if (options.specs != nullptr &&
-      options.specs->full().num_microbatches != spec->num_microbatches) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the ramp-up's full step has ", options.specs->full().num_microbatches,
-                     " microbatches, the plan ", spec->num_microbatches));
-  }
+  ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, *spec));
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (runtime::Chunk* chunk : chunks) {
