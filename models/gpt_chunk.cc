@@ -216,7 +216,7 @@ void AddLinear(ParameterSet<Real>& p, const GptConfig& c, const std::string& pre
   if (c.bias) p.Add(prefix + ".bias", {OC}, Init::kZeros, 0, false);
 }
 
-// Adds the routed experts `shard` holds of MoE layer `layer` (prefix h), marked with their ids.
+// Adds the routed experts `shard` holds of MoE layer `ls` (prefix h), marked with their ids.
 template <typename Real>
 void AddExperts(ParameterSet<Real>& p, const GptConfig& c, const std::string& h,
                 const LayerSpec& ls, const ExpertShard& shard, double std, double proj_std) {

@@ -154,13 +154,13 @@ class GptChunk {
   // the other members of `exchange` (not owned; null: every expert runs here). This member
   // then computes only its experts ([m E/S, (m+1) E/S) of each MoE layer, m = member, S =
   // size) on the rows every member routed to them, in member order, and accumulates only
-  // their weight gradients; the others' stay as they were (the data-parallel sum then
-  // carries each expert's gradient from its owners). Training microbatches only (mb >= 0):
-  // evaluation's forward runs every expert here. InvalidArgument when S does not divide an
-  // MoE layer's experts, or for Real other than float. With options().expert_shard of size
-  // S > 1, the exchange must be that shard's member of S (InvalidArgument otherwise), and a
-  // forward without it (evaluation, or no exchange set) is FailedPrecondition: the other
-  // members' experts are not here.
+  // their weight gradients. A chunk holding every expert (expert_shard of size 1: a cluster
+  // rank) leaves the others' as they were, and the data-parallel sum carries each expert's
+  // gradient from its owners; with options().expert_shard of size S > 1 the exchange must be
+  // that shard's member of S (InvalidArgument otherwise). Training microbatches only (mb >=
+  // 0): evaluation's forward runs every expert here, so a shard's is FailedPrecondition (as
+  // is its forward without an exchange). InvalidArgument when S does not divide an MoE
+  // layer's experts, or for Real other than float.
   absl::Status SetExpertExchange(ExpertExchange* exchange);
 
   // The same passes in parts (sub-steps), bit for bit what the whole calls compute (the
