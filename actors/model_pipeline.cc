@@ -17,21 +17,93 @@ std::vector<runtime::Chunk*> ModelPipeline::chunk_pointers() const {
   return out;
 }
 
+std::vector<runtime::Chunk*> ModelPipeline::ReplicaChunks(int d) const {
+  if (!expert_view && d == 0) return chunk_pointers();
+  std::vector<runtime::Chunk*> out;
+  for (const auto& c : replica_chunks[expert_view ? d : d - 1]) out.push_back(c.get());
+  return out;
+}
+
+namespace {
+
+// Copies every tensor that `from` and `to` both hold, by name, from `from_data` to `to_data`:
+// flat buffers laid out as `from` and `to` (their values, or AdamW moments).
+void CopyHeldTensors(const models::ParameterSet<float>& from, const float* from_data,
+                     const models::ParameterSet<float>& to, float* to_data) {
+  for (const models::ParamInfo& info : from.infos()) {
+    if (!to.contains(info.name)) continue;
+    std::copy(from_data + info.offset, from_data + info.offset + info.size,
+              to_data + to.info(info.name).offset);
+  }
+}
+
+// Moments laid out as `from` into moments laid out as `to`, by name (`to` sized to it).
+void CopyHeldMoments(const models::ParameterSet<float>& from, const runtime::OptimizerState& in,
+                     const models::ParameterSet<float>& to, runtime::OptimizerState& out) {
+  out.m.resize(to.size());
+  out.v.resize(to.size());
+  CopyHeldTensors(from, in.m.data(), to, out.m.data());
+  CopyHeldTensors(from, in.v.data(), to, out.v.data());
+}
+
+// --ep > 1: every tensor of `replicas` (those of edp group 0, which hold every expert between
+// them) into `whole`, chunk by chunk, by name.
+void GatherExpertShards(const std::vector<std::vector<runtime::Chunk*>>& replicas,
+                        const std::vector<runtime::Chunk*>& whole) {
+  for (const std::vector<runtime::Chunk*>& replica : replicas) {
+    for (size_t k = 0; k < whole.size(); ++k) {
+      const models::ParameterSet<float>& from = replica[k]->params();
+      CopyHeldTensors(from, from.values(), whole[k]->params(), whole[k]->params().values());
+    }
+  }
+}
+
+bool HoldsMoments(const runtime::OptimizerState& state, int64_t floats) {
+  return static_cast<int64_t>(state.m.size()) == floats &&
+         static_cast<int64_t>(state.v.size()) == floats;
+}
+
+}  // namespace
+
 void ModelPipeline::SyncReplicas() {
   for (size_t d = 0; d < replica_chunks.size(); ++d) {
     for (size_t k = 0; k < chunks.size(); ++k) {
       const models::ParameterSet<float>& from = chunks[k]->params();
       models::ParameterSet<float>& to = replica_chunks[d][k]->params();
-      std::copy(from.values(), from.values() + from.size(), to.values());
+      if (!expert_view) {
+        std::copy(from.values(), from.values() + from.size(), to.values());
+        continue;
+      }
+      CopyHeldTensors(from, from.values(), to, to.values());
+      if (states != nullptr && HoldsMoments((*states)[k], from.size())) {
+        CopyHeldMoments(from, (*states)[k], to, (*replica_states[d])[k]);
+      }
     }
-    if (states != nullptr) *replica_states[d] = *states;
+    if (states != nullptr && !expert_view) *replica_states[d] = *states;
+  }
+  if (expert_view && states != nullptr) {
+    for (runtime::OptimizerState& state : *states) state = {};  // handed to the replicas
   }
 }
 
 absl::Status ModelPipeline::WithFullOptimizerState(const std::function<absl::Status()>& use) {
   RETURN_IF_ERROR(
       pipeline->OnEveryStage([](runtime::StageWork& work) { return work.ExportOptimizerState(); }));
+  if (expert_view && states != nullptr) {
+    const int ep = expert_groups.front().group->size();
+    for (int d = 0; d < ep; ++d) {
+      for (size_t k = 0; k < chunks.size(); ++k) {
+        const models::ParameterSet<float>& from = replica_chunks[d][k]->params();
+        const runtime::OptimizerState& moments = (*replica_states[d])[k];
+        if (!HoldsMoments(moments, from.size())) continue;  // no update yet
+        CopyHeldMoments(from, moments, chunks[k]->params(), (*states)[k]);
+      }
+    }
+  }
   const absl::Status used = use();
+  if (expert_view && states != nullptr) {
+    for (runtime::OptimizerState& state : *states) state = {};  // written: not kept
+  }
   RETURN_IF_ERROR(pipeline->OnEveryStage([](runtime::StageWork& work) {
     work.ReleaseExportedOptimizerState();
     return absl::OkStatus();
@@ -41,61 +113,52 @@ absl::Status ModelPipeline::WithFullOptimizerState(const std::function<absl::Sta
 
 namespace {
 
-// One replica's stage works over `chunks` (this replica's, in model order).
-std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
-    const ModelPipelineOptions& options, const runtime::StepSpec& spec,
-    const std::vector<std::unique_ptr<runtime::Chunk>>& chunks,
-    const runtime::WindowSampler* sampler, runtime::OptimizerConfig optimizer, int replica,
-    std::vector<runtime::InProcessGroupMembers>& groups) {
-  std::vector<std::unique_ptr<runtime::StageWork>> works;
-  for (int s = 0; s < spec.num_stages; ++s) {
-    std::map<int, runtime::Chunk*> held;
-    for (int c = 0; c < spec.num_chunks; ++c) {
-      if (spec.chunk_to_stage[c] == s) held[c] = chunks[c].get();
-    }
-    runtime::DataParallelPlace place{replica, options.dp, groups[s].members[replica].get(),
-                                     options.zero};
-    auto faults = options.faults.find(s);
-    works.push_back(std::make_unique<runtime::ModelStageWork>(
-        held, spec.num_chunks, sampler, spec.num_microbatches, optimizer,
-        faults == options.faults.end() ? runtime::StageFaults{} : faults->second, place));
-    if (s == options.slow_stage.stage) {
-      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
-                                                              options.slow_stage.factor);
-    }
-  }
-  return works;
-}
+// --ep > 1: where replica d sits in the rank grid's ep x edp split of dp (the same on every
+// stage): its expert-parallel member and its edp index.
+struct ExpertSeat {
+  int member = 0;
+  int edp = 0;
+};
 
-// --ep > 1: the expert-parallel groups of each stage (ep x edp carved out of dp by the rank
-// grid) and every replica's exchange, set on its chunks. `replicas[d]` are replica d's chunks.
-absl::Status ConnectExpertGroups(const ModelPipelineOptions& options, const runtime::StepSpec& spec,
-                                 const std::vector<std::vector<runtime::Chunk*>>& replicas,
-                                 ModelPipeline& out) {
-  const int P = spec.num_stages;
+absl::StatusOr<std::vector<ExpertSeat>> ExpertSeats(const ModelPipelineOptions& options, int P) {
   ASSIGN_OR_RETURN(runtime::RankGrid pipelines, runtime::RankGrid::DataPipeline(options.dp, P));
   ASSIGN_OR_RETURN(runtime::RankGrid grid,
                    pipelines.Split("dp", {{"ep", options.ep}, {"edp", options.dp / options.ep}}));
-  // Group of (stage s, edp g) at s * edp + g.
-  const int edp = grid.Size("edp");
-  for (int i = 0; i < P * edp; ++i) {
-    out.expert_groups.push_back(
-        runtime::MakeInProcessGroup(options.ep, options.link.latency_us, options.link.gbps));
-  }
+  std::vector<ExpertSeat> seats;
   for (int d = 0; d < options.dp; ++d) {
-    for (int s = 0; s < P; ++s) {
-      ASSIGN_OR_RETURN(const int rank, pipelines.RankAt({d, s}));
-      ASSIGN_OR_RETURN(const int member, grid.Coordinate(rank, "ep"));
-      ASSIGN_OR_RETURN(const int g, grid.Coordinate(rank, "edp"));
-      out.expert_exchanges.push_back(std::make_unique<runtime::CollectiveExpertExchange>(
-          out.expert_groups[s * edp + g].members[member].get()));
-      for (int c = 0; c < spec.num_chunks; ++c) {
-        if (spec.chunk_to_stage[c] != s) continue;
-        RETURN_IF_ERROR(replicas[d][c]->SetExpertExchange(out.expert_exchanges.back().get()));
-      }
-    }
+    ASSIGN_OR_RETURN(const int rank, pipelines.RankAt({d, 0}));
+    ASSIGN_OR_RETURN(const int member, grid.Coordinate(rank, "ep"));
+    ASSIGN_OR_RETURN(const int edp, grid.Coordinate(rank, "edp"));
+    seats.push_back({member, edp});
   }
-  return absl::OkStatus();
+  return seats;
+}
+
+// The groups of every stage: expert-parallel (stage s, edp g) at s * edp + g; expert-data-
+// parallel (stage s, member m) at s * ep + m, only when edp > 1.
+void MakeExpertGroups(const ModelPipelineOptions& options, int P, ModelPipeline& out) {
+  const int ep = options.ep, edp = options.dp / options.ep;
+  const LinkModel& link = options.link;
+  for (int i = 0; i < P * edp; ++i) {
+    out.expert_groups.push_back(runtime::MakeInProcessGroup(ep, link.latency_us, link.gbps));
+  }
+  for (int i = 0; edp > 1 && i < P * ep; ++i) {
+    out.expert_data_groups.push_back(runtime::MakeInProcessGroup(edp, link.latency_us, link.gbps));
+  }
+}
+
+// Replica d's stage `s` seat in the data-parallel and (--ep > 1: `seat`) expert groups.
+runtime::DataParallelPlace PlaceOf(const ModelPipelineOptions& options, int d, int s,
+                                   const ExpertSeat* seat, ModelPipeline& out) {
+  runtime::DataParallelPlace place{d, options.dp, out.groups[s].members[d].get(), options.zero};
+  if (seat == nullptr) return place;
+  const int ep = options.ep, edp = options.dp / options.ep;
+  place.expert_group = out.expert_groups[s * edp + seat->edp].members[seat->member].get();
+  if (edp > 1) {
+    place.expert_data_group =
+        out.expert_data_groups[s * ep + seat->member].members[seat->edp].get();
+  }
+  return place;
 }
 
 // What every model pipeline shares: the plan, links, checks, trace, and under a batch-size
@@ -119,14 +182,82 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   return po;
 }
 
+// One replica's stage works over `chunks` (this replica's, in model order).
+std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
+    const ModelPipelineOptions& options, const runtime::StepSpec& spec,
+    const std::vector<std::unique_ptr<runtime::Chunk>>& chunks,
+    const runtime::WindowSampler* sampler, runtime::OptimizerConfig optimizer, int replica,
+    const ExpertSeat* seat, ModelPipeline& out) {
+  std::vector<std::unique_ptr<runtime::StageWork>> works;
+  for (int s = 0; s < spec.num_stages; ++s) {
+    std::map<int, runtime::Chunk*> held;
+    for (int c = 0; c < spec.num_chunks; ++c) {
+      if (spec.chunk_to_stage[c] == s) held[c] = chunks[c].get();
+    }
+    auto faults = options.faults.find(s);
+    works.push_back(std::make_unique<runtime::ModelStageWork>(
+        held, spec.num_chunks, sampler, spec.num_microbatches, optimizer,
+        faults == options.faults.end() ? runtime::StageFaults{} : faults->second,
+        PlaceOf(options, replica, s, seat, out)));
+    if (s == options.slow_stage.stage) {
+      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
+                                                              options.slow_stage.factor);
+    }
+  }
+  return works;
+}
+
+// --ep > 1: replica d's exchange on each stage (over its member of the stage's expert-parallel
+// group), set on its chunks of that stage.
+absl::Status ConnectExpertExchanges(const ModelPipelineOptions& options,
+                                    const runtime::StepSpec& spec, const ExpertSeat& seat,
+                                    const std::vector<std::unique_ptr<runtime::Chunk>>& chunks,
+                                    ModelPipeline& out) {
+  const int edp = options.dp / options.ep;
+  for (int s = 0; s < spec.num_stages; ++s) {
+    out.expert_exchanges.push_back(std::make_unique<runtime::CollectiveExpertExchange>(
+        out.expert_groups[s * edp + seat.edp].members[seat.member].get()));
+    for (int c = 0; c < spec.num_chunks; ++c) {
+      if (spec.chunk_to_stage[c] != s) continue;
+      RETURN_IF_ERROR(chunks[c]->SetExpertExchange(out.expert_exchanges.back().get()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Replica d's chunks (with --ep > 1, holding its member's experts) and its stage works.
+absl::Status AddReplica(const ModelPipelineOptions& options, const runtime::WindowSampler* sampler,
+                        const runtime::StepSpec& spec, int d, const ExpertSeat* seat,
+                        ModelPipeline& out,
+                        std::vector<std::unique_ptr<runtime::StageWork>>& works) {
+  models::ChunkOptions chunk_options = options.chunk;  // the loss: the mean over D x M
+  chunk_options.num_microbatches = spec.num_microbatches * options.dp;
+  if (seat != nullptr) chunk_options.expert_shard = {seat->member, options.ep};
+  ASSIGN_OR_RETURN(
+      std::vector<std::unique_ptr<runtime::Chunk>> chunks,
+      runtime::BuildChunks(options.model, spec.num_chunks, chunk_options, options.partition));
+  if (seat != nullptr) RETURN_IF_ERROR(ConnectExpertExchanges(options, spec, *seat, chunks, out));
+  runtime::OptimizerConfig optimizer = options.optimizer;
+  if (d == 0 && !out.expert_view) {
+    out.chunks = std::move(chunks);
+  } else {
+    out.replica_chunks.push_back(std::move(chunks));
+    out.replica_states.push_back(std::make_unique<std::vector<runtime::OptimizerState>>());
+    optimizer.states = out.replica_states.back().get();
+  }
+  const auto& held = d == 0 && !out.expert_view ? out.chunks : out.replica_chunks.back();
+  for (auto& work : ReplicaWorks(options, spec, held, sampler, optimizer, d, seat, out)) {
+    works.push_back(std::move(work));
+  }
+  return absl::OkStatus();
+}
+
 // --dp > 1: D replicas' chunks and stage works (replica-major), one collective group per
-// stage, and the pipeline that runs them as actors.
+// stage, and the pipeline that runs them as actors. --ep > 1: the expert groups, and the
+// whole model `chunks` beside the replicas (expert_view).
 absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptions& options,
                                                         const runtime::WindowSampler* sampler,
                                                         const runtime::StepSpec& spec) {
-  // The loss of a step is the mean over every replica's microbatches.
-  models::ChunkOptions chunk_options = options.chunk;
-  chunk_options.num_microbatches = spec.num_microbatches * options.dp;
   ModelPipeline out;
   out.states = options.optimizer.states;
   for (int s = 0; s < spec.num_stages; ++s) {
@@ -134,39 +265,37 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
     out.groups.push_back(
         runtime::MakeInProcessGroup(options.dp, options.link.latency_us, options.link.gbps));
   }
+  std::vector<ExpertSeat> seats;
+  if (options.ep > 1) {
+    ASSIGN_OR_RETURN(seats, ExpertSeats(options, spec.num_stages));
+    MakeExpertGroups(options, spec.num_stages, out);
+    out.expert_view = true;
+    models::ChunkOptions chunk_options = options.chunk;
+    chunk_options.num_microbatches = spec.num_microbatches * options.dp;
+    ASSIGN_OR_RETURN(out.chunks, runtime::BuildChunks(options.model, spec.num_chunks, chunk_options,
+                                                      options.partition));
+    if (out.states != nullptr) out.states->resize(spec.num_chunks);
+  }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   for (int d = 0; d < options.dp; ++d) {
-    ASSIGN_OR_RETURN(
-        std::vector<std::unique_ptr<runtime::Chunk>> chunks,
-        runtime::BuildChunks(options.model, spec.num_chunks, chunk_options, options.partition));
-    runtime::OptimizerConfig optimizer = options.optimizer;
-    if (d == 0) {
-      out.chunks = std::move(chunks);
-    } else {
-      out.replica_chunks.push_back(std::move(chunks));
-      out.replica_states.push_back(std::make_unique<std::vector<runtime::OptimizerState>>());
-      optimizer.states = out.replica_states.back().get();
-    }
-    const auto& held = d == 0 ? out.chunks : out.replica_chunks.back();
-    for (auto& work : ReplicaWorks(options, spec, held, sampler, optimizer, d, out.groups)) {
-      works.push_back(std::move(work));
-    }
-  }
-  if (options.ep > 1) {
-    std::vector<std::vector<runtime::Chunk*>> replicas = {out.chunk_pointers()};
-    for (const auto& chunks : out.replica_chunks) {
-      replicas.emplace_back();
-      for (const auto& chunk : chunks) replicas.back().push_back(chunk.get());
-    }
-    RETURN_IF_ERROR(ConnectExpertGroups(options, spec, replicas, out));
+    RETURN_IF_ERROR(
+        AddReplica(options, sampler, spec, d, seats.empty() ? nullptr : &seats[d], out, works));
   }
   ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, spec));
+  if (out.expert_view) {  // ep varies fastest: replicas 0 .. ep - 1 form edp group 0
+    std::vector<std::vector<runtime::Chunk*>> replicas;
+    for (int d = 0; d < options.ep; ++d) replicas.push_back(out.ReplicaChunks(d));
+    po.after_step = [replicas, whole = out.chunk_pointers()] {
+      GatherExpertShards(replicas, whole);
+    };
+  }
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
   po.grad_bucket_mb = options.grad_bucket_mb;
   po.reduction_start = options.reduction_start;
   for (const auto& group : out.groups) po.groups.push_back(group.group.get());
   for (const auto& group : out.expert_groups) po.groups.push_back(group.group.get());
+  for (const auto& group : out.expert_data_groups) po.groups.push_back(group.group.get());
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (const auto& chunk : out.chunks) {
@@ -224,6 +353,13 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
         "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
   RETURN_IF_ERROR(ValidateExpertParallelism(options.model, options.dp, options.ep));
+  if (options.zero == 1 && options.ep > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--zero=1 with --ep=", options.ep,
+        ": ZeRO-1 does not shard the optimizer of expert-sharded replicas yet (each replica "
+        "already holds the AdamW moments of only 1/",
+        options.ep, " of the experts); use --zero=0"));
+  }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;

@@ -51,7 +51,9 @@ struct ModelPipelineOptions {
   // expert parallelism inside each stage's replicas, groups carved out of dp as the rank grid
   // does (runtime/grid/rank_grid.h, dp split into ep x edp, ep fastest: replicas d with the
   // same d / ep form an expert-parallel group). Each member computes E / ep experts of every
-  // MoE layer on the rows of the whole group (models/expert_exchange.h).
+  // MoE layer on the rows of the whole group (models/expert_exchange.h), and holds only those
+  // experts (models::ExpertShard): their gradients are summed over the replicas holding the
+  // same experts (edp), the rest over dp. Not with zero = 1 (refused).
   int ep = 1;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
@@ -62,26 +64,40 @@ struct ModelPipelineOptions {
 
 struct ModelPipeline {
   // Replica 0's chunks, every chunk in model order: what evaluation, checkpoints and exports
-  // read (every replica holds the same parameters after each step).
+  // read (every replica holds the same parameters after each step). With --ep > 1 (expert_view)
+  // a replica holds only its member's experts, so `chunks` is instead a whole model that no
+  // stage trains, and `states` its moments: after each step the pipeline fills its values from
+  // the replicas (each expert from a replica of edp group 0 holding it; dense tensors are the
+  // same on all), WithFullOptimizerState its moments, and SyncReplicas sets the replicas from
+  // it.
   std::vector<std::unique_ptr<runtime::Chunk>> chunks;
+  bool expert_view = false;
   // Data parallelism: the collectives of each stage's replicas (one group per stage), and
   // replicas 1 .. D-1's chunks and AdamW moments. Declared before the pipeline, which uses
   // them until it is destroyed.
   std::vector<runtime::InProcessGroupMembers> groups;
+  // With expert_view: every replica's chunks and moments, replica 0's included.
   std::vector<std::vector<std::unique_ptr<runtime::Chunk>>> replica_chunks;
   // Expert parallelism: one group per (stage, edp) and each (replica, stage)'s exchange over
-  // its member, replica-major; set on that replica's chunks of the stage.
+  // its member, replica-major; set on that replica's chunks of the stage. One expert-data-
+  // parallel group per (stage, ep member) when edp > 1: its experts' gradient sums.
   std::vector<runtime::InProcessGroupMembers> expert_groups;
+  std::vector<runtime::InProcessGroupMembers> expert_data_groups;
   std::vector<std::unique_ptr<runtime::CollectiveExpertExchange>> expert_exchanges;
   std::vector<std::unique_ptr<std::vector<runtime::OptimizerState>>> replica_states;
   std::vector<runtime::OptimizerState>* states = nullptr;  // replica 0's (options), may be null
   std::unique_ptr<Pipeline> pipeline;
   std::vector<runtime::Chunk*> chunk_pointers() const;
+  // Replica d's chunks (d in [0, dp)), in model order: the ones its stages train.
+  std::vector<runtime::Chunk*> ReplicaChunks(int d) const;
   // Copies replica 0's parameters (and, when the options gave `optimizer.states`, its AdamW
   // moments) to every other replica: after weights were restored or imported into `chunks`.
+  // With expert_view, sets every replica's tensors (and moments, when `states` holds some)
+  // from `chunks`, each replica those it holds.
   void SyncReplicas();
   // Runs `use` with `states` holding every chunk's full AdamW moments (ZeRO-1 gathers them
-  // from the replicas' shards first, and drops them after): what a checkpoint writes.
+  // from the replicas' shards first, and drops them after; expert_view gathers them from the
+  // replicas and drops them after): what a checkpoint writes.
   absl::Status WithFullOptimizerState(const std::function<absl::Status()>& use);
 };
 

@@ -227,6 +227,7 @@ absl::StatusOr<StepOutcome> Pipeline::RunStep(int64_t step) {
   const auto end = std::chrono::steady_clock::now();
   outcome.seconds = std::chrono::duration<double>(end - start).count();
   if (options_.trace) options_.trace->StepEnded(step, runtime::trace::ToNanos(end));
+  if (options_.after_step) options_.after_step();
   return outcome;
 }
 

@@ -53,6 +53,9 @@ struct PipelineOptions {
   // start order (runtime::StageLoop::OrderCommunicationByStart), as the members' all-to-alls
   // must meet in the same order.
   bool ordered_communication = false;
+  // Called after each step that succeeded, every replica's optimizer done, before RunStep
+  // returns (not in its seconds); null: none. --ep's whole model is gathered there.
+  std::function<void()> after_step;
 };
 
 // Whether stage work `work` runs its MoE actions as sub-steps under `planner`: the planner

@@ -439,6 +439,64 @@ TEST(VariableLengthParityTest, MoeModelsAndExpertParallelismTrainLikeTheSequenti
   }
 }
 
+// TinyMoe under 1f1b at P = 2, M = 4, with `dp` replicas in groups of `ep`.
+stagehand::testing::ParityOptions ExpertParallelAtTwoStages(const models::GptConfig* moe, int dp,
+                                                            int ep) {
+  runtime::PlannerOptions options;
+  options.num_stages = 2;
+  options.num_microbatches = 4;
+  stagehand::testing::ParityOptions parity{options};
+  parity.model = moe;
+  parity.dp = dp;
+  parity.ep = ep;
+  return parity;
+}
+
+const runtime::PlannerDefinition& OneFOneB() {
+  return **runtime::PlannerRegistry::Default().Get("1f1b");
+}
+
+// dp = 4 as ep 2 x edp 2: each expert lives on two replicas, whose gradients are summed over
+// their expert-data-parallel group while the rest is summed over all four; and ep 4 x edp 1.
+TEST(ExpertParallelParityTest, ExpertDataParallelGroupsTrainLikeTheSequentialRun) {
+  const models::GptConfig moe = TinyMoe();
+  for (int ep : {2, 4}) {
+    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 4, ep);
+    parity.tolerance = 1e-5;
+    EXPECT_TRUE(TrainsLikeSequential(OneFOneB(), parity)) << "ep=" << ep;
+  }
+}
+
+// Each replica holds the AdamW moments of the dense tensors and of 1/ep of the experts, exactly:
+// two floats per element it holds.
+TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts) {
+  const models::GptConfig moe = TinyMoe();
+  for (int ep : {1, 2}) {
+    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, ep);
+    parity.steps = 1;
+    absl::StatusOr<std::vector<stagehand::testing::StageState>> stages =
+        stagehand::testing::PipelinedStageStates(OneFOneB(), parity);
+    ASSERT_TRUE(stages.ok()) << stages.status();
+    ASSERT_EQ(stages->size(), 2u);
+    for (size_t s = 0; s < stages->size(); ++s) {
+      const stagehand::testing::StageState& stage = (*stages)[s];
+      EXPECT_GT(stage.expert_floats, 0) << "stage " << s;
+      EXPECT_EQ(stage.optimizer_bytes,
+                2 * int64_t{sizeof(float)} * (stage.dense_floats + stage.expert_floats / ep))
+          << "stage " << s << ", ep=" << ep;
+    }
+  }
+}
+
+// --zero=1 does not shard expert-sharded replicas' optimizer state: refused, naming both flags.
+TEST(ExpertParallelParityTest, RefusesZeroOneWithExpertShards) {
+  const models::GptConfig moe = TinyMoe();
+  stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, 2);
+  parity.zero = 1;
+  EXPECT_THAT(stagehand::testing::PipelinedStageStates(OneFOneB(), parity).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--zero=1 with --ep=2")));
+}
+
 // The flags that cannot split: --ep not dividing --dp or an MoE layer's experts, and a model
 // without MoE layers.
 TEST(ExpertParallelParityTest, RefusesAnEpThatCannotSplitTheExperts) {

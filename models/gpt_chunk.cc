@@ -220,8 +220,24 @@ void AddLinear(ParameterSet<Real>& p, const GptConfig& c, const std::string& pre
   if (c.bias) p.Add(prefix + ".bias", {OC}, Init::kZeros, 0, false);
 }
 
+// Adds the routed experts `shard` holds of MoE layer `ls` (prefix h), marked with their ids.
 template <typename Real>
-void AddLayer(ParameterSet<Real>& p, const GptConfig& c, int layer, double std, double proj_std) {
+void AddExperts(ParameterSet<Real>& p, const GptConfig& c, const std::string& h,
+                const LayerSpec& ls, const ExpertShard& shard, double std, double proj_std) {
+  const int64_t C = c.d_model;
+  const int first = shard.first(ls.moe.num_experts);
+  for (int e = first; e < first + shard.count(ls.moe.num_experts); ++e) {
+    const int before = static_cast<int>(p.infos().size());
+    const std::string expert = absl::StrCat(h, "mlp.experts.", e, ".");
+    AddLinear(p, c, expert + "c_fc", c.FcWidthOf(c.ExpertFfn(ls)), C, std);
+    AddLinear(p, c, expert + "c_proj", C, c.ExpertFfn(ls), proj_std);
+    for (int i = before; i < static_cast<int>(p.infos().size()); ++i) p.MarkExpert(i, e);
+  }
+}
+
+template <typename Real>
+void AddLayer(ParameterSet<Real>& p, const GptConfig& c, int layer, const ExpertShard& shard,
+              double std, double proj_std) {
   const std::string h = absl::StrCat("h.", layer, ".");
   const LayerSpec& ls = c.layers[layer];
   const int64_t C = c.d_model;
@@ -243,11 +259,7 @@ void AddLayer(ParameterSet<Real>& p, const GptConfig& c, int layer, double std, 
   } else if (ls.mlp == MlpKind::kMoe) {
     AddNorm(p, c, h + "ln_2", C);
     p.Add(h + "mlp.router.weight", {ls.moe.num_experts, C}, Init::kNormal, std, true);
-    for (int e = 0; e < ls.moe.num_experts; ++e) {
-      const std::string expert = absl::StrCat(h, "mlp.experts.", e, ".");
-      AddLinear(p, c, expert + "c_fc", c.FcWidthOf(c.ExpertFfn(ls)), C, std);
-      AddLinear(p, c, expert + "c_proj", C, c.ExpertFfn(ls), proj_std);
-    }
+    AddExperts(p, c, h, ls, shard, std, proj_std);
     if (ls.moe.shared_expert_ffn > 0) {
       AddLinear(p, c, h + "mlp.shared_expert.c_fc", c.FcWidthOf(ls.moe.shared_expert_ffn), C, std);
       AddLinear(p, c, h + "mlp.shared_expert.c_proj", C, ls.moe.shared_expert_ffn, proj_std);
@@ -266,6 +278,24 @@ int64_t MoeRowsMax(const LayerSpec& l, int64_t N) {
   return std::min(N * m.top_k,
                   int64_t{m.num_experts} *
                       ops::MoeExpertCapacity(m.capacity_factor, N, m.num_experts, m.top_k));
+}
+
+// A shard must be a member of its size, and the size must divide every MoE layer's experts.
+absl::Status ValidateExpertShard(const GptConfig& config, const ChunkSpec& spec,
+                                 const ExpertShard& shard) {
+  if (shard.size < 1 || shard.member < 0 || shard.member >= shard.size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert shard: member ", shard.member, " of a group of ", shard.size));
+  }
+  for (int l = spec.first_layer; l < spec.end_layer; ++l) {
+    const LayerSpec& layer = config.layers[l];
+    if (layer.mlp == MlpKind::kMoe && layer.moe.num_experts % shard.size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ep=", shard.size, " does not divide layer ", l, "'s ", layer.moe.num_experts,
+          " experts: every expert-parallel rank holds the same number of experts"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -303,6 +333,7 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("microbatches=", options.num_microbatches, ": must be positive"));
   }
+  RETURN_IF_ERROR(ValidateExpertShard(config, spec, options.expert_shard));
   std::unique_ptr<GptChunk> chunk(new GptChunk(config, spec, options));
   const int64_t C = config.d_model, V = config.vocab_size;
   const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * L);
@@ -314,7 +345,9 @@ absl::StatusOr<std::unique_ptr<GptChunk<Real>>> GptChunk<Real>::Create(
   if (spec.has_embedding && config.positions == PositionKind::kLearned) {
     p.Add("wpe", {config.max_seq_len, C}, Init::kNormal, 0.01, true);
   }
-  for (int l = spec.first_layer; l < spec.end_layer; ++l) AddLayer(p, config, l, std, proj_std);
+  for (int l = spec.first_layer; l < spec.end_layer; ++l) {
+    AddLayer(p, config, l, options.expert_shard, std, proj_std);
+  }
   if (spec.has_head) {
     AddNorm(p, config, "ln_f", C);
     if (!tied) p.Add("lm_head.weight", {V, C}, Init::kNormal, std, true);
@@ -813,13 +846,12 @@ absl::Status GptChunk<Real>::SetExpertExchange(ExpertExchange* exchange) {
     return absl::InvalidArgumentError(absl::StrCat("expert exchange: member ", exchange->member(),
                                                    " of a group of ", exchange->size()));
   }
-  for (int l = spec_.first_layer; l < spec_.end_layer; ++l) {
-    const LayerSpec& layer = config_.layers[l];
-    if (layer.mlp == MlpKind::kMoe && layer.moe.num_experts % exchange->size() != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--ep=", exchange->size(), " does not divide layer ", l, "'s ", layer.moe.num_experts,
-          " experts: every expert-parallel rank holds the same number of experts"));
-    }
+  RETURN_IF_ERROR(ValidateExpertShard(config_, spec_, {exchange->member(), exchange->size()}));
+  const ExpertShard& shard = options_.expert_shard;
+  if (shard.size > 1 && (exchange->size() != shard.size || exchange->member() != shard.member)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expert exchange: member ", exchange->member(), " of ", exchange->size(),
+        " for a chunk holding the experts of member ", shard.member, " of ", shard.size));
   }
   expert_exchange_ = exchange;
   return absl::OkStatus();
@@ -1077,6 +1109,11 @@ absl::Status GptChunk<Real>::SetDocuments(MicrobatchState& st,
 }
 
 template <typename Real>
+bool GptChunk<Real>::ExpertParallelFor(int mb) const {
+  return expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
+}
+
+template <typename Real>
 absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const Real* input,
                                           const int32_t* targets, const PackedDocuments* documents,
                                           int length) {
@@ -1097,7 +1134,7 @@ absl::Status GptChunk<Real>::ForwardBegin(int mb, const int32_t* tokens, const R
   st.next_part[0] = 0;
   st.next_part[1] = st.next_part[2] = -1;
   st.aux_loss = 0.0;
-  st.expert_parallel = expert_exchange_ != nullptr && expert_exchange_->size() > 1 && mb >= 0;
+  st.expert_parallel = ExpertParallelFor(mb);
   st.exchange_status = absl::OkStatus();
   if (spec_.has_embedding) {
     std::memcpy(st.tokens.data(), tokens, sizeof(int32_t) * N);
@@ -1138,6 +1175,14 @@ absl::Status GptChunk<Real>::CheckForwardInputs(int mb, const int32_t* tokens, c
   }
   if (spec_.has_head && targets == nullptr) {
     return absl::InvalidArgumentError("last chunk needs targets");
+  }
+  // A chunk holding an expert shard runs its experts only through the exchange.
+  const ExpertShard& shard = options_.expert_shard;
+  if (shard.size > 1 && !ExpertParallelFor(mb)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "F mb", mb, ": this chunk holds the experts of expert-parallel member ", shard.member,
+        " of ", shard.size, " only; ", mb < 0 ? "evaluation" : "a forward without an expert exchange",
+        " needs every expert (evaluate a chunk holding them all)"));
   }
   if (T < 1 || T > options_.seq_len) {
     return absl::InvalidArgumentError(absl::StrCat("microbatch ", mb, " of length ", T,

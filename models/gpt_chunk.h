@@ -38,6 +38,17 @@ absl::StatusOr<std::vector<ChunkSpec>> CutLayers(int num_layers, int num_chunks)
 absl::StatusOr<std::vector<ChunkSpec>> CutLayersAs(int num_layers,
                                                    const std::vector<int>& layers_per_chunk);
 
+// Expert parallelism (--ep): which routed experts a chunk holds. Member `member` of `size`
+// holds experts [member X/size, (member + 1) X/size) of each MoE layer with X experts, under
+// their global names ("h.3.mlp.experts.5.c_fc.weight"), in id order; size 1: every expert.
+struct ExpertShard {
+  int member = 0;
+  int size = 1;
+  // Experts [first, first + count) of a layer with `num_experts` experts.
+  int count(int num_experts) const { return num_experts / size; }
+  int first(int num_experts) const { return member * count(num_experts); }
+};
+
 struct ChunkOptions {
   int micro_batch_size = 4;  // B
   int seq_len = 64;          // T
@@ -45,6 +56,9 @@ struct ChunkOptions {
   // Positions restart at 0 with each packed document (Megatron's --reset_position_ids), for
   // learned position embeddings and RoPE alike; without PackedDocuments a row is one document.
   bool reset_position_ids = false;
+  // The routed experts held here (--ep); the router, the shared expert and every other tensor
+  // are whole. A chunk holding a shard runs its experts through SetExpertExchange only.
+  ExpertShard expert_shard;
 };
 
 // The documents packed into one microbatch (Megatron's packed_seq_params / cu_seqlens, per
@@ -155,10 +169,13 @@ class GptChunk {
   // the other members of `exchange` (not owned; null: every expert runs here). This member
   // then computes only its experts ([m E/S, (m+1) E/S) of each MoE layer, m = member, S =
   // size) on the rows every member routed to them, in member order, and accumulates only
-  // their weight gradients; the others' stay as they were (the data-parallel sum then
-  // carries each expert's gradient from its owners). Training microbatches only (mb >= 0):
-  // evaluation's forward runs every expert here. InvalidArgument when S does not divide an
-  // MoE layer's experts, or for Real other than float.
+  // their weight gradients. A chunk holding every expert (expert_shard of size 1: a cluster
+  // rank) leaves the others' as they were, and the data-parallel sum carries each expert's
+  // gradient from its owners; with options().expert_shard of size S > 1 the exchange must be
+  // that shard's member of S (InvalidArgument otherwise). Training microbatches only (mb >=
+  // 0): evaluation's forward runs every expert here, so a shard's is FailedPrecondition (as
+  // is its forward without an exchange). InvalidArgument when S does not divide an MoE
+  // layer's experts, or for Real other than float.
   absl::Status SetExpertExchange(ExpertExchange* exchange);
 
   // The same passes in parts (sub-steps), bit for bit what the whole calls compute (the
@@ -217,8 +234,9 @@ class GptChunk {
   GptChunk(const GptConfig& config, const ChunkSpec& spec, const ChunkOptions& options);
   std::unique_ptr<MicrobatchState> NewState() const;
   std::unique_ptr<MicrobatchState> TakeState();  // a released state to reuse, or NewState()
-  // ForwardBegin's checks: mb not held, the inputs this chunk needs, 1 <= T <= seq_len, and
-  // token and target ids within the vocabulary.
+  // ForwardBegin's checks: mb not held, the inputs this chunk needs, with an expert shard the
+  // exchange (FailedPrecondition for evaluation, or without an exchange set), 1 <= T <=
+  // seq_len, and token and target ids within the vocabulary.
   absl::Status CheckForwardInputs(int mb, const int32_t* tokens, const Real* input,
                                   const int32_t* targets, int T) const;
   void LayerForward(MicrobatchState& st, int i, const Real* x);
@@ -295,6 +313,9 @@ class GptChunk {
   // Checks `documents` (InvalidArgument naming the row and position) and copies them into
   // `st`, with the positions they give.
   absl::Status SetDocuments(MicrobatchState& st, const PackedDocuments* documents) const;
+  // Whether F(mb) runs its MoE layers through the expert exchange (a training microbatch with
+  // an exchange of more than one member set).
+  bool ExpertParallelFor(int mb) const;
 
   GptConfig config_;
   ChunkSpec spec_;
@@ -310,7 +331,7 @@ class GptChunk {
   std::vector<Real> head_wte_grad_;  // (V, C) when this chunk holds embedding and head
   std::map<int, MoeLayerStats> moe_stats_;
   ExpertExchange* expert_exchange_ = nullptr;  // not owned; SetExpertExchange
-  std::vector<LayerPartRef> pass_parts_[3];  // Parts(pass) per pass, computed once
+  std::vector<LayerPartRef> pass_parts_[3];    // Parts(pass) per pass, computed once
 };
 
 }  // namespace stagehand::models

@@ -179,6 +179,48 @@ TEST(GptChunkTest, MoeParametersAreNamedPerExpert) {
   EXPECT_EQ(p.size(), GptParameterBound(MoeConfig(false)));
 }
 
+// --ep's layout: member m of S holds experts [m E/S, (m+1) E/S) of every MoE layer under their
+// global names, marked with their ids, with the whole chunk's values (initialised by name);
+// the router, the shared expert and the rest are whole. A shard cannot evaluate alone.
+TEST(GptChunkTest, ExpertShardHoldsItsExpertsUnderGlobalNames) {
+  const GptConfig config = MoeConfig(false);  // layer 1: 4 experts
+  auto whole = MakeChunks(config, {3});
+  ChunkOptions options{kB, kT, 1};
+  options.expert_shard = {1, 2};
+  auto shard = GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, options);
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  const ParameterSet<double>& p = (*shard)->params();
+  for (const char* name : {"h.0.mlp.experts.0.c_fc.weight", "h.1.mlp.experts.1.c_proj.weight"}) {
+    EXPECT_FALSE(p.contains(name)) << name;
+  }
+  int64_t expert_floats = 0;
+  for (const ParamInfo& info : whole[0]->params().infos()) {
+    if (info.expert >= 0) expert_floats += info.size;
+    const bool held = info.expert < 0 || info.expert >= 2;
+    ASSERT_EQ(p.contains(info.name), held) << info.name;
+    if (!held) continue;
+    for (const ParamInfo& local : p.infos()) {
+      if (local.name != info.name) continue;
+      EXPECT_EQ(local.expert, info.expert) << info.name;
+      for (int64_t i = 0; i < info.size; ++i) {
+        ASSERT_EQ(p.values()[local.offset + i], whole[0]->params().values()[info.offset + i])
+            << info.name;
+      }
+    }
+  }
+  EXPECT_GT(expert_floats, 0);
+  EXPECT_EQ(p.size(), whole[0]->params().size() - expert_floats / 2);
+  Batch batch = RandomBatch(config.vocab_size, 5);
+  EXPECT_EQ((*shard)->Forward(-1, batch.tokens.data(), nullptr, batch.targets.data()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  options.expert_shard = {0, 3};
+  EXPECT_EQ(GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.expert_shard = {2, 2};
+  EXPECT_EQ(GptChunk<double>::Create(config, ChunkSpec{0, 3, true, true}, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 void CheckChunkedMatchesWhole(const GptConfig& config) {
   const int L = static_cast<int>(config.layers.size());
   auto whole = MakeChunks(config, {L});

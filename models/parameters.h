@@ -22,6 +22,8 @@ struct ParamInfo {
   bool weight_decay = false;   // matrices decay; biases, LayerNorm and embeddings-as-vectors not
   bool tied_copy = false;      // a second copy of a tied weight held by another chunk:
                                // its gradient is summed with the owner's; counted once in norms
+  int expert = -1;             // a routed expert's tensor: the expert's global id in its layer
+                               // (its name's); -1 for every other tensor
   Init init = Init::kZeros;
   double init_std = 0.0;
 };
@@ -40,7 +42,10 @@ class ParameterSet {
   Real* grad(absl::string_view name);
   const Real* value(absl::string_view name) const;
   bool contains(absl::string_view name) const { return index_.contains(name); }
+  const ParamInfo& info(absl::string_view name) const { return infos_[index_.at(name)]; }
   void MarkTiedCopy(absl::string_view name);
+  // Marks infos()[index] as a tensor of routed expert `expert` (ParamInfo::expert).
+  void MarkExpert(int index, int expert) { infos_[index].expert = expert; }
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   Real* values() { return values_.data(); }

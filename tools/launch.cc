@@ -542,7 +542,7 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
   t.total_seconds += outcome.seconds;
   ++t.steps_run;
   for (size_t k = 0; k < t.busy.size(); ++k) t.busy[k] += outcome.busy_seconds[k];
-  t.moe.AddStep(s.chunks);
+  t.moe.AddStep(s.mp.ReplicaChunks(0));
   return outcome;
 }
 
@@ -679,7 +679,9 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
     ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage, held / 1048576.0,
                                     2.0 * floats * sizeof(float) / 1048576.0));
   }
-  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp) : "";
+  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp)
+                          : c.ep > 1  ? absl::StrFormat(", experts split over ep %d", c.ep)
+                                      : "";
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
               absl::StrJoin(ranks, ", ").c_str());
   return absl::OkStatus();

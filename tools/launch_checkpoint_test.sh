@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of tools/launch checkpoints: --exit_after then --resume (past a corrupted
 # newest checkpoint) equals one uninterrupted run byte for byte; resuming under another
-# stage count and under other (D, P, ZeRO) layouts (one process, and a 4-process --dp=2 cluster
-# against one process), --init_from of an --export, and tools/generate. Not a unit test of the parts.
+# stage count and under other (D, P, ZeRO, EP) layouts (one process, and a 4-process --dp=2
+# cluster against one process), --init_from of an --export, and tools/generate. Not a unit test of
+# the parts.
 set -euo pipefail
 BIN="${TEST_SRCDIR}/${TEST_WORKSPACE}/tools"
 T="${TEST_TMPDIR:-$(mktemp -d)}"
@@ -164,4 +165,42 @@ clate() {
 }
 [[ $(clate "$T/c4back.out" | wc -l) == 5 ]] || fail "cluster resume: not every late line"
 diff <(late "$T/z0.out") <(clate "$T/c4back.out") || fail "D=1 -> cluster D=2: losses differ"
+
+echo "== 13. --ep: expert shards in the one global format; EP=2 resumed at EP=1 and at dp=4, and back"
+cat > "$T/moe.json" <<'EOF'
+{"vocab_size": 256, "max_seq_len": 16, "d_model": 32, "num_heads": 2,
+ "moe": {"num_experts": 4, "top_k": 2, "ffn_hidden": 64, "capacity_factor": 1.25,
+         "aux_loss_coeff": 0.01},
+ "layers": [{"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "moe"},
+            {"attention": "causal", "mlp": "moe"}, {"attention": "causal", "mlp": "dense"}]}
+EOF
+EPF=(--data="$T/corpus.txt" --model_config="$T/moe.json" --seq_len=16 --micro_batch_size=2
+     --microbatches=4 --stages=2 --steps=6 --eval_every=2 --eval_batches=2 --warmup_steps=2
+     --weight_decay=0.1 --lr=3e-3 --dp=2)
+"$BIN/launch" "${EPF[@]}" --ep=2 --checkpoint_dir="$T/ep2" > "$T/ep2.out"
+cat "$T/ep2.out"
+"$BIN/launch" "${EPF[@]}" --checkpoint_dir="$T/ep1" > "$T/ep1.out"
+grep -qE "optimizer state per rank \(AdamW moments held, experts split over ep 2\): pp 0: " "$T/ep2.out" ||
+  fail "--ep=2: no optimizer-state line"
+"$BIN/launch" "${EPF[@]}" --ep=2 --checkpoint_dir="$T/ep2r" --exit_after=3 > /dev/null
+"$BIN/launch" "${EPF[@]}" --checkpoint_dir="$T/ep1r" --exit_after=3 > /dev/null
+eresume() {  # eresume FROM DIR FLAGS...: step 3 of FROM copied into DIR, resumed
+  local from=$1 dir=$2; shift 2
+  mkdir -p "$dir" && cp -r "$from/step_00000003" "$dir/"
+  "$BIN/launch" "${EPF[@]}" "$@" --checkpoint_dir="$dir" --resume > "$dir.out"
+  grep -q "resumed from .*step_00000003 (step 3)" "$dir.out" || fail "no resume in $dir"
+}
+# EP=2 -> EP=2: the shards gathered into the global names and sliced back, moments included:
+# bitwise the uninterrupted run.
+eresume "$T/ep2r" "$T/ep2to2" --ep=2
+for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+  cmp "$T/ep2to2/step_00000006/$f" "$T/ep2/step_00000006/$f" || fail "EP=2 -> EP=2: $f differs"
+done
+[[ $(late "$T/ep2to2.out" | wc -l) == 5 ]] || fail "EP=2 -> EP=2: not every late line"
+eresume "$T/ep2r" "$T/ep2to1" --ep=1                               # EP=2 -> EP=1: 1e-5
+diff <(late "$T/ep1.out") <(late "$T/ep2to1.out") || fail "EP=2 -> EP=1: losses differ"
+eresume "$T/ep1r" "$T/ep1to2" --ep=2                               # EP=1 -> EP=2: 1e-5
+diff <(late "$T/ep2.out") <(late "$T/ep1to2.out") || fail "EP=1 -> EP=2: losses differ"
+eresume "$T/ep2r" "$T/ep2to4" --dp=4 --ep=4 --microbatches=2 --stages=1  # another dp and P: 1e-5
+diff <(late "$T/ep2.out") <(late "$T/ep2to4.out") || fail "EP=2 -> dp=4 EP=4: losses differ"
 echo PASS

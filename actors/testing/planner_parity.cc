@@ -14,6 +14,7 @@
 #include "actors/model_pipeline.h"
 #include "models/model_config.h"
 #include "runtime/dry_run.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::testing {
 namespace {
@@ -77,6 +78,7 @@ struct Result {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
   int64_t optimizer_bytes = 0;  // pipelined runs: replica 0's, summed over its stages
+  std::vector<StageState> stages;  // pipelined runs
 };
 
 // The single-chunk sequential run, computed once per (microbatches, model, steps, packing,
@@ -128,20 +130,30 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
     r.losses.push_back(outcome->loss);
   }
   r.params = runtime::CollectParameters(pipeline->chunk_pointers());
-  for (int s = 0; s < pipeline->pipeline->spec().num_stages; ++s) {
+  const runtime::StepSpec& spec = pipeline->pipeline->spec();
+  for (int s = 0; s < spec.num_stages; ++s) {
     absl::StatusOr<int64_t> bytes = pipeline->pipeline->OptimizerStateBytes(s);
     if (!bytes.ok()) return bytes.status();
     r.optimizer_bytes += *bytes;
+    StageState& stage = r.stages.emplace_back();
+    stage.optimizer_bytes = *bytes;
+    for (int c = 0; c < spec.num_chunks; ++c) {
+      if (spec.chunk_to_stage[c] != s) continue;
+      for (const models::ParamInfo& info : pipeline->chunks[c]->params().infos()) {
+        (info.expert >= 0 ? stage.expert_floats : stage.dense_floats) += info.size;
+      }
+    }
   }
-  // Every replica applied the same update to the same sum: bitwise the same parameters.
-  for (std::size_t d = 0; d < pipeline->replica_chunks.size(); ++d) {
-    std::vector<runtime::Chunk*> replica;
-    for (const auto& chunk : pipeline->replica_chunks[d]) replica.push_back(chunk.get());
-    const std::vector<runtime::NamedTensor> params = runtime::CollectParameters(replica);
-    for (std::size_t t = 0; t < params.size(); ++t) {
-      if (params[t].data != r.params[t].data) {
+  // Every replica applied the same update to the same sum: bitwise the same parameters (with
+  // --ep, each tensor it holds is the whole model's).
+  std::map<std::string, const std::vector<float>*> whole;
+  for (const runtime::NamedTensor& t : r.params) whole[t.name] = &t.data;
+  for (int d = 0; d < parity.dp; ++d) {
+    for (const runtime::NamedTensor& t : runtime::CollectParameters(pipeline->ReplicaChunks(d))) {
+      auto it = whole.find(t.name);
+      if (it == whole.end() || *it->second != t.data) {
         return absl::InternalError(
-            absl::StrCat("replica ", d + 1, "'s ", params[t].name, " differs from replica 0's"));
+            absl::StrCat("replica ", d, "'s ", t.name, " differs from the whole model's"));
       }
     }
   }
@@ -246,6 +258,15 @@ bool Close(double a, double b, double tolerance) {
          << " (--zero=1 against --zero=0: " << definition.name()
          << ", P = " << options.planner.num_stages << ", M = " << options.planner.num_microbatches
          << ", dp = " << options.dp << ")";
+}
+
+absl::StatusOr<std::vector<StageState>> PipelinedStageStates(
+    const runtime::PlannerDefinition& definition, const ParityOptions& options) {
+  ASSIGN_OR_RETURN(const runtime::StepSpec spec, definition.MakeSpec(options.planner));
+  const int layers = options.layers > 0 ? options.layers : std::max(kMinLayers, spec.num_chunks);
+  const models::GptConfig model = options.model != nullptr ? *options.model : Model(layers);
+  ASSIGN_OR_RETURN(Result r, Pipelined(definition, options, model));
+  return r.stages;
 }
 
 void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,

@@ -58,6 +58,16 @@ struct ParityOptions {
 ::testing::AssertionResult ShardedOptimizerTrainsLikeUnsharded(
     const runtime::PlannerDefinition& definition, const ParityOptions& options);
 
+// One stage of replica 0 after the pipelined run of `options` (its steps): the AdamW bytes it
+// holds, and the floats of the whole model's tensors on it (tied copies included: they have
+// moments too), routed experts' apart from the rest.
+struct StageState {
+  int64_t optimizer_bytes = 0;
+  int64_t dense_floats = 0, expert_floats = 0;
+};
+absl::StatusOr<std::vector<StageState>> PipelinedStageStates(
+    const runtime::PlannerDefinition& definition, const ParityOptions& options);
+
 // EXPECT_TRUE(TrainsLikeSequential(definition, {options})): the default steps and model.
 void ExpectTrainsLikeSequential(const runtime::PlannerDefinition& definition,
                                 const runtime::PlannerOptions& options);

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/train/expert_layout.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
@@ -231,7 +232,9 @@ std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
       }
     }
   }
-  return Sharded() ? ShardedSquaredNorms() : SquaredGradientNorms(chunks_);
+  if (Sharded()) return ShardedSquaredNorms();
+  if (place_.expert_group != nullptr) return ExpertShardSquaredNorms();
+  return SquaredGradientNorms(chunks_);
 }
 
 std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
@@ -241,6 +244,12 @@ std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
     for (const models::ParamInfo& info : chunk->params().infos()) {
       if (!info.tied_copy) names.push_back(info.name);
     }
+    if (place_.expert_group == nullptr) continue;
+    std::vector<std::vector<std::string>> experts;  // every member's, as the norms have them
+    for (int j = 0; j < place_.expert_group->size(); ++j) {
+      experts.push_back(ExpertNamesOf(chunk->params().infos(), place_.expert_group->member(), j));
+    }
+    names = InModelOrder(chunk->params().infos(), names, experts);
   }
   return out;
 }
@@ -303,8 +312,54 @@ absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
     if (tied.size() > 0) RETURN_IF_ERROR(AllGatherFromOwners(*place_.group, grads, tied));
     return absl::OkStatus();
   }
+  if (place_.expert_group != nullptr) return ReduceDenseAndExperts(**c, bucket);
   return place_.group->AllReduceSum(
       absl::MakeSpan((*c)->params().grads() + bucket.begin, bucket.end - bucket.begin));
+}
+
+// The bucket's pieces in order (every member of both groups has the same layout, so the
+// collectives meet), each the same ordered sum as over the whole group: the replicas that do
+// not hold an expert would only add zeros to it.
+absl::Status ModelStageWork::ReduceDenseAndExperts(Chunk& chunk, const GradBucket& bucket) {
+  for (const GradientPiece& piece :
+       SplitAtExperts(chunk.params().infos(), {bucket.begin, bucket.end})) {
+    Collective* group = piece.expert ? place_.expert_data_group : place_.group;
+    if (group == nullptr) continue;  // one replica holds these experts: nothing to sum
+    RETURN_IF_ERROR(group->AllReduceSum(
+        absl::MakeSpan(chunk.params().grads() + piece.range.begin, piece.range.size())));
+  }
+  return absl::OkStatus();
+}
+
+// Each tensor's squared norm as without shards, every expert's from its member (gathered over
+// the expert-parallel group), in the whole model's order: the same list on every replica.
+std::map<int, std::vector<double>> ModelStageWork::ExpertShardSquaredNorms() {
+  std::map<int, std::vector<double>> out = SquaredGradientNorms(chunks_);
+  std::vector<double> mine;  // the expert tensors' norms, chunk by chunk
+  for (const auto& [index, chunk] : chunks_) {
+    const std::vector<double> experts = ExpertEntries(chunk->params().infos(), out[index]);
+    mine.insert(mine.end(), experts.begin(), experts.end());
+  }
+  if (mine.empty()) return out;  // no MoE layer on this stage (nor on its members')
+  Collective& group = *place_.expert_group;
+  std::vector<double> all;
+  if (absl::Status s = AllGatherDoubles(group, mine, &all); !s.ok()) {
+    if (optimizer_status_.ok()) optimizer_status_ = s;
+    all.assign(mine.size() * group.size(), std::nan(""));  // the driver stops the step
+  }
+  size_t at = 0;
+  for (const auto& [index, chunk] : chunks_) {
+    const std::vector<models::ParamInfo>& infos = chunk->params().infos();
+    const size_t n = ExpertEntries(infos, out[index]).size();
+    std::vector<std::vector<double>> experts(group.size());
+    for (int j = 0; j < group.size(); ++j) {
+      const auto from = all.begin() + j * mine.size() + at;
+      experts[j].assign(from, from + n);
+    }
+    out[index] = InModelOrder(infos, out[index], experts);
+    at += n;
+  }
+  return out;
 }
 
 ElementRange ModelStageWork::Owned(const Chunk& chunk) const {

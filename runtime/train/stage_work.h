@@ -109,11 +109,21 @@ class StageWork {
 // updates only those; gradients are reduce-scattered to their owners (the tied embedding's,
 // which the cross-chunk tied sum needs whole, is gathered back) and the updated parameters
 // all-gathered. The sums are the same ordered sums as without it.
+//
+// With --ep > 1 the chunks hold only member m's routed experts (models::ExpertShard), the rest
+// whole. `expert_group` is the stage's expert-parallel group (its members hold the other
+// experts: the per-tensor squared norms of the experts are gathered over it, so every replica
+// sees every expert's norm once); `expert_data_group` the replicas holding the same experts
+// (edp), over which each bucket's expert elements are summed while the rest is summed over
+// `group`; null when one replica holds them (edp = 1: nothing to sum). ZeRO-1 does not
+// combine with them (BuildModelPipeline refuses). Not owned.
 struct DataParallelPlace {
   int replica = 0;
   int replicas = 1;
   Collective* group = nullptr;
   int zero_stage = 0;
+  Collective* expert_group = nullptr;
+  Collective* expert_data_group = nullptr;
 };
 
 // Test faults a ModelStageWork injects, for the rerun state machine's tests
@@ -188,6 +198,10 @@ class ModelStageWork : public StageWork {
   ElementRange TiedRange(const Chunk& chunk) const;
   // ZeRO-1 phases.
   std::map<int, std::vector<double>> ShardedSquaredNorms();
+  // --ep's expert shards: norms with every member's experts in the whole model's order, and a
+  // bucket summed over dp (dense elements) and edp (expert elements).
+  std::map<int, std::vector<double>> ExpertShardSquaredNorms();
+  absl::Status ReduceDenseAndExperts(Chunk& chunk, const GradBucket& bucket);
   absl::Status ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step);
   OptimizerState& FullState(int index);
   // F's ends around its layers' parts: the sampled batch (and test faults) into the chunk's

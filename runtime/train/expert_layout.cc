@@ -1,0 +1,61 @@
+// SplitAtExperts and ExpertNamesOf.
+#include "runtime/train/expert_layout.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace stagehand::runtime {
+namespace {
+
+// `name` ("h.3.mlp.experts.5.c_fc.weight") with its expert id replaced by `expert`.
+std::string WithExpert(const std::string& name, int expert) {
+  static constexpr char kExperts[] = "mlp.experts.";
+  const size_t at = name.find(kExperts);
+  if (at == std::string::npos) return name;
+  const size_t id = at + sizeof(kExperts) - 1;
+  const size_t end = name.find('.', id);
+  return absl::StrCat(name.substr(0, id), expert, end == std::string::npos ? "" : name.substr(end));
+}
+
+}  // namespace
+
+std::vector<GradientPiece> SplitAtExperts(const std::vector<models::ParamInfo>& infos,
+                                          const ElementRange& range) {
+  std::vector<GradientPiece> pieces;
+  for (const models::ParamInfo& info : infos) {
+    const ElementRange part = Intersect(range, {info.offset, info.offset + info.size});
+    if (part.size() == 0) continue;
+    const bool expert = info.expert >= 0;
+    if (!pieces.empty() && pieces.back().expert == expert &&
+        pieces.back().range.end == part.begin) {
+      pieces.back().range.end = part.end;
+    } else {
+      pieces.push_back({part, expert});
+    }
+  }
+  return pieces;
+}
+
+std::vector<std::string> ExpertNamesOf(const std::vector<models::ParamInfo>& infos, int from,
+                                       int to) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (infos[i].expert < 0) continue;
+    size_t run = 0;
+    int first = infos[i].expert, last = infos[i].expert;
+    while (i + run < infos.size() && infos[i + run].expert >= 0) {
+      first = std::min(first, infos[i + run].expert);
+      last = std::max(last, infos[i + run].expert);
+      ++run;
+    }
+    const int shift = (to - from) * (last - first + 1);
+    for (size_t r = 0; r < run; ++r) {
+      names.push_back(WithExpert(infos[i + r].name, infos[i + r].expert + shift));
+    }
+    i += run - 1;
+  }
+  return names;
+}
+
+}  // namespace stagehand::runtime
