@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -38,21 +39,7 @@ class EventQueue {
  public:
   bool empty() const { return times_.empty(); }
   double EarliestTime() const { return times_.front(); }
-  void Push(const Event& event) {
-    const auto [it, added] = bucket_of_.try_emplace(event.time, 0);
-    if (added) {
-      if (free_.empty()) {
-        it->second = buckets_.size();
-        buckets_.emplace_back();
-      } else {
-        it->second = free_.back();
-        free_.pop_back();
-      }
-      times_.push_back(event.time);
-      std::push_heap(times_.begin(), times_.end(), std::greater<double>());
-    }
-    buckets_[it->second].push_back(event);
-  }
+  void Push(const Event& event) { buckets_[BucketOf(event.time)].push_back(event); }
   // Moves the events at EarliestTime() into `batch`, in push order (events pushed at that
   // time afterwards come out in the next call, as they were pushed later).
   void PopEarliest(std::vector<Event>* batch) {
@@ -64,9 +51,40 @@ class EventQueue {
     batch->swap(buckets_[it->second]);  // the bucket keeps batch's old buffer, empty
     free_.push_back(it->second);
     bucket_of_.erase(it);
+    for (Recent& recent : recent_) {
+      if (recent.time == time) recent = Recent();
+    }
   }
 
  private:
+  // The bucket of `time`, made (with the time on the heap) if there is none.
+  std::size_t BucketOf(double time) {
+    // Pushes alternate between a few times (now, now + a cost): those skip the hash map.
+    for (const Recent& recent : recent_) {
+      if (recent.time == time) return recent.bucket;
+    }
+    const auto [it, added] = bucket_of_.try_emplace(time, 0);
+    if (added) {
+      if (free_.empty()) {
+        it->second = buckets_.size();
+        buckets_.emplace_back();
+      } else {
+        it->second = free_.back();
+        free_.pop_back();
+      }
+      times_.push_back(time);
+      std::push_heap(times_.begin(), times_.end(), std::greater<double>());
+    }
+    std::copy_backward(std::begin(recent_), std::end(recent_) - 1, std::end(recent_));
+    recent_[0] = Recent{time, it->second};
+    return it->second;
+  }
+
+  struct Recent {  // a time with a bucket, most recently looked up first; -1: none
+    double time = -1;
+    std::size_t bucket = 0;
+  };
+  Recent recent_[3];
   std::vector<double> times_;                           // min-heap of distinct times
   absl::flat_hash_map<double, std::size_t> bucket_of_;  // time -> index into buckets_
   std::vector<std::vector<Event>> buckets_;             // reused as times come and go
@@ -166,6 +184,13 @@ class Simulation {
     return absl::InvalidArgumentError(absl::StrCat(name_, ": the cost model gave ", what(), " ",
                                                    duration, ", must be finite and >= 0"));
   }
+  double& LaneFreeAt(int from, int to) {
+    std::vector<std::pair<int, double>>& lanes = link_free_at_[from];
+    for (auto& [stage, free_at] : lanes) {
+      if (stage == to) return free_at;
+    }
+    return lanes.emplace_back(to, 0).second;
+  }
   void MarkForConsult(int stage) { consult_[stage / 64] |= std::uint64_t{1} << (stage % 64); }
 
   const std::string& name_;
@@ -182,9 +207,10 @@ class Simulation {
   std::vector<double> work_left_;
   std::vector<std::size_t> timeline_index_;
   int computing_ = 0;
-  absl::flat_hash_map<std::int64_t, double> link_free_at_;  // from * P + to -> lane free
-  std::vector<Transfer> in_flight_;                         // transfers, by event index
-  std::vector<std::size_t> free_slots_;                     // reusable in_flight_ entries
+  // (P) per sending stage: (to_stage, when that pair's lane is free); a stage sends to few.
+  std::vector<std::vector<std::pair<int, double>>> link_free_at_;
+  std::vector<Transfer> in_flight_;      // transfers, by event index
+  std::vector<std::size_t> free_slots_;  // reusable in_flight_ entries
   EventQueue events_;
   std::vector<Event> batch_;  // ApplyEventsAtNow: the events at now being applied
   SimResult result_;
@@ -209,6 +235,7 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
   running_.resize(num_stages);
   work_left_.assign(num_stages, -1);
   timeline_index_.assign(num_stages, 0);
+  link_free_at_.resize(num_stages);
   consult_.assign((num_stages + 63) / 64, 0);
   for (int s = 0; s < num_stages; ++s) MarkForConsult(s);
   result_.stage_busy.assign(num_stages, 0);
@@ -326,8 +353,7 @@ absl::Status Simulation::ApplyFinished(const Event& event) {
     ASSIGN_OR_RETURN(const double duration, Checked(costs_.TransferTime(transfer), [&] {
                        return absl::StrCat(TransferToString(transfer), " a transfer time of");
                      }));
-    double& lane_free =
-        link_free_at_[std::int64_t{transfer.from_stage} * spec_.num_stages + transfer.to_stage];
+    double& lane_free = LaneFreeAt(transfer.from_stage, transfer.to_stage);
     const double start = std::max(now, lane_free);
     lane_free = start + duration;
     ++result_.num_transfers;
