@@ -6,21 +6,15 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/train/timers.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/scheduler/test_coordinator.hpp"
+#include "runtime/train/timers.h"
 
 namespace stagehand::actors {
 
 bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work) {
-  if (!planner.OverlapsSubSteps()) return false;
-  for (const auto& [chunk, layers] : work.SubStepLayoutOf()) {
-    for (bool moe : layers.is_moe) {
-      if (moe) return true;
-    }
-  }
-  return false;
+  return runtime::RunsSubSteps(planner, work.SubStepLayoutOf());
 }
 
 Pipeline::Pipeline(const PipelineOptions& options,

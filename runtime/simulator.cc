@@ -24,11 +24,11 @@ namespace stagehand::runtime {
 namespace {
 
 struct Event {
-  enum class Kind { kComputeFinished, kTransferArrived };
+  enum class Kind { kComputeFinished, kTransferArrived, kSubStepFinished };
   double time = 0;
   Kind kind = Kind::kComputeFinished;
-  int stage = 0;          // kComputeFinished: the stage; kTransferArrived: the destination
-  std::size_t index = 0;  // kTransferArrived: the slot of the transfer in flight
+  int stage = 0;          // the stage that computed; kTransferArrived: the destination
+  std::size_t index = 0;  // kTransferArrived: the transfer's slot; kSubStepFinished: the lane
 };
 
 // Events in (time, push order): one bucket per distinct time, its events in push order, and
@@ -116,6 +116,11 @@ absl::Status ValidateCostModel(const CostModel& cost) {
 
 ActionCosts::~ActionCosts() = default;
 
+double ActionCosts::SubStepTime(const SubStepOrder& order) {
+  const double whole = ComputeTime(order.step.action);
+  return order.whole ? whole : whole / order.count;
+}
+
 double ComputeCost(const CostModel& cost, ActionKind kind) {
   switch (kind) {
     case ActionKind::kForward:
@@ -166,9 +171,15 @@ class Simulation {
  private:
   absl::Status ConsultIdleStages();
   absl::Status Consult(int stage);  // one idle stage's planner
+  // Sub-step mode: the stage loop launches what may run on the stage's idle lanes.
+  absl::Status ConsultSubSteps(int stage);
+  absl::Status EnableSubSteps();
   absl::Status Stalled() const;
   absl::Status ApplyEventsAtNow();
   absl::Status ApplyFinished(const Event& event);
+  absl::Status ApplySubStepFinished(const Event& event);
+  // A finished action's outputs: hand-offs land now, transfers take their lanes.
+  absl::Status Deliver(int stage, const FinishedOutputs& outputs);
   bool SharedCores() const { return options_.compute_lanes > 0; }
   // Shared cores: the speed of each computing stage now, and when the next action finishes.
   double Speed() const;
@@ -211,6 +222,12 @@ class Simulation {
   std::vector<std::vector<std::pair<int, double>>> link_free_at_;
   std::vector<Transfer> in_flight_;      // transfers, by event index
   std::vector<std::size_t> free_slots_;  // reusable in_flight_ entries
+  // Sub-step mode: per stage and lane (2 s + lane) the sub-step running and where it is in
+  // result_.sub_steps[s]; per stage, where each running action is in result_.per_stage[s].
+  bool sub_step_mode_ = false;
+  std::vector<SubStepOrder> on_lane_;
+  std::vector<std::size_t> on_lane_record_;
+  std::vector<std::vector<std::pair<Action, std::size_t>>> action_record_;
   EventQueue events_;
   std::vector<Event> batch_;  // ApplyEventsAtNow: the events at now being applied
   SimResult result_;
@@ -232,6 +249,7 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
     }
     loops_.push_back(*std::move(loop));
   }
+  if (RunsSubSteps(definition, options_.sub_steps)) RETURN_IF_ERROR(EnableSubSteps());
   running_.resize(num_stages);
   work_left_.assign(num_stages, -1);
   timeline_index_.assign(num_stages, 0);
@@ -248,14 +266,67 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
   return absl::OkStatus();
 }
 
-// 1. Every idle stage that saw an event asks its planner for the next action, in stage order.
+absl::Status Simulation::EnableSubSteps() {
+  if (SharedCores()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name_,
+                     ": sub-steps (MoE layers, a planner that overlaps them) cannot be "
+                     "simulated on shared cores (compute_lanes)"));
+  }
+  const int num_stages = spec_.num_stages;
+  for (int s = 0; s < num_stages; ++s) {
+    if (absl::Status status = loops_[s].EnableSubSteps(options_.sub_steps); !status.ok()) {
+      return WithPrefix(status, absl::StrCat(name_, ": "));
+    }
+    if (options_.ordered_communication) loops_[s].OrderCommunicationByStart();
+  }
+  sub_step_mode_ = true;
+  on_lane_.resize(2 * num_stages);
+  on_lane_record_.assign(2 * num_stages, 0);
+  action_record_.resize(num_stages);
+  if (options_.record_timeline) result_.sub_steps.resize(num_stages);
+  return absl::OkStatus();
+}
+
+// 1. Every idle stage that saw an event asks its planner for the next action, in stage order
+//    (in sub-step mode, every stage that saw one: a lane may be idle).
 absl::Status Simulation::ConsultIdleStages() {
   for (std::size_t word = 0; word < consult_.size(); ++word) {
     for (std::uint64_t bits = std::exchange(consult_[word], 0); bits != 0; bits &= bits - 1) {
       const int s = static_cast<int>(word * 64) + __builtin_ctzll(bits);
-      if (loops_[s].lane_busy()) continue;  // its Finished will mark it again
-      RETURN_IF_ERROR(Consult(s));
+      if (sub_step_mode_) {
+        RETURN_IF_ERROR(ConsultSubSteps(s));
+      } else if (!loops_[s].lane_busy()) {  // else its Finished will mark it again
+        RETURN_IF_ERROR(Consult(s));
+      }
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::ConsultSubSteps(int s) {
+  const double now = clock_.now;
+  absl::StatusOr<std::vector<SubStepOrder>> orders = loops_[s].NextSubSteps();
+  if (!orders.ok()) return WithPrefix(orders.status(), absl::StrCat(name_, ": at t=", now, " "));
+  for (const SubStepOrder& order : *orders) {
+    ASSIGN_OR_RETURN(const double duration, Checked(costs_.SubStepTime(order), [&] {
+                       return absl::StrCat(SubStepOrderToString(order), " a duration of");
+                     }));
+    const std::size_t lane = static_cast<std::size_t>(order.lane());
+    if (order.index == 0) {
+      ++result_.num_actions;
+      if (options_.record_timeline) {
+        action_record_[s].emplace_back(order.step.action, result_.per_stage[s].size());
+        result_.per_stage[s].push_back(TimedAction{order.step.action, now, now});
+      }
+    }
+    if (order.lane() == SubStepLane::kCompute) result_.stage_busy[s] += duration;
+    on_lane_[2 * s + lane] = order;
+    if (options_.record_timeline) {
+      on_lane_record_[2 * s + lane] = result_.sub_steps[s].size();
+      result_.sub_steps[s].push_back(TimedSubStep{order, now, now + duration});
+    }
+    events_.Push(Event{now + duration, Event::Kind::kSubStepFinished, s, lane});
   }
   return absl::OkStatus();
 }
@@ -336,20 +407,43 @@ absl::Status Simulation::Stalled() const {
 
 absl::Status Simulation::ApplyFinished(const Event& event) {
   const int s = event.stage;
-  const double now = clock_.now;
   const Action action = running_[s];
   absl::StatusOr<FinishedOutputs> outputs = loops_[s].Finished(action);
   if (!outputs.ok()) {
     return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
   }
   MarkForConsult(s);
+  return Deliver(s, *outputs);
+}
+
+absl::Status Simulation::ApplySubStepFinished(const Event& event) {
+  const int s = event.stage;
+  const SubStepOrder order = on_lane_[2 * s + event.index];
+  absl::StatusOr<std::optional<FinishedOutputs>> outputs = loops_[s].SubStepFinished(order);
+  if (!outputs.ok()) {
+    return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
+  }
+  MarkForConsult(s);
+  if (!outputs->has_value()) return absl::OkStatus();
+  std::vector<std::pair<Action, std::size_t>>& running = action_record_[s];
+  for (auto it = running.begin(); it != running.end(); ++it) {
+    if (it->first != order.step.action) continue;
+    result_.per_stage[s][it->second].end = clock_.now;
+    running.erase(it);
+    break;
+  }
+  return Deliver(s, **outputs);
+}
+
+absl::Status Simulation::Deliver(int s, const FinishedOutputs& outputs) {
+  const double now = clock_.now;
   // A hand-off to a chunk on the same stage costs nothing in virtual time: it lands now.
-  for (const Transfer& hand_off : outputs->local) {
+  for (const Transfer& hand_off : outputs.local) {
     if (absl::Status status = loops_[s].HandOffArrived(hand_off); !status.ok()) {
       return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
     }
   }
-  for (const Transfer& transfer : outputs->remote) {
+  for (const Transfer& transfer : outputs.remote) {
     ASSIGN_OR_RETURN(const double duration, Checked(costs_.TransferTime(transfer), [&] {
                        return absl::StrCat(TransferToString(transfer), " a transfer time of");
                      }));
@@ -380,6 +474,10 @@ absl::Status Simulation::ApplyEventsAtNow() {
     for (const Event& event : batch_) {
       if (event.kind == Event::Kind::kComputeFinished) {
         RETURN_IF_ERROR(ApplyFinished(event));
+        continue;
+      }
+      if (event.kind == Event::Kind::kSubStepFinished) {
+        RETURN_IF_ERROR(ApplySubStepFinished(event));
         continue;
       }
       const Transfer transfer = in_flight_[event.index];

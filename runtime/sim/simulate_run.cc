@@ -112,6 +112,8 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   SimulationOptions sim_options;
   sim_options.record_timeline = options.record_timeline;
   sim_options.compute_lanes = options.compute_lanes;
+  sim_options.sub_steps = costs.costs().sub_steps;
+  sim_options.ordered_communication = costs.costs().expert_parallel > 1;
   for (int step = 0; step < options.steps; ++step) {
     costs.set_step(step);
     ASSIGN_OR_RETURN(SimResult result, SimulateWithCosts(definition, spec, costs, sim_options));

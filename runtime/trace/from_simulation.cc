@@ -8,6 +8,30 @@
 
 namespace stagehand::runtime::trace {
 
+namespace {
+
+// A sub-step as the runtime's trace shows it: a whole action as a plain compute span, a
+// dispatch / combine on the a2a lane, other parts on the compute lane, with layer and part.
+Span SubStepSpan(const TimedSubStep& timed, int64_t step, double us_per_unit) {
+  const Action& action = timed.order.step.action;
+  Span s;
+  s.lane = timed.order.lane() == SubStepLane::kCommunication ? Lane::kAllToAll : Lane::kCompute;
+  s.stage = action.stage;
+  s.kind = action.kind;
+  s.chunk = action.chunk;
+  s.microbatch = action.microbatch;
+  s.step = step;
+  s.begin_us = timed.start * us_per_unit;
+  s.end_us = timed.end * us_per_unit;
+  if (!timed.order.whole) {
+    s.layer = timed.order.step.layer;
+    s.part = timed.order.step.part;
+  }
+  return s;
+}
+
+}  // namespace
+
 Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
                           const SimulationTraceOptions& options) {
   Trace trace;
@@ -18,6 +42,14 @@ Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
   trace.virtual_time = true;
   const double k = options.us_per_unit;
   for (size_t stage = 0; stage < result.per_stage.size(); ++stage) {
+    // With sub-steps, one span per sub-step on the lane it ran (as the actor runtime records
+    // them); else one per action.
+    const bool sub_steps = stage < result.sub_steps.size();
+    if (sub_steps) {
+      for (const TimedSubStep& timed : result.sub_steps[stage]) {
+        trace.spans.push_back(SubStepSpan(timed, options.step, k));
+      }
+    }
     int activations = 0;
     for (const TimedAction& timed : result.per_stage[stage]) {
       Span s;
@@ -29,7 +61,7 @@ Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
       s.step = options.step;
       s.begin_us = timed.start * k;
       s.end_us = timed.end * k;
-      trace.spans.push_back(s);
+      if (!sub_steps) trace.spans.push_back(s);
       const int before = activations;
       if (s.kind == ActionKind::kForward) ++activations;
       if (s.kind == ActionKind::kBackwardWeight || s.kind == ActionKind::kBackward) --activations;
