@@ -248,6 +248,27 @@ std::vector<std::string> WorkloadPresetNames() {
   return names;
 }
 
+namespace {
+
+// Each of the C chunks' share of the layers (consecutive, as even as the count allows): its
+// costs and, with experts, its sub-step layout.
+void AddChunkLayers(const Workload& workload, const DeviceSpec& device, int num_chunks,
+                    StepCosts* costs) {
+  const int num_layers = static_cast<int>(workload.model.layers.size());  // L
+  costs->chunks.resize(num_chunks);
+  for (int c = 0; c < num_chunks; ++c) {
+    const int first = static_cast<int>(static_cast<int64_t>(c) * num_layers / num_chunks);
+    const int end = static_cast<int>(static_cast<int64_t>(c + 1) * num_layers / num_chunks);
+    costs->chunks[c] = LayerCosts(workload, device, end - first);
+    if (workload.num_experts > 0) {
+      costs->sub_steps[c] =
+          ChunkLayers{first, std::vector<bool>(std::max(end - first, 1), end > first)};
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const DeviceSpec& device,
                                             const StepSpec& spec) {
   RETURN_IF_ERROR(ValidateStepSpec(spec));
@@ -283,19 +304,9 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
                      ": matmul_flops, memory_bandwidth and link_bandwidth must be "
                      "> 0, link_latency >= 0, value_bytes >= 1"));
   }
-  const int num_chunks = spec.num_chunks;                                 // C
-  const int num_layers = static_cast<int>(workload.model.layers.size());  // L
+  const int num_chunks = spec.num_chunks;  // C
   StepCosts costs;
-  costs.chunks.resize(num_chunks);
-  for (int c = 0; c < num_chunks; ++c) {
-    const int first = static_cast<int>(static_cast<int64_t>(c) * num_layers / num_chunks);
-    const int end = static_cast<int>(static_cast<int64_t>(c + 1) * num_layers / num_chunks);
-    costs.chunks[c] = LayerCosts(workload, device, end - first);
-    if (workload.num_experts > 0) {
-      costs.sub_steps[c] =
-          ChunkLayers{first, std::vector<bool>(std::max(end - first, 1), end > first)};
-    }
-  }
+  AddChunkLayers(workload, device, num_chunks, &costs);
   Add(EmbeddingCost(workload, device), &costs.chunks.front());
   Add(HeadCost(workload, device), &costs.chunks.back());
   costs.transfer_bytes = static_cast<double>(workload.microbatch_size) * workload.seq_len *
