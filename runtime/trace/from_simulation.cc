@@ -10,7 +10,8 @@ namespace stagehand::runtime::trace {
 
 namespace {
 
-Span ComputeSpan(const Action& action, double start, double end, int64_t step, double us_per_unit) {
+// `action` over [start, end] (cost units) on the compute lane.
+Span ActionSpan(const Action& action, double start, double end, int64_t step, double us_per_unit) {
   Span s;
   s.lane = Lane::kCompute;
   s.stage = action.stage;
@@ -26,7 +27,7 @@ Span ComputeSpan(const Action& action, double start, double end, int64_t step, d
 // A sub-step as the runtime's trace shows it: a whole action as a plain compute span, a
 // dispatch / combine on the a2a lane, other parts on the compute lane, with layer and part.
 Span SubStepSpan(const TimedSubStep& timed, int64_t step, double us_per_unit) {
-  Span s = ComputeSpan(timed.order.step.action, timed.start, timed.end, step, us_per_unit);
+  Span s = ActionSpan(timed.order.step.action, timed.start, timed.end, step, us_per_unit);
   if (timed.order.lane() == SubStepLane::kCommunication) s.lane = Lane::kAllToAll;
   if (!timed.order.whole) {
     s.layer = timed.order.step.layer;
@@ -48,7 +49,7 @@ void AddStage(const SimResult& result, std::size_t stage, const SimulationTraceO
   }
   int activations = 0;
   for (const TimedAction& timed : result.per_stage[stage]) {
-    const Span s = ComputeSpan(timed.action, timed.start, timed.end, options.step, k);
+    const Span s = ActionSpan(timed.action, timed.start, timed.end, options.step, k);
     if (!sub_steps) trace->spans.push_back(s);
     const int before = activations;
     if (s.kind == ActionKind::kForward) ++activations;
@@ -75,17 +76,10 @@ Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
   }
   for (const TimedTransfer& timed : result.transfers) {
     const Transfer& t = timed.transfer;
-    Span send;
+    Span send = ActionSpan(SendAction(t), timed.start, timed.end, options.step, k);
     send.lane = Lane::kSend;
-    send.stage = t.from_stage;
-    send.kind = t.kind;
-    send.chunk = t.chunk;
-    send.microbatch = t.microbatch;
     send.peer = t.to_stage;
     send.bytes = options.transfer_bytes;
-    send.step = options.step;
-    send.begin_us = timed.start * k;
-    send.end_us = timed.end * k;
     Span recv = send;
     recv.lane = Lane::kRecv;
     recv.stage = t.to_stage;
