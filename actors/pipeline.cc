@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/train/timers.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/scheduler/test_coordinator.hpp"
-#include "runtime/train/timers.h"
 
 namespace stagehand::actors {
 

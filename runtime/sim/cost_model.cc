@@ -368,6 +368,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
     return absl::InvalidArgumentError("StepCostsFromTrace: the estimate is for another spec");
   }
   costs.stage_factor.clear();  // measured: a slow stage's chunks are slow in the profile
+  costs.sub_steps.clear();     // measured actions run whole (no MoE sub-step split)
   if (trace_chunks == spec.num_chunks) {
     for (int c = 0; c < spec.num_chunks; ++c) {
       costs.chunks[c].forward = measured[c].forward;

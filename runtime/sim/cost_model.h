@@ -93,8 +93,8 @@ struct StepCosts {
   // (P) each stage's data-parallel gradient all-reduce per step (0 without data parallelism);
   // the simulator adds the largest to the step, unoverlapped.
   std::vector<double> stage_reduce;
-  // Mixture of experts: every chunk's layers, all MoE (empty without experts), for the
-  // simulator's sub-steps (SimulationOptions::sub_steps). A chunk with no layer of its own
+  // Mixture of experts: every chunk's layers, all MoE (empty without experts, and in a
+  // profile), for the simulator's sub-steps (SimulationOptions::sub_steps). A chunk with no layer of its own
   // is listed with one dense layer: its actions run whole.
   SubStepLayout sub_steps;
   // Ranks of an expert-parallel group (Workload::expert_parallel): above 1, each stage's
