@@ -3,6 +3,7 @@
 #include "runtime/planners/zero_bubble_policy.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -111,20 +112,36 @@ class PlanCache {
     // Simulated outside the lock: two threads may both simulate a new plan (the same one).
     auto plan = std::make_shared<const absl::StatusOr<Orders>>(SimulateOrders(spec, budget));
     std::lock_guard<std::mutex> lock(mutex_);
-    entries_.insert(entries_.begin(), Entry{spec, budget, plan});
-    if (entries_.size() > kEntries) entries_.pop_back();
+    entries_.insert(entries_.begin(), Entry{spec, budget, plan, Actions(*plan)});
+    std::int64_t kept = 0;
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      kept += entries_[i].actions;
+      if (i > 0 && (i >= kEntries || kept > kMaxActions)) {  // the newest is always kept
+        entries_.resize(i);
+        break;
+      }
+    }
     return plan;
   }
 
  private:
   // zb_h2 and zb_v at a few shapes (auto, sweeps) without re-simulating; bounded, as one plan
-  // of a 1,024-stage step holds millions of actions.
+  // of a 1,024-stage step holds tens of millions of actions (16 bytes each).
   static constexpr std::size_t kEntries = 4;
+  static constexpr std::int64_t kMaxActions = std::int64_t{32} << 20;
   struct Entry {
     StepSpec spec;
     int budget = 0;
     std::shared_ptr<const absl::StatusOr<Orders>> plan;
+    std::int64_t actions = 0;
   };
+  static std::int64_t Actions(const absl::StatusOr<Orders>& plan) {
+    std::int64_t actions = 0;
+    if (plan.ok()) {
+      for (const std::vector<Action>& order : *plan) actions += order.size();
+    }
+    return actions;
+  }
   std::mutex mutex_;
   std::vector<Entry> entries_;
 };
