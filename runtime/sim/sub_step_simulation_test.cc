@@ -121,6 +121,33 @@ TEST(SubStepSimulationTest, AnOverlappingPlannerHidesAllToAllUnderAnotherMicroba
   EXPECT_LT(SimulatedMoe("1f1b_overlap", 2).mean_step_time, whole.mean_step_time);
 }
 
+TEST(SubStepSimulationTest, UnitCostsShareAnActionEvenlyAmongItsSubSteps) {
+  // One MoE layer per chunk: F (1 unit) and B (2) split into 5 sub-steps each, 2 of them
+  // (dispatch, combine) on the communication lane.
+  const PlannerDefinition& overlap = **PlannerRegistry::Default().Get("1f1b_overlap");
+  const StepSpec spec = *overlap.MakeSpec({4, 8});
+  SimulationOptions options;
+  for (int c = 0; c < 4; ++c) options.sub_steps[c] = ChunkLayers{c, {true}};
+  ConstantCosts unit{CostModel()};
+  const absl::StatusOr<SimResult> result = SimulateWithCosts(overlap, spec, unit, options);
+  ASSERT_THAT(result.status(), IsOk());
+  EXPECT_EQ(result->num_actions, 4 * 8 * 2);
+  for (int s = 0; s < 4; ++s) {
+    EXPECT_NEAR(result->stage_busy[s], 8 * 3 * 3.0 / 5, 1e-9) << s;  // compute lane only
+    ASSERT_EQ(result->sub_steps[s].size(), 8 * 2 * 5u);
+    for (const TimedSubStep& timed : result->sub_steps[s]) {
+      const double whole = timed.order.step.action.kind == ActionKind::kForward ? 1 : 2;
+      EXPECT_NEAR(timed.end - timed.start, whole / 5, 1e-9);  // end - start rounds
+    }
+  }
+  EXPECT_LT(result->step_time, 33);  // whole actions: (M + P - 1)(F + B)
+  // Without the layout (or with a planner that does not overlap) the actions run whole.
+  EXPECT_DOUBLE_EQ(SimulateWithCosts(overlap, spec, unit)->step_time, 33);
+  EXPECT_DOUBLE_EQ(
+      SimulateWithCosts(**PlannerRegistry::Default().Get("1f1b"), spec, unit, options)->step_time,
+      33);
+}
+
 TEST(SubStepSimulationTest, SubStepsOnSharedCoresAreRefused) {
   const StepSpec spec = SpecOf("1f1b_overlap", {2, 4});
   ModelCosts model(*EstimateStepCosts(MoeWorkload(), *DevicePreset("h100_ib"), spec),
