@@ -16,21 +16,39 @@
 namespace stagehand::runtime {
 namespace {
 
-// Runs the policy on every stage of a given spec: the simulator's view of it.
+// The policy on one stage, writing down each action it picks (the stage loop starts every
+// pick, or the simulation fails): the stage's order, without recording a timeline.
+class RecordingPolicy : public ZeroBubblePolicy {
+ public:
+  RecordingPolicy(int budget, std::vector<Action>* order)
+      : ZeroBubblePolicy(budget), order_(order) {}
+  std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override {
+    std::optional<Action> choice = ZeroBubblePolicy::Next(ready, state);
+    if (choice.has_value()) order_->push_back(*choice);
+    return choice;
+  }
+
+ private:
+  std::vector<Action>* order_;
+};
+
+// Runs the policy on every stage of a given spec, each stage's picks into (*orders)[stage].
 class PolicyDefinition : public PlannerDefinition {
  public:
-  explicit PolicyDefinition(int budget) : budget_(budget) {}
+  PolicyDefinition(int budget, std::vector<std::vector<Action>>* orders)
+      : budget_(budget), orders_(orders) {}
   std::string name() const override { return "zero_bubble_policy"; }
   std::string description() const override { return "greedy B > F (within budget) > W"; }
   absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions&) const override {
     return absl::UnimplementedError("PolicyDefinition plans a given spec");
   }
-  std::unique_ptr<Planner> MakePlanner(const StepSpec&, int) const override {
-    return std::make_unique<ZeroBubblePolicy>(budget_);
+  std::unique_ptr<Planner> MakePlanner(const StepSpec&, int stage) const override {
+    return std::make_unique<RecordingPolicy>(budget_, &(*orders_)[stage]);
   }
 
  private:
   int budget_;
+  std::vector<std::vector<Action>>* orders_;
 };
 
 }  // namespace
@@ -83,13 +101,13 @@ using Orders = std::vector<std::vector<Action>>;
 absl::StatusOr<Orders> SimulateOrders(const StepSpec& spec, int budget) {
   CostModel unit;
   unit.forward = unit.backward_input = unit.backward_weight = 1;
-  absl::StatusOr<SimResult> result = SimulateSpec(PolicyDefinition(budget), spec, unit);
+  ConstantCosts costs(unit);
+  SimulationOptions options;
+  options.record_timeline = false;  // the orders are all it keeps
+  Orders orders(std::max(spec.num_stages, 0));
+  absl::StatusOr<SimResult> result =
+      SimulateWithCosts(PolicyDefinition(budget, &orders), spec, costs, options);
   if (!result.ok()) return result.status();
-  Orders orders(result->per_stage.size());
-  for (std::size_t s = 0; s < result->per_stage.size(); ++s) {
-    orders[s].reserve(result->per_stage[s].size());
-    for (const TimedAction& timed : result->per_stage[s]) orders[s].push_back(timed.action);
-  }
   return orders;
 }
 
