@@ -14,13 +14,7 @@
 namespace stagehand::actors {
 
 bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work) {
-  if (!planner.OverlapsSubSteps()) return false;
-  for (const auto& [chunk, layers] : work.SubStepLayoutOf()) {
-    for (bool moe : layers.is_moe) {
-      if (moe) return true;
-    }
-  }
-  return false;
+  return runtime::RunsSubSteps(planner, work.SubStepLayoutOf());
 }
 
 Pipeline::Pipeline(const PipelineOptions& options,

@@ -114,6 +114,16 @@ PlannerRegistration::PlannerRegistration(std::unique_ptr<PlannerDefinition> defi
   PlannerRegistry::Default().Register(std::move(definition));
 }
 
+bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout) {
+  if (!definition.OverlapsSubSteps()) return false;
+  for (const auto& [chunk, layers] : layout) {
+    for (bool moe : layers.is_moe) {
+      if (moe) return true;
+    }
+  }
+  return false;
+}
+
 OrderedPlanner::OrderedPlanner(std::vector<Action> order, bool overlap_pairs)
     : order_(std::move(order)), overlap_pairs_(overlap_pairs) {}
 

@@ -95,6 +95,10 @@ class PlannerDefinition {
   virtual bool OverlapsSubSteps() const { return false; }
 };
 
+// Whether `definition`'s stages run sub-steps for chunks of `layout`: it overlaps them and a
+// chunk has an MoE layer (the actor runtime and the simulator both ask this).
+bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout);
+
 // Planner definitions by name. Default() is filled at static-initialization time by
 // STAGEHAND_REGISTER_PLANNER; a registry can also be built and filled by hand (tests).
 class PlannerRegistry {

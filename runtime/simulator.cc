@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <tuple>
 #include <utility>
 
@@ -23,18 +24,71 @@ namespace stagehand::runtime {
 namespace {
 
 struct Event {
-  enum class Kind { kComputeFinished, kTransferArrived };
+  enum class Kind { kComputeFinished, kTransferArrived, kSubStepFinished };
   double time = 0;
-  std::int64_t sequence = 0;  // ties at equal time: first scheduled, first processed
   Kind kind = Kind::kComputeFinished;
-  int stage = 0;          // kComputeFinished: the stage; kTransferArrived: the destination
-  std::size_t index = 0;  // kTransferArrived: the slot of the transfer in flight
+  int stage = 0;          // the stage that computed; kTransferArrived: the destination
+  std::size_t index = 0;  // kTransferArrived: the transfer's slot; kSubStepFinished: the lane
 };
 
-struct LaterFirst {
-  bool operator()(const Event& a, const Event& b) const {
-    return std::tie(a.time, a.sequence) > std::tie(b.time, b.sequence);
+// Events in (time, push order): one bucket per distinct time, its events in push order, and
+// a min-heap of the distinct times. Per-kind costs (unit costs, the GPT model without
+// jitter) put many events at one time: a push then appends to a bucket instead of sifting a
+// heap of every event in flight.
+class EventQueue {
+ public:
+  bool empty() const { return times_.empty(); }
+  double EarliestTime() const { return times_.front(); }
+  void Push(const Event& event) { buckets_[BucketOf(event.time)].push_back(event); }
+  // Moves the events at EarliestTime() into `batch`, in push order (events pushed at that
+  // time afterwards come out in the next call, as they were pushed later).
+  void PopEarliest(std::vector<Event>* batch) {
+    const double time = times_.front();
+    std::pop_heap(times_.begin(), times_.end(), std::greater<double>());
+    times_.pop_back();
+    const auto it = bucket_of_.find(time);
+    batch->clear();
+    batch->swap(buckets_[it->second]);  // the bucket keeps batch's old buffer, empty
+    free_.push_back(it->second);
+    bucket_of_.erase(it);
+    for (Recent& recent : recent_) {
+      if (recent.time == time) recent = Recent();
+    }
   }
+
+ private:
+  // The bucket of `time`, made (with the time on the heap) if there is none.
+  std::size_t BucketOf(double time) {
+    // Pushes alternate between a few times (now, now + a cost): those skip the hash map.
+    for (const Recent& recent : recent_) {
+      if (recent.time == time) return recent.bucket;
+    }
+    const auto [it, added] = bucket_of_.try_emplace(time, 0);
+    if (added) {
+      if (free_.empty()) {
+        it->second = buckets_.size();
+        buckets_.emplace_back();
+      } else {
+        it->second = free_.back();
+        free_.pop_back();
+      }
+      times_.push_back(time);
+      std::push_heap(times_.begin(), times_.end(), std::greater<double>());
+    }
+    std::copy_backward(std::begin(recent_), std::end(recent_) - 1, std::end(recent_));
+    recent_[0] = Recent{time, it->second};
+    return it->second;
+  }
+
+  struct Recent {  // a time with a bucket, most recently looked up first; -1: none
+    double time = -1;
+    std::size_t bucket = 0;
+  };
+  Recent recent_[3];
+  std::vector<double> times_;                           // min-heap of distinct times
+  absl::flat_hash_map<double, std::size_t> bucket_of_;  // time -> index into buckets_
+  std::vector<std::vector<Event>> buckets_;             // reused as times come and go
+  std::vector<std::size_t> free_;                       // buckets_ not in bucket_of_
 };
 
 absl::Status WithPrefix(const absl::Status& status, absl::string_view prefix) {
@@ -61,6 +115,11 @@ absl::Status ValidateCostModel(const CostModel& cost) {
 }
 
 ActionCosts::~ActionCosts() = default;
+
+double ActionCosts::SubStepTime(const SubStepOrder& order) {
+  const double whole = ComputeTime(order.step.action);
+  return order.whole ? whole : whole / order.count;
+}
 
 double ComputeCost(const CostModel& cost, ActionKind kind) {
   switch (kind) {
@@ -111,9 +170,16 @@ class Simulation {
 
  private:
   absl::Status ConsultIdleStages();
+  absl::Status Consult(int stage);  // one idle stage's planner
+  // Sub-step mode: the stage loop launches what may run on the stage's idle lanes.
+  absl::Status ConsultSubSteps(int stage);
+  absl::Status EnableSubSteps();
   absl::Status Stalled() const;
   absl::Status ApplyEventsAtNow();
   absl::Status ApplyFinished(const Event& event);
+  absl::Status ApplySubStepFinished(const Event& event);
+  // A finished action's outputs: hand-offs land now, transfers take their lanes.
+  absl::Status Deliver(int stage, const FinishedOutputs& outputs);
   bool SharedCores() const { return options_.compute_lanes > 0; }
   // Shared cores: the speed of each computing stage now, and when the next action finishes.
   double Speed() const;
@@ -129,10 +195,14 @@ class Simulation {
     return absl::InvalidArgumentError(absl::StrCat(name_, ": the cost model gave ", what(), " ",
                                                    duration, ", must be finite and >= 0"));
   }
-  void MarkForConsult(int stage) {
-    if (!consult_[stage]) to_consult_.push_back(stage);
-    consult_[stage] = true;
+  double& LaneFreeAt(int from, int to) {
+    std::vector<std::pair<int, double>>& lanes = link_free_at_[from];
+    for (auto& [stage, free_at] : lanes) {
+      if (stage == to) return free_at;
+    }
+    return lanes.emplace_back(to, 0).second;
   }
+  void MarkForConsult(int stage) { consult_[stage / 64] |= std::uint64_t{1} << (stage % 64); }
 
   const std::string& name_;
   const StepSpec& spec_;
@@ -140,20 +210,26 @@ class Simulation {
   SimulationOptions options_;
   VirtualClock clock_;
   std::vector<StageLoop> loops_;
-  std::vector<Action> running_;  // (P) the action on each busy lane
-  std::vector<bool> consult_;    // saw an event since last consulted
-  std::vector<int> to_consult_;  // the stages with consult_ set
-  std::vector<int> consulting_;  // the ones being consulted now
+  std::vector<Action> running_;         // (P) the action on each busy lane
+  std::vector<std::uint64_t> consult_;  // bit s % 64 of word s / 64: s saw an event since
+                                        // it was last consulted
   // Shared cores (options_.compute_lanes > 0): compute work left on each busy stage, in
   // seconds at full speed (-1 idle), and where its timeline entry is.
   std::vector<double> work_left_;
   std::vector<std::size_t> timeline_index_;
   int computing_ = 0;
-  absl::flat_hash_map<std::int64_t, double> link_free_at_;  // from * P + to -> lane free
-  std::vector<Transfer> in_flight_;                         // transfers, by event index
-  std::vector<std::size_t> free_slots_;                     // reusable in_flight_ entries
-  std::priority_queue<Event, std::vector<Event>, LaterFirst> events_;
-  std::int64_t sequence_ = 0;
+  // (P) per sending stage: (to_stage, when that pair's lane is free); a stage sends to few.
+  std::vector<std::vector<std::pair<int, double>>> link_free_at_;
+  std::vector<Transfer> in_flight_;      // transfers, by event index
+  std::vector<std::size_t> free_slots_;  // reusable in_flight_ entries
+  // Sub-step mode: per stage and lane (2 s + lane) the sub-step running and where it is in
+  // result_.sub_steps[s]; per stage, where each running action is in result_.per_stage[s].
+  bool sub_step_mode_ = false;
+  std::vector<SubStepOrder> on_lane_;
+  std::vector<std::size_t> on_lane_record_;
+  std::vector<std::vector<std::pair<Action, std::size_t>>> action_record_;
+  EventQueue events_;
+  std::vector<Event> batch_;  // ApplyEventsAtNow: the events at now being applied
   SimResult result_;
 };
 
@@ -173,48 +249,112 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
     }
     loops_.push_back(*std::move(loop));
   }
+  if (RunsSubSteps(definition, options_.sub_steps)) RETURN_IF_ERROR(EnableSubSteps());
   running_.resize(num_stages);
   work_left_.assign(num_stages, -1);
   timeline_index_.assign(num_stages, 0);
-  consult_.assign(num_stages, false);
+  link_free_at_.resize(num_stages);
+  consult_.assign((num_stages + 63) / 64, 0);
   for (int s = 0; s < num_stages; ++s) MarkForConsult(s);
   result_.stage_busy.assign(num_stages, 0);
-  if (options_.record_timeline) result_.per_stage.resize(num_stages);
+  if (options_.record_timeline) {
+    result_.per_stage.resize(num_stages);
+    for (int s = 0; s < num_stages; ++s) {
+      result_.per_stage[s].reserve(loops_[s].state().num_remaining());
+    }
+  }
   return absl::OkStatus();
 }
 
-// 1. Every idle stage that saw an event asks its planner for the next action, in stage order.
+absl::Status Simulation::EnableSubSteps() {
+  if (SharedCores()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name_,
+                     ": sub-steps (MoE layers, a planner that overlaps them) cannot be "
+                     "simulated on shared cores (compute_lanes)"));
+  }
+  const int num_stages = spec_.num_stages;
+  for (int s = 0; s < num_stages; ++s) {
+    if (absl::Status status = loops_[s].EnableSubSteps(options_.sub_steps); !status.ok()) {
+      return WithPrefix(status, absl::StrCat(name_, ": "));
+    }
+    if (options_.ordered_communication) loops_[s].OrderCommunicationByStart();
+  }
+  sub_step_mode_ = true;
+  on_lane_.resize(2 * num_stages);
+  on_lane_record_.assign(2 * num_stages, 0);
+  action_record_.resize(num_stages);
+  if (options_.record_timeline) result_.sub_steps.resize(num_stages);
+  return absl::OkStatus();
+}
+
+// 1. Every idle stage that saw an event asks its planner for the next action, in stage order
+//    (in sub-step mode, every stage that saw one: a lane may be idle).
 absl::Status Simulation::ConsultIdleStages() {
-  std::sort(to_consult_.begin(), to_consult_.end());
-  consulting_.swap(to_consult_);  // keeps both buffers' capacity
-  to_consult_.clear();
+  for (std::size_t word = 0; word < consult_.size(); ++word) {
+    for (std::uint64_t bits = std::exchange(consult_[word], 0); bits != 0; bits &= bits - 1) {
+      const int s = static_cast<int>(word * 64) + __builtin_ctzll(bits);
+      if (sub_step_mode_) {
+        RETURN_IF_ERROR(ConsultSubSteps(s));
+      } else if (!loops_[s].lane_busy()) {  // else its Finished will mark it again
+        RETURN_IF_ERROR(Consult(s));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::ConsultSubSteps(int s) {
   const double now = clock_.now;
-  for (int s : consulting_) {
-    consult_[s] = false;
-    if (loops_[s].lane_busy()) continue;  // its Finished will mark it again
-    absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
-    if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name_, ": at t=", now, " "));
-    if (!choice->has_value()) continue;
-    const Action action = **choice;
-    ASSIGN_OR_RETURN(const double duration, Checked(costs_.ComputeTime(action), [&] {
-                       return absl::StrCat(ActionToString(action), " a duration of");
+  absl::StatusOr<std::vector<SubStepOrder>> orders = loops_[s].NextSubSteps();
+  if (!orders.ok()) return WithPrefix(orders.status(), absl::StrCat(name_, ": at t=", now, " "));
+  for (const SubStepOrder& order : *orders) {
+    ASSIGN_OR_RETURN(const double duration, Checked(costs_.SubStepTime(order), [&] {
+                       return absl::StrCat(SubStepOrderToString(order), " a duration of");
                      }));
-    const double end = now + duration;
-    running_[s] = action;
-    result_.stage_busy[s] += duration;
-    ++result_.num_actions;
-    std::size_t index = 0;
+    const std::size_t lane = static_cast<std::size_t>(order.lane());
+    if (order.index == 0) {
+      ++result_.num_actions;
+      if (options_.record_timeline) {
+        action_record_[s].emplace_back(order.step.action, result_.per_stage[s].size());
+        result_.per_stage[s].push_back(TimedAction{order.step.action, now, now});
+      }
+    }
+    if (order.lane() == SubStepLane::kCompute) result_.stage_busy[s] += duration;
+    on_lane_[2 * s + lane] = order;
     if (options_.record_timeline) {
-      result_.per_stage[s].push_back(TimedAction{action, now, end});
-      index = result_.per_stage[s].size() - 1;
+      on_lane_record_[2 * s + lane] = result_.sub_steps[s].size();
+      result_.sub_steps[s].push_back(TimedSubStep{order, now, now + duration});
     }
-    if (SharedCores()) {
-      work_left_[s] = duration;
-      timeline_index_[s] = index;
-      ++computing_;
-    } else {
-      events_.push(Event{end, sequence_++, Event::Kind::kComputeFinished, s, index});
-    }
+    events_.Push(Event{now + duration, Event::Kind::kSubStepFinished, s, lane});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::Consult(int s) {
+  const double now = clock_.now;
+  absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
+  if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name_, ": at t=", now, " "));
+  if (!choice->has_value()) return absl::OkStatus();
+  const Action action = **choice;
+  ASSIGN_OR_RETURN(const double duration, Checked(costs_.ComputeTime(action), [&] {
+                     return absl::StrCat(ActionToString(action), " a duration of");
+                   }));
+  const double end = now + duration;
+  running_[s] = action;
+  result_.stage_busy[s] += duration;
+  ++result_.num_actions;
+  std::size_t index = 0;
+  if (options_.record_timeline) {
+    result_.per_stage[s].push_back(TimedAction{action, now, end});
+    index = result_.per_stage[s].size() - 1;
+  }
+  if (SharedCores()) {
+    work_left_[s] = duration;
+    timeline_index_[s] = index;
+    ++computing_;
+  } else {
+    events_.Push(Event{end, Event::Kind::kComputeFinished, s, index});
   }
   return absl::OkStatus();
 }
@@ -247,7 +387,7 @@ absl::Status Simulation::AdvanceSharedTo(double time) {
     work_left_[s] = -1;
     --computing_;
     if (options_.record_timeline) result_.per_stage[s][timeline_index_[s]].end = time;
-    RETURN_IF_ERROR(ApplyFinished(Event{time, 0, Event::Kind::kComputeFinished, s, 0}));
+    RETURN_IF_ERROR(ApplyFinished(Event{time, Event::Kind::kComputeFinished, s, 0}));
   }
   return absl::OkStatus();
 }
@@ -267,25 +407,47 @@ absl::Status Simulation::Stalled() const {
 
 absl::Status Simulation::ApplyFinished(const Event& event) {
   const int s = event.stage;
-  const double now = clock_.now;
   const Action action = running_[s];
   absl::StatusOr<FinishedOutputs> outputs = loops_[s].Finished(action);
   if (!outputs.ok()) {
     return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
   }
   MarkForConsult(s);
+  return Deliver(s, *outputs);
+}
+
+absl::Status Simulation::ApplySubStepFinished(const Event& event) {
+  const int s = event.stage;
+  const SubStepOrder order = on_lane_[2 * s + event.index];
+  absl::StatusOr<std::optional<FinishedOutputs>> outputs = loops_[s].SubStepFinished(order);
+  if (!outputs.ok()) {
+    return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
+  }
+  MarkForConsult(s);
+  if (!outputs->has_value()) return absl::OkStatus();
+  std::vector<std::pair<Action, std::size_t>>& running = action_record_[s];
+  for (auto it = running.begin(); it != running.end(); ++it) {
+    if (it->first != order.step.action) continue;
+    result_.per_stage[s][it->second].end = clock_.now;
+    running.erase(it);
+    break;
+  }
+  return Deliver(s, **outputs);
+}
+
+absl::Status Simulation::Deliver(int s, const FinishedOutputs& outputs) {
+  const double now = clock_.now;
   // A hand-off to a chunk on the same stage costs nothing in virtual time: it lands now.
-  for (const Transfer& hand_off : outputs->local) {
+  for (const Transfer& hand_off : outputs.local) {
     if (absl::Status status = loops_[s].HandOffArrived(hand_off); !status.ok()) {
       return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
     }
   }
-  for (const Transfer& transfer : outputs->remote) {
+  for (const Transfer& transfer : outputs.remote) {
     ASSIGN_OR_RETURN(const double duration, Checked(costs_.TransferTime(transfer), [&] {
                        return absl::StrCat(TransferToString(transfer), " a transfer time of");
                      }));
-    double& lane_free =
-        link_free_at_[std::int64_t{transfer.from_stage} * spec_.num_stages + transfer.to_stage];
+    double& lane_free = LaneFreeAt(transfer.from_stage, transfer.to_stage);
     const double start = std::max(now, lane_free);
     lane_free = start + duration;
     ++result_.num_transfers;
@@ -299,28 +461,32 @@ absl::Status Simulation::ApplyFinished(const Event& event) {
       free_slots_.pop_back();
       in_flight_[slot] = transfer;
     }
-    events_.push(
-        Event{lane_free, sequence_++, Event::Kind::kTransferArrived, transfer.to_stage, slot});
+    events_.Push(Event{lane_free, Event::Kind::kTransferArrived, transfer.to_stage, slot});
   }
   return absl::OkStatus();
 }
 
 // 3. Apply every event at the earliest time, including zero-cost transfers they produce.
 absl::Status Simulation::ApplyEventsAtNow() {
-  clock_.now = events_.top().time;
-  while (!events_.empty() && events_.top().time == clock_.now) {
-    const Event event = events_.top();
-    events_.pop();
-    if (event.kind == Event::Kind::kComputeFinished) {
-      RETURN_IF_ERROR(ApplyFinished(event));
-      continue;
+  clock_.now = events_.EarliestTime();
+  while (!events_.empty() && events_.EarliestTime() == clock_.now) {
+    events_.PopEarliest(&batch_);
+    for (const Event& event : batch_) {
+      if (event.kind == Event::Kind::kComputeFinished) {
+        RETURN_IF_ERROR(ApplyFinished(event));
+        continue;
+      }
+      if (event.kind == Event::Kind::kSubStepFinished) {
+        RETURN_IF_ERROR(ApplySubStepFinished(event));
+        continue;
+      }
+      const Transfer transfer = in_flight_[event.index];
+      free_slots_.push_back(event.index);
+      if (absl::Status status = loops_[transfer.to_stage].InputArrived(transfer); !status.ok()) {
+        return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
+      }
+      MarkForConsult(transfer.to_stage);
     }
-    const Transfer transfer = in_flight_[event.index];
-    free_slots_.push_back(event.index);
-    if (absl::Status status = loops_[transfer.to_stage].InputArrived(transfer); !status.ok()) {
-      return absl::InternalError(absl::StrCat(name_, ": ", status.message()));
-    }
-    MarkForConsult(transfer.to_stage);
   }
   return absl::OkStatus();
 }
@@ -330,11 +496,11 @@ absl::StatusOr<SimResult> Simulation::Run() {
     RETURN_IF_ERROR(ConsultIdleStages());
     if (SharedCores() && computing_ > 0) {
       const double finish = NextSharedFinish();
-      if (events_.empty() || finish <= events_.top().time) {
+      if (events_.empty() || finish <= events_.EarliestTime()) {
         RETURN_IF_ERROR(AdvanceSharedTo(finish));
         continue;
       }
-      RETURN_IF_ERROR(AdvanceSharedTo(events_.top().time));
+      RETURN_IF_ERROR(AdvanceSharedTo(events_.EarliestTime()));
     }
     if (events_.empty()) {
       const bool all_done = std::all_of(loops_.begin(), loops_.end(),

@@ -14,6 +14,7 @@
 #include "runtime/planner.h"
 #include "runtime/stage_state.h"
 #include "runtime/step_spec.h"
+#include "runtime/sub_step_graph.h"
 
 namespace stagehand::runtime {
 
@@ -38,6 +39,9 @@ class ActionCosts {
   virtual ~ActionCosts();
   virtual double ComputeTime(const Action& action) = 0;       // F, I, W or B
   virtual double TransferTime(const Transfer& transfer) = 0;  // on the pair's transfer lane
+  // One sub-step (SimulationOptions::sub_steps) on its lane. Default: a whole action's
+  // ComputeTime, a split action's ComputeTime shared evenly among its sub-steps.
+  virtual double SubStepTime(const SubStepOrder& order);
 };
 
 // ActionCosts of a CostModel: every action of a kind costs the same.
@@ -59,7 +63,19 @@ struct SimulationOptions {
   // stages compute, each progresses at lanes / n of its speed, as the OS time-slices them.
   // 0 = every stage has its own compute lane.
   int compute_lanes = 0;
+  // The layers of each chunk (runtime/sub_step_graph.h). With a planner that overlaps
+  // sub-steps (PlannerDefinition::OverlapsSubSteps) and a chunk with an MoE layer, every stage
+  // runs its actions as sub-steps on two lanes, compute and communication (dispatch /
+  // combine), through the stage loop's sub-step mode, as the actor runtime does; else whole.
+  // Not with compute_lanes (InvalidArgument).
+  SubStepLayout sub_steps;
+  // Sub-steps under expert parallelism: every stage's communication lane serves its running
+  // actions in start order (StageLoop::OrderCommunicationByStart), as the runtime with ep > 1.
+  bool ordered_communication = false;
 };
+
+// Whether a simulation with `layout` runs `definition`'s actions as sub-steps.
+bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout);
 
 struct TimedAction {
   Action action;
@@ -73,6 +89,12 @@ struct TimedTransfer {
   double end = 0;    // when it arrived
 };
 
+struct TimedSubStep {
+  SubStepOrder order;
+  double start = 0;
+  double end = 0;
+};
+
 struct SimResult {
   std::vector<std::vector<TimedAction>> per_stage;  // (P, executed order)
   double step_time = 0;                             // end of the last action
@@ -82,11 +104,14 @@ struct SimResult {
   std::vector<double> stage_busy;        // (P) compute time of each stage
   std::int64_t num_actions = 0;          // compute actions run
   std::int64_t num_transfers = 0;        // transfers between stages made
+  // (P, launch order) with sub-steps and a timeline: every sub-step, on its lane; per_stage
+  // then spans each action's first sub-step's start to its last one's end.
+  std::vector<std::vector<TimedSubStep>> sub_steps;
 };
 
 // Event-driven: a stage's planner is consulted whenever its compute lane is idle and it saw
-// an event (step start, one of its actions finished, an input arrived) since it was last
-// consulted. Errors, each prefixed with the planner's name:
+// an event (step start, one of its actions or sub-steps finished, an input arrived) since it
+// was last consulted. Errors, each prefixed with the planner's name:
 //   FailedPrecondition  the step stalled (no stage can progress, work remains); names,
 //                       per stage, what it waits for (StageState::DescribeWaiting), or a
 //                       planner picked an action that is not ready;

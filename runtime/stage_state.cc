@@ -3,6 +3,7 @@
 #include "runtime/stage_state.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -64,18 +65,24 @@ StageState::StageState(const StepSpec& spec, int stage)
 }
 
 void StageState::RefreshReady(int chunk, int microbatch) {
-  const ActionKind backward =
-      spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward;
-  for (ActionKind kind : {ActionKind::kForward, backward, ActionKind::kBackwardWeight}) {
+  for (ActionKind kind : {ActionKind::kForward, BackwardKind(), ActionKind::kBackwardWeight}) {
     if (kind == ActionKind::kBackwardWeight && !spec_.split_backward) continue;
-    const Action action{stage_, kind, chunk, microbatch};
-    const auto at = std::lower_bound(ready_.begin(), ready_.end(), action);
-    const bool listed = at != ready_.end() && *at == action;
-    if (IsReady(action) && !listed) {
-      ready_.insert(at, action);
-    } else if (!IsReady(action) && listed) {
-      ready_.erase(at);
-    }
+    RefreshReady(Action{stage_, kind, chunk, microbatch});
+  }
+}
+
+void StageState::RefreshReady(const Action& action) {
+  // Every entry is of this stage: (kind, chunk, microbatch) orders them as Action's <.
+  const auto before = [](const Action& a, const Action& b) {
+    return std::tie(a.kind, a.chunk, a.microbatch) < std::tie(b.kind, b.chunk, b.microbatch);
+  };
+  const auto at = std::lower_bound(ready_.begin(), ready_.end(), action, before);
+  const bool listed = at != ready_.end() && *at == action;
+  const bool ready = IsReady(action);
+  if (ready && !listed) {
+    ready_.insert(at, action);
+  } else if (!ready && listed) {
+    ready_.erase(at);
   }
 }
 
@@ -95,7 +102,27 @@ StageState::Cell& StageState::cell(int chunk, int microbatch) {
   return cells_[local_index_[chunk] * spec_.num_microbatches + microbatch];
 }
 
+bool StageState::Belongs(const Action& action) const {
+  if (action.stage != stage_ || action.chunk < 0 || action.chunk >= spec_.num_chunks ||
+      local_index_[action.chunk] < 0 || action.microbatch < 0 ||
+      action.microbatch >= spec_.num_microbatches) {
+    return false;
+  }
+  switch (action.kind) {
+    case ActionKind::kForward:
+      return true;
+    case ActionKind::kBackwardInput:
+    case ActionKind::kBackwardWeight:
+      return spec_.split_backward;
+    case ActionKind::kBackward:
+      return !spec_.split_backward;
+    default:
+      return false;
+  }
+}
+
 absl::Status StageState::CheckBelongs(const Action& action) const {
+  if (Belongs(action)) return absl::OkStatus();
   const auto bad = [&](auto&&... why) {
     return absl::InvalidArgumentError(
         absl::StrCat(ActionToString(action), " is not an action of stage ", stage_, ": ", why...));
@@ -156,7 +183,7 @@ absl::Status StageState::InputArrived(ActionKind kind, int chunk, int microbatch
                                                  " for c", chunk, " mb", microbatch));
   }
   has = true;
-  RefreshReady(chunk, microbatch);
+  RefreshReady(Action{stage_, forward ? ActionKind::kForward : BackwardKind(), chunk, microbatch});
   return absl::OkStatus();
 }
 
@@ -219,8 +246,8 @@ std::string StageState::WaitReason(const Action& action) const {
 }
 
 absl::Status StageState::CheckStart(const Action& action) const {
-  if (absl::Status status = CheckBelongs(action); !status.ok()) return status;
-  if (HasStarted(action)) {
+  if (!Belongs(action)) return CheckBelongs(action);
+  if (!IsReady(action) && HasStarted(action)) {
     return absl::FailedPreconditionError(absl::StrCat(
         ActionToString(action), " has already ", HasFinished(action) ? "finished" : "started"));
   }
@@ -260,12 +287,12 @@ absl::Status StageState::Started(const Action& action) {
       break;
   }
   ++num_running_;
-  RefreshReady(action.chunk, action.microbatch);
+  RefreshReady(action);  // no longer ready; nothing else in the cell changes
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action) {
-  if (absl::Status status = CheckBelongs(action); !status.ok()) return status;
+  if (!Belongs(action)) return CheckBelongs(action);
   if (!HasStarted(action) || HasFinished(action)) {
     return absl::FailedPreconditionError(
         absl::StrCat(ActionToString(action), " finished but was not running (it ",
@@ -294,7 +321,12 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
     peak_inflight_ = std::max(peak_inflight_, inflight_);
   }
   if (FreesActivation(action.kind)) --inflight_;
-  RefreshReady(action.chunk, action.microbatch);
+  // F finished: its I / B may run; I finished: its W. A finished W or B unblocks nothing here.
+  if (action.kind == ActionKind::kForward) {
+    RefreshReady(Action{stage_, BackwardKind(), action.chunk, action.microbatch});
+  } else if (action.kind == ActionKind::kBackwardInput) {
+    RefreshReady(Action{stage_, ActionKind::kBackwardWeight, action.chunk, action.microbatch});
+  }
 
   std::vector<Transfer> transfers;
   int consumer = -1;  // the chunk that receives this action's output
@@ -309,8 +341,10 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
     const int to_stage = spec_.chunk_to_stage[consumer];
     if (to_stage == stage_) {
       Cell& next = cell(consumer, action.microbatch);
-      (send == ActionKind::kSendForward ? next.has_activation : next.has_gradient) = true;
-      RefreshReady(consumer, action.microbatch);
+      const bool forward = send == ActionKind::kSendForward;
+      (forward ? next.has_activation : next.has_gradient) = true;
+      RefreshReady(Action{stage_, forward ? ActionKind::kForward : BackwardKind(), consumer,
+                          action.microbatch});
     } else {
       transfers.push_back(Transfer{send, stage_, to_stage, consumer, action.microbatch});
     }
@@ -319,7 +353,7 @@ absl::StatusOr<std::vector<Transfer>> StageState::Finished(const Action& action)
 }
 
 bool StageState::HasStarted(const Action& action) const {
-  if (!CheckBelongs(action).ok()) return false;
+  if (!Belongs(action)) return false;
   const Cell& x = cell(action.chunk, action.microbatch);
   switch (action.kind) {
     case ActionKind::kForward:
@@ -333,7 +367,7 @@ bool StageState::HasStarted(const Action& action) const {
 }
 
 bool StageState::HasFinished(const Action& action) const {
-  if (!CheckBelongs(action).ok()) return false;
+  if (!Belongs(action)) return false;
   const Cell& x = cell(action.chunk, action.microbatch);
   switch (action.kind) {
     case ActionKind::kForward:

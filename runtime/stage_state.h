@@ -105,6 +105,8 @@ class StageState {
 
   // InvalidArgument unless `action` is a compute action of this stage and of this step.
   absl::Status CheckBelongs(const Action& action) const;
+  // CheckBelongs(action).ok(), without building a Status (the per-action hot path).
+  bool Belongs(const Action& action) const;
   const Cell& cell(int chunk, int microbatch) const;
   Cell& cell(int chunk, int microbatch);
   bool IsReady(const Action& action) const;  // action must belong
@@ -115,6 +117,13 @@ class StageState {
   bool NextOfCell(int chunk, int microbatch, Action* next) const;
   // Brings ready_ up to date with the cell's flags (after any change to them).
   void RefreshReady(int chunk, int microbatch);
+  // The same for one action of the cell: the only one whose readiness a change can move
+  // (Started: itself; F finished: its I / B; I finished: its W; an input: its consumer).
+  void RefreshReady(const Action& action);
+  // I when the backward is split, else the fused B.
+  ActionKind BackwardKind() const {
+    return spec_.split_backward ? ActionKind::kBackwardInput : ActionKind::kBackward;
+  }
 
   StepSpec spec_;
   int stage_ = 0;

@@ -25,6 +25,7 @@
 #include "runtime/sim/simulate_run.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/from_simulation.h"
+#include "runtime/trace/summary.h"
 #include "runtime/util/status_macros.h"
 #include "tools/planner_list.h"
 
@@ -238,6 +239,23 @@ absl::StatusOr<std::string> PickAuto(const runtime::sim::PlanRequest& request,
   return scores.front().planner;
 }
 
+// With MoE sub-steps (a planner that overlaps them, --experts): the last step's all-to-all
+// and the share of it hidden under compute, as tools/trace summary reports a real run's.
+absl::Status PrintAllToAll(const runtime::sim::RunReport& report) {
+  if (report.last.sub_steps.empty()) return absl::OkStatus();
+  runtime::trace::SimulationTraceOptions trace_options;
+  trace_options.us_per_unit = report.unit_time ? 1000 : 1e6;
+  runtime::trace::Trace trace = TraceFromSimulation(report.last, report.spec, trace_options);
+  trace.virtual_time = report.unit_time;
+  runtime::trace::SummaryOptions summary_options;
+  summary_options.warmup_steps = 0;
+  ASSIGN_OR_RETURN(runtime::trace::TraceSummary summary,
+                   runtime::trace::Summarize(trace, summary_options));
+  const std::string lines = runtime::trace::FormatAllToAll(summary);  // "" without a2a time
+  if (!lines.empty()) std::printf("last step, MoE sub-steps: %s", lines.c_str());
+  return absl::OkStatus();
+}
+
 absl::Status RunOne(const CostSource& source) {
   runtime::sim::PlanRequest request = RequestFromFlags();
   ASSIGN_OR_RETURN(Variability variability, ParseVariability(request.options.num_stages));
@@ -265,6 +283,7 @@ absl::Status RunOne(const CostSource& source) {
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   std::fputs(FormatRunReport(report).c_str(), stdout);
+  RETURN_IF_ERROR(PrintAllToAll(report));
   std::printf("simulated %lld actions in %.3f s (%.2f M actions/s)\n",
               static_cast<long long>(report.num_actions), wall, report.num_actions / wall / 1e6);
   if (!trace_path.empty()) {

@@ -71,6 +71,24 @@ AdaptivePlanner::AdaptivePlanner(const StepSpec& spec, int stage, AdaptiveOption
   if (table_ != nullptr && options_.carry_estimates) {
     estimates_ = table_->Get(spec_, stage_, Steady());
   }
+  local_.assign(std::max(spec_.num_chunks, 0), -1);
+  for (int i = 0; i < static_cast<int>(chunks_.size()); ++i) local_[chunks_[i]] = i;
+  tracks_.resize(3 * chunks_.size());
+}
+
+const AdaptivePlanner::Track* AdaptivePlanner::FindTrack(ActionKind kind, int chunk) const {
+  if (chunk < 0 || chunk >= static_cast<int>(local_.size()) || local_[chunk] < 0) return nullptr;
+  const int k = kind == ActionKind::kForward ? 0 : kind == ActionKind::kBackwardWeight ? 2 : 1;
+  return &tracks_[3 * local_[chunk] + k];
+}
+
+AdaptivePlanner::Track* AdaptivePlanner::FindTrack(ActionKind kind, int chunk) {
+  return const_cast<Track*>(static_cast<const AdaptivePlanner*>(this)->FindTrack(kind, chunk));
+}
+
+int AdaptivePlanner::NextMicrobatch(ActionKind kind, int chunk) const {
+  const Track* track = FindTrack(kind, chunk);
+  return track == nullptr ? 0 : track->next_microbatch;
 }
 
 AdaptivePlanner::~AdaptivePlanner() {
@@ -81,8 +99,7 @@ AdaptivePlanner::~AdaptivePlanner() {
 
 std::optional<Action> AdaptivePlanner::Candidate(const std::vector<Action>& ready, ActionKind kind,
                                                  int chunk) const {
-  const auto it = next_microbatch_.find({kind, chunk});
-  const Action action{stage_, kind, chunk, it == next_microbatch_.end() ? 0 : it->second};
+  const Action action{stage_, kind, chunk, NextMicrobatch(kind, chunk)};
   if (action.microbatch >= spec_.num_microbatches) return std::nullopt;
   if (!std::binary_search(ready.begin(), ready.end(), action)) return std::nullopt;
   return action;
@@ -109,23 +126,22 @@ double AdaptivePlanner::Estimate(const std::map<std::pair<ActionKind, int>, doub
 void AdaptivePlanner::NoteArrivals(const std::vector<Action>& ready, double now) {
   for (int c : chunks_) {
     for (ActionKind kind : {ActionKind::kForward, ActionKind::kBackwardInput}) {
-      const std::pair<ActionKind, int> key{kind, c};
-      int& seen = seen_ready_[key];
+      Track& track = *FindTrack(kind, c);
+      int& seen = track.seen_ready;
       const int before = seen;
-      const auto next = next_microbatch_.find(key);
-      seen = std::max(seen, next == next_microbatch_.end() ? 0 : next->second);
+      seen = std::max(seen, track.next_microbatch);
       while (seen < spec_.num_microbatches &&
              std::binary_search(ready.begin(), ready.end(), Action{stage_, kind, c, seen})) {
         ++seen;
       }
       if (seen == before) continue;
-      const auto last = last_arrival_.find(key);
-      if (last != last_arrival_.end() && now > last->second) {
-        double& gap = estimates_.input_gap[key];
-        const double sample = (now - last->second) / (seen - before);
+      if (track.arrived && now > track.last_arrival) {
+        double& gap = estimates_.input_gap[{kind, c}];
+        const double sample = (now - track.last_arrival) / (seen - before);
         gap = gap == 0 ? sample : (1 - options_.ewma_weight) * gap + options_.ewma_weight * sample;
       }
-      last_arrival_[key] = now;
+      track.arrived = true;
+      track.last_arrival = now;
     }
   }
 }
@@ -135,10 +151,7 @@ bool AdaptivePlanner::ForwardFits(const Action& forward, const StageState& state
   // forwards to run: without it an earlier chunk could fill the budget while the microbatches
   // it holds wait for that later chunk's forwards on this stage (a stall the unit-cost plan
   // never meets, but jitter does).
-  const auto started = [&](ActionKind kind, int chunk) {
-    const auto it = next_microbatch_.find({kind, chunk});
-    return it == next_microbatch_.end() ? 0 : it->second;
-  };
+  const auto started = [&](ActionKind kind, int chunk) { return NextMicrobatch(kind, chunk); };
   int reserved = 0;
   for (int c : chunks_) {
     if (c <= forward.chunk) continue;
@@ -189,9 +202,8 @@ bool AdaptivePlanner::WorthWaiting(const Action& filler, const StageState& state
   if (filler_time <= 0) return false;
   for (int c : chunks_) {
     for (ActionKind kind : {ActionKind::kBackwardInput, ActionKind::kForward}) {
-      const std::pair<ActionKind, int> key{kind, c};
-      const auto next = next_microbatch_.find(key);
-      const int mb = next == next_microbatch_.end() ? 0 : next->second;
+      const Track& track = *FindTrack(kind, c);
+      const int mb = track.next_microbatch;
       if (mb >= spec_.num_microbatches) continue;
       const Action awaited{stage_, kind, c, mb};
       if (!Critical(awaited) || state.HasStarted(awaited)) continue;
@@ -217,10 +229,9 @@ bool AdaptivePlanner::WorthWaiting(const Action& filler, const StageState& state
       if (kind == ActionKind::kBackwardInput) {
         local_done = local_done && state.HasFinished(Action{stage_, ActionKind::kForward, c, mb});
       }
-      const auto last = last_arrival_.find(key);
       const double gap = Estimate(estimates_.input_gap, kind, c);
-      if (!local_done || last == last_arrival_.end() || gap <= 0) continue;
-      const double expected = last->second + gap;
+      if (!local_done || !track.arrived || gap <= 0) continue;
+      const double expected = track.last_arrival + gap;
       if (expected > now && expected - now < options_.lookahead * filler_time) return true;
     }
   }
@@ -234,7 +245,7 @@ std::optional<Action> AdaptivePlanner::Next(const std::vector<Action>& ready,
   std::optional<Action> choice = Greedy(ready, state);
   if (!choice) return std::nullopt;
   if (!Critical(*choice) && WorthWaiting(*choice, state, now)) return std::nullopt;
-  ++next_microbatch_[{choice->kind, choice->chunk}];
+  ++FindTrack(choice->kind, choice->chunk)->next_microbatch;
   running_ = choice;
   started_at_ = now;
   return choice;

@@ -92,9 +92,19 @@ class AdaptivePlanner : public Planner {
   const PlannerClock& clock_;
   std::shared_ptr<AdaptiveEstimateTable> table_;
   AdaptiveEstimates estimates_;
-  std::map<std::pair<ActionKind, int>, int> next_microbatch_;  // (kind, chunk) -> not started
-  std::map<std::pair<ActionKind, int>, int> seen_ready_;       // (kind, chunk) -> inputs seen
-  std::map<std::pair<ActionKind, int>, double> last_arrival_;  // (kind, chunk) -> time
+  // What the planner tracks of each (kind, chunk here); flat, as Next reads it at every event.
+  struct Track {
+    int next_microbatch = 0;  // the lowest not started
+    int seen_ready = 0;       // inputs seen (F, I)
+    bool arrived = false;     // an input arrived: last_arrival is its time
+    double last_arrival = 0;
+  };
+  // Of F, I (or B) and W of a chunk here; nullptr for a chunk not here.
+  Track* FindTrack(ActionKind kind, int chunk);
+  const Track* FindTrack(ActionKind kind, int chunk) const;
+  int NextMicrobatch(ActionKind kind, int chunk) const;  // 0 for a chunk not here
+  std::vector<int> local_;     // (C) chunk -> index into chunks_, -1 if not here
+  std::vector<Track> tracks_;  // (3 * chunks_.size()): 3 * local index + kind (F, I, W)
   std::optional<Action> running_;
   double started_at_ = 0;
 };

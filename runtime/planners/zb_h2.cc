@@ -2,6 +2,7 @@
 // Not hand-laid: the greedy policy finds the parallelogram; the tests pin its shape.
 #include "runtime/planners/zb_h2.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,12 +34,11 @@ absl::StatusOr<StepSpec> ZbH2Definition::MakeSpec(const PlannerOptions& options)
 }
 
 std::unique_ptr<Planner> ZbH2Definition::MakePlanner(const StepSpec& spec, int stage) const {
-  absl::StatusOr<std::vector<std::vector<Action>>> orders =
-      ZeroBubbleOrders(spec, ZbH2Budget(spec));
-  if (!orders.ok() || stage < 0 || stage >= static_cast<int>(orders->size())) {
+  absl::StatusOr<std::vector<Action>> order = ZeroBubbleStageOrder(spec, ZbH2Budget(spec), stage);
+  if (!order.ok()) {
     return std::make_unique<ZeroBubblePolicy>(ZbH2Budget(spec));  // MakeSpec reported it
   }
-  return std::make_unique<OrderedPlanner>((*orders)[stage]);
+  return std::make_unique<OrderedPlanner>(*std::move(order));
 }
 
 std::vector<std::unique_ptr<Planner>> ZbH2Definition::MakePlanners(

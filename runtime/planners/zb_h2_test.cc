@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "runtime/dry_run.h"
 #include "runtime/planners/planner_test_util.h"
+#include "runtime/planners/zero_bubble_policy.h"
 #include "runtime/simulator.h"
 
 namespace stagehand::runtime {
@@ -53,6 +54,38 @@ TEST(ZbH2Test, HonoursATighterBudget) {
   ASSERT_TRUE(result.ok()) << result.status();
   for (int peak : result->peak_inflight) EXPECT_LE(peak, 5);
   EXPECT_TRUE(ValidatePlanner(ZbH2Definition(), {4, 8, 5}).ok());
+}
+
+TEST(ZbH2Test, KeptPlansAreThePlansSimulatedAgain) {
+  // Five shapes, one more than the plans kept: the first is simulated again after it is
+  // dropped; every stage's order is its stage of the whole plan, and a MakePlanner of each
+  // stage runs the plan that MakePlanners gives.
+  const ZbH2Definition definition;
+  for (int round = 0; round < 2; ++round) {
+    for (int m = 4; m <= 8; ++m) {
+      const StepSpec spec = *definition.MakeSpec({3, m});
+      const absl::StatusOr<std::vector<std::vector<Action>>> orders =
+          ZeroBubbleOrders(spec, ZbH2Budget(spec));
+      ASSERT_TRUE(orders.ok()) << orders.status();
+      ASSERT_EQ(orders->size(), 3u);
+      for (int s = 0; s < 3; ++s) {
+        const absl::StatusOr<std::vector<Action>> order =
+            ZeroBubbleStageOrder(spec, ZbH2Budget(spec), s);
+        ASSERT_TRUE(order.ok()) << order.status();
+        EXPECT_EQ(*order, (*orders)[s]) << "M=" << m << " s" << s;
+        EXPECT_EQ(order->size(), 3u * m);
+      }
+      EXPECT_EQ(ZeroBubbleStageOrder(spec, ZbH2Budget(spec), 3).status().code(),
+                absl::StatusCode::kOutOfRange);
+    }
+  }
+  // A budget the plan cannot run within (the V with one activation: stage 0's first chunk
+  // holds it, its last chunk cannot start) is an error, kept as such.
+  StepSpec tight = *definition.MakeSpec({4, 8});
+  tight.num_chunks = 8;
+  tight.chunk_to_stage = VPlacement(4);
+  EXPECT_FALSE(ZeroBubbleOrders(tight, 1).ok());
+  EXPECT_FALSE(ZeroBubbleStageOrder(tight, 1, 0).ok());
 }
 
 TEST(ZbH2Test, UnitCostPlanMatchesGolden) {

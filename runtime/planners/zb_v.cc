@@ -2,6 +2,7 @@
 // Not DualPipeV: no forward is paired with a backward; see dualpipe_v.cc.
 #include "runtime/planners/zb_v.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,11 +34,11 @@ absl::StatusOr<StepSpec> ZbVDefinition::MakeSpec(const PlannerOptions& options) 
 }
 
 std::unique_ptr<Planner> ZbVDefinition::MakePlanner(const StepSpec& spec, int stage) const {
-  absl::StatusOr<std::vector<std::vector<Action>>> orders = ZeroBubbleOrders(spec, ZbVBudget(spec));
-  if (!orders.ok() || stage < 0 || stage >= static_cast<int>(orders->size())) {
+  absl::StatusOr<std::vector<Action>> order = ZeroBubbleStageOrder(spec, ZbVBudget(spec), stage);
+  if (!order.ok()) {
     return std::make_unique<ZeroBubblePolicy>(ZbVBudget(spec));  // MakeSpec reported it
   }
-  return std::make_unique<OrderedPlanner>((*orders)[stage]);
+  return std::make_unique<OrderedPlanner>(*std::move(order));
 }
 
 std::vector<std::unique_ptr<Planner>> ZbVDefinition::MakePlanners(

@@ -35,8 +35,13 @@ class ZeroBubblePolicy : public Planner {
 // The per-stage orders ZeroBubblePolicy(budget) runs in the unit-cost simulation of `spec`
 // (F = I = W = 1): the plan the zero-bubble planners freeze and hand to OrderedPlanner, so
 // that what runs is what was validated. The simulator's error if it stalls (a budget too
-// small for the placement).
+// small for the placement). The last few (spec, budget) plans are kept (thread-safe): MakeSpec
+// validates a plan, and every step's MakePlanners, or each stage's MakePlanner in the actor
+// runtime, reuses it instead of simulating it again.
 absl::StatusOr<std::vector<std::vector<Action>>> ZeroBubbleOrders(const StepSpec& spec, int budget);
+// The order of one stage of that plan (the same error; OutOfRange for a bad stage).
+absl::StatusOr<std::vector<Action>> ZeroBubbleStageOrder(const StepSpec& spec, int budget,
+                                                         int stage);
 
 // Every stage's planner: OrderedPlanner over ZeroBubbleOrders, simulated once for all stages
 // (MakePlanner per stage simulates once per stage); the live policy if the orders fail.

@@ -71,6 +71,10 @@ ChunkCost LayerCosts(const Workload& w, const DeviceSpec& d, double layers) {
     const double exchange = 2 * AllToAllSeconds(routed, w.expert_parallel, d);
     cost.forward += layers * exchange;
     cost.backward_input += layers * exchange;
+    cost.moe_layers = static_cast<int>(layers);
+    cost.all_to_all = exchange / 2;
+    const double experts = layers * 16 * mlp_passes * n * c * c / d.matmul_flops;
+    cost.experts_forward = cost.experts_backward_input = cost.experts_backward_weight = experts;
   }
   return cost;
 }
@@ -244,6 +248,27 @@ std::vector<std::string> WorkloadPresetNames() {
   return names;
 }
 
+namespace {
+
+// Each of the C chunks' share of the layers (consecutive, as even as the count allows): its
+// costs and, with experts, its sub-step layout.
+void AddChunkLayers(const Workload& workload, const DeviceSpec& device, int num_chunks,
+                    StepCosts* costs) {
+  const int num_layers = static_cast<int>(workload.model.layers.size());  // L
+  costs->chunks.resize(num_chunks);
+  for (int c = 0; c < num_chunks; ++c) {
+    const int first = static_cast<int>(static_cast<int64_t>(c) * num_layers / num_chunks);
+    const int end = static_cast<int>(static_cast<int64_t>(c + 1) * num_layers / num_chunks);
+    costs->chunks[c] = LayerCosts(workload, device, end - first);
+    if (workload.num_experts > 0) {
+      costs->sub_steps[c] =
+          ChunkLayers{first, std::vector<bool>(std::max(end - first, 1), end > first)};
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const DeviceSpec& device,
                                             const StepSpec& spec) {
   RETURN_IF_ERROR(ValidateStepSpec(spec));
@@ -279,15 +304,9 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
                      ": matmul_flops, memory_bandwidth and link_bandwidth must be "
                      "> 0, link_latency >= 0, value_bytes >= 1"));
   }
-  const int num_chunks = spec.num_chunks;                                 // C
-  const int num_layers = static_cast<int>(workload.model.layers.size());  // L
+  const int num_chunks = spec.num_chunks;  // C
   StepCosts costs;
-  costs.chunks.resize(num_chunks);
-  for (int c = 0; c < num_chunks; ++c) {
-    const int first = static_cast<int>(static_cast<int64_t>(c) * num_layers / num_chunks);
-    const int end = static_cast<int>(static_cast<int64_t>(c + 1) * num_layers / num_chunks);
-    costs.chunks[c] = LayerCosts(workload, device, end - first);
-  }
+  AddChunkLayers(workload, device, num_chunks, &costs);
   Add(EmbeddingCost(workload, device), &costs.chunks.front());
   Add(HeadCost(workload, device), &costs.chunks.back());
   costs.transfer_bytes = static_cast<double>(workload.microbatch_size) * workload.seq_len *
@@ -301,6 +320,7 @@ absl::StatusOr<StepCosts> EstimateStepCosts(const Workload& workload, const Devi
         costs.chunks[c].parameters * bytes_per_parameter;
   }
   costs.peak_matmul_flops = device.matmul_flops;
+  costs.expert_parallel = workload.num_experts > 0 ? workload.expert_parallel : 1;
   costs.stage_reduce.assign(spec.num_stages, 0);
   for (int c = 0; c < num_chunks; ++c) {  // fp32 gradients
     costs.stage_reduce[spec.chunk_to_stage[c]] +=
@@ -348,6 +368,7 @@ absl::StatusOr<StepCosts> StepCostsFromTrace(const trace::Trace& trace, const St
     return absl::InvalidArgumentError("StepCostsFromTrace: the estimate is for another spec");
   }
   costs.stage_factor.clear();  // measured: a slow stage's chunks are slow in the profile
+  costs.sub_steps.clear();     // measured actions run whole (no MoE sub-step split)
   if (trace_chunks == spec.num_chunks) {
     for (int c = 0; c < spec.num_chunks; ++c) {
       costs.chunks[c].forward = measured[c].forward;
@@ -467,11 +488,36 @@ double ModelCosts::BaseTime(const Action& action) const {
     default:
       break;
   }
-  if (!costs_.stage_factor.empty()) time *= costs_.stage_factor[action.stage];
-  if (action.stage == variability_.straggler_stage && step_ >= variability_.straggler_from_step) {
-    time *= variability_.straggler_factor;
+  return time * StageFactor(action.stage);
+}
+
+double ModelCosts::StageFactor(int stage) const {
+  double factor = costs_.stage_factor.empty() ? 1 : costs_.stage_factor[stage];
+  if (stage == variability_.straggler_stage && step_ >= variability_.straggler_from_step) {
+    factor *= variability_.straggler_factor;
   }
-  return time;
+  return factor;
+}
+
+double ModelCosts::SubStepTime(const SubStepOrder& order) {
+  const Action& action = order.step.action;
+  const ChunkCost& cost = costs_.chunks[action.chunk];
+  if (order.whole || cost.moe_layers < 1) return ComputeTime(action);
+  if (IsCommunication(order.step.part)) return cost.all_to_all;
+  if (order.step.part == SubStepKind::kRest) return 0;
+  double compute = 0, experts = 0;                   // the action's, all layers
+  if (action.kind != ActionKind::kBackwardWeight) {  // F, I, B
+    const bool forward = action.kind == ActionKind::kForward;
+    compute =
+        (forward ? cost.forward : cost.backward_input) - 2 * cost.moe_layers * cost.all_to_all;
+    experts = forward ? cost.experts_forward : cost.experts_backward_input;
+  }
+  if (action.kind == ActionKind::kBackwardWeight || action.kind == ActionKind::kBackward) {
+    compute += cost.backward_weight;
+    experts += cost.experts_backward_weight;
+  }
+  const double part = order.step.part == SubStepKind::kExperts ? experts : compute - experts;
+  return std::max(0.0, part) / cost.moe_layers * StageFactor(action.stage) * Draw();
 }
 
 double ModelCosts::Draw() {

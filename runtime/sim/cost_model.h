@@ -15,6 +15,7 @@
 #include "models/gpt_config.h"
 #include "runtime/simulator.h"
 #include "runtime/step_spec.h"
+#include "runtime/sub_step_graph.h"
 #include "runtime/trace/trace.h"
 
 namespace stagehand::runtime::sim {
@@ -67,6 +68,14 @@ struct ChunkCost {
   double activation_bytes = 0;  // held per microbatch from F until W / B
   double parameters = 0;
   double flops = 0;  // F + I + W model FLOPs of one microbatch (for MFU)
+  // Mixture of experts (0 without): the chunk's MoE layers, one dispatch's (or combine's)
+  // all-to-all per layer, F and I each holding a dispatch and a combine per layer; and the
+  // expert MLPs' part of F, I and W (seconds, all the chunk's layers).
+  int moe_layers = 0;
+  double all_to_all = 0;
+  double experts_forward = 0;
+  double experts_backward_input = 0;
+  double experts_backward_weight = 0;
 };
 
 // Costs of one step shape: what the simulator and the report need.
@@ -84,6 +93,13 @@ struct StepCosts {
   // (P) each stage's data-parallel gradient all-reduce per step (0 without data parallelism);
   // the simulator adds the largest to the step, unoverlapped.
   std::vector<double> stage_reduce;
+  // Mixture of experts: every chunk's layers, all MoE (empty without experts, and in a
+  // profile), for the simulator's sub-steps (SimulationOptions::sub_steps). A chunk with no layer of its own
+  // is listed with one dense layer: its actions run whole.
+  SubStepLayout sub_steps;
+  // Ranks of an expert-parallel group (Workload::expert_parallel): above 1, each stage's
+  // all-to-alls run in its actions' start order (SimulationOptions::ordered_communication).
+  int expert_parallel = 1;
 };
 
 // ValidateStepSpec, ValidateGptConfig, then the costs of `spec` for `workload` on `device`.
@@ -150,12 +166,18 @@ class ModelCosts : public ActionCosts {
   void set_step(int step) { step_ = step; }
   double ComputeTime(const Action& action) override;
   double TransferTime(const Transfer& transfer) override;
+  // A whole action: ComputeTime. An MoE layer's dispatch / combine: all_to_all. Its attn and
+  // experts: the action's compute less its all-to-alls, the experts' part and the rest
+  // shared evenly among the chunk's MoE layers (stage factor, straggler and a jitter draw
+  // as ComputeTime); its rest (residual): 0.
+  double SubStepTime(const SubStepOrder& order) override;
   // The jitter-free duration of a compute action.
   double BaseTime(const Action& action) const;
   const StepCosts& costs() const { return costs_; }
 
  private:
   double Draw();
+  double StageFactor(int stage) const;  // stage_factor and the straggler's
 
   StepCosts costs_;
   Variability variability_;

@@ -95,8 +95,10 @@ TEST(CostModelTest, ProfileTakesTheMedianOfEachChunksActions) {
   trace.virtual_time = false;
   StepCosts estimate;
   estimate.chunks.resize(2);
+  estimate.sub_steps[0] = ChunkLayers{0, {true}};  // an MoE estimate: measured actions run whole
   absl::StatusOr<StepCosts> profile = StepCostsFromTrace(trace, spec, estimate);
   ASSERT_THAT(profile.status(), IsOk());
+  EXPECT_TRUE(profile->sub_steps.empty());
   EXPECT_DOUBLE_EQ(profile->chunks[0].forward, 2);
   EXPECT_DOUBLE_EQ(profile->chunks[1].backward_input, 3);  // a fused B split evenly
   EXPECT_DOUBLE_EQ(profile->chunks[1].backward_weight, 3);

@@ -98,6 +98,19 @@ std::vector<double> ExposedTransferPerStage(const SimResult& result, int num_sta
   return exposed;
 }
 
+namespace {
+
+SimulationOptions SimulationOptionsOf(const RunOptions& options, const StepCosts& costs) {
+  SimulationOptions sim;
+  sim.record_timeline = options.record_timeline;
+  sim.compute_lanes = options.compute_lanes;
+  sim.sub_steps = costs.sub_steps;
+  sim.ordered_communication = costs.expert_parallel > 1;
+  return sim;
+}
+
+}  // namespace
+
 absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, const StepSpec& spec,
                                         ModelCosts& costs, const RunOptions& options) {
   if (options.steps < 1) {
@@ -109,9 +122,7 @@ absl::StatusOr<RunReport> SimulateSteps(const PlannerDefinition& definition, con
   report.peak_inflight.assign(spec.num_stages, 0);
   report.peak_activation_bytes.assign(spec.num_stages, 0);
   report.stage_static_bytes = costs.costs().stage_static_bytes;
-  SimulationOptions sim_options;
-  sim_options.record_timeline = options.record_timeline;
-  sim_options.compute_lanes = options.compute_lanes;
+  const SimulationOptions sim_options = SimulationOptionsOf(options, costs.costs());
   for (int step = 0; step < options.steps; ++step) {
     costs.set_step(step);
     ASSIGN_OR_RETURN(SimResult result, SimulateWithCosts(definition, spec, costs, sim_options));

@@ -18,7 +18,8 @@ struct SimulationTraceOptions {
   int64_t transfer_bytes = 0;  // bytes of each transfer, if known
 };
 
-// Compute actions on each stage's compute lane, each transfer as a send on its source and
+// Compute actions on each stage's compute lane (with sub-steps, SimResult::sub_steps: each
+// on its lane, dispatch / combine on the a2a lane), each transfer as a send on its source and
 // a receive on its destination, activation counts after every F / W / B, one step span
 // [0, step_time]; virtual_time is set.
 Trace TraceFromSimulation(const SimResult& result, const StepSpec& spec,
