@@ -149,6 +149,7 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   po.trace = options.trace;
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
+  po.moe_sub_steps = options.moe_sub_steps;
   po.grad_bucket_mb = options.grad_bucket_mb;
   po.reduction_start = options.reduction_start;
   for (const auto& group : out.groups) po.groups.push_back(group.group.get());

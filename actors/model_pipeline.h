@@ -53,6 +53,8 @@ struct ModelPipelineOptions {
   // same d / ep form an expert-parallel group). Each member computes E / ep experts of every
   // MoE layer on the rows of the whole group (models/expert_exchange.h).
   int ep = 1;
+  // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
+  bool moe_sub_steps = false;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its

@@ -47,6 +47,12 @@ class Planner {
   // Which of `ready` (sub-steps that may launch on one idle lane, in their actions' start
   // order; never empty) launches: its index. Default: 0, the oldest action's.
   virtual int PickSubStep(const std::vector<SubStepOrder>& ready) const;
+  // Expert parallelism (StageLoop::OrderCommunication): the action whose dispatches and
+  // combines alternate with those of `first`, which starts before it: the plan's pair, fixed
+  // by the plan alone (never by timing), so that every member of an expert-parallel group
+  // meets the same all-to-all next. It must start while `first` runs (MayOverlap) and never
+  // wait, through other stages, for `first` to finish. Default: none, one action at a time.
+  virtual std::optional<Action> CommunicationPartner(const Action& first) const;
 };
 
 // Time as a planner may read it, in seconds: the steady clock in the actor runtime, virtual
@@ -152,6 +158,10 @@ class OrderedPlanner : public Planner {
   // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the
   // communication lane), else the oldest action's.
   int PickSubStep(const std::vector<SubStepOrder>& ready) const override;
+  // With overlap pairs: for an F, the action the plan starts right after it, if it may
+  // overlap the F alone (1F1B's steady-state pair F k + B j, a warm-up's two forwards). Never
+  // for a B or I first: its partner's input may come through the stages that wait on it.
+  std::optional<Action> CommunicationPartner(const Action& first) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
 
   const std::vector<Action>& order() const { return order_; }

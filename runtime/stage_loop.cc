@@ -118,11 +118,12 @@ absl::Status StageLoop::EnableSubSteps(SubStepLayout layout) {
 absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
   for (SubStepLane lane : {SubStepLane::kCompute, SubStepLane::kCommunication}) {
     std::vector<SubStepOrder> ready = graph_->Ready(lane);
-    if (communication_by_start_ && lane == SubStepLane::kCommunication && !ready.empty()) {
-      const std::optional<Action> first = graph_->FirstWithCommunicationLeft();
+    if (order_communication_ && lane == SubStepLane::kCommunication && !ready.empty()) {
+      const std::optional<Action> turn = CommunicationTurn();
       ready.erase(std::remove_if(ready.begin(), ready.end(),
-                                 [&](const SubStepOrder& o) { return o.step.action != first; }),
+                                 [&](const SubStepOrder& o) { return o.step.action != turn; }),
                   ready.end());
+      if (!ready.empty()) ++communication_group_->next;
     }
     if (ready.empty()) continue;
     const int pick = planner_->PickSubStep(ready);
@@ -134,6 +135,39 @@ absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
     orders->push_back(ready[pick]);
   }
   return absl::OkStatus();
+}
+
+std::optional<Action> StageLoop::CommunicationTurn() {
+  if (communication_group_ && communication_group_->next == communication_group_->turns.size()) {
+    communication_group_.reset();
+  }
+  if (!communication_group_) {
+    // The next group starts with the first action in start order that communicates and is in
+    // no group yet; one that has not started yet has the turn of none that started after it.
+    std::optional<Action> first;
+    for (const Action& a : graph_->Running()) {
+      if (communication_grouped_.count(a) == 0 && graph_->CommunicationCount(a) > 0) {
+        first = a;
+        break;
+      }
+    }
+    if (!first) return std::nullopt;
+    CommunicationGroup group{{*first}, {}, 0};
+    const std::optional<Action> partner = planner_->CommunicationPartner(*first);
+    if (partner && graph_->CommunicationCount(*partner) > 0) group.actions.push_back(*partner);
+    std::vector<int> left;
+    for (const Action& a : group.actions) {
+      communication_grouped_.insert(a);
+      left.push_back(graph_->CommunicationCount(a));
+    }
+    while (std::any_of(left.begin(), left.end(), [](int n) { return n > 0; })) {
+      for (size_t i = 0; i < left.size(); ++i) {
+        if (left[i]-- > 0) group.turns.push_back(static_cast<int>(i));
+      }
+    }
+    communication_group_ = std::move(group);
+  }
+  return communication_group_->actions[communication_group_->turns[communication_group_->next]];
 }
 
 absl::StatusOr<std::vector<SubStepOrder>> StageLoop::NextSubSteps() {

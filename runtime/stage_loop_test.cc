@@ -234,14 +234,27 @@ TEST(StageLoopTest, OverlappedPairsInterleaveSubStepsAcrossLanes) {
   EXPECT_LT(at("s0 F c0 mb1 L1 dispatch (3/6)"), at("s0 B c0 mb0 L1 rest (1/6)"));
 }
 
+// One stage, M = 3, chunk 0 of two MoE layers, 1f1b_overlap's order there: a warm-up pair
+// of forwards, B0 (its gradient is F0's loss), the steady-state pair F2 + B1, then B2.
+std::vector<Action> OverlapOrder() {
+  const auto a = [](ActionKind kind, int mb) { return Action{0, kind, 0, mb}; };
+  return {a(ActionKind::kForward, 0),  a(ActionKind::kForward, 1),  a(ActionKind::kBackward, 0),
+          a(ActionKind::kForward, 2),  a(ActionKind::kBackward, 1), a(ActionKind::kBackward, 2)};
+}
+
 // The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
-// first (`newest_first` false) or newest first: two timings of the same step.
-std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first) {
-  absl::StatusOr<StageLoop> loop = StageLoop::Create(
-      OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB(), /*overlap_pairs=*/true));
+// first (`newest_first` false) or newest first: two timings of the same step. `overlapped`:
+// whether a dispatch / combine of one action was ever in flight beside another action's
+// compute sub-step.
+std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first,
+                                               bool* overlapped = nullptr) {
+  StepSpec spec = OneStageSpec();
+  spec.num_microbatches = 3;
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(spec, 0, std::make_unique<OrderedPlanner>(OverlapOrder(), true));
   EXPECT_THAT(loop, IsOk());
   EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true, true}}}}), IsOk());
-  if (ordered) loop->OrderCommunicationByStart();
+  if (ordered) loop->OrderCommunication();
   std::vector<std::string> launches;
   std::vector<SubStepOrder> in_flight;
   for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
@@ -254,6 +267,10 @@ std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first) 
       }
       in_flight.push_back(order);
     }
+    if (in_flight.size() == 2 && overlapped != nullptr &&
+        in_flight[0].step.action != in_flight[1].step.action) {
+      *overlapped = true;  // two lanes busy: one communicates, the other computes
+    }
     if (in_flight.empty()) break;
     const auto done = newest_first ? in_flight.end() - 1 : in_flight.begin();
     EXPECT_THAT(loop->SubStepFinished(*done), IsOk());
@@ -264,16 +281,38 @@ std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first) 
 }
 
 // Expert parallelism: the members' all-to-alls must meet in one order whatever the timing.
-// Without the ordering an overlapped pair's dispatches and combines interleave as the lanes
-// finish; with it, they follow the actions' start order (the planner's), for any timing.
-TEST(StageLoopTest, OrderedCommunicationFollowsTheActionsStartOrderWhateverTheTiming) {
+// Without the rule an overlapped pair's dispatches and combines go as the lanes finish, so
+// two timings give two orders; with it, the order is the plan's: groups in start order (the
+// pair F0 + F1, B0 alone, the pair F2 + B1, B2 alone), the pair's all-to-alls alternating,
+// the same for both timings, and a pair still overlaps communication with compute.
+TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
   EXPECT_NE(CommunicationLaunches(false, false), CommunicationLaunches(false, true));
-  const std::vector<std::string> ordered = CommunicationLaunches(true, false);
+  bool overlapped = false;
+  const std::vector<std::string> ordered = CommunicationLaunches(true, false, &overlapped);
+  EXPECT_TRUE(overlapped);
   EXPECT_EQ(ordered, CommunicationLaunches(true, true));
-  ASSERT_EQ(ordered.size(), 16u);  // 4 actions x 2 MoE layers x (dispatch, combine)
-  EXPECT_EQ(ordered[0], "s0 F c0 mb0 L0 dispatch (2/10)");
-  EXPECT_EQ(ordered[4], "s0 F c0 mb1 L0 dispatch (2/10)");
+  ASSERT_EQ(ordered.size(), 24u);  // 6 actions x 2 MoE layers x (dispatch, combine)
+  EXPECT_THAT(std::vector<std::string>(ordered.begin(), ordered.begin() + 3),
+              ElementsAre("s0 F c0 mb0 L0 dispatch (2/10)", "s0 F c0 mb1 L0 dispatch (2/10)",
+                          "s0 F c0 mb0 L0 combine (4/10)"));
   EXPECT_EQ(ordered[8], "s0 B c0 mb0 L1 combine (2/10)");
+  EXPECT_THAT(std::vector<std::string>(ordered.begin() + 12, ordered.begin() + 16),
+              ElementsAre("s0 F c0 mb2 L0 dispatch (2/10)", "s0 B c0 mb1 L1 combine (2/10)",
+                          "s0 F c0 mb2 L0 combine (4/10)", "s0 B c0 mb1 L1 dispatch (4/10)"));
+  EXPECT_EQ(ordered[20], "s0 B c0 mb2 L1 combine (2/10)");
+}
+
+// The plan's pairs: an F and the action after it, when that may overlap it alone; never a B
+// first (its partner's input could come through the stages that wait on it), never without
+// overlap pairs. (The stage loop asks only for a group's first action: F1 is F0's partner.)
+TEST(StageLoopTest, CommunicationPartnersAreThePlansForwardFirstPairs) {
+  const std::vector<Action> order = OverlapOrder();
+  const OrderedPlanner pairs(order, /*overlap_pairs=*/true);
+  EXPECT_EQ(pairs.CommunicationPartner(order[0]), order[1]);
+  EXPECT_EQ(pairs.CommunicationPartner(order[2]), std::nullopt);  // B0 first
+  EXPECT_EQ(pairs.CommunicationPartner(order[3]), order[4]);
+  EXPECT_EQ(pairs.CommunicationPartner(order[5]), std::nullopt);
+  EXPECT_EQ(OrderedPlanner(order).CommunicationPartner(order[0]), std::nullopt);
 }
 
 TEST(StageLoopTest, DenseChunksRunWholeInSubStepMode) {

@@ -115,13 +115,14 @@ std::vector<Action> SubStepGraph::Running() const {
   return actions;
 }
 
-std::optional<Action> SubStepGraph::FirstWithCommunicationLeft() const {
-  for (const RunningAction& r : running_) {
-    for (int i = r.next; i < static_cast<int>(r.steps.size()); ++i) {
-      if (OrderOf(r, i).lane() == SubStepLane::kCommunication) return r.action;
-    }
-  }
-  return std::nullopt;
+int SubStepGraph::CommunicationCount(const Action& action) const {
+  const auto it = layout_.find(action.chunk);
+  if (it == layout_.end()) return 0;
+  const absl::StatusOr<std::vector<SubStep>> steps =
+      SplitIntoSubSteps(action, it->second.first_layer, it->second.is_moe);
+  if (!steps.ok()) return 0;
+  return static_cast<int>(std::count_if(steps->begin(), steps->end(),
+                                        [](const SubStep& s) { return IsCommunication(s.part); }));
 }
 
 std::string SubStepGraph::Describe() const {

@@ -75,9 +75,9 @@ class SubStepGraph {
   bool LaneBusy(SubStepLane lane) const { return busy_[static_cast<int>(lane)]; }
   // Actions with sub-steps left, in start order.
   std::vector<Action> Running() const;
-  // The first of them (in start order) with a communication sub-step not yet launched; none
-  // when no running action has one.
-  std::optional<Action> FirstWithCommunicationLeft() const;
+  // How many dispatch / combine sub-steps `action` has (running or not): 0 for an action
+  // run whole, a W, or a chunk the layout lacks.
+  int CommunicationCount(const Action& action) const;
   bool Empty() const { return running_.empty(); }
   // "running s1 F c0 mb3 at L1 dispatch (2/11, on the communication lane)", for reports.
   std::string Describe() const;
