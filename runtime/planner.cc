@@ -159,7 +159,7 @@ int OrderedPlanner::PickSubStep(const std::vector<SubStepOrder>& ready) const {
 }
 
 std::optional<Action> OrderedPlanner::CommunicationPartner(const Action& first) const {
-  if (!overlap_pairs_ || first.kind != ActionKind::kForward) return std::nullopt;
+  if (!overlap_pairs_) return std::nullopt;
   const auto it = std::find(order_.begin(), order_.end(), first);
   if (it == order_.end() || it + 1 == order_.end() || !MayOverlap(*(it + 1), {first})) {
     return std::nullopt;

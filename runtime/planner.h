@@ -48,10 +48,11 @@ class Planner {
   // order; never empty) launches: its index. Default: 0, the oldest action's.
   virtual int PickSubStep(const std::vector<SubStepOrder>& ready) const;
   // Expert parallelism (StageLoop::OrderCommunication): the action whose dispatches and
-  // combines alternate with those of `first`, which starts before it: the plan's pair, fixed
-  // by the plan alone (never by timing), so that every member of an expert-parallel group
-  // meets the same all-to-all next. It must start while `first` runs (MayOverlap) and never
-  // wait, through other stages, for `first` to finish. Default: none, one action at a time.
+  // combines may alternate with those of `first`, which starts before it: the plan's pair,
+  // fixed by the plan alone (never by timing), so that every member of an expert-parallel
+  // group meets the same all-to-all next. It must be able to start while `first` runs alone
+  // (MayOverlap); the stage loop takes it only if its input is made on the stage. Default:
+  // none, one action at a time.
   virtual std::optional<Action> CommunicationPartner(const Action& first) const;
 };
 
@@ -158,9 +159,8 @@ class OrderedPlanner : public Planner {
   // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the
   // communication lane), else the oldest action's.
   int PickSubStep(const std::vector<SubStepOrder>& ready) const override;
-  // With overlap pairs: for an F, the action the plan starts right after it, if it may
-  // overlap the F alone (1F1B's steady-state pair F k + B j, a warm-up's two forwards). Never
-  // for a B or I first: its partner's input may come through the stages that wait on it.
+  // With overlap pairs: the action the plan starts right after `first`, if it may overlap
+  // `first` alone (1F1B's F k + B j, a warm-up's two forwards).
   std::optional<Action> CommunicationPartner(const Action& first) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
 

@@ -59,10 +59,14 @@ class StageLoop {
   // all-to-alls (dispatch and combine sub-steps) in the same order, whatever the timing. From
   // the call on, the communication lane serves them in an order fixed by the plan: groups in
   // the actions' start order (the planner's, the same on every member), a group being an
-  // action and its Planner::CommunicationPartner if it has one (the pair), else the action
-  // alone; within a pair, the two actions' dispatches and combines alternate, the first
-  // action's first. The lane waits for the sub-step whose turn it is, so one microbatch's
-  // dispatch still runs while the other's experts compute.
+  // action and its Planner::CommunicationPartner (the pair) when the partner's input is made
+  // on this stage (an F of the first chunk or after a chunk held here, an I / B of the loss
+  // chunk or before a chunk held here) and, under max_inflight, it is no F; else the action
+  // alone. Within a pair, the dispatches and combines go in the order a layout of the pair's
+  // sub-steps with unit times gives (PairTurns): roughly alternating, each while the other
+  // action computes. The lane waits for the sub-step whose turn it is, so one microbatch's
+  // dispatch still runs while the other's experts compute, and a pair never waits on other
+  // stages for its partner (which would chain the stages' pairs one after another).
   void OrderCommunication() { order_communication_ = true; }
   // The sub-steps to launch now, each on its lane: for each idle lane the ready sub-step the
   // planner picks (Planner::PickSubStep); while the compute lane stays idle, a new action
@@ -110,6 +114,11 @@ class StageLoop {
     std::vector<int> turns;
     std::size_t next = 0;
   };
+  // The group that `first` (running, in no group yet) starts: alone or with its pair.
+  CommunicationGroup FormCommunicationGroup(const Action& first);
+  // The order of the group's dispatches and combines (the index of the action of each) when
+  // its sub-steps are laid out with unit times on the two lanes, by the planner's pick.
+  std::vector<int> PairTurns(const std::vector<Action>& actions) const;
 
   StageState state_;
   std::unique_ptr<Planner> planner_;
@@ -118,7 +127,7 @@ class StageLoop {
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
   std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending
   std::optional<SubStepGraph> graph_;   // sub-step mode; lane_busy_: an action is running
-  bool order_communication_ = false;      // OrderCommunication
+  bool order_communication_ = false;    // OrderCommunication
   std::optional<CommunicationGroup> communication_group_;
   std::set<Action> communication_grouped_;  // actions of this and earlier groups
 };

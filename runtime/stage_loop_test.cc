@@ -238,8 +238,8 @@ TEST(StageLoopTest, OverlappedPairsInterleaveSubStepsAcrossLanes) {
 // of forwards, B0 (its gradient is F0's loss), the steady-state pair F2 + B1, then B2.
 std::vector<Action> OverlapOrder() {
   const auto a = [](ActionKind kind, int mb) { return Action{0, kind, 0, mb}; };
-  return {a(ActionKind::kForward, 0),  a(ActionKind::kForward, 1),  a(ActionKind::kBackward, 0),
-          a(ActionKind::kForward, 2),  a(ActionKind::kBackward, 1), a(ActionKind::kBackward, 2)};
+  return {a(ActionKind::kForward, 0), a(ActionKind::kForward, 1),  a(ActionKind::kBackward, 0),
+          a(ActionKind::kForward, 2), a(ActionKind::kBackward, 1), a(ActionKind::kBackward, 2)};
 }
 
 // The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
@@ -283,8 +283,9 @@ std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first,
 // Expert parallelism: the members' all-to-alls must meet in one order whatever the timing.
 // Without the rule an overlapped pair's dispatches and combines go as the lanes finish, so
 // two timings give two orders; with it, the order is the plan's: groups in start order (the
-// pair F0 + F1, B0 alone, the pair F2 + B1, B2 alone), the pair's all-to-alls alternating,
-// the same for both timings, and a pair still overlaps communication with compute.
+// pair F0 + F1, the pair B0 + F2, then B1 and B2 alone: two B's never overlap), the pair's
+// all-to-alls alternating, the same for both timings, and a pair still overlaps communication
+// with compute.
 TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
   EXPECT_NE(CommunicationLaunches(false, false), CommunicationLaunches(false, true));
   bool overlapped = false;
@@ -295,23 +296,87 @@ TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
   EXPECT_THAT(std::vector<std::string>(ordered.begin(), ordered.begin() + 3),
               ElementsAre("s0 F c0 mb0 L0 dispatch (2/10)", "s0 F c0 mb1 L0 dispatch (2/10)",
                           "s0 F c0 mb0 L0 combine (4/10)"));
-  EXPECT_EQ(ordered[8], "s0 B c0 mb0 L1 combine (2/10)");
+  EXPECT_THAT(std::vector<std::string>(ordered.begin() + 8, ordered.begin() + 12),
+              ElementsAre("s0 B c0 mb0 L1 combine (2/10)", "s0 F c0 mb2 L0 dispatch (2/10)",
+                          "s0 B c0 mb0 L1 dispatch (4/10)", "s0 F c0 mb2 L0 combine (4/10)"));
+  // Then B0's L0 combine and dispatch back to back (its experts between them), while F2
+  // computes its rest and attn of L1: the pair laid out with unit times, not a strict
+  // alternation.
   EXPECT_THAT(std::vector<std::string>(ordered.begin() + 12, ordered.begin() + 16),
-              ElementsAre("s0 F c0 mb2 L0 dispatch (2/10)", "s0 B c0 mb1 L1 combine (2/10)",
-                          "s0 F c0 mb2 L0 combine (4/10)", "s0 B c0 mb1 L1 dispatch (4/10)"));
+              ElementsAre("s0 B c0 mb0 L0 combine (7/10)", "s0 B c0 mb0 L0 dispatch (9/10)",
+                          "s0 F c0 mb2 L1 dispatch (7/10)", "s0 F c0 mb2 L1 combine (9/10)"));
+  EXPECT_EQ(ordered[16], "s0 B c0 mb1 L1 combine (2/10)");
   EXPECT_EQ(ordered[20], "s0 B c0 mb2 L1 combine (2/10)");
 }
 
-// The plan's pairs: an F and the action after it, when that may overlap it alone; never a B
-// first (its partner's input could come through the stages that wait on it), never without
-// overlap pairs. (The stage loop asks only for a group's first action: F1 is F0's partner.)
-TEST(StageLoopTest, CommunicationPartnersAreThePlansForwardFirstPairs) {
+// A pair only where the partner's input is made on the stage, so that the first action's
+// turns never wait on other stages: on stage 0 of two (chunk 1 on stage 1), B0's gradient
+// comes from stage 1, so F2 goes alone; B0 pairs with F3 (data). Under a memory limit an F
+// partner could need the first to free an activation: B0 then goes alone too.
+std::vector<std::string> StageZeroOfTwoLaunches(int max_inflight) {
+  StepSpec spec;
+  spec.num_stages = 2;
+  spec.num_microbatches = 4;
+  spec.num_chunks = 2;
+  spec.chunk_to_stage = {0, 1};
+  spec.max_inflight = max_inflight;
+  const auto a = [](ActionKind kind, int mb) { return Action{0, kind, 0, mb}; };
+  const ActionKind F = ActionKind::kForward, B = ActionKind::kBackward;
+  absl::StatusOr<StageLoop> loop = StageLoop::Create(
+      spec, 0,
+      std::make_unique<OrderedPlanner>(std::vector<Action>{a(F, 0), a(F, 1), a(F, 2), a(B, 0),
+                                                           a(F, 3), a(B, 1), a(B, 2), a(B, 3)},
+                                       true));
+  EXPECT_THAT(loop, IsOk());
+  EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true}}}}), IsOk());
+  loop->OrderCommunication();
+  std::vector<std::string> launches;
+  std::vector<SubStepOrder> in_flight;
+  int gradients = 0;  // from stage 1, in microbatch order, each once stage 0 is blocked
+  for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
+    absl::StatusOr<std::vector<SubStepOrder>> next = loop->NextSubSteps();
+    EXPECT_THAT(next, IsOk());
+    if (!next.ok()) break;
+    for (const SubStepOrder& order : *next) {
+      if (order.lane() == SubStepLane::kCommunication) {
+        launches.push_back(SubStepToString(order.step));
+      }
+      in_flight.push_back(order);
+    }
+    if (in_flight.empty()) {
+      EXPECT_THAT(loop->InputArrived({ActionKind::kSendBackward, 1, 0, 0, gradients++}), IsOk());
+      continue;
+    }
+    EXPECT_THAT(loop->SubStepFinished(in_flight.front()), IsOk());
+    in_flight.erase(in_flight.begin());
+  }
+  EXPECT_TRUE(loop->Done());
+  return launches;
+}
+
+TEST(StageLoopTest, APairsPartnerNeverWaitsForAnotherStage) {
+  const std::vector<std::string> pairs = StageZeroOfTwoLaunches(0);
+  ASSERT_EQ(pairs.size(), 16u);
+  EXPECT_THAT(
+      std::vector<std::string>(pairs.begin() + 4, pairs.begin() + 10),
+      ElementsAre("s0 F c0 mb2 L0 dispatch", "s0 F c0 mb2 L0 combine", "s0 B c0 mb0 L0 combine",
+                  "s0 F c0 mb3 L0 dispatch", "s0 B c0 mb0 L0 dispatch", "s0 F c0 mb3 L0 combine"));
+  const std::vector<std::string> limited = StageZeroOfTwoLaunches(3);
+  ASSERT_EQ(limited.size(), 16u);
+  EXPECT_THAT(std::vector<std::string>(limited.begin() + 6, limited.begin() + 10),
+              ElementsAre("s0 B c0 mb0 L0 combine", "s0 B c0 mb0 L0 dispatch",
+                          "s0 F c0 mb3 L0 dispatch", "s0 F c0 mb3 L0 combine"));
+}
+
+// The plan's pairs: the action after `first` when it may overlap `first` alone; none
+// without overlap pairs, and none for two B's.
+TEST(StageLoopTest, CommunicationPartnersAreThePlansNextActionThatMayOverlap) {
   const std::vector<Action> order = OverlapOrder();
   const OrderedPlanner pairs(order, /*overlap_pairs=*/true);
   EXPECT_EQ(pairs.CommunicationPartner(order[0]), order[1]);
-  EXPECT_EQ(pairs.CommunicationPartner(order[2]), std::nullopt);  // B0 first
-  EXPECT_EQ(pairs.CommunicationPartner(order[3]), order[4]);
-  EXPECT_EQ(pairs.CommunicationPartner(order[5]), std::nullopt);
+  EXPECT_EQ(pairs.CommunicationPartner(order[2]), order[3]);
+  EXPECT_EQ(pairs.CommunicationPartner(order[4]), std::nullopt);  // B1, then B2
+  EXPECT_EQ(pairs.CommunicationPartner(order[5]), std::nullopt);  // the last
   EXPECT_EQ(OrderedPlanner(order).CommunicationPartner(order[0]), std::nullopt);
 }
 

@@ -115,14 +115,30 @@ std::vector<Action> SubStepGraph::Running() const {
   return actions;
 }
 
-int SubStepGraph::CommunicationCount(const Action& action) const {
+std::vector<SubStepOrder> SubStepGraph::OrdersOf(const Action& action) const {
+  std::vector<SubStepOrder> orders;
   const auto it = layout_.find(action.chunk);
-  if (it == layout_.end()) return 0;
+  if (it == layout_.end() || !IsCompute(action.kind)) return orders;
+  const std::vector<bool>& is_moe = it->second.is_moe;
+  if (std::find(is_moe.begin(), is_moe.end(), true) == is_moe.end()) {
+    orders.push_back(SubStepOrder{SubStep{action, 0, SubStepKind::kRest}, 0, 1, true});
+    return orders;
+  }
   const absl::StatusOr<std::vector<SubStep>> steps =
-      SplitIntoSubSteps(action, it->second.first_layer, it->second.is_moe);
-  if (!steps.ok()) return 0;
-  return static_cast<int>(std::count_if(steps->begin(), steps->end(),
-                                        [](const SubStep& s) { return IsCommunication(s.part); }));
+      SplitIntoSubSteps(action, it->second.first_layer, is_moe);
+  if (!steps.ok()) return orders;
+  for (size_t i = 0; i < steps->size(); ++i) {
+    orders.push_back(
+        SubStepOrder{(*steps)[i], static_cast<int>(i), static_cast<int>(steps->size()), false});
+  }
+  return orders;
+}
+
+int SubStepGraph::CommunicationCount(const Action& action) const {
+  const std::vector<SubStepOrder> orders = OrdersOf(action);
+  return static_cast<int>(std::count_if(orders.begin(), orders.end(), [](const SubStepOrder& o) {
+    return o.lane() == SubStepLane::kCommunication;
+  }));
 }
 
 std::string SubStepGraph::Describe() const {

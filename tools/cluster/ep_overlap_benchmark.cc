@@ -12,10 +12,12 @@
 //                        [--keep=DIR]
 // --repeats runs the pair R times alternating (medians over them); --latency_us skips the
 // probe; --keep writes the traces and logs to DIR.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -128,8 +130,8 @@ absl::StatusOr<runtime::trace::AllToAllOverlap> RunCluster(const Context& c,
   if (sub_steps) argv.push_back("--moe_sub_steps");
   if (latency_us > 0) argv.push_back(absl::StrCat("--link_latency_us=", latency_us));
   if (const int code = RunTo(argv, log); code != 0) {
-    return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " exited with ", code,
-                                            "; its output is in ", log));
+    return absl::InternalError(
+        absl::StrCat(absl::StrJoin(argv, " "), " exited with ", code, "; its output is in ", log));
   }
   ASSIGN_OR_RETURN(runtime::trace::Trace t, runtime::trace::ReadChromeJsonFile(trace));
   return runtime::trace::MeasureAllToAllOverlap(runtime::trace::WithoutFirstSteps(t, 1));
@@ -185,6 +187,10 @@ bool Prepare(int argc, char** argv, Context* c) {
     char tmpl[] = "/tmp/ep_overlap_XXXXXX";
     if (mkdtemp(tmpl) == nullptr) return false;
     c->dir = tmpl;
+  }
+  if (mkdir(c->dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    std::fprintf(stderr, "--keep=%s: cannot create it\n", c->dir.c_str());
+    return false;
   }
   c->model = c->dir + "/model.json";
   std::ofstream(c->model) << kModel;
