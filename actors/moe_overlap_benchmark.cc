@@ -223,8 +223,8 @@ int Main(int argc, char** argv) {
       return 1;
     }
     step_ms[k] = r->step_ms;
-    std::printf("  %-24s %10.1f %14.1f %9.0f%% %12.0f\n", entries[k].name, r->step_ms, r->a2a_ms_per_step,
-                100.0 * r->hidden_fraction, r->experts_us);
+    std::printf("  %-24s %10.1f %14.1f %9.0f%% %12.0f\n", entries[k].name, r->step_ms,
+                r->a2a_ms_per_step, 100.0 * r->hidden_fraction, r->experts_us);
     tables += std::string("  ") + entries[k].name + ":\n" + r->table;
   }
   std::printf(

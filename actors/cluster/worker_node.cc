@@ -575,7 +575,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                       node.specs};
     si.reduce_lane = reduce_lane;
     si.grad_bucket_mb = o.grad_bucket_mb;
-    if (RunsSubSteps(*o.planner, *node.works.back(), o.moe_sub_steps)) {  // as one process (actors/pipeline.cc)
+    // MoE sub-steps as in one process (actors/pipeline.cc).
+    if (RunsSubSteps(*o.planner, *node.works.back(), o.moe_sub_steps)) {
       node.sub_step_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
       si.sub_steps = node.works.back()->SubStepLayoutOf();
       si.sub_step_lane = node.sub_step_lanes.back().get();
