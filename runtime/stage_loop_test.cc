@@ -3,6 +3,7 @@
 #include "runtime/stage_loop.h"
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -242,6 +243,42 @@ std::vector<Action> OverlapOrder() {
           a(ActionKind::kForward, 2), a(ActionKind::kBackward, 1), a(ActionKind::kBackward, 2)};
 }
 
+// Drives `loop` in sub-step mode to the end, finishing in-flight sub-steps oldest first (or
+// newest first); while nothing is in flight, `blocked` (if set) delivers an input. Returns
+// the communication sub-steps in launch order (SubStepToString, or with `counts` their
+// SubStepOrderToString); `overlapped`, if set: sub-steps of two actions were in flight at once.
+std::vector<std::string> CommunicationOrder(StageLoop& loop, bool newest_first, bool counts,
+                                            const std::function<void()>& blocked,
+                                            bool* overlapped) {
+  std::vector<std::string> launches;
+  std::vector<SubStepOrder> in_flight;
+  for (int guard = 0; guard < 1000 && !loop.Done(); ++guard) {
+    absl::StatusOr<std::vector<SubStepOrder>> next = loop.NextSubSteps();
+    EXPECT_THAT(next, IsOk());
+    if (!next.ok()) break;
+    for (const SubStepOrder& order : *next) {
+      if (order.lane() == SubStepLane::kCommunication) {
+        launches.push_back(counts ? SubStepOrderToString(order) : SubStepToString(order.step));
+      }
+      in_flight.push_back(order);
+    }
+    if (in_flight.size() == 2 && overlapped != nullptr &&
+        in_flight[0].step.action != in_flight[1].step.action) {
+      *overlapped = true;  // two lanes busy: one communicates, the other computes
+    }
+    if (in_flight.empty()) {
+      if (!blocked) break;
+      blocked();
+      continue;
+    }
+    const auto done = newest_first ? in_flight.end() - 1 : in_flight.begin();
+    EXPECT_THAT(loop.SubStepFinished(*done), IsOk());
+    in_flight.erase(done);
+  }
+  EXPECT_TRUE(loop.Done());
+  return launches;
+}
+
 // The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
 // first (`newest_first` false) or newest first: two timings of the same step. `overlapped`:
 // whether a dispatch / combine of one action was ever in flight beside another action's
@@ -255,37 +292,15 @@ std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first,
   EXPECT_THAT(loop, IsOk());
   EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true, true}}}}), IsOk());
   if (ordered) loop->OrderCommunication();
-  std::vector<std::string> launches;
-  std::vector<SubStepOrder> in_flight;
-  for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
-    absl::StatusOr<std::vector<SubStepOrder>> next = loop->NextSubSteps();
-    EXPECT_THAT(next, IsOk());
-    if (!next.ok()) break;
-    for (const SubStepOrder& order : *next) {
-      if (order.lane() == SubStepLane::kCommunication) {
-        launches.push_back(SubStepOrderToString(order));
-      }
-      in_flight.push_back(order);
-    }
-    if (in_flight.size() == 2 && overlapped != nullptr &&
-        in_flight[0].step.action != in_flight[1].step.action) {
-      *overlapped = true;  // two lanes busy: one communicates, the other computes
-    }
-    if (in_flight.empty()) break;
-    const auto done = newest_first ? in_flight.end() - 1 : in_flight.begin();
-    EXPECT_THAT(loop->SubStepFinished(*done), IsOk());
-    in_flight.erase(done);
-  }
-  EXPECT_TRUE(loop->Done());
-  return launches;
+  return CommunicationOrder(*loop, newest_first, /*counts=*/true, nullptr, overlapped);
 }
 
 // Expert parallelism: the members' all-to-alls must meet in one order whatever the timing.
 // Without the rule an overlapped pair's dispatches and combines go as the lanes finish, so
 // two timings give two orders; with it, the order is the plan's: groups in start order (the
-// pair F0 + F1, the pair B0 + F2, then B1 and B2 alone: two B's never overlap), the pair's
-// all-to-alls alternating, the same for both timings, and a pair still overlaps communication
-// with compute.
+// pair F0 + F1, the pair B0 + F2, then B1 and B2 alone: two B's never overlap), a pair's
+// all-to-alls in their unit-time layout's order, the same for both timings, and a pair still
+// overlaps communication with compute.
 TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
   EXPECT_NE(CommunicationLaunches(false, false), CommunicationLaunches(false, true));
   bool overlapped = false;
@@ -314,9 +329,7 @@ TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
 // comes from stage 1, so F2 goes alone; B0 pairs with F3 (data). Under a memory limit an F
 // partner could need the first to free an activation: B0 then goes alone too.
 std::vector<std::string> StageZeroOfTwoLaunches(int max_inflight) {
-  StepSpec spec;
-  spec.num_stages = 2;
-  spec.num_microbatches = 4;
+  StepSpec spec = VSpec(4);  // two stages; here one chunk each
   spec.num_chunks = 2;
   spec.chunk_to_stage = {0, 1};
   spec.max_inflight = max_inflight;
@@ -330,28 +343,13 @@ std::vector<std::string> StageZeroOfTwoLaunches(int max_inflight) {
   EXPECT_THAT(loop, IsOk());
   EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true}}}}), IsOk());
   loop->OrderCommunication();
-  std::vector<std::string> launches;
-  std::vector<SubStepOrder> in_flight;
   int gradients = 0;  // from stage 1, in microbatch order, each once stage 0 is blocked
-  for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
-    absl::StatusOr<std::vector<SubStepOrder>> next = loop->NextSubSteps();
-    EXPECT_THAT(next, IsOk());
-    if (!next.ok()) break;
-    for (const SubStepOrder& order : *next) {
-      if (order.lane() == SubStepLane::kCommunication) {
-        launches.push_back(SubStepToString(order.step));
-      }
-      in_flight.push_back(order);
-    }
-    if (in_flight.empty()) {
-      EXPECT_THAT(loop->InputArrived({ActionKind::kSendBackward, 1, 0, 0, gradients++}), IsOk());
-      continue;
-    }
-    EXPECT_THAT(loop->SubStepFinished(in_flight.front()), IsOk());
-    in_flight.erase(in_flight.begin());
-  }
-  EXPECT_TRUE(loop->Done());
-  return launches;
+  return CommunicationOrder(
+      *loop, /*newest_first=*/false, /*counts=*/false,
+      [&] {
+        EXPECT_THAT(loop->InputArrived({ActionKind::kSendBackward, 1, 0, 0, gradients++}), IsOk());
+      },
+      nullptr);
 }
 
 TEST(StageLoopTest, APairsPartnerNeverWaitsForAnotherStage) {
