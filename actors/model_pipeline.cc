@@ -98,6 +98,27 @@ absl::Status ConnectExpertGroups(const ModelPipelineOptions& options, const runt
   return absl::OkStatus();
 }
 
+// What every model pipeline shares: the plan, links, checks, trace, and under a batch-size
+// ramp-up each step's spec (whose full step must be `spec`).
+absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& options,
+                                                  const runtime::StepSpec& spec) {
+  if (options.specs != nullptr && options.specs->full().num_microbatches != spec.num_microbatches) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ramp-up's full step has ", options.specs->full().num_microbatches,
+                     " microbatches, the plan ", spec.num_microbatches));
+  }
+  PipelineOptions po;
+  po.planner = options.planner;
+  po.spec = spec;
+  po.specs = options.specs;
+  po.link = options.link;
+  po.grad_clip = options.optimizer.grad_clip;
+  po.rerun = options.rerun;
+  po.deterministic = options.deterministic;
+  po.trace = options.trace;
+  return po;
+}
+
 // --dp > 1: D replicas' chunks and stage works (replica-major), one collective group per
 // stage, and the pipeline that runs them as actors.
 absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptions& options,
@@ -139,14 +160,7 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
     }
     RETURN_IF_ERROR(ConnectExpertGroups(options, spec, replicas, out));
   }
-  PipelineOptions po;
-  po.planner = options.planner;
-  po.spec = spec;
-  po.link = options.link;
-  po.grad_clip = options.optimizer.grad_clip;
-  po.rerun = options.rerun;
-  po.deterministic = options.deterministic;
-  po.trace = options.trace;
+  ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, spec));
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
   po.moe_sub_steps = options.moe_sub_steps;
@@ -263,21 +277,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
                                                               options.slow_stage.factor);
     }
   }
-  PipelineOptions po;
-  po.planner = options.planner;
-  po.spec = *spec;
-  po.link = options.link;
-  po.grad_clip = options.optimizer.grad_clip;
-  po.rerun = options.rerun;
-  po.deterministic = options.deterministic;
-  po.trace = options.trace;
-  po.specs = options.specs;
-  if (options.specs != nullptr &&
-      options.specs->full().num_microbatches != spec->num_microbatches) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the ramp-up's full step has ", options.specs->full().num_microbatches,
-                     " microbatches, the plan ", spec->num_microbatches));
-  }
+  ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, *spec));
   if (options.trace != nullptr) {
     std::vector<int64_t> activation_bytes;
     for (runtime::Chunk* chunk : chunks) {

@@ -222,10 +222,11 @@ absl::Status ValidateRampupPlans(const LaunchConfig& c, const runtime::PlannerDe
   }
   std::printf(
       "batch ramp-up: %lld to %lld sequences over %lld samples; plans validated for %s "
-      "microbatches\n",
+      "microbatches%s\n",
       static_cast<long long>(c.rampup->start),
-      static_cast<long long>(int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size),
-      static_cast<long long>(c.rampup->samples), absl::StrJoin(ms, ", ").c_str());
+      static_cast<long long>(calc.GlobalBatch(c.rampup->samples + 1)),
+      static_cast<long long>(c.rampup->samples), absl::StrJoin(ms, ", ").c_str(),
+      c.dp > 1 ? " per replica" : "");
   return absl::OkStatus();
 }
 
@@ -527,7 +528,7 @@ struct Throughput {
 // Runs step `step` and counts its time and tokens (its M: a ramp-up's, or the full one).
 absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s, int64_t step,
                                               int64_t first_step, Throughput& t) {
-  const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size);
+  const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size, c.dp);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
   t.step_tokens = double(c.chunk.micro_batch_size) * c.chunk.seq_len *

@@ -311,8 +311,8 @@ std::vector<std::string> TrainFlagArgs() {
 
 absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c) {
   return runtime::MicrobatchCalculator::Create(
-      int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size, c.chunk.micro_batch_size,
-      /*data_parallel=*/1, c.rampup);
+      int64_t{c.chunk.num_microbatches} * c.chunk.micro_batch_size * c.dp, c.chunk.micro_batch_size,
+      c.dp, c.rampup);
 }
 
 absl::Status ValidateTrainConfig(const TrainConfig& c) {
@@ -346,10 +346,6 @@ absl::Status ValidateTrainConfig(const TrainConfig& c) {
                      kMaxMicrobatches, " microbatches a step"));
   }
   if (c.rampup.has_value()) RETURN_IF_ERROR(MicrobatchCalculatorOf(c).status());
-  if (c.rampup.has_value() && c.dp > 1) {
-    return absl::UnimplementedError(
-        "--rampup_batch_size with --dp > 1 is not supported yet: drop one of them");
-  }
   return absl::OkStatus();
 }
 

@@ -239,8 +239,8 @@ void RunStep(Self* self, int64_t step) {
   st.step = step;
   st.running = true;
   if (st.options.specs) {
-    const std::string ramp =
-        st.options.specs->RampLine(step, st.loop->first_step(), st.options.micro_batch_size);
+    const std::string ramp = st.options.specs->RampLine(step, st.loop->first_step(),
+                                                        st.options.micro_batch_size, st.options.dp);
     if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
   }
   self->delayed_send(

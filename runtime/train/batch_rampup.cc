@@ -41,16 +41,16 @@ absl::StatusOr<MicrobatchCalculator> MicrobatchCalculator::Create(
   const int64_t diff = global_batch - rampup->start;
   if (diff < 0 || diff % rampup->increment != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--rampup_batch_size: the full global batch (--microbatches x --micro_batch_size = ",
-        global_batch, ") minus START (", rampup->start,
+        "--rampup_batch_size: the full global batch (--microbatches x --micro_batch_size",
+        data_parallel > 1 ? " x --dp" : "", " = ", global_batch, ") minus START (", rampup->start,
         ") must be a non-negative multiple of INCREMENT (", rampup->increment, ")"));
   }
   for (int64_t batch = rampup->start; batch <= global_batch; batch += rampup->increment) {
     if (batch % c.per_microbatch_ != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--rampup_batch_size: the global batch ", batch,
-                       " on the way is not a multiple of --micro_batch_size (", c.per_microbatch_,
-                       "): it cannot be cut into microbatches"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--rampup_batch_size: the global batch ", batch,
+          " on the way is not a multiple of --micro_batch_size", data_parallel > 1 ? " x --dp" : "",
+          " (", c.per_microbatch_, "): it cannot be cut into microbatches"));
     }
   }
   if (diff == 0) return c;  // START is the full batch: constant

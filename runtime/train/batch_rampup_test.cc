@@ -60,7 +60,9 @@ TEST(MicrobatchCalculatorTest, MegatronRampUpConsumedSamples) {
 TEST(MicrobatchCalculatorTest, MegatronInconsistentBatchIsRefusedUpFront) {
   // [16, 8, 96], 32, 8, 2: Megatron asserts at update(49, True) (24 % 16); we refuse at once.
   EXPECT_THAT(MicrobatchCalculator::Create(32, 8, 2, BatchRampup{16, 8, 96}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("global batch 24")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("global batch 24 on the way is not a multiple of "
+                                 "--micro_batch_size x --dp (16)")));
   EXPECT_THAT(MicrobatchCalculator::Create(32, 8, 1, BatchRampup{40, 8, 96}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("minus START (40)")));
   EXPECT_THAT(MicrobatchCalculator::Create(32, 8, 1, BatchRampup{12, 8, 96}),

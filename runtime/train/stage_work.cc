@@ -63,7 +63,7 @@ absl::Status ModelStageWork::BeginForward(Chunk* c, int chunk, int mb, const Pay
   const int64_t N = int64_t{o.micro_batch_size} * o.seq_len, C = c->config().d_model;
   MicrobatchData data(o);
   const auto sample_start = std::chrono::steady_clock::now();
-  data.Draw(*sampler_, step_, place_.replica * num_microbatches_ + mb);
+  data.Draw(*sampler_, step_, GlobalMicrobatch(mb));
   data_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   if (faults_.slow_forward_ms > 0) {  // the test fault: a slow device
@@ -89,7 +89,7 @@ absl::Status ModelStageWork::EndForward(Chunk* c, int chunk, int mb, Payload* ou
     output->assign(out, out + n);
     // nan_microbatch is the step's global microbatch (replica d holds d x M .. d x M + M - 1).
     if (faults_.nan_at_step > 0 && step_ == faults_.nan_at_step && chunk == 0 &&
-        place_.replica * num_microbatches_ + mb == faults_.nan_microbatch) {
+        GlobalMicrobatch(mb) == faults_.nan_microbatch) {
       (*output)[0] = std::nanf("");  // the test fault: a poisoned batch, in every run
     }
   }

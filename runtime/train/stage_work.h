@@ -197,6 +197,11 @@ class ModelStageWork : public StageWork {
   int num_chunks_;
   const WindowSampler* sampler_;
   int num_microbatches_;
+  // The step's index of this replica's microbatch `mb`: replica d holds d x M .. d x M + M - 1,
+  // M this step's (a batch-size ramp-up changes it step by step).
+  int GlobalMicrobatch(int mb) const {
+    return place_.replica * (step_microbatches_ > 0 ? step_microbatches_ : num_microbatches_) + mb;
+  }
   OptimizerConfig optimizer_;
   std::map<int, OptimizerState> states_;        // without OptimizerConfig::states (full)
   std::map<int, OptimizerState> shard_states_;  // ZeRO-1: the owned elements' moments

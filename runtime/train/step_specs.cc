@@ -65,12 +65,14 @@ std::vector<int> StepSpecs::DistinctMicrobatches() const {
   return out;
 }
 
-std::string StepSpecs::RampLine(int64_t step, int64_t first_step, int micro_batch_size) const {
+std::string StepSpecs::RampLine(int64_t step, int64_t first_step, int micro_batch_size,
+                                int data_parallel) const {
   if (!ramping()) return "";
   const int m = ForStep(step).num_microbatches;
   if (step != first_step && m == ForStep(step - 1).num_microbatches) return "";
-  return absl::StrCat("batch ramp-up: step ", step, " global batch ", int64_t{m} * micro_batch_size,
-                      " sequences (", m, " microbatches)");
+  return absl::StrCat("batch ramp-up: step ", step, " global batch ",
+                      int64_t{m} * micro_batch_size * data_parallel, " sequences (", m,
+                      " microbatches", data_parallel > 1 ? " per replica" : "", ")");
 }
 
 }  // namespace stagehand::runtime

@@ -38,8 +38,10 @@ class StepSpecs {
   bool ramping() const { return by_m_.size() > 1; }
   // Under a ramp-up, the line to print before step `step` when its M differs from the
   // previous step's or it is the run's `first_step`: "batch ramp-up: step 5 global batch 16
-  // sequences (4 microbatches)". Empty otherwise.
-  std::string RampLine(int64_t step, int64_t first_step, int micro_batch_size) const;
+  // sequences (4 microbatches)"; with `data_parallel` replicas the global batch counts them all
+  // and M is per replica. Empty otherwise.
+  std::string RampLine(int64_t step, int64_t first_step, int micro_batch_size,
+                       int data_parallel = 1) const;
 
  private:
   std::map<int, StepSpec> by_m_;

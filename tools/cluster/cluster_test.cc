@@ -278,8 +278,8 @@ void OneProcess(const Config& c, std::vector<double>* losses,
   o.optimizer.grad_clip = 1.0;
   o.optimizer.schedule = runtime::LearningRateSchedule{0, c.steps, 0.1};
   if (c.rampup.has_value()) {  // each step's M, and the data position after the steps before
-    auto ramp = runtime::MicrobatchCalculator::Create(int64_t{c.microbatches} * c.micro_batch_size,
-                                                      c.micro_batch_size, 1, c.rampup);
+    auto ramp = runtime::MicrobatchCalculator::Create(
+        int64_t{c.microbatches} * c.micro_batch_size * c.dp, c.micro_batch_size, c.dp, c.rampup);
     ASSERT_TRUE(ramp.ok()) << ramp.status();
     auto specs = runtime::StepSpecs::Create(*o.planner, o.planner_options, *ramp);
     ASSERT_TRUE(specs.ok()) << specs.status();
@@ -1154,6 +1154,49 @@ TEST(Cluster, DataParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
   for (int step = 1; step <= c.steps; ++step) {
     for (int stage = 0; stage < c.stages; ++stage) {
       EXPECT_GE((reductions[{step, stage}]), 1) << "step " << step << " stage " << stage;
+    }
+  }
+}
+
+// --rampup_batch_size under --dp=2 on 4 workers: the global batch (both replicas' sequences)
+// ramps 4, 8, then 16, so each replica runs 1, 2, then 4 microbatches, bitwise as the
+// one-process --dp=2 run; and that run is within 1e-5 of the sequential one (--dp=1, the same
+// ramp in 2, 4, then 8 microbatches: the same sequences, another summation order).
+TEST(Cluster, BatchRampupUnderDataParallelOnFourWorkersIsBitwiseTheOneProcessRun) {
+  Config c;
+  c.stages = 2;
+  c.dp = 2;
+  c.microbatches = 4;
+  c.steps = 3;
+  c.rampup = runtime::BatchRampup{4, 4, 8};
+  const std::string out =
+      ExpectDataParallelSameAsOneProcess(c, TempDir() + "/dp_ramp.safetensors", {});
+  for (const char* line :
+       {"batch ramp-up: step 1 global batch 4 sequences (1 microbatches per replica)",
+        "batch ramp-up: step 2 global batch 8 sequences (2 microbatches per replica)",
+        "batch ramp-up: step 3 global batch 16 sequences (4 microbatches per replica)"}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+  std::vector<double> replicated, sequential;
+  std::vector<runtime::NamedTensor> replicated_params, sequential_params;
+  OneProcess(c, &replicated, &replicated_params);
+  Config seq = c;
+  seq.dp = 1;
+  seq.microbatches = c.microbatches * c.dp;
+  OneProcess(seq, &sequential, &sequential_params);
+  ASSERT_EQ(replicated.size(), sequential.size());
+  for (size_t i = 0; i < sequential.size(); ++i) {
+    EXPECT_NEAR(replicated[i], sequential[i], 1e-5 * std::abs(sequential[i])) << "step " << i + 1;
+  }
+  ASSERT_EQ(replicated_params.size(), sequential_params.size());
+  for (size_t k = 0; k < sequential_params.size(); ++k) {
+    const std::vector<float>& a = replicated_params[k].data;
+    const std::vector<float>& b = sequential_params[k].data;
+    ASSERT_EQ(a.size(), b.size()) << sequential_params[k].name;
+    float scale = 0;
+    for (float v : b) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < b.size(); ++i) {
+      ASSERT_NEAR(a[i], b[i], 1e-5 * scale) << sequential_params[k].name << "[" << i << "]";
     }
   }
 }
