@@ -116,6 +116,7 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   po.rerun = options.rerun;
   po.deterministic = options.deterministic;
   po.trace = options.trace;
+  po.moe_sub_steps = options.moe_sub_steps;
   return po;
 }
 
@@ -163,7 +164,6 @@ absl::StatusOr<ModelPipeline> BuildDataParallelPipeline(const ModelPipelineOptio
   ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, spec));
   po.replicas = options.dp;
   po.ordered_communication = options.ep > 1;
-  po.moe_sub_steps = options.moe_sub_steps;
   po.grad_bucket_mb = options.grad_bucket_mb;
   po.reduction_start = options.reduction_start;
   for (const auto& group : out.groups) po.groups.push_back(group.group.get());
