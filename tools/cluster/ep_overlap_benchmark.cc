@@ -105,6 +105,20 @@ struct Context {
   Flags flags;
 };
 
+// Rank 0's last "step N loss X grad_norm G bits B" line of a run's log ("" if none): the two
+// planners' must agree bit for bit.
+std::string LastLoss(const std::string& log) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "[rank 0] step ") && absl::StrContains(line, " loss ") &&
+        absl::StrContains(line, " bits ") && !absl::StrContains(line, "held-out")) {
+      last = line.substr(9);
+    }
+  }
+  return last;
+}
+
 // One traced 4-process run: the trace summary's all-to-all figures, the warm-up step out.
 absl::StatusOr<runtime::trace::AllToAllOverlap> RunCluster(const Context& c,
                                                            const std::string& planner,
@@ -134,7 +148,10 @@ absl::StatusOr<runtime::trace::AllToAllOverlap> RunCluster(const Context& c,
         absl::StrCat(absl::StrJoin(argv, " "), " exited with ", code, "; its output is in ", log));
   }
   ASSIGN_OR_RETURN(runtime::trace::Trace t, runtime::trace::ReadChromeJsonFile(trace));
-  return runtime::trace::MeasureAllToAllOverlap(runtime::trace::WithoutFirstSteps(t, 1));
+  ASSIGN_OR_RETURN(runtime::trace::AllToAllOverlap out,
+                   runtime::trace::MeasureAllToAllOverlap(runtime::trace::WithoutFirstSteps(t, 1)));
+  out.table = absl::StrCat(LastLoss(log), "\n", out.table);
+  return out;
 }
 
 double Median(std::vector<double> v) {
@@ -242,6 +259,16 @@ int Main(int argc, char** argv) {
               Median(series[0].Get(&O::step_ms)) / Median(series[1].Get(&O::step_ms)));
   std::printf("per stage (trace summary, last run of each):\n");
   for (const Series& s : series) std::printf("  %s:\n%s", s.name, s.runs.back().table.c_str());
+  // The same training whatever the overlap: the runs' last losses (first line of each table).
+  const auto loss = [](const Series& s) {
+    return s.runs.back().table.substr(0, s.runs.back().table.find('\n'));
+  };
+  if (loss(series[0]).empty() || loss(series[0]) != loss(series[1])) {
+    std::printf("the two planners' last losses differ: '%s' vs '%s'\n", loss(series[0]).c_str(),
+                loss(series[1]).c_str());
+    return 1;
+  }
+  std::printf("both planners: %s (the same bits)\n", loss(series[0]).c_str());
   return 0;
 }
 
