@@ -179,6 +179,7 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   po.rerun = options.rerun;
   po.deterministic = options.deterministic;
   po.trace = options.trace;
+  po.moe_sub_steps = options.moe_sub_steps;
   return po;
 }
 

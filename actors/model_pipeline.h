@@ -55,6 +55,8 @@ struct ModelPipelineOptions {
   // experts (models::ExpertShard): their gradients are summed over the replicas holding the
   // same experts (edp), the rest over dp. Not with zero = 1 (refused).
   int ep = 1;
+  // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
+  bool moe_sub_steps = false;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its

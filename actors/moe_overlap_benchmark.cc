@@ -97,28 +97,7 @@ class TimedWork : public runtime::StageWork {
   const double* latency_us_;
 };
 
-struct RunResult {
-  double step_ms = 0;     // median step time, the first (warm-up) step left out
-  double a2a_ms = 0;      // all-to-all per step, summed over stages
-  double hidden = 0;      // its share under the same stage's compute
-  double experts_us = 0;  // median F experts sub-step
-  std::string a2a_table;  // the summary's all-to-all lines
-};
-
-// The trace without step 1 (warm-up: allocation, first touch).
-runtime::trace::Trace WithoutFirstStep(runtime::trace::Trace trace) {
-  auto& spans = trace.spans;
-  spans.erase(std::remove_if(spans.begin(), spans.end(), [](const auto& s) { return s.step <= 1; }),
-              spans.end());
-  auto& steps = trace.steps;
-  steps.erase(std::remove_if(steps.begin(), steps.end(), [](const auto& s) { return s.step <= 1; }),
-              steps.end());
-  auto& memory = trace.memory;
-  memory.erase(
-      std::remove_if(memory.begin(), memory.end(), [](const auto& m) { return m.step <= 1; }),
-      memory.end());
-  return trace;
-}
+using RunResult = runtime::trace::AllToAllOverlap;
 
 absl::StatusOr<RunResult> Run(const runtime::PlannerDefinition& planner,
                               const models::GptConfig& model, const runtime::WindowSampler& data,
@@ -149,29 +128,9 @@ absl::StatusOr<RunResult> Run(const runtime::PlannerDefinition& planner,
     ASSIGN_OR_RETURN(StepOutcome outcome, pipeline->RunStep(step));
     (void)outcome;
   }
-  const runtime::trace::Trace trace = WithoutFirstStep(recorder.Collect());
+  const runtime::trace::Trace trace = runtime::trace::WithoutFirstSteps(recorder.Collect(), 1);
   if (!trace_path.empty()) RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, trace_path));
-  runtime::trace::SummaryOptions summary_options;
-  summary_options.warmup_steps = 0;  // step 1 is already out
-  ASSIGN_OR_RETURN(runtime::trace::TraceSummary summary,
-                   runtime::trace::Summarize(trace, summary_options));
-  RunResult result;
-  result.step_ms = summary.step_statistics.median_us / 1e3;
-  result.a2a_ms = summary.a2a_us / std::max(1, summary.num_steps) / 1e3;
-  result.hidden = summary.a2a_hidden_fraction();
-  result.a2a_table = runtime::trace::FormatAllToAll(summary);
-  std::vector<double> experts;  // F experts sub-steps; their median resists a loaded host
-  for (const runtime::trace::Span& s : trace.spans) {
-    if (s.lane == runtime::trace::Lane::kCompute && s.sub_step() &&
-        s.kind == runtime::ActionKind::kForward && s.part == runtime::SubStepKind::kExperts) {
-      experts.push_back(s.duration_us());
-    }
-  }
-  if (!experts.empty()) {
-    std::nth_element(experts.begin(), experts.begin() + experts.size() / 2, experts.end());
-    result.experts_us = experts[experts.size() / 2];
-  }
-  return result;
+  return runtime::trace::MeasureAllToAllOverlap(trace);
 }
 
 struct Flags {
@@ -264,9 +223,9 @@ int Main(int argc, char** argv) {
       return 1;
     }
     step_ms[k] = r->step_ms;
-    std::printf("  %-24s %10.1f %14.1f %9.0f%% %12.0f\n", entries[k].name, r->step_ms, r->a2a_ms,
-                100.0 * r->hidden, r->experts_us);
-    tables += std::string("  ") + entries[k].name + ":\n" + r->a2a_table;
+    std::printf("  %-24s %10.1f %14.1f %9.0f%% %12.0f\n", entries[k].name, r->step_ms,
+                r->a2a_ms_per_step, 100.0 * r->hidden_fraction, r->experts_us);
+    tables += std::string("  ") + entries[k].name + ":\n" + r->table;
   }
   std::printf(
       "  step-time ratio 1f1b / 1f1b_overlap: %.2fx; dualpipe_v without / with overlap: "

@@ -13,8 +13,9 @@
 
 namespace stagehand::actors {
 
-bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work) {
-  return runtime::RunsSubSteps(planner, work.SubStepLayoutOf());
+bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work,
+                  bool always) {
+  return runtime::RunsSubSteps(planner, work.SubStepLayoutOf(), always);
 }
 
 Pipeline::Pipeline(const PipelineOptions& options,
@@ -95,7 +96,7 @@ void Pipeline::SpawnReplica(int replica) {
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
     init.reduction_start = options_.reduction_start;
-    if (RunsSubSteps(*options_.planner, *works_[index])) {
+    if (RunsSubSteps(*options_.planner, *works_[index], options_.moe_sub_steps)) {
       sub_step_lanes_.push_back(std::make_unique<Lane>(mode));
       init.sub_steps = works_[index]->SubStepLayoutOf();
       init.sub_step_lane = sub_step_lanes_.back().get();

@@ -49,18 +49,22 @@ struct PipelineOptions {
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   std::vector<runtime::InProcessGroup*> groups;
-  // Expert parallelism (--ep): each stage's dispatch / combine sub-steps run in its actions'
-  // start order (runtime::StageLoop::OrderCommunicationByStart), as the members' all-to-alls
-  // must meet in the same order.
+  // Expert parallelism (--ep): each stage's dispatch / combine sub-steps run in an order fixed
+  // by the plan (runtime::StageLoop::OrderCommunication), as the members' all-to-alls must
+  // meet in the same order.
   bool ordered_communication = false;
   // Called after each step that succeeded, every replica's optimizer done, before RunStep
   // returns (not in its seconds); null: none. --ep's whole model is gathered there.
   std::function<void()> after_step;
+  // --moe_sub_steps: MoE actions as sub-steps whatever the planner (RunsSubSteps).
+  bool moe_sub_steps = false;
 };
 
 // Whether stage work `work` runs its MoE actions as sub-steps under `planner`: the planner
-// overlaps sub-steps (PlannerDefinition::OverlapsSubSteps) and a chunk held has an MoE layer.
-bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work);
+// overlaps sub-steps (PlannerDefinition::OverlapsSubSteps) or `always` (--moe_sub_steps), and
+// a chunk held has an MoE layer.
+bool RunsSubSteps(const runtime::PlannerDefinition& planner, const runtime::StageWork& work,
+                  bool always = false);
 
 class Pipeline {
  public:

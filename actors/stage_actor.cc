@@ -362,7 +362,7 @@ void StartStep(Self* self, int64_t step) {
       Fail(self, std::string(s.message()));
       return;
     }
-    if (st.init.ordered_communication) st.loop->OrderCommunicationByStart();
+    if (st.init.ordered_communication) st.loop->OrderCommunication();
   }
   runtime::StageWork* work = st.init.work;
   st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });

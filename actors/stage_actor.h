@@ -46,8 +46,8 @@ struct StageActorInit {
   // combine; empty / null: whole actions.
   runtime::SubStepLayout sub_steps;
   Lane* sub_step_lane = nullptr;
-  // Expert parallelism: communication sub-steps in the actions' start order
-  // (runtime::StageLoop::OrderCommunicationByStart).
+  // Expert parallelism: communication sub-steps in an order fixed by the plan
+  // (runtime::StageLoop::OrderCommunication).
   bool ordered_communication = false;
 };
 

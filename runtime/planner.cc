@@ -17,6 +17,7 @@ Planner::~Planner() = default;
 void Planner::ActionFinished(const Action&) {}
 bool Planner::MayOverlap(const Action&, const std::vector<Action>&) const { return false; }
 int Planner::PickSubStep(const std::vector<SubStepOrder>&) const { return 0; }
+std::optional<Action> Planner::CommunicationPartner(const Action&) const { return std::nullopt; }
 PlannerClock::~PlannerClock() = default;
 PlannerDefinition::~PlannerDefinition() = default;
 
@@ -114,8 +115,8 @@ PlannerRegistration::PlannerRegistration(std::unique_ptr<PlannerDefinition> defi
   PlannerRegistry::Default().Register(std::move(definition));
 }
 
-bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout) {
-  if (!definition.OverlapsSubSteps()) return false;
+bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout, bool always) {
+  if (!always && !definition.OverlapsSubSteps()) return false;
   for (const auto& [chunk, layers] : layout) {
     for (bool moe : layers.is_moe) {
       if (moe) return true;
@@ -165,6 +166,15 @@ int OrderedPlanner::PickSubStep(const std::vector<SubStepOrder>& ready) const {
     if (FeedsCommunication(ready[i])) return i;
   }
   return 0;
+}
+
+std::optional<Action> OrderedPlanner::CommunicationPartner(const Action& first) const {
+  if (!overlap_pairs_) return std::nullopt;
+  const auto it = std::find(order_.begin(), order_.end(), first);
+  if (it == order_.end() || it + 1 == order_.end() || !MayOverlap(*(it + 1), {first})) {
+    return std::nullopt;
+  }
+  return *(it + 1);
 }
 
 std::optional<Action> OrderedPlanner::Next(const std::vector<Action>& ready,

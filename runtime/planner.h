@@ -47,6 +47,13 @@ class Planner {
   // Which of `ready` (sub-steps that may launch on one idle lane, in their actions' start
   // order; never empty) launches: its index. Default: 0, the oldest action's.
   virtual int PickSubStep(const std::vector<SubStepOrder>& ready) const;
+  // Expert parallelism (StageLoop::OrderCommunication): the action whose dispatches and
+  // combines may alternate with those of `first`, which starts before it: the plan's pair,
+  // fixed by the plan alone (never by timing), so that every member of an expert-parallel
+  // group meets the same all-to-all next. It must be able to start while `first` runs alone
+  // (MayOverlap); the stage loop takes it only if its input is made on the stage. Default:
+  // none, one action at a time.
+  virtual std::optional<Action> CommunicationPartner(const Action& first) const;
 };
 
 // Time as a planner may read it, in seconds: the steady clock in the actor runtime, virtual
@@ -95,9 +102,11 @@ class PlannerDefinition {
   virtual bool OverlapsSubSteps() const { return false; }
 };
 
-// Whether `definition`'s stages run sub-steps for chunks of `layout`: it overlaps them and a
-// chunk has an MoE layer (the actor runtime and the simulator both ask this).
-bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout);
+// Whether `definition`'s stages run sub-steps for chunks of `layout`: it overlaps them (or
+// `always`: --moe_sub_steps) and a chunk has an MoE layer (the actor runtime and the simulator
+// both ask this).
+bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout,
+                  bool always = false);
 
 // Planner definitions by name. Default() is filled at static-initialization time by
 // STAGEHAND_REGISTER_PLANNER; a registry can also be built and filled by hand (tests).
@@ -156,6 +165,9 @@ class OrderedPlanner : public Planner {
   // With overlap pairs: a sub-step whose action communicates next goes first (it feeds the
   // communication lane), else the oldest action's.
   int PickSubStep(const std::vector<SubStepOrder>& ready) const override;
+  // With overlap pairs: the action the plan starts right after `first`, if it may overlap
+  // `first` alone (1F1B's F k + B j, a warm-up's two forwards).
+  std::optional<Action> CommunicationPartner(const Action& first) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
 
   const std::vector<Action>& order() const { return order_; }

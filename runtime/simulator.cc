@@ -278,7 +278,7 @@ absl::Status Simulation::EnableSubSteps() {
     if (absl::Status status = loops_[s].EnableSubSteps(options_.sub_steps); !status.ok()) {
       return WithPrefix(status, absl::StrCat(name_, ": "));
     }
-    if (options_.ordered_communication) loops_[s].OrderCommunicationByStart();
+    if (options_.ordered_communication) loops_[s].OrderCommunication();
   }
   sub_step_mode_ = true;
   on_lane_.resize(2 * num_stages);

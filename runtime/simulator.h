@@ -70,7 +70,7 @@ struct SimulationOptions {
   // Not with compute_lanes (InvalidArgument).
   SubStepLayout sub_steps;
   // Sub-steps under expert parallelism: every stage's communication lane serves its running
-  // actions in start order (StageLoop::OrderCommunicationByStart), as the runtime with ep > 1.
+  // actions in the plan's pair order (StageLoop::OrderCommunication), as the runtime with ep > 1.
   bool ordered_communication = false;
 };
 

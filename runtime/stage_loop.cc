@@ -30,6 +30,20 @@ std::optional<std::tuple<ActionKind, int, int>> InputKey(const Action& action) {
   }
 }
 
+// Whether `action`'s input is made on `action`'s own stage, so that it can start without
+// waiting for another stage: an F of the first chunk (data) or after a chunk held here; an I
+// or B of the loss chunk (its own F's loss) or before a chunk held here.
+bool InputFromThisStage(const StepSpec& spec, const Action& action) {
+  if (action.kind == ActionKind::kForward) {
+    return action.chunk == 0 || spec.chunk_to_stage[action.chunk - 1] == action.stage;
+  }
+  if (action.kind == ActionKind::kBackwardInput || action.kind == ActionKind::kBackward) {
+    return action.chunk + 1 == spec.num_chunks ||
+           spec.chunk_to_stage[action.chunk + 1] == action.stage;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::optional<Transfer> LocalHandOff(const StepSpec& spec, const Action& finished) {
@@ -118,11 +132,12 @@ absl::Status StageLoop::EnableSubSteps(SubStepLayout layout) {
 absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
   for (SubStepLane lane : {SubStepLane::kCompute, SubStepLane::kCommunication}) {
     std::vector<SubStepOrder> ready = graph_->Ready(lane);
-    if (communication_by_start_ && lane == SubStepLane::kCommunication && !ready.empty()) {
-      const std::optional<Action> first = graph_->FirstWithCommunicationLeft();
+    if (order_communication_ && lane == SubStepLane::kCommunication && !ready.empty()) {
+      const std::optional<Action> turn = CommunicationTurn();
       ready.erase(std::remove_if(ready.begin(), ready.end(),
-                                 [&](const SubStepOrder& o) { return o.step.action != first; }),
+                                 [&](const SubStepOrder& o) { return o.step.action != turn; }),
                   ready.end());
+      if (!ready.empty()) ++communication_group_->next;
     }
     if (ready.empty()) continue;
     const int pick = planner_->PickSubStep(ready);
@@ -134,6 +149,83 @@ absl::Status StageLoop::LaunchReady(std::vector<SubStepOrder>* orders) {
     orders->push_back(ready[pick]);
   }
   return absl::OkStatus();
+}
+
+StageLoop::CommunicationGroup StageLoop::FormCommunicationGroup(const Action& first) {
+  CommunicationGroup group{{first}, {}, 0};
+  // The planner's pair, if the partner never waits for another stage (its input is made
+  // here) nor, under a memory limit, for `first` to free an activation (it is no F): then the
+  // turns that `first` waits for always come, and no loop through other stages forms.
+  const std::optional<Action> partner = planner_->CommunicationPartner(first);
+  if (partner && graph_->CommunicationCount(*partner) > 0 &&
+      InputFromThisStage(state_.spec(), *partner) &&
+      (state_.spec().max_inflight == 0 || partner->kind != ActionKind::kForward)) {
+    group.actions.push_back(*partner);
+  }
+  for (const Action& a : group.actions) communication_grouped_.insert(a);
+  group.turns = PairTurns(group.actions);
+  return group;
+}
+
+std::vector<int> StageLoop::PairTurns(const std::vector<Action>& actions) const {
+  // The group's sub-steps as the stage loop would launch them if every sub-step took one unit
+  // of time and all were ready at once: each idle lane takes the sub-step the planner picks
+  // (Planner::PickSubStep) among the ready ones, oldest action first. The dispatches and
+  // combines come in that order: a function of the plan and the layout only.
+  struct Chain {
+    std::vector<SubStepOrder> orders;
+    size_t next = 0;
+    int ready_at = 0;
+  };
+  std::vector<Chain> chains;
+  for (const Action& a : actions) chains.push_back({graph_->OrdersOf(a), 0, 0});
+  std::vector<int> turns;
+  int busy_until[2] = {0, 0};
+  const auto left = [&] {
+    return std::any_of(chains.begin(), chains.end(),
+                       [](const Chain& c) { return c.next < c.orders.size(); });
+  };
+  for (int t = 0; left(); ++t) {
+    for (SubStepLane lane : {SubStepLane::kCompute, SubStepLane::kCommunication}) {
+      if (busy_until[static_cast<int>(lane)] > t) continue;
+      std::vector<SubStepOrder> ready;
+      std::vector<int> owner;
+      for (size_t i = 0; i < chains.size(); ++i) {
+        const Chain& c = chains[i];
+        if (c.next < c.orders.size() && c.ready_at <= t && c.orders[c.next].lane() == lane) {
+          ready.push_back(c.orders[c.next]);
+          owner.push_back(static_cast<int>(i));
+        }
+      }
+      if (ready.empty()) continue;
+      const int pick =
+          std::clamp(planner_->PickSubStep(ready), 0, static_cast<int>(ready.size()) - 1);
+      Chain& c = chains[owner[pick]];
+      if (lane == SubStepLane::kCommunication) turns.push_back(owner[pick]);
+      ++c.next;
+      c.ready_at = t + 1;
+      busy_until[static_cast<int>(lane)] = t + 1;
+    }
+  }
+  return turns;
+}
+
+std::optional<Action> StageLoop::CommunicationTurn() {
+  if (communication_group_ && communication_group_->next == communication_group_->turns.size()) {
+    communication_group_.reset();
+  }
+  if (!communication_group_) {
+    // The next group starts with the first action in start order that communicates and is in
+    // no group yet; until it started, no action that started after it has the turn.
+    for (const Action& a : graph_->Running()) {
+      if (communication_grouped_.count(a) == 0 && graph_->CommunicationCount(a) > 0) {
+        communication_group_ = FormCommunicationGroup(a);
+        break;
+      }
+    }
+    if (!communication_group_) return std::nullopt;
+  }
+  return communication_group_->actions[communication_group_->turns[communication_group_->next]];
 }
 
 absl::StatusOr<std::vector<SubStepOrder>> StageLoop::NextSubSteps() {
@@ -148,10 +240,14 @@ absl::StatusOr<std::vector<SubStepOrder>> StageLoop::NextSubSteps() {
     const std::vector<Action> running = graph_->Running();
     std::vector<Action> ready = ReadyView();
     if (!running.empty()) {
-      ready.erase(
-          std::remove_if(ready.begin(), ready.end(),
-                         [&](const Action& a) { return !planner_->MayOverlap(a, running); }),
-          ready.end());
+      ready.erase(std::remove_if(ready.begin(), ready.end(),
+                                 [&](const Action& a) {
+                                   // Beside running actions, never one over the memory limit: an F
+                                   // may have to wait for a running B to free an activation.
+                                   return !planner_->MayOverlap(a, running) ||
+                                          !state_.CheckStart(a).ok();
+                                 }),
+                  ready.end());
     }
     if (ready.empty()) break;
     const std::optional<Action> choice = planner_->Next(ready, state_);

@@ -57,10 +57,17 @@ class StageLoop {
   bool sub_steps() const { return graph_.has_value(); }
   // Expert parallelism: every member of an expert-parallel group must run its stage's
   // all-to-alls (dispatch and combine sub-steps) in the same order, whatever the timing. From
-  // the call on, the communication lane serves the running actions one at a time in their
-  // start order (the planner's order, the same on every replica): only the first one with
-  // communication left may launch its next one.
-  void OrderCommunicationByStart() { communication_by_start_ = true; }
+  // the call on, the communication lane serves them in an order fixed by the plan: groups in
+  // the actions' start order (the planner's, the same on every member), a group being an
+  // action and its Planner::CommunicationPartner (the pair) when the partner's input is made
+  // on this stage (an F of the first chunk or after a chunk held here, an I / B of the loss
+  // chunk or before a chunk held here) and, under max_inflight, it is no F; else the action
+  // alone. Within a pair, the dispatches and combines go in the order a layout of the pair's
+  // sub-steps with unit times gives (PairTurns): roughly alternating, each while the other
+  // action computes. The lane waits for the sub-step whose turn it is, so one microbatch's
+  // dispatch still runs while the other's experts compute, and a pair never waits on other
+  // stages for its partner (which would chain the stages' pairs one after another).
+  void OrderCommunication() { order_communication_ = true; }
   // The sub-steps to launch now, each on its lane: for each idle lane the ready sub-step the
   // planner picks (Planner::PickSubStep); while the compute lane stays idle, a new action
   // from the planner (with others still running only if Planner::MayOverlap allows it) and
@@ -96,6 +103,22 @@ class StageLoop {
   absl::StatusOr<FinishedOutputs> FinishAction(const Action& action);
   // Sub-step mode: launches what is ready on each idle lane into `orders`.
   absl::Status LaunchReady(std::vector<SubStepOrder>* orders);
+  // OrderCommunication: the action whose dispatch / combine is next; none while no running
+  // action has its turn yet (the next group's first action has not started).
+  std::optional<Action> CommunicationTurn();
+
+  // OrderCommunication's current group: its actions (start order) and, for each of their
+  // dispatch / combine sub-steps in turn, which of them communicates.
+  struct CommunicationGroup {
+    std::vector<Action> actions;
+    std::vector<int> turns;
+    std::size_t next = 0;
+  };
+  // The group that `first` (running, in no group yet) starts: alone or with its pair.
+  CommunicationGroup FormCommunicationGroup(const Action& first);
+  // The order of the group's dispatches and combines (the index of the action of each) when
+  // its sub-steps are laid out with unit times on the two lanes, by the planner's pick.
+  std::vector<int> PairTurns(const std::vector<Action>& actions) const;
 
   StageState state_;
   std::unique_ptr<Planner> planner_;
@@ -104,7 +127,9 @@ class StageLoop {
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
   std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending
   std::optional<SubStepGraph> graph_;   // sub-step mode; lane_busy_: an action is running
-  bool communication_by_start_ = false;  // OrderCommunicationByStart
+  bool order_communication_ = false;    // OrderCommunication
+  std::optional<CommunicationGroup> communication_group_;
+  std::set<Action> communication_grouped_;  // actions of this and earlier groups
 };
 
 }  // namespace stagehand::runtime

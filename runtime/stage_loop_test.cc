@@ -3,6 +3,7 @@
 #include "runtime/stage_loop.h"
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -234,46 +235,147 @@ TEST(StageLoopTest, OverlappedPairsInterleaveSubStepsAcrossLanes) {
   EXPECT_LT(at("s0 F c0 mb1 L1 dispatch (3/6)"), at("s0 B c0 mb0 L1 rest (1/6)"));
 }
 
-// The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
-// first (`newest_first` false) or newest first: two timings of the same step.
-std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first) {
-  absl::StatusOr<StageLoop> loop = StageLoop::Create(
-      OneStageSpec(), 0, std::make_unique<OrderedPlanner>(FFBB(), /*overlap_pairs=*/true));
-  EXPECT_THAT(loop, IsOk());
-  EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true, true}}}}), IsOk());
-  if (ordered) loop->OrderCommunicationByStart();
+// One stage, M = 3, chunk 0 of two MoE layers, 1f1b_overlap's order there: a warm-up pair
+// of forwards, B0 (its gradient is F0's loss), the steady-state pair F2 + B1, then B2.
+std::vector<Action> OverlapOrder() {
+  const auto a = [](ActionKind kind, int mb) { return Action{0, kind, 0, mb}; };
+  return {a(ActionKind::kForward, 0), a(ActionKind::kForward, 1),  a(ActionKind::kBackward, 0),
+          a(ActionKind::kForward, 2), a(ActionKind::kBackward, 1), a(ActionKind::kBackward, 2)};
+}
+
+// Drives `loop` in sub-step mode to the end, finishing in-flight sub-steps oldest first (or
+// newest first); while nothing is in flight, `blocked` (if set) delivers an input. Returns
+// the communication sub-steps in launch order (SubStepToString, or with `counts` their
+// SubStepOrderToString); `overlapped`, if set: sub-steps of two actions were in flight at once.
+std::vector<std::string> CommunicationOrder(StageLoop& loop, bool newest_first, bool counts,
+                                            const std::function<void()>& blocked,
+                                            bool* overlapped) {
   std::vector<std::string> launches;
   std::vector<SubStepOrder> in_flight;
-  for (int guard = 0; guard < 1000 && !loop->Done(); ++guard) {
-    absl::StatusOr<std::vector<SubStepOrder>> next = loop->NextSubSteps();
+  for (int guard = 0; guard < 1000 && !loop.Done(); ++guard) {
+    absl::StatusOr<std::vector<SubStepOrder>> next = loop.NextSubSteps();
     EXPECT_THAT(next, IsOk());
     if (!next.ok()) break;
     for (const SubStepOrder& order : *next) {
       if (order.lane() == SubStepLane::kCommunication) {
-        launches.push_back(SubStepOrderToString(order));
+        launches.push_back(counts ? SubStepOrderToString(order) : SubStepToString(order.step));
       }
       in_flight.push_back(order);
     }
-    if (in_flight.empty()) break;
+    if (in_flight.size() == 2 && overlapped != nullptr &&
+        in_flight[0].step.action != in_flight[1].step.action) {
+      *overlapped = true;  // two lanes busy: one communicates, the other computes
+    }
+    if (in_flight.empty()) {
+      if (!blocked) break;
+      blocked();
+      continue;
+    }
     const auto done = newest_first ? in_flight.end() - 1 : in_flight.begin();
-    EXPECT_THAT(loop->SubStepFinished(*done), IsOk());
+    EXPECT_THAT(loop.SubStepFinished(*done), IsOk());
     in_flight.erase(done);
   }
-  EXPECT_TRUE(loop->Done());
+  EXPECT_TRUE(loop.Done());
   return launches;
 }
 
+// The communication sub-steps launched when a driver finishes in-flight sub-steps oldest
+// first (`newest_first` false) or newest first: two timings of the same step. `overlapped`:
+// whether a dispatch / combine of one action was ever in flight beside another action's
+// compute sub-step.
+std::vector<std::string> CommunicationLaunches(bool ordered, bool newest_first,
+                                               bool* overlapped = nullptr) {
+  StepSpec spec = OneStageSpec();
+  spec.num_microbatches = 3;
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(spec, 0, std::make_unique<OrderedPlanner>(OverlapOrder(), true));
+  EXPECT_THAT(loop, IsOk());
+  EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true, true}}}}), IsOk());
+  if (ordered) loop->OrderCommunication();
+  return CommunicationOrder(*loop, newest_first, /*counts=*/true, nullptr, overlapped);
+}
+
 // Expert parallelism: the members' all-to-alls must meet in one order whatever the timing.
-// Without the ordering an overlapped pair's dispatches and combines interleave as the lanes
-// finish; with it, they follow the actions' start order (the planner's), for any timing.
-TEST(StageLoopTest, OrderedCommunicationFollowsTheActionsStartOrderWhateverTheTiming) {
+// Without the rule an overlapped pair's dispatches and combines go as the lanes finish, so
+// two timings give two orders; with it, the order is the plan's: groups in start order (the
+// pair F0 + F1, the pair B0 + F2, then B1 and B2 alone: two B's never overlap), a pair's
+// all-to-alls in their unit-time layout's order, the same for both timings, and a pair still
+// overlaps communication with compute.
+TEST(StageLoopTest, OrderedCommunicationFollowsThePlansPairsWhateverTheTiming) {
   EXPECT_NE(CommunicationLaunches(false, false), CommunicationLaunches(false, true));
-  const std::vector<std::string> ordered = CommunicationLaunches(true, false);
+  bool overlapped = false;
+  const std::vector<std::string> ordered = CommunicationLaunches(true, false, &overlapped);
+  EXPECT_TRUE(overlapped);
   EXPECT_EQ(ordered, CommunicationLaunches(true, true));
-  ASSERT_EQ(ordered.size(), 16u);  // 4 actions x 2 MoE layers x (dispatch, combine)
-  EXPECT_EQ(ordered[0], "s0 F c0 mb0 L0 dispatch (2/10)");
-  EXPECT_EQ(ordered[4], "s0 F c0 mb1 L0 dispatch (2/10)");
-  EXPECT_EQ(ordered[8], "s0 B c0 mb0 L1 combine (2/10)");
+  ASSERT_EQ(ordered.size(), 24u);  // 6 actions x 2 MoE layers x (dispatch, combine)
+  EXPECT_THAT(std::vector<std::string>(ordered.begin(), ordered.begin() + 3),
+              ElementsAre("s0 F c0 mb0 L0 dispatch (2/10)", "s0 F c0 mb1 L0 dispatch (2/10)",
+                          "s0 F c0 mb0 L0 combine (4/10)"));
+  EXPECT_THAT(std::vector<std::string>(ordered.begin() + 8, ordered.begin() + 12),
+              ElementsAre("s0 B c0 mb0 L1 combine (2/10)", "s0 F c0 mb2 L0 dispatch (2/10)",
+                          "s0 B c0 mb0 L1 dispatch (4/10)", "s0 F c0 mb2 L0 combine (4/10)"));
+  // Then B0's L0 combine and dispatch back to back (its experts between them), while F2
+  // computes its rest and attn of L1: the pair laid out with unit times, not a strict
+  // alternation.
+  EXPECT_THAT(std::vector<std::string>(ordered.begin() + 12, ordered.begin() + 16),
+              ElementsAre("s0 B c0 mb0 L0 combine (7/10)", "s0 B c0 mb0 L0 dispatch (9/10)",
+                          "s0 F c0 mb2 L1 dispatch (7/10)", "s0 F c0 mb2 L1 combine (9/10)"));
+  EXPECT_EQ(ordered[16], "s0 B c0 mb1 L1 combine (2/10)");
+  EXPECT_EQ(ordered[20], "s0 B c0 mb2 L1 combine (2/10)");
+}
+
+// A pair only where the partner's input is made on the stage, so that the first action's
+// turns never wait on other stages: on stage 0 of two (chunk 1 on stage 1), B0's gradient
+// comes from stage 1, so F2 goes alone; B0 pairs with F3 (data). Under a memory limit an F
+// partner could need the first to free an activation: B0 then goes alone too.
+std::vector<std::string> StageZeroOfTwoLaunches(int max_inflight) {
+  StepSpec spec = VSpec(4);  // two stages; here one chunk each
+  spec.num_chunks = 2;
+  spec.chunk_to_stage = {0, 1};
+  spec.max_inflight = max_inflight;
+  const auto a = [](ActionKind kind, int mb) { return Action{0, kind, 0, mb}; };
+  const ActionKind F = ActionKind::kForward, B = ActionKind::kBackward;
+  absl::StatusOr<StageLoop> loop = StageLoop::Create(
+      spec, 0,
+      std::make_unique<OrderedPlanner>(std::vector<Action>{a(F, 0), a(F, 1), a(F, 2), a(B, 0),
+                                                           a(F, 3), a(B, 1), a(B, 2), a(B, 3)},
+                                       true));
+  EXPECT_THAT(loop, IsOk());
+  EXPECT_THAT(loop->EnableSubSteps({{0, ChunkLayers{0, {true}}}}), IsOk());
+  loop->OrderCommunication();
+  int gradients = 0;  // from stage 1, in microbatch order, each once stage 0 is blocked
+  return CommunicationOrder(
+      *loop, /*newest_first=*/false, /*counts=*/false,
+      [&] {
+        EXPECT_THAT(loop->InputArrived({ActionKind::kSendBackward, 1, 0, 0, gradients++}), IsOk());
+      },
+      nullptr);
+}
+
+TEST(StageLoopTest, APairsPartnerNeverWaitsForAnotherStage) {
+  const std::vector<std::string> pairs = StageZeroOfTwoLaunches(0);
+  ASSERT_EQ(pairs.size(), 16u);
+  EXPECT_THAT(
+      std::vector<std::string>(pairs.begin() + 4, pairs.begin() + 10),
+      ElementsAre("s0 F c0 mb2 L0 dispatch", "s0 F c0 mb2 L0 combine", "s0 B c0 mb0 L0 combine",
+                  "s0 F c0 mb3 L0 dispatch", "s0 B c0 mb0 L0 dispatch", "s0 F c0 mb3 L0 combine"));
+  const std::vector<std::string> limited = StageZeroOfTwoLaunches(3);
+  ASSERT_EQ(limited.size(), 16u);
+  EXPECT_THAT(std::vector<std::string>(limited.begin() + 6, limited.begin() + 10),
+              ElementsAre("s0 B c0 mb0 L0 combine", "s0 B c0 mb0 L0 dispatch",
+                          "s0 F c0 mb3 L0 dispatch", "s0 F c0 mb3 L0 combine"));
+}
+
+// The plan's pairs: the action after `first` when it may overlap `first` alone; none
+// without overlap pairs, and none for two B's.
+TEST(StageLoopTest, CommunicationPartnersAreThePlansNextActionThatMayOverlap) {
+  const std::vector<Action> order = OverlapOrder();
+  const OrderedPlanner pairs(order, /*overlap_pairs=*/true);
+  EXPECT_EQ(pairs.CommunicationPartner(order[0]), order[1]);
+  EXPECT_EQ(pairs.CommunicationPartner(order[2]), order[3]);
+  EXPECT_EQ(pairs.CommunicationPartner(order[4]), std::nullopt);  // B1, then B2
+  EXPECT_EQ(pairs.CommunicationPartner(order[5]), std::nullopt);  // the last
+  EXPECT_EQ(OrderedPlanner(order).CommunicationPartner(order[0]), std::nullopt);
 }
 
 TEST(StageLoopTest, DenseChunksRunWholeInSubStepMode) {

@@ -115,13 +115,30 @@ std::vector<Action> SubStepGraph::Running() const {
   return actions;
 }
 
-std::optional<Action> SubStepGraph::FirstWithCommunicationLeft() const {
-  for (const RunningAction& r : running_) {
-    for (int i = r.next; i < static_cast<int>(r.steps.size()); ++i) {
-      if (OrderOf(r, i).lane() == SubStepLane::kCommunication) return r.action;
-    }
+std::vector<SubStepOrder> SubStepGraph::OrdersOf(const Action& action) const {
+  std::vector<SubStepOrder> orders;
+  const auto it = layout_.find(action.chunk);
+  if (it == layout_.end() || !IsCompute(action.kind)) return orders;
+  const std::vector<bool>& is_moe = it->second.is_moe;
+  if (std::find(is_moe.begin(), is_moe.end(), true) == is_moe.end()) {
+    orders.push_back(SubStepOrder{SubStep{action, 0, SubStepKind::kRest}, 0, 1, true});
+    return orders;
   }
-  return std::nullopt;
+  const absl::StatusOr<std::vector<SubStep>> steps =
+      SplitIntoSubSteps(action, it->second.first_layer, is_moe);
+  if (!steps.ok()) return orders;
+  for (size_t i = 0; i < steps->size(); ++i) {
+    orders.push_back(
+        SubStepOrder{(*steps)[i], static_cast<int>(i), static_cast<int>(steps->size()), false});
+  }
+  return orders;
+}
+
+int SubStepGraph::CommunicationCount(const Action& action) const {
+  const std::vector<SubStepOrder> orders = OrdersOf(action);
+  return static_cast<int>(std::count_if(orders.begin(), orders.end(), [](const SubStepOrder& o) {
+    return o.lane() == SubStepLane::kCommunication;
+  }));
 }
 
 std::string SubStepGraph::Describe() const {

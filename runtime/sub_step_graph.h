@@ -75,9 +75,11 @@ class SubStepGraph {
   bool LaneBusy(SubStepLane lane) const { return busy_[static_cast<int>(lane)]; }
   // Actions with sub-steps left, in start order.
   std::vector<Action> Running() const;
-  // The first of them (in start order) with a communication sub-step not yet launched; none
-  // when no running action has one.
-  std::optional<Action> FirstWithCommunicationLeft() const;
+  // The sub-steps `action` runs as (running or not), in order: one whole order for a chunk
+  // without MoE layers; empty for a chunk the layout lacks or an action that is not F, I, W, B.
+  std::vector<SubStepOrder> OrdersOf(const Action& action) const;
+  // How many of them are dispatch / combine: 0 for an action run whole or a W.
+  int CommunicationCount(const Action& action) const;
   bool Empty() const { return running_.empty(); }
   // "running s1 F c0 mb3 at L1 dispatch (2/11, on the communication lane)", for reports.
   std::string Describe() const;

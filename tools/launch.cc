@@ -418,6 +418,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.grad_bucket_mb = c.grad_bucket_mb;
   options.zero = c.zero;
   options.ep = c.ep;
+  options.moe_sub_steps = c.moe_sub_steps;
   options.rerun = c.rerun;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace

@@ -64,6 +64,10 @@ ABSL_FLAG(int, ep, 1,
           "expert parallelism: groups of this many --dp replicas split every MoE layer's "
           "experts (each holds experts/ep of them; tokens reach them by all-to-all); must "
           "divide --dp and every MoE layer's expert count");
+ABSL_FLAG(bool, moe_sub_steps, false,
+          "run MoE actions as sub-steps (dispatch / combine on the communication lane) under "
+          "every planner, one action at a time unless the planner overlaps them (1f1b_overlap, "
+          "dualpipe_v do anyway): the same bits; a baseline for the all-to-all overlap");
 ABSL_FLAG(std::string, planner, "",
           "schedule planner by name (see --list_planners); default 1f1b; not with --schedule");
 ABSL_FLAG(
@@ -289,6 +293,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "grad_bucket_mb",
                                                  "zero",
                                                  "ep",
+                                                 "moe_sub_steps",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff",
                                                  "packing",
@@ -458,6 +463,7 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.grad_bucket_mb = absl::GetFlag(FLAGS_grad_bucket_mb);
   c.zero = absl::GetFlag(FLAGS_zero);
   c.ep = absl::GetFlag(FLAGS_ep);
+  c.moe_sub_steps = absl::GetFlag(FLAGS_moe_sub_steps);
   if (c.dp < 1 || c.dp > kMaxDataParallel) {
     return absl::InvalidArgumentError(
         absl::StrCat("--dp=", c.dp, ": must be between 1 and ", kMaxDataParallel));

@@ -42,6 +42,7 @@ struct TrainConfig {
   int dp = 1;    // --dp: data-parallel replicas of the pipeline
   int zero = 0;  // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
   int ep = 1;    // --ep: expert-parallel group size, carved out of --dp
+  bool moe_sub_steps = false;  // --moe_sub_steps: MoE actions as sub-steps under any planner
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;

@@ -24,6 +24,7 @@
 #include "actors/cluster/gates.h"
 #include "actors/cluster/trace_steps.h"
 #include "actors/lane.h"
+#include "actors/pipeline.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/io/all.hpp"
@@ -80,11 +81,18 @@ class RecordingStageWork : public runtime::StageWork {
   absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
                        double* loss) override {
     Note("F", c, mb);
-    if (step_ == kill_at_step_ && mb == 1) {  // the restart test's fault: mid-step, no goodbye
-      std::fflush(stdout);
-      raise(SIGKILL);
-    }
+    MaybeKill(mb);
     return inner_->Forward(c, mb, in, out, loss);
+  }
+  runtime::SubStepLayout SubStepLayoutOf() const override { return inner_->SubStepLayoutOf(); }
+  absl::Status RunSubStep(const runtime::SubStepOrder& order, const runtime::Payload* input,
+                          runtime::Payload* output, double* loss) override {
+    const runtime::Action& a = order.step.action;
+    if (order.index == 0) {  // the communication lane's sub-steps leave the log to compute
+      Note(runtime::ActionKindName(a.kind), a.chunk, a.microbatch);
+      if (a.kind == runtime::ActionKind::kForward) MaybeKill(a.microbatch);
+    }
+    return inner_->RunSubStep(order, input, output, loss);
   }
   absl::Status BackwardInput(int c, int mb, const runtime::Payload* g,
                              runtime::Payload* out) override {
@@ -139,7 +147,13 @@ class RecordingStageWork : public runtime::StageWork {
   }
 
  private:
-  void Note(const char* what, int c, int mb) {
+  void MaybeKill(int mb) {
+    if (step_ == kill_at_step_ && mb == 1) {  // the restart test's fault: mid-step, no goodbye
+      std::fflush(stdout);
+      raise(SIGKILL);
+    }
+  }
+  void Note(absl::string_view what, int c, int mb) {
     log_->Set(
         c < 0 ? absl::StrCat("s", stage_, " ", what, " (step ", step_, ")")
               : absl::StrCat("s", stage_, " ", what, " c", c, " mb", mb, " (step ", step_, ")"));
@@ -162,6 +176,7 @@ struct Node {
   std::vector<runtime::ChunkState> chunk_states;          // this rank's, for checkpoints
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   std::vector<std::unique_ptr<Lane>> lanes;
+  std::vector<std::unique_ptr<Lane>> sub_step_lanes;  // stages whose MoE actions run as sub-steps
   // --dp: this rank's replica and its stage's data-parallel group (Gloo), used by the stage's
   // reduction lane.
   int replica = 0;
@@ -569,6 +584,13 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                       node.specs};
     si.reduce_lane = reduce_lane;
     si.grad_bucket_mb = o.grad_bucket_mb;
+    // MoE sub-steps as in one process (actors/pipeline.cc).
+    if (RunsSubSteps(*o.planner, *node.works.back(), o.moe_sub_steps)) {
+      node.sub_step_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+      si.sub_steps = node.works.back()->SubStepLayoutOf();
+      si.sub_step_lane = node.sub_step_lanes.back().get();
+      si.ordered_communication = o.ep > 1;  // the ep group's all-to-alls on that lane
+    }
     // The stage needs its comm and the comm its stage: the comm learns its stage from the
     // rank's stage table, sent below before anything else.
     cluster_comm_actor comm = sys.spawn(ClusterComm, ci);

@@ -55,6 +55,8 @@ struct WorkerOptions {
   // group (the rank grid's ep x edp split of dp), a Gloo group of its own whose all-to-alls
   // carry the MoE layers' dispatch and combine (models/expert_exchange.h).
   int ep = 1;
+  // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
+  bool moe_sub_steps = false;
   // --link_latency_us / --link_gbps: a modelled link added to every collective call of the
   // data- and expert-parallel groups (runtime/collectives/latency_collective.h); 0: none.
   double collective_latency_us = 0, collective_gbps = 0;

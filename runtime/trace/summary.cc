@@ -644,6 +644,30 @@ std::string FormatCriticalPath(const TraceSummary& s, const char* unit) {
 
 }  // namespace
 
+absl::StatusOr<AllToAllOverlap> MeasureAllToAllOverlap(const Trace& trace) {
+  SummaryOptions options;
+  options.warmup_steps = 0;  // already out
+  absl::StatusOr<TraceSummary> summary = Summarize(trace, options);
+  if (!summary.ok()) return summary.status();
+  AllToAllOverlap out;
+  out.step_ms = summary->step_statistics.median_us / 1e3;
+  out.a2a_ms_per_step = summary->a2a_us / std::max(1, summary->num_steps) / 1e3;
+  out.hidden_fraction = summary->a2a_hidden_fraction();
+  out.table = FormatAllToAll(*summary);
+  std::vector<double> experts;
+  for (const Span& s : trace.spans) {
+    if (s.lane == Lane::kCompute && s.sub_step() && s.kind == ActionKind::kForward &&
+        s.part == SubStepKind::kExperts) {
+      experts.push_back(s.duration_us());
+    }
+  }
+  if (!experts.empty()) {
+    std::nth_element(experts.begin(), experts.begin() + experts.size() / 2, experts.end());
+    out.experts_us = experts[experts.size() / 2];
+  }
+  return out;
+}
+
 std::string FormatAllToAll(const TraceSummary& s) {
   if (s.a2a_us <= 0) return "";
   const char* unit = s.virtual_time ? "units" : "ms";

@@ -154,6 +154,19 @@ std::string FormatComparison(const TraceSummary& a, const std::string& a_name,
 // same stage's compute, then a row per stage; "" when the trace has no a2a spans.
 std::string FormatAllToAll(const TraceSummary& summary);
 
+// What the all-to-all overlap benchmarks read from a run's trace (its warm-up steps already
+// out: WithoutFirstSteps): the median step time, the all-to-all per step summed over stages
+// and the share of it under the same stage's compute (Summarize's), those lines
+// (FormatAllToAll), and the median F experts sub-step's compute (robust to a loaded host).
+struct AllToAllOverlap {
+  double step_ms = 0;
+  double a2a_ms_per_step = 0;
+  double hidden_fraction = 0;
+  double experts_us = 0;  // 0: no F experts sub-step in the trace
+  std::string table;
+};
+absl::StatusOr<AllToAllOverlap> MeasureAllToAllOverlap(const Trace& trace);
+
 // The report tools/trace prints: a header, a table per stage, a launch-style line
 // ("busy s0 0.40 s1 ..."), and the critical path, long runs of it elided.
 std::string FormatSummary(const TraceSummary& summary);

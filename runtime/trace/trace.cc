@@ -169,4 +169,15 @@ void ComputeWaits(Trace* trace) {
   }
 }
 
+Trace WithoutFirstSteps(Trace trace, int64_t last) {
+  const auto early = [last](const auto& x) { return x.step <= last; };
+  trace.spans.erase(std::remove_if(trace.spans.begin(), trace.spans.end(), early),
+                    trace.spans.end());
+  trace.steps.erase(std::remove_if(trace.steps.begin(), trace.steps.end(), early),
+                    trace.steps.end());
+  trace.memory.erase(std::remove_if(trace.memory.begin(), trace.memory.end(), early),
+                     trace.memory.end());
+  return trace;
+}
+
 }  // namespace stagehand::runtime::trace

@@ -111,6 +111,10 @@ uint64_t TransferFlowId(const Span& transfer_span);
 // waits the same way.
 void ComputeWaits(Trace* trace);
 
+// `trace` without steps 1 .. `last` (warm-up: allocation, first touch): their spans, memory
+// samples and step spans.
+Trace WithoutFirstSteps(Trace trace, int64_t last);
+
 }  // namespace stagehand::runtime::trace
 
 #endif  // STAGEHAND_RUNTIME_TRACE_TRACE_H_

@@ -1239,11 +1239,8 @@ TEST(Cluster, BatchRampupUnderDataParallelOnFourWorkersIsBitwiseTheOneProcessRun
   }
 }
 
-// --dp=2 --ep=2 --stages=2 on 4 workers: each stage's two replicas are one expert-parallel
-// group (a Gloo group of its own); each computes two of the MoE layer's four experts on both
-// replicas' tokens, dispatch and combine are Gloo all-to-alls. Losses, held-out losses and
-// every rank's parameters are bitwise those of the one-process --dp=2 --ep=2 run.
-TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
+// --dp=2 --ep=2 --stages=2 with a model of two MoE layers of four experts.
+Config ExpertParallelConfig() {
   Config c;
   c.stages = 2;
   c.dp = 2;
@@ -1256,13 +1253,43 @@ TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
     "capacity_factor": 1.25, "aux_loss_coeff": 0.01},
     "layers": [{"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "moe"},
                {"attention": "causal", "mlp": "moe"}, {"attention": "causal", "mlp": "dense"}]})";
+  return c;
+}
+
+// --dp=2 --ep=2 --stages=2 on 4 workers: each stage's two replicas are one expert-parallel
+// group (a Gloo group of its own); each computes two of the MoE layer's four experts on both
+// replicas' tokens, dispatch and combine are Gloo all-to-alls. Losses, held-out losses and
+// every rank's parameters are bitwise those of the one-process --dp=2 --ep=2 run.
+TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
   // The collectives' modelled link (--link_latency_us: a LatencyCollective around each Gloo
   // group) delays every call and changes no bit.
-  const std::string out = ExpectDataParallelSameAsOneProcess(c, TempDir() + "/ep.safetensors",
-                                                             {"--link_latency_us=200"});
+  const std::string out = ExpectDataParallelSameAsOneProcess(
+      ExpertParallelConfig(), TempDir() + "/ep.safetensors", {"--link_latency_us=200"});
   for (const char* line : {"grid: world 4 = ep 2 x edp 1 x pp 2",
                            "expert parallel: groups of 2 replicas (dp = ep 2 x edp 1)"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+  }
+}
+
+// The same under the planners that overlap sub-steps: every worker runs its MoE actions as
+// sub-steps, dispatch / combine on its communication lane (the ep group's Gloo all-to-alls, in
+// the order the plan fixes: runtime::StageLoop::OrderCommunication) beside the other
+// microbatch's compute, and the run stays bitwise the one-process one. The trace shows the
+// all-to-alls on each stage's a2a lane, some of them under the same stage's compute.
+TEST(Cluster, ExpertParallelOverlappedPlannersOnFourWorkersAreBitwiseTheOneProcessRun) {
+  for (const std::string planner : {"1f1b_overlap", "dualpipe_v"}) {
+    SCOPED_TRACE(planner);
+    Config c = ExpertParallelConfig();
+    c.planner = planner;
+    const std::string trace = TempDir() + "/ep_" + planner + ".json";
+    ExpectDataParallelSameAsOneProcess(c, TempDir() + "/ep_" + planner + ".safetensors",
+                                       {"--link_latency_us=200", "--trace=" + trace});
+    auto merged = runtime::trace::ReadChromeJsonFile(trace);
+    ASSERT_TRUE(merged.ok()) << merged.status();
+    auto summary = runtime::trace::Summarize(*merged, {});
+    ASSERT_TRUE(summary.ok()) << summary.status();
+    EXPECT_GT(summary->a2a_us, 0);
+    EXPECT_GT(summary->hidden_a2a_us, 0);
   }
 }
 
