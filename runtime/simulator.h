@@ -74,9 +74,6 @@ struct SimulationOptions {
   bool ordered_communication = false;
 };
 
-// Whether a simulation with `layout` runs `definition`'s actions as sub-steps.
-bool RunsSubSteps(const PlannerDefinition& definition, const SubStepLayout& layout);
-
 struct TimedAction {
   Action action;
   double start = 0;
