@@ -413,6 +413,21 @@ TEST(Cluster, PackedDocumentsOnFourWorkersAreBitwiseTheOneProcessRun) {
   EXPECT_NE(out.find("documents packed (per-document attention)"), std::string::npos) << out;
 }
 
+// Random lengths per microbatch are a deadlock source elsewhere (Megatron #5100, PyTorch
+// #159942): every registered planner at P=4 on four workers, 8 layers (so the V and
+// interleaved planners hold two chunks a stage), each bitwise its one-process run.
+TEST(Cluster, VariableLengthsOnFourWorkersUnderEveryPlannerAreBitwiseTheOneProcessRun) {
+  for (const std::string& name : runtime::PlannerRegistry::Default().Names()) {
+    SCOPED_TRACE(name);
+    Config c;
+    c.planner = name;
+    c.layers = 8;
+    c.steps = 2;
+    c.microbatch_tokens = 20;
+    ExpectSameAsOneProcess(c, 4);
+  }
+}
+
 // Variable-length microbatches (2 x T_m tokens, T_m in [1, 10]) on four workers, with packed
 // documents, through a V (zb_v: activations cross the ranks twice): every transfer is sized
 // by its microbatch (the notices carry T_m x B x C floats; ClusterComm takes whole tokens up
