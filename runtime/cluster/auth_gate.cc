@@ -392,6 +392,14 @@ void AuthGate::Loop::Run() {
     }
     if (fds[1].revents & POLLIN) AcceptAll();  // last: the loops above index `fds` by position
   }
+  // Stopping: a handshake still pending is refused like any other, so that every connection
+  // the gate accepted leaves a line (a run can end while a stranger is half-way through).
+  for (Pending& p : pending) {
+    Refuse(p.fd, p.peer,
+           absl::StrCat("the gate closed before a complete greeting (", p.got.size(), " of ",
+                        kClientHelloBytes, " bytes)"));
+  }
+  pending.clear();
 }
 
 absl::StatusOr<std::unique_ptr<AuthGate>> AuthGate::Start(AuthGateOptions options) {

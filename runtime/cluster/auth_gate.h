@@ -7,8 +7,9 @@
 //
 // One thread, non-blocking sockets and poll(). What a stranger can cost: one of at most
 // `max_pending` pending handshakes (more are closed at once), kClientHelloBytes of buffer and
-// `handshake_timeout_s` of waiting; every refusal is logged with the peer's address. Relayed
-// connections use two buffers of `buffer_bytes`.
+// `handshake_timeout_s` of waiting; every refusal is logged with the peer's address, those
+// still pending when the gate stops included. Relayed connections use two buffers of
+// `buffer_bytes`.
 #ifndef STAGEHAND_RUNTIME_CLUSTER_AUTH_GATE_H_
 #define STAGEHAND_RUNTIME_CLUSTER_AUTH_GATE_H_
 

@@ -240,6 +240,30 @@ TEST(AuthGate, SilentPeerIsClosedAtTheHandshakeDeadline) {
   EXPECT_EQ(log.Count("no complete greeting within 0.2 s (0 of 72 bytes)"), 1) << log.All();
 }
 
+// A run can end while strangers are half-way through their greeting: the gate refuses and logs
+// each of them as it stops, so every connection it accepted leaves a line.
+TEST(AuthGate, HandshakesStillPendingWhenTheGateStopsAreRefusedAndLogged) {
+  EchoTarget caf;
+  Log log;
+  auto gate = StartGate(caf.port(), log, /*timeout_s=*/30);
+  std::vector<int> strangers;
+  for (int i = 0; i < 3; ++i) {
+    strangers.push_back(Connect(gate->port()));
+    ASSERT_GE(strangers.back(), 0);
+    EXPECT_EQ(Read(strangers.back(), 40).size(), 40u);  // the greeting: accepted and pending
+  }
+  EXPECT_EQ(gate->refused(), 0);
+  gate.reset();
+  EXPECT_EQ(log.Count("the gate closed before a complete greeting (0 of 72 bytes)"), 3)
+      << log.All();
+  EXPECT_EQ(log.Count("gate: refused 127.0.0.1:"), 3) << log.All();
+  for (int fd : strangers) {
+    EXPECT_EQ(Read(fd, 1), "");  // closed
+    close(fd);
+  }
+  EXPECT_EQ(caf.connections(), 0);
+}
+
 TEST(AuthGate, AFloodBeyondThePendingLimitIsClosedAtOnceAndAWorkerStillGetsThrough) {
   EchoTarget caf;
   Log gate_log, client_log;
