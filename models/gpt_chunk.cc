@@ -1179,10 +1179,11 @@ absl::Status GptChunk<Real>::CheckForwardInputs(int mb, const int32_t* tokens, c
   // A chunk holding an expert shard runs its experts only through the exchange.
   const ExpertShard& shard = options_.expert_shard;
   if (shard.size > 1 && !ExpertParallelFor(mb)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "F mb", mb, ": this chunk holds the experts of expert-parallel member ", shard.member,
-        " of ", shard.size, " only; ", mb < 0 ? "evaluation" : "a forward without an expert exchange",
-        " needs every expert (evaluate a chunk holding them all)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("F mb", mb, ": this chunk holds the experts of expert-parallel member ",
+                     shard.member, " of ", shard.size, " only; ",
+                     mb < 0 ? "evaluation" : "a forward without an expert exchange",
+                     " needs every expert (evaluate a chunk holding them all)"));
   }
   if (T < 1 || T > options_.seq_len) {
     return absl::InvalidArgumentError(absl::StrCat("microbatch ", mb, " of length ", T,
@@ -1642,19 +1643,32 @@ absl::Status GptChunk<Real>::BackwardWeightsBegin(int mb) {
     return absl::FailedPreconditionError(
         absl::StrCat("weight-gradient backward of microbatch ", mb, " twice"));
   }
-  if (spec_.has_head) {
-    const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
-    const int C = config_.d_model, V = config_.vocab_size;
-    ParameterSet<Real>& p = params_;
-    Real* dhead = !config_.tied_head       ? p.grad("lm_head.weight")
-                  : head_wte_grad_.empty() ? p.grad("wte")
-                                           : head_wte_grad_.data();
-    ops::LinearBackwardWeights<Real>(dhead, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
-    NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"), st.d_lnf.data(),
-                        st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
-  }
+  HeadBackwardWeights(st);
   st.next_part[2] = 0;
   return absl::OkStatus();
+}
+
+template <typename Real>
+void GptChunk<Real>::HeadBackwardWeights(MicrobatchState& st) {
+  if (!spec_.has_head) return;
+  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
+  const int C = config_.d_model, V = config_.vocab_size;
+  ParameterSet<Real>& p = params_;
+  Real* dhead = !config_.tied_head       ? p.grad("lm_head.weight")
+                : head_wte_grad_.empty() ? p.grad("wte")
+                                         : head_wte_grad_.data();
+  ops::LinearBackwardWeights<Real>(dhead, nullptr, st.probs.data(), st.lnf.data(), N, C, V);
+  NormBackwardWeights(config_, p.grad("ln_f.weight"), OptionalGrad("ln_f.bias"), st.d_lnf.data(),
+                      st.layers.back().res3, st.lnf_mean.data(), st.lnf_rstd.data(), N, C);
+}
+
+template <typename Real>
+void GptChunk<Real>::EmbeddingBackwardWeights(MicrobatchState& st) {
+  if (!spec_.has_embedding) return;
+  ops::EncoderBackwardWeights(params_.grad("wte"), OptionalGrad("wpe"),
+                              st.layers.front().d_in.data(), st.tokens.data(),
+                              options_.micro_batch_size, st.T, config_.d_model,
+                              options_.reset_position_ids ? st.positions.data() : nullptr);
 }
 
 template <typename Real>
@@ -1684,12 +1698,7 @@ absl::Status GptChunk<Real>::BackwardWeightsPartSplit(int mb, const LayerPartRef
 template <typename Real>
 absl::Status GptChunk<Real>::BackwardWeightsEnd(int mb) {
   ASSIGN_OR_RETURN(MicrobatchState * st, FindForPart(mb, ChunkPass::kBackwardWeights, nullptr));
-  if (spec_.has_embedding) {
-    ops::EncoderBackwardWeights(params_.grad("wte"), OptionalGrad("wpe"),
-                                st->layers.front().d_in.data(), st->tokens.data(),
-                                options_.micro_batch_size, st->T, config_.d_model,
-                                options_.reset_position_ids ? st->positions.data() : nullptr);
-  }
+  EmbeddingBackwardWeights(*st);
   Release(mb);
   return absl::OkStatus();
 }
@@ -1701,10 +1710,50 @@ absl::Status GptChunk<Real>::BackwardWeights(int mb) {
   return BackwardWeightsEnd(mb);
 }
 
+// Every W part of layer i; a layer that is not MoE in BackwardWeightsPartSplit's two pieces.
 template <typename Real>
-absl::Status GptChunk<Real>::Backward(int mb, const Real* dout) {
-  if (absl::Status s = BackwardInput(mb, dout); !s.ok()) return s;
-  return BackwardWeights(mb);
+void GptChunk<Real>::LayerWeightsReporting(MicrobatchState& st, int i,
+                                           const std::function<void()>& weights_done) {
+  const int layer = spec_.first_layer + i;
+  for (const LayerPartRef& part : pass_parts_[2]) {
+    if (part.layer != layer) continue;
+    if (IsMoeLayer(i)) {
+      LayerBackwardWeightsPart(st, i, part.part);
+    } else {
+      MlpWeightsOf(st, i);
+      if (weights_done) weights_done();
+      AttentionBackwardWeights(st, i);
+    }
+    ++st.next_part[2];
+  }
+  if (weights_done) weights_done();
+}
+
+// The I parts in their order; after a layer's last one, that layer's W parts. W's own checks
+// (FindForPart) need the whole I first, so this marks W begun itself.
+template <typename Real>
+absl::Status GptChunk<Real>::Backward(int mb, const Real* dout, Real* input_grad,
+                                      const std::function<void()>& weights_done) {
+  RETURN_IF_ERROR(BackwardInputBegin(mb, dout));
+  ASSIGN_OR_RETURN(MicrobatchState * st, Find(mb, "backward"));
+  HeadBackwardWeights(*st);
+  st->next_part[2] = 0;
+  if (spec_.has_head && weights_done) weights_done();
+  const std::vector<LayerPartRef>& parts = pass_parts_[1];
+  for (size_t k = 0; k < parts.size(); ++k) {
+    RETURN_IF_ERROR(BackwardInputPart(mb, parts[k]));
+    if (k + 1 == parts.size() || parts[k + 1].layer != parts[k].layer) {
+      LayerWeightsReporting(*st, parts[k].layer - spec_.first_layer, weights_done);
+    }
+  }
+  RETURN_IF_ERROR(BackwardInputEnd(mb));
+  if (input_grad != nullptr) {
+    const int64_t NC = int64_t{options_.micro_batch_size} * st->T * config_.d_model;
+    std::memcpy(input_grad, st->layers.front().d_in.data(), sizeof(Real) * NC);
+  }
+  EmbeddingBackwardWeights(*st);
+  Release(mb);
+  return absl::OkStatus();
 }
 
 template <typename Real>

@@ -162,8 +162,19 @@ class GptChunk {
   const Real* input_grad(int mb) const;
   // W on microbatch mb: accumulates weight gradients, then releases mb's activations.
   absl::Status BackwardWeights(int mb);
-  // I then W.
-  absl::Status Backward(int mb, const Real* dout);
+  // I then W as one pass in autograd's order: the head's input and weight gradients, then each
+  // layer from the last to the first, its input gradient and then its weight gradients, then
+  // the embedding's. Every gradient bit for bit as BackwardInput then BackwardWeights (each
+  // tensor gets the same ops in the same order; only tensors of different layers change
+  // places), so that a data-parallel reduction can start on a layer while the layers below it
+  // still run. `input_grad` (null: not wanted) receives the (B, T, C) gradient w.r.t. the
+  // chunk's input before mb is released. `weights_done` (may be empty) is called after each
+  // piece of weight gradients, once its tensors are final for mb: the head's (ln_f and the
+  // head's weight; chunks with the head), then per layer from the last, a layer that is not MoE
+  // as its MLP's tensors then the rest (norms, attention), an MoE layer whole. The embedding's
+  // gradients come last, with the call's end.
+  absl::Status Backward(int mb, const Real* dout, Real* input_grad = nullptr,
+                        const std::function<void()>& weights_done = {});
 
   // Expert parallelism (--ep): the MoE layers' dispatch and combine trade expert rows with
   // the other members of `exchange` (not owned; null: every expert runs here). This member
@@ -254,6 +265,13 @@ class GptChunk {
   void LayerForwardPart(MicrobatchState& st, int i, LayerPart part);
   void LayerBackwardInputPart(MicrobatchState& st, int i, LayerPart part);
   void LayerBackwardWeightsPart(MicrobatchState& st, int i, LayerPart part);
+  // W's ends: the head's weight gradients (a chunk with the head) and the embedding's (a chunk
+  // with the embedding).
+  void HeadBackwardWeights(MicrobatchState& st);
+  void EmbeddingBackwardWeights(MicrobatchState& st);
+  // Backward's weight gradients of layer i (local index), every W part of it, calling
+  // `weights_done` as Backward says.
+  void LayerWeightsReporting(MicrobatchState& st, int i, const std::function<void()>& weights_done);
   bool IsMoeLayer(int i) const;  // local index
   // The state of mb for `pass`, checked against the pass's next part (`part`; null for Begin
   // and End checks): FailedPrecondition when out of order.

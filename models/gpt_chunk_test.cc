@@ -7,6 +7,8 @@
 #include <map>
 #include <random>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "models/test_configs.h"
 
@@ -284,22 +286,100 @@ TEST(GptChunkTest, ParameterShapesFollowTheConfig) {
   EXPECT_EQ(mixed_total, GptParameterBound(MixedConfig()));
 }
 
+// Every gradient of `a` and `b` equal, tensor by tensor.
+void ExpectGradientsBitwise(GptChunk<double>& a, GptChunk<double>& b, const std::string& what) {
+  for (const ParamInfo& info : a.params().infos()) {
+    for (int64_t i = info.offset; i < info.offset + info.size; ++i) {
+      ASSERT_EQ(a.params().grads()[i], b.params().grads()[i]) << what << " " << info.name;
+    }
+  }
+}
+
+// The fused B runs layer by layer (I then W of each layer, from the last): bit for bit the
+// split I then W, for every block kind, MoE layers, a tied one-chunk model and a model cut in
+// two (a chunk with the head, then one with the embedding, each fed the other's gradients).
 TEST(GptChunkTest, SplitBackwardEqualsFusedBitwise) {
-  GptConfig config = SmallConfig(false);
-  auto split = MakeChunks(config, {3});
+  for (const auto& [name, config] :
+       std::vector<std::pair<std::string, GptConfig>>{{"small", SmallConfig(false)},
+                                                      {"heterogeneous", SmallConfig(true)},
+                                                      {"llama", LlamaConfig()},
+                                                      {"mixed", MixedConfig()},
+                                                      {"moe", MoeConfig(false)},
+                                                      {"moe llama", MoeConfig(true)}}) {
+    const int L = static_cast<int>(config.layers.size());
+    for (const std::vector<int>& cut : {std::vector<int>{L}, std::vector<int>{L - 2, 2}}) {
+      const std::string what = absl::StrCat(name, " cut in ", cut.size());
+      auto split = MakeChunks(config, cut);
+      auto fused = MakeChunks(config, cut);
+      const Batch batch = RandomBatch(config.vocab_size, 5);
+      RunChunks(split, batch, /*backward=*/true);
+      const double* x = nullptr;
+      for (auto& c : fused) {
+        ASSERT_TRUE(c->Forward(0, batch.tokens.data(), x, batch.targets.data()).ok());
+        x = c->output(0);
+      }
+      std::vector<double> dout, input_grad;
+      for (int i = static_cast<int>(cut.size()) - 1; i >= 0; --i) {
+        input_grad.assign(kB * kT * config.d_model, 0.0);
+        ASSERT_TRUE(fused[i]
+                        ->Backward(0, dout.empty() ? nullptr : dout.data(),
+                                   i > 0 ? input_grad.data() : nullptr)
+                        .ok())
+            << what;
+        EXPECT_EQ(fused[i]->inflight(), 0) << what;
+        dout = input_grad;
+      }
+      for (size_t i = 0; i < cut.size(); ++i) {
+        fused[i]->FoldTiedGradients();
+        ExpectGradientsBitwise(*split[i], *fused[i], what);
+      }
+    }
+  }
+}
+
+// Whether every tensor whose name starts with one of `prefixes` has `want`'s gradient (or, with
+// `want` null, a zero gradient) in `got`.
+bool GradientsAre(const GptChunk<double>& got, const GptChunk<double>* want,
+                  const std::vector<std::string>& prefixes) {
+  for (const ParamInfo& info : got.params().infos()) {
+    bool named = false;
+    for (const std::string& prefix : prefixes) named = named || absl::StartsWith(info.name, prefix);
+    for (int64_t i = info.offset; named && i < info.offset + info.size; ++i) {
+      if (got.params().grads()[i] != (want ? want->params().grads()[i] : 0.0)) return false;
+    }
+  }
+  return true;
+}
+
+// The fused B's reports: the head's piece, then each layer's pieces from the last (a dense
+// layer's MLP then its rest, an MoE layer whole); at each, the tensors of every piece reported
+// so far are final and the next piece's are not written yet.
+TEST(GptChunkTest, FusedBackwardReportsEachLayersWeightGradientsOnceFinal) {
+  const GptConfig config = MoeConfig(false);  // dense, MoE, dense
+  auto reference = MakeChunks(config, {3});
   auto fused = MakeChunks(config, {3});
-  Batch batch = RandomBatch(config.vocab_size, 5);
-  for (auto* set : {&split, &fused}) {
-    ASSERT_TRUE((*set)[0]->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
-  }
-  ASSERT_TRUE(split[0]->BackwardInput(0, nullptr).ok());
-  ASSERT_TRUE(split[0]->BackwardWeights(0).ok());
-  ASSERT_TRUE(fused[0]->Backward(0, nullptr).ok());
-  split[0]->FoldTiedGradients();
-  fused[0]->FoldTiedGradients();
-  for (int64_t i = 0; i < split[0]->params().size(); ++i) {
-    ASSERT_EQ(split[0]->params().grads()[i], fused[0]->params().grads()[i]);
-  }
+  const Batch batch = RandomBatch(config.vocab_size, 5);
+  RunChunks(reference, batch, /*backward=*/true);
+  ASSERT_TRUE(fused[0]->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()).ok());
+  // Tensor name prefixes of each piece, in report order.
+  const std::vector<std::vector<std::string>> pieces = {
+      {"ln_f."}, {"h.2.mlp."}, {"h.2.ln_", "h.2.attn."},
+      {"h.1."},  {"h.0.mlp."}, {"h.0.ln_", "h.0.attn."}};
+  int reported = 0;
+  const auto report = [&] {
+    ASSERT_LT(reported, static_cast<int>(pieces.size()));
+    for (int k = 0; k <= reported; ++k) {
+      EXPECT_TRUE(GradientsAre(*fused[0], reference[0].get(), pieces[k]))
+          << "piece " << k << " at report " << reported;
+    }
+    if (reported + 1 < static_cast<int>(pieces.size())) {
+      EXPECT_TRUE(GradientsAre(*fused[0], nullptr, pieces[reported + 1]))
+          << "piece " << reported + 1 << " written before report " << reported;
+    }
+    ++reported;
+  };
+  ASSERT_TRUE(fused[0]->Backward(0, nullptr, nullptr, report).ok());
+  EXPECT_EQ(reported, static_cast<int>(pieces.size()));
 }
 
 // Runs the parts of two passes alternately, one part of each in turn (an overlapped pair):

@@ -101,12 +101,15 @@ TEST(GradReductionTrackerTest, PartsCountOnlyInThePerLayerMode) {
   EXPECT_THAT(tracker.OnComputeFinished(ActionKind::kBackward, 0), ElementsAre(0));
 }
 
-// The first chunk of a 4-layer model cut in two (embedding, layers 0 and 1): every part
-// GradientParts names is final, bit for bit, when the step's last W reports it, and the W in
-// parts ends bitwise as the whole W of the same chunk.
-TEST(ModelStageWorkTest, ReportsEachPartOfTheLastWeightPassOnceItsGradientsAreFinal) {
+// Runs one step of 2 microbatches of chunk `index` of a 4-layer model cut in two (0: the
+// embedding, layers 0 and 1; 1: layers 2 and 3, the head) on a ModelStageWork without reports
+// (I then W) and on one with them (the last W reporting: `fused` false; every B fused, layer by
+// layer: true), and checks the reports: every part GradientParts names is final, bit for bit,
+// when the step's last W or B reports it, the next part is not written yet, and both works end
+// with the same gradients and input gradients.
+void CheckReportsOfTheLastBackward(int index, bool fused) {
   const models::GptConfig config = models::UniformGpt(4, 16, 2, 256, 8, 11);
-  const models::ChunkSpec spec = (*models::CutLayers(4, 2))[0];
+  const models::ChunkSpec spec = (*models::CutLayers(4, 2))[index];
   const models::ChunkOptions options{2, 8, 2};
   std::vector<int32_t> tokens(4096);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 7919 % 256);
@@ -115,48 +118,62 @@ TEST(ModelStageWorkTest, ReportsEachPartOfTheLastWeightPassOnceItsGradientsAreFi
   std::unique_ptr<Chunk> whole = *Chunk::Create(config, spec, options);
   std::unique_ptr<Chunk> parted = *Chunk::Create(config, spec, options);
   const DataParallelPlace place{0, 1, group.members[0].get(), 0};
-  ModelStageWork whole_work({{0, whole.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
-  ModelStageWork parted_work({{0, parted.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
+  ModelStageWork whole_work({{index, whole.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
+  ModelStageWork parted_work({{index, parted.get()}}, 2, &sampler, 2, OptimizerConfig{}, {}, place);
   const GradPartLayout layout = parted_work.GradientParts();
   ASSERT_EQ(layout.size(), 1u);
-  ASSERT_EQ(layout.at(0).size(), 4u);  // layer 1's MLP, layer 1's rest, layer 0's MLP, rest
+  // (the head,) layer 3 or 1's MLP, its rest, layer 2 or 0's MLP, its rest
+  const int num_parts = index == 1 ? 5 : 4;
+  ASSERT_EQ(static_cast<int>(layout.at(index).size()), num_parts);
   std::vector<std::pair<int, std::vector<float>>> reports;  // parts done, gradients then
   parted_work.SetGradientProgress([&](int chunk, int n) {
-    EXPECT_EQ(chunk, 0);
+    EXPECT_EQ(chunk, index);
     reports.emplace_back(n, std::vector<float>(parted->params().grads(),
                                                parted->params().grads() + parted->params().size()));
   });
+  std::vector<Payload> input_grads[2];
   for (ModelStageWork* work : {&whole_work, &parted_work}) {
     work->BeginStep(1, 2);
     for (int mb = 0; mb < 2; ++mb) {
       Payload out, input_grad;
       double loss = 0;
-      ASSERT_TRUE(work->Forward(0, mb, nullptr, &out, &loss).ok());
-      Payload dout(out.size());
+      Payload activation(2 * 8 * 16);  // chunk 1's input, different in every row
+      for (size_t i = 0; i < activation.size(); ++i) {
+        activation[i] = 0.1f * static_cast<float>((i * 37 + mb * 11) % 23) - 1.1f;
+      }
+      ASSERT_TRUE(work->Forward(index, mb, index ? &activation : nullptr, &out, &loss).ok());
+      Payload dout(2 * 8 * 16);
       for (size_t i = 0; i < dout.size(); ++i) dout[i] = 1e-3f * static_cast<float>(i % 17) - 8e-3f;
-      ASSERT_TRUE(work->BackwardInput(0, mb, &dout, &input_grad).ok());
-      ASSERT_TRUE(work->BackwardWeights(0, mb).ok());
+      const Payload* grad = index ? nullptr : &dout;
+      if (work == &parted_work && fused) {
+        ASSERT_TRUE(work->Backward(index, mb, grad, &input_grad).ok());
+      } else {
+        ASSERT_TRUE(work->BackwardInput(index, mb, grad, &input_grad).ok());
+        ASSERT_TRUE(work->BackwardWeights(index, mb).ok());
+      }
+      input_grads[work == &parted_work].push_back(input_grad);
       if (work == &parted_work && mb == 0) {
         EXPECT_TRUE(reports.empty());  // not the step's last W
       }
     }
   }
+  EXPECT_EQ(input_grads[0], input_grads[1]);
   const float* final_grads = whole->params().grads();
-  ASSERT_EQ(reports.size(), 4u);
+  ASSERT_EQ(static_cast<int>(reports.size()), num_parts);
   for (int64_t i = 0; i < whole->params().size(); ++i) {
     ASSERT_EQ(parted->params().grads()[i], final_grads[i]) << "element " << i;
   }
-  for (int r = 0; r < 4; ++r) {
+  for (int r = 0; r < num_parts; ++r) {
     EXPECT_EQ(reports[r].first, r + 1);
     for (int p = 0; p <= r; ++p) {
-      for (const auto& [begin, end] : layout.at(0)[p]) {
+      for (const auto& [begin, end] : layout.at(index)[p]) {
         for (int64_t i = begin; i < end; ++i) {
           ASSERT_EQ(reports[r].second[i], final_grads[i]) << "report " << r << " element " << i;
         }
       }
     }
-    if (r + 1 < 4) {  // the next part is not written yet: the report comes before it runs
-      const auto& [begin, end] = layout.at(0)[r + 1].front();
+    if (r + 1 < num_parts) {  // the next part is not written yet: the report comes before it runs
+      const auto& [begin, end] = layout.at(index)[r + 1].front();
       bool differs = false;
       for (int64_t i = begin; i < end && !differs; ++i) {
         differs = reports[r].second[i] != final_grads[i];
@@ -164,6 +181,22 @@ TEST(ModelStageWorkTest, ReportsEachPartOfTheLastWeightPassOnceItsGradientsAreFi
       EXPECT_TRUE(differs) << "report " << r;
     }
   }
+}
+
+TEST(ModelStageWorkTest, ReportsEachPartOfTheLastWeightPassOnceItsGradientsAreFinal) {
+  CheckReportsOfTheLastBackward(0, /*fused=*/false);
+}
+
+// The head's part (the final norm and the tied embedding's copy) comes first.
+TEST(ModelStageWorkTest, ReportsTheHeadBeforeTheLayersOfTheLastChunk) {
+  CheckReportsOfTheLastBackward(1, /*fused=*/false);
+}
+
+// The fused B completes its layers one by one, I then W of each (GptChunk::Backward), so its
+// buckets go out while the layers below still compute.
+TEST(ModelStageWorkTest, FusedBackwardReportsEachLayerAsItsInputAndWeightGradientsFinish) {
+  CheckReportsOfTheLastBackward(0, /*fused=*/true);
+  CheckReportsOfTheLastBackward(1, /*fused=*/true);
 }
 
 }  // namespace

@@ -166,6 +166,7 @@ absl::Status ModelStageWork::BackwardWeightsReporting(Chunk* c, int chunk, int m
   RETURN_IF_ERROR(c->BackwardWeightsBegin(mb));
   const std::vector<models::LayerPartRef> parts = c->Parts(models::ChunkPass::kBackwardWeights);
   int done = 0;
+  if (c->spec().has_head) progress_(chunk, ++done);  // the head's weight gradients
   const std::function<void()> mlp_done = [&] { progress_(chunk, ++done); };
   for (size_t i = 0; i < parts.size(); ++i) {
     RETURN_IF_ERROR(c->BackwardWeightsPartSplit(mb, parts[i], mlp_done));
@@ -179,9 +180,18 @@ GradPartLayout ModelStageWork::GradientParts() const {
   if (place_.group == nullptr) return out;
   for (const auto& [index, chunk] : chunks_) {
     std::vector<std::vector<std::pair<int64_t, int64_t>>>& parts = out[index];
+    if (chunk->spec().has_head) {  // the final norm and the head's weight (or its tied copy)
+      parts.emplace_back();
+      for (const models::ParamInfo& info : chunk->params().infos()) {
+        if (info.tied_copy || absl::StartsWith(info.name, "ln_f.") ||
+            info.name == "lm_head.weight") {
+          parts.back().emplace_back(info.offset, info.offset + info.size);
+        }
+      }
+    }
     for (int l = chunk->spec().end_layer - 1; l >= chunk->spec().first_layer; --l) {
-      // BackwardWeightsReporting's reports: a dense layer's MLP, then the rest of the layer;
-      // an MoE layer whole.
+      // The reports of BackwardWeightsReporting and of the fused B: a layer that is not MoE as
+      // its MLP, then the rest of the layer; an MoE layer whole.
       const std::string layer = absl::StrCat("h.", l, "."), mlp = layer + "mlp.";
       const bool split = chunk->config().layers[l].mlp != models::MlpKind::kMoe;
       if (split) parts.emplace_back();
@@ -200,9 +210,23 @@ void ModelStageWork::SetGradientProgress(GradientProgress progress) {
   progress_ = std::move(progress);
 }
 
+// The chunk's fused B, layer by layer (GptChunk::Backward); the step's last W or B of the chunk
+// reports its parts as BackwardWeights does.
 absl::Status ModelStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
-  if (absl::Status s = BackwardInput(chunk, mb, grad, input_grad); !s.ok()) return s;
-  return BackwardWeights(chunk, mb);
+  ASSIGN_OR_RETURN(Chunk * c, Get(chunk));
+  RETURN_IF_ERROR(CheckGradient(*c, chunk, mb, grad));
+  std::function<void()> weights_done;
+  int done = 0;
+  if (progress_ && ++weight_passes_[chunk] == step_microbatches_) {
+    weights_done = [&] { progress_(chunk, ++done); };
+  }
+  float* in_grad = nullptr;
+  if (!c->spec().has_embedding) {
+    input_grad->resize(int64_t{c->options().micro_batch_size} * c->length(mb) *
+                       c->config().d_model);
+    in_grad = input_grad->data();
+  }
+  return c->Backward(mb, grad ? grad->data() : nullptr, in_grad, weights_done);
 }
 
 TiedGradientMap ModelStageWork::TiedGradients() {
@@ -613,7 +637,8 @@ absl::Status ModelStageWork::RunSubStep(const SubStepOrder& order, const Payload
       if (!order.last()) return absl::OkStatus();
       RETURN_IF_ERROR(c->BackwardInputEnd(mb));
       CopyInputGrad(c, mb, output);
-      return a.kind == ActionKind::kBackward ? c->BackwardWeights(mb) : absl::OkStatus();
+      // (ModelStageWork's: the step's last B of a chunk reports its weight-gradient parts.)
+      return a.kind == ActionKind::kBackward ? BackwardWeights(a.chunk, mb) : absl::OkStatus();
   }
 }
 

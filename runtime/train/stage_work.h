@@ -37,7 +37,7 @@ class StageWork {
   virtual absl::Status BackwardInput(int chunk, int mb, const Payload* grad,
                                      Payload* input_grad) = 0;
   virtual absl::Status BackwardWeights(int chunk, int mb) = 0;
-  // Fused I then W.
+  // Fused I then W (the real model's runs them layer by layer: GptChunk::Backward).
   virtual absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) = 0;
 
   // Optimizer phases, in order: tied gradients are gathered and summed across chunks,
@@ -63,7 +63,8 @@ class StageWork {
   virtual std::map<int, int64_t> GradientFloats() const { return {}; }
   // Sums `bucket` over the stage's data-parallel group, every replica ending with the ordered
   // sum (runtime/collectives/collective.h). Runs on the stage's reduction lane, concurrently
-  // with compute on the stage's other chunks, never on `bucket.chunk` itself.
+  // with compute on the stage's other chunks and, per layer, with the rest of the backward of
+  // `bucket.chunk` (which writes none of the bucket's elements: GradientParts).
   virtual absl::Status ReduceGradients(const GradBucket& bucket) { return absl::OkStatus(); }
   // Per-layer gradient readiness (GradReductionStart::kAsLayersComplete). The parts of each
   // held chunk's weight-gradient pass and the element ranges each completes; empty: whole
@@ -177,8 +178,10 @@ class ModelStageWork : public StageWork {
   std::map<int, int64_t> GradientFloats() const override;
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
-  // Each chunk's layers, last to first, with their tensors' ranges (data parallelism only): a
-  // layer that is not MoE as two parts, its MLP's tensors then the rest (norms, attention).
+  // Each chunk's parts in the order its backward finishes them, with their tensors' ranges
+  // (data parallelism only): the head (the final norm and the head's weight or its tied copy)
+  // in a chunk that holds it, then its layers, last to first, a layer that is not MoE as two
+  // parts, its MLP's tensors then the rest (norms, attention). The embedding is in none.
   GradPartLayout GradientParts() const override;
   void SetGradientProgress(GradientProgress progress) override;
   absl::Status ExportOptimizerState() override;
@@ -213,7 +216,7 @@ class ModelStageWork : public StageWork {
   // I's end: the input gradient into `input_grad` (not for the first chunk).
   void CopyInputGrad(Chunk* c, int mb, Payload* input_grad) const;
   // W in its parts (bit for bit the whole call), reporting each finished part of
-  // GradientParts to progress_.
+  // GradientParts to progress_ (the fused B reports the same parts: Backward).
   absl::Status BackwardWeightsReporting(Chunk* c, int chunk, int mb);
   DataParallelPlace place_;
   std::map<int, Chunk*> chunks_;
@@ -230,8 +233,8 @@ class ModelStageWork : public StageWork {
   std::map<int, OptimizerState> shard_states_;  // ZeRO-1: the owned elements' moments
   int64_t step_ = 0;
   StageFaults faults_;
-  int run_ = 0;               // runs of step_ begun before this one (0: the first run)
-  int step_microbatches_ = 0;  // this replica's M of the step (BeginStep)
+  int run_ = 0;                       // runs of step_ begun before this one (0: the first run)
+  int step_microbatches_ = 0;         // this replica's M of the step (BeginStep)
   std::map<int, int> weight_passes_;  // chunk -> W passes begun this step
   GradientProgress progress_;
   absl::Status step_status_;  // BeginStep's: an M the chunks cannot take fails the first F
