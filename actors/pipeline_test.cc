@@ -6,8 +6,7 @@
 #include <vector>
 
 #include "actors/model_pipeline.h"
-#include "actors/stage_actor.h"
-#include "caf/scheduler/test_coordinator.hpp"
+#include "actors/testing/deterministic_pipeline.h"
 #include "gtest/gtest.h"
 #include "runtime/planners/one_f_one_b.h"
 #include "runtime/trace/chrome_json.h"
@@ -89,14 +88,10 @@ TEST(PipelineTest, ComputeRunsWhileItsTransfersAreInFlight) {
                                          /*deterministic=*/true);
   ASSERT_TRUE(pipeline.ok()) << pipeline.status();
   Pipeline& p = **pipeline;
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(p.system().scheduler());
-  sched.run();  // the set-up messages
-  std::vector<stage_actor::stateful_pointer<StageActorState>> stages;
-  for (const stage_actor& handle : p.stages()) {
-    stages.push_back(dynamic_cast<stage_actor::stateful_pointer<StageActorState>>(
-        caf::actor_cast<caf::abstract_actor*>(handle)));
-    ASSERT_NE(stages.back(), nullptr);
-  }
+  testing::OpenedPipeline opened = testing::Open(p);
+  caf::scheduler::test_coordinator& sched = *opened.coordinator;
+  auto& stages = opened.stages;
+  for (const auto* stage : stages) ASSERT_NE(stage, nullptr);
   caf::scoped_actor self{p.system()};
   self->send(p.driver(), step_atom::value, int64_t{1});
   sched.run();  // everything but the link's deliveries
