@@ -6,8 +6,7 @@
 #include <vector>
 
 #include "actors/model_pipeline.h"
-#include "actors/stage_actor.h"
-#include "caf/scheduler/test_coordinator.hpp"
+#include "actors/testing/deterministic_pipeline.h"
 #include "gtest/gtest.h"
 
 namespace stagehand::actors {
@@ -25,14 +24,10 @@ Trace RunOneStepMessageByMessage() {
   auto pipeline = BuildSyntheticPipeline(*def, {2, 2, 0}, {}, {}, /*deterministic=*/true);
   EXPECT_TRUE(pipeline.ok()) << pipeline.status();
   Pipeline& p = **pipeline;
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(p.system().scheduler());
-  sched.run();  // deliver the set-up messages (stage lists)
-  std::vector<stage_actor::stateful_pointer<StageActorState>> stages;
-  for (const stage_actor& handle : p.stages()) {
-    stages.push_back(dynamic_cast<stage_actor::stateful_pointer<StageActorState>>(
-        caf::actor_cast<caf::abstract_actor*>(handle)));
-    EXPECT_NE(stages.back(), nullptr);
-  }
+  testing::OpenedPipeline opened = testing::Open(p);
+  caf::scheduler::test_coordinator& sched = *opened.coordinator;
+  const auto& stages = opened.stages;
+  for (const auto* stage : stages) EXPECT_NE(stage, nullptr);
   caf::scoped_actor self{p.system()};
   Trace trace;
   self->send(p.driver(), step_atom::value, int64_t{1});

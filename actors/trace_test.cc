@@ -1,12 +1,17 @@
 // Tests of tracing in the actor runtime: every actor event is recorded once, with sends
-// matched to receives; the busy fractions agree with RunStep's; and the timeline of a run
-// with known durations and link latency gives the bubble and overlap the closed forms say.
+// matched to receives; the busy fractions agree with RunStep's; and a run with known
+// durations and link latency runs the simulator's timeline (whose bubble and overlap
+// summary_test checks against the closed forms), never earlier. No wall-clock thresholds.
 #include <algorithm>
+#include <cstdio>
 #include <map>
+#include <vector>
 
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
+#include "runtime/simulator.h"
 #include "runtime/trace/chrome_json.h"
+#include "runtime/trace/from_simulation.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/trace/summary.h"
 
@@ -16,6 +21,7 @@ namespace {
 using runtime::ActionKind;
 using runtime::trace::Lane;
 using runtime::trace::Span;
+using runtime::trace::SpanLabel;
 using runtime::trace::Trace;
 using runtime::trace::TraceRecorder;
 
@@ -109,36 +115,80 @@ TEST(TraceTest, BusyFractionsAgreeWithRunStep) {
   }
 }
 
-// GPipe, P=4, M=8, F = f, fused backward = b = 2f, every transfer τ = f/4 of link latency
-// (τ <= f/2, so every transfer but the first and last of a pipeline phase hides under
-// compute). Closed forms (runtime/trace/summary_test checks them exactly on the simulator;
-// here the runtime's own cost per message, tens of microseconds, is the tolerance, so f is
-// large next to it):
-//   pipeline window = (M + P - 1)(f + b) + 2(P - 1)τ
-//   bubble          = 1 - M(f + b) / window
-//   exposed         = 4(P - 1)τ per step (each end stage 2τ, each middle stage 4τ)
-//   overlap         = 1 - 1/M (each transfer is counted on both of its stages)
-TEST(TraceTest, KnownDurationsGiveTheClosedFormBubbleAndOverlap) {
+// The F and B spans of `stage` in `step`, in start order.
+std::vector<const Span*> ComputeSpans(const Trace& trace, int stage, int64_t step) {
+  std::vector<const Span*> spans;
+  for (const Span& s : trace.spans) {
+    if (s.lane == Lane::kCompute && s.stage == stage && s.step == step &&
+        (s.kind == ActionKind::kForward || s.kind == ActionKind::kBackward)) {
+      spans.push_back(&s);
+    }
+  }
+  std::stable_sort(spans.begin(), spans.end(),
+                   [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+  return spans;
+}
+
+// GPipe, P=4, M=8, F = f, fused backward = b = 2f, every transfer tau = f/4 of link latency.
+// The simulator runs the same planner on the same costs in virtual time, and
+// runtime/trace/summary_test checks that its timeline has the closed-form bubble and
+// overlap. The actor run must be that timeline, only later: each stage runs the same
+// actions in the same order, no action lasts less than its cost (a sleep never ends early)
+// and none starts before its simulated start (it waits for its stage's previous action and
+// for its input, which arrives no sooner than tau after its producer ended). So its pipeline
+// window is at least the closed form (M + P - 1)(f + b) + 2(P - 1)tau. These hold however
+// loaded the machine is; how much later the run is depends on the load, so it is printed,
+// not checked.
+TEST(TraceTest, KnownDurationsRunTheSimulatedTimelineNeverEarlier) {
   const int P = 4, M = 8;
   const double f = 20000, b = 2 * f, tau = f / 4;  // microseconds
+  // delayed_send rounds each delivery down to a microsecond: 1 us per transfer on a chain.
+  const double slack_us = 2 * (P - 1) + 1;
   runtime::SyntheticDurations d;
   d.forward_us = f;
   d.backward_input_us = b / 2;
   d.backward_weight_us = b / 2;
   d.payload_floats = 1024;
   TraceRecorder recorder;
+  const runtime::PlannerDefinition* gpipe = Planner("gpipe");
   auto pipeline =
-      BuildSyntheticPipeline(Planner("gpipe"), {P, M, 0}, d, LinkModel{tau, 0.0}, false, &recorder);
+      BuildSyntheticPipeline(gpipe, {P, M, 0}, d, LinkModel{tau, 0.0}, false, &recorder);
   ASSERT_TRUE(pipeline.ok()) << pipeline.status();
   for (int step = 1; step <= 2; ++step) ASSERT_TRUE((*pipeline)->RunStep(step).ok());
-  auto summary = runtime::trace::Summarize(recorder.Collect());
+  const Trace trace = recorder.Collect();
+
+  auto spec = gpipe->MakeSpec({P, M, 0});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  runtime::CostModel cost;  // F = 1, fused B = 2
+  cost.transfer = tau / f;
+  auto sim = runtime::SimulateSpec(*gpipe, *spec, cost);
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  const Trace simulated = runtime::trace::TraceFromSimulation(*sim, *spec, {1, f, 0});
+
+  ASSERT_EQ(trace.steps.size(), 2u);
+  for (const runtime::trace::StepSpan& step : trace.steps) {
+    for (int s = 0; s < P; ++s) {
+      SCOPED_TRACE(testing::Message() << "step " << step.step << " stage " << s);
+      const std::vector<const Span*> ran = ComputeSpans(trace, s, step.step);
+      const std::vector<const Span*> planned = ComputeSpans(simulated, s, 1);
+      ASSERT_EQ(planned.size(), 2u * M);  // M forwards, M backwards
+      ASSERT_EQ(ran.size(), planned.size());
+      for (size_t i = 0; i < ran.size(); ++i) {
+        const Span& actual = *ran[i];
+        const Span& expected = *planned[i];
+        ASSERT_EQ(SpanLabel(actual), SpanLabel(expected));
+        EXPECT_GE(actual.duration_us(), expected.duration_us()) << SpanLabel(actual);
+        EXPECT_GE(actual.begin_us - step.begin_us, expected.begin_us - slack_us)
+            << SpanLabel(actual);
+      }
+    }
+  }
+  auto summary = runtime::trace::Summarize(trace);
   ASSERT_TRUE(summary.ok()) << summary.status();
   const double window = (M + P - 1) * (f + b) + 2 * (P - 1) * tau;
-  EXPECT_NEAR(summary->pipeline_window_us, window, 0.05 * window);
-  EXPECT_NEAR(summary->bubble_fraction, 1 - M * (f + b) / window, 0.03);
-  EXPECT_NEAR(summary->overlap_fraction, 1.0 - 1.0 / M, 0.03);
-  EXPECT_NEAR(summary->exposed_transfer_us / 2, 4 * (P - 1) * tau, 0.5 * 4 * (P - 1) * tau);
-  std::printf("%s", runtime::trace::FormatSummary(*summary).c_str());
+  EXPECT_GE(summary->pipeline_window_us, window - slack_us);
+  std::printf("closed-form window %.0f us; this run (later by the machine's load):\n%s", window,
+              runtime::trace::FormatSummary(*summary).c_str());
 }
 
 TEST(TraceTest, DeterministicModeRecordsToo) {

@@ -465,15 +465,29 @@ bool GptChunk<Real>::IsMoeLayer(int i) const {
   return config_.layers[spec_.first_layer + i].mlp == MlpKind::kMoe;
 }
 
+// What a pass over layer i of a microbatch reads: its N = B x T rows (ValidateTrainConfig
+// bounds them), the width C, the layer's state and spec, and its parameters' prefix "h.<l>.".
+template <typename Real>
+struct GptChunk<Real>::LayerView {
+  int N = 0, C = 0;
+  LayerState& ls;
+  const LayerSpec& spec;
+  std::string h;
+};
+
+template <typename Real>
+typename GptChunk<Real>::LayerView GptChunk<Real>::ViewOf(MicrobatchState& st, int i) const {
+  const int layer = spec_.first_layer + i;
+  return LayerView{static_cast<int>(int64_t{options_.micro_batch_size} * st.T), config_.d_model,
+                   st.layers[i], config_.layers[layer], absl::StrCat("h.", layer, ".")};
+}
+
 // Norm 1, attention and its residual (res2 = x + attn), then norm 2 of res2.
 template <typename Real>
 void GptChunk<Real>::AttentionForward(MicrobatchState& st, int i, const Real* x) {
-  const int B = options_.micro_batch_size, T = st.T, C = config_.d_model;
-  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
+  const int B = options_.micro_batch_size, T = st.T;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   ls.in = x;
   if (spec.attention != AttentionKind::kNone) {
@@ -528,12 +542,8 @@ void GptChunk<Real>::LayerForward(MicrobatchState& st, int i, const Real* x) {
     }
     return;
   }
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
-  const int C = config_.d_model;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   AttentionForward(st, i, x);
   if (spec.mlp == MlpKind::kDense) {
@@ -561,9 +571,7 @@ void GptChunk<Real>::LayerForwardPart(MicrobatchState& st, int i, LayerPart part
     LayerForward(st, i, x);
     return;
   }
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   switch (part) {
     case LayerPart::kAttention:
       AttentionForward(st, i, x);
@@ -1323,13 +1331,10 @@ void GptChunk<Real>::MlpBackwardInputBegin(MicrobatchState& st, int i, const Rea
 // res2 = in + attn(norm_1(in)), into d_in.
 template <typename Real>
 void GptChunk<Real>::AttentionBackwardInput(MicrobatchState& st, int i) {
-  const int B = options_.micro_batch_size, T = st.T, C = config_.d_model;
-  const int N = static_cast<int>(int64_t{B} * T);  // ValidateTrainConfig bounds B x T
+  const int B = options_.micro_batch_size, T = st.T;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const int64_t NC = int64_t{N} * C;
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   if (spec.mlp != MlpKind::kNone) {
     NormBackwardInput(c, ls.d_res2.data(), ls.d_ln2.data(), ls.res2, p.value(h + "ln_2.weight"),
@@ -1370,12 +1375,8 @@ void GptChunk<Real>::LayerBackwardInput(MicrobatchState& st, int i, const Real* 
     }
     return;
   }
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
-  const int C = config_.d_model;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   // MLP: res3 = res2 + mlp(norm_2(res2)).
   MlpBackwardInputBegin(st, i, d_out);
@@ -1409,9 +1410,7 @@ void GptChunk<Real>::LayerBackwardInputPart(MicrobatchState& st, int i, LayerPar
     LayerBackwardInput(st, i, d_out);
     return;
   }
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   switch (part) {
     case LayerPart::kRest:
       MlpBackwardInputBegin(st, i, d_out);
@@ -1442,12 +1441,8 @@ void GptChunk<Real>::LayerBackwardInputPart(MicrobatchState& st, int i, LayerPar
 // W of a dense or linear MLP.
 template <typename Real>
 void GptChunk<Real>::MlpWeightsOf(MicrobatchState& st, int i) {
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
-  const int C = config_.d_model;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   if (spec.mlp == MlpKind::kDense) {
     const int F = c.FfnHidden(spec), FC = static_cast<int>(c.FcWidth(spec));
@@ -1464,12 +1459,8 @@ void GptChunk<Real>::MlpWeightsOf(MicrobatchState& st, int i) {
 // W of norm 2 and of the attention block (norm 1 included).
 template <typename Real>
 void GptChunk<Real>::AttentionBackwardWeights(MicrobatchState& st, int i) {
-  const int N = static_cast<int>(int64_t{options_.micro_batch_size} * st.T);
-  const int C = config_.d_model;
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   const GptConfig& c = config_;
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = c.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
   ParameterSet<Real>& p = params_;
   if (spec.mlp != MlpKind::kNone) {
     NormBackwardWeights(c, p.grad(h + "ln_2.weight"), OptionalGrad(h + "ln_2.bias"),
@@ -1513,9 +1504,7 @@ void GptChunk<Real>::LayerBackwardWeightsPart(MicrobatchState& st, int i, LayerP
     LayerBackwardWeights(st, i);
     return;
   }
-  LayerState& ls = st.layers[i];
-  const LayerSpec& spec = config_.layers[spec_.first_layer + i];
-  const std::string h = absl::StrCat("h.", spec_.first_layer + i, ".");
+  const auto [N, C, ls, spec, h] = ViewOf(st, i);
   switch (part) {
     case LayerPart::kRest:
       MoeSharedBackwardWeights(ls, spec, h);

@@ -242,6 +242,9 @@ class GptChunk {
  private:
   struct LayerState;
   struct MicrobatchState;
+  struct LayerView;
+  // Layer i of `st` as every per-layer pass reads it.
+  LayerView ViewOf(MicrobatchState& st, int i) const;
   GptChunk(const GptConfig& config, const ChunkSpec& spec, const ChunkOptions& options);
   std::unique_ptr<MicrobatchState> NewState() const;
   std::unique_ptr<MicrobatchState> TakeState();  // a released state to reuse, or NewState()

@@ -9,16 +9,26 @@
 #include "ops/cpu/swiglu.h"
 
 namespace stagehand::ops {
+namespace {
+
+// Calls body(e, begin, rows) for each of the E experts that has rows: [begin, begin + rows).
+template <typename Body>
+void ForEachExpertWithRows(size_t E, const int64_t* offsets, Body body) {
+  for (size_t e = 0; e < E; ++e) {
+    const int64_t begin = offsets[e];
+    const int rows = static_cast<int>(offsets[e + 1] - begin);
+    if (rows != 0) body(e, begin, rows);
+  }
+}
+
+}  // namespace
 
 template <typename Real>
 void MoeExpertsForward(Real* out, Real* fch, Real* act, const Real* in,
                        const std::vector<MoeExpertTensors<const Real>>& experts,
                        const int64_t* offsets, const MoeExpertShape& s) {
   const int C = s.C, F = s.F, FC = s.FC();
-  for (size_t e = 0; e < experts.size(); ++e) {
-    const int64_t begin = offsets[e];
-    const int rows = static_cast<int>(offsets[e + 1] - begin);
-    if (rows == 0) continue;
+  ForEachExpertWithRows(experts.size(), offsets, [&](size_t e, int64_t begin, int rows) {
     Real* h = fch + begin * FC;
     Real* a = act + begin * F;
     LinearForward<Real>(h, in + begin * C, experts[e].fc_weight, experts[e].fc_bias, rows, C, FC);
@@ -29,7 +39,7 @@ void MoeExpertsForward(Real* out, Real* fch, Real* act, const Real* in,
     }
     LinearForward<Real>(out + begin * C, a, experts[e].proj_weight, experts[e].proj_bias, rows, F,
                         C);
-  }
+  });
 }
 
 template <typename Real>
@@ -38,10 +48,7 @@ void MoeExpertsBackwardInput(Real* d_in, Real* d_fch, Real* d_act, const Real* d
                              const std::vector<MoeExpertTensors<const Real>>& experts,
                              const int64_t* offsets, const MoeExpertShape& s) {
   const int C = s.C, F = s.F, FC = s.FC();
-  for (size_t e = 0; e < experts.size(); ++e) {
-    const int64_t begin = offsets[e];
-    const int rows = static_cast<int>(offsets[e + 1] - begin);
-    if (rows == 0) continue;
+  ForEachExpertWithRows(experts.size(), offsets, [&](size_t e, int64_t begin, int rows) {
     Real* da = d_act + begin * F;
     Real* dh = d_fch + begin * FC;
     std::memset(da, 0, sizeof(Real) * rows * F);
@@ -53,7 +60,7 @@ void MoeExpertsBackwardInput(Real* d_in, Real* d_fch, Real* d_act, const Real* d
       GeluBackwardInput(dh, fch + begin * FC, da, int64_t{rows} * F);
     }
     LinearBackwardInput<Real>(d_in + begin * C, dh, experts[e].fc_weight, rows, C, FC);
-  }
+  });
 }
 
 template <typename Real>
@@ -61,15 +68,12 @@ void MoeExpertsBackwardWeights(const std::vector<MoeExpertTensors<Real>>& grads,
                                const Real* act, const Real* d_fch, const Real* in,
                                const int64_t* offsets, const MoeExpertShape& s) {
   const int C = s.C, F = s.F, FC = s.FC();
-  for (size_t e = 0; e < grads.size(); ++e) {
-    const int64_t begin = offsets[e];
-    const int rows = static_cast<int>(offsets[e + 1] - begin);
-    if (rows == 0) continue;
+  ForEachExpertWithRows(grads.size(), offsets, [&](size_t e, int64_t begin, int rows) {
     LinearBackwardWeights<Real>(grads[e].proj_weight, grads[e].proj_bias, d_out + begin * C,
                                 act + begin * F, rows, F, C);
     LinearBackwardWeights<Real>(grads[e].fc_weight, grads[e].fc_bias, d_fch + begin * FC,
                                 in + begin * C, rows, C, FC);
-  }
+  });
 }
 
 #define STAGEHAND_INSTANTIATE_MOE_EXPERTS(Real)                                                 \

@@ -184,6 +184,35 @@ MatmulArgs HeadGemm(bool transpose_a, bool transpose_b, int m, int n, int k, con
   return args;
 }
 
+// The sizes both passes use: head size hs, B*NH heads (GEMM batches), one head's (T, hs) and
+// (T, T) strides, the B*NH*T softmax rows and the B*T*C elements of qkv's thirds.
+struct HeadSizes {
+  int hs;
+  int batches;
+  int64_t head, square;
+  int rows;
+  int64_t elements;
+};
+
+HeadSizes HeadSizesOf(int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  return HeadSizes{hs,
+                   B * NH,
+                   static_cast<int64_t>(T) * hs,
+                   static_cast<int64_t>(T) * T,
+                   B * NH * T,
+                   static_cast<int64_t>(B) * T * C};
+}
+
+// q, k, v of (B, T, 3C) qkv into the scratch's (B, NH, T, hs) buffers.
+absl::Status PermuteQkv(const ScratchLayout& s, const bf16* qkv, int B, int T, int C, int NH,
+                        cudaStream_t stream) {
+  const HeadSizes n = HeadSizesOf(B, T, C, NH);
+  PermuteKernel<<<GridFor(n.elements), kBlockSize, 0, stream>>>(s.q, s.k, s.v, qkv, B, T, NH, n.hs);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 size_t AttentionScratchBytes(int B, int T, int C, int NH) {
@@ -194,16 +223,9 @@ size_t AttentionScratchBytes(int B, int T, int C, int NH) {
 
 absl::Status AttentionForward(bf16* out, bf16* att, const bf16* qkv, void* scratch, int B, int T,
                               int C, int NH, Matmul& matmul, cudaStream_t stream) {
-  const int hs = C / NH;
-  const int batches = B * NH;
-  const int64_t head = static_cast<int64_t>(T) * hs;
-  const int64_t square = static_cast<int64_t>(T) * T;
-  const int rows = B * NH * T;
+  const auto [hs, batches, head, square, rows, elements] = HeadSizesOf(B, T, C, NH);
   const ScratchLayout s = LayoutScratch(scratch, B, T, C, NH);
-  const int64_t elements = static_cast<int64_t>(B) * T * C;
-
-  PermuteKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(s.q, s.k, s.v, qkv, B, T, NH, hs);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  RETURN_IF_ERROR(PermuteQkv(s, qkv, B, T, C, NH, stream));
   // scores^T (Tk, Tq) = k (stored (hs, Tk), transposed) @ q (stored (hs, Tq)), times 1/sqrt(hs).
   MatmulArgs scores =
       HeadGemm(true, false, T, T, hs, s.k, hs, head, s.q, hs, head, s.scores, T, square, batches);
@@ -225,16 +247,9 @@ absl::Status AttentionForward(bf16* out, bf16* att, const bf16* qkv, void* scrat
 absl::Status AttentionBackwardInput(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* att,
                                     void* scratch, int B, int T, int C, int NH, Matmul& matmul,
                                     cudaStream_t stream) {
-  const int hs = C / NH;
-  const int batches = B * NH;
-  const int64_t head = static_cast<int64_t>(T) * hs;
-  const int64_t square = static_cast<int64_t>(T) * T;
-  const int rows = B * NH * T;
+  const auto [hs, batches, head, square, rows, elements] = HeadSizesOf(B, T, C, NH);
   const ScratchLayout s = LayoutScratch(scratch, B, T, C, NH);
-  const int64_t elements = static_cast<int64_t>(B) * T * C;
-
-  PermuteKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(s.q, s.k, s.v, qkv, B, T, NH, hs);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+  RETURN_IF_ERROR(PermuteQkv(s, qkv, B, T, C, NH, stream));
   PermuteOutputGradKernel<<<GridFor(elements), kBlockSize, 0, stream>>>(s.y, dout, B, T, NH, hs);
   CUDA_RETURN_IF_LAUNCH_ERROR();
   // datt^T (Tk, Tq) = v (stored (hs, Tk), transposed) @ dy (stored (hs, Tq)); into fp32 scores.

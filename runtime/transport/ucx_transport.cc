@@ -109,6 +109,27 @@ void OnSwept(void* request, ucs_status_t status, const ucp_tag_recv_info_t*, voi
   ucp_request_free(request);
 }
 
+// The parameters of a request for contiguous bytes that always completes through `callback`
+// with `user_data` (never in place): a send, or a receive.
+ucp_request_param_t ByteRequest(void* user_data) {
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                   UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  p.datatype = ucp_dt_make_contig(1);
+  p.user_data = user_data;
+  return p;
+}
+ucp_request_param_t ByteRequest(ucp_send_nbx_callback_t callback, void* user_data) {
+  ucp_request_param_t p = ByteRequest(user_data);
+  p.cb.send = callback;
+  return p;
+}
+ucp_request_param_t ByteRequest(ucp_tag_recv_nbx_callback_t callback, void* user_data) {
+  ucp_request_param_t p = ByteRequest(user_data);
+  p.cb.recv = callback;
+  return p;
+}
+
 }  // namespace
 
 UcxTransport::UcxTransport() : impl_(std::make_unique<Impl>()) {}
@@ -229,12 +250,7 @@ void UcxTransport::Send(int peer, uint64_t tag, const void* data, size_t bytes, 
       Complete(op, absl::FailedPreconditionError(absl::StrCat("no UCX endpoint to peer ", peer)));
       return;
     }
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                     UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-    p.datatype = ucp_dt_make_contig(1);
-    p.cb.send = OnSend;
-    p.user_data = op;
+    const ucp_request_param_t p = ByteRequest(OnSend, op);
     ucs_status_ptr_t r = ucp_tag_send_nbx(it->second, data, bytes, tag, &p);
     if (UCS_PTR_IS_ERR(r)) Complete(op, UCX_ERROR("ucp_tag_send_nbx", UCS_PTR_STATUS(r)));
   });
@@ -245,12 +261,7 @@ void UcxTransport::Receive(uint64_t tag, void* data, size_t bytes, Done done) {
   tag = WireTag(tag);
   Enqueue([this, tag, data, bytes, done = std::move(done)]() mutable {
     Op* op = new Op{std::move(done), bytes, &pending_};
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                     UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-    p.datatype = ucp_dt_make_contig(1);
-    p.cb.recv = OnReceive;
-    p.user_data = op;
+    const ucp_request_param_t p = ByteRequest(OnReceive, op);
     if (ReceiveHeld(tag, data, bytes, op->done)) {
       delete op;
       return;
@@ -313,12 +324,7 @@ void UcxTransport::DropUnread(void* message, uint64_t wire_tag, size_t bytes,
   Drop(wire_tag, bytes, why);
   pending_.fetch_add(1);
   SweepOp* op = new SweepOp{[this](ucs_status_t) { pending_.fetch_sub(1); }};
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  p.datatype = ucp_dt_make_contig(1);
-  p.cb.recv = OnSwept;
-  p.user_data = op;
+  const ucp_request_param_t p = ByteRequest(OnSwept, op);
   ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(impl_->worker, sink, std::min<size_t>(bytes, 1),
                                             static_cast<ucp_tag_message_h>(message), &p);
   if (UCS_PTR_IS_ERR(r)) {
@@ -387,12 +393,7 @@ void UcxTransport::Sweep() {
         h->claim(DeliverHeld(h->data, h->status, h->target, h->target_bytes));
       }
     }};
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                     UCP_OP_ATTR_FIELD_DATATYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-    p.datatype = ucp_dt_make_contig(1);
-    p.cb.recv = OnSwept;
-    p.user_data = op;
+    const ucp_request_param_t p = ByteRequest(OnSwept, op);
     ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(impl_->worker, h->data.data(), h->data.size(), m, &p);
     if (UCS_PTR_IS_ERR(r)) {
       delete op;
