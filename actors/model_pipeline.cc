@@ -5,7 +5,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/grid/rank_grid.h"
+#include "runtime/train/expert_gather.h"
+#include "runtime/train/expert_layout.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/util/status_macros.h"
 
@@ -26,25 +27,9 @@ std::vector<runtime::Chunk*> ModelPipeline::ReplicaChunks(int d) const {
 
 namespace {
 
-// Copies every tensor that `from` and `to` both hold, by name, from `from_data` to `to_data`:
-// flat buffers laid out as `from` and `to` (their values, or AdamW moments).
-void CopyHeldTensors(const models::ParameterSet<float>& from, const float* from_data,
-                     const models::ParameterSet<float>& to, float* to_data) {
-  for (const models::ParamInfo& info : from.infos()) {
-    if (!to.contains(info.name)) continue;
-    std::copy(from_data + info.offset, from_data + info.offset + info.size,
-              to_data + to.info(info.name).offset);
-  }
-}
-
-// Moments laid out as `from` into moments laid out as `to`, by name (`to` sized to it).
-void CopyHeldMoments(const models::ParameterSet<float>& from, const runtime::OptimizerState& in,
-                     const models::ParameterSet<float>& to, runtime::OptimizerState& out) {
-  out.m.resize(to.size());
-  out.v.resize(to.size());
-  CopyHeldTensors(from, in.m.data(), to, out.m.data());
-  CopyHeldTensors(from, in.v.data(), to, out.v.data());
-}
+using runtime::CopyHeldMoments;
+using runtime::CopyHeldTensors;
+using runtime::HoldsMoments;
 
 // --ep > 1: every tensor of `replicas` (those of edp group 0, which hold every expert between
 // them) into `whole`, chunk by chunk, by name.
@@ -56,11 +41,6 @@ void GatherExpertShards(const std::vector<std::vector<runtime::Chunk*>>& replica
       CopyHeldTensors(from, from.values(), whole[k]->params(), whole[k]->params().values());
     }
   }
-}
-
-bool HoldsMoments(const runtime::OptimizerState& state, int64_t floats) {
-  return static_cast<int64_t>(state.m.size()) == floats &&
-         static_cast<int64_t>(state.v.size()) == floats;
 }
 
 }  // namespace
@@ -113,23 +93,14 @@ absl::Status ModelPipeline::WithFullOptimizerState(const std::function<absl::Sta
 
 namespace {
 
-// --ep > 1: where replica d sits in the rank grid's ep x edp split of dp (the same on every
-// stage): its expert-parallel member and its edp index.
-struct ExpertSeat {
-  int member = 0;
-  int edp = 0;
-};
+using runtime::ExpertSeat;
 
+// --ep > 1: every replica's seat in the rank grid's ep x edp split of dp.
 absl::StatusOr<std::vector<ExpertSeat>> ExpertSeats(const ModelPipelineOptions& options, int P) {
-  ASSIGN_OR_RETURN(runtime::RankGrid pipelines, runtime::RankGrid::DataPipeline(options.dp, P));
-  ASSIGN_OR_RETURN(runtime::RankGrid grid,
-                   pipelines.Split("dp", {{"ep", options.ep}, {"edp", options.dp / options.ep}}));
   std::vector<ExpertSeat> seats;
   for (int d = 0; d < options.dp; ++d) {
-    ASSIGN_OR_RETURN(const int rank, pipelines.RankAt({d, 0}));
-    ASSIGN_OR_RETURN(const int member, grid.Coordinate(rank, "ep"));
-    ASSIGN_OR_RETURN(const int edp, grid.Coordinate(rank, "edp"));
-    seats.push_back({member, edp});
+    ASSIGN_OR_RETURN(const ExpertSeat seat, runtime::ExpertSeatOf(options.dp, options.ep, P, d));
+    seats.push_back(seat);
   }
   return seats;
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,8 @@
 #include "runtime/io/safetensors.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/train/expert_gather.h"
+#include "runtime/train/expert_layout.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/transport/net_device.h"
 #include "runtime/transport/ucx_transport.h"
@@ -181,9 +184,19 @@ struct Node {
   // reduction lane.
   int replica = 0;
   std::unique_ptr<runtime::Collective> dp_group;
-  // --ep: this stage's expert-parallel group (Gloo) and the exchange its chunks use.
+  // --ep: this rank's seat, its stage's expert-parallel group (Gloo) and the exchange its
+  // chunks use; the expert-data-parallel group (the ranks holding the same experts of the
+  // stage; none when edp = 1) that sums the experts' gradients.
+  runtime::ExpertSeat seat;
   std::unique_ptr<runtime::Collective> ep_group;
   std::unique_ptr<runtime::CollectiveExpertExchange> ep_exchange;
+  std::unique_ptr<runtime::Collective> edp_group;
+  // --ep: `chunks` hold this member's experts only; these hold every expert (and their AdamW
+  // moments), gathered over the ep group for what must see the whole model: checkpoints,
+  // held-out passes and saved parameters.
+  std::map<int, std::unique_ptr<runtime::Chunk>> whole_chunks;
+  std::vector<runtime::OptimizerState> whole_states;  // by global chunk index
+  std::vector<runtime::ChunkState> whole_chunk_states;
   std::vector<std::unique_ptr<Lane>> reduce_lanes;
   std::unique_ptr<runtime::UcxTransport> transport;
   std::unique_ptr<runtime::cluster::AuthGate> gate;         // rank 0: the public control port
@@ -280,9 +293,23 @@ absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys,
                                              " within ", o.join_timeout_s, " s: ", last));
 }
 
+// --ep > 1: node.whole_chunks (with `moments`, node.whole_states too) from this rank's chunks and
+// its ep group's other members'. A collective of the ep group, called by its members at the same
+// point between steps; only by replica 0's group (edp index 0), the one whose whole chunks are
+// read (the others return at once).
+absl::Status GatherWholeChunks(Node& node, bool moments) {
+  if (node.ep_group == nullptr || node.seat.edp != 0) return absl::OkStatus();
+  for (const auto& [c, chunk] : node.chunks) {
+    RETURN_IF_ERROR(runtime::GatherExperts(*node.ep_group, *chunk, &node.optimizer_states[c],
+                                           *node.whole_chunks.at(c),
+                                           moments ? &node.whole_states[c] : nullptr));
+  }
+  return absl::OkStatus();
+}
+
 // This rank's shards of the checkpoint of `order.step`, written into `order.dir` (checked:
 // it must be this run's temporary folder of that step).
-CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
+CheckpointPart WriteCheckpointPart(Node& node, const WorkerOptions& o,
                                    const CheckpointOrder& order) {
   CheckpointPart part;
   part.rank = o.rank;
@@ -301,9 +328,15 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
       return part;
     }
   }
+  // --ep: the whole experts and their moments, gathered by replica 0's ep group.
+  if (absl::Status s = GatherWholeChunks(node, /*moments=*/true); !s.ok()) {
+    part.error = absl::StrCat("gathering the experts: ", s.message());
+    return part;
+  }
   // Replicas hold the same weights and moments: replica 0's ranks write the shards.
   absl::StatusOr<std::vector<runtime::ShardRecord>> shards =
-      node.replica == 0 ? runtime::WriteCheckpointShards(order.dir, node.chunk_states)
+      node.replica == 0 ? runtime::WriteCheckpointShards(
+                              order.dir, o.ep > 1 ? node.whole_chunk_states : node.chunk_states)
                         : std::vector<runtime::ShardRecord>{};
   for (const auto& work : node.works) work->ReleaseExportedOptimizerState();
   if (!shards.ok()) {
@@ -319,7 +352,8 @@ CheckpointPart WriteCheckpointPart(const Node& node, const WorkerOptions& o,
   return part;
 }
 
-// --save_params, and this rank's part of --export: its chunks' parameters by name.
+// --save_params, and this rank's part of --export: its chunks' parameters by name (--ep: its
+// member's experts; the ranks' files together hold every expert, as --export merges them).
 absl::Status SaveParameters(const Node& node, const WorkerOptions& o) {
   std::vector<runtime::Chunk*> held;
   for (const auto& [c, chunk] : node.chunks) held.push_back(chunk.get());
@@ -372,14 +406,24 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
   chunk_options.num_microbatches = spec.num_microbatches * o.dp;  // the loss is over dp x M
   ASSIGN_OR_RETURN(std::vector<models::ChunkSpec> cuts,
                    runtime::CutModel(o.model, spec.num_chunks, o.partition, o.chunk.seq_len));
+  models::ChunkOptions shard_options =
+      chunk_options;  // --ep: this member's experts, as one process
+  if (o.ep > 1) {
+    ASSIGN_OR_RETURN(node.seat, runtime::ExpertSeatOf(o.dp, o.ep, spec.num_stages, node.replica));
+    shard_options.expert_shard = {node.seat.member, o.ep};
+  }
+  node.optimizer_states.resize(spec.num_chunks);
+  node.whole_states.resize(spec.num_chunks);
   for (int c = 0; c < spec.num_chunks; ++c) {
     if (spec.chunk_to_stage[c] < stages.front() || spec.chunk_to_stage[c] > stages.back()) continue;
-    ASSIGN_OR_RETURN(node.chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
-  }
-  // AdamW moments where checkpoints find them.
-  node.optimizer_states.resize(spec.num_chunks);
-  for (const auto& [c, chunk] : node.chunks) {
-    node.chunk_states.push_back({chunk.get(), &node.optimizer_states[c], spec.chunk_to_stage[c]});
+    ASSIGN_OR_RETURN(node.chunks[c], runtime::Chunk::Create(o.model, cuts[c], shard_options));
+    // AdamW moments where checkpoints find them.
+    node.chunk_states.push_back(
+        {node.chunks[c].get(), &node.optimizer_states[c], spec.chunk_to_stage[c]});
+    if (o.ep == 1) continue;
+    ASSIGN_OR_RETURN(node.whole_chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
+    node.whole_chunk_states.push_back(
+        {node.whole_chunks[c].get(), &node.whole_states[c], spec.chunk_to_stage[c]});
   }
   return absl::OkStatus();
 }
@@ -549,7 +593,9 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
     for (const auto& [c, chunk] : node.chunks) {
       if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
     }
-    const runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
+    runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
+    place.expert_group = node.ep_group.get();  // --ep: as in one process (model_pipeline.cc)
+    place.expert_data_group = node.edp_group.get();
     node.works.push_back(std::make_unique<RecordingStageWork>(
         std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
                                                   spec.num_microbatches, optimizer,
@@ -645,9 +691,15 @@ absl::StatusOr<PeerTable> ConnectPeers(const WorkerOptions& o, const std::string
 // at once, without a loss.
 class HeldOutRunner {
  public:
+  // `gather` runs before each pass, on every rank (--ep: a collective that fills the whole
+  // chunks the pass reads).
   HeldOutRunner(const WorkerOptions& o, runtime::HeldOutPassInit pass, worker_actor owner,
-                bool evaluates)
-      : o_(o), pass_(std::move(pass)), owner_(std::move(owner)), evaluates_(evaluates) {
+                bool evaluates, std::function<absl::Status()> gather)
+      : o_(o),
+        pass_(std::move(pass)),
+        owner_(std::move(owner)),
+        evaluates_(evaluates),
+        gather_(std::move(gather)) {
     pass_.stop = &stop_;
   }
   ~HeldOutRunner() { Stop(); }
@@ -661,6 +713,9 @@ class HeldOutRunner {
       return refused;
     }
     if (thread_.joinable()) thread_.join();
+    if (absl::Status s = gather_(); !s.ok()) {
+      return absl::StrCat("gathering the experts for the held-out pass: ", s.message());
+    }
     step_ = order.step;
     if (!evaluates_) {
       finished_ = true;
@@ -702,6 +757,7 @@ class HeldOutRunner {
   runtime::HeldOutPassInit pass_;
   worker_actor owner_;
   bool evaluates_;
+  std::function<absl::Status()> gather_;
   std::atomic<bool> stop_{false}, finished_{false};
   std::thread thread_;
   int64_t step_ = -1;  // the evaluation running on thread_, -1: none
@@ -713,7 +769,9 @@ runtime::HeldOutPassInit HeldOutPass(const WorkerOptions& o, const runtime::Step
   pass.rank = o.rank;
   for (int c = 0; c < spec.num_chunks; ++c)
     pass.chunk_rank.push_back(table.stage_rank[spec.chunk_to_stage[c]]);
-  for (const auto& [c, chunk] : node.chunks) pass.chunks[c] = chunk.get();
+  for (const auto& [c, chunk] : o.ep > 1 ? node.whole_chunks : node.chunks) {
+    pass.chunks[c] = chunk.get();  // --ep: the whole experts, gathered before each pass
+  }
   pass.sampler = node.held_out.get();
   pass.transport = node.transport.get();
   pass.tensor_floats = int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
@@ -775,14 +833,19 @@ std::string Live(const WorkerOptions& o, const std::string& me,
 }
 
 // --dp: the optimizer state this rank holds at the end (its stages' AdamW moments; --zero=1
-// keeps 1/dp of them) and what it would hold unsharded (two floats per parameter).
+// keeps 1/dp of them, --ep its member's experts only) and what it would hold unsharded (two
+// floats per parameter of its stages, every expert included).
 void PrintOptimizerState(const WorkerOptions& o, const std::string& me, const Node& node) {
   if (o.dp < 2) return;
   int64_t held = 0;
   int64_t floats = 0;
   for (const auto& work : node.works) held += work->OptimizerStateBytes();
-  for (const auto& [c, chunk] : node.chunks) floats += chunk->params().size();
-  const std::string how = o.zero == 1 ? absl::StrCat(", ZeRO-1 over ", o.dp, " replicas") : "";
+  for (const auto& [c, chunk] : o.ep > 1 ? node.whole_chunks : node.chunks) {
+    floats += chunk->params().size();
+  }
+  const std::string how = o.zero == 1 ? absl::StrCat(", ZeRO-1 over ", o.dp, " replicas")
+                          : o.ep > 1  ? absl::StrCat(", experts split over ep ", o.ep)
+                                      : "";
   std::printf("%s: optimizer state (AdamW moments held%s): %.3f MiB (unsharded %.3f MiB)\n",
               me.c_str(), how.c_str(), held / 1048576.0, 2.0 * floats * sizeof(float) / 1048576.0);
 }
@@ -840,16 +903,16 @@ std::unique_ptr<runtime::Collective> WithModelledLink(const WorkerOptions& o,
                                                       o.collective_gbps);
 }
 
-// 5b. --dp: this stage's data-parallel group (its replicas: Gloo over TCP). The rendezvous
-// entries are signed with the join token and kept by the coordinator.
-absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::ClusterLayout& layout,
-                                      const coordinator_actor& coordinator, Node& node,
-                                      caf::scoped_actor& self) {
-  if (o.dp == 1) return absl::OkStatus();
+// A group of `size` ranks (Gloo over TCP), this rank its member `member`, met under `name`; the
+// rendezvous entries are signed with the join token and kept by the coordinator. `what` names
+// the group in errors.
+absl::StatusOr<std::unique_ptr<runtime::Collective>> ConnectGlooGroup(
+    const WorkerOptions& o, const std::string& name, int member, int size, const std::string& what,
+    const coordinator_actor& coordinator, caf::scoped_actor& self) {
   runtime::GlooGroupOptions group;
-  group.name = absl::StrCat("dp.s", layout.Stages(o.rank).front());
-  group.member = node.replica;
-  group.size = o.dp;
+  group.name = name;
+  group.member = member;
+  group.size = size;
   ASSIGN_OR_RETURN(group.bind_host, CollectiveAddress(o));
   group.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
   ControlPlaneStore store(self, coordinator, o.rank, group.timeout);
@@ -857,49 +920,49 @@ absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::Clu
   absl::StatusOr<std::unique_ptr<runtime::GlooCollective>> connected =
       runtime::GlooCollective::Connect(signed_store, group);
   if (!connected.ok()) {
-    return absl::Status(
-        connected.status().code(),
-        absl::StrCat("rank ", o.rank, ": data-parallel group of stage ",
-                     layout.Stages(o.rank).front(), ": ", connected.status().message()));
+    return absl::Status(connected.status().code(), absl::StrCat("rank ", o.rank, ": ", what, ": ",
+                                                                connected.status().message()));
   }
-  node.dp_group = WithModelledLink(o, *std::move(connected));
+  return WithModelledLink(o, *std::move(connected));
+}
+
+// 5b. --dp: this stage's data-parallel group (its replicas).
+absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::ClusterLayout& layout,
+                                      const coordinator_actor& coordinator, Node& node,
+                                      caf::scoped_actor& self) {
+  if (o.dp == 1) return absl::OkStatus();
+  const int stage = layout.Stages(o.rank).front();
+  ASSIGN_OR_RETURN(
+      node.dp_group,
+      ConnectGlooGroup(o, absl::StrCat("dp.s", stage), node.replica, o.dp,
+                       absl::StrCat("data-parallel group of stage ", stage), coordinator, self));
   return absl::OkStatus();
 }
 
-// 5c. --ep: this stage's expert-parallel group (Gloo over TCP, signed rendezvous as 5b), its
-// member and group from the rank grid's ep x edp split of dp; set on this rank's chunks.
+// 5c. --ep: this stage's expert-parallel group (member node.seat.member of the ep group
+// node.seat.edp), set on this rank's chunks, and with edp > 1 its expert-data-parallel group
+// (member node.seat.edp of the ranks holding member node.seat.member's experts).
 absl::Status ConnectExpertParallelGroup(const WorkerOptions& o,
                                         const runtime::ClusterLayout& layout,
                                         const coordinator_actor& coordinator, Node& node,
                                         caf::scoped_actor& self) {
   if (o.ep == 1) return absl::OkStatus();
   const int stage = layout.Stages(o.rank).front();
-  ASSIGN_OR_RETURN(runtime::RankGrid pipelines,
-                   runtime::RankGrid::DataPipeline(o.dp, layout.num_stages()));
-  ASSIGN_OR_RETURN(runtime::RankGrid grid,
-                   pipelines.Split("dp", {{"ep", o.ep}, {"edp", o.dp / o.ep}}));
-  ASSIGN_OR_RETURN(const int at, pipelines.RankAt({node.replica, stage}));
-  runtime::GlooGroupOptions group;
-  ASSIGN_OR_RETURN(group.member, grid.Coordinate(at, "ep"));
-  ASSIGN_OR_RETURN(const int edp, grid.Coordinate(at, "edp"));
-  group.name = absl::StrCat("ep.s", stage, ".g", edp);
-  group.size = o.ep;
-  ASSIGN_OR_RETURN(group.bind_host, CollectiveAddress(o));
-  group.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
-  ControlPlaneStore store(self, coordinator, o.rank, group.timeout);
-  runtime::AuthenticatedStore signed_store(store, o.token);
-  absl::StatusOr<std::unique_ptr<runtime::GlooCollective>> connected =
-      runtime::GlooCollective::Connect(signed_store, group);
-  if (!connected.ok()) {
-    return absl::Status(connected.status().code(),
-                        absl::StrCat("rank ", o.rank, ": expert-parallel group of stage ", stage,
-                                     ": ", connected.status().message()));
-  }
-  node.ep_group = WithModelledLink(o, *std::move(connected));
+  const runtime::ExpertSeat& seat = node.seat;
+  ASSIGN_OR_RETURN(
+      node.ep_group,
+      ConnectGlooGroup(o, absl::StrCat("ep.s", stage, ".g", seat.edp), seat.member, o.ep,
+                       absl::StrCat("expert-parallel group of stage ", stage), coordinator, self));
   node.ep_exchange = std::make_unique<runtime::CollectiveExpertExchange>(node.ep_group.get());
   for (auto& [index, chunk] : node.chunks) {
     RETURN_IF_ERROR(chunk->SetExpertExchange(node.ep_exchange.get()));
   }
+  if (o.dp / o.ep == 1) return absl::OkStatus();  // each expert held once per stage
+  ASSIGN_OR_RETURN(
+      node.edp_group,
+      ConnectGlooGroup(o, absl::StrCat("edp.s", stage, ".m", seat.member), seat.edp, o.dp / o.ep,
+                       absl::StrCat("expert-data-parallel group of stage ", stage), coordinator,
+                       self));
   return absl::OkStatus();
 }
 
@@ -959,7 +1022,8 @@ absl::Status RunWorker(const WorkerOptions& o) {
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));
   if (o.rank == 0) CloseCafPort(*node->system, coordinator, *node);
   HeldOutRunner held_out(o, HeldOutPass(o, spec, table, *node), WorkerHandle(self),
-                         /*evaluates=*/node->replica == 0);
+                         /*evaluates=*/node->replica == 0,
+                         [node] { return GatherWholeChunks(*node, /*moments=*/false); });
   self->send(coordinator, ready_atom::value, o.rank);
 
   if (std::string abort_reason = Live(o, me, coordinator, held_out, *node, self);

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/grid/rank_grid.h"
+#include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
 namespace {
@@ -56,6 +58,16 @@ std::vector<std::string> ExpertNamesOf(const std::vector<models::ParamInfo>& inf
     i += run - 1;
   }
   return names;
+}
+
+absl::StatusOr<ExpertSeat> ExpertSeatOf(int dp, int ep, int num_stages, int replica) {
+  ASSIGN_OR_RETURN(RankGrid pipelines, RankGrid::DataPipeline(dp, num_stages));
+  ASSIGN_OR_RETURN(RankGrid grid, pipelines.Split("dp", {{"ep", ep}, {"edp", dp / ep}}));
+  ASSIGN_OR_RETURN(const int rank, pipelines.RankAt({replica, 0}));
+  ExpertSeat seat;
+  ASSIGN_OR_RETURN(seat.member, grid.Coordinate(rank, "ep"));
+  ASSIGN_OR_RETURN(seat.edp, grid.Coordinate(rank, "edp"));
+  return seat;
 }
 
 }  // namespace stagehand::runtime

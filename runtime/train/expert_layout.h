@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "models/parameters.h"
 #include "runtime/train/zero_shard.h"
 
@@ -77,6 +78,15 @@ std::vector<T> InModelOrder(const std::vector<models::ParamInfo>& infos,
 // in order.
 std::vector<std::string> ExpertNamesOf(const std::vector<models::ParamInfo>& infos, int from,
                                        int to);
+
+// Where replica `replica` of `dp` sits in the rank grid's ep x edp split of dp (the same on
+// every one of `num_stages` stages): its member of its expert-parallel group, and which of the
+// dp / ep such groups (its edp index). ep varies fastest: replicas 0 .. ep - 1 are edp group 0.
+struct ExpertSeat {
+  int member = 0;
+  int edp = 0;
+};
+absl::StatusOr<ExpertSeat> ExpertSeatOf(int dp, int ep, int num_stages, int replica);
 
 }  // namespace stagehand::runtime
 

@@ -30,6 +30,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "actors/model_pipeline.h"
 #include "gtest/gtest.h"
@@ -1128,6 +1129,19 @@ TEST(Cluster, ExportFromAClusterRunIsByteForByteTheOneProcessExport) {
   }
 }
 
+// Each replica's ranks hold every tensor; with --ep > 1 each holds its member's experts only,
+// and the ep members of an edp group (replicas 0 .. ep - 1) every tensor together.
+void ExpectReplicasCover(const std::vector<std::set<std::string>>& covered, int ep,
+                         size_t tensors) {
+  std::set<std::string> together;
+  for (size_t d = 0; d < covered.size(); ++d) {
+    if (ep == 1) EXPECT_EQ(covered[d].size(), tensors) << "replica " << d << " misses tensors";
+    if (ep > 1) EXPECT_LT(covered[d].size(), tensors) << "replica " << d << " holds every expert";
+    if (static_cast<int>(d) < ep) together.insert(covered[d].begin(), covered[d].end());
+  }
+  EXPECT_EQ(together.size(), tensors) << "the first edp group's ranks miss tensors";
+}
+
 // --dp=2 --stages=2 on 4 workers (rank r: replica r % 2, stage r / 2): every rank's --save_params
 // file holds its stage's tensors, bitwise those of the one-process --dp=2 --stages=2 run, and
 // so do the losses and held-out losses. Returns the launch's output.
@@ -1161,9 +1175,7 @@ std::string ExpectDataParallelSameAsOneProcess(const Config& c, const std::strin
       covered[r % c.dp].insert(name);
     }
   }
-  for (int d = 0; d < c.dp; ++d) {
-    EXPECT_EQ(covered[d].size(), expected.size()) << "replica " << d << " misses tensors";
-  }
+  ExpectReplicasCover(covered, c.ep, expected.size());
   return launch.output();
 }
 
@@ -1285,6 +1297,19 @@ TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
                            "expert parallel: groups of 2 replicas (dp = ep 2 x edp 1)"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
   }
+  // Each rank holds the moments of its member's two experts of its stage's four (one MoE layer,
+  // each expert 2 x 32 x 64 weights and their biases): two experts' fewer than the whole stage
+  // (what --ep=1 holds), the dense part and the router being the same.
+  const double two_experts_mib = 2.0 * sizeof(float) * 2 * (2 * 32 * 64) / 1048576.0;
+  const std::regex held(
+      "rank (\\d): optimizer state \\(AdamW moments held, experts split over ep 2\\): "
+      "(\\S+) MiB \\(unsharded (\\S+) MiB\\)");
+  std::set<int> ranks;
+  for (std::sregex_iterator it(out.begin(), out.end(), held), end; it != end; ++it) {
+    ranks.insert(std::stoi((*it)[1]));
+    EXPECT_NEAR(std::stod((*it)[3]) - std::stod((*it)[2]), two_experts_mib, 0.003) << (*it)[0];
+  }
+  EXPECT_EQ(ranks, (std::set<int>{0, 1, 2, 3})) << out;
 }
 
 // The same under the planners that overlap sub-steps: every worker runs its MoE actions as
@@ -1307,6 +1332,83 @@ TEST(Cluster, ExpertParallelOverlappedPlannersOnFourWorkersAreBitwiseTheOneProce
     EXPECT_GT(summary->a2a_us, 0);
     EXPECT_GT(summary->hidden_a2a_us, 0);
   }
+}
+
+// tools/launch's arguments for `c` in one process (no --nprocs, no workers).
+std::vector<std::string> OneProcessLaunchArgs(const Config& c,
+                                              const std::vector<std::string>& extra) {
+  std::vector<std::string> a;
+  for (const std::string& arg : LaunchArgs(c, 1, extra)) {
+    if (!absl::StartsWith(arg, "--nprocs=") && !absl::StartsWith(arg, "--worker=")) {
+      a.push_back(arg);
+    }
+  }
+  return a;
+}
+
+// One --save_params file holds exactly `expected`, bit for bit.
+void ExpectFileHolds(const std::string& file, const std::vector<runtime::NamedTensor>& expected) {
+  auto tensors = runtime::ReadSafetensors(file);
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  ASSERT_EQ(tensors->size(), expected.size()) << file;
+  for (const runtime::NamedTensor& t : expected) {
+    auto it = tensors->find(t.name);
+    ASSERT_NE(it, tensors->end()) << t.name << " missing from " << file;
+    EXPECT_TRUE(it->second.data == t.data) << t.name << " of " << file << " differs";
+  }
+}
+
+// An --ep=2 checkpoint moves between 4 workers and one process, both ways, in the one global
+// format (whole experts, gathered over each stage's ep group): the cluster's checkpoint of step
+// 2 resumes in one process, one process's resumes on 4 workers (each rank taking its member's
+// experts by name), and both end bitwise as the uninterrupted run.
+TEST(Cluster, ExpertParallelCheckpointMovesBetweenFourWorkersAndOneProcess) {
+  Config c = ExpertParallelConfig();
+  c.steps = 4;
+  c.eval_every = 2;
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  const std::string cluster_root = TempDir() + "/ep_move_cluster";
+  const std::string one_root = TempDir() + "/ep_move_one";
+  {
+    Process cluster(LaunchArgs(c, 4, {"--checkpoint_dir=" + cluster_root, "--exit_after=2"}));
+    ASSERT_EQ(cluster.Wait(180), 0) << cluster.output();
+    Process one(OneProcessLaunchArgs(c, {"--checkpoint_dir=" + one_root, "--exit_after=2"}));
+    ASSERT_EQ(one.Wait(180), 0) << one.output();
+  }
+  // The cluster's checkpoint in one process.
+  const std::string one_params = TempDir() + "/ep_move_one.safetensors";
+  Process one(OneProcessLaunchArgs(
+      c, {"--checkpoint_dir=" + cluster_root, "--resume", "--save_params=" + one_params}));
+  ASSERT_EQ(one.Wait(180), 0) << one.output();
+  EXPECT_NE(one.output().find("resumed from " + cluster_root + "/step_00000002 (step 2)"),
+            std::string::npos)
+      << one.output();
+  ExpectFileHolds(one_params, expected);
+  // One process's checkpoint on 4 workers: steps 3 and 4 as uninterrupted, every rank's tensors.
+  const std::string cluster_params = TempDir() + "/ep_move_cluster.safetensors";
+  Process cluster(LaunchArgs(
+      c, 4, {"--checkpoint_dir=" + one_root, "--resume", "--save_params=" + cluster_params}));
+  ASSERT_EQ(cluster.Wait(180), 0) << cluster.output();
+  const std::map<int, double> got = StepLosses(cluster.output());
+  ASSERT_EQ(got.size(), 2u) << cluster.output();
+  for (int step : {3, 4}) {
+    EXPECT_EQ(std::memcmp(&got.at(step), &losses[step - 1], sizeof(double)), 0) << "step " << step;
+  }
+  std::map<std::string, const runtime::NamedTensor*> by_name;
+  for (const runtime::NamedTensor& t : expected) by_name[t.name] = &t;
+  std::vector<std::set<std::string>> covered(c.dp);  // per replica, its member's experts
+  for (int r = 0; r < 4; ++r) {
+    auto tensors = runtime::ReadSafetensors(runtime::RankFile(cluster_params, r));
+    ASSERT_TRUE(tensors.ok()) << tensors.status();
+    for (const auto& [name, t] : *tensors) {
+      ASSERT_TRUE(by_name.count(name) == 1) << name << " of rank " << r;
+      EXPECT_TRUE(t.data == by_name[name]->data) << name << " of rank " << r << " differs";
+      covered[r % c.dp].insert(name);
+    }
+  }
+  ExpectReplicasCover(covered, c.ep, expected.size());
 }
 
 // A rank of replica 1 (rank 3: stage 1) SIGKILLed in step 4: the whole grid restarts from the
