@@ -55,5 +55,18 @@ expect_error "--save_params=/no/such/dir/p.safetensors: directory /no/such/dir d
 expect_error "--trace=$OUT is a directory" --trace="$OUT"
 expect_error "--export=/no/such/dir/hf.safetensors: directory" --export=/no/such/dir/hf.safetensors
 
+# 4. Under `bazel run` a relative --model_config means the directory bazel ran in
+#    (BUILD_WORKING_DIRECTORY), as every other path flag does, wherever the process starts.
+mkdir -p "$OUT/wd/configs"
+cat > "$OUT/wd/configs/tiny.json" <<'JSON'
+{"vocab_size": 256, "max_seq_len": 16, "d_model": 32, "num_heads": 2, "tied_head": false,
+ "layers": [{"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "dense"}]}
+JSON
+(cd / && BUILD_WORKING_DIRECTORY="$OUT/wd" "$LAUNCH" --model_config=configs/tiny.json --steps=1 \
+  --stages=2 --seq_len=16 --eval_every=0) > "$OUT/wd.log" 2>&1 \
+  || fail "relative --model_config under bazel run: $(tail -2 "$OUT/wd.log")"
+grep -q "^model config $OUT/wd/configs/tiny.json" "$OUT/wd.log" \
+  || fail "the model config line does not name $OUT/wd/configs/tiny.json: $(grep 'model config' "$OUT/wd.log")"
+
 if (( failures )); then echo "$failures check(s) failed"; exit 1; fi
 echo "all launch checks passed"

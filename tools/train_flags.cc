@@ -155,7 +155,8 @@ namespace {
 void MakePathFlagsAbsolute() {
   for (absl::Flag<std::string>* flag :
        {&FLAGS_data, &FLAGS_validation_data, &FLAGS_checkpoint_dir, &FLAGS_save_params,
-        &FLAGS_tokenizer_dir, &FLAGS_trace, &FLAGS_schedule, &FLAGS_data_cache_dir}) {
+        &FLAGS_model_config, &FLAGS_tokenizer_dir, &FLAGS_trace, &FLAGS_schedule,
+        &FLAGS_data_cache_dir}) {
     const std::string path = absl::GetFlag(*flag);
     if (path != "none") absl::SetFlag(flag, runtime::ResolveUserPath(path));
   }
@@ -546,9 +547,9 @@ absl::Status ReadDataFlags(TrainConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("--document_separator: ", error));
   }
   if (c.chunk.reset_position_ids && c.dataset.packing != runtime::Packing::kDocuments) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--reset_position_ids needs --packing=documents (--packing=",
-                     absl::GetFlag(FLAGS_packing), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--reset_position_ids needs --packing=documents (--packing=", absl::GetFlag(FLAGS_packing),
+        ")"));
   }
   ASSIGN_OR_RETURN(c.dataset.seq_len_policy,
                    runtime::ParseSeqLenPolicy(absl::GetFlag(FLAGS_seq_len_policy)));

@@ -39,7 +39,7 @@ struct CoordinatorOptions {
   // A batch-size ramp-up's spec of each step (its M; announced before the step); null: one M.
   std::shared_ptr<const runtime::StepSpecs> specs;
   int micro_batch_size = 0;  // B, for the ramp-up's global-batch line
-  int64_t wte_floats = 0;    // vocab * d_model: the tied gradients' size (DriverGate checks)
+  int64_t wte_floats = 0;    // vocab * d_model, 0 untied: the tied gradients (DriverGate checks)
   // The training loop's policy (runtime/train/train_loop.h): which steps run, when to log,
   // evaluate and checkpoint, when to stop. The coordinator only carries out its phases.
   runtime::TrainLoopOptions loop;

@@ -22,7 +22,7 @@ struct StageGateInit {
   int rank = 0;
   int stage = 0;
   runtime::StepSpec spec;
-  int64_t wte_floats = 0;         // vocab * d_model: the tied gradients' size
+  int64_t wte_floats = 0;         // vocab * d_model (0: untied head): tied gradients' size
   stage_actor fronted;            // the StageActor this gate fronts
   cluster_comm_actor comm;        // its ClusterComm: told the step, asked for transfers in flight
   driver_gate_actor driver_gate;  // where hang reports go
@@ -40,7 +40,7 @@ stage_gate_actor::behavior_type StageGate(stage_gate_actor::stateful_pointer<Sta
 
 struct DriverGateInit {
   runtime::StepSpec spec;
-  int64_t wte_floats = 0;         // vocab * d_model: the tied gradients' size
+  int64_t wte_floats = 0;         // vocab * d_model (0: untied head): tied gradients' size
   stage_reports driver;           // the StepDriver
   coordinator_actor coordinator;  // receives StageReports (hang probes) and ClusterAborts
   // A batch-size ramp-up's specs: a StageDone may carry the losses of any of its Ms (the

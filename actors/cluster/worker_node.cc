@@ -53,6 +53,12 @@
 namespace stagehand::actors::cluster {
 namespace {
 
+// The floats of wte, which the embedding and a tied head share (the gates check tied
+// gradients against it); 0 when the head has its own weight and nothing is tied.
+int64_t TiedWteFloats(const models::GptConfig& model) {
+  return model.tied_head ? int64_t{model.vocab_size} * model.d_model : 0;
+}
+
 // What this worker's lanes are doing, for heartbeats and the death report.
 class ActionLog {
  public:
@@ -503,7 +509,7 @@ absl::StatusOr<uint16_t> PublishCoordinator(const WorkerOptions& o, const runtim
   co.spec = spec;
   co.specs = std::move(specs);
   co.micro_batch_size = o.chunk.micro_batch_size;
-  co.wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
+  co.wte_floats = TiedWteFloats(o.model);
   co.loop = o.loop;
   co.resumed_step = start_step;
   co.hang_timeout_s = o.hang_timeout_s;
@@ -576,7 +582,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
   const worker_actor self_handle = WorkerHandle(self);
   const int64_t tensor_floats =
       int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
-  const int64_t wte_floats = int64_t{o.model.vocab_size} * o.model.d_model;
+  const int64_t wte_floats = TiedWteFloats(o.model);
   runtime::OptimizerConfig optimizer = o.optimizer;
   optimizer.states = &node.optimizer_states;
   LocalStages out{Registration{o.rank, stages, {}, {}}, {}};

@@ -7,7 +7,7 @@ namespace stagehand::runtime {
 
 TiedShapes StageTiedShapes(const StepSpec& spec, int stage, int64_t wte_floats) {
   TiedShapes shapes;
-  if (spec.num_chunks < 2) return shapes;
+  if (spec.num_chunks < 2 || wte_floats == 0) return shapes;
   for (int chunk : {0, spec.num_chunks - 1}) {
     if (spec.chunk_to_stage[chunk] == stage) shapes[chunk]["wte"] = wte_floats;
   }

@@ -18,7 +18,8 @@ namespace stagehand::runtime {
 using TiedShapes = std::map<int, std::map<std::string, int64_t>>;
 
 // The tied tensors of `stage`'s chunks: "wte" (vocab * d_model floats) in the first and the
-// last chunk (embedding and head) when there is more than one chunk.
+// last chunk (embedding and head) when there is more than one chunk. `wte_floats` 0: the head
+// has its own weight (an untied model), and nothing is tied.
 TiedShapes StageTiedShapes(const StepSpec& spec, int stage, int64_t wte_floats);
 
 // Tied gradients must name exactly the expected tensors with their sizes.

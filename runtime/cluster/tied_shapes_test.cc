@@ -29,6 +29,12 @@ TEST(StageTiedShapes, OneChunkTiesNothingAcrossStages) {
   EXPECT_TRUE(StageTiedShapes(spec, 0, 6).empty());
 }
 
+TEST(StageTiedShapes, AnUntiedHeadTiesNothing) {
+  EXPECT_TRUE(StageTiedShapes(Interleaved(), 0, 0).empty());
+  EXPECT_TRUE(StageTiedShapes(Interleaved(), 1, 0).empty());
+  EXPECT_EQ(CheckTiedGradients({}, StageTiedShapes(Interleaved(), 1, 0)), "");
+}
+
 TEST(CheckTiedGradients, AcceptsExactlyTheTiedTensorsOfTheStage) {
   const TiedShapes shapes = StageTiedShapes(Interleaved(), 1, 6);
   EXPECT_EQ(CheckTiedGradients({{3, {{"wte", std::vector<float>(6)}}}}, shapes), "");

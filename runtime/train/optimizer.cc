@@ -38,7 +38,8 @@ TiedGradientMap GatherTiedGradients(const std::map<int, Chunk*>& chunks, int num
   TiedGradientMap out;
   for (const auto& [index, chunk] : chunks) {
     chunk->FoldTiedGradients();
-    if (num_chunks <= 1) continue;
+    // An untied head (its own lm_head.weight) shares nothing with the embedding.
+    if (num_chunks <= 1 || !chunk->config().tied_head) continue;
     const models::ParamInfo* info = FindInfo(chunk->params(), kTiedAcrossChunks);
     if (info == nullptr) continue;
     const float* g = chunk->params().grads() + info->offset;

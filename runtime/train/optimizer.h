@@ -54,8 +54,8 @@ using TiedGradientMap = std::map<int, std::map<std::string, Payload>>;
 
 // Folds each chunk's own tied copies (FoldTiedGradients) and returns the gradients of the
 // tensors tied across chunks (the embedding "wte", held by the first and last chunk when
-// they differ) that `chunks` (global chunk index -> chunk) hold. `num_chunks` is the
-// model's chunk count.
+// they differ and the head is tied; none for an untied head) that `chunks` (global chunk index ->
+// chunk) hold. `num_chunks` is the model's chunk count.
 TiedGradientMap GatherTiedGradients(const std::map<int, Chunk*>& chunks, int num_chunks);
 // The one tied-gradient sum: for each tensor name, the elementwise float sum of its
 // gradients over every holder in ascending chunk order (so the result does not depend on

@@ -43,10 +43,11 @@ struct Model {
   std::map<int, Chunk*> chunks;
 };
 
-Model Build(int num_chunks) {
+Model Build(int num_chunks, bool tied_head = true) {
   Model model;
-  auto built =
-      BuildChunks(models::UniformGpt(2, 8, 2, 32, 8, 7), num_chunks, models::ChunkOptions{1, 8, 1});
+  models::GptConfig config = models::UniformGpt(2, 8, 2, 32, 8, 7);
+  config.tied_head = tied_head;
+  auto built = BuildChunks(config, num_chunks, models::ChunkOptions{1, 8, 1});
   EXPECT_TRUE(built.ok()) << built.status();
   model.owned = std::move(*built);
   for (size_t k = 0; k < model.owned.size(); ++k) model.chunks[k] = model.owned[k].get();
@@ -71,6 +72,14 @@ TEST(GatherTiedGradientsTest, OnlyTheEmbeddingIsTiedAcrossChunks) {
   EXPECT_EQ(tied.at(0).at("wte").size(), 32u * 8u);
   Model one = Build(1);
   EXPECT_TRUE(GatherTiedGradients(one.chunks, 1).empty());  // folded inside the chunk
+}
+
+// A head with its own lm_head.weight shares nothing with the embedding: no chunk sends its
+// wte gradient to be summed (the cluster's gates expect none).
+TEST(GatherTiedGradientsTest, AnUntiedHeadTiesNothing) {
+  Model untied = Build(2, /*tied_head=*/false);
+  FillGradients(untied);
+  EXPECT_TRUE(GatherTiedGradients(untied.chunks, 2).empty());
 }
 
 TEST(SquaredGradientNormsTest, SkipTiedCopiesSoATiedWeightCountsOnce) {

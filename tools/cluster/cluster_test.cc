@@ -449,6 +449,22 @@ TEST(Cluster, TwoWorkersHoldingTwoStagesEachMatchOneProcess) {
   ExpectSameAsOneProcess(Config{}, 2);
 }
 
+// A head with its own weight (tied_head false, as Llama's) ties nothing across stages: the
+// gates expect no tied gradients from the embedding's and the head's stages, and two workers
+// are bitwise the one-process run.
+TEST(Cluster, UntiedHeadOnTwoWorkersIsBitwiseTheOneProcessRun) {
+  Config c;
+  c.stages = 2;
+  c.steps = 2;
+  c.model_config = TempDir() + "/untied.json";
+  std::ofstream(c.model_config) << R"({"vocab_size": 256, "max_seq_len": 16, "d_model": 32,
+    "num_heads": 2, "tied_head": false, "norm": "rmsnorm", "activation": "swiglu",
+    "positions": "rope", "bias": false,
+    "layers": [{"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "dense"},
+               {"attention": "causal", "mlp": "dense"}, {"attention": "causal", "mlp": "dense"}]})";
+  ExpectSameAsOneProcess(c, 2);
+}
+
 // --rampup_batch_size on 4 workers: every rank re-plans each step for its M (2, 4, then 8
 // microbatches of 2 sequences), bit for bit as one process does, traced (the trace changes
 // no result, and its merged timeline holds each step at its own M).
