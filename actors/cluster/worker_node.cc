@@ -197,9 +197,9 @@ struct Node {
   std::unique_ptr<runtime::Collective> ep_group;
   std::unique_ptr<runtime::CollectiveExpertExchange> ep_exchange;
   std::unique_ptr<runtime::Collective> edp_group;
-  // --ep: `chunks` hold this member's experts only; these hold every expert (and their AdamW
-  // moments), gathered over the ep group for what must see the whole model: checkpoints,
-  // held-out passes and saved parameters.
+  // --ep: `chunks` hold this member's experts only; on replica 0's ranks these hold every
+  // expert (and their AdamW moments), gathered over the ep group for what must see the whole
+  // model: checkpoints and held-out passes.
   std::map<int, std::unique_ptr<runtime::Chunk>> whole_chunks;
   std::vector<runtime::OptimizerState> whole_states;  // by global chunk index
   std::vector<runtime::ChunkState> whole_chunk_states;
@@ -306,9 +306,11 @@ absl::StatusOr<coordinator_actor> ConnectToCoordinator(caf::actor_system& sys,
 absl::Status GatherWholeChunks(Node& node, bool moments) {
   if (node.ep_group == nullptr || node.seat.edp != 0) return absl::OkStatus();
   for (const auto& [c, chunk] : node.chunks) {
-    RETURN_IF_ERROR(runtime::GatherExperts(*node.ep_group, *chunk, &node.optimizer_states[c],
-                                           *node.whole_chunks.at(c),
-                                           moments ? &node.whole_states[c] : nullptr));
+    auto whole = node.whole_chunks.find(c);  // replica 0's ranks only: the others hand over
+    runtime::Chunk* to = whole == node.whole_chunks.end() ? nullptr : whole->second.get();
+    RETURN_IF_ERROR(runtime::GatherExperts(*node.ep_group, *chunk, &node.optimizer_states[c], to,
+                                           to != nullptr ? &node.whole_states[c] : nullptr,
+                                           moments));
   }
   return absl::OkStatus();
 }
@@ -426,7 +428,7 @@ absl::Status BuildChunks(const WorkerOptions& o, const runtime::StepSpec& spec,
     // AdamW moments where checkpoints find them.
     node.chunk_states.push_back(
         {node.chunks[c].get(), &node.optimizer_states[c], spec.chunk_to_stage[c]});
-    if (o.ep == 1) continue;
+    if (o.ep == 1 || node.replica != 0) continue;  // replica 0 evaluates and writes checkpoints
     ASSIGN_OR_RETURN(node.whole_chunks[c], runtime::Chunk::Create(o.model, cuts[c], chunk_options));
     node.whole_chunk_states.push_back(
         {node.whole_chunks[c].get(), &node.whole_states[c], spec.chunk_to_stage[c]});
@@ -846,8 +848,11 @@ void PrintOptimizerState(const WorkerOptions& o, const std::string& me, const No
   int64_t held = 0;
   int64_t floats = 0;
   for (const auto& work : node.works) held += work->OptimizerStateBytes();
-  for (const auto& [c, chunk] : o.ep > 1 ? node.whole_chunks : node.chunks) {
+  for (const auto& [c, chunk] : node.chunks) {
     floats += chunk->params().size();
+    for (const models::ParamInfo& info : chunk->params().infos()) {
+      if (info.expert >= 0) floats += int64_t{o.ep - 1} * info.size;  // the other members'
+    }
   }
   const std::string how = o.zero == 1 ? absl::StrCat(", ZeRO-1 over ", o.dp, " replicas")
                           : o.ep > 1  ? absl::StrCat(", experts split over ep ", o.ep)

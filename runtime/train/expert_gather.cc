@@ -12,11 +12,12 @@ namespace stagehand::runtime {
 namespace {
 
 // One flat buffer `data` laid out as `shard` into `whole_data` laid out as `whole`: the tensors
-// every member holds alike copied, the experts gathered from every member.
+// every member holds alike copied, the experts gathered from every member (`whole` null: this
+// member only hands its experts to the others).
 absl::Status GatherBuffer(Collective& group, const models::ParameterSet<float>& shard,
-                          const float* data, const models::ParameterSet<float>& whole,
+                          const float* data, const models::ParameterSet<float>* whole,
                           float* whole_data) {
-  CopyHeldTensors(shard, data, whole, whole_data);
+  if (whole != nullptr) CopyHeldTensors(shard, data, *whole, whole_data);
   std::vector<float> mine;  // this member's expert tensors, in tensor order
   for (const models::ParamInfo& info : shard.infos()) {
     if (info.expert >= 0)
@@ -25,13 +26,13 @@ absl::Status GatherBuffer(Collective& group, const models::ParameterSet<float>& 
   if (mine.empty()) return absl::OkStatus();  // no MoE layer here, nor on the other members
   std::vector<float> all(mine.size() * group.size());
   RETURN_IF_ERROR(group.AllGather(mine, absl::MakeSpan(all)));
-  for (int j = 0; j < group.size(); ++j) {
+  for (int j = 0; whole != nullptr && j < group.size(); ++j) {
     const std::vector<std::string> names = ExpertNamesOf(shard.infos(), group.member(), j);
     const float* from = all.data() + j * mine.size();
     size_t k = 0;
     for (const models::ParamInfo& info : shard.infos()) {
       if (info.expert < 0) continue;
-      std::copy(from, from + info.size, whole_data + whole.info(names[k++]).offset);
+      std::copy(from, from + info.size, whole_data + whole->info(names[k++]).offset);
       from += info.size;
     }
   }
@@ -63,21 +64,26 @@ bool HoldsMoments(const OptimizerState& state, int64_t floats) {
 }
 
 absl::Status GatherExperts(Collective& group, const Chunk& shard,
-                           const OptimizerState* shard_moments, Chunk& whole,
-                           OptimizerState* whole_moments) {
+                           const OptimizerState* shard_moments, Chunk* whole,
+                           OptimizerState* whole_moments, bool with_moments) {
   const models::ParameterSet<float>& from = shard.params();
-  models::ParameterSet<float>& to = whole.params();
-  RETURN_IF_ERROR(GatherBuffer(group, from, from.values(), to, to.values()));
-  if (whole_moments == nullptr) return absl::OkStatus();
+  models::ParameterSet<float>* to = whole != nullptr ? &whole->params() : nullptr;
+  RETURN_IF_ERROR(GatherBuffer(group, from, from.values(), to, to ? to->values() : nullptr));
+  if (!with_moments) return absl::OkStatus();
   // Members update in the same steps: all hold moments, or none does.
   if (shard_moments == nullptr || !HoldsMoments(*shard_moments, from.size())) {
-    *whole_moments = {};
+    if (whole_moments != nullptr) *whole_moments = {};
     return absl::OkStatus();
   }
-  whole_moments->m.assign(to.size(), 0.0f);
-  whole_moments->v.assign(to.size(), 0.0f);
-  RETURN_IF_ERROR(GatherBuffer(group, from, shard_moments->m.data(), to, whole_moments->m.data()));
-  return GatherBuffer(group, from, shard_moments->v.data(), to, whole_moments->v.data());
+  float* m = nullptr;
+  float* v = nullptr;
+  if (to != nullptr) {
+    whole_moments->m.assign(to->size(), 0.0f);
+    whole_moments->v.assign(to->size(), 0.0f);
+    m = whole_moments->m.data(), v = whole_moments->v.data();
+  }
+  RETURN_IF_ERROR(GatherBuffer(group, from, shard_moments->m.data(), to, m));
+  return GatherBuffer(group, from, shard_moments->v.data(), to, v);
 }
 
 }  // namespace stagehand::runtime

@@ -31,11 +31,13 @@ bool HoldsMoments(const OptimizerState& state, int64_t floats);
 
 // A collective of `group` (every member calls it, with shards of one cut of the model): sets
 // every tensor of `whole` (a chunk holding every expert) from `shard` (this member's chunk)
-// and the other members' shards; with `whole_moments` non-null, their AdamW moments too from
-// `shard_moments` (left empty when the shard holds none yet: no update has run).
+// and the other members' shards; `with_moments`: their AdamW moments too, from
+// `shard_moments` into `whole_moments` (left empty when the shard holds none yet: no update has
+// run). `whole` null (and `whole_moments` with it): this member only hands its experts to the
+// members that gather them.
 absl::Status GatherExperts(Collective& group, const Chunk& shard,
-                           const OptimizerState* shard_moments, Chunk& whole,
-                           OptimizerState* whole_moments);
+                           const OptimizerState* shard_moments, Chunk* whole,
+                           OptimizerState* whole_moments, bool with_moments);
 
 }  // namespace stagehand::runtime
 

@@ -1,5 +1,6 @@
 #include "runtime/train/expert_gather.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -61,8 +62,9 @@ void GatherOnEveryMember(std::vector<std::unique_ptr<Chunk>>& shards,
   std::vector<std::thread> threads;
   for (int j = 0; j < size; ++j) {
     threads.emplace_back([&, j] {
-      status[j] = GatherExperts(*group.members[j], *shards[j], &shard_moments[j], *wholes[j],
-                                &whole_moments[j]);
+      status[j] = GatherExperts(*group.members[j], *shards[j], &shard_moments[j], wholes[j].get(),
+                                wholes[j] ? &whole_moments[j] : nullptr,
+                                /*with_moments=*/true);
     });
   }
   for (std::thread& t : threads) t.join();
@@ -94,6 +96,25 @@ TEST(ExpertGatherTest, MembersShardsGatherIntoTheWholeModelOnEveryMember) {
     EXPECT_EQ(whole_moments[j].m, reference.moments.m) << "member " << j;
     EXPECT_EQ(whole_moments[j].v, reference.moments.v) << "member " << j;
   }
+}
+
+// A member without a whole chunk hands its experts over all the same: member 0 gathers them.
+TEST(ExpertGatherTest, AMemberWithoutAWholeChunkOnlyHandsItsExpertsOver) {
+  const Reference reference;
+  std::vector<std::unique_ptr<Chunk>> shards, wholes;
+  std::vector<OptimizerState> shard_moments(2), whole_moments(2);
+  for (int j = 0; j < 2; ++j) {
+    shards.push_back(MakeChunk(j, 2));
+    TakeShard(reference, *shards[j], &shard_moments[j]);
+  }
+  wholes.push_back(MakeChunk(0, 1));
+  wholes.push_back(nullptr);
+  GatherOnEveryMember(shards, shard_moments, wholes, whole_moments);
+  const models::ParameterSet<float>& got = wholes[0]->params();
+  const models::ParameterSet<float>& want = reference.chunk->params();
+  EXPECT_TRUE(std::equal(got.values(), got.values() + got.size(), want.values()));
+  EXPECT_EQ(whole_moments[0].m, reference.moments.m);
+  EXPECT_TRUE(whole_moments[1].m.empty());
 }
 
 // Before the first update the shards hold no moments: the whole model holds none either.
