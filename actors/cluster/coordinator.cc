@@ -324,7 +324,13 @@ void OnHangCheck(Self* self, int64_t step) {
       continue;  // the gates checked both; a report out of range names no stage
     }
     const int rank = st.layout->StageRanks(r.replica)[r.stage];
-    by_rank[rank][r.stage].push_back(r.rank < 0 ? r.text : "transfers: " + r.text);
+    // A stage's transfers first, then what its actors wait for, whichever answered first.
+    std::vector<std::string>& lines = by_rank[rank][r.stage];
+    if (r.rank < 0) {
+      lines.push_back(r.text);
+    } else {
+      lines.insert(lines.begin(), "transfers: " + r.text);
+    }
   }
   for (int rank = 0; rank < st.options.world_size; ++rank) {
     absl::StrAppend(&report, "\n  rank ", rank, " (last action: ", LastAction(self, rank), ")");
