@@ -372,16 +372,32 @@ void StartStep(Self* self, int64_t step) {
   Dispatch(self);
 }
 
-// Per-layer REDUCE_GRAD: buckets ordered by the parts of the weight-gradient pass that
-// complete them, and the lane's reports of those parts sent here as GradPartsDone.
-void EnableLayerReduction(Self* self) {
+// Per-layer REDUCE_GRAD: buckets (cut at the parts' boundaries) ordered by the parts of the
+// weight-gradient pass that complete them, and the lane's reports of those parts sent here as
+// GradPartsDone.
+void EnableLayerReduction(Self* self, const runtime::GradPartLayout& parts) {
   auto& st = self->state;
-  const runtime::GradPartLayout parts = st.init.work->GradientParts();
   if (parts.empty()) return;
   st.buckets = runtime::OrderBucketsByParts(std::move(st.buckets), parts);
   st.init.work->SetGradientProgress([me = caf::actor_cast<stage_actor>(self)](int chunk, int n) {
     caf::anon_send(me, GradPartsDone{chunk, n});
   });
+}
+
+// The stage's gradient buckets (a bad --grad_bucket_mb kept as the error every step reports).
+void PlanBuckets(Self* self) {
+  auto& st = self->state;
+  const bool per_layer = st.init.reduction_start == runtime::GradReductionStart::kAsLayersComplete;
+  const runtime::GradPartLayout parts =
+      per_layer ? st.init.work->GradientParts() : runtime::GradPartLayout{};
+  absl::StatusOr<std::vector<runtime::GradBucket>> buckets =
+      runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb, parts);
+  if (!buckets.ok()) {
+    st.bucket_error = std::string(buckets.status().message());
+    return;
+  }
+  st.buckets = *std::move(buckets);
+  EnableLayerReduction(self, parts);
 }
 
 }  // namespace
@@ -405,18 +421,7 @@ stage_actor::behavior_type StageActor(Self* self, StageActorInit init) {
       st.microbatches[{c, mb}] = self->spawn(MicrobatchActor, mi);
     }
   }
-  if (st.init.reduce_lane != nullptr) {
-    absl::StatusOr<std::vector<runtime::GradBucket>> buckets =
-        runtime::PlanGradBuckets(st.init.work->GradientFloats(), st.init.grad_bucket_mb);
-    if (buckets.ok()) {
-      st.buckets = *std::move(buckets);
-      if (st.init.reduction_start == runtime::GradReductionStart::kAsLayersComplete) {
-        EnableLayerReduction(self);
-      }
-    } else {
-      st.bucket_error = std::string(buckets.status().message());
-    }
-  }
+  if (st.init.reduce_lane != nullptr) PlanBuckets(self);
   return {
       [=](start_atom, int64_t step) { StartStep(self, step); },
       // The same step again with the same data: the rerun state machine's rerun.

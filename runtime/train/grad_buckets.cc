@@ -8,8 +8,53 @@
 
 namespace stagehand::runtime {
 
+namespace {
+
+using PartRanges = std::vector<std::vector<std::pair<int64_t, int64_t>>>;
+
+// [begin, end) runs of a chunk's `n` gradient floats whose elements lie in one part of
+// `parts` (or in none), in offset order, covering [0, n). The parts' ranges are disjoint.
+std::vector<std::pair<int64_t, int64_t>> RunsOfOnePart(int64_t n, const PartRanges& parts) {
+  std::map<int64_t, std::pair<int64_t, int>> labelled;  // begin -> (end, part)
+  for (int p = 0; p < static_cast<int>(parts.size()); ++p) {
+    for (const auto& [begin, end] : parts[p]) {
+      if (std::min(end, n) > begin) labelled[begin] = {std::min(end, n), p};
+    }
+  }
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  int last_part = -2;  // -1: elements of no part
+  auto extend = [&](int64_t begin, int64_t end, int part) {
+    if (end <= begin) return;
+    if (!runs.empty() && last_part == part && runs.back().second == begin) {
+      runs.back().second = end;
+    } else {
+      runs.emplace_back(begin, end);
+    }
+    last_part = part;
+  };
+  int64_t at = 0;
+  for (const auto& [begin, range] : labelled) {
+    extend(at, begin, -1);
+    extend(begin, range.first, range.second);
+    at = range.first;
+  }
+  extend(at, n, -1);
+  return runs;
+}
+
+// `[begin, end)` cut into round(size / cap) (at least 1) pieces of equal size.
+void CutEvenly(int chunk, int64_t begin, int64_t end, int64_t cap, std::vector<GradBucket>& out) {
+  const int64_t size = end - begin;
+  const int64_t pieces = std::max<int64_t>(1, (size + cap / 2) / cap);
+  for (int64_t i = 0; i < pieces; ++i) {
+    out.push_back(GradBucket{chunk, begin + size * i / pieces, begin + size * (i + 1) / pieces});
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
-    const std::map<int, int64_t>& gradient_floats, double bucket_mb) {
+    const std::map<int, int64_t>& gradient_floats, double bucket_mb, const GradPartLayout& parts) {
   if (!(bucket_mb > 0) || !std::isfinite(bucket_mb) || bucket_mb > 1 << 20) {
     return absl::InvalidArgumentError(
         absl::StrCat("--grad_bucket_mb=", bucket_mb, ": must be in (0, 1048576]"));
@@ -19,6 +64,12 @@ absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
   std::vector<GradBucket> out;
   for (auto it = gradient_floats.rbegin(); it != gradient_floats.rend(); ++it) {
     const auto& [chunk, n] = *it;
+    if (auto laid_out = parts.find(chunk); laid_out != parts.end()) {
+      for (const auto& [begin, end] : RunsOfOnePart(n, laid_out->second)) {
+        CutEvenly(chunk, begin, end, floats_per_bucket, out);
+      }
+      continue;
+    }
     for (int64_t begin = 0; begin < n; begin += floats_per_bucket) {
       out.push_back(GradBucket{chunk, begin, std::min(n, begin + floats_per_bucket)});
     }

@@ -38,17 +38,25 @@ struct GradBucket {
   }
 };
 
-// The buckets of a stage holding `gradient_floats` (chunk -> its gradient's float count), in
-// issue order. `bucket_mb` (MiB of float32) must be positive; a chunk never shares a bucket
-// with another (its gradient completes on its own).
-absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
-    const std::map<int, int64_t>& gradient_floats, double bucket_mb);
-
 // A chunk's weight-gradient pass in parts, in the order it runs them (layers last to first):
 // each part's element ranges [first, second) of the chunk's flat gradient, final once that part
 // of the step's last W (or B) of the chunk ran. Elements in no part (the embedding, the final
 // norm, the head) are final only with the whole action. Chunk -> its parts.
 using GradPartLayout = std::map<int, std::vector<std::vector<std::pair<int64_t, int64_t>>>>;
+
+// The buckets of a stage holding `gradient_floats` (chunk -> its gradient's float count), in
+// issue order. `bucket_mb` (MiB of float32) must be positive; a chunk never shares a bucket
+// with another (its gradient completes on its own).
+//
+// Chunks that `parts` lays out (per-layer issue) are cut where their elements change part
+// (the elements of no part being one more part), so that no bucket waits for a layer other
+// than its own: each run of one part is cut into round(run / bucket) pieces of equal size (at
+// least one), so a bucket may exceed `bucket_mb` by up to half of it rather than leave a tiny
+// remainder that costs a collective of its own (PyTorch DDP's buckets also pass their cap by a
+// tensor). Other chunks are cut every `bucket_mb` from their first element.
+absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
+    const std::map<int, int64_t>& gradient_floats, double bucket_mb,
+    const GradPartLayout& parts = {});
 
 // Per-layer issue: sets each bucket's after_parts (1 + the last part, in pass order, holding
 // one of its elements; kWholeAction when an element is in no part) and reorders each chunk's

@@ -23,6 +23,28 @@ TEST(PlanGradBucketsTest, CutsEachChunkInIssueOrder) {
                                     GradBucket{0, 262144, 300000}));
 }
 
+// Per-layer issue: chunk 0 is cut where its elements change part ([0, 20) in no part, [20, 60)
+// part 1, [60, 100) part 0), each run into round(run / 16) equal pieces; chunk 3, not laid
+// out, every 16 floats. No bucket holds two parts, so none waits for a later layer.
+TEST(PlanGradBucketsTest, PerLayerBucketsAreCutAtPartBoundaries) {
+  const double sixteen_floats = 1.0 / 16384;  // MiB
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 40}, {40, 60}}}}};
+  auto buckets = PlanGradBuckets({{0, 100}, {3, 40}}, sixteen_floats, parts);
+  ASSERT_TRUE(buckets.ok());
+  EXPECT_THAT(*buckets,
+              ElementsAre(GradBucket{3, 0, 16}, GradBucket{3, 16, 32}, GradBucket{3, 32, 40},
+                          GradBucket{0, 0, 20}, GradBucket{0, 20, 33}, GradBucket{0, 33, 46},
+                          GradBucket{0, 46, 60}, GradBucket{0, 60, 73}, GradBucket{0, 73, 86},
+                          GradBucket{0, 86, 100}));
+  for (const GradBucket& b : OrderBucketsByParts(*buckets, parts)) {
+    if (b.chunk != 0) continue;
+    EXPECT_EQ(b.after_parts, b.begin >= 60   ? 1
+                             : b.begin >= 20 ? 2
+                                             : GradBucket::kWholeAction)
+        << b.begin;
+  }
+}
+
 TEST(PlanGradBucketsTest, RefusesANonPositiveSizeNamingTheFlag) {
   for (double mb : {0.0, -1.0, std::nan("")}) {
     auto buckets = PlanGradBuckets({{0, 10}}, mb);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -150,6 +152,11 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
   return {ssh, "-o", "BatchMode=yes", host, absl::StrJoin(words, " ")};
 }
 
+int WorkerOmpThreads(int local_workers, int cores, const char* user_threads) {
+  if (local_workers < 2 || (user_threads != nullptr && *user_threads != '\0')) return 0;
+  return std::max(1, cores / local_workers);
+}
+
 namespace {
 
 struct AttemptResult {
@@ -205,12 +212,30 @@ absl::StatusOr<Child> StartWorker(const ClusterLaunchOptions& o, int r,
   return Child{r, pid, pipefd[0]};
 }
 
+// WorkerOmpThreads for the workers on this host (the cores this process may run on), said
+// once per launch.
+int LocalOmpThreads(const ClusterLaunchOptions& o, int restart) {
+  int local = 0;
+  for (int r = 0; r < o.nprocs; ++r) local += IsLocal(o.hosts.empty() ? "" : o.hosts[r]);
+  cpu_set_t allowed;
+  const int cores = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+  const int threads = WorkerOmpThreads(local, cores, std::getenv("OMP_NUM_THREADS"));
+  if (threads > 0 && restart == 0) {
+    std::printf(
+        "launch: %d workers share this host's %d cores: OMP_NUM_THREADS=%d each (set "
+        "OMP_NUM_THREADS to choose)\n",
+        local, cores, threads);
+  }
+  return threads;
+}
+
 // Every rank's worker, with its rank, the coordinator's address and a fresh join token.
 absl::StatusOr<std::vector<Child>> StartWorkers(const ClusterLaunchOptions& o, int restart,
                                                 const std::vector<std::string>& extra_args) {
   ASSIGN_OR_RETURN(std::string token, NewJoinToken());
   ASSIGN_OR_RETURN(int port, FreePort(o.bind));
   const std::string rank0_host = Rank0Host(o);
+  const int omp_threads = LocalOmpThreads(o, restart);
   std::vector<Child> children;
   for (int r = 0; r < o.nprocs; ++r) {
     std::vector<std::pair<std::string, std::string>> env = {
@@ -220,6 +245,9 @@ absl::StatusOr<std::vector<Child>> StartWorkers(const ClusterLaunchOptions& o, i
         {kTokenVar, token},
         {kBindVar, o.bind},
         {"STAGEHAND_RESTART", std::to_string(restart)}};
+    if (omp_threads > 0 && IsLocal(o.hosts.empty() ? "" : o.hosts[r])) {
+      env.emplace_back("OMP_NUM_THREADS", std::to_string(omp_threads));
+    }
     ASSIGN_OR_RETURN(Child child, StartWorker(o, r, env, extra_args));
     children.push_back(child);
   }
