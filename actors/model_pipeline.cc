@@ -325,13 +325,6 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
         "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
   RETURN_IF_ERROR(ValidateExpertParallelism(options.model, options.dp, options.ep));
-  if (options.zero == 1 && options.ep > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--zero=1 with --ep=", options.ep,
-        ": ZeRO-1 does not shard the optimizer of expert-sharded replicas yet (each replica "
-        "already holds the AdamW moments of only 1/",
-        options.ep, " of the experts); use --zero=0"));
-  }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;

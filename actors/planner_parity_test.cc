@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/test_configs.h"
+#include "runtime/collectives/collective.h"
 #include "runtime/dry_run.h"
 #include "runtime/plan_validation.h"
 #include "runtime/table_planner.h"
@@ -468,11 +469,16 @@ TEST(ExpertParallelParityTest, ExpertDataParallelGroupsTrainLikeTheSequentialRun
 }
 
 // Each replica holds the AdamW moments of the dense tensors and of 1/ep of the experts, exactly:
-// two floats per element it holds.
+// two floats per element it holds; with --zero=1 (replica 0) its share of those, 1/dp of the
+// dense elements and 1/edp of its experts' (each rounded as ShardBegin rounds).
 TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts) {
   const models::GptConfig moe = TinyMoe();
-  for (int ep : {1, 2}) {
-    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, ep);
+  struct Case {
+    int dp, ep, zero;
+  };
+  for (const Case& k : std::vector<Case>{{2, 1, 0}, {2, 2, 0}, {2, 2, 1}, {4, 2, 1}}) {
+    stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, k.dp, k.ep);
+    parity.zero = k.zero;
     parity.steps = 1;
     absl::StatusOr<std::vector<stagehand::testing::StageState>> stages =
         stagehand::testing::PipelinedStageStates(OneFOneB(), parity);
@@ -481,20 +487,47 @@ TEST(ExpertParallelParityTest, ReplicasHoldDenseStatePlusTheirShareOfTheExperts)
     for (size_t s = 0; s < stages->size(); ++s) {
       const stagehand::testing::StageState& stage = (*stages)[s];
       EXPECT_GT(stage.expert_floats, 0) << "stage " << s;
-      EXPECT_EQ(stage.optimizer_bytes,
-                2 * int64_t{sizeof(float)} * (stage.dense_floats + stage.expert_floats / ep))
-          << "stage " << s << ", ep=" << ep;
+      const int64_t experts = stage.expert_floats / k.ep;  // one replica's
+      const int64_t held = k.zero == 0 ? stage.dense_floats + experts
+                                       : runtime::ShardLength(stage.dense_floats, k.dp, 0) +
+                                             runtime::ShardLength(experts, k.dp / k.ep, 0);
+      EXPECT_EQ(stage.optimizer_bytes, 2 * int64_t{sizeof(float)} * held)
+          << "stage " << s << ", dp=" << k.dp << " ep=" << k.ep << " zero=" << k.zero;
     }
   }
 }
 
-// --zero=1 does not shard expert-sharded replicas' optimizer state: refused, naming both flags.
-TEST(ExpertParallelParityTest, RefusesZeroOneWithExpertShards) {
+// --zero=1 with --ep: the dense elements' moments sharded over the dp replicas, each expert's
+// over the edp replicas holding it (kept whole by its one replica when edp = 1); gradients
+// reduce-scattered over those groups, parameters all-gathered. Bitwise the --zero=0 run, for
+// P in {1, 2}, ep 2 x edp 1 and ep 2 x edp 2, in whole actions and in sub-steps.
+TEST(ExpertParallelParityTest, ZeroOneShardsExpertReplicasBitwiseLikeZeroZero) {
   const models::GptConfig moe = TinyMoe();
-  stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 2, 2);
-  parity.zero = 1;
-  EXPECT_THAT(stagehand::testing::PipelinedStageStates(OneFOneB(), parity).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--zero=1 with --ep=2")));
+  for (const char* name : {"1f1b", "1f1b_overlap"}) {
+    const runtime::PlannerDefinition* planner = Registered(name);
+    ASSERT_NE(planner, nullptr);
+    for (int stages : {1, 2}) {
+      for (int dp : {2, 4}) {
+        stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, dp, 2);
+        parity.planner.num_stages = stages;
+        parity.steps = 3;
+        parity.tolerance = 0;
+        EXPECT_TRUE(stagehand::testing::ShardedOptimizerTrainsLikeUnsharded(*planner, parity))
+            << name << " P=" << stages << " dp=" << dp << " ep=2";
+      }
+    }
+  }
+}
+
+// Small buckets (several per chunk, cutting between dense and expert tensors and through both)
+// with ep 2 x edp 2: the pieces of a bucket go to their own groups' owners.
+TEST(ExpertParallelParityTest, ZeroOneWithSmallBucketsShardsExpertReplicasBitwise) {
+  const models::GptConfig moe = TinyMoe();
+  stagehand::testing::ParityOptions parity = ExpertParallelAtTwoStages(&moe, 4, 2);
+  parity.grad_bucket_mb = 0.001;
+  parity.steps = 3;
+  parity.tolerance = 0;
+  EXPECT_TRUE(stagehand::testing::ShardedOptimizerTrainsLikeUnsharded(OneFOneB(), parity));
 }
 
 // The flags that cannot split: --ep not dividing --dp or an MoE layer's experts, and a model

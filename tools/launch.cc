@@ -30,7 +30,6 @@
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
-#include "runtime/train/profile_partition.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/fault_plan.h"
@@ -54,6 +53,7 @@
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/train/held_out_pass.h"
+#include "runtime/train/profile_partition.h"
 #include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -242,6 +242,13 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   RETURN_IF_ERROR(actors::ValidateExpertParallelism(c.model, c.dp, c.ep));
+  if (c.zero == 1 && c.ep > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--zero=1 with --ep=", c.ep,
+        ": the cluster's workers (--nprocs / --hostfile) do not shard the optimizer state of "
+        "expert-sharded replicas yet; run them in one process (drop --nprocs / --hostfile) or "
+        "use --zero=0"));
+  }
   if ((c.link.latency_us != 0 || c.link.gbps != 0) && c.dp == 1) {
     return absl::InvalidArgumentError(
         "--link_latency_us and --link_gbps model the link of a cluster's collectives (the "
@@ -463,7 +470,8 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
     if (runtime::IsProfilePartition(c.partition)) {
       absl::StatusOr<runtime::ProfileCut> cut = runtime::ProfilePartition(
           c.partition, s.model, static_cast<int>(sizes.size()), c.chunk.seq_len);
-      if (cut.ok()) std::printf("partition %s\n", runtime::DescribeProfileCut(c.partition, *cut).c_str());
+      if (cut.ok())
+        std::printf("partition %s\n", runtime::DescribeProfileCut(c.partition, *cut).c_str());
     } else {
       std::printf("partition %s\n",
                   models::DescribePartition(c.partition, sizes, s.model, c.chunk.seq_len).c_str());
@@ -488,7 +496,17 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
         "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
         c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
-    if (c.zero == 1) {
+    if (c.zero == 1 && c.ep > 1) {
+      const std::string experts =
+          c.dp / c.ep > 1
+              ? absl::StrFormat("1/%d of its experts' (over the edp replicas holding them)",
+                                c.dp / c.ep)
+              : std::string("all of its experts' (no other replica holds them)");
+      std::printf(
+          "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk's dense elements "
+          "and %s; gradients reduce-scattered, parameters all-gathered\n",
+          c.dp, experts.c_str());
+    } else if (c.zero == 1) {
       std::printf(
           "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
           "reduce-scattered, parameters all-gathered\n",
@@ -613,7 +631,8 @@ absl::Status RunLoop(const LaunchConfig& c, Session& s, runtime::TrainLoop& loop
   runtime::ProgressBar progress(loop.first_step() - 1, c.steps, t.tokens_per_step);
   StepTimers timers;
   // One process: one rank per stage; with --dp every replica's stages (PhaseTimers::Grid).
-  if (c.log_timers) timers.timers.emplace(runtime::PhaseTimers::Grid(c.dp, static_cast<int>(t.busy.size())));
+  if (c.log_timers)
+    timers.timers.emplace(runtime::PhaseTimers::Grid(c.dp, static_cast<int>(t.busy.size())));
   timers.from = loop.first_step();
   s.mp.pipeline->SeedLossHistory(loop.history().train);  // the rerun check's running median
   std::signal(SIGINT, RequestStop);
@@ -680,9 +699,14 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
     ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage, held / 1048576.0,
                                     2.0 * floats * sizeof(float) / 1048576.0));
   }
-  const std::string how = c.zero == 1 ? absl::StrFormat(", ZeRO-1 over %d replicas", c.dp)
-                          : c.ep > 1  ? absl::StrFormat(", experts split over ep %d", c.ep)
-                                      : "";
+  std::string how = c.ep > 1 ? absl::StrFormat(", experts split over ep %d", c.ep) : "";
+  if (c.zero == 1) {
+    how = c.ep > 1 ? absl::StrFormat(
+                         ", experts split over ep %d, ZeRO-1: dense over %d replicas, experts "
+                         "over edp %d",
+                         c.ep, c.dp, c.dp / c.ep)
+                   : absl::StrFormat(", ZeRO-1 over %d replicas", c.dp);
+  }
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
               absl::StrJoin(ranks, ", ").c_str());
   return absl::OkStatus();

@@ -203,4 +203,23 @@ eresume "$T/ep1r" "$T/ep1to2" --ep=2                               # EP=1 -> EP=
 diff <(late "$T/ep2.out") <(late "$T/ep1to2.out") || fail "EP=1 -> EP=2: losses differ"
 eresume "$T/ep2r" "$T/ep2to4" --dp=4 --ep=4 --microbatches=2 --stages=1  # another dp and P: 1e-5
 diff <(late "$T/ep2.out") <(late "$T/ep2to4.out") || fail "EP=2 -> dp=4 EP=4: losses differ"
+
+echo "== 14. --zero=1 --ep=2: the same global checkpoint as --zero=0 --ep=2, resumed either way"
+same_step6() {  # same_step6 DIR WHAT: DIR's step-6 files are byte for byte the --ep=2 run's
+  for f in manifest.json stage_0.safetensors stage_1.safetensors; do
+    cmp "$1/step_00000006/$f" "$T/ep2/step_00000006/$f" || fail "$2: $f differs from --ep=2's"
+  done
+}
+"$BIN/launch" "${EPF[@]}" --ep=2 --zero=1 --checkpoint_dir="$T/ez" > "$T/ez.out"
+cat "$T/ez.out"
+grep -qE "optimizer state per rank \(AdamW moments held, experts split over ep 2, ZeRO-1: dense over 2 replicas, experts over edp 1\): pp 0: " "$T/ez.out" ||
+  fail "--zero=1 --ep=2: no optimizer-state line"
+same_step6 "$T/ez" "--zero=1 --ep=2"
+"$BIN/launch" "${EPF[@]}" --ep=2 --zero=1 --checkpoint_dir="$T/ezr" --exit_after=3 > /dev/null
+eresume "$T/ezr" "$T/ezto0" --ep=2                   # ZeRO on -> off at EP=2: bitwise
+same_step6 "$T/ezto0" "ZeRO-1 EP=2 -> ZeRO off"
+eresume "$T/ep2r" "$T/ez0to1" --ep=2 --zero=1        # ZeRO off -> on at EP=2: bitwise
+same_step6 "$T/ez0to1" "EP=2 -> ZeRO-1"
+eresume "$T/ezr" "$T/ezto1" --ep=1                   # --zero=1 EP=2 -> --zero=0 EP=1: 1e-5
+diff <(late "$T/ep1.out") <(late "$T/ezto1.out") || fail "ZeRO-1 EP=2 -> EP=1: losses differ"
 echo PASS

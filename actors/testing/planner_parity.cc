@@ -77,7 +77,7 @@ runtime::OptimizerConfig Optimizer() {
 struct Result {
   std::vector<double> losses;
   std::vector<runtime::NamedTensor> params;
-  int64_t optimizer_bytes = 0;  // pipelined runs: replica 0's, summed over its stages
+  int64_t optimizer_bytes = 0;     // pipelined runs: replica 0's, summed over its stages
   std::vector<StageState> stages;  // pipelined runs
 };
 
@@ -246,13 +246,16 @@ bool Close(double a, double b, double tolerance) {
   absl::StatusOr<Result> actual = Pipelined(definition, sharded, model);
   if (!actual.ok()) return ::testing::AssertionFailure() << actual.status();
   // Sharding happened: replica 0 holds its owned elements' moments only (its shard of each
-  // chunk is at most one element over n / dp).
-  const int64_t most = expected->optimizer_bytes / options.dp + 8 * int64_t{spec->num_chunks};
+  // chunk is at most one element over n / dp; with --ep, of its dense and of its expert elements
+  // each at most one over 1/dp and 1/edp of them, so at most one over 1/edp of what it held).
+  const int edp = options.dp / std::max(1, options.ep);
+  const int64_t most =
+      expected->optimizer_bytes / edp + 8 * int64_t{spec->num_chunks} * (options.ep > 1 ? 2 : 1);
   if (expected->optimizer_bytes == 0 || actual->optimizer_bytes > most) {
     return ::testing::AssertionFailure()
            << "replica 0 holds " << actual->optimizer_bytes << " bytes of optimizer state with "
            << "--zero=1 and " << expected->optimizer_bytes << " without: not sharded by "
-           << options.dp;
+           << options.dp << (options.ep > 1 ? " (dense) and edp (experts)" : "");
   }
   return Compare(*actual, *expected, options.tolerance)
          << " (--zero=1 against --zero=0: " << definition.name()

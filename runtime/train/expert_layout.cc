@@ -39,6 +39,19 @@ std::vector<GradientPiece> SplitAtExperts(const std::vector<models::ParamInfo>& 
   return pieces;
 }
 
+ShardLayout ShardLayoutOf(const std::vector<models::ParamInfo>& infos, int64_t n,
+                          bool split_experts) {
+  ShardLayout layout;
+  const std::vector<GradientPiece> pieces =
+      split_experts ? SplitAtExperts(infos, {0, n}) : std::vector<GradientPiece>{{{0, n}, false}};
+  for (const GradientPiece& piece : pieces) {
+    int64_t& size = piece.expert ? layout.experts : layout.dense;
+    layout.pieces.push_back({piece, size});
+    size += piece.range.size();
+  }
+  return layout;
+}
+
 std::vector<std::string> ExpertNamesOf(const std::vector<models::ParamInfo>& infos, int from,
                                        int to) {
   std::vector<std::string> names;

@@ -32,6 +32,22 @@ struct GradientPiece {
 std::vector<GradientPiece> SplitAtExperts(const std::vector<models::ParamInfo>& infos,
                                           const ElementRange& range);
 
+// ZeRO-1 (--zero=1) with --ep: a chunk's flat buffer as two buffers sharded apart (ShardWindow),
+// its dense elements (over the data-parallel group) and its routed experts' (over the
+// expert-data-parallel group), each the concatenation of its pieces in order.
+struct ShardPiece {
+  GradientPiece piece;  // whole tensors of the flat buffer
+  int64_t at = 0;       // where it starts in its kind's concatenation
+};
+struct ShardLayout {
+  std::vector<ShardPiece> pieces;  // covering the buffer, in order
+  int64_t dense = 0, experts = 0;  // the concatenations' sizes
+};
+// The layout of an n-element buffer laid out by `infos`; without `split_experts` one dense
+// piece, the whole buffer (ZeRO-1 without --ep).
+ShardLayout ShardLayoutOf(const std::vector<models::ParamInfo>& infos, int64_t n,
+                          bool split_experts);
+
 // The entries of `local` (one per tensor of `infos` that is not a tied copy, in order) that
 // belong to expert tensors, in order.
 template <typename T>

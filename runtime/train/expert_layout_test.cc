@@ -75,5 +75,28 @@ TEST(ExpertLayoutTest, SplitAtExpertsCutsWhereTheKindChanges) {
   EXPECT_TRUE(SplitAtExperts(infos, {3, 3}).empty());
 }
 
+// ZeRO-1's layout: the pieces as SplitAtExperts cuts the whole buffer, each kind's pieces
+// numbered one after another from 0; without split_experts one dense piece.
+TEST(ExpertLayoutTest, ShardLayoutConcatenatesEachKindsPieces) {
+  const auto shard = Chunk(0, 2);
+  const std::vector<ParamInfo>& infos = shard->params().infos();
+  const int64_t n = shard->params().size();
+  const ShardLayout layout = ShardLayoutOf(infos, n, true);
+  ASSERT_EQ(layout.pieces.size(), 5u);
+  int64_t next[2] = {0, 0};  // dense, experts
+  for (const ShardPiece& p : layout.pieces) {
+    EXPECT_EQ(p.at, next[p.piece.expert]);
+    next[p.piece.expert] += p.piece.range.size();
+  }
+  EXPECT_EQ(layout.dense, next[0]);
+  EXPECT_EQ(layout.experts, next[1]);
+  EXPECT_EQ(layout.dense + layout.experts, n);
+  const ShardLayout whole = ShardLayoutOf(infos, n, false);
+  ASSERT_EQ(whole.pieces.size(), 1u);
+  EXPECT_EQ(whole.pieces[0].piece, (GradientPiece{{0, n}, false}));
+  EXPECT_EQ(whole.dense, n);
+  EXPECT_EQ(whole.experts, 0);
+}
+
 }  // namespace
 }  // namespace stagehand::runtime

@@ -28,6 +28,11 @@ ModelStageWork::ModelStageWork(std::map<int, Chunk*> chunks, int num_chunks,
   if (optimizer_.states != nullptr && static_cast<int>(optimizer_.states->size()) < num_chunks) {
     optimizer_.states->resize(num_chunks);
   }
+  for (const auto& [index, chunk] : chunks_) {
+    if (!Sharded()) break;
+    shard_layouts_[index] = ShardLayoutOf(chunk->params().infos(), chunk->params().size(),
+                                          place_.expert_group != nullptr);
+  }
 }
 
 StageFaults StageFaultsOf(const FaultPlan& plan, int stage) {
@@ -256,9 +261,10 @@ std::map<int, std::vector<double>> ModelStageWork::SquaredNorms() {
       }
     }
   }
-  if (Sharded()) return ShardedSquaredNorms();
-  if (place_.expert_group != nullptr) return ExpertShardSquaredNorms();
-  return SquaredGradientNorms(chunks_);
+  std::map<int, std::vector<double>> norms =
+      Sharded() ? ShardedSquaredNorms() : SquaredGradientNorms(chunks_);
+  if (place_.expert_group != nullptr) return ExpertShardSquaredNorms(std::move(norms));
+  return norms;
 }
 
 std::map<int, std::vector<std::string>> ModelStageWork::GradientNames() {
@@ -329,12 +335,11 @@ absl::Status ModelStageWork::ReduceGradients(const GradBucket& bucket) {
   if (Sharded()) {
     // Reduce-scattered to the owners; the tied embedding's part gathered back whole, for the
     // cross-chunk tied sum (the same on every member, so the collectives stay matched).
-    const absl::Span<float> grads((*c)->params().grads(), (*c)->params().size());
+    const ShardLayout& layout = LayoutOf(bucket.chunk);
+    float* grads = (*c)->params().grads();
     const ElementRange range{bucket.begin, bucket.end};
-    RETURN_IF_ERROR(ReduceScatterToOwners(*place_.group, grads, range));
-    const ElementRange tied = Intersect(range, TiedRange(**c));
-    if (tied.size() > 0) RETURN_IF_ERROR(AllGatherFromOwners(*place_.group, grads, tied));
-    return absl::OkStatus();
+    RETURN_IF_ERROR(OnPieces(&ReduceScatterToOwners, layout, grads, range));
+    return OnPieces(&AllGatherFromOwners, layout, grads, Intersect(range, TiedRange(**c)));
   }
   if (place_.expert_group != nullptr) return ReduceDenseAndExperts(**c, bucket);
   return place_.group->AllReduceSum(
@@ -355,10 +360,11 @@ absl::Status ModelStageWork::ReduceDenseAndExperts(Chunk& chunk, const GradBucke
   return absl::OkStatus();
 }
 
-// Each tensor's squared norm as without shards, every expert's from its member (gathered over
-// the expert-parallel group), in the whole model's order: the same list on every replica.
-std::map<int, std::vector<double>> ModelStageWork::ExpertShardSquaredNorms() {
-  std::map<int, std::vector<double>> out = SquaredGradientNorms(chunks_);
+// `out` (each held tensor's squared norm, whole or summed over its owners) with every expert's
+// from its member (gathered over the expert-parallel group), in the whole model's order: the
+// same list on every replica.
+std::map<int, std::vector<double>> ModelStageWork::ExpertShardSquaredNorms(
+    std::map<int, std::vector<double>> out) {
   std::vector<double> mine;  // the expert tensors' norms, chunk by chunk
   for (const auto& [index, chunk] : chunks_) {
     const std::vector<double> experts = ExpertEntries(chunk->params().infos(), out[index]);
@@ -386,8 +392,56 @@ std::map<int, std::vector<double>> ModelStageWork::ExpertShardSquaredNorms() {
   return out;
 }
 
-ElementRange ModelStageWork::Owned(const Chunk& chunk) const {
-  return OwnedRange(chunk.params().size(), place_.group->size(), place_.group->member());
+Collective* ModelStageWork::GroupOf(const ShardPiece& piece) const {
+  return piece.piece.expert ? place_.expert_data_group : place_.group;
+}
+
+std::vector<ElementRange> ModelStageWork::OwnedPieces(const ShardLayout& layout) const {
+  std::vector<ElementRange> out;
+  for (const ShardPiece& p : layout.pieces) {
+    const Collective* group = GroupOf(p);
+    if (group == nullptr) {
+      out.push_back(p.piece.range);
+      continue;
+    }
+    const int64_t n = p.piece.expert ? layout.experts : layout.dense;
+    const ElementRange owned = Intersect({p.at, p.at + p.piece.range.size()},
+                                         OwnedRange(n, group->size(), group->member()));
+    const int64_t shift = p.piece.range.begin - p.at;
+    out.push_back({owned.begin + shift, owned.end + shift});
+  }
+  return out;
+}
+
+absl::Status ModelStageWork::OnPieces(ShardOp op, const ShardLayout& layout, float* data,
+                                      const ElementRange& flat) const {
+  for (const ShardPiece& p : layout.pieces) {
+    const ElementRange part = Intersect(flat, p.piece.range);
+    Collective* group = GroupOf(p);
+    if (part.size() == 0 || group == nullptr) continue;
+    const ShardWindow window{absl::MakeSpan(data + p.piece.range.begin, p.piece.range.size()), p.at,
+                             p.piece.expert ? layout.experts : layout.dense};
+    const int64_t shift = p.at - p.piece.range.begin;
+    RETURN_IF_ERROR(op(*group, window, {part.begin + shift, part.end + shift}));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> ModelStageWork::SumOverMembers(Collective* group,
+                                                   const std::vector<double>& mine) {
+  const int members = group != nullptr ? group->size() : 1;
+  std::vector<double> all = mine;
+  if (group != nullptr && !mine.empty()) {
+    if (absl::Status s = AllGatherDoubles(*group, mine, &all); !s.ok()) {
+      if (optimizer_status_.ok()) optimizer_status_ = s;
+      all.assign(mine.size() * members, std::nan(""));  // the driver stops the step
+    }
+  }
+  std::vector<double> sums(mine.size(), 0.0);
+  for (size_t k = 0; k < mine.size(); ++k) {
+    for (int m = 0; m < members; ++m) sums[k] += all[m * mine.size() + k];
+  }
+  return sums;
 }
 
 ElementRange ModelStageWork::TiedRange(const Chunk& chunk) const {
@@ -399,34 +453,36 @@ ElementRange ModelStageWork::TiedRange(const Chunk& chunk) const {
 }
 
 // Per tensor (tied copies skipped), the sum over the members of the squares of the elements
-// each owns, combined in member order: the grid's norms, the same on every member.
+// each owns, combined in member order: the grid's norms, the same on every member (a dense
+// tensor's over the data-parallel group, an expert's over the replicas holding it).
 std::map<int, std::vector<double>> ModelStageWork::ShardedSquaredNorms() {
-  std::vector<double> mine;  // chunk by chunk, tensor by tensor
+  std::vector<double> mine[2];  // dense tensors', experts': chunk by chunk, tensor by tensor
   for (const auto& [index, chunk] : chunks_) {
-    const ElementRange owned = Owned(*chunk);
+    const ShardLayout& layout = LayoutOf(index);
+    const std::vector<ElementRange> owned = OwnedPieces(layout);
     for (const models::ParamInfo& info : chunk->params().infos()) {
       if (info.tied_copy) continue;
-      const ElementRange part = Intersect(owned, {info.offset, info.offset + info.size});
-      mine.push_back(part.size() > 0
-                         ? ops::SumOfSquares(chunk->params().grads() + part.begin, part.size())
-                         : 0.0);
+      double sum = 0.0;  // a tensor lies in one piece
+      for (const ElementRange& piece : owned) {
+        const ElementRange part = Intersect(piece, {info.offset, info.offset + info.size});
+        if (part.size() > 0) {
+          sum = ops::SumOfSquares(chunk->params().grads() + part.begin, part.size());
+        }
+      }
+      mine[info.expert >= 0 && layout.experts > 0].push_back(sum);
     }
   }
-  std::vector<double> all;
-  if (absl::Status s = AllGatherDoubles(*place_.group, mine, &all); !s.ok()) {
-    if (optimizer_status_.ok()) optimizer_status_ = s;
-    all.assign(mine.size() * place_.group->size(), std::nan(""));  // the driver stops the step
-  }
+  const std::vector<double> sums[2] = {SumOverMembers(place_.group, mine[0]),
+                                       SumOverMembers(place_.expert_data_group, mine[1])};
   std::map<int, std::vector<double>> out;
-  size_t k = 0;
+  size_t k[2] = {0, 0};
   for (const auto& [index, chunk] : chunks_) {
     std::vector<double>& values = out[index];
+    const bool split = LayoutOf(index).experts > 0;
     for (const models::ParamInfo& info : chunk->params().infos()) {
       if (info.tied_copy) continue;
-      double sum = 0.0;
-      for (int m = 0; m < place_.group->size(); ++m) sum += all[m * mine.size() + k];
-      values.push_back(sum);
-      ++k;
+      const int kind = info.expert >= 0 && split;
+      values.push_back(sums[kind][k[kind]++]);
     }
   }
   return out;
@@ -440,34 +496,43 @@ OptimizerState& ModelStageWork::FullState(int index) {
 // a checkpoint restored them), then every member's owned values gathered to every member.
 absl::Status ModelStageWork::ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step) {
   models::ParameterSet<float>& params = chunk.params();
-  const ElementRange owned = Owned(chunk);
+  const ShardLayout& layout = LayoutOf(index);
+  const std::vector<ElementRange> owned = OwnedPieces(layout);
+  int64_t held = 0;
+  for (const ElementRange& piece : owned) held += piece.size();
   OptimizerState& shard = shard_states_[index];
   OptimizerState& full = FullState(index);
-  if (static_cast<int64_t>(shard.m.size()) != owned.size()) {
+  if (static_cast<int64_t>(shard.m.size()) != held) {
     const bool restored = static_cast<int64_t>(full.m.size()) == params.size() &&
                           static_cast<int64_t>(full.v.size()) == params.size();
-    shard.m.assign(owned.size(), 0.f);
-    shard.v.assign(owned.size(), 0.f);
-    if (restored) {
-      std::copy(full.m.begin() + owned.begin, full.m.begin() + owned.end, shard.m.begin());
-      std::copy(full.v.begin() + owned.begin, full.v.begin() + owned.end, shard.v.begin());
+    shard.m.assign(held, 0.f);
+    shard.v.assign(held, 0.f);
+    int64_t at = 0;
+    for (const ElementRange& piece : restored ? owned : std::vector<ElementRange>{}) {
+      std::copy(full.m.begin() + piece.begin, full.m.begin() + piece.end, shard.m.begin() + at);
+      std::copy(full.v.begin() + piece.begin, full.v.begin() + piece.end, shard.v.begin() + at);
+      at += piece.size();
     }
   }
   full = OptimizerState{};  // a restored or exported copy is not kept
   ops::AdamWOptions options = optimizer_.adamw;
   options.learning_rate = LearningRateAt(optimizer_, step);
-  for (const models::ParamInfo& info : params.infos()) {
-    const ElementRange part = Intersect(owned, {info.offset, info.offset + info.size});
-    if (part.size() == 0) continue;
-    ops::AdamWOptions tensor_options = options;
-    if (!info.weight_decay) tensor_options.weight_decay = 0.0;
-    const int64_t at = part.begin - owned.begin;
-    ops::AdamWUpdate(params.values() + part.begin, params.grads() + part.begin, shard.m.data() + at,
-                     shard.v.data() + at, part.size(), tensor_options, step, clip_scale);
+  int64_t at = 0;  // the piece's first moment
+  for (const ElementRange& piece : owned) {
+    for (const models::ParamInfo& info : params.infos()) {
+      const ElementRange part = Intersect(piece, {info.offset, info.offset + info.size});
+      if (part.size() == 0) continue;
+      ops::AdamWOptions tensor_options = options;
+      if (!info.weight_decay) tensor_options.weight_decay = 0.0;
+      const int64_t moment = at + part.begin - piece.begin;
+      ops::AdamWUpdate(params.values() + part.begin, params.grads() + part.begin,
+                       shard.m.data() + moment, shard.v.data() + moment, part.size(),
+                       tensor_options, step, clip_scale);
+    }
+    at += piece.size();
   }
   params.ZeroGrads();
-  return AllGatherFromOwners(*place_.group, absl::MakeSpan(params.values(), params.size()),
-                             {0, params.size()});
+  return OnPieces(&AllGatherFromOwners, layout, params.values(), {0, params.size()});
 }
 
 absl::Status ModelStageWork::ExportOptimizerState() {
@@ -476,12 +541,16 @@ absl::Status ModelStageWork::ExportOptimizerState() {
     auto it = shard_states_.find(index);
     if (it == shard_states_.end()) continue;  // no update yet (the same on every member)
     const int64_t n = chunk->params().size();
-    const ElementRange owned = Owned(*chunk);
+    const ShardLayout& layout = LayoutOf(index);
     OptimizerState& full = FullState(index);
     for (auto [from, to] : {std::pair{&it->second.m, &full.m}, std::pair{&it->second.v, &full.v}}) {
       to->assign(n, 0.f);
-      std::copy(from->begin(), from->end(), to->begin() + owned.begin);
-      RETURN_IF_ERROR(AllGatherFromOwners(*place_.group, absl::MakeSpan(*to), {0, n}));
+      int64_t at = 0;
+      for (const ElementRange& piece : OwnedPieces(layout)) {
+        std::copy(from->begin() + at, from->begin() + at + piece.size(), to->begin() + piece.begin);
+        at += piece.size();
+      }
+      RETURN_IF_ERROR(OnPieces(&AllGatherFromOwners, layout, to->data(), {0, n}));
     }
   }
   return absl::OkStatus();

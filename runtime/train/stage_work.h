@@ -16,6 +16,7 @@
 #include "runtime/collectives/collective.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/sub_step_graph.h"
+#include "runtime/train/expert_layout.h"
 #include "runtime/train/grad_buckets.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
@@ -116,8 +117,9 @@ class StageWork {
 // experts: the per-tensor squared norms of the experts are gathered over it, so every replica
 // sees every expert's norm once); `expert_data_group` the replicas holding the same experts
 // (edp), over which each bucket's expert elements are summed while the rest is summed over
-// `group`; null when one replica holds them (edp = 1: nothing to sum). ZeRO-1 does not
-// combine with them (BuildModelPipeline refuses). Not owned.
+// `group`; null when one replica holds them (edp = 1: nothing to sum). With ZeRO-1 the dense
+// elements' moments are sharded over `group` and the experts' over `expert_data_group` (the
+// one replica holding them keeps them all when it is null): ShardLayoutOf. Not owned.
 struct DataParallelPlace {
   int replica = 0;
   int replicas = 1;
@@ -194,16 +196,29 @@ class ModelStageWork : public StageWork {
  private:
   absl::StatusOr<Chunk*> Get(int chunk) const;
   bool Sharded() const { return place_.group != nullptr && place_.zero_stage == 1; }
-  // ZeRO-1: what this member owns of `chunk`'s flat buffer.
-  ElementRange Owned(const Chunk& chunk) const;
+  // ZeRO-1: chunk `index`'s buffer as sharded (runtime/train/expert_layout.h), the group a
+  // piece is sharded over (null: this replica alone holds it), and what this member owns of
+  // each piece (flat ranges in order; the moments hold them one after another in that order).
+  const ShardLayout& LayoutOf(int index) const { return shard_layouts_.at(index); }
+  Collective* GroupOf(const ShardPiece& piece) const;
+  std::vector<ElementRange> OwnedPieces(const ShardLayout& layout) const;
+  // ZeRO-1: `op` on the elements `flat` of `data` (a buffer laid out as `layout`), piece by
+  // piece over each piece's group (none where this replica alone holds the piece).
+  using ShardOp = absl::Status (*)(Collective&, const ShardWindow&, const ElementRange&);
+  absl::Status OnPieces(ShardOp op, const ShardLayout& layout, float* data,
+                        const ElementRange& flat) const;
+  // Each member's `mine` over `group` (null: this member's alone), summed entry by entry in
+  // member order; NaNs when the exchange fails (the driver stops the step).
+  std::vector<double> SumOverMembers(Collective* group, const std::vector<double>& mine);
   // ZeRO-1: the range of `chunk`'s tied embedding (its own or its tied copy), empty when the
   // model has one chunk or `chunk` holds none.
   ElementRange TiedRange(const Chunk& chunk) const;
   // ZeRO-1 phases.
   std::map<int, std::vector<double>> ShardedSquaredNorms();
-  // --ep's expert shards: norms with every member's experts in the whole model's order, and a
-  // bucket summed over dp (dense elements) and edp (expert elements).
-  std::map<int, std::vector<double>> ExpertShardSquaredNorms();
+  // --ep's expert shards: `norms` (this replica's tensors) with every member's experts in the
+  // whole model's order, and a bucket summed over dp (dense elements) and edp (expert elements).
+  std::map<int, std::vector<double>> ExpertShardSquaredNorms(
+      std::map<int, std::vector<double>> norms);
   absl::Status ReduceDenseAndExperts(Chunk& chunk, const GradBucket& bucket);
   absl::Status ShardedUpdate(int index, Chunk& chunk, double clip_scale, int step);
   OptimizerState& FullState(int index);
@@ -231,6 +246,7 @@ class ModelStageWork : public StageWork {
   OptimizerConfig optimizer_;
   std::map<int, OptimizerState> states_;        // without OptimizerConfig::states (full)
   std::map<int, OptimizerState> shard_states_;  // ZeRO-1: the owned elements' moments
+  std::map<int, ShardLayout> shard_layouts_;    // ZeRO-1: chunk -> its layout
   int64_t step_ = 0;
   StageFaults faults_;
   int run_ = 0;                       // runs of step_ begun before this one (0: the first run)

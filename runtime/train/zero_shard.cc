@@ -26,55 +26,72 @@ std::vector<int64_t> OwnerCounts(int64_t n, int size, const ElementRange& range)
 
 namespace {
 
-absl::Status CheckRange(absl::Span<float> buffer, const ElementRange& range) {
-  if (range.begin < 0 || range.end > static_cast<int64_t>(buffer.size()) ||
-      range.begin > range.end) {
+absl::Status CheckRange(const ShardWindow& window, const ElementRange& range) {
+  const int64_t end = window.at + static_cast<int64_t>(window.data.size());
+  if (range.begin < window.at || range.end > end || range.begin > range.end || end > window.n ||
+      window.at < 0) {
     return absl::InvalidArgumentError(absl::StrCat("range [", range.begin, ", ", range.end,
-                                                   ") is outside a buffer of ", buffer.size()));
+                                                   ") is outside a buffer's elements [", window.at,
+                                                   ", ", end, ") (of ", window.n, ")"));
   }
   return absl::OkStatus();
+}
+
+// Elements [begin, end) of the sharded buffer, in the window.
+absl::Span<float> Elements(const ShardWindow& window, const ElementRange& range) {
+  return window.data.subspan(range.begin - window.at, range.size());
 }
 
 }  // namespace
 
 absl::Status ReduceScatterToOwners(Collective& group, absl::Span<float> buffer,
                                    const ElementRange& range) {
-  RETURN_IF_ERROR(CheckRange(buffer, range));
-  const int n_members = group.size(), me = group.member();
-  const int64_t n = buffer.size();
-  // Each member sends owner j the elements j owns; it receives every member's copy of its own.
-  const std::vector<int64_t> send_counts = OwnerCounts(n, n_members, range);
-  const ElementRange mine = Intersect(range, OwnedRange(n, n_members, me));
-  const std::vector<int64_t> recv_counts(n_members, mine.size());
-  std::vector<float> received(mine.size() * n_members);
-  RETURN_IF_ERROR(group.AllToAllV(buffer.subspan(range.begin, range.size()), send_counts,
-                                  absl::MakeSpan(received), recv_counts));
-  std::vector<absl::Span<const float>> parts;
-  for (int j = 0; j < n_members; ++j) {
-    parts.push_back(absl::MakeConstSpan(received).subspan(j * mine.size(), mine.size()));
-  }
-  return SumInMemberOrder(parts, buffer.subspan(mine.begin, mine.size()));
+  return ReduceScatterToOwners(group, ShardWindow{buffer, 0, static_cast<int64_t>(buffer.size())},
+                               range);
 }
 
 absl::Status AllGatherFromOwners(Collective& group, absl::Span<float> buffer,
                                  const ElementRange& range) {
-  RETURN_IF_ERROR(CheckRange(buffer, range));
+  return AllGatherFromOwners(group, ShardWindow{buffer, 0, static_cast<int64_t>(buffer.size())},
+                             range);
+}
+
+absl::Status ReduceScatterToOwners(Collective& group, const ShardWindow& window,
+                                   const ElementRange& range) {
+  RETURN_IF_ERROR(CheckRange(window, range));
   const int n_members = group.size(), me = group.member();
-  const int64_t n = buffer.size();
-  const ElementRange mine = Intersect(range, OwnedRange(n, n_members, me));
-  const float* own = buffer.data() + mine.begin;
-  if (range.begin == 0 && range.end == n) {  // the owners' pieces are the collective's shards
-    const std::vector<float> shard(own, own + mine.size());
-    return group.AllGather(shard, buffer);
+  // Each member sends owner j the elements j owns; it receives every member's copy of its own.
+  const std::vector<int64_t> send_counts = OwnerCounts(window.n, n_members, range);
+  const ElementRange mine = Intersect(range, OwnedRange(window.n, n_members, me));
+  const std::vector<int64_t> recv_counts(n_members, mine.size());
+  std::vector<float> received(mine.size() * n_members);
+  RETURN_IF_ERROR(
+      group.AllToAllV(Elements(window, range), send_counts, absl::MakeSpan(received), recv_counts));
+  std::vector<absl::Span<const float>> parts;
+  for (int j = 0; j < n_members; ++j) {
+    parts.push_back(absl::MakeConstSpan(received).subspan(j * mine.size(), mine.size()));
+  }
+  return SumInMemberOrder(parts, Elements(window, mine));
+}
+
+absl::Status AllGatherFromOwners(Collective& group, const ShardWindow& window,
+                                 const ElementRange& range) {
+  RETURN_IF_ERROR(CheckRange(window, range));
+  const int n_members = group.size(), me = group.member();
+  const ElementRange mine = Intersect(range, OwnedRange(window.n, n_members, me));
+  const absl::Span<float> own = Elements(window, mine);
+  if (range.begin == 0 && range.end == window.n) {  // the owners' pieces are its shards
+    const std::vector<float> shard(own.begin(), own.end());
+    return group.AllGather(shard, Elements(window, range));
   }
   // Variable pieces: every member sends its piece to every member (all-to-all with the same
   // piece for each), and the pieces land in member order, which is their place in `range`.
   std::vector<float> send;
   send.reserve(mine.size() * n_members);
-  for (int j = 0; j < n_members; ++j) send.insert(send.end(), own, own + mine.size());
+  for (int j = 0; j < n_members; ++j) send.insert(send.end(), own.begin(), own.end());
   const std::vector<int64_t> send_counts(n_members, mine.size());
-  return group.AllToAllV(send, send_counts, buffer.subspan(range.begin, range.size()),
-                         OwnerCounts(n, n_members, range));
+  return group.AllToAllV(send, send_counts, Elements(window, range),
+                         OwnerCounts(window.n, n_members, range));
 }
 
 absl::Status AllGatherDoubles(Collective& group, absl::Span<const double> mine,

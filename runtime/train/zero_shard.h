@@ -46,6 +46,20 @@ absl::Status ReduceScatterToOwners(Collective& group, absl::Span<float> buffer,
 absl::Status AllGatherFromOwners(Collective& group, absl::Span<float> buffer,
                                  const ElementRange& range);
 
+// Part of a sharded buffer: `data` holds elements [at, at + data.size()) of an n-element buffer
+// owned as above. With --ep a chunk's dense elements and its experts' are sharded as two such
+// buffers (over different groups), each the concatenation of its pieces of the flat buffer.
+struct ShardWindow {
+  absl::Span<float> data;
+  int64_t at = 0;
+  int64_t n = 0;
+};
+// As above, `range` in the n-element buffer's coordinates and inside the window.
+absl::Status ReduceScatterToOwners(Collective& group, const ShardWindow& window,
+                                   const ElementRange& range);
+absl::Status AllGatherFromOwners(Collective& group, const ShardWindow& window,
+                                 const ElementRange& range);
+
 // Every member passes `mine` (the same count on each); `all` receives every member's values,
 // member by member. One exchange for a stage's per-tensor partial norms: the doubles travel as
 // their bytes through AllGather, which moves data and never adds it.

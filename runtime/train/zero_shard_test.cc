@@ -85,6 +85,36 @@ TEST(ZeroShardTest, EveryMemberGetsTheOwnersValues) {
   }
 }
 
+// A window of a sharded buffer (--ep: one piece of a chunk's dense or expert elements) is
+// reduced and gathered exactly as the same elements of the whole buffer: the owners are the
+// whole buffer's, and elements outside the window are never touched.
+TEST(ZeroShardTest, AWindowIsShardedAsItsPlaceInTheWholeBuffer) {
+  constexpr int kSize = 3, kN = 23, kAt = 6, kLength = 9;  // the window: [6, 15)
+  const ElementRange range{8, 14};
+  std::vector<std::vector<float>> whole(kSize), window(kSize);
+  OnEveryMember(kSize, [&](Collective& group) {
+    const int m = group.member();
+    whole[m] = Buffer(m, kN);
+    ASSERT_TRUE(ReduceScatterToOwners(group, absl::MakeSpan(whole[m]), range).ok());
+    ASSERT_TRUE(AllGatherFromOwners(group, absl::MakeSpan(whole[m]), range).ok());
+  });
+  OnEveryMember(kSize, [&](Collective& group) {
+    const int m = group.member();
+    const std::vector<float> b = Buffer(m, kN);
+    window[m].assign(b.begin() + kAt, b.begin() + kAt + kLength);
+    const ShardWindow w{absl::MakeSpan(window[m]), kAt, kN};
+    ASSERT_TRUE(ReduceScatterToOwners(group, w, range).ok());
+    ASSERT_TRUE(AllGatherFromOwners(group, w, range).ok());
+    EXPECT_FALSE(ReduceScatterToOwners(group, w, {5, 9}).ok());  // starts before the window
+    EXPECT_FALSE(AllGatherFromOwners(group, ShardWindow{w.data, 20, kN}, {20, 21}).ok());
+  });
+  for (int m = 0; m < kSize; ++m) {
+    for (int i = 0; i < kLength; ++i) {
+      EXPECT_EQ(window[m][i], whole[m][kAt + i]) << "member " << m << " at " << kAt + i;
+    }
+  }
+}
+
 TEST(ZeroShardTest, DoublesArriveBitForBitInMemberOrder) {
   std::vector<std::vector<double>> all(2);
   OnEveryMember(2, [&](Collective& group) {
