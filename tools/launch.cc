@@ -54,6 +54,7 @@
 #include "runtime/trace/recorder.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/train/profile_partition.h"
+#include "runtime/train/stage_work.h"
 #include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
@@ -242,13 +243,6 @@ absl::Status DryRun(const runtime::PlannerDefinition& planner, const LaunchConfi
 // Returns true when the cluster should start.
 absl::StatusOr<bool> PrepareCluster(const LaunchConfig& c) {
   RETURN_IF_ERROR(actors::ValidateExpertParallelism(c.model, c.dp, c.ep));
-  if (c.zero == 1 && c.ep > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--zero=1 with --ep=", c.ep,
-        ": the cluster's workers (--nprocs / --hostfile) do not shard the optimizer state of "
-        "expert-sharded replicas yet; run them in one process (drop --nprocs / --hostfile) or "
-        "use --zero=0"));
-  }
   if ((c.link.latency_us != 0 || c.link.gbps != 0) && c.dp == 1) {
     return absl::InvalidArgumentError(
         "--link_latency_us and --link_gbps model the link of a cluster's collectives (the "
@@ -307,6 +301,25 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   return absl::OkStatus();
 }
 
+// --zero=1: what each replica keeps of the moments (with --ep, dense and expert elements apart),
+// in one process and in the cluster (`how`: the cluster names its collectives).
+void PrintZeroOne(const LaunchConfig& c, const char* how) {
+  if (c.zero != 1) return;
+  std::string kept = absl::StrFormat("1/%d of every chunk", c.dp);
+  if (c.ep > 1) {
+    kept = absl::StrFormat(
+        "1/%d of every chunk's dense elements and %s", c.dp,
+        c.dp / c.ep > 1 ? absl::StrFormat("1/%d of its experts' (over the edp replicas holding "
+                                          "them)",
+                                          c.dp / c.ep)
+                        : std::string("all of its experts' (no other replica holds them)"));
+  }
+  std::printf(
+      "ZeRO-1: each replica keeps AdamW moments for %s; gradients reduce-scattered, parameters "
+      "all-gathered%s\n",
+      kept.c_str(), how);
+}
+
 // --dp with --nprocs / --hostfile: the rank grid the workers will sit on (checked before any
 // fork by ValidateProcessCount), as the one-process launch prints it.
 void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
@@ -320,12 +333,7 @@ void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
       "(TCP), buckets of %g MiB\n",
       c.dp, c.planner_options.num_microbatches, c.dp * c.planner_options.num_microbatches, nprocs,
       c.grad_bucket_mb);
-  if (c.zero == 1) {
-    std::printf(
-        "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
-        "reduce-scattered, parameters all-gathered (over Gloo)\n",
-        c.dp);
-  }
+  PrintZeroOne(c, " (over Gloo)");
   if (c.ep > 1) {
     std::printf(
         "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
@@ -496,22 +504,7 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
         "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
         c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
-    if (c.zero == 1 && c.ep > 1) {
-      const std::string experts =
-          c.dp / c.ep > 1
-              ? absl::StrFormat("1/%d of its experts' (over the edp replicas holding them)",
-                                c.dp / c.ep)
-              : std::string("all of its experts' (no other replica holds them)");
-      std::printf(
-          "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk's dense elements "
-          "and %s; gradients reduce-scattered, parameters all-gathered\n",
-          c.dp, experts.c_str());
-    } else if (c.zero == 1) {
-      std::printf(
-          "ZeRO-1: each replica keeps AdamW moments for 1/%d of every chunk; gradients "
-          "reduce-scattered, parameters all-gathered\n",
-          c.dp);
-    }
+    PrintZeroOne(c, "");
     if (c.ep > 1) {
       std::printf(
           "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
@@ -699,14 +692,7 @@ absl::Status PrintOptimizerMemory(const LaunchConfig& c, Session& s) {
     ranks.push_back(absl::StrFormat("pp %d: %.3f MiB (unsharded %.3f MiB)", stage, held / 1048576.0,
                                     2.0 * floats * sizeof(float) / 1048576.0));
   }
-  std::string how = c.ep > 1 ? absl::StrFormat(", experts split over ep %d", c.ep) : "";
-  if (c.zero == 1) {
-    how = c.ep > 1 ? absl::StrFormat(
-                         ", experts split over ep %d, ZeRO-1: dense over %d replicas, experts "
-                         "over edp %d",
-                         c.ep, c.dp, c.dp / c.ep)
-                   : absl::StrFormat(", ZeRO-1 over %d replicas", c.dp);
-  }
+  const std::string how = runtime::OptimizerStateSharding(c.dp, c.ep, c.zero);
   std::printf("summary: optimizer state per rank (AdamW moments held%s): %s\n", how.c_str(),
               absl::StrJoin(ranks, ", ").c_str());
   return absl::OkStatus();

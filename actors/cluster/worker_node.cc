@@ -46,6 +46,7 @@
 #include "runtime/train/expert_gather.h"
 #include "runtime/train/expert_layout.h"
 #include "runtime/train/held_out_pass.h"
+#include "runtime/train/stage_work.h"
 #include "runtime/transport/net_device.h"
 #include "runtime/transport/ucx_transport.h"
 #include "runtime/util/status_macros.h"
@@ -854,9 +855,7 @@ void PrintOptimizerState(const WorkerOptions& o, const std::string& me, const No
       if (info.expert >= 0) floats += int64_t{o.ep - 1} * info.size;  // the other members'
     }
   }
-  const std::string how = o.zero == 1 ? absl::StrCat(", ZeRO-1 over ", o.dp, " replicas")
-                          : o.ep > 1  ? absl::StrCat(", experts split over ep ", o.ep)
-                                      : "";
+  const std::string how = runtime::OptimizerStateSharding(o.dp, o.ep, o.zero);
   std::printf("%s: optimizer state (AdamW moments held%s): %.3f MiB (unsharded %.3f MiB)\n",
               me.c_str(), how.c_str(), held / 1048576.0, 2.0 * floats * sizeof(float) / 1048576.0);
 }

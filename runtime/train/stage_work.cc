@@ -711,4 +711,13 @@ absl::Status ModelStageWork::RunSubStep(const SubStepOrder& order, const Payload
   }
 }
 
+std::string OptimizerStateSharding(int dp, int ep, int zero) {
+  if (zero == 1 && ep > 1) {
+    return absl::StrCat(", experts split over ep ", ep, ", ZeRO-1: dense over ", dp,
+                        " replicas, experts over edp ", dp / ep);
+  }
+  if (zero == 1) return absl::StrCat(", ZeRO-1 over ", dp, " replicas");
+  return ep > 1 ? absl::StrCat(", experts split over ep ", ep) : "";
+}
+
 }  // namespace stagehand::runtime

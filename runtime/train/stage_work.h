@@ -288,6 +288,10 @@ class SyntheticStageWork : public StageWork {
   int num_chunks_;
 };
 
+// How the optimizer state is split, as the "optimizer state" lines say it (one process and the
+// cluster's workers alike): "" when every replica holds all of it.
+std::string OptimizerStateSharding(int dp, int ep, int zero);
+
 }  // namespace stagehand::runtime
 
 #endif  // STAGEHAND_RUNTIME_TRAIN_STAGE_WORK_H_

@@ -1510,6 +1510,45 @@ TEST(Cluster, ZeroOneOnFourWorkersResumesBitwiseTheOneProcessRun) {
   EXPECT_EQ(info->meta.step, 4);
 }
 
+// --zero=1 --ep=2 on 4 workers (ep 2 x edp 1): each rank keeps half its stage's dense moments
+// (sharded over its dp group) and its member's two experts' whole. Losses, held-out losses and
+// parameters are bitwise the one-process run of the same flags, and the checkpoint of step 2
+// (dense moments gathered over the dp group, then whole experts over the ep group) resumes in
+// one process and ends bitwise as the uninterrupted run.
+TEST(Cluster, ZeroOneExpertParallelOnFourWorkersIsBitwiseTheOneProcessRunAndResumes) {
+  Config c = ExpertParallelConfig();
+  c.zero = 1;
+  c.steps = 4;
+  c.eval_every = 2;
+  const std::string out =
+      ExpectDataParallelSameAsOneProcess(c, TempDir() + "/zero_ep.safetensors", {});
+  EXPECT_NE(out.find("ZeRO-1: each replica keeps AdamW moments for 1/2 of every chunk's dense "
+                     "elements and all of its experts' (no other replica holds them)"),
+            std::string::npos)
+      << out;
+  // Half the dense moments plus two of four experts' whole: half of what --zero=0 --ep=1 holds.
+  const auto held = OptimizerStateLines(
+      out, "experts split over ep 2, ZeRO-1: dense over 2 replicas, experts over edp 1");
+  for (const auto& [rank, mib] : held) {
+    EXPECT_NEAR(2 * mib.first, mib.second, 0.002) << "rank " << rank;
+  }
+  EXPECT_EQ(held.size(), 4u) << out;
+  const std::string root = TempDir() + "/zero_ep_ckpt";
+  Process cluster(LaunchArgs(c, 4, {"--checkpoint_dir=" + root, "--exit_after=2"}));
+  ASSERT_EQ(cluster.Wait(180), 0) << cluster.output();
+  const std::string params = TempDir() + "/zero_ep_resumed.safetensors";
+  Process one(
+      OneProcessLaunchArgs(c, {"--checkpoint_dir=" + root, "--resume", "--save_params=" + params}));
+  ASSERT_EQ(one.Wait(180), 0) << one.output();
+  EXPECT_NE(one.output().find("resumed from " + root + "/step_00000002 (step 2)"),
+            std::string::npos)
+      << one.output();
+  std::vector<double> losses;
+  std::vector<runtime::NamedTensor> expected;
+  OneProcess(c, &losses, &expected);
+  ExpectFileHolds(params, expected);  // steps 3 and 4 moved them by the resumed moments
+}
+
 // --dp: a withheld receive on replica 1's stage 1 (rank 3) is reported per rank of both
 // replicas, each under its own rank, while replica 0's ranks wait in their reductions.
 TEST(Cluster, DataParallelHangIsReportedForEveryRankOfEveryReplica) {
