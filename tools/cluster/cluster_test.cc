@@ -1164,8 +1164,11 @@ void ExpectReplicasCover(const std::vector<std::set<std::string>>& covered, int 
                          size_t tensors) {
   std::set<std::string> together;
   for (size_t d = 0; d < covered.size(); ++d) {
-    if (ep == 1) EXPECT_EQ(covered[d].size(), tensors) << "replica " << d << " misses tensors";
-    if (ep > 1) EXPECT_LT(covered[d].size(), tensors) << "replica " << d << " holds every expert";
+    if (ep == 1) {
+      EXPECT_EQ(covered[d].size(), tensors) << "replica " << d << " misses tensors";
+    } else {
+      EXPECT_LT(covered[d].size(), tensors) << "replica " << d << " holds every expert";
+    }
     if (static_cast<int>(d) < ep) together.insert(covered[d].begin(), covered[d].end());
   }
   EXPECT_EQ(together.size(), tensors) << "the first edp group's ranks miss tensors";
