@@ -1,5 +1,6 @@
-// Small model configs shared by tests (testonly): a Llama-style stack and one mixing every
-// block kind, at sizes a float64 finite-difference check or a parity run can afford.
+// Small model configs shared by tests (testonly): a Llama-style stack, one mixing every
+// block kind and a small MoE stack, at sizes a float64 finite-difference check or a parity run can
+// afford.
 #ifndef STAGEHAND_MODELS_TEST_CONFIGS_H_
 #define STAGEHAND_MODELS_TEST_CONFIGS_H_
 
@@ -37,6 +38,19 @@ inline GptConfig MixedBlocks(int layers, int d_model, int heads, int max_seq_len
   c.layers[1].mlp = MlpKind::kLinear;
   c.layers[2].mlp = MlpKind::kNone;
   c.layers[3].attention = AttentionKind::kNone;
+  return c;
+}
+
+// Three GPT-2 layers (d_model 8, 2 heads); layer 1 MoE with 4 top-1 experts 6 wide and a
+// shared expert 5 wide, layer 2 MoE with 2 experts: small enough to split the experts over 2
+// or 4 members and check every tensor.
+inline GptConfig SmallMoe() {
+  GptConfig c = UniformGpt(3, 8, 2, 256, 8, 7);
+  for (int l : {1, 2}) {
+    c.layers[l].mlp = MlpKind::kMoe;
+    c.layers[l].ffn_hidden = 0;
+    c.layers[l].moe = MoeSpec{l == 1 ? 4 : 2, 1, 6, l == 1 ? 5 : 0, 0.0, 0.01, 0.0};
+  }
   return c;
 }
 

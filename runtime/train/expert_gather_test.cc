@@ -7,21 +7,13 @@
 
 #include "gtest/gtest.h"
 #include "models/gpt_chunk.h"
+#include "models/test_configs.h"
 #include "runtime/collectives/in_process_collective.h"
 
 namespace stagehand::runtime {
 namespace {
 
-// Three layers, layer 1 MoE with 4 experts (and a shared expert), layer 2 MoE with 2.
-models::GptConfig MoeModel() {
-  models::GptConfig c = models::UniformGpt(3, 8, 2, 256, 8, 7);
-  for (int l : {1, 2}) {
-    c.layers[l].mlp = models::MlpKind::kMoe;
-    c.layers[l].ffn_hidden = 0;
-    c.layers[l].moe = models::MoeSpec{l == 1 ? 4 : 2, 1, 6, l == 1 ? 5 : 0, 0.0, 0.01, 0.0};
-  }
-  return c;
-}
+models::GptConfig MoeModel() { return models::testing::SmallMoe(); }
 
 std::unique_ptr<Chunk> MakeChunk(int member, int size) {
   models::ChunkOptions options{2, 4, 1};
