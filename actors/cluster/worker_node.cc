@@ -578,13 +578,50 @@ int64_t TransferRowFloats(const WorkerOptions& o, const Node& node) {
 }
 
 // 6. This rank's stages: lane, work, comm, stage actor and gate each.
+// Stage `s`'s work on this rank (its chunks, with the one-process data- and expert-parallel
+// placement) and its lanes, appended to node.works, node.lanes and (--dp: REDUCE_GRAD of the
+// stage's buckets runs there) node.reduce_lanes.
+void AddStageWork(const WorkerOptions& o, const runtime::StepSpec& spec, int s,
+                  const runtime::OptimizerConfig& optimizer, Node& node) {
+  std::map<int, runtime::Chunk*> held;
+  for (const auto& [c, chunk] : node.chunks) {
+    if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
+  }
+  runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
+  place.expert_group = node.ep_group.get();  // --ep: as in one process (model_pipeline.cc)
+  place.expert_data_group = node.edp_group.get();
+  node.works.push_back(std::make_unique<RecordingStageWork>(
+      std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
+                                                spec.num_microbatches, optimizer,
+                                                runtime::StageFaultsOf(o.faults, s), place),
+      s, &node.log, o.faults.kill_at_step));
+  node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+  if (o.dp > 1) node.reduce_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+}
+
+// Stage `s`'s transfers over this rank's UCX transport.
+ClusterCommInit CommInitOf(const WorkerOptions& o, const runtime::StepSpec& spec, int s, Node& node,
+                           const worker_actor& self_handle, runtime::trace::TraceRecorder* trace) {
+  const int64_t tensor_floats =
+      int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
+  ClusterCommInit ci{o.rank,
+                     s,
+                     spec,
+                     tensor_floats,
+                     node.transport.get(),
+                     &node.pool,
+                     self_handle,
+                     o.faults.withhold_receive};
+  ci.trace = trace ? trace->send(s) : nullptr;
+  ci.row_floats = TransferRowFloats(o, node);
+  return ci;
+}
+
 LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                         const std::vector<int>& stages, const JoinReply& reply,
                         runtime::trace::TraceRecorder* trace, Node& node, caf::scoped_actor& self) {
   caf::actor_system& sys = *node.system;
   const worker_actor self_handle = WorkerHandle(self);
-  const int64_t tensor_floats =
-      int64_t{o.chunk.micro_batch_size} * o.chunk.seq_len * o.model.d_model;
   const int64_t wte_floats = TiedWteFloats(o.model);
   runtime::OptimizerConfig optimizer = o.optimizer;
   optimizer.states = &node.optimizer_states;
@@ -598,34 +635,8 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
         sys.spawn(TraceSteps, TraceStepsInit{trace, static_cast<int>(stages.size()), reply.driver});
   }
   for (int s : stages) {
-    std::map<int, runtime::Chunk*> held;
-    for (const auto& [c, chunk] : node.chunks) {
-      if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
-    }
-    runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
-    place.expert_group = node.ep_group.get();  // --ep: as in one process (model_pipeline.cc)
-    place.expert_data_group = node.edp_group.get();
-    node.works.push_back(std::make_unique<RecordingStageWork>(
-        std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
-                                                  spec.num_microbatches, optimizer,
-                                                  runtime::StageFaultsOf(o.faults, s), place),
-        s, &node.log, o.faults.kill_at_step));
-    node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-    Lane* reduce_lane = nullptr;  // --dp: REDUCE_GRAD of the stage's buckets runs here
-    if (o.dp > 1) {
-      node.reduce_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
-      reduce_lane = node.reduce_lanes.back().get();
-    }
-    ClusterCommInit ci{o.rank,
-                       s,
-                       spec,
-                       tensor_floats,
-                       node.transport.get(),
-                       &node.pool,
-                       self_handle,
-                       o.faults.withhold_receive};
-    ci.trace = trace ? trace->send(s) : nullptr;
-    ci.row_floats = TransferRowFloats(o, node);
+    AddStageWork(o, spec, s, optimizer, node);
+    const ClusterCommInit ci = CommInitOf(o, spec, s, node, self_handle, trace);
     const stage_reports driver =
         trace_steps ? stage_reports{trace_steps} : stage_reports{reply.driver};
     StageActorInit si{s,
@@ -637,7 +648,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                       tensor_inbox{},
                       trace,
                       node.specs};
-    si.reduce_lane = reduce_lane;
+    si.reduce_lane = o.dp > 1 ? node.reduce_lanes.back().get() : nullptr;
     si.grad_bucket_mb = o.grad_bucket_mb;
     // MoE sub-steps as in one process (actors/pipeline.cc).
     if (RunsSubSteps(*o.planner, *node.works.back(), o.moe_sub_steps)) {
