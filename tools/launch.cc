@@ -301,45 +301,51 @@ absl::Status ExportFromParts(const LaunchConfig& c, int nprocs, const std::strin
   return absl::OkStatus();
 }
 
-// --zero=1: what each replica keeps of the moments (with --ep, dense and expert elements apart),
-// in one process and in the cluster (`how`: the cluster names its collectives).
-void PrintZeroOne(const LaunchConfig& c, const char* how) {
-  if (c.zero != 1) return;
-  std::string kept = absl::StrFormat("1/%d of every chunk", c.dp);
-  if (c.ep > 1) {
-    kept = absl::StrFormat(
-        "1/%d of every chunk's dense elements and %s", c.dp,
-        c.dp / c.ep > 1 ? absl::StrFormat("1/%d of its experts' (over the edp replicas holding "
-                                          "them)",
-                                          c.dp / c.ep)
-                        : std::string("all of its experts' (no other replica holds them)"));
+// The rank grid of --dp (split into ep x edp with --ep) over `stages`, as the launcher prints it.
+void PrintGrid(const LaunchConfig& c, int stages) {
+  absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, stages);
+  if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
+  if (grid.ok()) std::printf("%s", grid->Describe().c_str());
+}
+
+// What each replica keeps and computes: --zero=1's share of the moments (with --ep, dense and
+// expert elements apart) and --ep's share of the experts, in one process and in the cluster
+// (`gloo`: its collectives are Gloo's).
+void PrintReplicaSharding(const LaunchConfig& c, bool gloo) {
+  if (c.zero == 1) {
+    std::string kept = absl::StrFormat("1/%d of every chunk", c.dp);
+    if (c.ep > 1) {
+      kept = absl::StrFormat(
+          "1/%d of every chunk's dense elements and %s", c.dp,
+          c.dp / c.ep > 1
+              ? absl::StrFormat("1/%d of its experts' (over the edp replicas holding them)",
+                                c.dp / c.ep)
+              : std::string("all of its experts' (no other replica holds them)"));
+    }
+    std::printf(
+        "ZeRO-1: each replica keeps AdamW moments for %s; gradients reduce-scattered, parameters "
+        "all-gathered%s\n",
+        kept.c_str(), gloo ? " (over Gloo)" : "");
   }
-  std::printf(
-      "ZeRO-1: each replica keeps AdamW moments for %s; gradients reduce-scattered, parameters "
-      "all-gathered%s\n",
-      kept.c_str(), how);
+  if (c.ep > 1) {
+    std::printf(
+        "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
+        "every MoE layer's experts, tokens dispatched and combined by %sall-to-all\n",
+        c.ep, c.ep, c.dp / c.ep, c.ep, gloo ? "Gloo " : "");
+  }
 }
 
 // --dp with --nprocs / --hostfile: the rank grid the workers will sit on (checked before any
 // fork by ValidateProcessCount), as the one-process launch prints it.
 void PrintClusterGrid(const LaunchConfig& c, int nprocs) {
-  absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, c.stages);
-  if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
-  if (!grid.ok()) return;
-  std::printf("%s", grid->Describe().c_str());
+  PrintGrid(c, c.stages);
   std::printf(
       "data parallel: %d replicas x %d microbatches = %d microbatches a step, on %d worker "
       "processes (one stage of one replica each); gradients summed in replica order over Gloo "
       "(TCP), buckets of %g MiB\n",
       c.dp, c.planner_options.num_microbatches, c.dp * c.planner_options.num_microbatches, nprocs,
       c.grad_bucket_mb);
-  PrintZeroOne(c, " (over Gloo)");
-  if (c.ep > 1) {
-    std::printf(
-        "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
-        "every MoE layer's experts, tokens dispatched and combined by Gloo all-to-all\n",
-        c.ep, c.ep, c.dp / c.ep, c.ep);
-  }
+  PrintReplicaSharding(c, /*gloo=*/true);
 }
 
 // --nprocs / --hostfile: one tools/worker process per rank (tools/cluster/launcher.h);
@@ -497,20 +503,12 @@ void PrintBanner(const LaunchConfig& c, const Session& s) {
                   .c_str(),
               s.planner->name().c_str());
   if (c.dp > 1) {
-    absl::StatusOr<runtime::RankGrid> grid = runtime::RankGrid::DataPipeline(c.dp, spec.num_stages);
-    if (grid.ok() && c.ep > 1) grid = grid->Split("dp", {{"ep", c.ep}, {"edp", c.dp / c.ep}});
-    if (grid.ok()) std::printf("%s", grid->Describe().c_str());
+    PrintGrid(c, spec.num_stages);
     std::printf(
         "data parallel: %d replicas (actors of this process) x %d microbatches = %d "
         "microbatches a step; gradients summed in replica order, buckets of %g MiB\n",
         c.dp, spec.num_microbatches, c.dp * spec.num_microbatches, c.grad_bucket_mb);
-    PrintZeroOne(c, "");
-    if (c.ep > 1) {
-      std::printf(
-          "expert parallel: groups of %d replicas (dp = ep %d x edp %d); each computes 1/%d of "
-          "every MoE layer's experts, tokens dispatched and combined by all-to-all\n",
-          c.ep, c.ep, c.dp / c.ep, c.ep);
-    }
+    PrintReplicaSharding(c, /*gloo=*/false);
   }
 }
 
