@@ -123,6 +123,38 @@ absl::Status CheckFinite(const std::vector<NamedTensor>& tensors, int stage) {
   return absl::OkStatus();
 }
 
+// FailedPrecondition unless every chunk of `chunks` either holds whole AdamW moments (m and
+// v one float per parameter) or none yet (before the first step, or no optimizer), and all
+// agree: a shard of moments (a ZeRO-1 or expert-parallel share that was not gathered) or a
+// checkpoint with moments for only some chunks would be written and then fail to resume.
+absl::Status CheckMoments(const std::vector<ChunkState>& chunks) {
+  auto first = [](const ChunkState& c) {
+    const auto& infos = c.chunk->params().infos();
+    return infos.empty() ? std::string("no tensors") : infos.front().name;
+  };
+  const ChunkState* with = nullptr;
+  const ChunkState* without = nullptr;
+  for (const ChunkState& c : chunks) {
+    const int64_t n = c.chunk->params().size();
+    const int64_t m = c.optimizer != nullptr ? static_cast<int64_t>(c.optimizer->m.size()) : 0;
+    const int64_t v = c.optimizer != nullptr ? static_cast<int64_t>(c.optimizer->v.size()) : 0;
+    if ((m != 0 && m != n) || v != m) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "not writing a checkpoint: the AdamW moments of stage ", c.stage, "'s chunk (from ",
+          first(c), ") hold ", m, " and ", v, " floats, not one per its ", n,
+          " parameters (an optimizer shard that was not gathered?); it could not resume"));
+    }
+    (m == n ? with : without) = &c;
+  }
+  if (with != nullptr && without != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("not writing a checkpoint: stage ", with->stage, "'s chunk (from ",
+                     first(*with), ") has AdamW moments but stage ", without->stage, "'s (from ",
+                     first(*without), ") has none; it could not resume"));
+  }
+  return absl::OkStatus();
+}
+
 // Bytes a checkpoint of `chunks` takes on disk, about: its tensors plus headers and manifest.
 uint64_t CheckpointBytes(const std::vector<ChunkState>& chunks) {
   uint64_t bytes = 4096;
@@ -156,6 +188,7 @@ absl::Status Abandon(const std::string& tmp_dir, absl::Status failure,
 absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(
     const std::string& tmp_dir, const std::vector<ChunkState>& chunks) {
   // One shard per stage: parameters, then their AdamW moments, by name.
+  if (absl::Status s = CheckMoments(chunks); !s.ok()) return Abandon(tmp_dir, s, nullptr);
   std::map<int, std::vector<const ChunkState*>> by_stage;
   for (const ChunkState& c : chunks) by_stage[c.stage].push_back(&c);
   std::vector<ShardRecord> records;
@@ -163,9 +196,7 @@ absl::StatusOr<std::vector<ShardRecord>> WriteCheckpointShards(
     std::vector<NamedTensor> tensors;
     for (const ChunkState* c : held) {
       const models::ParameterSet<float>& p = c->chunk->params();
-      const bool moments = c->optimizer != nullptr &&
-                           static_cast<int64_t>(c->optimizer->m.size()) == p.size() &&
-                           static_cast<int64_t>(c->optimizer->v.size()) == p.size();
+      const bool moments = c->optimizer != nullptr && !c->optimizer->m.empty();  // CheckMoments
       for (const models::ParamInfo& info : p.infos()) {
         if (info.tied_copy) continue;
         auto slice = [&](const float* base) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/io/tiny_disk_for_test.h"
@@ -388,6 +389,32 @@ TEST(CheckpointTest, NonFiniteParametersAreNeverWritten) {
   r.chunks[0]->params().values()[3] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THAT(WriteCheckpoint(root, Meta(1), States(r, {0})),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not finite")));
+  std::vector<std::string> skipped;
+  EXPECT_THAT(FindLatestCheckpoint(root, &skipped), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(fs::exists(root + "/.step_00000001.tmp"));
+}
+
+// Moments that could not resume are refused when written, not found missing at the resume: a
+// shard of them (a ZeRO-1 share never gathered), or moments for only some chunks. Moments for
+// none (before the first step) are written without them, as before.
+TEST(CheckpointTest, PartialMomentsAreNeverWritten) {
+  TrainingRun fresh = Build(2);
+  ASSERT_TRUE(WriteCheckpoint(TempRoot("no_moments"), Meta(0), States(fresh, {0, 1})).ok());
+  TrainingRun r = Build(2);
+  TrainSteps(r, 1, 1);
+  const std::string root = TempRoot("partial_moments");
+  const std::vector<float> whole_m = r.states[1].m;
+  r.states[1].m.resize(whole_m.size() / 2);  // one of two replicas' shares
+  EXPECT_THAT(WriteCheckpoint(root, Meta(1), States(r, {0, 1})),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(absl::StrCat(
+                           "stage 1's chunk (from ", r.chunks[1]->params().infos().front().name,
+                           ") hold ", whole_m.size() / 2, " and ", whole_m.size(), " floats"))));
+  r.states[1].m.clear();  // only chunk 0 has moments
+  r.states[1].v.clear();
+  EXPECT_THAT(WriteCheckpoint(root, Meta(1), States(r, {0, 1})),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("stage 0's chunk (from wte) has AdamW moments but stage 1's")));
   std::vector<std::string> skipped;
   EXPECT_THAT(FindLatestCheckpoint(root, &skipped), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_FALSE(fs::exists(root + "/.step_00000001.tmp"));
