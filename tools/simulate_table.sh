@@ -6,15 +6,18 @@
 # no order of the same actions beats (a ratio goal below bound / best static is out of reach).
 # Simulated (tools/simulate), not measured: see tools/slow_stage_bench.sh.
 #
-#   tools/simulate_table.sh [--model=gpt2_xl] [--device=h200] [--memory_cap_gb=70] [--steps=8]
+# --memory_cap_gb takes a comma-separated list and prints one table per cap (default 70,30: a cap
+# where every zero-bubble planner fits, and one where memory binds and only adaptive and zb_h2 run).
+#
+#   tools/simulate_table.sh [--model=gpt2_xl] [--device=h200] [--memory_cap_gb=70,30] [--steps=8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=gpt2_xl DEVICE=h200 CAP=70 STEPS=8 SEED=1
+MODEL=gpt2_xl DEVICE=h200 CAPS=70,30 STEPS=8 SEED=1
 for arg in "$@"; do
   case "$arg" in
     --model=*) MODEL="${arg#*=}" ;;
     --device=*) DEVICE="${arg#*=}" ;;
-    --memory_cap_gb=*) CAP="${arg#*=}" ;;
+    --memory_cap_gb=*) CAPS="${arg#*=}" ;;
     --steps=*) STEPS="${arg#*=}" ;;
     --seed=*) SEED="${arg#*=}" ;;
     *) echo "simulate_table.sh: unknown argument $arg" >&2; exit 2 ;;
@@ -22,11 +25,15 @@ for arg in "$@"; do
 done
 ./bazelw build //tools:simulate >&2
 SIM=bazel-bin/tools/simulate
-COMMON=(--model="$MODEL" --device="$DEVICE" --stages=8 --microbatches=32 --memory_cap_gb="$CAP"
+
+# One table (and its ratio lines) at memory cap $1 GB.
+table() {
+local CAP="$1"
+local COMMON=(--model="$MODEL" --device="$DEVICE" --stages=8 --microbatches=32 --memory_cap_gb="$CAP"
         --steps="$STEPS" --seed="$SEED")
 
 echo "P=8 M=32, model $MODEL on $DEVICE, memory cap $CAP GB per stage, $STEPS steps (mean step time, ms)"
-declare -A RESULT
+local -A RESULT
 SCENARIOS=("no jitter|" "20% jitter|--jitter=uniform:0.2" "straggler s3 1.3x|--straggler=3:1.3")
 for scenario in "${SCENARIOS[@]}"; do
   name="${scenario%%|*}" flag="${scenario#*|}"
@@ -67,4 +74,11 @@ for scenario in "${SCENARIOS[@]}"; do
            n ":", zn, a / z, sn, a / s
     printf "%-18s bound: adaptive'"'"'s busiest stage computes %.3f ms = %.3f x best static; adaptive = %.3f x bound\n",
            "", b, b / s, a / b }'
+done
+}
+
+IFS=, read -r -a CAP_LIST <<<"$CAPS"
+for cap in "${CAP_LIST[@]}"; do
+  table "$cap"
+  echo
 done
