@@ -807,7 +807,9 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLo
   c.dp = 2;
   c.microbatches = 4;
   c.steps = 200;
-  Process launch(LaunchArgs(c, 4, {}));
+  // Still training when the attacks end: stage 0's every forward takes 20 ms longer (as in the
+  // test above; no value changes), so the 200 steps of 4 microbatches last at least 16 s.
+  Process launch(LaunchArgs(c, 4, {}), {"STAGEHAND_FAULTS=slow=0:20"});
   std::map<pid_t, std::set<int>> seen;  // every port each worker listened on before step 2
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!launch.WaitFor("step 2 loss", 0.02)) {
