@@ -807,7 +807,9 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLo
   c.dp = 2;
   c.microbatches = 4;
   c.steps = 200;
-  Process launch(LaunchArgs(c, 4, {}));
+  // Still training when the attacks end: stage 0's every forward takes 20 ms longer (as in the
+  // test above; no value changes), so the 200 steps of 4 microbatches last at least 16 s.
+  Process launch(LaunchArgs(c, 4, {}), {"STAGEHAND_FAULTS=slow=0:20"});
   std::map<pid_t, std::set<int>> seen;  // every port each worker listened on before step 2
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!launch.WaitFor("step 2 loss", 0.02)) {
@@ -1170,6 +1172,8 @@ void ExpectReplicasCover(const std::vector<std::set<std::string>>& covered, int 
       EXPECT_LT(covered[d].size(), tensors) << "replica " << d << " holds every expert";
     }
     if (static_cast<int>(d) < ep) together.insert(covered[d].begin(), covered[d].end());
+    // Replica d's member is d % ep: the replicas of one edp group hold the same experts.
+    EXPECT_EQ(covered[d], covered[d % ep]) << "replica " << d << " and replica " << d % ep;
   }
   EXPECT_EQ(together.size(), tensors) << "the first edp group's ranks miss tensors";
 }
@@ -1316,6 +1320,19 @@ Config ExpertParallelConfig() {
   return c;
 }
 
+// --zero=0 --ep=2 on ExpertParallelConfig's model: each of the `ranks` ranks' optimizer state
+// line says it holds the moments of its member's two experts of its stage's four (one MoE layer,
+// each expert 2 x 32 x 64 weights and their biases): two experts' fewer than the whole stage
+// (what --ep=1 holds), the dense part and the router being the same.
+void ExpectTwoExpertsFewerMoments(const std::string& out, size_t ranks) {
+  const double two_experts_mib = 2.0 * sizeof(float) * 2 * (2 * 32 * 64) / 1048576.0;
+  const auto held = OptimizerStateLines(out, "experts split over ep 2");
+  for (const auto& [rank, mib] : held) {
+    EXPECT_NEAR(mib.second - mib.first, two_experts_mib, 0.003) << "rank " << rank;
+  }
+  EXPECT_EQ(held.size(), ranks) << out;
+}
+
 // --dp=2 --ep=2 --stages=2 on 4 workers: each stage's two replicas are one expert-parallel
 // group (a Gloo group of its own); each computes two of the MoE layer's four experts on both
 // replicas' tokens, dispatch and combine are Gloo all-to-alls. Losses, held-out losses and
@@ -1329,15 +1346,7 @@ TEST(Cluster, ExpertParallelTwoByTwoOnFourWorkersIsBitwiseTheOneProcessRun) {
                            "expert parallel: groups of 2 replicas (dp = ep 2 x edp 1)"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
   }
-  // Each rank holds the moments of its member's two experts of its stage's four (one MoE layer,
-  // each expert 2 x 32 x 64 weights and their biases): two experts' fewer than the whole stage
-  // (what --ep=1 holds), the dense part and the router being the same.
-  const double two_experts_mib = 2.0 * sizeof(float) * 2 * (2 * 32 * 64) / 1048576.0;
-  const auto held = OptimizerStateLines(out, "experts split over ep 2");
-  for (const auto& [rank, mib] : held) {
-    EXPECT_NEAR(mib.second - mib.first, two_experts_mib, 0.003) << "rank " << rank;
-  }
-  EXPECT_EQ(held.size(), 4u) << out;
+  ExpectTwoExpertsFewerMoments(out, 4);
 }
 
 // The same under the planners that overlap sub-steps: every worker runs its MoE actions as
@@ -1359,6 +1368,42 @@ TEST(Cluster, ExpertParallelOverlappedPlannersOnFourWorkersAreBitwiseTheOneProce
     ASSERT_TRUE(summary.ok()) << summary.status();
     EXPECT_GT(summary->a2a_us, 0);
     EXPECT_GT(summary->hidden_a2a_us, 0);
+  }
+}
+
+// --dp=4 --ep=2 --stages=2 on 8 workers (ep 2 x edp 2): each expert lives on two replicas, so
+// besides its ep group's all-to-alls each rank sums its experts' gradients over its stage's
+// expert-data-parallel group (edp.s<stage>.m<member>: replicas member and member + 2) and the
+// dense ones over all 4 replicas; with --zero=1 it reduce-scatters them there instead, the dense
+// moments sharded over the 4 replicas and its experts' over edp 2. Losses, held-out losses and
+// every rank's parameters are bitwise the one-process run of the same flags.
+TEST(Cluster, ExpertDataParallelTwoOnEightWorkersIsBitwiseTheOneProcessRun) {
+  for (int zero : {0, 1}) {
+    SCOPED_TRACE(absl::StrCat("--zero=", zero));
+    Config c = ExpertParallelConfig();
+    c.dp = 4;
+    c.zero = zero;
+    c.eval_every = 2;
+    const std::string out = ExpectDataParallelSameAsOneProcess(
+        c, absl::StrCat(TempDir(), "/edp_zero", zero, ".safetensors"), {});
+    for (const char* line :
+         {"grid: world 8 = ep 2 x edp 2 x pp 2",
+          "rank 3: ep=1 edp=1 pp=0  ep-group {2,3}  edp-group {1,3}  pp-group {3,7}",
+          "expert parallel: groups of 2 replicas (dp = ep 2 x edp 2)"}) {
+      EXPECT_NE(out.find(line), std::string::npos) << line << "\n" << out;
+    }
+    if (zero == 0) {
+      ExpectTwoExpertsFewerMoments(out, 8);
+      continue;
+    }
+    // A quarter of the dense moments and half of its member's two experts': a quarter of what
+    // --zero=0 --ep=1 holds.
+    const auto held = OptimizerStateLines(
+        out, "experts split over ep 2, ZeRO-1: dense over 4 replicas, experts over edp 2");
+    for (const auto& [rank, mib] : held) {
+      EXPECT_NEAR(4 * mib.first, mib.second, 0.004) << "rank " << rank;
+    }
+    EXPECT_EQ(held.size(), 8u) << out;
   }
 }
 
