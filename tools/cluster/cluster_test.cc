@@ -120,6 +120,14 @@ class Process {
     return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
   }
   const std::string& output() const { return output_; }
+  // Reads what the process has written by now (for at most `seconds`) and returns all output:
+  // output() alone holds only what the last WaitFor or Wait read.
+  const std::string& Drain(double seconds = 0.1) {
+    const auto end = Deadline(seconds);
+    while (Read(end)) {
+    }
+    return output_;
+  }
   pid_t pid() const { return pid_; }
 
  private:
@@ -771,7 +779,7 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortChangeNoLossAndAreLogged) {
   std::mt19937 random(18);
   for (int port : targets) AttackPort(port, random);
   // The attacks happened while it trained.
-  const std::map<int, double> during = StepLosses(launch.output());
+  const std::map<int, double> during = StepLosses(launch.Drain());
   ASSERT_FALSE(during.empty());
   EXPECT_LT(during.rbegin()->first, c.steps)
       << "the run ended before the attacks did; give it more steps";
@@ -853,7 +861,7 @@ TEST(Cluster, HostileConnectionsToEveryListeningPortOfADataParallelRunChangeNoLo
   }
   std::mt19937 random(18);
   for (int port : targets) AttackPort(port, random);
-  const std::map<int, double> during = StepLosses(launch.output());
+  const std::map<int, double> during = StepLosses(launch.Drain());
   ASSERT_FALSE(during.empty());
   EXPECT_LT(during.rbegin()->first, c.steps)
       << "the run ended before the attacks did; give it more steps";
