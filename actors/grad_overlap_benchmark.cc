@@ -5,7 +5,8 @@
 // tokens), --dp=2 --stages=2 with injected link latency and one bucket size for every mode,
 // real compute; each mode's trace summarised (runtime/trace/summary.h: the share of REDUCE_GRAD
 // time while some stage of the step still ran I, W or B).
-// Usage: grad_overlap_benchmark [latency_us=200] [steps=8] [grad_bucket_mb=0.25]
+// The 4 compute lanes split the cores' OpenMP threads as launch does (unless OMP_NUM_THREADS is
+// set). Usage: grad_overlap_benchmark [latency_us=200] [steps=8] [grad_bucket_mb=0.25]
 // Not a test: timings on a shared machine vary; the ratio is what to read.
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "actors/model_pipeline.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/trace/summary.h"
+#include "runtime/util/cores.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::actors {
@@ -70,6 +72,12 @@ const std::vector<int32_t>& Tokens() {
   return *tokens;
 }
 
+// Each compute lane's OpenMP threads, as launch gives them (0: OpenMP's default).
+int LaneThreads() {
+  return runtime::SplitCores(kReplicas * kStages, runtime::AllowedCores(),
+                             std::getenv("OMP_NUM_THREADS"));
+}
+
 absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
                              runtime::GradReductionStart start, double latency_us, int steps,
                              double bucket_mb) {
@@ -88,6 +96,7 @@ absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
   o.reduction_start = start;
   o.grad_bucket_mb = bucket_mb;
   o.trace = &recorder;
+  o.lane_omp_threads = LaneThreads();
   ASSIGN_OR_RETURN(ModelPipeline mp, BuildModelPipeline(o, &sampler));
   for (int step = 1; step <= steps; ++step) RETURN_IF_ERROR(mp.pipeline->RunStep(step).status());
   const runtime::trace::Trace trace = recorder.Collect();
@@ -106,8 +115,9 @@ int Main(int argc, char** argv) {
   const double bucket_mb = argc > 3 ? std::atof(argv[3]) : 0.25;
   std::printf(
       "dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g "
-      "--grad_bucket_mb=%g, %d steps (median step)\n",
-      kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, steps);
+      "--grad_bucket_mb=%g, %d steps (median step); OpenMP threads per lane: %s\n",
+      kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, steps,
+      LaneThreads() > 0 ? std::to_string(LaneThreads()).c_str() : "OpenMP's default");
   std::printf("%-27s %-18s %10s %14s %8s %12s\n", "planner", "reduction starts", "step ms",
               "reduction ms", "hidden", "median step");
   const runtime::GradReductionStart starts[3] = {runtime::GradReductionStart::kAsLayersComplete,

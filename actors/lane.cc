@@ -1,9 +1,11 @@
 // Lane: one worker thread draining a FIFO of jobs.
 #include "actors/lane.h"
 
+#include <omp.h>
+
 namespace stagehand::actors {
 
-Lane::Lane(Mode mode) : mode_(mode) {
+Lane::Lane(Mode mode, int omp_threads) : mode_(mode), omp_threads_(omp_threads) {
   if (mode_ == Mode::kThread) thread_ = std::thread([this] { Loop(); });
 }
 
@@ -30,6 +32,7 @@ void Lane::Post(std::function<void()> job) {
 }
 
 void Lane::Loop() {
+  if (omp_threads_ > 0) omp_set_num_threads(omp_threads_);
   for (;;) {
     std::function<void()> job;
     {

@@ -1,6 +1,8 @@
 // Lane: where a stage's work runs so that its actor never blocks: a worker thread with its
 // own FIFO queue (or, for deterministic tests, inline in the caller). Completion is
 // reported by the job itself (it sends a message). Not a thread pool: one lane, one thread.
+// A threaded lane may fix the OpenMP team size of its jobs' parallel regions, so that lanes
+// sharing a few cores do not each open a team as wide as the machine.
 #ifndef STAGEHAND_ACTORS_LANE_H_
 #define STAGEHAND_ACTORS_LANE_H_
 
@@ -15,7 +17,10 @@ namespace stagehand::actors {
 class Lane {
  public:
   enum class Mode { kThread, kInline };
-  explicit Lane(Mode mode = Mode::kThread);
+  // omp_threads > 0: the lane's thread runs its jobs' OpenMP regions with that many threads
+  // (omp_set_num_threads on that thread only); 0: OpenMP's default. Inline lanes leave the
+  // caller's setting alone.
+  explicit Lane(Mode mode = Mode::kThread, int omp_threads = 0);
   ~Lane();  // drains the queue, then joins
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
@@ -26,6 +31,7 @@ class Lane {
  private:
   void Loop();
   Mode mode_;
+  int omp_threads_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;

@@ -149,6 +149,7 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   po.grad_clip = options.optimizer.grad_clip;
   po.rerun = options.rerun;
   po.deterministic = options.deterministic;
+  po.lane_omp_threads = options.lane_omp_threads;
   po.trace = options.trace;
   po.moe_sub_steps = options.moe_sub_steps;
   return po;

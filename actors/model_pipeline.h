@@ -30,6 +30,7 @@ struct ModelPipelineOptions {
   runtime::OptimizerConfig optimizer;
   LinkModel link;
   bool deterministic = false;
+  int lane_omp_threads = 0;                    // PipelineOptions::lane_omp_threads
   runtime::RerunOptions rerun;                 // checks before the optimizer
   std::map<int, runtime::StageFaults> faults;  // test faults by stage (STAGEHAND_FAULTS)
   // Not owned, may be null: records every actor event; also told each chunk's activation

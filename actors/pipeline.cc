@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/train/timers.h"
 #include "actors/stage_actor.h"
 #include "actors/step_driver.h"
 #include "caf/scheduler/test_coordinator.hpp"
+#include "runtime/train/timers.h"
 
 namespace stagehand::actors {
 
@@ -77,10 +77,10 @@ void Pipeline::SpawnReplica(int replica) {
   std::vector<comm_actor> comms;
   for (int s = 0; s < P; ++s) {
     const int index = replica * P + s;
-    lanes_.push_back(std::make_unique<Lane>(mode));
+    lanes_.push_back(std::make_unique<Lane>(mode, options_.lane_omp_threads));
     Lane* reduce_lane = nullptr;
     if (options_.replicas > 1) {
-      reduce_lanes_.push_back(std::make_unique<Lane>(mode));
+      reduce_lanes_.push_back(std::make_unique<Lane>(mode, options_.lane_omp_threads));
       reduce_lane = reduce_lanes_.back().get();
     }
     comms.push_back(sys.spawn(CommActor, options_.link, trace ? trace->send(s) : nullptr));
@@ -97,7 +97,7 @@ void Pipeline::SpawnReplica(int replica) {
     init.grad_bucket_mb = options_.grad_bucket_mb;
     init.reduction_start = options_.reduction_start;
     if (RunsSubSteps(*options_.planner, *works_[index], options_.moe_sub_steps)) {
-      sub_step_lanes_.push_back(std::make_unique<Lane>(mode));
+      sub_step_lanes_.push_back(std::make_unique<Lane>(mode, options_.lane_omp_threads));
       init.sub_steps = works_[index]->SubStepLayoutOf();
       init.sub_step_lane = sub_step_lanes_.back().get();
       init.ordered_communication = options_.ordered_communication;

@@ -39,6 +39,9 @@ struct PipelineOptions {
   // the test says so, and lanes run jobs inline. RunStep is not available then.
   bool deterministic = false;
   int scheduler_threads = 2;
+  // > 0: each lane's OpenMP team size (Lane), so that lanes sharing few cores do not each open
+  // a team as wide as the machine; 0: OpenMP's default. Results do not depend on it.
+  int lane_omp_threads = 0;
   // Not owned, may be null: records every actor event (compute, transfers, memory, steps).
   // With replicas, replica 0's events.
   runtime::trace::TraceRecorder* trace = nullptr;

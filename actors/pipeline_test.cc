@@ -1,10 +1,13 @@
 // Tests of the actor runtime's behaviour on synthetic work: stalls are reported with what
 // each stage waits for, the memory cap is enforced, and compute runs while its transfers are
 // in flight (overlap emerges).
+#include <omp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <vector>
 
+#include "actors/lane.h"
 #include "actors/model_pipeline.h"
 #include "actors/testing/deterministic_pipeline.h"
 #include "gtest/gtest.h"
@@ -14,6 +17,35 @@
 
 namespace stagehand::actors {
 namespace {
+
+// A threaded lane runs its jobs' OpenMP regions with the team size it was given (the launch
+// splits the cores between compute lanes); an inline lane leaves the caller's setting alone.
+TEST(LaneTest, AThreadedLaneFixesItsOpenMpTeamSizeAndAnInlineLaneLeavesTheCaller) {
+  const int caller = omp_get_max_threads();
+  for (int threads : {1, 3}) {
+    int seen = 0, team = 0;
+    {
+      Lane lane(Lane::Mode::kThread, threads);
+      lane.Post([&] {
+        seen = omp_get_max_threads();
+#pragma omp parallel
+        {
+#pragma omp single
+          team = omp_get_num_threads();
+        }
+      });
+    }  // drains, then joins
+    EXPECT_EQ(seen, threads);
+    EXPECT_EQ(team, threads);
+  }
+  int seen = 0;
+  {
+    Lane lane(Lane::Mode::kInline, 1);
+    lane.Post([&] { seen = omp_get_max_threads(); });
+  }
+  EXPECT_EQ(seen, caller);
+  EXPECT_EQ(omp_get_max_threads(), caller);
+}
 
 using runtime::Action;
 using runtime::ActionKind;

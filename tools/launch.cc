@@ -58,6 +58,7 @@
 #include "runtime/train/timers.h"
 #include "runtime/train/train_loop.h"
 #include "runtime/train/training.h"
+#include "runtime/util/cores.h"
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/launcher.h"
 #include "tools/planner_list.h"
@@ -414,6 +415,22 @@ absl::StatusOr<std::map<int, runtime::StageFaults>> OneProcessFaults(int stages)
   return faults;
 }
 
+// OpenMP threads for each compute lane: every replica's stages run side by side in this process
+// and share its cores (runtime::SplitCores; 0 for one lane or when OMP_NUM_THREADS is set).
+// Said once.
+int LaneOmpThreads(const LaunchConfig& c) {
+  const int lanes = c.stages * c.dp;
+  const int cores = runtime::AllowedCores();
+  const int threads = runtime::SplitCores(lanes, cores, std::getenv("OMP_NUM_THREADS"));
+  if (threads > 0) {
+    std::printf(
+        "launch: %d compute lanes share this host's %d cores: OpenMP teams of %d thread%s each "
+        "(set OMP_NUM_THREADS to choose)\n",
+        lanes, cores, threads, threads == 1 ? "" : "s");
+  }
+  return threads;
+}
+
 // The data, the model and its pipeline.
 absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   ASSIGN_OR_RETURN(s.tokenizer, runtime::MakeTokenizer(c.tokenizer));
@@ -441,6 +458,7 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.ep = c.ep;
   options.moe_sub_steps = c.moe_sub_steps;
   options.rerun = c.rerun;
+  options.lane_omp_threads = LaneOmpThreads(c);
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -29,6 +28,7 @@
 #include "runtime/cluster/placement.h"
 #include "runtime/io/user_path.h"
 #include "runtime/trace/chrome_json.h"
+#include "runtime/util/cores.h"
 #include "runtime/util/status_macros.h"
 #include "tools/cluster/attempt_log.h"
 #include "tools/cluster/rank_env.h"
@@ -152,11 +152,6 @@ std::vector<std::string> SshCommand(const std::string& ssh, const std::string& h
   return {ssh, "-o", "BatchMode=yes", host, absl::StrJoin(words, " ")};
 }
 
-int WorkerOmpThreads(int local_workers, int cores, const char* user_threads) {
-  if (local_workers < 2 || (user_threads != nullptr && *user_threads != '\0')) return 0;
-  return std::max(1, cores / local_workers);
-}
-
 namespace {
 
 struct AttemptResult {
@@ -212,14 +207,13 @@ absl::StatusOr<Child> StartWorker(const ClusterLaunchOptions& o, int r,
   return Child{r, pid, pipefd[0]};
 }
 
-// WorkerOmpThreads for the workers on this host (the cores this process may run on), said
-// once per launch.
+// OpenMP threads for each worker on this host when the user set no OMP_NUM_THREADS (the cores
+// this process may run on split between them, runtime::SplitCores), said once per launch.
 int LocalOmpThreads(const ClusterLaunchOptions& o, int restart) {
   int local = 0;
   for (int r = 0; r < o.nprocs; ++r) local += IsLocal(o.hosts.empty() ? "" : o.hosts[r]);
-  cpu_set_t allowed;
-  const int cores = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
-  const int threads = WorkerOmpThreads(local, cores, std::getenv("OMP_NUM_THREADS"));
+  const int cores = runtime::AllowedCores();
+  const int threads = runtime::SplitCores(local, cores, std::getenv("OMP_NUM_THREADS"));
   if (threads > 0 && restart == 0) {
     std::printf(
         "launch: %d workers share this host's %d cores: OMP_NUM_THREADS=%d each (set "

@@ -51,13 +51,6 @@ absl::StatusOr<std::string> NewJoinToken();
 // break bitwise parity). Sorted by name.
 std::vector<std::pair<std::string, std::string>> ForwardedEnvironment(char** variables);
 
-// OpenMP threads for each worker when `local_workers` worker processes share this host's
-// `cores` and the user set no OMP_NUM_THREADS (`user_threads` null or empty): cores /
-// local_workers, at least 1, so that the workers' kernels do not oversubscribe the cores (as
-// torchrun does). 0: leave OpenMP's default (a single local worker, or the user's setting).
-// Results do not depend on it: the ops split work by shape, never by thread count.
-int WorkerOmpThreads(int local_workers, int cores, const char* user_threads);
-
 // The ssh command line that starts `argv` on `host` with `env` set (quoted for a shell).
 std::vector<std::string> SshCommand(const std::string& ssh, const std::string& host,
                                     const std::vector<std::pair<std::string, std::string>>& env,

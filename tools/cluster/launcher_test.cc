@@ -29,14 +29,6 @@ TEST(ForwardedEnvironmentTest, ForwardsKernelAndTransportSettingsOnly) {
   EXPECT_TRUE(ForwardedEnvironment(nullptr).empty());
 }
 
-TEST(WorkerOmpThreadsTest, LocalWorkersSplitTheCoresUnlessTheUserChose) {
-  EXPECT_EQ(WorkerOmpThreads(4, 2, nullptr), 1);  // never below one thread
-  EXPECT_EQ(WorkerOmpThreads(4, 16, nullptr), 4);
-  EXPECT_EQ(WorkerOmpThreads(3, 16, ""), 5);
-  EXPECT_EQ(WorkerOmpThreads(1, 16, nullptr), 0);  // one worker: OpenMP's default
-  EXPECT_EQ(WorkerOmpThreads(4, 16, "3"), 0);      // the user's setting is forwarded as is
-}
-
 TEST(SshCommandTest, QuotesEveryWordForTheRemoteShell) {
   const std::vector<std::string> command =
       SshCommand("ssh", "node-b", {{"OPENBLAS_CORETYPE", "Haswell"}, {"STAGEHAND_RANK", "2"}},
