@@ -269,9 +269,13 @@ std::string AdaptiveDefinition::description() const {
 absl::StatusOr<StepSpec> AdaptiveDefinition::MakeSpec(const PlannerOptions& options) const {
   ASSIGN_OR_RETURN(StepSpec spec, VSpec(options, Backward::kSplit));
   if (absl::StatusOr<SimResult> unit = SimulateSpec(UnitCheckDefinition(), spec); !unit.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("adaptive cannot plan within max_inflight = ", options.max_inflight, ": ",
-                     unit.status().message()));
+    return BudgetTooSmall(
+        "adaptive", spec, 2 * spec.num_stages,
+        [spec](int budget) mutable {
+          spec.max_inflight = budget;
+          return SimulateSpec(UnitCheckDefinition(), spec).ok();
+        },
+        unit.status().message());
   }
   return spec;
 }

@@ -120,6 +120,10 @@ TEST(AdaptiveTest, RejectsABudgetTooSmallForTheV) {
   const absl::Status status = AdaptiveDefinition().MakeSpec({2, 4, 1}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("adaptive cannot plan within max_inflight = 1"));
+  // It names the smallest budget that plans, and that budget plans.
+  EXPECT_THAT(status.message(),
+              HasSubstr("(the smallest that plans this step is 2; 0 = its default of 4)"));
+  EXPECT_TRUE(AdaptiveDefinition().MakeSpec({2, 4, 2}).ok());
 }
 
 TEST(AdaptiveTest, UnitCostPlanMatchesGolden) {

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
@@ -32,6 +33,26 @@ absl::StatusOr<StepSpec> StandardSpec(const PlannerOptions& options, int chunks_
 
 absl::StatusOr<StepSpec> VSpec(const PlannerOptions& options, Backward backward) {
   return SpecWith(options, VPlacement(options.num_stages), backward);
+}
+
+absl::Status BudgetTooSmall(absl::string_view planner, const StepSpec& spec, int default_budget,
+                            const std::function<bool(int)>& plans, absl::string_view why) {
+  // Each try plans one step: keep the search to a few million actions planned in all.
+  constexpr double kMostActionsPlanned = 4e6;
+  const double actions = 3.0 * spec.num_chunks * spec.num_microbatches;
+  const int tries = default_budget - spec.max_inflight;
+  std::string hint = absl::StrCat("0 = its default of ", default_budget);
+  if (tries > 0 && actions * tries <= kMostActionsPlanned) {
+    int smallest = 0;
+    for (int b = spec.max_inflight + 1; b <= default_budget && smallest == 0; ++b) {
+      if (plans(b)) smallest = b;
+    }
+    hint = smallest > 0
+               ? absl::StrCat("the smallest that plans this step is ", smallest, "; ", hint)
+               : absl::StrCat("none up to its default of ", default_budget, " plans");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      planner, " cannot plan within max_inflight = ", spec.max_inflight, " (", hint, "): ", why));
 }
 
 }  // namespace stagehand::runtime

@@ -4,7 +4,10 @@
 #ifndef STAGEHAND_RUNTIME_PLANNERS_PLANNER_SPEC_H_
 #define STAGEHAND_RUNTIME_PLANNERS_PLANNER_SPEC_H_
 
+#include <functional>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "runtime/planner.h"
 #include "runtime/step_spec.h"
 
@@ -23,6 +26,13 @@ absl::StatusOr<StepSpec> StandardSpec(const PlannerOptions& options, int chunks_
 
 // The same with two chunks per stage in a V (VPlacement, C = 2P).
 absl::StatusOr<StepSpec> VSpec(const PlannerOptions& options, Backward backward);
+
+// InvalidArgument: `planner` cannot plan `spec` within its max_inflight (`why`: the planner's
+// reason). Names the smallest budget above it that plans (`plans(b)`: the plan with budget b
+// completes), tried upward to `default_budget` (what max_inflight = 0 gives) when the step is
+// small enough to plan every budget quickly; otherwise names the default.
+absl::Status BudgetTooSmall(absl::string_view planner, const StepSpec& spec, int default_budget,
+                            const std::function<bool(int)>& plans, absl::string_view why);
 
 }  // namespace stagehand::runtime
 

@@ -26,9 +26,13 @@ absl::StatusOr<StepSpec> ZbH2Definition::MakeSpec(const PlannerOptions& options)
   if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
           ZeroBubbleOrders(spec, ZbH2Budget(spec));
       !orders.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("zb_h2 cannot plan within max_inflight = ", options.max_inflight, ": ",
-                     orders.status().message()));
+    return BudgetTooSmall(
+        "zb_h2", spec, 2 * spec.num_stages,
+        [spec](int budget) mutable {
+          spec.max_inflight = budget;
+          return ZeroBubbleOrders(spec, budget).ok();
+        },
+        orders.status().message());
   }
   return spec;
 }

@@ -26,9 +26,13 @@ absl::StatusOr<StepSpec> ZbVDefinition::MakeSpec(const PlannerOptions& options) 
   if (absl::StatusOr<std::vector<std::vector<Action>>> orders =
           ZeroBubbleOrders(spec, ZbVBudget(spec));
       !orders.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("zb_v cannot plan within max_inflight = ", options.max_inflight, ": ",
-                     orders.status().message()));
+    return BudgetTooSmall(
+        "zb_v", spec, 2 * spec.num_stages,
+        [spec](int budget) mutable {
+          spec.max_inflight = budget;
+          return ZeroBubbleOrders(spec, budget).ok();
+        },
+        orders.status().message());
   }
   return spec;
 }

@@ -48,6 +48,14 @@ TEST(ZbVTest, RejectsABudgetTooSmallForTheV) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("zb_v cannot plan within max_inflight = 1"));
   EXPECT_THAT(status.message(), HasSubstr("step stalled"));
+  // The refusal names the smallest budget that plans (here the V's default, 2P), and it plans.
+  EXPECT_THAT(status.message(),
+              HasSubstr("(the smallest that plans this step is 4; 0 = its default of 4)"));
+  EXPECT_FALSE(ZbVDefinition().MakeSpec({2, 4, 3}).ok());
+  EXPECT_TRUE(ZbVDefinition().MakeSpec({2, 4, 4}).ok());
+  // A step too large to plan every budget names the default without searching.
+  const absl::Status large = ZbVDefinition().MakeSpec({64, 4096, 1}).status();
+  EXPECT_THAT(large.message(), HasSubstr("max_inflight = 1 (0 = its default of 128): "));
 }
 
 TEST(ZbVTest, UnitCostPlanMatchesGolden) {
