@@ -179,8 +179,10 @@ TEST(PipelineTest, DataParallelStepsTraceReduceGradOnTheCommunicationLane) {
   }
   const runtime::trace::Trace trace = recorder.Collect();
   // Per-layer buckets (the default) are cut at layer boundaries and at most ~2621 floats:
-  // several per chunk, together each element once per step (replica 0's trace).
-  int reduce_spans = 0;
+  // several per chunk, together each element once per step (replica 0's trace). The one
+  // exception is the first chunk's final tail (its embedding and first layer's last part, final
+  // only at the step's last moment), one bucket whatever the cap.
+  int reduce_spans = 0, above_cap = 0;
   int64_t reduced_bytes = 0;
   for (const runtime::trace::Span& s : trace.spans) {
     if (s.kind != ActionKind::kReduceGrad) continue;
@@ -188,8 +190,12 @@ TEST(PipelineTest, DataParallelStepsTraceReduceGradOnTheCommunicationLane) {
     reduced_bytes += s.bytes;
     EXPECT_EQ(s.lane, runtime::trace::Lane::kSend);
     EXPECT_GT(s.bytes, 0);
-    EXPECT_LE(s.bytes, 4 * 2621 * 3 / 2);
+    if (s.bytes > 4 * 2621 * 3 / 2) {
+      ++above_cap;
+      EXPECT_EQ(s.chunk, 0) << s.bytes;
+    }
   }
+  EXPECT_EQ(above_cap, 2);  // the tail of chunk 0 (> 4224 floats of embedding), once a step
   EXPECT_EQ(reduced_bytes, 2 * 4 * floats);
   EXPECT_GT(reduce_spans, 2 * static_cast<int>(mp->chunks.size()));
   auto read = runtime::trace::FromChromeJson(runtime::trace::ToChromeJson(trace));

@@ -12,25 +12,28 @@ namespace {
 
 using PartRanges = std::vector<std::vector<std::pair<int64_t, int64_t>>>;
 
-// [begin, end) runs of a chunk's `n` gradient floats whose elements lie in one part of
-// `parts` (or in none), in offset order, covering [0, n). The parts' ranges are disjoint.
-std::vector<std::pair<int64_t, int64_t>> RunsOfOnePart(int64_t n, const PartRanges& parts) {
+struct Run {
+  int64_t begin = 0, end = 0;
+  int part = -1;  // -1: elements of no part
+};
+
+// Runs of a chunk's `n` gradient floats whose elements lie in one part of `parts` (or in
+// none), in offset order, covering [0, n). The parts' ranges are disjoint.
+std::vector<Run> RunsOfOnePart(int64_t n, const PartRanges& parts) {
   std::map<int64_t, std::pair<int64_t, int>> labelled;  // begin -> (end, part)
   for (int p = 0; p < static_cast<int>(parts.size()); ++p) {
     for (const auto& [begin, end] : parts[p]) {
       if (std::min(end, n) > begin) labelled[begin] = {std::min(end, n), p};
     }
   }
-  std::vector<std::pair<int64_t, int64_t>> runs;
-  int last_part = -2;  // -1: elements of no part
+  std::vector<Run> runs;
   auto extend = [&](int64_t begin, int64_t end, int part) {
     if (end <= begin) return;
-    if (!runs.empty() && last_part == part && runs.back().second == begin) {
-      runs.back().second = end;
+    if (!runs.empty() && runs.back().part == part && runs.back().end == begin) {
+      runs.back().end = end;
     } else {
-      runs.emplace_back(begin, end);
+      runs.push_back({begin, end, part});
     }
-    last_part = part;
   };
   int64_t at = 0;
   for (const auto& [begin, range] : labelled) {
@@ -51,6 +54,16 @@ void CutEvenly(int chunk, int64_t begin, int64_t end, int64_t cap, std::vector<G
   }
 }
 
+// The runs of the model's first chunk that become final only as its last W / B ends (elements
+// of no part: the embedding; and the pass's last part: the first layer's last), when they
+// lead the chunk's buffer: how many runs, from the first.
+size_t FinalTail(int chunk, const std::vector<Run>& runs, int num_parts) {
+  if (chunk != 0) return 0;
+  size_t k = 0;
+  while (k < runs.size() && (runs[k].part == -1 || runs[k].part == num_parts - 1)) ++k;
+  return k;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
@@ -65,8 +78,13 @@ absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
   for (auto it = gradient_floats.rbegin(); it != gradient_floats.rend(); ++it) {
     const auto& [chunk, n] = *it;
     if (auto laid_out = parts.find(chunk); laid_out != parts.end()) {
-      for (const auto& [begin, end] : RunsOfOnePart(n, laid_out->second)) {
-        CutEvenly(chunk, begin, end, floats_per_bucket, out);
+      const std::vector<Run> runs = RunsOfOnePart(n, laid_out->second);
+      // The step's last compute finalises the first chunk's tail: nothing runs after it for
+      // its reduction to hide under, so it goes out as one collective, not one per cap.
+      const size_t tail = FinalTail(chunk, runs, static_cast<int>(laid_out->second.size()));
+      if (tail > 0) out.push_back(GradBucket{chunk, 0, runs[tail - 1].end});
+      for (size_t r = tail; r < runs.size(); ++r) {
+        CutEvenly(chunk, runs[r].begin, runs[r].end, floats_per_bucket, out);
       }
       continue;
     }

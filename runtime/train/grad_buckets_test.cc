@@ -28,21 +28,50 @@ TEST(PlanGradBucketsTest, CutsEachChunkInIssueOrder) {
 // out, every 16 floats. No bucket holds two parts, so none waits for a later layer.
 TEST(PlanGradBucketsTest, PerLayerBucketsAreCutAtPartBoundaries) {
   const double sixteen_floats = 1.0 / 16384;  // MiB
-  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 40}, {40, 60}}}}};
-  auto buckets = PlanGradBuckets({{0, 100}, {3, 40}}, sixteen_floats, parts);
+  const GradPartLayout parts = {{1, {{{60, 100}}, {{20, 40}, {40, 60}}}}};
+  auto buckets = PlanGradBuckets({{1, 100}, {3, 40}}, sixteen_floats, parts);
   ASSERT_TRUE(buckets.ok());
   EXPECT_THAT(*buckets,
               ElementsAre(GradBucket{3, 0, 16}, GradBucket{3, 16, 32}, GradBucket{3, 32, 40},
-                          GradBucket{0, 0, 20}, GradBucket{0, 20, 33}, GradBucket{0, 33, 46},
-                          GradBucket{0, 46, 60}, GradBucket{0, 60, 73}, GradBucket{0, 73, 86},
-                          GradBucket{0, 86, 100}));
+                          GradBucket{1, 0, 20}, GradBucket{1, 20, 33}, GradBucket{1, 33, 46},
+                          GradBucket{1, 46, 60}, GradBucket{1, 60, 73}, GradBucket{1, 73, 86},
+                          GradBucket{1, 86, 100}));
   for (const GradBucket& b : OrderBucketsByParts(*buckets, parts)) {
-    if (b.chunk != 0) continue;
+    if (b.chunk != 1) continue;
     EXPECT_EQ(b.after_parts, b.begin >= 60   ? 1
                              : b.begin >= 20 ? 2
                                              : GradBucket::kWholeAction)
         << b.begin;
   }
+}
+
+// The model's first chunk ends the step's backward: its elements of no part (the embedding)
+// and its pass's last part, leading its buffer, are one bucket whatever the cap (they are all
+// final at the step's last moment; cutting them only queues more collectives after it). Its
+// other parts, and every other chunk, are cut as before.
+TEST(PlanGradBucketsTest, TheFirstChunksFinalTailIsOneBucket) {
+  const double sixteen_floats = 1.0 / 16384;  // MiB
+  // Pass order: part 0 = [60, 100) (the last layer), part 1 = [20, 60) (the first layer);
+  // [0, 20) is in no part (the embedding).
+  const GradPartLayout parts = {{0, {{{60, 100}}, {{20, 40}, {40, 60}}}},
+                                {1, {{{60, 100}}, {{20, 40}, {40, 60}}}}};
+  auto buckets = PlanGradBuckets({{0, 100}, {1, 100}}, sixteen_floats, parts);
+  ASSERT_TRUE(buckets.ok());
+  EXPECT_THAT(*buckets,
+              ElementsAre(GradBucket{1, 0, 20}, GradBucket{1, 20, 33}, GradBucket{1, 33, 46},
+                          GradBucket{1, 46, 60}, GradBucket{1, 60, 73}, GradBucket{1, 73, 86},
+                          GradBucket{1, 86, 100}, GradBucket{0, 0, 60}, GradBucket{0, 60, 73},
+                          GradBucket{0, 73, 86}, GradBucket{0, 86, 100}));
+  const std::vector<GradBucket> ordered = OrderBucketsByParts(*buckets, parts);
+  EXPECT_EQ(ordered.back(), (GradBucket{0, 0, 60}));  // issued last, with the whole action
+  EXPECT_EQ(ordered.back().after_parts, GradBucket::kWholeAction);
+  // When the buffer opens with another part, nothing is merged.
+  const GradPartLayout later = {{0, {{{0, 40}}, {{60, 100}}}}};
+  auto cut = PlanGradBuckets({{0, 100}}, sixteen_floats, later);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_THAT(*cut, ElementsAre(GradBucket{0, 0, 13}, GradBucket{0, 13, 26}, GradBucket{0, 26, 40},
+                                GradBucket{0, 40, 60}, GradBucket{0, 60, 73}, GradBucket{0, 73, 86},
+                                GradBucket{0, 86, 100}));
 }
 
 TEST(PlanGradBucketsTest, RefusesANonPositiveSizeNamingTheFlag) {
