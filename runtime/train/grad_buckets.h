@@ -53,7 +53,11 @@ using GradPartLayout = std::map<int, std::vector<std::vector<std::pair<int64_t, 
 // than its own: each run of one part is cut into round(run / bucket) pieces of equal size (at
 // least one), so a bucket may exceed `bucket_mb` by up to half of it rather than leave a tiny
 // remainder that costs a collective of its own (PyTorch DDP's buckets also pass their cap by a
-// tensor). Other chunks are cut every `bucket_mb` from their first element.
+// tensor). In chunk 0 (the model's first, whose last W / B is the step's last compute) the runs
+// leading its buffer that are in no part or in the pass's last part (the embedding and the first
+// layer's last part) are one bucket whatever the cap: they become final together as the
+// backward ends, so cutting them only queues collectives after it. Other chunks are cut every
+// `bucket_mb` from their first element.
 absl::StatusOr<std::vector<GradBucket>> PlanGradBuckets(
     const std::map<int, int64_t>& gradient_floats, double bucket_mb,
     const GradPartLayout& parts = {});
