@@ -27,6 +27,14 @@ for run in a b; do
     || fail "run $run exited non-zero: $(tail -3 "$OUT/$run.log")"
 done
 cmp -s "$OUT/a.safetensors" "$OUT/b.safetensors" || fail "two runs with the same seed differ"
+# The 4 compute lanes split the cores' OpenMP threads and say so; OMP_NUM_THREADS overrides it,
+# and the thread count changes no bit.
+grep -q '^launch: 4 compute lanes share this host.s [0-9]* cores: OpenMP teams of [0-9]* thread' \
+  "$OUT/a.log" || fail "no line saying how the compute lanes split the cores: $(head -2 "$OUT/a.log")"
+OMP_NUM_THREADS=2 "$LAUNCH" --steps=5 --seed=7 --save_params="$OUT/omp2.safetensors" \
+  > "$OUT/omp2.log" 2>&1 || fail "OMP_NUM_THREADS=2 run exited non-zero: $(tail -3 "$OUT/omp2.log")"
+grep -q 'compute lanes share' "$OUT/omp2.log" && fail "OMP_NUM_THREADS=2 was not left to the user"
+cmp -s "$OUT/a.safetensors" "$OUT/omp2.safetensors" || fail "OpenMP teams of 2 changed the bits"
 "$LAUNCH" --steps=5 --seed=8 --save_params="$OUT/c.safetensors" > /dev/null 2>&1
 cmp -s "$OUT/a.safetensors" "$OUT/c.safetensors" && fail "a different seed gave the same parameters"
 
