@@ -326,6 +326,10 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
         "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
   RETURN_IF_ERROR(ValidateExpertParallelism(options.model, options.dp, options.ep));
+  if (options.stage_work && options.dp > 1) {
+    return absl::UnimplementedError(
+        absl::StrCat("--dp=", options.dp, ": this device trains one replica (no --dp yet)"));
+  }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;
@@ -370,6 +374,20 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
       if (spec->chunk_to_stage[c] == s) held[c] = chunks[c];
     }
     auto faults = options.faults.find(s);
+    if (options.stage_work) {
+      const bool faulty = faults != options.faults.end() &&
+                          (faults->second.flip_at_step != 0 || faults->second.nan_at_step != 0 ||
+                           faults->second.slow_forward_ms != 0);
+      if (options.slow_stage.stage >= 0 || faulty) {
+        return absl::UnimplementedError(
+            "--slow_stage and STAGEHAND_FAULTS act on the CPU's stage work only");
+      }
+      ASSIGN_OR_RETURN(std::unique_ptr<runtime::StageWork> work,
+                       options.stage_work(held, spec->num_chunks, sampler, spec->num_microbatches,
+                                          options.optimizer));
+      works.push_back(std::move(work));
+      continue;
+    }
     works.push_back(std::make_unique<runtime::ModelStageWork>(
         held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer,
         faults == options.faults.end() ? runtime::StageFaults{} : faults->second));

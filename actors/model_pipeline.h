@@ -58,6 +58,14 @@ struct ModelPipelineOptions {
   int ep = 1;
   // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
   bool moe_sub_steps = false;
+  // Builds each stage's work in place of a runtime::ModelStageWork over the same host chunks
+  // (--device=cuda: runtime/train/cuda_stage_work.h); null: the CPU's. One replica only, without
+  // --slow_stage or test faults (refused).
+  using StageWorkFactory = std::function<absl::StatusOr<std::unique_ptr<runtime::StageWork>>(
+      const std::map<int, runtime::Chunk*>& held, int num_chunks,
+      const runtime::WindowSampler* sampler, int num_microbatches,
+      const runtime::OptimizerConfig& optimizer)>;
+  StageWorkFactory stage_work;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;
   // --rampup_batch_size: each step's spec (its M); null: planner_options' M every step. Its

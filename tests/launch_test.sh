@@ -62,6 +62,22 @@ expect_error "--save_params=/no/such/dir/p.safetensors: directory /no/such/dir d
   --save_params=/no/such/dir/p.safetensors
 expect_error "--trace=$OUT is a directory" --trace="$OUT"
 expect_error "--export=/no/such/dir/hf.safetensors: directory" --export=/no/such/dir/hf.safetensors
+# --device: cpu or cuda; cuda refuses what its stage work does not train, naming the flag, and a
+# launch built without --config=cuda says how to build one.
+expect_error "--device=tpu: unknown device (cpu or cuda)" --device=tpu
+expect_error "--device=cuda does not take --dp=2 (one replica on one GPU) yet" --device=cuda --dp=2
+expect_error "--device=cuda does not take --nprocs/--hostfile" --device=cuda --nprocs=2
+expect_error "--device=cuda does not take --seq_len_policy=variable" --device=cuda \
+  --seq_len_policy=variable --microbatch_tokens=128
+expect_error "--device=cuda does not take --packing=documents" --device=cuda --packing=documents
+cat > "$OUT/rms.json" <<'JSON'
+{"vocab_size": 256, "max_seq_len": 16, "d_model": 32, "num_heads": 2, "norm": "rmsnorm",
+ "layers": [{"attention": "causal", "mlp": "dense"}]}
+JSON
+expect_error "the CUDA kernels do not run norm=rmsnorm yet" --device=cuda \
+  --model_config="$OUT/rms.json" --stages=1 --seq_len=16
+expect_error "this launch was built without CUDA; build and run it with ./bazelw run --config=cuda" \
+  --device=cuda
 
 # 4. Under `bazel run` a relative --model_config means the directory bazel ran in
 #    (BUILD_WORKING_DIRECTORY), as every other path flag does, wherever the process starts.

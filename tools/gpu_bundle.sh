@@ -17,17 +17,21 @@ if ((${#TARGETS[@]} == 0)); then
   echo "gpu_bundle: no targets tagged gpu" >&2
   exit 1
 fi
-./bazelw build --config=cuda "${TARGETS[@]}" >&2
+# The launcher too: run_gpu_checks.sh trains with it (CPU against GPU, stages against one).
+./bazelw build --config=cuda "${TARGETS[@]}" //tools:launch >&2
 
 # 2. Copy the binaries.
+# Symbols are stripped (the bundle must stay under 64 MiB); tests print their own failures.
 rm -rf "$OUT"
-mkdir -p "$OUT/bin" "$OUT/lib"
+mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/tools"
 BIN_DIR="$(./bazelw info --config=cuda bazel-bin 2>/dev/null)"
 for target in "${TARGETS[@]}"; do
   path="${target#//}"
   path="${path/://}"
-  install -m 0755 "$BIN_DIR/$path" "$OUT/bin/"
+  install -m 0755 -s "$BIN_DIR/$path" "$OUT/bin/"
 done
+install -m 0755 -s "$BIN_DIR/tools/launch" "$OUT/tools/launch"
+TARGETS+=("//tools:launch")
 
 # 3. Copy every shared library they load (as ldd resolves it here), except what the node must
 # provide: the driver (libcuda, libnvidia-*), cuBLAS/cuBLASLt and NCCL (hundreds of MiB, and

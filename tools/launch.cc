@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "actors/model_pipeline.h"
+#include "models/cuda/cuda_support.h"
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
@@ -64,6 +65,11 @@
 #include "tools/planner_list.h"
 #include "tools/train_flags.h"
 
+#ifdef STAGEHAND_CUDA
+#include "ops/cuda/device.h"
+#include "runtime/train/cuda_stage_work.h"
+#endif
+
 ABSL_FLAG(bool, list_planners, false, "print the registered planners and exit");
 ABSL_FLAG(double, auto_replan_drift, 0.2,
           "--planner=auto: re-rank the planners from the run's own trace after the first step, "
@@ -78,6 +84,9 @@ ABSL_FLAG(double, link_latency_us, 0.0,
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
+ABSL_FLAG(std::string, device, "cpu",
+          "where the one process trains: cpu, or cuda (a GPU: a launch built with "
+          "--config=cuda; GPT-2-style models, one replica)");
 ABSL_FLAG(std::string, init_from, "",
           "initial weights from a Hugging Face GPT-2 safetensors file (as --export writes)");
 
@@ -91,7 +100,45 @@ struct LaunchConfig : tools::TrainConfig {
   actors::LinkModel link;
   std::string export_path;
   std::string init_from;
+  std::string device = "cpu";  // --device
 };
+
+// --device against the other flags, before anything is built: cpu or cuda, and cuda only for
+// what the CUDA stage work trains (runtime/train/cuda_stage_work.h), each refusal naming the
+// flag; then, in a launch built without --config=cuda, how to build one that has it.
+absl::Status ValidateDevice(const LaunchConfig& c) {
+  if (c.device == "cpu") return absl::OkStatus();
+  if (c.device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", c.device, ": unknown device (cpu or cuda)"));
+  }
+  const auto refuse = [](const std::string& what) {
+    return absl::UnimplementedError(absl::StrCat("--device=cuda does not take ", what,
+                                                 " yet: drop it, or train with --device=cpu"));
+  };
+  if (tools::ClusterRequested()) {
+    return refuse("--nprocs/--hostfile (one process: NCCL between workers is not wired)");
+  }
+  if (c.dp > 1) return refuse(absl::StrCat("--dp=", c.dp, " (one replica on one GPU)"));
+  if (c.slow_stage.stage >= 0) return refuse("--slow_stage");
+  if (c.moe_sub_steps) return refuse("--moe_sub_steps");
+  if (c.rampup.has_value()) return refuse("--rampup_batch_size");
+  if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {
+    return refuse("--seq_len_policy=variable");
+  }
+  if (c.dataset.packing == runtime::Packing::kDocuments) return refuse("--packing=documents");
+  if (const char* faults = std::getenv(runtime::kFaultsVar); faults != nullptr && *faults) {
+    return refuse(runtime::kFaultsVar);
+  }
+  RETURN_IF_ERROR(models::cuda::CheckCudaChunkSupport(c.model, c.chunk));
+#ifndef STAGEHAND_CUDA
+  return absl::FailedPreconditionError(
+      "--device=cuda: this launch was built without CUDA; build and run it with "
+      "./bazelw run --config=cuda //tools:launch -- --device=cuda");
+#else
+  return absl::OkStatus();
+#endif
+}
 
 absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   absl::StatusOr<tools::TrainConfig> train = tools::TrainConfigFromFlags();
@@ -107,6 +154,8 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   }
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
+  c.device = absl::GetFlag(FLAGS_device);
+  RETURN_IF_ERROR(ValidateDevice(c));
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {
     *path = runtime::ResolveUserPath(*path);
@@ -458,8 +507,24 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   options.ep = c.ep;
   options.moe_sub_steps = c.moe_sub_steps;
   options.rerun = c.rerun;
-  options.lane_omp_threads = LaneOmpThreads(c);
+  options.lane_omp_threads = c.device == "cpu" ? LaneOmpThreads(c) : 0;
   ASSIGN_OR_RETURN(options.faults, OneProcessFaults(c.stages));
+#ifdef STAGEHAND_CUDA
+  if (c.device == "cuda") {
+    ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo device, ops::cuda::ProbeDevice());
+    std::printf("device: %s; %d stage%s on its streams\n",
+                ops::cuda::DescribeDevice(device).c_str(), c.stages, c.stages == 1 ? "" : "s");
+    options.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
+                            const runtime::WindowSampler* sampler, int num_microbatches,
+                            const runtime::OptimizerConfig& optimizer)
+        -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
+                       runtime::CudaStageWork::Create(held, num_chunks, sampler, num_microbatches,
+                                                      optimizer, runtime::CudaStageOptions{}));
+      return std::unique_ptr<runtime::StageWork>(std::move(work));
+    };
+  }
+#endif
   if (!c.trace.empty() || s.replanner) {  // auto re-plans from the run's own trace
     s.recorder = std::make_unique<runtime::trace::TraceRecorder>("launch");
     options.trace = s.recorder.get();

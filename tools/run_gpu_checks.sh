@@ -119,6 +119,82 @@ for binary in "$HERE"/bin/*; do
   done < <(grep -E '^bench [a-z_]+ ms=' "$log")
 done
 
+# 4. Training with the launcher (issue #12): the default model for 20 steps on the GPU against
+# the CPU (losses within 2%), and P=4 stages on the GPU under 1f1b and zb_h1 against one stage
+# (losses and final parameters bit for bit).
+LAUNCH="$HERE/tools/launch"
+launch() {  # launch NAME ARGS...: runs tools/launch into $LOGS/NAME.log; its exit status
+  local name="$1"
+  shift
+  local start
+  start=$(date +%s.%N)
+  LD_LIBRARY_PATH="$LIBRARY_PATH_VALUE${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    timeout "$PER_CHECK_TIMEOUT" "${LOADER[@]}" "$LAUNCH" "$@" >"$LOGS/$name.log" 2>&1
+  local status=$?
+  LAUNCH_SECONDS=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+  return $status
+}
+losses() { awk '$1 == "step" && $3 == "loss" {print $2, $4}' "$LOGS/$1.log"; }
+add_row() {  # add_row CHECK RESULT SECONDS NUMBERS
+  [[ "$2" == "FAIL" || "$2" == "TIMEOUT" ]] && overall=1
+  COUNT[$2]=$((COUNT[$2] + 1))
+  ROWS+=("$(printf '%-28s %-8s %7s %6ss  %s' "$1" "$2" "" "$3" "$4")")
+}
+failure() {  # the first error line of a launch log
+  grep -m1 -E 'error|Error|failed' "$LOGS/$1.log" | cut -c1-90
+}
+if [[ -x "$LAUNCH" ]]; then
+  rm -f "$LOGS"/train_*.log "$LOGS"/stages_*
+  TRAIN=(--steps=20 --eval_every=0 --log_every=1)
+  if launch train_cpu "${TRAIN[@]}" --device=cpu && launch train_cuda "${TRAIN[@]}" --device=cuda; then
+    numbers="$(join <(losses train_cpu) <(losses train_cuda) | awk '
+      { d = $2 - $3; if (d < 0) d = -d; r = d / ($2 > 0 ? $2 : -$2); if (r > worst) worst = r; n++;
+        last = sprintf("step %s loss cpu %s gpu %s", $1, $2, $3) }
+      END { printf "%d steps; max rel diff %.4f (tol 0.02); %s", n, worst, last;
+            exit (n == 20 && worst < 0.02) ? 0 : 1 }')"
+    close=$?
+    add_row training_parity "$([[ $close == 0 ]] && echo PASS || echo FAIL)" "$LAUNCH_SECONDS" \
+      "$numbers"
+  else
+    status=$?
+    name=train_cuda
+    [[ -s "$LOGS/train_cuda.log" ]] || name=train_cpu
+    if grep -q 'no GPU' "$LOGS/$name.log"; then
+      add_row training_parity SKIP "$LAUNCH_SECONDS" "$(grep -m1 'no GPU' "$LOGS/$name.log" | cut -c1-90)"
+    else
+      add_row training_parity "$([[ $status == 124 ]] && echo TIMEOUT || echo FAIL)" \
+        "$LAUNCH_SECONDS" "$(failure $name)"
+    fi
+  fi
+  STAGE_RUN=(--device=cuda --steps=10 --eval_every=0 --log_every=1)
+  result=PASS
+  numbers=""
+  total=0
+  for run in "p1 --stages=1 --planner=1f1b" "p4_1f1b --stages=4 --planner=1f1b" \
+             "p4_zb_h1 --stages=4 --planner=zb_h1"; do
+    read -r name flags <<<"$run"
+    # shellcheck disable=SC2086
+    if ! launch "stages_$name" "${STAGE_RUN[@]}" $flags --save_params="$LOGS/stages_$name.safetensors"; then
+      result=FAIL
+      numbers="$name: $(failure "stages_$name")"
+      grep -q 'no GPU' "$LOGS/stages_$name.log" && result=SKIP
+      break
+    fi
+    total=$(awk -v a="$total" -v b="$LAUNCH_SECONDS" 'BEGIN {print a + b}')
+    [[ "$name" == p1 ]] && continue
+    if ! cmp -s <(losses stages_p1) <(losses "stages_$name"); then
+      result=FAIL
+      numbers+="$name: losses differ from one stage; "
+    elif ! cmp -s "$LOGS/stages_p1.safetensors" "$LOGS/stages_$name.safetensors"; then
+      result=FAIL
+      numbers+="$name: parameters differ from one stage; "
+    else
+      numbers+="$name = p1 bitwise ($(losses "stages_$name" | wc -l) losses, parameters); "
+    fi
+  done
+  add_row stages_on_one_gpu "$result" "$total" "$numbers"
+fi
+
 echo "=============================================================================================="
 printf '%-28s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
 echo "----------------------------------------------------------------------------------------------"

@@ -60,13 +60,15 @@ __global__ void NormAndClipKernel(float* norm, const float* partials, int count,
 struct UpdateConstants {
   float learning_rate, beta1, beta2, epsilon, weight_decay;
   float bias_correction1, bias_correction2;
+  float clip_scale;  // used when norm is null
 };
 
 __global__ void AdamWUpdateKernel(const AdamWTensor* tensors, const Chunk* chunks,
                                   const float* norm, UpdateConstants k) {
   const Chunk chunk = chunks[blockIdx.x];
   const AdamWTensor tensor = tensors[chunk.tensor];
-  const float grad_scale = norm[1];
+  const float grad_scale = norm != nullptr ? norm[1] : k.clip_scale;
+  const float weight_decay = tensor.decay ? k.weight_decay : 0.0f;
   for (int64_t i = chunk.begin + threadIdx.x; i < chunk.end; i += blockDim.x) {
     const float grad = tensor.grads[i] * grad_scale;
     const float m = k.beta1 * tensor.m[i] + (1.0f - k.beta1) * grad;
@@ -74,7 +76,7 @@ __global__ void AdamWUpdateKernel(const AdamWTensor* tensors, const Chunk* chunk
     const float m_hat = m / k.bias_correction1;
     const float v_hat = v / k.bias_correction2;
     float param = tensor.params[i];
-    param -= k.learning_rate * (m_hat / (sqrtf(v_hat) + k.epsilon) + k.weight_decay * param);
+    param -= k.learning_rate * (m_hat / (sqrtf(v_hat) + k.epsilon) + weight_decay * param);
     tensor.m[i] = m;
     tensor.v[i] = v;
     tensor.params[i] = param;
@@ -98,6 +100,8 @@ absl::StatusOr<std::unique_ptr<MultiTensorAdamW>> MultiTensorAdamW::Create(
   }
   std::unique_ptr<MultiTensorAdamW> optimizer(new MultiTensorAdamW());
   optimizer->chunk_count_ = static_cast<int>(chunks.size());
+  optimizer->tensor_count_ = static_cast<int>(tensors.size());
+  for (const Chunk& chunk : chunks) optimizer->chunk_tensors_.push_back(chunk.tensor);
   CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&optimizer->tensors_),
                                   tensors.size() * sizeof(AdamWTensor)));
   CUDA_RETURN_IF_ERROR(
@@ -119,13 +123,9 @@ MultiTensorAdamW::~MultiTensorAdamW() {
   cudaFree(norm_);
 }
 
-absl::Status MultiTensorAdamW::Step(const AdamWOptions& options, int step, double max_norm,
-                                    cudaStream_t stream) {
-  SquaredNormPartialsKernel<<<chunk_count_, kBlockSize, 0, stream>>>(partials_, tensors_, chunks_);
-  CUDA_RETURN_IF_LAUNCH_ERROR();
-  NormAndClipKernel<<<1, 1024, 0, stream>>>(norm_, partials_, chunk_count_,
-                                            static_cast<float>(max_norm));
-  CUDA_RETURN_IF_LAUNCH_ERROR();
+namespace {
+
+UpdateConstants ConstantsOf(const AdamWOptions& options, int step, double clip_scale) {
   UpdateConstants constants;
   constants.learning_rate = static_cast<float>(options.learning_rate);
   constants.beta1 = static_cast<float>(options.beta1);
@@ -134,9 +134,43 @@ absl::Status MultiTensorAdamW::Step(const AdamWOptions& options, int step, doubl
   constants.weight_decay = static_cast<float>(options.weight_decay);
   constants.bias_correction1 = static_cast<float>(1.0 - std::pow(options.beta1, step));
   constants.bias_correction2 = static_cast<float>(1.0 - std::pow(options.beta2, step));
-  AdamWUpdateKernel<<<chunk_count_, kBlockSize, 0, stream>>>(tensors_, chunks_, norm_, constants);
+  constants.clip_scale = static_cast<float>(clip_scale);
+  return constants;
+}
+
+}  // namespace
+
+absl::Status MultiTensorAdamW::Step(const AdamWOptions& options, int step, double max_norm,
+                                    cudaStream_t stream) {
+  SquaredNormPartialsKernel<<<chunk_count_, kBlockSize, 0, stream>>>(partials_, tensors_, chunks_);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  NormAndClipKernel<<<1, 1024, 0, stream>>>(norm_, partials_, chunk_count_,
+                                            static_cast<float>(max_norm));
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  AdamWUpdateKernel<<<chunk_count_, kBlockSize, 0, stream>>>(tensors_, chunks_, norm_,
+                                                             ConstantsOf(options, step, 1.0));
   CUDA_RETURN_IF_LAUNCH_ERROR();
   return absl::OkStatus();
+}
+
+absl::Status MultiTensorAdamW::StepWithClipScale(const AdamWOptions& options, int step,
+                                                 double clip_scale, cudaStream_t stream) {
+  AdamWUpdateKernel<<<chunk_count_, kBlockSize, 0, stream>>>(
+      tensors_, chunks_, /*norm=*/nullptr, ConstantsOf(options, step, clip_scale));
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> MultiTensorAdamW::TensorSquaredNorms(cudaStream_t stream) {
+  SquaredNormPartialsKernel<<<chunk_count_, kBlockSize, 0, stream>>>(partials_, tensors_, chunks_);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  std::vector<float> partials(chunk_count_);
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(partials.data(), partials_, chunk_count_ * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  std::vector<double> norms(tensor_count_, 0.0);
+  for (int c = 0; c < chunk_count_; ++c) norms[chunk_tensors_[c]] += partials[c];
+  return norms;
 }
 
 }  // namespace stagehand::ops::cuda

@@ -27,6 +27,8 @@ struct AdamWTensor {
   float* v = nullptr;
   bf16* params_bf16 = nullptr;
   int64_t n = 0;
+  // Weight decay applies (matrices); false: the update skips it (biases, norms), as on the CPU.
+  bool decay = true;
 };
 
 class MultiTensorAdamW {
@@ -45,6 +47,13 @@ class MultiTensorAdamW {
   // step is 1-based. Deterministic: the same inputs give the same bits.
   absl::Status Step(const AdamWOptions& options, int step, double max_norm, cudaStream_t stream);
 
+  // Enqueues AdamW on every tensor with gradients multiplied by `clip_scale`, a factor the
+  // caller formed (a pipeline's stages combine their norms first: runtime/train/optimizer.h).
+  absl::Status StepWithClipScale(const AdamWOptions& options, int step, double clip_scale,
+                                 cudaStream_t stream);
+  // Each tensor's sum of squared gradients, in tensor order: fp32 sums over fixed chunks of the
+  // tensor, added in chunk order in double. Waits for `stream`. Deterministic.
+  absl::StatusOr<std::vector<double>> TensorSquaredNorms(cudaStream_t stream);
   // The global gradient norm of the last Step (device memory, one float), e.g. for logging.
   const float* device_norm() const { return norm_; }
 
@@ -57,6 +66,8 @@ class MultiTensorAdamW {
   float* partials_ = nullptr;       // device, one per chunk
   float* norm_ = nullptr;           // device: [0] the norm, [1] the clip factor
   int chunk_count_ = 0;
+  std::vector<int> chunk_tensors_;  // host: the tensor of each chunk, in chunk order
+  int tensor_count_ = 0;
 };
 
 }  // namespace stagehand::ops::cuda

@@ -2,6 +2,7 @@
 // cuBLASLt call checked. Not cached per shape yet (descriptor set-up is a few microseconds).
 #include "ops/cuda/matmul.h"
 
+#include <cstdint>
 #include <memory>
 #include <utility>
 
@@ -57,6 +58,16 @@ absl::Status SetDescriptor(cublasLtMatmulDesc_t desc, const MatmulArgs& args) {
   return absl::OkStatus();
 }
 
+// The largest power of two, up to 256, that divides the address: what the heuristic may assume
+// of a pointer (it assumes 256 unless told, and an algorithm needing more than the pointer has
+// fails or misreads).
+uint32_t AlignmentOf(const void* pointer) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
+  uint32_t alignment = 256;
+  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Matmul>> Matmul::Create() {
@@ -105,6 +116,16 @@ absl::Status Matmul::Run(const MatmulArgs& args, cudaStream_t stream) {
   CUBLASLT_RETURN_IF_ERROR(
       cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                            &workspace_bytes, sizeof(workspace_bytes)));
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, const void*> alignments[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, args.a},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, args.b},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, args.d},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, args.d}};
+  for (const auto& [attribute, pointer] : alignments) {
+    const uint32_t alignment = AlignmentOf(pointer);
+    CUBLASLT_RETURN_IF_ERROR(
+        cublasLtMatmulPreferenceSetAttribute(preference, attribute, &alignment, sizeof(alignment)));
+  }
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(

@@ -1,0 +1,21 @@
+// Which models the CUDA chunk (cuda_gpt_chunk.h) can train: plain host code, so that the
+// launcher refuses --device=cuda for an unsupported model before touching a GPU, and so that
+// the rule is tested without one. Not a capability probe of the device (ops/cuda/device.h).
+#ifndef STAGEHAND_MODELS_CUDA_CUDA_SUPPORT_H_
+#define STAGEHAND_MODELS_CUDA_CUDA_SUPPORT_H_
+
+#include "absl/status/status.h"
+#include "models/gpt_chunk.h"
+#include "models/gpt_config.h"
+
+namespace stagehand::models::cuda {
+
+// OK for GPT-2-style models: LayerNorm, causal multi-head attention (no grouped-query heads),
+// a dense GELU MLP in every layer, biases, learned positions, without per-document position
+// resets or expert shards. Else Unimplemented naming the first feature the CUDA kernels lack
+// and the model field that asks for it (e.g. "layers[2].mlp=moe").
+absl::Status CheckCudaChunkSupport(const GptConfig& config, const ChunkOptions& options);
+
+}  // namespace stagehand::models::cuda
+
+#endif  // STAGEHAND_MODELS_CUDA_CUDA_SUPPORT_H_

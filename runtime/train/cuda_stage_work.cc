@@ -1,0 +1,346 @@
+// CudaStageWork: the StageWork phases on a CUDA stream (see the header for the staging of
+// payloads through the host).
+#include "runtime/train/cuda_stage_work.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ops/cuda/convert.h"
+#include "ops/cuda/cuda_malloc_backing.h"
+#include "ops/cuda/cuda_status.h"
+#include "runtime/util/status_macros.h"
+
+namespace stagehand::runtime {
+
+namespace oc = ::stagehand::ops::cuda;
+
+CudaStageWork::CudaStageWork(std::map<int, Chunk*> chunks, int num_chunks,
+                             const WindowSampler* sampler, int num_microbatches,
+                             OptimizerConfig optimizer, CudaStageOptions options)
+    : host_(std::move(chunks)),
+      num_chunks_(num_chunks),
+      sampler_(sampler),
+      num_microbatches_(num_microbatches),
+      optimizer_(optimizer),
+      options_(options) {
+  if (optimizer_.states != nullptr && static_cast<int>(optimizer_.states->size()) < num_chunks) {
+    optimizer_.states->resize(num_chunks);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<CudaStageWork>> CudaStageWork::Create(
+    std::map<int, Chunk*> chunks, int num_chunks, const WindowSampler* sampler,
+    int num_microbatches, OptimizerConfig optimizer, CudaStageOptions options) {
+  if (sampler == nullptr) return absl::InvalidArgumentError("CudaStageWork: no sampler");
+  if (sampler->variable_lengths()) {
+    return absl::UnimplementedError(
+        "--device=cuda trains fixed-length microbatches only (no --seq_len_policy=variable yet)");
+  }
+  if (sampler->has_documents()) {
+    return absl::UnimplementedError(
+        "--device=cuda has no packed-document attention yet (no --packing=documents)");
+  }
+  std::unique_ptr<CudaStageWork> work(new CudaStageWork(std::move(chunks), num_chunks, sampler,
+                                                        num_microbatches, optimizer, options));
+  RETURN_IF_ERROR(work->Init());
+  return work;
+}
+
+absl::Status CudaStageWork::Init() {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  ASSIGN_OR_RETURN(matmul_, oc::Matmul::Create());
+  allocator_ = std::make_unique<oc::CachingAllocator>(std::make_unique<oc::CudaMallocBacking>(),
+                                                      oc::CachingAllocatorOptions{});
+  int64_t staging = 0;
+  for (const auto& [index, host] : host_) {
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<models::cuda::CudaGptChunk> chunk,
+        models::cuda::CudaGptChunk::Create(*host, allocator_.get(), matmul_.get(), stream_));
+    const int64_t n = chunk->padded_size();
+    ASSIGN_OR_RETURN(void* m, allocator_->Allocate(n * sizeof(float)));
+    ASSIGN_OR_RETURN(void* v, allocator_->Allocate(n * sizeof(float)));
+    m_[index] = static_cast<float*>(m);
+    v_[index] = static_cast<float*>(v);
+    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m, 0, n * sizeof(float), stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemsetAsync(v, 0, n * sizeof(float), stream_));
+    std::vector<oc::AdamWTensor> tensors;
+    for (size_t k = 0; k < chunk->infos().size(); ++k) {
+      const int64_t at = chunk->device_offset(k);
+      oc::AdamWTensor t;
+      t.params = chunk->values() + at;
+      t.grads = chunk->grads() + at;
+      t.m = m_[index] + at;
+      t.v = v_[index] + at;
+      t.n = chunk->infos()[k].size;
+      t.decay = chunk->infos()[k].weight_decay;  // matrices only, as ApplyAdamW on the CPU
+      tensors.push_back(t);
+    }
+    ASSIGN_OR_RETURN(optimizers_[index], oc::MultiTensorAdamW::Create(tensors));
+    staging = std::max<int64_t>(staging, int64_t{host->options().micro_batch_size} *
+                                             host->options().seq_len * host->config().d_model);
+    chunks_[index] = std::move(chunk);
+  }
+  ASSIGN_OR_RETURN(void* floats, allocator_->Allocate(std::max<int64_t>(staging, 1) * 4));
+  ASSIGN_OR_RETURN(void* halves, allocator_->Allocate(std::max<int64_t>(staging, 1) * 2));
+  staging_floats_ = static_cast<float*>(floats);
+  staging_ = static_cast<models::cuda::bf16*>(halves);
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+CudaStageWork::~CudaStageWork() {
+  if (stream_ == nullptr) return;
+  cudaSetDevice(options_.device);
+  if (moments_written_ && optimizer_.states != nullptr) ExportOptimizerState().IgnoreError();
+  cudaStreamSynchronize(stream_);
+  optimizers_.clear();
+  chunks_.clear();
+  for (auto& [index, m] : m_) allocator_->Free(m).IgnoreError();
+  for (auto& [index, v] : v_) allocator_->Free(v).IgnoreError();
+  if (staging_floats_ != nullptr) allocator_->Free(staging_floats_).IgnoreError();
+  if (staging_ != nullptr) allocator_->Free(staging_).IgnoreError();
+  allocator_.reset();
+  matmul_.reset();
+  cudaStreamDestroy(stream_);
+}
+
+void CudaStageWork::Keep(const absl::Status& status) {
+  if (!status.ok() && status_.ok()) status_ = status;
+}
+
+absl::Status CudaStageWork::Upload() {
+  for (auto& [index, chunk] : chunks_) {
+    RETURN_IF_ERROR(chunk->UploadValues(host_.at(index)->params().values()));
+    if (optimizer_.states == nullptr) continue;
+    const OptimizerState& state = (*optimizer_.states)[index];
+    const size_t n = static_cast<size_t>(chunk->size());
+    if (state.m.size() != n || state.v.size() != n) continue;  // no moments yet
+    RETURN_IF_ERROR(chunk->UploadFlat(m_[index], state.m.data()));
+    RETURN_IF_ERROR(chunk->UploadFlat(v_[index], state.v.data()));
+  }
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
+  Keep(oc::CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice", __FILE__, __LINE__));
+  if (!uploaded_ && status_.ok()) {
+    Keep(Upload());
+    uploaded_ = true;
+  }
+  step_ = step;
+  folded_ = false;
+  for (auto& [index, chunk] : chunks_) Keep(chunk->SetStepMicrobatches(num_microbatches));
+}
+
+absl::StatusOr<models::cuda::CudaGptChunk*> CudaStageWork::Get(int chunk) const {
+  auto it = chunks_.find(chunk);
+  if (it == chunks_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk ", chunk, " is not held by this stage"));
+  }
+  return it->second.get();
+}
+
+absl::Status CudaStageWork::StageIn(const Payload& payload) {
+  const int64_t n = static_cast<int64_t>(payload.size());
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_floats_, payload.data(), n * sizeof(float),
+                                       cudaMemcpyHostToDevice, stream_));
+  return oc::FloatToBf16(staging_, staging_floats_, n, stream_);
+}
+
+absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n,
+                                     Payload* payload) {
+  RETURN_IF_ERROR(oc::Bf16ToFloat(staging_floats_, device, n, stream_));
+  payload->resize(n);
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(payload->data(), staging_floats_, n * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
+                                    double* loss) {
+  RETURN_IF_ERROR(status_);
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+  const Chunk& host = *host_.at(chunk);
+  const models::ChunkOptions& o = host.options();
+  MicrobatchData data(o);
+  const auto sample_start = std::chrono::steady_clock::now();
+  data.Draw(*sampler_, step_, mb);
+  data_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
+  const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
+  if (input != nullptr) {
+    RETURN_IF_ERROR(CheckTensorRows("activation for F", step_, chunk, mb, input->size(),
+                                    o.micro_batch_size, data.length(), host.config().d_model));
+    RETURN_IF_ERROR(StageIn(*input));
+  }
+  RETURN_IF_ERROR(
+      c->Forward(mb, data.tokens(), input != nullptr ? staging_ : nullptr, data.targets()));
+  if (c->spec().has_head) {
+    ASSIGN_OR_RETURN(*loss, c->Loss(mb));
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const models::cuda::bf16* out, c->Output(mb));
+  return StageOut(out, n, output);
+}
+
+absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
+                                          Payload* input_grad) {
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+  const Chunk& host = *host_.at(chunk);
+  const models::ChunkOptions& o = host.options();
+  const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
+  if (grad != nullptr) {
+    RETURN_IF_ERROR(CheckTensorRows("gradient for I", step_, chunk, mb, grad->size(),
+                                    o.micro_batch_size, o.seq_len, host.config().d_model));
+    RETURN_IF_ERROR(StageIn(*grad));
+  }
+  RETURN_IF_ERROR(c->BackwardInput(mb, grad != nullptr ? staging_ : nullptr));
+  if (c->spec().has_embedding) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const models::cuda::bf16* g, c->InputGrad(mb));
+  return StageOut(g, n, input_grad);
+}
+
+absl::Status CudaStageWork::BackwardWeights(int chunk, int mb) {
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+  return c->BackwardWeights(mb);
+}
+
+absl::Status CudaStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
+  RETURN_IF_ERROR(BackwardInput(chunk, mb, grad, input_grad));
+  return BackwardWeights(chunk, mb);
+}
+
+absl::Status CudaStageWork::Fold() {
+  if (folded_) return absl::OkStatus();
+  folded_ = true;
+  for (auto& [index, chunk] : chunks_) RETURN_IF_ERROR(chunk->FoldHeadGradient());
+  return absl::OkStatus();
+}
+
+TiedGradientMap CudaStageWork::TiedGradients() {
+  TiedGradientMap out;
+  Keep(Fold());
+  for (auto& [index, chunk] : chunks_) {
+    // The embedding tied across chunks: held by the first and the last chunk when they differ
+    // (GatherTiedGradients' rule on the CPU).
+    if (!chunk->config().tied_head || num_chunks_ < 2) continue;
+    if (!chunk->spec().has_embedding && !chunk->spec().has_head) continue;
+    for (size_t k = 0; k < chunk->infos().size(); ++k) {
+      const models::ParamInfo& info = chunk->infos()[k];
+      if (info.name != "wte") continue;
+      Payload& grad = out[index]["wte"];
+      grad.resize(info.size);
+      Keep(oc::CudaStatus(
+          cudaMemcpyAsync(grad.data(), chunk->grads() + chunk->device_offset(k),
+                          info.size * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync", __FILE__, __LINE__));
+    }
+  }
+  Keep(oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__));
+  return out;
+}
+
+void CudaStageWork::SetTiedGradients(const TiedGradientMap& sums) {
+  for (const auto& [index, tensors] : sums) {
+    auto it = chunks_.find(index);
+    if (it == chunks_.end()) continue;
+    for (const auto& [name, grad] : tensors) {
+      for (size_t k = 0; k < it->second->infos().size(); ++k) {
+        const models::ParamInfo& info = it->second->infos()[k];
+        if (info.name != name) continue;
+        if (static_cast<int64_t>(grad.size()) != info.size) {
+          Keep(absl::InvalidArgumentError(absl::StrCat("tied gradient ", name, " of chunk ", index,
+                                                       ": ", grad.size(), " floats, expected ",
+                                                       info.size)));
+          continue;
+        }
+        Keep(oc::CudaStatus(
+            cudaMemcpyAsync(it->second->grads() + it->second->device_offset(k), grad.data(),
+                            info.size * sizeof(float), cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync", __FILE__, __LINE__));
+      }
+    }
+  }
+  Keep(oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__));
+}
+
+std::map<int, std::vector<double>> CudaStageWork::SquaredNorms() {
+  std::map<int, std::vector<double>> out;
+  Keep(Fold());
+  for (auto& [index, chunk] : chunks_) {
+    absl::StatusOr<std::vector<double>> norms = optimizers_[index]->TensorSquaredNorms(stream_);
+    std::vector<double>& values = out[index];
+    const std::vector<models::ParamInfo>& infos = chunk->infos();
+    for (size_t t = 0; t < infos.size(); ++t) {
+      if (infos[t].tied_copy) continue;  // counted once, by its owner
+      // A failed read is a NaN norm: the driver refuses the step instead of applying it.
+      values.push_back(norms.ok() ? (*norms)[t] : std::nan(""));
+    }
+    Keep(norms.status());
+  }
+  return out;
+}
+
+void CudaStageWork::ApplyOptimizer(double clip_scale, int step) {
+  ops::AdamWOptions options = optimizer_.adamw;
+  options.learning_rate = LearningRateAt(optimizer_, step);
+  for (auto& [index, chunk] : chunks_) {
+    Keep(optimizers_[index]->StepWithClipScale(options, step, clip_scale, stream_));
+    Keep(chunk->RefreshComputeCopies());
+    Keep(chunk->ZeroGradients());
+    if (options_.mirror_to_host) {
+      Keep(chunk->DownloadFlat(host_.at(index)->params().values(), chunk->values()));
+    }
+  }
+  moments_written_ = true;
+  Keep(oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__));
+}
+
+std::map<int, std::vector<std::string>> CudaStageWork::GradientNames() {
+  std::map<int, std::vector<std::string>> out;
+  for (const auto& [index, chunk] : chunks_) {
+    for (const models::ParamInfo& info : chunk->infos()) {
+      if (!info.tied_copy) out[index].push_back(info.name);
+    }
+  }
+  return out;
+}
+
+void CudaStageWork::DiscardGradients() {
+  for (auto& [index, chunk] : chunks_) Keep(chunk->ZeroGradients());
+  folded_ = false;
+}
+
+double CudaStageWork::TakeDataSeconds() {
+  const double seconds = data_seconds_;
+  data_seconds_ = 0;
+  return seconds;
+}
+
+absl::Status CudaStageWork::ExportOptimizerState() {
+  if (optimizer_.states == nullptr || !moments_written_) return absl::OkStatus();
+  for (auto& [index, chunk] : chunks_) {
+    OptimizerState& state = (*optimizer_.states)[index];
+    const size_t n = static_cast<size_t>(chunk->size());
+    state.m.resize(n);
+    state.v.resize(n);
+    RETURN_IF_ERROR(chunk->DownloadFlat(state.m.data(), m_[index]));
+    RETURN_IF_ERROR(chunk->DownloadFlat(state.v.data(), v_[index]));
+  }
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+int64_t CudaStageWork::OptimizerStateBytes() const {
+  int64_t bytes = 0;
+  for (const auto& [index, chunk] : chunks_) bytes += 2 * chunk->size() * int64_t{sizeof(float)};
+  return bytes;
+}
+
+}  // namespace stagehand::runtime
