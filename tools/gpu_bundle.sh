@@ -31,6 +31,7 @@ for target in "${TARGETS[@]}"; do
   install -m 0755 -s "$BIN_DIR/$path" "$OUT/bin/"
 done
 install -m 0755 -s "$BIN_DIR/tools/launch" "$OUT/tools/launch"
+install -m 0644 tools/torch_gpt2_step.py "$OUT/tools/torch_gpt2_step.py"
 TARGETS+=("//tools:launch")
 
 # 3. Copy every shared library they load (as ldd resolves it here), except what the node must
@@ -60,6 +61,9 @@ for target in "${TARGETS[@]}"; do
   done < <(ldd "$binary" | awk '/=>/ {print $1, $3} /ld-linux/ && !/=>/ {n=$1; sub(".*/", "", n); print n, $1}')
 done
 chmod -R u+w "$OUT/lib"
+# The libraries travel compressed (OpenBLAS alone is 36 MiB); run_gpu_checks.sh unpacks them.
+tar czf "$OUT/lib.tar.gz" -C "$OUT" lib
+rm -rf "$OUT/lib"
 
 # 4. The runner, and what the bundle was built from.
 install -m 0755 tools/run_gpu_checks.sh "$OUT/run_gpu_checks.sh"

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
@@ -31,6 +32,7 @@
 #include "models/gpt_config.h"
 #include "models/model_config.h"
 #include "models/partition.h"
+#include "ops/cuda/energy.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/checkpoint/hf_llama.h"
 #include "runtime/cluster/fault_plan.h"
@@ -446,6 +448,7 @@ struct Session {
   std::shared_ptr<const runtime::StepSpecs> specs;
   actors::ModelPipelineOptions pipeline_options;         // what the pipeline was built with
   std::optional<runtime::sim::AutoReplanner> replanner;  // --planner=auto
+  std::unique_ptr<ops::cuda::EnergyMeter> energy;        // --device=cuda, where NVML is
 };
 
 // STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
@@ -619,6 +622,9 @@ struct Throughput {
   int64_t steps_run = 0;
   std::vector<double> busy;
   runtime::MoeTokenCounts moe;  // tokens per expert of MoE layers, summed over the steps
+  double joules = 0;            // the GPU's energy over energy_steps steps (NVML)
+  int64_t energy_steps = 0;
+  double energy_tokens = 0;
 };
 
 // Runs step `step` and counts its time and tokens (its M: a ramp-up's, or the full one).
@@ -626,7 +632,24 @@ absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s,
                                               int64_t first_step, Throughput& t) {
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size, c.dp);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
+  absl::StatusOr<double> joules_before =
+      s.energy ? s.energy->TotalJoules() : absl::StatusOr<double>(0.0);
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
+  if (s.energy) {
+    absl::StatusOr<double> joules_after = s.energy->TotalJoules();
+    if (!joules_before.ok() || !joules_after.ok()) {
+      std::printf(
+          "energy: no longer measured (%s)\n",
+          std::string((joules_before.ok() ? joules_after : joules_before).status().message())
+              .c_str());
+      s.energy.reset();
+    } else {
+      t.joules += *joules_after - *joules_before;
+      ++t.energy_steps;
+      t.energy_tokens += double(c.chunk.micro_batch_size) * c.chunk.seq_len *
+                         s.specs->ForStep(step).num_microbatches * c.dp;
+    }
+  }
   const int step_microbatches = s.specs->ForStep(step).num_microbatches * c.dp;
   t.step_tokens = s.train->variable_lengths()
                       ? double(s.train->StepTokens(step, step_microbatches))
@@ -757,6 +780,31 @@ void PrintSummary(const Throughput& t) {
               1e3 * t.total_seconds / t.steps_run, t.tokens / t.total_seconds,
               absl::StrJoin(fractions, " ").c_str());
   for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
+  if (t.energy_steps > 0) {
+    std::printf("summary: energy %.1f J a step, %.3f mJ a token (the GPU's NVML counter)\n",
+                t.joules / t.energy_steps, 1e3 * t.joules / t.energy_tokens);
+  }
+}
+
+// --device=cuda: the stages' device memory (their caching allocators): the largest peak in use
+// of a stage, and what all of them reserve from cudaMalloc.
+absl::Status PrintDeviceMemory(Session& s) {
+#ifdef STAGEHAND_CUDA
+  std::mutex mu;  // the stages' lanes run the job at once
+  int64_t peak = 0, reserved = 0;
+  RETURN_IF_ERROR(s.mp.pipeline->OnEveryStage([&](runtime::StageWork& work) {
+    const auto* cuda = dynamic_cast<const runtime::CudaStageWork*>(&work);
+    if (cuda == nullptr) return absl::InternalError("a stage of --device=cuda is not on the GPU");
+    const ops::cuda::AllocatorStats stats = cuda->MemoryStats();
+    std::lock_guard<std::mutex> lock(mu);
+    peak = std::max(peak, stats.peak_in_use_bytes);
+    reserved += stats.reserved_bytes;
+    return absl::OkStatus();
+  }));
+  std::printf("summary: GPU memory: %.1f MiB at most in use by a stage, %.1f MiB reserved by all\n",
+              peak / 1048576.0, reserved / 1048576.0);
+#endif
+  return absl::OkStatus();
 }
 
 // Optimizer state per rank (replica 0's stages; every replica holds as much): the bytes the
@@ -859,6 +907,7 @@ absl::Status Run(const LaunchConfig& config) {
   t.busy.assign(spec.num_stages, 0.0);
   RETURN_IF_ERROR(RunLoop(c, s, loop, t));
   PrintSummary(t);
+  if (c.device == "cuda") RETURN_IF_ERROR(PrintDeviceMemory(s));
   if (t.steps_run > 0 && c.dp > 1) RETURN_IF_ERROR(PrintOptimizerMemory(c, s));
   return WriteOutputs(c, s, loop);
 }

@@ -13,6 +13,10 @@ PER_CHECK_TIMEOUT=120
 if [[ "${1:-}" == "--timeout" ]]; then PER_CHECK_TIMEOUT="$2"; fi
 LOGS="$HERE/logs"
 mkdir -p "$LOGS"
+# The bundle's shared libraries travel as lib.tar.gz (tools/gpu_bundle.sh): unpacked once.
+if [[ ! -d "$HERE/lib" && -f "$HERE/lib.tar.gz" ]]; then
+  tar xzf "$HERE/lib.tar.gz" -C "$HERE" || { echo "run_gpu_checks: cannot unpack lib.tar.gz" >&2; exit 1; }
+fi
 
 # 1. Find libcublasLt.so.13 and libnccl.so.2 on the node: its CUDA, then Python's
 # site-packages (PyTorch's nvidia/* wheels), then the system library folders.
@@ -75,13 +79,15 @@ echo
 # 3. Run each check; classify it from its exit status and GoogleTest's summary.
 ROWS=()
 overall=0
-declare -A COUNT=([PASS]=0 [SKIP]=0 [FAIL]=0 [TIMEOUT]=0)
+declare -A COUNT=([PASS]=0 [SKIP]=0 [FAIL]=0 [TIMEOUT]=0 [BELOW]=0)
 for binary in "$HERE"/bin/*; do
   check="$(basename "$binary")"
   log="$LOGS/$check.log"
   start=$(date +%s.%N)
+  args=(--gtest_color=no)
+  [[ "$check" == *_benchmark ]] && args=()  # benchmarks take their own flags, not GoogleTest's
   LD_LIBRARY_PATH="$LIBRARY_PATH_VALUE${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout "$PER_CHECK_TIMEOUT" "${LOADER[@]}" "$binary" --gtest_color=no >"$log" 2>&1
+    timeout "$PER_CHECK_TIMEOUT" "${LOADER[@]}" "$binary" "${args[@]}" >"$log" 2>&1
   status=$?
   seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
   passed=$(grep -c '^\[       OK \]' "$log")
@@ -116,7 +122,7 @@ for binary in "$HERE"/bin/*; do
   # A benchmark's lines ("bench <op> ms=... tflops=...") become rows of their own.
   while read -r _ op timing rate; do
     ROWS+=("$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")")
-  done < <(grep -E '^bench [a-z_]+ ms=' "$log")
+  done < <(grep -E '^bench [a-z0-9_]+ ms=' "$log")
 done
 
 # 4. Training with the launcher (issue #12): the default model for 20 steps on the GPU against
@@ -195,12 +201,48 @@ if [[ -x "$LAUNCH" ]]; then
   add_row stages_on_one_gpu "$result" "$total" "$numbers"
 fi
 
+# 5. Throughput (issue #12's goal: at least 45% MFU and faster than PyTorch eager and
+# torch.compile): GPT-2 124M at the microbatch tools/cuda_train_benchmark found to fit, the same
+# model and batch in PyTorch with bf16 autocast. BELOW: ran, goal not met (not a failure).
+OURS="$(grep -m1 '^stagehand B=' "$LOGS/cuda_train_benchmark.log" 2>/dev/null)"
+MFU="$(grep -m1 -o 'MFU [0-9.]*%' "$LOGS/cuda_train_benchmark.log" 2>/dev/null | tr -dc '0-9.')"
+PYTHON="$(command -v python3 || true)"
+if [[ -n "$OURS" && -n "$PYTHON" && -f "$HERE/tools/torch_gpt2_step.py" ]] &&
+   "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  B="$(awk '{sub("B=", "", $2); print $2}' <<<"$OURS")"
+  T="$(awk '{sub("T=", "", $3); print $3}' <<<"$OURS")"
+  ours="$(awk '{print $5}' <<<"$OURS")"
+  numbers="ours $(printf '%.0f' "$ours") tok/s MFU ${MFU}%"
+  result=PASS
+  awk -v m="$MFU" 'BEGIN {exit !(m >= 45)}' || result=BELOW
+  start=$(date +%s)
+  for mode in eager compile; do
+    flag=""
+    [[ "$mode" == compile ]] && flag="--compile"
+    # shellcheck disable=SC2086
+    timeout 300 "$PYTHON" "$HERE/tools/torch_gpt2_step.py" --device=cuda --bf16 $flag \
+      --micro_batch_size="$B" --seq_len="$T" --timed_steps=10 >"$LOGS/torch_$mode.log" 2>&1
+    theirs="$(awk '/^pytorch / {print $6}' "$LOGS/torch_$mode.log")"
+    if [[ -z "$theirs" ]]; then
+      numbers+="; $mode: $(tail -1 "$LOGS/torch_$mode.log" | cut -c1-60)"
+      result=FAIL
+      continue
+    fi
+    ratio="$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a / b}')"
+    numbers+="; $mode $(printf '%.0f' "$theirs") tok/s (x$ratio)"
+    awk -v r="$ratio" 'BEGIN {exit !(r > 1)}' || { [[ "$result" == PASS ]] && result=BELOW; }
+  done
+  add_row "throughput_vs_pytorch" "$result" "$(($(date +%s) - start))" "B=$B T=$T: $numbers"
+elif [[ -n "$OURS" ]]; then
+  add_row "throughput_vs_pytorch" SKIP 0 "no python3 with CUDA PyTorch on this node"
+fi
+
 echo "=============================================================================================="
 printf '%-28s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
 echo "----------------------------------------------------------------------------------------------"
 printf '%s\n' "${ROWS[@]}"
 echo "=============================================================================================="
-echo "checks: ${COUNT[PASS]} passed, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"
+echo "checks: ${COUNT[PASS]} passed, ${COUNT[BELOW]} below their goal, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"
 first_skip="$(grep -h -m1 -B1 '^\[  SKIPPED \]' "$LOGS"/*.log 2>/dev/null | head -1)"
 first_skip="${first_skip:-$(grep -h -m1 '^bench skipped: ' "$LOGS"/*.log 2>/dev/null | cut -c16-)}"
 [[ -n "$first_skip" ]] && echo "skipped because: $first_skip"

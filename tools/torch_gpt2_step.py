@@ -6,6 +6,11 @@ GPT-2 124M (pre-LN, learned positions, tanh GELU, biases, tied wte head, final L
 warm-up step then K timed steps of forward + backward + clip_grad_norm_(1.0) + AdamW; prints
 "pytorch T=<T> tokens/s <median>". Not a trainer: the loss is printed only as a sanity check.
 Run with Debian's /usr/bin/python3 (python3-torch).
+
+On a GPU (--device=cuda, as tools/run_gpu_checks.sh runs it beside tools/cuda_train_benchmark):
+bf16 autocast (--bf16), optionally torch.compile (--compile), the vocabulary padded to 50304
+rows as ours, and the line also says the peak memory: "pytorch eager|compile B=.. T=..
+tokens/s X peak_gib Y".
 """
 
 import argparse
@@ -36,7 +41,7 @@ class Block(nn.Module):
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, NH, T, T)
-        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
         y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
         x = x + self.attn_proj(y)
@@ -44,9 +49,10 @@ class Block(nn.Module):
 
 
 class Gpt2(nn.Module):
-    def __init__(self, vocab=50257, context=1024, layers=12, width=768, heads=12):
+    def __init__(self, vocab=50257, context=1024, layers=12, width=768, heads=12, padded=None):
         super().__init__()
-        self.wte = nn.Embedding(vocab, width)
+        self.vocab = vocab
+        self.wte = nn.Embedding(padded or vocab, width)
         self.wpe = nn.Embedding(context, width)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
@@ -60,11 +66,11 @@ class Gpt2(nn.Module):
 
     def forward(self, tokens, targets):
         T = tokens.size(1)
-        x = self.wte(tokens) + self.wpe(torch.arange(T))
+        x = self.wte(tokens) + self.wpe(torch.arange(T, device=tokens.device))
         for block in self.blocks:
             x = block(x)
-        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied head, (B, T, V)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        logits = F.linear(self.ln_f(x), self.wte.weight)[..., :self.vocab]  # tied head, (B, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
 def main():
@@ -74,6 +80,9 @@ def main():
     parser.add_argument("--timed_steps", type=int, default=3, help="timed steps after one warm-up")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
     if args.timed_steps <= 0:
         parser.error("--timed_steps must be positive")
@@ -81,7 +90,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     B, T = args.micro_batch_size, args.seq_len
-    model = Gpt2()
+    cuda = args.device == "cuda"
+    model = Gpt2(padded=50304 if cuda else None).to(args.device)
+    step_model = torch.compile(model) if args.compile else model
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -90,19 +101,30 @@ def main():
 
     seconds = []
     for step in range(args.timed_steps + 1):
-        data = torch.randint(0, 50257, (B, T + 1))
+        data = torch.randint(0, 50257, (B, T + 1), device=args.device)
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        loss = model(data[:, :-1], data[:, 1:])
+        with torch.autocast(device_type=args.device, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = step_model(data[:, :-1], data[:, 1:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
         print(f"step {step + 1}{' (warm-up)' if step == 0 else ''} loss {loss.item():.4f} "
               f"{elapsed:.3f} s", file=sys.stderr)
         if step > 0:
             seconds.append(elapsed)
-    print(f"pytorch T={T} tokens/s {B * T / statistics.median(seconds):.1f}")
+    if not cuda:
+        print(f"pytorch T={T} tokens/s {B * T / statistics.median(seconds):.1f}")
+        return
+    mode = "compile" if args.compile else "eager"
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"pytorch {mode} B={B} T={T} tokens/s {B * T / statistics.median(seconds):.1f} "
+          f"peak_gib {peak:.2f}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class CudaStageWork : public StageWork {
   double TakeDataSeconds() override;
   absl::Status ExportOptimizerState() override;
   int64_t OptimizerStateBytes() const override;
+  // The first failure of a phase that returns no status (tied sums, norms, the update), which
+  // the next F returns too; OK when there was none.
+  absl::Status deferred_status() const { return status_; }
   // The stage's device memory: in use, peak and cached (ops/cuda/caching_allocator.h).
   ops::cuda::AllocatorStats MemoryStats() const { return allocator_->stats(); }
 
