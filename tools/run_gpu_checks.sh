@@ -98,6 +98,10 @@ for binary in "$HERE"/bin/*; do
     result="TIMEOUT"
   elif ((status != 0)); then
     result="FAIL"
+    # Once more with every launch synchronous, so that the log names the first kernel or call
+    # that failed rather than a later one that found the error (an asynchronous failure).
+    LD_LIBRARY_PATH="$LIBRARY_PATH_VALUE${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" CUDA_LAUNCH_BLOCKING=1 \
+      timeout "$PER_CHECK_TIMEOUT" "${LOADER[@]}" "$binary" "${args[@]}" >"$LOGS/$check.blocking.log" 2>&1
   elif ((skipped > 0)) || [[ -n "$benchmark_skip" ]]; then
     result="SKIP"  # any skipped test: the check did not fully run here
   else

@@ -16,6 +16,7 @@
 #include "ops/cuda/layernorm.h"
 #include "ops/cuda/linear.h"
 #include "ops/cuda/residual.h"
+#include "ops/cuda/token_groups.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::models::cuda {
@@ -32,8 +33,11 @@ struct CudaGptChunk::LayerBuffers {
 };
 
 struct CudaGptChunk::MicrobatchState {
-  std::vector<void*> owned;    // every block below, returned to the allocator on release
-  int32_t* tokens = nullptr;   // (N): the embedding's chunk
+  std::vector<void*> owned;   // every block below, returned to the allocator on release
+  int32_t* tokens = nullptr;  // (N): the embedding's chunk
+  // The embedding's chunk: positions grouped by token for its W (ops/cuda/token_groups.h).
+  int32_t *order = nullptr, *starts = nullptr, *ids = nullptr;
+  int groups = 0;
   int32_t* targets = nullptr;  // (N): the head's chunk
   bf16* x0 = nullptr;          // (N, C): the embedding's output, or the input's copy
   std::vector<LayerBuffers> layers;
@@ -289,6 +293,23 @@ absl::Status CudaGptChunk::Forward(int mb, const int32_t* tokens, const bf16* in
         cudaMemcpyAsync(st.tokens, tokens, N * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
     RETURN_IF_ERROR(
         oc::EncoderForward(st.x0, st.tokens, Compute("wte"), Compute("wpe"), B, T, C, stream_));
+    // W's grouping, built here from the host's tokens and uploaded with them.
+    const oc::TokenGroups groups = oc::GroupPositionsByToken(tokens, N, config_.vocab_size);
+    ASSIGN_OR_RETURN(void* order, Take(N * sizeof(int32_t), st.owned));
+    ASSIGN_OR_RETURN(void* starts, Take((groups.groups() + 1) * sizeof(int32_t), st.owned));
+    ASSIGN_OR_RETURN(void* ids, Take(std::max(groups.groups(), 1) * sizeof(int32_t), st.owned));
+    st.order = static_cast<int32_t*>(order);
+    st.starts = static_cast<int32_t*>(starts);
+    st.ids = static_cast<int32_t*>(ids);
+    st.groups = groups.groups();
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.order, groups.order.data(), N * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.starts, groups.starts.data(),
+                                         groups.starts.size() * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.ids, groups.ids.data(),
+                                         groups.ids.size() * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
   } else {
     CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(st.x0, input, N * C * sizeof(bf16), cudaMemcpyDeviceToDevice, stream_));
@@ -476,8 +497,8 @@ absl::Status CudaGptChunk::BackwardWeights(int mb) {
   }
   if (spec_.has_embedding) {
     const bf16* d_x0 = st.layers.empty() ? st.d_top : st.layers.front().dx;
-    RETURN_IF_ERROR(
-        oc::EncoderBackwardWeights(Grad("wte"), Grad("wpe"), d_x0, st.tokens, B, T, C, stream_));
+    RETURN_IF_ERROR(oc::EncoderBackwardWeightsGrouped(
+        Grad("wte"), Grad("wpe"), d_x0, st.order, st.starts, st.ids, st.groups, B, T, C, stream_));
   }
   Release(mb);
   return absl::OkStatus();

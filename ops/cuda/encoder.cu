@@ -1,5 +1,7 @@
 // Embedding kernels: an elementwise gather for the forward; for the weight-gradient, dwpe by
 // (t, c) summing over b, and dwte by channel walking positions in order. Not atomic.
+#include <algorithm>
+
 #include "ops/cuda/cuda_status.h"
 #include "ops/cuda/encoder.h"
 
@@ -42,7 +44,41 @@ __global__ void TokenGradKernel(float* dwte, const bf16* dout, const int32_t* to
   }
 }
 
+// Block (group y, channels x): thread (g, c) owns dwte[ids[g], c] and adds its group's positions
+// in increasing order, as TokenGradKernel does for that element.
+__global__ void GroupedTokenGradKernel(float* dwte, const bf16* dout, const int32_t* order,
+                                       const int32_t* starts, const int32_t* ids, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  const int group = blockIdx.y;
+  if (c >= C) return;
+  float* target = dwte + static_cast<int64_t>(ids[group]) * C + c;
+  float sum = *target;
+  for (int i = starts[group]; i < starts[group + 1]; ++i) {
+    sum += __bfloat162float(dout[static_cast<int64_t>(order[i]) * C + c]);
+  }
+  *target = sum;
+}
+
 }  // namespace
+
+absl::Status EncoderBackwardWeightsGrouped(float* dwte, float* dwpe, const bf16* dout,
+                                           const int32_t* order, const int32_t* starts,
+                                           const int32_t* ids, int groups, int B, int T, int C,
+                                           cudaStream_t stream) {
+  PositionGradKernel<<<GridFor(static_cast<int64_t>(T) * C), kBlockSize, 0, stream>>>(dwpe, dout, B,
+                                                                                      T, C);
+  CUDA_RETURN_IF_LAUNCH_ERROR();
+  if (groups == 0) return absl::OkStatus();
+  constexpr int kThreads = 128;
+  constexpr int kMaxGridY = 65535;  // groups beyond it (vocabularies over 64K) in further launches
+  for (int first = 0; first < groups; first += kMaxGridY) {
+    const dim3 grid((C + kThreads - 1) / kThreads, std::min(kMaxGridY, groups - first));
+    GroupedTokenGradKernel<<<grid, kThreads, 0, stream>>>(dwte, dout, order, starts + first,
+                                                          ids + first, C);
+    CUDA_RETURN_IF_LAUNCH_ERROR();
+  }
+  return absl::OkStatus();
+}
 
 absl::Status EncoderForward(bf16* out, const int32_t* tokens, const bf16* wte, const bf16* wpe,
                             int B, int T, int C, cudaStream_t stream) {

@@ -24,6 +24,14 @@ absl::Status EncoderForward(bf16* out, const int32_t* tokens, const bf16* wte, c
 absl::Status EncoderBackwardWeights(float* dwte, float* dwpe, const bf16* dout,
                                     const int32_t* tokens, int B, int T, int C,
                                     cudaStream_t stream);
+// W as above, bit for bit, with the positions grouped by token (token_groups.h, uploaded):
+// `order` (B*T), `starts` (groups + 1) and `ids` (groups) on the device. One thread per (group,
+// channel) adds its group's positions in order, so it scales with the distinct tokens instead
+// of walking every position per channel.
+absl::Status EncoderBackwardWeightsGrouped(float* dwte, float* dwpe, const bf16* dout,
+                                           const int32_t* order, const int32_t* starts,
+                                           const int32_t* ids, int groups, int B, int T, int C,
+                                           cudaStream_t stream);
 
 }  // namespace stagehand::ops::cuda
 

@@ -9,6 +9,7 @@
 #include "ops/cpu/encoder.h"
 #include "ops/cpu/test_util.h"
 #include "ops/cuda/gpu_test_util.h"
+#include "ops/cuda/token_groups.h"
 #include "runtime/util/status_matchers.h"
 
 namespace stagehand::ops::cuda {
@@ -64,6 +65,39 @@ TEST(EncoderCudaTest, BackwardWeightsAccumulateLikeCpu) {
                               tokens.data(), B, T, C);
   ExpectParity("dwte", dwte.Download(), expected_dwte, 1e-4);
   ExpectParity("dwpe", dwpe.Download(), expected_dwpe, 1e-4);
+}
+
+// The grouped W (one thread per token and channel) against the one-thread-per-channel W: the
+// same additions in the same order, so the same bits.
+TEST(EncoderCudaTest, GroupedBackwardWeightsAreBitwiseThePerChannelKernel) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int32_t> tokens = RandomTokens(B * T, V, 8);
+  const std::vector<double> dout = RoundedToBf16(RandomVector(B * T * C, 9));
+  const std::vector<double> dwte_before = RoundedToFloat(RandomVector(V * C, 10));
+  const std::vector<double> dwpe_before = RoundedToFloat(RandomVector(kMaxT * C, 11));
+  const TokenGroups groups = GroupPositionsByToken(tokens.data(), tokens.size(), V);
+  DeviceArray<int32_t> tokens_device(B * T), order(B * T), starts(groups.groups() + 1),
+      ids(groups.groups());
+  DeviceArray<bf16> dout_device(B * T * C);
+  DeviceArray<float> dwte(V * C), dwpe(kMaxT * C), dwte_grouped(V * C), dwpe_grouped(kMaxT * C);
+  tokens_device.UploadRaw(tokens);
+  order.UploadRaw(groups.order);
+  starts.UploadRaw(groups.starts);
+  ids.UploadRaw(groups.ids);
+  dout_device.Upload(dout);
+  dwte.Upload(dwte_before);
+  dwpe.Upload(dwpe_before);
+  dwte_grouped.Upload(dwte_before);
+  dwpe_grouped.Upload(dwpe_before);
+  ASSERT_THAT(EncoderBackwardWeights(dwte.get(), dwpe.get(), dout_device.get(), tokens_device.get(),
+                                     B, T, C, nullptr),
+              IsOk());
+  ASSERT_THAT(EncoderBackwardWeightsGrouped(dwte_grouped.get(), dwpe_grouped.get(),
+                                            dout_device.get(), order.get(), starts.get(), ids.get(),
+                                            groups.groups(), B, T, C, nullptr),
+              IsOk());
+  EXPECT_EQ(dwte_grouped.Download(), dwte.Download());
+  EXPECT_EQ(dwpe_grouped.Download(), dwpe.Download());
 }
 
 }  // namespace
