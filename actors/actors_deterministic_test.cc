@@ -237,7 +237,7 @@ class MicrobatchActorTest : public ActorsTest {
 TEST_F(MicrobatchActorTest, RunsItsActionOnTheLaneAndReportsToItsStage) {
   microbatch_actor mb = Spawn(1);
   caf::anon_send(mb, TensorMessage{ActionKind::kForward, 0, 1, 1, 1, false, {3, 4}});
-  caf::anon_send(mb, run_atom::value, ActionKind::kForward);
+  caf::anon_send(mb, run_atom::value, ActionKind::kForward, uint64_t{0});
   Deliver();
   EXPECT_THAT(work_.log, ElementsAre("F c1 mb1"));
   std::optional<ComputeDone> done = stage_->Only<ComputeDone>();
@@ -252,7 +252,7 @@ TEST_F(MicrobatchActorTest, RunsItsActionOnTheLaneAndReportsToItsStage) {
 
 TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
   microbatch_actor mb = Spawn(0);
-  caf::anon_send(mb, run_atom::value, ActionKind::kForward);
+  caf::anon_send(mb, run_atom::value, ActionKind::kForward, uint64_t{0});
   Deliver();  // the stage orders the shipment once it heard the action finish
   caf::anon_send(mb, ship_atom::value, ShipOrder{ActionKind::kForward, 1, 1, false});
   Deliver();
@@ -263,7 +263,7 @@ TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
 
   // A backward's output for a chunk on the same stage goes to the stage, not the lane.
   caf::anon_send(mb, TensorMessage{ActionKind::kBackwardInput, 0, 0, 0, 1, true, {1, 1}});
-  caf::anon_send(mb, run_atom::value, ActionKind::kBackwardInput);
+  caf::anon_send(mb, run_atom::value, ActionKind::kBackwardInput, uint64_t{1});
   Deliver();
   caf::anon_send(mb, ship_atom::value, ShipOrder{ActionKind::kBackwardInput, 0, 5, true});
   Deliver();
@@ -277,7 +277,7 @@ TEST_F(MicrobatchActorTest, ShipsItsOutputOverTheTransferLaneOrToItsOwnStage) {
 TEST_F(MicrobatchActorTest, AFailedActionIsReportedWithItsError) {
   work_.fail_forward = true;
   microbatch_actor mb = Spawn(0);
-  caf::anon_send(mb, run_atom::value, ActionKind::kForward);
+  caf::anon_send(mb, run_atom::value, ActionKind::kForward, uint64_t{0});
   Deliver();
   std::optional<ComputeDone> done = stage_->Only<ComputeDone>();
   ASSERT_TRUE(done.has_value());

@@ -12,7 +12,8 @@ namespace stagehand::actors {
 // -- The step protocol (one process or many) --
 // driver -> stage: begin step `step`.                      (start_atom, int64 step)
 using start_atom = caf::atom_constant<caf::atom("start")>;
-// stage -> microbatch actor: run a compute action.          (run_atom, ActionKind kind)
+// stage -> microbatch actor: run a compute action, the ticket-th the stage sent to its lane.
+//                                                             (run_atom, ActionKind, ticket)
 using run_atom = caf::atom_constant<caf::atom("run")>;
 // stage -> microbatch actor: hand the output on.            (ship_atom, ShipOrder)
 using ship_atom = caf::atom_constant<caf::atom("ship")>;

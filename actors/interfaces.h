@@ -51,12 +51,12 @@ using step_driver_actor =
                           caf::reacts_to<history_atom, std::vector<double>>>;
 
 // A microbatch actor: an input (activation or gradient); its stage's order to run a compute
-// action; its lane's completion (with the output); its stage's order to hand the output on.
-using microbatch_actor =
-    caf::typed_actor<caf::reacts_to<TensorMessage>, caf::reacts_to<run_atom, runtime::ActionKind>,
-                     caf::reacts_to<ComputeDone, std::vector<float>>,
-                     caf::reacts_to<ship_atom, ShipOrder>, caf::reacts_to<run_atom, SubStepRun>,
-                     caf::reacts_to<SubStepDone, std::vector<float>>>;
+// action (with its ticket on the stage's lane: Lane::PostInOrder); its lane's completion (with the
+// output); its stage's order to hand the output on.
+using microbatch_actor = caf::typed_actor<
+    caf::reacts_to<TensorMessage>, caf::reacts_to<run_atom, runtime::ActionKind, uint64_t>,
+    caf::reacts_to<ComputeDone, std::vector<float>>, caf::reacts_to<ship_atom, ShipOrder>,
+    caf::reacts_to<run_atom, SubStepRun>, caf::reacts_to<SubStepDone, std::vector<float>>>;
 
 // The one-process transfer lane of a stage: tensors to deliver, and (once) the destination
 // stages, by stage.

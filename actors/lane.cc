@@ -31,6 +31,33 @@ void Lane::Post(std::function<void()> job) {
   cv_.notify_one();
 }
 
+void Lane::Release() {
+  for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_ticket_;
+       it = waiting_.erase(it)) {
+    jobs_.push_back(std::move(it->second));
+    ++next_ticket_;
+  }
+}
+
+void Lane::PostInOrder(uint64_t ticket, std::function<void()> job) {
+  if (mode_ == Mode::kInline) {
+    waiting_.emplace(ticket, std::move(job));
+    Release();
+    while (!jobs_.empty()) {  // run what became runnable, in order
+      std::function<void()> next = std::move(jobs_.front());
+      jobs_.pop_front();
+      next();
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_.emplace(ticket, std::move(job));
+    Release();
+  }
+  cv_.notify_one();
+}
+
 void Lane::Loop() {
   if (omp_threads_ > 0) omp_set_num_threads(omp_threads_);
   for (;;) {

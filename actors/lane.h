@@ -7,8 +7,10 @@
 #define STAGEHAND_ACTORS_LANE_H_
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -27,14 +29,24 @@ class Lane {
 
   // Runs `job` after every job posted before it.
   void Post(std::function<void()> job);
+  // Runs `job` in ticket order: after the job of ticket - 1 (tickets count from 0 over the
+  // lane's life), however the posts race. For a stage that queues its next action behind the
+  // running one (PipelineOptions::lane_depth): its order to run reaches the action's
+  // microbatch actor, which posts the job, so two actions' posts may arrive in either order. A
+  // ticket's job waits for every lower ticket; Post's jobs go behind what is already runnable.
+  void PostInOrder(uint64_t ticket, std::function<void()> job);
 
  private:
   void Loop();
+  // Moves jobs whose turn has come from waiting_ to the runnable queue (mu_ held, or inline).
+  void Release();
   Mode mode_;
   int omp_threads_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
+  std::map<uint64_t, std::function<void()>> waiting_;  // tickets posted ahead of their turn
+  uint64_t next_ticket_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

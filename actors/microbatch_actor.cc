@@ -81,7 +81,7 @@ microbatch_actor::behavior_type MicrobatchActor(
         }
       },
       // The stage's planner picked an action of ours: run it on the lane.
-      [=](run_atom, ActionKind kind) {
+      [=](run_atom, ActionKind kind, uint64_t ticket) {
         auto& st = self->state;
         const MicrobatchActorInit& in = st.init;
         // Inputs move into the job: the chunk copies them, so they are not needed after.
@@ -122,7 +122,8 @@ microbatch_actor::behavior_type MicrobatchActor(
           if (!s.ok()) done.error = std::string(s.message());
           caf::anon_send(me, std::move(done), std::move(output));
         };
-        in.lane->Post(std::move(job));
+        // In the order the stage sent its actions, whichever microbatch actor posts first.
+        in.lane->PostInOrder(ticket, std::move(job));
       },
       // The stage's loop launched one of our sub-steps: run it on its lane.
       [=](run_atom, const SubStepRun& run) { PostSubStep(self, run); },

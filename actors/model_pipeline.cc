@@ -150,6 +150,7 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   po.rerun = options.rerun;
   po.deterministic = options.deterministic;
   po.lane_omp_threads = options.lane_omp_threads;
+  po.lane_depth = options.lane_depth;
   po.trace = options.trace;
   po.moe_sub_steps = options.moe_sub_steps;
   return po;
@@ -411,7 +412,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
     const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
     const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic,
-    runtime::trace::TraceRecorder* trace) {
+    runtime::trace::TraceRecorder* trace, int lane_depth) {
   if (planner == nullptr) return absl::InvalidArgumentError("no planner given");
   if (absl::Status s = runtime::ValidatePlannerOptions(planner_options); !s.ok()) return s;
   absl::StatusOr<runtime::StepSpec> spec = planner->MakeSpec(planner_options);
@@ -426,6 +427,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
   po.link = link;
   po.deterministic = deterministic;
   po.trace = trace;
+  po.lane_depth = lane_depth;
   return Pipeline::Create(po, std::move(works));
 }
 

@@ -31,6 +31,7 @@ struct ModelPipelineOptions {
   LinkModel link;
   bool deterministic = false;
   int lane_omp_threads = 0;                    // PipelineOptions::lane_omp_threads
+  int lane_depth = 1;                          // PipelineOptions::lane_depth
   runtime::RerunOptions rerun;                 // checks before the optimizer
   std::map<int, runtime::StageFaults> faults;  // test faults by stage (STAGEHAND_FAULTS)
   // Not owned, may be null: records every actor event; also told each chunk's activation
@@ -133,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
 absl::StatusOr<std::unique_ptr<Pipeline>> BuildSyntheticPipeline(
     const runtime::PlannerDefinition* planner, const runtime::PlannerOptions& planner_options,
     const runtime::SyntheticDurations& durations, const LinkModel& link, bool deterministic,
-    runtime::trace::TraceRecorder* trace = nullptr);
+    runtime::trace::TraceRecorder* trace = nullptr, int lane_depth = 1);
 
 }  // namespace stagehand::actors
 

@@ -40,6 +40,10 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(
                                                    options.replicas, " replicas given ",
                                                    works.size(), " stage works"));
   }
+  if (options.lane_depth < 1 || options.lane_depth > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lane depth ", options.lane_depth, ": must be in [1, 8]"));
+  }
   if (options.link.latency_us < 0 || options.link.gbps < 0) {
     return absl::InvalidArgumentError("link latency and bandwidth must not be negative");
   }
@@ -96,6 +100,7 @@ void Pipeline::SpawnReplica(int replica) {
     init.reduce_lane = reduce_lane;
     init.grad_bucket_mb = options_.grad_bucket_mb;
     init.reduction_start = options_.reduction_start;
+    init.lane_depth = options_.deterministic ? 1 : options_.lane_depth;
     if (RunsSubSteps(*options_.planner, *works_[index], options_.moe_sub_steps)) {
       sub_step_lanes_.push_back(std::make_unique<Lane>(mode, options_.lane_omp_threads));
       init.sub_steps = works_[index]->SubStepLayoutOf();

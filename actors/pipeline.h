@@ -42,6 +42,11 @@ struct PipelineOptions {
   // > 0: each lane's OpenMP team size (Lane), so that lanes sharing few cores do not each open
   // a team as wide as the machine; 0: OpenMP's default. Results do not depend on it.
   int lane_omp_threads = 0;
+  // Whole actions each stage's compute lane may hold (runtime::StageLoop::SetLaneDepth): 2
+  // queues the next action a stage can already decide behind the running one, so that the
+  // actor round trip between two actions hides under compute. Results do not depend on it.
+  // Deterministic mode runs at 1.
+  int lane_depth = 1;
   // Not owned, may be null: records every actor event (compute, transfers, memory, steps).
   // With replicas, replica 0's events.
   runtime::trace::TraceRecorder* trace = nullptr;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <vector>
 
 #include "actors/lane.h"
@@ -45,6 +46,32 @@ TEST(LaneTest, AThreadedLaneFixesItsOpenMpTeamSizeAndAnInlineLaneLeavesTheCaller
   }
   EXPECT_EQ(seen, caller);
   EXPECT_EQ(omp_get_max_threads(), caller);
+}
+
+// Tickets posted out of order run in ticket order, on a thread and inline alike; a plain Post
+// goes behind what is runnable, never ahead of a ticket's turn.
+TEST(LaneTest, TicketsRunInTicketOrderWhateverOrderTheyArePostedIn) {
+  for (Lane::Mode mode : {Lane::Mode::kThread, Lane::Mode::kInline}) {
+    std::vector<int> ran;
+    std::mutex mu;
+    auto job = [&](int id) {
+      return [&, id] {
+        std::lock_guard<std::mutex> lock(mu);
+        ran.push_back(id);
+      };
+    };
+    {
+      Lane lane(mode);
+      lane.PostInOrder(2, job(2));
+      lane.PostInOrder(1, job(1));
+      EXPECT_TRUE(ran.empty() || mode == Lane::Mode::kThread);  // both wait for ticket 0
+      lane.PostInOrder(0, job(0));
+      lane.PostInOrder(4, job(4));
+      lane.Post(job(100));  // runnable now: behind 0-2, not waiting for 3
+      lane.PostInOrder(3, job(3));
+    }  // drains, then joins
+    EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 100, 3, 4})) << (mode == Lane::Mode::kThread);
+  }
 }
 
 using runtime::Action;

@@ -163,6 +163,31 @@ TEST(PackedDocumentsParityTest, EveryPlannerAtFourStagesMatchesTheSequentialRunB
 
 models::GptConfig TinyLlama() { return models::testing::LlamaStyle(8, 16, 4, 2, 40, 8, 11); }
 
+// A lane of depth 2 (the next decidable action queued behind the running one, its job posted by
+// its microbatch actor in the stage's order): every planner still trains bitwise like the
+// sequential run, with one and with two chunks per stage, and with data parallelism.
+TEST(LaneDepthParityTest, EveryPlannerWithTheNextActionQueuedMatchesTheSequentialRunBitwise) {
+  for (const char* name : {"gpipe", "1f1b", "interleaved", "looped_bfs", "zb_h1", "zb_h2", "zb_v",
+                           "dualpipe_v", "adaptive", "example_backward_first"}) {
+    absl::StatusOr<const runtime::PlannerDefinition*> planner =
+        runtime::PlannerRegistry::Default().Get(name);
+    ASSERT_TRUE(planner.ok()) << planner.status();
+    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
+    parity.lane_depth = 2;
+    parity.steps = 3;
+    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name;
+  }
+  stagehand::testing::ParityOptions replicas{runtime::PlannerOptions{2, 4, 0}};
+  replicas.lane_depth = 2;
+  replicas.dp = 2;
+  replicas.grad_bucket_mb = 0.001;
+  replicas.tolerance = 1e-5;
+  absl::StatusOr<const runtime::PlannerDefinition*> zb_h1 =
+      runtime::PlannerRegistry::Default().Get("zb_h1");
+  ASSERT_TRUE(zb_h1.ok()) << zb_h1.status();
+  EXPECT_TRUE(TrainsLikeSequential(**zb_h1, replicas)) << "zb_h1 --dp=2";
+}
+
 // Variable-length microbatches (--seq_len_policy=variable, a budget of 16 tokens: each
 // microbatch is 2 x T_m tokens, T_m in [1, 8]): every registered planner at P=4 trains bitwise
 // like the sequential run of the same lengths (activations, gradients and the loss all sized

@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "actors/model_pipeline.h"
 #include "runtime/simulator.h"
+#include "runtime/trace/recorder.h"
+#include "runtime/trace/summary.h"
 
 namespace stagehand::actors {
 namespace {
@@ -84,10 +88,62 @@ int Overlap() {
   return 0;
 }
 
+// (3) The lane's depth (1f1b and zb_h1): the idle gap between an action and the next one, already
+// ready, on a stage's compute lane (runtime/trace/summary.h's lane gap), and the step time, with
+// the next action dispatched only after the running one's completion message (depth 1) against
+// queued behind it (depth 2). Rounds alternate between the two; medians over the timed steps.
+int LaneDepth(const char* name) {
+  const int P = 4, M = 8, kRounds = 3, kSteps = 6;
+  runtime::SyntheticDurations d;
+  d.forward_us = 300;
+  d.backward_input_us = 300;
+  d.backward_weight_us = 300;
+  d.payload_floats = 1024;
+  auto def = runtime::PlannerRegistry::Default().Get(name);
+  if (!def.ok()) return 1;
+  std::map<int, std::vector<double>> gaps, steps;
+  for (int round = 0; round < kRounds; ++round) {
+    for (int depth : {1, 2}) {
+      runtime::trace::TraceRecorder recorder("lane_depth");
+      auto pipeline =
+          BuildSyntheticPipeline(*def, {P, M, 0}, d, LinkModel{}, false, &recorder, depth);
+      if (!pipeline.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(pipeline.status().message()).c_str());
+        return 1;
+      }
+      for (int step = 1; step <= kSteps; ++step) {
+        auto outcome = (*pipeline)->RunStep(step);
+        if (!outcome.ok()) return 1;
+        if (step > 1) steps[depth].push_back(outcome->seconds);
+      }
+      runtime::trace::Trace trace = recorder.Collect();
+      trace.spans.erase(std::remove_if(trace.spans.begin(), trace.spans.end(),
+                                       [](const runtime::trace::Span& s) { return s.step == 1; }),
+                        trace.spans.end());
+      for (double gap : runtime::trace::LaneGaps(trace)) gaps[depth].push_back(gap);
+    }
+  }
+  std::printf(
+      "lane depth, %s P=%d M=%d, F=I=W=300 us (sleeps), %d rounds x %d timed steps, "
+      "alternating\n",
+      name, P, M, kRounds, kSteps - 1);
+  for (int depth : {1, 2}) {
+    std::printf("  depth %d: lane gap median %.1f us (%zu pairs), step %.2f ms\n", depth,
+                Median(gaps[depth]), gaps[depth].size(), Median(steps[depth]) * 1e3);
+  }
+  std::printf("  ratio depth 2 / depth 1: lane gap %.2f, step time %.3f\n",
+              Median(gaps[2]) / Median(gaps[1]), Median(steps[2]) / Median(steps[1]));
+  return 0;
+}
+
 }  // namespace
 }  // namespace stagehand::actors
 
 int main() {
   if (int rc = stagehand::actors::Overhead(); rc != 0) return rc;
-  return stagehand::actors::Overlap();
+  if (int rc = stagehand::actors::Overlap(); rc != 0) return rc;
+  for (const char* planner : {"1f1b", "zb_h1"}) {
+    if (int rc = stagehand::actors::LaneDepth(planner); rc != 0) return rc;
+  }
+  return 0;
 }

@@ -67,21 +67,30 @@ void Dispatch(Self* self) {
     DispatchSubSteps(self);
     return;
   }
-  if (st.loop->lane_busy()) return;
-  absl::StatusOr<std::optional<Action>> next = st.loop->Next();
-  if (!next.ok()) {
-    Fail(self, std::string(next.status().message()));
-    return;
+  // Fill the lane: one action at depth 1; at depth 2 the next one it can already decide too,
+  // queued behind the running one.
+  while (!st.loop->lane_busy()) {
+    const bool lane_idle = st.loop->running() == 0;
+    absl::StatusOr<std::optional<Action>> next = st.loop->Next();
+    if (!next.ok()) {
+      Fail(self, std::string(next.status().message()));
+      return;
+    }
+    if (!next->has_value()) {
+      // Blocked: the driver checks for stalls. Not while an action runs (it will finish).
+      if (lane_idle) self->send(st.init.driver, Status(self, 0));
+      return;
+    }
+    const Action& action = **next;
+    // Only an action that starts on an idle lane can have waited for its input.
+    if (lane_idle) {
+      st.transfer_waits.Started(action.kind != ActionKind::kBackwardWeight,
+                                action.kind != ActionKind::kForward, action.chunk,
+                                action.microbatch, runtime::trace::NowNanos());
+    }
+    self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value, action.kind,
+               st.lane_tickets++);
   }
-  if (!next->has_value()) {
-    self->send(st.init.driver, Status(self, 0));  // blocked: the driver checks for stalls
-    return;
-  }
-  const Action& action = **next;
-  st.transfer_waits.Started(action.kind != ActionKind::kBackwardWeight,
-                            action.kind != ActionKind::kForward, action.chunk, action.microbatch,
-                            runtime::trace::NowNanos());
-  self->send(st.microbatches.at({action.chunk, action.microbatch}), run_atom::value, action.kind);
 }
 
 // Once the step's compute and (data parallelism) every REDUCE_GRAD and the loss stage's
@@ -363,6 +372,9 @@ void StartStep(Self* self, int64_t step) {
       return;
     }
     if (st.init.ordered_communication) st.loop->OrderCommunication();
+  } else if (absl::Status s = st.loop->SetLaneDepth(st.init.lane_depth); !s.ok()) {
+    Fail(self, std::string(s.message()));
+    return;
   }
   runtime::StageWork* work = st.init.work;
   st.init.lane->Post([work, step, m = st.spec.num_microbatches] { work->BeginStep(step, m); });

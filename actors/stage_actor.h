@@ -49,6 +49,9 @@ struct StageActorInit {
   // Expert parallelism: communication sub-steps in an order fixed by the plan
   // (runtime::StageLoop::OrderCommunication).
   bool ordered_communication = false;
+  // Whole actions the compute lane may hold (runtime::StageLoop::SetLaneDepth): 2 queues the
+  // next decidable action behind the running one.
+  int lane_depth = 1;
 };
 
 struct StageActorState {
@@ -56,6 +59,7 @@ struct StageActorState {
   std::map<std::pair<int, int>, microbatch_actor> microbatches;  // (chunk, mb) -> actor
   runtime::StepSpec spec;                                        // this step's (its M)
   std::unique_ptr<runtime::StageLoop> loop;  // this step's; null before the first start
+  uint64_t lane_tickets = 0;  // compute actions sent to the lane so far (Lane::PostInOrder)
   // Inputs that arrived between steps (before the first start, or after this step's last
   // action): they belong to the next step, whose start has not arrived yet. Delivered right
   // after that start.

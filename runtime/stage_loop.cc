@@ -101,7 +101,24 @@ absl::Status StageLoop::StartChoice(const Action& choice) {
                         absl::StrCat("the planner of stage ", state_.stage(), " picked ",
                                      ActionToString(choice), ": ", status.message()));
   }
-  lane_busy_ = true;
+  if (graph_) {
+    lane_busy_ = true;
+  } else {
+    ++running_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StageLoop::SetLaneDepth(int depth) {
+  if (depth < 1 || depth > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage ", state_.stage(), ": lane depth ", depth, " is not in [1, 8]"));
+  }
+  if (state_.Running()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", state_.stage(), ": lane depth set while an action runs"));
+  }
+  lane_depth_ = depth;
   return absl::OkStatus();
 }
 
@@ -110,7 +127,7 @@ absl::StatusOr<std::optional<Action>> StageLoop::Next() {
     return absl::FailedPreconditionError(
         absl::StrCat("stage ", state_.stage(), " runs sub-steps: NextSubSteps, not Next"));
   }
-  if (lane_busy_ || state_.Done()) return std::optional<Action>();
+  if (lane_busy() || state_.Done()) return std::optional<Action>();
   const std::vector<Action>& ready = ReadyView();
   if (ready.empty()) return std::optional<Action>();
   const std::optional<Action> choice = planner_->Next(ready, state_);
@@ -281,7 +298,11 @@ absl::StatusOr<FinishedOutputs> StageLoop::Finished(const Action& action) {
 absl::StatusOr<FinishedOutputs> StageLoop::FinishAction(const Action& action) {
   FinishedOutputs outputs;
   ASSIGN_OR_RETURN(outputs.remote, state_.Finished(action));
-  lane_busy_ = graph_.has_value() && !graph_->Empty();
+  if (graph_) {
+    lane_busy_ = !graph_->Empty();
+  } else {
+    --running_;
+  }
   planner_->ActionFinished(action);
   if (std::optional<Transfer> local = LocalHandOff(state_.spec(), action)) {
     pending_hand_offs_.insert(HandOffKey(*local));
@@ -303,7 +324,7 @@ absl::Status StageLoop::HandOffArrived(const Transfer& hand_off) {
 }
 
 bool StageLoop::Blocked() const {
-  return !lane_busy_ && !state_.Done() && pending_hand_offs_.empty();
+  return !lane_busy_ && running_ == 0 && !state_.Done() && pending_hand_offs_.empty();
 }
 
 std::string StageLoop::DescribeWaiting() const {

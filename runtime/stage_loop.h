@@ -40,8 +40,19 @@ class StageLoop {
   static absl::StatusOr<StageLoop> Create(const StepSpec& spec, int stage,
                                           std::unique_ptr<Planner> planner);
 
-  // If the lane is idle and work remains, asks the planner for the next action among
-  // Ready() and marks it started (the lane is then busy until Finished). nullopt: nothing to
+  // How many whole actions the lane may hold at once: 1 (the default) runs one at a time; 2
+  // lets the executor queue the next action it can already decide behind the running one, so
+  // that deciding and dispatching it hides under the running one's compute (a GPU stream that
+  // never waits for the host; a CPU lane's queue). Actions whose input the running one makes
+  // are not ready until it finishes, so any depth runs the same graph. Sub-step mode ignores
+  // it. InvalidArgument outside [1, 8]; FailedPrecondition while an action runs.
+  absl::Status SetLaneDepth(int depth);
+  int lane_depth() const { return lane_depth_; }
+  // Whole actions started and not finished (at most lane_depth()).
+  int running() const { return running_; }
+
+  // If the lane has room and work remains, asks the planner for the next action among
+  // Ready() and marks it started (the lane holds it until Finished). nullopt: nothing to
   // start now, wait for the next event. An error if the planner picked an action that may
   // not start (not ready: FailedPrecondition; over max_inflight: ResourceExhausted; not of
   // this stage: InvalidArgument), with the action named.
@@ -86,7 +97,9 @@ class StageLoop {
   std::vector<Action> Ready() const;
   // The same without a copy when no hand-off is pending; valid until the state changes.
   const std::vector<Action>& ReadyView();
-  bool lane_busy() const { return lane_busy_; }
+  // The lane can take no further action now: it holds lane_depth() actions, or (sub-step
+  // mode) an action runs.
+  bool lane_busy() const { return graph_ ? lane_busy_ : running_ >= lane_depth_; }
   bool Done() const { return state_.Done(); }
   // Idle lane, work left, nothing it may start and no local hand-off pending: only an input
   // from another stage can unblock it.
@@ -122,7 +135,9 @@ class StageLoop {
 
   StageState state_;
   std::unique_ptr<Planner> planner_;
-  bool lane_busy_ = false;
+  bool lane_busy_ = false;  // sub-step mode: an action is running
+  int running_ = 0;         // whole actions on the lane
+  int lane_depth_ = 1;
   // Local hand-offs returned by Finished and not yet landed: (kind, chunk, microbatch).
   std::set<std::tuple<ActionKind, int, int>> pending_hand_offs_;
   std::vector<Action> filtered_ready_;  // ReadyView's result while hand-offs are pending

@@ -141,6 +141,54 @@ TEST(StageLoopTest, NoPlannerCallWhileTheLaneIsBusyOrNothingIsReady) {
   EXPECT_EQ(seen.size(), 2u);  // asked twice, never with an empty list
 }
 
+// Depth 2: the next ready action starts while one runs, never one whose input the running one
+// makes, and never a third; the loop is not blocked while an action runs.
+TEST(StageLoopTest, ADeeperLaneQueuesTheNextReadyActionBehindTheRunningOne) {
+  std::vector<std::vector<Action>> seen;
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(3), 0, std::make_unique<FirstReady>(&seen));
+  ASSERT_THAT(loop, IsOk());
+  ASSERT_THAT(loop->SetLaneDepth(2), IsOk());
+  EXPECT_EQ(loop->lane_depth(), 2);
+  absl::StatusOr<std::optional<Action>> first = loop->Next();
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ(ActionToString(**first), "s0 F c0 mb0");
+  EXPECT_FALSE(loop->lane_busy());  // room for one more
+  absl::StatusOr<std::optional<Action>> second = loop->Next();
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(ActionToString(**second), "s0 F c0 mb1");
+  EXPECT_EQ(loop->running(), 2);
+  EXPECT_TRUE(loop->lane_busy());
+  absl::StatusOr<std::optional<Action>> third = loop->Next();  // full
+  ASSERT_THAT(third, IsOk());
+  EXPECT_FALSE(third->has_value());
+  EXPECT_FALSE(loop->Blocked());
+  ASSERT_THAT(loop->Finished(**first), IsOk());
+  EXPECT_EQ(loop->running(), 1);
+  third = loop->Next();
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(ActionToString(**third), "s0 F c0 mb2");
+  ASSERT_THAT(loop->Finished(**second), IsOk());
+  ASSERT_THAT(loop->Finished(**third), IsOk());
+  // Everything left waits for stage 1: blocked only now that nothing runs.
+  absl::StatusOr<std::optional<Action>> none = loop->Next();
+  ASSERT_THAT(none, IsOk());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_TRUE(loop->Blocked());
+}
+
+TEST(StageLoopTest, LaneDepthIsCheckedAndFixedBeforeTheFirstAction) {
+  std::vector<std::vector<Action>> seen;
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(2), 0, std::make_unique<FirstReady>(&seen));
+  ASSERT_THAT(loop, IsOk());
+  EXPECT_THAT(loop->SetLaneDepth(0), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("lane depth 0 is not in [1, 8]")));
+  EXPECT_THAT(loop->SetLaneDepth(9), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(loop->Next(), IsOk());
+  EXPECT_THAT(loop->SetLaneDepth(2), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST(StageLoopTest, APlannerPickingAnActionThatIsNotReadyIsNamed) {
   const Action early{0, ActionKind::kBackward, 0, 0};
   absl::StatusOr<StageLoop> loop = StageLoop::Create(VSpec(), 0, std::make_unique<Stubborn>(early));

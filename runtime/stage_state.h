@@ -85,6 +85,10 @@ class StageState {
 
   // (chunk, microbatch) pairs whose F finished and whose W/B has not: activations held.
   int inflight() const { return inflight_; }
+  // inflight() plus the forwards running: the activations held once they finish, which is what
+  // a planner weighs one more F against (with a lane that queues an action behind a running
+  // F, inflight() alone would undercount by it).
+  int committed_activations() const { return inflight_ + forwards_running_; }
   int peak_inflight() const { return peak_inflight_; }
   bool Done() const { return num_finished_ == num_actions_; }  // all compute finished
   bool Running() const { return num_running_ > 0; }

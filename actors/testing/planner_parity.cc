@@ -116,6 +116,7 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   o.grad_bucket_mb = parity.grad_bucket_mb;
   o.zero = parity.zero;
   o.ep = parity.ep;
+  o.lane_depth = parity.lane_depth;
   o.model = model;
   o.chunk = ChunkOptionsOf(options.num_microbatches, parity.packed_documents);
   o.planner = &planner;

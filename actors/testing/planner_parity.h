@@ -40,6 +40,9 @@ struct ParityOptions {
   // Packed documents (--packing=documents --reset_position_ids): each word of the text (a run
   // after a space or a newline) is a document, so a window holds several.
   bool packed_documents = false;
+  // Whole actions each stage's lane may hold (PipelineOptions::lane_depth): 2 queues the next
+  // decidable action behind the running one. Results must not depend on it.
+  int lane_depth = 1;
   // Variable-length microbatches (--seq_len_policy=variable): a budget of this many tokens per
   // microbatch, so each microbatch is 2 x T_m tokens with T_m in [1, min(8, budget / 2)], a
   // pure function of (seed, step, microbatch); the sequential run draws the same. 0: fixed.

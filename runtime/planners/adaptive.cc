@@ -159,7 +159,7 @@ bool AdaptivePlanner::ForwardFits(const Action& forward, const StageState& state
     const int held = forwards - started(ActionKind::kBackwardWeight, c);
     if (held == 0 && forwards < spec_.num_microbatches) ++reserved;
   }
-  return state.inflight() + 1 + reserved <= options_.budget;
+  return state.committed_activations() + 1 + reserved <= options_.budget;
 }
 
 std::optional<Action> AdaptivePlanner::Greedy(const std::vector<Action>& ready,
@@ -197,7 +197,7 @@ std::optional<Action> AdaptivePlanner::Greedy(const std::vector<Action>& ready,
 
 bool AdaptivePlanner::WorthWaiting(const Action& filler, const StageState& state,
                                    double now) const {
-  if (options_.lookahead <= 0 || state.inflight() >= options_.budget) return false;
+  if (options_.lookahead <= 0 || state.committed_activations() >= options_.budget) return false;
   const double filler_time = Estimate(estimates_.duration, filler.kind, filler.chunk);
   if (filler_time <= 0) return false;
   for (int c : chunks_) {

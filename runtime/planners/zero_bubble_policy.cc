@@ -77,7 +77,7 @@ std::optional<Action> ZeroBubblePolicy::Next(const std::vector<Action>& ready,
   }
   if (best != nullptr) return *best;
   // 2. F within the budget: later chunk, then oldest microbatch.
-  if (state.inflight() < budget_) {
+  if (state.committed_activations() < budget_) {
     for (int c : chunks) {
       prefer(oldest(ActionKind::kForward, c),
              [](const Action& a) { return std::make_tuple(-a.chunk, a.microbatch); });

@@ -403,6 +403,27 @@ void SummarizeStages(const Trace& trace, const std::map<int64_t, StepFigures>& f
 
 }  // namespace
 
+std::vector<double> LaneGaps(const Trace& trace) {
+  // Whole compute actions by (stage, step), in begin order.
+  std::map<std::pair<int, int64_t>, std::vector<const Span*>> lanes;
+  for (const Span& s : trace.spans) {
+    if (IsWork(s) && !s.sub_step()) lanes[{s.stage, s.step}].push_back(&s);
+  }
+  std::vector<double> gaps;
+  for (auto& [key, spans] : lanes) {
+    std::sort(spans.begin(), spans.end(),
+              [](const Span* a, const Span* b) { return a->begin_us < b->begin_us; });
+    for (size_t i = 1; i < spans.size(); ++i) {
+      const Span& before = *spans[i - 1];
+      const Span& next = *spans[i];
+      if (next.wait_us < 0) continue;                              // ready time unknown
+      if (next.begin_us - next.wait_us > before.end_us) continue;  // it waited for an input
+      gaps.push_back(std::max(0.0, next.begin_us - before.end_us));
+    }
+  }
+  return gaps;
+}
+
 absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions& options) {
   TraceSummary out;
   out.num_stages = trace.num_stages;
@@ -452,6 +473,12 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   }
   out.critical_path = FindCriticalPath(by_step[step], step, f->second.begin, num_chunks);
   SummarizeGradReduction(trace, &out);
+  std::vector<double> gaps = LaneGaps(trace);
+  out.lane_gaps = static_cast<int>(gaps.size());
+  if (!gaps.empty()) {
+    std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+    out.lane_gap_median_us = gaps[gaps.size() / 2];
+  }
   return out;
 }
 
@@ -741,6 +768,12 @@ std::string FormatSummary(const TraceSummary& s) {
                           100.0 * s.hidden_grad_reduction_us / s.grad_reduction_us);
   }
 
+  if (s.lane_gaps > 0 && !s.virtual_time) {
+    absl::StrAppendFormat(&out,
+                          "lane gap: median %.1f us between an action and the next, already ready, "
+                          "on its stage's lane (%d pairs)\n",
+                          s.lane_gap_median_us, s.lane_gaps);
+  }
   absl::StrAppend(&out, FormatCriticalPath(s, unit));
   return out;
 }

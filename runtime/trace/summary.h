@@ -15,6 +15,10 @@
 //   waits            time in which some action of the stage was ready but not started (the
 //                    union of its actions' ready-to-started intervals, Span::wait_us; with
 //                    sub-steps, each sub-step's, so an action's own sub-steps are no wait).
+//   lane gap         between two consecutive actions on a stage's compute lane (one step)
+//                    where the second was ready before the first ended: the idle time
+//                    between them, the runtime's own cost of starting the next action
+//                    (median over all such pairs; dependency waits are not counted).
 //   all-to-all (a2a) the union of the stage's a2a spans (MoE dispatch / combine sub-steps);
 //   hidden a2a       the part of it under the same stage's compute lane (another microbatch's
 //                    sub-steps: the overlap of fine-grained callables); exposed = the rest.
@@ -116,6 +120,10 @@ struct TraceSummary {
   CriticalPath critical_path;
   std::vector<StepTime> step_times;  // in step order
   StepStatistics step_statistics;
+  // Lane gaps (see the definitions): how many pairs, and their median; -1 with none (the
+  // trace has no ready times, or runs sub-steps).
+  int lane_gaps = 0;
+  double lane_gap_median_us = -1;
   // The trace's stages ran on a CPU with fewer cores than stages: busy fractions of
   // different stages overlap in time (their compute shared cores).
   bool fewer_cores_than_stages = false;
@@ -128,6 +136,9 @@ struct SummaryOptions {
   int warmup_steps = 1;
   int cpu_cores = 0;  // the host's cores for the fewer-cores note; 0 = this machine's
 };
+
+// The lane gaps of `trace` (see the definitions at the top), in no particular order.
+std::vector<double> LaneGaps(const Trace& trace);
 
 // InvalidArgument if the trace has no compute span (nothing to summarise) or the asked
 // step is not in it.

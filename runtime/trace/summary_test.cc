@@ -2,6 +2,7 @@
 // bubble, overlap, exposed transfer and critical path equal their closed forms.
 #include "runtime/trace/summary.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -184,6 +185,39 @@ Trace Steps(const std::vector<double>& lengths) {
     t += lengths[i];
   }
   return trace;
+}
+
+// One stage: F0 [0, 10], then F1 ready at 5 starting at 12 (a 2 us lane gap), B0 ready at 30
+// starting at 30 after F1 ended at 22 (it waited for its input: no lane gap), then W0 ready at
+// 40 when B0 ended, starting at 40.5 (0.5 us).
+TEST(SummaryTest, LaneGapsCountOnlyActionsThatWereReadyBeforeTheLaneFreed) {
+  Trace trace;
+  trace.num_stages = trace.num_chunks = 1;
+  trace.num_microbatches = 2;
+  trace.steps.push_back(StepSpan{1, 0, 50});
+  auto add = [&](ActionKind kind, int mb, double begin, double end, double ready) {
+    Span span;
+    span.kind = kind;
+    span.microbatch = mb;
+    span.step = 1;
+    span.begin_us = begin;
+    span.end_us = end;
+    span.wait_us = begin - ready;
+    trace.spans.push_back(span);
+  };
+  add(ActionKind::kForward, 0, 0, 10, 0);
+  add(ActionKind::kForward, 1, 12, 22, 5);
+  add(ActionKind::kBackwardInput, 0, 30, 40, 30);
+  add(ActionKind::kBackwardWeight, 0, 40.5, 45, 40);
+  std::vector<double> gaps = LaneGaps(trace);
+  std::sort(gaps.begin(), gaps.end());
+  EXPECT_EQ(gaps, (std::vector<double>{0.5, 2.0}));
+  auto s = Summarize(trace);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->lane_gaps, 2);
+  EXPECT_DOUBLE_EQ(s->lane_gap_median_us, 2.0);
+  EXPECT_NE(FormatSummary(*s).find("lane gap: median 2.0 us"), std::string::npos)
+      << FormatSummary(*s);
 }
 
 TEST(SummaryTest, StepMedianAndSpreadLeaveOutTheWarmUpStep) {

@@ -45,7 +45,7 @@ class BackwardFirstPlanner : public Planner {
     if (is_ready(backward)) return backward;
     // 2. Otherwise the next forward, while this stage holds fewer activations than its
     //    budget (what 1F1B holds: P - s).
-    if (state.inflight() < budget_ && is_ready(forward)) return forward;
+    if (state.committed_activations() < budget_ && is_ready(forward)) return forward;
     // 3. Otherwise wait for the next event.
     return std::nullopt;
   }
