@@ -2,8 +2,12 @@
 #include "actors/microbatch_actor.h"
 
 #include <chrono>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "actors/messages.h"
 #include "runtime/action.h"
 
@@ -27,6 +31,25 @@ void RecordSubStepSpan(runtime::trace::TraceRecorder::ComputeLane* trace,
   }
   trace->RecordSubStep(a.kind, a.chunk, a.microbatch, order.step.layer, order.step.part,
                        runtime::trace::ToNanos(start), runtime::trace::ToNanos(end));
+}
+
+// A compute action's results while it runs: what the work writes (its output, its loss) and
+// what the stage is told.
+struct ComputeResult {
+  ComputeDone done;
+  std::vector<float> output;
+};
+
+// The action ran from `begin_ns` to `end_ns` (steady clock) with `status`: its span on the
+// trace, and its completion (with the output) to the microbatch actor.
+void Report(const microbatch_actor& me, runtime::trace::TraceRecorder::ComputeLane* trace,
+            ComputeResult& result, const absl::Status& status, int64_t begin_ns, int64_t end_ns) {
+  result.done.seconds = 1e-9 * static_cast<double>(end_ns - begin_ns);
+  result.done.end_ns = end_ns;
+  const ComputeDone& done = result.done;
+  if (trace) trace->Record(done.kind, done.chunk, done.microbatch, begin_ns, end_ns);
+  if (!status.ok()) result.done.error = std::string(status.message());
+  caf::anon_send(me, std::move(result.done), std::move(result.output));
 }
 
 // Sub-step `run` of this (chunk, microbatch) on the lane it names: its first takes the input,
@@ -89,38 +112,46 @@ microbatch_actor::behavior_type MicrobatchActor(
                     chunk = in.chunk, mb = in.microbatch, kind,
                     activation = std::move(st.activation_in),
                     gradient = std::move(st.gradient_in)]() mutable {
-          ComputeDone done{kind, chunk, mb, 0.0, 0.0, ""};
+          // The results live here until the action completes: when the call returns, or, for
+          // a work that completes later (a GPU stream), when its completion runs.
+          auto result = std::make_shared<ComputeResult>();
+          result->done = ComputeDone{kind, chunk, mb, 0.0, 0.0, ""};
           const auto start = std::chrono::steady_clock::now();
-          std::vector<float> output;
           absl::Status s;
           const std::vector<float>* grad = gradient.empty() ? nullptr : &gradient;
           switch (kind) {
             case ActionKind::kForward:
-              s = work->Forward(chunk, mb, activation.empty() ? nullptr : &activation, &output,
-                                &done.loss);
-              done.data_seconds = work->TakeDataSeconds();
+              s = work->Forward(chunk, mb, activation.empty() ? nullptr : &activation,
+                                &result->output, &result->done.loss);
+              result->done.data_seconds = work->TakeDataSeconds();
               break;
             case ActionKind::kBackwardInput:
-              s = work->BackwardInput(chunk, mb, grad, &output);
+              s = work->BackwardInput(chunk, mb, grad, &result->output);
               break;
             case ActionKind::kBackwardWeight:
               s = work->BackwardWeights(chunk, mb);
               break;
             case ActionKind::kBackward:
-              s = work->Backward(chunk, mb, grad, &output);
+              s = work->Backward(chunk, mb, grad, &result->output);
               break;
             default:
               s = absl::InternalError("not a compute action");
           }
-          const auto end = std::chrono::steady_clock::now();
-          done.seconds = std::chrono::duration<double>(end - start).count();
-          done.end_ns = runtime::trace::ToNanos(end);
-          if (trace) {
-            trace->Record(kind, chunk, mb, runtime::trace::ToNanos(start),
-                          runtime::trace::ToNanos(end));
+          const int64_t start_ns = runtime::trace::ToNanos(start);
+          if (s.ok() && work->CompletesLater()) {
+            // Its device times, when the work knows them, are the action's span.
+            work->OnComplete([me, trace, result, start_ns](absl::Status status, int64_t begin_ns,
+                                                           int64_t end_ns) {
+              if (begin_ns <= 0 || end_ns < begin_ns) {  // unknown: from the call to now
+                begin_ns = start_ns;
+                end_ns = runtime::trace::NowNanos();
+              }
+              Report(me, trace, *result, status, begin_ns, end_ns);
+            });
+            return;
           }
-          if (!s.ok()) done.error = std::string(s.message());
-          caf::anon_send(me, std::move(done), std::move(output));
+          Report(me, trace, *result, s, start_ns,
+                 runtime::trace::ToNanos(std::chrono::steady_clock::now()));
         };
         // In the order the stage sent its actions, whichever microbatch actor posts first.
         in.lane->PostInOrder(ticket, std::move(job));

@@ -22,7 +22,9 @@ struct MicrobatchActorInit {
   tensor_inbox comm;  // the stage's outgoing transfer lane
   Lane* lane = nullptr;
   runtime::StageWork* work = nullptr;
-  runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;  // may be null; written on `lane`
+  // May be null; written on `lane`, or, for a work that completes later, by its completions
+  // (one thread, in order: StageWork::OnComplete).
+  runtime::trace::TraceRecorder::ComputeLane* trace = nullptr;
   // Sub-steps (fine-grained callables): the stage's communication lane for dispatch and
   // combine; null when the stage runs whole actions.
   Lane* comm_lane = nullptr;

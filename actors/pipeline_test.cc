@@ -4,13 +4,18 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "actors/lane.h"
 #include "actors/model_pipeline.h"
 #include "actors/testing/deterministic_pipeline.h"
+#include "actors/testing/later_completion_work.h"
 #include "gtest/gtest.h"
 #include "runtime/planners/one_f_one_b.h"
 #include "runtime/trace/chrome_json.h"
@@ -180,6 +185,60 @@ TEST(PipelineTest, ComputeRunsWhileItsTransfersAreInFlight) {
 // (one per bucket and step), which survive the Chrome JSON round trip and give the summary
 // its gradient-reduction row. A replica failing aborts the others' collectives instead of
 // leaving them waiting.
+// A work whose actions complete after the call (testing/later_completion_work.h, 3 ms of
+// made-up device time each): the trace's spans are the completions' device times, not the
+// calls' (which take well under a millisecond here), the step still trains, and with the next
+// action queued the lane's gaps between ready actions stay far below the action.
+TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "a gpu stream completes its work later. ";
+  const std::vector<int32_t> tokens(text.begin(), text.end());
+  runtime::WindowSampler sampler(&tokens, 2, 8, 5);
+  auto def = runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(def.ok());
+  runtime::trace::TraceRecorder recorder("later");
+  ModelPipelineOptions o;
+  o.model = models::UniformGpt(2, 16, 2, 256, 8, 11);
+  o.chunk = models::ChunkOptions{2, 8, 4};
+  o.planner = *def;
+  o.planner_options = {2, 4, 0};
+  o.trace = &recorder;
+  o.lane_depth = 2;
+  std::vector<stagehand::testing::LaterCompletionWork*> works;
+  o.stage_work = [&works](const std::map<int, runtime::Chunk*>& held, int num_chunks,
+                          const runtime::WindowSampler* data, int m,
+                          const runtime::OptimizerConfig& optimizer)
+      -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+    auto work = std::make_unique<stagehand::testing::LaterCompletionWork>(
+        std::make_unique<runtime::ModelStageWork>(held, num_chunks, data, m, optimizer),
+        std::chrono::milliseconds(3));
+    works.push_back(work.get());
+    return std::unique_ptr<runtime::StageWork>(std::move(work));
+  };
+  auto mp = BuildModelPipeline(o, &sampler);
+  ASSERT_TRUE(mp.ok()) << mp.status();
+  for (int64_t step = 1; step <= 2; ++step) {
+    auto outcome = mp->pipeline->RunStep(step);
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    EXPECT_TRUE(std::isfinite(outcome->loss));
+  }
+  int completed = 0;
+  for (stagehand::testing::LaterCompletionWork* work : works) completed += work->completed();
+  EXPECT_EQ(completed, 2 * 2 * 4 * 2);  // steps x stages x microbatches x (F, B)
+  const runtime::trace::Trace trace = recorder.Collect();
+  int compute = 0;
+  for (const runtime::trace::Span& s : trace.spans) {
+    if (s.lane != runtime::trace::Lane::kCompute || !runtime::IsCompute(s.kind)) continue;
+    ++compute;
+    EXPECT_GE(s.duration_us(), 2900) << runtime::to_string(s.kind) << " mb" << s.microbatch;
+  }
+  EXPECT_EQ(compute, completed);
+  auto summary = runtime::trace::Summarize(trace);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_GT(summary->lane_gaps, 0);
+  EXPECT_LT(summary->lane_gap_median_us, 1000);
+}
+
 TEST(PipelineTest, DataParallelStepsTraceReduceGradOnTheCommunicationLane) {
   std::string text;
   for (int i = 0; i < 40; ++i) text += "data parallel replicas sum their gradients. ";

@@ -188,6 +188,23 @@ TEST(LaneDepthParityTest, EveryPlannerWithTheNextActionQueuedMatchesTheSequentia
   EXPECT_TRUE(TrainsLikeSequential(**zb_h1, replicas)) << "zb_h1 --dp=2";
 }
 
+// Works that complete after the call (a GPU stream's way, here a thread that delivers each
+// action's results 200 us later): with the next action queued (depth 2) and without, every
+// planner still trains bitwise like the sequential run; nothing reads a result early.
+TEST(LaneDepthParityTest, WorksThatCompleteAfterTheCallTrainBitwise) {
+  for (int depth : {1, 2}) {
+    for (const char* name : {"1f1b", "interleaved", "zb_h1", "zb_v", "adaptive"}) {
+      absl::StatusOr<const runtime::PlannerDefinition*> planner =
+          runtime::PlannerRegistry::Default().Get(name);
+      ASSERT_TRUE(planner.ok()) << planner.status();
+      stagehand::testing::ParityOptions parity{runtime::PlannerOptions{4, 8, 0}};
+      parity.lane_depth = depth;
+      parity.completes_later = true;
+      EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name << " depth " << depth;
+    }
+  }
+}
+
 // Variable-length microbatches (--seq_len_policy=variable, a budget of 16 tokens: each
 // microbatch is 2 x T_m tokens, T_m in [1, 8]): every registered planner at P=4 trains bitwise
 // like the sequential run of the same lengths (activations, gradients and the loss all sized

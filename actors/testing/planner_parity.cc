@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "actors/model_pipeline.h"
+#include "actors/testing/later_completion_work.h"
 #include "models/model_config.h"
 #include "runtime/dry_run.h"
 #include "runtime/util/status_macros.h"
@@ -117,6 +118,17 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   o.zero = parity.zero;
   o.ep = parity.ep;
   o.lane_depth = parity.lane_depth;
+  if (parity.completes_later) {
+    o.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
+                      const runtime::WindowSampler* sampler, int num_microbatches,
+                      const runtime::OptimizerConfig& optimizer)
+        -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+      return std::make_unique<LaterCompletionWork>(
+          std::make_unique<runtime::ModelStageWork>(held, num_chunks, sampler, num_microbatches,
+                                                    optimizer),
+          std::chrono::microseconds(200));
+    };
+  }
   o.model = model;
   o.chunk = ChunkOptionsOf(options.num_microbatches, parity.packed_documents);
   o.planner = &planner;

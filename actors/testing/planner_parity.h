@@ -43,6 +43,9 @@ struct ParityOptions {
   // Whole actions each stage's lane may hold (PipelineOptions::lane_depth): 2 queues the next
   // decidable action behind the running one. Results must not depend on it.
   int lane_depth = 1;
+  // Every stage's compute completes after its call, on another thread, as on a GPU stream
+  // (runtime::StageWork::CompletesLater, testing/later_completion_work.h). One replica only.
+  bool completes_later = false;
   // Variable-length microbatches (--seq_len_policy=variable): a budget of this many tokens per
   // microbatch, so each microbatch is 2 x T_m tokens with T_m in [1, min(8, budget / 2)], a
   // pure function of (seed, step, microbatch); the sequential run draws the same. 0: fixed.

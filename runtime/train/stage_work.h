@@ -99,6 +99,20 @@ class StageWork {
   // other microbatches. Unimplemented unless overridden.
   virtual absl::Status RunSubStep(const SubStepOrder& order, const Payload* input, Payload* output,
                                   double* loss);
+
+  // Completion after the call (a GPU stream: runtime/train/cuda_stage_work.h). False, the
+  // default: a call's results are final when it returns. True: Forward, BackwardInput,
+  // BackwardWeights and Backward return once their work is enqueued, and the results they were
+  // handed (`output`, `input_grad`, `loss`) are written later, so the caller keeps them alive
+  // and unread until then. Right after each such call returns OK, the caller hands its
+  // completion to OnComplete. Whole actions only (not RunSubStep).
+  virtual bool CompletesLater() const { return false; }
+  // `done` runs once the work of the call before it is final (its results written), on another
+  // thread, with that work's status and its device begin and end on the steady clock (ns since
+  // the clock's epoch: trace::ToNanos; 0 when unknown). Completions run in call order. The
+  // default, for works that complete in the call: `done` at once, OK, times unknown.
+  using Completion = std::function<void(absl::Status status, int64_t begin_ns, int64_t end_ns)>;
+  virtual void OnComplete(Completion done) { done(absl::OkStatus(), 0, 0); }
 };
 
 // Where a replica's stage sits in the data-parallel group: replica `replica` of `replicas`
