@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <random>
 #include <string>
@@ -72,13 +73,24 @@ absl::StatusOr<Result> Measure(const models::GptConfig& model, int B, int T, int
     const Clock::time_point start = Clock::now();
     work->BeginStep(step, M);
     double loss = 0;
+    // Each call only enqueues (StageWork::CompletesLater); its completion writes the loss.
+    std::vector<double> losses(M, 0.0);
+    runtime::Payload none;
+    std::vector<std::future<absl::Status>> completions;
+    const auto complete = [&](absl::Status enqueued) -> absl::Status {
+      RETURN_IF_ERROR(enqueued);
+      auto promise = std::make_shared<std::promise<absl::Status>>();
+      completions.push_back(promise->get_future());
+      work->OnComplete(
+          [promise](absl::Status status, int64_t, int64_t) { promise->set_value(status); });
+      return absl::OkStatus();
+    };
     for (int mb = 0; mb < M; ++mb) {
-      double mb_loss = 0;
-      runtime::Payload none;
-      RETURN_IF_ERROR(work->Forward(0, mb, nullptr, &none, &mb_loss));
-      RETURN_IF_ERROR(work->Backward(0, mb, nullptr, &none));
-      loss += mb_loss;
+      RETURN_IF_ERROR(complete(work->Forward(0, mb, nullptr, &none, &losses[mb])));
+      RETURN_IF_ERROR(complete(work->Backward(0, mb, nullptr, &none)));
     }
+    for (std::future<absl::Status>& done : completions) RETURN_IF_ERROR(done.get());
+    for (double mb_loss : losses) loss += mb_loss;
     work->TiedGradients();
     double norm = 0;
     const double scale =

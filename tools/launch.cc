@@ -55,6 +55,7 @@
 #include "runtime/table_planner.h"
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
+#include "runtime/trace/summary.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/train/profile_partition.h"
 #include "runtime/train/stage_work.h"
@@ -844,6 +845,15 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
     const runtime::trace::Trace trace = s.recorder->Collect();
     RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, c.trace));
     std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
+    // The runtime's own idle time on the stages' lanes (on a GPU: its streams, device times).
+    std::vector<double> gaps = runtime::trace::LaneGaps(trace);
+    if (!gaps.empty()) {
+      std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+      std::printf(
+          "trace: lane gap median %.1f us between an action and the next, already ready, on its "
+          "stage's %s (%zu pairs)\n",
+          gaps[gaps.size() / 2], c.device == "cuda" ? "stream" : "lane", gaps.size());
+    }
   }
   if (!c.save_params.empty()) {
     RETURN_IF_ERROR(runtime::WriteSafetensors(c.save_params, runtime::CollectParameters(s.chunks)));

@@ -180,7 +180,8 @@ if [[ -x "$LAUNCH" ]]; then
   result=PASS
   numbers=""
   total=0
-  for run in "p1 --stages=1 --planner=1f1b" "p4_1f1b --stages=4 --planner=1f1b" \
+  for run in "p1 --stages=1 --planner=1f1b" \
+             "p4_1f1b --stages=4 --planner=1f1b --trace=$LOGS/stages_p4_1f1b.json" \
              "p4_zb_h1 --stages=4 --planner=zb_h1"; do
     read -r name flags <<<"$run"
     # shellcheck disable=SC2086
@@ -203,6 +204,15 @@ if [[ -x "$LAUNCH" ]]; then
     fi
   done
   add_row stages_on_one_gpu "$result" "$total" "$numbers"
+  # The runtime's idle time on a stage's stream between an action and the next one already
+  # ready (device times from CUDA events), P=4, M=8: goal under 5 us.
+  gap="$(grep -m1 -o 'lane gap median [0-9.]* us' "$LOGS/stages_p4_1f1b.log" 2>/dev/null | awk '{print $4}')"
+  if [[ -n "$gap" ]]; then
+    add_row stream_idle_gap "$(awk -v g="$gap" 'BEGIN {print (g < 5) ? "PASS" : "BELOW"}')" 0 \
+      "median ${gap} us between ready actions on a stage's stream (goal < 5 us), 1f1b P=4 M=8"
+  elif [[ "$result" != SKIP ]]; then
+    add_row stream_idle_gap FAIL 0 "no lane gap line in stages_p4_1f1b.log"
+  fi
 fi
 
 # 5. Throughput (issue #12's goal: at least 45% MFU and faster than PyTorch eager and

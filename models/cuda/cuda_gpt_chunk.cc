@@ -364,6 +364,12 @@ absl::StatusOr<const bf16*> CudaGptChunk::Output(int mb) const {
   return st->layers.empty() ? st->x0 : st->layers.back().out;
 }
 
+absl::StatusOr<const float*> CudaGptChunk::DeviceLosses(int mb) const {
+  ASSIGN_OR_RETURN(MicrobatchState * st, Find(mb, "the loss"));
+  if (!spec_.has_head) return absl::FailedPreconditionError("only the head's chunk has a loss");
+  return st->losses;
+}
+
 absl::StatusOr<double> CudaGptChunk::Loss(int mb) {
   ASSIGN_OR_RETURN(MicrobatchState * st, Find(mb, "the loss"));
   if (!spec_.has_head) return absl::FailedPreconditionError("only the head's chunk has a loss");

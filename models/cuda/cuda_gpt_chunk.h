@@ -64,6 +64,9 @@ class CudaGptChunk {
   absl::StatusOr<const bf16*> Output(int mb) const;
   // The mean token loss of F(mb) (the head's chunk); waits for the stream.
   absl::StatusOr<double> Loss(int mb);
+  // The device (B*T) per-token losses of F(mb) (the head's chunk), final once the stream
+  // reaches this point; valid until mb is released. Does not wait.
+  absl::StatusOr<const float*> DeviceLosses(int mb) const;
   // B(mb): `dout` the device (B, T, C) gradient of the output (null for the head's chunk).
   absl::Status BackwardInput(int mb, const bf16* dout);
   // The device (B, T, C) gradient of the input after B(mb) (not the embedding's chunk).

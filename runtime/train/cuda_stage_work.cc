@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "ops/cuda/convert.h"
 #include "ops/cuda/cuda_malloc_backing.h"
 #include "ops/cuda/cuda_status.h"
+#include "runtime/trace/recorder.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::runtime {
@@ -52,6 +54,8 @@ absl::StatusOr<std::unique_ptr<CudaStageWork>> CudaStageWork::Create(
 absl::Status CudaStageWork::Init() {
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&anchor_));
+  completer_ = std::thread([this] { CompleteLoop(); });
   ASSIGN_OR_RETURN(matmul_, oc::Matmul::Create());
   allocator_ = std::make_unique<oc::CachingAllocator>(std::make_unique<oc::CudaMallocBacking>(),
                                                       oc::CachingAllocatorOptions{});
@@ -93,6 +97,7 @@ absl::Status CudaStageWork::Init() {
 }
 
 CudaStageWork::~CudaStageWork() {
+  StopCompletions();  // runs every queued completion first
   if (stream_ == nullptr) return;
   cudaSetDevice(options_.device);
   if (moments_written_ && optimizer_.states != nullptr) ExportOptimizerState().IgnoreError();
@@ -105,6 +110,10 @@ CudaStageWork::~CudaStageWork() {
   if (staging_ != nullptr) allocator_->Free(staging_).IgnoreError();
   allocator_.reset();
   matmul_.reset();
+  if (last_) GiveBack(*last_);
+  for (void* buffer : all_pinned_) cudaFreeHost(buffer);
+  for (cudaEvent_t event : all_events_) cudaEventDestroy(event);
+  if (anchor_ != nullptr) cudaEventDestroy(anchor_);
   cudaStreamDestroy(stream_);
 }
 
@@ -134,6 +143,10 @@ void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
   }
   step_ = step;
   folded_ = false;
+  // The anchor of this step's device times (the stream is idle between steps).
+  Keep(oc::CudaStatus(cudaEventRecord(anchor_, stream_), "cudaEventRecord", __FILE__, __LINE__));
+  Keep(oc::CudaStatus(cudaEventSynchronize(anchor_), "cudaEventSynchronize", __FILE__, __LINE__));
+  anchor_ns_ = trace::NowNanos();
   for (auto& [index, chunk] : chunks_) Keep(chunk->SetStepMicrobatches(num_microbatches));
 }
 
@@ -145,20 +158,165 @@ absl::StatusOr<models::cuda::CudaGptChunk*> CudaStageWork::Get(int chunk) const 
   return it->second.get();
 }
 
-absl::Status CudaStageWork::StageIn(const Payload& payload) {
+absl::StatusOr<void*> CudaStageWork::Pinned(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < free_pinned_.size(); ++i) {
+      if (free_pinned_[i].second < bytes) continue;
+      void* buffer = free_pinned_[i].first;
+      free_pinned_.erase(free_pinned_.begin() + i);
+      return buffer;
+    }
+  }
+  void* buffer = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMallocHost(&buffer, std::max<size_t>(bytes, 1)));
+  std::lock_guard<std::mutex> lock(mu_);
+  all_pinned_.push_back(buffer);
+  pinned_bytes_[buffer] = std::max<size_t>(bytes, 1);
+  return buffer;
+}
+
+absl::StatusOr<cudaEvent_t> CudaStageWork::Event() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_events_.empty()) {
+      cudaEvent_t event = free_events_.back();
+      free_events_.pop_back();
+      return event;
+    }
+  }
+  cudaEvent_t event = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&event));
+  std::lock_guard<std::mutex> lock(mu_);
+  all_events_.push_back(event);
+  return event;
+}
+
+void CudaStageWork::GiveBack(Enqueued& action) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (void* buffer : action.pinned) free_pinned_.emplace_back(buffer, pinned_bytes_[buffer]);
+  for (cudaEvent_t event : {action.begin, action.end}) {
+    if (event != nullptr) free_events_.push_back(event);
+  }
+  action.pinned.clear();
+  action.begin = action.end = nullptr;
+}
+
+void CudaStageWork::Abandon(Enqueued& action) {
+  // Its copies may still read its pinned buffers: let the stream finish before reusing them.
+  cudaStreamSynchronize(stream_);
+  GiveBack(action);
+}
+
+absl::StatusOr<CudaStageWork::Enqueued> CudaStageWork::Begin() {
+  if (last_) {  // an earlier call whose completion was never asked for
+    Abandon(*last_);
+    last_.reset();
+  }
+  Enqueued action;
+  action.anchor_ns = anchor_ns_;
+  ASSIGN_OR_RETURN(action.begin, Event());
+  absl::StatusOr<cudaEvent_t> end = Event();
+  if (!end.ok()) {
+    GiveBack(action);
+    return end.status();
+  }
+  action.end = *end;
+  if (absl::Status s = oc::CudaStatus(cudaEventRecord(action.begin, stream_), "cudaEventRecord",
+                                      __FILE__, __LINE__);
+      !s.ok()) {
+    GiveBack(action);
+    return s;
+  }
+  return action;
+}
+
+absl::Status CudaStageWork::End(Enqueued action) {
+  if (absl::Status s = oc::CudaStatus(cudaEventRecord(action.end, stream_), "cudaEventRecord",
+                                      __FILE__, __LINE__);
+      !s.ok()) {
+    Abandon(action);
+    return s;
+  }
+  last_ = std::move(action);
+  return absl::OkStatus();
+}
+
+void CudaStageWork::OnComplete(Completion done) {
+  if (!last_) {  // nothing enqueued (not expected after an OK call): complete at once
+    done(absl::OkStatus(), 0, 0);
+    return;
+  }
+  Enqueued action = std::move(*last_);
+  last_.reset();
+  action.done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    completions_.push_back(std::move(action));
+  }
+  cv_.notify_one();
+}
+
+void CudaStageWork::CompleteLoop() {
+  cudaSetDevice(options_.device);
+  for (;;) {
+    Enqueued action;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !completions_.empty(); });
+      if (completions_.empty()) return;
+      action = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    // Waits on this thread only: the stream and the lane go on.
+    absl::Status status = oc::CudaStatus(cudaEventSynchronize(action.end), "cudaEventSynchronize",
+                                         __FILE__, __LINE__);
+    int64_t begin_ns = 0, end_ns = 0;
+    if (status.ok()) {
+      float begin_ms = 0, end_ms = 0;
+      if (cudaEventElapsedTime(&begin_ms, anchor_, action.begin) == cudaSuccess &&
+          cudaEventElapsedTime(&end_ms, anchor_, action.end) == cudaSuccess) {
+        begin_ns = action.anchor_ns + static_cast<int64_t>(1e6 * begin_ms);
+        end_ns = action.anchor_ns + static_cast<int64_t>(1e6 * end_ms);
+      }
+      for (const std::function<void()>& finish : action.finish) finish();
+    }
+    GiveBack(action);
+    action.done(status, begin_ns, end_ns);
+  }
+}
+
+void CudaStageWork::StopCompletions() {
+  if (!completer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  completer_.join();
+}
+
+absl::Status CudaStageWork::StageIn(const Payload& payload, Enqueued& action) {
   const int64_t n = static_cast<int64_t>(payload.size());
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_floats_, payload.data(), n * sizeof(float),
-                                       cudaMemcpyHostToDevice, stream_));
+  ASSIGN_OR_RETURN(void* pinned, Pinned(n * sizeof(float)));
+  action.pinned.push_back(pinned);
+  std::memcpy(pinned, payload.data(), n * sizeof(float));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(staging_floats_, pinned, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
   return oc::FloatToBf16(staging_, staging_floats_, n, stream_);
 }
 
-absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n,
-                                     Payload* payload) {
+absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
+                                     Enqueued& action) {
   RETURN_IF_ERROR(oc::Bf16ToFloat(staging_floats_, device, n, stream_));
-  payload->resize(n);
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(payload->data(), staging_floats_, n * sizeof(float),
-                                       cudaMemcpyDeviceToHost, stream_));
-  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  ASSIGN_OR_RETURN(void* pinned, Pinned(n * sizeof(float)));
+  action.pinned.push_back(pinned);
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(pinned, staging_floats_, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  action.finish.push_back([pinned, n, payload] {
+    const float* values = static_cast<const float*>(pinned);
+    payload->assign(values, values + n);
+  });
   return absl::OkStatus();
 }
 
@@ -177,43 +335,88 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
   if (input != nullptr) {
     RETURN_IF_ERROR(CheckTensorRows("activation for F", step_, chunk, mb, input->size(),
                                     o.micro_batch_size, data.length(), host.config().d_model));
-    RETURN_IF_ERROR(StageIn(*input));
   }
-  RETURN_IF_ERROR(
-      c->Forward(mb, data.tokens(), input != nullptr ? staging_ : nullptr, data.targets()));
-  if (c->spec().has_head) {
-    ASSIGN_OR_RETURN(*loss, c->Loss(mb));
-    return absl::OkStatus();
+  ASSIGN_OR_RETURN(Enqueued action, Begin());
+  absl::Status s = input != nullptr ? StageIn(*input, action) : absl::OkStatus();
+  if (s.ok()) {
+    s = c->Forward(mb, data.tokens(), input != nullptr ? staging_ : nullptr, data.targets());
   }
-  ASSIGN_OR_RETURN(const models::cuda::bf16* out, c->Output(mb));
-  return StageOut(out, n, output);
+  if (s.ok() && c->spec().has_head) {  // the loss: the losses' mean, on completion
+    const int64_t tokens = int64_t{o.micro_batch_size} * o.seq_len;
+    absl::StatusOr<const float*> losses = c->DeviceLosses(mb);
+    absl::StatusOr<void*> pinned =
+        losses.ok() ? Pinned(tokens * sizeof(float)) : absl::StatusOr<void*>(losses.status());
+    s = pinned.status();
+    if (s.ok()) {
+      action.pinned.push_back(*pinned);
+      s = oc::CudaStatus(cudaMemcpyAsync(*pinned, *losses, tokens * sizeof(float),
+                                         cudaMemcpyDeviceToHost, stream_),
+                         "cudaMemcpyAsync", __FILE__, __LINE__);
+      action.finish.push_back([values = static_cast<const float*>(*pinned), tokens, loss] {
+        double sum = 0;
+        for (int64_t i = 0; i < tokens; ++i) sum += values[i];
+        *loss = sum / static_cast<double>(tokens);
+      });
+    }
+  } else if (s.ok()) {
+    absl::StatusOr<const models::cuda::bf16*> out = c->Output(mb);
+    s = out.ok() ? StageOut(*out, n, output, action) : out.status();
+  }
+  if (!s.ok()) {
+    Abandon(action);
+    return s;
+  }
+  return End(std::move(action));
 }
 
-absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
-                                          Payload* input_grad) {
-  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+absl::Status CudaStageWork::EnqueueBackwardInput(models::cuda::CudaGptChunk* c, int chunk, int mb,
+                                                 const Payload* grad, Payload* input_grad,
+                                                 Enqueued& action) {
   const Chunk& host = *host_.at(chunk);
   const models::ChunkOptions& o = host.options();
   const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
   if (grad != nullptr) {
     RETURN_IF_ERROR(CheckTensorRows("gradient for I", step_, chunk, mb, grad->size(),
                                     o.micro_batch_size, o.seq_len, host.config().d_model));
-    RETURN_IF_ERROR(StageIn(*grad));
+    RETURN_IF_ERROR(StageIn(*grad, action));
   }
   RETURN_IF_ERROR(c->BackwardInput(mb, grad != nullptr ? staging_ : nullptr));
   if (c->spec().has_embedding) return absl::OkStatus();
   ASSIGN_OR_RETURN(const models::cuda::bf16* g, c->InputGrad(mb));
-  return StageOut(g, n, input_grad);
+  return StageOut(g, n, input_grad, action);
+}
+
+absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
+                                          Payload* input_grad) {
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+  ASSIGN_OR_RETURN(Enqueued action, Begin());
+  if (absl::Status s = EnqueueBackwardInput(c, chunk, mb, grad, input_grad, action); !s.ok()) {
+    Abandon(action);
+    return s;
+  }
+  return End(std::move(action));
 }
 
 absl::Status CudaStageWork::BackwardWeights(int chunk, int mb) {
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
-  return c->BackwardWeights(mb);
+  ASSIGN_OR_RETURN(Enqueued action, Begin());
+  if (absl::Status s = c->BackwardWeights(mb); !s.ok()) {
+    Abandon(action);
+    return s;
+  }
+  return End(std::move(action));
 }
 
 absl::Status CudaStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
-  RETURN_IF_ERROR(BackwardInput(chunk, mb, grad, input_grad));
-  return BackwardWeights(chunk, mb);
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
+  ASSIGN_OR_RETURN(Enqueued action, Begin());
+  absl::Status s = EnqueueBackwardInput(c, chunk, mb, grad, input_grad, action);
+  if (s.ok()) s = c->BackwardWeights(mb);
+  if (!s.ok()) {
+    Abandon(action);
+    return s;
+  }
+  return End(std::move(action));
 }
 
 absl::Status CudaStageWork::Fold() {

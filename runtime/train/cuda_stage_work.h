@@ -4,20 +4,32 @@
 // cuBLASLt handle and caching allocator, and its optimizer is the multi-tensor AdamW of
 // ops/cuda/adamw.h, fed the clip scale the stages agreed on (runtime/train/optimizer.h).
 //
+// Compute actions only enqueue (StageWork::CompletesLater): each is bracketed by two CUDA
+// events, and a completion thread waits for the second, writes the action's host results and
+// reports its device begin and end on the host's steady clock (re-anchored at each step's
+// start). With the actor runtime's lane depth 2, the next action is enqueued while one runs, so
+// the stream does not wait for the host between them. The optimizer phases return host values
+// and wait for the stream, once a step.
+//
 // The actor runtime's payloads are host float vectors, so an activation or a gradient that
-// leaves the stage is converted and copied to the host (bf16 values, exactly representable as
-// floats) and back on the receiving stage: results do not depend on how stages are placed, but
-// every hand-off crosses PCIe. Actions with no host result (W, the first chunk's B) only
-// enqueue their kernels. Not data, expert or sequence-length parallel: CheckCudaStageSupport
-// lists what it refuses.
+// leaves the stage goes through pinned host memory (bf16 values, exact as floats) and back on
+// the receiving stage: results do not depend on how stages are placed, but every hand-off
+// crosses PCIe. Not data, expert or sequence-length parallel (launch refuses those flags).
 #ifndef STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 
 #include <cuda_runtime_api.h>
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +61,8 @@ class CudaStageWork : public StageWork {
   ~CudaStageWork() override;
 
   void BeginStep(int64_t step, int num_microbatches) override;
+  bool CompletesLater() const override { return true; }
+  void OnComplete(Completion done) override;
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
@@ -78,10 +92,37 @@ class CudaStageWork : public StageWork {
   absl::Status Upload();
   // The head's gradient folded in, once per step (before norms or tied sums read gradients).
   absl::Status Fold();
-  // A (B, T, C) host payload into the stage's bf16 staging buffer; the staging buffer (bf16)
-  // into a host payload. Both on the stream; the download waits for it.
-  absl::Status StageIn(const Payload& payload);
-  absl::Status StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload);
+  // An action on its way: its events, what its completion does on the host (results from
+  // pinned memory into the caller's), and the pinned buffers to give back after.
+  struct Enqueued {
+    cudaEvent_t begin = nullptr, end = nullptr;
+    std::vector<std::function<void()>> finish;
+    std::vector<void*> pinned;
+    int64_t anchor_ns = 0;  // the host time of anchor_ (this step's)
+    Completion done;
+  };
+  // Starts an action: its begin event on the stream.
+  absl::StatusOr<Enqueued> Begin();
+  // Ends it (the end event), keeps it for OnComplete.
+  absl::Status End(Enqueued action);
+  // A (B, T, C) host payload into the stage's bf16 staging buffer (through pinned memory).
+  absl::Status StageIn(const Payload& payload, Enqueued& action);
+  // `n` bf16 device values to `payload`, written when the action completes.
+  absl::Status StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
+                        Enqueued& action);
+  // The I of `chunk` with its input gradient to `input_grad` (on completion), into `action`.
+  absl::Status EnqueueBackwardInput(models::cuda::CudaGptChunk* c, int chunk, int mb,
+                                    const Payload* grad, Payload* input_grad, Enqueued& action);
+  // Pinned host memory and events, reused; thread-safe (the completion thread gives back).
+  absl::StatusOr<void*> Pinned(size_t bytes);
+  void GiveBack(Enqueued& action);
+  // GiveBack for an action that will not complete (its call failed part-way): after the stream
+  // has drained, so that nothing still reads its buffers.
+  void Abandon(Enqueued& action);
+  absl::StatusOr<cudaEvent_t> Event();
+  // The completion thread: waits for each action's end event in order, then completes it.
+  void CompleteLoop();
+  void StopCompletions();
   // A failure of a phase that returns no status: kept, and returned by the next step's F.
   void Keep(const absl::Status& status);
 
@@ -106,6 +147,20 @@ class CudaStageWork : public StageWork {
   int64_t step_ = 0;
   double data_seconds_ = 0;
   absl::Status status_;  // a failed optimizer phase (Keep)
+  // The anchor of device times: an event recorded at the step's start and the host time it
+  // completed at.
+  cudaEvent_t anchor_ = nullptr;
+  int64_t anchor_ns_ = 0;
+  std::optional<Enqueued> last_;  // the last action's, until OnComplete takes it
+  std::mutex mu_;                 // guards what follows
+  std::condition_variable cv_;
+  std::deque<Enqueued> completions_;
+  bool stopping_ = false;
+  std::vector<std::pair<void*, size_t>> free_pinned_;
+  std::vector<void*> all_pinned_;
+  std::map<void*, size_t> pinned_bytes_;
+  std::vector<cudaEvent_t> free_events_, all_events_;
+  std::thread completer_;
 };
 
 }  // namespace stagehand::runtime
