@@ -35,6 +35,14 @@ OMP_NUM_THREADS=2 "$LAUNCH" --steps=5 --seed=7 --save_params="$OUT/omp2.safetens
   > "$OUT/omp2.log" 2>&1 || fail "OMP_NUM_THREADS=2 run exited non-zero: $(tail -3 "$OUT/omp2.log")"
 grep -q 'compute lanes share' "$OUT/omp2.log" && fail "OMP_NUM_THREADS=2 was not left to the user"
 cmp -s "$OUT/a.safetensors" "$OUT/omp2.safetensors" || fail "OpenMP teams of 2 changed the bits"
+# One action at a time on each lane (--lane_depth=1) against the default queue of two: the same
+# bits, and the traced run says its lanes' gap.
+"$LAUNCH" --steps=5 --seed=7 --lane_depth=1 --save_params="$OUT/depth1.safetensors" \
+  --trace="$OUT/depth1.json" > "$OUT/depth1.log" 2>&1 \
+  || fail "--lane_depth=1 run exited non-zero: $(tail -3 "$OUT/depth1.log")"
+cmp -s "$OUT/a.safetensors" "$OUT/depth1.safetensors" || fail "--lane_depth=1 changed the bits"
+grep -q '^trace: lane gap median [0-9.]* us between an action and the next' "$OUT/depth1.log" \
+  || fail "no lane gap line: $(grep '^trace' "$OUT/depth1.log")"
 "$LAUNCH" --steps=5 --seed=8 --save_params="$OUT/c.safetensors" > /dev/null 2>&1
 cmp -s "$OUT/a.safetensors" "$OUT/c.safetensors" && fail "a different seed gave the same parameters"
 
@@ -64,6 +72,7 @@ expect_error "--trace=$OUT is a directory" --trace="$OUT"
 expect_error "--export=/no/such/dir/hf.safetensors: directory" --export=/no/such/dir/hf.safetensors
 # --device: cpu or cuda; cuda refuses what its stage work does not train, naming the flag, and a
 # launch built without --config=cuda says how to build one.
+expect_error "--lane_depth=0: must be between 1 and 8" --lane_depth=0
 expect_error "--device=tpu: unknown device (cpu or cuda)" --device=tpu
 expect_error "--device=cuda does not take --dp=2 (one replica on one GPU) yet" --device=cuda --dp=2
 expect_error "--device=cuda does not take --nprocs/--hostfile" --device=cuda --nprocs=2

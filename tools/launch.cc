@@ -87,10 +87,6 @@ ABSL_FLAG(double, link_latency_us, 0.0,
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
-ABSL_FLAG(int, lane_depth, 2,
-          "actions each stage's compute lane holds: 2 queues the next action a stage can already "
-          "decide behind the running one (the actor round trip hides under compute); 1 starts "
-          "each only after the last finished. Results do not depend on it");
 ABSL_FLAG(std::string, device, "cpu",
           "where the one process trains: cpu, or cuda (a GPU: a launch built with "
           "--config=cuda; GPT-2-style models, one replica)");
@@ -108,7 +104,6 @@ struct LaunchConfig : tools::TrainConfig {
   std::string export_path;
   std::string init_from;
   std::string device = "cpu";  // --device
-  int lane_depth = 2;          // --lane_depth
 };
 
 // --device against the other flags, before anything is built: cpu or cuda, and cuda only for
@@ -163,11 +158,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
   c.device = absl::GetFlag(FLAGS_device);
-  c.lane_depth = absl::GetFlag(FLAGS_lane_depth);
-  if (c.lane_depth < 1 || c.lane_depth > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--lane_depth=", c.lane_depth, ": must be in [1, 8]"));
-  }
   RETURN_IF_ERROR(ValidateDevice(c));
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {

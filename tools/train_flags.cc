@@ -64,6 +64,10 @@ ABSL_FLAG(int, ep, 1,
           "expert parallelism: groups of this many --dp replicas split every MoE layer's "
           "experts (each holds experts/ep of them; tokens reach them by all-to-all); must "
           "divide --dp and every MoE layer's expert count");
+ABSL_FLAG(int, lane_depth, 2,
+          "actions each stage's compute lane holds: 2 queues the next action a stage can already "
+          "decide behind the running one (the actor round trip hides under compute); 1 starts "
+          "each only after the last finished. Results do not depend on it");
 ABSL_FLAG(bool, moe_sub_steps, false,
           "run MoE actions as sub-steps (dispatch / combine on the communication lane) under "
           "every planner, one action at a time unless the planner overlaps them (1f1b_overlap, "
@@ -295,6 +299,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "zero",
                                                  "ep",
                                                  "moe_sub_steps",
+                                                 "lane_depth",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff",
                                                  "packing",
@@ -465,6 +470,11 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.zero = absl::GetFlag(FLAGS_zero);
   c.ep = absl::GetFlag(FLAGS_ep);
   c.moe_sub_steps = absl::GetFlag(FLAGS_moe_sub_steps);
+  c.lane_depth = absl::GetFlag(FLAGS_lane_depth);
+  if (c.lane_depth < 1 || c.lane_depth > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lane_depth=", c.lane_depth, ": must be between 1 and 8"));
+  }
   if (c.dp < 1 || c.dp > kMaxDataParallel) {
     return absl::InvalidArgumentError(
         absl::StrCat("--dp=", c.dp, ": must be between 1 and ", kMaxDataParallel));

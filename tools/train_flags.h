@@ -39,10 +39,11 @@ struct TrainConfig {
   runtime::OptimizerConfig optimizer;  // schedule.total_steps = steps
   int steps = 0;
   int stages = 1;
-  int dp = 1;    // --dp: data-parallel replicas of the pipeline
-  int zero = 0;  // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
-  int ep = 1;    // --ep: expert-parallel group size, carved out of --dp
+  int dp = 1;                  // --dp: data-parallel replicas of the pipeline
+  int zero = 0;                // --zero: 1 shards AdamW moments over the --dp replicas (ZeRO-1)
+  int ep = 1;                  // --ep: expert-parallel group size, carved out of --dp
   bool moe_sub_steps = false;  // --moe_sub_steps: MoE actions as sub-steps under any planner
+  int lane_depth = 2;          // --lane_depth: actions a stage's compute lane holds
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;

@@ -179,6 +179,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.zero = c.zero;
   o.ep = c.ep;
   o.moe_sub_steps = c.moe_sub_steps;
+  o.lane_depth = c.lane_depth;
   o.collective_latency_us = absl::GetFlag(FLAGS_collective_latency_us);
   o.collective_gbps = absl::GetFlag(FLAGS_collective_gbps);
   if (o.collective_latency_us < 0 || o.collective_gbps < 0) {

@@ -650,6 +650,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
                       node.specs};
     si.reduce_lane = o.dp > 1 ? node.reduce_lanes.back().get() : nullptr;
     si.grad_bucket_mb = o.grad_bucket_mb;
+    si.lane_depth = o.lane_depth;
     // MoE sub-steps as in one process (actors/pipeline.cc).
     if (RunsSubSteps(*o.planner, *node.works.back(), o.moe_sub_steps)) {
       node.sub_step_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));

@@ -57,6 +57,7 @@ struct WorkerOptions {
   int ep = 1;
   // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
   bool moe_sub_steps = false;
+  int lane_depth = 1;  // --lane_depth (PipelineOptions::lane_depth)
   // --link_latency_us / --link_gbps: a modelled link added to every collective call of the
   // data- and expert-parallel groups (runtime/collectives/latency_collective.h); 0: none.
   double collective_latency_us = 0, collective_gbps = 0;
