@@ -6,7 +6,8 @@
 // real compute; each mode's trace summarised (runtime/trace/summary.h: the share of REDUCE_GRAD
 // time while some stage of the step still ran I, W or B).
 // The 4 compute lanes split the cores' OpenMP threads as launch does (unless OMP_NUM_THREADS is
-// set). Usage: grad_overlap_benchmark [latency_us=200] [steps=8] [grad_bucket_mb=0.25]
+// set), and hold the next action as launch's default does (--lane_depth=2). Usage:
+// grad_overlap_benchmark [latency_us=200] [steps=8] [grad_bucket_mb=0.25] [lane_depth=2]
 // Not a test: timings on a shared machine vary; the ratio is what to read.
 #include <algorithm>
 #include <cstdio>
@@ -80,7 +81,7 @@ int LaneThreads() {
 
 absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
                              runtime::GradReductionStart start, double latency_us, int steps,
-                             double bucket_mb) {
+                             double bucket_mb, int lane_depth) {
   ASSIGN_OR_RETURN(const runtime::PlannerDefinition* definition,
                    runtime::PlannerRegistry::Default().Get(planner));
   runtime::WindowSampler sampler(&Tokens(), kMicroBatch, kSeqLen, 7);
@@ -97,6 +98,7 @@ absl::StatusOr<Measured> Run(const std::string& planner, int chunks_per_stage,
   o.grad_bucket_mb = bucket_mb;
   o.trace = &recorder;
   o.lane_omp_threads = LaneThreads();
+  o.lane_depth = lane_depth;
   ASSIGN_OR_RETURN(ModelPipeline mp, BuildModelPipeline(o, &sampler));
   for (int step = 1; step <= steps; ++step) RETURN_IF_ERROR(mp.pipeline->RunStep(step).status());
   const runtime::trace::Trace trace = recorder.Collect();
@@ -113,11 +115,12 @@ int Main(int argc, char** argv) {
   const double latency_us = argc > 1 ? std::atof(argv[1]) : 200;
   const int steps = argc > 2 ? std::atoi(argv[2]) : 8;
   const double bucket_mb = argc > 3 ? std::atof(argv[3]) : 0.25;
+  const int lane_depth = argc > 4 ? std::atoi(argv[4]) : 2;
   std::printf(
       "dp %d x pp %d, %d microbatches of %d x %d tokens, --link_latency_us=%g "
-      "--grad_bucket_mb=%g, %d steps (median step); OpenMP threads per lane: %s\n",
-      kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, steps,
-      LaneThreads() > 0 ? std::to_string(LaneThreads()).c_str() : "OpenMP's default");
+      "--grad_bucket_mb=%g --lane_depth=%d, %d steps (median step); OpenMP threads per lane: %s\n",
+      kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, lane_depth,
+      steps, LaneThreads() > 0 ? std::to_string(LaneThreads()).c_str() : "OpenMP's default");
   std::printf("%-27s %-18s %10s %14s %8s %12s\n", "planner", "reduction starts", "step ms",
               "reduction ms", "hidden", "median step");
   const runtime::GradReductionStart starts[3] = {runtime::GradReductionStart::kAsLayersComplete,
@@ -128,7 +131,8 @@ int Main(int argc, char** argv) {
        std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"interleaved", 2}}) {
     Measured m[3];
     for (int i = 0; i < 3; ++i) {
-      absl::StatusOr<Measured> r = Run(planner, chunks, starts[i], latency_us, steps, bucket_mb);
+      absl::StatusOr<Measured> r =
+          Run(planner, chunks, starts[i], latency_us, steps, bucket_mb, lane_depth);
       if (!r.ok()) {
         std::fprintf(stderr, "%s: %s\n", planner.c_str(), r.status().ToString().c_str());
         return 1;
