@@ -442,6 +442,9 @@ struct Session {
   models::GptConfig model;
   std::vector<runtime::OptimizerState> optimizer_states;    // AdamW moments, for checkpoints
   std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
+  // --device=cuda: the stages' device hand-off (runtime::DeviceHandoff), which outlives the
+  // pipeline; held as void so that the CPU build needs no CUDA type.
+  std::shared_ptr<void> device_handoff;
   actors::ModelPipeline mp;
   std::vector<runtime::Chunk*> chunks;
   std::vector<runtime::ChunkState> chunk_states;
@@ -519,13 +522,20 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
     ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo device, ops::cuda::ProbeDevice());
     std::printf("device: %s; %d stage%s on its streams\n",
                 ops::cuda::DescribeDevice(device).c_str(), c.stages, c.stages == 1 ? "" : "s");
-    options.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
-                            const runtime::WindowSampler* sampler, int num_microbatches,
-                            const runtime::OptimizerConfig& optimizer)
+    // Every stage is on this one GPU: activations and gradients stay on it.
+    auto handoff = std::make_shared<runtime::DeviceHandoff>(device.device);
+    s.device_handoff = handoff;
+    runtime::CudaStageOptions stage_options;
+    stage_options.device = device.device;
+    stage_options.handoff = handoff.get();
+    options.stage_work = [stage_options](const std::map<int, runtime::Chunk*>& held, int num_chunks,
+                                         const runtime::WindowSampler* sampler,
+                                         int num_microbatches,
+                                         const runtime::OptimizerConfig& optimizer)
         -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
       ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
                        runtime::CudaStageWork::Create(held, num_chunks, sampler, num_microbatches,
-                                                      optimizer, runtime::CudaStageOptions{}));
+                                                      optimizer, stage_options));
       return std::unique_ptr<runtime::StageWork>(std::move(work));
     };
   }

@@ -19,6 +19,97 @@ namespace stagehand::runtime {
 
 namespace oc = ::stagehand::ops::cuda;
 
+DeviceHandoff::~DeviceHandoff() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [key, tensor] : held_) {
+    if (allocator_) allocator_->Free(tensor.data).IgnoreError();
+  }
+  held_.clear();
+  allocator_.reset();
+  for (cudaEvent_t event : all_events_) cudaEventDestroy(event);
+}
+
+absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source, int64_t elements,
+                                cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (allocator_ == nullptr) {
+    allocator_ = std::make_unique<oc::CachingAllocator>(std::make_unique<oc::CudaMallocBacking>(),
+                                                        oc::CachingAllocatorOptions{});
+  }
+  // What an abandoned run of a step left (never taken): its producers' streams are long done.
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (std::make_tuple(it->first.step, it->first.run) < std::make_tuple(key.step, key.run)) {
+      allocator_->Free(it->second.data).IgnoreError();
+      free_events_.push_back(it->second.ready);
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (held_.count(key) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device hand-off of ", key.gradient ? "the gradient for I" : "the activation for F", " c",
+        key.chunk, " mb", key.microbatch, " of step ", key.step, " put twice"));
+  }
+  cudaEvent_t ready = nullptr;
+  if (!free_events_.empty()) {
+    ready = free_events_.back();
+    free_events_.pop_back();
+  } else {
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    all_events_.push_back(ready);
+  }
+  absl::StatusOr<void*> block = allocator_->Allocate(elements * sizeof(models::cuda::bf16));
+  if (!block.ok()) {
+    free_events_.push_back(ready);
+    return block.status();
+  }
+  const Tensor tensor{static_cast<models::cuda::bf16*>(*block), elements, ready};
+  absl::Status s =
+      oc::CudaStatus(cudaMemcpyAsync(tensor.data, source, elements * sizeof(models::cuda::bf16),
+                                     cudaMemcpyDeviceToDevice, stream),
+                     "cudaMemcpyAsync", __FILE__, __LINE__);
+  if (s.ok()) {
+    s = oc::CudaStatus(cudaEventRecord(ready, stream), "cudaEventRecord", __FILE__, __LINE__);
+  }
+  if (!s.ok()) {
+    cudaStreamSynchronize(stream);
+    allocator_->Free(tensor.data).IgnoreError();
+    free_events_.push_back(ready);
+    return s;
+  }
+  held_[key] = tensor;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceHandoff::Tensor> DeviceHandoff::Take(const Key& key, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(key);
+  if (it == held_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no device hand-off of ", key.gradient ? "the gradient for I" : "the activation for F",
+        " c", key.chunk, " mb", key.microbatch, " of step ", key.step,
+        ": its producer put none (or another run's)"));
+  }
+  Tensor tensor = it->second;
+  held_.erase(it);
+  // The wait binds to the event's record now: the event may be recorded again after this.
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, tensor.ready, 0));
+  free_events_.push_back(tensor.ready);
+  tensor.ready = nullptr;
+  return tensor;
+}
+
+void DeviceHandoff::GiveBack(const Tensor& tensor) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (allocator_ != nullptr) allocator_->Free(tensor.data).IgnoreError();
+}
+
+int DeviceHandoff::held() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(held_.size());
+}
+
 CudaStageWork::CudaStageWork(std::map<int, Chunk*> chunks, int num_chunks,
                              const WindowSampler* sampler, int num_microbatches,
                              OptimizerConfig optimizer, CudaStageOptions options)
@@ -141,6 +232,7 @@ void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
     Keep(Upload());
     uploaded_ = true;
   }
+  run_ = step == step_ ? run_ + 1 : 0;
   step_ = step;
   folded_ = false;
   // The anchor of this step's device times (the stream is idle between steps).
@@ -193,6 +285,8 @@ absl::StatusOr<cudaEvent_t> CudaStageWork::Event() {
 }
 
 void CudaStageWork::GiveBack(Enqueued& action) {
+  for (const std::function<void()>& release : action.release) release();
+  action.release.clear();
   std::lock_guard<std::mutex> lock(mu_);
   for (void* buffer : action.pinned) free_pinned_.emplace_back(buffer, pinned_bytes_[buffer]);
   for (cudaEvent_t event : {action.begin, action.end}) {
@@ -320,6 +414,33 @@ absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n
   return absl::OkStatus();
 }
 
+absl::Status CudaStageWork::TakeInput(bool gradient, int chunk, int mb, int64_t elements,
+                                      Enqueued& action) {
+  if (options_.handoff == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(gradient ? "I" : "F", " c", chunk, " mb", mb,
+                                                   " of step ", step_, ": no input was given"));
+  }
+  DeviceHandoff* handoff = options_.handoff;
+  ASSIGN_OR_RETURN(DeviceHandoff::Tensor tensor,
+                   handoff->Take(DeviceHandoff::Key{step_, run_, gradient, chunk, mb}, stream_));
+  action.release.push_back([handoff, tensor] { handoff->GiveBack(tensor); });
+  if (tensor.elements != elements) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        gradient ? "gradient for I" : "activation for F", " c", chunk, " mb", mb, " of step ",
+        step_, ": the device hand-off holds ", tensor.elements, " values, expected ", elements));
+  }
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_, tensor.data, elements * sizeof(models::cuda::bf16),
+                                       cudaMemcpyDeviceToDevice, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaStageWork::PutOutput(bool gradient, int chunk, int mb,
+                                      const models::cuda::bf16* device, int64_t elements) {
+  const int consumer = gradient ? chunk - 1 : chunk + 1;
+  return options_.handoff->Put(DeviceHandoff::Key{step_, run_, gradient, consumer, mb}, device,
+                               elements, stream_);
+}
+
 absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
                                     double* loss) {
   RETURN_IF_ERROR(status_);
@@ -332,14 +453,22 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
   data_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
-  if (input != nullptr) {
+  // The input: floats from another process or from a stage without the hand-off, or the
+  // device tensor its producer handed over (the message then carries none).
+  const bool floats = input != nullptr && !input->empty();
+  if (floats) {
     RETURN_IF_ERROR(CheckTensorRows("activation for F", step_, chunk, mb, input->size(),
                                     o.micro_batch_size, data.length(), host.config().d_model));
   }
   ASSIGN_OR_RETURN(Enqueued action, Begin());
-  absl::Status s = input != nullptr ? StageIn(*input, action) : absl::OkStatus();
+  absl::Status s;
+  if (floats) {
+    s = StageIn(*input, action);
+  } else if (!c->spec().has_embedding) {
+    s = TakeInput(/*gradient=*/false, chunk, mb, n, action);
+  }
   if (s.ok()) {
-    s = c->Forward(mb, data.tokens(), input != nullptr ? staging_ : nullptr, data.targets());
+    s = c->Forward(mb, data.tokens(), c->spec().has_embedding ? nullptr : staging_, data.targets());
   }
   if (s.ok() && c->spec().has_head) {  // the loss: the losses' mean, on completion
     const int64_t tokens = int64_t{o.micro_batch_size} * o.seq_len;
@@ -360,7 +489,14 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
     }
   } else if (s.ok()) {
     absl::StatusOr<const models::cuda::bf16*> out = c->Output(mb);
-    s = out.ok() ? StageOut(*out, n, output, action) : out.status();
+    if (!out.ok()) {
+      s = out.status();
+    } else if (options_.handoff != nullptr) {
+      s = PutOutput(/*gradient=*/false, chunk, mb, *out, n);
+      output->clear();
+    } else {
+      s = StageOut(*out, n, output, action);
+    }
   }
   if (!s.ok()) {
     Abandon(action);
@@ -375,14 +511,20 @@ absl::Status CudaStageWork::EnqueueBackwardInput(models::cuda::CudaGptChunk* c, 
   const Chunk& host = *host_.at(chunk);
   const models::ChunkOptions& o = host.options();
   const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
-  if (grad != nullptr) {
+  if (grad != nullptr && !grad->empty()) {
     RETURN_IF_ERROR(CheckTensorRows("gradient for I", step_, chunk, mb, grad->size(),
                                     o.micro_batch_size, o.seq_len, host.config().d_model));
     RETURN_IF_ERROR(StageIn(*grad, action));
+  } else if (!c->spec().has_head) {
+    RETURN_IF_ERROR(TakeInput(/*gradient=*/true, chunk, mb, n, action));
   }
-  RETURN_IF_ERROR(c->BackwardInput(mb, grad != nullptr ? staging_ : nullptr));
+  RETURN_IF_ERROR(c->BackwardInput(mb, c->spec().has_head ? nullptr : staging_));
   if (c->spec().has_embedding) return absl::OkStatus();
   ASSIGN_OR_RETURN(const models::cuda::bf16* g, c->InputGrad(mb));
+  if (options_.handoff != nullptr) {
+    input_grad->clear();
+    return PutOutput(/*gradient=*/true, chunk, mb, g, n);
+  }
   return StageOut(g, n, input_grad, action);
 }
 

@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -41,11 +42,59 @@
 
 namespace stagehand::runtime {
 
+// Activations and gradients handed between the stages of one process on one GPU as device
+// tensors: the producer's stream copies the tensor into a buffer of the hand-off and records an
+// event after it; the consumer's stream waits on that event and takes the buffer, which goes
+// back once the consumer's action has completed. The message between their actors then
+// carries no floats (it says the tensor is ready). Keyed by (step, run of the step, F or I,
+// destination chunk, microbatch); a new run drops what an abandoned one left. Thread-safe:
+// every stage's lane and completion thread use it.
+class DeviceHandoff {
+ public:
+  struct Key {
+    int64_t step = 0;
+    int run = 0;
+    bool gradient = false;  // an I / B's input gradient; else an F's activation
+    int chunk = 0;          // the consumer's
+    int microbatch = 0;
+    auto Tuple() const { return std::make_tuple(step, run, gradient, chunk, microbatch); }
+    bool operator<(const Key& o) const { return Tuple() < o.Tuple(); }
+  };
+  struct Tensor {
+    models::cuda::bf16* data = nullptr;
+    int64_t elements = 0;
+    cudaEvent_t ready = nullptr;
+  };
+  explicit DeviceHandoff(int device) : device_(device) {}
+  ~DeviceHandoff();
+  DeviceHandoff(const DeviceHandoff&) = delete;
+  DeviceHandoff& operator=(const DeviceHandoff&) = delete;
+  // Copies `elements` bf16 values at `source` on `stream` into a hand-off buffer and records
+  // its event there; InvalidArgument if `key` is already held.
+  absl::Status Put(const Key& key, const models::cuda::bf16* source, int64_t elements,
+                   cudaStream_t stream);
+  // The tensor put under `key` (FailedPrecondition naming it when there is none), its event
+  // waited on by `stream`. Give it back once `stream` is done reading it.
+  absl::StatusOr<Tensor> Take(const Key& key, cudaStream_t stream);
+  void GiveBack(const Tensor& tensor);
+  int held() const;  // tensors put and not taken
+
+ private:
+  int device_;
+  mutable std::mutex mu_;
+  std::unique_ptr<ops::cuda::CachingAllocator> allocator_;  // made on first use
+  std::map<Key, Tensor> held_;
+  std::vector<cudaEvent_t> free_events_, all_events_;
+};
+
 struct CudaStageOptions {
   int device = 0;  // the CUDA device index
   // After every update, copy the master weights back into the host chunks, which evaluation,
   // checkpoints and exports read. False: they keep the initial weights (benchmarks).
   bool mirror_to_host = true;
+  // Shared by every stage of the process on `device` (not owned; null: activations and
+  // gradients leave and enter through the host as float payloads).
+  DeviceHandoff* handoff = nullptr;
 };
 
 class CudaStageWork : public StageWork {
@@ -98,6 +147,8 @@ class CudaStageWork : public StageWork {
     cudaEvent_t begin = nullptr, end = nullptr;
     std::vector<std::function<void()>> finish;
     std::vector<void*> pinned;
+    // Run when its buffers are given back (completed or abandoned): hand-off tensors it read.
+    std::vector<std::function<void()>> release;
     int64_t anchor_ns = 0;  // the host time of anchor_ (this step's)
     Completion done;
   };
@@ -110,6 +161,12 @@ class CudaStageWork : public StageWork {
   // `n` bf16 device values to `payload`, written when the action completes.
   absl::Status StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
                         Enqueued& action);
+  // The chunk's input from the hand-off into the bf16 staging buffer (stream-ordered after its
+  // producer), given back on the action's completion.
+  absl::Status TakeInput(bool gradient, int chunk, int mb, int64_t elements, Enqueued& action);
+  // An output to the hand-off for its consumer (chunk + 1 for F, chunk - 1 for I).
+  absl::Status PutOutput(bool gradient, int chunk, int mb, const models::cuda::bf16* device,
+                         int64_t elements);
   // The I of `chunk` with its input gradient to `input_grad` (on completion), into `action`.
   absl::Status EnqueueBackwardInput(models::cuda::CudaGptChunk* c, int chunk, int mb,
                                     const Payload* grad, Payload* input_grad, Enqueued& action);
@@ -145,6 +202,7 @@ class CudaStageWork : public StageWork {
   bool folded_ = false;
   bool moments_written_ = false;  // an update ran: the moments on the device are the state
   int64_t step_ = 0;
+  int run_ = 0;  // runs of step_ begun before this one (a rerun of the step)
   double data_seconds_ = 0;
   absl::Status status_;  // a failed optimizer phase (Keep)
   // The anchor of device times: an event recorded at the step's start and the host time it

@@ -142,8 +142,9 @@ TEST(CudaStageWork, ActionsCompleteLaterInOrderWithDeviceTimes) {
   EXPECT_FALSE((*work)->Forward(7, 0, nullptr, &none, &loss).ok());
 }
 
-// The model cut in two stages (two works, two streams, payloads through the host) trains
-// bitwise like one stage holding both chunks: losses and parameters.
+// The model cut in two stages (two works, two streams, activations and gradients handed over
+// on the device) trains bitwise like one stage holding both chunks (its local hand-offs through
+// the host as floats): losses and parameters.
 TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   SKIP_WITHOUT_GPU();
   const models::GptConfig model = models::UniformGpt(4, 64, 4, 256, kT, 5);
@@ -156,10 +157,12 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   OptimizerConfig optimizer;
   auto whole = CudaStageWork::Create({{0, (*one)[0].get()}, {1, (*one)[1].get()}}, 2, &sampler, kM,
                                      optimizer, CudaStageOptions{});
-  auto first =
-      CudaStageWork::Create({{0, (*two)[0].get()}}, 2, &sampler, kM, optimizer, CudaStageOptions{});
+  DeviceHandoff handoff(0);
+  CudaStageOptions on_device;
+  on_device.handoff = &handoff;
+  auto first = CudaStageWork::Create({{0, (*two)[0].get()}}, 2, &sampler, kM, optimizer, on_device);
   auto second =
-      CudaStageWork::Create({{1, (*two)[1].get()}}, 2, &sampler, kM, optimizer, CudaStageOptions{});
+      CudaStageWork::Create({{1, (*two)[1].get()}}, 2, &sampler, kM, optimizer, on_device);
   ASSERT_THAT(whole, IsOk());
   ASSERT_THAT(first, IsOk());
   ASSERT_THAT(second, IsOk());
@@ -169,6 +172,7 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
     const double b = Step({first->get(), second->get()}, step, completions);
     EXPECT_EQ(a, b) << "step " << step;
   }
+  EXPECT_EQ(handoff.held(), 0);  // every tensor handed over was taken
   const std::vector<NamedTensor> p = CollectParameters({(*one)[0].get(), (*one)[1].get()});
   const std::vector<NamedTensor> q = CollectParameters({(*two)[0].get(), (*two)[1].get()});
   ASSERT_EQ(p.size(), q.size());
