@@ -414,8 +414,9 @@ absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n
   return absl::OkStatus();
 }
 
-absl::Status CudaStageWork::TakeInput(bool gradient, int chunk, int mb, int64_t elements,
-                                      Enqueued& action) {
+absl::StatusOr<const models::cuda::bf16*> CudaStageWork::TakeInput(bool gradient, int chunk, int mb,
+                                                                   int64_t elements,
+                                                                   Enqueued& action) {
   if (options_.handoff == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(gradient ? "I" : "F", " c", chunk, " mb", mb,
                                                    " of step ", step_, ": no input was given"));
@@ -429,9 +430,7 @@ absl::Status CudaStageWork::TakeInput(bool gradient, int chunk, int mb, int64_t 
         gradient ? "gradient for I" : "activation for F", " c", chunk, " mb", mb, " of step ",
         step_, ": the device hand-off holds ", tensor.elements, " values, expected ", elements));
   }
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staging_, tensor.data, elements * sizeof(models::cuda::bf16),
-                                       cudaMemcpyDeviceToDevice, stream_));
-  return absl::OkStatus();
+  return tensor.data;
 }
 
 absl::Status CudaStageWork::PutOutput(bool gradient, int chunk, int mb,
@@ -462,14 +461,17 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
   }
   ASSIGN_OR_RETURN(Enqueued action, Begin());
   absl::Status s;
+  const models::cuda::bf16* device_input = nullptr;  // the embedding's chunk has none
   if (floats) {
     s = StageIn(*input, action);
+    device_input = staging_;
   } else if (!c->spec().has_embedding) {
-    s = TakeInput(/*gradient=*/false, chunk, mb, n, action);
+    absl::StatusOr<const models::cuda::bf16*> taken =
+        TakeInput(/*gradient=*/false, chunk, mb, n, action);
+    s = taken.status();
+    if (taken.ok()) device_input = *taken;
   }
-  if (s.ok()) {
-    s = c->Forward(mb, data.tokens(), c->spec().has_embedding ? nullptr : staging_, data.targets());
-  }
+  if (s.ok()) s = c->Forward(mb, data.tokens(), device_input, data.targets());
   if (s.ok() && c->spec().has_head) {  // the loss: the losses' mean, on completion
     const int64_t tokens = int64_t{o.micro_batch_size} * o.seq_len;
     absl::StatusOr<const float*> losses = c->DeviceLosses(mb);
@@ -511,14 +513,16 @@ absl::Status CudaStageWork::EnqueueBackwardInput(models::cuda::CudaGptChunk* c, 
   const Chunk& host = *host_.at(chunk);
   const models::ChunkOptions& o = host.options();
   const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
+  const models::cuda::bf16* dout = nullptr;  // the head's chunk starts from its loss
   if (grad != nullptr && !grad->empty()) {
     RETURN_IF_ERROR(CheckTensorRows("gradient for I", step_, chunk, mb, grad->size(),
                                     o.micro_batch_size, o.seq_len, host.config().d_model));
     RETURN_IF_ERROR(StageIn(*grad, action));
+    dout = staging_;
   } else if (!c->spec().has_head) {
-    RETURN_IF_ERROR(TakeInput(/*gradient=*/true, chunk, mb, n, action));
+    ASSIGN_OR_RETURN(dout, TakeInput(/*gradient=*/true, chunk, mb, n, action));
   }
-  RETURN_IF_ERROR(c->BackwardInput(mb, c->spec().has_head ? nullptr : staging_));
+  RETURN_IF_ERROR(c->BackwardInput(mb, dout));
   if (c->spec().has_embedding) return absl::OkStatus();
   ASSIGN_OR_RETURN(const models::cuda::bf16* g, c->InputGrad(mb));
   if (options_.handoff != nullptr) {

@@ -161,9 +161,10 @@ class CudaStageWork : public StageWork {
   // `n` bf16 device values to `payload`, written when the action completes.
   absl::Status StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
                         Enqueued& action);
-  // The chunk's input from the hand-off into the bf16 staging buffer (stream-ordered after its
-  // producer), given back on the action's completion.
-  absl::Status TakeInput(bool gradient, int chunk, int mb, int64_t elements, Enqueued& action);
+  // The chunk's input from the hand-off (the stream waits for its producer), read in place by
+  // the chunk (which copies it into its own state) and given back on the action's completion.
+  absl::StatusOr<const models::cuda::bf16*> TakeInput(bool gradient, int chunk, int mb,
+                                                      int64_t elements, Enqueued& action);
   // An output to the hand-off for its consumer (chunk + 1 for F, chunk - 1 for I).
   absl::Status PutOutput(bool gradient, int chunk, int mb, const models::cuda::bf16* device,
                          int64_t elements);
