@@ -11,10 +11,11 @@
 // the stream does not wait for the host between them. The optimizer phases return host values
 // and wait for the stream, once a step.
 //
-// The actor runtime's payloads are host float vectors, so an activation or a gradient that
-// leaves the stage goes through pinned host memory (bf16 values, exact as floats) and back on
-// the receiving stage: results do not depend on how stages are placed, but every hand-off
-// crosses PCIe. Not data, expert or sequence-length parallel (launch refuses those flags).
+// An activation or a gradient for another chunk goes through the process's DeviceHandoff when
+// one is given (stages on one GPU: the message carries no floats); else through pinned host
+// memory as a float payload (bf16 values, exact as floats) and back on the receiving stage.
+// Results do not depend on which. Not data, expert or sequence-length parallel (launch refuses
+// those flags).
 #ifndef STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 
