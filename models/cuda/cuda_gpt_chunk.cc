@@ -327,15 +327,27 @@ absl::Status CudaGptChunk::Forward(int mb, const int32_t* tokens, const bf16* in
                              config_.vocab_size, vp_, *matmul_, stream_);
 }
 
-absl::Status CudaGptChunk::LayerForward(MicrobatchState& st, int i) {
-  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
-  const int NH = config_.num_heads;
-  const int N = static_cast<int>(this->N());
+CudaGptChunk::LayerView CudaGptChunk::ViewOf(MicrobatchState& st, int i) const {
   const int l = spec_.first_layer + i;
-  const int F = static_cast<int>(config_.FcWidth(config_.layers[l]));
-  const std::string h = absl::StrCat("h.", l, ".");
-  const bf16* x = i == 0 ? st.x0 : st.layers[i - 1].out;
-  LayerBuffers& b = st.layers[i];
+  LayerView v;
+  v.B = options_.micro_batch_size;
+  v.T = options_.seq_len;
+  v.C = config_.d_model;
+  v.NH = config_.num_heads;
+  v.N = static_cast<int>(N());
+  v.F = static_cast<int>(config_.FcWidth(config_.layers[l]));
+  v.h = absl::StrCat("h.", l, ".");
+  v.x = i == 0 ? st.x0 : st.layers[i - 1].out;
+  v.b = &st.layers[i];
+  return v;
+}
+
+absl::Status CudaGptChunk::LayerForward(MicrobatchState& st, int i) {
+  const LayerView v = ViewOf(st, i);
+  const int B = v.B, T = v.T, C = v.C, NH = v.NH, N = v.N, F = v.F;
+  const std::string& h = v.h;
+  const bf16* x = v.x;
+  LayerBuffers& b = *v.b;
   RETURN_IF_ERROR(oc::LayerNormForward(b.ln1, b.mean1, b.rstd1, x, Compute(h + "ln_1.weight"),
                                        Compute(h + "ln_1.bias"), N, C, stream_));
   RETURN_IF_ERROR(oc::LinearForward(b.qkv, b.ln1, Compute(h + "attn.c_attn.weight"),
@@ -432,14 +444,11 @@ absl::Status CudaGptChunk::BackwardInput(int mb, const bf16* dout) {
 }
 
 absl::Status CudaGptChunk::LayerBackwardInput(MicrobatchState& st, int i, const bf16* dout) {
-  const int B = options_.micro_batch_size, T = options_.seq_len, C = config_.d_model;
-  const int NH = config_.num_heads;
-  const int N = static_cast<int>(this->N());
-  const int l = spec_.first_layer + i;
-  const int F = static_cast<int>(config_.FcWidth(config_.layers[l]));
-  const std::string h = absl::StrCat("h.", l, ".");
-  const bf16* x = i == 0 ? st.x0 : st.layers[i - 1].out;
-  LayerBuffers& b = st.layers[i];
+  const LayerView v = ViewOf(st, i);
+  const int B = v.B, T = v.T, C = v.C, NH = v.NH, N = v.N, F = v.F;
+  const std::string& h = v.h;
+  const bf16* x = v.x;
+  LayerBuffers& b = *v.b;
   const size_t nc = size_t{static_cast<size_t>(N)} * C * sizeof(bf16);
   // The MLP: d(gelu out) = dout W_proj, d(fc out) through GELU, d(ln2 out) = d_fch W_fc.
   CUDA_RETURN_IF_ERROR(cudaMemsetAsync(scratch_4c_, 0, size_t(N) * F * sizeof(bf16), stream_));
@@ -511,14 +520,12 @@ absl::Status CudaGptChunk::BackwardWeights(int mb) {
 }
 
 absl::Status CudaGptChunk::LayerBackwardWeights(MicrobatchState& st, int i) {
-  const int C = config_.d_model;
-  const int N = static_cast<int>(this->N());
-  const int l = spec_.first_layer + i;
-  const int F = static_cast<int>(config_.FcWidth(config_.layers[l]));
-  const std::string h = absl::StrCat("h.", l, ".");
-  const bf16* x = i == 0 ? st.x0 : st.layers[i - 1].out;
+  const LayerView v = ViewOf(st, i);
+  const int C = v.C, N = v.N, F = v.F;
+  const std::string& h = v.h;
+  const bf16* x = v.x;
   const bf16* dout = i + 1 == static_cast<int>(st.layers.size()) ? st.d_top : st.layers[i + 1].dx;
-  LayerBuffers& b = st.layers[i];
+  LayerBuffers& b = *v.b;
   RETURN_IF_ERROR(oc::LinearBackwardWeights(Grad(h + "mlp.c_proj.weight"),
                                             Grad(h + "mlp.c_proj.bias"), dout, b.fch_gelu, N, F, C,
                                             *matmul_, stream_));

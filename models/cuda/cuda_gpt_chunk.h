@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -115,6 +116,15 @@ class CudaGptChunk {
   const bf16* Compute(const std::string& name) const;
   const bf16* HeadWeight() const;  // the padded (Vp, C) bf16 copy of wte or lm_head.weight
   int64_t N() const { return int64_t{options_.micro_batch_size} * options_.seq_len; }
+  // What each per-layer pass of layer i (local index) reads: sizes (N = B T, F the MLP's
+  // width), the layer's name prefix ("h.3."), its input and its buffers.
+  struct LayerView {
+    int B = 0, T = 0, C = 0, NH = 0, N = 0, F = 0;
+    std::string h;
+    const bf16* x = nullptr;
+    LayerBuffers* b = nullptr;
+  };
+  LayerView ViewOf(MicrobatchState& st, int i) const;
   absl::Status LayerForward(MicrobatchState& st, int i);
   absl::Status LayerBackwardInput(MicrobatchState& st, int i, const bf16* dout);
   absl::Status LayerBackwardWeights(MicrobatchState& st, int i);
