@@ -136,6 +136,9 @@ Pipeline::~Pipeline() {
   reduce_lanes_.clear();
   sub_step_lanes_.clear();
   lanes_.clear();
+  // A work that completes later (a GPU stream) may still hold completions of the last jobs,
+  // which send to actors: destroy it (it runs them first) while the actor system is alive.
+  works_.clear();
 }
 
 StepOutcome Pipeline::RunReplicaStep(int replica, int64_t step) {

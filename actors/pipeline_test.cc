@@ -239,6 +239,49 @@ TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
   EXPECT_LT(summary->lane_gap_median_us, 1000);
 }
 
+// A work completing later whose F of chunk 1, microbatch 2 fails at once: the step fails while
+// stage 0's completions (40 ms each) are still queued, and destroying the pipeline then runs
+// them while its actor system is alive (they send to actors), rather than after it is gone.
+class FailingLaterWork : public stagehand::testing::LaterCompletionWork {
+ public:
+  using LaterCompletionWork::LaterCompletionWork;
+  absl::Status Forward(int chunk, int mb, const runtime::Payload* input, runtime::Payload* output,
+                       double* loss) override {
+    if (chunk == 1 && mb == 2) return absl::InternalError("the device broke");
+    return LaterCompletionWork::Forward(chunk, mb, input, output, loss);
+  }
+};
+
+TEST(PipelineTest, AFailedStepWithCompletionsStillQueuedShutsDownCleanly) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "a gpu stream completes its work later. ";
+  const std::vector<int32_t> tokens(text.begin(), text.end());
+  runtime::WindowSampler sampler(&tokens, 2, 8, 5);
+  auto def = runtime::PlannerRegistry::Default().Get("gpipe");
+  ASSERT_TRUE(def.ok());
+  ModelPipelineOptions o;
+  o.model = models::UniformGpt(2, 16, 2, 256, 8, 11);
+  o.chunk = models::ChunkOptions{2, 8, 4};
+  o.planner = *def;
+  o.planner_options = {2, 4, 0};
+  o.lane_depth = 2;
+  o.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
+                    const runtime::WindowSampler* data, int m,
+                    const runtime::OptimizerConfig& optimizer)
+      -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+    return std::unique_ptr<runtime::StageWork>(std::make_unique<FailingLaterWork>(
+        std::make_unique<runtime::ModelStageWork>(held, num_chunks, data, m, optimizer),
+        std::chrono::milliseconds(40)));
+  };
+  auto mp = BuildModelPipeline(o, &sampler);
+  ASSERT_TRUE(mp.ok()) << mp.status();
+  auto outcome = mp->pipeline->RunStep(1);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_NE(outcome.status().message().find("the device broke"), std::string::npos)
+      << outcome.status();
+  mp->pipeline.reset();  // with stage 0's completions still queued
+}
+
 TEST(PipelineTest, DataParallelStepsTraceReduceGradOnTheCommunicationLane) {
   std::string text;
   for (int i = 0; i < 40; ++i) text += "data parallel replicas sum their gradients. ";
