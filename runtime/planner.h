@@ -37,6 +37,11 @@ class Planner {
   // `state` recorded it, before the next Next). For planners that time what they see; the
   // default ignores it.
   virtual void ActionFinished(const Action& action);
+  // Whether the next choice is already fixed while an action runs (a fixed order), so that a
+  // lane holding two actions (StageLoop::SetLaneDepth) may ask for it then and queue it. A
+  // planner that reacts to what arrives (adaptive) would decide with less than it waits for:
+  // the stage asks it only once the lane is idle. Default: no.
+  virtual bool DecidesAhead() const { return false; }
 
   // Fine-grained callables (the stage loop's sub-step mode, runtime/sub_step_graph.h).
   // Whether `candidate` may start while `running` (this stage's actions with sub-steps left,
@@ -169,6 +174,7 @@ class OrderedPlanner : public Planner {
   // `first` alone (1F1B's F k + B j, a warm-up's two forwards).
   std::optional<Action> CommunicationPartner(const Action& first) const override;
   std::optional<Action> Next(const std::vector<Action>& ready, const StageState& state) override;
+  bool DecidesAhead() const override { return true; }  // the order is fixed
 
   const std::vector<Action>& order() const { return order_; }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -170,7 +171,9 @@ class Simulation {
 
  private:
   absl::Status ConsultIdleStages();
-  absl::Status Consult(int stage);  // one idle stage's planner
+  absl::Status Consult(int stage);  // one stage's planner, while its lane has room
+  // Starts `action` on stage s's lane now (its duration, timeline entry and finish event).
+  absl::Status Start(int s, const Action& action);
   // Sub-step mode: the stage loop launches what may run on the stage's idle lanes.
   absl::Status ConsultSubSteps(int stage);
   absl::Status EnableSubSteps();
@@ -210,9 +213,11 @@ class Simulation {
   SimulationOptions options_;
   VirtualClock clock_;
   std::vector<StageLoop> loops_;
-  std::vector<Action> running_;         // (P) the action on each busy lane
-  std::vector<std::uint64_t> consult_;  // bit s % 64 of word s / 64: s saw an event since
-                                        // it was last consulted
+  std::vector<Action> running_;             // (P) the action on each busy lane
+  std::vector<bool> executing_;             // (P) whether running_[s] is on the lane now
+  std::vector<std::deque<Action>> queued_;  // (P) decided, waiting for the lane (lane_depth)
+  std::vector<std::uint64_t> consult_;      // bit s % 64 of word s / 64: s saw an event since
+                                            // it was last consulted
   // Shared cores (options_.compute_lanes > 0): compute work left on each busy stage, in
   // seconds at full speed (-1 idle), and where its timeline entry is.
   std::vector<double> work_left_;
@@ -247,10 +252,15 @@ absl::Status Simulation::Create(const PlannerDefinition& definition) {
       return absl::InvalidArgumentError(
           absl::StrCat(name_, ": MakePlanner returned no planner for stage ", s));
     }
+    if (absl::Status depth = loop->SetLaneDepth(options_.lane_depth); !depth.ok()) {
+      return WithPrefix(depth, absl::StrCat(name_, ": "));
+    }
     loops_.push_back(*std::move(loop));
   }
   if (RunsSubSteps(definition, options_.sub_steps)) RETURN_IF_ERROR(EnableSubSteps());
   running_.resize(num_stages);
+  executing_.assign(num_stages, false);
+  queued_.resize(num_stages);
   work_left_.assign(num_stages, -1);
   timeline_index_.assign(num_stages, 0);
   link_free_at_.resize(num_stages);
@@ -333,10 +343,22 @@ absl::Status Simulation::ConsultSubSteps(int s) {
 
 absl::Status Simulation::Consult(int s) {
   const double now = clock_.now;
-  absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
-  if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name_, ": at t=", now, " "));
-  if (!choice->has_value()) return absl::OkStatus();
-  const Action action = **choice;
+  while (!loops_[s].lane_busy()) {
+    absl::StatusOr<std::optional<Action>> choice = loops_[s].Next();
+    if (!choice.ok()) return WithPrefix(choice.status(), absl::StrCat(name_, ": at t=", now, " "));
+    if (!choice->has_value()) return absl::OkStatus();
+    if (executing_[s]) {
+      queued_[s].push_back(**choice);  // starts when the lane frees (ApplyFinished)
+    } else {
+      RETURN_IF_ERROR(Start(s, **choice));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::Start(int s, const Action& action) {
+  const double now = clock_.now;
+  executing_[s] = true;
   ASSIGN_OR_RETURN(const double duration, Checked(costs_.ComputeTime(action), [&] {
                      return absl::StrCat(ActionToString(action), " a duration of");
                    }));
@@ -408,9 +430,15 @@ absl::Status Simulation::Stalled() const {
 absl::Status Simulation::ApplyFinished(const Event& event) {
   const int s = event.stage;
   const Action action = running_[s];
+  executing_[s] = false;
   absl::StatusOr<FinishedOutputs> outputs = loops_[s].Finished(action);
   if (!outputs.ok()) {
     return absl::InternalError(absl::StrCat(name_, ": ", outputs.status().message()));
+  }
+  if (!queued_[s].empty()) {  // the action decided while this one ran takes the lane now
+    const Action next = queued_[s].front();
+    queued_[s].pop_front();
+    RETURN_IF_ERROR(Start(s, next));
   }
   MarkForConsult(s);
   return Deliver(s, *outputs);

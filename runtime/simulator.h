@@ -72,6 +72,13 @@ struct SimulationOptions {
   // Sub-steps under expert parallelism: every stage's communication lane serves its running
   // actions in the plan's pair order (StageLoop::OrderCommunication), as the runtime with ep > 1.
   bool ordered_communication = false;
+  // Whole actions a stage's lane holds (StageLoop::SetLaneDepth), as the runtime's
+  // --lane_depth: at 2 a stage queues the next action its planner has already decided
+  // (Planner::DecidesAhead) while one runs, and it starts when that one ends. Deciding costs
+  // no virtual time and only a fixed order is decided ahead, so every depth simulates the
+  // same timeline: what the runtime runs at its default of 2 is what depth 1 simulates
+  // (simulator_test checks it). Sub-step mode ignores it.
+  int lane_depth = 1;
 };
 
 struct TimedAction {

@@ -185,6 +185,65 @@ TEST(SimulatorTest, ExecutesEveryActionOnceAndRespectsDependencies) {
   }
 }
 
+// Plans `spec` with fixed per-stage orders (OrderedPlanner).
+class OrdersDefinition : public PlannerDefinition {
+ public:
+  OrdersDefinition(StepSpec spec, std::vector<std::vector<Action>> orders)
+      : spec_(std::move(spec)), orders_(std::move(orders)) {}
+  std::string name() const override { return "orders"; }
+  std::string description() const override { return "fixed orders"; }
+  absl::StatusOr<StepSpec> MakeSpec(const PlannerOptions&) const override { return spec_; }
+  std::unique_ptr<Planner> MakePlanner(const StepSpec&, int stage) const override {
+    return std::make_unique<OrderedPlanner>(orders_[stage]);
+  }
+
+ private:
+  StepSpec spec_;
+  std::vector<std::vector<Action>> orders_;
+};
+
+// A lane of depth 2 (the next action decided while one runs, started when it ends): a fixed
+// order runs exactly the depth-1 timeline (deciding costs no virtual time); a greedy planner
+// (not deciding ahead: asked only when the lane is idle) runs exactly its depth-1 timeline too.
+TEST(SimulatorTest, ADeeperLaneRunsAFixedOrderTheSameAndAGreedyPlannerCorrectly) {
+  CostModel cost;
+  cost.transfer = 0.5;
+  ConstantCosts costs{cost};
+  for (const StepSpec& spec :
+       {Spec(3, 5, StandardPlacement(3, 2), true), Spec(4, 8, StandardPlacement(4, 1), false),
+        Spec(2, 4, VPlacement(2), true)}) {
+    const FunctionDefinition greedy("first", spec, FirstReady);
+    SimulationOptions depth1, depth2;
+    depth2.lane_depth = 2;
+    absl::StatusOr<SimResult> planned = SimulateWithCosts(greedy, spec, costs, depth1);
+    ASSERT_TRUE(planned.ok()) << planned.status();
+    std::vector<std::vector<Action>> orders(spec.num_stages);
+    for (int s = 0; s < spec.num_stages; ++s) {
+      for (const TimedAction& timed : planned->per_stage[s]) orders[s].push_back(timed.action);
+    }
+    const OrdersDefinition ordered(spec, orders);
+    absl::StatusOr<SimResult> one = SimulateWithCosts(ordered, spec, costs, depth1);
+    absl::StatusOr<SimResult> two = SimulateWithCosts(ordered, spec, costs, depth2);
+    ASSERT_TRUE(one.ok() && two.ok());
+    EXPECT_EQ(FormatPlan(*one), FormatPlan(*two));
+    EXPECT_DOUBLE_EQ(one->step_time, two->step_time);
+    for (int s = 0; s < spec.num_stages; ++s) {
+      ASSERT_EQ(one->per_stage[s].size(), two->per_stage[s].size());
+      for (size_t i = 0; i < one->per_stage[s].size(); ++i) {
+        EXPECT_DOUBLE_EQ(one->per_stage[s][i].start, two->per_stage[s][i].start);
+      }
+    }
+    absl::StatusOr<SimResult> deep = SimulateWithCosts(greedy, spec, costs, depth2);
+    ASSERT_TRUE(deep.ok()) << deep.status();
+    EXPECT_EQ(FormatPlan(*deep), FormatPlan(*planned));
+    EXPECT_DOUBLE_EQ(deep->step_time, planned->step_time);
+  }
+  SimulationOptions bad;
+  bad.lane_depth = 0;
+  const FunctionDefinition greedy("first", Spec(2, 2, {0, 1}, false), FirstReady);
+  EXPECT_FALSE(SimulateWithCosts(greedy, Spec(2, 2, {0, 1}, false), costs, bad).ok());
+}
+
 TEST(SimulatorTest, PlannerThatNeverPicksIsAStallNamingEachStage) {
   const FunctionDefinition definition("lazy", Spec(2, 3, {0, 1}, false), NeverPicks);
   absl::StatusOr<SimResult> result = Simulate(definition, PlannerOptions{});

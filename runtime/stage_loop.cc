@@ -128,6 +128,8 @@ absl::StatusOr<std::optional<Action>> StageLoop::Next() {
         absl::StrCat("stage ", state_.stage(), " runs sub-steps: NextSubSteps, not Next"));
   }
   if (lane_busy() || state_.Done()) return std::optional<Action>();
+  // Behind a running action only what the planner has already decided (a fixed order).
+  if (running_ > 0 && !planner_->DecidesAhead()) return std::optional<Action>();
   const std::vector<Action>& ready = ReadyView();
   if (ready.empty()) return std::optional<Action>();
   const std::optional<Action> choice = planner_->Next(ready, state_);

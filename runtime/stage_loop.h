@@ -41,7 +41,9 @@ class StageLoop {
                                           std::unique_ptr<Planner> planner);
 
   // How many whole actions the lane may hold at once: 1 (the default) runs one at a time; 2
-  // lets the executor queue the next action it can already decide behind the running one, so
+  // lets the executor queue the next action it can already decide (Planner::DecidesAhead: a
+  // fixed order; a reactive planner is asked only when the lane is idle) behind the running
+  // one, so
   // that deciding and dispatching it hides under the running one's compute (a GPU stream that
   // never waits for the host; a CPU lane's queue). Actions whose input the running one makes
   // are not ready until it finishes, so any depth runs the same graph. Sub-step mode ignores

@@ -46,6 +46,13 @@ class FirstReady : public Planner {
   std::vector<std::vector<Action>>* seen_;
 };
 
+// FirstReady whose choice counts as decided ahead (as a fixed order's is).
+class FirstReadyAhead : public FirstReady {
+ public:
+  using FirstReady::FirstReady;
+  bool DecidesAhead() const override { return true; }
+};
+
 // Always picks the same action, ready or not.
 class Stubborn : public Planner {
  public:
@@ -146,7 +153,7 @@ TEST(StageLoopTest, NoPlannerCallWhileTheLaneIsBusyOrNothingIsReady) {
 TEST(StageLoopTest, ADeeperLaneQueuesTheNextReadyActionBehindTheRunningOne) {
   std::vector<std::vector<Action>> seen;
   absl::StatusOr<StageLoop> loop =
-      StageLoop::Create(VSpec(3), 0, std::make_unique<FirstReady>(&seen));
+      StageLoop::Create(VSpec(3), 0, std::make_unique<FirstReadyAhead>(&seen));
   ASSERT_THAT(loop, IsOk());
   ASSERT_THAT(loop->SetLaneDepth(2), IsOk());
   EXPECT_EQ(loop->lane_depth(), 2);
@@ -175,6 +182,28 @@ TEST(StageLoopTest, ADeeperLaneQueuesTheNextReadyActionBehindTheRunningOne) {
   ASSERT_THAT(none, IsOk());
   EXPECT_FALSE(none->has_value());
   EXPECT_TRUE(loop->Blocked());
+}
+
+// A planner that reacts to what arrives (Planner::DecidesAhead false) is not asked while an
+// action runs, whatever the depth: it would decide with less than it waits for.
+TEST(StageLoopTest, AReactivePlannerIsAskedOnlyOnceTheLaneIsIdle) {
+  std::vector<std::vector<Action>> seen;
+  absl::StatusOr<StageLoop> loop =
+      StageLoop::Create(VSpec(3), 0, std::make_unique<FirstReady>(&seen));
+  ASSERT_THAT(loop, IsOk());
+  ASSERT_THAT(loop->SetLaneDepth(2), IsOk());
+  absl::StatusOr<std::optional<Action>> first = loop->Next();
+  ASSERT_THAT(first, IsOk());
+  ASSERT_TRUE(first->has_value());
+  absl::StatusOr<std::optional<Action>> second = loop->Next();
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->has_value());
+  EXPECT_FALSE(loop->lane_busy());  // room, but nothing decided ahead
+  EXPECT_EQ(seen.size(), 1u);       // not asked while F c0 mb0 runs
+  ASSERT_THAT(loop->Finished(**first), IsOk());
+  second = loop->Next();
+  ASSERT_THAT(second, IsOk());
+  EXPECT_TRUE(second->has_value());
 }
 
 TEST(StageLoopTest, LaneDepthIsCheckedAndFixedBeforeTheFirstAction) {
