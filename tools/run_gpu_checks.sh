@@ -78,6 +78,11 @@ echo
 
 # 3. Run each check; classify it from its exit status and GoogleTest's summary.
 ROWS=()
+# A row as soon as its check ends (a run cut short still shows what it got), and in the table.
+row() {
+  ROWS+=("$1")
+  echo "done: $1"
+}
 overall=0
 declare -A COUNT=([PASS]=0 [SKIP]=0 [FAIL]=0 [TIMEOUT]=0 [BELOW]=0)
 for binary in "$HERE"/bin/*; do
@@ -121,11 +126,11 @@ for binary in "$HERE"/bin/*; do
   elif [[ "$result" != "PASS" && -z "$numbers" ]]; then
     numbers="$(grep -m1 -E 'Failure|error|Error|failed' "$log" | cut -c1-90)"
   fi
-  ROWS+=("$(printf '%-28s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
-    "$((passed + skipped + failed))" "$seconds" "$numbers")")
+  row "$(printf '%-28s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
+    "$((passed + skipped + failed))" "$seconds" "$numbers")"
   # A benchmark's lines ("bench <op> ms=... tflops=...") become rows of their own.
   while read -r _ op timing rate; do
-    ROWS+=("$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")")
+    row "$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")"
   done < <(grep -E '^bench [a-z0-9_]+ ms=' "$log")
 done
 
@@ -148,7 +153,7 @@ losses() { awk '$1 == "step" && $3 == "loss" {print $2, $4}' "$LOGS/$1.log"; }
 add_row() {  # add_row CHECK RESULT SECONDS NUMBERS
   [[ "$2" == "FAIL" || "$2" == "TIMEOUT" ]] && overall=1
   COUNT[$2]=$((COUNT[$2] + 1))
-  ROWS+=("$(printf '%-28s %-8s %7s %6ss  %s' "$1" "$2" "" "$3" "$4")")
+  row "$(printf '%-28s %-8s %7s %6ss  %s' "$1" "$2" "" "$3" "$4")"
 }
 failure() {  # the first error line of a launch log
   grep -m1 -E 'error|Error|failed' "$LOGS/$1.log" | cut -c1-90
