@@ -399,10 +399,13 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
   }
   ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, *spec));
   if (options.trace != nullptr) {
+    // Each chunk's bytes as its stage's work holds them (a GPU's), else the float activations.
     std::vector<int64_t> activation_bytes;
-    for (runtime::Chunk* chunk : chunks) {
-      activation_bytes.push_back(chunk->activation_floats_per_microbatch() *
-                                 int64_t{sizeof(float)});
+    for (int c = 0; c < static_cast<int>(chunks.size()); ++c) {
+      const int64_t device = works[spec->chunk_to_stage[c]]->ActivationBytes(c);
+      activation_bytes.push_back(device >= 0 ? device
+                                             : chunks[c]->activation_floats_per_microbatch() *
+                                                   int64_t{sizeof(float)});
     }
     options.trace->SetActivationBytes(std::move(activation_bytes));
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "models/cuda/cuda_support.h"
 #include "ops/cuda/convert.h"
 #include "ops/cuda/cuda_malloc_backing.h"
 #include "ops/cuda/gpu_test_util.h"
@@ -183,6 +184,29 @@ TEST(CudaGptChunk, TwoChunksAreBitwiseOneChunk) {
     ++compared;
   }
   EXPECT_EQ(compared, static_cast<int>((*whole_host)->params().infos().size()));
+}
+
+// What a microbatch holds from F to W is what CudaActivationBytes says (the trace's memory
+// counter), up to the allocator's rounding of each block; W gives it all back.
+TEST(CudaGptChunk, AMicrobatchHoldsItsActivationBytesUntilW) {
+  SKIP_WITHOUT_GPU();
+  const GptConfig config = UniformGpt(2, 64, 4, 256, kT, 3);
+  const ChunkSpec spec{0, 2, true, true};
+  auto host = GptChunk<float>::Create(config, spec, Options());
+  ASSERT_THAT(host, IsOk());
+  Gpu gpu;
+  auto chunk = CudaGptChunk::Create(**host, gpu.allocator.get(), gpu.matmul.get(), gpu.stream);
+  ASSERT_THAT(chunk, IsOk());
+  const int64_t before = gpu.allocator->stats().in_use_bytes;
+  const Batch batch = RandomBatch(config.vocab_size, 9);
+  ASSERT_THAT((*chunk)->Forward(0, batch.tokens.data(), nullptr, batch.targets.data()), IsOk());
+  ASSERT_THAT((*chunk)->BackwardInput(0, nullptr), IsOk());
+  const int64_t held = gpu.allocator->stats().in_use_bytes - before;
+  const int64_t counted = CudaActivationBytes(config, spec, Options());
+  EXPECT_GE(held, counted * 3 / 4) << counted;  // the ids' groups are an upper bound
+  EXPECT_LE(held, counted * 5 / 4 + 64 * 512) << counted;
+  ASSERT_THAT((*chunk)->BackwardWeights(0), IsOk());
+  EXPECT_EQ(gpu.allocator->stats().in_use_bytes, before);
 }
 
 TEST(CudaGptChunk, RefusesOutOfOrderCallsAndIdsOutsideTheVocabulary) {

@@ -40,4 +40,26 @@ absl::Status CheckCudaChunkSupport(const GptConfig& config, const ChunkOptions& 
   return absl::OkStatus();
 }
 
+int64_t CudaActivationBytes(const GptConfig& config, const ChunkSpec& spec,
+                            const ChunkOptions& options) {
+  const int64_t B = options.micro_batch_size, T = options.seq_len, C = config.d_model;
+  const int64_t N = B * T, NH = config.num_heads, half = 2, word = 4;
+  int64_t bytes = N * C * half;  // the chunk's input (or the embedding's output)
+  if (spec.has_embedding) bytes += 2 * N * word + (N + 1) * word + N * word;  // ids, groups
+  for (int l = spec.first_layer; l < spec.end_layer; ++l) {
+    const int64_t F = config.FcWidth(config.layers[l]);
+    // F: ln1, qkv, atty, res2, ln2, out (N C each but qkv 3 N C), fch and its GELU (N F), the
+    // attention probabilities (B NH T T), four statistics (N); B: d_fch (N F), d_qkv (3 N C),
+    // d_ln2, d_res2, d_ln1, dx (N C).
+    bytes += (8 * N * C + 2 * N * F + B * NH * T * T) * half + 4 * N * word;
+    bytes += (N * F + 7 * N * C) * half;
+  }
+  bytes += N * C * half;  // the gradient into the last layer's output
+  if (spec.has_head) {
+    const int64_t padded_vocab = (config.vocab_size + 63) / 64 * 64;
+    bytes += N * word + 2 * N * C * half + N * padded_vocab * half + 3 * N * word;
+  }
+  return bytes;
+}
+
 }  // namespace stagehand::models::cuda

@@ -58,5 +58,24 @@ TEST(CudaSupport, EveryFeatureTheKernelsLackIsNamed) {
   EXPECT_THAT(CheckCudaChunkSupport(same, ChunkOptions{}), IsOk());
 }
 
+// The GPU bytes of one microbatch, counted by hand for a 1-layer chunk with the embedding and
+// the head (B 2, T 8, C 16, 2 heads, vocabulary 100 padded to 128, MLP 64).
+TEST(CudaSupport, ActivationBytesCountWhatTheChunkAllocates) {
+  const GptConfig config = UniformGpt(1, 16, 2, 100, 8, 1);
+  ChunkOptions options;
+  options.micro_batch_size = 2;
+  options.seq_len = 8;
+  const int64_t N = 16, C = 16, F = 64;
+  const int64_t input = N * C * 2, ids = 2 * N * 4 + (N + 1) * 4 + N * 4;
+  const int64_t forward = (8 * N * C + 2 * N * F + 2 * 2 * 8 * 8) * 2 + 4 * N * 4;
+  const int64_t backward = (N * F + 7 * N * C) * 2 + N * C * 2;
+  const int64_t head = N * 4 + 2 * N * C * 2 + N * 128 * 2 + 3 * N * 4;
+  EXPECT_EQ(CudaActivationBytes(config, ChunkSpec{0, 1, true, true}, options),
+            input + ids + forward + backward + head);
+  // A middle chunk has neither ids nor the head.
+  EXPECT_EQ(CudaActivationBytes(config, ChunkSpec{0, 1, false, false}, options),
+            input + forward + backward);
+}
+
 }  // namespace
 }  // namespace stagehand::models::cuda

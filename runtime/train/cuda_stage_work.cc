@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "models/cuda/cuda_support.h"
 #include "ops/cuda/convert.h"
 #include "ops/cuda/cuda_malloc_backing.h"
 #include "ops/cuda/cuda_status.h"
@@ -684,6 +685,13 @@ absl::Status CudaStageWork::ExportOptimizerState() {
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
+}
+
+int64_t CudaStageWork::ActivationBytes(int chunk) const {
+  auto it = chunks_.find(chunk);
+  if (it == chunks_.end()) return -1;
+  const models::cuda::CudaGptChunk& c = *it->second;
+  return models::cuda::CudaActivationBytes(c.config(), c.spec(), c.options());
 }
 
 int64_t CudaStageWork::OptimizerStateBytes() const {

@@ -126,6 +126,7 @@ class CudaStageWork : public StageWork {
   void DiscardGradients() override;
   double TakeDataSeconds() override;
   absl::Status ExportOptimizerState() override;
+  int64_t ActivationBytes(int chunk) const override;
   int64_t OptimizerStateBytes() const override;
   // The first failure of a phase that returns no status (tied sums, norms, the update), which
   // the next F returns too; OK when there was none.

@@ -100,6 +100,10 @@ class StageWork {
   virtual absl::Status RunSubStep(const SubStepOrder& order, const Payload* input, Payload* output,
                                   double* loss);
 
+  // Bytes one microbatch of `chunk` holds from its F to its W on this work's device, for the
+  // trace's memory counter; -1: the host chunk's float activations (the CPU's).
+  virtual int64_t ActivationBytes(int chunk) const { return -1; }
+
   // Completion after the call (a GPU stream: runtime/train/cuda_stage_work.h). False, the
   // default: a call's results are final when it returns. True: Forward, BackwardInput,
   // BackwardWeights and Backward return once their work is enqueued, and the results they were
