@@ -28,6 +28,7 @@
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/trace/summary.h"
+#include "runtime/train/forwarding_stage_work.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/training.h"
 #include "runtime/util/status_macros.h"
@@ -57,43 +58,19 @@ class SubStepDualPipeV : public runtime::DualPipeVDefinition {
 constexpr int kB = 2, kT = 128;  // microbatch: sequences, tokens each
 
 // A ModelStageWork that sleeps `latency_us` in every dispatch and combine (the link).
-class TimedWork : public runtime::StageWork {
+class TimedWork : public runtime::ForwardingStageWork {
  public:
   TimedWork(std::unique_ptr<runtime::StageWork> inner, const double* latency_us)
-      : inner_(std::move(inner)), latency_us_(latency_us) {}
-  void BeginStep(int64_t step, int m) override { inner_->BeginStep(step, m); }
-  absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
-                       double* loss) override {
-    return inner_->Forward(c, mb, in, out, loss);
-  }
-  absl::Status BackwardInput(int c, int mb, const runtime::Payload* g,
-                             runtime::Payload* out) override {
-    return inner_->BackwardInput(c, mb, g, out);
-  }
-  absl::Status BackwardWeights(int c, int mb) override { return inner_->BackwardWeights(c, mb); }
-  absl::Status Backward(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
-    return inner_->Backward(c, mb, g, out);
-  }
-  runtime::TiedGradientMap TiedGradients() override { return inner_->TiedGradients(); }
-  void SetTiedGradients(const runtime::TiedGradientMap& s) override { inner_->SetTiedGradients(s); }
-  std::map<int, std::vector<double>> SquaredNorms() override { return inner_->SquaredNorms(); }
-  void ApplyOptimizer(double scale, int step) override { inner_->ApplyOptimizer(scale, step); }
-  std::map<int, std::vector<std::string>> GradientNames() override {
-    return inner_->GradientNames();
-  }
-  void DiscardGradients() override { inner_->DiscardGradients(); }
-  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
-  runtime::SubStepLayout SubStepLayoutOf() const override { return inner_->SubStepLayoutOf(); }
+      : ForwardingStageWork(std::move(inner)), latency_us_(latency_us) {}
   absl::Status RunSubStep(const SubStepOrder& order, const runtime::Payload* input,
                           runtime::Payload* output, double* loss) override {
     if (order.lane() == SubStepLane::kCommunication && *latency_us_ > 0) {
       std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(*latency_us_));
     }
-    return inner_->RunSubStep(order, input, output, loss);
+    return inner().RunSubStep(order, input, output, loss);
   }
 
  private:
-  std::unique_ptr<runtime::StageWork> inner_;
   const double* latency_us_;
 };
 

@@ -43,6 +43,17 @@ cmp -s "$OUT/a.safetensors" "$OUT/omp2.safetensors" || fail "OpenMP teams of 2 c
 cmp -s "$OUT/a.safetensors" "$OUT/depth1.safetensors" || fail "--lane_depth=1 changed the bits"
 grep -q '^trace: lane gap median [0-9.]* us between an action and the next' "$OUT/depth1.log" \
   || fail "no lane gap line: $(grep '^trace' "$OUT/depth1.log")"
+# A slowed stage changes timing only: with --dp=2 the loss stage still gathers every replica's
+# losses through it, and it still reports its optimizer state.
+for slow in "" "--slow_stage=1:2"; do
+  # shellcheck disable=SC2086
+  "$LAUNCH" --dp=2 --stages=2 --steps=2 --eval_every=0 $slow > "$OUT/dp${slow:+_slow}.log" 2>&1 \
+    || fail "--dp=2 $slow exited non-zero: $(tail -3 "$OUT/dp${slow:+_slow}.log")"
+done
+cmp -s <(grep '^step' "$OUT/dp.log" | awk '{print $1, $2, $3, $4}') \
+  <(grep '^step' "$OUT/dp_slow.log" | awk '{print $1, $2, $3, $4}') \
+  || fail "--slow_stage changed the --dp=2 losses: $(grep '^step' "$OUT/dp_slow.log")"
+grep -q 'pp 1: 0.000 MiB' "$OUT/dp_slow.log" && fail "the slowed stage reported no optimizer state"
 "$LAUNCH" --steps=5 --seed=8 --save_params="$OUT/c.safetensors" > /dev/null 2>&1
 cmp -s "$OUT/a.safetensors" "$OUT/c.safetensors" && fail "a different seed gave the same parameters"
 

@@ -45,6 +45,7 @@
 #include "runtime/trace/recorder.h"
 #include "runtime/train/expert_gather.h"
 #include "runtime/train/expert_layout.h"
+#include "runtime/train/forwarding_stage_work.h"
 #include "runtime/train/held_out_pass.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/transport/net_device.h"
@@ -78,23 +79,25 @@ class ActionLog {
 };
 
 // A StageWork that records each action it starts in an ActionLog, then runs it.
-class RecordingStageWork : public runtime::StageWork {
+class RecordingStageWork : public runtime::ForwardingStageWork {
  public:
   RecordingStageWork(std::unique_ptr<runtime::StageWork> inner, int stage, ActionLog* log,
                      int64_t kill_at_step)
-      : inner_(std::move(inner)), stage_(stage), log_(log), kill_at_step_(kill_at_step) {}
+      : ForwardingStageWork(std::move(inner)),
+        stage_(stage),
+        log_(log),
+        kill_at_step_(kill_at_step) {}
   void BeginStep(int64_t step, int num_microbatches) override {
     step_ = step;
     Note("begin step", -1, -1);
-    inner_->BeginStep(step, num_microbatches);
+    inner().BeginStep(step, num_microbatches);
   }
   absl::Status Forward(int c, int mb, const runtime::Payload* in, runtime::Payload* out,
                        double* loss) override {
     Note("F", c, mb);
     MaybeKill(mb);
-    return inner_->Forward(c, mb, in, out, loss);
+    return inner().Forward(c, mb, in, out, loss);
   }
-  runtime::SubStepLayout SubStepLayoutOf() const override { return inner_->SubStepLayoutOf(); }
   absl::Status RunSubStep(const runtime::SubStepOrder& order, const runtime::Payload* input,
                           runtime::Payload* output, double* loss) override {
     const runtime::Action& a = order.step.action;
@@ -102,58 +105,38 @@ class RecordingStageWork : public runtime::StageWork {
       Note(runtime::ActionKindName(a.kind), a.chunk, a.microbatch);
       if (a.kind == runtime::ActionKind::kForward) MaybeKill(a.microbatch);
     }
-    return inner_->RunSubStep(order, input, output, loss);
+    return inner().RunSubStep(order, input, output, loss);
   }
   absl::Status BackwardInput(int c, int mb, const runtime::Payload* g,
                              runtime::Payload* out) override {
     Note("I", c, mb);
-    return inner_->BackwardInput(c, mb, g, out);
+    return inner().BackwardInput(c, mb, g, out);
   }
   absl::Status BackwardWeights(int c, int mb) override {
     Note("W", c, mb);
-    return inner_->BackwardWeights(c, mb);
+    return inner().BackwardWeights(c, mb);
   }
   absl::Status Backward(int c, int mb, const runtime::Payload* g, runtime::Payload* out) override {
     Note("B", c, mb);
-    return inner_->Backward(c, mb, g, out);
+    return inner().Backward(c, mb, g, out);
   }
-  std::map<int, std::map<std::string, runtime::Payload>> TiedGradients() override {
+  runtime::TiedGradientMap TiedGradients() override {
     Note("tied-gradient gather", -1, -1);
-    return inner_->TiedGradients();
-  }
-  void SetTiedGradients(const std::map<int, std::map<std::string, runtime::Payload>>& s) override {
-    inner_->SetTiedGradients(s);
+    return inner().TiedGradients();
   }
   std::map<int, std::vector<double>> SquaredNorms() override {
     Note("gradient norms", -1, -1);
-    return inner_->SquaredNorms();
+    return inner().SquaredNorms();
   }
   void ApplyOptimizer(double scale, int step) override {
     Note("optimizer", -1, -1);
-    inner_->ApplyOptimizer(scale, step);
+    inner().ApplyOptimizer(scale, step);
   }
-  std::map<int, std::vector<std::string>> GradientNames() override {
-    return inner_->GradientNames();
-  }
-  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
-  std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
-  runtime::GradPartLayout GradientParts() const override { return inner_->GradientParts(); }
-  void SetGradientProgress(GradientProgress progress) override {
-    inner_->SetGradientProgress(std::move(progress));
-  }
-  // On the reduction lane, beside compute: the log keeps the compute lane's last action.
-  absl::Status ReduceGradients(const runtime::GradBucket& bucket) override {
-    return inner_->ReduceGradients(bucket);
-  }
-  absl::Status GatherLosses(std::vector<double>* losses) override {
-    return inner_->GatherLosses(losses);
-  }
-  absl::Status ExportOptimizerState() override { return inner_->ExportOptimizerState(); }
-  void ReleaseExportedOptimizerState() override { inner_->ReleaseExportedOptimizerState(); }
-  int64_t OptimizerStateBytes() const override { return inner_->OptimizerStateBytes(); }
+  // ReduceGradients runs on the reduction lane, beside compute: the log keeps the compute
+  // lane's last action (the inner work's, through ForwardingStageWork).
   void DiscardGradients() override {
     Note("discard gradients", -1, -1);
-    inner_->DiscardGradients();
+    inner().DiscardGradients();
   }
 
  private:
@@ -168,7 +151,6 @@ class RecordingStageWork : public runtime::StageWork {
         c < 0 ? absl::StrCat("s", stage_, " ", what, " (step ", step_, ")")
               : absl::StrCat("s", stage_, " ", what, " c", c, " mb", mb, " (step ", step_, ")"));
   }
-  std::unique_ptr<runtime::StageWork> inner_;
   int stage_;
   ActionLog* log_;
   int64_t kill_at_step_;

@@ -9,7 +9,7 @@ namespace stagehand::testing {
 
 LaterCompletionWork::LaterCompletionWork(std::unique_ptr<runtime::StageWork> inner,
                                          std::chrono::microseconds delay)
-    : inner_(std::move(inner)), delay_(delay), thread_([this] { Loop(); }) {}
+    : ForwardingStageWork(std::move(inner)), delay_(delay), thread_([this] { Loop(); }) {}
 
 LaterCompletionWork::~LaterCompletionWork() {
   {
@@ -30,7 +30,7 @@ absl::Status LaterCompletionWork::Forward(int chunk, int mb, const runtime::Payl
   Pending p;
   p.output = output;
   p.loss_out = loss;
-  const absl::Status s = inner_->Forward(chunk, mb, input, &p.result, &p.loss);
+  const absl::Status s = inner().Forward(chunk, mb, input, &p.result, &p.loss);
   return Held(s, std::move(p));
 }
 
@@ -38,19 +38,19 @@ absl::Status LaterCompletionWork::BackwardInput(int chunk, int mb, const runtime
                                                 runtime::Payload* input_grad) {
   Pending p;
   p.output = input_grad;
-  const absl::Status s = inner_->BackwardInput(chunk, mb, grad, &p.result);
+  const absl::Status s = inner().BackwardInput(chunk, mb, grad, &p.result);
   return Held(s, std::move(p));
 }
 
 absl::Status LaterCompletionWork::BackwardWeights(int chunk, int mb) {
-  return Held(inner_->BackwardWeights(chunk, mb), Pending{});
+  return Held(inner().BackwardWeights(chunk, mb), Pending{});
 }
 
 absl::Status LaterCompletionWork::Backward(int chunk, int mb, const runtime::Payload* grad,
                                            runtime::Payload* input_grad) {
   Pending p;
   p.output = input_grad;
-  const absl::Status s = inner_->Backward(chunk, mb, grad, &p.result);
+  const absl::Status s = inner().Backward(chunk, mb, grad, &p.result);
   return Held(s, std::move(p));
 }
 

@@ -16,18 +16,20 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/train/forwarding_stage_work.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::testing {
 
-class LaterCompletionWork : public runtime::StageWork {
+class LaterCompletionWork : public runtime::ForwardingStageWork {
  public:
   LaterCompletionWork(std::unique_ptr<runtime::StageWork> inner, std::chrono::microseconds delay);
   ~LaterCompletionWork() override;  // runs what is queued, then joins
 
   bool CompletesLater() const override { return true; }
   void OnComplete(Completion done) override;
-  // The compute calls: the inner work's, with results held back until completion.
+  // The compute calls: the inner work's, with results held back until completion. Every other
+  // call is the inner work's (ForwardingStageWork).
   absl::Status Forward(int chunk, int mb, const runtime::Payload* input, runtime::Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const runtime::Payload* grad,
@@ -35,25 +37,6 @@ class LaterCompletionWork : public runtime::StageWork {
   absl::Status BackwardWeights(int chunk, int mb) override;
   absl::Status Backward(int chunk, int mb, const runtime::Payload* grad,
                         runtime::Payload* input_grad) override;
-  // Everything else is the inner work's.
-  void BeginStep(int64_t step, int num_microbatches) override {
-    inner_->BeginStep(step, num_microbatches);
-  }
-  runtime::TiedGradientMap TiedGradients() override { return inner_->TiedGradients(); }
-  void SetTiedGradients(const runtime::TiedGradientMap& sums) override {
-    inner_->SetTiedGradients(sums);
-  }
-  std::map<int, std::vector<double>> SquaredNorms() override { return inner_->SquaredNorms(); }
-  void ApplyOptimizer(double clip_scale, int step) override {
-    inner_->ApplyOptimizer(clip_scale, step);
-  }
-  std::map<int, std::vector<std::string>> GradientNames() override {
-    return inner_->GradientNames();
-  }
-  void DiscardGradients() override { inner_->DiscardGradients(); }
-  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
-  absl::Status ExportOptimizerState() override { return inner_->ExportOptimizerState(); }
-  int64_t OptimizerStateBytes() const override { return inner_->OptimizerStateBytes(); }
 
   // Completions run so far.
   int completed() const;
@@ -70,7 +53,6 @@ class LaterCompletionWork : public runtime::StageWork {
   absl::Status Held(const absl::Status& status, Pending pending);
   void Loop();
 
-  std::unique_ptr<runtime::StageWork> inner_;
   std::chrono::microseconds delay_;
   std::unique_ptr<Pending> last_;  // the last call's, until OnComplete takes it
   mutable std::mutex mu_;

@@ -35,7 +35,7 @@ absl::StatusOr<SlowStage> ParseSlowStage(absl::string_view text, int num_stages)
 }
 
 SlowStageWork::SlowStageWork(std::unique_ptr<StageWork> inner, double factor)
-    : inner_(std::move(inner)), factor_(factor) {}
+    : ForwardingStageWork(std::move(inner)), factor_(factor) {}
 
 template <typename Compute>
 absl::Status SlowStageWork::Stretch(Compute compute) {
@@ -52,20 +52,28 @@ absl::Status SlowStageWork::Stretch(Compute compute) {
 
 absl::Status SlowStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
                                     double* loss) {
-  return Stretch([&] { return inner_->Forward(chunk, mb, input, output, loss); });
+  return Stretch([&] { return inner().Forward(chunk, mb, input, output, loss); });
 }
 
 absl::Status SlowStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
                                           Payload* input_grad) {
-  return Stretch([&] { return inner_->BackwardInput(chunk, mb, grad, input_grad); });
+  return Stretch([&] { return inner().BackwardInput(chunk, mb, grad, input_grad); });
 }
 
 absl::Status SlowStageWork::BackwardWeights(int chunk, int mb) {
-  return Stretch([&] { return inner_->BackwardWeights(chunk, mb); });
+  return Stretch([&] { return inner().BackwardWeights(chunk, mb); });
 }
 
 absl::Status SlowStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
-  return Stretch([&] { return inner_->Backward(chunk, mb, grad, input_grad); });
+  return Stretch([&] { return inner().Backward(chunk, mb, grad, input_grad); });
+}
+
+absl::Status SlowStageWork::RunSubStep(const SubStepOrder& order, const Payload* input,
+                                       Payload* output, double* loss) {
+  if (order.lane() != SubStepLane::kCompute) {  // dispatch / combine: the link, not compute
+    return inner().RunSubStep(order, input, output, loss);
+  }
+  return Stretch([&] { return inner().RunSubStep(order, input, output, loss); });
 }
 
 }  // namespace stagehand::runtime

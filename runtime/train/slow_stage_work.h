@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "runtime/train/forwarding_stage_work.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::runtime {
@@ -26,36 +27,18 @@ struct SlowStage {
 // or when S is not in [0, num_stages) or FACTOR is not a finite number >= 1.
 absl::StatusOr<SlowStage> ParseSlowStage(absl::string_view text, int num_stages);
 
-class SlowStageWork : public StageWork {
+// Stretches this stage's compute (whole actions, and the compute lane's sub-steps); every other
+// call goes to the inner work unchanged (ForwardingStageWork).
+class SlowStageWork : public ForwardingStageWork {
  public:
   SlowStageWork(std::unique_ptr<StageWork> inner, double factor);
-  void BeginStep(int64_t step, int num_microbatches) override {
-    inner_->BeginStep(step, num_microbatches);
-  }
   absl::Status Forward(int chunk, int mb, const Payload* input, Payload* output,
                        double* loss) override;
   absl::Status BackwardInput(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
   absl::Status BackwardWeights(int chunk, int mb) override;
   absl::Status Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) override;
-  TiedGradientMap TiedGradients() override { return inner_->TiedGradients(); }
-  void SetTiedGradients(const TiedGradientMap& sums) override { inner_->SetTiedGradients(sums); }
-  std::map<int, std::vector<double>> SquaredNorms() override { return inner_->SquaredNorms(); }
-  std::map<int, int64_t> GradientFloats() const override { return inner_->GradientFloats(); }
-  GradPartLayout GradientParts() const override { return inner_->GradientParts(); }
-  void SetGradientProgress(GradientProgress progress) override {
-    inner_->SetGradientProgress(std::move(progress));
-  }
-  absl::Status ReduceGradients(const GradBucket& bucket) override {
-    return inner_->ReduceGradients(bucket);
-  }
-  void ApplyOptimizer(double clip_scale, int step) override {
-    inner_->ApplyOptimizer(clip_scale, step);
-  }
-  std::map<int, std::vector<std::string>> GradientNames() override {
-    return inner_->GradientNames();
-  }
-  void DiscardGradients() override { inner_->DiscardGradients(); }
-  double TakeDataSeconds() override { return inner_->TakeDataSeconds(); }
+  absl::Status RunSubStep(const SubStepOrder& order, const Payload* input, Payload* output,
+                          double* loss) override;
 
   // Seconds spent busy beyond the inner work so far.
   double stretched_seconds() const { return stretched_seconds_; }
@@ -65,7 +48,6 @@ class SlowStageWork : public StageWork {
   template <typename Compute>
   absl::Status Stretch(Compute compute);
 
-  std::unique_ptr<StageWork> inner_;
   double factor_;
   double stretched_seconds_ = 0;
 };

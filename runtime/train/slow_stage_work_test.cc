@@ -4,7 +4,9 @@
 #include "runtime/train/slow_stage_work.h"
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -43,6 +45,39 @@ TEST(SlowStageWorkTest, FactorOneAddsNothing) {
   double loss = 0;
   ASSERT_THAT(work.Forward(0, 0, nullptr, &output, &loss), IsOk());
   EXPECT_LT(work.stretched_seconds(), 1e-3);
+}
+
+// A synthetic work that answers the data-parallel and checkpoint calls as a real one would.
+class Answering : public SyntheticStageWork {
+ public:
+  Answering() : SyntheticStageWork(SyntheticDurations{}, 2) {}
+  absl::Status GatherLosses(std::vector<double>* losses) override {
+    losses->push_back(42);  // another replica's
+    return absl::OkStatus();
+  }
+  int64_t OptimizerStateBytes() const override { return 1234; }
+  absl::Status ExportOptimizerState() override {
+    ++exports;
+    return absl::OkStatus();
+  }
+  std::map<int, int64_t> GradientFloats() const override { return {{1, 77}}; }
+  int exports = 0;
+};
+
+// Every call the slowed stage does not stretch reaches the inner work: with --dp the loss
+// stage's gathering of every replica's losses, and the optimizer-state bytes (both were
+// dropped before, so --dp --slow_stage reported one replica's losses and 0 bytes).
+TEST(SlowStageWorkTest, PassesEveryOtherCallToTheInnerWork) {
+  auto inner = std::make_unique<Answering>();
+  Answering* answering = inner.get();
+  SlowStageWork work(std::move(inner), 2.0);
+  std::vector<double> losses = {1.0};
+  ASSERT_THAT(work.GatherLosses(&losses), IsOk());
+  EXPECT_EQ(losses, (std::vector<double>{1.0, 42.0}));
+  EXPECT_EQ(work.OptimizerStateBytes(), 1234);
+  ASSERT_THAT(work.ExportOptimizerState(), IsOk());
+  EXPECT_EQ(answering->exports, 1);
+  EXPECT_EQ(work.GradientFloats(), (std::map<int, int64_t>{{1, 77}}));
 }
 
 TEST(SlowStageWorkTest, ParsesTheFlag) {
