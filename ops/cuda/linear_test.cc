@@ -48,6 +48,33 @@ TEST(LinearCudaTest, ForwardWithBiasMatchesCpu) {
   ExpectParity("out", out.Download(), expected, kBf16Tolerance);
 }
 
+// The heuristic's algorithm is kept per problem: the same problem again reuses it and gives the
+// same bits; another shape asks the heuristic again.
+TEST(LinearCudaTest, TheAlgorithmIsKeptPerProblemAndGivesTheSameBits) {
+  SKIP_WITHOUT_GPU();
+  LinearInputs x;
+  DeviceArray<bf16> inp(N * C), weight(OC * C), bias(OC), first(N * OC), again(N * OC);
+  inp.Upload(x.inp);
+  weight.Upload(x.weight);
+  bias.Upload(x.bias);
+  auto matmul = Matmul::Create();
+  ASSERT_THAT(matmul, IsOk());
+  EXPECT_EQ((*matmul)->cached_algorithms(), 0);
+  ASSERT_THAT(
+      LinearForward(first.get(), inp.get(), weight.get(), bias.get(), N, C, OC, **matmul, nullptr),
+      IsOk());
+  EXPECT_EQ((*matmul)->cached_algorithms(), 1);
+  ASSERT_THAT(
+      LinearForward(again.get(), inp.get(), weight.get(), bias.get(), N, C, OC, **matmul, nullptr),
+      IsOk());
+  EXPECT_EQ((*matmul)->cached_algorithms(), 1);
+  EXPECT_EQ(first.Download(), again.Download());
+  ASSERT_THAT(LinearForward(again.get(), inp.get(), weight.get(), bias.get(), N / 2, C, OC,
+                            **matmul, nullptr),
+              IsOk());
+  EXPECT_EQ((*matmul)->cached_algorithms(), 2);
+}
+
 TEST(LinearCudaTest, ForwardWithoutBiasMatchesCpu) {
   SKIP_WITHOUT_GPU();
   LinearInputs x;

@@ -109,6 +109,30 @@ absl::Status Matmul::Run(const MatmulArgs& args, cudaStream_t stream) {
                    MakeLayout(d_type, args.m, args.n, args.ldd, args.batch_count, args.stride_d));
   absl::Cleanup destroy_d = [d_layout] { cublasLtMatrixLayoutDestroy(d_layout); };
 
+  const ProblemKey key = {args.transpose_a,
+                          args.transpose_b,
+                          args.m,
+                          args.n,
+                          args.k,
+                          args.lda,
+                          args.ldb,
+                          args.ldd,
+                          args.d_is_float,
+                          args.bias != nullptr,
+                          AlignmentOf(args.bias),
+                          args.batch_count,
+                          args.stride_a,
+                          args.stride_b,
+                          args.stride_d,
+                          AlignmentOf(args.a),
+                          AlignmentOf(args.b),
+                          AlignmentOf(args.d)};
+  if (auto cached = algorithms_.find(key); cached != algorithms_.end()) {
+    CUBLASLT_RETURN_IF_ERROR(cublasLtMatmul(
+        handle_, desc, &args.alpha, args.a, a_layout, args.b, b_layout, &args.beta, args.d,
+        d_layout, args.d, d_layout, &cached->second, workspace_, kWorkspaceBytes, stream));
+    return absl::OkStatus();
+  }
   cublasLtMatmulPreference_t preference = nullptr;
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&preference));
   absl::Cleanup destroy_preference = [preference] { cublasLtMatmulPreferenceDestroy(preference); };
@@ -139,6 +163,7 @@ absl::Status Matmul::Run(const MatmulArgs& args, cudaStream_t stream) {
   CUBLASLT_RETURN_IF_ERROR(cublasLtMatmul(handle_, desc, &args.alpha, args.a, a_layout, args.b,
                                           b_layout, &args.beta, args.d, d_layout, args.d, d_layout,
                                           &heuristic.algo, workspace_, kWorkspaceBytes, stream));
+  algorithms_.emplace(key, heuristic.algo);
   return absl::OkStatus();
 }
 

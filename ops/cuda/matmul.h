@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -56,13 +58,21 @@ class Matmul {
 
   // Enqueues d = alpha op(a) op(b) + beta d (+ bias) on stream. kInvalidArgument if cuBLASLt
   // has no algorithm for the shapes. Not synchronous: errors of the kernel itself surface at
-  // the stream's next synchronisation.
+  // the stream's next synchronisation. The heuristic's algorithm is asked once per problem
+  // (shapes, layouts, epilogue, pointer alignments) and kept: the same choice, without its
+  // host cost on every call. Not thread-safe (one Matmul per stream's owner).
   absl::Status Run(const MatmulArgs& args, cudaStream_t stream);
+  // Problems whose algorithm is kept (for tests and logs).
+  int cached_algorithms() const { return static_cast<int>(algorithms_.size()); }
 
  private:
   Matmul(cublasLtHandle_t handle, void* workspace) : handle_(handle), workspace_(workspace) {}
   cublasLtHandle_t handle_;
   void* workspace_;
+  // What the heuristic's choice depends on (every field of MatmulArgs but the pointers'
+  // values, alpha and beta), and the choice.
+  using ProblemKey = std::vector<int64_t>;
+  std::map<ProblemKey, cublasLtMatmulAlgo_t> algorithms_;
 };
 
 }  // namespace stagehand::ops::cuda
