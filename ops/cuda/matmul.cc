@@ -1,5 +1,6 @@
-// cuBLASLt descriptors for MatmulArgs, an algorithm from its heuristic, and the call; every
-// cuBLASLt call checked. Not cached per shape yet (descriptor set-up is a few microseconds).
+// cuBLASLt descriptors for MatmulArgs, an algorithm from its heuristic (asked once per problem
+// and kept), and the call; every cuBLASLt call checked. Descriptors are still made per call
+// (a few microseconds).
 #include "ops/cuda/matmul.h"
 
 #include <cstdint>
