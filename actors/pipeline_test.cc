@@ -189,21 +189,35 @@ TEST(PipelineTest, ComputeRunsWhileItsTransfersAreInFlight) {
 // made-up device time each): the trace's spans are the completions' device times, not the
 // calls' (which take well under a millisecond here), the step still trains, and with the next
 // action queued the lane's gaps between ready actions stay far below the action.
-TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
-  std::string text;
-  for (int i = 0; i < 40; ++i) text += "a gpu stream completes its work later. ";
-  const std::vector<int32_t> tokens(text.begin(), text.end());
-  runtime::WindowSampler sampler(&tokens, 2, 8, 5);
-  auto def = runtime::PlannerRegistry::Default().Get("1f1b");
-  ASSERT_TRUE(def.ok());
-  runtime::trace::TraceRecorder recorder("later");
+// Text for the pipelines of works that complete later.
+const std::vector<int32_t>& LaterText() {
+  static const std::vector<int32_t>* tokens = [] {
+    std::string text;
+    for (int i = 0; i < 40; ++i) text += "a gpu stream completes its work later. ";
+    return new std::vector<int32_t>(text.begin(), text.end());
+  }();
+  return *tokens;
+}
+
+// A tiny model on `planner`, P=2, M=4, with the next action queued (lane depth 2); the stage
+// works are the caller's (ModelPipelineOptions::stage_work).
+ModelPipelineOptions LaterPipelineOptions(const runtime::PlannerDefinition* planner) {
   ModelPipelineOptions o;
   o.model = models::UniformGpt(2, 16, 2, 256, 8, 11);
   o.chunk = models::ChunkOptions{2, 8, 4};
-  o.planner = *def;
+  o.planner = planner;
   o.planner_options = {2, 4, 0};
-  o.trace = &recorder;
   o.lane_depth = 2;
+  return o;
+}
+
+TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
+  runtime::WindowSampler sampler(&LaterText(), 2, 8, 5);
+  auto def = runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(def.ok());
+  runtime::trace::TraceRecorder recorder("later");
+  ModelPipelineOptions o = LaterPipelineOptions(*def);
+  o.trace = &recorder;
   std::vector<stagehand::testing::LaterCompletionWork*> works;
   o.stage_work = [&works](const std::map<int, runtime::Chunk*>& held, int num_chunks,
                           const runtime::WindowSampler* data, int m,
@@ -253,18 +267,10 @@ class FailingLaterWork : public stagehand::testing::LaterCompletionWork {
 };
 
 TEST(PipelineTest, AFailedStepWithCompletionsStillQueuedShutsDownCleanly) {
-  std::string text;
-  for (int i = 0; i < 40; ++i) text += "a gpu stream completes its work later. ";
-  const std::vector<int32_t> tokens(text.begin(), text.end());
-  runtime::WindowSampler sampler(&tokens, 2, 8, 5);
+  runtime::WindowSampler sampler(&LaterText(), 2, 8, 5);
   auto def = runtime::PlannerRegistry::Default().Get("gpipe");
   ASSERT_TRUE(def.ok());
-  ModelPipelineOptions o;
-  o.model = models::UniformGpt(2, 16, 2, 256, 8, 11);
-  o.chunk = models::ChunkOptions{2, 8, 4};
-  o.planner = *def;
-  o.planner_options = {2, 4, 0};
-  o.lane_depth = 2;
+  ModelPipelineOptions o = LaterPipelineOptions(*def);
   o.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
                     const runtime::WindowSampler* data, int m,
                     const runtime::OptimizerConfig& optimizer)

@@ -846,13 +846,12 @@ absl::Status WriteOutputs(const LaunchConfig& c, Session& s, const runtime::Trai
     RETURN_IF_ERROR(runtime::trace::WriteChromeJsonFile(trace, c.trace));
     std::printf("trace: %zu events written to %s\n", trace.spans.size(), c.trace.c_str());
     // The runtime's own idle time on the stages' lanes (on a GPU: its streams, device times).
-    std::vector<double> gaps = runtime::trace::LaneGaps(trace);
-    if (!gaps.empty()) {
-      std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+    const runtime::trace::LaneGapMedian gaps = runtime::trace::MedianLaneGap(trace);
+    if (gaps.pairs > 0) {
       std::printf(
           "trace: lane gap median %.1f us between an action and the next, already ready, on its "
-          "stage's %s (%zu pairs)\n",
-          gaps[gaps.size() / 2], c.device == "cuda" ? "stream" : "lane", gaps.size());
+          "stage's %s (%d pairs)\n",
+          gaps.median_us, c.device == "cuda" ? "stream" : "lane", gaps.pairs);
     }
   }
   if (!c.save_params.empty()) {

@@ -473,11 +473,19 @@ absl::StatusOr<TraceSummary> Summarize(const Trace& trace, const SummaryOptions&
   }
   out.critical_path = FindCriticalPath(by_step[step], step, f->second.begin, num_chunks);
   SummarizeGradReduction(trace, &out);
+  const LaneGapMedian gaps = MedianLaneGap(trace);
+  out.lane_gaps = gaps.pairs;
+  out.lane_gap_median_us = gaps.median_us;
+  return out;
+}
+
+LaneGapMedian MedianLaneGap(const Trace& trace) {
   std::vector<double> gaps = LaneGaps(trace);
-  out.lane_gaps = static_cast<int>(gaps.size());
+  LaneGapMedian out;
+  out.pairs = static_cast<int>(gaps.size());
   if (!gaps.empty()) {
     std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
-    out.lane_gap_median_us = gaps[gaps.size() / 2];
+    out.median_us = gaps[gaps.size() / 2];
   }
   return out;
 }

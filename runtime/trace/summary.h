@@ -139,6 +139,12 @@ struct SummaryOptions {
 
 // The lane gaps of `trace` (see the definitions at the top), in no particular order.
 std::vector<double> LaneGaps(const Trace& trace);
+// How many lane gaps `trace` has and their median (-1 with none): TraceSummary's figures.
+struct LaneGapMedian {
+  int pairs = 0;
+  double median_us = -1;
+};
+LaneGapMedian MedianLaneGap(const Trace& trace);
 
 // InvalidArgument if the trace has no compute span (nothing to summarise) or the asked
 // step is not in it.

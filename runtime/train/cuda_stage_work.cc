@@ -20,6 +20,32 @@ namespace stagehand::runtime {
 
 namespace oc = ::stagehand::ops::cuda;
 
+CudaEventPool::~CudaEventPool() {
+  for (cudaEvent_t event : all_) cudaEventDestroy(event);
+}
+
+absl::StatusOr<cudaEvent_t> CudaEventPool::Take() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      cudaEvent_t event = free_.back();
+      free_.pop_back();
+      return event;
+    }
+  }
+  cudaEvent_t event = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, flags_));
+  std::lock_guard<std::mutex> lock(mu_);
+  all_.push_back(event);
+  return event;
+}
+
+void CudaEventPool::GiveBack(cudaEvent_t event) {
+  if (event == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(event);
+}
+
 DeviceHandoff::~DeviceHandoff() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [key, tensor] : held_) {
@@ -27,7 +53,6 @@ DeviceHandoff::~DeviceHandoff() {
   }
   held_.clear();
   allocator_.reset();
-  for (cudaEvent_t event : all_events_) cudaEventDestroy(event);
 }
 
 absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source, int64_t elements,
@@ -41,7 +66,7 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
   for (auto it = held_.begin(); it != held_.end();) {
     if (std::make_tuple(it->first.step, it->first.run) < std::make_tuple(key.step, key.run)) {
       allocator_->Free(it->second.data).IgnoreError();
-      free_events_.push_back(it->second.ready);
+      events_.GiveBack(it->second.ready);
       it = held_.erase(it);
     } else {
       ++it;
@@ -52,17 +77,10 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
         "device hand-off of ", key.gradient ? "the gradient for I" : "the activation for F", " c",
         key.chunk, " mb", key.microbatch, " of step ", key.step, " put twice"));
   }
-  cudaEvent_t ready = nullptr;
-  if (!free_events_.empty()) {
-    ready = free_events_.back();
-    free_events_.pop_back();
-  } else {
-    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-    all_events_.push_back(ready);
-  }
+  ASSIGN_OR_RETURN(cudaEvent_t ready, events_.Take());
   absl::StatusOr<void*> block = allocator_->Allocate(elements * sizeof(models::cuda::bf16));
   if (!block.ok()) {
-    free_events_.push_back(ready);
+    events_.GiveBack(ready);
     return block.status();
   }
   const Tensor tensor{static_cast<models::cuda::bf16*>(*block), elements, ready};
@@ -76,7 +94,7 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
   if (!s.ok()) {
     cudaStreamSynchronize(stream);
     allocator_->Free(tensor.data).IgnoreError();
-    free_events_.push_back(ready);
+    events_.GiveBack(ready);
     return s;
   }
   held_[key] = tensor;
@@ -96,7 +114,7 @@ absl::StatusOr<DeviceHandoff::Tensor> DeviceHandoff::Take(const Key& key, cudaSt
   held_.erase(it);
   // The wait binds to the event's record now: the event may be recorded again after this.
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, tensor.ready, 0));
-  free_events_.push_back(tensor.ready);
+  events_.GiveBack(tensor.ready);
   tensor.ready = nullptr;
   return tensor;
 }
@@ -204,7 +222,6 @@ CudaStageWork::~CudaStageWork() {
   matmul_.reset();
   if (last_) GiveBack(*last_);
   for (void* buffer : all_pinned_) cudaFreeHost(buffer);
-  for (cudaEvent_t event : all_events_) cudaEventDestroy(event);
   if (anchor_ != nullptr) cudaEventDestroy(anchor_);
   cudaStreamDestroy(stream_);
 }
@@ -269,30 +286,13 @@ absl::StatusOr<void*> CudaStageWork::Pinned(size_t bytes) {
   return buffer;
 }
 
-absl::StatusOr<cudaEvent_t> CudaStageWork::Event() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!free_events_.empty()) {
-      cudaEvent_t event = free_events_.back();
-      free_events_.pop_back();
-      return event;
-    }
-  }
-  cudaEvent_t event = nullptr;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&event));
-  std::lock_guard<std::mutex> lock(mu_);
-  all_events_.push_back(event);
-  return event;
-}
-
 void CudaStageWork::GiveBack(Enqueued& action) {
   for (const std::function<void()>& release : action.release) release();
   action.release.clear();
   std::lock_guard<std::mutex> lock(mu_);
   for (void* buffer : action.pinned) free_pinned_.emplace_back(buffer, pinned_bytes_[buffer]);
-  for (cudaEvent_t event : {action.begin, action.end}) {
-    if (event != nullptr) free_events_.push_back(event);
-  }
+  events_.GiveBack(action.begin);
+  events_.GiveBack(action.end);
   action.pinned.clear();
   action.begin = action.end = nullptr;
 }
@@ -310,8 +310,8 @@ absl::StatusOr<CudaStageWork::Enqueued> CudaStageWork::Begin() {
   }
   Enqueued action;
   action.anchor_ns = anchor_ns_;
-  ASSIGN_OR_RETURN(action.begin, Event());
-  absl::StatusOr<cudaEvent_t> end = Event();
+  ASSIGN_OR_RETURN(action.begin, events_.Take());
+  absl::StatusOr<cudaEvent_t> end = events_.Take();
   if (!end.ok()) {
     GiveBack(action);
     return end.status();

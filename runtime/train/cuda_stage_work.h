@@ -43,6 +43,23 @@
 
 namespace stagehand::runtime {
 
+// CUDA events reused rather than created per action (thread-safe: one thread takes, another
+// may give back). Destroys every event it made.
+class CudaEventPool {
+ public:
+  explicit CudaEventPool(unsigned int flags) : flags_(flags) {}
+  ~CudaEventPool();
+  CudaEventPool(const CudaEventPool&) = delete;
+  CudaEventPool& operator=(const CudaEventPool&) = delete;
+  absl::StatusOr<cudaEvent_t> Take();
+  void GiveBack(cudaEvent_t event);  // null: nothing
+
+ private:
+  unsigned int flags_;
+  std::mutex mu_;
+  std::vector<cudaEvent_t> free_, all_;
+};
+
 // Activations and gradients handed between the stages of one process on one GPU as device
 // tensors: the producer's stream copies the tensor into a buffer of the hand-off and records an
 // event after it; the consumer's stream waits on that event and takes the buffer, which goes
@@ -85,7 +102,7 @@ class DeviceHandoff {
   mutable std::mutex mu_;
   std::unique_ptr<ops::cuda::CachingAllocator> allocator_;  // made on first use
   std::map<Key, Tensor> held_;
-  std::vector<cudaEvent_t> free_events_, all_events_;
+  CudaEventPool events_{cudaEventDisableTiming};
 };
 
 struct CudaStageOptions {
@@ -179,7 +196,6 @@ class CudaStageWork : public StageWork {
   // GiveBack for an action that will not complete (its call failed part-way): after the stream
   // has drained, so that nothing still reads its buffers.
   void Abandon(Enqueued& action);
-  absl::StatusOr<cudaEvent_t> Event();
   // The completion thread: waits for each action's end event in order, then completes it.
   void CompleteLoop();
   void StopCompletions();
@@ -220,7 +236,7 @@ class CudaStageWork : public StageWork {
   std::vector<std::pair<void*, size_t>> free_pinned_;
   std::vector<void*> all_pinned_;
   std::map<void*, size_t> pinned_bytes_;
-  std::vector<cudaEvent_t> free_events_, all_events_;
+  CudaEventPool events_{cudaEventDefault};  // timed: an action's begin and end
   std::thread completer_;
 };
 
