@@ -156,27 +156,50 @@ absl::StatusOr<PipelineOptions> PipelineOptionsOf(const ModelPipelineOptions& op
   return po;
 }
 
+// Stage `s`'s work over the chunks it holds of `chunks` (one replica's, in model order): the
+// caller's factory's, or the CPU's ModelStageWork with its test faults and --slow_stage.
+absl::StatusOr<std::unique_ptr<runtime::StageWork>> StageWorkOf(
+    const ModelPipelineOptions& options, const runtime::StepSpec& spec, int s,
+    const std::vector<runtime::Chunk*>& chunks, const runtime::WindowSampler* sampler,
+    const runtime::OptimizerConfig& optimizer, const runtime::DataParallelPlace& place) {
+  std::map<int, runtime::Chunk*> held;
+  for (int c = 0; c < spec.num_chunks; ++c) {
+    if (spec.chunk_to_stage[c] == s) held[c] = chunks[c];
+  }
+  auto faults = options.faults.find(s);
+  const runtime::StageFaults stage_faults =
+      faults == options.faults.end() ? runtime::StageFaults{} : faults->second;
+  if (options.stage_work) {
+    if (options.slow_stage.stage >= 0 || stage_faults.flip_at_step != 0 ||
+        stage_faults.nan_at_step != 0 || stage_faults.slow_forward_ms != 0) {
+      return absl::UnimplementedError(
+          "--slow_stage and STAGEHAND_FAULTS act on the CPU's stage work only");
+    }
+    return options.stage_work(ModelPipelineOptions::StageWorkSpec{
+        s, std::move(held), spec.num_chunks, sampler, spec.num_microbatches, optimizer, place});
+  }
+  std::unique_ptr<runtime::StageWork> work = std::make_unique<runtime::ModelStageWork>(
+      held, spec.num_chunks, sampler, spec.num_microbatches, optimizer, stage_faults, place);
+  if (s == options.slow_stage.stage) {
+    work = std::make_unique<runtime::SlowStageWork>(std::move(work), options.slow_stage.factor);
+  }
+  return work;
+}
+
 // One replica's stage works over `chunks` (this replica's, in model order).
-std::vector<std::unique_ptr<runtime::StageWork>> ReplicaWorks(
+absl::StatusOr<std::vector<std::unique_ptr<runtime::StageWork>>> ReplicaWorks(
     const ModelPipelineOptions& options, const runtime::StepSpec& spec,
     const std::vector<std::unique_ptr<runtime::Chunk>>& chunks,
     const runtime::WindowSampler* sampler, runtime::OptimizerConfig optimizer, int replica,
     const ExpertSeat* seat, ModelPipeline& out) {
   std::vector<std::unique_ptr<runtime::StageWork>> works;
+  std::vector<runtime::Chunk*> raw;
+  for (const auto& chunk : chunks) raw.push_back(chunk.get());
   for (int s = 0; s < spec.num_stages; ++s) {
-    std::map<int, runtime::Chunk*> held;
-    for (int c = 0; c < spec.num_chunks; ++c) {
-      if (spec.chunk_to_stage[c] == s) held[c] = chunks[c].get();
-    }
-    auto faults = options.faults.find(s);
-    works.push_back(std::make_unique<runtime::ModelStageWork>(
-        held, spec.num_chunks, sampler, spec.num_microbatches, optimizer,
-        faults == options.faults.end() ? runtime::StageFaults{} : faults->second,
-        PlaceOf(options, replica, s, seat, out)));
-    if (s == options.slow_stage.stage) {
-      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
-                                                              options.slow_stage.factor);
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<runtime::StageWork> work,
+                     StageWorkOf(options, spec, s, raw, sampler, optimizer,
+                                 PlaceOf(options, replica, s, seat, out)));
+    works.push_back(std::move(work));
   }
   return works;
 }
@@ -220,9 +243,9 @@ absl::Status AddReplica(const ModelPipelineOptions& options, const runtime::Wind
     optimizer.states = out.replica_states.back().get();
   }
   const auto& held = d == 0 && !out.expert_view ? out.chunks : out.replica_chunks.back();
-  for (auto& work : ReplicaWorks(options, spec, held, sampler, optimizer, d, seat, out)) {
-    works.push_back(std::move(work));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::unique_ptr<runtime::StageWork>> replica_works,
+                   ReplicaWorks(options, spec, held, sampler, optimizer, d, seat, out));
+  for (auto& work : replica_works) works.push_back(std::move(work));
   return absl::OkStatus();
 }
 
@@ -327,10 +350,6 @@ absl::StatusOr<ModelPipeline> BuildModelPipeline(const ModelPipelineOptions& opt
         "--zero=1 shards the optimizer over the --dp replicas: it needs --dp >= 2");
   }
   RETURN_IF_ERROR(ValidateExpertParallelism(options.model, options.dp, options.ep));
-  if (options.stage_work && options.dp > 1) {
-    return absl::UnimplementedError(
-        absl::StrCat("--dp=", options.dp, ": this device trains one replica (no --dp yet)"));
-  }
   if (options.dp > 1) return BuildDataParallelPipeline(options, sampler, *spec);
   models::ChunkOptions chunk_options = options.chunk;
   chunk_options.num_microbatches = spec->num_microbatches;
@@ -370,32 +389,9 @@ absl::StatusOr<std::unique_ptr<Pipeline>> BuildPipelineOn(
   }
   std::vector<std::unique_ptr<runtime::StageWork>> works;
   for (int s = 0; s < spec->num_stages; ++s) {
-    std::map<int, runtime::Chunk*> held;
-    for (int c = 0; c < spec->num_chunks; ++c) {
-      if (spec->chunk_to_stage[c] == s) held[c] = chunks[c];
-    }
-    auto faults = options.faults.find(s);
-    if (options.stage_work) {
-      const bool faulty = faults != options.faults.end() &&
-                          (faults->second.flip_at_step != 0 || faults->second.nan_at_step != 0 ||
-                           faults->second.slow_forward_ms != 0);
-      if (options.slow_stage.stage >= 0 || faulty) {
-        return absl::UnimplementedError(
-            "--slow_stage and STAGEHAND_FAULTS act on the CPU's stage work only");
-      }
-      ASSIGN_OR_RETURN(std::unique_ptr<runtime::StageWork> work,
-                       options.stage_work(held, spec->num_chunks, sampler, spec->num_microbatches,
-                                          options.optimizer));
-      works.push_back(std::move(work));
-      continue;
-    }
-    works.push_back(std::make_unique<runtime::ModelStageWork>(
-        held, spec->num_chunks, sampler, spec->num_microbatches, options.optimizer,
-        faults == options.faults.end() ? runtime::StageFaults{} : faults->second));
-    if (s == options.slow_stage.stage) {
-      works.back() = std::make_unique<runtime::SlowStageWork>(std::move(works.back()),
-                                                              options.slow_stage.factor);
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<runtime::StageWork> work,
+                     StageWorkOf(options, *spec, s, chunks, sampler, options.optimizer, {}));
+    works.push_back(std::move(work));
   }
   ASSIGN_OR_RETURN(PipelineOptions po, PipelineOptionsOf(options, *spec));
   if (options.trace != nullptr) {

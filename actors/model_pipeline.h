@@ -60,12 +60,19 @@ struct ModelPipelineOptions {
   // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
   bool moe_sub_steps = false;
   // Builds each stage's work in place of a runtime::ModelStageWork over the same host chunks
-  // (--device=cuda: runtime/train/cuda_stage_work.h); null: the CPU's. One replica only, without
-  // --slow_stage or test faults (refused).
-  using StageWorkFactory = std::function<absl::StatusOr<std::unique_ptr<runtime::StageWork>>(
-      const std::map<int, runtime::Chunk*>& held, int num_chunks,
-      const runtime::WindowSampler* sampler, int num_microbatches,
-      const runtime::OptimizerConfig& optimizer)>;
+  // (--device=cuda: runtime/train/cuda_stage_work.h); null: the CPU's. Called for every
+  // replica's every stage (replica-major), without --slow_stage or test faults (refused).
+  struct StageWorkSpec {
+    int stage = 0;
+    std::map<int, runtime::Chunk*> held;  // this replica's chunks on the stage
+    int num_chunks = 0;
+    const runtime::WindowSampler* sampler = nullptr;
+    int num_microbatches = 0;  // a replica's M
+    runtime::OptimizerConfig optimizer;
+    runtime::DataParallelPlace place;  // --dp: the replica's seat and its stage's group
+  };
+  using StageWorkFactory =
+      std::function<absl::StatusOr<std::unique_ptr<runtime::StageWork>>(const StageWorkSpec&)>;
   StageWorkFactory stage_work;
   // When buckets go out (the overlap benchmark's baseline holds them to the backward's end).
   runtime::GradReductionStart reduction_start = runtime::GradReductionStart::kAsLayersComplete;

@@ -219,12 +219,11 @@ TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
   ModelPipelineOptions o = LaterPipelineOptions(*def);
   o.trace = &recorder;
   std::vector<stagehand::testing::LaterCompletionWork*> works;
-  o.stage_work = [&works](const std::map<int, runtime::Chunk*>& held, int num_chunks,
-                          const runtime::WindowSampler* data, int m,
-                          const runtime::OptimizerConfig& optimizer)
+  o.stage_work = [&works](const ModelPipelineOptions::StageWorkSpec& w)
       -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
     auto work = std::make_unique<stagehand::testing::LaterCompletionWork>(
-        std::make_unique<runtime::ModelStageWork>(held, num_chunks, data, m, optimizer),
+        std::make_unique<runtime::ModelStageWork>(w.held, w.num_chunks, w.sampler,
+                                                  w.num_microbatches, w.optimizer),
         std::chrono::milliseconds(3));
     works.push_back(work.get());
     return std::unique_ptr<runtime::StageWork>(std::move(work));
@@ -271,12 +270,11 @@ TEST(PipelineTest, AFailedStepWithCompletionsStillQueuedShutsDownCleanly) {
   auto def = runtime::PlannerRegistry::Default().Get("gpipe");
   ASSERT_TRUE(def.ok());
   ModelPipelineOptions o = LaterPipelineOptions(*def);
-  o.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
-                    const runtime::WindowSampler* data, int m,
-                    const runtime::OptimizerConfig& optimizer)
+  o.stage_work = [](const ModelPipelineOptions::StageWorkSpec& w)
       -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
     return std::unique_ptr<runtime::StageWork>(std::make_unique<FailingLaterWork>(
-        std::make_unique<runtime::ModelStageWork>(held, num_chunks, data, m, optimizer),
+        std::make_unique<runtime::ModelStageWork>(w.held, w.num_chunks, w.sampler,
+                                                  w.num_microbatches, w.optimizer),
         std::chrono::milliseconds(40)));
   };
   auto mp = BuildModelPipeline(o, &sampler);

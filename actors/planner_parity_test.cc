@@ -205,6 +205,25 @@ TEST(LaneDepthParityTest, WorksThatCompleteAfterTheCallTrainBitwise) {
   }
 }
 
+// The stage-work factory seats every replica's work (ModelPipelineOptions::StageWorkSpec's
+// place, as --device=cuda's works are seated): works completing later under --dp=2 train like
+// the sequential run of 2 x M microbatches. A factory that dropped the place would leave the
+// replicas unreduced, each training on its own half.
+TEST(LaneDepthParityTest, WorksThatCompleteLaterTrainDataParallel) {
+  for (const char* name : {"1f1b", "zb_h1"}) {
+    stagehand::testing::ParityOptions parity{runtime::PlannerOptions{2, 4, 0}};
+    parity.lane_depth = 2;
+    parity.completes_later = true;
+    parity.dp = 2;
+    parity.grad_bucket_mb = 0.001;
+    parity.tolerance = 1e-5;
+    absl::StatusOr<const runtime::PlannerDefinition*> planner =
+        runtime::PlannerRegistry::Default().Get(name);
+    ASSERT_TRUE(planner.ok()) << planner.status();
+    EXPECT_TRUE(TrainsLikeSequential(**planner, parity)) << name << " --dp=2";
+  }
+}
+
 // Variable-length microbatches (--seq_len_policy=variable, a budget of 16 tokens: each
 // microbatch is 2 x T_m tokens, T_m in [1, 8]): every registered planner at P=4 trains bitwise
 // like the sequential run of the same lengths (activations, gradients and the loss all sized

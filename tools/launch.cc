@@ -70,6 +70,7 @@
 
 #ifdef STAGEHAND_CUDA
 #include "ops/cuda/device.h"
+#include "runtime/collectives/in_process_device_collective.h"
 #include "runtime/train/cuda_stage_work.h"
 #endif
 
@@ -89,7 +90,7 @@ ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
 ABSL_FLAG(std::string, device, "cpu",
           "where the one process trains: cpu, or cuda (a GPU: a launch built with "
-          "--config=cuda; GPT-2-style models, one replica)");
+          "--config=cuda; GPT-2-style models, --dp replicas on the one GPU)");
 ABSL_FLAG(std::string, init_from, "",
           "initial weights from a Hugging Face GPT-2 safetensors file (as --export writes)");
 
@@ -122,7 +123,9 @@ absl::Status ValidateDevice(const LaunchConfig& c) {
   if (tools::ClusterRequested()) {
     return refuse("--nprocs/--hostfile (one process: NCCL between workers is not wired)");
   }
-  if (c.dp > 1) return refuse(absl::StrCat("--dp=", c.dp, " (one replica on one GPU)"));
+  if (c.zero == 1) {
+    return refuse("--zero=1 (ZeRO-1 on the GPU is not built: every replica holds all moments)");
+  }
   if (c.slow_stage.stage >= 0) return refuse("--slow_stage");
   if (c.moe_sub_steps) return refuse("--moe_sub_steps");
   if (c.rampup.has_value()) return refuse("--rampup_batch_size");
@@ -442,9 +445,9 @@ struct Session {
   models::GptConfig model;
   std::vector<runtime::OptimizerState> optimizer_states;    // AdamW moments, for checkpoints
   std::unique_ptr<runtime::trace::TraceRecorder> recorder;  // outlives the pipeline
-  // --device=cuda: the stages' device hand-off (runtime::DeviceHandoff), which outlives the
-  // pipeline; held as void so that the CPU build needs no CUDA type.
-  std::shared_ptr<void> device_handoff;
+  // --device=cuda: what the stage works share (CudaShared), which outlives the pipeline; held
+  // as void so that the CPU build needs no CUDA type.
+  std::shared_ptr<void> device_shared;
   actors::ModelPipeline mp;
   std::vector<runtime::Chunk*> chunks;
   std::vector<runtime::ChunkState> chunk_states;
@@ -487,6 +490,42 @@ int LaneOmpThreads(const LaunchConfig& c) {
   return threads;
 }
 
+#ifdef STAGEHAND_CUDA
+// --device=cuda in one process: what the stage works share on the GPU. Each replica's stages
+// hand activations over on the device (a hand-off per replica: their keys would collide), and
+// with --dp each stage's replicas sum their gradient buckets through an in-process device group
+// (the link of --link_latency_us / --link_gbps modelled as for the CPU's replicas).
+struct CudaShared {
+  std::vector<std::unique_ptr<runtime::DeviceHandoff>> handoffs;  // by replica
+  std::vector<std::unique_ptr<runtime::InProcessGroup>> groups;   // by stage (--dp)
+  std::vector<std::unique_ptr<runtime::InProcessDeviceCollective>> members;
+
+  // The options of the work of replica place.replica's stage `stage`.
+  absl::StatusOr<runtime::CudaStageOptions> Seat(int stage, const runtime::DataParallelPlace& place,
+                                                 int device, const actors::LinkModel& link) {
+    if (place.zero_stage != 0 || place.expert_group != nullptr) {
+      return absl::UnimplementedError("--device=cuda: no ZeRO-1 or expert parallelism yet");
+    }
+    while (static_cast<int>(handoffs.size()) <= place.replica) {
+      handoffs.push_back(std::make_unique<runtime::DeviceHandoff>(device));
+    }
+    runtime::CudaStageOptions options;
+    options.device = device;
+    options.handoff = handoffs[place.replica].get();
+    if (place.replicas > 1) {
+      while (static_cast<int>(groups.size()) <= stage) {
+        groups.push_back(
+            std::make_unique<runtime::InProcessGroup>(place.replicas, link.latency_us, link.gbps));
+      }
+      members.push_back(std::make_unique<runtime::InProcessDeviceCollective>(
+          groups[stage].get(), place.replica, device));
+      options.data_parallel = {place.replica, place.replicas, place.group, members.back().get()};
+    }
+    return options;
+  }
+};
+#endif
+
 // The data, the model and its pipeline.
 absl::Status BuildSession(const LaunchConfig& c, Session& s) {
   ASSIGN_OR_RETURN(s.tokenizer, runtime::MakeTokenizer(c.tokenizer));
@@ -520,22 +559,22 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
 #ifdef STAGEHAND_CUDA
   if (c.device == "cuda") {
     ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo device, ops::cuda::ProbeDevice());
-    std::printf("device: %s; %d stage%s on its streams\n",
-                ops::cuda::DescribeDevice(device).c_str(), c.stages, c.stages == 1 ? "" : "s");
-    // Every stage is on this one GPU: activations and gradients stay on it.
-    auto handoff = std::make_shared<runtime::DeviceHandoff>(device.device);
-    s.device_handoff = handoff;
-    runtime::CudaStageOptions stage_options;
-    stage_options.device = device.device;
-    stage_options.handoff = handoff.get();
-    options.stage_work = [stage_options](const std::map<int, runtime::Chunk*>& held, int num_chunks,
-                                         const runtime::WindowSampler* sampler,
-                                         int num_microbatches,
-                                         const runtime::OptimizerConfig& optimizer)
+    std::printf("device: %s; %s%d stage%s on its streams\n",
+                ops::cuda::DescribeDevice(device).c_str(),
+                c.dp > 1 ? absl::StrCat(c.dp, " replicas x ").c_str() : "", c.stages,
+                c.stages == 1 ? "" : "s");
+    // Every stage of every replica is on this one GPU: activations and gradients stay on it.
+    auto shared = std::make_shared<CudaShared>();
+    s.device_shared = shared;
+    options.stage_work = [shared, device = device.device, link = c.link](
+                             const actors::ModelPipelineOptions::StageWorkSpec& w)
         -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+      ASSIGN_OR_RETURN(runtime::CudaStageOptions stage_options,
+                       shared->Seat(w.stage, w.place, device, link));
       ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
-                       runtime::CudaStageWork::Create(held, num_chunks, sampler, num_microbatches,
-                                                      optimizer, stage_options));
+                       runtime::CudaStageWork::Create(w.held, w.num_chunks, w.sampler,
+                                                      w.num_microbatches, w.optimizer,
+                                                      stage_options));
       return std::unique_ptr<runtime::StageWork>(std::move(work));
     };
   }

@@ -126,11 +126,11 @@ for binary in "$HERE"/bin/*; do
   elif [[ "$result" != "PASS" && -z "$numbers" ]]; then
     numbers="$(grep -m1 -E 'Failure|error|Error|failed' "$log" | cut -c1-90)"
   fi
-  row "$(printf '%-28s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
+  row "$(printf '%-34s %-8s %3s/%-3s %6ss  %s' "$check" "$result" "$passed" \
     "$((passed + skipped + failed))" "$seconds" "$numbers")"
   # A benchmark's lines ("bench <op> ms=... tflops=...") become rows of their own.
   while read -r _ op timing rate; do
-    row "$(printf '%-28s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")"
+    row "$(printf '%-34s %-8s %7s %7s  %s %s' "  $op" "TIME" "" "" "$timing" "$rate")"
   done < <(grep -E '^bench [a-z0-9_]+ ms=' "$log")
 done
 
@@ -153,7 +153,7 @@ losses() { awk '$1 == "step" && $3 == "loss" {print $2, $4}' "$LOGS/$1.log"; }
 add_row() {  # add_row CHECK RESULT SECONDS NUMBERS
   [[ "$2" == "FAIL" || "$2" == "TIMEOUT" ]] && overall=1
   COUNT[$2]=$((COUNT[$2] + 1))
-  row "$(printf '%-28s %-8s %7s %6ss  %s' "$1" "$2" "" "$3" "$4")"
+  row "$(printf '%-34s %-8s %7s %6ss  %s' "$1" "$2" "" "$3" "$4")"
 }
 failure() {  # the first error line of a launch log
   grep -m1 -E 'error|Error|failed' "$LOGS/$1.log" | cut -c1-90
@@ -209,6 +209,31 @@ if [[ -x "$LAUNCH" ]]; then
     fi
   done
   add_row stages_on_one_gpu "$result" "$total" "$numbers"
+  # --dp=2 on one GPU (two replicas of two stages, gradient buckets summed on the device in
+  # replica order) against one replica of twice the microbatches: the same global batch, equal
+  # up to the order of the microbatches' gradient sums (goal: losses within 1e-3 relative).
+  DP_RUN=(--device=cuda --stages=2 --steps=10 --eval_every=0 --log_every=1)
+  if launch dp_1 "${DP_RUN[@]}" --dp=1 --microbatches=16 &&
+     launch dp_2 "${DP_RUN[@]}" --dp=2 --microbatches=8; then
+    numbers="$(join <(losses dp_1) <(losses dp_2) | awk '
+      { d = $2 - $3; if (d < 0) d = -d; r = d / ($2 > 0 ? $2 : -$2); if (r > worst) worst = r; n++;
+        last = sprintf("step %s loss dp1 %s dp2 %s", $1, $2, $3) }
+      END { printf "%d steps; max rel diff %.2e (tol 1e-3); %s", n, worst, last;
+            exit (n == 10 && worst < 1e-3) ? 0 : 1 }')"
+    close=$?
+    add_row data_parallel_on_one_gpu "$([[ $close == 0 ]] && echo PASS || echo FAIL)" \
+      "$LAUNCH_SECONDS" "$numbers"
+  else
+    status=$?
+    name=dp_2
+    [[ -s "$LOGS/dp_2.log" ]] || name=dp_1
+    if grep -q 'no GPU' "$LOGS/$name.log"; then
+      add_row data_parallel_on_one_gpu SKIP "$LAUNCH_SECONDS" "no GPU"
+    else
+      add_row data_parallel_on_one_gpu "$([[ $status == 124 ]] && echo TIMEOUT || echo FAIL)" \
+        "$LAUNCH_SECONDS" "$(failure $name)"
+    fi
+  fi
   # The runtime's idle time on a stage's stream between an action and the next one already
   # ready (device times from CUDA events), P=4, M=8: goal under 5 us.
   gap="$(grep -m1 -o 'lane gap median [0-9.]* us' "$LOGS/stages_p4_1f1b.log" 2>/dev/null | awk '{print $4}')"
@@ -257,8 +282,8 @@ elif [[ -n "$OURS" ]]; then
 fi
 
 echo "=============================================================================================="
-printf '%-28s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
-echo "----------------------------------------------------------------------------------------------"
+printf '%-34s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
+echo "----------------------------------------------------------------------------------------------------"
 printf '%s\n' "${ROWS[@]}"
 echo "=============================================================================================="
 echo "checks: ${COUNT[PASS]} passed, ${COUNT[BELOW]} below their goal, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"

@@ -119,13 +119,12 @@ absl::StatusOr<Result> Pipelined(const runtime::PlannerDefinition& planner,
   o.ep = parity.ep;
   o.lane_depth = parity.lane_depth;
   if (parity.completes_later) {
-    o.stage_work = [](const std::map<int, runtime::Chunk*>& held, int num_chunks,
-                      const runtime::WindowSampler* sampler, int num_microbatches,
-                      const runtime::OptimizerConfig& optimizer)
+    o.stage_work = [](const actors::ModelPipelineOptions::StageWorkSpec& w)
         -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
       return std::make_unique<LaterCompletionWork>(
-          std::make_unique<runtime::ModelStageWork>(held, num_chunks, sampler, num_microbatches,
-                                                    optimizer),
+          std::make_unique<runtime::ModelStageWork>(w.held, w.num_chunks, w.sampler,
+                                                    w.num_microbatches, w.optimizer,
+                                                    runtime::StageFaults{}, w.place),
           std::chrono::microseconds(200));
     };
   }

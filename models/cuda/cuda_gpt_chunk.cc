@@ -552,13 +552,15 @@ void CudaGptChunk::Release(int mb) {
   states_.erase(it);
 }
 
-absl::Status CudaGptChunk::FoldHeadGradient() {
+absl::Status CudaGptChunk::FoldHeadGradient() { return FoldHeadGradientOn(stream_); }
+
+absl::Status CudaGptChunk::FoldHeadGradientOn(cudaStream_t stream) {
   if (!spec_.has_head) return absl::OkStatus();
   float* grad = Grad(config_.tied_head ? "wte" : "lm_head.weight");
   const int64_t n = int64_t{config_.vocab_size} * config_.d_model;
-  RETURN_IF_ERROR(oc::AddFloat(grad, head_grad_, n, stream_));
+  RETURN_IF_ERROR(oc::AddFloat(grad, head_grad_, n, stream));
   CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(head_grad_, 0, int64_t{vp_} * config_.d_model * sizeof(float), stream_));
+      cudaMemsetAsync(head_grad_, 0, int64_t{vp_} * config_.d_model * sizeof(float), stream));
   return absl::OkStatus();
 }
 

@@ -80,6 +80,9 @@ class CudaGptChunk {
   // the head weight's gradient: wte's after its embedding gradient, or the tied copy's or
   // lm_head's. Call once before reading gradients; then zeroes the apart copy.
   absl::Status FoldHeadGradient();
+  // The same on `stream` (a data-parallel stage's reduction stream, once the chunk's last
+  // weight-gradient pass of the step has completed).
+  absl::Status FoldHeadGradientOn(cudaStream_t stream);
   // Zeroes every gradient (and the head's apart copy).
   absl::Status ZeroGradients();
 

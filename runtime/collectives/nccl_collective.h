@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "runtime/collectives/device_collective.h"
 
 namespace gloo::rendezvous {
 class Store;
@@ -43,7 +44,7 @@ struct NcclGroupOptions {
   std::chrono::milliseconds timeout{30000};  // for member 0's id to appear in the store
 };
 
-class NcclCollective {
+class NcclCollective : public DeviceCollective {
  public:
   // Joins the group: member 0 makes the id and sets it in `store`; every member reads it and
   // initialises its communicator, which blocks until all `size` members have. `store` must
@@ -56,12 +57,12 @@ class NcclCollective {
   // A fresh id from ncclGetUniqueId (member 0's).
   static absl::StatusOr<std::vector<char>> NewId();
   // Destroys the communicator; the caller's streams must be done with it.
-  ~NcclCollective();
+  ~NcclCollective() override;
   NcclCollective(const NcclCollective&) = delete;
   NcclCollective& operator=(const NcclCollective&) = delete;
 
-  int member() const { return options_.member; }
-  int size() const { return options_.size; }
+  int member() const override { return options_.member; }
+  int size() const override { return options_.size; }
 
   // As Collective::ReduceScatterSum: every member passes `in` (n floats); member m receives in
   // `shard` (ShardLength(n, size, m) floats) the member-ordered sum of its shard.
@@ -71,7 +72,7 @@ class NcclCollective {
   absl::Status AllGather(absl::Span<const float> shard, absl::Span<float> out,
                          cudaStream_t stream);
   // ReduceScatterSum then AllGather: every member ends with the ordered sum in `inout`.
-  absl::Status AllReduceSum(absl::Span<float> inout, cudaStream_t stream);
+  absl::Status AllReduceSum(absl::Span<float> inout, cudaStream_t stream) override;
   // As Collective::AllToAllV (counts in floats, member order; they must agree pairwise).
   absl::Status AllToAllV(absl::Span<const float> in, const std::vector<int64_t>& send_counts,
                          absl::Span<float> out, const std::vector<int64_t>& recv_counts,

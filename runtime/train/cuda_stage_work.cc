@@ -164,6 +164,9 @@ absl::StatusOr<std::unique_ptr<CudaStageWork>> CudaStageWork::Create(
 absl::Status CudaStageWork::Init() {
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  if (options_.data_parallel.device_group != nullptr) {
+    CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&reduce_stream_, cudaStreamNonBlocking));
+  }
   CUDA_RETURN_IF_ERROR(cudaEventCreate(&anchor_));
   completer_ = std::thread([this] { CompleteLoop(); });
   ASSIGN_OR_RETURN(matmul_, oc::Matmul::Create());
@@ -223,6 +226,7 @@ CudaStageWork::~CudaStageWork() {
   if (last_) GiveBack(*last_);
   for (void* buffer : all_pinned_) cudaFreeHost(buffer);
   if (anchor_ != nullptr) cudaEventDestroy(anchor_);
+  if (reduce_stream_ != nullptr) cudaStreamDestroy(reduce_stream_);
   cudaStreamDestroy(stream_);
 }
 
@@ -257,7 +261,10 @@ void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
   Keep(oc::CudaStatus(cudaEventRecord(anchor_, stream_), "cudaEventRecord", __FILE__, __LINE__));
   Keep(oc::CudaStatus(cudaEventSynchronize(anchor_), "cudaEventSynchronize", __FILE__, __LINE__));
   anchor_ns_ = trace::NowNanos();
-  for (auto& [index, chunk] : chunks_) Keep(chunk->SetStepMicrobatches(num_microbatches));
+  step_microbatches_ = num_microbatches;
+  // The loss is the mean over every replica's microbatches: D x M of them.
+  const int global = num_microbatches * options_.data_parallel.replicas;
+  for (auto& [index, chunk] : chunks_) Keep(chunk->SetStepMicrobatches(global));
 }
 
 absl::StatusOr<models::cuda::CudaGptChunk*> CudaStageWork::Get(int chunk) const {
@@ -449,7 +456,7 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
   const models::ChunkOptions& o = host.options();
   MicrobatchData data(o);
   const auto sample_start = std::chrono::steady_clock::now();
-  data.Draw(*sampler_, step_, mb);
+  data.Draw(*sampler_, step_, options_.data_parallel.replica * step_microbatches_ + mb);
   data_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_start).count();
   const int64_t n = int64_t{o.micro_batch_size} * o.seq_len * host.config().d_model;
@@ -685,6 +692,39 @@ absl::Status CudaStageWork::ExportOptimizerState() {
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
+}
+
+std::map<int, int64_t> CudaStageWork::GradientFloats() const {
+  std::map<int, int64_t> out;
+  if (options_.data_parallel.device_group == nullptr) return out;
+  // The flat device gradient, padding included (zeros on every replica: they sum to zero).
+  for (const auto& [index, chunk] : chunks_) out[index] = chunk->padded_size();
+  return out;
+}
+
+absl::Status CudaStageWork::ReduceGradients(const GradBucket& bucket) {
+  DeviceCollective* group = options_.data_parallel.device_group;
+  if (group == nullptr) return absl::OkStatus();
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));  // the reduction lane's thread
+  ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(bucket.chunk));
+  if (bucket.begin < 0 || bucket.end > c->padded_size() || bucket.begin > bucket.end) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [", bucket.begin, ", ", bucket.end,
+                     ") is outside its ", c->padded_size(), " device gradients"));
+  }
+  // The chunk's last weight-gradient pass has completed (the bucket's start waits for it), so
+  // its head gradient is final: fold it in before the chunk's first bucket, on this stream, so
+  // that the replicas sum it too (later folds add zeros), as the CPU's stage work does.
+  if (bucket.begin == 0) RETURN_IF_ERROR(c->FoldHeadGradientOn(reduce_stream_));
+  RETURN_IF_ERROR(group->AllReduceSum(
+      absl::MakeSpan(c->grads() + bucket.begin, bucket.end - bucket.begin), reduce_stream_));
+  // The optimizer, on the compute stream, runs after the step's last REDUCE_GRAD returned.
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(reduce_stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaStageWork::GatherLosses(std::vector<double>* losses) {
+  return GatherReplicaLosses(options_.data_parallel.group, losses);
 }
 
 int64_t CudaStageWork::ActivationBytes(int chunk) const {

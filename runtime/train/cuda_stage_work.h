@@ -14,8 +14,14 @@
 // An activation or a gradient for another chunk goes through the process's DeviceHandoff when
 // one is given (stages on one GPU: the message carries no floats); else through pinned host
 // memory as a float payload (bf16 values, exact as floats) and back on the receiving stage.
-// Results do not depend on which. Not data, expert or sequence-length parallel (launch refuses
-// those flags).
+// Results do not depend on which.
+//
+// Data parallel (--dp, CudaDataParallel): replica d draws the step's global microbatches
+// d x M .. d x M + M - 1 and scales its loss for D x M; each REDUCE_GRAD sums a bucket of a
+// chunk's flat device gradient over the replicas on the stage's reduction stream, in member
+// order (runtime/collectives/device_collective.h), while the compute stream goes on. Buckets
+// start when their chunk's last weight-gradient pass of the step completes (whole actions, not
+// per layer). Not ZeRO-1, expert or sequence-length parallel (launch refuses those flags).
 #ifndef STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 
@@ -39,6 +45,8 @@
 #include "ops/cuda/adamw.h"
 #include "ops/cuda/caching_allocator.h"
 #include "ops/cuda/matmul.h"
+#include "runtime/collectives/collective.h"
+#include "runtime/collectives/device_collective.h"
 #include "runtime/train/stage_work.h"
 
 namespace stagehand::runtime {
@@ -105,6 +113,14 @@ class DeviceHandoff {
   CudaEventPool events_{cudaEventDisableTiming};
 };
 
+// This replica's seat in its stage's data-parallel group (--dp; one replica: the defaults).
+struct CudaDataParallel {
+  int replica = 0;
+  int replicas = 1;
+  Collective* group = nullptr;               // host values: every replica's microbatch losses
+  DeviceCollective* device_group = nullptr;  // the gradient buckets; null: no reduction
+};
+
 struct CudaStageOptions {
   int device = 0;  // the CUDA device index
   // After every update, copy the master weights back into the host chunks, which evaluation,
@@ -113,6 +129,7 @@ struct CudaStageOptions {
   // Shared by every stage of the process on `device` (not owned; null: activations and
   // gradients leave and enter through the host as float payloads).
   DeviceHandoff* handoff = nullptr;
+  CudaDataParallel data_parallel;  // not owned
 };
 
 class CudaStageWork : public StageWork {
@@ -143,6 +160,9 @@ class CudaStageWork : public StageWork {
   void DiscardGradients() override;
   double TakeDataSeconds() override;
   absl::Status ExportOptimizerState() override;
+  std::map<int, int64_t> GradientFloats() const override;
+  absl::Status ReduceGradients(const GradBucket& bucket) override;
+  absl::Status GatherLosses(std::vector<double>* losses) override;
   int64_t ActivationBytes(int chunk) const override;
   int64_t OptimizerStateBytes() const override;
   // The first failure of a phase that returns no status (tied sums, norms, the update), which
@@ -210,6 +230,7 @@ class CudaStageWork : public StageWork {
   CudaStageOptions options_;
   // Destroyed in reverse order: the chunks and optimizers before the allocator and the stream.
   cudaStream_t stream_ = nullptr;
+  cudaStream_t reduce_stream_ = nullptr;  // --dp: the REDUCE_GRAD collectives
   std::unique_ptr<ops::cuda::Matmul> matmul_;
   std::unique_ptr<ops::cuda::CachingAllocator> allocator_;
   std::map<int, std::unique_ptr<models::cuda::CudaGptChunk>> chunks_;
@@ -221,6 +242,7 @@ class CudaStageWork : public StageWork {
   bool folded_ = false;
   bool moments_written_ = false;  // an update ran: the moments on the device are the state
   int64_t step_ = 0;
+  int step_microbatches_ = 0;  // this replica's M of the step
   int run_ = 0;  // runs of step_ begun before this one (a rerun of the step)
   double data_seconds_ = 0;
   absl::Status status_;  // a failed optimizer phase (Keep)

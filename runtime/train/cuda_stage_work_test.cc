@@ -11,11 +11,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "models/gpt_config.h"
 #include "ops/cuda/gpu_test_util.h"
+#include "runtime/collectives/in_process_collective.h"
+#include "runtime/collectives/in_process_device_collective.h"
 #include "runtime/train/optimizer.h"
 #include "runtime/train/training.h"
 #include "runtime/util/status_matchers.h"
@@ -64,17 +67,19 @@ struct Completions {
 };
 
 // One step of the whole model on `works` (global chunk c on works[c]): F through every chunk,
-// then I + W back; then the optimizer phases as the step driver runs them. The step's loss.
-double Step(std::vector<StageWork*> works, int64_t step, Completions& completions) {
+// then I + W back; with data parallelism each chunk's gradient summed over the replicas in two
+// buckets (REDUCE_GRAD) and the losses gathered; then the optimizer phases as the step driver
+// runs them. The step's loss (over every replica's microbatches).
+double Step(std::vector<StageWork*> works, int64_t step, Completions& completions, int m = kM) {
   std::vector<StageWork*> stages;  // each work once, for its step-wide phases
   for (StageWork* w : works) {
     if (std::find(stages.begin(), stages.end(), w) == stages.end()) stages.push_back(w);
   }
-  for (StageWork* w : stages) w->BeginStep(step, kM);
+  for (StageWork* w : stages) w->BeginStep(step, m);
   double loss = 0;
-  std::vector<std::vector<Payload>> acts(works.size() + 1, std::vector<Payload>(kM));
-  std::vector<double> losses(kM, 0.0);
-  for (int mb = 0; mb < kM; ++mb) {
+  std::vector<std::vector<Payload>> acts(works.size() + 1, std::vector<Payload>(m));
+  std::vector<double> losses(m, 0.0);
+  for (int mb = 0; mb < m; ++mb) {
     for (size_t c = 0; c < works.size(); ++c) {
       const Payload* input = c == 0 ? nullptr : &acts[c][mb];
       EXPECT_THAT(works[c]->Forward(c, mb, input, &acts[c + 1][mb], &losses[mb]), IsOk());
@@ -82,8 +87,8 @@ double Step(std::vector<StageWork*> works, int64_t step, Completions& completion
       completions.Wait();  // the next chunk reads this one's output
     }
   }
-  std::vector<std::vector<Payload>> grads(works.size() + 1, std::vector<Payload>(kM));
-  for (int mb = 0; mb < kM; ++mb) {
+  std::vector<std::vector<Payload>> grads(works.size() + 1, std::vector<Payload>(m));
+  for (int mb = 0; mb < m; ++mb) {
     for (int c = static_cast<int>(works.size()) - 1; c >= 0; --c) {
       const Payload* grad = c + 1 == static_cast<int>(works.size()) ? nullptr : &grads[c + 1][mb];
       EXPECT_THAT(works[c]->Backward(c, mb, grad, &grads[c][mb]), IsOk());
@@ -91,7 +96,14 @@ double Step(std::vector<StageWork*> works, int64_t step, Completions& completion
       completions.Wait();
     }
   }
-  for (double l : losses) loss += l / kM;
+  for (StageWork* w : stages) {
+    for (const auto& [chunk, n] : w->GradientFloats()) {  // empty without data parallelism
+      EXPECT_THAT(w->ReduceGradients(GradBucket{chunk, 0, n / 2}), IsOk());
+      EXPECT_THAT(w->ReduceGradients(GradBucket{chunk, n / 2, n}), IsOk());
+    }
+  }
+  EXPECT_THAT(stages.back()->GatherLosses(&losses), IsOk());
+  for (double l : losses) loss += l / losses.size();
   std::vector<const TiedGradientMap*> parts;
   std::vector<TiedGradientMap> tied;
   for (StageWork* w : stages) tied.push_back(w->TiedGradients());
@@ -132,7 +144,9 @@ TEST(CudaStageWork, ActionsCompleteLaterInOrderWithDeviceTimes) {
     const auto [begin, end] = completions.times[i];
     EXPECT_GT(begin, 0) << i;
     EXPECT_GE(end, begin) << i;
-    if (i > 0) EXPECT_GE(begin, completions.times[i - 1].second - 1000) << i;  // in order
+    if (i > 0) {
+      EXPECT_GE(begin, completions.times[i - 1].second - 1000) << i;  // in order
+    }
   }
   EXPECT_THAT((*work)->deferred_status(), IsOk());
   EXPECT_GT((*work)->MemoryStats().peak_in_use_bytes, 0);
@@ -177,6 +191,79 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   const std::vector<NamedTensor> q = CollectParameters({(*two)[0].get(), (*two)[1].get()});
   ASSERT_EQ(p.size(), q.size());
   for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(p[i].data, q[i].data) << p[i].name;
+}
+
+// --dp=2 on one GPU: two replicas (threads), each one microbatch a step, their buckets summed
+// through the in-process device group, train like one replica of two microbatches (the same
+// global batch: replica d draws microbatch d); the replicas stay bitwise equal to each other.
+// Equal up to the order of the two microbatches' gradient sums, so within a tolerance.
+TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
+  SKIP_WITHOUT_GPU();
+  const models::GptConfig model = models::UniformGpt(2, 64, 4, 256, kT, 5);
+  const std::vector<int32_t> tokens = Text();
+  WindowSampler sampler(&tokens, kB, kT, 9);
+  OptimizerConfig optimizer;
+  auto reference_chunks = BuildChunks(model, 2, Options());
+  ASSERT_THAT(reference_chunks, IsOk());
+  auto reference = CudaStageWork::Create(
+      {{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}}, 2, &sampler, kM,
+      optimizer, CudaStageOptions{});
+  ASSERT_THAT(reference, IsOk());
+  constexpr int kReplicas = 2;
+  InProcessGroupMembers losses = MakeInProcessGroup(kReplicas);
+  InProcessGroup gradients(kReplicas);
+  std::vector<std::vector<std::unique_ptr<Chunk>>> replica_chunks;
+  std::vector<std::unique_ptr<InProcessDeviceCollective>> members;
+  std::vector<std::unique_ptr<CudaStageWork>> replicas;
+  for (int d = 0; d < kReplicas; ++d) {
+    auto chunks = BuildChunks(model, 2, Options());
+    ASSERT_THAT(chunks, IsOk());
+    replica_chunks.push_back(std::move(*chunks));
+    members.push_back(std::make_unique<InProcessDeviceCollective>(&gradients, d, 0));
+    CudaStageOptions options;
+    options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get()};
+    auto work = CudaStageWork::Create(
+        {{0, replica_chunks[d][0].get()}, {1, replica_chunks[d][1].get()}}, 2, &sampler, 1,
+        optimizer, options);
+    ASSERT_THAT(work, IsOk());
+    replicas.push_back(std::move(*work));
+  }
+  for (int64_t step = 1; step <= 3; ++step) {
+    Completions completions;
+    const double want = Step({reference->get(), reference->get()}, step, completions);
+    std::vector<double> got(kReplicas);
+    std::vector<std::thread> threads;
+    for (int d = 0; d < kReplicas; ++d) {
+      threads.emplace_back([&, d] {
+        Completions own;
+        got[d] = Step({replicas[d].get(), replicas[d].get()}, step, own, /*m=*/1);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(got[0], got[1]) << "step " << step;
+    EXPECT_NEAR(got[0], want, 1e-5 * std::abs(want)) << "step " << step;
+  }
+  for (int d = 0; d < kReplicas; ++d) EXPECT_THAT(replicas[d]->deferred_status(), IsOk());
+  const std::vector<NamedTensor> want =
+      CollectParameters({(*reference_chunks)[0].get(), (*reference_chunks)[1].get()});
+  for (int d = 0; d < kReplicas; ++d) {
+    const std::vector<NamedTensor> got =
+        CollectParameters({replica_chunks[d][0].get(), replica_chunks[d][1].get()});
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      double worst = 0, scale = 0;
+      for (size_t k = 0; k < got[i].data.size(); ++k) {
+        worst = std::max(worst, std::abs(double{got[i].data[k]} - want[i].data[k]));
+        scale = std::max(scale, std::abs(double{want[i].data[k]}));
+      }
+      EXPECT_LE(worst, 1e-5 * std::max(scale, 1e-30)) << "replica " << d << " " << got[i].name;
+    }
+  }
+  const std::vector<NamedTensor> r0 =
+      CollectParameters({replica_chunks[0][0].get(), replica_chunks[0][1].get()});
+  const std::vector<NamedTensor> r1 =
+      CollectParameters({replica_chunks[1][0].get(), replica_chunks[1][1].get()});
+  for (size_t i = 0; i < r0.size(); ++i) EXPECT_EQ(r0[i].data, r1[i].data) << r0[i].name;
 }
 
 }  // namespace

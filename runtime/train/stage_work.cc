@@ -579,16 +579,20 @@ int64_t ModelStageWork::OptimizerStateBytes() const {
   return floats * int64_t{sizeof(float)};
 }
 
-absl::Status ModelStageWork::GatherLosses(std::vector<double>* losses) {
-  if (place_.group == nullptr) return absl::OkStatus();
-  std::vector<double> all(losses->size() * place_.replicas);
+absl::Status GatherReplicaLosses(Collective* group, std::vector<double>* losses) {
+  if (group == nullptr) return absl::OkStatus();
+  std::vector<double> all(losses->size() * group->size());
   std::vector<double> values;
   for (size_t mb = 0; mb < losses->size(); ++mb) {
-    RETURN_IF_ERROR(place_.group->AllGatherScalar((*losses)[mb], &values));
-    for (int d = 0; d < place_.replicas; ++d) all[d * losses->size() + mb] = values[d];
+    RETURN_IF_ERROR(group->AllGatherScalar((*losses)[mb], &values));
+    for (int d = 0; d < group->size(); ++d) all[d * losses->size() + mb] = values[d];
   }
   *losses = std::move(all);
   return absl::OkStatus();
+}
+
+absl::Status ModelStageWork::GatherLosses(std::vector<double>* losses) {
+  return GatherReplicaLosses(place_.group, losses);
 }
 
 namespace {

@@ -169,6 +169,11 @@ struct StageFaults {
 absl::Status CheckTensorRows(const char* what, int64_t step, int chunk, int mb, int64_t floats,
                              int micro_batch_size, int length, int64_t d_model);
 
+// StageWork::GatherLosses over `group` (the stage's data-parallel group, a member per replica
+// in replica order; null: leaves `losses` alone): every replica's microbatch losses, replica by
+// replica.
+absl::Status GatherReplicaLosses(Collective* group, std::vector<double>* losses);
+
 // Stage `stage`'s part of STAGEHAND_FAULTS's plan.
 StageFaults StageFaultsOf(const FaultPlan& plan, int stage);
 
