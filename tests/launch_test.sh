@@ -87,7 +87,6 @@ expect_error "--lane_depth=0: must be between 1 and 8" --lane_depth=0
 expect_error "--device=tpu: unknown device (cpu or cuda)" --device=tpu
 expect_error "--device=cuda does not take --zero=1 (ZeRO-1 on the GPU is not built" --device=cuda \
   --dp=2 --zero=1
-expect_error "--device=cuda does not take --nprocs/--hostfile" --device=cuda --nprocs=2
 expect_error "--device=cuda does not take --seq_len_policy=variable" --device=cuda \
   --seq_len_policy=variable --microbatch_tokens=128
 expect_error "--device=cuda does not take --packing=documents" --device=cuda --packing=documents
@@ -99,8 +98,9 @@ expect_error "the CUDA kernels do not run norm=rmsnorm yet" --device=cuda \
   --model_config="$OUT/rms.json" --stages=1 --seq_len=16
 expect_error "this launch was built without CUDA; build and run it with ./bazelw run --config=cuda" \
   --device=cuda
-# --dp on the GPU passes the checks above (then needs a CUDA build).
+# --dp and workers on GPUs pass the checks above (then need a CUDA build).
 expect_error "this launch was built without CUDA" --device=cuda --dp=2
+expect_error "this launch was built without CUDA" --device=cuda --nprocs=2 --stages=2
 
 # 4. Under `bazel run` a relative --model_config means the directory bazel ran in
 #    (BUILD_WORKING_DIRECTORY), as every other path flag does, wherever the process starts.

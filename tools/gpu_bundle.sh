@@ -17,8 +17,9 @@ if ((${#TARGETS[@]} == 0)); then
   echo "gpu_bundle: no targets tagged gpu" >&2
   exit 1
 fi
-# The launcher too: run_gpu_checks.sh trains with it (CPU against GPU, stages against one).
-./bazelw build --config=cuda "${TARGETS[@]}" //tools:launch >&2
+# The launcher and its worker too: run_gpu_checks.sh trains with them (CPU against GPU, stages
+# against one, workers against one process).
+./bazelw build --config=cuda "${TARGETS[@]}" //tools:launch //tools:worker >&2
 
 # 2. Copy the binaries.
 # Symbols are stripped (the bundle must stay under 64 MiB); tests print their own failures.
@@ -31,8 +32,11 @@ for target in "${TARGETS[@]}"; do
   install -m 0755 -s "$BIN_DIR/$path" "$OUT/bin/"
 done
 install -m 0755 -s "$BIN_DIR/tools/launch" "$OUT/tools/launch"
+# run_gpu_checks.sh puts a tools/worker beside launch that starts this one with the bundle's
+# libraries (and loader, where it uses one).
+install -m 0755 -s "$BIN_DIR/tools/worker" "$OUT/tools/worker.bin"
 install -m 0644 tools/torch_gpt2_step.py "$OUT/tools/torch_gpt2_step.py"
-TARGETS+=("//tools:launch")
+TARGETS+=("//tools:launch" "//tools:worker")
 
 # 3. Copy every shared library they load (as ldd resolves it here), except what the node must
 # provide: the driver (libcuda, libnvidia-*), cuBLAS/cuBLASLt and NCCL (hundreds of MiB, and

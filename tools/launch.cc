@@ -88,9 +88,6 @@ ABSL_FLAG(double, link_latency_us, 0.0,
 ABSL_FLAG(double, link_gbps, 0.0, "injected link bandwidth in Gbit/s (0 = unlimited)");
 ABSL_FLAG(std::string, export, "",
           "at the end, write the weights to this file as Hugging Face GPT-2 safetensors");
-ABSL_FLAG(std::string, device, "cpu",
-          "where the one process trains: cpu, or cuda (a GPU: a launch built with "
-          "--config=cuda; GPT-2-style models, --dp replicas on the one GPU)");
 ABSL_FLAG(std::string, init_from, "",
           "initial weights from a Hugging Face GPT-2 safetensors file (as --export writes)");
 
@@ -104,39 +101,13 @@ struct LaunchConfig : tools::TrainConfig {
   actors::LinkModel link;
   std::string export_path;
   std::string init_from;
-  std::string device = "cpu";  // --device
 };
 
-// --device against the other flags, before anything is built: cpu or cuda, and cuda only for
-// what the CUDA stage work trains (runtime/train/cuda_stage_work.h), each refusal naming the
-// flag; then, in a launch built without --config=cuda, how to build one that has it.
+// --device against the other flags, before anything is built (tools::ValidateDeviceFlags); then,
+// in a launch built without --config=cuda, how to build one that has it.
 absl::Status ValidateDevice(const LaunchConfig& c) {
+  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c, tools::ClusterRequested()));
   if (c.device == "cpu") return absl::OkStatus();
-  if (c.device != "cuda") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device=", c.device, ": unknown device (cpu or cuda)"));
-  }
-  const auto refuse = [](const std::string& what) {
-    return absl::UnimplementedError(absl::StrCat("--device=cuda does not take ", what,
-                                                 " yet: drop it, or train with --device=cpu"));
-  };
-  if (tools::ClusterRequested()) {
-    return refuse("--nprocs/--hostfile (one process: NCCL between workers is not wired)");
-  }
-  if (c.zero == 1) {
-    return refuse("--zero=1 (ZeRO-1 on the GPU is not built: every replica holds all moments)");
-  }
-  if (c.slow_stage.stage >= 0) return refuse("--slow_stage");
-  if (c.moe_sub_steps) return refuse("--moe_sub_steps");
-  if (c.rampup.has_value()) return refuse("--rampup_batch_size");
-  if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {
-    return refuse("--seq_len_policy=variable");
-  }
-  if (c.dataset.packing == runtime::Packing::kDocuments) return refuse("--packing=documents");
-  if (const char* faults = std::getenv(runtime::kFaultsVar); faults != nullptr && *faults) {
-    return refuse(runtime::kFaultsVar);
-  }
-  RETURN_IF_ERROR(models::cuda::CheckCudaChunkSupport(c.model, c.chunk));
 #ifndef STAGEHAND_CUDA
   return absl::FailedPreconditionError(
       "--device=cuda: this launch was built without CUDA; build and run it with "
@@ -160,7 +131,6 @@ absl::StatusOr<LaunchConfig> ConfigFromFlags() {
   }
   c.export_path = absl::GetFlag(FLAGS_export);
   c.init_from = absl::GetFlag(FLAGS_init_from);
-  c.device = absl::GetFlag(FLAGS_device);
   RETURN_IF_ERROR(ValidateDevice(c));
   // Under `bazel run`, relative paths mean the directory bazel was run in.
   for (std::string* path : {&c.export_path, &c.init_from, &c.dump_schedule}) {

@@ -158,8 +158,19 @@ add_row() {  # add_row CHECK RESULT SECONDS NUMBERS
 failure() {  # the first error line of a launch log
   grep -m1 -E 'error|Error|failed' "$LOGS/$1.log" | cut -c1-90
 }
+# The worker launch starts beside it (launch --nprocs): the bundle's binary with its libraries.
+if [[ -x "$HERE/tools/worker.bin" ]]; then
+  {
+    echo '#!/usr/bin/env bash'
+    printf 'export LD_LIBRARY_PATH=%q${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\n' "$LIBRARY_PATH_VALUE"
+    printf 'exec'
+    printf ' %q' "${LOADER[@]}" "$HERE/tools/worker.bin"
+    echo ' "$@"'
+  } >"$HERE/tools/worker"
+  chmod +x "$HERE/tools/worker"
+fi
 if [[ -x "$LAUNCH" ]]; then
-  rm -f "$LOGS"/train_*.log "$LOGS"/stages_*
+  rm -f "$LOGS"/train_*.log "$LOGS"/stages_* "$LOGS"/procs_*
   TRAIN=(--steps=20 --eval_every=0 --log_every=1)
   if launch train_cpu "${TRAIN[@]}" --device=cpu && launch train_cuda "${TRAIN[@]}" --device=cuda; then
     numbers="$(join <(losses train_cpu) <(losses train_cuda) | awk '
@@ -234,6 +245,39 @@ if [[ -x "$LAUNCH" ]]; then
         "$LAUNCH_SECONDS" "$(failure $name)"
     fi
   fi
+  # Workers on GPUs (--nprocs, one GPU each by local rank; activations through the host over
+  # UCX): 2 stages on 2 processes against the same 2 stages in one process, losses bit for bit.
+  # Then --dp=2 over NCCL between 2 processes against --dp=2 in one process, bit for bit (the
+  # same member-ordered sums); NCCL puts one rank per GPU, so that needs two GPUs.
+  PROCS_RUN=(--device=cuda --stages=2 --steps=10 --eval_every=0 --log_every=1)
+  if launch procs_1 "${PROCS_RUN[@]}" && launch procs_2 "${PROCS_RUN[@]}" --nprocs=2; then
+    if cmp -s <(losses procs_1) <(losses procs_2) && [[ $(losses procs_2 | wc -l) == 10 ]]; then
+      add_row workers_on_gpus PASS "$LAUNCH_SECONDS" \
+        "--nprocs=2 = one process bitwise ($(losses procs_2 | wc -l) losses; last $(losses procs_2 | tail -1))"
+    else
+      add_row workers_on_gpus FAIL "$LAUNCH_SECONDS" \
+        "losses differ: one process $(losses procs_1 | tail -1 | tr '\n' ' '), workers $(losses procs_2 | tail -1)"
+    fi
+  else
+    name=procs_2
+    [[ -s "$LOGS/procs_2.log" ]] || name=procs_1
+    add_row workers_on_gpus "$(grep -q 'no GPU' "$LOGS/$name.log" && echo SKIP || echo FAIL)" \
+      "$LAUNCH_SECONDS" "$(failure $name)"
+  fi
+  gpus="$(nvidia-smi --list-gpus 2>/dev/null | wc -l)"
+  if ((gpus >= 2)); then
+    if launch procs_dp1 "${PROCS_RUN[@]}" --dp=2 && launch procs_dp2 "${PROCS_RUN[@]}" --dp=2 --nprocs=4; then
+      if cmp -s <(losses procs_dp1) <(losses procs_dp2); then
+        add_row nccl_between_processes PASS "$LAUNCH_SECONDS" "--dp=2 on 4 workers = one process bitwise"
+      else
+        add_row nccl_between_processes FAIL "$LAUNCH_SECONDS" "losses differ from one process"
+      fi
+    else
+      add_row nccl_between_processes FAIL "$LAUNCH_SECONDS" "$(failure procs_dp2)"
+    fi
+  else
+    add_row nccl_between_processes SKIP 0 "needs two GPUs (NCCL puts one rank per GPU); $gpus here"
+  fi
   # The runtime's idle time on a stage's stream between an action and the next one already
   # ready (device times from CUDA events), P=4, M=8: goal under 5 us.
   gap="$(grep -m1 -o 'lane gap median [0-9.]* us' "$LOGS/stages_p4_1f1b.log" 2>/dev/null | awk '{print $4}')"
@@ -281,11 +325,11 @@ elif [[ -n "$OURS" ]]; then
   add_row "throughput_vs_pytorch" SKIP 0 "no python3 with CUDA PyTorch on this node"
 fi
 
-echo "=============================================================================================="
+echo "===================================================================================================="
 printf '%-34s %-8s %-7s %7s  %s\n' "check" "result" "tests" "time" "numbers"
 echo "----------------------------------------------------------------------------------------------------"
 printf '%s\n' "${ROWS[@]}"
-echo "=============================================================================================="
+echo "===================================================================================================="
 echo "checks: ${COUNT[PASS]} passed, ${COUNT[BELOW]} below their goal, ${COUNT[SKIP]} skipped, ${COUNT[FAIL]} failed, ${COUNT[TIMEOUT]} timed out"
 first_skip="$(grep -h -m1 -B1 '^\[  SKIPPED \]' "$LOGS"/*.log 2>/dev/null | head -1)"
 first_skip="${first_skip:-$(grep -h -m1 '^bench skipped: ' "$LOGS"/*.log 2>/dev/null | cut -c16-)}"

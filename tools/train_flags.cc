@@ -15,7 +15,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "models/cuda/cuda_support.h"
 #include "models/model_config.h"
+#include "runtime/cluster/fault_plan.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/io/user_path.h"
 #include "runtime/util/status_macros.h"
@@ -64,6 +66,10 @@ ABSL_FLAG(int, ep, 1,
           "expert parallelism: groups of this many --dp replicas split every MoE layer's "
           "experts (each holds experts/ep of them; tokens reach them by all-to-all); must "
           "divide --dp and every MoE layer's expert count");
+ABSL_FLAG(std::string, device, "cpu",
+          "where the stages train: cpu, or cuda (GPUs: a build with --config=cuda; GPT-2-style "
+          "models; in one process every stage and --dp replica on one GPU, with --nprocs one "
+          "GPU per worker, chosen by its local rank)");
 ABSL_FLAG(int, lane_depth, 2,
           "actions each stage's compute lane holds: 2 queues the next action a stage can already "
           "decide behind the running one (the actor round trip hides under compute); 1 starts "
@@ -300,6 +306,7 @@ const std::vector<std::string>& TrainFlagNames() {
                                                  "ep",
                                                  "moe_sub_steps",
                                                  "lane_depth",
+                                                 "device",
                                                  "moe_aux_loss_coeff",
                                                  "moe_z_loss_coeff",
                                                  "packing",
@@ -322,6 +329,29 @@ std::vector<std::string> TrainFlagArgs() {
     args.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
   }
   return args;
+}
+
+absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster) {
+  if (c.device == "cpu") return absl::OkStatus();
+  const auto refuse = [](const std::string& what) {
+    return absl::UnimplementedError(absl::StrCat("--device=cuda does not take ", what,
+                                                 " yet: drop it, or train with --device=cpu"));
+  };
+  if (c.zero == 1) {
+    return refuse("--zero=1 (ZeRO-1 on the GPU is not built: every replica holds all moments)");
+  }
+  if (c.slow_stage.stage >= 0) return refuse("--slow_stage");
+  if (c.moe_sub_steps) return refuse("--moe_sub_steps");
+  if (c.rampup.has_value()) return refuse("--rampup_batch_size");
+  if (c.dataset.seq_len_policy == runtime::SeqLenPolicy::kVariable) {
+    return refuse("--seq_len_policy=variable");
+  }
+  if (c.dataset.packing == runtime::Packing::kDocuments) return refuse("--packing=documents");
+  if (const char* faults = std::getenv(runtime::kFaultsVar); faults != nullptr && *faults) {
+    return refuse(runtime::kFaultsVar);
+  }
+  (void)cluster;  // workers train on the GPU as one process does (one GPU each)
+  return models::cuda::CheckCudaChunkSupport(c.model, c.chunk);
 }
 
 absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c) {
@@ -470,6 +500,11 @@ absl::Status ReadScheduleFlags(TrainConfig& c) {
   c.zero = absl::GetFlag(FLAGS_zero);
   c.ep = absl::GetFlag(FLAGS_ep);
   c.moe_sub_steps = absl::GetFlag(FLAGS_moe_sub_steps);
+  c.device = absl::GetFlag(FLAGS_device);
+  if (c.device != "cpu" && c.device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", c.device, ": unknown device (cpu or cuda)"));
+  }
   c.lane_depth = absl::GetFlag(FLAGS_lane_depth);
   if (c.lane_depth < 1 || c.lane_depth > 8) {
     return absl::InvalidArgumentError(

@@ -44,6 +44,7 @@ struct TrainConfig {
   int ep = 1;                  // --ep: expert-parallel group size, carved out of --dp
   bool moe_sub_steps = false;  // --moe_sub_steps: MoE actions as sub-steps under any planner
   int lane_depth = 2;          // --lane_depth: actions a stage's compute lane holds
+  std::string device = "cpu";  // --device: cpu or cuda
   double grad_bucket_mb = runtime::kDefaultGradBucketMb;
   std::string save_params;
   runtime::DatasetOptions dataset;
@@ -67,6 +68,12 @@ struct TrainConfig {
 // Microbatches per step under --rampup_batch_size (constant without it); InvalidArgument
 // when the ramp-up does not fit --microbatches x --micro_batch_size.
 absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c);
+
+// --device against the other flags, for launch and worker alike: cuda refuses what the CUDA
+// stage work (runtime/train/cuda_stage_work.h) does not train, naming the flag
+// (Unimplemented), and models its kernels do not run (models/cuda/cuda_support.h). `cluster`:
+// the run has workers (--nprocs, --hostfile, Slurm).
+absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster);
 
 // The planner --planner names when it is not given.
 inline constexpr char kDefaultPlanner[] = "1f1b";

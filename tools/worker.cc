@@ -180,6 +180,16 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.ep = c.ep;
   o.moe_sub_steps = c.moe_sub_steps;
   o.lane_depth = c.lane_depth;
+  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c, /*cluster=*/true));
+  o.device = c.device;
+  o.local_rank = env.local_rank;
+#ifndef STAGEHAND_CUDA
+  if (o.device == "cuda") {
+    return absl::FailedPreconditionError(
+        "--device=cuda: this worker was built without CUDA; build launch and worker with "
+        "./bazelw build --config=cuda //tools:launch");
+  }
+#endif
   o.collective_latency_us = absl::GetFlag(FLAGS_collective_latency_us);
   o.collective_gbps = absl::GetFlag(FLAGS_collective_gbps);
   if (o.collective_latency_us < 0 || o.collective_gbps < 0) {

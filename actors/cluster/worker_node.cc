@@ -52,6 +52,13 @@
 #include "runtime/transport/ucx_transport.h"
 #include "runtime/util/status_macros.h"
 
+#ifdef STAGEHAND_CUDA
+#include "ops/cuda/cuda_status.h"
+#include "ops/cuda/device.h"
+#include "runtime/collectives/nccl_collective.h"
+#include "runtime/train/cuda_stage_work.h"
+#endif
+
 namespace stagehand::actors::cluster {
 namespace {
 
@@ -197,6 +204,14 @@ struct Node {
   std::unique_ptr<caf::actor_system> system;
   ActionLog log;
   std::shared_ptr<const runtime::StepSpecs> specs;  // --rampup_batch_size's; null: one M
+  // --device=cuda: this rank's GPU, its stages' works on it (by stage, taken by AddStageWork)
+  // and, with --dp, its stage's NCCL group for the gradient buckets (the Gloo dp_group still
+  // gathers the losses).
+  int gpu = -1;
+  std::map<int, std::unique_ptr<runtime::StageWork>> device_works;
+#ifdef STAGEHAND_CUDA
+  std::unique_ptr<runtime::NcclCollective> dp_device_group;
+#endif
 };
 
 // The worker's handle as the coordinator and its own actors address it. The worker is the
@@ -572,13 +587,75 @@ void AddStageWork(const WorkerOptions& o, const runtime::StepSpec& spec, int s,
   runtime::DataParallelPlace place{node.replica, o.dp, node.dp_group.get(), o.zero};
   place.expert_group = node.ep_group.get();  // --ep: as in one process (model_pipeline.cc)
   place.expert_data_group = node.edp_group.get();
-  node.works.push_back(std::make_unique<RecordingStageWork>(
-      std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
-                                                spec.num_microbatches, optimizer,
-                                                runtime::StageFaultsOf(o.faults, s), place),
-      s, &node.log, o.faults.kill_at_step));
+  std::unique_ptr<runtime::StageWork> work;
+  if (auto device = node.device_works.find(s); device != node.device_works.end()) {
+    work = std::move(device->second);  // --device=cuda (AddDeviceWorks)
+    node.device_works.erase(device);
+  } else {
+    work = std::make_unique<runtime::ModelStageWork>(held, spec.num_chunks, node.sampler.get(),
+                                                     spec.num_microbatches, optimizer,
+                                                     runtime::StageFaultsOf(o.faults, s), place);
+  }
+  node.works.push_back(std::make_unique<RecordingStageWork>(std::move(work), s, &node.log,
+                                                            o.faults.kill_at_step));
   node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
   if (o.dp > 1) node.reduce_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
+}
+
+// The optimizer of this rank's stage works, its AdamW moments kept in node.optimizer_states.
+runtime::OptimizerConfig OptimizerOf(const WorkerOptions& o, Node& node) {
+  runtime::OptimizerConfig optimizer = o.optimizer;
+  optimizer.states = &node.optimizer_states;
+  return optimizer;
+}
+
+// --device=cuda: this rank's GPU (local rank modulo the GPUs it sees), said once.
+absl::Status ChooseGpu(const WorkerOptions& o, const std::string& me, Node& node) {
+  if (o.device != "cuda") return absl::OkStatus();
+#ifdef STAGEHAND_CUDA
+  ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo probe, ops::cuda::ProbeDevice());
+  node.gpu = o.local_rank % probe.device_count;
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(node.gpu));
+  ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo info, ops::cuda::ProbeDevice());
+  std::printf("%s: GPU %d of %d (local rank %d): %s\n", me.c_str(), node.gpu,
+              probe.device_count, o.local_rank, ops::cuda::DescribeDevice(info).c_str());
+  std::fflush(stdout);
+  return absl::OkStatus();
+#else
+  return absl::FailedPreconditionError(
+      absl::StrCat(me, ": --device=cuda: this worker was built without CUDA (build with "
+                        "--config=cuda)"));
+#endif
+}
+
+// --device=cuda: this rank's stages' works on its GPU, for AddStageWork to take. Activations
+// leave and enter through the host (no device hand-off between processes); --dp sums buckets
+// over the stage's NCCL group.
+absl::Status AddDeviceWorks(const WorkerOptions& o, const runtime::StepSpec& spec,
+                            const std::vector<int>& stages,
+                            const runtime::OptimizerConfig& optimizer, Node& node) {
+  if (o.device != "cuda") return absl::OkStatus();
+#ifdef STAGEHAND_CUDA
+  for (int s : stages) {
+    std::map<int, runtime::Chunk*> held;
+    for (const auto& [c, chunk] : node.chunks) {
+      if (spec.chunk_to_stage[c] == s) held[c] = chunk.get();
+    }
+    runtime::CudaStageOptions options;
+    options.device = node.gpu;
+    if (o.dp > 1) {
+      options.data_parallel = {node.replica, o.dp, node.dp_group.get(),
+                               node.dp_device_group.get()};
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
+                     runtime::CudaStageWork::Create(held, spec.num_chunks, node.sampler.get(),
+                                                    spec.num_microbatches, optimizer, options));
+    node.device_works[s] = std::move(work);
+  }
+  return absl::OkStatus();
+#else
+  return absl::FailedPreconditionError("--device=cuda: a worker built without CUDA");
+#endif
 }
 
 // Stage `s`'s transfers over this rank's UCX transport.
@@ -605,8 +682,7 @@ LocalStages SpawnStages(const WorkerOptions& o, const runtime::StepSpec& spec,
   caf::actor_system& sys = *node.system;
   const worker_actor self_handle = WorkerHandle(self);
   const int64_t wte_floats = TiedWteFloats(o.model);
-  runtime::OptimizerConfig optimizer = o.optimizer;
-  optimizer.states = &node.optimizer_states;
+  const runtime::OptimizerConfig optimizer = OptimizerOf(o, node);
   LocalStages out{Registration{o.rank, stages, {}, {}}, {}};
   std::vector<stage_actor> local_stages(spec.num_stages);
   // Traced, rank > 0: the rank's step boundaries (trace_steps.h) stand between its stages
@@ -940,6 +1016,26 @@ absl::Status ConnectDataParallelGroup(const WorkerOptions& o, const runtime::Clu
       node.dp_group,
       ConnectGlooGroup(o, absl::StrCat("dp.s", stage), node.replica, o.dp,
                        absl::StrCat("data-parallel group of stage ", stage), coordinator, self));
+#ifdef STAGEHAND_CUDA
+  if (o.device == "cuda") {  // the gradient buckets: NCCL, its id through the signed store
+    runtime::NcclGroupOptions group;
+    group.name = absl::StrCat("nccl.dp.s", stage);
+    group.member = node.replica;
+    group.size = o.dp;
+    group.device = node.gpu;
+    group.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.join_timeout_s * 1e3));
+    ControlPlaneStore store(self, coordinator, o.rank, group.timeout);
+    runtime::AuthenticatedStore signed_store(store, o.token);
+    absl::StatusOr<std::unique_ptr<runtime::NcclCollective>> nccl =
+        runtime::NcclCollective::Connect(signed_store, group);
+    if (!nccl.ok()) {
+      return absl::Status(nccl.status().code(),
+                          absl::StrCat("rank ", o.rank, ": NCCL data-parallel group of stage ",
+                                       stage, ": ", nccl.status().message()));
+    }
+    node.dp_device_group = *std::move(nccl);
+  }
+#endif
   return absl::OkStatus();
 }
 
@@ -994,6 +1090,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
                      runtime::StepSpecs::Create(*o.planner, o.planner_options, *o.microbatches));
     node->specs = std::make_shared<const runtime::StepSpecs>(std::move(specs));
   }
+  RETURN_IF_ERROR(ChooseGpu(o, me, *node));
   RETURN_IF_ERROR(BuildChunks(o, spec, stages, *node));
   ASSIGN_OR_RETURN(const int64_t start_step, InitialWeights(o, me, *node));
   ASSIGN_OR_RETURN(const std::string device, DataPlaneDevice(o));
@@ -1021,6 +1118,7 @@ absl::Status RunWorker(const WorkerOptions& o) {
   ASSIGN_OR_RETURN(JoinReply reply, Join(o, me, start_step, coordinator, *node, self));
   RETURN_IF_ERROR(ConnectDataParallelGroup(o, *layout, coordinator, *node, self));
   RETURN_IF_ERROR(ConnectExpertParallelGroup(o, *layout, coordinator, *node, self));
+  RETURN_IF_ERROR(AddDeviceWorks(o, spec, stages, OptimizerOf(o, *node), *node));
   LocalStages local = SpawnStages(o, spec, stages, reply, trace, *node, self);
   self->send(coordinator, local.reg);
   ASSIGN_OR_RETURN(PeerTable table, ConnectPeers(o, me, P, local.comms, *node, self));

@@ -58,6 +58,13 @@ struct WorkerOptions {
   // --moe_sub_steps: MoE actions as sub-steps under any planner (actors::RunsSubSteps).
   bool moe_sub_steps = false;
   int lane_depth = 1;  // --lane_depth (PipelineOptions::lane_depth)
+  // --device=cuda: this rank's stages train on GPU local_rank % (GPUs visible), handing their
+  // activations to other ranks through the host (the UCX transport, as floats); with --dp each
+  // stage's replicas sum gradient buckets with NCCL (runtime/collectives/nccl_collective.h),
+  // the group's id shared through the coordinator's signed store. Needs a worker built with
+  // --config=cuda.
+  std::string device = "cpu";
+  int local_rank = 0;  // among the ranks on this host
   // --link_latency_us / --link_gbps: a modelled link added to every collective call of the
   // data- and expert-parallel groups (runtime/collectives/latency_collective.h); 0: none.
   double collective_latency_us = 0, collective_gbps = 0;

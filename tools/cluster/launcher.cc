@@ -230,10 +230,12 @@ absl::StatusOr<std::vector<Child>> StartWorkers(const ClusterLaunchOptions& o, i
   ASSIGN_OR_RETURN(int port, FreePort(o.bind));
   const std::string rank0_host = Rank0Host(o);
   const int omp_threads = LocalOmpThreads(o, restart);
+  const std::vector<int> local_ranks = LocalRanks(o.hosts, o.nprocs);
   std::vector<Child> children;
   for (int r = 0; r < o.nprocs; ++r) {
     std::vector<std::pair<std::string, std::string>> env = {
         {kRankVar, std::to_string(r)},
+        {kLocalRankVar, std::to_string(local_ranks[r])},
         {kWorldSizeVar, std::to_string(o.nprocs)},
         {kCoordinatorVar, absl::StrCat(rank0_host, ":", port)},
         {kTokenVar, token},

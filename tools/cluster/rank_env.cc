@@ -1,6 +1,9 @@
 // Rank environment, Slurm node lists and hostfiles.
 #include "tools/cluster/rank_env.h"
 
+#include <algorithm>
+#include <map>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -84,6 +87,15 @@ absl::StatusOr<std::vector<std::string>> ParseHostfile(const std::string& text) 
   return slots;
 }
 
+std::vector<int> LocalRanks(const std::vector<std::string>& hosts, int nprocs) {
+  std::vector<int> local(nprocs, 0);
+  std::map<std::string, int> seen;
+  for (int r = 0; r < nprocs; ++r) {
+    local[r] = hosts.empty() ? r : seen[r < static_cast<int>(hosts.size()) ? hosts[r] : ""]++;
+  }
+  return local;
+}
+
 absl::StatusOr<RankEnv> ResolveRankEnv(
     const std::function<std::string(const std::string&)>& getenv) {
   RankEnv env;
@@ -137,6 +149,17 @@ absl::StatusOr<RankEnv> ResolveRankEnv(
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "neither ", kRankVar, " (set by tools/launch) nor SLURM_PROCID (srun) is set"));
+  }
+  for (const char* var : {kLocalRankVar, "SLURM_LOCALID"}) {
+    if (getenv(var).empty()) continue;
+    absl::StatusOr<int> local = Int(var, getenv(var));
+    if (!local.ok()) return local.status();
+    if (*local < 0 || *local >= std::max(env.world_size, 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(var, "=", *local, ": not a local rank of ", env.world_size, " ranks"));
+    }
+    env.local_rank = *local;
+    break;
   }
   if (env.world_size < 1 || env.rank < 0 || env.rank >= env.world_size) {
     return absl::InvalidArgumentError(

@@ -20,12 +20,16 @@ inline constexpr char kWorldSizeVar[] = "STAGEHAND_WORLD_SIZE";
 inline constexpr char kCoordinatorVar[] = "STAGEHAND_COORDINATOR";  // host:port
 inline constexpr char kTokenVar[] = "STAGEHAND_JOIN_TOKEN";
 inline constexpr char kBindVar[] = "STAGEHAND_BIND";
+// The worker's index among the workers on its host (its GPU under --device=cuda); Slurm's is
+// SLURM_LOCALID.
+inline constexpr char kLocalRankVar[] = "STAGEHAND_LOCAL_RANK";
 // Under Slurm the coordinator port is STAGEHAND_PORT, else this base + SLURM_JOB_ID % 10000.
 inline constexpr int kSlurmPortBase = 40000;
 
 struct RankEnv {
   int rank = 0;
   int world_size = 1;
+  int local_rank = 0;  // among the ranks on this host (0 when neither variable is set)
   std::string coordinator_host;
   int coordinator_port = 0;
   std::string token;
@@ -37,6 +41,10 @@ struct RankEnv {
 // Every problem is an InvalidArgument naming the variable.
 absl::StatusOr<RankEnv> ResolveRankEnv(
     const std::function<std::string(const std::string&)>& getenv);
+
+// Each rank's index among the ranks on its host: `hosts` holds each rank's host (a hostfile's
+// slots in rank order); empty: every rank on this host, so rank r is local rank r.
+std::vector<int> LocalRanks(const std::vector<std::string>& hosts, int nprocs);
 
 // Expands a Slurm node list: "n1,gpu[01-03,07],x" -> n1 gpu01 gpu02 gpu03 gpu07 x.
 absl::StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list);

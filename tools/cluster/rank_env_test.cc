@@ -77,6 +77,35 @@ TEST(RankEnv, RankOutOfRangeAndBadNumbersAreErrors) {
   EXPECT_FALSE(ResolveRankEnv(Env({{"STAGEHAND_JOIN_TOKEN", "t"}})).ok());
 }
 
+TEST(RankEnv, LocalRankFromTheLauncherOrSlurm) {
+  std::map<std::string, std::string> vars = {{"STAGEHAND_RANK", "3"},
+                                             {"STAGEHAND_WORLD_SIZE", "4"},
+                                             {"STAGEHAND_COORDINATOR", "h:1"},
+                                             {"STAGEHAND_JOIN_TOKEN", "t"}};
+  auto env = ResolveRankEnv(Env(vars));
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->local_rank, 0);  // not given: the first on its host
+  vars["SLURM_LOCALID"] = "2";
+  env = ResolveRankEnv(Env(vars));
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->local_rank, 2);
+  vars["STAGEHAND_LOCAL_RANK"] = "1";  // the launcher's wins
+  env = ResolveRankEnv(Env(vars));
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->local_rank, 1);
+  for (const char* bad : {"-1", "4", "x"}) {
+    vars["STAGEHAND_LOCAL_RANK"] = bad;
+    env = ResolveRankEnv(Env(vars));
+    EXPECT_FALSE(env.ok()) << bad;
+    if (!env.ok()) EXPECT_NE(env.status().message().find("STAGEHAND_LOCAL_RANK"), std::string::npos);
+  }
+}
+
+TEST(LocalRanks, CountEachHostsRanksInOrder) {
+  EXPECT_EQ(LocalRanks({}, 3), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(LocalRanks({"a", "a", "b", "a", "b"}, 5), (std::vector<int>{0, 1, 0, 2, 1}));
+}
+
 TEST(NodeList, ExpandsRangesWithPaddingAndPlainNames) {
   auto nodes = ExpandNodeList("n1,gpu[01-03,07],x");
   ASSERT_TRUE(nodes.ok()) << nodes.status();
