@@ -164,6 +164,7 @@ absl::StatusOr<std::unique_ptr<CudaStageWork>> CudaStageWork::Create(
 absl::Status CudaStageWork::Init() {
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
   if (options_.data_parallel.device_group != nullptr) {
     CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&reduce_stream_, cudaStreamNonBlocking));
   }
@@ -201,9 +202,7 @@ absl::Status CudaStageWork::Init() {
                                              host->options().seq_len * host->config().d_model);
     chunks_[index] = std::move(chunk);
   }
-  ASSIGN_OR_RETURN(void* floats, allocator_->Allocate(std::max<int64_t>(staging, 1) * 4));
   ASSIGN_OR_RETURN(void* halves, allocator_->Allocate(std::max<int64_t>(staging, 1) * 2));
-  staging_floats_ = static_cast<float*>(floats);
   staging_ = static_cast<models::cuda::bf16*>(halves);
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
@@ -219,14 +218,17 @@ CudaStageWork::~CudaStageWork() {
   chunks_.clear();
   for (auto& [index, m] : m_) allocator_->Free(m).IgnoreError();
   for (auto& [index, v] : v_) allocator_->Free(v).IgnoreError();
-  if (staging_floats_ != nullptr) allocator_->Free(staging_floats_).IgnoreError();
+  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  if (last_) GiveBack(*last_);
+  last_.reset();
+  FreeCompletedBuffers();
   if (staging_ != nullptr) allocator_->Free(staging_).IgnoreError();
   allocator_.reset();
   matmul_.reset();
-  if (last_) GiveBack(*last_);
   for (void* buffer : all_pinned_) cudaFreeHost(buffer);
   if (anchor_ != nullptr) cudaEventDestroy(anchor_);
   if (reduce_stream_ != nullptr) cudaStreamDestroy(reduce_stream_);
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   cudaStreamDestroy(stream_);
 }
 
@@ -298,15 +300,51 @@ void CudaStageWork::GiveBack(Enqueued& action) {
   action.release.clear();
   std::lock_guard<std::mutex> lock(mu_);
   for (void* buffer : action.pinned) free_pinned_.emplace_back(buffer, pinned_bytes_[buffer]);
+  completed_buffers_.insert(completed_buffers_.end(), action.device.begin(), action.device.end());
   events_.GiveBack(action.begin);
   events_.GiveBack(action.end);
+  ordering_events_.GiveBack(action.copied);
+  for (cudaEvent_t event : action.ordering) ordering_events_.GiveBack(event);
   action.pinned.clear();
-  action.begin = action.end = nullptr;
+  action.device.clear();
+  action.ordering.clear();
+  action.begin = action.end = action.copied = nullptr;
+}
+
+void CudaStageWork::FreeCompletedBuffers() {
+  std::vector<void*> buffers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    buffers.swap(completed_buffers_);
+  }
+  for (void* buffer : buffers) allocator_->Free(buffer).IgnoreError();
+}
+
+absl::StatusOr<void*> CudaStageWork::ActionBuffer(size_t bytes, Enqueued& action) {
+  ASSIGN_OR_RETURN(void* buffer, allocator_->Allocate(std::max<size_t>(bytes, 1)));
+  action.device.push_back(buffer);
+  return buffer;
+}
+
+absl::Status CudaStageWork::CopyOut(void* host, const void* device, size_t bytes,
+                                    Enqueued& action) {
+  ASSIGN_OR_RETURN(cudaEvent_t computed, ordering_events_.Take());
+  action.ordering.push_back(computed);
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(computed, stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, computed, 0));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, copy_stream_));
+  if (action.copied == nullptr) {
+    ASSIGN_OR_RETURN(action.copied, ordering_events_.Take());
+  }
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(action.copied, copy_stream_));  // after its last copy
+  return absl::OkStatus();
 }
 
 void CudaStageWork::Abandon(Enqueued& action) {
-  // Its copies may still read its pinned buffers: let the stream finish before reusing them.
+  // Its copies may still read its buffers: let both streams finish before reusing them.
   cudaStreamSynchronize(stream_);
+  cudaStreamSynchronize(copy_stream_);
   GiveBack(action);
 }
 
@@ -315,6 +353,7 @@ absl::StatusOr<CudaStageWork::Enqueued> CudaStageWork::Begin() {
     Abandon(*last_);
     last_.reset();
   }
+  FreeCompletedBuffers();
   Enqueued action;
   action.anchor_ns = anchor_ns_;
   ASSIGN_OR_RETURN(action.begin, events_.Take());
@@ -373,6 +412,10 @@ void CudaStageWork::CompleteLoop() {
     // Waits on this thread only: the stream and the lane go on.
     absl::Status status = oc::CudaStatus(cudaEventSynchronize(action.end), "cudaEventSynchronize",
                                          __FILE__, __LINE__);
+    if (status.ok() && action.copied != nullptr) {  // its results' copies to the host
+      status = oc::CudaStatus(cudaEventSynchronize(action.copied), "cudaEventSynchronize",
+                              __FILE__, __LINE__);
+    }
     int64_t begin_ns = 0, end_ns = 0;
     if (status.ok()) {
       float begin_ms = 0, end_ms = 0;
@@ -400,21 +443,28 @@ void CudaStageWork::StopCompletions() {
 
 absl::Status CudaStageWork::StageIn(const Payload& payload, Enqueued& action) {
   const int64_t n = static_cast<int64_t>(payload.size());
-  ASSIGN_OR_RETURN(void* pinned, Pinned(n * sizeof(float)));
+  const size_t bytes = n * sizeof(float);
+  ASSIGN_OR_RETURN(void* pinned, Pinned(bytes));
   action.pinned.push_back(pinned);
-  std::memcpy(pinned, payload.data(), n * sizeof(float));
+  std::memcpy(pinned, payload.data(), bytes);
+  ASSIGN_OR_RETURN(void* floats, ActionBuffer(bytes, action));
   CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(staging_floats_, pinned, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
-  return oc::FloatToBf16(staging_, staging_floats_, n, stream_);
+      cudaMemcpyAsync(floats, pinned, bytes, cudaMemcpyHostToDevice, copy_stream_));
+  ASSIGN_OR_RETURN(cudaEvent_t arrived, ordering_events_.Take());
+  action.ordering.push_back(arrived);
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(arrived, copy_stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, arrived, 0));
+  return oc::FloatToBf16(staging_, static_cast<const float*>(floats), n, stream_);
 }
 
 absl::Status CudaStageWork::StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
                                      Enqueued& action) {
-  RETURN_IF_ERROR(oc::Bf16ToFloat(staging_floats_, device, n, stream_));
-  ASSIGN_OR_RETURN(void* pinned, Pinned(n * sizeof(float)));
+  const size_t bytes = n * sizeof(float);
+  ASSIGN_OR_RETURN(void* floats, ActionBuffer(bytes, action));
+  RETURN_IF_ERROR(oc::Bf16ToFloat(static_cast<float*>(floats), device, n, stream_));
+  ASSIGN_OR_RETURN(void* pinned, Pinned(bytes));
   action.pinned.push_back(pinned);
-  CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(pinned, staging_floats_, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  RETURN_IF_ERROR(CopyOut(pinned, floats, bytes, action));
   action.finish.push_back([pinned, n, payload] {
     const float* values = static_cast<const float*>(pinned);
     payload->assign(values, values + n);
@@ -487,10 +537,18 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
         losses.ok() ? Pinned(tokens * sizeof(float)) : absl::StatusOr<void*>(losses.status());
     s = pinned.status();
     if (s.ok()) {
+      // Into a buffer of the action first (the chunk's own may be reused once its W ran), then
+      // to the host on the copy stream.
       action.pinned.push_back(*pinned);
-      s = oc::CudaStatus(cudaMemcpyAsync(*pinned, *losses, tokens * sizeof(float),
-                                         cudaMemcpyDeviceToHost, stream_),
-                         "cudaMemcpyAsync", __FILE__, __LINE__);
+      const size_t bytes = tokens * sizeof(float);
+      absl::StatusOr<void*> own = ActionBuffer(bytes, action);
+      s = own.status();
+      if (s.ok()) {
+        s = oc::CudaStatus(
+            cudaMemcpyAsync(*own, *losses, bytes, cudaMemcpyDeviceToDevice, stream_),
+            "cudaMemcpyAsync", __FILE__, __LINE__);
+      }
+      if (s.ok()) s = CopyOut(*pinned, *own, bytes, action);
       action.finish.push_back([values = static_cast<const float*>(*pinned), tokens, loss] {
         double sum = 0;
         for (int64_t i = 0; i < tokens; ++i) sum += values[i];

@@ -13,7 +13,10 @@
 //
 // An activation or a gradient for another chunk goes through the process's DeviceHandoff when
 // one is given (stages on one GPU: the message carries no floats); else through pinned host
-// memory as a float payload (bf16 values, exact as floats) and back on the receiving stage.
+// memory as a float payload (bf16 values, exact as floats) and back on the receiving stage,
+// copied on the stage's copy stream (ordered with the compute stream by events), so that the
+// compute stream goes on with the next action while a payload travels. The loss values leave
+// the same way.
 // Results do not depend on which.
 //
 // Data parallel (--dp, CudaDataParallel): replica d draws the step's global microbatches
@@ -184,8 +187,13 @@ class CudaStageWork : public StageWork {
   // pinned memory into the caller's), and the pinned buffers to give back after.
   struct Enqueued {
     cudaEvent_t begin = nullptr, end = nullptr;
+    // Its transfers on the copy stream: `copied` after the last device-to-host copy (the
+    // completion waits for it too), `ordering` the events between the two streams.
+    cudaEvent_t copied = nullptr;
+    std::vector<cudaEvent_t> ordering;
     std::vector<std::function<void()>> finish;
     std::vector<void*> pinned;
+    std::vector<void*> device;  // its staging buffers from the allocator, freed on the lane
     // Run when its buffers are given back (completed or abandoned): hand-off tensors it read.
     std::vector<std::function<void()>> release;
     int64_t anchor_ns = 0;  // the host time of anchor_ (this step's)
@@ -195,11 +203,21 @@ class CudaStageWork : public StageWork {
   absl::StatusOr<Enqueued> Begin();
   // Ends it (the end event), keeps it for OnComplete.
   absl::Status End(Enqueued action);
-  // A (B, T, C) host payload into the stage's bf16 staging buffer (through pinned memory).
+  // A (B, T, C) host payload into the stage's bf16 staging buffer: pinned memory, copied on
+  // the copy stream into a buffer of the action, converted on the compute stream once there.
   absl::Status StageIn(const Payload& payload, Enqueued& action);
-  // `n` bf16 device values to `payload`, written when the action completes.
+  // `n` bf16 device values to `payload`, written when the action completes: converted on the
+  // compute stream into a buffer of the action, copied to pinned memory on the copy stream
+  // while the compute stream goes on.
   absl::Status StageOut(const models::cuda::bf16* device, int64_t n, Payload* payload,
                         Enqueued& action);
+  // `bytes` of the action's own device buffer `device` to pinned `host` on the copy stream,
+  // after everything the compute stream has enqueued so far.
+  absl::Status CopyOut(void* host, const void* device, size_t bytes, Enqueued& action);
+  // A device buffer of `bytes` that lives until the action has completed.
+  absl::StatusOr<void*> ActionBuffer(size_t bytes, Enqueued& action);
+  // Frees what completed actions left for the lane (the allocator is the lane's only).
+  void FreeCompletedBuffers();
   // The chunk's input from the hand-off (the stream waits for its producer), read in place by
   // the chunk (which copies it into its own state) and given back on the action's completion.
   absl::StatusOr<const models::cuda::bf16*> TakeInput(bool gradient, int chunk, int mb,
@@ -231,12 +249,12 @@ class CudaStageWork : public StageWork {
   // Destroyed in reverse order: the chunks and optimizers before the allocator and the stream.
   cudaStream_t stream_ = nullptr;
   cudaStream_t reduce_stream_ = nullptr;  // --dp: the REDUCE_GRAD collectives
+  cudaStream_t copy_stream_ = nullptr;    // payloads between device and host
   std::unique_ptr<ops::cuda::Matmul> matmul_;
   std::unique_ptr<ops::cuda::CachingAllocator> allocator_;
   std::map<int, std::unique_ptr<models::cuda::CudaGptChunk>> chunks_;
   std::map<int, std::unique_ptr<ops::cuda::MultiTensorAdamW>> optimizers_;
   std::map<int, float*> m_, v_;            // device AdamW moments per chunk (the allocator's)
-  float* staging_floats_ = nullptr;        // (B, T, C) fp32
   models::cuda::bf16* staging_ = nullptr;  // (B, T, C) bf16
   bool uploaded_ = false;
   bool folded_ = false;
@@ -258,7 +276,9 @@ class CudaStageWork : public StageWork {
   std::vector<std::pair<void*, size_t>> free_pinned_;
   std::vector<void*> all_pinned_;
   std::map<void*, size_t> pinned_bytes_;
+  std::vector<void*> completed_buffers_;    // ActionBuffers of completed actions (mu_)
   CudaEventPool events_{cudaEventDefault};  // timed: an action's begin and end
+  CudaEventPool ordering_events_{cudaEventDisableTiming};
   std::thread completer_;
 };
 
