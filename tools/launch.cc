@@ -536,15 +536,15 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
     // Every stage of every replica is on this one GPU: activations and gradients stay on it.
     auto shared = std::make_shared<CudaShared>();
     s.device_shared = shared;
-    options.stage_work = [shared, device = device.device, link = c.link](
-                             const actors::ModelPipelineOptions::StageWorkSpec& w)
+    options.stage_work = [shared, device = device.device,
+                          link = c.link](const actors::ModelPipelineOptions::StageWorkSpec& w)
         -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
       ASSIGN_OR_RETURN(runtime::CudaStageOptions stage_options,
                        shared->Seat(w.stage, w.place, device, link));
-      ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
-                       runtime::CudaStageWork::Create(w.held, w.num_chunks, w.sampler,
-                                                      w.num_microbatches, w.optimizer,
-                                                      stage_options));
+      ASSIGN_OR_RETURN(
+          std::unique_ptr<runtime::CudaStageWork> work,
+          runtime::CudaStageWork::Create(w.held, w.num_chunks, w.sampler, w.num_microbatches,
+                                         w.optimizer, stage_options));
       return std::unique_ptr<runtime::StageWork>(std::move(work));
     };
   }

@@ -596,8 +596,8 @@ void AddStageWork(const WorkerOptions& o, const runtime::StepSpec& spec, int s,
                                                      spec.num_microbatches, optimizer,
                                                      runtime::StageFaultsOf(o.faults, s), place);
   }
-  node.works.push_back(std::make_unique<RecordingStageWork>(std::move(work), s, &node.log,
-                                                            o.faults.kill_at_step));
+  node.works.push_back(
+      std::make_unique<RecordingStageWork>(std::move(work), s, &node.log, o.faults.kill_at_step));
   node.lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
   if (o.dp > 1) node.reduce_lanes.push_back(std::make_unique<Lane>(Lane::Mode::kThread));
 }
@@ -617,14 +617,15 @@ absl::Status ChooseGpu(const WorkerOptions& o, const std::string& me, Node& node
   node.gpu = o.local_rank % probe.device_count;
   CUDA_RETURN_IF_ERROR(cudaSetDevice(node.gpu));
   ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo info, ops::cuda::ProbeDevice());
-  std::printf("%s: GPU %d of %d (local rank %d): %s\n", me.c_str(), node.gpu,
-              probe.device_count, o.local_rank, ops::cuda::DescribeDevice(info).c_str());
+  std::printf("%s: GPU %d of %d (local rank %d): %s\n", me.c_str(), node.gpu, probe.device_count,
+              o.local_rank, ops::cuda::DescribeDevice(info).c_str());
   std::fflush(stdout);
   return absl::OkStatus();
 #else
   return absl::FailedPreconditionError(
-      absl::StrCat(me, ": --device=cuda: this worker was built without CUDA (build with "
-                        "--config=cuda)"));
+      absl::StrCat(me,
+                   ": --device=cuda: this worker was built without CUDA (build with "
+                   "--config=cuda)"));
 #endif
 }
 
@@ -644,8 +645,7 @@ absl::Status AddDeviceWorks(const WorkerOptions& o, const runtime::StepSpec& spe
     runtime::CudaStageOptions options;
     options.device = node.gpu;
     if (o.dp > 1) {
-      options.data_parallel = {node.replica, o.dp, node.dp_group.get(),
-                               node.dp_device_group.get()};
+      options.data_parallel = {node.replica, o.dp, node.dp_group.get(), node.dp_device_group.get()};
     }
     ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
                      runtime::CudaStageWork::Create(held, spec.num_chunks, node.sampler.get(),

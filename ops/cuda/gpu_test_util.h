@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +50,15 @@ inline std::vector<double> RoundedToFloat(const std::vector<double>& values) {
   std::vector<double> rounded(values.size());
   for (size_t i = 0; i < values.size(); ++i) rounded[i] = static_cast<float>(values[i]);
   return rounded;
+}
+
+// n floats uniform in [-scale, scale), from `seed`: inputs for exact (bitwise) comparisons.
+inline std::vector<float> RandomFloats(int64_t n, uint64_t seed, double scale) {
+  std::mt19937_64 random(seed);
+  std::uniform_real_distribution<double> uniform(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(uniform(random));
+  return v;
 }
 
 // A cudaMalloc'd array of T (bf16, float or int32_t); test failures on CUDA errors.

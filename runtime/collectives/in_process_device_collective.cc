@@ -17,8 +17,7 @@ InProcessDeviceCollective::~InProcessDeviceCollective() {
   }
 }
 
-absl::Status InProcessDeviceCollective::AllReduceSum(absl::Span<float> inout,
-                                                     cudaStream_t stream) {
+absl::Status InProcessDeviceCollective::AllReduceSum(absl::Span<float> inout, cudaStream_t stream) {
   CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   const int64_t n = static_cast<int64_t>(inout.size());
   if (n > sum_floats_) {  // the previous call's copy out of it was waited for below
@@ -52,13 +51,12 @@ absl::Status InProcessDeviceCollective::AllReduceSum(absl::Span<float> inout,
         return absl::OkStatus();
       }));
   // The all-gather's share of the modelled link (what a member of a real group receives).
-  RETURN_IF_ERROR(group_->Exchange(member_, nullptr, others * int64_t{sizeof(float)},
-                                   [](const std::vector<const void*>&) {
-                                     return absl::OkStatus();
-                                   }));
+  RETURN_IF_ERROR(
+      group_->Exchange(member_, nullptr, others * int64_t{sizeof(float)},
+                       [](const std::vector<const void*>&) { return absl::OkStatus(); }));
   if (n == 0) return absl::OkStatus();
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(inout.data(), sum_, sizeof(float) * n,
-                                       cudaMemcpyDeviceToDevice, stream));
+  CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(inout.data(), sum_, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream));
   return absl::OkStatus();
 }
 

@@ -6,7 +6,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -20,16 +19,9 @@ namespace stagehand::runtime {
 namespace {
 
 using ::stagehand::ops::cuda::testing::DeviceArray;
+using ::stagehand::ops::cuda::testing::RandomFloats;
 using ::stagehand::testing::IsOk;
 using ::stagehand::testing::StatusIs;
-
-std::vector<float> Floats(int64_t n, uint64_t seed, double scale) {
-  std::mt19937_64 random(seed);
-  std::uniform_real_distribution<double> uniform(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(uniform(random));
-  return v;
-}
 
 TEST(InProcessDeviceCollectiveTest, EveryMemberEndsWithTheHostsOrderedSum) {
   SKIP_WITHOUT_GPU();
@@ -37,7 +29,8 @@ TEST(InProcessDeviceCollectiveTest, EveryMemberEndsWithTheHostsOrderedSum) {
   InProcessGroup group(kSize, /*latency_us=*/50);
   for (int64_t n : {int64_t{1000}, int64_t{70001}}) {
     std::vector<std::vector<float>> inputs;
-    for (int m = 0; m < kSize; ++m) inputs.push_back(Floats(n, 7 * n + m, m == 1 ? 1e5 : 1e-2));
+    for (int m = 0; m < kSize; ++m)
+      inputs.push_back(RandomFloats(n, 7 * n + m, m == 1 ? 1e5 : 1e-2));
     std::vector<absl::Span<const float>> spans(inputs.begin(), inputs.end());
     std::vector<float> want(n);
     ASSERT_THAT(SumInMemberOrder(spans, absl::MakeSpan(want)), IsOk());

@@ -21,8 +21,8 @@ namespace {
 absl::Status Grouped(const std::function<absl::Status()>& calls) {
   NCCL_RETURN_IF_ERROR(ncclGroupStart());
   const absl::Status status = calls();
-  const absl::Status ended = ops::cuda::NcclStatus(ncclGroupEnd(), "ncclGroupEnd()", __FILE__,
-                                                   __LINE__);
+  const absl::Status ended =
+      ops::cuda::NcclStatus(ncclGroupEnd(), "ncclGroupEnd()", __FILE__, __LINE__);
   RETURN_IF_ERROR(status);
   return ended;
 }
@@ -46,10 +46,10 @@ absl::StatusOr<std::vector<char>> NcclCollective::NewId() {
 absl::StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Connect(
     gloo::rendezvous::Store& store, const NcclGroupOptions& options) {
   RETURN_IF_ERROR(CheckOptions(options));
-  ASSIGN_OR_RETURN(const std::vector<char> id,
-                   ShareFromMemberZero(store, absl::StrCat(options.name, "/nccl_unique_id"),
-                                       options.member, NCCL_UNIQUE_ID_BYTES, &NewId,
-                                       options.timeout));
+  ASSIGN_OR_RETURN(
+      const std::vector<char> id,
+      ShareFromMemberZero(store, absl::StrCat(options.name, "/nccl_unique_id"), options.member,
+                          NCCL_UNIQUE_ID_BYTES, &NewId, options.timeout));
   return FromId(id, options);
 }
 
@@ -67,8 +67,8 @@ absl::StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::FromId(
   ncclComm_t comm = nullptr;
   NCCL_RETURN_IF_ERROR(ncclCommInitRank(&comm, options.size, unique, options.member));
   std::unique_ptr<NcclCollective> collective(new NcclCollective(options, comm));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&collective->scalars_),
-                                  sizeof(double) * options.size));
+  CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&collective->scalars_), sizeof(double) * options.size));
   CUDA_RETURN_IF_ERROR(cudaMallocHost(reinterpret_cast<void**>(&collective->host_scalars_),
                                       sizeof(double) * options.size));
   return collective;
@@ -122,10 +122,9 @@ absl::Status NcclCollective::AllToAllV(absl::Span<const float> in,
   RETURN_IF_ERROR(Usable());
   if (static_cast<int>(send_counts.size()) != size() ||
       static_cast<int>(recv_counts.size()) != size()) {
-    return absl::InvalidArgumentError(absl::StrCat("all-to-all in '", options_.name, "': ",
-                                                   send_counts.size(), " send and ",
-                                                   recv_counts.size(), " receive counts for ",
-                                                   size(), " members"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("all-to-all in '", options_.name, "': ", send_counts.size(), " send and ",
+                     recv_counts.size(), " receive counts for ", size(), " members"));
   }
   int64_t send_total = 0, recv_total = 0;
   for (int j = 0; j < size(); ++j) {
@@ -139,8 +138,8 @@ absl::Status NcclCollective::AllToAllV(absl::Span<const float> in,
   if (send_total != static_cast<int64_t>(in.size()) ||
       recv_total != static_cast<int64_t>(out.size())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "all-to-all in '", options_.name, "': counts sum to ", send_total, " sent and ",
-        recv_total, " received, buffers hold ", in.size(), " and ", out.size()));
+        "all-to-all in '", options_.name, "': counts sum to ", send_total, " sent and ", recv_total,
+        " received, buffers hold ", in.size(), " and ", out.size()));
   }
   return Grouped([&]() -> absl::Status {
     int64_t sent = 0, received = 0;
@@ -196,8 +195,7 @@ absl::Status NcclCollective::AllGather(absl::Span<const float> shard, absl::Span
   return Grouped([&]() -> absl::Status {
     for (int j = 0; j < size(); ++j) {
       if (!shard.empty()) {
-        NCCL_RETURN_IF_ERROR(
-            ncclSend(shard.data(), shard.size(), ncclFloat, j, comm_, stream));
+        NCCL_RETURN_IF_ERROR(ncclSend(shard.data(), shard.size(), ncclFloat, j, comm_, stream));
       }
       const int64_t length = ShardLength(n, size(), j);
       if (length > 0) {
@@ -228,8 +226,7 @@ absl::Status NcclCollective::AllGatherScalar(double value, std::vector<double>* 
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scalars_ + member(), host_scalars_ + member(),
                                        sizeof(double), cudaMemcpyHostToDevice, stream));
   // In place: this member's value already sits at its slot of the receive buffer.
-  NCCL_RETURN_IF_ERROR(
-      ncclAllGather(scalars_ + member(), scalars_, 1, ncclDouble, comm_, stream));
+  NCCL_RETURN_IF_ERROR(ncclAllGather(scalars_ + member(), scalars_, 1, ncclDouble, comm_, stream));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_scalars_, scalars_, sizeof(double) * size(),
                                        cudaMemcpyDeviceToHost, stream));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));

@@ -40,7 +40,7 @@ struct NcclGroupOptions {
   std::string name = "world";  // the store key of the group's id derives from it
   int member = 0;
   int size = 1;
-  int device = 0;  // the CUDA device of this member's buffers and streams
+  int device = 0;                            // the CUDA device of this member's buffers and streams
   std::chrono::milliseconds timeout{30000};  // for member 0's id to appear in the store
 };
 
@@ -69,8 +69,7 @@ class NcclCollective : public DeviceCollective {
   absl::Status ReduceScatterSum(absl::Span<const float> in, absl::Span<float> shard,
                                 cudaStream_t stream);
   // As Collective::AllGather: every member passes its shard; every member receives all of `out`.
-  absl::Status AllGather(absl::Span<const float> shard, absl::Span<float> out,
-                         cudaStream_t stream);
+  absl::Status AllGather(absl::Span<const float> shard, absl::Span<float> out, cudaStream_t stream);
   // ReduceScatterSum then AllGather: every member ends with the ordered sum in `inout`.
   absl::Status AllReduceSum(absl::Span<float> inout, cudaStream_t stream) override;
   // As Collective::AllToAllV (counts in floats, member order; they must agree pairwise).

@@ -7,7 +7,6 @@
 #include <cuda_runtime_api.h>
 
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -23,17 +22,10 @@ namespace stagehand::runtime {
 namespace {
 
 using ::stagehand::ops::cuda::testing::DeviceArray;
+using ::stagehand::ops::cuda::testing::RandomFloats;
 using ::stagehand::testing::IsOk;
 using ::stagehand::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::vector<float> Floats(int64_t n, uint64_t seed, double scale) {
-  std::mt19937_64 random(seed);
-  std::uniform_real_distribution<double> uniform(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(uniform(random));
-  return v;
-}
 
 absl::Span<const float> Const(DeviceArray<float>& a) {
   return absl::MakeConstSpan(a.get(), a.size());
@@ -58,7 +50,7 @@ TEST(NcclCollectiveTest, OneRankGroupRunsEveryCall) {
   std::unique_ptr<NcclCollective> c = OneRank();
   ASSERT_NE(c, nullptr);
   constexpr int64_t kN = 5000;
-  const std::vector<float> values = Floats(kN, 1, 3.0);
+  const std::vector<float> values = RandomFloats(kN, 1, 3.0);
   DeviceArray<float> in(kN), out(kN);
   in.UploadRaw(values);
   cudaStream_t stream;
@@ -123,7 +115,7 @@ TEST(NcclCollectiveTest, TwoRanksOnTwoGpusSumInMemberOrder) {
   constexpr int64_t kN = 4099;  // odd: member 0's shard is one longer
   absl::StatusOr<std::vector<char>> id = NcclCollective::NewId();
   ASSERT_THAT(id.status(), IsOk());
-  std::vector<std::vector<float>> inputs = {Floats(kN, 11, 1e4), Floats(kN, 12, 1e-3)};
+  std::vector<std::vector<float>> inputs = {RandomFloats(kN, 11, 1e4), RandomFloats(kN, 12, 1e-3)};
   std::vector<absl::Span<const float>> spans(inputs.begin(), inputs.end());
   std::vector<float> want(kN);
   ASSERT_THAT(SumInMemberOrder(spans, absl::MakeSpan(want)), IsOk());

@@ -43,9 +43,8 @@ absl::StatusOr<std::vector<char>> ShareFromMemberZero(
     return absl::UnavailableError(absl::StrCat("'", key, "': ", e.what()));
   }
   if (bytes.size() != expected_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("'", key, "': member 0 published ",
-                                                   bytes.size(), " bytes, expected ",
-                                                   expected_bytes));
+    return absl::InvalidArgumentError(absl::StrCat("'", key, "': member 0 published ", bytes.size(),
+                                                   " bytes, expected ", expected_bytes));
   }
   return bytes;
 }

@@ -55,11 +55,11 @@ TEST(StoreExchangeTest, AValueOfAnotherSizeIsRefusedNamingTheKey) {
   EXPECT_THAT(ShareFromMemberZero(store, "nccl.x", 1, kBytes, nullptr, kTimeout),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("'nccl.x': member 0 published 17 bytes, expected 128")));
-  EXPECT_THAT(ShareFromMemberZero(
-                  store, "nccl.y", 0, kBytes,
-                  []() -> absl::StatusOr<std::vector<char>> { return std::vector<char>(3); },
-                  kTimeout),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("made 3 bytes")));
+  EXPECT_THAT(
+      ShareFromMemberZero(
+          store, "nccl.y", 0, kBytes,
+          []() -> absl::StatusOr<std::vector<char>> { return std::vector<char>(3); }, kTimeout),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("made 3 bytes")));
 }
 
 TEST(StoreExchangeTest, NothingPublishedInTimeIsADeadlineNamingTheKey) {

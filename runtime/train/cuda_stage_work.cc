@@ -332,8 +332,7 @@ absl::Status CudaStageWork::CopyOut(void* host, const void* device, size_t bytes
   action.ordering.push_back(computed);
   CUDA_RETURN_IF_ERROR(cudaEventRecord(computed, stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, computed, 0));
-  CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, copy_stream_));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, copy_stream_));
   if (action.copied == nullptr) {
     ASSIGN_OR_RETURN(action.copied, ordering_events_.Take());
   }
@@ -413,8 +412,8 @@ void CudaStageWork::CompleteLoop() {
     absl::Status status = oc::CudaStatus(cudaEventSynchronize(action.end), "cudaEventSynchronize",
                                          __FILE__, __LINE__);
     if (status.ok() && action.copied != nullptr) {  // its results' copies to the host
-      status = oc::CudaStatus(cudaEventSynchronize(action.copied), "cudaEventSynchronize",
-                              __FILE__, __LINE__);
+      status = oc::CudaStatus(cudaEventSynchronize(action.copied), "cudaEventSynchronize", __FILE__,
+                              __LINE__);
     }
     int64_t begin_ns = 0, end_ns = 0;
     if (status.ok()) {
@@ -544,9 +543,8 @@ absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Pay
       absl::StatusOr<void*> own = ActionBuffer(bytes, action);
       s = own.status();
       if (s.ok()) {
-        s = oc::CudaStatus(
-            cudaMemcpyAsync(*own, *losses, bytes, cudaMemcpyDeviceToDevice, stream_),
-            "cudaMemcpyAsync", __FILE__, __LINE__);
+        s = oc::CudaStatus(cudaMemcpyAsync(*own, *losses, bytes, cudaMemcpyDeviceToDevice, stream_),
+                           "cudaMemcpyAsync", __FILE__, __LINE__);
       }
       if (s.ok()) s = CopyOut(*pinned, *own, bytes, action);
       action.finish.push_back([values = static_cast<const float*>(*pinned), tokens, loss] {

@@ -261,7 +261,7 @@ class CudaStageWork : public StageWork {
   bool moments_written_ = false;  // an update ran: the moments on the device are the state
   int64_t step_ = 0;
   int step_microbatches_ = 0;  // this replica's M of the step
-  int run_ = 0;  // runs of step_ begun before this one (a rerun of the step)
+  int run_ = 0;                // runs of step_ begun before this one (a rerun of the step)
   double data_seconds_ = 0;
   absl::Status status_;  // a failed optimizer phase (Keep)
   // The anchor of device times: an event recorded at the step's start and the host time it

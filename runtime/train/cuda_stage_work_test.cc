@@ -205,9 +205,9 @@ TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
   OptimizerConfig optimizer;
   auto reference_chunks = BuildChunks(model, 2, Options());
   ASSERT_THAT(reference_chunks, IsOk());
-  auto reference = CudaStageWork::Create(
-      {{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}}, 2, &sampler, kM,
-      optimizer, CudaStageOptions{});
+  auto reference =
+      CudaStageWork::Create({{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}},
+                            2, &sampler, kM, optimizer, CudaStageOptions{});
   ASSERT_THAT(reference, IsOk());
   constexpr int kReplicas = 2;
   InProcessGroupMembers losses = MakeInProcessGroup(kReplicas);
@@ -222,9 +222,9 @@ TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
     members.push_back(std::make_unique<InProcessDeviceCollective>(&gradients, d, 0));
     CudaStageOptions options;
     options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get()};
-    auto work = CudaStageWork::Create(
-        {{0, replica_chunks[d][0].get()}, {1, replica_chunks[d][1].get()}}, 2, &sampler, 1,
-        optimizer, options);
+    auto work =
+        CudaStageWork::Create({{0, replica_chunks[d][0].get()}, {1, replica_chunks[d][1].get()}}, 2,
+                              &sampler, 1, optimizer, options);
     ASSERT_THAT(work, IsOk());
     replicas.push_back(std::move(*work));
   }

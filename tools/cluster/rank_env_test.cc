@@ -97,7 +97,8 @@ TEST(RankEnv, LocalRankFromTheLauncherOrSlurm) {
     vars["STAGEHAND_LOCAL_RANK"] = bad;
     env = ResolveRankEnv(Env(vars));
     EXPECT_FALSE(env.ok()) << bad;
-    if (!env.ok()) EXPECT_NE(env.status().message().find("STAGEHAND_LOCAL_RANK"), std::string::npos);
+    if (!env.ok())
+      EXPECT_NE(env.status().message().find("STAGEHAND_LOCAL_RANK"), std::string::npos);
   }
 }
 
