@@ -121,6 +121,7 @@ int Main(int argc, char** argv) {
       "--grad_bucket_mb=%g --lane_depth=%d, %d steps (median step); OpenMP threads per lane: %s\n",
       kReplicas, kStages, kMicrobatches, kMicroBatch, kSeqLen, latency_us, bucket_mb, lane_depth,
       steps, LaneThreads() > 0 ? std::to_string(LaneThreads()).c_str() : "OpenMP's default");
+  std::printf("%s\n", runtime::DescribeHostParallelism(kReplicas * kStages).c_str());
   std::printf("%-27s %-18s %10s %14s %8s %12s\n", "planner", "reduction starts", "step ms",
               "reduction ms", "hidden", "median step");
   const runtime::GradReductionStart starts[3] = {runtime::GradReductionStart::kAsLayersComplete,

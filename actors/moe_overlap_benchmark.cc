@@ -31,6 +31,7 @@
 #include "runtime/train/forwarding_stage_work.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/training.h"
+#include "runtime/util/cores.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::actors {
@@ -175,6 +176,7 @@ int Main(int argc, char** argv) {
       "median of %d steps after a warm-up step; A2A from the trace summary (per "
       "step, summed over stages)\n",
       P, M, kB, kT, latency_us, flags.steps);
+  std::printf("%s\n", runtime::DescribeHostParallelism(P).c_str());
   std::printf("  %-24s %10s %14s %10s %12s\n", "planner", "step ms", "A2A ms/step", "hidden",
               "experts us");
   struct Entry {

@@ -22,5 +22,16 @@ TEST(AllowedCoresTest, IsBetweenOneAndTheMachinesCores) {
   EXPECT_LE(cores, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
+// One thread against itself is one core's worth (timing noise aside), and several never add up
+// to more than they are (each at most as fast as one alone, give or take noise).
+TEST(MeasuredParallelThroughputTest, IsBoundedByTheThreads) {
+  const double one = MeasuredParallelThroughput(1);
+  EXPECT_GT(one, 0.5);
+  EXPECT_LT(one, 1.5);
+  const double two = MeasuredParallelThroughput(2);
+  EXPECT_GT(two, 0.3);
+  EXPECT_LT(two, 2.6);
+}
+
 }  // namespace
 }  // namespace stagehand::runtime

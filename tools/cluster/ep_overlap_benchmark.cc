@@ -32,6 +32,7 @@
 #include "runtime/trace/chrome_json.h"
 #include "runtime/trace/summary.h"
 #include "runtime/trace/trace.h"
+#include "runtime/util/cores.h"
 #include "runtime/util/status_macros.h"
 
 namespace stagehand::tools {
@@ -247,6 +248,7 @@ int Main(int argc, char** argv) {
       "from the trace summary (per step, summed over replica 0's stages)\n",
       c.flags.microbatches, kB, kT, *latency, c.flags.latency_us >= 0 ? ", given" : "",
       c.flags.steps, c.flags.repeats);
+  std::printf("%s (4 workers)\n", runtime::DescribeHostParallelism(4).c_str());
   std::fflush(stdout);
   std::vector<Series> series = {{"1f1b (sub-steps)", "1f1b", true, {}},
                                 {"1f1b_overlap", "1f1b_overlap", false, {}}};
