@@ -37,6 +37,52 @@ absl::Status SumInMemberOrder(const std::vector<absl::Span<const float>>& parts,
   return absl::OkStatus();
 }
 
+absl::Status CheckAllToAllCounts(const char* what, const std::vector<int64_t>& counts, int size,
+                                 size_t span_size) {
+  if (counts.size() != static_cast<size_t>(size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("all-to-all: ", counts.size(), " ", what, " counts for ", size, " members"));
+  }
+  int64_t total = 0;
+  for (int64_t c : counts) {
+    if (c < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("all-to-all: negative ", what, " count"));
+    }
+    total += c;
+  }
+  if (total != static_cast<int64_t>(span_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("all-to-all: ", what, " counts sum to ", total,
+                                                   " but the buffer has ", span_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> GatherOffsets(size_t piece_size,
+                                                   const std::vector<int64_t>& counts,
+                                                   size_t out_size, int member) {
+  if (member < 0 || member >= static_cast<int>(counts.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gather: member ", member, " of ", counts.size(), " counts"));
+  }
+  if (counts[member] != static_cast<int64_t>(piece_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("gather: member ", member, " passes ",
+                                                   piece_size, " elements, its count is ",
+                                                   counts[member]));
+  }
+  std::vector<int64_t> offsets(counts.size());
+  int64_t at = 0;
+  for (size_t j = 0; j < counts.size(); ++j) {
+    if (counts[j] < 0) return absl::InvalidArgumentError("gather: a negative count");
+    offsets[j] = at;
+    at += counts[j];
+  }
+  if (at != static_cast<int64_t>(out_size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gather: counts sum to ", at, " but the output has ", out_size));
+  }
+  return offsets;
+}
+
 absl::Status Collective::AllReduceSum(absl::Span<float> inout) {
   const int64_t n = static_cast<int64_t>(inout.size());
   std::vector<float> shard(ShardLength(n, size(), member()));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace stagehand::runtime {
@@ -36,6 +37,16 @@ inline int64_t ShardLength(int64_t n, int size, int member) {
 // Every part must have out.size() elements; `out` may alias parts[0] but no other part.
 absl::Status SumInMemberOrder(const std::vector<absl::Span<const float>>& parts,
                               absl::Span<float> out);
+
+// An all-to-all's `what` ("send" or "receive") counts checked against the group's `size` and
+// the buffer's `span_size`: one per member, none negative, summing to the buffer.
+absl::Status CheckAllToAllCounts(const char* what, const std::vector<int64_t>& counts, int size,
+                                 size_t span_size);
+// A gather of variable pieces checked (one count per member, none negative, this `member`'s
+// equal to its piece's `piece_size`, summing to `out_size`): where each member's piece lands.
+absl::StatusOr<std::vector<int64_t>> GatherOffsets(size_t piece_size,
+                                                   const std::vector<int64_t>& counts,
+                                                   size_t out_size, int member);
 
 class Collective {
  public:

@@ -33,26 +33,6 @@ absl::Status Guarded(const GlooGroupOptions& group, const char* op, Fn&& fn) {
   }
 }
 
-absl::Status CheckCounts(const char* what, const std::vector<int64_t>& counts, int size,
-                         size_t span_size) {
-  if (counts.size() != static_cast<size_t>(size)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("all-to-all: ", counts.size(), " ", what, " counts for ", size, " members"));
-  }
-  int64_t total = 0;
-  for (int64_t c : counts) {
-    if (c < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("all-to-all: negative ", what, " count"));
-    }
-    total += c;
-  }
-  if (total != static_cast<int64_t>(span_size)) {
-    return absl::InvalidArgumentError(absl::StrCat("all-to-all: ", what, " counts sum to ", total,
-                                                   " but the buffer has ", span_size));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GlooCollective>> GlooCollective::Connect(
@@ -123,8 +103,8 @@ absl::Status GlooCollective::AllToAllV(absl::Span<const float> in,
                                        const std::vector<int64_t>& send_counts,
                                        absl::Span<float> out,
                                        const std::vector<int64_t>& recv_counts) {
-  RETURN_IF_ERROR(CheckCounts("send", send_counts, size(), in.size()));
-  RETURN_IF_ERROR(CheckCounts("receive", recv_counts, size(), out.size()));
+  RETURN_IF_ERROR(CheckAllToAllCounts("send", send_counts, size(), in.size()));
+  RETURN_IF_ERROR(CheckAllToAllCounts("receive", recv_counts, size(), out.size()));
   if (size() == 1) {
     std::copy(in.begin(), in.end(), out.begin());
     return absl::OkStatus();

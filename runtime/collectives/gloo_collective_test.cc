@@ -334,6 +334,25 @@ TEST(InProcessCollectiveTest, AbortWakesAWaitingMember) {
               StatusIs(absl::StatusCode::kAborted));
 }
 
+TEST(CollectiveArgumentsTest, CountsAndGatherOffsetsAreChecked) {
+  EXPECT_THAT(CheckAllToAllCounts("send", {1, 2}, 2, 3), IsOk());
+  EXPECT_THAT(CheckAllToAllCounts("send", {1, 2}, 3, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2 send counts for 3")));
+  EXPECT_THAT(CheckAllToAllCounts("receive", {1, -1}, 2, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("negative receive")));
+  EXPECT_THAT(CheckAllToAllCounts("send", {1, 2}, 2, 4),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sum to 3")));
+  absl::StatusOr<std::vector<int64_t>> offsets = GatherOffsets(2, {3, 2, 0, 4}, 9, 1);
+  ASSERT_THAT(offsets.status(), IsOk());
+  EXPECT_EQ(*offsets, (std::vector<int64_t>{0, 3, 5, 5}));
+  EXPECT_THAT(GatherOffsets(3, {3, 2}, 5, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("its count is 2")));
+  EXPECT_THAT(GatherOffsets(2, {3, 2}, 6, 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sum to 5")));
+  EXPECT_THAT(GatherOffsets(2, {3, 2}, 5, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("member 2")));
+}
+
 TEST(AuthenticatedStoreTest, RoundTripsAndRefusesAnEntryWithoutTheSecret) {
   gloo::rendezvous::HashStore inner;
   AuthenticatedStore store(inner, "launch secret");

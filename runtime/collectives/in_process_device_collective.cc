@@ -60,4 +60,78 @@ absl::Status InProcessDeviceCollective::AllReduceSum(absl::Span<float> inout, cu
   return absl::OkStatus();
 }
 
+absl::Status InProcessDeviceCollective::ExchangeAndCopy(
+    const void* mine, int64_t bytes,
+    const std::function<absl::StatusOr<std::vector<Read>>(const std::vector<const void*>&)>& plan,
+    cudaStream_t stream) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // this member's buffers are final
+  return group_->Exchange(
+      member_, mine, bytes, [&](const std::vector<const void*>& all) -> absl::Status {
+        ASSIGN_OR_RETURN(const std::vector<Read> reads, plan(all));
+        for (const Read& r : reads) {
+          if (r.floats == 0 || r.from == r.to) continue;
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(r.to, r.from, sizeof(float) * r.floats,
+                                               cudaMemcpyDeviceToDevice, stream));
+        }
+        // Every member's buffers are read before any member goes on (the closing barrier).
+        CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+        return absl::OkStatus();
+      });
+}
+
+absl::Status InProcessDeviceCollective::AllToAllV(absl::Span<const float> in,
+                                                  const std::vector<int64_t>& send_counts,
+                                                  absl::Span<float> out,
+                                                  const std::vector<int64_t>& recv_counts,
+                                                  cudaStream_t stream) {
+  RETURN_IF_ERROR(CheckAllToAllCounts("send", send_counts, size(), in.size()));
+  RETURN_IF_ERROR(CheckAllToAllCounts("receive", recv_counts, size(), out.size()));
+  struct Deposit {
+    const float* in;
+    const std::vector<int64_t>* send_counts;
+  } deposit{in.data(), &send_counts};
+  const int64_t bytes = (static_cast<int64_t>(in.size()) - send_counts[member_]) * 4;
+  return ExchangeAndCopy(
+      &deposit, bytes,
+      [&](const std::vector<const void*>& all) -> absl::StatusOr<std::vector<Read>> {
+        std::vector<Read> reads;
+        int64_t received = 0;
+        for (int j = 0; j < size(); ++j) {
+          const Deposit& theirs = *static_cast<const Deposit*>(all[j]);
+          int64_t at = 0;  // where member j's elements for this member start in its buffer
+          for (int k = 0; k < member_; ++k) at += (*theirs.send_counts)[k];
+          if ((*theirs.send_counts)[member_] != recv_counts[j]) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "all-to-all: member ", j, " sends ", (*theirs.send_counts)[member_],
+                " elements to member ", member_, ", which expects ", recv_counts[j]));
+          }
+          reads.push_back({theirs.in + at, out.data() + received, recv_counts[j]});
+          received += recv_counts[j];
+        }
+        return reads;
+      },
+      stream);
+}
+
+absl::Status InProcessDeviceCollective::AllGatherV(absl::Span<const float> piece,
+                                                   const std::vector<int64_t>& counts,
+                                                   absl::Span<float> out, cudaStream_t stream) {
+  ASSIGN_OR_RETURN(const std::vector<int64_t> offsets,
+                   GatherOffsets(piece.size(), counts, out.size(), member_));
+  const float* mine = piece.data();
+  const int64_t bytes = (static_cast<int64_t>(out.size()) - counts[member_]) * 4;
+  return ExchangeAndCopy(
+      &mine, bytes,
+      [&](const std::vector<const void*>& all) -> absl::StatusOr<std::vector<Read>> {
+        std::vector<Read> reads;
+        for (int j = 0; j < size(); ++j) {
+          reads.push_back({*static_cast<const float* const*>(all[j]), out.data() + offsets[j],
+                           counts[j]});
+        }
+        return reads;
+      },
+      stream);
+}
+
 }  // namespace stagehand::runtime

@@ -8,6 +8,8 @@
 #define STAGEHAND_RUNTIME_COLLECTIVES_IN_PROCESS_DEVICE_COLLECTIVE_H_
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "runtime/collectives/device_collective.h"
 #include "runtime/collectives/in_process_collective.h"
@@ -28,11 +30,29 @@ class InProcessDeviceCollective : public DeviceCollective {
   // Waits for `stream` first (this member's buffer is final), then for the sum: returns once
   // every member has read every buffer; the copy of the sum back into `inout` is enqueued.
   absl::Status AllReduceSum(absl::Span<float> inout, cudaStream_t stream) override;
+  // Each member copies its share of every member's buffer into its own (device to device on
+  // `stream`), all reads done before any member returns. Wait for `stream` first, as above.
+  absl::Status AllToAllV(absl::Span<const float> in, const std::vector<int64_t>& send_counts,
+                         absl::Span<float> out, const std::vector<int64_t>& recv_counts,
+                         cudaStream_t stream) override;
+  absl::Status AllGatherV(absl::Span<const float> piece, const std::vector<int64_t>& counts,
+                          absl::Span<float> out, cudaStream_t stream) override;
 
  private:
   InProcessGroup* group_;
   int member_;
   int device_;
+  // Copies `reads` (each member's source, this member's destination, floats) under one
+  // exchange, every member reading the others' buffers only while all wait.
+  struct Read {
+    const float* from;
+    float* to;
+    int64_t floats;
+  };
+  absl::Status ExchangeAndCopy(const void* mine, int64_t bytes,
+                               const std::function<absl::StatusOr<std::vector<Read>>(
+                                   const std::vector<const void*>&)>& plan,
+                               cudaStream_t stream);
   float* sum_ = nullptr;  // device, grown to the largest call
   int64_t sum_floats_ = 0;
 };

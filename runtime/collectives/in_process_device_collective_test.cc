@@ -55,6 +55,58 @@ TEST(InProcessDeviceCollectiveTest, EveryMemberEndsWithTheHostsOrderedSum) {
   }
 }
 
+// ZeRO-1's data movement: an all-to-all with uneven counts, and the gather of each member's
+// owned piece back into its place in the whole buffer (in place for its own piece).
+TEST(InProcessDeviceCollectiveTest, AllToAllAndGatherMoveEveryPieceToItsPlace) {
+  SKIP_WITHOUT_GPU();
+  constexpr int kSize = 3;
+  InProcessGroup group(kSize);
+  // Member i sends (i + j + 1) floats to member j, valued 100 i + j.
+  const auto count = [](int i, int j) { return int64_t{i + j + 1}; };
+  const std::vector<int64_t> owned = {5, 4, 4};  // a 13-float buffer's owners
+  std::vector<std::vector<double>> received(kSize), gathered(kSize);
+  std::vector<std::thread> threads;
+  for (int m = 0; m < kSize; ++m) {
+    threads.emplace_back([&, m] {
+      InProcessDeviceCollective member(&group, m, 0);
+      std::vector<int64_t> send(kSize), recv(kSize);
+      std::vector<float> in;
+      for (int j = 0; j < kSize; ++j) {
+        send[j] = count(m, j);
+        recv[j] = count(j, m);
+        in.insert(in.end(), send[j], static_cast<float>(100 * m + j));
+      }
+      int64_t total = 0;
+      for (int64_t r : recv) total += r;
+      DeviceArray<float> from(static_cast<int64_t>(in.size())), to(total);
+      from.UploadRaw(in);
+      EXPECT_THAT(member.AllToAllV(absl::MakeConstSpan(from.get(), in.size()), send,
+                                   absl::MakeSpan(to.get(), total), recv, nullptr),
+                  IsOk());
+      received[m] = to.Download();
+      DeviceArray<float> whole(13);  // poisoned, but for this member's own piece
+      int64_t at = 0;
+      for (int j = 0; j < m; ++j) at += owned[j];
+      std::vector<float> mine(owned[m], static_cast<float>(m + 1));
+      EXPECT_EQ(cudaMemcpy(whole.get() + at, mine.data(), owned[m] * sizeof(float),
+                           cudaMemcpyHostToDevice),
+                cudaSuccess);
+      EXPECT_THAT(member.AllGatherV(absl::MakeConstSpan(whole.get() + at, owned[m]), owned,
+                                    absl::MakeSpan(whole.get(), 13), nullptr),
+                  IsOk());
+      gathered[m] = whole.Download();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::vector<double> whole = {1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+  for (int m = 0; m < kSize; ++m) {
+    std::vector<double> want;
+    for (int j = 0; j < kSize; ++j) want.insert(want.end(), count(j, m), 100.0 * j + m);
+    EXPECT_EQ(received[m], want) << "member " << m;
+    EXPECT_EQ(gathered[m], whole) << "member " << m;
+  }
+}
+
 TEST(InProcessDeviceCollectiveTest, MismatchedLengthsAndAnAbortedGroupAreErrors) {
   SKIP_WITHOUT_GPU();
   InProcessGroup group(2);

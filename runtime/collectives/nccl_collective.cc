@@ -120,27 +120,8 @@ absl::Status NcclCollective::AllToAllV(absl::Span<const float> in,
                                        const std::vector<int64_t>& recv_counts,
                                        cudaStream_t stream) {
   RETURN_IF_ERROR(Usable());
-  if (static_cast<int>(send_counts.size()) != size() ||
-      static_cast<int>(recv_counts.size()) != size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("all-to-all in '", options_.name, "': ", send_counts.size(), " send and ",
-                     recv_counts.size(), " receive counts for ", size(), " members"));
-  }
-  int64_t send_total = 0, recv_total = 0;
-  for (int j = 0; j < size(); ++j) {
-    if (send_counts[j] < 0 || recv_counts[j] < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("all-to-all in '", options_.name, "': a negative count for member ", j));
-    }
-    send_total += send_counts[j];
-    recv_total += recv_counts[j];
-  }
-  if (send_total != static_cast<int64_t>(in.size()) ||
-      recv_total != static_cast<int64_t>(out.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "all-to-all in '", options_.name, "': counts sum to ", send_total, " sent and ", recv_total,
-        " received, buffers hold ", in.size(), " and ", out.size()));
-  }
+  RETURN_IF_ERROR(CheckAllToAllCounts("send", send_counts, size(), in.size()));
+  RETURN_IF_ERROR(CheckAllToAllCounts("receive", recv_counts, size(), out.size()));
   return Grouped([&]() -> absl::Status {
     int64_t sent = 0, received = 0;
     for (int j = 0; j < size(); ++j) {
@@ -201,6 +182,28 @@ absl::Status NcclCollective::AllGather(absl::Span<const float> shard, absl::Span
       if (length > 0) {
         NCCL_RETURN_IF_ERROR(ncclRecv(out.data() + ShardBegin(n, size(), j),
                                       static_cast<size_t>(length), ncclFloat, j, comm_, stream));
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status NcclCollective::AllGatherV(absl::Span<const float> piece,
+                                        const std::vector<int64_t>& counts, absl::Span<float> out,
+                                        cudaStream_t stream) {
+  RETURN_IF_ERROR(Usable());
+  ASSIGN_OR_RETURN(const std::vector<int64_t> offsets,
+                   GatherOffsets(piece.size(), counts, out.size(), member()));
+  float* own = out.data() + offsets[member()];
+  return Grouped([&]() -> absl::Status {
+    for (int j = 0; j < size(); ++j) {
+      if (j == member() && piece.data() == own) continue;  // already in place
+      if (!piece.empty()) {
+        NCCL_RETURN_IF_ERROR(ncclSend(piece.data(), piece.size(), ncclFloat, j, comm_, stream));
+      }
+      if (counts[j] > 0) {
+        NCCL_RETURN_IF_ERROR(ncclRecv(out.data() + offsets[j], static_cast<size_t>(counts[j]),
+                                      ncclFloat, j, comm_, stream));
       }
     }
     return absl::OkStatus();

@@ -75,7 +75,9 @@ class NcclCollective : public DeviceCollective {
   // As Collective::AllToAllV (counts in floats, member order; they must agree pairwise).
   absl::Status AllToAllV(absl::Span<const float> in, const std::vector<int64_t>& send_counts,
                          absl::Span<float> out, const std::vector<int64_t>& recv_counts,
-                         cudaStream_t stream);
+                         cudaStream_t stream) override;
+  absl::Status AllGatherV(absl::Span<const float> piece, const std::vector<int64_t>& counts,
+                          absl::Span<float> out, cudaStream_t stream) override;
   // Every member's `value` in member order; waits for `stream`.
   absl::Status AllGatherScalar(double value, std::vector<double>* values, cudaStream_t stream);
   // ncclCommAbort: what is in flight on this member ends, and every later call fails. For a

@@ -65,6 +65,11 @@ TEST(NcclCollectiveTest, OneRankGroupRunsEveryCall) {
   EXPECT_EQ(AsFloats(out.Download()), values);
   ASSERT_THAT(c->AllReduceSum(Mutable(in), stream), IsOk());
   EXPECT_EQ(AsFloats(in.Download()), values);
+  out.Poison();
+  ASSERT_THAT(c->AllGatherV(Const(in), {kN}, Mutable(out), stream), IsOk());
+  EXPECT_EQ(AsFloats(out.Download()), values);
+  ASSERT_THAT(c->AllGatherV(Const(out), {kN}, Mutable(out), stream), IsOk());  // in place
+  EXPECT_EQ(AsFloats(out.Download()), values);
   std::vector<double> scalars;
   ASSERT_THAT(c->AllGatherScalar(2.5, &scalars, stream), IsOk());
   EXPECT_EQ(scalars, std::vector<double>{2.5});
