@@ -85,8 +85,7 @@ expect_error "--export=/no/such/dir/hf.safetensors: directory" --export=/no/such
 # launch built without --config=cuda says how to build one.
 expect_error "--lane_depth=0: must be between 1 and 8" --lane_depth=0
 expect_error "--device=tpu: unknown device (cpu or cuda)" --device=tpu
-expect_error "--device=cuda does not take --zero=1 (ZeRO-1 on the GPU is not built" --device=cuda \
-  --dp=2 --zero=1
+expect_error "--device=cuda does not take --slow_stage" --device=cuda --slow_stage=0:2
 expect_error "--device=cuda does not take --seq_len_policy=variable" --device=cuda \
   --seq_len_policy=variable --microbatch_tokens=128
 expect_error "--device=cuda does not take --packing=documents" --device=cuda --packing=documents
@@ -99,7 +98,7 @@ expect_error "the CUDA kernels do not run norm=rmsnorm yet" --device=cuda \
 expect_error "this launch was built without CUDA; build and run it with ./bazelw run --config=cuda" \
   --device=cuda
 # --dp and workers on GPUs pass the checks above (then need a CUDA build).
-expect_error "this launch was built without CUDA" --device=cuda --dp=2
+expect_error "this launch was built without CUDA" --device=cuda --dp=2 --zero=1
 expect_error "this launch was built without CUDA" --device=cuda --nprocs=2 --stages=2
 
 # 4. Under `bazel run` a relative --model_config means the directory bazel ran in

@@ -473,8 +473,8 @@ struct CudaShared {
   // The options of the work of replica place.replica's stage `stage`.
   absl::StatusOr<runtime::CudaStageOptions> Seat(int stage, const runtime::DataParallelPlace& place,
                                                  int device, const actors::LinkModel& link) {
-    if (place.zero_stage != 0 || place.expert_group != nullptr) {
-      return absl::UnimplementedError("--device=cuda: no ZeRO-1 or expert parallelism yet");
+    if (place.expert_group != nullptr) {
+      return absl::UnimplementedError("--device=cuda: no expert parallelism yet");
     }
     while (static_cast<int>(handoffs.size()) <= place.replica) {
       handoffs.push_back(std::make_unique<runtime::DeviceHandoff>(device));
@@ -489,7 +489,8 @@ struct CudaShared {
       }
       members.push_back(std::make_unique<runtime::InProcessDeviceCollective>(
           groups[stage].get(), place.replica, device));
-      options.data_parallel = {place.replica, place.replicas, place.group, members.back().get()};
+      options.data_parallel = {place.replica, place.replicas, place.group, members.back().get(),
+                               place.zero_stage};
     }
     return options;
   }

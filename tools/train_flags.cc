@@ -337,9 +337,6 @@ absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster) {
     return absl::UnimplementedError(absl::StrCat("--device=cuda does not take ", what,
                                                  " yet: drop it, or train with --device=cpu"));
   };
-  if (c.zero == 1) {
-    return refuse("--zero=1 (ZeRO-1 on the GPU is not built: every replica holds all moments)");
-  }
   if (c.slow_stage.stage >= 0) return refuse("--slow_stage");
   if (c.moe_sub_steps) return refuse("--moe_sub_steps");
   if (c.rampup.has_value()) return refuse("--rampup_batch_size");

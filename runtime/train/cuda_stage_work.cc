@@ -13,6 +13,7 @@
 #include "ops/cuda/convert.h"
 #include "ops/cuda/cuda_malloc_backing.h"
 #include "ops/cuda/cuda_status.h"
+#include "ops/cuda/ordered_sum.h"
 #include "runtime/trace/recorder.h"
 #include "runtime/util/status_macros.h"
 
@@ -178,26 +179,40 @@ absl::Status CudaStageWork::Init() {
     ASSIGN_OR_RETURN(
         std::unique_ptr<models::cuda::CudaGptChunk> chunk,
         models::cuda::CudaGptChunk::Create(*host, allocator_.get(), matmul_.get(), stream_));
-    const int64_t n = chunk->padded_size();
+    // The moments of what this member owns (all of the chunk without ZeRO-1), laid out as the
+    // flat buffer's elements [owned.begin, owned.end).
+    const ElementRange owned = Sharded()
+                                   ? OwnedRange(chunk->padded_size(),
+                                                options_.data_parallel.replicas,
+                                                options_.data_parallel.replica)
+                                   : ElementRange{0, chunk->padded_size()};
+    const int64_t n = std::max<int64_t>(owned.size(), 1);
     ASSIGN_OR_RETURN(void* m, allocator_->Allocate(n * sizeof(float)));
     ASSIGN_OR_RETURN(void* v, allocator_->Allocate(n * sizeof(float)));
     m_[index] = static_cast<float*>(m);
     v_[index] = static_cast<float*>(v);
     CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m, 0, n * sizeof(float), stream_));
     CUDA_RETURN_IF_ERROR(cudaMemsetAsync(v, 0, n * sizeof(float), stream_));
+    // Each tensor's owned piece (AdamW is elementwise: a piece is updated as its whole is).
     std::vector<oc::AdamWTensor> tensors;
+    std::vector<int>& piece_tensor = piece_tensor_[index];
     for (size_t k = 0; k < chunk->infos().size(); ++k) {
       const int64_t at = chunk->device_offset(k);
+      const ElementRange piece = Intersect({at, at + chunk->infos()[k].size}, owned);
+      if (piece.size() == 0) continue;
       oc::AdamWTensor t;
-      t.params = chunk->values() + at;
-      t.grads = chunk->grads() + at;
-      t.m = m_[index] + at;
-      t.v = v_[index] + at;
-      t.n = chunk->infos()[k].size;
+      t.params = chunk->values() + piece.begin;
+      t.grads = chunk->grads() + piece.begin;
+      t.m = m_[index] + (piece.begin - owned.begin);
+      t.v = v_[index] + (piece.begin - owned.begin);
+      t.n = piece.size();
       t.decay = chunk->infos()[k].weight_decay;  // matrices only, as ApplyAdamW on the CPU
       tensors.push_back(t);
+      piece_tensor.push_back(static_cast<int>(k));
     }
-    ASSIGN_OR_RETURN(optimizers_[index], oc::MultiTensorAdamW::Create(tensors));
+    if (!tensors.empty()) {
+      ASSIGN_OR_RETURN(optimizers_[index], oc::MultiTensorAdamW::Create(tensors));
+    }
     staging = std::max<int64_t>(staging, int64_t{host->options().micro_batch_size} *
                                              host->options().seq_len * host->config().d_model);
     chunks_[index] = std::move(chunk);
@@ -212,7 +227,20 @@ CudaStageWork::~CudaStageWork() {
   StopCompletions();  // runs every queued completion first
   if (stream_ == nullptr) return;
   cudaSetDevice(options_.device);
-  if (moments_written_ && optimizer_.states != nullptr) ExportOptimizerState().IgnoreError();
+  // The moments back into the host states, which a pipeline rebuilt on the same chunks resumes
+  // from. ZeRO-1 cannot gather here (the other replicas may be gone): each replica keeps its
+  // own states, so its owned pieces are what it takes back.
+  if (moments_written_ && optimizer_.states != nullptr && Sharded()) {
+    for (auto& [index, chunk] : chunks_) {
+      OptimizerState& state = (*optimizer_.states)[index];
+      state.m.assign(chunk->size(), 0.0f);
+      state.v.assign(chunk->size(), 0.0f);
+      DownloadMoments(index, m_[index], state.m.data(), /*gather=*/false).IgnoreError();
+      DownloadMoments(index, v_[index], state.v.data(), /*gather=*/false).IgnoreError();
+    }
+  } else if (moments_written_ && optimizer_.states != nullptr) {
+    ExportOptimizerState().IgnoreError();
+  }
   cudaStreamSynchronize(stream_);
   optimizers_.clear();
   chunks_.clear();
@@ -227,6 +255,7 @@ CudaStageWork::~CudaStageWork() {
   matmul_.reset();
   for (void* buffer : all_pinned_) cudaFreeHost(buffer);
   if (anchor_ != nullptr) cudaEventDestroy(anchor_);
+  if (scatter_scratch_ != nullptr) cudaFree(scatter_scratch_);
   if (reduce_stream_ != nullptr) cudaStreamDestroy(reduce_stream_);
   if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   cudaStreamDestroy(stream_);
@@ -243,8 +272,8 @@ absl::Status CudaStageWork::Upload() {
     const OptimizerState& state = (*optimizer_.states)[index];
     const size_t n = static_cast<size_t>(chunk->size());
     if (state.m.size() != n || state.v.size() != n) continue;  // no moments yet
-    RETURN_IF_ERROR(chunk->UploadFlat(m_[index], state.m.data()));
-    RETURN_IF_ERROR(chunk->UploadFlat(v_[index], state.v.data()));
+    RETURN_IF_ERROR(UploadOwnedMoments(index, state.m.data(), m_[index]));
+    RETURN_IF_ERROR(UploadOwnedMoments(index, state.v.data(), v_[index]));
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
@@ -687,15 +716,35 @@ std::map<int, std::vector<double>> CudaStageWork::SquaredNorms() {
   std::map<int, std::vector<double>> out;
   Keep(Fold());
   for (auto& [index, chunk] : chunks_) {
-    absl::StatusOr<std::vector<double>> norms = optimizers_[index]->TensorSquaredNorms(stream_);
-    std::vector<double>& values = out[index];
     const std::vector<models::ParamInfo>& infos = chunk->infos();
+    // Each tensor's squared norm over the pieces this member updates (all of them unsharded).
+    std::vector<double> mine(infos.size(), 0.0);
+    absl::Status status;
+    if (auto it = optimizers_.find(index); it != optimizers_.end()) {
+      absl::StatusOr<std::vector<double>> pieces = it->second->TensorSquaredNorms(stream_);
+      status = pieces.status();
+      for (size_t i = 0; pieces.ok() && i < pieces->size(); ++i) {
+        mine[piece_tensor_[index][i]] += (*pieces)[i];
+      }
+    }
+    // ZeRO-1: the owners' pieces summed in member order, the same on every replica.
+    std::vector<double> whole = mine;
+    if (status.ok() && Sharded()) {
+      Collective& group = *options_.data_parallel.group;
+      std::vector<double> all;
+      status = AllGatherDoubles(group, mine, &all);
+      for (size_t t = 0; status.ok() && t < whole.size(); ++t) {
+        whole[t] = 0;
+        for (int d = 0; d < group.size(); ++d) whole[t] += all[d * mine.size() + t];
+      }
+    }
+    std::vector<double>& values = out[index];
     for (size_t t = 0; t < infos.size(); ++t) {
       if (infos[t].tied_copy) continue;  // counted once, by its owner
       // A failed read is a NaN norm: the driver refuses the step instead of applying it.
-      values.push_back(norms.ok() ? (*norms)[t] : std::nan(""));
+      values.push_back(status.ok() ? whole[t] : std::nan(""));
     }
-    Keep(norms.status());
+    Keep(status);
   }
   return out;
 }
@@ -704,7 +753,13 @@ void CudaStageWork::ApplyOptimizer(double clip_scale, int step) {
   ops::AdamWOptions options = optimizer_.adamw;
   options.learning_rate = LearningRateAt(optimizer_, step);
   for (auto& [index, chunk] : chunks_) {
-    Keep(optimizers_[index]->StepWithClipScale(options, step, clip_scale, stream_));
+    if (auto it = optimizers_.find(index); it != optimizers_.end()) {
+      Keep(it->second->StepWithClipScale(options, step, clip_scale, stream_));
+    }
+    if (Sharded()) {  // every owner's updated master weights, to every replica
+      Keep(AllGatherFromOwners(chunk->values(), chunk->padded_size(),
+                               {0, chunk->padded_size()}, stream_));
+    }
     Keep(chunk->RefreshComputeCopies());
     Keep(chunk->ZeroGradients());
     if (options_.mirror_to_host) {
@@ -743,8 +798,8 @@ absl::Status CudaStageWork::ExportOptimizerState() {
     const size_t n = static_cast<size_t>(chunk->size());
     state.m.resize(n);
     state.v.resize(n);
-    RETURN_IF_ERROR(chunk->DownloadFlat(state.m.data(), m_[index]));
-    RETURN_IF_ERROR(chunk->DownloadFlat(state.v.data(), v_[index]));
+    RETURN_IF_ERROR(DownloadMoments(index, m_[index], state.m.data(), /*gather=*/true));
+    RETURN_IF_ERROR(DownloadMoments(index, v_[index], state.v.data(), /*gather=*/true));
   }
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
@@ -772,8 +827,19 @@ absl::Status CudaStageWork::ReduceGradients(const GradBucket& bucket) {
   // its head gradient is final: fold it in before the chunk's first bucket, on this stream, so
   // that the replicas sum it too (later folds add zeros), as the CPU's stage work does.
   if (bucket.begin == 0) RETURN_IF_ERROR(c->FoldHeadGradientOn(reduce_stream_));
-  RETURN_IF_ERROR(group->AllReduceSum(
-      absl::MakeSpan(c->grads() + bucket.begin, bucket.end - bucket.begin), reduce_stream_));
+  if (Sharded()) {
+    // To the owners; the tied embedding's part gathered back whole, for the cross-chunk tied
+    // sum (the same on every member, so the collectives stay matched).
+    const ElementRange range{bucket.begin, bucket.end};
+    RETURN_IF_ERROR(ReduceScatterToOwners(c->grads(), c->padded_size(), range, reduce_stream_));
+    const ElementRange tied = Intersect(range, TiedRange(*c));
+    if (tied.size() > 0) {
+      RETURN_IF_ERROR(AllGatherFromOwners(c->grads(), c->padded_size(), tied, reduce_stream_));
+    }
+  } else {
+    RETURN_IF_ERROR(group->AllReduceSum(
+        absl::MakeSpan(c->grads() + bucket.begin, bucket.end - bucket.begin), reduce_stream_));
+  }
   // The optimizer, on the compute stream, runs after the step's last REDUCE_GRAD returned.
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(reduce_stream_));
   return absl::OkStatus();
@@ -792,8 +858,125 @@ int64_t CudaStageWork::ActivationBytes(int chunk) const {
 
 int64_t CudaStageWork::OptimizerStateBytes() const {
   int64_t bytes = 0;
-  for (const auto& [index, chunk] : chunks_) bytes += 2 * chunk->size() * int64_t{sizeof(float)};
+  for (const auto& [index, chunk] : chunks_) {
+    // Unsharded: the chunk's moments (its tensors, not the device padding between them).
+    bytes += 2 * (Sharded() ? Owned(index).size() : chunk->size()) * int64_t{sizeof(float)};
+  }
   return bytes;
+}
+
+void CudaStageWork::ReleaseExportedOptimizerState() {
+  if (!Sharded() || optimizer_.states == nullptr) return;
+  for (const auto& [index, chunk] : chunks_) (*optimizer_.states)[index] = OptimizerState{};
+}
+
+ElementRange CudaStageWork::Owned(int index) const {
+  const models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
+  if (!Sharded()) return {0, chunk.padded_size()};
+  return OwnedRange(chunk.padded_size(), options_.data_parallel.replicas,
+                    options_.data_parallel.replica);
+}
+
+ElementRange CudaStageWork::TiedRange(const models::cuda::CudaGptChunk& chunk) const {
+  // TiedGradients' rule: the embedding tied across chunks, in the first and the last chunk.
+  if (!chunk.config().tied_head || num_chunks_ < 2) return {};
+  if (!chunk.spec().has_embedding && !chunk.spec().has_head) return {};
+  for (size_t k = 0; k < chunk.infos().size(); ++k) {
+    if (chunk.infos()[k].name != "wte") continue;
+    const int64_t at = chunk.device_offset(k);
+    return {at, at + chunk.infos()[k].size};
+  }
+  return {};
+}
+
+absl::Status CudaStageWork::ReduceScatterToOwners(float* buffer, int64_t n,
+                                                  const ElementRange& range,
+                                                  cudaStream_t stream) {
+  DeviceCollective& group = *options_.data_parallel.device_group;
+  const int members = group.size();
+  // Each member sends owner j the elements j owns; it receives every member's copy of its own,
+  // one after another, and sums them in member order into its buffer.
+  const std::vector<int64_t> send_counts = OwnerCounts(n, members, range);
+  const ElementRange mine = Intersect(range, OwnedRange(n, members, group.member()));
+  const std::vector<int64_t> recv_counts(members, mine.size());
+  const int64_t floats = mine.size() * members;
+  if (floats > scatter_scratch_floats_) {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    CUDA_RETURN_IF_ERROR(cudaFree(scatter_scratch_));
+    scatter_scratch_ = nullptr;
+    scatter_scratch_floats_ = 0;
+    CUDA_RETURN_IF_ERROR(
+        cudaMalloc(reinterpret_cast<void**>(&scatter_scratch_), floats * sizeof(float)));
+    scatter_scratch_floats_ = floats;
+  }
+  RETURN_IF_ERROR(group.AllToAllV(absl::MakeConstSpan(buffer + range.begin, range.size()),
+                                  send_counts, absl::MakeSpan(scatter_scratch_, floats),
+                                  recv_counts, stream));
+  if (mine.size() == 0) return absl::OkStatus();
+  std::vector<const float*> parts;
+  for (int j = 0; j < members; ++j) parts.push_back(scatter_scratch_ + j * mine.size());
+  return oc::SumInMemberOrder(parts, buffer + mine.begin, mine.size(), stream);
+}
+
+absl::Status CudaStageWork::AllGatherFromOwners(float* buffer, int64_t n,
+                                                const ElementRange& range, cudaStream_t stream) {
+  DeviceCollective& group = *options_.data_parallel.device_group;
+  const ElementRange mine = Intersect(range, OwnedRange(n, group.size(), group.member()));
+  // The owners' pieces partition `range` in member order: each lands in its place, this
+  // member's own already there.
+  return group.AllGatherV(absl::MakeConstSpan(buffer + mine.begin, mine.size()),
+                          OwnerCounts(n, group.size(), range),
+                          absl::MakeSpan(buffer + range.begin, range.size()), stream);
+}
+
+absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float* host,
+                                            bool gather) {
+  models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
+  if (!Sharded()) return chunk.DownloadFlat(host, owned);
+  const ElementRange mine = Owned(index);
+  ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
+  float* flat = static_cast<float*>(whole);
+  absl::Status s = oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float),
+                                                  stream_),
+                                  "cudaMemsetAsync", __FILE__, __LINE__);
+  if (s.ok() && mine.size() > 0) {
+    s = oc::CudaStatus(cudaMemcpyAsync(flat + mine.begin, owned, mine.size() * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_),
+                       "cudaMemcpyAsync", __FILE__, __LINE__);
+  }
+  if (s.ok() && gather) {
+    s = AllGatherFromOwners(flat, chunk.padded_size(), {0, chunk.padded_size()}, stream_);
+  }
+  if (s.ok()) s = chunk.DownloadFlat(host, flat);
+  if (s.ok()) {
+    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
+                       __LINE__);
+  }
+  allocator_->Free(whole).IgnoreError();
+  return s;
+}
+
+absl::Status CudaStageWork::UploadOwnedMoments(int index, const float* host, float* owned) {
+  models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
+  if (!Sharded()) return chunk.UploadFlat(owned, host);
+  const ElementRange mine = Owned(index);
+  ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
+  float* flat = static_cast<float*>(whole);
+  absl::Status s = oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float),
+                                                  stream_),
+                                  "cudaMemsetAsync", __FILE__, __LINE__);
+  if (s.ok()) s = chunk.UploadFlat(flat, host);
+  if (s.ok() && mine.size() > 0) {
+    s = oc::CudaStatus(cudaMemcpyAsync(owned, flat + mine.begin, mine.size() * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream_),
+                       "cudaMemcpyAsync", __FILE__, __LINE__);
+  }
+  if (s.ok()) {
+    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
+                       __LINE__);
+  }
+  allocator_->Free(whole).IgnoreError();
+  return s;
 }
 
 }  // namespace stagehand::runtime

@@ -24,7 +24,12 @@
 // chunk's flat device gradient over the replicas on the stage's reduction stream, in member
 // order (runtime/collectives/device_collective.h), while the compute stream goes on. Buckets
 // start when their chunk's last weight-gradient pass of the step completes (whole actions, not
-// per layer). Not ZeRO-1, expert or sequence-length parallel (launch refuses those flags).
+// per layer). --zero=1 (zero_stage 1): member d owns elements OwnedRange(padded size, D, d) of
+// each chunk's flat device buffer (runtime/train/zero_shard.h) and holds AdamW moments only
+// there; a bucket is reduce-scattered to its owners (the tied embedding's part gathered back
+// whole for the cross-chunk tied sum), the norms are summed over the owners' pieces in member
+// order, each member updates what it owns and the master weights are gathered back. Not expert
+// or sequence-length parallel (launch refuses those flags).
 #ifndef STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 
@@ -51,6 +56,7 @@
 #include "runtime/collectives/collective.h"
 #include "runtime/collectives/device_collective.h"
 #include "runtime/train/stage_work.h"
+#include "runtime/train/zero_shard.h"
 
 namespace stagehand::runtime {
 
@@ -122,6 +128,7 @@ struct CudaDataParallel {
   int replicas = 1;
   Collective* group = nullptr;               // host values: every replica's microbatch losses
   DeviceCollective* device_group = nullptr;  // the gradient buckets; null: no reduction
+  int zero_stage = 0;  // 1: ZeRO-1 over device_group (moments sharded); needs both groups
 };
 
 struct CudaStageOptions {
@@ -166,6 +173,7 @@ class CudaStageWork : public StageWork {
   std::map<int, int64_t> GradientFloats() const override;
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
+  void ReleaseExportedOptimizerState() override;
   int64_t ActivationBytes(int chunk) const override;
   int64_t OptimizerStateBytes() const override;
   // The first failure of a phase that returns no status (tied sums, norms, the update), which
@@ -183,6 +191,30 @@ class CudaStageWork : public StageWork {
   absl::Status Upload();
   // The head's gradient folded in, once per step (before norms or tied sums read gradients).
   absl::Status Fold();
+  // ZeRO-1.
+  bool Sharded() const {
+    return options_.data_parallel.zero_stage == 1 &&
+           options_.data_parallel.device_group != nullptr;
+  }
+  // What this member owns of chunk `index`'s flat device buffer (all of it when not sharded).
+  ElementRange Owned(int index) const;
+  // The range of the tied embedding in `chunk` (its own or its tied copy) when the model ties it
+  // across chunks; empty otherwise.
+  ElementRange TiedRange(const models::cuda::CudaGptChunk& chunk) const;
+  // ZeRO-1's exchanges over the device group on `stream`, `buffer` a chunk's flat device buffer
+  // of n floats: the owned elements inside `range` get the member-ordered sum; every member gets
+  // every owner's values inside `range`.
+  absl::Status ReduceScatterToOwners(float* buffer, int64_t n, const ElementRange& range,
+                                     cudaStream_t stream);
+  absl::Status AllGatherFromOwners(float* buffer, int64_t n, const ElementRange& range,
+                                   cudaStream_t stream);
+  // Chunk `index`'s moments `owned` (what this member holds) into `host` (the host chunk's
+  // layout), through a whole flat device buffer: with `gather`, every owner's piece (a
+  // collective: every replica exports at once, for checkpoints); without, this member's pieces
+  // and zeros elsewhere (the destructor, when the other replicas may be gone).
+  absl::Status DownloadMoments(int index, const float* owned, float* host, bool gather);
+  // The owned slice of the host's moments `host` (the host chunk's layout) into `owned`.
+  absl::Status UploadOwnedMoments(int index, const float* host, float* owned);
   // An action on its way: its events, what its completion does on the host (results from
   // pinned memory into the caller's), and the pinned buffers to give back after.
   struct Enqueued {
@@ -255,6 +287,12 @@ class CudaStageWork : public StageWork {
   std::map<int, std::unique_ptr<models::cuda::CudaGptChunk>> chunks_;
   std::map<int, std::unique_ptr<ops::cuda::MultiTensorAdamW>> optimizers_;
   std::map<int, float*> m_, v_;            // device AdamW moments per chunk (the allocator's)
+  // ZeRO-1: for each tensor the optimizer of a chunk updates (its owned pieces), the index of
+  // the chunk's tensor it is part of; and the scratch of the reduce-scatters (reduction lane)
+  // and of gathering moments (the optimizer's phases), cudaMalloc'd, grown as needed.
+  std::map<int, std::vector<int>> piece_tensor_;
+  float* scatter_scratch_ = nullptr;
+  int64_t scatter_scratch_floats_ = 0;
   models::cuda::bf16* staging_ = nullptr;  // (B, T, C) bf16
   bool uploaded_ = false;
   bool folded_ = false;

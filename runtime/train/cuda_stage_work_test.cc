@@ -193,6 +193,72 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(p[i].data, q[i].data) << p[i].name;
 }
 
+// Two replicas of the whole model on one GPU (each its own chunks and one work holding both),
+// their buckets summed through an in-process device group, each one microbatch a step; with
+// `zero_stage` 1 their moments are sharded (ZeRO-1).
+struct TwoReplicas {
+  static constexpr int kReplicas = 2;
+  InProcessGroupMembers losses = MakeInProcessGroup(kReplicas);
+  InProcessGroup gradients{kReplicas};
+  std::vector<std::vector<std::unique_ptr<Chunk>>> chunks;
+  std::vector<std::unique_ptr<InProcessDeviceCollective>> members;
+  std::vector<std::unique_ptr<CudaStageWork>> works;
+  std::vector<std::vector<OptimizerState>> states;
+
+  TwoReplicas(const models::GptConfig& model, const WindowSampler* sampler, int zero_stage) {
+    states.resize(kReplicas);
+    for (int d = 0; d < kReplicas; ++d) {
+      auto built = BuildChunks(model, 2, Options());
+      EXPECT_THAT(built, IsOk());
+      chunks.push_back(std::move(*built));
+      members.push_back(std::make_unique<InProcessDeviceCollective>(&gradients, d, 0));
+      CudaStageOptions options;
+      options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get(),
+                               zero_stage};
+      OptimizerConfig optimizer;
+      optimizer.states = &states[d];
+      auto work = CudaStageWork::Create({{0, chunks[d][0].get()}, {1, chunks[d][1].get()}}, 2,
+                                        sampler, 1, optimizer, options);
+      EXPECT_THAT(work, IsOk());
+      works.push_back(std::move(*work));
+    }
+  }
+  // One step on both replicas at once (their collectives meet): each replica's loss.
+  std::vector<double> Step(int64_t step) {
+    std::vector<double> got(kReplicas);
+    std::vector<std::thread> threads;
+    for (int d = 0; d < kReplicas; ++d) {
+      threads.emplace_back([&, d] {
+        Completions own;
+        got[d] = runtime::Step({works[d].get(), works[d].get()}, step, own, /*m=*/1);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    return got;
+  }
+  // Every replica's moments whole in `states` (a checkpoint's export: a collective with ZeRO-1).
+  void Export() {
+    std::vector<std::thread> threads;
+    for (int d = 0; d < kReplicas; ++d) {
+      threads.emplace_back([&, d] { EXPECT_THAT(works[d]->ExportOptimizerState(), IsOk()); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  std::vector<NamedTensor> Parameters(int d) const {
+    return CollectParameters({chunks[d][0].get(), chunks[d][1].get()});
+  }
+};
+
+// max |a - b| / max |b| over every element of `a` and `b` (same shapes).
+double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 0;
+  for (size_t k = 0; k < b.size(); ++k) {
+    worst = std::max(worst, std::abs(double{a[k]} - b[k]));
+    scale = std::max(scale, std::abs(double{b[k]}));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
 // --dp=2 on one GPU: two replicas (threads), each one microbatch a step, their buckets summed
 // through the in-process device group, train like one replica of two microbatches (the same
 // global batch: replica d draws microbatch d); the replicas stay bitwise equal to each other.
@@ -202,68 +268,70 @@ TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
   const models::GptConfig model = models::UniformGpt(2, 64, 4, 256, kT, 5);
   const std::vector<int32_t> tokens = Text();
   WindowSampler sampler(&tokens, kB, kT, 9);
-  OptimizerConfig optimizer;
   auto reference_chunks = BuildChunks(model, 2, Options());
   ASSERT_THAT(reference_chunks, IsOk());
-  auto reference =
-      CudaStageWork::Create({{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}},
-                            2, &sampler, kM, optimizer, CudaStageOptions{});
+  auto reference = CudaStageWork::Create(
+      {{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}}, 2, &sampler, kM,
+      OptimizerConfig{}, CudaStageOptions{});
   ASSERT_THAT(reference, IsOk());
-  constexpr int kReplicas = 2;
-  InProcessGroupMembers losses = MakeInProcessGroup(kReplicas);
-  InProcessGroup gradients(kReplicas);
-  std::vector<std::vector<std::unique_ptr<Chunk>>> replica_chunks;
-  std::vector<std::unique_ptr<InProcessDeviceCollective>> members;
-  std::vector<std::unique_ptr<CudaStageWork>> replicas;
-  for (int d = 0; d < kReplicas; ++d) {
-    auto chunks = BuildChunks(model, 2, Options());
-    ASSERT_THAT(chunks, IsOk());
-    replica_chunks.push_back(std::move(*chunks));
-    members.push_back(std::make_unique<InProcessDeviceCollective>(&gradients, d, 0));
-    CudaStageOptions options;
-    options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get()};
-    auto work =
-        CudaStageWork::Create({{0, replica_chunks[d][0].get()}, {1, replica_chunks[d][1].get()}}, 2,
-                              &sampler, 1, optimizer, options);
-    ASSERT_THAT(work, IsOk());
-    replicas.push_back(std::move(*work));
-  }
+  TwoReplicas replicas(model, &sampler, /*zero_stage=*/0);
   for (int64_t step = 1; step <= 3; ++step) {
     Completions completions;
     const double want = Step({reference->get(), reference->get()}, step, completions);
-    std::vector<double> got(kReplicas);
-    std::vector<std::thread> threads;
-    for (int d = 0; d < kReplicas; ++d) {
-      threads.emplace_back([&, d] {
-        Completions own;
-        got[d] = Step({replicas[d].get(), replicas[d].get()}, step, own, /*m=*/1);
-      });
-    }
-    for (std::thread& t : threads) t.join();
+    const std::vector<double> got = replicas.Step(step);
     EXPECT_EQ(got[0], got[1]) << "step " << step;
     EXPECT_NEAR(got[0], want, 1e-5 * std::abs(want)) << "step " << step;
   }
-  for (int d = 0; d < kReplicas; ++d) EXPECT_THAT(replicas[d]->deferred_status(), IsOk());
   const std::vector<NamedTensor> want =
       CollectParameters({(*reference_chunks)[0].get(), (*reference_chunks)[1].get()});
-  for (int d = 0; d < kReplicas; ++d) {
-    const std::vector<NamedTensor> got =
-        CollectParameters({replica_chunks[d][0].get(), replica_chunks[d][1].get()});
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      double worst = 0, scale = 0;
-      for (size_t k = 0; k < got[i].data.size(); ++k) {
-        worst = std::max(worst, std::abs(double{got[i].data[k]} - want[i].data[k]));
-        scale = std::max(scale, std::abs(double{want[i].data[k]}));
-      }
-      EXPECT_LE(worst, 1e-5 * std::max(scale, 1e-30)) << "replica " << d << " " << got[i].name;
+  const std::vector<NamedTensor> r0 = replicas.Parameters(0), r1 = replicas.Parameters(1);
+  ASSERT_EQ(r0.size(), want.size());
+  for (size_t i = 0; i < r0.size(); ++i) {
+    EXPECT_LE(RelativeError(r0[i].data, want[i].data), 1e-5) << r0[i].name;
+    EXPECT_EQ(r0[i].data, r1[i].data) << r0[i].name;
+  }
+  for (const auto& work : replicas.works) EXPECT_THAT(work->deferred_status(), IsOk());
+}
+
+// --zero=1 on one GPU: each replica holds the moments of half of every chunk's flat buffer,
+// and trains like --zero=0 (the same reductions; the clip's norm summed over the owners'
+// pieces). A checkpoint's export gathers the whole moments: those of --zero=0.
+TEST(CudaStageWork, ZeroOneShardsTheMomentsAndTrainsLikeZeroZero) {
+  SKIP_WITHOUT_GPU();
+  const models::GptConfig model = models::UniformGpt(2, 64, 4, 256, kT, 5);
+  const std::vector<int32_t> tokens = Text();
+  WindowSampler sampler(&tokens, kB, kT, 9);
+  TwoReplicas whole(model, &sampler, /*zero_stage=*/0);
+  TwoReplicas sharded(model, &sampler, /*zero_stage=*/1);
+  for (int d = 0; d < 2; ++d) {
+    const double ratio = static_cast<double>(sharded.works[d]->OptimizerStateBytes()) /
+                         whole.works[d]->OptimizerStateBytes();
+    EXPECT_GT(ratio, 0.45) << "replica " << d;
+    EXPECT_LT(ratio, 0.55) << "replica " << d;
+  }
+  for (int64_t step = 1; step <= 3; ++step) {
+    const std::vector<double> a = whole.Step(step), b = sharded.Step(step);
+    EXPECT_EQ(b[0], b[1]) << "step " << step;
+    EXPECT_NEAR(b[0], a[0], 1e-5 * std::abs(a[0])) << "step " << step;
+  }
+  for (int d = 0; d < 2; ++d) {
+    EXPECT_THAT(sharded.works[d]->deferred_status(), IsOk());
+    const std::vector<NamedTensor> p = whole.Parameters(d), q = sharded.Parameters(d);
+    for (size_t i = 0; i < p.size(); ++i) {
+      EXPECT_LE(RelativeError(q[i].data, p[i].data), 1e-5) << "replica " << d << " " << p[i].name;
     }
   }
-  const std::vector<NamedTensor> r0 =
-      CollectParameters({replica_chunks[0][0].get(), replica_chunks[0][1].get()});
-  const std::vector<NamedTensor> r1 =
-      CollectParameters({replica_chunks[1][0].get(), replica_chunks[1][1].get()});
-  for (size_t i = 0; i < r0.size(); ++i) EXPECT_EQ(r0[i].data, r1[i].data) << r0[i].name;
+  whole.Export();
+  sharded.Export();
+  for (int d = 0; d < 2; ++d) {
+    for (int c = 0; c < 2; ++c) {
+      ASSERT_EQ(sharded.states[d][c].m.size(), whole.states[d][c].m.size());
+      EXPECT_LE(RelativeError(sharded.states[d][c].m, whole.states[d][c].m), 1e-4)
+          << "replica " << d << " chunk " << c;
+      EXPECT_LE(RelativeError(sharded.states[d][c].v, whole.states[d][c].v), 1e-4)
+          << "replica " << d << " chunk " << c;
+    }
+  }
 }
 
 }  // namespace
