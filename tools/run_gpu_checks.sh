@@ -234,6 +234,20 @@ if [[ -x "$LAUNCH" ]]; then
     close=$?
     add_row data_parallel_on_one_gpu "$([[ $close == 0 ]] && echo PASS || echo FAIL)" \
       "$LAUNCH_SECONDS" "$numbers"
+    # --zero=1: the moments sharded over the two replicas, against --zero=0 (goal: losses
+    # within 1e-4 relative, optimizer state per rank halved).
+    if launch dp_2z "${DP_RUN[@]}" --dp=2 --microbatches=8 --zero=1; then
+      numbers="$(join <(losses dp_2) <(losses dp_2z) | awk '
+        { d = $2 - $3; if (d < 0) d = -d; r = d / ($2 > 0 ? $2 : -$2); if (r > worst) worst = r; n++ }
+        END { printf "%d steps; max rel diff %.2e (tol 1e-4)", n, worst;
+              exit (n == 10 && worst < 1e-4) ? 0 : 1 }')"
+      close=$?
+      numbers+="; $(grep -m1 -o 'pp 0: [0-9.]* MiB (unsharded [0-9.]* MiB)' "$LOGS/dp_2z.log")"
+      add_row zero_one_on_one_gpu "$([[ $close == 0 ]] && echo PASS || echo FAIL)" \
+        "$LAUNCH_SECONDS" "$numbers"
+    else
+      add_row zero_one_on_one_gpu FAIL "$LAUNCH_SECONDS" "$(failure dp_2z)"
+    fi
   else
     status=$?
     name=dp_2
