@@ -69,6 +69,7 @@
 #include "tools/train_flags.h"
 
 #ifdef STAGEHAND_CUDA
+#include "ops/cuda/cuda_status.h"
 #include "ops/cuda/device.h"
 #include "runtime/collectives/in_process_device_collective.h"
 #include "runtime/train/cuda_stage_work.h"
@@ -425,7 +426,8 @@ struct Session {
   std::shared_ptr<const runtime::StepSpecs> specs;
   actors::ModelPipelineOptions pipeline_options;         // what the pipeline was built with
   std::optional<runtime::sim::AutoReplanner> replanner;  // --planner=auto
-  std::unique_ptr<ops::cuda::EnergyMeter> energy;        // --device=cuda, where NVML is
+  // --device=cuda, where NVML is: a meter per GPU the stages use (empty: not measured).
+  std::vector<std::unique_ptr<ops::cuda::EnergyMeter>> energy;
 };
 
 // STAGEHAND_FAULTS in one process (rank 0): the rerun state machine's test faults by stage.
@@ -466,22 +468,30 @@ int LaneOmpThreads(const LaunchConfig& c) {
 // with --dp each stage's replicas sum their gradient buckets through an in-process device group
 // (the link of --link_latency_us / --link_gbps modelled as for the CPU's replicas).
 struct CudaShared {
+  int gpus = 1;    // the GPUs the stages use: replica d's stage s on GPU (d x P + s) % gpus
+  int stages = 1;  // P
   std::vector<std::unique_ptr<runtime::DeviceHandoff>> handoffs;  // by replica
   std::vector<std::unique_ptr<runtime::InProcessGroup>> groups;   // by stage (--dp)
   std::vector<std::unique_ptr<runtime::InProcessDeviceCollective>> members;
 
-  // The options of the work of replica place.replica's stage `stage`.
+  int DeviceOf(int replica, int stage) const { return (replica * stages + stage) % gpus; }
+
+  // The options of the work of replica place.replica's stage `stage`, holding `held`.
   absl::StatusOr<runtime::CudaStageOptions> Seat(int stage, const runtime::DataParallelPlace& place,
-                                                 int device, const actors::LinkModel& link) {
+                                                 const std::map<int, runtime::Chunk*>& held,
+                                                 const actors::LinkModel& link) {
     if (place.expert_group != nullptr) {
       return absl::UnimplementedError("--device=cuda: no expert parallelism yet");
     }
+    const int device = DeviceOf(place.replica, stage);
     while (static_cast<int>(handoffs.size()) <= place.replica) {
-      handoffs.push_back(std::make_unique<runtime::DeviceHandoff>(device));
+      const int replica = static_cast<int>(handoffs.size());
+      handoffs.push_back(std::make_unique<runtime::DeviceHandoff>(DeviceOf(replica, 0)));
     }
     runtime::CudaStageOptions options;
     options.device = device;
     options.handoff = handoffs[place.replica].get();
+    for (const auto& [chunk, unused] : held) options.handoff->SetChunkDevice(chunk, device);
     if (place.replicas > 1) {
       while (static_cast<int>(groups.size()) <= stage) {
         groups.push_back(
@@ -495,6 +505,41 @@ struct CudaShared {
     return options;
   }
 };
+
+// --device=cuda in one process: how many of the `count` GPUs it sees the stages spread over.
+// Every pair must reach the other's memory (peer access: the hand-offs copy between them and
+// the replicas' reductions read each other's buffers); then all of them, each pair's access
+// enabled; else the first alone, said why.
+absl::StatusOr<int> UsableGpus(int count) {
+  for (int i = 0; i < count; ++i) {
+    for (int j = 0; j < count; ++j) {
+      int can = 0;
+      if (i == j) continue;
+      CUDA_RETURN_IF_ERROR(cudaDeviceCanAccessPeer(&can, i, j));
+      if (!can) {
+        std::printf(
+            "device: GPU %d cannot reach GPU %d's memory (no peer access): every stage "
+            "on GPU 0\n",
+            i, j);
+        return 1;
+      }
+    }
+  }
+  for (int i = 0; i < count && count > 1; ++i) {
+    CUDA_RETURN_IF_ERROR(cudaSetDevice(i));
+    for (int j = 0; j < count; ++j) {
+      if (i == j) continue;
+      const cudaError_t enabled = cudaDeviceEnablePeerAccess(j, 0);
+      if (enabled == cudaErrorPeerAccessAlreadyEnabled) {
+        cudaGetLastError();  // clear it: already on is what we want
+        continue;
+      }
+      CUDA_RETURN_IF_ERROR(enabled);
+    }
+  }
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+  return count;
+}
 #endif
 
 // The data, the model and its pipeline.
@@ -530,18 +575,35 @@ absl::Status BuildSession(const LaunchConfig& c, Session& s) {
 #ifdef STAGEHAND_CUDA
   if (c.device == "cuda") {
     ASSIGN_OR_RETURN(const ops::cuda::DeviceInfo device, ops::cuda::ProbeDevice());
-    std::printf("device: %s; %s%d stage%s on its streams\n",
-                ops::cuda::DescribeDevice(device).c_str(),
-                c.dp > 1 ? absl::StrCat(c.dp, " replicas x ").c_str() : "", c.stages,
-                c.stages == 1 ? "" : "s");
-    // Every stage of every replica is on this one GPU: activations and gradients stay on it.
     auto shared = std::make_shared<CudaShared>();
     s.device_shared = shared;
-    options.stage_work = [shared, device = device.device,
+    shared->stages = c.stages;
+    ASSIGN_OR_RETURN(shared->gpus, UsableGpus(std::min(device.device_count, c.stages * c.dp)));
+    std::printf("device: %s; %s%d stage%s on their streams, %s\n",
+                ops::cuda::DescribeDevice(device).c_str(),
+                c.dp > 1 ? absl::StrCat(c.dp, " replicas x ").c_str() : "", c.stages,
+                c.stages == 1 ? "" : "s",
+                shared->gpus == 1
+                    ? "all on this GPU"
+                    : absl::StrCat("replica d's stage s on GPU (d x ", c.stages, " + s) % ",
+                                   shared->gpus, " (of ", device.device_count, ")")
+                          .c_str());
+    // Energy per step from NVML, where the driver has it (a counter per GPU used).
+    for (int gpu = 0; gpu < shared->gpus; ++gpu) {
+      absl::StatusOr<std::unique_ptr<ops::cuda::EnergyMeter>> meter =
+          ops::cuda::EnergyMeter::Open(gpu);
+      if (!meter.ok()) {
+        std::printf("energy: not measured (%s)\n", std::string(meter.status().message()).c_str());
+        s.energy.clear();
+        break;
+      }
+      s.energy.push_back(*std::move(meter));
+    }
+    options.stage_work = [shared,
                           link = c.link](const actors::ModelPipelineOptions::StageWorkSpec& w)
         -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
       ASSIGN_OR_RETURN(runtime::CudaStageOptions stage_options,
-                       shared->Seat(w.stage, w.place, device, link));
+                       shared->Seat(w.stage, w.place, w.held, link));
       ASSIGN_OR_RETURN(
           std::unique_ptr<runtime::CudaStageWork> work,
           runtime::CudaStageWork::Create(w.held, w.num_chunks, w.sampler, w.num_microbatches,
@@ -649,22 +711,32 @@ struct Throughput {
   double energy_tokens = 0;
 };
 
+// The joules every meter's GPU has used since its driver loaded, summed (0 without meters).
+absl::StatusOr<double> TotalJoules(
+    const std::vector<std::unique_ptr<ops::cuda::EnergyMeter>>& meters) {
+  double joules = 0;
+  for (const auto& meter : meters) {
+    ASSIGN_OR_RETURN(const double j, meter->TotalJoules());
+    joules += j;
+  }
+  return joules;
+}
+
 // Runs step `step` and counts its time and tokens (its M: a ramp-up's, or the full one).
 absl::StatusOr<actors::StepOutcome> TrainStep(const LaunchConfig& c, Session& s, int64_t step,
                                               int64_t first_step, Throughput& t) {
   const std::string ramp = s.specs->RampLine(step, first_step, c.chunk.micro_batch_size, c.dp);
   if (!ramp.empty()) std::printf("%s\n", ramp.c_str());
-  absl::StatusOr<double> joules_before =
-      s.energy ? s.energy->TotalJoules() : absl::StatusOr<double>(0.0);
+  absl::StatusOr<double> joules_before = TotalJoules(s.energy);
   ASSIGN_OR_RETURN(actors::StepOutcome outcome, s.mp.pipeline->RunStep(step));
-  if (s.energy) {
-    absl::StatusOr<double> joules_after = s.energy->TotalJoules();
+  if (!s.energy.empty()) {
+    absl::StatusOr<double> joules_after = TotalJoules(s.energy);
     if (!joules_before.ok() || !joules_after.ok()) {
       std::printf(
           "energy: no longer measured (%s)\n",
           std::string((joules_before.ok() ? joules_after : joules_before).status().message())
               .c_str());
-      s.energy.reset();
+      s.energy.clear();
     } else {
       t.joules += *joules_after - *joules_before;
       ++t.energy_steps;
@@ -803,7 +875,7 @@ void PrintSummary(const Throughput& t) {
               absl::StrJoin(fractions, " ").c_str());
   for (const std::string& line : t.moe.SummaryLines()) std::printf("summary: %s\n", line.c_str());
   if (t.energy_steps > 0) {
-    std::printf("summary: energy %.1f J a step, %.3f mJ a token (the GPU's NVML counter)\n",
+    std::printf("summary: energy %.1f J a step, %.3f mJ a token (the GPUs' NVML counters)\n",
                 t.joules / t.energy_steps, 1e3 * t.joules / t.energy_tokens);
   }
 }

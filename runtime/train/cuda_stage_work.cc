@@ -49,25 +49,45 @@ void CudaEventPool::GiveBack(cudaEvent_t event) {
 
 DeviceHandoff::~DeviceHandoff() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [key, tensor] : held_) {
-    if (allocator_) allocator_->Free(tensor.data).IgnoreError();
-  }
+  for (auto& [key, tensor] : held_) AllocatorOf(tensor.device).Free(tensor.data).IgnoreError();
   held_.clear();
-  allocator_.reset();
+  int current = 0;
+  cudaGetDevice(&current);
+  for (auto& [device, allocator] : allocators_) {  // cudaFree on each allocator's own GPU
+    cudaSetDevice(device);
+    allocator.reset();
+  }
+  cudaSetDevice(current);
+}
+
+void DeviceHandoff::SetChunkDevice(int chunk, int device) {
+  std::lock_guard<std::mutex> lock(mu_);
+  chunk_device_[chunk] = device;
+}
+
+oc::CachingAllocator& DeviceHandoff::AllocatorOf(int device) {
+  std::unique_ptr<oc::CachingAllocator>& allocator = allocators_[device];
+  if (allocator == nullptr) {
+    allocator = std::make_unique<oc::CachingAllocator>(std::make_unique<oc::CudaMallocBacking>(),
+                                                       oc::CachingAllocatorOptions{});
+  }
+  return *allocator;
+}
+
+CudaEventPool& DeviceHandoff::EventsOf(int device) {
+  std::unique_ptr<CudaEventPool>& pool = events_[device];
+  if (pool == nullptr) pool = std::make_unique<CudaEventPool>(cudaEventDisableTiming);
+  return *pool;
 }
 
 absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source, int64_t elements,
-                                cudaStream_t stream) {
+                                int source_device, cudaStream_t stream, cudaStream_t copy_stream) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (allocator_ == nullptr) {
-    allocator_ = std::make_unique<oc::CachingAllocator>(std::make_unique<oc::CudaMallocBacking>(),
-                                                        oc::CachingAllocatorOptions{});
-  }
   // What an abandoned run of a step left (never taken): its producers' streams are long done.
   for (auto it = held_.begin(); it != held_.end();) {
     if (std::make_tuple(it->first.step, it->first.run) < std::make_tuple(key.step, key.run)) {
-      allocator_->Free(it->second.data).IgnoreError();
-      events_.GiveBack(it->second.ready);
+      AllocatorOf(it->second.device).Free(it->second.data).IgnoreError();
+      EventsOf(it->second.event_device).GiveBack(it->second.ready);
       it = held_.erase(it);
     } else {
       ++it;
@@ -78,24 +98,59 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
         "device hand-off of ", key.gradient ? "the gradient for I" : "the activation for F", " c",
         key.chunk, " mb", key.microbatch, " of step ", key.step, " put twice"));
   }
-  ASSIGN_OR_RETURN(cudaEvent_t ready, events_.Take());
-  absl::StatusOr<void*> block = allocator_->Allocate(elements * sizeof(models::cuda::bf16));
-  if (!block.ok()) {
-    events_.GiveBack(ready);
-    return block.status();
+  const auto placed = chunk_device_.find(key.chunk);
+  const int device = placed == chunk_device_.end() ? default_device_ : placed->second;
+  const size_t bytes = elements * sizeof(models::cuda::bf16);
+  // The buffer on the consumer's GPU (its allocator allocates on the current device).
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  absl::StatusOr<void*> block = AllocatorOf(device).Allocate(bytes);
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(source_device));
+  if (!block.ok()) return block.status();
+  CudaEventPool& events = EventsOf(source_device);  // recorded on the producer's streams
+  absl::StatusOr<cudaEvent_t> ready = events.Take();
+  if (!ready.ok()) {
+    AllocatorOf(device).Free(*block).IgnoreError();
+    return ready.status();
   }
-  const Tensor tensor{static_cast<models::cuda::bf16*>(*block), elements, ready};
-  absl::Status s =
-      oc::CudaStatus(cudaMemcpyAsync(tensor.data, source, elements * sizeof(models::cuda::bf16),
-                                     cudaMemcpyDeviceToDevice, stream),
-                     "cudaMemcpyAsync", __FILE__, __LINE__);
-  if (s.ok()) {
-    s = oc::CudaStatus(cudaEventRecord(ready, stream), "cudaEventRecord", __FILE__, __LINE__);
+  const Tensor tensor{static_cast<models::cuda::bf16*>(*block), elements, *ready, device,
+                      source_device};
+  absl::Status s;
+  if (device == source_device) {
+    s = oc::CudaStatus(
+        cudaMemcpyAsync(tensor.data, source, bytes, cudaMemcpyDeviceToDevice, stream),
+        "cudaMemcpyAsync", __FILE__, __LINE__);
+    if (s.ok()) {
+      s = oc::CudaStatus(cudaEventRecord(tensor.ready, stream), "cudaEventRecord", __FILE__,
+                         __LINE__);
+    }
+  } else {
+    // Between GPUs, on the producer's copy stream once its compute stream has the tensor.
+    absl::StatusOr<cudaEvent_t> computed = events.Take();
+    s = computed.status();
+    if (s.ok()) {
+      s = oc::CudaStatus(cudaEventRecord(*computed, stream), "cudaEventRecord", __FILE__,
+                         __LINE__);
+      if (s.ok()) {
+        s = oc::CudaStatus(cudaStreamWaitEvent(copy_stream, *computed, 0), "cudaStreamWaitEvent",
+                           __FILE__, __LINE__);
+      }
+      events.GiveBack(*computed);  // the wait is bound to this record already
+    }
+    if (s.ok()) {
+      s = oc::CudaStatus(cudaMemcpyPeerAsync(tensor.data, device, source, source_device, bytes,
+                                             copy_stream),
+                         "cudaMemcpyPeerAsync", __FILE__, __LINE__);
+    }
+    if (s.ok()) {
+      s = oc::CudaStatus(cudaEventRecord(tensor.ready, copy_stream), "cudaEventRecord", __FILE__,
+                         __LINE__);
+    }
   }
   if (!s.ok()) {
     cudaStreamSynchronize(stream);
-    allocator_->Free(tensor.data).IgnoreError();
-    events_.GiveBack(ready);
+    cudaStreamSynchronize(copy_stream);
+    AllocatorOf(device).Free(tensor.data).IgnoreError();
+    events.GiveBack(tensor.ready);
     return s;
   }
   held_[key] = tensor;
@@ -113,16 +168,17 @@ absl::StatusOr<DeviceHandoff::Tensor> DeviceHandoff::Take(const Key& key, cudaSt
   }
   Tensor tensor = it->second;
   held_.erase(it);
-  // The wait binds to the event's record now: the event may be recorded again after this.
+  // The wait binds to the event's record now (a wait on another GPU's event is allowed): the
+  // event may be recorded again after this.
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, tensor.ready, 0));
-  events_.GiveBack(tensor.ready);
+  EventsOf(tensor.event_device).GiveBack(tensor.ready);
   tensor.ready = nullptr;
   return tensor;
 }
 
 void DeviceHandoff::GiveBack(const Tensor& tensor) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (allocator_ != nullptr) allocator_->Free(tensor.data).IgnoreError();
+  AllocatorOf(tensor.device).Free(tensor.data).IgnoreError();
 }
 
 int DeviceHandoff::held() const {
@@ -261,6 +317,11 @@ CudaStageWork::~CudaStageWork() {
   cudaStreamDestroy(stream_);
 }
 
+absl::Status CudaStageWork::UseDevice() const {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  return absl::OkStatus();
+}
+
 void CudaStageWork::Keep(const absl::Status& status) {
   if (!status.ok() && status_.ok()) status_ = status;
 }
@@ -280,7 +341,7 @@ absl::Status CudaStageWork::Upload() {
 }
 
 void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
-  Keep(oc::CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice", __FILE__, __LINE__));
+  Keep(UseDevice());
   if (!uploaded_ && status_.ok()) {
     Keep(Upload());
     uploaded_ = true;
@@ -523,11 +584,12 @@ absl::Status CudaStageWork::PutOutput(bool gradient, int chunk, int mb,
                                       const models::cuda::bf16* device, int64_t elements) {
   const int consumer = gradient ? chunk - 1 : chunk + 1;
   return options_.handoff->Put(DeviceHandoff::Key{step_, run_, gradient, consumer, mb}, device,
-                               elements, stream_);
+                               elements, options_.device, stream_, copy_stream_);
 }
 
 absl::Status CudaStageWork::Forward(int chunk, int mb, const Payload* input, Payload* output,
                                     double* loss) {
+  RETURN_IF_ERROR(UseDevice());
   RETURN_IF_ERROR(status_);
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   const Chunk& host = *host_.at(chunk);
@@ -627,6 +689,7 @@ absl::Status CudaStageWork::EnqueueBackwardInput(models::cuda::CudaGptChunk* c, 
 
 absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad,
                                           Payload* input_grad) {
+  RETURN_IF_ERROR(UseDevice());
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   ASSIGN_OR_RETURN(Enqueued action, Begin());
   if (absl::Status s = EnqueueBackwardInput(c, chunk, mb, grad, input_grad, action); !s.ok()) {
@@ -637,6 +700,7 @@ absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad
 }
 
 absl::Status CudaStageWork::BackwardWeights(int chunk, int mb) {
+  RETURN_IF_ERROR(UseDevice());
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   ASSIGN_OR_RETURN(Enqueued action, Begin());
   if (absl::Status s = c->BackwardWeights(mb); !s.ok()) {
@@ -647,6 +711,7 @@ absl::Status CudaStageWork::BackwardWeights(int chunk, int mb) {
 }
 
 absl::Status CudaStageWork::Backward(int chunk, int mb, const Payload* grad, Payload* input_grad) {
+  RETURN_IF_ERROR(UseDevice());
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   ASSIGN_OR_RETURN(Enqueued action, Begin());
   absl::Status s = EnqueueBackwardInput(c, chunk, mb, grad, input_grad, action);
@@ -666,6 +731,7 @@ absl::Status CudaStageWork::Fold() {
 }
 
 TiedGradientMap CudaStageWork::TiedGradients() {
+  Keep(UseDevice());
   TiedGradientMap out;
   Keep(Fold());
   for (auto& [index, chunk] : chunks_) {
@@ -689,6 +755,7 @@ TiedGradientMap CudaStageWork::TiedGradients() {
 }
 
 void CudaStageWork::SetTiedGradients(const TiedGradientMap& sums) {
+  Keep(UseDevice());
   for (const auto& [index, tensors] : sums) {
     auto it = chunks_.find(index);
     if (it == chunks_.end()) continue;
@@ -713,6 +780,7 @@ void CudaStageWork::SetTiedGradients(const TiedGradientMap& sums) {
 }
 
 std::map<int, std::vector<double>> CudaStageWork::SquaredNorms() {
+  Keep(UseDevice());
   std::map<int, std::vector<double>> out;
   Keep(Fold());
   for (auto& [index, chunk] : chunks_) {
@@ -750,6 +818,7 @@ std::map<int, std::vector<double>> CudaStageWork::SquaredNorms() {
 }
 
 void CudaStageWork::ApplyOptimizer(double clip_scale, int step) {
+  Keep(UseDevice());
   ops::AdamWOptions options = optimizer_.adamw;
   options.learning_rate = LearningRateAt(optimizer_, step);
   for (auto& [index, chunk] : chunks_) {
@@ -781,6 +850,7 @@ std::map<int, std::vector<std::string>> CudaStageWork::GradientNames() {
 }
 
 void CudaStageWork::DiscardGradients() {
+  Keep(UseDevice());
   for (auto& [index, chunk] : chunks_) Keep(chunk->ZeroGradients());
   folded_ = false;
 }
@@ -792,6 +862,7 @@ double CudaStageWork::TakeDataSeconds() {
 }
 
 absl::Status CudaStageWork::ExportOptimizerState() {
+  RETURN_IF_ERROR(UseDevice());
   if (optimizer_.states == nullptr || !moments_written_) return absl::OkStatus();
   for (auto& [index, chunk] : chunks_) {
     OptimizerState& state = (*optimizer_.states)[index];
@@ -816,7 +887,7 @@ std::map<int, int64_t> CudaStageWork::GradientFloats() const {
 absl::Status CudaStageWork::ReduceGradients(const GradBucket& bucket) {
   DeviceCollective* group = options_.data_parallel.device_group;
   if (group == nullptr) return absl::OkStatus();
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));  // the reduction lane's thread
+  RETURN_IF_ERROR(UseDevice());  // the reduction lane's thread
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(bucket.chunk));
   if (bucket.begin < 0 || bucket.end > c->padded_size() || bucket.begin > bucket.end) {
     return absl::InvalidArgumentError(

@@ -77,13 +77,15 @@ class CudaEventPool {
   std::vector<cudaEvent_t> free_, all_;
 };
 
-// Activations and gradients handed between the stages of one process on one GPU as device
-// tensors: the producer's stream copies the tensor into a buffer of the hand-off and records an
-// event after it; the consumer's stream waits on that event and takes the buffer, which goes
-// back once the consumer's action has completed. The message between their actors then
-// carries no floats (it says the tensor is ready). Keyed by (step, run of the step, F or I,
-// destination chunk, microbatch); a new run drops what an abandoned one left. Thread-safe:
-// every stage's lane and completion thread use it.
+// Activations and gradients handed between the stages of one process as device tensors: the
+// tensor is copied into a buffer of the hand-off on the consumer's GPU, and an event recorded
+// after the copy; the consumer's stream waits on that event and takes the buffer, which goes
+// back once the consumer's action has completed. On one GPU the copy runs on the producer's
+// stream; between two GPUs it is a cudaMemcpyPeerAsync on the producer's copy stream (which
+// first waits for its compute stream), so the compute stream goes on. The message between
+// their actors then carries no floats (it says the tensor is ready). Keyed by (step, run of
+// the step, F or I, destination chunk, microbatch); a new run drops what an abandoned one
+// left. Thread-safe: every stage's lane and completion thread use it.
 class DeviceHandoff {
  public:
   struct Key {
@@ -99,15 +101,22 @@ class DeviceHandoff {
     models::cuda::bf16* data = nullptr;
     int64_t elements = 0;
     cudaEvent_t ready = nullptr;
+    int device = 0;         // where `data` is (the consumer's GPU)
+    int event_device = 0;   // where `ready` was made (the producer's GPU)
   };
-  explicit DeviceHandoff(int device) : device_(device) {}
+  // `device`: the GPU of chunks not placed with SetChunkDevice.
+  explicit DeviceHandoff(int device) : default_device_(device) {}
   ~DeviceHandoff();
   DeviceHandoff(const DeviceHandoff&) = delete;
   DeviceHandoff& operator=(const DeviceHandoff&) = delete;
-  // Copies `elements` bf16 values at `source` on `stream` into a hand-off buffer and records
-  // its event there; InvalidArgument if `key` is already held.
+  // The GPU of the stage holding `chunk` (where tensors for it go). Before the first Put.
+  void SetChunkDevice(int chunk, int device);
+  // Copies `elements` bf16 values at `source` (on GPU `source_device`, the calling thread's
+  // current device) into a hand-off buffer on the consumer's GPU, after what `stream` has
+  // enqueued, and records its event; between GPUs on `copy_stream`. InvalidArgument if `key`
+  // is already held.
   absl::Status Put(const Key& key, const models::cuda::bf16* source, int64_t elements,
-                   cudaStream_t stream);
+                   int source_device, cudaStream_t stream, cudaStream_t copy_stream);
   // The tensor put under `key` (FailedPrecondition naming it when there is none), its event
   // waited on by `stream`. Give it back once `stream` is done reading it.
   absl::StatusOr<Tensor> Take(const Key& key, cudaStream_t stream);
@@ -115,11 +124,15 @@ class DeviceHandoff {
   int held() const;  // tensors put and not taken
 
  private:
-  int device_;
+  // The allocator of `device` (made on first use), and its event pool; mu_ held.
+  ops::cuda::CachingAllocator& AllocatorOf(int device);
+  CudaEventPool& EventsOf(int device);
+  int default_device_;
   mutable std::mutex mu_;
-  std::unique_ptr<ops::cuda::CachingAllocator> allocator_;  // made on first use
+  std::map<int, int> chunk_device_;
+  std::map<int, std::unique_ptr<ops::cuda::CachingAllocator>> allocators_;  // by device
+  std::map<int, std::unique_ptr<CudaEventPool>> events_;                    // by device
   std::map<Key, Tensor> held_;
-  CudaEventPool events_{cudaEventDisableTiming};
 };
 
 // This replica's seat in its stage's data-parallel group (--dp; one replica: the defaults).
@@ -271,6 +284,9 @@ class CudaStageWork : public StageWork {
   void StopCompletions();
   // A failure of a phase that returns no status: kept, and returned by the next step's F.
   void Keep(const absl::Status& status);
+  // Makes this stage's GPU the calling thread's current device: every entry point does, since
+  // lanes, the reduction lane and the driver's thread call in (several GPUs in one process).
+  absl::Status UseDevice() const;
 
   std::map<int, Chunk*> host_;
   int num_chunks_;
