@@ -25,10 +25,10 @@ int SplitCores(int sharers, int cores, const char* user_threads) {
 namespace {
 
 // A fixed amount of float multiply-adds over an array that stays in L1 (no memory traffic),
-// about 10 ms on one core, returning its seconds; the result goes to `sink` so the loop is not
+// about 40 ms on one core, returning its seconds; the result goes to `sink` so the loop is not
 // optimised away.
 double TimeArithmetic(float* sink) {
-  constexpr int kFloats = 2048, kRounds = 100000;
+  constexpr int kFloats = 2048, kRounds = 400000;
   std::vector<float> a(kFloats, 1.0f), b(kFloats, 0.999f);
   const auto start = std::chrono::steady_clock::now();
   for (int r = 0; r < kRounds; ++r) {
@@ -45,11 +45,12 @@ double TimeArithmetic(float* sink) {
 double MeasuredParallelThroughput(int threads) {
   threads = std::max(1, threads);
   float warm = 0;
-  TimeArithmetic(&warm);  // the clock up to speed, the code in cache
-  std::vector<double> ratios;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    float sink = 0;
-    const double alone = TimeArithmetic(&sink);
+  std::thread([&] { TimeArithmetic(&warm); }).join();  // the clock up to speed, code in cache
+  // Alone and together, alternated, five times each: the median of each.
+  std::vector<double> alone, together;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    float sink = 0;  // on a thread of its own, as the others (not this caller's thread)
+    std::thread([&] { alone.push_back(TimeArithmetic(&sink)); }).join();
     std::vector<double> seconds(threads);
     std::vector<float> sinks(threads);
     std::vector<std::thread> running;
@@ -57,11 +58,11 @@ double MeasuredParallelThroughput(int threads) {
       running.emplace_back([&, t] { seconds[t] = TimeArithmetic(&sinks[t]); });
     }
     for (std::thread& t : running) t.join();
-    const double slowest = *std::max_element(seconds.begin(), seconds.end());
-    ratios.push_back(slowest > 0 ? threads * alone / slowest : 0.0);
+    together.push_back(*std::max_element(seconds.begin(), seconds.end()));
   }
-  std::sort(ratios.begin(), ratios.end());
-  return ratios[1];  // the median of three
+  std::sort(alone.begin(), alone.end());
+  std::sort(together.begin(), together.end());
+  return together[2] > 0 ? threads * alone[2] / together[2] : 0.0;
 }
 
 std::string DescribeHostParallelism(int threads) {

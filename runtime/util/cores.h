@@ -19,10 +19,10 @@ int SplitCores(int sharers, int cores, const char* user_threads);
 
 // How many cores' worth of float arithmetic `threads` threads get together on this host: the
 // same multiply-add loop timed on one thread, then on `threads` at once; threads x (one
-// thread's time / the slowest thread's time), the median of three. About `threads` where each has a
+// thread's time / the slowest thread's time), each the median of five. About `threads` where each has a
 // core; about 1 where the "cores" are hyperthreads of one core or the host time-slices them.
 // Benchmarks print it beside overlap figures: compute lanes that share less than a core each
-// finish at the pace the OS gives them. Takes about a tenth of a second per thread.
+// finish at the pace the OS gives them. Takes about half a second.
 double MeasuredParallelThroughput(int threads);
 
 // A line for benchmarks that run `threads` compute lanes: "host: 2 cores allowed; 4 threads of
