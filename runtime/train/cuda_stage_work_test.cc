@@ -157,10 +157,9 @@ TEST(CudaStageWork, ActionsCompleteLaterInOrderWithDeviceTimes) {
 }
 
 // The model cut in two stages (two works, two streams, activations and gradients handed over
-// on the device) trains bitwise like one stage holding both chunks (its local hand-offs through
-// the host as floats): losses and parameters.
-TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
-  SKIP_WITHOUT_GPU();
+// on the device; the second stage on GPU `second_gpu`) trains bitwise like one stage holding
+// both chunks (its local hand-offs through the host as floats): losses and parameters.
+void ExpectTwoStagesBitwiseOneStage(int second_gpu) {
   const models::GptConfig model = models::UniformGpt(4, 64, 4, 256, kT, 5);
   const std::vector<int32_t> tokens = Text();
   WindowSampler sampler(&tokens, kB, kT, 9);
@@ -172,9 +171,11 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   auto whole = CudaStageWork::Create({{0, (*one)[0].get()}, {1, (*one)[1].get()}}, 2, &sampler, kM,
                                      optimizer, CudaStageOptions{});
   DeviceHandoff handoff(0);
+  handoff.SetChunkDevice(1, second_gpu);
   CudaStageOptions on_device;
   on_device.handoff = &handoff;
   auto first = CudaStageWork::Create({{0, (*two)[0].get()}}, 2, &sampler, kM, optimizer, on_device);
+  on_device.device = second_gpu;
   auto second =
       CudaStageWork::Create({{1, (*two)[1].get()}}, 2, &sampler, kM, optimizer, on_device);
   ASSERT_THAT(whole, IsOk());
@@ -191,6 +192,30 @@ TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
   const std::vector<NamedTensor> q = CollectParameters({(*two)[0].get(), (*two)[1].get()});
   ASSERT_EQ(p.size(), q.size());
   for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(p[i].data, q[i].data) << p[i].name;
+}
+
+TEST(CudaStageWork, TwoStagesAreBitwiseOneStage) {
+  SKIP_WITHOUT_GPU();
+  ExpectTwoStagesBitwiseOneStage(/*second_gpu=*/0);
+}
+
+// The second stage on another GPU: its activations and gradients cross by cudaMemcpyPeerAsync.
+TEST(CudaStageWork, TwoStagesOnTwoGpusAreBitwiseOneStage) {
+  SKIP_WITHOUT_GPU();
+  int gpus = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&gpus), cudaSuccess);
+  if (gpus < 2) GTEST_SKIP() << "needs two GPUs; this machine has " << gpus;
+  int can = 0;
+  ASSERT_EQ(cudaDeviceCanAccessPeer(&can, 0, 1), cudaSuccess);
+  if (can) {  // as launch does (the copy works without, through the host)
+    cudaSetDevice(0);
+    cudaDeviceEnablePeerAccess(1, 0);
+    cudaSetDevice(1);
+    cudaDeviceEnablePeerAccess(0, 0);
+    cudaGetLastError();
+    cudaSetDevice(0);
+  }
+  ExpectTwoStagesBitwiseOneStage(/*second_gpu=*/1);
 }
 
 // Two replicas of the whole model on one GPU (each its own chunks and one work holding both),
