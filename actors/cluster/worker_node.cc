@@ -645,8 +645,8 @@ absl::Status AddDeviceWorks(const WorkerOptions& o, const runtime::StepSpec& spe
     runtime::CudaStageOptions options;
     options.device = node.gpu;
     if (o.dp > 1) {
-      options.data_parallel = {node.replica, o.dp, node.dp_group.get(),
-                               node.dp_device_group.get(), o.zero};
+      options.data_parallel = {node.replica, o.dp, node.dp_group.get(), node.dp_device_group.get(),
+                               o.zero};
     }
     ASSIGN_OR_RETURN(std::unique_ptr<runtime::CudaStageWork> work,
                      runtime::CudaStageWork::Create(held, spec.num_chunks, node.sampler.get(),

@@ -491,7 +491,7 @@ absl::StatusOr<const bf16*> CudaGptChunk::InputGrad(int mb) const {
   return st->layers.empty() ? st->d_top : st->layers.front().dx;
 }
 
-absl::Status CudaGptChunk::BackwardWeights(int mb) {
+absl::Status CudaGptChunk::BackwardWeights(int mb, const std::function<void()>& part_done) {
   ASSIGN_OR_RETURN(MicrobatchState * found, Find(mb, "W"));
   MicrobatchState& st = *found;
   if (!st.input_grads_done) {
@@ -506,9 +506,10 @@ absl::Status CudaGptChunk::BackwardWeights(int mb) {
         oc::HeadBackwardWeights(head_grad_, st.logits, st.lnf, N, C, vp_, *matmul_, stream_));
     RETURN_IF_ERROR(oc::LayerNormBackwardWeights(Grad("ln_f.weight"), Grad("ln_f.bias"), st.d_lnf,
                                                  last, st.meanf, st.rstdf, N, C, stream_));
+    if (part_done) part_done();
   }
   for (int i = static_cast<int>(st.layers.size()) - 1; i >= 0; --i) {
-    RETURN_IF_ERROR(LayerBackwardWeights(st, i));
+    RETURN_IF_ERROR(LayerBackwardWeights(st, i, part_done));
   }
   if (spec_.has_embedding) {
     const bf16* d_x0 = st.layers.empty() ? st.d_top : st.layers.front().dx;
@@ -519,7 +520,8 @@ absl::Status CudaGptChunk::BackwardWeights(int mb) {
   return absl::OkStatus();
 }
 
-absl::Status CudaGptChunk::LayerBackwardWeights(MicrobatchState& st, int i) {
+absl::Status CudaGptChunk::LayerBackwardWeights(MicrobatchState& st, int i,
+                                                const std::function<void()>& part_done) {
   const LayerView v = ViewOf(st, i);
   const int C = v.C, N = v.N, F = v.F;
   const std::string& h = v.h;
@@ -531,6 +533,7 @@ absl::Status CudaGptChunk::LayerBackwardWeights(MicrobatchState& st, int i) {
                                             *matmul_, stream_));
   RETURN_IF_ERROR(oc::LinearBackwardWeights(Grad(h + "mlp.c_fc.weight"), Grad(h + "mlp.c_fc.bias"),
                                             b.d_fch, b.ln2, N, C, F, *matmul_, stream_));
+  if (part_done) part_done();  // the MLP's tensors
   RETURN_IF_ERROR(oc::LayerNormBackwardWeights(Grad(h + "ln_2.weight"), Grad(h + "ln_2.bias"),
                                                b.d_ln2, b.res2, b.mean2, b.rstd2, N, C, stream_));
   RETURN_IF_ERROR(oc::LinearBackwardWeights(Grad(h + "attn.c_proj.weight"),
@@ -539,8 +542,10 @@ absl::Status CudaGptChunk::LayerBackwardWeights(MicrobatchState& st, int i) {
   RETURN_IF_ERROR(oc::LinearBackwardWeights(Grad(h + "attn.c_attn.weight"),
                                             Grad(h + "attn.c_attn.bias"), b.d_qkv, b.ln1, N, C,
                                             3 * C, *matmul_, stream_));
-  return oc::LayerNormBackwardWeights(Grad(h + "ln_1.weight"), Grad(h + "ln_1.bias"), b.d_ln1, x,
-                                      b.mean1, b.rstd1, N, C, stream_);
+  RETURN_IF_ERROR(oc::LayerNormBackwardWeights(Grad(h + "ln_1.weight"), Grad(h + "ln_1.bias"),
+                                               b.d_ln1, x, b.mean1, b.rstd1, N, C, stream_));
+  if (part_done) part_done();  // the rest of the layer
+  return absl::OkStatus();
 }
 
 void CudaGptChunk::Release(int mb) {

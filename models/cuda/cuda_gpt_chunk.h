@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -73,7 +74,11 @@ class CudaGptChunk {
   // The device (B, T, C) gradient of the input after B(mb) (not the embedding's chunk).
   absl::StatusOr<const bf16*> InputGrad(int mb) const;
   // W(mb): accumulates the weight gradients, then releases mb's memory to the allocator.
-  absl::Status BackwardWeights(int mb);
+  // `part_done`, if given, is called after the kernels of each part of the pass are enqueued,
+  // in order: the head (its weight's gradient, kept apart, and the final norm's) when the chunk
+  // has it, then each layer from the last, as its MLP's tensors and then the rest of it (norms,
+  // attention). The embedding's gradient is in no part (it comes last).
+  absl::Status BackwardWeights(int mb, const std::function<void()>& part_done = nullptr);
   // Drops mb's activations without a backward.
   void Release(int mb);
   // Adds the head's gradient (kept apart over the step's microbatches, as GptChunk does) into
@@ -130,7 +135,8 @@ class CudaGptChunk {
   LayerView ViewOf(MicrobatchState& st, int i) const;
   absl::Status LayerForward(MicrobatchState& st, int i);
   absl::Status LayerBackwardInput(MicrobatchState& st, int i, const bf16* dout);
-  absl::Status LayerBackwardWeights(MicrobatchState& st, int i);
+  absl::Status LayerBackwardWeights(MicrobatchState& st, int i,
+                                    const std::function<void()>& part_done);
 
   GptConfig config_;
   ChunkSpec spec_;

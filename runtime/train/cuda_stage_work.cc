@@ -8,6 +8,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/cuda/cuda_support.h"
 #include "ops/cuda/convert.h"
@@ -128,8 +129,7 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
     absl::StatusOr<cudaEvent_t> computed = events.Take();
     s = computed.status();
     if (s.ok()) {
-      s = oc::CudaStatus(cudaEventRecord(*computed, stream), "cudaEventRecord", __FILE__,
-                         __LINE__);
+      s = oc::CudaStatus(cudaEventRecord(*computed, stream), "cudaEventRecord", __FILE__, __LINE__);
       if (s.ok()) {
         s = oc::CudaStatus(cudaStreamWaitEvent(copy_stream, *computed, 0), "cudaStreamWaitEvent",
                            __FILE__, __LINE__);
@@ -137,9 +137,9 @@ absl::Status DeviceHandoff::Put(const Key& key, const models::cuda::bf16* source
       events.GiveBack(*computed);  // the wait is bound to this record already
     }
     if (s.ok()) {
-      s = oc::CudaStatus(cudaMemcpyPeerAsync(tensor.data, device, source, source_device, bytes,
-                                             copy_stream),
-                         "cudaMemcpyPeerAsync", __FILE__, __LINE__);
+      s = oc::CudaStatus(
+          cudaMemcpyPeerAsync(tensor.data, device, source, source_device, bytes, copy_stream),
+          "cudaMemcpyPeerAsync", __FILE__, __LINE__);
     }
     if (s.ok()) {
       s = oc::CudaStatus(cudaEventRecord(tensor.ready, copy_stream), "cudaEventRecord", __FILE__,
@@ -237,11 +237,10 @@ absl::Status CudaStageWork::Init() {
         models::cuda::CudaGptChunk::Create(*host, allocator_.get(), matmul_.get(), stream_));
     // The moments of what this member owns (all of the chunk without ZeRO-1), laid out as the
     // flat buffer's elements [owned.begin, owned.end).
-    const ElementRange owned = Sharded()
-                                   ? OwnedRange(chunk->padded_size(),
-                                                options_.data_parallel.replicas,
-                                                options_.data_parallel.replica)
-                                   : ElementRange{0, chunk->padded_size()};
+    const ElementRange owned =
+        Sharded() ? OwnedRange(chunk->padded_size(), options_.data_parallel.replicas,
+                               options_.data_parallel.replica)
+                  : ElementRange{0, chunk->padded_size()};
     const int64_t n = std::max<int64_t>(owned.size(), 1);
     ASSIGN_OR_RETURN(void* m, allocator_->Allocate(n * sizeof(float)));
     ASSIGN_OR_RETURN(void* v, allocator_->Allocate(n * sizeof(float)));
@@ -354,6 +353,14 @@ void CudaStageWork::BeginStep(int64_t step, int num_microbatches) {
   Keep(oc::CudaStatus(cudaEventSynchronize(anchor_), "cudaEventSynchronize", __FILE__, __LINE__));
   anchor_ns_ = trace::NowNanos();
   step_microbatches_ = num_microbatches;
+  weight_passes_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [chunk, events] : part_events_) {
+      for (cudaEvent_t event : events) ordering_events_.GiveBack(event);
+    }
+    part_events_.clear();
+  }
   // The loss is the mean over every replica's microbatches: D x M of them.
   const int global = num_microbatches * options_.data_parallel.replicas;
   for (auto& [index, chunk] : chunks_) Keep(chunk->SetStepMicrobatches(global));
@@ -699,11 +706,33 @@ absl::Status CudaStageWork::BackwardInput(int chunk, int mb, const Payload* grad
   return End(std::move(action));
 }
 
+absl::Status CudaStageWork::EnqueueBackwardWeights(models::cuda::CudaGptChunk* c, int chunk,
+                                                   int mb) {
+  if (!progress_ || ++weight_passes_[chunk] != step_microbatches_) return c->BackwardWeights(mb);
+  // The step's last pass of the chunk: an event after each part, then its report (which may
+  // start a bucket's reduction, whose stream waits for that event).
+  int done = 0;
+  absl::Status recorded;
+  return c->BackwardWeights(mb, [&] {
+    absl::StatusOr<cudaEvent_t> event = ordering_events_.Take();
+    if (event.ok()) {
+      recorded =
+          oc::CudaStatus(cudaEventRecord(*event, stream_), "cudaEventRecord", __FILE__, __LINE__);
+      std::lock_guard<std::mutex> lock(mu_);
+      part_events_[chunk].push_back(*event);
+    } else if (recorded.ok()) {
+      recorded = event.status();
+    }
+    Keep(recorded);
+    progress_(chunk, ++done);
+  });
+}
+
 absl::Status CudaStageWork::BackwardWeights(int chunk, int mb) {
   RETURN_IF_ERROR(UseDevice());
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   ASSIGN_OR_RETURN(Enqueued action, Begin());
-  if (absl::Status s = c->BackwardWeights(mb); !s.ok()) {
+  if (absl::Status s = EnqueueBackwardWeights(c, chunk, mb); !s.ok()) {
     Abandon(action);
     return s;
   }
@@ -715,7 +744,7 @@ absl::Status CudaStageWork::Backward(int chunk, int mb, const Payload* grad, Pay
   ASSIGN_OR_RETURN(models::cuda::CudaGptChunk * c, Get(chunk));
   ASSIGN_OR_RETURN(Enqueued action, Begin());
   absl::Status s = EnqueueBackwardInput(c, chunk, mb, grad, input_grad, action);
-  if (s.ok()) s = c->BackwardWeights(mb);
+  if (s.ok()) s = EnqueueBackwardWeights(c, chunk, mb);
   if (!s.ok()) {
     Abandon(action);
     return s;
@@ -826,8 +855,8 @@ void CudaStageWork::ApplyOptimizer(double clip_scale, int step) {
       Keep(it->second->StepWithClipScale(options, step, clip_scale, stream_));
     }
     if (Sharded()) {  // every owner's updated master weights, to every replica
-      Keep(AllGatherFromOwners(chunk->values(), chunk->padded_size(),
-                               {0, chunk->padded_size()}, stream_));
+      Keep(AllGatherFromOwners(chunk->values(), chunk->padded_size(), {0, chunk->padded_size()},
+                               stream_));
     }
     Keep(chunk->RefreshComputeCopies());
     Keep(chunk->ZeroGradients());
@@ -894,14 +923,34 @@ absl::Status CudaStageWork::ReduceGradients(const GradBucket& bucket) {
         absl::StrCat("REDUCE_GRAD c", bucket.chunk, " [", bucket.begin, ", ", bucket.end,
                      ") is outside its ", c->padded_size(), " device gradients"));
   }
-  // The chunk's last weight-gradient pass has completed (the bucket's start waits for it), so
-  // its head gradient is final: fold it in before the chunk's first bucket, on this stream, so
-  // that the replicas sum it too (later folds add zeros), as the CPU's stage work does.
-  if (bucket.begin == 0) RETURN_IF_ERROR(c->FoldHeadGradientOn(reduce_stream_));
+  // A bucket issued as its layers finished: wait for the event after its last part (the pass
+  // is still running on the compute stream); a whole-action bucket's pass has completed.
+  if (bucket.after_parts != GradBucket::kWholeAction) {
+    cudaEvent_t ready = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::vector<cudaEvent_t>& events = part_events_[bucket.chunk];
+      if (bucket.after_parts < 1 || bucket.after_parts > static_cast<int>(events.size())) {
+        return absl::FailedPreconditionError(absl::StrCat("REDUCE_GRAD c", bucket.chunk, " after ",
+                                                          bucket.after_parts, " parts, but ",
+                                                          events.size(), " were reported"));
+      }
+      ready = events[bucket.after_parts - 1];
+    }
+    CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(reduce_stream_, ready, 0));
+  }
+  // The head's gradient, kept apart over the step, is final with the head's part: fold it into
+  // its weight before the first bucket holding that weight is summed, on this stream, so that
+  // the replicas sum it too (once a step: later folds would add zeros).
+  const ElementRange range{bucket.begin, bucket.end};
+  if (Intersect(range, HeadWeightRange(*c)).size() > 0 &&
+      folded_for_[bucket.chunk] != std::make_pair(step_, run_)) {
+    RETURN_IF_ERROR(c->FoldHeadGradientOn(reduce_stream_));
+    folded_for_[bucket.chunk] = {step_, run_};
+  }
   if (Sharded()) {
     // To the owners; the tied embedding's part gathered back whole, for the cross-chunk tied
     // sum (the same on every member, so the collectives stay matched).
-    const ElementRange range{bucket.begin, bucket.end};
     RETURN_IF_ERROR(ReduceScatterToOwners(c->grads(), c->padded_size(), range, reduce_stream_));
     const ElementRange tied = Intersect(range, TiedRange(*c));
     if (tied.size() > 0) {
@@ -918,6 +967,56 @@ absl::Status CudaStageWork::ReduceGradients(const GradBucket& bucket) {
 
 absl::Status CudaStageWork::GatherLosses(std::vector<double>* losses) {
   return GatherReplicaLosses(options_.data_parallel.group, losses);
+}
+
+GradPartLayout CudaStageWork::GradientParts() const {
+  GradPartLayout out;
+  if (options_.data_parallel.device_group == nullptr) return out;
+  for (const auto& [index, chunk] : chunks_) {
+    const std::vector<models::ParamInfo>& infos = chunk->infos();
+    // Tensor k with the padding after it: the flat buffer is covered but for the no-part
+    // tensors (the embedding's), so no sliver of padding becomes a bucket of its own.
+    const auto range_of = [&](size_t k) {
+      const int64_t end = k + 1 < infos.size() ? chunk->device_offset(k + 1) : chunk->padded_size();
+      return std::make_pair(chunk->device_offset(k), end);
+    };
+    std::vector<std::vector<std::pair<int64_t, int64_t>>>& parts = out[index];
+    if (chunk->spec().has_head) {  // the final norm and the head's weight (or its tied copy)
+      parts.emplace_back();
+      for (size_t k = 0; k < infos.size(); ++k) {
+        if (infos[k].tied_copy || absl::StartsWith(infos[k].name, "ln_f.") ||
+            infos[k].name == "lm_head.weight") {
+          parts.back().push_back(range_of(k));
+        }
+      }
+    }
+    for (int l = chunk->spec().end_layer - 1; l >= chunk->spec().first_layer; --l) {
+      const std::string layer = absl::StrCat("h.", l, "."), mlp = layer + "mlp.";
+      parts.emplace_back();  // its MLP's tensors
+      parts.emplace_back();  // the rest of it
+      for (size_t k = 0; k < infos.size(); ++k) {
+        if (infos[k].tied_copy || !absl::StartsWith(infos[k].name, layer)) continue;
+        const bool in_mlp = absl::StartsWith(infos[k].name, mlp);
+        parts[parts.size() - (in_mlp ? 2 : 1)].push_back(range_of(k));
+      }
+    }
+  }
+  return out;
+}
+
+void CudaStageWork::SetGradientProgress(GradientProgress progress) {
+  progress_ = std::move(progress);
+}
+
+ElementRange CudaStageWork::HeadWeightRange(const models::cuda::CudaGptChunk& chunk) const {
+  if (!chunk.spec().has_head) return {};
+  const std::string name = chunk.config().tied_head ? "wte" : "lm_head.weight";
+  for (size_t k = 0; k < chunk.infos().size(); ++k) {
+    if (chunk.infos()[k].name != name) continue;
+    const int64_t at = chunk.device_offset(k);
+    return {at, at + chunk.infos()[k].size};
+  }
+  return {};
 }
 
 int64_t CudaStageWork::ActivationBytes(int chunk) const {
@@ -961,8 +1060,7 @@ ElementRange CudaStageWork::TiedRange(const models::cuda::CudaGptChunk& chunk) c
 }
 
 absl::Status CudaStageWork::ReduceScatterToOwners(float* buffer, int64_t n,
-                                                  const ElementRange& range,
-                                                  cudaStream_t stream) {
+                                                  const ElementRange& range, cudaStream_t stream) {
   DeviceCollective& group = *options_.data_parallel.device_group;
   const int members = group.size();
   // Each member sends owner j the elements j owns; it receives every member's copy of its own,
@@ -989,8 +1087,8 @@ absl::Status CudaStageWork::ReduceScatterToOwners(float* buffer, int64_t n,
   return oc::SumInMemberOrder(parts, buffer + mine.begin, mine.size(), stream);
 }
 
-absl::Status CudaStageWork::AllGatherFromOwners(float* buffer, int64_t n,
-                                                const ElementRange& range, cudaStream_t stream) {
+absl::Status CudaStageWork::AllGatherFromOwners(float* buffer, int64_t n, const ElementRange& range,
+                                                cudaStream_t stream) {
   DeviceCollective& group = *options_.data_parallel.device_group;
   const ElementRange mine = Intersect(range, OwnedRange(n, group.size(), group.member()));
   // The owners' pieces partition `range` in member order: each lands in its place, this
@@ -1007,9 +1105,9 @@ absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float
   const ElementRange mine = Owned(index);
   ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
   float* flat = static_cast<float*>(whole);
-  absl::Status s = oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float),
-                                                  stream_),
-                                  "cudaMemsetAsync", __FILE__, __LINE__);
+  absl::Status s =
+      oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float), stream_),
+                     "cudaMemsetAsync", __FILE__, __LINE__);
   if (s.ok() && mine.size() > 0) {
     s = oc::CudaStatus(cudaMemcpyAsync(flat + mine.begin, owned, mine.size() * sizeof(float),
                                        cudaMemcpyDeviceToDevice, stream_),
@@ -1020,8 +1118,7 @@ absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float
   }
   if (s.ok()) s = chunk.DownloadFlat(host, flat);
   if (s.ok()) {
-    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
-                       __LINE__);
+    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__);
   }
   allocator_->Free(whole).IgnoreError();
   return s;
@@ -1033,9 +1130,9 @@ absl::Status CudaStageWork::UploadOwnedMoments(int index, const float* host, flo
   const ElementRange mine = Owned(index);
   ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
   float* flat = static_cast<float*>(whole);
-  absl::Status s = oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float),
-                                                  stream_),
-                                  "cudaMemsetAsync", __FILE__, __LINE__);
+  absl::Status s =
+      oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float), stream_),
+                     "cudaMemsetAsync", __FILE__, __LINE__);
   if (s.ok()) s = chunk.UploadFlat(flat, host);
   if (s.ok() && mine.size() > 0) {
     s = oc::CudaStatus(cudaMemcpyAsync(owned, flat + mine.begin, mine.size() * sizeof(float),
@@ -1043,8 +1140,7 @@ absl::Status CudaStageWork::UploadOwnedMoments(int index, const float* host, flo
                        "cudaMemcpyAsync", __FILE__, __LINE__);
   }
   if (s.ok()) {
-    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
-                       __LINE__);
+    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__);
   }
   allocator_->Free(whole).IgnoreError();
   return s;

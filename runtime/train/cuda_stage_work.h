@@ -23,13 +23,15 @@
 // d x M .. d x M + M - 1 and scales its loss for D x M; each REDUCE_GRAD sums a bucket of a
 // chunk's flat device gradient over the replicas on the stage's reduction stream, in member
 // order (runtime/collectives/device_collective.h), while the compute stream goes on. Buckets
-// start when their chunk's last weight-gradient pass of the step completes (whole actions, not
-// per layer). --zero=1 (zero_stage 1): member d owns elements OwnedRange(padded size, D, d) of
-// each chunk's flat device buffer (runtime/train/zero_shard.h) and holds AdamW moments only
-// there; a bucket is reduce-scattered to its owners (the tied embedding's part gathered back
-// whole for the cross-chunk tied sum), the norms are summed over the owners' pieces in member
-// order, each member updates what it owns and the master weights are gathered back. Not expert
-// or sequence-length parallel (launch refuses those flags).
+// start as the layers they hold finish in their chunk's last weight-gradient pass of the step
+// (GradientParts): the pass reports each part once its kernels are enqueued and records an
+// event after them, and the bucket's reduction stream waits for that event. --zero=1 (zero_stage
+// 1): member d owns elements OwnedRange(padded size, D, d) of each chunk's flat device buffer
+// (runtime/train/zero_shard.h) and holds AdamW moments only there; a bucket is reduce-scattered to
+// its owners (the tied embedding's part gathered back whole for the cross-chunk tied sum), the
+// norms are summed over the owners' pieces in member order, each member updates what it owns and
+// the master weights are gathered back. Not expert or sequence-length parallel (launch refuses
+// those flags).
 #ifndef STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 #define STAGEHAND_RUNTIME_TRAIN_CUDA_STAGE_WORK_H_
 
@@ -55,6 +57,7 @@
 #include "ops/cuda/matmul.h"
 #include "runtime/collectives/collective.h"
 #include "runtime/collectives/device_collective.h"
+#include "runtime/train/grad_buckets.h"
 #include "runtime/train/stage_work.h"
 #include "runtime/train/zero_shard.h"
 
@@ -101,8 +104,8 @@ class DeviceHandoff {
     models::cuda::bf16* data = nullptr;
     int64_t elements = 0;
     cudaEvent_t ready = nullptr;
-    int device = 0;         // where `data` is (the consumer's GPU)
-    int event_device = 0;   // where `ready` was made (the producer's GPU)
+    int device = 0;        // where `data` is (the consumer's GPU)
+    int event_device = 0;  // where `ready` was made (the producer's GPU)
   };
   // `device`: the GPU of chunks not placed with SetChunkDevice.
   explicit DeviceHandoff(int device) : default_device_(device) {}
@@ -187,6 +190,10 @@ class CudaStageWork : public StageWork {
   absl::Status ReduceGradients(const GradBucket& bucket) override;
   absl::Status GatherLosses(std::vector<double>* losses) override;
   void ReleaseExportedOptimizerState() override;
+  // The parts of each chunk's weight-gradient pass (CudaGptChunk::BackwardWeights' order) in
+  // the flat device buffer's coordinates, each tensor's padding with it; --dp only.
+  GradPartLayout GradientParts() const override;
+  void SetGradientProgress(GradientProgress progress) override;
   int64_t ActivationBytes(int chunk) const override;
   int64_t OptimizerStateBytes() const override;
   // The first failure of a phase that returns no status (tied sums, norms, the update), which
@@ -204,10 +211,14 @@ class CudaStageWork : public StageWork {
   absl::Status Upload();
   // The head's gradient folded in, once per step (before norms or tied sums read gradients).
   absl::Status Fold();
+  // The chunk's W (`fused` false) or its B's W half, reporting parts on the step's last.
+  absl::Status EnqueueBackwardWeights(models::cuda::CudaGptChunk* c, int chunk, int mb);
+  // The range of the head's weight (the tied embedding's copy, or lm_head) in a chunk that has
+  // the head; empty otherwise. Its gradient is kept apart until folded.
+  ElementRange HeadWeightRange(const models::cuda::CudaGptChunk& chunk) const;
   // ZeRO-1.
   bool Sharded() const {
-    return options_.data_parallel.zero_stage == 1 &&
-           options_.data_parallel.device_group != nullptr;
+    return options_.data_parallel.zero_stage == 1 && options_.data_parallel.device_group != nullptr;
   }
   // What this member owns of chunk `index`'s flat device buffer (all of it when not sharded).
   ElementRange Owned(int index) const;
@@ -302,11 +313,19 @@ class CudaStageWork : public StageWork {
   std::unique_ptr<ops::cuda::CachingAllocator> allocator_;
   std::map<int, std::unique_ptr<models::cuda::CudaGptChunk>> chunks_;
   std::map<int, std::unique_ptr<ops::cuda::MultiTensorAdamW>> optimizers_;
-  std::map<int, float*> m_, v_;            // device AdamW moments per chunk (the allocator's)
+  std::map<int, float*> m_, v_;  // device AdamW moments per chunk (the allocator's)
   // ZeRO-1: for each tensor the optimizer of a chunk updates (its owned pieces), the index of
   // the chunk's tensor it is part of; and the scratch of the reduce-scatters (reduction lane)
   // and of gathering moments (the optimizer's phases), cudaMalloc'd, grown as needed.
   std::map<int, std::vector<int>> piece_tensor_;
+  // Per-layer buckets: the progress callback, the step's W passes per chunk (lane), and the
+  // events after each reported part of the chunk's last pass (mu_: the reduction lane reads
+  // them), given back at the next step; the chunks whose head gradient the reduction lane has
+  // folded this step.
+  GradientProgress progress_;
+  std::map<int, int> weight_passes_;
+  std::map<int, std::vector<cudaEvent_t>> part_events_;
+  std::map<int, std::pair<int64_t, int>> folded_for_;  // chunk -> (step, run) folded
   float* scatter_scratch_ = nullptr;
   int64_t scatter_scratch_floats_ = 0;
   models::cuda::bf16* staging_ = nullptr;  // (B, T, C) bf16

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -70,7 +71,10 @@ struct Completions {
 // then I + W back; with data parallelism each chunk's gradient summed over the replicas in two
 // buckets (REDUCE_GRAD) and the losses gathered; then the optimizer phases as the step driver
 // runs them. The step's loss (over every replica's microbatches).
-double Step(std::vector<StageWork*> works, int64_t step, Completions& completions, int m = kM) {
+// `reduce_after`: the buckets still to sum once the backward ran (null: each chunk's gradient
+// in two halves).
+double Step(std::vector<StageWork*> works, int64_t step, Completions& completions, int m = kM,
+            const std::function<void(StageWork&)>& reduce_after = nullptr) {
   std::vector<StageWork*> stages;  // each work once, for its step-wide phases
   for (StageWork* w : works) {
     if (std::find(stages.begin(), stages.end(), w) == stages.end()) stages.push_back(w);
@@ -97,6 +101,10 @@ double Step(std::vector<StageWork*> works, int64_t step, Completions& completion
     }
   }
   for (StageWork* w : stages) {
+    if (reduce_after) {
+      reduce_after(*w);
+      continue;
+    }
     for (const auto& [chunk, n] : w->GradientFloats()) {  // empty without data parallelism
       EXPECT_THAT(w->ReduceGradients(GradBucket{chunk, 0, n / 2}), IsOk());
       EXPECT_THAT(w->ReduceGradients(GradBucket{chunk, n / 2, n}), IsOk());
@@ -221,6 +229,40 @@ TEST(CudaStageWork, TwoStagesOnTwoGpusAreBitwiseOneStage) {
 // Two replicas of the whole model on one GPU (each its own chunks and one work holding both),
 // their buckets summed through an in-process device group, each one microbatch a step; with
 // `zero_stage` 1 their moments are sharded (ZeRO-1).
+// Buckets as the stage loop issues them layer by layer (PlanGradBuckets over GradientParts,
+// OrderBucketsByParts): each reduced as soon as the pass reports its parts, on the reporting
+// thread (as the stage's REDUCE_GRAD would start on its lane); the rest after the backward.
+struct LayerBuckets {
+  std::vector<GradBucket> buckets;
+  std::vector<bool> done;
+  int early = 0;  // buckets reduced from a report, while the pass ran
+  StageWork* work = nullptr;
+  void Plan(StageWork& w, double bucket_mb) {
+    work = &w;
+    const GradPartLayout parts = w.GradientParts();
+    EXPECT_FALSE(parts.empty());
+    absl::StatusOr<std::vector<GradBucket>> planned =
+        PlanGradBuckets(w.GradientFloats(), bucket_mb, parts);
+    EXPECT_THAT(planned.status(), IsOk());
+    buckets = OrderBucketsByParts(*planned, parts);
+    done.assign(buckets.size(), false);
+    w.SetGradientProgress([this](int chunk, int parts_done) {
+      for (size_t i = 0; i < buckets.size(); ++i) {
+        if (done[i] || buckets[i].chunk != chunk || buckets[i].after_parts > parts_done) continue;
+        EXPECT_THAT(work->ReduceGradients(buckets[i]), IsOk());
+        done[i] = true;
+        ++early;
+      }
+    });
+  }
+  void Rest() {
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      if (!done[i]) EXPECT_THAT(work->ReduceGradients(buckets[i]), IsOk());
+    }
+    done.assign(buckets.size(), false);
+  }
+};
+
 struct TwoReplicas {
   static constexpr int kReplicas = 2;
   InProcessGroupMembers losses = MakeInProcessGroup(kReplicas);
@@ -238,8 +280,7 @@ struct TwoReplicas {
       chunks.push_back(std::move(*built));
       members.push_back(std::make_unique<InProcessDeviceCollective>(&gradients, d, 0));
       CudaStageOptions options;
-      options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get(),
-                               zero_stage};
+      options.data_parallel = {d, kReplicas, losses.members[d].get(), members[d].get(), zero_stage};
       OptimizerConfig optimizer;
       optimizer.states = &states[d];
       auto work = CudaStageWork::Create({{0, chunks[d][0].get()}, {1, chunks[d][1].get()}}, 2,
@@ -248,6 +289,12 @@ struct TwoReplicas {
       works.push_back(std::move(*work));
     }
   }
+  // Per-layer buckets from now on (each work's own plan of `bucket_mb` MiB buckets).
+  std::vector<LayerBuckets> layer_buckets;
+  void IssueByLayers(double bucket_mb) {
+    layer_buckets.resize(kReplicas);
+    for (int d = 0; d < kReplicas; ++d) layer_buckets[d].Plan(*works[d], bucket_mb);
+  }
   // One step on both replicas at once (their collectives meet): each replica's loss.
   std::vector<double> Step(int64_t step) {
     std::vector<double> got(kReplicas);
@@ -255,7 +302,9 @@ struct TwoReplicas {
     for (int d = 0; d < kReplicas; ++d) {
       threads.emplace_back([&, d] {
         Completions own;
-        got[d] = runtime::Step({works[d].get(), works[d].get()}, step, own, /*m=*/1);
+        std::function<void(StageWork&)> rest;
+        if (!layer_buckets.empty()) rest = [&, d](StageWork&) { layer_buckets[d].Rest(); };
+        got[d] = runtime::Step({works[d].get(), works[d].get()}, step, own, /*m=*/1, rest);
       });
     }
     for (std::thread& t : threads) t.join();
@@ -295,9 +344,9 @@ TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
   WindowSampler sampler(&tokens, kB, kT, 9);
   auto reference_chunks = BuildChunks(model, 2, Options());
   ASSERT_THAT(reference_chunks, IsOk());
-  auto reference = CudaStageWork::Create(
-      {{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}}, 2, &sampler, kM,
-      OptimizerConfig{}, CudaStageOptions{});
+  auto reference =
+      CudaStageWork::Create({{0, (*reference_chunks)[0].get()}, {1, (*reference_chunks)[1].get()}},
+                            2, &sampler, kM, OptimizerConfig{}, CudaStageOptions{});
   ASSERT_THAT(reference, IsOk());
   TwoReplicas replicas(model, &sampler, /*zero_stage=*/0);
   for (int64_t step = 1; step <= 3; ++step) {
@@ -316,6 +365,30 @@ TEST(CudaStageWork, TwoReplicasTrainLikeOneOfTwiceTheMicrobatches) {
     EXPECT_EQ(r0[i].data, r1[i].data) << r0[i].name;
   }
   for (const auto& work : replicas.works) EXPECT_THAT(work->deferred_status(), IsOk());
+}
+
+// Buckets started as their layers finish in the last backward (each waiting on the device for
+// the event after its part) sum exactly what whole-chunk buckets sum: the same bits, with
+// several buckets reduced while the pass still ran.
+TEST(CudaStageWork, BucketsStartedLayerByLayerSumWhatWholeChunksSum) {
+  SKIP_WITHOUT_GPU();
+  const models::GptConfig model = models::UniformGpt(2, 64, 4, 256, kT, 5);
+  const std::vector<int32_t> tokens = Text();
+  WindowSampler sampler(&tokens, kB, kT, 9);
+  TwoReplicas whole(model, &sampler, /*zero_stage=*/0);
+  TwoReplicas layered(model, &sampler, /*zero_stage=*/0);
+  layered.IssueByLayers(/*bucket_mb=*/0.01);
+  for (int64_t step = 1; step <= 3; ++step) {
+    const std::vector<double> a = whole.Step(step), b = layered.Step(step);
+    EXPECT_EQ(a, b) << "step " << step;
+  }
+  EXPECT_GT(layered.layer_buckets[0].buckets.size(), 4u);
+  EXPECT_GT(layered.layer_buckets[0].early, 0);
+  for (int d = 0; d < 2; ++d) {
+    EXPECT_THAT(layered.works[d]->deferred_status(), IsOk());
+    const std::vector<NamedTensor> p = whole.Parameters(d), q = layered.Parameters(d);
+    for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(q[i].data, p[i].data) << p[i].name;
+  }
 }
 
 // --zero=1 on one GPU: each replica holds the moments of half of every chunk's flat buffer,
