@@ -1098,25 +1098,14 @@ absl::Status CudaStageWork::AllGatherFromOwners(float* buffer, int64_t n, const 
                           absl::MakeSpan(buffer + range.begin, range.size()), stream);
 }
 
-absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float* host,
-                                            bool gather) {
-  models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
-  if (!Sharded()) return chunk.DownloadFlat(host, owned);
-  const ElementRange mine = Owned(index);
-  ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
+absl::Status CudaStageWork::ThroughWholeBuffer(int index,
+                                               const std::function<absl::Status(float*)>& use) {
+  const int64_t floats = chunks_.at(index)->padded_size();
+  ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(floats * sizeof(float)));
   float* flat = static_cast<float*>(whole);
-  absl::Status s =
-      oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float), stream_),
-                     "cudaMemsetAsync", __FILE__, __LINE__);
-  if (s.ok() && mine.size() > 0) {
-    s = oc::CudaStatus(cudaMemcpyAsync(flat + mine.begin, owned, mine.size() * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, stream_),
-                       "cudaMemcpyAsync", __FILE__, __LINE__);
-  }
-  if (s.ok() && gather) {
-    s = AllGatherFromOwners(flat, chunk.padded_size(), {0, chunk.padded_size()}, stream_);
-  }
-  if (s.ok()) s = chunk.DownloadFlat(host, flat);
+  absl::Status s = oc::CudaStatus(cudaMemsetAsync(flat, 0, floats * sizeof(float), stream_),
+                                  "cudaMemsetAsync", __FILE__, __LINE__);
+  if (s.ok()) s = use(flat);
   if (s.ok()) {
     s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__);
   }
@@ -1124,26 +1113,35 @@ absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float
   return s;
 }
 
+absl::Status CudaStageWork::DownloadMoments(int index, const float* owned, float* host,
+                                            bool gather) {
+  models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
+  if (!Sharded()) return chunk.DownloadFlat(host, owned);
+  const ElementRange mine = Owned(index);
+  return ThroughWholeBuffer(index, [&](float* flat) -> absl::Status {
+    if (mine.size() > 0) {
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(flat + mine.begin, owned, mine.size() * sizeof(float),
+                                           cudaMemcpyDeviceToDevice, stream_));
+    }
+    if (gather) {
+      RETURN_IF_ERROR(
+          AllGatherFromOwners(flat, chunk.padded_size(), {0, chunk.padded_size()}, stream_));
+    }
+    return chunk.DownloadFlat(host, flat);
+  });
+}
+
 absl::Status CudaStageWork::UploadOwnedMoments(int index, const float* host, float* owned) {
   models::cuda::CudaGptChunk& chunk = *chunks_.at(index);
   if (!Sharded()) return chunk.UploadFlat(owned, host);
   const ElementRange mine = Owned(index);
-  ASSIGN_OR_RETURN(void* whole, allocator_->Allocate(chunk.padded_size() * sizeof(float)));
-  float* flat = static_cast<float*>(whole);
-  absl::Status s =
-      oc::CudaStatus(cudaMemsetAsync(flat, 0, chunk.padded_size() * sizeof(float), stream_),
-                     "cudaMemsetAsync", __FILE__, __LINE__);
-  if (s.ok()) s = chunk.UploadFlat(flat, host);
-  if (s.ok() && mine.size() > 0) {
-    s = oc::CudaStatus(cudaMemcpyAsync(owned, flat + mine.begin, mine.size() * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, stream_),
-                       "cudaMemcpyAsync", __FILE__, __LINE__);
-  }
-  if (s.ok()) {
-    s = oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__);
-  }
-  allocator_->Free(whole).IgnoreError();
-  return s;
+  return ThroughWholeBuffer(index, [&](float* flat) -> absl::Status {
+    RETURN_IF_ERROR(chunk.UploadFlat(flat, host));
+    if (mine.size() == 0) return absl::OkStatus();
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(owned, flat + mine.begin, mine.size() * sizeof(float),
+                                         cudaMemcpyDeviceToDevice, stream_));
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace stagehand::runtime

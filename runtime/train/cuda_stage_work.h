@@ -237,6 +237,9 @@ class CudaStageWork : public StageWork {
   // collective: every replica exports at once, for checkpoints); without, this member's pieces
   // and zeros elsewhere (the destructor, when the other replicas may be gone).
   absl::Status DownloadMoments(int index, const float* owned, float* host, bool gather);
+  // `use` on a zeroed device buffer the size of chunk `index`'s flat buffer, then the stream
+  // synchronised and the buffer freed.
+  absl::Status ThroughWholeBuffer(int index, const std::function<absl::Status(float*)>& use);
   // The owned slice of the host's moments `host` (the host chunk's layout) into `owned`.
   absl::Status UploadOwnedMoments(int index, const float* host, float* owned);
   // An action on its way: its events, what its completion does on the host (results from
