@@ -252,6 +252,52 @@ TEST(PipelineTest, ActionsCompletingLaterAreTracedWithTheirDeviceTimes) {
   EXPECT_LT(summary->lane_gap_median_us, 1000);
 }
 
+// A work with a device (as a GPU stage's): the trace's memory counter carries its device
+// memory, as the work reported it when each action finished, and the Chrome file keeps it.
+class DeviceMemoryWork : public stagehand::testing::LaterCompletionWork {
+ public:
+  using LaterCompletionWork::LaterCompletionWork;
+  bool DeviceMemory(int64_t* in_use, int64_t* peak) const override {
+    *in_use = (1 << 20) * (stage_ + 1);
+    *peak = (2 << 20) * (stage_ + 1);
+    return true;
+  }
+  int stage_ = 0;
+};
+
+TEST(PipelineTest, AWorksDeviceMemoryGoesToTheTracesCounter) {
+  runtime::WindowSampler sampler(&LaterText(), 2, 8, 5);
+  auto def = runtime::PlannerRegistry::Default().Get("1f1b");
+  ASSERT_TRUE(def.ok());
+  runtime::trace::TraceRecorder recorder("device memory");
+  ModelPipelineOptions o = LaterPipelineOptions(*def);
+  o.trace = &recorder;
+  o.stage_work = [](const ModelPipelineOptions::StageWorkSpec& w)
+      -> absl::StatusOr<std::unique_ptr<runtime::StageWork>> {
+    auto work = std::make_unique<DeviceMemoryWork>(
+        std::make_unique<runtime::ModelStageWork>(w.held, w.num_chunks, w.sampler,
+                                                  w.num_microbatches, w.optimizer),
+        std::chrono::milliseconds(1));
+    work->stage_ = w.stage;
+    return std::unique_ptr<runtime::StageWork>(std::move(work));
+  };
+  auto mp = BuildModelPipeline(o, &sampler);
+  ASSERT_TRUE(mp.ok()) << mp.status();
+  ASSERT_TRUE(mp->pipeline->RunStep(1).ok());
+  const runtime::trace::Trace trace = recorder.Collect();
+  ASSERT_FALSE(trace.memory.empty());
+  for (const runtime::trace::MemorySample& m : trace.memory) {
+    EXPECT_EQ(m.device_in_use, (1 << 20) * (m.stage + 1)) << "stage " << m.stage;
+    EXPECT_EQ(m.device_peak, (2 << 20) * (m.stage + 1)) << "stage " << m.stage;
+  }
+  absl::StatusOr<runtime::trace::Trace> back =
+      runtime::trace::FromChromeJson(runtime::trace::ToChromeJson(trace));
+  ASSERT_TRUE(back.ok()) << back.status();
+  for (const runtime::trace::MemorySample& m : back->memory) {
+    EXPECT_EQ(m.device_peak, (2 << 20) * (m.stage + 1));
+  }
+}
+
 // A work completing later whose F of chunk 1, microbatch 2 fails at once: the step fails while
 // stage 0's completions (40 ms each) are still queued, and destroying the pipeline then runs
 // them while its actor system is alive (they send to actors), rather than after it is gone.

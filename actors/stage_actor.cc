@@ -189,6 +189,15 @@ int PhaseIndex(ActionKind kind) {
 void AfterActionFinished(Self* self, const Action& action, double loss,
                          const runtime::FinishedOutputs& finished);
 
+// The trace's memory counter after `action`, with the work's device memory where it has one.
+template <typename State>
+void TraceFinished(const State& st, const Action& action) {
+  int64_t in_use = -1, peak = -1;
+  if (!st.init.work->DeviceMemory(&in_use, &peak)) in_use = peak = -1;
+  st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos(), in_use,
+                                                      peak);
+}
+
 void OnFinished(Self* self, const ComputeDone& done) {
   auto& st = self->state;
   st.busy_seconds += done.seconds;
@@ -197,7 +206,7 @@ void OnFinished(Self* self, const ComputeDone& done) {
   st.transfer_waits.LaneFreed(done.end_ns);
   Action action{st.init.stage, done.kind, done.chunk, done.microbatch};
   if (st.init.trace)
-    st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
+    TraceFinished(st, action);
   if (!done.error.empty()) {
     Fail(self, absl::StrCat(runtime::ActionToString(action), " failed: ", done.error));
     return;
@@ -240,7 +249,7 @@ void OnSubStepFinished(Self* self, const SubStepDone& finished) {
   }
   const Action& action = order.step.action;
   if (st.init.trace)
-    st.init.trace->stage(st.init.stage)->ComputeFinished(action, runtime::trace::NowNanos());
+    TraceFinished(st, action);
   AfterActionFinished(self, action, done.loss, **outputs);
 }
 

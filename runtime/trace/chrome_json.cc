@@ -26,6 +26,8 @@ using nlohmann::json;
 constexpr int kFormatVersion = 1;
 constexpr const char* kMemoryBytes = "activation memory";
 constexpr const char* kMemoryCount = "activations held";
+// A GPU stage's caching allocator: "in use" and "peak" bytes (absent for CPU stages).
+constexpr const char* kDeviceMemory = "device memory";
 
 // Microseconds rounded to nanoseconds, so that files stay short and exact.
 double Us(double t) { return std::round(t * 1e3) / 1e3; }
@@ -294,6 +296,13 @@ std::string ToChromeJson(const Trace& trace) {
                       {"pid", m.stage},
                       {"ts", Us(m.time_us)},
                       {"args", {{"bytes", m.bytes}}}});
+    if (m.device_in_use >= 0) {
+      events.push_back({{"ph", "C"},
+                        {"name", kDeviceMemory},
+                        {"pid", m.stage},
+                        {"ts", Us(m.time_us)},
+                        {"args", {{"in use", m.device_in_use}, {"peak", m.device_peak}}}});
+    }
   }
   json other = {{"stagehand_trace", kFormatVersion},
                 {"process", trace.process},
@@ -382,6 +391,8 @@ absl::Status ReadHeader(const json& other, Trace& trace) {
 // Step spans, compute and transfer spans, memory counters.
 absl::Status ReadEvents(const json& events, Trace& trace) {
   std::map<std::pair<int64_t, double>, int64_t> memory_bytes;  // (pid, ts) -> bytes
+  // (pid, ts) -> the device allocator's in-use and peak bytes
+  std::map<std::pair<int64_t, double>, std::pair<int64_t, int64_t>> device_memory;
   for (size_t i = 0; i < events.size(); ++i) {
     const json& e = events[i];
     EventReader r(e, absl::StrCat("trace event ", i));
@@ -414,7 +425,7 @@ absl::Status ReadEvents(const json& events, Trace& trace) {
       int64_t pid = 0;
       double ts = 0;
       if (absl::Status s = r.String(e, "name", &name); !s.ok()) return s;
-      if (name != kMemoryBytes && name != kMemoryCount) continue;
+      if (name != kMemoryBytes && name != kMemoryCount && name != kDeviceMemory) continue;
       if (absl::Status s = r.Int(e, "pid", &pid); !s.ok()) return s;
       if (absl::Status s = r.Number(e, "ts", &ts); !s.ok()) return s;
       if (pid < 0 || pid >= trace.num_stages)
@@ -422,6 +433,14 @@ absl::Status ReadEvents(const json& events, Trace& trace) {
       const json* args = r.Find(e, "args");
       if (args == nullptr || !args->is_object())
         return r.Error("'args' is missing or not an object");
+      if (name == kDeviceMemory) {
+        int64_t in_use = 0, peak = 0;
+        if (absl::Status s = r.Int(*args, "in use", &in_use, "args."); !s.ok()) return s;
+        if (absl::Status s = r.Int(*args, "peak", &peak, "args."); !s.ok()) return s;
+        if (in_use < 0 || peak < 0) return r.Error("negative device memory");
+        device_memory[{pid, ts}] = {in_use, peak};
+        continue;
+      }
       int64_t value = 0;
       if (absl::Status s =
               r.Int(*args, name == kMemoryBytes ? "bytes" : "activations", &value, "args.");
@@ -439,6 +458,8 @@ absl::Status ReadEvents(const json& events, Trace& trace) {
   for (MemorySample& m : trace.memory) {
     auto it = memory_bytes.find({m.stage, m.time_us});
     if (it != memory_bytes.end()) m.bytes = it->second;
+    auto device = device_memory.find({m.stage, m.time_us});
+    if (device != device_memory.end()) std::tie(m.device_in_use, m.device_peak) = device->second;
   }
   return absl::OkStatus();
 }

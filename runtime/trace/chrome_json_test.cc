@@ -107,6 +107,42 @@ TEST(ChromeJsonTest, ReadsBackWhatItWrote) {
   }
 }
 
+// A GPU stage's device memory rides on its own counter ("device memory": in use and peak) and
+// reads back onto its sample; CPU samples have none, and a bad counter is named.
+TEST(ChromeJsonTest, DeviceMemoryCountersReadBack) {
+  Trace original = Simulated(2, 2, 0.5);
+  ASSERT_GE(original.memory.size(), 2u);
+  original.memory[0].device_in_use = 3 << 20;
+  original.memory[0].device_peak = 5 << 20;
+  const std::string text = ToChromeJson(original);
+  EXPECT_NE(text.find("\"device memory\""), std::string::npos);
+  absl::StatusOr<Trace> back = FromChromeJson(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  int with_device = 0;
+  for (const MemorySample& m : back->memory) {
+    if (m.device_in_use < 0) continue;
+    ++with_device;
+    EXPECT_EQ(m.device_in_use, 3 << 20);
+    EXPECT_EQ(m.device_peak, 5 << 20);
+    EXPECT_EQ(m.stage, original.memory[0].stage);
+  }
+  EXPECT_EQ(with_device, 1);
+  const std::string header =
+      "{\"otherData\": {\"stagehand_trace\": 1, \"num_stages\": 2, \"num_chunks\": 2, "
+      "\"num_microbatches\": 1, \"epoch_unix_us\": 0, \"clock_offset_us\": 0}, "
+      "\"traceEvents\": [";
+  EXPECT_NE(ErrorOf(absl::StrCat(header,
+                                 "{\"ph\": \"C\", \"name\": \"device memory\", \"pid\": 0, "
+                                 "\"ts\": 1, \"args\": {\"in use\": -4, \"peak\": 1}}]}"))
+                .find("negative device memory"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(absl::StrCat(header,
+                                 "{\"ph\": \"C\", \"name\": \"device memory\", \"pid\": 0, "
+                                 "\"ts\": 1, \"args\": {\"in use\": 4}}]}"))
+                .find("peak"),
+            std::string::npos);
+}
+
 TEST(ChromeJsonTest, SubStepsKeepTheirLaneLayerAndPart) {
   Trace original;
   original.num_stages = original.num_chunks = original.num_microbatches = 1;

@@ -16,7 +16,8 @@ void TraceRecorder::StageLane::InputArrived(const Transfer& transfer, int64_t by
                            transfer.chunk, transfer.microbatch, transfer.from_stage});
 }
 
-void TraceRecorder::StageLane::ComputeFinished(const Action& action, int64_t time_ns) {
+void TraceRecorder::StageLane::ComputeFinished(const Action& action, int64_t time_ns,
+                                               int64_t device_in_use, int64_t device_peak) {
   const std::vector<int64_t>& per_chunk = owner_->activation_bytes_;
   const int64_t bytes =
       action.chunk < static_cast<int>(per_chunk.size()) ? per_chunk[action.chunk] : 0;
@@ -29,7 +30,8 @@ void TraceRecorder::StageLane::ComputeFinished(const Action& action, int64_t tim
   } else {
     return;
   }
-  memory_.Append(RawMemory{time_ns, owner_->step(), activations_, bytes_});
+  memory_.Append(
+      RawMemory{time_ns, owner_->step(), activations_, bytes_, device_in_use, device_peak});
 }
 
 TraceRecorder::TraceRecorder(std::string process) : process_(std::move(process)) {
@@ -134,7 +136,8 @@ Trace TraceRecorder::Collect() const {
     const RecordBuffer<RawMemory>& memory = stage_[stage].memory_;
     for (size_t i = 0; i < memory.size(); ++i) {
       trace.memory.push_back(MemorySample{stage, memory[i].step, us(memory[i].time_ns),
-                                          memory[i].activations, memory[i].bytes});
+                                          memory[i].activations, memory[i].bytes,
+                                          memory[i].device_in_use, memory[i].device_peak});
     }
   }
   for (size_t i = 0; i < steps_.size(); ++i) {

@@ -69,6 +69,7 @@ class TraceRecorder {
     int64_t step = 0;
     int activations = 0;
     int64_t bytes = 0;
+    int64_t device_in_use = -1, device_peak = -1;
   };
 
   // Written by the stage's compute lane thread (compute()), or by its sub-step communication
@@ -117,8 +118,10 @@ class TraceRecorder {
   class StageLane {
    public:
     void InputArrived(const Transfer& transfer, int64_t bytes, int64_t time_ns);
-    // Tracks activations: +1 after F, -1 after W or B (a sample each time).
-    void ComputeFinished(const Action& action, int64_t time_ns);
+    // Tracks activations: +1 after F, -1 after W or B (a sample each time), with the stage's
+    // device memory then where it has one (-1: none).
+    void ComputeFinished(const Action& action, int64_t time_ns, int64_t device_in_use = -1,
+                         int64_t device_peak = -1);
 
    private:
     friend class TraceRecorder;

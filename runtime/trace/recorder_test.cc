@@ -39,7 +39,8 @@ TEST(RecorderTest, CollectsEveryLaneOnOneClock) {
   std::thread stage1([&] {
     recorder.stage(1)->InputArrived(transfer, 64, t0 + 9000);
     recorder.stage(1)->ComputeFinished(Action{1, ActionKind::kForward, 1, 0}, t0 + 12000);
-    recorder.stage(1)->ComputeFinished(Action{1, ActionKind::kBackward, 1, 0}, t0 + 15000);
+    recorder.stage(1)->ComputeFinished(Action{1, ActionKind::kBackward, 1, 0}, t0 + 15000,
+                                       /*device_in_use=*/4096, /*device_peak=*/8192);
   });
   lane0.join();
   comm0.join();
@@ -74,6 +75,9 @@ TEST(RecorderTest, CollectsEveryLaneOnOneClock) {
   EXPECT_EQ(trace.memory[0].bytes, 2000);
   EXPECT_EQ(trace.memory[1].activations, 0);
   EXPECT_EQ(trace.memory[1].bytes, 0);
+  EXPECT_EQ(trace.memory[0].device_in_use, -1);  // a CPU stage's sample
+  EXPECT_EQ(trace.memory[1].device_in_use, 4096);
+  EXPECT_EQ(trace.memory[1].device_peak, 8192);
 }
 
 // A send that completes after its process moved on keeps the step it was sent in.

@@ -64,6 +64,10 @@ struct MemorySample {
   double time_us = 0;
   int activations = 0;  // (chunk, microbatch) activations held
   int64_t bytes = 0;    // their bytes, where the model says (0 = unknown)
+  // A GPU stage's device memory from its caching allocator: in use and the peak so far
+  // (StageWork::DeviceMemory); -1 where the stage has none (the CPU's).
+  int64_t device_in_use = -1;
+  int64_t device_peak = -1;
 };
 
 // One training step, as the caller of RunStep saw it (or the simulator's makespan).

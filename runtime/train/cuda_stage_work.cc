@@ -469,6 +469,9 @@ absl::StatusOr<CudaStageWork::Enqueued> CudaStageWork::Begin() {
 }
 
 absl::Status CudaStageWork::End(Enqueued action) {
+  const oc::AllocatorStats stats = allocator_->stats();  // the lane's, as of this action
+  device_in_use_.store(stats.in_use_bytes, std::memory_order_relaxed);
+  device_peak_.store(stats.peak_in_use_bytes, std::memory_order_relaxed);
   if (absl::Status s = oc::CudaStatus(cudaEventRecord(action.end, stream_), "cudaEventRecord",
                                       __FILE__, __LINE__);
       !s.ok()) {
@@ -1017,6 +1020,12 @@ ElementRange CudaStageWork::HeadWeightRange(const models::cuda::CudaGptChunk& ch
     return {at, at + chunk.infos()[k].size};
   }
   return {};
+}
+
+bool CudaStageWork::DeviceMemory(int64_t* in_use, int64_t* peak) const {
+  *in_use = device_in_use_.load(std::memory_order_relaxed);
+  *peak = device_peak_.load(std::memory_order_relaxed);
+  return true;
 }
 
 int64_t CudaStageWork::ActivationBytes(int chunk) const {

@@ -37,6 +37,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -195,6 +196,7 @@ class CudaStageWork : public StageWork {
   GradPartLayout GradientParts() const override;
   void SetGradientProgress(GradientProgress progress) override;
   int64_t ActivationBytes(int chunk) const override;
+  bool DeviceMemory(int64_t* in_use, int64_t* peak) const override;
   int64_t OptimizerStateBytes() const override;
   // The first failure of a phase that returns no status (tied sums, norms, the update), which
   // the next F returns too; OK when there was none.
@@ -353,6 +355,8 @@ class CudaStageWork : public StageWork {
   std::vector<void*> all_pinned_;
   std::map<void*, size_t> pinned_bytes_;
   std::vector<void*> completed_buffers_;    // ActionBuffers of completed actions (mu_)
+  // The allocator's in-use and peak bytes as of the last action enqueued (DeviceMemory).
+  std::atomic<int64_t> device_in_use_{0}, device_peak_{0};
   CudaEventPool events_{cudaEventDefault};  // timed: an action's begin and end
   CudaEventPool ordering_events_{cudaEventDisableTiming};
   std::thread completer_;

@@ -66,6 +66,9 @@ class ForwardingStageWork : public StageWork {
     return inner_->RunSubStep(order, input, output, loss);
   }
   int64_t ActivationBytes(int chunk) const override { return inner_->ActivationBytes(chunk); }
+  bool DeviceMemory(int64_t* in_use, int64_t* peak) const override {
+    return inner_->DeviceMemory(in_use, peak);
+  }
   bool CompletesLater() const override { return inner_->CompletesLater(); }
   void OnComplete(Completion done) override { inner_->OnComplete(std::move(done)); }
 

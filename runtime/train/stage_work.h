@@ -103,6 +103,10 @@ class StageWork {
   // Bytes one microbatch of `chunk` holds from its F to its W on this work's device, for the
   // trace's memory counter; -1: the host chunk's float activations (the CPU's).
   virtual int64_t ActivationBytes(int chunk) const { return -1; }
+  // A GPU stage's device memory, for the trace's counter track: its allocator's bytes in use
+  // and the peak so far, as of the last action enqueued. False (the default): no device.
+  // Thread-safe: the stage's actor asks while its lane runs.
+  virtual bool DeviceMemory(int64_t* in_use, int64_t* peak) const { return false; }
 
   // Completion after the call (a GPU stream: runtime/train/cuda_stage_work.h). False, the
   // default: a call's results are final when it returns. True: Forward, BackwardInput,
