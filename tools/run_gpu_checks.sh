@@ -150,6 +150,12 @@ launch() {  # launch NAME ARGS...: runs tools/launch into $LOGS/NAME.log; its ex
   return $status
 }
 losses() { awk '$1 == "step" && $3 == "loss" {print $2, $4}' "$LOGS/$1.log"; }
+# Step losses to the one process's 4 decimals, from one process or from rank 0 of workers
+# (which prints 6, after "[rank 0] ").
+losses4() {
+  sed 's/^\[rank [0-9]*\] //' "$LOGS/$1.log" |
+    awk '$1 == "step" && $3 == "loss" {printf "%s %.4f\n", $2, $4}'
+}
 add_row() {  # add_row CHECK RESULT SECONDS NUMBERS
   [[ "$2" == "FAIL" || "$2" == "TIMEOUT" ]] && overall=1
   COUNT[$2]=$((COUNT[$2] + 1))
@@ -260,17 +266,28 @@ if [[ -x "$LAUNCH" ]]; then
     fi
   fi
   # Workers on GPUs (--nprocs, one GPU each by local rank; activations through the host over
-  # UCX): 2 stages on 2 processes against the same 2 stages in one process, losses bit for bit.
-  # Then --dp=2 over NCCL between 2 processes against --dp=2 in one process, bit for bit (the
-  # same member-ordered sums); NCCL puts one rank per GPU, so that needs two GPUs.
+  # UCX): 2 stages on 2 processes against the same 2 stages in one process: the final weights
+  # (--export, one file either way) bit for bit, and the step losses. Then --dp=2 over NCCL
+  # between 4 processes against --dp=2 in one process, the same way (the same member-ordered
+  # sums); NCCL puts one rank per GPU, so that needs two GPUs.
   PROCS_RUN=(--device=cuda --stages=2 --steps=10 --eval_every=0 --log_every=1)
-  if launch procs_1 "${PROCS_RUN[@]}" && launch procs_2 "${PROCS_RUN[@]}" --nprocs=2; then
-    if cmp -s <(losses procs_1) <(losses procs_2) && [[ $(losses procs_2 | wc -l) == 10 ]]; then
+  same_run() {  # same_run A B: "" when A and B trained alike, else what differs
+    if [[ $(losses4 "$2" | wc -l) != 10 ]]; then
+      echo "$2 logged $(losses4 "$2" | wc -l) of 10 step losses"
+    elif ! cmp -s <(losses4 "$1") <(losses4 "$2"); then
+      echo "losses differ: $(losses4 "$1" | tail -1) against $(losses4 "$2" | tail -1)"
+    elif ! cmp -s "$LOGS/$1.safetensors" "$LOGS/$2.safetensors"; then
+      echo "final weights differ"
+    fi
+  }
+  if launch procs_1 "${PROCS_RUN[@]}" --export="$LOGS/procs_1.safetensors" &&
+     launch procs_2 "${PROCS_RUN[@]}" --nprocs=2 --export="$LOGS/procs_2.safetensors"; then
+    differs="$(same_run procs_1 procs_2)"
+    if [[ -z "$differs" ]]; then
       add_row workers_on_gpus PASS "$LAUNCH_SECONDS" \
-        "--nprocs=2 = one process bitwise ($(losses procs_2 | wc -l) losses; last $(losses procs_2 | tail -1))"
+        "--nprocs=2 = one process: weights bitwise, 10 losses (last $(losses4 procs_2 | tail -1))"
     else
-      add_row workers_on_gpus FAIL "$LAUNCH_SECONDS" \
-        "losses differ: one process $(losses procs_1 | tail -1 | tr '\n' ' '), workers $(losses procs_2 | tail -1)"
+      add_row workers_on_gpus FAIL "$LAUNCH_SECONDS" "$differs"
     fi
   else
     name=procs_2
@@ -280,12 +297,12 @@ if [[ -x "$LAUNCH" ]]; then
   fi
   gpus="$(nvidia-smi --list-gpus 2>/dev/null | wc -l)"
   if ((gpus >= 2)); then
-    if launch procs_dp1 "${PROCS_RUN[@]}" --dp=2 && launch procs_dp2 "${PROCS_RUN[@]}" --dp=2 --nprocs=4; then
-      if cmp -s <(losses procs_dp1) <(losses procs_dp2); then
-        add_row nccl_between_processes PASS "$LAUNCH_SECONDS" "--dp=2 on 4 workers = one process bitwise"
-      else
-        add_row nccl_between_processes FAIL "$LAUNCH_SECONDS" "losses differ from one process"
-      fi
+    if launch procs_dp1 "${PROCS_RUN[@]}" --dp=2 --export="$LOGS/procs_dp1.safetensors" &&
+       launch procs_dp2 "${PROCS_RUN[@]}" --dp=2 --nprocs=4 \
+         --export="$LOGS/procs_dp2.safetensors"; then
+      differs="$(same_run procs_dp1 procs_dp2)"
+      add_row nccl_between_processes "$([[ -z "$differs" ]] && echo PASS || echo FAIL)" \
+        "$LAUNCH_SECONDS" "${differs:---dp=2 on 4 workers = one process: weights bitwise, 10 losses}"
     else
       add_row nccl_between_processes FAIL "$LAUNCH_SECONDS" "$(failure procs_dp2)"
     fi
