@@ -107,7 +107,7 @@ struct LaunchConfig : tools::TrainConfig {
 // --device against the other flags, before anything is built (tools::ValidateDeviceFlags); then,
 // in a launch built without --config=cuda, how to build one that has it.
 absl::Status ValidateDevice(const LaunchConfig& c) {
-  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c, tools::ClusterRequested()));
+  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c));
   if (c.device == "cpu") return absl::OkStatus();
 #ifndef STAGEHAND_CUDA
   return absl::FailedPreconditionError(

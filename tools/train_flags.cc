@@ -331,7 +331,7 @@ std::vector<std::string> TrainFlagArgs() {
   return args;
 }
 
-absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster) {
+absl::Status ValidateDeviceFlags(const TrainConfig& c) {
   if (c.device == "cpu") return absl::OkStatus();
   const auto refuse = [](const std::string& what) {
     return absl::UnimplementedError(absl::StrCat("--device=cuda does not take ", what,
@@ -347,7 +347,6 @@ absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster) {
   if (const char* faults = std::getenv(runtime::kFaultsVar); faults != nullptr && *faults) {
     return refuse(runtime::kFaultsVar);
   }
-  (void)cluster;  // workers train on the GPU as one process does (one GPU each)
   return models::cuda::CheckCudaChunkSupport(c.model, c.chunk);
 }
 

@@ -69,11 +69,11 @@ struct TrainConfig {
 // when the ramp-up does not fit --microbatches x --micro_batch_size.
 absl::StatusOr<runtime::MicrobatchCalculator> MicrobatchCalculatorOf(const TrainConfig& c);
 
-// --device against the other flags, for launch and worker alike: cuda refuses what the CUDA
-// stage work (runtime/train/cuda_stage_work.h) does not train, naming the flag
-// (Unimplemented), and models its kernels do not run (models/cuda/cuda_support.h). `cluster`:
-// the run has workers (--nprocs, --hostfile, Slurm).
-absl::Status ValidateDeviceFlags(const TrainConfig& c, bool cluster);
+// --device against the other flags, for launch and worker alike (one process or workers, one
+// GPU each): cuda refuses what the CUDA stage work (runtime/train/cuda_stage_work.h) does not
+// train, naming the flag (Unimplemented), and models its kernels do not run
+// (models/cuda/cuda_support.h).
+absl::Status ValidateDeviceFlags(const TrainConfig& c);
 
 // The planner --planner names when it is not given.
 inline constexpr char kDefaultPlanner[] = "1f1b";

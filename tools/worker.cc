@@ -180,7 +180,7 @@ absl::StatusOr<cluster::WorkerOptions> Options(const tools::RankEnv& env,
   o.ep = c.ep;
   o.moe_sub_steps = c.moe_sub_steps;
   o.lane_depth = c.lane_depth;
-  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c, /*cluster=*/true));
+  RETURN_IF_ERROR(tools::ValidateDeviceFlags(c));
   o.device = c.device;
   o.local_rank = env.local_rank;
 #ifndef STAGEHAND_CUDA
