@@ -22,6 +22,20 @@ namespace stagehand::runtime {
 
 namespace oc = ::stagehand::ops::cuda;
 
+namespace {
+
+// Where tensor `name` of `chunk` lies in its flat device buffer; empty when it has none.
+ElementRange DeviceRangeOf(const models::cuda::CudaGptChunk& chunk, const std::string& name) {
+  for (size_t k = 0; k < chunk.infos().size(); ++k) {
+    if (chunk.infos()[k].name != name) continue;
+    const int64_t at = chunk.device_offset(k);
+    return {at, at + chunk.infos()[k].size};
+  }
+  return {};
+}
+
+}  // namespace
+
 CudaEventPool::~CudaEventPool() {
   for (cudaEvent_t event : all_) cudaEventDestroy(event);
 }
@@ -767,20 +781,14 @@ TiedGradientMap CudaStageWork::TiedGradients() {
   TiedGradientMap out;
   Keep(Fold());
   for (auto& [index, chunk] : chunks_) {
-    // The embedding tied across chunks: held by the first and the last chunk when they differ
-    // (GatherTiedGradients' rule on the CPU).
-    if (!chunk->config().tied_head || num_chunks_ < 2) continue;
-    if (!chunk->spec().has_embedding && !chunk->spec().has_head) continue;
-    for (size_t k = 0; k < chunk->infos().size(); ++k) {
-      const models::ParamInfo& info = chunk->infos()[k];
-      if (info.name != "wte") continue;
-      Payload& grad = out[index]["wte"];
-      grad.resize(info.size);
-      Keep(oc::CudaStatus(
-          cudaMemcpyAsync(grad.data(), chunk->grads() + chunk->device_offset(k),
-                          info.size * sizeof(float), cudaMemcpyDeviceToHost, stream_),
-          "cudaMemcpyAsync", __FILE__, __LINE__));
-    }
+    const ElementRange tied = TiedRange(*chunk);
+    if (tied.size() == 0) continue;
+    Payload& grad = out[index]["wte"];
+    grad.resize(tied.size());
+    Keep(oc::CudaStatus(
+        cudaMemcpyAsync(grad.data(), chunk->grads() + tied.begin, tied.size() * sizeof(float),
+                        cudaMemcpyDeviceToHost, stream_),
+        "cudaMemcpyAsync", __FILE__, __LINE__));
   }
   Keep(oc::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__, __LINE__));
   return out;
@@ -1013,13 +1021,7 @@ void CudaStageWork::SetGradientProgress(GradientProgress progress) {
 
 ElementRange CudaStageWork::HeadWeightRange(const models::cuda::CudaGptChunk& chunk) const {
   if (!chunk.spec().has_head) return {};
-  const std::string name = chunk.config().tied_head ? "wte" : "lm_head.weight";
-  for (size_t k = 0; k < chunk.infos().size(); ++k) {
-    if (chunk.infos()[k].name != name) continue;
-    const int64_t at = chunk.device_offset(k);
-    return {at, at + chunk.infos()[k].size};
-  }
-  return {};
+  return DeviceRangeOf(chunk, chunk.config().tied_head ? "wte" : "lm_head.weight");
 }
 
 bool CudaStageWork::DeviceMemory(int64_t* in_use, int64_t* peak) const {
@@ -1057,15 +1059,11 @@ ElementRange CudaStageWork::Owned(int index) const {
 }
 
 ElementRange CudaStageWork::TiedRange(const models::cuda::CudaGptChunk& chunk) const {
-  // TiedGradients' rule: the embedding tied across chunks, in the first and the last chunk.
+  // The embedding tied across chunks: held by the first and the last chunk when they differ
+  // (GatherTiedGradients' rule on the CPU).
   if (!chunk.config().tied_head || num_chunks_ < 2) return {};
   if (!chunk.spec().has_embedding && !chunk.spec().has_head) return {};
-  for (size_t k = 0; k < chunk.infos().size(); ++k) {
-    if (chunk.infos()[k].name != "wte") continue;
-    const int64_t at = chunk.device_offset(k);
-    return {at, at + chunk.infos()[k].size};
-  }
-  return {};
+  return DeviceRangeOf(chunk, "wte");
 }
 
 absl::Status CudaStageWork::ReduceScatterToOwners(float* buffer, int64_t n,
